@@ -1,1 +1,4 @@
+mod ipcrm;
+mod ipcs;
+
 fn main() {}
