@@ -30,10 +30,7 @@ impl Scratch {
             shim_lib().display(),
             cli_bin().display()
         );
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .subsec_nanos();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").subsec_nanos();
         let ns = format!("prog-{name}-{}-{nanos}", std::process::id());
         let dir = std::env::temp_dir().join(format!("ipcshim-{ns}"));
         fs::create_dir(&dir).expect("create scratch dir");
@@ -53,16 +50,15 @@ impl Scratch {
         segments(&stdout_of(cmd.args(["ipcs", "-m"])))
     }
 
-    /// PROG with this namespace's environment, run directly or through `runuser -u USER`.
+    /// PROG with this namespace's environment, optionally through `runuser -u USER`. A minute's
+    /// timeout turns a hang (say, a deadlocked shim) into a failure.
     fn as_user(&self, user: Option<&str>, prog: &OsStr) -> Command {
-        let mut cmd = match user {
-            None => Command::new(prog),
-            Some(user) => {
-                let mut cmd = Command::new("runuser");
-                cmd.args(["-u", user, "--"]).arg(prog);
-                cmd
-            }
-        };
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-k", "5", "60"]);
+        if let Some(user) = user {
+            cmd.args(["runuser", "-u", user, "--"]);
+        }
+        cmd.arg(prog);
         cmd.env("IPCSHIM_NS", &self.ns)
             .env("IPCSHIM_DIR", &self.dir)
             .env_remove("IPCSHIM_DISABLE")
@@ -112,23 +108,13 @@ fn segments(ipcs_out: &str) -> Vec<Segment> {
 fn enter_fresh_ipc_namespace() {
     // SAFETY: unshare takes no pointers; CLONE_NEWIPC changes only this thread's namespace.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
-    assert_eq!(
-        rc,
-        0,
-        "unshare(CLONE_NEWIPC) needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    assert!(
-        kernel_segments().is_empty(),
-        "fresh IPC namespace not empty"
-    );
+    assert_eq!(rc, 0, "unshare(CLONE_NEWIPC) needs root: {}", std::io::Error::last_os_error());
+    assert!(kernel_segments().is_empty(), "fresh IPC namespace not empty");
 }
 
 /// The kernel's own segments in this thread's IPC namespace.
 fn kernel_segments() -> Vec<Segment> {
-    segments(&stdout_of(
-        Command::new("ipcs").arg("-m").env_remove("LD_PRELOAD"),
-    ))
+    segments(&stdout_of(Command::new("ipcs").arg("-m").env_remove("LD_PRELOAD")))
 }
 
 fn stdout_of(cmd: &mut Command) -> String {
@@ -240,10 +226,7 @@ impl Cluster {
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Command {
-        let mut cmd = self.scratch.as_user(
-            Some("postgres"),
-            Path::new(PG_BIN).join("pg_ctl").as_os_str(),
-        );
+        let mut cmd = self.scratch.as_user(Some("postgres"), Path::new(PG_BIN).join("pg_ctl").as_os_str());
         cmd.arg("-D").arg(self.data()).args(args);
         cmd
     }
@@ -252,9 +235,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if self.running {
-            let fast = self
-                .pg_ctl(&["stop", "-m", "fast", "-w", "-t", "20"])
-                .output();
+            let fast = self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "20"]).output();
             if !fast.is_ok_and(|out| out.status.success()) {
                 let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w"]).output();
             }
@@ -266,35 +247,20 @@ impl Drop for Cluster {
 fn postgres_runs_on_shim_shared_memory() {
     enter_fresh_ipc_namespace();
     let scratch = Scratch::new("postgres");
-    let chown = Command::new("chown")
-        .arg("postgres:postgres")
-        .arg(&scratch.dir)
-        .status()
-        .expect("run chown");
+    let chown = Command::new("chown").arg("postgres:postgres").arg(&scratch.dir).status().expect("run chown");
     assert!(chown.success(), "chown to postgres (does the user exist?)");
     fs::set_permissions(&scratch.dir, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let mut pg = Cluster {
-        scratch,
-        running: false,
-    };
+    let mut pg = Cluster { scratch, running: false };
     let dir = pg.scratch.dir.clone();
     let pg_bin = |name: &str| Path::new(PG_BIN).join(name).display().to_string();
 
     let data = pg.data().display().to_string();
-    stdout_of(
-        &mut pg
-            .scratch
-            .shimmed(Some("postgres"), &pg_bin("initdb"), &["-D", &data]),
-    );
+    stdout_of(&mut pg.scratch.shimmed(Some("postgres"), &pg_bin("initdb"), &["-D", &data]));
 
     let opts = format!("-k {} -c listen_addresses=''", dir.display());
     let log = dir.join("server.log").display().to_string();
-    let start = [
-        "-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30",
-    ];
-    let mut start_cmd = pg
-        .scratch
-        .shimmed(Some("postgres"), &pg_bin("pg_ctl"), &start);
+    let start = ["-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30"];
+    let mut start_cmd = pg.scratch.shimmed(Some("postgres"), &pg_bin("pg_ctl"), &start);
     pg.running = true; // a failed start may still leave a postmaster behind
     let started = start_cmd.output().expect("run pg_ctl start");
     assert!(
@@ -305,16 +271,12 @@ fn postgres_runs_on_shim_shared_memory() {
     );
 
     let mut psql = pg.scratch.as_user(Some("postgres"), OsStr::new("psql"));
-    psql.arg("-X")
-        .arg("-h")
-        .arg(&dir)
-        .args(["-d", "postgres", "-Atc", "select 1"]);
+    psql.arg("-X").arg("-h").arg(&dir).args(["-d", "postgres", "-Atc", "select 1"]);
     assert_eq!(stdout_of(&mut psql).trim(), "1");
 
     let shim = pg.scratch.shim_segments(Some("postgres"));
     assert!(
-        shim.iter()
-            .any(|seg| seg.owner == "postgres" && seg.nattch >= 1),
+        shim.iter().any(|seg| seg.owner == "postgres" && seg.nattch >= 1),
         "no attached postgres segment in ipcshim ipcs: {shim:?}"
     );
     let kernel = kernel_segments();
