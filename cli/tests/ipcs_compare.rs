@@ -503,18 +503,41 @@ fn snapshot() -> String {
 }
 
 fn compare_ipcrm(args: &[&str]) {
+    compare_ipcrm_as(args, None);
+}
+
+/// `uid`: run both sides unprivileged (real ipcrm via setpriv, ours after a per-thread setresuid).
+fn compare_ipcrm_as(args: &[&str], uid: Option<u32>) {
     let owned = strings(args);
     let real = {
         let a = owned.clone();
         in_private_ipc_ns(move || {
             simple_objects();
-            let r: Vec<&str> = a.iter().map(String::as_str).collect();
-            let res = run("/usr/bin/ipcrm", &r);
+            let mut r: Vec<String> = Vec::new();
+            let prog = match uid {
+                Some(u) => {
+                    let ids = [format!("--reuid={u}"), format!("--regid={u}"), "--clear-groups".into()];
+                    r.extend(ids);
+                    r.push("/usr/bin/ipcrm".into());
+                    "/usr/bin/setpriv"
+                }
+                None => "/usr/bin/ipcrm",
+            };
+            r.extend(a.iter().cloned());
+            let r: Vec<&str> = r.iter().map(String::as_str).collect();
+            let mut res = run(prog, &r);
+            // setpriv exec()s ipcrm with argv[0] "/usr/bin/ipcrm"; getopt messages would show it.
+            res.1 = res.1.replace("/usr/bin/ipcrm:", "ipcrm:");
             (res, snapshot())
         })
     };
     let mine = in_private_ipc_ns(move || {
         simple_objects();
+        if let Some(u) = uid {
+            // SAFETY: the raw syscall (unlike glibc's setresuid) changes only this thread's ids.
+            let rc = unsafe { libc::syscall(libc::SYS_setresuid, u, u, u) };
+            assert_eq!(rc, 0);
+        }
         let res = my_ipcrm(&owned);
         (res, snapshot())
     });
@@ -571,5 +594,19 @@ fn ipcrm_behaviour_matches_util_linux() {
     ];
     for c in cases {
         compare_ipcrm(c);
+    }
+}
+
+#[test]
+fn ipcrm_permission_errors_match_util_linux() {
+    let cases: &[&[&str]] = &[
+        &["-m", "0"],
+        &["-M", "0x1234"],
+        &["-s", "0", "-q", "1"],
+        &["-S", "0x2345", "--queue-key", "0x3456"],
+        &["shm", "0", "1"],
+    ];
+    for c in cases {
+        compare_ipcrm_as(c, Some(65534));
     }
 }
