@@ -1,0 +1,308 @@
+/* Helpers for the System V IPC differential tests.
+ * Output must be identical under the kernel and under the shim, so only
+ * relations are printed for pids, addresses and times. */
+#ifndef IPCSHIM_COMMON_H
+#define IPCSHIM_COMMON_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096UL
+#define NOBODY 65534
+/* Exit code of a child whose setup failed; the parent then fails too. */
+#define SETUP_FAIL 99
+
+static pid_t g_main, g_child;
+static time_t g_t0;
+
+static __attribute__((unused)) const char *errname(int e)
+{
+	static char buf[16];
+	switch (e) {
+#define E(x) case x: return #x;
+	E(EPERM) E(ENOENT) E(ESRCH) E(EINTR) E(EIO) E(E2BIG) E(ENOEXEC)
+	E(EBADF) E(ECHILD) E(EAGAIN) E(ENOMEM) E(EACCES) E(EFAULT) E(EBUSY)
+	E(EEXIST) E(ENODEV) E(EINVAL) E(ENFILE) E(EMFILE) E(EFBIG) E(ENOSPC)
+	E(EROFS) E(EPIPE) E(ERANGE) E(EDEADLK) E(ENOLCK) E(ENOSYS) E(ENOMSG)
+	E(EIDRM) E(EOVERFLOW) E(EOPNOTSUPP) E(ETIMEDOUT) E(EOWNERDEAD)
+	E(ENOTRECOVERABLE) E(EHWPOISON)
+#undef E
+	case 0: return "0";
+	}
+	snprintf(buf, sizeof buf, "E%d", e);
+	return buf;
+}
+
+static __attribute__((unused)) const char *signame(int s)
+{
+	static char buf[16];
+	switch (s) {
+	case SIGSEGV: return "SIGSEGV";
+	case SIGBUS: return "SIGBUS";
+	case SIGKILL: return "SIGKILL";
+	case SIGABRT: return "SIGABRT";
+	case SIGILL: return "SIGILL";
+	case SIGSYS: return "SIGSYS";
+	}
+	snprintf(buf, sizeof buf, "SIG%d", s);
+	return buf;
+}
+
+static __attribute__((unused)) void die(const char *what)
+{
+	fprintf(stderr, "setup failure: %s: %s\n", what, strerror(errno));
+	exit(getpid() == g_main ? 2 : SETUP_FAIL);
+}
+
+/* Unbuffered stdout: children and the parent never duplicate output. */
+static __attribute__((unused)) void setup(void)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	g_main = getpid();
+	g_t0 = time(NULL);
+}
+
+#define CASE(name) printf("case %s\n", name)
+
+static __attribute__((unused)) void show_res(const char *what, long r, int e)
+{
+	if (r == -1)
+		printf("%s = -1 %s\n", what, errname(e));
+	else
+		printf("%s = %ld\n", what, r);
+}
+
+/* Print an int/long-returning call with its errno by name. */
+#define SHOW(expr) ({ errno = 0; long r_ = (long)(expr); int e_ = errno; \
+	show_res(#expr, r_, e_); r_; })
+
+static __attribute__((unused)) void show_at(const char *what, void *r, void *want, int e)
+{
+	if (r == (void *)-1)
+		printf("%s = -1 %s\n", what, errname(e));
+	else if (want)
+		printf("%s = %s\n", what, r == want ? "== expected" : "!= expected");
+	else
+		printf("%s = %s\n", what,
+		       ((uintptr_t)r & (PAGE - 1)) ? "unaligned" : "page aligned");
+}
+
+/* Print a shmat() result: compared with want, or its alignment if want is NULL. */
+#define AT(expr, want) ({ errno = 0; void *r_ = (expr); int e_ = errno; \
+	show_at(#expr, r_, want, e_); r_; })
+
+static __attribute__((unused)) const char *pidrel(pid_t p)
+{
+	if (p == 0)
+		return "0";
+	if (p == getpid())
+		return "self";
+	if (p == g_main)
+		return "parent";
+	if (p == g_child)
+		return "child";
+	return "other";
+}
+
+static __attribute__((unused)) const char *trel(time_t t)
+{
+	if (t == 0)
+		return "0";
+	if (t >= g_t0 && t <= time(NULL))
+		return "set";
+	return "OUT OF RANGE";
+}
+
+static __attribute__((unused)) void show_ds(const struct shmid_ds *d)
+{
+	printf("  key=%#x uid=%u gid=%u cuid=%u cgid=%u mode=%#o seq=%u segsz=%zu "
+	       "nattch=%lu cpid=%s lpid=%s atime=%s dtime=%s ctime=%s\n",
+	       (unsigned)d->shm_perm.__key, d->shm_perm.uid, d->shm_perm.gid,
+	       d->shm_perm.cuid, d->shm_perm.cgid, d->shm_perm.mode,
+	       d->shm_perm.__seq, d->shm_segsz, (unsigned long)d->shm_nattch,
+	       pidrel(d->shm_cpid), pidrel(d->shm_lpid), trel(d->shm_atime),
+	       trel(d->shm_dtime), trel(d->shm_ctime));
+}
+
+/* IPC_STAT and print every field; returns shmctl's result. */
+static __attribute__((unused)) int stat_show(int id)
+{
+	struct shmid_ds d;
+	errno = 0;
+	int r = shmctl(id, IPC_STAT, &d);
+	if (r == -1) {
+		printf("  IPC_STAT = -1 %s\n", errname(errno));
+		return -1;
+	}
+	show_ds(&d);
+	return 0;
+}
+
+static __attribute__((unused)) void show_nattch(int id)
+{
+	struct shmid_ds d;
+	errno = 0;
+	if (shmctl(id, IPC_STAT, &d) == -1)
+		printf("  nattch: IPC_STAT = -1 %s\n", errname(errno));
+	else
+		printf("  nattch=%lu lpid=%s\n", (unsigned long)d.shm_nattch,
+		       pidrel(d.shm_lpid));
+}
+
+static __attribute__((unused)) void show_status(const char *who, int st)
+{
+	if (WIFEXITED(st))
+		printf("  %s exited %d\n", who, WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		printf("  %s killed by %s\n", who, signame(WTERMSIG(st)));
+	else
+		printf("  %s status %#x\n", who, st);
+}
+
+static __attribute__((unused)) void become(uid_t uid)
+{
+	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
+		die("setuid");
+}
+
+static __attribute__((unused)) int wait_child(pid_t pid)
+{
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		die("waitpid");
+	if (WIFEXITED(st) && WEXITSTATUS(st) == SETUP_FAIL) {
+		fprintf(stderr, "child setup failed\n");
+		exit(2);
+	}
+	return st;
+}
+
+/* Run fn in a child (as uid unless 0), relay its stdout in order and print
+ * how it ended unless it exited 0. */
+static __attribute__((unused)) int in_child(uid_t uid, void (*fn)(void *), void *arg)
+{
+	int p[2];
+	if (pipe(p))
+		die("pipe");
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		close(p[0]);
+		if (dup2(p[1], 1) < 0)
+			die("dup2");
+		close(p[1]);
+		if (uid)
+			become(uid);
+		fn(arg);
+		_exit(0);
+	}
+	g_child = pid;
+	close(p[1]);
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(p[0], buf, sizeof buf)) > 0)
+		if (write(1, buf, n) != n)
+			die("write");
+	close(p[0]);
+	int st = wait_child(pid);
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+		show_status("child", st);
+	return st;
+}
+
+/* An unmapped, 2 MiB aligned address with free space on both sides, far
+ * from the edges of the gap so a library's own small mappings do not land on it. */
+static __attribute__((unused)) char *hole(void)
+{
+	size_t len = 64UL << 20;
+	char *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	if (munmap(p, len))
+		die("munmap");
+	return (char *)(((uintptr_t)p + len / 2) & ~((2UL << 20) - 1));
+}
+
+static __attribute__((unused)) void write_sysctl(const char *name, const char *val)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/proc/sys/kernel/%s", name);
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		die(path);
+	if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		die(path);
+	close(fd);
+}
+
+/* Block until the wall clock second changes, so a time field set after this
+ * is distinguishable from one set before. */
+static __attribute__((unused)) time_t next_second(void)
+{
+	time_t t = time(NULL);
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	while (time(NULL) == t)
+		nanosleep(&ts, NULL);
+	return time(NULL);
+}
+
+/* Permissions of the mapping containing p, from /proc/self/maps ("rw-s"). */
+static __attribute__((unused)) const char *map_perms(const void *p)
+{
+	static char perms[8];
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		die("maps");
+	unsigned long lo, hi;
+	char line[512];
+	strcpy(perms, "none");
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 &&
+		    (uintptr_t)p >= lo && (uintptr_t)p < hi)
+			break;
+		else
+			strcpy(perms, "none");
+	fclose(f);
+	return perms;
+}
+
+/* Does touching p (read, or write if w) kill a child? Prints the outcome. */
+static __attribute__((unused)) void probe(const char *what, volatile char *p, int w)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		if (w)
+			*p = 1;
+		else
+			(void)*p;
+		_exit(0);
+	}
+	g_child = pid;
+	int st = wait_child(pid);
+	if (WIFSIGNALED(st))
+		printf("  %s: %s\n", what, signame(WTERMSIG(st)));
+	else
+		printf("  %s: ok\n", what);
+}
+
+#endif
