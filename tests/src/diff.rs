@@ -1,0 +1,318 @@
+//! Differential runner: every `c-tests/*.c` program runs once against the kernel and once
+//! against the shim, each in a fresh IPC namespace; exit status and stdout must match exactly.
+//! The shim run is under a seccomp filter that makes every System V IPC syscall fail with
+//! EHWPOISON, so a call the shim did not serve cannot be answered by the kernel unnoticed.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Wall-clock limit for one run of one program.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// x86-64 syscall numbers of System V IPC: shmget, shmat, shmctl, semget, semop, semctl, shmdt,
+/// msgget, msgsnd, msgrcv, msgctl, semtimedop.
+pub const SYSV_IPC_SYSCALLS: [u32; 12] = [29, 30, 31, 64, 65, 66, 67, 68, 69, 70, 71, 220];
+
+/// `AUDIT_ARCH_X86_64` from linux/audit.h (EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE).
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// Syscall numbers at or above this are the x32 ABI, which also reports AUDIT_ARCH_X86_64.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// Offsets of `nr` and `arch` in `struct seccomp_data`.
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
+
+/// How a program is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// New IPC namespace, no preload: the reference.
+    Kernel,
+    /// New IPC namespace, the shim preloaded, SysV syscalls blocked by seccomp.
+    Shim,
+    /// New IPC namespace, SysV syscalls blocked, no shim: proves the filter works.
+    FilterOnly,
+}
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// `exit N`, `signal N` or `timeout`.
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> io::Result<TempDir> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ipcshim-{tag}-{}-{n}", std::process::id()));
+        fs::create_dir(&path)?;
+        // Test programs drop to uid 65534 in children, which must still reach the shim's files.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The directory holding the C test programs.
+pub fn c_tests_dir() -> PathBuf {
+    crate::workspace_root().join("c-tests")
+}
+
+/// `target/c-tests`, where the programs are compiled to.
+pub fn out_dir() -> PathBuf {
+    crate::release_dir().parent().expect("release dir has a parent").join("c-tests")
+}
+
+/// Every `c-tests/*.c`, sorted.
+pub fn programs() -> io::Result<Vec<PathBuf>> {
+    let mut progs = Vec::new();
+    for entry in fs::read_dir(c_tests_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "c") {
+            progs.push(path);
+        }
+    }
+    progs.sort();
+    Ok(progs)
+}
+
+fn stem(src: &Path) -> String {
+    src.file_stem().expect("source has a file name").to_string_lossy().into_owned()
+}
+
+/// Compile `src` into `target/c-tests/NAME`; returns the executable.
+pub fn compile(src: &Path) -> Result<PathBuf, String> {
+    let dir = out_dir();
+    fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let exe = dir.join(stem(src));
+    // Build under a private name and rename, so concurrent test binaries never run a half-written file.
+    let tmp = dir.join(format!(".{}.{}", stem(src), std::process::id()));
+    let out = Command::new("cc")
+        .args(["-O1", "-Wall", "-Werror", "-D_GNU_SOURCE", "-o"])
+        .arg(&tmp)
+        .arg(src)
+        .output()
+        .map_err(|e| format!("cc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cc {} failed:\n{}", src.display(), String::from_utf8_lossy(&out.stderr)));
+    }
+    fs::rename(&tmp, &exe).map_err(|e| format!("rename to {}: {e}", exe.display()))?;
+    Ok(exe)
+}
+
+fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code: code as u16, jt: 0, jf: 0, k }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code: code as u16, jt, jf, k }
+}
+
+/// The seccomp BPF program: wrong architecture kills, x32 and SysV IPC syscalls fail with
+/// EHWPOISON, everything else is allowed.
+pub fn seccomp_program() -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let n = SYSV_IPC_SYSCALLS.len();
+    // Layout: 0 load arch, 1 check arch, 2 load nr, 3 x32 check, 4.. one jeq per syscall,
+    // then ALLOW, DENY, KILL.
+    let allow = 4 + n;
+    let deny = allow + 1;
+    let kill = deny + 1;
+    // A jump offset is relative to the instruction after the jump.
+    let to = |from: usize, target: usize| (target - from - 1) as u8;
+    let mut prog = vec![
+        stmt(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_ARCH),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, to(1, kill)),
+        stmt(BPF_LD | BPF_W | BPF_ABS, SECCOMP_DATA_NR),
+        jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, to(3, deny), 0),
+    ];
+    for (i, nr) in SYSV_IPC_SYSCALLS.iter().enumerate() {
+        prog.push(jump(BPF_JMP | BPF_JEQ | BPF_K, *nr, to(4 + i, deny), 0));
+    }
+    prog.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW));
+    prog.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ERRNO | libc::EHWPOISON as u32));
+    prog.push(stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_KILL_PROCESS));
+    prog
+}
+
+/// Run `exe` in a fresh IPC namespace and temp cwd, in `mode`, with [`TIMEOUT`].
+pub fn run(exe: &Path, mode: Mode) -> Result<Run, String> {
+    let err = |what: &str, e: io::Error| format!("{what}: {e}");
+    let files = TempDir::new("out").map_err(|e| err("temp dir", e))?;
+    let cwd = TempDir::new("cwd").map_err(|e| err("temp dir", e))?;
+    let shim_dir = TempDir::new("state").map_err(|e| err("temp dir", e))?;
+    let out_path = files.0.join("stdout");
+    let err_path = files.0.join("stderr");
+    let stdout = File::create(&out_path).map_err(|e| err("stdout file", e))?;
+    let stderr = File::create(&err_path).map_err(|e| err("stderr file", e))?;
+
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(&cwd.0)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .env_remove("LD_PRELOAD")
+        // Own process group, so a timeout kills forked children too.
+        .process_group(0);
+    if mode == Mode::Shim {
+        let name = exe.file_name().expect("exe has a name");
+        cmd.env("LD_PRELOAD", crate::shim_lib()).env("IPCSHIM_DIR", &shim_dir.0).env("IPCSHIM_NS", name);
+    }
+    let filter = if mode == Mode::Kernel { None } else { Some(seccomp_program()) };
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // system calls (unshare, prctl, seccomp) on data built before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWIPC) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(prog) = &filter {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let fprog = libc::sock_fprog {
+                    len: prog.len() as u16,
+                    filter: prog.as_ptr() as *mut libc::sock_filter,
+                };
+                let flags: libc::c_uint = 0;
+                if libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    flags,
+                    &fprog as *const libc::sock_fprog,
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+
+    let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", exe.display()))?;
+    let pgid = child.id() as libc::pid_t;
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(|e| err("wait", e))? {
+            Some(st) => break Some(st),
+            None if Instant::now() >= deadline => break None,
+            None => sleep(Duration::from_millis(10)),
+        }
+    };
+    // SAFETY: kill(2) on our own child's process group; it holds only processes this run
+    // started, and a group that is already empty just gives ESRCH.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let status = match status {
+        Some(st) => st,
+        None => {
+            child.wait().map_err(|e| err("wait", e))?;
+            return Ok(Run {
+                status: "timeout".into(),
+                stdout: read_lossy(&out_path),
+                stderr: read_lossy(&err_path),
+            });
+        }
+    };
+    let status = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => format!("{status:?}"),
+    };
+    Ok(Run { status, stdout: read_lossy(&out_path), stderr: read_lossy(&err_path) })
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// Number of cases in a program's output: its `case ` lines.
+pub fn count_cases(stdout: &str) -> usize {
+    stdout.lines().filter(|l| l.starts_with("case ")).count()
+}
+
+/// The case containing line `idx` of `out`.
+fn case_at(out: &str, idx: usize) -> String {
+    out.lines()
+        .take(idx + 1)
+        .filter_map(|l| l.strip_prefix("case "))
+        .last()
+        .unwrap_or("(before the first case)")
+        .to_string()
+}
+
+/// A unified-ish diff: a little common context, then the differing tails.
+fn diff_text(kernel: &str, shim: &str) -> (usize, String) {
+    const CONTEXT: usize = 3;
+    const MAX_TAIL: usize = 40;
+    let k: Vec<&str> = kernel.lines().collect();
+    let s: Vec<&str> = shim.lines().collect();
+    let first = k.iter().zip(&s).take_while(|(a, b)| a == b).count();
+    let mut text = String::from("--- kernel\n+++ shim\n");
+    for line in &k[first.saturating_sub(CONTEXT)..first] {
+        text += &format!(" {line}\n");
+    }
+    for (sign, lines) in [('-', &k), ('+', &s)] {
+        let tail = &lines[first.min(lines.len())..];
+        for line in tail.iter().take(MAX_TAIL) {
+            text += &format!("{sign}{line}\n");
+        }
+        if tail.len() > MAX_TAIL {
+            text += &format!("{sign}... {} more lines\n", tail.len() - MAX_TAIL);
+        }
+    }
+    (first, text)
+}
+
+/// Compile and run one program both ways. Ok(number of cases) when the shim run matches the
+/// kernel run; otherwise a report naming the program and the first differing case.
+pub fn check(src: &Path) -> Result<usize, String> {
+    let name = stem(src);
+    let exe = compile(src)?;
+    let kernel = run(&exe, Mode::Kernel)?;
+    if kernel.status != "exit 0" {
+        return Err(format!(
+            "{name}: the kernel run itself failed ({}); the test is broken\nstdout:\n{}\nstderr:\n{}",
+            kernel.status, kernel.stdout, kernel.stderr
+        ));
+    }
+    let shim = run(&exe, Mode::Shim)?;
+    let mut problems = Vec::new();
+    if shim.stdout.contains("EHWPOISON") {
+        problems.push("a SysV IPC syscall reached the kernel (EHWPOISON in the shim run)".into());
+    }
+    if shim.status != kernel.status {
+        problems.push(format!("status: kernel {}, shim {}", kernel.status, shim.status));
+    }
+    if problems.is_empty() && shim.stdout == kernel.stdout {
+        return Ok(count_cases(&kernel.stdout));
+    }
+    let (first, diff) = diff_text(&kernel.stdout, &shim.stdout);
+    let case = if shim.stdout == kernel.stdout {
+        "(stdout identical)".to_string()
+    } else {
+        case_at(&kernel.stdout, first)
+    };
+    Err(format!(
+        "{name}: first differing case: {case}\n{}\n{diff}shim stderr:\n{}",
+        problems.join("\n"),
+        shim.stderr
+    ))
+}
