@@ -3,8 +3,6 @@
 //! removes while parsing, so a later bad argument does not undo earlier removals); `Err` = stderr, exit 1.
 //! For a failed removal print `remove_failure(..)`, for a failed key lookup `key_lookup_failure(..)`;
 //! count failures and finish with `ipcrm_finish(args, failures)` (stdout tail + exit status).
-// used by main.rs once the region is wired in
-#![allow(dead_code)]
 
 use crate::ipcs::{Getopt, HasArg, LongOpt, c_strtonum, strtos32_or_err};
 

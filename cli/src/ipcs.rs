@@ -3,8 +3,6 @@
 //! Then `render_ipcs(&req, &shm, &sem, &msg, &limits, &summary)` -> `IpcsOutput { stdout, stderr }`, exit 0.
 //! Rows must be given in ascending index order (the order /proc/sysvipc lists them); `SemRow::values`
 //! only matters for `-s -i ID`. Owner/group names come from the passwd/group databases at render time.
-// used by main.rs once the region is wired in
-#![allow(dead_code)]
 
 use std::ffi::CStr;
 use std::fmt::Write as _;

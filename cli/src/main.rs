@@ -1,4 +1,342 @@
+//! `ipcshim`: run programs on ipcshim, and look at or clean up a namespace.
+//!
+//! `run` sets up the preload and namespace; `ipcs` and `ipcrm` behave as util-linux's tools
+//! do on the kernel, but for the namespace's objects; `status` summarises the namespace.
+
 mod ipcrm;
 mod ipcs;
 
-fn main() {}
+use shared_state::region::{self, Region, RegionErrorKind};
+use shared_state::{proc, shm};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: ipcshim [--ns NAME] COMMAND …
+  run [--ns NAME] -- CMD [ARGS…]   run CMD with its IPC served by ipcshim
+  ipcs [OPTIONS]                   list the namespace's objects (util-linux ipcs options)
+  ipcrm [OPTIONS]                  remove objects (util-linux ipcrm options)
+  status                           namespace, region use, processes, objects
+environment: IPCSHIM_NS (namespace, default \"default\"), IPCSHIM_DIR (default /dev/shm),
+             IPCSHIM_DISABLE=1 (leave every call to the kernel)";
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // A leading `--ns NAME` applies to every subcommand.
+    if args.first().map(String::as_str) == Some("--ns") && args.len() >= 2 {
+        // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
+        unsafe { std::env::set_var("IPCSHIM_NS", &args[1]) };
+        args.drain(..2);
+    }
+    let Some(cmd) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "run" => run(rest),
+        "ipcs" => ipcs_cmd(rest),
+        "ipcrm" => ipcrm_cmd(rest),
+        "status" => status(),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("ipcshim: unknown command '{other}'\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The namespace's region; `None` (and nothing printed) when it does not exist yet.
+fn open_existing() -> Result<Option<Region>, ExitCode> {
+    let opened = region::region_path_from_env().and_then(|p| Region::open(&p, false));
+    match opened {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if matches!(e.kind, RegionErrorKind::Missing) => Ok(None),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run(args: &[String]) -> ExitCode {
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--ns" if i + 1 < args.len() => {
+                // SAFETY: single-threaded; the variable is for the child we exec.
+                unsafe { std::env::set_var("IPCSHIM_NS", &args[i + 1]) };
+                i += 2;
+            }
+            "--" => {
+                i += 1;
+                break;
+            }
+            _ => break,
+        }
+    }
+    let Some(prog) = args.get(i) else {
+        eprintln!("ipcshim run: no command given\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let lib = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("libipcshim.so"),
+        Err(e) => {
+            eprintln!("ipcshim run: cannot locate myself: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !lib.exists() {
+        eprintln!("ipcshim run: {} not found (run `make`)", lib.display());
+        return ExitCode::FAILURE;
+    }
+    // Refuse a broken namespace here, once, rather than in every process of the command.
+    if let Err(e) = region::region_path_from_env().and_then(|p| Region::open(&p, true)) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let preload = match std::env::var("LD_PRELOAD") {
+        Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
+        _ => lib.display().to_string(),
+    };
+    let err = Command::new(prog).args(&args[i + 1..]).env("LD_PRELOAD", preload).exec();
+    eprintln!("ipcshim run: {prog}: {err}");
+    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
+}
+
+fn shm_rows(region: &Region) -> Vec<ipcs::ShmRow> {
+    shm::snapshot(region)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(id, d)| ipcs::ShmRow {
+            key: d.perm.key,
+            id,
+            uid: d.perm.uid,
+            gid: d.perm.gid,
+            cuid: d.perm.cuid,
+            cgid: d.perm.cgid,
+            mode: d.perm.mode as u32,
+            segsz: d.segsz,
+            nattch: d.nattch,
+            cpid: d.cpid,
+            lpid: d.lpid,
+            atime: d.atime,
+            dtime: d.dtime,
+            ctime: d.ctime,
+        })
+        .collect()
+}
+
+fn ipcs_cmd(args: &[String]) -> ExitCode {
+    let req = match ipcs::parse_ipcs_args(args) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let region = match open_existing() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let l = match &region {
+        Some(r) => r.header().limits,
+        None => region::kernel_limits(),
+    };
+    let limits = ipcs::Limits {
+        shmmax: l.shmmax,
+        shmall: l.shmall,
+        shmmni: l.shmmni as u64,
+        shmmin: shm::SHMMIN,
+        semmsl: l.semmsl as i32,
+        semmns: l.semmns as i32,
+        semopm: l.semopm as i32,
+        semmni: l.semmni as i32,
+        msgmax: l.msgmax as u64,
+        msgmnb: l.msgmnb as i32,
+        msgmni: l.msgmni as i32,
+    };
+    let mut summary = ipcs::Summary::default();
+    let rows = match &region {
+        Some(r) => {
+            let mut info = shm::ShmInfo::default();
+            if shm::shmctl(r, 0, shm::SHM_INFO, &mut info as *mut shm::ShmInfo as usize).is_ok() {
+                summary.shm_used_ids = info.used_ids;
+                summary.shm_tot = info.shm_tot;
+                summary.shm_rss = info.shm_rss;
+                summary.shm_swp = info.shm_swp;
+            }
+            shm_rows(r)
+        }
+        None => Vec::new(),
+    };
+    let out = ipcs::render_ipcs(&req, &rows, &[], &[], &limits, &summary);
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    ExitCode::SUCCESS
+}
+
+fn ipcrm_cmd(args: &[String]) -> ExitCode {
+    let requests = match ipcrm::parse_ipcrm_args(args) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let region = match open_existing() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut failures = 0;
+    let mut verbose = false;
+    // Without a region nothing exists: every id is invalid and every key unknown.
+    let remove_id = |kind: ipcrm::IpcKind, id: i32| -> Result<(), i32> {
+        match (&region, kind) {
+            (Some(r), ipcrm::IpcKind::Shm) => shm::shmctl(r, id, shm::IPC_RMID, 0).map(|_| ()),
+            _ => Err(libc::EINVAL),
+        }
+    };
+    let lookup_key = |kind: ipcrm::IpcKind, key: i32| -> Result<i32, i32> {
+        match (&region, kind) {
+            (Some(r), ipcrm::IpcKind::Shm) => shm::shmget(r, key, 0, 0),
+            _ => Err(libc::ENOENT),
+        }
+    };
+    for req in requests {
+        match req {
+            ipcrm::RemoveRequest::Verbose => verbose = true,
+            ipcrm::RemoveRequest::Warn(msg) => {
+                eprintln!("{msg}");
+                failures += 1;
+            }
+            ipcrm::RemoveRequest::Fatal(msg) => {
+                eprintln!("{msg}");
+                return ExitCode::FAILURE;
+            }
+            ipcrm::RemoveRequest::Id { kind, id } => {
+                if verbose {
+                    println!("{}", ipcrm::verbose_line(kind, id));
+                }
+                if let Err(e) = remove_id(kind, id) {
+                    let f = ipcrm::remove_failure(false, id, e);
+                    eprintln!("{}", f.message);
+                    if f.fatal {
+                        return ExitCode::FAILURE;
+                    }
+                    failures += 1;
+                }
+            }
+            ipcrm::RemoveRequest::Key { kind, key, text } => {
+                let id = match lookup_key(kind, key) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        let f = ipcrm::key_lookup_failure(&text, e);
+                        eprintln!("{}", f.message);
+                        if f.fatal {
+                            return ExitCode::FAILURE;
+                        }
+                        failures += 1;
+                        continue;
+                    }
+                };
+                if verbose {
+                    println!("{}", ipcrm::verbose_line(kind, id));
+                }
+                if let Err(e) = remove_id(kind, id) {
+                    let f = ipcrm::remove_failure(true, id, e);
+                    eprintln!("{}", f.message);
+                    if f.fatal {
+                        return ExitCode::FAILURE;
+                    }
+                    failures += 1;
+                }
+            }
+            ipcrm::RemoveRequest::All(kind) => {
+                let Some(r) = &region else { continue };
+                if kind.is_some_and(|k| k != ipcrm::IpcKind::Shm) {
+                    continue;
+                }
+                let mut failed = false;
+                for row in shm_rows(r) {
+                    // As ipcrm -a: only objects the caller may stat.
+                    let mut ds = shm::Shmid64Ds::default();
+                    if shm::shmctl(r, row.id & 0x7fff, shm::SHM_STAT, &mut ds as *mut _ as usize).is_err() {
+                        continue;
+                    }
+                    if verbose {
+                        println!("{}", ipcrm::verbose_line(ipcrm::IpcKind::Shm, row.id));
+                    }
+                    if let Err(e) = remove_id(ipcrm::IpcKind::Shm, row.id) {
+                        eprintln!("{}", ipcrm::remove_failure(false, row.id, e).message);
+                        failed = true;
+                    }
+                }
+                failures += failed as usize;
+            }
+        }
+    }
+    let (tail, status) = ipcrm::ipcrm_finish(args, failures);
+    print!("{tail}");
+    ExitCode::from(status as u8)
+}
+
+fn status() -> ExitCode {
+    let path = match region::region_path_from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ns = std::env::var("IPCSHIM_NS").unwrap_or_else(|_| "default".into());
+    println!("namespace:      {ns}");
+    println!("region:         {path}");
+    let disabled = std::env::var("IPCSHIM_DISABLE").is_ok_and(|v| v == "1");
+    println!(
+        "served:         {}",
+        if disabled { "nothing (IPCSHIM_DISABLE=1)" } else { "System V shared memory" }
+    );
+    println!("kernel-served:  pipes, FIFOs, sockets, System V semaphores and message queues");
+    let region = match open_existing() {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            println!("state:          not created yet (no process has used this namespace)");
+            return ExitCode::SUCCESS;
+        }
+        Err(code) => return code,
+    };
+    let hdr = region.header();
+    println!("layout version: {}", region::LAYOUT_VERSION);
+    println!(
+        "region size:    {} MiB reserved (sparse), {} KiB in use",
+        region::TOTAL_SIZE >> 20,
+        region.resident_bytes() >> 10
+    );
+    println!("heap:           {} bytes used", hdr.heap.used_bytes());
+    let pids = proc::live_pids(&region);
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    println!(
+        "processes:      {} live{}{}",
+        pids.len(),
+        if list.is_empty() { "" } else { ": " },
+        list.join(" ")
+    );
+    let segs = shm::snapshot(&region).unwrap_or_default();
+    let attached: u64 = segs.iter().map(|(_, s)| s.nattch).sum();
+    println!("shm segments:   {} ({} attachments, {} pages)", segs.len(), attached, hdr.shm.shm_tot);
+    println!("sem arrays:     0");
+    println!("msg queues:     0");
+    let c = &hdr.counters;
+    use std::sync::atomic::Ordering::Relaxed;
+    println!(
+        "counters:       shm_calls={} procs_reaped={} lock_recoveries={}",
+        c.shm_calls.load(Relaxed),
+        c.procs_reaped.load(Relaxed),
+        c.lock_recoveries.load(Relaxed)
+    );
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,21 @@
-pub fn placeholder() {}
+//! The user-space kernel behind ipcshim: a shared region holding the kernel's own IPC data
+//! structures, and the operations on them, named after their counterparts in Linux's `ipc/`.
+//!
+//! - [`region`]: the namespace file, its header and layout.
+//! - [`lock`], [`wait`]: cross-process locks that survive their holder, and futex waits.
+//! - [`proc`]: per-process records, death detection and reaping.
+//! - [`alloc`]: the allocator inside the region.
+//! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
+//! - [`shm`]: what `ipc/shm.c` does
+//! - [`sys`]: raw system calls that never re-enter the shim's hooks.
+
+pub mod alloc;
+pub mod ipc;
+pub mod lock;
+pub mod proc;
+pub mod region;
+pub mod shm;
+pub mod sys;
+pub mod wait;
+
+pub use region::{Region, RegionError};

@@ -1,1 +1,8 @@
+//! `libipcshim.so`: loaded with LD_PRELOAD, it serves the program's System V shared memory
+//! calls from the namespace's shared region (see the `shared-state` crate), with the
+//! kernel's results and errno. This crate only translates C calls and process events.
 
+mod process;
+mod real;
+mod region;
+mod sysv;

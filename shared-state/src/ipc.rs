@@ -1,0 +1,258 @@
+//! What `ipc/util.c` does for every family: `kern_ipc_perm`, `ipc_ids` with the kernel's id
+//! allocation (cyclic index, sequence bumped on wrap, id = seq * IPCMNI + index), key lookup,
+//! `ipcperms`, and the generic `ipcget` behind shmget/semget/msgget.
+
+use crate::region::IPCMNI;
+use crate::sys::{self, Errno};
+use libc::{EACCES, EEXIST, EINVAL, ENOENT, ENOSPC};
+
+pub const IPC_PRIVATE: i32 = 0;
+pub const IPC_CREAT: i32 = 0o1000;
+pub const IPC_EXCL: i32 = 0o2000;
+pub const S_IRWXUGO: u32 = 0o777;
+pub const S_IRUGO: u32 = 0o444;
+pub const S_IWUGO: u32 = 0o222;
+pub const S_IXUGO: u32 = 0o111;
+
+/// The kernel's `ipc_min_cycle` (RADIX_TREE_MAP_SIZE): indices cycle at least this far.
+const IPC_MIN_CYCLE: u32 = 64;
+const SEQ_SHIFT: u32 = 15;
+/// `ipcid_seq_max()`.
+const SEQ_MAX: u32 = (i32::MAX as u32) >> SEQ_SHIFT;
+
+pub const CAP_IPC_LOCK: u32 = 14;
+pub const CAP_IPC_OWNER: u32 = 15;
+pub const CAP_SYS_ADMIN: u32 = 21;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernIpcPerm {
+    pub key: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
+    /// Permission bits plus family flags (SHM_DEST, SHM_LOCKED).
+    pub mode: u32,
+    pub seq: u32,
+    pub id: i32,
+}
+
+/// The calling task's credentials, read fresh per call (a process may setuid at any time).
+pub struct Cred {
+    pub euid: u32,
+    pub egid: u32,
+}
+
+impl Cred {
+    pub fn current() -> Cred {
+        Cred { euid: sys::geteuid(), egid: sys::getegid() }
+    }
+
+    /// `in_group_p`: the effective or a supplementary group.
+    pub fn in_group_p(&self, gid: u32) -> bool {
+        if gid == self.egid {
+            return true;
+        }
+        let mut groups = [0u32; 256];
+        let n = sys::getgroups(&mut groups);
+        groups[..n].contains(&gid)
+    }
+
+    pub fn capable(&self, cap: u32) -> bool {
+        sys::effective_caps() & (1u64 << cap) != 0
+    }
+}
+
+impl KernIpcPerm {
+    /// `ipcperms`: may `cred` access with the rwx bits in `flag` (any of the three triplets)?
+    pub fn ipcperms(&self, cred: &Cred, flag: u32) -> bool {
+        let requested = (flag >> 6) | (flag >> 3) | flag;
+        let mut granted = self.mode;
+        if cred.euid == self.cuid || cred.euid == self.uid {
+            granted >>= 6;
+        } else if cred.in_group_p(self.cgid) || cred.in_group_p(self.gid) {
+            granted >>= 3;
+        }
+        requested & !granted & 0o7 == 0 || cred.capable(CAP_IPC_OWNER)
+    }
+
+    /// The owner check of `ipcctl_obtain_check` (IPC_SET, IPC_RMID).
+    pub fn owner_or_admin(&self, cred: &Cred) -> bool {
+        cred.euid == self.cuid || cred.euid == self.uid || cred.capable(CAP_SYS_ADMIN)
+    }
+
+    /// `ipc_update_perm` for IPC_SET.
+    pub fn update(&mut self, uid: u32, gid: u32, mode: u32) -> Result<(), Errno> {
+        if uid == u32::MAX || gid == u32::MAX {
+            return Err(EINVAL);
+        }
+        self.uid = uid;
+        self.gid = gid;
+        self.mode = (self.mode & !S_IRWXUGO) | (mode & S_IRWXUGO);
+        Ok(())
+    }
+}
+
+/// The user-visible half of `struct ipc64_perm`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Ipc64Perm {
+    pub key: i32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
+    pub mode: u16,
+    pub pad1: u16,
+    pub seq: u16,
+    pub pad2: u16,
+    pub unused1: u64,
+    pub unused2: u64,
+}
+
+impl From<&KernIpcPerm> for Ipc64Perm {
+    fn from(p: &KernIpcPerm) -> Self {
+        Ipc64Perm {
+            key: p.key,
+            uid: p.uid,
+            gid: p.gid,
+            cuid: p.cuid,
+            cgid: p.cgid,
+            mode: p.mode as u16,
+            seq: p.seq as u16,
+            ..Default::default()
+        }
+    }
+}
+
+/// `struct ipc_ids`, minus the objects themselves (which live in the family's slot array).
+#[repr(C)]
+#[derive(Debug)]
+pub struct IpcIds {
+    pub in_use: u32,
+    pub seq: u32,
+    pub last_idx: i32,
+    pub max_idx: i32,
+    /// The idr's cyclic cursor (`idr_next`).
+    pub next_idx: u32,
+}
+
+impl IpcIds {
+    pub fn init(&mut self) {
+        self.in_use = 0;
+        self.seq = 0;
+        self.last_idx = -1;
+        self.max_idx = -1;
+        self.next_idx = 0;
+    }
+
+    /// `ipc_idr_alloc` + the bookkeeping of `ipc_addid`: picks an index with `used(idx)` false,
+    /// returning (index, seq). `mni` is the family's limit (shmmni…).
+    pub fn alloc(&mut self, mni: u32, used: impl Fn(u32) -> bool) -> Result<(u32, u32), Errno> {
+        let limit = mni.min(IPCMNI);
+        if self.in_use >= limit {
+            return Err(ENOSPC);
+        }
+        let max_idx = (self.in_use * 3 / 2).clamp(IPC_MIN_CYCLE, IPCMNI);
+        let find = |from: u32| (from..max_idx).find(|&i| !used(i));
+        let start = if self.next_idx < max_idx { self.next_idx } else { 0 };
+        let idx = find(start).or_else(|| if start > 0 { find(0) } else { None }).ok_or(ENOSPC)?;
+        self.next_idx = idx + 1;
+        if idx as i32 <= self.last_idx {
+            self.seq += 1;
+            if self.seq >= SEQ_MAX {
+                self.seq = 0;
+            }
+        }
+        self.last_idx = idx as i32;
+        self.in_use += 1;
+        if idx as i32 > self.max_idx {
+            self.max_idx = idx as i32;
+        }
+        Ok((idx, self.seq))
+    }
+
+    /// `ipc_rmid`: forget index `idx`; `used` answers for the other indices.
+    pub fn remove(&mut self, idx: u32, used: impl Fn(u32) -> bool) {
+        self.in_use = self.in_use.saturating_sub(1);
+        if idx as i32 == self.max_idx {
+            let mut i = idx as i32 - 1;
+            while i >= 0 && !used(i as u32) {
+                i -= 1;
+            }
+            self.max_idx = i;
+        }
+    }
+
+    /// `ipc_get_maxidx`.
+    pub fn get_maxidx(&self) -> i32 {
+        if self.in_use == 0 {
+            -1
+        } else if self.in_use == IPCMNI {
+            IPCMNI as i32 - 1
+        } else {
+            self.max_idx
+        }
+    }
+}
+
+pub fn build_id(seq: u32, idx: u32) -> i32 {
+    ((seq << SEQ_SHIFT) + idx) as i32
+}
+
+pub fn id_to_idx(id: i32) -> u32 {
+    (id as u32) & (IPCMNI - 1)
+}
+
+/// One family's table, as `ipcget` needs it (the kernel's `ipc_ops`).
+pub trait IpcFamily {
+    type Params;
+    /// The perm of a live object at `idx`, if any.
+    fn perm(&self, idx: u32) -> Option<&KernIpcPerm>;
+    /// The highest index that may be in use.
+    fn max_idx(&self) -> i32;
+    /// `ops->getnew`: creates an object, returning its id.
+    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, params: &Self::Params) -> Result<i32, Errno>;
+    /// `ops->more_checks` on an existing object found by key.
+    fn more_checks(&self, _idx: u32, _params: &Self::Params) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    /// `ipc_findkey`.
+    fn findkey(&self, key: i32) -> Option<u32> {
+        (0..=self.max_idx()).map(|i| i as u32).find(|&i| self.perm(i).is_some_and(|p| p.key == key))
+    }
+
+    /// `ipc_obtain_object_check`: the index of a live object whose full id is `id`.
+    fn obtain_check(&self, id: i32) -> Result<u32, Errno> {
+        if id < 0 {
+            return Err(EINVAL);
+        }
+        let idx = id_to_idx(id);
+        match self.perm(idx) {
+            Some(p) if p.id == id => Ok(idx),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// `ipcget`: `ipcget_new` for IPC_PRIVATE, else `ipcget_public`.
+    fn ipcget(&mut self, cred: &Cred, key: i32, flg: i32, params: &Self::Params) -> Result<i32, Errno> {
+        if key == IPC_PRIVATE {
+            return self.getnew(cred, key, flg, params);
+        }
+        match self.findkey(key) {
+            None if flg & IPC_CREAT == 0 => Err(ENOENT),
+            None => self.getnew(cred, key, flg, params),
+            Some(_) if flg & IPC_CREAT != 0 && flg & IPC_EXCL != 0 => Err(EEXIST),
+            Some(idx) => {
+                self.more_checks(idx, params)?;
+                let perm = self.perm(idx).ok_or(EINVAL)?;
+                if !perm.ipcperms(cred, flg as u32) {
+                    return Err(EACCES);
+                }
+                Ok(perm.id)
+            }
+        }
+    }
+}

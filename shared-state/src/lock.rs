@@ -1,0 +1,63 @@
+//! A lock that lives in the shared region and survives the death of its holder.
+//!
+//! glibc's robust process-shared mutex (NOTES §5): when the holder dies the next locker gets
+//! EOWNERDEAD. The lock itself is then made consistent; the structure it protects is repaired
+//! by the caller, which is told through [`LockGuard::recovered`].
+
+use core::cell::UnsafeCell;
+
+#[repr(C)]
+pub struct RobustMutex {
+    inner: UnsafeCell<libc::pthread_mutex_t>,
+}
+
+// SAFETY: the mutex is designed for concurrent use from many threads and processes.
+unsafe impl Sync for RobustMutex {}
+
+/// Held while alive; unlocks on drop.
+pub struct LockGuard<'a> {
+    mutex: &'a RobustMutex,
+    /// The previous holder died while holding the lock: its update may be half done.
+    pub recovered: bool,
+}
+
+impl RobustMutex {
+    /// Initialises a mutex in place, in memory that no other process uses yet.
+    ///
+    /// # Safety
+    /// `this` must point to writable memory of the right size that nobody else accesses.
+    pub unsafe fn init(this: *mut RobustMutex) {
+        // SAFETY: per the contract `this` is valid and exclusive; the attr lives on our stack.
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = core::mem::zeroed();
+            libc::pthread_mutexattr_init(&mut attr);
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+            libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            libc::pthread_mutex_init((*this).inner.get(), &attr);
+            libc::pthread_mutexattr_destroy(&mut attr);
+        }
+    }
+
+    /// Takes the lock. Fails only when the mutex is unusable (ENOTRECOVERABLE, or memory that
+    /// is not a mutex at all).
+    pub fn lock(&self) -> Result<LockGuard<'_>, i32> {
+        // SAFETY: the mutex was initialised by `init` when the region was created.
+        let rc = unsafe { libc::pthread_mutex_lock(self.inner.get()) };
+        match rc {
+            0 => Ok(LockGuard { mutex: self, recovered: false }),
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold the lock (EOWNERDEAD transfers ownership to us).
+                unsafe { libc::pthread_mutex_consistent(self.inner.get()) };
+                Ok(LockGuard { mutex: self, recovered: true })
+            }
+            e => Err(e),
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock.
+        unsafe { libc::pthread_mutex_unlock(self.mutex.inner.get()) };
+    }
+}

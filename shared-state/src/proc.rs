@@ -1,0 +1,318 @@
+//! Processes: one record per live process that holds state in the namespace.
+//!
+//! A record is named by pid plus the process start time (field 22 of /proc/PID/stat), which a
+//! reused pid does not repeat. Nothing watches for deaths: whoever next needs an exact view
+//! (IPC_STAT, IPC_RMID, ipcs, a new attachment…) calls [`reap`], which checks the records and
+//! releases what dead processes held — the work the kernel does in exit_mm/exit_sem.
+
+use crate::region::{MAX_PROCS, PROCS_OFF, Region};
+use crate::sys;
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+pub const FREE: u32 = 0;
+pub const LIVE: u32 = 1;
+/// Prepared by a parent inside fork(), claimed by the child (pid still the parent's).
+pub const FORKING: u32 = 2;
+
+#[repr(C)]
+pub struct ProcRecord {
+    pub state: AtomicU32,
+    pub pid: i32,
+    pub starttime: u64,
+    /// Heap offset of the first `ShmAttach` of this process, 0 for none.
+    pub shm_attach: u64,
+    _reserved: [u64; 5],
+}
+
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// Who "current" is in this process; the user-space analogue of `current`.
+static SELF_PID: AtomicI32 = AtomicI32::new(0);
+static SELF_START: AtomicU64 = AtomicU64::new(0);
+static SELF_SLOT: AtomicU32 = AtomicU32::new(NO_SLOT);
+
+/// Learns who we are: at start-up, and again in a fork child.
+pub fn identify_self() {
+    let pid = sys::getpid();
+    SELF_PID.store(pid, Ordering::Relaxed);
+    SELF_START.store(stat_of(pid).map(|s| s.starttime).unwrap_or(0), Ordering::Relaxed);
+    SELF_SLOT.store(NO_SLOT, Ordering::Relaxed);
+}
+
+pub fn self_pid() -> i32 {
+    let pid = SELF_PID.load(Ordering::Relaxed);
+    if pid == 0 { sys::getpid() } else { pid }
+}
+
+pub fn self_slot() -> u32 {
+    SELF_SLOT.load(Ordering::Relaxed)
+}
+
+pub fn set_self_slot(slot: u32) {
+    SELF_SLOT.store(slot, Ordering::Relaxed);
+}
+
+pub struct ProcStat {
+    pub starttime: u64,
+    pub dead: bool,
+}
+
+/// Reads state and start time of `pid` without allocating.
+pub fn stat_of(pid: i32) -> Option<ProcStat> {
+    let mut path = [0u8; 32];
+    let mut n = 0;
+    for &b in b"/proc/" {
+        path[n] = b;
+        n += 1;
+    }
+    let mut digits = [0u8; 12];
+    let mut d = 0;
+    let mut v = pid as u32;
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[n] = digits[d];
+        n += 1;
+    }
+    for &b in b"/stat\0" {
+        path[n] = b;
+        n += 1;
+    }
+    let fd = sys::open(&path[..n], libc::O_RDONLY, 0).ok()?;
+    let mut buf = [0u8; 1024];
+    let len = sys::read(fd, &mut buf);
+    sys::close(fd);
+    let len = len.ok()?;
+    let text = &buf[..len];
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let mut fields = text[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    // After the state (field 3), start time is field 22: 18 fields further on.
+    let start = fields.nth(18)?;
+    let starttime =
+        start.iter().take_while(|b| b.is_ascii_digit()).fold(0u64, |a, &b| a * 10 + (b - b'0') as u64);
+    Some(ProcStat { starttime, dead: state == b'Z' || state == b'X' })
+}
+
+/// Whether the process a record names is still running (a zombie has already dropped its
+/// memory, so for IPC it is dead, as in the kernel's exit_mm).
+pub fn alive(pid: i32, starttime: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    if pid == self_pid() {
+        return true;
+    }
+    if sys::kill(pid, 0) == Err(libc::ESRCH) {
+        return false;
+    }
+    match stat_of(pid) {
+        Some(st) => !st.dead && (starttime == 0 || st.starttime == starttime),
+        None => false,
+    }
+}
+
+/// # Safety
+/// The caller holds the region lock; `slot < MAX_PROCS`.
+#[allow(clippy::mut_from_ref)]
+pub unsafe fn record(region: &Region, slot: u32) -> &mut ProcRecord {
+    debug_assert!(slot < MAX_PROCS);
+    // SAFETY: the process table lies at PROCS_OFF with MAX_PROCS records.
+    unsafe { region.at::<ProcRecord>(PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64) }
+}
+
+/// Claims a free record for `pid`.
+///
+/// # Safety
+/// The caller holds the region lock.
+pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64) -> Option<u32> {
+    for pass in 0..2 {
+        for slot in 0..MAX_PROCS {
+            // SAFETY: lock held, slot in range.
+            let r = unsafe { record(region, slot) };
+            if r.state.load(Ordering::Relaxed) == FREE {
+                r.pid = pid;
+                r.starttime = starttime;
+                r.shm_attach = 0;
+                r.state.store(state, Ordering::Release);
+                return Some(slot);
+            }
+        }
+        if pass == 0 {
+            // SAFETY: lock held.
+            unsafe { reap(region) };
+        }
+    }
+    None
+}
+
+/// This process's record, created on first need.
+///
+/// # Safety
+/// The caller holds the region lock.
+pub unsafe fn current_record(region: &Region) -> Option<u32> {
+    let slot = self_slot();
+    if slot != NO_SLOT && slot < MAX_PROCS {
+        // SAFETY: lock held.
+        let r = unsafe { record(region, slot) };
+        if r.state.load(Ordering::Relaxed) == LIVE && r.pid == self_pid() {
+            return Some(slot);
+        }
+    }
+    // SAFETY: lock held.
+    let slot = unsafe { alloc_record(region, LIVE, self_pid(), SELF_START.load(Ordering::Relaxed))? };
+    set_self_slot(slot);
+    Some(slot)
+}
+
+/// Releases everything a record holds and frees it; `pid` is reported as the last user.
+///
+/// # Safety
+/// The caller holds the region lock.
+pub unsafe fn release_record(region: &Region, slot: u32) {
+    // SAFETY: lock held.
+    let r = unsafe { record(region, slot) };
+    let pid = r.pid;
+    // SAFETY: lock held.
+    unsafe { crate::shm::exit_shm(region, slot, pid) };
+    r.state.store(FREE, Ordering::Release);
+}
+
+/// Releases the state of every dead process.
+///
+/// # Safety
+/// The caller holds the region lock.
+pub unsafe fn reap(region: &Region) {
+    for slot in 0..MAX_PROCS {
+        // SAFETY: lock held.
+        let r = unsafe { record(region, slot) };
+        let state = r.state.load(Ordering::Relaxed);
+        if state == FREE || alive(r.pid, r.starttime) {
+            continue;
+        }
+        // SAFETY: lock held.
+        unsafe { release_record(region, slot) };
+        region.header().counters.procs_reaped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The record of the pre-exec image of this very process, if it had one: the new image must
+/// drop what exec drops (attachments). Called once at start-up.
+pub fn exec_cleanup(region: &Region) {
+    let Ok(_guard) = region.lock() else { return };
+    let pid = self_pid();
+    let start = SELF_START.load(Ordering::Relaxed);
+    for slot in 0..MAX_PROCS {
+        // SAFETY: lock held.
+        let r = unsafe { record(region, slot) };
+        if r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid && r.starttime == start {
+            // SAFETY: lock held.
+            unsafe { release_record(region, slot) };
+        }
+    }
+}
+
+/// Normal exit: drop attachments now rather than waiting to be reaped.
+pub fn exit_cleanup(region: &Region) {
+    let slot = self_slot();
+    if slot == NO_SLOT {
+        return;
+    }
+    let Ok(_guard) = region.lock() else { return };
+    // SAFETY: lock held; slot came from current_record.
+    let r = unsafe { record(region, slot) };
+    if r.state.load(Ordering::Relaxed) == LIVE && r.pid == self_pid() {
+        // SAFETY: lock held.
+        unsafe { release_record(region, slot) };
+    }
+    set_self_slot(NO_SLOT);
+}
+
+/// Live records, for `ipcshim status`.
+pub fn live_pids(region: &Region) -> Vec<i32> {
+    let Ok(_guard) = region.lock() else { return Vec::new() };
+    // SAFETY: lock held.
+    unsafe { reap(region) };
+    (0..MAX_PROCS)
+        // SAFETY: lock held.
+        .map(|s| unsafe { record(region, s) })
+        .filter(|r| r.state.load(Ordering::Relaxed) != FREE)
+        .map(|r| r.pid)
+        .collect()
+}
+
+/// Fork support: the parent prepares the child's record before fork so that attachment counts
+/// are right the moment fork returns (as dup_mmap does); the child then claims it.
+pub mod fork {
+    use super::*;
+
+    thread_local! {
+        static PENDING: core::cell::Cell<u32> = const { core::cell::Cell::new(NO_SLOT) };
+    }
+
+    /// In the parent, before fork.
+    pub fn prepare(region: &Region) {
+        PENDING.with(|p| p.set(NO_SLOT));
+        let slot = self_slot();
+        if slot == NO_SLOT {
+            return;
+        }
+        let Ok(_guard) = region.lock() else { return };
+        // SAFETY: lock held.
+        unsafe {
+            if record(region, slot).shm_attach == 0 {
+                return;
+            }
+            let Some(child) = alloc_record(region, FORKING, self_pid(), SELF_START.load(Ordering::Relaxed))
+            else {
+                return;
+            };
+            crate::shm::fork_shm(region, slot, child);
+            PENDING.with(|p| p.set(child));
+        }
+    }
+
+    /// In the child, before fork returns.
+    pub fn child(region: &Region) {
+        identify_self();
+        let slot = PENDING.with(|p| p.replace(NO_SLOT));
+        if slot == NO_SLOT {
+            return;
+        }
+        let Ok(_guard) = region.lock() else { return };
+        // SAFETY: lock held; the slot was prepared by our parent for us.
+        unsafe {
+            let r = record(region, slot);
+            if r.state.load(Ordering::Relaxed) != FORKING {
+                return;
+            }
+            r.pid = self_pid();
+            r.starttime = SELF_START.load(Ordering::Relaxed);
+            r.state.store(LIVE, Ordering::Release);
+        }
+        set_self_slot(slot);
+    }
+
+    /// In the parent after fork: `pid` is fork's result. A failed fork gives the prepared
+    /// record back.
+    pub fn parent(region: &Region, pid: i32) {
+        let slot = PENDING.with(|p| p.replace(NO_SLOT));
+        if slot == NO_SLOT || pid > 0 {
+            return;
+        }
+        let Ok(_guard) = region.lock() else { return };
+        // SAFETY: lock held; the slot is the one we prepared and the child never existed.
+        unsafe {
+            if record(region, slot).state.load(Ordering::Relaxed) == FORKING {
+                release_record(region, slot);
+            }
+        }
+    }
+}

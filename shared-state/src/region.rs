@@ -1,0 +1,382 @@
+//! The region: one file per IPC namespace, mapped by every process of the namespace at its own
+//! address. Everything inside is addressed by offset from the start of the file.
+//!
+//! Layout (fixed by [`LAYOUT_VERSION`]):
+//! header page | process table | shm ids | shm free extents | heap | shm data area.
+//! The file is sparse: only pages that were touched take memory.
+
+use crate::alloc::Heap;
+use crate::lock::{LockGuard, RobustMutex};
+use crate::proc::ProcRecord;
+use crate::shm::{Extent, ShmidKernel};
+use crate::sys;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::fmt;
+
+pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
+/// Bumped whenever the meaning of any byte in the region changes.
+pub const LAYOUT_VERSION: u32 = 1;
+pub const PAGE_SIZE: u64 = 4096;
+/// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
+pub const IPCMNI: u32 = 32768;
+pub const MAX_PROCS: u32 = 16384;
+
+const fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+pub const PROCS_OFF: u64 = PAGE_SIZE;
+pub const SHM_SLOTS_OFF: u64 =
+    align_up(PROCS_OFF + MAX_PROCS as u64 * size_of::<ProcRecord>() as u64, PAGE_SIZE);
+pub const SHM_EXTENTS_OFF: u64 =
+    align_up(SHM_SLOTS_OFF + IPCMNI as u64 * size_of::<ShmidKernel>() as u64, PAGE_SIZE);
+/// Free extents can never outnumber live segments plus one.
+pub const MAX_EXTENTS: u32 = IPCMNI + 1;
+pub const HEAP_OFF: u64 =
+    align_up(SHM_EXTENTS_OFF + MAX_EXTENTS as u64 * size_of::<Extent>() as u64, 1 << 20);
+pub const HEAP_END: u64 = 1 << 30;
+/// Segment memory lives here; `shmat` maps a second view of a range of it.
+pub const SHM_DATA_OFF: u64 = HEAP_END;
+pub const SHM_DATA_SIZE: u64 = 64 << 30;
+pub const TOTAL_SIZE: u64 = SHM_DATA_OFF + SHM_DATA_SIZE;
+
+const STATE_READY: u32 = 0x5245_4459;
+
+/// Limits of the namespace, read from `/proc/sys/kernel` when it is created.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub shmmax: u64,
+    pub shmall: u64,
+    pub shmmni: u32,
+    pub semmsl: u32,
+    pub semmns: u32,
+    pub semopm: u32,
+    pub semmni: u32,
+    pub msgmax: u32,
+    pub msgmnb: u32,
+    pub msgmni: u32,
+}
+
+/// Per-namespace counters, for `ipcshim status`.
+#[repr(C)]
+#[derive(Default)]
+pub struct Counters {
+    pub shm_calls: AtomicU64,
+    pub procs_reaped: AtomicU64,
+    pub lock_recoveries: AtomicU64,
+}
+
+#[repr(C)]
+pub struct Header {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub state: AtomicU32,
+    pub total_size: u64,
+    /// The offsets this file was laid out with: a file from another build is refused.
+    pub layout: [u64; 6],
+    pub created: i64,
+    pub lock: RobustMutex,
+    pub limits: Limits,
+    pub counters: Counters,
+    pub heap: Heap,
+    pub shm: crate::shm::ShmNs,
+}
+
+const fn layout() -> [u64; 6] {
+    [PROCS_OFF, SHM_SLOTS_OFF, SHM_EXTENTS_OFF, HEAP_OFF, SHM_DATA_OFF, TOTAL_SIZE]
+}
+
+const _: () = assert!(size_of::<Header>() as u64 <= PAGE_SIZE);
+
+/// Why a region could not be used; `Display` is the one-line message the user sees.
+#[derive(Debug)]
+pub struct RegionError {
+    pub path: String,
+    pub kind: RegionErrorKind,
+}
+
+#[derive(Debug)]
+pub enum RegionErrorKind {
+    Io(&'static str, i32),
+    Missing,
+    BadName,
+    Foreign,
+    Version(u32),
+    Size(u64),
+    Incomplete,
+    NotInMemory,
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ipcshim: {}: ", self.path)?;
+        match self.kind {
+            RegionErrorKind::Io(what, e) => {
+                write!(f, "{what}: {}", std::io::Error::from_raw_os_error(e))
+            }
+            RegionErrorKind::Missing => write!(f, "no such namespace (no region file)"),
+            RegionErrorKind::BadName => write!(f, "namespace names may not contain '/' or be empty"),
+            RegionErrorKind::Foreign => write!(f, "not an ipcshim region (bad magic); refusing to use it"),
+            RegionErrorKind::Version(v) => {
+                write!(f, "region layout version {v}, this ipcshim uses {LAYOUT_VERSION}; refusing to use it")
+            }
+            RegionErrorKind::Size(s) => {
+                write!(
+                    f,
+                    "region is {s} bytes, expected {TOTAL_SIZE} (truncated or foreign); refusing to use it"
+                )
+            }
+            RegionErrorKind::NotInMemory => {
+                write!(f, "not on tmpfs or ramfs (IPC state would be written to disk); set IPCSHIM_DIR")
+            }
+            RegionErrorKind::Incomplete => {
+                write!(f, "region initialisation never completed (corrupt header); refusing to use it")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegionError {}
+
+/// A mapped region.
+pub struct Region {
+    base: usize,
+    /// A read-only mapping of the data area, from a read-only open: views duplicated from it
+    /// cannot be made writable (SHM_RDONLY attachments refuse mprotect(PROT_WRITE) with EACCES).
+    ro_data: usize,
+    pub path: String,
+}
+
+// SAFETY: the region is shared memory whose fields are either atomics or guarded by the region
+// lock; the struct itself only holds the base address.
+unsafe impl Sync for Region {}
+// SAFETY: as above.
+unsafe impl Send for Region {}
+
+/// `$IPCSHIM_DIR/ipcshim-<uid>-<ns>`.
+pub fn region_path(dir: &str, uid: u32, ns: &str) -> Result<String, RegionError> {
+    let path = format!("{}/ipcshim-{uid}-{ns}", dir.trim_end_matches('/'));
+    if ns.is_empty() || ns.contains('/') {
+        return Err(RegionError { path, kind: RegionErrorKind::BadName });
+    }
+    Ok(path)
+}
+
+/// The region path from the environment: `IPCSHIM_DIR` (default /dev/shm), `IPCSHIM_NS`
+/// (default "default"), and the real user id.
+pub fn region_path_from_env() -> Result<String, RegionError> {
+    let dir = std::env::var("IPCSHIM_DIR").unwrap_or_else(|_| "/dev/shm".into());
+    let ns = std::env::var("IPCSHIM_NS").unwrap_or_else(|_| "default".into());
+    region_path(&dir, sys::getuid(), &ns)
+}
+
+fn read_proc_u64(name: &str, default: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse().ok()))
+        .unwrap_or(default)
+}
+
+/// The kernel's current limits for this process's IPC namespace.
+pub fn kernel_limits() -> Limits {
+    let sem: Vec<u32> = std::fs::read_to_string("/proc/sys/kernel/sem")
+        .ok()
+        .map(|s| s.split_whitespace().filter_map(|w| w.parse().ok()).collect())
+        .unwrap_or_default();
+    let sem_at = |i: usize, d: u32| sem.get(i).copied().unwrap_or(d);
+    Limits {
+        shmmax: read_proc_u64("shmmax", u64::MAX - (1 << 24)),
+        shmall: read_proc_u64("shmall", u64::MAX - (1 << 24)),
+        shmmni: read_proc_u64("shmmni", 4096) as u32,
+        semmsl: sem_at(0, 32000),
+        semmns: sem_at(1, 1_024_000_000),
+        semopm: sem_at(2, 500),
+        semmni: sem_at(3, 32000),
+        msgmax: read_proc_u64("msgmax", 8192) as u32,
+        msgmnb: read_proc_u64("msgmnb", 16384) as u32,
+        msgmni: read_proc_u64("msgmni", 32000) as u32,
+    }
+}
+
+impl Region {
+    /// Opens the namespace's region, creating it if `create` and it does not exist yet.
+    /// Concurrent first openers serialise on an flock; a bad file is refused, never rewritten.
+    pub fn open(path: &str, create: bool) -> Result<Region, RegionError> {
+        let err = |kind| RegionError { path: path.to_string(), kind };
+        let mut cpath = path.as_bytes().to_vec();
+        cpath.push(0);
+        let flags = libc::O_RDWR | if create { libc::O_CREAT } else { 0 };
+        let fd = match sys::open(&cpath, flags, 0o600) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT) if !create => return Err(err(RegionErrorKind::Missing)),
+            Err(e) => return Err(err(RegionErrorKind::Io("open", e))),
+        };
+        let res = Self::open_fd(fd, &cpath, path);
+        sys::close(fd);
+        res
+    }
+
+    fn open_fd(fd: i32, cpath: &[u8], path: &str) -> Result<Region, RegionError> {
+        let err = |kind| RegionError { path: path.to_string(), kind };
+        if !sys::on_memory_fs(fd) {
+            return Err(err(RegionErrorKind::NotInMemory));
+        }
+        sys::flock(fd, libc::LOCK_EX).map_err(|e| err(RegionErrorKind::Io("flock", e)))?;
+        let size = sys::fstat_size(fd).map_err(|e| err(RegionErrorKind::Io("fstat", e)))?;
+        let fresh = size == 0 || Self::abandoned(fd, size);
+        if size == 0 {
+            sys::ftruncate(fd, TOTAL_SIZE).map_err(|e| err(RegionErrorKind::Io("ftruncate", e)))?;
+        } else if !fresh {
+            Self::validate(fd, size).map_err(err)?;
+        }
+        let base =
+            sys::mmap(0, TOTAL_SIZE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+                .map_err(|e| err(RegionErrorKind::Io("mmap", e)))?;
+        let ro_data = sys::open(cpath, libc::O_RDONLY, 0)
+            .and_then(|ro| {
+                let m =
+                    sys::mmap(0, SHM_DATA_SIZE as usize, libc::PROT_READ, libc::MAP_SHARED, ro, SHM_DATA_OFF);
+                sys::close(ro);
+                m
+            })
+            .map_err(|e| {
+                let _ = sys::munmap(base, TOTAL_SIZE as usize);
+                err(RegionErrorKind::Io("mmap", e))
+            })?;
+        let region = Region { base, ro_data, path: path.to_string() };
+        if fresh {
+            // SAFETY: we hold the exclusive flock on a zero-length file we just sized: no other
+            // process has the header mapped in a usable state yet.
+            unsafe { region.initialise() };
+        }
+        let _ = sys::flock(fd, libc::LOCK_UN);
+        Ok(region)
+    }
+
+    /// A creator died under the flock before writing the header: nobody can have used the
+    /// file, so it is initialised again.
+    fn abandoned(fd: i32, size: u64) -> bool {
+        let mut buf = [0u8; size_of::<Header>()];
+        size == TOTAL_SIZE
+            && matches!(sys::pread(fd, &mut buf, 0), Ok(n) if n == buf.len())
+            && buf.iter().all(|&b| b == 0)
+    }
+
+    /// Checks the header of an existing file without mapping it (a short file would SIGBUS).
+    fn validate(fd: i32, size: u64) -> Result<(), RegionErrorKind> {
+        let mut buf = [0u8; size_of::<Header>()];
+        let n = sys::pread(fd, &mut buf, 0).map_err(|e| RegionErrorKind::Io("read", e))?;
+        if n < 16 || buf[..8] != MAGIC {
+            return Err(RegionErrorKind::Foreign);
+        }
+        let version = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
+        if version != LAYOUT_VERSION {
+            return Err(RegionErrorKind::Version(version));
+        }
+        if n < buf.len() {
+            return Err(RegionErrorKind::Size(size));
+        }
+        // SAFETY: `buf` holds size_of::<Header>() bytes and Header is plain data (atomics and
+        // a pthread mutex are valid for any bit pattern as far as reading fields goes).
+        let hdr = unsafe { &*(buf.as_ptr() as *const Header) };
+        if hdr.total_size != TOTAL_SIZE || hdr.layout != layout() {
+            return Err(RegionErrorKind::Foreign);
+        }
+        if size != TOTAL_SIZE {
+            return Err(RegionErrorKind::Size(size));
+        }
+        if hdr.state.load(Ordering::Relaxed) != STATE_READY {
+            return Err(RegionErrorKind::Incomplete);
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    /// Only while holding the creation flock on a freshly sized file.
+    unsafe fn initialise(&self) {
+        let hdr = self.base as *mut Header;
+        // SAFETY: the header page is mapped, zero-filled and exclusively ours (see caller).
+        unsafe {
+            RobustMutex::init(&raw mut (*hdr).lock);
+            (*hdr).version = LAYOUT_VERSION;
+            (*hdr).total_size = TOTAL_SIZE;
+            (*hdr).layout = layout();
+            (*hdr).created = sys::real_seconds();
+            (*hdr).limits = kernel_limits();
+            (*hdr).heap.init(HEAP_OFF);
+            (*hdr).shm.init();
+            crate::shm::init_extents(self);
+            (*hdr).magic = MAGIC;
+            (*hdr).state.store(STATE_READY, Ordering::Release);
+        }
+    }
+
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Start of the read-only view of the data area.
+    pub fn ro_data(&self) -> usize {
+        self.ro_data
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: the header page is mapped for the region's lifetime and was validated.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// Mutable access to the header's plain fields.
+    ///
+    /// # Safety
+    /// The caller holds the region lock (or is the only user, during initialisation).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn header_mut(&self) -> &mut Header {
+        // SAFETY: mapped; exclusivity is the caller's contract.
+        unsafe { &mut *(self.base as *mut Header) }
+    }
+
+    /// A `T` at offset `off`.
+    ///
+    /// # Safety
+    /// `off .. off + size_of::<T>()` lies in the region, is aligned for `T`, and the caller
+    /// holds whatever lock guards it.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn at<T>(&self, off: u64) -> &mut T {
+        debug_assert!(off + size_of::<T>() as u64 <= TOTAL_SIZE);
+        // SAFETY: per the contract.
+        unsafe { &mut *((self.base + off as usize) as *mut T) }
+    }
+
+    /// Takes the region lock; if its previous holder died mid-update, repairs what it left.
+    pub fn lock(&self) -> Result<LockGuard<'_>, i32> {
+        let guard = self.header().lock.lock()?;
+        if guard.recovered {
+            self.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: we hold the lock.
+            unsafe { crate::shm::recover(self) };
+        }
+        Ok(guard)
+    }
+
+    /// Bytes of memory the region file really occupies.
+    pub fn resident_bytes(&self) -> u64 {
+        let mut cpath = self.path.as_bytes().to_vec();
+        cpath.push(0);
+        // SAFETY: zeroed stat is valid; `cpath` is NUL-terminated.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: valid pointers for the call.
+        if unsafe { libc::stat(cpath.as_ptr() as *const libc::c_char, &mut st) } == 0 {
+            st.st_blocks as u64 * 512
+        } else {
+            0
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let _ = sys::munmap(self.base, TOTAL_SIZE as usize);
+        let _ = sys::munmap(self.ro_data, SHM_DATA_SIZE as usize);
+    }
+}

@@ -1,0 +1,818 @@
+//! System V shared memory, after `ipc/shm.c`: `shmid_kernel`, newseg, do_shmat, shmdt,
+//! shmctl, and what fork, exec and exit do to attachments.
+//!
+//! A segment's memory is a range of the region's data area. `shmat` maps a second view of that
+//! range with `mremap(old_size = 0)`, which needs no file descriptor: a process that has since
+//! changed user, or closed every fd, can still attach. Each attachment is recorded in the
+//! attaching process's record, so `shm_nattch` is exact and a dead process's attachments are
+//! dropped when it is reaped.
+
+use crate::ipc::{
+    self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO, S_IXUGO,
+};
+use crate::proc::{self, ProcRecord};
+use crate::region::{
+    IPCMNI, MAX_EXTENTS, MAX_PROCS, PAGE_SIZE, Region, SHM_DATA_OFF, SHM_DATA_SIZE, SHM_EXTENTS_OFF,
+    SHM_SLOTS_OFF,
+};
+use crate::sys::{self, Errno};
+use core::sync::atomic::Ordering;
+use libc::{EACCES, EINVAL, ENOMEM, ENOSPC, EPERM};
+
+pub const SHM_RDONLY: i32 = 0o10000;
+pub const SHM_RND: i32 = 0o20000;
+pub const SHM_REMAP: i32 = 0o40000;
+pub const SHM_EXEC: i32 = 0o100000;
+pub const SHM_DEST: u32 = 0o1000;
+pub const SHM_LOCKED: u32 = 0o2000;
+pub const SHMLBA: usize = PAGE_SIZE as usize;
+pub const SHMMIN: u64 = 1;
+
+pub const IPC_RMID: i32 = 0;
+pub const IPC_SET: i32 = 1;
+pub const IPC_STAT: i32 = 2;
+pub const IPC_INFO: i32 = 3;
+pub const SHM_LOCK: i32 = 11;
+pub const SHM_UNLOCK: i32 = 12;
+pub const SHM_STAT: i32 = 13;
+pub const SHM_INFO: i32 = 14;
+pub const SHM_STAT_ANY: i32 = 15;
+
+/// Bounds every list walk, so a corrupted region cannot loop us forever.
+const MAX_WALK: usize = 1 << 20;
+
+/// The per-namespace part of the shm state (in the region header).
+#[repr(C)]
+pub struct ShmNs {
+    pub ids: IpcIds,
+    /// Pages in all segments (`ns->shm_tot`).
+    pub shm_tot: u64,
+    pub extents_len: u32,
+}
+
+impl ShmNs {
+    pub fn init(&mut self) {
+        self.ids.init();
+        self.shm_tot = 0;
+        self.extents_len = 0;
+    }
+}
+
+/// A free range of the data area, in bytes. Derived state: rebuilt from the segments after a
+/// crash.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Extent {
+    pub off: u64,
+    pub len: u64,
+}
+
+/// `struct shmid_kernel`.
+#[repr(C)]
+pub struct ShmidKernel {
+    pub live: u32,
+    pub perm: KernIpcPerm,
+    pub segsz: u64,
+    pub atime: i64,
+    pub dtime: i64,
+    pub ctime: i64,
+    pub cpid: i32,
+    pub lpid: i32,
+    /// Derived from the attachment lists; recomputed after a crash.
+    pub nattch: u64,
+    pub data_off: u64,
+    pub data_len: u64,
+}
+
+/// One attachment of one process (a heap node in that process's list).
+#[repr(C)]
+struct ShmAttach {
+    next: u64,
+    idx: u32,
+    id: i32,
+    addr: u64,
+    len: u64,
+}
+
+/// `struct shmid64_ds` as x86_64 user space sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Shmid64Ds {
+    pub perm: Ipc64Perm,
+    pub segsz: u64,
+    pub atime: i64,
+    pub dtime: i64,
+    pub ctime: i64,
+    pub cpid: i32,
+    pub lpid: i32,
+    pub nattch: u64,
+    pub unused4: u64,
+    pub unused5: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Shminfo64 {
+    shmmax: u64,
+    shmmin: u64,
+    shmmni: u64,
+    shmseg: u64,
+    shmall: u64,
+    unused: [u64; 4],
+}
+
+/// `struct shm_info` (SHM_INFO).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct ShmInfo {
+    pub used_ids: i32,
+    pub pad: i32,
+    pub shm_tot: u64,
+    pub shm_rss: u64,
+    pub shm_swp: u64,
+    pub swap_attempts: u64,
+    pub swap_successes: u64,
+}
+
+const _: () = assert!(size_of::<Shmid64Ds>() == 112 && size_of::<ShmInfo>() == 48);
+
+fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE_SIZE)
+}
+
+/// The shm table of one region, valid while the region lock is held.
+struct Shm<'a> {
+    region: &'a Region,
+}
+
+impl<'a> Shm<'a> {
+    fn ns(&self) -> &'a mut ShmNs {
+        // SAFETY: the lock is held for the lifetime of `Shm` (see constructors).
+        unsafe { &mut self.region.header_mut().shm }
+    }
+
+    fn slot(&self, idx: u32) -> &'a mut ShmidKernel {
+        debug_assert!(idx < IPCMNI);
+        // SAFETY: idx < IPCMNI; the slot array lies at SHM_SLOTS_OFF; lock held.
+        unsafe { self.region.at::<ShmidKernel>(SHM_SLOTS_OFF + idx as u64 * size_of::<ShmidKernel>() as u64) }
+    }
+
+    fn extents(&self) -> &'a mut [Extent] {
+        // SAFETY: the extent array lies at SHM_EXTENTS_OFF with MAX_EXTENTS entries; lock held.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                (self.region.base() + SHM_EXTENTS_OFF as usize) as *mut Extent,
+                MAX_EXTENTS as usize,
+            )
+        }
+    }
+
+    fn used(&self, idx: u32) -> bool {
+        self.slot(idx).live != 0
+    }
+
+    fn data_addr(&self, seg: &ShmidKernel) -> usize {
+        self.region.base() + (SHM_DATA_OFF + seg.data_off) as usize
+    }
+
+    /// First-fit allocation of `len` bytes of the data area.
+    fn alloc_data(&self, len: u64) -> Option<u64> {
+        let ns = self.ns();
+        let ext = self.extents();
+        let n = (ns.extents_len as usize).min(ext.len());
+        let i = (0..n).find(|&i| ext[i].len >= len)?;
+        let off = ext[i].off;
+        if ext[i].len == len {
+            ext.copy_within(i + 1..n, i);
+            ns.extents_len = n as u32 - 1;
+        } else {
+            ext[i].off += len;
+            ext[i].len -= len;
+        }
+        Some(off)
+    }
+
+    fn free_data(&self, off: u64, len: u64) {
+        let ns = self.ns();
+        let ext = self.extents();
+        let n = (ns.extents_len as usize).min(ext.len());
+        let i = (0..n).find(|&i| ext[i].off > off).unwrap_or(n);
+        let merge_prev = i > 0 && ext[i - 1].off + ext[i - 1].len == off;
+        let merge_next = i < n && off + len == ext[i].off;
+        match (merge_prev, merge_next) {
+            (true, true) => {
+                ext[i - 1].len += len + ext[i].len;
+                ext.copy_within(i + 1..n, i);
+                ns.extents_len = n as u32 - 1;
+            }
+            (true, false) => ext[i - 1].len += len,
+            (false, true) => {
+                ext[i].off = off;
+                ext[i].len += len;
+            }
+            (false, false) if n < ext.len() => {
+                ext.copy_within(i..n, i + 1);
+                ext[i] = Extent { off, len };
+                ns.extents_len = n as u32 + 1;
+            }
+            (false, false) => {} // cannot happen (see MAX_EXTENTS); the range is leaked
+        }
+    }
+
+    /// Gives a range's memory back to the system; the range reads as zeros afterwards.
+    fn discard(&self, off: u64, len: u64) {
+        let _ =
+            sys::madvise(self.region.base() + (SHM_DATA_OFF + off) as usize, len as usize, libc::MADV_REMOVE);
+    }
+
+    /// `shm_destroy`.
+    fn destroy(&self, idx: u32) {
+        let seg = self.slot(idx);
+        let ns = self.ns();
+        ns.shm_tot = ns.shm_tot.saturating_sub(pages(seg.segsz));
+        self.discard(seg.data_off, seg.data_len);
+        self.free_data(seg.data_off, seg.data_len);
+        seg.live = 0;
+        ns.ids.remove(idx, |i| self.used(i));
+    }
+
+    /// `shm_may_destroy` after a detach.
+    fn maybe_destroy(&self, idx: u32) {
+        let seg = self.slot(idx);
+        if seg.nattch == 0 && seg.perm.mode & SHM_DEST != 0 {
+            self.destroy(idx);
+        }
+    }
+
+    /// `shm_close`: one attachment of `idx` went away, by `pid`.
+    fn close(&self, idx: u32, id: i32, pid: i32) {
+        if idx >= IPCMNI {
+            return;
+        }
+        let seg = self.slot(idx);
+        if seg.live == 0 || seg.perm.id != id {
+            return;
+        }
+        seg.nattch = seg.nattch.saturating_sub(1);
+        seg.dtime = sys::real_seconds();
+        seg.lpid = pid;
+        self.maybe_destroy(idx);
+    }
+
+    fn attach_node(&self, off: u64) -> Option<&'a mut ShmAttach> {
+        if !(crate::region::HEAP_OFF..crate::region::HEAP_END).contains(&off) || !off.is_multiple_of(8) {
+            return None;
+        }
+        // SAFETY: bounds-checked heap offset; lock held.
+        Some(unsafe { self.region.at::<ShmAttach>(off) })
+    }
+
+    fn record(&self, slot: u32) -> &'a mut ProcRecord {
+        // SAFETY: lock held; callers pass slots < MAX_PROCS.
+        unsafe { proc::record(self.region, slot) }
+    }
+
+    fn heap(&self) -> &'a mut crate::alloc::Heap {
+        // SAFETY: lock held.
+        unsafe { &mut self.region.header_mut().heap }
+    }
+
+    /// Adds an attachment to `slot`'s list and counts it (`shm_open`).
+    fn add_attach(&self, slot: u32, idx: u32, addr: u64, len: u64, pid: i32) -> Result<(), Errno> {
+        let seg = self.slot(idx);
+        // SAFETY: lock held.
+        let off = unsafe { self.heap().alloc(self.region, size_of::<ShmAttach>() as u64) }.ok_or(ENOMEM)?;
+        let node = self.attach_node(off).ok_or(ENOMEM)?;
+        let rec = self.record(slot);
+        *node = ShmAttach { next: rec.shm_attach, idx, id: seg.perm.id, addr, len };
+        rec.shm_attach = off;
+        seg.nattch += 1;
+        seg.atime = sys::real_seconds();
+        seg.lpid = pid;
+        Ok(())
+    }
+
+    /// Unlinks the first attachment of `slot` matching `pred`; returns (idx, id, addr, len).
+    fn take_attach(&self, slot: u32, pred: impl Fn(&ShmAttach) -> bool) -> Option<(u32, i32, u64, u64)> {
+        let rec = self.record(slot);
+        let mut prev: Option<&mut ShmAttach> = None;
+        let mut cur = rec.shm_attach;
+        for _ in 0..MAX_WALK {
+            let node = self.attach_node(cur)?;
+            if pred(node) {
+                let found = (node.idx, node.id, node.addr, node.len);
+                match prev {
+                    Some(p) => p.next = node.next,
+                    None => rec.shm_attach = node.next,
+                }
+                // SAFETY: lock held; the node is unlinked.
+                unsafe { self.heap().free(self.region, cur) };
+                return Some(found);
+            }
+            cur = node.next;
+            prev = Some(node);
+        }
+        None
+    }
+
+    fn for_each_attach(&self, slot: u32, mut f: impl FnMut(&ShmAttach)) {
+        let mut cur = self.record(slot).shm_attach;
+        for _ in 0..MAX_WALK {
+            let Some(node) = self.attach_node(cur) else { return };
+            f(node);
+            cur = node.next;
+        }
+    }
+
+    fn limits(&self) -> crate::region::Limits {
+        self.region.header().limits
+    }
+
+    /// Resident pages of a segment (the kernel's `nrpages` of its shmem file).
+    fn rss_pages(&self, seg: &ShmidKernel) -> u64 {
+        let mut vec = [0u8; 4096];
+        let mut total = 0;
+        let mut off = 0;
+        while off < seg.data_len {
+            let chunk = (seg.data_len - off).min(vec.len() as u64 * PAGE_SIZE);
+            let n = pages(chunk) as usize;
+            if sys::mincore(self.data_addr(seg) + off as usize, chunk as usize, &mut vec[..n]).is_ok() {
+                total += vec[..n].iter().filter(|&&b| b & 1 != 0).count() as u64;
+            }
+            off += chunk;
+        }
+        total
+    }
+}
+
+impl IpcFamily for Shm<'_> {
+    type Params = u64;
+
+    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
+        let seg = self.slot(idx);
+        (seg.live != 0).then_some(&seg.perm)
+    }
+
+    fn max_idx(&self) -> i32 {
+        self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
+    }
+
+    /// `newseg`.
+    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, size: &u64) -> Result<i32, Errno> {
+        let size = *size;
+        let limits = self.limits();
+        // Beyond shmmax, and beyond what a shmem file can hold (MAX_LFS_FILESIZE).
+        if size < SHMMIN || size > limits.shmmax || size > i64::MAX as u64 {
+            return Err(EINVAL);
+        }
+        let numpages = pages(size);
+        let ns = self.ns();
+        match ns.shm_tot.checked_add(numpages) {
+            Some(t) if t <= limits.shmall => {}
+            _ => return Err(ENOSPC),
+        }
+        if ns.ids.in_use >= limits.shmmni.min(IPCMNI) {
+            return Err(ENOSPC);
+        }
+        let len = numpages * PAGE_SIZE;
+        let data_off = self.alloc_data(len).ok_or(ENOMEM)?;
+        self.discard(data_off, len);
+        let (idx, seq) = match ns.ids.alloc(limits.shmmni, |i| self.used(i)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.free_data(data_off, len);
+                return Err(e);
+            }
+        };
+        let id = ipc::build_id(seq, idx);
+        let seg = self.slot(idx);
+        *seg = ShmidKernel {
+            live: 0,
+            perm: KernIpcPerm {
+                key,
+                uid: cred.euid,
+                gid: cred.egid,
+                cuid: cred.euid,
+                cgid: cred.egid,
+                mode: flg as u32 & S_IRWXUGO,
+                seq,
+                id,
+            },
+            segsz: size,
+            atime: 0,
+            dtime: 0,
+            ctime: sys::real_seconds(),
+            cpid: proc::self_pid(),
+            lpid: 0,
+            nattch: 0,
+            data_off,
+            data_len: len,
+        };
+        ns.shm_tot += numpages;
+        seg.live = 1;
+        Ok(id)
+    }
+
+    fn more_checks(&self, idx: u32, size: &u64) -> Result<(), Errno> {
+        if self.slot(idx).segsz < *size { Err(EINVAL) } else { Ok(()) }
+    }
+}
+
+fn locked<T>(region: &Region, f: impl FnOnce(&mut Shm) -> Result<T, Errno>) -> Result<T, Errno> {
+    let _guard = region.lock().map_err(|_| ENOMEM)?;
+    region.header().counters.shm_calls.fetch_add(1, Ordering::Relaxed);
+    f(&mut Shm { region })
+}
+
+/// `shmget(2)`.
+pub fn shmget(region: &Region, key: i32, size: usize, flg: i32) -> Result<i32, Errno> {
+    let cred = Cred::current();
+    locked(region, |shm| {
+        if flg & ipc::IPC_CREAT != 0 {
+            // SAFETY: lock held. Dead attachers may still hold removed segments.
+            unsafe { proc::reap(region) };
+        }
+        shm.ipcget(&cred, key, flg, &(size as u64))
+    })
+}
+
+fn overlaps(a: usize, alen: usize, b: usize, blen: usize) -> bool {
+    a < b.saturating_add(blen) && b < a.saturating_add(alen)
+}
+
+/// `do_shmat`: returns the attach address.
+pub fn shmat(region: &Region, shmid: i32, shmaddr: usize, shmflg: i32) -> Result<usize, Errno> {
+    if shmid < 0 {
+        return Err(EINVAL);
+    }
+    let mut addr = shmaddr;
+    if addr != 0 {
+        if addr & (SHMLBA - 1) != 0 {
+            if shmflg & SHM_RND != 0 {
+                addr &= !(SHMLBA - 1);
+                if addr == 0 && shmflg & SHM_REMAP != 0 {
+                    return Err(EINVAL);
+                }
+            } else {
+                return Err(EINVAL);
+            }
+        }
+    } else if shmflg & SHM_REMAP != 0 {
+        return Err(EINVAL);
+    }
+    let (mut prot, mut acc) = if shmflg & SHM_RDONLY != 0 {
+        (libc::PROT_READ, S_IRUGO)
+    } else {
+        (libc::PROT_READ | libc::PROT_WRITE, S_IRUGO | S_IWUGO)
+    };
+    if shmflg & SHM_EXEC != 0 {
+        prot |= libc::PROT_EXEC;
+        acc |= S_IXUGO;
+    }
+    let cred = Cred::current();
+    let pid = proc::self_pid();
+    locked(region, |shm| {
+        let idx = shm.obtain_check(shmid)?;
+        let seg = shm.slot(idx);
+        if !seg.perm.ipcperms(&cred, acc) {
+            return Err(EACCES);
+        }
+        let len = seg.data_len as usize;
+        let src = if shmflg & SHM_RDONLY != 0 {
+            region.ro_data() + seg.data_off as usize
+        } else {
+            shm.data_addr(seg)
+        };
+        if addr != 0 && overlaps(addr, len, region.base(), crate::region::TOTAL_SIZE as usize) {
+            return Err(EINVAL); // never let a segment view replace the region itself
+        }
+        // SAFETY: lock held.
+        let slot = unsafe { proc::current_record(region) }.ok_or(ENOMEM)?;
+        let mapped = if addr == 0 {
+            sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE, 0)?
+        } else if shmflg & SHM_REMAP != 0 {
+            if addr.checked_add(len).is_none() {
+                return Err(EINVAL);
+            }
+            let at = sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr)?;
+            // Attachments that the new mapping covered are gone, as their vmas are.
+            while let Some((i, id, _, _)) =
+                shm.take_attach(slot, |a| a.addr as usize >= at && (a.addr + a.len) as usize <= at + len)
+            {
+                shm.close(i, id, pid);
+            }
+            at
+        } else {
+            if addr.checked_add(len).is_none() {
+                return Err(EINVAL);
+            }
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+            match sys::mmap(addr, len, libc::PROT_NONE, flags, -1, 0) {
+                Ok(_) => {}
+                Err(libc::EEXIST) => return Err(EINVAL),
+                Err(e) => return Err(e),
+            }
+            match sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr) {
+                Ok(at) => at,
+                Err(e) => {
+                    let _ = sys::munmap(addr, len);
+                    return Err(e);
+                }
+            }
+        };
+        if prot & libc::PROT_EXEC != 0 {
+            let _ = sys::mprotect(mapped, len, prot);
+        }
+        if let Err(e) = shm.add_attach(slot, idx, mapped as u64, len as u64, pid) {
+            let _ = sys::munmap(mapped, len);
+            return Err(e);
+        }
+        Ok(mapped)
+    })
+}
+
+/// `shmdt(2)`.
+pub fn shmdt(region: &Region, shmaddr: usize) -> Result<(), Errno> {
+    if shmaddr & (PAGE_SIZE as usize - 1) != 0 {
+        return Err(EINVAL);
+    }
+    let pid = proc::self_pid();
+    locked(region, |shm| {
+        let slot = proc::self_slot();
+        if slot >= MAX_PROCS {
+            return Err(EINVAL);
+        }
+        let (idx, id, addr, len) = shm.take_attach(slot, |a| a.addr as usize == shmaddr).ok_or(EINVAL)?;
+        let _ = sys::munmap(addr as usize, len as usize);
+        shm.close(idx, id, pid);
+        Ok(())
+    })
+}
+
+fn to_user<T>(buf: usize, v: &T) -> Result<(), Errno> {
+    sys::copy_to_user(buf, v as *const T as *const u8, size_of::<T>())
+}
+
+/// `shmctl(2)`; `buf` is the caller's pointer, copied through with EFAULT checks.
+pub fn shmctl(region: &Region, shmid: i32, cmd: i32, buf: usize) -> Result<i32, Errno> {
+    if cmd < 0 || shmid < 0 {
+        return Err(EINVAL);
+    }
+    let cred = Cred::current();
+    match cmd {
+        IPC_INFO => {
+            let (info, ret) = locked(region, |shm| {
+                let l = shm.limits();
+                let info = Shminfo64 {
+                    shmmax: l.shmmax,
+                    shmmin: SHMMIN,
+                    shmmni: l.shmmni as u64,
+                    shmseg: l.shmmni as u64,
+                    shmall: l.shmall,
+                    unused: [0; 4],
+                };
+                Ok((info, shm.ns().ids.get_maxidx().max(0)))
+            })?;
+            to_user(buf, &info)?;
+            Ok(ret)
+        }
+        SHM_INFO => {
+            let (info, ret) = locked(region, |shm| {
+                // SAFETY: lock held.
+                unsafe { proc::reap(region) };
+                let ns = shm.ns();
+                let mut info =
+                    ShmInfo { used_ids: ns.ids.in_use as i32, shm_tot: ns.shm_tot, ..Default::default() };
+                for idx in 0..=shm.max_idx().max(-1) {
+                    let seg = shm.slot(idx as u32);
+                    if seg.live != 0 {
+                        info.shm_rss += shm.rss_pages(seg);
+                    }
+                }
+                Ok((info, ns.ids.get_maxidx().max(0)))
+            })?;
+            to_user(buf, &info)?;
+            Ok(ret)
+        }
+        IPC_STAT | SHM_STAT | SHM_STAT_ANY => {
+            let (ds, ret) = locked(region, |shm| {
+                // SAFETY: lock held.
+                unsafe { proc::reap(region) };
+                let idx = if cmd == IPC_STAT {
+                    shm.obtain_check(shmid)?
+                } else {
+                    let idx = ipc::id_to_idx(shmid);
+                    shm.perm(idx).ok_or(EINVAL)?;
+                    idx
+                };
+                let seg = shm.slot(idx);
+                if cmd != SHM_STAT_ANY && !seg.perm.ipcperms(&cred, S_IRUGO) {
+                    return Err(EACCES);
+                }
+                Ok((stat_of(seg), if cmd == IPC_STAT { 0 } else { seg.perm.id }))
+            })?;
+            to_user(buf, &ds)?;
+            Ok(ret)
+        }
+        IPC_SET | IPC_RMID => {
+            let mut ds = Shmid64Ds::default();
+            if cmd == IPC_SET {
+                sys::copy_from_user(&mut ds as *mut Shmid64Ds as *mut u8, buf, size_of::<Shmid64Ds>())?;
+            }
+            locked(region, |shm| {
+                // SAFETY: lock held.
+                unsafe { proc::reap(region) };
+                let idx = shm.obtain_check(shmid)?;
+                let seg = shm.slot(idx);
+                if !seg.perm.owner_or_admin(&cred) {
+                    return Err(EPERM);
+                }
+                if cmd == IPC_RMID {
+                    if seg.nattch > 0 {
+                        seg.perm.mode |= SHM_DEST;
+                        seg.perm.key = ipc::IPC_PRIVATE;
+                    } else {
+                        shm.destroy(idx);
+                    }
+                } else {
+                    seg.perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+                    seg.ctime = sys::real_seconds();
+                }
+                Ok(0)
+            })
+        }
+        SHM_LOCK | SHM_UNLOCK => locked(region, |shm| {
+            let idx = shm.obtain_check(shmid)?;
+            let seg = shm.slot(idx);
+            if !cred.capable(ipc::CAP_IPC_LOCK) {
+                if cred.euid != seg.perm.uid && cred.euid != seg.perm.cuid {
+                    return Err(EPERM);
+                }
+                if cmd == SHM_LOCK {
+                    let limit = sys::memlock_limit();
+                    if limit == 0 {
+                        return Err(EPERM);
+                    }
+                    if seg.perm.mode & SHM_LOCKED == 0 && seg.data_len > limit {
+                        return Err(ENOMEM);
+                    }
+                }
+            }
+            if cmd == SHM_LOCK {
+                seg.perm.mode |= SHM_LOCKED;
+            } else {
+                seg.perm.mode &= !SHM_LOCKED;
+            }
+            Ok(0)
+        }),
+        _ => Err(EINVAL),
+    }
+}
+
+fn stat_of(seg: &ShmidKernel) -> Shmid64Ds {
+    Shmid64Ds {
+        perm: Ipc64Perm::from(&seg.perm),
+        segsz: seg.segsz,
+        atime: seg.atime,
+        dtime: seg.dtime,
+        ctime: seg.ctime,
+        cpid: seg.cpid,
+        lpid: seg.lpid,
+        nattch: seg.nattch,
+        ..Default::default()
+    }
+}
+
+/// Every live segment with its id, in index order, after reaping: for `ipcs` and `status`.
+pub fn snapshot(region: &Region) -> Result<Vec<(i32, Shmid64Ds)>, Errno> {
+    locked(region, |shm| {
+        // SAFETY: lock held.
+        unsafe { proc::reap(region) };
+        Ok((0..=shm.max_idx())
+            .filter_map(|i| {
+                let seg = shm.slot(i as u32);
+                (seg.live != 0).then(|| (seg.perm.id, stat_of(seg)))
+            })
+            .collect())
+    })
+}
+
+/// Removes segment `id` as `shmctl(IPC_RMID)` would, for `ipcrm`.
+pub fn remove_by_key(region: &Region, key: i32) -> Result<(), Errno> {
+    let id = locked(region, |shm| shm.findkey(key).map(|i| shm.slot(i).perm.id).ok_or(EINVAL))?;
+    shmctl(region, id, IPC_RMID, 0).map(|_| ())
+}
+
+/// A process is gone (exit, exec, or reaped after death): drop its attachments.
+///
+/// # Safety
+/// The caller holds the region lock; `slot < MAX_PROCS`.
+pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
+    let shm = Shm { region };
+    while let Some((idx, id, _, _)) = shm.take_attach(slot, |_| true) {
+        shm.close(idx, id, pid);
+    }
+}
+
+/// Copies `parent`'s attachments to the prepared `child` record, counting them now.
+///
+/// # Safety
+/// The caller holds the region lock; both slots < MAX_PROCS.
+pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
+    let shm = Shm { region };
+    let mut copies = [(0u32, 0u64, 0u64); 64];
+    let mut n = 0;
+    let mut overflow = Vec::new();
+    shm.for_each_attach(parent, |a| {
+        if n < copies.len() {
+            copies[n] = (a.idx, a.addr, a.len);
+            n += 1;
+        } else {
+            overflow.push((a.idx, a.addr, a.len));
+        }
+    });
+    let pid = shm.record(parent).pid;
+    for &(idx, addr, len) in copies[..n].iter().chain(overflow.iter()) {
+        if idx < IPCMNI && shm.slot(idx).live != 0 {
+            let _ = shm.add_attach(child, idx, addr, len, pid);
+        }
+    }
+}
+
+/// After a lock holder died mid-update: recompute everything derived from primary state.
+///
+/// # Safety
+/// The caller holds the region lock.
+pub unsafe fn recover(region: &Region) {
+    let shm = Shm { region };
+    let ns = shm.ns();
+    for idx in 0..IPCMNI {
+        shm.slot(idx).nattch = 0;
+    }
+    for slot in 0..MAX_PROCS {
+        let state = shm.record(slot).state.load(Ordering::Relaxed);
+        if state == proc::FREE {
+            continue;
+        }
+        shm.for_each_attach(slot, |a| {
+            if a.idx < IPCMNI && shm.slot(a.idx).live != 0 && shm.slot(a.idx).perm.id == a.id {
+                shm.slot(a.idx).nattch += 1;
+            }
+        });
+    }
+    // Rebuild ids bookkeeping, shm_tot and the free extents from the live segments.
+    let mut in_use = 0;
+    let mut max_idx = -1;
+    let mut tot = 0;
+    let ext = shm.extents();
+    let mut n = 0usize;
+    let mut cursor = 0u64;
+    for idx in 0..IPCMNI {
+        let seg = shm.slot(idx);
+        if seg.live == 0 {
+            continue;
+        }
+        let bad = seg.data_len == 0
+            || !seg.data_off.is_multiple_of(PAGE_SIZE)
+            || seg.data_off.checked_add(seg.data_len).is_none_or(|end| end > SHM_DATA_SIZE);
+        if bad {
+            seg.live = 0; // unusable: drop it rather than let it alias other memory
+            continue;
+        }
+        in_use += 1;
+        max_idx = idx as i32;
+        tot += pages(seg.segsz);
+    }
+    // Live ranges in address order become the holes between free extents.
+    let mut ranges: Vec<(u64, u64)> =
+        (0..IPCMNI).map(|i| shm.slot(i)).filter(|s| s.live != 0).map(|s| (s.data_off, s.data_len)).collect();
+    ranges.sort_unstable();
+    for (off, len) in ranges {
+        if off > cursor && n < ext.len() {
+            ext[n] = Extent { off: cursor, len: off - cursor };
+            n += 1;
+        }
+        cursor = cursor.max(off + len);
+    }
+    if cursor < SHM_DATA_SIZE && n < ext.len() {
+        ext[n] = Extent { off: cursor, len: SHM_DATA_SIZE - cursor };
+        n += 1;
+    }
+    ns.extents_len = n as u32;
+    ns.ids.in_use = in_use;
+    ns.ids.max_idx = max_idx;
+    ns.shm_tot = tot;
+    for idx in 0..=max_idx {
+        let seg = shm.slot(idx as u32);
+        if seg.live != 0 {
+            shm.maybe_destroy(idx as u32);
+        }
+    }
+}
+
+/// The full-size data area as one free extent, for a new region.
+pub fn init_extents(region: &Region) {
+    let shm = Shm { region };
+    shm.extents()[0] = Extent { off: 0, len: SHM_DATA_SIZE };
+    shm.ns().extents_len = 1;
+}

@@ -1,0 +1,237 @@
+//! Raw system calls. The shim exports `syscall`, `shmget` and friends, so the user-space kernel
+//! must never call them through libc: every syscall it makes goes through `syscall6` here.
+
+use core::arch::asm;
+
+/// A kernel errno value (positive).
+pub type Errno = i32;
+
+/// Issues syscall `nr` with six arguments; returns the raw result or the errno.
+#[inline(always)]
+pub fn syscall6(
+    nr: i64,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+    a6: usize,
+) -> Result<usize, Errno> {
+    let ret: isize;
+    // SAFETY: the x86_64 syscall ABI: rax = nr, args in rdi rsi rdx r10 r8 r9, rcx and r11 clobbered.
+    // The caller is responsible for the meaning of the arguments (pointers valid for the call).
+    unsafe {
+        asm!("syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a1, in("rsi") a2, in("rdx") a3, in("r10") a4, in("r8") a5, in("r9") a6,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack));
+    }
+    if (-4095..0).contains(&ret) { Err(-ret as Errno) } else { Ok(ret as usize) }
+}
+
+macro_rules! sc {
+    ($nr:expr) => { syscall6($nr, 0, 0, 0, 0, 0, 0) };
+    ($nr:expr, $a:expr) => { syscall6($nr, $a as usize, 0, 0, 0, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr) => { syscall6($nr, $a as usize, $b as usize, 0, 0, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr, $c:expr) => { syscall6($nr, $a as usize, $b as usize, $c as usize, 0, 0, 0) };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr) => {
+        syscall6($nr, $a as usize, $b as usize, $c as usize, $d as usize, 0, 0)
+    };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr, $e:expr) => {
+        syscall6($nr, $a as usize, $b as usize, $c as usize, $d as usize, $e as usize, 0)
+    };
+    ($nr:expr, $a:expr, $b:expr, $c:expr, $d:expr, $e:expr, $f:expr) => {
+        syscall6($nr, $a as usize, $b as usize, $c as usize, $d as usize, $e as usize, $f as usize)
+    };
+}
+
+pub fn getpid() -> i32 {
+    sc!(libc::SYS_getpid).unwrap_or(0) as i32
+}
+pub fn geteuid() -> u32 {
+    sc!(libc::SYS_geteuid).unwrap_or(u32::MAX as usize) as u32
+}
+pub fn getegid() -> u32 {
+    sc!(libc::SYS_getegid).unwrap_or(u32::MAX as usize) as u32
+}
+pub fn getuid() -> u32 {
+    sc!(libc::SYS_getuid).unwrap_or(u32::MAX as usize) as u32
+}
+
+/// Supplementary groups into `buf`; returns how many were stored.
+pub fn getgroups(buf: &mut [u32]) -> usize {
+    sc!(libc::SYS_getgroups, buf.len(), buf.as_mut_ptr()).unwrap_or(0)
+}
+
+/// `path` must be NUL-terminated.
+pub fn open(path: &[u8], flags: i32, mode: u32) -> Result<i32, Errno> {
+    debug_assert_eq!(path.last(), Some(&0));
+    sc!(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags | libc::O_CLOEXEC, mode).map(|fd| fd as i32)
+}
+pub fn close(fd: i32) {
+    let _ = sc!(libc::SYS_close, fd);
+}
+pub fn read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    sc!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len())
+}
+pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+    sc!(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off)
+}
+pub fn write(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
+    sc!(libc::SYS_write, fd, buf.as_ptr(), buf.len())
+}
+pub fn flock(fd: i32, op: i32) -> Result<(), Errno> {
+    loop {
+        match sc!(libc::SYS_flock, fd, op) {
+            Err(libc::EINTR) => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+pub fn ftruncate(fd: i32, len: u64) -> Result<(), Errno> {
+    sc!(libc::SYS_ftruncate, fd, len).map(|_| ())
+}
+/// File size from fstat.
+pub fn fstat_size(fd: i32) -> Result<u64, Errno> {
+    // SAFETY: an all-zero `stat` is a valid value; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_fstat, fd, &mut st as *mut libc::stat)?;
+    Ok(st.st_size as u64)
+}
+pub fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: u64) -> Result<usize, Errno> {
+    sc!(libc::SYS_mmap, addr, len, prot, flags, fd, off)
+}
+pub fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
+    sc!(libc::SYS_munmap, addr, len).map(|_| ())
+}
+pub fn mremap(
+    old: usize,
+    old_len: usize,
+    new_len: usize,
+    flags: i32,
+    new_addr: usize,
+) -> Result<usize, Errno> {
+    sc!(libc::SYS_mremap, old, old_len, new_len, flags, new_addr)
+}
+pub fn mprotect(addr: usize, len: usize, prot: i32) -> Result<(), Errno> {
+    sc!(libc::SYS_mprotect, addr, len, prot).map(|_| ())
+}
+pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+    sc!(libc::SYS_madvise, addr, len, advice).map(|_| ())
+}
+pub fn mincore(addr: usize, len: usize, vec: &mut [u8]) -> Result<(), Errno> {
+    sc!(libc::SYS_mincore, addr, len, vec.as_mut_ptr()).map(|_| ())
+}
+pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
+    sc!(libc::SYS_kill, pid, sig).map(|_| ())
+}
+pub fn futex(
+    uaddr: *const u32,
+    op: i32,
+    val: u32,
+    timeout: *const libc::timespec,
+    uaddr2: usize,
+    val3: u32,
+) -> Result<usize, Errno> {
+    sc!(libc::SYS_futex, uaddr, op, val, timeout, uaddr2, val3)
+}
+
+/// Current time of `clock`.
+pub fn clock_gettime(clock: libc::clockid_t) -> libc::timespec {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; clock_gettime is the vDSO, not a hooked symbol.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts
+}
+
+/// Seconds since the epoch, as the kernel's `ktime_get_real_seconds`.
+pub fn real_seconds() -> i64 {
+    clock_gettime(libc::CLOCK_REALTIME).tv_sec
+}
+
+/// Effective capability set (bit n = capability n), as `capget` reports it.
+pub fn effective_caps() -> u64 {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut hdr = Header { version: 0x2008_0522, pid: 0 };
+    let mut data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    match sc!(libc::SYS_capget, &mut hdr as *mut Header, data.as_mut_ptr()) {
+        Ok(_) => data[0].effective as u64 | ((data[1].effective as u64) << 32),
+        Err(_) => 0,
+    }
+}
+
+/// Copies `len` bytes from our own address `src` to the caller-supplied address `dst`,
+/// failing with EFAULT instead of crashing when `dst` is not writable (NOTES §6).
+pub fn copy_to_user(dst: usize, src: *const u8, len: usize) -> Result<(), Errno> {
+    let local = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: len };
+    let remote = libc::iovec { iov_base: dst as *mut libc::c_void, iov_len: len };
+    let pid = getpid();
+    match sc!(
+        libc::SYS_process_vm_writev,
+        pid,
+        &local as *const libc::iovec,
+        1,
+        &remote as *const libc::iovec,
+        1,
+        0
+    ) {
+        Ok(n) if n == len => Ok(()),
+        Ok(_) => Err(libc::EFAULT),
+        Err(libc::EFAULT) | Err(libc::ENOMEM) => Err(libc::EFAULT),
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies `len` bytes from the caller-supplied address `src` into `dst`, EFAULT when unreadable.
+pub fn copy_from_user(dst: *mut u8, src: usize, len: usize) -> Result<(), Errno> {
+    let local = libc::iovec { iov_base: dst as *mut libc::c_void, iov_len: len };
+    let remote = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: len };
+    let pid = getpid();
+    match sc!(
+        libc::SYS_process_vm_readv,
+        pid,
+        &local as *const libc::iovec,
+        1,
+        &remote as *const libc::iovec,
+        1,
+        0
+    ) {
+        Ok(n) if n == len => Ok(()),
+        Ok(_) => Err(libc::EFAULT),
+        Err(libc::EFAULT) | Err(libc::ENOMEM) => Err(libc::EFAULT),
+        Err(e) => Err(e),
+    }
+}
+
+/// RLIMIT_MEMLOCK's soft limit in bytes.
+pub fn memlock_limit() -> u64 {
+    let mut old = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+    match sc!(libc::SYS_prlimit64, 0, libc::RLIMIT_MEMLOCK, 0usize, &mut old as *mut libc::rlimit64) {
+        Ok(_) => old.rlim_cur,
+        Err(_) => 0,
+    }
+}
+
+/// Whether `fd` lives on tmpfs or ramfs, where a sparse region costs only what is touched.
+pub fn on_memory_fs(fd: i32) -> bool {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    // SAFETY: an all-zero statfs is a valid value; the kernel fills it.
+    let mut st: libc::statfs = unsafe { core::mem::zeroed() };
+    match sc!(libc::SYS_fstatfs, fd, &mut st as *mut libc::statfs) {
+        Ok(_) => st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC,
+        Err(_) => false,
+    }
+}

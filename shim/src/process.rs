@@ -1,0 +1,56 @@
+//! Process events: start-up (a new image, maybe after exec), fork, and exit.
+
+use crate::region;
+use shared_state::proc;
+
+extern "C" fn atfork_prepare() {
+    if let Some(r) = region::active() {
+        proc::fork::prepare(r);
+    }
+}
+
+extern "C" fn atfork_child() {
+    if let Some(r) = region::active() {
+        proc::fork::child(r);
+    }
+}
+
+/// Runs in every image that loads the shim, before `main`.
+extern "C" fn init() {
+    crate::real::resolve_all();
+    if let Some(r) = region::init() {
+        proc::identify_self();
+        // exec keeps the pid and start time: a record that matches them is our old image's.
+        proc::exec_cleanup(r);
+        // SAFETY: plain function pointers with static lifetime.
+        unsafe { libc::pthread_atfork(Some(atfork_prepare), None, Some(atfork_child)) };
+    }
+}
+
+/// Runs at exit(): what exit_mm would drop. A process that dies otherwise is reaped later.
+extern "C" fn fini() {
+    if let Some(r) = region::active() {
+        proc::exit_cleanup(r);
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init;
+
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static FINI: extern "C" fn() = fini;
+
+/// `fork` itself, to learn the child's pid (atfork handlers are not told it) and to undo the
+/// prepared record when fork fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn fork() -> libc::pid_t {
+    let real = crate::real::FORK.get();
+    // SAFETY: `real` is libc's fork, resolved by dlsym.
+    let pid = unsafe { core::mem::transmute::<usize, extern "C" fn() -> libc::pid_t>(real)() };
+    if let (true, Some(r)) = (pid != 0, region::active()) {
+        proc::fork::parent(r, pid);
+    }
+    pid
+}

@@ -1,0 +1,111 @@
+//! Exported System V entry points: translate, delegate to `shared_state`, set errno.
+
+use crate::real;
+use crate::region::{Route, route};
+use libc::{c_int, c_long, c_void, key_t, size_t};
+use shared_state::shm;
+
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn ret_int(r: Result<i32, i32>) -> c_int {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+macro_rules! real_call {
+    ($r:expr, fn($($t:ty),*) -> $ret:ty, $($a:expr),*) => {{
+        // SAFETY: the address is libc's function of exactly this signature, from dlsym.
+        let f = unsafe { core::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $ret>($r.get()) };
+        // SAFETY: arguments are passed through unchanged from our caller.
+        unsafe { f($($a),*) }
+    }};
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
+    match route() {
+        Route::Serve(r) => ret_int(shm::shmget(r, key, size, shmflg)),
+        Route::Kernel => real_call!(real::SHMGET, fn(key_t, size_t, c_int) -> c_int, key, size, shmflg),
+        Route::Fail => ret_int(Err(libc::ENOSYS)),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    match route() {
+        Route::Serve(r) => match shm::shmat(r, shmid, shmaddr as usize, shmflg) {
+            Ok(a) => a as *mut c_void,
+            Err(e) => {
+                set_errno(e);
+                usize::MAX as *mut c_void
+            }
+        },
+        Route::Kernel => {
+            real_call!(real::SHMAT, fn(c_int, *const c_void, c_int) -> *mut c_void, shmid, shmaddr, shmflg)
+        }
+        Route::Fail => {
+            set_errno(libc::ENOSYS);
+            usize::MAX as *mut c_void
+        }
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
+    match route() {
+        Route::Serve(r) => ret_int(shm::shmdt(r, shmaddr as usize).map(|_| 0)),
+        Route::Kernel => real_call!(real::SHMDT, fn(*const c_void) -> c_int, shmaddr),
+        Route::Fail => ret_int(Err(libc::ENOSYS)),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
+    match route() {
+        Route::Serve(r) => ret_int(shm::shmctl(r, shmid, cmd, buf as usize)),
+        Route::Kernel => real_call!(real::SHMCTL, fn(c_int, c_int, *mut c_void) -> c_int, shmid, cmd, buf),
+        Route::Fail => ret_int(Err(libc::ENOSYS)),
+    }
+}
+
+/// `syscall(2)`: conformance suites reach SysV calls through it. Declared with six fixed
+/// arguments; on x86_64 a variadic caller passes them in the same registers.
+#[unsafe(no_mangle)]
+pub extern "C" fn syscall(
+    nr: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let sysv = matches!(nr, libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl);
+    if sysv && !matches!(route(), Route::Kernel) {
+        return match nr {
+            libc::SYS_shmget => shmget(a1 as key_t, a2 as size_t, a3 as c_int) as c_long,
+            libc::SYS_shmat => shmat(a1 as c_int, a2 as *const c_void, a3 as c_int) as c_long,
+            libc::SYS_shmdt => shmdt(a1 as *const c_void) as c_long,
+            _ => shmctl(a1 as c_int, a2 as c_int, a3 as *mut c_void) as c_long,
+        };
+    }
+    real_call!(
+        real::SYSCALL,
+        fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
+        nr,
+        a1,
+        a2,
+        a3,
+        a4,
+        a5,
+        a6
+    )
+}
