@@ -1,0 +1,130 @@
+//! Helpers shared by the multi-process tests: private temp directories, fork, pipes.
+// Each test binary compiles this module and uses its own subset of it.
+#![allow(dead_code)]
+
+use shared_state::Region;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A directory of its own per test (tests run in parallel threads), removed on drop.
+pub struct TempDir {
+    pub path: String,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Regions must live on tmpfs (Region::open refuses disk), so not std::env::temp_dir().
+        let dir =
+            std::path::Path::new("/dev/shm").join(format!("ipcshim-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir { path: dir.to_str().unwrap().to_string() }
+    }
+
+    /// The region path of namespace `ns` in this directory.
+    pub fn region_path(&self, ns: &str) -> String {
+        shared_state::region::region_path(&self.path, shared_state::sys::getuid(), ns).unwrap()
+    }
+
+    /// Creates (or opens) namespace `ns` in this directory.
+    pub fn region(&self, ns: &str) -> Region {
+        Region::open(&self.region_path(ns), true).unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Forks; the child runs `f` and exits with its result (101 if it panicked). The child never
+/// returns into the test harness, whose other threads do not exist in it.
+pub fn fork(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `f` (shared_state calls and raw syscalls) and then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+        // SAFETY: ends the child without running the harness's atexit handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Reaps `pid`; returns its exit code, or 128 + signal number if it was killed.
+pub fn wait_exit(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "waitpid failed");
+    if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
+}
+
+/// SIGKILLs `pid` and reaps it.
+pub fn kill_and_reap(pid: i32) {
+    // SAFETY: plain syscall on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert_eq!(wait_exit(pid), 128 + libc::SIGKILL);
+}
+
+/// A child sleeps here until it is killed.
+pub fn sleep_forever() -> ! {
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+/// A pipe for one-byte messages between parent and child.
+pub struct Pipe {
+    rd: i32,
+    wr: i32,
+}
+
+impl Pipe {
+    pub fn new() -> Pipe {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        Pipe { rd: fds[0], wr: fds[1] }
+    }
+
+    /// Blocks for one byte; None at end of file (every writer closed or died).
+    pub fn recv(&self) -> Option<u8> {
+        let mut b = 0u8;
+        loop {
+            // SAFETY: reads one byte into `b`.
+            let n = unsafe { libc::read(self.rd, &mut b as *mut u8 as *mut libc::c_void, 1) };
+            match n {
+                1 => return Some(b),
+                -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    pub fn send(&self, b: u8) {
+        // SAFETY: writes one byte from `b`.
+        unsafe { libc::write(self.wr, &b as *const u8 as *const libc::c_void, 1) };
+    }
+
+    /// In the parent after forking: keeps only the read end, so a dead child reads as EOF.
+    pub fn close_write(&mut self) {
+        // SAFETY: closes a descriptor this pipe owns; -1 marks it gone.
+        unsafe { libc::close(self.wr) };
+        self.wr = -1;
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        for fd in [self.rd, self.wr] {
+            if fd >= 0 {
+                // SAFETY: closes descriptors this pipe owns.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! A bad region file is refused with one line naming it, is left as it was, and does not stop
+//! other namespaces; concurrent first openers create one region.
+
+mod common;
+
+use common::{Pipe, TempDir, fork, wait_exit};
+use shared_state::Region;
+use shared_state::ipc::{IPC_CREAT, IPC_PRIVATE};
+use shared_state::region::{PAGE_SIZE, TOTAL_SIZE};
+use shared_state::shm;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+
+/// What a failed open must not change. The first 1 MiB covers the header and the tables'
+/// first pages; the rest of a (sparse) full-size file is too big to compare whole.
+#[derive(Debug, PartialEq)]
+struct FileState {
+    len: u64,
+    mtime: (i64, i64),
+    head: Vec<u8>,
+}
+
+fn file_state(path: &str) -> FileState {
+    let meta = std::fs::metadata(path).unwrap();
+    let mut head = Vec::new();
+    File::open(path).unwrap().take(1 << 20).read_to_end(&mut head).unwrap();
+    FileState { len: meta.len(), mtime: (meta.mtime(), meta.mtime_nsec()), head }
+}
+
+/// Opens `path`, expecting a refusal; checks the message is one line about `path` that
+/// contains every one of `words`, and that the file was not touched.
+fn expect_refused(path: &str, words: &[&str]) {
+    let before = file_state(path);
+    for create in [true, false] {
+        let msg = match Region::open(path, create) {
+            Ok(_) => panic!("{path}: a bad region was accepted (create = {create})"),
+            Err(e) => e.to_string(),
+        };
+        assert!(msg.contains(path), "message does not name the file: {msg}");
+        assert!(!msg.contains('\n'), "message is not one line: {msg:?}");
+        for w in words {
+            assert!(msg.contains(w), "message lacks {w:?}: {msg}");
+        }
+    }
+    assert_eq!(file_state(path), before, "the failed open changed {path}");
+}
+
+/// Another namespace next to the bad file is created and used normally.
+fn other_namespace_works(dir: &TempDir) {
+    let region = dir.region("other");
+    let key = 0x5eed;
+    let id = shm::shmget(&region, key, 4096, IPC_CREAT | 0o600).unwrap();
+    let segs = shm::snapshot(&region).unwrap();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].0, id);
+    assert_eq!(segs[0].1.perm.key, key);
+    assert_eq!(segs[0].1.segsz, 4096);
+    let mut ds = shm::Shmid64Ds::default();
+    assert_eq!(shm::shmctl(&region, id, shm::IPC_STAT, &mut ds as *mut _ as usize), Ok(0));
+    assert_eq!(ds.segsz, 4096);
+}
+
+/// A working region with one segment in it, closed again.
+fn valid_region(dir: &TempDir) -> String {
+    let path = dir.region_path("bad");
+    let region = Region::open(&path, true).unwrap();
+    shm::shmget(&region, 0x1234, 4096, IPC_CREAT | 0o600).unwrap();
+    path
+}
+
+#[test]
+fn foreign_bytes_are_refused() {
+    let dir = TempDir::new("foreign");
+    let path = dir.region_path("bad");
+    std::fs::write(&path, vec![0xAB; 4096]).unwrap();
+    expect_refused(&path, &["not an ipcshim region"]);
+    other_namespace_works(&dir);
+}
+
+#[test]
+fn truncated_region_is_refused() {
+    let dir = TempDir::new("truncated");
+    let path = valid_region(&dir);
+    for len in [TOTAL_SIZE / 2, 100] {
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len).unwrap();
+        expect_refused(&path, &["truncated", &format!("region is {len} bytes")]);
+    }
+    other_namespace_works(&dir);
+}
+
+#[test]
+fn other_version_is_refused() {
+    let dir = TempDir::new("version");
+    let path = valid_region(&dir);
+    let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(8)).unwrap();
+    f.write_all(&999u32.to_ne_bytes()).unwrap();
+    drop(f);
+    expect_refused(&path, &["version 999"]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), TOTAL_SIZE);
+    other_namespace_works(&dir);
+}
+
+#[test]
+fn concurrent_first_openers_share_one_region() {
+    const N: usize = 8;
+    let dir = TempDir::new("concurrent");
+    let path = dir.region_path("race");
+    let go = Pipe::new();
+    let pids: Vec<i32> = (0..N)
+        .map(|_| {
+            fork(|| {
+                shared_state::proc::identify_self();
+                // Every child is forked before any of them opens.
+                if go.recv().is_none() {
+                    return 2;
+                }
+                let Ok(region) = Region::open(&path, true) else { return 3 };
+                match shm::shmget(&region, IPC_PRIVATE, PAGE_SIZE as usize, IPC_CREAT | 0o600) {
+                    Ok(_) => 0,
+                    Err(_) => 4,
+                }
+            })
+        })
+        .collect();
+    // One byte each rather than closing: other tests' children inherit our write end.
+    for _ in 0..N {
+        go.send(1);
+    }
+    for &pid in &pids {
+        assert_eq!(wait_exit(pid), 0, "child {pid} failed");
+    }
+    let region = Region::open(&path, false).unwrap();
+    let segs = shm::snapshot(&region).unwrap();
+    assert_eq!(segs.len(), N);
+    let mut cpids: Vec<i32> = segs.iter().map(|(_, ds)| ds.cpid).collect();
+    cpids.sort_unstable();
+    let mut want = pids.clone();
+    want.sort_unstable();
+    assert_eq!(cpids, want, "each child created exactly one segment");
+}
