@@ -17,7 +17,7 @@ for src in bench/*.c; do
     [[ $bin -nt $src ]] || gcc -O2 -Wall -Wextra -Werror -o "$bin" "$src"
 done
 
-work=$(mktemp -d)
+work=$(mktemp -d -p /dev/shm)
 chmod 1777 "$work"
 trap 'rm -rf "$work"' EXIT
 

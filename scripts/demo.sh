@@ -15,7 +15,7 @@ if [[ -z ${IPCSHIM_DEMO_IN_NS:-} ]] && unshare --ipc true 2>/dev/null; then
     IPCSHIM_DEMO_IN_NS=1 exec unshare --ipc -- bash "$0" "$@"
 fi
 
-work=$(mktemp -d)
+work=$(mktemp -d -p /dev/shm)
 export IPCSHIM_DIR=$work/region IPCSHIM_NS=demo-$$
 mkdir "$IPCSHIM_DIR"
 unset IPCSHIM_DISABLE LD_PRELOAD

@@ -119,6 +119,11 @@ pub fn alive(pid: i32, starttime: u64) -> bool {
     }
 }
 
+/// The number of process slots worth scanning.
+pub fn procs_hwm(region: &Region) -> u32 {
+    region.header().procs_hwm.load(Ordering::Relaxed).min(MAX_PROCS)
+}
+
 /// # Safety
 /// The caller holds the region lock; `slot < MAX_PROCS`.
 #[allow(clippy::mut_from_ref)]
@@ -133,6 +138,7 @@ pub unsafe fn record(region: &Region, slot: u32) -> &mut ProcRecord {
 /// # Safety
 /// The caller holds the region lock.
 pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64) -> Option<u32> {
+    let hwm = &region.header().procs_hwm;
     for pass in 0..2 {
         for slot in 0..MAX_PROCS {
             // SAFETY: lock held, slot in range.
@@ -142,6 +148,7 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
                 r.starttime = starttime;
                 r.shm_attach = 0;
                 r.state.store(state, Ordering::Release);
+                hwm.fetch_max(slot + 1, Ordering::Relaxed);
                 return Some(slot);
             }
         }
@@ -190,7 +197,7 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
 /// # Safety
 /// The caller holds the region lock.
 pub unsafe fn reap(region: &Region) {
-    for slot in 0..MAX_PROCS {
+    for slot in 0..procs_hwm(region) {
         // SAFETY: lock held.
         let r = unsafe { record(region, slot) };
         let state = r.state.load(Ordering::Relaxed);
@@ -203,18 +210,21 @@ pub unsafe fn reap(region: &Region) {
     }
 }
 
-/// The record of the pre-exec image of this very process, if it had one: the new image must
-/// drop what exec drops (attachments). Called once at start-up.
+/// The record of the pre-exec image of this very process, if it had one: the new image drops
+/// what exec drops (attachments) and keeps the rest (the process is still the creator of its
+/// segments). Called once at start-up.
 pub fn exec_cleanup(region: &Region) {
     let Ok(_guard) = region.lock() else { return };
     let pid = self_pid();
     let start = SELF_START.load(Ordering::Relaxed);
-    for slot in 0..MAX_PROCS {
+    for slot in 0..procs_hwm(region) {
         // SAFETY: lock held.
         let r = unsafe { record(region, slot) };
         if r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid && r.starttime == start {
             // SAFETY: lock held.
-            unsafe { release_record(region, slot) };
+            unsafe { crate::shm::exec_shm(region, slot, pid) };
+            set_self_slot(slot);
+            return;
         }
     }
 }
@@ -228,11 +238,13 @@ pub fn exit_cleanup(region: &Region) {
     let Ok(_guard) = region.lock() else { return };
     // SAFETY: lock held; slot came from current_record.
     let r = unsafe { record(region, slot) };
-    if r.state.load(Ordering::Relaxed) == LIVE && r.pid == self_pid() {
+    // A vfork child that calls exit() shares our statics: only the record's own process may
+    // release it.
+    if r.state.load(Ordering::Relaxed) == LIVE && r.pid == sys::getpid() {
         // SAFETY: lock held.
         unsafe { release_record(region, slot) };
+        set_self_slot(NO_SLOT);
     }
-    set_self_slot(NO_SLOT);
 }
 
 /// Live records, for `ipcshim status`.
@@ -240,7 +252,7 @@ pub fn live_pids(region: &Region) -> Vec<i32> {
     let Ok(_guard) = region.lock() else { return Vec::new() };
     // SAFETY: lock held.
     unsafe { reap(region) };
-    (0..MAX_PROCS)
+    (0..procs_hwm(region))
         // SAFETY: lock held.
         .map(|s| unsafe { record(region, s) })
         .filter(|r| r.state.load(Ordering::Relaxed) != FREE)

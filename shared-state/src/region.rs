@@ -56,6 +56,8 @@ pub struct Limits {
     pub msgmax: u32,
     pub msgmnb: u32,
     pub msgmni: u32,
+    /// `shm_rmid_forced`: segments die with their last attachment or their creator.
+    pub shm_rmid_forced: u32,
 }
 
 /// Per-namespace counters, for `ipcshim status`.
@@ -76,6 +78,8 @@ pub struct Header {
     /// The offsets this file was laid out with: a file from another build is refused.
     pub layout: [u64; 6],
     pub created: i64,
+    /// One past the highest process slot ever used: scans of the table stop here.
+    pub procs_hwm: AtomicU32,
     pub lock: RobustMutex,
     pub limits: Limits,
     pub counters: Counters,
@@ -196,6 +200,7 @@ pub fn kernel_limits() -> Limits {
         msgmax: read_proc_u64("msgmax", 8192) as u32,
         msgmnb: read_proc_u64("msgmnb", 16384) as u32,
         msgmni: read_proc_u64("msgmni", 32000) as u32,
+        shm_rmid_forced: read_proc_u64("shm_rmid_forced", 0) as u32,
     }
 }
 

@@ -82,6 +82,8 @@ pub struct ShmidKernel {
     pub nattch: u64,
     pub data_off: u64,
     pub data_len: u64,
+    /// Process slot + 1 of the creator while it lives (the kernel's `shm_creator`), else 0.
+    pub creator: u32,
 }
 
 /// One attachment of one process (a heap node in that process's list).
@@ -239,7 +241,7 @@ impl<'a> Shm<'a> {
     /// `shm_may_destroy` after a detach.
     fn maybe_destroy(&self, idx: u32) {
         let seg = self.slot(idx);
-        if seg.nattch == 0 && seg.perm.mode & SHM_DEST != 0 {
+        if seg.nattch == 0 && (seg.perm.mode & SHM_DEST != 0 || self.limits().shm_rmid_forced != 0) {
             self.destroy(idx);
         }
     }
@@ -375,8 +377,10 @@ impl IpcFamily for Shm<'_> {
             return Err(ENOSPC);
         }
         let len = numpages * PAGE_SIZE;
+        // The creator needs a record so that its exit is noticed (shm_rmid_forced).
+        // SAFETY: the lock is held while `self` exists.
+        let creator = unsafe { proc::current_record(self.region) }.ok_or(ENOMEM)?;
         let data_off = self.alloc_data(len).ok_or(ENOMEM)?;
-        self.discard(data_off, len);
         let (idx, seq) = match ns.ids.alloc(limits.shmmni, |i| self.used(i)) {
             Ok(v) => v,
             Err(e) => {
@@ -407,6 +411,7 @@ impl IpcFamily for Shm<'_> {
             nattch: 0,
             data_off,
             data_len: len,
+            creator: creator + 1,
         };
         ns.shm_tot += numpages;
         seg.live = 1;
@@ -703,15 +708,55 @@ pub fn remove_by_key(region: &Region, key: i32) -> Result<(), Errno> {
     shmctl(region, id, IPC_RMID, 0).map(|_| ())
 }
 
-/// A process is gone (exit, exec, or reaped after death): drop its attachments.
+/// exec or exit unmapped everything: drop the process's attachments.
 ///
 /// # Safety
 /// The caller holds the region lock; `slot < MAX_PROCS`.
-pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
+pub unsafe fn exec_shm(region: &Region, slot: u32, pid: i32) {
     let shm = Shm { region };
     while let Some((idx, id, _, _)) = shm.take_attach(slot, |_| true) {
         shm.close(idx, id, pid);
     }
+}
+
+/// `exit_shm`: the process is gone (exit, or reaped after death). Besides its attachments it
+/// stops being its segments' creator; under shm_rmid_forced its unattached ones die with it.
+///
+/// # Safety
+/// The caller holds the region lock; `slot < MAX_PROCS`.
+pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
+    // SAFETY: forwarded contract.
+    unsafe { exec_shm(region, slot, pid) };
+    let shm = Shm { region };
+    let forced = shm.limits().shm_rmid_forced != 0;
+    for idx in 0..=shm.max_idx() {
+        let seg = shm.slot(idx as u32);
+        if seg.live != 0 && seg.creator == slot + 1 {
+            seg.creator = 0;
+            if forced && seg.nattch == 0 {
+                shm.destroy(idx as u32);
+            }
+        }
+    }
+}
+
+/// The program unmapped `[addr, addr + len)` itself: attachments wholly inside are gone, as
+/// their vmas are (a partly unmapped attachment stays counted).
+pub fn unmapped(region: &Region, addr: usize, len: usize) {
+    let slot = proc::self_slot();
+    if slot >= MAX_PROCS {
+        return;
+    }
+    let pid = proc::self_pid();
+    let _ = locked(region, |shm| {
+        let end = addr.saturating_add(len);
+        while let Some((idx, id, _, _)) =
+            shm.take_attach(slot, |a| a.addr as usize >= addr && (a.addr + a.len) as usize <= end)
+        {
+            shm.close(idx, id, pid);
+        }
+        Ok(())
+    });
 }
 
 /// Copies `parent`'s attachments to the prepared `child` record, counting them now.
@@ -749,7 +794,7 @@ pub unsafe fn recover(region: &Region) {
     for idx in 0..IPCMNI {
         shm.slot(idx).nattch = 0;
     }
-    for slot in 0..MAX_PROCS {
+    for slot in 0..proc::procs_hwm(region) {
         let state = shm.record(slot).state.load(Ordering::Relaxed);
         if state == proc::FREE {
             continue;
@@ -799,6 +844,10 @@ pub unsafe fn recover(region: &Region) {
         n += 1;
     }
     ns.extents_len = n as u32;
+    // A destroy cut short may have left data in a range now free: new segments start zeroed.
+    for e in &ext[..n] {
+        shm.discard(e.off, e.len);
+    }
     ns.ids.in_use = in_use;
     ns.ids.max_idx = max_idx;
     ns.shm_tot = tot;

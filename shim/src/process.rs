@@ -54,3 +54,21 @@ pub extern "C" fn fork() -> libc::pid_t {
     }
     pid
 }
+
+/// `munmap`: a program may unmap an attachment itself instead of calling shmdt.
+#[unsafe(no_mangle)]
+pub extern "C" fn munmap(addr: *mut libc::c_void, len: libc::size_t) -> libc::c_int {
+    match shared_state::sys::munmap(addr as usize, len) {
+        Ok(()) => {
+            if let Some(r) = region::active() {
+                shared_state::shm::unmapped(r, addr as usize, len);
+            }
+            0
+        }
+        Err(e) => {
+            // SAFETY: __errno_location returns this thread's errno slot.
+            unsafe { *libc::__errno_location() = e };
+            -1
+        }
+    }
+}

@@ -2,7 +2,11 @@
 //! against the shim, each in a fresh IPC namespace; exit status and stdout must match exactly.
 //! The shim run is under a seccomp filter that makes every System V IPC syscall fail with
 //! EHWPOISON, so a call the shim did not serve cannot be answered by the kernel unnoticed.
+//!
+//! A program may carry `// sysctl: NAME=VALUE [NAME=VALUE...]` lines: both runs write VALUE to
+//! `/proc/sys/kernel/NAME` inside their fresh IPC namespace before exec.
 
+use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -55,7 +59,7 @@ impl TempDir {
     fn new(tag: &str) -> io::Result<TempDir> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("ipcshim-{tag}-{}-{n}", std::process::id()));
+        let path = crate::state_base().join(format!("ipcshim-{tag}-{}-{n}", std::process::id()));
         fs::create_dir(&path)?;
         // Test programs drop to uid 65534 in children, which must still reach the shim's files.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o777))?;
@@ -90,6 +94,37 @@ pub fn programs() -> io::Result<Vec<PathBuf>> {
     }
     progs.sort();
     Ok(progs)
+}
+
+/// One `/proc/sys/kernel` setting from a `// sysctl:` directive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sysctl {
+    pub name: String,
+    pub value: String,
+}
+
+/// The settings of every `// sysctl: NAME=VALUE ...` line in `text`, in order.
+pub fn parse_sysctls(text: &str) -> Result<Vec<Sysctl>, String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("// sysctl:") else { continue };
+        for item in rest.split_whitespace() {
+            let (name, value) =
+                item.split_once('=').ok_or_else(|| format!("bad sysctl directive {item:?}"))?;
+            let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !name_ok || value.is_empty() {
+                return Err(format!("bad sysctl directive {item:?}"));
+            }
+            out.push(Sysctl { name: name.into(), value: value.into() });
+        }
+    }
+    Ok(out)
+}
+
+/// The `// sysctl:` settings of the program `src`.
+pub fn sysctls_of(src: &Path) -> Result<Vec<Sysctl>, String> {
+    let text = fs::read_to_string(src).map_err(|e| format!("read {}: {e}", src.display()))?;
+    parse_sysctls(&text).map_err(|e| format!("{}: {e}", src.display()))
 }
 
 fn stem(src: &Path) -> String {
@@ -153,7 +188,22 @@ pub fn seccomp_program() -> Vec<libc::sock_filter> {
 
 /// Run `exe` in a fresh IPC namespace and temp cwd, in `mode`, with [`TIMEOUT`].
 pub fn run(exe: &Path, mode: Mode) -> Result<Run, String> {
+    run_with(exe, mode, &[])
+}
+
+/// [`run`], with `sysctls` written in the new IPC namespace before exec.
+pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, String> {
     let err = |what: &str, e: io::Error| format!("{what}: {e}");
+    // Built here: pre_exec must not allocate.
+    let mut writes = Vec::new();
+    for s in sysctls {
+        let path = format!("/proc/sys/kernel/{}", s.name);
+        if !Path::new(&path).exists() {
+            return Err(format!("sysctl {}: {path} does not exist", s.name));
+        }
+        let path = CString::new(path).map_err(|e| format!("sysctl {}: {e}", s.name))?;
+        writes.push((path, s.value.clone().into_bytes()));
+    }
     let files = TempDir::new("out").map_err(|e| err("temp dir", e))?;
     let cwd = TempDir::new("cwd").map_err(|e| err("temp dir", e))?;
     let shim_dir = TempDir::new("state").map_err(|e| err("temp dir", e))?;
@@ -176,11 +226,24 @@ pub fn run(exe: &Path, mode: Mode) -> Result<Run, String> {
     }
     let filter = if mode == Mode::Kernel { None } else { Some(seccomp_program()) };
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // system calls (unshare, prctl, seccomp) on data built before the fork; it allocates nothing.
+    // system calls (unshare, open, write, close, prctl, seccomp) on data built before the fork;
+    // it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::unshare(libc::CLONE_NEWIPC) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            for (path, value) in &writes {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let n = libc::write(fd, value.as_ptr().cast(), value.len());
+                let write_err = io::Error::last_os_error();
+                libc::close(fd);
+                if n != value.len() as isize {
+                    return Err(if n < 0 { write_err } else { io::Error::from_raw_os_error(libc::EIO) });
+                }
             }
             if let Some(prog) = &filter {
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
@@ -285,15 +348,16 @@ fn diff_text(kernel: &str, shim: &str) -> (usize, String) {
 /// kernel run; otherwise a report naming the program and the first differing case.
 pub fn check(src: &Path) -> Result<usize, String> {
     let name = stem(src);
+    let sysctls = sysctls_of(src)?;
     let exe = compile(src)?;
-    let kernel = run(&exe, Mode::Kernel)?;
+    let kernel = run_with(&exe, Mode::Kernel, &sysctls)?;
     if kernel.status != "exit 0" {
         return Err(format!(
             "{name}: the kernel run itself failed ({}); the test is broken\nstdout:\n{}\nstderr:\n{}",
             kernel.status, kernel.stdout, kernel.stderr
         ));
     }
-    let shim = run(&exe, Mode::Shim)?;
+    let shim = run_with(&exe, Mode::Shim, &sysctls)?;
     let mut problems = Vec::new();
     if shim.stdout.contains("EHWPOISON") {
         problems.push("a SysV IPC syscall reached the kernel (EHWPOISON in the shim run)".into());
@@ -315,4 +379,20 @@ pub fn check(src: &Path) -> Result<usize, String> {
         problems.join("\n"),
         shim.stderr
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_directives() {
+        let src = "/* x */\n// sysctl: shmmax=8192 shm_rmid_forced=1\nint a; // sysctl: no\n";
+        let got = parse_sysctls(src).expect("parse");
+        let want = |n: &str, v: &str| Sysctl { name: n.into(), value: v.into() };
+        assert_eq!(got, vec![want("shmmax", "8192"), want("shm_rmid_forced", "1")]);
+        assert!(parse_sysctls("// sysctl: ../x=1").is_err());
+        assert!(parse_sysctls("// sysctl: shmmax").is_err());
+        assert!(parse_sysctls("// sysctl: shmmax=").is_err());
+    }
 }

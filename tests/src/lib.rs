@@ -26,3 +26,8 @@ pub fn shim_lib() -> PathBuf {
 pub fn cli_bin() -> PathBuf {
     release_dir().join("ipcshim")
 }
+
+/// Where tests put IPCSHIM_DIRs: the region must live on tmpfs.
+pub fn state_base() -> PathBuf {
+    PathBuf::from("/dev/shm")
+}

@@ -32,7 +32,7 @@ impl Scratch {
         );
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").subsec_nanos();
         let ns = format!("prog-{name}-{}-{nanos}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("ipcshim-{ns}"));
+        let dir = ipcshim_tests::state_base().join(format!("ipcshim-{ns}"));
         fs::create_dir(&dir).expect("create scratch dir");
         Scratch { dir, ns }
     }
