@@ -23,6 +23,7 @@ pub const SHM_RDONLY: i32 = 0o10000;
 pub const SHM_RND: i32 = 0o20000;
 pub const SHM_REMAP: i32 = 0o40000;
 pub const SHM_EXEC: i32 = 0o100000;
+pub const SHM_HUGETLB: i32 = 0o4000;
 pub const SHM_DEST: u32 = 0o1000;
 pub const SHM_LOCKED: u32 = 0o2000;
 pub const SHMLBA: usize = PAGE_SIZE as usize;
@@ -372,6 +373,10 @@ impl IpcFamily for Shm<'_> {
         match ns.shm_tot.checked_add(numpages) {
             Some(t) if t <= limits.shmall => {}
             _ => return Err(ENOSPC),
+        }
+        // Huge pages are not provided: the kernel's answer when none are reserved.
+        if flg & SHM_HUGETLB != 0 {
+            return Err(ENOMEM);
         }
         if ns.ids.in_use >= limits.shmmni.min(IPCMNI) {
             return Err(ENOSPC);
