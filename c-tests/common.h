@@ -241,18 +241,6 @@ static __attribute__((unused)) char *hole(void)
 	return (char *)(((uintptr_t)p + len / 2) & ~((2UL << 20) - 1));
 }
 
-static __attribute__((unused)) void write_sysctl(const char *name, const char *val)
-{
-	char path[128];
-	snprintf(path, sizeof path, "/proc/sys/kernel/%s", name);
-	int fd = open(path, O_WRONLY);
-	if (fd < 0)
-		die(path);
-	if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
-		die(path);
-	close(fd);
-}
-
 /* Block until the wall clock second changes, so a time field set after this
  * is distinguishable from one set before. */
 static __attribute__((unused)) time_t next_second(void)

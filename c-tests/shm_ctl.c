@@ -222,16 +222,6 @@ int main(void)
 	show_info();
 	SHOW(shmctl(12345, IPC_INFO, NULL) == -1);
 
-	CASE("ctl_ipc_info_sysctl");
-	write_sysctl("shmmax", "1000000");
-	write_sysctl("shmmni", "100");
-	write_sysctl("shmall", "5000");
-	show_info();
-	write_sysctl("shmmax", "18446744073692774399");
-	write_sysctl("shmmni", "4096");
-	write_sysctl("shmall", "18446744073692774399");
-	show_info();
-
 	CASE("ctl_shm_info");
 	id2 = SHOW(shmget(IPC_PRIVATE, 3 * 4096 + 1, 0600));
 	show_shm_info();

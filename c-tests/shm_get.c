@@ -49,16 +49,6 @@ int main(void)
 	SHOW(shmget(0x10010002, SIZE_MAX, IPC_CREAT | 0600));
 	SHOW(shmget(IPC_PRIVATE, (size_t)LONG_MAX + 1, 0600));
 
-	CASE("get_shmmax_lowered");
-	write_sysctl("shmmax", "8192");
-	SHOW(shmget(0x10010002, 8193, IPC_CREAT | 0600));
-	id = SHOW(shmget(0x10010002, 8192, IPC_CREAT | 0600));
-	write_sysctl("shmmax", "4096");
-	SHOW(shmget(0x10010002, 8192, 0) == id);
-	SHOW(shmget(0x10010002, 4097, 0) == id);
-	write_sysctl("shmmax", "18446744073692774399");
-	SHOW(shmctl(id, IPC_RMID, NULL));
-
 	CASE("get_enoent");
 	SHOW(shmget(0x10010003, 4096, 0600));
 	SHOW(shmget(0x10010003, 0, 0));
@@ -109,33 +99,6 @@ int main(void)
 	umask(old);
 	stat_show(id);
 	SHOW(shmctl(id, IPC_RMID, NULL));
-
-	CASE("get_enospc_shmall");
-	write_sysctl("shmall", "4");
-	id = SHOW(shmget(IPC_PRIVATE, 4097, 0600));
-	SHOW(shmget(IPC_PRIVATE, 3 * 4096, 0600));
-	id2 = SHOW(shmget(IPC_PRIVATE, 8192, 0600));
-	SHOW(shmget(IPC_PRIVATE, 1, 0600));
-	SHOW(shmget(0x10010008, 1, IPC_CREAT | 0600));
-	SHOW(shmctl(id2, IPC_RMID, NULL));
-	id2 = SHOW(shmget(IPC_PRIVATE, 1, 0600));
-	SHOW(shmctl(id, IPC_RMID, NULL));
-	SHOW(shmctl(id2, IPC_RMID, NULL));
-	write_sysctl("shmall", "18446744073692774399");
-
-	CASE("get_enospc_shmmni");
-	write_sysctl("shmmni", "3");
-	int ids[3];
-	for (int i = 0; i < 3; i++)
-		ids[i] = SHOW(shmget(IPC_PRIVATE, 4096, 0600));
-	SHOW(shmget(IPC_PRIVATE, 4096, 0600));
-	SHOW(shmget(0x10010009, 4096, IPC_CREAT | 0600));
-	SHOW(shmget(0x10010009, 0, 0));
-	SHOW(shmctl(ids[1], IPC_RMID, NULL));
-	ids[1] = SHOW(shmget(IPC_PRIVATE, 4096, 0600));
-	for (int i = 0; i < 3; i++)
-		SHOW(shmctl(ids[i], IPC_RMID, NULL));
-	write_sysctl("shmmni", "4096");
 
 	CASE("get_eacces_other");
 	static const int modes[] = { 0600, 0640, 0604, 0602, 0606, 0000 };

@@ -1,5 +1,5 @@
-/* Process lifetime: fork, exit, _exit, exec, SIGKILL, creator exit,
- * kernel.shm_rmid_forced. */
+/* Process lifetime: fork, exit, _exit, exec, SIGKILL, creator exit.
+ * kernel.shm_rmid_forced=1 is in shm_rmid_forced.c. */
 #include "common.h"
 
 static void xpipe(int p[2])
@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "exec-child"))
 		return exec_child(argv);
 	setup();
-	int id, p1[2], p2[2], st, zero = 0, one = 1;
+	int id, p1[2], p2[2], st, one = 1;
 	char *p;
 	pid_t pid;
 
@@ -209,35 +209,6 @@ int main(int argc, char **argv)
 	printf("  data: %s\n", p);
 	SHOW(shmdt(p));
 	SHOW(shmctl(id, IPC_RMID, NULL));
-
-	CASE("proc_rmid_forced_detach");
-	write_sysctl("shm_rmid_forced", "1");
-	id = SHOW(shmget(0x10040006, 4096, IPC_CREAT | 0600));
-	p = AT(shmat(id, NULL, 0), NULL);
-	SHOW(shmdt(p));
-	stat_show(id);
-	SHOW(shmget(0x10040006, 0, 0));
-
-	CASE("proc_rmid_forced_creator_exit");
-	in_child(0, create_and_exit, &zero);
-	SHOW(shmget(0x10040005, 0, 0));
-	in_child(0, create_and_exit, &one);
-	SHOW(shmget(0x10040005, 0, 0));
-
-	CASE("proc_rmid_forced_keeps_unattached_of_live_creator");
-	id = SHOW(shmget(0x10040007, 4096, IPC_CREAT | 0600));
-	stat_show(id);
-	SHOW(shmctl(id, IPC_RMID, NULL));
-	write_sysctl("shm_rmid_forced", "0");
-
-	CASE("proc_rmid_forced_destroys_orphans");
-	in_child(0, create_and_exit, &zero);
-	id = SHOW(shmget(0x10040005, 0, 0));
-	stat_show(id);
-	write_sysctl("shm_rmid_forced", "1");
-	stat_show(id);
-	SHOW(shmget(0x10040005, 0, 0));
-	write_sysctl("shm_rmid_forced", "0");
 
 	CASE("proc_fork_lpid_atime");
 	id = SHOW(shmget(0x10040008, 4096, IPC_CREAT | 0600));
