@@ -206,7 +206,18 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
             _ => Err(libc::ENOENT),
         }
     };
+    // Prints a failure; true when ipcrm would stop there.
+    let report = |f: &ipcrm::RemoveFailure| {
+        eprintln!("{}", f.message);
+        f.fatal
+    };
     for req in requests {
+        let remove = |kind, id, by_key| {
+            if verbose {
+                println!("{}", ipcrm::verbose_line(kind, id));
+            }
+            remove_id(kind, id).map_err(|e| ipcrm::remove_failure(by_key, id, e))
+        };
         match req {
             ipcrm::RemoveRequest::Verbose => verbose = true,
             ipcrm::RemoveRequest::Warn(msg) => {
@@ -218,38 +229,19 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             ipcrm::RemoveRequest::Id { kind, id } => {
-                if verbose {
-                    println!("{}", ipcrm::verbose_line(kind, id));
-                }
-                if let Err(e) = remove_id(kind, id) {
-                    let f = ipcrm::remove_failure(false, id, e);
-                    eprintln!("{}", f.message);
-                    if f.fatal {
+                if let Err(f) = remove(kind, id, false) {
+                    if report(&f) {
                         return ExitCode::FAILURE;
                     }
                     failures += 1;
                 }
             }
             ipcrm::RemoveRequest::Key { kind, key, text } => {
-                let id = match lookup_key(kind, key) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        let f = ipcrm::key_lookup_failure(&text, e);
-                        eprintln!("{}", f.message);
-                        if f.fatal {
-                            return ExitCode::FAILURE;
-                        }
-                        failures += 1;
-                        continue;
-                    }
-                };
-                if verbose {
-                    println!("{}", ipcrm::verbose_line(kind, id));
-                }
-                if let Err(e) = remove_id(kind, id) {
-                    let f = ipcrm::remove_failure(true, id, e);
-                    eprintln!("{}", f.message);
-                    if f.fatal {
+                let done = lookup_key(kind, key)
+                    .map_err(|e| ipcrm::key_lookup_failure(&text, e))
+                    .and_then(|id| remove(kind, id, true));
+                if let Err(f) = done {
+                    if report(&f) {
                         return ExitCode::FAILURE;
                     }
                     failures += 1;
@@ -267,11 +259,8 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
                     if shm::shmctl(r, row.id & 0x7fff, shm::SHM_STAT, &mut ds as *mut _ as usize).is_err() {
                         continue;
                     }
-                    if verbose {
-                        println!("{}", ipcrm::verbose_line(ipcrm::IpcKind::Shm, row.id));
-                    }
-                    if let Err(e) = remove_id(ipcrm::IpcKind::Shm, row.id) {
-                        eprintln!("{}", ipcrm::remove_failure(false, row.id, e).message);
+                    if let Err(f) = remove(ipcrm::IpcKind::Shm, row.id, false) {
+                        report(&f);
                         failed = true;
                     }
                 }

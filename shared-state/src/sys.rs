@@ -172,47 +172,27 @@ pub fn effective_caps() -> u64 {
     }
 }
 
-/// Copies `len` bytes from our own address `src` to the caller-supplied address `dst`,
-/// failing with EFAULT instead of crashing when `dst` is not writable (NOTES §6).
-pub fn copy_to_user(dst: usize, src: *const u8, len: usize) -> Result<(), Errno> {
-    let local = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: len };
-    let remote = libc::iovec { iov_base: dst as *mut libc::c_void, iov_len: len };
-    let pid = getpid();
-    match sc!(
-        libc::SYS_process_vm_writev,
-        pid,
-        &local as *const libc::iovec,
-        1,
-        &remote as *const libc::iovec,
-        1,
-        0
-    ) {
+/// Copies `len` bytes between our `local` buffer and a caller-supplied `remote` address with
+/// process_vm_readv/writev (`nr`) on ourselves: EFAULT instead of a crash when `remote` is
+/// not accessible (NOTES §6).
+fn copy_user(nr: i64, local: *mut u8, remote: usize, len: usize) -> Result<(), Errno> {
+    let local = libc::iovec { iov_base: local as *mut libc::c_void, iov_len: len };
+    let remote = libc::iovec { iov_base: remote as *mut libc::c_void, iov_len: len };
+    match sc!(nr, getpid(), &local as *const libc::iovec, 1, &remote as *const libc::iovec, 1, 0) {
         Ok(n) if n == len => Ok(()),
-        Ok(_) => Err(libc::EFAULT),
-        Err(libc::EFAULT) | Err(libc::ENOMEM) => Err(libc::EFAULT),
+        Ok(_) | Err(libc::EFAULT) | Err(libc::ENOMEM) => Err(libc::EFAULT),
         Err(e) => Err(e),
     }
 }
 
-/// Copies `len` bytes from the caller-supplied address `src` into `dst`, EFAULT when unreadable.
+/// Copies `len` bytes from our `src` to the caller-supplied address `dst`.
+pub fn copy_to_user(dst: usize, src: *const u8, len: usize) -> Result<(), Errno> {
+    copy_user(libc::SYS_process_vm_writev, src as *mut u8, dst, len)
+}
+
+/// Copies `len` bytes from the caller-supplied address `src` into our `dst`.
 pub fn copy_from_user(dst: *mut u8, src: usize, len: usize) -> Result<(), Errno> {
-    let local = libc::iovec { iov_base: dst as *mut libc::c_void, iov_len: len };
-    let remote = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: len };
-    let pid = getpid();
-    match sc!(
-        libc::SYS_process_vm_readv,
-        pid,
-        &local as *const libc::iovec,
-        1,
-        &remote as *const libc::iovec,
-        1,
-        0
-    ) {
-        Ok(n) if n == len => Ok(()),
-        Ok(_) => Err(libc::EFAULT),
-        Err(libc::EFAULT) | Err(libc::ENOMEM) => Err(libc::EFAULT),
-        Err(e) => Err(e),
-    }
+    copy_user(libc::SYS_process_vm_readv, dst, src, len)
 }
 
 /// RLIMIT_MEMLOCK's soft limit in bytes.
