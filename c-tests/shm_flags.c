@@ -12,6 +12,12 @@ int main(void)
 	SHOW(shmget(0x10070001, 2 << 20, IPC_CREAT | SHM_HUGETLB | 0600));
 	SHOW(shmget(0x10070001, 0, 0));
 
+	CASE("flags_hugetlb_noreserve");
+	id = SHOW(shmget(IPC_PRIVATE, 4096, SHM_HUGETLB | SHM_NORESERVE | 0600));
+	stat_show(id);
+	SHOW(shmctl(id, IPC_RMID, NULL));
+	SHOW(shmget(IPC_PRIVATE, 4096, SHM_HUGETLB | SHM_NORESERVE | (25 << 26) | 0600));
+
 	CASE("flags_noreserve");
 	id = SHOW(shmget(IPC_PRIVATE, 2 << 20, SHM_NORESERVE | 0600));
 	stat_show(id);

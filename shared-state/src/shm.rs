@@ -24,6 +24,9 @@ pub const SHM_RND: i32 = 0o20000;
 pub const SHM_REMAP: i32 = 0o40000;
 pub const SHM_EXEC: i32 = 0o100000;
 pub const SHM_HUGETLB: i32 = 0o4000;
+pub const SHM_NORESERVE: i32 = 0o10000;
+const SHM_HUGE_SHIFT: u32 = 26;
+const SHM_HUGE_MASK: u32 = 0x3f;
 pub const SHM_DEST: u32 = 0o1000;
 pub const SHM_LOCKED: u32 = 0o2000;
 pub const SHMLBA: usize = PAGE_SIZE as usize;
@@ -374,9 +377,8 @@ impl IpcFamily for Shm<'_> {
             Some(t) if t <= limits.shmall => {}
             _ => return Err(ENOSPC),
         }
-        // Huge pages are not provided: the kernel's answer when none are reserved.
         if flg & SHM_HUGETLB != 0 {
-            return Err(ENOMEM);
+            hugetlb_check(flg)?;
         }
         if ns.ids.in_use >= limits.shmmni.min(IPCMNI) {
             return Err(ENOSPC);
@@ -425,6 +427,27 @@ impl IpcFamily for Shm<'_> {
 
     fn more_checks(&self, idx: u32, size: &u64) -> Result<(), Errno> {
         if self.slot(idx).segsz < *size { Err(EINVAL) } else { Ok(()) }
+    }
+}
+
+/// ipcshim provides no huge pages. Like the kernel with none reserved: an unknown huge page
+/// size is EINVAL, a reservation fails with ENOMEM, and SHM_NORESERVE (no reservation) gets a
+/// segment, here of ordinary pages.
+fn hugetlb_check(flg: i32) -> Result<(), Errno> {
+    let log = (flg as u32 >> SHM_HUGE_SHIFT) & SHM_HUGE_MASK;
+    let size_known = match log {
+        0 => true,
+        l => {
+            let kb = (1u64 << l) >> 10;
+            std::path::Path::new(&format!("/sys/kernel/mm/hugepages/hugepages-{kb}kB")).exists()
+        }
+    };
+    if !size_known {
+        Err(EINVAL)
+    } else if flg & SHM_NORESERVE == 0 {
+        Err(ENOMEM)
+    } else {
+        Ok(())
     }
 }
 
