@@ -109,3 +109,20 @@ fn other_layout_version_is_refused() {
         "version 999",
     );
 }
+
+#[test]
+fn disable_leaves_calls_to_the_kernel() {
+    let dir = scratch("disable");
+    let out = Command::new("unshare")
+        .args(["--ipc", "sh", "-c", "ipcmk -M 4096 >/dev/null && env -u LD_PRELOAD ipcs -m"])
+        .env("IPCSHIM_DIR", &dir.0)
+        .env("IPCSHIM_NS", "disabled")
+        .env("LD_PRELOAD", shim_lib())
+        .env("IPCSHIM_DISABLE", "1")
+        .output()
+        .expect("run unshare");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(listing.contains(" 4096 "), "the kernel does not hold the segment: {listing}");
+    assert!(!region_file(&dir, "disabled").exists(), "a disabled shim created a region");
+}
