@@ -62,6 +62,15 @@ fn open_existing() -> Result<Option<Region>, ExitCode> {
     }
 }
 
+/// Parsed arguments (or their error printed) and the namespace, for `ipcs` and `ipcrm`.
+fn with_region<T>(parsed: Result<T, String>) -> Result<(T, Option<Region>), ExitCode> {
+    let parsed = parsed.map_err(|msg| {
+        eprintln!("{msg}");
+        ExitCode::FAILURE
+    })?;
+    Ok((parsed, open_existing()?))
+}
+
 fn run(args: &[String]) -> ExitCode {
     let mut i = 0;
     while i < args.len() {
@@ -131,15 +140,8 @@ fn shm_rows(region: &Region) -> Vec<ipcs::ShmRow> {
 }
 
 fn ipcs_cmd(args: &[String]) -> ExitCode {
-    let req = match ipcs::parse_ipcs_args(args) {
-        Ok(r) => r,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let region = match open_existing() {
-        Ok(r) => r,
+    let (req, region) = match with_region(ipcs::parse_ipcs_args(args)) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let l = match &region {
@@ -180,15 +182,8 @@ fn ipcs_cmd(args: &[String]) -> ExitCode {
 }
 
 fn ipcrm_cmd(args: &[String]) -> ExitCode {
-    let requests = match ipcrm::parse_ipcrm_args(args) {
-        Ok(r) => r,
-        Err(msg) => {
-            eprintln!("{msg}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let region = match open_existing() {
-        Ok(r) => r,
+    let (requests, region) = match with_region(ipcrm::parse_ipcrm_args(args)) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let mut failures = 0;
