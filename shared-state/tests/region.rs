@@ -102,11 +102,10 @@ fn other_version_is_refused() {
     other_namespace_works(&dir);
 }
 
-#[test]
-fn concurrent_first_openers_share_one_region() {
+/// 8 processes open a fresh namespace at once and each creates a segment in it.
+fn first_open_race(dir: &TempDir, ns: &str) {
     const N: usize = 8;
-    let dir = TempDir::new("concurrent");
-    let path = dir.region_path("race");
+    let path = dir.region_path(ns);
     let go = Pipe::new();
     let pids: Vec<i32> = (0..N)
         .map(|_| {
@@ -129,14 +128,23 @@ fn concurrent_first_openers_share_one_region() {
         go.send(1);
     }
     for &pid in &pids {
-        assert_eq!(wait_exit(pid), 0, "child {pid} failed");
+        assert_eq!(wait_exit(pid), 0, "{ns}: child {pid} failed");
     }
     let region = Region::open(&path, false).unwrap();
     let segs = shm::snapshot(&region).unwrap();
-    assert_eq!(segs.len(), N);
+    assert_eq!(segs.len(), N, "{ns}: a segment was lost");
     let mut cpids: Vec<i32> = segs.iter().map(|(_, ds)| ds.cpid).collect();
     cpids.sort_unstable();
     let mut want = pids.clone();
     want.sort_unstable();
-    assert_eq!(cpids, want, "each child created exactly one segment");
+    assert_eq!(cpids, want, "{ns}: each child created exactly one segment");
+}
+
+#[test]
+fn concurrent_first_openers_share_one_region() {
+    let dir = TempDir::new("concurrent");
+    // The race window is short: several rounds make a lost initialisation show up.
+    for round in 0..5 {
+        first_open_race(&dir, &format!("race{round}"));
+    }
 }

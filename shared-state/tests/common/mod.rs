@@ -46,6 +46,10 @@ pub fn fork(f: impl FnOnce() -> i32) -> i32 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // A child left sleeping by a failed test dies with the test's thread, rather than
+        // outliving the run and holding its output pipe open.
+        // SAFETY: plain prctl; no pointers.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
         // SAFETY: ends the child without running the harness's atexit handlers or destructors.
         unsafe { libc::_exit(code) };
