@@ -76,7 +76,7 @@ pub struct Header {
     pub state: AtomicU32,
     pub total_size: u64,
     /// The offsets this file was laid out with: a file from another build is refused.
-    pub layout: [u64; 6],
+    pub layout: [u64; 8],
     pub created: i64,
     /// One past the highest process slot ever used: scans of the table stop here.
     pub procs_hwm: AtomicU32,
@@ -87,8 +87,19 @@ pub struct Header {
     pub shm: crate::shm::ShmNs,
 }
 
-const fn layout() -> [u64; 6] {
-    [PROCS_OFF, SHM_SLOTS_OFF, SHM_EXTENTS_OFF, HEAP_OFF, SHM_DATA_OFF, TOTAL_SIZE]
+/// The section offsets and the header's own shape: a build that moved any of them (even
+/// without a version bump) is told apart from this one.
+const fn layout() -> [u64; 8] {
+    [
+        PROCS_OFF,
+        SHM_SLOTS_OFF,
+        SHM_EXTENTS_OFF,
+        HEAP_OFF,
+        SHM_DATA_OFF,
+        TOTAL_SIZE,
+        size_of::<Header>() as u64,
+        core::mem::offset_of!(Header, lock) as u64,
+    ]
 }
 
 const _: () = assert!(size_of::<Header>() as u64 <= PAGE_SIZE);
@@ -106,6 +117,8 @@ pub enum RegionErrorKind {
     Missing,
     BadName,
     Foreign,
+    /// Right magic and version, other offsets or header shape.
+    OtherBuild,
     Version(u32),
     Size(u64),
     Incomplete,
@@ -122,6 +135,9 @@ impl fmt::Display for RegionError {
             RegionErrorKind::Missing => write!(f, "no such namespace (no region file)"),
             RegionErrorKind::BadName => write!(f, "namespace names may not contain '/' or be empty"),
             RegionErrorKind::Foreign => write!(f, "not an ipcshim region (bad magic); refusing to use it"),
+            RegionErrorKind::OtherBuild => {
+                write!(f, "region laid out by a different ipcshim build (same version); refusing to use it")
+            }
             RegionErrorKind::Version(v) => {
                 write!(f, "region layout version {v}, this ipcshim uses {LAYOUT_VERSION}; refusing to use it")
             }
@@ -286,7 +302,7 @@ impl Region {
         // a pthread mutex are valid for any bit pattern as far as reading fields goes).
         let hdr = unsafe { &*(buf.as_ptr() as *const Header) };
         if hdr.total_size != TOTAL_SIZE || hdr.layout != layout() {
-            return Err(RegionErrorKind::Foreign);
+            return Err(RegionErrorKind::OtherBuild);
         }
         if size != TOTAL_SIZE {
             return Err(RegionErrorKind::Size(size));
@@ -302,17 +318,19 @@ impl Region {
     unsafe fn initialise(&self) {
         let hdr = self.base as *mut Header;
         // SAFETY: the header page is mapped, zero-filled and exclusively ours (see caller).
+        // Identity first, readiness last: a creator that dies in between leaves a file that is
+        // refused as incomplete rather than as foreign.
         unsafe {
-            RobustMutex::init(&raw mut (*hdr).lock);
+            (*hdr).magic = MAGIC;
             (*hdr).version = LAYOUT_VERSION;
             (*hdr).total_size = TOTAL_SIZE;
             (*hdr).layout = layout();
+            RobustMutex::init(&raw mut (*hdr).lock);
             (*hdr).created = sys::real_seconds();
             (*hdr).limits = kernel_limits();
             (*hdr).heap.init(HEAP_OFF);
             (*hdr).shm.init();
             crate::shm::init_extents(self);
-            (*hdr).magic = MAGIC;
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
     }

@@ -102,6 +102,32 @@ fn other_version_is_refused() {
     other_namespace_works(&dir);
 }
 
+#[test]
+fn interrupted_initialisation_is_refused_as_incomplete() {
+    let dir = TempDir::new("incomplete");
+    let path = valid_region(&dir);
+    // The state word follows magic and version; a creator that died before setting it leaves 0.
+    let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(12)).unwrap();
+    f.write_all(&0u32.to_ne_bytes()).unwrap();
+    drop(f);
+    expect_refused(&path, &["never completed"]);
+    other_namespace_works(&dir);
+}
+
+#[test]
+fn other_build_layout_is_refused() {
+    let dir = TempDir::new("otherbuild");
+    let path = valid_region(&dir);
+    // The first layout word (process table offset) sits after magic, version, state, total_size.
+    let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(24)).unwrap();
+    f.write_all(&12345u64.to_ne_bytes()).unwrap();
+    drop(f);
+    expect_refused(&path, &["different ipcshim build"]);
+    other_namespace_works(&dir);
+}
+
 /// 8 processes open a fresh namespace at once and each creates a segment in it.
 fn first_open_race(dir: &TempDir, ns: &str) {
     const N: usize = 8;
