@@ -293,4 +293,20 @@ static __attribute__((unused)) void probe(const char *what, volatile char *p, in
 		printf("  %s: ok\n", what);
 }
 
+/* Child body: creates segment 0x10040005 (attached and written when *arg), then exits. */
+static __attribute__((unused)) void create_and_exit(void *arg)
+{
+	int attach = *(int *)arg;
+	int id = shmget(0x10040005, 4096, IPC_CREAT | 0600);
+	if (id < 0)
+		die("shmget");
+	if (attach) {
+		char *p = shmat(id, NULL, 0);
+		if (p == (void *)-1)
+			die("shmat");
+		strcpy(p, "left by child");
+	}
+	exit(0);
+}
+
 #endif

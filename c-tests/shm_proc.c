@@ -42,21 +42,6 @@ static int exec_child(char **argv)
 	return 0;
 }
 
-static void create_and_exit(void *arg)
-{
-	int attach = *(int *)arg;
-	int id = shmget(0x10040005, 4096, IPC_CREAT | 0600);
-	if (id < 0)
-		die("shmget");
-	if (attach) {
-		char *p = shmat(id, NULL, 0);
-		if (p == (void *)-1)
-			die("shmat");
-		strcpy(p, "left by child");
-	}
-	exit(0);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[1], "exec-child"))

@@ -3,21 +3,6 @@
 // sysctl: shm_rmid_forced=1
 #include "common.h"
 
-static void create_and_exit(void *arg)
-{
-	int attach = *(int *)arg;
-	int id = shmget(0x10040005, 4096, IPC_CREAT | 0600);
-	if (id < 0)
-		die("shmget");
-	if (attach) {
-		char *p = shmat(id, NULL, 0);
-		if (p == (void *)-1)
-			die("shmat");
-		strcpy(p, "left by child");
-	}
-	exit(0);
-}
-
 int main(void)
 {
 	setup();

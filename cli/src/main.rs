@@ -300,7 +300,11 @@ fn status() -> ExitCode {
         region::TOTAL_SIZE >> 20,
         region.resident_bytes() >> 10
     );
-    println!("heap:           {} bytes used", hdr.heap.used_bytes());
+    println!(
+        "heap:           {} bytes reserved, {} in live blocks",
+        hdr.heap.used_bytes(),
+        hdr.heap.allocated_bytes
+    );
     let pids = proc::live_pids(&region);
     let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
     println!(
