@@ -326,5 +326,12 @@ fn status() -> ExitCode {
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed)
     );
+    println!(
+        "pipes:          created={} bytes_in={} bytes_out={} catchall_traps={}",
+        c.pipes_created.load(Relaxed),
+        c.pipe_bytes_in.load(Relaxed),
+        c.pipe_bytes_out.load(Relaxed),
+        c.sud_traps.load(Relaxed)
+    );
     ExitCode::SUCCESS
 }

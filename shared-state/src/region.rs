@@ -15,7 +15,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -67,6 +67,12 @@ pub struct Counters {
     pub shm_calls: AtomicU64,
     pub procs_reaped: AtomicU64,
     pub lock_recoveries: AtomicU64,
+    /// Syscalls trapped by the catch-all (Syscall User Dispatch) in shimmed processes.
+    pub sud_traps: AtomicU64,
+    pub pipes_created: AtomicU64,
+    /// Bytes written into and read out of shim pipes.
+    pub pipe_bytes_in: AtomicU64,
+    pub pipe_bytes_out: AtomicU64,
 }
 
 #[repr(C)]
