@@ -8,6 +8,7 @@
 //! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
 //! - [`shm`]: what `ipc/shm.c` does
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
+//! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
 
 pub mod alloc;
 pub mod ipc;
@@ -16,6 +17,7 @@ pub mod proc;
 pub mod region;
 pub mod shm;
 pub mod sys;
+pub mod uaccess;
 pub mod wait;
 
 pub use region::{Region, RegionError};
