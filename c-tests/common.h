@@ -309,4 +309,281 @@ static __attribute__((unused)) void create_and_exit(void *arg)
 	exit(0);
 }
 
+/* ---- Pipes, FIFOs, poll and select (pipe_*.c, fifo_*.c, poll_*.c, select_*.c) ---- */
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/uio.h>
+
+/* errname(), plus the errnos of file and pipe calls. */
+static __attribute__((unused)) const char *errname_io(int e)
+{
+	switch (e) {
+#define E(x) case x: return #x;
+	E(ESPIPE) E(ENXIO) E(EISDIR) E(ENOTTY) E(ENOBUFS) E(EXDEV) E(ENOTDIR)
+	E(ELOOP) E(ENAMETOOLONG) E(ETXTBSY) E(ENOTEMPTY) E(ENOPKG) E(ENOTSOCK)
+#undef E
+	}
+	return errname(e);
+}
+
+static __attribute__((unused)) const char *signame_io(int s)
+{
+	switch (s) {
+	case SIGPIPE: return "SIGPIPE";
+	case SIGALRM: return "SIGALRM";
+	case SIGUSR1: return "SIGUSR1";
+	case SIGUSR2: return "SIGUSR2";
+	case SIGTERM: return "SIGTERM";
+	case SIGINT: return "SIGINT";
+	case SIGHUP: return "SIGHUP";
+	case SIGCHLD: return "SIGCHLD";
+	}
+	return signame(s);
+}
+
+static __attribute__((unused)) void show_io(const char *what, long r, int e)
+{
+	if (r == -1)
+		printf("%s = -1 %s\n", what, errname_io(e));
+	else
+		printf("%s = %ld\n", what, r);
+}
+
+/* SHOW with the errno names of errname_io(). */
+#define IOSHOW(expr) ({ errno = 0; long r_ = (long)(expr); int e_ = errno; \
+	show_io(#expr, r_, e_); r_; })
+
+/* For a call returning a new fd: prints "fd", not its number. */
+#define FDSHOW(expr) ({ errno = 0; long r_ = (long)(expr); int e_ = errno; \
+	if (r_ >= 0) printf("%s = fd\n", #expr); else show_io(#expr, r_, e_); r_; })
+
+static __attribute__((unused)) void show_status_io(const char *who, int st)
+{
+	if (WIFEXITED(st))
+		printf("  %s exited %d\n", who, WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		printf("  %s killed by %s\n", who, signame_io(WTERMSIG(st)));
+	else
+		printf("  %s status %#x\n", who, st);
+}
+
+static __attribute__((unused)) void io_pipe(int p[2])
+{
+	if (pipe(p))
+		die("pipe");
+}
+
+static __attribute__((unused)) void io_close(int fd)
+{
+	if (close(fd))
+		die("close");
+}
+
+/* One byte through a synchronisation pipe. */
+static __attribute__((unused)) void io_post(int fd)
+{
+	if (write(fd, "s", 1) != 1)
+		die("post");
+}
+
+static __attribute__((unused)) void io_wait(int fd)
+{
+	char c;
+	ssize_t n;
+	while ((n = read(fd, &c, 1)) == -1 && errno == EINTR)
+		;
+	if (n != 1)
+		die("wait");
+}
+
+static __attribute__((unused)) pid_t io_fork(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid > 0)
+		g_child = pid;
+	return pid;
+}
+
+/* waitpid, retried after a signal handler interrupted it. */
+static __attribute__((unused)) int io_reap(pid_t pid)
+{
+	int st;
+	pid_t r;
+	while ((r = waitpid(pid, &st, 0)) == -1 && errno == EINTR)
+		;
+	if (r != pid)
+		die("waitpid");
+	if (WIFEXITED(st) && WEXITSTATUS(st) == SETUP_FAIL) {
+		fprintf(stderr, "child setup failed\n");
+		exit(2);
+	}
+	return st;
+}
+
+/* Block until process pid is asleep (state S): how a helper knows that
+ * its partner is blocked in the call under test. */
+static __attribute__((unused)) void io_wait_sleeping(pid_t pid)
+{
+	char path[64], buf[512];
+	struct timespec ts = { 0, 1000 * 1000 };
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 10000; i++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			die("open stat");
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n <= 0)
+			die("read stat");
+		buf[n] = 0;
+		char *p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'S')
+			return;
+		nanosleep(&ts, NULL);
+	}
+	errno = ETIMEDOUT;
+	die("partner never slept");
+}
+
+/* Helper body: send sig to target each time it sleeps until a byte arrives
+ * on ack. Retrying makes the outcome independent of whether the first
+ * signal came before target had blocked. */
+static __attribute__((unused)) void io_signal_until(pid_t target, int sig, int ack)
+{
+	struct pollfd p = { ack, POLLIN, 0 };
+	for (;;) {
+		io_wait_sleeping(target);
+		if (poll(&p, 1, 0) > 0)
+			return;
+		if (kill(target, sig))
+			die("kill");
+		if (poll(&p, 1, 20) > 0)
+			return;
+	}
+}
+
+static __attribute__((unused)) void io_handler(int sig, void (*fn)(int), int flags)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = fn;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(sig, &sa, NULL))
+		die("sigaction");
+}
+
+static __attribute__((unused)) void io_set_nonblock(int fd, int on)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK))
+		die("fcntl O_NONBLOCK");
+}
+
+/* Write chunk-sized writes, non-blocking, until EAGAIN; the bytes accepted. */
+static __attribute__((unused)) long io_fill(int fd, size_t chunk)
+{
+	static char buf[1 << 17];
+	long total = 0;
+	ssize_t n;
+	int fl = fcntl(fd, F_GETFL);
+	if (chunk > sizeof buf || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
+		die("fill");
+	memset(buf, 'f', chunk);
+	while ((n = write(fd, buf, chunk)) > 0)
+		total += n;
+	if (n == 0 || errno != EAGAIN)
+		die("fill write");
+	if (fcntl(fd, F_SETFL, fl))
+		die("fill fcntl");
+	return total;
+}
+
+/* Read, non-blocking, until EAGAIN or EOF; the bytes read. */
+static __attribute__((unused)) long io_drain(int fd)
+{
+	static char buf[1 << 16];
+	long total = 0;
+	ssize_t n;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
+		die("drain");
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		total += n;
+	if (n < 0 && errno != EAGAIN)
+		die("drain read");
+	if (fcntl(fd, F_SETFL, fl))
+		die("drain fcntl");
+	return total;
+}
+
+/* Bytes queued in a pipe (FIONREAD), or -1 with the errno printed by callers. */
+static __attribute__((unused)) int io_nread(int fd)
+{
+	int n = -1;
+	if (ioctl(fd, FIONREAD, &n))
+		return -1;
+	return n;
+}
+
+/* poll revents as names, "0" when none. */
+static __attribute__((unused)) const char *pollbits(int ev)
+{
+	static char buf[160];
+	static const struct { int bit; const char *name; } names[] = {
+		{ POLLIN, "POLLIN" }, { POLLPRI, "POLLPRI" }, { POLLOUT, "POLLOUT" },
+		{ POLLERR, "POLLERR" }, { POLLHUP, "POLLHUP" }, { POLLNVAL, "POLLNVAL" },
+		{ POLLRDNORM, "POLLRDNORM" }, { POLLRDBAND, "POLLRDBAND" },
+		{ POLLWRNORM, "POLLWRNORM" }, { POLLWRBAND, "POLLWRBAND" },
+		{ POLLRDHUP, "POLLRDHUP" },
+	};
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (ev & names[i].bit) {
+			if (buf[0])
+				strcat(buf, "|");
+			strcat(buf, names[i].name);
+			ev &= ~names[i].bit;
+		}
+	if (ev)
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%#x", buf[0] ? "|" : "", ev);
+	return buf[0] ? buf : "0";
+}
+
+/* poll one fd for events with timeout 0 and print what came back. */
+static __attribute__((unused)) void show_poll1(const char *what, int fd, short events)
+{
+	struct pollfd p = { fd, events, 0 };
+	errno = 0;
+	int r = poll(&p, 1, 0);
+	if (r < 0)
+		printf("  poll %s = -1 %s\n", what, errname_io(errno));
+	else
+		printf("  poll %s = %d revents=%s\n", what, r, pollbits(p.revents));
+}
+
+static __attribute__((unused)) long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* A buffer whose last `valid` bytes are readable and writable and are
+ * followed by a PROT_NONE page: EFAULT after exactly `valid` bytes. */
+static __attribute__((unused)) char *io_edge(size_t valid)
+{
+	size_t pages = (valid + PAGE - 1) / PAGE;
+	char *p = mmap(NULL, (pages + 1) * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap");
+	if (mprotect(p + pages * PAGE, PAGE, PROT_NONE))
+		die("mprotect");
+	return p + pages * PAGE - valid;
+}
+
 #endif
