@@ -1,0 +1,224 @@
+/* Pipe transfers that fault part way: the kernel's counts and what stays
+ * queued. Buffers end at a PROT_NONE page (io_edge), so the fault comes
+ * after exactly the valid bytes. */
+#include "common.h"
+
+static char g_pat[3 * 4096];
+
+/* Fill buf with the pattern starting at offset off. */
+static void pat(char *buf, size_t off, size_t n)
+{
+	memcpy(buf, g_pat + off, n);
+}
+
+static int is_pat(const char *buf, size_t off, size_t n)
+{
+	return !memcmp(buf, g_pat + off, n);
+}
+
+/* Read everything queued (non-blocking) and say whether it is pattern from off. */
+static void check_rest(int fd, size_t off)
+{
+	static char buf[1 << 17];
+	long n = 0, r;
+	io_set_nonblock(fd, 1);
+	while ((r = read(fd, buf + n, sizeof buf - n)) > 0)
+		n += r;
+	io_set_nonblock(fd, 0);
+	printf("  read back %ld bytes, pattern from %zu: %s\n", n, off,
+	       is_pat(buf, off, n) ? "yes" : "no");
+}
+
+static void closep(int p[2])
+{
+	io_close(p[0]);
+	io_close(p[1]);
+}
+
+int main(void)
+{
+	setup();
+	alarm(10);
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < sizeof g_pat; i++)
+		g_pat[i] = 'A' + (i * 7 + i / 26) % 26;
+	int p[2];
+	char *e100 = io_edge(100), *e4196 = io_edge(4196), *e4096 = io_edge(4096);
+	char *none = io_edge(0), *ro = io_edge(PAGE);
+	char *volatile nul = NULL;
+	char buf[8192];
+
+	CASE("fault_write_before_any_page_filled");
+	io_pipe(p);
+	pat(e100, 0, 100);
+	IOSHOW(write(p[1], e100, 300));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	IOSHOW(write(p[1], "xyz", 3));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	closep(p);
+
+	CASE("fault_write_after_one_page");
+	io_pipe(p);
+	pat(e4196, 0, 4196);
+	IOSHOW(write(p[1], e4196, 4396));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 0);
+	closep(p);
+
+	CASE("fault_write_merging_into_queued_data");
+	/* The first (count % 4096) bytes merge into the queued page before the
+	 * fault, so the count depends on what was already there. */
+	io_pipe(p);
+	IOSHOW(write(p[1], g_pat, 10));
+	pat(e100, 10, 100);
+	IOSHOW(write(p[1], e100, 300));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	pat(e4196, 10, 4196);
+	IOSHOW(write(p[1], e4196, 4396));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 0);
+	closep(p);
+
+	CASE("fault_write_leaves_nothing_readable");
+	/* A write that faults before filling its first page leaves no trace:
+	 * not readable for poll, EAGAIN for a non-blocking read. */
+	io_pipe(p);
+	pat(e100, 0, 100);
+	IOSHOW(write(p[1], e100, 300));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	show_poll1("read end", p[0], POLLIN);
+	io_set_nonblock(p[0], 1);
+	IOSHOW(read(p[0], buf, sizeof buf));
+	show_poll1("read end", p[0], POLLIN);
+	IOSHOW(read(p[0], buf, sizeof buf));
+	io_set_nonblock(p[0], 0);
+	closep(p);
+
+	CASE("fault_read_into_buffer_turning_bad");
+	io_pipe(p);
+	IOSHOW(write(p[1], g_pat, 300));
+	memset(e100, '.', 100);
+	IOSHOW(read(p[0], e100, 300));
+	printf("  first 100 bytes of the buffer: %s\n",
+	       is_pat(e100, 0, 100) ? "copied" : e100[0] == '.' ? "untouched" : "other");
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 0);
+	closep(p);
+
+	CASE("fault_read_second_page");
+	io_pipe(p);
+	IOSHOW(write(p[1], g_pat, 4096));
+	IOSHOW(write(p[1], g_pat + 4096, 300));
+	IOSHOW(read(p[0], e4196, 4396));
+	printf("  first 4096 bytes: %s\n", is_pat(e4196, 0, 4096) ? "copied" : "not copied");
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 4096);
+	closep(p);
+
+	CASE("fault_read_within_one_page");
+	/* 600 bytes in one page, buffer good for 4096 then bad: the copy
+	 * fits, so no fault. Then 5000 bytes in two pages. */
+	io_pipe(p);
+	IOSHOW(write(p[1], g_pat, 600));
+	IOSHOW(read(p[0], e4096, 4200));
+	IOSHOW(write(p[1], g_pat, 5000));
+	IOSHOW(read(p[0], e4096, 8192));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 4096);
+	closep(p);
+
+	CASE("fault_writev_bad_second_iov");
+	io_pipe(p);
+	{
+		struct iovec a[2] = { { g_pat, 10 }, { none, 10 } };
+		struct iovec b[2] = { { g_pat, 4096 }, { none, 10 } };
+		struct iovec c[3] = { { g_pat, 4000 }, { g_pat + 4000, 96 }, { nul, 1 } };
+		IOSHOW(writev(p[1], a, 2));
+		printf("  FIONREAD = %d\n", io_nread(p[0]));
+		IOSHOW(writev(p[1], b, 2));
+		printf("  FIONREAD = %d\n", io_nread(p[0]));
+		check_rest(p[0], 0);
+		IOSHOW(writev(p[1], c, 3));
+		printf("  FIONREAD = %d\n", io_nread(p[0]));
+		check_rest(p[0], 0);
+	}
+	closep(p);
+
+	CASE("fault_readv_bad_second_iov");
+	io_pipe(p);
+	{
+		char x[4096];
+		struct iovec a[2] = { { x, 10 }, { none, 10 } };
+		struct iovec b[2] = { { x, 4096 }, { none, 100 } };
+		IOSHOW(write(p[1], g_pat, 20));
+		IOSHOW(readv(p[0], a, 2));
+		printf("  FIONREAD = %d\n", io_nread(p[0]));
+		IOSHOW(readv(p[0], b, 2));
+		printf("  FIONREAD = %d\n", io_nread(p[0]));
+		check_rest(p[0], 0);
+		IOSHOW(write(p[1], g_pat, 4096));
+		IOSHOW(write(p[1], g_pat + 4096, 20));
+		IOSHOW(readv(p[0], b, 2));
+		printf("  FIONREAD = %d\n", io_nread(p[0]));
+		check_rest(p[0], 4096);
+	}
+	closep(p);
+
+	CASE("fault_null_and_readonly_buffers");
+	io_pipe(p);
+	IOSHOW(write(p[1], nul, 10));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	IOSHOW(write(p[1], g_pat, 10));
+	IOSHOW(read(p[0], nul, 10));
+	pat(ro, 10, 10);
+	if (mprotect(ro, PAGE, PROT_READ))
+		die("mprotect");
+	IOSHOW(read(p[0], ro, 10));
+	IOSHOW(read(p[0], none, 10));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	IOSHOW(write(p[1], ro, 10));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 0);
+	closep(p);
+
+	CASE("fault_checked_after_other_errors");
+	/* A bad buffer is only found while copying: EOF, EAGAIN, EPIPE and
+	 * null transfers come first. */
+	io_pipe(p);
+	IOSHOW(read(p[0], nul, 0));
+	IOSHOW(write(p[1], nul, 0));
+	io_set_nonblock(p[0], 1);
+	IOSHOW(read(p[0], none, 10));
+	io_set_nonblock(p[0], 0);
+	io_close(p[1]);
+	IOSHOW(read(p[0], none, 10));
+	io_close(p[0]);
+	io_pipe(p);
+	io_close(p[0]);
+	IOSHOW(write(p[1], none, 10));
+	IOSHOW(write(p[1], nul, 10));
+	io_close(p[1]);
+	io_pipe(p);
+	io_fill(p[1], 4096);
+	io_set_nonblock(p[1], 1);
+	IOSHOW(write(p[1], none, 10));
+	closep(p);
+
+	CASE("fault_direct_packets");
+	IOSHOW(pipe2(p, O_DIRECT));
+	pat(e100, 0, 100);
+	IOSHOW(write(p[1], e100, 300));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	pat(e4196, 0, 4196);
+	IOSHOW(write(p[1], e4196, 4396));
+	IOSHOW(write(p[1], g_pat, 50));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	IOSHOW(read(p[0], e100, 4096));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	IOSHOW(read(p[0], buf, 8192));
+	printf("  whole first packet: %s\n", is_pat(buf, 0, 4096) ? "yes" : "no");
+	IOSHOW(read(p[0], e100, 50));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	closep(p);
+	return 0;
+}
