@@ -10,6 +10,8 @@ extern "C" fn atfork_prepare() {
 }
 
 extern "C" fn atfork_child() {
+    // SUD is not inherited; a fork made from shim code (selector ALLOW) was not trapped.
+    crate::sud::rearm_after_fork();
     if let Some(r) = region::active() {
         proc::fork::child(r);
     }
@@ -24,6 +26,8 @@ extern "C" fn init() {
         proc::exec_cleanup(r);
         // SAFETY: plain function pointers with static lifetime.
         unsafe { libc::pthread_atfork(Some(atfork_prepare), None, Some(atfork_child)) };
+        // Last: from here on every syscall of the image traps.
+        crate::sud::init();
     }
 }
 

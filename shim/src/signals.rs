@@ -1,13 +1,361 @@
 //! The application's signal handlers, wrapped: the shim learns which handlers ran (and with
 //! which SA_RESTART) and keeps SIGSYS deliverable.
+//!
+//! With the catch-all armed, the application's `rt_sigaction` is virtualized: its dispositions
+//! live in [`TABLE`], and the kernel holds our [`trampoline`] for every signal that has an
+//! application handler, plus SIGSEGV/SIGBUS always (for the user-copy fixups). The trampoline
+//! holds a signal back while shim code runs on the thread (it may hold a lock the handler
+//! would need): it blocks the signal in the interrupted context and queues it again, so the
+//! kernel keeps it pending (queued or coalesced as usual) until the last guard drops and
+//! unblocks it. A held-back real-time signal goes behind instances of it already queued.
+
+use crate::sud::{self, Tls, tls, user::User};
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
+use libc::{SIG_DFL, SIG_IGN, siginfo_t};
+use shared_state::sys::{self, Errno, syscall6};
+
+const NSIG: usize = 64;
+/// asm/signal.h (x86); glibc does not export it.
+pub(crate) const SA_RESTORER: u64 = 0x0400_0000;
+/// Flags the kernel keeps and reports (UAPI_SA_FLAGS, include/linux/signal_types.h).
+const UAPI_FLAGS: u64 = (libc::SA_NOCLDSTOP
+    | libc::SA_NOCLDWAIT
+    | libc::SA_SIGINFO
+    | libc::SA_ONSTACK
+    | libc::SA_RESTART
+    | libc::SA_NODEFER
+    | libc::SA_RESETHAND) as u64
+    | SA_RESTORER
+    | 0x800; // SA_EXPOSE_TAGBITS
+/// The application's flags that our trampoline keeps at kernel level.
+const KEEP: u64 = (libc::SA_RESTART
+    | libc::SA_ONSTACK
+    | libc::SA_NODEFER
+    | libc::SA_RESETHAND
+    | libc::SA_NOCLDSTOP
+    | libc::SA_NOCLDWAIT) as u64;
+
+/// The kernel's `struct sigaction` (x86_64, 64-bit sigset).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KSigaction {
+    pub handler: usize,
+    pub flags: u64,
+    pub restorer: usize,
+    pub mask: u64,
+}
+
+/// One application disposition. Written handler last (Release) and read handler first: a
+/// sigaction racing a delivery of the same signal may pair the new handler with old flags.
+struct Action {
+    handler: AtomicUsize,
+    flags: AtomicU64,
+    restorer: AtomicUsize,
+    mask: AtomicU64,
+}
+
+impl Action {
+    fn load(&self) -> KSigaction {
+        let handler = self.handler.load(Ordering::Acquire);
+        KSigaction {
+            handler,
+            flags: self.flags.load(Ordering::Relaxed),
+            restorer: self.restorer.load(Ordering::Relaxed),
+            mask: self.mask.load(Ordering::Relaxed),
+        }
+    }
+
+    fn store(&self, a: &KSigaction) {
+        self.flags.store(a.flags, Ordering::Relaxed);
+        self.restorer.store(a.restorer, Ordering::Relaxed);
+        self.mask.store(a.mask, Ordering::Relaxed);
+        self.handler.store(a.handler, Ordering::Release);
+    }
+}
+
+/// The application's disposition of signal i+1, as it set it.
+static TABLE: [Action; NSIG] = [const {
+    Action {
+        handler: AtomicUsize::new(SIG_DFL),
+        flags: AtomicU64::new(0),
+        restorer: AtomicUsize::new(0),
+        mask: AtomicU64::new(0),
+    }
+}; NSIG];
+
+static FIXUPS: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn sigbit(sig: c_int) -> u64 {
+    1u64 << (sig - 1)
+}
+
+fn action(sig: c_int) -> &'static Action {
+    &TABLE[(sig - 1) as usize]
+}
+
+/// rt_sigaction on the kernel's table.
+pub(crate) fn raw_sigaction(
+    sig: c_int,
+    act: Option<&KSigaction>,
+    old: Option<&mut KSigaction>,
+) -> Result<(), Errno> {
+    let act = act.map_or(0, |a| a as *const KSigaction as usize);
+    let old = old.map_or(0, |o| o as *mut KSigaction as usize);
+    syscall6(libc::SYS_rt_sigaction, sig as usize, act, old, 8, 0, 0).map(|_| ())
+}
+
+/// Signals whose kernel-level disposition is our trampoline when the application's is `handler`.
+fn wrapped(sig: c_int, handler: usize) -> bool {
+    handler != SIG_DFL && handler != SIG_IGN || sig == libc::SIGSEGV || sig == libc::SIGBUS
+}
+
+/// What the kernel should hold for the application's `app` disposition of `sig`.
+fn kernel_action(sig: c_int, app: &KSigaction) -> KSigaction {
+    let mut mask = app.mask;
+    sanitize_mask(&mut mask);
+    if wrapped(sig, app.handler) {
+        KSigaction {
+            handler: trampoline as *const () as usize,
+            flags: app.flags & KEEP | libc::SA_SIGINFO as u64 | SA_RESTORER,
+            restorer: sud::restorer(),
+            mask,
+        }
+    } else {
+        KSigaction { mask, ..*app }
+    }
+}
+
+/// At start-up, before anything traps: the table from the kernel's current dispositions
+/// (inherited SIG_IGN, handlers installed by earlier constructors), and our trampoline under
+/// those that need it. SIGSYS is left to `sud`.
+pub(crate) fn init() {
+    for sig in 1..=NSIG as c_int {
+        let mut old = KSigaction::default();
+        if raw_sigaction(sig, None, Some(&mut old)).is_err() {
+            continue;
+        }
+        action(sig).store(&old);
+        if sig != libc::SIGSYS && sig != libc::SIGKILL && sig != libc::SIGSTOP && wrapped(sig, old.handler) {
+            let _ = raw_sigaction(sig, Some(&kernel_action(sig, &old)), None);
+        }
+    }
+    FIXUPS.store(true, Ordering::Release);
+}
+
+/// True when a fault in `shared_state::uaccess::copy_user` becomes a short count (our
+/// SIGSEGV/SIGBUS wrapper is installed: the catch-all is armed). Without it, use the
+/// process_vm copies.
+pub fn fault_fixups_active() -> bool {
+    FIXUPS.load(Ordering::Acquire)
+}
+
+/// The application's rt_sigaction(sig, act, oldact, sigsetsize), trapped. In a vfork child
+/// (posix_spawn resets handlers there, in its own copy of the kernel table) it goes to the
+/// kernel, except SIGSYS, which stays ours.
+pub(crate) fn rt_sigaction(a: &[u64; 6], user: User) -> i64 {
+    let (sig, act_p, old_p, size) = (a[0] as c_int, a[1] as usize, a[2] as usize, a[3]);
+    if size != 8 || !(1..=NSIG as c_int).contains(&sig) {
+        return -(libc::EINVAL as i64);
+    }
+    let act = match act_p {
+        0 => None,
+        p => match user.read::<KSigaction>(p) {
+            Some(a) => Some(a),
+            None => return -(libc::EFAULT as i64),
+        },
+    };
+    if act.is_some() && (sig == libc::SIGKILL || sig == libc::SIGSTOP) {
+        return -(libc::EINVAL as i64);
+    }
+    let vfork = sud::in_vfork_child();
+    let old = if vfork && sig != libc::SIGSYS {
+        let mut old = KSigaction::default();
+        let mut k = act;
+        if let Some(k) = &mut k {
+            sanitize_mask(&mut k.mask);
+        }
+        if let Err(e) = raw_sigaction(sig, k.as_ref(), Some(&mut old)) {
+            return -(e as i64);
+        }
+        old
+    } else {
+        let old = action(sig).load();
+        // A vfork child's SIGSYS change is dropped: the table is its parent's.
+        if let Some(mut act) = act.filter(|_| !vfork) {
+            act.flags &= UAPI_FLAGS;
+            act.mask &= !(sigbit(libc::SIGKILL) | sigbit(libc::SIGSTOP));
+            if sig != libc::SIGSYS
+                && let Err(e) = raw_sigaction(sig, Some(&kernel_action(sig, &act)), None)
+            {
+                return -(e as i64);
+            }
+            action(sig).store(&act);
+        }
+        old
+    };
+    if old_p != 0 && !user.write(old_p, &old) {
+        return -(libc::EFAULT as i64);
+    }
+    0
+}
+
+/// Before an exec: SIGSEGV/SIGBUS that the application ignores carry our trampoline, which exec
+/// would reset to SIG_DFL; set SIG_IGN so the new image inherits it. Returns those signals.
+pub(crate) fn exec_dispositions() -> u64 {
+    let mut set = 0;
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        let app = action(sig).load();
+        if app.handler == SIG_IGN && raw_sigaction(sig, Some(&app), None).is_ok() {
+            set |= sigbit(sig);
+        }
+    }
+    set
+}
+
+/// After a failed exec: our trampoline back under the signals `exec_dispositions` changed.
+pub(crate) fn exec_failed(set: u64) {
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        if set & sigbit(sig) != 0 {
+            let _ = raw_sigaction(sig, Some(&kernel_action(sig, &action(sig).load())), None);
+        }
+    }
+}
+
+/// A fault raised by the CPU (not sent): returning from it re-executes the faulting instruction.
+fn is_fault(sig: c_int, info: &siginfo_t) -> bool {
+    matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP)
+        && info.si_code > 0
+}
+
+/// Puts SIG_DFL at kernel level: a returning fault then kills as it would on the kernel.
+fn kernel_default(sig: c_int) {
+    let dfl = KSigaction::default();
+    let _ = raw_sigaction(sig, Some(&dfl), None);
+}
+
+/// Sends `info` again to this thread.
+fn requeue(info: *const siginfo_t) {
+    // SAFETY: `info` points to a full siginfo (ours or the kernel's).
+    let sig = unsafe { (*info).si_signo };
+    let tid = syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0);
+    let _ =
+        syscall6(libc::SYS_rt_tgsigqueueinfo, sys::getpid() as usize, tid, sig as usize, info as usize, 0, 0);
+}
+
+/// Our kernel-level handler for every application-handled signal (and SIGSEGV/SIGBUS).
+pub(crate) extern "C" fn trampoline(sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
+    let t = tls();
+    let saved = t.selector.load(Ordering::Relaxed);
+    t.selector.store(sud::ALLOW, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    deliver(t, sig, info, ctx);
+    compiler_fence(Ordering::SeqCst);
+    t.selector.store(saved, Ordering::Relaxed);
+}
+
+fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
+    let (si, uc) = unsafe { (&*info, &mut *(ctx as *mut libc::ucontext_t)) };
+    let fault = is_fault(sig, si);
+    if sig == libc::SIGSEGV || sig == libc::SIGBUS {
+        let rip = &mut uc.uc_mcontext.gregs[libc::REG_RIP as usize];
+        if let Some(fix) = shared_state::uaccess::fixup_target(*rip as usize) {
+            *rip = fix as libc::greg_t;
+            return;
+        }
+    }
+    let app = action(sig).load();
+    if app.handler == SIG_IGN || app.handler == SIG_DFL {
+        if app.handler == SIG_DFL || fault {
+            kernel_default(sig);
+        }
+        if app.handler == SIG_DFL && !fault {
+            requeue(info);
+        }
+        return;
+    }
+    if t.depth.load(Ordering::Relaxed) != 0 {
+        if fault {
+            // A crash in shim code: die of it as an unhandled fault would.
+            kernel_default(sig);
+        } else if sig != libc::SIGSYS {
+            hold(t, sig, info, uc);
+        }
+        // (A SIGSYS sent while shim code runs, e.g. by the application's seccomp filter for a
+        // syscall the shim made, is not the application's: dropped, as SIGSYS is never blocked.)
+        return;
+    }
+    let restart = app.flags & libc::SA_RESTART as u64 != 0;
+    t.interrupt.fetch_max(if restart { 1 } else { 2 }, Ordering::Relaxed);
+    if app.flags & libc::SA_RESETHAND as u64 != 0 {
+        // The kernel reset our trampoline to SIG_DFL as it delivered.
+        action(sig).store(&KSigaction { handler: SIG_DFL, ..app });
+        if wrapped(sig, SIG_DFL) {
+            let _ = raw_sigaction(sig, Some(&kernel_action(sig, &action(sig).load())), None);
+        }
+    }
+    t.selector.store(sud::BLOCK, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    if app.flags & libc::SA_SIGINFO as u64 != 0 {
+        // SAFETY: the application installed this address as an SA_SIGINFO handler.
+        let h = unsafe {
+            core::mem::transmute::<usize, extern "C" fn(c_int, *mut siginfo_t, *mut c_void)>(app.handler)
+        };
+        h(sig, info, ctx);
+    } else {
+        // SAFETY: the application installed this address as a plain handler.
+        let h = unsafe { core::mem::transmute::<usize, extern "C" fn(c_int)>(app.handler) };
+        h(sig);
+    }
+    compiler_fence(Ordering::SeqCst);
+    t.selector.store(sud::ALLOW, Ordering::Relaxed);
+}
+
+/// Holds `sig` back: blocked now (also under SA_NODEFER) and in the interrupted context that
+/// sigreturn restores, and queued again.
+fn hold(t: &Tls, sig: c_int, info: *const siginfo_t, uc: &mut libc::ucontext_t) {
+    let bit = sigbit(sig);
+    let _ = syscall6(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK as usize, &raw const bit as usize, 0, 8, 0, 0);
+    // SAFETY: the kernel's 64-bit sigset is the first word of glibc's uc_sigmask.
+    unsafe { *(&raw mut uc.uc_sigmask as *mut u64) |= bit };
+    t.held.fetch_or(bit, Ordering::Relaxed);
+    requeue(info);
+}
+
+/// Sets this thread's guard depth; at 0, lets in the signals held back meanwhile.
+pub(crate) fn set_depth(t: &Tls, depth: u8) {
+    t.depth.store(depth, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    if depth == 0 {
+        let held = t.held.swap(0, Ordering::Relaxed);
+        if held != 0 {
+            let _ = syscall6(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_UNBLOCK as usize,
+                &raw const held as usize,
+                0,
+                8,
+                0,
+                0,
+            );
+        }
+    }
+}
 
 /// Forgets earlier handler runs; call before a wait.
-pub fn clear_interrupt() {}
+pub fn clear_interrupt() {
+    tls().interrupt.store(0, Ordering::Relaxed);
+}
 
 /// After a wait returned EINTR: `Some(true)` if every handler that ran had SA_RESTART,
 /// `Some(false)` if one did not, `None` if no application handler ran.
 pub fn take_interrupt() -> Option<bool> {
-    None
+    match tls().interrupt.swap(0, Ordering::Relaxed) {
+        0 => None,
+        1 => Some(true),
+        _ => Some(false),
+    }
 }
 
 /// Removes SIGSYS from a signal mask the application wants to install.

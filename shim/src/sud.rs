@@ -1,30 +1,334 @@
 //! The syscall-level catch-all (Syscall User Dispatch, NOTES §2).
 //!
-//! Interface used by the rest of the shim; the implementation arrives with the catch-all.
+//! Every thread of a shimmed process runs with SUD armed: a syscall issued outside our allowed
+//! range while the thread's selector byte says BLOCK raises SIGSYS, and [`trap`]'s handler
+//! serves it (through `crate::dispatch`) or issues it natively. Shim code runs inside a
+//! [`Guard`], which sets the selector to ALLOW so its own syscalls, and those of the libc
+//! functions it calls, go straight to the kernel.
+//!
+//! The allowed range is one page-aligned section of this library holding only the signal
+//! restorer, the child-arming code and the per-call-site thunks that re-issue `clone`/`vfork`
+//! on the application's own stack. Per-thread state lives in initial-exec TLS defined in
+//! assembly, so the handler, the thunks and Rust code reach it without `__tls_get_addr`.
+
+use core::arch::{asm, global_asm};
+use core::marker::PhantomData;
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, compiler_fence};
+use shared_state::sys::syscall6;
+
+mod exec;
+mod trap;
+pub(crate) mod user;
+
+/// Selector values (linux/prctl.h).
+pub(crate) const ALLOW: u8 = 0;
+pub(crate) const BLOCK: u8 = 1;
+const PR_SET_SYSCALL_USER_DISPATCH: usize = 59;
+const PR_SYS_DISPATCH_ON: usize = 1;
+/// asm/prctl.h
+const ARCH_GET_FS: usize = 0x1003;
+
+/// This thread's catch-all state. Offsets of the first fields are used by the assembly below.
+#[repr(C)]
+pub(crate) struct Tls {
+    /// The SUD selector the kernel reads.
+    pub selector: AtomicU8,
+    /// How many [`Guard`]s are live (0: application code, or a wait in `allow_signals`).
+    pub depth: AtomicU8,
+    /// 1 in the child of a `vfork`/`CLONE_VM` clone, which runs on the parent thread's TLS.
+    pub vfork: AtomicU8,
+    /// Application handlers run since `clear_interrupt` (see `signals`).
+    pub interrupt: AtomicU8,
+    /// Signals held back (blocked and requeued) while shim code ran; unblocked when the last
+    /// guard drops.
+    pub held: AtomicU64,
+    /// An exec envp block that a vfork child left mapped in our memory (address, length).
+    pub scratch: AtomicUsize,
+    pub scratch_len: AtomicUsize,
+}
+
+global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".balign 64",
+    ".globl ipcshim_tls",
+    ".hidden ipcshim_tls",
+    ".type ipcshim_tls,@tls_object",
+    "ipcshim_tls:",
+    ".zero {size}",
+    ".size ipcshim_tls, {size}",
+    ".popsection",
+    size = const size_of::<Tls>(),
+);
+
+/// This thread's [`Tls`]. Only meaningful on the calling thread (a vfork child shares it).
+#[inline(always)]
+pub(crate) fn tls() -> &'static Tls {
+    let addr: usize;
+    // SAFETY: reads the thread pointer (glibc's TCB self-pointer at %fs:0) and the static TLS
+    // offset of `ipcshim_tls` from the GOT: the initial-exec TLS access sequence.
+    unsafe {
+        asm!(
+            "mov {a}, qword ptr fs:[0]",
+            "add {a}, qword ptr [rip + ipcshim_tls@GOTTPOFF]",
+            a = out(reg) addr,
+            options(nostack, pure, readonly),
+        );
+    }
+    // SAFETY: the loader allocated and zeroed this thread's block of `size_of::<Tls>()` bytes,
+    // which lives as long as the thread; every field is an atomic or an UnsafeCell.
+    unsafe { &*(addr as *const Tls) }
+}
+
+/// Number of per-call-site `clone`/`vfork` thunks, and the size of one.
+const THUNKS: usize = 256;
+const THUNK_SIZE: usize = 32;
+
+/// Where thunk `i` resumes the application, and whether its child shares our memory and TLS.
+#[repr(C)]
+struct Slot {
+    resume: AtomicUsize,
+    shared: AtomicUsize,
+}
+
+static SLOTS: [Slot; THUNKS] =
+    [const { Slot { resume: AtomicUsize::new(0), shared: AtomicUsize::new(0) } }; THUNKS];
+static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
+
+// The allowed range. Thunk i: issue the trapped clone/vfork with the application's registers
+// (restored by sigreturn), then continue at SLOTS[i].resume. rcx and r11 are free: the syscall
+// instruction clobbers them anyway; flags are not preserved (glibc re-tests rax).
+//
+// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held are cleared,
+// because a vfork child ran our handler on this same TLS and may have exec'd inside a guard.
+// Child: arm SUD for this task on the selector at its own TLS (a new thread's fresh block or
+// the shared one), set BLOCK, mark a shared-TLS child as a vfork child, and return 0. A TLS
+// that is not glibc's (%fs:0 is not the TCB's self-pointer: another runtime's clone) is left
+// alone, and the task unarmed. It saves what it uses below the red zone, so the parent's red
+// zone on a shared stack survives.
+global_asm!(
+    ".pushsection .text.ipcshim_sud,\"ax\",@progbits",
+    ".balign 4096",
+    ".globl ipcshim_sud_start",
+    ".hidden ipcshim_sud_start",
+    "ipcshim_sud_start:",
+    ".globl ipcshim_sud_restorer",
+    ".hidden ipcshim_sud_restorer",
+    "ipcshim_sud_restorer:",
+    "    mov $15, %eax",
+    "    syscall",
+    "    ud2",
+    ".balign 64",
+    "ipcshim_sud_parent:",
+    "    mov ipcshim_tls@gottpoff(%rip), %r11",
+    "    movb ${block}, %fs:{sel}(%r11)",
+    "    movb $0, %fs:{depth}(%r11)",
+    "    movb $0, %fs:{vfork}(%r11)",
+    "    movq $0, %fs:{held}(%r11)",
+    "    jmp *(%rcx)",
+    ".balign 64",
+    "ipcshim_sud_child:",
+    "    lea -128(%rsp), %rsp",
+    "    push %rcx",
+    "    push %rdi",
+    "    push %rsi",
+    "    push %rdx",
+    "    push %r10",
+    "    push %r8",
+    "    sub $8, %rsp",
+    "    mov ${arch_prctl}, %eax",
+    "    mov ${get_fs}, %edi",
+    "    mov %rsp, %rsi",
+    "    syscall",
+    "    mov %fs:0, %r8",
+    "    cmp (%rsp), %r8",
+    "    jne 1f",
+    "    add ipcshim_tls@gottpoff(%rip), %r8",
+    "    mov ${prctl}, %eax",
+    "    mov ${pr_sud}, %edi",
+    "    mov ${pr_on}, %esi",
+    "    lea ipcshim_sud_start(%rip), %rdx",
+    "    lea ipcshim_sud_end(%rip), %r10",
+    "    sub %rdx, %r10",
+    "    syscall",
+    "    movb ${block}, {sel}(%r8)",
+    "    mov 48(%rsp), %rcx",
+    "    cmpq $0, {shared}(%rcx)",
+    "    je 1f",
+    "    movb $1, {vfork}(%r8)",
+    "1:",
+    "    add $8, %rsp",
+    "    pop %r8",
+    "    pop %r10",
+    "    pop %rdx",
+    "    pop %rsi",
+    "    pop %rdi",
+    "    pop %rcx",
+    "    lea 128(%rsp), %rsp",
+    "    xor %eax, %eax",
+    "    jmp *(%rcx)",
+    ".balign {tsize}",
+    ".globl ipcshim_sud_thunks",
+    ".hidden ipcshim_sud_thunks",
+    "ipcshim_sud_thunks:",
+    ".set ipcshim_sud_i, 0",
+    ".rept {thunks}",
+    "    syscall",
+    "    test %rax, %rax",
+    "    lea {slots}+{slot_size}*ipcshim_sud_i(%rip), %rcx",
+    "    jz ipcshim_sud_child",
+    "    jmp ipcshim_sud_parent",
+    "    .balign {tsize}, 0xcc",
+    "    .set ipcshim_sud_i, ipcshim_sud_i + 1",
+    ".endr",
+    ".balign 4096, 0xcc",
+    ".globl ipcshim_sud_end",
+    ".hidden ipcshim_sud_end",
+    "ipcshim_sud_end:",
+    ".popsection",
+    block = const BLOCK,
+    sel = const offset_of!(Tls, selector),
+    depth = const offset_of!(Tls, depth),
+    vfork = const offset_of!(Tls, vfork),
+    held = const offset_of!(Tls, held),
+    shared = const offset_of!(Slot, shared),
+    arch_prctl = const libc::SYS_arch_prctl,
+    get_fs = const ARCH_GET_FS,
+    prctl = const libc::SYS_prctl,
+    pr_sud = const PR_SET_SYSCALL_USER_DISPATCH,
+    pr_on = const PR_SYS_DISPATCH_ON,
+    tsize = const THUNK_SIZE,
+    thunks = const THUNKS,
+    slots = sym SLOTS,
+    slot_size = const size_of::<Slot>(),
+    options(att_syntax),
+);
+
+unsafe extern "C" {
+    static ipcshim_sud_start: u8;
+    static ipcshim_sud_end: u8;
+    static ipcshim_sud_restorer: u8;
+    static ipcshim_sud_thunks: u8;
+}
+
+fn range() -> (usize, usize) {
+    let start = (&raw const ipcshim_sud_start) as usize;
+    (start, (&raw const ipcshim_sud_end) as usize - start)
+}
+
+/// Our `rt_sigreturn` restorer, inside the allowed range.
+pub(crate) fn restorer() -> usize {
+    (&raw const ipcshim_sud_restorer) as usize
+}
+
+/// The thunk that re-issues a clone/vfork trapped just before `resume`; None when all are used.
+/// Lock-free: a slot is claimed by one fetch_add and written once; two threads racing on a new
+/// site may each claim one, which is harmless.
+fn thunk_for(resume: usize, shared: bool) -> Option<usize> {
+    let thunk = |i: usize| (&raw const ipcshim_sud_thunks) as usize + i * THUNK_SIZE;
+    let used = SLOTS_USED.load(Ordering::Acquire).min(THUNKS);
+    for (i, s) in SLOTS[..used].iter().enumerate() {
+        if s.resume.load(Ordering::Acquire) == resume && s.shared.load(Ordering::Relaxed) == shared as usize {
+            return Some(thunk(i));
+        }
+    }
+    let i = SLOTS_USED.fetch_add(1, Ordering::AcqRel);
+    let s = SLOTS.get(i)?;
+    s.shared.store(shared as usize, Ordering::Relaxed);
+    s.resume.store(resume, Ordering::Release);
+    Some(thunk(i))
+}
+
+static ARMED: AtomicBool = AtomicBool::new(false);
 
 /// True when every syscall of this process reaches the shim (SUD armed in this image).
 pub fn catchall_active() -> bool {
-    false
+    ARMED.load(Ordering::Relaxed)
 }
 
 /// True in the child of a `vfork`/`CLONE_VM` clone, which shares the parent's memory (and so
 /// its per-process tables) but not its fd table.
 pub fn in_vfork_child() -> bool {
-    false
+    tls().vfork.load(Ordering::Relaxed) != 0
+}
+
+/// Arms SUD for the calling task on its own selector (left as it is).
+fn arm_current() -> bool {
+    let (start, len) = range();
+    let sel = tls().selector.as_ptr() as usize;
+    syscall6(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, len, sel, 0).is_ok()
+}
+
+/// Called from the constructor once the region is open: arms the catch-all for this image
+/// unless `IPCSHIM_CATCHALL=0` or the kernel refuses.
+pub(crate) fn init() {
+    if std::env::var_os("IPCSHIM_CATCHALL").is_some_and(|v| v == "0") {
+        return;
+    }
+    let t = tls();
+    t.selector.store(ALLOW, Ordering::Relaxed);
+    // Armed with ALLOW first: nothing traps until the handlers are in place.
+    if !arm_current() {
+        return;
+    }
+    exec::capture();
+    crate::signals::init();
+    if !trap::install() {
+        let _ = syscall6(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0);
+        return;
+    }
+    ARMED.store(true, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    t.selector.store(BLOCK, Ordering::Relaxed);
+}
+
+/// In a fork child (from `pthread_atfork`): SUD is not inherited, so arm this thread again.
+pub(crate) fn rearm_after_fork() {
+    if catchall_active() {
+        let _g = enter();
+        arm_current();
+    }
 }
 
 /// Held while shim code runs: syscalls go straight to the kernel, and asynchronous signals
 /// that arrive meanwhile are deferred until the guard drops.
-pub struct Guard(());
+pub struct Guard {
+    saved: u8,
+    /// The guard belongs to this thread's TLS.
+    _thread: PhantomData<*const ()>,
+}
 
 pub fn enter() -> Guard {
-    Guard(())
+    let t = tls();
+    let saved = t.selector.load(Ordering::Relaxed);
+    t.selector.store(ALLOW, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    t.depth.store(t.depth.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    Guard { saved, _thread: PhantomData }
 }
 
 impl Guard {
     /// Runs `f` (a wait holding no shim lock) with signals delivered to the application's
     /// handlers as they arrive.
     pub fn allow_signals<R>(&self, f: impl FnOnce() -> R) -> R {
-        f()
+        let t = tls();
+        let depth = t.depth.load(Ordering::Relaxed);
+        crate::signals::set_depth(t, 0);
+        compiler_fence(Ordering::SeqCst);
+        let r = f();
+        compiler_fence(Ordering::SeqCst);
+        t.depth.store(depth, Ordering::Relaxed);
+        r
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let t = tls();
+        compiler_fence(Ordering::SeqCst);
+        crate::signals::set_depth(t, t.depth.load(Ordering::Relaxed).saturating_sub(1));
+        compiler_fence(Ordering::SeqCst);
+        t.selector.store(self.saved, Ordering::Relaxed);
     }
 }

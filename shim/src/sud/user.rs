@@ -1,0 +1,46 @@
+//! Reading and writing the application's pointers from the SIGSYS handler: a bad pointer must
+//! give EFAULT, not kill the process.
+
+use core::mem::{MaybeUninit, size_of};
+use shared_state::{sys, uaccess};
+
+/// How to copy. The fixup copy costs what memcpy costs but needs our SIGSEGV/SIGBUS wrapper
+/// to be reachable: installed, and neither signal blocked at the trapped syscall (a blocked
+/// fault signal kills). Otherwise `process_vm_readv`/`writev` on ourselves.
+#[derive(Clone, Copy)]
+pub(crate) struct User {
+    fast: bool,
+}
+
+impl User {
+    /// For a syscall trapped with `mask` blocked.
+    pub fn new(mask: u64) -> User {
+        let faults = crate::signals::sigbit(libc::SIGSEGV) | crate::signals::sigbit(libc::SIGBUS);
+        User { fast: crate::signals::fault_fixups_active() && !super::in_vfork_child() && mask & faults == 0 }
+    }
+
+    pub fn read<T: Copy>(self, addr: usize) -> Option<T> {
+        let mut v = MaybeUninit::<T>::uninit();
+        let dst = v.as_mut_ptr() as *mut u8;
+        let ok = if self.fast {
+            // SAFETY: `dst` is ours and valid for size_of::<T>() bytes; a fault on `addr` is
+            // fixed up into a short count by the installed wrapper.
+            unsafe { uaccess::copy_user(dst, addr as *const u8, size_of::<T>()) == 0 }
+        } else {
+            sys::copy_from_user(dst, addr, size_of::<T>()).is_ok()
+        };
+        // SAFETY: every byte was written by a complete copy; T is plain data (Copy).
+        ok.then(|| unsafe { v.assume_init() })
+    }
+
+    pub fn write<T: Copy>(self, addr: usize, v: &T) -> bool {
+        let src = v as *const T as *const u8;
+        if self.fast {
+            // SAFETY: `src` is ours and valid for size_of::<T>() bytes; a fault on `addr` is
+            // fixed up into a short count by the installed wrapper.
+            unsafe { uaccess::copy_user(addr as *mut u8, src, size_of::<T>()) == 0 }
+        } else {
+            sys::copy_to_user(addr, src, size_of::<T>()).is_ok()
+        }
+    }
+}
