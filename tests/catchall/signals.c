@@ -1,0 +1,139 @@
+// Signal behaviour the catch-all must keep: "restart"/"norestart" (a SIGALRM handler with or
+// without SA_RESTART interrupts a blocking read on a kernel pipe), "mask" (sigprocmask blocking
+// every signal), "segv-handler" (the application's own SIGSEGV handler sees its fault),
+// "segv-default" (an unhandled fault kills with SIGSEGV), "sigaction" (oldact reports what the
+// application set, SIGSYS included).
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t hits;
+static sigjmp_buf jb;
+
+static void on_alarm(int sig) { (void)sig; hits++; }
+static void on_usr1(int sig) { (void)sig; hits++; }
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+    (void)sig; (void)uc;
+    printf("SIGSEGV handler: code %d addr-is-0x10 %d\n", si->si_code, si->si_addr == (void *)0x10);
+    fflush(stdout);
+    siglongjmp(jb, 1);
+}
+
+static int read_interrupted(int restart) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigaction(SIGALRM, &sa, NULL);
+    int fds[2];
+    if (pipe(fds)) return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        // Writes after the alarm has fired in the parent.
+        usleep(300000);
+        write(fds[1], "late", 4);
+        _exit(0);
+    }
+    close(fds[1]);
+    struct itimerval it = {{0, 0}, {0, 100000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    char buf[16];
+    ssize_t r = read(fds[0], buf, sizeof buf);
+    int e = errno;
+    printf("read returned %zd%s%s, handler ran %d time(s)\n", r, r < 0 ? " errno " : "",
+           r < 0 ? strerror(e) : "", (int)hits);
+    waitpid(pid, NULL, 0);
+    return 0;
+}
+
+static int masks(void) {
+    sigset_t all, old, now;
+    sigfillset(&all);
+    signal(SIGUSR1, on_usr1);
+    if (sigprocmask(SIG_BLOCK, &all, &old)) { perror("sigprocmask"); return 1; }
+    raise(SIGUSR1);
+    // Syscalls with every signal blocked: each one traps under the shim.
+    for (int i = 0; i < 100; i++) getppid();
+    sigpending(&now);
+    printf("after block: handler ran %d, SIGUSR1 pending %d\n", (int)hits, sigismember(&now, SIGUSR1));
+    sigprocmask(SIG_SETMASK, NULL, &now);
+    printf("blocked: SIGUSR1 %d SIGTERM %d SIGINT %d SIGKILL %d\n", sigismember(&now, SIGUSR1),
+           sigismember(&now, SIGTERM), sigismember(&now, SIGINT), sigismember(&now, SIGKILL));
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    printf("after unblock: handler ran %d\n", (int)hits);
+    sigprocmask(SIG_SETMASK, NULL, &now);
+    printf("blocked now: SIGUSR1 %d\n", sigismember(&now, SIGUSR1));
+    return 0;
+}
+
+static int segv_handler(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+    for (int i = 0; i < 2; i++) {
+        if (sigsetjmp(jb, 1) == 0) {
+            *(volatile int *)0x10 = 1;
+            printf("not reached\n");
+        } else {
+            printf("recovered %d\n", i);
+        }
+    }
+    return 0;
+}
+
+static int segv_default(void) {
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    printf("faulting\n");
+    fflush(stdout);
+    *(volatile int *)0x10 = 1;
+    printf("not reached\n");
+    return 0;
+}
+
+static int actions(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGSYS);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGUSR2, NULL, &old);
+    printf("SIGUSR2: ours %d restart %d nodefer %d siginfo %d mask SIGSYS %d SIGTERM %d\n",
+           old.sa_handler == on_usr1, !!(old.sa_flags & SA_RESTART), !!(old.sa_flags & SA_NODEFER),
+           !!(old.sa_flags & SA_SIGINFO), sigismember(&old.sa_mask, SIGSYS),
+           sigismember(&old.sa_mask, SIGTERM));
+    sigaction(SIGSEGV, NULL, &old);
+    printf("SIGSEGV default %d\n", old.sa_handler == SIG_DFL);
+    sa.sa_handler = SIG_IGN;
+    printf("SIGSYS set %d\n", sigaction(SIGSYS, &sa, NULL));
+    sigaction(SIGSYS, NULL, &old);
+    printf("SIGSYS ignored %d\n", old.sa_handler == SIG_IGN);
+    // Syscalls still work with the application's SIGSYS set to SIG_IGN.
+    for (int i = 0; i < 10; i++) getppid();
+    raise(SIGUSR2);
+    printf("SIGUSR2 handler ran %d\n", (int)hits);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc != 2) return 2;
+    if (!strcmp(argv[1], "restart")) return read_interrupted(1);
+    if (!strcmp(argv[1], "norestart")) return read_interrupted(0);
+    if (!strcmp(argv[1], "mask")) return masks();
+    if (!strcmp(argv[1], "segv-handler")) return segv_handler();
+    if (!strcmp(argv[1], "segv-default")) return segv_default();
+    if (!strcmp(argv[1], "sigaction")) return actions();
+    return 2;
+}

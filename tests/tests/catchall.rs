@@ -1,0 +1,284 @@
+//! The syscall catch-all (Syscall User Dispatch) runs real programs unchanged: each command's
+//! stdout and exit status under the shim equal those of the same command without it, and the
+//! namespace's `catchall_traps` counter proves that their syscalls, also from threads, fork and
+//! vfork children and exec'd grandchildren, went through the shim's SIGSYS handler.
+
+use ipcshim_tests::{cli_bin, shim_lib, state_base};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest any one command may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A test's own IPCSHIM_DIR (also holding its compiled helpers) and namespace; removed on drop.
+struct Scratch {
+    dir: PathBuf,
+    ns: String,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = state_base().join(format!("ipcshim-catchall-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).expect("create scratch dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod scratch dir");
+        Scratch { dir, ns: format!("catchall-{tag}") }
+    }
+
+    /// Compiles `tests/catchall/NAME.c` into this scratch dir.
+    fn helper(&self, name: &str) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("catchall").join(format!("{name}.c"));
+        let exe = self.dir.join(name);
+        let out = Command::new("cc")
+            .args(["-O1", "-Wall", "-Werror", "-D_GNU_SOURCE", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .expect("run cc");
+        assert!(out.status.success(), "cc {}:\n{}", src.display(), String::from_utf8_lossy(&out.stderr));
+        exe
+    }
+
+    /// `ipcshim status`'s catchall_traps for this namespace.
+    fn traps(&self) -> u64 {
+        let out = Command::new(cli_bin())
+            .args(["--ns", &self.ns, "status"])
+            .env("IPCSHIM_DIR", &self.dir)
+            .env_remove("LD_PRELOAD")
+            .output()
+            .expect("run ipcshim status");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "status failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let field = text.split_whitespace().find_map(|w| w.strip_prefix("catchall_traps="));
+        field.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no catchall_traps in {text}"))
+    }
+
+    /// `argv` with the shim preloaded in this namespace, plus `env`.
+    fn shimmed(&self, argv: &[&str], env: &[(&str, &str)]) -> (String, String, String) {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .env("LD_PRELOAD", shim_lib())
+            .env("IPCSHIM_DIR", &self.dir)
+            .env("IPCSHIM_NS", &self.ns)
+            .env_remove("IPCSHIM_CATCHALL")
+            .env_remove("IPCSHIM_DISABLE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    }
+
+    /// Runs `argv` without the shim, then with it (plus `env`); asserts the same stdout and
+    /// exit status, and returns the stdout.
+    fn same(&self, argv: &[&str], env: &[(&str, &str)]) -> String {
+        let kernel = run(Command::new(argv[0]).args(&argv[1..]).env_remove("LD_PRELOAD"));
+        let shim = self.shimmed(argv, env);
+        assert_eq!(kernel.0, shim.0, "{argv:?}: status differs (shim stderr: {})", shim.2);
+        assert_eq!(kernel.1, shim.1, "{argv:?}: stdout differs (shim stderr: {})", shim.2);
+        shim.1
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// (`exit N` / `signal N`, stdout, stderr) of `cmd`, killed after [`TIMEOUT`].
+fn run(cmd: &mut Command) -> (String, String, String) {
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} timed out");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let status = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (_, Some(s)) => format!("signal {s}"),
+        _ => unreachable!("a child either exits or is killed"),
+    };
+    (status, out.join().expect("stdout reader"), err.join().expect("stderr reader"))
+}
+
+#[test]
+fn bash_pipeline() {
+    let s = Scratch::new("bash");
+    assert_eq!(s.same(&["bash", "-c", "echo hi | cat"], &[]), "hi\n");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn dash_pipeline_and_command_substitution() {
+    let s = Scratch::new("dash");
+    let out = s.same(&["dash", "-c", "echo a b c | tr a-z A-Z | cat; x=$(echo sub); echo \"$x\""], &[]);
+    assert_eq!(out, "A B C\nsub\n");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn python_subprocess_and_thread_pool() {
+    let s = Scratch::new("python");
+    let code = "import subprocess, concurrent.futures as f\n\
+                print(subprocess.run(['echo', 'x'], capture_output=True).stdout)\n\
+                run = lambda i: len(subprocess.run(['cat', '/etc/os-release'], capture_output=True).stdout)\n\
+                with f.ThreadPoolExecutor(4) as e: print(len(set(e.map(run, range(8)))))\n";
+    assert_eq!(s.same(&["python3", "-c", code], &[]), "b'x\\n'\n1\n");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn popen_system_posix_spawn_vfork() {
+    let s = Scratch::new("spawn");
+    let exe = s.helper("spawn");
+    let out = s.same(&[exe.to_str().unwrap()], &[]);
+    assert!(out.contains("from-vfork\nvfork child 5\n"), "{out}");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn vfork_child_is_armed() {
+    let s = Scratch::new("vforkwork");
+    let exe = s.helper("spawn");
+    s.same(&[exe.to_str().unwrap(), "vforkwork", "20000"], &[]);
+    let traps = s.traps();
+    assert!(traps >= 20000, "the vfork child's syscalls were not trapped: {traps}");
+}
+
+/// The envp a vfork child's exec gets is built in the memory it shares with its parent, and
+/// unmapped by the parent afterwards.
+#[test]
+fn vfork_exec_with_rebuilt_environment_leaks_nothing() {
+    let s = Scratch::new("vforkexec");
+    let exe = s.helper("spawn");
+    let out = s.same(&[exe.to_str().unwrap(), "vforkexec", "200"], &[]);
+    assert_eq!(out, "200 vfork+exec, 0 failed, grew by more than 64 KiB: 0\n");
+}
+
+#[test]
+fn threads_are_armed() {
+    let s = Scratch::new("threads");
+    let exe = s.helper("threads");
+    s.same(&[exe.to_str().unwrap(), "threads", "4", "5000"], &[]);
+    let traps = s.traps();
+    assert!(traps >= 20000, "the threads' syscalls were not trapped: {traps}");
+}
+
+#[test]
+fn fork_in_a_thread_is_armed() {
+    let s = Scratch::new("forkthread");
+    let exe = s.helper("threads");
+    s.same(&[exe.to_str().unwrap(), "forkthread", "20000"], &[]);
+    let traps = s.traps();
+    assert!(traps >= 20000, "the fork child's syscalls were not trapped: {traps}");
+}
+
+/// `env -i` drops LD_PRELOAD and our variables: the shim puts them back, so the grandchild
+/// still traps, into this namespace.
+#[test]
+fn exec_with_scrubbed_environment_keeps_the_shim() {
+    let s = Scratch::new("envi");
+    let exe = s.helper("threads");
+    let script = format!("env -i {} work 20000", exe.display());
+    assert_eq!(s.same(&["bash", "-c", &script], &[]), "work done\n");
+    let traps = s.traps();
+    assert!(traps >= 20000, "the exec'd grandchild did not trap here: {traps}");
+
+    // What the grandchild got: our library first in a LD_PRELOAD it set, our variables added,
+    // a value it chose kept.
+    let (_, out, _) = s.shimmed(&["bash", "-c", "env -i LD_PRELOAD=libm.so.6 IPCSHIM_CATCHALL=1 env"], &[]);
+    let lib = shim_lib();
+    let mut env: Vec<&str> = out.lines().collect();
+    env.sort();
+    let want = [
+        "IPCSHIM_CATCHALL=1".to_string(),
+        format!("IPCSHIM_DIR={}", s.dir.display()),
+        format!("IPCSHIM_NS={}", s.ns),
+        format!("LD_PRELOAD={}:libm.so.6", lib.display()),
+    ];
+    assert_eq!(env, want.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn sa_restart_restarts_a_blocking_read_and_its_absence_gives_eintr() {
+    let s = Scratch::new("restart");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "restart"], &[]);
+    assert_eq!(out, "read returned 4, handler ran 1 time(s)\n");
+    let out = s.same(&[exe.to_str().unwrap(), "norestart"], &[]);
+    assert_eq!(out, "read returned -1 errno Interrupted system call, handler ran 1 time(s)\n");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn blocking_every_signal_keeps_working() {
+    let s = Scratch::new("mask");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "mask"], &[]);
+    assert!(out.contains("after unblock: handler ran 1\n"), "{out}");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn segv_handler_and_default_segv() {
+    let s = Scratch::new("segv");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "segv-handler"], &[]);
+    assert!(out.ends_with("recovered 1\n"), "{out}");
+    let out = s.same(&[exe.to_str().unwrap(), "segv-default"], &[]);
+    assert_eq!(out, "faulting\n");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn sigaction_reports_what_the_application_set() {
+    let s = Scratch::new("sigaction");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "sigaction"], &[]);
+    assert!(out.contains("SIGSYS ignored 1\n") && out.ends_with("handler ran 1\n"), "{out}");
+    assert!(s.traps() > 0);
+}
+
+/// Signals that arrive while the shim runs are held back and then delivered, each exactly once.
+#[test]
+fn queued_signals_during_shim_work_all_arrive() {
+    let s = Scratch::new("rtstorm");
+    let exe = s.helper("rtstorm");
+    let out = s.same(&[exe.to_str().unwrap(), "20000"], &[]);
+    assert!(out.starts_with("sent 20000 handled 20000 "), "{out}");
+    assert!(s.traps() > 0);
+}
+
+#[test]
+fn catchall_off_traps_nothing() {
+    let s = Scratch::new("off");
+    let exe = s.helper("threads");
+    s.same(&[exe.to_str().unwrap(), "threads", "2", "1000"], &[("IPCSHIM_CATCHALL", "0")]);
+    assert_eq!(s.traps(), 0);
+}
