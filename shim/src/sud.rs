@@ -115,7 +115,10 @@ global_asm!(
     ".globl ipcshim_sud_restorer",
     ".hidden ipcshim_sud_restorer",
     "ipcshim_sud_restorer:",
-    "    mov $15, %eax",
+    // movq $15, %rax; syscall: the exact bytes by which libgcc's unwinder (linux-unwind.h)
+    // recognizes a signal frame, so pthread_cancel and C++ forced unwinding from a handler
+    // step through our frames to the application's destructors.
+    "    .byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00",
     "    syscall",
     "    ud2",
     ".balign 64",

@@ -2,8 +2,12 @@
 // without SA_RESTART interrupts a blocking read on a kernel pipe), "mask" (sigprocmask blocking
 // every signal), "segv-handler" (the application's own SIGSEGV handler sees its fault),
 // "segv-default" (an unhandled fault kills with SIGSEGV), "sigaction" (oldact reports what the
-// application set, SIGSYS included).
+// application set, SIGSYS included), "cancel" (pthread_cancel of a thread blocked in read:
+// glibc unwinds from its SIGCANCEL handler, through the shim's frames, running the cleanup of
+// the application's frames; compiled with -fexceptions). "setxid": setgid in a threaded
+// process (glibc signals every thread).
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,6 +130,49 @@ static int actions(void) {
     return 0;
 }
 
+static int cancel_fds[2];
+
+static void cleanup_ran(int *unused) {
+    (void)unused;
+    printf("cleanup of the blocked frame ran\n");
+}
+
+static void blocked_read(void) {
+    int guard __attribute__((cleanup(cleanup_ran))) = 0;
+    char b[4];
+    (void)guard;
+    read(cancel_fds[0], b, sizeof b);
+}
+
+static void *blocked_thread(void *arg) {
+    blocked_read();
+    return arg;
+}
+
+static int cancel(void) {
+    if (pipe(cancel_fds)) return 1;
+    pthread_t t;
+    void *res;
+    pthread_create(&t, NULL, blocked_thread, NULL);
+    usleep(100000);
+    pthread_cancel(t);
+    pthread_join(t, &res);
+    printf("canceled %d\n", res == PTHREAD_CANCELED);
+    return 0;
+}
+
+static void *idle_thread(void *arg) {
+    pause();
+    return arg;
+}
+
+static int setxid(void) {
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, idle_thread, NULL);
+    printf("setgid %d, gid %d\n", setgid(getgid()), (int)getgid());
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 2) return 2;
@@ -135,5 +182,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "segv-handler")) return segv_handler();
     if (!strcmp(argv[1], "segv-default")) return segv_default();
     if (!strcmp(argv[1], "sigaction")) return actions();
+    if (!strcmp(argv[1], "cancel")) return cancel();
+    if (!strcmp(argv[1], "setxid")) return setxid();
     return 2;
 }

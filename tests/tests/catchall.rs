@@ -39,7 +39,7 @@ impl Scratch {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("catchall").join(format!("{name}.c"));
         let exe = self.dir.join(name);
         let out = Command::new("cc")
-            .args(["-O1", "-Wall", "-Werror", "-D_GNU_SOURCE", "-pthread", "-o"])
+            .args(["-O1", "-Wall", "-Werror", "-D_GNU_SOURCE", "-pthread", "-fexceptions", "-o"])
             .arg(&exe)
             .arg(&src)
             .output()
@@ -262,6 +262,19 @@ fn sigaction_reports_what_the_application_set() {
     let exe = s.helper("signals");
     let out = s.same(&[exe.to_str().unwrap(), "sigaction"], &[]);
     assert!(out.contains("SIGSYS ignored 1\n") && out.ends_with("handler ran 1\n"), "{out}");
+    assert!(s.traps() > 0);
+}
+
+/// glibc cancels a thread blocked in read() by unwinding from its SIGCANCEL handler; under the
+/// shim that unwind crosses our trampoline, two signal frames and the SIGSYS handler.
+#[test]
+fn pthread_cancel_of_a_blocked_read_runs_cleanups() {
+    let s = Scratch::new("cancel");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "cancel"], &[]);
+    assert_eq!(out, "cleanup of the blocked frame ran\ncanceled 1\n");
+    let out = s.same(&[exe.to_str().unwrap(), "setxid"], &[]);
+    assert_eq!(out, "setgid 0, gid 0\n");
     assert!(s.traps() > 0);
 }
 
