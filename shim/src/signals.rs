@@ -128,15 +128,16 @@ fn kernel_action(sig: c_int, app: &KSigaction) -> KSigaction {
 
 /// At start-up, before anything traps: the table from the kernel's current dispositions
 /// (inherited SIG_IGN, handlers installed by earlier constructors), and our trampoline under
-/// those that need it. SIGSYS is left to `sud`.
-pub(crate) fn init() {
-    for sig in 1..=NSIG as c_int {
+/// those that need it. SIGSYS already holds `sud`'s handler; `sigsys` is what it replaced.
+pub(crate) fn init(sigsys: &KSigaction) {
+    action(libc::SIGSYS).store(sigsys);
+    for sig in (1..=NSIG as c_int).filter(|&s| s != libc::SIGSYS) {
         let mut old = KSigaction::default();
         if raw_sigaction(sig, None, Some(&mut old)).is_err() {
             continue;
         }
         action(sig).store(&old);
-        if sig != libc::SIGSYS && sig != libc::SIGKILL && sig != libc::SIGSTOP && wrapped(sig, old.handler) {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP && wrapped(sig, old.handler) {
             let _ = raw_sigaction(sig, Some(&kernel_action(sig, &old)), None);
         }
     }

@@ -274,12 +274,13 @@ pub(crate) fn init() {
     if !arm_current() {
         return;
     }
-    exec::capture();
-    crate::signals::init();
-    if !trap::install() {
+    // The SIGSYS handler before any wrapping: if it cannot be installed, nothing is changed.
+    let Some(app_sigsys) = trap::install() else {
         let _ = syscall6(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0);
         return;
-    }
+    };
+    exec::capture();
+    crate::signals::init(&app_sigsys);
     ARMED.store(true, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
     t.selector.store(BLOCK, Ordering::Relaxed);

@@ -119,14 +119,23 @@ static int actions(void) {
            sigismember(&old.sa_mask, SIGTERM));
     sigaction(SIGSEGV, NULL, &old);
     printf("SIGSEGV default %d\n", old.sa_handler == SIG_DFL);
+    sigaction(SIGSYS, NULL, &old);
+    printf("SIGSYS default %d\n", old.sa_handler == SIG_DFL);
     sa.sa_handler = SIG_IGN;
     printf("SIGSYS set %d\n", sigaction(SIGSYS, &sa, NULL));
     sigaction(SIGSYS, NULL, &old);
     printf("SIGSYS ignored %d\n", old.sa_handler == SIG_IGN);
-    // Syscalls still work with the application's SIGSYS set to SIG_IGN.
+    // Syscalls still work with the application's SIGSYS set to SIG_IGN, and a sent one is ignored.
     for (int i = 0; i < 10; i++) getppid();
+    raise(SIGSYS);
     raise(SIGUSR2);
     printf("SIGUSR2 handler ran %d\n", (int)hits);
+    // The application's own SIGSYS handler gets a sent SIGSYS.
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = 0;
+    sigaction(SIGSYS, &sa, NULL);
+    raise(SIGSYS);
+    printf("SIGSYS handler ran %d\n", (int)hits);
     return 0;
 }
 

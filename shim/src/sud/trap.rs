@@ -26,15 +26,16 @@ pub(super) fn raw(nr: i64, a: &[u64; 6]) -> i64 {
 }
 
 /// Installs the SIGSYS handler (SA_NODEFER: a syscall made by an application handler running
-/// inside another trap must trap too).
-pub(super) fn install() -> bool {
+/// inside another trap must trap too); returns the disposition it replaced.
+pub(super) fn install() -> Option<KSigaction> {
     let act = KSigaction {
         handler: sigsys as *const () as usize,
         flags: (libc::SA_SIGINFO | libc::SA_NODEFER) as u64 | signals::SA_RESTORER,
         restorer: super::restorer(),
         mask: 0,
     };
-    signals::raw_sigaction(libc::SIGSYS, Some(&act), None).is_ok()
+    let mut old = KSigaction::default();
+    signals::raw_sigaction(libc::SIGSYS, Some(&act), Some(&mut old)).ok().map(|()| old)
 }
 
 extern "C" fn sigsys(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
