@@ -296,12 +296,17 @@ pub(crate) fn rearm_after_fork() {
 
 /// Held while shim code runs: syscalls go straight to the kernel, and asynchronous signals
 /// that arrive meanwhile are deferred until the guard drops.
+///
+/// Guards nest (`crate::dispatch::syscall` already runs inside the SIGSYS handler's guard; it
+/// may take its own to call `allow_signals`). Cheap, allocation-free, and usable whether or
+/// not the catch-all is armed.
 pub struct Guard {
     saved: u8,
     /// The guard belongs to this thread's TLS.
     _thread: PhantomData<*const ()>,
 }
 
+/// Takes a guard on this thread: every exported hook should hold one while it runs shim code.
 pub fn enter() -> Guard {
     let t = tls();
     let saved = t.selector.load(Ordering::Relaxed);
