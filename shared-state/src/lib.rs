@@ -7,12 +7,17 @@
 //! - [`alloc`]: the allocator inside the region.
 //! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
 //! - [`shm`]: what `ipc/shm.c` does
+//! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
+//!   (freeing objects no process has open).
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
 
 pub mod alloc;
 pub mod ipc;
 pub mod lock;
+pub mod pipe;
+pub mod pipe_gc;
+pub mod pipe_pages;
 pub mod proc;
 pub mod region;
 pub mod shm;

@@ -2,11 +2,13 @@
 //! address. Everything inside is addressed by offset from the start of the file.
 //!
 //! Layout (fixed by [`LAYOUT_VERSION`]):
-//! header page | process table | shm ids | shm free extents | heap | shm data area.
+//! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
+//! pipe GC scratch | heap | shm data area | pipe page area.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
 use crate::lock::{LockGuard, RobustMutex};
+use crate::pipe::{PipeInodeInfo, PipeNs};
 use crate::proc::ProcRecord;
 use crate::shm::{Extent, ShmidKernel};
 use crate::sys;
@@ -32,17 +34,32 @@ pub const SHM_EXTENTS_OFF: u64 =
     align_up(SHM_SLOTS_OFF + IPCMNI as u64 * size_of::<ShmidKernel>() as u64, PAGE_SIZE);
 /// Free extents can never outnumber live segments plus one.
 pub const MAX_EXTENTS: u32 = IPCMNI + 1;
-pub const HEAP_OFF: u64 =
-    align_up(SHM_EXTENTS_OFF + MAX_EXTENTS as u64 * size_of::<Extent>() as u64, 1 << 20);
+/// Pipe and FIFO objects (`pipe_inode_info`), indexed by slot.
+pub const PIPE_MAX: u32 = 32768;
+pub const PIPE_SLOTS_OFF: u64 =
+    align_up(SHM_EXTENTS_OFF + MAX_EXTENTS as u64 * size_of::<Extent>() as u64, PAGE_SIZE);
+/// Buckets of the (dev, ino) lookup: slot + 1 of the first object of each chain, 0 for none.
+pub const PIPE_HASH_BUCKETS: u32 = PIPE_MAX;
+pub const PIPE_HASH_OFF: u64 =
+    align_up(PIPE_SLOTS_OFF + PIPE_MAX as u64 * size_of::<PipeInodeInfo>() as u64, PAGE_SIZE);
+/// The pipe garbage collector's list of processes it has scanned (pids, sorted).
+pub const PIPE_GC_PIDS: u32 = 1 << 20;
+pub const PIPE_GC_PIDS_OFF: u64 = align_up(PIPE_HASH_OFF + PIPE_HASH_BUCKETS as u64 * 4, PAGE_SIZE);
+pub const HEAP_OFF: u64 = align_up(PIPE_GC_PIDS_OFF + PIPE_GC_PIDS as u64 * 4, 1 << 20);
 pub const HEAP_END: u64 = 1 << 30;
 /// Segment memory lives here; `shmat` maps a second view of a range of it.
 pub const SHM_DATA_OFF: u64 = HEAP_END;
 pub const SHM_DATA_SIZE: u64 = 64 << 30;
-pub const TOTAL_SIZE: u64 = SHM_DATA_OFF + SHM_DATA_SIZE;
+/// Pipe ring pages: runs of 2^order pages handed out by `pipe_pages`.
+pub const PIPE_PAGES_OFF: u64 = SHM_DATA_OFF + SHM_DATA_SIZE;
+pub const PIPE_PAGES_SIZE: u64 = 32 << 30;
+pub const TOTAL_SIZE: u64 = PIPE_PAGES_OFF + PIPE_PAGES_SIZE;
+
+const _: () = assert!(HEAP_OFF < HEAP_END);
 
 const STATE_READY: u32 = 0x5245_4459;
 
-/// Limits of the namespace, read from `/proc/sys/kernel` when it is created.
+/// Limits of the namespace, read from `/proc/sys/kernel` and `/proc/sys/fs` when it is created.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Limits {
@@ -58,6 +75,11 @@ pub struct Limits {
     pub msgmni: u32,
     /// `shm_rmid_forced`: segments die with their last attachment or their creator.
     pub shm_rmid_forced: u32,
+    /// `fs.pipe-max-size`: the largest F_SETPIPE_SZ without CAP_SYS_RESOURCE, in bytes.
+    pub pipe_max_size: u32,
+    /// `fs.pipe-user-pages-soft` / `-hard`: ring pages a user may hold (0 = no limit).
+    pub pipe_user_pages_soft: u64,
+    pub pipe_user_pages_hard: u64,
 }
 
 /// Per-namespace counters, for `ipcshim status`.
@@ -82,7 +104,7 @@ pub struct Header {
     pub state: AtomicU32,
     pub total_size: u64,
     /// The offsets this file was laid out with: a file from another build is refused.
-    pub layout: [u64; 8],
+    pub layout: [u64; 14],
     pub created: i64,
     /// One past the highest process slot ever used: scans of the table stop here.
     pub procs_hwm: AtomicU32,
@@ -91,20 +113,27 @@ pub struct Header {
     pub counters: Counters,
     pub heap: Heap,
     pub shm: crate::shm::ShmNs,
+    pub pipe: PipeNs,
 }
 
 /// The section offsets and the header's own shape: a build that moved any of them (even
 /// without a version bump) is told apart from this one.
-const fn layout() -> [u64; 8] {
+const fn layout() -> [u64; 14] {
     [
         PROCS_OFF,
         SHM_SLOTS_OFF,
         SHM_EXTENTS_OFF,
+        PIPE_SLOTS_OFF,
+        PIPE_HASH_OFF,
+        PIPE_GC_PIDS_OFF,
         HEAP_OFF,
         SHM_DATA_OFF,
+        PIPE_PAGES_OFF,
         TOTAL_SIZE,
         size_of::<Header>() as u64,
         core::mem::offset_of!(Header, lock) as u64,
+        core::mem::offset_of!(Header, pipe) as u64,
+        size_of::<PipeInodeInfo>() as u64,
     ]
 }
 
@@ -198,7 +227,11 @@ pub fn region_path_from_env() -> Result<String, RegionError> {
 }
 
 fn read_proc_u64(name: &str, default: u64) -> u64 {
-    std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+    read_sysctl_u64(&format!("kernel/{name}"), default)
+}
+
+fn read_sysctl_u64(name: &str, default: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse().ok()))
         .unwrap_or(default)
@@ -223,6 +256,9 @@ pub fn kernel_limits() -> Limits {
         msgmnb: read_proc_u64("msgmnb", 16384) as u32,
         msgmni: read_proc_u64("msgmni", 32000) as u32,
         shm_rmid_forced: read_proc_u64("shm_rmid_forced", 0) as u32,
+        pipe_max_size: read_sysctl_u64("fs/pipe-max-size", 1 << 20) as u32,
+        pipe_user_pages_soft: read_sysctl_u64("fs/pipe-user-pages-soft", 16 * 1024),
+        pipe_user_pages_hard: read_sysctl_u64("fs/pipe-user-pages-hard", 0),
     }
 }
 
@@ -337,6 +373,7 @@ impl Region {
             (*hdr).heap.init(HEAP_OFF);
             (*hdr).shm.init();
             crate::shm::init_extents(self);
+            (*hdr).pipe.init();
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
     }

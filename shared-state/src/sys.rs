@@ -215,3 +215,74 @@ pub fn on_memory_fs(fd: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// `openat(dirfd, path)`; `path` must be NUL-terminated. Always close-on-exec.
+pub fn openat(dirfd: i32, path: &[u8], flags: i32) -> Result<i32, Errno> {
+    debug_assert_eq!(path.last(), Some(&0));
+    sc!(libc::SYS_openat, dirfd, path.as_ptr(), flags | libc::O_CLOEXEC, 0).map(|fd| fd as i32)
+}
+
+/// Directory entries of `fd` into `buf` (`struct linux_dirent64` records); 0 at the end.
+pub fn getdents64(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    sc!(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
+}
+
+/// Target of the symlink `path` (NUL-terminated) relative to `dirfd`, into `buf`; its length.
+pub fn readlinkat(dirfd: i32, path: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+    debug_assert_eq!(path.last(), Some(&0));
+    sc!(libc::SYS_readlinkat, dirfd, path.as_ptr(), buf.as_mut_ptr(), buf.len())
+}
+
+/// `fstatat(dirfd, path, 0)`, following symlinks; `path` must be NUL-terminated.
+pub fn fstatat(dirfd: i32, path: &[u8]) -> Result<libc::stat, Errno> {
+    debug_assert_eq!(path.last(), Some(&0));
+    // SAFETY: an all-zero `stat` is a valid value; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_newfstatat, dirfd, path.as_ptr(), &mut st as *mut libc::stat, 0)?;
+    Ok(st)
+}
+
+/// `fstat(fd)`.
+pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
+    // SAFETY: an all-zero `stat` is a valid value; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_fstat, fd, &mut st as *mut libc::stat)?;
+    Ok(st)
+}
+
+/// `pipe2(flags)`: (read end, write end).
+pub fn pipe2(flags: i32) -> Result<(i32, i32), Errno> {
+    let mut fds = [0i32; 2];
+    sc!(libc::SYS_pipe2, fds.as_mut_ptr(), flags)?;
+    Ok((fds[0], fds[1]))
+}
+
+/// One entry of `futex_waitv` (`struct futex_waitv`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct FutexWaitv {
+    pub val: u64,
+    pub uaddr: u64,
+    pub flags: u32,
+    pub reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`: a 32-bit shared (not private) futex word.
+pub const FUTEX2_SIZE_U32: u32 = 2;
+
+/// Sleeps until one of `waiters` is woken, one no longer holds its value (EAGAIN), the absolute
+/// CLOCK_MONOTONIC `deadline` passes (ETIMEDOUT) or a signal arrives (EINTR).
+pub fn futex_waitv(waiters: &[FutexWaitv], deadline: &libc::timespec) -> Result<usize, Errno> {
+    sc!(
+        libc::SYS_futex_waitv,
+        waiters.as_ptr(),
+        waiters.len(),
+        0,
+        deadline as *const libc::timespec,
+        libc::CLOCK_MONOTONIC
+    )
+}
+
+pub fn lseek(fd: i32, off: i64, whence: i32) -> Result<u64, Errno> {
+    sc!(libc::SYS_lseek, fd, off, whence).map(|o| o as u64)
+}

@@ -1,0 +1,1342 @@
+//! Pipes and FIFOs, after `fs/pipe.c`: `pipe_inode_info`, its ring of `pipe_buffer`s, and
+//! pipe_read, pipe_write, pipe_poll, FIONREAD, F_GETPIPE_SZ/F_SETPIPE_SZ (pipe_set_size,
+//! pipe_resize_ring, round_pipe_size).
+//!
+//! An object is a slot of the region's pipe table, named by the (st_dev, st_ino) of the kernel
+//! object behind the caller's fds (a placeholder pipe, or the FIFO file itself). Its ring is a
+//! run of pages from [`crate::pipe_pages`]: first the buffer table (one packed `pipe_buffer` per
+//! slot), then one data page per slot — slot i always uses data page i, so a buffer is only
+//! its offset, length and flags, packed into one `u64`.
+//!
+//! Crash safety (a process may be SIGKILLed at any instruction, lock held or mid-copy): data is
+//! copied into free space or out of queued space first and published afterwards by one store —
+//! `head_tail` for a new or consumed buffer, the packed buffer for a merge or partial read, the
+//! ring descriptor for a resize (whose runs are remembered in two intent words until the old
+//! one is freed). So a write that did not return leaves either nothing or whole buffers, a read
+//! that did not return leaves its data queued, and the next locker (EOWNERDEAD) only tidies up.
+//!
+//! Waits are shared futex waits on one word per pipe, bumped and woken only when somebody
+//! sleeps (reader and writer waiter counts), so reads and writes that need not block make no
+//! system call. A waiter first spins briefly if its peer last ran on another CPU and is not
+//! asleep, then sleeps in slices (1 ms doubling to 100 ms) after each of which it asks the
+//! environment whether the other side still exists: a SIGKILLed peer wakes nobody.
+
+use crate::lock::{LockGuard, RobustMutex};
+use crate::pipe_pages::{self, POOL_PAGES, PagePool, page_addr};
+use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region};
+use crate::sys::{self, Errno};
+use crate::uaccess;
+use crate::wait::{self, Restart, WaitOutcome};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
+use libc::{EAGAIN, EBADF, EBUSY, EFAULT, EINTR, EINVAL, ENFILE, ENOMEM, EPERM, EPIPE};
+
+/// Writes of at most this many bytes are atomic.
+pub const PIPE_BUF: usize = 4096;
+pub const PIPE_DEF_BUFFERS: u32 = 16;
+/// What a user over the soft page limit gets (fs/pipe.c's PIPE_MIN_DEF_BUFFERS).
+pub const PIPE_MIN_DEF_BUFFERS: u32 = 2;
+const PAGE: usize = PAGE_SIZE as usize;
+/// A ring holds at most 2^31 bytes (round_pipe_size).
+const MAX_RING_SHIFT: u32 = 19;
+const CAP_SYS_RESOURCE: u64 = 1 << 24;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+/// `pipe_buffer.flags`, in the packed form's upper half.
+pub const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
+pub const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
+
+/// Slot states, the low byte of `ident` (the generation is above it).
+const FREE: u64 = 0;
+const LIVE: u64 = 1;
+/// Being freed by the holder of the namespace lock.
+const DYING: u64 = 2;
+/// Its (dev, ino) was taken by a newer object while an operation was still running on it:
+/// unreachable by lookups, freed by the garbage collector once idle.
+const ORPHAN: u64 = 3;
+
+/// Waker bitsets: a reader sleeps until a writer publishes, a writer until a reader consumes.
+const READERS: u32 = 1;
+const WRITERS: u32 = 2;
+
+const SPIN_NS: i64 = 50_000;
+const FIRST_SLICE_NS: i64 = 1_000_000;
+const MAX_SLICE_NS: i64 = 100_000_000;
+/// futex_waitv's limit; pipes beyond it are polled with a short slice.
+const MAX_POLL_WAIT: usize = 128;
+const SHORT_SLICE_NS: i64 = 10_000_000;
+
+/// The pipe part of the region header.
+#[repr(C)]
+pub struct PipeNs {
+    /// Guards the table's slot states, the lookup chains and the page pool (never taken
+    /// before a pipe's own lock is released by the same thread: order is pipe, then this).
+    pub lock: RobustMutex,
+    pub pool: PagePool,
+    /// Objects in the table (live or orphaned).
+    pub nr_live: AtomicU32,
+    /// Where the cyclic search for a free slot starts.
+    next_slot: AtomicU32,
+    /// One past the highest slot ever used: scans stop here.
+    pub(crate) hwm: AtomicU32,
+    /// Creations so far; each object records its number (the collector skips newer ones).
+    pub(crate) create_seq: AtomicU64,
+    pub(crate) creations_since_gc: AtomicU32,
+    /// Bumped when a process is known dead (see [`note_exit`]).
+    pub exits: AtomicU32,
+    /// Ring pages accounted to the namespace's user (the kernel's `user->pipe_bufs`).
+    pub user_bufs: AtomicU64,
+    /// pid << 32 | coarse start second of the running collector; 0 when none runs.
+    pub(crate) gc_owner: AtomicU64,
+    /// Number of the current (or last) collection; lookups during one mark their object.
+    pub(crate) gc_pass: AtomicU32,
+    pub gc_runs: AtomicU64,
+    pub gc_freed: AtomicU64,
+}
+
+impl PipeNs {
+    pub fn init(&mut self) {
+        // SAFETY: called once while the region is being created, before anyone else maps it.
+        unsafe { RobustMutex::init(&raw mut self.lock) };
+    }
+}
+
+/// `struct pipe_inode_info`, one slot of the region's pipe table.
+#[repr(C, align(64))]
+pub struct PipeInodeInfo {
+    /// generation << 8 | state: one word, so a handle is checked with one load.
+    ident: AtomicU64,
+    pub(crate) dev: AtomicU64,
+    pub(crate) ino: AtomicU64,
+    pub(crate) create_seq: AtomicU64,
+    /// Next slot + 1 in the lookup chain, 0 at its end.
+    hash_next: AtomicU32,
+    /// Pages accounted to the user for this ring (`nr_accounted`).
+    nr_accounted: AtomicU32,
+    /// The collection pass that last saw an fd of this object.
+    pub(crate) gc_seen: AtomicU32,
+    /// Closes noted by the shim: with the region's exits, the peers' liveness cache key.
+    closes: AtomicU32,
+    /// Operations in progress (the collector leaves such objects alone).
+    pub(crate) active: AtomicU32,
+    /// CPU + 1 each side last ran an operation on; 0 unknown.
+    rd_cpu: AtomicU32,
+    wr_cpu: AtomicU32,
+    _pad: u32,
+    /// Coarse second a collection first found this object unreferenced but active.
+    pub(crate) gc_suspect: AtomicI64,
+    /// Coarse second a sleeper last woke up in it: a sleeping operation is not a leaked one.
+    pub(crate) heartbeat: AtomicI64,
+    /// `pipe->mutex`.
+    mutex: RobustMutex,
+    /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
+    ring: AtomicU64,
+    /// A resize's new and old rings until the old one is freed (crash recovery).
+    resize_new: AtomicU64,
+    resize_old: AtomicU64,
+    /// head (low half) and tail (high half), as the kernel's `union pipe_index`.
+    head_tail: AtomicU64,
+    /// The futex word, bumped on a state change that somebody waits for.
+    wait: AtomicU32,
+    rd_waiters: AtomicU32,
+    wr_waiters: AtomicU32,
+}
+
+/// Names one object: its slot and the slot's generation when it was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PipeHandle {
+    pub idx: u32,
+    pub generation: u32,
+}
+
+impl PipeHandle {
+    /// 48 bits: generation << 16 | slot.
+    pub fn to_bits(self) -> u64 {
+        (self.generation as u64) << 16 | self.idx as u64
+    }
+
+    pub fn from_bits(bits: u64) -> PipeHandle {
+        PipeHandle { idx: (bits & 0xffff) as u32, generation: (bits >> 16) as u32 }
+    }
+}
+
+/// What the caller's process knows and the object does not; the shim implements it.
+pub trait PipeEnv {
+    /// O_NONBLOCK on the caller's open file description (queried only when the call would block).
+    fn nonblocking(&self) -> bool;
+    /// No process holds the other end any more. `force`: must check the kernel now (a syscall);
+    /// otherwise the env may answer from its cache of the closes/exits generations.
+    fn peer_gone(&self, force: bool) -> bool;
+    /// Runs one wait (the closure) with signals deliverable; returns its outcome.
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
+    /// After an Interrupted wait: true = restart (handler had SA_RESTART), false = EINTR.
+    fn restart_after_signal(&self) -> bool;
+}
+
+/// The ring descriptor: valid bit | log2(ring_size) << 40 | first page of the run.
+/// `max_usage` always equals `ring_size` here (no watch queues).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ring {
+    run: u64,
+    shift: u32,
+}
+
+const RING_VALID: u64 = 1 << 63;
+
+impl Ring {
+    fn pack(self) -> u64 {
+        RING_VALID | (self.shift as u64) << 40 | self.run
+    }
+
+    fn unpack(v: u64) -> Option<Ring> {
+        let ring = Ring { run: v & ((1 << 40) - 1), shift: ((v >> 40) & 0xff) as u32 };
+        (v & RING_VALID != 0 && ring.shift <= MAX_RING_SHIFT && ring.run + (1 << ring.order()) <= POOL_PAGES)
+            .then_some(ring)
+    }
+
+    fn size(self) -> u32 {
+        1 << self.shift
+    }
+
+    /// Pages of the buffer table in front of the data pages.
+    fn meta_pages(shift: u32) -> u64 {
+        ((8u64 << shift) / PAGE_SIZE).max(1)
+    }
+
+    fn order_for(shift: u32) -> usize {
+        let pages = (1u64 << shift) + Self::meta_pages(shift);
+        (64 - (pages - 1).leading_zeros()) as usize
+    }
+
+    fn order(self) -> usize {
+        Self::order_for(self.shift)
+    }
+
+    /// The packed `pipe_buffer` of ring index `i`.
+    fn buf(self, region: &Region, i: u32) -> &AtomicU64 {
+        let slot = (i & (self.size() - 1)) as usize;
+        // SAFETY: the table holds size() words at the start of the run, inside the page area.
+        unsafe { &*((page_addr(region, self.run) as *const AtomicU64).add(slot)) }
+    }
+
+    /// The data page of ring index `i`.
+    fn page(self, region: &Region, i: u32) -> *mut u8 {
+        let slot = (i & (self.size() - 1)) as u64;
+        page_addr(region, self.run + Self::meta_pages(self.shift) + slot) as *mut u8
+    }
+}
+
+/// `struct pipe_buffer` without its page (implied by the slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PipeBuffer {
+    offset: usize,
+    len: usize,
+    flags: u64,
+}
+
+impl PipeBuffer {
+    fn pack(self) -> u64 {
+        self.flags | (self.offset as u64) << 16 | self.len as u64
+    }
+
+    fn unpack(v: u64) -> PipeBuffer {
+        PipeBuffer {
+            offset: ((v >> 16) & 0xffff) as usize,
+            len: (v & 0xffff) as usize,
+            flags: v & (PIPE_BUF_FLAG_PACKET | PIPE_BUF_FLAG_CAN_MERGE),
+        }
+    }
+
+    fn load(a: &AtomicU64) -> PipeBuffer {
+        Self::unpack(a.load(Ordering::Acquire))
+    }
+}
+
+fn ident(generation: u32, state: u64) -> u64 {
+    (generation as u64) << 8 | state
+}
+
+fn split(head_tail: u64) -> (u32, u32) {
+    (head_tail as u32, (head_tail >> 32) as u32)
+}
+
+fn join(head: u32, tail: u32) -> u64 {
+    (tail as u64) << 32 | head as u64
+}
+
+fn pipe_full(head: u32, tail: u32, limit: u32) -> bool {
+    head.wrapping_sub(tail) >= limit
+}
+
+pub(crate) fn ns(region: &Region) -> &PipeNs {
+    &region.header().pipe
+}
+
+/// The page pool.
+///
+/// # Safety
+/// The caller holds the pipe namespace lock.
+#[allow(clippy::mut_from_ref)]
+unsafe fn pool(region: &Region) -> &mut PagePool {
+    let hdr = region.base() as *mut crate::region::Header;
+    // SAFETY: the header is mapped; the pool is only touched under the namespace lock, and this
+    // borrow covers the pool field alone, not the lock beside it.
+    unsafe { &mut (*hdr).pipe.pool }
+}
+
+pub(crate) fn slot(region: &Region, idx: u32) -> &PipeInodeInfo {
+    debug_assert!(idx < PIPE_MAX);
+    // SAFETY: the table has PIPE_MAX slots; every field is an atomic or a process-shared mutex.
+    unsafe { &*((region.base() + PIPE_SLOTS_OFF as usize) as *const PipeInodeInfo).add(idx as usize) }
+}
+
+fn buckets(region: &Region) -> &[AtomicU32] {
+    // SAFETY: the bucket array is PIPE_HASH_BUCKETS u32s inside the region.
+    unsafe {
+        core::slice::from_raw_parts(
+            (region.base() + PIPE_HASH_OFF as usize) as *const AtomicU32,
+            PIPE_HASH_BUCKETS as usize,
+        )
+    }
+}
+
+fn bucket_of(dev: u64, ino: u64) -> usize {
+    let h = (ino ^ dev.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - PIPE_HASH_BUCKETS.trailing_zeros())) as usize
+}
+
+pub(crate) fn coarse_secs() -> i64 {
+    sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE).tv_sec
+}
+
+fn now_ns() -> i64 {
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// CPU + 1 we run on: glibc reads it from rseq or the vDSO, no system call.
+fn current_cpu() -> u32 {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { 0 } else { cpu as u32 + 1 }
+}
+
+fn note_cpu(word: &AtomicU32) {
+    let cpu = current_cpu();
+    if word.load(Ordering::Relaxed) != cpu {
+        word.store(cpu, Ordering::Relaxed);
+    }
+}
+
+impl PipeInodeInfo {
+    fn ring(&self) -> Result<Ring, Errno> {
+        Ring::unpack(self.ring.load(Ordering::Acquire)).ok_or(libc::EIO)
+    }
+
+    fn head_tail(&self) -> (u32, u32) {
+        split(self.head_tail.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn is_free(&self) -> bool {
+        self.ident.load(Ordering::Acquire) & 0xff == FREE
+    }
+
+    /// Live and reachable by lookups (not orphaned).
+    pub(crate) fn is_hashed(&self) -> bool {
+        self.ident.load(Ordering::Acquire) & 0xff == LIVE
+    }
+
+    fn is_live(&self, h: PipeHandle) -> bool {
+        self.ident.load(Ordering::Acquire) == ident(h.generation, LIVE)
+    }
+
+    fn waiters(&self, side: u32) -> &AtomicU32 {
+        if side == READERS { &self.rd_waiters } else { &self.wr_waiters }
+    }
+
+    /// After publishing a change: wakes `side`'s sleepers, if there are any.
+    fn wake(&self, side: u32) {
+        // Pairs with the sleeper's increment of its count before it re-checks the state: either
+        // it sees our change or we see it counted.
+        fence(Ordering::SeqCst);
+        if self.waiters(side).load(Ordering::SeqCst) != 0 {
+            self.wait.fetch_add(1, Ordering::SeqCst);
+            let _ = sys::futex(
+                self.wait.as_ptr(),
+                libc::FUTEX_WAKE_BITSET,
+                i32::MAX as u32,
+                core::ptr::null(),
+                0,
+                side,
+            );
+        }
+    }
+
+    fn readable(&self) -> bool {
+        let (head, tail) = self.head_tail();
+        head != tail
+    }
+
+    fn writable(&self) -> bool {
+        let (head, tail) = self.head_tail();
+        let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
+        !pipe_full(head, tail, size)
+    }
+}
+
+/// An operation in progress on a live object: the collector will not free it meanwhile.
+struct Active<'a> {
+    pipe: &'a PipeInodeInfo,
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.pipe.active.fetch_sub(1, Ordering::Release);
+    }
+}
+
+fn enter(region: &Region, h: PipeHandle) -> Result<Active<'_>, Errno> {
+    if h.idx >= PIPE_MAX {
+        return Err(EBADF);
+    }
+    let pipe = slot(region, h.idx);
+    // Pairs with the collector, which marks the object DYING and then checks `active`.
+    pipe.active.fetch_add(1, Ordering::SeqCst);
+    let act = Active { pipe };
+    if pipe.ident.load(Ordering::SeqCst) != ident(h.generation, LIVE) {
+        return Err(EBADF);
+    }
+    Ok(act)
+}
+
+/// A live object's slot, for lock-free reads that tolerate a concurrent free.
+fn live(region: &Region, h: PipeHandle) -> Option<&PipeInodeInfo> {
+    (h.idx < PIPE_MAX).then(|| slot(region, h.idx)).filter(|p| p.is_live(h))
+}
+
+/// Takes `pipe->mutex`; after a holder died, finishes or undoes what it left.
+fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<LockGuard<'a>, Errno> {
+    let guard = pipe.mutex.lock().map_err(|_| ENOMEM)?;
+    if guard.recovered {
+        region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+        normalise(region, pipe);
+    }
+    Ok(guard)
+}
+
+/// Repairs a pipe whose lock holder died. Every update was one store, so the ring is
+/// consistent; what remains is a resize's intents, and buffers that hold nothing.
+fn normalise(region: &Region, pipe: &PipeInodeInfo) {
+    finish_resize(region, pipe);
+    let Ok(ring) = pipe.ring() else { return };
+    let (head, mut tail) = pipe.head_tail();
+    if head.wrapping_sub(tail) > ring.size() {
+        pipe.head_tail.store(join(head, head), Ordering::Release);
+        return;
+    }
+    for i in (0..head.wrapping_sub(tail)).map(|k| tail.wrapping_add(k)) {
+        let b = PipeBuffer::load(ring.buf(region, i));
+        if b.offset + b.len > PAGE {
+            ring.buf(region, i).store(PipeBuffer { len: 0, ..b }.pack(), Ordering::Release);
+        }
+    }
+    while tail != head && PipeBuffer::load(ring.buf(region, tail)).len == 0 {
+        tail = tail.wrapping_add(1);
+    }
+    pipe.head_tail.store(join(head, tail), Ordering::Release);
+}
+
+/// Takes the namespace lock; after a holder died, rebuilds what it may have left half done.
+pub(crate) fn ns_lock(region: &Region) -> Result<LockGuard<'_>, Errno> {
+    let guard = ns(region).lock.lock().map_err(|_| ENOMEM)?;
+    if guard.recovered {
+        region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: we hold the lock.
+        unsafe { recover_ns(region) };
+    }
+    Ok(guard)
+}
+
+/// The lookup chains and the accounting are derived state: rebuilt from the slots. A slot
+/// left DYING is finished (or revived, if an operation is running on it).
+///
+/// # Safety
+/// The caller holds the namespace lock.
+unsafe fn recover_ns(region: &Region) {
+    let ns = ns(region);
+    for b in buckets(region) {
+        b.store(0, Ordering::Relaxed);
+    }
+    let (mut live_n, mut bufs) = (0u32, 0u64);
+    for idx in 0..ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
+        let pipe = slot(region, idx);
+        let id = pipe.ident.load(Ordering::Acquire);
+        if id & 0xff == DYING {
+            // SAFETY: lock held.
+            if unsafe { try_free(region, idx, false) } {
+                continue;
+            }
+        }
+        let state = pipe.ident.load(Ordering::Acquire) & 0xff;
+        if state == DYING {
+            pipe.ident.store(id & !0xff | LIVE, Ordering::Release);
+        }
+        match pipe.ident.load(Ordering::Acquire) & 0xff {
+            LIVE => hash_insert(region, idx),
+            ORPHAN => {}
+            _ => continue,
+        }
+        live_n += 1;
+        bufs += pipe.nr_accounted.load(Ordering::Relaxed) as u64;
+    }
+    ns.nr_live.store(live_n, Ordering::Relaxed);
+    ns.user_bufs.store(bufs, Ordering::Relaxed);
+}
+
+fn hash_insert(region: &Region, idx: u32) {
+    let pipe = slot(region, idx);
+    let b = &buckets(region)[bucket_of(pipe.dev.load(Ordering::Relaxed), pipe.ino.load(Ordering::Relaxed))];
+    pipe.hash_next.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
+    b.store(idx + 1, Ordering::Release);
+}
+
+fn hash_remove(region: &Region, idx: u32) {
+    let pipe = slot(region, idx);
+    let mut link =
+        &buckets(region)[bucket_of(pipe.dev.load(Ordering::Relaxed), pipe.ino.load(Ordering::Relaxed))];
+    for _ in 0..PIPE_MAX {
+        match link.load(Ordering::Relaxed) {
+            0 => return,
+            n if n == idx + 1 => {
+                link.store(pipe.hash_next.load(Ordering::Relaxed), Ordering::Release);
+                return;
+            }
+            n if n <= PIPE_MAX => link = &slot(region, n - 1).hash_next,
+            _ => return,
+        }
+    }
+}
+
+/// The live object named (dev, ino). The caller holds the namespace lock.
+pub(crate) fn lookup(region: &Region, dev: u64, ino: u64) -> Option<u32> {
+    let mut next = buckets(region)[bucket_of(dev, ino)].load(Ordering::Acquire);
+    for _ in 0..PIPE_MAX {
+        if next == 0 || next > PIPE_MAX {
+            return None;
+        }
+        let pipe = slot(region, next - 1);
+        if pipe.ident.load(Ordering::Acquire) & 0xff == LIVE
+            && pipe.dev.load(Ordering::Relaxed) == dev
+            && pipe.ino.load(Ordering::Relaxed) == ino
+        {
+            return Some(next - 1);
+        }
+        next = pipe.hash_next.load(Ordering::Acquire);
+    }
+    None
+}
+
+fn handle_of(region: &Region, idx: u32) -> PipeHandle {
+    PipeHandle { idx, generation: (slot(region, idx).ident.load(Ordering::Acquire) >> 8) as u32 }
+}
+
+/// Frees the run behind a ring descriptor (0 = none).
+fn free_run(region: &Region, desc: u64) -> Result<(), Errno> {
+    if let Some(ring) = Ring::unpack(desc) {
+        pipe_pages::release(region, ring.run, ring.order());
+        let _g = ns_lock(region)?;
+        // SAFETY: lock held; the run is no longer referenced by any descriptor.
+        unsafe { pool(region).free(region, ring.run, ring.order()) };
+    }
+    Ok(())
+}
+
+/// After a resize was interrupted by its process's death: frees whichever run is not the
+/// pipe's ring any more, and clears the intents. The caller holds the pipe lock.
+fn finish_resize(region: &Region, pipe: &PipeInodeInfo) {
+    let cur = pipe.ring.load(Ordering::Acquire);
+    let new = pipe.resize_new.swap(0, Ordering::AcqRel);
+    if new != 0 && new != cur {
+        let _ = free_run(region, new);
+    }
+    let old = pipe.resize_old.swap(0, Ordering::AcqRel);
+    if old != 0 && old != cur {
+        let _ = free_run(region, old);
+    }
+}
+
+/// Frees slot `idx` unless an operation is running on it (or `force`). Returns whether it did.
+///
+/// # Safety
+/// The caller holds the namespace lock.
+pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
+    let pipe = slot(region, idx);
+    let id = pipe.ident.load(Ordering::Acquire);
+    let (generation, state) = ((id >> 8) as u32, id & 0xff);
+    if state == FREE {
+        return false;
+    }
+    pipe.ident.store(ident(generation, DYING), Ordering::SeqCst);
+    if !force && pipe.active.load(Ordering::SeqCst) != 0 {
+        pipe.ident.store(id, Ordering::SeqCst);
+        return false;
+    }
+    if state != ORPHAN {
+        hash_remove(region, idx);
+    }
+    // Each run is taken out of the object before it is freed: a crash leaks it, never frees
+    // it twice.
+    let ring = pipe.ring.swap(0, Ordering::AcqRel);
+    let runs = [ring, pipe.resize_new.swap(0, Ordering::AcqRel), pipe.resize_old.swap(0, Ordering::AcqRel)];
+    for (i, &desc) in runs.iter().enumerate() {
+        if let Some(r) = Ring::unpack(desc).filter(|_| !runs[..i].contains(&desc)) {
+            pipe_pages::release(region, r.run, r.order());
+            // SAFETY: lock held; nothing refers to the run any more.
+            unsafe { pool(region).free(region, r.run, r.order()) };
+        }
+    }
+    let ns = ns(region);
+    let acc = pipe.nr_accounted.swap(0, Ordering::Relaxed) as u64;
+    let _ = ns.user_bufs.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(acc)));
+    let _ = ns.nr_live.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+    pipe.ident.store(ident(generation.wrapping_add(1), FREE), Ordering::Release);
+    true
+}
+
+fn caps_allow(caps: &mut Option<u64>, which: u64) -> bool {
+    *caps.get_or_insert_with(sys::effective_caps) & which != 0
+}
+
+/// `too_many_pipe_buffers_soft` / `_hard`.
+fn too_many_soft(region: &Region, user_bufs: u64) -> bool {
+    let soft = region.header().limits.pipe_user_pages_soft;
+    soft != 0 && user_bufs > soft
+}
+
+fn too_many_hard(region: &Region, user_bufs: u64) -> bool {
+    let hard = region.header().limits.pipe_user_pages_hard;
+    hard != 0 && user_bufs > hard
+}
+
+/// `alloc_pipe_info` + inserting the object: the caller holds the namespace lock and has
+/// checked that (dev, ino) is not taken.
+fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
+    let ns = ns(region);
+    let start = ns.next_slot.load(Ordering::Relaxed) % PIPE_MAX;
+    let idx = (0..PIPE_MAX)
+        .map(|k| (start + k) % PIPE_MAX)
+        .find(|&i| slot(region, i).ident.load(Ordering::Acquire) & 0xff == FREE)
+        .ok_or(ENFILE)?;
+    let mut caps = None;
+    let limits = region.header().limits;
+    let mut pipe_bufs = PIPE_DEF_BUFFERS;
+    if pipe_bufs as u64 * PAGE_SIZE > limits.pipe_max_size as u64 && !caps_allow(&mut caps, CAP_SYS_RESOURCE)
+    {
+        pipe_bufs = (limits.pipe_max_size >> 12).max(1);
+    }
+    let unprivileged = |caps: &mut Option<u64>| !caps_allow(caps, CAP_SYS_RESOURCE | CAP_SYS_ADMIN);
+    let user_bufs = ns.user_bufs.load(Ordering::Relaxed) + pipe_bufs as u64;
+    if too_many_soft(region, user_bufs) && unprivileged(&mut caps) {
+        pipe_bufs = PIPE_MIN_DEF_BUFFERS;
+    }
+    if too_many_hard(region, ns.user_bufs.load(Ordering::Relaxed) + pipe_bufs as u64)
+        && unprivileged(&mut caps)
+    {
+        return Err(ENFILE);
+    }
+    let shift = pipe_bufs.next_power_of_two().trailing_zeros();
+    // SAFETY: namespace lock held.
+    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENFILE)?;
+    let pipe = slot(region, idx);
+    let generation = (pipe.ident.load(Ordering::Acquire) >> 8) as u32;
+    // The slot is FREE: no operation can reach it (a stale handle fails its generation check
+    // before touching anything), so it is initialised in place.
+    // SAFETY: the mutex memory is exclusively ours until the object is published below.
+    unsafe { RobustMutex::init(&pipe.mutex as *const RobustMutex as *mut RobustMutex) };
+    pipe.dev.store(dev, Ordering::Relaxed);
+    pipe.ino.store(ino, Ordering::Relaxed);
+    pipe.create_seq.store(ns.create_seq.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
+    pipe.nr_accounted.store(1 << shift, Ordering::Relaxed);
+    for a in [&pipe.closes, &pipe.active, &pipe.rd_cpu, &pipe.wr_cpu] {
+        a.store(0, Ordering::Relaxed);
+    }
+    pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
+    pipe.gc_suspect.store(0, Ordering::Relaxed);
+    pipe.heartbeat.store(0, Ordering::Relaxed);
+    pipe.resize_new.store(0, Ordering::Relaxed);
+    pipe.resize_old.store(0, Ordering::Relaxed);
+    pipe.head_tail.store(0, Ordering::Relaxed);
+    pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
+    ns.user_bufs.fetch_add(1 << shift, Ordering::Relaxed);
+    ns.nr_live.fetch_add(1, Ordering::Relaxed);
+    ns.next_slot.store(idx + 1, Ordering::Relaxed);
+    if idx >= ns.hwm.load(Ordering::Relaxed) {
+        ns.hwm.store(idx + 1, Ordering::Relaxed);
+    }
+    // Published last: until here a crash leaves a FREE slot (and, at worst, a leaked run).
+    pipe.ident.store(ident(generation, LIVE), Ordering::Release);
+    hash_insert(region, idx);
+    region.header().counters.pipes_created.fetch_add(1, Ordering::Relaxed);
+    Ok(PipeHandle { idx, generation })
+}
+
+/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, and more often once the
+/// table is 3/4 full.
+fn maybe_collect(region: &Region) {
+    let ns = ns(region);
+    let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
+    let crowded = ns.nr_live.load(Ordering::Relaxed) >= PIPE_MAX / 4 * 3;
+    if n >= crate::pipe_gc::GC_EVERY || (crowded && n >= crate::pipe_gc::GC_EVERY_CROWDED) {
+        ns.creations_since_gc.store(0, Ordering::Relaxed);
+        crate::pipe_gc::collect_garbage(region);
+    }
+}
+
+/// Creates or finds the object, trying once more after a collection if the table is full.
+fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool) -> Result<PipeHandle, Errno> {
+    maybe_collect(region);
+    for attempt in 0..2 {
+        {
+            let _g = ns_lock(region)?;
+            if let Some(old) = lookup(region, dev, ino) {
+                if !replace {
+                    return Ok(handle_of(region, old));
+                }
+                // A kernel inode number was reused: the old object's inode is gone, so is it.
+                // SAFETY: lock held.
+                if !unsafe { try_free(region, old, false) } {
+                    hash_remove(region, old);
+                    let id = slot(region, old).ident.load(Ordering::Acquire);
+                    slot(region, old).ident.store(id & !0xff | ORPHAN, Ordering::Release);
+                }
+            }
+            match create(region, dev, ino) {
+                Err(ENFILE) if attempt == 0 && ns(region).nr_live.load(Ordering::Relaxed) >= PIPE_MAX => {}
+                r => return r,
+            }
+        }
+        crate::pipe_gc::collect_garbage(region);
+    }
+    Err(ENFILE)
+}
+
+/// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
+/// (dev, ino) belonged to an inode that no longer exists and is dropped.
+pub fn pipe_new(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
+    get_or_create(region, dev, ino, true)
+}
+
+/// The object of a FIFO file (`fifo_open`): found, or created by its first opener.
+pub fn fifo_get(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
+    if let Some(h) = pipe_find(region, dev, ino) {
+        return Ok(h);
+    }
+    get_or_create(region, dev, ino, false)
+}
+
+/// The live object named (dev, ino), if any.
+pub fn pipe_find(region: &Region, dev: u64, ino: u64) -> Option<PipeHandle> {
+    let _g = ns_lock(region).ok()?;
+    let idx = lookup(region, dev, ino)?;
+    // A lookup during a collection counts as a reference: the caller has an fd that the scan
+    // may already have missed.
+    slot(region, idx).gc_seen.store(ns(region).gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
+    Some(handle_of(region, idx))
+}
+
+/// The shim closed an fd of the object: sleepers re-check whether their peer is gone.
+pub fn note_close(region: &Region, h: PipeHandle) {
+    if let Some(pipe) = live(region, h) {
+        pipe.closes.fetch_add(1, Ordering::SeqCst);
+        pipe.wake(READERS);
+        pipe.wake(WRITERS);
+    }
+}
+
+/// A process of the namespace is known to have died (e.g. it was reaped).
+pub fn note_exit(region: &Region) {
+    ns(region).exits.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The object's closes generation and the namespace's exits generation, as one key: while it
+/// is unchanged, no fd of the object was closed by the shim and no process was found dead.
+pub fn liveness_gens(region: &Region, h: PipeHandle) -> u64 {
+    let closes = live(region, h).map_or(u32::MAX, |p| p.closes.load(Ordering::SeqCst));
+    (closes as u64) << 32 | ns(region).exits.load(Ordering::SeqCst) as u64
+}
+
+/// Iterates the caller's iovecs like the kernel's `iov_iter`; addresses may be bad.
+struct IovIter<'a> {
+    iov: &'a [(usize, usize)],
+    seg: usize,
+    off: usize,
+    count: usize,
+}
+
+impl<'a> IovIter<'a> {
+    fn new(iov: &'a [(usize, usize)]) -> IovIter<'a> {
+        let count = iov.iter().fold(0usize, |a, v| a.saturating_add(v.1));
+        IovIter { iov, seg: 0, off: 0, count }
+    }
+
+    /// Copies up to `n` bytes between `ours` and the user segments, advancing; stops at the
+    /// first fault. Returns the bytes copied.
+    fn copy(&mut self, ours: *mut u8, n: usize, to_user: bool) -> usize {
+        let mut done = 0;
+        while done < n && self.seg < self.iov.len() {
+            let (base, len) = self.iov[self.seg];
+            let chunk = (len - self.off).min(n - done);
+            let user = base.wrapping_add(self.off) as *mut u8;
+            // SAFETY: `ours` is valid for n bytes (caller); the user side may fault, which
+            // copy_user reports as a short count.
+            let left = unsafe {
+                if to_user {
+                    uaccess::copy_user(user, ours.add(done), chunk)
+                } else {
+                    uaccess::copy_user(ours.add(done), user, chunk)
+                }
+            };
+            let copied = chunk - left;
+            done += copied;
+            self.off += copied;
+            self.count -= copied;
+            if self.off == len {
+                self.seg += 1;
+                self.off = 0;
+            }
+            if left != 0 {
+                break;
+            }
+        }
+        done
+    }
+}
+
+enum Waited {
+    Woken,
+    Interrupted,
+    /// A forced check found the other side gone.
+    PeerGone,
+}
+
+/// Waits until `ready()` or the other side is gone: spins while the peer is running on
+/// another CPU, then sleeps in slices. `side`: who we are (READERS or WRITERS).
+fn wait_for(pipe: &PipeInodeInfo, side: u32, env: &dyn PipeEnv, ready: &dyn Fn() -> bool) -> Waited {
+    let (mine, peer_cpu, peer_waiters) = if side == READERS {
+        (&pipe.rd_waiters, &pipe.wr_cpu, &pipe.wr_waiters)
+    } else {
+        (&pipe.wr_waiters, &pipe.rd_cpu, &pipe.rd_waiters)
+    };
+    let peer = peer_cpu.load(Ordering::Relaxed);
+    // On one CPU (or with the peer asleep) spinning only burns the time the peer needs.
+    if peer != 0 && peer != current_cpu() && peer_waiters.load(Ordering::Relaxed) == 0 {
+        let start = now_ns();
+        let mut i = 0u32;
+        while !ready() {
+            core::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(32) && now_ns() - start > SPIN_NS {
+                break;
+            }
+        }
+        if ready() {
+            return Waited::Woken;
+        }
+    }
+    let mut slice = FIRST_SLICE_NS;
+    loop {
+        mine.fetch_add(1, Ordering::SeqCst);
+        let seq = pipe.wait.load(Ordering::SeqCst);
+        if ready() {
+            mine.fetch_sub(1, Ordering::SeqCst);
+            return Waited::Woken;
+        }
+        let deadline = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
+        let out = env.wait(&mut || futex_wait(&pipe.wait, seq, &deadline, side));
+        mine.fetch_sub(1, Ordering::SeqCst);
+        match out {
+            WaitOutcome::Woken => return Waited::Woken,
+            WaitOutcome::Interrupted => return Waited::Interrupted,
+            WaitOutcome::TimedOut => {
+                pipe.heartbeat.store(coarse_secs(), Ordering::Relaxed);
+                if env.peer_gone(true) {
+                    return Waited::PeerGone;
+                }
+                slice = (slice * 2).min(MAX_SLICE_NS);
+            }
+        }
+    }
+}
+
+/// One shared futex wait for wakes of `bitset`, until the absolute CLOCK_MONOTONIC deadline.
+fn futex_wait(word: &AtomicU32, expected: u32, deadline: &libc::timespec, bitset: u32) -> WaitOutcome {
+    match sys::futex(word.as_ptr(), libc::FUTEX_WAIT_BITSET, expected, deadline, 0, bitset) {
+        Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+        Err(libc::EINTR) => WaitOutcome::Interrupted,
+        _ => WaitOutcome::Woken,
+    }
+}
+
+/// `pipe_write`: writes the caller's iovecs; `packet` is O_DIRECT on the caller's file.
+pub fn pipe_write(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    packet: bool,
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    let mut from = IovIter::new(iov);
+    let total_len = from.count;
+    // Null write succeeds.
+    if total_len == 0 {
+        return Ok(0);
+    }
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    note_cpu(&pipe.wr_cpu);
+    let flags = if packet { PIPE_BUF_FLAG_PACKET } else { PIPE_BUF_FLAG_CAN_MERGE };
+    let mut ret = 0usize;
+    let mut published = false;
+    let mut gone = false;
+    let mut signalled = false;
+    let mut guard = Some(lock_pipe(region, pipe)?);
+    let res = 'out: {
+        if env.peer_gone(false) {
+            break 'out Err(EPIPE);
+        }
+        let ring = match pipe.ring() {
+            Ok(r) => r,
+            Err(e) => break 'out Err(e),
+        };
+        // If it wasn't empty, try to merge new data into the last buffer. That merges small
+        // writes, and page-aligns the rest of large ones.
+        let (head, tail) = pipe.head_tail();
+        let chars = total_len & (PAGE - 1);
+        if chars != 0 && head != tail {
+            let last = head.wrapping_sub(1);
+            let buf = PipeBuffer::load(ring.buf(region, last));
+            let offset = buf.offset + buf.len;
+            if buf.flags & PIPE_BUF_FLAG_CAN_MERGE != 0 && offset + chars <= PAGE {
+                // SAFETY: offset + chars <= PAGE: inside the slot's data page.
+                let dst = unsafe { ring.page(region, last).add(offset) };
+                if from.copy(dst, chars, false) < chars {
+                    break 'out Err(EFAULT);
+                }
+                ring.buf(region, last)
+                    .store(PipeBuffer { len: buf.len + chars, ..buf }.pack(), Ordering::Release);
+                ret = chars;
+                published = true;
+                if from.count == 0 {
+                    break 'out Ok(ret);
+                }
+            }
+        }
+        loop {
+            if gone || env.peer_gone(false) {
+                break 'out if ret > 0 { Ok(ret) } else { Err(EPIPE) };
+            }
+            // A resize may have happened while we slept.
+            let ring = match pipe.ring() {
+                Ok(r) => r,
+                Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
+            };
+            let (head, tail) = pipe.head_tail();
+            if !pipe_full(head, tail, ring.size()) {
+                // The slot is free space: filled first, then published with the head.
+                let copied = from.copy(ring.page(region, head), PAGE, false);
+                let faulted = copied < PAGE && from.count != 0;
+                // On a fault the kernel leaves the slot it claimed as an empty buffer.
+                let len = if faulted { 0 } else { copied };
+                ring.buf(region, head).store(PipeBuffer { offset: 0, len, flags }.pack(), Ordering::Release);
+                pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
+                published = true;
+                if faulted {
+                    break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
+                }
+                ret += copied;
+                if from.count == 0 {
+                    break 'out Ok(ret);
+                }
+                continue;
+            }
+            // Wait for buffer space to become available.
+            if env.nonblocking() {
+                if ret == 0 && env.peer_gone(true) {
+                    break 'out Err(EPIPE);
+                }
+                break 'out if ret > 0 { Ok(ret) } else { Err(EAGAIN) };
+            }
+            if signalled {
+                if ret > 0 {
+                    break 'out Ok(ret);
+                }
+                if !env.restart_after_signal() {
+                    break 'out Err(EINTR);
+                }
+                signalled = false;
+            }
+            guard = None;
+            if published {
+                pipe.wake(READERS);
+                published = false;
+            }
+            match wait_for(pipe, WRITERS, env, &|| pipe.writable()) {
+                Waited::Woken => {}
+                Waited::Interrupted => signalled = true,
+                Waited::PeerGone => gone = true,
+            }
+            guard = match lock_pipe(region, pipe) {
+                Ok(g) => Some(g),
+                Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
+            };
+        }
+    };
+    drop(guard);
+    if published {
+        pipe.wake(READERS);
+    }
+    if let Ok(n) = res {
+        region.header().counters.pipe_bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    res
+}
+
+/// `pipe_read`: reads into the caller's iovecs.
+pub fn pipe_read(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    let mut to = IovIter::new(iov);
+    let mut total_len = to.count;
+    // Null read succeeds.
+    if total_len == 0 {
+        return Ok(0);
+    }
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    note_cpu(&pipe.rd_cpu);
+    let mut ret = 0usize;
+    let mut wake_writer = false;
+    let mut gone = false;
+    let mut guard = Some(lock_pipe(region, pipe)?);
+    let res = 'out: loop {
+        let ring = match pipe.ring() {
+            Ok(r) => r,
+            Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
+        };
+        let (head, mut tail) = pipe.head_tail();
+        if head != tail {
+            let cell = ring.buf(region, tail);
+            let buf = PipeBuffer::load(cell);
+            let chars = buf.len.min(total_len);
+            // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
+            let src = unsafe { ring.page(region, tail).add(buf.offset) };
+            if to.copy(src, chars, true) < chars {
+                break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
+            }
+            ret += chars;
+            // A packet buffer is consumed whole, whatever did not fit is dropped.
+            let packet = buf.flags & PIPE_BUF_FLAG_PACKET != 0;
+            if packet {
+                total_len = chars;
+            }
+            if packet || buf.len == chars {
+                tail = tail.wrapping_add(1);
+                pipe.head_tail.store(join(head, tail), Ordering::Release);
+                wake_writer = true;
+            } else {
+                cell.store(
+                    PipeBuffer { offset: buf.offset + chars, len: buf.len - chars, ..buf }.pack(),
+                    Ordering::Release,
+                );
+            }
+            total_len -= chars;
+            if total_len == 0 {
+                break 'out Ok(ret);
+            }
+            if head != tail {
+                continue;
+            }
+        }
+        if ret > 0 {
+            break 'out Ok(ret);
+        }
+        if gone || env.peer_gone(false) {
+            break 'out Ok(0);
+        }
+        if env.nonblocking() {
+            break 'out if env.peer_gone(true) { Ok(0) } else { Err(EAGAIN) };
+        }
+        guard = None;
+        if wake_writer {
+            pipe.wake(WRITERS);
+            wake_writer = false;
+        }
+        match wait_for(pipe, READERS, env, &|| pipe.readable()) {
+            Waited::Woken => {}
+            Waited::Interrupted if env.restart_after_signal() => {}
+            Waited::Interrupted => break 'out Err(EINTR),
+            Waited::PeerGone => gone = true,
+        }
+        guard = match lock_pipe(region, pipe) {
+            Ok(g) => Some(g),
+            Err(e) => break 'out Err(e),
+        };
+    };
+    drop(guard);
+    if wake_writer {
+        pipe.wake(WRITERS);
+    }
+    if let Ok(n) = res {
+        region.header().counters.pipe_bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    res
+}
+
+/// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The
+/// caller adds POLLHUP/POLLERR from the placeholder. A stale handle is neither.
+pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
+    live(region, h).map_or((false, false), |p| (p.readable(), p.writable()))
+}
+
+/// Sleeps until one of `pipes` (handle, wants readable, wants writable) may have become ready,
+/// `deadline` (absolute CLOCK_MONOTONIC) passes, or 100 ms elapse (the caller re-polls its
+/// placeholders then). Returns immediately when one is ready already. `run` runs the wait with
+/// signals deliverable. Returns true if a signal interrupted the wait.
+pub fn poll_wait(
+    region: &Region,
+    pipes: impl IntoIterator<Item = (PipeHandle, bool, bool)>,
+    deadline: Option<&libc::timespec>,
+    run: &mut dyn FnMut(&mut dyn FnMut() -> WaitOutcome) -> WaitOutcome,
+) -> bool {
+    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT];
+    let mut held: [Option<&PipeInodeInfo>; MAX_POLL_WAIT] = [None; MAX_POLL_WAIT];
+    let (mut n, mut truncated, mut ready) = (0, false, false);
+    for (h, want_rd, want_wr) in pipes {
+        let Some(pipe) = live(region, h) else { continue };
+        if n == MAX_POLL_WAIT {
+            truncated = true;
+            break;
+        }
+        // Counted on both sides: any change wakes a poller.
+        pipe.rd_waiters.fetch_add(1, Ordering::SeqCst);
+        pipe.wr_waiters.fetch_add(1, Ordering::SeqCst);
+        held[n] = Some(pipe);
+        let seq = pipe.wait.load(Ordering::SeqCst);
+        ready |= (want_rd && pipe.readable()) || (want_wr && pipe.writable());
+        waiters[n] = sys::FutexWaitv {
+            val: seq as u64,
+            uaddr: pipe.wait.as_ptr() as u64,
+            flags: sys::FUTEX2_SIZE_U32,
+            reserved: 0,
+        };
+        n += 1;
+    }
+    let slice = if truncated { SHORT_SLICE_NS } else { MAX_SLICE_NS };
+    let mut until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
+    if let Some(d) = deadline
+        && (d.tv_sec, d.tv_nsec) < (until.tv_sec, until.tv_nsec)
+    {
+        until = *d;
+    }
+    let interrupted = !ready
+        && run(&mut || {
+            if n == 0 {
+                // Nothing to watch: just sleep out the slice.
+                return wait::wait(&AtomicU32::new(0), 0, Some(&until), Restart::Never);
+            }
+            match sys::futex_waitv(&waiters[..n], &until) {
+                Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+                Err(libc::EINTR) => WaitOutcome::Interrupted,
+                _ => WaitOutcome::Woken,
+            }
+        }) == WaitOutcome::Interrupted;
+    for pipe in held[..n].iter().flatten() {
+        pipe.rd_waiters.fetch_sub(1, Ordering::SeqCst);
+        pipe.wr_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+    interrupted
+}
+
+/// `FIONREAD`: bytes queued.
+pub fn fionread(region: &Region, h: PipeHandle) -> Result<usize, Errno> {
+    let act = enter(region, h)?;
+    let _g = lock_pipe(region, act.pipe)?;
+    let ring = act.pipe.ring()?;
+    let (head, tail) = act.pipe.head_tail();
+    Ok((0..head.wrapping_sub(tail))
+        .map(|k| PipeBuffer::load(ring.buf(region, tail.wrapping_add(k))).len)
+        .sum())
+}
+
+/// `F_GETPIPE_SZ`: `max_usage * PAGE_SIZE`.
+pub fn get_pipe_size(region: &Region, h: PipeHandle) -> Result<usize, Errno> {
+    let act = enter(region, h)?;
+    Ok(act.pipe.ring()?.size() as usize * PAGE)
+}
+
+/// `account_pipe_buffers`: moves the namespace's count from `old` to `new` pages; the new total.
+fn account_pipe_buffers(region: &Region, old: u32, new: u32) -> u64 {
+    let upd = |n: u64| (n + new as u64).saturating_sub(old as u64);
+    let prev = ns(region).user_bufs.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(upd(n)));
+    upd(prev.unwrap_or(0))
+}
+
+/// `round_pipe_size`: 0 for sizes above 2^31.
+pub fn round_pipe_size(size: u32) -> u32 {
+    if size > 1 << 31 {
+        0
+    } else if size < PAGE as u32 {
+        PAGE as u32
+    } else {
+        size.next_power_of_two()
+    }
+}
+
+/// `F_SETPIPE_SZ` (`pipe_set_size`): `arg` is fcntl's argument (truncated to an unsigned int,
+/// as the kernel does); `cap_sys_resource` whether the caller has CAP_SYS_RESOURCE. Returns
+/// the new size in bytes.
+pub fn set_pipe_size(
+    region: &Region,
+    h: PipeHandle,
+    arg: usize,
+    cap_sys_resource: bool,
+) -> Result<usize, Errno> {
+    let size = round_pipe_size(arg as u32);
+    let nr_slots = size >> 12;
+    if nr_slots == 0 {
+        return Err(EINVAL);
+    }
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _g = lock_pipe(region, pipe)?;
+    let max_usage = pipe.ring()?.size();
+    let limits = region.header().limits;
+    // Growing beyond pipe-max-size takes CAP_SYS_RESOURCE; shrinking is always allowed.
+    if nr_slots > max_usage && size > limits.pipe_max_size && !cap_sys_resource {
+        return Err(EPERM);
+    }
+    let accounted = pipe.nr_accounted.load(Ordering::Relaxed);
+    let user_bufs = account_pipe_buffers(region, accounted, nr_slots);
+    let revert = || account_pipe_buffers(region, nr_slots, accounted);
+    if nr_slots > max_usage
+        && (too_many_hard(region, user_bufs) || too_many_soft(region, user_bufs))
+        && !cap_sys_resource
+        && sys::effective_caps() & CAP_SYS_ADMIN == 0
+    {
+        revert();
+        return Err(EPERM);
+    }
+    if let Err(e) = pipe_resize_ring(region, pipe, nr_slots) {
+        revert();
+        return Err(e);
+    }
+    pipe.nr_accounted.store(nr_slots, Ordering::Relaxed);
+    Ok(nr_slots as usize * PAGE)
+}
+
+/// `pipe_resize_ring`: moves the queued buffers to a ring of `nr_slots`, EBUSY if they do not
+/// fit. Each buffer keeps its ring index (head and tail do not change), so the switch is one
+/// store of the descriptor. The caller holds the pipe lock.
+fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Result<(), Errno> {
+    let old = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    let n = head.wrapping_sub(tail);
+    if nr_slots < n {
+        return Err(EBUSY);
+    }
+    if nr_slots == old.size() {
+        return Ok(());
+    }
+    let shift = nr_slots.trailing_zeros();
+    let new = {
+        let _g = ns_lock(region)?;
+        // SAFETY: namespace lock held.
+        let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENOMEM)?;
+        let new = Ring { run, shift };
+        pipe.resize_new.store(new.pack(), Ordering::Release);
+        new
+    };
+    for i in (0..n).map(|k| tail.wrapping_add(k)) {
+        let b = PipeBuffer::load(old.buf(region, i));
+        // SAFETY: both pages are ours (the new run is not published yet); offset + len <= PAGE.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                old.page(region, i).add(b.offset),
+                new.page(region, i).add(b.offset),
+                b.len.min(PAGE - b.offset),
+            );
+        }
+        new.buf(region, i).store(b.pack(), Ordering::Relaxed);
+    }
+    pipe.resize_old.store(old.pack(), Ordering::Release);
+    pipe.ring.store(new.pack(), Ordering::Release);
+    pipe.resize_new.store(0, Ordering::Release);
+    let old_desc = pipe.resize_old.swap(0, Ordering::AcqRel);
+    free_run(region, old_desc)?;
+    // This might have made more room for writers.
+    pipe.wake(WRITERS);
+    Ok(())
+}
+
+/// One live pipe, for `ipcshim status`.
+#[derive(Clone, Copy, Debug)]
+pub struct PipeInfo {
+    pub handle: PipeHandle,
+    pub dev: u64,
+    pub ino: u64,
+    /// Ring size in bytes (F_GETPIPE_SZ).
+    pub size: usize,
+    /// Bytes queued (FIONREAD), read without the pipe's lock.
+    pub queued: usize,
+}
+
+/// Totals for `ipcshim status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PipeStats {
+    pub live: u32,
+    pub queued_bytes: u64,
+    /// Pages of the page area held by rings (including their buffer tables).
+    pub ring_pages: u64,
+    pub gc_runs: u64,
+    pub gc_freed: u64,
+}
+
+/// Every live pipe.
+pub fn snapshot(region: &Region) -> Result<Vec<PipeInfo>, Errno> {
+    let _g = ns_lock(region)?;
+    let mut out = Vec::new();
+    for idx in 0..ns(region).hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
+        let pipe = slot(region, idx);
+        if pipe.ident.load(Ordering::Acquire) & 0xff != LIVE {
+            continue;
+        }
+        let Ok(ring) = pipe.ring() else { continue };
+        let (head, tail) = pipe.head_tail();
+        let queued = (0..head.wrapping_sub(tail).min(ring.size()))
+            .map(|k| PipeBuffer::load(ring.buf(region, tail.wrapping_add(k))).len)
+            .sum();
+        out.push(PipeInfo {
+            handle: handle_of(region, idx),
+            dev: pipe.dev.load(Ordering::Relaxed),
+            ino: pipe.ino.load(Ordering::Relaxed),
+            size: ring.size() as usize * PAGE,
+            queued,
+        });
+    }
+    Ok(out)
+}
+
+/// Totals over every live pipe.
+pub fn stats(region: &Region) -> Result<PipeStats, Errno> {
+    let pipes = snapshot(region)?;
+    let ns = ns(region);
+    Ok(PipeStats {
+        live: pipes.len() as u32,
+        queued_bytes: pipes.iter().map(|p| p.queued as u64).sum(),
+        ring_pages: ns.pool.pages_in_use.load(Ordering::Relaxed),
+        gc_runs: ns.gc_runs.load(Ordering::Relaxed),
+        gc_freed: ns.gc_freed.load(Ordering::Relaxed),
+    })
+}

@@ -1,0 +1,311 @@
+//! Garbage collection of pipe objects. The kernel frees a `pipe_inode_info` when its last file
+//! is released; here nothing sees every close (fds are closed inside libc, inherited, or die
+//! with their process), so objects whose (dev, ino) is no longer open in any process are found
+//! by scanning `/proc/[pid]/fd`: `readlink` names an anonymous pipe `pipe:[ino]`, and a FIFO's
+//! link is `stat`ed.
+//!
+//! Races it must not lose: an object created after the scan began is skipped (creation number);
+//! a lookup during the scan marks its object (the caller has an fd the scan may have passed);
+//! a process forked during the scan is found by listing `/proc` again until no new pid appears
+//! (its parent may have closed the fd after being scanned); an operation in progress (`active`)
+//! keeps its object, unless the count was leaked by a process killed mid-operation — it is then
+//! ignored once the object has been unreferenced and without a sleeping waiter's heartbeat for
+//! [`SUSPECT_SECS`]. A process whose fds cannot be read makes the whole pass give up.
+//!
+//! Runs in whatever context called `pipe_new` (possibly a signal handler): no allocation, raw
+//! system calls only, the pid list in the region's scratch area.
+
+use crate::pipe::{self, coarse_secs, ns, ns_lock, slot, try_free};
+use crate::region::{PIPE_GC_PIDS, PIPE_GC_PIDS_OFF, PIPE_MAX, Region};
+use crate::sys::{self, Errno};
+use core::sync::atomic::Ordering;
+
+/// A collection every this many creations.
+pub const GC_EVERY: u32 = 1024;
+/// … and every this many once the table is 3/4 full.
+pub const GC_EVERY_CROWDED: u32 = 64;
+/// How long an unreferenced object with operations "in progress" but no sign of life is kept.
+pub const SUSPECT_SECS: i64 = 10;
+/// A collector that has not finished after this long is presumed dead (pid reuse).
+const OWNER_TIMEOUT_SECS: i64 = 60;
+/// Listings of /proc before giving up on processes that keep forking.
+const MAX_ROUNDS: usize = 8;
+
+/// What one collection did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcReport {
+    pub freed: u32,
+    pub processes: u32,
+}
+
+/// Frees every object no process has open. None when another collection is running or the
+/// scan could not see every process (nothing is freed then).
+pub fn collect_garbage(region: &Region) -> Option<GcReport> {
+    let _claim = Claim::take(region)?;
+    let ns = ns(region);
+    let pass = ns.gc_pass.fetch_add(1, Ordering::SeqCst).wrapping_add(1).max(1);
+    ns.gc_pass.store(pass, Ordering::SeqCst);
+    let seq_limit = ns.create_seq.load(Ordering::SeqCst);
+    let pipefs_dev = {
+        let (r, w) = sys::pipe2(libc::O_CLOEXEC).ok()?;
+        let st = sys::fstat(r);
+        sys::close(r);
+        sys::close(w);
+        st.ok()?.st_dev
+    };
+    let mut scan =
+        Scan { region, pass, pipefs_dev, fifos: any_fifo(region, pipefs_dev), marks: [(0, 0); 64], n: 0 };
+    let processes = scan.all_processes()?;
+    let freed = sweep(region, pass, seq_limit);
+    ns.gc_runs.fetch_add(1, Ordering::Relaxed);
+    ns.gc_freed.fetch_add(freed as u64, Ordering::Relaxed);
+    Some(GcReport { freed, processes })
+}
+
+/// At most one collector at a time; a dead or stuck one is replaced.
+struct Claim<'a> {
+    region: &'a Region,
+}
+
+impl<'a> Claim<'a> {
+    fn take(region: &'a Region) -> Option<Claim<'a>> {
+        let owner = &ns(region).gc_owner;
+        let now = coarse_secs();
+        let me = (sys::getpid() as u64) << 32 | (now as u64 & 0xffff_ffff);
+        let cur = owner.load(Ordering::Acquire);
+        if cur != 0 {
+            let (pid, since) = ((cur >> 32) as i32, (cur & 0xffff_ffff) as i64);
+            let dead = sys::kill(pid, 0) == Err(libc::ESRCH);
+            if !dead && now.wrapping_sub(since) & 0xffff_ffff < OWNER_TIMEOUT_SECS {
+                return None;
+            }
+        }
+        owner.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire).ok()?;
+        Some(Claim { region })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        ns(self.region).gc_owner.store(0, Ordering::Release);
+    }
+}
+
+fn any_fifo(region: &Region, pipefs_dev: u64) -> bool {
+    let Ok(_g) = ns_lock(region) else { return true };
+    (0..ns(region).hwm.load(Ordering::Relaxed).min(PIPE_MAX))
+        .map(|i| slot(region, i))
+        .any(|p| !p.is_free() && p.dev.load(Ordering::Relaxed) != pipefs_dev)
+}
+
+struct Scan<'a> {
+    region: &'a Region,
+    pass: u32,
+    pipefs_dev: u64,
+    /// Whether any object is a FIFO file (only then are other links stat'ed).
+    fifos: bool,
+    /// (dev, ino) found, marked in batches under the namespace lock.
+    marks: [(u64, u64); 64],
+    n: usize,
+}
+
+/// Decimal digits of `v` into `buf`; their length.
+fn itoa(mut v: u32, buf: &mut [u8; 10]) -> usize {
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    loop {
+        tmp[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        buf[i] = tmp[n - 1 - i];
+    }
+    n
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |a, &c| {
+        c.is_ascii_digit().then(|| a.checked_mul(10)?.checked_add((c - b'0') as u64))?
+    })
+}
+
+/// Calls `f` with each entry name of the directory `fd` (without "." and ".."). Err on a
+/// getdents failure or when `f` fails.
+fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = sys::getdents64(fd, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut off = 0;
+        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
+        while off + 19 < n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n {
+                return Err(libc::EIO);
+            }
+            let name = &buf[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                f(name)?;
+            }
+            off += reclen;
+        }
+    }
+}
+
+impl Scan<'_> {
+    /// Scans every process, listing /proc until a listing shows no pid not yet scanned.
+    /// Returns how many were scanned; None if one could not be read or they never settled.
+    fn all_processes(&mut self) -> Option<u32> {
+        let proc_fd = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
+        let res = self.rounds(proc_fd);
+        sys::close(proc_fd);
+        let n = res.ok()?;
+        self.flush().ok()?;
+        Some(n)
+    }
+
+    fn rounds(&mut self, proc_fd: i32) -> Result<u32, Errno> {
+        // SAFETY: the scratch area holds PIPE_GC_PIDS u32s and only the claim holder uses it.
+        let pids = unsafe {
+            core::slice::from_raw_parts_mut(
+                (self.region.base() + PIPE_GC_PIDS_OFF as usize) as *mut u32,
+                PIPE_GC_PIDS as usize,
+            )
+        };
+        let mut seen = 0usize;
+        for _ in 0..MAX_ROUNDS {
+            let mut total = seen;
+            sys::lseek(proc_fd, 0, libc::SEEK_SET)?;
+            each_entry(proc_fd, |name| {
+                let Some(pid) = parse_u64(name).and_then(|p| u32::try_from(p).ok()) else { return Ok(()) };
+                if pids[..seen].binary_search(&pid).is_ok() {
+                    return Ok(());
+                }
+                if total == pids.len() {
+                    return Err(libc::ENOSPC);
+                }
+                self.process(proc_fd, pid)?;
+                pids[total] = pid;
+                total += 1;
+                Ok(())
+            })?;
+            if total == seen {
+                return Ok(seen as u32);
+            }
+            pids[..total].sort_unstable();
+            seen = total;
+        }
+        Err(libc::EAGAIN)
+    }
+
+    /// Marks the objects behind the fds of `pid`. A process that is gone is fine (its fds are
+    /// closed); one we may not look into is not.
+    fn process(&mut self, proc_fd: i32, pid: u32) -> Result<(), Errno> {
+        let mut path = [0u8; 16];
+        let mut digits = [0u8; 10];
+        let n = itoa(pid, &mut digits);
+        path[..n].copy_from_slice(&digits[..n]);
+        path[n..n + 4].copy_from_slice(b"/fd\0");
+        let dir = match sys::openat(proc_fd, &path[..n + 4], libc::O_RDONLY | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let res = each_entry(dir, |name| {
+            let mut cname = [0u8; 16];
+            if name.len() >= cname.len() {
+                return Ok(());
+            }
+            cname[..name.len()].copy_from_slice(name);
+            let cname = &cname[..name.len() + 1];
+            let mut link = [0u8; 64];
+            let len = match sys::readlinkat(dir, cname, &mut link) {
+                Ok(len) => len,
+                Err(libc::ENOENT) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let link = &link[..len];
+            if let Some(rest) = link.strip_prefix(b"pipe:[") {
+                if let Some(ino) = rest.strip_suffix(b"]").and_then(parse_u64) {
+                    self.mark(self.pipefs_dev, ino)?;
+                }
+            } else if self.fifos && link.first() == Some(&b'/') {
+                match sys::fstatat(dir, cname) {
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFIFO => {
+                        self.mark(st.st_dev, st.st_ino)?
+                    }
+                    Ok(_) | Err(libc::ENOENT) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+        sys::close(dir);
+        match res {
+            Err(libc::ENOENT | libc::ESRCH) => Ok(()),
+            r => r,
+        }
+    }
+
+    fn mark(&mut self, dev: u64, ino: u64) -> Result<(), Errno> {
+        self.marks[self.n] = (dev, ino);
+        self.n += 1;
+        if self.n == self.marks.len() { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> Result<(), Errno> {
+        let _g = ns_lock(self.region)?;
+        for &(dev, ino) in &self.marks[..self.n] {
+            if let Some(idx) = pipe::lookup(self.region, dev, ino) {
+                slot(self.region, idx).gc_seen.store(self.pass, Ordering::Relaxed);
+            }
+        }
+        self.n = 0;
+        Ok(())
+    }
+}
+
+/// Frees the objects of this pass's generation that nobody was seen holding.
+fn sweep(region: &Region, pass: u32, seq_limit: u64) -> u32 {
+    let Ok(_g) = ns_lock(region) else { return 0 };
+    let now = coarse_secs();
+    let mut freed = 0;
+    for idx in 0..ns(region).hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
+        let p = slot(region, idx);
+        if p.is_free() || p.create_seq.load(Ordering::Relaxed) > seq_limit {
+            continue;
+        }
+        if p.is_hashed() && p.gc_seen.load(Ordering::Relaxed) == pass {
+            p.gc_suspect.store(0, Ordering::Relaxed);
+            continue;
+        }
+        let mut force = false;
+        if p.active.load(Ordering::SeqCst) != 0 {
+            let since = p.gc_suspect.load(Ordering::Relaxed);
+            if since == 0 {
+                p.gc_suspect.store(now, Ordering::Relaxed);
+                continue;
+            }
+            let beat = p.heartbeat.load(Ordering::Relaxed);
+            if now - since < SUSPECT_SECS || now - beat < SUSPECT_SECS {
+                continue;
+            }
+            force = true;
+        }
+        // SAFETY: namespace lock held.
+        if unsafe { try_free(region, idx, force) } {
+            freed += 1;
+        }
+    }
+    freed
+}

@@ -1,0 +1,100 @@
+//! The pipe page area: runs of 2^order pages that hold pipe rings.
+//!
+//! A small page allocator: one free list per order, a bump pointer behind them, no splitting
+//! or merging (almost every ring is the default size, so freed runs are reused as they are).
+//! Every operation is published by one store (a list head or the bump pointer), so a holder
+//! of the pipe namespace lock killed mid-operation leaks at most one run. A free list is linked
+//! through the first word of each free run; the rest of a freed run is handed back to the
+//! system (MADV_REMOVE punches the hole in the region file), so a freed ring costs one page.
+
+use crate::region::{PAGE_SIZE, PIPE_PAGES_OFF, PIPE_PAGES_SIZE, Region};
+use crate::sys;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Orders 0..=20: the largest ring (2^19 slots, 2 GiB) plus its buffer table fits in 2^20 pages.
+pub const ORDERS: usize = 21;
+/// Pages in the area.
+pub const POOL_PAGES: u64 = PIPE_PAGES_SIZE / PAGE_SIZE;
+
+#[repr(C)]
+pub struct PagePool {
+    /// Pages below this have been handed out at least once.
+    top: u64,
+    /// First page + 1 of the first free run of each order; 0 for an empty list.
+    free: [u64; ORDERS],
+    /// Pages in runs currently allocated (for `ipcshim status`).
+    pub pages_in_use: AtomicU64,
+}
+
+/// Address of page `page` of the area.
+pub fn page_addr(region: &Region, page: u64) -> usize {
+    region.base() + (PIPE_PAGES_OFF + page * PAGE_SIZE) as usize
+}
+
+impl PagePool {
+    fn valid(&self, page: u64, order: usize) -> bool {
+        order < ORDERS && page.checked_add(1 << order).is_some_and(|end| end <= self.top.min(POOL_PAGES))
+    }
+
+    fn link(region: &Region, page: u64) -> &AtomicU64 {
+        // SAFETY: `page` is inside the area (callers check `valid`); the first word of a run is
+        // 8-aligned and only used as the free-list link while the run is free.
+        unsafe { &*(page_addr(region, page) as *const AtomicU64) }
+    }
+
+    /// A run of 2^order pages whose first page is zeroed; None when the area is exhausted.
+    ///
+    /// # Safety
+    /// The caller holds the pipe namespace lock; `self` is the region's own pool.
+    pub unsafe fn alloc(&mut self, region: &Region, order: usize) -> Option<u64> {
+        if order >= ORDERS {
+            return None;
+        }
+        let head = self.free[order];
+        let page = match head.checked_sub(1) {
+            Some(page) if self.valid(page, order) => {
+                self.free[order] = Self::link(region, page).load(Ordering::Relaxed);
+                page
+            }
+            _ => {
+                // An empty list, or a corrupt one: dropped rather than followed.
+                self.free[order] = 0;
+                let page = self.top;
+                if page + (1 << order) > POOL_PAGES {
+                    return None;
+                }
+                self.top = page + (1 << order);
+                page
+            }
+        };
+        // SAFETY: the run is inside the area and now ours alone.
+        unsafe { core::ptr::write_bytes(page_addr(region, page) as *mut u8, 0, PAGE_SIZE as usize) };
+        self.pages_in_use.fetch_add(1 << order, Ordering::Relaxed);
+        Some(page)
+    }
+
+    /// Returns a run obtained from `alloc` (after [`release`]). A run that is not one is ignored.
+    ///
+    /// # Safety
+    /// The caller holds the pipe namespace lock and nobody uses the run any more.
+    pub unsafe fn free(&mut self, region: &Region, page: u64, order: usize) {
+        if !self.valid(page, order) {
+            return;
+        }
+        Self::link(region, page).store(self.free[order], Ordering::Relaxed);
+        self.free[order] = page + 1;
+        let _ = self
+            .pages_in_use
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1 << order)));
+    }
+}
+
+/// Gives the memory of a run's pages after the first back to the system. Called by the run's
+/// owner before freeing it, outside the namespace lock (the syscall can take a while).
+pub fn release(region: &Region, page: u64, order: usize) {
+    if order > 0 && order < ORDERS && page + (1 << order) <= POOL_PAGES {
+        let len = ((1u64 << order) - 1) * PAGE_SIZE;
+        // On ramfs, which cannot punch holes, the pages simply stay.
+        let _ = sys::madvise(page_addr(region, page + 1), len as usize, libc::MADV_REMOVE);
+    }
+}
