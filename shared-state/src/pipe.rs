@@ -122,6 +122,8 @@ pub struct PipeInodeInfo {
     rd_cpu: AtomicU32,
     wr_cpu: AtomicU32,
     _pad: u32,
+    /// CLOCK_BOOTTIME of the creation, in ns (compared with process start times).
+    pub(crate) born: AtomicU64,
     /// Coarse second a collection first found this object unreferenced but active.
     pub(crate) gc_suspect: AtomicI64,
     /// Coarse second a sleeper last woke up in it: a sleeping operation is not a leaked one.
@@ -306,6 +308,12 @@ fn bucket_of(dev: u64, ino: u64) -> usize {
 
 pub(crate) fn coarse_secs() -> i64 {
     sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE).tv_sec
+}
+
+/// CLOCK_BOOTTIME in ns: the clock of process start times in /proc/[pid]/stat.
+fn boot_ns() -> u64 {
+    let t = sys::clock_gettime(libc::CLOCK_BOOTTIME);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 fn now_ns() -> i64 {
@@ -655,6 +663,7 @@ fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
     pipe.dev.store(dev, Ordering::Relaxed);
     pipe.ino.store(ino, Ordering::Relaxed);
     pipe.create_seq.store(ns.create_seq.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
+    pipe.born.store(boot_ns(), Ordering::Relaxed);
     pipe.nr_accounted.store(1 << shift, Ordering::Relaxed);
     for a in [&pipe.closes, &pipe.active, &pipe.rd_cpu, &pipe.wr_cpu] {
         a.store(0, Ordering::Relaxed);

@@ -10,7 +10,12 @@
 //! (its parent may have closed the fd after being scanned); an operation in progress (`active`)
 //! keeps its object, unless the count was leaked by a process killed mid-operation — it is then
 //! ignored once the object has been unreferenced and without a sleeping waiter's heartbeat for
-//! [`SUSPECT_SECS`]. A process whose fds cannot be read makes the whole pass give up.
+//! [`SUSPECT_SECS`].
+//!
+//! Processes whose fds we may not read (more privileged ones, such as a setuid `sudo` in a
+//! pipeline, or another user's) can only have inherited an object that already existed when
+//! they started: every object older than the youngest such process is kept. (One that started
+//! earlier could only have received an fd by SCM_RIGHTS.)
 //!
 //! Runs in whatever context called `pipe_new` (possibly a signal handler): no allocation, raw
 //! system calls only, the pid list in the region's scratch area.
@@ -30,12 +35,16 @@ pub const SUSPECT_SECS: i64 = 10;
 const OWNER_TIMEOUT_SECS: i64 = 60;
 /// Listings of /proc before giving up on processes that keep forking.
 const MAX_ROUNDS: usize = 8;
+/// USER_HZ: the unit of start times in /proc/[pid]/stat.
+const NS_PER_TICK: u64 = 10_000_000;
 
 /// What one collection did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcReport {
     pub freed: u32,
     pub processes: u32,
+    /// Processes whose fds could not be read.
+    pub unreadable: u32,
 }
 
 /// Frees every object no process has open. None when another collection is running or the
@@ -53,13 +62,21 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
         sys::close(w);
         st.ok()?.st_dev
     };
-    let mut scan =
-        Scan { region, pass, pipefs_dev, fifos: any_fifo(region, pipefs_dev), marks: [(0, 0); 64], n: 0 };
+    let mut scan = Scan {
+        region,
+        pass,
+        pipefs_dev,
+        fifos: any_fifo(region, pipefs_dev),
+        marks: [(0, 0); 64],
+        n: 0,
+        keep_born_before: 0,
+        unreadable: 0,
+    };
     let processes = scan.all_processes()?;
-    let freed = sweep(region, pass, seq_limit);
+    let freed = sweep(region, pass, seq_limit, scan.keep_born_before);
     ns.gc_runs.fetch_add(1, Ordering::Relaxed);
     ns.gc_freed.fetch_add(freed as u64, Ordering::Relaxed);
-    Some(GcReport { freed, processes })
+    Some(GcReport { freed, processes, unreadable: scan.unreadable })
 }
 
 /// At most one collector at a time; a dead or stuck one is replaced.
@@ -107,6 +124,9 @@ struct Scan<'a> {
     /// (dev, ino) found, marked in batches under the namespace lock.
     marks: [(u64, u64); 64],
     n: usize,
+    /// Objects born before this (CLOCK_BOOTTIME ns) may be held by a process we cannot read.
+    keep_born_before: u64,
+    unreadable: u32,
 }
 
 /// Decimal digits of `v` into `buf`; their length.
@@ -219,6 +239,7 @@ impl Scan<'_> {
         let dir = match sys::openat(proc_fd, &path[..n + 4], libc::O_RDONLY | libc::O_DIRECTORY) {
             Ok(fd) => fd,
             Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
+            Err(libc::EACCES | libc::EPERM) => return self.unreadable(proc_fd, &mut path, n),
             Err(e) => return Err(e),
         };
         let res = each_entry(dir, |name| {
@@ -253,8 +274,32 @@ impl Scan<'_> {
         sys::close(dir);
         match res {
             Err(libc::ENOENT | libc::ESRCH) => Ok(()),
+            Err(libc::EACCES | libc::EPERM) => self.unreadable(proc_fd, &mut path, n),
             r => r,
         }
+    }
+
+    /// A process whose fds we may not read: whatever existed when it started is kept.
+    /// `path` holds its pid's `n` digits.
+    fn unreadable(&mut self, proc_fd: i32, path: &mut [u8; 16], n: usize) -> Result<(), Errno> {
+        path[n..n + 6].copy_from_slice(b"/stat\0");
+        let fd = match sys::openat(proc_fd, &path[..n + 6], libc::O_RDONLY) {
+            Ok(fd) => fd,
+            Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut buf = [0u8; 1024];
+        let len = sys::read(fd, &mut buf);
+        sys::close(fd);
+        let buf = &buf[..len?];
+        // Field 22, starttime, counting from the state after the comm's closing parenthesis.
+        let after = buf.iter().rposition(|&c| c == b')').ok_or(libc::EIO)? + 2;
+        let ticks = buf.get(after..).and_then(|f| f.split(|&c| c == b' ').nth(19)).and_then(parse_u64);
+        // Start times have tick resolution: an object born in the same tick may be inherited.
+        let horizon = (ticks.ok_or(libc::EIO)? + 2) * NS_PER_TICK;
+        self.keep_born_before = self.keep_born_before.max(horizon);
+        self.unreadable += 1;
+        Ok(())
     }
 
     fn mark(&mut self, dev: u64, ino: u64) -> Result<(), Errno> {
@@ -276,7 +321,7 @@ impl Scan<'_> {
 }
 
 /// Frees the objects of this pass's generation that nobody was seen holding.
-fn sweep(region: &Region, pass: u32, seq_limit: u64) -> u32 {
+fn sweep(region: &Region, pass: u32, seq_limit: u64, keep_born_before: u64) -> u32 {
     let Ok(_g) = ns_lock(region) else { return 0 };
     let now = coarse_secs();
     let mut freed = 0;
@@ -285,7 +330,9 @@ fn sweep(region: &Region, pass: u32, seq_limit: u64) -> u32 {
         if p.is_free() || p.create_seq.load(Ordering::Relaxed) > seq_limit {
             continue;
         }
-        if p.is_hashed() && p.gc_seen.load(Ordering::Relaxed) == pass {
+        let seen =
+            p.gc_seen.load(Ordering::Relaxed) == pass || p.born.load(Ordering::Relaxed) < keep_born_before;
+        if p.is_hashed() && seen {
             p.gc_suspect.store(0, Ordering::Relaxed);
             continue;
         }
