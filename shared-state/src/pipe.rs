@@ -584,9 +584,15 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
         return false;
     }
     pipe.ident.store(ident(generation, DYING), Ordering::SeqCst);
-    if !force && pipe.active.load(Ordering::SeqCst) != 0 {
-        pipe.ident.store(id, Ordering::SeqCst);
-        return false;
+    let active = pipe.active.load(Ordering::SeqCst);
+    if active != 0 {
+        if !force {
+            pipe.ident.store(id, Ordering::SeqCst);
+            return false;
+        }
+        // Leaked by dead processes: dropped, while the in-flight increments of stale handles
+        // (which undo themselves) are kept.
+        pipe.active.fetch_sub(active, Ordering::SeqCst);
     }
     if state != ORPHAN {
         hash_remove(region, idx);
@@ -656,8 +662,8 @@ fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
     let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENFILE)?;
     let pipe = slot(region, idx);
     let generation = (pipe.ident.load(Ordering::Acquire) >> 8) as u32;
-    // The slot is FREE: no operation can reach it (a stale handle fails its generation check
-    // before touching anything), so it is initialised in place.
+    // The slot is FREE: no operation gets past its generation check, so it is initialised in
+    // place.
     // SAFETY: the mutex memory is exclusively ours until the object is published below.
     unsafe { RobustMutex::init(&pipe.mutex as *const RobustMutex as *mut RobustMutex) };
     pipe.dev.store(dev, Ordering::Relaxed);
@@ -665,7 +671,9 @@ fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
     pipe.create_seq.store(ns.create_seq.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
     pipe.born.store(boot_ns(), Ordering::Relaxed);
     pipe.nr_accounted.store(1 << shift, Ordering::Relaxed);
-    for a in [&pipe.closes, &pipe.active, &pipe.rd_cpu, &pipe.wr_cpu] {
+    // `active` is left alone: a stale handle's operation may have counted itself in and will
+    // count itself out.
+    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu] {
         a.store(0, Ordering::Relaxed);
     }
     pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
