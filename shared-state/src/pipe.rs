@@ -59,6 +59,8 @@ const READERS: u32 = 1;
 const WRITERS: u32 = 2;
 
 const SPIN_NS: i64 = 50_000;
+/// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
+const LOCK_SPIN_NS: i64 = 5_000;
 const FIRST_SLICE_NS: i64 = 1_000_000;
 const MAX_SLICE_NS: i64 = 100_000_000;
 /// futex_waitv's limit; pipes beyond it are polled with a short slice.
@@ -130,6 +132,10 @@ pub struct PipeInodeInfo {
     pub(crate) heartbeat: AtomicI64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
+    /// Set while `mutex` is held: a locker spins on it briefly rather than sleep in the
+    /// kernel behind a holder that is copying on another CPU (the robust mutex never spins).
+    /// Only a hint: a holder killed with it set costs later lockers one bounded spin.
+    busy: AtomicU32,
     /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
     ring: AtomicU64,
     /// A resize's new and old rings until the old one is freed (crash recovery).
@@ -421,14 +427,38 @@ fn live(region: &Region, h: PipeHandle) -> Option<&PipeInodeInfo> {
     (h.idx < PIPE_MAX).then(|| slot(region, h.idx)).filter(|p| p.is_live(h))
 }
 
+/// `pipe->mutex` held; clears the busy hint before unlocking.
+struct PipeGuard<'a> {
+    _lock: LockGuard<'a>,
+    busy: &'a AtomicU32,
+}
+
+impl Drop for PipeGuard<'_> {
+    fn drop(&mut self) {
+        self.busy.store(0, Ordering::Release);
+    }
+}
+
 /// Takes `pipe->mutex`; after a holder died, finishes or undoes what it left.
-fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<LockGuard<'a>, Errno> {
-    let guard = pipe.mutex.lock().map_err(|_| ENOMEM)?;
-    if guard.recovered {
+fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
+    if pipe.busy.load(Ordering::Relaxed) != 0 {
+        let start = now_ns();
+        let mut i = 0u32;
+        while pipe.busy.load(Ordering::Relaxed) != 0 {
+            core::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(32) && now_ns() - start > LOCK_SPIN_NS {
+                break;
+            }
+        }
+    }
+    let lock = pipe.mutex.lock().map_err(|_| ENOMEM)?;
+    pipe.busy.store(1, Ordering::Relaxed);
+    if lock.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         normalise(region, pipe);
     }
-    Ok(guard)
+    Ok(PipeGuard { _lock: lock, busy: &pipe.busy })
 }
 
 /// Repairs a pipe whose lock holder died. Every update was one store, so the ring is
