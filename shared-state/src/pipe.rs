@@ -42,8 +42,8 @@ const CAP_SYS_RESOURCE: u64 = 1 << 24;
 const CAP_SYS_ADMIN: u64 = 1 << 21;
 
 /// `pipe_buffer.flags`, in the packed form's upper half.
-pub const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
-pub const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
+const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
+const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
 
 /// Slot states, the low byte of `ident` (the generation is above it).
 const FREE: u64 = 0;
