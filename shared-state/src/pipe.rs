@@ -26,7 +26,7 @@ use crate::pipe_pages::{self, POOL_PAGES, PagePool, page_addr};
 use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region};
 use crate::sys::{self, Errno};
 use crate::uaccess;
-use crate::wait::{self, Restart, WaitOutcome};
+use crate::wait::{self, WaitOutcome};
 use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
 use libc::{EAGAIN, EBADF, EBUSY, EFAULT, EINTR, EINVAL, ENFILE, ENOMEM, EPERM, EPIPE};
 
@@ -990,15 +990,15 @@ pub fn pipe_write(
             if !pipe_full(head, tail, ring.size()) {
                 // The slot is free space: filled first, then published with the head.
                 let copied = from.copy(ring.page(region, head), PAGE, false);
-                let faulted = copied < PAGE && from.count != 0;
-                // On a fault the kernel leaves the slot it claimed as an empty buffer.
-                let len = if faulted { 0 } else { copied };
-                ring.buf(region, head).store(PipeBuffer { offset: 0, len, flags }.pack(), Ordering::Release);
-                pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
-                published = true;
-                if faulted {
+                // A page that faulted part way is not queued (this kernel leaves nothing
+                // readable behind, c-tests/pipe_fault.c).
+                if copied < PAGE && from.count != 0 {
                     break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
                 }
+                ring.buf(region, head)
+                    .store(PipeBuffer { offset: 0, len: copied, flags }.pack(), Ordering::Release);
+                pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
+                published = true;
                 ret += copied;
                 if from.count == 0 {
                     break 'out Ok(ret);
@@ -1151,13 +1151,16 @@ pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
 /// `deadline` (absolute CLOCK_MONOTONIC) passes, or 100 ms elapse (the caller re-polls its
 /// placeholders then). Returns immediately when one is ready already. `run` runs the wait with
 /// signals deliverable. Returns true if a signal interrupted the wait.
+/// `extra`, a word and the value it holds, ends the wait when it changes (the shim passes a
+/// per-thread count of signal handler runs: futex_waitv itself is restarted after a handler).
 pub fn poll_wait(
     region: &Region,
     pipes: impl IntoIterator<Item = (PipeHandle, bool, bool)>,
     deadline: Option<&libc::timespec>,
+    extra: (&AtomicU32, u32),
     run: &mut dyn FnMut(&mut dyn FnMut() -> WaitOutcome) -> WaitOutcome,
 ) -> bool {
-    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT];
+    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT + 1];
     let mut held: [Option<&PipeInodeInfo>; MAX_POLL_WAIT] = [None; MAX_POLL_WAIT];
     let (mut n, mut truncated, mut ready) = (0, false, false);
     for (h, want_rd, want_wr) in pipes {
@@ -1180,6 +1183,12 @@ pub fn poll_wait(
         };
         n += 1;
     }
+    waiters[n] = sys::FutexWaitv {
+        val: extra.1 as u64,
+        uaddr: extra.0.as_ptr() as u64,
+        flags: sys::FUTEX2_SIZE_U32,
+        reserved: 0,
+    };
     let slice = if truncated { SHORT_SLICE_NS } else { MAX_SLICE_NS };
     let mut until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
     if let Some(d) = deadline
@@ -1188,16 +1197,10 @@ pub fn poll_wait(
         until = *d;
     }
     let interrupted = !ready
-        && run(&mut || {
-            if n == 0 {
-                // Nothing to watch: just sleep out the slice.
-                return wait::wait(&AtomicU32::new(0), 0, Some(&until), Restart::Never);
-            }
-            match sys::futex_waitv(&waiters[..n], &until) {
-                Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
-                Err(libc::EINTR) => WaitOutcome::Interrupted,
-                _ => WaitOutcome::Woken,
-            }
+        && run(&mut || match sys::futex_waitv(&waiters[..n + 1], &until) {
+            Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+            Err(libc::EINTR) => WaitOutcome::Interrupted,
+            _ => WaitOutcome::Woken,
         }) == WaitOutcome::Interrupted;
     for pipe in held[..n].iter().flatten() {
         pipe.rd_waiters.fetch_sub(1, Ordering::SeqCst);
