@@ -289,6 +289,7 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
     }
     let restart = app.flags & libc::SA_RESTART as u64 != 0;
     t.interrupt.fetch_max(if restart { 1 } else { 2 }, Ordering::Relaxed);
+    t.handled.fetch_add(1, Ordering::Relaxed);
     if app.flags & libc::SA_RESETHAND as u64 != 0 {
         // The kernel reset our trampoline to SIG_DFL as it delivered.
         action(sig).store(&KSigaction { handler: SIG_DFL, ..app });
@@ -357,6 +358,12 @@ pub fn take_interrupt() -> Option<bool> {
         1 => Some(true),
         _ => Some(false),
     }
+}
+
+/// This thread's count of application handler runs, as a futex word: a wait that includes it
+/// ends when a handler runs even where the kernel would restart the wait itself.
+pub fn handled_word() -> &'static core::sync::atomic::AtomicU32 {
+    &tls().handled
 }
 
 /// Removes SIGSYS from a signal mask the application wants to install.

@@ -14,7 +14,7 @@
 use core::arch::{asm, global_asm};
 use core::marker::PhantomData;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 use shared_state::sys::syscall6;
 
 mod exec;
@@ -46,6 +46,9 @@ pub(crate) struct Tls {
     /// An exec envp block that a vfork child left mapped in our memory (address, length).
     pub scratch: AtomicUsize,
     pub scratch_len: AtomicUsize,
+    /// Bumped whenever an application handler runs: a futex word a wait can include, so that
+    /// a wait the kernel would restart after the handler (futex_waitv) sees it change.
+    pub handled: AtomicU32,
 }
 
 global_asm!(
@@ -329,6 +332,29 @@ impl Guard {
         compiler_fence(Ordering::SeqCst);
         t.depth.store(depth, Ordering::Relaxed);
         r
+    }
+}
+
+impl Guard {
+    /// A cancellation point inside a blocking shim call (read, write and poll are ones): a
+    /// pending pthread_cancel acts here, as in libc's wrapper. Cancellation unwinds past our
+    /// frames, so the thread's state is the application's while it may.
+    pub fn testcancel(&self) {
+        let t = tls();
+        let (depth, selector) = (t.depth.load(Ordering::Relaxed), t.selector.load(Ordering::Relaxed));
+        crate::signals::set_depth(t, 0);
+        if catchall_active() {
+            t.selector.store(BLOCK, Ordering::Relaxed);
+        }
+        compiler_fence(Ordering::SeqCst);
+        unsafe extern "C" {
+            fn pthread_testcancel();
+        }
+        // SAFETY: pthread_testcancel has no preconditions.
+        unsafe { pthread_testcancel() };
+        compiler_fence(Ordering::SeqCst);
+        t.selector.store(selector, Ordering::Relaxed);
+        t.depth.store(depth, Ordering::Relaxed);
     }
 }
 
