@@ -1,8 +1,93 @@
 //! One dispatcher behind both interposition layers: the SIGSYS handler and the exported libc
 //! symbols hand it every syscall, and it serves those that touch a shim object.
+//!
+//! Pipes are served only while the catch-all is armed: a pipe is never served from user space
+//! unless every path to it is intercepted.
+
+use crate::pipes;
+use crate::poll::{self, Timeout};
+use crate::{region, sud};
 
 /// Serves syscall `nr` if it involves a shim object: `Some(kernel-style result, -errno on
 /// failure)`; `None` lets the caller issue it to the kernel unchanged.
-pub fn syscall(_nr: i64, _a: &[u64; 6]) -> Option<i64> {
-    None
+pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
+    // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
+    if !sud::catchall_active() || !crate::signals::fault_fixups_active() {
+        return None;
+    }
+    let r = region::active()?;
+    let g = sud::enter();
+    serve(r, &g, nr, a)
+}
+
+fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
+    let fd = a[0] as i32;
+    match nr {
+        libc::SYS_read => pipes::read(r, g, fd, a[1] as usize, a[2] as usize),
+        libc::SYS_write => pipes::write(r, g, fd, a[1] as usize, a[2] as usize),
+        libc::SYS_readv => pipes::vector(r, g, false, fd, a[1] as usize, a[2], false),
+        libc::SYS_writev => pipes::vector(r, g, true, fd, a[1] as usize, a[2], false),
+        // An offset of -1 means "the current position", which is how a pipe is read.
+        libc::SYS_preadv2 | libc::SYS_pwritev2 if a[3] as i64 == -1 => {
+            let write = nr == libc::SYS_pwritev2;
+            let flags = a[5] as i32;
+            let known =
+                libc::RWF_HIPRI | libc::RWF_DSYNC | libc::RWF_SYNC | libc::RWF_NOWAIT | libc::RWF_APPEND;
+            if flags & !known != 0 {
+                crate::fd::lookup(r, fd)?;
+                return Some(-(libc::EOPNOTSUPP as i64));
+            }
+            pipes::vector(r, g, write, fd, a[1] as usize, a[2], flags & libc::RWF_NOWAIT != 0)
+        }
+        libc::SYS_pipe => pipes::pipe2(r, a[0] as usize, 0),
+        libc::SYS_pipe2 => pipes::pipe2(r, a[0] as usize, a[1]),
+        libc::SYS_close => pipes::close(r, fd),
+        libc::SYS_close_range => pipes::close_range(r, a[0], a[1], a[2]),
+        libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 => pipes::dup(r, nr, a),
+        libc::SYS_fcntl => pipes::fcntl(r, fd, a[1] as i32, a[2]),
+        libc::SYS_ioctl => pipes::ioctl(r, fd, a[1], a[2] as usize),
+        libc::SYS_poll => poll::poll(r, g, a[0] as usize, a[1], Timeout::Millis(a[2] as i32 as i64), 0),
+        libc::SYS_ppoll => {
+            if a[3] != 0 && a[4] != 8 {
+                return None;
+            }
+            poll::poll(r, g, a[0] as usize, a[1], Timeout::Spec(a[2] as usize), a[3] as usize)
+        }
+        libc::SYS_select => poll::select(r, g, a, false),
+        libc::SYS_pselect6 => poll::select(r, g, a, true),
+        libc::SYS_vmsplice => {
+            let p = crate::fd::lookup(r, fd)?;
+            let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;
+            pipes::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
+        }
+        // Not served yet: refused as for an fd that cannot splice, so no data goes astray.
+        libc::SYS_splice | libc::SYS_tee => {
+            let ours = crate::fd::lookup(r, fd).is_some() || crate::fd::lookup(r, a[2] as i32).is_some();
+            ours.then_some(-(libc::EINVAL as i64))
+        }
+        libc::SYS_sendfile => crate::fd::lookup(r, fd).map(|_| -(libc::EINVAL as i64)),
+        // A reaped child's fds are all closed: writers to its pipes must re-check for readers.
+        libc::SYS_wait4 | libc::SYS_waitid => {
+            let res = g.allow_signals(|| {
+                shared_state::sys::syscall6(
+                    nr,
+                    a[0] as usize,
+                    a[1] as usize,
+                    a[2] as usize,
+                    a[3] as usize,
+                    a[4] as usize,
+                    0,
+                )
+            });
+            if res.is_ok() {
+                shared_state::pipe::note_exit(r);
+            }
+            Some(pipes::ret(res))
+        }
+        libc::SYS_exit_group => {
+            pipes::exiting(r);
+            None
+        }
+        _ => None,
+    }
 }

@@ -2,10 +2,11 @@
 //! calls from the namespace's shared region (see the `shared-state` crate), with the
 //! kernel's results and errno. This crate only translates C calls and process events.
 
-// Interfaces land before their callers while the catch-all is built.
-#![allow(dead_code)]
-
 mod dispatch;
+mod fd;
+mod hooks;
+mod pipes;
+mod poll;
 mod process;
 mod real;
 mod region;

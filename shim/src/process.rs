@@ -5,6 +5,7 @@ use shared_state::proc;
 
 extern "C" fn atfork_prepare() {
     if let Some(r) = region::active() {
+        let _g = crate::sud::enter();
         proc::fork::prepare(r);
     }
 }
@@ -13,6 +14,7 @@ extern "C" fn atfork_child() {
     // SUD is not inherited; a fork made from shim code (selector ALLOW) was not trapped.
     crate::sud::rearm_after_fork();
     if let Some(r) = region::active() {
+        let _g = crate::sud::enter();
         proc::fork::child(r);
     }
 }
@@ -34,6 +36,7 @@ extern "C" fn init() {
 /// Runs at exit(): what exit_mm would drop. A process that dies otherwise is reaped later.
 extern "C" fn fini() {
     if let Some(r) = region::active() {
+        let _g = crate::sud::enter();
         proc::exit_cleanup(r);
     }
 }
@@ -54,6 +57,7 @@ pub extern "C" fn fork() -> libc::pid_t {
     // SAFETY: `real` is libc's fork, resolved by dlsym.
     let pid = unsafe { core::mem::transmute::<usize, extern "C" fn() -> libc::pid_t>(real)() };
     if let (true, Some(r)) = (pid != 0, region::active()) {
+        let _g = crate::sud::enter();
         proc::fork::parent(r, pid);
     }
     pid
@@ -62,6 +66,7 @@ pub extern "C" fn fork() -> libc::pid_t {
 /// `munmap`: a program may unmap an attachment itself instead of calling shmdt.
 #[unsafe(no_mangle)]
 pub extern "C" fn munmap(addr: *mut libc::c_void, len: libc::size_t) -> libc::c_int {
+    let _g = crate::sud::enter();
     match shared_state::sys::munmap(addr as usize, len) {
         Ok(()) => {
             if let Some(r) = region::active() {

@@ -35,9 +35,43 @@ pub static SHMDT: Real = Real::new(b"shmdt\0");
 pub static SHMCTL: Real = Real::new(b"shmctl\0");
 pub static SYSCALL: Real = Real::new(b"syscall\0");
 pub static FORK: Real = Real::new(b"fork\0");
+pub static READ: Real = Real::new(b"read\0");
+pub static WRITE: Real = Real::new(b"write\0");
+pub static READV: Real = Real::new(b"readv\0");
+pub static WRITEV: Real = Real::new(b"writev\0");
+pub static READ_CHK: Real = Real::new(b"__read_chk\0");
+pub static CLOSE: Real = Real::new(b"close\0");
+pub static PIPE: Real = Real::new(b"pipe\0");
+pub static PIPE2: Real = Real::new(b"pipe2\0");
+pub static DUP: Real = Real::new(b"dup\0");
+pub static DUP2: Real = Real::new(b"dup2\0");
+pub static DUP3: Real = Real::new(b"dup3\0");
+pub static FCNTL: Real = Real::new(b"fcntl\0");
+pub static FCNTL64: Real = Real::new(b"fcntl64\0");
+pub static IOCTL: Real = Real::new(b"ioctl\0");
+pub static POLL: Real = Real::new(b"poll\0");
+pub static POLL_CHK: Real = Real::new(b"__poll_chk\0");
+pub static PPOLL: Real = Real::new(b"ppoll\0");
+pub static SELECT: Real = Real::new(b"select\0");
+pub static PSELECT: Real = Real::new(b"pselect\0");
 
 pub fn resolve_all() {
-    for r in [&SHMGET, &SHMAT, &SHMDT, &SHMCTL, &SYSCALL, &FORK] {
+    for r in [
+        &SHMGET, &SHMAT, &SHMDT, &SHMCTL, &SYSCALL, &FORK, &READ, &WRITE, &READV, &WRITEV, &READ_CHK, &CLOSE,
+        &PIPE, &PIPE2, &DUP, &DUP2, &DUP3, &FCNTL, &FCNTL64, &IOCTL, &POLL, &POLL_CHK, &PPOLL, &SELECT,
+        &PSELECT,
+    ] {
         r.get();
     }
 }
+
+/// Calls the real libc function behind `$r` with the given signature and arguments.
+macro_rules! real_call {
+    ($r:expr, fn($($t:ty),* $(,)?) -> $ret:ty, $($a:expr),* $(,)?) => {{
+        // SAFETY: the address is libc's function of exactly this signature, from dlsym.
+        let f = unsafe { core::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $ret>($r.get()) };
+        // SAFETY: arguments are passed through unchanged from our caller.
+        unsafe { f($($a),*) }
+    }};
+}
+pub(crate) use real_call;

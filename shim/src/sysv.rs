@@ -1,6 +1,6 @@
 //! Exported System V entry points: translate, delegate to `shared_state`, set errno.
 
-use crate::real;
+use crate::real::{self, real_call};
 use crate::region::{Route, route};
 use libc::{c_int, c_long, c_void, key_t, size_t};
 use shared_state::shm;
@@ -20,17 +20,10 @@ fn ret_int(r: Result<i32, i32>) -> c_int {
     }
 }
 
-macro_rules! real_call {
-    ($r:expr, fn($($t:ty),*) -> $ret:ty, $($a:expr),*) => {{
-        // SAFETY: the address is libc's function of exactly this signature, from dlsym.
-        let f = unsafe { core::mem::transmute::<usize, unsafe extern "C" fn($($t),*) -> $ret>($r.get()) };
-        // SAFETY: arguments are passed through unchanged from our caller.
-        unsafe { f($($a),*) }
-    }};
-}
-
 #[unsafe(no_mangle)]
 pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
+    // Shim code's own syscalls must not trap; an application handler waits until we are done.
+    let _g = crate::sud::enter();
     match route() {
         Route::Serve(r) => ret_int(shm::shmget(r, key, size, shmflg)),
         Route::Kernel => real_call!(real::SHMGET, fn(key_t, size_t, c_int) -> c_int, key, size, shmflg),
@@ -40,6 +33,8 @@ pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    // Shim code's own syscalls must not trap; an application handler waits until we are done.
+    let _g = crate::sud::enter();
     match route() {
         Route::Serve(r) => match shm::shmat(r, shmid, shmaddr as usize, shmflg) {
             Ok(a) => a as *mut c_void,
@@ -60,6 +55,8 @@ pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> 
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
+    // Shim code's own syscalls must not trap; an application handler waits until we are done.
+    let _g = crate::sud::enter();
     match route() {
         Route::Serve(r) => ret_int(shm::shmdt(r, shmaddr as usize).map(|_| 0)),
         Route::Kernel => real_call!(real::SHMDT, fn(*const c_void) -> c_int, shmaddr),
@@ -69,6 +66,8 @@ pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
+    // Shim code's own syscalls must not trap; an application handler waits until we are done.
+    let _g = crate::sud::enter();
     match route() {
         Route::Serve(r) => ret_int(shm::shmctl(r, shmid, cmd, buf as usize)),
         Route::Kernel => real_call!(real::SHMCTL, fn(c_int, c_int, *mut c_void) -> c_int, shmid, cmd, buf),
@@ -97,15 +96,21 @@ pub extern "C" fn syscall(
             _ => shmctl(a1 as c_int, a2 as c_int, a3 as *mut c_void) as c_long,
         };
     }
-    real_call!(
-        real::SYSCALL,
-        fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
-        nr,
-        a1,
-        a2,
-        a3,
-        a4,
-        a5,
-        a6
-    )
+    let args = [a1, a2, a3, a4, a5, a6].map(|v| v as u64);
+    if let Some(r) = crate::hooks::syscall_fd(nr, args) {
+        return r;
+    }
+    crate::sud::enter().allow_signals(|| {
+        real_call!(
+            real::SYSCALL,
+            fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
+            nr,
+            a1,
+            a2,
+            a3,
+            a4,
+            a5,
+            a6
+        )
+    })
 }

@@ -1,0 +1,161 @@
+//! The per-process fd table: which fds are shim pipes.
+//!
+//! Every shim object sits behind a real kernel object of the same type (a placeholder pipe, or
+//! the FIFO itself), so fd numbers, dup, fork, exec, O_CLOEXEC and per-open-file flags stay
+//! the kernel's own, even in code the shim never sees (NOTES §4). This table only caches what
+//! an fd is; an unknown fd is looked up once with `fstat` (the placeholder's inode names the
+//! object), which is how a new image finds the objects behind its inherited fds.
+//!
+//! A cached entry stays right because every way an fd number is freed (close, close_range,
+//! dup2/dup3 onto it, exec) is seen by the dispatcher and clears it; a number can only be
+//! reused after it was freed. A vfork child shares this memory but not the fd table, so it
+//! neither reads nor writes the cache.
+
+use crate::sud;
+use core::sync::atomic::{AtomicU64, Ordering};
+use shared_state::Region;
+use shared_state::pipe::PipeHandle;
+use shared_state::sys::{self, Errno};
+
+/// fds below this are cached; higher ones are looked up on every call.
+const CACHED: usize = 4096;
+
+const UNKNOWN: u64 = 0;
+const KERNEL: u64 = 1;
+const SHIM: u64 = 1 << 63;
+const READ: u64 = 1 << 62;
+const WRITE: u64 = 1 << 61;
+const PACKET: u64 = 1 << 60;
+const FIFO: u64 = 1 << 59;
+/// PipeHandle::to_bits uses 48 bits.
+const HANDLE_MASK: u64 = (1 << 48) - 1;
+
+static TABLE: [AtomicU64; CACHED] = [const { AtomicU64::new(UNKNOWN) }; CACHED];
+
+/// What one fd is, for a shim pipe.
+#[derive(Clone, Copy, Debug)]
+pub struct PipeFd {
+    pub fd: i32,
+    pub pipe: PipeHandle,
+    pub read: bool,
+    pub write: bool,
+    /// O_DIRECT: packet mode (follows F_SETFL).
+    pub packet: bool,
+    /// A FIFO file rather than an anonymous pipe.
+    pub fifo: bool,
+}
+
+impl PipeFd {
+    fn encode(&self) -> u64 {
+        let mut e = SHIM | (self.pipe.to_bits() & HANDLE_MASK);
+        if self.read {
+            e |= READ;
+        }
+        if self.write {
+            e |= WRITE;
+        }
+        if self.packet {
+            e |= PACKET;
+        }
+        if self.fifo {
+            e |= FIFO;
+        }
+        e
+    }
+
+    fn decode(fd: i32, e: u64) -> PipeFd {
+        PipeFd {
+            fd,
+            pipe: PipeHandle::from_bits(e & HANDLE_MASK),
+            read: e & READ != 0,
+            write: e & WRITE != 0,
+            packet: e & PACKET != 0,
+            fifo: e & FIFO != 0,
+        }
+    }
+}
+
+fn slot(fd: i32) -> Option<&'static AtomicU64> {
+    if sud::in_vfork_child() {
+        return None;
+    }
+    usize::try_from(fd).ok().and_then(|i| TABLE.get(i))
+}
+
+/// The shim pipe behind `fd`, if it is one. Fast path: one atomic load.
+pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
+    let s = slot(fd);
+    match s.map(|s| s.load(Ordering::Acquire)) {
+        Some(KERNEL) => None,
+        Some(e) if e & SHIM != 0 => Some(PipeFd::decode(fd, e)),
+        _ => {
+            let found = discover(r, fd);
+            if let (Some(s), Ok(v)) = (s, &found) {
+                s.store(v.map_or(KERNEL, |p| p.encode()), Ordering::Release);
+            }
+            found.ok().flatten()
+        }
+    }
+}
+
+/// Finds out what an fd we have not seen yet is. Err: not open (nothing to cache).
+fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
+    // SAFETY: an all-zero stat is a valid value; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    sys::syscall6(libc::SYS_fstat, fd as usize, &mut st as *mut libc::stat as usize, 0, 0, 0, 0)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Ok(None);
+    }
+    let flags = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)? as i32;
+    // An O_PATH fd names the FIFO without opening it: the kernel answers everything on it.
+    if flags & libc::O_PATH != 0 {
+        return Ok(None);
+    }
+    let Some((handle, fifo)) = crate::pipes::object_for(r, st.st_dev, st.st_ino, fd) else {
+        return Ok(None);
+    };
+    let acc = flags & libc::O_ACCMODE;
+    Ok(Some(PipeFd {
+        fd,
+        pipe: handle,
+        read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+        write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+        packet: flags & libc::O_DIRECT != 0,
+        fifo,
+    }))
+}
+
+/// Records a freshly created shim fd.
+pub fn insert(p: &PipeFd) {
+    if let Some(s) = slot(p.fd) {
+        s.store(p.encode(), Ordering::Release);
+    }
+}
+
+/// `fd` was closed (or is about to be reused): forget it. Returns what it was.
+pub fn forget(fd: i32) -> Option<PipeFd> {
+    let e = slot(fd)?.swap(UNKNOWN, Ordering::AcqRel);
+    (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
+}
+
+/// `new` now refers to what `old` refers to (dup family).
+pub fn copy(r: &Region, old: i32, new: i32) {
+    let what = lookup(r, old);
+    if let Some(s) = slot(new) {
+        let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
+        s.store(e, Ordering::Release);
+    }
+}
+
+/// Every cached shim fd, for process exit.
+pub fn each_shim(mut f: impl FnMut(PipeFd)) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    for (i, s) in TABLE.iter().enumerate() {
+        let e = s.load(Ordering::Acquire);
+        if e & SHIM != 0 {
+            f(PipeFd::decode(i as i32, e));
+        }
+    }
+}

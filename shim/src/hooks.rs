@@ -1,0 +1,246 @@
+//! Exported libc symbols for the hot fd calls: the fast path into the same dispatcher as the
+//! catch-all, without a trap. What the dispatcher does not serve goes to libc's own function,
+//! called with the catch-all's selector open so that its syscall does not trap a second time.
+
+use crate::real::{self, real_call};
+use crate::{dispatch, sud};
+use libc::{c_int, c_long, c_ulong, c_void, iovec, nfds_t, pollfd, size_t, ssize_t};
+
+/// Turns a kernel-style result into the C convention (-1 and errno).
+fn c_ret(r: i64) -> i64 {
+    if r < 0 {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = -r as i32 };
+        -1
+    } else {
+        r
+    }
+}
+
+/// Serves through the dispatcher, or else runs `libc` with signals deliverable (it may block).
+fn serve<T: TryFrom<i64> + Default>(nr: i64, a: [u64; 6], libc: impl FnOnce() -> T) -> T {
+    match dispatch::syscall(nr, &a) {
+        Some(r) => T::try_from(c_ret(r)).unwrap_or_default(),
+        None => sud::enter().allow_signals(libc),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    serve(libc::SYS_read, [fd as u64, buf as u64, n as u64, 0, 0, 0], || {
+        real_call!(real::READ, fn(c_int, *mut c_void, size_t) -> ssize_t, fd, buf, n)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+    if n > buflen {
+        // libc's own check fails the program, as it would without us.
+        return real_call!(
+            real::READ_CHK,
+            fn(c_int, *mut c_void, size_t, size_t) -> ssize_t,
+            fd,
+            buf,
+            n,
+            buflen
+        );
+    }
+    read(fd, buf, n)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    serve(libc::SYS_write, [fd as u64, buf as u64, n as u64, 0, 0, 0], || {
+        real_call!(real::WRITE, fn(c_int, *const c_void, size_t) -> ssize_t, fd, buf, n)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    serve(libc::SYS_readv, [fd as u64, iov as u64, cnt as i64 as u64, 0, 0, 0], || {
+        real_call!(real::READV, fn(c_int, *const iovec, c_int) -> ssize_t, fd, iov, cnt)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    serve(libc::SYS_writev, [fd as u64, iov as u64, cnt as i64 as u64, 0, 0, 0], || {
+        real_call!(real::WRITEV, fn(c_int, *const iovec, c_int) -> ssize_t, fd, iov, cnt)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn close(fd: c_int) -> c_int {
+    serve(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], || real_call!(real::CLOSE, fn(c_int) -> c_int, fd))
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pipe(fds: *mut c_int) -> c_int {
+    serve(libc::SYS_pipe2, [fds as u64, 0, 0, 0, 0, 0], || {
+        real_call!(real::PIPE, fn(*mut c_int) -> c_int, fds)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
+    serve(libc::SYS_pipe2, [fds as u64, flags as u64, 0, 0, 0, 0], || {
+        real_call!(real::PIPE2, fn(*mut c_int, c_int) -> c_int, fds, flags)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn dup(fd: c_int) -> c_int {
+    serve(libc::SYS_dup, [fd as u64, 0, 0, 0, 0, 0], || real_call!(real::DUP, fn(c_int) -> c_int, fd))
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    serve(libc::SYS_dup2, [old as u64, new as u64, 0, 0, 0, 0], || {
+        real_call!(real::DUP2, fn(c_int, c_int) -> c_int, old, new)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    serve(libc::SYS_dup3, [old as u64, new as u64, flags as u64, 0, 0, 0], || {
+        real_call!(real::DUP3, fn(c_int, c_int, c_int) -> c_int, old, new, flags)
+    })
+}
+
+/// `fcntl` is variadic; on x86_64 a fixed third argument is passed the same way.
+#[unsafe(no_mangle)]
+pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    serve(libc::SYS_fcntl, [fd as u64, cmd as u64, arg, 0, 0, 0], || {
+        real_call!(real::FCNTL, fn(c_int, c_int, c_ulong) -> c_int, fd, cmd, arg)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    serve(libc::SYS_fcntl, [fd as u64, cmd as u64, arg, 0, 0, 0], || {
+        real_call!(real::FCNTL64, fn(c_int, c_int, c_ulong) -> c_int, fd, cmd, arg)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: c_ulong) -> c_int {
+    serve(libc::SYS_ioctl, [fd as u64, req, arg, 0, 0, 0], || {
+        real_call!(real::IOCTL, fn(c_int, c_ulong, c_ulong) -> c_int, fd, req, arg)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+    serve(libc::SYS_poll, [fds as u64, n, timeout as i64 as u64, 0, 0, 0], || {
+        real_call!(real::POLL, fn(*mut pollfd, nfds_t, c_int) -> c_int, fds, n, timeout)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int {
+    if (fdslen / size_of::<pollfd>()) < n as usize {
+        return real_call!(
+            real::POLL_CHK,
+            fn(*mut pollfd, nfds_t, c_int, size_t) -> c_int,
+            fds,
+            n,
+            timeout,
+            fdslen
+        );
+    }
+    poll(fds, n, timeout)
+}
+
+/// glibc's ppoll passes a copy of the timeout, so the caller's is never updated.
+#[unsafe(no_mangle)]
+pub extern "C" fn ppoll(
+    fds: *mut pollfd,
+    n: nfds_t,
+    tmo: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let copy = (!tmo.is_null()).then(|| {
+        // SAFETY: a non-null timeout must point at a timespec, as for libc's ppoll.
+        unsafe { *tmo }
+    });
+    let tp = copy.as_ref().map_or(0, |t| t as *const libc::timespec as u64);
+    let sz = if mask.is_null() { 0 } else { 8 };
+    serve(libc::SYS_ppoll, [fds as u64, n, tp, mask as u64, sz, 0], || {
+        real_call!(
+            real::PPOLL,
+            fn(*mut pollfd, nfds_t, *const libc::timespec, *const libc::sigset_t) -> c_int,
+            fds,
+            n,
+            tmo,
+            mask
+        )
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    tv: *mut libc::timeval,
+) -> c_int {
+    serve(libc::SYS_select, [n as i64 as u64, r as u64, w as u64, e as u64, tv as u64, 0], || {
+        real_call!(
+            real::SELECT,
+            fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int,
+            n,
+            r,
+            w,
+            e,
+            tv
+        )
+    })
+}
+
+/// glibc's pselect passes a copy of the timeout and the mask as pselect6's {mask, size} pair.
+#[unsafe(no_mangle)]
+pub extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    tmo: *const libc::timespec,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    let copy = (!tmo.is_null()).then(|| {
+        // SAFETY: a non-null timeout must point at a timespec, as for libc's pselect.
+        unsafe { *tmo }
+    });
+    let tp = copy.as_ref().map_or(0, |t| t as *const libc::timespec as u64);
+    let data: [u64; 2] = [mask as u64, if mask.is_null() { 0 } else { 8 }];
+    serve(
+        libc::SYS_pselect6,
+        [n as i64 as u64, r as u64, w as u64, e as u64, tp, data.as_ptr() as u64],
+        || {
+            real_call!(
+                real::PSELECT,
+                fn(
+                    c_int,
+                    *mut libc::fd_set,
+                    *mut libc::fd_set,
+                    *mut libc::fd_set,
+                    *const libc::timespec,
+                    *const libc::sigset_t,
+                ) -> c_int,
+                n,
+                r,
+                w,
+                e,
+                tmo,
+                mask
+            )
+        },
+    )
+}
+
+/// `syscall(2)` for fd calls (node's libuv closes fds with it); the SysV numbers stay with
+/// the exported System V entry points.
+pub fn syscall_fd(nr: c_long, a: [u64; 6]) -> Option<c_long> {
+    dispatch::syscall(nr, &a).map(c_ret)
+}

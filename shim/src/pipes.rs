@@ -1,0 +1,441 @@
+//! Pipe syscalls on shim fds: argument checks in the kernel's order (fs/read_write.c,
+//! lib/iov_iter.c), then `shared_state::pipe`. Each function returns `None` when the fd is not
+//! a shim pipe opened for that direction: the kernel's placeholder then gives the kernel's
+//! answer (EBADF, ESPIPE, ...).
+
+use crate::fd::{self, PipeFd};
+use crate::{signals, sud};
+use core::sync::atomic::{AtomicU64, Ordering};
+use shared_state::Region;
+use shared_state::pipe::{self, PipeEnv};
+use shared_state::sys::{self, Errno};
+use shared_state::uaccess;
+use shared_state::wait::WaitOutcome;
+
+/// The kernel's UIO_MAXIOV and MAX_RW_COUNT (INT_MAX rounded down to a page).
+pub const IOV_MAX: usize = 1024;
+const MAX_RW_COUNT: usize = (i32::MAX as usize) & !4095;
+
+/// One user iovec: (address, length); the address may be bad.
+pub type Iov = (usize, usize);
+
+/// The highest user address on x86_64 with 4-level paging (`USER_PTR_MAX`).
+const USER_PTR_MAX: usize = 0x7fff_ffff_efff;
+
+/// The kernel's `access_ok` on x86_64: the range ends in user space without wrapping.
+pub fn access_ok(addr: usize, len: usize) -> bool {
+    let end = addr.wrapping_add(len);
+    end >= addr && end <= USER_PTR_MAX
+}
+
+pub fn ret(r: Result<usize, Errno>) -> i64 {
+    match r {
+        Ok(n) => n as i64,
+        Err(e) => -(e as i64),
+    }
+}
+
+/// `read`/`write`'s single buffer, checked as `vfs_read`/`vfs_write` do.
+fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
+    if !access_ok(addr, len) {
+        return Err(libc::EFAULT);
+    }
+    if (len as isize) < 0 {
+        return Err(libc::EINVAL);
+    }
+    Ok((addr, len.min(MAX_RW_COUNT)))
+}
+
+/// Copies in and checks a user iovec array as `import_iovec` does.
+pub fn import_iovec(uiov: usize, cnt: u64, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno> {
+    let cnt = cnt as i64;
+    if !(0..=IOV_MAX as i64).contains(&cnt) {
+        return Err(libc::EINVAL);
+    }
+    let cnt = cnt as usize;
+    let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
+    let bytes = cnt * size_of::<libc::iovec>();
+    // SAFETY: `raw` has room for IOV_MAX iovecs; the source may be bad, which copy_user reports.
+    if !access_ok(uiov, bytes)
+        || unsafe { uaccess::copy_user(raw.as_mut_ptr() as *mut u8, uiov as *const u8, bytes) } != 0
+    {
+        return Err(libc::EFAULT);
+    }
+    if raw[..cnt].iter().any(|v| (v.iov_len as isize) < 0) {
+        return Err(libc::EINVAL);
+    }
+    let mut total = 0usize;
+    for (i, v) in raw[..cnt].iter().enumerate() {
+        if !access_ok(v.iov_base as usize, v.iov_len) {
+            return Err(libc::EFAULT);
+        }
+        let len = v.iov_len.min(MAX_RW_COUNT - total);
+        total += len;
+        out[i] = (v.iov_base as usize, len);
+    }
+    Ok(cnt)
+}
+
+/// The process-side knowledge `shared_state::pipe` needs while serving one call.
+struct Env<'a> {
+    p: &'a PipeFd,
+    r: &'a Region,
+    guard: &'a sud::Guard,
+    /// RWF_NOWAIT / SPLICE_F_NONBLOCK: non-blocking whatever the file's flags.
+    nowait: bool,
+}
+
+/// Per fd: the (closes, exits) generations at which the other side was last seen alive.
+static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+
+impl PipeEnv for Env<'_> {
+    fn nonblocking(&self) -> bool {
+        self.nowait
+            || sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+                .is_ok_and(|fl| fl as i32 & libc::O_NONBLOCK != 0)
+    }
+
+    fn peer_gone(&self, force: bool) -> bool {
+        let gens = pipe::liveness_gens(self.r, self.p.pipe);
+        let cache = (!sud::in_vfork_child()).then(|| VERIFIED.get(self.p.fd as usize)).flatten();
+        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
+            return false;
+        }
+        // The placeholder knows: a read end reports POLLHUP once no write end is open anywhere,
+        // a write end POLLERR once no read end is.
+        let mut pfd = libc::pollfd { fd: self.p.fd, events: 0, revents: 0 };
+        let polled = sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0);
+        // An O_RDWR file is both sides: its peer never goes.
+        let gone = match (self.p.read, self.p.write) {
+            (true, true) => false,
+            (false, _) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLERR != 0,
+            (true, false) => {
+                polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLHUP != 0
+                    || force && self.p.fifo && fifo_eof(self.p.fd)
+            }
+        };
+        if let (false, Some(c)) = (gone, cache) {
+            c.store(gens, Ordering::Relaxed);
+        }
+        gone
+    }
+
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+        self.guard.testcancel();
+        signals::clear_interrupt();
+        let r = self.guard.allow_signals(f);
+        if r == WaitOutcome::Interrupted {
+            self.guard.testcancel();
+        }
+        r
+    }
+
+    fn restart_after_signal(&self) -> bool {
+        signals::take_interrupt() != Some(false)
+    }
+}
+
+/// A non-blocking FIFO reader that opened while no writer had come yet gets no POLLHUP, yet
+/// reads EOF: ask the placeholder itself, with a read that cannot block and, the placeholder
+/// being empty, cannot take anything.
+fn fifo_eof(fd: i32) -> bool {
+    let nonblocking = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+        .is_ok_and(|fl| fl as i32 & libc::O_NONBLOCK != 0);
+    let mut queued = 0i32;
+    let mut empty = || {
+        sys::syscall6(
+            libc::SYS_ioctl,
+            fd as usize,
+            libc::FIONREAD as usize,
+            &mut queued as *mut i32 as usize,
+            0,
+            0,
+            0,
+        )
+        .is_ok_and(|_| queued == 0)
+    };
+    let mut byte = 0u8;
+    nonblocking
+        && empty()
+        && sys::syscall6(libc::SYS_read, fd as usize, &mut byte as *mut u8 as usize, 1, 0, 0, 0) == Ok(0)
+}
+
+/// SIGPIPE as `pipe_write` sends it (`send_sig(SIGPIPE, current, 0)`): SI_USER from ourselves.
+fn sigpipe() {
+    let tid = sys::syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0);
+    let pid = sys::getpid();
+    // siginfo_t: signo, errno, code, padding, then the kill fields pid and uid; 128 bytes.
+    let mut info = [0u32; 32];
+    info[0] = libc::SIGPIPE as u32;
+    info[2] = libc::SI_USER as u32;
+    info[4] = pid as u32;
+    info[5] = sys::getuid();
+    let _ = sys::syscall6(
+        libc::SYS_rt_tgsigqueueinfo,
+        pid as usize,
+        tid,
+        libc::SIGPIPE as usize,
+        info.as_ptr() as usize,
+        0,
+        0,
+    );
+}
+
+pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.read)?;
+    let env = Env { p: &p, r, guard: g, nowait };
+    Some(ret(pipe::pipe_read(r, p.pipe, iov, &env)))
+}
+
+pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.write)?;
+    let env = Env { p: &p, r, guard: g, nowait };
+    let res = pipe::pipe_write(r, p.pipe, iov, p.packet, &env);
+    // EPIPE, or a write cut short because the last reader left: SIGPIPE either way.
+    let total: usize = iov.iter().map(|v| v.1).sum();
+    if res == Err(libc::EPIPE) || res.is_ok_and(|n| n > 0 && n < total && env.peer_gone(true)) {
+        sigpipe();
+    }
+    Some(ret(res))
+}
+
+pub fn read(r: &Region, g: &sud::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.read)?;
+    match single(buf, len) {
+        Ok(iov) => readv(r, g, p.fd, &[iov], false),
+        Err(e) => Some(-(e as i64)),
+    }
+}
+
+pub fn write(r: &Region, g: &sud::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.write)?;
+    match single(buf, len) {
+        Ok(iov) => writev(r, g, p.fd, &[iov], false),
+        Err(e) => Some(-(e as i64)),
+    }
+}
+
+/// readv/writev/preadv2/pwritev2 with a user iovec array.
+pub fn vector(
+    r: &Region,
+    g: &sud::Guard,
+    write: bool,
+    fd: i32,
+    uiov: usize,
+    cnt: u64,
+    nowait: bool,
+) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| if write { p.write } else { p.read })?;
+    let mut iov = [(0usize, 0usize); IOV_MAX];
+    match import_iovec(uiov, cnt, &mut iov) {
+        Ok(n) if write => writev(r, g, p.fd, &iov[..n], nowait),
+        Ok(n) => readv(r, g, p.fd, &iov[..n], nowait),
+        Err(e) => Some(-(e as i64)),
+    }
+}
+
+/// `pipe2`: a kernel pipe as the placeholder, a shim pipe behind it.
+pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
+    let flags = flags as i32;
+    // O_NOTIFICATION_PIPE (O_EXCL) makes a watch queue, which stays the kernel's.
+    if flags & libc::O_EXCL != 0 {
+        return None;
+    }
+    let mut fds = [0i32; 2];
+    if let Err(e) = sys::syscall6(libc::SYS_pipe2, fds.as_mut_ptr() as usize, flags as usize, 0, 0, 0, 0) {
+        return Some(-(e as i64));
+    }
+    let closeboth = || {
+        sys::close(fds[0]);
+        sys::close(fds[1]);
+    };
+    // SAFETY: an all-zero stat is a valid value; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    let made =
+        sys::syscall6(libc::SYS_fstat, fds[0] as usize, &mut st as *mut libc::stat as usize, 0, 0, 0, 0)
+            .and_then(|_| pipe::pipe_new(r, st.st_dev, st.st_ino));
+    let handle = match made {
+        Ok(h) => h,
+        Err(e) => {
+            closeboth();
+            return Some(-(e as i64));
+        }
+    };
+    set_pipefs_dev(st.st_dev);
+    // SAFETY: `fds` is 8 readable bytes; the destination may be bad, which copy_user reports.
+    let uncopied = unsafe { uaccess::copy_user(ufds as *mut u8, fds.as_ptr() as *const u8, 8) };
+    if !access_ok(ufds, 8) || uncopied != 0 {
+        closeboth();
+        return Some(-(libc::EFAULT as i64));
+    }
+    let packet = flags & libc::O_DIRECT != 0;
+    fd::insert(&PipeFd { fd: fds[0], pipe: handle, read: true, write: false, packet, fifo: false });
+    fd::insert(&PipeFd { fd: fds[1], pipe: handle, read: false, write: true, packet, fifo: false });
+    Some(0)
+}
+
+static PIPEFS_DEV: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn set_pipefs_dev(dev: u64) {
+    PIPEFS_DEV.store(dev, Ordering::Relaxed);
+}
+
+/// The device of anonymous pipes (pipefs), learnt from a pipe of our own.
+fn pipefs_dev() -> u64 {
+    match PIPEFS_DEV.load(Ordering::Relaxed) {
+        u64::MAX => {
+            let mut fds = [0i32; 2];
+            if sys::syscall6(libc::SYS_pipe2, fds.as_mut_ptr() as usize, libc::O_CLOEXEC as usize, 0, 0, 0, 0)
+                .is_err()
+            {
+                return u64::MAX;
+            }
+            // SAFETY: an all-zero stat is a valid value; the kernel fills it.
+            let mut st: libc::stat = unsafe { core::mem::zeroed() };
+            let ok = sys::syscall6(
+                libc::SYS_fstat,
+                fds[0] as usize,
+                &mut st as *mut libc::stat as usize,
+                0,
+                0,
+                0,
+                0,
+            );
+            sys::close(fds[0]);
+            sys::close(fds[1]);
+            if ok.is_err() {
+                return u64::MAX;
+            }
+            set_pipefs_dev(st.st_dev);
+            st.st_dev
+        }
+        d => d,
+    }
+}
+
+/// The placeholder size that marks a FIFO's kernel pipe as known to the shim. A kernel pipe
+/// starts at 16 pages (2 when the user is over pipe-user-pages-soft); the shim never uses the
+/// placeholder's own buffer, so its size is free to carry this mark.
+const FIFO_MARK: usize = 4 * 4096;
+
+/// The shim object behind a FIFO-typed kernel object, and whether it is a FIFO file: an
+/// anonymous pipe is ours only if we made it; a FIFO file is served by us from its first open.
+/// The kernel frees a FIFO's pipe when its last file closes, and the next open gets a fresh
+/// one: a kernel pipe without our mark means that whatever the object still holds is left
+/// over from before, so the object starts afresh, as the kernel's pipe did.
+pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32) -> Option<(pipe::PipeHandle, bool)> {
+    if dev == pipefs_dev() {
+        return pipe::pipe_find(r, dev, ino).map(|h| (h, false));
+    }
+    let fcntl =
+        |cmd: i32, arg: usize| sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg, 0, 0, 0);
+    if fcntl(libc::F_GETPIPE_SZ, 0) == Ok(FIFO_MARK) {
+        return pipe::fifo_get(r, dev, ino).ok().map(|h| (h, true));
+    }
+    // Two first openers must not both start afresh: the FIFO's flock orders them.
+    let _ = sys::flock(fd, libc::LOCK_EX);
+    let h = if fcntl(libc::F_GETPIPE_SZ, 0) == Ok(FIFO_MARK) {
+        pipe::fifo_get(r, dev, ino)
+    } else {
+        let h = pipe::pipe_new(r, dev, ino);
+        let _ = fcntl(libc::F_SETPIPE_SZ, FIFO_MARK);
+        h
+    };
+    let _ = sys::flock(fd, libc::LOCK_UN);
+    h.ok().map(|h| (h, true))
+}
+
+/// `fd` is being closed: after the kernel close, peers re-check whether we were the last.
+pub fn close(r: &Region, fd: i32) -> Option<i64> {
+    let was = fd::forget(fd);
+    let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
+    if let Some(p) = was {
+        pipe::note_close(r, p.pipe);
+    }
+    Some(ret(res))
+}
+
+/// `close_range`: as the kernel, then forget what was closed.
+pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64> {
+    let res = sys::syscall6(libc::SYS_close_range, first as usize, last as usize, flags as usize, 0, 0, 0);
+    if res.is_ok() && flags & libc::CLOSE_RANGE_CLOEXEC as u64 == 0 && first <= last {
+        let hi = last.min(4095);
+        for fd in first..=hi {
+            if let Some(p) = fd::forget(fd as i32) {
+                pipe::note_close(r, p.pipe);
+            }
+        }
+    }
+    Some(ret(res))
+}
+
+/// dup, dup2, dup3, F_DUPFD(_CLOEXEC): the kernel duplicates the placeholder; we copy the
+/// entry (and dup2/dup3 close the target first).
+pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
+    let old = a[0] as i32;
+    let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
+    let res = sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
+    if let Ok(new) = res {
+        let new = new as i32;
+        if new != old {
+            if let Some(p) = target.and_then(fd::forget) {
+                pipe::note_close(r, p.pipe);
+            }
+            fd::copy(r, old, new);
+        }
+    }
+    Some(ret(res))
+}
+
+/// fcntl commands that mean something different for a shim pipe.
+pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
+    match cmd {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            dup(r, libc::SYS_fcntl, &[fd as u64, cmd as u64, arg, 0, 0, 0])
+        }
+        // O_DIRECT can be switched on a pipe: packet mode follows the file's flag.
+        libc::F_SETFL => {
+            let p = fd::lookup(r, fd)?;
+            let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
+            if let Ok(fl) = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0) {
+                fd::insert(&PipeFd { packet: fl as i32 & libc::O_DIRECT != 0, ..p });
+            }
+            Some(ret(res))
+        }
+        libc::F_GETPIPE_SZ => {
+            let p = fd::lookup(r, fd)?;
+            Some(ret(pipe::get_pipe_size(r, p.pipe)))
+        }
+        libc::F_SETPIPE_SZ => {
+            let p = fd::lookup(r, fd)?;
+            Some(ret(pipe::set_pipe_size(r, p.pipe, arg as usize, sys::effective_caps() & (1 << 24) != 0)))
+        }
+        _ => None,
+    }
+}
+
+/// `ioctl(FIONREAD)`: bytes queued, stored as an int.
+pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
+    if req != libc::FIONREAD {
+        return None;
+    }
+    let p = fd::lookup(r, fd)?;
+    let n = match pipe::fionread(r, p.pipe) {
+        Ok(n) => n as i32,
+        Err(e) => return Some(-(e as i64)),
+    };
+    // SAFETY: `n` is 4 readable bytes; the destination may be bad, which copy_user reports.
+    let uncopied = unsafe { uaccess::copy_user(arg as *mut u8, &n as *const i32 as *const u8, 4) };
+    Some(if access_ok(arg, 4) && uncopied == 0 { 0 } else { -(libc::EFAULT as i64) })
+}
+
+/// Process exit: close our shim fds now and wake their peers, so that they see EOF or EPIPE
+/// at once instead of at their next liveness check.
+pub fn exiting(r: &Region) {
+    fd::each_shim(|p| {
+        if fd::forget(p.fd).is_some() {
+            sys::close(p.fd);
+            pipe::note_close(r, p.pipe);
+        }
+    });
+}

@@ -1,0 +1,379 @@
+//! poll, ppoll, select and pselect6 over any mix of shim and kernel fds (fs/select.c).
+//!
+//! Readiness of a shim pipe comes from its ring (POLLIN, POLLOUT); POLLHUP and POLLERR come
+//! from the placeholder, which the kernel polls alongside the real kernel fds. A wait on shim
+//! pipes only sleeps on their futex words; a wait that also involves kernel fds or a signal
+//! mask sleeps in the kernel's ppoll in short slices, re-checking the rings in between.
+
+use crate::fd::{self, PipeFd};
+use crate::pipes::access_ok;
+use crate::{signals, sud};
+use shared_state::Region;
+use shared_state::pipe;
+use shared_state::sys::{self, Errno};
+use shared_state::uaccess;
+use shared_state::wait::deadline_after;
+
+/// Sets larger than this go to the kernel unchanged.
+const MAX_FDS: usize = 1024;
+/// The longest sleep between two looks at the rings when the kernel must be polled too.
+const MIXED_SLICE_NS: i64 = 2_000_000;
+const POLLIN_SET: i16 = libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLIN | libc::POLLHUP | libc::POLLERR;
+const POLLOUT_SET: i16 = libc::POLLWRBAND | libc::POLLWRNORM | libc::POLLOUT | libc::POLLERR;
+const POLLEX_SET: i16 = libc::POLLPRI;
+
+fn now() -> libc::timespec {
+    sys::clock_gettime(libc::CLOCK_MONOTONIC)
+}
+
+fn ns_until(deadline: &libc::timespec) -> i64 {
+    let n = now();
+    (deadline.tv_sec - n.tv_sec).saturating_mul(1_000_000_000) + (deadline.tv_nsec - n.tv_nsec)
+}
+
+fn ts_from_ns(ns: i64) -> libc::timespec {
+    let ns = ns.max(0);
+    libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 }
+}
+
+/// One poll over `fds` (already copied in); `shim[i]` says which entries are shim pipes.
+/// Fills revents; returns how many are ready, or the wait's error.
+fn poll_loop(
+    r: &Region,
+    g: &sud::Guard,
+    fds: &mut [libc::pollfd],
+    shim: &[Option<PipeFd>],
+    deadline: Option<libc::timespec>,
+    sigmask: Option<u64>,
+    select: bool,
+) -> Result<usize, Errno> {
+    let mixed = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
+    let mut kfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
+    let kfds = &mut kfds[..fds.len()];
+    let mut mask = sigmask.unwrap_or(0);
+    signals::sanitize_mask(&mut mask);
+    loop {
+        // The rings first: when one is ready the signal mask must not let a handler run.
+        let mut shim_ready = [0i16; MAX_FDS];
+        let mut any_shim_ready = false;
+        for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
+            if let Some(p) = s {
+                let (readable, writable) = pipe::pipe_poll(r, p.pipe);
+                if p.read && readable {
+                    *m |= libc::POLLIN | libc::POLLRDNORM;
+                }
+                if p.write && writable {
+                    *m |= libc::POLLOUT | libc::POLLWRNORM;
+                }
+                *m &= f.events;
+                any_shim_ready |= *m != 0;
+            }
+        }
+        for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
+            *k = libc::pollfd { fd: f.fd, events: if s.is_some() { 0 } else { f.events }, revents: 0 };
+        }
+        let remaining = deadline.map(|d| ns_until(&d));
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // With the caller's mask, as the kernel checks for signals with it installed.
+        let maskp = if sigmask.is_some() && !any_shim_ready { &mask as *const u64 as usize } else { 0 };
+        signals::clear_interrupt();
+        let polled = g.allow_signals(|| {
+            sys::syscall6(
+                libc::SYS_ppoll,
+                kfds.as_mut_ptr() as usize,
+                kfds.len(),
+                &zero as *const _ as usize,
+                maskp,
+                8,
+                0,
+            )
+        });
+        match polled {
+            Err(libc::EINTR) if signals::take_interrupt().is_some() => return Err(libc::EINTR),
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        // select refuses a closed fd in any set before it waits.
+        if select && kfds.iter().any(|k| k.revents & libc::POLLNVAL != 0) {
+            return Err(libc::EBADF);
+        }
+        let mut ready = 0;
+        for ((f, k), m) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready) {
+            f.revents = k.revents | m;
+            if f.revents != 0 {
+                ready += 1;
+            }
+        }
+        if ready > 0 || remaining.is_some_and(|ns| ns <= 0) {
+            return Ok(ready);
+        }
+        signals::clear_interrupt();
+        if mixed {
+            let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
+            let ts = ts_from_ns(slice);
+            for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
+                *k = libc::pollfd { fd: f.fd, events: if s.is_some() { 0 } else { f.events }, revents: 0 };
+            }
+            let maskp = if sigmask.is_some() { &mask as *const u64 as usize } else { 0 };
+            let _ = g.allow_signals(|| {
+                sys::syscall6(
+                    libc::SYS_ppoll,
+                    kfds.as_mut_ptr() as usize,
+                    kfds.len(),
+                    &ts as *const _ as usize,
+                    maskp,
+                    8,
+                    0,
+                )
+            });
+        } else {
+            let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| {
+                s.map(|p| {
+                    let rd = p.read && f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
+                    let wr = p.write && f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
+                    (p.pipe, rd, wr)
+                })
+            });
+            let word = signals::handled_word();
+            let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
+            pipe::poll_wait(r, pipes, deadline.as_ref(), extra, &mut |f| g.allow_signals(f));
+        }
+        // poll is never restarted after a handler ran (even one with SA_RESTART).
+        if signals::take_interrupt().is_some() {
+            return Err(libc::EINTR);
+        }
+    }
+}
+
+/// Which entries are shim pipes; `None` when none is (the kernel then serves the call).
+fn classify(r: &Region, fds: &[libc::pollfd], out: &mut [Option<PipeFd>]) -> Option<()> {
+    let mut any = false;
+    for (f, o) in fds.iter().zip(out.iter_mut()) {
+        *o = if f.fd >= 0 { fd::lookup(r, f.fd) } else { None };
+        any |= o.is_some();
+    }
+    any.then_some(())
+}
+
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+    match sys::syscall6(
+        libc::SYS_prlimit64,
+        0,
+        libc::RLIMIT_NOFILE as usize,
+        0,
+        &mut lim as *mut _ as usize,
+        0,
+        0,
+    ) {
+        Ok(_) => lim.rlim_cur,
+        Err(_) => u64::MAX,
+    }
+}
+
+/// Reads a user timespec; EFAULT or EINVAL as the kernel's poll_select_set_timeout.
+fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    copy_in(&mut ts, addr)?;
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(libc::EINVAL);
+    }
+    Ok(ts)
+}
+
+fn copy_in<T>(dst: &mut T, addr: usize) -> Result<(), Errno> {
+    let n = size_of::<T>();
+    // SAFETY: `dst` is n writable bytes; the source may be bad, which copy_user reports.
+    let left = unsafe { uaccess::copy_user(dst as *mut T as *mut u8, addr as *const u8, n) };
+    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+}
+
+fn copy_out<T>(addr: usize, src: &T) -> Result<(), Errno> {
+    let n = size_of::<T>();
+    // SAFETY: `src` is n readable bytes; the destination may be bad, which copy_user reports.
+    let left = unsafe { uaccess::copy_user(addr as *mut u8, src as *const T as *const u8, n) };
+    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+}
+
+fn copy_slice_in<T>(dst: &mut [T], addr: usize) -> Result<(), Errno> {
+    let n = size_of_val(dst);
+    // SAFETY: `dst` is n writable bytes; the source may be bad, which copy_user reports.
+    let left = unsafe { uaccess::copy_user(dst.as_mut_ptr() as *mut u8, addr as *const u8, n) };
+    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+}
+
+fn copy_slice_out<T>(addr: usize, src: &[T]) -> Result<(), Errno> {
+    let n = size_of_val(src);
+    // SAFETY: `src` is n readable bytes; the destination may be bad, which copy_user reports.
+    let left = unsafe { uaccess::copy_user(addr as *mut u8, src.as_ptr() as *const u8, n) };
+    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+}
+
+fn neg(e: Errno) -> i64 {
+    -(e as i64)
+}
+
+/// `poll` (timeout in ms, negative = forever) and `ppoll` (timespec pointer, maybe a mask).
+pub fn poll(
+    r: &Region,
+    g: &sud::Guard,
+    ufds: usize,
+    nfds: u64,
+    timeout: Timeout,
+    umask: usize,
+) -> Option<i64> {
+    let n = nfds as usize;
+    if n > MAX_FDS || n == 0 {
+        return None;
+    }
+    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
+    let fds = &mut fds[..n];
+    copy_slice_in(fds, ufds).ok()?;
+    let mut shim = [None; MAX_FDS];
+    classify(r, fds, &mut shim[..n])?;
+    if nfds > nofile_limit() {
+        return Some(neg(libc::EINVAL));
+    }
+    let deadline = match timeout {
+        Timeout::Millis(ms) if ms >= 0 => {
+            Some(deadline_after(&libc::timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 }))
+        }
+        Timeout::Millis(_) => None,
+        Timeout::Spec(0) => None,
+        Timeout::Spec(addr) => match user_timespec(addr) {
+            Ok(ts) => Some(deadline_after(&ts)),
+            Err(e) => return Some(neg(e)),
+        },
+    };
+    let mut mask = 0u64;
+    let sigmask = if umask != 0 {
+        if let Err(e) = copy_in(&mut mask, umask) {
+            return Some(neg(e));
+        }
+        Some(mask)
+    } else {
+        None
+    };
+    let res = poll_loop(r, g, fds, &shim[..n], deadline, sigmask, false);
+    if let Ok(k) = res {
+        // Only revents is written back, as the kernel does.
+        for (i, f) in fds.iter().enumerate() {
+            let at = ufds + i * size_of::<libc::pollfd>() + 6;
+            if copy_out(at, &f.revents).is_err() {
+                return Some(neg(libc::EFAULT));
+            }
+        }
+        return Some(k as i64);
+    }
+    Some(neg(res.unwrap_err()))
+}
+
+/// How the caller gave its timeout.
+#[derive(Clone, Copy)]
+pub enum Timeout {
+    /// poll(2): milliseconds, negative for none.
+    Millis(i64),
+    /// ppoll/pselect6: address of a timespec, 0 for none.
+    Spec(usize),
+}
+
+const FDSET_WORDS: usize = 1024 / 64;
+
+/// `select` (timeval) and `pselect6` (timespec + {mask pointer, size}).
+pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option<i64> {
+    let n = a[0] as i64;
+    if !(0..=1024).contains(&n) {
+        return None;
+    }
+    let n = n as usize;
+    let words = n.div_ceil(64);
+    let mut sets = [[0u64; FDSET_WORDS]; 3];
+    for (k, set) in sets.iter_mut().enumerate() {
+        if a[k + 1] != 0 && copy_slice_in(&mut set[..words], a[k + 1] as usize).is_err() {
+            return None;
+        }
+    }
+    let bit = |set: &[u64; FDSET_WORDS], fd: usize| set[fd / 64] >> (fd % 64) & 1 != 0;
+    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
+    let mut shim = [None; MAX_FDS];
+    let mut count = 0;
+    for fd in 0..n {
+        let ev = (if bit(&sets[0], fd) { POLLIN_SET } else { 0 })
+            | (if bit(&sets[1], fd) { POLLOUT_SET } else { 0 })
+            | (if bit(&sets[2], fd) { POLLEX_SET } else { 0 });
+        if ev != 0 {
+            fds[count] = libc::pollfd { fd: fd as i32, events: ev, revents: 0 };
+            count += 1;
+        }
+    }
+    classify(r, &fds[..count], &mut shim[..count])?;
+    // Timeout: select's timeval or pselect6's timespec, updated with the time left on return.
+    let tp = a[4] as usize;
+    let mut deadline = None;
+    if tp != 0 {
+        let rel = if pselect {
+            user_timespec(tp)
+        } else {
+            let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+            copy_in(&mut tv, tp).and_then(|_| {
+                if tv.tv_sec < 0 || tv.tv_usec < 0 {
+                    return Err(libc::EINVAL);
+                }
+                let ns = (tv.tv_usec % 1_000_000) * 1000;
+                Ok(libc::timespec { tv_sec: tv.tv_sec + tv.tv_usec / 1_000_000, tv_nsec: ns })
+            })
+        };
+        match rel {
+            Ok(ts) => deadline = Some(deadline_after(&ts)),
+            Err(e) => return Some(neg(e)),
+        }
+    }
+    let mut sigmask = None;
+    if pselect && a[5] != 0 {
+        let mut data = [0u64; 2];
+        if let Err(e) = copy_slice_in(&mut data, a[5] as usize) {
+            return Some(neg(e));
+        }
+        if data[0] != 0 {
+            if data[1] != 8 {
+                return Some(neg(libc::EINVAL));
+            }
+            let mut m = 0u64;
+            if let Err(e) = copy_in(&mut m, data[0] as usize) {
+                return Some(neg(e));
+            }
+            sigmask = Some(m);
+        }
+    }
+    let res = poll_loop(r, g, &mut fds[..count], &shim[..count], deadline, sigmask, true);
+    if let Some(d) = deadline {
+        // The time left is written back; like the kernel, a failure to do so is ignored.
+        let left = ts_from_ns(ns_until(&d));
+        let _ = if pselect {
+            copy_out(tp, &left)
+        } else {
+            copy_out(tp, &libc::timeval { tv_sec: left.tv_sec, tv_usec: left.tv_nsec / 1000 })
+        };
+    }
+    if let Err(e) = res {
+        return Some(neg(e));
+    }
+    let mut out = [[0u64; FDSET_WORDS]; 3];
+    let mut total = 0;
+    for f in &fds[..count] {
+        let fd = f.fd as usize;
+        for (k, set) in [POLLIN_SET, POLLOUT_SET, POLLEX_SET].iter().enumerate() {
+            if bit(&sets[k], fd) && f.revents & set != 0 {
+                out[k][fd / 64] |= 1 << (fd % 64);
+                total += 1;
+            }
+        }
+    }
+    for (k, set) in out.iter().enumerate() {
+        if a[k + 1] != 0 && copy_slice_out(a[k + 1] as usize, &set[..words]).is_err() {
+            return Some(neg(libc::EFAULT));
+        }
+    }
+    Some(total)
+}
