@@ -11,7 +11,7 @@
 static long n;
 
 static void work(void) {
-    for (long i = 0; i < n; i++) syscall(SYS_getppid);
+    for (long i = 0; i < n; i++) getppid();
 }
 
 static void *thread_work(void *arg) {

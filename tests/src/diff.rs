@@ -50,6 +50,43 @@ pub struct Run {
     pub status: String,
     pub stdout: String,
     pub stderr: String,
+    /// Shim runs: the data-carrying syscalls strace saw on kernel pipes and FIFOs. Any at all
+    /// means data travelled through a kernel pipe instead of the shim's.
+    pub kernel_pipe_io: Vec<String>,
+}
+
+/// Syscalls that move data through an fd; the shim run is traced for these.
+const DATA_SYSCALLS: &str =
+    "read,write,readv,writev,preadv,pwritev,preadv2,pwritev2,splice,tee,vmsplice,sendfile";
+
+/// The strace lines (from `strace -y`) where a data syscall moved bytes (returned more than
+/// 0) through a kernel pipe or a FIFO (the tests make their FIFOs in directories named
+/// `fifo-*`). Failed calls carry no data: the shim leaves wrong-end and bad-fd calls to the
+/// kernel's placeholder, which gives the kernel's errno.
+pub fn kernel_pipe_io(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            let call = l.split_whitespace().next().unwrap_or("");
+            let is_data = DATA_SYSCALLS.split(',').any(|c| call.starts_with(&format!("{c}(")));
+            let moved =
+                l.rsplit_once(" = ").and_then(|(_, r)| r.split_whitespace().next()?.parse::<i64>().ok());
+            is_data && moved.is_some_and(|n| n > 0) && (l.contains("<pipe:[") || l.contains("/fifo-"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every per-process log `strace -ff -o PREFIX` wrote, concatenated.
+fn read_traces(prefix: &Path) -> String {
+    let (Some(dir), Some(stem)) = (prefix.parent(), prefix.file_name()) else { return String::new() };
+    let stem = stem.to_string_lossy();
+    let mut all = String::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&*stem) {
+            all += &read_lossy(&entry.path());
+        }
+    }
+    all
 }
 
 /// A directory under the system temp dir, removed on drop.
@@ -212,7 +249,28 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
     let stdout = File::create(&out_path).map_err(|e| err("stdout file", e))?;
     let stderr = File::create(&err_path).map_err(|e| err("stderr file", e))?;
 
-    let mut cmd = Command::new(exe);
+    let trace_path = files.0.join("strace");
+    // The shim run is traced; strace itself must not load the shim, so the preload goes in
+    // through its -E.
+    let mut cmd = if mode == Mode::Shim {
+        let name = exe.file_name().expect("exe has a name");
+        let mut c = Command::new("strace");
+        c.args(["-ff", "-qq", "-y", "-e", "signal=none", "-e"])
+            .arg(format!("trace={DATA_SYSCALLS}"))
+            .arg("-o")
+            .arg(&trace_path)
+            .arg("-E")
+            .arg(format!("LD_PRELOAD={}", crate::shim_lib().display()))
+            .arg("-E")
+            .arg(format!("IPCSHIM_DIR={}", shim_dir.0.display()))
+            .arg("-E")
+            .arg(format!("IPCSHIM_NS={}", name.to_string_lossy()))
+            .arg("--")
+            .arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
     cmd.current_dir(&cwd.0)
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -220,10 +278,6 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         .env_remove("LD_PRELOAD")
         // Own process group, so a timeout kills forked children too.
         .process_group(0);
-    if mode == Mode::Shim {
-        let name = exe.file_name().expect("exe has a name");
-        cmd.env("LD_PRELOAD", crate::shim_lib()).env("IPCSHIM_DIR", &shim_dir.0).env("IPCSHIM_NS", name);
-    }
     let filter = if mode == Mode::Kernel { None } else { Some(seccomp_program()) };
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // system calls (unshare, open, write, close, prctl, seccomp) on data built before the fork;
@@ -291,6 +345,7 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
                 status: "timeout".into(),
                 stdout: read_lossy(&out_path),
                 stderr: read_lossy(&err_path),
+                kernel_pipe_io: kernel_pipe_io(&read_traces(&trace_path)),
             });
         }
     };
@@ -299,7 +354,12 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         (None, Some(s)) => format!("signal {s}"),
         _ => format!("{status:?}"),
     };
-    Ok(Run { status, stdout: read_lossy(&out_path), stderr: read_lossy(&err_path) })
+    Ok(Run {
+        status,
+        stdout: read_lossy(&out_path),
+        stderr: read_lossy(&err_path),
+        kernel_pipe_io: kernel_pipe_io(&read_traces(&trace_path)),
+    })
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -362,6 +422,12 @@ pub fn check(src: &Path) -> Result<usize, String> {
     if shim.stdout.contains("EHWPOISON") {
         problems.push("a SysV IPC syscall reached the kernel (EHWPOISON in the shim run)".into());
     }
+    if let Some(first) = shim.kernel_pipe_io.first() {
+        problems.push(format!(
+            "{} data syscalls went through kernel pipes or FIFOs in the shim run, first: {first}",
+            shim.kernel_pipe_io.len()
+        ));
+    }
     if shim.status != kernel.status {
         problems.push(format!("status: kernel {}, shim {}", kernel.status, shim.status));
     }
@@ -384,6 +450,20 @@ pub fn check(src: &Path) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_pipe_io_lines() {
+        let log = "write(3<pipe:[123]>, \"x\", 1) = 1\n\
+                   write(1</dev/shm/out/stdout>, \"ok\\n\", 3) = 3\n\
+                   read(4</dev/shm/fifo-ab/f>, \"y\", 1) = 1\n\
+                   read(4</dev/shm/fifo-ab/f>, \"\", 1) = 0\n\
+                   read(5<pipe:[124]>, 0x7ffd, 1) = -1 EBADF (Bad file descriptor)\n\
+                   readlink(\"/proc/self/fd/3\", \"pipe:[123]\", 64) = 10\n";
+        let got = kernel_pipe_io(log);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("write(3<pipe:["));
+        assert!(got[1].contains("fifo-ab"));
+    }
 
     #[test]
     fn sysctl_directives() {
