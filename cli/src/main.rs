@@ -268,6 +268,32 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
     ExitCode::from(status as u8)
 }
 
+/// From linux/prctl.h (the libc crate has them only for Android).
+const PR_SET_SYSCALL_USER_DISPATCH: libc::c_int = 59;
+const PR_SYS_DISPATCH_ON: libc::c_ulong = 1;
+
+/// Whether this kernel lets a process arm Syscall User Dispatch (tried in a child).
+fn sud_available() -> bool {
+    // SAFETY: the child only calls prctl and _exit, both async-signal-safe.
+    match unsafe { libc::fork() } {
+        0 => {
+            let selector = 0u8;
+            // SAFETY: arming with an empty allowed range and a selector that allows everything.
+            let rc =
+                unsafe { libc::prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &selector) };
+            // SAFETY: _exit in the forked child.
+            unsafe { libc::_exit(if rc == 0 { 0 } else { 1 }) }
+        }
+        -1 => false,
+        pid => {
+            let mut st = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0
+        }
+    }
+}
+
 fn status() -> ExitCode {
     let path = match region::region_path_from_env() {
         Ok(p) => p,
@@ -280,11 +306,29 @@ fn status() -> ExitCode {
     println!("namespace:      {ns}");
     println!("region:         {path}");
     let disabled = std::env::var("IPCSHIM_DISABLE").is_ok_and(|v| v == "1");
+    let catchall_off = std::env::var("IPCSHIM_CATCHALL").is_ok_and(|v| v == "0");
+    let (catchall, pipes) = match (disabled, catchall_off, sud_available()) {
+        (true, _, _) => ("off (IPCSHIM_DISABLE=1)", false),
+        (_, true, _) => ("off (IPCSHIM_CATCHALL=0): pipes and FIFOs left to the kernel", false),
+        (_, _, false) => (
+            "unavailable (this kernel refuses Syscall User Dispatch): pipes and FIFOs left to the kernel",
+            false,
+        ),
+        _ => ("on (Syscall User Dispatch in every shimmed process)", true),
+    };
     println!(
         "served:         {}",
-        if disabled { "nothing (IPCSHIM_DISABLE=1)" } else { "System V shared memory" }
+        match (disabled, pipes) {
+            (true, _) => "nothing (IPCSHIM_DISABLE=1)",
+            (_, true) => "System V shared memory, pipes, FIFOs",
+            _ => "System V shared memory",
+        }
     );
-    println!("kernel-served:  pipes, FIFOs, sockets, System V semaphores and message queues");
+    println!("catch-all:      {catchall}");
+    println!(
+        "kernel-served:  {}sockets, System V semaphores and message queues",
+        if pipes { "" } else { "pipes, FIFOs, " }
+    );
     let region = match open_existing() {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -318,6 +362,12 @@ fn status() -> ExitCode {
     println!("shm segments:   {} ({} attachments, {} pages)", segs.len(), attached, hdr.shm.shm_tot);
     println!("sem arrays:     0");
     println!("msg queues:     0");
+    if let Ok(p) = shared_state::pipe::stats(&region) {
+        println!(
+            "pipes, FIFOs:   {} live, {} bytes queued, {} ring pages; {} collections freed {}",
+            p.live, p.queued_bytes, p.ring_pages, p.gc_runs, p.gc_freed
+        );
+    }
     let c = &hdr.counters;
     use std::sync::atomic::Ordering::Relaxed;
     println!(
