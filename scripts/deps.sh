@@ -12,6 +12,7 @@ declare -A wanted=(
     [libc6-dev]=/usr/include/sys/shm.h
     [postgresql]=/usr/lib/postgresql/15/bin/initdb
     [postgresql-client]=/usr/bin/psql
+    [make]=/usr/bin/make # tests/tests/pipe_programs.rs: make -j4 and its jobserver pipe
 )
 
 missing=()

@@ -1,0 +1,568 @@
+//! Unmodified programs whose pipes are served by ipcshim: bash and dash pipelines, `yes | head`,
+//! `tar c | tar x`, `make -j` (its jobserver is a pipe), Python's `subprocess`, a C program
+//! writing with stdio into a pipe and through `popen`, FIFOs made with `mkfifo`, and bash's
+//! process substitution (programs opening the pipe as `/dev/fd/N`).
+//!
+//! Each test runs the program under `ipcshim run` in a namespace of its own (a private
+//! IPCSHIM_DIR under /dev/shm, removed afterwards), checks its output exactly (against the same
+//! command run without the shim, or a known value), then reads the namespace's pipe counters
+//! from `ipcshim status` to show the bytes went through the shim's pipes rather than the
+//! kernel's. Every program runs in its own process group under a 60 s guard: a hang kills the
+//! group and fails the test with the output so far.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipcshim_tests::{cli_bin, shim_lib, workspace_root};
+
+/// Wall-clock limit for one program run.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A private IPCSHIM_DIR and IPCSHIM_NS for one test, with a work directory inside; all removed
+/// on drop.
+struct Scratch {
+    dir: PathBuf,
+    ns: String,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        assert!(
+            shim_lib().exists() && cli_bin().exists(),
+            "{} or {} is missing: run `make build` first",
+            shim_lib().display(),
+            cli_bin().display()
+        );
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").subsec_nanos();
+        let ns = format!("pipeprog-{name}-{}-{nanos}", std::process::id());
+        let dir = ipcshim_tests::state_base().join(format!("ipcshim-{ns}"));
+        fs::create_dir(&dir).expect("create scratch dir");
+        fs::create_dir(dir.join("work")).expect("create work dir");
+        Scratch { dir, ns }
+    }
+
+    /// Where the test's own files go (trees, Makefiles, executables).
+    fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// `ipcshim run --ns NS -- PROG ARGS…` in the work directory.
+    fn shimmed(&self, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cli_bin());
+        cmd.args(["run", "--ns", &self.ns, "--"]).arg(prog).args(args);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// The same command without the shim: the reference.
+    fn plain(&self, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(prog);
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd.env_remove("IPCSHIM_NS").env_remove("IPCSHIM_DIR");
+        cmd
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.current_dir(self.work())
+            .env("IPCSHIM_NS", &self.ns)
+            .env("IPCSHIM_DIR", &self.dir)
+            .env_remove("IPCSHIM_DISABLE")
+            .env_remove("IPCSHIM_CATCHALL")
+            .env_remove("LD_PRELOAD")
+            .env("LC_ALL", "C");
+    }
+
+    /// The namespace's pipe counters (all zero when no shimmed process created the region),
+    /// and the whole `ipcshim status` text for messages.
+    fn counters(&self) -> (PipeCounters, String) {
+        let mut cmd = Command::new(cli_bin());
+        cmd.args(["--ns", &self.ns, "status"]).env("IPCSHIM_DIR", &self.dir).env_remove("LD_PRELOAD");
+        let out = guarded(cmd, &[], "ipcshim status");
+        out.assert_success();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (PipeCounters::parse(&text), text)
+    }
+
+    /// Asserts the namespace's pipes saw at least `min` (created, bytes_in, bytes_out).
+    fn assert_pipes(&self, what: &str, created: u64, bytes_in: u64, bytes_out: u64) -> PipeCounters {
+        let (c, text) = self.counters();
+        assert!(
+            c.created >= created && c.bytes_in >= bytes_in && c.bytes_out >= bytes_out,
+            "{what}: the shim's pipes did not carry the data: want created>={created} \
+             bytes_in>={bytes_in} bytes_out>={bytes_out}, have {c}\nipcshim status:\n{text}"
+        );
+        eprintln!("{what}: pipes {c}");
+        c
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `pipes:` line of `ipcshim status`.
+#[derive(Debug, Default, Clone, Copy)]
+struct PipeCounters {
+    created: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    catchall_traps: u64,
+}
+
+impl PipeCounters {
+    fn parse(status: &str) -> PipeCounters {
+        let mut c = PipeCounters::default();
+        let Some(line) = status.lines().find_map(|l| l.strip_prefix("pipes:")) else {
+            // No region yet: nothing was served.
+            assert!(status.contains("not created yet"), "no pipes line in ipcshim status:\n{status}");
+            return c;
+        };
+        for item in line.split_whitespace() {
+            let (key, value) = item.split_once('=').unwrap_or_else(|| panic!("bad pipes item {item:?}"));
+            let value: u64 = value.parse().unwrap_or_else(|_| panic!("bad pipes value {item:?}"));
+            match key {
+                "created" => c.created = value,
+                "bytes_in" => c.bytes_in = value,
+                "bytes_out" => c.bytes_out = value,
+                "catchall_traps" => c.catchall_traps = value,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+impl fmt::Display for PipeCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "created={} bytes_in={} bytes_out={} catchall_traps={}",
+            self.created, self.bytes_in, self.bytes_out, self.catchall_traps
+        )
+    }
+}
+
+/// What one guarded run produced.
+struct Out {
+    what: String,
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    elapsed: Duration,
+}
+
+impl Out {
+    fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "{} failed ({}):\nstdout: {}\nstderr: {}",
+            self.what,
+            self.status,
+            tail(&self.stdout),
+            tail(&self.stderr)
+        );
+    }
+}
+
+/// The last 4 KiB of `bytes`, as text.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(4096);
+    let prefix = if start > 0 { format!("[… {start} bytes]") } else { String::new() };
+    format!("{prefix}{}", String::from_utf8_lossy(&bytes[start..]))
+}
+
+fn collect(mut from: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buf);
+    let handle = thread::spawn(move || {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match from.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink.lock().unwrap().extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    (buf, handle)
+}
+
+/// Runs `cmd` in a process group of its own, feeding it `input`, collecting stdout and stderr.
+/// If it (or anything left holding its output) runs past [`TIMEOUT`], the group is killed and
+/// the test fails with the output so far.
+fn guarded(mut cmd: Command, input: &[u8], what: &str) -> Out {
+    cmd.stdin(if input.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: spawn {cmd:?}: {e}"));
+    let pgid = child.id() as libc::pid_t;
+    let writer = child.stdin.take().map(|mut stdin| {
+        let data = input.to_vec();
+        thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        })
+    });
+    let (stdout, out_reader) = collect(child.stdout.take().expect("piped stdout"));
+    let (stderr, err_reader) = collect(child.stderr.take().expect("piped stderr"));
+    let deadline = start + TIMEOUT;
+
+    let mut exited = false;
+    while Instant::now() < deadline {
+        exited = exited || matches!(child.try_wait(), Ok(Some(_)));
+        // Done when the program exited and nothing holds its output open any more.
+        if exited && out_reader.is_finished() && err_reader.is_finished() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let finished = exited && out_reader.is_finished() && err_reader.is_finished();
+    if !finished {
+        // SAFETY: kill takes no pointers; the group is the one the child leads.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{what}: wait: {e}"));
+    if !finished {
+        let out = stdout.lock().unwrap().clone();
+        let err = stderr.lock().unwrap().clone();
+        panic!(
+            "{what}: {} after {TIMEOUT:?}; process group killed\n{cmd:?}\nstdout so far: {}\nstderr so far: {}",
+            if exited { "output still held open" } else { "still running" },
+            tail(&out),
+            tail(&err)
+        );
+    }
+    let _ = out_reader.join();
+    let _ = err_reader.join();
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let elapsed = start.elapsed();
+    let stdout = std::mem::take(&mut *stdout.lock().unwrap());
+    let stderr = std::mem::take(&mut *stderr.lock().unwrap());
+    Out { what: what.to_owned(), status, stdout, stderr, elapsed }
+}
+
+/// Runs the program with and without the shim; both must succeed with the same stdout, which
+/// is returned.
+fn same_with_and_without(s: &Scratch, prog: &str, args: &[&str], input: &[u8]) -> String {
+    let what: String = format!("{prog} {}", args.join(" ").replace('\n', "; ")).chars().take(80).collect();
+    let reference = guarded(s.plain(prog, args), input, &format!("{what} (kernel)"));
+    reference.assert_success();
+    let shimmed = guarded(s.shimmed(prog, args), input, &format!("{what} (ipcshim)"));
+    shimmed.assert_success();
+    assert!(
+        shimmed.stdout == reference.stdout,
+        "{what}: stdout differs under the shim\nkernel: {}\nipcshim: {}\nipcshim stderr: {}",
+        tail(&reference.stdout),
+        tail(&shimmed.stdout),
+        tail(&shimmed.stderr)
+    );
+    eprintln!("{what}: kernel {:?}, ipcshim {:?}", reference.elapsed, shimmed.elapsed);
+    shimmed.stdout_str()
+}
+
+/// Bytes `seq 1 N` prints.
+fn seq_bytes(n: u64) -> u64 {
+    (1..=n).map(|i| i.to_string().len() as u64 + 1).sum()
+}
+
+#[test]
+fn bash_seq_sort_tail() {
+    let s = Scratch::new("seqsort");
+    let out = same_with_and_without(&s, "bash", &["-c", "seq 1 1000000 | sort -n | tail -1"], &[]);
+    assert_eq!(out, "1000000\n");
+    // seq -> sort and sort -> tail each carry the whole list; tail reads all of it.
+    let total = 2 * seq_bytes(1_000_000);
+    s.assert_pipes("seq | sort | tail", 2, total, total);
+}
+
+#[test]
+fn bash_builtin_echo_into_cat() {
+    let s = Scratch::new("echo");
+    let out = same_with_and_without(&s, "bash", &["-c", "echo hi | cat"], &[]);
+    assert_eq!(out, "hi\n");
+    s.assert_pipes("echo hi | cat", 1, 3, 3);
+}
+
+#[test]
+fn dash_pipelines() {
+    let s = Scratch::new("dash");
+    let script = r#"printf "a\nb\nc\n" | grep b | tr b B
+x=$(echo hello | tr h H); echo "$x"
+seq 1 20000 | grep 7 | wc -l
+printf 'one\ntwo\n' | while read w; do echo "<$w>"; done | cat"#;
+    let out = same_with_and_without(&s, "dash", &["-c", script], &[]);
+    assert_eq!(out, "B\nHello\n6878\n<one>\n<two>\n");
+    // printf -> grep -> tr, echo -> tr (in a command substitution), seq -> grep -> wc,
+    // printf -> while -> cat: seven pipes.
+    s.assert_pipes("dash pipelines", 7, 6 + 2 + 6 + seq_bytes(20000), 6 + 2 + 6 + seq_bytes(20000));
+}
+
+#[test]
+fn bash_yes_head_100mb() {
+    let s = Scratch::new("yes");
+    const N: u64 = 100_000_000;
+    let out = guarded(s.shimmed("bash", &["-c", "yes | head -c 100000000 | wc -c"]), &[], "yes | head | wc");
+    out.assert_success();
+    assert_eq!(out.stdout_str(), format!("{N}\n"), "stderr: {}", tail(&out.stderr));
+    eprintln!("yes | head -c 100000000 | wc -c under ipcshim: {:?}", out.elapsed);
+    // head reads at least N from yes and writes exactly N to wc, which reads it all.
+    s.assert_pipes("yes | head | wc", 2, 2 * N, 2 * N);
+}
+
+/// xorshift64 bytes, for file contents that do not compress or repeat.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small tree of several files (about 4 MiB): random and zero-filled binaries of odd sizes,
+/// text, an empty file, an executable, a symlink and an empty directory. Returns the bytes of
+/// file content.
+fn make_tree(root: &Path) -> u64 {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("a/big.bin", noise(2 << 20, 1)),
+        ("a/odd.bin", noise((512 << 10) + 13, 2)),
+        ("a/b/zeros.bin", vec![0u8; (1 << 20) + 4097]),
+        (
+            "a/b/text.txt",
+            (0..12000).map(|i| format!("line {i}: the quick brown fox\n")).collect::<String>().into(),
+        ),
+        ("a/b/c/d/deep.txt", b"deep\n".to_vec()),
+        ("empty", Vec::new()),
+        ("small.txt", b"hello\n".to_vec()),
+        ("run.sh", b"#!/bin/sh\necho run\n".to_vec()),
+    ];
+    let mut total = 0;
+    for (name, data) in &files {
+        let path = root.join(name);
+        fs::create_dir_all(path.parent().unwrap()).expect("mkdir in tree");
+        fs::write(&path, data).expect("write tree file");
+        total += data.len() as u64;
+    }
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(root.join("a/odd.bin"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    symlink("b/text.txt", root.join("a/text-link")).expect("symlink");
+    fs::create_dir_all(root.join("a/emptydir")).expect("mkdir");
+    total
+}
+
+/// Every entry under `root` (relative path, kind and mode, content or link target), sorted.
+fn tree_listing(root: &Path) -> Vec<(PathBuf, String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
+            let path = entry.expect("dir entry").path();
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).expect("readlink");
+                out.push((rel, "link".into(), target.into_os_string().into_encoded_bytes()));
+            } else if meta.is_dir() {
+                out.push((rel, format!("dir {mode:o}"), Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.push((rel, format!("file {mode:o}"), fs::read(&path).expect("read tree file")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn bash_tar_pipe_copies_tree() {
+    let s = Scratch::new("tar");
+    let src = s.work().join("src");
+    let dst = s.work().join("dst");
+    fs::create_dir(&src).expect("mkdir src");
+    fs::create_dir(&dst).expect("mkdir dst");
+    let content = make_tree(&src);
+    let (src_arg, dst_arg) = (src.display().to_string(), dst.display().to_string());
+    let out = guarded(
+        s.shimmed("bash", &["-c", r#"tar c -C "$1" . | tar x -C "$2""#, "bash", &src_arg, &dst_arg]),
+        &[],
+        "tar c | tar x",
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "tar said: {}{}",
+        tail(&out.stdout),
+        tail(&out.stderr)
+    );
+    eprintln!("tar c | tar x of {content} bytes under ipcshim: {:?}", out.elapsed);
+
+    let (want, got) = (tree_listing(&src), tree_listing(&dst));
+    let names = |l: &[(PathBuf, String, Vec<u8>)]| -> Vec<String> {
+        l.iter().map(|(p, kind, _)| format!("{} {kind}", p.display())).collect()
+    };
+    assert_eq!(names(&got), names(&want), "the copied tree has other entries");
+    for ((path, _, a), (_, _, b)) in want.iter().zip(&got) {
+        assert!(
+            a == b,
+            "{}: {} bytes in the copy, {} in the source, or other bytes",
+            path.display(),
+            b.len(),
+            a.len()
+        );
+    }
+    // The tar stream holds every file's content plus headers; the reader takes all of it.
+    s.assert_pipes("tar c | tar x", 1, content, content);
+}
+
+/// A recipe that logs its start and end, sleeps, writes its target and says so.
+fn make_rule(log: &Path) -> String {
+    format!(
+        "%.out:\n\t@echo \"start $@\" >> {log}; sleep 0.3; echo \"$@ built\" > $@; echo \"end $@\" >> {log}; \
+         echo \"made $@\"\n",
+        log = log.display()
+    )
+}
+
+#[test]
+fn make_j4_jobserver() {
+    let s = Scratch::new("make");
+    let top = s.work();
+    let log = top.join("log");
+    fs::create_dir(top.join("sub")).expect("mkdir sub");
+    let top_mk = format!(
+        "all: t1.out t2.out t3.out t4.out sub\nsub:\n\t@$(MAKE) --no-print-directory -C sub\n.PHONY: all sub\n{}",
+        make_rule(&log)
+    );
+    let sub_mk = format!("all: t5.out t6.out t7.out t8.out\n{}", make_rule(&log));
+    fs::write(top.join("Makefile"), top_mk).expect("write Makefile");
+    fs::write(top.join("sub/Makefile"), sub_mk).expect("write sub/Makefile");
+
+    let out = guarded(s.shimmed("make", &["-j4", "--no-print-directory"]), &[], "make -j4");
+    out.assert_success();
+    eprintln!("make -j4 under ipcshim: {:?}", out.elapsed);
+    // A jobserver that does not work shows as a warning ("jobserver unavailable") or an error.
+    assert!(out.stderr.is_empty(), "make -j4 stderr: {}", tail(&out.stderr));
+    let mut made: Vec<String> = out.stdout_str().lines().map(str::to_owned).collect();
+    made.sort();
+    let want: Vec<String> = (1..=8).map(|i| format!("made t{i}.out")).collect();
+    assert_eq!(made, want, "make -j4 stdout");
+    for i in 1..=8 {
+        let path = if i <= 4 { top.join(format!("t{i}.out")) } else { top.join(format!("sub/t{i}.out")) };
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(text, format!("t{i}.out built\n"));
+    }
+    // The jobserver kept at most 4 recipes running, and did run several at once.
+    let log_text = fs::read_to_string(&log).expect("read log");
+    let (mut running, mut most) = (0i32, 0i32);
+    for line in log_text.lines() {
+        if line.starts_with("start ") {
+            running += 1;
+            most = most.max(running);
+        } else if line.starts_with("end ") {
+            running -= 1;
+        }
+    }
+    assert!((2..=4).contains(&most), "{most} recipes ran at once under make -j4; log:\n{log_text}");
+    // The jobserver pipe: 3 tokens written at start, taken and given back by the two makes.
+    s.assert_pipes("make -j4 jobserver", 1, 3, 3);
+}
+
+/// `subprocess.run` and `Popen.communicate` moving 3 MiB each way (communicate: stdin in, stdout
+/// and stderr out at once).
+const PY_SUBPROCESS: &str = r#"
+import hashlib, random, subprocess, sys
+data = random.Random(7).randbytes(3 << 20)
+r = subprocess.run(["cat"], input=data, capture_output=True, check=True)
+print("run:", len(r.stdout), r.stdout == data, len(r.stderr))
+child = "import sys; d = sys.stdin.buffer.read(); sys.stdout.buffer.write(d); sys.stderr.buffer.write(d[::-1])"
+p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+out, err = p.communicate(data, timeout=50)
+print("communicate:", p.returncode, len(out), out == data, len(err), err == data[::-1])
+print("sha256:", hashlib.sha256(data).hexdigest()[:16])
+"#;
+
+#[test]
+fn python_subprocess_3mib_both_ways() {
+    let s = Scratch::new("python");
+    let out = same_with_and_without(&s, "python3", &["-c", PY_SUBPROCESS], &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["run: 3145728 True 0", "communicate: 0 3145728 True 3145728 True"], "{out}");
+    // run: in and out; communicate: in, out and err.
+    let mib3 = 3 << 20;
+    s.assert_pipes("python subprocess", 4, 5 * mib3, 5 * mib3);
+}
+
+#[test]
+fn c_stdio_into_pipe_and_popen() {
+    let s = Scratch::new("cstdio");
+    let src = workspace_root().join("tests/pipe_programs/stdio_pipe.c");
+    let exe = s.work().join("stdio_pipe");
+    let cc = Command::new("cc")
+        .args(["-O1", "-Wall", "-Werror", "-D_GNU_SOURCE", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    assert!(cc.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&cc.stderr));
+    let exe_arg = exe.display().to_string();
+    let out = same_with_and_without(&s, &exe_arg, &[], &[]);
+    assert_eq!(
+        out,
+        "child: lines=20000 bad=0 block=1048576 same=1 eof=1 hash=e032cddbe98ac475\n\
+         parent: child exit=0\n\
+         popen w: wc=3145728\n\
+         popen w: status=0\n\
+         popen r: n=100000 sum=5000050000 first=100000 status=0\n"
+    );
+    // The forked child's pipe (lines and 1 MiB), popen "w" (3 MiB), popen "r" and seq | sort.
+    let lines: u64 = (0..20000).map(|i| format!("line {i} of 20000\n").len() as u64).sum();
+    let min = lines + (1 << 20) + (3 << 20) + 2 * seq_bytes(100_000);
+    s.assert_pipes("C stdio and popen", 4, min, min);
+}
+
+#[test]
+fn bash_fifo_between_processes() {
+    let s = Scratch::new("fifo");
+    let script = "mkfifo f; seq 1 100000 > f & sort -rn < f | head -1; wait; \
+                  mkfifo g; (cat > g <<< 'through a fifo') & cat g; wait; rm f g";
+    let out = same_with_and_without(&s, "bash", &["-c", script], &[]);
+    assert_eq!(out, "100000\nthrough a fifo\n");
+    // The FIFO carries seq's whole output to sort, which reads it all.
+    let n = seq_bytes(100_000);
+    s.assert_pipes("fifo", 3, n, n);
+}
+
+#[test]
+fn bash_process_substitution_through_dev_fd() {
+    let s = Scratch::new("procsubst");
+    // bash passes /dev/fd/N, the user-space pipe's fd, to programs that open it by name.
+    let script = "diff <(seq 1 500) <(seq 1 500 | sed 's/^250$/x/'); \
+                  paste <(seq 1 3) <(seq 4 6); wc -c < <(head -c 300000 /dev/zero); \
+                  echo via-stdin | cat /dev/stdin";
+    let out = same_with_and_without(&s, "bash", &["-c", script], &[]);
+    assert_eq!(out, "250c250\n< 250\n---\n> x\n1\t4\n2\t5\n3\t6\n300000\nvia-stdin\n");
+    s.assert_pipes("process substitution", 6, 300_000, 300_000);
+}
