@@ -55,6 +55,24 @@ impl RobustMutex {
     }
 }
 
+impl RobustMutex {
+    /// Takes the lock if it is free; `None` when another holder has it.
+    pub fn try_lock(&self) -> Option<Result<LockGuard<'_>, i32>> {
+        // SAFETY: the mutex was initialised by `init` when the region was created.
+        let rc = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
+        match rc {
+            0 => Some(Ok(LockGuard { mutex: self, recovered: false })),
+            libc::EBUSY => None,
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold the lock (EOWNERDEAD transfers ownership to us).
+                unsafe { libc::pthread_mutex_consistent(self.inner.get()) };
+                Some(Ok(LockGuard { mutex: self, recovered: true }))
+            }
+            e => Some(Err(e)),
+        }
+    }
+}
+
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: the guard exists only while this thread holds the lock.

@@ -61,7 +61,7 @@ const WRITERS: u32 = 2;
 const SPIN_NS: i64 = 50_000;
 /// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
 const LOCK_SPIN_NS: i64 = 5_000;
-const FIRST_SLICE_NS: i64 = 1_000_000;
+const FIRST_SLICE_NS: i64 = 97_000_000;
 const MAX_SLICE_NS: i64 = 100_000_000;
 /// futex_waitv's limit; pipes beyond it are polled with a short slice.
 const MAX_POLL_WAIT: usize = 128;
@@ -132,10 +132,8 @@ pub struct PipeInodeInfo {
     pub(crate) heartbeat: AtomicI64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
-    /// Set while `mutex` is held: a locker spins on it briefly rather than sleep in the
-    /// kernel behind a holder that is copying on another CPU (the robust mutex never spins).
-    /// Only a hint: a holder killed with it set costs later lockers one bounded spin.
-    busy: AtomicU32,
+    /// Unused (kept so that the layout does not move).
+    _spare: AtomicU32,
     /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
     ring: AtomicU64,
     /// A resize's new and old rings until the old one is freed (crash recovery).
@@ -427,38 +425,40 @@ fn live(region: &Region, h: PipeHandle) -> Option<&PipeInodeInfo> {
     (h.idx < PIPE_MAX).then(|| slot(region, h.idx)).filter(|p| p.is_live(h))
 }
 
-/// `pipe->mutex` held; clears the busy hint before unlocking.
+/// `pipe->mutex` held.
 struct PipeGuard<'a> {
     _lock: LockGuard<'a>,
-    busy: &'a AtomicU32,
-}
-
-impl Drop for PipeGuard<'_> {
-    fn drop(&mut self) {
-        self.busy.store(0, Ordering::Release);
-    }
 }
 
 /// Takes `pipe->mutex`; after a holder died, finishes or undoes what it left.
 fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
-    if pipe.busy.load(Ordering::Relaxed) != 0 {
+    // Critical sections are a copy of at most a page or so: a holder on another CPU lets go
+    // sooner than a futex sleep and wake-up would take, so try for a while before blocking.
+    let mut lock = pipe.mutex.try_lock();
+    if lock.is_none() {
         let start = now_ns();
         let mut i = 0u32;
-        while pipe.busy.load(Ordering::Relaxed) != 0 {
+        while lock.is_none() {
             core::hint::spin_loop();
             i = i.wrapping_add(1);
-            if i.is_multiple_of(32) && now_ns() - start > LOCK_SPIN_NS {
-                break;
+            if i.is_multiple_of(16) {
+                if now_ns() - start > LOCK_SPIN_NS {
+                    break;
+                }
+                lock = pipe.mutex.try_lock();
             }
         }
     }
-    let lock = pipe.mutex.lock().map_err(|_| ENOMEM)?;
-    pipe.busy.store(1, Ordering::Relaxed);
+    let lock = match lock {
+        Some(l) => l,
+        None => pipe.mutex.lock(),
+    }
+    .map_err(|_| ENOMEM)?;
     if lock.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         normalise(region, pipe);
     }
-    Ok(PipeGuard { _lock: lock, busy: &pipe.busy })
+    Ok(PipeGuard { _lock: lock })
 }
 
 /// Repairs a pipe whose lock holder died. Every update was one store, so the ring is
@@ -971,7 +971,6 @@ pub fn pipe_write(
                 ring.buf(region, last)
                     .store(PipeBuffer { len: buf.len + chars, ..buf }.pack(), Ordering::Release);
                 ret = chars;
-                published = true;
                 if from.count == 0 {
                     break 'out Ok(ret);
                 }
@@ -998,7 +997,9 @@ pub fn pipe_write(
                 ring.buf(region, head)
                     .store(PipeBuffer { offset: 0, len: copied, flags }.pack(), Ordering::Release);
                 pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
-                published = true;
+                // Readers sleep only on an empty ring: only its first buffer needs a wake-up
+                // (as the kernel's was_empty); waking on every write costs a syscall each.
+                published |= head == tail;
                 ret += copied;
                 if from.count == 0 {
                     break 'out Ok(ret);
@@ -1089,9 +1090,10 @@ pub fn pipe_read(
                 total_len = chars;
             }
             if packet || buf.len == chars {
+                // Writers sleep only on a full ring (the kernel's was_full).
+                wake_writer |= pipe_full(head, tail, ring.size());
                 tail = tail.wrapping_add(1);
                 pipe.head_tail.store(join(head, tail), Ordering::Release);
-                wake_writer = true;
             } else {
                 cell.store(
                     PipeBuffer { offset: buf.offset + chars, len: buf.len - chars, ..buf }.pack(),
