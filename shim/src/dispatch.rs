@@ -79,7 +79,7 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
                     0,
                 )
             });
-            if res.is_ok() {
+            if res.is_ok_and(|pid| nr == libc::SYS_waitid || pid > 0) && reaped(nr, a) {
                 shared_state::pipe::note_exit(r);
             }
             Some(pipes::ret(res))
@@ -90,4 +90,23 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         }
         _ => None,
     }
+}
+
+/// Whether a successful wait4/waitid reported a child that is gone (not one that stopped or
+/// continued, which tracers wait for all the time). Unknown counts as gone.
+fn reaped(nr: i64, a: &[u64; 6]) -> bool {
+    let (addr, gone): (u64, fn(i32) -> bool) = if nr == libc::SYS_wait4 {
+        (a[1], |st| libc::WIFEXITED(st) || libc::WIFSIGNALED(st))
+    } else {
+        // siginfo_t's si_code, at offset 8.
+        (a[2].wrapping_add(8), |code| matches!(code, libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED))
+    };
+    if addr == 0 || (nr == libc::SYS_waitid && a[2] == 0) {
+        return true;
+    }
+    let mut v = 0i32;
+    // SAFETY: `v` is 4 writable bytes; the source may be bad, which copy_user reports.
+    let left =
+        unsafe { shared_state::uaccess::copy_user(&mut v as *mut i32 as *mut u8, addr as *const u8, 4) };
+    left != 0 || gone(v)
 }

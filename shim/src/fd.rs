@@ -82,6 +82,12 @@ fn slot(fd: i32) -> Option<&'static AtomicU64> {
     usize::try_from(fd).ok().and_then(|i| TABLE.get(i))
 }
 
+/// Stores a new entry for `fd`; what was cached about the old one goes.
+fn store(fd: i32, s: &AtomicU64, e: u64) {
+    crate::pipes::forget_caches(fd as usize);
+    s.store(e, Ordering::Release);
+}
+
 /// The shim pipe behind `fd`, if it is one. Fast path: one atomic load.
 pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
@@ -91,7 +97,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
         _ => {
             let found = discover(r, fd);
             if let (Some(s), Ok(v)) = (s, &found) {
-                s.store(v.map_or(KERNEL, |p| p.encode()), Ordering::Release);
+                store(fd, s, v.map_or(KERNEL, |p| p.encode()));
             }
             found.ok().flatten()
         }
@@ -128,13 +134,14 @@ fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
 /// Records a freshly created shim fd.
 pub fn insert(p: &PipeFd) {
     if let Some(s) = slot(p.fd) {
-        s.store(p.encode(), Ordering::Release);
+        store(p.fd, s, p.encode());
     }
 }
 
 /// `fd` was closed (or is about to be reused): forget it. Returns what it was.
 pub fn forget(fd: i32) -> Option<PipeFd> {
     let e = slot(fd)?.swap(UNKNOWN, Ordering::AcqRel);
+    crate::pipes::forget_caches(fd as usize);
     (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
 }
 
@@ -143,7 +150,7 @@ pub fn copy(r: &Region, old: i32, new: i32) {
     let what = lookup(r, old);
     if let Some(s) = slot(new) {
         let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
-        s.store(e, Ordering::Release);
+        store(new, s, e);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::fd::{self, PipeFd};
 use crate::{signals, sud};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
 use shared_state::sys::{self, Errno};
@@ -87,12 +87,40 @@ struct Env<'a> {
 
 /// Per fd: the (closes, exits) generations at which the other side was last seen alive.
 static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+/// Forgets what was cached about `fd`: it now names another object (or none).
+pub fn forget_caches(fd: usize) {
+    if let (Some(v), Some(n)) = (VERIFIED.get(fd), NB_GENS.get(fd)) {
+        v.store(u64::MAX, Ordering::Relaxed);
+        n.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+/// Per fd: O_NONBLOCK, and the generations at which it was read.
+static NB_GENS: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+static NB_FLAG: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
 
 impl PipeEnv for Env<'_> {
     fn nonblocking(&self) -> bool {
-        self.nowait
-            || sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
-                .is_ok_and(|fl| fl as i32 & libc::O_NONBLOCK != 0)
+        if self.nowait {
+            return true;
+        }
+        // O_NONBLOCK lives in the placeholder's open file description (shared with dups and
+        // forks); its value is cached until the pipe's generations move, which every F_SETFL
+        // and FIONBIO made through the shim does (note_close).
+        let gens = pipe::liveness_gens(self.r, self.p.pipe);
+        let cached = (!sud::in_vfork_child()).then(|| NB_GENS.get(self.p.fd as usize)).flatten();
+        if let Some(c) = cached
+            && c.load(Ordering::Acquire) == gens
+        {
+            return NB_FLAG[self.p.fd as usize].load(Ordering::Relaxed);
+        }
+        let nb = sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+            .is_ok_and(|fl| fl as i32 & libc::O_NONBLOCK != 0);
+        if let Some(c) = cached {
+            NB_FLAG[self.p.fd as usize].store(nb, Ordering::Relaxed);
+            c.store(gens, Ordering::Release);
+        }
+        nb
     }
 
     fn peer_gone(&self, force: bool) -> bool {
@@ -101,6 +129,7 @@ impl PipeEnv for Env<'_> {
         if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
             return false;
         }
+
         // The placeholder knows: a read end reports POLLHUP once no write end is open anywhere,
         // a write end POLLERR once no read end is.
         let mut pfd = libc::pollfd { fd: self.p.fd, events: 0, revents: 0 };
@@ -123,7 +152,13 @@ impl PipeEnv for Env<'_> {
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
         self.guard.testcancel();
         signals::clear_interrupt();
-        let r = self.guard.allow_signals(f);
+        let mut r = self
+            .guard
+            .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
+        // A handler that ran as the slice ran out still interrupted the wait.
+        if r == WaitOutcome::TimedOut && signals::interrupt_pending() {
+            r = WaitOutcome::Interrupted;
+        }
         if r == WaitOutcome::Interrupted {
             self.guard.testcancel();
         }
@@ -400,6 +435,8 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
             if let Ok(fl) = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0) {
                 fd::insert(&PipeFd { packet: fl as i32 & libc::O_DIRECT != 0, ..p });
             }
+            // Every process caching this description's O_NONBLOCK reads it again.
+            pipe::note_close(r, p.pipe);
             Some(ret(res))
         }
         libc::F_GETPIPE_SZ => {
@@ -416,6 +453,12 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
 
 /// `ioctl(FIONREAD)`: bytes queued, stored as an int.
 pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
+    if req == libc::FIONBIO {
+        let p = fd::lookup(r, fd)?;
+        let res = sys::syscall6(libc::SYS_ioctl, fd as usize, req as usize, arg, 0, 0, 0);
+        pipe::note_close(r, p.pipe);
+        return Some(ret(res));
+    }
     if req != libc::FIONREAD {
         return None;
     }

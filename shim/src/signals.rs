@@ -350,6 +350,12 @@ pub fn clear_interrupt() {
     tls().interrupt.store(0, Ordering::Relaxed);
 }
 
+/// Whether an application handler ran since `clear_interrupt` (also one held back while shim
+/// code ran and let in as a wait began): the wait must not start.
+pub fn interrupt_pending() -> bool {
+    tls().interrupt.load(Ordering::Relaxed) != 0
+}
+
 /// After a wait returned EINTR: `Some(true)` if every handler that ran had SA_RESTART,
 /// `Some(false)` if one did not, `None` if no application handler ran.
 pub fn take_interrupt() -> Option<bool> {
