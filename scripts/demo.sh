@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: unmodified programs share one System V segment through ipcshim, in a fresh
-# namespace, while the kernel holds nothing.
+# namespace, while the kernel holds nothing; then a shell pipeline runs over ipcshim's pipes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 release=${CARGO_TARGET_DIR:-$PWD/target}/release
@@ -89,3 +89,15 @@ show "$ipcshim" status
 step "7. util-linux-style ipcrm removes it"
 show "$ipcshim" ipcrm -m "$shmid"
 show "$ipcshim" ipcs -m
+
+step "8. a bash pipeline: builtin echo and seq | sort go through ipcshim's pipes"
+show "$ipcshim" run -- bash -c 'echo "hello through a user-space pipe" | cat; seq 1 100000 | sort -rn | head -1'
+line=$("$ipcshim" status | grep '^pipes:')
+echo "$line"
+bytes=${line#*bytes_in=}
+bytes=${bytes%% *}
+if (( bytes < 588895 )); then
+    echo "demo: FAILED: only $bytes bytes went through ipcshim's pipes" >&2
+    exit 1
+fi
+echo "$bytes bytes went through ipcshim's pipes (seq alone printed 588895)"
