@@ -132,8 +132,8 @@ pub struct PipeInodeInfo {
     pub(crate) heartbeat: AtomicI64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
-    /// Unused (kept so that the layout does not move).
-    _spare: AtomicU32,
+    /// Non-zero once the object was handed back to the kernel ([`hand_back`]).
+    handed_back: AtomicU32,
     /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
     ring: AtomicU64,
     /// A resize's new and old rings until the old one is freed (crash recovery).
@@ -381,6 +381,10 @@ impl PipeInodeInfo {
                 side,
             );
         }
+    }
+
+    fn is_handed_back(&self) -> bool {
+        self.handed_back.load(Ordering::Acquire) != 0
     }
 
     fn readable(&self) -> bool {
@@ -947,6 +951,9 @@ pub fn pipe_write(
     let mut signalled = false;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let res = 'out: {
+        if pipe.is_handed_back() {
+            break 'out Err(HANDED_BACK);
+        }
         if env.peer_gone(false) {
             break 'out Err(EPIPE);
         }
@@ -977,6 +984,9 @@ pub fn pipe_write(
             }
         }
         loop {
+            if pipe.is_handed_back() {
+                break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+            }
             if gone || env.peer_gone(false) {
                 break 'out if ret > 0 { Ok(ret) } else { Err(EPIPE) };
             }
@@ -1027,7 +1037,7 @@ pub fn pipe_write(
                 pipe.wake(READERS);
                 published = false;
             }
-            match wait_for(pipe, WRITERS, env, &|| pipe.writable()) {
+            match wait_for(pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back()) {
                 Waited::Woken => {}
                 Waited::Interrupted => signalled = true,
                 Waited::PeerGone => gone = true,
@@ -1069,6 +1079,9 @@ pub fn pipe_read(
     let mut gone = false;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let res = 'out: loop {
+        if pipe.is_handed_back() {
+            break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+        }
         let ring = match pipe.ring() {
             Ok(r) => r,
             Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
@@ -1122,7 +1135,7 @@ pub fn pipe_read(
             pipe.wake(WRITERS);
             wake_writer = false;
         }
-        match wait_for(pipe, READERS, env, &|| pipe.readable()) {
+        match wait_for(pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back()) {
             Waited::Woken => {}
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => break 'out Err(EINTR),
@@ -1141,6 +1154,46 @@ pub fn pipe_read(
         region.header().counters.pipe_bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
     res
+}
+
+/// Returned by an operation on an object that was handed back to the kernel meanwhile: the
+/// caller issues the call to the kernel's pipe instead. Not an errno.
+pub const HANDED_BACK: Errno = 1 << 20;
+
+/// Whether the object now lives in the kernel's pipe (see [`hand_back`]).
+pub fn handed_back(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(PipeInodeInfo::is_handed_back)
+}
+
+/// Gives the pipe back to the kernel, for uses the shim does not serve (epoll, splice…): the
+/// queued bytes are passed in order to `drain` (which writes them into the kernel's pipe),
+/// and from then on every process sends its calls on this pipe to the kernel. Sleepers are
+/// woken to do so. `drain` runs under the pipe's lock; it must not block on this pipe.
+pub fn hand_back(
+    region: &Region,
+    h: PipeHandle,
+    drain: &mut dyn FnMut(&[u8]) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let g = lock_pipe(region, pipe)?;
+    if !pipe.is_handed_back() {
+        let ring = pipe.ring()?;
+        let (head, mut tail) = pipe.head_tail();
+        while tail != head {
+            let b = PipeBuffer::load(ring.buf(region, tail));
+            // SAFETY: offset + len <= PAGE inside the slot's data page, kept so by writers.
+            let bytes = unsafe { core::slice::from_raw_parts(ring.page(region, tail).add(b.offset), b.len) };
+            drain(bytes)?;
+            tail = tail.wrapping_add(1);
+            pipe.head_tail.store(join(head, tail), Ordering::Release);
+        }
+        pipe.handed_back.store(1, Ordering::Release);
+    }
+    drop(g);
+    pipe.wake(READERS);
+    pipe.wake(WRITERS);
+    Ok(())
 }
 
 /// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The
