@@ -60,12 +60,19 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;
             pipes::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
         }
-        // Not served yet: refused as for an fd that cannot splice, so no data goes astray.
-        libc::SYS_splice | libc::SYS_tee => {
-            let ours = crate::fd::lookup(r, fd).is_some() || crate::fd::lookup(r, a[2] as i32).is_some();
-            ours.then_some(-(libc::EINVAL as i64))
+        // Not served: the pipes involved go back to the kernel, which then does the call.
+        libc::SYS_splice | libc::SYS_tee | libc::SYS_sendfile => {
+            let other = if nr == libc::SYS_tee { a[1] } else { a[2] } as i32;
+            let (fd_out, fd_in) = if nr == libc::SYS_sendfile { (fd, a[1] as i32) } else { (other, fd) };
+            pipes::hand_back(r, fd_in);
+            pipes::hand_back(r, fd_out);
+            None
         }
-        libc::SYS_sendfile => crate::fd::lookup(r, fd).map(|_| -(libc::EINVAL as i64)),
+        // epoll is not served yet: a pipe added to an epoll set goes back to the kernel.
+        libc::SYS_epoll_ctl if a[1] as i32 == libc::EPOLL_CTL_ADD || a[1] as i32 == libc::EPOLL_CTL_MOD => {
+            pipes::hand_back(r, a[2] as i32);
+            None
+        }
         // A reaped child's fds are all closed: writers to its pipes must re-check for readers.
         libc::SYS_wait4 | libc::SYS_waitid => {
             let res = g.allow_signals(|| {

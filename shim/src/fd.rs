@@ -93,7 +93,17 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
     match s.map(|s| s.load(Ordering::Acquire)) {
         Some(KERNEL) => None,
-        Some(e) if e & SHIM != 0 => Some(PipeFd::decode(fd, e)),
+        Some(e) if e & SHIM != 0 => {
+            let p = PipeFd::decode(fd, e);
+            if !shared_state::pipe::handed_back(r, p.pipe) {
+                return Some(p);
+            }
+            // The kernel serves this pipe now, for every process.
+            if let Some(s) = s {
+                store(fd, s, KERNEL);
+            }
+            None
+        }
         _ => {
             let found = discover(r, fd);
             if let (Some(s), Ok(v)) = (s, &found) {
@@ -120,6 +130,9 @@ fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
     let Some((handle, fifo)) = crate::pipes::object_for(r, st.st_dev, st.st_ino, fd) else {
         return Ok(None);
     };
+    if shared_state::pipe::handed_back(r, handle) {
+        return Ok(None);
+    }
     let acc = flags & libc::O_ACCMODE;
     Ok(Some(PipeFd {
         fd,

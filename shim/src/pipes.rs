@@ -219,13 +219,19 @@ fn sigpipe() {
 pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.read)?;
     let env = Env { p: &p, r, guard: g, nowait };
-    Some(ret(pipe::pipe_read(r, p.pipe, iov, &env)))
+    match pipe::pipe_read(r, p.pipe, iov, &env) {
+        Err(pipe::HANDED_BACK) => None,
+        res => Some(ret(res)),
+    }
 }
 
 pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.write)?;
     let env = Env { p: &p, r, guard: g, nowait };
     let res = pipe::pipe_write(r, p.pipe, iov, p.packet, &env);
+    if res == Err(pipe::HANDED_BACK) {
+        return None;
+    }
     // EPIPE, or a write cut short because the last reader left: SIGPIPE either way.
     let total: usize = iov.iter().map(|v| v.1).sum();
     if res == Err(libc::EPIPE) || res.is_ok_and(|n| n > 0 && n < total && env.peer_gone(true)) {
@@ -388,6 +394,47 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
         pipe::note_close(r, p.pipe);
     }
     Some(ret(res))
+}
+
+/// Gives the pipe behind `fd` back to the kernel (see `pipe::hand_back`), for a use the shim
+/// does not serve; the caller then passes the call through. The queued bytes go into the
+/// kernel's pipe, grown to the size the application set, through a write end of our own.
+pub fn hand_back(r: &Region, fd: i32) {
+    let Some(p) = fd::lookup(r, fd) else { return };
+    let size = pipe::get_pipe_size(r, p.pipe).unwrap_or(65536);
+    let fcntl = |fd: i32, cmd: i32, arg: usize| {
+        sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg, 0, 0, 0)
+    };
+    let _ = fcntl(fd, libc::F_SETPIPE_SZ, size);
+    // /proc/self/fd/N opened for writing is a new write end of the same pipe or FIFO.
+    let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 10];
+    let mut v = fd as u32;
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..n].iter().rev().enumerate() {
+        path[14 + i] = *d;
+    }
+    let wfd = sys::open(&path[..14 + n + 1], libc::O_WRONLY | libc::O_NONBLOCK, 0);
+    let mut drain = |mut bytes: &[u8]| -> Result<(), Errno> {
+        let w = *wfd.as_ref().map_err(|e| *e)?;
+        while !bytes.is_empty() {
+            let k = sys::write(w, bytes)?;
+            bytes = &bytes[k..];
+        }
+        Ok(())
+    };
+    let _ = pipe::hand_back(r, p.pipe, &mut drain);
+    if let Ok(w) = wfd {
+        sys::close(w);
+    }
 }
 
 /// `close_range`: as the kernel, then forget what was closed.
