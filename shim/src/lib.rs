@@ -4,6 +4,7 @@
 
 mod dispatch;
 mod fd;
+mod foreign;
 mod hooks;
 mod pipes;
 mod poll;

@@ -1,0 +1,107 @@
+//! Programs that will not load the shim: setuid, setgid or file-capability programs (the
+//! loader ignores LD_PRELOAD for them) and static binaries. Such a process would read and
+//! write the empty kernel placeholders of the shim pipes it inherits, so before exec'ing one,
+//! a process hands those pipes back to the kernel, data and all.
+
+use crate::{fd, pipes};
+use shared_state::Region;
+use shared_state::sys;
+
+/// Before `execve`/`execveat` of `path` (relative to `dirfd`): if the image will run without
+/// the shim, every shim pipe it would inherit goes back to the kernel.
+pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
+    let mut name = [0u8; 4096];
+    // SAFETY: `name` is writable; the source may be bad, which copy_user reports (the exec
+    // then fails with EFAULT by itself).
+    let left =
+        unsafe { shared_state::uaccess::copy_user(name.as_mut_ptr(), path as *const u8, name.len() - 1) };
+    // A path ending before a bad page is copied short; it is NUL-terminated if it fits.
+    let copied = name.len() - 1 - left;
+    let Some(len) = name[..copied].iter().position(|&c| c == 0) else { return };
+    if len == 0 || !foreign(dirfd, &name[..len + 1]) {
+        return;
+    }
+    each_inherited_fd(|fd| {
+        if fd::lookup(r, fd).is_some() {
+            pipes::hand_back(r, fd);
+        }
+    });
+}
+
+/// Whether the image at `path` runs without the shim.
+fn foreign(dirfd: i32, path: &[u8]) -> bool {
+    let Ok(f) = sys::openat(dirfd, path, libc::O_RDONLY) else { return false };
+    let verdict = sys::fstat(f).is_ok_and(|st| gains_privilege(f, &st)) || is_static_elf(f);
+    sys::close(f);
+    verdict
+}
+
+/// The loader runs a program in secure mode (ignoring LD_PRELOAD) when exec changes the
+/// credentials: a set-id bit naming someone else, or file capabilities for a non-root user.
+fn gains_privilege(f: i32, st: &libc::stat) -> bool {
+    let suid = st.st_mode & libc::S_ISUID != 0 && st.st_uid != sys::geteuid();
+    let sgid =
+        st.st_mode & libc::S_ISGID != 0 && st.st_mode & libc::S_IXGRP != 0 && st.st_gid != sys::getegid();
+    let caps = sys::geteuid() != 0
+        && sys::syscall6(
+            libc::SYS_fgetxattr,
+            f as usize,
+            c"security.capability".as_ptr() as usize,
+            0,
+            0,
+            0,
+            0,
+        )
+        .is_ok();
+    suid || sgid || caps
+}
+
+/// An ELF executable without a PT_INTERP program header has no dynamic loader to preload us.
+fn is_static_elf(f: i32) -> bool {
+    let mut ehdr = [0u8; 64];
+    if sys::pread(f, &mut ehdr, 0) != Ok(64) || &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
+        return false;
+    }
+    let phoff = u64::from_le_bytes(ehdr[32..40].try_into().unwrap_or_default());
+    let phentsize = u16::from_le_bytes([ehdr[54], ehdr[55]]) as u64;
+    let phnum = u16::from_le_bytes([ehdr[56], ehdr[57]]) as u64;
+    if phentsize < 4 || phnum == 0 || phnum > 256 {
+        return false;
+    }
+    let mut ptype = [0u8; 4];
+    !(0..phnum).any(|i| {
+        sys::pread(f, &mut ptype, phoff + i * phentsize) == Ok(4)
+            && u32::from_le_bytes(ptype) == libc::PT_INTERP
+    })
+}
+
+/// Calls `f` for every open fd without FD_CLOEXEC, listed from /proc/self/fd.
+fn each_inherited_fd(mut f: impl FnMut(i32)) {
+    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return };
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = sys::getdents64(dir, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, NUL-terminated name.
+        while off + 19 < n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n {
+                break;
+            }
+            let name = &buf[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            let fd =
+                name.iter().try_fold(0i32, |v, &c| c.is_ascii_digit().then(|| v * 10 + (c - b'0') as i32));
+            if let Some(fd) = fd.filter(|&fd| fd != dir) {
+                let flags = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0);
+                if flags.is_ok_and(|fl| fl as i32 & libc::FD_CLOEXEC == 0) {
+                    f(fd);
+                }
+            }
+            off += reclen;
+        }
+    }
+    sys::close(dir);
+}
