@@ -566,3 +566,27 @@ fn bash_process_substitution_through_dev_fd() {
     assert_eq!(out, "250c250\n< 250\n---\n> x\n1\t4\n2\t5\n3\t6\n300000\nvia-stdin\n");
     s.assert_pipes("process substitution", 6, 300_000, 300_000);
 }
+
+/// Programs that cannot load the shim (static, set-uid to another user) in a shimmed
+/// pipeline: the shim hands their pipes back to the kernel before exec'ing them, so the data
+/// they read and write is neither lost nor stranded.
+#[test]
+fn static_and_setuid_programs_in_pipelines() {
+    let s = Scratch::new("foreign");
+    let src = workspace_root().join("tests/pipe_programs/echo_and_cat.c");
+    let st = s.work().join("echo_static");
+    let cc = Command::new("cc").args(["-O1", "-static", "-o"]).arg(&st).arg(&src).output().expect("run cc");
+    assert!(cc.status.success(), "cc -static: {}", String::from_utf8_lossy(&cc.stderr));
+    let suid = s.work().join("echo_suid");
+    let cc = Command::new("cc").args(["-O1", "-o"]).arg(&suid).arg(&src).output().expect("run cc");
+    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+    std::os::unix::fs::chown(&suid, Some(65534), None).expect("chown nobody");
+    fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    let script = format!(
+        "printf 'in\\n' | {st} static | cat; seq 1 3 | {suid} suid | tr -d 2; {st} solo | {suid} both | wc -l",
+        st = st.display(),
+        suid = suid.display()
+    );
+    let out = same_with_and_without(&s, "bash", &["-c", &script], &[]);
+    assert_eq!(out, "static\nin\nsuid\n1\n\n3\n2\n");
+}
