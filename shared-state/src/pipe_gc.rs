@@ -130,7 +130,7 @@ struct Scan<'a> {
 }
 
 /// Decimal digits of `v` into `buf`; their length.
-fn itoa(mut v: u32, buf: &mut [u8; 10]) -> usize {
+pub fn itoa(mut v: u32, buf: &mut [u8; 10]) -> usize {
     let mut tmp = [0u8; 10];
     let mut n = 0;
     loop {
@@ -147,7 +147,7 @@ fn itoa(mut v: u32, buf: &mut [u8; 10]) -> usize {
     n
 }
 
-fn parse_u64(s: &[u8]) -> Option<u64> {
+pub fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
@@ -158,7 +158,7 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 
 /// Calls `f` with each entry name of the directory `fd` (without "." and ".."). Err on a
 /// getdents failure or when `f` fails.
-fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
     let mut buf = [0u8; 2048];
     loop {
         let n = sys::getdents64(fd, &mut buf)?;

@@ -5,7 +5,7 @@
 
 use crate::{fd, pipes};
 use shared_state::Region;
-use shared_state::sys;
+use shared_state::{pipe_gc, sys};
 
 /// Before `execve`/`execveat` of `path` (relative to `dirfd`): if the image will run without
 /// the shim, every shim pipe it would inherit goes back to the kernel.
@@ -78,30 +78,15 @@ fn is_static_elf(f: i32) -> bool {
 /// Calls `f` for every open fd without FD_CLOEXEC, listed from /proc/self/fd.
 fn each_inherited_fd(mut f: impl FnMut(i32)) {
     let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return };
-    let mut buf = [0u8; 2048];
-    while let Ok(n) = sys::getdents64(dir, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        let mut off = 0;
-        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, NUL-terminated name.
-        while off + 19 < n {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 || off + reclen > n {
-                break;
+    let _ = pipe_gc::each_entry(dir, |name| {
+        let fd = pipe_gc::parse_u64(name).and_then(|v| i32::try_from(v).ok()).filter(|&fd| fd != dir);
+        if let Some(fd) = fd {
+            let flags = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0);
+            if flags.is_ok_and(|fl| fl as i32 & libc::FD_CLOEXEC == 0) {
+                f(fd);
             }
-            let name = &buf[off + 19..off + reclen];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            let fd =
-                name.iter().try_fold(0i32, |v, &c| c.is_ascii_digit().then(|| v * 10 + (c - b'0') as i32));
-            if let Some(fd) = fd.filter(|&fd| fd != dir) {
-                let flags = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0);
-                if flags.is_ok_and(|fl| fl as i32 & libc::FD_CLOEXEC == 0) {
-                    f(fd);
-                }
-            }
-            off += reclen;
         }
-    }
+        Ok(())
+    });
     sys::close(dir);
 }

@@ -8,6 +8,7 @@ use crate::{signals, sud};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
+use shared_state::pipe_gc;
 use shared_state::sys::{self, Errno};
 use shared_state::uaccess;
 use shared_state::wait::WaitOutcome;
@@ -409,19 +410,8 @@ pub fn hand_back(r: &Region, fd: i32) {
     // /proc/self/fd/N opened for writing is a new write end of the same pipe or FIFO.
     let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
     let mut digits = [0u8; 10];
-    let mut v = fd as u32;
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..n].iter().rev().enumerate() {
-        path[14 + i] = *d;
-    }
+    let n = pipe_gc::itoa(fd as u32, &mut digits);
+    path[14..14 + n].copy_from_slice(&digits[..n]);
     let wfd = sys::open(&path[..14 + n + 1], libc::O_WRONLY | libc::O_NONBLOCK, 0);
     let mut drain = |mut bytes: &[u8]| -> Result<(), Errno> {
         let w = *wfd.as_ref().map_err(|e| *e)?;

@@ -69,25 +69,12 @@ fn poll_loop(
                 any_shim_ready |= *m != 0;
             }
         }
-        for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
-            *k = libc::pollfd { fd: f.fd, events: if s.is_some() { 0 } else { f.events }, revents: 0 };
-        }
         let remaining = deadline.map(|d| ns_until(&d));
-        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // With the caller's mask, as the kernel checks for signals with it installed.
-        let maskp = if sigmask.is_some() && !any_shim_ready { &mask as *const u64 as usize } else { 0 };
+        let maskp =
+            if sigmask.is_some() && !any_shim_ready { &mask as *const u64 } else { core::ptr::null() };
         signals::clear_interrupt();
-        let polled = g.allow_signals(|| {
-            sys::syscall6(
-                libc::SYS_ppoll,
-                kfds.as_mut_ptr() as usize,
-                kfds.len(),
-                &zero as *const _ as usize,
-                maskp,
-                8,
-                0,
-            )
-        });
+        let polled = kernel_poll(g, kfds, fds, shim, 0, maskp);
         match polled {
             Err(libc::EINTR) if signals::take_interrupt().is_some() => return Err(libc::EINTR),
             Err(libc::EINTR) => continue,
@@ -111,22 +98,8 @@ fn poll_loop(
         signals::clear_interrupt();
         if mixed {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
-            let ts = ts_from_ns(slice);
-            for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
-                *k = libc::pollfd { fd: f.fd, events: if s.is_some() { 0 } else { f.events }, revents: 0 };
-            }
-            let maskp = if sigmask.is_some() { &mask as *const u64 as usize } else { 0 };
-            let _ = g.allow_signals(|| {
-                sys::syscall6(
-                    libc::SYS_ppoll,
-                    kfds.as_mut_ptr() as usize,
-                    kfds.len(),
-                    &ts as *const _ as usize,
-                    maskp,
-                    8,
-                    0,
-                )
-            });
+            let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
+            let _ = kernel_poll(g, kfds, fds, shim, slice, maskp);
         } else {
             let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| {
                 s.map(|p| {
@@ -144,6 +117,24 @@ fn poll_loop(
             return Err(libc::EINTR);
         }
     }
+}
+
+/// The kernel's ppoll over `fds` as `kfds`: kernel fds with their events, shim pipes'
+/// placeholders with none (for POLLHUP, POLLERR, POLLNVAL), for up to `ns`, under `mask`.
+fn kernel_poll(
+    g: &sud::Guard,
+    kfds: &mut [libc::pollfd],
+    fds: &[libc::pollfd],
+    shim: &[Option<PipeFd>],
+    ns: i64,
+    mask: *const u64,
+) -> Result<usize, Errno> {
+    for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
+        *k = libc::pollfd { fd: f.fd, events: if s.is_some() { 0 } else { f.events }, revents: 0 };
+    }
+    let ts = ts_from_ns(ns);
+    let (kp, n, tsp, mp) = (kfds.as_mut_ptr() as usize, kfds.len(), &ts as *const _ as usize, mask as usize);
+    g.allow_signals(|| sys::syscall6(libc::SYS_ppoll, kp, n, tsp, mp, 8, 0))
 }
 
 /// Which entries are shim pipes; `None` when none is (the kernel then serves the call).
