@@ -73,9 +73,21 @@ bench "pipe throughput, 4 KiB writes" 0,1 1 pipe_throughput 4096 150000 9 0 1 wr
 bench "pipe throughput, 1-byte writes" 0 5 pipe_throughput 1 150000 9 0 0 writes/s
 bench "pipe throughput, 1-byte writes" 0,1 5 pipe_throughput 1 200000 9 0 1 writes/s
 
+# System V semaphores. sem_op ITERS RUNS plain|undo (ns per semop, one process);
+# sem_pingpong ITERS RUNS PARENT_CPU CHILD_CPU (two semaphores of one set, ns per round trip).
+# Iteration counts keep each row near 1 s on the kernel. Targets: an uncontended semop, with or
+# without SEM_UNDO, >= 10x (it need not enter the kernel); ping-pong across CPUs >= 10x; on one
+# CPU no slower than the kernel.
+bench "semop, uncontended (ns per semop)" 0 10 sem_op 200000 9 plain
+bench "semop with SEM_UNDO, uncontended (ns per semop)" 0 10 sem_op 200000 9 undo
+bench "semaphore ping-pong, two processes, two semaphores" 0 1 sem_pingpong 20000 9 0 0
+bench "semaphore ping-pong, two processes, two semaphores" 0,1 10 sem_pingpong 2000 9 0 1
+
 echo
 echo "ratio = kernel time / ipcshim time (or ipcshim rate / kernel rate); > 1 means ipcshim is faster"
-echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe rows: parent on CPU 0, child on CPU 1)"
+echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe and semaphore ping-pong rows: parent on" \
+    "CPU 0, child on CPU 1)"
 echo "target: no slower than the kernel (ratio >= 1.00x in every row); rows below: $slower of $n"
 echo "targets per row (pipes: 64 KiB throughput >= 2x, 1-byte writes >= 5x, ping-pong across" \
-    "CPUs >= 10x, none slower than the kernel); rows missing their target (*): $missed of $n"
+    "CPUs >= 10x; semaphores: uncontended semop with or without SEM_UNDO >= 10x, ping-pong" \
+    "across CPUs >= 10x; none slower than the kernel); rows missing their target (*): $missed of $n"
