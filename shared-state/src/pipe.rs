@@ -61,6 +61,9 @@ const WRITERS: u32 = 2;
 const SPIN_NS: i64 = 50_000;
 /// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
 const LOCK_SPIN_NS: i64 = 5_000;
+/// How long a reader that found data after spinning lets its still-writing peer on another
+/// CPU add to it before reading.
+const BATCH_MAX_NS: i64 = 50_000;
 /// How many times a waiter yields to a peer on its own CPU before it sleeps.
 const SAME_CPU_YIELDS: u32 = 4;
 const FIRST_SLICE_NS: i64 = 97_000_000;
@@ -873,7 +876,13 @@ enum Waited {
 
 /// Waits until `ready()` or the other side is gone: spins while the peer is running on
 /// another CPU, then sleeps in slices. `side`: who we are (READERS or WRITERS).
-fn wait_for(pipe: &PipeInodeInfo, side: u32, env: &dyn PipeEnv, ready: &dyn Fn() -> bool) -> Waited {
+fn wait_for(
+    pipe: &PipeInodeInfo,
+    side: u32,
+    env: &dyn PipeEnv,
+    ready: &dyn Fn() -> bool,
+    progress: Option<&dyn Fn() -> u64>,
+) -> Waited {
     let (mine, peer_cpu, peer_waiters) = if side == READERS {
         (&pipe.rd_waiters, &pipe.wr_cpu, &pipe.wr_waiters)
     } else {
@@ -904,6 +913,25 @@ fn wait_for(pipe: &PipeInodeInfo, side: u32, env: &dyn PipeEnv, ready: &dyn Fn()
             }
         }
         if ready() {
+            // A writer still going on the other CPU: let a little more arrive before taking
+            // the lock, or every byte costs both sides a lock hand-over.
+            if let Some(progress) = progress {
+                // One short look first: a writer that stopped (a request waiting for its
+                // answer) costs almost nothing; one still writing is then left alone for a
+                // while at a time, since every look pulls its cache lines away.
+                let (mut last, mut pauses) = (progress(), 16);
+                let start = now_ns();
+                loop {
+                    for _ in 0..pauses {
+                        core::hint::spin_loop();
+                    }
+                    let p = progress();
+                    if p == last || now_ns() - start > BATCH_MAX_NS {
+                        break;
+                    }
+                    (last, pauses) = (p, 64);
+                }
+            }
             return Waited::Woken;
         }
     }
@@ -1051,7 +1079,7 @@ pub fn pipe_write(
                 pipe.wake(READERS);
                 published = false;
             }
-            match wait_for(pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back()) {
+            match wait_for(pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back(), None) {
                 Waited::Woken => {}
                 Waited::Interrupted => signalled = true,
                 Waited::PeerGone => gone = true,
@@ -1149,7 +1177,13 @@ pub fn pipe_read(
             pipe.wake(WRITERS);
             wake_writer = false;
         }
-        match wait_for(pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back()) {
+        // Writes show as a new head or a longer last buffer.
+        let progress = || {
+            let (head, _) = pipe.head_tail();
+            let last = pipe.ring().map_or(0, |r| PipeBuffer::load(r.buf(region, head.wrapping_sub(1))).len);
+            (head as u64) << 32 | last as u64
+        };
+        match wait_for(pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back(), Some(&progress)) {
             Waited::Woken => {}
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => break 'out Err(EINTR),
