@@ -7,7 +7,7 @@ mod ipcrm;
 mod ipcs;
 
 use shared_state::region::{self, Region, RegionErrorKind};
-use shared_state::{proc, shm};
+use shared_state::{proc, sem, shm};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
@@ -139,6 +139,35 @@ fn shm_rows(region: &Region) -> Vec<ipcs::ShmRow> {
         .collect()
 }
 
+fn sem_rows(region: &Region) -> Vec<ipcs::SemRow> {
+    sem::snapshot(region)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| ipcs::SemRow {
+            key: s.ds.perm.key,
+            id: s.id,
+            uid: s.ds.perm.uid,
+            gid: s.ds.perm.gid,
+            cuid: s.ds.perm.cuid,
+            cgid: s.ds.perm.cgid,
+            mode: s.ds.perm.mode as u32,
+            nsems: s.ds.nsems,
+            otime: s.ds.otime,
+            ctime: s.ds.ctime,
+            values: s
+                .sems
+                .iter()
+                .map(|&(value, ncnt, zcnt, pid)| ipcs::SemValue {
+                    value,
+                    ncnt: ncnt as u32,
+                    zcnt: zcnt as u32,
+                    pid,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 fn ipcs_cmd(args: &[String]) -> ExitCode {
     let (req, region) = match with_region(ipcs::parse_ipcs_args(args)) {
         Ok(v) => v,
@@ -162,8 +191,15 @@ fn ipcs_cmd(args: &[String]) -> ExitCode {
         msgmni: l.msgmni as i32,
     };
     let mut summary = ipcs::Summary::default();
+    let mut sems = Vec::new();
     let rows = match &region {
         Some(r) => {
+            let mut si = sem::Seminfo::default();
+            if sem::semctl(r, 0, 0, sem::SEM_INFO, &mut si as *mut sem::Seminfo as usize).is_ok() {
+                summary.sem_usz = si.semusz;
+                summary.sem_aem = si.semaem;
+            }
+            sems = sem_rows(r);
             let mut info = shm::ShmInfo::default();
             if shm::shmctl(r, 0, shm::SHM_INFO, &mut info as *mut shm::ShmInfo as usize).is_ok() {
                 summary.shm_used_ids = info.used_ids;
@@ -175,7 +211,7 @@ fn ipcs_cmd(args: &[String]) -> ExitCode {
         }
         None => Vec::new(),
     };
-    let out = ipcs::render_ipcs(&req, &rows, &[], &[], &limits, &summary);
+    let out = ipcs::render_ipcs(&req, &rows, &sems, &[], &limits, &summary);
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     ExitCode::SUCCESS
@@ -192,12 +228,14 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
     let remove_id = |kind: ipcrm::IpcKind, id: i32| -> Result<(), i32> {
         match (&region, kind) {
             (Some(r), ipcrm::IpcKind::Shm) => shm::shmctl(r, id, shm::IPC_RMID, 0).map(|_| ()),
+            (Some(r), ipcrm::IpcKind::Sem) => sem::semctl(r, id, 0, sem::IPC_RMID, 0).map(|_| ()),
             _ => Err(libc::EINVAL),
         }
     };
     let lookup_key = |kind: ipcrm::IpcKind, key: i32| -> Result<i32, i32> {
         match (&region, kind) {
             (Some(r), ipcrm::IpcKind::Shm) => shm::shmget(r, key, 0, 0),
+            (Some(r), ipcrm::IpcKind::Sem) => sem::semget(r, key, 0, 0),
             _ => Err(libc::ENOENT),
         }
     };
@@ -244,22 +282,39 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
             }
             ipcrm::RemoveRequest::All(kind) => {
                 let Some(r) = &region else { continue };
-                if kind.is_some_and(|k| k != ipcrm::IpcKind::Shm) {
-                    continue;
-                }
-                let mut failed = false;
-                for row in shm_rows(r) {
-                    // As ipcrm -a: only objects the caller may stat.
-                    let mut ds = shm::Shmid64Ds::default();
-                    if shm::shmctl(r, row.id & 0x7fff, shm::SHM_STAT, &mut ds as *mut _ as usize).is_err() {
-                        continue;
+                // ipcrm -a removes segments first, then semaphore sets (util-linux order).
+                if kind.is_none_or(|k| k == ipcrm::IpcKind::Shm) {
+                    let mut failed = false;
+                    for row in shm_rows(r) {
+                        // As ipcrm -a: only objects the caller may stat.
+                        let mut ds = shm::Shmid64Ds::default();
+                        if shm::shmctl(r, row.id & 0x7fff, shm::SHM_STAT, &mut ds as *mut _ as usize).is_err()
+                        {
+                            continue;
+                        }
+                        if let Err(f) = remove(ipcrm::IpcKind::Shm, row.id, false) {
+                            report(&f);
+                            failed = true;
+                        }
                     }
-                    if let Err(f) = remove(ipcrm::IpcKind::Shm, row.id, false) {
-                        report(&f);
-                        failed = true;
-                    }
+                    failures += failed as usize;
                 }
-                failures += failed as usize;
+                if kind.is_none_or(|k| k == ipcrm::IpcKind::Sem) {
+                    let mut failed = false;
+                    for row in sem_rows(r) {
+                        let mut ds = sem::Semid64Ds::default();
+                        if sem::semctl(r, row.id & 0x7fff, 0, sem::SEM_STAT, &mut ds as *mut _ as usize)
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        if let Err(f) = remove(ipcrm::IpcKind::Sem, row.id, false) {
+                            report(&f);
+                            failed = true;
+                        }
+                    }
+                    failures += failed as usize;
+                }
             }
         }
     }
@@ -320,15 +375,12 @@ fn status() -> ExitCode {
         "served:         {}",
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
-            (_, true) => "System V shared memory, pipes, FIFOs",
-            _ => "System V shared memory",
+            (_, true) => "System V shared memory and semaphores, pipes, FIFOs",
+            _ => "System V shared memory and semaphores",
         }
     );
     println!("catch-all:      {catchall}");
-    println!(
-        "kernel-served:  {}sockets, System V semaphores and message queues",
-        if pipes { "" } else { "pipes, FIFOs, " }
-    );
+    println!("kernel-served:  {}sockets, System V message queues", if pipes { "" } else { "pipes, FIFOs, " });
     let region = match open_existing() {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -360,7 +412,8 @@ fn status() -> ExitCode {
     let segs = shm::snapshot(&region).unwrap_or_default();
     let attached: u64 = segs.iter().map(|(_, s)| s.nattch).sum();
     println!("shm segments:   {} ({} attachments, {} pages)", segs.len(), attached, hdr.shm.shm_tot);
-    println!("sem arrays:     0");
+    let (arrays, nsems) = sem::counts(&region);
+    println!("sem arrays:     {arrays} ({nsems} semaphores)");
     println!("msg queues:     0");
     if let Ok(p) = shared_state::pipe::stats(&region) {
         println!(
@@ -371,8 +424,9 @@ fn status() -> ExitCode {
     let c = &hdr.counters;
     use std::sync::atomic::Ordering::Relaxed;
     println!(
-        "counters:       shm_calls={} procs_reaped={} lock_recoveries={}",
+        "counters:       shm_calls={} sem_calls={} procs_reaped={} lock_recoveries={}",
         c.shm_calls.load(Relaxed),
+        c.sem_calls.load(Relaxed),
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed)
     );

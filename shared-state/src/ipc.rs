@@ -44,9 +44,36 @@ pub struct Cred {
     pub egid: u32,
 }
 
+/// Cached effective ids (valid bit | egid << 32 | euid), used only while [`cache_creds`] is on:
+/// the shim turns it on when it sees every set*id call (and calls [`creds_changed`] on each).
+static CRED_CACHE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static CRED_CACHING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+const CRED_VALID: u64 = 1 << 63;
+
+/// Lets [`Cred::current`] answer from a cache (no system call on the semop fast path).
+pub fn cache_creds(on: bool) {
+    CRED_CACHING.store(on, core::sync::atomic::Ordering::Relaxed);
+    creds_changed();
+}
+
+/// The process may have changed its ids: the next [`Cred::current`] asks the kernel.
+pub fn creds_changed() {
+    CRED_CACHE.store(0, core::sync::atomic::Ordering::Relaxed);
+}
+
 impl Cred {
     pub fn current() -> Cred {
-        Cred { euid: sys::geteuid(), egid: sys::getegid() }
+        use core::sync::atomic::Ordering::Relaxed;
+        let caching = CRED_CACHING.load(Relaxed);
+        let c = CRED_CACHE.load(Relaxed);
+        if caching && c & CRED_VALID != 0 {
+            return Cred { euid: c as u32, egid: ((c >> 32) as u32) & 0x7fff_ffff };
+        }
+        let cred = Cred { euid: sys::geteuid(), egid: sys::getegid() };
+        if caching && cred.egid <= 0x7fff_ffff {
+            CRED_CACHE.store(CRED_VALID | (cred.egid as u64) << 32 | cred.euid as u64, Relaxed);
+        }
+        cred
     }
 
     /// `in_group_p`: the effective or a supplementary group.

@@ -7,6 +7,7 @@
 //! - [`alloc`]: the allocator inside the region.
 //! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
 //! - [`shm`]: what `ipc/shm.c` does
+//! - [`sem`]: what `ipc/sem.c` does, with undo that survives SIGKILL of its owner.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
 //!   (freeing objects no process has open).
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
@@ -20,6 +21,7 @@ pub mod pipe_gc;
 pub mod pipe_pages;
 pub mod proc;
 pub mod region;
+pub mod sem;
 pub mod shm;
 pub mod sys;
 pub mod uaccess;

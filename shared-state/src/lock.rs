@@ -73,6 +73,31 @@ impl RobustMutex {
     }
 }
 
+impl RobustMutex {
+    /// The lock word: the owner's TID, plus FUTEX_OWNER_DIED (0x4000_0000) once the kernel
+    /// saw the owner die holding it.
+    pub fn owner_word(&self) -> u32 {
+        // SAFETY: `__lock` is the first int of glibc's pthread_mutex_t; read atomically.
+        unsafe {
+            (*(self.inner.get() as *const core::sync::atomic::AtomicU32))
+                .load(core::sync::atomic::Ordering::Acquire)
+        }
+    }
+
+    /// Takes the lock for good (it is released by the owner's death), if nobody holds it.
+    pub fn hold(&self) {
+        if let Some(Ok(g)) = self.try_lock() {
+            core::mem::forget(g);
+        }
+    }
+
+    /// Releases a lock taken with [`hold`](Self::hold); false when this thread is not its owner.
+    pub fn release(&self) -> bool {
+        // SAFETY: the mutex was initialised; a non-owner gets EPERM and nothing changes.
+        unsafe { libc::pthread_mutex_unlock(self.inner.get()) == 0 }
+    }
+}
+
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: the guard exists only while this thread holds the lock.

@@ -5,6 +5,7 @@
 //! (IPC_STAT, IPC_RMID, ipcs, a new attachment…) calls [`reap`], which checks the records and
 //! releases what dead processes held — the work the kernel does in exit_mm/exit_sem.
 
+use crate::lock::RobustMutex;
 use crate::region::{MAX_PROCS, PROCS_OFF, Region};
 use crate::sys;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -21,7 +22,21 @@ pub struct ProcRecord {
     pub starttime: u64,
     /// Heap offset of the first `ShmAttach` of this process, 0 for none.
     pub shm_attach: u64,
-    _reserved: [u64; 5],
+    /// First `SemUndo` of this process (index + 1), 0 for none; guarded by the sem lock.
+    pub sem_undo: u32,
+    _pad: u32,
+    /// Held by the process for as long as it runs: the kernel marks it owner-died when the
+    /// holder dies, so others see a death without a system call (sem undo).
+    pub life: RobustMutex,
+}
+
+/// Takes `rec`'s life mutex in this thread if no live thread holds it (a new record, after
+/// exec, or after the holding thread ended).
+pub fn hold_life(rec: &ProcRecord) {
+    let w = rec.life.owner_word();
+    if w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 {
+        rec.life.hold();
+    }
 }
 
 pub const NO_SLOT: u32 = u32::MAX;
@@ -147,6 +162,8 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
                 r.pid = pid;
                 r.starttime = starttime;
                 r.shm_attach = 0;
+                // SAFETY: a free record's mutex is no one's: its process died or released it.
+                unsafe { RobustMutex::init(&raw mut r.life) };
                 r.state.store(state, Ordering::Release);
                 hwm.fetch_max(slot + 1, Ordering::Relaxed);
                 return Some(slot);
@@ -175,6 +192,8 @@ pub unsafe fn current_record(region: &Region) -> Option<u32> {
     }
     // SAFETY: lock held.
     let slot = unsafe { alloc_record(region, LIVE, self_pid(), SELF_START.load(Ordering::Relaxed))? };
+    // SAFETY: lock held; the record is ours.
+    hold_life(unsafe { record(region, slot) });
     set_self_slot(slot);
     Some(slot)
 }
@@ -187,6 +206,8 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     // SAFETY: lock held.
     let r = unsafe { record(region, slot) };
     let pid = r.pid;
+    // SAFETY: region lock held (the sem lock nests inside it).
+    unsafe { crate::sem::exit_sem(region, slot) };
     // SAFETY: lock held.
     unsafe { crate::shm::exit_shm(region, slot, pid) };
     r.state.store(FREE, Ordering::Release);
@@ -223,6 +244,9 @@ pub fn exec_cleanup(region: &Region) {
         if r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid && r.starttime == start {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
+            crate::sem::exec_sem(region, slot);
+            // The old image's threads, the holder among them, are gone.
+            hold_life(r);
             set_self_slot(slot);
             return;
         }
@@ -241,8 +265,18 @@ pub fn exit_cleanup(region: &Region) {
     // A vfork child that calls exit() shares our statics: only the record's own process may
     // release it.
     if r.state.load(Ordering::Relaxed) == LIVE && r.pid == sys::getpid() {
-        // SAFETY: lock held.
-        unsafe { release_record(region, slot) };
+        // A record whose life mutex another thread of ours holds stays until we are reaped:
+        // freeing it would let a new owner's mutex sit in that thread's robust list.
+        let w = r.life.owner_word();
+        if w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 || r.life.release() {
+            // SAFETY: lock held.
+            unsafe { release_record(region, slot) };
+        } else {
+            // SAFETY: region lock held.
+            unsafe { crate::sem::exit_sem(region, slot) };
+            // SAFETY: lock held.
+            unsafe { crate::shm::exit_shm(region, slot, r.pid) };
+        }
         set_self_slot(NO_SLOT);
     }
 }
@@ -307,6 +341,7 @@ pub mod fork {
             }
             r.pid = self_pid();
             r.starttime = SELF_START.load(Ordering::Relaxed);
+            r.life.hold();
             r.state.store(LIVE, Ordering::Release);
         }
         set_self_slot(slot);

@@ -3,7 +3,8 @@
 //!
 //! Layout (fixed by [`LAYOUT_VERSION`]):
 //! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
-//! pipe GC scratch | heap | shm data area | pipe page area.
+//! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
+//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -17,7 +18,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -53,7 +54,31 @@ pub const SHM_DATA_SIZE: u64 = 64 << 30;
 /// Pipe ring pages: runs of 2^order pages handed out by `pipe_pages`.
 pub const PIPE_PAGES_OFF: u64 = SHM_DATA_OFF + SHM_DATA_SIZE;
 pub const PIPE_PAGES_SIZE: u64 = 32 << 30;
-pub const TOTAL_SIZE: u64 = PIPE_PAGES_OFF + PIPE_PAGES_SIZE;
+/// Semaphore sets (`sem_array`), indexed by slot.
+pub const SEM_SETS_OFF: u64 = PIPE_PAGES_OFF + PIPE_PAGES_SIZE;
+/// Each set owns a window of this many `sem`s (larger sets fail with ENOMEM).
+pub const SEM_WINDOW: u32 = 32768;
+pub const SEM_SEMS_OFF: u64 =
+    align_up(SEM_SETS_OFF + IPCMNI as u64 * size_of::<crate::sem::SemArray>() as u64, PAGE_SIZE);
+/// Sleeping semops (`sem_queue`) in the namespace at once.
+pub const SEM_QUEUE_MAX: u32 = 16384;
+pub const SEM_QUEUE_OFF: u64 = align_up(
+    SEM_SEMS_OFF + IPCMNI as u64 * SEM_WINDOW as u64 * size_of::<crate::sem::Sem>() as u64,
+    PAGE_SIZE,
+);
+/// A sleeping semop keeps at most this many sembufs.
+pub const SEM_SOPS_MAX: u32 = 2048;
+pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 56, PAGE_SIZE);
+/// (process, set) undo entries and their per-semaphore adjustments.
+pub const SEM_UNDO_MAX: u32 = 65536;
+pub const SEM_UNDO_OFF: u64 =
+    align_up(SEM_SOPS_OFF + SEM_QUEUE_MAX as u64 * SEM_SOPS_MAX as u64 * 6, PAGE_SIZE);
+pub const SEM_ADJ_MAX: u32 = 1 << 20;
+pub const SEM_ADJ_OFF: u64 = align_up(SEM_UNDO_OFF + SEM_UNDO_MAX as u64 * 32, PAGE_SIZE);
+/// The sem lock holder's journal of overwritten words.
+pub const SEM_JOURNAL_MAX: u64 = 1 << 22;
+pub const SEM_JOURNAL_OFF: u64 = align_up(SEM_ADJ_OFF + SEM_ADJ_MAX as u64 * 16, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(SEM_JOURNAL_OFF + SEM_JOURNAL_MAX * 16, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -95,6 +120,8 @@ pub struct Counters {
     /// Bytes written into and read out of shim pipes.
     pub pipe_bytes_in: AtomicU64,
     pub pipe_bytes_out: AtomicU64,
+    /// semget/semop/semctl calls served (each lock of the semaphore state).
+    pub sem_calls: AtomicU64,
 }
 
 #[repr(C)]
@@ -104,7 +131,7 @@ pub struct Header {
     pub state: AtomicU32,
     pub total_size: u64,
     /// The offsets this file was laid out with: a file from another build is refused.
-    pub layout: [u64; 14],
+    pub layout: [u64; 18],
     pub created: i64,
     /// One past the highest process slot ever used: scans of the table stop here.
     pub procs_hwm: AtomicU32,
@@ -114,11 +141,12 @@ pub struct Header {
     pub heap: Heap,
     pub shm: crate::shm::ShmNs,
     pub pipe: PipeNs,
+    pub sem: crate::sem::SemNs,
 }
 
 /// The section offsets and the header's own shape: a build that moved any of them (even
 /// without a version bump) is told apart from this one.
-const fn layout() -> [u64; 14] {
+const fn layout() -> [u64; 18] {
     [
         PROCS_OFF,
         SHM_SLOTS_OFF,
@@ -134,6 +162,10 @@ const fn layout() -> [u64; 14] {
         core::mem::offset_of!(Header, lock) as u64,
         core::mem::offset_of!(Header, pipe) as u64,
         size_of::<PipeInodeInfo>() as u64,
+        SEM_SETS_OFF,
+        SEM_JOURNAL_OFF,
+        core::mem::offset_of!(Header, sem) as u64,
+        size_of::<ProcRecord>() as u64,
     ]
 }
 
@@ -374,6 +406,7 @@ impl Region {
             (*hdr).shm.init();
             crate::shm::init_extents(self);
             (*hdr).pipe.init();
+            crate::sem::SemNs::init(&raw mut (*hdr).sem);
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
     }

@@ -101,7 +101,25 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         }
         libc::SYS_exit_group => {
             pipes::exiting(r);
+            // What exit_sem does: undo is applied now, not when someone notices the death.
+            shared_state::proc::exit_cleanup(r);
             None
+        }
+        libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => {
+            Some(crate::sem::serve(r, g, nr, a))
+        }
+        // Credentials are cached for the semop fast path: refresh after any change.
+        libc::SYS_setuid
+        | libc::SYS_setgid
+        | libc::SYS_setreuid
+        | libc::SYS_setregid
+        | libc::SYS_setresuid
+        | libc::SYS_setresgid
+        | libc::SYS_setfsuid
+        | libc::SYS_setfsgid => {
+            let res = shared_state::sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
+            shared_state::ipc::creds_changed();
+            Some(pipes::ret(res))
         }
         _ => None,
     }

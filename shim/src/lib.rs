@@ -1,5 +1,5 @@
 //! `libipcshim.so`: loaded with LD_PRELOAD, it serves the program's System V shared memory
-//! calls from the namespace's shared region (see the `shared-state` crate), with the
+//! calls (shared memory, semaphores) from the namespace's shared region (see the `shared-state` crate), with the
 //! kernel's results and errno. This crate only translates C calls and process events.
 
 mod dispatch;
@@ -11,6 +11,7 @@ mod poll;
 mod process;
 mod real;
 mod region;
+mod sem;
 mod signals;
 mod sud;
 mod sysv;

@@ -30,6 +30,10 @@ extern "C" fn init() {
         unsafe { libc::pthread_atfork(Some(atfork_prepare), None, Some(atfork_child)) };
         // Last: from here on every syscall of the image traps.
         crate::sud::init();
+        // Every set*id call is now seen (dispatch refreshes the cache): semop need not ask.
+        shared_state::ipc::cache_creds(
+            crate::sud::catchall_active() && crate::signals::fault_fixups_active(),
+        );
     }
 }
 

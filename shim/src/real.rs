@@ -33,6 +33,10 @@ pub static SHMGET: Real = Real::new(b"shmget\0");
 pub static SHMAT: Real = Real::new(b"shmat\0");
 pub static SHMDT: Real = Real::new(b"shmdt\0");
 pub static SHMCTL: Real = Real::new(b"shmctl\0");
+pub static SEMGET: Real = Real::new(b"semget\0");
+pub static SEMOP: Real = Real::new(b"semop\0");
+pub static SEMTIMEDOP: Real = Real::new(b"semtimedop\0");
+pub static SEMCTL: Real = Real::new(b"semctl\0");
 pub static SYSCALL: Real = Real::new(b"syscall\0");
 pub static FORK: Real = Real::new(b"fork\0");
 pub static READ: Real = Real::new(b"read\0");
@@ -57,9 +61,35 @@ pub static PSELECT: Real = Real::new(b"pselect\0");
 
 pub fn resolve_all() {
     for r in [
-        &SHMGET, &SHMAT, &SHMDT, &SHMCTL, &SYSCALL, &FORK, &READ, &WRITE, &READV, &WRITEV, &READ_CHK, &CLOSE,
-        &PIPE, &PIPE2, &DUP, &DUP2, &DUP3, &FCNTL, &FCNTL64, &IOCTL, &POLL, &POLL_CHK, &PPOLL, &SELECT,
+        &SHMGET,
+        &SHMAT,
+        &SHMDT,
+        &SHMCTL,
+        &SYSCALL,
+        &FORK,
+        &READ,
+        &WRITE,
+        &READV,
+        &WRITEV,
+        &READ_CHK,
+        &CLOSE,
+        &PIPE,
+        &PIPE2,
+        &DUP,
+        &DUP2,
+        &DUP3,
+        &FCNTL,
+        &FCNTL64,
+        &IOCTL,
+        &POLL,
+        &POLL_CHK,
+        &PPOLL,
+        &SELECT,
         &PSELECT,
+        &SEMGET,
+        &SEMOP,
+        &SEMTIMEDOP,
+        &SEMCTL,
     ] {
         r.get();
     }

@@ -96,6 +96,21 @@ pub extern "C" fn syscall(
             _ => shmctl(a1 as c_int, a2 as c_int, a3 as *mut c_void) as c_long,
         };
     }
+    let sem = matches!(nr, libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl);
+    if sem && !matches!(route(), Route::Kernel) {
+        use crate::sem;
+        return match nr {
+            libc::SYS_semget => sem::semget(a1 as key_t, a2 as c_int, a3 as c_int),
+            libc::SYS_semop => sem::semop(a1 as c_int, a2 as *mut libc::sembuf, a3 as size_t),
+            libc::SYS_semtimedop => sem::semtimedop(
+                a1 as c_int,
+                a2 as *mut libc::sembuf,
+                a3 as size_t,
+                a4 as *const libc::timespec,
+            ),
+            _ => sem::semctl(a1 as c_int, a2 as c_int, a3 as c_int, a4 as libc::c_ulong),
+        } as c_long;
+    }
     let args = [a1, a2, a3, a4, a5, a6].map(|v| v as u64);
     if let Some(r) = crate::hooks::syscall_fd(nr, args) {
         return r;

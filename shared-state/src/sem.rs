@@ -1,0 +1,1614 @@
+//! System V semaphores, after `ipc/sem.c`: `sem_array`, `sem`, `sem_queue` and `sem_undo`,
+//! with the kernel's queueing and wake-up order (perform_atomic_semop, update_queue,
+//! wake_const_ops, do_smart_update, merge/unmerge of the queues) and exit_sem.
+//!
+//! Every structure lives in the region under one robust lock per namespace. Each store made
+//! while holding it is journalled first (old value of the 8-byte word), and the journal is
+//! emptied just before unlocking: a holder killed at any instant leaves a journal that the
+//! next locker replays backwards, so a semop, a wake-up pass or an undo application happens
+//! entirely or not at all. That is also what makes SEM_UNDO apply exactly once.
+//!
+//! A process with undo entries holds its record's `life` mutex (robust) for as long as it
+//! runs; the kernel marks it owner-died when the process dies, so whoever next touches one of
+//! its sets sees the death with one memory read, confirms it, and applies its adjustments.
+//! Waiters sleep on a futex word of their own queue entry and read their result under the
+//! lock, so a waker killed before committing never leaks a result that was rolled back.
+
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO};
+use crate::lock::LockGuard;
+use crate::proc::{self, LIVE, ProcRecord};
+use crate::region::{
+    IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_MAX, SEM_JOURNAL_OFF, SEM_QUEUE_MAX,
+    SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX, SEM_UNDO_OFF,
+    SEM_WINDOW, TOTAL_SIZE,
+};
+use crate::sys::{self, Errno};
+use crate::wait::{self, WaitOutcome};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+use libc::{E2BIG, EACCES, EAGAIN, EFBIG, EIDRM, EINTR, EINVAL, ENOMEM, ENOSPC, EPERM, ERANGE};
+
+pub const SEMVMX: i32 = 32767;
+pub const SEMAEM: i32 = SEMVMX;
+pub const SEM_UNDO: i16 = 0x1000;
+pub const IPC_NOWAIT: i16 = 0o4000;
+
+pub const IPC_RMID: i32 = 0;
+pub const IPC_SET: i32 = 1;
+pub const IPC_STAT: i32 = 2;
+pub const IPC_INFO: i32 = 3;
+pub const GETPID: i32 = 11;
+pub const GETVAL: i32 = 12;
+pub const GETALL: i32 = 13;
+pub const GETNCNT: i32 = 14;
+pub const GETZCNT: i32 = 15;
+pub const SETVAL: i32 = 16;
+pub const SETALL: i32 = 17;
+pub const SEM_STAT: i32 = 18;
+pub const SEM_INFO: i32 = 19;
+pub const SEM_STAT_ANY: i32 = 20;
+
+/// `seminfo` constants of include/uapi/linux/sem.h.
+const SEMMNU: i32 = 32000 * 32000;
+const SEMMAP: i32 = SEMMNU;
+const SEMUME: i32 = 500;
+const SEMUSZ: i32 = 20;
+
+/// A queue entry's status while it waits (the kernel's -EINTR "in progress").
+const PENDING: i32 = i32::MIN;
+const SPIN_NS: i64 = 50_000;
+const FIRST_SLICE_NS: i64 = 97_000_000;
+const MAX_WALK: usize = 1 << 22;
+/// Wake-ups deferred until after the unlock; more are woken at once (they then wait for the
+/// lock, which is still correct).
+const DEFERRED_WAKES: usize = 64;
+
+/// `struct sembuf`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Sembuf {
+    pub sem_num: u16,
+    pub sem_op: i16,
+    pub sem_flg: i16,
+}
+
+/// A queue of sleeping operations: indices + 1 of the first and last entry (0 = none).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+/// The namespace part (in the region header).
+#[repr(C)]
+pub struct SemNs {
+    pub lock: crate::lock::RobustMutex,
+    pub ids: ipc::IpcIds,
+    /// Semaphores in all sets (`ns->used_sems`).
+    pub used_sems: u32,
+    /// Free lists (index + 1) and high-water marks of the entry pools.
+    q_free: u32,
+    q_bump: u32,
+    u_free: u32,
+    u_bump: u32,
+    a_free: u32,
+    a_bump: u32,
+    _pad: u32,
+    /// Entries in the journal of the current lock holder; 0 outside a locked section.
+    journal_len: AtomicU64,
+}
+
+impl SemNs {
+    /// # Safety
+    /// Only on a new region, before any other process uses it.
+    pub unsafe fn init(this: *mut SemNs) {
+        // SAFETY: per the contract.
+        unsafe {
+            crate::lock::RobustMutex::init(&raw mut (*this).lock);
+            (*this).ids.init();
+        }
+    }
+}
+
+/// `struct sem_array`.
+#[repr(C)]
+pub struct SemArray {
+    pub live: u32,
+    pub nsems: u32,
+    pub perm: KernIpcPerm,
+    pub ctime: i64,
+    pending_alter: List,
+    pending_const: List,
+    complex_count: u32,
+    /// First `SemUndo` of this set (the kernel's `list_id`), index + 1.
+    undo_head: u32,
+    /// Sleepers in all of the set's queues.
+    queued: u32,
+    _pad: u32,
+}
+
+/// `struct sem`.
+#[repr(C)]
+pub struct Sem {
+    pub semval: i32,
+    pub sempid: i32,
+    pub otime: i64,
+    pending_alter: List,
+    pending_const: List,
+}
+
+/// `struct sem_queue`: one sleeping semop.
+#[repr(C)]
+struct SemQueue {
+    next: u32,
+    prev: u32,
+    /// Which list: 0 none, 1 the set's alter, 2 the set's const, 3 + 2n / 4 + 2n semaphore n's.
+    list: u32,
+    set: u32,
+    id: i32,
+    owner: u32,
+    pid: i32,
+    nsops: u32,
+    blocking: u32,
+    status: i32,
+    in_use: u32,
+    _pad: u32,
+    /// The sleeper's futex word (not journalled: a spurious change only causes a re-check).
+    wake: AtomicU32,
+    _pad2: u32,
+}
+
+/// `struct sem_undo`: the adjustments of one process for one set.
+#[repr(C)]
+struct SemUndo {
+    owner: u32,
+    set: u32,
+    id: i32,
+    proc_next: u32,
+    proc_prev: u32,
+    set_next: u32,
+    set_prev: u32,
+    adj_head: u32,
+}
+
+/// One `semadj` entry: (semnum, adjustment), chained from its `SemUndo`.
+#[repr(C)]
+struct SemAdj {
+    semnum: u32,
+    adj: i32,
+    next: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+struct JournalEntry {
+    off: u64,
+    old: u64,
+}
+
+/// `struct semid64_ds` (x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Semid64Ds {
+    pub perm: Ipc64Perm,
+    pub otime: i64,
+    pub unused1: u64,
+    pub ctime: i64,
+    pub unused2: u64,
+    pub nsems: u64,
+    pub unused3: u64,
+    pub unused4: u64,
+}
+
+/// `struct seminfo`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Seminfo {
+    pub semmap: i32,
+    pub semmni: i32,
+    pub semmns: i32,
+    pub semmnu: i32,
+    pub semmsl: i32,
+    pub semopm: i32,
+    pub semume: i32,
+    pub semusz: i32,
+    pub semvmx: i32,
+    pub semaem: i32,
+}
+
+const _: () = assert!(
+    size_of::<SemQueue>() == 56
+        && size_of::<SemUndo>() == 32
+        && size_of::<SemAdj>() == 16
+        && size_of::<Sembuf>() == 6
+        && size_of::<Sem>() == 32
+);
+const _: () = assert!(size_of::<Semid64Ds>() == 104 && size_of::<Seminfo>() == 40);
+const _: () =
+    assert!(size_of::<SemQueue>().is_multiple_of(8) && core::mem::offset_of!(SemQueue, wake) % 8 == 0);
+
+/// What a blocking semop needs from its caller.
+pub trait SemEnv {
+    /// Copies `len` bytes from the caller's `src` (EFAULT if it is bad).
+    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), Errno>;
+    /// Runs one wait (the closure) with signals deliverable. Interrupted only when an
+    /// application handler ran (semop is then never restarted).
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
+    /// A cancellation point, called with no lock held and nothing queued.
+    fn testcancel(&self) {}
+}
+
+/// `ktime_get_real_seconds`: the coarse clock, read from the vDSO page without the TSC.
+fn real_seconds() -> i64 {
+    sys::clock_gettime(libc::CLOCK_REALTIME_COARSE).tv_sec
+}
+
+fn now_ns() -> i64 {
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// The locked semaphore state of a region; commits its journal and unlocks on drop, then wakes
+/// the sleepers whose operations it completed.
+struct Sems<'a> {
+    r: &'a Region,
+    lock: Option<LockGuard<'a>>,
+    wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
+    nwakes: core::cell::Cell<usize>,
+}
+
+impl Drop for Sems<'_> {
+    fn drop(&mut self) {
+        self.ns().journal_len.store(0, Ordering::Release);
+        drop(self.lock.take());
+        for qi in &self.wakes[..self.nwakes.get()] {
+            wait::wake(&self.q(qi.get()).wake, 1);
+        }
+    }
+}
+
+fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
+    // SAFETY: the lock field is a robust mutex initialised with the region.
+    let ns = unsafe { &r.header_mut().sem };
+    let guard = match ns.lock.try_lock() {
+        Some(g) => g,
+        None => {
+            let start = now_ns();
+            let mut got = None;
+            while now_ns() - start < 5_000 {
+                core::hint::spin_loop();
+                if let Some(g) = ns.lock.try_lock() {
+                    got = Some(g);
+                    break;
+                }
+            }
+            match got {
+                Some(g) => g,
+                None => ns.lock.lock(),
+            }
+        }
+    }
+    .map_err(|_| ENOMEM)?;
+    let s = Sems {
+        r,
+        lock: Some(guard),
+        wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
+        nwakes: Default::default(),
+    };
+    if s.lock.as_ref().is_some_and(|g| g.recovered) {
+        r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+        s.rollback();
+    }
+    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    Ok(s)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Perform {
+    Done,
+    Block(usize),
+    Fail(Errno),
+}
+
+impl<'a> Sems<'a> {
+    #[allow(clippy::mut_from_ref)]
+    fn ns(&self) -> &'a mut SemNs {
+        // SAFETY: the sem lock is held for the lifetime of `Sems`.
+        unsafe { &mut self.r.header_mut().sem }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn set(&self, idx: u32) -> &'a mut SemArray {
+        debug_assert!(idx < IPCMNI);
+        // SAFETY: idx < IPCMNI; the set array lies at SEM_SETS_OFF; lock held.
+        unsafe { self.r.at::<SemArray>(SEM_SETS_OFF + idx as u64 * size_of::<SemArray>() as u64) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn sem(&self, idx: u32, num: u32) -> &'a mut Sem {
+        debug_assert!(idx < IPCMNI && num < SEM_WINDOW);
+        let off = SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64;
+        // SAFETY: each set has a window of SEM_WINDOW semaphores; lock held.
+        unsafe { self.r.at::<Sem>(off) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn q(&self, qi: u32) -> &'a mut SemQueue {
+        let qi = qi.min(SEM_QUEUE_MAX - 1);
+        // SAFETY: bounded index into the queue pool; lock held (or only the atomic word used).
+        unsafe { self.r.at::<SemQueue>(SEM_QUEUE_OFF + qi as u64 * size_of::<SemQueue>() as u64) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn sops(&self, qi: u32) -> &'a mut [Sembuf] {
+        let qi = qi.min(SEM_QUEUE_MAX - 1);
+        let n = (self.q(qi).nsops).min(SEM_SOPS_MAX) as usize;
+        let off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
+        // SAFETY: each queue entry owns SEM_SOPS_MAX sembufs there; lock held.
+        unsafe { core::slice::from_raw_parts_mut((self.r.base() + off as usize) as *mut Sembuf, n) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn undo(&self, ui: u32) -> &'a mut SemUndo {
+        let ui = ui.min(SEM_UNDO_MAX - 1);
+        // SAFETY: bounded index into the undo pool; lock held.
+        unsafe { self.r.at::<SemUndo>(SEM_UNDO_OFF + ui as u64 * size_of::<SemUndo>() as u64) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn adj(&self, ai: u32) -> &'a mut SemAdj {
+        let ai = ai.min(SEM_ADJ_MAX - 1);
+        // SAFETY: bounded index into the adjustment pool; lock held.
+        unsafe { self.r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn record(&self, slot: u32) -> &'a mut ProcRecord {
+        // SAFETY: slot < MAX_PROCS (checked by callers); the record's sem_undo is guarded by the
+        // sem lock, its identity fields do not change while it holds undo entries.
+        unsafe { proc::record(self.r, slot.min(MAX_PROCS - 1)) }
+    }
+
+    // ---- the journal ----
+
+    /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
+    fn save(&self, p: *const u8, len: usize) {
+        let base = self.r.base();
+        let start = (p as usize - base) & !7;
+        let end = p as usize - base + len;
+        let ns = self.ns();
+        let mut off = start;
+        while off < end {
+            let n = ns.journal_len.load(Ordering::Relaxed);
+            if n < SEM_JOURNAL_MAX {
+                // SAFETY: the journal holds SEM_JOURNAL_MAX entries; `off` is an aligned word in
+                // the region (it covers a field we were handed).
+                unsafe {
+                    let e = self.r.at::<JournalEntry>(SEM_JOURNAL_OFF + n * size_of::<JournalEntry>() as u64);
+                    e.off = off as u64;
+                    e.old = core::ptr::read_volatile((base + off) as *const u64);
+                }
+                compiler_fence(Ordering::SeqCst);
+                ns.journal_len.store(n + 1, Ordering::Release);
+                compiler_fence(Ordering::SeqCst);
+            }
+            off += 8;
+        }
+    }
+
+    /// A journalled store.
+    fn w<T: Copy>(&self, place: &mut T, v: T) {
+        self.save(place as *const T as *const u8, size_of::<T>());
+        *place = v;
+    }
+
+    /// Undoes what a killed holder left half done.
+    fn rollback(&self) {
+        let ns = self.ns();
+        let n = ns.journal_len.load(Ordering::Acquire).min(SEM_JOURNAL_MAX);
+        for i in (0..n).rev() {
+            // SAFETY: entry i < SEM_JOURNAL_MAX; restored offsets are checked to be aligned
+            // words inside the region.
+            unsafe {
+                let e = self.r.at::<JournalEntry>(SEM_JOURNAL_OFF + i * size_of::<JournalEntry>() as u64);
+                if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && e.off >= crate::region::PAGE_SIZE {
+                    core::ptr::write_volatile((self.r.base() + e.off as usize) as *mut u64, e.old);
+                }
+            }
+        }
+        ns.journal_len.store(0, Ordering::Release);
+    }
+
+    // ---- pools ----
+
+    fn alloc(&self, which: u8) -> Result<u32, Errno> {
+        let ns = self.ns();
+        let (free, bump, max) = match which {
+            0 => (&mut ns.q_free, &mut ns.q_bump, SEM_QUEUE_MAX),
+            1 => (&mut ns.u_free, &mut ns.u_bump, SEM_UNDO_MAX),
+            _ => (&mut ns.a_free, &mut ns.a_bump, SEM_ADJ_MAX),
+        };
+        if *free != 0 {
+            let i = *free - 1;
+            let next = match which {
+                0 => self.q(i).next,
+                1 => self.undo(i).proc_next,
+                _ => self.adj(i).next,
+            };
+            self.w(free, next);
+            Ok(i)
+        } else if *bump < max {
+            let i = *bump;
+            self.w(bump, i + 1);
+            Ok(i)
+        } else {
+            Err(ENOMEM)
+        }
+    }
+
+    fn free_q(&self, qi: u32) {
+        let q = self.q(qi);
+        self.w(&mut q.in_use, 0);
+        self.w(&mut q.next, self.ns().q_free);
+        self.w(&mut self.ns().q_free, qi + 1);
+    }
+
+    // ---- queues ----
+
+    fn list(&self, set: u32, code: u32) -> &'a mut List {
+        match code {
+            1 => &mut self.set(set).pending_alter,
+            2 => &mut self.set(set).pending_const,
+            c if c % 2 == 1 => &mut self.sem(set, (c - 3) / 2).pending_alter,
+            c => &mut self.sem(set, (c - 4) / 2).pending_const,
+        }
+    }
+
+    fn add_tail(&self, set: u32, code: u32, qi: u32) {
+        let l = self.list(set, code);
+        let q = self.q(qi);
+        self.w(&mut q.prev, l.tail);
+        self.w(&mut q.next, 0);
+        self.w(&mut q.list, code);
+        if l.tail != 0 {
+            self.w(&mut self.q(l.tail - 1).next, qi + 1);
+        } else {
+            self.w(&mut l.head, qi + 1);
+        }
+        self.w(&mut l.tail, qi + 1);
+        let v = self.set(set).queued + 1;
+        self.w(&mut self.set(set).queued, v);
+    }
+
+    fn unlink(&self, qi: u32) {
+        let q = self.q(qi);
+        if q.list == 0 {
+            return;
+        }
+        let l = self.list(q.set, q.list);
+        if q.prev != 0 {
+            self.w(&mut self.q(q.prev - 1).next, q.next);
+        } else {
+            self.w(&mut l.head, q.next);
+        }
+        if q.next != 0 {
+            self.w(&mut self.q(q.next - 1).prev, q.prev);
+        } else {
+            self.w(&mut l.tail, q.prev);
+        }
+        self.w(&mut q.list, 0);
+        let v = self.set(q.set).queued.saturating_sub(1);
+        self.w(&mut self.set(q.set).queued, v);
+        if q.nsops > 1 {
+            let set = self.set(q.set);
+            let v = set.complex_count.saturating_sub(1);
+            self.w(&mut set.complex_count, v);
+        }
+    }
+
+    fn entries(&self, set: u32, code: u32) -> Vec<u32> {
+        let mut v = Vec::new();
+        let mut cur = self.list(set, code).head;
+        while cur != 0 && v.len() < SEM_QUEUE_MAX as usize {
+            v.push(cur - 1);
+            cur = self.q(cur - 1).next;
+        }
+        v
+    }
+
+    /// `merge_queues`: a complex operation is about to sleep; every simple one moves to the
+    /// set's list, each semaphore's list spliced in front.
+    fn merge_queues(&self, set: u32) {
+        for n in 0..self.set(set).nsems {
+            let code = 3 + 2 * n;
+            let moved = self.entries(set, code);
+            for &qi in moved.iter().rev() {
+                self.unlink(qi);
+                self.add_head(set, 1, qi);
+            }
+        }
+    }
+
+    fn add_head(&self, set: u32, code: u32, qi: u32) {
+        let l = self.list(set, code);
+        let q = self.q(qi);
+        self.w(&mut q.prev, 0);
+        self.w(&mut q.next, l.head);
+        self.w(&mut q.list, code);
+        if l.head != 0 {
+            self.w(&mut self.q(l.head - 1).prev, qi + 1);
+        } else {
+            self.w(&mut l.tail, qi + 1);
+        }
+        self.w(&mut l.head, qi + 1);
+        let v = self.set(set).queued + 1;
+        self.w(&mut self.set(set).queued, v);
+    }
+
+    /// `unmerge_queues`, done when the kernel drops the global lock with no complex op left.
+    fn unmerge_queues(&self, set: u32) {
+        let s = self.set(set);
+        if s.live == 0 || s.complex_count != 0 || s.pending_alter.head == 0 {
+            return;
+        }
+        for qi in self.entries(set, 1) {
+            let num = self.sops(qi).first().map_or(0, |s| s.sem_num as u32);
+            self.unlink(qi);
+            self.add_tail(set, 3 + 2 * num, qi);
+        }
+    }
+
+    // ---- undo ----
+
+    fn find_undo(&self, owner: u32, set: u32, id: i32) -> Option<u32> {
+        let mut cur = self.record(owner).sem_undo;
+        for _ in 0..MAX_WALK {
+            if cur == 0 {
+                return None;
+            }
+            let u = self.undo(cur - 1);
+            if u.set == set && u.id == id {
+                return Some(cur - 1);
+            }
+            cur = u.proc_next;
+        }
+        None
+    }
+
+    fn find_adj(&self, ui: u32, semnum: u32) -> Option<u32> {
+        let mut cur = self.undo(ui).adj_head;
+        for _ in 0..MAX_WALK {
+            if cur == 0 {
+                return None;
+            }
+            if self.adj(cur - 1).semnum == semnum {
+                return Some(cur - 1);
+            }
+            cur = self.adj(cur - 1).next;
+        }
+        None
+    }
+
+    /// `find_alloc_undo`, plus an entry for each semaphore the operation adjusts.
+    fn alloc_undo(&self, owner: u32, set: u32, id: i32, sops: &[Sembuf]) -> Result<(), Errno> {
+        let ui = match self.find_undo(owner, set, id) {
+            Some(ui) => ui,
+            None => {
+                let ui = self.alloc(1)?;
+                let rec = self.record(owner);
+                let s = self.set(set);
+                let u = self.undo(ui);
+                self.save(u as *const SemUndo as *const u8, size_of::<SemUndo>());
+                *u = SemUndo {
+                    owner,
+                    set,
+                    id,
+                    proc_next: rec.sem_undo,
+                    proc_prev: 0,
+                    set_next: s.undo_head,
+                    set_prev: 0,
+                    adj_head: 0,
+                };
+                if rec.sem_undo != 0 {
+                    self.w(&mut self.undo(rec.sem_undo - 1).proc_prev, ui + 1);
+                }
+                self.w(&mut rec.sem_undo, ui + 1);
+                if s.undo_head != 0 {
+                    self.w(&mut self.undo(s.undo_head - 1).set_prev, ui + 1);
+                }
+                self.w(&mut s.undo_head, ui + 1);
+                ui
+            }
+        };
+        for sop in sops.iter().filter(|s| s.sem_flg & SEM_UNDO != 0) {
+            if self.find_adj(ui, sop.sem_num as u32).is_none() {
+                let ai = self.alloc(2)?;
+                let u = self.undo(ui);
+                let a = self.adj(ai);
+                self.save(a as *const SemAdj as *const u8, size_of::<SemAdj>());
+                *a = SemAdj { semnum: sop.sem_num as u32, adj: 0, next: u.adj_head, _pad: 0 };
+                self.w(&mut u.adj_head, ai + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks undo entry `ui` from both lists and frees it with its adjustments.
+    fn free_undo(&self, ui: u32) {
+        let u = self.undo(ui);
+        let rec = self.record(u.owner);
+        if u.proc_prev != 0 {
+            self.w(&mut self.undo(u.proc_prev - 1).proc_next, u.proc_next);
+        } else {
+            self.w(&mut rec.sem_undo, u.proc_next);
+        }
+        if u.proc_next != 0 {
+            self.w(&mut self.undo(u.proc_next - 1).proc_prev, u.proc_prev);
+        }
+        let s = self.set(u.set);
+        if u.set_prev != 0 {
+            self.w(&mut self.undo(u.set_prev - 1).set_next, u.set_next);
+        } else if s.undo_head == ui + 1 {
+            self.w(&mut s.undo_head, u.set_next);
+        }
+        if u.set_next != 0 {
+            self.w(&mut self.undo(u.set_next - 1).set_prev, u.set_prev);
+        }
+        let mut cur = u.adj_head;
+        for _ in 0..MAX_WALK {
+            if cur == 0 {
+                break;
+            }
+            let next = self.adj(cur - 1).next;
+            self.w(&mut self.adj(cur - 1).next, self.ns().a_free);
+            self.w(&mut self.ns().a_free, cur);
+            cur = next;
+        }
+        self.w(&mut u.proc_next, self.ns().u_free);
+        self.w(&mut self.ns().u_free, ui + 1);
+    }
+
+    fn set_undos(&self, set: u32) -> Vec<u32> {
+        let mut v = Vec::new();
+        let mut cur = self.set(set).undo_head;
+        while cur != 0 && v.len() < SEM_UNDO_MAX as usize {
+            v.push(cur - 1);
+            cur = self.undo(cur - 1).set_next;
+        }
+        v
+    }
+
+    /// Zeroes every process's adjustment of semaphore `num` (all of them for `None`).
+    fn clear_adj(&self, set: u32, num: Option<u32>) {
+        for ui in self.set_undos(set) {
+            let mut cur = self.undo(ui).adj_head;
+            for _ in 0..MAX_WALK {
+                if cur == 0 {
+                    break;
+                }
+                let a = self.adj(cur - 1);
+                if num.is_none_or(|n| n == a.semnum) && a.adj != 0 {
+                    self.w(&mut a.adj, 0);
+                }
+                cur = a.next;
+            }
+        }
+    }
+
+    // ---- operations ----
+
+    /// `perform_atomic_semop`: checks every operation in order against the values the earlier
+    /// ones leave, then applies them all. Nothing is written unless all succeed.
+    fn perform(&self, set: u32, sops: &[Sembuf], owner: u32, pid: i32) -> Perform {
+        let id = self.set(set).perm.id;
+        let undo = if sops.iter().any(|s| s.sem_flg & SEM_UNDO != 0) {
+            self.find_undo(owner, set, id)
+        } else {
+            None
+        };
+        let adj_of = |num: u32| undo.and_then(|ui| self.find_adj(ui, num));
+        let dup = has_dup(sops);
+        let mut adjs = [u32::MAX; 64];
+        for (i, sop) in sops.iter().enumerate() {
+            let num = sop.sem_num as u32;
+            let earlier = |f: &dyn Fn(&Sembuf) -> i32| {
+                if dup {
+                    sops[..i].iter().filter(|s| s.sem_num == sop.sem_num).map(f).sum::<i32>()
+                } else {
+                    0
+                }
+            };
+            let curr = self.sem(set, num).semval + earlier(&|s| s.sem_op as i32);
+            let op = sop.sem_op as i32;
+            if op == 0 && curr != 0 {
+                return self.would_block(i, sop);
+            }
+            let result = curr + op;
+            if result < 0 {
+                return self.would_block(i, sop);
+            }
+            if result > SEMVMX {
+                return Perform::Fail(ERANGE);
+            }
+            if sop.sem_flg & SEM_UNDO != 0 {
+                let Some(ai) = adj_of(num) else { return Perform::Fail(EINVAL) };
+                if i < adjs.len() {
+                    adjs[i] = ai;
+                }
+                let earlier_undo =
+                    earlier(&|s| if s.sem_flg & SEM_UNDO != 0 { -(s.sem_op as i32) } else { 0 });
+                let adj = self.adj(ai).adj + earlier_undo - op;
+                if !(-SEMAEM - 1..=SEMAEM).contains(&adj) {
+                    return Perform::Fail(ERANGE);
+                }
+            }
+        }
+        for (i, sop) in sops.iter().enumerate() {
+            let s = self.sem(set, sop.sem_num as u32);
+            if sop.sem_flg & SEM_UNDO != 0 {
+                let ai =
+                    adjs.get(i).copied().filter(|&a| a != u32::MAX).or_else(|| adj_of(sop.sem_num as u32));
+                if let Some(ai) = ai {
+                    let a = self.adj(ai);
+                    let v = a.adj - sop.sem_op as i32;
+                    self.w(&mut a.adj, v);
+                }
+            }
+            let v = s.semval + sop.sem_op as i32;
+            self.w(&mut s.semval, v);
+        }
+        for sop in sops {
+            let s = self.sem(set, sop.sem_num as u32);
+            if s.sempid != pid {
+                self.w(&mut s.sempid, pid);
+            }
+        }
+        Perform::Done
+    }
+
+    fn would_block(&self, i: usize, sop: &Sembuf) -> Perform {
+        if sop.sem_flg & IPC_NOWAIT != 0 { Perform::Fail(EAGAIN) } else { Perform::Block(i) }
+    }
+
+    /// Retries queued operation `qi`; `Some(result)` when it left the queue.
+    fn retry(&self, qi: u32) -> Option<i32> {
+        let q = self.q(qi);
+        let sops = self.sops(qi);
+        match self.perform(q.set, sops, q.owner, q.pid) {
+            Perform::Block(b) => {
+                if q.blocking != b as u32 {
+                    self.w(&mut q.blocking, b as u32);
+                }
+                None
+            }
+            Perform::Done => Some(0),
+            Perform::Fail(e) => Some(-e),
+        }
+    }
+
+    /// `wake_up_sem_queue_prepare`: the entry leaves its queue with `status`.
+    fn complete(&self, qi: u32, status: i32) {
+        self.unlink(qi);
+        let q = self.q(qi);
+        self.w(&mut q.status, status);
+        q.wake.fetch_add(1, Ordering::Release);
+        let n = self.nwakes.get();
+        if n < DEFERRED_WAKES {
+            self.wakes[n].set(qi);
+            self.nwakes.set(n + 1);
+        } else {
+            wait::wake(&q.wake, 1);
+        }
+    }
+
+    /// `wake_const_ops`.
+    fn wake_const_ops(&self, set: u32, code: u32) -> bool {
+        let mut completed = false;
+        for qi in self.entries(set, code) {
+            if let Some(st) = self.retry(qi) {
+                self.complete(qi, st);
+                completed |= st == 0;
+            }
+        }
+        completed
+    }
+
+    /// `do_smart_wakeup_zero`: `sops` None means every semaphore may have changed.
+    fn wakeup_zero(&self, set: u32, sops: Option<&[Sembuf]>) -> bool {
+        let mut completed = false;
+        let mut got_zero = false;
+        let mut each = |num: u32| {
+            if self.sem(set, num).semval == 0 {
+                got_zero = true;
+                completed |= self.wake_const_ops(set, 4 + 2 * num);
+            }
+        };
+        match sops {
+            Some(sops) => sops.iter().for_each(|s| each(s.sem_num as u32)),
+            None => (0..self.set(set).nsems).for_each(each),
+        }
+        if got_zero {
+            completed |= self.wake_const_ops(set, 2);
+        }
+        completed
+    }
+
+    /// `update_queue`: `num` None is the set's own list.
+    fn update_queue(&self, set: u32, num: Option<u32>) -> bool {
+        let code = num.map_or(1, |n| 3 + 2 * n);
+        let mut completed = false;
+        'again: loop {
+            for qi in self.entries(set, code) {
+                if self.q(qi).list != code {
+                    continue; // completed by a wake-up of this pass
+                }
+                if num.is_some_and(|n| self.sem(set, n).semval == 0) {
+                    break 'again;
+                }
+                let Some(st) = self.retry(qi) else { continue };
+                let mut restart = false;
+                if st == 0 {
+                    completed = true;
+                    let sops = self.sops(qi);
+                    self.wakeup_zero(set, Some(sops));
+                    restart = self.set(set).pending_alter.head != 0 || self.q(qi).nsops > 1;
+                }
+                self.complete(qi, st);
+                if restart {
+                    continue 'again;
+                }
+            }
+            break;
+        }
+        completed
+    }
+
+    /// `do_smart_update`.
+    fn smart_update(&self, set: u32, sops: Option<&[Sembuf]>, otime: bool) {
+        let mut otime = otime | self.wakeup_zero(set, sops);
+        if self.set(set).pending_alter.head != 0 {
+            otime |= self.update_queue(set, None);
+        } else {
+            match sops {
+                None => {
+                    for n in 0..self.set(set).nsems {
+                        otime |= self.update_queue(set, Some(n));
+                    }
+                }
+                Some(sops) => {
+                    for s in sops.iter().filter(|s| s.sem_op > 0) {
+                        otime |= self.update_queue(set, Some(s.sem_num as u32));
+                    }
+                }
+            }
+        }
+        if otime {
+            self.set_semotime(set, sops);
+        }
+    }
+
+    fn set_semotime(&self, set: u32, sops: Option<&[Sembuf]>) {
+        let num = sops.and_then(|s| s.first()).map_or(0, |s| s.sem_num as u32);
+        let now = real_seconds();
+        let s = self.sem(set, num);
+        if s.otime != now {
+            self.w(&mut s.otime, now);
+        }
+    }
+
+    /// `count_semcnt`.
+    fn count(&self, set: u32, num: u32, zero: bool) -> i32 {
+        let mut n = self.entries(set, if zero { 4 + 2 * num } else { 3 + 2 * num }).len() as i32;
+        let check = |qi: u32| {
+            let q = self.q(qi);
+            let b = self.sops(qi).get(q.blocking as usize).copied().unwrap_or_default();
+            (b.sem_num as u32 == num && if zero { b.sem_op == 0 } else { b.sem_op < 0 }) as i32
+        };
+        n += self.entries(set, 1).into_iter().map(check).sum::<i32>();
+        if zero {
+            n += self.entries(set, 2).into_iter().map(check).sum::<i32>();
+        }
+        n
+    }
+
+    fn used(&self, idx: u32) -> bool {
+        self.set(idx).live != 0
+    }
+
+    /// `freeary`: every sleeper gets EIDRM, every undo entry goes.
+    fn freeary(&self, idx: u32) {
+        for ui in self.set_undos(idx) {
+            self.free_undo(ui);
+        }
+        let nsems = self.set(idx).nsems;
+        let mut codes = vec![2, 1];
+        for n in 0..nsems {
+            codes.push(4 + 2 * n);
+            codes.push(3 + 2 * n);
+        }
+        for code in codes {
+            for qi in self.entries(idx, code) {
+                self.complete(qi, -EIDRM);
+            }
+        }
+        let s = self.set(idx);
+        self.w(&mut s.live, 0);
+        self.w(&mut self.ns().used_sems, self.ns().used_sems.saturating_sub(nsems));
+        let ids = &mut self.ns().ids;
+        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        ids.remove(idx, |i| self.used(i));
+    }
+
+    /// `exit_sem` for the process in `slot`: drop its queued operations and apply its
+    /// adjustments, each set's clamped to [0, SEMVMX], most recent set first.
+    fn exit_sem(&self, slot: u32) {
+        let hwm = self.ns().q_bump.min(SEM_QUEUE_MAX);
+        for qi in 0..hwm {
+            let q = self.q(qi);
+            if q.in_use != 0 && q.owner == slot {
+                self.unlink(qi);
+                self.free_q(qi);
+            }
+        }
+        let pid = self.record(slot).pid;
+        for _ in 0..MAX_WALK {
+            let head = self.record(slot).sem_undo;
+            if head == 0 {
+                break;
+            }
+            let ui = head - 1;
+            let u = self.undo(ui);
+            let set = u.set;
+            let valid = set < IPCMNI && self.set(set).live != 0 && self.set(set).perm.id == u.id;
+            if valid {
+                let mut cur = u.adj_head;
+                for _ in 0..MAX_WALK {
+                    if cur == 0 {
+                        break;
+                    }
+                    let a = self.adj(cur - 1);
+                    if a.adj != 0 && a.semnum < self.set(set).nsems {
+                        let s = self.sem(set, a.semnum);
+                        let v = (s.semval + a.adj).clamp(0, SEMVMX);
+                        self.w(&mut s.semval, v);
+                        self.w(&mut s.sempid, pid);
+                    }
+                    cur = a.next;
+                }
+            }
+            self.free_undo(ui);
+            if valid {
+                self.smart_update(set, None, true);
+                self.unmerge_queues(set);
+            }
+        }
+    }
+
+    /// Whoever touches a set first settles the processes that died holding adjustments on it
+    /// or sleeping in it: one read of each one's life word, a system call only on a sign of
+    /// death. Allocates nothing (the semop fast path runs it).
+    fn reap_set(&self, set: u32) {
+        'again: for _ in 0..MAX_WALK {
+            let mut cur = self.set(set).undo_head;
+            while cur != 0 {
+                let u = self.undo(cur - 1);
+                if u.owner < MAX_PROCS && self.dead(u.owner) {
+                    self.exit_sem(u.owner);
+                    continue 'again;
+                }
+                cur = u.set_next;
+            }
+            if self.set(set).queued != 0 {
+                let codes = (1..=2).chain((0..self.set(set).nsems).flat_map(|n| [3 + 2 * n, 4 + 2 * n]));
+                for code in codes {
+                    let mut cur = self.list(set, code).head;
+                    while cur != 0 {
+                        let q = self.q(cur - 1);
+                        if q.owner < MAX_PROCS && self.dead(q.owner) {
+                            self.exit_sem(q.owner);
+                            continue 'again;
+                        }
+                        cur = q.next;
+                    }
+                }
+            }
+            return;
+        }
+    }
+
+    fn dead(&self, slot: u32) -> bool {
+        let rec = self.record(slot);
+        if rec.state.load(Ordering::Relaxed) != LIVE {
+            return true;
+        }
+        let word = rec.life.owner_word();
+        let hint = word & 0x3fff_ffff == 0 || word & 0x4000_0000 != 0;
+        hint && rec.pid != proc::self_pid() && !proc::alive(rec.pid, rec.starttime)
+    }
+}
+
+/// Whether an operation follows an altering one on the same semaphore (the kernel's dupsop,
+/// exact here).
+fn has_dup(sops: &[Sembuf]) -> bool {
+    sops.iter().enumerate().any(|(i, s)| sops[..i].iter().any(|e| e.sem_num == s.sem_num && e.sem_op != 0))
+}
+
+impl IpcFamily for Sems<'_> {
+    type Params = u32;
+
+    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
+        let s = self.set(idx);
+        (s.live != 0).then_some(&s.perm)
+    }
+
+    fn max_idx(&self) -> i32 {
+        self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
+    }
+
+    /// `newary`.
+    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, nsems: &u32) -> Result<i32, Errno> {
+        let nsems = *nsems;
+        if nsems == 0 {
+            return Err(EINVAL);
+        }
+        let limits = self.r.header().limits;
+        if self.ns().used_sems as u64 + nsems as u64 > limits.semmns as u64 {
+            return Err(ENOSPC);
+        }
+        if nsems > SEM_WINDOW {
+            return Err(ENOMEM);
+        }
+        let ids = &mut self.ns().ids;
+        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        let (idx, seq) = ids.alloc(limits.semmni, |i| self.used(i))?;
+        let id = ipc::build_id(seq, idx);
+        // Fresh semaphores read as zero: the window was discarded when its last set died.
+        for n in 0..nsems {
+            let s = self.sem(idx, n);
+            if s.semval != 0
+                || s.sempid != 0
+                || s.otime != 0
+                || s.pending_alter.head != 0
+                || s.pending_const.head != 0
+            {
+                self.save(s as *const Sem as *const u8, size_of::<Sem>());
+                *s = Sem {
+                    semval: 0,
+                    sempid: 0,
+                    otime: 0,
+                    pending_alter: List::default(),
+                    pending_const: List::default(),
+                };
+            }
+        }
+        let s = self.set(idx);
+        self.save(s as *const SemArray as *const u8, size_of::<SemArray>());
+        *s = SemArray {
+            live: 1,
+            nsems,
+            perm: KernIpcPerm {
+                key,
+                uid: cred.euid,
+                gid: cred.egid,
+                cuid: cred.euid,
+                cgid: cred.egid,
+                mode: flg as u32 & S_IRWXUGO,
+                seq,
+                id,
+            },
+            ctime: real_seconds(),
+            pending_alter: List::default(),
+            pending_const: List::default(),
+            complex_count: 0,
+            undo_head: 0,
+            queued: 0,
+            _pad: 0,
+        };
+        self.w(&mut self.ns().used_sems, self.ns().used_sems + nsems);
+        Ok(id)
+    }
+
+    fn more_checks(&self, idx: u32, nsems: &u32) -> Result<(), Errno> {
+        if *nsems > self.set(idx).nsems { Err(EINVAL) } else { Ok(()) }
+    }
+}
+
+/// `semget(2)`.
+pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> {
+    let limits = r.header().limits;
+    if nsems < 0 || nsems as u32 > limits.semmsl {
+        return Err(EINVAL);
+    }
+    let cred = Cred::current();
+    let mut s = lock(r)?;
+    s.ipcget(&cred, key, flg, &(nsems as u32))
+}
+
+/// Makes sure this process has a record whose life mutex it holds (needed before its first
+/// undo entry or sleep, so that its death is seen).
+fn ensure_record(r: &Region) -> Result<u32, Errno> {
+    let slot = proc::self_slot();
+    if slot < MAX_PROCS {
+        // SAFETY: our own record; the life mutex is only read here.
+        let rec = unsafe { proc::record(r, slot) };
+        if rec.state.load(Ordering::Relaxed) == LIVE && rec.pid == proc::self_pid() {
+            proc::hold_life(rec);
+            return Ok(slot);
+        }
+    }
+    let _g = r.lock().map_err(|_| ENOMEM)?;
+    // SAFETY: region lock held.
+    unsafe { proc::current_record(r) }.ok_or(ENOMEM)
+}
+
+/// `semtimedop(2)` (`timeout` 0: `semop`). `sops`/`timeout` are caller addresses.
+pub fn semtimedop(
+    r: &Region,
+    semid: i32,
+    sops_addr: usize,
+    nsops: usize,
+    timeout: usize,
+    env: &dyn SemEnv,
+) -> Result<i32, Errno> {
+    // The kernel's order: the timeout is copied first (ksys_semtimedop), then do_semtimedop.
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    if timeout != 0 {
+        env.copy_from(&mut ts as *mut libc::timespec as *mut u8, timeout, size_of::<libc::timespec>())?;
+    }
+    if nsops > r.header().limits.semopm as usize {
+        return Err(E2BIG);
+    }
+    if nsops < 1 {
+        return Err(EINVAL);
+    }
+    let mut small = [Sembuf::default(); 16];
+    let mut big = Vec::new();
+    let sops: &mut [Sembuf] = if nsops <= small.len() {
+        &mut small[..nsops]
+    } else {
+        big.resize(nsops, Sembuf::default());
+        &mut big
+    };
+    env.copy_from(sops.as_mut_ptr() as *mut u8, sops_addr, nsops * size_of::<Sembuf>())?;
+    if semid < 0 {
+        return Err(EINVAL);
+    }
+    let deadline = if timeout != 0 {
+        if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+            return Err(EINVAL);
+        }
+        Some(wait::deadline_after(&ts))
+    } else {
+        None
+    };
+    let max = sops.iter().map(|s| s.sem_num as u32).max().unwrap_or(0);
+    let undos = sops.iter().any(|s| s.sem_flg & SEM_UNDO != 0);
+    let alter = sops.iter().any(|s| s.sem_op != 0);
+    // A record makes our death visible: to undo our adjustments or drop our sleeping ops.
+    let slot = ensure_record(r)?;
+    let pid = proc::self_pid();
+    let cred = Cred::current();
+    let s = lock(r)?;
+    let idx = s.obtain_check(semid)?;
+    // find_alloc_undo comes before the other checks: a failed semop still leaves the
+    // process an undo structure for the set (and exit_sem then touches the set).
+    if undos {
+        s.alloc_undo(slot, idx, semid, &[])?;
+    }
+    if max >= s.set(idx).nsems {
+        return Err(EFBIG);
+    }
+    if !s.set(idx).perm.ipcperms(&cred, if alter { S_IWUGO } else { S_IRUGO }) {
+        return Err(EACCES);
+    }
+    s.reap_set(idx);
+    if undos {
+        s.alloc_undo(slot, idx, semid, sops)?;
+    }
+    let blocking = match s.perform(idx, sops, slot, pid) {
+        Perform::Done => {
+            if alter {
+                s.smart_update(idx, Some(sops), true);
+            } else {
+                s.set_semotime(idx, Some(sops));
+            }
+            s.unmerge_queues(idx);
+            return Ok(0);
+        }
+        Perform::Fail(e) => return Err(e),
+        Perform::Block(b) => b,
+    };
+    if nsops > SEM_SOPS_MAX as usize {
+        return Err(ENOMEM);
+    }
+    // Queue ourselves (do_semtimedop's sleeping half).
+    let qi = s.alloc(0)?;
+    let q = s.q(qi);
+    s.save(q as *const SemQueue as *const u8, core::mem::offset_of!(SemQueue, wake));
+    q.next = 0;
+    q.prev = 0;
+    q.list = 0;
+    q.set = idx;
+    q.id = semid;
+    q.owner = slot;
+    q.pid = pid;
+    q.nsops = nsops as u32;
+    q.blocking = blocking as u32;
+    q.status = PENDING;
+    q.in_use = 1;
+    let dst = s.sops(qi);
+    s.save(dst.as_ptr() as *const u8, nsops * size_of::<Sembuf>());
+    dst.copy_from_slice(sops);
+    let set = s.set(idx);
+    if nsops == 1 {
+        let n = sops[0].sem_num as u32;
+        let code = if !alter {
+            4 + 2 * n
+        } else if set.complex_count != 0 {
+            1
+        } else {
+            3 + 2 * n
+        };
+        s.add_tail(idx, code, qi);
+    } else {
+        if set.complex_count == 0 {
+            s.merge_queues(idx);
+        }
+        s.add_tail(idx, if alter { 1 } else { 2 }, qi);
+        let v = set.complex_count + 1;
+        s.w(&mut set.complex_count, v);
+    }
+    sleep(r, s, qi, deadline.as_ref(), env)
+}
+
+/// The sleeping loop of a queued operation; `s` holds the lock on entry.
+fn sleep<'a>(
+    r: &'a Region,
+    mut s: Sems<'a>,
+    qi: u32,
+    deadline: Option<&libc::timespec>,
+    env: &dyn SemEnv,
+) -> Result<i32, Errno> {
+    let mut first = true;
+    loop {
+        let q = s.q(qi);
+        if q.status != PENDING {
+            let st = q.status;
+            s.free_q(qi);
+            return if st == 0 { Ok(0) } else { Err(-st) };
+        }
+        let seq = q.wake.load(Ordering::Acquire);
+        drop(s);
+        // Spin briefly first when another CPU may be about to complete us.
+        if first && multi_cpu() {
+            let start = now_ns();
+            let mut i = 0u32;
+            while q.wake.load(Ordering::Acquire) == seq {
+                core::hint::spin_loop();
+                i = i.wrapping_add(1);
+                if i.is_multiple_of(32) && now_ns() - start > SPIN_NS {
+                    break;
+                }
+            }
+        }
+        first = false;
+        let slice = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: FIRST_SLICE_NS });
+        let (until, last) = match deadline {
+            Some(d) if (d.tv_sec, d.tv_nsec) <= (slice.tv_sec, slice.tv_nsec) => (*d, true),
+            _ => (slice, false),
+        };
+        let out = if q.wake.load(Ordering::Acquire) != seq {
+            WaitOutcome::Woken
+        } else {
+            env.wait(&mut || match sys::futex(
+                q.wake.as_ptr(),
+                libc::FUTEX_WAIT_BITSET,
+                seq,
+                &until,
+                0,
+                libc::FUTEX_BITSET_MATCH_ANY as u32,
+            ) {
+                Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+                Err(libc::EINTR) => WaitOutcome::Interrupted,
+                _ => WaitOutcome::Woken,
+            })
+        };
+        s = lock(r)?;
+        let q = s.q(qi);
+        if q.status != PENDING {
+            continue;
+        }
+        match out {
+            WaitOutcome::Interrupted => {
+                let set = q.set;
+                s.unlink(qi);
+                s.free_q(qi);
+                s.unmerge_queues(set);
+                drop(s);
+                env.testcancel();
+                return Err(EINTR);
+            }
+            WaitOutcome::TimedOut if last => {
+                let set = q.set;
+                s.unlink(qi);
+                s.free_q(qi);
+                s.unmerge_queues(set);
+                return Err(EAGAIN);
+            }
+            WaitOutcome::TimedOut => {
+                // A process that died holding what we wait for is settled at slice ends.
+                let set = q.set;
+                if s.set(set).live != 0 {
+                    s.reap_set(set);
+                }
+            }
+            WaitOutcome::Woken => {}
+        }
+    }
+}
+
+fn multi_cpu() -> bool {
+    static NCPU: AtomicU32 = AtomicU32::new(0);
+    let mut n = NCPU.load(Ordering::Relaxed);
+    if n == 0 {
+        // SAFETY: sysconf has no preconditions; glibc answers from a cached value or /sys.
+        n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+        NCPU.store(n, Ordering::Relaxed);
+    }
+    n > 1
+}
+
+fn to_user<T>(buf: usize, v: &T) -> Result<(), Errno> {
+    sys::copy_to_user(buf, v as *const T as *const u8, size_of::<T>())
+}
+
+fn stat_of(s: &Sems, idx: u32) -> Semid64Ds {
+    let set = s.set(idx);
+    let otime = (0..set.nsems).map(|n| s.sem(idx, n).otime).max().unwrap_or(0);
+    Semid64Ds {
+        perm: Ipc64Perm::from(&set.perm),
+        otime,
+        ctime: set.ctime,
+        nsems: set.nsems as u64,
+        ..Default::default()
+    }
+}
+
+/// `semctl(2)`; `arg` is the fourth argument (a value for SETVAL, else a caller pointer).
+pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
+    if semid < 0 {
+        return Err(EINVAL);
+    }
+    let cred = Cred::current();
+    match cmd {
+        IPC_INFO | SEM_INFO => {
+            let l = r.header().limits;
+            let mut info = Seminfo {
+                semmni: l.semmni as i32,
+                semmns: l.semmns as i32,
+                semmsl: l.semmsl as i32,
+                semopm: l.semopm as i32,
+                semvmx: SEMVMX,
+                semmnu: SEMMNU,
+                semmap: SEMMAP,
+                semume: SEMUME,
+                semusz: SEMUSZ,
+                semaem: SEMAEM,
+            };
+            let max_idx = {
+                let s = lock(r)?;
+                if cmd == SEM_INFO {
+                    info.semusz = s.ns().ids.in_use as i32;
+                    info.semaem = s.ns().used_sems as i32;
+                }
+                s.ns().ids.get_maxidx()
+            };
+            to_user(arg, &info)?;
+            Ok(max_idx.max(0))
+        }
+        IPC_STAT | SEM_STAT | SEM_STAT_ANY => {
+            let (ds, ret) = {
+                let s = lock(r)?;
+                let idx = if cmd == IPC_STAT {
+                    s.obtain_check(semid)?
+                } else {
+                    let idx = ipc::id_to_idx(semid);
+                    s.perm(idx).ok_or(EINVAL)?;
+                    idx
+                };
+                if cmd != SEM_STAT_ANY && !s.set(idx).perm.ipcperms(&cred, S_IRUGO) {
+                    return Err(EACCES);
+                }
+                s.reap_set(idx);
+                (stat_of(&s, idx), if cmd == IPC_STAT { 0 } else { s.set(idx).perm.id })
+            };
+            to_user(arg, &ds)?;
+            Ok(ret)
+        }
+        GETALL | GETVAL | GETPID | GETNCNT | GETZCNT | SETALL => {
+            semctl_main(r, &cred, semid, semnum, cmd, arg)
+        }
+        SETVAL => {
+            let val = arg as i32;
+            if !(0..=SEMVMX).contains(&val) {
+                return Err(ERANGE);
+            }
+            let s = lock(r)?;
+            let idx = s.obtain_check(semid)?;
+            if semnum < 0 || semnum as u32 >= s.set(idx).nsems {
+                return Err(EINVAL);
+            }
+            if !s.set(idx).perm.ipcperms(&cred, S_IWUGO) {
+                return Err(EACCES);
+            }
+            s.reap_set(idx);
+            let num = semnum as u32;
+            s.clear_adj(idx, Some(num));
+            let sem = s.sem(idx, num);
+            s.w(&mut sem.semval, val);
+            s.w(&mut sem.sempid, proc::self_pid());
+            s.w(&mut s.set(idx).ctime, real_seconds());
+            s.smart_update(idx, None, false);
+            s.unmerge_queues(idx);
+            Ok(0)
+        }
+        IPC_SET | IPC_RMID => {
+            let mut ds = Semid64Ds::default();
+            if cmd == IPC_SET {
+                sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
+            }
+            let s = lock(r)?;
+            let idx = s.obtain_check(semid)?;
+            if !s.set(idx).perm.owner_or_admin(&cred) {
+                return Err(EPERM);
+            }
+            if cmd == IPC_RMID {
+                s.freeary(idx);
+            } else {
+                let set = s.set(idx);
+                let mut perm = set.perm;
+                perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+                s.w(&mut set.perm, perm);
+                s.w(&mut set.ctime, real_seconds());
+            }
+            Ok(0)
+        }
+        _ => Err(EINVAL),
+    }
+}
+
+fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
+    let nsems = {
+        let s = lock(r)?;
+        let idx = s.obtain_check(semid)?;
+        if !s.set(idx).perm.ipcperms(cred, if cmd == SETALL { S_IWUGO } else { S_IRUGO }) {
+            return Err(EACCES);
+        }
+        s.set(idx).nsems
+    };
+    match cmd {
+        GETALL => {
+            let vals = {
+                let s = lock(r)?;
+                let idx = s.obtain_check(semid).map_err(|_| EIDRM)?;
+                s.reap_set(idx);
+                (0..s.set(idx).nsems).map(|n| s.sem(idx, n).semval as u16).collect::<Vec<u16>>()
+            };
+            sys::copy_to_user(arg, vals.as_ptr() as *const u8, vals.len() * 2)?;
+            Ok(0)
+        }
+        SETALL => {
+            let mut vals = vec![0u16; nsems as usize];
+            sys::copy_from_user(vals.as_mut_ptr() as *mut u8, arg, vals.len() * 2)?;
+            if vals.iter().any(|&v| v as i32 > SEMVMX) {
+                return Err(ERANGE);
+            }
+            let s = lock(r)?;
+            let idx = s.obtain_check(semid).map_err(|_| EIDRM)?;
+            if s.set(idx).nsems != nsems {
+                return Err(EIDRM);
+            }
+            s.reap_set(idx);
+            let pid = proc::self_pid();
+            for (n, &v) in vals.iter().enumerate() {
+                let sem = s.sem(idx, n as u32);
+                s.w(&mut sem.semval, v as i32);
+                s.w(&mut sem.sempid, pid);
+            }
+            s.clear_adj(idx, None);
+            s.w(&mut s.set(idx).ctime, real_seconds());
+            s.smart_update(idx, None, false);
+            s.unmerge_queues(idx);
+            Ok(0)
+        }
+        _ => {
+            if semnum < 0 || semnum as u32 >= nsems {
+                return Err(EINVAL);
+            }
+            let s = lock(r)?;
+            let idx = s.obtain_check(semid).map_err(|_| EIDRM)?;
+            s.reap_set(idx);
+            let num = semnum as u32;
+            let sem = s.sem(idx, num);
+            Ok(match cmd {
+                GETVAL => sem.semval,
+                GETPID => sem.sempid,
+                GETNCNT => s.count(idx, num, false),
+                _ => s.count(idx, num, true),
+            })
+        }
+    }
+}
+
+/// A live set as `ipcs` shows it: id, stat, and per semaphore (value, ncnt, zcnt, pid).
+pub struct SemSnapshot {
+    pub id: i32,
+    pub ds: Semid64Ds,
+    pub sems: Vec<(i32, i32, i32, i32)>,
+}
+
+/// Every live set, in index order, after settling dead processes: for `ipcs` and `status`.
+pub fn snapshot(r: &Region) -> Result<Vec<SemSnapshot>, Errno> {
+    let s = lock(r)?;
+    let mut out = Vec::new();
+    for idx in 0..=s.max_idx() {
+        let idx = idx as u32;
+        if s.set(idx).live == 0 {
+            continue;
+        }
+        s.reap_set(idx);
+        let sems = (0..s.set(idx).nsems)
+            .map(|n| {
+                (s.sem(idx, n).semval, s.count(idx, n, false), s.count(idx, n, true), s.sem(idx, n).sempid)
+            })
+            .collect();
+        out.push(SemSnapshot { id: s.set(idx).perm.id, ds: stat_of(&s, idx), sems });
+    }
+    Ok(out)
+}
+
+/// The id of the set with `key`, for `ipcrm -S`.
+pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
+    let s = lock(r)?;
+    s.findkey(key).map(|i| s.set(i).perm.id).ok_or(EINVAL)
+}
+
+/// exit_sem for `slot` (a process that exited or was found dead). Idempotent: its undo list
+/// is consumed under the lock.
+///
+/// # Safety
+/// The caller holds the region lock (lock order: region, then sem) or none; `slot < MAX_PROCS`.
+pub unsafe fn exit_sem(r: &Region, slot: u32) {
+    let Ok(s) = lock(r) else { return };
+    // SAFETY: the record is ours to read under the sem lock (see `Sems::record`).
+    let rec = unsafe { proc::record(r, slot) };
+    if rec.sem_undo == 0 && !has_queued(&s, slot) {
+        return;
+    }
+    s.exit_sem(slot);
+}
+
+fn has_queued(s: &Sems, slot: u32) -> bool {
+    (0..s.ns().q_bump.min(SEM_QUEUE_MAX)).any(|qi| s.q(qi).in_use != 0 && s.q(qi).owner == slot)
+}
+
+/// exec: threads that slept in semop are gone; the undo list is kept.
+pub fn exec_sem(r: &Region, slot: u32) {
+    let Ok(s) = lock(r) else { return };
+    for qi in 0..s.ns().q_bump.min(SEM_QUEUE_MAX) {
+        if s.q(qi).in_use != 0 && s.q(qi).owner == slot {
+            let set = s.q(qi).set;
+            s.unlink(qi);
+            s.free_q(qi);
+            s.unmerge_queues(set);
+        }
+    }
+}
+
+/// Live sets and their semaphores, for `ipcshim status`.
+pub fn counts(r: &Region) -> (u32, u32) {
+    match lock(r) {
+        Ok(s) => (s.ns().ids.in_use, s.ns().used_sems),
+        Err(_) => (0, 0),
+    }
+}

@@ -1,0 +1,295 @@
+//! Randomised stress: workers do random multi-operation semops, with and without SEM_UNDO,
+//! blocking, timed and non-blocking, while the parent SIGKILLs them at random moments and
+//! starts new ones. At the end every value must be exactly what the completed operations
+//! imply (every undo applied exactly once), nobody may be stuck, and nobody may still sleep.
+//!
+//! Exactness: every operation that changes a value without SEM_UNDO also adds 1 to its
+//! worker's own "witness" semaphore, in the same atomic semop. Each worker journals its
+//! operations in shared memory (intent before the call, result after), so only its last entry
+//! can be unknown, and the witness says whether that one happened. Operations with SEM_UNDO
+//! only decrement (their adjustment can never be clamped), so they net to zero once undone.
+
+mod common;
+
+use common::{TempDir, fork};
+use shared_state::Region;
+use shared_state::ipc::IPC_PRIVATE;
+use shared_state::sem::{self, IPC_NOWAIT, SEM_UNDO, SemEnv, Sembuf};
+use shared_state::wait::WaitOutcome;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const NDATA: u16 = 4;
+const INIT: u16 = 20;
+const WORKERS: usize = 6;
+const MAX_SPAWNS: usize = 400;
+const MAX_OPS: usize = 20000;
+const RUN: Duration = Duration::from_secs(6);
+
+const INTENT: u32 = 1;
+const OK: u32 = 2;
+const FAILED: u32 = 3;
+
+#[repr(C)]
+struct Entry {
+    state: AtomicU32,
+    nsops: u32,
+    sops: [Sembuf; 4],
+}
+
+#[repr(C)]
+struct Log {
+    n: AtomicU32,
+    entries: [Entry; MAX_OPS],
+}
+
+struct Env;
+
+impl SemEnv for Env {
+    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
+        // SAFETY: the workers pass their own valid buffers.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
+        Ok(())
+    }
+
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+        f()
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One random operation for worker `w`: (sops, timeout in ms or 0 for none).
+fn random_op(rng: &mut Rng, w: usize) -> ([Sembuf; 4], usize, i64) {
+    let mut sops = [Sembuf::default(); 4];
+    let witness = NDATA + w as u16;
+    let kind = rng.below(100);
+    let timeout = if rng.below(3) == 0 { 0 } else { 1 + rng.below(30) as i64 };
+    let nowait = |rng: &mut Rng| if rng.below(3) == 0 { IPC_NOWAIT } else { 0 };
+    if kind < 15 {
+        // A simple decrement with undo: no witness needed, it nets to zero.
+        sops[0] = Sembuf {
+            sem_num: rng.below(NDATA as u64) as u16,
+            sem_op: -1 - rng.below(2) as i16,
+            sem_flg: SEM_UNDO | nowait(rng),
+        };
+        return (sops, 1, timeout.max(1));
+    }
+    if kind < 20 {
+        sops[0] = Sembuf { sem_num: rng.below(NDATA as u64) as u16, sem_op: 0, sem_flg: nowait(rng) };
+        return (sops, 1, timeout.max(1));
+    }
+    let ndata = 1 + rng.below(3) as usize;
+    let at = rng.below(ndata as u64 + 1) as usize;
+    let mut k = 0;
+    for (i, slot) in sops.iter_mut().enumerate().take(ndata + 1) {
+        if i == at {
+            *slot = Sembuf { sem_num: witness, sem_op: 1, sem_flg: 0 };
+            continue;
+        }
+        let num = rng.below(NDATA as u64) as u16;
+        let undo = rng.below(10) < 3;
+        // Waits for zero are rare: the values hover around INIT.
+        let op =
+            if undo { -1 - rng.below(2) as i16 } else { [-2, -1, 1, 2, -1, 1, 0][rng.below(7) as usize] };
+        let op = if op == 0 && rng.below(4) != 0 { 1 } else { op };
+        *slot = Sembuf { sem_num: num, sem_op: op, sem_flg: if undo { SEM_UNDO } else { 0 } | nowait(rng) };
+        k += 1;
+    }
+    debug_assert_eq!(k, ndata);
+    (sops, ndata + 1, timeout.max(1))
+}
+
+fn worker(r: &Region, id: i32, w: usize, log: &Log, stop: &AtomicU32, seed: u64) -> ! {
+    shared_state::proc::identify_self();
+    let mut rng = Rng(seed | 1);
+    let budget = 200 + rng.below(MAX_OPS as u64 - 200) as usize;
+    for i in 0..budget {
+        if stop.load(Ordering::Relaxed) != 0 {
+            break;
+        }
+        let (sops, n, ms) = random_op(&mut rng, w);
+        let e = &log.entries[i];
+        // SAFETY: only this worker writes its log; the parent reads it after we are gone.
+        unsafe {
+            let e = e as *const Entry as *mut Entry;
+            (*e).nsops = n as u32;
+            (*e).sops = sops;
+        }
+        e.state.store(INTENT, Ordering::Release);
+        log.n.store(i as u32 + 1, Ordering::Release);
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: ms * 1_000_000 };
+        let res = sem::semtimedop(r, id, sops.as_ptr() as usize, n, &ts as *const _ as usize, &Env);
+        e.state.store(if res == Ok(0) { OK } else { FAILED }, Ordering::Release);
+        if let Err(err) = res
+            && !matches!(err, libc::EAGAIN)
+        {
+            eprintln!("worker {w}: unexpected errno {err}");
+            // SAFETY: plain _exit.
+            unsafe { libc::_exit(3) };
+        }
+    }
+    if rng.below(2) == 0 {
+        shared_state::proc::exit_cleanup(r);
+    }
+    // SAFETY: plain _exit; without exit_cleanup this is a death the others must notice.
+    unsafe { libc::_exit(0) }
+}
+
+fn map_shared(len: usize) -> usize {
+    // SAFETY: anonymous shared mapping, checked below.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p as usize
+}
+
+fn reap(pid: i32, nohang: bool) -> Option<i32> {
+    let mut st = 0;
+    // SAFETY: waiting for our own child.
+    let rc = unsafe { libc::waitpid(pid, &mut st, if nohang { libc::WNOHANG } else { 0 }) };
+    (rc == pid).then_some(st)
+}
+
+#[test]
+fn random_semops_with_sigkills_stay_exact() {
+    let dir = TempDir::new("sem-stress");
+    let r = dir.region("t");
+    let nsems = NDATA as usize + MAX_SPAWNS;
+    assert!(nsems <= r.header().limits.semmsl as usize);
+    let id = sem::semget(&r, IPC_PRIVATE, nsems as i32, 0o600).unwrap();
+    let mut init = vec![0u16; nsems];
+    init[..NDATA as usize].fill(INIT);
+    sem::semctl(&r, id, 0, sem::SETALL, init.as_ptr() as usize).unwrap();
+    let logs = map_shared(MAX_SPAWNS * size_of::<Log>());
+    let log = |w: usize| {
+        // SAFETY: `logs` holds MAX_SPAWNS zeroed logs, shared with the workers.
+        unsafe { &*((logs + w * size_of::<Log>()) as *const Log) }
+    };
+    let stop_map = map_shared(4096);
+    // SAFETY: a page of shared zeroed memory.
+    let stop = unsafe { &*(stop_map as *const AtomicU32) };
+    let seed = std::env::var("SEM_STRESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| (std::process::id() as u64 * 0x9e37_79b9) ^ 0x5eed);
+    eprintln!("SEM_STRESS_SEED={seed}");
+    let mut rng = Rng(seed | 1);
+    let mut live: Vec<(i32, usize)> = Vec::new();
+    let mut spawned = 0;
+    let mut kills = 0;
+    let r_ref = &r;
+    let spawn = |rng: &mut Rng, spawned: &mut usize| -> Option<(i32, usize)> {
+        if *spawned >= MAX_SPAWNS {
+            return None;
+        }
+        let w = *spawned;
+        *spawned += 1;
+        let s = rng.next();
+        Some((fork(|| worker(r_ref, id, w, log(w), stop, s)), w))
+    };
+    for _ in 0..WORKERS {
+        live.extend(spawn(&mut rng, &mut spawned));
+    }
+    let start = Instant::now();
+    while start.elapsed() < RUN {
+        std::thread::sleep(Duration::from_micros(2000 + rng.below(25_000)));
+        // Workers that finished on their own are replaced.
+        live.retain(|&(pid, _)| reap(pid, true).is_none());
+        if !live.is_empty() {
+            let (pid, _) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid, false);
+            kills += 1;
+        }
+        while live.len() < WORKERS {
+            match spawn(&mut rng, &mut spawned) {
+                Some(c) => live.push(c),
+                None => break,
+            }
+        }
+    }
+    stop.store(1, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for &(pid, w) in &live {
+        loop {
+            if let Some(st) = reap(pid, true) {
+                assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "worker {w} ended with {st:#x}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "worker {w} is stuck");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut vals = vec![0u16; nsems];
+    sem::semctl(&r, id, 0, sem::GETALL, vals.as_mut_ptr() as usize).unwrap();
+    let mut expect: Vec<i64> = init.iter().map(|&v| v as i64).collect();
+    let mut ops = 0;
+    for w in 0..spawned {
+        let l = log(w);
+        let n = l.n.load(Ordering::Acquire) as usize;
+        let witness = NDATA as usize + w;
+        let oks = (0..n).filter(|&i| l.entries[i].state.load(Ordering::Acquire) == OK).filter(|&i| {
+            let e = &l.entries[i];
+            e.sops[..e.nsops as usize].iter().any(|s| s.sem_num as usize == witness)
+        });
+        let done_ok = oks.count() as i64;
+        let w_val = vals[witness] as i64;
+        let last_unknown = n > 0 && l.entries[n - 1].state.load(Ordering::Acquire) == INTENT;
+        assert!(
+            w_val == done_ok || (last_unknown && w_val == done_ok + 1),
+            "worker {w}: witness {w_val}, {done_ok} completed operations journalled"
+        );
+        for i in 0..n {
+            let e = &l.entries[i];
+            let sops = &e.sops[..e.nsops as usize];
+            let completed = match e.state.load(Ordering::Acquire) {
+                OK => true,
+                FAILED => false,
+                _ => sops.iter().any(|s| s.sem_num as usize == witness) && w_val == done_ok + 1,
+            };
+            if completed {
+                ops += 1;
+                for s in sops.iter().filter(|s| s.sem_flg & SEM_UNDO == 0) {
+                    expect[s.sem_num as usize] += s.sem_op as i64;
+                }
+            }
+        }
+        expect[witness] = w_val;
+    }
+    eprintln!("{spawned} workers, {kills} killed, {ops} operations completed");
+    let got: Vec<i64> = vals.iter().map(|&v| v as i64).collect();
+    assert_eq!(&got[..NDATA as usize], &expect[..NDATA as usize], "values differ from the journals");
+    for n in 0..NDATA as i32 {
+        assert_eq!(sem::semctl(&r, id, n, sem::GETNCNT, 0), Ok(0));
+        assert_eq!(sem::semctl(&r, id, n, sem::GETZCNT, 0), Ok(0));
+    }
+    assert!(kills >= 50, "only {kills} kills");
+    // SAFETY: unmapping our own mappings.
+    unsafe {
+        libc::munmap(logs as *mut libc::c_void, MAX_SPAWNS * size_of::<Log>());
+        libc::munmap(stop_map as *mut libc::c_void, 4096);
+    }
+}

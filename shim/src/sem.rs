@@ -1,0 +1,124 @@
+//! System V semaphores: exported `semget`, `semop`, `semtimedop`, `semctl`, and the same calls
+//! reached as raw system calls (the `syscall` export and the catch-all).
+
+use crate::real::{self, real_call};
+use crate::region::{Route, route};
+use crate::{signals, sud};
+use libc::{c_int, c_ulong, key_t, size_t, timespec};
+use shared_state::sem::{self, SemEnv};
+use shared_state::wait::WaitOutcome;
+use shared_state::{Region, sys, uaccess};
+
+/// A blocking semop's view of the calling thread.
+struct Env<'a> {
+    g: &'a sud::Guard,
+}
+
+impl SemEnv for Env<'_> {
+    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
+        if signals::fault_fixups_active() {
+            // SAFETY: `dst` is our buffer of `len` bytes; a bad `src` faults into the fixup.
+            match unsafe { uaccess::copy_user(dst, src as *const u8, len) } {
+                0 => Ok(()),
+                _ => Err(libc::EFAULT),
+            }
+        } else {
+            sys::copy_from_user(dst, src, len)
+        }
+    }
+
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+        signals::clear_interrupt();
+        let r = self
+            .g
+            .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
+        // semop is never restarted once a handler ran; an EINTR without one is spurious.
+        match (signals::take_interrupt(), r) {
+            (Some(_), _) => WaitOutcome::Interrupted,
+            (None, WaitOutcome::Interrupted) => WaitOutcome::Woken,
+            (None, r) => r,
+        }
+    }
+
+    fn testcancel(&self) {
+        self.g.testcancel();
+    }
+}
+
+/// Serves a semaphore system call: the kernel-style result (-errno on failure).
+pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
+    let res = match nr {
+        libc::SYS_semget => sem::semget(r, a[0] as i32, a[1] as i32, a[2] as i32),
+        libc::SYS_semop => sem::semtimedop(r, a[0] as i32, a[1] as usize, a[2] as usize, 0, &Env { g }),
+        libc::SYS_semtimedop => {
+            sem::semtimedop(r, a[0] as i32, a[1] as usize, a[2] as usize, a[3] as usize, &Env { g })
+        }
+        _ => sem::semctl(r, a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize),
+    };
+    match res {
+        Ok(v) => v as i64,
+        Err(e) => -(e as i64),
+    }
+}
+
+fn c_ret(r: i64) -> c_int {
+    if r < 0 {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = -r as i32 };
+        -1
+    } else {
+        r as c_int
+    }
+}
+
+/// Serves `nr` from the region, or hands it to libc's `kernel` with signals deliverable.
+fn call(nr: i64, a: [u64; 6], kernel: impl FnOnce() -> c_int) -> c_int {
+    let g = sud::enter();
+    match route() {
+        Route::Serve(r) => c_ret(serve(r, &g, nr, &a)),
+        Route::Kernel => g.allow_signals(kernel),
+        Route::Fail => c_ret(-(libc::ENOSYS as i64)),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int) -> c_int {
+    call(libc::SYS_semget, [key as u64, nsems as u64, semflg as u64, 0, 0, 0], || {
+        real_call!(real::SEMGET, fn(key_t, c_int, c_int) -> c_int, key, nsems, semflg)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn semop(semid: c_int, sops: *mut libc::sembuf, nsops: size_t) -> c_int {
+    call(libc::SYS_semop, [semid as u64, sops as u64, nsops as u64, 0, 0, 0], || {
+        real_call!(real::SEMOP, fn(c_int, *mut libc::sembuf, size_t) -> c_int, semid, sops, nsops)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn semtimedop(
+    semid: c_int,
+    sops: *mut libc::sembuf,
+    nsops: size_t,
+    timeout: *const timespec,
+) -> c_int {
+    call(libc::SYS_semtimedop, [semid as u64, sops as u64, nsops as u64, timeout as u64, 0, 0], || {
+        real_call!(
+            real::SEMTIMEDOP,
+            fn(c_int, *mut libc::sembuf, size_t, *const timespec) -> c_int,
+            semid,
+            sops,
+            nsops,
+            timeout
+        )
+    })
+}
+
+/// `semctl(int, int, int, ...)`: the optional `union semun` is passed in the fourth argument
+/// register on x86_64, so it is taken as a fixed argument (unused commands ignore it).
+#[unsafe(no_mangle)]
+pub extern "C" fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    call(libc::SYS_semctl, [semid as u64, semnum as u64, cmd as u64, arg, 0, 0], || {
+        real_call!(real::SEMCTL, fn(c_int, c_int, c_int, c_ulong) -> c_int, semid, semnum, cmd, arg)
+    })
+}
