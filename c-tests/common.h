@@ -586,4 +586,274 @@ static __attribute__((unused)) char *io_edge(size_t valid)
 	return p + pages * PAGE - valid;
 }
 
+/* ---- System V semaphores (sem_*.c) ---- */
+#include <sys/sem.h>
+
+union semun {
+	int val;
+	struct semid_ds *buf;
+	unsigned short *array;
+	struct seminfo *__buf;
+};
+
+/* Names for the pids of labelled helper processes (waiters A, B, ...). */
+static pid_t g_sem_pids[16];
+static const char *g_sem_labels[16];
+
+static __attribute__((unused)) void sem_label(pid_t pid, const char *label)
+{
+	for (int i = 0; i < 16; i++)
+		if (!g_sem_labels[i] || g_sem_pids[i] == pid) {
+			g_sem_pids[i] = pid;
+			g_sem_labels[i] = label;
+			return;
+		}
+	die("too many labels");
+}
+
+static __attribute__((unused)) void sem_unlabel_all(void)
+{
+	memset(g_sem_pids, 0, sizeof g_sem_pids);
+	memset(g_sem_labels, 0, sizeof g_sem_labels);
+}
+
+static __attribute__((unused)) const char *sem_pidrel(pid_t p)
+{
+	for (int i = 0; i < 16; i++)
+		if (g_sem_labels[i] && g_sem_pids[i] == p)
+			return g_sem_labels[i];
+	return pidrel(p);
+}
+
+static __attribute__((unused)) void show_semds(const struct semid_ds *d)
+{
+	printf("  key=%#x uid=%u gid=%u cuid=%u cgid=%u mode=%#o seq=%u nsems=%lu "
+	       "otime=%s ctime=%s\n",
+	       (unsigned)d->sem_perm.__key, d->sem_perm.uid, d->sem_perm.gid,
+	       d->sem_perm.cuid, d->sem_perm.cgid, d->sem_perm.mode,
+	       d->sem_perm.__seq, (unsigned long)d->sem_nsems, trel(d->sem_otime),
+	       trel(d->sem_ctime));
+}
+
+/* IPC_STAT and print every field; returns semctl's result. */
+static __attribute__((unused)) int sem_stat_show(int id)
+{
+	struct semid_ds d;
+	union semun u = { .buf = &d };
+	errno = 0;
+	int r = semctl(id, 0, IPC_STAT, u);
+	if (r == -1) {
+		printf("  IPC_STAT = -1 %s\n", errname(errno));
+		return -1;
+	}
+	show_semds(&d);
+	return 0;
+}
+
+/* sem_otime and sem_ctime of id (0 and 0 if IPC_STAT fails). */
+static __attribute__((unused)) void sem_times(int id, time_t *otime, time_t *ctime)
+{
+	struct semid_ds d;
+	union semun u = { .buf = &d };
+	memset(&d, 0, sizeof d);
+	semctl(id, 0, IPC_STAT, u);
+	*otime = d.sem_otime;
+	*ctime = d.sem_ctime;
+}
+
+/* One semaphore: value, last pid, waiter counts. */
+static __attribute__((unused)) void show_sem(int id, int n)
+{
+	int v, p, nc, zc;
+	errno = 0;
+	v = semctl(id, n, GETVAL);
+	if (v == -1) {
+		printf("  sem[%d]: GETVAL = -1 %s\n", n, errname(errno));
+		return;
+	}
+	p = semctl(id, n, GETPID);
+	nc = semctl(id, n, GETNCNT);
+	zc = semctl(id, n, GETZCNT);
+	printf("  sem[%d]: val=%d pid=%s ncnt=%d zcnt=%d\n", n, v,
+	       p < 0 ? "ERR" : sem_pidrel(p), nc, zc);
+}
+
+/* Every value, through GETALL. */
+static __attribute__((unused)) void show_vals(int id)
+{
+	unsigned short v[64];
+	struct semid_ds d;
+	union semun u = { .buf = &d };
+	errno = 0;
+	if (semctl(id, 0, IPC_STAT, u) == -1) {
+		printf("  vals: IPC_STAT = -1 %s\n", errname(errno));
+		return;
+	}
+	unsigned long n = d.sem_nsems < 64 ? d.sem_nsems : 64;
+	u.array = v;
+	if (semctl(id, 0, GETALL, u) == -1) {
+		printf("  vals: GETALL = -1 %s\n", errname(errno));
+		return;
+	}
+	printf("  vals:");
+	for (unsigned long i = 0; i < n; i++)
+		printf(" %u", v[i]);
+	printf("\n");
+}
+
+static __attribute__((unused)) const char *sem_flags(int f)
+{
+	static char buf[64];
+	buf[0] = 0;
+	if (f & IPC_NOWAIT)
+		strcat(buf, " nowait");
+	if (f & SEM_UNDO)
+		strcat(buf, " undo");
+	if (f & ~(IPC_NOWAIT | SEM_UNDO))
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " %#x",
+			 f & ~(IPC_NOWAIT | SEM_UNDO));
+	return buf;
+}
+
+static __attribute__((unused)) const char *sem_ops_text(const struct sembuf *s, int n)
+{
+	static char buf[512];
+	size_t len = 0;
+	buf[0] = 0;
+	for (int i = 0; i < n && len < sizeof buf - 64; i++)
+		len += snprintf(buf + len, sizeof buf - len, "%s%u:%+d%s", i ? ", " : "",
+				s[i].sem_num, s[i].sem_op, sem_flags(s[i].sem_flg));
+	return buf;
+}
+
+/* semop (ts == NULL and !timed) or semtimedop, printed with its operations. */
+static __attribute__((unused)) long sem_ops_show(int id, const struct sembuf *s, int n,
+						 const struct timespec *ts, int timed)
+{
+	struct sembuf copy[64];
+	memcpy(copy, s, n * sizeof *s);
+	errno = 0;
+	long r = timed ? semtimedop(id, copy, n, ts) : semop(id, copy, n);
+	int e = errno;
+	char what[600];
+	snprintf(what, sizeof what, "%s(id, [%s])", timed ? "semtimedop" : "semop",
+		 sem_ops_text(s, n));
+	show_res(what, r, e);
+	return r;
+}
+
+#define SEMOPS_N(...) ((int)(sizeof((struct sembuf[]){ __VA_ARGS__ }) / sizeof(struct sembuf)))
+/* OPS(id, {num, op, flg}, ...): semop, printed. */
+#define OPS(id, ...) sem_ops_show(id, (struct sembuf[]){ __VA_ARGS__ }, SEMOPS_N(__VA_ARGS__), NULL, 0)
+/* TOPS(id, ts, {num, op, flg}, ...): semtimedop, printed. */
+#define TOPS(id, ts, ...) sem_ops_show(id, (struct sembuf[]){ __VA_ARGS__ }, SEMOPS_N(__VA_ARGS__), ts, 1)
+
+/* semop without printing; dies on failure (setup steps). */
+static __attribute__((unused)) void sem_do(int id, int num, int op, int flg)
+{
+	struct sembuf s = { (unsigned short)num, (short)op, (short)flg };
+	if (semop(id, &s, 1))
+		die("semop");
+}
+
+static __attribute__((unused)) void sem_set(int id, int num, int val)
+{
+	if (semctl(id, num, SETVAL, val))
+		die("SETVAL");
+}
+
+/* Poll semctl(id, num, cmd) until it returns want, up to 5 s; returns the
+ * last value. How a test knows a helper is queued (GETNCNT/GETZCNT) or a
+ * wake-up has happened, without timing assumptions. */
+static __attribute__((unused)) int sem_settle(int id, int num, int cmd, int want)
+{
+	struct timespec ts = { 0, 1000 * 1000 };
+	int v = -1;
+	for (int i = 0; i < 5000; i++) {
+		v = semctl(id, num, cmd);
+		if (v == want)
+			return v;
+		nanosleep(&ts, NULL);
+	}
+	printf("  (semctl(%d, %s) stayed %d, want %d)\n", num,
+	       cmd == GETNCNT ? "GETNCNT" : cmd == GETZCNT ? "GETZCNT" :
+	       cmd == GETVAL ? "GETVAL" : "?", v, want);
+	return v;
+}
+
+/* A child that runs the operations and exits with 0 or the errno it got. */
+static __attribute__((unused)) pid_t sem_waiter(const char *label, int id,
+						const struct sembuf *s, int n,
+						const struct timespec *ts)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		struct sembuf copy[64];
+		memcpy(copy, s, n * sizeof *s);
+		long r = ts ? semtimedop(id, copy, n, ts) : semop(id, copy, n);
+		_exit(r == 0 ? 0 : errno);
+	}
+	sem_label(pid, label);
+	return pid;
+}
+
+#define WAITER(label, id, ...) sem_waiter(label, id, (struct sembuf[]){ __VA_ARGS__ }, SEMOPS_N(__VA_ARGS__), NULL)
+
+/* Queue a waiter and wait until it is counted (GETNCNT or GETZCNT of num
+ * reaches want) and asleep. */
+#define QUEUE(label, id, num, cmd, want, ...) ({ \
+	pid_t q_ = WAITER(label, id, __VA_ARGS__); \
+	sem_settle(id, num, cmd, want); \
+	io_wait_sleeping(q_); \
+	q_; })
+
+static __attribute__((unused)) void sem_show_exit(const char *who, int st)
+{
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		printf("  %s: semop = 0\n", who);
+	else if (WIFEXITED(st))
+		printf("  %s: semop = -1 %s\n", who, errname(WEXITSTATUS(st)));
+	else
+		show_status(who, st);
+}
+
+/* Reap one labelled waiter and print how its semop ended. */
+static __attribute__((unused)) void sem_reap(pid_t pid)
+{
+	int st;
+	pid_t r;
+	while ((r = waitpid(pid, &st, 0)) == -1 && errno == EINTR)
+		;
+	if (r != pid)
+		die("waitpid");
+	sem_show_exit(sem_pidrel(pid), st);
+}
+
+/* Reap the next n children to finish, whichever they are, and print them in
+ * label order: which waiters a wake-up released. */
+static __attribute__((unused)) void sem_reap_any(int n)
+{
+	pid_t got[16];
+	int sts[16];
+	for (int i = 0; i < n; i++) {
+		while ((got[i] = waitpid(-1, &sts[i], 0)) == -1 && errno == EINTR)
+			;
+		if (got[i] < 0)
+			die("waitpid");
+	}
+	for (int l = 0; l < 16; l++)
+		for (int i = 0; i < n; i++)
+			if (g_sem_labels[l] && got[i] == g_sem_pids[l])
+				sem_show_exit(g_sem_labels[l], sts[i]);
+	for (int i = 0; i < n; i++) {
+		int known = 0;
+		for (int l = 0; l < 16; l++)
+			known |= g_sem_labels[l] && got[i] == g_sem_pids[l];
+		if (!known)
+			sem_show_exit("unlabelled child", sts[i]);
+	}
+}
+
 #endif
