@@ -20,6 +20,9 @@ for pkg in "${!wanted[@]}"; do
     [[ -e ${wanted[$pkg]} ]] || missing+=("$pkg")
 done
 
+# tests/tests/sem_programs.rs uses Perl's IPC::Semaphore: in Debian's perl (libperl), not perl-base.
+perl -MIPC::Semaphore -e 1 >/dev/null 2>&1 || missing+=(perl)
+
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
@@ -36,4 +39,13 @@ id postgres >/dev/null 2>&1 || {
 if ! python3 -c 'import sysv_ipc' >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore sysv_ipc >/dev/null
     python3 -c 'import sysv_ipc'
+fi
+
+# Timed waits (sysv_ipc.Semaphore.acquire(timeout)) need semtimedop, which sysv_ipc's build probe
+# finds only with _GNU_SOURCE defined; PyPI's wheels were built without it, so they wait forever
+# instead. tests/tests/sem_programs.rs times out waits: build it from source with the define.
+if ! python3 -c 'import sys, sysv_ipc; sys.exit(not sysv_ipc.SEMAPHORE_TIMEOUT_SUPPORTED)' >/dev/null 2>&1; then
+    CC="cc -D_GNU_SOURCE" python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --no-binary sysv_ipc --force-reinstall --no-deps sysv_ipc >/dev/null
+    python3 -c 'import sys, sysv_ipc; sys.exit(not sysv_ipc.SEMAPHORE_TIMEOUT_SUPPORTED)'
 fi
