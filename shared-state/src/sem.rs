@@ -96,6 +96,10 @@ pub struct SemNs {
     _pad: u32,
     /// Entries in the journal of the current lock holder; 0 outside a locked section.
     journal_len: AtomicU64,
+    /// pid << 32 | CPU + 1 of the last semop locker, and of the last one before it that was
+    /// another process: where a waker is likely to run.
+    last: AtomicU64,
+    other: AtomicU64,
 }
 
 impl SemNs {
@@ -253,6 +257,8 @@ fn now_ns() -> i64 {
 struct Sems<'a> {
     r: &'a Region,
     lock: Option<LockGuard<'a>>,
+    /// CPU + 1 of the last other locker and our own, when taken for a semop.
+    cpus: (u32, u32),
     wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
 }
@@ -291,6 +297,7 @@ fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
     .map_err(|_| ENOMEM)?;
     let s = Sems {
         r,
+        cpus: (0, 0),
         lock: Some(guard),
         wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
         nwakes: Default::default(),
@@ -846,11 +853,12 @@ impl<'a> Sems<'a> {
                     break 'again;
                 }
                 let Some(st) = self.retry(qi) else { continue };
+                self.unlink(qi);
                 let mut restart = false;
                 if st == 0 {
                     completed = true;
-                    let sops = self.sops(qi);
-                    self.wakeup_zero(set, Some(sops));
+                    self.wakeup_zero(set, Some(self.sops(qi)));
+                    // check_restart
                     restart = self.set(set).pending_alter.head != 0 || self.q(qi).nsops > 1;
                 }
                 self.complete(qi, st);
@@ -909,6 +917,21 @@ impl<'a> Sems<'a> {
             n += self.entries(set, 2).into_iter().map(check).sum::<i32>();
         }
         n
+    }
+
+    /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
+    fn note_cpu(&self) -> (u32, u32) {
+        let ns = self.ns();
+        let cpu = current_cpu();
+        let me = (proc::self_pid() as u32 as u64) << 32 | cpu as u64;
+        let last = ns.last.swap(me, Ordering::Relaxed);
+        let peer = if last >> 32 != me >> 32 {
+            ns.other.store(last, Ordering::Relaxed);
+            last
+        } else {
+            ns.other.load(Ordering::Relaxed)
+        };
+        (if peer >> 32 == me >> 32 { 0 } else { peer as u32 }, cpu)
     }
 
     fn used(&self, idx: u32) -> bool {
@@ -1188,7 +1211,8 @@ pub fn semtimedop(
     let slot = ensure_record(r)?;
     let pid = proc::self_pid();
     let cred = Cred::current();
-    let s = lock(r)?;
+    let mut s = lock(r)?;
+    s.cpus = s.note_cpu();
     let idx = s.obtain_check(semid)?;
     // find_alloc_undo comes before the other checks: a failed semop still leaves the
     // process an undo structure for the set (and exit_sem then touches the set).
@@ -1269,7 +1293,10 @@ fn sleep<'a>(
     deadline: Option<&libc::timespec>,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
-    let mut first = true;
+    // Spin first only when the last other locker (likely our waker) ran on another CPU: on
+    // one CPU spinning only burns the time the waker needs.
+    let (prev, mine) = s.cpus;
+    let mut first = prev != 0 && prev != mine && multi_cpu();
     loop {
         let q = s.q(qi);
         if q.status != PENDING {
@@ -1280,7 +1307,7 @@ fn sleep<'a>(
         let seq = q.wake.load(Ordering::Acquire);
         drop(s);
         // Spin briefly first when another CPU may be about to complete us.
-        if first && multi_cpu() {
+        if first {
             let start = now_ns();
             let mut i = 0u32;
             while q.wake.load(Ordering::Acquire) == seq {
@@ -1345,6 +1372,13 @@ fn sleep<'a>(
             WaitOutcome::Woken => {}
         }
     }
+}
+
+/// CPU + 1 we run on: glibc reads it from rseq, no system call.
+fn current_cpu() -> u32 {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { 0 } else { cpu as u32 + 1 }
 }
 
 fn multi_cpu() -> bool {
