@@ -93,7 +93,8 @@ pub struct SemNs {
     u_bump: u32,
     a_free: u32,
     a_bump: u32,
-    _pad: u32,
+    /// Last ticket handed to a sleeper.
+    tickets: u32,
     /// Entries in the journal of the current lock holder; 0 outside a locked section.
     journal_len: AtomicU64,
     /// pid << 32 | CPU + 1 of the last semop locker, and of the last one before it that was
@@ -156,7 +157,9 @@ struct SemQueue {
     blocking: u32,
     status: i32,
     in_use: u32,
-    _pad: u32,
+    /// Tells the sleeper that the entry is still its own (a process judged dead loses its
+    /// entries, and they may be reused).
+    ticket: u32,
     /// The sleeper's futex word (not journalled: a spurious change only causes a re-check).
     wake: AtomicU32,
     _pad2: u32,
@@ -1260,6 +1263,9 @@ pub fn semtimedop(
     q.blocking = blocking as u32;
     q.status = PENDING;
     q.in_use = 1;
+    let ticket = s.ns().tickets.wrapping_add(1);
+    s.w(&mut s.ns().tickets, ticket);
+    q.ticket = ticket;
     let dst = s.sops(qi);
     s.save(dst.as_ptr() as *const u8, nsops * size_of::<Sembuf>());
     dst.copy_from_slice(sops);
@@ -1282,7 +1288,7 @@ pub fn semtimedop(
         let v = set.complex_count + 1;
         s.w(&mut set.complex_count, v);
     }
-    sleep(r, s, qi, deadline.as_ref(), env)
+    sleep(r, s, qi, ticket, deadline.as_ref(), env)
 }
 
 /// The sleeping loop of a queued operation; `s` holds the lock on entry.
@@ -1290,6 +1296,7 @@ fn sleep<'a>(
     r: &'a Region,
     mut s: Sems<'a>,
     qi: u32,
+    ticket: u32,
     deadline: Option<&libc::timespec>,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
@@ -1342,6 +1349,9 @@ fn sleep<'a>(
         };
         s = lock(r)?;
         let q = s.q(qi);
+        if q.in_use == 0 || q.ticket != ticket {
+            return Err(EIDRM);
+        }
         if q.status != PENDING {
             continue;
         }
