@@ -24,7 +24,10 @@ pub struct ProcRecord {
     pub shm_attach: u64,
     /// First `SemUndo` of this process (index + 1), 0 for none; guarded by the sem lock.
     pub sem_undo: u32,
-    _pad: u32,
+    /// Coarse monotonic ms when another process last confirmed (with system calls) that this
+    /// one lives although its life mutex says otherwise (its holding thread ended): a hint
+    /// that spares every toucher the same check for a while.
+    pub alive_ms: AtomicU32,
     /// Held by the process for as long as it runs: the kernel marks it owner-died when the
     /// holder dies, so others see a death without a system call (sem undo).
     pub life: RobustMutex,
@@ -162,6 +165,7 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
                 r.pid = pid;
                 r.starttime = starttime;
                 r.shm_attach = 0;
+                r.alive_ms.store(0, Ordering::Relaxed);
                 // SAFETY: a free record's mutex is no one's: its process died or released it.
                 unsafe { RobustMutex::init(&raw mut r.life) };
                 r.state.store(state, Ordering::Release);

@@ -1048,8 +1048,21 @@ impl<'a> Sems<'a> {
             return true;
         }
         let word = rec.life.owner_word();
-        let hint = word & 0x3fff_ffff == 0 || word & 0x4000_0000 != 0;
-        hint && rec.pid != proc::self_pid() && !proc::alive(rec.pid, rec.starttime)
+        if word & 0x3fff_ffff != 0 && word & 0x4000_0000 == 0 || rec.pid == proc::self_pid() {
+            return false;
+        }
+        // The mutex says dead: confirm, unless someone did less than 100 ms ago.
+        let t = sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE);
+        let now = (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32 | 1;
+        let last = rec.alive_ms.load(Ordering::Relaxed);
+        if last != 0 && now.wrapping_sub(last) < 100 {
+            return false;
+        }
+        if proc::alive(rec.pid, rec.starttime) {
+            rec.alive_ms.store(now, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 }
 

@@ -454,3 +454,32 @@ fn fast_path_makes_no_system_call() {
     });
     assert_eq!(wait_exit(kid), 0, "killed (137) means a system call was made");
 }
+
+/// The thread that made a process's record (and holds its life mutex) ends while the process
+/// lives on: its adjustments stay; once the process is killed they are applied.
+#[test]
+fn holder_thread_exit_is_not_death() {
+    let dir = TempDir::new("sem-thread");
+    let r = dir.region("t");
+    let id = sem::semget(&r, IPC_PRIVATE, 1, 0o600).unwrap();
+    let mut ready = Pipe::new();
+    let rd = &ready;
+    let kid = fork(|| {
+        child_setup();
+        let r = dir.region("t");
+        let ok = std::thread::scope(|s| s.spawn(|| semop(&r, id, &[op(0, 3, SEM_UNDO)]) == Ok(0)).join());
+        if ok.ok() != Some(true) {
+            return 1;
+        }
+        rd.send(1);
+        sleep_forever()
+    });
+    ready.close_write();
+    assert_eq!(ready.recv(), Some(1));
+    for _ in 0..5 {
+        assert_eq!(getval(&r, id, 0), 3, "a live process keeps its adjustments");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    kill_and_reap(kid);
+    until(|| getval(&r, id, 0) == 0);
+}
