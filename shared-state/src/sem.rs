@@ -416,12 +416,16 @@ impl<'a> Sems<'a> {
     fn rollback(&self) {
         let ns = self.ns();
         let n = ns.journal_len.load(Ordering::Acquire).min(SEM_JOURNAL_MAX);
+        // Journalled words lie past the header page, or in the header's SemNs after its lock.
+        let base = self.r.base() as u64;
+        let ns_words = (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base;
         for i in (0..n).rev() {
             // SAFETY: entry i < SEM_JOURNAL_MAX; restored offsets are checked to be aligned
-            // words inside the region.
+            // words of the sem state.
             unsafe {
                 let e = self.r.at::<JournalEntry>(SEM_JOURNAL_OFF + i * size_of::<JournalEntry>() as u64);
-                if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && e.off >= crate::region::PAGE_SIZE {
+                let allowed = e.off >= crate::region::PAGE_SIZE || ns_words.contains(&e.off);
+                if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && allowed {
                     core::ptr::write_volatile((self.r.base() + e.off as usize) as *mut u64, e.old);
                 }
             }

@@ -2,6 +2,8 @@
 //! blocking, timed and non-blocking, while the parent SIGKILLs them at random moments and
 //! starts new ones. At the end every value must be exactly what the completed operations
 //! imply (every undo applied exactly once), nobody may be stuck, and nobody may still sleep.
+//! Every other kill aims at the process holding the semaphore lock at that moment, so some
+//! land inside a locked section and are rolled back by the next locker.
 //!
 //! Exactness: every operation that changes a value without SEM_UNDO also adds 1 to its
 //! worker's own "witness" semaphore, in the same atomic semop. Each worker journals its
@@ -218,7 +220,19 @@ fn random_semops_with_sigkills_stay_exact() {
         // Workers that finished on their own are replaced.
         live.retain(|&(pid, _)| reap(pid, true).is_none());
         if !live.is_empty() {
-            let (pid, _) = live.swap_remove(rng.below(live.len() as u64) as usize);
+            // Every other kill aims at whoever holds the semaphore lock right now.
+            let mut at = rng.below(live.len() as u64) as usize;
+            if kills % 2 == 0 {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(20) {
+                    let owner = (r.header().sem.lock.owner_word() & 0x3fff_ffff) as i32;
+                    if let Some(i) = live.iter().position(|&(pid, _)| pid == owner) {
+                        at = i;
+                        break;
+                    }
+                }
+            }
+            let (pid, _) = live.swap_remove(at);
             // SAFETY: our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             reap(pid, false);
@@ -243,6 +257,9 @@ fn random_semops_with_sigkills_stay_exact() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    // A death seen through a life mutex whose holder thread had ended is confirmed at most
+    // every 0.1 s (a worker ends that way between releasing it and exiting).
+    std::thread::sleep(Duration::from_millis(150));
     let mut vals = vec![0u16; nsems];
     sem::semctl(&r, id, 0, sem::GETALL, vals.as_mut_ptr() as usize).unwrap();
     let mut expect: Vec<i64> = init.iter().map(|&v| v as i64).collect();
@@ -279,7 +296,10 @@ fn random_semops_with_sigkills_stay_exact() {
         }
         expect[witness] = w_val;
     }
-    eprintln!("{spawned} workers, {kills} killed, {ops} operations completed");
+    let recoveries = r.header().counters.lock_recoveries.load(Ordering::Relaxed);
+    eprintln!(
+        "{spawned} workers, {kills} killed ({recoveries} holding the lock), {ops} operations completed"
+    );
     let got: Vec<i64> = vals.iter().map(|&v| v as i64).collect();
     assert_eq!(&got[..NDATA as usize], &expect[..NDATA as usize], "values differ from the journals");
     for n in 0..NDATA as i32 {
@@ -287,6 +307,7 @@ fn random_semops_with_sigkills_stay_exact() {
         assert_eq!(sem::semctl(&r, id, n, sem::GETZCNT, 0), Ok(0));
     }
     assert!(kills >= 50, "only {kills} kills");
+    assert!(recoveries >= 1, "no kill landed inside a locked section");
     // SAFETY: unmapping our own mappings.
     unsafe {
         libc::munmap(logs as *mut libc::c_void, MAX_SPAWNS * size_of::<Log>());
