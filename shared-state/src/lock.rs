@@ -77,11 +77,13 @@ impl RobustMutex {
     /// The lock word: the owner's TID, plus FUTEX_OWNER_DIED (0x4000_0000) once the kernel
     /// saw the owner die holding it.
     pub fn owner_word(&self) -> u32 {
-        // SAFETY: `__lock` is the first int of glibc's pthread_mutex_t; read atomically.
-        unsafe {
-            (*(self.inner.get() as *const core::sync::atomic::AtomicU32))
-                .load(core::sync::atomic::Ordering::Acquire)
-        }
+        self.word().load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The lock word itself, a futex the kernel wakes when the owner dies with FUTEX_WAITERS set.
+    pub fn word(&self) -> &core::sync::atomic::AtomicU32 {
+        // SAFETY: `__lock` is the first int of glibc's pthread_mutex_t, 4-aligned.
+        unsafe { &*(self.inner.get() as *const core::sync::atomic::AtomicU32) }
     }
 
     /// Takes the lock for good (it is released by the owner's death), if nobody holds it.

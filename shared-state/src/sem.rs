@@ -57,7 +57,13 @@ const SEMUSZ: i32 = 20;
 const PENDING: i32 = i32::MIN;
 const SPIN_NS: i64 = 50_000;
 const FIRST_SLICE_NS: i64 = 97_000_000;
+/// After a watched death: this many short slices for the dying process to finish exiting.
+const RECHECK_SLICE_NS: i64 = 2_000_000;
+const RECHECKS: u32 = 25;
 const MAX_WALK: usize = 1 << 22;
+/// Life words of processes with adjustments on the set that a sleeper also waits on: their
+/// death (robust futex) wakes it at once.
+const WATCHED: usize = 6;
 /// Wake-ups deferred until after the unlock; more are woken at once (they then wait for the
 /// lock, which is still correct).
 const DEFERRED_WAKES: usize = 64;
@@ -243,6 +249,11 @@ pub trait SemEnv {
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
     /// A cancellation point, called with no lock held and nothing queued.
     fn testcancel(&self) {}
+    /// A word that changes whenever an application handler runs (futex_waitv is restarted
+    /// after an SA_RESTART handler, a semop must not be).
+    fn handled_word(&self) -> Option<&AtomicU32> {
+        None
+    }
 }
 
 /// `ktime_get_real_seconds`: the coarse clock, read from the vDSO page without the TSC.
@@ -1018,11 +1029,15 @@ impl<'a> Sems<'a> {
     /// or sleeping in it: one read of each one's life word, a system call only on a sign of
     /// death. Allocates nothing (the semop fast path runs it).
     fn reap_set(&self, set: u32) {
+        self.reap_set_as_of(set, false);
+    }
+
+    fn reap_set_as_of(&self, set: u32, fresh: bool) {
         'again: for _ in 0..MAX_WALK {
             let mut cur = self.set(set).undo_head;
             while cur != 0 {
                 let u = self.undo(cur - 1);
-                if u.owner < MAX_PROCS && self.dead(u.owner) {
+                if u.owner < MAX_PROCS && self.dead(u.owner, fresh) {
                     self.exit_sem(u.owner);
                     continue 'again;
                 }
@@ -1034,7 +1049,7 @@ impl<'a> Sems<'a> {
                     let mut cur = self.list(set, code).head;
                     while cur != 0 {
                         let q = self.q(cur - 1);
-                        if q.owner < MAX_PROCS && self.dead(q.owner) {
+                        if q.owner < MAX_PROCS && self.dead(q.owner, fresh) {
                             self.exit_sem(q.owner);
                             continue 'again;
                         }
@@ -1046,7 +1061,35 @@ impl<'a> Sems<'a> {
         }
     }
 
-    fn dead(&self, slot: u32) -> bool {
+    /// Life words of other processes with adjustments on `set`, marked FUTEX_WAITERS so that
+    /// the kernel wakes a sleeper on them when their owner dies: (word, value to wait on).
+    fn watch_undo_owners(&self, set: u32, out: &mut [(usize, u32); WATCHED]) -> usize {
+        let mut n = 0;
+        let mut cur = self.set(set).undo_head;
+        while cur != 0 && n < WATCHED {
+            let u = self.undo(cur - 1);
+            cur = u.set_next;
+            let rec = self.record(u.owner.min(MAX_PROCS - 1));
+            if u.owner >= MAX_PROCS || rec.pid == proc::self_pid() {
+                continue;
+            }
+            let word = rec.life.word();
+            let w = word.load(Ordering::Acquire);
+            if w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 {
+                continue; // no live holder to die
+            }
+            let want = w | 0x8000_0000;
+            if w == want || word.compare_exchange(w, want, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                out[n] = (word.as_ptr() as usize, want);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `fresh`: confirm even if someone found it alive less than 100 ms ago (a sleeper woken by
+    /// the death itself, while the dying process may still be exiting).
+    fn dead(&self, slot: u32, fresh: bool) -> bool {
         let rec = self.record(slot);
         if rec.state.load(Ordering::Relaxed) != LIVE {
             return true;
@@ -1059,7 +1102,7 @@ impl<'a> Sems<'a> {
         let t = sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE);
         let now = (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32 | 1;
         let last = rec.alive_ms.load(Ordering::Relaxed);
-        if last != 0 && now.wrapping_sub(last) < 100 {
+        if !fresh && last != 0 && now.wrapping_sub(last) < 100 {
             return false;
         }
         if proc::alive(rec.pid, rec.starttime) {
@@ -1321,6 +1364,8 @@ fn sleep<'a>(
     // one CPU spinning only burns the time the waker needs.
     let (prev, mine) = s.cpus;
     let mut first = prev != 0 && prev != mine && multi_cpu();
+    // After a watched holder's death woke us: short slices while it finishes exiting.
+    let mut recheck = 0u32;
     loop {
         let q = s.q(qi);
         if q.status != PENDING {
@@ -1329,6 +1374,8 @@ fn sleep<'a>(
             return if st == 0 { Ok(0) } else { Err(-st) };
         }
         let seq = q.wake.load(Ordering::Acquire);
+        let mut watched = [(0usize, 0u32); WATCHED];
+        let nwatched = if s.set(q.set).live != 0 { s.watch_undo_owners(q.set, &mut watched) } else { 0 };
         drop(s);
         // Spin briefly first when another CPU may be about to complete us.
         if first {
@@ -1343,14 +1390,16 @@ fn sleep<'a>(
             }
         }
         first = false;
-        let slice = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: FIRST_SLICE_NS });
+        let slice_ns = if recheck > 0 { RECHECK_SLICE_NS } else { FIRST_SLICE_NS };
+        let slice = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice_ns });
+        let death = core::cell::Cell::new(false);
         let (until, last) = match deadline {
             Some(d) if (d.tv_sec, d.tv_nsec) <= (slice.tv_sec, slice.tv_nsec) => (*d, true),
             _ => (slice, false),
         };
         let out = if q.wake.load(Ordering::Acquire) != seq {
             WaitOutcome::Woken
-        } else {
+        } else if nwatched == 0 {
             env.wait(&mut || match sys::futex(
                 q.wake.as_ptr(),
                 libc::FUTEX_WAIT_BITSET,
@@ -1359,6 +1408,35 @@ fn sleep<'a>(
                 0,
                 libc::FUTEX_BITSET_MATCH_ANY as u32,
             ) {
+                Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+                Err(libc::EINTR) => WaitOutcome::Interrupted,
+                _ => WaitOutcome::Woken,
+            })
+        } else {
+            // Our own word, the handler count, and the life words of holders of adjustments.
+            let mut waiters = [sys::FutexWaitv::default(); WATCHED + 2];
+            let word = |addr: usize, val: u32| sys::FutexWaitv {
+                val: val as u64,
+                uaddr: addr as u64,
+                flags: sys::FUTEX2_SIZE_U32,
+                reserved: 0,
+            };
+            waiters[0] = word(q.wake.as_ptr() as usize, seq);
+            let mut n = 1;
+            if let Some(h) = env.handled_word() {
+                waiters[1] = word(h.as_ptr() as usize, h.load(Ordering::Relaxed));
+                n = 2;
+            }
+            for &(addr, val) in &watched[..nwatched] {
+                waiters[n] = word(addr, val);
+                n += 1;
+            }
+            let first_watched = n - nwatched;
+            env.wait(&mut || match sys::futex_waitv(&waiters[..n], &until) {
+                Ok(i) if i >= first_watched => {
+                    death.set(true);
+                    WaitOutcome::Woken
+                }
                 Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
                 Err(libc::EINTR) => WaitOutcome::Interrupted,
                 _ => WaitOutcome::Woken,
@@ -1389,14 +1467,18 @@ fn sleep<'a>(
                 s.unmerge_queues(set);
                 return Err(EAGAIN);
             }
-            WaitOutcome::TimedOut => {
-                // A process that died holding what we wait for is settled at slice ends.
+            // Woken without a result: maybe by the death of a watched holder, which is
+            // settled now; any other died holding what we wait for is settled at slice ends.
+            WaitOutcome::TimedOut | WaitOutcome::Woken => {
+                if death.get() {
+                    recheck = RECHECKS;
+                }
                 let set = q.set;
                 if s.set(set).live != 0 {
-                    s.reap_set(set);
+                    s.reap_set_as_of(set, recheck > 0);
                 }
+                recheck = recheck.saturating_sub(1);
             }
-            WaitOutcome::Woken => {}
         }
     }
 }

@@ -43,6 +43,10 @@ impl SemEnv for Env<'_> {
     fn testcancel(&self) {
         self.g.testcancel();
     }
+
+    fn handled_word(&self) -> Option<&core::sync::atomic::AtomicU32> {
+        Some(signals::handled_word())
+    }
 }
 
 /// Serves a semaphore system call: the kernel-style result (-errno on failure).
