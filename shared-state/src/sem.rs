@@ -56,6 +56,8 @@ const SEMUSZ: i32 = 20;
 /// A queue entry's status while it waits (the kernel's -EINTR "in progress").
 const PENDING: i32 = i32::MIN;
 const SPIN_NS: i64 = 50_000;
+/// How many times a sleeper yields to a waker on its own CPU before it sleeps.
+const SAME_CPU_YIELDS: u32 = 4;
 const FIRST_SLICE_NS: i64 = 97_000_000;
 /// After a watched death: this many short slices for the dying process to finish exiting.
 const RECHECK_SLICE_NS: i64 = 2_000_000;
@@ -168,7 +170,18 @@ struct SemQueue {
     ticket: u32,
     /// The sleeper's futex word (not journalled: a spurious change only causes a re-check).
     wake: AtomicU32,
-    _pad2: u32,
+    /// Non-zero while the sleeper is in a futex wait: only then does a waker make the wake
+    /// syscall (a sleeper yielding to its waker on one CPU needs none).
+    sleeping: AtomicU32,
+}
+
+impl SemQueue {
+    /// Wakes the sleeper if it is in its futex wait (its word was bumped already).
+    fn wake_sleeper(&self) {
+        if self.sleeping.load(Ordering::SeqCst) != 0 {
+            wait::wake(&self.wake, 1);
+        }
+    }
 }
 
 /// `struct sem_undo`: the adjustments of one process for one set.
@@ -282,7 +295,7 @@ impl Drop for Sems<'_> {
         self.ns().journal_len.store(0, Ordering::Release);
         drop(self.lock.take());
         for qi in &self.wakes[..self.nwakes.get()] {
-            wait::wake(&self.q(qi.get()).wake, 1);
+            self.q(qi.get()).wake_sleeper();
         }
     }
 }
@@ -816,13 +829,13 @@ impl<'a> Sems<'a> {
         self.unlink(qi);
         let q = self.q(qi);
         self.w(&mut q.status, status);
-        q.wake.fetch_add(1, Ordering::Release);
+        q.wake.fetch_add(1, Ordering::SeqCst);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
             self.wakes[n].set(qi);
             self.nwakes.set(n + 1);
         } else {
-            wait::wake(&q.wake, 1);
+            q.wake_sleeper();
         }
     }
 
@@ -1377,6 +1390,16 @@ fn sleep<'a>(
         let mut watched = [(0usize, 0u32); WATCHED];
         let nwatched = if s.set(q.set).live != 0 { s.watch_undo_owners(q.set, &mut watched) } else { 0 };
         drop(s);
+        // A waker on this CPU runs when we give the CPU up: a few yields hand over at one
+        // syscall each, where a futex sleep and wake-up cost two and two context switches.
+        if prev != 0 && prev == mine {
+            for _ in 0..SAME_CPU_YIELDS {
+                if q.wake.load(Ordering::Acquire) != seq {
+                    break;
+                }
+                let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+            }
+        }
         // Spin briefly first when another CPU may be about to complete us.
         if first {
             let start = now_ns();
@@ -1397,7 +1420,9 @@ fn sleep<'a>(
             Some(d) if (d.tv_sec, d.tv_nsec) <= (slice.tv_sec, slice.tv_nsec) => (*d, true),
             _ => (slice, false),
         };
-        let out = if q.wake.load(Ordering::Acquire) != seq {
+        // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
+        q.sleeping.store(1, Ordering::SeqCst);
+        let out = if q.wake.load(Ordering::SeqCst) != seq {
             WaitOutcome::Woken
         } else if nwatched == 0 {
             env.wait(&mut || match sys::futex(
@@ -1442,6 +1467,7 @@ fn sleep<'a>(
                 _ => WaitOutcome::Woken,
             })
         };
+        q.sleeping.store(0, Ordering::Relaxed);
         s = lock(r)?;
         let q = s.q(qi);
         if q.in_use == 0 || q.ticket != ticket {
