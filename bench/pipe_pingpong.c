@@ -19,10 +19,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench.h"
 
-#define MAX_RUNS 99
-/* A lost byte would leave both ends waiting forever: each process gives up after this long. */
-#define WATCHDOG_SECONDS 30
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -45,25 +43,13 @@ static void start_watchdog(void)
     alarm(WATCHDOG_SECONDS);
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 static void pin(int cpu)
 {
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) < 0) {
-        fprintf(stderr, "pipe_pingpong: %s: sched_setaffinity(CPU %d): ", role, cpu);
-        perror(NULL);
-        exit(1);
-    }
+	if (pin_to(cpu) < 0) {
+		fprintf(stderr, "pipe_pingpong: %s: sched_setaffinity(CPU %d): ", role, cpu);
+		perror(NULL);
+		exit(1);
+	}
 }
 
 static void put(int fd, unsigned char b)
@@ -110,12 +96,6 @@ static void expect_eof(int fd)
                 role, n);
         exit(1);
     }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)

@@ -23,9 +23,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench.h"
 
-#define MAX_RUNS 99
-#define WATCHDOG_SECONDS 30
 
 static int semid = -1;
 static pid_t owner;
@@ -56,13 +55,6 @@ static void watchdog_fired(int sig)
     if (getpid() == owner && semid >= 0)
         semctl(semid, 0, IPC_RMID);
     _exit(3);
-}
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
 static void op(short delta, short flg)
@@ -107,12 +99,6 @@ static pid_t child_exits_holding(long warm, short flg)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail("child failed (wait status %#x)", status);
     return pid;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)

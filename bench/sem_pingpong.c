@@ -27,10 +27,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench.h"
 
-#define MAX_RUNS 99
-/* A lost wake-up would leave both ends waiting forever: each process gives up after this long. */
-#define WATCHDOG_SECONDS 30
 #define STOP (-1L)
 
 static const char *role = "parent";
@@ -66,22 +64,10 @@ static void watchdog_fired(int sig)
     _exit(3);
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 static void pin(int cpu)
 {
-    if (cpu < 0)
-        return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) < 0)
-        fail("sched_setaffinity(CPU %d)", cpu);
+	if (pin_to(cpu) < 0)
+		fail("sched_setaffinity(CPU %d)", cpu);
 }
 
 static void op(unsigned short num, short delta)
@@ -129,12 +115,6 @@ static void child(long total)
         *counter = 2 * i + 2;
         op(1, 1);
     }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)

@@ -1,21 +1,16 @@
 /* One shared memory life cycle per iteration: shmget(IPC_PRIVATE, 64 KiB) + shmat + touch 16
  * pages + shmdt + shmctl(IPC_RMID). Prints the median over RUNS runs of ITERS cycles as
  * "<ns per cycle> ns". Usage: shm_cycle [ITERS [RUNS]] */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <time.h>
+#include "bench.h"
 
 #define SEG_SIZE 65536
 #define PAGES 16
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
 
 static void cycle(void)
 {
@@ -45,12 +40,6 @@ static void cycle(void)
         perror("shmctl(IPC_RMID)");
         exit(1);
     }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,38 @@
+/* What every side-by-side benchmark here shares: its clock, its median, CPU pinning. */
+#ifndef IPCSHIM_BENCH_H
+#define IPCSHIM_BENCH_H
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define MAX_RUNS 99
+/* Lost data would leave a benchmark waiting forever: each process gives up after this long. */
+#define WATCHDOG_SECONDS 30
+
+static __attribute__((unused)) double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static __attribute__((unused)) int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Pins the calling process to `cpu` (-1: leave it); 0, or -1 with errno set. */
+static __attribute__((unused)) int pin_to(int cpu)
+{
+    if (cpu < 0)
+    	return 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set);
+}
+
+#endif
