@@ -380,6 +380,23 @@ static __attribute__((unused)) void io_close(int fd)
 		die("close");
 }
 
+static __attribute__((unused)) void closep(int p[2])
+{
+	io_close(p[0]);
+	io_close(p[1]);
+}
+
+/* Read until EOF; returns the byte count, the data in buf (up to cap). */
+static __attribute__((unused)) long read_all(int fd, char *buf, long cap)
+{
+	long total = 0, n;
+	while ((n = read(fd, buf + total, cap - total)) > 0)
+		total += n;
+	if (n < 0)
+		die("read_all");
+	return total;
+}
+
 /* One byte through a synchronisation pipe. */
 static __attribute__((unused)) void io_post(int fd)
 {

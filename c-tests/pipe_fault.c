@@ -29,12 +29,6 @@ static void check_rest(int fd, size_t off)
 	       is_pat(buf, off, n) ? "yes" : "no");
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
 int main(void)
 {
 	setup();

@@ -15,12 +15,6 @@ static int exec_hold(char **argv)
 	return read(atoi(argv[2]), &c, 1) < 0;
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
 static void show_fl(const char *what, int fd)
 {
 	printf("  %s: F_GETFL=%#x F_GETFD=%d\n", what, fcntl(fd, F_GETFL), fcntl(fd, F_GETFD));

@@ -25,12 +25,6 @@ static int lowest_free(void)
 	return fd;
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
 int main(void)
 {
 	setup();

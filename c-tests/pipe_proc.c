@@ -47,23 +47,6 @@ static void exec_self(const char *mode, int a, int b, int c)
 	_exit(SETUP_FAIL);
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
-/* Read until EOF; returns the byte count, the data in buf (up to cap). */
-static long read_all(int fd, char *buf, long cap)
-{
-	long total = 0, n;
-	while ((n = read(fd, buf + total, cap - total)) > 0)
-		total += n;
-	if (n < 0)
-		die("read_all");
-	return total;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[1], "exec-io"))

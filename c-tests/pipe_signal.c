@@ -61,12 +61,6 @@ static void show_pipes(void)
 	g_pipes = 0;
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
 /* A safety net that cannot use SIGALRM: SIGTERM after 10 s. */
 static void watchdog(void)
 {

@@ -3,22 +3,6 @@
  * system() with output redirected into a pipe, an exec'd filter. */
 #include "common.h"
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
-static long read_all(int fd, char *buf, long cap)
-{
-	long total = 0, n;
-	while ((n = read(fd, buf + total, cap - total)) > 0)
-		total += n;
-	if (n < 0)
-		die("read_all");
-	return total;
-}
-
 /* Print text line by line, indented, with visible end-of-text. */
 static void show_text(const char *what, const char *buf, long n)
 {

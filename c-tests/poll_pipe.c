@@ -13,12 +13,6 @@ static void on_usr1(int sig)
 	g_usr1++;
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
 static void show_both(int p[2])
 {
 	show_poll1("read end", p[0], ALL);

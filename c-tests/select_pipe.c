@@ -11,12 +11,6 @@ static void on_usr1(int sig)
 	g_usr1++;
 }
 
-static void closep(int p[2])
-{
-	io_close(p[0]);
-	io_close(p[1]);
-}
-
 static int pending(int sig)
 {
 	sigset_t s;
