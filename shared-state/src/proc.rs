@@ -142,6 +142,22 @@ pub fn procs_hwm(region: &Region) -> u32 {
     region.header().procs_hwm.load(Ordering::Relaxed).min(MAX_PROCS)
 }
 
+/// Before `region` is unmapped: lets go of the life mutexes this thread holds in it, which
+/// would otherwise stay on the thread's robust list pointing into unmapped memory (glibc walks
+/// that list on its next robust lock or unlock). Only a process that maps several regions
+/// over its life, as tests do, unmaps one.
+pub fn release_lives(region: &Region) {
+    let me = sys::syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0) as u32;
+    for slot in 0..procs_hwm(region) {
+        // SAFETY: slot < procs_hwm <= MAX_PROCS; the life mutex is only read and, when this
+        // thread owns it, unlocked by its owner.
+        let rec = unsafe { record(region, slot) };
+        if rec.life.owner_word() & 0x3fff_ffff == me {
+            rec.life.release();
+        }
+    }
+}
+
 /// # Safety
 /// The caller holds the region lock; `slot < MAX_PROCS`.
 #[allow(clippy::mut_from_ref)]

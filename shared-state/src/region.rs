@@ -475,6 +475,7 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        crate::proc::release_lives(self);
         let _ = sys::munmap(self.base, TOTAL_SIZE as usize);
         let _ = sys::munmap(self.ro_data, SHM_DATA_SIZE as usize);
     }
