@@ -18,7 +18,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -114,14 +114,27 @@ pub struct Counters {
     pub shm_calls: AtomicU64,
     pub procs_reaped: AtomicU64,
     pub lock_recoveries: AtomicU64,
-    /// Syscalls trapped by the catch-all (Syscall User Dispatch) in shimmed processes.
-    pub sud_traps: AtomicU64,
     pub pipes_created: AtomicU64,
+    /// Syscalls trapped by the catch-all (Syscall User Dispatch) in shimmed processes.
+    pub sud_traps: LineCounter,
     /// Bytes written into and read out of shim pipes.
-    pub pipe_bytes_in: AtomicU64,
-    pub pipe_bytes_out: AtomicU64,
+    pub pipe_bytes_in: LineCounter,
+    pub pipe_bytes_out: LineCounter,
     /// semget/semop/semctl calls served (each lock of the semaphore state).
-    pub sem_calls: AtomicU64,
+    pub sem_calls: LineCounter,
+}
+
+/// A counter alone on its cache line: one bumped on every call by processes on different CPUs
+/// (a pipe's writer and reader) would otherwise move a shared line between them each time.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct LineCounter(AtomicU64);
+
+impl core::ops::Deref for LineCounter {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
 }
 
 #[repr(C)]
