@@ -3,9 +3,12 @@
 #define IPCSHIM_BENCH_H
 
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_RUNS 99
 /* Lost data would leave a benchmark waiting forever: each process gives up after this long. */
@@ -28,11 +31,42 @@ static __attribute__((unused)) int cmp_double(const void *a, const void *b)
 static __attribute__((unused)) int pin_to(int cpu)
 {
     if (cpu < 0)
-    	return 0;
+        return 0;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return sched_setaffinity(0, sizeof set, &set);
+}
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const char *watchdog_msg;
+
+static void bench_watchdog_fired(int sig)
+{
+    (void)sig;
+    (void)!write(2, watchdog_msg, strlen(watchdog_msg));
+    _exit(3);
+}
+
+/* Kills this process (exit 3, saying `msg`) if it has not finished WATCHDOG_SECONDS from now;
+ * fork clears the alarm, so a child calls it again. */
+static __attribute__((unused)) void start_watchdog(const char *msg)
+{
+    watchdog_msg = msg;
+    signal(SIGALRM, bench_watchdog_fired);
+    alarm(WATCHDOG_SECONDS);
+}
+
+/* pin_to, or exit 1 naming `prog` and `role`. */
+static __attribute__((unused)) void pin_or_exit(const char *prog, const char *role, int cpu)
+{
+    if (pin_to(cpu) < 0) {
+        fprintf(stderr, "%s: %s: sched_setaffinity(CPU %d): ", prog, role, cpu);
+        perror(NULL);
+        exit(1);
+    }
 }
 
 #endif

@@ -21,36 +21,10 @@
 #include <unistd.h>
 #include "bench.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
+
+#define WATCHDOG_MSG "pipe_pingpong: watchdog: not done after " STR(WATCHDOG_SECONDS) " s (lost data?), giving up\n"
 
 static const char *role = "parent";
-
-static void watchdog_fired(int sig)
-{
-    (void)sig;
-    static const char msg[] =
-        "pipe_pingpong: watchdog: not done after " STR(WATCHDOG_SECONDS)
-        " s (lost data?), giving up\n";
-    (void)!write(2, msg, sizeof msg - 1);
-    _exit(3);
-}
-
-/* Kills this process (exit 3) if it has not finished WATCHDOG_SECONDS from now. */
-static void start_watchdog(void)
-{
-    signal(SIGALRM, watchdog_fired);
-    alarm(WATCHDOG_SECONDS);
-}
-
-static void pin(int cpu)
-{
-	if (pin_to(cpu) < 0) {
-		fprintf(stderr, "pipe_pingpong: %s: sched_setaffinity(CPU %d): ", role, cpu);
-		perror(NULL);
-		exit(1);
-	}
-}
 
 static void put(int fd, unsigned char b)
 {
@@ -120,8 +94,8 @@ int main(int argc, char **argv)
         return 1;
     }
     fflush(NULL);
-    start_watchdog();
-    pin(parent_cpu);
+    start_watchdog(WATCHDOG_MSG);
+    pin_or_exit("pipe_pingpong", role, parent_cpu);
     pid_t pid = fork();
     if (pid < 0) {
         perror("pipe_pingpong: fork");
@@ -129,8 +103,8 @@ int main(int argc, char **argv)
     }
     if (pid == 0) {
         role = "child";
-        start_watchdog(); /* fork cleared the alarm */
-        pin(child_cpu);
+        start_watchdog(WATCHDOG_MSG); /* fork cleared the alarm */
+        pin_or_exit("pipe_pingpong", role, child_cpu);
         close(down[1]);
         close(up[0]);
         for (long i = 0; i < total; i++) {

@@ -66,8 +66,8 @@ static void watchdog_fired(int sig)
 
 static void pin(int cpu)
 {
-	if (pin_to(cpu) < 0)
-		fail("sched_setaffinity(CPU %d)", cpu);
+    if (pin_to(cpu) < 0)
+        fail("sched_setaffinity(CPU %d)", cpu);
 }
 
 static void op(unsigned short num, short delta)
