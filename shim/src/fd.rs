@@ -116,13 +116,11 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
 
 /// Finds out what an fd we have not seen yet is. Err: not open (nothing to cache).
 fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
-    // SAFETY: an all-zero stat is a valid value; the kernel fills it.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    sys::syscall6(libc::SYS_fstat, fd as usize, &mut st as *mut libc::stat as usize, 0, 0, 0, 0)?;
+    let st = sys::fstat(fd)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return Ok(None);
     }
-    let flags = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)? as i32;
+    let flags = crate::pipes::getfl(fd)?;
     // An O_PATH fd names the FIFO without opening it: the kernel answers everything on it.
     if flags & libc::O_PATH != 0 {
         return Ok(None);

@@ -36,6 +36,11 @@ pub fn ret(r: Result<usize, Errno>) -> i64 {
     }
 }
 
+/// The open file's status flags (F_GETFL) of `fd`.
+pub fn getfl(fd: i32) -> Result<i32, Errno> {
+    sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0).map(|fl| fl as i32)
+}
+
 /// `read`/`write`'s single buffer, checked as `vfs_read`/`vfs_write` do.
 fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
     if !access_ok(addr, len) {
@@ -115,8 +120,7 @@ impl PipeEnv for Env<'_> {
         {
             return NB_FLAG[self.p.fd as usize].load(Ordering::Relaxed);
         }
-        let nb = sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
-            .is_ok_and(|fl| fl as i32 & libc::O_NONBLOCK != 0);
+        let nb = getfl(self.p.fd).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
         if let Some(c) = cached {
             NB_FLAG[self.p.fd as usize].store(nb, Ordering::Relaxed);
             c.store(gens, Ordering::Release);
@@ -175,8 +179,7 @@ impl PipeEnv for Env<'_> {
 /// reads EOF: ask the placeholder itself, with a read that cannot block and, the placeholder
 /// being empty, cannot take anything.
 fn fifo_eof(fd: i32) -> bool {
-    let nonblocking = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
-        .is_ok_and(|fl| fl as i32 & libc::O_NONBLOCK != 0);
+    let nonblocking = getfl(fd).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
     let mut queued = 0i32;
     let mut empty = || {
         sys::syscall6(
@@ -283,27 +286,23 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
     if flags & libc::O_EXCL != 0 {
         return None;
     }
-    let mut fds = [0i32; 2];
-    if let Err(e) = sys::syscall6(libc::SYS_pipe2, fds.as_mut_ptr() as usize, flags as usize, 0, 0, 0, 0) {
-        return Some(-(e as i64));
-    }
+    let fds = match sys::pipe2(flags) {
+        Ok((rd, wr)) => [rd, wr],
+        Err(e) => return Some(-(e as i64)),
+    };
     let closeboth = || {
         sys::close(fds[0]);
         sys::close(fds[1]);
     };
-    // SAFETY: an all-zero stat is a valid value; the kernel fills it.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    let made =
-        sys::syscall6(libc::SYS_fstat, fds[0] as usize, &mut st as *mut libc::stat as usize, 0, 0, 0, 0)
-            .and_then(|_| pipe::pipe_new(r, st.st_dev, st.st_ino));
-    let handle = match made {
-        Ok(h) => h,
+    let made = sys::fstat(fds[0]).and_then(|st| Ok((st.st_dev, pipe::pipe_new(r, st.st_dev, st.st_ino)?)));
+    let (dev, handle) = match made {
+        Ok(m) => m,
         Err(e) => {
             closeboth();
             return Some(-(e as i64));
         }
     };
-    set_pipefs_dev(st.st_dev);
+    set_pipefs_dev(dev);
     // SAFETY: `fds` is 8 readable bytes; the destination may be bad, which copy_user reports.
     let uncopied = unsafe { uaccess::copy_user(ufds as *mut u8, fds.as_ptr() as *const u8, 8) };
     if !access_ok(ufds, 8) || uncopied != 0 {
@@ -326,28 +325,11 @@ fn set_pipefs_dev(dev: u64) {
 fn pipefs_dev() -> u64 {
     match PIPEFS_DEV.load(Ordering::Relaxed) {
         u64::MAX => {
-            let mut fds = [0i32; 2];
-            if sys::syscall6(libc::SYS_pipe2, fds.as_mut_ptr() as usize, libc::O_CLOEXEC as usize, 0, 0, 0, 0)
-                .is_err()
-            {
-                return u64::MAX;
-            }
-            // SAFETY: an all-zero stat is a valid value; the kernel fills it.
-            let mut st: libc::stat = unsafe { core::mem::zeroed() };
-            let ok = sys::syscall6(
-                libc::SYS_fstat,
-                fds[0] as usize,
-                &mut st as *mut libc::stat as usize,
-                0,
-                0,
-                0,
-                0,
-            );
-            sys::close(fds[0]);
-            sys::close(fds[1]);
-            if ok.is_err() {
-                return u64::MAX;
-            }
+            let Ok((rd, wr)) = sys::pipe2(libc::O_CLOEXEC) else { return u64::MAX };
+            let st = sys::fstat(rd);
+            sys::close(rd);
+            sys::close(wr);
+            let Ok(st) = st else { return u64::MAX };
             set_pipefs_dev(st.st_dev);
             st.st_dev
         }
@@ -469,8 +451,8 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
         libc::F_SETFL => {
             let p = fd::lookup(r, fd)?;
             let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
-            if let Ok(fl) = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0) {
-                fd::insert(&PipeFd { packet: fl as i32 & libc::O_DIRECT != 0, ..p });
+            if let Ok(fl) = getfl(fd) {
+                fd::insert(&PipeFd { packet: fl & libc::O_DIRECT != 0, ..p });
             }
             // Every process caching this description's O_NONBLOCK reads it again.
             pipe::note_close(r, p.pipe);
