@@ -137,9 +137,6 @@ fn reaped(nr: i64, a: &[u64; 6]) -> bool {
     if addr == 0 || (nr == libc::SYS_waitid && a[2] == 0) {
         return true;
     }
-    let mut v = 0i32;
-    // SAFETY: `v` is 4 writable bytes; the source may be bad, which copy_user reports.
-    let left =
-        unsafe { shared_state::uaccess::copy_user(&mut v as *mut i32 as *mut u8, addr as *const u8, 4) };
-    left != 0 || gone(v)
+    let mut v = [0i32];
+    pipes::copy_slice_in(&mut v, addr as usize).is_err() || gone(v[0])
 }

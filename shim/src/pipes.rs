@@ -36,6 +36,23 @@ pub fn ret(r: Result<usize, Errno>) -> i64 {
     }
 }
 
+/// Copies `dst.len()` items in from the caller's `addr`: EFAULT for a bad range, as the
+/// kernel's copy_from_user.
+pub fn copy_slice_in<T>(dst: &mut [T], addr: usize) -> Result<(), Errno> {
+    let n = size_of_val(dst);
+    // SAFETY: `dst` is n writable bytes; the source may be bad, which copy_user reports.
+    let left = unsafe { uaccess::copy_user(dst.as_mut_ptr() as *mut u8, addr as *const u8, n) };
+    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+}
+
+/// Copies `src` out to the caller's `addr`: EFAULT for a bad range, as copy_to_user.
+pub fn copy_slice_out<T>(addr: usize, src: &[T]) -> Result<(), Errno> {
+    let n = size_of_val(src);
+    // SAFETY: `src` is n readable bytes; the destination may be bad, which copy_user reports.
+    let left = unsafe { uaccess::copy_user(addr as *mut u8, src.as_ptr() as *const u8, n) };
+    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+}
+
 /// The open file's status flags (F_GETFL) of `fd`.
 pub fn getfl(fd: i32) -> Result<i32, Errno> {
     sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0).map(|fl| fl as i32)
@@ -60,13 +77,7 @@ pub fn import_iovec(uiov: usize, cnt: u64, out: &mut [Iov; IOV_MAX]) -> Result<u
     }
     let cnt = cnt as usize;
     let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
-    let bytes = cnt * size_of::<libc::iovec>();
-    // SAFETY: `raw` has room for IOV_MAX iovecs; the source may be bad, which copy_user reports.
-    if !access_ok(uiov, bytes)
-        || unsafe { uaccess::copy_user(raw.as_mut_ptr() as *mut u8, uiov as *const u8, bytes) } != 0
-    {
-        return Err(libc::EFAULT);
-    }
+    copy_slice_in(&mut raw[..cnt], uiov)?;
     if raw[..cnt].iter().any(|v| (v.iov_len as isize) < 0) {
         return Err(libc::EINVAL);
     }
@@ -303,9 +314,7 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         }
     };
     set_pipefs_dev(dev);
-    // SAFETY: `fds` is 8 readable bytes; the destination may be bad, which copy_user reports.
-    let uncopied = unsafe { uaccess::copy_user(ufds as *mut u8, fds.as_ptr() as *const u8, 8) };
-    if !access_ok(ufds, 8) || uncopied != 0 {
+    if copy_slice_out(ufds, &fds).is_err() {
         closeboth();
         return Some(-(libc::EFAULT as i64));
     }
@@ -486,9 +495,7 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
         Ok(n) => n as i32,
         Err(e) => return Some(-(e as i64)),
     };
-    // SAFETY: `n` is 4 readable bytes; the destination may be bad, which copy_user reports.
-    let uncopied = unsafe { uaccess::copy_user(arg as *mut u8, &n as *const i32 as *const u8, 4) };
-    Some(if access_ok(arg, 4) && uncopied == 0 { 0 } else { -(libc::EFAULT as i64) })
+    Some(ret(copy_slice_out(arg, &[n]).map(|_| 0)))
 }
 
 /// Process exit: close our shim fds now and wake their peers, so that they see EOF or EPIPE

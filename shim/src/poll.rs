@@ -6,12 +6,11 @@
 //! mask sleeps in the kernel's ppoll in short slices, re-checking the rings in between.
 
 use crate::fd::{self, PipeFd};
-use crate::pipes::access_ok;
+use crate::pipes::{copy_slice_in, copy_slice_out};
 use crate::{signals, sud};
 use shared_state::Region;
 use shared_state::pipe;
 use shared_state::sys::{self, Errno};
-use shared_state::uaccess;
 use shared_state::wait::deadline_after;
 
 /// Sets larger than this go to the kernel unchanged.
@@ -174,31 +173,11 @@ fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
 }
 
 fn copy_in<T>(dst: &mut T, addr: usize) -> Result<(), Errno> {
-    let n = size_of::<T>();
-    // SAFETY: `dst` is n writable bytes; the source may be bad, which copy_user reports.
-    let left = unsafe { uaccess::copy_user(dst as *mut T as *mut u8, addr as *const u8, n) };
-    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+    copy_slice_in(core::slice::from_mut(dst), addr)
 }
 
 fn copy_out<T>(addr: usize, src: &T) -> Result<(), Errno> {
-    let n = size_of::<T>();
-    // SAFETY: `src` is n readable bytes; the destination may be bad, which copy_user reports.
-    let left = unsafe { uaccess::copy_user(addr as *mut u8, src as *const T as *const u8, n) };
-    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
-}
-
-fn copy_slice_in<T>(dst: &mut [T], addr: usize) -> Result<(), Errno> {
-    let n = size_of_val(dst);
-    // SAFETY: `dst` is n writable bytes; the source may be bad, which copy_user reports.
-    let left = unsafe { uaccess::copy_user(dst.as_mut_ptr() as *mut u8, addr as *const u8, n) };
-    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
-}
-
-fn copy_slice_out<T>(addr: usize, src: &[T]) -> Result<(), Errno> {
-    let n = size_of_val(src);
-    // SAFETY: `src` is n readable bytes; the destination may be bad, which copy_user reports.
-    let left = unsafe { uaccess::copy_user(addr as *mut u8, src.as_ptr() as *const u8, n) };
-    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
+    copy_slice_out(addr, core::slice::from_ref(src))
 }
 
 fn neg(e: Errno) -> i64 {
