@@ -330,8 +330,11 @@ pub(crate) fn set_depth(t: &Tls, depth: u8) {
     t.depth.store(depth, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
     if depth == 0 {
-        let held = t.held.swap(0, Ordering::Relaxed);
+        // Load and store, not a (locked) swap: only this thread's handlers add to `held`, and
+        // with depth 0 stored they no longer do.
+        let held = t.held.load(Ordering::Relaxed);
         if held != 0 {
+            t.held.store(0, Ordering::Relaxed);
             let _ = syscall6(
                 libc::SYS_rt_sigprocmask,
                 libc::SIG_UNBLOCK as usize,
