@@ -4,6 +4,7 @@
  * SETALL, dropped with a removed set, and waking waiters when applied.
  * The parent synchronises with each child through pipes and waitpid. */
 #include "common.h"
+#include <pthread.h>
 
 static int p_up[2], p_down[2];
 
@@ -45,6 +46,38 @@ static pid_t undo_child(void (*fn)(int), int id, int how)
 }
 
 static void up1(int id) { sem_do(id, 0, 1, SEM_UNDO); }
+
+/* Takes and gives back one unit with SEM_UNDO, as fast as it can, until killed: a kill lands
+ * at any instant of an operation, with the undo adjustment changed or not yet. */
+static int loop_id;
+static void *undo_loop(void *arg)
+{
+	struct sembuf take = { 0, -1, SEM_UNDO }, give = { 0, 1, SEM_UNDO };
+	(void)arg;
+	for (;;)
+		if (semop(loop_id, &take, 1) || semop(loop_id, &give, 1))
+			_exit(3);
+	return NULL;
+}
+
+static void loop_one(int id)
+{
+	loop_id = id;
+	post();
+	undo_loop(NULL);
+}
+
+/* The same in three threads of one process, sharing its undo entries. */
+static void loop_threads(int id)
+{
+	pthread_t t;
+	loop_id = id;
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&t, NULL, undo_loop, NULL))
+			die("pthread_create");
+	post();
+	undo_loop(NULL);
+}
 
 static void merged(int id)
 {
@@ -321,5 +354,20 @@ int main(int argc, char **argv)
 	sem_reap(w);
 	show_vals(id);
 	show_sem(id, 0);
+
+	CASE("undo_killed_mid_loop");
+	SHOW(semctl(id, 0, SETVAL, 100));
+	int killed = 0;
+	for (int k = 0; k < 40; k++) {
+		pid = undo_child(k % 2 ? loop_threads : loop_one, id, 0);
+		await_child();
+		struct timespec t = { 0, 100000 + (k * 37 % 11) * 40000 };
+		nanosleep(&t, NULL);
+		kill(pid, SIGKILL);
+		st = wait_child(pid);
+		killed += WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+	}
+	printf("  %d of 40 loopers killed; every adjustment undone exactly once: val=%d\n", killed,
+	       semctl(id, 0, GETVAL));
 	return 0;
 }

@@ -424,9 +424,10 @@ fn status() -> ExitCode {
     let c = &hdr.counters;
     use std::sync::atomic::Ordering::Relaxed;
     println!(
-        "counters:       shm_calls={} sem_calls={} procs_reaped={} lock_recoveries={}",
+        "counters:       shm_calls={} sem_calls={} sem_undo_settled={} procs_reaped={} lock_recoveries={}",
         c.shm_calls.load(Relaxed),
         c.sem_calls.load(Relaxed),
+        c.sem_undo_settled.load(Relaxed),
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed)
     );

@@ -31,6 +31,8 @@ pub struct ProcRecord {
     /// Held by the process for as long as it runs: the kernel marks it owner-died when the
     /// holder dies, so others see a death without a system call (sem undo).
     pub life: RobustMutex,
+    /// The lock-free SEM_UNDO semop in progress, for whoever finds the process dead in it.
+    pub sem_intent: crate::sem::SemIntent,
 }
 
 /// Takes `rec`'s life mutex in this thread if no live thread holds it (a new record, after
@@ -182,6 +184,7 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
                 r.starttime = starttime;
                 r.shm_attach = 0;
                 r.alive_ms.store(0, Ordering::Relaxed);
+                r.sem_intent = crate::sem::SemIntent::default();
                 // SAFETY: a free record's mutex is no one's: its process died or released it.
                 unsafe { RobustMutex::init(&raw mut r.life) };
                 r.state.store(state, Ordering::Release);
@@ -275,6 +278,7 @@ pub fn exec_cleanup(region: &Region) {
 
 /// Normal exit: drop attachments now rather than waiting to be reaped.
 pub fn exit_cleanup(region: &Region) {
+    crate::sem::flush_counts(region);
     let slot = self_slot();
     if slot == NO_SLOT {
         return;

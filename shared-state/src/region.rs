@@ -4,7 +4,8 @@
 //! Layout (fixed by [`LAYOUT_VERSION`]):
 //! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
-//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal.
+//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
+//! gated sem sets.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -18,7 +19,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -78,7 +79,9 @@ pub const SEM_ADJ_OFF: u64 = align_up(SEM_UNDO_OFF + SEM_UNDO_MAX as u64 * 32, P
 /// The sem lock holder's journal of overwritten words.
 pub const SEM_JOURNAL_MAX: u64 = 1 << 22;
 pub const SEM_JOURNAL_OFF: u64 = align_up(SEM_ADJ_OFF + SEM_ADJ_MAX as u64 * 16, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(SEM_JOURNAL_OFF + SEM_JOURNAL_MAX * 16, PAGE_SIZE);
+/// The sem lock holder's list of the sets it gated (at most every set once).
+pub const SEM_GATED_OFF: u64 = align_up(SEM_JOURNAL_OFF + SEM_JOURNAL_MAX * 16, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(SEM_GATED_OFF + IPCMNI as u64 * 4, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -115,12 +118,16 @@ pub struct Counters {
     pub procs_reaped: AtomicU64,
     pub lock_recoveries: AtomicU64,
     pub pipes_created: AtomicU64,
+    /// Lock-free SEM_UNDO semops whose process died between changing the value and storing
+    /// the adjustment, finished by another process.
+    pub sem_undo_settled: AtomicU64,
     /// Syscalls trapped by the catch-all (Syscall User Dispatch) in shimmed processes.
     pub sud_traps: LineCounter,
     /// Bytes written into and read out of shim pipes.
     pub pipe_bytes_in: LineCounter,
     pub pipe_bytes_out: LineCounter,
-    /// semget/semop/semctl calls served (each lock of the semaphore state).
+    /// semget/semop/semctl calls served: each lock of the semaphore state, and each lock-free
+    /// semop (added by each process 64 at a time, and at its exit).
     pub sem_calls: LineCounter,
 }
 

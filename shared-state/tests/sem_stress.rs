@@ -314,3 +314,41 @@ fn random_semops_with_sigkills_stay_exact() {
         libc::munmap(stop_map as *mut libc::c_void, 4096);
     }
 }
+
+/// Lock-free SEM_UNDO semops killed at random instants, some between changing the value and
+/// storing the adjustment: each death is settled exactly once, so the value ends where it began.
+#[test]
+fn lock_free_undo_semops_killed_midway_are_settled() {
+    let dir = TempDir::new("sem-fast-kill");
+    let r = dir.region("t");
+    let id = sem::semget(&r, IPC_PRIVATE, 1, 0o600).unwrap();
+    sem::semctl(&r, id, 0, sem::SETVAL, 100).unwrap();
+    let r_ref = &r;
+    let mut rng = Rng(0x5eed_f00d);
+    let start = Instant::now();
+    let mut kills = 0;
+    let settled = || r.header().counters.sem_undo_settled.load(Ordering::Relaxed);
+    while (settled() < 3 || kills < 20) && start.elapsed() < Duration::from_secs(4) {
+        let pid = fork(|| {
+            shared_state::proc::identify_self();
+            let take = [Sembuf { sem_num: 0, sem_op: -1, sem_flg: SEM_UNDO }];
+            let give = [Sembuf { sem_num: 0, sem_op: 1, sem_flg: SEM_UNDO }];
+            loop {
+                for sops in [&take, &give] {
+                    if sem::semtimedop(r_ref, id, sops.as_ptr() as usize, 1, 0, &Env).is_err() {
+                        return 3;
+                    }
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_micros(300 + rng.below(700)));
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let st = reap(pid, false).unwrap();
+        assert!(libc::WIFSIGNALED(st), "looper ended with {st:#x}");
+        kills += 1;
+    }
+    eprintln!("{kills} loopers killed, {} settled midway", settled());
+    assert!(settled() >= 1, "no kill landed between a value change and its adjustment");
+    assert_eq!(sem::semctl(&r, id, 0, sem::GETVAL, 0), Ok(100));
+}
