@@ -83,6 +83,27 @@ bench "semop with SEM_UNDO, uncontended (ns per semop)" 0 10 sem_op 200000 9 und
 bench "semaphore ping-pong, two processes, two semaphores" 0 1 sem_pingpong 20000 9 0 0
 bench "semaphore ping-pong, two processes, two semaphores" 0,1 10 sem_pingpong 2000 9 0 1
 
+# Tracing (IPCSHIM_TRACE): the same programs under ipcshim with it off and on. Off, a served call
+# only tests one flag; on, each call costs a getpid, two clock reads and a write of its line.
+echo
+printf '%-58s %6s %16s %16s %8s\n' "tracing (ipcshim only)" cpus off on "on - off"
+trace_cost() {
+    local label=$1 cpus=$2 prog=$build/$3
+    shift 3
+    n=$((n + 1))
+    local off on
+    off=$(env LD_PRELOAD="$shim" IPCSHIM_DIR="$work" IPCSHIM_NS="bench-$$-$n" \
+        taskset -c "$cpus" "$prog" "$@") || { echo "bench: $label: failed" >&2; exit 1; }
+    on=$(env LD_PRELOAD="$shim" IPCSHIM_DIR="$work" IPCSHIM_NS="bench-$$-$n" \
+        IPCSHIM_TRACE="$work/trace-$n.log" taskset -c "$cpus" "$prog" "$@") ||
+        { echo "bench: $label (traced): failed" >&2; exit 1; }
+    rm -f "$work/trace-$n.log"
+    printf '%-58s %6s %16s %16s %8s\n' "$label" "$cpus" "$off" "$on" \
+        "$(awk -v a="${off% *}" -v b="${on% *}" -v u="${on#* }" 'BEGIN { printf "%.0f %s", b - a, u }')"
+}
+trace_cost "semop, uncontended (ns per semop)" 0 sem_op 20000 5 plain
+trace_cost "pipe ping-pong, 1 byte round trip (two calls each side)" 0 pipe_pingpong 5000 5 0 0
+
 echo
 echo "ratio = kernel time / ipcshim time (or ipcshim rate / kernel rate); > 1 means ipcshim is faster"
 echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe and semaphore ping-pong rows: parent on" \

@@ -3,6 +3,7 @@
 //! `run` sets up the preload and namespace; `ipcs` and `ipcrm` behave as util-linux's tools
 //! do on the kernel, but for the namespace's objects; `status` summarises the namespace.
 
+mod diff;
 mod ipcrm;
 mod ipcs;
 
@@ -14,11 +15,16 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "\
 usage: ipcshim [--ns NAME] COMMAND …
   run [--ns NAME] -- CMD [ARGS…]   run CMD with its IPC served by ipcshim
+  trace [-o FILE] [--ns NAME] -- CMD [ARGS…]
+                                   run it, logging every call ipcshim serves, strace-style
+                                   (to FILE, else to each process's stderr)
+  diff [--keep DIR] -- CMD [ARGS…]  run CMD on the kernel (under strace) and on ipcshim
+                                   (traced); report where their IPC calls diverge (exit 1)
   ipcs [OPTIONS]                   list the namespace's objects (util-linux ipcs options)
   ipcrm [OPTIONS]                  remove objects (util-linux ipcrm options)
   status                           namespace, region use, processes, objects
 environment: IPCSHIM_NS (namespace, default \"default\"), IPCSHIM_DIR (default /dev/shm),
-             IPCSHIM_DISABLE=1 (leave every call to the kernel)";
+             IPCSHIM_DISABLE=1 (leave every call to the kernel), IPCSHIM_TRACE=FILE";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +41,14 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     match cmd.as_str() {
         "run" => run(rest),
+        "trace" => trace(rest),
+        "diff" => match std::env::current_exe() {
+            Ok(exe) => diff::main(rest, &exe),
+            Err(e) => {
+                eprintln!("ipcshim diff: cannot locate myself: {e}");
+                ExitCode::FAILURE
+            }
+        },
         "ipcs" => ipcs_cmd(rest),
         "ipcrm" => ipcrm_cmd(rest),
         "status" => status(),
@@ -114,6 +128,24 @@ fn run(args: &[String]) -> ExitCode {
     let err = Command::new(prog).args(&args[i + 1..]).env("LD_PRELOAD", preload).exec();
     eprintln!("ipcshim run: {prog}: {err}");
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
+}
+
+/// `trace [-o FILE] …`: `run` with IPCSHIM_TRACE set; FILE starts empty, as strace's does.
+fn trace(args: &[String]) -> ExitCode {
+    let (target, rest) = match args {
+        [o, file, rest @ ..] if o == "-o" => {
+            let path = std::path::absolute(file).unwrap_or_else(|_| file.into());
+            if let Err(e) = std::fs::File::create(&path) {
+                eprintln!("ipcshim trace: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            (path.into_os_string(), rest)
+        }
+        _ => ("/dev/stderr".into(), args),
+    };
+    // SAFETY: single-threaded; the variable is for the child we exec.
+    unsafe { std::env::set_var("IPCSHIM_TRACE", target) };
+    run(rest)
 }
 
 fn shm_rows(region: &Region) -> Vec<ipcs::ShmRow> {

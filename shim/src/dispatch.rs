@@ -11,13 +11,81 @@ use crate::{region, sud};
 /// Serves syscall `nr` if it involves a shim object: `Some(kernel-style result, -errno on
 /// failure)`; `None` lets the caller issue it to the kernel unchanged.
 pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
+    if crate::trace::on() {
+        crate::trace::protect(nr, a);
+    }
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
     if !sud::catchall_active() || !crate::signals::fault_fixups_active() {
         return None;
     }
     let r = region::active()?;
     let g = sud::enter();
-    serve(r, &g, nr, a)
+    let t0 = crate::trace::start();
+    // Calls on any fd are passed through by us; only those on shim objects are traced (and
+    // semaphore calls trace themselves, on every path).
+    let traced = t0 != 0
+        && match nr {
+            libc::SYS_close
+            | libc::SYS_dup
+            | libc::SYS_dup2
+            | libc::SYS_dup3
+            | libc::SYS_fcntl
+            | libc::SYS_ioctl => crate::fd::lookup(r, a[0] as i32).is_some(),
+            libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
+            _ => true,
+        };
+    let fd_call = !matches!(
+        nr,
+        libc::SYS_pipe
+            | libc::SYS_pipe2
+            | libc::SYS_close_range
+            | libc::SYS_poll
+            | libc::SYS_ppoll
+            | libc::SYS_select
+            | libc::SYS_pselect6
+    );
+    if !traced {
+        return serve(r, &g, nr, a);
+    }
+    let path = if fd_call { crate::trace::fd_path(a[0] as i32) } else { crate::trace::NO_PATH };
+    let res = serve(r, &g, nr, a);
+    if let Some(v) = res {
+        crate::trace::served(nr, a, v, t0, &path);
+    }
+    res
+}
+
+/// A call the kernel answers although it names a shim object (its placeholder does: a read of
+/// a write end, an fcntl the shim leaves alone…): traced too, so that a trace shows every call
+/// the program made on its pipes. `call` returns the kernel-style result. Runs under a guard.
+pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
+    if !crate::trace::on() {
+        return call();
+    }
+    let fd_call = matches!(
+        nr,
+        libc::SYS_read
+            | libc::SYS_write
+            | libc::SYS_readv
+            | libc::SYS_writev
+            | libc::SYS_preadv2
+            | libc::SYS_pwritev2
+            | libc::SYS_close
+            | libc::SYS_dup
+            | libc::SYS_dup2
+            | libc::SYS_dup3
+            | libc::SYS_fcntl
+            | libc::SYS_ioctl
+    );
+    let Some(r) = region::active().filter(|_| fd_call) else { return call() };
+    if crate::fd::lookup(r, a[0] as i32).is_none() {
+        return call();
+    }
+    let t0 = crate::trace::start();
+    let path = crate::trace::fd_path(a[0] as i32);
+    let v = call();
+    crate::trace::served(nr, a, v, t0, &path);
+    v
 }
 
 fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {

@@ -18,10 +18,29 @@ fn c_ret(r: i64) -> i64 {
 }
 
 /// Serves through the dispatcher, or else runs `libc` with signals deliverable (it may block).
-fn serve<T: TryFrom<i64> + Default>(nr: i64, a: [u64; 6], libc: impl FnOnce() -> T) -> T {
+fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
+    nr: i64,
+    a: [u64; 6],
+    libc: impl FnOnce() -> T,
+) -> T {
     match dispatch::syscall(nr, &a) {
         Some(r) => T::try_from(c_ret(r)).unwrap_or_default(),
-        None => sud::enter().allow_signals(libc),
+        None => {
+            let g = sud::enter();
+            if !crate::trace::on() {
+                return g.allow_signals(libc);
+            }
+            let mut out = T::default();
+            dispatch::passthrough(nr, &a, || {
+                out = g.allow_signals(libc);
+                match out.try_into().unwrap_or(0) {
+                    // SAFETY: __errno_location returns this thread's errno slot.
+                    -1 => -(unsafe { *libc::__errno_location() } as i64),
+                    v => v,
+                }
+            });
+            out
+        }
     }
 }
 

@@ -15,3 +15,4 @@ mod sem;
 mod signals;
 mod sud;
 mod sysv;
+mod trace;

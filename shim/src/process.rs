@@ -26,6 +26,7 @@ extern "C" fn init() {
         proc::identify_self();
         // exec keeps the pid and start time: a record that matches them is our old image's.
         proc::exec_cleanup(r);
+        crate::trace::init();
         // SAFETY: plain function pointers with static lifetime.
         unsafe { libc::pthread_atfork(Some(atfork_prepare), None, Some(atfork_child)) };
         // Last: from here on every syscall of the image traps.

@@ -51,6 +51,7 @@ impl SemEnv for Env<'_> {
 
 /// Serves a semaphore system call: the kernel-style result (-errno on failure).
 pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
+    let t0 = crate::trace::start();
     let res = match nr {
         libc::SYS_semget => sem::semget(r, a[0] as i32, a[1] as i32, a[2] as i32),
         libc::SYS_semop => sem::semtimedop(r, a[0] as i32, a[1] as usize, a[2] as usize, 0, &Env { g }),
@@ -59,10 +60,14 @@ pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
         }
         _ => sem::semctl(r, a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize),
     };
-    match res {
+    let res = match res {
         Ok(v) => v as i64,
         Err(e) => -(e as i64),
+    };
+    if t0 != 0 {
+        crate::trace::served(nr, a, res, t0, &crate::trace::NO_PATH);
     }
+    res
 }
 
 fn c_ret(r: i64) -> c_int {

@@ -10,6 +10,24 @@ fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// Runs a served call and traces it (when tracing is on) with its kernel-style result.
+fn traced<T: Copy + TryInto<i64>>(
+    nr: i64,
+    a: [u64; 6],
+    f: impl FnOnce() -> Result<T, i32>,
+) -> Result<T, i32> {
+    let t0 = crate::trace::start();
+    let res = f();
+    if t0 != 0 {
+        let raw = match res {
+            Ok(v) => v.try_into().unwrap_or(i64::MAX),
+            Err(e) => -(e as i64),
+        };
+        crate::trace::served(nr, &a, raw, t0, &crate::trace::NO_PATH);
+    }
+    res
+}
+
 fn ret_int(r: Result<i32, i32>) -> c_int {
     match r {
         Ok(v) => v,
@@ -25,7 +43,11 @@ pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
-        Route::Serve(r) => ret_int(shm::shmget(r, key, size, shmflg)),
+        Route::Serve(r) => {
+            ret_int(traced(libc::SYS_shmget, [key as u64, size as u64, shmflg as u64, 0, 0, 0], || {
+                shm::shmget(r, key, size, shmflg)
+            }))
+        }
         Route::Kernel => real_call!(real::SHMGET, fn(key_t, size_t, c_int) -> c_int, key, size, shmflg),
         Route::Fail => ret_int(Err(libc::ENOSYS)),
     }
@@ -36,13 +58,17 @@ pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> 
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
-        Route::Serve(r) => match shm::shmat(r, shmid, shmaddr as usize, shmflg) {
-            Ok(a) => a as *mut c_void,
-            Err(e) => {
-                set_errno(e);
-                usize::MAX as *mut c_void
+        Route::Serve(r) => {
+            match traced(libc::SYS_shmat, [shmid as u64, shmaddr as u64, shmflg as u64, 0, 0, 0], || {
+                shm::shmat(r, shmid, shmaddr as usize, shmflg)
+            }) {
+                Ok(a) => a as *mut c_void,
+                Err(e) => {
+                    set_errno(e);
+                    usize::MAX as *mut c_void
+                }
             }
-        },
+        }
         Route::Kernel => {
             real_call!(real::SHMAT, fn(c_int, *const c_void, c_int) -> *mut c_void, shmid, shmaddr, shmflg)
         }
@@ -58,7 +84,9 @@ pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
-        Route::Serve(r) => ret_int(shm::shmdt(r, shmaddr as usize).map(|_| 0)),
+        Route::Serve(r) => ret_int(traced(libc::SYS_shmdt, [shmaddr as u64, 0, 0, 0, 0, 0], || {
+            shm::shmdt(r, shmaddr as usize).map(|_| 0)
+        })),
         Route::Kernel => real_call!(real::SHMDT, fn(*const c_void) -> c_int, shmaddr),
         Route::Fail => ret_int(Err(libc::ENOSYS)),
     }
@@ -69,7 +97,11 @@ pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
-        Route::Serve(r) => ret_int(shm::shmctl(r, shmid, cmd, buf as usize)),
+        Route::Serve(r) => {
+            ret_int(traced(libc::SYS_shmctl, [shmid as u64, cmd as u64, buf as u64, 0, 0, 0], || {
+                shm::shmctl(r, shmid, cmd, buf as usize)
+            }))
+        }
         Route::Kernel => real_call!(real::SHMCTL, fn(c_int, c_int, *mut c_void) -> c_int, shmid, cmd, buf),
         Route::Fail => ret_int(Err(libc::ENOSYS)),
     }

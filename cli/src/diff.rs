@@ -1,0 +1,574 @@
+//! `ipcshim diff -- CMD…`: runs CMD once on the kernel under `strace -f` and once on ipcshim
+//! with tracing, and compares the IPC calls of the two runs process by process.
+//!
+//! What is compared: System V calls; pipe/pipe2; read, write, readv, writev, close, dup*, the
+//! fcntl and ioctl commands ipcshim serves, on pipes and FIFOs; poll/ppoll over sets holding
+//! one. Processes are paired in pid order (creation order) among those that made such calls.
+//! What legitimately differs is normalised: ids (numbered in order of appearance), addresses,
+//! pids, pipe inode numbers, and how a stream of bytes was split into reads and writes
+//! (consecutive successful reads, or writes, of one fd count as one, compared by total and by
+//! their first bytes). A process the kernel run shows killed by a signal is compared only as
+//! far as both runs got.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+const SYSV: &[&str] = &[
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "shmget",
+    "shmat",
+    "shmdt",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+];
+const FD_CALLS: &[&str] =
+    &["read", "write", "readv", "writev", "close", "dup", "dup2", "dup3", "fcntl", "ioctl"];
+/// fcntl commands and ioctl requests ipcshim serves itself (others go to the kernel).
+const SERVED_CMDS: &[&str] =
+    &["F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFL", "F_GETPIPE_SZ", "F_SETPIPE_SZ", "FIONREAD", "FIONBIO"];
+const STRACE_SET: &str = "semget,semop,semtimedop,semctl,shmget,shmat,shmdt,shmctl,msgget,msgsnd,msgrcv,msgctl,\
+                          pipe,pipe2,read,write,readv,writev,close,dup,dup2,dup3,fcntl,ioctl,poll,ppoll";
+/// Divergences reported at most.
+const MAX_REPORTED: usize = 10;
+
+pub fn main(args: &[String], exe: &Path) -> ExitCode {
+    let mut keep: Option<PathBuf> = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--keep" if i + 1 < args.len() => {
+                keep = Some(PathBuf::from(&args[i + 1]));
+                i += 2;
+            }
+            "--" => {
+                i += 1;
+                break;
+            }
+            _ => break,
+        }
+    }
+    let cmd = &args[i..];
+    if cmd.is_empty() {
+        eprintln!("ipcshim diff: no command given\nusage: ipcshim diff [--keep DIR] -- CMD [ARGS…]");
+        return ExitCode::from(2);
+    }
+    let work = keep
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ipcshim-diff-{}", std::process::id())));
+    if let Err(e) = std::fs::create_dir_all(&work) {
+        eprintln!("ipcshim diff: {}: {e}", work.display());
+        return ExitCode::from(2);
+    }
+    let result = compare_runs(cmd, exe, &work);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    match result {
+        Ok(0) => {
+            println!("ipcshim diff: no divergence");
+            ExitCode::SUCCESS
+        }
+        Ok(n) => {
+            println!("ipcshim diff: {n} divergence(s)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("ipcshim diff: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn compare_runs(cmd: &[String], exe: &Path, work: &Path) -> Result<usize, String> {
+    let klog = work.join("kernel.strace");
+    let slog = work.join("ipcshim.trace");
+    let out = |name: &str| std::fs::File::create(work.join(name)).map_err(|e| format!("{name}: {e}"));
+    // The kernel run: a fresh IPC namespace when we may make one, so that keys do not collide.
+    let mut kernel = Command::new("strace");
+    kernel
+        .args(["-f", "-qq", "-y", "-s", "32", "-e", "signal=none", "-e"])
+        .arg(format!("trace={STRACE_SET}"))
+        .arg("-o")
+        .arg(&klog)
+        .arg("--")
+        .args(cmd)
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(out("kernel.stdout")?)
+        .stderr(out("kernel.stderr")?);
+    // SAFETY: unshare is async-signal-safe; failure (no privilege) keeps the current namespace.
+    unsafe {
+        kernel.pre_exec(|| {
+            libc::unshare(libc::CLONE_NEWIPC);
+            Ok(())
+        });
+    }
+    let kst = kernel.status().map_err(|e| format!("strace: {e} (is strace installed?)"))?;
+    let ns = format!("diff-{}", std::process::id());
+    let sst = Command::new(exe)
+        .args(["--ns", &ns, "trace", "-o"])
+        .arg(&slog)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(out("ipcshim.stdout")?)
+        .stderr(out("ipcshim.stderr")?)
+        .status()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    if let Ok(p) = shared_state::region::region_path(
+        &std::env::var("IPCSHIM_DIR").unwrap_or_else(|_| "/dev/shm".into()),
+        shared_state::sys::getuid(),
+        &ns,
+    ) {
+        let _ = std::fs::remove_file(p);
+    }
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let kernel_run = parse_strace(&String::from_utf8_lossy(&read(&klog)?));
+    let shim_run = parse_trace(&String::from_utf8_lossy(&read(&slog)?));
+    let mut n = 0;
+    if kst.code() != sst.code() || kst.signal() != sst.signal() {
+        println!("exit status differs: kernel {kst}, ipcshim {sst}");
+        n += 1;
+    }
+    Ok(n + compare(&kernel_run, &shim_run))
+}
+
+use std::os::unix::process::ExitStatusExt;
+
+/// One call as a trace line shows it.
+#[derive(Clone, Debug)]
+struct Call {
+    pid: i32,
+    name: String,
+    args: String,
+    result: String,
+    line: String,
+}
+
+/// One run: calls in completion order, and the pids it saw killed by a signal.
+#[derive(Default)]
+struct Run {
+    calls: Vec<Call>,
+    killed: HashSet<i32>,
+}
+
+/// `PID name(args) = result[ <dur>]`, with the call complete.
+fn split_call(pid: i32, body: &str, line: &str) -> Option<Call> {
+    let open = body.find('(')?;
+    let name = &body[..open];
+    if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        return None;
+    }
+    // strace pads short calls with spaces before ` = `.
+    let eq = body.rfind(" = ")?;
+    let args_end = body[..eq].trim_end();
+    let args = args_end.strip_suffix(')')?;
+    let mut result = body[eq + 3..].trim().to_string();
+    if let Some(t) = result.rfind(" <")
+        && result.ends_with('>')
+        && result[t + 2..result.len() - 1].bytes().all(|c| c.is_ascii_digit() || c == b'.')
+    {
+        result.truncate(t);
+    }
+    Some(Call {
+        pid,
+        name: name.to_string(),
+        args: args[open + 1..].to_string(),
+        result,
+        line: line.to_string(),
+    })
+}
+
+fn pid_and_body(line: &str) -> Option<(i32, &str)> {
+    let (pid, body) = line.split_once(' ')?;
+    Some((pid.parse().ok()?, body.trim_start()))
+}
+
+/// `strace -f -o` output, with `<unfinished ...>` / `<... resumed>` pairs joined.
+fn parse_strace(text: &str) -> Run {
+    let mut run = Run::default();
+    let mut pending: HashMap<i32, String> = HashMap::new();
+    for line in text.lines() {
+        let Some((pid, body)) = pid_and_body(line) else { continue };
+        if let Some(rest) = body.strip_prefix("+++ killed by ") {
+            if !rest.is_empty() {
+                run.killed.insert(pid);
+            }
+            continue;
+        }
+        if body.starts_with("+++") || body.starts_with("---") {
+            continue;
+        }
+        let full = if let Some(head) = body.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, head.to_string());
+            continue;
+        } else if let Some(rest) = body.strip_prefix("<... ") {
+            let Some(head) = pending.remove(&pid) else { continue };
+            let Some(at) = rest.find(" resumed>") else { continue };
+            format!("{head}{}", &rest[at + " resumed>".len()..])
+        } else {
+            body.to_string()
+        };
+        if let Some(c) = split_call(pid, &full, &format!("{pid} {full}")) {
+            run.calls.push(c);
+        }
+    }
+    run
+}
+
+/// ipcshim's own trace (one complete line per call).
+fn parse_trace(text: &str) -> Run {
+    let mut run = Run::default();
+    for line in text.lines() {
+        if let Some((pid, body)) = pid_and_body(line)
+            && let Some(c) = split_call(pid, body, line)
+        {
+            run.calls.push(c);
+        }
+    }
+    run
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
+    Ok(String),
+    Err(String),
+}
+
+/// A call reduced to what must agree between the runs.
+#[derive(Clone, Debug)]
+struct Rec {
+    what: String,
+    outcome: Outcome,
+    /// Bytes moved, for merged reads and writes.
+    bytes: u64,
+    data: Vec<u8>,
+    line: String,
+}
+
+/// The annotation strace -y puts after an fd: `3<pipe:[12]>` gives `pipe:[12]`.
+fn first_fd(args: &str) -> (String, Option<&str>) {
+    let num: String = args.chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
+    let rest = &args[num.len()..];
+    let path = rest.strip_prefix('<').and_then(|r| r.find('>').map(|e| &r[..e]));
+    (num, path)
+}
+
+/// Drops `<…>` fd annotations and numbers pipe inodes out: `3<pipe:[12]>` becomes `3`.
+fn strip_annotations(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let mut prev_digit = false;
+    while let Some(c) = chars.next() {
+        if c == '<' && prev_digit {
+            for d in chars.by_ref() {
+                if d == '>' {
+                    break;
+                }
+            }
+            continue;
+        }
+        prev_digit = c.is_ascii_digit();
+        out.push(c);
+    }
+    out
+}
+
+/// A C string literal as strace prints it, back to bytes.
+fn unquote(s: &str) -> Option<Vec<u8>> {
+    let s = s.strip_prefix('"')?;
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(out),
+            b'\\' if i + 1 < b.len() => {
+                i += 1;
+                let c = b[i];
+                let simple = match c {
+                    b'n' => Some(b'\n'),
+                    b't' => Some(b'\t'),
+                    b'r' => Some(b'\r'),
+                    b'v' => Some(0x0b),
+                    b'f' => Some(0x0c),
+                    b'\\' | b'"' | b'\'' => Some(c),
+                    _ => None,
+                };
+                if let Some(v) = simple {
+                    out.push(v);
+                    i += 1;
+                } else if c == b'x' {
+                    let hex = s.get(i + 1..i + 3)?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 3;
+                } else {
+                    let mut v = 0u32;
+                    let mut n = 0;
+                    while n < 3 && i < b.len() && (b'0'..=b'7').contains(&b[i]) {
+                        v = v * 8 + (b[i] - b'0') as u32;
+                        i += 1;
+                        n += 1;
+                    }
+                    out.push(v as u8);
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// Names ids, addresses and pids by order of appearance, so that runs compare.
+#[derive(Default)]
+struct Names {
+    ids: HashMap<String, String>,
+}
+
+impl Names {
+    fn id(&mut self, raw: &str) -> String {
+        let n = self.ids.len();
+        self.ids.entry(raw.to_string()).or_insert_with(|| format!("ID{n}")).clone()
+    }
+}
+
+/// Replaces hex numbers of 8 digits or more (addresses) by ADDR.
+fn hide_addresses(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 2..].bytes().take_while(|c| c.is_ascii_hexdigit()).count();
+        if digits >= 8 {
+            out.push_str("ADDR");
+        } else {
+            out.push_str(&rest[at..at + 2 + digits]);
+        }
+        rest = &rest[at + 2 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn outcome(result: &str) -> Outcome {
+    let mut words = result.split_whitespace();
+    let v = words.next().unwrap_or("?");
+    // Interrupted: restarted (the call shows again) or EINTR once a handler ran.
+    if v == "?"
+        && let Some(e) = words.next()
+        && e.starts_with("ERESTART")
+    {
+        return Outcome::Err("ERESTART".into());
+    }
+    if v == "-1"
+        && let Some(e) = words.next()
+        && e.starts_with('E')
+    {
+        return Outcome::Err(e.to_string());
+    }
+    Outcome::Ok(strip_annotations(result))
+}
+
+/// Reduces one call to a record, or `None` when it is not one the runs are compared on.
+fn record(c: &Call, fifos: &HashSet<String>, names: &mut Names) -> Option<Rec> {
+    let mut name = c.name.as_str();
+    let mut args = c.args.clone();
+    // glibc's semop is semtimedop with no timeout.
+    if name == "semtimedop" && args.ends_with(", NULL") {
+        name = "semop";
+        args.truncate(args.len() - ", NULL".len());
+    }
+    let ipc_path = |p: Option<&str>| p.is_some_and(|p| p.starts_with("pipe:[") || fifos.contains(p));
+    let mut out = outcome(&c.result);
+    let mut data = Vec::new();
+    let mut bytes = 0;
+    let what = if SYSV.contains(&name) {
+        let (first, rest) = args.split_once(", ").unwrap_or((&args, ""));
+        let first = match name {
+            "semget" | "shmget" | "msgget" => first.to_string(),
+            "shmdt" => "ADDR".to_string(),
+            _ => names.id(first),
+        };
+        // strace decodes the buffers of IPC_STAT and friends; ipcshim's trace shows the pointer.
+        let mut rest = hide_addresses(rest).replace("ADDR", "BUF");
+        if let Some(brace) = rest.find(", {").or_else(|| rest.starts_with('{').then_some(0)) {
+            rest.truncate(brace);
+            rest.push_str(", BUF");
+        }
+        if let Outcome::Ok(v) = &out {
+            let v = v.split_whitespace().next().unwrap_or("").to_string();
+            out = Outcome::Ok(match name {
+                "semget" | "shmget" | "msgget" => names.id(&v),
+                "shmat" => "ADDR".into(),
+                "semctl" if rest.contains("GETPID") => "PID".into(),
+                _ if rest.contains("SEM_STAT") || rest.contains("SHM_STAT") || rest.contains("MSG_STAT") => {
+                    names.id(&v)
+                }
+                _ => v,
+            });
+        }
+        format!("{name}({first}, {rest})")
+    } else if name == "pipe" || name == "pipe2" {
+        let flags = args.rsplit_once("], ").map_or("", |(_, f)| f);
+        format!("{name}({flags})")
+    } else if FD_CALLS.contains(&name) {
+        let (fd, path) = first_fd(&args);
+        if !ipc_path(path) {
+            return None;
+        }
+        let cmd = args.split(", ").nth(1).unwrap_or("");
+        if (name == "fcntl" || name == "ioctl") && !SERVED_CMDS.contains(&cmd) {
+            return None;
+        }
+        match name {
+            "read" | "write" => {
+                if let Outcome::Ok(v) = &out {
+                    bytes = v.parse().unwrap_or(0);
+                    out = Outcome::Ok(String::new());
+                    let buf = args.split_once(", ").map_or("", |(_, b)| b);
+                    data = unquote(buf).unwrap_or_default();
+                }
+                format!("{name}({fd})")
+            }
+            "readv" | "writev" => {
+                if let Outcome::Ok(v) = &out {
+                    bytes = v.parse().unwrap_or(0);
+                    out = Outcome::Ok(String::new());
+                }
+                format!("{name}({fd})")
+            }
+            "fcntl" | "ioctl" => format!("{name}({fd}, {cmd})"),
+            "dup2" | "dup3" => {
+                format!("{name}({fd}, {})", strip_annotations(args.split(", ").nth(1).unwrap_or("")))
+            }
+            _ => format!("{name}({fd})"),
+        }
+    } else if name == "poll" || name == "ppoll" {
+        let any = args.split("fd=").skip(1).any(|p| ipc_path(first_fd(p).1));
+        // ipcshim logs only polls it served; strace annotates each fd.
+        if !any && args.contains('<') {
+            return None;
+        }
+        let nfds = args.rsplit_once("], ").map_or("", |(_, r)| r.split(", ").next().unwrap_or(""));
+        format!("{name}({nfds})")
+    } else {
+        return None;
+    };
+    Some(Rec { what, outcome: out, bytes, data, line: c.line.clone() })
+}
+
+/// Joins consecutive successful reads (or writes) of one fd: how a byte stream is split into
+/// calls depends on scheduling. Repeated identical failures count once.
+fn merge(recs: Vec<Rec>) -> Vec<Rec> {
+    let mut out: Vec<Rec> = Vec::new();
+    let restart = Outcome::Err("ERESTART".into());
+    for (i, mut r) in recs.iter().cloned().enumerate() {
+        if r.outcome == restart {
+            if recs.get(i + 1).is_some_and(|n| n.what == r.what) {
+                continue;
+            }
+            r.outcome = Outcome::Err("EINTR".into());
+        }
+        if let Some(last) = out.last_mut()
+            && last.what == r.what
+        {
+            let stream = r.what.starts_with("read") || r.what.starts_with("write");
+            if stream
+                && last.outcome == Outcome::Ok(String::new())
+                && r.outcome == last.outcome
+                && r.bytes > 0
+            {
+                last.bytes += r.bytes;
+                if last.data.len() < 32 {
+                    last.data.extend_from_slice(&r.data);
+                }
+                continue;
+            }
+            if matches!(r.outcome, Outcome::Err(_)) && r.outcome == last.outcome {
+                continue;
+            }
+        }
+        out.push(r);
+    }
+    out
+}
+
+fn same(a: &Rec, b: &Rec) -> bool {
+    let n = a.data.len().min(b.data.len()).min(32);
+    a.what == b.what && a.outcome == b.outcome && a.bytes == b.bytes && a.data[..n] == b.data[..n]
+}
+
+fn by_process(run: &Run, fifos: &HashSet<String>, names: &mut Names) -> Vec<(i32, Vec<Rec>)> {
+    let mut procs: BTreeMap<i32, Vec<&Call>> = BTreeMap::new();
+    for c in &run.calls {
+        procs.entry(c.pid).or_default().push(c);
+    }
+    procs
+        .into_iter()
+        .map(|(pid, calls)| (pid, merge(calls.iter().filter_map(|c| record(c, fifos, names)).collect())))
+        .filter(|(_, recs)| !recs.is_empty())
+        .collect()
+}
+
+/// Prints the divergences; returns how many.
+fn compare(kernel: &Run, shim: &Run) -> usize {
+    // FIFOs are known by path from ipcshim's trace (it logs only its own objects).
+    let fifos: HashSet<String> = shim
+        .calls
+        .iter()
+        .filter_map(|c| first_fd(&c.args).1.map(str::to_string))
+        .filter(|p| !p.starts_with("pipe:["))
+        .collect();
+    let k = by_process(kernel, &fifos, &mut Names::default());
+    let s = by_process(shim, &fifos, &mut Names::default());
+    let mut n = 0;
+    let mut report = |msg: String| {
+        if n < MAX_REPORTED {
+            println!("{msg}");
+        }
+        n += 1;
+    };
+    if k.len() != s.len() {
+        report(format!(
+            "processes with IPC calls: kernel {} (pids {:?}), ipcshim {} (pids {:?})",
+            k.len(),
+            k.iter().map(|p| p.0).collect::<Vec<_>>(),
+            s.len(),
+            s.iter().map(|p| p.0).collect::<Vec<_>>()
+        ));
+    }
+    for (i, ((kpid, krecs), (spid, srecs))) in k.iter().zip(&s).enumerate() {
+        let head = format!("process {i} (kernel pid {kpid}, ipcshim pid {spid})");
+        let mut diverged = false;
+        for (j, (a, b)) in krecs.iter().zip(srecs).enumerate() {
+            if !same(a, b) {
+                report(format!("{head}, IPC call {j}:\n  kernel:  {}\n  ipcshim: {}", a.line, b.line));
+                diverged = true;
+                break;
+            }
+        }
+        if !diverged && krecs.len() != srecs.len() && !kernel.killed.contains(kpid) {
+            let (longer, who) =
+                if krecs.len() > srecs.len() { (krecs, "kernel") } else { (srecs, "ipcshim") };
+            let first = &longer[krecs.len().min(srecs.len())];
+            report(format!(
+                "{head}: {} IPC calls on the kernel, {} on ipcshim; the first only on {who}:\n  {}",
+                krecs.len(),
+                srecs.len(),
+                first.line
+            ));
+        }
+    }
+    n
+}

@@ -1,0 +1,738 @@
+//! `IPCSHIM_TRACE=FILE`: one line per call the shim served, in the format of `strace -f -T`
+//! (`TID call(args) = result <seconds>`), so that a trace reads, and compares, like strace's.
+//!
+//! Off, it costs one load of `FD` per served call. On, each line is formatted in a stack buffer
+//! and appended with one write: lines of processes sharing the file never interleave. Each
+//! image opens the file itself (the descriptor is close-on-exec), so exec'd programs trace too,
+//! and the descriptor moves out of the way when the program closes or dup2s over its number.
+
+use crate::pipes;
+use core::sync::atomic::{AtomicI32, Ordering};
+use shared_state::sys;
+
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// Where the trace descriptor goes: above what programs number by hand.
+const HIGH_FD: usize = 900;
+
+/// Opens the trace file named by IPCSHIM_TRACE (at start-up).
+pub fn init() {
+    let Some(path) = std::env::var_os("IPCSHIM_TRACE").filter(|p| !p.is_empty()) else { return };
+    let mut c = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    c.push(0);
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
+    let Ok(fd) = sys::open(&c, flags, 0o644) else {
+        let msg = b"ipcshim: cannot open IPCSHIM_TRACE file; not tracing\n";
+        let _ = sys::write(2, msg);
+        return;
+    };
+    FD.store(move_high(fd), Ordering::Relaxed);
+}
+
+/// Whether calls are traced.
+#[inline]
+pub fn on() -> bool {
+    FD.load(Ordering::Relaxed) >= 0
+}
+
+/// The monotonic clock, in ns, when tracing (0 otherwise): a served call's start.
+#[inline]
+pub fn start() -> i64 {
+    if on() { now_ns() } else { 0 }
+}
+
+fn now_ns() -> i64 {
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// Moves `fd` to a close-on-exec descriptor numbered HIGH_FD or above; returns the new one.
+fn move_high(fd: i32) -> i32 {
+    match sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_DUPFD_CLOEXEC as usize, HIGH_FD, 0, 0, 0) {
+        Ok(high) => {
+            sys::close(fd);
+            high as i32
+        }
+        Err(_) => fd,
+    }
+}
+
+/// Before the program closes or replaces descriptors (close, dup2, dup3, close_range): if the
+/// trace descriptor is among them, it moves elsewhere first, and the program's call does
+/// what it asked.
+pub fn protect(nr: i64, a: &[u64; 6]) {
+    let fd = FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    let hit = match nr {
+        libc::SYS_close => a[0] as i32 == fd,
+        libc::SYS_dup2 | libc::SYS_dup3 => a[1] as i32 == fd,
+        libc::SYS_close_range => (a[0]..=a[1]).contains(&(fd as u64)),
+        _ => false,
+    };
+    if !hit {
+        return;
+    }
+    let moved = match sys::syscall6(
+        libc::SYS_fcntl,
+        fd as usize,
+        libc::F_DUPFD_CLOEXEC as usize,
+        fd as usize + 1,
+        0,
+        0,
+        0,
+    ) {
+        Ok(n) if nr != libc::SYS_close_range || n as u64 > a[1] => n as i32,
+        Ok(n) => {
+            // Still inside the range: above it, then.
+            let above =
+                sys::syscall6(libc::SYS_fcntl, n, libc::F_DUPFD_CLOEXEC as usize, a[1] as usize + 1, 0, 0, 0);
+            sys::close(n as i32);
+            above.map_or(-1, |m| m as i32)
+        }
+        Err(_) => -1,
+    };
+    FD.store(moved, Ordering::Relaxed);
+}
+
+/// What fd N is, as strace -y shows it (`pipe:[123]`, a FIFO's path), read before the call.
+pub struct FdPath {
+    buf: [u8; 128],
+    len: usize,
+}
+
+pub const NO_PATH: FdPath = FdPath { buf: [0; 128], len: 0 };
+
+pub fn fd_path(fd: i32) -> FdPath {
+    let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 10];
+    let n = shared_state::pipe_gc::itoa(fd as u32, &mut digits);
+    path[14..14 + n].copy_from_slice(&digits[..n]);
+    let mut p = NO_PATH;
+    if fd >= 0 {
+        p.len = sys::readlinkat(libc::AT_FDCWD, &path[..14 + n + 1], &mut p.buf).unwrap_or(0);
+    }
+    p
+}
+
+/// A line under construction, in a stack buffer (no allocation: this runs on hot paths and
+/// in signal handlers).
+struct Line<'p> {
+    buf: [u8; 1024],
+    len: usize,
+    /// Shown after the first fd printed, once.
+    path: &'p FdPath,
+}
+
+impl Line<'_> {
+    fn s(&mut self, s: &str) -> &mut Self {
+        self.bytes(s.as_bytes())
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        let n = b.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+        self
+    }
+
+    fn num(&mut self, v: i64) -> &mut Self {
+        if v < 0 {
+            self.s("-");
+        }
+        self.unum(v.unsigned_abs())
+    }
+
+    fn unum(&mut self, mut v: u64) -> &mut Self {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.bytes(&d[i..])
+    }
+
+    fn hex(&mut self, mut v: u64) -> &mut Self {
+        let mut d = [0u8; 16];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b"0123456789abcdef"[(v & 15) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        self.s("0x").bytes(&d[i..])
+    }
+
+    fn ptr(&mut self, v: u64) -> &mut Self {
+        if v == 0 { self.s("NULL") } else { self.hex(v) }
+    }
+
+    fn octal(&mut self, v: u32) -> &mut Self {
+        self.s("0");
+        for shift in [6, 3, 0] {
+            let digit = (v >> shift) & 7;
+            if shift != 6 || digit != 0 {
+                self.bytes(&[b'0' + digit as u8]);
+            }
+        }
+        self
+    }
+
+    /// `names` as strace joins set bits with `|`; leftover bits in hex; `zero` for none.
+    fn flags(&mut self, v: u64, names: &[(u64, &str)], zero: &str) -> &mut Self {
+        let mut left = v;
+        let mut first = true;
+        for &(bit, name) in names {
+            if bit != 0 && left & bit == bit {
+                if !first {
+                    self.s("|");
+                }
+                self.s(name);
+                first = false;
+                left &= !bit;
+            }
+        }
+        if left != 0 || first {
+            if !first {
+                self.s("|");
+            }
+            if left == 0 {
+                self.s(zero)
+            } else {
+                self.hex(left)
+            };
+        }
+        self
+    }
+
+    /// A caller's buffer as strace quotes it: at most 32 bytes, then `...`.
+    fn data(&mut self, addr: u64, len: usize) -> &mut Self {
+        let mut b = [0u8; 32];
+        let n = len.min(b.len());
+        if !peek(&mut b[..n], addr) {
+            return self.hex(addr);
+        }
+        self.s("\"");
+        for (i, &c) in b[..n].iter().enumerate() {
+            match c {
+                b'"' => self.s("\\\""),
+                b'\\' => self.s("\\\\"),
+                b'\n' => self.s("\\n"),
+                b'\t' => self.s("\\t"),
+                b'\r' => self.s("\\r"),
+                b'\x0b' => self.s("\\v"),
+                b'\x0c' => self.s("\\f"),
+                0x20..=0x7e => self.bytes(&[c]),
+                _ => {
+                    // Octal, as short as the next character allows.
+                    let next_digit = b.get(i + 1).is_some_and(|d| d.is_ascii_digit()) && i + 1 < n;
+                    self.s("\\");
+                    if next_digit || c >= 0o100 {
+                        self.bytes(&[b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)])
+                    } else if c >= 0o10 {
+                        self.bytes(&[b'0' + (c >> 3), b'0' + (c & 7)])
+                    } else {
+                        self.bytes(&[b'0' + c])
+                    }
+                }
+            };
+        }
+        self.s("\"");
+        if len > n {
+            self.s("...");
+        }
+        self
+    }
+
+    fn fd(&mut self, fd: u64) -> &mut Self {
+        self.num(fd as i32 as i64);
+        if self.path.len > 0 {
+            let path = self.path;
+            self.path = &NO_PATH;
+            self.s("<").bytes(&path.buf[..path.len]).s(">");
+        }
+        self
+    }
+}
+
+/// Reads the caller's memory without risking a crash.
+fn peek<T>(dst: &mut [T], addr: u64) -> bool {
+    if crate::signals::fault_fixups_active() {
+        pipes::copy_slice_in(dst, addr as usize).is_ok()
+    } else {
+        sys::copy_from_user(dst.as_mut_ptr() as *mut u8, addr as usize, size_of_val(dst)).is_ok()
+    }
+}
+
+const SEMGET_FLAGS: &[(u64, &str)] = &[(0o1000, "IPC_CREAT"), (0o2000, "IPC_EXCL"), (0o4000, "IPC_NOWAIT")];
+const SHMGET_FLAGS: &[(u64, &str)] =
+    &[(0o1000, "IPC_CREAT"), (0o2000, "IPC_EXCL"), (0o4000, "SHM_HUGETLB"), (0o10000, "SHM_NORESERVE")];
+const O_FLAGS: &[(u64, &str)] = &[
+    (libc::O_WRONLY as u64, "O_WRONLY"),
+    (libc::O_RDWR as u64, "O_RDWR"),
+    (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
+    (libc::O_DIRECT as u64, "O_DIRECT"),
+    (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
+    (libc::O_APPEND as u64, "O_APPEND"),
+];
+
+fn ipc_cmd(cmd: i64) -> Option<&'static str> {
+    Some(match cmd & !0x100 {
+        0 => "IPC_RMID",
+        1 => "IPC_SET",
+        2 => "IPC_STAT",
+        3 => "IPC_INFO",
+        11 => "GETPID",
+        12 => "GETVAL",
+        13 => "GETALL",
+        14 => "GETNCNT",
+        15 => "GETZCNT",
+        16 => "SETVAL",
+        17 => "SETALL",
+        18 => "SEM_STAT",
+        19 => "SEM_INFO",
+        20 => "SEM_STAT_ANY",
+        _ => return None,
+    })
+}
+
+fn shm_cmd(cmd: i64) -> Option<&'static str> {
+    Some(match cmd & !0x100 {
+        0 => "IPC_RMID",
+        1 => "IPC_SET",
+        2 => "IPC_STAT",
+        3 => "IPC_INFO",
+        11 => "SHM_LOCK",
+        12 => "SHM_UNLOCK",
+        13 => "SHM_STAT",
+        14 => "SHM_INFO",
+        15 => "SHM_STAT_ANY",
+        _ => return None,
+    })
+}
+
+fn fcntl_cmd(cmd: i64) -> Option<&'static str> {
+    Some(match cmd as i32 {
+        libc::F_DUPFD => "F_DUPFD",
+        libc::F_GETFD => "F_GETFD",
+        libc::F_SETFD => "F_SETFD",
+        libc::F_GETFL => "F_GETFL",
+        libc::F_SETFL => "F_SETFL",
+        libc::F_DUPFD_CLOEXEC => "F_DUPFD_CLOEXEC",
+        libc::F_SETPIPE_SZ => "F_SETPIPE_SZ",
+        libc::F_GETPIPE_SZ => "F_GETPIPE_SZ",
+        _ => return None,
+    })
+}
+
+const POLL_FLAGS: &[(u64, &str)] = &[
+    (libc::POLLIN as u64, "POLLIN"),
+    (libc::POLLPRI as u64, "POLLPRI"),
+    (libc::POLLOUT as u64, "POLLOUT"),
+    (libc::POLLERR as u64, "POLLERR"),
+    (libc::POLLHUP as u64, "POLLHUP"),
+    (libc::POLLNVAL as u64, "POLLNVAL"),
+    (libc::POLLRDNORM as u64, "POLLRDNORM"),
+    (libc::POLLRDBAND as u64, "POLLRDBAND"),
+    (libc::POLLWRNORM as u64, "POLLWRNORM"),
+    (libc::POLLWRBAND as u64, "POLLWRBAND"),
+];
+
+/// The call's name, as strace prints it.
+fn name(nr: i64) -> Option<&'static str> {
+    Some(match nr {
+        libc::SYS_read => "read",
+        libc::SYS_write => "write",
+        libc::SYS_readv => "readv",
+        libc::SYS_writev => "writev",
+        libc::SYS_preadv2 => "preadv2",
+        libc::SYS_pwritev2 => "pwritev2",
+        libc::SYS_vmsplice => "vmsplice",
+        libc::SYS_pipe => "pipe",
+        libc::SYS_pipe2 => "pipe2",
+        libc::SYS_close => "close",
+        libc::SYS_close_range => "close_range",
+        libc::SYS_dup => "dup",
+        libc::SYS_dup2 => "dup2",
+        libc::SYS_dup3 => "dup3",
+        libc::SYS_fcntl => "fcntl",
+        libc::SYS_ioctl => "ioctl",
+        libc::SYS_poll => "poll",
+        libc::SYS_ppoll => "ppoll",
+        libc::SYS_select => "select",
+        libc::SYS_pselect6 => "pselect6",
+        libc::SYS_semget => "semget",
+        libc::SYS_semop => "semop",
+        libc::SYS_semtimedop => "semtimedop",
+        libc::SYS_semctl => "semctl",
+        libc::SYS_shmget => "shmget",
+        libc::SYS_shmat => "shmat",
+        libc::SYS_shmdt => "shmdt",
+        libc::SYS_shmctl => "shmctl",
+        _ => return None,
+    })
+}
+
+unsafe extern "C" {
+    /// glibc 2.32+: "EAGAIN" and "Resource temporarily unavailable", untranslated and static.
+    fn strerrorname_np(e: libc::c_int) -> *const libc::c_char;
+    fn strerrordesc_np(e: libc::c_int) -> *const libc::c_char;
+}
+
+/// Logs a served call: `a` its arguments, `res` its kernel-style result (-errno on failure),
+/// `t0` from [`start`].
+pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
+    let fd = FD.load(Ordering::Relaxed);
+    let Some(call) = name(nr).filter(|_| fd >= 0) else { return };
+    let dur = now_ns() - t0;
+    // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
+    // child shares our memory (and any cached pid).
+    let pid = sys::getpid();
+    let mut l = Line { buf: [0; 1024], len: 0, path: &NO_PATH };
+    l.unum(pid as u64).s(" ").s(call).s("(");
+    l.path = path;
+    args(&mut l, nr, a, res);
+    l.s(") = ");
+    if res < 0 && res > -4096 {
+        let e = -res as i32;
+        l.s("-1 ");
+        // SAFETY: glibc returns a static string (or NULL) for any value, without allocating.
+        let (ename, desc) = unsafe { (strerrorname_np(e), strerrordesc_np(e)) };
+        if ename.is_null() {
+            l.num(e as i64);
+        } else {
+            // SAFETY: non-null, NUL-terminated static string.
+            l.bytes(unsafe { core::ffi::CStr::from_ptr(ename) }.to_bytes());
+        }
+        if !desc.is_null() {
+            // SAFETY: as above.
+            l.s(" (").bytes(unsafe { core::ffi::CStr::from_ptr(desc) }.to_bytes()).s(")");
+        }
+    } else if nr == libc::SYS_shmat || (nr == libc::SYS_fcntl && a[1] as i32 == libc::F_GETFL) {
+        l.hex(res as u64);
+    } else {
+        l.num(res);
+    }
+    results(&mut l, nr, a, res);
+    l.s(" <").unum(dur as u64 / 1_000_000_000).s(".");
+    let us = (dur as u64 / 1000) % 1_000_000;
+    let mut digits = [b'0'; 6];
+    let mut v = us;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    l.bytes(&digits).s(">\n");
+    let _ = sys::write(fd, &l.buf[..l.len]);
+}
+
+fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
+    match nr {
+        libc::SYS_read => {
+            l.fd(a[0]).s(", ");
+            if res >= 0 {
+                l.data(a[1], res as usize)
+            } else {
+                l.hex(a[1])
+            };
+            l.s(", ").unum(a[2]);
+        }
+        libc::SYS_write => {
+            l.fd(a[0]).s(", ").data(a[1], a[2] as usize).s(", ").unum(a[2]);
+        }
+        libc::SYS_readv | libc::SYS_writev | libc::SYS_preadv2 | libc::SYS_pwritev2 | libc::SYS_vmsplice => {
+            l.fd(a[0]).s(", ");
+            let reading = matches!(nr, libc::SYS_readv | libc::SYS_preadv2);
+            iovecs(l, a[1], a[2], if reading { res.max(0) as usize } else { usize::MAX });
+            l.s(", ").unum(a[2]);
+            match nr {
+                libc::SYS_preadv2 | libc::SYS_pwritev2 => {
+                    l.s(", ").num(a[3] as i64).s(", ").hex(a[5]);
+                }
+                libc::SYS_vmsplice => {
+                    l.s(", ").hex(a[3]);
+                }
+                _ => {}
+            }
+        }
+        libc::SYS_pipe | libc::SYS_pipe2 => {
+            let mut fds = [0i32; 2];
+            if res == 0 && peek(&mut fds, a[0]) {
+                l.s("[").num(fds[0] as i64).s(", ").num(fds[1] as i64).s("]");
+            } else {
+                l.ptr(a[0]);
+            }
+            if nr == libc::SYS_pipe2 {
+                l.s(", ").flags(a[1], O_FLAGS, "0");
+            }
+        }
+        libc::SYS_close | libc::SYS_dup => {
+            l.fd(a[0]);
+        }
+        libc::SYS_dup2 => {
+            l.fd(a[0]).s(", ").fd(a[1]);
+        }
+        libc::SYS_dup3 => {
+            l.fd(a[0]).s(", ").fd(a[1]).s(", ").flags(a[2], O_FLAGS, "0");
+        }
+        libc::SYS_close_range => {
+            l.unum(a[0]).s(", ").unum(a[1]).s(", ").unum(a[2]);
+        }
+        libc::SYS_fcntl => {
+            l.fd(a[0]).s(", ");
+            match fcntl_cmd(a[1] as i64) {
+                Some(c) => l.s(c),
+                None => l.num(a[1] as i32 as i64),
+            };
+            match a[1] as i32 {
+                libc::F_GETFD | libc::F_GETFL | libc::F_GETPIPE_SZ => {}
+                libc::F_SETFL => {
+                    l.s(", ").flags(a[2], O_FLAGS, "0");
+                }
+                libc::F_SETFD => {
+                    l.s(", ").s(if a[2] & 1 != 0 { "FD_CLOEXEC" } else { "0" });
+                }
+                _ => {
+                    l.s(", ").num(a[2] as i64);
+                }
+            }
+        }
+        libc::SYS_ioctl => {
+            l.fd(a[0]).s(", ");
+            if a[1] == libc::FIONREAD {
+                l.s("FIONREAD, ");
+                let mut n = [0i32];
+                if res == 0 && peek(&mut n, a[2]) {
+                    l.s("[").num(n[0] as i64).s("]");
+                } else {
+                    l.ptr(a[2]);
+                }
+            } else {
+                l.hex(a[1]).s(", ").hex(a[2]);
+            }
+        }
+        libc::SYS_poll | libc::SYS_ppoll => {
+            pollfds(l, a[0], a[1], false);
+            l.s(", ").unum(a[1]).s(", ");
+            if nr == libc::SYS_poll {
+                l.num(a[2] as i32 as i64);
+            } else {
+                timespec(l, a[2]);
+                l.s(", ").ptr(a[3]).s(", ").unum(a[4]);
+            }
+        }
+        libc::SYS_select | libc::SYS_pselect6 => {
+            l.num(a[0] as i32 as i64);
+            for &set in &a[1..4] {
+                l.s(", ");
+                fdset(l, set, a[0] as i32);
+            }
+            l.s(", ");
+            if nr == libc::SYS_select {
+                let mut tv = [0i64; 2];
+                if a[4] != 0 && peek(&mut tv, a[4]) {
+                    l.s("{tv_sec=").num(tv[0]).s(", tv_usec=").num(tv[1]).s("}");
+                } else {
+                    l.ptr(a[4]);
+                }
+            } else {
+                timespec(l, a[4]);
+                l.s(", ").ptr(a[5]);
+            }
+        }
+        libc::SYS_semget | libc::SYS_shmget => {
+            if a[0] as i32 == 0 {
+                l.s("IPC_PRIVATE")
+            } else {
+                l.hex(a[0] as u32 as u64)
+            };
+            l.s(", ");
+            if nr == libc::SYS_semget {
+                l.num(a[1] as i32 as i64)
+            } else {
+                l.unum(a[1])
+            };
+            l.s(", ");
+            let fl = a[2] as u32 as u64;
+            if fl & !0o777 != 0 {
+                let names = if nr == libc::SYS_semget { SEMGET_FLAGS } else { SHMGET_FLAGS };
+                l.flags(fl & !0o777, names, "0").s("|");
+            }
+            l.octal(fl as u32 & 0o777);
+        }
+        libc::SYS_semop | libc::SYS_semtimedop => {
+            l.num(a[0] as i32 as i64).s(", ");
+            sembufs(l, a[1], a[2]);
+            l.s(", ").unum(a[2]);
+            if nr == libc::SYS_semtimedop {
+                l.s(", ");
+                timespec(l, a[3]);
+            }
+        }
+        libc::SYS_semctl => {
+            l.num(a[0] as i32 as i64).s(", ").num(a[1] as i32 as i64).s(", ");
+            let cmd = a[2] as i32 as i64;
+            cmd_name(l, cmd, ipc_cmd(cmd), "SEM_???");
+            // Commands without an argument show NULL whatever the register held, as in strace.
+            let none = matches!(cmd & !0x100, 0 | 11 | 12 | 14 | 15);
+            l.s(", ").ptr(if none { 0 } else { a[3] });
+        }
+        libc::SYS_shmat => {
+            l.num(a[0] as i32 as i64).s(", ").ptr(a[1]).s(", ");
+            l.flags(
+                a[2] as u32 as u64,
+                &[
+                    (0o10000, "SHM_RDONLY"),
+                    (0o20000, "SHM_RND"),
+                    (0o40000, "SHM_REMAP"),
+                    (0o100000, "SHM_EXEC"),
+                ],
+                "0",
+            );
+        }
+        libc::SYS_shmdt => {
+            l.ptr(a[0]);
+        }
+        libc::SYS_shmctl => {
+            l.num(a[0] as i32 as i64).s(", ");
+            cmd_name(l, a[1] as i32 as i64, shm_cmd(a[1] as i32 as i64), "SHM_???");
+            l.s(", ").ptr(a[2]);
+        }
+        _ => {}
+    }
+}
+
+fn cmd_name(l: &mut Line<'_>, cmd: i64, name: Option<&str>, unknown: &str) {
+    match name {
+        Some(n) => {
+            if cmd & 0x100 != 0 {
+                l.s("IPC_64|");
+            }
+            l.s(n)
+        }
+        None => l.hex(cmd as u32 as u64).s(" /* ").s(unknown).s(" */"),
+    };
+}
+
+/// What strace appends after the result: poll's revents, select's ready sets.
+fn results(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
+    match nr {
+        libc::SYS_poll | libc::SYS_ppoll if res > 0 => {
+            l.s(" (");
+            pollfds(l, a[0], a[1], true);
+            l.s(")");
+        }
+        libc::SYS_poll | libc::SYS_ppoll | libc::SYS_select | libc::SYS_pselect6 if res == 0 => {
+            l.s(" (Timeout)");
+        }
+        _ => {}
+    }
+}
+
+fn timespec(l: &mut Line<'_>, addr: u64) {
+    let mut ts = [0i64; 2];
+    if addr != 0 && peek(&mut ts, addr) {
+        l.s("{tv_sec=").num(ts[0]).s(", tv_nsec=").num(ts[1]).s("}");
+    } else {
+        l.ptr(addr);
+    }
+}
+
+fn iovecs(l: &mut Line<'_>, addr: u64, cnt: u64, mut budget: usize) {
+    l.s("[");
+    for i in 0..cnt.min(4) {
+        let mut iov = [0u64; 2];
+        if !peek(&mut iov, addr + i * 16) {
+            l.hex(addr);
+            break;
+        }
+        if i > 0 {
+            l.s(", ");
+        }
+        let shown = (iov[1] as usize).min(budget);
+        budget -= shown;
+        l.s("{iov_base=").data(iov[0], shown).s(", iov_len=").unum(iov[1]).s("}");
+    }
+    if cnt > 4 {
+        l.s(", ...");
+    }
+    l.s("]");
+}
+
+fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
+    l.s("[");
+    let mut first = true;
+    for i in 0..n.min(8) {
+        let mut p = [libc::pollfd { fd: 0, events: 0, revents: 0 }];
+        if !peek(&mut p, addr + i * 8) {
+            break;
+        }
+        if revents && p[0].revents == 0 {
+            continue;
+        }
+        if !first {
+            l.s(", ");
+        }
+        first = false;
+        l.s("{fd=").num(p[0].fd as i64).s(if revents { ", revents=" } else { ", events=" });
+        let ev = if revents { p[0].revents } else { p[0].events } as u16 as u64;
+        l.flags(ev, POLL_FLAGS, "0").s("}");
+    }
+    if n > 8 {
+        l.s(", ...");
+    }
+    l.s("]");
+}
+
+fn fdset(l: &mut Line<'_>, addr: u64, nfds: i32) {
+    let mut set = [0u64; 16];
+    let words = (nfds.clamp(0, 1024) as usize).div_ceil(64);
+    if addr == 0 || !peek(&mut set[..words], addr) {
+        l.ptr(addr);
+        return;
+    }
+    l.s("[");
+    let mut first = true;
+    for fd in 0..nfds.clamp(0, 1024) as usize {
+        if set[fd / 64] & (1 << (fd % 64)) != 0 {
+            if !first {
+                l.s(" ");
+            }
+            first = false;
+            l.unum(fd as u64);
+        }
+    }
+    l.s("]");
+}
+
+fn sembufs(l: &mut Line<'_>, addr: u64, n: u64) {
+    if addr == 0 {
+        l.s("NULL");
+        return;
+    }
+    l.s("[");
+    for i in 0..n.min(8) {
+        let mut b = [0u16; 3];
+        if !peek(&mut b, addr + i * 6) {
+            l.hex(addr);
+            break;
+        }
+        if i > 0 {
+            l.s(", ");
+        }
+        l.s("{sem_num=").unum(b[0] as u64).s(", sem_op=").num(b[1] as i16 as i64).s(", sem_flg=");
+        l.flags(b[2] as u64, &[(0x1000, "SEM_UNDO"), (0o4000, "IPC_NOWAIT")], "0").s("}");
+    }
+    if n > 8 {
+        l.s(", ...");
+    }
+    l.s("]");
+}
