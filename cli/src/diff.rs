@@ -35,9 +35,18 @@ const FD_CALLS: &[&str] =
 const SERVED_CMDS: &[&str] =
     &["F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFL", "F_GETPIPE_SZ", "F_SETPIPE_SZ", "FIONREAD", "FIONBIO"];
 const STRACE_SET: &str = "semget,semop,semtimedop,semctl,shmget,shmat,shmdt,shmctl,msgget,msgsnd,msgrcv,msgctl,\
-                          pipe,pipe2,read,write,readv,writev,close,dup,dup2,dup3,fcntl,ioctl,poll,ppoll";
+                          pipe,pipe2,read,write,readv,writev,close,dup,dup2,dup3,fcntl,ioctl,poll,ppoll,\
+                          clone,clone3,mknod,mknodat";
 /// Divergences reported at most.
 const MAX_REPORTED: usize = 10;
+
+/// println! that ignores a closed stdout (`ipcshim diff … | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 pub fn main(args: &[String], exe: &Path) -> ExitCode {
     let mut keep: Option<PathBuf> = None;
@@ -73,11 +82,11 @@ pub fn main(args: &[String], exe: &Path) -> ExitCode {
     }
     match result {
         Ok(0) => {
-            println!("ipcshim diff: no divergence");
+            say!("ipcshim diff: no divergence");
             ExitCode::SUCCESS
         }
         Ok(n) => {
-            println!("ipcshim diff: {n} divergence(s)");
+            say!("ipcshim diff: {n} divergence(s)");
             ExitCode::from(1)
         }
         Err(e) => {
@@ -94,7 +103,8 @@ fn compare_runs(cmd: &[String], exe: &Path, work: &Path) -> Result<usize, String
     // The kernel run: a fresh IPC namespace when we may make one, so that keys do not collide.
     let mut kernel = Command::new("strace");
     kernel
-        .args(["-f", "-qq", "-y", "-s", "32", "-e", "signal=none", "-e"])
+        // Signals stay on: without them strace does not say which processes a signal killed.
+        .args(["-f", "-q", "-y", "-s", "32", "-e"])
         .arg(format!("trace={STRACE_SET}"))
         .arg("-o")
         .arg(&klog)
@@ -131,11 +141,12 @@ fn compare_runs(cmd: &[String], exe: &Path, work: &Path) -> Result<usize, String
         let _ = std::fs::remove_file(p);
     }
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let kernel_run = parse_strace(&String::from_utf8_lossy(&read(&klog)?));
+    let mut kernel_run = parse_strace(&String::from_utf8_lossy(&read(&klog)?));
+    kernel_run.fold_threads();
     let shim_run = parse_trace(&String::from_utf8_lossy(&read(&slog)?));
     let mut n = 0;
     if kst.code() != sst.code() || kst.signal() != sst.signal() {
-        println!("exit status differs: kernel {kst}, ipcshim {sst}");
+        say!("exit status differs: kernel {kst}, ipcshim {sst}");
         n += 1;
     }
     Ok(n + compare(&kernel_run, &shim_run))
@@ -158,6 +169,32 @@ struct Call {
 struct Run {
     calls: Vec<Call>,
     killed: HashSet<i32>,
+    /// Processes that had more than one thread.
+    threaded: HashSet<i32>,
+}
+
+impl Run {
+    /// strace names threads by tid: their calls are their process's (ipcshim logs by pid).
+    fn fold_threads(&mut self) {
+        let mut process: HashMap<i32, i32> = HashMap::new();
+        for c in &self.calls {
+            if (c.name == "clone" || c.name == "clone3")
+                && c.args.contains("CLONE_THREAD")
+                && let Ok(tid) = c.result.split_whitespace().next().unwrap_or("").parse::<i32>()
+            {
+                let owner = *process.get(&c.pid).unwrap_or(&c.pid);
+                process.insert(tid, owner);
+            }
+        }
+        for c in &mut self.calls {
+            if let Some(&p) = process.get(&c.pid) {
+                c.pid = p;
+            }
+        }
+        let killed: HashSet<i32> = self.killed.iter().map(|t| *process.get(t).unwrap_or(t)).collect();
+        self.killed = killed;
+        self.threaded = process.values().copied().collect();
+    }
 }
 
 /// `PID name(args) = result[ <dur>]`, with the call complete.
@@ -218,6 +255,10 @@ fn parse_strace(text: &str) -> Run {
             body.to_string()
         };
         if let Some(c) = split_call(pid, &full, &format!("{pid} {full}")) {
+            // Never returned: the process died in it.
+            if c.result.starts_with('?') && !c.result.contains("ERESTART") {
+                run.killed.insert(pid);
+            }
             run.calls.push(c);
         }
     }
@@ -377,11 +418,31 @@ fn outcome(result: &str) -> Outcome {
     {
         return Outcome::Err(e.to_string());
     }
-    Outcome::Ok(strip_annotations(result))
+    // ppoll's "left {…}" is how much of the timeout remained: timing.
+    let kept = match result.split_once(", left {") {
+        Some((head, _)) => format!("{head})"),
+        None => result.to_string(),
+    };
+    Outcome::Ok(strip_annotations(&kept))
 }
 
 /// Reduces one call to a record, or `None` when it is not one the runs are compared on.
-fn record(c: &Call, fifos: &HashSet<String>, names: &mut Names) -> Option<Rec> {
+/// What the records of one run are read against.
+struct Ctx<'a> {
+    /// Paths of FIFOs (from ipcshim's trace, which logs only its own objects).
+    fifos: &'a HashSet<String>,
+    /// Whether this is strace's log (it logs every fd; ipcshim's only its own).
+    kernel: bool,
+    /// Pipes written by more than one process: what a read returns first depends on timing.
+    shared_pipes: HashSet<String>,
+}
+
+fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
+    let fifos = ctx.fifos;
+    // Never returned: the process died in it.
+    if c.result.starts_with('?') && !c.result.contains("ERESTART") || c.result.contains("(errno ") {
+        return None;
+    }
     let mut name = c.name.as_str();
     let mut args = c.args.clone();
     // glibc's semop is semtimedop with no timeout.
@@ -437,7 +498,9 @@ fn record(c: &Call, fifos: &HashSet<String>, names: &mut Names) -> Option<Rec> {
                     bytes = v.parse().unwrap_or(0);
                     out = Outcome::Ok(String::new());
                     let buf = args.split_once(", ").map_or("", |(_, b)| b);
-                    data = unquote(buf).unwrap_or_default();
+                    if !(name == "read" && path.is_some_and(|p| ctx.shared_pipes.contains(p))) {
+                        data = unquote(buf).unwrap_or_default();
+                    }
                 }
                 format!("{name}({fd})")
             }
@@ -455,12 +518,11 @@ fn record(c: &Call, fifos: &HashSet<String>, names: &mut Names) -> Option<Rec> {
             _ => format!("{name}({fd})"),
         }
     } else if name == "poll" || name == "ppoll" {
-        let any = args.split("fd=").skip(1).any(|p| ipc_path(first_fd(p).1));
         // ipcshim logs only polls it served; strace annotates each fd.
-        if !any && args.contains('<') {
+        if ctx.kernel && !args.split("fd=").skip(1).any(|p| ipc_path(first_fd(p).1)) {
             return None;
         }
-        let nfds = args.rsplit_once("], ").map_or("", |(_, r)| r.split(", ").next().unwrap_or(""));
+        let nfds = args.split_once("], ").map_or("", |(_, r)| r.split(", ").next().unwrap_or(""));
         format!("{name}({nfds})")
     } else {
         return None;
@@ -470,15 +532,23 @@ fn record(c: &Call, fifos: &HashSet<String>, names: &mut Names) -> Option<Rec> {
 
 /// Joins consecutive successful reads (or writes) of one fd: how a byte stream is split into
 /// calls depends on scheduling. Repeated identical failures count once.
+/// Calls a program repeats until the state it polls for arrives: how often depends on timing,
+/// so a run of them counts as its last.
+fn is_query(what: &str) -> bool {
+    const QUERIES: &[&str] =
+        &["GETVAL", "GETNCNT", "GETZCNT", "GETPID", "GETALL", "IPC_STAT", "SEM_STAT", "SHM_STAT", "FIONREAD"];
+    what.starts_with("poll") || what.starts_with("ppoll") || QUERIES.iter().any(|q| what.contains(q))
+}
+
 fn merge(recs: Vec<Rec>) -> Vec<Rec> {
     let mut out: Vec<Rec> = Vec::new();
-    let restart = Outcome::Err("ERESTART".into());
-    for (i, mut r) in recs.iter().cloned().enumerate() {
-        if r.outcome == restart {
-            if recs.get(i + 1).is_some_and(|n| n.what == r.what) {
-                continue;
-            }
-            r.outcome = Outcome::Err("EINTR".into());
+    for r in recs {
+        if let Some(last) = out.last_mut()
+            && last.what == r.what
+            && is_query(&r.what)
+        {
+            *last = r;
+            continue;
         }
         if let Some(last) = out.last_mut()
             && last.what == r.what
@@ -509,33 +579,50 @@ fn same(a: &Rec, b: &Rec) -> bool {
     a.what == b.what && a.outcome == b.outcome && a.bytes == b.bytes && a.data[..n] == b.data[..n]
 }
 
-fn by_process(run: &Run, fifos: &HashSet<String>, names: &mut Names) -> Vec<(i32, Vec<Rec>)> {
+fn by_process(run: &Run, fifos: &HashSet<String>, kernel: bool, names: &mut Names) -> Vec<(i32, Vec<Rec>)> {
     let mut procs: BTreeMap<i32, Vec<&Call>> = BTreeMap::new();
+    let mut writers: HashMap<String, HashSet<i32>> = HashMap::new();
     for c in &run.calls {
         procs.entry(c.pid).or_default().push(c);
+        if c.name.starts_with("write")
+            && let Some(p) = first_fd(&c.args).1
+        {
+            writers.entry(p.to_string()).or_default().insert(c.pid);
+        }
     }
+    let shared_pipes = writers.into_iter().filter(|(_, w)| w.len() > 1).map(|(p, _)| p).collect();
+    let ctx = Ctx { fifos, kernel, shared_pipes };
     procs
         .into_iter()
-        .map(|(pid, calls)| (pid, merge(calls.iter().filter_map(|c| record(c, fifos, names)).collect())))
+        .map(|(pid, calls)| (pid, merge(calls.iter().filter_map(|c| record(c, &ctx, names)).collect())))
         .filter(|(_, recs)| !recs.is_empty())
         .collect()
 }
 
 /// Prints the divergences; returns how many.
 fn compare(kernel: &Run, shim: &Run) -> usize {
-    // FIFOs are known by path from ipcshim's trace (it logs only its own objects).
-    let fifos: HashSet<String> = shim
+    // FIFOs by path: in ipcshim's trace, any fd that is not an anonymous pipe (it logs pipes and
+    // FIFOs only); in strace's, those the program made (mknod with S_IFIFO) or ipcshim saw.
+    let shim_fifos: HashSet<String> = shim
         .calls
         .iter()
         .filter_map(|c| first_fd(&c.args).1.map(str::to_string))
         .filter(|p| !p.starts_with("pipe:["))
         .collect();
-    let k = by_process(kernel, &fifos, &mut Names::default());
-    let s = by_process(shim, &fifos, &mut Names::default());
+    let mut kernel_fifos = shim_fifos.clone();
+    for c in kernel.calls.iter().filter(|c| c.name.starts_with("mknod") && c.args.contains("S_IFIFO")) {
+        if let Some(q) = c.args.find('"')
+            && let Some(path) = unquote(&c.args[q..])
+        {
+            kernel_fifos.insert(String::from_utf8_lossy(&path).into_owned());
+        }
+    }
+    let k = by_process(kernel, &kernel_fifos, true, &mut Names::default());
+    let s = by_process(shim, &shim_fifos, false, &mut Names::default());
     let mut n = 0;
     let mut report = |msg: String| {
         if n < MAX_REPORTED {
-            println!("{msg}");
+            say!("{msg}");
         }
         n += 1;
     };
@@ -550,18 +637,43 @@ fn compare(kernel: &Run, shim: &Run) -> usize {
     }
     for (i, ((kpid, krecs), (spid, srecs))) in k.iter().zip(&s).enumerate() {
         let head = format!("process {i} (kernel pid {kpid}, ipcshim pid {spid})");
+        let killed = kernel.killed.contains(kpid);
+        // Threads killed midway: how their calls interleaved is anyone's guess.
+        if killed && kernel.threaded.contains(kpid) {
+            continue;
+        }
+        // A call the kernel interrupted to restart shows as ERESTART*: it is the EINTR the
+        // program saw if ipcshim's run has one there, else a restart (the call follows again).
+        let restart = Outcome::Err("ERESTART".into());
+        let eintr = Outcome::Err("EINTR".into());
+        let mut aligned: Vec<&Rec> = Vec::new();
+        for r in krecs {
+            let s = srecs.get(aligned.len());
+            if r.outcome != restart || s.is_some_and(|s| s.what == r.what && s.outcome == eintr) {
+                aligned.push(r);
+            }
+        }
+        let krecs = aligned;
         let mut diverged = false;
+        let n = krecs.len().min(srecs.len());
         for (j, (a, b)) in krecs.iter().zip(srecs).enumerate() {
-            if !same(a, b) {
+            let a_out = if a.outcome == restart { &eintr } else { &a.outcome };
+            // A process that a signal killed (SIGPIPE from a reader that left, say) moved as
+            // many bytes as it had time for.
+            // Its last call may have been cut off anyhow (strace can show a garbage result).
+            let cut_short =
+                killed && a.what == b.what && (j + 1 == n || (*a_out == b.outcome && a.bytes > 0));
+            let restarted = a.outcome == restart && a.what == b.what && b.outcome == eintr;
+            if !same(a, b) && !cut_short && !restarted {
                 report(format!("{head}, IPC call {j}:\n  kernel:  {}\n  ipcshim: {}", a.line, b.line));
                 diverged = true;
                 break;
             }
         }
-        if !diverged && krecs.len() != srecs.len() && !kernel.killed.contains(kpid) {
-            let (longer, who) =
-                if krecs.len() > srecs.len() { (krecs, "kernel") } else { (srecs, "ipcshim") };
-            let first = &longer[krecs.len().min(srecs.len())];
+        if !diverged && krecs.len() != srecs.len() && !killed {
+            let n = krecs.len().min(srecs.len());
+            let (first, who) =
+                if krecs.len() > srecs.len() { (krecs[n], "kernel") } else { (&srecs[n], "ipcshim") };
             report(format!(
                 "{head}: {} IPC calls on the kernel, {} on ipcshim; the first only on {who}:\n  {}",
                 krecs.len(),

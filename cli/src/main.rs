@@ -130,12 +130,17 @@ fn run(args: &[String]) -> ExitCode {
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
 }
 
-/// `trace [-o FILE] …`: `run` with IPCSHIM_TRACE set; FILE starts empty, as strace's does.
+/// `trace [-o FILE] …`: `run` with IPCSHIM_TRACE set; FILE starts empty, as strace's does, and
+/// writable by every user: each line is appended by opening the file, also in processes of
+/// the command that switched to another user.
 fn trace(args: &[String]) -> ExitCode {
+    use std::os::unix::fs::PermissionsExt;
     let (target, rest) = match args {
         [o, file, rest @ ..] if o == "-o" => {
             let path = std::path::absolute(file).unwrap_or_else(|_| file.into());
-            if let Err(e) = std::fs::File::create(&path) {
+            let made = std::fs::File::create(&path)
+                .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o666)));
+            if let Err(e) = made {
                 eprintln!("ipcshim trace: {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }

@@ -11,9 +11,6 @@ use crate::{region, sud};
 /// Serves syscall `nr` if it involves a shim object: `Some(kernel-style result, -errno on
 /// failure)`; `None` lets the caller issue it to the kernel unchanged.
 pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
-    if crate::trace::on() {
-        crate::trace::protect(nr, a);
-    }
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
     if !sud::catchall_active() || !crate::signals::fault_fixups_active() {
         return None;
@@ -30,7 +27,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             | libc::SYS_dup2
             | libc::SYS_dup3
             | libc::SYS_fcntl
-            | libc::SYS_ioctl => crate::fd::lookup(r, a[0] as i32).is_some(),
+            | libc::SYS_ioctl => pipe_like(r, a[0] as i32),
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
             _ => true,
         };
@@ -52,12 +49,16 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     if let Some(v) = res {
         crate::trace::served(nr, a, v, t0, &path);
     }
+    if sud::tls().sigpipe_owed.swap(0, core::sync::atomic::Ordering::Relaxed) != 0 {
+        pipes::sigpipe();
+    }
     res
 }
 
-/// A call the kernel answers although it names a shim object (its placeholder does: a read of
-/// a write end, an fcntl the shim leaves alone…): traced too, so that a trace shows every call
-/// the program made on its pipes. `call` returns the kernel-style result. Runs under a guard.
+/// A call the kernel answers on a pipe or FIFO: a shim object's placeholder (a read of a write
+/// end, an fcntl the shim leaves alone…) or a pipe handed back to the kernel. Traced too, so
+/// that a trace shows every call the program made on its pipes. `call` returns the
+/// kernel-style result. Runs under a guard.
 pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     if !crate::trace::on() {
         return call();
@@ -78,7 +79,7 @@ pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
             | libc::SYS_ioctl
     );
     let Some(r) = region::active().filter(|_| fd_call) else { return call() };
-    if crate::fd::lookup(r, a[0] as i32).is_none() {
+    if !pipe_like(r, a[0] as i32) {
         return call();
     }
     let t0 = crate::trace::start();
@@ -86,6 +87,12 @@ pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     let v = call();
     crate::trace::served(nr, a, v, t0, &path);
     v
+}
+
+/// A shim pipe, or a kernel pipe or FIFO (for tracing: strace -y shows them all alike).
+fn pipe_like(r: &shared_state::Region, fd: i32) -> bool {
+    crate::fd::lookup(r, fd).is_some()
+        || shared_state::sys::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
 }
 
 fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {

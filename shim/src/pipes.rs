@@ -211,7 +211,7 @@ fn fifo_eof(fd: i32) -> bool {
 }
 
 /// SIGPIPE as `pipe_write` sends it (`send_sig(SIGPIPE, current, 0)`): SI_USER from ourselves.
-fn sigpipe() {
+pub fn sigpipe() {
     let tid = sys::syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0);
     let pid = sys::getpid();
     // siginfo_t: signo, errno, code, padding, then the kill fields pid and uid; 128 bytes.
@@ -250,7 +250,11 @@ pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) ->
     // EPIPE, or a write cut short because the last reader left: SIGPIPE either way.
     let total: usize = iov.iter().map(|v| v.1).sum();
     if res == Err(libc::EPIPE) || res.is_ok_and(|n| n > 0 && n < total && env.peer_gone(true)) {
-        sigpipe();
+        if crate::trace::on() {
+            sud::tls().sigpipe_owed.store(1, core::sync::atomic::Ordering::Relaxed);
+        } else {
+            sigpipe();
+        }
     }
     Some(ret(res))
 }

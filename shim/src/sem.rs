@@ -127,6 +127,16 @@ pub extern "C" fn semtimedop(
 /// register on x86_64, so it is taken as a fixed argument (unused commands ignore it).
 #[unsafe(no_mangle)]
 pub extern "C" fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    // glibc's semctl fails commands it does not know (IPC_64 included) with EINVAL itself,
+    // making no system call; so do we, so that traces match.
+    if !(0..=3).contains(&cmd) && !(11..=20).contains(&cmd) && !matches!(route(), Route::Kernel) {
+        return c_ret(-(libc::EINVAL as i64));
+    }
+    semctl_syscall(semid, semnum, cmd, arg)
+}
+
+/// The semctl system call itself (`syscall(SYS_semctl, …)`), which knows IPC_64.
+pub fn semctl_syscall(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     call(libc::SYS_semctl, [semid as u64, semnum as u64, cmd as u64, arg, 0, 0], || {
         real_call!(real::SEMCTL, fn(c_int, c_int, c_int, c_ulong) -> c_int, semid, semnum, cmd, arg)
     })

@@ -49,6 +49,9 @@ pub(crate) struct Tls {
     /// Bumped whenever an application handler runs: a futex word a wait can include, so that
     /// a wait the kernel would restart after the handler (futex_waitv) sees it change.
     pub handled: AtomicU32,
+    /// A SIGPIPE the call being traced owes, sent once its trace line is out (a default
+    /// SIGPIPE kills at once, and the line would be lost).
+    pub sigpipe_owed: AtomicU8,
 }
 
 global_asm!(

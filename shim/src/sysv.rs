@@ -140,7 +140,7 @@ pub extern "C" fn syscall(
                 a3 as size_t,
                 a4 as *const libc::timespec,
             ),
-            _ => sem::semctl(a1 as c_int, a2 as c_int, a3 as c_int, a4 as libc::c_ulong),
+            _ => sem::semctl_syscall(a1 as c_int, a2 as c_int, a3 as c_int, a4 as libc::c_ulong),
         } as c_long;
     }
     let args = [a1, a2, a3, a4, a5, a6].map(|v| v as u64);

@@ -1,37 +1,45 @@
 //! `IPCSHIM_TRACE=FILE`: one line per call the shim served, in the format of `strace -f -T`
 //! (`TID call(args) = result <seconds>`), so that a trace reads, and compares, like strace's.
 //!
-//! Off, it costs one load of `FD` per served call. On, each line is formatted in a stack buffer
-//! and appended with one write: lines of processes sharing the file never interleave. Each
-//! image opens the file itself (the descriptor is close-on-exec), so exec'd programs trace too,
-//! and the descriptor moves out of the way when the program closes or dup2s over its number.
+//! Off, it costs one load of `ON` per served call. On, each line is formatted in a stack buffer
+//! and appended with one write to the file, opened and closed around it: the program never sees
+//! a descriptor of ours (no fd number taken, none for it to close), and lines of processes
+//! sharing the file never interleave. Each image reads IPCSHIM_TRACE itself, so exec'd programs
+//! trace too.
 
 use crate::pipes;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use shared_state::sys;
+use std::sync::OnceLock;
 
-static FD: AtomicI32 = AtomicI32::new(-1);
-/// Where the trace descriptor goes: above what programs number by hand.
-const HIGH_FD: usize = 900;
+static ON: AtomicBool = AtomicBool::new(false);
+/// The trace file's absolute path, NUL-terminated (set once, before any call is served).
+static PATH: OnceLock<Vec<u8>> = OnceLock::new();
 
-/// Opens the trace file named by IPCSHIM_TRACE (at start-up).
+/// Reads IPCSHIM_TRACE (at start-up) and creates the file if need be.
 pub fn init() {
     let Some(path) = std::env::var_os("IPCSHIM_TRACE").filter(|p| !p.is_empty()) else { return };
-    let mut c = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    // A relative name must not follow the program's chdir.
+    let Ok(abs) = std::path::absolute(&path) else { return };
+    let mut c = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
     c.push(0);
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
-    let Ok(fd) = sys::open(&c, flags, 0o644) else {
-        let msg = b"ipcshim: cannot open IPCSHIM_TRACE file; not tracing\n";
-        let _ = sys::write(2, msg);
-        return;
-    };
-    FD.store(move_high(fd), Ordering::Relaxed);
+    match sys::open(&c, flags, 0o644) {
+        Ok(fd) => sys::close(fd),
+        Err(_) => {
+            let _ = sys::write(2, b"ipcshim: cannot open the IPCSHIM_TRACE file; not tracing\n");
+            return;
+        }
+    }
+    if PATH.set(c).is_ok() {
+        ON.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Whether calls are traced.
 #[inline]
 pub fn on() -> bool {
-    FD.load(Ordering::Relaxed) >= 0
+    ON.load(Ordering::Relaxed)
 }
 
 /// The monotonic clock, in ns, when tracing (0 otherwise): a served call's start.
@@ -45,54 +53,13 @@ fn now_ns() -> i64 {
     t.tv_sec * 1_000_000_000 + t.tv_nsec
 }
 
-/// Moves `fd` to a close-on-exec descriptor numbered HIGH_FD or above; returns the new one.
-fn move_high(fd: i32) -> i32 {
-    match sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_DUPFD_CLOEXEC as usize, HIGH_FD, 0, 0, 0) {
-        Ok(high) => {
-            sys::close(fd);
-            high as i32
-        }
-        Err(_) => fd,
+/// Appends one finished line.
+fn emit(line: &[u8]) {
+    let Some(path) = PATH.get() else { return };
+    if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
+        let _ = sys::write(fd, line);
+        sys::close(fd);
     }
-}
-
-/// Before the program closes or replaces descriptors (close, dup2, dup3, close_range): if the
-/// trace descriptor is among them, it moves elsewhere first, and the program's call does
-/// what it asked.
-pub fn protect(nr: i64, a: &[u64; 6]) {
-    let fd = FD.load(Ordering::Relaxed);
-    if fd < 0 {
-        return;
-    }
-    let hit = match nr {
-        libc::SYS_close => a[0] as i32 == fd,
-        libc::SYS_dup2 | libc::SYS_dup3 => a[1] as i32 == fd,
-        libc::SYS_close_range => (a[0]..=a[1]).contains(&(fd as u64)),
-        _ => false,
-    };
-    if !hit {
-        return;
-    }
-    let moved = match sys::syscall6(
-        libc::SYS_fcntl,
-        fd as usize,
-        libc::F_DUPFD_CLOEXEC as usize,
-        fd as usize + 1,
-        0,
-        0,
-        0,
-    ) {
-        Ok(n) if nr != libc::SYS_close_range || n as u64 > a[1] => n as i32,
-        Ok(n) => {
-            // Still inside the range: above it, then.
-            let above =
-                sys::syscall6(libc::SYS_fcntl, n, libc::F_DUPFD_CLOEXEC as usize, a[1] as usize + 1, 0, 0, 0);
-            sys::close(n as i32);
-            above.map_or(-1, |m| m as i32)
-        }
-        Err(_) => -1,
-    };
-    FD.store(moved, Ordering::Relaxed);
 }
 
 /// What fd N is, as strace -y shows it (`pipe:[123]`, a FIFO's path), read before the call.
@@ -390,8 +357,7 @@ unsafe extern "C" {
 /// Logs a served call: `a` its arguments, `res` its kernel-style result (-errno on failure),
 /// `t0` from [`start`].
 pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
-    let fd = FD.load(Ordering::Relaxed);
-    let Some(call) = name(nr).filter(|_| fd >= 0) else { return };
+    let Some(call) = name(nr).filter(|_| on()) else { return };
     let dur = now_ns() - t0;
     // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
     // child shares our memory (and any cached pid).
@@ -431,7 +397,7 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
         v /= 10;
     }
     l.bytes(&digits).s(">\n");
-    let _ = sys::write(fd, &l.buf[..l.len]);
+    emit(&l.buf[..l.len]);
 }
 
 fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
@@ -507,10 +473,10 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
         }
         libc::SYS_ioctl => {
             l.fd(a[0]).s(", ");
-            if a[1] == libc::FIONREAD {
-                l.s("FIONREAD, ");
+            if a[1] == libc::FIONREAD || a[1] == libc::FIONBIO {
+                l.s(if a[1] == libc::FIONREAD { "FIONREAD, " } else { "FIONBIO, " });
                 let mut n = [0i32];
-                if res == 0 && peek(&mut n, a[2]) {
+                if (res == 0 || a[1] == libc::FIONBIO) && peek(&mut n, a[2]) {
                     l.s("[").num(n[0] as i64).s("]");
                 } else {
                     l.ptr(a[2]);
@@ -562,9 +528,15 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
             };
             l.s(", ");
             let fl = a[2] as u32 as u64;
+            // shmget's huge page size, log2 in bits 26..31, as strace shows it.
+            let huge = if nr == libc::SYS_shmget { (fl >> 26) & 0x3f } else { 0 };
+            let fl = if huge != 0 { fl & !(0x3f << 26) } else { fl };
             if fl & !0o777 != 0 {
                 let names = if nr == libc::SYS_semget { SEMGET_FLAGS } else { SHMGET_FLAGS };
                 l.flags(fl & !0o777, names, "0").s("|");
+            }
+            if huge != 0 {
+                l.unum(huge).s("<<SHM_HUGE_SHIFT|");
             }
             l.octal(fl as u32 & 0o777);
         }
@@ -618,7 +590,12 @@ fn cmd_name(l: &mut Line<'_>, cmd: i64, name: Option<&str>, unknown: &str) {
             }
             l.s(n)
         }
-        None => l.hex(cmd as u32 as u64).s(" /* ").s(unknown).s(" */"),
+        None => {
+            if cmd & 0x100 != 0 {
+                l.s("IPC_64|");
+            }
+            l.hex(cmd as u32 as u64 & !0x100).s(" /* ").s(unknown).s(" */")
+        }
     };
 }
 
@@ -718,11 +695,15 @@ fn sembufs(l: &mut Line<'_>, addr: u64, n: u64) {
         l.s("NULL");
         return;
     }
+    if !peek(&mut [0u16; 3], addr) {
+        l.hex(addr);
+        return;
+    }
     l.s("[");
     for i in 0..n.min(8) {
         let mut b = [0u16; 3];
         if !peek(&mut b, addr + i * 6) {
-            l.hex(addr);
+            l.s(", ... /* ").hex(addr + i * 6).s(" */");
             break;
         }
         if i > 0 {
