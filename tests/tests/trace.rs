@@ -20,7 +20,8 @@ impl Scratch {
     }
 
     fn ipcshim(&self, args: &[&str]) -> std::process::Output {
-        Command::new(cli_bin()).args(args).env("IPCSHIM_DIR", &self.0).output().unwrap()
+        // In the scratch directory: some programs leave files where they run.
+        Command::new(cli_bin()).args(args).env("IPCSHIM_DIR", &self.0).current_dir(&self.0).output().unwrap()
     }
 }
 
