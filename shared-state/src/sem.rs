@@ -1360,7 +1360,7 @@ impl IpcFamily for Sems<'_> {
             return Err(EINVAL);
         }
         let limits = self.r.header().limits;
-        if self.ns().used_sems as u64 + nsems as u64 > limits.semmns as u64 {
+        if self.ns().used_sems as i64 + nsems as i64 > limits.semmns as i32 as i64 {
             return Err(ENOSPC);
         }
         if nsems > SEM_WINDOW {
@@ -1419,7 +1419,8 @@ impl IpcFamily for Sems<'_> {
 /// `semget(2)`.
 pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> {
     let limits = r.header().limits;
-    if nsems < 0 || nsems as u32 > limits.semmsl {
+    // The sem sysctl's values are ints (a write may make them negative).
+    if nsems < 0 || nsems > limits.semmsl as i32 {
         return Err(EINVAL);
     }
     let cred = Cred::current();
@@ -2124,6 +2125,20 @@ pub fn snapshot(r: &Region) -> Result<Vec<SemSnapshot>, Errno> {
         out.push(SemSnapshot { id: s.set(idx).perm.id, ds: stat_of(&s, idx), sems });
     }
     Ok(out)
+}
+
+/// Every live set's id and `semid64_ds`, in index order, after settling dead processes: what
+/// `/proc/sysvipc/sem` shows. `f` runs under the sem lock.
+pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Semid64Ds)) -> Result<(), Errno> {
+    let s = lock_uncounted(r)?;
+    for idx in 0..=s.max_idx() {
+        let idx = idx as u32;
+        if s.set(idx).live != 0 {
+            s.reap_set(idx);
+            f(s.set(idx).perm.id, &stat_of(&s, idx));
+        }
+    }
+    Ok(())
 }
 
 /// The id of the set with `key`, for `ipcrm -S`.

@@ -736,6 +736,38 @@ pub fn snapshot(region: &Region) -> Result<Vec<(i32, Shmid64Ds)>, Errno> {
     })
 }
 
+/// Every live segment's id, `shmid64_ds` and resident bytes, in index order, after reaping: what
+/// `/proc/sysvipc/shm` shows. `f` runs under the region lock.
+pub fn each_stat(region: &Region, mut f: impl FnMut(i32, &Shmid64Ds, u64)) -> Result<(), Errno> {
+    locked_uncounted(region, |shm| {
+        // SAFETY: lock held.
+        unsafe { proc::reap(region) };
+        for i in 0..=shm.max_idx() {
+            let seg = shm.slot(i as u32);
+            if seg.live != 0 {
+                f(seg.perm.id, &stat_of(seg), shm.rss_pages(seg) * PAGE_SIZE);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `shm_destroy_orphaned`, after shm_rmid_forced was set: segments whose creator is gone and
+/// that nothing attaches die now.
+pub fn destroy_orphaned(region: &Region) -> Result<(), Errno> {
+    locked_uncounted(region, |shm| {
+        // SAFETY: lock held.
+        unsafe { proc::reap(region) };
+        for i in 0..=shm.max_idx() {
+            let seg = shm.slot(i as u32);
+            if seg.live != 0 && seg.creator == 0 {
+                shm.maybe_destroy(i as u32);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Removes segment `id` as `shmctl(IPC_RMID)` would, for `ipcrm`.
 pub fn remove_by_key(region: &Region, key: i32) -> Result<(), Errno> {
     let id = locked(region, |shm| shm.findkey(key).map(|i| shm.slot(i).perm.id).ok_or(EINVAL))?;
