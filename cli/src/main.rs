@@ -407,7 +407,7 @@ fn status() -> ExitCode {
         "served:         {}",
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
-            (_, true) => "System V shared memory and semaphores, pipes, FIFOs",
+            (_, true) => "System V shared memory and semaphores (and their /proc views), pipes, FIFOs",
             _ => "System V shared memory and semaphores",
         }
     );
