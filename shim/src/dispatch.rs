@@ -32,6 +32,8 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             | libc::SYS_fcntl
             | libc::SYS_ioctl => crate::fd::lookup(r, a[0] as i32).is_some(),
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
+            // Opens of /proc views are not IPC calls.
+            libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => false,
             _ => true,
         };
     let fd_call = !matches!(
