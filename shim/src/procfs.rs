@@ -94,15 +94,7 @@ fn copy_in(dst: &mut [u8], addr: usize) -> bool {
 /// Puts a memfd with the view's text at `fd` (the kernel's file opened with `flags`), with
 /// the access mode and flags the caller asked for.
 fn replace(r: &Region, fd: i32, view: View, flags: i32) -> Result<(), Errno> {
-    let mfd = syscall6(
-        libc::SYS_memfd_create,
-        c"ipcshim".as_ptr() as usize,
-        libc::MFD_CLOEXEC as usize,
-        0,
-        0,
-        0,
-        0,
-    )? as i32;
+    let mfd = memfd()?;
     let res = fill(r, mfd, view).and_then(|()| {
         // /proc/self/fd/N opened again is a new open file of the memfd, with our access mode.
         let keep = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOATIME;
@@ -115,6 +107,21 @@ fn replace(r: &Region, fd: i32, view: View, flags: i32) -> Result<(), Errno> {
     });
     sys::close(mfd);
     res
+}
+
+/// A new close-on-exec memfd; not executable where the kernel knows the flag (a kernel with
+/// vm.memfd_noexec=2 refuses executable ones).
+fn memfd() -> Result<i32, Errno> {
+    // MFD_NOEXEC_SEAL (Linux 6.3).
+    const NOEXEC_SEAL: usize = 0x8;
+    let create =
+        |flags: usize| syscall6(libc::SYS_memfd_create, c"ipcshim".as_ptr() as usize, flags, 0, 0, 0, 0);
+    let cloexec = libc::MFD_CLOEXEC as usize;
+    match create(cloexec | NOEXEC_SEAL) {
+        Err(libc::EINVAL) => create(cloexec),
+        r => r,
+    }
+    .map(|fd| fd as i32)
 }
 
 /// Writes the view's text at the start of `fd` and cuts the file there.
@@ -210,8 +217,8 @@ pub fn write(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     })
 }
 
-/// `proc_sys_call_handler` for a write: the whole buffer is copied in (EFAULT if any of it is
-/// bad), a write past offset 0 is ignored and reported done (sysctl_writes_strict), and one at
+/// `proc_sys_call_handler` for a write: root only (checked again at each write), the whole
+/// buffer is copied in (EFAULT if any of it is bad), a write past offset 0 is ignored and reported done (sysctl_writes_strict), and one at
 /// offset 0 is parsed by the sysctl's handler.
 fn sysctl_write(
     r: &Region,
@@ -220,6 +227,10 @@ fn sysctl_write(
     iov: &[Iov],
     pos: Option<i64>,
 ) -> Result<usize, Errno> {
+    // ipc_permissions: only the namespace's root may write.
+    if sys::geteuid() != 0 {
+        return Err(libc::EPERM);
+    }
     let total: usize = iov.iter().map(|v| v.1).sum();
     if total >= MAX_WRITE {
         return Err(libc::ENOMEM);
