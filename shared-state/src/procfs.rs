@@ -65,9 +65,9 @@ pub const MAX_PATH: usize = {
     max
 };
 
-/// The view at `path` (without its NUL), if it is one of ours.
-pub fn view_of(path: &[u8]) -> Option<View> {
-    VIEWS.iter().find(|(p, _)| p.as_bytes() == path).map(|&(_, v)| v)
+/// The index in [`VIEWS`] of `path` (without its NUL), if it is one of ours.
+pub fn index_of(path: &[u8]) -> Option<usize> {
+    VIEWS.iter().position(|(p, _)| p.as_bytes() == path)
 }
 
 impl View {
@@ -398,9 +398,11 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(view_of(b"/proc/sysvipc/shm"), Some(View::SysvipcShm));
-        assert_eq!(view_of(b"/proc/sys/kernel/sem"), Some(View::Sysctl(Sysctl::Sem)));
-        assert_eq!(view_of(b"/proc/sysvipc/msg"), None);
+        let view = |p: &[u8]| index_of(p).map(|i| VIEWS[i].1);
+        assert_eq!(view(b"/proc/sysvipc/shm"), Some(View::SysvipcShm));
+        assert_eq!(view(b"/proc/sys/kernel/sem"), Some(View::Sysctl(Sysctl::Sem)));
+        assert_eq!(view(b"/proc/sysvipc/msg"), None);
+        assert_eq!(view(b"/proc/sysvipc/shm/"), None);
         assert_eq!(MAX_PATH, "/proc/sys/kernel/shm_rmid_forced".len());
         assert!(VIEWS.iter().all(|(p, _)| p.as_bytes().starts_with(PREFIX)));
     }

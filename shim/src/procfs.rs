@@ -81,8 +81,7 @@ fn view_at(addr: usize) -> Option<usize> {
         return None;
     }
     let len = buf.iter().position(|&b| b == 0)?;
-    let path = &buf[..len];
-    VIEWS.iter().position(|(p, _)| p.as_bytes() == path)
+    procfs::index_of(&buf[..len])
 }
 
 fn copy_in(dst: &mut [u8], addr: usize) -> bool {
@@ -158,6 +157,7 @@ impl FdWriter {
                 0,
                 0,
             ) {
+                Ok(0) => self.err = Some(libc::EIO),
                 Ok(n) => {
                     done += n;
                     self.off += n as u64;
@@ -185,8 +185,8 @@ impl fmt::Write for FdWriter {
 /// The kernel's limit on a sysctl write (`KMALLOC_MAX_SIZE` on x86_64): ENOMEM beyond.
 const MAX_WRITE: usize = 4 << 20;
 
-/// write/pwrite64/writev/pwritev/pwritev2 on `fd`: `None` unless it is a sysctl view open for
-/// writing. `pos` is the explicit offset, if the call has one (-1: the current position).
+/// write/pwrite64/writev/pwritev/pwritev2: `None` unless the fd is a sysctl view open for
+/// writing.
 pub fn write(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let fd = a[0] as i32;
     let idx = fd::sysctl_of(fd)?;
@@ -218,8 +218,9 @@ pub fn write(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
 }
 
 /// `proc_sys_call_handler` for a write: root only (checked again at each write), the whole
-/// buffer is copied in (EFAULT if any of it is bad), a write past offset 0 is ignored and reported done (sysctl_writes_strict), and one at
-/// offset 0 is parsed by the sysctl's handler.
+/// buffer is copied in (EFAULT if any of it is bad), a write past offset 0 is ignored and
+/// reported done (sysctl_writes_strict), and one at offset 0 is parsed by the sysctl's
+/// handler. `pos` is the call's explicit offset; `None`, the file's position.
 fn sysctl_write(
     r: &Region,
     fd: i32,
