@@ -412,7 +412,7 @@ fn status() -> ExitCode {
         "served:         {}",
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
-            (_, true) => "System V shared memory and semaphores, pipes, FIFOs",
+            (_, true) => "System V shared memory and semaphores (and their /proc views), pipes, FIFOs",
             _ => "System V shared memory and semaphores",
         }
     );
@@ -458,21 +458,30 @@ fn status() -> ExitCode {
             p.live, p.queued_bytes, p.ring_pages, p.gc_runs, p.gc_freed
         );
     }
+    // One line per family, `name: key=value ...`, for tests and benchmarks to parse.
     let c = &hdr.counters;
     use std::sync::atomic::Ordering::Relaxed;
+    println!("shm:            calls={}", c.shm_calls.load(Relaxed));
     println!(
-        "counters:       shm_calls={} sem_calls={} sem_undo_settled={} procs_reaped={} lock_recoveries={}",
-        c.shm_calls.load(Relaxed),
+        "sem:            calls={} waits={} wakeups={} undo_settled={}",
         c.sem_calls.load(Relaxed),
-        c.sem_undo_settled.load(Relaxed),
-        c.procs_reaped.load(Relaxed),
-        c.lock_recoveries.load(Relaxed)
+        c.sem_waits.load(Relaxed),
+        c.sem_wakeups.load(Relaxed),
+        c.sem_undo_settled.load(Relaxed)
     );
     println!(
-        "pipes:          created={} bytes_in={} bytes_out={} catchall_traps={}",
+        "pipes:          created={} calls={} bytes_in={} bytes_out={} waits={} wakeups={}",
         c.pipes_created.load(Relaxed),
+        c.pipe_calls.load(Relaxed),
         c.pipe_bytes_in.load(Relaxed),
         c.pipe_bytes_out.load(Relaxed),
+        c.pipe_waits.load(Relaxed),
+        c.pipe_wakeups.load(Relaxed)
+    );
+    println!(
+        "procs:          reaped={} lock_recoveries={} catchall_traps={}",
+        c.procs_reaped.load(Relaxed),
+        c.lock_recoveries.load(Relaxed),
         c.sud_traps.load(Relaxed)
     );
     ExitCode::SUCCESS

@@ -10,6 +10,7 @@
 //! - [`sem`]: what `ipc/sem.c` does, with undo that survives SIGKILL of its owner.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
 //!   (freeing objects no process has open).
+//! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
 
@@ -20,6 +21,7 @@ pub mod pipe;
 pub mod pipe_gc;
 pub mod pipe_pages;
 pub mod proc;
+pub mod procfs;
 pub mod region;
 pub mod sem;
 pub mod shm;

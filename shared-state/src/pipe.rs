@@ -23,7 +23,7 @@
 
 use crate::lock::{LockGuard, RobustMutex};
 use crate::pipe_pages::{self, POOL_PAGES, PagePool, page_addr};
-use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region};
+use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region, Tally};
 use crate::sys::{self, Errno};
 use crate::uaccess;
 use crate::wait::{self, WaitOutcome};
@@ -371,11 +371,12 @@ impl PipeInodeInfo {
     }
 
     /// After publishing a change: wakes `side`'s sleepers, if there are any.
-    fn wake(&self, side: u32) {
+    fn wake(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
         // it sees our change or we see it counted.
         fence(Ordering::SeqCst);
         if self.waiters(side).load(Ordering::SeqCst) != 0 {
+            region.header().counters.pipe_wakeups.fetch_add(1, Ordering::Relaxed);
             self.wait.fetch_add(1, Ordering::SeqCst);
             let _ = sys::futex(
                 self.wait.as_ptr(),
@@ -803,8 +804,8 @@ pub fn pipe_find(region: &Region, dev: u64, ino: u64) -> Option<PipeHandle> {
 pub fn note_close(region: &Region, h: PipeHandle) {
     if let Some(pipe) = live(region, h) {
         pipe.closes.fetch_add(1, Ordering::SeqCst);
-        pipe.wake(READERS);
-        pipe.wake(WRITERS);
+        pipe.wake(READERS, region);
+        pipe.wake(WRITERS, region);
     }
 }
 
@@ -877,6 +878,7 @@ enum Waited {
 /// Waits until `ready()` or the other side is gone: spins while the peer is running on
 /// another CPU, then sleeps in slices. `side`: who we are (READERS or WRITERS).
 fn wait_for(
+    region: &Region,
     pipe: &PipeInodeInfo,
     side: u32,
     env: &dyn PipeEnv,
@@ -944,6 +946,7 @@ fn wait_for(
             return Waited::Woken;
         }
         let deadline = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
+        region.header().counters.pipe_waits.fetch_add(1, Ordering::Relaxed);
         let out = env.wait(&mut || futex_wait(&pipe.wait, seq, &deadline, side));
         mine.fetch_sub(1, Ordering::SeqCst);
         match out {
@@ -967,6 +970,14 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: &libc::timespec, bitset
         Err(libc::EINTR) => WaitOutcome::Interrupted,
         _ => WaitOutcome::Woken,
     }
+}
+
+/// Reads and writes of this process not yet added to `pipe_calls`.
+static CALLS: Tally = Tally::new();
+
+/// Adds this process's uncounted pipe calls to `pipe_calls` (at exit).
+pub fn flush_counts(region: &Region) {
+    CALLS.flush(&region.header().counters.pipe_calls);
 }
 
 /// `pipe_write`: writes the caller's iovecs; `packet` is O_DIRECT on the caller's file.
@@ -1076,10 +1087,10 @@ pub fn pipe_write(
             }
             guard = None;
             if published {
-                pipe.wake(READERS);
+                pipe.wake(READERS, region);
                 published = false;
             }
-            match wait_for(pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back(), None) {
+            match wait_for(region, pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back(), None) {
                 Waited::Woken => {}
                 Waited::Interrupted => signalled = true,
                 Waited::PeerGone => gone = true,
@@ -1092,11 +1103,12 @@ pub fn pipe_write(
     };
     drop(guard);
     if published {
-        pipe.wake(READERS);
+        pipe.wake(READERS, region);
     }
     if let Ok(n) = res {
         region.header().counters.pipe_bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
+    CALLS.bump(&region.header().counters.pipe_calls);
     res
 }
 
@@ -1174,7 +1186,7 @@ pub fn pipe_read(
         }
         guard = None;
         if wake_writer {
-            pipe.wake(WRITERS);
+            pipe.wake(WRITERS, region);
             wake_writer = false;
         }
         // Writes show as a new head or a longer last buffer.
@@ -1183,7 +1195,14 @@ pub fn pipe_read(
             let last = pipe.ring().map_or(0, |r| PipeBuffer::load(r.buf(region, head.wrapping_sub(1))).len);
             (head as u64) << 32 | last as u64
         };
-        match wait_for(pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back(), Some(&progress)) {
+        match wait_for(
+            region,
+            pipe,
+            READERS,
+            env,
+            &|| pipe.readable() || pipe.is_handed_back(),
+            Some(&progress),
+        ) {
             Waited::Woken => {}
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => break 'out Err(EINTR),
@@ -1196,11 +1215,12 @@ pub fn pipe_read(
     };
     drop(guard);
     if wake_writer {
-        pipe.wake(WRITERS);
+        pipe.wake(WRITERS, region);
     }
     if let Ok(n) = res {
         region.header().counters.pipe_bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
+    CALLS.bump(&region.header().counters.pipe_calls);
     res
 }
 
@@ -1239,8 +1259,8 @@ pub fn hand_back(
         pipe.handed_back.store(1, Ordering::Release);
     }
     drop(g);
-    pipe.wake(READERS);
-    pipe.wake(WRITERS);
+    pipe.wake(READERS, region);
+    pipe.wake(WRITERS, region);
     Ok(())
 }
 
@@ -1429,7 +1449,7 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     let old_desc = pipe.resize_old.swap(0, Ordering::AcqRel);
     free_run(region, old_desc)?;
     // This might have made more room for writers.
-    pipe.wake(WRITERS);
+    pipe.wake(WRITERS, region);
     Ok(())
 }
 

@@ -279,6 +279,7 @@ pub fn exec_cleanup(region: &Region) {
 /// Normal exit: drop attachments now rather than waiting to be reaped.
 pub fn exit_cleanup(region: &Region) {
     crate::sem::flush_counts(region);
+    crate::pipe::flush_counts(region);
     let slot = self_slot();
     if slot == NO_SLOT {
         return;

@@ -19,7 +19,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -129,6 +129,50 @@ pub struct Counters {
     /// semget/semop/semctl calls served: each lock of the semaphore state, and each lock-free
     /// semop (added by each process 64 at a time, and at its exit).
     pub sem_calls: LineCounter,
+    /// semops that queued to sleep, and sleepers completed by another process's call.
+    pub sem_waits: AtomicU64,
+    pub sem_wakeups: AtomicU64,
+    /// Pipe reads and writes served (added by each process 64 at a time, and at its exit).
+    pub pipe_calls: AtomicU64,
+    /// Futex sleeps of blocked pipe readers and writers, and the wake calls that ended them
+    /// (both next to a system call, so a shared add costs nothing in comparison).
+    pub pipe_waits: AtomicU64,
+    pub pipe_wakeups: AtomicU64,
+}
+
+/// A process's own tally of a counter bumped on every call, added to the shared counter 64 at
+/// a time (and by [`Tally::flush`] at exit): a locked add per call on a line that other
+/// processes also write would cost more than the call's own work. Tagged with the pid, so a
+/// fork child does not add its parent's tally again. Threads of a process may lose a few counts
+/// to each other (plain load and store).
+#[derive(Default)]
+pub struct Tally(AtomicU64);
+
+impl Tally {
+    pub const fn new() -> Tally {
+        Tally(AtomicU64::new(0))
+    }
+
+    pub fn bump(&self, shared: &AtomicU64) {
+        let pid = crate::proc::self_pid() as u32 as u64;
+        let v = self.0.load(Ordering::Relaxed);
+        let n = if v >> 32 == pid { (v & 0xffff_ffff) + 1 } else { 1 };
+        if n >= 64 {
+            shared.fetch_add(n, Ordering::Relaxed);
+            self.0.store(pid << 32, Ordering::Relaxed);
+        } else {
+            self.0.store(pid << 32 | n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds what this process has not added yet.
+    pub fn flush(&self, shared: &AtomicU64) {
+        let pid = crate::proc::self_pid() as u32 as u64;
+        let v = self.0.swap(pid << 32, Ordering::Relaxed);
+        if v >> 32 == pid && v & 0xffff_ffff != 0 {
+            shared.fetch_add(v & 0xffff_ffff, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A counter alone on its cache line: one bumped on every call by processes on different CPUs

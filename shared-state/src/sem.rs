@@ -20,7 +20,7 @@ use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_GATED_OFF, SEM_JOURNAL_MAX, SEM_JOURNAL_OFF,
     SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX,
-    SEM_UNDO_OFF, SEM_WINDOW, TOTAL_SIZE,
+    SEM_UNDO_OFF, SEM_WINDOW, TOTAL_SIZE, Tally,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
@@ -370,7 +370,15 @@ impl Drop for Sems<'_> {
     }
 }
 
+/// Takes the sem lock for a served call (counted in `sem_calls`).
 fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
+    let s = lock_uncounted(r)?;
+    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    Ok(s)
+}
+
+/// Takes the sem lock for a view (`ipcs`, `/proc/sysvipc/sem`, status): not a call.
+fn lock_uncounted(r: &Region) -> Result<Sems<'_>, Errno> {
     // SAFETY: the lock field is a robust mutex initialised with the region.
     let ns = unsafe { &r.header_mut().sem };
     let guard = match ns.lock.try_lock() {
@@ -406,7 +414,6 @@ fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
     }
     let ns = s.ns();
     ns.epoch = ns.epoch.wrapping_add(1);
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
     Ok(s)
 }
 
@@ -1030,6 +1037,7 @@ impl<'a> Sems<'a> {
         let q = self.q(qi);
         self.w(&mut q.status, status);
         q.wake.fetch_add(1, Ordering::SeqCst);
+        self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
             self.wakes[n].set(qi);
@@ -1352,7 +1360,7 @@ impl IpcFamily for Sems<'_> {
             return Err(EINVAL);
         }
         let limits = self.r.header().limits;
-        if self.ns().used_sems as u64 + nsems as u64 > limits.semmns as u64 {
+        if self.ns().used_sems as i64 + nsems as i64 > limits.semmns as i32 as i64 {
             return Err(ENOSPC);
         }
         if nsems > SEM_WINDOW {
@@ -1411,7 +1419,8 @@ impl IpcFamily for Sems<'_> {
 /// `semget(2)`.
 pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> {
     let limits = r.header().limits;
-    if nsems < 0 || nsems as u32 > limits.semmsl {
+    // The sem sysctl's values are ints (a write may make them negative).
+    if nsems < 0 || nsems > limits.semmsl as i32 {
         return Err(EINVAL);
     }
     let cred = Cred::current();
@@ -1651,30 +1660,17 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     Some(Ok(0))
 }
 
-/// Lock-free semops of this process not yet added to the namespace's `sem_calls`, with the pid
-/// that counted them (a fork child starts from zero): added 64 at a time, as a locked add per
-/// call would cost a third of the operation.
-static FAST_UNCOUNTED: AtomicU64 = AtomicU64::new(0);
+/// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
+/// add per call would cost a third of the operation.
+static FAST_UNCOUNTED: Tally = Tally::new();
 
 fn count_fast(r: &Region) {
-    let pid = proc::self_pid() as u32 as u64;
-    let v = FAST_UNCOUNTED.load(Ordering::Relaxed);
-    let n = if v >> 32 == pid { (v & 0xffff_ffff) + 1 } else { 1 };
-    if n >= 64 {
-        r.header().counters.sem_calls.fetch_add(n, Ordering::Relaxed);
-        FAST_UNCOUNTED.store(pid << 32, Ordering::Relaxed);
-    } else {
-        FAST_UNCOUNTED.store(pid << 32 | n, Ordering::Relaxed);
-    }
+    FAST_UNCOUNTED.bump(&r.header().counters.sem_calls);
 }
 
 /// Adds this process's uncounted lock-free semops to `sem_calls` (at exit).
 pub fn flush_counts(r: &Region) {
-    let pid = proc::self_pid() as u32 as u64;
-    let v = FAST_UNCOUNTED.swap(pid << 32, Ordering::Relaxed);
-    if v >> 32 == pid && v & 0xffff_ffff != 0 {
-        r.header().counters.sem_calls.fetch_add(v & 0xffff_ffff, Ordering::Relaxed);
-    }
+    FAST_UNCOUNTED.flush(&r.header().counters.sem_calls);
 }
 
 unsafe extern "C" {
@@ -1774,6 +1770,7 @@ fn sleep<'a>(
     deadline: Option<&libc::timespec>,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
+    r.header().counters.sem_waits.fetch_add(1, Ordering::Relaxed);
     // Spin first only when the last other locker (likely our waker) ran on another CPU: on
     // one CPU spinning only burns the time the waker needs.
     let (prev, mine) = s.cpus;
@@ -2114,7 +2111,7 @@ pub struct SemSnapshot {
 
 /// Every live set, in index order, after settling dead processes: for `ipcs` and `status`.
 pub fn snapshot(r: &Region) -> Result<Vec<SemSnapshot>, Errno> {
-    let s = lock(r)?;
+    let s = lock_uncounted(r)?;
     let mut out = Vec::new();
     for idx in 0..=s.max_idx() {
         let idx = idx as u32;
@@ -2128,6 +2125,20 @@ pub fn snapshot(r: &Region) -> Result<Vec<SemSnapshot>, Errno> {
         out.push(SemSnapshot { id: s.set(idx).perm.id, ds: stat_of(&s, idx), sems });
     }
     Ok(out)
+}
+
+/// Every live set's id and `semid64_ds`, in index order, after settling dead processes: what
+/// `/proc/sysvipc/sem` shows. `f` runs under the sem lock.
+pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Semid64Ds)) -> Result<(), Errno> {
+    let s = lock_uncounted(r)?;
+    for idx in 0..=s.max_idx() {
+        let idx = idx as u32;
+        if s.set(idx).live != 0 {
+            s.reap_set(idx);
+            f(s.set(idx).perm.id, &stat_of(&s, idx));
+        }
+    }
+    Ok(())
 }
 
 /// The id of the set with `key`, for `ipcrm -S`.
@@ -2170,7 +2181,7 @@ pub fn exec_sem(r: &Region, slot: u32) {
 
 /// Live sets and their semaphores, for `ipcshim status`.
 pub fn counts(r: &Region) -> (u32, u32) {
-    match lock(r) {
+    match lock_uncounted(r) {
         Ok(s) => (s.ns().ids.in_use, s.ns().used_sems),
         Err(_) => (0, 0),
     }

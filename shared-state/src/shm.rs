@@ -451,9 +451,15 @@ fn hugetlb_check(flg: i32) -> Result<(), Errno> {
     }
 }
 
+/// Runs a served call under the region lock (counted in `shm_calls`).
 fn locked<T>(region: &Region, f: impl FnOnce(&mut Shm) -> Result<T, Errno>) -> Result<T, Errno> {
-    let _guard = region.lock().map_err(|_| ENOMEM)?;
     region.header().counters.shm_calls.fetch_add(1, Ordering::Relaxed);
+    locked_uncounted(region, f)
+}
+
+/// For views (`ipcs`, `/proc/sysvipc/shm`, status), which are not calls.
+fn locked_uncounted<T>(region: &Region, f: impl FnOnce(&mut Shm) -> Result<T, Errno>) -> Result<T, Errno> {
+    let _guard = region.lock().map_err(|_| ENOMEM)?;
     f(&mut Shm { region })
 }
 
@@ -718,7 +724,7 @@ fn stat_of(seg: &ShmidKernel) -> Shmid64Ds {
 
 /// Every live segment with its id, in index order, after reaping: for `ipcs` and `status`.
 pub fn snapshot(region: &Region) -> Result<Vec<(i32, Shmid64Ds)>, Errno> {
-    locked(region, |shm| {
+    locked_uncounted(region, |shm| {
         // SAFETY: lock held.
         unsafe { proc::reap(region) };
         Ok((0..=shm.max_idx())
@@ -727,6 +733,38 @@ pub fn snapshot(region: &Region) -> Result<Vec<(i32, Shmid64Ds)>, Errno> {
                 (seg.live != 0).then(|| (seg.perm.id, stat_of(seg)))
             })
             .collect())
+    })
+}
+
+/// Every live segment's id, `shmid64_ds` and resident bytes, in index order, after reaping: what
+/// `/proc/sysvipc/shm` shows. `f` runs under the region lock.
+pub fn each_stat(region: &Region, mut f: impl FnMut(i32, &Shmid64Ds, u64)) -> Result<(), Errno> {
+    locked_uncounted(region, |shm| {
+        // SAFETY: lock held.
+        unsafe { proc::reap(region) };
+        for i in 0..=shm.max_idx() {
+            let seg = shm.slot(i as u32);
+            if seg.live != 0 {
+                f(seg.perm.id, &stat_of(seg), shm.rss_pages(seg) * PAGE_SIZE);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `shm_destroy_orphaned`, after shm_rmid_forced was set: segments whose creator is gone and
+/// that nothing attaches die now.
+pub fn destroy_orphaned(region: &Region) -> Result<(), Errno> {
+    locked_uncounted(region, |shm| {
+        // SAFETY: lock held.
+        unsafe { proc::reap(region) };
+        for i in 0..=shm.max_idx() {
+            let seg = shm.slot(i as u32);
+            if seg.live != 0 && seg.creator == 0 {
+                shm.maybe_destroy(i as u32);
+            }
+        }
+        Ok(())
     })
 }
 

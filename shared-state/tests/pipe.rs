@@ -424,6 +424,8 @@ fn fast_path_makes_no_system_call() {
     write(&r, h, &data, &env).unwrap();
     read(&r, h, &mut buf, &env).unwrap();
     let pid = common::fork(|| {
+        // As the shim does in every process: the pid that tags per-process counts is cached.
+        shared_state::proc::identify_self();
         // SAFETY: plain prctl; after it only read, write, exit and sigreturn are allowed.
         unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_STRICT) };
         let mut ok = true;

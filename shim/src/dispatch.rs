@@ -29,6 +29,8 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             | libc::SYS_fcntl
             | libc::SYS_ioctl => pipe_like(r, a[0] as i32),
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
+            // Opens of /proc views are not IPC calls.
+            libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => false,
             _ => true,
         };
     let fd_call = !matches!(
@@ -98,6 +100,13 @@ fn pipe_like(r: &shared_state::Region, fd: i32) -> bool {
 fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let fd = a[0] as i32;
     match nr {
+        // Writes to a sysctl view set the namespace's limit (one fd table load for other fds).
+        libc::SYS_write | libc::SYS_pwrite64 | libc::SYS_writev | libc::SYS_pwritev | libc::SYS_pwritev2
+            if crate::fd::sysctl_of(fd).is_some() =>
+        {
+            crate::procfs::write(r, nr, a)
+        }
+        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => crate::procfs::open(r, nr, a),
         libc::SYS_read => pipes::read(r, g, fd, a[1] as usize, a[2] as usize),
         libc::SYS_write => pipes::write(r, g, fd, a[1] as usize, a[2] as usize),
         libc::SYS_readv => pipes::vector(r, g, false, fd, a[1] as usize, a[2], false),

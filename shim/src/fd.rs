@@ -1,4 +1,5 @@
-//! The per-process fd table: which fds are shim pipes.
+//! The per-process fd table: which fds are shim pipes, and which are `/proc` sysctl views open
+//! for writing (see `procfs`).
 //!
 //! Every shim object sits behind a real kernel object of the same type (a placeholder pipe, or
 //! the FIFO itself), so fd numbers, dup, fork, exec, O_CLOEXEC and per-open-file flags stay
@@ -27,6 +28,8 @@ const READ: u64 = 1 << 62;
 const WRITE: u64 = 1 << 61;
 const PACKET: u64 = 1 << 60;
 const FIFO: u64 = 1 << 59;
+/// A sysctl view open for writing; the low bits are its index in `shared_state::procfs::VIEWS`.
+const SYSCTL: u64 = 1 << 58;
 /// PipeHandle::to_bits uses 48 bits.
 const HANDLE_MASK: u64 = (1 << 48) - 1;
 
@@ -93,6 +96,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
     match s.map(|s| s.load(Ordering::Acquire)) {
         Some(KERNEL) => None,
+        Some(e) if e & SYSCTL != 0 => None,
         Some(e) if e & SHIM != 0 => {
             let p = PipeFd::decode(fd, e);
             if !shared_state::pipe::handed_back(r, p.pipe) {
@@ -158,11 +162,28 @@ pub fn forget(fd: i32) -> Option<PipeFd> {
 
 /// `new` now refers to what `old` refers to (dup family).
 pub fn copy(r: &Region, old: i32, new: i32) {
+    if let Some(v) = sysctl_of(old) {
+        mark_sysctl(new, v);
+        return;
+    }
     let what = lookup(r, old);
     if let Some(s) = slot(new) {
         let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
         store(new, s, e);
     }
+}
+
+/// Records that `fd` is a freshly opened sysctl view (index `view`) that may be written.
+pub fn mark_sysctl(fd: i32, view: usize) {
+    if let Some(s) = slot(fd) {
+        store(fd, s, SYSCTL | view as u64);
+    }
+}
+
+/// The sysctl view open for writing at `fd`, if it is one. One atomic load.
+pub fn sysctl_of(fd: i32) -> Option<usize> {
+    let e = slot(fd)?.load(Ordering::Acquire);
+    (e & SYSCTL != 0).then_some((e & !SYSCTL) as usize)
 }
 
 /// Every cached shim fd, for process exit.

@@ -9,6 +9,7 @@ mod hooks;
 mod pipes;
 mod poll;
 mod process;
+mod procfs;
 mod real;
 mod region;
 mod sem;

@@ -128,7 +128,9 @@ impl PipeCounters {
             assert!(status.contains("not created yet"), "no pipes line in ipcshim status:\n{status}");
             return c;
         };
-        for item in line.split_whitespace() {
+        // catchall_traps is on the procs line.
+        let procs = status.lines().find_map(|l| l.strip_prefix("procs:")).unwrap_or("");
+        for item in line.split_whitespace().chain(procs.split_whitespace()) {
             let (key, value) = item.split_once('=').unwrap_or_else(|| panic!("bad pipes item {item:?}"));
             let value: u64 = value.parse().unwrap_or_else(|_| panic!("bad pipes value {item:?}"));
             match key {
