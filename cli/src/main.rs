@@ -385,7 +385,8 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
                     let mut failed = false;
                     for row in msg_rows(r) {
                         let mut ds = msg::Msqid64Ds::default();
-                        if msg::msgctl(r, row.id & 0x7fff, msg::MSG_STAT, &mut ds as *mut _ as usize).is_err() {
+                        if msg::msgctl(r, row.id & 0x7fff, msg::MSG_STAT, &mut ds as *mut _ as usize).is_err()
+                        {
                             continue;
                         }
                         if let Err(f) = remove(ipcrm::IpcKind::Msg, row.id, false) {

@@ -132,8 +132,9 @@ fn message_handed_to_a_killed_receiver_is_put_back() {
     let ds = stat(&r, id);
     assert_eq!((ds.qnum, ds.cbytes), (3, 60), "the handed message is back");
     let mut b = Buf::new(0, 0);
-    let got: Vec<(i64, usize, u8)> =
-        (0..3).map(|_| recv(&r, id, &mut b, 0, IPC_NOWAIT).map(|n| (b.mtype, n, b.text[0])).unwrap()).collect();
+    let got: Vec<(i64, usize, u8)> = (0..3)
+        .map(|_| recv(&r, id, &mut b, 0, IPC_NOWAIT).map(|n| (b.mtype, n, b.text[0])).unwrap())
+        .collect();
     assert_eq!(got, [(1, 10, b'a'), (2, 20, b'b'), (2, 30, b'c')], "not in send order");
     assert!(r.header().counters.msgs_requeued.load(std::sync::atomic::Ordering::Relaxed) >= 1);
 }

@@ -359,7 +359,11 @@ fn random_messages_with_sigkills_lose_nothing() {
     for &key in &left {
         *definite.entry(key).or_default() += 1;
         let mtype = log(key.0).sent[key.1 as usize].mtype as i64;
-        assert!(check_order(&mut seqs, key, mtype), "the queue is out of order for sender {} type {mtype}", key.0);
+        assert!(
+            check_order(&mut seqs, key, mtype),
+            "the queue is out of order for sender {} type {mtype}",
+            key.0
+        );
     }
     let (mut sent, mut lost_in_flight) = (0, 0);
     for w in 0..spawned as u32 {
@@ -374,7 +378,10 @@ fn random_messages_with_sigkills_lose_nothing() {
             match l.sent[seq as usize].state.load(Ordering::Acquire) {
                 OK => {
                     sent += 1;
-                    assert!(d == 1 || (d == 0 && m == 1), "message {key:?}: {d} copies received or queued, {m} maybe");
+                    assert!(
+                        d == 1 || (d == 0 && m == 1),
+                        "message {key:?}: {d} copies received or queued, {m} maybe"
+                    );
                 }
                 FAILED => assert_eq!((d, m), (0, 0), "message {key:?} was refused yet arrived"),
                 _ => {
@@ -393,7 +400,10 @@ fn random_messages_with_sigkills_lose_nothing() {
     );
     // A message handed to a receiver that died before taking it goes back to the queue, and
     // may then follow one sent after it: that alone can break a receiver's order.
-    assert!(order_violations as u64 <= requeued, "{order_violations} out-of-order receipts, {requeued} put back");
+    assert!(
+        order_violations as u64 <= requeued,
+        "{order_violations} out-of-order receipts, {requeued} put back"
+    );
     let mut info = msg::Msginfo::default();
     msg::msgctl(&r, 0, msg::MSG_INFO, &mut info as *mut _ as usize).unwrap();
     assert_eq!((info.msgmap, info.msgtql), (0, 0), "the namespace still counts messages");
