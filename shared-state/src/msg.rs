@@ -940,11 +940,7 @@ impl<'a> Msgs<'a> {
         w.queue = idx;
         w.id = self.queue(idx).perm.id;
         w.owner = owner;
-        w.tid = if code == ON_RECEIVERS {
-            sys::syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0) as i32
-        } else {
-            0
-        };
+        w.tid = if code == ON_RECEIVERS { current_tid() } else { 0 };
         w.mode = mode;
         w.msgtype = msgtype;
         w.maxsize = maxsize;
@@ -1441,6 +1437,24 @@ pub unsafe fn exit_msg(r: &Region, slot: u32) {
             s.drop_waiter(wi);
         }
     }
+}
+
+/// This thread's id, asked once per thread and process (a fork child's thread starts with its
+/// parent's cache, under the parent's pid).
+fn current_tid() -> i32 {
+    thread_local! {
+        static TID: core::cell::Cell<(i32, i32)> = const { core::cell::Cell::new((0, 0)) };
+    }
+    let pid = proc::self_pid();
+    TID.with(|c| {
+        let (cached_pid, tid) = c.get();
+        if cached_pid == pid && tid != 0 {
+            return tid;
+        }
+        let tid = sys::syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0) as i32;
+        c.set((pid, tid));
+        tid
+    })
 }
 
 /// CPU + 1 we run on: glibc reads it from rseq, no system call.
