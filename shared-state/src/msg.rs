@@ -692,7 +692,8 @@ impl<'a> Msgs<'a> {
     /// `msg_fits_inqueue`.
     fn fits(&self, idx: u32, msgsz: u64) -> bool {
         let q = self.queue(idx);
-        msgsz + q.cbytes <= q.qbytes && 1 + q.qnum <= q.qbytes
+        // The kernel writes the count rule as 1 + qnum <= qbytes.
+        msgsz + q.cbytes <= q.qbytes && q.qnum < q.qbytes
     }
 
     /// `find_msg`: the first message matching (for SEARCH_LESSEQUAL the first of the lowest

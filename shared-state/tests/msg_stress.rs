@@ -102,8 +102,8 @@ fn fill(buf: &mut [u8], sender: u32, seq: u32) {
     buf[4..8].copy_from_slice(&seq.to_ne_bytes());
     let len = buf.len() as u32;
     buf[8..12].copy_from_slice(&len.to_ne_bytes());
-    for i in 12..buf.len() {
-        buf[i] = byte(sender, seq, i);
+    for (i, b) in buf.iter_mut().enumerate().skip(12) {
+        *b = byte(sender, seq, i);
     }
 }
 
