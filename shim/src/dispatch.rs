@@ -22,7 +22,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     let g = sud::enter();
     let t0 = crate::trace::start();
     // Calls on any fd are passed through by us; only those on shim objects are traced (and
-    // semaphore calls trace themselves, on every path).
+    // semaphore and message queue calls trace themselves, on every path).
     let traced = t0 != 0
         && match nr {
             libc::SYS_close
@@ -32,6 +32,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             | libc::SYS_fcntl
             | libc::SYS_ioctl => crate::fd::lookup(r, a[0] as i32).is_some(),
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
+            libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => false,
             _ => true,
         };
     let fd_call = !matches!(

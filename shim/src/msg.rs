@@ -60,6 +60,7 @@ impl MsgEnv for Env<'_> {
 
 /// Serves a message queue system call: the kernel-style result (-errno on failure).
 pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
+    let t0 = crate::trace::start();
     let env = Env { g };
     let res = match nr {
         libc::SYS_msgget => msg::msgget(r, a[0] as i32, a[1] as i32).map(|v| v as i64),
@@ -72,10 +73,14 @@ pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
         }
         _ => msg::msgctl(r, a[0] as i32, a[1] as i32, a[2] as usize).map(|v| v as i64),
     };
-    match res {
+    let res = match res {
         Ok(v) => v,
         Err(e) => -(e as i64),
+    };
+    if t0 != 0 {
+        crate::trace::served(nr, a, res, t0, &crate::trace::NO_PATH);
     }
+    res
 }
 
 fn c_ret(r: i64) -> i64 {
