@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR = never
 
-.PHONY: all build deps demo test lint unit difftest programs bench clean
+.PHONY: all build deps demo test lint planted unit difftest programs bench clean
 
 all: build
 
@@ -24,7 +24,11 @@ lint:
 unit: build
 	$(CARGO) test --release --workspace
 
-test: deps build lint unit
+# A shim with a deliberately wrong errno, for the test that `ipcshim diff` catches it.
+planted:
+	$(CARGO) build --release -p ipcshim -p ipcshim-cli --features ipcshim/planted-fault --target-dir target/planted
+
+test: deps build lint planted unit
 
 bench: deps build
 	bash bench/run.sh

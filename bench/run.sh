@@ -83,6 +83,18 @@ bench "semop with SEM_UNDO, uncontended (ns per semop)" 0 10 sem_op 200000 9 und
 bench "semaphore ping-pong, two processes, two semaphores" 0 1 sem_pingpong 20000 9 0 0
 bench "semaphore ping-pong, two processes, two semaphores" 0,1 10 sem_pingpong 2000 9 0 1
 
+# System V message queues. msg_pingpong ITERS RUNS PARENT_CPU CHILD_CPU SIZE (ns per round trip
+# of two SIZE-byte messages); msg_throughput SIZE ITERS RUNS PARENT_CPU CHILD_CPU (messages per
+# second, sender blocked while the queue is full). Targets: ping-pong of 64-byte messages no
+# slower on one CPU and >= 10x across CPUs; throughput of 64-byte messages >= 3x; 4 KiB
+# messages no slower.
+bench "msg ping-pong, 64-byte messages" 0 1 msg_pingpong 20000 9 0 0 64
+bench "msg ping-pong, 64-byte messages" 0,1 10 msg_pingpong 2000 9 0 1 64
+bench "msg throughput, 64-byte messages" 0 3 msg_throughput 64 100000 9 0 0
+bench "msg throughput, 64-byte messages" 0,1 3 msg_throughput 64 100000 9 0 1
+bench "msg throughput, 4 KiB messages" 0 1 msg_throughput 4096 50000 9 0 0
+bench "msg throughput, 4 KiB messages" 0,1 1 msg_throughput 4096 50000 9 0 1
+
 # Tracing (IPCSHIM_TRACE): the same programs under ipcshim with it off and on. Off, a served call
 # only tests one flag; on, each call costs a getpid, two clock reads and a write of its line.
 echo
@@ -106,9 +118,10 @@ trace_cost "pipe ping-pong, 1 byte round trip (two calls each side)" 0 pipe_ping
 
 echo
 echo "ratio = kernel time / ipcshim time (or ipcshim rate / kernel rate); > 1 means ipcshim is faster"
-echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe and semaphore ping-pong rows: parent on" \
+echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe, semaphore and message rows: parent on" \
     "CPU 0, child on CPU 1)"
 echo "target: no slower than the kernel (ratio >= 1.00x in every row); rows below: $slower of $n"
 echo "targets per row (pipes: 64 KiB throughput >= 2x, 1-byte writes >= 5x, ping-pong across" \
     "CPUs >= 10x; semaphores: uncontended semop with or without SEM_UNDO >= 10x, ping-pong" \
-    "across CPUs >= 10x; none slower than the kernel); rows missing their target (*): $missed of $n"
+    "across CPUs >= 10x; message queues: ping-pong across CPUs >= 10x, 64-byte throughput >= 3x;" \
+    "none slower than the kernel); rows missing their target (*): $missed of $n"

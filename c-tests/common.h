@@ -873,4 +873,285 @@ static __attribute__((unused)) void sem_reap_any(int n)
 	}
 }
 
+/* ---- System V message queues (msg_*.c) ---- */
+#include <sys/msg.h>
+
+struct msgb {
+	long mtype;
+	char mtext[16384];
+};
+
+/* Results of helper children, one 256-byte line per label slot, in memory
+ * shared with them: printed by the parent when it reaps them, so output
+ * order never depends on scheduling. */
+static char *g_msg_out;
+
+static __attribute__((unused)) void msg_setup(void)
+{
+	setup();
+	g_msg_out = mmap(NULL, 16 * 256, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (g_msg_out == MAP_FAILED)
+		die("mmap");
+}
+
+static __attribute__((unused)) const char *msg_flags(int f)
+{
+	static char buf[96];
+	buf[0] = 0;
+	if (f & IPC_NOWAIT)
+		strcat(buf, "|IPC_NOWAIT");
+	if (f & MSG_NOERROR)
+		strcat(buf, "|MSG_NOERROR");
+	if (f & MSG_EXCEPT)
+		strcat(buf, "|MSG_EXCEPT");
+	if (f & MSG_COPY)
+		strcat(buf, "|MSG_COPY");
+	if (f & ~(IPC_NOWAIT | MSG_NOERROR | MSG_EXCEPT | MSG_COPY))
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "|%#x",
+			 f & ~(IPC_NOWAIT | MSG_NOERROR | MSG_EXCEPT | MSG_COPY));
+	return buf[0] ? buf + 1 : "0";
+}
+
+static __attribute__((unused)) void show_msqds(const struct msqid_ds *d)
+{
+	printf("  key=%#x uid=%u gid=%u cuid=%u cgid=%u mode=%#o seq=%u cbytes=%lu qnum=%lu "
+	       "qbytes=%lu lspid=%s lrpid=%s stime=%s rtime=%s ctime=%s\n",
+	       (unsigned)d->msg_perm.__key, d->msg_perm.uid, d->msg_perm.gid,
+	       d->msg_perm.cuid, d->msg_perm.cgid, d->msg_perm.mode, d->msg_perm.__seq,
+	       (unsigned long)d->__msg_cbytes, (unsigned long)d->msg_qnum,
+	       (unsigned long)d->msg_qbytes, sem_pidrel(d->msg_lspid), sem_pidrel(d->msg_lrpid),
+	       trel(d->msg_stime), trel(d->msg_rtime), trel(d->msg_ctime));
+}
+
+/* IPC_STAT and print every field; returns msgctl's result. */
+static __attribute__((unused)) int msq_stat_show(int id)
+{
+	struct msqid_ds d;
+	errno = 0;
+	int r = msgctl(id, IPC_STAT, &d);
+	if (r == -1) {
+		printf("  IPC_STAT = -1 %s\n", errname(errno));
+		return -1;
+	}
+	show_msqds(&d);
+	return 0;
+}
+
+/* qnum and cbytes only. */
+static __attribute__((unused)) void msq_count(int id)
+{
+	struct msqid_ds d;
+	errno = 0;
+	if (msgctl(id, IPC_STAT, &d) == -1)
+		printf("  count: IPC_STAT = -1 %s\n", errname(errno));
+	else
+		printf("  qnum=%lu cbytes=%lu\n", (unsigned long)d.msg_qnum,
+		       (unsigned long)d.__msg_cbytes);
+}
+
+/* msgsnd of len bytes of text (a repeated pattern when text is NULL), printed. */
+static __attribute__((unused)) long msg_send(int id, long type, const char *text, size_t len, int flg)
+{
+	static struct msgb b;
+	b.mtype = type;
+	for (size_t i = 0; i < len && i < sizeof b.mtext; i++)
+		b.mtext[i] = text ? text[i] : (char)('a' + i % 26);
+	errno = 0;
+	long r = msgsnd(id, &b, len, flg);
+	int e = errno;
+	char what[160];
+	snprintf(what, sizeof what, "msgsnd(id, type %ld, %zu bytes, %s)", type, len, msg_flags(flg));
+	show_res(what, r, e);
+	return r;
+}
+
+#define SND(id, type, text, flg) msg_send(id, type, text, strlen(text), flg)
+
+/* The text of a received message: printable if short, else its length and
+ * whether it is the msg_send pattern. */
+static __attribute__((unused)) void msg_text(char *out, size_t cap, const char *t, long n)
+{
+	int pattern = 1, printable = 1;
+	for (long i = 0; i < n; i++) {
+		pattern &= t[i] == (char)('a' + i % 26);
+		printable &= t[i] >= 32 && t[i] < 127;
+	}
+	if (printable && n <= 40)
+		snprintf(out, cap, "\"%.*s\"", (int)n, t);
+	else
+		snprintf(out, cap, "%ld bytes%s", n, pattern ? " of pattern" : " NOT PATTERN");
+}
+
+/* msgrcv into a fresh buffer, printed with what came back. */
+static __attribute__((unused)) long msg_recv(int id, size_t sz, long type, int flg)
+{
+	static struct msgb b;
+	memset(&b, 0x7f, sizeof b);
+	errno = 0;
+	long r = msgrcv(id, &b, sz, type, flg);
+	int e = errno;
+	char what[160], text[96];
+	snprintf(what, sizeof what, "msgrcv(id, %zu, type %ld, %s)", sz, type, msg_flags(flg));
+	if (r < 0) {
+		show_res(what, r, e);
+	} else {
+		msg_text(text, sizeof text, b.mtext, r);
+		printf("%s = %ld mtype=%ld %s\n", what, r, b.mtype, text);
+	}
+	return r;
+}
+
+#define RCV(id, sz, type, flg) msg_recv(id, sz, type, flg)
+
+static __attribute__((unused)) int msg_free_slot(void)
+{
+	for (int i = 0; i < 16; i++)
+		if (!g_sem_labels[i])
+			return i;
+	die("too many labels");
+	return -1;
+}
+
+static __attribute__((unused)) int msg_slot_of(pid_t pid)
+{
+	for (int i = 0; i < 16; i++)
+		if (g_sem_labels[i] && g_sem_pids[i] == pid)
+			return i;
+	return -1;
+}
+
+static volatile int g_msg_handled;
+
+static void msg_on_usr1(int sig)
+{
+	(void)sig;
+	g_msg_handled++;
+}
+
+/* A child that receives (sz, type, flg) and leaves the outcome in its slot.
+ * hflags >= 0 installs a SIGUSR1 handler with those flags first. */
+static __attribute__((unused)) pid_t msg_receiver_h(const char *label, int id, size_t sz, long type,
+						    int flg, int hflags)
+{
+	int slot = msg_free_slot();
+	g_msg_out[slot * 256] = 0;
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		static struct msgb b;
+		if (hflags >= 0)
+			io_handler(SIGUSR1, msg_on_usr1, hflags);
+		errno = 0;
+		long r = msgrcv(id, &b, sz, type, flg);
+		int e = errno;
+		char *o = g_msg_out + slot * 256;
+		if (r < 0) {
+			snprintf(o, 256, "msgrcv = -1 %s", errname(e));
+		} else {
+			char text[96];
+			msg_text(text, sizeof text, b.mtext, r);
+			snprintf(o, 256, "msgrcv = %ld mtype=%ld %s", r, b.mtype, text);
+		}
+		if (hflags >= 0)
+			snprintf(o + strlen(o), 256 - strlen(o), ", handler ran %d time(s)", g_msg_handled);
+		_exit(0);
+	}
+	sem_label(pid, label);
+	return pid;
+}
+
+#define RECEIVER(label, id, sz, type, flg) msg_receiver_h(label, id, sz, type, flg, -1)
+
+/* A child that sends len bytes of pattern with type and leaves the outcome in its slot. */
+static __attribute__((unused)) pid_t msg_sender_h(const char *label, int id, long type, size_t len,
+						  int flg, int hflags)
+{
+	int slot = msg_free_slot();
+	g_msg_out[slot * 256] = 0;
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		static struct msgb b;
+		b.mtype = type;
+		for (size_t i = 0; i < len; i++)
+			b.mtext[i] = (char)('a' + i % 26);
+		if (hflags >= 0)
+			io_handler(SIGUSR1, msg_on_usr1, hflags);
+		errno = 0;
+		long r = msgsnd(id, &b, len, flg);
+		int e = errno;
+		char *o = g_msg_out + slot * 256;
+		if (r < 0)
+			snprintf(o, 256, "msgsnd = -1 %s", errname(e));
+		else
+			snprintf(o, 256, "msgsnd = %ld", r);
+		if (hflags >= 0)
+			snprintf(o + strlen(o), 256 - strlen(o), ", handler ran %d time(s)", g_msg_handled);
+		_exit(0);
+	}
+	sem_label(pid, label);
+	return pid;
+}
+
+#define SENDER(label, id, type, len, flg) msg_sender_h(label, id, type, len, flg, -1)
+
+/* Start a receiver or sender and wait until it sleeps in its call. */
+#define BLOCKED(expr) ({ pid_t b_ = (expr); io_wait_sleeping(b_); b_; })
+
+static __attribute__((unused)) void msg_show_exit(pid_t pid, int st)
+{
+	int slot = msg_slot_of(pid);
+	const char *who = slot >= 0 ? g_sem_labels[slot] : "unlabelled child";
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && slot >= 0)
+		printf("  %s: %s\n", who, g_msg_out + slot * 256);
+	else
+		show_status(who, st);
+}
+
+static __attribute__((unused)) void msg_reap(pid_t pid)
+{
+	int st;
+	pid_t r;
+	while ((r = waitpid(pid, &st, 0)) == -1 && errno == EINTR)
+		;
+	if (r != pid)
+		die("waitpid");
+	msg_show_exit(pid, st);
+}
+
+/* Reap the next n children to finish and print them in label order. */
+static __attribute__((unused)) void msg_reap_any(int n)
+{
+	pid_t got[16];
+	int sts[16];
+	for (int i = 0; i < n; i++) {
+		while ((got[i] = waitpid(-1, &sts[i], 0)) == -1 && errno == EINTR)
+			;
+		if (got[i] < 0)
+			die("waitpid");
+	}
+	for (int l = 0; l < 16; l++)
+		for (int i = 0; i < n; i++)
+			if (g_sem_labels[l] && got[i] == g_sem_pids[l])
+				msg_show_exit(got[i], sts[i]);
+	for (int i = 0; i < n; i++)
+		if (msg_slot_of(got[i]) < 0)
+			show_status("unlabelled child", sts[i]);
+}
+
+/* Poll until the queue holds want messages, up to 5 s. */
+static __attribute__((unused)) void msg_settle(int id, unsigned long want)
+{
+	struct timespec ts = { 0, 1000 * 1000 };
+	struct msqid_ds d;
+	for (int i = 0; i < 5000; i++) {
+		if (msgctl(id, IPC_STAT, &d) == 0 && d.msg_qnum == want)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	printf("  (qnum stayed %lu, want %lu)\n", (unsigned long)d.msg_qnum, want);
+}
+
 #endif

@@ -323,6 +323,22 @@ fn strip_annotations(s: &str) -> String {
     out
 }
 
+/// The index of the `}` closing a struct whose body starts `s`, skipping quoted strings.
+fn struct_end(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (mut i, mut quoted) = (0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
 /// A C string literal as strace prints it, back to bytes.
 fn unquote(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix('"')?;
@@ -461,8 +477,18 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
             "shmdt" => "ADDR".to_string(),
             _ => names.id(first),
         };
+        // A message as {mtype, "text"}: compared as data, as far as both runs show it (strace
+        // shows only the address when it cannot read the whole buffer it expects).
+        let (msgbuf, rest) = match rest.strip_prefix('{').filter(|_| name == "msgsnd" || name == "msgrcv") {
+            Some(body) => {
+                let end = struct_end(body);
+                (body.as_bytes()[..end].to_vec(), format!("BUF{}", &body[(end + 1).min(body.len())..]))
+            }
+            None => (Vec::new(), rest.to_string()),
+        };
+        data = msgbuf;
         // strace decodes the buffers of IPC_STAT and friends; ipcshim's trace shows the pointer.
-        let mut rest = hide_addresses(rest).replace("ADDR", "BUF");
+        let mut rest = hide_addresses(&rest).replace("ADDR", "BUF");
         if let Some(brace) = rest.find(", {").or_else(|| rest.starts_with('{').then_some(0)) {
             rest.truncate(brace);
             rest.push_str(", BUF");

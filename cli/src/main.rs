@@ -8,7 +8,7 @@ mod ipcrm;
 mod ipcs;
 
 use shared_state::region::{self, Region, RegionErrorKind};
-use shared_state::{proc, sem, shm};
+use shared_state::{msg, proc, sem, shm};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
@@ -205,6 +205,30 @@ fn sem_rows(region: &Region) -> Vec<ipcs::SemRow> {
         .collect()
 }
 
+fn msg_rows(region: &Region) -> Vec<ipcs::MsgRow> {
+    msg::snapshot(region)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|q| ipcs::MsgRow {
+            key: q.ds.perm.key,
+            id: q.id,
+            uid: q.ds.perm.uid,
+            gid: q.ds.perm.gid,
+            cuid: q.ds.perm.cuid,
+            cgid: q.ds.perm.cgid,
+            mode: q.ds.perm.mode as u32,
+            cbytes: q.ds.cbytes,
+            qnum: q.ds.qnum,
+            qbytes: q.ds.qbytes,
+            lspid: q.ds.lspid,
+            lrpid: q.ds.lrpid,
+            stime: q.ds.stime,
+            rtime: q.ds.rtime,
+            ctime: q.ds.ctime,
+        })
+        .collect()
+}
+
 fn ipcs_cmd(args: &[String]) -> ExitCode {
     let (req, region) = match with_region(ipcs::parse_ipcs_args(args)) {
         Ok(v) => v,
@@ -229,8 +253,16 @@ fn ipcs_cmd(args: &[String]) -> ExitCode {
     };
     let mut summary = ipcs::Summary::default();
     let mut sems = Vec::new();
+    let mut msgs = Vec::new();
     let rows = match &region {
         Some(r) => {
+            let mut mi = msg::Msginfo::default();
+            if msg::msgctl(r, 0, msg::MSG_INFO, &mut mi as *mut msg::Msginfo as usize).is_ok() {
+                summary.msg_pool = mi.msgpool;
+                summary.msg_map = mi.msgmap;
+                summary.msg_tql = mi.msgtql as u64;
+            }
+            msgs = msg_rows(r);
             let mut si = sem::Seminfo::default();
             if sem::semctl(r, 0, 0, sem::SEM_INFO, &mut si as *mut sem::Seminfo as usize).is_ok() {
                 summary.sem_usz = si.semusz;
@@ -248,7 +280,7 @@ fn ipcs_cmd(args: &[String]) -> ExitCode {
         }
         None => Vec::new(),
     };
-    let out = ipcs::render_ipcs(&req, &rows, &sems, &[], &limits, &summary);
+    let out = ipcs::render_ipcs(&req, &rows, &sems, &msgs, &limits, &summary);
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     ExitCode::SUCCESS
@@ -266,6 +298,7 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
         match (&region, kind) {
             (Some(r), ipcrm::IpcKind::Shm) => shm::shmctl(r, id, shm::IPC_RMID, 0).map(|_| ()),
             (Some(r), ipcrm::IpcKind::Sem) => sem::semctl(r, id, 0, sem::IPC_RMID, 0).map(|_| ()),
+            (Some(r), ipcrm::IpcKind::Msg) => msg::msgctl(r, id, msg::IPC_RMID, 0).map(|_| ()),
             _ => Err(libc::EINVAL),
         }
     };
@@ -273,6 +306,7 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
         match (&region, kind) {
             (Some(r), ipcrm::IpcKind::Shm) => shm::shmget(r, key, 0, 0),
             (Some(r), ipcrm::IpcKind::Sem) => sem::semget(r, key, 0, 0),
+            (Some(r), ipcrm::IpcKind::Msg) => msg::msgget(r, key, 0),
             _ => Err(libc::ENOENT),
         }
     };
@@ -352,6 +386,21 @@ fn ipcrm_cmd(args: &[String]) -> ExitCode {
                     }
                     failures += failed as usize;
                 }
+                if kind.is_none_or(|k| k == ipcrm::IpcKind::Msg) {
+                    let mut failed = false;
+                    for row in msg_rows(r) {
+                        let mut ds = msg::Msqid64Ds::default();
+                        if msg::msgctl(r, row.id & 0x7fff, msg::MSG_STAT, &mut ds as *mut _ as usize).is_err()
+                        {
+                            continue;
+                        }
+                        if let Err(f) = remove(ipcrm::IpcKind::Msg, row.id, false) {
+                            report(&f);
+                            failed = true;
+                        }
+                    }
+                    failures += failed as usize;
+                }
             }
         }
     }
@@ -412,12 +461,14 @@ fn status() -> ExitCode {
         "served:         {}",
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
-            (_, true) => "System V shared memory and semaphores (and their /proc views), pipes, FIFOs",
-            _ => "System V shared memory and semaphores",
+            (_, true) => {
+                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs"
+            }
+            _ => "System V shared memory, semaphores and message queues",
         }
     );
     println!("catch-all:      {catchall}");
-    println!("kernel-served:  {}sockets, System V message queues", if pipes { "" } else { "pipes, FIFOs, " });
+    println!("kernel-served:  {}sockets", if pipes { "" } else { "pipes, FIFOs, /proc views, " });
     let region = match open_existing() {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -451,7 +502,8 @@ fn status() -> ExitCode {
     println!("shm segments:   {} ({} attachments, {} pages)", segs.len(), attached, hdr.shm.shm_tot);
     let (arrays, nsems) = sem::counts(&region);
     println!("sem arrays:     {arrays} ({nsems} semaphores)");
-    println!("msg queues:     0");
+    let (queues, messages) = msg::counts(&region);
+    println!("msg queues:     {queues} ({messages} messages)");
     if let Ok(p) = shared_state::pipe::stats(&region) {
         println!(
             "pipes, FIFOs:   {} live, {} bytes queued, {} ring pages; {} collections freed {}",
@@ -468,6 +520,11 @@ fn status() -> ExitCode {
         c.sem_waits.load(Relaxed),
         c.sem_wakeups.load(Relaxed),
         c.sem_undo_settled.load(Relaxed)
+    );
+    println!(
+        "msg:            calls={} requeued={}",
+        c.msg_calls.load(Relaxed),
+        c.msgs_requeued.load(Relaxed)
     );
     println!(
         "pipes:          created={} calls={} bytes_in={} bytes_out={} waits={} wakeups={}",

@@ -8,6 +8,7 @@
 //! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
 //! - [`shm`]: what `ipc/shm.c` does
 //! - [`sem`]: what `ipc/sem.c` does, with undo that survives SIGKILL of its owner.
+//! - [`msg`]: what `ipc/msg.c` does; no message is lost to a process killed mid-call.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
 //!   (freeing objects no process has open).
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
@@ -17,6 +18,7 @@
 pub mod alloc;
 pub mod ipc;
 pub mod lock;
+pub mod msg;
 pub mod pipe;
 pub mod pipe_gc;
 pub mod pipe_pages;

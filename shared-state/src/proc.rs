@@ -231,6 +231,8 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     let pid = r.pid;
     // SAFETY: region lock held (the sem lock nests inside it).
     unsafe { crate::sem::exit_sem(region, slot) };
+    // SAFETY: region lock held (the msg lock nests inside it).
+    unsafe { crate::msg::exit_msg(region, slot) };
     // SAFETY: lock held.
     unsafe { crate::shm::exit_shm(region, slot, pid) };
     r.state.store(FREE, Ordering::Release);
@@ -268,6 +270,8 @@ pub fn exec_cleanup(region: &Region) {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
             crate::sem::exec_sem(region, slot);
+            // SAFETY: region lock held (the msg lock nests inside it).
+            unsafe { crate::msg::exit_msg(region, slot) };
             // The old image's threads, the holder among them, are gone.
             hold_life(r);
             set_self_slot(slot);
@@ -299,11 +303,60 @@ pub fn exit_cleanup(region: &Region) {
         } else {
             // SAFETY: region lock held.
             unsafe { crate::sem::exit_sem(region, slot) };
+            // SAFETY: region lock held.
+            unsafe { crate::msg::exit_msg(region, slot) };
             // SAFETY: lock held.
             unsafe { crate::shm::exit_shm(region, slot, r.pid) };
         }
         set_self_slot(NO_SLOT);
     }
+}
+
+/// This process's record with its life mutex held by a live thread of ours, created on first
+/// need: a sleeper needs one so that its death is seen (with one read of the life word).
+pub fn ensure_record(region: &Region) -> Option<u32> {
+    let slot = self_slot();
+    if slot < MAX_PROCS {
+        // SAFETY: our own record; the life mutex is only read here, or taken by us.
+        let rec = unsafe { record(region, slot) };
+        if rec.state.load(Ordering::Relaxed) == LIVE && rec.pid == self_pid() {
+            hold_life(rec);
+            return Some(slot);
+        }
+    }
+    let _g = region.lock().ok()?;
+    // SAFETY: region lock held.
+    unsafe { current_record(region) }
+}
+
+/// Whether the process of record `slot` is dead: one read of its life word, and system calls
+/// only when that says so (confirmed at most every 100 ms unless `fresh`: the holding thread
+/// may have ended while the process lives on).
+///
+/// # Safety
+/// `slot < MAX_PROCS`, and the caller holds a lock under which the record cannot be freed
+/// (the region lock, or a family lock whose entries the record's release removes first).
+pub unsafe fn dead(region: &Region, slot: u32, fresh: bool) -> bool {
+    // SAFETY: per the contract.
+    let rec = unsafe { record(region, slot) };
+    if rec.state.load(Ordering::Relaxed) != LIVE {
+        return true;
+    }
+    let word = rec.life.owner_word();
+    if word & 0x3fff_ffff != 0 && word & 0x4000_0000 == 0 || rec.pid == self_pid() {
+        return false;
+    }
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE);
+    let now = (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32 | 1;
+    let last = rec.alive_ms.load(Ordering::Relaxed);
+    if !fresh && last != 0 && now.wrapping_sub(last) < 100 {
+        return false;
+    }
+    if alive(rec.pid, rec.starttime) {
+        rec.alive_ms.store(now, Ordering::Relaxed);
+        return false;
+    }
+    true
 }
 
 /// Live records, for `ipcshim status`.

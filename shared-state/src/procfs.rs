@@ -1,5 +1,6 @@
-//! The namespace's files under `/proc`, as the kernel shows them: `/proc/sysvipc/{shm,sem}`
-//! (`sysvipc_shm_proc_show` in ipc/shm.c, `sysvipc_sem_proc_show` in ipc/sem.c, with the
+//! The namespace's files under `/proc`, as the kernel shows them: `/proc/sysvipc/{shm,sem,msg}`
+//! (`sysvipc_shm_proc_show` in ipc/shm.c, `sysvipc_sem_proc_show` in ipc/sem.c,
+//! `sysvipc_msg_proc_show` in ipc/msg.c, with the
 //! header lines given to `ipc_init_proc_interface`) and the IPC sysctls of `/proc/sys/kernel`
 //! (ipc/ipc_sysctl.c), read and written by the rules of `proc_dointvec_minmax` and
 //! `proc_doulongvec_minmax` (kernel/sysctl.c).
@@ -8,7 +9,7 @@
 
 use crate::region::{IPCMNI, Limits, PAGE_SIZE, Region};
 use crate::sys::Errno;
-use crate::{sem, shm};
+use crate::{msg, sem, shm};
 use core::fmt::{self, Write};
 use libc::{EINVAL, ENOMEM, ERANGE};
 
@@ -17,6 +18,7 @@ use libc::{EINVAL, ENOMEM, ERANGE};
 pub enum View {
     SysvipcShm,
     SysvipcSem,
+    SysvipcMsg,
     Sysctl(Sysctl),
 }
 
@@ -34,11 +36,11 @@ pub enum Sysctl {
     Msgmni,
 }
 
-/// Every path served, and what it shows. `/proc/sysvipc/msg` joins when message queues are
-/// served; until then it is the kernel's.
-pub const VIEWS: [(&str, View); 10] = [
+/// Every path served, and what it shows.
+pub const VIEWS: [(&str, View); 11] = [
     ("/proc/sysvipc/shm", View::SysvipcShm),
     ("/proc/sysvipc/sem", View::SysvipcSem),
+    ("/proc/sysvipc/msg", View::SysvipcMsg),
     ("/proc/sys/kernel/shmmax", View::Sysctl(Sysctl::Shmmax)),
     ("/proc/sys/kernel/shmall", View::Sysctl(Sysctl::Shmall)),
     ("/proc/sys/kernel/shmmni", View::Sysctl(Sysctl::Shmmni)),
@@ -83,6 +85,7 @@ impl View {
 const SHM_HEADER: &str = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n";
 const SEM_HEADER: &str =
     "       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime\n";
+const MSG_HEADER: &str = "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime\n";
 
 /// Writes the file's text as a read at offset 0 returns it.
 pub fn render(r: &Region, v: View, out: &mut dyn Write) -> Result<(), Errno> {
@@ -100,6 +103,10 @@ pub fn render(r: &Region, v: View, out: &mut dyn Write) -> Result<(), Errno> {
         View::SysvipcSem => {
             put(out.write_str(SEM_HEADER));
             sem::each_stat(r, |id, ds| put(sem_line(out, id, ds)))?;
+        }
+        View::SysvipcMsg => {
+            put(out.write_str(MSG_HEADER));
+            msg::each_stat(r, |id, ds| put(msg_line(out, id, ds)))?;
         }
         View::Sysctl(s) => {
             let l = r.header().limits;
@@ -150,6 +157,29 @@ fn sem_line(out: &mut dyn Write, id: i32, ds: &sem::Semid64Ds) -> fmt::Result {
         out,
         "{:>10} {:>10}  {:>4o} {:>10} {:>5} {:>5} {:>5} {:>5} {:>10} {:>10}",
         p.key, id, p.mode, ds.nsems, p.uid, p.gid, p.cuid, p.cgid, ds.otime as u64, ds.ctime as u64
+    )
+}
+
+/// `sysvipc_msg_proc_show`.
+fn msg_line(out: &mut dyn Write, id: i32, ds: &msg::Msqid64Ds) -> fmt::Result {
+    let p = &ds.perm;
+    writeln!(
+        out,
+        "{:>10} {:>10}  {:>4o}  {:>10} {:>10} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10}",
+        p.key,
+        id,
+        p.mode,
+        ds.cbytes,
+        ds.qnum,
+        ds.lspid as u32,
+        ds.lrpid as u32,
+        p.uid,
+        p.gid,
+        p.cuid,
+        p.cgid,
+        ds.stime as u64,
+        ds.rtime as u64,
+        ds.ctime as u64
     )
 }
 
@@ -401,7 +431,7 @@ mod tests {
         let view = |p: &[u8]| index_of(p).map(|i| VIEWS[i].1);
         assert_eq!(view(b"/proc/sysvipc/shm"), Some(View::SysvipcShm));
         assert_eq!(view(b"/proc/sys/kernel/sem"), Some(View::Sysctl(Sysctl::Sem)));
-        assert_eq!(view(b"/proc/sysvipc/msg"), None);
+        assert_eq!(view(b"/proc/sysvipc/msg"), Some(View::SysvipcMsg));
         assert_eq!(view(b"/proc/sysvipc/shm/"), None);
         assert_eq!(MAX_PATH, "/proc/sys/kernel/shm_rmid_forced".len());
         assert!(VIEWS.iter().all(|(p, _)| p.as_bytes().starts_with(PREFIX)));

@@ -5,7 +5,8 @@
 //! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
-//! gated sem sets.
+//! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
+//! msg journal.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -19,7 +20,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -81,7 +82,25 @@ pub const SEM_JOURNAL_MAX: u64 = 1 << 22;
 pub const SEM_JOURNAL_OFF: u64 = align_up(SEM_ADJ_OFF + SEM_ADJ_MAX as u64 * 16, PAGE_SIZE);
 /// The sem lock holder's list of the sets it gated (at most every set once).
 pub const SEM_GATED_OFF: u64 = align_up(SEM_JOURNAL_OFF + SEM_JOURNAL_MAX * 16, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(SEM_GATED_OFF + IPCMNI as u64 * 4, PAGE_SIZE);
+/// Message queues (`msg_queue`), indexed by slot.
+pub const MSG_QUEUES_OFF: u64 = align_up(SEM_GATED_OFF + IPCMNI as u64 * 4, PAGE_SIZE);
+/// Messages (`msg_msg`) queued, handed over or held by a sleeping sender, namespace-wide.
+pub const MSG_MSGS_MAX: u32 = 1 << 20;
+pub const MSG_MSGS_OFF: u64 =
+    align_up(MSG_QUEUES_OFF + IPCMNI as u64 * size_of::<crate::msg::MsgQueue>() as u64, PAGE_SIZE);
+/// Sleeping msgsnd/msgrcv calls (`msg_sender`, `msg_receiver`) at once.
+pub const MSG_WAITERS_MAX: u32 = 16384;
+pub const MSG_WAITERS_OFF: u64 = align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * 40, PAGE_SIZE);
+/// Message text lives in chunks of this many bytes (the kernel's msg_msgseg), chained by a
+/// separate array of links.
+pub const MSG_CHUNK: u64 = 1024;
+pub const MSG_CHUNKS_MAX: u32 = 1 << 23;
+pub const MSG_LINKS_OFF: u64 = align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * 80, PAGE_SIZE);
+pub const MSG_TEXT_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+/// The msg lock holder's journal of overwritten words.
+pub const MSG_JOURNAL_MAX: u64 = 1 << 22;
+pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 * MSG_CHUNK, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -138,6 +157,10 @@ pub struct Counters {
     /// (both next to a system call, so a shared add costs nothing in comparison).
     pub pipe_waits: AtomicU64,
     pub pipe_wakeups: AtomicU64,
+    /// msgget/msgsnd/msgrcv/msgctl calls served (each lock of the message queue state).
+    pub msg_calls: LineCounter,
+    /// Messages handed to a receiver that died before taking them, put back in their queue.
+    pub msgs_requeued: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at
@@ -195,7 +218,7 @@ pub struct Header {
     pub state: AtomicU32,
     pub total_size: u64,
     /// The offsets this file was laid out with: a file from another build is refused.
-    pub layout: [u64; 18],
+    pub layout: [u64; 20],
     pub created: i64,
     /// One past the highest process slot ever used: scans of the table stop here.
     pub procs_hwm: AtomicU32,
@@ -206,11 +229,12 @@ pub struct Header {
     pub shm: crate::shm::ShmNs,
     pub pipe: PipeNs,
     pub sem: crate::sem::SemNs,
+    pub msg: crate::msg::MsgNs,
 }
 
 /// The section offsets and the header's own shape: a build that moved any of them (even
 /// without a version bump) is told apart from this one.
-const fn layout() -> [u64; 18] {
+const fn layout() -> [u64; 20] {
     [
         PROCS_OFF,
         SHM_SLOTS_OFF,
@@ -230,6 +254,8 @@ const fn layout() -> [u64; 18] {
         SEM_JOURNAL_OFF,
         core::mem::offset_of!(Header, sem) as u64,
         size_of::<ProcRecord>() as u64,
+        MSG_QUEUES_OFF,
+        core::mem::offset_of!(Header, msg) as u64,
     ]
 }
 
@@ -471,6 +497,7 @@ impl Region {
             crate::shm::init_extents(self);
             (*hdr).pipe.init();
             crate::sem::SemNs::init(&raw mut (*hdr).sem);
+            crate::msg::MsgNs::init(&raw mut (*hdr).msg);
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
     }

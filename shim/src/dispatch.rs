@@ -19,7 +19,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     let g = sud::enter();
     let t0 = crate::trace::start();
     // Calls on any fd are passed through by us; only those on shim objects are traced (and
-    // semaphore calls trace themselves, on every path).
+    // semaphore and message queue calls trace themselves, on every path).
     let traced = t0 != 0
         && match nr {
             libc::SYS_close
@@ -31,6 +31,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
             // Opens of /proc views are not IPC calls.
             libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => false,
+            libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => false,
             _ => true,
         };
     let fd_call = !matches!(
@@ -191,6 +192,9 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         }
         libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => {
             Some(crate::sem::serve(r, g, nr, a))
+        }
+        libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => {
+            Some(crate::msg::serve(r, g, nr, a))
         }
         // Credentials are cached for the semop fast path: refresh after any change.
         libc::SYS_setuid

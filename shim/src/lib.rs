@@ -1,11 +1,12 @@
 //! `libipcshim.so`: loaded with LD_PRELOAD, it serves the program's System V shared memory
-//! calls (shared memory, semaphores) from the namespace's shared region (see the `shared-state` crate), with the
+//! calls (shared memory, semaphores, message queues) from the namespace's shared region (see the `shared-state` crate), with the
 //! kernel's results and errno. This crate only translates C calls and process events.
 
 mod dispatch;
 mod fd;
 mod foreign;
 mod hooks;
+mod msg;
 mod pipes;
 mod poll;
 mod process;

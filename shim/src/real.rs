@@ -37,6 +37,10 @@ pub static SEMGET: Real = Real::new(b"semget\0");
 pub static SEMOP: Real = Real::new(b"semop\0");
 pub static SEMTIMEDOP: Real = Real::new(b"semtimedop\0");
 pub static SEMCTL: Real = Real::new(b"semctl\0");
+pub static MSGGET: Real = Real::new(b"msgget\0");
+pub static MSGSND: Real = Real::new(b"msgsnd\0");
+pub static MSGRCV: Real = Real::new(b"msgrcv\0");
+pub static MSGCTL: Real = Real::new(b"msgctl\0");
 pub static SYSCALL: Real = Real::new(b"syscall\0");
 pub static FORK: Real = Real::new(b"fork\0");
 pub static READ: Real = Real::new(b"read\0");
@@ -90,6 +94,10 @@ pub fn resolve_all() {
         &SEMOP,
         &SEMTIMEDOP,
         &SEMCTL,
+        &MSGGET,
+        &MSGSND,
+        &MSGRCV,
+        &MSGCTL,
     ] {
         r.get();
     }

@@ -60,6 +60,11 @@ pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
         }
         _ => sem::semctl(r, a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize),
     };
+    #[cfg(feature = "planted-fault")]
+    let res = match res {
+        Err(libc::EINVAL) if nr == libc::SYS_semctl && a[2] as i32 == sem::IPC_RMID => Err(libc::EPERM),
+        r => r,
+    };
     let res = match res {
         Ok(v) => v as i64,
         Err(e) => -(e as i64),

@@ -143,6 +143,20 @@ pub extern "C" fn syscall(
             _ => sem::semctl_syscall(a1 as c_int, a2 as c_int, a3 as c_int, a4 as libc::c_ulong),
         } as c_long;
     }
+    let msg = matches!(nr, libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl);
+    if msg && !matches!(route(), Route::Kernel) {
+        use crate::msg;
+        return match nr {
+            libc::SYS_msgget => msg::msgget(a1 as key_t, a2 as c_int) as c_long,
+            libc::SYS_msgsnd => {
+                msg::msgsnd(a1 as c_int, a2 as *const c_void, a3 as size_t, a4 as c_int) as c_long
+            }
+            libc::SYS_msgrcv => {
+                msg::msgrcv(a1 as c_int, a2 as *mut c_void, a3 as size_t, a4 as c_long, a5 as c_int) as c_long
+            }
+            _ => msg::msgctl(a1 as c_int, a2 as c_int, a3 as *mut c_void) as c_long,
+        };
+    }
     let args = [a1, a2, a3, a4, a5, a6].map(|v| v as u64);
     if let Some(r) = crate::hooks::syscall_fd(nr, args) {
         return r;

@@ -251,6 +251,22 @@ const O_FLAGS: &[(u64, &str)] = &[
     (libc::O_APPEND as u64, "O_APPEND"),
 ];
 
+const MSG_FLAGS: &[(u64, &str)] =
+    &[(0o10000, "MSG_NOERROR"), (0o20000, "MSG_EXCEPT"), (0o40000, "MSG_COPY"), (0o4000, "IPC_NOWAIT")];
+
+fn msg_cmd(cmd: i64) -> Option<&'static str> {
+    Some(match cmd & !0x100 {
+        0 => "IPC_RMID",
+        1 => "IPC_SET",
+        2 => "IPC_STAT",
+        3 => "IPC_INFO",
+        11 => "MSG_STAT",
+        12 => "MSG_INFO",
+        13 => "MSG_STAT_ANY",
+        _ => return None,
+    })
+}
+
 fn ipc_cmd(cmd: i64) -> Option<&'static str> {
     Some(match cmd & !0x100 {
         0 => "IPC_RMID",
@@ -344,6 +360,10 @@ fn name(nr: i64) -> Option<&'static str> {
         libc::SYS_shmat => "shmat",
         libc::SYS_shmdt => "shmdt",
         libc::SYS_shmctl => "shmctl",
+        libc::SYS_msgget => "msgget",
+        libc::SYS_msgsnd => "msgsnd",
+        libc::SYS_msgrcv => "msgrcv",
+        libc::SYS_msgctl => "msgctl",
         _ => return None,
     })
 }
@@ -514,6 +534,41 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
                 l.s(", ").ptr(a[5]);
             }
         }
+        libc::SYS_msgget => {
+            if a[0] as i32 == 0 {
+                l.s("IPC_PRIVATE")
+            } else {
+                l.hex(a[0] as u32 as u64)
+            };
+            l.s(", ");
+            let fl = a[1] as u32 as u64;
+            if fl & !0o777 != 0 {
+                l.flags(fl & !0o777, SEMGET_FLAGS, "0").s("|");
+            }
+            l.octal(fl as u32 & 0o777);
+        }
+        libc::SYS_msgsnd => {
+            l.num(a[0] as i32 as i64).s(", ");
+            msgbuf(l, a[1], a[2] as usize);
+            l.s(", ").unum(a[2]).s(", ").flags(a[3] as u32 as u64, MSG_FLAGS, "0");
+        }
+        libc::SYS_msgrcv => {
+            l.num(a[0] as i32 as i64).s(", ");
+            // strace shows the whole buffer asked for, not only the message received.
+            if res >= 0 {
+                msgbuf(l, a[1], a[2] as usize);
+            } else {
+                l.ptr(a[1]);
+            }
+            l.s(", ").unum(a[2]).s(", ").num(a[3] as i64).s(", ");
+            l.flags(a[4] as u32 as u64, MSG_FLAGS, "0");
+        }
+        libc::SYS_msgctl => {
+            l.num(a[0] as i32 as i64).s(", ");
+            let cmd = a[1] as i32 as i64;
+            cmd_name(l, cmd, msg_cmd(cmd), "MSG_???");
+            l.s(", ").ptr(if cmd & !0x100 == 0 { 0 } else { a[2] });
+        }
         libc::SYS_semget | libc::SYS_shmget => {
             if a[0] as i32 == 0 {
                 l.s("IPC_PRIVATE")
@@ -612,6 +667,20 @@ fn results(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
         }
         _ => {}
     }
+}
+
+/// A `struct msgbuf` as strace shows it: `{mtype, "text"}`.
+/// `struct msgbuf` as strace shows it: the address alone unless mtype and the text shown
+/// (up to 32 bytes) can both be read.
+fn msgbuf(l: &mut Line<'_>, addr: u64, len: usize) {
+    let mut head = [0u8; 40];
+    let n = 8 + len.min(32);
+    if !peek(&mut head[..n], addr) {
+        l.ptr(addr);
+        return;
+    }
+    let mtype = i64::from_ne_bytes(head[..8].try_into().unwrap_or_default());
+    l.s("{mtype=").num(mtype).s(", mtext=").data(addr + 8, len).s("}");
 }
 
 fn timespec(l: &mut Line<'_>, addr: u64) {

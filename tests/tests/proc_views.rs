@@ -55,13 +55,15 @@ echo "== ipcmk"
 echo 0 > $k/shm_rmid_forced; echo 1048576 > $k/shmmax; echo "32000 1024000000 500 32000" > $k/sem
 ipcmk -M 65536 -p 0600 > m.out & wait $!; pids="$pids $!"
 ipcmk -S 2 > ms.out & wait $!; pids="$pids $!"
-cat m.out ms.out
-M=$(awk '{print $NF}' m.out); MS=$(awk '{print $NF}' ms.out)
+ipcmk -Q -p 0640 > mq.out & wait $!; pids="$pids $!"
+cat m.out ms.out mq.out
+M=$(awk '{print $NF}' m.out); MS=$(awk '{print $NF}' ms.out); MQ=$(awk '{print $NF}' mq.out)
 ipcs -a
-ipcs -m -i "$M"; ipcs -s -i "$MS"
-lsipc -m; lsipc -s
-echo "KEYS: $(ipcs -m | awk -v id="$M" '$2 == id {print $1}') $(ipcs -s | awk -v id="$MS" '$2 == id {print $1}')"
-ipcrm -m "$M" -s "$MS" -s "$S"; echo "rc=$?"
+ipcs -m -i "$M"; ipcs -s -i "$MS"; ipcs -q -i "$MQ"
+echo "== /proc/sysvipc/msg"; cat /proc/sysvipc/msg
+lsipc -m; lsipc -s; lsipc -q
+echo "KEYS: $(ipcs -m | awk -v id="$M" '$2 == id {print $1}') $(ipcs -s | awk -v id="$MS" '$2 == id {print $1}') $(ipcs -q | awk -v id="$MQ" '$2 == id {print $1}')"
+ipcrm -m "$M" -s "$MS" -s "$S" -q "$MQ"; echo "rc=$?"
 ipcs -a
 echo "PIDS:$pids"
 "#;
@@ -72,6 +74,16 @@ fn mask(out: &str, pids: &[&str], keys: &[&str]) -> String {
     let mut text = out.to_string();
     for k in keys.iter().filter(|k| k.starts_with("0x")) {
         text = text.replace(k, "0xKKKKKKKK");
+        // /proc/sysvipc shows the key first, in decimal (%10d: 11 characters when negative).
+        let Ok(v) = u32::from_str_radix(&k[2..], 16) else { continue };
+        let dec = format!("{} ", v as i32);
+        text = text
+            .lines()
+            .map(|l| match l.trim_start().strip_prefix(&dec) {
+                Some(rest) => format!("KEY {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
     }
     let b = text.as_bytes();
     let mut res = String::new();
@@ -142,7 +154,7 @@ fn util_linux_sees_the_shim_objects_as_the_kernel_shows_its_own() {
 
     let (kp, sp) = (listed(&kernel.stdout, "PIDS:"), listed(&shim.stdout, "PIDS:"));
     let (kk, sk) = (listed(&kernel.stdout, "KEYS:"), listed(&shim.stdout, "KEYS:"));
-    assert!(kp.len() == 7 && sp.len() == 7 && kk.len() == 2 && sk.len() == 2, "{kp:?} {sp:?} {kk:?} {sk:?}");
+    assert!(kp.len() == 8 && sp.len() == 8 && kk.len() == 3 && sk.len() == 3, "{kp:?} {sp:?} {kk:?} {sk:?}");
     let (k, s) = (mask(&kernel.stdout, &kp, &kk), mask(&shim.stdout, &sp, &sk));
     // A pid one digit longer in one run widens util-linux's columns: then only the words count.
     let widths = |p: &[&str]| p.iter().map(|p| p.len()).collect::<Vec<_>>();

@@ -176,3 +176,25 @@ fn diff_finds_no_divergence_in_the_c_tests() {
         failures.join("\n")
     );
 }
+
+/// `make planted` builds ipcshim with one deliberately wrong errno (EPERM instead of EINVAL for
+/// semctl IPC_RMID of a set that does not exist): `ipcshim diff` must catch it in the c-tests.
+#[test]
+fn diff_reports_a_planted_fault() {
+    let planted = ipcshim_tests::workspace_root().join("target/planted/release/ipcshim");
+    assert!(planted.exists(), "{} is missing: run `make planted` (make test does)", planted.display());
+    let s = Scratch::new("planted");
+    let src = ipcshim_tests::workspace_root().join("c-tests/sem_ctl.c");
+    let exe = ipcshim_tests::diff::compile(&src).unwrap();
+    let out = Command::new(&planted)
+        .args(["diff", "--", exe.to_str().unwrap()])
+        .env("IPCSHIM_DIR", &s.0)
+        .current_dir(&s.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report =
+        stdout.lines().skip_while(|l| !l.contains("IPC call")).take(3).collect::<Vec<_>>().join("\n");
+    assert!(report.contains("IPC_RMID") && report.contains("EINVAL") && report.contains("EPERM"), "{stdout}");
+}

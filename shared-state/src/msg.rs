@@ -1,0 +1,1512 @@
+//! System V message queues, after `ipc/msg.c`: `msg_queue`, `msg_msg`, `msg_receiver` and
+//! `msg_sender`, with the kernel's order (pipelined_send hands a message to the first sleeping
+//! receiver it suits, ss_wakeup, expunge_all, find_msg's search modes, MSG_COPY).
+//!
+//! Everything lives in the region under one robust lock per namespace. Every store made while
+//! holding it is journalled first (the old 8-byte word) and the journal is emptied just before
+//! unlocking, so a holder killed at any instant is rolled back by the next locker: a send or a
+//! receive happens entirely or not at all. Message text is copied from the sender into free
+//! chunks before the message is linked, and to the receiver before it is unlinked.
+//!
+//! A message handed to a sleeping receiver waits in the receiver's entry until it wakes up and
+//! copies it out. A receiver that dies first does not take it with it: whoever sees the death
+//! puts the message back where it was in its queue (or hands it to the next receiver).
+
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO};
+use crate::lock::LockGuard;
+use crate::proc;
+use crate::region::{
+    IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_JOURNAL_MAX, MSG_JOURNAL_OFF, MSG_LINKS_OFF,
+    MSG_MSGS_MAX, MSG_MSGS_OFF, MSG_QUEUES_OFF, MSG_TEXT_OFF, MSG_WAITERS_MAX, MSG_WAITERS_OFF, PAGE_SIZE,
+    Region, TOTAL_SIZE,
+};
+use crate::sys::{self, Errno};
+use crate::wait::{self, WaitOutcome};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+use libc::{E2BIG, EACCES, EAGAIN, EIDRM, EINTR, EINVAL, ENOMEM, ENOMSG, EPERM};
+
+pub const IPC_NOWAIT: i32 = 0o4000;
+pub const MSG_NOERROR: i32 = 0o10000;
+pub const MSG_EXCEPT: i32 = 0o20000;
+pub const MSG_COPY: i32 = 0o40000;
+
+pub const IPC_RMID: i32 = 0;
+pub const IPC_SET: i32 = 1;
+pub const IPC_STAT: i32 = 2;
+pub const IPC_INFO: i32 = 3;
+pub const MSG_STAT: i32 = 11;
+pub const MSG_INFO: i32 = 12;
+pub const MSG_STAT_ANY: i32 = 13;
+
+/// `msginfo` constants of include/uapi/linux/msg.h.
+const MSGMNI: i32 = 32000;
+const MSGMNB: i32 = 16384;
+const MSGPOOL: i32 = MSGMNI * MSGMNB / 1024;
+const MSGTQL: i32 = MSGMNB;
+const MSGMAP: i32 = MSGMNB;
+const MSGSSZ: i32 = 16;
+const MSGSEG: u16 = 0xffff;
+
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// find_msg's search modes.
+const SEARCH_ANY: u32 = 1;
+const SEARCH_EQUAL: u32 = 2;
+const SEARCH_NOTEQUAL: u32 = 3;
+const SEARCH_LESSEQUAL: u32 = 4;
+const SEARCH_NUMBER: u32 = 5;
+
+/// A sleeper's status: still waiting (the kernel's r_msg == -EAGAIN).
+const PENDING: i32 = i32::MIN;
+/// Woken to look again: a sender by ss_wakeup, a receiver by IPC_SET's expunge_all(-EAGAIN).
+const RECHECK: i32 = i32::MIN + 1;
+/// A receiver that was handed the message in its entry.
+const HANDED: i32 = 1;
+
+/// Which of its queue's lists a sleeper is on.
+const ON_NONE: u32 = 0;
+const ON_RECEIVERS: u32 = 1;
+const ON_SENDERS: u32 = 2;
+/// Receivers handed a message they have not taken yet (kept to see their death).
+const ON_HANDED: u32 = 3;
+
+const RECEIVER: u32 = 1;
+const SENDER: u32 = 2;
+
+const SPIN_NS: i64 = 50_000;
+const SAME_CPU_YIELDS: u32 = 4;
+/// A sleeper looks for dead processes holding what it waits for at this interval.
+const SLICE_NS: i64 = 97_000_000;
+const DEFERRED_WAKES: usize = 64;
+
+/// A queue of messages or sleepers: index + 1 of the first and last entry (0 = none).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+/// The namespace part (in the region header).
+#[repr(C)]
+pub struct MsgNs {
+    pub lock: crate::lock::RobustMutex,
+    pub ids: ipc::IpcIds,
+    _pad: u32,
+    /// Messages queued in all queues and their bytes (`ns->msg_hdrs`, `ns->msg_bytes`).
+    pub hdrs: u64,
+    pub bytes: u64,
+    /// Free lists (index + 1) and high-water marks of the message, sleeper and chunk pools.
+    m_free: u32,
+    m_bump: u32,
+    w_free: u32,
+    w_bump: u32,
+    c_free: u32,
+    c_bump: u32,
+    tickets: u32,
+    _pad2: u32,
+    /// Entries in the journal of the current lock holder; 0 outside a locked section.
+    journal_len: AtomicU64,
+    /// pid << 32 | CPU + 1 of the last locker, and of the last one before it that was another
+    /// process: where a waker is likely to run.
+    last: AtomicU64,
+    other: AtomicU64,
+}
+
+impl MsgNs {
+    /// # Safety
+    /// Only on a new region, before any other process uses it.
+    pub unsafe fn init(this: *mut MsgNs) {
+        // SAFETY: per the contract.
+        unsafe {
+            crate::lock::RobustMutex::init(&raw mut (*this).lock);
+            (*this).ids.init();
+        }
+    }
+}
+
+/// `struct msg_queue`.
+#[repr(C)]
+pub struct MsgQueue {
+    pub live: u32,
+    _pad: u32,
+    pub perm: KernIpcPerm,
+    pub stime: i64,
+    pub rtime: i64,
+    pub ctime: i64,
+    pub cbytes: u64,
+    pub qnum: u64,
+    pub qbytes: u64,
+    pub lspid: i32,
+    pub lrpid: i32,
+    /// Send order of the next message: a message put back goes where this says it was.
+    seq: u64,
+    messages: List,
+    receivers: List,
+    senders: List,
+    handed: List,
+}
+
+/// `struct msg_msg`: its text is `nchunks(ts)` chunks chained from `first`.
+#[repr(C)]
+struct MsgMsg {
+    next: u32,
+    prev: u32,
+    mtype: i64,
+    ts: u64,
+    seq: u64,
+    first: u32,
+    last: u32,
+}
+
+/// A sleeping `msg_receiver` or `msg_sender`.
+#[repr(C)]
+struct MsgWaiter {
+    next: u32,
+    prev: u32,
+    list: u32,
+    queue: u32,
+    id: i32,
+    owner: u32,
+    /// The receiving thread (the kernel's q_lrpid after a pipelined send is its task_pid).
+    tid: i32,
+    mode: u32,
+    msgtype: i64,
+    maxsize: i64,
+    /// Receiver: the message handed to it; sender: the message it holds (index + 1).
+    msg: u32,
+    status: i32,
+    msgsz: u64,
+    kind: u32,
+    /// Tells the sleeper that the entry is still its own (entries of a process judged dead are
+    /// freed and may be reused).
+    ticket: u32,
+    /// The sleeper's futex word (not journalled: a spurious change only causes a re-check).
+    wake: AtomicU32,
+    /// Non-zero while the sleeper is in its futex wait: only then is a wake syscall made.
+    sleeping: AtomicU32,
+}
+
+#[repr(C)]
+struct JournalEntry {
+    off: u64,
+    old: u64,
+}
+
+/// `struct msqid64_ds` (x86_64).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Msqid64Ds {
+    pub perm: Ipc64Perm,
+    pub stime: i64,
+    pub rtime: i64,
+    pub ctime: i64,
+    pub cbytes: u64,
+    pub qnum: u64,
+    pub qbytes: u64,
+    pub lspid: i32,
+    pub lrpid: i32,
+    pub unused4: u64,
+    pub unused5: u64,
+}
+
+/// `struct msginfo`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Msginfo {
+    pub msgpool: i32,
+    pub msgmap: i32,
+    pub msgmax: i32,
+    pub msgmnb: i32,
+    pub msgmni: i32,
+    pub msgssz: i32,
+    pub msgtql: i32,
+    pub msgseg: u16,
+}
+
+const _: () = assert!(size_of::<MsgMsg>() == 40 && size_of::<MsgWaiter>() == 80);
+const _: () = assert!(size_of::<Msqid64Ds>() == 120 && size_of::<Msginfo>() == 32);
+const _: () = assert!(core::mem::offset_of!(MsgWaiter, wake) % 8 == 0);
+
+/// What a msgsnd or msgrcv needs from its caller.
+pub trait MsgEnv {
+    /// Copies `len` bytes from the caller's `src` (EFAULT if it is bad).
+    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), Errno>;
+    /// Copies `len` bytes to the caller's `dst` (EFAULT if it is bad).
+    fn copy_to(&self, dst: usize, src: *const u8, len: usize) -> Result<(), Errno>;
+    /// Runs one wait (the closure) with signals deliverable. Interrupted only when an
+    /// application handler ran (msgsnd and msgrcv then fail with EINTR, never restart).
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
+    /// A cancellation point, called with no lock held and nothing queued.
+    fn testcancel(&self) {}
+}
+
+/// `ktime_get_real_seconds`: the coarse clock, read from the vDSO page.
+fn real_seconds() -> i64 {
+    sys::clock_gettime(libc::CLOCK_REALTIME_COARSE).tv_sec
+}
+
+fn now_ns() -> i64 {
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+fn nchunks(ts: u64) -> u32 {
+    ts.div_ceil(MSG_CHUNK) as u32
+}
+
+/// The locked message queue state of a region; commits its journal and unlocks on drop, then
+/// wakes the sleepers it completed.
+struct Msgs<'a> {
+    r: &'a Region,
+    lock: Option<LockGuard<'a>>,
+    wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
+    nwakes: core::cell::Cell<usize>,
+}
+
+impl Drop for Msgs<'_> {
+    fn drop(&mut self) {
+        self.ns().journal_len.store(0, Ordering::Release);
+        drop(self.lock.take());
+        for wi in &self.wakes[..self.nwakes.get()] {
+            self.waiter(wi.get()).wake_sleeper();
+        }
+    }
+}
+
+impl MsgWaiter {
+    fn wake_sleeper(&self) {
+        if self.sleeping.load(Ordering::SeqCst) != 0 {
+            wait::wake(&self.wake, 1);
+        }
+    }
+}
+
+/// Takes the msg lock for a served call (counted in `msg_calls`).
+fn lock(r: &Region) -> Result<Msgs<'_>, Errno> {
+    let s = lock_uncounted(r)?;
+    r.header().counters.msg_calls.fetch_add(1, Ordering::Relaxed);
+    Ok(s)
+}
+
+/// Takes the msg lock for a view (`ipcs`, `/proc/sysvipc/msg`, status): not a call.
+fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
+    // SAFETY: the lock field is a robust mutex initialised with the region.
+    let ns = unsafe { &r.header_mut().msg };
+    let guard = match ns.lock.try_lock() {
+        Some(g) => g,
+        None => {
+            let start = now_ns();
+            let mut got = None;
+            while now_ns() - start < 5_000 {
+                core::hint::spin_loop();
+                if let Some(g) = ns.lock.try_lock() {
+                    got = Some(g);
+                    break;
+                }
+            }
+            match got {
+                Some(g) => g,
+                None => ns.lock.lock(),
+            }
+        }
+    }
+    .map_err(|_| ENOMEM)?;
+    let s = Msgs {
+        r,
+        lock: Some(guard),
+        wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
+        nwakes: Default::default(),
+    };
+    if s.lock.as_ref().is_some_and(|g| g.recovered) {
+        r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+        s.rollback();
+    }
+    Ok(s)
+}
+
+/// `testmsg`.
+fn testmsg(mtype: i64, msgtype: i64, mode: u32) -> bool {
+    match mode {
+        SEARCH_ANY | SEARCH_NUMBER => true,
+        SEARCH_LESSEQUAL => mtype <= msgtype,
+        SEARCH_EQUAL => mtype == msgtype,
+        SEARCH_NOTEQUAL => mtype != msgtype,
+        _ => false,
+    }
+}
+
+/// `convert_mode`: the search mode, and msgtyp as find_msg uses it.
+fn convert_mode(msgtyp: i64, msgflg: i32) -> (u32, i64) {
+    if msgflg & MSG_COPY != 0 {
+        return (SEARCH_NUMBER, msgtyp);
+    }
+    if msgtyp == 0 {
+        return (SEARCH_ANY, msgtyp);
+    }
+    if msgtyp < 0 {
+        return (SEARCH_LESSEQUAL, if msgtyp == i64::MIN { i64::MAX } else { -msgtyp });
+    }
+    if msgflg & MSG_EXCEPT != 0 { (SEARCH_NOTEQUAL, msgtyp) } else { (SEARCH_EQUAL, msgtyp) }
+}
+
+impl<'a> Msgs<'a> {
+    #[allow(clippy::mut_from_ref)]
+    fn ns(&self) -> &'a mut MsgNs {
+        // SAFETY: the msg lock is held for the lifetime of `Msgs`.
+        unsafe { &mut self.r.header_mut().msg }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn queue(&self, idx: u32) -> &'a mut MsgQueue {
+        let idx = idx.min(IPCMNI - 1);
+        // SAFETY: bounded index into the queue array; lock held.
+        unsafe { self.r.at::<MsgQueue>(MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn msg(&self, mi: u32) -> &'a mut MsgMsg {
+        let mi = mi.min(MSG_MSGS_MAX - 1);
+        // SAFETY: bounded index into the message pool; lock held.
+        unsafe { self.r.at::<MsgMsg>(MSG_MSGS_OFF + mi as u64 * size_of::<MsgMsg>() as u64) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn waiter(&self, wi: u32) -> &'a mut MsgWaiter {
+        let wi = wi.min(MSG_WAITERS_MAX - 1);
+        // SAFETY: bounded index into the sleeper pool; lock held (or only its atomics used).
+        unsafe { self.r.at::<MsgWaiter>(MSG_WAITERS_OFF + wi as u64 * size_of::<MsgWaiter>() as u64) }
+    }
+
+    /// The link (next chunk index + 1) of chunk `ci`.
+    #[allow(clippy::mut_from_ref)]
+    fn link(&self, ci: u32) -> &'a mut u32 {
+        let ci = ci.min(MSG_CHUNKS_MAX - 1);
+        // SAFETY: bounded index into the link array; lock held.
+        unsafe { self.r.at::<u32>(MSG_LINKS_OFF + ci as u64 * 4) }
+    }
+
+    fn text(&self, ci: u32) -> *mut u8 {
+        let ci = ci.min(MSG_CHUNKS_MAX - 1);
+        (self.r.base() + (MSG_TEXT_OFF + ci as u64 * MSG_CHUNK) as usize) as *mut u8
+    }
+
+    // ---- the journal ----
+
+    /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
+    fn save(&self, p: *const u8, len: usize) {
+        let base = self.r.base();
+        let start = (p as usize - base) & !7;
+        let end = p as usize - base + len;
+        let ns = self.ns();
+        let mut off = start;
+        while off < end {
+            let n = ns.journal_len.load(Ordering::Relaxed);
+            if n < MSG_JOURNAL_MAX {
+                // SAFETY: the journal holds MSG_JOURNAL_MAX entries; `off` is an aligned word in
+                // the region (it covers a field we were handed).
+                unsafe {
+                    let e = self.r.at::<JournalEntry>(MSG_JOURNAL_OFF + n * size_of::<JournalEntry>() as u64);
+                    e.off = off as u64;
+                    e.old = core::ptr::read_volatile((base + off) as *const u64);
+                }
+                compiler_fence(Ordering::SeqCst);
+                ns.journal_len.store(n + 1, Ordering::Release);
+                compiler_fence(Ordering::SeqCst);
+            }
+            off += 8;
+        }
+    }
+
+    /// A journalled store.
+    fn w<T: Copy>(&self, place: &mut T, v: T) {
+        self.save(place as *const T as *const u8, size_of::<T>());
+        *place = v;
+    }
+
+    /// Undoes what a killed holder left half done.
+    fn rollback(&self) {
+        let ns = self.ns();
+        let n = ns.journal_len.load(Ordering::Acquire).min(MSG_JOURNAL_MAX);
+        // Journalled words lie past the header page, or in the header's MsgNs after its lock.
+        let base = self.r.base() as u64;
+        let ns_words = (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base;
+        for i in (0..n).rev() {
+            // SAFETY: entry i < MSG_JOURNAL_MAX; restored offsets are checked to be aligned
+            // words of the region outside the header, or of the msg namespace words.
+            unsafe {
+                let e = self.r.at::<JournalEntry>(MSG_JOURNAL_OFF + i * size_of::<JournalEntry>() as u64);
+                let allowed = e.off >= PAGE_SIZE || ns_words.contains(&e.off);
+                if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && allowed {
+                    core::ptr::write_volatile((self.r.base() + e.off as usize) as *mut u64, e.old);
+                }
+            }
+        }
+        ns.journal_len.store(0, Ordering::Release);
+    }
+
+    fn defer_wake(&self, wi: u32) {
+        let n = self.nwakes.get();
+        if n < DEFERRED_WAKES {
+            self.wakes[n].set(wi);
+            self.nwakes.set(n + 1);
+        } else {
+            self.waiter(wi).wake_sleeper();
+        }
+    }
+
+    // ---- pools ----
+
+    /// `n` chunks chained first to last, from the free chain, then fresh ones.
+    fn alloc_chunks(&self, n: u32) -> Result<(u32, u32), Errno> {
+        let ns = self.ns();
+        let (mut first, mut last, mut taken) = (None, 0, 0);
+        let mut head = ns.c_free;
+        while taken < n && head != 0 && head <= MSG_CHUNKS_MAX {
+            first.get_or_insert(head - 1);
+            last = head - 1;
+            taken += 1;
+            head = *self.link(last);
+        }
+        let more = n - taken;
+        if more > 0 {
+            let b = ns.c_bump;
+            if b as u64 + more as u64 > MSG_CHUNKS_MAX as u64 {
+                return Err(ENOMEM);
+            }
+            // Fresh chunks are reachable only once the bump moves: their links need no journal.
+            for i in 0..more - 1 {
+                *self.link(b + i) = b + i + 2;
+            }
+            if taken > 0 {
+                self.w(self.link(last), b + 1);
+            }
+            first.get_or_insert(b);
+            last = b + more - 1;
+            self.w(&mut ns.c_bump, b + more);
+            head = 0;
+        }
+        if taken > 0 {
+            self.w(&mut ns.c_free, head);
+        }
+        Ok((first.unwrap_or(0), last))
+    }
+
+    fn alloc_msg(&self, ts: u64) -> Result<u32, Errno> {
+        let ns = self.ns();
+        let mi = if ns.m_free != 0 {
+            let mi = ns.m_free - 1;
+            self.w(&mut ns.m_free, self.msg(mi).next);
+            mi
+        } else if ns.m_bump < MSG_MSGS_MAX {
+            let mi = ns.m_bump;
+            self.w(&mut ns.m_bump, mi + 1);
+            mi
+        } else {
+            return Err(ENOMEM);
+        };
+        let (first, last) = match self.alloc_chunks(nchunks(ts)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.w(&mut self.msg(mi).next, ns.m_free);
+                self.w(&mut ns.m_free, mi + 1);
+                return Err(e);
+            }
+        };
+        let m = self.msg(mi);
+        self.save(m as *const MsgMsg as *const u8, size_of::<MsgMsg>());
+        *m = MsgMsg { next: 0, prev: 0, mtype: 0, ts, seq: 0, first, last };
+        Ok(mi)
+    }
+
+    /// `free_msg`: the message and its chunks go back to their pools.
+    fn free_msg(&self, mi: u32) {
+        let ns = self.ns();
+        let m = self.msg(mi);
+        if m.ts > 0 {
+            self.w(self.link(m.last), ns.c_free);
+            self.w(&mut ns.c_free, m.first + 1);
+        }
+        self.w(&mut m.next, ns.m_free);
+        self.w(&mut ns.m_free, mi + 1);
+    }
+
+    fn alloc_waiter(&self) -> Result<u32, Errno> {
+        let ns = self.ns();
+        if ns.w_free != 0 {
+            let wi = ns.w_free - 1;
+            self.w(&mut ns.w_free, self.waiter(wi).next);
+            Ok(wi)
+        } else if ns.w_bump < MSG_WAITERS_MAX {
+            let wi = ns.w_bump;
+            self.w(&mut ns.w_bump, wi + 1);
+            Ok(wi)
+        } else {
+            Err(ENOMEM)
+        }
+    }
+
+    fn free_waiter(&self, wi: u32) {
+        let w = self.waiter(wi);
+        self.w(&mut w.kind, 0);
+        self.w(&mut w.next, self.ns().w_free);
+        self.w(&mut self.ns().w_free, wi + 1);
+    }
+
+    // ---- text ----
+
+    /// load_msg's copy: the caller's `len` bytes at `src` into the chunks of `mi`.
+    fn copy_in(&self, mi: u32, src: usize, env: &dyn MsgEnv) -> Result<(), Errno> {
+        let m = self.msg(mi);
+        let (mut ci, mut off) = (m.first, 0u64);
+        while off < m.ts {
+            let n = (m.ts - off).min(MSG_CHUNK);
+            env.copy_from(self.text(ci), src + off as usize, n as usize)?;
+            off += n;
+            ci = self.link(ci).wrapping_sub(1);
+        }
+        Ok(())
+    }
+
+    /// do_msg_fill: the type, then up to `bufsz` bytes of text, to the caller's `dst`.
+    fn copy_out(&self, mi: u32, dst: usize, bufsz: u64, env: &dyn MsgEnv) -> Result<u64, Errno> {
+        let m = self.msg(mi);
+        env.copy_to(dst, &m.mtype as *const i64 as *const u8, 8)?;
+        let len = m.ts.min(bufsz);
+        let (mut ci, mut off) = (m.first, 0u64);
+        while off < len {
+            let n = (len - off).min(MSG_CHUNK);
+            env.copy_to(dst + 8 + off as usize, self.text(ci), n as usize)?;
+            off += n;
+            ci = self.link(ci).wrapping_sub(1);
+        }
+        Ok(len)
+    }
+
+    // ---- lists ----
+
+    fn wlist(&self, idx: u32, code: u32) -> &'a mut List {
+        let q = self.queue(idx);
+        match code {
+            ON_RECEIVERS => &mut q.receivers,
+            ON_SENDERS => &mut q.senders,
+            _ => &mut q.handed,
+        }
+    }
+
+    fn waiter_add_tail(&self, idx: u32, code: u32, wi: u32) {
+        let l = self.wlist(idx, code);
+        let w = self.waiter(wi);
+        self.w(&mut w.prev, l.tail);
+        self.w(&mut w.next, 0);
+        self.w(&mut w.list, code);
+        if l.tail != 0 {
+            self.w(&mut self.waiter(l.tail - 1).next, wi + 1);
+        } else {
+            self.w(&mut l.head, wi + 1);
+        }
+        self.w(&mut l.tail, wi + 1);
+    }
+
+    fn waiter_unlink(&self, wi: u32) {
+        let w = self.waiter(wi);
+        if w.list == ON_NONE {
+            return;
+        }
+        let l = self.wlist(w.queue, w.list);
+        if w.prev != 0 {
+            self.w(&mut self.waiter(w.prev - 1).next, w.next);
+        } else {
+            self.w(&mut l.head, w.next);
+        }
+        if w.next != 0 {
+            self.w(&mut self.waiter(w.next - 1).prev, w.prev);
+        } else {
+            self.w(&mut l.tail, w.prev);
+        }
+        self.w(&mut w.list, ON_NONE);
+    }
+
+    fn waiters(&self, idx: u32, code: u32, out: &mut Vec<u32>) {
+        out.clear();
+        let mut cur = self.wlist(idx, code).head;
+        while cur != 0 && out.len() < MSG_WAITERS_MAX as usize {
+            out.push(cur - 1);
+            cur = self.waiter(cur - 1).next;
+        }
+    }
+
+    fn msg_add_before(&self, idx: u32, mi: u32, before: u32) {
+        let q = self.queue(idx);
+        let m = self.msg(mi);
+        let prev = if before == 0 { q.messages.tail } else { self.msg(before - 1).prev };
+        self.w(&mut m.prev, prev);
+        self.w(&mut m.next, before);
+        if prev != 0 {
+            self.w(&mut self.msg(prev - 1).next, mi + 1);
+        } else {
+            self.w(&mut q.messages.head, mi + 1);
+        }
+        if before != 0 {
+            self.w(&mut self.msg(before - 1).prev, mi + 1);
+        } else {
+            self.w(&mut q.messages.tail, mi + 1);
+        }
+    }
+
+    fn msg_unlink(&self, idx: u32, mi: u32) {
+        let q = self.queue(idx);
+        let m = self.msg(mi);
+        if m.prev != 0 {
+            self.w(&mut self.msg(m.prev - 1).next, m.next);
+        } else {
+            self.w(&mut q.messages.head, m.next);
+        }
+        if m.next != 0 {
+            self.w(&mut self.msg(m.next - 1).prev, m.prev);
+        } else {
+            self.w(&mut q.messages.tail, m.prev);
+        }
+    }
+
+    /// Accounts message `mi` as queued (`queued`) or as no longer queued.
+    fn account(&self, idx: u32, mi: u32, queued: bool) {
+        let q = self.queue(idx);
+        let ts = self.msg(mi).ts;
+        let ns = self.ns();
+        let (qnum, cbytes, hdrs, bytes) = if queued {
+            (q.qnum + 1, q.cbytes + ts, ns.hdrs + 1, ns.bytes + ts)
+        } else {
+            (
+                q.qnum.saturating_sub(1),
+                q.cbytes.saturating_sub(ts),
+                ns.hdrs.saturating_sub(1),
+                ns.bytes.saturating_sub(ts),
+            )
+        };
+        self.w(&mut q.qnum, qnum);
+        self.w(&mut q.cbytes, cbytes);
+        self.w(&mut ns.hdrs, hdrs);
+        self.w(&mut ns.bytes, bytes);
+    }
+
+    // ---- msg.c ----
+
+    fn used(&self, idx: u32) -> bool {
+        self.queue(idx).live != 0
+    }
+
+    /// `msg_fits_inqueue`.
+    fn fits(&self, idx: u32, msgsz: u64) -> bool {
+        let q = self.queue(idx);
+        // The kernel writes the count rule as 1 + qnum <= qbytes.
+        msgsz + q.cbytes <= q.qbytes && q.qnum < q.qbytes
+    }
+
+    /// `find_msg`: the first message matching (for SEARCH_LESSEQUAL the first of the lowest
+    /// type), as index.
+    fn find_msg(&self, idx: u32, msgtyp: i64, mode: u32) -> Option<u32> {
+        let mut typ = msgtyp;
+        let mut found = None;
+        let mut count = 0i64;
+        let mut cur = self.queue(idx).messages.head;
+        while cur != 0 {
+            let m = self.msg(cur - 1);
+            if testmsg(m.mtype, typ, mode) {
+                if mode == SEARCH_LESSEQUAL && m.mtype != 1 {
+                    typ = m.mtype - 1;
+                    found = Some(cur - 1);
+                } else if mode == SEARCH_NUMBER {
+                    if typ == count {
+                        return Some(cur - 1);
+                    }
+                } else {
+                    return Some(cur - 1);
+                }
+                count += 1;
+            }
+            cur = m.next;
+        }
+        found
+    }
+
+    /// Whether the sleeper's process is gone (its entry can go).
+    fn owner_dead(&self, wi: u32, fresh: bool) -> bool {
+        let owner = self.waiter(wi).owner;
+        // SAFETY: owner < MAX_PROCS; records are released only after exit_msg dropped their
+        // entries under this lock.
+        owner >= MAX_PROCS || unsafe { proc::dead(self.r, owner, fresh) }
+    }
+
+    /// `pipelined_send`: hands `mi` to the first sleeping receiver it suits; a receiver whose
+    /// buffer is too small gets E2BIG instead. Dead receivers are dropped on the way.
+    fn pipelined_send(&self, idx: u32, mi: u32) -> bool {
+        let (mtype, ts) = (self.msg(mi).mtype, self.msg(mi).ts);
+        let mut cur = self.queue(idx).receivers.head;
+        while cur != 0 {
+            let wi = cur - 1;
+            let w = self.waiter(wi);
+            cur = w.next;
+            if !testmsg(mtype, w.msgtype, w.mode) {
+                continue;
+            }
+            if self.owner_dead(wi, false) {
+                self.drop_waiter(wi);
+                continue;
+            }
+            self.waiter_unlink(wi);
+            if (w.maxsize as u64) < ts {
+                self.w(&mut w.status, -E2BIG);
+                w.wake.fetch_add(1, Ordering::SeqCst);
+                self.defer_wake(wi);
+            } else {
+                let q = self.queue(idx);
+                self.w(&mut q.lrpid, w.tid);
+                self.w(&mut q.rtime, real_seconds());
+                self.w(&mut w.msg, mi + 1);
+                self.w(&mut w.status, HANDED);
+                self.waiter_add_tail(idx, ON_HANDED, wi);
+                w.wake.fetch_add(1, Ordering::SeqCst);
+                self.defer_wake(wi);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A message whose receiver died before taking it: handed on, or back in its place.
+    fn requeue(&self, idx: u32, id: i32, mi: u32) {
+        self.r.header().counters.msgs_requeued.fetch_add(1, Ordering::Relaxed);
+        let q = self.queue(idx);
+        if q.live == 0 || q.perm.id != id {
+            self.free_msg(mi);
+            return;
+        }
+        if self.pipelined_send(idx, mi) {
+            return;
+        }
+        let seq = self.msg(mi).seq;
+        let mut before = q.messages.head;
+        while before != 0 && self.msg(before - 1).seq < seq {
+            before = self.msg(before - 1).next;
+        }
+        self.msg_add_before(idx, mi, before);
+        self.account(idx, mi, true);
+    }
+
+    /// Removes sleeper `wi` whose process is gone; what it held is not lost.
+    fn drop_waiter(&self, wi: u32) {
+        let w = self.waiter(wi);
+        self.waiter_unlink(wi);
+        if w.msg != 0 {
+            let mi = w.msg - 1;
+            self.w(&mut w.msg, 0);
+            if w.kind == RECEIVER && w.status == HANDED {
+                self.requeue(w.queue, w.id, mi);
+            } else {
+                self.free_msg(mi);
+            }
+        }
+        self.free_waiter(wi);
+    }
+
+    /// Sleepers of queue `idx` whose processes died: dropped.
+    fn reap_queue(&self, idx: u32, fresh: bool) {
+        let mut list = Vec::new();
+        for code in [ON_HANDED, ON_RECEIVERS, ON_SENDERS] {
+            self.waiters(idx, code, &mut list);
+            for &wi in &list {
+                // An earlier drop may have freed it (a requeued message handed on).
+                let w = self.waiter(wi);
+                if w.kind != 0 && w.list == code && self.owner_dead(wi, fresh) {
+                    self.drop_waiter(wi);
+                }
+            }
+        }
+    }
+
+    /// Receivers handed a message whose processes died: their messages back in the queue.
+    /// Allocates nothing (every msgrcv runs it).
+    fn reap_handed(&self, idx: u32) {
+        let mut cur = self.queue(idx).handed.head;
+        while cur != 0 {
+            let wi = cur - 1;
+            cur = self.waiter(wi).next;
+            if self.owner_dead(wi, false) {
+                self.drop_waiter(wi);
+            }
+        }
+    }
+
+    /// `ss_wakeup`: with `kill` every sender leaves with EIDRM; else the senders whose message
+    /// now fits are woken and the others move to the tail, in order.
+    fn ss_wakeup(&self, idx: u32, kill: bool) {
+        let mut cur = self.queue(idx).senders.head;
+        let mut stop = 0;
+        while cur != 0 {
+            let wi = cur - 1;
+            let w = self.waiter(wi);
+            cur = w.next;
+            if kill {
+                self.waiter_unlink(wi);
+                self.w(&mut w.status, -EIDRM);
+            } else if stop == wi + 1 {
+                break;
+            } else if !self.fits(idx, w.msgsz) {
+                if stop == 0 {
+                    stop = wi + 1;
+                }
+                self.waiter_unlink(wi);
+                self.waiter_add_tail(idx, ON_SENDERS, wi);
+                continue;
+            } else if w.status == PENDING {
+                self.w(&mut w.status, RECHECK);
+            }
+            w.wake.fetch_add(1, Ordering::SeqCst);
+            self.defer_wake(wi);
+        }
+    }
+
+    /// `expunge_all`: every sleeping receiver is woken with `res` (RECHECK: look again).
+    fn expunge_all(&self, idx: u32, res: i32) {
+        let mut cur = self.queue(idx).receivers.head;
+        while cur != 0 {
+            let wi = cur - 1;
+            let w = self.waiter(wi);
+            cur = w.next;
+            if res != RECHECK {
+                self.waiter_unlink(wi);
+            }
+            self.w(&mut w.status, res);
+            w.wake.fetch_add(1, Ordering::SeqCst);
+            self.defer_wake(wi);
+        }
+    }
+
+    /// `freeque`.
+    fn freeque(&self, idx: u32) {
+        self.expunge_all(idx, -EIDRM);
+        self.ss_wakeup(idx, true);
+        // Receivers handed a message keep it, as in the kernel; the queue forgets them.
+        let mut cur = self.queue(idx).handed.head;
+        while cur != 0 {
+            let wi = cur - 1;
+            cur = self.waiter(wi).next;
+            self.waiter_unlink(wi);
+        }
+        let mut cur = self.queue(idx).messages.head;
+        while cur != 0 {
+            let mi = cur - 1;
+            cur = self.msg(mi).next;
+            self.account(idx, mi, false);
+            self.free_msg(mi);
+        }
+        let q = self.queue(idx);
+        self.w(&mut q.messages, List::default());
+        self.w(&mut q.live, 0);
+        let ids = &mut self.ns().ids;
+        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        ids.remove(idx, |i| self.used(i));
+    }
+
+    /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
+    fn note_cpu(&self) -> (u32, u32) {
+        let ns = self.ns();
+        let cpu = current_cpu();
+        let me = (proc::self_pid() as u32 as u64) << 32 | cpu as u64;
+        let last = ns.last.swap(me, Ordering::Relaxed);
+        let peer = if last >> 32 != me >> 32 {
+            ns.other.store(last, Ordering::Relaxed);
+            last
+        } else {
+            ns.other.load(Ordering::Relaxed)
+        };
+        (if peer >> 32 == me >> 32 { 0 } else { peer as u32 }, cpu)
+    }
+
+    /// A new sleeper entry on `idx`'s list `code`.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &self,
+        idx: u32,
+        code: u32,
+        owner: u32,
+        mode: u32,
+        msgtype: i64,
+        maxsize: i64,
+        msg: u32,
+        msgsz: u64,
+    ) -> Result<(u32, u32), Errno> {
+        let wi = self.alloc_waiter()?;
+        let ticket = self.ns().tickets.wrapping_add(1);
+        self.w(&mut self.ns().tickets, ticket);
+        let w = self.waiter(wi);
+        self.save(w as *const MsgWaiter as *const u8, core::mem::offset_of!(MsgWaiter, wake));
+        w.next = 0;
+        w.prev = 0;
+        w.list = ON_NONE;
+        w.queue = idx;
+        w.id = self.queue(idx).perm.id;
+        w.owner = owner;
+        w.tid = if code == ON_RECEIVERS { current_tid() } else { 0 };
+        w.mode = mode;
+        w.msgtype = msgtype;
+        w.maxsize = maxsize;
+        w.msg = msg;
+        w.status = PENDING;
+        w.msgsz = msgsz;
+        w.kind = if code == ON_RECEIVERS { RECEIVER } else { SENDER };
+        w.ticket = ticket;
+        self.waiter_add_tail(idx, code, wi);
+        Ok((wi, ticket))
+    }
+}
+
+impl IpcFamily for Msgs<'_> {
+    type Params = ();
+
+    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
+        let q = self.queue(idx);
+        (q.live != 0).then_some(&q.perm)
+    }
+
+    fn max_idx(&self) -> i32 {
+        self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
+    }
+
+    /// `newque`.
+    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, _: &()) -> Result<i32, Errno> {
+        let limits = self.r.header().limits;
+        let ids = &mut self.ns().ids;
+        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        let (idx, seq) = ids.alloc(limits.msgmni, |i| self.used(i))?;
+        let id = ipc::build_id(seq, idx);
+        let q = self.queue(idx);
+        self.save(q as *const MsgQueue as *const u8, size_of::<MsgQueue>());
+        *q = MsgQueue {
+            live: 1,
+            _pad: 0,
+            perm: KernIpcPerm {
+                key,
+                uid: cred.euid,
+                gid: cred.egid,
+                cuid: cred.euid,
+                cgid: cred.egid,
+                mode: flg as u32 & S_IRWXUGO,
+                seq,
+                id,
+            },
+            stime: 0,
+            rtime: 0,
+            ctime: real_seconds(),
+            cbytes: 0,
+            qnum: 0,
+            qbytes: limits.msgmnb as u64,
+            lspid: 0,
+            lrpid: 0,
+            seq: 0,
+            messages: List::default(),
+            receivers: List::default(),
+            senders: List::default(),
+            handed: List::default(),
+        };
+        Ok(id)
+    }
+}
+
+/// `msgget(2)`.
+pub fn msgget(r: &Region, key: i32, flg: i32) -> Result<i32, Errno> {
+    let cred = Cred::current();
+    let mut s = lock(r)?;
+    s.ipcget(&cred, key, flg, &())
+}
+
+/// How a blocked call waits: spin while the waker is likely on another CPU, yield to one on
+/// ours, then sleep on the entry's futex word for one slice. Returns with the lock held again.
+fn wait_once<'a>(
+    r: &'a Region,
+    s: Msgs<'a>,
+    wi: u32,
+    cpus: &mut (u32, u32),
+    env: &dyn MsgEnv,
+) -> Result<(Msgs<'a>, WaitOutcome), Errno> {
+    let w = s.waiter(wi);
+    let seq = w.wake.load(Ordering::Acquire);
+    drop(s);
+    let (prev, mine) = *cpus;
+    if prev != 0 && prev == mine {
+        for _ in 0..SAME_CPU_YIELDS {
+            if w.wake.load(Ordering::Acquire) != seq {
+                break;
+            }
+            let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+        }
+    } else if prev != 0 && multi_cpu() {
+        let start = now_ns();
+        let mut i = 0u32;
+        while w.wake.load(Ordering::Acquire) == seq {
+            core::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(32) && now_ns() - start > SPIN_NS {
+                break;
+            }
+        }
+    }
+    // Only the first wait of a call spins or yields.
+    *cpus = (0, 0);
+    let until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: SLICE_NS });
+    // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
+    w.sleeping.store(1, Ordering::SeqCst);
+    let out = if w.wake.load(Ordering::SeqCst) != seq {
+        WaitOutcome::Woken
+    } else {
+        env.wait(&mut || match sys::futex(
+            w.wake.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            seq,
+            &until,
+            0,
+            libc::FUTEX_BITSET_MATCH_ANY as u32,
+        ) {
+            Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+            Err(libc::EINTR) => WaitOutcome::Interrupted,
+            _ => WaitOutcome::Woken,
+        })
+    };
+    w.sleeping.store(0, Ordering::Relaxed);
+    Ok((lock(r)?, out))
+}
+
+/// `msgsnd(2)`: `msgp` is the caller's `struct msgbuf`.
+pub fn msgsnd(
+    r: &Region,
+    msqid: i32,
+    msgp: usize,
+    msgsz: usize,
+    msgflg: i32,
+    env: &dyn MsgEnv,
+) -> Result<i32, Errno> {
+    let mut mtype = 0i64;
+    env.copy_from(&mut mtype as *mut i64 as *mut u8, msgp, 8)?;
+    let limits = r.header().limits;
+    if msgsz > limits.msgmax as usize || (msgsz as isize) < 0 || msqid < 0 || mtype < 1 {
+        return Err(EINVAL);
+    }
+    let ts = msgsz as u64;
+    // A sleeper needs a record, so that its death is seen: made before anything is held.
+    let slot = if msgflg & IPC_NOWAIT == 0 { proc::ensure_record(r).ok_or(ENOMEM)? } else { proc::NO_SLOT };
+    let cred = Cred::current();
+    let mut s = lock(r)?;
+    let mut cpus = s.note_cpu();
+    // load_msg: the text is copied before the queue is even looked up.
+    let mi = s.alloc_msg(ts)?;
+    if let Err(e) = s.copy_in(mi, msgp + 8, env) {
+        s.free_msg(mi);
+        return Err(e);
+    }
+    s.msg(mi).mtype = mtype;
+    let idx = match s.obtain_check(msqid) {
+        Ok(idx) => idx,
+        Err(e) => {
+            s.free_msg(mi);
+            return Err(e);
+        }
+    };
+    loop {
+        let q = s.queue(idx);
+        let fail = if !q.perm.ipcperms(&cred, S_IWUGO) {
+            Some(EACCES)
+        } else if q.live == 0 || q.perm.id != msqid {
+            Some(EIDRM)
+        } else if s.fits(idx, ts) {
+            break;
+        } else if msgflg & IPC_NOWAIT != 0 {
+            Some(EAGAIN)
+        } else {
+            None
+        };
+        if let Some(e) = fail {
+            s.free_msg(mi);
+            return Err(e);
+        }
+        // ss_add: sleep holding the message; our entry owns it meanwhile.
+        let (wi, ticket) = match s.enqueue(idx, ON_SENDERS, slot, 0, 0, 0, mi + 1, ts) {
+            Ok(w) => w,
+            Err(e) => {
+                s.free_msg(mi);
+                return Err(e);
+            }
+        };
+        loop {
+            let out;
+            (s, out) = wait_once(r, s, wi, &mut cpus, env)?;
+            let w = s.waiter(wi);
+            if w.kind != SENDER || w.ticket != ticket {
+                return Err(EIDRM); // judged dead: the entry and the message were freed
+            }
+            if w.status == -EIDRM {
+                s.free_msg(mi);
+                s.free_waiter(wi);
+                return Err(EIDRM);
+            }
+            if out == WaitOutcome::Interrupted || w.status == RECHECK {
+                // ss_del: the message is ours again.
+                s.waiter_unlink(wi);
+                s.w(&mut w.msg, 0);
+                s.free_waiter(wi);
+                if out == WaitOutcome::Interrupted {
+                    s.free_msg(mi);
+                    drop(s);
+                    env.testcancel();
+                    return Err(EINTR);
+                }
+                break;
+            }
+            if s.queue(idx).live != 0 {
+                s.reap_queue(idx, false);
+            }
+        }
+    }
+    let q = s.queue(idx);
+    s.w(&mut q.lspid, proc::self_pid());
+    s.w(&mut q.stime, real_seconds());
+    let seq = q.seq;
+    s.w(&mut s.msg(mi).seq, seq);
+    s.w(&mut q.seq, seq + 1);
+    if !s.pipelined_send(idx, mi) {
+        s.msg_add_before(idx, mi, 0);
+        s.account(idx, mi, true);
+    }
+    Ok(0)
+}
+
+/// `msgrcv(2)`: `msgp` is the caller's `struct msgbuf`; returns the bytes of text copied.
+pub fn msgrcv(
+    r: &Region,
+    msqid: i32,
+    msgp: usize,
+    msgsz: usize,
+    msgtyp: i64,
+    msgflg: i32,
+    env: &dyn MsgEnv,
+) -> Result<usize, Errno> {
+    if msqid < 0 || (msgsz as isize) < 0 {
+        return Err(EINVAL);
+    }
+    let bufsz = msgsz as u64;
+    // prepare_copy: MSG_COPY loads a message from the buffer first, so it must be readable.
+    let copy_size = if msgflg & MSG_COPY != 0 {
+        if msgflg & MSG_EXCEPT != 0 || msgflg & IPC_NOWAIT == 0 {
+            return Err(EINVAL);
+        }
+        let len = bufsz.min(r.header().limits.msgmax as u64);
+        let mut scratch = [0u8; 256];
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(scratch.len() as u64) as usize;
+            env.copy_from(scratch.as_mut_ptr(), msgp + off as usize, n)?;
+            off += n as u64;
+        }
+        len
+    } else {
+        0
+    };
+    let (mode, msgtyp) = convert_mode(msgtyp, msgflg);
+    let slot = if msgflg & IPC_NOWAIT == 0 { proc::ensure_record(r).ok_or(ENOMEM)? } else { proc::NO_SLOT };
+    let cred = Cred::current();
+    let mut s = lock(r)?;
+    let mut cpus = s.note_cpu();
+    let idx = s.obtain_check(msqid)?;
+    loop {
+        let q = s.queue(idx);
+        if !q.perm.ipcperms(&cred, S_IRUGO) {
+            return Err(EACCES);
+        }
+        if q.live == 0 || q.perm.id != msqid {
+            return Err(EIDRM);
+        }
+        s.reap_handed(idx);
+        if let Some(mi) = s.find_msg(idx, msgtyp, mode) {
+            let ts = s.msg(mi).ts;
+            if bufsz < ts && msgflg & MSG_NOERROR == 0 {
+                return Err(E2BIG);
+            }
+            if msgflg & MSG_COPY != 0 {
+                if ts > copy_size {
+                    return Err(EINVAL);
+                }
+                return s.copy_out(mi, msgp, bufsz, env).map(|n| n as usize);
+            }
+            // Copied before the message leaves, so a kill mid-copy loses nothing; a fault
+            // loses it, as the kernel's store_msg does after the unlink.
+            let res = s.copy_out(mi, msgp, bufsz, env);
+            s.msg_unlink(idx, mi);
+            s.account(idx, mi, false);
+            s.w(&mut q.rtime, real_seconds());
+            s.w(&mut q.lrpid, proc::self_pid());
+            s.ss_wakeup(idx, false);
+            s.free_msg(mi);
+            return res.map(|n| n as usize);
+        }
+        if msgflg & IPC_NOWAIT != 0 {
+            return Err(ENOMSG);
+        }
+        let maxsize = if msgflg & MSG_NOERROR != 0 { i32::MAX as i64 } else { bufsz as i64 };
+        let (wi, ticket) = s.enqueue(idx, ON_RECEIVERS, slot, mode, msgtyp, maxsize, 0, 0)?;
+        loop {
+            let out;
+            (s, out) = wait_once(r, s, wi, &mut cpus, env)?;
+            let w = s.waiter(wi);
+            if w.kind != RECEIVER || w.ticket != ticket {
+                return Err(EIDRM);
+            }
+            match w.status {
+                HANDED => {
+                    let mi = w.msg.wrapping_sub(1);
+                    let res = s.copy_out(mi, msgp, bufsz, env);
+                    s.waiter_unlink(wi);
+                    s.w(&mut w.msg, 0);
+                    s.free_waiter(wi);
+                    s.free_msg(mi);
+                    return res.map(|n| n as usize);
+                }
+                PENDING | RECHECK => {}
+                st => {
+                    s.waiter_unlink(wi);
+                    s.free_waiter(wi);
+                    return Err(-st);
+                }
+            }
+            if out == WaitOutcome::Interrupted || w.status == RECHECK {
+                s.waiter_unlink(wi);
+                s.free_waiter(wi);
+                if out == WaitOutcome::Interrupted {
+                    drop(s);
+                    env.testcancel();
+                    return Err(EINTR);
+                }
+                break;
+            }
+            if s.queue(idx).live != 0 && s.queue(idx).perm.id == msqid {
+                s.reap_queue(idx, false);
+            }
+        }
+    }
+}
+
+fn to_user<T>(buf: usize, v: &T) -> Result<(), Errno> {
+    sys::copy_to_user(buf, v as *const T as *const u8, size_of::<T>())
+}
+
+fn stat_of(s: &Msgs, idx: u32) -> Msqid64Ds {
+    let q = s.queue(idx);
+    Msqid64Ds {
+        perm: Ipc64Perm::from(&q.perm),
+        stime: q.stime,
+        rtime: q.rtime,
+        ctime: q.ctime,
+        cbytes: q.cbytes,
+        qnum: q.qnum,
+        qbytes: q.qbytes,
+        lspid: q.lspid,
+        lrpid: q.lrpid,
+        ..Default::default()
+    }
+}
+
+/// `msgctl(2)`; `buf` is the caller's pointer.
+pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno> {
+    if msqid < 0 || cmd < 0 {
+        return Err(EINVAL);
+    }
+    let cred = Cred::current();
+    match cmd {
+        IPC_INFO | MSG_INFO => {
+            let l = r.header().limits;
+            let mut info = Msginfo {
+                msgmni: l.msgmni as i32,
+                msgmax: l.msgmax as i32,
+                msgmnb: l.msgmnb as i32,
+                msgssz: MSGSSZ,
+                msgseg: MSGSEG,
+                msgmap: MSGMAP,
+                msgpool: MSGPOOL,
+                msgtql: MSGTQL,
+            };
+            let max_idx = {
+                let s = lock(r)?;
+                if cmd == MSG_INFO {
+                    info.msgpool = s.ns().ids.in_use as i32;
+                    info.msgmap = s.ns().hdrs.min(i32::MAX as u64) as i32;
+                    info.msgtql = s.ns().bytes.min(i32::MAX as u64) as i32;
+                }
+                s.ns().ids.get_maxidx()
+            };
+            to_user(buf, &info)?;
+            Ok(max_idx.max(0))
+        }
+        IPC_STAT | MSG_STAT | MSG_STAT_ANY => {
+            let (ds, ret) = {
+                let s = lock(r)?;
+                let idx = if cmd == IPC_STAT {
+                    s.obtain_check(msqid)?
+                } else {
+                    let idx = ipc::id_to_idx(msqid);
+                    s.perm(idx).ok_or(EINVAL)?;
+                    idx
+                };
+                if cmd != MSG_STAT_ANY && !s.queue(idx).perm.ipcperms(&cred, S_IRUGO) {
+                    return Err(EACCES);
+                }
+                s.reap_queue(idx, false);
+                (stat_of(&s, idx), if cmd == IPC_STAT { 0 } else { s.queue(idx).perm.id })
+            };
+            to_user(buf, &ds)?;
+            Ok(ret)
+        }
+        IPC_SET | IPC_RMID => {
+            let mut ds = Msqid64Ds::default();
+            if cmd == IPC_SET {
+                sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
+            }
+            let s = lock(r)?;
+            let idx = s.obtain_check(msqid)?;
+            let q = s.queue(idx);
+            if !q.perm.owner_or_admin(&cred) {
+                return Err(EPERM);
+            }
+            if cmd == IPC_RMID {
+                s.freeque(idx);
+                return Ok(0);
+            }
+            // msgctl_down takes msg_qbytes as an int and compares it with the unsigned msgmnb.
+            let qbytes = ds.qbytes as i32;
+            if qbytes as u32 > r.header().limits.msgmnb && !cred.capable(CAP_SYS_RESOURCE) {
+                return Err(EPERM);
+            }
+            let mut perm = q.perm;
+            perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+            s.w(&mut q.perm, perm);
+            s.w(&mut q.qbytes, qbytes as i64 as u64);
+            s.w(&mut q.ctime, real_seconds());
+            s.expunge_all(idx, RECHECK);
+            s.ss_wakeup(idx, false);
+            Ok(0)
+        }
+        _ => Err(EINVAL),
+    }
+}
+
+/// A live queue as `ipcs` shows it.
+pub struct MsgSnapshot {
+    pub id: i32,
+    pub ds: Msqid64Ds,
+}
+
+/// Every live queue, in index order, after settling dead processes: for `ipcs` and `status`.
+pub fn snapshot(r: &Region) -> Result<Vec<MsgSnapshot>, Errno> {
+    let mut out = Vec::new();
+    each_stat(r, |id, ds| out.push(MsgSnapshot { id, ds: *ds }))?;
+    Ok(out)
+}
+
+/// Each live queue's id and stat, in index order, after settling dead processes; allocates
+/// nothing (for `/proc/sysvipc/msg`).
+pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Msqid64Ds)) -> Result<(), Errno> {
+    let s = lock_uncounted(r)?;
+    for idx in 0..=s.max_idx() {
+        let idx = idx as u32;
+        if !s.used(idx) {
+            continue;
+        }
+        s.reap_queue(idx, false);
+        f(s.queue(idx).perm.id, &stat_of(&s, idx));
+    }
+    Ok(())
+}
+
+/// The id of the queue with `key`, for `ipcrm -Q`.
+pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
+    let s = lock(r)?;
+    s.findkey(key).map(|i| s.queue(i).perm.id).ok_or(EINVAL)
+}
+
+/// Live queues and the messages in them, for `ipcshim status`.
+pub fn counts(r: &Region) -> (u32, u64) {
+    match lock(r) {
+        Ok(s) => (s.ns().ids.in_use, s.ns().hdrs),
+        Err(_) => (0, 0),
+    }
+}
+
+/// The sleepers of the process in `slot` are gone (it exited, exec'd or was found dead): a
+/// sender's message is dropped, a handed receiver's goes back to its queue.
+///
+/// # Safety
+/// The caller holds the region lock (lock order: region, then msg) or none; `slot < MAX_PROCS`.
+pub unsafe fn exit_msg(r: &Region, slot: u32) {
+    let Ok(s) = lock(r) else { return };
+    for wi in 0..s.ns().w_bump.min(MSG_WAITERS_MAX) {
+        let w = s.waiter(wi);
+        if w.kind != 0 && w.owner == slot {
+            s.drop_waiter(wi);
+        }
+    }
+}
+
+/// This thread's id, asked once per thread and process (a fork child's thread starts with its
+/// parent's cache, under the parent's pid).
+fn current_tid() -> i32 {
+    thread_local! {
+        static TID: core::cell::Cell<(i32, i32)> = const { core::cell::Cell::new((0, 0)) };
+    }
+    let pid = proc::self_pid();
+    TID.with(|c| {
+        let (cached_pid, tid) = c.get();
+        if cached_pid == pid && tid != 0 {
+            return tid;
+        }
+        let tid = sys::syscall6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0).unwrap_or(0) as i32;
+        c.set((pid, tid));
+        tid
+    })
+}
+
+/// CPU + 1 we run on: glibc reads it from rseq, no system call.
+fn current_cpu() -> u32 {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { 0 } else { cpu as u32 + 1 }
+}
+
+fn multi_cpu() -> bool {
+    static NCPU: AtomicU32 = AtomicU32::new(0);
+    let mut n = NCPU.load(Ordering::Relaxed);
+    if n == 0 {
+        // SAFETY: sysconf has no preconditions; glibc answers from a cached value or /sys.
+        n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+        NCPU.store(n, Ordering::Relaxed);
+    }
+    n > 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(convert_mode(0, MSG_EXCEPT), (SEARCH_ANY, 0));
+        assert_eq!(convert_mode(-3, MSG_EXCEPT), (SEARCH_LESSEQUAL, 3));
+        assert_eq!(convert_mode(i64::MIN, 0), (SEARCH_LESSEQUAL, i64::MAX));
+        assert_eq!(convert_mode(4, MSG_EXCEPT), (SEARCH_NOTEQUAL, 4));
+        assert_eq!(convert_mode(4, 0), (SEARCH_EQUAL, 4));
+        assert_eq!(convert_mode(-1, MSG_COPY), (SEARCH_NUMBER, -1));
+        assert!(testmsg(2, 3, SEARCH_LESSEQUAL) && !testmsg(4, 3, SEARCH_LESSEQUAL));
+        assert!(testmsg(2, 3, SEARCH_NOTEQUAL) && !testmsg(3, 3, SEARCH_NOTEQUAL));
+        assert_eq!(nchunks(0), 0);
+        assert_eq!(nchunks(1), 1);
+        assert_eq!(nchunks(MSG_CHUNK), 1);
+        assert_eq!(nchunks(MSG_CHUNK + 1), 2);
+    }
+}

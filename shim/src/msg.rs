@@ -1,0 +1,147 @@
+//! System V message queues: exported `msgget`, `msgsnd`, `msgrcv`, `msgctl`, and the same
+//! calls reached as raw system calls (the `syscall` export and the catch-all).
+
+use crate::real::{self, real_call};
+use crate::region::{Route, route};
+use crate::{signals, sud};
+use libc::{c_int, c_long, c_void, key_t, size_t, ssize_t};
+use shared_state::msg::{self, MsgEnv};
+use shared_state::wait::WaitOutcome;
+use shared_state::{Region, sys, uaccess};
+
+/// A msgsnd or msgrcv's view of the calling thread.
+struct Env<'a> {
+    g: &'a sud::Guard,
+}
+
+impl MsgEnv for Env<'_> {
+    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
+        if signals::fault_fixups_active() {
+            // SAFETY: `dst` is our buffer of `len` bytes; a bad `src` faults into the fixup.
+            match unsafe { uaccess::copy_user(dst, src as *const u8, len) } {
+                0 => Ok(()),
+                _ => Err(libc::EFAULT),
+            }
+        } else {
+            sys::copy_from_user(dst, src, len)
+        }
+    }
+
+    fn copy_to(&self, dst: usize, src: *const u8, len: usize) -> Result<(), i32> {
+        if signals::fault_fixups_active() {
+            // SAFETY: `src` is region memory of `len` bytes; a bad `dst` faults into the fixup.
+            match unsafe { uaccess::copy_user(dst as *mut u8, src, len) } {
+                0 => Ok(()),
+                _ => Err(libc::EFAULT),
+            }
+        } else {
+            sys::copy_to_user(dst, src, len)
+        }
+    }
+
+    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+        signals::clear_interrupt();
+        let r = self
+            .g
+            .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
+        // msgsnd/msgrcv fail with EINTR once a handler ran (-ERESTARTNOHAND); an interrupted
+        // wait without one (SIGSTOP, SIGCONT) just goes on, as the kernel restarts the call.
+        match (signals::take_interrupt(), r) {
+            (Some(_), _) => WaitOutcome::Interrupted,
+            (None, WaitOutcome::Interrupted) => WaitOutcome::Woken,
+            (None, r) => r,
+        }
+    }
+
+    fn testcancel(&self) {
+        self.g.testcancel();
+    }
+}
+
+/// Serves a message queue system call: the kernel-style result (-errno on failure).
+pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
+    let t0 = crate::trace::start();
+    let env = Env { g };
+    let res = match nr {
+        libc::SYS_msgget => msg::msgget(r, a[0] as i32, a[1] as i32).map(|v| v as i64),
+        libc::SYS_msgsnd => {
+            msg::msgsnd(r, a[0] as i32, a[1] as usize, a[2] as usize, a[3] as i32, &env).map(|v| v as i64)
+        }
+        libc::SYS_msgrcv => {
+            msg::msgrcv(r, a[0] as i32, a[1] as usize, a[2] as usize, a[3] as i64, a[4] as i32, &env)
+                .map(|v| v as i64)
+        }
+        _ => msg::msgctl(r, a[0] as i32, a[1] as i32, a[2] as usize).map(|v| v as i64),
+    };
+    let res = match res {
+        Ok(v) => v,
+        Err(e) => -(e as i64),
+    };
+    if t0 != 0 {
+        crate::trace::served(nr, a, res, t0, &crate::trace::NO_PATH);
+    }
+    res
+}
+
+fn c_ret(r: i64) -> i64 {
+    if r < 0 {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = -r as i32 };
+        -1
+    } else {
+        r
+    }
+}
+
+/// Serves `nr` from the region, or hands it to libc's `kernel` with signals deliverable.
+fn call(nr: i64, a: [u64; 6], kernel: impl FnOnce() -> i64) -> i64 {
+    let g = sud::enter();
+    match route() {
+        Route::Serve(r) => c_ret(serve(r, &g, nr, &a)),
+        Route::Kernel => g.allow_signals(kernel),
+        Route::Fail => c_ret(-(libc::ENOSYS as i64)),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn msgget(key: key_t, msgflg: c_int) -> c_int {
+    call(libc::SYS_msgget, [key as u64, msgflg as u64, 0, 0, 0, 0], || {
+        real_call!(real::MSGGET, fn(key_t, c_int) -> c_int, key, msgflg) as i64
+    }) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn msgsnd(msqid: c_int, msgp: *const c_void, msgsz: size_t, msgflg: c_int) -> c_int {
+    call(libc::SYS_msgsnd, [msqid as u64, msgp as u64, msgsz as u64, msgflg as u64, 0, 0], || {
+        real_call!(real::MSGSND, fn(c_int, *const c_void, size_t, c_int) -> c_int, msqid, msgp, msgsz, msgflg)
+            as i64
+    }) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn msgrcv(
+    msqid: c_int,
+    msgp: *mut c_void,
+    msgsz: size_t,
+    msgtyp: c_long,
+    msgflg: c_int,
+) -> ssize_t {
+    call(libc::SYS_msgrcv, [msqid as u64, msgp as u64, msgsz as u64, msgtyp as u64, msgflg as u64, 0], || {
+        real_call!(
+            real::MSGRCV,
+            fn(c_int, *mut c_void, size_t, c_long, c_int) -> ssize_t,
+            msqid,
+            msgp,
+            msgsz,
+            msgtyp,
+            msgflg
+        ) as i64
+    }) as ssize_t
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn msgctl(msqid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
+    call(libc::SYS_msgctl, [msqid as u64, cmd as u64, buf as u64, 0, 0, 0], || {
+        real_call!(real::MSGCTL, fn(c_int, c_int, *mut c_void) -> c_int, msqid, cmd, buf) as i64
+    }) as c_int
+}
