@@ -100,6 +100,8 @@ struct Env<'a> {
     guard: &'a sud::Guard,
     /// RWF_NOWAIT / SPLICE_F_NONBLOCK: non-blocking whatever the file's flags.
     nowait: bool,
+    /// This call has waited before: a handler that ran then must not be forgotten.
+    waited: core::cell::Cell<bool>,
 }
 
 /// Per fd: the (closes, exits) generations at which the other side was last seen alive.
@@ -167,7 +169,11 @@ impl PipeEnv for Env<'_> {
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
         self.guard.testcancel();
-        signals::clear_interrupt();
+        // Only before the call's first wait: a handler that ran during an earlier one (which
+        // then returned for another reason, with room to write, say) still interrupts this one.
+        if !self.waited.replace(true) {
+            signals::clear_interrupt();
+        }
         let mut r = self
             .guard
             .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
@@ -233,7 +239,7 @@ pub fn sigpipe() {
 
 pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.read)?;
-    let env = Env { p: &p, r, guard: g, nowait };
+    let env = Env { p: &p, r, guard: g, nowait, waited: Default::default() };
     match pipe::pipe_read(r, p.pipe, iov, &env) {
         Err(pipe::HANDED_BACK) => None,
         res => Some(ret(res)),
@@ -242,7 +248,7 @@ pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> 
 
 pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.write)?;
-    let env = Env { p: &p, r, guard: g, nowait };
+    let env = Env { p: &p, r, guard: g, nowait, waited: Default::default() };
     let res = pipe::pipe_write(r, p.pipe, iov, p.packet, &env);
     if res == Err(pipe::HANDED_BACK) {
         return None;
