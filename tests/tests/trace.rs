@@ -198,3 +198,49 @@ fn diff_reports_a_planted_fault() {
         stdout.lines().skip_while(|l| !l.contains("IPC call")).take(3).collect::<Vec<_>>().join("\n");
     assert!(report.contains("IPC_RMID") && report.contains("EINVAL") && report.contains("EPERM"), "{stdout}");
 }
+
+/// A fakeroot-sysv session traced: faked and its clients talk by message queue (and lock a
+/// semaphore). On each queue, every message sent shows up received, whole, by another process.
+#[test]
+fn trace_of_a_fakeroot_session_pairs_every_message() {
+    let s = Scratch::new("fakeroot");
+    let log = s.0.join("t.log");
+    let out = s.ipcshim(&[
+        "trace",
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        "fakeroot-sysv",
+        "sh",
+        "-c",
+        "touch f; chown 0:0 f; chown 0:0 f; ls -ln f",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 0 "), "{out:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<_> = text.lines().map(parse).collect();
+    // (queue, size) of each message sent, and of each received; and who did which.
+    let queue = |c: &(i32, String, String, String)| c.2.split(", ").next().unwrap().to_string();
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    let (mut senders, mut receivers) = (BTreeMap::new(), BTreeMap::new());
+    for c in &calls {
+        let res: i64 = c.3.split_whitespace().next().unwrap().parse().unwrap_or(-1);
+        if c.1 == "msgsnd" && res == 0 {
+            let size: i64 = c.2.rsplit_once("}, ").unwrap().1.split(", ").next().unwrap().parse().unwrap();
+            sent.push((queue(c), size));
+            senders.entry(queue(c)).or_insert_with(Vec::new).push(c.0);
+        } else if c.1 == "msgrcv" && res >= 0 {
+            received.push((queue(c), res));
+            receivers.entry(queue(c)).or_insert_with(Vec::new).push(c.0);
+        }
+    }
+    assert!(sent.len() >= 4 && senders.len() == 2, "{text}");
+    sent.sort();
+    received.sort();
+    assert_eq!(sent, received, "every message sent is received, whole:\n{text}");
+    for (q, pids) in &senders {
+        assert!(pids.iter().all(|p| !receivers[q].contains(p)), "queue {q} sent and received by one process");
+    }
+    assert!(calls.iter().any(|c| c.1 == "semop"), "faked's lock semaphore:\n{text}");
+}
