@@ -74,6 +74,33 @@ impl RobustMutex {
 }
 
 impl RobustMutex {
+    /// Takes the lock, first spinning for up to `spin_ns` while another holder has it (a
+    /// holder on another CPU usually lets go sooner than a futex sleep and wake-up take).
+    /// The spin only reads the lock word, trying to take it when it reads free: trying all
+    /// along would pull the word's cache line away from the holder at every attempt.
+    pub fn lock_spinning(&self, spin_ns: i64) -> Result<LockGuard<'_>, i32> {
+        let word = self.word();
+        if word.load(core::sync::atomic::Ordering::Relaxed) == 0
+            && let Some(g) = self.try_lock()
+        {
+            return g;
+        }
+        let start = crate::sys::monotonic_ns();
+        let mut i = 0u32;
+        loop {
+            core::hint::spin_loop();
+            if word.load(core::sync::atomic::Ordering::Relaxed) == 0
+                && let Some(g) = self.try_lock()
+            {
+                return g;
+            }
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(64) && crate::sys::monotonic_ns() - start > spin_ns {
+                return self.lock();
+            }
+        }
+    }
+
     /// The lock word: the owner's TID, plus FUTEX_OWNER_DIED (0x4000_0000) once the kernel
     /// saw the owner die holding it.
     pub fn owner_word(&self) -> u32 {

@@ -247,8 +247,7 @@ fn real_seconds() -> i64 {
 }
 
 fn now_ns() -> i64 {
-    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
+    sys::monotonic_ns()
 }
 
 fn nchunks(ts: u64) -> u32 {
@@ -293,25 +292,7 @@ fn lock(r: &Region) -> Result<Msgs<'_>, Errno> {
 fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
     // SAFETY: the lock field is a robust mutex initialised with the region.
     let ns = unsafe { &r.header_mut().msg };
-    let guard = match ns.lock.try_lock() {
-        Some(g) => g,
-        None => {
-            let start = now_ns();
-            let mut got = None;
-            while now_ns() - start < 5_000 {
-                core::hint::spin_loop();
-                if let Some(g) = ns.lock.try_lock() {
-                    got = Some(g);
-                    break;
-                }
-            }
-            match got {
-                Some(g) => g,
-                None => ns.lock.lock(),
-            }
-        }
-    }
-    .map_err(|_| ENOMEM)?;
+    let guard = ns.lock.lock_spinning(5_000).map_err(|_| ENOMEM)?;
     let s = Msgs {
         r,
         lock: Some(guard),

@@ -326,8 +326,7 @@ fn boot_ns() -> u64 {
 }
 
 fn now_ns() -> i64 {
-    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
+    sys::monotonic_ns()
 }
 
 /// CPU + 1 we run on: glibc reads it from rseq or the vDSO, no system call.
@@ -444,26 +443,7 @@ struct PipeGuard<'a> {
 fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
     // Critical sections are a copy of at most a page or so: a holder on another CPU lets go
     // sooner than a futex sleep and wake-up would take, so try for a while before blocking.
-    let mut lock = pipe.mutex.try_lock();
-    if lock.is_none() {
-        let start = now_ns();
-        let mut i = 0u32;
-        while lock.is_none() {
-            core::hint::spin_loop();
-            i = i.wrapping_add(1);
-            if i.is_multiple_of(16) {
-                if now_ns() - start > LOCK_SPIN_NS {
-                    break;
-                }
-                lock = pipe.mutex.try_lock();
-            }
-        }
-    }
-    let lock = match lock {
-        Some(l) => l,
-        None => pipe.mutex.lock(),
-    }
-    .map_err(|_| ENOMEM)?;
+    let lock = pipe.mutex.lock_spinning(LOCK_SPIN_NS).map_err(|_| ENOMEM)?;
     if lock.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         normalise(region, pipe);

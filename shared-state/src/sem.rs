@@ -344,8 +344,7 @@ fn real_seconds() -> i64 {
 }
 
 fn now_ns() -> i64 {
-    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC);
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
+    sys::monotonic_ns()
 }
 
 /// The locked semaphore state of a region; commits its journal and unlocks on drop, then wakes
@@ -381,25 +380,7 @@ fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
 fn lock_uncounted(r: &Region) -> Result<Sems<'_>, Errno> {
     // SAFETY: the lock field is a robust mutex initialised with the region.
     let ns = unsafe { &r.header_mut().sem };
-    let guard = match ns.lock.try_lock() {
-        Some(g) => g,
-        None => {
-            let start = now_ns();
-            let mut got = None;
-            while now_ns() - start < 5_000 {
-                core::hint::spin_loop();
-                if let Some(g) = ns.lock.try_lock() {
-                    got = Some(g);
-                    break;
-                }
-            }
-            match got {
-                Some(g) => g,
-                None => ns.lock.lock(),
-            }
-        }
-    }
-    .map_err(|_| ENOMEM)?;
+    let guard = ns.lock.lock_spinning(5_000).map_err(|_| ENOMEM)?;
     let s = Sems {
         r,
         cpus: (0, 0),

@@ -145,6 +145,12 @@ pub fn clock_gettime(clock: libc::clockid_t) -> libc::timespec {
     ts
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (vDSO).
+pub fn monotonic_ns() -> i64 {
+    let t = clock_gettime(libc::CLOCK_MONOTONIC);
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
 /// Seconds since the epoch, as the kernel's `ktime_get_real_seconds`.
 pub fn real_seconds() -> i64 {
     clock_gettime(libc::CLOCK_REALTIME).tv_sec
