@@ -88,9 +88,12 @@ struct List {
 }
 
 /// The namespace part (in the region header).
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct MsgNs {
     pub lock: crate::lock::RobustMutex,
+    /// The lock alone on its cache line: a waiter spinning on it would otherwise keep taking
+    /// the line that the holder writes at every step.
+    _line: [u8; 24],
     pub ids: ipc::IpcIds,
     _pad: u32,
     /// Messages queued in all queues and their bytes (`ns->msg_hdrs`, `ns->msg_bytes`).
@@ -292,7 +295,7 @@ fn lock(r: &Region) -> Result<Msgs<'_>, Errno> {
 fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
     // SAFETY: the lock field is a robust mutex initialised with the region.
     let ns = unsafe { &r.header_mut().msg };
-    let guard = ns.lock.lock_spinning(5_000).map_err(|_| ENOMEM)?;
+    let guard = ns.lock.lock_spinning(50_000).map_err(|_| ENOMEM)?;
     let s = Msgs {
         r,
         lock: Some(guard),

@@ -88,9 +88,12 @@ struct List {
 }
 
 /// The namespace part (in the region header).
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct SemNs {
     pub lock: crate::lock::RobustMutex,
+    /// The lock alone on its cache line: a waiter spinning on it would otherwise keep taking
+    /// the line that the holder writes at every step.
+    _line: [u8; 24],
     pub ids: ipc::IpcIds,
     /// Semaphores in all sets (`ns->used_sems`).
     pub used_sems: u32,
