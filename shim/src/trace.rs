@@ -53,9 +53,21 @@ fn now_ns() -> i64 {
 }
 
 /// Appends one finished line.
+/// Appends one finished line. A write that crosses a page of the file can be cut short by a
+/// SIGKILL between the pages, leaving half a line that the next process's line would continue:
+/// a line that would cross is moved to the next page, after a filler line of spaces.
 fn emit(line: &[u8]) {
     let Some(path) = PATH.get() else { return };
     if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
+        let at = sys::fstat(fd).map_or(0, |st| st.st_size as usize % 4096);
+        if at + line.len() > 4096 {
+            let mut filler = [b' '; 1024];
+            let n = 4096 - at;
+            if n <= filler.len() {
+                filler[n - 1] = b'\n';
+                let _ = sys::write(fd, &filler[..n]);
+            }
+        }
         let _ = sys::write(fd, line);
         sys::close(fd);
     }

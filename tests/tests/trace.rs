@@ -57,7 +57,7 @@ fn trace_of_a_pipeline_shows_every_byte_moved() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "99999\n");
     let text = std::fs::read_to_string(&log).unwrap();
-    let calls: Vec<_> = text.lines().map(parse).collect();
+    let calls: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect();
     // Per process, bytes written to and read from pipes: seq writes 588895 bytes that sort
     // reads; sort writes the same bytes again for tail.
     let mut written: BTreeMap<i32, i64> = BTreeMap::new();
@@ -95,7 +95,8 @@ fn trace_of_semaphores_decodes_like_strace() {
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     // Python's start-up runs helper programs over pipes; those are traced too.
-    let calls: Vec<_> = text.lines().map(parse).filter(|c| c.1.starts_with("sem")).collect();
+    let calls: Vec<_> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(parse).filter(|c| c.1.starts_with("sem")).collect();
     let names: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
     assert_eq!(names, ["semget", "semctl", "semop", "semop", "semctl"], "{text}");
     let id = calls[0].3.clone();
@@ -218,7 +219,7 @@ fn trace_of_a_fakeroot_session_pairs_every_message() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 0 0 "), "{out:?}");
     let text = std::fs::read_to_string(&log).unwrap();
-    let calls: Vec<_> = text.lines().map(parse).collect();
+    let calls: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect();
     // (queue, size) of each message sent, and of each received; and who did which.
     let queue = |c: &(i32, String, String, String)| c.2.split(", ").next().unwrap().to_string();
     let mut sent = Vec::new();
