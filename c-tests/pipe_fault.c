@@ -29,6 +29,19 @@ static void check_rest(int fd, size_t off)
 	       is_pat(buf, off, n) ? "yes" : "no");
 }
 
+static int g_fault_fd;
+static char *g_none;
+static long g_fault_ret;
+static int g_fault_errno;
+
+static void on_usr1_fault(int sig)
+{
+	(void)sig;
+	errno = 0;
+	g_fault_ret = write(g_fault_fd, g_none, 10);
+	g_fault_errno = errno;
+}
+
 int main(void)
 {
 	setup();
@@ -212,6 +225,50 @@ int main(void)
 	IOSHOW(read(p[0], buf, 8192));
 	printf("  whole first packet: %s\n", is_pat(buf, 0, 4096) ? "yes" : "no");
 	IOSHOW(read(p[0], e100, 50));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	closep(p);
+
+	CASE("fault_with_sigsegv_and_sigbus_blocked");
+	/* The kernel answers EFAULT (a copy fault sends no signal); a user-space copy must not
+	 * fault with its fault signals blocked, as that kills. */
+	sigset_t faults, old;
+	sigemptyset(&faults);
+	sigaddset(&faults, SIGSEGV);
+	sigaddset(&faults, SIGBUS);
+	sigprocmask(SIG_BLOCK, &faults, &old);
+	io_pipe(p);
+	pat(e4196, 0, 4196);
+	IOSHOW(write(p[1], e4196, 4396));
+	IOSHOW(write(p[1], none, 10));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	IOSHOW(read(p[0], e100, 4096));
+	IOSHOW(read(p[0], none, 10));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	struct iovec iov[2] = { { g_pat, 10 }, { nul, 10 } };
+	IOSHOW(writev(p[1], iov, 2));
+	int fl[2] = { -1, -1 };
+	IOSHOW(pipe((int *)nul));
+	IOSHOW(ioctl(p[0], FIONREAD, nul));
+	struct pollfd *pf = (struct pollfd *)none;
+	IOSHOW(poll(pf, 1, 0));
+	(void)fl;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	closep(p);
+
+	CASE("fault_in_handler_masking_sigsegv");
+	/* The same from a signal handler whose sa_mask holds SIGSEGV. */
+	io_pipe(p);
+	g_fault_fd = p[1];
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1_fault;
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGSEGV);
+	sigaction(SIGUSR1, &sa, NULL);
+	g_none = none;
+	raise(SIGUSR1);
+	printf("  in the handler: write = %ld errno %s\n", g_fault_ret, errname_io(g_fault_errno));
+	IOSHOW(write(p[1], g_pat, 5));
 	printf("  FIONREAD = %d\n", io_nread(p[0]));
 	closep(p);
 	return 0;

@@ -141,7 +141,25 @@ pub(crate) fn init(sigsys: &KSigaction) {
             let _ = raw_sigaction(sig, Some(&kernel_action(sig, &old)), None);
         }
     }
+    // The mask this image started with (exec keeps it).
+    let mut mask = 0u64;
+    let _ = syscall6(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK as usize, 0, &raw mut mask as usize, 8, 0, 0);
+    note_mask(mask);
+    shared_state::uaccess::set_usable_check(fixup_usable);
     FIXUPS.store(true, Ordering::Release);
+}
+
+/// Records whether the calling thread's mask (now `mask`) blocks a fault signal.
+pub(crate) fn note_mask(mask: u64) {
+    let faults = sigbit(libc::SIGSEGV) | sigbit(libc::SIGBUS);
+    tls().fault_blocked.store((mask & faults != 0) as u8, Ordering::Relaxed);
+}
+
+/// Whether a fault in a fixup copy would reach our wrapper: not from a vfork child (its
+/// handlers are not ours to rely on), nor with SIGSEGV/SIGBUS blocked (the kernel then kills).
+fn fixup_usable() -> bool {
+    let t = tls();
+    t.fault_blocked.load(Ordering::Relaxed) == 0 && t.vfork.load(Ordering::Relaxed) == 0
 }
 
 /// True when a fault in `shared_state::uaccess::copy_user` becomes a short count (our
@@ -297,6 +315,12 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
             let _ = raw_sigaction(sig, Some(&kernel_action(sig, &action(sig).load())), None);
         }
     }
+    // The handler runs with its own mask added (and its signal, unless SA_NODEFER); the
+    // interrupted code gets back the one sigreturn restores, which the handler may change.
+    // SAFETY: the kernel's 64-bit sigset is the first word of glibc's uc_sigmask.
+    let interrupted = unsafe { *(&raw const uc.uc_sigmask as *const u64) };
+    let own = if app.flags & libc::SA_NODEFER as u64 != 0 { 0 } else { sigbit(sig) };
+    note_mask(interrupted | app.mask | own);
     t.selector.store(sud::BLOCK, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
     if app.flags & libc::SA_SIGINFO as u64 != 0 {
@@ -312,6 +336,8 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
     }
     compiler_fence(Ordering::SeqCst);
     t.selector.store(sud::ALLOW, Ordering::Relaxed);
+    // SAFETY: as above; `ctx` is still the frame sigreturn will restore.
+    note_mask(unsafe { *(&raw const (*(ctx as *const libc::ucontext_t)).uc_sigmask as *const u64) });
 }
 
 /// Holds `sig` back: blocked now (also under SA_NODEFER) and in the interrupted context that

@@ -52,6 +52,9 @@ pub(crate) struct Tls {
     /// A SIGPIPE the call being traced owes, sent once its trace line is out (a default
     /// SIGPIPE kills at once, and the line would be lost).
     pub sigpipe_owed: AtomicU8,
+    /// The thread's signal mask blocks SIGSEGV or SIGBUS: a fault in a fixup copy would kill
+    /// it, so user copies go through process_vm_readv instead (see `signals::fixup_usable`).
+    pub fault_blocked: AtomicU8,
 }
 
 global_asm!(

@@ -150,6 +150,7 @@ fn sigprocmask(uc: &mut ucontext_t, a: &[u64; 6], user: User) -> i64 {
         };
         sanitize_mask(&mut new);
         *frame_mask(uc) = new & !(sigbit(libc::SIGKILL) | sigbit(libc::SIGSTOP));
+        crate::signals::note_mask(*frame_mask(uc));
     }
     if oset != 0 && !user.write(oset, &old) {
         return -(libc::EFAULT as i64);
