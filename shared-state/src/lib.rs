@@ -17,6 +17,7 @@
 
 pub mod alloc;
 pub mod ipc;
+pub(crate) mod journal;
 pub mod lock;
 pub mod msg;
 pub mod pipe;

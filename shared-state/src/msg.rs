@@ -17,12 +17,11 @@ use crate::lock::LockGuard;
 use crate::proc;
 use crate::region::{
     IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_JOURNAL_MAX, MSG_JOURNAL_OFF, MSG_LINKS_OFF,
-    MSG_MSGS_MAX, MSG_MSGS_OFF, MSG_QUEUES_OFF, MSG_TEXT_OFF, MSG_WAITERS_MAX, MSG_WAITERS_OFF, PAGE_SIZE,
-    Region, TOTAL_SIZE,
+    MSG_MSGS_MAX, MSG_MSGS_OFF, MSG_QUEUES_OFF, MSG_TEXT_OFF, MSG_WAITERS_MAX, MSG_WAITERS_OFF, Region,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use libc::{E2BIG, EACCES, EAGAIN, EIDRM, EINTR, EINVAL, ENOMEM, ENOMSG, EPERM};
 
 pub const IPC_NOWAIT: i32 = 0o4000;
@@ -110,10 +109,8 @@ pub struct MsgNs {
     _pad2: u32,
     /// Entries in the journal of the current lock holder; 0 outside a locked section.
     journal_len: AtomicU64,
-    /// pid << 32 | CPU + 1 of the last locker, and of the last one before it that was another
-    /// process: where a waker is likely to run.
-    last: AtomicU64,
-    other: AtomicU64,
+    /// Where the last lockers ran.
+    cpus: crate::journal::CpuNote,
 }
 
 impl MsgNs {
@@ -190,12 +187,6 @@ struct MsgWaiter {
     sleeping: AtomicU32,
 }
 
-#[repr(C)]
-struct JournalEntry {
-    off: u64,
-    old: u64,
-}
-
 /// `struct msqid64_ds` (x86_64).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -242,15 +233,6 @@ pub trait MsgEnv {
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
     /// A cancellation point, called with no lock held and nothing queued.
     fn testcancel(&self) {}
-}
-
-/// `ktime_get_real_seconds`: the coarse clock, read from the vDSO page.
-fn real_seconds() -> i64 {
-    sys::clock_gettime(libc::CLOCK_REALTIME_COARSE).tv_sec
-}
-
-fn now_ns() -> i64 {
-    sys::monotonic_ns()
 }
 
 fn nchunks(ts: u64) -> u32 {
@@ -377,29 +359,22 @@ impl<'a> Msgs<'a> {
 
     // ---- the journal ----
 
+    fn journal(&self) -> crate::journal::Journal<'a> {
+        let ns = self.ns();
+        let base = self.r.base() as u64;
+        crate::journal::Journal {
+            r: self.r,
+            len: &ns.journal_len,
+            off: MSG_JOURNAL_OFF,
+            max: MSG_JOURNAL_MAX,
+            // The namespace's words after its lock, up to the journal's own length.
+            ns_words: (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base,
+        }
+    }
+
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
     fn save(&self, p: *const u8, len: usize) {
-        let base = self.r.base();
-        let start = (p as usize - base) & !7;
-        let end = p as usize - base + len;
-        let ns = self.ns();
-        let mut off = start;
-        while off < end {
-            let n = ns.journal_len.load(Ordering::Relaxed);
-            if n < MSG_JOURNAL_MAX {
-                // SAFETY: the journal holds MSG_JOURNAL_MAX entries; `off` is an aligned word in
-                // the region (it covers a field we were handed).
-                unsafe {
-                    let e = self.r.at::<JournalEntry>(MSG_JOURNAL_OFF + n * size_of::<JournalEntry>() as u64);
-                    e.off = off as u64;
-                    e.old = core::ptr::read_volatile((base + off) as *const u64);
-                }
-                compiler_fence(Ordering::SeqCst);
-                ns.journal_len.store(n + 1, Ordering::Release);
-                compiler_fence(Ordering::SeqCst);
-            }
-            off += 8;
-        }
+        self.journal().save(p, len);
     }
 
     /// A journalled store.
@@ -410,23 +385,7 @@ impl<'a> Msgs<'a> {
 
     /// Undoes what a killed holder left half done.
     fn rollback(&self) {
-        let ns = self.ns();
-        let n = ns.journal_len.load(Ordering::Acquire).min(MSG_JOURNAL_MAX);
-        // Journalled words lie past the header page, or in the header's MsgNs after its lock.
-        let base = self.r.base() as u64;
-        let ns_words = (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base;
-        for i in (0..n).rev() {
-            // SAFETY: entry i < MSG_JOURNAL_MAX; restored offsets are checked to be aligned
-            // words of the region outside the header, or of the msg namespace words.
-            unsafe {
-                let e = self.r.at::<JournalEntry>(MSG_JOURNAL_OFF + i * size_of::<JournalEntry>() as u64);
-                let allowed = e.off >= PAGE_SIZE || ns_words.contains(&e.off);
-                if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && allowed {
-                    core::ptr::write_volatile((self.r.base() + e.off as usize) as *mut u64, e.old);
-                }
-            }
-        }
-        ns.journal_len.store(0, Ordering::Release);
+        self.journal().rollback();
     }
 
     fn defer_wake(&self, wi: u32) {
@@ -746,7 +705,7 @@ impl<'a> Msgs<'a> {
             } else {
                 let q = self.queue(idx);
                 self.w(&mut q.lrpid, w.tid);
-                self.w(&mut q.rtime, real_seconds());
+                self.w(&mut q.rtime, sys::coarse_seconds());
                 self.w(&mut w.msg, mi + 1);
                 self.w(&mut w.status, HANDED);
                 self.waiter_add_tail(idx, ON_HANDED, wi);
@@ -895,17 +854,7 @@ impl<'a> Msgs<'a> {
 
     /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
     fn note_cpu(&self) -> (u32, u32) {
-        let ns = self.ns();
-        let cpu = current_cpu();
-        let me = (proc::self_pid() as u32 as u64) << 32 | cpu as u64;
-        let last = ns.last.swap(me, Ordering::Relaxed);
-        let peer = if last >> 32 != me >> 32 {
-            ns.other.store(last, Ordering::Relaxed);
-            last
-        } else {
-            ns.other.load(Ordering::Relaxed)
-        };
-        (if peer >> 32 == me >> 32 { 0 } else { peer as u32 }, cpu)
+        self.ns().cpus.note()
     }
 
     /// A new sleeper entry on `idx`'s list `code`.
@@ -982,7 +931,7 @@ impl IpcFamily for Msgs<'_> {
             },
             stime: 0,
             rtime: 0,
-            ctime: real_seconds(),
+            ctime: sys::coarse_seconds(),
             cbytes: 0,
             qnum: 0,
             qbytes: limits.msgmnb as u64,
@@ -1025,13 +974,13 @@ fn wait_once<'a>(
             }
             let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
         }
-    } else if prev != 0 && multi_cpu() {
-        let start = now_ns();
+    } else if prev != 0 && sys::multi_cpu() {
+        let start = sys::monotonic_ns();
         let mut i = 0u32;
         while w.wake.load(Ordering::Acquire) == seq {
             core::hint::spin_loop();
             i = i.wrapping_add(1);
-            if i.is_multiple_of(32) && now_ns() - start > SPIN_NS {
+            if i.is_multiple_of(32) && sys::monotonic_ns() - start > SPIN_NS {
                 break;
             }
         }
@@ -1153,7 +1102,7 @@ pub fn msgsnd(
     }
     let q = s.queue(idx);
     s.w(&mut q.lspid, proc::self_pid());
-    s.w(&mut q.stime, real_seconds());
+    s.w(&mut q.stime, sys::coarse_seconds());
     let seq = q.seq;
     s.w(&mut s.msg(mi).seq, seq);
     s.w(&mut q.seq, seq + 1);
@@ -1226,7 +1175,7 @@ pub fn msgrcv(
             let res = s.copy_out(mi, msgp, bufsz, env);
             s.msg_unlink(idx, mi);
             s.account(idx, mi, false);
-            s.w(&mut q.rtime, real_seconds());
+            s.w(&mut q.rtime, sys::coarse_seconds());
             s.w(&mut q.lrpid, proc::self_pid());
             s.ss_wakeup(idx, false);
             s.free_msg(mi);
@@ -1372,7 +1321,7 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
             perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
             s.w(&mut q.perm, perm);
             s.w(&mut q.qbytes, qbytes as i64 as u64);
-            s.w(&mut q.ctime, real_seconds());
+            s.w(&mut q.ctime, sys::coarse_seconds());
             s.expunge_all(idx, RECHECK);
             s.ss_wakeup(idx, false);
             Ok(0)
@@ -1454,24 +1403,6 @@ fn current_tid() -> i32 {
         c.set((pid, tid));
         tid
     })
-}
-
-/// CPU + 1 we run on: glibc reads it from rseq, no system call.
-fn current_cpu() -> u32 {
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 { 0 } else { cpu as u32 + 1 }
-}
-
-fn multi_cpu() -> bool {
-    static NCPU: AtomicU32 = AtomicU32::new(0);
-    let mut n = NCPU.load(Ordering::Relaxed);
-    if n == 0 {
-        // SAFETY: sysconf has no preconditions; glibc answers from a cached value or /sys.
-        n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
-        NCPU.store(n, Ordering::Relaxed);
-    }
-    n > 1
 }
 
 #[cfg(test)]

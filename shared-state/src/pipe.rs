@@ -325,19 +325,8 @@ fn boot_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-fn now_ns() -> i64 {
-    sys::monotonic_ns()
-}
-
-/// CPU + 1 we run on: glibc reads it from rseq or the vDSO, no system call.
-fn current_cpu() -> u32 {
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 { 0 } else { cpu as u32 + 1 }
-}
-
 fn note_cpu(word: &AtomicU32) {
-    let cpu = current_cpu();
+    let cpu = sys::current_cpu();
     if word.load(Ordering::Relaxed) != cpu {
         word.store(cpu, Ordering::Relaxed);
     }
@@ -871,7 +860,7 @@ fn wait_for(
         (&pipe.wr_waiters, &pipe.rd_cpu, &pipe.rd_waiters)
     };
     let peer = peer_cpu.load(Ordering::Relaxed);
-    let here = current_cpu();
+    let here = sys::current_cpu();
     // A peer on this CPU that is not asleep runs when we give the CPU up: yielding hands over
     // at the cost of one syscall, where a futex sleep and wake-up cost two and a ping-pong
     // would pay them on every message.
@@ -885,12 +874,12 @@ fn wait_for(
     }
     // On one CPU (or with the peer asleep) spinning only burns the time the peer needs.
     if peer != 0 && peer != here && peer_waiters.load(Ordering::Relaxed) == 0 {
-        let start = now_ns();
+        let start = sys::monotonic_ns();
         let mut i = 0u32;
         while !ready() {
             core::hint::spin_loop();
             i = i.wrapping_add(1);
-            if i.is_multiple_of(32) && now_ns() - start > SPIN_NS {
+            if i.is_multiple_of(32) && sys::monotonic_ns() - start > SPIN_NS {
                 break;
             }
         }
@@ -902,13 +891,13 @@ fn wait_for(
                 // answer) costs almost nothing; one still writing is then left alone for a
                 // while at a time, since every look pulls its cache lines away.
                 let (mut last, mut pauses) = (progress(), 16);
-                let start = now_ns();
+                let start = sys::monotonic_ns();
                 loop {
                     for _ in 0..pauses {
                         core::hint::spin_loop();
                     }
                     let p = progress();
-                    if p == last || now_ns() - start > BATCH_MAX_NS {
+                    if p == last || sys::monotonic_ns() - start > BATCH_MAX_NS {
                         break;
                     }
                     (last, pauses) = (p, 64);

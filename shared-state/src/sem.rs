@@ -20,7 +20,7 @@ use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_GATED_OFF, SEM_JOURNAL_MAX, SEM_JOURNAL_OFF,
     SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX,
-    SEM_UNDO_OFF, SEM_WINDOW, TOTAL_SIZE, Tally,
+    SEM_UNDO_OFF, SEM_WINDOW, Tally,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
@@ -108,10 +108,8 @@ pub struct SemNs {
     tickets: u32,
     /// Entries in the journal of the current lock holder; 0 outside a locked section.
     journal_len: AtomicU64,
-    /// pid << 32 | CPU + 1 of the last semop locker, and of the last one before it that was
-    /// another process: where a waker is likely to run.
-    last: AtomicU64,
-    other: AtomicU64,
+    /// Where the last lockers ran.
+    cpus: crate::journal::CpuNote,
     /// Bumped by every locker: a set whose `epoch` differs is not yet on the gated list.
     epoch: u64,
     /// Length of the gated list (`SEM_GATED_OFF`) of the current holder.
@@ -276,12 +274,6 @@ struct SemAdj {
     _pad: u32,
 }
 
-#[repr(C)]
-struct JournalEntry {
-    off: u64,
-    old: u64,
-}
-
 /// `struct semid64_ds` (x86_64).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -339,15 +331,6 @@ pub trait SemEnv {
     fn handled_word(&self) -> Option<&AtomicU32> {
         None
     }
-}
-
-/// `ktime_get_real_seconds`: the coarse clock, read from the vDSO page without the TSC.
-fn real_seconds() -> i64 {
-    sys::clock_gettime(libc::CLOCK_REALTIME_COARSE).tv_sec
-}
-
-fn now_ns() -> i64 {
-    sys::monotonic_ns()
 }
 
 /// The locked semaphore state of a region; commits its journal and unlocks on drop, then wakes
@@ -504,7 +487,7 @@ impl<'a> Sems<'a> {
     fn settle_pending(&self, idx: u32, num: u32) {
         let word = &self.sem(idx, num).word;
         let word_off = word.as_ptr() as u64 - self.r.base() as u64;
-        let start = now_ns();
+        let start = sys::monotonic_ns();
         loop {
             let w = word.load(Ordering::Acquire);
             if w & PENDING_UNDO == 0 {
@@ -520,7 +503,7 @@ impl<'a> Sems<'a> {
             // exec killed it midway.
             let gone = match slot {
                 None => true,
-                Some(_) if pid == proc::self_pid() => now_ns() - start > 10_000_000,
+                Some(_) if pid == proc::self_pid() => sys::monotonic_ns() - start > 10_000_000,
                 Some(sl) => self.dead(sl, true),
             };
             if !gone {
@@ -591,29 +574,22 @@ impl<'a> Sems<'a> {
 
     // ---- the journal ----
 
+    fn journal(&self) -> crate::journal::Journal<'a> {
+        let ns = self.ns();
+        let base = self.r.base() as u64;
+        crate::journal::Journal {
+            r: self.r,
+            len: &ns.journal_len,
+            off: SEM_JOURNAL_OFF,
+            max: SEM_JOURNAL_MAX,
+            // The namespace's words after its lock, up to the journal's own length.
+            ns_words: (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base,
+        }
+    }
+
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
     fn save(&self, p: *const u8, len: usize) {
-        let base = self.r.base();
-        let start = (p as usize - base) & !7;
-        let end = p as usize - base + len;
-        let ns = self.ns();
-        let mut off = start;
-        while off < end {
-            let n = ns.journal_len.load(Ordering::Relaxed);
-            if n < SEM_JOURNAL_MAX {
-                // SAFETY: the journal holds SEM_JOURNAL_MAX entries; `off` is an aligned word in
-                // the region (it covers a field we were handed).
-                unsafe {
-                    let e = self.r.at::<JournalEntry>(SEM_JOURNAL_OFF + n * size_of::<JournalEntry>() as u64);
-                    e.off = off as u64;
-                    e.old = core::ptr::read_volatile((base + off) as *const u64);
-                }
-                compiler_fence(Ordering::SeqCst);
-                ns.journal_len.store(n + 1, Ordering::Release);
-                compiler_fence(Ordering::SeqCst);
-            }
-            off += 8;
-        }
+        self.journal().save(p, len);
     }
 
     /// A journalled store.
@@ -624,23 +600,7 @@ impl<'a> Sems<'a> {
 
     /// Undoes what a killed holder left half done.
     fn rollback(&self) {
-        let ns = self.ns();
-        let n = ns.journal_len.load(Ordering::Acquire).min(SEM_JOURNAL_MAX);
-        // Journalled words lie past the header page, or in the header's SemNs after its lock.
-        let base = self.r.base() as u64;
-        let ns_words = (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base;
-        for i in (0..n).rev() {
-            // SAFETY: entry i < SEM_JOURNAL_MAX; restored offsets are checked to be aligned
-            // words of the sem state.
-            unsafe {
-                let e = self.r.at::<JournalEntry>(SEM_JOURNAL_OFF + i * size_of::<JournalEntry>() as u64);
-                let allowed = e.off >= crate::region::PAGE_SIZE || ns_words.contains(&e.off);
-                if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && allowed {
-                    core::ptr::write_volatile((self.r.base() + e.off as usize) as *mut u64, e.old);
-                }
-            }
-        }
-        ns.journal_len.store(0, Ordering::Release);
+        self.journal().rollback();
     }
 
     // ---- pools ----
@@ -1120,7 +1080,7 @@ impl<'a> Sems<'a> {
 
     fn set_semotime(&self, set: u32, sops: Option<&[Sembuf]>) {
         let num = sops.and_then(|s| s.first()).map_or(0, |s| s.sem_num as u32);
-        let now = real_seconds();
+        let now = sys::coarse_seconds();
         let otime = &self.sem(set, num).otime;
         if otime.load(Ordering::Relaxed) != now {
             self.save(otime.as_ptr() as *const u8, 8);
@@ -1145,17 +1105,7 @@ impl<'a> Sems<'a> {
 
     /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
     fn note_cpu(&self) -> (u32, u32) {
-        let ns = self.ns();
-        let cpu = current_cpu();
-        let me = (proc::self_pid() as u32 as u64) << 32 | cpu as u64;
-        let last = ns.last.swap(me, Ordering::Relaxed);
-        let peer = if last >> 32 != me >> 32 {
-            ns.other.store(last, Ordering::Relaxed);
-            last
-        } else {
-            ns.other.load(Ordering::Relaxed)
-        };
-        (if peer >> 32 == me >> 32 { 0 } else { peer as u32 }, cpu)
+        self.ns().cpus.note()
     }
 
     fn used(&self, idx: u32) -> bool {
@@ -1378,7 +1328,7 @@ impl IpcFamily for Sems<'_> {
                 seq,
                 id,
             },
-            ctime: real_seconds(),
+            ctime: sys::coarse_seconds(),
             pending_alter: List::default(),
             pending_const: List::default(),
             complex_count: 0,
@@ -1636,7 +1586,7 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     if !done {
         return None;
     }
-    let now = real_seconds();
+    let now = sys::coarse_seconds();
     if sem.otime.load(Ordering::Relaxed) != now {
         sem.otime.store(now, Ordering::Relaxed);
     }
@@ -1758,7 +1708,7 @@ fn sleep<'a>(
     // Spin first only when the last other locker (likely our waker) ran on another CPU: on
     // one CPU spinning only burns the time the waker needs.
     let (prev, mine) = s.cpus;
-    let mut first = prev != 0 && prev != mine && multi_cpu();
+    let mut first = prev != 0 && prev != mine && sys::multi_cpu();
     // After a watched holder's death woke us: short slices while it finishes exiting.
     let mut recheck = 0u32;
     loop {
@@ -1784,12 +1734,12 @@ fn sleep<'a>(
         }
         // Spin briefly first when another CPU may be about to complete us.
         if first {
-            let start = now_ns();
+            let start = sys::monotonic_ns();
             let mut i = 0u32;
             while q.wake.load(Ordering::Acquire) == seq {
                 core::hint::spin_loop();
                 i = i.wrapping_add(1);
-                if i.is_multiple_of(32) && now_ns() - start > SPIN_NS {
+                if i.is_multiple_of(32) && sys::monotonic_ns() - start > SPIN_NS {
                     break;
                 }
             }
@@ -1891,24 +1841,6 @@ fn sleep<'a>(
     }
 }
 
-/// CPU + 1 we run on: glibc reads it from rseq, no system call.
-fn current_cpu() -> u32 {
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 { 0 } else { cpu as u32 + 1 }
-}
-
-fn multi_cpu() -> bool {
-    static NCPU: AtomicU32 = AtomicU32::new(0);
-    let mut n = NCPU.load(Ordering::Relaxed);
-    if n == 0 {
-        // SAFETY: sysconf has no preconditions; glibc answers from a cached value or /sys.
-        n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
-        NCPU.store(n, Ordering::Relaxed);
-    }
-    n > 1
-}
-
 fn to_user<T>(buf: usize, v: &T) -> Result<(), Errno> {
     sys::copy_to_user(buf, v as *const T as *const u8, size_of::<T>())
 }
@@ -1996,7 +1928,7 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
             let num = semnum as u32;
             s.clear_adj(idx, Some(num));
             s.set_val(idx, num, val, proc::self_pid());
-            s.w(&mut s.set(idx).ctime, real_seconds());
+            s.w(&mut s.set(idx).ctime, sys::coarse_seconds());
             s.smart_update(idx, None, false);
             s.unmerge_queues(idx);
             Ok(0)
@@ -2018,7 +1950,7 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
                 let mut perm = set.perm;
                 perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
                 s.w(&mut set.perm, perm);
-                s.w(&mut set.ctime, real_seconds());
+                s.w(&mut set.ctime, sys::coarse_seconds());
             }
             Ok(0)
         }
@@ -2063,7 +1995,7 @@ fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: 
                 s.set_val(idx, n as u32, v as i32, pid);
             }
             s.clear_adj(idx, None);
-            s.w(&mut s.set(idx).ctime, real_seconds());
+            s.w(&mut s.set(idx).ctime, sys::coarse_seconds());
             s.smart_update(idx, None, false);
             s.unmerge_queues(idx);
             Ok(0)

@@ -151,6 +151,30 @@ pub fn monotonic_ns() -> i64 {
     t.tv_sec * 1_000_000_000 + t.tv_nsec
 }
 
+/// CPU + 1 we run on: glibc reads it from rseq, no system call.
+pub fn current_cpu() -> u32 {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { 0 } else { cpu as u32 + 1 }
+}
+
+/// Whether more than one CPU is online (read once).
+pub fn multi_cpu() -> bool {
+    static NCPU: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let mut n = NCPU.load(core::sync::atomic::Ordering::Relaxed);
+    if n == 0 {
+        // SAFETY: sysconf has no preconditions; glibc answers from a cached value or /sys.
+        n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32;
+        NCPU.store(n, core::sync::atomic::Ordering::Relaxed);
+    }
+    n > 1
+}
+
+/// `ktime_get_real_seconds`: the coarse clock, read from the vDSO page without the TSC.
+pub fn coarse_seconds() -> i64 {
+    clock_gettime(libc::CLOCK_REALTIME_COARSE).tv_sec
+}
+
 /// Seconds since the epoch, as the kernel's `ktime_get_real_seconds`.
 pub fn real_seconds() -> i64 {
     clock_gettime(libc::CLOCK_REALTIME).tv_sec
