@@ -226,5 +226,5 @@ fn reaped(nr: i64, a: &[u64; 6]) -> bool {
         return true;
     }
     let mut v = [0i32];
-    pipes::copy_slice_in(&mut v, addr as usize).is_err() || gone(v[0])
+    crate::copy::slice_in(&mut v, addr as usize).is_err() || gone(v[0])
 }

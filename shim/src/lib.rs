@@ -2,6 +2,7 @@
 //! calls (shared memory, semaphores, message queues) from the namespace's shared region (see the `shared-state` crate), with the
 //! kernel's results and errno. This crate only translates C calls and process events.
 
+mod copy;
 mod dispatch;
 mod fd;
 mod foreign;

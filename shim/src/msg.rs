@@ -3,11 +3,11 @@
 
 use crate::real::{self, real_call};
 use crate::region::{Route, route};
-use crate::{signals, sud};
+use crate::sud;
 use libc::{c_int, c_long, c_void, key_t, size_t, ssize_t};
+use shared_state::Region;
 use shared_state::msg::{self, MsgEnv};
 use shared_state::wait::WaitOutcome;
-use shared_state::{Region, sys, uaccess};
 
 /// A msgsnd or msgrcv's view of the calling thread.
 struct Env<'a> {
@@ -16,41 +16,15 @@ struct Env<'a> {
 
 impl MsgEnv for Env<'_> {
     fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
-        if signals::fault_fixups_active() {
-            // SAFETY: `dst` is our buffer of `len` bytes; a bad `src` faults into the fixup.
-            match unsafe { uaccess::copy_user(dst, src as *const u8, len) } {
-                0 => Ok(()),
-                _ => Err(libc::EFAULT),
-            }
-        } else {
-            sys::copy_from_user(dst, src, len)
-        }
+        crate::copy::from_user(dst, src, len)
     }
 
     fn copy_to(&self, dst: usize, src: *const u8, len: usize) -> Result<(), i32> {
-        if signals::fault_fixups_active() {
-            // SAFETY: `src` is region memory of `len` bytes; a bad `dst` faults into the fixup.
-            match unsafe { uaccess::copy_user(dst as *mut u8, src, len) } {
-                0 => Ok(()),
-                _ => Err(libc::EFAULT),
-            }
-        } else {
-            sys::copy_to_user(dst, src, len)
-        }
+        crate::copy::to_user(dst, src, len)
     }
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        signals::clear_interrupt();
-        let r = self
-            .g
-            .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
-        // msgsnd/msgrcv fail with EINTR once a handler ran (-ERESTARTNOHAND); an interrupted
-        // wait without one (SIGSTOP, SIGCONT) just goes on, as the kernel restarts the call.
-        match (signals::take_interrupt(), r) {
-            (Some(_), _) => WaitOutcome::Interrupted,
-            (None, WaitOutcome::Interrupted) => WaitOutcome::Woken,
-            (None, r) => r,
-        }
+        crate::copy::sysv_wait(self.g, f)
     }
 
     fn testcancel(&self) {

@@ -10,7 +10,6 @@ use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
 use shared_state::pipe_gc;
 use shared_state::sys::{self, Errno};
-use shared_state::uaccess;
 use shared_state::wait::WaitOutcome;
 
 /// The kernel's UIO_MAXIOV and MAX_RW_COUNT (INT_MAX rounded down to a page).
@@ -20,37 +19,11 @@ const MAX_RW_COUNT: usize = (i32::MAX as usize) & !4095;
 /// One user iovec: (address, length); the address may be bad.
 pub type Iov = (usize, usize);
 
-/// The highest user address on x86_64 with 4-level paging (`USER_PTR_MAX`).
-const USER_PTR_MAX: usize = 0x7fff_ffff_efff;
-
-/// The kernel's `access_ok` on x86_64: the range ends in user space without wrapping.
-pub fn access_ok(addr: usize, len: usize) -> bool {
-    let end = addr.wrapping_add(len);
-    end >= addr && end <= USER_PTR_MAX
-}
-
 pub fn ret(r: Result<usize, Errno>) -> i64 {
     match r {
         Ok(n) => n as i64,
         Err(e) => -(e as i64),
     }
-}
-
-/// Copies `dst.len()` items in from the caller's `addr`: EFAULT for a bad range, as the
-/// kernel's copy_from_user.
-pub fn copy_slice_in<T>(dst: &mut [T], addr: usize) -> Result<(), Errno> {
-    let n = size_of_val(dst);
-    // SAFETY: `dst` is n writable bytes; the source may be bad, which copy_user reports.
-    let left = unsafe { uaccess::copy_user(dst.as_mut_ptr() as *mut u8, addr as *const u8, n) };
-    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
-}
-
-/// Copies `src` out to the caller's `addr`: EFAULT for a bad range, as copy_to_user.
-pub fn copy_slice_out<T>(addr: usize, src: &[T]) -> Result<(), Errno> {
-    let n = size_of_val(src);
-    // SAFETY: `src` is n readable bytes; the destination may be bad, which copy_user reports.
-    let left = unsafe { uaccess::copy_user(addr as *mut u8, src.as_ptr() as *const u8, n) };
-    if access_ok(addr, n) && left == 0 { Ok(()) } else { Err(libc::EFAULT) }
 }
 
 /// The open file's status flags (F_GETFL) of `fd`.
@@ -60,7 +33,7 @@ pub fn getfl(fd: i32) -> Result<i32, Errno> {
 
 /// `read`/`write`'s single buffer, checked as `vfs_read`/`vfs_write` do.
 fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
-    if !access_ok(addr, len) {
+    if !crate::copy::access_ok(addr, len) {
         return Err(libc::EFAULT);
     }
     if (len as isize) < 0 {
@@ -77,13 +50,13 @@ pub fn import_iovec(uiov: usize, cnt: u64, out: &mut [Iov; IOV_MAX]) -> Result<u
     }
     let cnt = cnt as usize;
     let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
-    copy_slice_in(&mut raw[..cnt], uiov)?;
+    crate::copy::slice_in(&mut raw[..cnt], uiov)?;
     if raw[..cnt].iter().any(|v| (v.iov_len as isize) < 0) {
         return Err(libc::EINVAL);
     }
     let mut total = 0usize;
     for (i, v) in raw[..cnt].iter().enumerate() {
-        if !access_ok(v.iov_base as usize, v.iov_len) {
+        if !crate::copy::access_ok(v.iov_base as usize, v.iov_len) {
             return Err(libc::EFAULT);
         }
         let len = v.iov_len.min(MAX_RW_COUNT - total);
@@ -324,7 +297,7 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         }
     };
     set_pipefs_dev(dev);
-    if copy_slice_out(ufds, &fds).is_err() {
+    if crate::copy::slice_out(ufds, &fds).is_err() {
         closeboth();
         return Some(-(libc::EFAULT as i64));
     }
@@ -505,7 +478,7 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
         Ok(n) => n as i32,
         Err(e) => return Some(-(e as i64)),
     };
-    Some(ret(copy_slice_out(arg, &[n]).map(|_| 0)))
+    Some(ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
 
 /// Process exit: close our shim fds now and wake their peers, so that they see EOF or EPIPE

@@ -5,8 +5,8 @@
 //! pipes only sleeps on their futex words; a wait that also involves kernel fds or a signal
 //! mask sleeps in the kernel's ppoll in short slices, re-checking the rings in between.
 
+use crate::copy::{slice_in as copy_slice_in, slice_out as copy_slice_out};
 use crate::fd::{self, PipeFd};
-use crate::pipes::{copy_slice_in, copy_slice_out};
 use crate::{signals, sud};
 use shared_state::Region;
 use shared_state::pipe;

@@ -7,8 +7,9 @@
 //! it armed, as pipes do. An open that is not one of ours costs one short user copy and a
 //! prefix compare.
 
+use crate::copy::access_ok;
 use crate::fd;
-use crate::pipes::{self, IOV_MAX, Iov, access_ok};
+use crate::pipes::{self, IOV_MAX, Iov};
 use core::fmt;
 use shared_state::Region;
 use shared_state::procfs::{self, MAX_PATH, PREFIX, VIEWS, View};
@@ -32,7 +33,7 @@ pub fn open(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
         libc::SYS_openat => (a[1] as usize, a[2] as i32),
         _ => {
             let mut how = [OpenHow::default()];
-            if a[3] < size_of::<OpenHow>() as u64 || pipes::copy_slice_in(&mut how, a[2] as usize).is_err() {
+            if a[3] < size_of::<OpenHow>() as u64 || crate::copy::slice_in(&mut how, a[2] as usize).is_err() {
                 return None;
             }
             (a[1] as usize, how[0].flags as i32)

@@ -5,9 +5,9 @@ use crate::real::{self, real_call};
 use crate::region::{Route, route};
 use crate::{signals, sud};
 use libc::{c_int, c_ulong, key_t, size_t, timespec};
+use shared_state::Region;
 use shared_state::sem::{self, SemEnv};
 use shared_state::wait::WaitOutcome;
-use shared_state::{Region, sys, uaccess};
 
 /// A blocking semop's view of the calling thread.
 struct Env<'a> {
@@ -16,28 +16,11 @@ struct Env<'a> {
 
 impl SemEnv for Env<'_> {
     fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
-        if signals::fault_fixups_active() {
-            // SAFETY: `dst` is our buffer of `len` bytes; a bad `src` faults into the fixup.
-            match unsafe { uaccess::copy_user(dst, src as *const u8, len) } {
-                0 => Ok(()),
-                _ => Err(libc::EFAULT),
-            }
-        } else {
-            sys::copy_from_user(dst, src, len)
-        }
+        crate::copy::from_user(dst, src, len)
     }
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        signals::clear_interrupt();
-        let r = self
-            .g
-            .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
-        // semop is never restarted once a handler ran; an EINTR without one is spurious.
-        match (signals::take_interrupt(), r) {
-            (Some(_), _) => WaitOutcome::Interrupted,
-            (None, WaitOutcome::Interrupted) => WaitOutcome::Woken,
-            (None, r) => r,
-        }
+        crate::copy::sysv_wait(self.g, f)
     }
 
     fn testcancel(&self) {

@@ -7,7 +7,6 @@
 //! sharing the file never interleave. Each image reads IPCSHIM_TRACE itself, so exec'd programs
 //! trace too.
 
-use crate::pipes;
 use core::sync::atomic::{AtomicBool, Ordering};
 use shared_state::sys;
 use std::sync::OnceLock;
@@ -244,7 +243,7 @@ impl Line<'_> {
 /// Reads the caller's memory without risking a crash.
 fn peek<T>(dst: &mut [T], addr: u64) -> bool {
     if crate::signals::fault_fixups_active() {
-        pipes::copy_slice_in(dst, addr as usize).is_ok()
+        crate::copy::slice_in(dst, addr as usize).is_ok()
     } else {
         sys::copy_from_user(dst.as_mut_ptr() as *mut u8, addr as usize, size_of_val(dst)).is_ok()
     }
