@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{TempDir, fork};
+use common::{Rng, TempDir, fork, map_shared, reap};
 use shared_state::Region;
 use shared_state::ipc::IPC_PRIVATE;
 use shared_state::msg::{self, IPC_NOWAIT, MSG_EXCEPT, MsgEnv};
@@ -74,21 +74,6 @@ impl MsgEnv for Env {
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
         f()
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -189,29 +174,6 @@ fn worker(r: &Region, id: i32, w: usize, log: &Log, stop: &AtomicU32, seed: u64,
     }
     // SAFETY: plain _exit; without exit_cleanup this is a death the others must notice.
     unsafe { libc::_exit(0) }
-}
-
-fn map_shared(len: usize) -> usize {
-    // SAFETY: anonymous shared mapping, checked below.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    p as usize
-}
-
-fn reap(pid: i32, nohang: bool) -> Option<i32> {
-    let mut st = 0;
-    // SAFETY: waiting for our own child.
-    let rc = unsafe { libc::waitpid(pid, &mut st, if nohang { libc::WNOHANG } else { 0 }) };
-    (rc == pid).then_some(st)
 }
 
 #[test]

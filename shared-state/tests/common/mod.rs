@@ -132,3 +132,44 @@ impl Drop for Pipe {
         }
     }
 }
+
+/// A xorshift generator: the randomised tests print their seed, so a failure can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `len` bytes of zeroed memory shared with forked children.
+pub fn map_shared(len: usize) -> usize {
+    // SAFETY: anonymous shared mapping, checked below.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p as usize
+}
+
+/// Waits for our child `pid` (not at all with `nohang`): its status, if it ended.
+pub fn reap(pid: i32, nohang: bool) -> Option<i32> {
+    let mut st = 0;
+    // SAFETY: waiting for our own child.
+    let rc = unsafe { libc::waitpid(pid, &mut st, if nohang { libc::WNOHANG } else { 0 }) };
+    (rc == pid).then_some(st)
+}
