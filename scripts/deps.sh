@@ -7,6 +7,7 @@ set -euo pipefail
 declare -A wanted=(
     [util-linux]=/usr/bin/ipcs # also ipcmk, lsipc, taskset, unshare, runuser, setpriv
     [strace]=/usr/bin/strace
+    [linux-perf]=/usr/bin/perf # ipcshim diff: perf trace when strace changes a program
     [fakeroot]=/usr/bin/fakeroot
     [gcc]=/usr/bin/gcc
     [libc6-dev]=/usr/include/sys/shm.h
