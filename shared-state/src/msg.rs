@@ -457,7 +457,9 @@ impl<'a> Msgs<'a> {
             }
         };
         let m = self.msg(mi);
-        self.save(m as *const MsgMsg as *const u8, size_of::<MsgMsg>());
+        // Only its links matter to the free list it came from (a rolled-back message is free
+        // again): the other fields of a free message mean nothing.
+        self.save(m as *const MsgMsg as *const u8, 8);
         *m = MsgMsg { next: 0, prev: 0, mtype: 0, ts, seq: 0, first, last };
         Ok(mi)
     }
