@@ -2,7 +2,9 @@
 #ifndef IPCSHIM_BENCH_H
 #define IPCSHIM_BENCH_H
 
+#include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,33 @@ static __attribute__((unused)) int pin_to(int cpu)
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Who reports a failure (set by main; a forked child sets its role, NULL for none), and what
+ * the process that made the benchmark's IPC object removes before it exits. */
+static const char *bench_name = "bench";
+static const char *bench_role;
+static pid_t bench_owner;
+static void (*bench_cleanup)(void);
+
+/* Prints "NAME: [ROLE: ]message (errno N: text)" and exits 1 (the owner cleans up first). */
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn, unused));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    int saved = errno;
+    fprintf(stderr, "%s: ", bench_name);
+    if (bench_role)
+        fprintf(stderr, "%s: ", bench_role);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (errno %d: %s)\n", saved, strerror(saved));
+    if (getpid() != bench_owner)
+        _exit(1);
+    if (bench_cleanup)
+        bench_cleanup();
+    exit(1);
 }
 
 #define STR_(x) #x

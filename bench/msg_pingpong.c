@@ -17,9 +17,7 @@
 
 #define STOP (-1L)
 
-static const char *role = "parent";
 static int qid = -1;
-static pid_t owner;
 static size_t size;
 
 struct msg {
@@ -28,21 +26,10 @@ struct msg {
     char pad[8192];
 };
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
+static void remove_object(void)
 {
-    va_list ap;
-    int saved = errno;
-    fprintf(stderr, "msg_pingpong: %s: ", role);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (errno %d: %s)\n", saved, strerror(saved));
-    if (getpid() != owner)
-        _exit(1);
     if (qid >= 0)
         msgctl(qid, IPC_RMID, NULL);
-    exit(1);
 }
 
 static void send(long type, long n)
@@ -77,7 +64,10 @@ static void trip(long i)
 
 int main(int argc, char **argv)
 {
-    owner = getpid();
+    bench_owner = getpid();
+    bench_name = "msg_pingpong";
+    bench_role = "parent";
+    bench_cleanup = remove_object;
     if (argc != 6) {
         fprintf(stderr, "usage: msg_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU SIZE\n", MAX_RUNS);
         return 2;
@@ -101,7 +91,7 @@ int main(int argc, char **argv)
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
-        role = "child";
+        bench_role = "child";
         start_watchdog("msg_pingpong: child: watchdog: not done after 30 s, giving up\n");
         pin_or_exit("msg_pingpong", "child", child_cpu);
         for (long i = 0;; i++) {
@@ -132,7 +122,7 @@ int main(int argc, char **argv)
     struct msqid_ds ds;
     if (msgctl(qid, IPC_STAT, &ds) < 0)
         fail("IPC_STAT");
-    if (ds.msg_qnum != 0 || ds.msg_lspid != owner || ds.msg_lrpid != pid)
+    if (ds.msg_qnum != 0 || ds.msg_lspid != bench_owner || ds.msg_lrpid != pid)
         fail("after the run: qnum %lu lspid %d lrpid %d", (unsigned long)ds.msg_qnum, ds.msg_lspid, ds.msg_lrpid);
     if (msgctl(qid, IPC_RMID, NULL) < 0)
         fail("IPC_RMID");

@@ -13,9 +13,7 @@
 #include <sys/wait.h>
 #include "bench.h"
 
-static const char *role = "parent";
 static int qid = -1;
-static pid_t owner;
 static size_t size;
 
 struct msg {
@@ -24,21 +22,10 @@ struct msg {
     char pad[8192];
 };
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
+static void remove_object(void)
 {
-    va_list ap;
-    int saved = errno;
-    fprintf(stderr, "msg_throughput: %s: ", role);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (errno %d: %s)\n", saved, strerror(saved));
-    if (getpid() != owner)
-        _exit(1);
     if (qid >= 0)
         msgctl(qid, IPC_RMID, NULL);
-    exit(1);
 }
 
 static void send(long type, long n, size_t len)
@@ -65,7 +52,10 @@ static long recv(long type, size_t len)
 
 int main(int argc, char **argv)
 {
-    owner = getpid();
+    bench_owner = getpid();
+    bench_name = "msg_throughput";
+    bench_role = "parent";
+    bench_cleanup = remove_object;
     if (argc != 6) {
         fprintf(stderr, "usage: msg_throughput SIZE ITERS RUNS<=%d PARENT_CPU CHILD_CPU\n", MAX_RUNS);
         return 2;
@@ -88,7 +78,7 @@ int main(int argc, char **argv)
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
-        role = "child";
+        bench_role = "child";
         start_watchdog("msg_throughput: child: watchdog: not done after 30 s, giving up\n");
         pin_or_exit("msg_throughput", "child", child_cpu);
         long next = 0;

@@ -14,7 +14,7 @@ build=$root/bench/build
 mkdir -p "$build"
 for src in bench/*.c; do
     bin=$build/$(basename "$src" .c)
-    [[ $bin -nt $src ]] || gcc -O2 -Wall -Wextra -Werror -o "$bin" "$src"
+    [[ $bin -nt $src && $bin -nt bench/bench.h ]] || gcc -O2 -Wall -Wextra -Werror -o "$bin" "$src"
 done
 
 work=$(mktemp -d -p /dev/shm)

@@ -25,26 +25,12 @@
 #include <unistd.h>
 #include "bench.h"
 
-
 static int semid = -1;
-static pid_t owner;
 
-/* Removes the set (only in the process that created it) and exits non-zero. */
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
+static void remove_object(void)
 {
-    va_list ap;
-    int saved = errno;
-    fprintf(stderr, "sem_op: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (errno %d: %s)\n", saved, strerror(saved));
-    if (getpid() != owner)
-        _exit(1);
     if (semid >= 0)
         semctl(semid, 0, IPC_RMID);
-    exit(1);
 }
 
 static void watchdog_fired(int sig)
@@ -52,8 +38,8 @@ static void watchdog_fired(int sig)
     (void)sig;
     static const char msg[] = "sem_op: watchdog: not done after 30 s, giving up\n";
     (void)!write(2, msg, sizeof msg - 1);
-    if (getpid() == owner && semid >= 0)
-        semctl(semid, 0, IPC_RMID);
+    if (getpid() == bench_owner)
+        remove_object();
     _exit(3);
 }
 
@@ -103,7 +89,9 @@ static pid_t child_exits_holding(long warm, short flg)
 
 int main(int argc, char **argv)
 {
-    owner = getpid();
+    bench_owner = getpid();
+    bench_name = "sem_op";
+    bench_cleanup = remove_object;
     if (argc != 4 || (strcmp(argv[3], "plain") != 0 && strcmp(argv[3], "undo") != 0)) {
         fprintf(stderr, "usage: sem_op ITERS RUNS<=%d plain|undo\n", MAX_RUNS);
         return 2;
@@ -142,7 +130,7 @@ int main(int argc, char **argv)
         loop(iters, flg);
         per_op[r] = (now_ns() - start) / (2.0 * iters);
         expect(GETVAL, "GETVAL", 1);
-        expect(GETPID, "GETPID", owner);
+        expect(GETPID, "GETPID", bench_owner);
     }
 
     /* A child that exits holding the semaphore: with SEM_UNDO the exit gives it back. */

@@ -31,27 +31,13 @@
 
 #define STOP (-1L)
 
-static const char *role = "parent";
 static int semid = -1;
-static pid_t owner;
 static volatile long *counter;
 
-/* Exits non-zero; the parent removes the set first (which also ends a waiting child). */
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
+static void remove_object(void)
 {
-    va_list ap;
-    int saved = errno;
-    fprintf(stderr, "sem_pingpong: %s: ", role);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (errno %d: %s)\n", saved, strerror(saved));
-    if (getpid() != owner)
-        _exit(1);
     if (semid >= 0)
         semctl(semid, 0, IPC_RMID);
-    exit(1);
 }
 
 static void watchdog_fired(int sig)
@@ -59,8 +45,8 @@ static void watchdog_fired(int sig)
     (void)sig;
     static const char msg[] = "sem_pingpong: watchdog: not done after 30 s (lost wake-up?), giving up\n";
     (void)!write(2, msg, sizeof msg - 1);
-    if (getpid() == owner && semid >= 0)
-        semctl(semid, 0, IPC_RMID);
+    if (getpid() == bench_owner)
+        remove_object();
     _exit(3);
 }
 
@@ -119,7 +105,10 @@ static void child(long total)
 
 int main(int argc, char **argv)
 {
-    owner = getpid();
+    bench_owner = getpid();
+    bench_name = "sem_pingpong";
+    bench_role = "parent";
+    bench_cleanup = remove_object;
     if (argc != 5) {
         fprintf(stderr, "usage: sem_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU\n", MAX_RUNS);
         return 2;
@@ -152,7 +141,7 @@ int main(int argc, char **argv)
     if (pid < 0)
         fail("fork");
     if (pid == 0) {
-        role = "child";
+        bench_role = "child";
         alarm(WATCHDOG_SECONDS); /* fork cleared the alarm */
         pin(child_cpu);
         child(total);
@@ -181,7 +170,7 @@ int main(int argc, char **argv)
     expect(0, GETNCNT, "GETNCNT", 0);
     expect(1, GETNCNT, "GETNCNT", 0);
     expect(0, GETPID, "GETPID", pid);
-    expect(1, GETPID, "GETPID", owner);
+    expect(1, GETPID, "GETPID", bench_owner);
     if (semctl(semid, 0, IPC_RMID) < 0)
         fail("semctl(IPC_RMID)");
     semid = -1;
