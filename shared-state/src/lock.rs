@@ -78,7 +78,9 @@ impl RobustMutex {
     /// holder on another CPU usually lets go sooner than a futex sleep and wake-up take).
     /// The spin only reads the lock word, trying to take it when it reads free: trying all
     /// along would pull the word's cache line away from the holder at every attempt.
-    pub fn lock_spinning(&self, spin_ns: i64) -> Result<LockGuard<'_>, i32> {
+    /// `every`: pauses between looks at the word (a pipe's writer and reader do better left
+    /// to run a little while the other holds the lock).
+    pub fn lock_spinning(&self, spin_ns: i64, every: u32) -> Result<LockGuard<'_>, i32> {
         let word = self.word();
         if word.load(core::sync::atomic::Ordering::Relaxed) == 0
             && let Some(g) = self.try_lock()
@@ -89,12 +91,13 @@ impl RobustMutex {
         let mut i = 0u32;
         loop {
             core::hint::spin_loop();
-            if word.load(core::sync::atomic::Ordering::Relaxed) == 0
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(every.max(1))
+                && word.load(core::sync::atomic::Ordering::Relaxed) == 0
                 && let Some(g) = self.try_lock()
             {
                 return g;
             }
-            i = i.wrapping_add(1);
             if i.is_multiple_of(64) && crate::sys::monotonic_ns() - start > spin_ns {
                 return self.lock();
             }

@@ -277,7 +277,10 @@ fn lock(r: &Region) -> Result<Msgs<'_>, Errno> {
 fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
     // SAFETY: the lock field is a robust mutex initialised with the region.
     let ns = unsafe { &r.header_mut().msg };
-    let guard = ns.lock.lock_spinning(50_000).map_err(|_| ENOMEM)?;
+    // A long spin: a sender and a receiver on two CPUs take the lock turn about, and one that
+    // went to sleep in it would leave the waiters bit set, so that every unlock then makes a
+    // wake-up system call.
+    let guard = ns.lock.lock_spinning(50_000, 1).map_err(|_| ENOMEM)?;
     let s = Msgs {
         r,
         lock: Some(guard),

@@ -432,7 +432,7 @@ struct PipeGuard<'a> {
 fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
     // Critical sections are a copy of at most a page or so: a holder on another CPU lets go
     // sooner than a futex sleep and wake-up would take, so try for a while before blocking.
-    let lock = pipe.mutex.lock_spinning(LOCK_SPIN_NS).map_err(|_| ENOMEM)?;
+    let lock = pipe.mutex.lock_spinning(LOCK_SPIN_NS, 16).map_err(|_| ENOMEM)?;
     if lock.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         normalise(region, pipe);

@@ -366,7 +366,7 @@ fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
 fn lock_uncounted(r: &Region) -> Result<Sems<'_>, Errno> {
     // SAFETY: the lock field is a robust mutex initialised with the region.
     let ns = unsafe { &r.header_mut().sem };
-    let guard = ns.lock.lock_spinning(5_000).map_err(|_| ENOMEM)?;
+    let guard = ns.lock.lock_spinning(5_000, 1).map_err(|_| ENOMEM)?;
     let s = Sems {
         r,
         cpus: (0, 0),
