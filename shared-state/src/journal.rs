@@ -17,18 +17,26 @@ struct JournalEntry {
 
 /// One family's journal.
 pub(crate) struct Journal<'a> {
-    pub r: &'a Region,
+    r: &'a Region,
     /// Entries written by the current holder; 0 outside a locked section.
-    pub len: &'a AtomicU64,
+    len: &'a AtomicU64,
     /// Region offset of the first entry, and how many fit.
-    pub off: u64,
-    pub max: u64,
+    off: u64,
+    max: u64,
     /// The family's namespace words in the header page that may be journalled (all other
     /// journalled words lie past the header page).
-    pub ns_words: Range<u64>,
+    ns_words: Range<u64>,
 }
 
-impl Journal<'_> {
+impl<'a> Journal<'a> {
+    /// The journal of a namespace whose journalled header words run from `first` up to its
+    /// `len` word, with `max` entries at region offset `off`.
+    pub fn new(r: &'a Region, first: *const u8, len: &'a AtomicU64, off: u64, max: u64) -> Journal<'a> {
+        let base = r.base() as u64;
+        let ns_words = first as u64 - base..len as *const AtomicU64 as u64 - base;
+        Journal { r, len, off, max, ns_words }
+    }
+
     #[allow(clippy::mut_from_ref)]
     fn entry(&self, i: u64) -> &mut JournalEntry {
         // SAFETY: i < max (callers), and the journal area holds `max` entries.

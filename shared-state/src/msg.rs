@@ -362,17 +362,11 @@ impl<'a> Msgs<'a> {
 
     // ---- the journal ----
 
+    /// The namespace's words after its lock may be journalled, up to the journal's length.
     fn journal(&self) -> crate::journal::Journal<'a> {
         let ns = self.ns();
-        let base = self.r.base() as u64;
-        crate::journal::Journal {
-            r: self.r,
-            len: &ns.journal_len,
-            off: MSG_JOURNAL_OFF,
-            max: MSG_JOURNAL_MAX,
-            // The namespace's words after its lock, up to the journal's own length.
-            ns_words: (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base,
-        }
+        let first = (&raw const ns.ids).cast();
+        crate::journal::Journal::new(self.r, first, &ns.journal_len, MSG_JOURNAL_OFF, MSG_JOURNAL_MAX)
     }
 
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.

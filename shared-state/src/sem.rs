@@ -574,17 +574,11 @@ impl<'a> Sems<'a> {
 
     // ---- the journal ----
 
+    /// The namespace's words after its lock may be journalled, up to the journal's length.
     fn journal(&self) -> crate::journal::Journal<'a> {
         let ns = self.ns();
-        let base = self.r.base() as u64;
-        crate::journal::Journal {
-            r: self.r,
-            len: &ns.journal_len,
-            off: SEM_JOURNAL_OFF,
-            max: SEM_JOURNAL_MAX,
-            // The namespace's words after its lock, up to the journal's own length.
-            ns_words: (&raw const ns.ids) as u64 - base..(&raw const ns.journal_len) as u64 - base,
-        }
+        let first = (&raw const ns.ids).cast();
+        crate::journal::Journal::new(self.r, first, &ns.journal_len, SEM_JOURNAL_OFF, SEM_JOURNAL_MAX)
     }
 
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
@@ -1246,26 +1240,9 @@ impl<'a> Sems<'a> {
     /// `fresh`: confirm even if someone found it alive less than 100 ms ago (a sleeper woken by
     /// the death itself, while the dying process may still be exiting).
     fn dead(&self, slot: u32, fresh: bool) -> bool {
-        let rec = self.record(slot);
-        if rec.state.load(Ordering::Relaxed) != LIVE {
-            return true;
-        }
-        let word = rec.life.owner_word();
-        if word & 0x3fff_ffff != 0 && word & 0x4000_0000 == 0 || rec.pid == proc::self_pid() {
-            return false;
-        }
-        // The mutex says dead: confirm, unless someone did less than 100 ms ago.
-        let t = sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE);
-        let now = (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32 | 1;
-        let last = rec.alive_ms.load(Ordering::Relaxed);
-        if !fresh && last != 0 && now.wrapping_sub(last) < 100 {
-            return false;
-        }
-        if proc::alive(rec.pid, rec.starttime) {
-            rec.alive_ms.store(now, Ordering::Relaxed);
-            return false;
-        }
-        true
+        // SAFETY: slot < MAX_PROCS (callers); the sem lock is held, and a record's release runs
+        // exit_sem under it first.
+        unsafe { proc::dead(self.r, slot.min(MAX_PROCS - 1), fresh) }
     }
 }
 
@@ -1362,23 +1339,6 @@ pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> 
     s.ipcget(&cred, key, flg, &(nsems as u32))
 }
 
-/// Makes sure this process has a record whose life mutex it holds (needed before its first
-/// undo entry or sleep, so that its death is seen).
-fn ensure_record(r: &Region) -> Result<u32, Errno> {
-    let slot = proc::self_slot();
-    if slot < MAX_PROCS {
-        // SAFETY: our own record; the life mutex is only read here.
-        let rec = unsafe { proc::record(r, slot) };
-        if rec.state.load(Ordering::Relaxed) == LIVE && rec.pid == proc::self_pid() {
-            proc::hold_life(rec);
-            return Ok(slot);
-        }
-    }
-    let _g = r.lock().map_err(|_| ENOMEM)?;
-    // SAFETY: region lock held.
-    unsafe { proc::current_record(r) }.ok_or(ENOMEM)
-}
-
 /// `semtimedop(2)` (`timeout` 0: `semop`). `sops`/`timeout` are caller addresses.
 pub fn semtimedop(
     r: &Region,
@@ -1428,7 +1388,7 @@ pub fn semtimedop(
     let undos = sops.iter().any(|s| s.sem_flg & SEM_UNDO != 0);
     let alter = sops.iter().any(|s| s.sem_op != 0);
     // A record makes our death visible: to undo our adjustments or drop our sleeping ops.
-    let slot = ensure_record(r)?;
+    let slot = proc::ensure_record(r).ok_or(ENOMEM)?;
     let pid = proc::self_pid();
     let cred = Cred::current();
     let mut s = lock(r)?;

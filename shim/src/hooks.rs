@@ -7,7 +7,7 @@ use crate::{dispatch, sud};
 use libc::{c_int, c_long, c_ulong, c_void, iovec, nfds_t, pollfd, size_t, ssize_t};
 
 /// Turns a kernel-style result into the C convention (-1 and errno).
-fn c_ret(r: i64) -> i64 {
+pub(crate) fn c_ret(r: i64) -> i64 {
     if r < 0 {
         // SAFETY: __errno_location returns this thread's errno slot.
         unsafe { *libc::__errno_location() = -r as i32 };

@@ -57,23 +57,13 @@ pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
     res
 }
 
-fn c_ret(r: i64) -> i64 {
-    if r < 0 {
-        // SAFETY: __errno_location returns this thread's errno slot.
-        unsafe { *libc::__errno_location() = -r as i32 };
-        -1
-    } else {
-        r
-    }
-}
-
 /// Serves `nr` from the region, or hands it to libc's `kernel` with signals deliverable.
 fn call(nr: i64, a: [u64; 6], kernel: impl FnOnce() -> i64) -> i64 {
     let g = sud::enter();
     match route() {
-        Route::Serve(r) => c_ret(serve(r, &g, nr, &a)),
+        Route::Serve(r) => crate::hooks::c_ret(serve(r, &g, nr, &a)),
         Route::Kernel => g.allow_signals(kernel),
-        Route::Fail => c_ret(-(libc::ENOSYS as i64)),
+        Route::Fail => crate::hooks::c_ret(-(libc::ENOSYS as i64)),
     }
 }
 

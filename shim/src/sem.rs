@@ -58,23 +58,13 @@ pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
     res
 }
 
-fn c_ret(r: i64) -> c_int {
-    if r < 0 {
-        // SAFETY: __errno_location returns this thread's errno slot.
-        unsafe { *libc::__errno_location() = -r as i32 };
-        -1
-    } else {
-        r as c_int
-    }
-}
-
 /// Serves `nr` from the region, or hands it to libc's `kernel` with signals deliverable.
 fn call(nr: i64, a: [u64; 6], kernel: impl FnOnce() -> c_int) -> c_int {
     let g = sud::enter();
     match route() {
-        Route::Serve(r) => c_ret(serve(r, &g, nr, &a)),
+        Route::Serve(r) => crate::hooks::c_ret(serve(r, &g, nr, &a)) as c_int,
         Route::Kernel => g.allow_signals(kernel),
-        Route::Fail => c_ret(-(libc::ENOSYS as i64)),
+        Route::Fail => crate::hooks::c_ret(-(libc::ENOSYS as i64)) as c_int,
     }
 }
 
@@ -118,7 +108,7 @@ pub extern "C" fn semctl(semid: c_int, semnum: c_int, cmd: c_int, arg: c_ulong) 
     // glibc's semctl fails commands it does not know (IPC_64 included) with EINVAL itself,
     // making no system call; so do we, so that traces match.
     if !(0..=3).contains(&cmd) && !(11..=20).contains(&cmd) && !matches!(route(), Route::Kernel) {
-        return c_ret(-(libc::EINVAL as i64));
+        return crate::hooks::c_ret(-(libc::EINVAL as i64)) as c_int;
     }
     semctl_syscall(semid, semnum, cmd, arg)
 }

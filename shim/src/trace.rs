@@ -44,11 +44,7 @@ pub fn on() -> bool {
 /// The monotonic clock, in ns, when tracing (0 otherwise): a served call's start.
 #[inline]
 pub fn start() -> i64 {
-    if on() { now_ns() } else { 0 }
-}
-
-fn now_ns() -> i64 {
-    sys::monotonic_ns()
+    if on() { sys::monotonic_ns() } else { 0 }
 }
 
 /// Appends one finished line.
@@ -388,7 +384,7 @@ unsafe extern "C" {
 /// `t0` from [`start`].
 pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     let Some(call) = name(nr).filter(|_| on()) else { return };
-    let dur = now_ns() - t0;
+    let dur = sys::monotonic_ns() - t0;
     // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
     // child shares our memory (and any cached pid).
     let pid = sys::getpid();
