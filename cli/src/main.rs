@@ -536,6 +536,14 @@ fn status() -> ExitCode {
         c.pipe_wakeups.load(Relaxed)
     );
     println!(
+        "sockets:        connections={} calls={} bytes_in={} bytes_out={} handed_back={}",
+        c.unix_connections.load(Relaxed),
+        c.unix_calls.load(Relaxed),
+        c.unix_bytes_in.load(Relaxed),
+        c.unix_bytes_out.load(Relaxed),
+        c.unix_handbacks.load(Relaxed)
+    );
+    println!(
         "procs:          reaped={} lock_recoveries={} catchall_traps={}",
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed),

@@ -11,6 +11,8 @@
 //! - [`msg`]: what `ipc/msg.c` does; no message is lost to a process killed mid-call.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
 //!   (freeing objects no process has open).
+//! - [`unix`]: the names AF_UNIX stream listeners in shim processes are bound to, so that a
+//!   connecting process knows its connection will be served by the shim on both ends.
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
@@ -30,6 +32,7 @@ pub mod sem;
 pub mod shm;
 pub mod sys;
 pub mod uaccess;
+pub mod unix;
 pub mod wait;
 
 pub use region::{Region, RegionError};

@@ -150,6 +150,11 @@ pub struct PipeInodeInfo {
     wait: AtomicU32,
     rd_waiters: AtomicU32,
     wr_waiters: AtomicU32,
+    /// An AF_UNIX stream socket's object (its send queue): the peer's object, as handle bits
+    /// + 1 (0: none yet, or a pipe).
+    peer: AtomicU64,
+    /// An AF_UNIX stream socket's connection state (`SOCK_*`); 0 for a pipe.
+    sock: AtomicU32,
 }
 
 /// Names one object: its slot and the slot's generation when it was created.
@@ -682,9 +687,10 @@ fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
     pipe.nr_accounted.store(1 << shift, Ordering::Relaxed);
     // `active` is left alone: a stale handle's operation may have counted itself in and will
     // count itself out.
-    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu] {
+    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock] {
         a.store(0, Ordering::Relaxed);
     }
+    pipe.peer.store(0, Ordering::Relaxed);
     pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
@@ -941,12 +947,14 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: &libc::timespec, bitset
     }
 }
 
-/// Reads and writes of this process not yet added to `pipe_calls`.
+/// Reads and writes of this process not yet added to `pipe_calls` and `unix_calls`.
 static CALLS: Tally = Tally::new();
+static UNIX_CALLS: Tally = Tally::new();
 
-/// Adds this process's uncounted pipe calls to `pipe_calls` (at exit).
+/// Adds this process's uncounted pipe and socket calls to the counters (at exit).
 pub fn flush_counts(region: &Region) {
     CALLS.flush(&region.header().counters.pipe_calls);
+    UNIX_CALLS.flush(&region.header().counters.unix_calls);
 }
 
 /// `pipe_write`: writes the caller's iovecs; `packet` is O_DIRECT on the caller's file.
@@ -1074,10 +1082,16 @@ pub fn pipe_write(
     if published {
         pipe.wake(READERS, region);
     }
+    let c = &region.header().counters;
+    let socket = pipe.sock.load(Ordering::Relaxed) != 0;
     if let Ok(n) = res {
-        region.header().counters.pipe_bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        if socket { &c.unix_bytes_in } else { &c.pipe_bytes_in }.fetch_add(n as u64, Ordering::Relaxed);
     }
-    CALLS.bump(&region.header().counters.pipe_calls);
+    if socket {
+        UNIX_CALLS.bump(&c.unix_calls)
+    } else {
+        CALLS.bump(&c.pipe_calls)
+    };
     res
 }
 
@@ -1087,6 +1101,27 @@ pub fn pipe_read(
     h: PipeHandle,
     iov: &[(usize, usize)],
     env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    ring_read(region, h, iov, env, RecvMode::default())
+}
+
+/// How [`ring_read`] reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecvMode {
+    /// MSG_PEEK: copy without consuming.
+    pub peek: bool,
+    /// An AF_UNIX socket's queue: after a hand-back what is still queued is read first (the
+    /// kernel's queue only holds what was sent after it).
+    pub socket: bool,
+}
+
+/// `pipe_read`, and `unix_stream_read_generic`'s copy for a socket's receive queue.
+pub fn ring_read(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    env: &dyn PipeEnv,
+    mode: RecvMode,
 ) -> Result<usize, Errno> {
     let mut to = IovIter::new(iov);
     let mut total_len = to.count;
@@ -1102,7 +1137,7 @@ pub fn pipe_read(
     let mut gone = false;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let res = 'out: loop {
-        if pipe.is_handed_back() {
+        if pipe.is_handed_back() && (!mode.socket || !pipe.readable()) {
             break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
         }
         let ring = match pipe.ring() {
@@ -1110,6 +1145,21 @@ pub fn pipe_read(
             Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
         };
         let (head, mut tail) = pipe.head_tail();
+        if head != tail && mode.peek {
+            // Across buffers, as a stream socket's peek crosses skbs; nothing is consumed.
+            while tail != head && ret < total_len {
+                let buf = PipeBuffer::load(ring.buf(region, tail));
+                let chars = buf.len.min(total_len - ret);
+                // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
+                let src = unsafe { ring.page(region, tail).add(buf.offset) };
+                if to.copy(src, chars, true) < chars {
+                    break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
+                }
+                ret += chars;
+                tail = tail.wrapping_add(1);
+            }
+            break 'out Ok(ret);
+        }
         if head != tail {
             let cell = ring.buf(region, tail);
             let buf = PipeBuffer::load(cell);
@@ -1186,10 +1236,16 @@ pub fn pipe_read(
     if wake_writer {
         pipe.wake(WRITERS, region);
     }
+    let c = &region.header().counters;
+    let socket = pipe.sock.load(Ordering::Relaxed) != 0;
     if let Ok(n) = res {
-        region.header().counters.pipe_bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        if socket { &c.unix_bytes_out } else { &c.pipe_bytes_out }.fetch_add(n as u64, Ordering::Relaxed);
     }
-    CALLS.bump(&region.header().counters.pipe_calls);
+    if socket {
+        UNIX_CALLS.bump(&c.unix_calls)
+    } else {
+        CALLS.bump(&c.pipe_calls)
+    };
     res
 }
 
@@ -1231,6 +1287,147 @@ pub fn hand_back(
     pipe.wake(READERS, region);
     pipe.wake(WRITERS, region);
     Ok(())
+}
+
+/// A connecting client's object: sending already queues here, but no server has taken the
+/// connection yet ([`sock_adopt`]).
+pub const SOCK_PENDING: u32 = 1;
+/// Both ends' objects know each other.
+pub const SOCK_LINKED: u32 = 2;
+/// The client found the connection is not served by a shim server: the kernel carries it.
+pub const SOCK_REFUSED: u32 = 3;
+
+/// Marks a new object as an AF_UNIX stream socket's send queue in connection state `state`.
+pub fn sock_init(region: &Region, h: PipeHandle, state: u32) {
+    if let Some(p) = live(region, h) {
+        p.sock.store(state, Ordering::Release);
+    }
+}
+
+/// The socket's connection state (0: a pipe, or gone).
+pub fn sock_state(region: &Region, h: PipeHandle) -> u32 {
+    live(region, h).map_or(0, |p| p.sock.load(Ordering::Acquire))
+}
+
+/// The peer socket's object: the queue this socket receives from.
+pub fn sock_peer(region: &Region, h: PipeHandle) -> Option<PipeHandle> {
+    let bits = live(region, h)?.peer.load(Ordering::Acquire);
+    (bits != 0).then(|| PipeHandle::from_bits(bits - 1))
+}
+
+/// The slot of a socket object's peer (for the collector, under the namespace lock).
+pub(crate) fn peer_slot(region: &Region, idx: u32) -> Option<u32> {
+    let bits = slot(region, idx).peer.load(Ordering::Acquire);
+    (bits != 0).then(|| PipeHandle::from_bits(bits - 1).idx).filter(|&i| i < PIPE_MAX)
+}
+
+/// Links two ends of a connection (`unix_peer(sk) = other` on both sides).
+pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
+    let (Some(pa), Some(pb)) = (live(region, a), live(region, b)) else { return };
+    region.header().counters.unix_connections.fetch_add(1, Ordering::Relaxed);
+    pa.peer.store(b.to_bits() + 1, Ordering::Release);
+    pb.peer.store(a.to_bits() + 1, Ordering::Release);
+    pb.sock.store(SOCK_LINKED, Ordering::Release);
+    pa.sock.store(SOCK_LINKED, Ordering::Release);
+    // A client waiting to receive waits for the link on its own object.
+    for p in [pa, pb] {
+        p.wake(READERS, region);
+    }
+}
+
+/// The server's side of a shim connection: takes a pending client's connection unless the
+/// client already gave it to the kernel. Exactly one of this and [`sock_refuse`] succeeds.
+pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bool {
+    let Some(pc) = live(region, client) else { return false };
+    if pc.sock.compare_exchange(SOCK_PENDING, SOCK_LINKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return pc.sock.load(Ordering::Acquire) == SOCK_LINKED && sock_peer(region, client) == Some(server);
+    }
+    sock_link(region, client, server);
+    true
+}
+
+/// The client's side: gives a still pending connection to the kernel. False when a shim
+/// server has already adopted it.
+pub fn sock_refuse(region: &Region, client: PipeHandle) -> bool {
+    live(region, client).is_some_and(|p| {
+        p.sock.compare_exchange(SOCK_PENDING, SOCK_REFUSED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    })
+}
+
+/// Waits until a pending client's connection is adopted: `Ok(true)` linked, `Ok(false)` the
+/// other side went away first (the caller asks the kernel), EAGAIN when non-blocking.
+pub fn sock_wait_linked(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Result<bool, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let linked = || pipe.sock.load(Ordering::Acquire) != SOCK_PENDING || pipe.is_handed_back();
+    loop {
+        if linked() {
+            return Ok(pipe.sock.load(Ordering::Acquire) == SOCK_LINKED);
+        }
+        if env.nonblocking() {
+            return Err(EAGAIN);
+        }
+        match wait_for(region, pipe, READERS, env, &linked, None) {
+            Waited::Woken => {}
+            Waited::Interrupted if env.restart_after_signal() => {}
+            Waited::Interrupted => return Err(EINTR),
+            Waited::PeerGone => return Ok(false),
+        }
+    }
+}
+
+/// Gives one direction of a socket connection to the kernel: no more sends queue here, and
+/// the receiver reads what is still queued before the kernel's queue. Sleepers are woken to
+/// go to the kernel.
+pub fn sock_hand_back(region: &Region, h: PipeHandle) -> Result<(), Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let g = lock_pipe(region, pipe)?;
+    if pipe.handed_back.swap(1, Ordering::AcqRel) == 0 {
+        region.header().counters.unix_handbacks.fetch_add(1, Ordering::Relaxed);
+    }
+    drop(g);
+    pipe.wake(READERS, region);
+    pipe.wake(WRITERS, region);
+    Ok(())
+}
+
+/// After a hand-back, moves what this socket queued here into the kernel's queue, oldest
+/// first, through `send` (which sends without blocking and says how much it took), so that
+/// a receiver waiting in the kernel sees it. What `send` does not take stays queued, and is
+/// still read before the kernel's queue.
+pub fn sock_drain(region: &Region, h: PipeHandle, send: &mut dyn FnMut(&[u8]) -> Result<usize, Errno>) {
+    // One load on the hot path of every served call.
+    if !live(region, h).is_some_and(|p| p.is_handed_back() && p.readable()) {
+        return;
+    }
+    let Ok(act) = enter(region, h) else { return };
+    let pipe = act.pipe;
+    let Ok(g) = lock_pipe(region, pipe) else { return };
+    let Ok(ring) = pipe.ring() else { return };
+    let (head, mut tail) = pipe.head_tail();
+    while tail != head {
+        let cell = ring.buf(region, tail);
+        let b = PipeBuffer::load(cell);
+        // SAFETY: offset + len <= PAGE inside the slot's data page, kept so by writers.
+        let bytes = unsafe { core::slice::from_raw_parts(ring.page(region, tail).add(b.offset), b.len) };
+        match send(bytes) {
+            Ok(k) if k >= b.len => {
+                tail = tail.wrapping_add(1);
+                pipe.head_tail.store(join(head, tail), Ordering::Release);
+            }
+            Ok(k) => {
+                cell.store(
+                    PipeBuffer { offset: b.offset + k, len: b.len - k, ..b }.pack(),
+                    Ordering::Release,
+                );
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    drop(g);
+    pipe.wake(WRITERS, region);
 }
 
 /// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The

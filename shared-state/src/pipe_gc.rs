@@ -66,7 +66,8 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
         region,
         pass,
         pipefs_dev,
-        fifos: any_fifo(region, pipefs_dev),
+        sockfs_dev: sys::sockfs_dev(),
+        fifos: any_fifo(region, pipefs_dev, sys::sockfs_dev()),
         marks: [(0, 0); 64],
         n: 0,
         keep_born_before: 0,
@@ -108,17 +109,19 @@ impl Drop for Claim<'_> {
     }
 }
 
-fn any_fifo(region: &Region, pipefs_dev: u64) -> bool {
+fn any_fifo(region: &Region, pipefs_dev: u64, sockfs_dev: u64) -> bool {
     let Ok(_g) = ns_lock(region) else { return true };
     (0..ns(region).hwm.load(Ordering::Relaxed).min(PIPE_MAX))
         .map(|i| slot(region, i))
-        .any(|p| !p.is_free() && p.dev.load(Ordering::Relaxed) != pipefs_dev)
+        .any(|p| !p.is_free() && ![pipefs_dev, sockfs_dev].contains(&p.dev.load(Ordering::Relaxed)))
 }
 
 struct Scan<'a> {
     region: &'a Region,
     pass: u32,
     pipefs_dev: u64,
+    /// AF_UNIX stream sockets' objects are named by their socket's inode (`socket:[ino]`).
+    sockfs_dev: u64,
     /// Whether any object is a FIFO file (only then are other links stat'ed).
     fifos: bool,
     /// (dev, ino) found, marked in batches under the namespace lock.
@@ -260,6 +263,10 @@ impl Scan<'_> {
                 if let Some(ino) = rest.strip_suffix(b"]").and_then(parse_u64) {
                     self.mark(self.pipefs_dev, ino)?;
                 }
+            } else if let Some(rest) = link.strip_prefix(b"socket:[") {
+                if let Some(ino) = rest.strip_suffix(b"]").and_then(parse_u64) {
+                    self.mark(self.sockfs_dev, ino)?;
+                }
             } else if self.fifos && link.first() == Some(&b'/') {
                 match sys::fstatat(dir, cname) {
                     Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFIFO => {
@@ -313,6 +320,11 @@ impl Scan<'_> {
         for &(dev, ino) in &self.marks[..self.n] {
             if let Some(idx) = pipe::lookup(self.region, dev, ino) {
                 slot(self.region, idx).gc_seen.store(self.pass, Ordering::Relaxed);
+                // A socket receives from its peer's object: what the peer sent before it
+                // closed stays readable while this end is open.
+                if let Some(peer) = pipe::peer_slot(self.region, idx) {
+                    slot(self.region, peer).gc_seen.store(self.pass, Ordering::Relaxed);
+                }
             }
         }
         self.n = 0;

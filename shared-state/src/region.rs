@@ -20,7 +20,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 10;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -100,7 +100,10 @@ pub const MSG_TEXT_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4
 /// The msg lock holder's journal of overwritten words.
 pub const MSG_JOURNAL_MAX: u64 = 1 << 22;
 pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 * MSG_CHUNK, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
+/// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).
+pub const UNIX_NAMES_MAX: u32 = 4096;
+pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -161,6 +164,15 @@ pub struct Counters {
     pub msg_calls: LineCounter,
     /// Messages handed to a receiver that died before taking them, put back in their queue.
     pub msgs_requeued: AtomicU64,
+    /// Bytes sent into and received out of shim AF_UNIX stream sockets' queues.
+    pub unix_bytes_in: LineCounter,
+    pub unix_bytes_out: LineCounter,
+    /// Socket sends and receives served by the queues (added 64 at a time, as pipe_calls).
+    pub unix_calls: AtomicU64,
+    /// Connections served by the shim (socketpairs and adopted connects), and connections
+    /// given back to the kernel for something the shim does not serve.
+    pub unix_connections: AtomicU64,
+    pub unix_handbacks: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at

@@ -287,6 +287,32 @@ pub fn pipe2(flags: i32) -> Result<(i32, i32), Errno> {
     Ok((fds[0], fds[1]))
 }
 
+/// `socketpair(AF_UNIX, ty, 0)`.
+pub fn socketpair(ty: i32) -> Result<(i32, i32), Errno> {
+    let mut fds = [0i32; 2];
+    sc!(libc::SYS_socketpair, libc::AF_UNIX, ty, 0, fds.as_mut_ptr())?;
+    Ok((fds[0], fds[1]))
+}
+
+static SOCKFS_DEV: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The device of sockets (sockfs), learnt once from a socket pair of our own; u64::MAX if
+/// none can be made.
+pub fn sockfs_dev() -> u64 {
+    use core::sync::atomic::Ordering;
+    let d = SOCKFS_DEV.load(Ordering::Relaxed);
+    if d != u64::MAX {
+        return d;
+    }
+    let Ok((a, b)) = socketpair(libc::SOCK_STREAM | libc::SOCK_CLOEXEC) else { return u64::MAX };
+    let st = fstat(a);
+    close(a);
+    close(b);
+    let d = st.map_or(u64::MAX, |st| st.st_dev);
+    SOCKFS_DEV.store(d, Ordering::Relaxed);
+    d
+}
+
 /// One entry of `futex_waitv` (`struct futex_waitv`).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

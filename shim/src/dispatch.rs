@@ -140,8 +140,18 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         }
         libc::SYS_select => poll::select(r, g, a, false),
         libc::SYS_pselect6 => poll::select(r, g, a, true),
+        libc::SYS_socketpair => crate::unix::socketpair(r, a[0], a[1], a[2], a[3] as usize),
+        libc::SYS_listen => crate::unix::listen(r, fd, a[1]),
+        libc::SYS_connect => crate::unix::connect(r, g, fd, a[1] as usize, a[2]),
+        libc::SYS_accept | libc::SYS_accept4 => crate::unix::accept(r, g, nr, a),
+        libc::SYS_sendto => crate::unix::sendto(r, g, a),
+        libc::SYS_recvfrom => crate::unix::recvfrom(r, g, a),
+        libc::SYS_sendmsg => crate::unix::sendmsg(r, g, fd, a[1] as usize, a[2] as i32),
+        libc::SYS_recvmsg => crate::unix::recvmsg(r, g, fd, a[1] as usize, a[2] as i32),
+        libc::SYS_shutdown => crate::unix::shutdown(r, fd, a[1]),
+        libc::SYS_setsockopt => crate::unix::setsockopt(r, a),
         libc::SYS_vmsplice => {
-            let p = crate::fd::lookup(r, fd)?;
+            let p = crate::fd::lookup(r, fd).filter(|p| !p.socket)?;
             let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;
             pipes::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
         }

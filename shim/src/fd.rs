@@ -1,5 +1,5 @@
-//! The per-process fd table: which fds are shim pipes, and which are `/proc` sysctl views open
-//! for writing (see `procfs`).
+//! The per-process fd table: which fds are shim pipes or AF_UNIX stream sockets, and which are
+//! `/proc` sysctl views open for writing (see `procfs`).
 //!
 //! Every shim object sits behind a real kernel object of the same type (a placeholder pipe, or
 //! the FIFO itself), so fd numbers, dup, fork, exec, O_CLOEXEC and per-open-file flags stay
@@ -30,6 +30,8 @@ const PACKET: u64 = 1 << 60;
 const FIFO: u64 = 1 << 59;
 /// A sysctl view open for writing; the low bits are its index in `shared_state::procfs::VIEWS`.
 const SYSCTL: u64 = 1 << 58;
+/// An AF_UNIX stream socket: the handle is its own send queue (see `crate::unix`).
+const SOCKET: u64 = 1 << 57;
 /// PipeHandle::to_bits uses 48 bits.
 const HANDLE_MASK: u64 = (1 << 48) - 1;
 
@@ -46,6 +48,8 @@ pub struct PipeFd {
     pub packet: bool,
     /// A FIFO file rather than an anonymous pipe.
     pub fifo: bool,
+    /// An AF_UNIX stream socket: writes go to `pipe`, reads come from its peer's object.
+    pub socket: bool,
 }
 
 impl PipeFd {
@@ -63,6 +67,9 @@ impl PipeFd {
         if self.fifo {
             e |= FIFO;
         }
+        if self.socket {
+            e |= SOCKET;
+        }
         e
     }
 
@@ -74,6 +81,7 @@ impl PipeFd {
             write: e & WRITE != 0,
             packet: e & PACKET != 0,
             fifo: e & FIFO != 0,
+            socket: e & SOCKET != 0,
         }
     }
 }
@@ -99,7 +107,8 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
         Some(e) if e & SYSCTL != 0 => None,
         Some(e) if e & SHIM != 0 => {
             let p = PipeFd::decode(fd, e);
-            if !shared_state::pipe::handed_back(r, p.pipe) {
+            // A socket handed back still has queued data to read first (crate::unix).
+            if p.socket || !shared_state::pipe::handed_back(r, p.pipe) {
                 return Some(p);
             }
             // The kernel serves this pipe now, for every process.
@@ -121,6 +130,17 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
 /// Finds out what an fd we have not seen yet is. Err: not open (nothing to cache).
 fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
     let st = sys::fstat(fd)?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        return Ok(crate::unix::object_for(r, &st).map(|pipe| PipeFd {
+            fd,
+            pipe,
+            read: true,
+            write: true,
+            packet: false,
+            fifo: false,
+            socket: true,
+        }));
+    }
     if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return Ok(None);
     }
@@ -143,6 +163,7 @@ fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
         write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
         packet: flags & libc::O_DIRECT != 0,
         fifo,
+        socket: false,
     }))
 }
 

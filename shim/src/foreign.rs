@@ -1,7 +1,8 @@
 //! Programs that will not load the shim: setuid, setgid or file-capability programs (the
 //! loader ignores LD_PRELOAD for them) and static binaries. Such a process would read and
-//! write the empty kernel placeholders of the shim pipes it inherits, so before exec'ing one,
-//! a process hands those pipes back to the kernel, data and all.
+//! write the empty kernel placeholders of the shim pipes and sockets it inherits, so before
+//! exec'ing one, a process hands those back to the kernel, data and all, and its listening
+//! sockets stop announcing connections as the shim's.
 
 use crate::{fd, pipes};
 use shared_state::Region;
@@ -24,6 +25,9 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
     each_inherited_fd(|fd| {
         if fd::lookup(r, fd).is_some() {
             pipes::hand_back(r, fd);
+        } else {
+            // A listener it inherits would accept connections without adopting them.
+            crate::unix::forget_listener(r, fd);
         }
     });
 }

@@ -259,6 +259,84 @@ pub extern "C" fn pselect(
     )
 }
 
+#[unsafe(no_mangle)]
+pub extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
+    serve(libc::SYS_sendto, [fd as u64, buf as u64, n as u64, flags as u64, 0, 0], || {
+        real_call!(real::SEND, fn(c_int, *const c_void, size_t, c_int) -> ssize_t, fd, buf, n, flags)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+    serve(libc::SYS_recvfrom, [fd as u64, buf as u64, n as u64, flags as u64, 0, 0], || {
+        real_call!(real::RECV, fn(c_int, *mut c_void, size_t, c_int) -> ssize_t, fd, buf, n, flags)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *const libc::sockaddr,
+    alen: libc::socklen_t,
+) -> ssize_t {
+    serve(libc::SYS_sendto, [fd as u64, buf as u64, n as u64, flags as u64, addr as u64, alen as u64], || {
+        real_call!(
+            real::SENDTO,
+            fn(c_int, *const c_void, size_t, c_int, *const libc::sockaddr, libc::socklen_t) -> ssize_t,
+            fd,
+            buf,
+            n,
+            flags,
+            addr,
+            alen
+        )
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *mut libc::sockaddr,
+    alen: *mut libc::socklen_t,
+) -> ssize_t {
+    serve(
+        libc::SYS_recvfrom,
+        [fd as u64, buf as u64, n as u64, flags as u64, addr as u64, alen as u64],
+        || {
+            real_call!(
+                real::RECVFROM,
+                fn(c_int, *mut c_void, size_t, c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> ssize_t,
+                fd,
+                buf,
+                n,
+                flags,
+                addr,
+                alen
+            )
+        },
+    )
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t {
+    serve(libc::SYS_sendmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], || {
+        real_call!(real::SENDMSG, fn(c_int, *const libc::msghdr, c_int) -> ssize_t, fd, msg, flags)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t {
+    serve(libc::SYS_recvmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], || {
+        real_call!(real::RECVMSG, fn(c_int, *mut libc::msghdr, c_int) -> ssize_t, fd, msg, flags)
+    })
+}
+
 /// `syscall(2)` for fd calls (node's libuv closes fds with it); the SysV numbers stay with
 /// the exported System V entry points.
 pub fn syscall_fd(nr: c_long, a: [u64; 6]) -> Option<c_long> {

@@ -19,3 +19,4 @@ mod signals;
 mod sud;
 mod sysv;
 mod trace;
+mod unix;

@@ -32,7 +32,7 @@ pub fn getfl(fd: i32) -> Result<i32, Errno> {
 }
 
 /// `read`/`write`'s single buffer, checked as `vfs_read`/`vfs_write` do.
-fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
+pub fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
     if !crate::copy::access_ok(addr, len) {
         return Err(libc::EFAULT);
     }
@@ -66,23 +66,43 @@ pub fn import_iovec(uiov: usize, cnt: u64, out: &mut [Iov; IOV_MAX]) -> Result<u
     Ok(cnt)
 }
 
+/// Which side of which object a call is on, for what "the peer is gone" means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Pipe,
+    /// An AF_UNIX stream socket receiving: EOF once the placeholder has RCV_SHUTDOWN.
+    SockRead,
+    /// … sending: EPIPE once it has SEND_SHUTDOWN.
+    SockWrite,
+}
+
 /// The process-side knowledge `shared_state::pipe` needs while serving one call.
-struct Env<'a> {
+pub struct Env<'a> {
     p: &'a PipeFd,
     r: &'a Region,
     guard: &'a sud::Guard,
-    /// RWF_NOWAIT / SPLICE_F_NONBLOCK: non-blocking whatever the file's flags.
+    /// RWF_NOWAIT / SPLICE_F_NONBLOCK / MSG_DONTWAIT: non-blocking whatever the file's flags.
     nowait: bool,
     /// This call has waited before: a handler that ran then must not be forgotten.
     waited: core::cell::Cell<bool>,
+    side: Side,
 }
 
-/// Per fd: the (closes, exits) generations at which the other side was last seen alive.
+impl<'a> Env<'a> {
+    pub fn new(p: &'a PipeFd, r: &'a Region, guard: &'a sud::Guard, nowait: bool, side: Side) -> Env<'a> {
+        Env { p, r, guard, nowait, waited: Default::default(), side }
+    }
+}
+
+/// Per fd: the (closes, exits) generations at which the other side was last seen alive (a
+/// socket's receiving side; its sending side has the second table).
 static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
-    if let (Some(v), Some(n)) = (VERIFIED.get(fd), NB_GENS.get(fd)) {
+    if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
         v.store(u64::MAX, Ordering::Relaxed);
+        w.store(u64::MAX, Ordering::Relaxed);
         n.store(u64::MAX, Ordering::Relaxed);
     }
 }
@@ -116,20 +136,30 @@ impl PipeEnv for Env<'_> {
 
     fn peer_gone(&self, force: bool) -> bool {
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
-        let cache = (!sud::in_vfork_child()).then(|| VERIFIED.get(self.p.fd as usize)).flatten();
+        let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
+        let cache = (!sud::in_vfork_child()).then(|| table.get(self.p.fd as usize)).flatten();
         if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
             return false;
         }
 
         // The placeholder knows: a read end reports POLLHUP once no write end is open anywhere,
-        // a write end POLLERR once no read end is.
-        let mut pfd = libc::pollfd { fd: self.p.fd, events: 0, revents: 0 };
+        // a write end POLLERR once no read end is; a socket, POLLRDHUP once it cannot receive
+        // more, and EPIPE to a send (of nothing, which moves no data) once it cannot send.
+        let events = if self.side == Side::SockRead { libc::POLLRDHUP } else { 0 };
+        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
         let polled = sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0);
-        // An O_RDWR file is both sides: its peer never goes.
-        let gone = match (self.p.read, self.p.write) {
-            (true, true) => false,
-            (false, _) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLERR != 0,
-            (true, false) => {
+        let nothing = [0u8; 1];
+        let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
+        let gone = match (self.side, self.p.read, self.p.write) {
+            (Side::SockRead, ..) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLRDHUP != 0,
+            (Side::SockWrite, ..) => {
+                sys::syscall6(libc::SYS_sendto, self.p.fd as usize, nothing.as_ptr() as usize, 0, flags, 0, 0)
+                    == Err(libc::EPIPE)
+            }
+            // An O_RDWR file is both sides: its peer never goes.
+            (_, true, true) => false,
+            (_, false, _) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLERR != 0,
+            (_, true, false) => {
                 polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLHUP != 0
                     || force && self.p.fifo && fifo_eof(self.p.fd)
             }
@@ -210,9 +240,22 @@ pub fn sigpipe() {
     );
 }
 
+/// SIGPIPE for a failed write, after its trace line when tracing.
+pub fn raise_sigpipe() {
+    if crate::trace::on() {
+        sud::tls().sigpipe_owed.store(1, core::sync::atomic::Ordering::Relaxed);
+    } else {
+        sigpipe();
+    }
+}
+
 pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.read)?;
-    let env = Env { p: &p, r, guard: g, nowait, waited: Default::default() };
+    if p.socket {
+        let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
+        return crate::unix::recv(r, g, &p, iov, flags).map(ret);
+    }
+    let env = Env::new(&p, r, g, nowait, Side::Pipe);
     match pipe::pipe_read(r, p.pipe, iov, &env) {
         Err(pipe::HANDED_BACK) => None,
         res => Some(ret(res)),
@@ -221,7 +264,11 @@ pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> 
 
 pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.write)?;
-    let env = Env { p: &p, r, guard: g, nowait, waited: Default::default() };
+    if p.socket {
+        let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
+        return crate::unix::send(r, g, &p, iov, flags).map(ret);
+    }
+    let env = Env::new(&p, r, g, nowait, Side::Pipe);
     let res = pipe::pipe_write(r, p.pipe, iov, p.packet, &env);
     if res == Err(pipe::HANDED_BACK) {
         return None;
@@ -229,11 +276,7 @@ pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) ->
     // EPIPE, or a write cut short because the last reader left: SIGPIPE either way.
     let total: usize = iov.iter().map(|v| v.1).sum();
     if res == Err(libc::EPIPE) || res.is_ok_and(|n| n > 0 && n < total && env.peer_gone(true)) {
-        if crate::trace::on() {
-            sud::tls().sigpipe_owed.store(1, core::sync::atomic::Ordering::Relaxed);
-        } else {
-            sigpipe();
-        }
+        raise_sigpipe();
     }
     Some(ret(res))
 }
@@ -302,8 +345,24 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         return Some(-(libc::EFAULT as i64));
     }
     let packet = flags & libc::O_DIRECT != 0;
-    fd::insert(&PipeFd { fd: fds[0], pipe: handle, read: true, write: false, packet, fifo: false });
-    fd::insert(&PipeFd { fd: fds[1], pipe: handle, read: false, write: true, packet, fifo: false });
+    fd::insert(&PipeFd {
+        fd: fds[0],
+        pipe: handle,
+        read: true,
+        write: false,
+        packet,
+        fifo: false,
+        socket: false,
+    });
+    fd::insert(&PipeFd {
+        fd: fds[1],
+        pipe: handle,
+        read: false,
+        write: true,
+        packet,
+        fifo: false,
+        socket: false,
+    });
     Some(0)
 }
 
@@ -366,9 +425,18 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     let was = fd::forget(fd);
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
-        pipe::note_close(r, p.pipe);
+        note_closed(r, &p);
     }
     Some(ret(res))
+}
+
+/// An fd of `p` was closed: whoever waits on its object, or a socket's peer, looks again.
+pub fn note_closed(r: &Region, p: &PipeFd) {
+    if p.socket {
+        crate::unix::note_change(r, p);
+    } else {
+        pipe::note_close(r, p.pipe);
+    }
 }
 
 /// Gives the pipe behind `fd` back to the kernel (see `pipe::hand_back`), for a use the shim
@@ -376,6 +444,10 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
 /// kernel's pipe, grown to the size the application set, through a write end of our own.
 pub fn hand_back(r: &Region, fd: i32) {
     let Some(p) = fd::lookup(r, fd) else { return };
+    if p.socket {
+        crate::unix::hand_back(r, &p);
+        return;
+    }
     let size = pipe::get_pipe_size(r, p.pipe).unwrap_or(65536);
     let fcntl = |fd: i32, cmd: i32, arg: usize| {
         sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg, 0, 0, 0)
@@ -408,7 +480,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
         let hi = last.min(4095);
         for fd in first..=hi {
             if let Some(p) = fd::forget(fd as i32) {
-                pipe::note_close(r, p.pipe);
+                note_closed(r, &p);
             }
         }
     }
@@ -425,7 +497,7 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
         let new = new as i32;
         if new != old {
             if let Some(p) = target.and_then(fd::forget) {
-                pipe::note_close(r, p.pipe);
+                note_closed(r, &p);
             }
             fd::copy(r, old, new);
         }
@@ -443,19 +515,19 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
         libc::F_SETFL => {
             let p = fd::lookup(r, fd)?;
             let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
-            if let Ok(fl) = getfl(fd) {
+            if let (Ok(fl), false) = (getfl(fd), p.socket) {
                 fd::insert(&PipeFd { packet: fl & libc::O_DIRECT != 0, ..p });
             }
             // Every process caching this description's O_NONBLOCK reads it again.
-            pipe::note_close(r, p.pipe);
+            note_closed(r, &p);
             Some(ret(res))
         }
         libc::F_GETPIPE_SZ => {
-            let p = fd::lookup(r, fd)?;
+            let p = fd::lookup(r, fd).filter(|p| !p.socket)?;
             Some(ret(pipe::get_pipe_size(r, p.pipe)))
         }
         libc::F_SETPIPE_SZ => {
-            let p = fd::lookup(r, fd)?;
+            let p = fd::lookup(r, fd).filter(|p| !p.socket)?;
             Some(ret(pipe::set_pipe_size(r, p.pipe, arg as usize, sys::effective_caps() & (1 << 24) != 0)))
         }
         _ => None,
@@ -467,13 +539,16 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
     if req == libc::FIONBIO {
         let p = fd::lookup(r, fd)?;
         let res = sys::syscall6(libc::SYS_ioctl, fd as usize, req as usize, arg, 0, 0, 0);
-        pipe::note_close(r, p.pipe);
+        note_closed(r, &p);
         return Some(ret(res));
+    }
+    let p = fd::lookup(r, fd)?;
+    if p.socket {
+        return crate::unix::ioctl(r, &p, req, arg);
     }
     if req != libc::FIONREAD {
         return None;
     }
-    let p = fd::lookup(r, fd)?;
     let n = match pipe::fionread(r, p.pipe) {
         Ok(n) => n as i32,
         Err(e) => return Some(-(e as i64)),
@@ -487,7 +562,7 @@ pub fn exiting(r: &Region) {
     fd::each_shim(|p| {
         if fd::forget(p.fd).is_some() {
             sys::close(p.fd);
-            pipe::note_close(r, p.pipe);
+            note_closed(r, &p);
         }
     });
 }

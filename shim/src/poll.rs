@@ -57,7 +57,7 @@ fn poll_loop(
         let mut any_shim_ready = false;
         for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
             if let Some(p) = s {
-                let (readable, writable) = pipe::pipe_poll(r, p.pipe);
+                let (readable, writable) = readiness(r, p);
                 if p.read && readable {
                     *m |= libc::POLLIN | libc::POLLRDNORM;
                 }
@@ -73,7 +73,7 @@ fn poll_loop(
         let maskp =
             if sigmask.is_some() && !any_shim_ready { &mask as *const u64 } else { core::ptr::null() };
         signals::clear_interrupt();
-        let polled = kernel_poll(g, kfds, fds, shim, 0, maskp);
+        let polled = kernel_poll(r, g, kfds, fds, shim, 0, maskp);
         match polled {
             Err(libc::EINTR) if signals::take_interrupt().is_some() => return Err(libc::EINTR),
             Err(libc::EINTR) => continue,
@@ -98,15 +98,14 @@ fn poll_loop(
         if mixed {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
-            let _ = kernel_poll(g, kfds, fds, shim, slice, maskp);
+            let _ = kernel_poll(r, g, kfds, fds, shim, slice, maskp);
         } else {
-            let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| {
-                s.map(|p| {
+            let pipes =
+                shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
                     let rd = p.read && f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
                     let wr = p.write && f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
-                    (p.pipe, rd, wr)
-                })
-            });
+                    wait_queues(r, &p, rd, wr).into_iter().flatten()
+                });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
             pipe::poll_wait(r, pipes, deadline.as_ref(), extra, &mut |f| g.allow_signals(f));
@@ -118,9 +117,36 @@ fn poll_loop(
     }
 }
 
+/// (readable, writable) of a shim fd from its queues, whatever its open mode; the
+/// placeholder adds the rest.
+pub fn readiness(r: &Region, p: &PipeFd) -> (bool, bool) {
+    if p.socket {
+        let (rd, wr, ..) = crate::unix::ready(r, p);
+        return (rd, wr);
+    }
+    pipe::pipe_poll(r, p.pipe)
+}
+
+/// The objects whose futex words a wait for `p` becomes readable (`rd`) or writable (`wr`)
+/// sleeps on: a pipe's own, a socket's receive and send queues.
+pub fn wait_queues(
+    r: &Region,
+    p: &PipeFd,
+    rd: bool,
+    wr: bool,
+) -> [Option<(pipe::PipeHandle, bool, bool)>; 2] {
+    if p.socket {
+        // Its own queue also for a pending client: the link is announced there.
+        let (.., rx, _) = crate::unix::ready(r, p);
+        return [rx.map(|h| (h, rd, false)), Some((p.pipe, false, wr))];
+    }
+    [Some((p.pipe, rd, wr)), None]
+}
+
 /// The kernel's ppoll over `fds` as `kfds`: kernel fds with their events, shim pipes'
 /// placeholders with none (for POLLHUP, POLLERR, POLLNVAL), for up to `ns`, under `mask`.
 fn kernel_poll(
+    r: &Region,
     g: &sud::Guard,
     kfds: &mut [libc::pollfd],
     fds: &[libc::pollfd],
@@ -129,7 +155,12 @@ fn kernel_poll(
     mask: *const u64,
 ) -> Result<usize, Errno> {
     for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
-        *k = libc::pollfd { fd: f.fd, events: if s.is_some() { 0 } else { f.events }, revents: 0 };
+        let events = match s {
+            Some(p) if p.socket => crate::unix::placeholder_events(r, p, f.events),
+            Some(_) => 0,
+            None => f.events,
+        };
+        *k = libc::pollfd { fd: f.fd, events, revents: 0 };
     }
     let ts = ts_from_ns(ns);
     let (kp, n, tsp, mp) = (kfds.as_mut_ptr() as usize, kfds.len(), &ts as *const _ as usize, mask as usize);

@@ -61,6 +61,12 @@ pub static POLL: Real = Real::new(b"poll\0");
 pub static POLL_CHK: Real = Real::new(b"__poll_chk\0");
 pub static PPOLL: Real = Real::new(b"ppoll\0");
 pub static SELECT: Real = Real::new(b"select\0");
+pub static SEND: Real = Real::new(b"send\0");
+pub static RECV: Real = Real::new(b"recv\0");
+pub static SENDTO: Real = Real::new(b"sendto\0");
+pub static RECVFROM: Real = Real::new(b"recvfrom\0");
+pub static SENDMSG: Real = Real::new(b"sendmsg\0");
+pub static RECVMSG: Real = Real::new(b"recvmsg\0");
 pub static PSELECT: Real = Real::new(b"pselect\0");
 
 pub fn resolve_all() {
@@ -90,6 +96,12 @@ pub fn resolve_all() {
         &PPOLL,
         &SELECT,
         &PSELECT,
+        &SEND,
+        &RECV,
+        &SENDTO,
+        &RECVFROM,
+        &SENDMSG,
+        &RECVMSG,
         &SEMGET,
         &SEMOP,
         &SEMTIMEDOP,

@@ -1,0 +1,710 @@
+//! AF_UNIX stream sockets on shim fds (net/unix/af_unix.c). Every such socket is a real kernel
+//! socket, connected to its real peer: names, bind, listen's backlog, connect's and accept's
+//! blocking and errors, getsockname/getpeername, shutdown's state, fstat and fd numbering stay
+//! the kernel's. Only the data moves through the region: each end's send queue is a pipe
+//! object named by its socket inode (`shared_state::unix` explains how a connection becomes a
+//! shim one at connect and accept). The placeholder's kernel state answers liveness:
+//! RCV_SHUTDOWN (peer closed or shut down writing, or we shut down reading) shows as POLLRDHUP,
+//! SEND_SHUTDOWN as EPIPE from a zero-length send, which moves no data.
+//!
+//! What the shim does not serve (ancillary data, MSG_OOB, SO_PASSCRED, socket timeouts…) gives
+//! the connection back to the kernel: sends go to the kernel from then on, and a receiver reads
+//! what is still queued here before the kernel's queue, so the byte order is kept.
+
+use crate::fd::{self, PipeFd};
+use crate::pipes::{self, IOV_MAX, Iov};
+use crate::sud;
+use shared_state::Region;
+use shared_state::pipe::{self, PipeHandle, RecvMode};
+use shared_state::sys::{self, Errno};
+use shared_state::unix::{self as names, Name};
+
+/// A new connection's queue: the kernel lets a stream socket queue about its default send
+/// buffer (212992 bytes) before a sender blocks.
+const QUEUE_BYTES: usize = 256 * 1024;
+const SOL_SOCKET: i32 = libc::SOL_SOCKET;
+/// Flags a served send or receive understands; any other sends the connection to the kernel.
+const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
+const RECV_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_WAITALL | libc::MSG_CMSG_CLOEXEC;
+/// SIOCOUTQ (TIOCOUTQ): bytes sent and not yet read by the peer.
+const SIOCOUTQ: u64 = 0x5411;
+
+fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
+    let mut v = 0i32;
+    let mut len = 4u32;
+    sys::syscall6(
+        libc::SYS_getsockopt,
+        fd as usize,
+        SOL_SOCKET as usize,
+        opt as usize,
+        &mut v as *mut i32 as usize,
+        &mut len as *mut u32 as usize,
+        0,
+    )?;
+    Ok(v)
+}
+
+/// A socket the shim may serve: AF_UNIX, SOCK_STREAM.
+fn is_unix_stream(fd: i32) -> bool {
+    getsockopt_int(fd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
+        && getsockopt_int(fd, libc::SO_TYPE) == Ok(libc::SOCK_STREAM)
+}
+
+/// Options whose effect on data the shim does not reproduce: such sockets stay the kernel's.
+fn needs_kernel(fd: i32) -> bool {
+    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let timeo = |opt: i32, tv: &mut libc::timeval| {
+        let mut len = size_of::<libc::timeval>() as u32;
+        sys::syscall6(
+            libc::SYS_getsockopt,
+            fd as usize,
+            SOL_SOCKET as usize,
+            opt as usize,
+            tv as *mut libc::timeval as usize,
+            &mut len as *mut u32 as usize,
+            0,
+        )
+        .is_ok_and(|_| tv.tv_sec != 0 || tv.tv_usec != 0)
+    };
+    getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0)
+        || timeo(libc::SO_RCVTIMEO, &mut tv)
+        || timeo(libc::SO_SNDTIMEO, &mut tv)
+}
+
+/// The shim object behind a socket `fstat` found (a new image, an inherited or passed fd).
+pub fn object_for(r: &Region, st: &libc::stat) -> Option<PipeHandle> {
+    if st.st_dev != sys::sockfs_dev() {
+        return None;
+    }
+    let h = pipe::pipe_find(r, st.st_dev, st.st_ino)?;
+    matches!(pipe::sock_state(r, h), pipe::SOCK_PENDING | pipe::SOCK_LINKED).then_some(h)
+}
+
+/// A send queue for the socket `fd`, in connection state `state`.
+fn new_queue(r: &Region, fd: i32, state: u32) -> Result<PipeHandle, Errno> {
+    let st = sys::fstat(fd)?;
+    let h = pipe::pipe_new(r, st.st_dev, st.st_ino)?;
+    let _ = pipe::set_pipe_size(r, h, QUEUE_BYTES, true);
+    pipe::sock_init(r, h, state);
+    Ok(h)
+}
+
+fn insert(fd: i32, pipe: PipeHandle) {
+    fd::insert(&PipeFd { fd, pipe, read: true, write: true, packet: false, fifo: false, socket: true });
+}
+
+/// `socketpair(AF_UNIX, SOCK_STREAM, …)`: the kernel's pair as the placeholder, two linked
+/// queues behind it. Other families and types stay the kernel's.
+pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> Option<i64> {
+    let ty = ty as i32;
+    if domain as i32 != libc::AF_UNIX || ty & 0xf != libc::SOCK_STREAM {
+        return None;
+    }
+    let mut fds = [0i32; 2];
+    let res = sys::syscall6(
+        libc::SYS_socketpair,
+        domain as usize,
+        ty as usize,
+        proto as usize,
+        fds.as_mut_ptr() as usize,
+        0,
+        0,
+    );
+    if let Err(e) = res {
+        return Some(-(e as i64));
+    }
+    if crate::copy::slice_out(usv, &fds).is_err() {
+        sys::close(fds[0]);
+        sys::close(fds[1]);
+        return Some(-(libc::EFAULT as i64));
+    }
+    // Without queues (the table is full) the pair is simply the kernel's.
+    if let (Ok(a), Ok(b)) = (new_queue(r, fds[0], pipe::SOCK_LINKED), new_queue(r, fds[1], pipe::SOCK_LINKED))
+    {
+        pipe::sock_link(r, a, b);
+        insert(fds[0], a);
+        insert(fds[1], b);
+    }
+    Some(0)
+}
+
+/// What the `sockaddr_un` `addr` names, for the table: an abstract name's bytes, or the socket
+/// file's identity. None when it names nothing we could serve.
+fn name_of(addr: &[u8]) -> Option<Name<'_>> {
+    let path = addr.get(2..)?;
+    if path.first() == Some(&0) {
+        return Some(Name::Abstract(path));
+    }
+    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+    let mut z = [0u8; names::UNIX_PATH_MAX + 1];
+    z.get_mut(..end)?.copy_from_slice(&path[..end]);
+    let st = sys::fstatat(libc::AT_FDCWD, &z[..end + 1]).ok()?;
+    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(Name::Path { dev: st.st_dev, ino: st.st_ino })
+}
+
+/// `listen`: the kernel's, then connections to the socket's name are announced as the shim's.
+pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
+    let res = sys::syscall6(libc::SYS_listen, fd as usize, backlog as usize, 0, 0, 0, 0);
+    if res.is_ok() && is_unix_stream(fd) && !needs_kernel(fd) {
+        let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
+        let mut len = addr.len() as u32;
+        let named = sys::syscall6(
+            libc::SYS_getsockname,
+            fd as usize,
+            addr.as_mut_ptr() as usize,
+            &mut len as *mut u32 as usize,
+            0,
+            0,
+            0,
+        );
+        if let (Ok(_), Ok(st)) = (named, sys::fstat(fd))
+            && let Some(name) = name_of(&addr[..(len as usize).min(addr.len())])
+        {
+            names::register(r, name, st.st_ino);
+        }
+    }
+    Some(pipes::ret(res))
+}
+
+/// A listening socket will be served by a process without the shim: connections to it stay
+/// the kernel's.
+pub fn forget_listener(r: &Region, fd: i32) {
+    if getsockopt_int(fd, libc::SO_ACCEPTCONN) == Ok(1)
+        && let Ok(st) = sys::fstat(fd)
+        && st.st_dev == sys::sockfs_dev()
+    {
+        names::unregister(r, st.st_ino);
+    }
+}
+
+/// `connect` of an AF_UNIX stream socket to a name a shim process listens on: the queue is
+/// made (pending) before the kernel connects, and kept if the kernel shows the connection
+/// queued at that listener or a shim server already took it.
+pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
+    if fd::lookup(r, fd).is_some() || !(3..=110).contains(&alen) {
+        return None;
+    }
+    let mut addr = [0u8; 110];
+    let addr = &mut addr[..alen as usize];
+    crate::copy::slice_in(addr, uaddr).ok()?;
+    if u16::from_ne_bytes([addr[0], addr[1]]) != libc::AF_UNIX as u16
+        || !is_unix_stream(fd)
+        || needs_kernel(fd)
+    {
+        return None;
+    }
+    let name = name_of(addr)?;
+    let listener = names::lookup(r, name)?;
+    let me = sys::fstat(fd).ok()?.st_ino;
+    let h = new_queue(r, fd, pipe::SOCK_PENDING).ok()?;
+    let res =
+        g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
+    if res.is_err() {
+        pipe::sock_refuse(r, h);
+        return Some(pipes::ret(res));
+    }
+    let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
+        || diag::accept_queue_holds(listener, me)
+        || !pipe::sock_refuse(r, h);
+    if ours {
+        insert(fd, h);
+    }
+    Some(0)
+}
+
+/// `accept`/`accept4`: the kernel's; a connection whose client made a pending queue is
+/// adopted, the rest stay the kernel's.
+pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
+    let lfd = a[0] as i32;
+    let flags = if nr == libc::SYS_accept4 { a[3] as usize } else { 0 };
+    let res = g.allow_signals(|| {
+        sys::syscall6(libc::SYS_accept4, lfd as usize, a[1] as usize, a[2] as usize, flags, 0, 0)
+    });
+    let Ok(nfd) = res else { return Some(pipes::ret(res)) };
+    let nfd = nfd as i32;
+    if is_unix_stream(nfd) {
+        adopt(r, nfd);
+    }
+    Some(nfd as i64)
+}
+
+fn adopt(r: &Region, fd: i32) {
+    let Ok(st) = sys::fstat(fd) else { return };
+    let Some(peer) = diag::peer_of(st.st_ino) else { return };
+    let Some(client) = pipe::pipe_find(r, st.st_dev, peer as u64) else { return };
+    if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
+        return;
+    }
+    let Ok(h) = new_queue(r, fd, pipe::SOCK_PENDING) else { return };
+    if !pipe::sock_adopt(r, client, h) {
+        pipe::sock_refuse(r, h);
+        return;
+    }
+    // A client that gave its end to the kernel before we linked reads the kernel's queue.
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    if pipe::handed_back(r, client) {
+        let _ = pipe::sock_hand_back(r, h);
+    }
+    insert(fd, h);
+    // Inherited from the listener: the kernel must see every message to add credentials.
+    if needs_kernel(fd) {
+        hand_back(
+            r,
+            &PipeFd { fd, pipe: h, read: true, write: true, packet: false, fifo: false, socket: true },
+        );
+    }
+}
+
+/// Gives both directions of the connection `p` is an end of to the kernel (see the module
+/// comment). The peer moves what it queued into the kernel when it next looks (every served
+/// call on it, and its sleepers, which this wakes).
+pub fn hand_back(r: &Region, p: &PipeFd) {
+    // The peer's queue first: a peer woken by ours must find its own handed back already, or
+    // it would wait in the kernel with its data still here.
+    if let Some(peer) = pipe::sock_peer(r, p.pipe) {
+        let _ = pipe::sock_hand_back(r, peer);
+    }
+    let _ = pipe::sock_hand_back(r, p.pipe);
+    // A server adopting a pending connection right now links after our first look; it checks
+    // our flag after linking, we check its link after flagging (see `adopt`).
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    if let Some(peer) = pipe::sock_peer(r, p.pipe) {
+        let _ = pipe::sock_hand_back(r, peer);
+    }
+    drain(r, p);
+}
+
+/// Moves what this end queued before a hand-back into the kernel's queue (see
+/// `pipe::sock_drain`).
+fn drain(r: &Region, p: &PipeFd) {
+    let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
+    pipe::sock_drain(r, p.pipe, &mut |bytes| {
+        sys::syscall6(libc::SYS_sendto, p.fd as usize, bytes.as_ptr() as usize, bytes.len(), flags, 0, 0)
+    });
+}
+
+/// The queue this socket receives from, waiting for a pending connection to be adopted.
+/// None: the kernel serves the receive.
+fn rx_queue(r: &Region, env: &dyn pipe::PipeEnv, p: &PipeFd) -> Result<Option<PipeHandle>, Errno> {
+    if let Some(rx) = pipe::sock_peer(r, p.pipe) {
+        return Ok(Some(rx));
+    }
+    match pipe::sock_wait_linked(r, p.pipe, env)? {
+        true => Ok(pipe::sock_peer(r, p.pipe)),
+        false => Ok(None),
+    }
+}
+
+/// Receives into `iov` with `flags`; None: the kernel serves it.
+pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
+    if flags & !RECV_FLAGS != 0 {
+        hand_back(r, p);
+        return None;
+    }
+    drain(r, p);
+    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead);
+    let rx = match rx_queue(r, &env, p) {
+        Ok(Some(rx)) => rx,
+        Ok(None) => {
+            drain(r, p);
+            return None;
+        }
+        Err(e) => return Some(Err(e)),
+    };
+    let mode = RecvMode { peek: flags & libc::MSG_PEEK != 0, socket: true };
+    let want: usize = iov.iter().map(|v| v.1).sum();
+    let mut got = 0usize;
+    let mut rest = [(0usize, 0usize); IOV_MAX];
+    loop {
+        let n = skip(iov, got, &mut rest);
+        let res = pipe::ring_read(r, rx, &rest[..n], &env, mode);
+        match res {
+            Err(pipe::HANDED_BACK) if got == 0 => {
+                // Woken by the hand-back: what we sent must reach the kernel's queue too.
+                drain(r, p);
+                return None;
+            }
+            Err(_) | Ok(0) if got > 0 => return Some(Ok(got)),
+            Err(e) => return Some(Err(e)),
+            Ok(0) => return Some(Ok(0)),
+            Ok(k) => got += k,
+        }
+        // MSG_WAITALL: until the buffer is full, EOF, an error or a signal (a partial count).
+        if flags & libc::MSG_WAITALL == 0 || mode.peek || got >= want {
+            return Some(Ok(got));
+        }
+    }
+}
+
+/// `iov` without its first `skip` bytes, into `out`; returns how many entries.
+fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov; IOV_MAX]) -> usize {
+    let mut n = 0;
+    for &(base, len) in iov {
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        out[n] = (base + skip, len - skip);
+        skip = 0;
+        n += 1;
+    }
+    n
+}
+
+/// Sends `iov` with `flags`; None: the kernel serves it.
+pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
+    if flags & !SEND_FLAGS != 0 {
+        hand_back(r, p);
+        return None;
+    }
+    if pipe::handed_back(r, p.pipe) {
+        drain(r, p);
+        return None;
+    }
+    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
+    let res = pipe::pipe_write(r, p.pipe, iov, false, &env);
+    if res == Err(pipe::HANDED_BACK) {
+        return None;
+    }
+    let total: usize = iov.iter().map(|v| v.1).sum();
+    let broken = res == Err(libc::EPIPE)
+        || res.is_ok_and(|n| n > 0 && n < total && pipe::PipeEnv::peer_gone(&env, true));
+    if broken && flags & libc::MSG_NOSIGNAL == 0 {
+        pipes::raise_sigpipe();
+    }
+    Some(res)
+}
+
+/// `sendto`/`send`: with no address. An address on a connected socket is the kernel's EISCONN.
+pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
+    let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
+    if a[4] != 0 {
+        return None;
+    }
+    let iov = match pipes::single(a[1] as usize, a[2] as usize) {
+        Ok(v) => v,
+        Err(e) => return Some(-(e as i64)),
+    };
+    send(r, g, &p, &[iov], a[3] as i32).map(pipes::ret)
+}
+
+/// `recvfrom`/`recv`: the source address of a stream is the peer's bound name (none if unbound).
+pub fn recvfrom(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
+    let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
+    let iov = match pipes::single(a[1] as usize, a[2] as usize) {
+        Ok(v) => v,
+        Err(e) => return Some(-(e as i64)),
+    };
+    let res = recv(r, g, &p, &[iov], a[3] as i32)?;
+    if let (Ok(n), true) = (res, a[4] != 0 && a[5] != 0) {
+        let mut ulen = 0i32;
+        if crate::copy::slice_in(core::slice::from_mut(&mut ulen), a[5] as usize).is_err() {
+            return Some(-(libc::EFAULT as i64));
+        }
+        if ulen < 0 {
+            return Some(-(libc::EINVAL as i64));
+        }
+        if let Err(e) = peer_name_out(p.fd, n, a[4] as usize, ulen as usize, a[5] as usize) {
+            return Some(-(e as i64));
+        }
+    }
+    Some(pipes::ret(res))
+}
+
+/// Writes the source address of `n` received bytes as `move_addr_to_user` does: at most
+/// `cap` bytes of it to `uaddr`, its full length to `ulen`.
+fn peer_name_out(fd: i32, n: usize, uaddr: usize, cap: usize, ulen: usize) -> Result<(), Errno> {
+    let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
+    let mut len = addr.len() as u32;
+    let named = n > 0
+        && sys::syscall6(
+            libc::SYS_getpeername,
+            fd as usize,
+            addr.as_mut_ptr() as usize,
+            &mut len as *mut u32 as usize,
+            0,
+            0,
+            0,
+        )
+        .is_ok();
+    // An unbound peer has no address: the length is 0.
+    let len = if named && len > 2 { (len as usize).min(addr.len()) } else { 0 };
+    crate::copy::slice_out(uaddr, &addr[..len.min(cap)])?;
+    crate::copy::slice_out(ulen, &[len as i32])
+}
+
+/// The user's `struct msghdr`.
+fn msghdr_in(addr: usize) -> Result<libc::msghdr, Errno> {
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    crate::copy::slice_in(core::slice::from_mut(&mut m), addr)?;
+    Ok(m)
+}
+
+/// `sendmsg` without ancillary data or an address; with ancillary data the connection goes
+/// to the kernel, which then passes the fds or credentials.
+pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+    let m = match msghdr_in(umsg) {
+        Ok(m) => m,
+        Err(e) => return Some(-(e as i64)),
+    };
+    if m.msg_namelen != 0 {
+        return None;
+    }
+    if m.msg_controllen != 0 {
+        hand_back(r, &p);
+        return None;
+    }
+    let mut iov = [(0usize, 0usize); IOV_MAX];
+    let n = match pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, &mut iov) {
+        Ok(n) => n,
+        Err(e) => return Some(-(e as i64)),
+    };
+    send(r, g, &p, &iov[..n], flags).map(pipes::ret)
+}
+
+/// `recvmsg`: the data, the peer's name if asked for, no ancillary data (a sender with some
+/// gave the connection to the kernel first).
+pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+    let m = match msghdr_in(umsg) {
+        Ok(m) => m,
+        Err(e) => return Some(-(e as i64)),
+    };
+    let mut iov = [(0usize, 0usize); IOV_MAX];
+    let n = match pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, &mut iov) {
+        Ok(n) => n,
+        Err(e) => return Some(-(e as i64)),
+    };
+    let res = recv(r, g, &p, &iov[..n], flags)?;
+    let Ok(got) = res else { return Some(pipes::ret(res)) };
+    let field = |off: usize| umsg + off;
+    let mut out = Ok(());
+    if !m.msg_name.is_null() {
+        let cap = (m.msg_namelen as i32).max(0) as usize;
+        out = peer_name_out(fd, got, m.msg_name as usize, cap, field(8));
+    } else {
+        out = out.and(crate::copy::slice_out(field(8), &[0u32]));
+    }
+    // msg_controllen (nothing written) and msg_flags.
+    out =
+        out.and(crate::copy::slice_out(field(40), &[0usize])).and(crate::copy::slice_out(field(48), &[0i32]));
+    Some(match out {
+        Ok(()) => got as i64,
+        Err(e) => -(e as i64),
+    })
+}
+
+/// `shutdown`: the kernel records it on the placeholder (and its peer); sleepers on either
+/// queue look again.
+pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+    let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
+    note_change(r, &p);
+    Some(pipes::ret(res))
+}
+
+/// Something about the connection changed (close, shutdown, flags): both queues' sleepers
+/// and cached views look again.
+pub fn note_change(r: &Region, p: &PipeFd) {
+    pipe::note_close(r, p.pipe);
+    if let Some(peer) = pipe::sock_peer(r, p.pipe) {
+        pipe::note_close(r, peer);
+    }
+}
+
+/// `setsockopt`: the kernel's; options whose effect on data the shim does not reproduce
+/// give the connection to the kernel.
+pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
+    let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
+    let res = sys::syscall6(
+        libc::SYS_setsockopt,
+        a[0] as usize,
+        a[1] as usize,
+        a[2] as usize,
+        a[3] as usize,
+        a[4] as usize,
+        0,
+    );
+    if res.is_ok() && needs_kernel(p.fd) {
+        hand_back(r, &p);
+    }
+    Some(pipes::ret(res))
+}
+
+/// FIONREAD/SIOCINQ (bytes queued to read) and SIOCOUTQ (bytes sent, unread), with what the
+/// kernel's own queue holds after a hand-back.
+pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
+    let h = match req {
+        libc::FIONREAD => pipe::sock_peer(r, p.pipe),
+        SIOCOUTQ => Some(p.pipe),
+        _ => return None,
+    };
+    let mut kernel = 0i32;
+    let res = sys::syscall6(
+        libc::SYS_ioctl,
+        p.fd as usize,
+        req as usize,
+        &mut kernel as *mut i32 as usize,
+        0,
+        0,
+        0,
+    );
+    if let Err(e) = res {
+        return Some(-(e as i64));
+    }
+    let ours = h.and_then(|h| pipe::fionread(r, h).ok()).unwrap_or(0);
+    let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
+    Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
+}
+
+/// The placeholder's events that poll must ask the kernel for: EOF and hang-ups (POLLHUP and
+/// POLLERR come anyway), and everything once the kernel carries the data.
+pub fn placeholder_events(r: &Region, p: &PipeFd, events: i16) -> i16 {
+    if pipe::handed_back(r, p.pipe) {
+        return events;
+    }
+    events & (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP | libc::POLLPRI)
+}
+
+/// Readiness from the queues: (readable, writable, receive queue, send queue).
+pub fn ready(r: &Region, p: &PipeFd) -> (bool, bool, Option<PipeHandle>, Option<PipeHandle>) {
+    drain(r, p);
+    let rx = pipe::sock_peer(r, p.pipe);
+    let readable = rx.is_some_and(|rx| pipe::pipe_poll(r, rx).0);
+    let tx = (!pipe::handed_back(r, p.pipe)).then_some(p.pipe);
+    let writable = tx.is_some_and(|tx| pipe::pipe_poll(r, tx).1);
+    (readable, writable, rx, tx)
+}
+
+/// The kernel's socket diagnostics (NETLINK_SOCK_DIAG, `unix_diag`): which socket is a
+/// socket's peer, and which connections wait in a listener's accept queue.
+mod diag {
+    use shared_state::sys;
+
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_PEER: u32 = 0x4;
+    const UDIAG_SHOW_ICONS: u32 = 0x8;
+    const UNIX_DIAG_PEER: u16 = 2;
+    const UNIX_DIAG_ICONS: u16 = 3;
+    const NETLINK_SOCK_DIAG: usize = 4;
+
+    /// nlmsghdr + unix_diag_req.
+    #[repr(C)]
+    struct Request {
+        len: u32,
+        ty: u16,
+        flags: u16,
+        seq: u32,
+        pid: u32,
+        family: u8,
+        protocol: u8,
+        pad: u16,
+        states: u32,
+        ino: u32,
+        show: u32,
+        cookie: [u32; 2],
+    }
+
+    /// Asks about socket `ino`; calls `attr(type, payload)` for each attribute of the answer.
+    fn query(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> bool {
+        let Ok(ino) = u32::try_from(ino) else { return false };
+        let Ok(s) = sys::syscall6(
+            libc::SYS_socket,
+            libc::AF_NETLINK as usize,
+            (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
+            NETLINK_SOCK_DIAG,
+            0,
+            0,
+            0,
+        ) else {
+            return false;
+        };
+        let s = s as i32;
+        let req = Request {
+            len: size_of::<Request>() as u32,
+            ty: SOCK_DIAG_BY_FAMILY,
+            flags: libc::NLM_F_REQUEST as u16,
+            seq: 1,
+            pid: 0,
+            family: libc::AF_UNIX as u8,
+            protocol: 0,
+            pad: 0,
+            states: u32::MAX,
+            ino,
+            show,
+            cookie: [u32::MAX; 2],
+        };
+        let sent = sys::syscall6(
+            libc::SYS_sendto,
+            s as usize,
+            &req as *const Request as usize,
+            req.len as usize,
+            0,
+            0,
+            0,
+        );
+        let mut buf = [0u64; 512];
+        let got = sent.and_then(|_| {
+            sys::syscall6(
+                libc::SYS_recvfrom,
+                s as usize,
+                buf.as_mut_ptr() as usize,
+                size_of_val(&buf),
+                0,
+                0,
+                0,
+            )
+        });
+        sys::close(s);
+        let Ok(n) = got else { return false };
+        // SAFETY: `buf` is ours and `n` bytes of it were written.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&buf))) };
+        // nlmsghdr (16) with type SOCK_DIAG_BY_FAMILY, unix_diag_msg (16), then rtattrs.
+        let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+        if u16_at(4) != Some(SOCK_DIAG_BY_FAMILY) {
+            return false;
+        }
+        let msg_len = bytes.get(0..4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let end = msg_len.min(bytes.len());
+        let mut off = 32;
+        while off + 4 <= end {
+            let (Some(len), Some(ty)) = (u16_at(off), u16_at(off + 2)) else { break };
+            let len = len as usize;
+            if len < 4 || off + len > end {
+                break;
+            }
+            attr(ty, &bytes[off + 4..off + len]);
+            off += len.div_ceil(4) * 4;
+        }
+        true
+    }
+
+    fn u32s(payload: &[u8]) -> impl Iterator<Item = u32> + '_ {
+        payload.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The inode of the socket connected to socket `ino`.
+    pub fn peer_of(ino: u64) -> Option<u32> {
+        let mut peer = None;
+        query(ino, UDIAG_SHOW_PEER, &mut |ty, p| {
+            if ty == UNIX_DIAG_PEER {
+                peer = u32s(p).next();
+            }
+        });
+        peer.filter(|&p| p != 0)
+    }
+
+    /// Whether the connection of client socket `client` waits in listener `listener`'s queue.
+    pub fn accept_queue_holds(listener: u64, client: u64) -> bool {
+        let mut found = false;
+        query(listener, UDIAG_SHOW_ICONS, &mut |ty, p| {
+            if ty == UNIX_DIAG_ICONS {
+                found |= u32s(p).any(|i| i as u64 == client);
+            }
+        });
+        found
+    }
+}
