@@ -1304,9 +1304,22 @@ pub fn sock_init(region: &Region, h: PipeHandle, state: u32) {
     }
 }
 
+/// Above the state: the ECONNRESET of a peer released with data unread was reported.
+const SOCK_RESET_SEEN: u32 = 1 << 8;
+
 /// The socket's connection state (0: a pipe, or gone).
 pub fn sock_state(region: &Region, h: PipeHandle) -> u32 {
-    live(region, h).map_or(0, |p| p.sock.load(Ordering::Acquire))
+    live(region, h).map_or(0, |p| p.sock.load(Ordering::Acquire) & 0xff)
+}
+
+/// Whether [`sock_take_reset`] already reported the reset.
+pub fn sock_reset_seen(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_none_or(|p| p.sock.load(Ordering::Acquire) & SOCK_RESET_SEEN != 0)
+}
+
+/// The peer's `sk_err = ECONNRESET` is read once (`sock_error`): true the first time.
+pub fn sock_take_reset(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.fetch_or(SOCK_RESET_SEEN, Ordering::AcqRel) & SOCK_RESET_SEEN == 0)
 }
 
 /// The peer socket's object: the queue this socket receives from.
@@ -1359,10 +1372,11 @@ pub fn sock_refuse(region: &Region, client: PipeHandle) -> bool {
 pub fn sock_wait_linked(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Result<bool, Errno> {
     let act = enter(region, h)?;
     let pipe = act.pipe;
-    let linked = || pipe.sock.load(Ordering::Acquire) != SOCK_PENDING || pipe.is_handed_back();
+    let state = || pipe.sock.load(Ordering::Acquire) & 0xff;
+    let linked = || state() != SOCK_PENDING || pipe.is_handed_back();
     loop {
         if linked() {
-            return Ok(pipe.sock.load(Ordering::Acquire) == SOCK_LINKED);
+            return Ok(state() == SOCK_LINKED);
         }
         if env.nonblocking() {
             return Err(EAGAIN);

@@ -148,6 +148,8 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_recvfrom => crate::unix::recvfrom(r, g, a),
         libc::SYS_sendmsg => crate::unix::sendmsg(r, g, fd, a[1] as usize, a[2] as i32),
         libc::SYS_recvmsg => crate::unix::recvmsg(r, g, fd, a[1] as usize, a[2] as i32),
+        libc::SYS_sendmmsg => crate::unix::sendmmsg(r, g, a),
+        libc::SYS_recvmmsg => crate::unix::recvmmsg(r, g, a),
         libc::SYS_shutdown => crate::unix::shutdown(r, fd, a[1]),
         libc::SYS_setsockopt => crate::unix::setsockopt(r, a),
         libc::SYS_vmsplice => {

@@ -85,8 +85,11 @@ fn poll_loop(
             return Err(libc::EBADF);
         }
         let mut ready = 0;
-        for ((f, k), m) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready) {
+        for (((f, k), m), s) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready).zip(shim) {
             f.revents = k.revents | m;
+            if let Some(p) = s.filter(|p| p.socket && k.revents & libc::POLLHUP != 0) {
+                f.revents |= crate::unix::pending_error(r, &p);
+            }
             if f.revents != 0 {
                 ready += 1;
             }

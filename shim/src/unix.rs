@@ -326,7 +326,7 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
             }
             Err(_) | Ok(0) if got > 0 => return Some(Ok(got)),
             Err(e) => return Some(Err(e)),
-            Ok(0) => return Some(Ok(0)),
+            Ok(0) => return Some(eof(r, p)),
             Ok(k) => got += k,
         }
         // MSG_WAITALL: until the buffer is full, EOF, an error or a signal (a partial count).
@@ -334,6 +334,27 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
             return Some(Ok(got));
         }
     }
+}
+
+/// End of file, or first ECONNRESET: a peer released with data it never read (what we sent
+/// and is still queued) sets the kernel's `sk_err`, reported once before EOF. The released
+/// peer no longer has an inode, where one that only shut down does.
+fn eof(r: &Region, p: &PipeFd) -> Result<usize, Errno> {
+    if reset_pending(r, p) && pipe::sock_take_reset(r, p.pipe) {
+        return Err(libc::ECONNRESET);
+    }
+    Ok(0)
+}
+
+fn reset_pending(r: &Region, p: &PipeFd) -> bool {
+    pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
+        && !pipe::sock_reset_seen(r, p.pipe)
+        && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino).is_none())
+}
+
+/// POLLERR for a hung-up socket whose ECONNRESET is still to be read (see [`eof`]).
+pub fn pending_error(r: &Region, p: &PipeFd) -> i16 {
+    if reset_pending(r, p) { libc::POLLERR } else { 0 }
 }
 
 /// `iov` without its first `skip` bytes, into `out`; returns how many entries.
@@ -494,6 +515,92 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(()) => got as i64,
         Err(e) => -(e as i64),
     })
+}
+
+/// `struct mmsghdr`: a msghdr and the length the call stores.
+const MMSGHDR: usize = 64;
+const UIO_MAXIOV: u64 = 1024;
+
+/// `sendmmsg`: `sendmsg` for each entry, storing each one's count; a failure after the
+/// first ends the batch with the number sent (`__sys_sendmmsg`).
+pub fn sendmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
+    let fd = a[0] as i32;
+    fd::lookup(r, fd).filter(|p| p.socket)?;
+    let (vec, vlen, flags) = (a[1] as usize, a[2].min(UIO_MAXIOV) as usize, a[3] as i32);
+    let mut done = 0;
+    while done < vlen {
+        let entry = vec + done * MMSGHDR;
+        // What the kernel must serve (a message with fds, say) ends a batch we began.
+        let Some(res) = sendmsg(r, g, fd, entry, flags) else {
+            return (done > 0).then_some(done as i64);
+        };
+        if res < 0 {
+            return Some(if done > 0 { done as i64 } else { res });
+        }
+        if let Err(e) = crate::copy::slice_out(entry + 56, &[res as u32]) {
+            return Some(if done > 0 { done as i64 } else { -(e as i64) });
+        }
+        done += 1;
+    }
+    Some(done as i64)
+}
+
+/// `recvmmsg`: `recvmsg` for each entry; MSG_WAITFORONE makes the later ones non-blocking,
+/// and a timeout is looked at after each entry (as the kernel does: the first still blocks).
+pub fn recvmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
+    let fd = a[0] as i32;
+    fd::lookup(r, fd).filter(|p| p.socket)?;
+    let (vec, vlen, mut flags, utmo) =
+        (a[1] as usize, a[2].min(UIO_MAXIOV) as usize, a[3] as i32, a[4] as usize);
+    let mut deadline = None;
+    if utmo != 0 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        if crate::copy::slice_in(core::slice::from_mut(&mut ts), utmo).is_err() {
+            return Some(-(libc::EFAULT as i64));
+        }
+        if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+            return Some(-(libc::EINVAL as i64));
+        }
+        deadline = Some(shared_state::wait::deadline_after(&ts));
+    }
+    let left_ns = |d: &libc::timespec| {
+        let now = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+        (d.tv_sec - now.tv_sec) * 1_000_000_000 + (d.tv_nsec - now.tv_nsec)
+    };
+    let mut done = 0;
+    let mut err = 0i64;
+    while done < vlen {
+        let entry = vec + done * MMSGHDR;
+        let Some(res) = recvmsg(r, g, fd, entry, flags & !libc::MSG_WAITFORONE) else {
+            if done == 0 {
+                return None;
+            }
+            break;
+        };
+        if res < 0 {
+            err = res;
+            break;
+        }
+        if let Err(e) = crate::copy::slice_out(entry + 56, &[res as u32]) {
+            err = -(e as i64);
+            break;
+        }
+        done += 1;
+        if flags & libc::MSG_WAITFORONE != 0 {
+            flags |= libc::MSG_DONTWAIT;
+        }
+        if deadline.as_ref().is_some_and(|d| left_ns(d) <= 0) {
+            break;
+        }
+    }
+    if let Some(d) = deadline {
+        let ns = left_ns(&d).max(0);
+        let left = libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 };
+        if crate::copy::slice_out(utmo, &[left]).is_err() {
+            return Some(-(libc::EFAULT as i64));
+        }
+    }
+    Some(if done > 0 { done as i64 } else { err })
 }
 
 /// `shutdown`: the kernel records it on the placeholder (and its peer); sleepers on either
