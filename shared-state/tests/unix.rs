@@ -1,0 +1,133 @@
+//! AF_UNIX stream sockets' queues: the pending, adopted and refused connection states, each
+//! decided exactly once, peeking across buffers, and what a hand-back leaves to read first.
+
+mod common;
+mod pipe_common;
+
+use common::TempDir;
+use pipe_common::{Env, KPipe, read, write};
+use shared_state::pipe::{self, PipeHandle, RecvMode};
+use shared_state::unix::{self, Name};
+
+/// A send queue named like a socket end (a kernel pipe stands in for its inode).
+fn queue(r: &shared_state::Region, state: u32) -> (PipeHandle, KPipe) {
+    let k = KPipe::new();
+    let (dev, ino) = k.key();
+    let h = pipe::pipe_new(r, dev, ino).unwrap();
+    pipe::sock_init(r, h, state);
+    (h, k)
+}
+
+fn recv(
+    r: &shared_state::Region,
+    h: PipeHandle,
+    buf: &mut [u8],
+    env: &Env,
+    mode: RecvMode,
+) -> Result<usize, i32> {
+    pipe::ring_read(r, h, &[(buf.as_mut_ptr() as usize, buf.len())], env, mode)
+}
+
+#[test]
+fn a_pending_connection_is_adopted_or_refused_once() {
+    let dir = TempDir::new("unix-adopt");
+    let r = dir.region("ns");
+    let (client, _k1) = queue(&r, pipe::SOCK_PENDING);
+    let (server, _k2) = queue(&r, pipe::SOCK_PENDING);
+    assert_eq!(pipe::sock_peer(&r, client), None);
+    assert!(pipe::sock_adopt(&r, client, server));
+    assert!(!pipe::sock_refuse(&r, client), "an adopted connection cannot be refused");
+    assert_eq!(pipe::sock_state(&r, client), pipe::SOCK_LINKED);
+    assert_eq!(pipe::sock_state(&r, server), pipe::SOCK_LINKED);
+    assert_eq!(pipe::sock_peer(&r, client), Some(server));
+    assert_eq!(pipe::sock_peer(&r, server), Some(client));
+
+    let (late, _k3) = queue(&r, pipe::SOCK_PENDING);
+    let (other, _k4) = queue(&r, pipe::SOCK_PENDING);
+    assert!(pipe::sock_refuse(&r, late));
+    assert!(!pipe::sock_adopt(&r, late, other), "a refused connection stays the kernel's");
+    assert_eq!(pipe::sock_state(&r, late), pipe::SOCK_REFUSED);
+    assert_eq!(r.header().counters.unix_connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_pending_client_waits_for_its_link() {
+    let dir = TempDir::new("unix-wait");
+    let r = dir.region("ns");
+    let (client, _k1) = queue(&r, pipe::SOCK_PENDING);
+    let (server, _k2) = queue(&r, pipe::SOCK_PENDING);
+    let env = Env::new(true);
+    assert_eq!(pipe::sock_wait_linked(&r, client, &env), Err(libc::EAGAIN));
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let env = Env::new(false);
+            pipe::sock_wait_linked(&r, client, &env)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(pipe::sock_adopt(&r, client, server));
+        assert_eq!(t.join().unwrap(), Ok(true));
+    });
+}
+
+#[test]
+fn peek_reads_across_buffers_without_consuming() {
+    let dir = TempDir::new("unix-peek");
+    let r = dir.region("ns");
+    let (h, _k) = queue(&r, pipe::SOCK_LINKED);
+    let env = Env::new(true);
+    let big = vec![7u8; 5000];
+    assert_eq!(write(&r, h, &big, &env), Ok(5000));
+    assert_eq!(write(&r, h, b"tail", &env), Ok(4));
+    let mut buf = vec![0u8; 6000];
+    let peek = RecvMode { peek: true, socket: true };
+    assert_eq!(recv(&r, h, &mut buf, &env, peek), Ok(5004), "a peek crosses buffers");
+    assert_eq!(&buf[5000..5004], b"tail");
+    assert_eq!(recv(&r, h, &mut buf[..10], &env, peek), Ok(10));
+    assert_eq!(pipe::fionread(&r, h), Ok(5004), "nothing consumed");
+    assert_eq!(read(&r, h, &mut buf, &env), Ok(5004));
+}
+
+#[test]
+fn after_a_hand_back_queued_data_is_read_first_and_can_be_drained() {
+    let dir = TempDir::new("unix-handback");
+    let r = dir.region("ns");
+    let (h, _k) = queue(&r, pipe::SOCK_LINKED);
+    let env = Env::new(true);
+    assert_eq!(write(&r, h, b"0123456789", &env), Ok(10));
+    pipe::sock_hand_back(&r, h).unwrap();
+    assert_eq!(write(&r, h, b"x", &env), Err(pipe::HANDED_BACK), "sends go to the kernel");
+    let sock = RecvMode { peek: false, socket: true };
+    let mut buf = [0u8; 4];
+    assert_eq!(recv(&r, h, &mut buf, &env, sock), Ok(4), "queued data is still read here");
+    assert_eq!(&buf, b"0123");
+    // The sender moves the rest into the kernel, which takes part of it.
+    let mut moved = Vec::new();
+    pipe::sock_drain(&r, h, &mut |b| {
+        let k = b.len().min(2);
+        moved.extend_from_slice(&b[..k]);
+        Ok(k)
+    });
+    assert_eq!(moved, b"45");
+    assert_eq!(recv(&r, h, &mut buf, &env, sock), Ok(4), "what the kernel did not take stays first");
+    assert_eq!(&buf, b"6789");
+    assert_eq!(recv(&r, h, &mut buf, &env, sock), Err(pipe::HANDED_BACK), "then the kernel's queue");
+}
+
+#[test]
+fn names_lead_to_their_last_listener() {
+    let dir = TempDir::new("unix-names");
+    let r = dir.region("ns");
+    let path = Name::Path { dev: 1, ino: 2 };
+    let abs = Name::Abstract(b"\0srv");
+    assert_eq!(unix::lookup(&r, path), None);
+    unix::register(&r, path, 100);
+    unix::register(&r, abs, 200);
+    assert_eq!(unix::lookup(&r, path), Some(100));
+    assert_eq!(unix::lookup(&r, abs), Some(200));
+    assert_eq!(unix::lookup(&r, Name::Abstract(b"\0srv2")), None);
+    assert_eq!(unix::lookup(&r, Name::Path { dev: 1, ino: 3 }), None);
+    unix::register(&r, path, 101);
+    assert_eq!(unix::lookup(&r, path), Some(101), "a newer listener replaces the old");
+    unix::unregister(&r, 200);
+    assert_eq!(unix::lookup(&r, abs), None);
+}
