@@ -19,9 +19,6 @@ use shared_state::pipe::{self, PipeHandle, RecvMode};
 use shared_state::sys::{self, Errno};
 use shared_state::unix::{self as names, Name};
 
-/// A new connection's queue: the kernel lets a stream socket queue about its default send
-/// buffer (212992 bytes) before a sender blocks.
-const QUEUE_BYTES: usize = 256 * 1024;
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 /// Flags a served send or receive understands; any other sends the connection to the kernel.
 const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
@@ -80,11 +77,9 @@ pub fn object_for(r: &Region, st: &libc::stat) -> Option<PipeHandle> {
     matches!(pipe::sock_state(r, h), pipe::SOCK_PENDING | pipe::SOCK_LINKED).then_some(h)
 }
 
-/// A send queue for the socket `fd`, in connection state `state`.
-fn new_queue(r: &Region, fd: i32, state: u32) -> Result<PipeHandle, Errno> {
-    let st = sys::fstat(fd)?;
+/// A send queue for the socket `st` names, in connection state `state`.
+fn new_queue(r: &Region, st: &libc::stat, state: u32) -> Result<PipeHandle, Errno> {
     let h = pipe::pipe_new(r, st.st_dev, st.st_ino)?;
-    let _ = pipe::set_pipe_size(r, h, QUEUE_BYTES, true);
     pipe::sock_init(r, h, state);
     Ok(h)
 }
@@ -118,9 +113,9 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
         sys::close(fds[1]);
         return Some(-(libc::EFAULT as i64));
     }
+    let queue = |fd: i32| sys::fstat(fd).and_then(|st| new_queue(r, &st, pipe::SOCK_LINKED));
     // Without queues (the table is full) the pair is simply the kernel's.
-    if let (Ok(a), Ok(b)) = (new_queue(r, fds[0], pipe::SOCK_LINKED), new_queue(r, fds[1], pipe::SOCK_LINKED))
-    {
+    if let (Ok(a), Ok(b)) = (queue(fds[0]), queue(fds[1])) {
         pipe::sock_link(r, a, b);
         insert(fds[0], a);
         insert(fds[1], b);
@@ -187,16 +182,21 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     let mut addr = [0u8; 110];
     let addr = &mut addr[..alen as usize];
     crate::copy::slice_in(addr, uaddr).ok()?;
+    // The address's family, not the socket's: another family's socket fails the kernel's
+    // connect, and the queue is then refused.
     if u16::from_ne_bytes([addr[0], addr[1]]) != libc::AF_UNIX as u16
-        || !is_unix_stream(fd)
-        || needs_kernel(fd)
+        || getsockopt_int(fd, libc::SO_TYPE) != Ok(libc::SOCK_STREAM)
     {
         return None;
     }
     let name = name_of(addr)?;
     let listener = names::lookup(r, name)?;
-    let me = sys::fstat(fd).ok()?.st_ino;
-    let h = new_queue(r, fd, pipe::SOCK_PENDING).ok()?;
+    if needs_kernel(fd) {
+        return None;
+    }
+    let st = sys::fstat(fd).ok()?;
+    let me = st.st_ino;
+    let h = new_queue(r, &st, pipe::SOCK_PENDING).ok()?;
     let res =
         g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
     if res.is_err() {
@@ -222,7 +222,8 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
     });
     let Ok(nfd) = res else { return Some(pipes::ret(res)) };
     let nfd = nfd as i32;
-    if is_unix_stream(nfd) {
+    // Only a stream client makes a pending queue: the diagnostics answer for the others.
+    if getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
         adopt(r, nfd);
     }
     Some(nfd as i64)
@@ -235,7 +236,7 @@ fn adopt(r: &Region, fd: i32) {
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
-    let Ok(h) = new_queue(r, fd, pipe::SOCK_PENDING) else { return };
+    let Ok(h) = new_queue(r, &st, pipe::SOCK_PENDING) else { return };
     if !pipe::sock_adopt(r, client, h) {
         pipe::sock_refuse(r, h);
         return;
@@ -246,8 +247,9 @@ fn adopt(r: &Region, fd: i32) {
         let _ = pipe::sock_hand_back(r, h);
     }
     insert(fd, h);
-    // Inherited from the listener: the kernel must see every message to add credentials.
-    if needs_kernel(fd) {
+    // Inherited from the listener (timeouts are not): the kernel must see every message to
+    // add credentials.
+    if getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0) {
         hand_back(
             r,
             &PipeFd { fd, pipe: h, read: true, write: true, packet: false, fifo: false, socket: true },
