@@ -450,9 +450,9 @@ fn status() -> ExitCode {
     let catchall_off = std::env::var("IPCSHIM_CATCHALL").is_ok_and(|v| v == "0");
     let (catchall, pipes) = match (disabled, catchall_off, sud_available()) {
         (true, _, _) => ("off (IPCSHIM_DISABLE=1)", false),
-        (_, true, _) => ("off (IPCSHIM_CATCHALL=0): pipes and FIFOs left to the kernel", false),
+        (_, true, _) => ("off (IPCSHIM_CATCHALL=0): pipes, FIFOs and sockets left to the kernel", false),
         (_, _, false) => (
-            "unavailable (this kernel refuses Syscall User Dispatch): pipes and FIFOs left to the kernel",
+            "unavailable (this kernel refuses Syscall User Dispatch): pipes, FIFOs and sockets left to the kernel",
             false,
         ),
         _ => ("on (Syscall User Dispatch in every shimmed process)", true),
@@ -462,13 +462,20 @@ fn status() -> ExitCode {
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
             (_, true) => {
-                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs"
+                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream sockets"
             }
             _ => "System V shared memory, semaphores and message queues",
         }
     );
     println!("catch-all:      {catchall}");
-    println!("kernel-served:  {}sockets", if pipes { "" } else { "pipes, FIFOs, /proc views, " });
+    println!(
+        "kernel-served:  {}",
+        if pipes {
+            "AF_UNIX datagram and seqpacket sockets, other socket families"
+        } else {
+            "pipes, FIFOs, /proc views, sockets"
+        }
+    );
     let region = match open_existing() {
         Ok(Some(r)) => r,
         Ok(None) => {
