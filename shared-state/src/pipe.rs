@@ -44,6 +44,8 @@ const CAP_SYS_ADMIN: u64 = 1 << 21;
 /// `pipe_buffer.flags`, in the packed form's upper half.
 const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
 const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
+/// A seqpacket record's last buffer (its others are packet buffers): see [`record_write`].
+const PIPE_BUF_FLAG_RECORD_END: u64 = 1 << 34;
 
 /// Slot states, the low byte of `ident` (the generation is above it).
 const FREE: u64 = 0;
@@ -258,7 +260,7 @@ impl PipeBuffer {
         PipeBuffer {
             offset: ((v >> 16) & 0xffff) as usize,
             len: (v & 0xffff) as usize,
-            flags: v & (PIPE_BUF_FLAG_PACKET | PIPE_BUF_FLAG_CAN_MERGE),
+            flags: v & (PIPE_BUF_FLAG_PACKET | PIPE_BUF_FLAG_CAN_MERGE | PIPE_BUF_FLAG_RECORD_END),
         }
     }
 
@@ -461,7 +463,11 @@ fn normalise(region: &Region, pipe: &PipeInodeInfo) {
             ring.buf(region, i).store(PipeBuffer { len: 0, ..b }.pack(), Ordering::Release);
         }
     }
-    while tail != head && PipeBuffer::load(ring.buf(region, tail)).len == 0 {
+    // An empty record is a buffer of nothing that ends one: it stays.
+    while tail != head && {
+        let b = PipeBuffer::load(ring.buf(region, tail));
+        b.len == 0 && b.flags & PIPE_BUF_FLAG_RECORD_END == 0
+    } {
         tail = tail.wrapping_add(1);
     }
     pipe.head_tail.store(join(head, tail), Ordering::Release);
@@ -1249,6 +1255,172 @@ pub fn ring_read(
     res
 }
 
+/// A seqpacket socket's send (`unix_dgram_sendmsg` for a connected SOCK_SEQPACKET): the
+/// iovecs are one record, queued whole or not at all (it waits for room for all of it), in
+/// as many packet buffers as it takes, the last marked as the record's end, and published by
+/// one store of the head. EMSGSIZE for a record larger than the queue.
+pub fn record_write(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    let mut from = IovIter::new(iov);
+    let total = from.count;
+    let need = total.div_ceil(PAGE).max(1) as u32;
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    note_cpu(&pipe.wr_cpu);
+    let mut signalled = false;
+    let mut guard = Some(lock_pipe(region, pipe)?);
+    let mut was_empty = false;
+    let res = 'out: loop {
+        if pipe.is_handed_back() {
+            break 'out Err(HANDED_BACK);
+        }
+        if env.peer_gone(false) {
+            break 'out Err(EPIPE);
+        }
+        let ring = match pipe.ring() {
+            Ok(r) => r,
+            Err(e) => break 'out Err(e),
+        };
+        if need > ring.size() {
+            break 'out Err(libc::EMSGSIZE);
+        }
+        let (head, tail) = pipe.head_tail();
+        if ring.size() - head.wrapping_sub(tail) >= need {
+            for i in 0..need {
+                let slot = head.wrapping_add(i);
+                let len = (total - i as usize * PAGE).min(PAGE);
+                if from.copy(ring.page(region, slot), len, false) < len {
+                    break 'out Err(EFAULT);
+                }
+                let end = if i + 1 == need { PIPE_BUF_FLAG_RECORD_END } else { 0 };
+                let flags = PIPE_BUF_FLAG_PACKET | end;
+                ring.buf(region, slot).store(PipeBuffer { offset: 0, len, flags }.pack(), Ordering::Release);
+            }
+            pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
+            was_empty = head == tail;
+            break 'out Ok(total);
+        }
+        if env.nonblocking() {
+            break 'out if env.peer_gone(true) { Err(EPIPE) } else { Err(EAGAIN) };
+        }
+        if signalled {
+            if !env.restart_after_signal() {
+                break 'out Err(EINTR);
+            }
+            signalled = false;
+        }
+        guard = None;
+        let room = || {
+            let (head, tail) = pipe.head_tail();
+            let size = Ring::unpack(pipe.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
+            size.saturating_sub(head.wrapping_sub(tail)) >= need || pipe.is_handed_back()
+        };
+        match wait_for(region, pipe, WRITERS, env, &room, None) {
+            Waited::Woken => {}
+            Waited::Interrupted => signalled = true,
+            Waited::PeerGone => break 'out Err(EPIPE),
+        }
+        guard = match lock_pipe(region, pipe) {
+            Ok(g) => Some(g),
+            Err(e) => break 'out Err(e),
+        };
+    };
+    drop(guard);
+    if was_empty {
+        pipe.wake(READERS, region);
+    }
+    let c = &region.header().counters;
+    if let Ok(n) = res {
+        c.unix_bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    UNIX_CALLS.bump(&c.unix_calls);
+    res
+}
+
+/// A seqpacket socket's receive: the next record, (bytes copied, the record's length); what
+/// does not fit is dropped (MSG_TRUNC), the whole record consumed by one store of the tail
+/// unless `peek`. None at end of file.
+pub fn record_read(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    env: &dyn PipeEnv,
+    peek: bool,
+) -> Result<Option<(usize, usize)>, Errno> {
+    let mut to = IovIter::new(iov);
+    let want = to.count;
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    note_cpu(&pipe.rd_cpu);
+    let mut guard = Some(lock_pipe(region, pipe)?);
+    let mut wake_writer = false;
+    let res = 'out: loop {
+        if pipe.is_handed_back() && !pipe.readable() {
+            break 'out Err(HANDED_BACK);
+        }
+        let ring = match pipe.ring() {
+            Ok(r) => r,
+            Err(e) => break 'out Err(e),
+        };
+        let (head, tail) = pipe.head_tail();
+        if head != tail {
+            let (mut at, mut len, mut copied) = (tail, 0usize, 0usize);
+            loop {
+                let b = PipeBuffer::load(ring.buf(region, at));
+                let chars = b.len.min(want - copied);
+                // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
+                let src = unsafe { ring.page(region, at).add(b.offset) };
+                if to.copy(src, chars, true) < chars {
+                    break 'out Err(EFAULT);
+                }
+                copied += chars;
+                len += b.len;
+                at = at.wrapping_add(1);
+                if b.flags & PIPE_BUF_FLAG_RECORD_END != 0 || at == head {
+                    break;
+                }
+            }
+            if !peek {
+                // A record writer waits for room for all of it, not just a free slot.
+                wake_writer = true;
+                pipe.head_tail.store(join(head, at), Ordering::Release);
+            }
+            break 'out Ok(Some((copied, len)));
+        }
+        if env.peer_gone(false) {
+            break 'out Ok(None);
+        }
+        if env.nonblocking() {
+            break 'out if env.peer_gone(true) { Ok(None) } else { Err(EAGAIN) };
+        }
+        guard = None;
+        match wait_for(region, pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back(), None) {
+            Waited::Woken => {}
+            Waited::Interrupted if env.restart_after_signal() => {}
+            Waited::Interrupted => break 'out Err(EINTR),
+            Waited::PeerGone => {}
+        }
+        guard = match lock_pipe(region, pipe) {
+            Ok(g) => Some(g),
+            Err(e) => break 'out Err(e),
+        };
+    };
+    drop(guard);
+    if wake_writer {
+        pipe.wake(WRITERS, region);
+    }
+    let c = &region.header().counters;
+    if let Ok(Some((n, _))) = res {
+        c.unix_bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    UNIX_CALLS.bump(&c.unix_calls);
+    res
+}
+
 /// Returned by an operation on an object that was handed back to the kernel meanwhile: the
 /// caller issues the call to the kernel's pipe instead. Not an errno.
 pub const HANDED_BACK: Errno = 1 << 20;
@@ -1297,7 +1469,8 @@ pub const SOCK_LINKED: u32 = 2;
 /// The client found the connection is not served by a shim server: the kernel carries it.
 pub const SOCK_REFUSED: u32 = 3;
 
-/// Marks a new object as an AF_UNIX stream socket's send queue in connection state `state`.
+/// Marks a new object as an AF_UNIX socket's send queue in connection state `state` (with
+/// [`SOCK_RECORDS`] for a seqpacket socket).
 pub fn sock_init(region: &Region, h: PipeHandle, state: u32) {
     if let Some(p) = live(region, h) {
         p.sock.store(state, Ordering::Release);
@@ -1306,6 +1479,22 @@ pub fn sock_init(region: &Region, h: PipeHandle, state: u32) {
 
 /// Above the state: the ECONNRESET of a peer released with data unread was reported.
 const SOCK_RESET_SEEN: u32 = 1 << 8;
+/// Above the state: a seqpacket socket, whose queue holds records ([`record_write`]).
+pub const SOCK_RECORDS: u32 = 1 << 9;
+
+/// Sets the connection state, keeping the flags above it.
+fn set_state(p: &PipeInodeInfo, from: Option<u32>, to: u32) -> bool {
+    p.sock
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            from.is_none_or(|f| v & 0xff == f).then_some(v & !0xff | to)
+        })
+        .is_ok()
+}
+
+/// Whether the socket's queue holds records (SOCK_SEQPACKET).
+pub fn sock_records(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_RECORDS != 0)
+}
 
 /// The socket's connection state (0: a pipe, or gone).
 pub fn sock_state(region: &Region, h: PipeHandle) -> u32 {
@@ -1340,8 +1529,8 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     region.header().counters.unix_connections.fetch_add(1, Ordering::Relaxed);
     pa.peer.store(b.to_bits() + 1, Ordering::Release);
     pb.peer.store(a.to_bits() + 1, Ordering::Release);
-    pb.sock.store(SOCK_LINKED, Ordering::Release);
-    pa.sock.store(SOCK_LINKED, Ordering::Release);
+    set_state(pb, None, SOCK_LINKED);
+    set_state(pa, None, SOCK_LINKED);
     // A client waiting to receive waits for the link on its own object.
     for p in [pa, pb] {
         p.wake(READERS, region);
@@ -1352,8 +1541,9 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
 /// client already gave it to the kernel. Exactly one of this and [`sock_refuse`] succeeds.
 pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bool {
     let Some(pc) = live(region, client) else { return false };
-    if pc.sock.compare_exchange(SOCK_PENDING, SOCK_LINKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        return pc.sock.load(Ordering::Acquire) == SOCK_LINKED && sock_peer(region, client) == Some(server);
+    if !set_state(pc, Some(SOCK_PENDING), SOCK_LINKED) {
+        return pc.sock.load(Ordering::Acquire) & 0xff == SOCK_LINKED
+            && sock_peer(region, client) == Some(server);
     }
     sock_link(region, client, server);
     true
@@ -1362,9 +1552,7 @@ pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bo
 /// The client's side: gives a still pending connection to the kernel. False when a shim
 /// server has already adopted it.
 pub fn sock_refuse(region: &Region, client: PipeHandle) -> bool {
-    live(region, client).is_some_and(|p| {
-        p.sock.compare_exchange(SOCK_PENDING, SOCK_REFUSED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    })
+    live(region, client).is_some_and(|p| set_state(p, Some(SOCK_PENDING), SOCK_REFUSED))
 }
 
 /// Waits until a pending client's connection is adopted: `Ok(true)` linked, `Ok(false)` the

@@ -131,3 +131,31 @@ fn names_lead_to_their_last_listener() {
     unix::unregister(&r, 200);
     assert_eq!(unix::lookup(&r, abs), None);
 }
+
+#[test]
+fn records_keep_their_boundaries() {
+    let dir = TempDir::new("unix-records");
+    let r = dir.region("ns");
+    let (h, _k) = queue(&r, pipe::SOCK_LINKED | pipe::SOCK_RECORDS);
+    assert!(pipe::sock_records(&r, h));
+    let env = Env::new(true);
+    let send = |data: &[u8]| pipe::record_write(&r, h, &[(data.as_ptr() as usize, data.len())], &env);
+    let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    assert_eq!(send(b"hello world"), Ok(11));
+    assert_eq!(send(b""), Ok(0), "an empty record is a record");
+    assert_eq!(send(&big), Ok(10_000));
+    let take = |cap: usize, peek: bool| {
+        let mut buf = vec![0u8; cap];
+        pipe::record_read(&r, h, &[(buf.as_mut_ptr() as usize, cap)], &env, peek).map(|g| {
+            buf.truncate(g.map_or(0, |(n, _)| n));
+            (g, buf)
+        })
+    };
+    assert_eq!(take(5, true), Ok((Some((5, 11)), b"hello".to_vec())), "a peek leaves the record");
+    assert_eq!(take(5, false), Ok((Some((5, 11)), b"hello".to_vec())), "the rest of a record is dropped");
+    assert_eq!(take(100, false), Ok((Some((0, 0)), vec![])));
+    assert_eq!(take(20_000, false), Ok((Some((10_000, 10_000)), big.clone())), "across pages");
+    assert_eq!(take(10, false), Err(libc::EAGAIN));
+    let huge = vec![0u8; 65 * 4096];
+    assert_eq!(send(&huge), Err(libc::EMSGSIZE), "larger than the queue");
+}

@@ -131,15 +131,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
 fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
     let st = sys::fstat(fd)?;
     if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
-        return Ok(crate::unix::object_for(r, &st).map(|pipe| PipeFd {
-            fd,
-            pipe,
-            read: true,
-            write: true,
-            packet: false,
-            fifo: false,
-            socket: true,
-        }));
+        return Ok(crate::unix::object_for(r, &st).map(|pipe| crate::unix::entry(r, fd, pipe)));
     }
     if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return Ok(None);

@@ -152,6 +152,8 @@ impl PipeEnv for Env<'_> {
         let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
         let gone = match (self.side, self.p.read, self.p.write) {
             (Side::SockRead, ..) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLRDHUP != 0,
+            // A seqpacket socket's send of nothing is a record: ask the diagnostics instead.
+            (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(self.p.fd),
             (Side::SockWrite, ..) => {
                 sys::syscall6(libc::SYS_sendto, self.p.fd as usize, nothing.as_ptr() as usize, 0, flags, 0, 0)
                     == Err(libc::EPIPE)
@@ -253,7 +255,7 @@ pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> 
     let p = fd::lookup(r, fd).filter(|p| p.read)?;
     if p.socket {
         let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
-        return crate::unix::recv(r, g, &p, iov, flags).map(ret);
+        return crate::unix::recv(r, g, &p, iov, flags).map(|res| ret(res.map(|(n, _)| n)));
     }
     let env = Env::new(&p, r, g, nowait, Side::Pipe);
     match pipe::pipe_read(r, p.pipe, iov, &env) {

@@ -41,10 +41,10 @@ fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
     Ok(v)
 }
 
-/// A socket the shim may serve: AF_UNIX, SOCK_STREAM.
-fn is_unix_stream(fd: i32) -> bool {
+/// A socket the shim may serve: AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET.
+fn is_served(fd: i32) -> bool {
     getsockopt_int(fd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
-        && getsockopt_int(fd, libc::SO_TYPE) == Ok(libc::SOCK_STREAM)
+        && getsockopt_int(fd, libc::SO_TYPE).is_ok_and(|t| served_type(t).is_some())
 }
 
 /// Options whose effect on data the shim does not reproduce: such sockets stay the kernel's.
@@ -68,6 +68,12 @@ fn needs_kernel(fd: i32) -> bool {
         || timeo(libc::SO_SNDTIMEO, &mut tv)
 }
 
+/// The shim fd entry of socket `fd` with queue `pipe` (a seqpacket socket's is in packet mode).
+pub fn entry(r: &Region, fd: i32, pipe: PipeHandle) -> PipeFd {
+    let packet = pipe::sock_records(r, pipe);
+    PipeFd { fd, pipe, read: true, write: true, packet, fifo: false, socket: true }
+}
+
 /// The shim object behind a socket `fstat` found (a new image, an inherited or passed fd).
 pub fn object_for(r: &Region, st: &libc::stat) -> Option<PipeHandle> {
     if st.st_dev != sys::sockfs_dev() {
@@ -77,24 +83,41 @@ pub fn object_for(r: &Region, st: &libc::stat) -> Option<PipeHandle> {
     matches!(pipe::sock_state(r, h), pipe::SOCK_PENDING | pipe::SOCK_LINKED).then_some(h)
 }
 
-/// A send queue for the socket `st` names, in connection state `state`.
+/// The connection-oriented types the shim serves: byte streams and records.
+fn served_type(ty: i32) -> Option<u32> {
+    match ty {
+        libc::SOCK_STREAM => Some(0),
+        libc::SOCK_SEQPACKET => Some(pipe::SOCK_RECORDS),
+        _ => None,
+    }
+}
+
+/// The kernel lets a seqpacket socket send a record of up to its send buffer (212992 bytes,
+/// less 32): its queue must hold one that large.
+const RECORD_QUEUE_BYTES: usize = 256 * 1024;
+
+/// A send queue for the socket `st` names, in connection state `state` (with its type's flag).
 fn new_queue(r: &Region, st: &libc::stat, state: u32) -> Result<PipeHandle, Errno> {
     let h = pipe::pipe_new(r, st.st_dev, st.st_ino)?;
+    if state & pipe::SOCK_RECORDS != 0 {
+        pipe::set_pipe_size(r, h, RECORD_QUEUE_BYTES, true)?;
+    }
     pipe::sock_init(r, h, state);
     Ok(h)
 }
 
-fn insert(fd: i32, pipe: PipeHandle) {
-    fd::insert(&PipeFd { fd, pipe, read: true, write: true, packet: false, fifo: false, socket: true });
+fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
+    fd::insert(&entry(r, fd, pipe));
 }
 
-/// `socketpair(AF_UNIX, SOCK_STREAM, …)`: the kernel's pair as the placeholder, two linked
-/// queues behind it. Other families and types stay the kernel's.
+/// `socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET, …)`: the kernel's pair as the
+/// placeholder, two linked queues behind it. Other families and types stay the kernel's.
 pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> Option<i64> {
     let ty = ty as i32;
-    if domain as i32 != libc::AF_UNIX || ty & 0xf != libc::SOCK_STREAM {
+    if domain as i32 != libc::AF_UNIX {
         return None;
     }
+    let kind = served_type(ty & 0xf)?;
     let mut fds = [0i32; 2];
     let res = sys::syscall6(
         libc::SYS_socketpair,
@@ -113,12 +136,12 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
         sys::close(fds[1]);
         return Some(-(libc::EFAULT as i64));
     }
-    let queue = |fd: i32| sys::fstat(fd).and_then(|st| new_queue(r, &st, pipe::SOCK_LINKED));
+    let queue = |fd: i32| sys::fstat(fd).and_then(|st| new_queue(r, &st, pipe::SOCK_LINKED | kind));
     // Without queues (the table is full) the pair is simply the kernel's.
     if let (Ok(a), Ok(b)) = (queue(fds[0]), queue(fds[1])) {
         pipe::sock_link(r, a, b);
-        insert(fds[0], a);
-        insert(fds[1], b);
+        insert(r, fds[0], a);
+        insert(r, fds[1], b);
     }
     Some(0)
 }
@@ -140,7 +163,7 @@ fn name_of(addr: &[u8]) -> Option<Name<'_>> {
 /// `listen`: the kernel's, then connections to the socket's name are announced as the shim's.
 pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     let res = sys::syscall6(libc::SYS_listen, fd as usize, backlog as usize, 0, 0, 0, 0);
-    if res.is_ok() && is_unix_stream(fd) && !needs_kernel(fd) {
+    if res.is_ok() && is_served(fd) && !needs_kernel(fd) {
         let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
         let mut len = addr.len() as u32;
         let named = sys::syscall6(
@@ -184,11 +207,10 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     crate::copy::slice_in(addr, uaddr).ok()?;
     // The address's family, not the socket's: another family's socket fails the kernel's
     // connect, and the queue is then refused.
-    if u16::from_ne_bytes([addr[0], addr[1]]) != libc::AF_UNIX as u16
-        || getsockopt_int(fd, libc::SO_TYPE) != Ok(libc::SOCK_STREAM)
-    {
+    if u16::from_ne_bytes([addr[0], addr[1]]) != libc::AF_UNIX as u16 {
         return None;
     }
+    let kind = served_type(getsockopt_int(fd, libc::SO_TYPE).ok()?)?;
     let name = name_of(addr)?;
     let listener = names::lookup(r, name)?;
     if needs_kernel(fd) {
@@ -196,7 +218,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     }
     let st = sys::fstat(fd).ok()?;
     let me = st.st_ino;
-    let h = new_queue(r, &st, pipe::SOCK_PENDING).ok()?;
+    let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
     let res =
         g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
     if res.is_err() {
@@ -207,7 +229,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         || diag::accept_queue_holds(listener, me)
         || !pipe::sock_refuse(r, h);
     if ours {
-        insert(fd, h);
+        insert(r, fd, h);
     }
     Some(0)
 }
@@ -236,7 +258,8 @@ fn adopt(r: &Region, fd: i32) {
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
-    let Ok(h) = new_queue(r, &st, pipe::SOCK_PENDING) else { return };
+    let kind = if pipe::sock_records(r, client) { pipe::SOCK_RECORDS } else { 0 };
+    let Ok(h) = new_queue(r, &st, pipe::SOCK_PENDING | kind) else { return };
     if !pipe::sock_adopt(r, client, h) {
         pipe::sock_refuse(r, h);
         return;
@@ -246,14 +269,11 @@ fn adopt(r: &Region, fd: i32) {
     if pipe::handed_back(r, client) {
         let _ = pipe::sock_hand_back(r, h);
     }
-    insert(fd, h);
+    insert(r, fd, h);
     // Inherited from the listener (timeouts are not): the kernel must see every message to
     // add credentials.
     if getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0) {
-        hand_back(
-            r,
-            &PipeFd { fd, pipe: h, read: true, write: true, packet: false, fifo: false, socket: true },
-        );
+        hand_back(r, &entry(r, fd, h));
     }
 }
 
@@ -297,9 +317,15 @@ fn rx_queue(r: &Region, env: &dyn pipe::PipeEnv, p: &PipeFd) -> Result<Option<Pi
     }
 }
 
+/// What a receive got: the count it returns, and whether a record was cut short (MSG_TRUNC
+/// in recvmsg's flags).
+pub type Got = (usize, bool);
+
 /// Receives into `iov` with `flags`; None: the kernel serves it.
-pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
-    if flags & !RECV_FLAGS != 0 {
+pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<Got, Errno>> {
+    // A record's MSG_TRUNC is served; a stream's is the kernel's.
+    let known = RECV_FLAGS | if p.packet { libc::MSG_TRUNC } else { 0 };
+    if flags & !known != 0 {
         hand_back(r, p);
         return None;
     }
@@ -314,6 +340,22 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         Err(e) => return Some(Err(e)),
     };
     let mode = RecvMode { peek: flags & libc::MSG_PEEK != 0, socket: true };
+    if p.packet {
+        // A record socket reports the reset before what is still queued (sock_error first).
+        if pipe::PipeEnv::peer_gone(&env, false) && reset_pending(r, p) && pipe::sock_take_reset(r, p.pipe) {
+            return Some(Err(libc::ECONNRESET));
+        }
+        return match pipe::record_read(r, rx, iov, &env, mode.peek) {
+            Err(pipe::HANDED_BACK) => {
+                drain(r, p);
+                None
+            }
+            Err(e) => Some(Err(e)),
+            Ok(None) => Some(eof(r, p).map(|n| (n, false))),
+            // MSG_TRUNC: the record's real length.
+            Ok(Some((n, len))) => Some(Ok((if flags & libc::MSG_TRUNC != 0 { len } else { n }, len > n))),
+        };
+    }
     let want: usize = iov.iter().map(|v| v.1).sum();
     let mut got = 0usize;
     let mut rest = [(0usize, 0usize); IOV_MAX];
@@ -326,14 +368,14 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
                 drain(r, p);
                 return None;
             }
-            Err(_) | Ok(0) if got > 0 => return Some(Ok(got)),
+            Err(_) | Ok(0) if got > 0 => return Some(Ok((got, false))),
             Err(e) => return Some(Err(e)),
-            Ok(0) => return Some(eof(r, p)),
+            Ok(0) => return Some(eof(r, p).map(|n| (n, false))),
             Ok(k) => got += k,
         }
         // MSG_WAITALL: until the buffer is full, EOF, an error or a signal (a partial count).
         if flags & libc::MSG_WAITALL == 0 || mode.peek || got >= want {
-            return Some(Ok(got));
+            return Some(Ok((got, false)));
         }
     }
 }
@@ -385,6 +427,20 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         return None;
     }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
+    if p.packet {
+        // The kernel's limit comes before anything else: a record must fit the send buffer.
+        let total: usize = iov.iter().map(|v| v.1).sum();
+        if total > pipe::PIPE_BUF
+            && getsockopt_int(p.fd, libc::SO_SNDBUF).is_ok_and(|b| total > (b as usize).saturating_sub(32))
+        {
+            return Some(Err(libc::EMSGSIZE));
+        }
+        // A seqpacket socket's EPIPE comes without SIGPIPE (unix_dgram_sendmsg).
+        return match pipe::record_write(r, p.pipe, iov, &env) {
+            Err(pipe::HANDED_BACK) => None,
+            res => Some(res),
+        };
+    }
     let res = pipe::pipe_write(r, p.pipe, iov, false, &env);
     if res == Err(pipe::HANDED_BACK) {
         return None;
@@ -418,7 +474,7 @@ pub fn recvfrom(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
         Ok(v) => v,
         Err(e) => return Some(-(e as i64)),
     };
-    let res = recv(r, g, &p, &[iov], a[3] as i32)?;
+    let res = recv(r, g, &p, &[iov], a[3] as i32)?.map(|(n, _)| n);
     if let (Ok(n), true) = (res, a[4] != 0 && a[5] != 0) {
         let mut ulen = 0i32;
         if crate::copy::slice_in(core::slice::from_mut(&mut ulen), a[5] as usize).is_err() {
@@ -500,8 +556,10 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(n) => n,
         Err(e) => return Some(-(e as i64)),
     };
-    let res = recv(r, g, &p, &iov[..n], flags)?;
-    let Ok(got) = res else { return Some(pipes::ret(res)) };
+    let (got, truncated) = match recv(r, g, &p, &iov[..n], flags)? {
+        Ok(g) => g,
+        Err(e) => return Some(-(e as i64)),
+    };
     let field = |off: usize| umsg + off;
     let mut out = Ok(());
     if !m.msg_name.is_null() {
@@ -511,8 +569,10 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         out = out.and(crate::copy::slice_out(field(8), &[0u32]));
     }
     // msg_controllen (nothing written) and msg_flags.
-    out =
-        out.and(crate::copy::slice_out(field(40), &[0usize])).and(crate::copy::slice_out(field(48), &[0i32]));
+    let mflags = if truncated { libc::MSG_TRUNC } else { 0 };
+    out = out
+        .and(crate::copy::slice_out(field(40), &[0usize]))
+        .and(crate::copy::slice_out(field(48), &[mflags]));
     Some(match out {
         Ok(()) => got as i64,
         Err(e) => -(e as i64),
@@ -636,7 +696,11 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         a[4] as usize,
         0,
     );
-    if res.is_ok() && needs_kernel(p.fd) {
+    // A larger send buffer lets the kernel take records larger than a record queue.
+    let sndbuf = p.packet
+        && a[1] as i32 == SOL_SOCKET
+        && matches!(a[2] as i32, libc::SO_SNDBUF | libc::SO_SNDBUFFORCE);
+    if res.is_ok() && (sndbuf || needs_kernel(p.fd)) {
         hand_back(r, &p);
     }
     Some(pipes::ret(res))
@@ -687,6 +751,12 @@ pub fn ready(r: &Region, p: &PipeFd) -> (bool, bool, Option<PipeHandle>, Option<
     (readable, writable, rx, tx)
 }
 
+/// Whether the socket `fd` can no longer send (SEND_SHUTDOWN: shut down for writing, or its
+/// peer shut down reading or is gone).
+pub fn send_shut_down(fd: i32) -> bool {
+    sys::fstat(fd).is_ok_and(|st| diag::shutdown_of(st.st_ino).is_some_and(|m| m & 2 != 0))
+}
+
 /// The kernel's socket diagnostics (NETLINK_SOCK_DIAG, `unix_diag`): which socket is a
 /// socket's peer, and which connections wait in a listener's accept queue.
 mod diag {
@@ -697,6 +767,7 @@ mod diag {
     const UDIAG_SHOW_ICONS: u32 = 0x8;
     const UNIX_DIAG_PEER: u16 = 2;
     const UNIX_DIAG_ICONS: u16 = 3;
+    const UNIX_DIAG_SHUTDOWN: u16 = 6;
     const NETLINK_SOCK_DIAG: usize = 4;
 
     /// nlmsghdr + unix_diag_req.
@@ -804,6 +875,17 @@ mod diag {
             }
         });
         peer.filter(|&p| p != 0)
+    }
+
+    /// Socket `ino`'s `sk_shutdown` (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2).
+    pub fn shutdown_of(ino: u64) -> Option<u8> {
+        let mut mask = None;
+        query(ino, 0, &mut |ty, p| {
+            if ty == UNIX_DIAG_SHUTDOWN {
+                mask = p.first().copied();
+            }
+        });
+        mask
     }
 
     /// Whether the connection of client socket `client` waits in listener `listener`'s queue.
