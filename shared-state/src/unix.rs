@@ -11,6 +11,10 @@
 //! with the kernel that the connection really reached the listener named here, and
 //! [`crate::pipe::sock_adopt`] / [`crate::pipe::sock_refuse`] decide each connection exactly
 //! once, so a stale or lost entry only sends a connection to the kernel.
+//!
+//! A client first compares the listener's pid with the one the kernel gives it as its peer's
+//! credentials (those of the process that called `listen`); only when they differ does it ask
+//! the kernel's socket diagnostics.
 
 use crate::pipe::ns_lock;
 use crate::region::{Region, UNIX_NAMES_MAX, UNIX_NAMES_OFF};
@@ -28,8 +32,26 @@ pub enum Name<'a> {
     Abstract(&'a [u8]),
 }
 
-/// One entry: `kind` (0 empty, 1 path, 2 + length for an abstract name), the listening
-/// socket's inode, and the key.
+/// A listening socket: its inode, and the process that called `listen` (the pid the kernel
+/// gives its clients as their peer's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub ino: u32,
+    pub pid: u32,
+}
+
+impl Listener {
+    fn pack(self) -> u64 {
+        (self.pid as u64) << 32 | self.ino as u64
+    }
+
+    fn unpack(v: u64) -> Listener {
+        Listener { ino: v as u32, pid: (v >> 32) as u32 }
+    }
+}
+
+/// One entry: `kind` (0 empty, 1 path, 2 + length for an abstract name), the listener
+/// (packed), and the key.
 #[repr(C)]
 struct UnixName {
     kind: AtomicU64,
@@ -75,7 +97,7 @@ fn index(kind: u64, key: &[u64; 14]) -> u32 {
 }
 
 /// `listen` in a shim process: connections to `name` will be adopted by the shim.
-pub fn register(region: &Region, name: Name<'_>, listener_ino: u64) {
+pub fn register(region: &Region, name: Name<'_>, listener: Listener) {
     let Some((kind, key)) = encode(name) else { return };
     let Ok(_g) = ns_lock(region) else { return };
     let e = entry(region, index(kind, &key));
@@ -84,26 +106,27 @@ pub fn register(region: &Region, name: Name<'_>, listener_ino: u64) {
     for (slot, w) in e.key.iter().zip(key) {
         slot.store(w, Ordering::Relaxed);
     }
-    e.listener.store(listener_ino, Ordering::Relaxed);
+    e.listener.store(listener.pack(), Ordering::Relaxed);
     e.kind.store(kind, Ordering::Release);
 }
 
-/// The inode of the shim listener last registered under `name`, if any.
-pub fn lookup(region: &Region, name: Name<'_>) -> Option<u64> {
+/// The shim listener last registered under `name`, if any.
+pub fn lookup(region: &Region, name: Name<'_>) -> Option<Listener> {
     let (kind, key) = encode(name)?;
     let _g = ns_lock(region).ok()?;
     let e = entry(region, index(kind, &key));
     let same = e.kind.load(Ordering::Acquire) == kind
         && e.key.iter().zip(key).all(|(slot, w)| slot.load(Ordering::Relaxed) == w);
-    same.then(|| e.listener.load(Ordering::Relaxed))
+    same.then(|| Listener::unpack(e.listener.load(Ordering::Relaxed)))
 }
 
-/// A listening socket will no longer adopt connections: its names lead to the kernel.
-pub fn unregister(region: &Region, listener_ino: u64) {
+/// Listeners that will no longer adopt connections (`gone` says which): their names lead to
+/// the kernel.
+pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
         let e = entry(region, i);
-        if e.kind.load(Ordering::Acquire) != 0 && e.listener.load(Ordering::Relaxed) == listener_ino {
+        if e.kind.load(Ordering::Acquire) != 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
             e.kind.store(0, Ordering::Release);
         }
     }

@@ -120,16 +120,19 @@ fn names_lead_to_their_last_listener() {
     let path = Name::Path { dev: 1, ino: 2 };
     let abs = Name::Abstract(b"\0srv");
     assert_eq!(unix::lookup(&r, path), None);
-    unix::register(&r, path, 100);
-    unix::register(&r, abs, 200);
-    assert_eq!(unix::lookup(&r, path), Some(100));
-    assert_eq!(unix::lookup(&r, abs), Some(200));
+    let l = |ino, pid| unix::Listener { ino, pid };
+    unix::register(&r, path, l(100, 7));
+    unix::register(&r, abs, l(200, 8));
+    assert_eq!(unix::lookup(&r, path), Some(l(100, 7)));
+    assert_eq!(unix::lookup(&r, abs), Some(l(200, 8)));
     assert_eq!(unix::lookup(&r, Name::Abstract(b"\0srv2")), None);
     assert_eq!(unix::lookup(&r, Name::Path { dev: 1, ino: 3 }), None);
-    unix::register(&r, path, 101);
-    assert_eq!(unix::lookup(&r, path), Some(101), "a newer listener replaces the old");
-    unix::unregister(&r, 200);
+    unix::register(&r, path, l(101, 7));
+    assert_eq!(unix::lookup(&r, path), Some(l(101, 7)), "a newer listener replaces the old");
+    unix::unregister(&r, |x| x.ino == 200);
     assert_eq!(unix::lookup(&r, abs), None);
+    unix::unregister(&r, |x| x.pid == 7);
+    assert_eq!(unix::lookup(&r, path), None, "a process's listeners go with it");
 }
 
 #[test]

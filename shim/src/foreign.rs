@@ -22,6 +22,7 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
     if len == 0 || !foreign(dirfd, &name[..len + 1]) {
         return;
     }
+    crate::unix::forget_own_listeners(r);
     each_inherited_fd(|fd| {
         if fd::lookup(r, fd).is_some() {
             pipes::hand_back(r, fd);

@@ -178,7 +178,8 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
         if let (Ok(_), Ok(st)) = (named, sys::fstat(fd))
             && let Some(name) = name_of(&addr[..(len as usize).min(addr.len())])
         {
-            names::register(r, name, st.st_ino);
+            let listener = names::Listener { ino: st.st_ino as u32, pid: sys::getpid() as u32 };
+            names::register(r, name, listener);
         }
     }
     Some(pipes::ret(res))
@@ -191,13 +192,39 @@ pub fn forget_listener(r: &Region, fd: i32) {
         && let Ok(st) = sys::fstat(fd)
         && st.st_dev == sys::sockfs_dev()
     {
-        names::unregister(r, st.st_ino);
+        names::unregister(r, |l| l.ino as u64 == st.st_ino);
     }
 }
 
-/// `connect` of an AF_UNIX stream socket to a name a shim process listens on: the queue is
-/// made (pending) before the kernel connects, and kept if the kernel shows the connection
-/// queued at that listener or a shim server already took it.
+/// This process becomes a program without the shim: a client would take the credentials
+/// of a listener it makes for ours.
+pub fn forget_own_listeners(r: &Region) {
+    let pid = sys::getpid() as u32;
+    names::unregister(r, |l| l.pid == pid);
+}
+
+/// The pid in the credentials the kernel gave `fd` for its peer.
+fn peer_pid(fd: i32) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = size_of::<libc::ucred>() as u32;
+    sys::syscall6(
+        libc::SYS_getsockopt,
+        fd as usize,
+        SOL_SOCKET as usize,
+        libc::SO_PEERCRED as usize,
+        &mut cred as *mut libc::ucred as usize,
+        &mut len as *mut u32 as usize,
+        0,
+    )
+    .ok()?;
+    Some(cred.pid as u32)
+}
+
+/// `connect` of an AF_UNIX stream or seqpacket socket to a name a shim process listens on: the
+/// queue is made (pending) before the kernel connects, and kept if a shim server already took
+/// it, or the kernel shows the connection reached that listener: its peer's credentials are
+/// those of the process that listened, or (asked only when they are not) the diagnostics show
+/// it waiting in the listener's queue.
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
     if fd::lookup(r, fd).is_some() || !(3..=110).contains(&alen) {
         return None;
@@ -226,7 +253,8 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         return Some(pipes::ret(res));
     }
     let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
-        || diag::accept_queue_holds(listener, me)
+        || peer_pid(fd) == Some(listener.pid)
+        || diag::accept_queue_holds(listener.ino as u64, me)
         || !pipe::sock_refuse(r, h);
     if ours {
         insert(r, fd, h);
