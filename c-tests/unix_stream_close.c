@@ -304,8 +304,9 @@ int main(void)
 		_exit(0);
 	}
 	io_wait_sleeping(pid);
-	IOSHOW(shutdown(sv[1], SHUT_RD));
+	n = shutdown(sv[1], SHUT_RD);
 	show_status_io("child", io_reap(pid));
+	printf("  parent: shutdown(SHUT_RD) = %ld\n", n);
 	closep(sv);
 
 	sk_cleanup();
