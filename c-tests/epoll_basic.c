@@ -4,9 +4,9 @@
  * epoll_pwait2, wake-ups from another process, EINTR and epoll_pwait's mask, and fds that
  * vanish from the set when closed.
  * The shim does not serve AF_UNIX sockets yet, and hands a pipe added to an epoll set back to
- * the kernel; delete each line when that changes:
- * kernel-sockets: allowed
- * kernel-pipes: allowed */
+ * the kernel: delete each directive below when that changes. */
+// kernel-sockets: allowed
+// kernel-pipes: allowed
 #include "common.h"
 #include <sys/eventfd.h>
 

@@ -3,9 +3,9 @@
  * two), EPOLLRDHUP, an epoll fd inherited across fork and shared by processes, edge-triggered
  * wake-ups across processes.
  * The shim does not serve AF_UNIX sockets yet, and hands a pipe added to an epoll set back to
- * the kernel; delete each line when that changes:
- * kernel-sockets: allowed
- * kernel-pipes: allowed */
+ * the kernel: delete each directive below when that changes. */
+// kernel-sockets: allowed
+// kernel-pipes: allowed
 #include "common.h"
 #include <sys/eventfd.h>
 

@@ -2,8 +2,8 @@
  * in every state (idle, data, full, shut down, peer closed, listening with and without a
  * pending connection, unconnected), a connected datagram socket whose peer's queue is full,
  * waiters woken by another process, timeouts.
- * The shim does not serve AF_UNIX sockets yet; delete the next line when it does:
- * kernel-sockets: allowed */
+ * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+// kernel-sockets: allowed
 #include "common.h"
 
 #define ALL (POLLIN | POLLPRI | POLLOUT | POLLRDNORM | POLLWRNORM | POLLWRBAND | POLLRDHUP)

@@ -2,8 +2,8 @@
  * datagrams, sendto/recvfrom with the sender's address, connect and its filtering, errors
  * (ENOENT, EPROTOTYPE, ENOTCONN, EPERM, EMSGSIZE, EOPNOTSUPP, ECONNREFUSED), a full receive
  * queue, blocked senders and receivers woken by other processes, sendmmsg/recvmmsg, EFAULT.
- * The shim does not serve AF_UNIX sockets yet; delete the next line when it does:
- * kernel-sockets: allowed */
+ * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+// kernel-sockets: allowed
 #include "common.h"
 
 /* recvfrom into a 100-byte buffer (or len), printed with the sender's address. */

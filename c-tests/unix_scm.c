@@ -2,8 +2,8 @@
  * fork child and to an unrelated exec'd process that then reads and writes the pipes), fds kept
  * alive while in flight, MSG_CTRUNC, MSG_CMSG_CLOEXEC, the SCM_RIGHTS limits and errors,
  * SCM_CREDENTIALS with SO_PASSCRED (as root and as nobody), SO_PEERCRED.
- * The shim does not serve AF_UNIX sockets yet; delete the next line when it does:
- * kernel-sockets: allowed */
+ * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+// kernel-sockets: allowed
 #include "common.h"
 
 #define SCM_SOCK "scm"

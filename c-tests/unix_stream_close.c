@@ -2,8 +2,8 @@
  * peer sees, close with the kernel's EOF, ECONNRESET for a close with unread data, EPIPE with
  * SIGPIPE (default, handled, MSG_NOSIGNAL), a peer SIGKILLed while the other side sleeps, and
  * blocked writers released by the reader's close.
- * The shim does not serve AF_UNIX sockets yet; delete the next line when it does:
- * kernel-sockets: allowed */
+ * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+// kernel-sockets: allowed
 #include "common.h"
 
 #define ALL (POLLIN | POLLOUT | POLLRDHUP | POLLPRI)

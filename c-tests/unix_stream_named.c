@@ -1,8 +1,8 @@
 /* Named AF_UNIX stream sockets: bind (paths, abstract names, autobind) and its errors, listen,
  * accept and accept4, connect blocking and non-blocking, a full listen backlog, socket file
  * permissions (connect as nobody), names seen by getsockname/getpeername.
- * The shim does not serve AF_UNIX sockets yet; delete the next line when it does:
- * kernel-sockets: allowed */
+ * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+// kernel-sockets: allowed
 #include "common.h"
 
 static void show_file(const char *what, const char *path)

@@ -1,8 +1,8 @@
 /* AF_UNIX socketpair: the types, flags and errors of socket/socketpair, names of an unnamed
  * pair, byte-stream semantics (writes coalesce, reads split), readv/writev, EAGAIN, zero-length
  * transfers, ESPIPE, a full buffer, and transfers woken and carried between processes.
- * The shim does not serve AF_UNIX sockets yet; delete the next line when it does:
- * kernel-sockets: allowed */
+ * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+// kernel-sockets: allowed
 #include "common.h"
 
 static volatile int g_minus1 = -1;
