@@ -1172,11 +1172,18 @@ static __attribute__((unused)) void msg_settle(int id, unsigned long want)
  * machine share the network namespace); sk_name prints it as "TAG". */
 static char g_sk_tag[16];
 
+static void sk_cleanup(void);
+
 static __attribute__((unused)) void sk_setup(void)
 {
 	setup();
-	if (mkdir(SK_DIR, 0755))
-		die("mkdir " SK_DIR);
+	if (mkdir(SK_DIR, 0755)) {
+		if (errno != EEXIST)
+			die("mkdir " SK_DIR);
+		sk_cleanup(); /* left by an earlier run that died in this directory */
+		if (mkdir(SK_DIR, 0755))
+			die("mkdir " SK_DIR);
+	}
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(g_sk_tag, sizeof g_sk_tag, "%08x", (unsigned)(getpid() * 2654435761u ^ ts.tv_nsec));
