@@ -127,8 +127,8 @@ int main(void)
 		ep_ctl("ADD to set 1", e1, EPOLL_CTL_ADD, p[0], EPOLLIN | EPOLLEXCLUSIVE, 11);
 		ep_ctl("ADD to set 2", e2, EPOLL_CTL_ADD, p[0], EPOLLIN | EPOLLEXCLUSIVE, 12);
 		w1 = waiter(e1, 5000, rep[1]);
-		w2 = waiter(e2, 5000, rep[1]);
 		io_wait_sleeping(w1);
+		w2 = waiter(e2, 5000, rep[1]);
 		io_wait_sleeping(w2);
 		if (write(p[1], "x", 1) != 1)
 			die("write");
@@ -198,9 +198,10 @@ int main(void)
 
 	CASE("shared_set_oneshot_two_processes");
 	ep_ctl("MOD socket to EPOLLIN|EPOLLONESHOT", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN | EPOLLONESHOT, 22);
+	/* The set's waiters queue in the order they slept: the first one is woken first. */
 	w1 = waiter(ep, 5000, rep[1]);
-	w2 = waiter(ep, 5000, rep[1]);
 	io_wait_sleeping(w1);
+	w2 = waiter(ep, 5000, rep[1]);
 	io_wait_sleeping(w2);
 	if (write(sv[1], "x", 1) != 1)
 		die("write");
