@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <stddef.h>
 
 #define PAGE 4096UL
 #define NOBODY 65534
@@ -322,6 +324,10 @@ static __attribute__((unused)) const char *errname_io(int e)
 #define E(x) case x: return #x;
 	E(ESPIPE) E(ENXIO) E(EISDIR) E(ENOTTY) E(ENOBUFS) E(EXDEV) E(ENOTDIR)
 	E(ELOOP) E(ENAMETOOLONG) E(ETXTBSY) E(ENOTEMPTY) E(ENOPKG) E(ENOTSOCK)
+	E(EADDRINUSE) E(EADDRNOTAVAIL) E(ECONNREFUSED) E(ECONNRESET) E(ECONNABORTED)
+	E(EISCONN) E(ENOTCONN) E(EDESTADDRREQ) E(EMSGSIZE) E(EPROTOTYPE) E(ENOPROTOOPT)
+	E(EPROTONOSUPPORT) E(ESOCKTNOSUPPORT) E(EAFNOSUPPORT) E(EINPROGRESS) E(EALREADY)
+	E(ETOOMANYREFS) E(ESHUTDOWN) E(EDOM)
 #undef E
 	}
 	return errname(e);
@@ -1152,6 +1158,365 @@ static __attribute__((unused)) void msg_settle(int id, unsigned long want)
 		nanosleep(&ts, NULL);
 	}
 	printf("  (qnum stayed %lu, want %lu)\n", (unsigned long)d.msg_qnum, want);
+}
+
+/* ---- AF_UNIX sockets and epoll (unix_*.c, epoll_*.c, poll_socket.c) ---- */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* Every socket path lives in this directory of the current directory (the
+ * runner's scratch directory), made by sk_setup and removed by sk_cleanup. */
+#define SK_DIR "sockets"
+
+/* Abstract names carry a tag unique to this run (other test runs on the
+ * machine share the network namespace); sk_name prints it as "TAG". */
+static char g_sk_tag[16];
+
+static void sk_cleanup(void);
+
+static __attribute__((unused)) void sk_setup(void)
+{
+	setup();
+	if (mkdir(SK_DIR, 0755)) {
+		if (errno != EEXIST)
+			die("mkdir " SK_DIR);
+		sk_cleanup(); /* left by an earlier run that died in this directory */
+		if (mkdir(SK_DIR, 0755))
+			die("mkdir " SK_DIR);
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(g_sk_tag, sizeof g_sk_tag, "%08x", (unsigned)(getpid() * 2654435761u ^ ts.tv_nsec));
+}
+
+/* Remove everything under SK_DIR, then the directory (main process only). */
+static __attribute__((unused)) void sk_cleanup(void)
+{
+	char path[512];
+	if (getpid() != g_main)
+		return;
+	DIR *d = opendir(SK_DIR);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof path, SK_DIR "/%s", e->d_name);
+			unlink(path);
+		}
+	closedir(d);
+	rmdir(SK_DIR);
+}
+
+/* A filesystem address SK_DIR/name; returns its length (family + path + NUL). */
+static __attribute__((unused)) socklen_t sk_path(struct sockaddr_un *a, const char *name)
+{
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	snprintf(a->sun_path, sizeof a->sun_path, SK_DIR "/%s", name);
+	return offsetof(struct sockaddr_un, sun_path) + strlen(a->sun_path) + 1;
+}
+
+/* An abstract address "\0ipcshim-TAG-name"; returns its length (no NUL counted). */
+static __attribute__((unused)) socklen_t sk_abstract(struct sockaddr_un *a, const char *name)
+{
+	memset(a, 0, sizeof *a);
+	a->sun_family = AF_UNIX;
+	int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "ipcshim-%s-%s", g_sk_tag, name);
+	return offsetof(struct sockaddr_un, sun_path) + 1 + n;
+}
+
+/* An address as deterministic text: its length, then "unnamed", the path, the abstract
+ * name with the run's tag as TAG, or "autobind(5 hex)" for a kernel autobind name. */
+static __attribute__((unused)) const char *sk_name(const struct sockaddr_un *a, socklen_t len)
+{
+	static char buf[256];
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+	if (len < off) {
+		snprintf(buf, sizeof buf, "len=%u", (unsigned)len);
+		return buf;
+	}
+	int n = snprintf(buf, sizeof buf, "len=%u family=%s ", (unsigned)len,
+			 a->sun_family == AF_UNIX ? "AF_UNIX" : "OTHER");
+	size_t plen = len - off;
+	if (plen == 0) {
+		snprintf(buf + n, sizeof buf - n, "unnamed");
+	} else if (a->sun_path[0] != 0) {
+		snprintf(buf + n, sizeof buf - n, "path \"%.*s\"", (int)strnlen(a->sun_path, plen), a->sun_path);
+	} else {
+		const char *p = a->sun_path + 1;
+		size_t l = plen - 1;
+		int hex = l == 5;
+		for (size_t i = 0; i < l && hex; i++)
+			hex = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f');
+		char tag[32];
+		snprintf(tag, sizeof tag, "ipcshim-%s-", g_sk_tag);
+		if (hex)
+			snprintf(buf + n, sizeof buf - n, "abstract autobind(5 hex)");
+		else if (l >= strlen(tag) && !memcmp(p, tag, strlen(tag)))
+			snprintf(buf + n, sizeof buf - n, "abstract \"ipcshim-TAG-%.*s\"",
+				 (int)(l - strlen(tag)), p + strlen(tag));
+		else
+			snprintf(buf + n, sizeof buf - n, "abstract, %zu other bytes", l);
+	}
+	return buf;
+}
+
+/* getsockname / getpeername, printed through sk_name. */
+static __attribute__((unused)) void sk_show_names(const char *what, int fd)
+{
+	struct sockaddr_un a;
+	socklen_t len = sizeof a;
+	memset(&a, 0x55, sizeof a);
+	errno = 0;
+	if (getsockname(fd, (struct sockaddr *)&a, &len))
+		printf("  %s getsockname = -1 %s\n", what, errname_io(errno));
+	else
+		printf("  %s getsockname: %s\n", what, sk_name(&a, len));
+	len = sizeof a;
+	memset(&a, 0x55, sizeof a);
+	errno = 0;
+	if (getpeername(fd, (struct sockaddr *)&a, &len))
+		printf("  %s getpeername = -1 %s\n", what, errname_io(errno));
+	else
+		printf("  %s getpeername: %s\n", what, sk_name(&a, len));
+}
+
+static __attribute__((unused)) int sk_socket(int type)
+{
+	int fd = socket(AF_UNIX, type, 0);
+	if (fd < 0)
+		die("socket");
+	return fd;
+}
+
+static __attribute__((unused)) void sk_pair(int type, int sv[2])
+{
+	if (socketpair(AF_UNIX, type, 0, sv))
+		die("socketpair");
+}
+
+/* A socket of type bound to addr (and listening with backlog if backlog >= 0). */
+static __attribute__((unused)) int sk_listener(int type, const struct sockaddr_un *a, socklen_t len,
+						int backlog)
+{
+	int fd = sk_socket(type);
+	if (bind(fd, (const struct sockaddr *)a, len))
+		die("bind");
+	if (backlog >= 0 && listen(fd, backlog))
+		die("listen");
+	return fd;
+}
+
+/* A socket of type connected to addr. */
+static __attribute__((unused)) int sk_connect(int type, const struct sockaddr_un *a, socklen_t len)
+{
+	int fd = sk_socket(type);
+	if (connect(fd, (const struct sockaddr *)a, len))
+		die("connect");
+	return fd;
+}
+
+/* An accept that must succeed. */
+static __attribute__((unused)) int sk_accept(int l)
+{
+	int fd;
+	while ((fd = accept(l, NULL, NULL)) < 0 && errno == EINTR)
+		;
+	if (fd < 0)
+		die("accept");
+	return fd;
+}
+
+/* recv (flags), printed with the data as text when printable. */
+static __attribute__((unused)) long sk_recv(const char *what, int fd, size_t len, int flags)
+{
+	char buf[512];
+	memset(buf, 0, sizeof buf);
+	errno = 0;
+	long n = recv(fd, buf, len < sizeof buf ? len : sizeof buf, flags);
+	int e = errno;
+	if (n < 0) {
+		printf("  %s = -1 %s\n", what, errname_io(e));
+	} else {
+		long shown = n < (long)sizeof buf ? n : (long)sizeof buf;
+		int printable = 1;
+		for (long i = 0; i < shown; i++)
+			printable &= buf[i] >= 32 && buf[i] < 127;
+		if (printable)
+			printf("  %s = %ld \"%.*s\"\n", what, n, (int)shown, buf);
+		else
+			printf("  %s = %ld (binary)\n", what, n);
+	}
+	return n;
+}
+
+/* getsockopt of an int option, printed. */
+static __attribute__((unused)) void sk_show_opt(const char *what, int fd, int level, int name)
+{
+	int v = -12345;
+	socklen_t len = sizeof v;
+	errno = 0;
+	if (getsockopt(fd, level, name, &v, &len))
+		printf("  %s = -1 %s\n", what, errname_io(errno));
+	else
+		printf("  %s = %d (optlen %u)\n", what, v, (unsigned)len);
+}
+
+/* The msghdr flags of a recvmsg, as names. */
+static __attribute__((unused)) const char *sk_msgflags(int f)
+{
+	static char buf[128];
+	buf[0] = 0;
+	static const struct { int bit; const char *name; } names[] = {
+		{ MSG_TRUNC, "MSG_TRUNC" }, { MSG_CTRUNC, "MSG_CTRUNC" }, { MSG_EOR, "MSG_EOR" },
+		{ MSG_OOB, "MSG_OOB" }, { MSG_ERRQUEUE, "MSG_ERRQUEUE" }, { MSG_CMSG_CLOEXEC, "MSG_CMSG_CLOEXEC" },
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (f & names[i].bit) {
+			if (buf[0])
+				strcat(buf, "|");
+			strcat(buf, names[i].name);
+			f &= ~names[i].bit;
+		}
+	if (f)
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%#x", buf[0] ? "|" : "", f);
+	return buf[0] ? buf : "0";
+}
+
+/* Send one fd (or several) with SCM_RIGHTS and a payload of len bytes; returns sendmsg's result. */
+static __attribute__((unused)) long sk_send_fds(int s, const int *fds, int nfds, const char *data, size_t len)
+{
+	struct msghdr m;
+	struct iovec io = { (void *)data, len };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 256)];
+		struct cmsghdr align;
+	} u;
+	memset(&m, 0, sizeof m);
+	memset(&u, 0, sizeof u);
+	m.msg_iov = &io;
+	m.msg_iovlen = 1;
+	m.msg_control = u.buf;
+	m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	return sendmsg(s, &m, 0);
+}
+
+/* Receive into data (cap bytes) and up to 16 fds; *nfds is set to the fds received, *mflags
+ * to msg_flags. ctl_fds limits the control buffer (CMSG_SPACE of that many ints; 0 = none). */
+static __attribute__((unused)) long sk_recv_fds(int s, char *data, size_t cap, int *fds, int *nfds,
+						int ctl_fds, int flags, int *mflags)
+{
+	struct msghdr m;
+	struct iovec io = { data, cap };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 16)];
+		struct cmsghdr align;
+	} u;
+	memset(&m, 0, sizeof m);
+	memset(&u, 0, sizeof u);
+	m.msg_iov = &io;
+	m.msg_iovlen = 1;
+	m.msg_control = ctl_fds ? u.buf : NULL;
+	m.msg_controllen = ctl_fds ? CMSG_SPACE(sizeof(int) * ctl_fds) : 0;
+	*nfds = 0;
+	long r = recvmsg(s, &m, flags);
+	if (r < 0)
+		return r;
+	*mflags = m.msg_flags;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			memcpy(fds + *nfds, CMSG_DATA(c), sizeof(int) * k);
+			*nfds += k;
+		}
+	return r;
+}
+
+/* What an fd is, for printing: "pipe", "socket", "regular file", ... */
+static __attribute__((unused)) const char *sk_fdkind(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st))
+		return errname_io(errno);
+	switch (st.st_mode & S_IFMT) {
+	case S_IFIFO: return "pipe";
+	case S_IFSOCK: return "socket";
+	case S_IFREG: return "regular file";
+	case S_IFCHR: return "char device";
+	}
+	return "other";
+}
+
+/* Wait up to 5 s until fd is readable (poll), so a case never depends on how fast
+ * another process delivers. */
+static __attribute__((unused)) void sk_wait_readable(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	if (poll(&p, 1, 5000) != 1)
+		printf("  (fd not readable after 5 s)\n");
+}
+
+#include <sys/epoll.h>
+
+/* epoll event bits as names, "0" when none. */
+static __attribute__((unused)) const char *epbits(unsigned ev)
+{
+	static char buf[200];
+	static const struct { unsigned bit; const char *name; } names[] = {
+		{ EPOLLIN, "EPOLLIN" }, { EPOLLPRI, "EPOLLPRI" }, { EPOLLOUT, "EPOLLOUT" },
+		{ EPOLLERR, "EPOLLERR" }, { EPOLLHUP, "EPOLLHUP" }, { EPOLLRDNORM, "EPOLLRDNORM" },
+		{ EPOLLRDBAND, "EPOLLRDBAND" }, { EPOLLWRNORM, "EPOLLWRNORM" },
+		{ EPOLLWRBAND, "EPOLLWRBAND" }, { EPOLLMSG, "EPOLLMSG" }, { EPOLLRDHUP, "EPOLLRDHUP" },
+	};
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (ev & names[i].bit) {
+			if (buf[0])
+				strcat(buf, "|");
+			strcat(buf, names[i].name);
+			ev &= ~names[i].bit;
+		}
+	if (ev)
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%#x", buf[0] ? "|" : "", ev);
+	return buf[0] ? buf : "0";
+}
+
+/* epoll_ctl with events and data.u64 = tag, printed. */
+static __attribute__((unused)) long ep_ctl(const char *what, int ep, int op, int fd, unsigned events,
+					   unsigned long tag)
+{
+	struct epoll_event e;
+	memset(&e, 0, sizeof e);
+	e.events = events;
+	e.data.u64 = tag;
+	errno = 0;
+	long r = epoll_ctl(ep, op, fd, &e);
+	show_io(what, r, errno);
+	return r;
+}
+
+/* epoll_wait(ep, max, timeout) and print each event's tag and bits, in the kernel's order. */
+static __attribute__((unused)) int ep_show(const char *what, int ep, int max, int timeout)
+{
+	struct epoll_event ev[16];
+	memset(ev, 0, sizeof ev);
+	errno = 0;
+	int n = epoll_wait(ep, ev, max, timeout);
+	if (n < 0) {
+		printf("  %s = -1 %s\n", what, errname_io(errno));
+		return n;
+	}
+	printf("  %s = %d", what, n);
+	for (int i = 0; i < n; i++)
+		printf("%s tag %lu: %s", i ? "," : "", (unsigned long)ev[i].data.u64, epbits(ev[i].events));
+	printf("\n");
+	return n;
 }
 
 #endif

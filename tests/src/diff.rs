@@ -6,7 +6,9 @@
 //! A program may carry `// sysctl: NAME=VALUE [NAME=VALUE...]` lines: both runs write VALUE to
 //! `/proc/sys/kernel/NAME` inside their fresh IPC namespace before exec. The shim run is traced
 //! and fails if data went through a kernel pipe or FIFO, unless the program says
-//! `kernel-pipes: allowed` (it tests the pipes the shim hands back to the kernel).
+//! `kernel-pipes: allowed` (it tests the pipes the shim hands back to the kernel), or through a
+//! kernel AF_UNIX socket, unless it says `kernel-sockets: allowed` (the shim does not serve its
+//! sockets yet, or it tests a socket handed back to the kernel).
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -55,24 +57,105 @@ pub struct Run {
     /// Shim runs: the data-carrying syscalls strace saw on kernel pipes and FIFOs. Any at all
     /// means data travelled through a kernel pipe instead of the shim's.
     pub kernel_pipe_io: Vec<String>,
+    /// Shim runs: the data-carrying syscalls strace saw on kernel AF_UNIX sockets.
+    pub kernel_socket_io: Vec<String>,
 }
 
 /// Syscalls that move data through an fd; the shim run is traced for these.
-const DATA_SYSCALLS: &str =
-    "read,write,readv,writev,preadv,pwritev,preadv2,pwritev2,splice,tee,vmsplice,sendfile";
+const DATA_SYSCALLS: &str = "read,write,readv,writev,preadv,pwritev,preadv2,pwritev2,splice,tee,vmsplice,\
+                             sendfile,sendto,recvfrom,sendmsg,recvmsg,sendmmsg,recvmmsg";
 
-/// The strace lines (from `strace -y`) where a data syscall moved bytes (returned more than
+/// For one strace line of a data syscall that moved something: the annotations (`-yy`'s text
+/// between `<` and `>`) of the fds among its top-level arguments. An fd inside a
+/// structure (the `SCM_RIGHTS` payload of `sendmsg`/`recvmsg`, `cmsg_data=[5<pipe:[7]>]`) or
+/// inside a data string is not an argument of the call and is not returned.
+fn moved_through(line: &str) -> Option<Vec<&str>> {
+    let (call, args) = line.split_once('(')?;
+    if !DATA_SYSCALLS.split(',').any(|c| c == call) {
+        return None;
+    }
+    // Failed (-1), empty (0) and unfinished (?) calls carry no data: the shim leaves wrong-end
+    // and bad-fd calls to the kernel's placeholder, which gives the kernel's errno.
+    let moved = line.rsplit_once(" = ").and_then(|(_, r)| r.split_whitespace().next()?.parse::<i64>().ok());
+    if moved.is_none_or(|n| n <= 0) {
+        return None;
+    }
+    let b = args.as_bytes();
+    let mut fds = Vec::new();
+    let (mut i, mut depth, mut arg_start) = (0, 0usize, true);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                // A string: skip to its closing quote (strace escapes quotes inside as \").
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b')' if depth == 0 => break,
+            b',' if depth == 0 => arg_start = true,
+            b' ' => {}
+            c if arg_start && depth == 0 && c.is_ascii_digit() => {
+                arg_start = false;
+                let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if b.get(i + digits) == Some(&b'<') {
+                    // The annotation ends at the first '>' outside its own brackets and quotes
+                    // (`UNIX-STREAM:[7->8,"/x"]` has a '>' inside).
+                    let start = i + digits + 1;
+                    let (mut j, mut inner, mut quoted) = (start, 0usize, false);
+                    while j < b.len() && (quoted || inner > 0 || b[j] != b'>') {
+                        match b[j] {
+                            b'\\' if quoted => j += 1,
+                            b'"' => quoted = !quoted,
+                            b'[' if !quoted => inner += 1,
+                            b']' if !quoted => inner = inner.saturating_sub(1),
+                            _ => {}
+                        }
+                        j += 1;
+                    }
+                    fds.push(&args[start..j.min(b.len())]);
+                    i = j;
+                }
+            }
+            _ => arg_start = false,
+        }
+        i += 1;
+    }
+    Some(fds)
+}
+
+/// The strace lines (from `strace -yy`) where a data syscall moved bytes (returned more than
 /// 0) through a kernel pipe or a FIFO (the tests make their FIFOs in directories named
-/// `fifo-*`). Failed calls carry no data: the shim leaves wrong-end and bad-fd calls to the
-/// kernel's placeholder, which gives the kernel's errno.
+/// `fifo-*`).
 pub fn kernel_pipe_io(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| {
-            let call = l.split_whitespace().next().unwrap_or("");
-            let is_data = DATA_SYSCALLS.split(',').any(|c| call.starts_with(&format!("{c}(")));
-            let moved =
-                l.rsplit_once(" = ").and_then(|(_, r)| r.split_whitespace().next()?.parse::<i64>().ok());
-            is_data && moved.is_some_and(|n| n > 0) && (l.contains("<pipe:[") || l.contains("/fifo-"))
+            moved_through(l).is_some_and(|fds| {
+                fds.iter().any(|a| a.starts_with("pipe:[") || (a.starts_with('/') && a.contains("/fifo-")))
+            })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The strace lines (from `strace -yy`) where a data syscall moved bytes (returned more than 0,
+/// or for sendmmsg/recvmmsg at least one message) through a kernel AF_UNIX socket. `-yy` names
+/// a socket by the protocol the kernel gives it (the `system.sockprotoname` of its fd):
+/// `UNIX-STREAM:[ino->peer]` for SOCK_STREAM and `UNIX:[ino...]` for SOCK_DGRAM and
+/// SOCK_SEQPACKET, where any other family shows as `UDP:[`, `TCP:[`, `NETLINK:[` or the bare
+/// `socket:[`. Only the traced processes' own calls are in the logs: the netlink queries strace
+/// makes for `-yy` are its own, and a socket fd that a call only carries (SCM_RIGHTS) does not
+/// count.
+pub fn kernel_socket_io(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            moved_through(l).is_some_and(|fds| {
+                fds.iter().any(|a| {
+                    a.split_once(":[").is_some_and(|(proto, _)| proto == "UNIX" || proto.starts_with("UNIX-"))
+                })
+            })
         })
         .map(str::to_string)
         .collect()
@@ -257,7 +340,8 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
     let mut cmd = if mode == Mode::Shim {
         let name = exe.file_name().expect("exe has a name");
         let mut c = Command::new("strace");
-        c.args(["-ff", "-qq", "-y", "-e", "signal=none", "-e"])
+        // -yy: sockets are shown with their protocol (UNIX-STREAM:[ino->peer]), not as socket:[ino].
+        c.args(["-ff", "-qq", "-yy", "-e", "signal=none", "-e"])
             .arg(format!("trace={DATA_SYSCALLS}"))
             .arg("-o")
             .arg(&trace_path)
@@ -343,11 +427,13 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         Some(st) => st,
         None => {
             child.wait().map_err(|e| err("wait", e))?;
+            let traces = read_traces(&trace_path);
             return Ok(Run {
                 status: "timeout".into(),
                 stdout: read_lossy(&out_path),
                 stderr: read_lossy(&err_path),
-                kernel_pipe_io: kernel_pipe_io(&read_traces(&trace_path)),
+                kernel_pipe_io: kernel_pipe_io(&traces),
+                kernel_socket_io: kernel_socket_io(&traces),
             });
         }
     };
@@ -356,11 +442,13 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         (None, Some(s)) => format!("signal {s}"),
         _ => format!("{status:?}"),
     };
+    let traces = read_traces(&trace_path);
     Ok(Run {
         status,
         stdout: read_lossy(&out_path),
         stderr: read_lossy(&err_path),
-        kernel_pipe_io: kernel_pipe_io(&read_traces(&trace_path)),
+        kernel_pipe_io: kernel_pipe_io(&traces),
+        kernel_socket_io: kernel_socket_io(&traces),
     })
 }
 
@@ -424,12 +512,18 @@ pub fn check(src: &Path) -> Result<usize, String> {
     if shim.stdout.contains("EHWPOISON") {
         problems.push("a SysV IPC syscall reached the kernel (EHWPOISON in the shim run)".into());
     }
-    let handback = fs::read_to_string(src).map_err(|e| format!("read {}: {e}", src.display()))?;
-    let handback = handback.lines().any(|l| l.contains("kernel-pipes: allowed"));
-    if let (Some(first), false) = (shim.kernel_pipe_io.first(), handback) {
+    let text = fs::read_to_string(src).map_err(|e| format!("read {}: {e}", src.display()))?;
+    let allowed = |what: &str| text.lines().any(|l| l.contains(&format!("kernel-{what}: allowed")));
+    if let (Some(first), false) = (shim.kernel_pipe_io.first(), allowed("pipes")) {
         problems.push(format!(
             "{} data syscalls went through kernel pipes or FIFOs in the shim run, first: {first}",
             shim.kernel_pipe_io.len()
+        ));
+    }
+    if let (Some(first), false) = (shim.kernel_socket_io.first(), allowed("sockets")) {
+        problems.push(format!(
+            "{} data syscalls went through kernel AF_UNIX sockets in the shim run, first: {first}",
+            shim.kernel_socket_io.len()
         ));
     }
     if shim.status != kernel.status {
@@ -467,6 +561,47 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].contains("write(3<pipe:["));
         assert!(got[1].contains("fifo-ab"));
+    }
+
+    #[test]
+    fn kernel_pipe_io_ignores_fds_a_message_carries() {
+        // The pipe travels in SCM_RIGHTS over a socket: the call's data went through the socket.
+        let log = "sendmsg(3<UNIX-STREAM:[10->11]>, {msg_name=NULL, msg_namelen=0, \
+                   msg_iov=[{iov_base=\"d\", iov_len=1}], msg_iovlen=1, msg_control=[{cmsg_len=20, \
+                   cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[5<pipe:[12]>]}], \
+                   msg_controllen=24, msg_flags=0}, 0) = 1\n\
+                   write(4<socket:[9]>, \"6<pipe:[12]>, fake\", 17) = 17\n\
+                   splice(5<pipe:[12]>, NULL, 7</tmp/x/out>, NULL, 4, 0) = 4\n\
+                   write(7</tmp/fifo-zz/f>, \"q\", 1) = 1\n";
+        let got = kernel_pipe_io(log);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("splice(5<pipe:"), "{got:?}");
+        assert!(got[1].contains("/fifo-zz/"), "{got:?}");
+    }
+
+    #[test]
+    fn kernel_socket_io_lines() {
+        let log = "write(3<UNIX-STREAM:[30666->30667]>, \"hi\", 2) = 2\n\
+                   read(12<UNIX-STREAM:[30674->30673,\"/tmp/a>b\"]>, \"ab\", 4) = 2\n\
+                   sendto(5<UNIX:[30668->30669]>, \"x\", 1, 0, NULL, 0) = 1\n\
+                   recvfrom(6<UNIX:[30669,@\"00d10\"]>, \"\", 4, 0, NULL, NULL) = 0\n\
+                   recvmsg(8<UNIX:[30671->30670]>, {msg_namelen=0}, 0) = -1 EAGAIN (Resource temporarily unavailable)\n\
+                   sendmmsg(9<UNIX:[1->2]>, [{msg_hdr={msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base=\"m1\", iov_len=2}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, msg_len=2}], 3, 0) = 3\n\
+                   read(4<UNIX-STREAM:[1->2]>, 0x7ffd, 4) = ? ERESTARTSYS (To be restarted if SA_RESTART is set)\n\
+                   sendto(13<UDP:[30675]>, \"z\", 1, 0, {sa_family=AF_INET, sin_port=htons(9)}, 16) = 1\n\
+                   write(14<socket:[30680]>, \"w\", 1) = 1\n\
+                   sendmsg(15<NETLINK:[30690]>, {msg_name={sa_family=AF_NETLINK}, msg_namelen=12}, 0) = 20\n\
+                   write(1</tmp/out/stdout>, \"3<UNIX:[1]> is text\\n\", 20) = 20\n\
+                   write(6<pipe:[124]>, \"p\", 1) = 1\n\
+                   recvmsg(7<pipe:[125]>, 0x1, 0) = -1 ENOTSOCK (Socket operation on non-socket)\n\
+                   getsockopt(3<UNIX-STREAM:[30666->30667]>, SOL_SOCKET, SO_TYPE, [1], [4]) = 0\n";
+        let got = kernel_socket_io(log);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].starts_with("write(3<UNIX-STREAM:"), "{got:?}");
+        assert!(got[1].starts_with("read(12<UNIX-STREAM:"), "{got:?}");
+        assert!(got[2].starts_with("sendto(5<UNIX:"), "{got:?}");
+        assert!(got[3].starts_with("sendmmsg(9<UNIX:"), "{got:?}");
+        assert_eq!(kernel_pipe_io(log).len(), 1, "{:?}", kernel_pipe_io(log));
     }
 
     #[test]

@@ -85,3 +85,77 @@ fn seccomp_filter_blocks_sysv_ipc() {
         assert_eq!(blocked, !line.starts_with("getpid "), "filtered run: {line}\n{}", filtered.stdout);
     }
 }
+
+/// Data through a kernel AF_UNIX socket of each type, and a shim pipe passed in SCM_RIGHTS.
+const SOCKETS: &str = r#"
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int fail(void) { return 1; }
+
+int main(void)
+{
+	int st[2], dg[2], sq[2], p[2];
+	char buf[16];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, st) || socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sq) || pipe(p))
+		return fail();
+	if (write(st[0], "s", 1) != 1 || read(st[1], buf, sizeof buf) != 1)
+		return fail();
+	if (send(dg[0], "d", 1, 0) != 1 || recv(dg[1], buf, sizeof buf, 0) != 1)
+		return fail();
+	if (send(sq[0], "q", 1, 0) != 1 || recv(sq[1], buf, sizeof buf, 0) != 1)
+		return fail();
+	/* Empty and failed calls carry nothing. */
+	if (send(st[0], "", 0, 0) != 0 || recv(dg[1], buf, 1, MSG_DONTWAIT) != -1)
+		return fail();
+	/* The pipe's own data goes through the shim; only the socket carries its fd. */
+	if (write(p[1], "pipe", 4) != 4 || read(p[0], buf, 4) != 4)
+		return fail();
+	union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+	struct iovec io = { "f", 1 };
+	struct msghdr m;
+	memset(&m, 0, sizeof m);
+	memset(&u, 0, sizeof u);
+	m.msg_iov = &io;
+	m.msg_iovlen = 1;
+	m.msg_control = u.b;
+	m.msg_controllen = sizeof u.b;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+	if (sendmsg(st[0], &m, 0) != 1)
+		return fail();
+	io.iov_base = buf;
+	if (recvmsg(st[1], &m, 0) != 1)
+		return fail();
+	return 0;
+}
+"#;
+
+/// The proof check on a real shim run: strace -yy's rendering of AF_UNIX sockets is what
+/// `kernel_socket_io` looks for, and a pipe fd carried by a message is not pipe traffic.
+#[test]
+fn shim_run_reports_kernel_socket_data() {
+    let dir = diff::out_dir();
+    fs::create_dir_all(&dir).expect("mkdir target/c-tests");
+    let src = dir.join("socket_probe.c");
+    fs::write(&src, SOCKETS).expect("write probe source");
+    let exe = diff::compile(&src).expect("compile probe");
+    let shim = diff::run(&exe, Mode::Shim).expect("shim run");
+    assert_eq!(shim.status, "exit 0", "{shim:?}");
+    let calls: Vec<&str> = shim.kernel_socket_io.iter().map(|l| l.split('(').next().unwrap_or("")).collect();
+    assert_eq!(
+        calls,
+        ["write", "read", "sendto", "recvfrom", "sendto", "recvfrom", "sendmsg", "recvmsg"],
+        "{shim:?}"
+    );
+    assert!(
+        shim.kernel_socket_io[0].starts_with("write(") && shim.kernel_socket_io[0].contains("<UNIX-STREAM:[")
+    );
+    assert!(shim.kernel_socket_io[2].contains("<UNIX:["), "{:?}", shim.kernel_socket_io);
+    assert!(shim.kernel_pipe_io.is_empty(), "{:?}", shim.kernel_pipe_io);
+}
