@@ -2,7 +2,7 @@
  * datagrams, sendto/recvfrom with the sender's address, connect and its filtering, errors
  * (ENOENT, EPROTOTYPE, ENOTCONN, EPERM, EMSGSIZE, EOPNOTSUPP, ECONNREFUSED), a full receive
  * queue, blocked senders and receivers woken by other processes, sendmmsg/recvmmsg, EFAULT.
- * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+ * The shim leaves datagram sockets to the kernel: delete the directive below when it serves them. */
 // kernel-sockets: allowed
 #include "common.h"
 

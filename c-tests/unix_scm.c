@@ -2,7 +2,8 @@
  * fork child and to an unrelated exec'd process that then reads and writes the pipes), fds kept
  * alive while in flight, MSG_CTRUNC, MSG_CMSG_CLOEXEC, the SCM_RIGHTS limits and errors,
  * SCM_CREDENTIALS with SO_PASSCRED (as root and as nobody), SO_PEERCRED.
- * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
+ * The shim gives a connection that carries ancillary data to the kernel, so these travel
+ * through kernel sockets (the passed pipes' data does not). */
 // kernel-sockets: allowed
 #include "common.h"
 

@@ -1,8 +1,7 @@
 /* AF_UNIX SOCK_SEQPACKET: record boundaries and truncation, zero-length records, MSG_PEEK and
  * MSG_TRUNC, bind/listen/accept/connect, errors on unconnected sockets and mismatched types,
  * EOF, EPIPE and ECONNRESET, EMSGSIZE, records carried between processes.
- * The shim does not serve AF_UNIX sockets yet: delete the directive below when it does. */
-// kernel-sockets: allowed
+ */
 #include "common.h"
 
 static void show_rec(const char *what, int fd, size_t len, int flags)

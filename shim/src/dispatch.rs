@@ -152,6 +152,7 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_recvmmsg => crate::unix::recvmmsg(r, g, a),
         libc::SYS_shutdown => crate::unix::shutdown(r, fd, a[1]),
         libc::SYS_setsockopt => crate::unix::setsockopt(r, a),
+        libc::SYS_getsockopt => crate::unix::getsockopt(r, a),
         libc::SYS_vmsplice => {
             let p = crate::fd::lookup(r, fd).filter(|p| !p.socket)?;
             let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;

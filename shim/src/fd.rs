@@ -23,6 +23,8 @@ const CACHED: usize = 4096;
 
 const UNKNOWN: u64 = 0;
 const KERNEL: u64 = 1;
+/// A kernel fd: a listening AF_UNIX socket whose name leads to the shim (see `crate::unix`).
+const LISTENER: u64 = 2;
 const SHIM: u64 = 1 << 63;
 const READ: u64 = 1 << 62;
 const WRITE: u64 = 1 << 61;
@@ -103,7 +105,7 @@ fn store(fd: i32, s: &AtomicU64, e: u64) {
 pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
     match s.map(|s| s.load(Ordering::Acquire)) {
-        Some(KERNEL) => None,
+        Some(KERNEL | LISTENER) => None,
         Some(e) if e & SYSCTL != 0 => None,
         Some(e) if e & SHIM != 0 => {
             let p = PipeFd::decode(fd, e);
@@ -184,6 +186,18 @@ pub fn copy(r: &Region, old: i32, new: i32) {
         let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
         store(new, s, e);
     }
+}
+
+/// Records that `fd` is a listening socket the shim announced.
+pub fn mark_listener(fd: i32) {
+    if let Some(s) = slot(fd) {
+        store(fd, s, LISTENER);
+    }
+}
+
+/// Whether `fd` is a listening socket the shim announced (one atomic load).
+pub fn is_listener(fd: i32) -> bool {
+    slot(fd).is_some_and(|s| s.load(Ordering::Acquire) == LISTENER)
 }
 
 /// Records that `fd` is a freshly opened sysctl view (index `view`) that may be written.

@@ -254,6 +254,10 @@ pub fn raise_sigpipe() {
 pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.read)?;
     if p.socket {
+        // sock_read_iter returns at once for nothing; recv of nothing waits (crate::unix).
+        if iov.iter().all(|v| v.1 == 0) {
+            return Some(0);
+        }
         let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
         return crate::unix::recv(r, g, &p, iov, flags).map(|res| ret(res.map(|(n, _)| n)));
     }
@@ -424,10 +428,19 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32) -> Option<(pipe::Pipe
 
 /// `fd` is being closed: after the kernel close, peers re-check whether we were the last.
 pub fn close(r: &Region, fd: i32) -> Option<i64> {
+    // A listener's close resets the connections still waiting in its queue: their clients'
+    // cached view of their peer must go.
+    let listener = fd::is_listener(fd);
     let was = fd::forget(fd);
+    if let Some(p) = was.filter(|p| p.socket) {
+        crate::unix::before_close(r, &p);
+    }
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
         note_closed(r, &p);
+    }
+    if listener {
+        pipe::note_exit(r);
     }
     Some(ret(res))
 }
@@ -563,6 +576,9 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 pub fn exiting(r: &Region) {
     fd::each_shim(|p| {
         if fd::forget(p.fd).is_some() {
+            if p.socket {
+                crate::unix::before_close(r, &p);
+            }
             sys::close(p.fd);
             note_closed(r, &p);
         }

@@ -63,6 +63,10 @@ fn poll_loop(
                 }
                 if p.write && writable {
                     *m |= libc::POLLOUT | libc::POLLWRNORM;
+                    // sock_poll's writable set (unix_poll).
+                    if p.socket {
+                        *m |= libc::POLLWRBAND;
+                    }
                 }
                 *m &= f.events;
                 any_shim_ready |= *m != 0;

@@ -20,9 +20,8 @@ use shared_state::sys::{self, Errno};
 use shared_state::unix::{self as names, Name};
 
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
-/// Flags a served send or receive understands; any other sends the connection to the kernel.
-const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
-const RECV_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_WAITALL | libc::MSG_CMSG_CLOEXEC;
+/// The one flag whose meaning the shim leaves to the kernel: the stream's out-of-band byte
+/// (the connection is given back first). AF_UNIX ignores the flags it does not use.
 /// SIOCOUTQ (TIOCOUTQ): bytes sent and not yet read by the peer.
 const SIOCOUTQ: u64 = 0x5411;
 
@@ -180,6 +179,7 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
         {
             let listener = names::Listener { ino: st.st_ino as u32, pid: sys::getpid() as u32 };
             names::register(r, name, listener);
+            fd::mark_listener(fd);
         }
     }
     Some(pipes::ret(res))
@@ -351,11 +351,8 @@ pub type Got = (usize, bool);
 
 /// Receives into `iov` with `flags`; None: the kernel serves it.
 pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<Got, Errno>> {
-    // A record's MSG_TRUNC is served; a stream's is the kernel's.
-    let known = RECV_FLAGS | if p.packet { libc::MSG_TRUNC } else { 0 };
-    if flags & !known != 0 {
-        hand_back(r, p);
-        return None;
+    if flags & libc::MSG_OOB != 0 {
+        return oob(r, p);
     }
     drain(r, p);
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead);
@@ -385,6 +382,20 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         };
     }
     let want: usize = iov.iter().map(|v| v.1).sum();
+    if want == 0 {
+        // A stream receive of nothing still waits for something to be there (its low-water
+        // mark is one byte), then returns 0; peeking one byte into our own buffer does that.
+        let mut byte = 0u8;
+        let one = [(&mut byte as *mut u8 as usize, 1)];
+        let peek = RecvMode { peek: true, socket: true };
+        return match pipe::ring_read(r, rx, &one, &env, peek) {
+            Err(pipe::HANDED_BACK) => {
+                drain(r, p);
+                None
+            }
+            res => Some(res.map(|_| (0, false))),
+        };
+    }
     let mut got = 0usize;
     let mut rest = [(0usize, 0usize); IOV_MAX];
     loop {
@@ -429,6 +440,16 @@ pub fn pending_error(r: &Region, p: &PipeFd) -> i16 {
     if reset_pending(r, p) { libc::POLLERR } else { 0 }
 }
 
+/// MSG_OOB: a record socket has none (EOPNOTSUPP); a stream's out-of-band byte is the
+/// kernel's, on a connection given back to it.
+fn oob(r: &Region, p: &PipeFd) -> Option<Result<Got, Errno>> {
+    if p.packet {
+        return Some(Err(libc::EOPNOTSUPP));
+    }
+    hand_back(r, p);
+    None
+}
+
 /// `iov` without its first `skip` bytes, into `out`; returns how many entries.
 fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov; IOV_MAX]) -> usize {
     let mut n = 0;
@@ -446,9 +467,8 @@ fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov; IOV_MAX]) -> usize {
 
 /// Sends `iov` with `flags`; None: the kernel serves it.
 pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
-    if flags & !SEND_FLAGS != 0 {
-        hand_back(r, p);
-        return None;
+    if flags & libc::MSG_OOB != 0 {
+        return oob(r, p).map(|res| res.map(|(n, _)| n));
     }
     if pipe::handed_back(r, p.pipe) {
         drain(r, p);
@@ -485,7 +505,8 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
 /// `sendto`/`send`: with no address. An address on a connected socket is the kernel's EISCONN.
 pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
-    if a[4] != 0 {
+    // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it.
+    if a[4] != 0 && !p.packet {
         return None;
     }
     let iov = match pipes::single(a[1] as usize, a[2] as usize) {
@@ -548,6 +569,15 @@ fn msghdr_in(addr: usize) -> Result<libc::msghdr, Errno> {
     Ok(m)
 }
 
+/// A msghdr's iovecs: more than UIO_MAXIOV is EMSGSIZE here (copy_msghdr_from_user), where
+/// readv says EINVAL.
+fn msg_iovec(m: &libc::msghdr, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno> {
+    if m.msg_iovlen > IOV_MAX {
+        return Err(libc::EMSGSIZE);
+    }
+    pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, out)
+}
+
 /// `sendmsg` without ancillary data or an address; with ancillary data the connection goes
 /// to the kernel, which then passes the fds or credentials.
 pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
@@ -556,7 +586,7 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
-    if m.msg_namelen != 0 {
+    if m.msg_namelen != 0 && !p.packet {
         return None;
     }
     if m.msg_controllen != 0 {
@@ -564,7 +594,7 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         return None;
     }
     let mut iov = [(0usize, 0usize); IOV_MAX];
-    let n = match pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, &mut iov) {
+    let n = match msg_iovec(&m, &mut iov) {
         Ok(n) => n,
         Err(e) => return Some(-(e as i64)),
     };
@@ -580,7 +610,7 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Err(e) => return Some(-(e as i64)),
     };
     let mut iov = [(0usize, 0usize); IOV_MAX];
-    let n = match pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, &mut iov) {
+    let n = match msg_iovec(&m, &mut iov) {
         Ok(n) => n,
         Err(e) => return Some(-(e as i64)),
     };
@@ -702,6 +732,16 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     Some(pipes::ret(res))
 }
 
+/// Before the last close in this process of a client whose connection no server has taken
+/// yet: what it queued goes into the kernel's queue and the connection to the kernel, so a
+/// server accepting it later, when the client's socket is gone, still reads it.
+pub fn before_close(r: &Region, p: &PipeFd) {
+    if pipe::sock_state(r, p.pipe) == pipe::SOCK_PENDING && pipe::sock_refuse(r, p.pipe) {
+        let _ = pipe::sock_hand_back(r, p.pipe);
+        drain(r, p);
+    }
+}
+
 /// Something about the connection changed (close, shutdown, flags): both queues' sleepers
 /// and cached views look again.
 pub fn note_change(r: &Region, p: &PipeFd) {
@@ -709,6 +749,33 @@ pub fn note_change(r: &Region, p: &PipeFd) {
     if let Some(peer) = pipe::sock_peer(r, p.pipe) {
         pipe::note_close(r, peer);
     }
+}
+
+/// `getsockopt(SO_ERROR)`: the kernel's pending error, or the ECONNRESET of a peer released
+/// with data unread (read and cleared, as `sock_error`).
+pub fn getsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
+    let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
+    if a[1] as i32 != SOL_SOCKET || a[2] as i32 != libc::SO_ERROR {
+        return None;
+    }
+    let res = sys::syscall6(
+        libc::SYS_getsockopt,
+        a[0] as usize,
+        a[1] as usize,
+        a[2] as usize,
+        a[3] as usize,
+        a[4] as usize,
+        0,
+    );
+    if res.is_ok() {
+        let mut v = 0i32;
+        let kernel_err =
+            crate::copy::slice_in(core::slice::from_mut(&mut v), a[3] as usize).is_ok() && v != 0;
+        if !kernel_err && reset_pending(r, &p) && pipe::sock_take_reset(r, p.pipe) {
+            return Some(pipes::ret(crate::copy::slice_out(a[3] as usize, &[libc::ECONNRESET]).map(|_| 0)));
+        }
+    }
+    Some(pipes::ret(res))
 }
 
 /// `setsockopt`: the kernel's; options whose effect on data the shim does not reproduce
