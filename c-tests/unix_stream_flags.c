@@ -3,8 +3,7 @@
  * SO_DOMAIN, SO_PROTOCOL, SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_RCVTIMEO,
  * SO_SNDTIMEO), ioctls (FIONREAD, SIOCINQ, SIOCOUTQ), and signals that interrupt or restart
  * blocked recv and accept.
- * Its SO_RCVTIMEO/SO_SNDTIMEO and SO_PASSCRED cases give their connections to the kernel. */
-// kernel-sockets: allowed
+ */
 #include "common.h"
 #include <linux/sockios.h>
 

@@ -188,6 +188,11 @@ pub trait PipeEnv {
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
     /// After an Interrupted wait: true = restart (handler had SA_RESTART), false = EINTR.
     fn restart_after_signal(&self) -> bool;
+    /// When a blocked call gives up with EAGAIN (a socket's SO_RCVTIMEO/SO_SNDTIMEO, as an
+    /// absolute CLOCK_MONOTONIC time); asked only when the call must wait.
+    fn deadline(&self) -> Option<libc::timespec> {
+        None
+    }
 }
 
 /// The ring descriptor: valid bit | log2(ring_size) << 40 | first page of the run.
@@ -854,6 +859,8 @@ enum Waited {
     Interrupted,
     /// A forced check found the other side gone.
     PeerGone,
+    /// The environment's deadline passed.
+    TimedOut,
 }
 
 /// Waits until `ready()` or the other side is gone: spins while the peer is running on
@@ -919,6 +926,7 @@ fn wait_for(
         }
     }
     let mut slice = FIRST_SLICE_NS;
+    let until = env.deadline();
     loop {
         mine.fetch_add(1, Ordering::SeqCst);
         let seq = pipe.wait.load(Ordering::SeqCst);
@@ -926,7 +934,17 @@ fn wait_for(
             mine.fetch_sub(1, Ordering::SeqCst);
             return Waited::Woken;
         }
-        let deadline = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
+        let mut deadline = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
+        if let Some(u) = until {
+            if (u.tv_sec, u.tv_nsec) <= (deadline.tv_sec, deadline.tv_nsec) {
+                deadline = u;
+            }
+            let now = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+            if (now.tv_sec, now.tv_nsec) >= (u.tv_sec, u.tv_nsec) {
+                mine.fetch_sub(1, Ordering::SeqCst);
+                return Waited::TimedOut;
+            }
+        }
         region.header().counters.pipe_waits.fetch_add(1, Ordering::Relaxed);
         let out = env.wait(&mut || futex_wait(&pipe.wait, seq, &deadline, side));
         mine.fetch_sub(1, Ordering::SeqCst);
@@ -1077,6 +1095,7 @@ pub fn pipe_write(
                 Waited::Woken => {}
                 Waited::Interrupted => signalled = true,
                 Waited::PeerGone => gone = true,
+                Waited::TimedOut => break 'out if ret > 0 { Ok(ret) } else { Err(EAGAIN) },
             }
             guard = match lock_pipe(region, pipe) {
                 Ok(g) => Some(g),
@@ -1232,6 +1251,7 @@ pub fn ring_read(
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => break 'out Err(EINTR),
             Waited::PeerGone => gone = true,
+            Waited::TimedOut => break 'out Err(EAGAIN),
         }
         guard = match lock_pipe(region, pipe) {
             Ok(g) => Some(g),
@@ -1323,6 +1343,7 @@ pub fn record_write(
             Waited::Woken => {}
             Waited::Interrupted => signalled = true,
             Waited::PeerGone => break 'out Err(EPIPE),
+            Waited::TimedOut => break 'out Err(EAGAIN),
         }
         guard = match lock_pipe(region, pipe) {
             Ok(g) => Some(g),
@@ -1403,6 +1424,7 @@ pub fn record_read(
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => break 'out Err(EINTR),
             Waited::PeerGone => {}
+            Waited::TimedOut => break 'out Err(EAGAIN),
         }
         guard = match lock_pipe(region, pipe) {
             Ok(g) => Some(g),
@@ -1574,6 +1596,7 @@ pub fn sock_wait_linked(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Re
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => return Err(EINTR),
             Waited::PeerGone => return Ok(false),
+            Waited::TimedOut => return Err(EAGAIN),
         }
     }
 }

@@ -86,11 +86,40 @@ pub struct Env<'a> {
     /// This call has waited before: a handler that ran then must not be forgotten.
     waited: core::cell::Cell<bool>,
     side: Side,
+    /// A socket's SO_RCVTIMEO/SO_SNDTIMEO as a deadline, once asked (the call's first wait).
+    timeout: core::cell::Cell<Option<Option<libc::timespec>>>,
 }
 
 impl<'a> Env<'a> {
     pub fn new(p: &'a PipeFd, r: &'a Region, guard: &'a sud::Guard, nowait: bool, side: Side) -> Env<'a> {
-        Env { p, r, guard, nowait, waited: Default::default(), side }
+        Env { p, r, guard, nowait, waited: Default::default(), side, timeout: Default::default() }
+    }
+
+    /// The socket's timeout for this direction, from now; None without one.
+    fn socket_deadline(&self) -> Option<libc::timespec> {
+        let opt = match self.side {
+            Side::Pipe => return None,
+            Side::SockRead => libc::SO_RCVTIMEO,
+            Side::SockWrite => libc::SO_SNDTIMEO,
+        };
+        let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut len = size_of::<libc::timeval>() as u32;
+        sys::syscall6(
+            libc::SYS_getsockopt,
+            self.p.fd as usize,
+            libc::SOL_SOCKET as usize,
+            opt as usize,
+            &mut tv as *mut libc::timeval as usize,
+            &mut len as *mut u32 as usize,
+            0,
+        )
+        .ok()?;
+        (tv.tv_sec != 0 || tv.tv_usec != 0).then(|| {
+            shared_state::wait::deadline_after(&libc::timespec {
+                tv_sec: tv.tv_sec,
+                tv_nsec: tv.tv_usec * 1000,
+            })
+        })
     }
 }
 
@@ -193,7 +222,17 @@ impl PipeEnv for Env<'_> {
     }
 
     fn restart_after_signal(&self) -> bool {
-        signals::take_interrupt() != Some(false)
+        // A socket call with a timeout is never restarted (sock_intr_errno).
+        signals::take_interrupt() != Some(false) && self.deadline().is_none()
+    }
+
+    fn deadline(&self) -> Option<libc::timespec> {
+        if let Some(d) = self.timeout.get() {
+            return d;
+        }
+        let d = self.socket_deadline();
+        self.timeout.set(Some(d));
+        d
     }
 }
 

@@ -7,7 +7,7 @@
 //! RCV_SHUTDOWN (peer closed or shut down writing, or we shut down reading) shows as POLLRDHUP,
 //! SEND_SHUTDOWN as EPIPE from a zero-length send, which moves no data.
 //!
-//! What the shim does not serve (ancillary data, MSG_OOB, SO_PASSCRED, socket timeouts…) gives
+//! What the shim does not serve (ancillary data, MSG_OOB, SO_PASSCRED, epoll…) gives
 //! the connection back to the kernel: sends go to the kernel from then on, and a receiver reads
 //! what is still queued here before the kernel's queue, so the byte order is kept.
 
@@ -46,25 +46,10 @@ fn is_served(fd: i32) -> bool {
         && getsockopt_int(fd, libc::SO_TYPE).is_ok_and(|t| served_type(t).is_some())
 }
 
-/// Options whose effect on data the shim does not reproduce: such sockets stay the kernel's.
+/// SO_PASSCRED: every message would carry credentials, which the shim does not add: such
+/// sockets stay the kernel's.
 fn needs_kernel(fd: i32) -> bool {
-    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
-    let timeo = |opt: i32, tv: &mut libc::timeval| {
-        let mut len = size_of::<libc::timeval>() as u32;
-        sys::syscall6(
-            libc::SYS_getsockopt,
-            fd as usize,
-            SOL_SOCKET as usize,
-            opt as usize,
-            tv as *mut libc::timeval as usize,
-            &mut len as *mut u32 as usize,
-            0,
-        )
-        .is_ok_and(|_| tv.tv_sec != 0 || tv.tv_usec != 0)
-    };
     getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0)
-        || timeo(libc::SO_RCVTIMEO, &mut tv)
-        || timeo(libc::SO_SNDTIMEO, &mut tv)
 }
 
 /// The shim fd entry of socket `fd` with queue `pipe` (a seqpacket socket's is in packet mode).
@@ -298,7 +283,7 @@ fn adopt(r: &Region, fd: i32) {
         let _ = pipe::sock_hand_back(r, h);
     }
     insert(r, fd, h);
-    // Inherited from the listener (timeouts are not): the kernel must see every message to
+    // Inherited from the listener: the kernel must see every message to
     // add credentials.
     if getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0) {
         hand_back(r, &entry(r, fd, h));
