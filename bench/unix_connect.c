@@ -1,17 +1,20 @@
-/* AF_UNIX connection cycle in one process: socket, bind to a path, listen, a second socket
- * connecting to it, accept, one byte across, close all three and unlink the path. Prints the
+/* AF_UNIX connection cycle in one process. bind: socket, bind to a path, listen, a second socket
+ * connecting to it, accept, one byte across, close all three and unlink the path; connect: the
+ * same on one listener bound once (socket, connect, accept, a byte, two closes). Prints the
  * median over RUNS batches of ITERS cycles as "<ns per cycle> ns".
  *
- * Usage: unix_connect ITERS RUNS
+ * Usage: unix_connect ITERS RUNS bind|connect
  * One process, so placement is taskset's: run.sh pins it to one CPU. The byte sent on the
  * connecting side must arrive on the accepted one, so a cycle that does not connect fails. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include "unix.h"
 
+static int bound_once = -1;
+
 static void cycle(long i)
 {
-    int listener = unix_listener();
+    int listener = bound_once >= 0 ? bound_once : unix_listener();
     int client = unix_connect();
     int server;
     while ((server = accept(listener, NULL, NULL)) < 0)
@@ -22,10 +25,10 @@ static void cycle(long i)
         fail("send");
     if (recv(server, &got, 1, 0) != 1 || got != b)
         fail("cycle %ld: the byte did not arrive", i);
-    if (close(server) < 0 || close(client) < 0 || close(listener) < 0)
+    if (close(server) < 0 || close(client) < 0)
         fail("close");
-    if (unlink(unix_path) < 0)
-        fail("unlink(%s)", unix_path);
+    if (bound_once < 0 && (close(listener) < 0 || unlink(unix_path) < 0))
+        fail("close and unlink the listener at %s", unix_path);
 }
 
 int main(int argc, char **argv)
@@ -33,12 +36,15 @@ int main(int argc, char **argv)
     bench_owner = getpid();
     bench_name = "unix_connect";
     bench_cleanup = unix_remove_path;
-    long iters = argc == 3 ? atol(argv[1]) : 0;
-    int runs = argc == 3 ? atoi(argv[2]) : 0;
-    if (iters < 1 || runs < 1 || runs > MAX_RUNS) {
-        fprintf(stderr, "usage: unix_connect ITERS RUNS<=%d\n", MAX_RUNS);
+    long iters = argc == 4 ? atol(argv[1]) : 0;
+    int runs = argc == 4 ? atoi(argv[2]) : 0;
+    int rebind = argc == 4 && strcmp(argv[3], "bind") == 0;
+    if (iters < 1 || runs < 1 || runs > MAX_RUNS || (!rebind && strcmp(argv[3], "connect") != 0)) {
+        fprintf(stderr, "usage: unix_connect ITERS RUNS<=%d bind|connect\n", MAX_RUNS);
         return 2;
     }
+    if (!rebind)
+        bound_once = unix_listener();
     start_watchdog("unix_connect: watchdog: not done after " STR(WATCHDOG_SECONDS) " s, giving up\n");
     long i = 0;
     for (; i < iters / 10 + 1; i++)
@@ -50,6 +56,8 @@ int main(int argc, char **argv)
             cycle(i);
         per_cycle[r] = (now_ns() - start) / iters;
     }
+    if (bound_once >= 0)
+        close(bound_once);
     unix_remove_path();
     qsort(per_cycle, runs, sizeof per_cycle[0], cmp_double);
     printf("%.0f ns\n", per_cycle[runs / 2]);
