@@ -355,7 +355,7 @@ fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
         let what = format!("redis-cli {} ({mode:?})", args.first().unwrap_or(&""));
         s.ok(s.cmd(mode, None, "redis-cli", &[&["-s", &sock], args].concat()), &what)
     };
-    // A value larger than the socket buffers, so replies take several reads.
+    // A value larger than redis-cli's 16 KiB reads, so its reply takes several.
     let big: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let mut text = String::new();
     for args in [
@@ -381,21 +381,15 @@ fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
         &format!("redis-benchmark ({mode:?})"),
     );
     // -q prints "NAME: N requests per second, p50=…" per test (after \r-separated progress).
+    let rates: Vec<&str> = bench.split(['\r', '\n']).filter(|l| l.contains(" requests per second")).collect();
     let mut benchmarked = Vec::new();
-    for line in bench.split(['\r', '\n']).filter(|l| l.contains(" requests per second")) {
+    for line in &rates {
         let (name, rest) = line.trim().rsplit_once(": ").unwrap_or_else(|| panic!("odd line {line:?}"));
         let rate: f64 = rest.split_whitespace().next().and_then(|r| r.parse().ok()).expect("a rate");
         assert!(rate > 0.0, "{name}: {rate} requests per second ({mode:?})");
         benchmarked.push(name.to_owned());
     }
-    eprintln!(
-        "redis-benchmark ({mode:?}): {}",
-        bench
-            .split(['\r', '\n'])
-            .filter(|l| l.contains(" requests per second"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
+    eprintln!("redis-benchmark ({mode:?}): {}", rates.join("; "));
 
     // redis-benchmark's keys: 2000 INCRs, and 2000 LPUSHes for its own test and 2000 for LRANGE's.
     let mut after = String::new();
