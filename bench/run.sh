@@ -14,15 +14,21 @@ build=$root/bench/build
 mkdir -p "$build"
 for src in bench/*.c; do
     bin=$build/$(basename "$src" .c)
-    [[ $bin -nt $src && $bin -nt bench/bench.h ]] || gcc -O2 -Wall -Wextra -Werror -o "$bin" "$src"
+    stale=0
+    for dep in "$src" bench/*.h; do # any header: each program includes bench.h, some unix.h
+        [[ $bin -nt $dep ]] || stale=1
+    done
+    ((stale == 0)) || gcc -O2 -Wall -Wextra -Werror -o "$bin" "$src"
 done
 
 work=$(mktemp -d -p /dev/shm)
 chmod 1777 "$work"
-trap 'rm -rf "$work"' EXIT
+redis_pid=
+trap '[[ -z $redis_pid ]] || kill "$redis_pid" 2>/dev/null; rm -rf "$work"' EXIT
 
 printf '%-58s %6s %16s %16s %8s %7s\n' case cpus kernel ipcshim ratio target
 n=0
+rows=0
 slower=0
 missed=0
 # bench LABEL CPUS TARGET PROGRAM [ARGS...]: one table row. CPUS is a taskset list ("0": both ends
@@ -39,12 +45,18 @@ bench() {
     shimmed=$(env -u IPCSHIM_DISABLE LD_PRELOAD="$shim" IPCSHIM_DIR="$work" \
         IPCSHIM_NS="bench-$$-$n" taskset -c "$cpus" "$prog" "$@") ||
         { echo "bench: $label ($cpus): failed under ipcshim" >&2; exit 1; }
-    local kv=${kernel% *} unit=${kernel#* } sv=${shimmed% *}
-    [[ ${shimmed#* } == "$unit" ]] || { echo "bench: $label: units differ" >&2; exit 1; }
+    [[ ${shimmed#* } == "${kernel#* }" ]] || { echo "bench: $label: units differ" >&2; exit 1; }
+    row "$label" "$cpus" "$target" "${kernel% *}" "${shimmed% *}" "${kernel#* }"
+}
+
+# row LABEL CPUS TARGET KERNEL_VALUE SHIM_VALUE UNIT: prints one table row with its ratio.
+row() {
+    local label=$1 cpus=$2 target=$3 kv=$4 sv=$5 unit=$6
     # Speed-up of the shim over the kernel: > 1 means the shim is faster.
     local ratio
     ratio=$(awk -v k="$kv" -v s="$sv" -v u="$unit" \
         'BEGIN { printf "%.2fx", (u == "ns") ? k / s : s / k }')
+    rows=$((rows + 1))
     local mark=""
     if awk -v r="${ratio%x}" -v t="$target" 'BEGIN { exit !(r < t) }'; then
         missed=$((missed + 1))
@@ -95,6 +107,65 @@ bench "msg throughput, 64-byte messages" 0,1 3 msg_throughput 64 100000 9 0 1
 bench "msg throughput, 4 KiB messages" 0 1 msg_throughput 4096 50000 9 0 0
 bench "msg throughput, 4 KiB messages" 0,1 1 msg_throughput 4096 50000 9 0 1
 
+# AF_UNIX sockets (until issue 6 serves them, ipcshim passes them to the kernel: ratios near 1).
+# unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram (ns per round trip of one byte;
+# stream: connected through a listener's path, dgram: a socketpair); unix_throughput WRITE_SIZE
+# ITERS RUNS PARENT_CPU CHILD_CPU UNIT; unix_connect ITERS RUNS bind|connect (one process, so on
+# one CPU only: socket, bind, listen, connect, accept, a byte across, close, unlink; or connect,
+# accept, a byte, close on a listener bound once).
+# Iteration counts keep each row near 1 s on the kernel. Targets: no slower than the kernel.
+bench "AF_UNIX stream ping-pong, 1 byte round trip" 0 1 unix_pingpong 20000 9 0 0 stream
+bench "AF_UNIX stream ping-pong, 1 byte round trip" 0,1 1 unix_pingpong 2000 9 0 1 stream
+bench "AF_UNIX datagram ping-pong (socketpair), 1 byte" 0 1 unix_pingpong 20000 9 0 0 dgram
+bench "AF_UNIX datagram ping-pong (socketpair), 1 byte" 0,1 1 unix_pingpong 2000 9 0 1 dgram
+bench "AF_UNIX stream throughput, 64 KiB writes" 0 1 unix_throughput 65536 6000 9 0 0 MB/s
+bench "AF_UNIX stream throughput, 64 KiB writes" 0,1 1 unix_throughput 65536 2500 9 0 1 MB/s
+bench "AF_UNIX socket+bind+listen+connect+accept+close cycle" 0 1 unix_connect 5000 9 bind
+bench "AF_UNIX connect+accept+close, listener bound once" 0 1 unix_connect 10000 9 connect
+
+# redis_rps kernel|shim SERVER_CPU CLIENT_CPU: sets rps to "SET GET", the requests/s of
+# redis-benchmark (50 clients, -t set,get -n 50000) against a redis-server on a unix socket only
+# (no TCP, no persistence), each pinned to its CPU; under the shim both share a fresh namespace.
+redis_rps() {
+    local mode=$1 server_cpu=$2 client_cpu=$3
+    n=$((n + 1))
+    local sock=$work/redis-$n.sock run=(env -u LD_PRELOAD -u IPCSHIM_DISABLE)
+    [[ $mode == kernel ]] ||
+        run=(env -u IPCSHIM_DISABLE LD_PRELOAD="$shim" IPCSHIM_DIR="$work" IPCSHIM_NS="bench-$$-$n")
+    "${run[@]}" taskset -c "$server_cpu" redis-server --port 0 --unixsocket "$sock" --save '' \
+        --appendonly no --dir "$work" --logfile "$work/redis-$n.log" &
+    redis_pid=$!
+    local tries=0
+    until [[ $("${run[@]}" redis-cli -s "$sock" ping 2>/dev/null) == PONG ]]; do
+        tries=$((tries + 1))
+        ((tries < 200)) && kill -0 "$redis_pid" 2>/dev/null ||
+            { echo "bench: redis-server ($mode) did not start; log:" >&2; cat "$work/redis-$n.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    local out
+    out=$("${run[@]}" taskset -c "$client_cpu" redis-benchmark -s "$sock" -t set,get -n 50000 -q) ||
+        { echo "bench: redis-benchmark ($mode) failed" >&2; exit 1; }
+    "${run[@]}" redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true
+    wait "$redis_pid" || { echo "bench: redis-server ($mode) exited with $?" >&2; exit 1; }
+    redis_pid=
+    # -q prints "SET: 56179.78 requests per second, p50=…" after \r-separated progress.
+    rps=$(tr '\r' '\n' <<<"$out" | awk '$3 == "requests" { r[$1] = $2 }
+        END { if (!("SET:" in r) || !("GET:" in r)) exit 1; printf "%.0f %.0f\n", r["SET:"], r["GET:"] }') ||
+        { echo "bench: redis-benchmark ($mode) reported no SET and GET rates: $out" >&2; exit 1; }
+}
+# redis LABEL_CPUS SERVER_CPU CLIENT_CPU: the SET and GET rows for one placement.
+redis() {
+    local kernel shimmed
+    redis_rps kernel "$2" "$3"
+    kernel=$rps
+    redis_rps shim "$2" "$3"
+    shimmed=$rps
+    row "redis-benchmark -s, SET (50 clients)" "$1" 1 "${kernel% *}" "${shimmed% *}" requests/s
+    row "redis-benchmark -s, GET (50 clients)" "$1" 1 "${kernel#* }" "${shimmed#* }" requests/s
+}
+redis 0 0 0
+redis 0,1 0 1
+
 # Tracing (IPCSHIM_TRACE): the same programs under ipcshim with it off and on. Off, a served call
 # only tests one flag; on, each call costs a getpid, two clock reads and a write of its line.
 echo
@@ -118,10 +189,10 @@ trace_cost "pipe ping-pong, 1 byte round trip (two calls each side)" 0 pipe_ping
 
 echo
 echo "ratio = kernel time / ipcshim time (or ipcshim rate / kernel rate); > 1 means ipcshim is faster"
-echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe, semaphore and message rows: parent on" \
-    "CPU 0, child on CPU 1)"
-echo "target: no slower than the kernel (ratio >= 1.00x in every row); rows below: $slower of $n"
+echo "cpus: 0 = both processes on CPU 0; 0,1 = split (pipe, semaphore, message and socket rows: parent" \
+    "on CPU 0, child on CPU 1; redis: redis-server on CPU 0, redis-benchmark on CPU 1)"
+echo "target: no slower than the kernel (ratio >= 1.00x in every row); rows below: $slower of $rows"
 echo "targets per row (pipes: 64 KiB throughput >= 2x, 1-byte writes >= 5x, ping-pong across" \
     "CPUs >= 10x; semaphores: uncontended semop with or without SEM_UNDO >= 10x, ping-pong" \
     "across CPUs >= 10x; message queues: ping-pong across CPUs >= 10x, 64-byte throughput >= 3x;" \
-    "none slower than the kernel); rows missing their target (*): $missed of $n"
+    "sockets and redis: no slower; none slower than the kernel); rows missing their target (*): $missed of $rows"

@@ -11,9 +11,13 @@ declare -A wanted=(
     [fakeroot]=/usr/bin/fakeroot
     [gcc]=/usr/bin/gcc
     [libc6-dev]=/usr/include/sys/shm.h
-    [postgresql]=/usr/lib/postgresql/15/bin/initdb
+    [postgresql]=/usr/lib/postgresql/15/bin/initdb # also pgbench
     [postgresql-client]=/usr/bin/psql
     [make]=/usr/bin/make # tests/tests/pipe_programs.rs: make -j4 and its jobserver pipe
+    # tests/tests/socket_programs.rs and bench/run.sh: real programs over AF_UNIX sockets.
+    [redis-server]=/usr/bin/redis-server
+    [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
+    [socat]=/usr/bin/socat
 )
 
 missing=()

@@ -1,0 +1,666 @@
+//! Unmodified programs talking over AF_UNIX sockets under `ipcshim run`: Redis (`redis-cli`,
+//! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`), `socat`, a Python asyncio server and
+//! client, and shimmed and unshimmed processes at the two ends of one socket.
+//!
+//! Each program runs on the kernel and under the shim; both runs must give what the test expects,
+//! and the same where the output is deterministic. Today ipcshim hands sockets to the kernel, so
+//! these tests guard that socket programs keep working with the catch-all trapping their calls;
+//! once sockets are served, `counters` reads the `sockets:` line of `ipcshim status` as it reads
+//! the others. Every program runs in a process group of its own under a timeout; servers are
+//! killed on drop, so a failing test leaves none behind.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipcshim_tests::{cli_bin, shim_lib, workspace_root};
+
+/// Wall-clock limit for one client run, or for a server to get ready or to exit.
+const TIMEOUT: Duration = Duration::from_secs(30);
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// How a process is started.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// Plainly, without LD_PRELOAD.
+    Kernel,
+    /// Under `ipcshim run` in the test's namespace.
+    Shim,
+    /// Under `ipcshim run` with IPCSHIM_DISABLE=1: the library is loaded but leaves every call to
+    /// the kernel.
+    Disabled,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Kernel => "kernel",
+            Mode::Shim => "shim",
+            Mode::Disabled => "disabled",
+        }
+    }
+}
+
+/// A private IPCSHIM_DIR and IPCSHIM_NS for one test, holding its work files; on drop every
+/// process still running with this IPCSHIM_DIR is killed and the directory removed.
+struct Scratch {
+    dir: PathBuf,
+    ns: String,
+}
+
+impl Scratch {
+    /// A scratch directory owned by `owner` (the user the programs run as), mode 0700.
+    fn new(name: &str, owner: Option<&str>) -> Scratch {
+        assert!(
+            shim_lib().exists() && cli_bin().exists(),
+            "{} or {} is missing: run `make build` first",
+            shim_lib().display(),
+            cli_bin().display()
+        );
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").subsec_nanos();
+        let ns = format!("sockprog-{name}-{}-{nanos}", std::process::id());
+        let dir = ipcshim_tests::state_base().join(format!("ipcshim-{ns}"));
+        fs::create_dir(&dir).expect("create scratch dir");
+        if let Some(user) = owner {
+            let chown = Command::new("chown").arg(format!("{user}:")).arg(&dir).status();
+            assert!(chown.expect("run chown").success(), "chown the scratch dir to {user}");
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod scratch dir");
+        Scratch { dir, ns }
+    }
+
+    /// A fresh subdirectory for one run, owned like the scratch dir.
+    fn subdir(&self, name: &str) -> PathBuf {
+        let sub = self.dir.join(name);
+        fs::create_dir(&sub).expect("create run dir");
+        let owner = fs::metadata(&self.dir).expect("stat scratch dir").uid();
+        std::os::unix::fs::chown(&sub, Some(owner), None).expect("chown run dir");
+        sub
+    }
+
+    /// PROG ARGS… started as `mode` says, as `user` if given, with stdin from /dev/null.
+    fn cmd(&self, mode: Mode, user: Option<&str>, prog: impl AsRef<OsStr>, args: &[&str]) -> Command {
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(u) = user {
+            argv.extend(["runuser", "-u", u, "--"].map(OsString::from));
+        }
+        if mode != Mode::Kernel {
+            argv.push(cli_bin().into());
+            argv.extend(["run", "--ns", &self.ns, "--"].map(OsString::from));
+        }
+        argv.push(prog.as_ref().to_owned());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            // Set for every mode, so that drop finds the kernel runs' processes too.
+            .env("IPCSHIM_NS", &self.ns)
+            .env("IPCSHIM_DIR", &self.dir)
+            .env("LC_ALL", "C")
+            .env_remove("LD_PRELOAD")
+            .env_remove("IPCSHIM_DISABLE")
+            .env_remove("IPCSHIM_CATCHALL")
+            .env_remove("IPCSHIM_TRACE")
+            .stdin(Stdio::null())
+            .process_group(0);
+        if mode == Mode::Disabled {
+            cmd.env("IPCSHIM_DISABLE", "1");
+        }
+        cmd
+    }
+
+    /// Runs `cmd` to its end (at most TIMEOUT, then its process group is killed and the test
+    /// fails), collecting stdout and stderr through files: a daemon it leaves behind cannot hold
+    /// them open.
+    fn run(&self, mut cmd: Command, what: &str) -> Out {
+        let tag = what.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let (out, err) = (self.dir.join(format!("{tag}.out")), self.dir.join(format!("{tag}.err")));
+        cmd.stdout(fs::File::create(&out).expect("create output file"))
+            .stderr(fs::File::create(&err).expect("create output file"));
+        let start = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: spawn {cmd:?}: {e}"));
+        let status = wait_until(&mut child, start + TIMEOUT);
+        let stdout = fs::read(&out).unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&fs::read(&err).unwrap_or_default()).into_owned();
+        let Some(status) = status else {
+            kill_group(&mut child);
+            panic!(
+                "{what}: still running after {TIMEOUT:?}; killed\n{cmd:?}\nstdout: {}\nstderr: {stderr}",
+                tail(&stdout)
+            );
+        };
+        Out { what: what.to_owned(), status, stdout, stderr, elapsed: start.elapsed() }
+    }
+
+    /// `run`, which must succeed; its stdout as text.
+    fn ok(&self, cmd: Command, what: &str) -> String {
+        let out = self.run(cmd, what);
+        out.assert_success();
+        String::from_utf8(out.stdout).unwrap_or_else(|_| panic!("{what}: stdout is not UTF-8"))
+    }
+
+    /// Starts a server; its stdout and stderr go to one log file.
+    fn spawn(&self, mut cmd: Command, what: &str) -> Server {
+        let log = self.dir.join(format!("{}.log", what.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
+        let file = fs::File::create(&log).expect("create server log");
+        cmd.stdout(file.try_clone().expect("dup log fd")).stderr(file);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: spawn {cmd:?}: {e}"));
+        Server { child, log, what: what.to_owned() }
+    }
+
+    /// `family -> key -> value` from the counter lines (`name: key=value …`) of
+    /// `ipcshim status` for this namespace, as `user` (the region file is per user); empty
+    /// before any shimmed process created the region.
+    fn counters(&self, user: Option<&str>) -> HashMap<String, HashMap<String, u64>> {
+        let cmd = self.cmd(Mode::Kernel, user, cli_bin(), &["--ns", &self.ns, "status"]);
+        let status = self.ok(cmd, "ipcshim status");
+        let mut all = HashMap::new();
+        for line in status.lines() {
+            let Some((family, rest)) = line.split_once(':') else { continue };
+            let items: HashMap<String, u64> = rest
+                .split_whitespace()
+                .filter_map(|w| w.split_once('=').and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?))))
+                .collect();
+            if !items.is_empty() {
+                all.insert(family.to_owned(), items);
+            }
+        }
+        all
+    }
+
+    /// System calls the catch-all has trapped in this namespace's processes so far.
+    fn traps(&self, user: Option<&str>) -> u64 {
+        self.counters(user).get("procs").and_then(|p| p.get("catchall_traps")).copied().unwrap_or(0)
+    }
+
+    /// Runs `body`, which starts processes in `modes`; when one of them is shimmed, the catch-all
+    /// must have trapped calls meanwhile: the comparison with the kernel is not the kernel's
+    /// against itself, and the programs' socket calls passed through the shim.
+    fn trapped<T>(&self, user: Option<&str>, modes: &[Mode], what: &str, body: impl FnOnce() -> T) -> T {
+        let before = self.traps(user);
+        let result = body();
+        if modes.contains(&Mode::Shim) {
+            let after = self.traps(user);
+            assert!(
+                after > before,
+                "{what}: the catch-all trapped nothing ({before} traps before, {after} after)"
+            );
+        }
+        result
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let needle = format!("IPCSHIM_DIR={}", self.dir.display()).into_bytes();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else {
+                continue;
+            };
+            let Ok(env) = fs::read(entry.path().join("environ")) else { continue };
+            if env.split(|&b| b == 0).any(|var| var == needle.as_slice()) {
+                // SAFETY: kill takes no pointers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one finished run produced.
+struct Out {
+    what: String,
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Out {
+    fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "{} failed ({}):\nstdout: {}\nstderr: {}",
+            self.what,
+            self.status,
+            tail(&self.stdout),
+            self.stderr
+        );
+    }
+}
+
+/// A server process in a process group of its own, killed (the whole group) on drop.
+struct Server {
+    child: Child,
+    log: PathBuf,
+    what: String,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the server's log says `needle`; fails if it exits first or takes too long.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.log().contains(needle) {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                panic!("{}: exited ({st}) before saying {needle:?}; log:\n{}", self.what, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {needle:?} after {TIMEOUT:?}; log:\n{}",
+                self.what,
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the server to exit by itself; it must exit 0. Returns its log.
+    fn finish(mut self) -> String {
+        let status = wait_until(&mut self.child, Instant::now() + TIMEOUT);
+        let log = self.log();
+        match status {
+            Some(st) => assert!(st.success(), "{}: exited with {st}; log:\n{log}", self.what),
+            None => panic!("{}: still running after {TIMEOUT:?}; log:\n{log}", self.what),
+        }
+        log
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+/// The child's exit status, or None if it is still running at `deadline`.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILLs the process group `child` leads (every process it started, unless one moved away)
+/// and reaps the child.
+fn kill_group(child: &mut Child) {
+    // SAFETY: kill takes no pointers; the group is the one the child leads.
+    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// The last 4 KiB of `bytes`, as text.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(4096);
+    let prefix = if start > 0 { format!("[… {start} bytes]") } else { String::new() };
+    format!("{prefix}{}", String::from_utf8_lossy(&bytes[start..]))
+}
+
+/// xorshift64 bytes: a payload that does not repeat.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn fixture(name: &str) -> String {
+    workspace_root().join("tests/socket_programs").join(name).display().to_string()
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// What a Redis session printed: redis-cli's answers, the tests redis-benchmark reported a rate
+/// for, and the keys its traffic left.
+#[derive(Debug, PartialEq)]
+struct RedisRun {
+    cli: String,
+    benchmarked: Vec<String>,
+    after: String,
+}
+
+/// redis-server on a unix socket only (port 0), without persistence, driven by redis-cli and a
+/// short redis-benchmark, then shut down by redis-cli.
+fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
+    let dir = s.subdir(&format!("redis-{}", mode.name()));
+    let sock = path_arg(&dir.join("redis.sock"));
+    let server_args =
+        ["--port", "0", "--unixsocket", &sock, "--save", "", "--appendonly", "no", "--dir", &path_arg(&dir)];
+    let mut server =
+        s.spawn(s.cmd(mode, None, "redis-server", &server_args), &format!("redis-server {mode:?}"));
+    server.wait_for("ready to accept connections");
+
+    let cli = |args: &[&str]| {
+        let what = format!("redis-cli {} ({mode:?})", args.first().unwrap_or(&""));
+        s.ok(s.cmd(mode, None, "redis-cli", &[&["-s", &sock], args].concat()), &what)
+    };
+    // A value larger than redis-cli's 16 KiB reads, so its reply takes several.
+    let big: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let mut text = String::new();
+    for args in [
+        &["SET", "greeting", "hello"][..],
+        &["GET", "greeting"],
+        &["-r", "3", "INCR", "counter"],
+        &["LPUSH", "list", "a", "b", "c"],
+        &["LRANGE", "list", "0", "-1"],
+        &["SET", "big", &big],
+        &["STRLEN", "big"],
+    ] {
+        text += &cli(args);
+    }
+    assert_eq!(cli(&["GET", "big"]), format!("{big}\n"), "GET big ({mode:?})");
+
+    let bench = s.ok(
+        s.cmd(
+            mode,
+            None,
+            "redis-benchmark",
+            &["-s", &sock, "-n", "2000", "-q", "-t", "set,get,incr,lpush,lrange_100"],
+        ),
+        &format!("redis-benchmark ({mode:?})"),
+    );
+    // -q prints "NAME: N requests per second, p50=…" per test (after \r-separated progress).
+    let rates: Vec<&str> = bench.split(['\r', '\n']).filter(|l| l.contains(" requests per second")).collect();
+    let mut benchmarked = Vec::new();
+    for line in &rates {
+        let (name, rest) = line.trim().rsplit_once(": ").unwrap_or_else(|| panic!("odd line {line:?}"));
+        let rate: f64 = rest.split_whitespace().next().and_then(|r| r.parse().ok()).expect("a rate");
+        assert!(rate > 0.0, "{name}: {rate} requests per second ({mode:?})");
+        benchmarked.push(name.to_owned());
+    }
+    eprintln!("redis-benchmark ({mode:?}): {}", rates.join("; "));
+
+    // redis-benchmark's keys: 2000 INCRs, and 2000 LPUSHes for its own test and 2000 for LRANGE's.
+    let mut after = String::new();
+    for args in [&["GET", "counter:__rand_int__"][..], &["LLEN", "mylist"], &["DBSIZE"]] {
+        after += &cli(args);
+    }
+    // SHUTDOWN closes the connection without a reply, so redis-cli's output is not checked.
+    let _ = s.run(s.cmd(mode, None, "redis-cli", &["-s", &sock, "SHUTDOWN", "NOSAVE"]), "redis-cli SHUTDOWN");
+    let log = server.finish();
+    assert!(log.contains("Redis is now ready to exit, bye bye"), "redis-server {mode:?} log:\n{log}");
+    RedisRun { cli: text, benchmarked, after }
+}
+
+#[test]
+fn redis_cli_and_benchmark_over_a_unix_socket() {
+    let s = Scratch::new("redis", None);
+    let want = RedisRun {
+        cli: "OK\nhello\n1\n2\n3\n3\nc\nb\na\nOK\n100000\n".into(),
+        benchmarked: [
+            "SET",
+            "GET",
+            "INCR",
+            "LPUSH",
+            "LPUSH (needed to benchmark LRANGE)",
+            "LRANGE_100 (first 100 elements)",
+        ]
+        .map(String::from)
+        .into(),
+        after: "2000\n4000\n7\n".into(),
+    };
+    let start = Instant::now();
+    let kernel = redis_session(&s, Mode::Kernel);
+    assert_eq!(kernel, want, "redis on the kernel");
+    let middle = Instant::now();
+    let shim = s.trapped(None, &[Mode::Shim], "redis", || redis_session(&s, Mode::Shim));
+    assert_eq!(shim, want, "redis under ipcshim");
+    eprintln!("redis: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// A PostgreSQL cluster listening on a unix socket in its directory only; stopped on drop.
+struct Cluster<'a> {
+    s: &'a Scratch,
+    mode: Mode,
+    dir: PathBuf,
+    running: bool,
+}
+
+impl Cluster<'_> {
+    fn data(&self) -> String {
+        path_arg(&self.dir.join("data"))
+    }
+
+    fn pg(&self, prog: &str, args: &[&str]) -> Command {
+        self.s.cmd(self.mode, Some("postgres"), Path::new(PG_BIN).join(prog), args)
+    }
+
+    fn stop(&mut self, how: &str) -> Out {
+        let out = self.s.run(
+            self.pg("pg_ctl", &["-D", &self.data(), "stop", "-m", how, "-w", "-t", "20"]),
+            "pg_ctl stop",
+        );
+        self.running = !out.status.success();
+        out
+    }
+}
+
+impl Drop for Cluster<'_> {
+    fn drop(&mut self) {
+        // pg_ctl starts the postmaster in a session of its own, and the postmaster overwrites its
+        // environment with its process title: neither the group kill nor the scratch dir's sweep
+        // would find it.
+        if self.running && !self.stop("fast").status.success() && !self.stop("immediate").status.success() {
+            let pid = fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
+            if let Some(pid) = pid.lines().next().and_then(|l| l.trim().parse::<libc::pid_t>().ok()) {
+                // SAFETY: kill takes no pointers.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The queries psql runs, and what they print.
+const PSQL_QUERIES: &str = "select 1 + 1;\
+     create table t (id int primary key, v text);\
+     insert into t select g, md5(g::text) from generate_series(1, 10000) g;\
+     select count(*), sum(id), md5(string_agg(v, ',' order by id)) from t;\
+     select length(repeat('ab', 500000));\
+     select v from t order by id;";
+
+/// initdb, pg_ctl start with the socket in the run's directory, psql queries over it, pgbench
+/// -i and a select-only pgbench run; returns psql's output.
+fn postgres_session(s: &Scratch, mode: Mode) -> String {
+    let mut pg = Cluster { s, mode, dir: s.subdir(&format!("pg-{}", mode.name())), running: false };
+    let (data, sockdir) = (pg.data(), path_arg(&pg.dir));
+    s.ok(pg.pg("initdb", &["-A", "trust", "-N", "-D", &data]), &format!("initdb ({mode:?})"));
+    let opts = format!("-k {sockdir} -c listen_addresses='' -c fsync=off");
+    let log = path_arg(&pg.dir.join("server.log"));
+    pg.running = true; // a failed start may still leave a postmaster behind
+    let started = s.run(
+        pg.pg("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30"]),
+        "pg_ctl start",
+    );
+    assert!(
+        started.status.success(),
+        "pg_ctl start ({mode:?}) failed: {}\nserver log:\n{}",
+        started.stderr,
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let psql = s.ok(
+        s.cmd(
+            mode,
+            Some("postgres"),
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &sockdir,
+                "-d",
+                "postgres",
+                "-At",
+                "-c",
+                PSQL_QUERIES,
+            ],
+        ),
+        &format!("psql ({mode:?})"),
+    );
+    let init =
+        s.run(s.cmd(mode, Some("postgres"), "pgbench", &["-i", "-h", &sockdir, "postgres"]), "pgbench -i");
+    init.assert_success();
+    assert!(init.stderr.contains("done in"), "pgbench -i ({mode:?}): {}", init.stderr);
+    let bench = s.ok(
+        s.cmd(
+            mode,
+            Some("postgres"),
+            "pgbench",
+            &["-S", "-c", "4", "-j", "2", "-t", "200", "-h", &sockdir, "postgres"],
+        ),
+        &format!("pgbench -S ({mode:?})"),
+    );
+    for want in
+        ["number of transactions actually processed: 800/800", "number of failed transactions: 0 (0.000%)"]
+    {
+        assert!(bench.contains(want), "pgbench -S ({mode:?}) does not say {want:?}:\n{bench}");
+    }
+    eprintln!(
+        "pgbench -S ({mode:?}): {}",
+        bench.lines().filter(|l| l.starts_with("tps")).collect::<String>()
+    );
+    let stopped = pg.stop("fast");
+    stopped.assert_success();
+    psql
+}
+
+#[test]
+fn postgres_psql_and_pgbench_over_a_unix_socket() {
+    let s = Scratch::new("postgres", Some("postgres"));
+    let start = Instant::now();
+    let kernel = postgres_session(&s, Mode::Kernel);
+    let middle = Instant::now();
+    let shim = s.trapped(Some("postgres"), &[Mode::Shim], "postgres", || postgres_session(&s, Mode::Shim));
+    let lines: Vec<&str> = kernel.lines().collect();
+    assert_eq!(lines.len(), 3 + 10000, "psql on the kernel:\n{}", tail(kernel.as_bytes()));
+    assert_eq!(lines[0], "2");
+    assert!(lines[1].starts_with("10000|50005000|"), "count, sum, hash: {}", lines[1]);
+    assert_eq!(lines[2], "1000000");
+    assert_eq!(lines[3], "c4ca4238a0b923820dcc509a6f75849b", "md5('1')");
+    assert!(
+        shim == kernel,
+        "psql's output under ipcshim differs from the kernel's:\n{}",
+        tail(shim.as_bytes())
+    );
+    eprintln!("postgres: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// One socat echo: a socat server on UNIX-LISTEN with `cat` behind it (started as `server`), a
+/// socat client on UNIX-CONNECT (started as `client`) sending `payload` and reading it back.
+/// The server must exit 0 after its one connection; returns what the client read.
+fn socat_echo(s: &Scratch, server: Mode, client: Mode, payload: &Path) -> Vec<u8> {
+    let dir = s.subdir(&format!("socat-{}-{}", server.name(), client.name()));
+    let sock = path_arg(&dir.join("echo.sock"));
+    let mut srv = s.spawn(
+        s.cmd(server, None, "socat", &["-d", "-d", &format!("UNIX-LISTEN:{sock}"), "EXEC:cat"]),
+        &format!("socat server {server:?}"),
+    );
+    srv.wait_for("listening on");
+    // -t 30: after its stdin's end the client waits that long at most for the echo's end.
+    let mut cmd = s.cmd(client, None, "socat", &["-t", "30", "-", &format!("UNIX-CONNECT:{sock}")]);
+    cmd.stdin(fs::File::open(payload).expect("open payload"));
+    let out = s.run(cmd, &format!("socat client {client:?}"));
+    out.assert_success();
+    let log = srv.finish();
+    assert!(
+        log.contains("exiting with status 0"),
+        "socat server ({server:?}, client {client:?}) log:\n{log}"
+    );
+    eprintln!("socat echo, server {server:?}, client {client:?}: {:?}", out.elapsed);
+    out.stdout
+}
+
+/// 1 MiB through socat both ways (client to server and back): the bytes must come back whole.
+#[test]
+fn socat_echo_1mib_over_a_unix_socket() {
+    let s = Scratch::new("socat", None);
+    let payload = s.dir.join("payload");
+    let data = noise(1 << 20, 3);
+    fs::write(&payload, &data).expect("write payload");
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let back = s.trapped(None, &[mode], "socat", || socat_echo(&s, mode, mode, &payload));
+        assert!(back == data, "socat ({mode:?}): {} bytes back, want the {} sent", back.len(), data.len());
+    }
+}
+
+/// echo_server.py and echo_client.py: 8 concurrent connections of 250 requests each (the
+/// first 1 MiB, then up to 20000 bytes); returns what the client and the server printed.
+fn asyncio_echo(s: &Scratch, server: Mode, client: Mode) -> (String, String) {
+    let dir = s.subdir(&format!("asyncio-{}-{}", server.name(), client.name()));
+    let sock = path_arg(&dir.join("echo.sock"));
+    let mut srv = s.spawn(
+        s.cmd(server, None, "python3", &[&fixture("echo_server.py"), &sock, "8"]),
+        &format!("asyncio server {server:?}"),
+    );
+    srv.wait_for("ready\n");
+    let out = s.run(
+        s.cmd(client, None, "python3", &[&fixture("echo_client.py"), &sock, "8", "250"]),
+        &format!("asyncio client {client:?}"),
+    );
+    out.assert_success();
+    let log = srv.finish();
+    eprintln!("asyncio echo, server {server:?}, client {client:?}: {:?}", out.elapsed);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+}
+
+const ASYNCIO_CLIENT: &str =
+    "8 connections, 2000 requests, 0 bad, 28324868 bytes back, digest 47518b09d40e90ba\n";
+const ASYNCIO_SERVER: &str = "ready\nserved 2000 requests over 8 connections\n";
+
+#[test]
+fn python_asyncio_server_and_client() {
+    let s = Scratch::new("asyncio", None);
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let (client, server) = s.trapped(None, &[mode], "asyncio", || asyncio_echo(&s, mode, mode));
+        assert_eq!(client, ASYNCIO_CLIENT, "asyncio client ({mode:?})");
+        assert_eq!(server, ASYNCIO_SERVER, "asyncio server ({mode:?})");
+    }
+}
+
+/// A shimmed process and one without the shim (not preloaded, or preloaded with
+/// IPCSHIM_DISABLE=1) at the two ends of one socket, each way round: whatever the shim serves,
+/// a program outside it must still reach it by path, and the other way round.
+#[test]
+fn shimmed_and_unshimmed_ends_of_one_socket() {
+    let s = Scratch::new("mixed", None);
+    let payload = s.dir.join("payload");
+    let data = noise(1 << 20, 4);
+    fs::write(&payload, &data).expect("write payload");
+    for (server, client) in [(Mode::Shim, Mode::Kernel), (Mode::Kernel, Mode::Shim)] {
+        let back = s.trapped(None, &[server, client], "socat", || socat_echo(&s, server, client, &payload));
+        assert!(
+            back == data,
+            "socat (server {server:?}, client {client:?}): {} bytes back, want {}",
+            back.len(),
+            data.len()
+        );
+    }
+    for (server, client) in [(Mode::Shim, Mode::Disabled), (Mode::Disabled, Mode::Shim)] {
+        let (out, log) = s.trapped(None, &[server, client], "asyncio", || asyncio_echo(&s, server, client));
+        assert_eq!(out, ASYNCIO_CLIENT, "asyncio client {client:?}, server {server:?}");
+        assert_eq!(log, ASYNCIO_SERVER, "asyncio server {server:?}, client {client:?}");
+    }
+}
