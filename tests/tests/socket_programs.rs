@@ -174,6 +174,11 @@ impl Scratch {
         all
     }
 
+    /// The `sockets:` counter `key` of this namespace (0 before the region exists).
+    fn sockets(&self, user: Option<&str>, key: &str) -> u64 {
+        self.counters(user).get("sockets").and_then(|c| c.get(key)).copied().unwrap_or(0)
+    }
+
     /// System calls the catch-all has trapped in this namespace's processes so far.
     fn traps(&self, user: Option<&str>) -> u64 {
         self.counters(user).get("procs").and_then(|p| p.get("catchall_traps")).copied().unwrap_or(0)
@@ -601,8 +606,15 @@ fn socat_echo_1mib_over_a_unix_socket() {
     let data = noise(1 << 20, 3);
     fs::write(&payload, &data).expect("write payload");
     for mode in [Mode::Kernel, Mode::Shim] {
+        let (bytes, handed) = (s.sockets(None, "bytes_in"), s.sockets(None, "handed_back"));
         let back = s.trapped(None, &[mode], "socat", || socat_echo(&s, mode, mode, &payload));
         assert!(back == data, "socat ({mode:?}): {} bytes back, want the {} sent", back.len(), data.len());
+        if mode == Mode::Shim {
+            // Both ways through the shim's queues, none given back to the kernel.
+            let moved = s.sockets(None, "bytes_in") - bytes;
+            assert!(moved >= 2 << 20, "socat under the shim: only {moved} bytes through its socket queues");
+            assert_eq!(s.sockets(None, "handed_back"), handed, "socat: a connection went to the kernel");
+        }
     }
 }
 
