@@ -1,8 +1,7 @@
 /* Named AF_UNIX stream sockets: bind (paths, abstract names, autobind) and its errors, listen,
  * accept and accept4, connect blocking and non-blocking, a full listen backlog, socket file
  * permissions (connect as nobody), names seen by getsockname/getpeername.
- * A client that closes before its connection is accepted hands it to the kernel. */
-// kernel-sockets: allowed
+ */
 #include "common.h"
 
 static void show_file(const char *what, const char *path)

@@ -1503,6 +1503,26 @@ pub fn sock_init(region: &Region, h: PipeHandle, state: u32) {
 const SOCK_RESET_SEEN: u32 = 1 << 8;
 /// Above the state: a seqpacket socket, whose queue holds records ([`record_write`]).
 pub const SOCK_RECORDS: u32 = 1 << 9;
+/// Above the state: the queue is in [`crate::unix`]'s pending table, so a server can still
+/// adopt it after the client's socket is gone: the collector leaves it alone.
+const SOCK_QUEUED: u32 = 1 << 10;
+
+/// Marks (or unmarks) the queue as held by the pending table.
+pub fn sock_set_queued(region: &Region, h: PipeHandle, on: bool) {
+    if let Some(p) = live(region, h) {
+        if on {
+            p.sock.fetch_or(SOCK_QUEUED, Ordering::AcqRel);
+        } else {
+            p.sock.fetch_and(!SOCK_QUEUED, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Whether the collector must keep the object although no fd names it (see SOCK_QUEUED).
+pub(crate) fn sock_queued(p: &PipeInodeInfo) -> bool {
+    let v = p.sock.load(Ordering::Acquire);
+    v & SOCK_QUEUED != 0 && v & 0xff == SOCK_PENDING
+}
 
 /// Sets the connection state, keeping the flags above it.
 fn set_state(p: &PipeInodeInfo, from: Option<u32>, to: u32) -> bool {

@@ -342,8 +342,9 @@ fn sweep(region: &Region, pass: u32, seq_limit: u64, keep_born_before: u64) -> u
         if p.is_free() || p.create_seq.load(Ordering::Relaxed) > seq_limit {
             continue;
         }
-        let seen =
-            p.gc_seen.load(Ordering::Relaxed) == pass || p.born.load(Ordering::Relaxed) < keep_born_before;
+        let seen = p.gc_seen.load(Ordering::Relaxed) == pass
+            || p.born.load(Ordering::Relaxed) < keep_born_before
+            || pipe::sock_queued(p);
         if p.is_hashed() && seen {
             p.gc_suspect.store(0, Ordering::Relaxed);
             continue;

@@ -103,7 +103,10 @@ pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 *
 /// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).
 pub const UNIX_NAMES_MAX: u32 = 4096;
 pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
+/// Connects to those names not yet accepted (`unix::pending_add`).
+pub const UNIX_PENDING_MAX: u32 = 4096;
+pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 

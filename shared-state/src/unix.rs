@@ -15,9 +15,16 @@
 //! A client first compares the listener's pid with the one the kernel gives it as its peer's
 //! credentials (those of the process that called `listen`); only when they differ does it ask
 //! the kernel's socket diagnostics.
+//!
+//! A server finds its client's queue through the client socket's inode, which the diagnostics
+//! give as its peer's. A client that closed or died before being accepted has no inode any
+//! more: its connect is also in a pending table by (listener, client pid), in connect order,
+//! and the server takes that pid's oldest one, as the kernel's accept queue is in connect
+//! order. Every shim client connecting to an announced name is in it, so a process's
+//! connections to one listener are there in order.
 
-use crate::pipe::ns_lock;
-use crate::region::{Region, UNIX_NAMES_MAX, UNIX_NAMES_OFF};
+use crate::pipe::{self, PipeHandle, ns_lock};
+use crate::region::{Region, UNIX_NAMES_MAX, UNIX_NAMES_OFF, UNIX_PENDING_MAX, UNIX_PENDING_OFF};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// `sun_path` holds at most this many bytes.
@@ -128,6 +135,146 @@ pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
         let e = entry(region, i);
         if e.kind.load(Ordering::Acquire) != 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
             e.kind.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// A connect to an announced name, not yet accepted: (listener inode, client pid), the client
+/// socket's inode, its queue (`QUEUE_*` or handle bits + 2) and its order.
+#[repr(C)]
+struct Pending {
+    key: AtomicU64,
+    client_ino: AtomicU64,
+    queue: AtomicU64,
+    seq: AtomicU64,
+}
+
+const _: () = assert!(size_of::<Pending>() == 32);
+
+/// Entries a key may use, from its hash on.
+const PENDING_PROBES: u32 = 32;
+/// An entry this old is taken to be a connection nobody will accept (its listener closed).
+const PENDING_STALE_SECS: u64 = 600;
+
+static PENDING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// `Pending::queue` of a free entry, and of a connection the kernel carries.
+const QUEUE_FREE: u64 = 0;
+const QUEUE_KERNEL: u64 = 1;
+
+fn pending(region: &Region, i: u32) -> &Pending {
+    // SAFETY: the pending table is UNIX_PENDING_MAX entries of 32 bytes at UNIX_PENDING_OFF,
+    // inside the mapping, and made of atomics only.
+    unsafe { &*((region.base() + UNIX_PENDING_OFF as usize) as *const Pending).add(i as usize) }
+}
+
+fn pending_key(listener: Listener, pid: u32) -> u64 {
+    (pid as u64) << 32 | listener.ino as u64
+}
+
+fn probes(key: u64) -> impl Iterator<Item = u32> {
+    let start = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32;
+    (0..PENDING_PROBES).map(move |k| (start + k) % UNIX_PENDING_MAX)
+}
+
+fn queue_of(e: &Pending) -> Option<PipeHandle> {
+    let bits = e.queue.load(Ordering::Acquire);
+    (bits > QUEUE_KERNEL).then(|| PipeHandle::from_bits(bits - 2))
+}
+
+/// Frees an entry; its queue, if still pending, is no longer kept for a late accept.
+fn release(region: &Region, e: &Pending) {
+    if let Some(h) = queue_of(e) {
+        pipe::sock_set_queued(region, h, false);
+    }
+    e.queue.store(QUEUE_FREE, Ordering::Release);
+}
+
+/// A shim client about to connect to `listener` with socket `client_ino` and queue `queue`
+/// (None: a connection the kernel will carry, kept for the order). False when there is no
+/// room: the connection must then be the kernel's.
+pub fn pending_add(
+    region: &Region,
+    listener: Listener,
+    pid: u32,
+    client_ino: u64,
+    queue: Option<PipeHandle>,
+) -> bool {
+    let key = pending_key(listener, pid);
+    // Seconds in the high half: entries compare in connect order, and age shows.
+    let seq = crate::sys::coarse_seconds() as u64 & 0xffff_ffff;
+    let seq = seq << 32 | (PENDING_SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
+    let Ok(_g) = ns_lock(region) else { return false };
+    let now = crate::sys::coarse_seconds() as u64;
+    for i in probes(key) {
+        let e = pending(region, i);
+        let used = e.queue.load(Ordering::Acquire) != QUEUE_FREE;
+        if used && now.saturating_sub(e.seq.load(Ordering::Relaxed) >> 32) < PENDING_STALE_SECS {
+            continue;
+        }
+        if used {
+            // A connection nobody accepted in ten minutes: its queue goes to the collector.
+            if let Some(h) = queue_of(e) {
+                pipe::sock_refuse(region, h);
+            }
+            release(region, e);
+        }
+        e.key.store(key, Ordering::Relaxed);
+        e.client_ino.store(client_ino, Ordering::Relaxed);
+        e.seq.store(seq, Ordering::Relaxed);
+        if let Some(h) = queue {
+            pipe::sock_set_queued(region, h, true);
+        }
+        // Published last.
+        e.queue.store(queue.map_or(QUEUE_KERNEL, |h| h.to_bits() + 2), Ordering::Release);
+        return true;
+    }
+    false
+}
+
+/// Takes the entry of the connect from `pid` to `listener` that the server accepted:
+/// socket `client_ino`'s when the kernel still names it, else that pid's oldest. Returns the
+/// client's queue (None: not in the table, or a connection the kernel carries).
+pub fn pending_take(
+    region: &Region,
+    listener: Listener,
+    pid: u32,
+    client_ino: Option<u64>,
+) -> Option<PipeHandle> {
+    let key = pending_key(listener, pid);
+    let _g = ns_lock(region).ok()?;
+    let mut best: Option<(u64, u32)> = None;
+    for i in probes(key) {
+        let e = pending(region, i);
+        if e.queue.load(Ordering::Acquire) == QUEUE_FREE || e.key.load(Ordering::Relaxed) != key {
+            continue;
+        }
+        let seq = e.seq.load(Ordering::Relaxed);
+        let wanted = match client_ino {
+            Some(ino) => e.client_ino.load(Ordering::Relaxed) == ino,
+            None => best.is_none_or(|(s, _)| seq < s),
+        };
+        if wanted {
+            best = Some((seq, i));
+        }
+    }
+    let e = pending(region, best?.1);
+    let h = queue_of(e);
+    release(region, e);
+    h
+}
+
+/// A client's connect went to the kernel or failed: its entry goes.
+pub fn pending_remove(region: &Region, listener: Listener, pid: u32, client_ino: u64) {
+    let key = pending_key(listener, pid);
+    let Ok(_g) = ns_lock(region) else { return };
+    for i in probes(key) {
+        let e = pending(region, i);
+        if e.queue.load(Ordering::Acquire) != QUEUE_FREE
+            && e.key.load(Ordering::Relaxed) == key
+            && e.client_ino.load(Ordering::Relaxed) == client_ino
+        {
+            release(region, e);
         }
     }
 }

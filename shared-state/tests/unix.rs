@@ -162,3 +162,24 @@ fn records_keep_their_boundaries() {
     let huge = vec![0u8; 65 * 4096];
     assert_eq!(send(&huge), Err(libc::EMSGSIZE), "larger than the queue");
 }
+
+#[test]
+fn a_server_finds_a_gone_client_by_its_connect_order() {
+    let dir = TempDir::new("unix-pending");
+    let r = dir.region("ns");
+    let l = unix::Listener { ino: 9, pid: 0 };
+    let (first, _k1) = queue(&r, pipe::SOCK_PENDING);
+    let (second, _k2) = queue(&r, pipe::SOCK_PENDING);
+    assert!(unix::pending_add(&r, l, 42, 1001, Some(first)));
+    assert!(unix::pending_add(&r, l, 42, 1002, None), "a connection the kernel carries keeps its place");
+    assert!(unix::pending_add(&r, l, 42, 1003, Some(second)));
+    assert_eq!(unix::pending_take(&r, l, 7, None), None, "another process's connects are not ours");
+    assert_eq!(unix::pending_take(&r, l, 42, Some(1003)), Some(second), "a live client by its inode");
+    assert_eq!(unix::pending_take(&r, l, 42, None), Some(first), "a gone one: the oldest");
+    assert_eq!(unix::pending_take(&r, l, 42, None), None, "the kernel's connection, in its turn");
+    assert_eq!(unix::pending_take(&r, l, 42, None), None, "nothing left");
+    let (third, _k3) = queue(&r, pipe::SOCK_PENDING);
+    assert!(unix::pending_add(&r, l, 42, 1004, Some(third)));
+    unix::pending_remove(&r, l, 42, 1004);
+    assert_eq!(unix::pending_take(&r, l, 42, None), None, "a removed connect is gone");
+}

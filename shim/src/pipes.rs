@@ -471,9 +471,6 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // cached view of their peer must go.
     let listener = fd::is_listener(fd);
     let was = fd::forget(fd);
-    if let Some(p) = was.filter(|p| p.socket) {
-        crate::unix::before_close(r, &p);
-    }
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
         note_closed(r, &p);
@@ -615,9 +612,6 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 pub fn exiting(r: &Region) {
     fd::each_shim(|p| {
         if fd::forget(p.fd).is_some() {
-            if p.socket {
-                crate::unix::before_close(r, &p);
-            }
             sys::close(p.fd);
             note_closed(r, &p);
         }

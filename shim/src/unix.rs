@@ -225,16 +225,31 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     let kind = served_type(getsockopt_int(fd, libc::SO_TYPE).ok()?)?;
     let name = name_of(addr)?;
     let listener = names::lookup(r, name)?;
+    let st = sys::fstat(fd).ok()?;
+    let (me, pid) = (st.st_ino, sys::getpid() as u32);
+    let connect =
+        || g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
+    // The kernel's connection, in the pending table all the same: it keeps this process's
+    // connects to the listener in order (see shared_state::unix).
+    let kernel_only = |r: &Region| {
+        let res = connect();
+        if res.is_err() {
+            names::pending_remove(r, listener, pid, me);
+        }
+        Some(pipes::ret(res))
+    };
     if needs_kernel(fd) {
+        return names::pending_add(r, listener, pid, me, None).then(|| kernel_only(r)).flatten();
+    }
+    let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
+    if !names::pending_add(r, listener, pid, me, Some(h)) {
+        pipe::sock_refuse(r, h);
         return None;
     }
-    let st = sys::fstat(fd).ok()?;
-    let me = st.st_ino;
-    let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
-    let res =
-        g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
+    let res = connect();
     if res.is_err() {
         pipe::sock_refuse(r, h);
+        names::pending_remove(r, listener, pid, me);
         return Some(pipes::ret(res));
     }
     let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
@@ -243,6 +258,8 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         || !pipe::sock_refuse(r, h);
     if ours {
         insert(r, fd, h);
+    } else {
+        names::pending_remove(r, listener, pid, me);
     }
     Some(0)
 }
@@ -259,15 +276,20 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
     let nfd = nfd as i32;
     // Only a stream client makes a pending queue: the diagnostics answer for the others.
     if getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
-        adopt(r, nfd);
+        adopt(r, lfd, nfd);
     }
     Some(nfd as i64)
 }
 
-fn adopt(r: &Region, fd: i32) {
-    let Ok(st) = sys::fstat(fd) else { return };
-    let Some(peer) = diag::peer_of(st.st_ino) else { return };
-    let Some(client) = pipe::pipe_find(r, st.st_dev, peer as u64) else { return };
+/// Finds the client queue of the connection `fd` accepted from listener `lfd`, by the
+/// client socket's inode, or (the client's socket is gone: closed or killed before this
+/// accept) as its process's oldest pending connect to the listener; and links ours to it.
+fn adopt(r: &Region, lfd: i32, fd: i32) {
+    let (Ok(st), Ok(lst)) = (sys::fstat(fd), sys::fstat(lfd)) else { return };
+    let peer = diag::peer_of(st.st_ino).map(|ino| ino as u64);
+    let listener = names::Listener { ino: lst.st_ino as u32, pid: 0 };
+    let queued = peer_pid(fd).and_then(|pid| names::pending_take(r, listener, pid, peer));
+    let Some(client) = queued.or_else(|| pipe::pipe_find(r, st.st_dev, peer?)) else { return };
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
@@ -715,16 +737,6 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
     note_change(r, &p);
     Some(pipes::ret(res))
-}
-
-/// Before the last close in this process of a client whose connection no server has taken
-/// yet: what it queued goes into the kernel's queue and the connection to the kernel, so a
-/// server accepting it later, when the client's socket is gone, still reads it.
-pub fn before_close(r: &Region, p: &PipeFd) {
-    if pipe::sock_state(r, p.pipe) == pipe::SOCK_PENDING && pipe::sock_refuse(r, p.pipe) {
-        let _ = pipe::sock_hand_back(r, p.pipe);
-        drain(r, p);
-    }
 }
 
 /// Something about the connection changed (close, shutdown, flags): both queues' sleepers
