@@ -257,6 +257,27 @@ const O_FLAGS: &[(u64, &str)] = &[
     (libc::O_APPEND as u64, "O_APPEND"),
 ];
 
+const SEND_RECV_FLAGS: &[(u64, &str)] = &[
+    (libc::MSG_OOB as u64, "MSG_OOB"),
+    (libc::MSG_PEEK as u64, "MSG_PEEK"),
+    (libc::MSG_TRUNC as u64, "MSG_TRUNC"),
+    (libc::MSG_DONTWAIT as u64, "MSG_DONTWAIT"),
+    (libc::MSG_EOR as u64, "MSG_EOR"),
+    (libc::MSG_WAITALL as u64, "MSG_WAITALL"),
+    (libc::MSG_NOSIGNAL as u64, "MSG_NOSIGNAL"),
+    (libc::MSG_MORE as u64, "MSG_MORE"),
+    (libc::MSG_WAITFORONE as u64, "MSG_WAITFORONE"),
+    (libc::MSG_CMSG_CLOEXEC as u64, "MSG_CMSG_CLOEXEC"),
+];
+
+const SOCK_TYPES: &[(u64, &str)] = &[
+    (libc::SOCK_STREAM as u64, "SOCK_STREAM"),
+    (libc::SOCK_DGRAM as u64, "SOCK_DGRAM"),
+    (libc::SOCK_SEQPACKET as u64, "SOCK_SEQPACKET"),
+    (libc::SOCK_NONBLOCK as u64, "SOCK_NONBLOCK"),
+    (libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC"),
+];
+
 const MSG_FLAGS: &[(u64, &str)] =
     &[(0o10000, "MSG_NOERROR"), (0o20000, "MSG_EXCEPT"), (0o40000, "MSG_COPY"), (0o4000, "IPC_NOWAIT")];
 
@@ -370,6 +391,20 @@ fn name(nr: i64) -> Option<&'static str> {
         libc::SYS_msgsnd => "msgsnd",
         libc::SYS_msgrcv => "msgrcv",
         libc::SYS_msgctl => "msgctl",
+        libc::SYS_socketpair => "socketpair",
+        libc::SYS_listen => "listen",
+        libc::SYS_connect => "connect",
+        libc::SYS_accept => "accept",
+        libc::SYS_accept4 => "accept4",
+        libc::SYS_sendto => "sendto",
+        libc::SYS_recvfrom => "recvfrom",
+        libc::SYS_sendmsg => "sendmsg",
+        libc::SYS_recvmsg => "recvmsg",
+        libc::SYS_sendmmsg => "sendmmsg",
+        libc::SYS_recvmmsg => "recvmmsg",
+        libc::SYS_shutdown => "shutdown",
+        libc::SYS_getsockopt => "getsockopt",
+        libc::SYS_setsockopt => "setsockopt",
         _ => return None,
     })
 }
@@ -468,6 +503,81 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
         }
         libc::SYS_close | libc::SYS_dup => {
             l.fd(a[0]);
+        }
+        libc::SYS_socketpair => {
+            l.s(if a[0] as i32 == libc::AF_UNIX { "AF_UNIX" } else { "?" }).s(", ");
+            l.flags(a[1], SOCK_TYPES, "0").s(", ").num(a[2] as i64).s(", ");
+            let mut fds = [0i32; 2];
+            if res == 0 && peek(&mut fds, a[3]) {
+                l.s("[").num(fds[0] as i64).s(", ").num(fds[1] as i64).s("]");
+            } else {
+                l.ptr(a[3]);
+            }
+        }
+        libc::SYS_listen => {
+            l.fd(a[0]).s(", ").num(a[1] as i32 as i64);
+        }
+        libc::SYS_shutdown => {
+            l.fd(a[0]).s(", ");
+            match a[1] as i32 {
+                libc::SHUT_RD => l.s("SHUT_RD"),
+                libc::SHUT_WR => l.s("SHUT_WR"),
+                libc::SHUT_RDWR => l.s("SHUT_RDWR"),
+                v => l.num(v as i64),
+            };
+        }
+        libc::SYS_connect => {
+            l.fd(a[0]).s(", ");
+            sockaddr(l, a[1], a[2] as usize);
+            l.s(", ").unum(a[2]);
+        }
+        libc::SYS_accept | libc::SYS_accept4 => {
+            l.fd(a[0]).s(", ").ptr(a[1]).s(", ").ptr(a[2]);
+            if nr == libc::SYS_accept4 {
+                l.s(", ").flags(a[3], SOCK_TYPES, "0");
+            }
+        }
+        libc::SYS_sendto | libc::SYS_recvfrom => {
+            l.fd(a[0]).s(", ");
+            if nr == libc::SYS_sendto {
+                l.data(a[1], a[2] as usize)
+            } else if res >= 0 {
+                l.data(a[1], res as usize)
+            } else {
+                l.ptr(a[1])
+            };
+            l.s(", ").unum(a[2]).s(", ").flags(a[3], SEND_RECV_FLAGS, "0").s(", ").ptr(a[4]).s(", ");
+            if nr == libc::SYS_sendto {
+                l.unum(a[5])
+            } else {
+                l.ptr(a[5])
+            };
+        }
+        libc::SYS_sendmsg | libc::SYS_recvmsg => {
+            l.fd(a[0]).s(", ");
+            let mut m = [0u64; 7];
+            if peek(&mut m, a[1]) {
+                // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
+                l.s("{msg_name=").ptr(m[0]).s(", msg_namelen=").unum(m[1] & 0xffff_ffff).s(", msg_iov=");
+                let budget = if nr == libc::SYS_recvmsg { res.max(0) as usize } else { usize::MAX };
+                iovecs(l, m[2], m[3], budget);
+                l.s(", msg_iovlen=").unum(m[3]).s(", msg_controllen=").unum(m[5]);
+                l.s(", msg_flags=").flags(m[6] & 0xffff_ffff, SEND_RECV_FLAGS, "0").s("}");
+            } else {
+                l.ptr(a[1]);
+            }
+            l.s(", ").flags(a[2], SEND_RECV_FLAGS, "0");
+        }
+        libc::SYS_sendmmsg | libc::SYS_recvmmsg => {
+            l.fd(a[0]).s(", ").ptr(a[1]).s(", ").unum(a[2]).s(", ").flags(a[3], SEND_RECV_FLAGS, "0");
+            if nr == libc::SYS_recvmmsg {
+                l.s(", ");
+                timespec(l, a[4]);
+            }
+        }
+        libc::SYS_getsockopt | libc::SYS_setsockopt => {
+            l.fd(a[0]).s(", ").num(a[1] as i32 as i64).s(", ").num(a[2] as i32 as i64).s(", ");
+            l.ptr(a[3]).s(", ").ptr(a[4]);
         }
         libc::SYS_dup2 => {
             l.fd(a[0]).s(", ").fd(a[1]);
@@ -687,6 +797,31 @@ fn msgbuf(l: &mut Line<'_>, addr: u64, len: usize) {
     }
     let mtype = i64::from_ne_bytes(head[..8].try_into().unwrap_or_default());
     l.s("{mtype=").num(mtype).s(", mtext=").data(addr + 8, len).s("}");
+}
+
+/// A `sockaddr_un` as strace shows it: `{sa_family=AF_UNIX, sun_path="x"}` (an abstract
+/// name with its leading NUL as `@`).
+fn sockaddr(l: &mut Line<'_>, addr: u64, len: usize) {
+    let mut sa = [0u8; 110];
+    let len = len.min(sa.len());
+    if len < 2 || !peek(&mut sa[..len], addr) {
+        l.ptr(addr);
+        return;
+    }
+    if u16::from_ne_bytes([sa[0], sa[1]]) != libc::AF_UNIX as u16 {
+        l.s("{sa_family=").unum(u16::from_ne_bytes([sa[0], sa[1]]) as u64).s("}");
+        return;
+    }
+    let path = &sa[2..len];
+    l.s("{sa_family=AF_UNIX");
+    if let Some(&first) = path.first() {
+        let (at, skip) = if first == 0 { ("@", 1) } else { ("", 0) };
+        let name = &path[skip..];
+        let end =
+            if skip == 0 { name.iter().position(|&b| b == 0).unwrap_or(name.len()) } else { name.len() };
+        l.s(", sun_path=").s(at).data(addr + 2 + skip as u64, end);
+    }
+    l.s("}");
 }
 
 fn timespec(l: &mut Line<'_>, addr: u64) {
