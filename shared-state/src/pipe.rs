@@ -658,7 +658,7 @@ fn too_many_hard(region: &Region, user_bufs: u64) -> bool {
 
 /// `alloc_pipe_info` + inserting the object: the caller holds the namespace lock and has
 /// checked that (dev, ino) is not taken.
-fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
+fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
     let ns = ns(region);
     let start = ns.next_slot.load(Ordering::Relaxed) % PIPE_MAX;
     let idx = (0..PIPE_MAX)
@@ -667,7 +667,7 @@ fn create(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
         .ok_or(ENFILE)?;
     let mut caps = None;
     let limits = region.header().limits;
-    let mut pipe_bufs = PIPE_DEF_BUFFERS;
+    let mut pipe_bufs = bufs;
     if pipe_bufs as u64 * PAGE_SIZE > limits.pipe_max_size as u64 && !caps_allow(&mut caps, CAP_SYS_RESOURCE)
     {
         pipe_bufs = (limits.pipe_max_size >> 12).max(1);
@@ -735,7 +735,7 @@ fn maybe_collect(region: &Region) {
 }
 
 /// Creates or finds the object, trying once more after a collection if the table is full.
-fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool) -> Result<PipeHandle, Errno> {
+fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) -> Result<PipeHandle, Errno> {
     maybe_collect(region);
     for attempt in 0..2 {
         {
@@ -752,7 +752,7 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool) -> Result<P
                     slot(region, old).ident.store(id & !0xff | ORPHAN, Ordering::Release);
                 }
             }
-            match create(region, dev, ino) {
+            match create(region, dev, ino, bufs) {
                 Err(ENFILE) if attempt == 0 && ns(region).nr_live.load(Ordering::Relaxed) >= PIPE_MAX => {}
                 r => return r,
             }
@@ -765,7 +765,13 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool) -> Result<P
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
 /// (dev, ino) belonged to an inode that no longer exists and is dropped.
 pub fn pipe_new(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
-    get_or_create(region, dev, ino, true)
+    get_or_create(region, dev, ino, true, PIPE_DEF_BUFFERS)
+}
+
+/// A new object of `bufs` slots for a fresh kernel socket (an AF_UNIX socket's send queue),
+/// as [`pipe_new`] otherwise, within the same limits.
+pub fn sock_new(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
+    get_or_create(region, dev, ino, true, bufs)
 }
 
 /// The object of a FIFO file (`fifo_open`): found, or created by its first opener.
@@ -773,7 +779,7 @@ pub fn fifo_get(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno
     if let Some(h) = pipe_find(region, dev, ino) {
         return Ok(h);
     }
-    get_or_create(region, dev, ino, false)
+    get_or_create(region, dev, ino, false, PIPE_DEF_BUFFERS)
 }
 
 /// The live object named (dev, ino), if any.

@@ -76,16 +76,13 @@ fn served_type(ty: i32) -> Option<u32> {
     }
 }
 
-/// The kernel lets a seqpacket socket send a record of up to its send buffer (212992 bytes,
-/// less 32): its queue must hold one that large.
-const RECORD_QUEUE_BYTES: usize = 256 * 1024;
+/// A queue's slots (pages): the kernel lets a stream socket queue about its send buffer
+/// (212992 bytes) and a seqpacket socket send a record that large (less 32 bytes).
+const QUEUE_SLOTS: u32 = 64;
 
 /// A send queue for the socket `st` names, in connection state `state` (with its type's flag).
 fn new_queue(r: &Region, st: &libc::stat, state: u32) -> Result<PipeHandle, Errno> {
-    let h = pipe::pipe_new(r, st.st_dev, st.st_ino)?;
-    if state & pipe::SOCK_RECORDS != 0 {
-        pipe::set_pipe_size(r, h, RECORD_QUEUE_BYTES, true)?;
-    }
+    let h = pipe::sock_new(r, st.st_dev, st.st_ino, QUEUE_SLOTS)?;
     pipe::sock_init(r, h, state);
     Ok(h)
 }
