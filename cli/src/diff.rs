@@ -718,8 +718,6 @@ fn outcome(result: &str) -> Outcome {
 struct Ctx<'a> {
     /// Paths of FIFOs (from ipcshim's trace, which logs only its own objects).
     fifos: &'a HashSet<String>,
-    /// Whether this is strace's log (it logs every fd; ipcshim's only its own).
-    kernel: bool,
     /// Pipes written by more than one process: what a read returns first depends on timing.
     shared_pipes: HashSet<String>,
 }
@@ -815,8 +813,8 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
             _ => format!("{name}({fd})"),
         }
     } else if name == "poll" || name == "ppoll" {
-        // ipcshim logs only polls it served; strace annotates each fd.
-        if ctx.kernel && !args.split("fd=").skip(1).any(|p| ipc_path(first_fd(p).1)) {
+        // Both annotate each fd: a poll over sockets alone is not compared.
+        if !args.split("fd=").skip(1).any(|p| ipc_path(first_fd(p).1)) {
             return None;
         }
         let nfds = args.split_once("], ").map_or("", |(_, r)| r.split(", ").next().unwrap_or(""));
@@ -876,7 +874,7 @@ fn same(a: &Rec, b: &Rec) -> bool {
     a.what == b.what && a.outcome == b.outcome && a.bytes == b.bytes && a.data[..n] == b.data[..n]
 }
 
-fn by_process(run: &Run, fifos: &HashSet<String>, kernel: bool, names: &mut Names) -> Vec<(i32, Vec<Rec>)> {
+fn by_process(run: &Run, fifos: &HashSet<String>, names: &mut Names) -> Vec<(i32, Vec<Rec>)> {
     let mut procs: BTreeMap<i32, Vec<&Call>> = BTreeMap::new();
     let mut writers: HashMap<String, HashSet<i32>> = HashMap::new();
     for c in &run.calls {
@@ -888,7 +886,7 @@ fn by_process(run: &Run, fifos: &HashSet<String>, kernel: bool, names: &mut Name
         }
     }
     let shared_pipes = writers.into_iter().filter(|(_, w)| w.len() > 1).map(|(p, _)| p).collect();
-    let ctx = Ctx { fifos, kernel, shared_pipes };
+    let ctx = Ctx { fifos, shared_pipes };
     procs
         .into_iter()
         .map(|(pid, calls)| (pid, merge(calls.iter().filter_map(|c| record(c, &ctx, names)).collect())))
@@ -905,13 +903,14 @@ fn shim_threaded(srecs: &[Rec], krecs: &[Rec]) -> bool {
 
 /// Prints the divergences; returns how many.
 fn compare(kernel: &Run, shim: &Run) -> usize {
-    // FIFOs by path: in ipcshim's trace, any fd that is not an anonymous pipe (it logs pipes and
-    // FIFOs only); in strace's, those the program made (mknod with S_IFIFO) or ipcshim saw.
+    // FIFOs by path: in ipcshim's trace, any fd that is not an anonymous pipe or a socket (it
+    // logs pipes, FIFOs and sockets only); in strace's, those the program made (mknod with
+    // S_IFIFO) or ipcshim saw. Socket calls are not compared.
     let shim_fifos: HashSet<String> = shim
         .calls
         .iter()
         .filter_map(|c| first_fd(&c.args).1.map(str::to_string))
-        .filter(|p| !p.starts_with("pipe:["))
+        .filter(|p| !p.starts_with("pipe:[") && !p.starts_with("socket:["))
         .collect();
     let mut kernel_fifos = shim_fifos.clone();
     for c in kernel.calls.iter().filter(|c| c.name.starts_with("mknod") && c.args.contains("S_IFIFO")) {
@@ -921,8 +920,8 @@ fn compare(kernel: &Run, shim: &Run) -> usize {
             kernel_fifos.insert(String::from_utf8_lossy(&path).into_owned());
         }
     }
-    let k = by_process(kernel, &kernel_fifos, true, &mut Names::default());
-    let s = by_process(shim, &shim_fifos, false, &mut Names::default());
+    let k = by_process(kernel, &kernel_fifos, &mut Names::default());
+    let s = by_process(shim, &shim_fifos, &mut Names::default());
     let mut n = 0;
     let mut report = |msg: String| {
         if n < MAX_REPORTED {

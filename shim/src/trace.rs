@@ -869,7 +869,13 @@ fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
             l.s(", ");
         }
         first = false;
-        l.s("{fd=").num(p[0].fd as i64).s(if revents { ", revents=" } else { ", events=" });
+        l.s("{fd=").num(p[0].fd as i64);
+        // Annotated as strace -y does (the first time only), so a reader tells pipes from sockets.
+        let path = if revents { NO_PATH } else { fd_path(p[0].fd) };
+        if path.len > 0 {
+            l.s("<").bytes(&path.buf[..path.len]).s(">");
+        }
+        l.s(if revents { ", revents=" } else { ", events=" });
         let ev = if revents { p[0].revents } else { p[0].events } as u16 as u64;
         l.flags(ev, POLL_FLAGS, "0").s("}");
     }
