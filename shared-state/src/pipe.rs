@@ -658,6 +658,8 @@ fn too_many_hard(region: &Region, user_bufs: u64) -> bool {
 
 /// `alloc_pipe_info` + inserting the object: the caller holds the namespace lock and has
 /// checked that (dev, ino) is not taken.
+/// `bufs`: the ring's slots; 0 for a pipe's default size within the user's page limits (a
+/// socket's queue is not a pipe's buffer and is not counted against them).
 fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
     let ns = ns(region);
     let start = ns.next_slot.load(Ordering::Relaxed) % PIPE_MAX;
@@ -667,20 +669,24 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
         .ok_or(ENFILE)?;
     let mut caps = None;
     let limits = region.header().limits;
-    let mut pipe_bufs = bufs;
-    if pipe_bufs as u64 * PAGE_SIZE > limits.pipe_max_size as u64 && !caps_allow(&mut caps, CAP_SYS_RESOURCE)
-    {
-        pipe_bufs = (limits.pipe_max_size >> 12).max(1);
-    }
-    let unprivileged = |caps: &mut Option<u64>| !caps_allow(caps, CAP_SYS_RESOURCE | CAP_SYS_ADMIN);
-    let user_bufs = ns.user_bufs.load(Ordering::Relaxed) + pipe_bufs as u64;
-    if too_many_soft(region, user_bufs) && unprivileged(&mut caps) {
-        pipe_bufs = PIPE_MIN_DEF_BUFFERS;
-    }
-    if too_many_hard(region, ns.user_bufs.load(Ordering::Relaxed) + pipe_bufs as u64)
-        && unprivileged(&mut caps)
-    {
-        return Err(ENFILE);
+    let counted = bufs == 0;
+    let mut pipe_bufs = if counted { PIPE_DEF_BUFFERS } else { bufs };
+    if counted {
+        if pipe_bufs as u64 * PAGE_SIZE > limits.pipe_max_size as u64
+            && !caps_allow(&mut caps, CAP_SYS_RESOURCE)
+        {
+            pipe_bufs = (limits.pipe_max_size >> 12).max(1);
+        }
+        let unprivileged = |caps: &mut Option<u64>| !caps_allow(caps, CAP_SYS_RESOURCE | CAP_SYS_ADMIN);
+        let user_bufs = ns.user_bufs.load(Ordering::Relaxed) + pipe_bufs as u64;
+        if too_many_soft(region, user_bufs) && unprivileged(&mut caps) {
+            pipe_bufs = PIPE_MIN_DEF_BUFFERS;
+        }
+        if too_many_hard(region, ns.user_bufs.load(Ordering::Relaxed) + pipe_bufs as u64)
+            && unprivileged(&mut caps)
+        {
+            return Err(ENFILE);
+        }
     }
     let shift = pipe_bufs.next_power_of_two().trailing_zeros();
     // SAFETY: namespace lock held.
@@ -695,7 +701,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.ino.store(ino, Ordering::Relaxed);
     pipe.create_seq.store(ns.create_seq.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
     pipe.born.store(boot_ns(), Ordering::Relaxed);
-    pipe.nr_accounted.store(1 << shift, Ordering::Relaxed);
+    pipe.nr_accounted.store(if counted { 1 << shift } else { 0 }, Ordering::Relaxed);
     // `active` is left alone: a stale handle's operation may have counted itself in and will
     // count itself out.
     for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock] {
@@ -709,7 +715,9 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
     pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
-    ns.user_bufs.fetch_add(1 << shift, Ordering::Relaxed);
+    if counted {
+        ns.user_bufs.fetch_add(1 << shift, Ordering::Relaxed);
+    }
     ns.nr_live.fetch_add(1, Ordering::Relaxed);
     ns.next_slot.store(idx + 1, Ordering::Relaxed);
     if idx >= ns.hwm.load(Ordering::Relaxed) {
@@ -765,11 +773,12 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
 /// (dev, ino) belonged to an inode that no longer exists and is dropped.
 pub fn pipe_new(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno> {
-    get_or_create(region, dev, ino, true, PIPE_DEF_BUFFERS)
+    get_or_create(region, dev, ino, true, 0)
 }
 
 /// A new object of `bufs` slots for a fresh kernel socket (an AF_UNIX socket's send queue),
-/// as [`pipe_new`] otherwise, within the same limits.
+/// as [`pipe_new`] otherwise; not counted against the pipe page limits, as the kernel does
+/// not count socket buffers there.
 pub fn sock_new(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
     get_or_create(region, dev, ino, true, bufs)
 }
@@ -779,7 +788,7 @@ pub fn fifo_get(region: &Region, dev: u64, ino: u64) -> Result<PipeHandle, Errno
     if let Some(h) = pipe_find(region, dev, ino) {
         return Ok(h);
     }
-    get_or_create(region, dev, ino, false, PIPE_DEF_BUFFERS)
+    get_or_create(region, dev, ino, false, 0)
 }
 
 /// The live object named (dev, ino), if any.

@@ -232,36 +232,54 @@ pub fn pending_add(
     false
 }
 
-/// Takes the entry of the connect from `pid` to `listener` that the server accepted:
-/// socket `client_ino`'s when the kernel still names it, else that pid's oldest. Returns the
-/// client's queue (None: not in the table, or a connection the kernel carries).
-pub fn pending_take(
-    region: &Region,
-    listener: Listener,
-    pid: u32,
-    client_ino: Option<u64>,
-) -> Option<PipeHandle> {
+/// Which pending connect a server takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The only one of that pid to that listener (Ambiguous when there are several).
+    Only,
+    /// The client socket's, by its inode.
+    Ino(u64),
+    /// That pid's oldest (its socket is gone; the kernel's accept queue is in connect order).
+    Oldest,
+}
+
+/// What [`pending_take`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// The connect, with its queue (None: a connection the kernel carries).
+    Found(Option<PipeHandle>),
+    NotThere,
+    Ambiguous,
+}
+
+/// Takes the entry of the connect from `pid` to `listener` that the server accepted.
+pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which) -> Taken {
     let key = pending_key(listener, pid);
-    let _g = ns_lock(region).ok()?;
-    let mut best: Option<(u64, u32)> = None;
+    let Ok(_g) = ns_lock(region) else { return Taken::NotThere };
+    let (mut best, mut count): (Option<(u64, u32)>, u32) = (None, 0);
     for i in probes(key) {
         let e = pending(region, i);
         if e.queue.load(Ordering::Acquire) == QUEUE_FREE || e.key.load(Ordering::Relaxed) != key {
             continue;
         }
+        count += 1;
         let seq = e.seq.load(Ordering::Relaxed);
-        let wanted = match client_ino {
-            Some(ino) => e.client_ino.load(Ordering::Relaxed) == ino,
-            None => best.is_none_or(|(s, _)| seq < s),
+        let wanted = match which {
+            Which::Ino(ino) => e.client_ino.load(Ordering::Relaxed) == ino,
+            Which::Only | Which::Oldest => best.is_none_or(|(s, _)| seq < s),
         };
         if wanted {
             best = Some((seq, i));
         }
     }
-    let e = pending(region, best?.1);
+    if which == Which::Only && count > 1 {
+        return Taken::Ambiguous;
+    }
+    let Some((_, i)) = best else { return Taken::NotThere };
+    let e = pending(region, i);
     let h = queue_of(e);
     release(region, e);
-    h
+    Taken::Found(h)
 }
 
 /// A client's connect went to the kernel or failed: its entry goes.

@@ -173,13 +173,16 @@ fn a_server_finds_a_gone_client_by_its_connect_order() {
     assert!(unix::pending_add(&r, l, 42, 1001, Some(first)));
     assert!(unix::pending_add(&r, l, 42, 1002, None), "a connection the kernel carries keeps its place");
     assert!(unix::pending_add(&r, l, 42, 1003, Some(second)));
-    assert_eq!(unix::pending_take(&r, l, 7, None), None, "another process's connects are not ours");
-    assert_eq!(unix::pending_take(&r, l, 42, Some(1003)), Some(second), "a live client by its inode");
-    assert_eq!(unix::pending_take(&r, l, 42, None), Some(first), "a gone one: the oldest");
-    assert_eq!(unix::pending_take(&r, l, 42, None), None, "the kernel's connection, in its turn");
-    assert_eq!(unix::pending_take(&r, l, 42, None), None, "nothing left");
+    let take = |pid, which| unix::pending_take(&r, l, pid, which);
+    use unix::{Taken, Which};
+    assert_eq!(take(7, Which::Oldest), Taken::NotThere, "another process's connects are not ours");
+    assert_eq!(take(42, Which::Only), Taken::Ambiguous, "three connects of one process");
+    assert_eq!(take(42, Which::Ino(1003)), Taken::Found(Some(second)), "a live client by its inode");
+    assert_eq!(take(42, Which::Oldest), Taken::Found(Some(first)), "a gone one: the oldest");
+    assert_eq!(take(42, Which::Only), Taken::Found(None), "the kernel's connection, the only one left");
+    assert_eq!(take(42, Which::Oldest), Taken::NotThere, "nothing left");
     let (third, _k3) = queue(&r, pipe::SOCK_PENDING);
     assert!(unix::pending_add(&r, l, 42, 1004, Some(third)));
     unix::pending_remove(&r, l, 42, 1004);
-    assert_eq!(unix::pending_take(&r, l, 42, None), None, "a removed connect is gone");
+    assert_eq!(take(42, Which::Oldest), Taken::NotThere, "a removed connect is gone");
 }

@@ -283,10 +283,19 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
 /// accept) as its process's oldest pending connect to the listener; and links ours to it.
 fn adopt(r: &Region, lfd: i32, fd: i32) {
     let (Ok(st), Ok(lst)) = (sys::fstat(fd), sys::fstat(lfd)) else { return };
-    let peer = diag::peer_of(st.st_ino).map(|ino| ino as u64);
     let listener = names::Listener { ino: lst.st_ino as u32, pid: 0 };
-    let queued = peer_pid(fd).and_then(|pid| names::pending_take(r, listener, pid, peer));
-    let Some(client) = queued.or_else(|| pipe::pipe_find(r, st.st_dev, peer?)) else { return };
+    let Some(pid) = peer_pid(fd) else { return };
+    // The only connect of that process to this listener needs no asking; several are told
+    // apart by the client socket's inode, or by their order once it is gone.
+    let mut taken = names::pending_take(r, listener, pid, names::Which::Only);
+    if taken == names::Taken::Ambiguous {
+        let peer = diag::peer_of(st.st_ino).map(|ino| ino as u64);
+        let which = peer.map_or(names::Which::Oldest, names::Which::Ino);
+        taken = names::pending_take(r, listener, pid, which);
+    }
+    // Every shim client connecting to an announced name is in the table (or gave its
+    // connection to the kernel): what is not there is the kernel's.
+    let names::Taken::Found(Some(client)) = taken else { return };
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
