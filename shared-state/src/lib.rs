@@ -11,11 +11,13 @@
 //! - [`msg`]: what `ipc/msg.c` does; no message is lost to a process killed mid-call.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
 //!   (freeing objects no process has open).
+//! - [`epoll`]: the shim's half of epoll instances (`fs/eventpoll.c`): interests in shim fds.
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
 
 pub mod alloc;
+pub mod epoll;
 pub mod ipc;
 pub(crate) mod journal;
 pub mod lock;

@@ -21,16 +21,94 @@ const POLLIN_SET: i16 = libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLIN | lib
 const POLLOUT_SET: i16 = libc::POLLWRBAND | libc::POLLWRNORM | libc::POLLOUT | libc::POLLERR;
 const POLLEX_SET: i16 = libc::POLLPRI;
 
+/// A shim object as pollers (poll, select, epoll) see it: the object and the directions of
+/// the fd that names it. An epoll interest keeps it, so a waiter needs no fd of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shim {
+    pub pipe: pipe::PipeHandle,
+    pub read: bool,
+    pub write: bool,
+}
+
+const SHIM_READ: u64 = 1 << 62;
+const SHIM_WRITE: u64 = 1 << 61;
+
+impl Shim {
+    pub fn of(p: &PipeFd) -> Shim {
+        Shim { pipe: p.pipe, read: p.read, write: p.write }
+    }
+
+    pub fn to_bits(self) -> u64 {
+        self.pipe.to_bits() | if self.read { SHIM_READ } else { 0 } | if self.write { SHIM_WRITE } else { 0 }
+    }
+
+    pub fn from_bits(b: u64) -> Shim {
+        Shim {
+            pipe: pipe::PipeHandle::from_bits(b & ((1 << 48) - 1)),
+            read: b & SHIM_READ != 0,
+            write: b & SHIM_WRITE != 0,
+        }
+    }
+}
+
+/// The readiness a shim object itself knows (POLLIN|POLLRDNORM, POLLOUT|POLLWRNORM, for the
+/// fd's directions); POLLHUP and POLLERR come from its placeholder, which the kernel polls.
+pub fn readiness(r: &Region, s: &Shim) -> i16 {
+    let (readable, writable) = pipe::pipe_poll(r, s.pipe);
+    let mut m = 0;
+    if s.read && readable {
+        m |= libc::POLLIN | libc::POLLRDNORM;
+    }
+    if s.write && writable {
+        m |= libc::POLLOUT | libc::POLLWRNORM;
+    }
+    m
+}
+
+/// The object's wake-up counters as an edge-triggered epoll interest in `events` sees them:
+/// one that moved puts the interest on the ready list (the kernel's wait queue callbacks).
+pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
+    let e = pipe::ep_edges(r, s.pipe);
+    let rd = if s.read && events & (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 != 0 { e >> 32 } else { 0 };
+    let wr = if s.write && events & (libc::EPOLLOUT | libc::EPOLLWRNORM) as u32 != 0 {
+        e & 0xffff_ffff
+    } else {
+        0
+    };
+    rd << 32 | wr
+}
+
+/// An epoll set watches the object from now on.
+pub fn watched(r: &Region, s: &Shim) {
+    pipe::set_ep_usage(r, s.pipe);
+}
+
+/// Whether the object still exists (an interest in a freed one can go).
+pub fn alive(r: &Region, s: &Shim) -> bool {
+    pipe::is_live(r, s.pipe)
+}
+
+/// A key that moves whenever an fd of the object may have been closed anywhere.
+pub fn liveness(r: &Region, s: &Shim) -> u64 {
+    pipe::liveness_gens(r, s.pipe)
+}
+
+/// What a sleeper waiting for the object passes to `pipe::poll_wait`: the futex word's owner,
+/// and whether it is ready already for a wanted read or write.
+pub fn wait_target(s: &Shim, want_read: bool, want_write: bool) -> (pipe::PipeHandle, bool, bool) {
+    (s.pipe, s.read && want_read, s.write && want_write)
+}
+
 fn now() -> libc::timespec {
     sys::clock_gettime(libc::CLOCK_MONOTONIC)
 }
 
-fn ns_until(deadline: &libc::timespec) -> i64 {
+pub fn ns_until(deadline: &libc::timespec) -> i64 {
     let n = now();
     (deadline.tv_sec - n.tv_sec).saturating_mul(1_000_000_000) + (deadline.tv_nsec - n.tv_nsec)
 }
 
-fn ts_from_ns(ns: i64) -> libc::timespec {
+pub fn ts_from_ns(ns: i64) -> libc::timespec {
     let ns = ns.max(0);
     libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 }
 }
@@ -57,14 +135,7 @@ fn poll_loop(
         let mut any_shim_ready = false;
         for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
             if let Some(p) = s {
-                let (readable, writable) = pipe::pipe_poll(r, p.pipe);
-                if p.read && readable {
-                    *m |= libc::POLLIN | libc::POLLRDNORM;
-                }
-                if p.write && writable {
-                    *m |= libc::POLLOUT | libc::POLLWRNORM;
-                }
-                *m &= f.events;
+                *m = readiness(r, &Shim::of(p)) & f.events;
                 any_shim_ready |= *m != 0;
             }
         }
@@ -102,14 +173,14 @@ fn poll_loop(
         } else {
             let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| {
                 s.map(|p| {
-                    let rd = p.read && f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
-                    let wr = p.write && f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
-                    (p.pipe, rd, wr)
+                    let rd = f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
+                    let wr = f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
+                    wait_target(&Shim::of(&p), rd, wr)
                 })
             });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
-            pipe::poll_wait(r, pipes, deadline.as_ref(), extra, &mut |f| g.allow_signals(f));
+            pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], None, &mut |f| g.allow_signals(f));
         }
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
@@ -163,7 +234,7 @@ fn nofile_limit() -> u64 {
 }
 
 /// Reads a user timespec; EFAULT or EINVAL as the kernel's poll_select_set_timeout.
-fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
+pub fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     copy_in(&mut ts, addr)?;
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
@@ -172,11 +243,11 @@ fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
     Ok(ts)
 }
 
-fn copy_in<T>(dst: &mut T, addr: usize) -> Result<(), Errno> {
+pub fn copy_in<T>(dst: &mut T, addr: usize) -> Result<(), Errno> {
     copy_slice_in(core::slice::from_mut(dst), addr)
 }
 
-fn copy_out<T>(addr: usize, src: &T) -> Result<(), Errno> {
+pub fn copy_out<T>(addr: usize, src: &T) -> Result<(), Errno> {
     copy_slice_out(addr, core::slice::from_ref(src))
 }
 
