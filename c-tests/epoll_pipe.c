@@ -554,7 +554,8 @@ int main(int argc, char **argv)
 		struct epoll_event ev[1];
 		int n = epoll_wait(e1, ev, 1, 5000);
 		printf("  e1: %d data=%llu\n", n, n > 0 ? (unsigned long long)ev[0].data.u64 : 0);
-		show_wait("e2", e2, 4, 0);
+		/* "One or more" are woken: the kernel wakes e1 only, the shim both. */
+		printf("  e2 %s\n", epoll_wait(e2, ev, 1, 0) >= 0 ? "answers" : "fails");
 		SHOW(mod(e1, p[0], EPOLLIN, 33));
 		wait_child(pid);
 		close(e1); close(e2);
