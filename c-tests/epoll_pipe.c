@@ -632,6 +632,25 @@ int main(int argc, char **argv)
 	}
 	close(ep); close(p[0]); close(p[1]);
 
+	CASE("instances_closed_with_their_pipes_open_are_forgotten");
+	xpipe(p);
+	{
+		/* More epoll instances than the shim keeps at once, each gone when closed. */
+		int ok = 0;
+		for (int i = 0; i < 1500; i++) {
+			ep = epoll_create1(0);
+			if (add(ep, p[0], EPOLLIN, i) == 0 && add(ep, p[1], EPOLLOUT, i) == 0)
+				ok++;
+			close(ep);
+		}
+		printf("  added to %d of 1500\n", ok);
+		ep = epoll_create1(0);
+		SHOW(add(ep, p[1], EPOLLOUT, 81));
+		show_wait("the last one works", ep, 4, 0);
+		close(ep);
+	}
+	close(p[0]); close(p[1]);
+
 	CASE("queued_data_and_a_child_writer");
 	xpipe(p);
 	SHOW(write(p[1], "before", 6));

@@ -88,6 +88,8 @@ pub struct EpObj {
     /// Alternates whether the kernel's or the shim's ready fds come first.
     pub turn: AtomicU32,
     _pad: u32,
+    /// CLOCK_BOOTTIME of the creation, in ns (compared with process start times).
+    born: AtomicU64,
     items: [EpItem; EP_ITEMS as usize],
 }
 
@@ -208,13 +210,16 @@ fn free_obj(r: &Region, o: &EpObj) {
     ns(r).live.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// A new object with `kernel_items` interests in kernel fds. ENOMEM when the table is full
-/// even after freeing objects whose targets are all gone (`alive` says whether one still is).
+/// A new object with `kernel_items` interests in kernel fds. When the table is full, items
+/// whose targets are gone are freed (`alive` says whether one still is), and `collect` may
+/// free the objects of instances nobody holds any more (see [`free_unheld`]); ENOMEM if
+/// that frees none.
 pub fn create(
     r: &Region,
     l: &EpLock,
     kernel_items: u32,
     alive: &dyn Fn(u64) -> bool,
+    collect: &dyn Fn(&EpLock),
 ) -> Result<EpHandle, Errno> {
     let ns = ns(r);
     for pass in 0..2 {
@@ -234,6 +239,8 @@ pub fn create(
             o.hwm.store(0, Ordering::Relaxed);
             o.nitems.store(0, Ordering::Relaxed);
             o.kernel_items.store(kernel_items, Ordering::Relaxed);
+            let t = crate::sys::clock_gettime(libc::CLOCK_BOOTTIME);
+            o.born.store(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64, Ordering::Relaxed);
             o.ident.store(ident(generation, LIVE), Ordering::Release);
             ns.next.store((idx + 1) % EP_OBJS, Ordering::Relaxed);
             ns.live.fetch_add(1, Ordering::AcqRel);
@@ -242,6 +249,7 @@ pub fn create(
         }
         if pass == 0 {
             reclaim(r, l, alive);
+            collect(l);
         }
     }
     Err(libc::ENOMEM)
@@ -262,6 +270,24 @@ fn reclaim(r: &Region, l: &EpLock, alive: &dyn Fn(u64) -> bool) {
             let v = it.ident.load(Ordering::Acquire);
             if v & 0xff == LIVE && !alive(it.target.load(Ordering::Relaxed)) {
                 remove(r, l, ItemRef { obj: h, idx: k, generation: (v >> 8) as u32 });
+            }
+        }
+    }
+}
+
+/// Frees every object born after `keep_born_before` that `held` does not name: its epoll
+/// instance is gone (no process has an fd of it), so are its interests.
+pub fn free_unheld(r: &Region, l: &EpLock, keep_born_before: u64, held: &dyn Fn(EpHandle) -> bool) {
+    for i in 0..EP_OBJS {
+        let id = slot(r, i).ident.load(Ordering::Acquire);
+        let h = EpHandle { idx: i, generation: (id >> 8) as u32 };
+        if id & 0xff == LIVE && !held(h) && slot(r, i).born.load(Ordering::Relaxed) >= keep_born_before {
+            let doomed: [Option<ItemRef>; EP_ITEMS as usize] = core::array::from_fn(|k| {
+                let v = slot(r, i).items[k].ident.load(Ordering::Acquire);
+                (v & 0xff != FREE).then_some(ItemRef { obj: h, idx: k as u32, generation: (v >> 8) as u32 })
+            });
+            for it in doomed.into_iter().flatten() {
+                remove(r, l, it);
             }
         }
     }

@@ -10,7 +10,7 @@ fn items_are_reserved_published_modified_and_removed() {
     let dir = TempDir::new("epoll-life");
     let r = dir.region("ns");
     let l = ep::lock(&r).unwrap();
-    let h = ep::create(&r, &l, 2, &|_| true).unwrap();
+    let h = ep::create(&r, &l, 2, &|_| true, &|_| {}).unwrap();
     assert_eq!(ep::obj(&r, h).unwrap().kernel_items.load(std::sync::atomic::Ordering::Relaxed), 2);
     let a = ep::reserve(&r, &l, h, 0x11, 5).unwrap();
     assert_eq!(ItemRef::from_token(a.token()), Some(a));
@@ -38,7 +38,7 @@ fn holder_killed_mid_ctl_leaves_published_items_whole() {
     let r = dir.region("ns");
     let (h, a) = {
         let l = ep::lock(&r).unwrap();
-        let h = ep::create(&r, &l, 0, &|_| true).unwrap();
+        let h = ep::create(&r, &l, 0, &|_| true, &|_| {}).unwrap();
         let a = ep::reserve(&r, &l, h, 0x21, 3).unwrap();
         ep::publish(&r, &l, a, 1, 42, 0, 0);
         (h, a)

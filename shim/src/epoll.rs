@@ -118,10 +118,14 @@ fn with_path<R>(prefix: &[u8], fd: i32, f: impl FnOnce(&[u8]) -> R) -> R {
     f(&path[..prefix.len() + n + 1])
 }
 
-/// Calls `f` with the data of every interest the kernel lists for epoll fd `epfd`
-/// (`tfd: N events: X data: D ...` lines of its fdinfo).
-fn each_interest(epfd: i32, mut f: impl FnMut(u64)) -> Result<(), Errno> {
-    let fdi = with_path(b"/proc/self/fdinfo/", epfd, |p| sys::open(p, libc::O_RDONLY | libc::O_CLOEXEC, 0))?;
+/// Calls `f` with the data of every interest the kernel lists for epoll fd `epfd`.
+fn each_interest(epfd: i32, f: impl FnMut(u64)) -> Result<(), Errno> {
+    with_path(b"/proc/self/fdinfo/", epfd, |p| interests_at(p, f))
+}
+
+/// The same for the fdinfo file at `path` (its `tfd: N events: X data: D ...` lines).
+fn interests_at(path: &[u8], mut f: impl FnMut(u64)) -> Result<(), Errno> {
+    let fdi = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
     let mut buf = [0u8; 4096];
     let mut line = [0u8; 192];
     let mut len = 0;
@@ -214,7 +218,8 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
                 None => {
                     let mut kernel = 0;
                     let _ = each_interest(epfd, |_| kernel += 1);
-                    match ep::create(r, &l, kernel, &|t| poll::alive(r, &Shim::from_bits(t))) {
+                    let alive = |t| poll::alive(r, &Shim::from_bits(t));
+                    match ep::create(r, &l, kernel, &alive, &|l| collect_unheld(r, l)) {
                         Ok(h) => h,
                         Err(e) => return Some(neg(e)),
                     }
@@ -285,6 +290,76 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
         }),
     };
     Some(ret(res))
+}
+
+/// Frees the objects of epoll instances no process holds any more (the table is full): the
+/// epoll fds of every process are looked at, as the pipe collector looks at pipes. A process
+/// whose fds we may not read can only hold instances older than itself: those are kept.
+fn collect_unheld(r: &Region, l: &EpLock) {
+    let mut held = [0u32; ep::EP_OBJS as usize];
+    let mut keep_born_before = 0;
+    let Ok(proc_fd) = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
+        return;
+    };
+    let res = pipe_gc::each_entry(proc_fd, |name| {
+        let Some(pid) = pipe_gc::parse_u64(name) else { return Ok(()) };
+        match held_by(proc_fd, pid as u32, &mut held) {
+            Err(libc::EACCES | libc::EPERM) => {
+                let horizon = pipe_gc::started_by(proc_fd, name)?.unwrap_or(0);
+                keep_born_before = keep_born_before.max(horizon);
+                Ok(())
+            }
+            r => r,
+        }
+    });
+    sys::close(proc_fd);
+    if res.is_ok() {
+        ep::free_unheld(r, l, keep_born_before, &|h| held[h.idx as usize] == h.generation + 1);
+    }
+}
+
+/// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`.
+fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Result<(), Errno> {
+    // "/proc/" PID "/fdinfo/" FD NUL; the part after "/proc/" opens the fd directory.
+    let mut path = [0u8; 64];
+    let mut digits = [0u8; 10];
+    let n = pipe_gc::itoa(pid, &mut digits);
+    path[..6].copy_from_slice(b"/proc/");
+    path[6..6 + n].copy_from_slice(&digits[..n]);
+    path[6 + n..6 + n + 4].copy_from_slice(b"/fd\0");
+    let dir = match sys::openat(proc_fd, &path[6..6 + n + 4], libc::O_RDONLY | libc::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    path[6 + n..6 + n + 8].copy_from_slice(b"/fdinfo/");
+    let res = pipe_gc::each_entry(dir, |name| {
+        let end = 6 + n + 8 + name.len();
+        if end >= path.len() {
+            return Ok(());
+        }
+        path[6 + n + 8..end].copy_from_slice(name);
+        path[end] = 0;
+        let mut link = [0u8; 32];
+        match sys::readlinkat(dir, &path[6 + n + 8..end + 1], &mut link) {
+            Ok(k) if &link[..k] == b"anon_inode:[eventpoll]" => {}
+            Ok(_) | Err(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        match interests_at(&path[..end + 1], |d| {
+            if let Some(i) = ItemRef::from_token(d) {
+                held[i.obj.idx as usize] = i.obj.generation + 1;
+            }
+        }) {
+            Ok(()) | Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    });
+    sys::close(dir);
+    match res {
+        Err(libc::ENOENT | libc::ESRCH) => Ok(()),
+        r => r,
+    }
 }
 
 /// Frees the items for (object, fd) whose tokens the kernel no longer holds.
