@@ -588,6 +588,26 @@ int main(int argc, char **argv)
 	}
 	close(ep); close(p[0]); close(p[1]); close(q[0]); close(q[1]);
 
+	CASE("a_pipe_added_while_a_waiter_sleeps");
+	xpipe(p);
+	xpipe(q);
+	{
+		int other = epoll_create1(0);
+		SHOW(add(other, q[0], EPOLLIN, 1));
+		ep = epoll_create1(0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			usleep(50000);
+			SHOW(add(ep, p[0], EPOLLIN, 91));
+			put(p[1], "x");
+			_exit(0);
+		}
+		show_wait("woken by an interest added meanwhile", ep, 4, 5000);
+		wait_child(pid);
+		close(other);
+	}
+	close(ep); close(p[0]); close(p[1]); close(q[0]); close(q[1]);
+
 	CASE("cross_process_et_wakeup");
 	xpipe(p);
 	ep = epoll_create1(0);

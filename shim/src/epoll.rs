@@ -28,6 +28,9 @@ const EP_MAX_EVENTS: i64 = i32::MAX as i64 / size_of::<libc::epoll_event>() as i
 const MAX_OUT: usize = 256;
 /// The longest sleep between two looks at the shim objects when the kernel has fds too.
 const MIXED_SLICE_NS: i64 = 2_000_000;
+/// The longest kernel sleep of a wait on a set without shim interests (while the namespace has
+/// some elsewhere), between two looks at whether one was added meanwhile.
+const KERNEL_SLICE_NS: i64 = 50_000_000;
 /// What a placeholder's kernel interest leaves to the shim object.
 const RING_BITS: u32 = (libc::EPOLLIN | libc::EPOLLRDNORM | libc::EPOLLOUT | libc::EPOLLWRNORM) as u32;
 const ALWAYS: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
@@ -601,7 +604,15 @@ fn any_listed(r: &Region, h: EpHandle) -> bool {
 /// the others (the kernel serves them).
 pub fn wait(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let (epfd, uev, maxevents) = (a[0] as i32, a[1] as usize, a[2] as i32 as i64);
-    let Lookup::Obj(h) = object_of(r, epfd) else { return None };
+    let served = match object_of(r, epfd) {
+        Lookup::NotEpoll => return None,
+        Lookup::Obj(_) => true,
+        // While the namespace has none, no shim interest can appear without a new object.
+        Lookup::NoObj if ep::ns(r).live.load(core::sync::atomic::Ordering::Acquire) == 0 => return None,
+        Lookup::NoObj => false,
+    };
+    // Argument errors of a set without shim interests are the kernel's to report.
+    let fail = |e: Errno| served.then_some(neg(e));
     let timeout = match nr {
         libc::SYS_epoll_pwait2 => Timeout::Spec(a[3] as usize),
         _ => Timeout::Millis(a[3] as i32 as i64),
@@ -612,35 +623,91 @@ pub fn wait(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
         }
         Timeout::Millis(_) | Timeout::Spec(0) => None,
         Timeout::Spec(addr) => match poll::user_timespec(addr) {
+            Ok(ts) if !served && ts.tv_sec == 0 && ts.tv_nsec == 0 => return None,
             Ok(ts) => Some(deadline_after(&ts)),
-            Err(e) => return Some(neg(e)),
+            Err(e) => return fail(e),
         },
     };
+    if !served && matches!(timeout, Timeout::Millis(0)) {
+        return None;
+    }
     // set_user_sigmask, then do_epoll_wait's checks.
     let mut sigmask = None;
     if nr != libc::SYS_epoll_wait && a[4] != 0 {
         if a[5] != 8 {
-            return Some(neg(libc::EINVAL));
+            return fail(libc::EINVAL);
         }
         let mut m = 0u64;
         if let Err(e) = copy_in(&mut m, a[4] as usize) {
-            return Some(neg(e));
+            return fail(e);
         }
         signals::sanitize_mask(&mut m);
         sigmask = Some(m);
     }
     if maxevents <= 0 || maxevents > EP_MAX_EVENTS {
-        return Some(neg(libc::EINVAL));
+        return fail(libc::EINVAL);
     }
     if !crate::copy::access_ok(uev, maxevents as usize * size_of::<libc::epoll_event>()) {
-        return Some(neg(libc::EFAULT));
+        return fail(libc::EFAULT);
     }
-    let room = (maxevents as usize).min(MAX_OUT);
+    let w = Wait { epfd, uev, maxevents: maxevents as usize, deadline, sigmask };
+    loop {
+        let res = match object_of(r, epfd) {
+            Lookup::Obj(h) => served_wait(r, g, &w, h),
+            _ => kernel_slice(g, &w),
+        };
+        if let Some(res) = res {
+            return Some(res);
+        }
+    }
+}
+
+/// One epoll_wait, its arguments checked.
+struct Wait {
+    epfd: i32,
+    uev: usize,
+    maxevents: usize,
+    deadline: Option<libc::timespec>,
+    sigmask: Option<u64>,
+}
+
+impl Wait {
+    fn maskp(&self) -> usize {
+        self.sigmask.as_ref().map_or(0, |m| m as *const u64 as usize)
+    }
+}
+
+/// One slice of a wait on a set without shim interests, in the kernel, so that one another
+/// thread or process adds meanwhile is seen. `None`: look again.
+fn kernel_slice(g: &sud::Guard, w: &Wait) -> Option<i64> {
+    let remaining = w.deadline.map(|d| poll::ns_until(&d));
+    if remaining.is_some_and(|ns| ns <= 0) {
+        return Some(0);
+    }
+    let ts = poll::ts_from_ns(remaining.map_or(KERNEL_SLICE_NS, |ns| ns.min(KERNEL_SLICE_NS)));
+    let tsp = &ts as *const _ as usize;
+    let res = g.allow_signals(|| {
+        sys::syscall6(libc::SYS_epoll_pwait2, w.epfd as usize, w.uev, w.maxevents, tsp, w.maskp(), 8)
+    });
+    match res {
+        Ok(0) => None,
+        // EINTR too: the kernel's epoll_wait says so even when no handler ran (SIGSTOP).
+        res => Some(ret(res)),
+    }
+}
+
+/// The wait on a set with shim interests; `None` once it has none left.
+fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64> {
+    let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
+    let room = w.maxevents.min(MAX_OUT);
     let mut kbuf = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
     let mut out = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
     let mut pre = None;
     loop {
         let ctl_seen = ep::obj(r, h).map_or(0, |o| o.ctl_word.load(core::sync::atomic::Ordering::SeqCst));
+        if ep::obj(r, h).is_none() && pre.is_none() {
+            return None;
+        }
         let n = match collect(r, epfd, h, room, pre.take(), &mut kbuf, &mut out) {
             Ok(n) => n,
             Err(e) => return Some(neg(e)),
@@ -652,30 +719,14 @@ pub fn wait(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
         if remaining.is_some_and(|ns| ns <= 0) {
             return Some(0);
         }
-        let Some(o) = ep::obj(r, h) else {
-            // No shim interest left: the rest of the wait is the kernel's.
-            let ms = remaining.map_or(-1, |ns| (ns + 999_999) / 1_000_000);
-            let maskp = sigmask.as_ref().map_or(0, |m| m as *const u64 as usize);
-            let res = g.allow_signals(|| {
-                sys::syscall6(
-                    libc::SYS_epoll_pwait,
-                    epfd as usize,
-                    uev,
-                    maxevents as usize,
-                    ms as usize,
-                    maskp,
-                    8,
-                )
-            });
-            return Some(ret(res));
-        };
+        // No shim interest left: the kernel's wait.
+        let o = ep::obj(r, h)?;
         signals::clear_interrupt();
         let mixed = sigmask.is_some() || o.kernel_items.load(core::sync::atomic::Ordering::Acquire) != 0;
         if mixed {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let ts = poll::ts_from_ns(slice);
-            let maskp = sigmask.as_ref().map_or(0, |m| m as *const u64 as usize);
-            let (kp, tsp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize);
+            let (kp, tsp, maskp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize, w.maskp());
             let res = g.allow_signals(|| {
                 sys::syscall6(libc::SYS_epoll_pwait2, epfd as usize, kp, room, tsp, maskp, 8)
             });
@@ -685,7 +736,7 @@ pub fn wait(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
                     continue;
                 }
                 Ok(_) => {}
-                Err(libc::EINTR) => {}
+                // The kernel's epoll_wait says EINTR even when no handler ran (SIGSTOP).
                 Err(e) => return Some(neg(e)),
             }
         } else {
