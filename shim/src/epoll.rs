@@ -686,12 +686,14 @@ fn kernel_slice(g: &sud::Guard, w: &Wait) -> Option<i64> {
     }
     let ts = poll::ts_from_ns(remaining.map_or(KERNEL_SLICE_NS, |ns| ns.min(KERNEL_SLICE_NS)));
     let tsp = &ts as *const _ as usize;
+    signals::clear_interrupt();
     let res = g.allow_signals(|| {
         sys::syscall6(libc::SYS_epoll_pwait2, w.epfd as usize, w.uev, w.maxevents, tsp, w.maskp(), 8)
     });
     match res {
         Ok(0) => None,
-        // EINTR too: the kernel's epoll_wait says so even when no handler ran (SIGSTOP).
+        // Only a handler interrupts: a tracer's stops (ptrace) do not make EINTR here either.
+        Err(libc::EINTR) if signals::take_interrupt().is_none() => None,
         res => Some(ret(res)),
     }
 }
@@ -735,8 +737,7 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
                     pre = Some(k);
                     continue;
                 }
-                Ok(_) => {}
-                // The kernel's epoll_wait says EINTR even when no handler ran (SIGSTOP).
+                Ok(_) | Err(libc::EINTR) => {}
                 Err(e) => return Some(neg(e)),
             }
         } else {
