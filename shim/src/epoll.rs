@@ -31,6 +31,8 @@ const MIXED_SLICE_NS: i64 = 2_000_000;
 /// The longest kernel sleep of a wait on a set without shim interests (while the namespace has
 /// some elsewhere), between two looks at whether one was added meanwhile.
 const KERNEL_SLICE_NS: i64 = 50_000_000;
+/// A shim-only wait asks the kernel about its placeholders again after a sleep this long.
+const KERNEL_RECHECK_NS: i64 = 50_000_000;
 /// What a placeholder's kernel interest leaves to the shim object.
 const RING_BITS: u32 = (libc::EPOLLIN | libc::EPOLLRDNORM | libc::EPOLLOUT | libc::EPOLLWRNORM) as u32;
 const ALWAYS: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
@@ -456,6 +458,28 @@ fn collect(
     out: &mut [libc::epoll_event; MAX_OUT],
 ) -> Result<usize, Errno> {
     use core::sync::atomic::Ordering::Relaxed;
+    let Some(o) = ep::obj(r, h) else { return Ok(kernel_only(kbuf, pre, out)) };
+    // The kernel's events first, outside the lock (which a waiter in every process sharing
+    // the namespace takes): whose turn it is to come first when there is not room for all.
+    let shim_first = o.turn.fetch_add(1, Relaxed) & 1 == 1;
+    let kn = match pre {
+        Some(n) => n,
+        None => {
+            let firing = ep::items(r, h).filter(|v| {
+                v.cfg & DISABLED == 0 && {
+                    let (bits, listed, _) = examine(r, v);
+                    listed && bits != 0
+                }
+            });
+            let kmax = if shim_first { room.saturating_sub(firing.count()) } else { room };
+            if kmax == 0 {
+                0
+            } else {
+                sys::syscall6(libc::SYS_epoll_wait, epfd as usize, kbuf.as_mut_ptr() as usize, kmax, 0, 0, 0)?
+            }
+        }
+    };
+    let pre = Some(kn);
     let l = ep::lock(r)?;
     let Some(o) = ep::obj(r, h) else { return Ok(kernel_only(kbuf, pre, out)) };
     // An interest whose fd may have been closed somewhere: does the kernel still have it?
@@ -484,7 +508,6 @@ fn collect(
         }
     }
     let mut cands = [None::<Cand>; EP_ITEMS as usize];
-    let mut firing = 0;
     for (k, v) in ep::items(r, h).enumerate() {
         if v.cfg & DISABLED != 0 {
             continue;
@@ -496,24 +519,10 @@ fn collect(
             v.item.seen.store(edges, Relaxed);
             v.item.set_flags(&l, 0, PENDING);
         }
-        firing += fires as usize;
         let order = v.item.order.load(Relaxed);
         cands[k] =
             Some(Cand { at: v.at, bits, data: v.data, cfg: v.cfg, order, edges, fires, forced: false });
     }
-    // Whose turn it is to come first when there is not room for all.
-    let shim_first = o.turn.fetch_add(1, Relaxed) & 1 == 1;
-    let kn = match pre {
-        Some(n) => n,
-        None => {
-            let kmax = if shim_first { room.saturating_sub(firing) } else { room };
-            if kmax == 0 {
-                0
-            } else {
-                sys::syscall6(libc::SYS_epoll_wait, epfd as usize, kbuf.as_mut_ptr() as usize, kmax, 0, 0, 0)?
-            }
-        }
-    };
     let mut n = 0;
     let mut kernel_real = 0;
     for e in &kbuf[..kn] {
@@ -752,6 +761,7 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
             let word = signals::handled_word();
             let extra = [(word, word.load(core::sync::atomic::Ordering::Relaxed)), (&o.ctl_word, ctl_seen)];
             let recheck = || any_listed(r, h);
+            let (key, slept) = (liveness_key(r, h), sys::monotonic_ns());
             shared_state::pipe::poll_wait(
                 r,
                 targets.into_iter().flatten(),
@@ -760,12 +770,25 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
                 Some(&recheck),
                 &mut |f| g.allow_signals(f),
             );
+            // A placeholder's HUP/ERR follows a close (or a death, noticed at the slice's end):
+            // after a short sleep with none, the kernel has nothing new to say.
+            if liveness_key(r, h) == key && sys::monotonic_ns() - slept < KERNEL_RECHECK_NS {
+                pre = Some(0);
+            }
         }
         // epoll_wait is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
             return Some(neg(libc::EINTR));
         }
     }
+}
+
+/// A key that moves when an fd of any of the set's shim objects may have been closed.
+fn liveness_key(r: &Region, h: EpHandle) -> u64 {
+    ep::items(r, h).fold(0u64, |k, v| {
+        let s = Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed));
+        k.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(poll::liveness(r, &s))
+    })
 }
 
 /// Copies the events out as ep_send_events does: EFAULT only if the first one fails.

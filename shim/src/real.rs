@@ -62,6 +62,8 @@ pub static POLL_CHK: Real = Real::new(b"__poll_chk\0");
 pub static PPOLL: Real = Real::new(b"ppoll\0");
 pub static SELECT: Real = Real::new(b"select\0");
 pub static PSELECT: Real = Real::new(b"pselect\0");
+pub static EPOLL_WAIT: Real = Real::new(b"epoll_wait\0");
+pub static EPOLL_PWAIT: Real = Real::new(b"epoll_pwait\0");
 
 pub fn resolve_all() {
     for r in [
@@ -90,6 +92,8 @@ pub fn resolve_all() {
         &PPOLL,
         &SELECT,
         &PSELECT,
+        &EPOLL_WAIT,
+        &EPOLL_PWAIT,
         &SEMGET,
         &SEMOP,
         &SEMTIMEDOP,
