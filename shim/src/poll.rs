@@ -83,9 +83,10 @@ pub fn watched(r: &Region, s: &Shim) {
     pipe::set_ep_usage(r, s.pipe);
 }
 
-/// Whether the object still exists (an interest in a freed one can go).
+/// Whether the object still exists and is the shim's (an interest in a freed one can go, and
+/// one in a pipe handed back to the kernel keeps only its placeholder's HUP/ERR).
 pub fn alive(r: &Region, s: &Shim) -> bool {
-    pipe::is_live(r, s.pipe)
+    pipe::is_live(r, s.pipe) && !pipe::handed_back(r, s.pipe)
 }
 
 /// A key that moves whenever an fd of the object may have been closed anywhere.
