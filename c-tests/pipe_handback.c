@@ -1,10 +1,10 @@
-/* Uses the shim does not serve itself: splice, tee, sendfile and epoll on a pipe. Under the
- * shim the pipe is handed back to the kernel with its queued bytes, so every answer below
- * must still be the kernel's, and nothing written before the hand-back may be lost.
+/* Uses the shim does not serve itself: splice, tee and sendfile on a pipe (epoll is served,
+ * see epoll_pipe.c). Under the shim the pipe is handed back to the kernel with its queued
+ * bytes, so every answer below must still be the kernel's, and nothing written before the
+ * hand-back may be lost.
  * (The kernel carries these pipes' data from the hand-back on, hence:)
  * kernel-pipes: allowed */
 #include "common.h"
-#include <sys/epoll.h>
 #include <sys/sendfile.h>
 
 static void show_read(const char *what, int fd)
@@ -59,35 +59,5 @@ int main(void)
 		close(p[0]); close(p[1]);
 	}
 
-	CASE("handback_epoll_sees_queued_data");
-	{
-		if (pipe(p))
-			die("pipe");
-		SHOW(write(p[1], "before", 6));
-		int ep = epoll_create1(EPOLL_CLOEXEC);
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = p[0] };
-		SHOW(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
-		struct epoll_event out[4];
-		int n = epoll_wait(ep, out, 4, 1000);
-		printf("  epoll_wait = %d events=0x%x\n", n, n > 0 ? out[0].events : 0);
-		show_read("queued before epoll", p[0]);
-		SHOW(epoll_wait(ep, out, 4, 0));
-		pid_t pid = fork();
-		if (pid == 0) {
-			if (write(p[1], "child", 5) != 5)
-				_exit(1);
-			_exit(0);
-		}
-		n = epoll_wait(ep, out, 4, 5000);
-		printf("  epoll_wait after child write = %d events=0x%x\n", n, n > 0 ? out[0].events : 0);
-		show_read("from child", p[0]);
-		waitpid(pid, NULL, 0);
-		close(p[1]);
-		n = epoll_wait(ep, out, 4, 1000);
-		printf("  epoll_wait after last writer = %d events=0x%x\n", n, n > 0 ? out[0].events : 0);
-		show_read("at EOF", p[0]);
-		close(ep);
-		close(p[0]);
-	}
 	return 0;
 }

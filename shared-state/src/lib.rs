@@ -13,11 +13,13 @@
 //!   (freeing objects no process has open).
 //! - [`unix`]: the names AF_UNIX stream listeners in shim processes are bound to, so that a
 //!   connecting process knows its connection will be served by the shim on both ends.
+//! - [`epoll`]: the shim's half of epoll instances (`fs/eventpoll.c`): interests in shim fds.
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
 
 pub mod alloc;
+pub mod epoll;
 pub mod ipc;
 pub(crate) mod journal;
 pub mod lock;

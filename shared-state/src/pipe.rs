@@ -130,7 +130,9 @@ pub struct PipeInodeInfo {
     /// CPU + 1 each side last ran an operation on; 0 unknown.
     rd_cpu: AtomicU32,
     wr_cpu: AtomicU32,
-    _pad: u32,
+    /// Non-zero once an epoll set watches the pipe (the kernel's `poll_usage`): every write
+    /// then wakes, and bumps `ev_in`, as epoll's edge-triggered mode expects.
+    ep_usage: AtomicU32,
     /// CLOCK_BOOTTIME of the creation, in ns (compared with process start times).
     pub(crate) born: AtomicU64,
     /// Coarse second a collection first found this object unreferenced but active.
@@ -157,6 +159,10 @@ pub struct PipeInodeInfo {
     peer: AtomicU64,
     /// An AF_UNIX stream socket's connection state (`SOCK_*`); 0 for a pipe.
     sock: AtomicU32,
+    /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
+    /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
+    ev_in: AtomicU32,
+    ev_out: AtomicU32,
 }
 
 /// Names one object: its slot and the slot's generation when it was created.
@@ -386,6 +392,13 @@ impl PipeInodeInfo {
                 0,
                 side,
             );
+        }
+    }
+
+    /// A read freed a full ring: the kernel wakes wr_wait.
+    fn note_ev_out(&self) {
+        if self.ep_usage.load(Ordering::Relaxed) != 0 {
+            self.ev_out.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -704,7 +717,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.nr_accounted.store(if counted { 1 << shift } else { 0 }, Ordering::Relaxed);
     // `active` is left alone: a stale handle's operation may have counted itself in and will
     // count itself out.
-    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock] {
+    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock, &pipe.ep_usage] {
         a.store(0, Ordering::Relaxed);
     }
     pipe.peer.store(0, Ordering::Relaxed);
@@ -1119,7 +1132,13 @@ pub fn pipe_write(
         }
     };
     drop(guard);
-    if published {
+    // "Epoll nonsensically wants a wakeup whether the pipe was already empty or not"
+    // (pipe_write), whatever the write's outcome.
+    let polled = pipe.ep_usage.load(Ordering::Relaxed) != 0;
+    if polled {
+        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
+    }
+    if published || polled {
         pipe.wake(READERS, region);
     }
     let c = &region.header().counters;
@@ -1175,6 +1194,7 @@ pub fn ring_read(
     let mut ret = 0usize;
     let mut wake_writer = false;
     let mut gone = false;
+    let mut waited = false;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let res = 'out: loop {
         if pipe.is_handed_back() && (!mode.socket || !pipe.readable()) {
@@ -1245,9 +1265,11 @@ pub fn ring_read(
         }
         guard = None;
         if wake_writer {
+            pipe.note_ev_out();
             pipe.wake(WRITERS, region);
             wake_writer = false;
         }
+        waited = true;
         // Writes show as a new head or a longer last buffer.
         let progress = || {
             let (head, _) = pipe.head_tail();
@@ -1275,7 +1297,13 @@ pub fn ring_read(
     };
     drop(guard);
     if wake_writer {
+        pipe.note_ev_out();
         pipe.wake(WRITERS, region);
+    }
+    // wake_next_reader: a reader that slept and left data wakes the next one.
+    if waited && pipe.readable() && pipe.ep_usage.load(Ordering::Relaxed) != 0 {
+        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
+        pipe.wake(READERS, region);
     }
     let c = &region.header().counters;
     let socket = pipe.sock.load(Ordering::Relaxed) != 0;
@@ -1690,6 +1718,26 @@ pub fn sock_drain(region: &Region, h: PipeHandle, send: &mut dyn FnMut(&[u8]) ->
     pipe.wake(WRITERS, region);
 }
 
+/// An epoll set watches the pipe from now on (see `ep_usage`).
+pub fn set_ep_usage(region: &Region, h: PipeHandle) {
+    if let Some(p) = live(region, h)
+        && p.ep_usage.load(Ordering::Relaxed) == 0
+    {
+        p.ep_usage.store(1, Ordering::SeqCst);
+    }
+}
+
+/// The epoll edge counters (`ev_in` << 32 | `ev_out`); 0 for a stale handle.
+pub fn ep_edges(region: &Region, h: PipeHandle) -> u64 {
+    live(region, h)
+        .map_or(0, |p| (p.ev_in.load(Ordering::SeqCst) as u64) << 32 | p.ev_out.load(Ordering::SeqCst) as u64)
+}
+
+/// Whether `h` still names a live object.
+pub fn is_live(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some()
+}
+
 /// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The
 /// caller adds POLLHUP/POLLERR from the placeholder. A stale handle is neither.
 pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
@@ -1700,16 +1748,20 @@ pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
 /// `deadline` (absolute CLOCK_MONOTONIC) passes, or 100 ms elapse (the caller re-polls its
 /// placeholders then). Returns immediately when one is ready already. `run` runs the wait with
 /// signals deliverable. Returns true if a signal interrupted the wait.
-/// `extra`, a word and the value it holds, ends the wait when it changes (the shim passes a
+/// `extra`, words and the values they hold, end the wait when one changes (the shim passes a
 /// per-thread count of signal handler runs: futex_waitv itself is restarted after a handler).
+/// `recheck`, called once the sleeper is counted, says whether something is ready already
+/// that the pipes' own states do not show (an epoll edge).
 pub fn poll_wait(
     region: &Region,
     pipes: impl IntoIterator<Item = (PipeHandle, bool, bool)>,
     deadline: Option<&libc::timespec>,
-    extra: (&AtomicU32, u32),
+    extra: &[(&AtomicU32, u32)],
+    recheck: Option<&dyn Fn() -> bool>,
     run: &mut dyn FnMut(&mut dyn FnMut() -> WaitOutcome) -> WaitOutcome,
 ) -> bool {
-    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT + 1];
+    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT + 2];
+    let extra = &extra[..extra.len().min(2)];
     let mut held: [Option<&PipeInodeInfo>; MAX_POLL_WAIT] = [None; MAX_POLL_WAIT];
     let (mut n, mut truncated, mut ready) = (0, false, false);
     for (h, want_rd, want_wr) in pipes {
@@ -1732,12 +1784,15 @@ pub fn poll_wait(
         };
         n += 1;
     }
-    waiters[n] = sys::FutexWaitv {
-        val: extra.1 as u64,
-        uaddr: extra.0.as_ptr() as u64,
-        flags: sys::FUTEX2_SIZE_U32,
-        reserved: 0,
-    };
+    for (k, (word, val)) in extra.iter().enumerate() {
+        waiters[n + k] = sys::FutexWaitv {
+            val: *val as u64,
+            uaddr: word.as_ptr() as u64,
+            flags: sys::FUTEX2_SIZE_U32,
+            reserved: 0,
+        };
+    }
+    ready |= recheck.is_some_and(|f| f());
     let slice = if truncated { SHORT_SLICE_NS } else { MAX_SLICE_NS };
     let mut until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
     if let Some(d) = deadline
@@ -1746,7 +1801,7 @@ pub fn poll_wait(
         until = *d;
     }
     let interrupted = !ready
-        && run(&mut || match sys::futex_waitv(&waiters[..n + 1], &until) {
+        && run(&mut || match sys::futex_waitv(&waiters[..n + extra.len()], &until) {
             Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
             Err(libc::EINTR) => WaitOutcome::Interrupted,
             _ => WaitOutcome::Woken,

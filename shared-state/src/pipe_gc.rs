@@ -185,6 +185,28 @@ pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Res
     }
 }
 
+/// A CLOCK_BOOTTIME (ns) by which the process `pid` (its digits) had started, from
+/// `/proc/PID/stat`: an object born before it may have been inherited by it. None if it is gone.
+pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
+    let mut path = [0u8; 16];
+    path[..pid.len()].copy_from_slice(pid);
+    path[pid.len()..pid.len() + 6].copy_from_slice(b"/stat\0");
+    let fd = match sys::openat(proc_fd, &path[..pid.len() + 6], libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(libc::ENOENT | libc::ESRCH) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = [0u8; 1024];
+    let len = sys::read(fd, &mut buf);
+    sys::close(fd);
+    let buf = &buf[..len?];
+    // Field 22, starttime, counting from the state after the comm's closing parenthesis.
+    let after = buf.iter().rposition(|&c| c == b')').ok_or(libc::EIO)? + 2;
+    let ticks = buf.get(after..).and_then(|f| f.split(|&c| c == b' ').nth(19)).and_then(parse_u64);
+    // Start times have tick resolution: an object born in the same tick may be inherited.
+    Ok(Some((ticks.ok_or(libc::EIO)? + 2) * NS_PER_TICK))
+}
+
 impl Scan<'_> {
     /// Scans every process, listing /proc until a listing shows no pid not yet scanned.
     /// Returns how many were scanned; None if one could not be read or they never settled.
@@ -289,21 +311,7 @@ impl Scan<'_> {
     /// A process whose fds we may not read: whatever existed when it started is kept.
     /// `path` holds its pid's `n` digits.
     fn unreadable(&mut self, proc_fd: i32, path: &mut [u8; 16], n: usize) -> Result<(), Errno> {
-        path[n..n + 6].copy_from_slice(b"/stat\0");
-        let fd = match sys::openat(proc_fd, &path[..n + 6], libc::O_RDONLY) {
-            Ok(fd) => fd,
-            Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let mut buf = [0u8; 1024];
-        let len = sys::read(fd, &mut buf);
-        sys::close(fd);
-        let buf = &buf[..len?];
-        // Field 22, starttime, counting from the state after the comm's closing parenthesis.
-        let after = buf.iter().rposition(|&c| c == b')').ok_or(libc::EIO)? + 2;
-        let ticks = buf.get(after..).and_then(|f| f.split(|&c| c == b' ').nth(19)).and_then(parse_u64);
-        // Start times have tick resolution: an object born in the same tick may be inherited.
-        let horizon = (ticks.ok_or(libc::EIO)? + 2) * NS_PER_TICK;
+        let Some(horizon) = started_by(proc_fd, &path[..n])? else { return Ok(()) };
         self.keep_born_before = self.keep_born_before.max(horizon);
         self.unreadable += 1;
         Ok(())

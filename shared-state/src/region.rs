@@ -6,7 +6,7 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
 //! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal.
+//! msg journal | epoll objects.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -20,7 +20,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -106,7 +106,9 @@ pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16,
 /// Connects to those names not yet accepted (`unix::pending_add`).
 pub const UNIX_PENDING_MAX: u32 = 4096;
 pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
+/// epoll objects: the shim's interests of each epoll instance (`epoll.rs`).
+pub const EPOLL_OFF: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -513,6 +515,7 @@ impl Region {
             (*hdr).pipe.init();
             crate::sem::SemNs::init(&raw mut (*hdr).sem);
             crate::msg::MsgNs::init(&raw mut (*hdr).msg);
+            crate::epoll::EpollNs::init(self.at::<crate::epoll::EpollNs>(EPOLL_OFF));
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
     }

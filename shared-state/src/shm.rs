@@ -260,7 +260,7 @@ impl<'a> Shm<'a> {
             return;
         }
         seg.nattch = seg.nattch.saturating_sub(1);
-        seg.dtime = sys::real_seconds();
+        seg.dtime = sys::coarse_seconds();
         seg.lpid = pid;
         self.maybe_destroy(idx);
     }
@@ -293,7 +293,7 @@ impl<'a> Shm<'a> {
         *node = ShmAttach { next: rec.shm_attach, idx, id: seg.perm.id, addr, len };
         rec.shm_attach = off;
         seg.nattch += 1;
-        seg.atime = sys::real_seconds();
+        seg.atime = sys::coarse_seconds();
         seg.lpid = pid;
         Ok(())
     }
@@ -412,7 +412,7 @@ impl IpcFamily for Shm<'_> {
             segsz: size,
             atime: 0,
             dtime: 0,
-            ctime: sys::real_seconds(),
+            ctime: sys::coarse_seconds(),
             cpid: proc::self_pid(),
             lpid: 0,
             nattch: 0,
@@ -675,7 +675,7 @@ pub fn shmctl(region: &Region, shmid: i32, cmd: i32, buf: usize) -> Result<i32, 
                     }
                 } else {
                     seg.perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
-                    seg.ctime = sys::real_seconds();
+                    seg.ctime = sys::coarse_seconds();
                 }
                 Ok(0)
             })

@@ -166,10 +166,10 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             pipes::hand_back(r, fd_out);
             None
         }
-        // epoll is not served yet: a pipe added to an epoll set goes back to the kernel.
-        libc::SYS_epoll_ctl if a[1] as i32 == libc::EPOLL_CTL_ADD || a[1] as i32 == libc::EPOLL_CTL_MOD => {
-            pipes::hand_back(r, a[2] as i32);
-            None
+        libc::SYS_epoll_create | libc::SYS_epoll_create1 => crate::epoll::create(r, nr, a),
+        libc::SYS_epoll_ctl => crate::epoll::ctl(r, a),
+        libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {
+            crate::epoll::wait(r, g, nr, a)
         }
         // A reaped child's fds are all closed: writers to its pipes must re-check for readers.
         libc::SYS_wait4 | libc::SYS_waitid => {

@@ -1,5 +1,6 @@
-//! The per-process fd table: which fds are shim pipes or AF_UNIX stream sockets, and which are
-//! `/proc` sysctl views open for writing (see `procfs`).
+//! The per-process fd table: which fds are shim pipes or AF_UNIX sockets, which are `/proc`
+//! sysctl views open for writing (see `procfs`), and which are epoll fds and with what shim
+//! object (see `epoll`).
 //!
 //! Every shim object sits behind a real kernel object of the same type (a placeholder pipe, or
 //! the FIFO itself), so fd numbers, dup, fork, exec, O_CLOEXEC and per-open-file flags stay
@@ -32,8 +33,14 @@ const PACKET: u64 = 1 << 60;
 const FIFO: u64 = 1 << 59;
 /// A sysctl view open for writing; the low bits are its index in `shared_state::procfs::VIEWS`.
 const SYSCTL: u64 = 1 << 58;
-/// An AF_UNIX stream socket: the handle is its own send queue (see `crate::unix`).
-const SOCKET: u64 = 1 << 57;
+/// An epoll fd: EPOLL_OBJ | its object's handle, or the namespace's epoll creation count when
+/// it had none (looked at again once the count moves).
+const EPOLL: u64 = 1 << 57;
+const EPOLL_OBJ: u64 = 1 << 56;
+/// KERNEL, and known not to be an epoll fd either.
+const PLAIN: u64 = 3;
+/// An AF_UNIX stream or seqpacket socket: the handle is its own send queue (`crate::unix`).
+const SOCKET: u64 = 1 << 55;
 /// PipeHandle::to_bits uses 48 bits.
 const HANDLE_MASK: u64 = (1 << 48) - 1;
 
@@ -105,8 +112,8 @@ fn store(fd: i32, s: &AtomicU64, e: u64) {
 pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
     match s.map(|s| s.load(Ordering::Acquire)) {
-        Some(KERNEL | LISTENER) => None,
-        Some(e) if e & SYSCTL != 0 => None,
+        Some(KERNEL | PLAIN | LISTENER) => None,
+        Some(e) if e & (SYSCTL | EPOLL) != 0 => None,
         Some(e) if e & SHIM != 0 => {
             let p = PipeFd::decode(fd, e);
             // A socket handed back still has queued data to read first (crate::unix).
@@ -181,6 +188,12 @@ pub fn copy(r: &Region, old: i32, new: i32) {
         mark_sysctl(new, v);
         return;
     }
+    if let Some(e) = slot(old).map(|s| s.load(Ordering::Acquire)).filter(|&e| e & EPOLL != 0 || e == PLAIN) {
+        if let Some(s) = slot(new) {
+            store(new, s, e);
+        }
+        return;
+    }
     let what = lookup(r, old);
     if let Some(s) = slot(new) {
         let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
@@ -223,5 +236,42 @@ pub fn each_shim(mut f: impl FnMut(PipeFd)) {
         if e & SHIM != 0 {
             f(PipeFd::decode(i as i32, e));
         }
+    }
+}
+
+/// What the table knows of an fd as an epoll fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpollFd {
+    /// An epoll fd with this shim object (`EpHandle::to_bits`).
+    Obj(u64),
+    /// An epoll fd that had no object when the namespace's creation count was this.
+    NoObj(u32),
+    /// Not an epoll fd (nor a shim pipe).
+    NotEpoll,
+    /// Not looked at yet.
+    Unknown,
+}
+
+pub fn epoll_of(fd: i32) -> EpollFd {
+    let Some(e) = slot(fd).map(|s| s.load(Ordering::Acquire)) else { return EpollFd::Unknown };
+    match e {
+        PLAIN => EpollFd::NotEpoll,
+        e if e & EPOLL != 0 && e & EPOLL_OBJ != 0 => EpollFd::Obj(e & HANDLE_MASK),
+        e if e & EPOLL != 0 => EpollFd::NoObj(e as u32),
+        e if e & (SHIM | SYSCTL) != 0 => EpollFd::NotEpoll,
+        _ => EpollFd::Unknown,
+    }
+}
+
+/// Records what `fd` is as an epoll fd. NotEpoll is only recorded over a plain kernel entry.
+pub fn set_epoll(fd: i32, what: EpollFd) {
+    let Some(s) = slot(fd) else { return };
+    match what {
+        EpollFd::Obj(bits) => store(fd, s, EPOLL | EPOLL_OBJ | bits & HANDLE_MASK),
+        EpollFd::NoObj(created) => store(fd, s, EPOLL | created as u64),
+        EpollFd::NotEpoll => {
+            let _ = s.compare_exchange(KERNEL, PLAIN, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        EpollFd::Unknown => {}
     }
 }

@@ -170,6 +170,53 @@ pub extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen
     poll(fds, n, timeout)
 }
 
+#[unsafe(no_mangle)]
+pub extern "C" fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
+    serve(
+        libc::SYS_epoll_wait,
+        [ep as u64, ev as u64, max as i64 as u64, timeout as i64 as u64, 0, 0],
+        || {
+            real_call!(
+                real::EPOLL_WAIT,
+                fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int,
+                ep,
+                ev,
+                max,
+                timeout
+            )
+        },
+    )
+}
+
+/// libc's epoll_pwait gets a copy of the mask without SIGSYS, which must never be blocked
+/// (an unreadable one is passed on, for the kernel's EFAULT).
+#[unsafe(no_mangle)]
+pub extern "C" fn epoll_pwait(
+    ep: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const libc::sigset_t,
+) -> c_int {
+    // The kernel's sigset: the first 64 bits of glibc's.
+    let mut m = [0u64; 16];
+    let copied = !mask.is_null() && crate::copy::slice_in(&mut m[..1], mask as usize).is_ok();
+    crate::signals::sanitize_mask(&mut m[0]);
+    let mp = if copied { m.as_ptr() as *const libc::sigset_t } else { mask };
+    let a = [ep as u64, ev as u64, max as i64 as u64, timeout as i64 as u64, mp as u64, 8];
+    serve(libc::SYS_epoll_pwait, a, || {
+        real_call!(
+            real::EPOLL_PWAIT,
+            fn(c_int, *mut libc::epoll_event, c_int, c_int, *const libc::sigset_t) -> c_int,
+            ep,
+            ev,
+            max,
+            timeout,
+            mp
+        )
+    })
+}
+
 /// glibc's ppoll passes a copy of the timeout, so the caller's is never updated.
 #[unsafe(no_mangle)]
 pub extern "C" fn ppoll(

@@ -4,6 +4,7 @@
 
 mod copy;
 mod dispatch;
+mod epoll;
 mod fd;
 mod foreign;
 mod hooks;

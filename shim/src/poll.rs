@@ -21,16 +21,149 @@ const POLLIN_SET: i16 = libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLIN | lib
 const POLLOUT_SET: i16 = libc::POLLWRBAND | libc::POLLWRNORM | libc::POLLOUT | libc::POLLERR;
 const POLLEX_SET: i16 = libc::POLLPRI;
 
+/// A shim object as pollers (poll, select, epoll) see it: the object and the directions of
+/// the fd that names it, and whether it is a socket's send queue (which receives from its
+/// peer's). An epoll interest keeps it, so a waiter needs no fd of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shim {
+    pub pipe: pipe::PipeHandle,
+    pub read: bool,
+    pub write: bool,
+    pub socket: bool,
+}
+
+const SHIM_READ: u64 = 1 << 62;
+const SHIM_WRITE: u64 = 1 << 61;
+const SHIM_SOCKET: u64 = 1 << 60;
+
+impl Shim {
+    pub fn of(p: &PipeFd) -> Shim {
+        Shim { pipe: p.pipe, read: p.read, write: p.write, socket: p.socket }
+    }
+
+    pub fn to_bits(self) -> u64 {
+        self.pipe.to_bits()
+            | if self.read { SHIM_READ } else { 0 }
+            | if self.write { SHIM_WRITE } else { 0 }
+            | if self.socket { SHIM_SOCKET } else { 0 }
+    }
+
+    pub fn from_bits(b: u64) -> Shim {
+        Shim {
+            pipe: pipe::PipeHandle::from_bits(b & ((1 << 48) - 1)),
+            read: b & SHIM_READ != 0,
+            write: b & SHIM_WRITE != 0,
+            socket: b & SHIM_SOCKET != 0,
+        }
+    }
+
+    /// The objects it reads from and writes to: a pipe's own; a socket's peer's (none while
+    /// a connection is pending) and its own (none once given back to the kernel).
+    fn queues(&self, r: &Region) -> (Option<pipe::PipeHandle>, Option<pipe::PipeHandle>) {
+        if !self.socket {
+            return (Some(self.pipe), Some(self.pipe));
+        }
+        (pipe::sock_peer(r, self.pipe), (!pipe::handed_back(r, self.pipe)).then_some(self.pipe))
+    }
+}
+
+/// The readiness a shim object itself knows (POLLIN|POLLRDNORM, POLLOUT|POLLWRNORM, and a
+/// socket's POLLWRBAND, for the fd's directions); POLLHUP and POLLERR come from its
+/// placeholder, which the kernel polls (and so do a socket's end of file and, once it is
+/// given back to the kernel, all of it).
+pub fn readiness(r: &Region, s: &Shim) -> i16 {
+    let (rx, tx) = s.queues(r);
+    let mut m = 0;
+    if s.read && rx.is_some_and(|h| pipe::pipe_poll(r, h).0) {
+        m |= libc::POLLIN | libc::POLLRDNORM;
+    }
+    if s.write && tx.is_some_and(|h| pipe::pipe_poll(r, h).1) {
+        m |= libc::POLLOUT | libc::POLLWRNORM;
+        // sock_poll's writable set (unix_poll).
+        if s.socket {
+            m |= libc::POLLWRBAND;
+        }
+    }
+    m
+}
+
+/// The placeholder's events a kernel poll or epoll interest must ask for: a pipe's none
+/// (POLLHUP and POLLERR come anyway); a socket's end of file, and everything once the
+/// kernel carries its data.
+pub fn placeholder_events(r: &Region, s: &Shim, events: u32) -> u32 {
+    if !s.socket {
+        return 0;
+    }
+    if pipe::handed_back(r, s.pipe) {
+        return events;
+    }
+    events & (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP | libc::POLLPRI) as u16 as u32
+}
+
+/// The object's wake-up counters as an edge-triggered epoll interest in `events` sees them:
+/// one that moved puts the interest on the ready list (the kernel's wait queue callbacks).
+pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
+    let (rx, tx) = s.queues(r);
+    let rd = match rx {
+        Some(h) if s.read && events & (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 != 0 => pipe::ep_edges(r, h) >> 32,
+        _ => 0,
+    };
+    let wr = match tx {
+        Some(h) if s.write && events & (libc::EPOLLOUT | libc::EPOLLWRNORM) as u32 != 0 => {
+            pipe::ep_edges(r, h) & 0xffff_ffff
+        }
+        _ => 0,
+    };
+    rd << 32 | wr
+}
+
+/// An epoll set watches the object from now on (a socket: both its queues).
+pub fn watched(r: &Region, s: &Shim) {
+    let (rx, tx) = s.queues(r);
+    for h in [Some(s.pipe), rx, tx].into_iter().flatten() {
+        pipe::set_ep_usage(r, h);
+    }
+}
+
+/// Whether the object still exists and is the shim's (an interest in a freed one can go, and
+/// one in a pipe handed back to the kernel keeps only its placeholder's HUP/ERR; a socket
+/// given back still has its queued data to report, and the kernel the rest).
+pub fn alive(r: &Region, s: &Shim) -> bool {
+    pipe::is_live(r, s.pipe) && (s.socket || !pipe::handed_back(r, s.pipe))
+}
+
+/// A key that moves whenever an fd of the object may have been closed anywhere.
+pub fn liveness(r: &Region, s: &Shim) -> u64 {
+    pipe::liveness_gens(r, s.pipe)
+}
+
+/// What a sleeper waiting for the object passes to `pipe::poll_wait`: the futex words'
+/// owners, and whether each is ready already for a wanted read or write. A socket waits on
+/// its peer's queue to read and its own to write (its own also while pending: the link is
+/// announced there).
+pub fn wait_target(
+    r: &Region,
+    s: &Shim,
+    want_read: bool,
+    want_write: bool,
+) -> [Option<(pipe::PipeHandle, bool, bool)>; 2] {
+    if !s.socket {
+        return [Some((s.pipe, s.read && want_read, s.write && want_write)), None];
+    }
+    let (rx, _) = s.queues(r);
+    [rx.map(|h| (h, s.read && want_read, false)), Some((s.pipe, false, s.write && want_write))]
+}
+
 fn now() -> libc::timespec {
     sys::clock_gettime(libc::CLOCK_MONOTONIC)
 }
 
-fn ns_until(deadline: &libc::timespec) -> i64 {
+pub fn ns_until(deadline: &libc::timespec) -> i64 {
     let n = now();
     (deadline.tv_sec - n.tv_sec).saturating_mul(1_000_000_000) + (deadline.tv_nsec - n.tv_nsec)
 }
 
-fn ts_from_ns(ns: i64) -> libc::timespec {
+pub fn ts_from_ns(ns: i64) -> libc::timespec {
     let ns = ns.max(0);
     libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 }
 }
@@ -57,18 +190,10 @@ fn poll_loop(
         let mut any_shim_ready = false;
         for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
             if let Some(p) = s {
-                let (readable, writable) = readiness(r, p);
-                if p.read && readable {
-                    *m |= libc::POLLIN | libc::POLLRDNORM;
+                if p.socket {
+                    crate::unix::drain(r, p);
                 }
-                if p.write && writable {
-                    *m |= libc::POLLOUT | libc::POLLWRNORM;
-                    // sock_poll's writable set (unix_poll).
-                    if p.socket {
-                        *m |= libc::POLLWRBAND;
-                    }
-                }
-                *m &= f.events;
+                *m = readiness(r, &Shim::of(p)) & f.events;
                 any_shim_ready |= *m != 0;
             }
         }
@@ -107,47 +232,20 @@ fn poll_loop(
             let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
             let _ = kernel_poll(r, g, kfds, fds, shim, slice, maskp);
         } else {
-            let pipes =
-                shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
-                    let rd = p.read && f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
-                    let wr = p.write && f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
-                    wait_queues(r, &p, rd, wr).into_iter().flatten()
-                });
+            let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
+                let rd = f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
+                let wr = f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
+                wait_target(r, &Shim::of(&p), rd, wr).into_iter().flatten()
+            });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
-            pipe::poll_wait(r, pipes, deadline.as_ref(), extra, &mut |f| g.allow_signals(f));
+            pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], None, &mut |f| g.allow_signals(f));
         }
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
             return Err(libc::EINTR);
         }
     }
-}
-
-/// (readable, writable) of a shim fd from its queues, whatever its open mode; the
-/// placeholder adds the rest.
-pub fn readiness(r: &Region, p: &PipeFd) -> (bool, bool) {
-    if p.socket {
-        let (rd, wr, ..) = crate::unix::ready(r, p);
-        return (rd, wr);
-    }
-    pipe::pipe_poll(r, p.pipe)
-}
-
-/// The objects whose futex words a wait for `p` becomes readable (`rd`) or writable (`wr`)
-/// sleeps on: a pipe's own, a socket's receive and send queues.
-pub fn wait_queues(
-    r: &Region,
-    p: &PipeFd,
-    rd: bool,
-    wr: bool,
-) -> [Option<(pipe::PipeHandle, bool, bool)>; 2] {
-    if p.socket {
-        // Its own queue also for a pending client: the link is announced there.
-        let (.., rx, _) = crate::unix::ready(r, p);
-        return [rx.map(|h| (h, rd, false)), Some((p.pipe, false, wr))];
-    }
-    [Some((p.pipe, rd, wr)), None]
 }
 
 /// The kernel's ppoll over `fds` as `kfds`: kernel fds with their events, shim pipes'
@@ -163,8 +261,7 @@ fn kernel_poll(
 ) -> Result<usize, Errno> {
     for (k, (f, s)) in kfds.iter_mut().zip(fds.iter().zip(shim)) {
         let events = match s {
-            Some(p) if p.socket => crate::unix::placeholder_events(r, p, f.events),
-            Some(_) => 0,
+            Some(p) => placeholder_events(r, &Shim::of(p), f.events as u16 as u32) as i16,
             None => f.events,
         };
         *k = libc::pollfd { fd: f.fd, events, revents: 0 };
@@ -201,7 +298,7 @@ fn nofile_limit() -> u64 {
 }
 
 /// Reads a user timespec; EFAULT or EINVAL as the kernel's poll_select_set_timeout.
-fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
+pub fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     copy_in(&mut ts, addr)?;
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
@@ -210,11 +307,11 @@ fn user_timespec(addr: usize) -> Result<libc::timespec, Errno> {
     Ok(ts)
 }
 
-fn copy_in<T>(dst: &mut T, addr: usize) -> Result<(), Errno> {
+pub fn copy_in<T>(dst: &mut T, addr: usize) -> Result<(), Errno> {
     copy_slice_in(core::slice::from_mut(dst), addr)
 }
 
-fn copy_out<T>(addr: usize, src: &T) -> Result<(), Errno> {
+pub fn copy_out<T>(addr: usize, src: &T) -> Result<(), Errno> {
     copy_slice_out(addr, core::slice::from_ref(src))
 }
 

@@ -68,6 +68,8 @@ pub static RECVFROM: Real = Real::new(b"recvfrom\0");
 pub static SENDMSG: Real = Real::new(b"sendmsg\0");
 pub static RECVMSG: Real = Real::new(b"recvmsg\0");
 pub static PSELECT: Real = Real::new(b"pselect\0");
+pub static EPOLL_WAIT: Real = Real::new(b"epoll_wait\0");
+pub static EPOLL_PWAIT: Real = Real::new(b"epoll_pwait\0");
 
 pub fn resolve_all() {
     for r in [
@@ -102,6 +104,8 @@ pub fn resolve_all() {
         &RECVFROM,
         &SENDMSG,
         &RECVMSG,
+        &EPOLL_WAIT,
+        &EPOLL_PWAIT,
         &SEMGET,
         &SEMOP,
         &SEMTIMEDOP,

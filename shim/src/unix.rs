@@ -339,7 +339,7 @@ pub fn hand_back(r: &Region, p: &PipeFd) {
 
 /// Moves what this end queued before a hand-back into the kernel's queue (see
 /// `pipe::sock_drain`).
-fn drain(r: &Region, p: &PipeFd) {
+pub fn drain(r: &Region, p: &PipeFd) {
     let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
     pipe::sock_drain(r, p.pipe, &mut |bytes| {
         sys::syscall6(libc::SYS_sendto, p.fd as usize, bytes.as_ptr() as usize, bytes.len(), flags, 0, 0)
@@ -828,25 +828,6 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     let ours = h.and_then(|h| pipe::fionread(r, h).ok()).unwrap_or(0);
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
     Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
-}
-
-/// The placeholder's events that poll must ask the kernel for: EOF and hang-ups (POLLHUP and
-/// POLLERR come anyway), and everything once the kernel carries the data.
-pub fn placeholder_events(r: &Region, p: &PipeFd, events: i16) -> i16 {
-    if pipe::handed_back(r, p.pipe) {
-        return events;
-    }
-    events & (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP | libc::POLLPRI)
-}
-
-/// Readiness from the queues: (readable, writable, receive queue, send queue).
-pub fn ready(r: &Region, p: &PipeFd) -> (bool, bool, Option<PipeHandle>, Option<PipeHandle>) {
-    drain(r, p);
-    let rx = pipe::sock_peer(r, p.pipe);
-    let readable = rx.is_some_and(|rx| pipe::pipe_poll(r, rx).0);
-    let tx = (!pipe::handed_back(r, p.pipe)).then_some(p.pipe);
-    let writable = tx.is_some_and(|tx| pipe::pipe_poll(r, tx).1);
-    (readable, writable, rx, tx)
 }
 
 /// Whether the socket `fd` can no longer send (SEND_SHUTDOWN: shut down for writing, or its
