@@ -1501,7 +1501,7 @@ static __attribute__((unused)) long ep_ctl(const char *what, int ep, int op, int
 	return r;
 }
 
-/* epoll_wait(ep, max, timeout) and print each event's tag and bits, in the kernel's order. */
+/* epoll_wait(ep, max, timeout) and print each event's tag and bits. */
 static __attribute__((unused)) int ep_show(const char *what, int ep, int max, int timeout)
 {
 	struct epoll_event ev[16];
@@ -1513,6 +1513,14 @@ static __attribute__((unused)) int ep_show(const char *what, int ep, int max, in
 		return n;
 	}
 	printf("  %s = %d", what, n);
+	/* In tag order: which events one call returns is the semantics; their order within it is
+	 * the kernel's ready list, which the shim does not keep (README: limitations). */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && ev[j - 1].data.u64 > ev[j].data.u64; j--) {
+			struct epoll_event t = ev[j];
+			ev[j] = ev[j - 1];
+			ev[j - 1] = t;
+		}
 	for (int i = 0; i < n; i++)
 		printf("%s tag %lu: %s", i ? "," : "", (unsigned long)ev[i].data.u64, epbits(ev[i].events));
 	printf("\n");

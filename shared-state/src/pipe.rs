@@ -1394,7 +1394,12 @@ pub fn record_write(
         };
     };
     drop(guard);
-    if was_empty {
+    // An epoll set watching the queue sees every record arrive (as pipe_write's wake-ups).
+    let polled = res.is_ok() && pipe.ep_usage.load(Ordering::Relaxed) != 0;
+    if polled {
+        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
+    }
+    if was_empty || polled {
         pipe.wake(READERS, region);
     }
     let c = &region.header().counters;
@@ -1476,6 +1481,7 @@ pub fn record_read(
     };
     drop(guard);
     if wake_writer {
+        pipe.note_ev_out();
         pipe.wake(WRITERS, region);
     }
     let c = &region.header().counters;

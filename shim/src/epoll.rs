@@ -709,9 +709,50 @@ fn kernel_slice(g: &sud::Guard, w: &Wait) -> Option<i64> {
     }
 }
 
+/// epoll_pwait's mask, installed for the whole of a served wait (set_user_sigmask) and put
+/// back on drop: a signal it blocks stays pending between the wait's slices instead of being
+/// delivered there. The synchronous SIGSEGV and SIGBUS are never blocked by it (the shim's
+/// copies rely on them).
+struct CallerMask(Option<u64>);
+
+impl CallerMask {
+    fn install(mask: Option<u64>) -> CallerMask {
+        let Some(mut m) = mask else { return CallerMask(None) };
+        m &= !(1u64 << (libc::SIGSEGV - 1) | 1u64 << (libc::SIGBUS - 1));
+        let mut old = 0u64;
+        let set = sys::syscall6(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as usize,
+            &m as *const u64 as usize,
+            &mut old as *mut u64 as usize,
+            8,
+            0,
+            0,
+        );
+        CallerMask(set.ok().map(|_| old))
+    }
+}
+
+impl Drop for CallerMask {
+    fn drop(&mut self) {
+        if let Some(old) = self.0 {
+            let _ = sys::syscall6(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK as usize,
+                &old as *const u64 as usize,
+                0,
+                8,
+                0,
+                0,
+            );
+        }
+    }
+}
+
 /// The wait on a set with shim interests; `None` once it has none left.
 fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64> {
     let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
+    let _mask = CallerMask::install(sigmask);
     let room = w.maxevents.min(MAX_OUT);
     let mut kbuf = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
     let mut out = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];

@@ -105,7 +105,9 @@ pub fn placeholder_events(r: &Region, s: &Shim, events: u32) -> u32 {
 pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
     let (rx, tx) = s.queues(r);
     let rd = match rx {
-        Some(h) if s.read && events & (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 != 0 => pipe::ep_edges(r, h) >> 32,
+        Some(h) if s.read && events & (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 != 0 => {
+            pipe::ep_edges(r, h) >> 32
+        }
         _ => 0,
     };
     let wr = match tx {
@@ -232,11 +234,12 @@ fn poll_loop(
             let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
             let _ = kernel_poll(r, g, kfds, fds, shim, slice, maskp);
         } else {
-            let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
-                let rd = f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
-                let wr = f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
-                wait_target(r, &Shim::of(&p), rd, wr).into_iter().flatten()
-            });
+            let pipes =
+                shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
+                    let rd = f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
+                    let wr = f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
+                    wait_target(r, &Shim::of(&p), rd, wr).into_iter().flatten()
+                });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
             pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], None, &mut |f| g.allow_signals(f));
