@@ -157,7 +157,8 @@ pub struct Counters {
     /// (both next to a system call, so a shared add costs nothing in comparison).
     pub pipe_waits: AtomicU64,
     pub pipe_wakeups: AtomicU64,
-    /// msgget/msgsnd/msgrcv/msgctl calls served (each lock of the message queue state).
+    /// msgget/msgsnd/msgrcv/msgctl calls served (each lock of the message queue state; added
+    /// by each process 64 at a time, and at its exit).
     pub msg_calls: LineCounter,
     /// Messages handed to a receiver that died before taking them, put back in their queue.
     pub msgs_requeued: AtomicU64,
