@@ -6,7 +6,7 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
 //! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal.
+//! msg journal | msg rings.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -20,7 +20,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -100,7 +100,10 @@ pub const MSG_TEXT_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4
 /// The msg lock holder's journal of overwritten words.
 pub const MSG_JOURNAL_MAX: u64 = 1 << 22;
 pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 * MSG_CHUNK, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
+/// Each queue's ring of small messages for the lock-free path, indexed by slot.
+pub const MSG_RINGS_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 =
+    align_up(MSG_RINGS_OFF + IPCMNI as u64 * size_of::<crate::msg_ring::MsgRing>() as u64, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
