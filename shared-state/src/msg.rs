@@ -446,12 +446,19 @@ impl<'a> Msgs<'a> {
     /// message headers, what did not move stays in the closed ring, after the list (false).
     fn settle(&self, idx: u32) -> bool {
         let ring = msg_ring::ring(self.r, idx);
+        let base = ring.base.0.load(Ordering::Relaxed) as u32;
+        let (t, h) = (ring.tail.0.load(Ordering::Acquire), ring.head.0.load(Ordering::Acquire));
+        // Closed and settled already: nobody changes it, and a load takes no line away.
+        if t & h & CLOSED != 0 && count(t) == base && count(h) == base {
+            return true;
+        }
         let t = ring.tail.0.fetch_or(CLOSED, Ordering::AcqRel);
         let h = ring.head.0.fetch_or(CLOSED, Ordering::AcqRel);
-        let (tc, hc, base) = (count(t), count(h), ring.base.0.load(Ordering::Relaxed) as u32);
+        let (tc, hc) = (count(t), count(h));
         if tc == base && hc == base {
             return true;
         }
+        ring.sender.0.want.store(1, Ordering::Relaxed);
         let q = self.queue(idx);
         let took = &ring.receiver.0.took_mut()[(hc & 1) as usize];
         if hc != base && took.count == hc {
@@ -504,7 +511,7 @@ impl<'a> Msgs<'a> {
         let q = self.queue(idx);
         let ring = msg_ring::ring(self.r, idx);
         let t = ring.tail.0.load(Ordering::Relaxed);
-        if q.live == 0 || t & CLOSED == 0 {
+        if q.live == 0 || t & CLOSED == 0 || ring.sender.0.want.load(Ordering::Relaxed) == 0 {
             return;
         }
         if count(ring.head.0.load(Ordering::Relaxed)) != count(t) {
@@ -525,6 +532,7 @@ impl<'a> Msgs<'a> {
                 let _ = side.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed);
             }
         }
+        ring.sender.0.want.store(0, Ordering::Relaxed);
         // Two past the old count: a sender still inside its call (its swap will fail) may yet
         // write the slot at the old count.
         let base = next(count(t), 2);

@@ -12,7 +12,7 @@
 //! queued or wholly delivered. Any locked call on the queue first closes the ring (a bit in
 //! both words, which makes every later swap fail) and moves what it holds into the list
 //! ([`crate::msg`]'s `settle`), with the pid and time of the last sender (in its slot) and
-//! receiver (in its notes); msgsnd and msgrcv open it again as they unlock.
+//! receiver (in its notes); msgsnd and msgrcv open it again as they unlock if it is wanted.
 
 use crate::ipc::{Cred, S_IRUGO, S_IWUGO};
 use crate::msg::{
@@ -63,7 +63,10 @@ pub(crate) struct Side {
     pub busy: AtomicU64,
     /// CPU + 1 it last ran on.
     cpu: AtomicU32,
-    _pad: u32,
+    /// The sender's: the ring should be opened again (it carried messages, or a sender found
+    /// it closed). Rings that carry nothing stay closed, sparing the locked calls of large
+    /// messages closing and opening them.
+    pub want: AtomicU32,
     /// The receiver's: by the parity of the head count it stands for (the other entry stays
     /// valid should the receiver die before its swap).
     pub took: [Took; 2],
@@ -237,7 +240,13 @@ fn send_entered(
         let t = ring.tail.0.load(Ordering::Acquire);
         let h = ring.head.0.load(Ordering::Acquire);
         // A sleeping receiver is handed the message by the locked path.
-        if (t | h) & CLOSED != 0 || read(&q.receivers).head != 0 || !usable(q, id, &cred, S_IWUGO) {
+        if (t | h) & CLOSED != 0 {
+            if ring.sender.0.want.load(Ordering::Relaxed) == 0 {
+                ring.sender.0.want.store(1, Ordering::Relaxed);
+            }
+            return None;
+        }
+        if read(&q.receivers).head != 0 || !usable(q, id, &cred, S_IWUGO) {
             return None;
         }
         let (tc, hc) = (count(t), count(h));
