@@ -1190,7 +1190,9 @@ pub fn msgsnd(
         return Err(EINVAL);
     }
     let ts = msgsz as u64;
-    if let Some(me) = ring_caller(r) {
+    if msgsz <= msg_ring::RING_TEXT
+        && let Some(me) = ring_caller(r)
+    {
         let idx = ipc::id_to_idx(msqid);
         let (ring, q) = (msg_ring::ring(r, idx), queue_unlocked(r, idx));
         let nowait = msgflg & IPC_NOWAIT != 0;
@@ -1326,11 +1328,13 @@ pub fn msgrcv(
         0
     };
     let (mode, msgtyp) = convert_mode(msgtyp, msgflg);
+    let ring = msg_ring::ring(r, ipc::id_to_idx(msqid));
+    // A closed ring costs a queue of large messages one load.
     if msgflg & MSG_COPY == 0
+        && ring.tail.0.load(Ordering::Relaxed) & CLOSED == 0
         && let Some(me) = ring_caller(r)
     {
-        let idx = ipc::id_to_idx(msqid);
-        let (ring, q) = (msg_ring::ring(r, idx), queue_unlocked(r, idx));
+        let q = queue_unlocked(r, ipc::id_to_idx(msqid));
         if let Some(res) = msg_ring::recv(ring, q, msqid, msgp, bufsz, msgtyp, mode, msgflg, me, env) {
             CALLS.bump(&r.header().counters.msg_calls);
             return res;

@@ -200,8 +200,8 @@ impl Side {
     }
 }
 
-/// msgsnd through the ring of queue `q`: `None` when the locked path must serve it (ring
-/// closed or busy, message too large, an error to report, a wait that must sleep).
+/// msgsnd of `ts <= RING_TEXT` bytes through the ring of queue `q`: `None` when the locked
+/// path must serve it (ring closed or busy, an error to report, a wait that must sleep).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send(
     ring: &MsgRing,
@@ -214,7 +214,7 @@ pub(crate) fn send(
     me: u64,
     env: &dyn MsgEnv,
 ) -> Option<Result<i32, Errno>> {
-    if ts > RING_TEXT || !ring.sender.0.enter(me) {
+    if !ring.sender.0.enter(me) {
         return None;
     }
     let res = send_entered(ring, q, id, mtype, src, ts, nowait, me, env);
