@@ -61,12 +61,13 @@ pub(crate) struct Line<T>(pub(crate) T);
 pub(crate) struct Side {
     /// Who is inside a call on this side: pid << 32 | process record + 1 (0: nobody).
     pub busy: AtomicU64,
-    /// CPU + 1 it last ran on.
-    cpu: AtomicU32,
+    /// The last caller on this side and where it ran: pid << 32 | CPU + 1.
+    note: AtomicU64,
     /// The sender's: the ring should be opened again (it carried messages, or a sender found
     /// it closed). Rings that carry nothing stay closed, sparing the locked calls of large
     /// messages closing and opening them.
     pub want: AtomicU32,
+    _pad: u32,
     /// The receiver's: by the parity of the head count it stands for (the other entry stays
     /// valid should the receiver die before its swap).
     pub took: [Took; 2],
@@ -151,11 +152,10 @@ impl Budget {
         Budget { start: 0, yields: 0 }
     }
 
-    /// Waits for `moved`: spinning while the peer runs on another CPU, yielding to it on ours.
-    /// False when the budget is spent.
-    fn wait(&mut self, peer: &AtomicU32, moved: impl Fn() -> bool) -> bool {
-        let p = peer.load(Ordering::Relaxed);
-        if p == 0 || p == sys::current_cpu() || !sys::multi_cpu() {
+    /// Waits for `moved`: spinning while the peer (CPU + 1, 0: unknown) runs on another CPU,
+    /// yielding to it on ours. False when the budget is spent.
+    fn wait(&mut self, peer: u32, moved: impl Fn() -> bool) -> bool {
+        if peer == sys::current_cpu() || !sys::multi_cpu() {
             while self.yields < SAME_CPU_YIELDS {
                 self.yields += 1;
                 let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
@@ -181,18 +181,29 @@ impl Budget {
 }
 
 impl Side {
-    /// Takes this side of the ring for `me`, noting our CPU.
+    /// Takes this side of the ring for `me`, noting our pid and CPU.
     fn enter(&self, me: u64) -> bool {
         if self.busy.load(Ordering::Relaxed) != 0
             || self.busy.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_err()
         {
             return false;
         }
-        let c = sys::current_cpu();
-        if self.cpu.load(Ordering::Relaxed) != c {
-            self.cpu.store(c, Ordering::Relaxed);
+        let note = me & !0xffff_ffff | sys::current_cpu() as u64;
+        if self.note.load(Ordering::Relaxed) != note {
+            self.note.store(note, Ordering::Relaxed);
         }
         true
+    }
+
+    /// Where the process we wait for on `other`'s side likely runs: the last other process
+    /// there, else the last other one on this side (a partner that both sends and
+    /// receives); 0 when none is known.
+    fn peer(&self, other: &Side, me: u64) -> u32 {
+        [other, self]
+            .iter()
+            .map(|s| s.note.load(Ordering::Relaxed))
+            .find(|&n| n != 0 && n >> 32 != me >> 32)
+            .map_or(0, |n| n as u32)
     }
 
     fn leave(&self) {
@@ -275,7 +286,7 @@ fn send_entered(
             return published.then_some(Ok(0));
         }
         let moved = || ring.head.0.load(Ordering::Acquire) != h || read(&q.qnum) != qnum;
-        if nowait || !budget.wait(&ring.receiver.0.cpu, moved) {
+        if nowait || !budget.wait(ring.sender.0.peer(&ring.receiver.0, me), moved) {
             return None;
         }
     }
@@ -341,7 +352,8 @@ fn recv_entered(
             Some(_) => {}
             None if msgflg & IPC_NOWAIT != 0 => return Some(Err(ENOMSG)),
             None => {
-                if !budget.wait(&ring.sender.0.cpu, || ring.tail.0.load(Ordering::Acquire) != t) {
+                let peer = ring.receiver.0.peer(&ring.sender.0, me);
+                if !budget.wait(peer, || ring.tail.0.load(Ordering::Acquire) != t) {
                     return None;
                 }
                 continue;
