@@ -107,8 +107,8 @@ pub(crate) fn ring(r: &Region, idx: u32) -> &MsgRing {
 }
 
 impl MsgRing {
-    /// The slot of count `c`. Its owner writes it: the sender past the tail, the receiver's
-    /// pid and time at the head, the lock holder with the ring closed.
+    /// The slot of count `c`. Its owner writes it: the sender past the tail, the lock holder
+    /// with the ring closed.
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn slot(&self, c: u32) -> &mut Slot {
         let off = core::mem::offset_of!(MsgRing, slots) + (c % RING) as usize * size_of::<Slot>();
@@ -250,13 +250,13 @@ fn send_entered(
     loop {
         let t = ring.tail.0.load(Ordering::Acquire);
         let h = ring.head.0.load(Ordering::Acquire);
-        // A sleeping receiver is handed the message by the locked path.
         if (t | h) & CLOSED != 0 {
             if ring.sender.0.want.load(Ordering::Relaxed) == 0 {
                 ring.sender.0.want.store(1, Ordering::Relaxed);
             }
             return None;
         }
+        // A sleeping receiver is handed the message by the locked path.
         if read(&q.receivers).head != 0 || !usable(q, id, &cred, S_IWUGO) {
             return None;
         }
