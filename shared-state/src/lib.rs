@@ -24,6 +24,7 @@ pub mod ipc;
 pub(crate) mod journal;
 pub mod lock;
 pub mod msg;
+pub(crate) mod msg_ring;
 pub mod pipe;
 pub mod pipe_gc;
 pub mod pipe_pages;

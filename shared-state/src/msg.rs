@@ -14,6 +14,7 @@
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO};
 use crate::lock::LockGuard;
+use crate::msg_ring::{self, CLOSED, RING, count, next, used};
 use crate::proc;
 use crate::region::{
     IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_JOURNAL_MAX, MSG_JOURNAL_OFF, MSG_LINKS_OFF,
@@ -49,9 +50,9 @@ const MSGSEG: u16 = 0xffff;
 const CAP_SYS_RESOURCE: u32 = 24;
 
 /// find_msg's search modes.
-const SEARCH_ANY: u32 = 1;
-const SEARCH_EQUAL: u32 = 2;
-const SEARCH_NOTEQUAL: u32 = 3;
+pub(crate) const SEARCH_ANY: u32 = 1;
+pub(crate) const SEARCH_EQUAL: u32 = 2;
+pub(crate) const SEARCH_NOTEQUAL: u32 = 3;
 const SEARCH_LESSEQUAL: u32 = 4;
 const SEARCH_NUMBER: u32 = 5;
 
@@ -72,8 +73,8 @@ const ON_HANDED: u32 = 3;
 const RECEIVER: u32 = 1;
 const SENDER: u32 = 2;
 
-const SPIN_NS: i64 = 50_000;
-const SAME_CPU_YIELDS: u32 = 4;
+pub(crate) const SPIN_NS: i64 = 50_000;
+pub(crate) const SAME_CPU_YIELDS: u32 = 4;
 /// A sleeper looks for dead processes holding what it waits for at this interval.
 const SLICE_NS: i64 = 97_000_000;
 const DEFERRED_WAKES: usize = 64;
@@ -81,8 +82,8 @@ const DEFERRED_WAKES: usize = 64;
 /// A queue of messages or sleepers: index + 1 of the first and last entry (0 = none).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
-struct List {
-    head: u32,
+pub(crate) struct List {
+    pub(crate) head: u32,
     tail: u32,
 }
 
@@ -141,10 +142,10 @@ pub struct MsgQueue {
     pub lrpid: i32,
     /// Send order of the next message: a message put back goes where this says it was.
     seq: u64,
-    messages: List,
-    receivers: List,
-    senders: List,
-    handed: List,
+    pub(crate) messages: List,
+    pub(crate) receivers: List,
+    pub(crate) senders: List,
+    pub(crate) handed: List,
 }
 
 /// `struct msg_msg`: its text is `nchunks(ts)` chunks chained from `first`.
@@ -246,11 +247,17 @@ struct Msgs<'a> {
     lock: Option<LockGuard<'a>>,
     wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
+    /// Queue (index + 1) whose ring is opened at unlock if it may be.
+    reopen: core::cell::Cell<u32>,
 }
 
 impl Drop for Msgs<'_> {
     fn drop(&mut self) {
         self.ns().journal_len.store(0, Ordering::Release);
+        // After the commit: a rollback must never find a ring open over a list it refills.
+        if let Some(idx) = self.reopen.get().checked_sub(1) {
+            self.open_ring(idx);
+        }
         drop(self.lock.take());
         for wi in &self.wakes[..self.nwakes.get()] {
             self.waiter(wi.get()).wake_sleeper();
@@ -266,11 +273,19 @@ impl MsgWaiter {
     }
 }
 
+/// Calls of this process not yet added to `msg_calls`: a locked add per call, inside the lock,
+/// on a line the peer's calls also write, cost a sixth of a two-CPU msgsnd.
+static CALLS: crate::region::Tally = crate::region::Tally::new();
+
 /// Takes the msg lock for a served call (counted in `msg_calls`).
 fn lock(r: &Region) -> Result<Msgs<'_>, Errno> {
-    let s = lock_uncounted(r)?;
-    r.header().counters.msg_calls.fetch_add(1, Ordering::Relaxed);
-    Ok(s)
+    CALLS.bump(&r.header().counters.msg_calls);
+    lock_uncounted(r)
+}
+
+/// Adds this process's uncounted calls to `msg_calls` (at exit).
+pub fn flush_counts(r: &Region) {
+    CALLS.flush(&r.header().counters.msg_calls);
 }
 
 /// Takes the msg lock for a view (`ipcs`, `/proc/sysvipc/msg`, status): not a call.
@@ -286,6 +301,7 @@ fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
         lock: Some(guard),
         wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
         nwakes: Default::default(),
+        reopen: Default::default(),
     };
     if s.lock.as_ref().is_some_and(|g| g.recovered) {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
@@ -295,7 +311,7 @@ fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
 }
 
 /// `testmsg`.
-fn testmsg(mtype: i64, msgtype: i64, mode: u32) -> bool {
+pub(crate) fn testmsg(mtype: i64, msgtype: i64, mode: u32) -> bool {
     match mode {
         SEARCH_ANY | SEARCH_NUMBER => true,
         SEARCH_LESSEQUAL => mtype <= msgtype,
@@ -380,9 +396,37 @@ impl<'a> Msgs<'a> {
         *place = v;
     }
 
-    /// Undoes what a killed holder left half done.
+    /// A journalled store, skipped when the value is already there (a queue's pids and times
+    /// seldom change from one message to the next).
+    fn set<T: Copy + PartialEq>(&self, place: &mut T, v: T) {
+        if *place != v {
+            self.w(place, v);
+        }
+    }
+
+    /// Undoes what a killed holder left half done. The message and byte counts are stored
+    /// unjournalled (four entries fewer per call): they are counted again from the lists.
     fn rollback(&self) {
         self.journal().rollback();
+        let (mut hdrs, mut bytes) = (0, 0);
+        for idx in 0..=self.max_idx() {
+            let idx = idx as u32;
+            if !self.used(idx) {
+                continue;
+            }
+            let (mut qnum, mut cbytes) = (0, 0);
+            let mut cur = self.queue(idx).messages.head;
+            while cur != 0 && qnum < MSG_MSGS_MAX as u64 {
+                qnum += 1;
+                cbytes += self.msg(cur - 1).ts;
+                cur = self.msg(cur - 1).next;
+            }
+            let q = self.queue(idx);
+            (q.qnum, q.cbytes) = (qnum, cbytes);
+            hdrs += qnum;
+            bytes += cbytes;
+        }
+        (self.ns().hdrs, self.ns().bytes) = (hdrs, bytes);
     }
 
     fn defer_wake(&self, wi: u32) {
@@ -393,6 +437,111 @@ impl<'a> Msgs<'a> {
         } else {
             self.waiter(wi).wake_sleeper();
         }
+    }
+
+    // ---- the ring ----
+
+    /// Closes queue `idx`'s ring and moves its messages to the list, with the pid and time of
+    /// the last sender and receiver through it: locked calls then see the queue whole. Out of
+    /// message headers, what did not move stays in the closed ring, after the list (false).
+    fn settle(&self, idx: u32) -> bool {
+        let ring = msg_ring::ring(self.r, idx);
+        let base = ring.base.0.load(Ordering::Relaxed) as u32;
+        let (t, h) = (ring.tail.0.load(Ordering::Acquire), ring.head.0.load(Ordering::Acquire));
+        // Closed and settled already: nobody changes it, and a load takes no line away.
+        if t & h & CLOSED != 0 && count(t) == base && count(h) == base {
+            return true;
+        }
+        let t = ring.tail.0.fetch_or(CLOSED, Ordering::AcqRel);
+        let h = ring.head.0.fetch_or(CLOSED, Ordering::AcqRel);
+        let (tc, hc) = (count(t), count(h));
+        if tc == base && hc == base {
+            return true;
+        }
+        ring.sender.0.want.store(1, Ordering::Relaxed);
+        let q = self.queue(idx);
+        let took = &ring.receiver.0.took_mut()[(hc & 1) as usize];
+        if hc != base && took.count == hc {
+            self.set(&mut q.lrpid, took.pid);
+            self.set(&mut q.rtime, took.time);
+        }
+        if tc != base {
+            let s = ring.slot(next(tc, u32::MAX));
+            self.set(&mut q.lspid, s.spid);
+            self.set(&mut q.stime, s.stime);
+        }
+        let (mut moved, n) = (0, used(tc, hc).min(RING - 1));
+        while moved < n {
+            let s = ring.slot(next(hc, moved));
+            let ts = (s.ts as u64).min(msg_ring::RING_TEXT as u64);
+            let Ok(mi) = self.alloc_msg(ts) else { break };
+            moved += 1;
+            let m = self.msg(mi);
+            if ts > 0 {
+                // SAFETY: ts bytes fit both the slot's text and the message's one chunk.
+                unsafe { core::ptr::copy_nonoverlapping(s.text.as_ptr(), self.text(m.first), ts as usize) };
+            }
+            let seq = q.seq;
+            (m.mtype, m.seq) = (s.mtype, seq);
+            self.w(&mut q.seq, seq + 1);
+            self.msg_add_before(idx, mi, 0);
+            self.account(idx, mi, true);
+        }
+        let hc = next(hc, moved);
+        self.save(ring.head.0.as_ptr().cast(), 8);
+        ring.head.0.store(CLOSED | hc as u64, Ordering::Relaxed);
+        self.save(ring.base.0.as_ptr().cast(), 8);
+        ring.base.0.store(hc as u64, Ordering::Relaxed);
+        moved == n
+    }
+
+    /// Every live queue settled: for the namespace's message and byte counts.
+    fn settle_all(&self) {
+        for idx in 0..=self.max_idx() {
+            if self.used(idx as u32) {
+                let _ = self.settle(idx as u32);
+            }
+        }
+    }
+
+    /// Opens queue `idx`'s settled ring again: its messages then follow the list's (only the
+    /// locked path adds to the list, and it settles first). Runs after the journal is
+    /// committed; a holder killed half way leaves it closed.
+    fn open_ring(&self, idx: u32) {
+        let q = self.queue(idx);
+        let ring = msg_ring::ring(self.r, idx);
+        let t = ring.tail.0.load(Ordering::Relaxed);
+        if q.live == 0 || t & CLOSED == 0 || ring.sender.0.want.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if count(ring.head.0.load(Ordering::Relaxed)) != count(t) {
+            return;
+        }
+        // A process that died inside a ring call leaves its word set.
+        for side in [&ring.sender.0.busy, &ring.receiver.0.busy] {
+            let v = side.load(Ordering::Relaxed);
+            let slot = (v as u32).wrapping_sub(1);
+            // SAFETY: slot < MAX_PROCS (checked); the record is only read, and one freed or
+            // reused meanwhile has another pid or state, which says dead as it should.
+            if v != 0
+                && (slot >= MAX_PROCS
+                    || unsafe {
+                        proc::record(self.r, slot).pid != (v >> 32) as i32 || proc::dead(self.r, slot, false)
+                    })
+            {
+                let _ = side.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+        ring.sender.0.want.store(0, Ordering::Relaxed);
+        // Two past the old count: a sender still inside its call (its swap will fail) may yet
+        // write the slot at the old count.
+        let base = next(count(t), 2);
+        ring.slot(next(base, u32::MAX)).cum = 0;
+        ring.base.0.store(base as u64, Ordering::Relaxed);
+        ring.head.0.store(CLOSED | base as u64, Ordering::Release);
+        ring.tail.0.store(CLOSED | base as u64, Ordering::Release);
+        ring.head.0.store(base as u64, Ordering::Release);
+        ring.tail.0.store(base as u64, Ordering::Release);
     }
 
     // ---- pools ----
@@ -582,8 +731,9 @@ impl<'a> Msgs<'a> {
         let q = self.queue(idx);
         let m = self.msg(mi);
         let prev = if before == 0 { q.messages.tail } else { self.msg(before - 1).prev };
-        self.w(&mut m.prev, prev);
-        self.w(&mut m.next, before);
+        // A message on no list (new, held by a sender or a receiver) has links that mean
+        // nothing: they need no journal.
+        (m.prev, m.next) = (prev, before);
         if prev != 0 {
             self.w(&mut self.msg(prev - 1).next, mi + 1);
         } else {
@@ -626,10 +776,8 @@ impl<'a> Msgs<'a> {
                 ns.bytes.saturating_sub(ts),
             )
         };
-        self.w(&mut q.qnum, qnum);
-        self.w(&mut q.cbytes, cbytes);
-        self.w(&mut ns.hdrs, hdrs);
-        self.w(&mut ns.bytes, bytes);
+        // Not journalled: a rollback counts them again.
+        (q.qnum, q.cbytes, ns.hdrs, ns.bytes) = (qnum, cbytes, hdrs, bytes);
     }
 
     // ---- msg.c ----
@@ -703,8 +851,8 @@ impl<'a> Msgs<'a> {
                 self.defer_wake(wi);
             } else {
                 let q = self.queue(idx);
-                self.w(&mut q.lrpid, w.tid);
-                self.w(&mut q.rtime, sys::coarse_seconds());
+                self.set(&mut q.lrpid, w.tid);
+                self.set(&mut q.rtime, sys::coarse_seconds());
                 self.w(&mut w.msg, mi + 1);
                 self.w(&mut w.status, HANDED);
                 self.waiter_add_tail(idx, ON_HANDED, wi);
@@ -727,6 +875,8 @@ impl<'a> Msgs<'a> {
         if self.pipelined_send(idx, mi) {
             return;
         }
+        // The ring's messages are later ones, and an open ring's list must not grow.
+        let _ = self.settle(idx);
         let seq = self.msg(mi).seq;
         let mut before = q.messages.head;
         while before != 0 && self.msg(before - 1).seq < seq {
@@ -964,6 +1114,7 @@ fn wait_once<'a>(
 ) -> Result<(Msgs<'a>, WaitOutcome), Errno> {
     let w = s.waiter(wi);
     let seq = w.wake.load(Ordering::Acquire);
+    let reopen = s.reopen.get();
     drop(s);
     let (prev, mine) = *cpus;
     if prev != 0 && prev == mine {
@@ -1006,7 +1157,21 @@ fn wait_once<'a>(
         })
     };
     w.sleeping.store(0, Ordering::Relaxed);
-    Ok((lock(r)?, out))
+    let s = lock(r)?;
+    s.reopen.set(reopen);
+    Ok((s, out))
+}
+
+/// Queue `idx` as the ring paths read it, without the lock.
+fn queue_unlocked(r: &Region, idx: u32) -> &MsgQueue {
+    let idx = idx.min(IPCMNI - 1);
+    // SAFETY: bounded index into the queue array; only read, through msg_ring's checks.
+    unsafe { r.at::<MsgQueue>(MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64) }
+}
+
+/// Who calls through a ring: pid << 32 | process record + 1 (the record tells a death).
+fn ring_caller(r: &Region) -> Option<u64> {
+    proc::ensure_record(r).map(|slot| (proc::self_pid() as u32 as u64) << 32 | (slot as u64 + 1))
 }
 
 /// `msgsnd(2)`: `msgp` is the caller's `struct msgbuf`.
@@ -1025,6 +1190,17 @@ pub fn msgsnd(
         return Err(EINVAL);
     }
     let ts = msgsz as u64;
+    if msgsz <= msg_ring::RING_TEXT
+        && let Some(me) = ring_caller(r)
+    {
+        let idx = ipc::id_to_idx(msqid);
+        let (ring, q) = (msg_ring::ring(r, idx), queue_unlocked(r, idx));
+        let nowait = msgflg & IPC_NOWAIT != 0;
+        if let Some(res) = msg_ring::send(ring, q, msqid, mtype, msgp + 8, msgsz, nowait, me, env) {
+            CALLS.bump(&r.header().counters.msg_calls);
+            return res;
+        }
+    }
     // A sleeper needs a record, so that its death is seen: made before anything is held.
     let slot = if msgflg & IPC_NOWAIT == 0 { proc::ensure_record(r).ok_or(ENOMEM)? } else { proc::NO_SLOT };
     let cred = Cred::current();
@@ -1044,7 +1220,14 @@ pub fn msgsnd(
             return Err(e);
         }
     };
+    s.reopen.set(idx + 1);
     loop {
+        // A ring opened while we slept holds messages that count (no sleeper entry is ours
+        // here).
+        if !s.settle(idx) {
+            s.free_msg(mi);
+            return Err(ENOMEM);
+        }
         let q = s.queue(idx);
         let fail = if !q.perm.ipcperms(&cred, S_IWUGO) {
             Some(EACCES)
@@ -1100,10 +1283,11 @@ pub fn msgsnd(
         }
     }
     let q = s.queue(idx);
-    s.w(&mut q.lspid, proc::self_pid());
-    s.w(&mut q.stime, sys::coarse_seconds());
+    s.set(&mut q.lspid, proc::self_pid());
+    s.set(&mut q.stime, sys::coarse_seconds());
     let seq = q.seq;
-    s.w(&mut s.msg(mi).seq, seq);
+    // Ours alone until linked: no journal.
+    s.msg(mi).seq = seq;
     s.w(&mut q.seq, seq + 1);
     if !s.pipelined_send(idx, mi) {
         s.msg_add_before(idx, mi, 0);
@@ -1144,11 +1328,24 @@ pub fn msgrcv(
         0
     };
     let (mode, msgtyp) = convert_mode(msgtyp, msgflg);
+    let ring = msg_ring::ring(r, ipc::id_to_idx(msqid));
+    // A closed ring costs a queue of large messages one load.
+    if msgflg & MSG_COPY == 0
+        && ring.tail.0.load(Ordering::Relaxed) & CLOSED == 0
+        && let Some(me) = ring_caller(r)
+    {
+        let q = queue_unlocked(r, ipc::id_to_idx(msqid));
+        if let Some(res) = msg_ring::recv(ring, q, msqid, msgp, bufsz, msgtyp, mode, msgflg, me, env) {
+            CALLS.bump(&r.header().counters.msg_calls);
+            return res;
+        }
+    }
     let slot = if msgflg & IPC_NOWAIT == 0 { proc::ensure_record(r).ok_or(ENOMEM)? } else { proc::NO_SLOT };
     let cred = Cred::current();
     let mut s = lock(r)?;
     let mut cpus = s.note_cpu();
     let idx = s.obtain_check(msqid)?;
+    s.reopen.set(idx + 1);
     loop {
         let q = s.queue(idx);
         if !q.perm.ipcperms(&cred, S_IRUGO) {
@@ -1158,7 +1355,13 @@ pub fn msgrcv(
             return Err(EIDRM);
         }
         s.reap_handed(idx);
-        if let Some(mi) = s.find_msg(idx, msgtyp, mode) {
+        // The list's first match comes before the ring's, but for the lowest type.
+        let found = match (mode != SEARCH_LESSEQUAL).then(|| s.find_msg(idx, msgtyp, mode)).flatten() {
+            Some(mi) => Some(mi),
+            None if s.settle(idx) => s.find_msg(idx, msgtyp, mode),
+            None => return Err(ENOMEM),
+        };
+        if let Some(mi) = found {
             let ts = s.msg(mi).ts;
             if bufsz < ts && msgflg & MSG_NOERROR == 0 {
                 return Err(E2BIG);
@@ -1174,8 +1377,8 @@ pub fn msgrcv(
             let res = s.copy_out(mi, msgp, bufsz, env);
             s.msg_unlink(idx, mi);
             s.account(idx, mi, false);
-            s.w(&mut q.rtime, sys::coarse_seconds());
-            s.w(&mut q.lrpid, proc::self_pid());
+            s.set(&mut q.rtime, sys::coarse_seconds());
+            s.set(&mut q.lrpid, proc::self_pid());
             s.ss_wakeup(idx, false);
             s.free_msg(mi);
             return res.map(|n| n as usize);
@@ -1268,6 +1471,7 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
             let max_idx = {
                 let s = lock(r)?;
                 if cmd == MSG_INFO {
+                    s.settle_all();
                     info.msgpool = s.ns().ids.in_use as i32;
                     info.msgmap = s.ns().hdrs.min(i32::MAX as u64) as i32;
                     info.msgtql = s.ns().bytes.min(i32::MAX as u64) as i32;
@@ -1290,6 +1494,7 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
                 if cmd != MSG_STAT_ANY && !s.queue(idx).perm.ipcperms(&cred, S_IRUGO) {
                     return Err(EACCES);
                 }
+                let _ = s.settle(idx);
                 s.reap_queue(idx, false);
                 (stat_of(&s, idx), if cmd == IPC_STAT { 0 } else { s.queue(idx).perm.id })
             };
@@ -1307,6 +1512,7 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
             if !q.perm.owner_or_admin(&cred) {
                 return Err(EPERM);
             }
+            let _ = s.settle(idx);
             if cmd == IPC_RMID {
                 s.freeque(idx);
                 return Ok(0);
@@ -1351,6 +1557,7 @@ pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Msqid64Ds)) -> Result<(), E
         if !s.used(idx) {
             continue;
         }
+        let _ = s.settle(idx);
         s.reap_queue(idx, false);
         f(s.queue(idx).perm.id, &stat_of(&s, idx));
     }
@@ -1366,7 +1573,10 @@ pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
 /// Live queues and the messages in them, for `ipcshim status`.
 pub fn counts(r: &Region) -> (u32, u64) {
     match lock(r) {
-        Ok(s) => (s.ns().ids.in_use, s.ns().hdrs),
+        Ok(s) => {
+            s.settle_all();
+            (s.ns().ids.in_use, s.ns().hdrs)
+        }
         Err(_) => (0, 0),
     }
 }

@@ -284,6 +284,7 @@ pub fn exec_cleanup(region: &Region) {
 pub fn exit_cleanup(region: &Region) {
     crate::sem::flush_counts(region);
     crate::pipe::flush_counts(region);
+    crate::msg::flush_counts(region);
     let slot = self_slot();
     if slot == NO_SLOT {
         return;

@@ -6,7 +6,7 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
 //! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal | epoll objects.
+//! msg journal | unix names | unix pending connects | epoll objects | msg rings.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -20,7 +20,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 12;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -108,7 +108,10 @@ pub const UNIX_PENDING_MAX: u32 = 4096;
 pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
 /// epoll objects: the shim's interests of each epoll instance (`epoll.rs`).
 pub const EPOLL_OFF: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAGE_SIZE);
+/// Each queue's ring of small messages for the lock-free path, indexed by slot.
+pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 =
+    align_up(MSG_RINGS_OFF + IPCMNI as u64 * size_of::<crate::msg_ring::MsgRing>() as u64, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -165,7 +168,8 @@ pub struct Counters {
     /// (both next to a system call, so a shared add costs nothing in comparison).
     pub pipe_waits: AtomicU64,
     pub pipe_wakeups: AtomicU64,
-    /// msgget/msgsnd/msgrcv/msgctl calls served (each lock of the message queue state).
+    /// msgget/msgsnd/msgrcv/msgctl calls served (each lock of the message queue state; added
+    /// by each process 64 at a time, and at its exit).
     pub msg_calls: LineCounter,
     /// Messages handed to a receiver that died before taking them, put back in their queue.
     pub msgs_requeued: AtomicU64,
