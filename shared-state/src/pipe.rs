@@ -1556,14 +1556,10 @@ pub const SOCK_RECORDS: u32 = 1 << 9;
 /// adopt it after the client's socket is gone: the collector leaves it alone.
 const SOCK_QUEUED: u32 = 1 << 10;
 
-/// Marks (or unmarks) the queue as held by the pending table.
-pub fn sock_set_queued(region: &Region, h: PipeHandle, on: bool) {
+/// Marks the queue as held by the pending table (kept by the collector while pending).
+pub fn sock_set_queued(region: &Region, h: PipeHandle) {
     if let Some(p) = live(region, h) {
-        if on {
-            p.sock.fetch_or(SOCK_QUEUED, Ordering::AcqRel);
-        } else {
-            p.sock.fetch_and(!SOCK_QUEUED, Ordering::AcqRel);
-        }
+        p.sock.fetch_or(SOCK_QUEUED, Ordering::AcqRel);
     }
 }
 

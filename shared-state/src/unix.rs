@@ -182,11 +182,10 @@ fn queue_of(e: &Pending) -> Option<PipeHandle> {
     (bits > QUEUE_KERNEL).then(|| PipeHandle::from_bits(bits - 2))
 }
 
-/// Frees an entry; its queue, if still pending, is no longer kept for a late accept.
-fn release(region: &Region, e: &Pending) {
-    if let Some(h) = queue_of(e) {
-        pipe::sock_set_queued(region, h, false);
-    }
+/// Frees an entry. Its queue stays marked: the collector keeps a marked queue only while it
+/// is pending, so one taken by a server stays kept until the server has linked it (its own
+/// queue's creation may run a collection in between), and a refused one is not kept.
+fn release(e: &Pending) {
     e.queue.store(QUEUE_FREE, Ordering::Release);
 }
 
@@ -217,13 +216,13 @@ pub fn pending_add(
             if let Some(h) = queue_of(e) {
                 pipe::sock_refuse(region, h);
             }
-            release(region, e);
+            release(e);
         }
         e.key.store(key, Ordering::Relaxed);
         e.client_ino.store(client_ino, Ordering::Relaxed);
         e.seq.store(seq, Ordering::Relaxed);
         if let Some(h) = queue {
-            pipe::sock_set_queued(region, h, true);
+            pipe::sock_set_queued(region, h);
         }
         // Published last.
         e.queue.store(queue.map_or(QUEUE_KERNEL, |h| h.to_bits() + 2), Ordering::Release);
@@ -278,7 +277,7 @@ pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which)
     let Some((_, i)) = best else { return Taken::NotThere };
     let e = pending(region, i);
     let h = queue_of(e);
-    release(region, e);
+    release(e);
     Taken::Found(h)
 }
 
@@ -292,7 +291,7 @@ pub fn pending_remove(region: &Region, listener: Listener, pid: u32, client_ino:
             && e.key.load(Ordering::Relaxed) == key
             && e.client_ino.load(Ordering::Relaxed) == client_ino
         {
-            release(region, e);
+            release(e);
         }
     }
 }

@@ -300,7 +300,11 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
         return;
     }
     let kind = if pipe::sock_records(r, client) { pipe::SOCK_RECORDS } else { 0 };
-    let Ok(h) = new_queue(r, &st, pipe::SOCK_PENDING | kind) else { return };
+    let Ok(h) = new_queue(r, &st, pipe::SOCK_PENDING | kind) else {
+        // No queue for us (a full table): the client must not wait for one.
+        pipe::sock_refuse(r, client);
+        return;
+    };
     if !pipe::sock_adopt(r, client, h) {
         pipe::sock_refuse(r, h);
         return;
