@@ -188,6 +188,13 @@ pub extern "C" fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, 
     )
 }
 
+#[unsafe(no_mangle)]
+pub extern "C" fn epoll_ctl(ep: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
+    serve(libc::SYS_epoll_ctl, [ep as u64, op as u64, fd as u64, ev as u64, 0, 0], || {
+        real_call!(real::EPOLL_CTL, fn(c_int, c_int, c_int, *mut libc::epoll_event) -> c_int, ep, op, fd, ev)
+    })
+}
+
 /// libc's epoll_pwait gets a copy of the mask without SIGSYS, which must never be blocked
 /// (an unreadable one is passed on, for the kernel's EFAULT).
 #[unsafe(no_mangle)]

@@ -70,6 +70,7 @@ pub static RECVMSG: Real = Real::new(b"recvmsg\0");
 pub static PSELECT: Real = Real::new(b"pselect\0");
 pub static EPOLL_WAIT: Real = Real::new(b"epoll_wait\0");
 pub static EPOLL_PWAIT: Real = Real::new(b"epoll_pwait\0");
+pub static EPOLL_CTL: Real = Real::new(b"epoll_ctl\0");
 
 pub fn resolve_all() {
     for r in [
@@ -106,6 +107,7 @@ pub fn resolve_all() {
         &RECVMSG,
         &EPOLL_WAIT,
         &EPOLL_PWAIT,
+        &EPOLL_CTL,
         &SEMGET,
         &SEMOP,
         &SEMTIMEDOP,
