@@ -289,8 +289,9 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     // apart by the client socket's inode, or by their order once it is gone.
     let mut taken = names::pending_take(r, listener, pid, names::Which::Only);
     if taken == names::Taken::Ambiguous {
-        let peer = diag::peer_of(st.st_ino).map(|ino| ino as u64);
-        let which = peer.map_or(names::Which::Oldest, names::Which::Ino);
+        // Unanswered, the oldest could be another's: left to the kernel (the README says so).
+        let Ok(peer) = diag::peer_of(st.st_ino) else { return };
+        let which = peer.map_or(names::Which::Oldest, |ino| names::Which::Ino(ino as u64));
         taken = names::pending_take(r, listener, pid, which);
     }
     // Every shim client connecting to an announced name is in the table (or gave its
@@ -449,7 +450,7 @@ fn eof(r: &Region, p: &PipeFd) -> Result<usize, Errno> {
 fn reset_pending(r: &Region, p: &PipeFd) -> bool {
     pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
         && !pipe::sock_reset_seen(r, p.pipe)
-        && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino).is_none())
+        && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino) == Ok(None))
 }
 
 /// POLLERR for a hung-up socket whose ECONNRESET is still to be read (see [`eof`]).
@@ -909,13 +910,15 @@ mod diag {
             0,
         );
         let mut buf = [0u64; 512];
+        // The kernel answers inside sendto: the reply is queued already, and a receive that
+        // finds none must not block the caller forever.
         let got = sent.and_then(|_| {
             sys::syscall6(
                 libc::SYS_recvfrom,
                 s as usize,
                 buf.as_mut_ptr() as usize,
                 size_of_val(&buf),
-                0,
+                libc::MSG_DONTWAIT as usize,
                 0,
                 0,
             )
@@ -949,15 +952,20 @@ mod diag {
         payload.chunks_exact(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// The inode of the socket connected to socket `ino`.
-    pub fn peer_of(ino: u64) -> Option<u32> {
-        let mut peer = None;
-        query(ino, UDIAG_SHOW_PEER, &mut |ty, p| {
-            if ty == UNIX_DIAG_PEER {
-                peer = u32s(p).next();
+    /// The inode of the socket connected to socket `ino`: Ok(None) when it has none (its
+    /// peer is gone), Err when the kernel could not be asked (tried three times).
+    pub fn peer_of(ino: u64) -> Result<Option<u32>, ()> {
+        for _ in 0..3 {
+            let mut peer = None;
+            if query(ino, UDIAG_SHOW_PEER, &mut |ty, p| {
+                if ty == UNIX_DIAG_PEER {
+                    peer = u32s(p).next();
+                }
+            }) {
+                return Ok(peer.filter(|&p| p != 0));
             }
-        });
-        peer.filter(|&p| p != 0)
+        }
+        Err(())
     }
 
     /// Socket `ino`'s `sk_shutdown` (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2).
