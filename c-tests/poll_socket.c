@@ -2,8 +2,7 @@
  * in every state (idle, data, full, shut down, peer closed, listening with and without a
  * pending connection, unconnected), a connected datagram socket whose peer's queue is full,
  * waiters woken by another process, timeouts.
- * Its datagram cases go through the kernel, which the shim leaves datagram sockets to. */
-// kernel-sockets: allowed
+ */
 #include "common.h"
 
 #define ALL (POLLIN | POLLPRI | POLLOUT | POLLRDNORM | POLLWRNORM | POLLWRBAND | POLLRDHUP)

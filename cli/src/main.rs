@@ -462,7 +462,7 @@ fn status() -> ExitCode {
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
             (_, true) => {
-                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream and seqpacket sockets"
+                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream and seqpacket sockets, datagram socketpairs"
             }
             _ => "System V shared memory, semaphores and message queues",
         }
@@ -471,7 +471,7 @@ fn status() -> ExitCode {
     println!(
         "kernel-served:  {}",
         if pipes {
-            "AF_UNIX datagram sockets, other socket families"
+            "named AF_UNIX datagram sockets, other socket families"
         } else {
             "pipes, FIFOs, /proc views, sockets"
         }

@@ -1437,14 +1437,14 @@ pub fn record_read(
         };
         let (head, tail) = pipe.head_tail();
         if head != tail {
-            let (mut at, mut len, mut copied) = (tail, 0usize, 0usize);
+            let (mut at, mut len, mut copied, mut fault) = (tail, 0usize, 0usize, false);
             loop {
                 let b = PipeBuffer::load(ring.buf(region, at));
-                let chars = b.len.min(want - copied);
+                let chars = if fault { 0 } else { b.len.min(want - copied) };
                 // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
                 let src = unsafe { ring.page(region, at).add(b.offset) };
                 if to.copy(src, chars, true) < chars {
-                    break 'out Err(EFAULT);
+                    fault = true;
                 }
                 copied += chars;
                 len += b.len;
@@ -1453,12 +1453,14 @@ pub fn record_read(
                     break;
                 }
             }
+            // The kernel takes the record off its queue before copying it: one that cannot be
+            // copied out is gone too (a peek leaves it).
             if !peek {
                 // A record writer waits for room for all of it, not just a free slot.
                 wake_writer = true;
                 pipe.head_tail.store(join(head, at), Ordering::Release);
             }
-            break 'out Ok(Some((copied, len)));
+            break 'out if fault { Err(EFAULT) } else { Ok(Some((copied, len))) };
         }
         if env.peer_gone(false) {
             break 'out Ok(None);
@@ -1552,6 +1554,8 @@ pub fn sock_init(region: &Region, h: PipeHandle, state: u32) {
 const SOCK_RESET_SEEN: u32 = 1 << 8;
 /// Above the state: a seqpacket socket, whose queue holds records ([`record_write`]).
 pub const SOCK_RECORDS: u32 = 1 << 9;
+/// With SOCK_RECORDS: a datagram socket (a connected socketpair end).
+pub const SOCK_DGRAM: u32 = 1 << 11;
 /// Above the state: the queue is in [`crate::unix`]'s pending table, so a server can still
 /// adopt it after the client's socket is gone: the collector leaves it alone.
 const SOCK_QUEUED: u32 = 1 << 10;
@@ -1578,9 +1582,33 @@ fn set_state(p: &PipeInodeInfo, from: Option<u32>, to: u32) -> bool {
         .is_ok()
 }
 
-/// Whether the socket's queue holds records (SOCK_SEQPACKET).
+/// Whether the socket's queue holds records (SOCK_SEQPACKET, SOCK_DGRAM).
 pub fn sock_records(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_RECORDS != 0)
+}
+
+/// Whether the socket is a datagram one.
+pub fn sock_dgram(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_DGRAM != 0)
+}
+
+/// The length of the next record queued (a datagram socket's FIONREAD); 0 when none.
+pub fn record_next_len(region: &Region, h: PipeHandle) -> usize {
+    let Ok(act) = enter(region, h) else { return 0 };
+    let pipe = act.pipe;
+    let Ok(_g) = lock_pipe(region, pipe) else { return 0 };
+    let Ok(ring) = pipe.ring() else { return 0 };
+    let (head, mut at) = pipe.head_tail();
+    let mut len = 0;
+    while at != head {
+        let b = PipeBuffer::load(ring.buf(region, at));
+        len += b.len;
+        if b.flags & PIPE_BUF_FLAG_RECORD_END != 0 {
+            break;
+        }
+        at = at.wrapping_add(1);
+    }
+    len
 }
 
 /// The socket's connection state (0: a pipe, or gone).

@@ -91,14 +91,18 @@ fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
     fd::insert(&entry(r, fd, pipe));
 }
 
-/// `socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET, …)`: the kernel's pair as the
-/// placeholder, two linked queues behind it. Other families and types stay the kernel's.
+/// `socketpair(AF_UNIX, …)`: the kernel's pair as the placeholder, two linked queues behind
+/// it. Other families stay the kernel's.
 pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> Option<i64> {
     let ty = ty as i32;
     if domain as i32 != libc::AF_UNIX {
         return None;
     }
-    let kind = served_type(ty & 0xf)?;
+    // A datagram pair is connected and unnamed: records, as seqpacket's, with its own rules.
+    let kind = match ty & 0xf {
+        libc::SOCK_DGRAM => pipe::SOCK_RECORDS | pipe::SOCK_DGRAM,
+        t => served_type(t)?,
+    };
     let mut fds = [0i32; 2];
     let res = sys::syscall6(
         libc::SYS_socketpair,
@@ -139,6 +143,15 @@ fn name_of(addr: &[u8]) -> Option<Name<'_>> {
     z.get_mut(..end)?.copy_from_slice(&path[..end]);
     let st = sys::fstatat(libc::AT_FDCWD, &z[..end + 1]).ok()?;
     (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(Name::Path { dev: st.st_dev, ino: st.st_ino })
+}
+
+/// `bind` of a datagram pair end: others may then send to it by name, which the kernel
+/// delivers, so the pair goes to the kernel. The bind itself is the kernel's.
+pub fn bind(r: &Region, fd: i32) -> Option<i64> {
+    if let Some(p) = fd::lookup(r, fd).filter(|p| pipe::sock_dgram(r, p.pipe)) {
+        hand_back(r, &p);
+    }
+    None
 }
 
 /// `listen`: the kernel's, then connections to the socket's name are announced as the shim's.
@@ -208,7 +221,14 @@ fn peer_pid(fd: i32) -> Option<u32> {
 /// those of the process that listened, or (asked only when they are not) the diagnostics show
 /// it waiting in the listener's queue.
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
-    if fd::lookup(r, fd).is_some() || !(3..=110).contains(&alen) {
+    if let Some(p) = fd::lookup(r, fd) {
+        // A datagram pair end connected elsewhere receives from others: the kernel's.
+        if pipe::sock_dgram(r, p.pipe) {
+            hand_back(r, &p);
+        }
+        return None;
+    }
+    if !(3..=110).contains(&alen) {
         return None;
     }
     let mut addr = [0u8; 110];
@@ -384,8 +404,13 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
     };
     let mode = RecvMode { peek: flags & libc::MSG_PEEK != 0, socket: true };
     if p.packet {
-        // A record socket reports the reset before what is still queued (sock_error first).
-        if pipe::PipeEnv::peer_gone(&env, false) && reset_pending(r, p) && pipe::sock_take_reset(r, p.pipe) {
+        let dgram = pipe::sock_dgram(r, p.pipe);
+        // A seqpacket socket reports the reset before what is still queued (sock_error first).
+        if !dgram
+            && pipe::PipeEnv::peer_gone(&env, false)
+            && reset_pending(r, p)
+            && pipe::sock_take_reset(r, p.pipe)
+        {
             return Some(Err(libc::ECONNRESET));
         }
         return match pipe::record_read(r, rx, iov, &env, mode.peek) {
@@ -394,6 +419,9 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
                 None
             }
             Err(e) => Some(Err(e)),
+            // A datagram socket shut down for reading still says EAGAIN when it would wait.
+            Ok(None) if dgram && pipe::PipeEnv::nonblocking(&env) => Some(Err(libc::EAGAIN)),
+            Ok(None) if dgram => Some(Ok((0, false))),
             Ok(None) => Some(eof(r, p).map(|n| (n, false))),
             // MSG_TRUNC: the record's real length.
             Ok(Some((n, len))) => Some(Ok((if flags & libc::MSG_TRUNC != 0 { len } else { n }, len > n))),
@@ -448,7 +476,8 @@ fn eof(r: &Region, p: &PipeFd) -> Result<usize, Errno> {
 }
 
 fn reset_pending(r: &Region, p: &PipeFd) -> bool {
-    pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
+    !pipe::sock_dgram(r, p.pipe)
+        && pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
         && !pipe::sock_reset_seen(r, p.pipe)
         && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino) == Ok(None))
 }
@@ -501,9 +530,15 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         {
             return Some(Err(libc::EMSGSIZE));
         }
-        // A seqpacket socket's EPIPE comes without SIGPIPE (unix_dgram_sendmsg).
+        // A record socket's EPIPE comes without SIGPIPE (unix_dgram_sendmsg). A datagram
+        // socket whose peer is gone gets the kernel's ECONNREFUSED, and is disconnected.
         return match pipe::record_write(r, p.pipe, iov, &env) {
             Err(pipe::HANDED_BACK) => None,
+            Err(libc::EPIPE) if pipe::sock_dgram(r, p.pipe) && dgram_peer_gone(p.fd) => {
+                // What it queued for the gone peer is dropped, as the kernel's queue was.
+                let _ = pipe::sock_hand_back(r, p.pipe);
+                None
+            }
             res => Some(res),
         };
     }
@@ -523,8 +558,13 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
 /// `sendto`/`send`: with no address. An address on a connected socket is the kernel's EISCONN.
 pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
-    // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it.
+    // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it; a
+    // datagram one sends there, which the kernel does.
     if a[4] != 0 && !p.packet {
+        return None;
+    }
+    if a[4] != 0 && pipe::sock_dgram(r, p.pipe) {
+        hand_back(r, &p);
         return None;
     }
     let iov = match pipes::single(a[1] as usize, a[2] as usize) {
@@ -605,6 +645,10 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Err(e) => return Some(-(e as i64)),
     };
     if m.msg_namelen != 0 && !p.packet {
+        return None;
+    }
+    if m.msg_namelen != 0 && pipe::sock_dgram(r, p.pipe) {
+        hand_back(r, &p);
         return None;
     }
     if m.msg_controllen != 0 {
@@ -830,15 +874,36 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if let Err(e) = res {
         return Some(-(e as i64));
     }
-    let ours = h.and_then(|h| pipe::fionread(r, h).ok()).unwrap_or(0);
+    // A datagram socket's FIONREAD is the next datagram's size.
+    let dgram = req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe);
+    let ours = match h {
+        Some(h) if dgram => pipe::record_next_len(r, h),
+        Some(h) => pipe::fionread(r, h).unwrap_or(0),
+        None => 0,
+    };
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
     Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
 
-/// Whether the socket `fd` can no longer send (SEND_SHUTDOWN: shut down for writing, or its
-/// peer shut down reading or is gone).
+/// Whether the record socket `fd` can no longer send: SEND_SHUTDOWN (a seqpacket socket gets
+/// it when its peer shuts down reading or goes); a datagram socket's peer shut down for
+/// reading, or gone.
 pub fn send_shut_down(fd: i32) -> bool {
-    sys::fstat(fd).is_ok_and(|st| diag::shutdown_of(st.st_ino).is_some_and(|m| m & 2 != 0))
+    let Ok(st) = sys::fstat(fd) else { return false };
+    if diag::shutdown_of(st.st_ino).is_some_and(|m| m & 2 != 0) {
+        return true;
+    }
+    getsockopt_int(fd, libc::SO_TYPE) == Ok(libc::SOCK_DGRAM)
+        && match diag::peer_of(st.st_ino) {
+            Ok(Some(peer)) => diag::shutdown_of(peer as u64).is_some_and(|m| m & 1 != 0),
+            Ok(None) => true,
+            Err(()) => false,
+        }
+}
+
+/// A datagram socket's peer is gone (the kernel then refuses its sends and disconnects it).
+fn dgram_peer_gone(fd: i32) -> bool {
+    sys::fstat(fd).is_ok_and(|st| diag::peer_of(st.st_ino) == Ok(None))
 }
 
 /// The kernel's socket diagnostics (NETLINK_SOCK_DIAG, `unix_diag`): which socket is a
