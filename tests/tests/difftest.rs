@@ -95,6 +95,7 @@ fn seccomp_filter_blocks_sysv_ipc() {
 const SOCKETS: &str = r#"
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int fail(void) { return 1; }
@@ -111,6 +112,15 @@ int main(void)
 	if (send(dg[0], "d", 1, 0) != 1 || recv(dg[1], buf, sizeof buf, 0) != 1)
 		return fail();
 	if (send(sq[0], "q", 1, 0) != 1 || recv(sq[1], buf, sizeof buf, 0) != 1)
+		return fail();
+	/* A named datagram socket, which the shim leaves to the kernel. */
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	memcpy(a.sun_path, "\0probe-dgram", 12);
+	socklen_t alen = sizeof(sa_family_t) + 12;
+	int named = socket(AF_UNIX, SOCK_DGRAM, 0), from = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (named < 0 || from < 0 || bind(named, (struct sockaddr *)&a, alen))
+		return fail();
+	if (sendto(from, "n", 1, 0, (struct sockaddr *)&a, alen) != 1 || recv(named, buf, sizeof buf, 0) != 1)
 		return fail();
 	/* Empty and failed calls carry nothing. */
 	if (send(st[0], "", 0, 0) != 0 || recv(dg[1], buf, 1, MSG_DONTWAIT) != -1)
@@ -153,8 +163,8 @@ fn shim_run_reports_kernel_socket_data() {
     let shim = diff::run(&exe, Mode::Shim).expect("shim run");
     assert_eq!(shim.status, "exit 0", "{shim:?}");
     let calls: Vec<&str> = shim.kernel_socket_io.iter().map(|l| l.split('(').next().unwrap_or("")).collect();
-    // The stream's and the seqpacket's data went through the shim; the datagram, and the
-    // message carrying an fd (its connection given to the kernel), through the kernel.
+    // The pairs' data went through the shim; the named datagram socket's, and the message
+    // carrying an fd (its connection given to the kernel), through the kernel.
     assert_eq!(calls, ["sendto", "recvfrom", "sendmsg", "recvmsg"], "{shim:?}");
     // strace -yy names a datagram socket UNIX:[…], a stream one UNIX-STREAM:[…].
     assert!(shim.kernel_socket_io[0].contains("<UNIX:["), "{:?}", shim.kernel_socket_io);
