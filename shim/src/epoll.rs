@@ -586,6 +586,10 @@ fn collect(
             }
         }
     }
+    // Where this thread's next mixed wait sleeps: on the objects while only they report.
+    if n > 0 {
+        SHIM_FIRST.set(kernel_real == 0);
+    }
     Ok(n)
 }
 
@@ -749,6 +753,12 @@ impl Drop for CallerMask {
     }
 }
 
+std::thread_local! {
+    /// This thread's last served wait returned events of shim objects only (none of a kernel
+    /// fd's).
+    static SHIM_FIRST: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
 /// The wait on a set with shim interests; `None` once it has none left.
 fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64> {
     let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
@@ -777,7 +787,10 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
         let o = ep::obj(r, h)?;
         signals::clear_interrupt();
         let mixed = sigmask.is_some() || o.kernel_items.load(core::sync::atomic::Ordering::Acquire) != 0;
-        if mixed {
+        // A set whose events came from shim objects last time sleeps on their words and looks
+        // at the kernel's fds between short slices (a server's listener beside its clients);
+        // one whose came from the kernel sleeps in the kernel and looks at the objects so.
+        if mixed && !SHIM_FIRST.get() {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let ts = poll::ts_from_ns(slice);
             let (kp, tsp, maskp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize, w.maskp());
@@ -806,17 +819,22 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
             let extra = [(word, word.load(core::sync::atomic::Ordering::Relaxed)), (&o.ctl_word, ctl_seen)];
             let recheck = || any_listed(r, h);
             let (key, slept) = (liveness_key(r, h), sys::monotonic_ns());
+            let slice = mixed.then(|| deadline_after(&poll::ts_from_ns(MIXED_SLICE_NS)));
+            let until = match (deadline, slice) {
+                (Some(d), Some(s)) => Some(if (d.tv_sec, d.tv_nsec) < (s.tv_sec, s.tv_nsec) { d } else { s }),
+                (d, s) => d.or(s),
+            };
             shared_state::pipe::poll_wait(
                 r,
                 targets.into_iter().flatten().flatten().flatten(),
-                deadline.as_ref(),
+                until.as_ref(),
                 &extra,
                 Some(&recheck),
                 &mut |f| g.allow_signals(f),
             );
             // A placeholder's HUP/ERR follows a close (or a death, noticed at the slice's end):
             // after a short sleep with none, the kernel has nothing new to say.
-            if liveness_key(r, h) == key && sys::monotonic_ns() - slept < KERNEL_RECHECK_NS {
+            if !mixed && liveness_key(r, h) == key && sys::monotonic_ns() - slept < KERNEL_RECHECK_NS {
                 pre = Some(0);
             }
         }
