@@ -588,7 +588,7 @@ fn collect(
     }
     // Where this thread's next mixed wait sleeps: on the objects while only they report.
     if n > 0 {
-        SHIM_FIRST.set(kernel_real == 0);
+        sud::tls().epoll_shim_first.store((kernel_real == 0) as u8, core::sync::atomic::Ordering::Relaxed);
     }
     Ok(n)
 }
@@ -753,12 +753,6 @@ impl Drop for CallerMask {
     }
 }
 
-std::thread_local! {
-    /// This thread's last served wait returned events of shim objects only (none of a kernel
-    /// fd's).
-    static SHIM_FIRST: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
 /// The wait on a set with shim interests; `None` once it has none left.
 fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64> {
     let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
@@ -790,7 +784,7 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
         // A set whose events came from shim objects last time sleeps on their words and looks
         // at the kernel's fds between short slices (a server's listener beside its clients);
         // one whose came from the kernel sleeps in the kernel and looks at the objects so.
-        if mixed && !SHIM_FIRST.get() {
+        if mixed && sud::tls().epoll_shim_first.load(core::sync::atomic::Ordering::Relaxed) == 0 {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let ts = poll::ts_from_ns(slice);
             let (kp, tsp, maskp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize, w.maskp());

@@ -55,6 +55,9 @@ pub(crate) struct Tls {
     /// The thread's signal mask blocks SIGSEGV or SIGBUS: a fault in a fixup copy would kill
     /// it, so user copies go through process_vm_readv instead (see `signals::fixup_usable`).
     pub fault_blocked: AtomicU8,
+    /// This thread's last served epoll wait returned events of shim objects only (see
+    /// `epoll::served_wait`: where its next wait on a mixed set sleeps).
+    pub epoll_shim_first: AtomicU8,
 }
 
 global_asm!(
