@@ -17,7 +17,7 @@
 //! the kernel's socket diagnostics.
 //!
 //! A server finds its client's queue through the client socket's inode, which the diagnostics
-//! give as its peer's. A client that closed or died before being accepted has no inode any
+//! give as its peer's (asked at every accept). A client that closed or died before being accepted has no inode any
 //! more: its connect is also in a pending table by (listener, client pid), in connect order,
 //! and the server takes that pid's oldest one, as the kernel's accept queue is in connect
 //! order. Every shim client connecting to an announced name is in it, so a process's
@@ -234,8 +234,6 @@ pub fn pending_add(
 /// Which pending connect a server takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
-    /// The only one of that pid to that listener (Ambiguous when there are several).
-    Only,
     /// The client socket's, by its inode.
     Ino(u64),
     /// That pid's oldest (its socket is gone; the kernel's accept queue is in connect order).
@@ -248,31 +246,26 @@ pub enum Taken {
     /// The connect, with its queue (None: a connection the kernel carries).
     Found(Option<PipeHandle>),
     NotThere,
-    Ambiguous,
 }
 
 /// Takes the entry of the connect from `pid` to `listener` that the server accepted.
 pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which) -> Taken {
     let key = pending_key(listener, pid);
     let Ok(_g) = ns_lock(region) else { return Taken::NotThere };
-    let (mut best, mut count): (Option<(u64, u32)>, u32) = (None, 0);
+    let mut best: Option<(u64, u32)> = None;
     for i in probes(key) {
         let e = pending(region, i);
         if e.queue.load(Ordering::Acquire) == QUEUE_FREE || e.key.load(Ordering::Relaxed) != key {
             continue;
         }
-        count += 1;
         let seq = e.seq.load(Ordering::Relaxed);
         let wanted = match which {
             Which::Ino(ino) => e.client_ino.load(Ordering::Relaxed) == ino,
-            Which::Only | Which::Oldest => best.is_none_or(|(s, _)| seq < s),
+            Which::Oldest => best.is_none_or(|(s, _)| seq < s),
         };
         if wanted {
             best = Some((seq, i));
         }
-    }
-    if which == Which::Only && count > 1 {
-        return Taken::Ambiguous;
     }
     let Some((_, i)) = best else { return Taken::NotThere };
     let e = pending(region, i);

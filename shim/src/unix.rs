@@ -305,18 +305,14 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     let (Ok(st), Ok(lst)) = (sys::fstat(fd), sys::fstat(lfd)) else { return };
     let listener = names::Listener { ino: lst.st_ino as u32, pid: 0 };
     let Some(pid) = peer_pid(fd) else { return };
-    // The only connect of that process to this listener needs no asking; several are told
-    // apart by the client socket's inode, or by their order once it is gone.
-    let mut taken = names::pending_take(r, listener, pid, names::Which::Only);
-    if taken == names::Taken::Ambiguous {
-        // Unanswered, the oldest could be another's: left to the kernel (the README says so).
-        let Ok(peer) = diag::peer_of(st.st_ino) else { return };
-        let which = peer.map_or(names::Which::Oldest, |ino| names::Which::Ino(ino as u64));
-        taken = names::pending_take(r, listener, pid, which);
-    }
-    // Every shim client connecting to an announced name is in the table (or gave its
-    // connection to the kernel): what is not there is the kernel's.
-    let names::Taken::Found(Some(client)) = taken else { return };
+    // The client socket's inode names its connect (even a process's only pending one may
+    // not be this connection: a connect that found the table full is the kernel's); a client
+    // gone before this accept is its process's oldest, as the kernel's accept queue is in
+    // connect order. Unanswered, the oldest could be another's: left to the kernel.
+    let Ok(peer) = diag::peer_of(st.st_ino) else { return };
+    let which = peer.map_or(names::Which::Oldest, |ino| names::Which::Ino(ino as u64));
+    // What is not in the table is the kernel's.
+    let names::Taken::Found(Some(client)) = names::pending_take(r, listener, pid, which) else { return };
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
