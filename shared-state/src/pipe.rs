@@ -1003,6 +1003,22 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: &libc::timespec, bitset
 static CALLS: Tally = Tally::new();
 static UNIX_CALLS: Tally = Tally::new();
 
+/// Counts one read or write of `pipe` (a pipe's or a socket's counters) and its bytes.
+fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
+    let c = &region.header().counters;
+    let socket = pipe.sock.load(Ordering::Relaxed) != 0;
+    let total = match (socket, written) {
+        (true, true) => &c.unix_bytes_in,
+        (true, false) => &c.unix_bytes_out,
+        (false, true) => &c.pipe_bytes_in,
+        (false, false) => &c.pipe_bytes_out,
+    };
+    if let Some(n) = bytes {
+        total.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    if socket { UNIX_CALLS.bump(&c.unix_calls) } else { CALLS.bump(&c.pipe_calls) }
+}
+
 /// Adds this process's uncounted pipe and socket calls to the counters (at exit).
 pub fn flush_counts(region: &Region) {
     CALLS.flush(&region.header().counters.pipe_calls);
@@ -1141,16 +1157,7 @@ pub fn pipe_write(
     if published || polled {
         pipe.wake(READERS, region);
     }
-    let c = &region.header().counters;
-    let socket = pipe.sock.load(Ordering::Relaxed) != 0;
-    if let Ok(n) = res {
-        if socket { &c.unix_bytes_in } else { &c.pipe_bytes_in }.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    if socket {
-        UNIX_CALLS.bump(&c.unix_calls)
-    } else {
-        CALLS.bump(&c.pipe_calls)
-    };
+    count_call(region, pipe, res.ok(), true);
     res
 }
 
@@ -1305,16 +1312,7 @@ pub fn ring_read(
         pipe.ev_in.fetch_add(1, Ordering::SeqCst);
         pipe.wake(READERS, region);
     }
-    let c = &region.header().counters;
-    let socket = pipe.sock.load(Ordering::Relaxed) != 0;
-    if let Ok(n) = res {
-        if socket { &c.unix_bytes_out } else { &c.pipe_bytes_out }.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    if socket {
-        UNIX_CALLS.bump(&c.unix_calls)
-    } else {
-        CALLS.bump(&c.pipe_calls)
-    };
+    count_call(region, pipe, res.ok(), false);
     res
 }
 
@@ -1402,11 +1400,7 @@ pub fn record_write(
     if was_empty || polled {
         pipe.wake(READERS, region);
     }
-    let c = &region.header().counters;
-    if let Ok(n) = res {
-        c.unix_bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    UNIX_CALLS.bump(&c.unix_calls);
+    count_call(region, pipe, res.ok(), true);
     res
 }
 
@@ -1486,11 +1480,7 @@ pub fn record_read(
         pipe.note_ev_out();
         pipe.wake(WRITERS, region);
     }
-    let c = &region.header().counters;
-    if let Ok(Some((n, _))) = res {
-        c.unix_bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    UNIX_CALLS.bump(&c.unix_calls);
+    count_call(region, pipe, res.ok().flatten().map(|(n, _)| n), false);
     res
 }
 
