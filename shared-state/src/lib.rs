@@ -11,8 +11,9 @@
 //! - [`msg`]: what `ipc/msg.c` does; no message is lost to a process killed mid-call.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
 //!   (freeing objects no process has open).
-//! - [`unix`]: the names AF_UNIX stream listeners in shim processes are bound to, so that a
-//!   connecting process knows its connection will be served by the shim on both ends.
+//! - [`unix`]: the names AF_UNIX listeners in shim processes are bound to, and their pending
+//!   connects, so that a connection is served by the shim on both ends or on neither (the
+//!   sockets' queues themselves are [`pipe`] objects).
 //! - [`epoll`]: the shim's half of epoll instances (`fs/eventpoll.c`): interests in shim fds.
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.

@@ -1,13 +1,17 @@
-//! AF_UNIX stream sockets on shim fds (net/unix/af_unix.c). Every such socket is a real kernel
+//! AF_UNIX stream and seqpacket sockets, and datagram socketpairs, on shim fds
+//! (net/unix/af_unix.c). Every such socket is a real kernel
 //! socket, connected to its real peer: names, bind, listen's backlog, connect's and accept's
 //! blocking and errors, getsockname/getpeername, shutdown's state, fstat and fd numbering stay
 //! the kernel's. Only the data moves through the region: each end's send queue is a pipe
 //! object named by its socket inode (`shared_state::unix` explains how a connection becomes a
 //! shim one at connect and accept). The placeholder's kernel state answers liveness:
 //! RCV_SHUTDOWN (peer closed or shut down writing, or we shut down reading) shows as POLLRDHUP,
-//! SEND_SHUTDOWN as EPIPE from a zero-length send, which moves no data.
+//! SEND_SHUTDOWN as EPIPE from a zero-length send, which moves no data (for record sockets,
+//! where that would be a record, from `unix_diag`'s shutdown bits). Seqpacket and datagram
+//! queues hold records (`shared_state::pipe::record_write`).
 //!
-//! What the shim does not serve (ancillary data, MSG_OOB, SO_PASSCRED, epoll…) gives
+//! What the shim does not serve (ancillary data, MSG_OOB, SO_PASSCRED, a named datagram
+//! socket…) gives
 //! the connection back to the kernel: sends go to the kernel from then on, and a receiver reads
 //! what is still queued here before the kernel's queue, so the byte order is kept.
 
