@@ -167,11 +167,20 @@ fn compare_runs(cmd: &[String], exe: &Path, work: &Path) -> Result<usize, String
         let plain = kernel_run_of("env", &[], "kernel-untraced")?;
         if !same(plain, kst) {
             let plog = work.join("kernel.perf");
-            let perf_args: Vec<String> = ["trace", "-e", PERF_SET, "-o", &plog.to_string_lossy(), "--"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            let pst = kernel_run_of("perf", &perf_args, "kernel-perf")?;
+            // A larger buffer than perf's default, and another run when perf still says it lost
+            // events (a busy machine): a missing call would read as a divergence.
+            let perf_args: Vec<String> =
+                ["trace", "-m", "1024", "-e", PERF_SET, "-o", &plog.to_string_lossy(), "--"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+            let mut pst = kernel_run_of("perf", &perf_args, "kernel-perf")?;
+            for _ in 0..2 {
+                if !String::from_utf8_lossy(&read(&plog)?).contains("LOST ") {
+                    break;
+                }
+                pst = kernel_run_of("perf", &perf_args, "kernel-perf")?;
+            }
             say!(
                 "strace changed how the program ended ({kst} under strace, {plain} without it): \
                  System V calls compared against a perf trace run instead"
