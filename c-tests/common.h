@@ -552,19 +552,18 @@ static __attribute__((unused)) int io_nread(int fd)
 	return n;
 }
 
-/* poll revents as names, "0" when none. */
-static __attribute__((unused)) const char *pollbits(int ev)
+/* A flag's bit and its name, for bits_text. */
+struct bitname {
+	unsigned bit;
+	const char *name;
+};
+
+/* The bits of `ev` as "NAME|NAME|0x…" into buf (cap bytes), "0" when none. */
+static __attribute__((unused)) const char *bits_text(char *buf, size_t cap, unsigned ev,
+						     const struct bitname *names, size_t n)
 {
-	static char buf[160];
-	static const struct { int bit; const char *name; } names[] = {
-		{ POLLIN, "POLLIN" }, { POLLPRI, "POLLPRI" }, { POLLOUT, "POLLOUT" },
-		{ POLLERR, "POLLERR" }, { POLLHUP, "POLLHUP" }, { POLLNVAL, "POLLNVAL" },
-		{ POLLRDNORM, "POLLRDNORM" }, { POLLRDBAND, "POLLRDBAND" },
-		{ POLLWRNORM, "POLLWRNORM" }, { POLLWRBAND, "POLLWRBAND" },
-		{ POLLRDHUP, "POLLRDHUP" },
-	};
 	buf[0] = 0;
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+	for (size_t i = 0; i < n; i++)
 		if (ev & names[i].bit) {
 			if (buf[0])
 				strcat(buf, "|");
@@ -572,8 +571,22 @@ static __attribute__((unused)) const char *pollbits(int ev)
 			ev &= ~names[i].bit;
 		}
 	if (ev)
-		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%#x", buf[0] ? "|" : "", ev);
+		snprintf(buf + strlen(buf), cap - strlen(buf), "%s%#x", buf[0] ? "|" : "", ev);
 	return buf[0] ? buf : "0";
+}
+
+/* poll revents as names, "0" when none. */
+static __attribute__((unused)) const char *pollbits(int ev)
+{
+	static char buf[160];
+	static const struct bitname names[] = {
+		{ POLLIN, "POLLIN" }, { POLLPRI, "POLLPRI" }, { POLLOUT, "POLLOUT" },
+		{ POLLERR, "POLLERR" }, { POLLHUP, "POLLHUP" }, { POLLNVAL, "POLLNVAL" },
+		{ POLLRDNORM, "POLLRDNORM" }, { POLLRDBAND, "POLLRDBAND" },
+		{ POLLWRNORM, "POLLWRNORM" }, { POLLWRBAND, "POLLWRBAND" },
+		{ POLLRDHUP, "POLLRDHUP" },
+	};
+	return bits_text(buf, sizeof buf, (unsigned)ev & 0xffff, names, sizeof names / sizeof names[0]);
 }
 
 /* poll one fd for events with timeout 0 and print what came back. */
@@ -1468,23 +1481,13 @@ static __attribute__((unused)) void sk_wait_readable(int fd)
 static __attribute__((unused)) const char *epbits(unsigned ev)
 {
 	static char buf[200];
-	static const struct { unsigned bit; const char *name; } names[] = {
+	static const struct bitname names[] = {
 		{ EPOLLIN, "EPOLLIN" }, { EPOLLPRI, "EPOLLPRI" }, { EPOLLOUT, "EPOLLOUT" },
 		{ EPOLLERR, "EPOLLERR" }, { EPOLLHUP, "EPOLLHUP" }, { EPOLLRDNORM, "EPOLLRDNORM" },
 		{ EPOLLRDBAND, "EPOLLRDBAND" }, { EPOLLWRNORM, "EPOLLWRNORM" },
 		{ EPOLLWRBAND, "EPOLLWRBAND" }, { EPOLLMSG, "EPOLLMSG" }, { EPOLLRDHUP, "EPOLLRDHUP" },
 	};
-	buf[0] = 0;
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (ev & names[i].bit) {
-			if (buf[0])
-				strcat(buf, "|");
-			strcat(buf, names[i].name);
-			ev &= ~names[i].bit;
-		}
-	if (ev)
-		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%#x", buf[0] ? "|" : "", ev);
-	return buf[0] ? buf : "0";
+	return bits_text(buf, sizeof buf, ev, names, sizeof names / sizeof names[0]);
 }
 
 /* epoll_ctl with events and data.u64 = tag, printed. */
