@@ -46,6 +46,29 @@ const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
 const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
 /// A seqpacket record's last buffer (its others are packet buffers): see [`record_write`].
 const PIPE_BUF_FLAG_RECORD_END: u64 = 1 << 34;
+/// A socket message's first buffer, whose page starts with its [`UnixCb`] (the data follows).
+const PIPE_BUF_FLAG_CB: u64 = 1 << 35;
+
+/// What the kernel's `UNIXCB(skb)` keeps beside a message's data: the token of the fds (and
+/// explicit credentials) the kernel's own socket carries for it (0: none), and the sender's
+/// credentials. Stored at the start of the message's first page.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnixCb {
+    pub fp: u64,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl UnixCb {
+    fn creds(&self) -> (u32, u32, u32) {
+        (self.pid, self.uid, self.gid)
+    }
+}
+
+/// Room a [`UnixCb`] takes at the start of a page (data stays 8-byte aligned).
+const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
 
 /// Slot states, the low byte of `ident` (the generation is above it).
 const FREE: u64 = 0;
@@ -141,6 +164,9 @@ pub struct PipeInodeInfo {
     pub(crate) heartbeat: AtomicI64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
+    /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
+    /// the queueing of their data, so that both queues keep one order ([`sock_scm_lock`]).
+    scm_lock: RobustMutex,
     /// Non-zero once the object was handed back to the kernel ([`hand_back`]).
     handed_back: AtomicU32,
     /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
@@ -252,6 +278,21 @@ impl Ring {
         let slot = (i & (self.size() - 1)) as u64;
         page_addr(region, self.run + Self::meta_pages(self.shift) + slot) as *mut u8
     }
+
+    /// The [`UnixCb`] buffer `i`'s page starts with, if it is marked so.
+    fn cb(self, region: &Region, i: u32, buf: PipeBuffer) -> UnixCb {
+        if buf.flags & PIPE_BUF_FLAG_CB == 0 {
+            return UnixCb::default();
+        }
+        // SAFETY: the page is ours and page-aligned; any bits are a valid UnixCb.
+        unsafe { (self.page(region, i) as *const UnixCb).read() }
+    }
+
+    fn set_cb(self, region: &Region, i: u32, cb: UnixCb) {
+        // SAFETY: the page is ours (a free slot being filled, or one we hold the lock over),
+        // page-aligned, and CB_LEN bytes of it are the header.
+        unsafe { (self.page(region, i) as *mut UnixCb).write(cb) }
+    }
 }
 
 /// `struct pipe_buffer` without its page (implied by the slot).
@@ -271,7 +312,11 @@ impl PipeBuffer {
         PipeBuffer {
             offset: ((v >> 16) & 0xffff) as usize,
             len: (v & 0xffff) as usize,
-            flags: v & (PIPE_BUF_FLAG_PACKET | PIPE_BUF_FLAG_CAN_MERGE | PIPE_BUF_FLAG_RECORD_END),
+            flags: v
+                & (PIPE_BUF_FLAG_PACKET
+                    | PIPE_BUF_FLAG_CAN_MERGE
+                    | PIPE_BUF_FLAG_RECORD_END
+                    | PIPE_BUF_FLAG_CB),
         }
     }
 
@@ -710,6 +755,8 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     // place.
     // SAFETY: the mutex memory is exclusively ours until the object is published below.
     unsafe { RobustMutex::init(&pipe.mutex as *const RobustMutex as *mut RobustMutex) };
+    // SAFETY: as above.
+    unsafe { RobustMutex::init(&pipe.scm_lock as *const RobustMutex as *mut RobustMutex) };
     pipe.dev.store(dev, Ordering::Relaxed);
     pipe.ino.store(ino, Ordering::Relaxed);
     pipe.create_seq.store(ns.create_seq.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -1033,6 +1080,30 @@ pub fn pipe_write(
     packet: bool,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
+    write_inner(region, h, iov, packet, None, env)
+}
+
+/// A stream socket's send of one message with its [`UnixCb`] (`unix_stream_sendmsg` with
+/// ancillary data, or to a receiver that wants credentials): it merges with nothing, every
+/// page it fills starts with the header, and only the first one names the fds.
+pub fn sock_write(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    cb: &UnixCb,
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    write_inner(region, h, iov, false, Some(cb), env)
+}
+
+fn write_inner(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    packet: bool,
+    cb: Option<&UnixCb>,
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
     let mut from = IovIter::new(iov);
     let total_len = from.count;
     // Null write succeeds.
@@ -1063,7 +1134,7 @@ pub fn pipe_write(
         // writes, and page-aligns the rest of large ones.
         let (head, tail) = pipe.head_tail();
         let chars = total_len & (PAGE - 1);
-        if chars != 0 && head != tail {
+        if cb.is_none() && chars != 0 && head != tail {
             let last = head.wrapping_sub(1);
             let buf = PipeBuffer::load(ring.buf(region, last));
             let offset = buf.offset + buf.len;
@@ -1096,14 +1167,20 @@ pub fn pipe_write(
             let (head, tail) = pipe.head_tail();
             if !pipe_full(head, tail, ring.size()) {
                 // The slot is free space: filled first, then published with the head.
-                let copied = from.copy(ring.page(region, head), PAGE, false);
+                let (at, flags) = if cb.is_some() { (CB_LEN, PIPE_BUF_FLAG_CB) } else { (0, flags) };
+                // SAFETY: at < PAGE: inside the slot's data page.
+                let copied = from.copy(unsafe { ring.page(region, head).add(at) }, PAGE - at, false);
                 // A page that faulted part way is not queued (this kernel leaves nothing
                 // readable behind, c-tests/pipe_fault.c).
-                if copied < PAGE && from.count != 0 {
+                if copied < PAGE - at && from.count != 0 {
                     break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
                 }
+                if let Some(cb) = cb {
+                    let fp = if ret == 0 { cb.fp } else { 0 };
+                    ring.set_cb(region, head, UnixCb { fp, ..*cb });
+                }
                 ring.buf(region, head)
-                    .store(PipeBuffer { offset: 0, len: copied, flags }.pack(), Ordering::Release);
+                    .store(PipeBuffer { offset: at, len: copied, flags }.pack(), Ordering::Release);
                 pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
                 // Readers sleep only on an empty ring: only its first buffer needs a wake-up
                 // (as the kernel's was_empty); waking on every write costs a syscall each.
@@ -1181,13 +1258,78 @@ pub struct RecvMode {
     pub socket: bool,
 }
 
-/// `pipe_read`, and `unix_stream_read_generic`'s copy for a socket's receive queue.
+/// What a stream socket's read learned of the messages it read ([`sock_read`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CbRead {
+    /// SO_PASSCRED: a message from other credentials than the first one's ends the read.
+    pub check_creds: bool,
+    /// The first message's header, with the fds' token of the message that ended the read.
+    pub first: Option<UnixCb>,
+    /// The read ended at a message edge: fds, or other credentials.
+    pub stopped: bool,
+}
+
+impl CbRead {
+    /// Whether a buffer with header `cb` may join this read (`unix_skb_scm_eq`).
+    fn admit(&mut self, cb: &UnixCb) -> bool {
+        match self.first {
+            None => {
+                self.first = Some(UnixCb { fp: 0, ..*cb });
+                true
+            }
+            Some(f) if self.check_creds && f.creds() != cb.creds() => {
+                self.stopped = true;
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// After a chunk of a buffer with header `cb`: its fds end the read.
+    fn took(&mut self, cb: &UnixCb) -> bool {
+        if cb.fp == 0 {
+            return false;
+        }
+        if let Some(f) = self.first.as_mut() {
+            f.fp = cb.fp;
+        }
+        self.stopped = true;
+        true
+    }
+}
+
+/// `pipe_read`: reads into the caller's iovecs.
 pub fn ring_read(
     region: &Region,
     h: PipeHandle,
     iov: &[(usize, usize)],
     env: &dyn PipeEnv,
     mode: RecvMode,
+) -> Result<usize, Errno> {
+    read_inner(region, h, iov, env, mode, None)
+}
+
+/// `unix_stream_read_generic`'s copy from a socket's receive queue: it stops after the
+/// message with fds, and (`check_creds`) before one with other credentials; `msg` says what
+/// it met, and carries across the calls of one MSG_WAITALL receive.
+pub fn sock_read(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    env: &dyn PipeEnv,
+    mode: RecvMode,
+    msg: &mut CbRead,
+) -> Result<usize, Errno> {
+    read_inner(region, h, iov, env, mode, Some(msg))
+}
+
+fn read_inner(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    env: &dyn PipeEnv,
+    mode: RecvMode,
+    mut msg: Option<&mut CbRead>,
 ) -> Result<usize, Errno> {
     let mut to = IovIter::new(iov);
     let mut total_len = to.count;
@@ -1216,6 +1358,12 @@ pub fn ring_read(
             // Across buffers, as a stream socket's peek crosses skbs; nothing is consumed.
             while tail != head && ret < total_len {
                 let buf = PipeBuffer::load(ring.buf(region, tail));
+                let cb = ring.cb(region, tail, buf);
+                if let Some(m) = msg.as_deref_mut()
+                    && !m.admit(&cb)
+                {
+                    break;
+                }
                 let chars = buf.len.min(total_len - ret);
                 // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
                 let src = unsafe { ring.page(region, tail).add(buf.offset) };
@@ -1224,12 +1372,21 @@ pub fn ring_read(
                 }
                 ret += chars;
                 tail = tail.wrapping_add(1);
+                if msg.as_deref_mut().is_some_and(|m| m.took(&cb)) {
+                    break;
+                }
             }
             break 'out Ok(ret);
         }
         if head != tail {
             let cell = ring.buf(region, tail);
             let buf = PipeBuffer::load(cell);
+            let cb = ring.cb(region, tail, buf);
+            if let Some(m) = msg.as_deref_mut()
+                && !m.admit(&cb)
+            {
+                break 'out Ok(ret);
+            }
             let chars = buf.len.min(total_len);
             // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
             let src = unsafe { ring.page(region, tail).add(buf.offset) };
@@ -1237,6 +1394,11 @@ pub fn ring_read(
                 break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
             }
             ret += chars;
+            // The fds go with the first bytes read of their message (unix_detach_fds).
+            let ends = msg.as_deref_mut().is_some_and(|m| m.took(&cb));
+            if ends && buf.len > chars {
+                ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+            }
             // A packet buffer is consumed whole, whatever did not fit is dropped.
             let packet = buf.flags & PIPE_BUF_FLAG_PACKET != 0;
             if packet {
@@ -1254,7 +1416,7 @@ pub fn ring_read(
                 );
             }
             total_len -= chars;
-            if total_len == 0 {
+            if total_len == 0 || ends {
                 break 'out Ok(ret);
             }
             if head != tail {
@@ -1319,16 +1481,20 @@ pub fn ring_read(
 /// A seqpacket socket's send (`unix_dgram_sendmsg` for a connected SOCK_SEQPACKET): the
 /// iovecs are one record, queued whole or not at all (it waits for room for all of it), in
 /// as many packet buffers as it takes, the last marked as the record's end, and published by
-/// one store of the head. EMSGSIZE for a record larger than the queue.
+/// one store of the head; `cb`, if any, heads its first page. EMSGSIZE for a record larger
+/// than the queue.
 pub fn record_write(
     region: &Region,
     h: PipeHandle,
     iov: &[(usize, usize)],
+    cb: Option<&UnixCb>,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
     let mut from = IovIter::new(iov);
     let total = from.count;
-    let need = total.div_ceil(PAGE).max(1) as u32;
+    // The header, if any, starts the first page.
+    let hdr = if cb.is_some() { CB_LEN } else { 0 };
+    let need = (total + hdr).div_ceil(PAGE).max(1) as u32;
     let act = enter(region, h)?;
     let pipe = act.pipe;
     note_cpu(&pipe.wr_cpu);
@@ -1353,13 +1519,19 @@ pub fn record_write(
         if ring.size() - head.wrapping_sub(tail) >= need {
             for i in 0..need {
                 let slot = head.wrapping_add(i);
-                let len = (total - i as usize * PAGE).min(PAGE);
-                if from.copy(ring.page(region, slot), len, false) < len {
+                let at = if i == 0 { hdr } else { 0 };
+                let len = (total + hdr - i as usize * PAGE - at).min(PAGE - at);
+                // SAFETY: at < PAGE: inside the slot's data page.
+                if from.copy(unsafe { ring.page(region, slot).add(at) }, len, false) < len {
                     break 'out Err(EFAULT);
                 }
                 let end = if i + 1 == need { PIPE_BUF_FLAG_RECORD_END } else { 0 };
-                let flags = PIPE_BUF_FLAG_PACKET | end;
-                ring.buf(region, slot).store(PipeBuffer { offset: 0, len, flags }.pack(), Ordering::Release);
+                let mut flags = PIPE_BUF_FLAG_PACKET | end;
+                if let (0, Some(cb)) = (i, cb) {
+                    ring.set_cb(region, slot, *cb);
+                    flags |= PIPE_BUF_FLAG_CB;
+                }
+                ring.buf(region, slot).store(PipeBuffer { offset: at, len, flags }.pack(), Ordering::Release);
             }
             pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
             was_empty = head == tail;
@@ -1406,13 +1578,14 @@ pub fn record_write(
 
 /// A seqpacket socket's receive: the next record, (bytes copied, the record's length); what
 /// does not fit is dropped (MSG_TRUNC), the whole record consumed by one store of the tail
-/// unless `peek`. None at end of file.
+/// unless `peek`; `cb` gets its header (zero if it has none). None at end of file.
 pub fn record_read(
     region: &Region,
     h: PipeHandle,
     iov: &[(usize, usize)],
     env: &dyn PipeEnv,
     peek: bool,
+    cb: &mut UnixCb,
 ) -> Result<Option<(usize, usize)>, Errno> {
     let mut to = IovIter::new(iov);
     let want = to.count;
@@ -1431,6 +1604,7 @@ pub fn record_read(
         };
         let (head, tail) = pipe.head_tail();
         if head != tail {
+            *cb = ring.cb(region, tail, PipeBuffer::load(ring.buf(region, tail)));
             let (mut at, mut len, mut copied, mut fault) = (tail, 0usize, 0usize, false);
             loop {
                 let b = PipeBuffer::load(ring.buf(region, at));
@@ -1549,6 +1723,33 @@ pub const SOCK_DGRAM: u32 = 1 << 11;
 /// Above the state: the queue is in [`crate::unix`]'s pending table, so a server can still
 /// adopt it after the client's socket is gone: the collector leaves it alone.
 const SOCK_QUEUED: u32 = 1 << 10;
+
+/// Above the state: the receiving end set SO_PASSCRED, so sends into this queue carry the
+/// sender's credentials.
+const SOCK_PASSCRED: u32 = 1 << 12;
+
+/// Whether sends into the queue must carry credentials (see SOCK_PASSCRED).
+pub fn sock_passcred(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_PASSCRED != 0)
+}
+
+/// The receiver of queue `h` set or cleared SO_PASSCRED.
+pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool) {
+    if let Some(p) = live(region, h) {
+        if on {
+            p.sock.fetch_or(SOCK_PASSCRED, Ordering::AcqRel);
+        } else {
+            p.sock.fetch_and(!SOCK_PASSCRED, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Takes the socket's lock for a send with ancillary data (see `scm_lock`); a holder that
+/// died leaves at worst a token the receiver skips.
+pub fn sock_scm_lock(region: &Region, h: PipeHandle) -> Result<LockGuard<'_>, Errno> {
+    let pipe = live(region, h).ok_or(libc::EBADF)?;
+    pipe.scm_lock.lock().map_err(|_| ENOMEM)
+}
 
 /// Marks the queue as held by the pending table (kept by the collector while pending).
 pub fn sock_set_queued(region: &Region, h: PipeHandle) {

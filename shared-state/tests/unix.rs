@@ -142,14 +142,22 @@ fn records_keep_their_boundaries() {
     let (h, _k) = queue(&r, pipe::SOCK_LINKED | pipe::SOCK_RECORDS);
     assert!(pipe::sock_records(&r, h));
     let env = Env::new(true);
-    let send = |data: &[u8]| pipe::record_write(&r, h, &[(data.as_ptr() as usize, data.len())], &env);
+    let send = |data: &[u8]| pipe::record_write(&r, h, &[(data.as_ptr() as usize, data.len())], None, &env);
     let big: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
     assert_eq!(send(b"hello world"), Ok(11));
     assert_eq!(send(b""), Ok(0), "an empty record is a record");
     assert_eq!(send(&big), Ok(10_000));
     let take = |cap: usize, peek: bool| {
         let mut buf = vec![0u8; cap];
-        pipe::record_read(&r, h, &[(buf.as_mut_ptr() as usize, cap)], &env, peek).map(|g| {
+        pipe::record_read(
+            &r,
+            h,
+            &[(buf.as_mut_ptr() as usize, cap)],
+            &env,
+            peek,
+            &mut pipe::UnixCb::default(),
+        )
+        .map(|g| {
             buf.truncate(g.map_or(0, |(n, _)| n));
             (g, buf)
         })
@@ -184,4 +192,56 @@ fn a_server_finds_a_gone_client_by_its_connect_order() {
     assert!(unix::pending_add(&r, l, 42, 1004, Some(third)));
     unix::pending_remove(&r, l, 42, 1004);
     assert_eq!(take(42, Which::Oldest), Taken::NotThere, "a removed connect is gone");
+}
+
+#[test]
+fn a_message_header_ends_a_stream_read_as_its_fds_and_credentials_do() {
+    let dir = TempDir::new("unix-cb");
+    let r = dir.region("ns");
+    let (h, _k) = queue(&r, pipe::SOCK_LINKED);
+    let env = Env::new(true);
+    let mode = RecvMode { peek: false, socket: true };
+    let me = pipe::UnixCb { fp: 0, pid: 10, uid: 1, gid: 2 };
+    let send = |data: &[u8], cb: pipe::UnixCb| {
+        pipe::sock_write(&r, h, &[(data.as_ptr() as usize, data.len())], &cb, &env)
+    };
+    let read = |buf: &mut [u8], m: &mut pipe::CbRead, peek: bool| {
+        let mode = RecvMode { peek, ..mode };
+        pipe::sock_read(&r, h, &[(buf.as_mut_ptr() as usize, buf.len())], &env, mode, m)
+    };
+    assert_eq!(write(&r, h, b"plain,", &env), Ok(6));
+    assert_eq!(send(b"with fd,", pipe::UnixCb { fp: 77, ..me }), Ok(8));
+    assert_eq!(write(&r, h, b"plain again", &env), Ok(11));
+    let mut buf = [0u8; 64];
+    let mut m = pipe::CbRead::default();
+    assert_eq!(read(&mut buf, &mut m, true), Ok(14), "a peek stops after the message with fds");
+    assert_eq!(m.first.map(|c| c.fp), Some(77));
+    let mut m = pipe::CbRead::default();
+    assert_eq!(read(&mut buf[..10], &mut m, false), Ok(10), "glued up to the fds");
+    assert_eq!((m.first.map(|c| c.fp), m.stopped), (Some(77), true));
+    let mut m = pipe::CbRead::default();
+    assert_eq!(read(&mut buf, &mut m, false), Ok(15), "the rest, its fds taken, glues on");
+    assert_eq!(&buf[..15], b" fd,plain again");
+    assert_eq!(m.first.map(|c| c.fp), Some(0));
+    // SO_PASSCRED: other credentials end a read; the same ones glue.
+    assert_eq!(send(b"one,", me), Ok(4));
+    assert_eq!(send(b"two", me), Ok(3));
+    assert_eq!(send(b"other", pipe::UnixCb { pid: 11, ..me }), Ok(5));
+    let mut m = pipe::CbRead { check_creds: true, ..Default::default() };
+    assert_eq!(read(&mut buf, &mut m, false), Ok(7));
+    assert_eq!((m.first, m.stopped), (Some(me), true));
+    let mut m = pipe::CbRead { check_creds: true, ..Default::default() };
+    assert_eq!(read(&mut buf, &mut m, false), Ok(5));
+    assert_eq!(m.first.map(|c| c.pid), Some(11));
+    // A record keeps its header.
+    let (rec, _k2) = queue(&r, pipe::SOCK_LINKED | pipe::SOCK_RECORDS);
+    let big = vec![3u8; 9000];
+    let cb = pipe::UnixCb { fp: 5, ..me };
+    assert_eq!(pipe::record_write(&r, rec, &[(big.as_ptr() as usize, big.len())], Some(&cb), &env), Ok(9000));
+    assert_eq!(pipe::record_next_len(&r, rec), 9000);
+    let mut got = pipe::UnixCb::default();
+    let mut out = vec![0u8; 10_000];
+    let res = pipe::record_read(&r, rec, &[(out.as_mut_ptr() as usize, out.len())], &env, false, &mut got);
+    assert_eq!(res, Ok(Some((9000, 9000))));
+    assert_eq!((got, &out[..9000]), (cb, &big[..]));
 }

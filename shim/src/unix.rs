@@ -413,7 +413,7 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         {
             return Some(Err(libc::ECONNRESET));
         }
-        return match pipe::record_read(r, rx, iov, &env, mode.peek) {
+        return match pipe::record_read(r, rx, iov, &env, mode.peek, &mut pipe::UnixCb::default()) {
             Err(pipe::HANDED_BACK) => {
                 drain(r, p);
                 None
@@ -532,7 +532,7 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         }
         // A record socket's EPIPE comes without SIGPIPE (unix_dgram_sendmsg). A datagram
         // socket whose peer is gone gets the kernel's ECONNREFUSED, and is disconnected.
-        return match pipe::record_write(r, p.pipe, iov, &env) {
+        return match pipe::record_write(r, p.pipe, iov, None, &env) {
             Err(pipe::HANDED_BACK) => None,
             Err(libc::EPIPE) if pipe::sock_dgram(r, p.pipe) && dgram_peer_gone(p.fd) => {
                 // What it queued for the gone peer is dropped, as the kernel's queue was.
