@@ -1,10 +1,7 @@
 /* Ancillary data on AF_UNIX sockets: SCM_RIGHTS with regular files, sockets and pipes (to a
  * fork child and to an unrelated exec'd process that then reads and writes the pipes), fds kept
  * alive while in flight, MSG_CTRUNC, MSG_CMSG_CLOEXEC, the SCM_RIGHTS limits and errors,
- * SCM_CREDENTIALS with SO_PASSCRED (as root and as nobody), SO_PEERCRED.
- * The shim gives a connection that carries ancillary data to the kernel, so these travel
- * through kernel sockets (the passed pipes' data does not). */
-// kernel-sockets: allowed
+ * SCM_CREDENTIALS with SO_PASSCRED (as root and as nobody), SO_PEERCRED. */
 #include "common.h"
 
 #define SCM_SOCK "scm"
@@ -76,6 +73,11 @@ static void show_cred_msg(const char *what, int s)
 	}
 	if (!any)
 		printf("    no control message\n");
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
 }
 
 static long send_creds(int s, pid_t pid, uid_t uid, gid_t gid)
@@ -244,6 +246,47 @@ int main(int argc, char **argv)
 		IOSHOW(read(p[0], buf, 10));
 	}
 	io_close(p[0]);
+
+	CASE("scm_rights_full_queue");
+	/* A send that fails for a full queue passes nothing: the write end it carried is closed
+	 * with ours, and the next message's fd is the one received. */
+	{
+		int pair[2];
+		sk_pair(SOCK_STREAM, pair);
+		io_set_nonblock(pair[0], 1);
+		memset(buf, 'f', sizeof buf);
+		while (send(pair[0], buf, sizeof buf, 0) > 0)
+			;
+		io_pipe(p);
+		IOSHOW(sk_send_fds(pair[0], &p[1], 1, "W", 1));
+		io_close(p[1]);
+		show_poll1("read end, its writer's send failed", p[0], POLLIN);
+		while (recv(pair[1], buf, sizeof buf, MSG_DONTWAIT) > 0)
+			;
+		/* A blocking send interrupted before it queued anything: EINTR, nothing passed. */
+		int q2[2];
+		while (send(pair[0], buf, sizeof buf, 0) > 0)
+			;
+		io_set_nonblock(pair[0], 0);
+		io_pipe(q2);
+		io_handler(SIGALRM, on_alarm, 0);
+		ualarm(100000, 0);
+		IOSHOW(sk_send_fds(pair[0], &q2[1], 1, "I", 1));
+		alarm(20);
+		io_close(q2[1]);
+		while (recv(pair[1], buf, sizeof buf, MSG_DONTWAIT) > 0)
+			;
+		IOSHOW(sk_send_fds(pair[0], &p[0], 1, "R", 1));
+		n = sk_recv_fds(pair[1], buf, sizeof buf, got, &ngot, 4, 0, &fl);
+		printf("  recvmsg = %ld \"%.*s\", %d fd(s): %s\n", n, (int)(n > 0 ? n : 0), buf, ngot,
+		       ngot ? sk_fdkind(got[0]) : "-");
+		for (int k = 0; k < ngot; k++)
+			io_close(got[k]);
+		show_poll1("read end, its writer's send interrupted", q2[0], POLLIN);
+		io_close(q2[0]);
+		io_close(p[0]);
+		closep(pair);
+	}
 
 	CASE("scm_ctrunc");
 	{

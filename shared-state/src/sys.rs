@@ -58,6 +58,9 @@ pub fn getegid() -> u32 {
 pub fn getuid() -> u32 {
     sc!(libc::SYS_getuid).unwrap_or(u32::MAX as usize) as u32
 }
+pub fn getgid() -> u32 {
+    sc!(libc::SYS_getgid).unwrap_or(u32::MAX as usize) as u32
+}
 
 /// Supplementary groups into `buf`; returns how many were stored.
 pub fn getgroups(buf: &mut [u32]) -> usize {

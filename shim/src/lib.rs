@@ -15,6 +15,7 @@ mod process;
 mod procfs;
 mod real;
 mod region;
+mod scm;
 mod sem;
 mod signals;
 mod sud;

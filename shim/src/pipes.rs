@@ -298,7 +298,8 @@ pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> 
             return Some(0);
         }
         let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
-        return crate::unix::recv(r, g, &p, iov, flags).map(|res| ret(res.map(|(n, _)| n)));
+        return crate::unix::recv(r, g, &p, iov, flags, &mut crate::scm::Ctl::none())
+            .map(|res| ret(res.map(|(n, _)| n)));
     }
     let env = Env::new(&p, r, g, nowait, Side::Pipe);
     match pipe::pipe_read(r, p.pipe, iov, &env) {

@@ -10,13 +10,14 @@
 //! where that would be a record, from `unix_diag`'s shutdown bits). Seqpacket and datagram
 //! queues hold records (`shared_state::pipe::record_write`).
 //!
-//! What the shim does not serve (ancillary data, MSG_OOB, SO_PASSCRED, a named datagram
-//! socket…) gives
+//! Ancillary data is served too (`crate::scm`). What the shim does not serve (MSG_OOB, a
+//! named datagram socket…) gives
 //! the connection back to the kernel: sends go to the kernel from then on, and a receiver reads
 //! what is still queued here before the kernel's queue, so the byte order is kept.
 
 use crate::fd::{self, PipeFd};
 use crate::pipes::{self, IOV_MAX, Iov};
+use crate::scm::{self, Ctl};
 use crate::sud;
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle, RecvMode};
@@ -50,9 +51,9 @@ fn is_served(fd: i32) -> bool {
         && getsockopt_int(fd, libc::SO_TYPE).is_ok_and(|t| served_type(t).is_some())
 }
 
-/// SO_PASSCRED: every message would carry credentials, which the shim does not add: such
-/// sockets stay the kernel's.
-fn needs_kernel(fd: i32) -> bool {
+/// SO_PASSCRED. The shim marks the receive queue of a linked connection (senders then add
+/// their credentials); a listener's or an unconnected client's stays the kernel's.
+fn passcred(fd: i32) -> bool {
     getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0)
 }
 
@@ -161,7 +162,7 @@ pub fn bind(r: &Region, fd: i32) -> Option<i64> {
 /// `listen`: the kernel's, then connections to the socket's name are announced as the shim's.
 pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     let res = sys::syscall6(libc::SYS_listen, fd as usize, backlog as usize, 0, 0, 0, 0);
-    if res.is_ok() && is_served(fd) && !needs_kernel(fd) {
+    if res.is_ok() && is_served(fd) && !passcred(fd) {
         let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
         let mut len = addr.len() as u32;
         let named = sys::syscall6(
@@ -259,7 +260,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         }
         Some(pipes::ret(res))
     };
-    if needs_kernel(fd) {
+    if passcred(fd) {
         return names::pending_add(r, listener, pid, me, None).then(|| kernel_only(r)).flatten();
     }
     let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
@@ -336,10 +337,9 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
         let _ = pipe::sock_hand_back(r, h);
     }
     insert(r, fd, h);
-    // Inherited from the listener: the kernel must see every message to
-    // add credentials.
-    if getsockopt_int(fd, libc::SO_PASSCRED) != Ok(0) {
-        hand_back(r, &entry(r, fd, h));
+    // Inherited from the listener (set after listen, which the kernel then serves).
+    if passcred(fd) {
+        pipe::sock_set_passcred(r, client, true);
     }
 }
 
@@ -387,8 +387,16 @@ fn rx_queue(r: &Region, env: &dyn pipe::PipeEnv, p: &PipeFd) -> Result<Option<Pi
 /// in recvmsg's flags).
 pub type Got = (usize, bool);
 
-/// Receives into `iov` with `flags`; None: the kernel serves it.
-pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<Got, Errno>> {
+/// Receives into `iov` with `flags`, and the message's ancillary data into `ctl`; None: the
+/// kernel serves it.
+pub fn recv(
+    r: &Region,
+    g: &sud::Guard,
+    p: &PipeFd,
+    iov: &[Iov],
+    flags: i32,
+    ctl: &mut Ctl,
+) -> Option<Result<Got, Errno>> {
     if flags & libc::MSG_OOB != 0 {
         return oob(r, p);
     }
@@ -413,7 +421,12 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         {
             return Some(Err(libc::ECONNRESET));
         }
-        return match pipe::record_read(r, rx, iov, &env, mode.peek, &mut pipe::UnixCb::default()) {
+        let mut cb = pipe::UnixCb::default();
+        let res = pipe::record_read(r, rx, iov, &env, mode.peek, &mut cb);
+        if let Ok(Some(_)) = res {
+            ancillary(r, p, rx, Some(cb), flags, ctl);
+        }
+        return match res {
             Err(pipe::HANDED_BACK) => {
                 drain(r, p);
                 None
@@ -444,24 +457,42 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
     }
     let mut got = 0usize;
     let mut rest = [(0usize, 0usize); IOV_MAX];
+    let mut msg = pipe::CbRead { check_creds: pipe::sock_passcred(r, rx), ..Default::default() };
     loop {
         let n = skip(iov, got, &mut rest);
-        let res = pipe::ring_read(r, rx, &rest[..n], &env, mode);
+        let res = pipe::sock_read(r, rx, &rest[..n], &env, mode, &mut msg);
         match res {
             Err(pipe::HANDED_BACK) if got == 0 => {
                 // Woken by the hand-back: what we sent must reach the kernel's queue too.
                 drain(r, p);
                 return None;
             }
-            Err(_) | Ok(0) if got > 0 => return Some(Ok((got, false))),
+            Err(_) | Ok(0) if got > 0 => break,
             Err(e) => return Some(Err(e)),
+            Ok(0) if msg.stopped => break,
             Ok(0) => return Some(eof(r, p).map(|n| (n, false))),
             Ok(k) => got += k,
         }
-        // MSG_WAITALL: until the buffer is full, EOF, an error or a signal (a partial count).
-        if flags & libc::MSG_WAITALL == 0 || mode.peek || got >= want {
-            return Some(Ok((got, false)));
+        // MSG_WAITALL: until the buffer is full, EOF, an error, a signal (a partial count) or
+        // a message edge (fds, other credentials).
+        if flags & libc::MSG_WAITALL == 0 || mode.peek || got >= want || msg.stopped {
+            break;
         }
+    }
+    ancillary(r, p, rx, msg.first, flags, ctl);
+    Some(Ok((got, false)))
+}
+
+/// The ancillary data of a received message with header `cb` (None or all zero: sent
+/// without one): its token's, taken from the kernel, or for SO_PASSCRED its sender's
+/// credentials (SO_PEERCRED's for a message sent before the receiver asked).
+fn ancillary(r: &Region, p: &PipeFd, rx: PipeHandle, cb: Option<pipe::UnixCb>, flags: i32, ctl: &mut Ctl) {
+    let cb = cb.unwrap_or_default();
+    if cb.fp != 0 {
+        scm::take_token(p.fd, cb.fp, flags, ctl);
+    } else if pipe::sock_passcred(r, rx) {
+        let (pid, uid, gid) = if cb.pid != 0 { (cb.pid, cb.uid, cb.gid) } else { scm::peer_creds(p.fd) };
+        scm::put_creds(ctl, pid, uid, gid);
     }
 }
 
@@ -514,6 +545,19 @@ fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov; IOV_MAX]) -> usize {
 
 /// Sends `iov` with `flags`; None: the kernel serves it.
 pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
+    send_cb(r, g, p, iov, flags, None)
+}
+
+/// Sends `iov` as one message with header `cb` (a token's), or for a receiver that asked for
+/// credentials with ours.
+fn send_cb(
+    r: &Region,
+    g: &sud::Guard,
+    p: &PipeFd,
+    iov: &[Iov],
+    flags: i32,
+    cb: Option<&pipe::UnixCb>,
+) -> Option<Result<usize, Errno>> {
     if flags & libc::MSG_OOB != 0 {
         return oob(r, p).map(|res| res.map(|(n, _)| n));
     }
@@ -522,6 +566,14 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         return None;
     }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
+    let creds;
+    let cb = match cb {
+        None if pipe::sock_passcred(r, p.pipe) => {
+            creds = scm::own_creds(0);
+            Some(&creds)
+        }
+        cb => cb,
+    };
     if p.packet {
         // The kernel's limit comes before anything else: a record must fit the send buffer.
         let total: usize = iov.iter().map(|v| v.1).sum();
@@ -532,7 +584,7 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         }
         // A record socket's EPIPE comes without SIGPIPE (unix_dgram_sendmsg). A datagram
         // socket whose peer is gone gets the kernel's ECONNREFUSED, and is disconnected.
-        return match pipe::record_write(r, p.pipe, iov, None, &env) {
+        return match pipe::record_write(r, p.pipe, iov, cb, &env) {
             Err(pipe::HANDED_BACK) => None,
             Err(libc::EPIPE) if pipe::sock_dgram(r, p.pipe) && dgram_peer_gone(p.fd) => {
                 // What it queued for the gone peer is dropped, as the kernel's queue was.
@@ -542,7 +594,10 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
             res => Some(res),
         };
     }
-    let res = pipe::pipe_write(r, p.pipe, iov, false, &env);
+    let res = match cb {
+        Some(cb) => pipe::sock_write(r, p.pipe, iov, cb, &env),
+        None => pipe::pipe_write(r, p.pipe, iov, false, &env),
+    };
     if res == Err(pipe::HANDED_BACK) {
         return None;
     }
@@ -581,7 +636,7 @@ pub fn recvfrom(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
         Ok(v) => v,
         Err(e) => return Some(-(e as i64)),
     };
-    let res = recv(r, g, &p, &[iov], a[3] as i32)?.map(|(n, _)| n);
+    let res = recv(r, g, &p, &[iov], a[3] as i32, &mut Ctl::none())?.map(|(n, _)| n);
     if let (Ok(n), true) = (res, a[4] != 0 && a[5] != 0) {
         let mut ulen = 0i32;
         if crate::copy::slice_in(core::slice::from_mut(&mut ulen), a[5] as usize).is_err() {
@@ -636,8 +691,7 @@ fn msg_iovec(m: &libc::msghdr, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno>
     pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, out)
 }
 
-/// `sendmsg` without ancillary data or an address; with ancillary data the connection goes
-/// to the kernel, which then passes the fds or credentials.
+/// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
 pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.socket)?;
     let m = match msghdr_in(umsg) {
@@ -651,20 +705,57 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         hand_back(r, &p);
         return None;
     }
-    if m.msg_controllen != 0 {
-        hand_back(r, &p);
-        return None;
-    }
     let mut iov = [(0usize, 0usize); IOV_MAX];
     let n = match msg_iovec(&m, &mut iov) {
         Ok(n) => n,
         Err(e) => return Some(-(e as i64)),
     };
+    if m.msg_controllen != 0 {
+        return send_scm(r, g, &p, &m, &iov[..n], flags);
+    }
     send(r, g, &p, &iov[..n], flags).map(pipes::ret)
 }
 
-/// `recvmsg`: the data, the peer's name if asked for, no ancillary data (a sender with some
-/// gave the connection to the kernel first).
+/// A message with ancillary data: its token first (see `crate::scm`), then the data, under
+/// the queue's scm lock so that tokens and messages keep one order.
+fn send_scm(
+    r: &Region,
+    g: &sud::Guard,
+    p: &PipeFd,
+    m: &libc::msghdr,
+    iov: &[Iov],
+    flags: i32,
+) -> Option<i64> {
+    if pipe::handed_back(r, p.pipe) {
+        drain(r, p);
+        return None;
+    }
+    // A stream sends nothing, fds included, for no data: the kernel's answer moves no data.
+    let total: usize = iov.iter().map(|v| v.1).sum();
+    if total == 0 && !p.packet {
+        return None;
+    }
+    let _order = pipe::sock_scm_lock(r, p.pipe).ok()?;
+    // A non-blocking send that would find the queue full fails before its token, whose fds
+    // would otherwise stay in flight.
+    let nonblocking =
+        flags & libc::MSG_DONTWAIT != 0 || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
+    if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
+        return Some(-(libc::EAGAIN as i64));
+    }
+    let cb = scm::own_creds(scm::new_id());
+    let sent =
+        g.allow_signals(|| scm::send_token(p.fd, cb.fp, m.msg_control as usize, m.msg_controllen, flags));
+    if let Err(e) = sent {
+        if e == libc::EPIPE && !p.packet && flags & libc::MSG_NOSIGNAL == 0 {
+            pipes::raise_sigpipe();
+        }
+        return Some(-(e as i64));
+    }
+    send_cb(r, g, p, iov, flags, Some(&cb)).map(pipes::ret)
+}
+
+/// `recvmsg`: the data, the peer's name if asked for, the ancillary data.
 pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.socket)?;
     let m = match msghdr_in(umsg) {
@@ -676,7 +767,8 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(n) => n,
         Err(e) => return Some(-(e as i64)),
     };
-    let (got, truncated) = match recv(r, g, &p, &iov[..n], flags)? {
+    let mut ctl = Ctl { ptr: m.msg_control as usize, len: m.msg_controllen, ..Ctl::none() };
+    let (got, truncated) = match recv(r, g, &p, &iov[..n], flags, &mut ctl)? {
         Ok(g) => g,
         Err(e) => return Some(-(e as i64)),
     };
@@ -688,10 +780,10 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
     } else {
         out = out.and(crate::copy::slice_out(field(8), &[0u32]));
     }
-    // msg_controllen (nothing written) and msg_flags.
-    let mflags = if truncated { libc::MSG_TRUNC } else { 0 };
+    // msg_controllen and msg_flags.
+    let mflags = if truncated { libc::MSG_TRUNC } else { 0 } | ctl.flags;
     out = out
-        .and(crate::copy::slice_out(field(40), &[0usize]))
+        .and(crate::copy::slice_out(field(40), &[ctl.used]))
         .and(crate::copy::slice_out(field(48), &[mflags]));
     Some(match out {
         Ok(()) => got as i64,
@@ -712,7 +804,7 @@ pub fn sendmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let mut done = 0;
     while done < vlen {
         let entry = vec + done * MMSGHDR;
-        // What the kernel must serve (a message with fds, say) ends a batch we began.
+        // What the kernel must serve (a connection given back to it) ends a batch we began.
         let Some(res) = sendmsg(r, g, fd, entry, flags) else {
             return (done > 0).then_some(done as i64);
         };
@@ -830,8 +922,8 @@ pub fn getsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     Some(pipes::ret(res))
 }
 
-/// `setsockopt`: the kernel's; options whose effect on data the shim does not reproduce
-/// give the connection to the kernel.
+/// `setsockopt`: the kernel's; SO_PASSCRED marks our receive queue, and a record socket's
+/// larger send buffer gives the connection to the kernel.
 pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
     let res = sys::syscall6(
@@ -847,7 +939,15 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let sndbuf = p.packet
         && a[1] as i32 == SOL_SOCKET
         && matches!(a[2] as i32, libc::SO_SNDBUF | libc::SO_SNDBUFFORCE);
-    if res.is_ok() && (sndbuf || needs_kernel(p.fd)) {
+    let passcred_opt = a[1] as i32 == SOL_SOCKET && a[2] as i32 == libc::SO_PASSCRED;
+    if res.is_ok() && passcred_opt {
+        // Our receive queue's senders add their credentials from now on; a connection not
+        // linked yet has none to mark.
+        match pipe::sock_peer(r, p.pipe) {
+            Some(rx) => pipe::sock_set_passcred(r, rx, passcred(p.fd)),
+            None => hand_back(r, &p),
+        }
+    } else if res.is_ok() && sndbuf {
         hand_back(r, &p);
     }
     Some(pipes::ret(res))

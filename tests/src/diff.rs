@@ -150,6 +150,7 @@ pub fn kernel_pipe_io(log: &str) -> Vec<String> {
 /// count.
 pub fn kernel_socket_io(log: &str) -> Vec<String> {
     log.lines()
+        .filter(|l| !is_scm_token(l))
         .filter(|l| {
             moved_through(l).is_some_and(|fds| {
                 fds.iter().any(|a| {
@@ -159,6 +160,16 @@ pub fn kernel_socket_io(log: &str) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+/// A token of the shim's ancillary data (shim/src/scm.rs): a `sendmsg`/`recvmsg` of exactly
+/// 16 bytes starting `ipcshim:`, which carries the fds or credentials the kernel must pass,
+/// and no user data.
+fn is_scm_token(line: &str) -> bool {
+    (line.starts_with("sendmsg(") || line.starts_with("recvmsg("))
+        && line.contains("msg_iov=[{iov_base=\"ipcshim:")
+        && line.contains("iov_len=16}], msg_iovlen=1,")
+        && line.rsplit_once(" = ").is_some_and(|(_, r)| r.trim() == "16")
 }
 
 /// Every per-process log `strace -ff -o PREFIX` wrote, concatenated.
@@ -594,13 +605,17 @@ mod tests {
                    write(1</tmp/out/stdout>, \"3<UNIX:[1]> is text\\n\", 20) = 20\n\
                    write(6<pipe:[124]>, \"p\", 1) = 1\n\
                    recvmsg(7<pipe:[125]>, 0x1, 0) = -1 ENOTSOCK (Socket operation on non-socket)\n\
-                   getsockopt(3<UNIX-STREAM:[30666->30667]>, SOL_SOCKET, SO_TYPE, [1], [4]) = 0\n";
+                   getsockopt(3<UNIX-STREAM:[30666->30667]>, SOL_SOCKET, SO_TYPE, [1], [4]) = 0\n\
+                   sendmsg(3<UNIX-STREAM:[1->2]>, {msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base=\"ipcshim:\\1\\0\\0\\0\\0\\0\\0\\0\", iov_len=16}], msg_iovlen=1, msg_control=[{cmsg_len=20, cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[5<pipe:[7]>]}], msg_controllen=24, msg_flags=0}, MSG_NOSIGNAL) = 16\n\
+                   recvmsg(4<UNIX-STREAM:[2->1]>, {msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base=\"ipcshim:\\1\\0\\0\\0\\0\\0\\0\\0\", iov_len=16}], msg_iovlen=1, msg_controllen=0, msg_flags=MSG_CTRUNC}, MSG_DONTWAIT) = 16\n\
+                   sendmsg(3<UNIX-STREAM:[1->2]>, {msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base=\"ipcshim:data\", iov_len=12}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, 0) = 12\n";
         let got = kernel_socket_io(log);
-        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got.len(), 5, "{got:?}");
         assert!(got[0].starts_with("write(3<UNIX-STREAM:"), "{got:?}");
         assert!(got[1].starts_with("read(12<UNIX-STREAM:"), "{got:?}");
         assert!(got[2].starts_with("sendto(5<UNIX:"), "{got:?}");
         assert!(got[3].starts_with("sendmmsg(9<UNIX:"), "{got:?}");
+        assert!(got[4].contains("ipcshim:data"), "{got:?}");
         assert_eq!(kernel_pipe_io(log).len(), 1, "{:?}", kernel_pipe_io(log));
     }
 

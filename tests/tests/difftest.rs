@@ -99,7 +99,8 @@ fn seccomp_filter_blocks_sysv_ipc() {
     }
 }
 
-/// Data through a kernel AF_UNIX socket of each type, and a shim pipe passed in SCM_RIGHTS.
+/// Data through a kernel AF_UNIX socket of each type, a shim pipe passed in SCM_RIGHTS, and
+/// an out-of-band byte.
 const SOCKETS: &str = r#"
 #include <string.h>
 #include <sys/socket.h>
@@ -155,6 +156,9 @@ int main(void)
 	io.iov_base = buf;
 	if (recvmsg(st[1], &m, 0) != 1)
 		return fail();
+	/* The out-of-band byte gives the stream to the kernel. */
+	if (send(st[0], "o", 1, MSG_OOB) != 1 || recv(st[1], buf, 1, MSG_OOB) != 1)
+		return fail();
 	return 0;
 }
 "#;
@@ -171,9 +175,10 @@ fn shim_run_reports_kernel_socket_data() {
     let shim = diff::run(&exe, Mode::Shim).expect("shim run");
     assert_eq!(shim.status, "exit 0", "{shim:?}");
     let calls: Vec<&str> = shim.kernel_socket_io.iter().map(|l| l.split('(').next().unwrap_or("")).collect();
-    // The pairs' data went through the shim; the named datagram socket's, and the message
-    // carrying an fd (its connection given to the kernel), through the kernel.
-    assert_eq!(calls, ["sendto", "recvfrom", "sendmsg", "recvmsg"], "{shim:?}");
+    // The pairs' data and the message carrying an fd (but for its token) went through the
+    // shim; the named datagram socket's and the out-of-band byte (its stream given to the
+    // kernel) through the kernel.
+    assert_eq!(calls, ["sendto", "recvfrom", "sendto", "recvfrom"], "{shim:?}");
     // strace -yy names a datagram socket UNIX:[…], a stream one UNIX-STREAM:[…].
     assert!(shim.kernel_socket_io[0].contains("<UNIX:["), "{:?}", shim.kernel_socket_io);
     assert!(shim.kernel_socket_io[2].contains("<UNIX-STREAM:["), "{:?}", shim.kernel_socket_io);
