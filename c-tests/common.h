@@ -448,23 +448,57 @@ static __attribute__((unused)) int io_reap(pid_t pid)
 
 /* Block until process pid is asleep (state S): how a helper knows that
  * its partner is blocked in the call under test. */
-static __attribute__((unused)) void io_wait_sleeping(pid_t pid)
+/* Whether pid is in state S now. */
+static int io_is_sleeping(pid_t pid)
 {
 	char path[64], buf[512];
-	struct timespec ts = { 0, 1000 * 1000 };
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open stat");
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		die("read stat");
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] == 'S';
+}
+
+/* How many times pid has been scheduled (the third field of /proc/PID/schedstat); -1 if
+ * unknown. */
+static long long io_runs(pid_t pid)
+{
+	char path[64], buf[128];
+	long long run, wait, slices;
+	snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	return sscanf(buf, "%lld %lld %lld", &run, &wait, &slices) == 3 ? slices : -1;
+}
+
+/* Waits until pid sleeps for good: in state S and not scheduled for 20 ms. A sleep on a
+ * lock (a user-space IPC implementation's, or a page's) ends sooner; a blocked call does
+ * not, but for the timed slices of a user-space wait, which a later window misses. A wait
+ * that wakes more often than that is taken as asleep after 50 windows. */
+static __attribute__((unused)) void io_wait_sleeping(pid_t pid)
+{
+	struct timespec ts = { 0, 1000 * 1000 }, settle = { 0, 20 * 1000 * 1000 };
+	int windows = 0;
 	for (int i = 0; i < 10000; i++) {
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			die("open stat");
-		ssize_t n = read(fd, buf, sizeof buf - 1);
-		close(fd);
-		if (n <= 0)
-			die("read stat");
-		buf[n] = 0;
-		char *p = strrchr(buf, ')');
-		if (p && p[1] == ' ' && p[2] == 'S')
-			return;
+		if (io_is_sleeping(pid)) {
+			long long runs = io_runs(pid);
+			if (runs < 0 || windows++ == 50)
+				return;
+			nanosleep(&settle, NULL);
+			if (io_is_sleeping(pid) && io_runs(pid) == runs)
+				return;
+			continue;
+		}
 		nanosleep(&ts, NULL);
 	}
 	errno = ETIMEDOUT;

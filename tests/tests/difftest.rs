@@ -17,14 +17,7 @@ fn shim_matches_kernel() {
     let mut failures = Vec::new();
     let mut cases = 0;
     for src in &programs {
-        // A program that differs is run once more, and fails only if it differs again: one
-        // known race under the shim (msg_wait's wait_ipc_set_receiver_eacces, about 1 run in
-        // 8, with or without the message ring; README) is still to be fixed. The first report
-        // stays in the log.
-        let res = diff::check(src).or_else(|first| {
-            eprintln!("DIFF {} (run again):\n{first}", src.display());
-            diff::check(src)
-        });
+        let res = diff::check(src);
         match res {
             Ok(n) => {
                 eprintln!("ok   {} ({n} cases)", src.display());
