@@ -441,8 +441,49 @@ int main(int argc, char **argv)
 		IOSHOW(write(sv[0], "one,", 4));
 		IOSHOW(write(sv[0], "two", 3));
 		show_cred_msg("stream with SO_PASSCRED", sv[1]);
+		/* Writes from two processes are never glued into one read. */
+		if ((pid = io_fork()) == 0) {
+			if (write(sv[0], "child,", 6) != 6)
+				_exit(1);
+			_exit(0);
+		}
+		show_status_io("writer child", io_reap(pid));
+		IOSHOW(write(sv[0], "parent", 6));
+		show_cred_msg("two writers", sv[1]);
+		show_cred_msg("two writers", sv[1]);
 	}
 	closep(sv);
+	/* Set on a listener after listen: what it accepts inherits it. */
+	la = sk_path(&a, "passcred");
+	{
+		int l = sk_listener(SOCK_STREAM, &a, la, 4), one = 1;
+		IOSHOW(setsockopt(l, SOL_SOCKET, SO_PASSCRED, &one, sizeof one));
+		int to_child[2], to_parent[2];
+		io_pipe(to_child);
+		io_pipe(to_parent);
+		if ((pid = io_fork()) == 0) {
+			int c = sk_connect(SOCK_STREAM, &a, la);
+			if (write(c, "from a client", 13) != 13)
+				_exit(1);
+			io_wait(to_child[0]);
+			IOSHOW(setsockopt(c, SOL_SOCKET, SO_PASSCRED, &one, sizeof one));
+			io_post(to_parent[1]);
+			io_wait(to_child[0]);
+			show_cred_msg("client, after asking", c);
+			_exit(0);
+		}
+		int s = sk_accept(l);
+		show_cred_msg("accepted, the listener asked", s);
+		io_post(to_child[1]);
+		io_wait(to_parent[0]);
+		IOSHOW(write(s, "to the client", 13));
+		io_post(to_child[1]);
+		show_status_io("client", io_reap(pid));
+		closep(to_child);
+		closep(to_parent);
+		io_close(s);
+		io_close(l);
+	}
 
 	CASE("scm_peercred");
 	sk_pair(SOCK_STREAM, sv);
