@@ -83,16 +83,20 @@ fn recv_token(fd: i32, m: &mut libc::msghdr, flags: i32) -> Option<u64> {
     (n == TOKEN && data[..8] == MAGIC).then(|| u64::from_ne_bytes(data[8..].try_into().unwrap_or_default()))
 }
 
+/// How long a token ahead of ours may stay before it counts as an orphan: another receiver
+/// of the same socket that read the earlier message takes its token within that.
+const ORPHAN_NS: i64 = 20_000_000;
+
 /// Takes token `id` from `fd` into the user's control buffer (peeking with MSG_PEEK). Older
-/// tokens before it are orphans, of senders whose data never got queued (killed between the
-/// two steps, or failed): their fds are closed, as the kernel drops an unread message's.
+/// tokens before it that stay are orphans, of senders whose data never got queued (killed
+/// between the two steps, or failed) or of receivers killed before taking theirs: their fds
+/// are closed, as the kernel drops an unread message's.
 pub fn take_token(fd: i32, id: u64, flags: i32, ctl: &mut Ctl) {
     let mut data = [0u8; TOKEN];
     let mut iov = libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 };
-    // Bounded: a sender orphans at most one token per failed send.
+    // Bounded: each round takes ours, drops an orphan or sees another receiver take one.
     for _ in 0..1024 {
-        let mut m = msghdr(&mut data, &mut iov, 0, 0);
-        let Some(next) = recv_token(fd, &mut m, libc::MSG_PEEK) else { return };
+        let Some(next) = peek_token(fd, &mut data, &mut iov) else { return };
         if next == id {
             let mut m = msghdr(&mut data, &mut iov, ctl.ptr, ctl.len);
             if recv_token(fd, &mut m, flags & (libc::MSG_PEEK | libc::MSG_CMSG_CLOEXEC)).is_some() {
@@ -101,8 +105,22 @@ pub fn take_token(fd: i32, id: u64, flags: i32, ctl: &mut Ctl) {
             }
             return;
         }
-        drop_orphan(fd, &mut data, &mut iov);
+        // Another receiver's, about to be taken, or an orphan, which stays.
+        let since = sys::monotonic_ns();
+        let mut stays = true;
+        while stays && sys::monotonic_ns() - since < ORPHAN_NS {
+            let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+            stays = peek_token(fd, &mut data, &mut iov) == Some(next);
+        }
+        if stays {
+            drop_orphan(fd, &mut data, &mut iov);
+        }
     }
+}
+
+fn peek_token(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) -> Option<u64> {
+    let mut m = msghdr(data, iov, 0, 0);
+    recv_token(fd, &mut m, libc::MSG_PEEK)
 }
 
 /// A control buffer aligned as `struct cmsghdr`.
