@@ -181,15 +181,6 @@ pub fn put_creds(ctl: &mut Ctl, pid: u32, uid: u32, gid: u32) {
 /// SO_PEERCRED of `fd`: the credentials of a message sent before the receiver asked for them.
 pub fn peer_creds(fd: i32) -> (u32, u32, u32) {
     let mut cr = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
-    let mut len = core::mem::size_of::<libc::ucred>() as u32;
-    let _ = sys::syscall6(
-        libc::SYS_getsockopt,
-        fd as usize,
-        libc::SOL_SOCKET as usize,
-        libc::SO_PEERCRED as usize,
-        &mut cr as *mut _ as usize,
-        &mut len as *mut u32 as usize,
-        0,
-    );
+    let _ = crate::unix::getsockopt_into(fd, libc::SO_PEERCRED, &mut cr);
     (cr.pid as u32, cr.uid, cr.gid)
 }

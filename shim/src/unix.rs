@@ -32,17 +32,23 @@ const SIOCOUTQ: u64 = 0x5411;
 
 fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
     let mut v = 0i32;
-    let mut len = 4u32;
+    getsockopt_into(fd, opt, &mut v)?;
+    Ok(v)
+}
+
+/// A SOL_SOCKET option of `fd` into `v` (an int, or a struct such as SO_PEERCRED's).
+pub fn getsockopt_into<T>(fd: i32, opt: i32, v: &mut T) -> Result<(), Errno> {
+    let mut len = core::mem::size_of::<T>() as u32;
     sys::syscall6(
         libc::SYS_getsockopt,
         fd as usize,
         SOL_SOCKET as usize,
         opt as usize,
-        &mut v as *mut i32 as usize,
+        v as *mut T as usize,
         &mut len as *mut u32 as usize,
         0,
-    )?;
-    Ok(v)
+    )
+    .map(|_| ())
 }
 
 /// A socket the shim may serve: AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET.
@@ -469,7 +475,6 @@ pub fn recv(
             }
             Err(_) | Ok(0) if got > 0 => break,
             Err(e) => return Some(Err(e)),
-            Ok(0) if msg.stopped => break,
             Ok(0) => return Some(eof(r, p).map(|n| (n, false))),
             Ok(k) => got += k,
         }
