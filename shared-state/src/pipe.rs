@@ -49,16 +49,28 @@ const PIPE_BUF_FLAG_RECORD_END: u64 = 1 << 34;
 /// A socket message's first buffer, whose page starts with its [`UnixCb`] (the data follows).
 const PIPE_BUF_FLAG_CB: u64 = 1 << 35;
 
+/// A `sockaddr_un` at most this long: family and `sun_path`.
+pub const SOCKADDR_UN_MAX: usize = 110;
+
 /// What the kernel's `UNIXCB(skb)` keeps beside a message's data: the token of the fds (and
-/// explicit credentials) the kernel's own socket carries for it (0: none), and the sender's
-/// credentials. Stored at the start of the message's first page.
+/// explicit credentials) the kernel's own socket carries for it (0: none), the sender's
+/// credentials, and a datagram's sender address (`skb->sk`'s, as `unix_copy_addr` gives it;
+/// length 0: unbound). Stored at the start of the message's first page.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnixCb {
     pub fp: u64,
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
+    pub addr_len: u32,
+    pub addr: [u8; SOCKADDR_UN_MAX],
+}
+
+impl Default for UnixCb {
+    fn default() -> UnixCb {
+        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX] }
+    }
 }
 
 impl UnixCb {
@@ -224,6 +236,11 @@ pub trait PipeEnv {
     /// absolute CLOCK_MONOTONIC time); asked only when the call must wait.
     fn deadline(&self) -> Option<libc::timespec> {
         None
+    }
+    /// The longest sleep between two looks at `peer_gone(true)`: shorter for a waiter that
+    /// must also notice what arrives outside the region.
+    fn max_slice_ns(&self) -> i64 {
+        MAX_SLICE_NS
     }
 }
 
@@ -1000,7 +1017,8 @@ fn wait_for(
             return Waited::Woken;
         }
     }
-    let mut slice = FIRST_SLICE_NS;
+    let cap = env.max_slice_ns();
+    let mut slice = FIRST_SLICE_NS.min(cap);
     let until = env.deadline();
     loop {
         mine.fetch_add(1, Ordering::SeqCst);
@@ -1031,7 +1049,7 @@ fn wait_for(
                 if env.peer_gone(true) {
                     return Waited::PeerGone;
                 }
-                slice = (slice * 2).min(MAX_SLICE_NS);
+                slice = (slice * 2).min(MAX_SLICE_NS).min(cap);
             }
         }
     }
@@ -1490,6 +1508,19 @@ pub fn record_write(
     cb: Option<&UnixCb>,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
+    dgram_write(region, h, iov, cb, env, None)
+}
+
+/// [`record_write`] into a datagram receive queue that also counts as full when it holds more
+/// than `qlen` records (`unix_recvq_full` for a sender the receiver is not connected to).
+pub fn dgram_write(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    cb: Option<&UnixCb>,
+    env: &dyn PipeEnv,
+    qlen: Option<u32>,
+) -> Result<usize, Errno> {
     let mut from = IovIter::new(iov);
     let total = from.count;
     // The header, if any, starts the first page.
@@ -1516,7 +1547,8 @@ pub fn record_write(
             break 'out Err(libc::EMSGSIZE);
         }
         let (head, tail) = pipe.head_tail();
-        if ring.size() - head.wrapping_sub(tail) >= need {
+        let queue_full = qlen.is_some_and(|max| records_queued(region, ring, head, tail) > max);
+        if ring.size() - head.wrapping_sub(tail) >= need && !queue_full {
             for i in 0..need {
                 let slot = head.wrapping_add(i);
                 let at = if i == 0 { hdr } else { 0 };
@@ -1549,8 +1581,13 @@ pub fn record_write(
         guard = None;
         let room = || {
             let (head, tail) = pipe.head_tail();
-            let size = Ring::unpack(pipe.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
-            size.saturating_sub(head.wrapping_sub(tail)) >= need || pipe.is_handed_back()
+            let ring = Ring::unpack(pipe.ring.load(Ordering::Acquire));
+            let size = ring.map_or(0, Ring::size);
+            let queue_full = match (qlen, ring) {
+                (Some(max), Some(ring)) => records_queued(region, ring, head, tail) > max,
+                _ => false,
+            };
+            size.saturating_sub(head.wrapping_sub(tail)) >= need && !queue_full || pipe.is_handed_back()
         };
         match wait_for(region, pipe, WRITERS, env, &room, None) {
             Waited::Woken => {}
@@ -1574,6 +1611,17 @@ pub fn record_write(
     }
     count_call(region, pipe, res.ok(), true);
     res
+}
+
+/// How many records the ring holds between `tail` and `head` (`skb_queue_len`).
+fn records_queued(region: &Region, ring: Ring, head: u32, tail: u32) -> u32 {
+    let mut n = 0;
+    let mut at = tail;
+    while at != head {
+        n += (PipeBuffer::load(ring.buf(region, at)).flags & PIPE_BUF_FLAG_RECORD_END != 0) as u32;
+        at = at.wrapping_add(1);
+    }
+    n
 }
 
 /// A seqpacket socket's receive: the next record, (bytes copied, the record's length); what
@@ -1727,6 +1775,69 @@ const SOCK_QUEUED: u32 = 1 << 10;
 /// Above the state: the receiving end set SO_PASSCRED, so sends into this queue carry the
 /// sender's credentials.
 const SOCK_PASSCRED: u32 = 1 << 12;
+
+/// With SOCK_DGRAM: a datagram socket's own receive queue (a socket made under the shim),
+/// which any sender queues into, as `sk_receive_queue`; its `peer` is the socket it is
+/// connected to (`unix_peer`), if that one is the shim's.
+pub const SOCK_RECV_QUEUE: u32 = 1 << 13;
+/// With SOCK_RECV_QUEUE: `sk_shutdown`'s RCV_SHUTDOWN and SEND_SHUTDOWN, set by the shim's
+/// `shutdown`.
+pub const SOCK_SHUT_RD: u32 = 1 << 14;
+pub const SOCK_SHUT_WR: u32 = 1 << 15;
+/// With SOCK_RECV_QUEUE: connected to a socket the kernel serves (sends go to the kernel).
+pub const SOCK_PEER_KERNEL: u32 = 1 << 16;
+/// With SOCK_RECV_QUEUE: the kernel's queue had a datagram for it (a sender without the
+/// shim): a blocked receiver looks at it often.
+pub const SOCK_KERNEL_SEEN: u32 = 1 << 17;
+
+/// The socket word: connection state and the flags above it (0 for no live object).
+pub fn sock_flags(region: &Region, h: PipeHandle) -> u32 {
+    live(region, h).map_or(0, |p| p.sock.load(Ordering::Acquire))
+}
+
+/// Sets and clears flags above the state.
+pub fn sock_change_flags(region: &Region, h: PipeHandle, set: u32, clear: u32) {
+    if let Some(p) = live(region, h) {
+        let _ = p.sock.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v & !clear | set));
+    }
+}
+
+/// A receive queue's connected peer (`unix_peer(sk) = other`, None: disconnected); those
+/// waiting on it look again.
+pub fn sock_set_peer(region: &Region, h: PipeHandle, peer: Option<PipeHandle>) {
+    if let Some(p) = live(region, h) {
+        p.peer.store(peer.map_or(0, |o| o.to_bits() + 1), Ordering::Release);
+        p.wake(READERS, region);
+        p.wake(WRITERS, region);
+    }
+}
+
+/// The inode an object is named by (a socket object's: its socket's).
+pub fn object_ino(region: &Region, h: PipeHandle) -> Option<u64> {
+    live(region, h).map(|p| p.ino.load(Ordering::Relaxed))
+}
+
+/// Whether a datagram of one page fits in receive queue `h` (room in its ring, and for a
+/// sender it is not connected to, at most `qlen` records queued: `unix_recvq_full`).
+pub fn dgram_room(region: &Region, h: PipeHandle, qlen: Option<u32>) -> bool {
+    let Some(p) = live(region, h) else { return false };
+    let Ok(ring) = p.ring() else { return false };
+    let (head, tail) = p.head_tail();
+    ring.size() > head.wrapping_sub(tail)
+        && qlen.is_none_or(|max| records_queued(region, ring, head, tail) <= max)
+}
+
+/// Drops every queued record (`skb_queue_purge` of a datagram socket that connects elsewhere).
+pub fn sock_purge(region: &Region, h: PipeHandle) {
+    let Ok(act) = enter(region, h) else { return };
+    let pipe = act.pipe;
+    let Ok(g) = lock_pipe(region, pipe) else { return };
+    let (head, _) = pipe.head_tail();
+    pipe.head_tail.store(join(head, head), Ordering::Release);
+    drop(g);
+    pipe.note_ev_out();
+    pipe.wake(WRITERS, region);
+}
 
 /// Whether sends into the queue must carry credentials (see SOCK_PASSCRED).
 pub fn sock_passcred(region: &Region, h: PipeHandle) -> bool {

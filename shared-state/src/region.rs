@@ -20,7 +20,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 13;
+pub const LAYOUT_VERSION: u32 = 14;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -110,8 +110,10 @@ pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u6
 pub const EPOLL_OFF: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
 /// Each queue's ring of small messages for the lock-free path, indexed by slot.
 pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 =
+/// Each socket object's bound address (`unix_sk(sk)->addr`), indexed by slot.
+pub const UNIX_ADDRS_OFF: u64 =
     align_up(MSG_RINGS_OFF + IPCMNI as u64 * size_of::<crate::msg_ring::MsgRing>() as u64, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -138,6 +140,8 @@ pub struct Limits {
     /// `fs.pipe-user-pages-soft` / `-hard`: ring pages a user may hold (0 = no limit).
     pub pipe_user_pages_soft: u64,
     pub pipe_user_pages_hard: u64,
+    /// `net.unix.max_dgram_qlen`: datagrams a socket queues from senders it is not connected to.
+    pub unix_max_dgram_qlen: u32,
 }
 
 /// Per-namespace counters, for `ipcshim status`.
@@ -402,6 +406,7 @@ pub fn kernel_limits() -> Limits {
         pipe_max_size: read_sysctl_u64("fs/pipe-max-size", 1 << 20) as u32,
         pipe_user_pages_soft: read_sysctl_u64("fs/pipe-user-pages-soft", 16 * 1024),
         pipe_user_pages_hard: read_sysctl_u64("fs/pipe-user-pages-hard", 0),
+        unix_max_dgram_qlen: read_sysctl_u64("net/unix/max_dgram_qlen", 10) as u32,
     }
 }
 

@@ -23,8 +23,10 @@
 //! order. Every shim client connecting to an announced name is in it, so a process's
 //! connections to one listener are there in order.
 
-use crate::pipe::{self, PipeHandle, ns_lock};
-use crate::region::{Region, UNIX_NAMES_MAX, UNIX_NAMES_OFF, UNIX_PENDING_MAX, UNIX_PENDING_OFF};
+use crate::pipe::{self, PipeHandle, SOCKADDR_UN_MAX, ns_lock};
+use crate::region::{
+    PIPE_MAX, Region, UNIX_ADDRS_OFF, UNIX_NAMES_MAX, UNIX_NAMES_OFF, UNIX_PENDING_MAX, UNIX_PENDING_OFF,
+};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// `sun_path` holds at most this many bytes.
@@ -106,6 +108,40 @@ fn index(kind: u64, key: &[u64; 14]) -> u32 {
 /// `listen` in a shim process: connections to `name` will be adopted by the shim.
 pub fn register(region: &Region, name: Name<'_>, listener: Listener) {
     let Some((kind, key)) = encode(name) else { return };
+    store(region, kind, key, listener.pack());
+}
+
+/// Above a kind: a datagram socket's name, whose entry holds its receive queue (the kernel
+/// keeps each type's names apart too: a stream client never finds a datagram socket).
+const DGRAM: u64 = 1 << 32;
+
+/// `bind` of a datagram socket in a shim process: datagrams sent to `name` go into `queue`.
+pub fn register_dgram(region: &Region, name: Name<'_>, queue: PipeHandle) {
+    let Some((kind, key)) = encode(name) else { return };
+    store(region, kind | DGRAM, key, queue.to_bits());
+}
+
+/// The receive queue of the shim datagram socket last bound to `name`, if any (it may be
+/// gone: the caller checks the socket still exists).
+pub fn lookup_dgram(region: &Region, name: Name<'_>) -> Option<PipeHandle> {
+    let (kind, key) = encode(name)?;
+    find(region, kind | DGRAM, &key).map(PipeHandle::from_bits)
+}
+
+/// Datagrams to the socket of `queue` go to the kernel from now on.
+pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
+    let Ok(_g) = ns_lock(region) else { return };
+    for i in 0..UNIX_NAMES_MAX {
+        let e = entry(region, i);
+        if e.kind.load(Ordering::Acquire) & DGRAM != 0
+            && e.listener.load(Ordering::Relaxed) == queue.to_bits()
+        {
+            e.kind.store(0, Ordering::Release);
+        }
+    }
+}
+
+fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
     let Ok(_g) = ns_lock(region) else { return };
     let e = entry(region, index(kind, &key));
     // Emptied first and filled last: a holder killed in between leaves an empty slot.
@@ -113,18 +149,22 @@ pub fn register(region: &Region, name: Name<'_>, listener: Listener) {
     for (slot, w) in e.key.iter().zip(key) {
         slot.store(w, Ordering::Relaxed);
     }
-    e.listener.store(listener.pack(), Ordering::Relaxed);
+    e.listener.store(value, Ordering::Relaxed);
     e.kind.store(kind, Ordering::Release);
+}
+
+fn find(region: &Region, kind: u64, key: &[u64; 14]) -> Option<u64> {
+    let _g = ns_lock(region).ok()?;
+    let e = entry(region, index(kind, key));
+    let same = e.kind.load(Ordering::Acquire) == kind
+        && e.key.iter().zip(key).all(|(slot, &w)| slot.load(Ordering::Relaxed) == w);
+    same.then(|| e.listener.load(Ordering::Relaxed))
 }
 
 /// The shim listener last registered under `name`, if any.
 pub fn lookup(region: &Region, name: Name<'_>) -> Option<Listener> {
     let (kind, key) = encode(name)?;
-    let _g = ns_lock(region).ok()?;
-    let e = entry(region, index(kind, &key));
-    let same = e.kind.load(Ordering::Acquire) == kind
-        && e.key.iter().zip(key).all(|(slot, w)| slot.load(Ordering::Relaxed) == w);
-    same.then(|| Listener::unpack(e.listener.load(Ordering::Relaxed)))
+    find(region, kind, &key).map(Listener::unpack)
 }
 
 /// Listeners that will no longer adopt connections (`gone` says which): their names lead to
@@ -133,7 +173,8 @@ pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
         let e = entry(region, i);
-        if e.kind.load(Ordering::Acquire) != 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
+        let kind = e.kind.load(Ordering::Acquire);
+        if kind != 0 && kind & DGRAM == 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
             e.kind.store(0, Ordering::Release);
         }
     }
@@ -287,4 +328,59 @@ pub fn pending_remove(region: &Region, listener: Listener, pid: u32, client_ino:
             release(e);
         }
     }
+}
+
+/// A socket object's bound address: its generation (the slot's object it belongs to), its
+/// length (0: none; stored last) and its bytes.
+#[repr(C)]
+struct UnixAddr {
+    generation: AtomicU64,
+    len: AtomicU64,
+    bytes: [AtomicU64; 14],
+}
+
+const _: () = assert!(size_of::<UnixAddr>() == 128 && SOCKADDR_UN_MAX <= 14 * 8);
+
+fn addr_entry(region: &Region, h: PipeHandle) -> Option<&UnixAddr> {
+    // SAFETY: the address table is PIPE_MAX entries of 128 bytes at UNIX_ADDRS_OFF, inside the
+    // mapping, and made of atomics only; the index is checked.
+    (h.idx < PIPE_MAX).then(|| unsafe {
+        &*((region.base() + UNIX_ADDRS_OFF as usize) as *const UnixAddr).add(h.idx as usize)
+    })
+}
+
+/// Records the address socket `h` was bound to (`sockaddr_un` bytes, as getsockname gives).
+/// A name never changes once bound, so readers need no lock.
+pub fn set_addr(region: &Region, h: PipeHandle, addr: &[u8]) {
+    let Some(e) = addr_entry(region, h) else { return };
+    let addr = &addr[..addr.len().min(SOCKADDR_UN_MAX)];
+    e.len.store(0, Ordering::Release);
+    for (i, w) in e.bytes.iter().enumerate() {
+        let mut v = [0u8; 8];
+        for (k, b) in v.iter_mut().enumerate() {
+            *b = addr.get(i * 8 + k).copied().unwrap_or(0);
+        }
+        w.store(u64::from_ne_bytes(v), Ordering::Relaxed);
+    }
+    e.generation.store(h.generation as u64, Ordering::Relaxed);
+    e.len.store(addr.len() as u64, Ordering::Release);
+}
+
+/// The address socket `h` was bound to, into `out`; its length (0: unbound, as far as the
+/// shim saw).
+pub fn addr_of(region: &Region, h: PipeHandle, out: &mut [u8; SOCKADDR_UN_MAX]) -> usize {
+    let Some(e) = addr_entry(region, h) else { return 0 };
+    let len = e.len.load(Ordering::Acquire) as usize;
+    if len == 0 || e.generation.load(Ordering::Relaxed) != h.generation as u64 {
+        return 0;
+    }
+    for (i, w) in e.bytes.iter().enumerate() {
+        let v = w.load(Ordering::Relaxed).to_ne_bytes();
+        for (k, b) in v.iter().enumerate() {
+            if let Some(o) = out.get_mut(i * 8 + k) {
+                *o = *b;
+            }
+        }
+    }
+    len.min(SOCKADDR_UN_MAX)
 }

@@ -201,7 +201,7 @@ fn a_message_header_ends_a_stream_read_as_its_fds_and_credentials_do() {
     let (h, _k) = queue(&r, pipe::SOCK_LINKED);
     let env = Env::new(true);
     let mode = RecvMode { peek: false, socket: true };
-    let me = pipe::UnixCb { fp: 0, pid: 10, uid: 1, gid: 2 };
+    let me = pipe::UnixCb { fp: 0, pid: 10, uid: 1, gid: 2, ..Default::default() };
     let send = |data: &[u8], cb: pipe::UnixCb| {
         pipe::sock_write(&r, h, &[(data.as_ptr() as usize, data.len())], &cb, &env)
     };

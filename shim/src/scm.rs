@@ -30,7 +30,7 @@ pub fn new_id() -> u64 {
 
 /// The caller's credentials, as `scm_set_cred` takes them (tgid, real uid and gid).
 pub fn own_creds(fp: u64) -> UnixCb {
-    UnixCb { fp, pid: sys::getpid() as u32, uid: sys::getuid(), gid: sys::getgid() }
+    UnixCb { fp, pid: sys::getpid() as u32, uid: sys::getuid(), gid: sys::getgid(), ..UnixCb::default() }
 }
 
 /// The user's control buffer of a receive, and what the receive put there.
