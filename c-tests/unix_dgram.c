@@ -1,9 +1,7 @@
 /* AF_UNIX datagram sockets: message boundaries, truncation and MSG_TRUNC, zero-length
  * datagrams, sendto/recvfrom with the sender's address, connect and its filtering, errors
  * (ENOENT, EPROTOTYPE, ENOTCONN, EPERM, EMSGSIZE, EOPNOTSUPP, ECONNREFUSED), a full receive
- * queue, blocked senders and receivers woken by other processes, sendmmsg/recvmmsg, EFAULT.
- * The shim leaves datagram sockets to the kernel: delete the directive below when it serves them. */
-// kernel-sockets: allowed
+ * queue, blocked senders and receivers woken by other processes, sendmmsg/recvmmsg, EFAULT. */
 #include "common.h"
 
 /* recvfrom into a 100-byte buffer (or len), printed with the sender's address. */

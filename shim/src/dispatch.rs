@@ -38,6 +38,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
         nr,
         libc::SYS_pipe
             | libc::SYS_pipe2
+            | libc::SYS_socket
             | libc::SYS_close_range
             | libc::SYS_poll
             | libc::SYS_ppoll
@@ -142,7 +143,8 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_pselect6 => poll::select(r, g, a, true),
         libc::SYS_socketpair => crate::unix::socketpair(r, a[0], a[1], a[2], a[3] as usize),
         libc::SYS_listen => crate::unix::listen(r, fd, a[1]),
-        libc::SYS_bind => crate::unix::bind(r, fd),
+        libc::SYS_socket => crate::dgram::socket(r, a[0], a[1], a[2]),
+        libc::SYS_bind => crate::unix::bind(r, fd, a[1], a[2]),
         libc::SYS_connect => crate::unix::connect(r, g, fd, a[1] as usize, a[2]),
         libc::SYS_accept | libc::SYS_accept4 => crate::unix::accept(r, g, nr, a),
         libc::SYS_sendto => crate::unix::sendto(r, g, a),

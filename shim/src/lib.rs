@@ -3,6 +3,7 @@
 //! kernel's results and errno. This crate only translates C calls and process events.
 
 mod copy;
+mod dgram;
 mod dispatch;
 mod epoll;
 mod fd;

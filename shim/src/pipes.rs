@@ -74,6 +74,11 @@ pub enum Side {
     SockRead,
     /// … sending: EPIPE once it has SEND_SHUTDOWN.
     SockWrite,
+    /// A datagram socket receiving into its own queue: the kernel must answer once the
+    /// placeholder has something (datagrams from senders without the shim, or RCV_SHUTDOWN).
+    DgramRecv,
+    /// … sending into that receive queue: its socket is gone or shut down for reading.
+    DgramSend(pipe::PipeHandle),
 }
 
 /// The process-side knowledge `shared_state::pipe` needs while serving one call.
@@ -99,8 +104,8 @@ impl<'a> Env<'a> {
     fn socket_deadline(&self) -> Option<libc::timespec> {
         let opt = match self.side {
             Side::Pipe => return None,
-            Side::SockRead => libc::SO_RCVTIMEO,
-            Side::SockWrite => libc::SO_SNDTIMEO,
+            Side::SockRead | Side::DgramRecv => libc::SO_RCVTIMEO,
+            Side::SockWrite | Side::DgramSend(_) => libc::SO_SNDTIMEO,
         };
         let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
         let mut len = size_of::<libc::timeval>() as u32;
@@ -140,7 +145,17 @@ pub fn forget_caches(fd: usize) {
 static NB_GENS: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
 static NB_FLAG: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
 
+/// How often a blocked datagram receiver that has had datagrams from senders without the shim
+/// looks at its kernel queue.
+const KERNEL_SEEN_SLICE_NS: i64 = 2_000_000;
+
 impl PipeEnv for Env<'_> {
+    fn max_slice_ns(&self) -> i64 {
+        let seen = self.side == Side::DgramRecv
+            && pipe::sock_flags(self.r, self.p.pipe) & pipe::SOCK_KERNEL_SEEN != 0;
+        if seen { KERNEL_SEEN_SLICE_NS } else { i64::MAX }
+    }
+
     fn nonblocking(&self) -> bool {
         if self.nowait {
             return true;
@@ -164,6 +179,11 @@ impl PipeEnv for Env<'_> {
     }
 
     fn peer_gone(&self, force: bool) -> bool {
+        match self.side {
+            Side::DgramRecv => return crate::dgram::kernel_has_more(self.r, self.p),
+            Side::DgramSend(to) => return !crate::dgram::can_receive(self.r, to, force),
+            _ => {}
+        }
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
         let cache = (!sud::in_vfork_child()).then(|| table.get(self.p.fd as usize)).flatten();

@@ -63,7 +63,15 @@ impl Shim {
         if !self.socket {
             return (Some(self.pipe), Some(self.pipe));
         }
+        // A datagram socket's own queue is its receive queue; it sends into its peer's.
+        if self.recv_queue(r) {
+            return (Some(self.pipe), pipe::sock_peer(r, self.pipe));
+        }
         (pipe::sock_peer(r, self.pipe), (!pipe::handed_back(r, self.pipe)).then_some(self.pipe))
+    }
+
+    fn recv_queue(&self, r: &Region) -> bool {
+        self.socket && pipe::sock_flags(r, self.pipe) & pipe::SOCK_RECV_QUEUE != 0
     }
 }
 
@@ -77,7 +85,12 @@ pub fn readiness(r: &Region, s: &Shim) -> i16 {
     if s.read && rx.is_some_and(|h| pipe::pipe_poll(r, h).0) {
         m |= libc::POLLIN | libc::POLLRDNORM;
     }
-    if s.write && tx.is_some_and(|h| pipe::pipe_poll(r, h).1) {
+    let writable = if s.recv_queue(r) {
+        crate::dgram::writable(r, s.pipe)
+    } else {
+        tx.is_some_and(|h| pipe::pipe_poll(r, h).1)
+    };
+    if s.write && writable {
         m |= libc::POLLOUT | libc::POLLWRNORM;
         // sock_poll's writable set (unix_poll).
         if s.socket {
@@ -152,7 +165,11 @@ pub fn wait_target(
     if !s.socket {
         return [Some((s.pipe, s.read && want_read, s.write && want_write)), None];
     }
-    let (rx, _) = s.queues(r);
+    let (rx, tx) = s.queues(r);
+    if s.recv_queue(r) {
+        // Unconnected, it is always writable (no wait for writing).
+        return [rx.map(|h| (h, s.read && want_read, false)), tx.map(|h| (h, false, s.write && want_write))];
+    }
     [rx.map(|h| (h, s.read && want_read, false)), Some((s.pipe, false, s.write && want_write))]
 }
 

@@ -7,7 +7,7 @@
 //! buffer, so truncation, MSG_CTRUNC and MSG_CMSG_CLOEXEC are the kernel's too.
 //! Credentials for SO_PASSCRED without a token are the shim's, built as `put_cmsg` does.
 
-use shared_state::pipe::UnixCb;
+use shared_state::pipe::{SOCKADDR_UN_MAX, UnixCb};
 use shared_state::sys::{self, Errno};
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -41,12 +41,14 @@ pub struct Ctl {
     pub used: usize,
     /// MSG_CTRUNC, if the kernel or [`put_creds`] cut something.
     pub flags: i32,
+    /// A datagram's source address (bytes, length), from its header; None: the peer's name.
+    pub src: Option<([u8; SOCKADDR_UN_MAX], usize)>,
 }
 
 impl Ctl {
     /// No control buffer (read, recv, recvfrom).
     pub const fn none() -> Ctl {
-        Ctl { ptr: 0, len: 0, used: 0, flags: 0 }
+        Ctl { ptr: 0, len: 0, used: 0, flags: 0, src: None }
     }
 }
 

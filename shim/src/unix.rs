@@ -15,6 +15,7 @@
 //! the connection back to the kernel: sends go to the kernel from then on, and a receiver reads
 //! what is still queued here before the kernel's queue, so the byte order is kept.
 
+use crate::dgram;
 use crate::fd::{self, PipeFd};
 use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
@@ -30,7 +31,7 @@ const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 /// SIOCOUTQ (TIOCOUTQ): bytes sent and not yet read by the peer.
 const SIOCOUTQ: u64 = 0x5411;
 
-fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
+pub(crate) fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
     let mut v = 0i32;
     getsockopt_into(fd, opt, &mut v)?;
     Ok(v)
@@ -89,16 +90,16 @@ fn served_type(ty: i32) -> Option<u32> {
 
 /// A queue's slots (pages): the kernel lets a stream socket queue about its send buffer
 /// (212992 bytes) and a seqpacket socket send a record that large (less 32 bytes).
-const QUEUE_SLOTS: u32 = 64;
+pub(crate) const QUEUE_SLOTS: u32 = 64;
 
 /// A send queue for the socket `st` names, in connection state `state` (with its type's flag).
-fn new_queue(r: &Region, st: &libc::stat, state: u32) -> Result<PipeHandle, Errno> {
+pub(crate) fn new_queue(r: &Region, st: &libc::stat, state: u32) -> Result<PipeHandle, Errno> {
     let h = pipe::sock_new(r, st.st_dev, st.st_ino, QUEUE_SLOTS)?;
     pipe::sock_init(r, h, state);
     Ok(h)
 }
 
-fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
+pub(crate) fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
     fd::insert(&entry(r, fd, pipe));
 }
 
@@ -144,7 +145,7 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
 
 /// What the `sockaddr_un` `addr` names, for the table: an abstract name's bytes, or the socket
 /// file's identity. None when it names nothing we could serve.
-fn name_of(addr: &[u8]) -> Option<Name<'_>> {
+pub(crate) fn name_of(addr: &[u8]) -> Option<Name<'_>> {
     let path = addr.get(2..)?;
     if path.first() == Some(&0) {
         return Some(Name::Abstract(path));
@@ -156,12 +157,15 @@ fn name_of(addr: &[u8]) -> Option<Name<'_>> {
     (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(Name::Path { dev: st.st_dev, ino: st.st_ino })
 }
 
-/// `bind` of a datagram pair end: others may then send to it by name, which the kernel
-/// delivers, so the pair goes to the kernel. The bind itself is the kernel's.
-pub fn bind(r: &Region, fd: i32) -> Option<i64> {
-    if let Some(p) = fd::lookup(r, fd).filter(|p| pipe::sock_dgram(r, p.pipe)) {
-        hand_back(r, &p);
+/// `bind` of a datagram socket (`crate::dgram`); of a datagram pair end: others may then
+/// send to it by name, which the kernel delivers, so the pair goes to the kernel. The bind
+/// itself is the kernel's.
+pub fn bind(r: &Region, fd: i32, uaddr: u64, alen: u64) -> Option<i64> {
+    let p = fd::lookup(r, fd).filter(|p| pipe::sock_dgram(r, p.pipe))?;
+    if dgram::is_recv_queue(r, &p) {
+        return Some(dgram::bind(r, &p, uaddr, alen));
     }
+    hand_back(r, &p);
     None
 }
 
@@ -233,6 +237,9 @@ fn peer_pid(fd: i32) -> Option<u32> {
 /// it waiting in the listener's queue.
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
     if let Some(p) = fd::lookup(r, fd) {
+        if dgram::is_recv_queue(r, &p) {
+            return Some(dgram::connect(r, &p, uaddr, alen));
+        }
         // A datagram pair end connected elsewhere receives from others: the kernel's.
         if pipe::sock_dgram(r, p.pipe) {
             hand_back(r, &p);
@@ -353,6 +360,10 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
 /// comment). The peer moves what it queued into the kernel when it next looks (every served
 /// call on it, and its sleepers, which this wakes).
 pub fn hand_back(r: &Region, p: &PipeFd) {
+    if dgram::is_recv_queue(r, p) {
+        dgram::forget(r, p);
+        return;
+    }
     // The peer's queue first: a peer woken by ours must find its own handed back already, or
     // it would wait in the kernel with its data still here.
     if let Some(peer) = pipe::sock_peer(r, p.pipe) {
@@ -403,6 +414,9 @@ pub fn recv(
     flags: i32,
     ctl: &mut Ctl,
 ) -> Option<Result<Got, Errno>> {
+    if dgram::is_recv_queue(r, p) {
+        return dgram::recv(r, g, p, iov, flags, ctl);
+    }
     if flags & libc::MSG_OOB != 0 {
         return oob(r, p);
     }
@@ -563,6 +577,9 @@ fn send_cb(
     flags: i32,
     cb: Option<&pipe::UnixCb>,
 ) -> Option<Result<usize, Errno>> {
+    if dgram::is_recv_queue(r, p) {
+        return dgram::send(r, g, p, iov, flags, None);
+    }
     if flags & libc::MSG_OOB != 0 {
         return oob(r, p).map(|res| res.map(|(n, _)| n));
     }
@@ -618,8 +635,16 @@ fn send_cb(
 /// `sendto`/`send`: with no address. An address on a connected socket is the kernel's EISCONN.
 pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
+    if a[4] != 0 && dgram::is_recv_queue(r, &p) {
+        let iov = match pipes::single(a[1] as usize, a[2] as usize) {
+            Ok(v) => v,
+            Err(e) => return Some(-(e as i64)),
+        };
+        let dest = Some((a[4] as usize, a[5] as u32 as usize));
+        return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
+    }
     // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it; a
-    // datagram one sends there, which the kernel does.
+    // datagram pair end sends there, which the kernel does.
     if a[4] != 0 && !p.packet {
         return None;
     }
@@ -641,7 +666,8 @@ pub fn recvfrom(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
         Ok(v) => v,
         Err(e) => return Some(-(e as i64)),
     };
-    let res = recv(r, g, &p, &[iov], a[3] as i32, &mut Ctl::none())?.map(|(n, _)| n);
+    let mut ctl = Ctl::none();
+    let res = recv(r, g, &p, &[iov], a[3] as i32, &mut ctl)?.map(|(n, _)| n);
     if let (Ok(n), true) = (res, a[4] != 0 && a[5] != 0) {
         let mut ulen = 0i32;
         if crate::copy::slice_in(core::slice::from_mut(&mut ulen), a[5] as usize).is_err() {
@@ -650,15 +676,28 @@ pub fn recvfrom(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
         if ulen < 0 {
             return Some(-(libc::EINVAL as i64));
         }
-        if let Err(e) = peer_name_out(p.fd, n, a[4] as usize, ulen as usize, a[5] as usize) {
+        if let Err(e) = source_out(&p, &ctl, n, a[4] as usize, ulen as usize, a[5] as usize) {
             return Some(-(e as i64));
         }
     }
     Some(pipes::ret(res))
 }
 
-/// Writes the source address of `n` received bytes as `move_addr_to_user` does: at most
-/// `cap` bytes of it to `uaddr`, its full length to `ulen`.
+/// The source address of a receive: a datagram's own, or the peer's name.
+fn source_out(p: &PipeFd, ctl: &Ctl, n: usize, uaddr: usize, cap: usize, ulen: usize) -> Result<(), Errno> {
+    match ctl.src {
+        Some((bytes, len)) => addr_out(&bytes[..len], uaddr, cap, ulen),
+        None => peer_name_out(p.fd, n, uaddr, cap, ulen),
+    }
+}
+
+/// `move_addr_to_user`: at most `cap` bytes of `addr` to `uaddr`, its full length to `ulen`.
+fn addr_out(addr: &[u8], uaddr: usize, cap: usize, ulen: usize) -> Result<(), Errno> {
+    crate::copy::slice_out(uaddr, &addr[..addr.len().min(cap)])?;
+    crate::copy::slice_out(ulen, &[addr.len() as i32])
+}
+
+/// Writes the source address of `n` received bytes of a connection: its peer's name.
 fn peer_name_out(fd: i32, n: usize, uaddr: usize, cap: usize, ulen: usize) -> Result<(), Errno> {
     let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
     let mut len = addr.len() as u32;
@@ -675,8 +714,7 @@ fn peer_name_out(fd: i32, n: usize, uaddr: usize, cap: usize, ulen: usize) -> Re
         .is_ok();
     // An unbound peer has no address: the length is 0.
     let len = if named && len > 2 { (len as usize).min(addr.len()) } else { 0 };
-    crate::copy::slice_out(uaddr, &addr[..len.min(cap)])?;
-    crate::copy::slice_out(ulen, &[len as i32])
+    addr_out(&addr[..len], uaddr, cap, ulen)
 }
 
 /// The user's `struct msghdr`.
@@ -703,10 +741,15 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
+    let named_dgram = dgram::is_recv_queue(r, &p);
+    // Ancillary data on a datagram socket is the kernel's (README: limitations).
+    if named_dgram && m.msg_controllen != 0 {
+        return None;
+    }
     if m.msg_namelen != 0 && !p.packet {
         return None;
     }
-    if m.msg_namelen != 0 && pipe::sock_dgram(r, p.pipe) {
+    if m.msg_namelen != 0 && pipe::sock_dgram(r, p.pipe) && !named_dgram {
         hand_back(r, &p);
         return None;
     }
@@ -717,6 +760,10 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
     };
     if m.msg_controllen != 0 {
         return send_scm(r, g, &p, &m, &iov[..n], flags);
+    }
+    if named_dgram && m.msg_namelen != 0 {
+        let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
+        return dgram::send(r, g, &p, &iov[..n], flags, dest).map(pipes::ret);
     }
     send(r, g, &p, &iov[..n], flags).map(pipes::ret)
 }
@@ -781,7 +828,7 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
     let mut out = Ok(());
     if !m.msg_name.is_null() {
         let cap = (m.msg_namelen as i32).max(0) as usize;
-        out = peer_name_out(fd, got, m.msg_name as usize, cap, field(8));
+        out = source_out(&p, &ctl, got, m.msg_name as usize, cap, field(8));
     } else {
         out = out.and(crate::copy::slice_out(field(8), &[0u32]));
     }
@@ -886,6 +933,9 @@ pub fn recvmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
 /// queue look again.
 pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+    if dgram::is_recv_queue(r, &p) {
+        return Some(dgram::shutdown(r, &p, how));
+    }
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
     note_change(r, &p);
     Some(pipes::ret(res))
@@ -945,7 +995,13 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         && a[1] as i32 == SOL_SOCKET
         && matches!(a[2] as i32, libc::SO_SNDBUF | libc::SO_SNDBUFFORCE);
     let passcred_opt = a[1] as i32 == SOL_SOCKET && a[2] as i32 == libc::SO_PASSCRED;
-    if res.is_ok() && passcred_opt {
+    if dgram::is_recv_queue(r, &p) {
+        // Its own queue: senders add their credentials; a larger send buffer is asked at
+        // each large send.
+        if res.is_ok() && passcred_opt {
+            pipe::sock_set_passcred(r, p.pipe, passcred(p.fd));
+        }
+    } else if res.is_ok() && passcred_opt {
         // Our receive queue's senders add their credentials from now on; a connection not
         // linked yet has none to mark.
         match pipe::sock_peer(r, p.pipe) {
@@ -961,7 +1017,11 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
 /// FIONREAD/SIOCINQ (bytes queued to read) and SIOCOUTQ (bytes sent, unread), with what the
 /// kernel's own queue holds after a hand-back.
 pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
+    let own = dgram::is_recv_queue(r, p);
     let h = match req {
+        libc::FIONREAD if own => Some(p.pipe),
+        // What a datagram socket sent and is still queued somewhere is the kernel's count.
+        SIOCOUTQ if own => return None,
         libc::FIONREAD => pipe::sock_peer(r, p.pipe),
         SIOCOUTQ => Some(p.pipe),
         _ => return None,
@@ -1013,7 +1073,7 @@ fn dgram_peer_gone(fd: i32) -> bool {
 
 /// The kernel's socket diagnostics (NETLINK_SOCK_DIAG, `unix_diag`): which socket is a
 /// socket's peer, and which connections wait in a listener's accept queue.
-mod diag {
+pub(crate) mod diag {
     use shared_state::sys;
 
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -1136,6 +1196,12 @@ mod diag {
             }
         }
         Err(())
+    }
+
+    /// Whether socket `ino` still exists (an fd or a message in flight holds it); false also
+    /// when the kernel could not be asked.
+    pub fn exists(ino: u64) -> bool {
+        query(ino, 0, &mut |_, _| {})
     }
 
     /// Socket `ino`'s `sk_shutdown` (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2).

@@ -115,7 +115,7 @@ int main(void)
 		return fail();
 	if (send(sq[0], "q", 1, 0) != 1 || recv(sq[1], buf, sizeof buf, 0) != 1)
 		return fail();
-	/* A named datagram socket, which the shim leaves to the kernel. */
+	/* A named datagram socket's data goes through the shim. */
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	memcpy(a.sun_path, "\0probe-dgram", 12);
 	socklen_t alen = sizeof(sa_family_t) + 12;
@@ -149,6 +149,13 @@ int main(void)
 	io.iov_base = buf;
 	if (recvmsg(st[1], &m, 0) != 1)
 		return fail();
+	/* With an fd, it is the kernel's (its receiver takes it from the kernel's queue). */
+	memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+	io.iov_base = "n";
+	m.msg_name = &a;
+	m.msg_namelen = alen;
+	if (sendmsg(from, &m, 0) != 1 || recv(named, buf, sizeof buf, 0) != 1)
+		return fail();
 	/* The out-of-band byte gives the stream to the kernel. */
 	if (send(st[0], "o", 1, MSG_OOB) != 1 || recv(st[1], buf, 1, MSG_OOB) != 1)
 		return fail();
@@ -168,10 +175,10 @@ fn shim_run_reports_kernel_socket_data() {
     let shim = diff::run(&exe, Mode::Shim).expect("shim run");
     assert_eq!(shim.status, "exit 0", "{shim:?}");
     let calls: Vec<&str> = shim.kernel_socket_io.iter().map(|l| l.split('(').next().unwrap_or("")).collect();
-    // The pairs' data and the message carrying an fd (but for its token) went through the
-    // shim; the named datagram socket's and the out-of-band byte (its stream given to the
-    // kernel) through the kernel.
-    assert_eq!(calls, ["sendto", "recvfrom", "sendto", "recvfrom"], "{shim:?}");
+    // The pairs' and the named datagram socket's data and the stream message carrying an fd
+    // (but for its token) went through the shim; the datagram carrying an fd and the
+    // out-of-band byte (its stream given to the kernel) through the kernel.
+    assert_eq!(calls, ["sendmsg", "recvfrom", "sendto", "recvfrom"], "{shim:?}");
     // strace -yy names a datagram socket UNIX:[…], a stream one UNIX-STREAM:[…].
     assert!(shim.kernel_socket_io[0].contains("<UNIX:["), "{:?}", shim.kernel_socket_io);
     assert!(shim.kernel_socket_io[2].contains("<UNIX-STREAM:["), "{:?}", shim.kernel_socket_io);
