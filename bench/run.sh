@@ -107,9 +107,10 @@ bench "msg throughput, 64-byte messages" 0,1 3 msg_throughput 64 100000 9 0 1
 bench "msg throughput, 4 KiB messages" 0 1 msg_throughput 4096 50000 9 0 0
 bench "msg throughput, 4 KiB messages" 0,1 1 msg_throughput 4096 50000 9 0 1
 
-# AF_UNIX sockets (stream and seqpacket served; datagram sockets are still the kernel's).
-# unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram (ns per round trip of one byte;
-# stream: connected through a listener's path, dgram: a socketpair); unix_throughput WRITE_SIZE
+# AF_UNIX sockets (stream, seqpacket and datagram served).
+# unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram|named (ns per round trip of one
+# byte; stream: connected through a listener's path, dgram: a socketpair, named: two bound
+# datagram sockets answering each other with sendto); unix_throughput WRITE_SIZE
 # ITERS RUNS PARENT_CPU CHILD_CPU UNIT; unix_connect ITERS RUNS bind|connect (one process, so on
 # one CPU only: socket, bind, listen, connect, accept, a byte across, close, unlink; or connect,
 # accept, a byte, close on a listener bound once).
@@ -119,6 +120,8 @@ bench "AF_UNIX stream ping-pong, 1 byte round trip" 0 1 unix_pingpong 20000 9 0 
 bench "AF_UNIX stream ping-pong, 1 byte round trip" 0,1 10 unix_pingpong 2000 9 0 1 stream
 bench "AF_UNIX datagram ping-pong (socketpair), 1 byte" 0 1 unix_pingpong 20000 9 0 0 dgram
 bench "AF_UNIX datagram ping-pong (socketpair), 1 byte" 0,1 10 unix_pingpong 2000 9 0 1 dgram
+bench "AF_UNIX datagram ping-pong (bound names, sendto), 1 byte" 0 1 unix_pingpong 20000 9 0 0 named
+bench "AF_UNIX datagram ping-pong (bound names, sendto), 1 byte" 0,1 10 unix_pingpong 2000 9 0 1 named
 bench "AF_UNIX stream throughput, 64 KiB writes" 0 2 unix_throughput 65536 6000 9 0 0 MB/s
 bench "AF_UNIX stream throughput, 64 KiB writes" 0,1 2 unix_throughput 65536 2500 9 0 1 MB/s
 bench "AF_UNIX socket+bind+listen+connect+accept+close cycle" 0 1 unix_connect 5000 9 bind

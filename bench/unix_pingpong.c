@@ -1,9 +1,10 @@
 /* AF_UNIX ping-pong: the parent sends 1 byte, the child receives it and sends 1 byte back: one
  * round trip. Prints the median over RUNS batches of ITERS round trips as "<ns per round trip> ns".
  *
- * Usage: unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram
+ * Usage: unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram|named
  * stream: a SOCK_STREAM connection made through a listener bound to a path (connect, accept);
- * dgram: a SOCK_DGRAM socketpair. Each process pins itself ("0 0": both on CPU 0, "0 1": split;
+ * dgram: a SOCK_DGRAM socketpair; named: two SOCK_DGRAM sockets bound to paths, each sending to
+ * the other's name with sendto (the syslog and DNS-resolver pattern). Each process pins itself ("0 0": both on CPU 0, "0 1": split;
  * -1 leaves it unpinned).
  *
  * The parent sends a running counter and the child answers with its complement; both check every
@@ -14,10 +15,32 @@
 #include <sys/wait.h>
 #include "unix.h"
 
+/* named: where this process sends (NULL: the connected peer). */
+static struct sockaddr_un *dest;
+static char child_path[96];
+
+static void remove_paths(void)
+{
+    if (child_path[0])
+        unlink(child_path);
+    unix_remove_path();
+}
+
+/* A SOCK_DGRAM socket bound to addr. */
+static int dgram_bound(struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (fd < 0)
+        fail("socket(SOCK_DGRAM)");
+    if (bind(fd, (struct sockaddr *)addr, sizeof *addr) < 0)
+        fail("bind(%s)", addr->sun_path);
+    return fd;
+}
+
 static void put(int fd, unsigned char b)
 {
     ssize_t n;
-    while ((n = send(fd, &b, 1, 0)) < 0 && errno == EINTR)
+    while ((n = sendto(fd, &b, 1, 0, (struct sockaddr *)dest, dest ? sizeof *dest : 0)) < 0 && errno == EINTR)
         ;
     if (n != 1)
         fail("send = %zd", n);
@@ -41,24 +64,33 @@ int main(int argc, char **argv)
     bench_owner = getpid();
     bench_name = "unix_pingpong";
     bench_role = "parent";
-    bench_cleanup = unix_remove_path;
-    int dgram = argc == 6 && strcmp(argv[5], "dgram") == 0;
+    bench_cleanup = remove_paths;
+    int named = argc == 6 && strcmp(argv[5], "named") == 0;
+    int dgram = named || (argc == 6 && strcmp(argv[5], "dgram") == 0);
     if (argc != 6 || (!dgram && strcmp(argv[5], "stream") != 0)) {
-        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|dgram\n", MAX_RUNS);
+        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|dgram|named\n", MAX_RUNS);
         return 2;
     }
     long iters = atol(argv[1]);
     int runs = atoi(argv[2]);
     int parent_cpu = atoi(argv[3]), child_cpu = atoi(argv[4]);
     if (iters < 1 || runs < 1 || runs > MAX_RUNS) {
-        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|dgram\n", MAX_RUNS);
+        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|dgram|named\n", MAX_RUNS);
         return 2;
     }
     long warmup = iters / 10 + 1;
     long total = warmup + iters * runs;
 
     int pair[2] = {-1, -1}, listener = -1;
-    if (dgram) {
+    struct sockaddr_un parent_addr, child_addr;
+    if (named) {
+        parent_addr = unix_addr();
+        child_addr = parent_addr;
+        snprintf(child_path, sizeof child_path, "%s/child", unix_dir);
+        strcpy(child_addr.sun_path, child_path);
+        pair[0] = dgram_bound(&parent_addr);
+        pair[1] = dgram_bound(&child_addr);
+    } else if (dgram) {
         if (socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) < 0)
             fail("socketpair(SOCK_DGRAM)");
     } else {
@@ -77,6 +109,8 @@ int main(int argc, char **argv)
         int fd = dgram ? pair[1] : unix_connect();
         if (dgram)
             close(pair[0]);
+        if (named)
+            dest = &parent_addr;
         else
             close(listener);
         for (long i = 0; i < total; i++) {
@@ -88,6 +122,8 @@ int main(int argc, char **argv)
         _exit(0);
     }
     int fd = pair[0];
+    if (named)
+        dest = &child_addr;
     if (dgram) {
         close(pair[1]);
     } else {
@@ -121,7 +157,7 @@ int main(int argc, char **argv)
         fail("waitpid");
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail("child failed (wait status %#x)", status);
-    unix_remove_path();
+    remove_paths();
     qsort(per_trip, runs, sizeof per_trip[0], cmp_double);
     printf("%.0f ns\n", per_trip[runs / 2]);
     return 0;

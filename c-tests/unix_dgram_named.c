@@ -2,7 +2,8 @@
  * (net.unix.max_dgram_qlen) and its absence between mutual peers, a receiver's SHUT_RD,
  * sending to oneself, SCM_CREDENTIALS from another process, a reconnect dropping the
  * queue, an unlinked and rebound name, a receiver killed by SIGKILL, SO_RCVTIMEO and a
- * short address buffer, and epoll/poll woken by a datagram from another process. */
+ * short address buffer, epoll/poll woken by a datagram from another process, and the socket
+ * file's write permission for its owner, others and root. */
 #include "common.h"
 #include <sys/epoll.h>
 
@@ -29,6 +30,22 @@ static int fill(int s, const struct sockaddr_un *a, socklen_t la)
 	while (sendto(s, "q", 1, MSG_DONTWAIT, (const struct sockaddr *)a, a ? la : 0) == 1)
 		count++;
 	return count;
+}
+
+/* A sendto from a child running as uid (0: root). */
+static void sendto_as(uid_t uid, const struct sockaddr_un *a, socklen_t la)
+{
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		if (uid)
+			become(uid);
+		int q = sk_socket(SOCK_DGRAM);
+		errno = 0;
+		long k = sendto(q, "p", 1, 0, (const struct sockaddr *)a, la);
+		printf("  sendto as uid %u = %ld %s\n", (unsigned)uid, k, errname_io(errno));
+		_exit(0);
+	}
+	show_status_io("child", io_reap(pid));
 }
 
 static int drain(int fd)
@@ -298,6 +315,30 @@ int main(void)
 		closep(go);
 		io_close(ep);
 	}
+	io_close(r);
+	unlink(a.sun_path);
+
+	CASE("dgram_named_permissions");
+	r = sk_listener(SOCK_DGRAM, &a, la, -1);
+	IOSHOW(chmod(a.sun_path, 0600));
+	sendto_as(NOBODY, &a, la);
+	sendto_as(0, &a, la);
+	IOSHOW(chmod(a.sun_path, 0400));
+	sendto_as(0, &a, la);
+	IOSHOW(chmod(a.sun_path, 0602));
+	sendto_as(NOBODY, &a, la);
+	IOSHOW(chmod(a.sun_path, 0604));
+	sendto_as(NOBODY, &a, la);
+	IOSHOW(chown(a.sun_path, NOBODY, NOBODY));
+	IOSHOW(chmod(a.sun_path, 0402));
+	sendto_as(NOBODY, &a, la);
+	IOSHOW(chmod(a.sun_path, 0200));
+	sendto_as(NOBODY, &a, la);
+	IOSHOW(chmod(SK_DIR, 0700));
+	IOSHOW(chmod(a.sun_path, 0666));
+	sendto_as(NOBODY, &a, la);
+	IOSHOW(chmod(SK_DIR, 0755));
+	printf("  datagrams received: %d\n", drain(r));
 	io_close(r);
 
 	sk_cleanup();

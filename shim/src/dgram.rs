@@ -89,8 +89,11 @@ fn addr_in(uaddr: usize, alen: usize, out: &mut [u8; SOCKADDR_UN_MAX]) -> Option
 /// The live shim receive queue bound to `addr`, if it may be written to: a socket file
 /// the caller may write (`unix_find_bsd`'s MAY_WRITE), or an abstract name.
 fn queue_named(r: &Region, addr: &[u8]) -> Option<PipeHandle> {
-    let name = unix::name_of(addr)?;
-    if let names::Name::Path { .. } = name {
+    let (name, owner) = unix::name_and_owner(addr)?;
+    // generic_permission: for the file's owner the mode's user bits decide, whatever an ACL
+    // says; anyone else is the kernel's to judge (groups, ACLs, capabilities).
+    let owner_may_write = owner.is_some_and(|(uid, mode)| mode & libc::S_IWUSR != 0 && uid == sys::geteuid());
+    if owner.is_some() && !owner_may_write {
         let path = &addr[2..];
         let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
         let mut z = [0u8; SOCKADDR_UN_MAX];

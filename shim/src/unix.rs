@@ -146,15 +146,21 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
 /// What the `sockaddr_un` `addr` names, for the table: an abstract name's bytes, or the socket
 /// file's identity. None when it names nothing we could serve.
 pub(crate) fn name_of(addr: &[u8]) -> Option<Name<'_>> {
+    name_and_owner(addr).map(|(name, _)| name)
+}
+
+/// [`name_of`], with a socket file's owner and mode (None for an abstract name).
+pub(crate) fn name_and_owner(addr: &[u8]) -> Option<(Name<'_>, Option<(u32, u32)>)> {
     let path = addr.get(2..)?;
     if path.first() == Some(&0) {
-        return Some(Name::Abstract(path));
+        return Some((Name::Abstract(path), None));
     }
     let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
     let mut z = [0u8; names::UNIX_PATH_MAX + 1];
     z.get_mut(..end)?.copy_from_slice(&path[..end]);
     let st = sys::fstatat(libc::AT_FDCWD, &z[..end + 1]).ok()?;
-    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(Name::Path { dev: st.st_dev, ino: st.st_ino })
+    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+        .then_some((Name::Path { dev: st.st_dev, ino: st.st_ino }, Some((st.st_uid, st.st_mode))))
 }
 
 /// `bind` of a datagram socket (`crate::dgram`); of a datagram pair end: others may then
