@@ -4,7 +4,7 @@
 
 use crate::real::{self, real_call};
 use crate::{dispatch, sud};
-use libc::{c_int, c_long, c_ulong, c_void, iovec, nfds_t, pollfd, size_t, ssize_t};
+use libc::{c_int, c_long, c_ulong, c_void, iovec, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t};
 
 /// Turns a kernel-style result into the C convention (-1 and errno).
 pub(crate) fn c_ret(r: i64) -> i64 {
@@ -388,6 +388,115 @@ pub extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> 
 pub extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t {
     serve(libc::SYS_recvmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], || {
         real_call!(real::RECVMSG, fn(c_int, *mut libc::msghdr, c_int) -> ssize_t, fd, msg, flags)
+    })
+}
+
+// Socket set-up calls: exported too, so a connect-accept cycle takes no trap.
+
+#[unsafe(no_mangle)]
+pub extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int {
+    serve(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0], || {
+        real_call!(real::SOCKET, fn(c_int, c_int, c_int) -> c_int, domain, ty, proto)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: *mut c_int) -> c_int {
+    serve(libc::SYS_socketpair, [domain as u64, ty as u64, proto as u64, sv as u64, 0, 0], || {
+        real_call!(real::SOCKETPAIR, fn(c_int, c_int, c_int, *mut c_int) -> c_int, domain, ty, proto, sv)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    serve(libc::SYS_bind, [fd as u64, addr as u64, len as u64, 0, 0, 0], || {
+        real_call!(real::BIND, fn(c_int, *const sockaddr, socklen_t) -> c_int, fd, addr, len)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    serve(libc::SYS_listen, [fd as u64, backlog as i64 as u64, 0, 0, 0, 0], || {
+        real_call!(real::LISTEN, fn(c_int, c_int) -> c_int, fd, backlog)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    serve(libc::SYS_connect, [fd as u64, addr as u64, len as u64, 0, 0, 0], || {
+        real_call!(real::CONNECT, fn(c_int, *const sockaddr, socklen_t) -> c_int, fd, addr, len)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    serve(libc::SYS_accept, [fd as u64, addr as u64, len as u64, 0, 0, 0], || {
+        real_call!(real::ACCEPT, fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int, fd, addr, len)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    serve(libc::SYS_accept4, [fd as u64, addr as u64, len as u64, flags as u64, 0, 0], || {
+        real_call!(
+            real::ACCEPT4,
+            fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int,
+            fd,
+            addr,
+            len,
+            flags
+        )
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    serve(libc::SYS_shutdown, [fd as u64, how as i64 as u64, 0, 0, 0, 0], || {
+        real_call!(real::SHUTDOWN, fn(c_int, c_int) -> c_int, fd, how)
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    let a = [fd as u64, level as u64, name as u64, val as u64, len as u64, 0];
+    serve(libc::SYS_setsockopt, a, || {
+        real_call!(
+            real::SETSOCKOPT,
+            fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
+            fd,
+            level,
+            name,
+            val,
+            len
+        )
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    let a = [fd as u64, level as u64, name as u64, val as u64, len as u64, 0];
+    serve(libc::SYS_getsockopt, a, || {
+        real_call!(
+            real::GETSOCKOPT,
+            fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int,
+            fd,
+            level,
+            name,
+            val,
+            len
+        )
     })
 }
 

@@ -68,6 +68,16 @@ pub static RECVFROM: Real = Real::new(b"recvfrom\0");
 pub static SENDMSG: Real = Real::new(b"sendmsg\0");
 pub static RECVMSG: Real = Real::new(b"recvmsg\0");
 pub static PSELECT: Real = Real::new(b"pselect\0");
+pub static SOCKET: Real = Real::new(b"socket\0");
+pub static SOCKETPAIR: Real = Real::new(b"socketpair\0");
+pub static BIND: Real = Real::new(b"bind\0");
+pub static LISTEN: Real = Real::new(b"listen\0");
+pub static CONNECT: Real = Real::new(b"connect\0");
+pub static ACCEPT: Real = Real::new(b"accept\0");
+pub static ACCEPT4: Real = Real::new(b"accept4\0");
+pub static SHUTDOWN: Real = Real::new(b"shutdown\0");
+pub static SETSOCKOPT: Real = Real::new(b"setsockopt\0");
+pub static GETSOCKOPT: Real = Real::new(b"getsockopt\0");
 pub static EPOLL_WAIT: Real = Real::new(b"epoll_wait\0");
 pub static EPOLL_PWAIT: Real = Real::new(b"epoll_pwait\0");
 pub static EPOLL_CTL: Real = Real::new(b"epoll_ctl\0");
@@ -105,6 +115,16 @@ pub fn resolve_all() {
         &RECVFROM,
         &SENDMSG,
         &RECVMSG,
+        &SOCKET,
+        &SOCKETPAIR,
+        &BIND,
+        &LISTEN,
+        &CONNECT,
+        &ACCEPT,
+        &ACCEPT4,
+        &SHUTDOWN,
+        &SETSOCKOPT,
+        &GETSOCKOPT,
         &EPOLL_WAIT,
         &EPOLL_PWAIT,
         &EPOLL_CTL,
