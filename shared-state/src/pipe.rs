@@ -650,7 +650,7 @@ fn handle_of(region: &Region, idx: u32) -> PipeHandle {
 /// Frees the run behind a ring descriptor (0 = none).
 fn free_run(region: &Region, desc: u64) -> Result<(), Errno> {
     if let Some(ring) = Ring::unpack(desc) {
-        pipe_pages::release(region, ring.run, ring.order());
+        pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
         let _g = ns_lock(region)?;
         // SAFETY: lock held; the run is no longer referenced by any descriptor.
         unsafe { pool(region).free(region, ring.run, ring.order()) };
@@ -701,9 +701,18 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     // it twice.
     let ring = pipe.ring.swap(0, Ordering::AcqRel);
     let runs = [ring, pipe.resize_new.swap(0, Ordering::AcqRel), pipe.resize_old.swap(0, Ordering::AcqRel)];
+    // A ring never resized has written its table and data pages 0..head (head counts every
+    // buffer it took); a resize's runs are not counted.
+    let (head, _) = split(pipe.head_tail.load(Ordering::Acquire));
+    let resized = runs[1] != 0 || runs[2] != 0;
     for (i, &desc) in runs.iter().enumerate() {
         if let Some(r) = Ring::unpack(desc).filter(|_| !runs[..i].contains(&desc)) {
-            pipe_pages::release(region, r.run, r.order());
+            let written = if i == 0 && !resized {
+                Ring::meta_pages(r.shift) - 1 + (head as u64).min(r.size() as u64)
+            } else {
+                u64::MAX
+            };
+            pipe_pages::release(region, r.run, r.order(), written);
             // SAFETY: lock held; nothing refers to the run any more.
             unsafe { pool(region).free(region, r.run, r.order()) };
         }

@@ -5,7 +5,10 @@
 //! Every operation is published by one store (a list head or the bump pointer), so a holder
 //! of the pipe namespace lock killed mid-operation leaks at most one run. A free list is linked
 //! through the first word of each free run; the rest of a freed run is handed back to the
-//! system (MADV_REMOVE punches the hole in the region file), so a freed ring costs one page.
+//! system (MADV_REMOVE punches the hole in the region file), unless at most
+//! [`KEEP_WRITTEN`] of its pages were ever written: a freed ring costs at most that many pages
+//! and one, and a connection that carried little costs no hole punch (nor its next user the
+//! page faults).
 
 use crate::region::{PAGE_SIZE, PIPE_PAGES_OFF, PIPE_PAGES_SIZE, Region};
 use crate::sys;
@@ -15,6 +18,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub const ORDERS: usize = 21;
 /// Pages in the area.
 pub const POOL_PAGES: u64 = PIPE_PAGES_SIZE / PAGE_SIZE;
+/// Written pages after its first that a freed run keeps resident.
+pub const KEEP_WRITTEN: u64 = 4;
 
 #[repr(C)]
 pub struct PagePool {
@@ -89,10 +94,11 @@ impl PagePool {
     }
 }
 
-/// Gives the memory of a run's pages after the first back to the system. Called by the run's
-/// owner before freeing it, outside the namespace lock (the syscall can take a while).
-pub fn release(region: &Region, page: u64, order: usize) {
-    if order > 0 && order < ORDERS && page + (1 << order) <= POOL_PAGES {
+/// Gives the memory of a run's pages after the first back to the system, unless `written` (how
+/// many of them may have been written; u64::MAX: unknown) is at most [`KEEP_WRITTEN`]. Called
+/// by the run's owner before freeing it.
+pub fn release(region: &Region, page: u64, order: usize, written: u64) {
+    if written > KEEP_WRITTEN && order > 0 && order < ORDERS && page + (1 << order) <= POOL_PAGES {
         let len = ((1u64 << order) - 1) * PAGE_SIZE;
         // On ramfs, which cannot punch holes, the pages simply stay.
         let _ = sys::madvise(page_addr(region, page + 1), len as usize, libc::MADV_REMOVE);
