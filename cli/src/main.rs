@@ -462,7 +462,7 @@ fn status() -> ExitCode {
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
             (_, true) => {
-                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream and seqpacket sockets, datagram socketpairs"
+                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream, seqpacket and datagram sockets"
             }
             _ => "System V shared memory, semaphores and message queues",
         }
@@ -470,11 +470,7 @@ fn status() -> ExitCode {
     println!("catch-all:      {catchall}");
     println!(
         "kernel-served:  {}",
-        if pipes {
-            "named AF_UNIX datagram sockets, other socket families"
-        } else {
-            "pipes, FIFOs, /proc views, sockets"
-        }
+        if pipes { "socket families other than AF_UNIX" } else { "pipes, FIFOs, /proc views, sockets" }
     );
     let region = match open_existing() {
         Ok(Some(r)) => r,

@@ -1,4 +1,5 @@
-//! AF_UNIX stream and seqpacket sockets, and datagram socketpairs, on shim fds
+//! AF_UNIX stream and seqpacket sockets, and datagram socketpairs (named datagram sockets are
+//! `crate::dgram`'s), on shim fds
 //! (net/unix/af_unix.c). Every such socket is a real kernel
 //! socket, connected to its real peer: names, bind, listen's backlog, connect's and accept's
 //! blocking and errors, getsockname/getpeername, shutdown's state, fstat and fd numbering stay
