@@ -13,54 +13,91 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "\
-usage: ipcshim [--ns NAME] COMMAND …
+usage: ipcshim [--ns NAME] COMMAND …   (--ns also stands among a command's options)
   run [--ns NAME] -- CMD [ARGS…]   run CMD with its IPC served by ipcshim
   trace [-o FILE] [--ns NAME] -- CMD [ARGS…]
                                    run it, logging every call ipcshim serves, strace-style
                                    (to FILE, else to each process's stderr)
   diff [--keep DIR] -- CMD [ARGS…]  run CMD on the kernel (under strace) and on ipcshim
                                    (traced); report where their IPC calls diverge (exit 1)
-  ipcs [OPTIONS]                   list the namespace's objects (util-linux ipcs options)
-  ipcrm [OPTIONS]                  remove objects (util-linux ipcrm options)
-  status                           namespace, region use, processes, objects
+  ipcs [--ns NAME] [OPTIONS]       list the namespace's objects (util-linux ipcs options)
+  ipcrm [--ns NAME] [OPTIONS]      remove objects (util-linux ipcrm options)
+  status [--ns NAME]               namespace, region use, processes, objects
 environment: IPCSHIM_NS (namespace, default \"default\"), IPCSHIM_DIR (default /dev/shm),
              IPCSHIM_DISABLE=1 (leave every call to the kernel), IPCSHIM_TRACE=FILE";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    // A leading `--ns NAME` applies to every subcommand.
-    if args.first().map(String::as_str) == Some("--ns") && args.len() >= 2 {
-        // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
-        unsafe { std::env::set_var("IPCSHIM_NS", &args[1]) };
-        args.drain(..2);
+    // Options before the subcommand: only `--ns NAME`, which every subcommand also takes.
+    while args.first().is_some_and(|a| a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help")) {
+        match take_ns(&args, 0) {
+            Ok(Some(n)) => drop(args.drain(..n)),
+            Ok(None) => return usage_error(&format!("unknown option '{}'", args[0])),
+            Err(e) => return usage_error(&e),
+        }
     }
     let Some(cmd) = args.first().cloned() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let rest = &args[1..];
+    let mut rest = args[1..].to_vec();
     match cmd.as_str() {
-        "run" => run(rest),
-        "trace" => trace(rest),
+        "run" => run(&rest),
+        "trace" => trace(&rest),
         "diff" => match std::env::current_exe() {
-            Ok(exe) => diff::main(rest, &exe),
+            Ok(exe) => diff::main(&rest, &exe),
             Err(e) => {
                 eprintln!("ipcshim diff: cannot locate myself: {e}");
                 ExitCode::FAILURE
             }
         },
-        "ipcs" => ipcs_cmd(rest),
-        "ipcrm" => ipcrm_cmd(rest),
-        "status" => status(),
+        // util-linux's options may come in any order: `--ns` may stand among them.
+        "ipcs" | "ipcrm" | "status" => {
+            let mut i = 0;
+            while i < rest.len() && rest[i] != "--" {
+                match take_ns(&rest, i) {
+                    Ok(Some(n)) => drop(rest.drain(i..i + n)),
+                    Ok(None) => i += 1,
+                    Err(e) => return usage_error(&format!("{cmd}: {e}")),
+                }
+            }
+            match cmd.as_str() {
+                "ipcs" => ipcs_cmd(&rest),
+                "ipcrm" => ipcrm_cmd(&rest),
+                _ if !rest.is_empty() => usage_error(&format!("status: unexpected argument '{}'", rest[0])),
+                _ => status(),
+            }
+        }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        other => {
-            eprintln!("ipcshim: unknown command '{other}'\n{USAGE}");
-            ExitCode::from(2)
-        }
+        other => usage_error(&format!("unknown command '{other}'")),
     }
+}
+
+/// Prints `msg` and the usage; the exit status of a command line ipcshim does not take.
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("ipcshim: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// `--ns NAME` or `--ns=NAME` at `args[i]`: sets the namespace and says how many arguments it
+/// took; `None` when `args[i]` is something else.
+fn take_ns(args: &[String], i: usize) -> Result<Option<usize>, String> {
+    let (name, n) = match args[i].as_str() {
+        "--ns" => match args.get(i + 1) {
+            Some(v) => (v.as_str(), 2),
+            None => return Err("option '--ns' requires an argument".into()),
+        },
+        a => match a.strip_prefix("--ns=") {
+            Some(v) => (v, 1),
+            None => return Ok(None),
+        },
+    };
+    // SAFETY: single-threaded; nothing else reads the environment concurrently.
+    unsafe { std::env::set_var("IPCSHIM_NS", name) };
+    Ok(Some(n))
 }
 
 /// The namespace's region; `None` (and nothing printed) when it does not exist yet.
@@ -88,22 +125,21 @@ fn with_region<T>(parsed: Result<T, String>) -> Result<(T, Option<Region>), Exit
 fn run(args: &[String]) -> ExitCode {
     let mut i = 0;
     while i < args.len() {
-        match args[i].as_str() {
-            "--ns" if i + 1 < args.len() => {
-                // SAFETY: single-threaded; the variable is for the child we exec.
-                unsafe { std::env::set_var("IPCSHIM_NS", &args[i + 1]) };
-                i += 2;
-            }
-            "--" => {
+        match take_ns(args, i) {
+            Ok(Some(n)) => i += n,
+            Err(e) => return usage_error(&format!("run: {e}")),
+            Ok(None) if args[i] == "--" => {
                 i += 1;
                 break;
             }
-            _ => break,
+            Ok(None) if args[i].starts_with('-') => {
+                return usage_error(&format!("run: unknown option '{}'", args[i]));
+            }
+            Ok(None) => break,
         }
     }
     let Some(prog) = args.get(i) else {
-        eprintln!("ipcshim run: no command given\n{USAGE}");
-        return ExitCode::from(2);
+        return usage_error("run: no command given");
     };
     let lib = match std::env::current_exe() {
         Ok(exe) => exe.with_file_name("libipcshim.so"),
@@ -135,22 +171,34 @@ fn run(args: &[String]) -> ExitCode {
 /// the command that switched to another user.
 fn trace(args: &[String]) -> ExitCode {
     use std::os::unix::fs::PermissionsExt;
-    let (target, rest) = match args {
-        [o, file, rest @ ..] if o == "-o" => {
-            let path = std::path::absolute(file).unwrap_or_else(|_| file.into());
+    // `-o FILE` may stand anywhere among run's options.
+    let mut rest = args.to_vec();
+    let mut file = None;
+    let mut i = 0;
+    while i < rest.len() && rest[i] != "--" && rest[i].starts_with('-') {
+        match rest[i].as_str() {
+            "-o" if i + 1 < rest.len() => file = Some(rest.drain(i..i + 2).nth(1).unwrap_or_default()),
+            "-o" => return usage_error("trace: option '-o' requires an argument"),
+            "--ns" => i += 2,
+            _ => i += 1,
+        }
+    }
+    let target = match file {
+        Some(file) => {
+            let path = std::path::absolute(&file).unwrap_or_else(|_| file.into());
             let made = std::fs::File::create(&path)
                 .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o666)));
             if let Err(e) = made {
                 eprintln!("ipcshim trace: {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
-            (path.into_os_string(), rest)
+            path.into_os_string()
         }
-        _ => ("/dev/stderr".into(), args),
+        None => "/dev/stderr".into(),
     };
     // SAFETY: single-threaded; the variable is for the child we exec.
     unsafe { std::env::set_var("IPCSHIM_TRACE", target) };
-    run(rest)
+    run(&rest)
 }
 
 fn shm_rows(region: &Region) -> Vec<ipcs::ShmRow> {
