@@ -132,10 +132,14 @@ pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
     rd << 32 | wr
 }
 
-/// An epoll set watches the object from now on (a socket: both its queues).
+/// An epoll set watches the object from now on (a socket: both its queues). Its own first:
+/// a pending socket's link, made meanwhile or later, passes it on to the peer's queue
+/// (`pipe::sock_link`).
 pub fn watched(r: &Region, s: &Shim) {
+    pipe::set_ep_usage(r, s.pipe);
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     let (rx, tx) = s.queues(r);
-    for h in [Some(s.pipe), rx, tx].into_iter().flatten() {
+    for h in [rx, tx].into_iter().flatten() {
         pipe::set_ep_usage(r, h);
     }
 }
