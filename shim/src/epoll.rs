@@ -438,8 +438,11 @@ struct Cand {
 fn examine(r: &Region, v: &ep::ItemView<'_>) -> (u32, bool, u64) {
     let shim = Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed));
     let events = v.cfg as u32;
-    let bits = poll::readiness(r, &shim) as u16 as u32 & events;
+    // The edges before the state they announce: a wake-up after this look is still news to
+    // the next one, where read the other way round its data could be missed and its edge
+    // taken as seen (a lost wake-up).
     let edges = poll::edges(r, &shim, events);
+    let bits = poll::readiness(r, &shim) as u16 as u32 & events;
     let listed = if events & ET != 0 {
         v.cfg & PENDING != 0 || edges != v.item.seen.load(core::sync::atomic::Ordering::Relaxed)
     } else {
