@@ -422,6 +422,9 @@ fn kernel_target(r: &Region, epfd: i32, op: i32, fd: i32, uev: usize) -> Option<
 #[derive(Clone, Copy)]
 struct Cand {
     at: ItemRef,
+    /// What it watches (`Shim` bits) and the fd number it was added with.
+    target: u64,
+    fd: i32,
     bits: u32,
     data: u64,
     cfg: u64,
@@ -524,9 +527,10 @@ fn collect(
             v.item.seen.store(edges, Relaxed);
             v.item.set_flags(&l, 0, PENDING);
         }
-        let order = v.item.order.load(Relaxed);
-        cands[k] =
-            Some(Cand { at: v.at, bits, data: v.data, cfg: v.cfg, order, edges, fires, forced: false });
+        let (order, target, fd) =
+            (v.item.order.load(Relaxed), v.item.target.load(Relaxed), v.item.fd.load(Relaxed) as i32);
+        let (data, cfg) = (v.data, v.cfg);
+        cands[k] = Some(Cand { at: v.at, target, fd, bits, data, cfg, order, edges, fires, forced: false });
     }
     let mut n = 0;
     let mut kernel_real = 0;
@@ -537,6 +541,9 @@ fn collect(
                 && let Some(c) = cands.iter_mut().flatten().find(|c| c.at == i)
             {
                 c.bits |= e.events & c.cfg as u32;
+                if e.events & libc::EPOLLHUP as u32 != 0 {
+                    c.bits |= poll::hangup_error(r, &Shim::from_bits(c.target), c.fd) & c.cfg as u32;
+                }
                 c.forced = true;
             }
             // (A disabled or departed interest's kernel half: nothing to report.)

@@ -144,6 +144,16 @@ pub fn watched(r: &Region, s: &Shim) {
     }
 }
 
+/// EPOLLERR for a hung-up socket `s` whose ECONNRESET is still to be read (see
+/// `unix::pending_error`), when `fd` (the number an epoll interest was added with) still names
+/// it here.
+pub fn hangup_error(r: &Region, s: &Shim, fd: i32) -> u32 {
+    match fd::lookup(r, fd) {
+        Some(p) if s.socket && Shim::of(&p) == *s => crate::unix::pending_error(r, &p) as u16 as u32,
+        _ => 0,
+    }
+}
+
 /// Whether the object still exists and is the shim's (an interest in a freed one can go, and
 /// one in a pipe handed back to the kernel keeps only its placeholder's HUP/ERR; a socket
 /// given back still has its queued data to report, and the kernel the rest).
