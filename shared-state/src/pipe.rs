@@ -1955,6 +1955,14 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     region.header().counters.unix_connections.fetch_add(1, Ordering::Relaxed);
     pa.peer.store(b.to_bits() + 1, Ordering::Release);
     pb.peer.store(a.to_bits() + 1, Ordering::Release);
+    // An end an epoll set watched while pending receives from the queue linked now: its
+    // writes must make the wake-ups (`ev_in`) edge-triggered interests wait for. Pairs with
+    // the watcher, who marks its own queue before looking for the peer's.
+    fence(Ordering::SeqCst);
+    if pa.ep_usage.load(Ordering::SeqCst) != 0 || pb.ep_usage.load(Ordering::SeqCst) != 0 {
+        pa.ep_usage.store(1, Ordering::SeqCst);
+        pb.ep_usage.store(1, Ordering::SeqCst);
+    }
     set_state(pb, None, SOCK_LINKED);
     set_state(pa, None, SOCK_LINKED);
     // A client waiting to receive waits for the link on its own object.

@@ -145,7 +145,13 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_listen => crate::unix::listen(r, fd, a[1]),
         libc::SYS_socket => crate::dgram::socket(r, a[0], a[1], a[2]),
         libc::SYS_bind => crate::unix::bind(r, fd, a[1], a[2]),
-        libc::SYS_connect => crate::unix::connect(r, g, fd, a[1] as usize, a[2]),
+        libc::SYS_connect => {
+            let res = crate::unix::connect(r, g, fd, a[1] as usize, a[2]);
+            if res == Some(0) {
+                crate::epoll::connected(r, fd);
+            }
+            res
+        }
         libc::SYS_accept | libc::SYS_accept4 => crate::unix::accept(r, g, nr, a),
         libc::SYS_sendto => crate::unix::sendto(r, g, a),
         libc::SYS_recvfrom => crate::unix::recvfrom(r, g, a),

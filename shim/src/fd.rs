@@ -46,6 +46,10 @@ const HANDLE_MASK: u64 = (1 << 48) - 1;
 
 static TABLE: [AtomicU64; CACHED] = [const { AtomicU64::new(UNKNOWN) }; CACHED];
 
+/// One bit per fd: added to an epoll set while a kernel fd (an AF_UNIX socket that may become
+/// the shim's at connect, see `epoll::connected`). Cleared when the number is freed.
+static EP_WATCHED: [AtomicU64; CACHED / 64] = [const { AtomicU64::new(0) }; CACHED / 64];
+
 /// What one fd is, for a shim pipe.
 #[derive(Clone, Copy, Debug)]
 pub struct PipeFd {
@@ -178,6 +182,7 @@ pub fn insert(p: &PipeFd) {
 /// `fd` was closed (or is about to be reused): forget it. Returns what it was.
 pub fn forget(fd: i32) -> Option<PipeFd> {
     let e = slot(fd)?.swap(UNKNOWN, Ordering::AcqRel);
+    EP_WATCHED[fd as usize / 64].fetch_and(!(1 << (fd % 64)), Ordering::Relaxed);
     crate::pipes::forget_caches(fd as usize);
     (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
 }
@@ -198,6 +203,30 @@ pub fn copy(r: &Region, old: i32, new: i32) {
     if let Some(s) = slot(new) {
         let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
         store(new, s, e);
+    }
+}
+
+/// Records that kernel fd `fd` was added to an epoll set.
+pub fn mark_ep_watched(fd: i32) {
+    if slot(fd).is_some() {
+        EP_WATCHED[fd as usize / 64].fetch_or(1 << (fd % 64), Ordering::Relaxed);
+    }
+}
+
+/// Whether `fd` was added to an epoll set while a kernel fd (one atomic load).
+pub fn ep_watched(fd: i32) -> bool {
+    slot(fd).is_some() && EP_WATCHED[fd as usize / 64].load(Ordering::Relaxed) & 1 << (fd % 64) != 0
+}
+
+/// Every fd the table knows as an epoll fd.
+pub fn each_epoll(mut f: impl FnMut(i32)) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    for (i, s) in TABLE.iter().enumerate() {
+        if s.load(Ordering::Acquire) & EPOLL != 0 {
+            f(i as i32);
+        }
     }
 }
 

@@ -132,11 +132,25 @@ pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
     rd << 32 | wr
 }
 
-/// An epoll set watches the object from now on (a socket: both its queues).
+/// An epoll set watches the object from now on (a socket: both its queues). Its own first:
+/// a pending socket's link, made meanwhile or later, passes it on to the peer's queue
+/// (`pipe::sock_link`).
 pub fn watched(r: &Region, s: &Shim) {
+    pipe::set_ep_usage(r, s.pipe);
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     let (rx, tx) = s.queues(r);
-    for h in [Some(s.pipe), rx, tx].into_iter().flatten() {
+    for h in [rx, tx].into_iter().flatten() {
         pipe::set_ep_usage(r, h);
+    }
+}
+
+/// EPOLLERR for a hung-up socket `s` whose ECONNRESET is still to be read (see
+/// `unix::pending_error`), when `fd` (the number an epoll interest was added with) still names
+/// it here.
+pub fn hangup_error(r: &Region, s: &Shim, fd: i32) -> u32 {
+    match fd::lookup(r, fd) {
+        Some(p) if s.socket && Shim::of(&p) == *s => crate::unix::pending_error(r, &p) as u16 as u32,
+        _ => 0,
     }
 }
 

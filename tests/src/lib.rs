@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the built artefacts are.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 pub mod diff;
 
@@ -30,4 +31,35 @@ pub fn cli_bin() -> PathBuf {
 /// Where tests put IPCSHIM_DIRs: the region must live on tmpfs.
 pub fn state_base() -> PathBuf {
     PathBuf::from("/dev/shm")
+}
+
+/// `exe` run in `dir`, which is also its IPCSHIM_DIR: under `ipcshim run` in namespace `ns`,
+/// or plainly without it; none of the shim's variables the test itself may have.
+pub fn program(exe: &Path, dir: &Path, ns: Option<&str>) -> Command {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new(cli_bin());
+            c.args(["--ns", ns, "run", "--"]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.current_dir(dir)
+        .env("IPCSHIM_DIR", dir)
+        .env_remove("LD_PRELOAD")
+        .env_remove("IPCSHIM_DISABLE")
+        .env_remove("IPCSHIM_CATCHALL");
+    cmd
+}
+
+/// The counter `key` of the `family:` line of `ipcshim status` output.
+pub fn counter(status: &str, family: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix(family)?.strip_prefix(':'))?;
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// `ipcshim status` of namespace `ns` in region directory `dir`.
+pub fn status(ns: &str, dir: &Path) -> String {
+    let out = Command::new(cli_bin()).args(["--ns", ns, "status"]).env("IPCSHIM_DIR", dir).output();
+    String::from_utf8_lossy(&out.expect("ipcshim status").stdout).into_owned()
 }

@@ -1,6 +1,7 @@
 //! Unmodified programs talking over AF_UNIX sockets under `ipcshim run`: Redis (`redis-cli`,
 //! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`), `socat`, a Python asyncio server and
-//! client, and shimmed and unshimmed processes at the two ends of one socket.
+//! client, nginx proxying to an upstream on a unix socket, Xvfb with an MIT-SHM client
+//! (`x11perf`), and shimmed and unshimmed processes at the two ends of one socket.
 //!
 //! Each program runs on the kernel and under the shim; both runs must give what the test expects,
 //! and the same where the output is deterministic. Today ipcshim hands sockets to the kernel, so
@@ -261,19 +262,35 @@ impl Server {
 
     /// Waits until the server's log says `needle`; fails if it exits first or takes too long.
     fn wait_for(&mut self, needle: &str) {
+        self.wait_for_match(&format!("{needle:?}"), |log| log.contains(needle).then_some(()));
+    }
+
+    /// Waits until `find` finds what it looks for (`what`) in the server's log, and returns
+    /// that; fails if the server exits first or takes too long.
+    fn wait_for_match<T>(&mut self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + TIMEOUT;
-        while !self.log().contains(needle) {
+        loop {
+            if let Some(found) = find(&self.log()) {
+                return found;
+            }
             if let Some(st) = self.child.try_wait().expect("wait") {
-                panic!("{}: exited ({st}) before saying {needle:?}; log:\n{}", self.what, self.log());
+                panic!("{}: exited ({st}) before saying {what}; log:\n{}", self.what, self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: no {needle:?} after {TIMEOUT:?}; log:\n{}",
+                "{}: no {what} after {TIMEOUT:?}; log:\n{}",
                 self.what,
                 self.log()
             );
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Sends the server `sig`, then `finish`es it.
+    fn stop(self, sig: libc::c_int) -> String {
+        // SAFETY: kill takes no pointers; the pid is our child's, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        self.finish()
     }
 
     /// Waits for the server to exit by itself; it must exit 0. Returns its log.
@@ -723,5 +740,126 @@ fn python_datagram_echo_with_and_without_the_shim() {
             s.trapped(None, &[server, client], "datagram echo", || dgram_echo(&s, server, client));
         assert_eq!(out, DGRAM_CLIENT, "datagram client {client:?}, server {server:?}");
         assert_eq!(log, DGRAM_SERVER, "datagram server {server:?}, client {client:?}");
+    }
+}
+
+/// nginx's configuration: a server on `front.sock` proxying (HTTP/1.1, kept-alive upstream
+/// connections) to a second server on `back.sock` that serves `html/`, in `dir`. nginx adds
+/// its upstream socket to epoll (edge-triggered) before it connects.
+fn nginx_conf(dir: &Path) -> String {
+    let d = path_arg(dir);
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+         error_log stderr notice;\nevents {{ worker_connections 64; }}\nhttp {{\n\
+         access_log off;\nclient_body_temp_path {d}/tmp;\nproxy_temp_path {d}/tmp;\n\
+         fastcgi_temp_path {d}/tmp;\nuwsgi_temp_path {d}/tmp;\nscgi_temp_path {d}/tmp;\n\
+         upstream back {{ server unix:{d}/back.sock; keepalive 4; }}\n\
+         server {{ listen unix:{d}/front.sock; location / {{ proxy_pass http://back;\n\
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_read_timeout 5s; }} }}\n\
+         server {{ listen unix:{d}/back.sock; root {d}/html; }}\n}}\n"
+    )
+}
+
+/// The upstream's files, by name.
+fn nginx_files() -> [(&'static str, Vec<u8>); 3] {
+    [
+        ("small.txt", b"hello from the upstream\n".to_vec()),
+        ("mid.bin", noise(20_000, 5)),
+        ("big.bin", noise(300_000, 6)),
+    ]
+}
+
+/// nginx (master and one worker) proxying to its own upstream server on a unix socket; curl
+/// fetches each file 12 times through it. Returns the bytes curl got, in order.
+fn nginx_session(s: &Scratch, mode: Mode) -> Vec<u8> {
+    let dir = s.subdir(&format!("nginx-{}", mode.name()));
+    fs::create_dir(dir.join("tmp")).expect("mkdir tmp");
+    fs::create_dir(dir.join("html")).expect("mkdir html");
+    for (name, body) in nginx_files() {
+        fs::write(dir.join("html").join(name), body).expect("write an upstream file");
+    }
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, nginx_conf(&dir)).expect("write nginx.conf");
+    let mut server = s.spawn(
+        s.cmd(mode, None, "nginx", &["-c", &path_arg(&conf), "-p", &path_arg(&dir), "-e", "stderr"]),
+        &format!("nginx {mode:?}"),
+    );
+    server.wait_for("start worker process");
+    while !dir.join("front.sock").exists() {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let front = path_arg(&dir.join("front.sock"));
+    let urls: Vec<String> =
+        (0..12).flat_map(|_| nginx_files().map(|(name, _)| format!("http://upstream.test/{name}"))).collect();
+    let mut args = vec!["-sS", "--fail", "-m", "20", "--unix-socket", &front];
+    args.extend(urls.iter().map(String::as_str));
+    let out = s.run(s.cmd(mode, None, "curl", &args), &format!("curl ({mode:?})"));
+    out.assert_success();
+    let log = server.stop(libc::SIGTERM);
+    assert!(!log.contains("[error]"), "nginx {mode:?} log:\n{log}");
+    eprintln!("nginx, 36 fetches ({mode:?}): {:?}", out.elapsed);
+    out.stdout
+}
+
+/// nginx adds its upstream socket to epoll before connecting it: the interest must follow the
+/// connection into the shim, or the upstream's replies wait unseen until nginx times out.
+#[test]
+fn nginx_proxies_to_a_unix_socket_upstream() {
+    let s = Scratch::new("nginx", None);
+    let want: Vec<u8> = (0..12).flat_map(|_| nginx_files().into_iter().flat_map(|(_, body)| body)).collect();
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let bytes = s.sockets(None, "bytes_in");
+        let got = s.trapped(None, &[mode], "nginx", || nginx_session(&s, mode));
+        assert!(got == want, "curl through nginx ({mode:?}): {} bytes, want {}", got.len(), want.len());
+        // The bodies crossed two connections, curl's to nginx and nginx's to its upstream.
+        let moved = s.sockets(None, "bytes_in") - bytes;
+        assert!(
+            mode == Mode::Kernel || moved >= 2 * want.len() as u64,
+            "nginx under the shim: only {moved} bytes through its queues"
+        );
+    }
+}
+
+/// Xvfb and an x11perf run of MIT-SHM puts and gets and property round trips; returns the
+/// names of the tests x11perf reported, and how many shm calls the shim served meanwhile.
+fn x11perf_session(s: &Scratch, mode: Mode) -> (Vec<String>, u64) {
+    let shm_calls = || s.counters(None).get("shm").and_then(|c| c.get("calls")).copied().unwrap_or(0);
+    let before = shm_calls();
+    // -displayfd: Xvfb picks a free display and prints its number once it is ready.
+    let mut server = s.spawn(
+        s.cmd(mode, None, "Xvfb", &["-displayfd", "1", "-nolisten", "tcp", "-screen", "0", "1024x768x24"]),
+        &format!("Xvfb {mode:?}"),
+    );
+    let display = server.wait_for_match("a display number", |log| {
+        let line = log.lines().find(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))?;
+        // A whole line: the number is followed by its newline.
+        log.contains(&format!("{line}\n")).then(|| format!(":{line}"))
+    });
+    let out = s.ok(
+        s.cmd(
+            mode,
+            None,
+            "x11perf",
+            &["-display", &display, "-repeat", "1", "-reps", "2000", "-shmput10", "-shmget10", "-prop"],
+        ),
+        &format!("x11perf ({mode:?})"),
+    );
+    server.stop(libc::SIGTERM);
+    // "   8000 reps @   0.0021 msec (480000.0/sec): ShmPutImage 10x10 square"
+    let tests =
+        out.lines().filter_map(|l| l.split_once("/sec): ").map(|(_, name)| name.to_owned())).collect();
+    (tests, shm_calls() - before)
+}
+
+/// X11 over a unix socket, with images in System V shared memory that the client creates and
+/// the server attaches (MIT-SHM): both served by the shim.
+#[test]
+fn xvfb_with_an_mit_shm_client() {
+    let s = Scratch::new("xvfb", None);
+    let want = ["ShmPutImage 10x10 square", "ShmGetImage 10x10 square", "GetProperty"];
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let (tests, shm_calls) = s.trapped(None, &[mode], "x11perf", || x11perf_session(&s, mode));
+        assert_eq!(tests, want, "x11perf ({mode:?})");
+        assert!(mode == Mode::Kernel || shm_calls > 0, "x11perf under the shim: no shm call served");
     }
 }
