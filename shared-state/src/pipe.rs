@@ -108,6 +108,9 @@ const MAX_SLICE_NS: i64 = 100_000_000;
 /// futex_waitv's limit; pipes beyond it are polled with a short slice.
 const MAX_POLL_WAIT: usize = 128;
 const SHORT_SLICE_NS: i64 = 10_000_000;
+/// How long a sleeper waiting in the kernel while an exec may close its peer's end goes
+/// without looking at its ring: data from another writer meanwhile waits this long.
+const EXEC_SLICE_NS: i64 = 1_000_000;
 
 /// The pipe part of the region header.
 #[repr(C)]
@@ -174,6 +177,10 @@ pub struct PipeInodeInfo {
     pub(crate) gc_suspect: AtomicI64,
     /// Coarse second a sleeper last woke up in it: a sleeping operation is not a leaked one.
     pub(crate) heartbeat: AtomicI64,
+    /// CLOCK_MONOTONIC ns until which an exec in progress may close an end of it
+    /// ([`crate::pipe_exec`]): sleepers then wait in the kernel on their placeholders, which
+    /// the kernel wakes as the end goes; 0 when none.
+    exec_until: AtomicU64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
     /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
@@ -241,6 +248,13 @@ pub trait PipeEnv {
     /// must also notice what arrives outside the region.
     fn max_slice_ns(&self) -> i64 {
         MAX_SLICE_NS
+    }
+    /// Waits up to `ns` in the kernel for the placeholder to say that the other side may be
+    /// gone (POLLHUP, POLLERR, POLLRDHUP), with signals deliverable; None if the env has no
+    /// placeholder to wait on.
+    fn watch_placeholder(&self, ns: i64) -> Option<WaitOutcome> {
+        let _ = ns;
+        None
     }
 }
 
@@ -797,6 +811,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
+    pipe.exec_until.store(0, Ordering::Relaxed);
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
@@ -894,6 +909,32 @@ pub fn note_close(region: &Region, h: PipeHandle) {
         pipe.wake(READERS, region);
         pipe.wake(WRITERS, region);
     }
+}
+
+/// An exec about to start may close an end of `h` (see [`crate::pipe_exec`]): until
+/// `until_ns` (CLOCK_MONOTONIC), or until [`exec_done`], its sleepers wait in the kernel,
+/// which wakes them the moment the end goes, and those asleep now are woken to do so.
+pub fn exec_pending(region: &Region, h: PipeHandle, until_ns: u64) {
+    if let Some(pipe) = live(region, h) {
+        pipe.exec_until.fetch_max(until_ns, Ordering::SeqCst);
+        pipe.wake(READERS, region);
+        pipe.wake(WRITERS, region);
+    }
+}
+
+/// The exec that [`exec_pending`] announced is over: sleepers go back to the futex word,
+/// after one look whether the other side is gone.
+pub fn exec_done(region: &Region, h: PipeHandle) {
+    if let Some(pipe) = live(region, h) {
+        pipe.exec_until.store(0, Ordering::SeqCst);
+    }
+    note_close(region, h);
+}
+
+/// Whether an exec in progress may close an end of `h` (until when, in CLOCK_MONOTONIC ns).
+pub fn exec_window(region: &Region, h: PipeHandle) -> Option<u64> {
+    let until = live(region, h)?.exec_until.load(Ordering::Relaxed);
+    (until != 0 && until > sys::monotonic_ns() as u64).then_some(until)
 }
 
 /// A process of the namespace is known to have died (e.g. it was reaped).
@@ -1030,11 +1071,19 @@ fn wait_for(
     let mut slice = FIRST_SLICE_NS.min(cap);
     let until = env.deadline();
     loop {
+        if let Some(out) = watch_exec(pipe, env, ready, until.as_ref()) {
+            return out;
+        }
         mine.fetch_add(1, Ordering::SeqCst);
         let seq = pipe.wait.load(Ordering::SeqCst);
         if ready() {
             mine.fetch_sub(1, Ordering::SeqCst);
             return Waited::Woken;
+        }
+        // A close noted before we were counted woke nobody: its generation shows it.
+        if env.peer_gone(false) {
+            mine.fetch_sub(1, Ordering::SeqCst);
+            return Waited::PeerGone;
         }
         let mut deadline = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
         if let Some(u) = until {
@@ -1060,6 +1109,36 @@ fn wait_for(
                 }
                 slice = (slice * 2).min(MAX_SLICE_NS).min(cap);
             }
+        }
+    }
+}
+
+/// While an exec may close the other side's end ([`exec_pending`]): waits in the kernel on the
+/// placeholder, in slices of [`EXEC_SLICE_NS`] after each of which the ring is looked at again.
+/// None when there is no such exec (or the env has no placeholder): the futex wait follows.
+fn watch_exec(
+    pipe: &PipeInodeInfo,
+    env: &dyn PipeEnv,
+    ready: &dyn Fn() -> bool,
+    deadline: Option<&libc::timespec>,
+) -> Option<Waited> {
+    loop {
+        let window = pipe.exec_until.load(Ordering::SeqCst) as i64;
+        let now = sys::monotonic_ns();
+        if window <= now {
+            return None;
+        }
+        if ready() {
+            return Some(Waited::Woken);
+        }
+        let left = deadline.map_or(i64::MAX, |d| (d.tv_sec * 1_000_000_000 + d.tv_nsec) - now);
+        if left <= 0 {
+            return Some(Waited::TimedOut);
+        }
+        match env.watch_placeholder((window - now).min(EXEC_SLICE_NS).min(left))? {
+            WaitOutcome::Interrupted => return Some(Waited::Interrupted),
+            _ if env.peer_gone(true) => return Some(Waited::PeerGone),
+            _ => {}
         }
     }
 }
