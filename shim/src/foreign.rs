@@ -22,7 +22,8 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
     }
     let pid = sys::getpid();
     each_open_fd(|fd| {
-        if !foreign && fd::known_other(fd) {
+        let listener = fd::is_listener(fd);
+        if !foreign && !listener && fd::known_other(fd) {
             return;
         }
         let Ok(fl) = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0) else {
@@ -36,7 +37,8 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
             }
             (false, Some(_)) if foreign => pipes::hand_back(r, fd),
             // A listener it inherits would accept connections without adopting them.
-            (false, None) if foreign => crate::unix::forget_listener(r, fd),
+            (false, None) if foreign => crate::unix::listener_to_foreign(r, fd),
+            (true, None) if listener => crate::unix::listener_released(r, fd),
             _ => {}
         }
     });

@@ -516,6 +516,9 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
     // cached view of their peer must go.
     let listener = fd::is_listener(fd);
+    if listener {
+        crate::unix::listener_released(r, fd);
+    }
     let was = fd::take(r, fd);
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
@@ -683,6 +686,9 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 /// seen (inherited by an image that never used them).
 pub fn exiting(r: &Region) {
     crate::foreign::each_open_fd(|fd| {
+        if fd::is_listener(fd) {
+            crate::unix::listener_released(r, fd);
+        }
         if let Some(p) = fd::take(r, fd) {
             sys::close(fd);
             note_closed(r, &p);

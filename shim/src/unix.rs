@@ -202,15 +202,61 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     Some(pipes::ret(res))
 }
 
-/// A listening socket will be served by a process without the shim: connections to it stay
-/// the kernel's.
-pub fn forget_listener(r: &Region, fd: i32) {
-    if getsockopt_int(fd, libc::SO_ACCEPTCONN) == Ok(1)
-        && let Ok(st) = sys::fstat(fd)
-        && st.st_dev == sys::sockfs_dev()
-    {
-        names::unregister(r, |l| l.ino as u64 == st.st_ino);
+/// The socket inode of `fd` if it is a listening socket.
+fn listening_ino(fd: i32) -> Option<u32> {
+    let st = sys::fstat(fd).ok().filter(|st| st.st_dev == sys::sockfs_dev())?;
+    (getsockopt_int(fd, libc::SO_ACCEPTCONN) == Ok(1)).then_some(st.st_ino as u32)
+}
+
+/// A listening socket is inherited by a program without the shim, which may accept on it:
+/// connections to it go to the kernel, unless the shim process that listened still holds it
+/// (a server whose child execs a set-id helper): then its name stays announced until that
+/// process lets go of it (see [`listener_released`]).
+pub fn listener_to_foreign(r: &Region, fd: i32) {
+    let Some(ino) = listening_ino(fd) else { return };
+    match names::registrant(r, ino) {
+        Some(pid) if pid != sys::getpid() as u32 && holds(pid, ino) => names::mark_foreign_held(r, ino),
+        Some(_) => names::unregister(r, |l| l.ino == ino),
+        None => {}
     }
+}
+
+/// A shim process closes a listening socket it announced.
+pub fn listener_released(r: &Region, fd: i32) {
+    if let Some(ino) = listening_ino(fd) {
+        names::release_listener(r, ino);
+    }
+}
+
+/// Whether process `pid` has an fd of the socket with inode `ino` (as /proc shows it).
+fn holds(pid: u32, ino: u32) -> bool {
+    let mut path = *b"/proc/\0\0\0\0\0\0\0\0\0\0/fd\0";
+    let mut digits = [0u8; 10];
+    let n = shared_state::pipe_gc::itoa(pid, &mut digits);
+    path[6..6 + n].copy_from_slice(&digits[..n]);
+    path[6 + n..6 + n + 4].copy_from_slice(b"/fd\0");
+    let Ok(dir) = sys::open(&path[..6 + n + 4], libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+    else {
+        return false;
+    };
+    let mut want = [0u8; 20];
+    let k = shared_state::pipe_gc::itoa(ino, &mut digits);
+    want[..8].copy_from_slice(b"socket:[");
+    want[8..8 + k].copy_from_slice(&digits[..k]);
+    want[8 + k] = b']';
+    let want = &want[..9 + k];
+    let mut found = false;
+    let _ = shared_state::pipe_gc::each_entry(dir, |name| {
+        let mut z = [0u8; 24];
+        let mut link = [0u8; 32];
+        if let Some(dst) = z.get_mut(..name.len()) {
+            dst.copy_from_slice(name);
+            found |= sys::readlinkat(dir, &z[..name.len() + 1], &mut link).is_ok_and(|l| &link[..l] == want);
+        }
+        if found { Err(libc::EEXIST) } else { Ok(()) }
+    });
+    sys::close(dir);
+    found
 }
 
 /// This process becomes a program without the shim: a client would take the credentials
