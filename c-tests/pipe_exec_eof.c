@@ -1,11 +1,12 @@
 /* End of file as soon as the last writer goes, when an exec or an exit takes it: the
- * kernel wakes the reader in pipe_release. A writer's end closed by O_CLOEXEC at exec (fork
- * and vfork), an inherited end the exec'd image never used closed by its exit, by close(),
- * by close_range() or by dup2() over it; readers blocked in read, poll, epoll_wait and recv.
- * Each exec'd image stamps the time just before it lets its end go (or as it starts, for an
- * exec that closes it), and the reader prints whether its end of file came within 80 ms of
- * that stamp (tests/tests/exec_programs.rs measures it against the kernel's): at once on the kernel; a reader that learnt of it only from a periodic
- * liveness check (0.1 s) would be late. */
+ * kernel wakes the reader in pipe_release. A writer's end closed by O_CLOEXEC at exec (fork,
+ * vfork, and an exec of a program without the shim), an inherited end the exec'd image never
+ * used closed by its exit, by close(), by close_range() or by dup2() over it; readers blocked
+ * in read, poll, epoll_wait and recv. Each exec'd image stamps the time just before it lets
+ * its end go (or as it starts, for an exec that closes it), and the reader prints whether
+ * its end of file came within 80 ms of that stamp: at once on the kernel; a reader that
+ * learnt of it only from a periodic liveness check (0.1 s) would be late. The latency
+ * itself is measured against the kernel's in tests/tests/exec_programs.rs. */
 #include "common.h"
 #include <spawn.h>
 #include <sys/epoll.h>
@@ -181,6 +182,36 @@ int main(int argc, char **argv)
 		finish(c);
 		io_close(p[0]);
 	}
+
+	CASE("cloexec_writer_execs_a_program_without_the_shim");
+	/* /sbin/ldconfig is static: no shim in the new image to wake anybody. */
+	if (pipe2(p, O_CLOEXEC))
+		die("pipe2");
+	if ((c.pid = io_fork()) == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+		if (nul < 0 || dup2(nul, 1) != 1)
+			_exit(SETUP_FAIL);
+		long long t = now_ns();
+		if (pwrite(STAMP_FD, &t, sizeof t, 0) != sizeof t)
+			_exit(SETUP_FAIL);
+		execl("/sbin/ldconfig", "ldconfig", "--version", (char *)NULL);
+		_exit(SETUP_FAIL);
+	}
+	io_close(p[1]);
+	{
+		char b;
+		long long t;
+		errno = 0;
+		long r = read(p[0], &b, 1);
+		long long eof = now_ns();
+		show_io("  read", r, errno);
+		if (pread(STAMP_FD, &t, sizeof t, 0) != sizeof t)
+			die("read stamp");
+		printf("  end of file within %d ms of the exec: %s\n", LATE_MS,
+		       eof - t < LATE_MS * 1000000LL ? "yes" : "no");
+	}
+	show_status_io("ldconfig", io_reap(c.pid));
+	io_close(p[0]);
 
 	CASE("untouched_writer_exits_after_exec");
 	io_pipe(p);

@@ -35,7 +35,7 @@ pub const PIPE_BUF: usize = 4096;
 pub const PIPE_DEF_BUFFERS: u32 = 16;
 /// What a user over the soft page limit gets (fs/pipe.c's PIPE_MIN_DEF_BUFFERS).
 pub const PIPE_MIN_DEF_BUFFERS: u32 = 2;
-const PAGE: usize = PAGE_SIZE as usize;
+pub(crate) const PAGE: usize = PAGE_SIZE as usize;
 /// A ring holds at most 2^31 bytes (round_pipe_size).
 const MAX_RING_SHIFT: u32 = 19;
 const CAP_SYS_RESOURCE: u64 = 1 << 24;
@@ -43,7 +43,7 @@ const CAP_SYS_ADMIN: u64 = 1 << 21;
 
 /// `pipe_buffer.flags`, in the packed form's upper half.
 const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
-const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
+pub(crate) const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
 /// A seqpacket record's last buffer (its others are packet buffers): see [`record_write`].
 const PIPE_BUF_FLAG_RECORD_END: u64 = 1 << 34;
 /// A socket message's first buffer, whose page starts with its [`UnixCb`] (the data follows).
@@ -92,8 +92,8 @@ const DYING: u64 = 2;
 const ORPHAN: u64 = 3;
 
 /// Waker bitsets: a reader sleeps until a writer publishes, a writer until a reader consumes.
-const READERS: u32 = 1;
-const WRITERS: u32 = 2;
+pub(crate) const READERS: u32 = 1;
+pub(crate) const WRITERS: u32 = 2;
 
 const SPIN_NS: i64 = 50_000;
 /// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
@@ -166,11 +166,11 @@ pub struct PipeInodeInfo {
     /// Operations in progress (the collector leaves such objects alone).
     pub(crate) active: AtomicU32,
     /// CPU + 1 each side last ran an operation on; 0 unknown.
-    rd_cpu: AtomicU32,
-    wr_cpu: AtomicU32,
+    pub(crate) rd_cpu: AtomicU32,
+    pub(crate) wr_cpu: AtomicU32,
     /// Non-zero once an epoll set watches the pipe (the kernel's `poll_usage`): every write
     /// then wakes, and bumps `ev_in`, as epoll's edge-triggered mode expects.
-    ep_usage: AtomicU32,
+    pub(crate) ep_usage: AtomicU32,
     /// CLOCK_BOOTTIME of the creation, in ns (compared with process start times).
     pub(crate) born: AtomicU64,
     /// Coarse second a collection first found this object unreferenced but active.
@@ -194,7 +194,7 @@ pub struct PipeInodeInfo {
     resize_new: AtomicU64,
     resize_old: AtomicU64,
     /// head (low half) and tail (high half), as the kernel's `union pipe_index`.
-    head_tail: AtomicU64,
+    pub(crate) head_tail: AtomicU64,
     /// The futex word, bumped on a state change that somebody waits for.
     wait: AtomicU32,
     rd_waiters: AtomicU32,
@@ -206,7 +206,7 @@ pub struct PipeInodeInfo {
     sock: AtomicU32,
     /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
     /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
-    ev_in: AtomicU32,
+    pub(crate) ev_in: AtomicU32,
     ev_out: AtomicU32,
 }
 
@@ -261,7 +261,7 @@ pub trait PipeEnv {
 /// The ring descriptor: valid bit | log2(ring_size) << 40 | first page of the run.
 /// `max_usage` always equals `ring_size` here (no watch queues).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ring {
+pub(crate) struct Ring {
     run: u64,
     shift: u32,
 }
@@ -279,7 +279,7 @@ impl Ring {
             .then_some(ring)
     }
 
-    fn size(self) -> u32 {
+    pub(crate) fn size(self) -> u32 {
         1 << self.shift
     }
 
@@ -298,14 +298,14 @@ impl Ring {
     }
 
     /// The packed `pipe_buffer` of ring index `i`.
-    fn buf(self, region: &Region, i: u32) -> &AtomicU64 {
+    pub(crate) fn buf(self, region: &Region, i: u32) -> &AtomicU64 {
         let slot = (i & (self.size() - 1)) as usize;
         // SAFETY: the table holds size() words at the start of the run, inside the page area.
         unsafe { &*((page_addr(region, self.run) as *const AtomicU64).add(slot)) }
     }
 
     /// The data page of ring index `i`.
-    fn page(self, region: &Region, i: u32) -> *mut u8 {
+    pub(crate) fn page(self, region: &Region, i: u32) -> *mut u8 {
         let slot = (i & (self.size() - 1)) as u64;
         page_addr(region, self.run + Self::meta_pages(self.shift) + slot) as *mut u8
     }
@@ -328,14 +328,14 @@ impl Ring {
 
 /// `struct pipe_buffer` without its page (implied by the slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PipeBuffer {
-    offset: usize,
-    len: usize,
-    flags: u64,
+pub(crate) struct PipeBuffer {
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    pub(crate) flags: u64,
 }
 
 impl PipeBuffer {
-    fn pack(self) -> u64 {
+    pub(crate) fn pack(self) -> u64 {
         self.flags | (self.offset as u64) << 16 | self.len as u64
     }
 
@@ -351,7 +351,7 @@ impl PipeBuffer {
         }
     }
 
-    fn load(a: &AtomicU64) -> PipeBuffer {
+    pub(crate) fn load(a: &AtomicU64) -> PipeBuffer {
         Self::unpack(a.load(Ordering::Acquire))
     }
 }
@@ -364,11 +364,11 @@ fn split(head_tail: u64) -> (u32, u32) {
     (head_tail as u32, (head_tail >> 32) as u32)
 }
 
-fn join(head: u32, tail: u32) -> u64 {
+pub(crate) fn join(head: u32, tail: u32) -> u64 {
     (tail as u64) << 32 | head as u64
 }
 
-fn pipe_full(head: u32, tail: u32, limit: u32) -> bool {
+pub(crate) fn pipe_full(head: u32, tail: u32, limit: u32) -> bool {
     head.wrapping_sub(tail) >= limit
 }
 
@@ -419,7 +419,7 @@ fn boot_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-fn note_cpu(word: &AtomicU32) {
+pub(crate) fn note_cpu(word: &AtomicU32) {
     let cpu = sys::current_cpu();
     if word.load(Ordering::Relaxed) != cpu {
         word.store(cpu, Ordering::Relaxed);
@@ -427,11 +427,11 @@ fn note_cpu(word: &AtomicU32) {
 }
 
 impl PipeInodeInfo {
-    fn ring(&self) -> Result<Ring, Errno> {
+    pub(crate) fn ring(&self) -> Result<Ring, Errno> {
         Ring::unpack(self.ring.load(Ordering::Acquire)).ok_or(libc::EIO)
     }
 
-    fn head_tail(&self) -> (u32, u32) {
+    pub(crate) fn head_tail(&self) -> (u32, u32) {
         split(self.head_tail.load(Ordering::Acquire))
     }
 
@@ -453,7 +453,7 @@ impl PipeInodeInfo {
     }
 
     /// After publishing a change: wakes `side`'s sleepers, if there are any.
-    fn wake(&self, side: u32, region: &Region) {
+    pub(crate) fn wake(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
         // it sees our change or we see it counted.
         fence(Ordering::SeqCst);
@@ -472,22 +472,22 @@ impl PipeInodeInfo {
     }
 
     /// A read freed a full ring: the kernel wakes wr_wait.
-    fn note_ev_out(&self) {
+    pub(crate) fn note_ev_out(&self) {
         if self.ep_usage.load(Ordering::Relaxed) != 0 {
             self.ev_out.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    fn is_handed_back(&self) -> bool {
+    pub(crate) fn is_handed_back(&self) -> bool {
         self.handed_back.load(Ordering::Acquire) != 0
     }
 
-    fn readable(&self) -> bool {
+    pub(crate) fn readable(&self) -> bool {
         let (head, tail) = self.head_tail();
         head != tail
     }
 
-    fn writable(&self) -> bool {
+    pub(crate) fn writable(&self) -> bool {
         let (head, tail) = self.head_tail();
         let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
         !pipe_full(head, tail, size)
@@ -495,8 +495,8 @@ impl PipeInodeInfo {
 }
 
 /// An operation in progress on a live object: the collector will not free it meanwhile.
-struct Active<'a> {
-    pipe: &'a PipeInodeInfo,
+pub(crate) struct Active<'a> {
+    pub(crate) pipe: &'a PipeInodeInfo,
 }
 
 impl Drop for Active<'_> {
@@ -505,7 +505,7 @@ impl Drop for Active<'_> {
     }
 }
 
-fn enter(region: &Region, h: PipeHandle) -> Result<Active<'_>, Errno> {
+pub(crate) fn enter(region: &Region, h: PipeHandle) -> Result<Active<'_>, Errno> {
     if h.idx >= PIPE_MAX {
         return Err(EBADF);
     }
@@ -525,12 +525,12 @@ fn live(region: &Region, h: PipeHandle) -> Option<&PipeInodeInfo> {
 }
 
 /// `pipe->mutex` held.
-struct PipeGuard<'a> {
+pub(crate) struct PipeGuard<'a> {
     _lock: LockGuard<'a>,
 }
 
 /// Takes `pipe->mutex`; after a holder died, finishes or undoes what it left.
-fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
+pub(crate) fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
     // Critical sections are a copy of at most a page or so: a holder on another CPU lets go
     // sooner than a futex sleep and wake-up would take, so try for a while before blocking.
     let lock = pipe.mutex.lock_spinning(LOCK_SPIN_NS, 16).map_err(|_| ENOMEM)?;
@@ -996,7 +996,7 @@ impl<'a> IovIter<'a> {
     }
 }
 
-enum Waited {
+pub(crate) enum Waited {
     Woken,
     Interrupted,
     /// A forced check found the other side gone.
@@ -1007,7 +1007,7 @@ enum Waited {
 
 /// Waits until `ready()` or the other side is gone: spins while the peer is running on
 /// another CPU, then sleeps in slices. `side`: who we are (READERS or WRITERS).
-fn wait_for(
+pub(crate) fn wait_for(
     region: &Region,
     pipe: &PipeInodeInfo,
     side: u32,
@@ -1157,7 +1157,7 @@ static CALLS: Tally = Tally::new();
 static UNIX_CALLS: Tally = Tally::new();
 
 /// Counts one read or write of `pipe` (a pipe's or a socket's counters) and its bytes.
-fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
+pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
     let c = &region.header().counters;
     let socket = pipe.sock.load(Ordering::Relaxed) != 0;
     let total = match (socket, written) {
