@@ -48,6 +48,12 @@ pub(crate) const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
 const PIPE_BUF_FLAG_RECORD_END: u64 = 1 << 34;
 /// A socket message's first buffer, whose page starts with its [`UnixCb`] (the data follows).
 const PIPE_BUF_FLAG_CB: u64 = 1 << 35;
+/// A stream socket's out-of-band byte, a buffer of its own (the kernel's `oob_skb`): the
+/// queue's [`PipeInodeInfo::oob`] names the current one; once taken by `recv(MSG_OOB)` it
+/// stays as an empty buffer, a mark no read reads across.
+const PIPE_BUF_FLAG_OOB: u64 = 1 << 36;
+/// [`PipeInodeInfo::oob`] holds a ring index.
+const OOB_SET: u64 = 1 << 63;
 
 /// A `sockaddr_un` at most this long: family and `sun_path`.
 pub const SOCKADDR_UN_MAX: usize = 110;
@@ -177,6 +183,15 @@ pub struct PipeInodeInfo {
     pub(crate) gc_suspect: AtomicI64,
     /// Coarse second a sleeper last woke up in it: a sleeping operation is not a leaked one.
     pub(crate) heartbeat: AtomicI64,
+    /// A stream socket's queue: [`OOB_SET`] | the ring index of its current out-of-band
+    /// byte, 0 for none.
+    oob: AtomicU64,
+    /// Out-of-band bytes a read went past and dropped: the kernel counts them in FIONREAD
+    /// from then on.
+    oob_dropped: AtomicU32,
+    /// A stream socket: the owner `F_SETOWN`/`F_SETOWN_EX` gave its file, as [`sock_owner`]
+    /// packs it (SIGURG goes there), 0 for none.
+    owner: AtomicU64,
     /// CLOCK_MONOTONIC ns until which an exec in progress may close an end of it
     /// ([`crate::pipe_exec`]): sleepers then wait in the kernel on their placeholders, which
     /// the kernel wakes as the end goes; 0 when none.
@@ -255,6 +270,10 @@ pub trait PipeEnv {
     fn watch_placeholder(&self, ns: i64) -> Option<WaitOutcome> {
         let _ = ns;
         None
+    }
+    /// A stream socket receiving: SO_OOBINLINE (its out-of-band byte is read with the data).
+    fn oob_inline(&self) -> bool {
+        false
     }
 }
 
@@ -347,7 +366,8 @@ impl PipeBuffer {
                 & (PIPE_BUF_FLAG_PACKET
                     | PIPE_BUF_FLAG_CAN_MERGE
                     | PIPE_BUF_FLAG_RECORD_END
-                    | PIPE_BUF_FLAG_CB),
+                    | PIPE_BUF_FLAG_CB
+                    | PIPE_BUF_FLAG_OOB),
         }
     }
 
@@ -556,6 +576,11 @@ fn normalise(region: &Region, pipe: &PipeInodeInfo) {
         if b.offset + b.len > PAGE {
             ring.buf(region, i).store(PipeBuffer { len: 0, ..b }.pack(), Ordering::Release);
         }
+    }
+    // An out-of-band byte named but not queued (its sender died in between) is none.
+    let oob = pipe.oob.load(Ordering::Acquire);
+    if oob & OOB_SET != 0 && (oob as u32).wrapping_sub(tail) >= head.wrapping_sub(tail) {
+        pipe.oob.store(0, Ordering::Release);
     }
     // An empty record is a buffer of nothing that ends one: it stays.
     while tail != head && {
@@ -812,6 +837,9 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
     pipe.exec_until.store(0, Ordering::Relaxed);
+    pipe.oob.store(0, Ordering::Relaxed);
+    pipe.oob_dropped.store(0, Ordering::Relaxed);
+    pipe.owner.store(0, Ordering::Relaxed);
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
@@ -1186,7 +1214,7 @@ pub fn pipe_write(
     packet: bool,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
-    write_inner(region, h, iov, packet, None, env)
+    write_inner(region, h, iov, packet, None, false, env)
 }
 
 /// A stream socket's send of one message with its [`UnixCb`] (`unix_stream_sendmsg` with
@@ -1199,15 +1227,29 @@ pub fn sock_write(
     cb: &UnixCb,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
-    write_inner(region, h, iov, false, Some(cb), env)
+    write_inner(region, h, iov, false, Some(cb), false, env)
 }
 
+/// A stream socket's out-of-band byte (`queue_oob`): the one byte of `iov` as a buffer of its
+/// own, merging with nothing, named as the queue's current one (an earlier one becomes data).
+pub fn sock_write_oob(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    cb: Option<&UnixCb>,
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    write_inner(region, h, iov, false, cb, true, env)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_inner(
     region: &Region,
     h: PipeHandle,
     iov: &[(usize, usize)],
     packet: bool,
     cb: Option<&UnixCb>,
+    oob: bool,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
     let mut from = IovIter::new(iov);
@@ -1240,7 +1282,7 @@ fn write_inner(
         // writes, and page-aligns the rest of large ones.
         let (head, tail) = pipe.head_tail();
         let chars = total_len & (PAGE - 1);
-        if cb.is_none() && chars != 0 && head != tail {
+        if cb.is_none() && !oob && chars != 0 && head != tail {
             let last = head.wrapping_sub(1);
             let buf = PipeBuffer::load(ring.buf(region, last));
             let offset = buf.offset + buf.len;
@@ -1273,7 +1315,12 @@ fn write_inner(
             let (head, tail) = pipe.head_tail();
             if !pipe_full(head, tail, ring.size()) {
                 // The slot is free space: filled first, then published with the head.
-                let (at, flags) = if cb.is_some() { (CB_LEN, PIPE_BUF_FLAG_CB) } else { (0, flags) };
+                let (at, flags) = match (cb.is_some(), oob) {
+                    (true, false) => (CB_LEN, PIPE_BUF_FLAG_CB),
+                    (true, true) => (CB_LEN, PIPE_BUF_FLAG_CB | PIPE_BUF_FLAG_OOB),
+                    (false, true) => (0, PIPE_BUF_FLAG_OOB),
+                    (false, false) => (0, flags),
+                };
                 // SAFETY: at < PAGE: inside the slot's data page.
                 let copied = from.copy(unsafe { ring.page(region, head).add(at) }, PAGE - at, false);
                 // A page that faulted part way is not queued (this kernel leaves nothing
@@ -1287,6 +1334,9 @@ fn write_inner(
                 }
                 ring.buf(region, head)
                     .store(PipeBuffer { offset: at, len: copied, flags }.pack(), Ordering::Release);
+                if oob {
+                    pipe.oob.store(OOB_SET | head as u64, Ordering::Release);
+                }
                 pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
                 // Readers sleep only on an empty ring: only its first buffer needs a wake-up
                 // (as the kernel's was_empty); waking on every write costs a syscall each.
@@ -1450,6 +1500,8 @@ fn read_inner(
     let mut wake_writer = false;
     let mut gone = false;
     let mut waited = false;
+    // A peek that found only out-of-band marks: the head it saw (it waits for a new one).
+    let mut passed_head = None;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let res = 'out: loop {
         if pipe.is_handed_back() && (!mode.socket || !pipe.readable()) {
@@ -1460,10 +1512,20 @@ fn read_inner(
             Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
         };
         let (head, mut tail) = pipe.head_tail();
-        if head != tail && mode.peek {
+        if head != tail && mode.peek && passed_head != Some(head) {
             // Across buffers, as a stream socket's peek crosses skbs; nothing is consumed.
             while tail != head && ret < total_len {
                 let buf = PipeBuffer::load(ring.buf(region, tail));
+                if mode.socket && buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+                    match oob_mark(pipe, tail, buf, ret, true, env) {
+                        OobMark::Stop => break,
+                        OobMark::Pass | OobMark::Drop => {
+                            tail = tail.wrapping_add(1);
+                            continue;
+                        }
+                        OobMark::Read => {}
+                    }
+                }
                 let cb = ring.cb(region, tail, buf);
                 if let Some(m) = msg.as_deref_mut()
                     && !m.admit(&cb)
@@ -1482,11 +1544,35 @@ fn read_inner(
                     break;
                 }
             }
-            break 'out Ok(ret);
+            if ret > 0 || tail != head {
+                break 'out Ok(ret);
+            }
+            // Nothing but out-of-band marks: as an empty queue until more comes.
+            passed_head = Some(head);
         }
-        if head != tail {
+        if head != tail && !mode.peek {
             let cell = ring.buf(region, tail);
             let buf = PipeBuffer::load(cell);
+            if mode.socket && buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+                match oob_mark(pipe, tail, buf, ret, false, env) {
+                    OobMark::Stop => {
+                        if let Some(m) = msg.as_deref_mut() {
+                            m.stopped = true;
+                        }
+                        break 'out Ok(ret);
+                    }
+                    // Gone from the stream: a taken byte's mark, or a byte not read inline.
+                    mark @ (OobMark::Pass | OobMark::Drop) => {
+                        if matches!(mark, OobMark::Drop) {
+                            pipe.oob_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        wake_writer |= pipe_full(head, tail, ring.size());
+                        pipe.head_tail.store(join(head, tail.wrapping_add(1)), Ordering::Release);
+                        continue;
+                    }
+                    OobMark::Read => {}
+                }
+            }
             let cb = ring.cb(region, tail, buf);
             if let Some(m) = msg.as_deref_mut()
                 && !m.admit(&cb)
@@ -1556,7 +1642,7 @@ fn read_inner(
             pipe,
             READERS,
             env,
-            &|| pipe.readable() || pipe.is_handed_back(),
+            &|| pipe.readable() && passed_head != Some(pipe.head_tail().0) || pipe.is_handed_back(),
             Some(&progress),
         ) {
             Waited::Woken => {}
@@ -1582,6 +1668,121 @@ fn read_inner(
     }
     count_call(region, pipe, res.ok(), false);
     res
+}
+
+/// What a stream read does at an out-of-band buffer (`manage_oob`).
+enum OobMark {
+    /// The read ends before it (it has data already).
+    Stop,
+    /// Past a taken byte's mark.
+    Pass,
+    /// Past the current byte, which is dropped (not read inline).
+    Drop,
+    /// It is data: an earlier out-of-band byte, or the current one with SO_OOBINLINE.
+    Read,
+}
+
+/// `manage_oob` for the buffer at `at` holding (or having held) an out-of-band byte, after
+/// `copied` bytes; a read that is not a peek meeting the current byte makes it no longer
+/// out of band (lock held).
+fn oob_mark(
+    pipe: &PipeInodeInfo,
+    at: u32,
+    buf: PipeBuffer,
+    copied: usize,
+    peek: bool,
+    env: &dyn PipeEnv,
+) -> OobMark {
+    let current = pipe.oob.load(Ordering::Acquire);
+    if buf.len == 0 {
+        // A byte taken by recv(MSG_OOB) still marks where it was, unless a later one does.
+        return if copied > 0 && (current == 0 || current as u32 == at) {
+            OobMark::Stop
+        } else {
+            OobMark::Pass
+        };
+    }
+    if current != OOB_SET | at as u64 {
+        return OobMark::Read;
+    }
+    if copied > 0 {
+        return OobMark::Stop;
+    }
+    if !peek {
+        pipe.oob.store(0, Ordering::Release);
+    }
+    if env.oob_inline() { OobMark::Read } else { OobMark::Drop }
+}
+
+/// `unix_stream_recv_urg`: the current out-of-band byte of the queue `h` into `iov` (a peek
+/// leaves it; a receive leaves its mark). EINVAL with none, or with SO_OOBINLINE (`inline`).
+/// A bad buffer gives EFAULT after the byte was taken, as the kernel's.
+pub fn sock_recv_oob(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    peek: bool,
+    inline: bool,
+) -> Result<usize, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _g = lock_pipe(region, pipe)?;
+    let current = pipe.oob.load(Ordering::Acquire);
+    if inline || current == 0 {
+        return Err(EINVAL);
+    }
+    let ring = pipe.ring()?;
+    let at = current as u32;
+    let cell = ring.buf(region, at);
+    let b = PipeBuffer::load(cell);
+    let mut to = IovIter::new(iov);
+    let want = to.count.min(b.len);
+    // SAFETY: offset + len <= PAGE in the slot's data page.
+    let copied = to.copy(unsafe { ring.page(region, at).add(b.offset) }, want, true);
+    if !peek {
+        pipe.oob.store(0, Ordering::Release);
+        cell.store(PipeBuffer { offset: b.offset + b.len, len: 0, ..b }.pack(), Ordering::Release);
+    }
+    count_call(region, pipe, Some(copied), false);
+    if copied < want { Err(EFAULT) } else { Ok(1) }
+}
+
+/// Out-of-band bytes reads of the queue `h` dropped, which the kernel's FIONREAD still counts.
+pub fn sock_oob_dropped(region: &Region, h: PipeHandle) -> u32 {
+    live(region, h).map_or(0, |p| p.oob_dropped.load(Ordering::Relaxed))
+}
+
+/// Whether the queue `h` has an out-of-band byte to take (POLLPRI).
+pub fn sock_oob_pending(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.oob.load(Ordering::Acquire) != 0)
+}
+
+/// SIOCATMARK: whether the next byte a read of the queue `h` meets is the out-of-band mark.
+pub fn sock_at_mark(region: &Region, h: PipeHandle) -> Result<bool, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _g = lock_pipe(region, pipe)?;
+    let ring = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    if head == tail {
+        return Ok(false);
+    }
+    let current = pipe.oob.load(Ordering::Acquire);
+    let b = PipeBuffer::load(ring.buf(region, tail));
+    let next_is = tail.wrapping_add(1) != head && current == OOB_SET | tail.wrapping_add(1) as u64;
+    Ok(current == OOB_SET | tail as u64
+        || (b.len == 0 && b.flags & PIPE_BUF_FLAG_OOB != 0 && (current == 0 || next_is)))
+}
+
+/// The owner of a stream socket's file (`F_SETOWN`): kind (`F_OWNER_*`) << 32 | id.
+pub fn sock_owner(region: &Region, h: PipeHandle) -> u64 {
+    live(region, h).map_or(0, |p| p.owner.load(Ordering::Acquire))
+}
+
+pub fn sock_set_owner(region: &Region, h: PipeHandle, owner: u64) {
+    if let Some(p) = live(region, h) {
+        p.owner.store(owner, Ordering::Release);
+    }
 }
 
 /// A seqpacket socket's send (`unix_dgram_sendmsg` for a connected SOCK_SEQPACKET): the

@@ -262,6 +262,10 @@ impl PipeEnv for Env<'_> {
         }))
     }
 
+    fn oob_inline(&self) -> bool {
+        self.side == Side::SockRead && crate::unix::getsockopt_int(self.p.fd, libc::SO_OOBINLINE) == Ok(1)
+    }
+
     fn restart_after_signal(&self) -> bool {
         // A socket call with a timeout is never restarted (sock_intr_errno).
         signals::take_interrupt() != Some(false) && self.deadline().is_none()
@@ -645,6 +649,14 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
             }
             // Every process caching this description's O_NONBLOCK reads it again.
             note_closed(r, &p);
+            Some(ret(res))
+        }
+        cmd if crate::unix::sets_owner(cmd) => {
+            let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+            let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
+            if res.is_ok() {
+                crate::unix::owner_changed(r, &p);
+            }
             Some(ret(res))
         }
         libc::F_GETPIPE_SZ => {

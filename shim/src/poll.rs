@@ -85,6 +85,10 @@ pub fn readiness(r: &Region, s: &Shim) -> i16 {
     if s.read && rx.is_some_and(|h| pipe::pipe_poll(r, h).0) {
         m |= libc::POLLIN | libc::POLLRDNORM;
     }
+    // An out-of-band byte to take (unix_poll's EPOLLPRI).
+    if s.socket && s.read && rx.is_some_and(|h| pipe::sock_oob_pending(r, h)) {
+        m |= libc::POLLPRI;
+    }
     let writable = if s.recv_queue(r) {
         crate::dgram::writable(r, s.pipe)
     } else {
