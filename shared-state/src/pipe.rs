@@ -144,6 +144,20 @@ pub struct PipeNs {
     pub(crate) gc_pass: AtomicU32,
     pub gc_runs: AtomicU64,
     pub gc_freed: AtomicU64,
+    /// Entries of [`crate::pipe_exec`]'s table in use, or more (never fewer): a new image
+    /// looks through the table only when some are.
+    pub(crate) exec_notes: AtomicU32,
+    /// The device of anonymous pipes (pipefs) + 1, once a process learnt it; 0 before.
+    pipefs_dev: AtomicU64,
+}
+
+/// The device of anonymous pipes, if a process of the namespace learnt it.
+pub fn pipefs_dev(region: &Region) -> Option<u64> {
+    ns(region).pipefs_dev.load(Ordering::Relaxed).checked_sub(1)
+}
+
+pub fn set_pipefs_dev(region: &Region, dev: u64) {
+    ns(region).pipefs_dev.store(dev.wrapping_add(1), Ordering::Relaxed);
 }
 
 impl PipeNs {

@@ -45,10 +45,17 @@ fn now_secs() -> u64 {
 pub fn note(region: &Region, pid: i32, h: PipeHandle) -> bool {
     let now = now_secs();
     let mine = now << 32 | pid as u32 as u64;
+    // Counted before the entry is taken: a process killed in between leaves the count high.
+    let notes = &pipe::ns(region).exec_notes;
+    notes.fetch_add(1, Ordering::SeqCst);
     for e in table(region) {
         let cur = e.owner.load(Ordering::Relaxed);
         let free = cur == 0 || now.saturating_sub(cur >> 32) >= STALE_SECS;
         if free && e.owner.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if cur != 0 {
+                // Taken over from an exec that never finished: it was counted.
+                uncount(region);
+            }
             e.handle.store(h.to_bits(), Ordering::Release);
             let until = crate::sys::monotonic_ns() as u64 + WINDOW_NS;
             for o in objects(region, h) {
@@ -57,7 +64,13 @@ pub fn note(region: &Region, pid: i32, h: PipeHandle) -> bool {
             return true;
         }
     }
+    uncount(region);
     false
+}
+
+fn uncount(region: &Region) {
+    let _ =
+        pipe::ns(region).exec_notes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 
 /// The objects whose sleepers wait for an end of `h`: a pipe's own; a socket's send queue
@@ -69,6 +82,9 @@ fn objects(region: &Region, h: PipeHandle) -> impl Iterator<Item = PipeHandle> {
 /// In the new image of process `pid`, or after its exec failed: its entries go, their windows
 /// close and their sleepers look again.
 pub fn finish(region: &Region, pid: i32) {
+    if pipe::ns(region).exec_notes.load(Ordering::SeqCst) == 0 {
+        return;
+    }
     for e in table(region) {
         let cur = e.owner.load(Ordering::Acquire);
         if cur == 0 || cur as u32 != pid as u32 {
@@ -76,6 +92,7 @@ pub fn finish(region: &Region, pid: i32) {
         }
         let h = PipeHandle::from_bits(e.handle.load(Ordering::Acquire));
         if e.owner.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            uncount(region);
             for o in objects(region, h) {
                 pipe::exec_done(region, o);
             }

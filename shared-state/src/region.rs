@@ -21,7 +21,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 15;
+pub const LAYOUT_VERSION: u32 = 16;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -115,7 +115,7 @@ pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAG
 pub const UNIX_ADDRS_OFF: u64 =
     align_up(MSG_RINGS_OFF + IPCMNI as u64 * size_of::<crate::msg_ring::MsgRing>() as u64, PAGE_SIZE);
 /// Objects of the ends an exec in progress closes (`pipe_exec`).
-pub const EXEC_WAKES_MAX: u32 = 512;
+pub const EXEC_WAKES_MAX: u32 = 256;
 pub const EXEC_WAKES_OFF: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
 pub const TOTAL_SIZE: u64 = align_up(
     EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,

@@ -135,9 +135,12 @@ static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
-        v.store(u64::MAX, Ordering::Relaxed);
-        w.store(u64::MAX, Ordering::Relaxed);
-        n.store(u64::MAX, Ordering::Relaxed);
+        // Stored only when set: a store to a page a fork child shares copies it.
+        for c in [v, w, n] {
+            if c.load(Ordering::Relaxed) != u64::MAX {
+                c.store(u64::MAX, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -463,16 +466,22 @@ fn set_pipefs_dev(dev: u64) {
     PIPEFS_DEV.store(dev, Ordering::Relaxed);
 }
 
-/// The device of anonymous pipes (pipefs), learnt from a pipe of our own.
-fn pipefs_dev() -> u64 {
+/// The device of anonymous pipes (pipefs), learnt from a pipe of our own or from another
+/// process of the namespace.
+fn pipefs_dev(r: &Region) -> u64 {
     match PIPEFS_DEV.load(Ordering::Relaxed) {
         u64::MAX => {
+            if let Some(dev) = pipe::pipefs_dev(r) {
+                PIPEFS_DEV.store(dev, Ordering::Relaxed);
+                return dev;
+            }
             let Ok((rd, wr)) = sys::pipe2(libc::O_CLOEXEC) else { return u64::MAX };
             let st = sys::fstat(rd);
             sys::close(rd);
             sys::close(wr);
             let Ok(st) = st else { return u64::MAX };
             set_pipefs_dev(st.st_dev);
+            pipe::set_pipefs_dev(r, st.st_dev);
             st.st_dev
         }
         d => d,
@@ -491,7 +500,7 @@ const FIFO_MARK: usize = 4 * 4096;
 /// over from before, so the object starts afresh, as the kernel's pipe did. Without `create`,
 /// such a FIFO has no object (nobody used it through the shim yet).
 pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Option<(pipe::PipeHandle, bool)> {
-    if dev == pipefs_dev() {
+    if dev == pipefs_dev(r) {
         return pipe::pipe_find(r, dev, ino).map(|h| (h, false));
     }
     let fcntl =
