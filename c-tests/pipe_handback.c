@@ -1,7 +1,9 @@
 /* What the shim still hands back to the kernel: a pipe passed to a program that runs
- * without the shim (here /sbin/ldconfig, statically linked). The pipe goes back with the
- * bytes queued in it, in order before what the program writes, and its reader sees end of
- * file when the program exits. (splice, tee and sendfile are served: pipe_splice.c.)
+ * without the shim (here /sbin/ldconfig, statically linked, holding the write end while it
+ * runs). The pipe goes back with the bytes queued in it, in order before what is written
+ * after, and its reader sees end of file once the program and the writer are gone. (The
+ * program writes elsewhere: `ipcshim diff` sees only processes with the shim. splice, tee
+ * and sendfile are served: pipe_splice.c.)
  * (The kernel carries these pipes' data from the hand-back on, hence:)
  * kernel-pipes: allowed */
 #include "common.h"
@@ -18,19 +20,19 @@ int main(void)
 	IOSHOW(write(p[1], "queued:", 7));
 	pid_t pid = io_fork();
 	if (pid == 0) {
-		if (dup2(p[1], 1) != 1)
+		int nul = open("/dev/null", O_WRONLY);
+		if (nul < 0 || dup2(nul, 1) != 1)
 			_exit(SETUP_FAIL);
 		io_close(p[0]);
-		io_close(p[1]);
 		execl("/sbin/ldconfig", "ldconfig", "--version", (char *)NULL);
 		_exit(SETUP_FAIL);
 	}
+	show_status_io("ldconfig", io_reap(pid));
+	IOSHOW(write(p[1], "after", 5));
 	io_close(p[1]);
 	long n = read_all(p[0], buf, sizeof buf - 1);
 	buf[n] = 0;
-	printf("  read until EOF: starts \"%.17s\", %s\n", buf,
-	       strstr(buf, "ldconfig (") == buf + 7 ? "then the program's text" : "NOT the program's text");
-	show_status_io("ldconfig", io_reap(pid));
+	printf("  read until EOF: \"%s\"\n", buf);
 	io_close(p[0]);
 	return 0;
 }
