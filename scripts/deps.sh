@@ -24,6 +24,13 @@ declare -A wanted=(
     [curl]=/usr/bin/curl
     [xvfb]=/usr/bin/Xvfb
     [x11-apps]=/usr/bin/x11perf
+    # tests/tests/pipe_programs.rs and socket_programs.rs: xargs (exec-status pipes), pv
+    # (splice), tmux (a listener past a utempter exec), stress-ng (--sockpair).
+    [findutils]=/usr/bin/xargs
+    [pv]=/usr/bin/pv # moves its data with splice
+    [tmux]=/usr/bin/tmux
+    [libutempter0]=/usr/lib/x86_64-linux-gnu/utempter/utempter # tmux's setgid helper
+    [stress-ng]=/usr/bin/stress-ng
 )
 
 missing=()

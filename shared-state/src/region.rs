@@ -6,7 +6,8 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
 //! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal | unix names | unix pending connects | epoll objects | msg rings.
+//! msg journal | unix names | unix pending connects | epoll objects | msg rings | unix
+//! addresses | exec wake-ups.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
@@ -20,7 +21,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 14;
+pub const LAYOUT_VERSION: u32 = 16;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -113,7 +114,13 @@ pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAG
 /// Each socket object's bound address (`unix_sk(sk)->addr`), indexed by slot.
 pub const UNIX_ADDRS_OFF: u64 =
     align_up(MSG_RINGS_OFF + IPCMNI as u64 * size_of::<crate::msg_ring::MsgRing>() as u64, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
+/// Objects of the ends an exec in progress closes (`pipe_exec`).
+pub const EXEC_WAKES_MAX: u32 = 256;
+pub const EXEC_WAKES_OFF: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
+pub const TOTAL_SIZE: u64 = align_up(
+    EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
+    PAGE_SIZE,
+);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 

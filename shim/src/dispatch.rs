@@ -164,17 +164,18 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_getsockopt => crate::unix::getsockopt(r, a),
         libc::SYS_vmsplice => {
             let p = crate::fd::lookup(r, fd).filter(|p| !p.socket)?;
+            // SPLICE_F_GIFT gives pages the kernel could steal; a copy never needs them.
+            let known =
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MORE | libc::SPLICE_F_GIFT;
+            if a[3] as u32 & !known != 0 {
+                return Some(-(libc::EINVAL as i64));
+            }
             let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;
             pipes::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
         }
-        // Not served: the pipes involved go back to the kernel, which then does the call.
-        libc::SYS_splice | libc::SYS_tee | libc::SYS_sendfile => {
-            let other = if nr == libc::SYS_tee { a[1] } else { a[2] } as i32;
-            let (fd_out, fd_in) = if nr == libc::SYS_sendfile { (fd, a[1] as i32) } else { (other, fd) };
-            pipes::hand_back(r, fd_in);
-            pipes::hand_back(r, fd_out);
-            None
-        }
+        libc::SYS_splice => crate::splice::splice(r, g, a),
+        libc::SYS_tee => crate::splice::tee(r, g, a),
+        libc::SYS_sendfile => crate::splice::sendfile(r, g, a),
         libc::SYS_epoll_create | libc::SYS_epoll_create1 => crate::epoll::create(r, nr, a),
         libc::SYS_epoll_ctl => crate::epoll::ctl(r, a),
         libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {

@@ -879,6 +879,8 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
     let mut pre = None;
     loop {
         let ctl_seen = ep::obj(r, h).map_or(0, |o| o.ctl_word.load(core::sync::atomic::Ordering::SeqCst));
+        // Before the placeholders are asked: a close after this moves it.
+        let key = liveness_key(r, h);
         if ep::obj(r, h).is_none() && pre.is_none() {
             return None;
         }
@@ -900,7 +902,16 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
         // A set whose events came from shim objects last time sleeps on their words and looks
         // at the kernel's fds between short slices (a server's listener beside its clients);
         // one whose came from the kernel sleeps in the kernel and looks at the objects so.
-        if mixed && sud::tls().epoll_shim_first.load(core::sync::atomic::Ordering::Relaxed) == 0 {
+        // While an exec may close a peer's end, the kernel wakes us as it goes (pipe_exec).
+        let exec = || {
+            ep::items(r, h).any(|v| {
+                poll::in_exec_window(
+                    r,
+                    &Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed)),
+                )
+            })
+        };
+        if mixed && sud::tls().epoll_shim_first.load(core::sync::atomic::Ordering::Relaxed) == 0 || exec() {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let ts = poll::ts_from_ns(slice);
             let (kp, tsp, maskp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize, w.maskp());
@@ -927,8 +938,9 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
             }
             let word = signals::handled_word();
             let extra = [(word, word.load(core::sync::atomic::Ordering::Relaxed)), (&o.ctl_word, ctl_seen)];
-            let recheck = || any_listed(r, h);
-            let (key, slept) = (liveness_key(r, h), sys::monotonic_ns());
+            // A close since the placeholders were asked woke nobody yet: look again.
+            let recheck = || any_listed(r, h) || liveness_key(r, h) != key;
+            let slept = sys::monotonic_ns();
             let slice = mixed.then(|| deadline_after(&poll::ts_from_ns(MIXED_SLICE_NS)));
             let until = match (deadline, slice) {
                 (Some(d), Some(s)) => Some(if (d.tv_sec, d.tv_nsec) < (s.tv_sec, s.tv_nsec) { d } else { s }),

@@ -131,7 +131,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
             None
         }
         _ => {
-            let found = discover(r, fd);
+            let found = discover(r, fd, true);
             if let (Some(s), Ok(v)) = (s, &found) {
                 store(fd, s, v.map_or(KERNEL, |p| p.encode()));
             }
@@ -140,8 +140,19 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     }
 }
 
-/// Finds out what an fd we have not seen yet is. Err: not open (nothing to cache).
-fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
+/// The shim object behind `fd` if one exists, for a process about to lose its fds (exit,
+/// exec): as [`lookup`], but an fd the table has not seen is neither cached nor given an object
+/// (a FIFO nobody used through the shim has none, and needs none to be woken).
+pub fn find(r: &Region, fd: i32) -> Option<PipeFd> {
+    match slot(fd).map(|s| s.load(Ordering::Acquire)) {
+        Some(UNKNOWN) | None => discover(r, fd, false).ok().flatten(),
+        Some(_) => lookup(r, fd),
+    }
+}
+
+/// Finds out what an fd we have not seen yet is (`create`: a FIFO's first user makes its
+/// object). Err: not open (nothing to cache).
+fn discover(r: &Region, fd: i32, create: bool) -> Result<Option<PipeFd>, Errno> {
     let st = sys::fstat(fd)?;
     if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
         return Ok(crate::unix::object_for(r, &st).map(|pipe| crate::unix::entry(r, fd, pipe)));
@@ -154,7 +165,7 @@ fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
     if flags & libc::O_PATH != 0 {
         return Ok(None);
     }
-    let Some((handle, fifo)) = crate::pipes::object_for(r, st.st_dev, st.st_ino, fd) else {
+    let Some((handle, fifo)) = crate::pipes::object_for(r, st.st_dev, st.st_ino, fd, create) else {
         return Ok(None);
     };
     if shared_state::pipe::handed_back(r, handle) {
@@ -185,6 +196,19 @@ pub fn forget(fd: i32) -> Option<PipeFd> {
     EP_WATCHED[fd as usize / 64].fetch_and(!(1 << (fd % 64)), Ordering::Relaxed);
     crate::pipes::forget_caches(fd as usize);
     (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
+}
+
+/// `fd` is about to be closed: forgets it, and returns the shim object it names. An fd the
+/// table has not seen is looked up (see [`find`]): it may be an object's last end.
+pub fn take(r: &Region, fd: i32) -> Option<PipeFd> {
+    let old = slot(fd).map(|s| {
+        crate::pipes::forget_caches(fd as usize);
+        s.swap(UNKNOWN, Ordering::AcqRel)
+    });
+    match old {
+        Some(UNKNOWN) | None => discover(r, fd, false).ok().flatten(),
+        Some(e) => (e & SHIM != 0).then(|| PipeFd::decode(fd, e)),
+    }
 }
 
 /// `new` now refers to what `old` refers to (dup family).
@@ -230,6 +254,11 @@ pub fn each_epoll(mut f: impl FnMut(i32)) {
     }
 }
 
+/// Whether the table knows `fd` is not a shim pipe or socket (a look-up would find nothing).
+pub fn known_other(fd: i32) -> bool {
+    slot(fd).map(|s| s.load(Ordering::Acquire)).is_some_and(|e| e != UNKNOWN && e & SHIM == 0)
+}
+
 /// Records that `fd` is a listening socket the shim announced.
 pub fn mark_listener(fd: i32) {
     if let Some(s) = slot(fd) {
@@ -253,19 +282,6 @@ pub fn mark_sysctl(fd: i32, view: usize) {
 pub fn sysctl_of(fd: i32) -> Option<usize> {
     let e = slot(fd)?.load(Ordering::Acquire);
     (e & SYSCTL != 0).then_some((e & !SYSCTL) as usize)
-}
-
-/// Every cached shim fd, for process exit.
-pub fn each_shim(mut f: impl FnMut(PipeFd)) {
-    if sud::in_vfork_child() {
-        return;
-    }
-    for (i, s) in TABLE.iter().enumerate() {
-        let e = s.load(Ordering::Acquire);
-        if e & SHIM != 0 {
-            f(PipeFd::decode(i as i32, e));
-        }
-    }
 }
 
 /// What the table knows of an fd as an epoll fd.

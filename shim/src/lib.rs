@@ -19,6 +19,7 @@ mod region;
 mod scm;
 mod sem;
 mod signals;
+mod splice;
 mod sud;
 mod sysv;
 mod trace;

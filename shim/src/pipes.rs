@@ -135,9 +135,12 @@ static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
-        v.store(u64::MAX, Ordering::Relaxed);
-        w.store(u64::MAX, Ordering::Relaxed);
-        n.store(u64::MAX, Ordering::Relaxed);
+        // Stored only when set: a store to a page a fork child shares copies it.
+        for c in [v, w, n] {
+            if c.load(Ordering::Relaxed) != u64::MAX {
+                c.store(u64::MAX, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -239,6 +242,31 @@ impl PipeEnv for Env<'_> {
             self.guard.testcancel();
         }
         r
+    }
+
+    fn watch_placeholder(&self, ns: i64) -> Option<WaitOutcome> {
+        // What says the other side went: a read end's POLLHUP, a write end's POLLERR (both
+        // always reported), a socket's POLLRDHUP or POLLHUP.
+        let events = match self.side {
+            Side::Pipe => 0,
+            Side::SockRead | Side::SockWrite => libc::POLLRDHUP,
+            Side::DgramRecv | Side::DgramSend(_) => return None,
+        };
+        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
+        let ts = libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 };
+        Some(self.wait(&mut || {
+            let pfdp = &mut pfd as *mut libc::pollfd as usize;
+            let tsp = &ts as *const libc::timespec as usize;
+            match sys::syscall6(libc::SYS_ppoll, pfdp, 1, tsp, 0, 8, 0) {
+                Err(libc::EINTR) => WaitOutcome::Interrupted,
+                Ok(0) => WaitOutcome::TimedOut,
+                _ => WaitOutcome::Woken,
+            }
+        }))
+    }
+
+    fn oob_inline(&self) -> bool {
+        self.side == Side::SockRead && crate::unix::getsockopt_int(self.p.fd, libc::SO_OOBINLINE) == Ok(1)
     }
 
     fn restart_after_signal(&self) -> bool {
@@ -438,16 +466,22 @@ fn set_pipefs_dev(dev: u64) {
     PIPEFS_DEV.store(dev, Ordering::Relaxed);
 }
 
-/// The device of anonymous pipes (pipefs), learnt from a pipe of our own.
-fn pipefs_dev() -> u64 {
+/// The device of anonymous pipes (pipefs), learnt from a pipe of our own or from another
+/// process of the namespace.
+fn pipefs_dev(r: &Region) -> u64 {
     match PIPEFS_DEV.load(Ordering::Relaxed) {
         u64::MAX => {
+            if let Some(dev) = pipe::pipefs_dev(r) {
+                PIPEFS_DEV.store(dev, Ordering::Relaxed);
+                return dev;
+            }
             let Ok((rd, wr)) = sys::pipe2(libc::O_CLOEXEC) else { return u64::MAX };
             let st = sys::fstat(rd);
             sys::close(rd);
             sys::close(wr);
             let Ok(st) = st else { return u64::MAX };
             set_pipefs_dev(st.st_dev);
+            pipe::set_pipefs_dev(r, st.st_dev);
             st.st_dev
         }
         d => d,
@@ -463,15 +497,19 @@ const FIFO_MARK: usize = 4 * 4096;
 /// anonymous pipe is ours only if we made it; a FIFO file is served by us from its first open.
 /// The kernel frees a FIFO's pipe when its last file closes, and the next open gets a fresh
 /// one: a kernel pipe without our mark means that whatever the object still holds is left
-/// over from before, so the object starts afresh, as the kernel's pipe did.
-pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32) -> Option<(pipe::PipeHandle, bool)> {
-    if dev == pipefs_dev() {
+/// over from before, so the object starts afresh, as the kernel's pipe did. Without `create`,
+/// such a FIFO has no object (nobody used it through the shim yet).
+pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Option<(pipe::PipeHandle, bool)> {
+    if dev == pipefs_dev(r) {
         return pipe::pipe_find(r, dev, ino).map(|h| (h, false));
     }
     let fcntl =
         |cmd: i32, arg: usize| sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg, 0, 0, 0);
     if fcntl(libc::F_GETPIPE_SZ, 0) == Ok(FIFO_MARK) {
         return pipe::fifo_get(r, dev, ino).ok().map(|h| (h, true));
+    }
+    if !create {
+        return None;
     }
     // Two first openers must not both start afresh: the FIFO's flock orders them.
     let _ = sys::flock(fd, libc::LOCK_EX);
@@ -491,7 +529,10 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
     // cached view of their peer must go.
     let listener = fd::is_listener(fd);
-    let was = fd::forget(fd);
+    if listener {
+        crate::unix::listener_released(r, fd);
+    }
+    let was = fd::take(r, fd);
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
         note_closed(r, &p);
@@ -545,15 +586,38 @@ pub fn hand_back(r: &Region, fd: i32) {
     }
 }
 
-/// `close_range`: as the kernel, then forget what was closed.
+/// `close_range`: the shim fds in the range are closed one by one first, each waking its
+/// peers (it may be the last end), then the kernel closes the rest.
 pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64> {
-    let res = sys::syscall6(libc::SYS_close_range, first as usize, last as usize, flags as usize, 0, 0, 0);
-    if res.is_ok() && flags & libc::CLOSE_RANGE_CLOEXEC as u64 == 0 && first <= last {
-        let hi = last.min(4095);
-        for fd in first..=hi {
-            if let Some(p) = fd::forget(fd as i32) {
+    // The kernel takes unsigned ints.
+    let (first, last, flags) = (first as u32 as u64, last as u32 as u64, flags as u32 as u64);
+    let known = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as u64;
+    // The kernel's own checks, before anything is closed.
+    if flags & !known != 0 || first > last {
+        return Some(-(libc::EINVAL as i64));
+    }
+    let closing = flags & libc::CLOSE_RANGE_CLOEXEC as u64 == 0;
+    if closing {
+        // What CLOSE_RANGE_UNSHARE does first: the closes below must not reach a table
+        // another process shares.
+        if flags & libc::CLOSE_RANGE_UNSHARE as u64 != 0
+            && let Err(e) = sys::syscall6(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0, 0, 0)
+        {
+            return Some(-(e as i64));
+        }
+        crate::foreign::each_open_fd(|fd| {
+            if (first..=last).contains(&(fd as u64))
+                && let Some(p) = fd::take(r, fd)
+            {
+                sys::close(fd);
                 note_closed(r, &p);
             }
+        });
+    }
+    let res = sys::syscall6(libc::SYS_close_range, first as usize, last as usize, flags as usize, 0, 0, 0);
+    if res.is_ok() && closing {
+        for fd in first..=last.min(4095) {
+            fd::forget(fd as i32);
         }
     }
     Some(ret(res))
@@ -564,11 +628,13 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
 pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let old = a[0] as i32;
     let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
+    // The target, if open, is closed by the call: its object is found while it is open.
+    let closed = target.filter(|&t| t != old).and_then(|t| fd::take(r, t));
     let res = sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
     if let Ok(new) = res {
         let new = new as i32;
         if new != old {
-            if let Some(p) = target.and_then(fd::forget) {
+            if let Some(p) = closed {
                 note_closed(r, &p);
             }
             fd::copy(r, old, new);
@@ -592,6 +658,14 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
             }
             // Every process caching this description's O_NONBLOCK reads it again.
             note_closed(r, &p);
+            Some(ret(res))
+        }
+        cmd if crate::unix::sets_owner(cmd) => {
+            let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+            let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
+            if res.is_ok() {
+                crate::unix::owner_changed(r, &p);
+            }
             Some(ret(res))
         }
         libc::F_GETPIPE_SZ => {
@@ -629,11 +703,15 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 }
 
 /// Process exit: close our shim fds now and wake their peers, so that they see EOF or EPIPE
-/// at once instead of at their next liveness check.
+/// at once instead of at their next liveness check. That includes the fds the table has not
+/// seen (inherited by an image that never used them).
 pub fn exiting(r: &Region) {
-    fd::each_shim(|p| {
-        if fd::forget(p.fd).is_some() {
-            sys::close(p.fd);
+    crate::foreign::each_open_fd(|fd| {
+        if fd::is_listener(fd) {
+            crate::unix::listener_released(r, fd);
+        }
+        if let Some(p) = fd::take(r, fd) {
+            sys::close(fd);
             note_closed(r, &p);
         }
     });

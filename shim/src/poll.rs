@@ -85,6 +85,10 @@ pub fn readiness(r: &Region, s: &Shim) -> i16 {
     if s.read && rx.is_some_and(|h| pipe::pipe_poll(r, h).0) {
         m |= libc::POLLIN | libc::POLLRDNORM;
     }
+    // An out-of-band byte to take (unix_poll's EPOLLPRI).
+    if s.socket && s.read && rx.is_some_and(|h| pipe::sock_oob_pending(r, h)) {
+        m |= libc::POLLPRI;
+    }
     let writable = if s.recv_queue(r) {
         crate::dgram::writable(r, s.pipe)
     } else {
@@ -161,6 +165,12 @@ pub fn alive(r: &Region, s: &Shim) -> bool {
     pipe::is_live(r, s.pipe) && (s.socket || !pipe::handed_back(r, s.pipe))
 }
 
+/// Whether an exec in progress may close an end the object's sleepers wait for.
+pub fn in_exec_window(r: &Region, s: &Shim) -> bool {
+    let (rx, tx) = s.queues(r);
+    [Some(s.pipe), rx, tx].into_iter().flatten().any(|h| pipe::exec_window(r, h).is_some())
+}
+
 /// A key that moves whenever an fd of the object may have been closed anywhere.
 pub fn liveness(r: &Region, s: &Shim) -> u64 {
     pipe::liveness_gens(r, s.pipe)
@@ -212,7 +222,7 @@ fn poll_loop(
     sigmask: Option<u64>,
     select: bool,
 ) -> Result<usize, Errno> {
-    let mixed = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
+    let kernel_fds = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
     let mut kfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
     let kfds = &mut kfds[..fds.len()];
     let mut mask = sigmask.unwrap_or(0);
@@ -231,6 +241,8 @@ fn poll_loop(
             }
         }
         let remaining = deadline.map(|d| ns_until(&d));
+        // Before the placeholders are asked: a close after this moves it (see the wait below).
+        let gens = liveness_sum(r, shim);
         // With the caller's mask, as the kernel checks for signals with it installed.
         let maskp =
             if sigmask.is_some() && !any_shim_ready { &mask as *const u64 } else { core::ptr::null() };
@@ -260,6 +272,8 @@ fn poll_loop(
             return Ok(ready);
         }
         signals::clear_interrupt();
+        // While an exec may close a peer's end, the kernel wakes us as it goes (pipe_exec).
+        let mixed = kernel_fds || shim.iter().flatten().any(|p| in_exec_window(r, &Shim::of(p)));
         if mixed {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
@@ -273,13 +287,23 @@ fn poll_loop(
                 });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
-            pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], None, &mut |f| g.allow_signals(f));
+            // A close since the placeholders were asked woke nobody yet: look again.
+            let closed = || liveness_sum(r, shim) != gens;
+            pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], Some(&closed), &mut |f| {
+                g.allow_signals(f)
+            });
         }
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
             return Err(libc::EINTR);
         }
     }
+}
+
+/// A key that moves whenever an fd of one of the shim objects may have been closed (each
+/// generation only grows, so neither does a sum repeat).
+fn liveness_sum(r: &Region, shim: &[Option<PipeFd>]) -> u64 {
+    shim.iter().flatten().fold(0u64, |k, p| k.wrapping_add(liveness(r, &Shim::of(p))))
 }
 
 /// The kernel's ppoll over `fds` as `kfds`: kernel fds with their events, shim pipes'

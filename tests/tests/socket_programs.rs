@@ -863,3 +863,91 @@ fn xvfb_with_an_mit_shm_client() {
         assert!(mode == Mode::Kernel || shm_calls > 0, "x11perf under the shim: no shm call served");
     }
 }
+
+/// One tmux session: a server started with `new -d` (it forks a child that execs the
+/// set-gid utempter helper, which runs without the shim and inherits the listening socket),
+/// a second client attached in control mode (`-C attach`, until its input ends), seen by a
+/// third that lists the clients, keys sent by another and the pane captured by more until it
+/// shows them.
+fn tmux_session(s: &Scratch, mode: Mode) -> (String, String) {
+    let sock = s.subdir(&format!("tmux-{}", mode.name())).join("sock");
+    let sock = path_arg(&sock);
+    let tmux = |args: &[&str]| {
+        let mut all = vec!["-S", sock.as_str()];
+        all.extend_from_slice(args);
+        s.cmd(mode, None, "tmux", &all)
+    };
+    // Polls `args` until its output says `done`.
+    let until = |args: &[&str], what: &str, done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let out = s.ok(tmux(args), what);
+            if done(&out) || Instant::now() > deadline {
+                break out;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    s.ok(tmux(&["new", "-d", "-x", "80", "-y", "24", "cat"]), "tmux new");
+    let mut attach = tmux(&["-C", "attach"]);
+    attach.stdin(Stdio::piped());
+    let mut control = s.spawn(attach, &format!("tmux -C attach ({})", mode.name()));
+    let format = "#{client_control_mode} #{client_flags}";
+    let clients = until(&["list-clients", "-F", format], "tmux list-clients", &|l| l.starts_with("1 "));
+    s.ok(tmux(&["send-keys", "-t", "0", "second client was here", "Enter"]), "tmux send-keys");
+    // The line typed, and cat's copy of it.
+    let pane = until(&["capture-pane", "-p", "-t", "0"], "tmux capture-pane", &|p| {
+        p.matches("second client was here").count() >= 2
+    });
+    drop(control.child.stdin.take());
+    let log = control.finish();
+    assert!(log.contains("%begin"), "tmux -C attach: {log}");
+    s.ok(tmux(&["kill-server"]), "tmux kill-server");
+    (clients.trim().to_owned(), pane.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n"))
+}
+
+/// tmux's clients each reach the server through its listening socket: after the server's
+/// child execs utempter (set-gid, no shim) with that socket inherited, the listener stays
+/// the shim's, so every later client's connection is served, none given back.
+#[test]
+fn tmux_second_client_is_served_after_utempter() {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/utempter/utempter").exists(),
+        "libutempter0 is missing: run scripts/deps.sh"
+    );
+    let s = Scratch::new("tmux", None);
+    let kernel = tmux_session(&s, Mode::Kernel);
+    let before = (s.sockets(None, "connections"), s.sockets(None, "bytes_in"), s.traps(None));
+    let shim = tmux_session(&s, Mode::Shim);
+    assert!(s.traps(None) > before.2, "tmux: the catch-all trapped nothing");
+    assert_eq!(shim, kernel, "tmux under the shim differs from the kernel's");
+    assert!(
+        kernel.0.contains("attached") && kernel.1.matches("second client was here").count() >= 2,
+        "{kernel:?}"
+    );
+    // The connection of the client that made the server run utempter (new, kill-server) is
+    // inherited by it and goes to the kernel: 2 queues each time, no other.
+    let (connections, bytes) = (s.sockets(None, "connections"), s.sockets(None, "bytes_in"));
+    let handed = s.sockets(None, "handed_back");
+    eprintln!(
+        "tmux: {} connections served, {} bytes, {handed} queues handed back",
+        connections - before.0,
+        bytes - before.1
+    );
+    assert!(connections >= before.0 + 5, "tmux: later clients were not served ({connections} connections)");
+    assert!(handed <= 4, "tmux: {handed} socket queues handed back, more than utempter inherited");
+}
+
+/// stress-ng's socketpair stressor: pairs made until the fd limit, written and read across a
+/// fork, and for every read a pair that sends MSG_OOB each way and closes
+/// (socket_pair_try_leak): every connection served, none given back to the kernel.
+#[test]
+fn stress_ng_sockpair_is_served() {
+    let s = Scratch::new("stressng", None);
+    let run = s.cmd(Mode::Shim, None, "stress-ng", &["--sockpair", "2", "-t", "3s"]);
+    let out = s.trapped(None, &[Mode::Shim], "stress-ng --sockpair", || s.ok(run, "stress-ng --sockpair"));
+    let (connections, handed) = (s.sockets(None, "connections"), s.sockets(None, "handed_back"));
+    eprintln!("stress-ng --sockpair: {connections} connections, {handed} handed back\n{out}");
+    assert!(connections > 1000, "stress-ng --sockpair: only {connections} connections served");
+    assert_eq!(handed, 0, "stress-ng --sockpair: connections given back to the kernel");
+}

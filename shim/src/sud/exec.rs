@@ -8,6 +8,7 @@
 //! gives the kernel's EFAULT), and the new envp is built in a raw mmap (no malloc).
 
 use super::trap::raw;
+use super::user::User;
 use super::{Guard, tls};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use shared_state::sys;
@@ -62,17 +63,16 @@ fn env() -> Option<&'static ExecEnv> {
 }
 
 /// Reads `buf.len()` bytes at `addr`, or fewer so as not to cross a page; None if unreadable.
-fn read_chunk(addr: usize, buf: &mut [u8]) -> Option<usize> {
+fn read_chunk(user: User, addr: usize, buf: &mut [u8]) -> Option<usize> {
     let len = buf.len().min(PAGE - addr % PAGE);
-    sys::copy_from_user(buf.as_mut_ptr(), addr, len).ok()?;
-    Some(len)
+    user.copy_in(&mut buf[..len], addr).then_some(len)
 }
 
 /// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop.
-fn each_byte(mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
+fn each_byte(user: User, mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
     let mut buf = [0u8; 256];
     loop {
-        let n = read_chunk(addr, &mut buf)?;
+        let n = read_chunk(user, addr, &mut buf)?;
         for &b in &buf[..n] {
             if b == 0 || !f(b) {
                 return Some(());
@@ -120,7 +120,7 @@ struct Scan {
 }
 
 /// None if the array or a string is unreadable (the kernel will say EFAULT).
-fn scan(env: &ExecEnv, envp: usize) -> Option<Scan> {
+fn scan(user: User, env: &ExecEnv, envp: usize) -> Option<Scan> {
     let mut s = Scan { n: 0, preload: None, present: 0 };
     if envp == 0 {
         return Some(s);
@@ -130,27 +130,27 @@ fn scan(env: &ExecEnv, envp: usize) -> Option<Scan> {
     }
     let mut ptrs = [0u8; 256];
     loop {
-        let got = read_chunk(envp + s.n * 8, &mut ptrs)?;
+        let got = read_chunk(user, envp + s.n * 8, &mut ptrs)?;
         for p in ptrs[..got].chunks_exact(8) {
             let p = usize::from_ne_bytes(p.try_into().ok()?);
             if p == 0 {
                 return Some(s);
             }
-            classify(env, &mut s, p)?;
+            classify(user, env, &mut s, p)?;
             s.n += 1;
         }
     }
 }
 
 /// Looks at entry `s.n` (at `p`): our LD_PRELOAD or one of our variables?
-fn classify(env: &ExecEnv, s: &mut Scan, p: usize) -> Option<()> {
+fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize) -> Option<()> {
     let mut at = 0;
     // Bit 0: "LD_PRELOAD=", bit i+1: env.vars[i]'s "NAME=".
     let mut alive: u32 = (1 << (env.vars.len() + 1)) - 1;
     let mut in_preload = false;
     let mut list = ListMatch { lib: &env.lib, at: 0, ok: true, found: false };
     let mut len = 0;
-    each_byte(p, |b| {
+    each_byte(user, p, |b| {
         if in_preload {
             list.push(b);
             len += 1;
@@ -245,10 +245,10 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan) -> Option<(usize, usize)> {
 }
 
 /// execve(path, argv, envp) or execveat(dirfd, path, argv, envp, flags).
-pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard) -> i64 {
+pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
     let i = if nr == libc::SYS_execve { 2 } else { 3 };
     let plan = env().and_then(|env| {
-        let s = scan(env, a[i] as usize)?;
+        let s = scan(user, env, a[i] as usize)?;
         let complete = s.preload.is_some_and(|p| p.3)
             && env.vars.iter().enumerate().all(|(i, _)| s.present & (1 << i) != 0);
         if complete { None } else { build(env, a[i] as usize, &s) }
@@ -270,5 +270,8 @@ pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard) -> i64 {
         }
     };
     crate::signals::exec_failed(ign);
+    if let Some(region) = crate::region::active() {
+        crate::foreign::exec_failed(region);
+    }
     r
 }

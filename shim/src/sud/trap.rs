@@ -106,7 +106,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => with_mask(nr, &a, 4, user, guard),
         libc::SYS_pselect6 => pselect6(&a, user, guard),
         libc::SYS_sigaltstack => sigaltstack(uc, &a),
-        libc::SYS_execve | libc::SYS_execveat => exec::exec(nr, &a, guard),
+        libc::SYS_execve | libc::SYS_execveat => exec::exec(nr, &a, guard, user),
         _ => crate::dispatch::passthrough(nr, &a, || guard.allow_signals(|| raw(nr, &a))),
     };
     set_reg(uc, REG_RAX, r as u64);
