@@ -7,14 +7,18 @@ mod diff;
 mod ipcrm;
 mod ipcs;
 
-use shared_state::region::{self, Region, RegionErrorKind};
+use shared_state::region::{self, Region, RegionError, RegionErrorKind, RegionFiles};
 use shared_state::{msg, proc, sem, shm};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const USAGE: &str = "\
-usage: ipcshim [--ns NAME] COMMAND …
-  run [--ns NAME] -- CMD [ARGS…]   run CMD with its IPC served by ipcshim
+usage: ipcshim [--ns NAME] [--group GROUP] COMMAND …
+  run [--ns NAME] [--group GROUP] -- CMD [ARGS…]
+                                   run CMD with its IPC served by ipcshim; --group shares
+                                   the namespace with GROUP's members (who then trust each
+                                   other's processes with every object in it)
   trace [-o FILE] [--ns NAME] -- CMD [ARGS…]
                                    run it, logging every call ipcshim serves, strace-style
                                    (to FILE, else to each process's stderr)
@@ -24,15 +28,78 @@ usage: ipcshim [--ns NAME] COMMAND …
   ipcrm [OPTIONS]                  remove objects (util-linux ipcrm options)
   status                           namespace, region use, processes, objects
 environment: IPCSHIM_NS (namespace, default \"default\"), IPCSHIM_DIR (default /dev/shm),
-             IPCSHIM_DISABLE=1 (leave every call to the kernel), IPCSHIM_TRACE=FILE";
+             IPCSHIM_GROUP (a group id: that group's namespace),
+             IPCSHIM_DISABLE=1 (leave every call to the kernel), IPCSHIM_TRACE=FILE
+Inside a namespace (a process started by `ipcshim run`, and its descendants whatever user they
+became) every command works on that namespace unless --ns or --group names another.";
+
+/// `--ns` or `--group` was given: the namespace is looked up by name, not inherited.
+static NAMED: AtomicBool = AtomicBool::new(false);
+
+/// Takes `--ns NAME` or `--group GROUP` at `args[0..2]` into the environment (for this process
+/// and the command it runs); false if `args` does not start with one.
+fn namespace_option(args: &[String]) -> Result<bool, ExitCode> {
+    let (var, value) = match args {
+        [opt, v, ..] if opt == "--ns" => ("IPCSHIM_NS", v.clone()),
+        [opt, g, ..] if opt == "--group" => match group_id(g) {
+            Some(gid) => ("IPCSHIM_GROUP", gid.to_string()),
+            None => {
+                eprintln!("ipcshim: no such group: {g}");
+                return Err(ExitCode::from(2));
+            }
+        },
+        _ => return Ok(false),
+    };
+    // SAFETY: single-threaded; the variable is for this process and the command it runs.
+    unsafe { std::env::set_var(var, value) };
+    NAMED.store(true, Ordering::Relaxed);
+    Ok(true)
+}
+
+/// A group's id, from its name or number.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let name = std::ffi::CString::new(group).ok()?;
+    // SAFETY: `name` is NUL-terminated; getgrnam's result is read before any other call.
+    let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+    // SAFETY: a non-null result points to a valid group entry.
+    (!gr.is_null()).then(|| unsafe { (*gr).gr_gid })
+}
+
+/// The namespace a command works on: the one this process was started in (the region's
+/// descriptors inherited), unless `--ns`/`--group` named one or there is none.
+enum Ns {
+    Inherited(RegionFiles),
+    Named(region::NsName),
+}
+
+impl Ns {
+    fn current() -> Result<Ns, RegionError> {
+        match RegionFiles::from_env().filter(|_| !NAMED.load(Ordering::Relaxed)) {
+            Some(files) => Ok(Ns::Inherited(files)),
+            None => region::name_from_env().map(Ns::Named),
+        }
+    }
+
+    fn open(&self, create: bool) -> Result<Region, RegionError> {
+        match self {
+            Ns::Inherited(files) => Region::map(files, &files.path()),
+            Ns::Named(name) => Region::open_named(name, create),
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    // A leading `--ns NAME` applies to every subcommand.
-    if args.first().map(String::as_str) == Some("--ns") && args.len() >= 2 {
-        // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
-        unsafe { std::env::set_var("IPCSHIM_NS", &args[1]) };
-        args.drain(..2);
+    // Leading `--ns NAME` and `--group GROUP` apply to every subcommand.
+    loop {
+        match namespace_option(&args) {
+            Ok(true) => drop(args.drain(..2)),
+            Ok(false) => break,
+            Err(code) => return code,
+        }
     }
     let Some(cmd) = args.first().cloned() else {
         eprintln!("{USAGE}");
@@ -65,7 +132,7 @@ fn main() -> ExitCode {
 
 /// The namespace's region; `None` (and nothing printed) when it does not exist yet.
 fn open_existing() -> Result<Option<Region>, ExitCode> {
-    let opened = region::region_path_from_env().and_then(|p| Region::open(&p, false));
+    let opened = Ns::current().and_then(|ns| ns.open(false));
     match opened {
         Ok(r) => Ok(Some(r)),
         Err(e) if matches!(e.kind, RegionErrorKind::Missing) => Ok(None),
@@ -88,17 +155,14 @@ fn with_region<T>(parsed: Result<T, String>) -> Result<(T, Option<Region>), Exit
 fn run(args: &[String]) -> ExitCode {
     let mut i = 0;
     while i < args.len() {
-        match args[i].as_str() {
-            "--ns" if i + 1 < args.len() => {
-                // SAFETY: single-threaded; the variable is for the child we exec.
-                unsafe { std::env::set_var("IPCSHIM_NS", &args[i + 1]) };
-                i += 2;
-            }
-            "--" => {
+        match namespace_option(&args[i..]) {
+            Ok(true) => i += 2,
+            Ok(false) if args[i] == "--" => {
                 i += 1;
                 break;
             }
-            _ => break,
+            Ok(false) => break,
+            Err(code) => return code,
         }
     }
     let Some(prog) = args.get(i) else {
@@ -117,7 +181,14 @@ fn run(args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Refuse a broken namespace here, once, rather than in every process of the command.
-    if let Err(e) = region::region_path_from_env().and_then(|p| Region::open(&p, true)) {
+    let ns = match Ns::current() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = ns.open(true) {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
@@ -125,7 +196,13 @@ fn run(args: &[String]) -> ExitCode {
         Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
         _ => lib.display().to_string(),
     };
-    let err = Command::new(prog).args(&args[i + 1..]).env("LD_PRELOAD", preload).exec();
+    let mut cmd = Command::new(prog);
+    cmd.args(&args[i + 1..]).env("LD_PRELOAD", preload);
+    if let Ns::Named(_) = ns {
+        // The command's first process opens the named namespace itself.
+        cmd.env_remove(region::FD_VAR);
+    }
+    let err = cmd.exec();
     eprintln!("ipcshim run: {prog}: {err}");
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
 }
@@ -436,8 +513,9 @@ fn sud_available() -> bool {
 }
 
 fn status() -> ExitCode {
-    let path = match region::region_path_from_env() {
-        Ok(p) => p,
+    let path = match Ns::current() {
+        Ok(Ns::Inherited(files)) => format!("{} (inherited)", files.path()),
+        Ok(Ns::Named(name)) => name.path,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;

@@ -545,9 +545,9 @@ pub fn hand_back(r: &Region, fd: i32) {
     }
 }
 
-/// `close_range`: as the kernel, then forget what was closed.
+/// `close_range`: as the kernel (around the region's descriptors), then forget what was closed.
 pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64> {
-    let res = sys::syscall6(libc::SYS_close_range, first as usize, last as usize, flags as usize, 0, 0, 0);
+    let res = crate::region::close_range(first, last, flags);
     if res.is_ok() && flags & libc::CLOSE_RANGE_CLOEXEC as u64 == 0 && first <= last {
         let hi = last.min(4095);
         for fd in first..=hi {
