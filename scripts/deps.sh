@@ -18,6 +18,9 @@ declare -A wanted=(
     [redis-server]=/usr/bin/redis-server
     [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
     [socat]=/usr/bin/socat
+    # tests/tests/socket_programs.rs: CGI scripts that mod_cgid runs as www-data, asked by curl.
+    [apache2]=/usr/sbin/apache2
+    [curl]=/usr/bin/curl
 )
 
 missing=()
