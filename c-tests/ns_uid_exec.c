@@ -4,8 +4,9 @@
  * back, and uses System V objects made before the drop, where kern_ipc_perm decides with its
  * new credentials (one allowed by the mode, one EACCES), before and after the exec. The same
  * after the child closed every other fd by close_range, set FD_CLOEXEC on every number and
- * closed them one by one, and from a posix_spawn (a vfork child) with closefrom that execs a
- * helper which drops its privileges and execs the writer. Run as root. */
+ * closed them one by one, and from a posix_spawn (a vfork child) with closefrom, or dup2 over
+ * nearly every number, that execs a helper which drops its privileges and execs the writer.
+ * Run as root. */
 #include "common.h"
 #include <spawn.h>
 #include <sys/msg.h>
@@ -257,7 +258,10 @@ static int dropper(char **argv)
 	return 2;
 }
 
-static void spawn_closefrom(void)
+/* posix_spawn of the dropper with the pipe and socket at 3 and 4, and every other number from
+ * 5 up closed (closefrom) or, with `fill`, replaced by a copy of stdin first (dup2 in the vfork
+ * child, over nearly the whole table). */
+static void spawn_dropper(int fill)
 {
 	int p[2], sv[2];
 	make_pair(p, sv);
@@ -265,6 +269,14 @@ static void spawn_closefrom(void)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 3);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
+	if (fill) {
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl))
+			die("getrlimit");
+		int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
+		for (int fd = 5; fd < top - 16; fd++)
+			posix_spawn_file_actions_adddup2(&fa, 0, fd);
+	}
 	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
 	char *args[] = { "ns_uid_exec", "dropper", "3", "4", NULL };
 	pid_t pid;
@@ -273,6 +285,56 @@ static void spawn_closefrom(void)
 	if (e) {
 		errno = e;
 		die("posix_spawn");
+	}
+	g_child = pid;
+	close(p[1]);
+	close(sv[1]);
+	reader(p[0], sv[0], pid);
+}
+
+/* A child that is nobody by its real uid (root by its effective one) posix_spawns the writer
+ * with POSIX_SPAWN_RESETIDS, dup2 over nearly every number and closefrom: the spawned image is
+ * nobody, which could not find the namespace by name, so it must have been handed the region
+ * at the numbers the vfork child moved it to. */
+static void spawn_resetids(void)
+{
+	int p[2], sv[2];
+	make_pair(p, sv);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		close(p[0]);
+		close(sv[0]);
+		if (setgroups(0, NULL) || setresgid(NOBODY, NOBODY, NOBODY) || setresuid(NOBODY, 0, 0))
+			die("half drop");
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl))
+			die("getrlimit");
+		int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
+		posix_spawn_file_actions_t fa;
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_adddup2(&fa, p[1], 3);
+		posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
+		for (int fd = 5; fd < top - 16; fd++)
+			posix_spawn_file_actions_adddup2(&fa, 0, fd);
+		posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+		posix_spawnattr_t at;
+		posix_spawnattr_init(&at);
+		posix_spawnattr_setflags(&at, POSIX_SPAWN_RESETIDS);
+		char *args[] = { "ns_uid_exec", "writer", "3", "4", NULL };
+		pid_t w;
+		int e = posix_spawn(&w, "/proc/self/exe", &fa, &at, args, environ);
+		if (e) {
+			errno = e;
+			die("posix_spawn");
+		}
+		close(p[1]);
+		close(sv[1]);
+		int st;
+		if (waitpid(w, &st, 0) != w)
+			die("waitpid");
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 	}
 	g_child = pid;
 	close(p[1]);
@@ -307,6 +369,16 @@ int main(int argc, char **argv)
 	sysv_across_drop_and_exec();
 
 	CASE("posix_spawn_closefrom_then_drop_exec");
-	spawn_closefrom();
+	spawn_dropper(0);
+
+	CASE("posix_spawn_dup2_over_every_fd_then_drop_exec");
+	spawn_dropper(1);
+
+	CASE("posix_spawn_resetids_dup2_over_every_fd");
+	spawn_resetids();
+
+	/* What the vfork children did to their own fd tables left ours as it was. */
+	CASE("drop_exec_after_the_spawns");
+	drop_and_exec(NULL);
 	return 0;
 }

@@ -548,39 +548,37 @@ fn create_file(name: &NsName) -> Result<i32, i32> {
         }
         Ok(())
     };
-    let fd = match sys::open(&cdir, libc::O_TMPFILE | libc::O_RDWR, mode) {
-        Ok(fd) => fd,
-        // A file system without O_TMPFILE: made in place, briefly with the creator's group.
-        Err(libc::EOPNOTSUPP | libc::EISDIR) => {
-            let fd = sys::open(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, mode)?;
-            return match settle(fd) {
-                Ok(()) => Ok(fd),
-                Err(e) => {
-                    sys::close(fd);
-                    Err(e)
-                }
-            };
-        }
-        Err(e) => return Err(e),
-    };
-    let linked = settle(fd).and_then(|()| {
-        let proc_path = format!("/proc/self/fd/{fd}\0");
-        sys::syscall6(
-            libc::SYS_linkat,
-            libc::AT_FDCWD as usize,
-            proc_path.as_ptr() as usize,
-            libc::AT_FDCWD as usize,
-            cpath.as_ptr() as usize,
-            libc::AT_SYMLINK_FOLLOW as usize,
-            0,
-        )
-    });
-    match linked {
-        Ok(_) => Ok(fd),
+    let close_on_err = |fd: i32, r: Result<(), i32>| match r {
+        Ok(()) => Ok(fd),
         Err(e) => {
             sys::close(fd);
             Err(e)
         }
+    };
+    let in_place = || {
+        let fd = sys::open(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, mode)?;
+        close_on_err(fd, settle(fd))
+    };
+    // No O_TMPFILE here (or, below, no /proc to link through): made in place, for a moment
+    // with the creator's group and the umask's mode.
+    let fd = match sys::open(&cdir, libc::O_TMPFILE | libc::O_RDWR, mode) {
+        Ok(fd) => close_on_err(fd, settle(fd))?,
+        Err(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL) => return in_place(),
+        Err(e) => return Err(e),
+    };
+    let proc_path = format!("/proc/self/fd/{fd}\0");
+    let linked = sys::syscall6(
+        libc::SYS_linkat,
+        libc::AT_FDCWD as usize,
+        proc_path.as_ptr() as usize,
+        libc::AT_FDCWD as usize,
+        cpath.as_ptr() as usize,
+        libc::AT_SYMLINK_FOLLOW as usize,
+        0,
+    );
+    match close_on_err(fd, linked.map(|_| ())) {
+        Err(libc::ENOENT | libc::EACCES) => in_place(),
+        r => r,
     }
 }
 
