@@ -88,6 +88,24 @@ static void reader(int pfd, int sfd, pid_t child)
 	close(sfd);
 }
 
+/* How far the loops over fd numbers go: RLIMIT_NOFILE, at most 4096. */
+static int fd_top(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		die("getrlimit");
+	return rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
+}
+
+/* In the parent: the child's ends go, and the parent reads what the writer sends. */
+static void parent_reads(pid_t child, int p[2], int sv[2])
+{
+	g_child = child;
+	close(p[1]);
+	close(sv[1]);
+	reader(p[0], sv[0], child);
+}
+
 static void make_pair(int p[2], int sv[2])
 {
 	if (pipe(p) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
@@ -118,10 +136,7 @@ static void drop_and_exec(int (*prepare)(int p, int s, int *out_s))
 		fmt(b, s);
 		exec_self("writer", a, b);
 	}
-	g_child = pid;
-	close(p[1]);
-	close(sv[1]);
-	reader(p[0], sv[0], pid);
+	parent_reads(pid, p, sv);
 }
 
 /* The writer's fds at 3 and 4; every other number closed, and marked close-on-exec first, by
@@ -133,10 +148,7 @@ static int close_everything_else(int p, int s, int *out_s)
 		die("dup2");
 	if (syscall(SYS_close_range, 5, ~0U, CLOSE_RANGE_CLOEXEC))
 		die("close_range cloexec");
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl))
-		die("getrlimit");
-	int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
+	int top = fd_top();
 	for (int fd = 5; fd < top; fd++)
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
 	if (syscall(SYS_close_range, 5, ~0U, 0))
@@ -153,10 +165,7 @@ static int dup_over_everything(int p, int s, int *out_s)
 	int w = dup(p), t = dup(s);
 	if (w < 0 || t < 0 || dup2(w, 3) != 3 || dup2(t, 4) != 4)
 		die("dup2");
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl))
-		die("getrlimit");
-	int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
+	int top = fd_top();
 	/* A table with no free number at all would leave the shim's region descriptors nowhere. */
 	for (int fd = 5; fd < top - 16; fd++)
 		dup2(0, fd);
@@ -270,11 +279,7 @@ static void spawn_dropper(int fill)
 	posix_spawn_file_actions_adddup2(&fa, p[1], 3);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
 	if (fill) {
-		struct rlimit rl;
-		if (getrlimit(RLIMIT_NOFILE, &rl))
-			die("getrlimit");
-		int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
-		for (int fd = 5; fd < top - 16; fd++)
+		for (int fd = 5, top = fd_top(); fd < top - 16; fd++)
 			posix_spawn_file_actions_adddup2(&fa, 0, fd);
 	}
 	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
@@ -286,10 +291,7 @@ static void spawn_dropper(int fill)
 		errno = e;
 		die("posix_spawn");
 	}
-	g_child = pid;
-	close(p[1]);
-	close(sv[1]);
-	reader(p[0], sv[0], pid);
+	parent_reads(pid, p, sv);
 }
 
 /* A child that is nobody by its real uid (root by its effective one) posix_spawns the writer
@@ -308,15 +310,11 @@ static void spawn_resetids(void)
 		close(sv[0]);
 		if (setgroups(0, NULL) || setresgid(NOBODY, NOBODY, NOBODY) || setresuid(NOBODY, 0, 0))
 			die("half drop");
-		struct rlimit rl;
-		if (getrlimit(RLIMIT_NOFILE, &rl))
-			die("getrlimit");
-		int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
 		posix_spawn_file_actions_t fa;
 		posix_spawn_file_actions_init(&fa);
 		posix_spawn_file_actions_adddup2(&fa, p[1], 3);
 		posix_spawn_file_actions_adddup2(&fa, sv[1], 4);
-		for (int fd = 5; fd < top - 16; fd++)
+		for (int fd = 5, top = fd_top(); fd < top - 16; fd++)
 			posix_spawn_file_actions_adddup2(&fa, 0, fd);
 		posix_spawn_file_actions_addclosefrom_np(&fa, 5);
 		posix_spawnattr_t at;
@@ -336,10 +334,7 @@ static void spawn_resetids(void)
 			die("waitpid");
 		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 	}
-	g_child = pid;
-	close(p[1]);
-	close(sv[1]);
-	reader(p[0], sv[0], pid);
+	parent_reads(pid, p, sv);
 }
 
 int main(int argc, char **argv)
