@@ -10,7 +10,7 @@ declare -A wanted=(
     [linux-perf]=/usr/bin/perf # ipcshim diff: perf trace when strace changes a program
     [fakeroot]=/usr/bin/fakeroot
     [gcc]=/usr/bin/gcc
-    [libc6-dev]=/usr/include/sys/shm.h
+    [libc6-dev]=/usr/include/x86_64-linux-gnu/sys/shm.h
     [postgresql]=/usr/lib/postgresql/15/bin/initdb # also pgbench
     [postgresql-client]=/usr/bin/psql
     [make]=/usr/bin/make # tests/tests/pipe_programs.rs: make -j4 and its jobserver pipe
@@ -31,6 +31,8 @@ declare -A wanted=(
     [tmux]=/usr/bin/tmux
     [libutempter0]=/usr/lib/x86_64-linux-gnu/utempter/utempter # tmux's setgid helper
     [stress-ng]=/usr/bin/stress-ng
+    # tests/tests/socket_programs.rs: CGI scripts that mod_cgid runs as www-data, asked by curl.
+    [apache2]=/usr/sbin/apache2
 )
 
 missing=()

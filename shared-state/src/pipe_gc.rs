@@ -133,8 +133,16 @@ struct Scan<'a> {
 }
 
 /// Decimal digits of `v` into `buf`; their length.
-pub fn itoa(mut v: u32, buf: &mut [u8; 10]) -> usize {
-    let mut tmp = [0u8; 10];
+pub fn itoa(v: u32, buf: &mut [u8; 10]) -> usize {
+    let mut wide = [0u8; 20];
+    let n = itoa64(v as u64, &mut wide);
+    buf[..n].copy_from_slice(&wide[..n]);
+    n
+}
+
+/// `itoa` for any u64.
+pub fn itoa64(mut v: u64, buf: &mut [u8; 20]) -> usize {
+    let mut tmp = [0u8; 20];
     let mut n = 0;
     loop {
         tmp[n] = b'0' + (v % 10) as u8;

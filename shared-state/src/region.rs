@@ -312,6 +312,10 @@ pub enum RegionErrorKind {
     Size(u64),
     Incomplete,
     NotInMemory,
+    /// A file found by name that is not the named owner's alone (see [`Owner`]).
+    NotPrivate(Owner, u32, u32, u32),
+    /// IPCSHIM_GROUP is not a group id.
+    BadGroup,
 }
 
 impl fmt::Display for RegionError {
@@ -342,6 +346,18 @@ impl fmt::Display for RegionError {
             RegionErrorKind::Incomplete => {
                 write!(f, "region initialisation never completed (corrupt header); refusing to use it")
             }
+            RegionErrorKind::NotPrivate(owner, uid, gid, mode) => {
+                let want = match owner {
+                    Owner::User(u) => format!("user {u} alone (mode 0600)"),
+                    Owner::Group(g) => format!("group {g} alone (mode 0660)"),
+                };
+                write!(
+                    f,
+                    "owned by uid {uid} gid {gid} with mode 0{:o}, not by {want}; refusing to use it",
+                    mode & 0o7777
+                )
+            }
+            RegionErrorKind::BadGroup => write!(f, "IPCSHIM_GROUP must be a numeric group id"),
         }
     }
 }
@@ -363,21 +379,214 @@ unsafe impl Sync for Region {}
 // SAFETY: as above.
 unsafe impl Send for Region {}
 
-/// `$IPCSHIM_DIR/ipcshim-<uid>-<ns>`.
-pub fn region_path(dir: &str, uid: u32, ns: &str) -> Result<String, RegionError> {
-    let path = format!("{}/ipcshim-{uid}-{ns}", dir.trim_end_matches('/'));
+/// Who may open a namespace's region file by its name. Processes started from one that has
+/// the region open stay in its namespace whatever their credentials (they inherit the open
+/// files, see [`RegionFiles::from_env`]); the name only admits unrelated processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// `ipcshim-<uid>-<ns>`, mode 0600: that user alone.
+    User(u32),
+    /// `ipcshim-g<gid>-<ns>`, mode 0660 with that group: each of its members.
+    Group(u32),
+}
+
+/// A namespace by name: its region file and who owns it.
+#[derive(Clone, Debug)]
+pub struct NsName {
+    pub path: String,
+    pub owner: Owner,
+}
+
+/// `$IPCSHIM_DIR/ipcshim-<uid>-<ns>` or `$IPCSHIM_DIR/ipcshim-g<gid>-<ns>`.
+pub fn ns_name(dir: &str, owner: Owner, ns: &str) -> Result<NsName, RegionError> {
+    let dir = dir.trim_end_matches('/');
+    let path = match owner {
+        Owner::User(uid) => format!("{dir}/ipcshim-{uid}-{ns}"),
+        Owner::Group(gid) => format!("{dir}/ipcshim-g{gid}-{ns}"),
+    };
     if ns.is_empty() || ns.contains('/') {
         return Err(RegionError { path, kind: RegionErrorKind::BadName });
     }
-    Ok(path)
+    Ok(NsName { path, owner })
 }
 
-/// The region path from the environment: `IPCSHIM_DIR` (default /dev/shm), `IPCSHIM_NS`
-/// (default "default"), and the real user id.
-pub fn region_path_from_env() -> Result<String, RegionError> {
+/// The path of user `uid`'s namespace `ns` in `dir`.
+pub fn region_path(dir: &str, uid: u32, ns: &str) -> Result<String, RegionError> {
+    ns_name(dir, Owner::User(uid), ns).map(|n| n.path)
+}
+
+/// The namespace the environment names: `IPCSHIM_DIR` (default /dev/shm), `IPCSHIM_NS`
+/// (default "default"), and `IPCSHIM_GROUP` (a group id: that group's namespace) or else the
+/// real user id.
+pub fn name_from_env() -> Result<NsName, RegionError> {
     let dir = std::env::var("IPCSHIM_DIR").unwrap_or_else(|_| "/dev/shm".into());
     let ns = std::env::var("IPCSHIM_NS").unwrap_or_else(|_| "default".into());
-    region_path(&dir, sys::getuid(), &ns)
+    let owner = match std::env::var("IPCSHIM_GROUP") {
+        Ok(g) if !g.is_empty() => match g.parse() {
+            Ok(gid) => Owner::Group(gid),
+            Err(_) => {
+                return Err(RegionError {
+                    path: format!("IPCSHIM_GROUP={g}"),
+                    kind: RegionErrorKind::BadGroup,
+                });
+            }
+        },
+        _ => Owner::User(sys::getuid()),
+    };
+    ns_name(&dir, owner, &ns)
+}
+
+/// The environment variable that hands a region's open files to the processes a process
+/// starts: `RW,RO,DEV,INO` (the two descriptors, and the file's device and inode, so that a
+/// number closed and reused for something else is not taken for the region).
+pub const FD_VAR: &str = "IPCSHIM_REGION_FD";
+
+/// A region file's two open descriptors: read-write for the region, read-only for the
+/// read-only view of the data area (an SHM_RDONLY attachment must not be made writable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionFiles {
+    pub rw: i32,
+    pub ro: i32,
+}
+
+impl RegionFiles {
+    /// Opens (or with `create`, creates) the namespace `name`, close-on-exec. A file that is
+    /// not its owner's alone is refused: anyone who can open it can read and change every
+    /// object in it.
+    pub fn open(name: &NsName, create: bool) -> Result<RegionFiles, RegionError> {
+        let err = |kind| RegionError { path: name.path.clone(), kind };
+        let mut cpath = name.path.as_bytes().to_vec();
+        cpath.push(0);
+        let rw = loop {
+            match sys::open(&cpath, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
+                Ok(fd) => break fd,
+                Err(libc::ENOENT) if create => {}
+                Err(libc::ENOENT) => return Err(err(RegionErrorKind::Missing)),
+                Err(e) => return Err(err(RegionErrorKind::Io("open", e))),
+            }
+            // Fresh files are made whole, then linked: nobody sees one with the wrong owner.
+            match create_file(name) {
+                Ok(fd) => break fd,
+                Err(libc::EEXIST) => continue,
+                Err(e) => return Err(err(RegionErrorKind::Io("create", e))),
+            }
+        };
+        let owned = sys::fstat(rw).map_err(|e| RegionErrorKind::Io("fstat", e)).and_then(|st| {
+            let ok = match name.owner {
+                Owner::User(uid) => {
+                    (st.st_uid == uid || st.st_uid == sys::geteuid()) && st.st_mode & 0o077 == 0
+                }
+                Owner::Group(gid) => st.st_gid == gid && st.st_mode & 0o007 == 0,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(RegionErrorKind::NotPrivate(name.owner, st.st_uid, st.st_gid, st.st_mode))
+            }
+        });
+        let ro = owned.and_then(|()| {
+            sys::open(&cpath, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                .map_err(|e| RegionErrorKind::Io("open", e))
+        });
+        match ro {
+            Ok(ro) => Ok(RegionFiles { rw, ro }),
+            Err(kind) => {
+                sys::close(rw);
+                Err(err(kind))
+            }
+        }
+    }
+
+    /// The region files this process was handed in [`FD_VAR`] (see [`RegionFiles::inherited`]).
+    pub fn from_env() -> Option<RegionFiles> {
+        Self::inherited(&std::env::var(FD_VAR).ok()?)
+    }
+
+    /// The region files named by `value` (`RW,RO,DEV,INO`), if they are open here as that file
+    /// with those access modes.
+    pub fn inherited(value: &str) -> Option<RegionFiles> {
+        let mut it = value.split(',').map(|w| w.parse::<u64>().ok());
+        let mut next = || it.next().flatten();
+        let (rw, ro, dev, ino) = (next()?, next()?, next()?, next()?);
+        let files = RegionFiles { rw: i32::try_from(rw).ok()?, ro: i32::try_from(ro).ok()? };
+        let same = |fd: i32, mode: i32| {
+            sys::fstat(fd).is_ok_and(|st| {
+                st.st_mode & libc::S_IFMT == libc::S_IFREG && (st.st_dev, st.st_ino) == (dev, ino)
+            }) && sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+                .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
+        };
+        (same(files.rw, libc::O_RDWR) && same(files.ro, libc::O_RDONLY)).then_some(files)
+    }
+
+    /// The file's (device, inode), for [`FD_VAR`].
+    pub fn identity(&self) -> Result<(u64, u64), i32> {
+        sys::fstat(self.rw).map(|st| (st.st_dev, st.st_ino))
+    }
+
+    /// The file's path, as /proc names it (for messages and `ipcshim status`).
+    pub fn path(&self) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{}", self.rw))
+            .map_or_else(|_| format!("(fd {})", self.rw), |p| p.display().to_string())
+    }
+
+    pub fn close(self) {
+        sys::close(self.rw);
+        sys::close(self.ro);
+    }
+}
+
+/// A new region file for `name`, with its owner's mode (and group), linked at its path once
+/// complete; EEXIST when someone else linked one first.
+fn create_file(name: &NsName) -> Result<i32, i32> {
+    let (dir, _) = name.path.rsplit_once('/').ok_or(libc::EINVAL)?;
+    let mut cdir = if dir.is_empty() { b"/".to_vec() } else { dir.as_bytes().to_vec() };
+    cdir.push(0);
+    let mut cpath = name.path.as_bytes().to_vec();
+    cpath.push(0);
+    let mode = match name.owner {
+        Owner::User(_) => 0o600,
+        Owner::Group(_) => 0o660,
+    };
+    let settle = |fd: i32| -> Result<(), i32> {
+        // The umask may have taken bits the owner needs.
+        sys::syscall6(libc::SYS_fchmod, fd as usize, mode as usize, 0, 0, 0, 0)?;
+        if let Owner::Group(gid) = name.owner {
+            sys::syscall6(libc::SYS_fchown, fd as usize, u32::MAX as usize, gid as usize, 0, 0, 0)?;
+        }
+        Ok(())
+    };
+    let close_on_err = |fd: i32, r: Result<(), i32>| match r {
+        Ok(()) => Ok(fd),
+        Err(e) => {
+            sys::close(fd);
+            Err(e)
+        }
+    };
+    let in_place = || {
+        let fd = sys::open(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, mode)?;
+        close_on_err(fd, settle(fd))
+    };
+    // No O_TMPFILE here (or, below, no /proc to link through): made in place, for a moment
+    // with the creator's group and the umask's mode.
+    let fd = match sys::open(&cdir, libc::O_TMPFILE | libc::O_RDWR, mode) {
+        Ok(fd) => close_on_err(fd, settle(fd))?,
+        Err(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL) => return in_place(),
+        Err(e) => return Err(e),
+    };
+    let proc_path = format!("/proc/self/fd/{fd}\0");
+    let linked = sys::syscall6(
+        libc::SYS_linkat,
+        libc::AT_FDCWD as usize,
+        proc_path.as_ptr() as usize,
+        libc::AT_FDCWD as usize,
+        cpath.as_ptr() as usize,
+        libc::AT_SYMLINK_FOLLOW as usize,
+        0,
+    );
+    match close_on_err(fd, linked.map(|_| ())) {
+        Err(libc::ENOENT | libc::EACCES) => in_place(),
+        r => r,
+    }
 }
 
 fn read_proc_u64(name: &str, default: u64) -> u64 {
@@ -418,25 +627,25 @@ pub fn kernel_limits() -> Limits {
 }
 
 impl Region {
-    /// Opens the namespace's region, creating it if `create` and it does not exist yet.
-    /// Concurrent first openers serialise on an flock; a bad file is refused, never rewritten.
+    /// Opens the real user's namespace file `path`, creating it if `create` and it does not
+    /// exist yet.
     pub fn open(path: &str, create: bool) -> Result<Region, RegionError> {
-        let err = |kind| RegionError { path: path.to_string(), kind };
-        let mut cpath = path.as_bytes().to_vec();
-        cpath.push(0);
-        let flags = libc::O_RDWR | if create { libc::O_CREAT } else { 0 };
-        let fd = match sys::open(&cpath, flags, 0o600) {
-            Ok(fd) => fd,
-            Err(libc::ENOENT) if !create => return Err(err(RegionErrorKind::Missing)),
-            Err(e) => return Err(err(RegionErrorKind::Io("open", e))),
-        };
-        let res = Self::open_fd(fd, &cpath, path);
-        sys::close(fd);
+        Self::open_named(&NsName { path: path.to_string(), owner: Owner::User(sys::getuid()) }, create)
+    }
+
+    /// Opens namespace `name`, creating it if `create` and it does not exist yet.
+    pub fn open_named(name: &NsName, create: bool) -> Result<Region, RegionError> {
+        let files = RegionFiles::open(name, create)?;
+        let res = Self::map(&files, &name.path);
+        files.close();
         res
     }
 
-    fn open_fd(fd: i32, cpath: &[u8], path: &str) -> Result<Region, RegionError> {
+    /// Maps the region behind `files` (named `path` in messages). Concurrent first openers
+    /// serialise on an flock; a bad file is refused, never rewritten.
+    pub fn map(files: &RegionFiles, path: &str) -> Result<Region, RegionError> {
         let err = |kind| RegionError { path: path.to_string(), kind };
+        let fd = files.rw;
         if !sys::on_memory_fs(fd) {
             return Err(err(RegionErrorKind::NotInMemory));
         }
@@ -451,14 +660,9 @@ impl Region {
         let base =
             sys::mmap(0, TOTAL_SIZE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
                 .map_err(|e| err(RegionErrorKind::Io("mmap", e)))?;
-        let ro_data = sys::open(cpath, libc::O_RDONLY, 0)
-            .and_then(|ro| {
-                let m =
-                    sys::mmap(0, SHM_DATA_SIZE as usize, libc::PROT_READ, libc::MAP_SHARED, ro, SHM_DATA_OFF);
-                sys::close(ro);
-                m
-            })
-            .map_err(|e| {
+        let ro_data =
+            sys::mmap(0, SHM_DATA_SIZE as usize, libc::PROT_READ, libc::MAP_SHARED, files.ro, SHM_DATA_OFF)
+                .map_err(|e| {
                 let _ = sys::munmap(base, TOTAL_SIZE as usize);
                 err(RegionErrorKind::Io("mmap", e))
             })?;

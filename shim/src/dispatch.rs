@@ -11,9 +11,11 @@ use crate::{region, sud};
 /// Serves syscall `nr` if it involves a shim object: `Some(kernel-style result, -errno on
 /// failure)`; `None` lets the caller issue it to the kernel unchanged.
 pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
+    // The region's descriptors survive whatever the program closes (in a vfork child too).
+    region::keep_fds(nr, a);
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
     if !sud::catchall_active() || !crate::signals::fault_fixups_active() {
-        return None;
+        return (nr == libc::SYS_close_range).then(|| pipes::ret(region::close_range(a[0], a[1], a[2])));
     }
     let r = region::active()?;
     let g = sud::enter();

@@ -587,10 +587,11 @@ pub fn hand_back(r: &Region, fd: i32) {
 }
 
 /// `close_range`: the shim fds in the range are closed one by one first, each waking its
-/// peers (it may be the last end), then the kernel closes the rest.
+/// peers (it may be the last end), then the kernel closes the rest (around the region's
+/// descriptors).
 pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64> {
     // The kernel takes unsigned ints.
-    let (first, last, flags) = (first as u32 as u64, last as u32 as u64, flags as u32 as u64);
+    let (first, last, mut flags) = (first as u32 as u64, last as u32 as u64, flags as u32 as u64);
     let known = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as u64;
     // The kernel's own checks, before anything is closed.
     if flags & !known != 0 || first > last {
@@ -600,10 +601,11 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
     if closing {
         // What CLOSE_RANGE_UNSHARE does first: the closes below must not reach a table
         // another process shares.
-        if flags & libc::CLOSE_RANGE_UNSHARE as u64 != 0
-            && let Err(e) = sys::syscall6(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0, 0, 0)
-        {
-            return Some(-(e as i64));
+        if flags & libc::CLOSE_RANGE_UNSHARE as u64 != 0 {
+            if let Err(e) = sys::syscall6(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0, 0, 0) {
+                return Some(-(e as i64));
+            }
+            flags &= !(libc::CLOSE_RANGE_UNSHARE as u64);
         }
         crate::foreign::each_open_fd(|fd| {
             if (first..=last).contains(&(fd as u64))
@@ -614,7 +616,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             }
         });
     }
-    let res = sys::syscall6(libc::SYS_close_range, first as usize, last as usize, flags as usize, 0, 0, 0);
+    let res = crate::region::close_range(first, last, flags);
     if res.is_ok() && closing {
         for fd in first..=last.min(4095) {
             fd::forget(fd as i32);

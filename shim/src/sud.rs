@@ -58,6 +58,9 @@ pub(crate) struct Tls {
     /// This thread's last served epoll wait returned events of shim objects only (see
     /// `epoll::served_wait`: where its next wait on a mixed set sleeps).
     pub epoll_shim_first: AtomicU8,
+    /// In a vfork child that moved the region's descriptors in its own fd table: their new
+    /// numbers (see `region::keep_fds`), cleared when the parent resumes.
+    pub region_fds: AtomicU64,
 }
 
 global_asm!(
@@ -111,8 +114,9 @@ static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
 // (restored by sigreturn), then continue at SLOTS[i].resume. rcx and r11 are free: the syscall
 // instruction clobbers them anyway; flags are not preserved (glibc re-tests rax).
 //
-// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held are cleared,
-// because a vfork child ran our handler on this same TLS and may have exec'd inside a guard.
+// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held/region_fds are
+// cleared, because a vfork child ran our handler on this same TLS and may have exec'd inside a
+// guard (or moved the region's descriptors in its own fd table).
 // Child: arm SUD for this task on the selector at its own TLS (a new thread's fresh block or
 // the shared one), set BLOCK, mark a shared-TLS child as a vfork child, and return 0. A TLS
 // that is not glibc's (%fs:0 is not the TCB's self-pointer: another runtime's clone) is left
@@ -140,6 +144,7 @@ global_asm!(
     "    movb $0, %fs:{depth}(%r11)",
     "    movb $0, %fs:{vfork}(%r11)",
     "    movq $0, %fs:{held}(%r11)",
+    "    movq $0, %fs:{region_fds}(%r11)",
     "    jmp *(%rcx)",
     ".balign 64",
     "ipcshim_sud_child:",
@@ -206,6 +211,7 @@ global_asm!(
     depth = const offset_of!(Tls, depth),
     vfork = const offset_of!(Tls, vfork),
     held = const offset_of!(Tls, held),
+    region_fds = const offset_of!(Tls, region_fds),
     shared = const offset_of!(Slot, shared),
     arch_prctl = const libc::SYS_arch_prctl,
     get_fs = const ARCH_GET_FS,

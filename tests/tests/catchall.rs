@@ -6,7 +6,7 @@
 use ipcshim_tests::{cli_bin, shim_lib, state_base};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -211,15 +211,21 @@ fn exec_with_scrubbed_environment_keeps_the_shim() {
     assert!(traps >= 20000, "the exec'd grandchild did not trap here: {traps}");
 
     // What the grandchild got: our library first in a LD_PRELOAD it set, our variables added,
-    // a value it chose kept.
+    // a value it chose kept, and the namespace's open region file (descriptors, device, inode).
     let (_, out, _) = s.shimmed(&["bash", "-c", "env -i LD_PRELOAD=libm.so.6 IPCSHIM_CATCHALL=1 env"], &[]);
     let lib = shim_lib();
     let mut env: Vec<&str> = out.lines().collect();
     env.sort();
+    let uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
+    let meta = fs::metadata(s.dir.join(format!("ipcshim-{uid}-{}", s.ns))).expect("stat the region file");
+    let region = env.iter().find_map(|v| v.strip_prefix("IPCSHIM_REGION_FD=")).expect("IPCSHIM_REGION_FD");
+    let fields: Vec<u64> = region.split(',').map(|f| f.parse().expect("a number")).collect();
+    assert_eq!(fields[2..], [meta.dev(), meta.ino()], "IPCSHIM_REGION_FD={region}");
     let want = [
         "IPCSHIM_CATCHALL=1".to_string(),
         format!("IPCSHIM_DIR={}", s.dir.display()),
         format!("IPCSHIM_NS={}", s.ns),
+        format!("IPCSHIM_REGION_FD={region}"),
         format!("LD_PRELOAD={}:libm.so.6", lib.display()),
     ];
     assert_eq!(env, want.iter().map(String::as_str).collect::<Vec<_>>());

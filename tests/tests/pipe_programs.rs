@@ -13,7 +13,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -746,4 +746,76 @@ fn pv_splices_through_shim_pipes() {
     let out = guarded(cmd, &[], "pv between unshimmed processes");
     out.assert_success();
     assert_eq!(out.stdout_str(), format!("{expect}  -\n"));
+}
+
+/// A process that becomes another user and execs stays in its namespace, as in a kernel IPC
+/// namespace: what it writes into an inherited pipe arrives (issue 20's `setpriv`
+/// reproductions), also from a scrubbed environment and past programs run with
+/// IPCSHIM_DISABLE=1. `ipcshim ipcs` run inside the tree as nobody lists the tree's namespace;
+/// no process looked a namespace up by its new uid.
+#[test]
+fn uid_change_and_exec_stay_in_the_namespace() {
+    let s = Scratch::new("setpriv");
+    let sp = "setpriv --reuid=nobody --regid=nogroup --clear-groups";
+    let script = format!(
+        r#"x=$({sp} echo hi); echo "[$x]"
+{sp} seq 3 | cat
+x=$({sp} env -i PATH=/usr/bin:/bin sh -c 'echo scrubbed; id -un'); echo "[$x]"
+x=$(IPCSHIM_DISABLE=1 {sp} env -u IPCSHIM_DISABLE sh -c 'echo back'); echo "[$x]""#
+    );
+    let out = same_with_and_without(&s, "bash", &["-c", &script], &[]);
+    assert_eq!(out, "[hi]\n1\n2\n3\n[scrubbed\nnobody]\n[back]\n");
+    s.assert_pipes("setpriv … | …", 4, 3 + 6 + 16 + 5, 3 + 6 + 16 + 5);
+
+    let listing = format!("ipcmk -M 4096 >/dev/null && {sp} {} ipcs -m", cli_bin().display());
+    let out = guarded(s.shimmed("bash", &["-c", &listing]), &[], "ipcs as nobody inside the tree");
+    out.assert_success();
+    let text = out.stdout_str();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("0x")).collect();
+    assert_eq!(rows.len(), 1, "the tree's segment, listed as nobody:\n{text}");
+    assert!(rows[0].contains(" root "), "{}", rows[0]);
+    let files: Vec<String> = fs::read_dir(&s.dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into())
+        .collect();
+    assert!(
+        !files.iter().any(|f| f.starts_with("ipcshim-65534-")),
+        "nobody looked a namespace up: {files:?}"
+    );
+}
+
+/// `ipcshim run --group GROUP`: the namespace's file is the group's (mode 0660), its members
+/// join it by name from unrelated processes, and anyone else is refused.
+#[test]
+fn group_namespace_is_shared_with_its_members_only() {
+    let s = Scratch::new("group");
+    let as_user = |user: &str, args: &[&str]| {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"]).arg(cli_bin()).args(["--ns", &s.ns, "--group", "nogroup"]).args(args);
+        s.env(&mut cmd);
+        guarded(cmd, &[], &format!("ipcshim {} as {user}", args.join(" ")))
+    };
+    let mut make = s.shimmed("ipcmk", &["-M", "4096"]);
+    make.env("IPCSHIM_GROUP", "65534");
+    guarded(make, &[], "ipcmk in the group's namespace").assert_success();
+    let meta = fs::metadata(s.dir.join(format!("ipcshim-g65534-{}", s.ns))).expect("the group's file");
+    assert_eq!((meta.gid(), meta.permissions().mode() & 0o7777), (65534, 0o660), "the group's file");
+
+    let listed = as_user("nobody", &["ipcs", "-m"]);
+    listed.assert_success();
+    let text = listed.stdout_str();
+    assert_eq!(text.lines().filter(|l| l.starts_with("0x") && l.contains(" root ")).count(), 1, "{text}");
+    let piped = as_user("nobody", &["run", "--", "bash", "-c", "seq 3 | cat"]);
+    piped.assert_success();
+    assert_eq!(piped.stdout_str(), "1\n2\n3\n");
+    let mut status = Command::new(cli_bin());
+    status.args(["--ns", &s.ns, "--group", "nogroup", "status"]);
+    s.env(&mut status);
+    let status = guarded(status, &[], "ipcshim status of the group's namespace").stdout_str();
+    assert!(PipeCounters::parse(&status).bytes_in >= 6, "nobody's pipe in the group's namespace:\n{status}");
+
+    let refused = as_user("daemon", &["ipcs", "-m"]);
+    assert!(!refused.status.success(), "daemon is not in nogroup");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("Permission denied"), "daemon: {why}");
 }

@@ -2,6 +2,10 @@
 //! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`), `socat`, a Python asyncio server and
 //! client, nginx proxying to an upstream on a unix socket, Xvfb with an MIT-SHM client
 //! (`x11perf`), and shimmed and unshimmed processes at the two ends of one socket.
+//! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`; also started by root with `runuser -u
+//! postgres` and asked by root's `psql`), Apache's mod_cgid running CGI scripts as www-data,
+//! `socat`, a Python asyncio server and client, and shimmed and unshimmed processes at the two
+//! ends of one socket.
 //!
 //! Each program runs on the kernel and under the shim; both runs must give what the test expects,
 //! and the same where the output is deterministic. Today ipcshim hands sockets to the kernel, so
@@ -464,15 +468,47 @@ struct Cluster<'a> {
     mode: Mode,
     dir: PathBuf,
     running: bool,
+    /// Its programs are started by root, in root's namespace, and `runuser -u postgres` makes
+    /// them postgres (rather than `runuser` starting `ipcshim run` as postgres).
+    via_runuser: bool,
 }
 
 impl Cluster<'_> {
+    fn new<'a>(s: &'a Scratch, mode: Mode, name: &str, via_runuser: bool) -> Cluster<'a> {
+        Cluster { s, mode, dir: s.subdir(name), running: false, via_runuser }
+    }
+
     fn data(&self) -> String {
         path_arg(&self.dir.join("data"))
     }
 
     fn pg(&self, prog: &str, args: &[&str]) -> Command {
-        self.s.cmd(self.mode, Some("postgres"), Path::new(PG_BIN).join(prog), args)
+        let prog = Path::new(PG_BIN).join(prog);
+        if self.via_runuser {
+            let prog = path_arg(&prog);
+            self.s.cmd(self.mode, None, "runuser", &[&["-u", "postgres", "--", &prog], args].concat())
+        } else {
+            self.s.cmd(self.mode, Some("postgres"), prog, args)
+        }
+    }
+
+    /// initdb, then pg_ctl start with the socket in the cluster's directory.
+    fn start(&mut self) {
+        let (data, sockdir, mode) = (self.data(), path_arg(&self.dir), self.mode);
+        self.s.ok(self.pg("initdb", &["-A", "trust", "-N", "-D", &data]), &format!("initdb ({mode:?})"));
+        let opts = format!("-k {sockdir} -c listen_addresses='' -c fsync=off");
+        let log = path_arg(&self.dir.join("server.log"));
+        self.running = true; // a failed start may still leave a postmaster behind
+        let started = self.s.run(
+            self.pg("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30"]),
+            "pg_ctl start",
+        );
+        assert!(
+            started.status.success(),
+            "pg_ctl start ({mode:?}) failed: {}\nserver log:\n{}",
+            started.stderr,
+            fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     fn stop(&mut self, how: &str) -> Out {
@@ -511,22 +547,9 @@ const PSQL_QUERIES: &str = "select 1 + 1;\
 /// initdb, pg_ctl start with the socket in the run's directory, psql queries over it, pgbench
 /// -i and a select-only pgbench run; returns psql's output.
 fn postgres_session(s: &Scratch, mode: Mode) -> String {
-    let mut pg = Cluster { s, mode, dir: s.subdir(&format!("pg-{}", mode.name())), running: false };
-    let (data, sockdir) = (pg.data(), path_arg(&pg.dir));
-    s.ok(pg.pg("initdb", &["-A", "trust", "-N", "-D", &data]), &format!("initdb ({mode:?})"));
-    let opts = format!("-k {sockdir} -c listen_addresses='' -c fsync=off");
-    let log = path_arg(&pg.dir.join("server.log"));
-    pg.running = true; // a failed start may still leave a postmaster behind
-    let started = s.run(
-        pg.pg("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30"]),
-        "pg_ctl start",
-    );
-    assert!(
-        started.status.success(),
-        "pg_ctl start ({mode:?}) failed: {}\nserver log:\n{}",
-        started.stderr,
-        fs::read_to_string(&log).unwrap_or_default()
-    );
+    let mut pg = Cluster::new(s, mode, &format!("pg-{}", mode.name()), false);
+    pg.start();
+    let sockdir = path_arg(&pg.dir);
 
     let psql = s.ok(
         s.cmd(
@@ -595,6 +618,112 @@ fn postgres_psql_and_pgbench_over_a_unix_socket() {
         tail(shim.as_bytes())
     );
     eprintln!("postgres: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// PostgreSQL started from root's shell under the shim with `runuser -u postgres` (its
+/// processes become postgres, and stay in root's namespace) and queried by root's psql: the
+/// connection's bytes go through the shim's queues.
+#[test]
+fn postgres_started_by_runuser_answers_roots_psql() {
+    let s = Scratch::new("pgrunuser", Some("postgres"));
+    let mut pg = Cluster::new(&s, Mode::Shim, "pg-runuser", true);
+    pg.start();
+    let sockdir = path_arg(&pg.dir);
+    let query = "select 1 + 1; select count(*), sum(g) from generate_series(1, 100000) g; \
+                 select repeat('ab', 100000);";
+    let args =
+        ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &sockdir, "-U", "postgres", "-d", "postgres", "-At"];
+    let psql = s.trapped(None, &[Mode::Shim], "psql as root", || {
+        s.ok(s.cmd(Mode::Shim, None, "psql", &[&args[..], &["-c", query]].concat()), "psql as root")
+    });
+    let want = format!("2\n100000|5000050000\n{}\n", "ab".repeat(100_000));
+    assert!(psql == want, "psql as root: {}", tail(psql.as_bytes()));
+    pg.stop("fast").assert_success();
+}
+
+/// mod_cgid's configuration: the event MPM with one child whose threads run as www-data, CGI
+/// scripts in `dir/cgi-bin` run by the CGI daemon (also www-data), which the handler threads
+/// reach through its unix socket `dir/run/cgid.sock`; the error log to stderr.
+fn apache_config(dir: &Path, port: u16) -> String {
+    let dir = path_arg(dir);
+    let module = |name: &str| format!("LoadModule {name}_module /usr/lib/apache2/modules/mod_{name}.so\n");
+    let modules: String = ["mpm_event", "authz_core", "alias", "cgid"].map(module).concat();
+    format!(
+        "ServerRoot {dir}\nDefaultRuntimeDir {dir}/run\nPidFile {dir}/run/httpd.pid\n\
+         ErrorLog /dev/stderr\nLogLevel notice\n{modules}ServerName localhost\n\
+         Listen 127.0.0.1:{port}\nUser www-data\nGroup www-data\n\
+         StartServers 1\nServerLimit 1\nThreadsPerChild 4\nMaxRequestWorkers 4\n\
+         ScriptSock {dir}/run/cgid.sock\nScriptAlias /cgi-bin/ {dir}/cgi-bin/\n\
+         <Directory {dir}/cgi-bin>\n  Require all granted\n</Directory>\n"
+    )
+}
+
+/// A CGI script: who runs it, its query, the digest of what was posted, then 20000 lines.
+const CGI_SCRIPT: &str = "#!/bin/sh\nposted=$(md5sum)\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+    echo \"user $(id -un) query $QUERY_STRING\"\necho \"posted $CONTENT_LENGTH bytes: $posted\"\nseq 1 20000\n";
+
+/// Apache (as root, its children www-data) answering three requests to the CGI script: two
+/// GETs and a POST of `payload`; returns each answer's status and body.
+fn apache_session(s: &Scratch, mode: Mode, payload: &Path) -> Vec<String> {
+    let dir = s.subdir(&format!("apache-{}", mode.name()));
+    for sub in ["cgi-bin", "run"] {
+        fs::create_dir(dir.join(sub)).expect("create apache dir");
+    }
+    let script = dir.join("cgi-bin/echo.sh");
+    fs::write(&script, CGI_SCRIPT).expect("write the CGI script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the CGI script");
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let conf = dir.join("httpd.conf");
+    fs::write(&conf, apache_config(&dir, port)).expect("write httpd.conf");
+    let mut server = s.spawn(
+        s.cmd(mode, None, "apache2", &["-f", &path_arg(&conf), "-DFOREGROUND"]),
+        &format!("apache2 {mode:?}"),
+    );
+    server.wait_for("resuming normal operations");
+    let url = format!("http://127.0.0.1:{port}/cgi-bin/echo.sh");
+    let post = format!("@{}", path_arg(payload));
+    let mut answers = Vec::new();
+    for (query, data) in [("first", None), ("post", Some(post.as_str())), ("last", None)] {
+        let mut args = vec!["-sS", "-w", "%{http_code}\n"];
+        if let Some(d) = data {
+            args.extend(["--data-binary", d]);
+        }
+        let target = format!("{url}?{query}");
+        args.push(&target);
+        answers.push(s.ok(s.cmd(Mode::Kernel, None, "curl", &args), &format!("curl {query} ({mode:?})")));
+    }
+    // SAFETY: kill takes no pointers; SIGTERM is Apache's graceful stop.
+    unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    let log = server.finish();
+    assert!(log.contains("caught SIGTERM, shutting down"), "apache2 {mode:?} log:\n{log}");
+    answers
+}
+
+/// Apache's mod_cgid runs CGI scripts as www-data: their answers reach the client whole (on the
+/// kernel, and under the shim with the bytes through its socket queues), where they were lost
+/// when an exec'd script looked up www-data's namespace instead of its tree's.
+#[test]
+fn apache_mod_cgid_runs_cgi_scripts_as_www_data() {
+    let s = Scratch::new("apache", Some("www-data"));
+    let payload = s.dir.join("payload");
+    let text: String = noise(75_000, 20).iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(&payload, &text[..100_000]).expect("write the payload");
+    let md5 = Command::new("md5sum").stdin(fs::File::open(&payload).expect("open payload")).output();
+    let md5 = String::from_utf8(md5.expect("run md5sum").stdout).expect("md5sum prints text");
+    let start = Instant::now();
+    let kernel = apache_session(&s, Mode::Kernel, &payload);
+    let middle = Instant::now();
+    let shim = s.trapped(None, &[Mode::Shim], "apache", || apache_session(&s, Mode::Shim, &payload));
+    let lines: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    for (answer, (query, posted)) in kernel.iter().zip([("first", 0), ("post", 100_000), ("last", 0)]) {
+        let digest = if posted > 0 { md5.trim_end() } else { "d41d8cd98f00b204e9800998ecf8427e  -" };
+        let len = if posted > 0 { posted.to_string() } else { String::new() };
+        let want = format!("user www-data query {query}\nposted {len} bytes: {digest}\n{lines}200\n");
+        assert!(*answer == want, "{query} on the kernel: {}", tail(answer.as_bytes()));
+    }
+    assert!(shim == kernel, "Apache under ipcshim answered otherwise: {}", tail(shim.concat().as_bytes()));
+    eprintln!("apache: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
 }
 
 /// One socat echo: a socat server on UNIX-LISTEN with `cat` behind it (started as `server`), a
