@@ -11,7 +11,7 @@ use shared_state::{pipe_gc, sys};
 /// Before `execve`/`execveat` of `path` (relative to `dirfd`): if the image will run without
 /// the shim, every shim pipe it would inherit goes back to the kernel.
 pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
-    let mut name = [0u8; 4096];
+    let Ok(mut name) = crate::scratch::take(4096, 0u8) else { return };
     // SAFETY: `name` is writable; the source may be bad, which copy_user reports (the exec
     // then fails with EFAULT by itself).
     let left =

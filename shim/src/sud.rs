@@ -58,6 +58,10 @@ pub(crate) struct Tls {
     /// This thread's last served epoll wait returned events of shim objects only (see
     /// `epoll::served_wait`: where its next wait on a mixed set sleeps).
     pub epoll_shim_first: AtomicU8,
+    /// This thread's scratch arena (see `crate::scratch`): its address (0 until first used)
+    /// and the offset of its first free byte.
+    pub arena: AtomicUsize,
+    pub arena_top: AtomicUsize,
 }
 
 global_asm!(

@@ -7,6 +7,7 @@
 //! sharing the file never interleave. Each image reads IPCSHIM_TRACE itself, so exec'd programs
 //! trace too.
 
+use crate::scratch;
 use core::sync::atomic::{AtomicBool, Ordering};
 use shared_state::sys;
 use std::sync::OnceLock;
@@ -55,13 +56,13 @@ fn emit(line: &[u8]) {
     let Some(path) = PATH.get() else { return };
     if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
         let at = sys::fstat(fd).map_or(0, |st| st.st_size as usize % 4096);
-        if at + line.len() > 4096 {
-            let mut filler = [b' '; 1024];
-            let n = 4096 - at;
-            if n <= filler.len() {
-                filler[n - 1] = b'\n';
-                let _ = sys::write(fd, &filler[..n]);
-            }
+        if at + line.len() > 4096
+            && let n = 4096 - at
+            && n <= LINE_MAX
+            && let Ok(mut filler) = scratch::take(n, b' ')
+        {
+            filler[n - 1] = b'\n';
+            let _ = sys::write(fd, &filler);
         }
         let _ = sys::write(fd, line);
         sys::close(fd);
@@ -88,10 +89,13 @@ pub fn fd_path(fd: i32) -> FdPath {
     p
 }
 
-/// A line under construction, in a stack buffer (no allocation: this runs on hot paths and
-/// in signal handlers).
+/// The longest line: what is longer is cut.
+const LINE_MAX: usize = 1024;
+
+/// A line under construction, in scratch memory (no allocation, and little stack: this runs
+/// on hot paths and in signal handlers).
 struct Line<'p> {
-    buf: [u8; 1024],
+    buf: scratch::Slice<u8>,
     len: usize,
     /// Shown after the first fd printed, once.
     path: &'p FdPath,
@@ -423,7 +427,8 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
     // child shares our memory (and any cached pid).
     let pid = sys::getpid();
-    let mut l = Line { buf: [0; 1024], len: 0, path: &NO_PATH };
+    let Ok(buf) = scratch::take(LINE_MAX, 0) else { return };
+    let mut l = Line { buf, len: 0, path: &NO_PATH };
     l.unum(pid as u64).s(" ").s(call).s("(");
     l.path = path;
     args(&mut l, nr, a, res);
