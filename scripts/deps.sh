@@ -18,6 +18,8 @@ declare -A wanted=(
     [redis-server]=/usr/bin/redis-server
     [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
     [socat]=/usr/bin/socat
+    [rt-tests]=/usr/bin/hackbench # tests/tests/hackbench.rs: threads on 16 KiB stacks
+    [binutils]=/usr/bin/objdump   # tests/tests/stack_frames.rs reads the shim's frame sizes
 )
 
 missing=()
