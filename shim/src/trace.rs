@@ -89,8 +89,10 @@ pub fn fd_path(fd: i32) -> FdPath {
     p
 }
 
-/// The longest line: what is longer is cut.
-const LINE_MAX: usize = 1024;
+/// The longest line: what is longer is cut (32 poll entries with their fds' names fit).
+const LINE_MAX: usize = 4096;
+/// How many elements of an array strace shows before `...` (its default `-s 32`).
+const STRACE_MAX_ELEMS: usize = 32;
 
 /// A line under construction, in scratch memory (no allocation, and little stack: this runs
 /// on hot paths and in signal handlers).
@@ -860,9 +862,12 @@ fn iovecs(l: &mut Line<'_>, addr: u64, cnt: u64, mut budget: usize) {
 }
 
 fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
+    let start = l.len;
     l.s("[");
-    let mut first = true;
-    for i in 0..n.min(8) {
+    // As strace abbreviates: the first 32 entries; for revents, the first 32 that have any,
+    // as long as they fit its 1024-byte buffer (less room for the end).
+    let mut shown = 0;
+    for i in 0..n {
         let mut p = [libc::pollfd { fd: 0, events: 0, revents: 0 }];
         if !peek(&mut p, addr + i * 8) {
             break;
@@ -870,10 +875,15 @@ fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
         if revents && p[0].revents == 0 {
             continue;
         }
-        if !first {
+        if shown > 0 {
             l.s(", ");
         }
-        first = false;
+        if shown == STRACE_MAX_ELEMS {
+            l.s("...");
+            break;
+        }
+        shown += 1;
+        let entry = l.len;
         l.s("{fd=").num(p[0].fd as i64);
         // Annotated as strace -y does (the first time only), so a reader tells pipes from sockets.
         let path = if revents { NO_PATH } else { fd_path(p[0].fd) };
@@ -883,9 +893,11 @@ fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
         l.s(if revents { ", revents=" } else { ", events=" });
         let ev = if revents { p[0].revents } else { p[0].events } as u16 as u64;
         l.flags(ev, POLL_FLAGS, "0").s("}");
-    }
-    if n > 8 {
-        l.s(", ...");
+        if revents && l.len - start >= 1024 - 27 {
+            l.len = entry;
+            l.s("...");
+            break;
+        }
     }
     l.s("]");
 }
