@@ -3,14 +3,14 @@
  * symbol. Every served call is made from a thread whose stack is 16 KiB
  * (pthread_attr_setstacksize, with glibc's guard page below it: an overflow kills), with
  * large arguments (1024 iovecs, 1024-entry poll sets, full fd_sets, maxevents 1024, SCM_RIGHTS)
- * and blocking waits woken by a helper thread; then an application handler with SA_ONSTACK
+ * and blocking waits woken by a helper process; then an application handler with SA_ONSTACK
  * makes served calls on a 64 KiB sigaltstack, also nested in a served wait it interrupted, and
  * one longjmps out of a served wait. Each call's stack use is measured (the stack below the
  * caller is painted first) and must stay within the budget the README states: 4 KiB of shim
  * frames, plus the kernel's signal frame (AT_MINSIGSTKSZ) for a call the catch-all traps; on
  * the altstack, two signal frames and the handler's own. The program then runs itself again
- * with IPCSHIM_TRACE=/dev/null, so that under the shim every call is also traced (formatted)
- * on the small stack. */
+ * with IPCSHIM_TRACE=/dev/null (unless a trace is on already: `ipcshim diff`), so that under
+ * the shim every call is also traced (formatted) on the small stack. */
 #include "common.h"
 #include <poll.h>
 #include <pthread.h>
@@ -97,35 +97,31 @@ static long raw(long nr, long a, long b, long c, long d, long e, long f)
 }
 #define R(nr, a, b, c, d, e, f) raw(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
-/* ---- a helper thread (normal stack) that acts after a delay ---- */
+/* ---- a helper process that acts after a delay (a process, not a thread: `ipcshim diff`
+ * compares each process's calls in order) ---- */
 
 struct later {
-	int ms;
-	void (*fn)(long);
-	long arg;
-	pthread_t t;
+	pid_t pid;
 };
-
-static void *later_main(void *p)
-{
-	struct later *l = p;
-	usleep(l->ms * 1000);
-	l->fn(l->arg);
-	return NULL;
-}
 
 static void later(struct later *l, int ms, void (*fn)(long), long arg)
 {
-	l->ms = ms;
-	l->fn = fn;
-	l->arg = arg;
-	if (pthread_create(&l->t, NULL, later_main, l))
-		die("pthread_create");
+	fflush(stdout);
+	l->pid = fork();
+	if (l->pid < 0)
+		die("fork");
+	if (l->pid == 0) {
+		usleep(ms * 1000);
+		fn(arg);
+		_exit(0);
+	}
 }
 
 static void join(struct later *l)
 {
-	pthread_join(l->t, NULL);
+	int st;
+	if (waitpid(l->pid, &st, 0) != l->pid || !WIFEXITED(st) || WEXITSTATUS(st))
+		die("helper");
 }
 
 static void put_byte(long fd)
@@ -143,7 +139,7 @@ static void drain(long fd)
 }
 
 static int g_semid, g_msqid;
-static pthread_t g_small;
+static pid_t g_pid, g_tid;
 
 static void sem_post1(long n)
 {
@@ -162,17 +158,22 @@ static void msg_put(long type)
 static struct sockaddr_un g_addr;
 static socklen_t g_alen;
 
-static void connect_one(long out)
+/* Connects to g_addr, then sends a byte twice, 30 ms apart. */
+static void connect_one(long unused)
 {
+	(void)unused;
 	int c = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (c < 0 || connect(c, (struct sockaddr *)&g_addr, g_alen))
 		die("helper connect");
-	*(int *)out = c;
+	for (int i = 0; i < 2; i++) {
+		usleep(30000);
+		put_byte(c);
+	}
 }
 
 static void kill_small(long sig)
 {
-	pthread_kill(g_small, sig);
+	syscall(SYS_tgkill, g_pid, g_tid, sig);
 }
 
 /* ---- the calls ---- */
@@ -491,15 +492,10 @@ static void sockets(void)
 	S(send(c, "named", 5, 0));
 	S(R(SYS_recvfrom, a, g_buf, sizeof g_buf, 0, 0, 0));
 	struct later lt;
-	int c2 = -1;
-	later(&lt, 30, connect_one, (long)&c2);
+	later(&lt, 30, connect_one, 0);
 	int a2 = M(accept4(l, NULL, NULL, SOCK_CLOEXEC));
-	join(&lt);
 	printf("  accept4 after a wait: %s\n", a2 >= 0 ? "yes" : "no");
-	later(&lt, 30, put_byte, c2);
-	S(recv(a2, g_buf, sizeof g_buf, 0));
-	join(&lt);
-	later(&lt, 30, put_byte, c2);
+	S(recv(a2, g_buf, 1, 0));
 	fill_msg(&m, iovs[0], NULL, NULL, 0);
 	S(R(SYS_recvmsg, a2, &m, 0, 0, 0, 0));
 	join(&lt);
@@ -514,7 +510,7 @@ static void sockets(void)
 	S(shutdown(sv[0], SHUT_WR));
 	S(recv(sv[1], g_buf, sizeof g_buf, 0));
 	S(R(SYS_shutdown, qv[0], SHUT_RDWR, 0, 0, 0, 0));
-	int all[] = { sv[0], sv[1], dv[0], dv[1], qv[0], qv[1], p[0], p[1], l, c, a, c2, a2, d, d2 };
+	int all[] = { sv[0], sv[1], dv[0], dv[1], qv[0], qv[1], p[0], p[1], l, c, a, a2, d, d2 };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		M(close(all[i]));
 	budget_check();
@@ -734,15 +730,18 @@ static void altstack(void)
 	printf("\n");
 	/* Nested: a handler interrupts a served ppoll of 1024 fds and makes served calls of its
 	 * own; the ppoll is not restarted. SIGUSR2 is blocked but by ppoll's mask, so it arrives
-	 * during the ppoll whenever the helper sends it. */
+	 * during the ppoll whenever the helper sends it. The ppoll is over a socket: ipcshim's
+	 * trace logs a call as it returns, after the handler's, where strace shows the interrupted
+	 * call first, and `ipcshim diff` leaves a poll of sockets alone. */
 	static struct pollfd fds[1024];
-	int w[2];
-	if (pipe(w))
+	int w[2], sv[2];
+	if (pipe(w) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
 		die("pipe");
 	for (int i = 0; i < 1024; i++)
-		fds[i] = (struct pollfd){ w[0], POLLIN, 0 };
+		fds[i] = (struct pollfd){ sv[0], POLLIN, 0 };
 	g_nested_fd = w[1];
-	g_small = pthread_self();
+	g_pid = getpid();
+	g_tid = gettid();
 	sigset_t usr2, during;
 	sigemptyset(&usr2);
 	sigaddset(&usr2, SIGUSR2);
@@ -780,6 +779,8 @@ static void altstack(void)
 	S(poll(fds, 1024, 0));
 	close(w[0]);
 	close(w[1]);
+	close(sv[0]);
+	close(sv[1]);
 	close(g_hp[0]);
 	close(g_hp[1]);
 	semctl(g_semid, 0, IPC_RMID);
@@ -829,7 +830,7 @@ int main(int argc, char **argv)
 	if (argc > 1)
 		return 0;
 	fflush(stdout);
-	setenv("IPCSHIM_TRACE", "/dev/null", 1);
+	setenv("IPCSHIM_TRACE", "/dev/null", 0);
 	execl("/proc/self/exe", argv[0], "traced", (char *)NULL);
 	die("exec");
 }
