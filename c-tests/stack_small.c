@@ -72,6 +72,11 @@ static void note(const char *what, long used)
 /* M, printed with its result. */
 #define S(expr) ({ long s_ = M(expr); show_io("  " #expr, s_, errno); s_; })
 
+/* A call given a bad pointer: the shim's copy faults, and the fault's signal frame comes on
+ * top (the kernel needs none for its EFAULT either). */
+#define FAULT(expr) ({ long l_ = g_limit; g_limit += (long)getauxval(AT_MINSIGSTKSZ) + SLACK; \
+	long f_ = S(expr); g_limit = l_; f_; })
+
 static void budget_check(void)
 {
 	if (!g_over)
@@ -179,6 +184,8 @@ static void kill_small(long sig)
 /* ---- the calls ---- */
 
 static char g_buf[65536];
+/* Mapped nowhere, but a user address: the copy faults. */
+static char *volatile g_bad = (char *)1;
 static struct iovec g_iov[NIOV];
 
 /* g_iov: NIOV iovecs of one byte each, into g_buf. */
@@ -209,6 +216,15 @@ static void pipes(void)
 	S(R(SYS_pwritev2, p[1], iov1(), NIOV, -1, -1, 0));
 	S(R(SYS_preadv2, p[0], iov1(), NIOV, -1, -1, 0));
 	S(R(SYS_readv, p[0], iov1(), NIOV + 1, 0, 0, 0));
+	S(write(p[1], "data", 4));
+	FAULT(read(p[0], g_bad, 4));
+	FAULT(R(SYS_read, p[0], g_bad, 4, 0, 0, 0));
+	FAULT(R(SYS_write, p[1], g_bad, 4, 0, 0, 0));
+	struct iovec bad[2] = { { g_buf, 1 }, { g_bad, 1 } };
+	FAULT(R(SYS_writev, p[1], bad, 2, 0, 0, 0));
+	FAULT(R(SYS_readv, p[0], g_bad, NIOV, 0, 0, 0));
+	FAULT(R(SYS_poll, g_bad, 2, 0, 0, 0, 0));
+	S(read(p[0], g_buf, sizeof g_buf));
 	S(read(q[0], g_buf, 1));
 	S(fcntl(p[0], F_GETFL) & O_ACCMODE);
 	S(fcntl(p[1], F_SETFL, O_NONBLOCK));
