@@ -33,6 +33,8 @@ declare -A wanted=(
     [stress-ng]=/usr/bin/stress-ng
     # tests/tests/socket_programs.rs: CGI scripts that mod_cgid runs as www-data, asked by curl.
     [apache2]=/usr/sbin/apache2
+    [rt-tests]=/usr/bin/hackbench # tests/tests/hackbench.rs: threads on 16 KiB stacks
+    [binutils]=/usr/bin/objdump   # tests/tests/stack_frames.rs reads the shim's frame sizes
 )
 
 missing=()

@@ -68,7 +68,7 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
         pipefs_dev,
         sockfs_dev: sys::sockfs_dev(),
         fifos: any_fifo(region, pipefs_dev, sys::sockfs_dev()),
-        marks: [(0, 0); 64],
+        marks: [(0, 0); 16],
         n: 0,
         keep_born_before: 0,
         unreadable: 0,
@@ -125,7 +125,7 @@ struct Scan<'a> {
     /// Whether any object is a FIFO file (only then are other links stat'ed).
     fifos: bool,
     /// (dev, ino) found, marked in batches under the namespace lock.
-    marks: [(u64, u64); 64],
+    marks: [(u64, u64); 16],
     n: usize,
     /// Objects born before this (CLOCK_BOOTTIME ns) may be held by a process we cannot read.
     keep_born_before: u64,
@@ -168,9 +168,11 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 /// Calls `f` with each entry name of the directory `fd` (without "." and ".."). Err on a
-/// getdents failure or when `f` fails.
+/// getdents failure or when `f` fails. Its buffer holds an entry with the longest name (280
+/// bytes) and little more: scans nest (/proc, then a process's fds) on what may be a small
+/// stack.
 pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
-    let mut buf = [0u8; 2048];
+    let mut buf = [0u8; 320];
     loop {
         let n = sys::getdents64(fd, &mut buf)?;
         if n == 0 {
@@ -204,7 +206,7 @@ pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
         Err(libc::ENOENT | libc::ESRCH) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; crate::proc::STAT_PREFIX];
     let len = sys::read(fd, &mut buf);
     sys::close(fd);
     let buf = &buf[..len?];
@@ -262,7 +264,9 @@ impl Scan<'_> {
     }
 
     /// Marks the objects behind the fds of `pid`. A process that is gone is fine (its fds are
-    /// closed); one we may not look into is not.
+    /// closed); one we may not look into is not. Not inlined: its directory scan nests in the
+    /// caller's, and each has a buffer.
+    #[inline(never)]
     fn process(&mut self, proc_fd: i32, pid: u32) -> Result<(), Errno> {
         let mut path = [0u8; 16];
         let mut digits = [0u8; 10];

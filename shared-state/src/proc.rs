@@ -77,6 +77,10 @@ pub struct ProcStat {
     pub dead: bool,
 }
 
+/// How much of `/proc/PID/stat` holds its first 22 fields (a 15-character comm and every
+/// number at its widest take about 360 bytes).
+pub const STAT_PREFIX: usize = 512;
+
 /// Reads state and start time of `pid` without allocating.
 pub fn stat_of(pid: i32) -> Option<ProcStat> {
     let mut path = [0u8; 32];
@@ -106,7 +110,7 @@ pub fn stat_of(pid: i32) -> Option<ProcStat> {
         n += 1;
     }
     let fd = sys::open(&path[..n], libc::O_RDONLY, 0).ok()?;
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; STAT_PREFIX];
     let len = sys::read(fd, &mut buf);
     sys::close(fd);
     let len = len.ok()?;

@@ -336,7 +336,7 @@ impl<'a> Shm<'a> {
 
     /// Resident pages of a segment (the kernel's `nrpages` of its shmem file).
     fn rss_pages(&self, seg: &ShmidKernel) -> u64 {
-        let mut vec = [0u8; 4096];
+        let mut vec = [0u8; 256];
         let mut total = 0;
         let mut off = 0;
         while off < seg.data_len {
@@ -831,22 +831,28 @@ pub fn unmapped(region: &Region, addr: usize, len: usize) {
 /// The caller holds the region lock; both slots < MAX_PROCS.
 pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
     let shm = Shm { region };
-    let mut copies = [(0u32, 0u64, 0u64); 64];
-    let mut n = 0;
-    let mut overflow = Vec::new();
-    shm.for_each_attach(parent, |a| {
-        if n < copies.len() {
-            copies[n] = (a.idx, a.addr, a.len);
-            n += 1;
-        } else {
-            overflow.push((a.idx, a.addr, a.len));
-        }
-    });
     let pid = shm.record(parent).pid;
-    for &(idx, addr, len) in copies[..n].iter().chain(overflow.iter()) {
-        if idx < IPCMNI && shm.slot(idx).live != 0 {
-            let _ = shm.add_attach(child, idx, addr, len, pid);
+    // In batches, each read from the parent's list before it is added to the child's.
+    let mut done = 0;
+    loop {
+        let mut batch = [(0u32, 0u64, 0u64); 16];
+        let (mut n, mut at) = (0, 0);
+        shm.for_each_attach(parent, |a| {
+            if at >= done && n < batch.len() {
+                batch[n] = (a.idx, a.addr, a.len);
+                n += 1;
+            }
+            at += 1;
+        });
+        for &(idx, addr, len) in &batch[..n] {
+            if idx < IPCMNI && shm.slot(idx).live != 0 {
+                let _ = shm.add_attach(child, idx, addr, len, pid);
+            }
         }
+        if n < batch.len() {
+            return;
+        }
+        done += n;
     }
 }
 

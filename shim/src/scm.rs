@@ -7,6 +7,7 @@
 //! buffer, so truncation, MSG_CTRUNC and MSG_CMSG_CLOEXEC are the kernel's too.
 //! Credentials for SO_PASSCRED without a token are the shim's, built as `put_cmsg` does.
 
+use crate::scratch;
 use shared_state::pipe::{SOCKADDR_UN_MAX, UnixCb};
 use shared_state::sys::{self, Errno};
 
@@ -125,17 +126,16 @@ fn peek_token(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) -> Option<
     recv_token(fd, &mut m, libc::MSG_PEEK)
 }
 
-/// A control buffer aligned as `struct cmsghdr`.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; ORPHAN_CTL]);
-
 fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) {
-    let mut buf = CmsgBuf([0; ORPHAN_CTL]);
-    let mut m = msghdr(data, iov, buf.0.as_mut_ptr() as usize, ORPHAN_CTL);
+    // Aligned as `struct cmsghdr`.
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    let mut m = msghdr(data, iov, buf.as_mut_ptr() as usize, ORPHAN_CTL);
     if recv_token(fd, &mut m, libc::MSG_CMSG_CLOEXEC).is_none() {
         return;
     }
-    let bytes = &buf.0[..m.msg_controllen.min(ORPHAN_CTL)];
+    // SAFETY: the u64s are plain bytes to look at; `m.msg_controllen` of them were written.
+    let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, ORPHAN_CTL) };
+    let bytes = &bytes[..m.msg_controllen.min(ORPHAN_CTL)];
     let mut off = 0;
     while off + 16 <= bytes.len() {
         let word = |i: usize| u32::from_ne_bytes(bytes[off + i..off + i + 4].try_into().unwrap_or_default());

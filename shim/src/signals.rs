@@ -306,7 +306,6 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
         return;
     }
     let restart = app.flags & libc::SA_RESTART as u64 != 0;
-    t.interrupt.fetch_max(if restart { 1 } else { 2 }, Ordering::Relaxed);
     t.handled.fetch_add(1, Ordering::Relaxed);
     if app.flags & libc::SA_RESETHAND as u64 != 0 {
         // The kernel reset our trampoline to SIG_DFL as it delivered.
@@ -335,6 +334,9 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
         h(sig);
     }
     compiler_fence(Ordering::SeqCst);
+    // Recorded once the handler is done: a served call it made cleared the flag for its own
+    // wait, and the interrupted call must still see that a handler ran.
+    t.interrupt.fetch_max(if restart { 1 } else { 2 }, Ordering::Relaxed);
     t.selector.store(sud::ALLOW, Ordering::Relaxed);
     // SAFETY: as above; `ctx` is still the frame sigreturn will restore.
     note_mask(unsafe { *(&raw const (*(ctx as *const libc::ucontext_t)).uc_sigmask as *const u64) });

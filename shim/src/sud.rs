@@ -61,6 +61,10 @@ pub(crate) struct Tls {
     /// In a vfork child that moved the region's descriptors in its own fd table: their new
     /// numbers (see `region::keep_fds`), cleared when the parent resumes.
     pub region_fds: AtomicU64,
+    /// This thread's scratch arena (see `crate::scratch`): its address (0 until first used)
+    /// and the offset of its first free byte.
+    pub arena: AtomicUsize,
+    pub arena_top: AtomicUsize,
 }
 
 global_asm!(

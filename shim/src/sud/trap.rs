@@ -107,6 +107,11 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         libc::SYS_pselect6 => pselect6(&a, user, guard),
         libc::SYS_sigaltstack => sigaltstack(uc, &a),
         libc::SYS_execve | libc::SYS_execveat => exec::exec(nr, &a, guard, user),
+        // The thread ends: its scratch arena goes (a served call it interrupted never resumes).
+        libc::SYS_exit => {
+            crate::scratch::thread_exit();
+            raw(nr, &a)
+        }
         _ => crate::dispatch::passthrough(nr, &a, || guard.allow_signals(|| raw(nr, &a))),
     };
     set_reg(uc, REG_RAX, r as u64);
