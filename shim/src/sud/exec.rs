@@ -1,7 +1,7 @@
 //! execve/execveat: the new image loads the shim again. SUD does not survive exec, so a child
 //! started with a scrubbed environment (`env -i`, CGI) would run unshimmed; when the new
 //! environment lacks our library in LD_PRELOAD, or an `IPCSHIM_DIR`/`IPCSHIM_NS`/
-//! `IPCSHIM_CATCHALL` this process started with, the exec gets a copy with them added. An
+//! `IPCSHIM_CATCHALL`/`IPCSHIM_PATCH` this process started with, the exec gets a copy with them added. An
 //! explicit different value is the caller's choice and is kept.
 //!
 //! The application's envp is read with process_vm_readv in page-bounded chunks (a bad pointer
@@ -14,7 +14,7 @@ use shared_state::sys;
 
 const PAGE: usize = 4096;
 const PRELOAD: &[u8] = b"LD_PRELOAD=";
-const VARS: [&str; 3] = ["IPCSHIM_DIR", "IPCSHIM_NS", "IPCSHIM_CATCHALL"];
+const VARS: [&str; 4] = ["IPCSHIM_DIR", "IPCSHIM_NS", "IPCSHIM_CATCHALL", "IPCSHIM_PATCH"];
 
 /// What every exec'd image must inherit, captured at start-up.
 struct ExecEnv {
