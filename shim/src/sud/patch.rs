@@ -121,9 +121,9 @@ fn stub_for(nr: i64) -> Option<Stub> {
         | libc::SYS_pwrite64
         | libc::SYS_pwritev
         | libc::SYS_preadv2
-        | libc::SYS_pwritev2
-        | libc::SYS_fcntl
-        | libc::SYS_ioctl => Stub::Fd,
+        | libc::SYS_pwritev2 => Stub::Fd,
+        libc::SYS_fcntl => Stub::Fcntl,
+        libc::SYS_ioctl => Stub::Ioctl,
         libc::SYS_close => Stub::Close,
         libc::SYS_open => Stub::Open,
         libc::SYS_openat | libc::SYS_openat2 => Stub::OpenAt,
@@ -276,8 +276,12 @@ pub(super) fn on_trap(uc: &ucontext_t) {
     if stub != Stub::Pass && crate::trace::on() {
         return;
     }
-    let site = g(REG_RIP) as usize - 7;
-    if sites::get(site).is_some() {
+    // Sites are known by their return address (the instruction after the `syscall`). One that
+    // traps once only (start-up code) is not worth rewriting: a site is rewritten at its
+    // second trap.
+    let ret = g(REG_RIP) as usize;
+    let seen = sites::get(ret);
+    if seen.is_some_and(|v| v != sites::SEEN) {
         return;
     }
     // SAFETY: the kernel's 64-bit sigset is the first word of glibc's uc_sigmask.
@@ -285,8 +289,14 @@ pub(super) fn on_trap(uc: &ucontext_t) {
     if BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return;
     }
-    let done = rewrite(site, nr as u32, stub, User::new(mask));
-    sites::put(site, done.unwrap_or(sites::REFUSED));
+    let done = if seen.is_none() {
+        sites::put(ret, sites::SEEN);
+        None
+    } else {
+        let done = rewrite(ret, nr as u32, stub, User::new(mask));
+        sites::put(ret, done.unwrap_or(sites::REFUSED));
+        done
+    };
     BUSY.store(false, Ordering::Release);
     if done.is_some()
         && let Some(r) = crate::region::active()
@@ -295,10 +305,12 @@ pub(super) fn on_trap(uc: &ucontext_t) {
     }
 }
 
-/// Prefix bytes that could make a `b8` at the site the second byte of a longer instruction.
+/// Bytes that, just before a `b8`, could make it part of another instruction: a REX or
+/// operand-size prefix (mov to r8d, movabs, mov to ax) or an escape whose payload it would be
+/// (0f, VEX, EVEX, XOP). Other prefixes (segment, lock, rep, address size) leave a `mov $imm32,
+/// %eax` and the `jmp` that replaces it meaning what they meant without them.
 fn prefix(b: u8) -> bool {
-    matches!(b, 0x40..=0x4f | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65)
-        || matches!(b, 0x0f | 0x62 | 0x8f | 0xc4 | 0xc5)
+    matches!(b, 0x40..=0x4f | 0x66 | 0x0f | 0x62 | 0x8f | 0xc4 | 0xc5)
 }
 
 /// How the site's 5 bytes are replaced.
@@ -329,17 +341,100 @@ fn store_kind(site: usize) -> Option<Store> {
     })
 }
 
-/// Rewrites `site` (`mov $nr, %eax` at site, `syscall` at site+5) to jump to a trampoline for
-/// `stub`; the trampoline's address, or None if the site must keep trapping.
-fn rewrite(site: usize, nr: u32, stub: Stub, user: User) -> Option<usize> {
-    let bytes: [u8; 8] = user.read(site - 1)?;
-    let mov = [0xb8, nr as u8, (nr >> 8) as u8, (nr >> 16) as u8, (nr >> 24) as u8];
-    if bytes[1..6] != mov || bytes[6..] != [0x0f, 0x05] || prefix(bytes[0]) {
+/// `mov $nr, %eax`.
+fn mov(nr: u32) -> [u8; 5] {
+    let n = nr.to_le_bytes();
+    [0xb8, n[0], n[1], n[2], n[3]]
+}
+
+/// The longest run of instructions between the `mov` and the `syscall` a site may have.
+const MAX_GAP: usize = 16;
+
+/// Finds the site of the `syscall` that returns to `ret`: `mov $nr, %eax` at `site`, then
+/// `gap` (instructions the trampoline can copy), then the `syscall`. The `mov` nearest the
+/// `syscall` is taken.
+fn find_site(ret: usize, nr: u32, user: User) -> Option<(usize, Gap)> {
+    // The bytes before `ret`: as many as can be read (the page before may be unmapped).
+    let (bytes, n): ([u8; MAX_GAP + 8], usize) = match user.read(ret - MAX_GAP - 8) {
+        Some(b) => (b, MAX_GAP + 8),
+        None => {
+            let tail: [u8; 8] = user.read(ret - 8)?;
+            let mut b = [0u8; MAX_GAP + 8];
+            b[MAX_GAP..].copy_from_slice(&tail);
+            (b, 8)
+        }
+    };
+    let at = |addr: usize| bytes[addr + MAX_GAP + 8 - ret];
+    if at(ret - 2) != 0x0f || at(ret - 1) != 0x05 {
         return None;
     }
+    let mov = mov(nr);
+    (0..=MAX_GAP).filter(|k| k + 8 <= n).find_map(|k| {
+        let site = ret - 7 - k;
+        let i = site - (ret - MAX_GAP - 8);
+        if bytes[i..i + 5] != mov || prefix(bytes[i - 1]) {
+            return None;
+        }
+        let gap = &bytes[i + 5..i + 5 + k];
+        let mut off = 0;
+        while off < k {
+            off += copyable(&gap[off..])?;
+        }
+        (off == k).then(|| (site, Gap::new(gap)))
+    })
+}
+
+/// Instructions between a site's `mov` and its `syscall`, copied into its trampoline.
+#[derive(Clone, Copy)]
+struct Gap {
+    bytes: [u8; MAX_GAP],
+    len: usize,
+}
+
+impl Gap {
+    fn new(b: &[u8]) -> Gap {
+        let mut bytes = [0u8; MAX_GAP];
+        bytes[..b.len()].copy_from_slice(b);
+        Gap { bytes, len: b.len() }
+    }
+}
+
+/// The length of the instruction at the start of `b` if it is one a trampoline can run in
+/// place of the original: register to register or immediate to register, writing neither
+/// rax nor rsp (the call's number and the stack), touching no memory; None otherwise.
+fn copyable(b: &[u8]) -> Option<usize> {
+    let (rex, rest) = match *b.first()? {
+        r @ 0x40..=0x4f => (r, &b[1..]),
+        _ => (0, b),
+    };
+    let p = usize::from(rex != 0);
+    let (w, r, x) = (rex & 8 != 0, (rex >> 2) & 1, rex & 1);
+    let op = *rest.first()?;
+    let modrm = rest.get(1).copied().filter(|m| m >> 6 == 3);
+    // Register 0 is rax (al, or ah without REX), 4 rsp (spl; ah without REX).
+    let dst_ok = |d: u8| d != 0 && d != 4;
+    let len = match op {
+        // mov and xor, register to register; the destination in r/m, or in reg.
+        0x89 | 0x31 => dst_ok((modrm? & 7) | x << 3).then_some(2)?,
+        0x8b | 0x33 => dst_ok((modrm? >> 3 & 7) | r << 3).then_some(2)?,
+        // mov $imm32 (or $imm64 with REX.W), register.
+        0xb8..=0xbf => dst_ok((op - 0xb8) | x << 3).then_some(if w { 9 } else { 5 })?,
+        // ALU op $imm8 on an 8-bit or a 32/64-bit register.
+        0x80 | 0x83 => dst_ok((modrm? & 7) | x << 3).then_some(3)?,
+        // mov $imm32, register (sign-extended with REX.W).
+        0xc7 => (modrm? >> 3 & 7 == 0 && dst_ok((modrm? & 7) | x << 3)).then_some(6)?,
+        _ => return None,
+    };
+    (p + len <= b.len()).then_some(p + len)
+}
+
+/// Rewrites the site whose `syscall` returns to `ret` so that its `mov` jumps to a trampoline
+/// for `stub`; the trampoline's address, or None if the site must keep trapping.
+fn rewrite(ret: usize, nr: u32, stub: Stub, user: User) -> Option<usize> {
+    let (site, gap) = find_site(ret, nr, user)?;
     let store = store_kind(site)?;
-    let prot = code_protection(site, user)?;
-    let tramp = trampolines::make(site, nr, stub)?;
+    let prot = code_protection(site, ret, user)?;
+    let tramp = trampolines::make(site, ret, &gap, nr, stub)?;
     let rel = (tramp as i64 - (site as i64 + 5)) as i32;
     let mut jmp = [0xe9u8; 5];
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
@@ -355,7 +450,7 @@ fn rewrite(site: usize, nr: u32, stub: Stub, user: User) -> Option<usize> {
         // SAFETY: `word` is an aligned word of the writable page holding the site.
         Store::Word(word, size) => unsafe { replace(word, size, site - word, &jmp) },
         // SAFETY: the page is writable, and `site` holds the `mov` (checked above).
-        Store::Spin => unsafe { spin_replace(site, &mov, &jmp) },
+        Store::Spin => unsafe { spin_replace(site, &mov(nr), &jmp) },
     };
     let _ = syscall6(libc::SYS_mprotect, page, 4096, prot, 0, 0, 0);
     ok.then_some(tramp)
@@ -473,9 +568,9 @@ unsafe fn replace(word: usize, size: usize, at: usize, new: &[u8]) -> bool {
     ok != 0
 }
 
-/// The protection of the executable segment holding [site-1, site+7) in an object the dynamic
+/// The protection of the executable segment holding [site-1, ret) in an object the dynamic
 /// linker loaded (not ours, not the vDSO), from its program headers; None otherwise.
-fn code_protection(site: usize, user: User) -> Option<usize> {
+fn code_protection(site: usize, ret: usize, user: User) -> Option<usize> {
     let o = find_object(site)?;
     if o.link_map == OWN_MAP.load(Ordering::Relaxed) || o.link_map == VDSO.load(Ordering::Relaxed) {
         return None;
@@ -501,7 +596,7 @@ fn code_protection(site: usize, user: User) -> Option<usize> {
             return None;
         }
         first = false;
-        if start < site && site + 7 <= start + ph.p_filesz as usize {
+        if start < site && ret <= start + ph.p_filesz as usize {
             let f = ph.p_flags;
             if f & libc::PF_X == 0 || f & libc::PF_W != 0 {
                 return None;
@@ -529,6 +624,7 @@ pub(crate) fn settle(uc: &mut ucontext_t) {
     }
     gr[REG_RIP as usize] = r.rip as i64;
     gr[REG_RSP as usize] = r.rsp as i64;
+    gr[REG_RAX as usize] = r.rax as i64;
     gr[REG_EFL as usize] = r.eflags as i64;
 }
 
@@ -538,6 +634,8 @@ mod sites {
     use super::*;
 
     pub(super) const REFUSED: usize = 1;
+    /// Trapped once.
+    pub(super) const SEEN: usize = 2;
     const SIZE: usize = 4096;
     static KEYS: [AtomicUsize; SIZE] = [const { AtomicUsize::new(0) }; SIZE];
     static VALUES: [AtomicUsize; SIZE] = [const { AtomicUsize::new(0) }; SIZE];
@@ -585,7 +683,9 @@ mod trampolines {
     const SLOT: usize = 64;
     const CHUNK: usize = 64 * 1024;
     const MAX_CHUNKS: usize = 64;
-    /// Offsets in a slot: the stub's address and the site's return address.
+    /// Offsets in a slot: the length of the copied instructions, the stub's address and the
+    /// site's return address.
+    const GAP_AT: usize = 40;
     const STUB_AT: usize = 48;
     const RET_AT: usize = 56;
     static CHUNKS: [AtomicUsize; MAX_CHUNKS] = [const { AtomicUsize::new(0) }; MAX_CHUNKS];
@@ -596,23 +696,25 @@ mod trampolines {
         (a as i64 - b as i64).unsigned_abs() < (1 << 31) - CHUNK as u64
     }
 
-    /// A new trampoline for the site; None if no slot within reach can be had.
-    pub(super) fn make(site: usize, nr: u32, stub: Stub) -> Option<usize> {
+    /// A new trampoline for the site: `mov $nr, %eax`, the site's `gap`, `lea -128(%rsp),
+    /// %rsp`, `pushq ret`, `jmp *stub`. None if no slot within reach can be had.
+    pub(super) fn make(site: usize, ret: usize, gap: &Gap, nr: u32, stub: Stub) -> Option<usize> {
         let slot = alloc(site)?;
         let mut code = [0xccu8; SLOT];
-        // lea -0x80(%rsp), %rsp
-        code[..5].copy_from_slice(&[0x48, 0x8d, 0x64, 0x24, 0x80]);
-        // pushq RET_AT(%rip)
-        code[5..7].copy_from_slice(&[0xff, 0x35]);
-        code[7..11].copy_from_slice(&((RET_AT - 11) as u32).to_le_bytes());
-        // mov $nr, %eax
-        code[11] = 0xb8;
-        code[12..16].copy_from_slice(&nr.to_le_bytes());
-        // jmp *STUB_AT(%rip)
-        code[16..18].copy_from_slice(&[0xff, 0x25]);
-        code[18..22].copy_from_slice(&((STUB_AT - 22) as u32).to_le_bytes());
+        let k = gap.len;
+        code[..5].copy_from_slice(&mov(nr));
+        code[5..5 + k].copy_from_slice(&gap.bytes[..k]);
+        // lea -0x80(%rsp), %rsp; pushq RET_AT(%rip); jmp *STUB_AT(%rip) (displacements from
+        // the next instruction).
+        let (lea, push, jmp) = (5 + k, 10 + k, 16 + k);
+        code[lea..push].copy_from_slice(&[0x48, 0x8d, 0x64, 0x24, 0x80]);
+        code[push..push + 2].copy_from_slice(&[0xff, 0x35]);
+        code[push + 2..jmp].copy_from_slice(&((RET_AT - jmp) as u32).to_le_bytes());
+        code[jmp..jmp + 2].copy_from_slice(&[0xff, 0x25]);
+        code[jmp + 2..jmp + 6].copy_from_slice(&((STUB_AT - (jmp + 6)) as u32).to_le_bytes());
+        code[GAP_AT..GAP_AT + 8].copy_from_slice(&(k as u64).to_le_bytes());
         code[STUB_AT..STUB_AT + 8].copy_from_slice(&stub.addr().to_le_bytes());
-        code[RET_AT..RET_AT + 8].copy_from_slice(&(site + 7).to_le_bytes());
+        code[RET_AT..RET_AT + 8].copy_from_slice(&ret.to_le_bytes());
         // SAFETY: a fresh slot of a chunk we mapped read-write-execute; nothing jumps to it
         // before the site is rewritten, after this store.
         unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), slot as *mut u8, SLOT) };
@@ -659,7 +761,8 @@ mod trampolines {
         None
     }
 
-    /// `r` interrupted in a trampoline: back to the site, before its `mov`.
+    /// `r` interrupted in a trampoline: at the site's `mov` (not run yet), in its copied
+    /// instructions (the same ones of the site), or at its `syscall`.
     pub(super) fn settle(r: &mut Regs) -> bool {
         for (c, used) in CHUNKS.iter().zip(&USED) {
             let base = c.load(Ordering::Acquire);
@@ -671,15 +774,27 @@ mod trampolines {
                 continue;
             }
             let slot = r.rip - (r.rip - base) % SLOT;
-            let pushed = match r.rip - slot {
+            // SAFETY: a slot `make` filled, with these words at these offsets.
+            let (k, ret) = unsafe {
+                (((slot + GAP_AT) as *const usize).read(), ((slot + RET_AT) as *const usize).read())
+            };
+            let syscall = ret - 2;
+            let site = syscall - k - 5;
+            let o = r.rip - slot;
+            if o < 5 {
+                r.rip = site;
+                return true;
+            }
+            if o < 5 + k {
+                r.rip = site + o;
+                return true;
+            }
+            r.rsp += match o - 5 - k {
                 0..5 => 0,
                 5..11 => 128,
                 _ => 136,
             };
-            // SAFETY: a slot `make` filled; RET_AT holds the site's return address.
-            let ret = unsafe { ((slot + RET_AT) as *const usize).read() };
-            r.rip = ret - 7;
-            r.rsp += pushed;
+            r.rip = syscall;
             return true;
         }
         false

@@ -150,6 +150,50 @@ global_asm!(
     "    cmp ${plain}, %r11",
     "    jne 9f",
     "    PATCH_TAILS 9",
+    // fcntl(edi, esi) and ioctl(edi, esi): only a few commands mean anything for a shim
+    // object (`pipes::fcntl`, `pipes::ioctl`); the others go to the kernel whatever the fd.
+    ".balign 16",
+    ".globl ipcshim_patch_fcntl",
+    ".hidden ipcshim_patch_fcntl",
+    "ipcshim_patch_fcntl:",
+    "    PATCH_SAVE",
+    "    cmp ${f_dupfd}, %esi",
+    "    je 7f",
+    "    cmp ${f_dupfd_cloexec}, %esi",
+    "    je 7f",
+    "    cmp ${f_setfl}, %esi",
+    "    je 7f",
+    "    cmp ${f_getpipe_sz}, %esi",
+    "    je 7f",
+    "    cmp ${f_setpipe_sz}, %esi",
+    "    jne 8f",
+    "7:",
+    "    PATCH_FD 9f",
+    "    mov (%rcx), %r11",
+    "    or ${listener}, %r11",
+    "    cmp ${plain}, %r11",
+    "    jne 9f",
+    "8:",
+    "    PATCH_TAILS 9",
+    ".balign 16",
+    ".globl ipcshim_patch_ioctl",
+    ".hidden ipcshim_patch_ioctl",
+    "ipcshim_patch_ioctl:",
+    "    PATCH_SAVE",
+    "    cmp ${fionbio}, %esi",
+    "    je 7f",
+    "    cmp ${fionread}, %esi",
+    "    je 7f",
+    "    cmp ${siocoutq}, %esi",
+    "    jne 8f",
+    "7:",
+    "    PATCH_FD 9f",
+    "    mov (%rcx), %r11",
+    "    or ${listener}, %r11",
+    "    cmp ${plain}, %r11",
+    "    jne 9f",
+    "8:",
+    "    PATCH_TAILS 9",
     // close(edi): an fd that is no shim object, listener, epoll fd or sysctl view is
     // forgotten (its entry UNKNOWN) and closed.
     ".balign 16",
@@ -190,6 +234,14 @@ global_asm!(
     plain = const crate::fd::PLAIN,
     listener = const crate::fd::LISTENER,
     unknown = const crate::fd::UNKNOWN,
+    f_dupfd = const libc::F_DUPFD,
+    f_dupfd_cloexec = const libc::F_DUPFD_CLOEXEC,
+    f_setfl = const libc::F_SETFL,
+    f_getpipe_sz = const libc::F_GETPIPE_SZ,
+    f_setpipe_sz = const libc::F_SETPIPE_SZ,
+    fionbio = const libc::FIONBIO,
+    fionread = const libc::FIONREAD,
+    siocoutq = const libc::TIOCOUTQ,
     options(att_syntax),
 );
 
@@ -231,6 +283,8 @@ unsafe extern "C" {
     static ipcshim_patch_pass: u8;
     static ipcshim_patch_fd: u8;
     static ipcshim_patch_close: u8;
+    static ipcshim_patch_fcntl: u8;
+    static ipcshim_patch_ioctl: u8;
     static ipcshim_patch_open: u8;
     static ipcshim_patch_openat: u8;
 }
@@ -242,6 +296,9 @@ pub(super) enum Stub {
     Pass,
     /// The fd in the first argument decides.
     Fd,
+    /// The command decides, then the fd.
+    Fcntl,
+    Ioctl,
     Close,
     /// The path in the first (open) or second (openat, openat2) argument decides.
     Open,
@@ -254,6 +311,8 @@ impl Stub {
             Stub::Pass => &raw const ipcshim_patch_pass,
             Stub::Fd => &raw const ipcshim_patch_fd,
             Stub::Close => &raw const ipcshim_patch_close,
+            Stub::Fcntl => &raw const ipcshim_patch_fcntl,
+            Stub::Ioctl => &raw const ipcshim_patch_ioctl,
             Stub::Open => &raw const ipcshim_patch_open,
             Stub::OpenAt => &raw const ipcshim_patch_openat,
         };
@@ -314,10 +373,9 @@ fn saved_flags(eflags: u64, rax: u64, of_restored: bool) -> u64 {
 }
 
 /// If `r` was interrupted inside a stub or the allowed-range syscall of a rewritten site,
-/// moves it to where the site itself would be: before its `mov` (nothing done yet), at its
-/// `syscall` (the call about to be made, or restarted), or after it (done). `site` is the
-/// site's return address (the instruction after its `syscall`). Returns false if `r` is not in
-/// a stub.
+/// moves it to where the site itself would be: at its `syscall` (the call about to be made,
+/// or restarted: the original instruction then traps once), or after it (done). Returns false
+/// if `r` is not in a stub.
 pub(super) fn settle_stub(r: &mut Regs) -> bool {
     let gadget = (&raw const ipcshim_sud_syscall) as usize;
     let leave = (&raw const ipcshim_sud_syscall_leave) as usize;
@@ -333,16 +391,18 @@ pub(super) fn settle_stub(r: &mut Regs) -> bool {
         return true;
     }
     let Some(m) = mark_at(r.rip) else { return false };
+    // Before the call: at the site's `syscall`, with the call's number in rax.
     match m.kind {
         K_ENTRY => {
-            r.rip = word(r.rsp) - 7;
+            r.rip = word(r.rsp) - 2;
             r.rsp += 136;
         }
         K_SAVED | K_CHECK | K_RESTORE | K_LOAD => {
             if m.kind != K_SAVED {
                 r.eflags = saved_flags(r.eflags, r.rax, m.kind == K_RESTORE);
             }
-            r.rip = word(r.rsp + 8) - 7;
+            r.rax = word(r.rsp) as u64;
+            r.rip = word(r.rsp + 8) - 2;
             r.rsp += 144;
         }
         // Already the site's state, on the way to its `syscall`.
