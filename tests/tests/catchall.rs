@@ -85,6 +85,7 @@ impl Scratch {
             .env("IPCSHIM_DIR", &self.dir)
             .env("IPCSHIM_NS", &self.ns)
             .env_remove("IPCSHIM_CATCHALL")
+            .env_remove("IPCSHIM_PATCH")
             .env_remove("IPCSHIM_DISABLE");
         for (k, v) in env {
             cmd.env(k, v);

@@ -1,23 +1,25 @@
-//! Rewriting trapping call sites (issue 23): after the first trap from a glibc-style
-//! `mov $NR, %eax; syscall` whose call the shim never serves (or decides in a few
-//! instructions, see `stubs`), the 5-byte `mov` becomes a `jmp` to a per-site trampoline, and
-//! later calls from the site cost what the kernel's do plus the catch-all's own entry work
-//! (a syscall from the allowed range), instead of a SIGSYS.
+//! Rewriting trapping call sites (issue 23): at the second trap from a glibc-style
+//! `mov $NR, %eax; [register moves;] syscall` whose call the shim never serves (or decides in
+//! a few instructions, see `stubs`), the 5-byte `mov` becomes a `jmp` to a per-site
+//! trampoline, and later calls from the site cost what the kernel's do plus the catch-all's
+//! own entry work (a syscall from the allowed range), instead of a SIGSYS. (A site that traps
+//! once only, start-up code mostly, is not worth the rewriting.)
 //!
 //! The `syscall` bytes stay: a thread already past the `mov` still makes a correct, trapping
 //! call, and a stub that needs the shim goes back there. The 5 bytes are replaced by one
 //! locked store when they lie in one aligned 8- or 16-byte word (another thread sees the whole
-//! old or the whole new instruction), or, in a process that never started a second thread
-//! (nothing else can be executing them), by a plain one; any other site keeps trapping. Only
-//! sites in the executable segment of an object the dynamic linker loaded are rewritten (not
-//! JIT code, the vDSO or ours), with the page made writable for the store and its protection
-//! put back. The trampoline (`lea -128(%rsp), %rsp; pushq site+7; mov $NR, %eax; jmp *stub`)
-//! lives in pages mapped within ±2 GiB of the site.
+//! old or the whole new instruction); in a process that never started a second thread by
+//! plain stores; otherwise through a `jmp .` that other threads spin on meanwhile
+//! (`spin_replace`). Only sites in the executable segment of an object the dynamic linker
+//! loaded are rewritten (not JIT code, the vDSO or ours), with the page made writable for the
+//! store and its protection put back. The trampoline (`mov $NR, %eax`, the site's register
+//! moves, `lea -128(%rsp), %rsp; pushq ret; jmp *stub`) lives in pages mapped within ±2 GiB of
+//! the site.
 //!
 //! A signal handler never sees this machinery: [`settle`] moves an interrupted context out of
-//! trampolines and stubs to the site's own state (before its `mov`, at its `syscall` when the
-//! call is to be made or restarted, after it when done), which is also what an unwinder
-//! (pthread_cancel) walks from.
+//! trampolines and stubs to the site's own state (at its `mov` or its register moves, at its
+//! `syscall` when the call is to be made or restarted, after it when done), which is also what
+//! an unwinder (pthread_cancel) walks from.
 //!
 //! `IPCSHIM_PATCH=0` turns the rewriting off (every call traps, as before).
 
