@@ -39,6 +39,8 @@ static VDSO: AtomicUsize = AtomicUsize::new(0);
 /// Set once this process has made a clone sharing its memory that runs beside it (a thread):
 /// from then on only sites that one store can rewrite are rewritten.
 static THREADED: AtomicBool = AtomicBool::new(false);
+/// The CPU has cmpxchg16b.
+static CX16: AtomicBool = AtomicBool::new(false);
 /// Held by the thread rewriting a site (never waited for: another thread just keeps trapping).
 static BUSY: AtomicBool = AtomicBool::new(false);
 
@@ -59,6 +61,14 @@ pub(super) fn init() {
     if vdso != 0 {
         VDSO.store(find_object(vdso).map_or(0, |o| o.link_map), Ordering::Relaxed);
     }
+    // A constructor that ran before ours may have started threads already.
+    // SAFETY: dlsym with a NUL-terminated name.
+    let single = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) } as *const u8;
+    // SAFETY: glibc's `char __libc_single_threaded`, when it has one.
+    if single.is_null() || unsafe { single.read_volatile() } == 0 {
+        THREADED.store(true, Ordering::Relaxed);
+    }
+    CX16.store(std::arch::is_x86_feature_detected!("cmpxchg16b"), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Release);
 }
 
@@ -332,7 +342,7 @@ fn store_kind(site: usize) -> Option<Store> {
     }
     Some(if site % 8 <= 3 {
         Store::Word(site & !7, 8)
-    } else if site % 16 <= 11 {
+    } else if site % 16 <= 11 && CX16.load(Ordering::Relaxed) {
         Store::Word(site & !15, 16)
     } else if !THREADED.load(Ordering::Relaxed) {
         Store::Plain
