@@ -36,8 +36,8 @@ static FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
 /// Our own object and the vDSO (their link maps), never rewritten.
 static OWN_MAP: AtomicUsize = AtomicUsize::new(0);
 static VDSO: AtomicUsize = AtomicUsize::new(0);
-/// Set once this process has made a clone sharing its memory that runs beside it (a thread):
-/// from then on only sites that one store can rewrite are rewritten.
+/// Set once this process may have a second thread (a clone sharing its memory that runs beside
+/// it): from then on a site that one store cannot rewrite is rewritten through `jmp .`.
 static THREADED: AtomicBool = AtomicBool::new(false);
 /// The CPU has cmpxchg16b.
 static CX16: AtomicBool = AtomicBool::new(false);
