@@ -21,7 +21,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 16;
+pub const LAYOUT_VERSION: u32 = 17;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -193,6 +193,11 @@ pub struct Counters {
     /// given back to the kernel for something the shim does not serve.
     pub unix_connections: AtomicU64,
     pub unix_handbacks: AtomicU64,
+    /// Syscalls made through call sites the catch-all rewrote into jumps (`shim/src/sud/patch.rs`):
+    /// each thread adds its own count at its next trap, and every thread traps as it exits.
+    pub sud_patched_calls: AtomicU64,
+    /// Call sites rewritten.
+    pub sud_patched_sites: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at

@@ -69,6 +69,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
     if let Some(r) = crate::region::active() {
         r.header().counters.sud_traps.fetch_add(1, Ordering::Relaxed);
     }
+    super::patch::on_trap(uc);
     exec::release_scratch();
     let nr = reg(uc, REG_RAX) as i64;
     let a = [REG_RDI, REG_RSI, REG_RDX, REG_R10, REG_R8, REG_R9].map(|r| reg(uc, r));
