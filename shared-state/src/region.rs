@@ -6,7 +6,7 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
 //! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal | unix names | unix pending connects | epoll objects | msg rings | unix
+//! msg journal | unix names | unix pending connects | epoll | msg rings | unix
 //! addresses | exec wake-ups.
 //! The file is sparse: only pages that were touched take memory.
 
@@ -21,7 +21,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 17;
+pub const LAYOUT_VERSION: u32 = 18;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -107,7 +107,7 @@ pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16,
 /// Connects to those names not yet accepted (`unix::pending_add`).
 pub const UNIX_PENDING_MAX: u32 = 4096;
 pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
-/// epoll objects: the shim's interests of each epoll instance (`epoll.rs`).
+/// epoll: instances, items, wait-queue chunks and the objects' wait queues (`epoll.rs`).
 pub const EPOLL_OFF: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
 /// Each queue's ring of small messages for the lock-free path, indexed by slot.
 pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAGE_SIZE);
@@ -740,7 +740,6 @@ impl Region {
             (*hdr).pipe.init();
             crate::sem::SemNs::init(&raw mut (*hdr).sem);
             crate::msg::MsgNs::init(&raw mut (*hdr).msg);
-            crate::epoll::EpollNs::init(self.at::<crate::epoll::EpollNs>(EPOLL_OFF));
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
     }

@@ -292,8 +292,10 @@ pub fn sysctl_of(fd: i32) -> Option<usize> {
 pub enum EpollFd {
     /// An epoll fd with this shim object (`EpHandle::to_bits`).
     Obj(u64),
-    /// An epoll fd that had no object when the namespace's creation count was this.
-    NoObj(u32),
+    /// An epoll fd that had no object when the namespace's creation count was this (first),
+    /// made by this process when it had started the second's processes less one (0: made
+    /// elsewhere, or not known).
+    NoObj(u32, u32),
     /// Not an epoll fd (nor a shim pipe).
     NotEpoll,
     /// Not looked at yet.
@@ -305,7 +307,7 @@ pub fn epoll_of(fd: i32) -> EpollFd {
     match e {
         PLAIN => EpollFd::NotEpoll,
         e if e & EPOLL != 0 && e & EPOLL_OBJ != 0 => EpollFd::Obj(e & HANDLE_MASK),
-        e if e & EPOLL != 0 => EpollFd::NoObj(e as u32),
+        e if e & EPOLL != 0 => EpollFd::NoObj(e as u32, (e >> 32) as u32 & 0xffff),
         e if e & (SHIM | SYSCTL) != 0 => EpollFd::NotEpoll,
         _ => EpollFd::Unknown,
     }
@@ -316,7 +318,7 @@ pub fn set_epoll(fd: i32, what: EpollFd) {
     let Some(s) = slot(fd) else { return };
     match what {
         EpollFd::Obj(bits) => store(fd, s, EPOLL | EPOLL_OBJ | bits & HANDLE_MASK),
-        EpollFd::NoObj(created) => store(fd, s, EPOLL | created as u64),
+        EpollFd::NoObj(created, made) => store(fd, s, EPOLL | (made as u64 & 0xffff) << 32 | created as u64),
         EpollFd::NotEpoll => {
             let _ = s.compare_exchange(KERNEL, PLAIN, Ordering::AcqRel, Ordering::Relaxed);
         }

@@ -25,3 +25,4 @@ mod sud;
 mod sysv;
 mod trace;
 mod unix;
+mod uring;

@@ -549,10 +549,14 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     if listener {
         crate::unix::listener_released(r, fd);
     }
+    let epoll = crate::epoll::closing(fd);
     let was = fd::take(r, fd);
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
-        note_closed(r, &p);
+        closed(r, &p);
+    }
+    if let (Some(h), Ok(_)) = (epoll, res) {
+        crate::epoll::closed(r, h);
     }
     if listener {
         pipe::note_exit(r);
@@ -560,13 +564,21 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     Some(ret(res))
 }
 
-/// An fd of `p` was closed: whoever waits on its object, or a socket's peer, looks again.
+/// An fd of `p` was closed, or its file's flags changed: whoever waits on its object, or a
+/// socket's peer, looks again.
 pub fn note_closed(r: &Region, p: &PipeFd) {
     if p.socket {
         crate::unix::note_change(r, p);
     } else {
         pipe::note_close(r, p.pipe);
     }
+}
+
+/// An fd of `p` was closed: as [`note_closed`], and epoll sets check whether their interests
+/// in it went with the file (its last reference), as the kernel's release wakes its peers.
+pub fn closed(r: &Region, p: &PipeFd) {
+    note_closed(r, p);
+    crate::epoll::object_closed(r, p);
 }
 
 /// Gives the pipe behind `fd` back to the kernel (see `pipe::hand_back`), for a use the shim
@@ -625,11 +637,16 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             flags &= !(libc::CLOSE_RANGE_UNSHARE as u64);
         }
         crate::foreign::each_open_fd(|fd| {
-            if (first..=last).contains(&(fd as u64))
-                && let Some(p) = fd::take(r, fd)
-            {
+            if !(first..=last).contains(&(fd as u64)) {
+                return;
+            }
+            if let Some(h) = crate::epoll::closing(fd) {
+                fd::forget(fd);
                 sys::close(fd);
-                note_closed(r, &p);
+                crate::epoll::closed(r, h);
+            } else if let Some(p) = fd::take(r, fd) {
+                sys::close(fd);
+                closed(r, &p);
             }
         });
     }
@@ -648,15 +665,19 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let old = a[0] as i32;
     let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
     // The target, if open, is closed by the call: its object is found while it is open.
+    let epoll = target.filter(|&t| t != old).and_then(crate::epoll::closing);
     let closed = target.filter(|&t| t != old).and_then(|t| fd::take(r, t));
     let res = sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
     if let Ok(new) = res {
         let new = new as i32;
         if new != old {
             if let Some(p) = closed {
-                note_closed(r, &p);
+                self::closed(r, &p);
             }
             fd::copy(r, old, new);
+            if let Some(h) = epoll {
+                crate::epoll::closed(r, h);
+            }
         }
     }
     Some(ret(res))
@@ -729,9 +750,13 @@ pub fn exiting(r: &Region) {
         if fd::is_listener(fd) {
             crate::unix::listener_released(r, fd);
         }
-        if let Some(p) = fd::take(r, fd) {
+        if let Some(h) = crate::epoll::closing(fd) {
+            fd::forget(fd);
             sys::close(fd);
-            note_closed(r, &p);
+            crate::epoll::closed(r, h);
+        } else if let Some(p) = fd::take(r, fd) {
+            sys::close(fd);
+            closed(r, &p);
         }
     });
 }

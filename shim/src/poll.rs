@@ -117,25 +117,6 @@ pub fn placeholder_events(r: &Region, s: &Shim, events: u32) -> u32 {
     events & (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP | libc::POLLPRI) as u16 as u32
 }
 
-/// The object's wake-up counters as an edge-triggered epoll interest in `events` sees them:
-/// one that moved puts the interest on the ready list (the kernel's wait queue callbacks).
-pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
-    let (rx, tx) = s.queues(r);
-    let rd = match rx {
-        Some(h) if s.read && events & (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 != 0 => {
-            pipe::ep_edges(r, h) >> 32
-        }
-        _ => 0,
-    };
-    let wr = match tx {
-        Some(h) if s.write && events & (libc::EPOLLOUT | libc::EPOLLWRNORM) as u32 != 0 => {
-            pipe::ep_edges(r, h) & 0xffff_ffff
-        }
-        _ => 0,
-    };
-    rd << 32 | wr
-}
-
 /// An epoll set watches the object from now on (a socket: both its queues). Its own first:
 /// a pending socket's link, made meanwhile or later, passes it on to the peer's queue
 /// (`pipe::sock_link`).
@@ -156,13 +137,6 @@ pub fn hangup_error(r: &Region, s: &Shim, fd: i32) -> u32 {
         Some(p) if s.socket && Shim::of(&p) == *s => crate::unix::pending_error(r, &p) as u16 as u32,
         _ => 0,
     }
-}
-
-/// Whether the object still exists and is the shim's (an interest in a freed one can go, and
-/// one in a pipe handed back to the kernel keeps only its placeholder's HUP/ERR; a socket
-/// given back still has its queued data to report, and the kernel the rest).
-pub fn alive(r: &Region, s: &Shim) -> bool {
-    pipe::is_live(r, s.pipe) && (s.socket || !pipe::handed_back(r, s.pipe))
 }
 
 /// Whether an exec in progress may close an end the object's sleepers wait for.

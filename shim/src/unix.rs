@@ -1108,6 +1108,7 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     }
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
     note_change(r, &p);
+    crate::epoll::object_changed(r, &p);
     Some(pipes::ret(res))
 }
 

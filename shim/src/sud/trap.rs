@@ -87,9 +87,15 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         }
         // glibc falls back to clone, whose arguments are in registers.
         libc::SYS_clone3 => -(libc::ENOSYS as i64),
-        libc::SYS_vfork => redirect(uc, nr, true),
+        libc::SYS_vfork => {
+            crate::epoll::forking();
+            redirect(uc, nr, true)
+        }
         libc::SYS_clone => {
             let flags = a[0];
+            if flags & libc::CLONE_FILES as u64 == 0 {
+                crate::epoll::forking();
+            }
             if flags & libc::CLONE_VM as u64 != 0 || a[1] != 0 {
                 // The child needs our memory or a stack of its own: it cannot start on this frame.
                 let new_tls = flags & libc::CLONE_SETTLS as u64 != 0;
@@ -98,7 +104,10 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
                 fork_here(nr, &a)
             }
         }
-        libc::SYS_fork => fork_here(nr, &a),
+        libc::SYS_fork => {
+            crate::epoll::forking();
+            fork_here(nr, &a)
+        }
         libc::SYS_rt_sigaction => signals::rt_sigaction(&a, user),
         libc::SYS_rt_sigprocmask => sigprocmask(uc, &a, user),
         libc::SYS_rt_sigsuspend | libc::SYS_rt_sigtimedwait => with_mask(nr, &a, 0, user, guard),
@@ -111,6 +120,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         // The thread ends: its scratch arena goes (a served call it interrupted never resumes).
         libc::SYS_exit => {
             crate::scratch::thread_exit();
+            crate::uring::thread_exit();
             raw(nr, &a)
         }
         _ => crate::dispatch::passthrough(nr, &a, || guard.allow_signals(|| raw(nr, &a))),
