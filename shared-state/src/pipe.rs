@@ -226,6 +226,9 @@ pub struct PipeInodeInfo {
     resize_old: AtomicU64,
     /// head (low half) and tail (high half), as the kernel's `union pipe_index`.
     pub(crate) head_tail: AtomicU64,
+    /// One past the highest ring index a write took since the ring was made (head comes
+    /// back to an emptied ring's last page, so it does not count the pages written).
+    slots_used: AtomicU32,
     /// The futex word, bumped on a state change that somebody waits for.
     wait: AtomicU32,
     rd_waiters: AtomicU32,
@@ -785,8 +788,10 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     let ring = pipe.ring.swap(0, Ordering::AcqRel);
     let runs = [ring, pipe.resize_new.swap(0, Ordering::AcqRel), pipe.resize_old.swap(0, Ordering::AcqRel)];
     // A ring never resized has written its table and data pages 0..head (head counts every
-    // buffer it took); a resize's runs are not counted.
+    // buffer it took, but for writes into an emptied ring, which `slots_used` counts); a
+    // resize's runs are not counted.
     let (head, _) = split(pipe.head_tail.load(Ordering::Acquire));
+    let head = head.max(pipe.slots_used.load(Ordering::Relaxed));
     let resized = runs[1] != 0 || runs[2] != 0;
     for (i, &desc) in runs.iter().enumerate() {
         if let Some(r) = Ring::unpack(desc).filter(|_| !runs[..i].contains(&desc)) {
@@ -887,6 +892,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
+    pipe.slots_used.store(0, Ordering::Relaxed);
     pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
     crate::epoll_wq::reset(region, crate::epoll_wq::Wq::Pipe(idx));
     if counted {
@@ -1360,7 +1366,14 @@ fn write_inner(
                 Ok(r) => r,
                 Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
             };
-            let (head, tail) = pipe.head_tail();
+            let (mut head, mut tail) = pipe.head_tail();
+            // An empty ring starts again on the page its last buffer used: a connection
+            // exchanging small messages keeps to one warm page, where moving on would touch
+            // every page of its ring in turn (a fault and a page of memory each).
+            if head == tail && head != 0 && pipe.oob.load(Ordering::Acquire) == 0 {
+                head = head.wrapping_sub(1);
+                tail = head;
+            }
             if !pipe_full(head, tail, ring.size()) {
                 // The slot is free space: filled first, then published with the head.
                 let (at, flags) = match (cb.is_some(), oob) {
@@ -1385,6 +1398,7 @@ fn write_inner(
                 if oob {
                     pipe.oob.store(OOB_SET | head as u64, Ordering::Release);
                 }
+                pipe.slots_used.fetch_max(head.wrapping_add(1), Ordering::Relaxed);
                 pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
                 // Readers sleep only on an empty ring: only its first buffer needs a wake-up
                 // (as the kernel's was_empty); waking on every write costs a syscall each.

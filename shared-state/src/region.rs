@@ -6,7 +6,7 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
 //! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal | unix names | unix pending connects | epoll | msg rings | unix
+//! msg journal | unix names | unix connect streams | unix pending connects | epoll | msg rings | unix
 //! addresses | exec wake-ups.
 //! The file is sparse: only pages that were touched take memory.
 
@@ -104,9 +104,12 @@ pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 *
 /// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).
 pub const UNIX_NAMES_MAX: u32 = 4096;
 pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
-/// Connects to those names not yet accepted (`unix::pending_add`).
-pub const UNIX_PENDING_MAX: u32 = 4096;
-pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
+/// Each client's connects to each of those names, in order (`unix::pending_add`), after a word
+/// saying when the tables were last full; then the connects not yet accepted.
+pub const UNIX_STREAMS_MAX: u32 = 16384;
+pub const UNIX_STREAMS_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE) + 64;
+pub const UNIX_PENDING_MAX: u32 = 65536;
+pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_STREAMS_OFF + UNIX_STREAMS_MAX as u64 * 24, PAGE_SIZE);
 /// epoll: instances, items, wait-queue chunks and the objects' wait queues (`epoll.rs`).
 pub const EPOLL_OFF: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
 /// Each queue's ring of small messages for the lock-free path, indexed by slot.

@@ -14,7 +14,7 @@
 //! neither reads nor writes the cache.
 
 use crate::sud;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
@@ -262,11 +262,20 @@ pub fn known_other(fd: i32) -> bool {
     slot(fd).map(|s| s.load(Ordering::Acquire)).is_some_and(|e| e != UNKNOWN && e & SHIM == 0)
 }
 
-/// Records that `fd` is a listening socket the shim announced.
-pub fn mark_listener(fd: i32) {
+/// The socket inodes of the LISTENER entries (read only while the entry is one).
+static LISTENER_INO: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+
+/// Records that `fd` is a listening socket the shim announced, with socket inode `ino`.
+pub fn mark_listener(fd: i32, ino: u32) {
     if let Some(s) = slot(fd) {
+        LISTENER_INO[fd as usize].store(ino, Ordering::Relaxed);
         store(fd, s, LISTENER);
     }
+}
+
+/// The socket inode of `fd` if it is a listening socket the shim announced.
+pub fn listener_ino(fd: i32) -> Option<u32> {
+    is_listener(fd).then(|| LISTENER_INO[fd as usize].load(Ordering::Relaxed))
 }
 
 /// Whether `fd` is a listening socket the shim announced (one atomic load).

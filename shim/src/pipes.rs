@@ -150,6 +150,20 @@ impl<'a> Env<'a> {
 /// socket's receiving side; its sending side has the second table).
 static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
 static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+/// The peer of socket `fd` (object `h`) is known to be there now: its liveness is cached as
+/// checked.
+pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    let gens = pipe::liveness_gens(r, h);
+    for table in [&VERIFIED, &VERIFIED_SEND] {
+        if let Some(c) = table.get(fd as usize) {
+            c.store(gens, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
