@@ -563,7 +563,7 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     if listener {
         crate::unix::listener_released(r, fd);
     }
-    let epoll = crate::epoll::closing(fd);
+    let epoll = crate::epoll::instance_of(fd);
     let was = fd::take(r, fd);
     let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     if let Some(p) = was {
@@ -654,7 +654,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             if !(first..=last).contains(&(fd as u64)) {
                 return;
             }
-            if let Some(h) = crate::epoll::closing(fd) {
+            if let Some(h) = crate::epoll::instance_of(fd) {
                 fd::forget(fd);
                 sys::close(fd);
                 crate::epoll::closed(r, h);
@@ -679,7 +679,7 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let old = a[0] as i32;
     let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
     // The target, if open, is closed by the call: its object is found while it is open.
-    let epoll = target.filter(|&t| t != old).and_then(crate::epoll::closing);
+    let epoll = target.filter(|&t| t != old).and_then(crate::epoll::instance_of);
     let closed = target.filter(|&t| t != old).and_then(|t| fd::take(r, t));
     let res = sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
     if let Ok(new) = res {
@@ -764,7 +764,7 @@ pub fn exiting(r: &Region) {
         if fd::is_listener(fd) {
             crate::unix::listener_released(r, fd);
         }
-        if let Some(h) = crate::epoll::closing(fd) {
+        if let Some(h) = crate::epoll::instance_of(fd) {
             fd::forget(fd);
             sys::close(fd);
             crate::epoll::closed(r, h);
