@@ -598,20 +598,21 @@ impl Ctl<'_> {
         Ok(i)
     }
 
-    /// Publishes a reserved item with its events and data; it is polled once by the next wait
-    /// (`ep_insert`), and the kernel asked once too.
-    pub fn publish(&self, i: ItemRef, events: u32, data: u64) {
+    /// Publishes a reserved item with its events and data, and queues it if `ready` says its
+    /// target is ready now (`ep_insert`: asked once live, so a wake-up before that is seen by
+    /// `ready` and one after it queues the item itself); the kernel is asked once too.
+    pub fn publish(&self, i: ItemRef, events: u32, data: u64, ready: impl FnOnce(&ItemView<'_>) -> bool) {
         let Some(it) = item(self.r, i, RESERVED) else { return };
         it.cfg[0].store(events as u64, SeqCst);
         it.data[0].store(data, SeqCst);
         it.ident.store(ident(i.generation, LIVE), SeqCst);
         self.inst.set_kcheck();
-        queue(self.r, i, 0);
-        self.inst.wake();
+        self.queue_if(i, ready);
     }
 
-    /// A MOD: new events and data (one store publishes them), ONESHOT re-armed, polled again.
-    pub fn modify(&self, i: ItemRef, events: u32, data: u64) {
+    /// A MOD: new events and data (one store publishes them), ONESHOT re-armed, queued if
+    /// `ready` (`ep_modify`).
+    pub fn modify(&self, i: ItemRef, events: u32, data: u64, ready: impl FnOnce(&ItemView<'_>) -> bool) {
         let Some(it) = item(self.r, i, LIVE) else { return };
         let sel = it.sel.load(SeqCst) as usize & 1;
         it.cfg[sel ^ 1].store(events as u64, SeqCst);
@@ -619,8 +620,15 @@ impl Ctl<'_> {
         it.sel.store((sel ^ 1) as u32, SeqCst);
         it.kbits.store(0, SeqCst);
         self.inst.set_kcheck();
-        queue(self.r, i, 0);
-        self.inst.wake();
+        self.queue_if(i, ready);
+    }
+
+    /// Queues live item `i` at the ready list's tail, waking a sleeper, if `ready` says so.
+    fn queue_if(&self, i: ItemRef, ready: impl FnOnce(&ItemView<'_>) -> bool) {
+        core::sync::atomic::fence(SeqCst);
+        if view(self.r, i).is_some_and(|v| ready(&v)) && queue(self.r, i, 0) {
+            self.inst.wake();
+        }
     }
 
     /// Frees an item (reserved or live): off the lists, off its wait queue.

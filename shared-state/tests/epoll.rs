@@ -31,9 +31,9 @@ fn items_are_published_queued_in_order_and_removed() {
     assert_eq!(ItemRef::from_token(a.token()), Some(a));
     // Reserved: not collected yet.
     assert!(collect(&c).is_empty());
-    c.publish(a, IN, 77);
+    c.publish(a, IN, 77, |_| true);
     let b = c.reserve(0x12, 6, Wq::Pipe(2), READERS).unwrap();
-    c.publish(b, IN, 78);
+    c.publish(b, IN, 78, |_| true);
     // Published: polled once, in the order they were added.
     assert_eq!(collect(&c), [77, 78]);
     assert!(!c.inst.events_available());
@@ -58,7 +58,7 @@ fn items_are_published_queued_in_order_and_removed() {
     }
     assert_eq!(collect(&c), [78, 77]);
     // MOD: new data, polled again; ONESHOT disabled items are not queued by wake-ups.
-    c.modify(a, IN, 79);
+    c.modify(a, IN, 79, |_| true);
     {
         let mut s = c.scan();
         let v = s.take().unwrap();
@@ -87,7 +87,7 @@ fn exclusive_items_wake_one_set_with_a_sleeper() {
     for (k, &h) in sets.iter().enumerate() {
         let c = ep::ctl(&r, h).unwrap();
         let i = c.reserve(0x21, 3, Wq::Pipe(7), READERS).unwrap();
-        c.publish(i, excl, k as u64);
+        c.publish(i, excl, k as u64, |_| true);
         collect(&c);
     }
     // Nobody sleeps: every exclusive item is queued (none woke a waiter).
@@ -116,9 +116,9 @@ fn holder_killed_mid_ctl_or_collection_leaves_published_items_whole() {
     let (a, b) = {
         let c = ep::ctl(&r, h).unwrap();
         let a = c.reserve(0x31, 3, Wq::Pipe(3), READERS).unwrap();
-        c.publish(a, IN, 42);
+        c.publish(a, IN, 42, |_| true);
         let b = c.reserve(0x32, 4, Wq::Pipe(4), READERS).unwrap();
-        c.publish(b, IN, 43);
+        c.publish(b, IN, 43, |_| true);
         collect(&c);
         (a, b)
     };

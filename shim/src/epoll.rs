@@ -352,7 +352,7 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
                 let it = first;
                 let kev = kernel_half(r, &target, ev.events, it.token());
                 kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
-                    c.modify(it, ev.events | ALWAYS, ev.u64);
+                    c.modify(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
                     0
                 })
             } else {
@@ -417,7 +417,7 @@ fn add(
             c.inst.kernel_items.fetch_add(1, SeqCst);
         }
     }
-    c.publish(it, ev.events | ALWAYS, ev.u64);
+    c.publish(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
     Ok(0)
 }
 
@@ -606,7 +606,7 @@ pub fn connected(r: &Region, fd: i32) {
                 continue;
             }
             poll::watched(r, &Shim::of(&p));
-            c.publish(it, k.events | ALWAYS, k.data);
+            c.publish(it, k.events | ALWAYS, k.data, |_| true);
             // A ONESHOT interest that fired keeps only its private bits (ep_send_events).
             if k.events & ONESHOT != 0
                 && k.events & !PRIVATE_BITS == 0
@@ -793,6 +793,12 @@ fn target_events(r: &Region, v: &ItemView<'_>, depth: u32) -> u32 {
             && (target_events(r, &inner, depth + 1) | inner.kernel_bits(c.inst)) & events != 0
     });
     if ready { (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 } else { 0 }
+}
+
+/// Whether a new or modified interest's shim target has an event it wants: it goes on the
+/// ready list now, as `ep_insert`/`ep_modify` do (its kernel half the next wait asks).
+fn ready_now(r: &Region, v: &ItemView<'_>) -> bool {
+    target_events(r, v, 1) & v.cfg as u32 != 0
 }
 
 /// poll/select on `fd`: None unless it is an epoll fd with a shim instance; else POLLIN when a
