@@ -7,7 +7,9 @@
  * Usage: epoll_echo CONNS CLIENTS ROUNDS SIZE RUNS SERVER_CPU CLIENT_CPU
  * (a CPU of -1 leaves that side unpinned). The coordinator (the parent) only starts and times the
  * runs through shared memory. A lost, duplicated or corrupted byte fails the run. */
+#ifndef _GNU_SOURCE /* also given by the tests' compiler command */
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/epoll.h>
