@@ -12,17 +12,16 @@
 //! copies it out. A receiver that dies first does not take it with it: whoever sees the death
 //! puts the message back where it was in its queue (or hands it to the next receiver).
 
-use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO};
-use crate::lock::LockGuard;
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
 use crate::msg_ring::{self, CLOSED, RING, count, next, used};
 use crate::proc;
 use crate::region::{
-    IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_JOURNAL_MAX, MSG_JOURNAL_OFF, MSG_LINKS_OFF,
-    MSG_MSGS_MAX, MSG_MSGS_OFF, MSG_QUEUES_OFF, MSG_TEXT_OFF, MSG_WAITERS_MAX, MSG_WAITERS_OFF, Region,
+    IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_JOURNAL_OFF, MSG_LINKS_OFF, MSG_MSGS_MAX, MSG_MSGS_OFF,
+    MSG_QUEUES_OFF, MSG_TEXT_OFF, MSG_WAITERS_MAX, MSG_WAITERS_OFF, Region,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 use libc::{E2BIG, EACCES, EAGAIN, EIDRM, EINTR, EINVAL, ENOMEM, ENOMSG, EPERM};
 
 pub const IPC_NOWAIT: i32 = 0o4000;
@@ -90,10 +89,7 @@ pub(crate) struct List {
 /// The namespace part (in the region header).
 #[repr(C, align(64))]
 pub struct MsgNs {
-    pub lock: crate::lock::RobustMutex,
-    /// The lock alone on its cache line: a waiter spinning on it would otherwise keep taking
-    /// the line that the holder writes at every step.
-    _line: [u8; 24],
+    pub lock: crate::journal::ObjLock,
     pub ids: ipc::IpcIds,
     _pad: u32,
     /// Messages queued in all queues and their bytes (`ns->msg_hdrs`, `ns->msg_bytes`).
@@ -108,8 +104,6 @@ pub struct MsgNs {
     c_bump: u32,
     tickets: u32,
     _pad2: u32,
-    /// Entries in the journal of the current lock holder; 0 outside a locked section.
-    journal_len: AtomicU64,
     /// Where the last lockers ran.
     cpus: crate::journal::CpuNote,
 }
@@ -120,7 +114,7 @@ impl MsgNs {
     pub unsafe fn init(this: *mut MsgNs) {
         // SAFETY: per the contract.
         unsafe {
-            crate::lock::RobustMutex::init(&raw mut (*this).lock);
+            crate::journal::ObjLock::init(&raw mut (*this).lock);
             (*this).ids.init();
         }
     }
@@ -244,7 +238,7 @@ fn nchunks(ts: u64) -> u32 {
 /// wakes the sleepers it completed.
 struct Msgs<'a> {
     r: &'a Region,
-    lock: Option<LockGuard<'a>>,
+    lock: Option<crate::journal::ObjGuard<'a>>,
     wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
     /// Queue (index + 1) whose ring is opened at unlock if it may be.
@@ -253,7 +247,7 @@ struct Msgs<'a> {
 
 impl Drop for Msgs<'_> {
     fn drop(&mut self) {
-        self.ns().journal_len.store(0, Ordering::Release);
+        self.journal().commit();
         // After the commit: a rollback must never find a ring open over a list it refills.
         if let Some(idx) = self.reopen.get().checked_sub(1) {
             self.open_ring(idx);
@@ -295,7 +289,7 @@ fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
     // A long spin: a sender and a receiver on two CPUs take the lock turn about, and one that
     // went to sleep in it would leave the waiters bit set, so that every unlock then makes a
     // wake-up system call.
-    let guard = ns.lock.lock_spinning(50_000, 1).map_err(|_| ENOMEM)?;
+    let guard = ns.lock.lock(r).map_err(|_| ENOMEM)?;
     let s = Msgs {
         r,
         lock: Some(guard),
@@ -381,8 +375,9 @@ impl<'a> Msgs<'a> {
     /// The namespace's words after its lock may be journalled, up to the journal's length.
     fn journal(&self) -> crate::journal::Journal<'a> {
         let ns = self.ns();
-        let first = (&raw const ns.ids).cast();
-        crate::journal::Journal::new(self.r, first, &ns.journal_len, MSG_JOURNAL_OFF, MSG_JOURNAL_MAX)
+        let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.cpus).cast::<u8>();
+        let off = MSG_JOURNAL_OFF + IPCMNI as u64 * crate::journal::JOURNAL_BYTES;
+        crate::journal::Journal::new(self.r, &ns.lock, off, words)
     }
 
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
@@ -407,7 +402,7 @@ impl<'a> Msgs<'a> {
     /// Undoes what a killed holder left half done. The message and byte counts are stored
     /// unjournalled (four entries fewer per call): they are counted again from the lists.
     fn rollback(&self) {
-        self.journal().rollback();
+        self.journal().recover();
         let (mut hdrs, mut bytes) = (0, 0);
         for idx in 0..=self.max_idx() {
             let idx = idx as u32;
@@ -1003,7 +998,9 @@ impl<'a> Msgs<'a> {
 
     /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
     fn note_cpu(&self) -> (u32, u32) {
-        self.ns().cpus.note()
+        let me = crate::journal::note_running(self.r);
+        let peer = self.ns().cpus.note(me);
+        (peer as u32, me as u32)
     }
 
     /// A new sleeper entry on `idx`'s list `code`.
@@ -1068,16 +1065,7 @@ impl IpcFamily for Msgs<'_> {
         *q = MsgQueue {
             live: 1,
             _pad: 0,
-            perm: KernIpcPerm {
-                key,
-                uid: cred.euid,
-                gid: cred.egid,
-                cuid: cred.euid,
-                cgid: cred.egid,
-                mode: flg as u32 & S_IRWXUGO,
-                seq,
-                id,
-            },
+            perm: KernIpcPerm::new(cred, key, flg, seq, id),
             stime: 0,
             rtime: 0,
             ctime: sys::coarse_seconds(),
