@@ -268,16 +268,30 @@ impl<'a> Journal<'a> {
     }
 }
 
+/// Where a pool's search for a free entry starts, and one past its highest entry ever claimed
+/// (in the namespace, not journalled: both are hints a rollback need not restore).
+#[repr(C)]
+#[derive(Default)]
+pub struct PoolHead {
+    hint: AtomicU32,
+    bump: AtomicU32,
+}
+
+impl PoolHead {
+    /// One past the highest entry ever claimed (scans of the pool stop there).
+    pub fn high(&self, max: u32) -> u32 {
+        self.bump.load(Ordering::Acquire).min(max)
+    }
+}
+
 /// A pool of entries shared by a family's objects: entry i's claim word lies at region offset
-/// `words + i * stride`. `hint` is where the search for a free one starts, `bump` one past the
-/// highest entry ever claimed.
+/// `words + i * stride`.
 pub(crate) struct Pool<'a> {
     pub r: &'a Region,
     pub words: u64,
     pub stride: u64,
     pub max: u32,
-    pub hint: &'a AtomicU32,
-    pub bump: &'a AtomicU32,
+    pub head: &'a PoolHead,
 }
 
 impl Pool<'_> {
@@ -289,23 +303,24 @@ impl Pool<'_> {
 
     /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full.
     pub fn claim(&self, j: &Journal, owner: u32) -> Option<u32> {
-        let bump = self.bump.load(Ordering::Acquire).min(self.max);
-        let start = self.hint.load(Ordering::Relaxed).min(bump);
-        for i in (start..bump).chain(0..start) {
+        let (hint, bump) = (&self.head.hint, &self.head.bump);
+        let high = self.head.high(self.max);
+        let start = hint.load(Ordering::Relaxed).min(high);
+        for i in (start..high).chain(0..start) {
             if self.word(i).load(Ordering::Relaxed) == 0 && j.claim(self.word(i), owner) {
-                self.hint.store(i + 1, Ordering::Relaxed);
+                hint.store(i + 1, Ordering::Relaxed);
                 return Some(i);
             }
         }
         loop {
-            let b = self.bump.load(Ordering::Acquire);
+            let b = bump.load(Ordering::Acquire);
             if b >= self.max {
                 return None;
             }
-            if self.bump.compare_exchange(b, b + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            if bump.compare_exchange(b, b + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
                 && j.claim(self.word(b), owner)
             {
-                self.hint.store(b + 1, Ordering::Relaxed);
+                hint.store(b + 1, Ordering::Relaxed);
                 return Some(b);
             }
         }
@@ -314,7 +329,7 @@ impl Pool<'_> {
     /// Frees `owner`'s entry `i` at commit; the search for a free one starts there next.
     pub fn free(&self, j: &Journal, i: u32, owner: u32) {
         j.free(self.word(i), owner);
-        self.hint.store(i, Ordering::Relaxed);
+        self.head.hint.store(i, Ordering::Relaxed);
     }
 }
 
@@ -392,25 +407,36 @@ impl CpuNote {
 /// So a process yields only while yields have been paying off (a score it keeps), and tries
 /// again now and then when they have not.
 pub fn wait_briefly(r: &Region, peer: u64, moved: impl Fn() -> bool) -> bool {
-    static YIELD_SCORE: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(4);
     if peer == 0 || moved() {
         return moved();
     }
     if peer as u32 == crate::sys::current_cpu() || !crate::sys::multi_cpu() {
-        let score = YIELD_SCORE.load(Ordering::Relaxed);
-        if score <= 0 {
-            YIELD_SCORE.store(score + 1, Ordering::Relaxed);
-            return false;
-        }
-        let _ = crate::sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-        let ok = moved();
-        YIELD_SCORE.store(if ok { (score + 1).min(8) } else { score - 4 }, Ordering::Relaxed);
-        return ok;
+        return try_yield(&moved) == Some(true);
     }
+    spin_while_running(r, peer, crate::sys::monotonic_ns(), &moved)
+}
+
+/// One yield to a peer on our CPU if yields have been paying off in this process: whether
+/// `moved` then holds, or `None` when it did not yield.
+pub fn try_yield(moved: &dyn Fn() -> bool) -> Option<bool> {
+    static YIELD_SCORE: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(4);
+    let score = YIELD_SCORE.load(Ordering::Relaxed);
+    if score <= 0 {
+        YIELD_SCORE.store(score + 1, Ordering::Relaxed);
+        return None;
+    }
+    let _ = crate::sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+    let ok = moved();
+    YIELD_SCORE.store(if ok { (score + 1).min(8) } else { score - 4 }, Ordering::Relaxed);
+    Some(ok)
+}
+
+/// Spins until `moved`, while `peer` runs on another CPU, at most until [`SPIN_NS`] after
+/// `start`; true when `moved` became true.
+pub fn spin_while_running(r: &Region, peer: u64, start: i64, moved: &dyn Fn() -> bool) -> bool {
     if !running_elsewhere(r, peer) {
-        return false;
+        return moved();
     }
-    let start = crate::sys::monotonic_ns();
     let mut i = 0u32;
     while !moved() {
         core::hint::spin_loop();

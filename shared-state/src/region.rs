@@ -73,7 +73,7 @@ pub const SEM_QUEUE_OFF: u64 = align_up(
 );
 /// A sleeping semop keeps at most this many sembufs.
 pub const SEM_SOPS_MAX: u32 = 2048;
-pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 56, PAGE_SIZE);
+pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 64, PAGE_SIZE);
 /// (process, set) undo entries and their per-semaphore adjustments.
 pub const SEM_UNDO_MAX: u32 = 65536;
 pub const SEM_UNDO_OFF: u64 =

@@ -20,7 +20,7 @@
 //! a result that was rolled back.
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool};
+use crate::journal::{CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
@@ -100,14 +100,6 @@ pub struct SemNs {
     pools: [PoolHead; 3],
     /// Last ticket handed to a sleeper.
     tickets: AtomicU32,
-}
-
-/// Where a pool's search starts, and one past its highest entry ever used (not journalled:
-/// see `journal::Pool`).
-#[repr(C)]
-struct PoolHead {
-    hint: AtomicU32,
-    bump: AtomicU32,
 }
 
 /// Region offset, entry size, claim word offset and size of the pools of sleepers, undo
@@ -255,6 +247,11 @@ struct SemQueue {
     /// Non-zero while the sleeper is in a futex wait: only then does a waker make the wake
     /// syscall (a sleeper yielding to its waker on one CPU needs none).
     sleeping: AtomicU32,
+    /// The result, 1 - status, stored by the waker once its journal is committed: the sleeper
+    /// then returns without the lock, and frees the entry itself (as the kernel's woken task
+    /// reads `queue.status` without `sem_lock`). 0 until then.
+    done: AtomicU32,
+    _pad: u32,
 }
 
 impl SemQueue {
@@ -321,7 +318,7 @@ pub struct Seminfo {
 }
 
 const _: () = assert!(
-    size_of::<SemQueue>() == 56
+    size_of::<SemQueue>() == 64
         && size_of::<SemUndo>() == 32
         && size_of::<SemAdj>() == 16
         && size_of::<Sembuf>() == 6
@@ -387,6 +384,15 @@ impl Drop for Sems<'_> {
     fn drop(&mut self) {
         self.journal().commit();
         self.ungate();
+        // The results are committed: the sleepers may read them without the lock. An entry
+        // freed meanwhile (its sleeper, completed by its own pass, returned) is not told.
+        for qi in &self.wakes[..self.nwakes.get()] {
+            let q = self.q(qi.get());
+            if q.claim.load(Ordering::Relaxed) == self.idx + 1 && q.status != PENDING {
+                q.done.store(1 - q.status as u32, Ordering::Release);
+                q.wake.fetch_add(1, Ordering::SeqCst);
+            }
+        }
         drop(self.guard.take());
         for qi in &self.wakes[..self.nwakes.get()] {
             self.q(qi.get()).wake_sleeper();
@@ -708,7 +714,7 @@ impl<'a> Sems<'a> {
     fn pool(&self, which: u8) -> Pool<'a> {
         let (off, stride, claim, max) = POOLS[which as usize];
         let head = &self.ns().pools[which as usize];
-        Pool { r: self.r, words: off + claim, stride, max, hint: &head.hint, bump: &head.bump }
+        Pool { r: self.r, words: off + claim, stride, max, head }
     }
 
     /// A free entry of pool `which` (sleepers, undo records, adjustments), now the set's.
@@ -1046,13 +1052,14 @@ impl<'a> Sems<'a> {
         self.unlink(qi);
         let q = self.q(qi);
         self.w(&mut q.status, status);
-        q.wake.fetch_add(1, Ordering::SeqCst);
         self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
             self.wakes[n].set(qi);
             self.nwakes.set(n + 1);
         } else {
+            // Told at once: it reads the result under the lock.
+            q.wake.fetch_add(1, Ordering::SeqCst);
             q.wake_sleeper();
         }
     }
@@ -1498,6 +1505,7 @@ pub fn semtimedop(
     q.nsops = nsops as u32;
     q.blocking = blocking as u32;
     q.status = PENDING;
+    q.done.store(0, Ordering::Relaxed);
     let ticket = s.ns().tickets.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
     s.save((&raw const q.ticket).cast(), 4);
     q.ticket = ticket;
@@ -1797,6 +1805,13 @@ fn sleep<'a>(
             })
         };
         q.sleeping.store(0, Ordering::Relaxed);
+        // Completed and committed: ours to free, with no lock (nothing else refers to it).
+        let done = q.done.load(Ordering::Acquire);
+        if done != 0 && q.ticket == ticket {
+            let _ = q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+            let st = 1 - done as i32;
+            return if st == 0 { Ok(0) } else { Err(-st) };
+        }
         s = lock(r, idx)?;
         let q = s.q(qi);
         if q.claim.load(Ordering::Relaxed) != idx + 1 || q.ticket != ticket {
@@ -2079,7 +2094,7 @@ pub fn lock_holder(r: &Region, semid: i32) -> i32 {
 /// dead): each is taken off its set under that set's lock.
 fn drop_sleepers(r: &Region, slot: u32) {
     let ns = ns_of(r);
-    for qi in 0..ns.pools[0].bump.load(Ordering::Acquire).min(SEM_QUEUE_MAX) {
+    for qi in 0..ns.pools[0].high(SEM_QUEUE_MAX) {
         let q = q_at(r, qi);
         let claim = q.claim.load(Ordering::Acquire);
         if claim == 0 || q.owner != slot {
