@@ -131,6 +131,33 @@ impl ObjLock {
     }
 }
 
+/// A lock held with its journal: commits the journal and unlocks on drop, then releases what
+/// was locked under it (`under`, an object being created under the ids).
+pub(crate) struct Held<'a, H> {
+    pub journal: Journal<'a>,
+    guard: Option<ObjGuard<'a>>,
+    pub under: Option<H>,
+}
+
+impl<'a, H> Held<'a, H> {
+    pub fn new(journal: Journal<'a>, guard: ObjGuard<'a>) -> Held<'a, H> {
+        Held { journal, guard: Some(guard), under: None }
+    }
+
+    /// The previous holder died holding the lock.
+    pub fn recovered(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.recovered)
+    }
+}
+
+impl<H> Drop for Held<'_, H> {
+    fn drop(&mut self) {
+        self.journal.commit();
+        drop(self.guard.take());
+        drop(self.under.take());
+    }
+}
+
 /// The journal of one object's lock, whose entries lie at region offset `off`.
 pub(crate) struct Journal<'a> {
     r: &'a Region,

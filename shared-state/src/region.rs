@@ -6,7 +6,7 @@
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journals (one per
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
-//! msg sleepers | msg text chunk links | msg text | msg journals (one per queue, then the
+//! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
 //! what runs on each CPU.
 //! The file is sparse: only pages that were touched take memory.
@@ -94,13 +94,17 @@ pub const MSG_MSGS_OFF: u64 =
     align_up(MSG_QUEUES_OFF + IPCMNI as u64 * size_of::<crate::msg::MsgQueue>() as u64, PAGE_SIZE);
 /// Sleeping msgsnd/msgrcv calls (`msg_sender`, `msg_receiver`) at once.
 pub const MSG_WAITERS_MAX: u32 = 16384;
-pub const MSG_WAITERS_OFF: u64 = align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * 40, PAGE_SIZE);
+pub const MSG_WAITERS_OFF: u64 =
+    align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * crate::msg::MSG_MSG_SIZE, PAGE_SIZE);
 /// Message text lives in chunks of this many bytes (the kernel's msg_msgseg), chained by a
 /// separate array of links.
 pub const MSG_CHUNK: u64 = 1024;
 pub const MSG_CHUNKS_MAX: u32 = 1 << 23;
-pub const MSG_LINKS_OFF: u64 = align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * 80, PAGE_SIZE);
-pub const MSG_TEXT_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+pub const MSG_LINKS_OFF: u64 =
+    align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * crate::msg::MSG_WAITER_SIZE, PAGE_SIZE);
+/// Each chunk's claim word (`journal::Pool`): the queue index + 1 whose message holds it.
+pub const MSG_CLAIMS_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+pub const MSG_TEXT_OFF: u64 = align_up(MSG_CLAIMS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
 /// The journals of the queues' locks (by queue index), then the one of the ids' lock.
 pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 * MSG_CHUNK, PAGE_SIZE);
 /// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).

@@ -20,7 +20,7 @@
 //! a result that was rolled back.
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::journal::{CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
@@ -440,26 +440,22 @@ fn lock_id(r: &Region, semid: i32) -> Result<Sems<'_>, Errno> {
     Ok(s)
 }
 
-/// The namespace's ids lock, held; commits its journal and unlocks on drop, then releases a
-/// set locked under it.
+/// The namespace's ids lock, held (a set being created is released after it).
 struct Ids<'a> {
     r: &'a Region,
-    guard: Option<ObjGuard<'a>>,
-    /// A set locked under the ids (one being created), unlocked after them.
-    held: Option<Sems<'a>>,
-}
-
-impl Drop for Ids<'_> {
-    fn drop(&mut self) {
-        self.journal().commit();
-        drop(self.guard.take());
-        drop(self.held.take());
-    }
+    h: Held<'a, Sems<'a>>,
 }
 
 fn lock_ids(r: &Region) -> Result<Ids<'_>, Errno> {
-    let guard = ns_of(r).lock.lock(r).map_err(|_| ENOMEM)?;
+    let guard = r.header().sem.lock.lock(r).map_err(|_| ENOMEM)?;
     Ok(Ids::recovered(r, guard))
+}
+
+/// The journal of the ids' lock: it may restore the `ids` words of the namespace.
+fn ids_journal(r: &Region) -> Journal<'_> {
+    let ns = &r.header().sem;
+    let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
+    Journal::new(r, &ns.lock, SEM_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
 }
 
 impl<'a> Ids<'a> {
@@ -467,9 +463,8 @@ impl<'a> Ids<'a> {
     /// then the counts a removal commits after its set's (in_use, max_idx, used_sems)
     /// counted again from the live sets.
     fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a> {
-        let recovered = guard.recovered;
-        let ids = Ids { r, guard: Some(guard), held: None };
-        if recovered {
+        let ids = Ids { r, h: Held::new(ids_journal(r), guard) };
+        if ids.h.recovered() {
             r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
             ids.journal().recover();
             let ns = ids.ns();
@@ -491,10 +486,8 @@ impl<'a> Ids<'a> {
         unsafe { &mut self.r.header_mut().sem }
     }
 
-    fn journal(&self) -> Journal<'a> {
-        let ns = self.ns();
-        let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
-        Journal::new(self.r, &ns.lock, SEM_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
+    fn journal(&self) -> &Journal<'a> {
+        &self.h.journal
     }
 
     fn w<T: Copy>(&self, place: &mut T, v: T) {
@@ -1383,7 +1376,7 @@ impl IpcFamily for Ids<'_> {
         compiler_fence(Ordering::SeqCst);
         self.w(&mut set.live, 1);
         self.w(&mut self.ns().used_sems, self.ns().used_sems + nsems);
-        self.held = Some(s);
+        self.h.under = Some(s);
         Ok(id)
     }
 

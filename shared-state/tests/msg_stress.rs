@@ -233,7 +233,7 @@ fn random_messages_with_sigkills_lose_nothing() {
             if kills % 2 == 0 {
                 let t = Instant::now();
                 while t.elapsed() < Duration::from_millis(20) {
-                    let owner = (r.header().msg.lock.owner_word() & 0x3fff_ffff) as i32;
+                    let owner = msg::lock_holder(&r, id);
                     if let Some(i) = live.iter().position(|&(pid, _)| pid == owner) {
                         at = i;
                         break;
