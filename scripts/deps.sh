@@ -18,6 +18,7 @@ declare -A wanted=(
     [redis-server]=/usr/bin/redis-server
     [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
     [socat]=/usr/bin/socat
+    [stress-ng]=/usr/bin/stress-ng # bench/run.sh: --sem-sysv and --msg, kernel against the shim
 )
 
 missing=()
