@@ -1,5 +1,5 @@
 //! The lock-free path of message queues: each queue has a ring of small messages that a sender
-//! and a receiver use without the namespace lock, one of each at a time.
+//! and a receiver use without the queue's lock, one of each at a time.
 //!
 //! A queue's messages are the list's, then the ring's: only the locked path adds to the list,
 //! after closing the ring, so an open ring's list only shrinks, and a receiver takes from the

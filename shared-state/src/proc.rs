@@ -230,7 +230,7 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     let pid = r.pid;
     // SAFETY: region lock held (the set locks nest inside it).
     unsafe { crate::sem::exit_sem(region, slot) };
-    // SAFETY: region lock held (the msg lock nests inside it).
+    // SAFETY: region lock held (the queue locks nest inside it).
     unsafe { crate::msg::exit_msg(region, slot) };
     // SAFETY: lock held.
     unsafe { crate::shm::exit_shm(region, slot, pid) };
@@ -269,7 +269,7 @@ pub fn exec_cleanup(region: &Region) {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
             crate::sem::exec_sem(region, slot);
-            // SAFETY: region lock held (the msg lock nests inside it).
+            // SAFETY: region lock held (the queue locks nest inside it).
             unsafe { crate::msg::exit_msg(region, slot) };
             // The old image's threads, the holder among them, are gone.
             hold_life(r);

@@ -27,6 +27,7 @@ fn stress(exe: &std::path::Path, dir: &std::path::Path, ns: &str, seed: u32, shi
         .output()
         .expect("run sysv_stress");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("sysv_stress seed {seed} (shim: {shim}): {text}");
     assert!(
         out.status.success() && text.starts_with("ok "),
         "sysv_stress seed {seed} (shim: {shim}): {}\n{text}{}",
@@ -36,8 +37,9 @@ fn stress(exe: &std::path::Path, dir: &std::path::Path, ns: &str, seed: u32, shi
     let fields: Vec<u64> = text.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
     assert_eq!(fields.len(), 4, "{text}");
     assert!(fields[1] > 0, "nobody was killed: the test tested nothing: {text}");
-    assert!(fields[2] > 40_000 && fields[3] > 60_000, "too little work done: {text}");
-    eprintln!("sysv_stress seed {seed} (shim: {shim}): {text}");
+    // Every sender and worker not killed finishes its 300 messages or sections; at most about
+    // 70 of the 400 are victims, killed at random moments.
+    assert!(fields[2] > 20_000 && fields[3] > 35_000, "too little work done: {text}");
     fields[0]
 }
 
@@ -49,7 +51,7 @@ fn many_processes_killed_at_random_lose_nothing() {
     fs::create_dir_all(&dir).expect("scratch dir");
     // Alternated, so that a change in the machine's load falls on both; the best of each.
     let (mut kernel, mut shim) = (u64::MAX, u64::MAX);
-    for seed in 1..=2 {
+    for seed in 1..=3 {
         kernel = kernel.min(stress(&exe, &dir, &ns, seed, false));
         shim = shim.min(stress(&exe, &dir, &ns, seed, true));
     }
