@@ -913,16 +913,39 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
 /// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations or, with more objects live,
 /// every half as many creations as there are objects (a scan reads every fd of every process:
 /// spread over that many creations, its cost per creation stays constant as connections grow,
-/// where a scan every 1024 made 5000 connections cost 5 scans of 10,000 fds per 1024); more
-/// often once the table is 3/4 full.
+/// where a scan every 1024 made 5000 connections cost 5 scans of 10,000 fds per 1024); every
+/// 64 once the table is 3/4 full, but for a pause after one that freed nothing.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
     let live = ns.nr_live.load(Ordering::Relaxed);
-    let crowded = live >= PIPE_MAX / 4 * 3;
-    if n >= crate::pipe_gc::GC_EVERY.max(live / 2) || (crowded && n >= crate::pipe_gc::GC_EVERY_CROWDED) {
+    let crowded = live >= PIPE_MAX / 4 * 3 && n >= crate::pipe_gc::GC_EVERY_CROWDED;
+    if n >= crate::pipe_gc::GC_EVERY.max(live / 2) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
         crate::pipe_gc::collect_garbage(region);
+    } else if crowded && !fruitless_pause(sys::monotonic_ns()) {
+        ns.creations_since_gc.store(0, Ordering::Relaxed);
+        collect_noting_fruitless(region);
+    }
+}
+
+/// Whether this process's last collection of a crowded or full table freed nothing, and was
+/// less than a pause ago: 100 ms, or ten times as long as that scan took.
+fn fruitless_pause(now: i64) -> bool {
+    now - FRUITLESS_GC.load(Ordering::Relaxed) < FRUITLESS_GC_PAUSE.load(Ordering::Relaxed)
+}
+
+/// A collection; one that freed nothing starts a pause (see [`fruitless_pause`]): each scan
+/// reads every process's fds, and a program holding thousands of sockets while the table is
+/// full (stress-ng's socketpairs, up to its fd limit) would otherwise pay one every 64
+/// creations, each of them now the kernel's, most of its time.
+fn collect_noting_fruitless(region: &Region) {
+    let start = sys::monotonic_ns();
+    if crate::pipe_gc::collect_garbage(region).is_some_and(|g| g.freed == 0) {
+        let end = sys::monotonic_ns();
+        FRUITLESS_GC_PAUSE
+            .store(FRUITLESS_GC_PAUSE_NS.max((end - start).saturating_mul(10)), Ordering::Relaxed);
+        FRUITLESS_GC.store(end, Ordering::Relaxed);
     }
 }
 
@@ -950,21 +973,19 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
             }
         }
         // A full table whose last collection here freed nothing is not scanned again for a
-        // while: each scan reads every process's fds, and a program holding thousands of
-        // sockets would pay one per creation (the new object is then the kernel's).
-        let now = sys::monotonic_ns();
-        if now - FRUITLESS_GC.load(Ordering::Relaxed) < FRUITLESS_GC_PAUSE_NS {
+        // while (the new object is then the kernel's).
+        if fruitless_pause(sys::monotonic_ns()) {
             break;
         }
-        if crate::pipe_gc::collect_garbage(region).is_some_and(|g| g.freed == 0) {
-            FRUITLESS_GC.store(now, Ordering::Relaxed);
-        }
+        collect_noting_fruitless(region);
     }
     Err(ENFILE)
 }
 
-/// When this process's last collection of a full table freed nothing (monotonic ns).
+/// When this process's last collection of a crowded or full table freed nothing (monotonic
+/// ns), and how long no other is made.
 static FRUITLESS_GC: AtomicI64 = AtomicI64::new(i64::MIN / 2);
+static FRUITLESS_GC_PAUSE: AtomicI64 = AtomicI64::new(FRUITLESS_GC_PAUSE_NS);
 const FRUITLESS_GC_PAUSE_NS: i64 = 100_000_000;
 
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
