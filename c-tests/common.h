@@ -1546,6 +1546,21 @@ static __attribute__((unused)) void ep_print(const struct epoll_event *ev, int n
 	printf("\n");
 }
 
+/* epoll_wait(ep, max, timeout), printing the events in the order the call returned them. */
+static __attribute__((unused)) int ep_ordered(const char *what, int ep, int max, int timeout)
+{
+	struct epoll_event ev[16];
+	errno = 0;
+	int n = epoll_wait(ep, ev, max, timeout);
+	if (n < 0)
+		printf("  %s = -1 %s\n", what, errname_io(errno));
+	else {
+		printf("  %s = %d", what, n);
+		ep_print(ev, n);
+	}
+	return n;
+}
+
 /* epoll_wait(ep, max, timeout) and print each event's tag and bits. */
 static __attribute__((unused)) int ep_show(const char *what, int ep, int max, int timeout)
 {

@@ -13,44 +13,16 @@
 
 static int rd[PIPES], wr[PIPES];
 
-static void put(int fd)
-{
-	if (write(fd, "x", 1) != 1)
-		die("write");
-}
-
-static void take(int fd)
-{
-	char c;
-	if (read(fd, &c, 1) != 1)
-		die("read");
-}
-
 /* A child that writes a byte into fd once this process sleeps; wait_child() it after. */
 static pid_t put_when_asleep(int fd)
 {
 	pid_t pid = io_fork();
 	if (pid == 0) {
 		io_wait_sleeping(getppid());
-		put(fd);
+		io_post(fd);
 		_exit(0);
 	}
 	return pid;
-}
-
-/* epoll_wait printing the events in the order the call returned them. */
-static int ordered(const char *what, int ep, int max, int timeout)
-{
-	struct epoll_event ev[16];
-	errno = 0;
-	int n = epoll_wait(ep, ev, max, timeout);
-	if (n < 0)
-		printf("  %s = -1 %s\n", what, errname_io(errno));
-	else {
-		printf("  %s = %d", what, n);
-		ep_print(ev, n);
-	}
-	return n;
 }
 
 /* epoll_wait for a count only, with its events checked against the tags [lo, hi). */
@@ -92,65 +64,65 @@ static void many_interests(void)
 	CASE("ready_list_order");
 	int order[] = { 1200, 5, 2499, 77, 0, 1800 };
 	for (unsigned i = 0; i < sizeof order / sizeof order[0]; i++)
-		put(wr[order[i]]);
-	ordered("all", ep, 16, 0);
-	ordered("again, level-triggered", ep, 16, 0);
+		io_post(wr[order[i]]);
+	ep_ordered("all", ep, 16, 0);
+	ep_ordered("again, level-triggered", ep, 16, 0);
 
 	CASE("level_triggered_items_back_at_the_tail");
-	ordered("two", ep, 2, 0);
-	ordered("two more", ep, 2, 0);
-	ordered("two more", ep, 2, 0);
-	ordered("two more: the first two again", ep, 2, 0);
-	put(wr[3]);
-	ordered("a new one after those", ep, 16, 0);
+	ep_ordered("two", ep, 2, 0);
+	ep_ordered("two more", ep, 2, 0);
+	ep_ordered("two more", ep, 2, 0);
+	ep_ordered("two more: the first two again", ep, 2, 0);
+	io_post(wr[3]);
+	ep_ordered("a new one after those", ep, 16, 0);
 
 	CASE("drained_items_leave_the_list");
-	take(rd[5]);
-	take(rd[0]);
-	ordered("without 5 and 0", ep, 16, 0);
+	io_wait(rd[5]);
+	io_wait(rd[0]);
+	ep_ordered("without 5 and 0", ep, 16, 0);
 	for (unsigned i = 0; i < sizeof order / sizeof order[0]; i++)
 		if (order[i] != 5 && order[i] != 0)
-			take(rd[order[i]]);
-	take(rd[3]);
-	ordered("none", ep, 16, 0);
+			io_wait(rd[order[i]]);
+	io_wait(rd[3]);
+	ep_ordered("none", ep, 16, 0);
 
 	CASE("edge_triggered_in_ready_order");
 	for (int i = 0; i < 4; i++) {
 		struct epoll_event e = { .events = EPOLLIN | EPOLLET, .data.u64 = 100 + i };
 		epoll_ctl(ep, EPOLL_CTL_MOD, rd[100 + i], &e);
 	}
-	put(wr[103]);
-	put(wr[101]);
-	put(wr[102]);
-	ordered("edges", ep, 16, 0);
-	ordered("no new edge", ep, 16, 0);
-	put(wr[101]);
-	ordered("a new edge", ep, 16, 0);
-	take(rd[101]);
-	take(rd[101]);
-	take(rd[102]);
-	take(rd[103]);
+	io_post(wr[103]);
+	io_post(wr[101]);
+	io_post(wr[102]);
+	ep_ordered("edges", ep, 16, 0);
+	ep_ordered("no new edge", ep, 16, 0);
+	io_post(wr[101]);
+	ep_ordered("a new edge", ep, 16, 0);
+	io_wait(rd[101]);
+	io_wait(rd[101]);
+	io_wait(rd[102]);
+	io_wait(rd[103]);
 
 	CASE("wait_over_a_big_set_sleeps_until_one_is_ready");
 	pid_t pid = put_when_asleep(wr[2222]);
-	ordered("woken", ep, 16, 5000);
+	ep_ordered("woken", ep, 16, 5000);
 	wait_child(pid);
-	take(rd[2222]);
+	io_wait(rd[2222]);
 
 	CASE("close_leaves_the_set");
-	put(wr[10]);
-	put(wr[20]);
+	io_post(wr[10]);
+	io_post(wr[20]);
 	close(rd[10]);
 	close(wr[10]);
-	ordered("10 closed", ep, 16, 0);
+	ep_ordered("10 closed", ep, 16, 0);
 	rd[10] = wr[10] = -1;
-	take(rd[20]);
+	io_wait(rd[20]);
 	for (int i = 0; i < PIPES; i++)
 		if (rd[i] >= 0) {
 			close(rd[i]);
 			close(wr[i]);
 		}
-	ordered("all closed", ep, 16, 0);
+	ep_ordered("all closed", ep, 16, 0);
 	close(ep);
 }
 
@@ -165,8 +137,8 @@ static void poll_many(void)
 		fds[2 * i] = (struct pollfd){ p[0], POLLIN, 0 };
 		fds[2 * i + 1] = (struct pollfd){ p[1], POLLOUT, 0 };
 	}
-	put(fds[2 * 17 + 1].fd);
-	put(fds[2 * 999 + 1].fd);
+	io_post(fds[2 * 17 + 1].fd);
+	io_post(fds[2 * 999 + 1].fd);
 	errno = 0;
 	int n = poll(fds, 2 * POLLPIPES, 0);
 	printf("  poll = %d %s\n", n, n < 0 ? errname_io(errno) : "");
@@ -181,8 +153,8 @@ static void poll_many(void)
 	printf("  readable %d writable %d\n", readable, writable);
 
 	CASE("poll_over_2000_fds_sleeps_until_one_is_ready");
-	take(fds[2 * 17].fd);
-	take(fds[2 * 999].fd);
+	io_wait(fds[2 * 17].fd);
+	io_wait(fds[2 * 999].fd);
 	for (int i = 0; i < 2 * POLLPIPES; i += 2)
 		fds[i + 1].events = 0;
 	pid_t pid = put_when_asleep(fds[2 * 500 + 1].fd);
@@ -208,7 +180,7 @@ static void poll_many(void)
 	for (int i = 0; i < 2 * POLLPIPES; i += 2)
 		if (set[fds[i].fd / 64] >> fds[i].fd % 64 & 1)
 			printf("  readable: pipe %d\n", i / 2);
-	take(fds[2 * 500].fd);
+	io_wait(fds[2 * 500].fd);
 	for (int i = 0; i < 2 * POLLPIPES; i++)
 		close(fds[i].fd);
 }
@@ -223,7 +195,7 @@ static void epoll_fd_polled(void)
 	struct pollfd pf = { ep, POLLIN | POLLOUT, 0 };
 	int n = poll(&pf, 1, 0);
 	printf("  poll before = %d revents %#x\n", n, pf.revents);
-	put(p[1]);
+	io_post(p[1]);
 	n = poll(&pf, 1, 0);
 	printf("  poll after a write = %d revents %#x\n", n, pf.revents);
 	fd_set r;
@@ -231,7 +203,7 @@ static void epoll_fd_polled(void)
 	FD_SET(ep, &r);
 	n = select(ep + 1, &r, NULL, NULL, &(struct timeval){ 0, 0 });
 	printf("  select = %d, set: %d\n", n, FD_ISSET(ep, &r));
-	take(p[0]);
+	io_wait(p[0]);
 	n = poll(&pf, 1, 0);
 	printf("  poll after the read = %d revents %#x\n", n, pf.revents);
 
@@ -240,7 +212,7 @@ static void epoll_fd_polled(void)
 	n = poll(&pf, 1, 5000);
 	printf("  poll = %d revents %#x\n", n, pf.revents);
 	wait_child(pid);
-	take(p[0]);
+	io_wait(p[0]);
 	close(p[0]);
 	close(p[1]);
 	close(ep);
@@ -254,30 +226,30 @@ static void nested(void)
 		die("pipe");
 	add(inner, p[0], EPOLLIN, 1);
 	IOSHOW(add(outer, inner, EPOLLIN, 2));
-	ordered("outer, nothing ready", outer, 16, 0);
-	put(p[1]);
-	ordered("outer", outer, 16, 0);
-	ordered("outer, level-triggered", outer, 16, 0);
-	ordered("inner", inner, 16, 0);
-	take(p[0]);
-	ordered("outer after the read", outer, 16, 0);
+	ep_ordered("outer, nothing ready", outer, 16, 0);
+	io_post(p[1]);
+	ep_ordered("outer", outer, 16, 0);
+	ep_ordered("outer, level-triggered", outer, 16, 0);
+	ep_ordered("inner", inner, 16, 0);
+	io_wait(p[0]);
+	ep_ordered("outer after the read", outer, 16, 0);
 
 	CASE("nested_set_wakes_a_sleeper_of_the_outer");
 	pid_t pid = put_when_asleep(p[1]);
-	ordered("outer", outer, 16, 5000);
+	ep_ordered("outer", outer, 16, 5000);
 	wait_child(pid);
-	take(p[0]);
+	io_wait(p[0]);
 
 	CASE("nested_edge_triggered");
 	struct epoll_event e = { .events = EPOLLIN | EPOLLET, .data.u64 = 3 };
 	IOSHOW(epoll_ctl(outer, EPOLL_CTL_MOD, inner, &e));
-	put(p[1]);
-	ordered("outer", outer, 16, 0);
-	ordered("outer, no new edge", outer, 16, 0);
-	put(p[1]);
-	ordered("outer, a new write", outer, 16, 0);
-	take(p[0]);
-	take(p[0]);
+	io_post(p[1]);
+	ep_ordered("outer", outer, 16, 0);
+	ep_ordered("outer, no new edge", outer, 16, 0);
+	io_post(p[1]);
+	ep_ordered("outer, a new write", outer, 16, 0);
+	io_wait(p[0]);
+	io_wait(p[0]);
 
 	CASE("nested_loops_and_self");
 	IOSHOW(add(inner, outer, EPOLLIN, 4));
@@ -299,13 +271,13 @@ static void nested(void)
 		long r = add(chain[i], chain[i - 1], EPOLLIN, i);
 		show_io(what, r, errno);
 	}
-	put(p[1]);
+	io_post(p[1]);
 	for (int i = 0; i < 8; i++) {
 		char what[32];
 		snprintf(what, sizeof what, "set %d", i);
-		ordered(what, chain[i], 16, 0);
+		ep_ordered(what, chain[i], 16, 0);
 	}
-	take(p[0]);
+	io_wait(p[0]);
 	for (int i = 0; i < 8; i++)
 		close(chain[i]);
 	close(inner);
@@ -331,7 +303,7 @@ static void woken(const char *what, int n, int fd, int wr, unsigned events)
 		 * an EPOLLEXCLUSIVE file). */
 		io_wait_sleeping(pids[i]);
 	}
-	put(wr);
+	io_post(wr);
 	int w = 0;
 	char who[8];
 	for (int i = 0; i < n; i++) {
@@ -352,11 +324,11 @@ static void wake_one(void)
 		die("pipe");
 	CASE("exclusive_wakes_one_of_four_processes");
 	woken("EPOLLEXCLUSIVE", 4, p[0], p[1], EPOLLIN | EPOLLEXCLUSIVE);
-	take(p[0]);
+	io_wait(p[0]);
 
 	CASE("non_exclusive_wakes_all_four");
 	woken("plain", 4, p[0], p[1], EPOLLIN);
-	take(p[0]);
+	io_wait(p[0]);
 
 	close(p[0]);
 	close(p[1]);
@@ -381,7 +353,7 @@ static void accept_order(void)
 			char m = (char)i;
 			if (write(s, &m, 1) != 1 || write(go[1], &m, 1) != 1)
 				_exit(1);
-			take(s); /* until the server writes */
+			io_wait(s); /* until the server writes */
 			_exit(0);
 		}
 		char c;
@@ -397,7 +369,7 @@ static void accept_order(void)
 	}
 	printf("  out of order or lost: %d\n", bad);
 	for (int i = 0; i < 64; i++) {
-		put(fds[i]);
+		io_post(fds[i]);
 		wait_child(pids[i]);
 		close(fds[i]);
 	}
@@ -427,14 +399,14 @@ static void accept_order(void)
 	for (int i = 999; i >= 0; i -= 111)
 		if (write(c[i], &i, sizeof i) != sizeof i)
 			die("write");
-	ordered("ready connections", ep, 16, 0);
+	ep_ordered("ready connections", ep, 16, 0);
 	for (int i = 999; i >= 0; i -= 111) {
 		int m;
 		if (read(s[i], &m, sizeof m) != sizeof m || m != i)
 			printf("  connection %d: wrong data\n", i);
 	}
 	close(c[500]);
-	ordered("a client closed", ep, 16, 0);
+	ep_ordered("a client closed", ep, 16, 0);
 	for (int i = 0; i < 1000; i++) {
 		if (i != 500)
 			close(c[i]);
