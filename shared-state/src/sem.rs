@@ -707,7 +707,8 @@ impl<'a> Sems<'a> {
     fn pool(&self, which: u8) -> Pool<'a> {
         let (off, stride, claim, max) = POOLS[which as usize];
         let head = &self.ns().pools[which as usize];
-        Pool { r: self.r, words: off + claim, stride, max, head }
+        // The sets keep no entries of their own (sleepers free theirs without the lock).
+        Pool { r: self.r, words: off + claim, stride, links: off, link_stride: stride, max, head }
     }
 
     /// A free entry of pool `which` (sleepers, undo records, adjustments), now the set's.
