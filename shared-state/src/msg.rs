@@ -805,15 +805,6 @@ impl<'a> Msgs<'a> {
         self.w(&mut w.list, ON_NONE);
     }
 
-    fn waiters(&self, idx: u32, code: u32, out: &mut Vec<u32>) {
-        out.clear();
-        let mut cur = self.wlist(idx, code).head;
-        while cur != 0 && out.len() < MSG_WAITERS_MAX as usize {
-            out.push(cur - 1);
-            cur = self.waiter(cur - 1).next;
-        }
-    }
-
     fn msg_add_before(&self, idx: u32, mi: u32, before: u32) {
         let q = self.queue(idx);
         let m = self.msg(mi);
@@ -979,16 +970,23 @@ impl<'a> Msgs<'a> {
         self.free_waiter(wi);
     }
 
-    /// Sleepers of queue `idx` whose processes died: dropped.
+    /// Sleepers of queue `idx` whose processes died: dropped. Allocates nothing.
     fn reap_queue(&self, idx: u32, fresh: bool) {
-        let mut list = Vec::new();
         for code in [ON_HANDED, ON_RECEIVERS, ON_SENDERS] {
-            self.waiters(idx, code, &mut list);
-            for &wi in &list {
-                // An earlier drop may have freed it (a requeued message handed on).
-                let w = self.waiter(wi);
-                if w.kind != 0 && w.list == code && self.owner_dead(wi, fresh) {
+            let mut cur = self.wlist(idx, code).head;
+            for _ in 0..MSG_WAITERS_MAX {
+                if cur == 0 {
+                    break;
+                }
+                let wi = cur - 1;
+                cur = self.waiter(wi).next;
+                if self.owner_dead(wi, fresh) {
                     self.drop_waiter(wi);
+                    // A requeued message handed on moves a receiver to another list: when it
+                    // was the next one, the walk starts over.
+                    if cur != 0 && self.waiter(cur - 1).list != code {
+                        cur = self.wlist(idx, code).head;
+                    }
                 }
             }
         }
@@ -1054,6 +1052,7 @@ impl<'a> Msgs<'a> {
 
     /// `freeque`'s half under the queue's lock: sleepers leave with EIDRM, messages are
     /// freed, and the queue is dead.
+    #[inline(never)]
     fn freeque(&self, idx: u32) {
         self.expunge_all(idx, -EIDRM);
         self.ss_wakeup(idx, true);
