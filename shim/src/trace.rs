@@ -48,13 +48,16 @@ pub fn start() -> i64 {
     if on() { sys::monotonic_ns() } else { 0 }
 }
 
-/// Appends one finished line.
 /// Appends one finished line. A write that crosses a page of the file can be cut short by a
 /// SIGKILL between the pages, leaving half a line that the next process's line would continue:
-/// a line that would cross is moved to the next page, after a filler line of spaces.
+/// a line that would cross is moved to the next page, after a filler line of spaces. The file
+/// is locked meanwhile: another process's line appended between our look at the size and our
+/// write would make ours cross after all (a SIGKILLed looper's half line once swallowed the
+/// next line of its parent). A holder's death, or its close, releases the lock.
 fn emit(line: &[u8]) {
     let Some(path) = PATH.get() else { return };
     if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
+        let _ = sys::flock(fd, libc::LOCK_EX);
         let at = sys::fstat(fd).map_or(0, |st| st.st_size as usize % 4096);
         if at + line.len() > 4096
             && let n = 4096 - at
