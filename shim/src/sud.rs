@@ -168,6 +168,18 @@ global_asm!(
     "ipcshim_sud_syscall_leave:",
     "    jmp *%rcx",
     "    .cfi_endproc",
+    // A system call made by a `call` (the number and arguments already in place), for code
+    // that goes on after it: a stub that asks the kernel something first (`stubs`).
+    ".globl ipcshim_sud_call",
+    ".hidden ipcshim_sud_call",
+    "ipcshim_sud_call:",
+    "    .cfi_startproc",
+    "    syscall",
+    "    ret",
+    "    .cfi_endproc",
+    ".globl ipcshim_sud_call_end",
+    ".hidden ipcshim_sud_call_end",
+    "ipcshim_sud_call_end:",
     ".balign 64",
     "ipcshim_sud_parent:",
     "    mov ipcshim_tls@gottpoff(%rip), %r11",
