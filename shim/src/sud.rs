@@ -169,7 +169,8 @@ global_asm!(
     "    jmp *%rcx",
     "    .cfi_endproc",
     // A system call made by a `call` (the number and arguments already in place), for code
-    // that goes on after it: a stub that asks the kernel something first (`stubs`).
+    // that goes on after it: a stub that asks the kernel something first (`stubs`), an
+    // exported symbol passing a call through (`allowed_syscall`).
     ".globl ipcshim_sud_call",
     ".hidden ipcshim_sud_call",
     "ipcshim_sud_call:",
@@ -369,6 +370,33 @@ pub struct Guard {
     saved: u8,
     /// The guard belongs to this thread's TLS.
     _thread: PhantomData<*const ()>,
+}
+
+/// Makes system call `nr` from the allowed range, where it never traps whatever the selector
+/// says: an exported symbol's pass-through, without a guard (signals reach the application's
+/// handlers as during libc's own call, and a restart restarts it here). The kernel-style
+/// result (-errno on failure).
+#[inline]
+pub(crate) fn allowed_syscall(nr: i64, a: &[u64; 6]) -> i64 {
+    let r: i64;
+    // SAFETY: ipcshim_sud_call is `syscall; ret`: it clobbers what the syscall instruction
+    // does (rax, rcx, r11); its return address goes below our stack pointer, which asm! allows
+    // without `nostack`; memory is left to the kernel's call, as asm! assumes by default.
+    unsafe {
+        asm!(
+            "call ipcshim_sud_call",
+            inlateout("rax") nr => r,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    r
 }
 
 /// Takes a guard on this thread: every exported hook should hold one while it runs shim code.
