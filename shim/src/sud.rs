@@ -72,6 +72,9 @@ pub(crate) struct Tls {
     pub arena_top: AtomicUsize,
     /// Syscalls this thread made through rewritten call sites since its last trap (`patch`).
     pub patched: AtomicU64,
+    /// In a vfork child: its creation is in the trace (see `trap`); cleared when the parent
+    /// resumes.
+    pub birth_logged: AtomicU8,
 }
 
 global_asm!(
@@ -125,9 +128,10 @@ static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
 // (restored by sigreturn), then continue at SLOTS[i].resume. rcx and r11 are free: the syscall
 // instruction clobbers them anyway; flags are not preserved (glibc re-tests rax).
 //
-// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held/region_fds are
-// cleared, because a vfork child ran our handler on this same TLS and may have exec'd inside a
-// guard (or moved the region's descriptors in its own fd table).
+// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held/region_fds/
+// birth_logged are cleared, because a vfork child ran our handler on this same TLS and may
+// have exec'd inside a guard (or moved the region's descriptors in its own fd table, or logged
+// its creation).
 // Child: arm SUD for this task on the selector at its own TLS (a new thread's fresh block or
 // the shared one), set BLOCK, mark a shared-TLS child as a vfork child, and return 0. A TLS
 // that is not glibc's (%fs:0 is not the TCB's self-pointer: another runtime's clone) is left
@@ -189,6 +193,7 @@ global_asm!(
     "    movb $0, %fs:{vfork}(%r11)",
     "    movq $0, %fs:{held}(%r11)",
     "    movq $0, %fs:{region_fds}(%r11)",
+    "    movb $0, %fs:{birth_logged}(%r11)",
     "    jmp *(%rcx)",
     ".balign 64",
     "ipcshim_sud_child:",
@@ -256,6 +261,7 @@ global_asm!(
     vfork = const offset_of!(Tls, vfork),
     held = const offset_of!(Tls, held),
     region_fds = const offset_of!(Tls, region_fds),
+    birth_logged = const offset_of!(Tls, birth_logged),
     shared = const offset_of!(Slot, shared),
     arch_prctl = const libc::SYS_arch_prctl,
     get_fs = const ARCH_GET_FS,

@@ -471,6 +471,20 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     emit(&l.buf[..l.len]);
 }
 
+/// Logs that process `parent` made process `child` by `call` (`fork()`, `vfork()`), as strace
+/// -f shows a clone, so that `ipcshim diff` can pair processes by their place in the process
+/// tree rather than by pid. Threads are not logged.
+pub fn created(parent: i32, call: &str, child: i32) {
+    if !on() {
+        return;
+    }
+    let Ok(buf) = scratch::take(LINE_MAX, 0) else { return };
+    let mut l = Line { buf, len: 0, path: &NO_PATH };
+    l.unum(parent as u64).s(" ").s(call);
+    l.s(" = ").num(child as i64).s(" <0.000000>\n");
+    emit(&l.buf[..l.len]);
+}
+
 fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
     match nr {
         libc::SYS_read => {
