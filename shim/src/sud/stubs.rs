@@ -7,7 +7,7 @@
 //! The way out is the site's `syscall` itself: back to the site with rsp restored, where the
 //! original `syscall` instruction traps into the SIGSYS handler as before. Stubs clobber only
 //! rax, rcx and r11, which `syscall` clobbers, and keep the flags (saved with lahf/seto around
-//! the checks, as `syscall` keeps them).
+//! the checks, as `syscall` keeps them); the close stub's lseek saves and restores rsi and rdx.
 //!
 //! Every instruction boundary of a stub is described by a mark (`PATCH_MARK kind`), so that a signal
 //! handler never sees the shim's code: [`settle`] moves an interrupted context back to the
