@@ -386,10 +386,10 @@ fn compare_coarse(kernel: &Run, shim: &Run) -> usize {
             Paired::Both(k, s) => (&k.2, &s.2, describe(&k.0, k.1, s.1)),
             // A process killed just after its one call returned may have no line in ipcshim's
             // trace (it logs a call after it).
-            Paired::KernelOnly(k) if k.2.len() == 1 => continue,
-            one => {
+            Paired::Only(KERNEL_RUN, k) if k.2.len() == 1 => continue,
+            Paired::Only(run, p) => {
                 if n < MAX_REPORTED {
-                    say!("{}", one.only_in("with System V calls"));
+                    say!("{}", only_in(run, p, "with System V calls"));
                 }
                 n += 1;
                 continue;
@@ -477,22 +477,17 @@ fn describe(place: &Place, kpid: i32, spid: i32) -> String {
     format!("process {} (kernel pid {kpid}, ipcshim pid {spid})", place_name(place))
 }
 
-/// A process of each run at the same place, or one at a place only one run has.
+const KERNEL_RUN: &str = "kernel's";
+const SHIM_RUN: &str = "ipcshim's";
+
+/// A process of each run at the same place, or one at a place only one run (named) has.
 enum Paired<'a, T> {
     Both(&'a (Place, i32, T), &'a (Place, i32, T)),
-    KernelOnly(&'a (Place, i32, T)),
-    ShimOnly(&'a (Place, i32, T)),
+    Only(&'static str, &'a (Place, i32, T)),
 }
 
-impl<T> Paired<'_, T> {
-    fn only_in(&self, what: &str) -> String {
-        let (run, p) = match self {
-            Paired::KernelOnly(p) => ("kernel's", p),
-            Paired::ShimOnly(p) => ("ipcshim's", p),
-            Paired::Both(k, _) => ("both", k),
-        };
-        format!("process {} (pid {}) {what} only in the {run} run", place_name(&p.0), p.1)
-    }
+fn only_in<T>(run: &str, p: &(Place, i32, T), what: &str) -> String {
+    format!("process {} (pid {}) {what} only in the {run} run", place_name(&p.0), p.1)
 }
 
 /// Two runs' processes (each list in order of place) matched by place.
@@ -507,11 +502,11 @@ fn pair_up<'a, T>(k: &'a [(Place, i32, T)], s: &'a [(Place, i32, T)]) -> Vec<Pai
                 j += 1;
             }
             (Some(a), b) if b.is_none_or(|b| a.0 < b.0) => {
-                out.push(Paired::KernelOnly(a));
+                out.push(Paired::Only(KERNEL_RUN, a));
                 i += 1;
             }
             (_, Some(b)) => {
-                out.push(Paired::ShimOnly(b));
+                out.push(Paired::Only(SHIM_RUN, b));
                 j += 1;
             }
             _ => return out,
@@ -1075,9 +1070,12 @@ fn compare(kernel: &Run, shim: &Run) -> usize {
         n += 1;
     };
     for pair in pair_up(&k, &s) {
-        let Paired::Both((place, kpid, krecs), (_, spid, srecs)) = pair else {
-            report(pair.only_in("with IPC calls"));
-            continue;
+        let (place, kpid, krecs, spid, srecs) = match pair {
+            Paired::Both((place, kpid, krecs), (_, spid, srecs)) => (place, kpid, krecs, spid, srecs),
+            Paired::Only(run, p) => {
+                report(only_in(run, p, "with IPC calls"));
+                continue;
+            }
         };
         let head = describe(place, *kpid, *spid);
         let srecs = merge(srecs.clone(), None);
