@@ -216,23 +216,26 @@ fn compare_runs(cmd: &[String], exe: &Path, work: &Path) -> Result<usize, String
 const PERF_SET: &str = "semget,semop,semtimedop,semctl,shmget,shmat,shmdt,shmctl,msgget,msgsnd,msgrcv,msgctl,clone,clone3,fork,vfork";
 
 /// `perf trace -o` output: `TIME ( DUR ms): COMM/TID name(args) = result`, a call that
-/// blocked as `… name(args) ...` and later `… ... [continued]: name()) = result`.
+/// blocked as `… name(args) ...` and later `… ... [continued]: name()) = result`. perf merges
+/// its per-CPU buffers loosely: a process that moved to another CPU can have a call printed
+/// after its next one, so calls are put in the order of their start times.
 fn parse_perf(text: &str) -> Run {
-    let mut run = Run::default();
-    let mut pending: HashMap<i32, Call> = HashMap::new();
+    let mut calls: Vec<(f64, Call)> = Vec::new();
+    let mut pending: HashMap<i32, (f64, Call)> = HashMap::new();
     for line in text.lines() {
-        let Some((_, rest)) = line.split_once("): ") else { continue };
+        let Some((head, rest)) = line.split_once("): ") else { continue };
         let Some((who, body)) = rest.trim_start().split_once(' ') else { continue };
         let Some(pid) = who.rsplit_once('/').and_then(|(_, t)| t.parse::<i32>().ok()) else { continue };
         let body = body.trim_start();
         if let Some(cont) = body.strip_prefix("... [continued]: ") {
-            if let (Some(mut c), Some((_, res))) = (pending.remove(&pid), cont.rsplit_once(" = ")) {
+            if let (Some((at, mut c)), Some((_, res))) = (pending.remove(&pid), cont.rsplit_once(" = ")) {
                 c.result = res.trim().to_string();
                 c.line = line.to_string();
-                run.calls.push(c);
+                calls.push((at, c));
             }
             continue;
         }
+        let at = head.split_whitespace().next().and_then(|t| t.parse().ok()).unwrap_or(f64::MAX);
         let Some(open) = body.find('(') else { continue };
         let name = body[..open].to_string();
         // perf's arguments are numbers and names: the first `)` closes them.
@@ -241,14 +244,15 @@ fn parse_perf(text: &str) -> Run {
         let c = Call { pid, name, args, result: String::new(), line: line.to_string() };
         match body.rsplit_once(" = ") {
             Some((_, res)) if !body.trim_end().ends_with("...") => {
-                run.calls.push(Call { result: res.trim().to_string(), ..c });
+                calls.push((at, Call { result: res.trim().to_string(), ..c }));
             }
             _ => {
-                pending.insert(pid, c);
+                pending.insert(pid, (at, c));
             }
         }
     }
-    run
+    calls.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Run { calls: calls.into_iter().map(|(_, c)| c).collect(), ..Run::default() }
 }
 
 /// A System V call reduced to its name and outcome (ids and addresses numbered by appearance):
@@ -1127,4 +1131,34 @@ fn compare(kernel: &Run, shim: &Run) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that moved to another CPU: perf printed its IPC_RMID after the call that
+    /// followed it (and a call that blocked, by its start time).
+    #[test]
+    fn perf_calls_in_start_time_order() {
+        let text = "\
+   669.100 ( 0.013 ms): t/7 semctl(cmd: 14)                                   = 2
+   583.640 (         ): t/8 semtimedop(tsops: 0x7ffe, nsops: 1)             ...
+   583.640 (105.752 ms): t/8  ... [continued]: semtimedop())                  = -1 EIDRM (Identifier removed)
+   689.883 ( 0.013 ms): t/7 semctl(cmd: 14)                                   = -1 EINVAL (Invalid argument)
+   689.318 ( 0.053 ms): t/7 semctl()                                          = 0
+";
+        let run = parse_perf(text);
+        let seen: Vec<(i32, &str, &str)> =
+            run.calls.iter().map(|c| (c.pid, c.args.as_str(), c.result.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                (8, "tsops: 0x7ffe, nsops: 1", "-1 EIDRM (Identifier removed)"),
+                (7, "cmd: 14", "2"),
+                (7, "", "0"),
+                (7, "cmd: 14", "-1 EINVAL (Invalid argument)"),
+            ]
+        );
+    }
 }
