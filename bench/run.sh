@@ -107,6 +107,42 @@ bench "msg throughput, 64-byte messages" 0,1 3 msg_throughput 64 100000 9 0 1
 bench "msg throughput, 4 KiB messages" 0 1 msg_throughput 4096 50000 9 0 0
 bench "msg throughput, 4 KiB messages" 0,1 1 msg_throughput 4096 50000 9 0 1
 
+# Many pairs at once, more processes than CPUs (issue 18): each pair on its own object, all
+# sharing the CPUs taskset allows. sysv_pairs sem PAIRS ITERS RUNS (ping-pong through two
+# semaphores of the pair's set, round trips per second of all pairs); sysv_pairs msg PAIRS ITERS
+# RUNS SIZE (one sender and one receiver per queue, SIZE-byte messages: above the ring's 96
+# bytes, so the queue's lock is taken; messages per second of all pairs). Target 1.5x.
+bench "semaphore ping-pong, 16 pairs (a set each)" 0 1.5 sysv_pairs sem 16 5000 5
+bench "semaphore ping-pong, 16 pairs (a set each)" 0,1 1.5 sysv_pairs sem 16 5000 5
+bench "semaphore ping-pong, 64 pairs (a set each)" 0 1.5 sysv_pairs sem 64 1250 5
+bench "semaphore ping-pong, 64 pairs (a set each)" 0,1 1.5 sysv_pairs sem 64 1250 5
+bench "msg throughput, 16 pairs (a queue each), 200-byte messages" 0 1.5 sysv_pairs msg 16 20000 5 200
+bench "msg throughput, 16 pairs (a queue each), 200-byte messages" 0,1 1.5 sysv_pairs msg 16 20000 5 200
+bench "msg throughput, 64 pairs (a queue each), 200-byte messages" 0 1.5 sysv_pairs msg 64 5000 5 200
+bench "msg throughput, 64 pairs (a queue each), 200-byte messages" 0,1 1.5 sysv_pairs msg 64 5000 5 200
+
+# stress-ng's System V stressors, 8 instances of each for 10 s, unpinned: bogo-ops per second
+# (real time) of each, on the kernel and under the shim (target: no slower).
+stress_ng() {
+    local -a run=(env -u LD_PRELOAD -u IPCSHIM_DISABLE)
+    if [[ $1 == shim ]]; then
+        n=$((n + 1))
+        run=(env -u IPCSHIM_DISABLE LD_PRELOAD="$shim" IPCSHIM_DIR="$work" IPCSHIM_NS="bench-$$-$n")
+    fi
+    local out
+    out=$(cd "$work" && "${run[@]}" stress-ng --sem-sysv 8 --msg 8 -t 10 --metrics-brief 2>&1) ||
+        { echo "bench: stress-ng ($1) failed: $out" >&2; exit 1; }
+    # "stress-ng: metrc: [PID] sem-sysv OPS REAL USR SYS OPS/S(real) OPS/S(usr+sys)"
+    bogo=$(awk '$3 ~ /^\[/ && ($4 == "sem-sysv" || $4 == "msg") { r[$4] = $9 }
+        END { if (!("sem-sysv" in r) || !("msg" in r)) exit 1; print r["sem-sysv"], r["msg"] }' <<<"$out") ||
+        { echo "bench: stress-ng ($1) printed no metrics: $out" >&2; exit 1; }
+}
+stress_ng kernel
+kernel=$bogo
+stress_ng shim
+row "stress-ng --sem-sysv 8 (10 s, bogo-ops/s)" 0,1 1 "${kernel% *}" "${bogo% *}" ops/s
+row "stress-ng --msg 8 (10 s, bogo-ops/s)" 0,1 1 "${kernel#* }" "${bogo#* }" ops/s
+
 # AF_UNIX sockets (stream, seqpacket and datagram served).
 # unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram|named (ns per round trip of one
 # byte; stream: connected through a listener's path, dgram: a socketpair, named: two bound
@@ -256,4 +292,5 @@ echo "target: no slower than the kernel (ratio >= 1.00x in every row); rows belo
 echo "targets per row (pipes: 64 KiB throughput >= 2x, 1-byte writes >= 5x, ping-pong across" \
     "CPUs >= 10x; semaphores: uncontended semop with or without SEM_UNDO >= 10x, ping-pong" \
     "across CPUs >= 10x; message queues: ping-pong across CPUs >= 10x, 64-byte throughput >= 3x;" \
+    "16 and 64 semaphore or message queue pairs >= 1.5x;" \
     "sockets and redis: no slower; none slower than the kernel); rows missing their target (*): $missed of $rows"

@@ -909,10 +909,23 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
                 r => return r,
             }
         }
-        crate::pipe_gc::collect_garbage(region);
+        // A full table whose last collection here freed nothing is not scanned again for a
+        // while: each scan reads every process's fds, and a program holding thousands of
+        // sockets would pay one per creation (the new object is then the kernel's).
+        let now = sys::monotonic_ns();
+        if now - FRUITLESS_GC.load(Ordering::Relaxed) < FRUITLESS_GC_PAUSE_NS {
+            break;
+        }
+        if crate::pipe_gc::collect_garbage(region).is_some_and(|g| g.freed == 0) {
+            FRUITLESS_GC.store(now, Ordering::Relaxed);
+        }
     }
     Err(ENFILE)
 }
+
+/// When this process's last collection of a full table freed nothing (monotonic ns).
+static FRUITLESS_GC: AtomicI64 = AtomicI64::new(i64::MIN / 2);
+const FRUITLESS_GC_PAUSE_NS: i64 = 100_000_000;
 
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
 /// (dev, ino) belonged to an inode that no longer exists and is dropped.

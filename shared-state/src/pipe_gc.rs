@@ -168,31 +168,57 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 /// Calls `f` with each entry name of the directory `fd` (without "." and ".."). Err on a
-/// getdents failure or when `f` fails. Its buffer holds an entry with the longest name (280
-/// bytes) and little more: scans nest (/proc, then a process's fds) on what may be a small
-/// stack.
+/// getdents failure or when `f` fails. Its stack buffer holds an entry with the longest name
+/// (280 bytes) and little more: scans nest (/proc, then a process's fds) on what may be a small
+/// stack. A directory that needs more than two reads of it (a process with thousands of fds)
+/// is read on through a mapped buffer instead, 64 KiB at a time.
 pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
-    let mut buf = [0u8; 320];
-    loop {
-        let n = sys::getdents64(fd, &mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let mut off = 0;
-        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
-        while off + 19 < n {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 || off + reclen > n {
-                return Err(libc::EIO);
+    const BIG: usize = 64 << 10;
+    let mut small = [0u8; 320];
+    let mut big: Option<usize> = None;
+    let res = (|| {
+        for reads in 0.. {
+            if reads == 2 && big.is_none() {
+                big = sys::mmap(
+                    0,
+                    BIG,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+                .ok();
             }
-            let name = &buf[off + 19..off + reclen];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                f(name)?;
+            let buf: &mut [u8] = match big {
+                // SAFETY: our own fresh mapping of BIG bytes, unmapped only below.
+                Some(addr) => unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, BIG) },
+                None => &mut small,
+            };
+            let n = sys::getdents64(fd, buf)?;
+            if n == 0 {
+                return Ok(());
             }
-            off += reclen;
+            let mut off = 0;
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                if reclen == 0 || off + reclen > n {
+                    return Err(libc::EIO);
+                }
+                let name = &buf[off + 19..off + reclen];
+                let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+                if name != b"." && name != b".." {
+                    f(name)?;
+                }
+                off += reclen;
+            }
         }
+        Ok(())
+    })();
+    if let Some(addr) = big {
+        let _ = sys::munmap(addr, BIG);
     }
+    res
 }
 
 /// A CLOCK_BOOTTIME (ns) by which the process `pid` (its digits) had started, from

@@ -22,8 +22,7 @@ pub struct ProcRecord {
     pub starttime: u64,
     /// Heap offset of the first `ShmAttach` of this process, 0 for none.
     pub shm_attach: u64,
-    /// First `SemUndo` of this process (index + 1), 0 for none; guarded by the sem lock.
-    pub sem_undo: u32,
+    _pad: u32,
     /// Coarse monotonic ms when another process last confirmed (with system calls) that this
     /// one lives although its life mutex says otherwise (its holding thread ended): a hint
     /// that spares every toucher the same check for a while.
@@ -233,9 +232,9 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     // SAFETY: lock held.
     let r = unsafe { record(region, slot) };
     let pid = r.pid;
-    // SAFETY: region lock held (the sem lock nests inside it).
+    // SAFETY: region lock held (the set locks nest inside it).
     unsafe { crate::sem::exit_sem(region, slot) };
-    // SAFETY: region lock held (the msg lock nests inside it).
+    // SAFETY: region lock held (the queue locks nest inside it).
     unsafe { crate::msg::exit_msg(region, slot) };
     // SAFETY: lock held.
     unsafe { crate::shm::exit_shm(region, slot, pid) };
@@ -274,7 +273,7 @@ pub fn exec_cleanup(region: &Region) {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
             crate::sem::exec_sem(region, slot);
-            // SAFETY: region lock held (the msg lock nests inside it).
+            // SAFETY: region lock held (the queue locks nest inside it).
             unsafe { crate::msg::exit_msg(region, slot) };
             // The old image's threads, the holder among them, are gone.
             hold_life(r);

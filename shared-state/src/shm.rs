@@ -7,9 +7,7 @@
 //! attaching process's record, so `shm_nattch` is exact and a dead process's attachments are
 //! dropped when it is reaped.
 
-use crate::ipc::{
-    self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO, S_IXUGO,
-};
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IWUGO, S_IXUGO};
 use crate::proc::{self, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_EXTENTS, MAX_PROCS, PAGE_SIZE, Region, SHM_DATA_OFF, SHM_DATA_SIZE, SHM_EXTENTS_OFF,
@@ -399,16 +397,7 @@ impl IpcFamily for Shm<'_> {
         let seg = self.slot(idx);
         *seg = ShmidKernel {
             live: 0,
-            perm: KernIpcPerm {
-                key,
-                uid: cred.euid,
-                gid: cred.egid,
-                cuid: cred.euid,
-                cgid: cred.egid,
-                mode: flg as u32 & S_IRWXUGO,
-                seq,
-                id,
-            },
+            perm: KernIpcPerm::new(cred, key, flg, seq, id),
             segsz: size,
             atime: 0,
             dtime: 0,
