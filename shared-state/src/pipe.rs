@@ -914,12 +914,15 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
 /// every half as many creations as there are objects (a scan reads every fd of every process:
 /// spread over that many creations, its cost per creation stays constant as connections grow,
 /// where a scan every 1024 made 5000 connections cost 5 scans of 10,000 fds per 1024); every
-/// 64 once the table is 3/4 full, but for a pause after one that freed nothing.
+/// live/8 once the table is 3/4 full, but for a pause after one that freed nothing.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
     let live = ns.nr_live.load(Ordering::Relaxed);
-    let crowded = live >= PIPE_MAX / 4 * 3 && n >= crate::pipe_gc::GC_EVERY_CROWDED;
+    // Crowded, the table's last quarter lasts 8192 creations: a scan every live/8 of them (or
+    // 64) frees what was closed meanwhile, at a cost per creation that stays bounded (a scan
+    // every 64 left a server taking thousands of connections behind its backlog).
+    let crowded = live >= PIPE_MAX / 4 * 3 && n >= crate::pipe_gc::GC_EVERY_CROWDED.max(live / 8);
     if n >= crate::pipe_gc::GC_EVERY.max(live / 2) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
         crate::pipe_gc::collect_garbage(region);

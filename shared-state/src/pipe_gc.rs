@@ -25,9 +25,9 @@ use crate::region::{PIPE_GC_PIDS, PIPE_GC_PIDS_OFF, PIPE_MAX, Region};
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
 
-/// A collection every this many creations.
+/// A collection every this many creations (or half the objects live, if more).
 pub const GC_EVERY: u32 = 1024;
-/// … and every this many once the table is 3/4 full.
+/// … and every this many (or live/8, if more) once the table is 3/4 full.
 pub const GC_EVERY_CROWDED: u32 = 64;
 /// How long an unreferenced object with operations "in progress" but no sign of life is kept.
 pub const SUSPECT_SECS: i64 = 10;
