@@ -221,6 +221,7 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => {
             Some(crate::msg::serve(r, g, nr, a))
         }
+        libc::SYS_remap_file_pages => crate::sysv::serve_remap(a),
         // Credentials are cached for the semop fast path: refresh after any change.
         libc::SYS_setuid
         | libc::SYS_setgid

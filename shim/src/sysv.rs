@@ -107,6 +107,51 @@ pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
     }
 }
 
+/// `remap_file_pages(2)` (the catch-all's and the exported symbol's): over a shim attachment
+/// the kernel would map the region file, so the shim maps the segment as `shm_mmap` would.
+/// `None` leaves the call to the kernel: its first checks fail, or no attachment holds it.
+pub fn serve_remap(a: &[u64; 6]) -> Option<i64> {
+    let page = shared_state::region::PAGE_SIZE;
+    let (start, size, prot, pgoff) = (a[0] & !(page - 1), a[1] & !(page - 1), a[2], a[3]);
+    if prot != 0 || start.checked_add(size).is_none_or(|end| end <= start) {
+        return None;
+    }
+    if pgoff.checked_add(size / page).is_none() {
+        return None;
+    }
+    let r = crate::region::active()?;
+    shm::remap_file_pages(r, start as usize, size as usize, pgoff).map(|res| match res {
+        Ok(()) => 0,
+        Err(e) => -(e as i64),
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn remap_file_pages(
+    addr: *mut c_void,
+    size: size_t,
+    prot: c_int,
+    pgoff: size_t,
+    flags: c_int,
+) -> c_int {
+    let g = crate::sud::enter();
+    let a = [addr as u64, size as u64, prot as u64, pgoff as u64, flags as u64, 0];
+    let r = match route() {
+        Route::Serve(_) => serve_remap(&a),
+        _ => None,
+    }
+    .unwrap_or_else(|| {
+        let [a1, a2, a3, a4, a5, _] = a.map(|v| v as usize);
+        g.allow_signals(|| {
+            match shared_state::sys::syscall6(libc::SYS_remap_file_pages, a1, a2, a3, a4, a5, 0) {
+                Ok(v) => v as i64,
+                Err(e) => -(e as i64),
+            }
+        })
+    });
+    crate::hooks::c_ret(r) as c_int
+}
+
 /// `syscall(2)`: conformance suites reach SysV calls through it. Declared with six fixed
 /// arguments; on x86_64 a variadic caller passes them in the same registers.
 #[unsafe(no_mangle)]
