@@ -222,6 +222,9 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             Some(crate::msg::serve(r, g, nr, a))
         }
         libc::SYS_remap_file_pages => crate::sysv::serve_remap(a),
+        libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl => {
+            Some(crate::sysv::serve_shm(r, nr, a))
+        }
         // Credentials are cached for the semop fast path: refresh after any change.
         libc::SYS_setuid
         | libc::SYS_setgid

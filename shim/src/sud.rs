@@ -17,6 +17,7 @@ use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 use shared_state::sys::syscall6;
 
+mod clone;
 mod exec;
 mod trap;
 pub(crate) mod user;
@@ -261,6 +262,16 @@ fn thunk_for(resume: usize, shared: bool) -> Option<usize> {
 }
 
 static ARMED: AtomicBool = AtomicBool::new(false);
+
+/// The process runs on a stack of the application's that may be too small for shim code (a
+/// clone child given its own stack, see `clone`): exported symbols call libc at once, whose
+/// system call then traps onto the alternate stack the child got.
+static TRAP_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Whether exported symbols must leave shim code to the trap (see `TRAP_ONLY`).
+pub fn trap_only() -> bool {
+    TRAP_ONLY.load(Ordering::Relaxed)
+}
 
 /// True when every syscall of this process reaches the shim (SUD armed in this image).
 pub fn catchall_active() -> bool {

@@ -40,6 +40,9 @@ fn ret_int(r: Result<i32, i32>) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
+    if crate::sud::trap_only() {
+        return real_call!(real::SHMGET, fn(key_t, size_t, c_int) -> c_int, key, size, shmflg);
+    }
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
@@ -55,6 +58,15 @@ pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
+    if crate::sud::trap_only() {
+        return real_call!(
+            real::SHMAT,
+            fn(c_int, *const c_void, c_int) -> *mut c_void,
+            shmid,
+            shmaddr,
+            shmflg
+        );
+    }
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
@@ -81,6 +93,9 @@ pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> 
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
+    if crate::sud::trap_only() {
+        return real_call!(real::SHMDT, fn(*const c_void) -> c_int, shmaddr);
+    }
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
@@ -94,6 +109,9 @@ pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
+    if crate::sud::trap_only() {
+        return real_call!(real::SHMCTL, fn(c_int, c_int, *mut c_void) -> c_int, shmid, cmd, buf);
+    }
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
@@ -107,6 +125,17 @@ pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
     }
 }
 
+/// A System V shm call that reached the catch-all (a raw system call).
+pub fn serve_shm(r: &shared_state::Region, nr: i64, a: &[u64; 6]) -> i64 {
+    let res = match nr {
+        libc::SYS_shmget => shm::shmget(r, a[0] as key_t, a[1] as usize, a[2] as c_int).map(|v| v as i64),
+        libc::SYS_shmat => shm::shmat(r, a[0] as c_int, a[1] as usize, a[2] as c_int).map(|v| v as i64),
+        libc::SYS_shmdt => shm::shmdt(r, a[0] as usize).map(|_| 0),
+        _ => shm::shmctl(r, a[0] as c_int, a[1] as c_int, a[2] as usize).map(|v| v as i64),
+    };
+    res.unwrap_or_else(|e| -(e as i64))
+}
+
 /// `remap_file_pages(2)` (the catch-all's and the exported symbol's): over a shim attachment
 /// the kernel would map the region file, so the shim maps the segment as `shm_mmap` would.
 /// `None` leaves the call to the kernel: its first checks fail, or no attachment holds it.
@@ -116,9 +145,7 @@ pub fn serve_remap(a: &[u64; 6]) -> Option<i64> {
     if prot != 0 || start.checked_add(size).is_none_or(|end| end <= start) {
         return None;
     }
-    if pgoff.checked_add(size / page).is_none() {
-        return None;
-    }
+    pgoff.checked_add(size / page)?;
     let r = crate::region::active()?;
     shm::remap_file_pages(r, start as usize, size as usize, pgoff).map(|res| match res {
         Ok(()) => 0,
@@ -134,21 +161,24 @@ pub extern "C" fn remap_file_pages(
     pgoff: size_t,
     flags: c_int,
 ) -> c_int {
-    let g = crate::sud::enter();
     let a = [addr as u64, size as u64, prot as u64, pgoff as u64, flags as u64, 0];
+    let raw = || {
+        let [a1, a2, a3, a4, a5, _] = a.map(|v| v as usize);
+        match shared_state::sys::syscall6(libc::SYS_remap_file_pages, a1, a2, a3, a4, a5, 0) {
+            Ok(v) => v as i64,
+            Err(e) => -(e as i64),
+        }
+    };
+    // From here, outside a guard, the system call traps and is served on the alternate stack.
+    if crate::sud::trap_only() {
+        return crate::hooks::c_ret(raw()) as c_int;
+    }
+    let g = crate::sud::enter();
     let r = match route() {
         Route::Serve(_) => serve_remap(&a),
         _ => None,
     }
-    .unwrap_or_else(|| {
-        let [a1, a2, a3, a4, a5, _] = a.map(|v| v as usize);
-        g.allow_signals(|| {
-            match shared_state::sys::syscall6(libc::SYS_remap_file_pages, a1, a2, a3, a4, a5, 0) {
-                Ok(v) => v as i64,
-                Err(e) => -(e as i64),
-            }
-        })
-    });
+    .unwrap_or_else(|| g.allow_signals(raw));
     crate::hooks::c_ret(r) as c_int
 }
 
@@ -164,6 +194,22 @@ pub extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
+    let real = || {
+        real_call!(
+            real::SYSCALL,
+            fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
+            nr,
+            a1,
+            a2,
+            a3,
+            a4,
+            a5,
+            a6
+        )
+    };
+    if crate::sud::trap_only() {
+        return real();
+    }
     let sysv = matches!(nr, libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl);
     if sysv && !matches!(route(), Route::Kernel) {
         return match nr {
@@ -206,17 +252,5 @@ pub extern "C" fn syscall(
     if let Some(r) = crate::hooks::syscall_fd(nr, args) {
         return r;
     }
-    crate::sud::enter().allow_signals(|| {
-        real_call!(
-            real::SYSCALL,
-            fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
-            nr,
-            a1,
-            a2,
-            a3,
-            a4,
-            a5,
-            a6
-        )
-    })
+    crate::sud::enter().allow_signals(real)
 }
