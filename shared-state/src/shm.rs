@@ -607,7 +607,7 @@ pub fn shmdt(region: &Region, shmaddr: usize) -> Result<(), Errno> {
     }
     let pid = proc::self_pid();
     locked(region, |shm| {
-        let slot = proc::self_slot();
+        let slot = proc::self_slot(region);
         if slot >= MAX_PROCS {
             return Err(EINVAL);
         }
@@ -630,7 +630,7 @@ pub fn shmdt(region: &Region, shmaddr: usize) -> Result<(), Errno> {
 /// segment's pages from `pgoff` take the range (pages past its end raise SIGBUS), with the
 /// vma's protection, and the segment's atime, dtime and lpid are the caller's.
 pub fn remap_file_pages(region: &Region, start: usize, size: usize, pgoff: u64) -> Option<Result<(), Errno>> {
-    let slot = proc::self_slot();
+    let slot = proc::self_slot(region);
     if slot >= MAX_PROCS {
         return None;
     }
@@ -960,7 +960,18 @@ pub unsafe fn exec_shm(region: &Region, slot: u32, pid: i32) {
 /// The caller holds the region lock; `slot < MAX_PROCS`.
 pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
     // SAFETY: forwarded contract.
-    unsafe { exec_shm(region, slot, pid) };
+    unsafe {
+        exec_shm(region, slot, pid);
+        orphan_shm(region, slot);
+    }
+}
+
+/// The part of `exit_shm` that does not detach: the process stops being its segments'
+/// creator, and under shm_rmid_forced its unattached ones die.
+///
+/// # Safety
+/// The caller holds the region lock; `slot < MAX_PROCS`.
+pub unsafe fn orphan_shm(region: &Region, slot: u32) {
     let shm = Shm { region };
     let forced = shm.limits().shm_rmid_forced != 0;
     for idx in 0..=shm.max_idx() {
@@ -977,7 +988,7 @@ pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
 /// The program unmapped `[addr, addr + len)` itself: attachments wholly inside are gone, as
 /// their vmas are (a partly unmapped attachment stays counted).
 pub fn unmapped(region: &Region, addr: usize, len: usize) {
-    let slot = proc::self_slot();
+    let slot = proc::self_slot(region);
     if slot >= MAX_PROCS {
         return;
     }

@@ -62,6 +62,8 @@ pub(crate) struct Tls {
     /// In a vfork child that moved the region's descriptors in its own fd table: their new
     /// numbers (see `region::keep_fds`), cleared when the parent resumes.
     pub region_fds: AtomicU64,
+    /// The IPC namespace this thread moved to (`crate::ipcns`), 0 for the process's.
+    pub ipc_ns: AtomicU32,
 }
 
 global_asm!(
@@ -94,6 +96,15 @@ pub(crate) fn tls() -> &'static Tls {
     // SAFETY: the loader allocated and zeroed this thread's block of `size_of::<Tls>()` bytes,
     // which lives as long as the thread; every field is an atomic or an UnsafeCell.
     unsafe { &*(addr as *const Tls) }
+}
+
+/// The address of the [`Tls`] of the thread whose thread pointer (`%fs` base, glibc's TCB)
+/// is `tp`: at the same offset from it as ours from our own.
+pub(crate) fn tls_of(tp: usize) -> usize {
+    let own_tp: usize;
+    // SAFETY: reads glibc's TCB self-pointer at %fs:0.
+    unsafe { asm!("mov {a}, qword ptr fs:[0]", a = out(reg) own_tp, options(nostack, readonly)) };
+    (tls() as *const Tls as usize).wrapping_sub(own_tp).wrapping_add(tp)
 }
 
 /// Number of per-call-site `clone`/`vfork` thunks, and the size of one.

@@ -146,8 +146,14 @@ pub fn serve_remap(a: &[u64; 6]) -> Option<i64> {
         return None;
     }
     pgoff.checked_add(size / page)?;
-    let r = crate::region::active()?;
-    shm::remap_file_pages(r, start as usize, size as usize, pgoff).map(|res| match res {
+    // The attachment may be of any IPC namespace this process was in.
+    let mut served = None;
+    crate::ipcns::each_region(|r| {
+        if served.is_none() {
+            served = shm::remap_file_pages(r, start as usize, size as usize, pgoff);
+        }
+    });
+    served.map(|res| match res {
         Ok(()) => 0,
         Err(e) => -(e as i64),
     })
@@ -207,7 +213,11 @@ pub extern "C" fn syscall(
             a6
         )
     };
-    if crate::sud::trap_only() {
+    // Process creation traps (`sud::clone`): the child is armed, and gets what it asked for
+    // (a new IPC namespace, a stack of its own). So does all of it in a trap-only process.
+    if crate::sud::trap_only()
+        || matches!(nr, libc::SYS_clone | libc::SYS_clone3 | libc::SYS_fork | libc::SYS_vfork)
+    {
         return real();
     }
     let sysv = matches!(nr, libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl);

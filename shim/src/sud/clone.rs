@@ -17,16 +17,28 @@ pub(super) fn clone(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     let flags = a[0];
     let vm = flags & libc::CLONE_VM as u64 != 0;
     let new_tls = flags & libc::CLONE_SETTLS as u64 != 0;
+    crate::ipcns::before_clone(flags);
     if vm || new_tls {
+        if new_tls {
+            crate::ipcns::to_new_thread(a[4]);
+        }
         // The child needs our memory or its own TLS: it cannot start on this frame.
         return redirect(uc, libc::SYS_clone, vm && !new_tls);
     }
     if a[1] == 0 {
-        return fork_here(libc::SYS_clone, a);
+        return copy_child(fork_here(libc::SYS_clone, a), flags);
     }
     let mut b = *a;
     b[1] = 0;
-    fork_onto(uc, libc::SYS_clone, &b, a[1])
+    copy_child(fork_onto(uc, libc::SYS_clone, &b, a[1]), flags)
+}
+
+/// In a child that is a copy of the process (fork's result 0): a new IPC namespace's.
+fn copy_child(r: i64, flags: u64) -> i64 {
+    if r == 0 {
+        crate::ipcns::clone_child(flags);
+    }
+    r
 }
 
 /// `struct clone_args` up to CLONE_ARGS_SIZE_VER2.
@@ -62,15 +74,19 @@ pub(super) fn clone3(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     let ca = args[0];
     let vm = ca.flags & libc::CLONE_VM as u64 != 0;
     let new_tls = ca.flags & libc::CLONE_SETTLS as u64 != 0;
+    crate::ipcns::before_clone(ca.flags);
     if vm || new_tls {
+        if new_tls {
+            crate::ipcns::to_new_thread(ca.tls);
+        }
         return redirect(uc, libc::SYS_clone3, vm && !new_tls);
     }
     if ca.stack == 0 || ca.stack_size == 0 {
-        return fork_here(libc::SYS_clone3, a);
+        return copy_child(fork_here(libc::SYS_clone3, a), ca.flags);
     }
     let mut own = [CloneArgs { stack: 0, stack_size: 0, ..ca }];
     let b = [own.as_mut_ptr() as u64, a[1], 0, 0, 0, 0];
-    fork_onto(uc, libc::SYS_clone3, &b, ca.stack.wrapping_add(ca.stack_size))
+    copy_child(fork_onto(uc, libc::SYS_clone3, &b, ca.stack.wrapping_add(ca.stack_size)), ca.flags)
 }
 
 fn as_bytes(args: &mut [CloneArgs; 1], len: usize) -> &mut [u8] {
