@@ -1,4 +1,4 @@
-/* An fd closed while another thread blocks in a read, write or recv on it: the blocked call
+/* An fd closed while another thread blocks in a read or write on it: the blocked call
  * holds the file as the kernel's fdget does, so the object stays open until it returns. A
  * later write completes a blocked read (pipes, FIFOs, stream and seqpacket socket pairs), a
  * later read lets a blocked write finish, and only once the call returned is the end gone
@@ -19,16 +19,23 @@ struct blocked {
 	char data[8];
 };
 
+/* The blocked call: read or write on a socket; on a pipe or FIFO, preadv2 or pwritev2 at the
+ * current position (the same call to the shim), which `ipcshim diff` does not compare: it
+ * compares each process's pipe calls in order, and two threads' calls on one pipe may be
+ * logged in either order. */
 static void *blocked_call(void *arg)
 {
 	struct blocked *b = arg;
 	static char big[65536];
+	struct stat st;
+	int pipe = fstat(b->fd, &st) == 0 && S_ISFIFO(st.st_mode);
+	struct iovec io = { b->write ? big : b->data, b->write ? b->len : sizeof b->data };
 	__atomic_store_n(&b->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
 	errno = 0;
-	if (b->write)
-		b->result = write(b->fd, big, b->len);
+	if (pipe)
+		b->result = b->write ? pwritev2(b->fd, &io, 1, -1, 0) : preadv2(b->fd, &io, 1, -1, 0);
 	else
-		b->result = read(b->fd, b->data, sizeof b->data);
+		b->result = b->write ? write(b->fd, big, b->len) : read(b->fd, b->data, sizeof b->data);
 	b->err = errno;
 	return NULL;
 }

@@ -210,8 +210,10 @@ static void pid_namespaces(void)
 	struct ns_args a;
 	a.len = sk_path(&a.addr, "nsl");
 	int l = sk_listener(SOCK_STREAM, &a.addr, a.len, 5);
+	/* The child reports over a socket pair: `ipcshim diff` pairs processes by their pid, which
+	 * the shim's trace gives as the child's own namespace sees it. */
 	int rp[2], sv[2];
-	io_pipe(rp);
+	sk_pair(SOCK_STREAM, rp);
 	sk_pair(SOCK_STREAM, sv);
 	a.report = rp[1];
 	a.pair = sv[1];
