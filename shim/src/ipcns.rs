@@ -20,7 +20,7 @@
 use crate::sud;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::proc;
 use shared_state::region::RegionFiles;
@@ -66,6 +66,9 @@ static BASE_KNS: AtomicU64 = AtomicU64::new(0);
 /// A vfork child shares its parent's memory and thread state: the namespace it moved to is
 /// kept here with its pid, so the parent's is untouched.
 static VFORK_NS: AtomicU64 = AtomicU64::new(0);
+/// Some thread of this process is, or was, in a namespace other than the tree's: until then
+/// every System V call goes to the tree's region without looking further.
+static MOVED: AtomicBool = AtomicBool::new(false);
 
 fn slot(id: u32) -> Option<&'static Slot> {
     let i = id.checked_sub(2)? as usize;
@@ -94,6 +97,7 @@ fn current_id() -> u32 {
 }
 
 fn set_current(id: u32) {
+    MOVED.store(true, Ordering::Relaxed);
     if sud::in_vfork_child() {
         VFORK_NS.store((sys::getpid() as u32 as u64) << 32 | id as u64, Ordering::Relaxed);
     } else {
@@ -103,6 +107,9 @@ fn set_current(id: u32) {
 
 /// The region of the calling thread's IPC namespace.
 pub fn current() -> Option<&'static Region> {
+    if !MOVED.load(Ordering::Relaxed) {
+        return crate::region::active();
+    }
     region_of(current_id())
 }
 
@@ -391,6 +398,7 @@ pub fn init(inherited: Option<&str>) {
             proc::exec_cleanup(r);
         }
         DEFAULT.store(id, Ordering::Relaxed);
+        MOVED.store(true, Ordering::Relaxed);
     }
 }
 
