@@ -30,9 +30,11 @@ declare -A wanted=(
     [pv]=/usr/bin/pv # moves its data with splice
     [tmux]=/usr/bin/tmux
     [libutempter0]=/usr/lib/x86_64-linux-gnu/utempter/utempter # tmux's setgid helper
-    [stress-ng]=/usr/bin/stress-ng
+    [stress-ng]=/usr/bin/stress-ng # also bench/run.sh: --sem-sysv and --msg, kernel against the shim
     # tests/tests/socket_programs.rs: CGI scripts that mod_cgid runs as www-data, asked by curl.
     [apache2]=/usr/sbin/apache2
+    [rt-tests]=/usr/bin/hackbench # tests/tests/hackbench.rs: threads on 16 KiB stacks
+    [binutils]=/usr/bin/objdump   # tests/tests/stack_frames.rs reads the shim's frame sizes
 )
 
 missing=()

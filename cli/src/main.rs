@@ -668,10 +668,12 @@ fn status() -> ExitCode {
         c.unix_handbacks.load(Relaxed)
     );
     println!(
-        "procs:          reaped={} lock_recoveries={} catchall_traps={}",
+        "procs:          reaped={} lock_recoveries={} catchall_traps={} patched_calls={} patched_sites={}",
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed),
-        c.sud_traps.load(Relaxed)
+        c.sud_traps.load(Relaxed),
+        c.sud_patched_calls.load(Relaxed),
+        c.sud_patched_sites.load(Relaxed)
     );
     ExitCode::SUCCESS
 }

@@ -114,8 +114,9 @@ const BATCH_MAX_NS: i64 = 50_000;
 const SAME_CPU_YIELDS: u32 = 4;
 const FIRST_SLICE_NS: i64 = 97_000_000;
 const MAX_SLICE_NS: i64 = 100_000_000;
-/// futex_waitv's limit; pipes beyond it are polled with a short slice.
-const MAX_POLL_WAIT: usize = 128;
+/// futex_waitv's limit (FUTEX_WAITV_MAX): what `poll_wait` needs room for; pipes beyond it
+/// are polled with a short slice.
+pub const POLL_WAIT_SLOTS: usize = 128;
 const SHORT_SLICE_NS: i64 = 10_000_000;
 /// How long a sleeper waiting in the kernel while an exec may close its peer's end goes
 /// without looking at its ring: data from another writer meanwhile waits this long.
@@ -913,10 +914,23 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
                 r => return r,
             }
         }
-        crate::pipe_gc::collect_garbage(region);
+        // A full table whose last collection here freed nothing is not scanned again for a
+        // while: each scan reads every process's fds, and a program holding thousands of
+        // sockets would pay one per creation (the new object is then the kernel's).
+        let now = sys::monotonic_ns();
+        if now - FRUITLESS_GC.load(Ordering::Relaxed) < FRUITLESS_GC_PAUSE_NS {
+            break;
+        }
+        if crate::pipe_gc::collect_garbage(region).is_some_and(|g| g.freed == 0) {
+            FRUITLESS_GC.store(now, Ordering::Relaxed);
+        }
     }
     Err(ENFILE)
 }
+
+/// When this process's last collection of a full table freed nothing (monotonic ns).
+static FRUITLESS_GC: AtomicI64 = AtomicI64::new(i64::MIN / 2);
+const FRUITLESS_GC_PAUSE_NS: i64 = 100_000_000;
 
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
 /// (dev, ino) belonged to an inode that no longer exists and is dropped.
@@ -2450,7 +2464,9 @@ pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
 /// `extra`, words and the values they hold, end the wait when one changes (the shim passes a
 /// per-thread count of signal handler runs: futex_waitv itself is restarted after a handler).
 /// `recheck`, called once the sleeper is counted, says whether something is ready already
-/// that the pipes' own states do not show (an epoll edge).
+/// that the pipes' own states do not show (an epoll edge). `waiters` is the caller's room for
+/// the futex_waitv list ([`POLL_WAIT_SLOTS`] entries: more pipes than fit with `extra` are
+/// looked at again after a short slice); it is not kept on the stack, which may be small.
 pub fn poll_wait(
     region: &Region,
     pipes: impl IntoIterator<Item = (PipeHandle, bool, bool)>,
@@ -2458,21 +2474,22 @@ pub fn poll_wait(
     extra: &[(&AtomicU32, u32)],
     recheck: Option<&dyn Fn() -> bool>,
     run: &mut dyn FnMut(&mut dyn FnMut() -> WaitOutcome) -> WaitOutcome,
+    waiters: &mut [sys::FutexWaitv],
 ) -> bool {
-    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT + 2];
-    let extra = &extra[..extra.len().min(2)];
-    let mut held: [Option<&PipeInodeInfo>; MAX_POLL_WAIT] = [None; MAX_POLL_WAIT];
+    let slots = waiters.len().min(POLL_WAIT_SLOTS);
+    let waiters = &mut waiters[..slots];
+    let extra = &extra[..extra.len().min(2).min(waiters.len())];
+    let room = waiters.len() - extra.len();
     let (mut n, mut truncated, mut ready) = (0, false, false);
     for (h, want_rd, want_wr) in pipes {
         let Some(pipe) = live(region, h) else { continue };
-        if n == MAX_POLL_WAIT {
+        if n == room {
             truncated = true;
             break;
         }
         // Counted on both sides: any change wakes a poller.
         pipe.rd_waiters.fetch_add(1, Ordering::SeqCst);
         pipe.wr_waiters.fetch_add(1, Ordering::SeqCst);
-        held[n] = Some(pipe);
         let seq = pipe.wait.load(Ordering::SeqCst);
         ready |= (want_rd && pipe.readable()) || (want_wr && pipe.writable());
         waiters[n] = sys::FutexWaitv {
@@ -2505,7 +2522,12 @@ pub fn poll_wait(
             Err(libc::EINTR) => WaitOutcome::Interrupted,
             _ => WaitOutcome::Woken,
         }) == WaitOutcome::Interrupted;
-    for pipe in held[..n].iter().flatten() {
+    for w in &waiters[..n] {
+        // SAFETY: each of the first n entries names the `wait` word of a live pipe in the
+        // region (mapped for the process's life): its PipeInodeInfo starts that far before.
+        let pipe = unsafe {
+            &*((w.uaddr as usize - core::mem::offset_of!(PipeInodeInfo, wait)) as *const PipeInodeInfo)
+        };
         pipe.rd_waiters.fetch_sub(1, Ordering::SeqCst);
         pipe.wr_waiters.fetch_sub(1, Ordering::SeqCst);
     }

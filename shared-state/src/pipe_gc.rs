@@ -68,7 +68,7 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
         pipefs_dev,
         sockfs_dev: sys::sockfs_dev(),
         fifos: any_fifo(region, pipefs_dev, sys::sockfs_dev()),
-        marks: [(0, 0); 64],
+        marks: [(0, 0); 16],
         n: 0,
         keep_born_before: 0,
         unreadable: 0,
@@ -125,7 +125,7 @@ struct Scan<'a> {
     /// Whether any object is a FIFO file (only then are other links stat'ed).
     fifos: bool,
     /// (dev, ino) found, marked in batches under the namespace lock.
-    marks: [(u64, u64); 64],
+    marks: [(u64, u64); 16],
     n: usize,
     /// Objects born before this (CLOCK_BOOTTIME ns) may be held by a process we cannot read.
     keep_born_before: u64,
@@ -168,29 +168,57 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 /// Calls `f` with each entry name of the directory `fd` (without "." and ".."). Err on a
-/// getdents failure or when `f` fails.
+/// getdents failure or when `f` fails. Its stack buffer holds an entry with the longest name
+/// (280 bytes) and little more: scans nest (/proc, then a process's fds) on what may be a small
+/// stack. A directory that needs more than two reads of it (a process with thousands of fds)
+/// is read on through a mapped buffer instead, 64 KiB at a time.
 pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = sys::getdents64(fd, &mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let mut off = 0;
-        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
-        while off + 19 < n {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 || off + reclen > n {
-                return Err(libc::EIO);
+    const BIG: usize = 64 << 10;
+    let mut small = [0u8; 320];
+    let mut big: Option<usize> = None;
+    let res = (|| {
+        for reads in 0.. {
+            if reads == 2 && big.is_none() {
+                big = sys::mmap(
+                    0,
+                    BIG,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+                .ok();
             }
-            let name = &buf[off + 19..off + reclen];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                f(name)?;
+            let buf: &mut [u8] = match big {
+                // SAFETY: our own fresh mapping of BIG bytes, unmapped only below.
+                Some(addr) => unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, BIG) },
+                None => &mut small,
+            };
+            let n = sys::getdents64(fd, buf)?;
+            if n == 0 {
+                return Ok(());
             }
-            off += reclen;
+            let mut off = 0;
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                if reclen == 0 || off + reclen > n {
+                    return Err(libc::EIO);
+                }
+                let name = &buf[off + 19..off + reclen];
+                let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+                if name != b"." && name != b".." {
+                    f(name)?;
+                }
+                off += reclen;
+            }
         }
+        Ok(())
+    })();
+    if let Some(addr) = big {
+        let _ = sys::munmap(addr, BIG);
     }
+    res
 }
 
 /// A CLOCK_BOOTTIME (ns) by which the process `pid` (its digits) had started, from
@@ -204,7 +232,7 @@ pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
         Err(libc::ENOENT | libc::ESRCH) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; crate::proc::STAT_PREFIX];
     let len = sys::read(fd, &mut buf);
     sys::close(fd);
     let buf = &buf[..len?];
@@ -262,7 +290,9 @@ impl Scan<'_> {
     }
 
     /// Marks the objects behind the fds of `pid`. A process that is gone is fine (its fds are
-    /// closed); one we may not look into is not.
+    /// closed); one we may not look into is not. Not inlined: its directory scan nests in the
+    /// caller's, and each has a buffer.
+    #[inline(never)]
     fn process(&mut self, proc_fd: i32, pid: u32) -> Result<(), Errno> {
         let mut path = [0u8; 16];
         let mut digits = [0u8; 10];

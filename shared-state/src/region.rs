@@ -4,13 +4,15 @@
 //! Layout (fixed by [`LAYOUT_VERSION`]):
 //! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
-//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
-//! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal | unix names | unix pending connects | epoll objects | msg rings | unix
-//! addresses | exec wake-ups.
+//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journals (one per
+//! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
+//! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
+//! ids') | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
+//! exec wake-ups | what runs on each CPU.
 //! The file is sparse: only pages that were touched take memory.
 
 use crate::alloc::Heap;
+use crate::journal::JOURNAL_BYTES;
 use crate::lock::{LockGuard, RobustMutex};
 use crate::pipe::{PipeInodeInfo, PipeNs};
 use crate::proc::ProcRecord;
@@ -21,7 +23,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 17;
+pub const LAYOUT_VERSION: u32 = 19;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -71,39 +73,43 @@ pub const SEM_QUEUE_OFF: u64 = align_up(
 );
 /// A sleeping semop keeps at most this many sembufs.
 pub const SEM_SOPS_MAX: u32 = 2048;
-pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 56, PAGE_SIZE);
+pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 64, PAGE_SIZE);
 /// (process, set) undo entries and their per-semaphore adjustments.
 pub const SEM_UNDO_MAX: u32 = 65536;
 pub const SEM_UNDO_OFF: u64 =
     align_up(SEM_SOPS_OFF + SEM_QUEUE_MAX as u64 * SEM_SOPS_MAX as u64 * 6, PAGE_SIZE);
 pub const SEM_ADJ_MAX: u32 = 1 << 20;
 pub const SEM_ADJ_OFF: u64 = align_up(SEM_UNDO_OFF + SEM_UNDO_MAX as u64 * 32, PAGE_SIZE);
-/// The sem lock holder's journal of overwritten words.
-pub const SEM_JOURNAL_MAX: u64 = 1 << 22;
+/// The journals of the sets' locks (by set index), then the one of the ids' lock.
 pub const SEM_JOURNAL_OFF: u64 = align_up(SEM_ADJ_OFF + SEM_ADJ_MAX as u64 * 16, PAGE_SIZE);
-/// The sem lock holder's list of the sets it gated (at most every set once).
-pub const SEM_GATED_OFF: u64 = align_up(SEM_JOURNAL_OFF + SEM_JOURNAL_MAX * 16, PAGE_SIZE);
+/// Per process record, a bitmap of the sets it may have undo entries on (IPCMNI bits).
+pub const SEM_PROC_SETS_OFF: u64 = SEM_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
+pub const SEM_PROC_SETS_BYTES: u64 = IPCMNI as u64 / 8;
 /// Message queues (`msg_queue`), indexed by slot.
-pub const MSG_QUEUES_OFF: u64 = align_up(SEM_GATED_OFF + IPCMNI as u64 * 4, PAGE_SIZE);
+pub const MSG_QUEUES_OFF: u64 =
+    align_up(SEM_PROC_SETS_OFF + MAX_PROCS as u64 * SEM_PROC_SETS_BYTES, PAGE_SIZE);
 /// Messages (`msg_msg`) queued, handed over or held by a sleeping sender, namespace-wide.
 pub const MSG_MSGS_MAX: u32 = 1 << 20;
 pub const MSG_MSGS_OFF: u64 =
     align_up(MSG_QUEUES_OFF + IPCMNI as u64 * size_of::<crate::msg::MsgQueue>() as u64, PAGE_SIZE);
 /// Sleeping msgsnd/msgrcv calls (`msg_sender`, `msg_receiver`) at once.
 pub const MSG_WAITERS_MAX: u32 = 16384;
-pub const MSG_WAITERS_OFF: u64 = align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * 40, PAGE_SIZE);
+pub const MSG_WAITERS_OFF: u64 =
+    align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * crate::msg::MSG_MSG_SIZE, PAGE_SIZE);
 /// Message text lives in chunks of this many bytes (the kernel's msg_msgseg), chained by a
 /// separate array of links.
 pub const MSG_CHUNK: u64 = 1024;
 pub const MSG_CHUNKS_MAX: u32 = 1 << 23;
-pub const MSG_LINKS_OFF: u64 = align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * 80, PAGE_SIZE);
-pub const MSG_TEXT_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
-/// The msg lock holder's journal of overwritten words.
-pub const MSG_JOURNAL_MAX: u64 = 1 << 22;
+pub const MSG_LINKS_OFF: u64 =
+    align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * crate::msg::MSG_WAITER_SIZE, PAGE_SIZE);
+/// Each chunk's claim word (`journal::Pool`): the queue index + 1 whose message holds it.
+pub const MSG_CLAIMS_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+pub const MSG_TEXT_OFF: u64 = align_up(MSG_CLAIMS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+/// The journals of the queues' locks (by queue index), then the one of the ids' lock.
 pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 * MSG_CHUNK, PAGE_SIZE);
 /// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).
 pub const UNIX_NAMES_MAX: u32 = 4096;
-pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
+pub const UNIX_NAMES_OFF: u64 = MSG_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
 /// Connects to those names not yet accepted (`unix::pending_add`).
 pub const UNIX_PENDING_MAX: u32 = 4096;
 pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
@@ -117,10 +123,12 @@ pub const UNIX_ADDRS_OFF: u64 =
 /// Objects of the ends an exec in progress closes (`pipe_exec`).
 pub const EXEC_WAKES_MAX: u32 = 256;
 pub const EXEC_WAKES_OFF: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
-pub const TOTAL_SIZE: u64 = align_up(
+/// Who runs on each CPU (`journal::Running`): whether a lock holder or a peer is worth spinning on.
+pub const RUNNING_OFF: u64 = align_up(
     EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
     PAGE_SIZE,
 );
+pub const TOTAL_SIZE: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -193,6 +201,11 @@ pub struct Counters {
     /// given back to the kernel for something the shim does not serve.
     pub unix_connections: AtomicU64,
     pub unix_handbacks: AtomicU64,
+    /// Syscalls made through call sites the catch-all rewrote into jumps (`shim/src/sud/patch.rs`):
+    /// each thread adds its own count at its next trap, and every thread traps as it exits.
+    pub sud_patched_calls: AtomicU64,
+    /// Call sites rewritten.
+    pub sud_patched_sites: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at

@@ -7,9 +7,7 @@
 //! attaching process's record, so `shm_nattch` is exact and a dead process's attachments are
 //! dropped when it is reaped.
 
-use crate::ipc::{
-    self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO, S_IXUGO,
-};
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IWUGO, S_IXUGO};
 use crate::proc::{self, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_EXTENTS, MAX_PROCS, PAGE_SIZE, Region, SHM_DATA_OFF, SHM_DATA_SIZE, SHM_EXTENTS_OFF,
@@ -346,7 +344,7 @@ impl<'a> Shm<'a> {
 
     /// Resident pages of a segment (the kernel's `nrpages` of its shmem file).
     fn rss_pages(&self, seg: &ShmidKernel) -> u64 {
-        let mut vec = [0u8; 4096];
+        let mut vec = [0u8; 256];
         let mut total = 0;
         let mut off = 0;
         while off < seg.data_len {
@@ -409,16 +407,7 @@ impl IpcFamily for Shm<'_> {
         let seg = self.slot(idx);
         *seg = ShmidKernel {
             live: 0,
-            perm: KernIpcPerm {
-                key,
-                uid: cred.euid,
-                gid: cred.egid,
-                cuid: cred.euid,
-                cgid: cred.egid,
-                mode: flg as u32 & S_IRWXUGO,
-                seq,
-                id,
-            },
+            perm: KernIpcPerm::new(cred, key, flg, seq, id),
             segsz: size,
             atime: 0,
             dtime: 0,
@@ -1010,23 +999,28 @@ pub fn unmapped(region: &Region, addr: usize, len: usize) {
 /// The caller holds the region lock; both slots < MAX_PROCS.
 pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
     let shm = Shm { region };
-    let mut copies = [(0u32, 0u64, 0u64, false); 64];
-    let mut n = 0;
-    let mut overflow = Vec::new();
-    shm.for_each_attach(parent, |a| {
-        let copy = (a.idx, a.addr, a.len, a.shared != 0);
-        if n < copies.len() {
-            copies[n] = copy;
-            n += 1;
-        } else {
-            overflow.push(copy);
-        }
-    });
     let pid = shm.record(parent).pid;
-    for &(idx, addr, len, shared) in copies[..n].iter().chain(overflow.iter()) {
-        if idx < IPCMNI && shm.slot(idx).live != 0 {
-            let _ = shm.add_attach(child, idx, addr, len, shared, pid);
+    // In batches, each read from the parent's list before it is added to the child's.
+    let mut done = 0;
+    loop {
+        let mut batch = [(0u32, 0u64, 0u64, false); 16];
+        let (mut n, mut at) = (0, 0);
+        shm.for_each_attach(parent, |a| {
+            if at >= done && n < batch.len() {
+                batch[n] = (a.idx, a.addr, a.len, a.shared != 0);
+                n += 1;
+            }
+            at += 1;
+        });
+        for &(idx, addr, len, shared) in &batch[..n] {
+            if idx < IPCMNI && shm.slot(idx).live != 0 {
+                let _ = shm.add_attach(child, idx, addr, len, shared, pid);
+            }
         }
+        if n < batch.len() {
+            return;
+        }
+        done += n;
     }
 }
 

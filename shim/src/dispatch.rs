@@ -31,7 +31,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             | libc::SYS_fcntl
             | libc::SYS_ioctl => pipe_like(r, a[0] as i32),
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
-            // Opens of /proc views, and writes to sysctl views, are not IPC calls.
+            // Opens of /proc views and writes to sysctl views are not IPC calls.
             libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => false,
             libc::SYS_write
             | libc::SYS_pwrite64

@@ -16,7 +16,7 @@
 
 use crate::fd::{self, EpollFd, PipeFd};
 use crate::poll::{self, Shim, Timeout, copy_in, copy_out};
-use crate::{signals, sud};
+use crate::{scratch, signals, sud};
 use shared_state::Region;
 use shared_state::epoll::{self as ep, DISABLED, EP_ITEMS, EpHandle, EpLock, ItemRef, PENDING};
 use shared_state::pipe_gc;
@@ -144,8 +144,8 @@ fn each_interest(epfd: i32, f: impl FnMut(&Interest)) -> Result<(), Errno> {
 /// The same for the fdinfo file at `path` (its `tfd: N events: X data: D pos:P ino:I ...`
 /// lines).
 fn interests_at(path: &[u8], mut f: impl FnMut(&Interest)) -> Result<(), Errno> {
+    let mut buf = scratch::take(4096, 0u8)?;
     let fdi = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
-    let mut buf = [0u8; 4096];
     let mut line = [0u8; 192];
     let mut len = 0;
     let res = loop {
@@ -192,8 +192,11 @@ fn interest(line: &[u8]) -> Option<Interest> {
     })
 }
 
-/// Every token the kernel instance holds, sorted; how many (at most the array's size).
-fn tokens(epfd: i32, out: &mut [u64; EP_ITEMS as usize * 2]) -> Result<usize, Errno> {
+/// Room for the tokens an instance holds ([`tokens`]).
+const TOKENS: usize = EP_ITEMS as usize * 2;
+
+/// Every token the kernel instance holds, sorted; how many (at most `out`'s length).
+fn tokens(epfd: i32, out: &mut [u64]) -> Result<usize, Errno> {
     let mut n = 0;
     each_interest(epfd, |k| {
         if ItemRef::from_token(k.data).is_some() && n < out.len() {
@@ -410,7 +413,7 @@ fn forget_kernel_item(o: &ep::EpObj) {
 /// epoll fds of every process are looked at, as the pipe collector looks at pipes. A process
 /// whose fds we may not read can only hold instances older than itself: those are kept.
 fn collect_unheld(r: &Region, l: &EpLock) {
-    let mut held = [0u32; ep::EP_OBJS as usize];
+    let Ok(mut held) = scratch::take(ep::EP_OBJS as usize, 0u32) else { return };
     let mut keep_born_before = 0;
     let Ok(proc_fd) = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
         return;
@@ -433,7 +436,7 @@ fn collect_unheld(r: &Region, l: &EpLock) {
 }
 
 /// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`.
-fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Result<(), Errno> {
+fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
     // "/proc/" PID "/fdinfo/" FD NUL; the part after "/proc/" opens the fd directory.
     let mut path = [0u8; 64];
     let mut digits = [0u8; 10];
@@ -478,10 +481,13 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Re
 
 /// Frees the items for (object, fd) whose tokens the kernel no longer holds.
 fn drop_vanished(r: &Region, l: &EpLock, epfd: i32, h: EpHandle, fd: i32, shim: &Shim) {
-    let mut held = [0u64; EP_ITEMS as usize * 2];
+    let (Ok(mut held), Ok(mut doomed)) =
+        (scratch::take(TOKENS, 0u64), scratch::take(EP_ITEMS as usize, None))
+    else {
+        return;
+    };
     let Ok(n) = tokens(epfd, &mut held) else { return };
     let gone = |t: u64| held[..n].binary_search(&t).is_err();
-    let mut doomed = [None; EP_ITEMS as usize];
     for (k, v) in ep::items(r, h).enumerate() {
         let t = v.item.target.load(core::sync::atomic::Ordering::Relaxed);
         if t == shim.to_bits()
@@ -491,7 +497,7 @@ fn drop_vanished(r: &Region, l: &EpLock, epfd: i32, h: EpHandle, fd: i32, shim: 
             doomed[k] = Some(v.at);
         }
     }
-    for i in doomed.into_iter().flatten() {
+    for &i in doomed.iter().flatten() {
         ep::remove(r, l, i);
     }
 }
@@ -568,8 +574,8 @@ fn collect(
     h: EpHandle,
     room: usize,
     pre: Option<usize>,
-    kbuf: &mut [libc::epoll_event; MAX_OUT],
-    out: &mut [libc::epoll_event; MAX_OUT],
+    kbuf: &mut [libc::epoll_event],
+    out: &mut [libc::epoll_event],
 ) -> Result<usize, Errno> {
     use core::sync::atomic::Ordering::Relaxed;
     let Some(o) = ep::obj(r, h) else { return Ok(kernel_only(kbuf, pre, out)) };
@@ -602,9 +608,9 @@ fn collect(
         !poll::alive(r, &s) || poll::liveness(r, &s) != v.item.verified.load(Relaxed)
     });
     if stale {
-        let mut held = [0u64; EP_ITEMS as usize * 2];
+        let mut held = scratch::take(TOKENS, 0u64)?;
+        let mut doomed = scratch::take(EP_ITEMS as usize, None)?;
         if let Ok(n) = tokens(epfd, &mut held) {
-            let mut doomed = [None; EP_ITEMS as usize];
             for (k, v) in ep::items(r, h).enumerate() {
                 let s = Shim::from_bits(v.item.target.load(Relaxed));
                 if held[..n].binary_search(&v.at.token()).is_err() || !poll::alive(r, &s) {
@@ -613,7 +619,7 @@ fn collect(
                     v.item.verified.store(poll::liveness(r, &s), Relaxed);
                 }
             }
-            for i in doomed.into_iter().flatten() {
+            for &i in doomed.iter().flatten() {
                 ep::remove(r, &l, i);
             }
         }
@@ -621,7 +627,7 @@ fn collect(
             return Ok(kernel_only(kbuf, pre, out));
         }
     }
-    let mut cands = [None::<Cand>; EP_ITEMS as usize];
+    let mut cands = scratch::take(EP_ITEMS as usize, None::<Cand>)?;
     for (k, v) in ep::items(r, h).enumerate() {
         if v.cfg & DISABLED != 0 {
             continue;
@@ -662,7 +668,7 @@ fn collect(
         }
     }
     // The forced ones first (the kernel's half is taken), then by place on the ready list.
-    let mut order = [0usize; EP_ITEMS as usize];
+    let mut order = scratch::take(EP_ITEMS as usize, 0usize)?;
     let mut m = 0;
     for (k, c) in cands.iter().enumerate() {
         if c.is_some_and(|c| c.forced || c.fires) {
@@ -874,8 +880,10 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
     let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
     let _mask = CallerMask::install(sigmask);
     let room = w.maxevents.min(MAX_OUT);
-    let mut kbuf = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
-    let mut out = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
+    let none = libc::epoll_event { events: 0, u64: 0 };
+    let (Ok(mut kbuf), Ok(mut out)) = (scratch::take(MAX_OUT, none), scratch::take(MAX_OUT, none)) else {
+        return Some(neg(libc::ENOMEM));
+    };
     let mut pre = None;
     loop {
         let ctl_seen = ep::obj(r, h).map_or(0, |o| o.ctl_word.load(core::sync::atomic::Ordering::SeqCst));
@@ -927,7 +935,12 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
                 Err(e) => return Some(neg(e)),
             }
         } else {
-            let mut targets = [None; EP_ITEMS as usize];
+            let (Ok(mut targets), Ok(mut waiters)) = (
+                scratch::take(EP_ITEMS as usize, None),
+                scratch::take(shared_state::pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default()),
+            ) else {
+                return Some(neg(libc::ENOMEM));
+            };
             for (k, v) in ep::items(r, h).enumerate() {
                 targets[k] = Some(poll::wait_target(
                     r,
@@ -948,11 +961,12 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
             };
             shared_state::pipe::poll_wait(
                 r,
-                targets.into_iter().flatten().flatten().flatten(),
+                targets.iter().flatten().flatten().flatten().copied(),
                 until.as_ref(),
                 &extra,
                 Some(&recheck),
                 &mut |f| g.allow_signals(f),
+                &mut waiters,
             );
             // A placeholder's HUP/ERR follows a close (or a death, noticed at the slice's end):
             // after a short sleep with none, the kernel has nothing new to say.

@@ -20,12 +20,15 @@ use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
 
 /// fds below this are cached; higher ones are looked up on every call.
-const CACHED: usize = 4096;
+pub(crate) const CACHED: usize = 4096;
 
-const UNKNOWN: u64 = 0;
-const KERNEL: u64 = 1;
+// The rewritten call sites' stubs (`sud::stubs`) read the table too: an fd whose entry is
+// KERNEL or PLAIN goes straight to the kernel, and a close of one that is UNKNOWN, KERNEL or
+// PLAIN only resets its entry to UNKNOWN, as `pipes::close` does.
+pub(crate) const UNKNOWN: u64 = 0;
+pub(crate) const KERNEL: u64 = 1;
 /// A kernel fd: a listening AF_UNIX socket whose name leads to the shim (see `crate::unix`).
-const LISTENER: u64 = 2;
+pub(crate) const LISTENER: u64 = 2;
 const SHIM: u64 = 1 << 63;
 const READ: u64 = 1 << 62;
 const WRITE: u64 = 1 << 61;
@@ -38,13 +41,13 @@ const SYSCTL: u64 = 1 << 58;
 const EPOLL: u64 = 1 << 57;
 const EPOLL_OBJ: u64 = 1 << 56;
 /// KERNEL, and known not to be an epoll fd either.
-const PLAIN: u64 = 3;
+pub(crate) const PLAIN: u64 = 3;
 /// An AF_UNIX stream or seqpacket socket: the handle is its own send queue (`crate::unix`).
 const SOCKET: u64 = 1 << 55;
 /// PipeHandle::to_bits uses 48 bits.
 const HANDLE_MASK: u64 = (1 << 48) - 1;
 
-static TABLE: [AtomicU64; CACHED] = [const { AtomicU64::new(UNKNOWN) }; CACHED];
+pub(crate) static TABLE: [AtomicU64; CACHED] = [const { AtomicU64::new(UNKNOWN) }; CACHED];
 
 /// One bit per fd: added to an epoll set while a kernel fd (an AF_UNIX socket that may become
 /// the shim's at connect, see `epoll::connected`). Cleared when the number is freed.

@@ -52,7 +52,7 @@ pub fn exec_failed(r: &Region) {
 /// Whether the image at `path` runs without the shim; None when there is no such file (the
 /// exec will fail with ENOENT: nothing to prepare, as PATH searches try one name after another).
 fn verdict(dirfd: i32, path: usize) -> Option<bool> {
-    let mut name = [0u8; 4096];
+    let Ok(mut name) = crate::scratch::take(4096, 0u8) else { return Some(false) };
     // SAFETY: `name` is writable; the source may be bad, which copy_user reports (the exec
     // then fails with EFAULT by itself).
     let left =

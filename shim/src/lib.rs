@@ -18,6 +18,7 @@ mod procfs;
 mod real;
 mod region;
 mod scm;
+mod scratch;
 mod sem;
 mod signals;
 mod splice;

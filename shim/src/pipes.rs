@@ -4,7 +4,7 @@
 //! answer (EBADF, ESPIPE, ...).
 
 use crate::fd::{self, PipeFd};
-use crate::{signals, sud};
+use crate::{scratch, signals, sud};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
@@ -42,28 +42,46 @@ pub fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
     Ok((addr, len.min(MAX_RW_COUNT)))
 }
 
-/// Copies in and checks a user iovec array as `import_iovec` does.
-pub fn import_iovec(uiov: usize, cnt: u64, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno> {
+/// Copies in and checks a user iovec array as `import_iovec` does (`copy_iovec_from_user`'s
+/// per-entry order of EFAULT and EINVAL, then `access_ok` and the MAX_RW_COUNT cut), into
+/// scratch memory.
+pub fn import_iovec(uiov: usize, cnt: u64) -> Result<scratch::Slice<Iov>, Errno> {
     let cnt = cnt as i64;
     if !(0..=IOV_MAX as i64).contains(&cnt) {
         return Err(libc::EINVAL);
     }
-    let cnt = cnt as usize;
-    let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
-    crate::copy::slice_in(&mut raw[..cnt], uiov)?;
-    if raw[..cnt].iter().any(|v| (v.iov_len as isize) < 0) {
-        return Err(libc::EINVAL);
+    let mut out = scratch::take(cnt as usize, (0usize, 0usize))?;
+    const CHUNK: usize = 32;
+    let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; CHUNK];
+    let entry = size_of::<libc::iovec>();
+    for (k, dst) in out.chunks_mut(CHUNK).enumerate() {
+        let raw = &mut raw[..dst.len()];
+        let at = uiov + k * CHUNK * entry;
+        if crate::copy::slice_in(raw, at).is_err() {
+            // Which comes first, a bad entry or a negative length, is decided entry by entry.
+            for (i, v) in raw.iter_mut().enumerate() {
+                crate::copy::slice_in(core::slice::from_mut(v), at + i * entry)?;
+                if (v.iov_len as isize) < 0 {
+                    return Err(libc::EINVAL);
+                }
+            }
+        }
+        if raw.iter().any(|v| (v.iov_len as isize) < 0) {
+            return Err(libc::EINVAL);
+        }
+        for (d, v) in dst.iter_mut().zip(raw.iter()) {
+            *d = (v.iov_base as usize, v.iov_len);
+        }
     }
     let mut total = 0usize;
-    for (i, v) in raw[..cnt].iter().enumerate() {
-        if !crate::copy::access_ok(v.iov_base as usize, v.iov_len) {
+    for v in out.iter_mut() {
+        if !crate::copy::access_ok(v.0, v.1) {
             return Err(libc::EFAULT);
         }
-        let len = v.iov_len.min(MAX_RW_COUNT - total);
-        total += len;
-        out[i] = (v.iov_base as usize, len);
+        v.1 = v.1.min(MAX_RW_COUNT - total);
+        total += v.1;
     }
-    Ok(cnt)
+    Ok(out)
 }
 
 /// Which side of which object a call is on, for what "the peer is gone" means.
@@ -465,10 +483,9 @@ pub fn vector(
     nowait: bool,
 ) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| if write { p.write } else { p.read })?;
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    match import_iovec(uiov, cnt, &mut iov) {
-        Ok(n) if write => writev(r, g, p.fd, &iov[..n], nowait),
-        Ok(n) => readv(r, g, p.fd, &iov[..n], nowait),
+    match import_iovec(uiov, cnt) {
+        Ok(iov) if write => writev(r, g, p.fd, &iov, nowait),
+        Ok(iov) => readv(r, g, p.fd, &iov, nowait),
         Err(e) => Some(-(e as i64)),
     }
 }

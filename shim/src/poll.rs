@@ -7,7 +7,7 @@
 
 use crate::copy::{slice_in as copy_slice_in, slice_out as copy_slice_out};
 use crate::fd::{self, PipeFd};
-use crate::{signals, sud};
+use crate::{scratch, signals, sud};
 use shared_state::Region;
 use shared_state::pipe;
 use shared_state::sys::{self, Errno};
@@ -223,15 +223,16 @@ fn poll_loop(
     select: bool,
 ) -> Result<usize, Errno> {
     let kernel_fds = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
-    let mut kfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
-    let kfds = &mut kfds[..fds.len()];
+    let mut kfds = scratch::take(fds.len(), libc::pollfd { fd: -1, events: 0, revents: 0 })?;
+    let kfds = &mut kfds[..];
+    let mut shim_ready = scratch::take(fds.len(), 0i16)?;
     let mut mask = sigmask.unwrap_or(0);
     signals::sanitize_mask(&mut mask);
     loop {
         // The rings first: when one is ready the signal mask must not let a handler run.
-        let mut shim_ready = [0i16; MAX_FDS];
         let mut any_shim_ready = false;
         for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
+            *m = 0;
             if let Some(p) = s {
                 if p.socket {
                     crate::unix::drain(r, p);
@@ -259,7 +260,7 @@ fn poll_loop(
             return Err(libc::EBADF);
         }
         let mut ready = 0;
-        for (((f, k), m), s) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready).zip(shim) {
+        for (((f, k), &m), s) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready.iter()).zip(shim) {
             f.revents = k.revents | m;
             if let Some(p) = s.filter(|p| p.socket && k.revents & libc::POLLHUP != 0) {
                 f.revents |= crate::unix::pending_error(r, &p);
@@ -287,11 +288,18 @@ fn poll_loop(
                 });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
+            let mut waiters = scratch::take(pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default())?;
             // A close since the placeholders were asked woke nobody yet: look again.
             let closed = || liveness_sum(r, shim) != gens;
-            pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], Some(&closed), &mut |f| {
-                g.allow_signals(f)
-            });
+            pipe::poll_wait(
+                r,
+                pipes,
+                deadline.as_ref(),
+                &[extra],
+                Some(&closed),
+                &mut |f| g.allow_signals(f),
+                &mut waiters,
+            );
         }
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
@@ -390,11 +398,16 @@ pub fn poll(
     if n > MAX_FDS || n == 0 {
         return None;
     }
-    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
-    let fds = &mut fds[..n];
-    copy_slice_in(fds, ufds).ok()?;
-    let mut shim = [None; MAX_FDS];
-    classify(r, fds, &mut shim[..n])?;
+    let mut fds = match scratch::take(n, libc::pollfd { fd: -1, events: 0, revents: 0 }) {
+        Ok(fds) => fds,
+        Err(e) => return Some(neg(e)),
+    };
+    copy_slice_in(&mut fds, ufds).ok()?;
+    let mut shim = match scratch::take(n, None) {
+        Ok(shim) => shim,
+        Err(e) => return Some(neg(e)),
+    };
+    classify(r, &fds, &mut shim)?;
     if nfds > nofile_limit() {
         return Some(neg(libc::EINVAL));
     }
@@ -418,7 +431,7 @@ pub fn poll(
     } else {
         None
     };
-    let res = poll_loop(r, g, fds, &shim[..n], deadline, sigmask, false);
+    let res = poll_loop(r, g, &mut fds, &shim, deadline, sigmask, false);
     if let Ok(k) = res {
         // Only revents is written back, as the kernel does.
         for (i, f) in fds.iter().enumerate() {
@@ -458,19 +471,23 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
         }
     }
     let bit = |set: &[u64; FDSET_WORDS], fd: usize| set[fd / 64] >> (fd % 64) & 1 != 0;
-    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
-    let mut shim = [None; MAX_FDS];
-    let mut count = 0;
-    for fd in 0..n {
-        let ev = (if bit(&sets[0], fd) { POLLIN_SET } else { 0 })
+    let events = |fd: usize| {
+        (if bit(&sets[0], fd) { POLLIN_SET } else { 0 })
             | (if bit(&sets[1], fd) { POLLOUT_SET } else { 0 })
-            | (if bit(&sets[2], fd) { POLLEX_SET } else { 0 });
-        if ev != 0 {
-            fds[count] = libc::pollfd { fd: fd as i32, events: ev, revents: 0 };
-            count += 1;
-        }
+            | (if bit(&sets[2], fd) { POLLEX_SET } else { 0 })
+    };
+    let count = (0..n).filter(|&fd| events(fd) != 0).count();
+    let (mut fds, mut shim) = match (
+        scratch::take(count, libc::pollfd { fd: -1, events: 0, revents: 0 }),
+        scratch::take(count, None),
+    ) {
+        (Ok(fds), Ok(shim)) => (fds, shim),
+        (Err(e), _) | (_, Err(e)) => return Some(neg(e)),
+    };
+    for (f, fd) in fds.iter_mut().zip((0..n).filter(|&fd| events(fd) != 0)) {
+        *f = libc::pollfd { fd: fd as i32, events: events(fd), revents: 0 };
     }
-    classify(r, &fds[..count], &mut shim[..count])?;
+    classify(r, &fds, &mut shim)?;
     // Timeout: select's timeval or pselect6's timespec, updated with the time left on return.
     let tp = a[4] as usize;
     let mut deadline = None;
@@ -509,7 +526,7 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
             sigmask = Some(m);
         }
     }
-    let res = poll_loop(r, g, &mut fds[..count], &shim[..count], deadline, sigmask, true);
+    let res = poll_loop(r, g, &mut fds, &shim, deadline, sigmask, true);
     if let Some(d) = deadline {
         // The time left is written back; like the kernel, a failure to do so is ignored.
         let left = ts_from_ns(ns_until(&d));
@@ -522,18 +539,21 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
     if let Err(e) = res {
         return Some(neg(e));
     }
-    let mut out = [[0u64; FDSET_WORDS]; 3];
+    let mut out = match scratch::take(3 * FDSET_WORDS, 0u64) {
+        Ok(out) => out,
+        Err(e) => return Some(neg(e)),
+    };
     let mut total = 0;
-    for f in &fds[..count] {
+    for f in fds.iter() {
         let fd = f.fd as usize;
         for (k, set) in [POLLIN_SET, POLLOUT_SET, POLLEX_SET].iter().enumerate() {
             if bit(&sets[k], fd) && f.revents & set != 0 {
-                out[k][fd / 64] |= 1 << (fd % 64);
+                out[k * FDSET_WORDS + fd / 64] |= 1 << (fd % 64);
                 total += 1;
             }
         }
     }
-    for (k, set) in out.iter().enumerate() {
+    for (k, set) in out.chunks(FDSET_WORDS).enumerate() {
         if a[k + 1] != 0 && copy_slice_out(a[k + 1] as usize, &set[..words]).is_err() {
             return Some(neg(libc::EFAULT));
         }

@@ -7,6 +7,7 @@
 //! buffer, so truncation, MSG_CTRUNC and MSG_CMSG_CLOEXEC are the kernel's too.
 //! Credentials for SO_PASSCRED without a token are the shim's, built as `put_cmsg` does.
 
+use crate::scratch;
 use shared_state::pipe::{SOCKADDR_UN_MAX, UnixCb};
 use shared_state::sys::{self, Errno};
 
@@ -106,11 +107,11 @@ pub fn carries_nothing(ctl: usize, len: usize) -> bool {
     if len > SCAN_CTL {
         return false;
     }
-    let mut buf = CmsgBuf([0; ORPHAN_CTL]);
-    if crate::copy::slice_in(&mut buf.0[..len], ctl).is_err() {
+    let Ok(mut buf) = scratch::take(SCAN_CTL, 0u8) else { return false };
+    if crate::copy::slice_in(&mut buf[..len], ctl).is_err() {
         return false;
     }
-    let bytes = &buf.0[..len];
+    let bytes = &buf[..len];
     let mut off = 0;
     // for_each_cmsghdr with CMSG_OK.
     while off + HDR <= len {
@@ -264,18 +265,18 @@ fn peek_token(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) -> Option<
     recv_token(fd, &mut m, libc::MSG_PEEK)
 }
 
-/// A control buffer aligned as `struct cmsghdr`.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; ORPHAN_CTL]);
-
 fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) {
-    let mut buf = CmsgBuf([0; ORPHAN_CTL]);
-    let mut m = msghdr(data, iov, buf.0.as_mut_ptr() as usize, ORPHAN_CTL);
+    // Aligned as `struct cmsghdr`.
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    let mut m = msghdr(data, iov, buf.as_mut_ptr() as usize, ORPHAN_CTL);
+    // Any message: `refused`'s carries no token id.
     let flags = (libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) as usize;
     if sys::syscall6(libc::SYS_recvmsg, fd as usize, &mut m as *mut _ as usize, flags, 0, 0, 0).is_err() {
         return;
     }
-    let bytes = &buf.0[..m.msg_controllen.min(ORPHAN_CTL)];
+    // SAFETY: the u64s are plain bytes to look at; `m.msg_controllen` of them were written.
+    let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, ORPHAN_CTL) };
+    let bytes = &bytes[..m.msg_controllen.min(ORPHAN_CTL)];
     let mut off = 0;
     while off + 16 <= bytes.len() {
         let word = |i: usize| u32::from_ne_bytes(bytes[off + i..off + i + 4].try_into().unwrap_or_default());

@@ -231,9 +231,11 @@ impl SpliceEnd for SockEnd<'_> {
         let targets = crate::poll::wait_target(self.r, &s, !self.write, self.write);
         let word = crate::signals::handled_word();
         let extra = [(word, word.load(core::sync::atomic::Ordering::Relaxed))];
+        // Room for the object's queues and the handler word.
+        let mut waiters = [sys::FutexWaitv::default(); 4];
         Some(env.wait(&mut || {
             let pipes = targets.iter().flatten().copied();
-            if shared_state::pipe::poll_wait(self.r, pipes, None, &extra, None, &mut |f| f()) {
+            if shared_state::pipe::poll_wait(self.r, pipes, None, &extra, None, &mut |f| f(), &mut waiters) {
                 WaitOutcome::Interrupted
             } else {
                 WaitOutcome::Woken

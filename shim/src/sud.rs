@@ -19,8 +19,13 @@ use shared_state::sys::syscall6;
 
 mod clone;
 mod exec;
+mod patch;
+mod stubs;
 mod trap;
 pub(crate) mod user;
+
+pub(crate) use patch::settle;
+pub(crate) use stubs::fault_fixup;
 
 /// Selector values (linux/prctl.h).
 pub(crate) const ALLOW: u8 = 0;
@@ -64,6 +69,12 @@ pub(crate) struct Tls {
     pub region_fds: AtomicU64,
     /// The IPC namespace this thread moved to (`crate::ipcns`), 0 for the process's.
     pub ipc_ns: AtomicU32,
+    /// This thread's scratch arena (see `crate::scratch`): its address (0 until first used)
+    /// and the offset of its first free byte.
+    pub arena: AtomicUsize,
+    pub arena_top: AtomicUsize,
+    /// Syscalls this thread made through rewritten call sites since its last trap (`patch`).
+    pub patched: AtomicU64,
 }
 
 global_asm!(
@@ -149,6 +160,26 @@ global_asm!(
     "    .byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00",
     "    syscall",
     "    ud2",
+    // The system call of a rewritten call site (`patch`, `stubs`): entered 136 bytes below
+    // the site's stack (red zone, then the site's return address), it goes back there with
+    // rcx holding that address, as the site's own `syscall` leaves it (an indirect jump: a
+    // `ret` without its `call` costs a misprediction each time).
+    ".globl ipcshim_sud_syscall",
+    ".hidden ipcshim_sud_syscall",
+    "ipcshim_sud_syscall:",
+    "    .cfi_startproc",
+    "    .cfi_def_cfa_offset 136",
+    "    .cfi_offset %rip, -136",
+    "    syscall",
+    "    mov (%rsp), %rcx",
+    "    lea 136(%rsp), %rsp",
+    "    .cfi_def_cfa_offset 0",
+    "    .cfi_register %rip, %rcx",
+    ".globl ipcshim_sud_syscall_leave",
+    ".hidden ipcshim_sud_syscall_leave",
+    "ipcshim_sud_syscall_leave:",
+    "    jmp *%rcx",
+    "    .cfi_endproc",
     ".balign 64",
     "ipcshim_sud_parent:",
     "    mov ipcshim_tls@gottpoff(%rip), %r11",
@@ -295,8 +326,11 @@ pub fn in_vfork_child() -> bool {
     tls().vfork.load(Ordering::Relaxed) != 0
 }
 
-/// Arms SUD for the calling task on its own selector (left as it is).
+/// Arms SUD for the calling task on its own selector (left as it is). In a fork child, the
+/// rewriting of call sites starts afresh.
 fn arm_current() -> bool {
+    tls().patched.store(0, Ordering::Relaxed);
+    patch::forked();
     let (start, len) = range();
     let sel = tls().selector.as_ptr() as usize;
     syscall6(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, len, sel, 0).is_ok()
@@ -320,6 +354,7 @@ pub(crate) fn init() {
         return;
     };
     exec::capture();
+    patch::init();
     crate::signals::init(&app_sigsys);
     ARMED.store(true, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);

@@ -20,6 +20,7 @@ use crate::dgram;
 use crate::fd::{self, PipeFd};
 use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
+use crate::scratch;
 use crate::sud;
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle, RecvMode};
@@ -545,11 +546,25 @@ pub fn recv(
         };
     }
     let mut got = 0usize;
-    let mut rest = [(0usize, 0usize); IOV_MAX];
+    // After a first part of a MSG_WAITALL receive: what is left of the iovecs.
+    let mut rest = None;
     let mut msg = pipe::CbRead { check_creds: pipe::sock_passcred(r, rx), ..Default::default() };
     loop {
-        let n = skip(iov, got, &mut rest);
-        let res = pipe::sock_read(r, rx, &rest[..n], &env, mode, &mut msg);
+        let left = match got {
+            0 => iov,
+            _ => {
+                let rest = match rest.as_mut() {
+                    Some(rest) => rest,
+                    None => match scratch::take(iov.len(), (0usize, 0usize)) {
+                        Ok(s) => rest.insert(s),
+                        Err(_) => break,
+                    },
+                };
+                let n = skip(iov, got, rest);
+                &rest[..n]
+            }
+        };
+        let res = pipe::sock_read(r, rx, left, &env, mode, &mut msg);
         match res {
             Err(pipe::HANDED_BACK) if got == 0 => {
                 // Woken by the hand-back: what we sent must reach the kernel's queue too.
@@ -703,8 +718,8 @@ pub fn sets_owner(cmd: i32) -> bool {
     cmd == libc::F_SETOWN || cmd == F_SETOWN_EX
 }
 
-/// `iov` without its first `skip` bytes, into `out`; returns how many entries.
-fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov; IOV_MAX]) -> usize {
+/// `iov` without its first `skip` bytes, into `out` (as long as `iov`); returns how many entries.
+fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
     let mut n = 0;
     for &(base, len) in iov {
         if skip >= len {
@@ -901,11 +916,11 @@ fn msghdr_in(addr: usize) -> Result<libc::msghdr, Errno> {
 
 /// A msghdr's iovecs: more than UIO_MAXIOV is EMSGSIZE here (copy_msghdr_from_user), where
 /// readv says EINVAL.
-fn msg_iovec(m: &libc::msghdr, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno> {
+fn msg_iovec(m: &libc::msghdr) -> Result<scratch::Slice<Iov>, Errno> {
     if m.msg_iovlen > IOV_MAX {
         return Err(libc::EMSGSIZE);
     }
-    pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, out)
+    pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64)
 }
 
 /// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
@@ -927,19 +942,18 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         hand_back(r, &p);
         return None;
     }
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    let n = match msg_iovec(&m, &mut iov) {
-        Ok(n) => n,
+    let iov = match msg_iovec(&m) {
+        Ok(iov) => iov,
         Err(e) => return Some(-(e as i64)),
     };
     if m.msg_controllen != 0 && !scm::carries_nothing(m.msg_control as usize, m.msg_controllen) {
-        return send_scm(r, g, &p, m.msg_control as usize, m.msg_controllen, &iov[..n], flags);
+        return send_scm(r, g, &p, m.msg_control as usize, m.msg_controllen, &iov, flags);
     }
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
-        return dgram::send(r, g, &p, &iov[..n], flags, dest).map(pipes::ret);
+        return dgram::send(r, g, &p, &iov, flags, dest).map(pipes::ret);
     }
-    send(r, g, &p, &iov[..n], flags).map(pipes::ret)
+    send(r, g, &p, &iov, flags).map(pipes::ret)
 }
 
 /// A message with ancillary data: its token first (see `crate::scm`), then the data, under
@@ -989,13 +1003,12 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    let n = match msg_iovec(&m, &mut iov) {
-        Ok(n) => n,
+    let iov = match msg_iovec(&m) {
+        Ok(iov) => iov,
         Err(e) => return Some(-(e as i64)),
     };
     let mut ctl = Ctl { ptr: m.msg_control as usize, len: m.msg_controllen, ..Ctl::none() };
-    let (got, truncated) = match recv(r, g, &p, &iov[..n], flags, &mut ctl)? {
+    let (got, truncated) = match recv(r, g, &p, &iov, flags, &mut ctl)? {
         Ok(g) => g,
         Err(e) => return Some(-(e as i64)),
     };
@@ -1335,7 +1348,10 @@ pub(crate) mod diag {
             0,
             0,
         );
-        let mut buf = [0u64; 512];
+        let Ok(mut buf) = crate::scratch::take(512, 0u64) else {
+            sys::close(s);
+            return false;
+        };
         // The kernel answers inside sendto: the reply is queued already, and a receive that
         // finds none must not block the caller forever.
         let got = sent.and_then(|_| {
@@ -1343,7 +1359,7 @@ pub(crate) mod diag {
                 libc::SYS_recvfrom,
                 s as usize,
                 buf.as_mut_ptr() as usize,
-                size_of_val(&buf),
+                size_of_val(&*buf),
                 libc::MSG_DONTWAIT as usize,
                 0,
                 0,
@@ -1353,7 +1369,7 @@ pub(crate) mod diag {
         let Ok(n) = got else { return false };
         // SAFETY: `buf` is ours and `n` bytes of it were written.
         let bytes =
-            unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&buf))) };
+            unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&*buf))) };
         // nlmsghdr (16) with type SOCK_DIAG_BY_FAMILY, unix_diag_msg (16), then rtattrs.
         let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
         if u16_at(4) != Some(SOCK_DIAG_BY_FAMILY) {

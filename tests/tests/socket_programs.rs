@@ -1073,7 +1073,10 @@ fn tmux_second_client_is_served_after_utempter() {
 #[test]
 fn stress_ng_sockpair_is_served() {
     let s = Scratch::new("stressng", None);
-    let run = s.cmd(Mode::Shim, None, "stress-ng", &["--sockpair", "2", "-t", "3s"]);
+    // A count of operations, not a time: on a loaded machine 3 s may end while it is still
+    // making its pairs, before a byte moved.
+    let run =
+        s.cmd(Mode::Shim, None, "stress-ng", &["--sockpair", "2", "--sockpair-ops", "40", "-t", "120s"]);
     let out = s.trapped(None, &[Mode::Shim], "stress-ng --sockpair", || s.ok(run, "stress-ng --sockpair"));
     let (connections, handed) = (s.sockets(None, "connections"), s.sockets(None, "handed_back"));
     eprintln!("stress-ng --sockpair: {connections} connections, {handed} handed back\n{out}");

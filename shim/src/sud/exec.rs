@@ -1,8 +1,8 @@
 //! execve/execveat: the new image loads the shim again. SUD does not survive exec, so a child
 //! started with a scrubbed environment (`env -i`, CGI) would run unshimmed; when the new
 //! environment lacks our library in LD_PRELOAD, or an `IPCSHIM_DIR`/`IPCSHIM_NS`/
-//! `IPCSHIM_GROUP`/`IPCSHIM_CATCHALL` this process started with, the exec gets a copy with
-//! them added. An explicit different value is the caller's choice and is kept.
+//! `IPCSHIM_GROUP`/`IPCSHIM_CATCHALL`/`IPCSHIM_PATCH` this process started with, the exec gets a
+//! copy with them added. An explicit different value is the caller's choice and is kept.
 //!
 //! The new image stays in our namespace (`IPCSHIM_REGION_FD` names the region's descriptors,
 //! which it inherits) unless the new environment names another namespace: a different
@@ -20,11 +20,12 @@ use shared_state::sys;
 const PAGE: usize = 4096;
 const PRELOAD: &[u8] = b"LD_PRELOAD=";
 /// Our variables, with the value an unset one stands for, and whether it names the namespace.
-const VARS: [(&str, &str, bool); 4] = [
+const VARS: [(&str, &str, bool); 5] = [
     ("IPCSHIM_DIR", "/dev/shm", true),
     ("IPCSHIM_NS", "default", true),
     ("IPCSHIM_GROUP", "", true),
     ("IPCSHIM_CATCHALL", "", false),
+    ("IPCSHIM_PATCH", "", false),
 ];
 /// `Scan::present` and `Scan::differs` have a bit for each.
 const _: () = assert!(VARS.len() <= 32);
