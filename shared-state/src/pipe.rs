@@ -879,13 +879,13 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     Ok(PipeHandle { idx, generation })
 }
 
-/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, and more often once the
-/// table is 3/4 full.
+/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, or as many as there are
+/// live objects if more (a collection costs about one look per open fd, so a table crowded
+/// with objects that stay open is not scanned every few creations). A full table collects too.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
-    let crowded = ns.nr_live.load(Ordering::Relaxed) >= PIPE_MAX / 4 * 3;
-    if n >= crate::pipe_gc::GC_EVERY || (crowded && n >= crate::pipe_gc::GC_EVERY_CROWDED) {
+    if n >= crate::pipe_gc::GC_EVERY.max(ns.nr_live.load(Ordering::Relaxed)) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
         crate::pipe_gc::collect_garbage(region);
     }
