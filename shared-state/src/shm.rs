@@ -700,11 +700,13 @@ impl Shm<'_> {
 }
 
 /// The protection of the mapping holding `addr`, from `/proc/self/maps` (read without
-/// allocating).
+/// allocating, in a small buffer: the range and permissions open each line, and the rest of a
+/// line longer than the buffer, its path, is skipped).
 fn vma_prot(addr: usize) -> Option<i32> {
     let fd = sys::open(b"/proc/self/maps\0", libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 256];
     let mut have = 0;
+    let mut skipping = false;
     let mut found = None;
     'read: loop {
         let n = match sys::read(fd, &mut buf[have..]) {
@@ -712,16 +714,27 @@ fn vma_prot(addr: usize) -> Option<i32> {
             _ => break,
         };
         have += n;
-        while let Some(nl) = buf[..have].iter().position(|&b| b == b'\n') {
-            if let Some(p) = maps_line_prot(&buf[..nl], addr) {
+        loop {
+            let nl = buf[..have].iter().position(|&b| b == b'\n');
+            if nl.is_none() && have < buf.len() {
+                break;
+            }
+            if !skipping && let Some(p) = maps_line_prot(&buf[..nl.unwrap_or(have)], addr) {
                 found = Some(p);
                 break 'read;
             }
-            buf.copy_within(nl + 1..have, 0);
-            have -= nl + 1;
-        }
-        if have == buf.len() {
-            break;
+            match nl {
+                Some(nl) => {
+                    buf.copy_within(nl + 1..have, 0);
+                    have -= nl + 1;
+                    skipping = false;
+                }
+                None => {
+                    have = 0;
+                    skipping = true;
+                    break;
+                }
+            }
         }
     }
     sys::close(fd);
