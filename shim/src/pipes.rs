@@ -199,7 +199,9 @@ impl Drop for Env<'_> {
     fn drop(&mut self) {
         if self.held.get() != -1 {
             sys::close(self.held.get());
-            if fd::lookup(self.r, self.p.fd).is_none_or(|now| now.pipe != self.p.pipe) {
+            // `find`, not `lookup`: the number may now be anyone's (another thread's, the
+            // shim's own for a moment), and what it names must not be cached for it.
+            if fd::find(self.r, self.p.fd).is_none_or(|now| now.pipe != self.p.pipe) {
                 note_closed(self.r, self.p);
             }
         }
