@@ -94,7 +94,6 @@ pub(crate) struct List {
 pub struct MsgNs {
     pub lock: ObjLock,
     pub ids: ipc::IpcIds,
-    _pad: u32,
     /// The pools of messages, sleepers and text chunks (see [`POOLS`]).
     pools: [PoolHead; 3],
     /// Last ticket handed to a sleeper.

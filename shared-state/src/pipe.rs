@@ -71,11 +71,14 @@ pub struct UnixCb {
     pub gid: u32,
     pub addr_len: u32,
     pub addr: [u8; SOCKADDR_UN_MAX],
+    /// The sender's PID namespace (its nsfs inode) when `pid` is set: a receiver in another
+    /// one cannot see that pid.
+    pub pid_ns: u32,
 }
 
 impl Default for UnixCb {
     fn default() -> UnixCb {
-        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX] }
+        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX], pid_ns: 0 }
     }
 }
 
@@ -234,6 +237,8 @@ pub struct PipeInodeInfo {
     peer: AtomicU64,
     /// An AF_UNIX stream socket's connection state (`SOCK_*`); 0 for a pipe.
     sock: AtomicU32,
+    /// With SOCK_PASSCRED: the PID namespace (nsfs inode) of the receiver that set it.
+    passcred_ns: AtomicU32,
     /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
     /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
     pub(crate) ev_in: AtomicU32,
@@ -874,13 +879,13 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     Ok(PipeHandle { idx, generation })
 }
 
-/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, and more often once the
-/// table is 3/4 full.
+/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, or as many as there are
+/// live objects if more (a collection costs about one look per open fd, so a table crowded
+/// with objects that stay open is not scanned every few creations). A full table collects too.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
-    let crowded = ns.nr_live.load(Ordering::Relaxed) >= PIPE_MAX / 4 * 3;
-    if n >= crate::pipe_gc::GC_EVERY || (crowded && n >= crate::pipe_gc::GC_EVERY_CROWDED) {
+    if n >= crate::pipe_gc::GC_EVERY.max(ns.nr_live.load(Ordering::Relaxed)) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
         crate::pipe_gc::collect_garbage(region);
     }
@@ -2092,6 +2097,9 @@ const SOCK_QUEUED: u32 = 1 << 10;
 /// Above the state: the receiving end set SO_PASSCRED, so sends into this queue carry the
 /// sender's credentials.
 const SOCK_PASSCRED: u32 = 1 << 12;
+/// Above the state: the sending end set SO_PASSCRED, which also makes its sends carry its
+/// credentials (`unix_passcred_enabled`).
+const SOCK_SENDER_PASSCRED: u32 = 1 << 18;
 
 /// With SOCK_DGRAM: a datagram socket's own receive queue (a socket made under the shim),
 /// which any sender queues into, as `sk_receive_queue`; its `peer` is the socket it is
@@ -2156,20 +2164,68 @@ pub fn sock_purge(region: &Region, h: PipeHandle) {
     pipe.wake(WRITERS, region);
 }
 
-/// Whether sends into the queue must carry credentials (see SOCK_PASSCRED).
+/// Whether the receiver of the queue asked for credentials (see SOCK_PASSCRED).
 pub fn sock_passcred(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_PASSCRED != 0)
 }
 
-/// The receiver of queue `h` set or cleared SO_PASSCRED.
-pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool) {
+/// Whether sends into the queue carry the sender's credentials, and for a receiver that asked
+/// for them, that receiver's PID namespace: `Some(0)` when only the sender asked, or the
+/// connection is not accepted yet (`unix_passcred_enabled`: the receiver has no socket).
+pub fn sock_sends_creds(region: &Region, h: PipeHandle) -> Option<u32> {
+    let p = live(region, h)?;
+    let flags = p.sock.load(Ordering::Acquire);
+    if flags & SOCK_PASSCRED != 0 {
+        Some(p.passcred_ns.load(Ordering::Relaxed))
+    } else {
+        (flags & SOCK_SENDER_PASSCRED != 0 || flags & 0xff == SOCK_PENDING).then_some(0)
+    }
+}
+
+/// The receiver of queue `h` (in PID namespace `pid_ns`) set or cleared SO_PASSCRED.
+pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool, pid_ns: u32) {
+    set_passcred_bit(region, h, SOCK_PASSCRED, on, pid_ns);
+}
+
+/// The sender into queue `h` set or cleared SO_PASSCRED.
+pub fn sock_set_sender_passcred(region: &Region, h: PipeHandle, on: bool) {
+    set_passcred_bit(region, h, SOCK_SENDER_PASSCRED, on, 0);
+}
+
+fn set_passcred_bit(region: &Region, h: PipeHandle, bit: u32, on: bool, pid_ns: u32) {
     if let Some(p) = live(region, h) {
         if on {
-            p.sock.fetch_or(SOCK_PASSCRED, Ordering::AcqRel);
+            if bit == SOCK_PASSCRED {
+                p.passcred_ns.store(pid_ns, Ordering::Relaxed);
+            }
+            p.sock.fetch_or(bit, Ordering::AcqRel);
         } else {
-            p.sock.fetch_and(!SOCK_PASSCRED, Ordering::AcqRel);
+            p.sock.fetch_and(!bit, Ordering::AcqRel);
         }
     }
+}
+
+/// The header of the message at the head of a stream socket's queue, for a receive with no
+/// buffer: `unix_stream_read_generic` copies nothing but still takes that message's fds
+/// (unless it peeks), so the message keeps its data without naming them any more.
+pub fn sock_head_cb(region: &Region, h: PipeHandle, peek: bool) -> Result<Option<UnixCb>, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _guard = lock_pipe(region, pipe)?;
+    let ring = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    if head == tail {
+        return Ok(None);
+    }
+    let buf = PipeBuffer::load(ring.buf(region, tail));
+    if buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+        return Ok(None);
+    }
+    let cb = ring.cb(region, tail, buf);
+    if !peek && cb.fp != 0 {
+        ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+    }
+    Ok(Some(cb))
 }
 
 /// Takes the socket's lock for a send with ancillary data (see `scm_lock`); a holder that

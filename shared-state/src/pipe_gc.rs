@@ -27,8 +27,6 @@ use core::sync::atomic::Ordering;
 
 /// A collection every this many creations.
 pub const GC_EVERY: u32 = 1024;
-/// … and every this many once the table is 3/4 full.
-pub const GC_EVERY_CROWDED: u32 = 64;
 /// How long an unreferenced object with operations "in progress" but no sign of life is kept.
 pub const SUSPECT_SECS: i64 = 10;
 /// A collector that has not finished after this long is presumed dead (pid reuse).

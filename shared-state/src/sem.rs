@@ -96,6 +96,7 @@ pub struct SemNs {
     pub ids: ipc::IpcIds,
     /// Semaphores in all sets (`ns->used_sems`).
     pub used_sems: u32,
+    _pad: u32,
     /// The pools of sleepers, undo records and adjustments (see [`POOLS`]).
     pools: [PoolHead; 3],
     /// Last ticket handed to a sleeper.
@@ -1564,7 +1565,7 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     }
     let undo = sop.sem_flg & SEM_UNDO != 0;
     let pid = proc::self_pid();
-    let slot = proc::self_slot();
+    let slot = proc::self_slot(r);
     let mine = if set.undo_head != 0 || undo {
         let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
         if !ok {
