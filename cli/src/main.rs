@@ -116,16 +116,24 @@ fn run(args: &[String]) -> ExitCode {
         eprintln!("ipcshim run: {} not found (run `make`)", lib.display());
         return ExitCode::FAILURE;
     }
-    // Refuse a broken namespace here, once, rather than in every process of the command.
-    if let Err(e) = region::region_path_from_env().and_then(|p| Region::open(&p, true)) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
+    // Refuse a broken namespace here, once, rather than in every process of the command;
+    // one that has no room to be made leaves the command to the kernel, said once.
+    let mut cmd = Command::new(prog);
+    match region::region_path_from_env().and_then(|p| Region::open(&p, true)) {
+        Ok(_) => {
+            let preload = match std::env::var("LD_PRELOAD") {
+                Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
+                _ => lib.display().to_string(),
+            };
+            cmd.env("LD_PRELOAD", preload);
+        }
+        Err(e) if matches!(e.kind, RegionErrorKind::NoSpace(_)) => eprintln!("{e}"),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
     }
-    let preload = match std::env::var("LD_PRELOAD") {
-        Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
-        _ => lib.display().to_string(),
-    };
-    let err = Command::new(prog).args(&args[i + 1..]).env("LD_PRELOAD", preload).exec();
+    let err = cmd.args(&args[i + 1..]).exec();
     eprintln!("ipcshim run: {prog}: {err}");
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
 }

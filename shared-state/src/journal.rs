@@ -52,7 +52,12 @@ impl<'a> Journal<'a> {
         let mut off = (p as usize - base) & !7;
         while off < end {
             let n = self.len.load(Ordering::Relaxed);
-            if n < self.max {
+            // A full journal, or no room for its page, leaves that word unprotected.
+            let room = |n: u64| {
+                let size = size_of::<JournalEntry>() as u64;
+                n < self.max && self.r.reserve(self.off + n * size, size).is_ok()
+            };
+            if room(n) {
                 let e = self.entry(n);
                 e.off = off as u64;
                 // SAFETY: `off` is an aligned word of the region (it covers a field we were

@@ -346,7 +346,7 @@ impl<'a> Msgs<'a> {
     fn queue(&self, idx: u32) -> &'a mut MsgQueue {
         let idx = idx.min(IPCMNI - 1);
         // SAFETY: bounded index into the queue array; lock held.
-        unsafe { self.r.at::<MsgQueue>(MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64) }
+        unsafe { self.r.at::<MsgQueue>(queue_off(idx)) }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -514,6 +514,9 @@ impl<'a> Msgs<'a> {
         if q.live == 0 || t & CLOSED == 0 || ring.sender.0.want.load(Ordering::Relaxed) == 0 {
             return;
         }
+        if !msg_ring::reserve(self.r, idx) {
+            return;
+        }
         if count(ring.head.0.load(Ordering::Relaxed)) != count(t) {
             return;
         }
@@ -563,6 +566,11 @@ impl<'a> Msgs<'a> {
             if b as u64 + more as u64 > MSG_CHUNKS_MAX as u64 {
                 return Err(ENOMEM);
             }
+            // Fresh chunks get their memory first (no room: as out of memory).
+            self.r.reserve(MSG_LINKS_OFF + b as u64 * 4, more as u64 * 4).map_err(|_| ENOMEM)?;
+            self.r
+                .reserve(MSG_TEXT_OFF + b as u64 * MSG_CHUNK, more as u64 * MSG_CHUNK)
+                .map_err(|_| ENOMEM)?;
             // Fresh chunks are reachable only once the bump moves: their links need no journal.
             for i in 0..more - 1 {
                 *self.link(b + i) = b + i + 2;
@@ -587,7 +595,7 @@ impl<'a> Msgs<'a> {
             let mi = ns.m_free - 1;
             self.w(&mut ns.m_free, self.msg(mi).next);
             mi
-        } else if ns.m_bump < MSG_MSGS_MAX {
+        } else if ns.m_bump < MSG_MSGS_MAX && reserve_entry::<MsgMsg>(self.r, MSG_MSGS_OFF, ns.m_bump) {
             let mi = ns.m_bump;
             self.w(&mut ns.m_bump, mi + 1);
             mi
@@ -628,7 +636,9 @@ impl<'a> Msgs<'a> {
             let wi = ns.w_free - 1;
             self.w(&mut ns.w_free, self.waiter(wi).next);
             Ok(wi)
-        } else if ns.w_bump < MSG_WAITERS_MAX {
+        } else if ns.w_bump < MSG_WAITERS_MAX
+            && reserve_entry::<MsgWaiter>(self.r, MSG_WAITERS_OFF, ns.w_bump)
+        {
             let wi = ns.w_bump;
             self.w(&mut ns.w_bump, wi + 1);
             Ok(wi)
@@ -783,7 +793,7 @@ impl<'a> Msgs<'a> {
     // ---- msg.c ----
 
     fn used(&self, idx: u32) -> bool {
-        self.queue(idx).live != 0
+        queue_backed(self.r, idx) && self.queue(idx).live != 0
     }
 
     /// `msg_fits_inqueue`.
@@ -1048,8 +1058,7 @@ impl IpcFamily for Msgs<'_> {
     type Params = ();
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        let q = self.queue(idx);
-        (q.live != 0).then_some(&q.perm)
+        self.used(idx).then(|| &self.queue(idx).perm)
     }
 
     fn max_idx(&self) -> i32 {
@@ -1060,8 +1069,27 @@ impl IpcFamily for Msgs<'_> {
     fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, _: &()) -> Result<i32, Errno> {
         let limits = self.r.header().limits;
         let ids = &mut self.ns().ids;
+        // The slots the id allocation may pick get their memory first, as does the ring's
+        // first page: a full file system is ENOMEM, as a kernel out of memory.
+        let window = ids.window() as u64 * size_of::<MsgQueue>() as u64;
+        self.r.reserve(MSG_QUEUES_OFF, window).map_err(|_| ENOMEM)?;
         self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
         let (idx, seq) = ids.alloc(limits.msgmni, |i| self.used(i))?;
+        if self.r.reserve(msg_ring::ring_off(idx), crate::region::PAGE_SIZE).is_err() {
+            ids.remove(idx, |i| self.used(i));
+            return Err(ENOMEM);
+        }
+        // A ring without room for all its slots (one never used: it holds nothing) stays
+        // closed, and settled: the queue takes the locked path.
+        if !msg_ring::reserve(self.r, idx) {
+            let ring = msg_ring::ring(self.r, idx);
+            for word in [&ring.tail.0, &ring.head.0, &ring.base.0] {
+                self.save(word.as_ptr().cast(), 8);
+            }
+            ring.base.0.store(0, Ordering::Relaxed);
+            ring.head.0.store(CLOSED, Ordering::Release);
+            ring.tail.0.store(CLOSED, Ordering::Release);
+        }
         let id = ipc::build_id(seq, idx);
         let q = self.queue(idx);
         self.save(q as *const MsgQueue as *const u8, size_of::<MsgQueue>());
@@ -1166,7 +1194,23 @@ fn wait_once<'a>(
 fn queue_unlocked(r: &Region, idx: u32) -> &MsgQueue {
     let idx = idx.min(IPCMNI - 1);
     // SAFETY: bounded index into the queue array; only read, through msg_ring's checks.
-    unsafe { r.at::<MsgQueue>(MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64) }
+    unsafe { r.at::<MsgQueue>(queue_off(idx)) }
+}
+
+const fn queue_off(idx: u32) -> u64 {
+    MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64
+}
+
+/// Whether queue slot `idx` was ever used (one that was not holds no queue, nor a ring, and
+/// is not read: the lock-free paths leave an id that names it to the locked path's EINVAL).
+fn queue_backed(r: &Region, idx: u32) -> bool {
+    let idx = idx.min(IPCMNI - 1);
+    r.reserved(queue_off(idx), size_of::<MsgQueue>() as u64)
+}
+
+/// Reserves entry `i` of a pool of `T`s at `off`; false without room.
+fn reserve_entry<T>(r: &Region, off: u64, i: u32) -> bool {
+    r.reserve(off + i as u64 * size_of::<T>() as u64, size_of::<T>() as u64).is_ok()
 }
 
 /// Who calls through a ring: pid << 32 | process record + 1 (the record tells a death).
@@ -1191,6 +1235,7 @@ pub fn msgsnd(
     }
     let ts = msgsz as u64;
     if msgsz <= msg_ring::RING_TEXT
+        && queue_backed(r, ipc::id_to_idx(msqid))
         && let Some(me) = ring_caller(r)
     {
         let idx = ipc::id_to_idx(msqid);
@@ -1328,13 +1373,13 @@ pub fn msgrcv(
         0
     };
     let (mode, msgtyp) = convert_mode(msgtyp, msgflg);
-    let ring = msg_ring::ring(r, ipc::id_to_idx(msqid));
     // A closed ring costs a queue of large messages one load.
     if msgflg & MSG_COPY == 0
-        && ring.tail.0.load(Ordering::Relaxed) & CLOSED == 0
+        && queue_backed(r, ipc::id_to_idx(msqid))
+        && msg_ring::ring(r, ipc::id_to_idx(msqid)).tail.0.load(Ordering::Relaxed) & CLOSED == 0
         && let Some(me) = ring_caller(r)
     {
-        let q = queue_unlocked(r, ipc::id_to_idx(msqid));
+        let (ring, q) = (msg_ring::ring(r, ipc::id_to_idx(msqid)), queue_unlocked(r, ipc::id_to_idx(msqid)));
         if let Some(res) = msg_ring::recv(ring, q, msqid, msgp, bufsz, msgtyp, mode, msgflg, me, env) {
             CALLS.bump(&r.header().counters.msg_calls);
             return res;

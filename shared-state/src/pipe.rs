@@ -21,6 +21,7 @@
 //! asleep, then sleeps in slices (1 ms doubling to 100 ms) after each of which it asks the
 //! environment whether the other side still exists: a SIGKILLed peer wakes nobody.
 
+use crate::backing;
 use crate::lock::{LockGuard, RobustMutex};
 use crate::pipe_pages::{self, POOL_PAGES, PagePool, page_addr};
 use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region, Tally};
@@ -80,7 +81,7 @@ impl UnixCb {
 }
 
 /// Room a [`UnixCb`] takes at the start of a page (data stays 8-byte aligned).
-const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
+pub const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
 
 /// Slot states, the low byte of `ident` (the generation is above it).
 const FREE: u64 = 0;
@@ -135,6 +136,8 @@ pub struct PipeNs {
     pub(crate) gc_pass: AtomicU32,
     pub gc_runs: AtomicU64,
     pub gc_freed: AtomicU64,
+    /// A collection was asked for while one ran: it runs again (see `collect_garbage`).
+    pub(crate) gc_again: AtomicU32,
 }
 
 impl PipeNs {
@@ -201,6 +204,9 @@ pub struct PipeInodeInfo {
     /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
     ev_in: AtomicU32,
     ev_out: AtomicU32,
+    /// Data pages of the current ring that have their memory, from the first: a ring's pages
+    /// are reserved as writers first reach them (see [`back_slots`]).
+    backed: AtomicU32,
 }
 
 /// Names one object: its slot and the slot's generation when it was created.
@@ -219,6 +225,23 @@ impl PipeHandle {
     pub fn from_bits(bits: u64) -> PipeHandle {
         PipeHandle { idx: (bits & 0xffff) as u32, generation: (bits >> 16) as u32 }
     }
+}
+
+/// Gives the data pages of ring slots `first .. first + n` (ring indices) their memory, if
+/// they have not had it since the ring was made: a ring's pages are reserved in slot order as
+/// writers first reach them, so that a full file system is an error, never a SIGBUS. The
+/// caller holds the pipe lock.
+fn back_slots(region: &Region, pipe: &PipeInodeInfo, ring: Ring, first: u32, n: u32) -> Result<(), Errno> {
+    let s0 = first & (ring.size() - 1);
+    let upto = if s0 + n > ring.size() { ring.size() } else { s0 + n };
+    let have = pipe.backed.load(Ordering::Relaxed);
+    if upto <= have {
+        return Ok(());
+    }
+    let from = ring.page(region, have) as u64 - region.base() as u64;
+    backing::populate(region, from, (upto - have) as u64 * PAGE_SIZE)?;
+    pipe.backed.store(upto, Ordering::Relaxed);
+    Ok(())
 }
 
 /// What the caller's process knows and the object does not; the shim implements it.
@@ -242,6 +265,10 @@ pub trait PipeEnv {
     fn max_slice_ns(&self) -> i64 {
         MAX_SLICE_NS
     }
+    /// A write stopped because the ring could not get memory for its next page: it returns
+    /// what it wrote (or NO_SPACE), and the caller hands the object to the kernel, which writes
+    /// the rest.
+    fn out_of_space(&self) {}
 }
 
 /// The ring descriptor: valid bit | log2(ring_size) << 40 | first page of the run.
@@ -744,13 +771,21 @@ fn too_many_hard(region: &Region, user_bufs: u64) -> bool {
 /// checked that (dev, ino) is not taken.
 /// `bufs`: the ring's slots; 0 for a pipe's default size within the user's page limits (a
 /// socket's queue is not a pipe's buffer and is not counted against them).
+/// NO_SPACE when the table is full or the object cannot get its memory.
 fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
     let ns = ns(region);
-    let start = ns.next_slot.load(Ordering::Relaxed) % PIPE_MAX;
-    let idx = (0..PIPE_MAX)
-        .map(|k| (start + k) % PIPE_MAX)
+    // A free slot among those used before, else the next one, which gets its memory first.
+    let hwm = ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX);
+    let start = ns.next_slot.load(Ordering::Relaxed) % hwm.max(1);
+    let idx = (0..hwm)
+        .map(|k| (start + k) % hwm)
         .find(|&i| slot(region, i).ident.load(Ordering::Acquire) & 0xff == FREE)
-        .ok_or(ENFILE)?;
+        .or_else(|| {
+            let size = size_of::<PipeInodeInfo>() as u64;
+            (hwm < PIPE_MAX && region.reserve(PIPE_SLOTS_OFF + hwm as u64 * size, size).is_ok())
+                .then_some(hwm)
+        })
+        .ok_or(NO_SPACE)?;
     let mut caps = None;
     let limits = region.header().limits;
     let counted = bufs == 0;
@@ -774,7 +809,8 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     }
     let shift = pipe_bufs.next_power_of_two().trailing_zeros();
     // SAFETY: namespace lock held.
-    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENFILE)?;
+    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift)) }
+        .ok_or(NO_SPACE)?;
     let pipe = slot(region, idx);
     let generation = (pipe.ident.load(Ordering::Acquire) >> 8) as u32;
     // The slot is FREE: no operation gets past its generation check, so it is initialised in
@@ -800,6 +836,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
+    pipe.backed.store(0, Ordering::Relaxed);
     pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
     if counted {
         ns.user_bufs.fetch_add(1 << shift, Ordering::Relaxed);
@@ -829,6 +866,7 @@ fn maybe_collect(region: &Region) {
 }
 
 /// Creates or finds the object, trying once more after a collection if the table is full.
+/// NO_SPACE when there is no room for it (the kernel then serves the pipe or socket).
 fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) -> Result<PipeHandle, Errno> {
     maybe_collect(region);
     for attempt in 0..2 {
@@ -847,13 +885,13 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
                 }
             }
             match create(region, dev, ino, bufs) {
-                Err(ENFILE) if attempt == 0 && ns(region).nr_live.load(Ordering::Relaxed) >= PIPE_MAX => {}
+                Err(NO_SPACE) if attempt == 0 && ns(region).nr_live.load(Ordering::Relaxed) >= PIPE_MAX => {}
                 r => return r,
             }
         }
         crate::pipe_gc::collect_garbage(region);
     }
-    Err(ENFILE)
+    Err(NO_SPACE)
 }
 
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
@@ -885,6 +923,20 @@ pub fn pipe_find(region: &Region, dev: u64, ino: u64) -> Option<PipeHandle> {
     // may already have missed.
     slot(region, idx).gc_seen.store(ns(region).gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     Some(handle_of(region, idx))
+}
+
+/// Nobody holds the object any more (no end of the pipe is open, or neither socket of the
+/// connection is): it is freed now, as `pipe_release` frees the kernel's at the last release,
+/// unless an operation is still running on it (the collector frees it then). Its sleepers are
+/// woken first.
+pub fn release(region: &Region, h: PipeHandle) -> bool {
+    let Some(pipe) = live(region, h) else { return false };
+    pipe.closes.fetch_add(1, Ordering::SeqCst);
+    pipe.wake(READERS, region);
+    pipe.wake(WRITERS, region);
+    let Ok(_g) = ns_lock(region) else { return false };
+    // SAFETY: namespace lock held; the generation is checked under it.
+    slot(region, h.idx).is_live(h) && unsafe { try_free(region, h.idx, false) }
 }
 
 /// The shim closed an fd of the object: sleepers re-check whether their peer is gone.
@@ -1193,6 +1245,10 @@ fn write_inner(
             };
             let (head, tail) = pipe.head_tail();
             if !pipe_full(head, tail, ring.size()) {
+                if back_slots(region, pipe, ring, head, 1).is_err() {
+                    env.out_of_space();
+                    break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
+                }
                 // The slot is free space: filled first, then published with the head.
                 let (at, flags) = if cb.is_some() { (CB_LEN, PIPE_BUF_FLAG_CB) } else { (0, flags) };
                 // SAFETY: at < PAGE: inside the slot's data page.
@@ -1558,6 +1614,10 @@ pub fn dgram_write(
         let (head, tail) = pipe.head_tail();
         let queue_full = qlen.is_some_and(|max| records_queued(region, ring, head, tail) > max);
         if ring.size() - head.wrapping_sub(tail) >= need && !queue_full {
+            if back_slots(region, pipe, ring, head, need).is_err() {
+                env.out_of_space();
+                break 'out Err(NO_SPACE);
+            }
             for i in 0..need {
                 let slot = head.wrapping_add(i);
                 let at = if i == 0 { hdr } else { 0 };
@@ -1718,6 +1778,30 @@ pub fn record_read(
 /// Returned by an operation on an object that was handed back to the kernel meanwhile: the
 /// caller issues the call to the kernel's pipe instead. Not an errno.
 pub const HANDED_BACK: Errno = 1 << 20;
+
+/// Returned when the object, or room in its ring, cannot get memory (the region's file system
+/// is full, or its tables are): the caller leaves the object, or hands it back, to the kernel,
+/// which still has room. Not an errno.
+pub const NO_SPACE: Errno = 1 << 21;
+
+/// Runs `f` (a look at an fd's placeholder and its close) under the namespace lock, so that
+/// of the last holders of two sides closing at once, the second sees the first gone: see the
+/// shim's `pipes::dropping`. `f` must not take the lock or block.
+pub fn closing<T>(region: &Region, f: impl FnOnce() -> T) -> T {
+    let _g = ns_lock(region);
+    f()
+}
+
+/// Gives the next `pages` slots of the socket queue `h` their memory (see [`back_slots`]), so
+/// that a send whose fds leave first finds room for its data; false without room.
+pub fn sock_reserve(region: &Region, h: PipeHandle, pages: u32) -> bool {
+    let Ok(act) = enter(region, h) else { return false };
+    let pipe = act.pipe;
+    let Ok(_g) = lock_pipe(region, pipe) else { return false };
+    let Ok(ring) = pipe.ring() else { return false };
+    let (head, _) = pipe.head_tail();
+    back_slots(region, pipe, ring, head, pages.min(ring.size())).is_ok()
+}
 
 /// Whether the object now lives in the kernel's pipe (see [`hand_back`]).
 pub fn handed_back(region: &Region, h: PipeHandle) -> bool {
@@ -2248,12 +2332,23 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     let new = {
         let _g = ns_lock(region)?;
         // SAFETY: namespace lock held.
-        let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENOMEM)?;
+        let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift)) }
+            .ok_or(ENOMEM)?;
         let new = Ring { run, shift };
         pipe.resize_new.store(new.pack(), Ordering::Release);
         new
     };
-    for i in (0..n).map(|k| tail.wrapping_add(k)) {
+    // The pages the queued buffers move into get their memory first; without room the
+    // resize fails (ENOMEM, as the kernel's allocation would) and the new run goes.
+    let moved = (0..n).map(|k| tail.wrapping_add(k));
+    if moved.clone().any(|i| {
+        backing::populate(region, new.page(region, i) as u64 - region.base() as u64, PAGE_SIZE).is_err()
+    }) {
+        pipe.resize_new.store(0, Ordering::Release);
+        free_run(region, new.pack())?;
+        return Err(ENOMEM);
+    }
+    for i in moved {
         let b = PipeBuffer::load(old.buf(region, i));
         // SAFETY: both pages are ours (the new run is not published yet); offset + len <= PAGE.
         unsafe {
@@ -2266,6 +2361,7 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
         new.buf(region, i).store(b.pack(), Ordering::Relaxed);
     }
     pipe.resize_old.store(old.pack(), Ordering::Release);
+    pipe.backed.store(0, Ordering::Relaxed);
     pipe.ring.store(new.pack(), Ordering::Release);
     pipe.resize_new.store(0, Ordering::Release);
     let old_desc = pipe.resize_old.swap(0, Ordering::AcqRel);

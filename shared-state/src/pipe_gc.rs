@@ -47,10 +47,22 @@ pub struct GcReport {
     pub unreadable: u32,
 }
 
-/// Frees every object no process has open. None when another collection is running or the
-/// scan could not see every process (nothing is freed then).
+/// Frees every object no process has open. None when another collection is running (it
+/// then runs once more when done, so that what this caller knows to be garbage is found) or
+/// the scan could not see every process (nothing is freed then).
 pub fn collect_garbage(region: &Region) -> Option<GcReport> {
+    let ns = ns(region);
+    ns.gc_again.store(1, Ordering::SeqCst);
     let _claim = Claim::take(region)?;
+    let mut report = None;
+    // Each request made before a pass began is served by that pass.
+    while ns.gc_again.swap(0, Ordering::SeqCst) != 0 {
+        report = collect_once(region);
+    }
+    report
+}
+
+fn collect_once(region: &Region) -> Option<GcReport> {
     let ns = ns(region);
     let pass = ns.gc_pass.fetch_add(1, Ordering::SeqCst).wrapping_add(1).max(1);
     ns.gc_pass.store(pass, Ordering::SeqCst);
@@ -62,8 +74,12 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
         sys::close(w);
         st.ok()?.st_dev
     };
+    let mut listeners = [0u32; 64];
+    let nlisteners = crate::unix::pending_listeners(region, &mut listeners);
     let mut scan = Scan {
         region,
+        listeners: &listeners[..nlisteners],
+        listeners_seen: 0,
         pass,
         pipefs_dev,
         sockfs_dev: sys::sockfs_dev(),
@@ -75,6 +91,15 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
     };
     let processes = scan.all_processes()?;
     let freed = sweep(region, pass, seq_limit, scan.keep_born_before);
+    // A listener no process holds is gone (killed, say): its pending connects never will be
+    // accepted. Unless a process could not be read, which might hold it.
+    if scan.unreadable == 0 {
+        for (i, &ino) in scan.listeners.iter().enumerate() {
+            if scan.listeners_seen & 1 << i == 0 {
+                crate::unix::listener_gone(region, ino);
+            }
+        }
+    }
     ns.gc_runs.fetch_add(1, Ordering::Relaxed);
     ns.gc_freed.fetch_add(freed as u64, Ordering::Relaxed);
     Some(GcReport { freed, processes, unreadable: scan.unreadable })
@@ -118,6 +143,9 @@ fn any_fifo(region: &Region, pipefs_dev: u64, sockfs_dev: u64) -> bool {
 
 struct Scan<'a> {
     region: &'a Region,
+    /// Listening sockets that connects are pending to, and which of them some process holds.
+    listeners: &'a [u32],
+    listeners_seen: u64,
     pass: u32,
     pipefs_dev: u64,
     /// AF_UNIX stream sockets' objects are named by their socket's inode (`socket:[ino]`).
@@ -236,7 +264,8 @@ impl Scan<'_> {
                 if pids[..seen].binary_search(&pid).is_ok() {
                     return Ok(());
                 }
-                if total == pids.len() {
+                if total == pids.len() || self.region.reserve(PIPE_GC_PIDS_OFF + total as u64 * 4, 4).is_err()
+                {
                     return Err(libc::ENOSPC);
                 }
                 self.process(proc_fd, pid)?;
@@ -287,6 +316,9 @@ impl Scan<'_> {
                 }
             } else if let Some(rest) = link.strip_prefix(b"socket:[") {
                 if let Some(ino) = rest.strip_suffix(b"]").and_then(parse_u64) {
+                    if let Ok(i) = u32::try_from(ino).map(|ino| self.listeners.binary_search(&ino)) {
+                        self.listeners_seen |= i.map_or(0, |i| 1 << i);
+                    }
                     self.mark(self.sockfs_dev, ino)?;
                 }
             } else if self.fifos && link.first() == Some(&b'/') {

@@ -10,6 +10,7 @@
 //! and one, and a connection that carried little costs no hole punch (nor its next user the
 //! page faults).
 
+use crate::backing;
 use crate::region::{PAGE_SIZE, PIPE_PAGES_OFF, PIPE_PAGES_SIZE, Region};
 use crate::sys;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -47,17 +48,21 @@ impl PagePool {
         unsafe { &*(page_addr(region, page) as *const AtomicU64) }
     }
 
-    /// A run of 2^order pages whose first page is zeroed; None when the area is exhausted.
+    /// A run of 2^order pages whose first page is zeroed and whose first `reserve` pages have
+    /// their memory (`crate::backing`: the ring's buffer table); None when the area is
+    /// exhausted or the file system has no room.
     ///
     /// # Safety
     /// The caller holds the pipe namespace lock; `self` is the region's own pool.
-    pub unsafe fn alloc(&mut self, region: &Region, order: usize) -> Option<u64> {
-        if order >= ORDERS {
+    pub unsafe fn alloc(&mut self, region: &Region, order: usize, reserve: u64) -> Option<u64> {
+        if order >= ORDERS || reserve > 1 << order {
             return None;
         }
         let head = self.free[order];
+        // A free run's first page was written before (it holds the link): it has memory.
         let page = match head.checked_sub(1) {
             Some(page) if self.valid(page, order) => {
+                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
                 self.free[order] = Self::link(region, page).load(Ordering::Relaxed);
                 page
             }
@@ -68,6 +73,7 @@ impl PagePool {
                 if page + (1 << order) > POOL_PAGES {
                     return None;
                 }
+                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
                 self.top = page + (1 << order);
                 page
             }

@@ -402,7 +402,7 @@ impl<'a> Sems<'a> {
     fn set(&self, idx: u32) -> &'a mut SemArray {
         debug_assert!(idx < IPCMNI);
         // SAFETY: idx < IPCMNI; the set array lies at SEM_SETS_OFF; lock held.
-        unsafe { self.r.at::<SemArray>(SEM_SETS_OFF + idx as u64 * size_of::<SemArray>() as u64) }
+        unsafe { self.r.at::<SemArray>(set_off(idx)) }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -445,7 +445,9 @@ impl<'a> Sems<'a> {
         let set = self.set(idx);
         if set.epoch != ns.epoch {
             let n = ns.gated_len;
-            if n < IPCMNI {
+            // Without room for the entry the set stays gated after the lock is dropped: its
+            // semops take the lock, which is slower, not wrong.
+            if n < IPCMNI && self.r.reserve(SEM_GATED_OFF + n as u64 * 4, 4).is_ok() {
                 // SAFETY: the gated list holds IPCMNI entries; lock held.
                 unsafe { *self.r.at::<u32>(SEM_GATED_OFF + n as u64 * 4) = idx };
                 compiler_fence(Ordering::SeqCst);
@@ -601,10 +603,10 @@ impl<'a> Sems<'a> {
 
     fn alloc(&self, which: u8) -> Result<u32, Errno> {
         let ns = self.ns();
-        let (free, bump, max) = match which {
-            0 => (&mut ns.q_free, &mut ns.q_bump, SEM_QUEUE_MAX),
-            1 => (&mut ns.u_free, &mut ns.u_bump, SEM_UNDO_MAX),
-            _ => (&mut ns.a_free, &mut ns.a_bump, SEM_ADJ_MAX),
+        let (free, bump, max, off, size) = match which {
+            0 => (&mut ns.q_free, &mut ns.q_bump, SEM_QUEUE_MAX, SEM_QUEUE_OFF, size_of::<SemQueue>()),
+            1 => (&mut ns.u_free, &mut ns.u_bump, SEM_UNDO_MAX, SEM_UNDO_OFF, size_of::<SemUndo>()),
+            _ => (&mut ns.a_free, &mut ns.a_bump, SEM_ADJ_MAX, SEM_ADJ_OFF, size_of::<SemAdj>()),
         };
         if *free != 0 {
             let i = *free - 1;
@@ -615,7 +617,7 @@ impl<'a> Sems<'a> {
             };
             self.w(free, next);
             Ok(i)
-        } else if *bump < max {
+        } else if *bump < max && self.r.reserve(off + *bump as u64 * size as u64, size as u64).is_ok() {
             let i = *bump;
             self.w(bump, i + 1);
             Ok(i)
@@ -1103,7 +1105,7 @@ impl<'a> Sems<'a> {
     }
 
     fn used(&self, idx: u32) -> bool {
-        self.set(idx).live != 0
+        set_backed(self.r, idx) && self.set(idx).live != 0
     }
 
     /// `freeary`: every sleeper gets EIDRM, every undo entry goes.
@@ -1256,8 +1258,7 @@ impl IpcFamily for Sems<'_> {
     type Params = u32;
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        let s = self.set(idx);
-        (s.live != 0).then_some(&s.perm)
+        self.used(idx).then(|| &self.set(idx).perm)
     }
 
     fn max_idx(&self) -> i32 {
@@ -1278,8 +1279,16 @@ impl IpcFamily for Sems<'_> {
             return Err(ENOMEM);
         }
         let ids = &mut self.ns().ids;
+        // The slots the id allocation may pick, and the new set's semaphores, get their memory
+        // first: a full file system is ENOMEM, as a kernel out of memory.
+        let window = ids.window() as u64 * size_of::<SemArray>() as u64;
+        self.r.reserve(SEM_SETS_OFF, window).map_err(|_| ENOMEM)?;
         self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
         let (idx, seq) = ids.alloc(limits.semmni, |i| self.used(i))?;
+        if self.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).is_err() {
+            ids.remove(idx, |i| self.used(i));
+            return Err(ENOMEM);
+        }
         let id = ipc::build_id(seq, idx);
         // Not journalled: if this is rolled back the set is not live, and the next set in the
         // slot writes them again. Gated from the start, as a new set's id may be guessed.
@@ -1427,6 +1436,11 @@ pub fn semtimedop(
     }
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
+    let sops_off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
+    if r.reserve(sops_off, (nsops * size_of::<Sembuf>()) as u64).is_err() {
+        s.free_q(qi);
+        return Err(ENOMEM);
+    }
     let q = s.q(qi);
     s.save(q as *const SemQueue as *const u8, core::mem::offset_of!(SemQueue, wake));
     q.next = 0;
@@ -1468,15 +1482,33 @@ pub fn semtimedop(
     sleep(r, s, qi, ticket, deadline.as_ref(), env)
 }
 
+/// Where set `idx` lives in the region.
+const fn set_off(idx: u32) -> u64 {
+    SEM_SETS_OFF + idx as u64 * size_of::<SemArray>() as u64
+}
+
+/// Where semaphore `num` of set `idx` lives.
+const fn sem_off(idx: u32, num: u32) -> u64 {
+    SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64
+}
+
+/// Whether set slot `idx` was ever used (one that was not holds no set and is not read).
+fn set_backed(r: &Region, idx: u32) -> bool {
+    r.reserved(set_off(idx), size_of::<SemArray>() as u64)
+}
+
 /// A semop of one operation that succeeds at once on a set nobody holds, sleeps in or died
 /// holding adjustments on: one compare-and-swap of the semaphore's word, no lock, no system
 /// call. `None`: take the locked path (which also gives every error).
 fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
+    if !set_backed(r, idx) {
+        return None;
+    }
     // SAFETY: idx < IPCMNI. Unlocked reads of the set: the word's sequence number and GATED,
     // compared by the compare-and-swap, are what make the operation valid.
-    let set = unsafe { r.at::<SemArray>(SEM_SETS_OFF + idx as u64 * size_of::<SemArray>() as u64) };
+    let set = unsafe { r.at::<SemArray>(set_off(idx)) };
     let num = sop.sem_num as u32;
     if set.perm.id != semid || num >= set.nsems.min(SEM_WINDOW) {
         return None;

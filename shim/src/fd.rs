@@ -114,7 +114,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     match s.map(|s| s.load(Ordering::Acquire)) {
         Some(KERNEL | PLAIN | LISTENER) => None,
         Some(e) if e & (SYSCTL | EPOLL) != 0 => None,
-        Some(e) if e & SHIM != 0 => {
+        Some(e) if e & SHIM != 0 && shared_state::pipe::is_live(r, PipeFd::decode(fd, e).pipe) => {
             let p = PipeFd::decode(fd, e);
             // A socket handed back still has queued data to read first (crate::unix).
             if p.socket || !shared_state::pipe::handed_back(r, p.pipe) {
@@ -126,6 +126,8 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
             }
             None
         }
+        // Unknown, or an object freed since (nobody could read it any more: the placeholder
+        // now answers, EPIPE to a writer, as the kernel's pipe does): looked up afresh.
         _ => {
             let found = discover(r, fd);
             if let (Some(s), Ok(v)) = (s, &found) {
@@ -224,6 +226,40 @@ pub fn mark_sysctl(fd: i32, view: usize) {
 pub fn sysctl_of(fd: i32) -> Option<usize> {
     let e = slot(fd)?.load(Ordering::Acquire);
     (e & SYSCTL != 0).then_some((e & !SYSCTL) as usize)
+}
+
+/// Looks up every open fd (from /proc/self/fd) not in the table yet, so that
+/// [`each_shim`] sees the shim fds this image inherited but never used.
+pub fn discover_all(r: &Region) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+    else {
+        return;
+    };
+    let _ = shared_state::pipe_gc::each_entry(dir, |name| {
+        let fd = shared_state::pipe_gc::parse_u64(name).and_then(|v| i32::try_from(v).ok());
+        if let Some(fd) =
+            fd.filter(|&fd| fd != dir && slot(fd).is_some_and(|s| s.load(Ordering::Acquire) == UNKNOWN))
+        {
+            let _ = lookup(r, fd);
+        }
+        Ok(())
+    });
+    sys::close(dir);
+}
+
+/// Every listening socket the table knows the shim announced, for process exit.
+pub fn each_listener(mut f: impl FnMut(i32)) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    for (i, s) in TABLE.iter().enumerate() {
+        if s.load(Ordering::Acquire) == LISTENER {
+            f(i as i32);
+        }
+    }
 }
 
 /// Every cached shim fd, for process exit.
