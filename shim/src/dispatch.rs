@@ -218,6 +218,8 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => {
             Some(crate::sem::serve(r, g, nr, a))
         }
+        libc::SYS_mlockall => Some(crate::mlock::mlockall(r, a[0])),
+        libc::SYS_munlockall => Some(crate::mlock::munlockall()),
         libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => {
             Some(crate::msg::serve(r, g, nr, a))
         }

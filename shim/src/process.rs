@@ -13,6 +13,7 @@ extern "C" fn atfork_prepare() {
 extern "C" fn atfork_child() {
     // SUD is not inherited; a fork made from shim code (selector ALLOW) was not trapped.
     crate::sud::rearm_after_fork();
+    crate::mlock::forked();
     if let Some(r) = region::active() {
         let _g = crate::sud::enter();
         proc::fork::child(r);

@@ -60,7 +60,13 @@ pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> 
     match route() {
         Route::Serve(r) => {
             match traced(libc::SYS_shmat, [shmid as u64, shmaddr as u64, shmflg as u64, 0, 0, 0], || {
-                shm::shmat(r, shmid, shmaddr as usize, shmflg)
+                let at = shm::shmat(r, shmid, shmaddr as usize, shmflg)?;
+                // Under MCL_FUTURE the kernel's attachment would be locked.
+                if let Err(e) = crate::mlock::attached(at) {
+                    let _ = shm::shmdt(r, at);
+                    return Err(e);
+                }
+                Ok(at)
             }) {
                 Ok(a) => a as *mut c_void,
                 Err(e) => {
