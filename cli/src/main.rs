@@ -515,6 +515,9 @@ fn status() -> ExitCode {
     println!("sem arrays:     {arrays} ({nsems} semaphores)");
     let (queues, messages) = msg::counts(&region);
     println!("msg queues:     {queues} ({messages} messages)");
+    // An exact view, as `live_pids` reaps the dead: objects nobody holds any more (their
+    // holders were killed, or their last fd was dropped in flight) are collected first.
+    shared_state::pipe_gc::collect_garbage(&region);
     if let Ok(p) = shared_state::pipe::stats(&region) {
         println!(
             "pipes, FIFOs:   {} live, {} bytes queued, {} ring pages; {} collections freed {}",

@@ -138,6 +138,8 @@ pub struct PipeNs {
     pub gc_freed: AtomicU64,
     /// A collection was asked for while one ran: it runs again (see `collect_garbage`).
     pub(crate) gc_again: AtomicU32,
+    /// Processes forked by shimmed processes (see `pipe_gc`'s rounds).
+    pub(crate) forks: AtomicU64,
 }
 
 impl PipeNs {
@@ -207,6 +209,9 @@ pub struct PipeInodeInfo {
     /// Data pages of the current ring that have their memory, from the first: a ring's pages
     /// are reserved as writers first reach them (see [`back_slots`]).
     backed: AtomicU32,
+    /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
+    /// no process holds it, and the collector must not take it for garbage for a while.
+    pub(crate) in_flight: AtomicI64,
 }
 
 /// Names one object: its slot and the slot's generation when it was created.
@@ -604,6 +609,19 @@ unsafe fn recover_ns(region: &Region) {
     let (mut live_n, mut bufs) = (0u32, 0u64);
     for idx in 0..ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
         let pipe = slot(region, idx);
+        // A FREE slot with a ring: a creation cut short after the run was taken. The run is
+        // given back unless the pool still has it (the cut came before the take).
+        if pipe.ident.load(Ordering::Acquire) & 0xff == FREE
+            && let Some(r) = Ring::unpack(pipe.ring.swap(0, Ordering::AcqRel))
+        {
+            // SAFETY: lock held.
+            let pool = unsafe { pool(region) };
+            if pool.allocated(region, r.run, r.order()) {
+                pipe_pages::release(region, r.run, r.order(), u64::MAX);
+                // SAFETY: lock held; nothing refers to the run.
+                unsafe { pool.free(region, r.run, r.order()) };
+            }
+        }
         let id = pipe.ident.load(Ordering::Acquire);
         if id & 0xff == DYING {
             // SAFETY: lock held.
@@ -625,6 +643,23 @@ unsafe fn recover_ns(region: &Region) {
     }
     ns.nr_live.store(live_n, Ordering::Relaxed);
     ns.user_bufs.store(bufs, Ordering::Relaxed);
+    // Pages in use, counted again from the objects' runs (a holder killed between a run's
+    // move and its count left the count off).
+    let mut pages = 0;
+    for idx in 0..ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
+        let pipe = slot(region, idx);
+        if pipe.ident.load(Ordering::Acquire) & 0xff == FREE {
+            continue;
+        }
+        let runs = [&pipe.ring, &pipe.resize_new, &pipe.resize_old].map(|d| d.load(Ordering::Acquire));
+        for (i, &d) in runs.iter().enumerate() {
+            if let Some(r) = Ring::unpack(d).filter(|_| !runs[..i].contains(&d)) {
+                pages += 1u64 << r.order();
+            }
+        }
+    }
+    // SAFETY: lock held.
+    unsafe { pool(region) }.set_in_use(pages);
 }
 
 fn hash_insert(region: &Region, idx: u32) {
@@ -675,12 +710,19 @@ fn handle_of(region: &Region, idx: u32) -> PipeHandle {
 }
 
 /// Frees the run behind a ring descriptor (0 = none).
-fn free_run(region: &Region, desc: u64) -> Result<(), Errno> {
+/// `intent`: the descriptor may name a run its taker was killed before taking (a resize's
+/// intent): freed only if the pool has let go of it.
+fn free_run(region: &Region, desc: u64, intent: bool) -> Result<(), Errno> {
     if let Some(ring) = Ring::unpack(desc) {
-        pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
         let _g = ns_lock(region)?;
+        // SAFETY: lock held.
+        let pool = unsafe { pool(region) };
+        if intent && !pool.allocated(region, ring.run, ring.order()) {
+            return Ok(());
+        }
+        pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
         // SAFETY: lock held; the run is no longer referenced by any descriptor.
-        unsafe { pool(region).free(region, ring.run, ring.order()) };
+        unsafe { pool.free(region, ring.run, ring.order()) };
     }
     Ok(())
 }
@@ -691,11 +733,11 @@ fn finish_resize(region: &Region, pipe: &PipeInodeInfo) {
     let cur = pipe.ring.load(Ordering::Acquire);
     let new = pipe.resize_new.swap(0, Ordering::AcqRel);
     if new != 0 && new != cur {
-        let _ = free_run(region, new);
+        let _ = free_run(region, new, true);
     }
     let old = pipe.resize_old.swap(0, Ordering::AcqRel);
     if old != 0 && old != cur {
-        let _ = free_run(region, old);
+        let _ = free_run(region, old, false);
     }
 }
 
@@ -733,7 +775,10 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     let (head, _) = split(pipe.head_tail.load(Ordering::Acquire));
     let resized = runs[1] != 0 || runs[2] != 0;
     for (i, &desc) in runs.iter().enumerate() {
-        if let Some(r) = Ring::unpack(desc).filter(|_| !runs[..i].contains(&desc)) {
+        // A resize's new run may still be the pool's (its resizer was killed before taking it).
+        // SAFETY: namespace lock held (the caller's contract).
+        let ours = |r: Ring| i != 1 || unsafe { pool(region) }.allocated(region, r.run, r.order());
+        if let Some(r) = Ring::unpack(desc).filter(|&r| !runs[..i].contains(&desc) && ours(r)) {
             let written = if i == 0 && !resized {
                 Ring::meta_pages(r.shift) - 1 + (head as u64).min(r.size() as u64)
             } else {
@@ -774,10 +819,12 @@ fn too_many_hard(region: &Region, user_bufs: u64) -> bool {
 /// NO_SPACE when the table is full or the object cannot get its memory.
 fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
     let ns = ns(region);
-    // A free slot among those used before, else the next one, which gets its memory first.
+    // A free slot among those used before (when there is one: the live count says), else the
+    // next one, which gets its memory first.
     let hwm = ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX);
     let start = ns.next_slot.load(Ordering::Relaxed) % hwm.max(1);
-    let idx = (0..hwm)
+    let some_free = ns.nr_live.load(Ordering::Relaxed) < hwm;
+    let idx = (0..if some_free { hwm } else { 0 })
         .map(|k| (start + k) % hwm)
         .find(|&i| slot(region, i).ident.load(Ordering::Acquire) & 0xff == FREE)
         .or_else(|| {
@@ -808,10 +855,13 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
         }
     }
     let shift = pipe_bufs.next_power_of_two().trailing_zeros();
-    // SAFETY: namespace lock held.
-    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift)) }
-        .ok_or(NO_SPACE)?;
     let pipe = slot(region, idx);
+    // The run is noted in the (still FREE) slot first: a creator killed before publishing the
+    // object leaves it for recovery to give back (see `recover_ns`).
+    let note = |run| pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
+    // SAFETY: namespace lock held.
+    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
+        .ok_or(NO_SPACE)?;
     let generation = (pipe.ident.load(Ordering::Acquire) >> 8) as u32;
     // The slot is FREE: no operation gets past its generation check, so it is initialised in
     // place.
@@ -833,6 +883,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
+    pipe.in_flight.store(0, Ordering::Relaxed);
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
@@ -853,13 +904,14 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     Ok(PipeHandle { idx, generation })
 }
 
-/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, and more often once the
-/// table is 3/4 full.
+/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, or as many as there are
+/// live objects if more (a collection costs about one look per open fd): objects are freed at
+/// their last close, and what killed processes held at their reaping, so this only catches
+/// what nobody saw go (a process killed whose parent is not ours). A full table collects too.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
-    let crowded = ns.nr_live.load(Ordering::Relaxed) >= PIPE_MAX / 4 * 3;
-    if n >= crate::pipe_gc::GC_EVERY || (crowded && n >= crate::pipe_gc::GC_EVERY_CROWDED) {
+    if n >= crate::pipe_gc::GC_EVERY.max(ns.nr_live.load(Ordering::Relaxed)) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
         crate::pipe_gc::collect_garbage(region);
     }
@@ -937,6 +989,18 @@ pub fn release(region: &Region, h: PipeHandle) -> bool {
     let Ok(_g) = ns_lock(region) else { return false };
     // SAFETY: namespace lock held; the generation is checked under it.
     slot(region, h.idx).is_live(h) && unsafe { try_free(region, h.idx, false) }
+}
+
+/// A shimmed process is forking: a collection running now looks for its child.
+pub fn note_fork(region: &Region) {
+    ns(region).forks.fetch_add(1, Ordering::SeqCst);
+}
+
+/// An fd of the object is being passed in an SCM_RIGHTS message (see `in_flight`).
+pub fn note_in_flight(region: &Region, h: PipeHandle) {
+    if let Some(p) = live(region, h) {
+        p.in_flight.store(coarse_secs(), Ordering::Relaxed);
+    }
 }
 
 /// The shim closed an fd of the object: sleepers re-check whether their peer is gone.
@@ -1962,6 +2026,16 @@ pub fn sock_set_queued(region: &Region, h: PipeHandle) {
     }
 }
 
+/// The queue was taken from the pending table by a server about to adopt it: no longer kept
+/// as pending, but for a while, as an fd in flight is (a server killed before it adopts it
+/// leaves a queue nobody will ever read).
+pub fn sock_taken(region: &Region, h: PipeHandle) {
+    if let Some(p) = live(region, h) {
+        p.in_flight.store(coarse_secs(), Ordering::Relaxed);
+        p.sock.fetch_and(!SOCK_QUEUED, Ordering::AcqRel);
+    }
+}
+
 /// Whether the collector must keep the object although no fd names it (see SOCK_QUEUED).
 pub(crate) fn sock_queued(p: &PipeInodeInfo) -> bool {
     let v = p.sock.load(Ordering::Acquire);
@@ -2051,6 +2125,9 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
 /// client already gave it to the kernel. Exactly one of this and [`sock_refuse`] succeeds.
 pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bool {
     let Some(pc) = live(region, client) else { return false };
+    // As a lookup does: a collection running now may have read the server's fds before this
+    // connection was accepted, and the client's socket may be gone.
+    pc.gc_seen.store(ns(region).gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     if !set_state(pc, Some(SOCK_PENDING), SOCK_LINKED) {
         return pc.sock.load(Ordering::Acquire) & 0xff == SOCK_LINKED
             && sock_peer(region, client) == Some(server);
@@ -2332,11 +2409,11 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     let new = {
         let _g = ns_lock(region)?;
         // SAFETY: namespace lock held.
-        let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift)) }
-            .ok_or(ENOMEM)?;
-        let new = Ring { run, shift };
-        pipe.resize_new.store(new.pack(), Ordering::Release);
-        new
+        let note = |run| pipe.resize_new.store(Ring { run, shift }.pack(), Ordering::Release);
+        let run =
+            unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
+                .ok_or(ENOMEM)?;
+        Ring { run, shift }
     };
     // The pages the queued buffers move into get their memory first; without room the
     // resize fails (ENOMEM, as the kernel's allocation would) and the new run goes.
@@ -2345,7 +2422,7 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
         backing::populate(region, new.page(region, i) as u64 - region.base() as u64, PAGE_SIZE).is_err()
     }) {
         pipe.resize_new.store(0, Ordering::Release);
-        free_run(region, new.pack())?;
+        free_run(region, new.pack(), false)?;
         return Err(ENOMEM);
     }
     for i in moved {
@@ -2365,7 +2442,7 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     pipe.ring.store(new.pack(), Ordering::Release);
     pipe.resize_new.store(0, Ordering::Release);
     let old_desc = pipe.resize_old.swap(0, Ordering::AcqRel);
-    free_run(region, old_desc)?;
+    free_run(region, old_desc, false)?;
     // This might have made more room for writers.
     pipe.wake(WRITERS, region);
     Ok(())

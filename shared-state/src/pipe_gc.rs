@@ -7,7 +7,8 @@
 //! Races it must not lose: an object created after the scan began is skipped (creation number);
 //! a lookup during the scan marks its object (the caller has an fd the scan may have passed);
 //! a process forked during the scan is found by listing `/proc` again until no new pid appears
-//! (its parent may have closed the fd after being scanned); an operation in progress (`active`)
+//! or no shimmed process forked since the scan began (its parent may have closed the fd after
+//! being scanned; new pids of other processes, on a busy machine, do not hold ours); an operation in progress (`active`)
 //! keeps its object, unless the count was leaked by a process killed mid-operation — it is then
 //! ignored once the object has been unreferenced and without a sleeping waiter's heartbeat for
 //! [`SUSPECT_SECS`].
@@ -27,8 +28,6 @@ use core::sync::atomic::Ordering;
 
 /// A collection every this many creations.
 pub const GC_EVERY: u32 = 1024;
-/// … and every this many once the table is 3/4 full.
-pub const GC_EVERY_CROWDED: u32 = 64;
 /// How long an unreferenced object with operations "in progress" but no sign of life is kept.
 pub const SUSPECT_SECS: i64 = 10;
 /// A collector that has not finished after this long is presumed dead (pid reuse).
@@ -236,8 +235,9 @@ pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
 }
 
 impl Scan<'_> {
-    /// Scans every process, listing /proc until a listing shows no pid not yet scanned.
-    /// Returns how many were scanned; None if one could not be read or they never settled.
+    /// Scans every process, listing /proc until a listing shows no pid not yet scanned, or no
+    /// shimmed process forked since it began. Returns how many were scanned; None if one could
+    /// not be read or they never settled.
     fn all_processes(&mut self) -> Option<u32> {
         let proc_fd = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
         let res = self.rounds(proc_fd);
@@ -257,6 +257,8 @@ impl Scan<'_> {
         };
         let mut seen = 0usize;
         for _ in 0..MAX_ROUNDS {
+            // A child forked before this listing is in it; one forked after, in the next.
+            let forks = ns(self.region).forks.load(Ordering::SeqCst);
             let mut total = seen;
             sys::lseek(proc_fd, 0, libc::SEEK_SET)?;
             each_entry(proc_fd, |name| {
@@ -273,8 +275,8 @@ impl Scan<'_> {
                 total += 1;
                 Ok(())
             })?;
-            if total == seen {
-                return Ok(seen as u32);
+            if total == seen || ns(self.region).forks.load(Ordering::SeqCst) == forks {
+                return Ok(total as u32);
             }
             pids[..total].sort_unstable();
             seen = total;
@@ -384,7 +386,8 @@ fn sweep(region: &Region, pass: u32, seq_limit: u64, keep_born_before: u64) -> u
         }
         let seen = p.gc_seen.load(Ordering::Relaxed) == pass
             || p.born.load(Ordering::Relaxed) < keep_born_before
-            || pipe::sock_queued(p);
+            || pipe::sock_queued(p)
+            || now - p.in_flight.load(Ordering::Relaxed) < SUSPECT_SECS;
         if p.is_hashed() && seen {
             p.gc_suspect.store(0, Ordering::Relaxed);
             continue;

@@ -231,8 +231,9 @@ fn queue_of(e: &Pending) -> Option<PipeHandle> {
 }
 
 /// Frees an entry. Its queue stays marked: the collector keeps a marked queue only while it
-/// is pending, so one taken by a server stays kept until the server has linked it (its own
-/// queue's creation may run a collection in between), and a refused one is not kept.
+/// is pending, and a refused one is not kept; one taken by a server is kept a while
+/// (`pipe::sock_taken`) for the server to link it (its own queue's creation may run a
+/// collection in between).
 fn release(e: &Pending) {
     e.queue.store(QUEUE_FREE, Ordering::Release);
 }
@@ -316,6 +317,9 @@ pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which)
     }
     let Some(e) = best.and_then(|(_, i)| pending(region, i, false)) else { return Taken::NotThere };
     let h = queue_of(e);
+    if let Some(h) = h {
+        pipe::sock_taken(region, h);
+    }
     release(e);
     Taken::Found(h)
 }

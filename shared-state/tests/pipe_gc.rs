@@ -103,11 +103,24 @@ fn keeps_objects_with_an_operation_in_progress() {
     let dir = TempDir::new("pipe-gc-active");
     let r = leak_region(&dir);
     let (h, k) = new_pipe(r);
+    static TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
     let reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4];
+        // SAFETY: plain syscall.
+        TID.store(unsafe { libc::gettid() }, std::sync::atomic::Ordering::SeqCst);
         read(r, h, &mut buf, &Env::new(false))
     });
-    std::thread::sleep(Duration::from_millis(50));
+    // Asleep in the read (a busy machine may take a while to run the thread at all).
+    let asleep = || {
+        let tid = TID.load(std::sync::atomic::Ordering::SeqCst);
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        tid != 0 && stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+    };
+    let t = std::time::Instant::now();
+    while !asleep() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the reader never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     drop(k);
     assert_eq!(pipe_gc::collect_garbage(r).map(|g| g.freed), Some(0));
     write(r, h, b"wake", &Env::new(true)).unwrap();

@@ -201,6 +201,15 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             }
             Some(pipes::ret(res))
         }
+        // A collection running now must look for the child (see `pipe_gc`).
+        libc::SYS_fork | libc::SYS_vfork => {
+            shared_state::pipe::note_fork(r);
+            None
+        }
+        libc::SYS_clone if a[0] & libc::CLONE_THREAD as u64 == 0 => {
+            shared_state::pipe::note_fork(r);
+            None
+        }
         libc::SYS_execve => {
             crate::foreign::before_exec(r, libc::AT_FDCWD, a[0] as usize);
             None

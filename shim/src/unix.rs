@@ -769,8 +769,16 @@ fn msg_iovec(m: &libc::msghdr, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno>
 
 /// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
 pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.socket)?;
-    let m = match msghdr_in(umsg) {
+    let p = fd::lookup(r, fd).filter(|p| p.socket);
+    let m = msghdr_in(umsg);
+    // Over any socket, the kernel's too: shim objects passed are in flight from now.
+    if let Ok(m) = &m
+        && m.msg_controllen != 0
+    {
+        scm::mark_passed(r, m.msg_control as usize, m.msg_controllen);
+    }
+    let p = p?;
+    let m = match m {
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
@@ -891,8 +899,16 @@ const UIO_MAXIOV: u64 = 1024;
 /// first ends the batch with the number sent (`__sys_sendmmsg`).
 pub fn sendmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let fd = a[0] as i32;
-    fd::lookup(r, fd).filter(|p| p.socket)?;
     let (vec, vlen, flags) = (a[1] as usize, a[2].min(UIO_MAXIOV) as usize, a[3] as i32);
+    if fd::lookup(r, fd).filter(|p| p.socket).is_none() {
+        // The kernel's socket: only the objects its messages pass are ours to mark.
+        for i in 0..vlen {
+            if let Ok(m) = msghdr_in(vec + i * MMSGHDR) {
+                scm::mark_passed(r, m.msg_control as usize, m.msg_controllen);
+            }
+        }
+        return None;
+    }
     let mut done = 0;
     while done < vlen {
         let entry = vec + done * MMSGHDR;
