@@ -186,6 +186,15 @@ fn kernel_ctl(epfd: i32, op: i32, fd: i32, ev: usize) -> Result<usize, Errno> {
 
 /// epoll_ctl. A shim target is served; a kernel target goes to the kernel (counted in the
 /// object, so that waits know the kernel has fds too).
+/// No room for the interest in the region (the set's items, or the namespace's objects, are
+/// all taken): the fd's pipe or connection goes to the kernel, whose epoll then takes it as it
+/// takes any kernel fd.
+fn table_full(r: &Region, l: ep::EpLock, fd: i32) -> Option<i64> {
+    drop(l);
+    crate::pipes::hand_back(r, fd);
+    None
+}
+
 pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let (epfd, op, fd, uev) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize);
     if !matches!(op, libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL) {
@@ -228,12 +237,13 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
                     let alive = |t| poll::alive(r, &Shim::from_bits(t));
                     match ep::create(r, &l, kernel, &alive, &|l| collect_unheld(r, l)) {
                         Ok(h) => h,
-                        Err(e) => return Some(neg(e)),
+                        Err(_) => return table_full(r, l, fd),
                     }
                 }
             };
             let it = match ep::reserve(r, &l, h, shim.to_bits(), fd) {
                 Ok(it) => it,
+                Err(libc::ENOSPC) => return table_full(r, l, fd),
                 Err(e) => return Some(neg(e)),
             };
             kev.u64 = it.token();
@@ -321,9 +331,15 @@ fn collect_unheld(r: &Region, l: &EpLock) {
     });
     sys::close(proc_fd);
     if res.is_ok() {
-        ep::free_unheld(r, l, keep_born_before, &|h| held[h.idx as usize] == h.generation + 1);
+        let held =
+            |h: EpHandle| matches!(held[h.idx as usize], g if g == h.generation + 1 || g == SEEN_TWICE);
+        ep::free_unheld(r, l, keep_born_before, &held);
     }
 }
+
+/// In `held`: tokens of two generations name the object's slot (the other is another
+/// namespace's object: every process's epoll fds are read), so it is kept.
+const SEEN_TWICE: u32 = u32::MAX;
 
 /// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`.
 fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Result<(), Errno> {
@@ -355,7 +371,8 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Re
         }
         match interests_at(&path[..end + 1], |d| {
             if let Some(i) = ItemRef::from_token(d) {
-                held[i.obj.idx as usize] = i.obj.generation + 1;
+                let h = &mut held[i.obj.idx as usize];
+                *h = if *h == 0 || *h == i.obj.generation + 1 { i.obj.generation + 1 } else { SEEN_TWICE };
             }
         }) {
             Ok(()) | Err(libc::ENOENT) => Ok(()),
