@@ -5,34 +5,13 @@
 
 mod common;
 
-use common::{Pipe, Rng, TempDir, fork, kill_and_reap, map_shared, wait_exit};
+use common::{Env, Pipe, Rng, TempDir, fork, kill_and_reap, map_shared, wait_exit};
 use shared_state::Region;
 use shared_state::ipc::IPC_PRIVATE;
-use shared_state::msg::{self, IPC_NOWAIT, MsgEnv};
-use shared_state::wait::WaitOutcome;
+use shared_state::msg::{self, IPC_NOWAIT};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
-
-struct Env;
-
-impl MsgEnv for Env {
-    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
-        // SAFETY: tests pass valid buffers.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
-        Ok(())
-    }
-
-    fn copy_to(&self, dst: usize, src: *const u8, len: usize) -> Result<(), i32> {
-        // SAFETY: as above.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst as *mut u8, len) };
-        Ok(())
-    }
-
-    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        f()
-    }
-}
 
 /// A `struct msgbuf` with room for 8 KiB of text.
 #[repr(C)]

@@ -31,3 +31,22 @@ pub fn cli_bin() -> PathBuf {
 pub fn state_base() -> PathBuf {
     PathBuf::from("/dev/shm")
 }
+
+/// `ipcshim --ns NS status` of the namespaces in `dir`.
+pub fn ns_status(dir: &std::path::Path, ns: &str) -> String {
+    let out = std::process::Command::new(cli_bin())
+        .args(["--ns", ns, "status"])
+        .env("IPCSHIM_DIR", dir)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("ipcshim status");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The number after `key=` on the line of `status` that starts with `line` (`pipes:` …).
+pub fn status_field(status: &str, line: &str, key: &str) -> u64 {
+    let l = status.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("no {line} in\n{status}"));
+    l.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no {key} on {l}"))
+}
