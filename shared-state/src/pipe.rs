@@ -432,7 +432,7 @@ pub(crate) fn coarse_secs() -> i64 {
 }
 
 /// CLOCK_BOOTTIME in ns: the clock of process start times in /proc/[pid]/stat.
-fn boot_ns() -> u64 {
+pub(crate) fn boot_ns() -> u64 {
     let t = sys::clock_gettime(libc::CLOCK_BOOTTIME);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }

@@ -342,10 +342,15 @@ impl Scan<'_> {
         }
     }
 
-    /// A process whose fds we may not read: whatever existed when it started is kept.
-    /// `path` holds its pid's `n` digits.
+    /// A process whose fds we may not read: whatever existed when it started is kept. One
+    /// that started before the namespace existed (a container's init, say) holds nothing of
+    /// it but what an SCM_RIGHTS message gave it. `path` holds its pid's `n` digits.
     fn unreadable(&mut self, proc_fd: i32, path: &mut [u8; 16], n: usize) -> Result<(), Errno> {
         let Some(horizon) = started_by(proc_fd, &path[..n])? else { return Ok(()) };
+        let age = (sys::real_seconds() - self.region.header().created).max(0) as u64 + 2;
+        if horizon < pipe::boot_ns().saturating_sub(age * 1_000_000_000) {
+            return Ok(());
+        }
         self.keep_born_before = self.keep_born_before.max(horizon);
         self.unreadable += 1;
         Ok(())
