@@ -140,6 +140,8 @@ pub struct PipeNs {
     pub(crate) gc_again: AtomicU32,
     /// Processes forked by shimmed processes (see `pipe_gc`'s rounds).
     pub(crate) forks: AtomicU64,
+    /// Coarse monotonic ms when the last collection ended (see `pipe_gc::collect_soon`).
+    pub(crate) gc_ended_ms: AtomicI64,
 }
 
 impl PipeNs {

@@ -61,6 +61,28 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
     report
 }
 
+/// A collection, unless one ended less than [`SOON_MS`] ago: then it is only asked for, and
+/// the next collection (the next call here, a status, the next creations) runs it. For what
+/// comes often (every reaping of a killed child): a scan per death would keep a parent that
+/// reaps many busy scanning rather than reaping.
+pub fn collect_soon(region: &Region) {
+    let ns = ns(region);
+    if coarse_ms() - ns.gc_ended_ms.load(Ordering::Relaxed) < SOON_MS {
+        ns.gc_again.store(1, Ordering::SeqCst);
+        return;
+    }
+    collect_garbage(region);
+    ns.gc_ended_ms.store(coarse_ms(), Ordering::Relaxed);
+}
+
+/// See [`collect_soon`].
+pub const SOON_MS: i64 = 100;
+
+fn coarse_ms() -> i64 {
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE);
+    t.tv_sec * 1000 + t.tv_nsec / 1_000_000
+}
+
 fn collect_once(region: &Region) -> Option<GcReport> {
     let ns = ns(region);
     let pass = ns.gc_pass.fetch_add(1, Ordering::SeqCst).wrapping_add(1).max(1);

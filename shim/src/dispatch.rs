@@ -195,7 +195,7 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
                     // collection, as the kernel frees it at the death.
                     Reaped::Killed => {
                         shared_state::pipe::note_exit(r);
-                        shared_state::pipe_gc::collect_garbage(r);
+                        shared_state::pipe_gc::collect_soon(r);
                     }
                 }
             }
