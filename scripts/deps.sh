@@ -18,6 +18,8 @@ declare -A wanted=(
     [redis-server]=/usr/bin/redis-server
     [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
     [socat]=/usr/bin/socat
+    [rt-tests]=/usr/bin/svsematest # tests/tests/pressure.rs: mlockall in a real program
+    [python3]=/usr/bin/python3 # tests/tests/pressure.rs: pipes and sockets on a small tmpfs
 )
 
 missing=()
