@@ -192,6 +192,14 @@ impl IpcIds {
         self.next_id = -1;
     }
 
+    /// The indices below this are those [`IpcIds::alloc`] may pick next: their slots must be
+    /// reserved (`Region::reserve`) before it looks at them.
+    pub fn window(&self) -> u32 {
+        // A set next_id may pick any index from its own up.
+        let next = if self.next_id >= 0 { IPCMNI } else { 0 };
+        (self.in_use * 3 / 2).clamp(IPC_MIN_CYCLE, IPCMNI).max(next)
+    }
+
     /// `ipc_idr_alloc` + the bookkeeping of `ipc_addid`: picks an index with `used(idx)` false,
     /// returning (index, seq). `mni` is the family's limit (shmmni…).
     pub fn alloc(&mut self, mni: u32, used: impl Fn(u32) -> bool) -> Result<(u32, u32), Errno> {
@@ -207,7 +215,7 @@ impl IpcIds {
             self.add(idx);
             return Ok((idx, next_id as u32 >> SEQ_SHIFT));
         }
-        let max_idx = (self.in_use * 3 / 2).clamp(IPC_MIN_CYCLE, IPCMNI);
+        let max_idx = self.window();
         let find = |from: u32| (from..max_idx).find(|&i| !used(i));
         let start = if self.next_idx < max_idx { self.next_idx } else { 0 };
         let idx = find(start).or_else(|| if start > 0 { find(0) } else { None }).ok_or(ENOSPC)?;

@@ -203,6 +203,11 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
     let hwm = &region.header().procs_hwm;
     for pass in 0..2 {
         for slot in 0..MAX_PROCS {
+            // A record never used before gets its memory first (none left: the table is full).
+            let off = PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64;
+            if region.reserve(off, size_of::<ProcRecord>() as u64).is_err() {
+                break;
+            }
             // SAFETY: lock held, slot in range.
             let r = unsafe { record(region, slot) };
             if r.state.load(Ordering::Relaxed) == FREE {

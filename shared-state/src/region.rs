@@ -8,8 +8,9 @@
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
-//! exec wake-ups | what runs on each CPU.
-//! The file is sparse: only pages that were touched take memory.
+//! exec wake-ups | what runs on each CPU | backing bitmap.
+//! The file is sparse: only pages that were touched take memory, and every page is reserved
+//! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
 
 use crate::alloc::Heap;
 use crate::journal::JOURNAL_BYTES;
@@ -23,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 19;
+pub const LAYOUT_VERSION: u32 = 20;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -128,7 +129,12 @@ pub const RUNNING_OFF: u64 = align_up(
     EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
     PAGE_SIZE,
 );
-pub const TOTAL_SIZE: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+/// One bit per page of everything before it: the page was reserved (`crate::backing`).
+pub const BACKING_OFF: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+pub const BACKING_BYTES: u64 = align_up(BACKING_OFF / PAGE_SIZE / 8, PAGE_SIZE);
+/// One bit per page of the bitmap, in the header: that bitmap page was reserved.
+pub const BACKING_L1_WORDS: usize = (BACKING_BYTES / PAGE_SIZE).div_ceil(64) as usize;
+pub const TOTAL_SIZE: u64 = BACKING_OFF + BACKING_BYTES;
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -275,6 +281,8 @@ pub struct Header {
     pub pipe: PipeNs,
     pub sem: crate::sem::SemNs,
     pub msg: crate::msg::MsgNs,
+    /// Which pages of the backing bitmap were reserved (see `crate::backing`).
+    pub backing: [AtomicU64; BACKING_L1_WORDS],
 }
 
 /// The section offsets and the header's own shape: a build that moved any of them (even
@@ -329,6 +337,8 @@ pub enum RegionErrorKind {
     NotPrivate(Owner, u32, u32, u32),
     /// IPCSHIM_GROUP is not a group id.
     BadGroup,
+    /// The file system has no room for the region's first pages.
+    NoSpace(i32),
 }
 
 impl fmt::Display for RegionError {
@@ -355,6 +365,13 @@ impl fmt::Display for RegionError {
             }
             RegionErrorKind::NotInMemory => {
                 write!(f, "not on tmpfs or ramfs (IPC state would be written to disk); set IPCSHIM_DIR")
+            }
+            RegionErrorKind::NoSpace(e) => {
+                write!(
+                    f,
+                    "no room for a new region ({}); IPC is left to the kernel",
+                    std::io::Error::from_raw_os_error(e)
+                )
             }
             RegionErrorKind::Incomplete => {
                 write!(f, "region initialisation never completed (corrupt header); refusing to use it")
@@ -715,7 +732,16 @@ impl Region {
         if fresh {
             // SAFETY: we hold the exclusive flock on a zero-length file we just sized: no other
             // process has the header mapped in a usable state yet.
-            unsafe { region.initialise() };
+            if let Err(e) = unsafe { region.initialise() } {
+                // Nothing was written: the next opener starts afresh. The header may have no
+                // page, so the region is not dropped (which reads it).
+                let _ = sys::ftruncate(fd, 0);
+                let _ = sys::munmap(region.base, TOTAL_SIZE as usize);
+                let _ = sys::munmap(region.ro_data, SHM_DATA_SIZE as usize);
+                core::mem::forget(region);
+                let _ = sys::flock(fd, libc::LOCK_UN);
+                return Err(err(RegionErrorKind::NoSpace(e)));
+            }
         }
         let _ = sys::flock(fd, libc::LOCK_UN);
         Ok(region)
@@ -761,7 +787,18 @@ impl Region {
 
     /// # Safety
     /// Only while holding the creation flock on a freshly sized file.
-    unsafe fn initialise(&self) {
+    unsafe fn initialise(&self) -> Result<(), sys::Errno> {
+        // Every page written below is reserved first, the header's own page before anything
+        // (the backing bits live in it): a full file system fails here, with nothing written.
+        crate::backing::populate(self, 0, PAGE_SIZE)?;
+        self.reserve(0, PAGE_SIZE)?;
+        self.reserve(SHM_EXTENTS_OFF, size_of::<Extent>() as u64)?;
+        self.reserve(EPOLL_OFF, size_of::<crate::epoll::EpollNs>() as u64)?;
+        // The pipe lookup's buckets are hashed all over: reserved whole (128 KiB).
+        self.reserve(PIPE_HASH_OFF, PIPE_HASH_BUCKETS as u64 * 4)?;
+        // Read by every locker and every exec: small, reserved whole.
+        self.reserve(RUNNING_OFF, size_of::<crate::journal::Running>() as u64)?;
+        self.reserve(EXEC_WAKES_OFF, EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64)?;
         let hdr = self.base as *mut Header;
         // SAFETY: the header page is mapped, zero-filled and exclusively ours (see caller).
         // Identity first, readiness last: a creator that dies in between leaves a file that is
@@ -783,6 +820,7 @@ impl Region {
             crate::epoll::EpollNs::init(self.at::<crate::epoll::EpollNs>(EPOLL_OFF));
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
+        Ok(())
     }
 
     pub fn base(&self) -> usize {

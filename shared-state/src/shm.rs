@@ -7,6 +7,7 @@
 //! attaching process's record, so `shm_nattch` is exact and a dead process's attachments are
 //! dropped when it is reaped.
 
+use crate::backing;
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IWUGO, S_IXUGO};
 use crate::proc::{self, ProcRecord};
 use crate::region::{
@@ -142,6 +143,10 @@ pub struct ShmInfo {
 
 const _: () = assert!(size_of::<Shmid64Ds>() == 112 && size_of::<ShmInfo>() == 48);
 
+const fn slot_off(idx: u32) -> u64 {
+    SHM_SLOTS_OFF + idx as u64 * size_of::<ShmidKernel>() as u64
+}
+
 fn pages(bytes: u64) -> u64 {
     bytes.div_ceil(PAGE_SIZE)
 }
@@ -160,7 +165,12 @@ impl<'a> Shm<'a> {
     fn slot(&self, idx: u32) -> &'a mut ShmidKernel {
         debug_assert!(idx < IPCMNI);
         // SAFETY: idx < IPCMNI; the slot array lies at SHM_SLOTS_OFF; lock held.
-        unsafe { self.region.at::<ShmidKernel>(SHM_SLOTS_OFF + idx as u64 * size_of::<ShmidKernel>() as u64) }
+        unsafe { self.region.at::<ShmidKernel>(slot_off(idx)) }
+    }
+
+    /// Whether slot `idx` was ever used (one that was not holds no segment, and is not read).
+    fn backed(&self, idx: u32) -> bool {
+        self.region.reserved(slot_off(idx), size_of::<ShmidKernel>() as u64)
     }
 
     fn extents(&self) -> &'a mut [Extent] {
@@ -174,7 +184,7 @@ impl<'a> Shm<'a> {
     }
 
     fn used(&self, idx: u32) -> bool {
-        self.slot(idx).live != 0
+        self.backed(idx) && self.slot(idx).live != 0
     }
 
     fn data_addr(&self, seg: &ShmidKernel) -> usize {
@@ -216,12 +226,22 @@ impl<'a> Shm<'a> {
                 ext[i].off = off;
                 ext[i].len += len;
             }
-            (false, false) if n < ext.len() => {
+            (false, false)
+                if n < ext.len()
+                    && self
+                        .region
+                        .reserve(
+                            SHM_EXTENTS_OFF + n as u64 * size_of::<Extent>() as u64,
+                            size_of::<Extent>() as u64,
+                        )
+                        .is_ok() =>
+            {
                 ext.copy_within(i..n, i + 1);
                 ext[i] = Extent { off, len };
                 ns.extents_len = n as u32 + 1;
             }
-            (false, false) => {} // cannot happen (see MAX_EXTENTS); the range is leaked
+            // Cannot happen (see MAX_EXTENTS), or no room for the entry: the range is leaked.
+            (false, false) => {}
         }
     }
 
@@ -344,18 +364,7 @@ impl<'a> Shm<'a> {
 
     /// Resident pages of a segment (the kernel's `nrpages` of its shmem file).
     fn rss_pages(&self, seg: &ShmidKernel) -> u64 {
-        let mut vec = [0u8; 256];
-        let mut total = 0;
-        let mut off = 0;
-        while off < seg.data_len {
-            let chunk = (seg.data_len - off).min(vec.len() as u64 * PAGE_SIZE);
-            let n = pages(chunk) as usize;
-            if sys::mincore(self.data_addr(seg) + off as usize, chunk as usize, &mut vec[..n]).is_ok() {
-                total += vec[..n].iter().filter(|&&b| b & 1 != 0).count() as u64;
-            }
-            off += chunk;
-        }
-        total
+        backing::written_pages(self.region, SHM_DATA_OFF + seg.data_off, seg.data_len)
     }
 }
 
@@ -363,8 +372,7 @@ impl IpcFamily for Shm<'_> {
     type Params = u64;
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        let seg = self.slot(idx);
-        (seg.live != 0).then_some(&seg.perm)
+        self.used(idx).then(|| &self.slot(idx).perm)
     }
 
     fn max_idx(&self) -> i32 {
@@ -395,10 +403,20 @@ impl IpcFamily for Shm<'_> {
         // The creator needs a record so that its exit is noticed (shm_rmid_forced).
         // SAFETY: the lock is held while `self` exists.
         let creator = unsafe { proc::current_record(self.region) }.ok_or(ENOMEM)?;
+        // The slots the id allocation may pick, and the segment's memory, are reserved before
+        // anything is promised: a full file system is ENOMEM here, as a kernel out of memory.
+        let window = ns.ids.window() as u64 * size_of::<ShmidKernel>() as u64;
+        self.region.reserve(SHM_SLOTS_OFF, window).map_err(|_| ENOMEM)?;
         let data_off = self.alloc_data(len).ok_or(ENOMEM)?;
+        if backing::reserve_segment(self.region, SHM_DATA_OFF + data_off, len).is_err() {
+            self.discard(data_off, len);
+            self.free_data(data_off, len);
+            return Err(ENOMEM);
+        }
         let (idx, seq) = match ns.ids.alloc(limits.shmmni, |i| self.used(i)) {
             Ok(v) => v,
             Err(e) => {
+                self.discard(data_off, len);
                 self.free_data(data_off, len);
                 return Err(e);
             }
@@ -1051,7 +1069,9 @@ pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
 pub unsafe fn recover(region: &Region) {
     let shm = Shm { region };
     let ns = shm.ns();
-    for idx in 0..IPCMNI {
+    // Slots never used hold no segment and are left untouched.
+    let used: Vec<u32> = (0..IPCMNI).filter(|&i| shm.backed(i)).collect();
+    for &idx in &used {
         shm.slot(idx).nattch = 0;
     }
     for slot in 0..proc::procs_hwm(region) {
@@ -1072,7 +1092,7 @@ pub unsafe fn recover(region: &Region) {
     let ext = shm.extents();
     let mut n = 0usize;
     let mut cursor = 0u64;
-    for idx in 0..IPCMNI {
+    for &idx in &used {
         let seg = shm.slot(idx);
         if seg.live == 0 {
             continue;
@@ -1090,16 +1110,19 @@ pub unsafe fn recover(region: &Region) {
     }
     // Live ranges in address order become the holes between free extents.
     let mut ranges: Vec<(u64, u64)> =
-        (0..IPCMNI).map(|i| shm.slot(i)).filter(|s| s.live != 0).map(|s| (s.data_off, s.data_len)).collect();
+        used.iter().map(|&i| shm.slot(i)).filter(|s| s.live != 0).map(|s| (s.data_off, s.data_len)).collect();
     ranges.sort_unstable();
+    let entry = |n: usize| SHM_EXTENTS_OFF + n as u64 * size_of::<Extent>() as u64;
+    let room =
+        |n: usize| n < MAX_EXTENTS as usize && region.reserve(entry(n), size_of::<Extent>() as u64).is_ok();
     for (off, len) in ranges {
-        if off > cursor && n < ext.len() {
+        if off > cursor && room(n) {
             ext[n] = Extent { off: cursor, len: off - cursor };
             n += 1;
         }
         cursor = cursor.max(off + len);
     }
-    if cursor < SHM_DATA_SIZE && n < ext.len() {
+    if cursor < SHM_DATA_SIZE && room(n) {
         ext[n] = Extent { off: cursor, len: SHM_DATA_SIZE - cursor };
         n += 1;
     }

@@ -271,8 +271,9 @@ pub fn send(
             }
             None
         }
-        // Larger than a queue, though within a send buffer the user raised.
-        Err(libc::EMSGSIZE) => None,
+        // Larger than a queue, though within a send buffer the user raised; or no memory for
+        // the queue: the kernel delivers it.
+        Err(libc::EMSGSIZE | pipe::NO_SPACE) => None,
         res => Some(res),
     }
 }

@@ -214,6 +214,15 @@ fn kernel_ctl(epfd: i32, op: i32, fd: i32, ev: usize) -> Result<usize, Errno> {
 
 /// epoll_ctl. A shim target is served; a kernel target goes to the kernel (counted in the
 /// object, so that waits know the kernel has fds too).
+/// No room for the interest in the region (the set's items, or the namespace's objects, are
+/// all taken): the fd's pipe or connection goes to the kernel, whose epoll then takes it as it
+/// takes any kernel fd.
+fn table_full(r: &Region, l: ep::EpLock, fd: i32) -> Option<i64> {
+    drop(l);
+    crate::pipes::hand_back(r, fd);
+    None
+}
+
 pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let (epfd, op, fd, uev) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize);
     if !matches!(op, libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL) {
@@ -247,14 +256,20 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
         (libc::EPOLL_CTL_ADD, _) => {
             let h = match object_for_add(r, &l, epfd, obj) {
                 Ok(h) => h,
-                Err(e) => return Some(neg(e)),
+                Err(_) => return table_full(r, l, fd),
             };
-            add_item(r, &l, h, &shim, fd, ev, |kev| kernel_ctl(epfd, op, fd, kev as *const _ as usize)).map(
-                |_| {
+            let add =
+                add_item(r, &l, h, &shim, fd, ev, |kev| kernel_ctl(epfd, op, fd, kev as *const _ as usize));
+            match add {
+                Ok(_) => {
                     fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
-                    0
-                },
-            )
+                    Ok(0)
+                }
+                // The set's items are all taken (or the kernel's max_user_watches, which it
+                // then says again).
+                Err(libc::ENOSPC) => return table_full(r, l, fd),
+                Err(e) => Err(e),
+            }
         }
         // Not in our object: the kernel answers ENOENT (or has its own interest).
         (_, None) => return None,
@@ -431,9 +446,15 @@ fn collect_unheld(r: &Region, l: &EpLock) {
     });
     sys::close(proc_fd);
     if res.is_ok() {
-        ep::free_unheld(r, l, keep_born_before, &|h| held[h.idx as usize] == h.generation + 1);
+        let held =
+            |h: EpHandle| matches!(held[h.idx as usize], g if g == h.generation + 1 || g == SEEN_TWICE);
+        ep::free_unheld(r, l, keep_born_before, &held);
     }
 }
+
+/// In `held`: tokens of two generations name the object's slot (the other is another
+/// namespace's object: every process's epoll fds are read), so it is kept.
+const SEEN_TWICE: u32 = u32::MAX;
 
 /// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`.
 fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
@@ -465,7 +486,8 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
         }
         match interests_at(&path[..end + 1], |k| {
             if let Some(i) = ItemRef::from_token(k.data) {
-                held[i.obj.idx as usize] = i.obj.generation + 1;
+                let h = &mut held[i.obj.idx as usize];
+                *h = if *h == 0 || *h == i.obj.generation + 1 { i.obj.generation + 1 } else { SEEN_TWICE };
             }
         }) {
             Ok(()) | Err(libc::ENOENT) => Ok(()),

@@ -10,6 +10,7 @@ mod fd;
 mod foreign;
 mod hooks;
 mod ipcns;
+mod mlock;
 mod msg;
 mod pipes;
 mod poll;

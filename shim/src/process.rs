@@ -11,6 +11,7 @@ extern "C" fn atfork_prepare() {
 extern "C" fn atfork_child() {
     // SUD is not inherited; a fork made from shim code (selector ALLOW) was not trapped.
     crate::sud::rearm_after_fork();
+    crate::mlock::forked();
     if region::active().is_some() {
         let _g = crate::sud::enter();
         proc::identify_self();
@@ -64,6 +65,11 @@ pub extern "C" fn fork() -> libc::pid_t {
     let pid = unsafe { core::mem::transmute::<usize, extern "C" fn() -> libc::pid_t>(real)() };
     if pid != 0 {
         let _g = crate::sud::enter();
+        if let Some(r) = region::active() {
+            // Counted again now that the child exists (see `pipe_gc`'s rounds): between the
+            // child's creation and here, the parent closed nothing.
+            shared_state::pipe::note_fork(r);
+        }
         crate::ipcns::each_region(|r| proc::fork::parent(r, pid));
     }
     pid

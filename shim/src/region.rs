@@ -9,7 +9,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use shared_state::Region;
-use shared_state::region::{self, RegionFiles};
+use shared_state::region::{self, RegionErrorKind, RegionFiles};
 use shared_state::sys::{self, Errno};
 use std::sync::atomic::AtomicBool;
 
@@ -17,6 +17,8 @@ const UNINIT: u8 = 0;
 const ACTIVE: u8 = 1;
 const DISABLED: u8 = 2;
 const BROKEN: u8 = 3;
+/// The region could not be created for want of room: every call is the kernel's.
+const NO_ROOM: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static REGION: AtomicPtr<Region> = AtomicPtr::new(core::ptr::null_mut());
@@ -66,9 +68,25 @@ pub fn init() -> Option<&'static Region> {
             Some(r)
         }
         Err(e) => {
+            let state = if matches!(e.kind, RegionErrorKind::NoSpace(_)) { NO_ROOM } else { BROKEN };
             ERROR.store(Box::into_raw(Box::new(format!("{e}\n"))), Ordering::Release);
-            STATE.store(BROKEN, Ordering::Release);
+            STATE.store(state, Ordering::Release);
+            // Left to the kernel from the start: said at once, as nothing will fail later.
+            if state == NO_ROOM {
+                show_error();
+            }
             None
+        }
+    }
+}
+
+/// The one-line error, on the first call that meets it.
+fn show_error() {
+    if !ERROR_SHOWN.swap(true, Ordering::Relaxed) {
+        let p = ERROR.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: set once to a leaked Box that is never freed.
+            let _ = shared_state::sys::write(2, unsafe { &*p }.as_bytes());
         }
     }
 }
@@ -93,15 +111,10 @@ pub fn route() -> Route {
         ACTIVE => Route::Serve(crate::ipcns::current().or_else(active).expect("active region")),
         DISABLED => Route::Kernel,
         BROKEN => {
-            if !ERROR_SHOWN.swap(true, Ordering::Relaxed) {
-                let p = ERROR.load(Ordering::Acquire);
-                if !p.is_null() {
-                    // SAFETY: set once to a leaked Box that is never freed.
-                    let _ = shared_state::sys::write(2, unsafe { &*p }.as_bytes());
-                }
-            }
+            show_error();
             Route::Fail
         }
+        NO_ROOM => Route::Kernel,
         // Called before our constructor ran (from another library's): serve from the kernel,
         // as nothing of ours can exist yet.
         _ => Route::Kernel,

@@ -8,7 +8,8 @@
 //! Credentials for SO_PASSCRED without a token are the shim's, built as `put_cmsg` does.
 
 use crate::scratch;
-use shared_state::pipe::{SOCKADDR_UN_MAX, UnixCb};
+use shared_state::Region;
+use shared_state::pipe::{self, SOCKADDR_UN_MAX, UnixCb};
 use shared_state::sys::{self, Errno};
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -276,7 +277,11 @@ fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) {
     }
     // SAFETY: the u64s are plain bytes to look at; `m.msg_controllen` of them were written.
     let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, ORPHAN_CTL) };
-    let bytes = &bytes[..m.msg_controllen.min(ORPHAN_CTL)];
+    each_passed_fd(&bytes[..m.msg_controllen.min(ORPHAN_CTL)], sys::close);
+}
+
+/// Calls `f` with each fd of the SCM_RIGHTS messages in control data `bytes`.
+fn each_passed_fd(bytes: &[u8], mut f: impl FnMut(i32)) {
     let mut off = 0;
     while off + 16 <= bytes.len() {
         let word = |i: usize| u32::from_ne_bytes(bytes[off + i..off + i + 4].try_into().unwrap_or_default());
@@ -286,11 +291,36 @@ fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) {
         }
         if word(8) as i32 == libc::SOL_SOCKET && word(12) as i32 == libc::SCM_RIGHTS {
             for i in (16..len).step_by(4) {
-                sys::close(word(i) as i32);
+                f(word(i) as i32);
             }
         }
         off += len.next_multiple_of(8);
     }
+}
+
+/// A send of the user's control data `ctl` (`len` bytes) over any socket: the shim objects of
+/// the fds it passes are marked in flight, so that a collection does not take them for
+/// garbage while no process holds them (see `pipe::note_in_flight`).
+pub fn mark_passed(r: &Region, ctl: usize, len: usize) {
+    if ctl == 0 {
+        return;
+    }
+    // Aligned as `struct cmsghdr`, in scratch memory (too large for a small stack).
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    // SAFETY: the u64s are plain bytes, ORPHAN_CTL of them, ours while `buf` lives.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, ORPHAN_CTL) };
+    let n = len.min(ORPHAN_CTL);
+    if crate::copy::slice_in(&mut bytes[..n], ctl).is_err() {
+        return;
+    }
+    each_passed_fd(&bytes[..n], |fd| {
+        if let Some(p) = crate::fd::lookup(r, fd) {
+            pipe::note_in_flight(r, p.pipe);
+            if let Some(peer) = pipe::sock_peer(r, p.pipe) {
+                pipe::note_in_flight(r, peer);
+            }
+        }
+    });
 }
 
 /// SCM_CREDENTIALS into the user's control buffer, as `put_cmsg` writes one (a short buffer

@@ -12,7 +12,16 @@ pub fn serve(r: &Region, nr: i64, a: &[u64; 6]) -> i64 {
     let t0 = crate::trace::start();
     let res = match nr {
         libc::SYS_shmget => shm::shmget(r, a[0] as key_t, a[1] as usize, a[2] as c_int).map(|v| v as i64),
-        libc::SYS_shmat => shm::shmat(r, a[0] as c_int, a[1] as usize, a[2] as c_int).map(|v| v as i64),
+        libc::SYS_shmat => shm::shmat(r, a[0] as c_int, a[1] as usize, a[2] as c_int).and_then(|at| {
+            // Under MCL_FUTURE the kernel's attachment would be locked.
+            match crate::mlock::attached(at) {
+                Ok(()) => Ok(at as i64),
+                Err(e) => {
+                    let _ = shm::shmdt(r, at);
+                    Err(e)
+                }
+            }
+        }),
         libc::SYS_shmdt => shm::shmdt(r, a[0] as usize).map(|_| 0),
         _ => shm::shmctl(r, a[0] as c_int, a[1] as c_int, a[2] as usize).map(|v| v as i64),
     };

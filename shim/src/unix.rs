@@ -340,14 +340,20 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         return names::pending_add(r, listener, pid, me, None).then(|| kernel_only(r)).flatten();
     }
     let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
+    // A queue refused before anyone took it is nobody's: it goes at once.
+    let drop_queue = || {
+        if pipe::sock_refuse(r, h) {
+            pipe::release(r, h);
+        }
+    };
     if !names::pending_add(r, listener, pid, me, Some(h)) {
-        pipe::sock_refuse(r, h);
+        drop_queue();
         return None;
     }
     let res = connect();
     if res.is_err() {
-        pipe::sock_refuse(r, h);
         names::pending_remove(r, listener, pid, me);
+        drop_queue();
         return Some(pipes::ret(res));
     }
     let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
@@ -358,6 +364,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         insert(r, fd, h);
     } else {
         names::pending_remove(r, listener, pid, me);
+        pipe::release(r, h);
     }
     Some(0)
 }
@@ -405,6 +412,7 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     };
     if !pipe::sock_adopt(r, client, h) {
         pipe::sock_refuse(r, h);
+        pipe::release(r, h);
         return;
     }
     // A client that gave its end to the kernel before we linked reads the kernel's queue.
@@ -560,7 +568,7 @@ pub fn recv(
                         Err(_) => break,
                     },
                 };
-                let n = skip(iov, got, rest);
+                let n = pipes::skip_iov(iov, got, rest);
                 &rest[..n]
             }
         };
@@ -718,21 +726,6 @@ pub fn sets_owner(cmd: i32) -> bool {
     cmd == libc::F_SETOWN || cmd == F_SETOWN_EX
 }
 
-/// `iov` without its first `skip` bytes, into `out` (as long as `iov`); returns how many entries.
-fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
-    let mut n = 0;
-    for &(base, len) in iov {
-        if skip >= len {
-            skip -= len;
-            continue;
-        }
-        out[n] = (base + skip, len - skip);
-        skip = 0;
-        n += 1;
-    }
-    n
-}
-
 /// Sends `iov` with `flags`; None: the kernel serves it.
 pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
     send_cb(r, g, p, iov, flags, None)
@@ -797,6 +790,11 @@ fn send_cb(
         // socket whose peer is gone gets the kernel's ECONNREFUSED, and is disconnected.
         return match pipe::record_write(r, p.pipe, iov, cb, &env) {
             Err(pipe::HANDED_BACK) => None,
+            // No memory for the queue: the connection goes to the kernel, which sends it.
+            Err(pipe::NO_SPACE) => {
+                hand_back(r, p);
+                None
+            }
             Err(libc::EPIPE) if pipe::sock_dgram(r, p.pipe) && dgram_peer_gone(p.fd) => {
                 // What it queued for the gone peer is dropped, as the kernel's queue was.
                 let _ = pipe::sock_hand_back(r, p.pipe);
@@ -813,6 +811,35 @@ fn send_cb(
         return None;
     }
     let total: usize = iov.iter().map(|v| v.1).sum();
+    // No memory for the queue's next page: the connection goes to the kernel, which sends
+    // what is left (all of it, or the rest after what went into the queue).
+    if env.ran_out_of_space() {
+        hand_back(r, p);
+        let done = res.unwrap_or(0);
+        if done == 0 {
+            return None;
+        }
+        // In scratch memory: an iovec array is too large for a small stack.
+        let Ok(mut rest) = scratch::take(iov.len(), (0usize, 0usize)) else { return Some(Ok(done)) };
+        let n = pipes::skip_iov(iov, done, &mut rest);
+        // SAFETY: an all-zero msghdr is valid; it names only the iovecs.
+        let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+        m.msg_iov = rest.as_mut_ptr() as *mut libc::iovec;
+        m.msg_iovlen = n;
+        let flags = (flags & !libc::MSG_OOB) as usize;
+        let more = g.allow_signals(|| {
+            sys::syscall6(
+                libc::SYS_sendmsg,
+                p.fd as usize,
+                &m as *const libc::msghdr as usize,
+                flags,
+                0,
+                0,
+                0,
+            )
+        });
+        return Some(Ok(done + more.unwrap_or(0)));
+    }
     let broken = res == Err(libc::EPIPE)
         || res.is_ok_and(|n| n > 0 && n < total && pipe::PipeEnv::peer_gone(&env, true));
     if broken && flags & libc::MSG_NOSIGNAL == 0 {
@@ -925,8 +952,16 @@ fn msg_iovec(m: &libc::msghdr) -> Result<scratch::Slice<Iov>, Errno> {
 
 /// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
 pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.socket)?;
-    let m = match msghdr_in(umsg) {
+    let p = fd::lookup(r, fd).filter(|p| p.socket);
+    let m = msghdr_in(umsg);
+    // Over any socket, the kernel's too: shim objects passed are in flight from now.
+    if let Ok(m) = &m
+        && m.msg_controllen != 0
+    {
+        scm::mark_passed(r, m.msg_control as usize, m.msg_controllen);
+    }
+    let p = p?;
+    let m = match m {
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
@@ -985,6 +1020,13 @@ fn send_scm(
     if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
         return Some(-(scm::refused(ctl, ctl_len).unwrap_or(libc::EAGAIN) as i64));
     }
+    // The queue's pages for the message get their memory before its fds leave: without
+    // room, the connection and this message go to the kernel.
+    let pages = total.div_ceil(pipe::PIPE_BUF - pipe::CB_LEN).max(1);
+    if !pipe::sock_reserve(r, p.pipe, pages as u32) {
+        hand_back(r, p);
+        return None;
+    }
     let cb = scm::own_creds(scm::new_id());
     let sent = g.allow_signals(|| scm::send_token(p.fd, cb.fp, ctl, ctl_len, flags));
     if let Err(e) = sent {
@@ -1039,8 +1081,16 @@ const UIO_MAXIOV: u64 = 1024;
 /// first ends the batch with the number sent (`__sys_sendmmsg`).
 pub fn sendmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let fd = a[0] as i32;
-    fd::lookup(r, fd).filter(|p| p.socket)?;
     let (vec, vlen, flags) = (a[1] as usize, a[2].min(UIO_MAXIOV) as usize, a[3] as i32);
+    if fd::lookup(r, fd).filter(|p| p.socket).is_none() {
+        // The kernel's socket: only the objects its messages pass are ours to mark.
+        for i in 0..vlen {
+            if let Ok(m) = msghdr_in(vec + i * MMSGHDR) {
+                scm::mark_passed(r, m.msg_control as usize, m.msg_controllen);
+            }
+        }
+        return None;
+    }
     let mut done = 0;
     while done < vlen {
         let entry = vec + done * MMSGHDR;
@@ -1127,6 +1177,56 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
     note_change(r, &p);
     Some(pipes::ret(res))
+}
+
+/// Runs `drop_fd`, the kernel call that drops the socket fd `p` (a close, or a dup onto it),
+/// and frees the queues nobody can read any more, as the kernel frees a socket's buffers when
+/// it is released: both queues of a connection once both its sockets are released, a datagram
+/// socket's own receive queue (and its name) once it is. The kernel says what is released:
+/// POLLHUP on a stream or seqpacket socket once its peer is (or both directions were shut
+/// down), and `unix_diag` knows no released socket. The poll and the drop are made under the
+/// pipe namespace's lock, so that of two last holders closing both ends at once, the second
+/// sees the first's release.
+pub fn dropping(
+    r: &Region,
+    p: &PipeFd,
+    drop_fd: impl FnOnce() -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    let own = pipe::object_ino(r, p.pipe);
+    let flags = pipe::sock_flags(r, p.pipe);
+    let state = flags & 0xff;
+    let res = if dgram::is_recv_queue(r, p) {
+        let res = drop_fd();
+        if own.is_some_and(diag::released) {
+            names::unregister_dgram(r, p.pipe);
+            pipe::release(r, p.pipe);
+        }
+        res
+    } else if state == pipe::SOCK_REFUSED {
+        // The kernel carries the connection: our queue holds nothing anyone reads.
+        let res = drop_fd();
+        if own.is_some_and(diag::released) {
+            pipe::release(r, p.pipe);
+        }
+        res
+    } else if let (pipe::SOCK_LINKED, Some(peer)) = (state, pipe::sock_peer(r, p.pipe)) {
+        let peer_ino = pipe::object_ino(r, peer);
+        let dgram = flags & pipe::SOCK_DGRAM != 0;
+        let (hup, res) = pipe::closing(r, || {
+            let hup = dgram || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
+            (hup, drop_fd())
+        });
+        if hup && own.is_some_and(diag::released) && peer_ino.is_some_and(diag::released) {
+            pipe::release(r, peer);
+            pipe::release(r, p.pipe);
+        }
+        res
+    } else {
+        // A connect not accepted yet: the pending table keeps its queue for the server.
+        drop_fd()
+    };
+    note_change(r, p);
+    res
 }
 
 /// Something about the connection changed (close, shutdown, flags): both queues' sleepers
@@ -1312,7 +1412,12 @@ pub(crate) mod diag {
 
     /// Asks about socket `ino`; calls `attr(type, payload)` for each attribute of the answer.
     fn query(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> bool {
-        let Ok(ino) = u32::try_from(ino) else { return false };
+        ask(ino, show, attr) == Ok(true)
+    }
+
+    /// [`query`]: Ok(true) answered, Ok(false) no such socket, Err the kernel could not be asked.
+    fn ask(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> Result<bool, ()> {
+        let Ok(ino) = u32::try_from(ino) else { return Err(()) };
         let Ok(s) = sys::syscall6(
             libc::SYS_socket,
             libc::AF_NETLINK as usize,
@@ -1322,7 +1427,7 @@ pub(crate) mod diag {
             0,
             0,
         ) else {
-            return false;
+            return Err(());
         };
         let s = s as i32;
         let req = Request {
@@ -1350,7 +1455,7 @@ pub(crate) mod diag {
         );
         let Ok(mut buf) = crate::scratch::take(512, 0u64) else {
             sys::close(s);
-            return false;
+            return Err(());
         };
         // The kernel answers inside sendto: the reply is queued already, and a receive that
         // finds none must not block the caller forever.
@@ -1366,14 +1471,19 @@ pub(crate) mod diag {
             )
         });
         sys::close(s);
-        let Ok(n) = got else { return false };
+        let Ok(n) = got else { return Err(()) };
         // SAFETY: `buf` is ours and `n` bytes of it were written.
         let bytes =
             unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&*buf))) };
         // nlmsghdr (16) with type SOCK_DIAG_BY_FAMILY, unix_diag_msg (16), then rtattrs.
         let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+        let i32_at = |o: usize| bytes.get(o..o + 4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        // An error message (after its header, the errno, negative) for a socket that is gone.
+        if u16_at(4) == Some(libc::NLMSG_ERROR as u16) && i32_at(16) == Some(-libc::ENOENT) {
+            return Ok(false);
+        }
         if u16_at(4) != Some(SOCK_DIAG_BY_FAMILY) {
-            return false;
+            return Err(());
         }
         let msg_len = bytes.get(0..4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize);
         let end = msg_len.min(bytes.len());
@@ -1387,7 +1497,7 @@ pub(crate) mod diag {
             attr(ty, &bytes[off + 4..off + len]);
             off += len.div_ceil(4) * 4;
         }
-        true
+        Ok(true)
     }
 
     fn u32s(payload: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -1414,6 +1524,12 @@ pub(crate) mod diag {
     /// when the kernel could not be asked.
     pub fn exists(ino: u64) -> bool {
         query(ino, 0, &mut |_, _| {})
+    }
+
+    /// Whether socket `ino` is gone (released: nothing holds it); false when the kernel could
+    /// not be asked.
+    pub fn released(ino: u64) -> bool {
+        ask(ino, 0, &mut |_, _| {}) == Ok(false)
     }
 
     /// Socket `ino`'s `sk_shutdown` (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2).
