@@ -49,10 +49,7 @@ pub const PIPE_SLOTS_OFF: u64 =
 pub const PIPE_HASH_BUCKETS: u32 = PIPE_MAX;
 pub const PIPE_HASH_OFF: u64 =
     align_up(PIPE_SLOTS_OFF + PIPE_MAX as u64 * size_of::<PipeInodeInfo>() as u64, PAGE_SIZE);
-/// The pipe garbage collector's list of processes it has scanned (pids, sorted).
-pub const PIPE_GC_PIDS: u32 = 1 << 20;
-pub const PIPE_GC_PIDS_OFF: u64 = align_up(PIPE_HASH_OFF + PIPE_HASH_BUCKETS as u64 * 4, PAGE_SIZE);
-pub const HEAP_OFF: u64 = align_up(PIPE_GC_PIDS_OFF + PIPE_GC_PIDS as u64 * 4, 1 << 20);
+pub const HEAP_OFF: u64 = align_up(PIPE_HASH_OFF + PIPE_HASH_BUCKETS as u64 * 4, 1 << 20);
 pub const HEAP_END: u64 = 1 << 30;
 /// Segment memory lives here; `shmat` maps a second view of a range of it.
 pub const SHM_DATA_OFF: u64 = HEAP_END;
@@ -269,7 +266,7 @@ pub struct Header {
     pub state: AtomicU32,
     pub total_size: u64,
     /// The offsets this file was laid out with: a file from another build is refused.
-    pub layout: [u64; 20],
+    pub layout: [u64; 19],
     pub created: i64,
     /// One past the highest process slot ever used: scans of the table stop here.
     pub procs_hwm: AtomicU32,
@@ -287,14 +284,13 @@ pub struct Header {
 
 /// The section offsets and the header's own shape: a build that moved any of them (even
 /// without a version bump) is told apart from this one.
-const fn layout() -> [u64; 20] {
+const fn layout() -> [u64; 19] {
     [
         PROCS_OFF,
         SHM_SLOTS_OFF,
         SHM_EXTENTS_OFF,
         PIPE_SLOTS_OFF,
         PIPE_HASH_OFF,
-        PIPE_GC_PIDS_OFF,
         HEAP_OFF,
         SHM_DATA_OFF,
         PIPE_PAGES_OFF,
