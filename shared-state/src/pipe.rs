@@ -160,6 +160,9 @@ pub struct PipeNs {
     pub(crate) exec_notes: AtomicU32,
     /// The device of anonymous pipes (pipefs) + 1, once a process learnt it; 0 before.
     pipefs_dev: AtomicU64,
+    /// Connections whose last ends may have gone since the last collection (see
+    /// [`note_maybe_released`]).
+    maybe_released: AtomicU32,
 }
 
 /// The device of anonymous pipes, if a process of the namespace learnt it.
@@ -992,6 +995,23 @@ fn maybe_collect(region: &Region) {
         crate::pipe_gc::collect_garbage(region);
     }
 }
+
+/// A connection's socket was closed after its peer's: both may be released now, or another
+/// process may still hold either. Asking the kernel (`unix_diag`) costs a walk over every
+/// AF_UNIX socket in the system per question, so a program closing thousands of connections
+/// would pay a walk for each; a collection instead reads each process's fds once, and is
+/// run when such closes reach half the live objects (at least [`RELEASE_BATCH`]).
+pub fn note_maybe_released(region: &Region) {
+    let ns = ns(region);
+    let n = ns.maybe_released.fetch_add(1, Ordering::Relaxed) + 1;
+    if n >= RELEASE_BATCH.max(ns.nr_live.load(Ordering::Relaxed) / 2) {
+        ns.maybe_released.store(0, Ordering::Relaxed);
+        crate::pipe_gc::collect_soon(region);
+    }
+}
+
+/// See [`note_maybe_released`].
+pub const RELEASE_BATCH: u32 = 256;
 
 /// Creates or finds the object, trying once more after a collection if the table is full.
 /// NO_SPACE when there is no room for it (the kernel then serves the pipe or socket).
@@ -2512,6 +2532,8 @@ pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bo
             && sock_peer(region, client) == Some(server);
     }
     sock_link(region, client, server);
+    // Adopted: the server's socket keeps it now (the collector marks a held socket's peer).
+    pc.in_flight.store(0, Ordering::Relaxed);
     true
 }
 

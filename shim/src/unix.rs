@@ -1181,12 +1181,12 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
 
 /// Runs `drop_fd`, the kernel call that drops the socket fd `p` (a close, or a dup onto it),
 /// and frees the queues nobody can read any more, as the kernel frees a socket's buffers when
-/// it is released: both queues of a connection once both its sockets are released, a datagram
-/// socket's own receive queue (and its name) once it is. The kernel says what is released:
-/// POLLHUP on a stream or seqpacket socket once its peer is (or both directions were shut
-/// down), and `unix_diag` knows no released socket. The poll and the drop are made under the
-/// pipe namespace's lock, so that of two last holders closing both ends at once, the second
-/// sees the first's release.
+/// it is released: a datagram socket's own receive queue (and its name) once it is released
+/// (`unix_diag` knows no released socket), and both queues of a connection once both its
+/// sockets are. For a connection, POLLHUP before the close says the peer is gone (or both
+/// directions were shut down); such closes are counted, and a collection, which finds every
+/// socket still held in one read of each process's fds, frees what they released
+/// ([`pipe::note_maybe_released`]).
 pub fn dropping(
     r: &Region,
     p: &PipeFd,
@@ -1209,16 +1209,11 @@ pub fn dropping(
             pipe::release(r, p.pipe);
         }
         res
-    } else if let (pipe::SOCK_LINKED, Some(peer)) = (state, pipe::sock_peer(r, p.pipe)) {
-        let peer_ino = pipe::object_ino(r, peer);
-        let dgram = flags & pipe::SOCK_DGRAM != 0;
-        let (hup, res) = pipe::closing(r, || {
-            let hup = dgram || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
-            (hup, drop_fd())
-        });
-        if hup && own.is_some_and(diag::released) && peer_ino.is_some_and(diag::released) {
-            pipe::release(r, peer);
-            pipe::release(r, p.pipe);
+    } else if state == pipe::SOCK_LINKED && pipe::sock_peer(r, p.pipe).is_some() {
+        let hup = flags & pipe::SOCK_DGRAM != 0 || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
+        let res = drop_fd();
+        if hup {
+            pipe::note_maybe_released(r);
         }
         res
     } else {
