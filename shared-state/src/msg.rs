@@ -1598,10 +1598,7 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
 /// IPC_SET and IPC_RMID (`msgctl_down`): apart, so that its frame does not add to the others'.
 #[inline(never)]
 fn msgctl_down(r: &Region, cred: &Cred, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno> {
-    let mut ds = Msqid64Ds::default();
-    if cmd == IPC_SET {
-        sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
-    }
+    let (uid, gid, mode, qbytes) = if cmd == IPC_SET { set_args(buf)? } else { (0, 0, 0, 0) };
     // msgctl_down: the ids first, then the queue.
     let ids = lock_ids(r)?;
     let s = lock_id(r, msqid)?;
@@ -1619,19 +1616,27 @@ fn msgctl_down(r: &Region, cred: &Cred, msqid: i32, cmd: i32, buf: usize) -> Res
         ids.remove(idx);
         return Ok(0);
     }
-    // msgctl_down takes msg_qbytes as an int and compares it with the unsigned msgmnb.
-    let qbytes = ds.qbytes as i32;
     if qbytes as u32 > r.header().limits.msgmnb && !cred.capable(CAP_SYS_RESOURCE) {
         return Err(EPERM);
     }
     let mut perm = q.perm;
-    perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+    perm.update(uid, gid, mode)?;
     s.w(&mut q.perm, perm);
     s.w(&mut q.qbytes, qbytes as i64 as u64);
     s.w(&mut q.ctime, sys::coarse_seconds());
     s.expunge_all(idx, RECHECK);
     s.ss_wakeup(idx, false);
     Ok(0)
+}
+
+/// IPC_SET's uid, gid, mode and msg_qbytes, read from the user's msqid_ds in a frame of their
+/// own (the caller's holds two lock guards). msgctl_down takes msg_qbytes as an int (and
+/// compares it with the unsigned msgmnb).
+#[inline(never)]
+fn set_args(buf: usize) -> Result<(u32, u32, u32, i32), Errno> {
+    let mut ds = Msqid64Ds::default();
+    sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
+    Ok((ds.perm.uid, ds.perm.gid, ds.perm.mode as u32, ds.qbytes as i32))
 }
 
 /// A live queue as `ipcs` shows it.

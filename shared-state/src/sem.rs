@@ -2019,10 +2019,7 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
 /// IPC_SET and IPC_RMID (`semctl_down`): apart, so that its frame does not add to the others'.
 #[inline(never)]
 fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
-    let mut ds = Semid64Ds::default();
-    if cmd == IPC_SET {
-        sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
-    }
+    let (uid, gid, mode) = if cmd == IPC_SET { set_args(arg)? } else { (0, 0, 0) };
     // semctl_down: the ids first, then the set.
     let ids = lock_ids(r)?;
     let s = lock_id(r, semid)?;
@@ -2040,11 +2037,20 @@ fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Res
     } else {
         let set = s.set(idx);
         let mut perm = set.perm;
-        perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+        perm.update(uid, gid, mode)?;
         s.w(&mut set.perm, perm);
         s.w(&mut set.ctime, sys::coarse_seconds());
     }
     Ok(0)
+}
+
+/// IPC_SET's uid, gid and mode, read from the user's semid_ds in a frame of their own (the
+/// caller's holds two lock guards).
+#[inline(never)]
+fn set_args(arg: usize) -> Result<(u32, u32, u32), Errno> {
+    let mut ds = Semid64Ds::default();
+    sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
+    Ok((ds.perm.uid, ds.perm.gid, ds.perm.mode as u32))
 }
 
 /// GETALL and SETALL keep this many values on the stack (a quarter of the kernel's
