@@ -424,18 +424,24 @@ int main(void)
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
-	if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < 5200)
-		die("RLIMIT_NOFILE below 5200");
-	/* The fds below 1024 that are free, taken: the shim keeps its own fds below the limit it
-	 * started with, and the fds this test makes get the same numbers in both runs. */
-	int pad[1024], npad = 0;
-	for (int fd; (fd = open("/dev/null", O_RDONLY)) >= 0;) {
-		if (fd >= 1024) {
-			close(fd);
-			break;
-		}
-		pad[npad++] = fd;
-	}
+	if (setrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur < 8192)
+		die("RLIMIT_NOFILE below 8192");
+	/* The fds this test makes must get the same numbers in both runs (ipcshim diff compares
+	 * them). The free fds below 1024 are taken, and the shim's own two fds (the last below the
+	 * soft limit it started with, at most 4094 and 4095) are moved out of the way: with every
+	 * fd up to 8189 open, a dup2 onto 4094 and 4095 (the shim first moves its fd there to the
+	 * lowest free number above) leaves 8190 and 8191 to the shim, and 1024 on free for the
+	 * test, in both runs. */
+	int pad[1024], npad = 0, fd;
+	while ((fd = open("/dev/null", O_RDONLY)) >= 0 && fd < 8190)
+		if (fd < 1024)
+			pad[npad++] = fd;
+	if (fd >= 0)
+		close(fd);
+	if (dup2(pad[0], 4094) != 4094 || dup2(pad[0], 4095) != 4095)
+		die("dup2");
+	for (fd = 1024; fd < 8190; fd++)
+		close(fd);
 	many_interests();
 	poll_many();
 	epoll_fd_polled();

@@ -236,22 +236,32 @@ pub fn ns(r: &Region) -> &EpollNs {
     unsafe { r.at::<EpollNs>(EPOLL_OFF) }
 }
 
+fn inst_off(idx: u32) -> u64 {
+    EPOLL_OFF + INSTS_OFF + idx as u64 * size_of::<EpInst>() as u64
+}
+
+fn item_off(idx: u32) -> u64 {
+    EPOLL_OFF + ITEMS_OFF + idx as u64 * size_of::<EpItem>() as u64
+}
+
+/// Instance slot `idx`, which a claim reserved (below `inst_hwm`).
 fn inst_at(r: &Region, idx: u32) -> &EpInst {
     debug_assert!(idx < EP_INSTS);
     // SAFETY: idx < EP_INSTS: inside the epoll area, which the region maps; atomics and
     // process-shared mutexes only.
-    unsafe { r.at::<EpInst>(EPOLL_OFF + INSTS_OFF + idx as u64 * size_of::<EpInst>() as u64) }
+    unsafe { r.at::<EpInst>(inst_off(idx)) }
 }
 
+/// Item slot `idx`, which a claim reserved (below `item_hwm`).
 pub(crate) fn item_at(r: &Region, idx: u32) -> &EpItem {
     debug_assert!(idx < EP_ITEMS);
     // SAFETY: idx < EP_ITEMS: inside the epoll area, which the region maps; atomics only.
-    unsafe { r.at::<EpItem>(EPOLL_OFF + ITEMS_OFF + idx as u64 * size_of::<EpItem>() as u64) }
+    unsafe { r.at::<EpItem>(item_off(idx)) }
 }
 
 /// The live instance `h`, if it still is.
 pub fn inst(r: &Region, h: InstRef) -> Option<&EpInst> {
-    (h.idx < EP_INSTS)
+    (h.idx < ns(r).inst_hwm.load(SeqCst).min(EP_INSTS))
         .then(|| inst_at(r, h.idx))
         .filter(|o| o.ident.load(SeqCst) == ident(h.generation, LIVE))
 }
@@ -272,12 +282,18 @@ fn claim<'a>(
     hwm: &AtomicU32,
     n: u32,
     ident_at: impl Fn(u32) -> &'a AtomicU64,
+    reserve: impl Fn(u32) -> bool,
     mask: u32,
     state: u64,
 ) -> Option<(u32, u32)> {
     let start = hint.load(SeqCst);
     for k in 0..n {
         let idx = (start + k) % n;
+        // Slots are reserved as they are first looked at (claims go in order from the hint):
+        // none is read before its page has its memory.
+        if !reserve(idx) {
+            return None;
+        }
         let id = ident_at(idx).load(SeqCst);
         if id & 0xff != FREE {
             continue;
@@ -296,8 +312,10 @@ fn claim<'a>(
 pub fn create(r: &Region, forks: u32) -> Result<InstRef, Errno> {
     let ns = ns(r);
     let ident_at = |idx| &inst_at(r, idx).ident;
+    let reserve = |idx| r.reserve(inst_off(idx), size_of::<EpInst>() as u64).is_ok();
     let (idx, generation) =
-        claim(&ns.inst_hint, &ns.inst_hwm, EP_INSTS, ident_at, u32::MAX, RESERVED).ok_or(TABLE_FULL)?;
+        claim(&ns.inst_hint, &ns.inst_hwm, EP_INSTS, ident_at, reserve, u32::MAX, RESERVED)
+            .ok_or(TABLE_FULL)?;
     let o = inst_at(r, idx);
     if o.init.load(SeqCst) == 0 {
         // SAFETY: never initialised, and ours: nobody else can have a reference to it.
@@ -569,8 +587,10 @@ impl Ctl<'_> {
     pub fn reserve(&self, target: u64, fd: i32, wq: Wq, sides: u32) -> Result<ItemRef, Errno> {
         let (r, ns) = (self.r, ns(self.r));
         let ident_at = |idx| &item_at(r, idx).ident;
+        let reserve = |idx| r.reserve(item_off(idx), size_of::<EpItem>() as u64).is_ok();
         let (idx, generation) =
-            claim(&ns.item_hint, &ns.item_hwm, EP_ITEMS, ident_at, GEN_MASK, CLAIMED).ok_or(TABLE_FULL)?;
+            claim(&ns.item_hint, &ns.item_hwm, EP_ITEMS, ident_at, reserve, GEN_MASK, CLAIMED)
+                .ok_or(TABLE_FULL)?;
         let it = item_at(r, idx);
         it.inst.store(self.h.idx, SeqCst);
         it.st.store(0, SeqCst);

@@ -47,32 +47,53 @@ impl Wq {
     }
 }
 
-fn head(r: &Region, w: Wq) -> Option<&WatchList> {
+/// Queue `w`'s head; a pipe's only if its page has its memory (`fill`: reserved first, as a
+/// registration is about to write it; a head never reserved was never written, so is empty).
+fn head(r: &Region, w: Wq, fill: bool) -> Option<&WatchList> {
     match w {
-        // SAFETY: PIPE_MAX lists of 64 bytes at PIPE_WQ_OFF inside the epoll area; atomics only.
-        Wq::Pipe(i) if i < PIPE_MAX => Some(unsafe {
-            r.at::<WatchList>(EPOLL_OFF + PIPE_WQ_OFF + i as u64 * size_of::<WatchList>() as u64)
-        }),
+        Wq::Pipe(i) if i < PIPE_MAX => {
+            let off = EPOLL_OFF + PIPE_WQ_OFF + i as u64 * size_of::<WatchList>() as u64;
+            let size = size_of::<WatchList>() as u64;
+            let usable = if fill { r.reserve(off, size).is_ok() } else { r.reserved(off, size) };
+            // SAFETY: PIPE_MAX lists of 64 bytes at PIPE_WQ_OFF inside the epoll area; atomics
+            // only; the page has its memory.
+            usable.then(|| unsafe { &*r.at::<WatchList>(off) })
+        }
         Wq::Inst(i) if i < epoll::EP_INSTS => Some(epoll::inst_watch(r, i)),
         _ => None,
     }
 }
 
+fn chunk_off(c: u32) -> u64 {
+    EPOLL_OFF + CHUNKS_OFF + c as u64 * size_of::<WatchList>() as u64
+}
+
+fn owner_off(c: u32) -> u64 {
+    EPOLL_OFF + CHUNK_OWNERS_OFF + c as u64 * 8
+}
+
+/// Chunk `c`, which was claimed (so has its memory).
 fn chunk(r: &Region, c: u32) -> &WatchList {
     debug_assert!(c < WQ_CHUNKS);
     // SAFETY: WQ_CHUNKS chunks of 64 bytes at CHUNKS_OFF inside the epoll area; atomics only.
-    unsafe { r.at::<WatchList>(EPOLL_OFF + CHUNKS_OFF + c as u64 * size_of::<WatchList>() as u64) }
+    unsafe { r.at::<WatchList>(chunk_off(c)) }
 }
 
-/// The queue chunk `c` belongs to (`Wq::bits`), 0 while it is free.
+/// The queue chunk `c` belongs to (`Wq::bits`), 0 while it is free; only for a chunk that was
+/// claimed, or whose owner word [`claim_chunk`] reserved.
 fn chunk_owner(r: &Region, c: u32) -> &AtomicU64 {
     // SAFETY: WQ_CHUNKS words at CHUNK_OWNERS_OFF inside the epoll area.
-    unsafe { r.at::<AtomicU64>(EPOLL_OFF + CHUNK_OWNERS_OFF + c as u64 * 8) }
+    unsafe { r.at::<AtomicU64>(owner_off(c)) }
 }
 
 /// The lists of queue `w`: its head, then its chunks (at most WQ_CHUNKS of them).
 fn lists(r: &Region, w: Wq) -> impl Iterator<Item = &WatchList> {
-    let mut at = head(r, w);
+    lists_from(r, w, head(r, w, false))
+}
+
+/// The lists of queue `w` from its head `at` on.
+fn lists_from<'a>(r: &'a Region, w: Wq, at: Option<&'a WatchList>) -> impl Iterator<Item = &'a WatchList> {
+    let mut at = at;
     let mut n = 0;
     core::iter::from_fn(move || {
         let l = at?;
@@ -87,7 +108,7 @@ fn lists(r: &Region, w: Wq) -> impl Iterator<Item = &WatchList> {
 
 /// Empties queue `w` (its object is new, or gone): its chunks go back to the table.
 pub(crate) fn reset(r: &Region, w: Wq) {
-    let Some(h) = head(r, w) else { return };
+    let Some(h) = head(r, w, false) else { return };
     for s in &h.slots {
         s.store(0, SeqCst);
     }
@@ -110,9 +131,10 @@ pub(crate) fn reset(r: &Region, w: Wq) {
 /// Puts item `i` on queue `w`; Err when no slot nor chunk is left.
 pub(crate) fn register(r: &Region, w: Wq, i: ItemRef) -> Result<(), ()> {
     let val = i.to_bits();
+    let h = head(r, w, true).ok_or(())?;
     loop {
         let mut last = None;
-        for l in lists(r, w) {
+        for l in lists_from(r, w, Some(h)) {
             for s in &l.slots {
                 if s.load(SeqCst) == 0 && s.compare_exchange(0, val, SeqCst, SeqCst).is_ok() {
                     return Ok(());
@@ -134,6 +156,12 @@ fn claim_chunk(r: &Region, w: Wq) -> Result<u32, ()> {
     let start = ns.chunk_hint.load(SeqCst);
     for k in 0..WQ_CHUNKS {
         let c = (start + k) % WQ_CHUNKS;
+        // A chunk is reserved as it is first looked at (claims go in order from the hint).
+        if r.reserve(owner_off(c), 8).is_err()
+            || r.reserve(chunk_off(c), size_of::<WatchList>() as u64).is_err()
+        {
+            return Err(());
+        }
         let owner = chunk_owner(r, c);
         if owner.load(SeqCst) == 0 && owner.compare_exchange(0, w.bits(), SeqCst, SeqCst).is_ok() {
             let l = chunk(r, c);

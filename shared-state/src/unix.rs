@@ -73,10 +73,19 @@ struct UnixName {
 
 const _: () = assert!(size_of::<UnixName>() == 128 && UNIX_PATH_MAX <= 14 * 8);
 
-fn entry(region: &Region, i: u32) -> &UnixName {
-    // SAFETY: the names table is UNIX_NAMES_MAX entries of 128 bytes at UNIX_NAMES_OFF, inside
-    // the mapping, and made of atomics only.
-    unsafe { &*((region.base() + UNIX_NAMES_OFF as usize) as *const UnixName).add(i as usize) }
+/// Entry `i`, if it was ever used (one that was not is empty, and is not read); `fill`: to
+/// be written, so it is reserved first (None without room).
+fn entry(region: &Region, i: u32, fill: bool) -> Option<&UnixName> {
+    table_entry(region, UNIX_NAMES_OFF, i, fill)
+}
+
+/// Entry `i` of a table of `T`s (made of atomics only) at `off`: see [`entry`].
+fn table_entry<T>(region: &Region, off: u64, i: u32, fill: bool) -> Option<&T> {
+    let (at, size) = (off + i as u64 * size_of::<T>() as u64, size_of::<T>() as u64);
+    let usable = if fill { region.reserve(at, size).is_ok() } else { region.reserved(at, size) };
+    // SAFETY: callers pass an index of a table of T at `off`, inside the mapping; the entry's
+    // page has its memory.
+    usable.then(|| unsafe { &*((region.base() + at as usize) as *const T) })
 }
 
 /// The name as the table stores it: kind and key words.
@@ -138,8 +147,7 @@ pub fn lookup_dgram(region: &Region, name: Name<'_>) -> Option<PipeHandle> {
 /// Datagrams to the socket of `queue` go to the kernel from now on.
 pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
     let Ok(_g) = ns_lock(region) else { return };
-    for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+    for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
         if e.kind.load(Ordering::Acquire) & DGRAM != 0
             && e.listener.load(Ordering::Relaxed) == queue.to_bits()
         {
@@ -150,7 +158,8 @@ pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
 
 fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
     let Ok(_g) = ns_lock(region) else { return };
-    let e = entry(region, index(kind, &key));
+    // Without room for the entry the name stays unannounced: its connections are the kernel's.
+    let Some(e) = entry(region, index(kind, &key), true) else { return };
     // Emptied first and filled last: a holder killed in between leaves an empty slot.
     e.kind.store(0, Ordering::Release);
     for (slot, w) in e.key.iter().zip(key) {
@@ -162,7 +171,7 @@ fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
 
 fn find(region: &Region, kind: u64, key: &[u64; 14]) -> Option<u64> {
     let _g = ns_lock(region).ok()?;
-    let e = entry(region, index(kind, key));
+    let e = entry(region, index(kind, key), false)?;
     let same = e.kind.load(Ordering::Acquire) & !FOREIGN_HELD == kind
         && e.key.iter().zip(key).all(|(slot, &w)| slot.load(Ordering::Relaxed) == w);
     same.then(|| e.listener.load(Ordering::Relaxed))
@@ -178,8 +187,7 @@ pub fn lookup(region: &Region, name: Name<'_>) -> Option<Listener> {
 /// the kernel.
 pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
     let Ok(_g) = ns_lock(region) else { return };
-    for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+    for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
         let kind = e.kind.load(Ordering::Acquire);
         if kind != 0 && kind & DGRAM == 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
             e.kind.store(0, Ordering::Release);
@@ -191,7 +199,7 @@ pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
 /// registered.
 pub fn registrant(region: &Region, ino: u32) -> Option<u32> {
     let _g = ns_lock(region).ok()?;
-    (0..UNIX_NAMES_MAX).map(|i| entry(region, i)).find_map(|e| {
+    (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)).find_map(|e| {
         let kind = e.kind.load(Ordering::Acquire);
         let l = Listener::unpack(e.listener.load(Ordering::Relaxed));
         (kind != 0 && kind & DGRAM == 0 && l.ino == ino).then_some(l.pid)
@@ -203,7 +211,7 @@ pub fn registrant(region: &Region, ino: u32) -> Option<u32> {
 pub fn mark_foreign_held(region: &Region, ino: u32) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+        let Some(e) = entry(region, i, false) else { continue };
         let kind = e.kind.load(Ordering::Acquire);
         if kind != 0 && kind & DGRAM == 0 && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino {
             e.kind.store(kind | FOREIGN_HELD, Ordering::Release);
@@ -216,7 +224,7 @@ pub fn mark_foreign_held(region: &Region, ino: u32) {
 pub fn release_listener(region: &Region, ino: u32) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+        let Some(e) = entry(region, i, false) else { continue };
         let kind = e.kind.load(Ordering::Acquire);
         if kind & FOREIGN_HELD != 0
             && kind & DGRAM == 0
@@ -264,16 +272,14 @@ const PROBES: u32 = 64;
 /// An idle stream this old is taken to be a gone process's (its pid may be reused).
 const STREAM_STALE_SECS: u64 = 600;
 
-fn stream(region: &Region, i: u32) -> &Stream {
-    // SAFETY: the stream table is UNIX_STREAMS_MAX entries of 24 bytes at UNIX_STREAMS_OFF,
-    // inside the mapping, and made of atomics only.
-    unsafe { &*((region.base() + UNIX_STREAMS_OFF as usize) as *const Stream).add(i as usize) }
+/// Entry `i` of the stream table, as [`entry`] gives the names'.
+fn stream(region: &Region, i: u32, fill: bool) -> Option<&Stream> {
+    table_entry(region, UNIX_STREAMS_OFF, i, fill)
 }
 
-fn pending(region: &Region, i: u32) -> &Pending {
-    // SAFETY: the pending table is UNIX_PENDING_MAX entries of 32 bytes at UNIX_PENDING_OFF,
-    // inside the mapping, and made of atomics only.
-    unsafe { &*((region.base() + UNIX_PENDING_OFF as usize) as *const Pending).add(i as usize) }
+/// Entry `i` of the pending table, as [`entry`] gives the names'.
+fn pending(region: &Region, i: u32, fill: bool) -> Option<&Pending> {
+    table_entry(region, UNIX_PENDING_OFF, i, fill)
 }
 
 fn stream_key(listener: Listener, pid: u32) -> u64 {
@@ -289,8 +295,7 @@ fn probes(hash: u64, size: u32) -> impl Iterator<Item = u32> {
 fn stream_of(region: &Region, key: u64, make: bool) -> Option<&Stream> {
     let now = crate::sys::coarse_seconds() as u64;
     let mut free = None;
-    for i in probes(key, UNIX_STREAMS_MAX) {
-        let s = stream(region, i);
+    for s in probes(key, UNIX_STREAMS_MAX).filter_map(|i| stream(region, i, make)) {
         let k = s.key.load(Ordering::Acquire);
         if k == key {
             return Some(s);
@@ -313,7 +318,7 @@ fn stream_of(region: &Region, key: u64, make: bool) -> Option<&Stream> {
 /// The entry of `key`'s connect `ticket`, or (`free`) a free place for it.
 fn entry_of(region: &Region, key: u64, ticket: u32, free: bool) -> Option<&Pending> {
     let hash = key ^ (ticket as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    probes(hash, UNIX_PENDING_MAX).map(|i| pending(region, i)).find(|e| {
+    probes(hash, UNIX_PENDING_MAX).filter_map(|i| pending(region, i, free)).find(|e| {
         let st = e.state.load(Ordering::Acquire);
         if free {
             st == P_FREE
@@ -324,10 +329,10 @@ fn entry_of(region: &Region, key: u64, ticket: u32, free: bool) -> Option<&Pendi
 }
 
 /// Since when (coarse seconds) the tables were full for some connect: servers match every
-/// connection by asking the kernel for a while (see [`pending_take`]).
-fn overflowed(region: &Region) -> &AtomicU64 {
-    // SAFETY: the word before the stream table, inside the mapping.
-    unsafe { &*((region.base() + UNIX_STREAMS_OFF as usize - 8) as *const AtomicU64) }
+/// connection by asking the kernel for a while (see [`pending_take`]). None when its page has
+/// no memory (`fill`: it is reserved first).
+fn overflowed(region: &Region, fill: bool) -> Option<&AtomicU64> {
+    table_entry(region, UNIX_STREAMS_OFF - 8, 0, fill)
 }
 
 /// A shim client about to connect to `listener` with socket `client_ino` and queue `queue`
@@ -361,8 +366,10 @@ pub fn pending_add(
         e.state.store(P_CONNECTING, Ordering::Release);
         Some(ticket)
     })();
-    if added.is_none() {
-        overflowed(region).store(crate::sys::coarse_seconds() as u64, Ordering::Release);
+    if added.is_none()
+        && let Some(o) = overflowed(region, true)
+    {
+        o.store(crate::sys::coarse_seconds() as u64, Ordering::Release);
     }
     added
 }
@@ -395,8 +402,9 @@ pub fn pending_take(
     client_ino: &mut dyn FnMut() -> Option<u64>,
 ) -> Taken {
     let key = stream_key(listener, pid);
-    let exact = crate::sys::coarse_seconds() as u64
-        <= overflowed(region).load(Ordering::Acquire).saturating_add(STREAM_STALE_SECS);
+    let exact = overflowed(region, false).is_some_and(|o| {
+        crate::sys::coarse_seconds() as u64 <= o.load(Ordering::Acquire).saturating_add(STREAM_STALE_SECS)
+    });
     let Ok(g) = ns_lock(region) else { return Taken::NotThere };
     let Some(s) = stream_of(region, key, false) else { return Taken::NotThere };
     let (mut t, issued) = (s.taken.load(Ordering::Relaxed), s.issued.load(Ordering::Relaxed));
@@ -424,36 +432,98 @@ pub fn pending_take(
         else {
             return Taken::NotThere;
         };
-        return take(e);
+        return take(region, e);
     } else {
         head
     };
-    let taken = take(e);
+    let taken = take(region, e);
     drop(g);
     taken
 }
 
-/// Takes entry `e` (the namespace lock held).
-fn take(e: &Pending) -> Taken {
+/// Takes entry `e` (the namespace lock held). Its queue is kept a while (`pipe::sock_taken`)
+/// for the server to link it (its own queue's creation may run a collection in between).
+fn take(region: &Region, e: &Pending) -> Taken {
     let bits = e.queue.load(Ordering::Relaxed);
-    // Freed: its queue stays marked, so the collector keeps it until the server linked it
-    // (its own queue's creation may run a collection in between).
+    let h = (bits != 0).then(|| PipeHandle::from_bits(bits - 1));
+    if let Some(h) = h {
+        pipe::sock_taken(region, h);
+    }
     e.state.store(P_FREE, Ordering::Release);
-    Taken::Found((bits != 0).then(|| PipeHandle::from_bits(bits - 1)))
+    Taken::Found(h)
+}
+
+/// Listener socket `ino` is gone (released): the connects still pending to it will never be
+/// accepted (the kernel reset their connections), so their queues go, and so do the names
+/// that led to it.
+pub fn listener_gone(region: &Region, ino: u32) {
+    unregister(region, |l| l.ino == ino);
+    loop {
+        let mut doomed = [None; 64];
+        let mut n = 0;
+        {
+            let Ok(_g) = ns_lock(region) else { return };
+            for e in (0..UNIX_PENDING_MAX).filter_map(|i| pending(region, i, false)) {
+                if n == doomed.len() {
+                    break;
+                }
+                if e.state.load(Ordering::Acquire) != P_FREE && e.key.load(Ordering::Relaxed) as u32 == ino {
+                    let bits = e.queue.load(Ordering::Relaxed);
+                    if bits != 0 {
+                        let h = PipeHandle::from_bits(bits - 1);
+                        // Taken by a server already if this fails: then it is the server's.
+                        if pipe::sock_refuse(region, h) || pipe::sock_state(region, h) == pipe::SOCK_REFUSED {
+                            doomed[n] = Some(h);
+                        }
+                    }
+                    e.state.store(P_FREE, Ordering::Release);
+                    n += 1;
+                }
+            }
+        }
+        for h in doomed.iter().flatten() {
+            pipe::release(region, *h);
+        }
+        if n < doomed.len() {
+            return;
+        }
+    }
+}
+
+/// The listeners that connects are pending to, into `out` (sorted, without repeats); how many
+/// (at most `out.len()`: more are left out).
+pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
+    let Ok(_g) = ns_lock(region) else { return 0 };
+    let mut n = 0;
+    for e in (0..UNIX_PENDING_MAX).filter_map(|i| pending(region, i, false)) {
+        if e.state.load(Ordering::Acquire) == P_FREE {
+            continue;
+        }
+        let ino = e.key.load(Ordering::Relaxed) as u32;
+        match out[..n].binary_search(&ino) {
+            Ok(_) => {}
+            Err(at) if n < out.len() => {
+                out.copy_within(at..n, at + 1);
+                out[at] = ino;
+                n += 1;
+            }
+            Err(_) => {}
+        }
+    }
+    n
 }
 
 /// A client's connect `ticket` went to the kernel, failed, or reached another listener: its
-/// entry goes (the server skips its ticket).
-pub fn pending_remove(region: &Region, listener: Listener, pid: u32, ticket: u32) {
-    let Ok(_g) = ns_lock(region) else { return };
-    if let Some(e) = entry_of(region, stream_key(listener, pid), ticket, false) {
-        let bits = e.queue.load(Ordering::Relaxed);
-        e.state.store(P_FREE, Ordering::Release);
-        // A connection nobody will adopt: its queue goes to the collector.
-        if bits != 0 {
-            pipe::sock_refuse(region, PipeHandle::from_bits(bits - 1));
-        }
-    }
+/// entry goes (the server skips its ticket). Its queue, if nobody will adopt it now, is
+/// refused and returned: nobody's, for the caller to release.
+#[must_use]
+pub fn pending_remove(region: &Region, listener: Listener, pid: u32, ticket: u32) -> Option<PipeHandle> {
+    let Ok(_g) = ns_lock(region) else { return None };
+    let e = entry_of(region, stream_key(listener, pid), ticket, false)?;
+    let bits = e.queue.load(Ordering::Relaxed);
+    e.state.store(P_FREE, Ordering::Release);
+    let h = (bits != 0).then(|| PipeHandle::from_bits(bits - 1))?;
+    pipe::sock_refuse(region, h).then_some(h)
 }
 
 /// A socket object's bound address: its generation (the slot's object it belongs to), its
@@ -467,18 +537,15 @@ struct UnixAddr {
 
 const _: () = assert!(size_of::<UnixAddr>() == 128 && SOCKADDR_UN_MAX <= 14 * 8);
 
-fn addr_entry(region: &Region, h: PipeHandle) -> Option<&UnixAddr> {
-    // SAFETY: the address table is PIPE_MAX entries of 128 bytes at UNIX_ADDRS_OFF, inside the
-    // mapping, and made of atomics only; the index is checked.
-    (h.idx < PIPE_MAX).then(|| unsafe {
-        &*((region.base() + UNIX_ADDRS_OFF as usize) as *const UnixAddr).add(h.idx as usize)
-    })
+fn addr_entry(region: &Region, h: PipeHandle, fill: bool) -> Option<&UnixAddr> {
+    (h.idx < PIPE_MAX).then(|| table_entry(region, UNIX_ADDRS_OFF, h.idx, fill)).flatten()
 }
 
 /// Records the address socket `h` was bound to (`sockaddr_un` bytes, as getsockname gives).
 /// A name never changes once bound, so readers need no lock.
 pub fn set_addr(region: &Region, h: PipeHandle, addr: &[u8]) {
-    let Some(e) = addr_entry(region, h) else { return };
+    // Without room the address is not kept: a datagram from it shows no sender's name.
+    let Some(e) = addr_entry(region, h, true) else { return };
     let addr = &addr[..addr.len().min(SOCKADDR_UN_MAX)];
     e.len.store(0, Ordering::Release);
     for (i, w) in e.bytes.iter().enumerate() {
@@ -495,7 +562,7 @@ pub fn set_addr(region: &Region, h: PipeHandle, addr: &[u8]) {
 /// The address socket `h` was bound to, into `out`; its length (0: unbound, as far as the
 /// shim saw).
 pub fn addr_of(region: &Region, h: PipeHandle, out: &mut [u8; SOCKADDR_UN_MAX]) -> usize {
-    let Some(e) = addr_entry(region, h) else { return 0 };
+    let Some(e) = addr_entry(region, h, false) else { return 0 };
     let len = e.len.load(Ordering::Acquire) as usize;
     if len == 0 || e.generation.load(Ordering::Relaxed) != h.generation as u64 {
         return 0;

@@ -196,8 +196,11 @@ fn a_server_takes_each_clients_connects_in_ticket_order() {
     assert_eq!(take(7, None), Taken::NotThere, "another process's connects are not ours");
     assert_eq!(take(42, None), Taken::Found(Some(first)), "the oldest, without asking the kernel");
     assert_eq!(take(42, None), Taken::Found(None), "the kernel's connection");
-    // A connect that failed (or whose client died before it connected) is skipped.
-    unix::pending_remove(&r, l, 42, t2);
+    // A connect that failed (or whose client died before it connected) is skipped; its
+    // queue, which nobody took, is refused and given back for its release.
+    assert_eq!(unix::pending_remove(&r, l, 42, t2), Some(second));
+    assert_eq!(pipe::sock_state(&r, second), pipe::SOCK_REFUSED);
+    assert_eq!(unix::pending_remove(&r, l, 42, t2), None, "removed once");
     // One whose order with another thread's is not known is found by its inode.
     unix::pending_uncertain(&r, l, 42, t3);
     assert_eq!(take(42, Some(1004)), Taken::Found(Some(third)));

@@ -376,7 +376,8 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
 
 /// EPOLL_CTL_ADD of a shim object or a nested set: an item reserved, its kernel half given to
 /// the kernel (which decides EEXIST, ELOOP, EINVAL, EPERM, ENOSPC…), then published. When the
-/// shim's tables are full, a shim object is given back to the kernel, which then serves it.
+/// shim's tables (or the region's room) are full, a shim object is given back to the kernel,
+/// which then serves it.
 fn add(
     r: &Region,
     epfd: i32,
@@ -385,7 +386,17 @@ fn add(
     target: Target,
     ev: libc::epoll_event,
 ) -> Result<usize, Errno> {
-    let h = instance_for(r, epfd, outer)?;
+    let h = match instance_for(r, epfd, outer) {
+        Ok(h) => h,
+        // No room for an instance: the set stays the kernel's alone, and so does the fd.
+        Err(TABLE_FULL) => {
+            if let Target::Shim(_) = target {
+                crate::pipes::hand_back(r, fd);
+            }
+            return kernel_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &raw const ev as usize);
+        }
+        Err(e) => return Err(e),
+    };
     let c = ep::ctl(r, h)?;
     let (w, bits) = target.queue();
     let it = match c.reserve(bits, fd, w, target.sides()) {
@@ -725,9 +736,14 @@ fn collect_unheld(r: &Region) {
     });
     sys::close(proc_fd);
     if res.is_ok() {
-        ep::free_unheld(r, keep_born_before, &|h| held[h.idx as usize] == h.generation.wrapping_add(1));
+        let held = |h: InstRef| matches!(held[h.idx as usize], g if g == h.generation.wrapping_add(1) || g == SEEN_TWICE);
+        ep::free_unheld(r, keep_born_before, &held);
     }
 }
+
+/// In `held`: tokens of two generations name the instance's slot (the other is another
+/// namespace's instance: every process's epoll fds are read), so it is kept.
+const SEEN_TWICE: u32 = u32::MAX;
 
 /// Marks in `held` (generation + 1 per instance) the instances named by the epoll fds of `pid`.
 fn held_by(r: &Region, proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
@@ -761,7 +777,9 @@ fn held_by(r: &Region, proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), E
         match interests_at(&path[..end + 1], |k| {
             let h = ItemRef::from_token(k.data).and_then(|i| ep::inst_of(r, i));
             if let Some(h) = h {
-                held[h.idx as usize] = h.generation.wrapping_add(1);
+                let g = h.generation.wrapping_add(1);
+                let seen = &mut held[h.idx as usize];
+                *seen = if *seen == 0 || *seen == g { g } else { SEEN_TWICE };
             }
             h.is_some()
         }) {
