@@ -117,6 +117,17 @@ impl<'a> Env<'a> {
         self.space_out.get()
     }
 
+    /// A timeout of 0 for this direction (a negative SO_RCVTIMEO/SO_SNDTIMEO): the kernel's
+    /// `sock_rcvtimeo`/`sock_sndtimeo` is then 0 as for MSG_DONTWAIT.
+    fn zero_timeout(&self) -> bool {
+        let bit = match self.side {
+            Side::Pipe => return false,
+            Side::SockRead | Side::DgramRecv => pipe::SOCK_RCVTIMEO_ZERO,
+            Side::SockWrite | Side::DgramSend(_) => pipe::SOCK_SNDTIMEO_ZERO,
+        };
+        pipe::sock_flags(self.r, self.p.pipe) & bit != 0
+    }
+
     /// The socket's timeout for this direction, from now; None without one.
     fn socket_deadline(&self) -> Option<libc::timespec> {
         let opt = match self.side {
@@ -174,7 +185,7 @@ impl PipeEnv for Env<'_> {
     }
 
     fn nonblocking(&self) -> bool {
-        if self.nowait {
+        if self.nowait || self.zero_timeout() {
             return true;
         }
         // O_NONBLOCK lives in the placeholder's open file description (shared with dups and
