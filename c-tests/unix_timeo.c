@@ -216,30 +216,26 @@ static void pair_cases(const char *name, int rx, int tx, int scm)
 	send_negative(tx, SO_SNDTIMEO_NEW, scm);
 }
 
+/* A socketpair: sv[1] receives. */
+static void socketpair_cases(const char *name, int a, int b)
+{
+	pair_cases(name, b, a, 1);
+}
+
 int main(void)
 {
 	sk_setup();
 	io_handler(SIGALRM, on_alarm, 0);
-	static const struct { int type; const char *name; } types[] = {
-		{ SOCK_STREAM, "stream" }, { SOCK_SEQPACKET, "seqpacket" }, { SOCK_DGRAM, "dgram" },
-	};
-	for (size_t i = 0; i < 3; i++) {
-		int sv[2];
-		char name[64];
-		snprintf(name, sizeof name, "pair_%s", types[i].name);
-		sk_pair(types[i].type, sv);
-		pair_cases(name, sv[1], sv[0], 1);
-		closep(sv);
-	}
+	sk_each_pair(socketpair_cases);
 
 	for (size_t i = 0; i < 2; i++) {
 		struct sockaddr_un a;
 		char name[64];
-		socklen_t la = sk_path(&a, types[i].name);
-		int l = sk_listener(types[i].type, &a, la, 4);
+		socklen_t la = sk_path(&a, sk_types[i].name);
+		int l = sk_listener(sk_types[i].type, &a, la, 4);
 		/* The client's timeouts are set before it connects. */
-		int c = sk_socket(types[i].type);
-		snprintf(name, sizeof name, "named_%s_before_connect", types[i].name);
+		int c = sk_socket(sk_types[i].type);
+		snprintf(name, sizeof name, "named_%s_before_connect", sk_types[i].name);
 		CASE(name);
 		set_tv("SO_RCVTIMEO", c, SO_RCVTIMEO_OLD, -1, 0, 16);
 		set_tv("SO_SNDTIMEO", c, SO_SNDTIMEO_NEW, -1, 0, 16);
@@ -255,9 +251,9 @@ int main(void)
 		io_close(s);
 		/* Once with the client receiving, once with the server. */
 		for (int server = 0; server < 2; server++) {
-			c = sk_connect(types[i].type, &a, la);
+			c = sk_connect(sk_types[i].type, &a, la);
 			s = sk_accept(l);
-			snprintf(name, sizeof name, "named_%s_%s_reads", types[i].name, server ? "server" : "client");
+			snprintf(name, sizeof name, "named_%s_%s_reads", sk_types[i].name, server ? "server" : "client");
 			pair_cases(name, server ? s : c, server ? c : s, 1);
 			io_close(c);
 			io_close(s);

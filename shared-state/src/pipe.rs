@@ -80,6 +80,11 @@ impl UnixCb {
     }
 }
 
+/// A [`UnixCb::fp`] that marks an empty record standing for the next datagram of the
+/// receiver's kernel socket (one the kernel carries, with its ancillary data): read in its
+/// place, it keeps that datagram's order among the others.
+pub const FP_KERNEL_NEXT: u64 = u64::MAX;
+
 /// Room a [`UnixCb`] takes at the start of a page (data stays 8-byte aligned).
 pub const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
 

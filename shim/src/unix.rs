@@ -785,9 +785,8 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Err(e) => return Some(-(e as i64)),
     };
     let named_dgram = dgram::is_recv_queue(r, &p);
-    // Ancillary data on a datagram socket is the kernel's (README: limitations).
     if named_dgram && m.msg_controllen != 0 {
-        return None;
+        return Some(dgram::send_with_control(r, g, &p, umsg, &m, flags));
     }
     if m.msg_namelen != 0 && !p.packet {
         return None;
