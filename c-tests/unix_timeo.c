@@ -136,6 +136,21 @@ static void recv_negative(int rx, int tx, int opt)
 	show_status_io("child", io_reap(pid));
 }
 
+/* A blocking receive on rx waits until tx sends. */
+static void recv_blocks(int rx, int tx)
+{
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		guard();
+		sk_recv("child: blocking recv", rx, 64, 0);
+		_exit(0);
+	}
+	io_wait_sleeping(pid);
+	if (write(tx, "late", 4) != 4)
+		die("write");
+	show_status_io("child", io_reap(pid));
+}
+
 /* A short positive timeout after the negative one waits again; {0, 0} blocks until data. */
 static void recv_after(int rx, int tx)
 {
@@ -149,16 +164,7 @@ static void recv_after(int rx, int tx)
 	printf("  waited at least 20 ms: %s\n", ms_since(&t0) >= 20 ? "yes" : "no");
 	set_tv("SO_RCVTIMEO", rx, SO_RCVTIMEO_OLD, -1, 0, 16);
 	set_tv("SO_RCVTIMEO", rx, SO_RCVTIMEO_OLD, 0, 0, 16);
-	pid_t pid = io_fork();
-	if (pid == 0) {
-		guard();
-		sk_recv("child: blocking recv", rx, sizeof buf, 0);
-		_exit(0);
-	}
-	io_wait_sleeping(pid);
-	if (write(tx, "late", 4) != 4)
-		die("write");
-	show_status_io("child", io_reap(pid));
+	recv_blocks(rx, tx);
 }
 
 /* A full tx: every blocking send returns EAGAIN at once under a negative SO_SNDTIMEO (with
@@ -247,6 +253,20 @@ int main(void)
 		io_fill(c, 256);
 		IOSHOW(send(c, buf, 1, 0));
 		unguard();
+		io_close(c);
+		io_close(s);
+		/* A listener's own timeout: accept says EAGAIN; what it accepts waits as usual. */
+		snprintf(name, sizeof name, "named_%s_listener", sk_types[i].name);
+		CASE(name);
+		set_tv("SO_RCVTIMEO", l, SO_RCVTIMEO_OLD, -1, 0, 16);
+		guard();
+		IOSHOW(accept(l, NULL, NULL));
+		unguard();
+		c = sk_connect(sk_types[i].type, &a, la);
+		s = sk_accept(l);
+		show_tv("accepted SO_RCVTIMEO", s, SO_RCVTIMEO_OLD);
+		recv_blocks(s, c);
+		set_tv("SO_RCVTIMEO", l, SO_RCVTIMEO_OLD, 0, 0, 16);
 		io_close(c);
 		io_close(s);
 		/* Once with the client receiving, once with the server. */
