@@ -10,7 +10,7 @@ declare -A wanted=(
     [linux-perf]=/usr/bin/perf # ipcshim diff: perf trace when strace changes a program
     [fakeroot]=/usr/bin/fakeroot
     [gcc]=/usr/bin/gcc
-    [libc6-dev]=/usr/include/sys/shm.h
+    [libc6-dev]=/usr/include/x86_64-linux-gnu/sys/shm.h
     [postgresql]=/usr/lib/postgresql/15/bin/initdb # also pgbench
     [postgresql-client]=/usr/bin/psql
     [make]=/usr/bin/make # tests/tests/pipe_programs.rs: make -j4 and its jobserver pipe
@@ -18,8 +18,25 @@ declare -A wanted=(
     [redis-server]=/usr/bin/redis-server
     [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
     [socat]=/usr/bin/socat
-    [rt-tests]=/usr/bin/svsematest # tests/tests/pressure.rs: mlockall in a real program
+    # tests/tests/socket_programs.rs: nginx proxying to a unix socket, fetched by curl; Xvfb
+    # with x11perf (in x11-apps) as its MIT-SHM client.
+    [nginx]=/usr/sbin/nginx
+    [curl]=/usr/bin/curl
+    [xvfb]=/usr/bin/Xvfb
+    [x11-apps]=/usr/bin/x11perf
+    # tests/tests/pipe_programs.rs and socket_programs.rs: xargs (exec-status pipes), pv
+    # (splice), tmux (a listener past a utempter exec), stress-ng (--sockpair).
+    [findutils]=/usr/bin/xargs
+    [pv]=/usr/bin/pv # moves its data with splice
+    [tmux]=/usr/bin/tmux
+    [libutempter0]=/usr/lib/x86_64-linux-gnu/utempter/utempter # tmux's setgid helper
+    [stress-ng]=/usr/bin/stress-ng # also bench/run.sh: --sem-sysv and --msg, kernel against the shim
+    # tests/tests/socket_programs.rs: CGI scripts that mod_cgid runs as www-data, asked by curl.
+    [apache2]=/usr/sbin/apache2
+    [rt-tests]=/usr/bin/hackbench # tests/tests/hackbench.rs: threads on 16 KiB stacks; also
+                                  # svsematest (pressure.rs: mlockall in a real program)
     [python3]=/usr/bin/python3 # tests/tests/pressure.rs: pipes and sockets on a small tmpfs
+    [binutils]=/usr/bin/objdump   # tests/tests/stack_frames.rs reads the shim's frame sizes
 )
 
 missing=()

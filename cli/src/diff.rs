@@ -48,6 +48,8 @@ macro_rules! say {
     }};
 }
 
+const DIFF_USAGE: &str = "usage: ipcshim diff [--keep DIR] -- CMD [ARGS…]";
+
 pub fn main(args: &[String], exe: &Path) -> ExitCode {
     let mut keep: Option<PathBuf> = None;
     let mut i = 0;
@@ -61,12 +63,16 @@ pub fn main(args: &[String], exe: &Path) -> ExitCode {
                 i += 1;
                 break;
             }
+            a if a.starts_with('-') => {
+                eprintln!("ipcshim diff: unknown option '{a}'\n{DIFF_USAGE}");
+                return ExitCode::from(2);
+            }
             _ => break,
         }
     }
     let cmd = &args[i..];
     if cmd.is_empty() {
-        eprintln!("ipcshim diff: no command given\nusage: ipcshim diff [--keep DIR] -- CMD [ARGS…]");
+        eprintln!("ipcshim diff: no command given\n{DIFF_USAGE}");
         return ExitCode::from(2);
     }
     let work = keep
@@ -667,16 +673,27 @@ fn unquote(s: &str) -> Option<Vec<u8>> {
     None
 }
 
-/// Names ids, addresses and pids by order of appearance, so that runs compare.
+/// Names ids, keys, addresses and pids by order of appearance, so that runs compare.
 #[derive(Default)]
 struct Names {
     ids: HashMap<String, String>,
+    keys: HashMap<String, String>,
 }
 
 impl Names {
     fn id(&mut self, raw: &str) -> String {
         let n = self.ids.len();
         self.ids.entry(raw.to_string()).or_insert_with(|| format!("ID{n}")).clone()
+    }
+
+    /// A key other than IPC_PRIVATE may be chosen at random in each run (`ipcmk`): it is
+    /// paired by first use, as ids are.
+    fn key(&mut self, raw: &str) -> String {
+        if matches!(raw, "IPC_PRIVATE" | "0" | "0x0") {
+            return raw.to_string();
+        }
+        let n = self.keys.len();
+        self.keys.entry(raw.to_string()).or_insert_with(|| format!("KEY{n}")).clone()
     }
 }
 
@@ -751,7 +768,7 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
     let what = if SYSV.contains(&name) {
         let (first, rest) = args.split_once(", ").unwrap_or((&args, ""));
         let first = match name {
-            "semget" | "shmget" | "msgget" => first.to_string(),
+            "semget" | "shmget" | "msgget" => names.key(first),
             "shmdt" => "ADDR".to_string(),
             _ => names.id(first),
         };

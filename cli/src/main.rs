@@ -7,65 +7,159 @@ mod diff;
 mod ipcrm;
 mod ipcs;
 
-use shared_state::region::{self, Region, RegionErrorKind};
+use shared_state::region::{self, Region, RegionError, RegionErrorKind, RegionFiles};
 use shared_state::{msg, proc, sem, shm};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const USAGE: &str = "\
-usage: ipcshim [--ns NAME] COMMAND …
-  run [--ns NAME] -- CMD [ARGS…]   run CMD with its IPC served by ipcshim
+usage: ipcshim [--ns NAME] [--group GROUP] COMMAND …   (both also stand among a command's options)
+  run [--ns NAME] [--group GROUP] -- CMD [ARGS…]
+                                   run CMD with its IPC served by ipcshim; --group shares
+                                   the namespace with GROUP's members (who then trust each
+                                   other's processes with every object in it)
   trace [-o FILE] [--ns NAME] -- CMD [ARGS…]
                                    run it, logging every call ipcshim serves, strace-style
                                    (to FILE, else to each process's stderr)
   diff [--keep DIR] -- CMD [ARGS…]  run CMD on the kernel (under strace) and on ipcshim
                                    (traced); report where their IPC calls diverge (exit 1)
-  ipcs [OPTIONS]                   list the namespace's objects (util-linux ipcs options)
-  ipcrm [OPTIONS]                  remove objects (util-linux ipcrm options)
-  status                           namespace, region use, processes, objects
+  ipcs [--ns NAME] [OPTIONS]       list the namespace's objects (util-linux ipcs options)
+  ipcrm [--ns NAME] [OPTIONS]      remove objects (util-linux ipcrm options)
+  status [--ns NAME]               namespace, region use, processes, objects
 environment: IPCSHIM_NS (namespace, default \"default\"), IPCSHIM_DIR (default /dev/shm),
-             IPCSHIM_DISABLE=1 (leave every call to the kernel), IPCSHIM_TRACE=FILE";
+             IPCSHIM_GROUP (a group id: that group's namespace),
+             IPCSHIM_DISABLE=1 (leave every call to the kernel), IPCSHIM_TRACE=FILE
+Inside a namespace (a process started by `ipcshim run`, and its descendants whatever user they
+became) every command works on that namespace unless --ns or --group names another.";
+
+/// `--ns` or `--group` was given: the namespace is looked up by name, not inherited.
+static NAMED: AtomicBool = AtomicBool::new(false);
+
+/// `--ns NAME`, `--group GROUP` (or `--ns=NAME`, `--group=GROUP`) at `args[i]`: puts it into the
+/// environment (for this process and the command it runs) and says how many arguments it took;
+/// `None` when `args[i]` is something else.
+fn namespace_option(args: &[String], i: usize) -> Result<Option<usize>, String> {
+    let split = |opt: &str| -> Result<Option<(String, usize)>, String> {
+        if args[i] == opt {
+            return match args.get(i + 1) {
+                Some(v) => Ok(Some((v.clone(), 2))),
+                None => Err(format!("option '{opt}' requires an argument")),
+            };
+        }
+        Ok(args[i].strip_prefix(opt).and_then(|r| r.strip_prefix('=')).map(|v| (v.to_string(), 1)))
+    };
+    let (var, value, n) = if let Some((v, n)) = split("--ns")? {
+        ("IPCSHIM_NS", v, n)
+    } else if let Some((g, n)) = split("--group")? {
+        match group_id(&g) {
+            Some(gid) => ("IPCSHIM_GROUP", gid.to_string(), n),
+            None => return Err(format!("no such group: {g}")),
+        }
+    } else {
+        return Ok(None);
+    };
+    // SAFETY: single-threaded; the variable is for this process and the command it runs.
+    unsafe { std::env::set_var(var, value) };
+    NAMED.store(true, Ordering::Relaxed);
+    Ok(Some(n))
+}
+
+/// Prints `msg` and the usage; the exit status of a command line ipcshim does not take.
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("ipcshim: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// A group's id, from its name or number.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let name = std::ffi::CString::new(group).ok()?;
+    // SAFETY: `name` is NUL-terminated; getgrnam's result is read before any other call.
+    let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+    // SAFETY: a non-null result points to a valid group entry.
+    (!gr.is_null()).then(|| unsafe { (*gr).gr_gid })
+}
+
+/// The namespace a command works on: the one this process was started in (the region's
+/// descriptors inherited), unless `--ns`/`--group` named one or there is none.
+enum Ns {
+    Inherited(RegionFiles),
+    Named(region::NsName),
+}
+
+impl Ns {
+    fn current() -> Result<Ns, RegionError> {
+        match RegionFiles::from_env().filter(|_| !NAMED.load(Ordering::Relaxed)) {
+            Some(files) => Ok(Ns::Inherited(files)),
+            None => region::name_from_env().map(Ns::Named),
+        }
+    }
+
+    fn open(&self, create: bool) -> Result<Region, RegionError> {
+        match self {
+            Ns::Inherited(files) => Region::map(files, &files.path()),
+            Ns::Named(name) => Region::open_named(name, create),
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    // A leading `--ns NAME` applies to every subcommand.
-    if args.first().map(String::as_str) == Some("--ns") && args.len() >= 2 {
-        // SAFETY: single-threaded at this point; nothing else reads the environment concurrently.
-        unsafe { std::env::set_var("IPCSHIM_NS", &args[1]) };
-        args.drain(..2);
+    // Options before the subcommand: `--ns NAME` and `--group GROUP`, which every subcommand
+    // also takes.
+    while args.first().is_some_and(|a| a.starts_with('-') && !matches!(a.as_str(), "-h" | "--help")) {
+        match namespace_option(&args, 0) {
+            Ok(Some(n)) => drop(args.drain(..n)),
+            Ok(None) => return usage_error(&format!("unknown option '{}'", args[0])),
+            Err(e) => return usage_error(&e),
+        }
     }
     let Some(cmd) = args.first().cloned() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let rest = &args[1..];
+    let mut rest = args[1..].to_vec();
     match cmd.as_str() {
-        "run" => run(rest),
-        "trace" => trace(rest),
+        "run" => run(&rest),
+        "trace" => trace(&rest),
         "diff" => match std::env::current_exe() {
-            Ok(exe) => diff::main(rest, &exe),
+            Ok(exe) => diff::main(&rest, &exe),
             Err(e) => {
                 eprintln!("ipcshim diff: cannot locate myself: {e}");
                 ExitCode::FAILURE
             }
         },
-        "ipcs" => ipcs_cmd(rest),
-        "ipcrm" => ipcrm_cmd(rest),
-        "status" => status(),
+        // util-linux's options may come in any order: the namespace's may stand among them.
+        "ipcs" | "ipcrm" | "status" => {
+            let mut i = 0;
+            while i < rest.len() && rest[i] != "--" {
+                match namespace_option(&rest, i) {
+                    Ok(Some(n)) => drop(rest.drain(i..i + n)),
+                    Ok(None) => i += 1,
+                    Err(e) => return usage_error(&format!("{cmd}: {e}")),
+                }
+            }
+            match cmd.as_str() {
+                "ipcs" => ipcs_cmd(&rest),
+                "ipcrm" => ipcrm_cmd(&rest),
+                _ if !rest.is_empty() => usage_error(&format!("status: unexpected argument '{}'", rest[0])),
+                _ => status(),
+            }
+        }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        other => {
-            eprintln!("ipcshim: unknown command '{other}'\n{USAGE}");
-            ExitCode::from(2)
-        }
+        other => usage_error(&format!("unknown command '{other}'")),
     }
 }
 
 /// The namespace's region; `None` (and nothing printed) when it does not exist yet.
 fn open_existing() -> Result<Option<Region>, ExitCode> {
-    let opened = region::region_path_from_env().and_then(|p| Region::open(&p, false));
+    let opened = Ns::current().and_then(|ns| ns.open(false));
     match opened {
         Ok(r) => Ok(Some(r)),
         Err(e) if matches!(e.kind, RegionErrorKind::Missing) => Ok(None),
@@ -88,22 +182,21 @@ fn with_region<T>(parsed: Result<T, String>) -> Result<(T, Option<Region>), Exit
 fn run(args: &[String]) -> ExitCode {
     let mut i = 0;
     while i < args.len() {
-        match args[i].as_str() {
-            "--ns" if i + 1 < args.len() => {
-                // SAFETY: single-threaded; the variable is for the child we exec.
-                unsafe { std::env::set_var("IPCSHIM_NS", &args[i + 1]) };
-                i += 2;
-            }
-            "--" => {
+        match namespace_option(args, i) {
+            Ok(Some(n)) => i += n,
+            Err(e) => return usage_error(&format!("run: {e}")),
+            Ok(None) if args[i] == "--" => {
                 i += 1;
                 break;
             }
-            _ => break,
+            Ok(None) if args[i].starts_with('-') => {
+                return usage_error(&format!("run: unknown option '{}'", args[i]));
+            }
+            Ok(None) => break,
         }
     }
     let Some(prog) = args.get(i) else {
-        eprintln!("ipcshim run: no command given\n{USAGE}");
-        return ExitCode::from(2);
+        return usage_error("run: no command given");
     };
     let lib = match std::env::current_exe() {
         Ok(exe) => exe.with_file_name("libipcshim.so"),
@@ -118,8 +211,15 @@ fn run(args: &[String]) -> ExitCode {
     }
     // Refuse a broken namespace here, once, rather than in every process of the command;
     // one that has no room to be made leaves the command to the kernel, said once.
+    let ns = match Ns::current() {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut cmd = Command::new(prog);
-    match region::region_path_from_env().and_then(|p| Region::open(&p, true)) {
+    match ns.open(true) {
         Ok(_) => {
             let preload = match std::env::var("LD_PRELOAD") {
                 Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
@@ -133,6 +233,10 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Ns::Named(_) = ns {
+        // The command's first process opens the named namespace itself.
+        cmd.env_remove(region::FD_VAR);
+    }
     let err = cmd.args(&args[i + 1..]).exec();
     eprintln!("ipcshim run: {prog}: {err}");
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
@@ -143,22 +247,34 @@ fn run(args: &[String]) -> ExitCode {
 /// the command that switched to another user.
 fn trace(args: &[String]) -> ExitCode {
     use std::os::unix::fs::PermissionsExt;
-    let (target, rest) = match args {
-        [o, file, rest @ ..] if o == "-o" => {
-            let path = std::path::absolute(file).unwrap_or_else(|_| file.into());
+    // `-o FILE` may stand anywhere among run's options.
+    let mut rest = args.to_vec();
+    let mut file = None;
+    let mut i = 0;
+    while i < rest.len() && rest[i] != "--" && rest[i].starts_with('-') {
+        match rest[i].as_str() {
+            "-o" if i + 1 < rest.len() => file = Some(rest.drain(i..i + 2).nth(1).unwrap_or_default()),
+            "-o" => return usage_error("trace: option '-o' requires an argument"),
+            "--ns" | "--group" => i += 2,
+            _ => i += 1,
+        }
+    }
+    let target = match file {
+        Some(file) => {
+            let path = std::path::absolute(&file).unwrap_or_else(|_| file.into());
             let made = std::fs::File::create(&path)
                 .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o666)));
             if let Err(e) = made {
                 eprintln!("ipcshim trace: {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
-            (path.into_os_string(), rest)
+            path.into_os_string()
         }
-        _ => ("/dev/stderr".into(), args),
+        None => "/dev/stderr".into(),
     };
     // SAFETY: single-threaded; the variable is for the child we exec.
     unsafe { std::env::set_var("IPCSHIM_TRACE", target) };
-    run(rest)
+    run(&rest)
 }
 
 fn shm_rows(region: &Region) -> Vec<ipcs::ShmRow> {
@@ -444,8 +560,9 @@ fn sud_available() -> bool {
 }
 
 fn status() -> ExitCode {
-    let path = match region::region_path_from_env() {
-        Ok(p) => p,
+    let path = match Ns::current() {
+        Ok(Ns::Inherited(files)) => format!("{} (inherited)", files.path()),
+        Ok(Ns::Named(name)) => name.path,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -558,10 +675,12 @@ fn status() -> ExitCode {
         c.unix_handbacks.load(Relaxed)
     );
     println!(
-        "procs:          reaped={} lock_recoveries={} catchall_traps={}",
+        "procs:          reaped={} lock_recoveries={} catchall_traps={} patched_calls={} patched_sites={}",
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed),
-        c.sud_traps.load(Relaxed)
+        c.sud_traps.load(Relaxed),
+        c.sud_patched_calls.load(Relaxed),
+        c.sud_patched_sites.load(Relaxed)
     );
     ExitCode::SUCCESS
 }

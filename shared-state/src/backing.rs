@@ -95,7 +95,7 @@ pub fn written_pages(region: &Region, off: u64, len: u64) -> u64 {
         total
     });
     counted.unwrap_or_else(|| {
-        let mut vec = [0u8; 1024];
+        let mut vec = [0u8; 256];
         let (mut total, mut at) = (0, off);
         while at < end {
             let chunk = (end - at).min(vec.len() as u64 * PAGE_SIZE);

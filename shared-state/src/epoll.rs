@@ -295,12 +295,12 @@ pub fn free_unheld(r: &Region, l: &EpLock, keep_born_before: u64, held: &dyn Fn(
         let id = o.ident.load(Ordering::Acquire);
         let h = EpHandle { idx: i, generation: (id >> 8) as u32 };
         if id & 0xff == LIVE && !held(h) && o.born.load(Ordering::Relaxed) >= keep_born_before {
-            let doomed: [Option<ItemRef>; EP_ITEMS as usize] = core::array::from_fn(|k| {
-                let v = o.items[k].ident.load(Ordering::Acquire);
-                (v & 0xff != FREE).then_some(ItemRef { obj: h, idx: k as u32, generation: (v >> 8) as u32 })
-            });
-            for it in doomed.into_iter().flatten() {
-                remove(r, l, it);
+            // Removing one item leaves the others' idents as they were.
+            for k in 0..EP_ITEMS {
+                let v = o.items[k as usize].ident.load(Ordering::Acquire);
+                if v & 0xff != FREE {
+                    remove(r, l, ItemRef { obj: h, idx: k, generation: (v >> 8) as u32 });
+                }
             }
         }
     }

@@ -92,6 +92,21 @@ impl Cred {
 }
 
 impl KernIpcPerm {
+    /// A new object's perm (`ipcget_new`/`ipc_addid`): owned and created by `cred`, the
+    /// permission bits of `flg`.
+    pub fn new(cred: &Cred, key: i32, flg: i32, seq: u32, id: i32) -> KernIpcPerm {
+        KernIpcPerm {
+            key,
+            uid: cred.euid,
+            gid: cred.egid,
+            cuid: cred.euid,
+            cgid: cred.egid,
+            mode: flg as u32 & S_IRWXUGO,
+            seq,
+            id,
+        }
+    }
+
     /// `ipcperms`: may `cred` access with the rwx bits in `flag` (any of the three triplets)?
     pub fn ipcperms(&self, cred: &Cred, flag: u32) -> bool {
         let requested = (flag >> 6) | (flag >> 3) | flag;

@@ -1,47 +1,202 @@
-//! The undo journal behind the namespace locks of semaphores and message queues.
+//! The per-object locks of semaphore sets and message queues (and of each family's ids), each
+//! with an undo journal, and the entry pools those objects share.
 //!
-//! Every store made while holding the lock is journalled first (the old value of the 8-byte
-//! word), and the journal is emptied just before unlocking: a holder killed at any instant
-//! leaves a journal that the next locker replays backwards, so each operation happens entirely
-//! or not at all.
+//! Every store made while holding an object's lock is journalled first (the old value of the
+//! 8-byte word), and the journal is emptied just before unlocking: a holder killed at any
+//! instant leaves a journal that the next locker replays backwards, so each operation happens
+//! entirely or not at all.
+//!
+//! Entries of the namespace's pools (sleepers, undo records, messages, text chunks) belong to
+//! one object at a time: a claim word in each says which (object + 1, 0 when free). A holder
+//! claims an entry with one compare-and-swap after journalling the claim, so a rollback gives
+//! back exactly what the killed holder took; it frees entries only once its other changes are
+//! all made (the journal is then marked committed, and a holder killed while freeing has its
+//! frees finished by the next locker), so a rollback never finds an entry it restores in
+//! another object's hands.
 
+use crate::lock::{LockGuard, RobustMutex};
 use crate::region::{PAGE_SIZE, Region, TOTAL_SIZE};
 use core::ops::Range;
-use core::sync::atomic::{AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+
+/// Entries in each object's journal (larger single calls are journalled this far).
+pub const JOURNAL_MAX: u64 = 1 << 18;
+pub const JOURNAL_BYTES: u64 = JOURNAL_MAX * size_of::<JournalEntry>() as u64;
+
+/// In an entry's offset: a claim (its value: the owner, whose claim a rollback gives back)
+/// or a free (done at commit).
+const CLAIM: u64 = 1 << 62;
+const FREE: u64 = 1 << 61;
+const OFF_MASK: u64 = (1 << 48) - 1;
+/// In the journal's length word: the holder's changes are all made, only its frees remain.
+const COMMITTED: u64 = 1 << 63;
+/// In the length word: some entry is a free.
+const FREES: u64 = 1 << 62;
+const LEN_MASK: u64 = (1 << 32) - 1;
+
+/// How long a locker or a sleeper spins on a holder or peer that runs on another CPU.
+pub const SPIN_NS: i64 = 50_000;
 
 #[repr(C)]
-struct JournalEntry {
+pub struct JournalEntry {
     off: u64,
     old: u64,
 }
 
-/// One family's journal.
+/// A robust lock with its journal's length and who holds it, alone on a cache line.
+#[repr(C, align(64))]
+pub struct ObjLock {
+    mutex: RobustMutex,
+    /// Entries written by the current holder, with COMMITTED and FREES; 0 outside a locked
+    /// section.
+    jlen: AtomicU64,
+    /// pid << 32 | CPU + 1 of the holder when it took the lock; 0 when free.
+    holder: AtomicU64,
+}
+
+const _: () = assert!(size_of::<ObjLock>() == 64);
+
+/// Held while alive; unlocks on drop.
+pub struct ObjGuard<'a> {
+    lock: &'a ObjLock,
+    guard: Option<LockGuard<'a>>,
+    /// The previous holder died holding the lock: its journal must be replayed.
+    pub recovered: bool,
+}
+
+impl Drop for ObjGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.holder.store(0, Ordering::Relaxed);
+        drop(self.guard.take());
+    }
+}
+
+impl ObjLock {
+    /// # Safety
+    /// `this` points to memory of an `ObjLock` that no other process uses yet.
+    pub unsafe fn init(this: *mut ObjLock) {
+        // SAFETY: per the contract.
+        unsafe { RobustMutex::init(&raw mut (*this).mutex) };
+    }
+
+    /// Takes the lock, spinning only while its holder runs on another CPU (a holder that was
+    /// preempted, or runs on ours, needs the CPU more than we need the lock); then sleeps.
+    pub fn lock(&self, r: &Region) -> Result<ObjGuard<'_>, i32> {
+        self.mutex.ensure_init();
+        let g = match self.mutex.try_lock() {
+            Some(g) => g?,
+            None => {
+                let word = self.mutex.word();
+                let mut spun = None;
+                loop {
+                    // 0: between a holder's unlock and the next one's note.
+                    let h = self.holder.load(Ordering::Relaxed);
+                    if h != 0 && !running_elsewhere(r, h) {
+                        break;
+                    }
+                    let start = *spun.get_or_insert_with(crate::sys::monotonic_ns);
+                    for _ in 0..64 {
+                        core::hint::spin_loop();
+                    }
+                    if word.load(Ordering::Relaxed) == 0
+                        && let Some(g) = self.mutex.try_lock()
+                    {
+                        return Ok(self.held(r, g?));
+                    }
+                    if crate::sys::monotonic_ns() - start > SPIN_NS {
+                        break;
+                    }
+                }
+                self.mutex.lock()?
+            }
+        };
+        Ok(self.held(r, g))
+    }
+
+    fn held<'a>(&'a self, r: &Region, g: LockGuard<'a>) -> ObjGuard<'a> {
+        let me = note_running(r);
+        self.holder.store(me, Ordering::Relaxed);
+        ObjGuard { lock: self, recovered: g.recovered, guard: Some(g) }
+    }
+
+    /// Takes the lock if nobody holds it.
+    pub fn try_lock(&self, r: &Region) -> Option<Result<ObjGuard<'_>, i32>> {
+        self.mutex.ensure_init();
+        Some(self.mutex.try_lock()?.map(|g| self.held(r, g)))
+    }
+
+    /// The lock word: the owner's TID, plus FUTEX_OWNER_DIED once it died holding it.
+    pub fn owner_word(&self) -> u32 {
+        self.mutex.owner_word()
+    }
+}
+
+/// A lock held with its journal: commits the journal and unlocks on drop, then releases what
+/// was locked under it (`under`, an object being created under the ids).
+pub(crate) struct Held<'a, H> {
+    pub journal: Journal<'a>,
+    guard: Option<ObjGuard<'a>>,
+    pub under: Option<H>,
+}
+
+impl<'a, H> Held<'a, H> {
+    pub fn new(journal: Journal<'a>, guard: ObjGuard<'a>) -> Held<'a, H> {
+        Held { journal, guard: Some(guard), under: None }
+    }
+
+    /// The previous holder died holding the lock.
+    pub fn recovered(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.recovered)
+    }
+}
+
+impl<H> Drop for Held<'_, H> {
+    fn drop(&mut self) {
+        self.journal.commit();
+        drop(self.guard.take());
+        drop(self.under.take());
+    }
+}
+
+/// The journal of one object's lock, whose entries lie at region offset `off`.
 pub(crate) struct Journal<'a> {
     r: &'a Region,
-    /// Entries written by the current holder; 0 outside a locked section.
     len: &'a AtomicU64,
-    /// Region offset of the first entry, and how many fit.
     off: u64,
-    max: u64,
-    /// The family's namespace words in the header page that may be journalled (all other
-    /// journalled words lie past the header page).
-    ns_words: Range<u64>,
+    /// Words of the header page that may be journalled (every other journalled word lies past
+    /// the header page).
+    header_words: Range<u64>,
 }
 
 impl<'a> Journal<'a> {
-    /// The journal of a namespace whose journalled header words run from `first` up to its
-    /// `len` word, with `max` entries at region offset `off`.
-    pub fn new(r: &'a Region, first: *const u8, len: &'a AtomicU64, off: u64, max: u64) -> Journal<'a> {
+    /// The journal behind `lock`, with its entries at `off`; `header` the header-page words
+    /// it may restore (empty for an object's).
+    pub fn new(r: &'a Region, lock: &'a ObjLock, off: u64, header: Range<*const u8>) -> Journal<'a> {
         let base = r.base() as u64;
-        let ns_words = first as u64 - base..len as *const AtomicU64 as u64 - base;
-        Journal { r, len, off, max, ns_words }
+        let header_words = header.start as u64 - base..header.end as u64 - base;
+        Journal { r, len: &lock.jlen, off, header_words }
     }
 
     #[allow(clippy::mut_from_ref)]
     fn entry(&self, i: u64) -> &mut JournalEntry {
-        // SAFETY: i < max (callers), and the journal area holds `max` entries.
+        // SAFETY: i is bounded to JOURNAL_MAX, and the journal area holds that many entries.
         unsafe {
-            self.r.at::<JournalEntry>(self.off + i.min(self.max - 1) * size_of::<JournalEntry>() as u64)
+            self.r.at::<JournalEntry>(self.off + i.min(JOURNAL_MAX - 1) * size_of::<JournalEntry>() as u64)
+        }
+    }
+
+    fn push(&self, off: u64, old: u64, flags: u64) {
+        let v = self.len.load(Ordering::Relaxed);
+        let n = v & LEN_MASK;
+        // A full journal, or no room for its page, leaves that word unprotected.
+        let size = size_of::<JournalEntry>() as u64;
+        if n < JOURNAL_MAX && self.r.reserve(self.off + n * size, size).is_ok() {
+            let e = self.entry(n);
+            e.off = off;
+            e.old = old;
+            compiler_fence(Ordering::SeqCst);
+            self.len.store((v | flags) + 1, Ordering::Release);
+            compiler_fence(Ordering::SeqCst);
         }
     }
 
@@ -51,42 +206,204 @@ impl<'a> Journal<'a> {
         let end = p as usize - base + len;
         let mut off = (p as usize - base) & !7;
         while off < end {
-            let n = self.len.load(Ordering::Relaxed);
-            // A full journal, or no room for its page, leaves that word unprotected.
-            let room = |n: u64| {
-                let size = size_of::<JournalEntry>() as u64;
-                n < self.max && self.r.reserve(self.off + n * size, size).is_ok()
-            };
-            if room(n) {
-                let e = self.entry(n);
-                e.off = off as u64;
-                // SAFETY: `off` is an aligned word of the region (it covers a field we were
-                // handed).
-                e.old = unsafe { core::ptr::read_volatile((base + off) as *const u64) };
-                compiler_fence(Ordering::SeqCst);
-                self.len.store(n + 1, Ordering::Release);
-                compiler_fence(Ordering::SeqCst);
-            }
+            // SAFETY: `off` is an aligned word of the region (it covers a field we were handed).
+            let old = unsafe { core::ptr::read_volatile((base + off) as *const u64) };
+            self.push(off as u64, old, 0);
             off += 8;
         }
     }
 
-    /// Undoes what a killed holder left half done.
-    pub fn rollback(&self) {
-        let n = self.len.load(Ordering::Acquire).min(self.max);
+    fn off_of(&self, word: &AtomicU32) -> u64 {
+        word.as_ptr() as u64 - self.r.base() as u64
+    }
+
+    /// Claims the free pool entry whose claim word is `word` for `owner`: false when another
+    /// object has it.
+    pub fn claim(&self, word: &AtomicU32, owner: u32) -> bool {
+        if word.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        // Journalled before the swap: a rollback gives it back only if it is still ours.
+        self.push(self.off_of(word) | CLAIM, owner as u64, 0);
+        word.compare_exchange(0, owner, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+
+    /// Frees `owner`'s pool entry with claim word `word` once the holder's changes are all
+    /// made.
+    pub fn free(&self, word: &AtomicU32, owner: u32) {
+        self.push(self.off_of(word) | FREE, owner as u64, FREES);
+    }
+
+    fn claim_word(&self, e: &JournalEntry) -> Option<&AtomicU32> {
+        let off = e.off & OFF_MASK;
+        (off.is_multiple_of(4) && off >= PAGE_SIZE && off + 4 <= TOTAL_SIZE).then(|| {
+            // SAFETY: an aligned u32 of the region past the header page (checked above).
+            unsafe { &*((self.r.base() + off as usize) as *const AtomicU32) }
+        })
+    }
+
+    fn finish_frees(&self, n: u64) {
+        for i in 0..n.min(JOURNAL_MAX) {
+            let e = self.entry(i);
+            if e.off & FREE != 0
+                && let Some(w) = self.claim_word(e)
+            {
+                let _ = w.compare_exchange(e.old as u32, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Ends a locked section whose changes are all made: the frees are done, the journal
+    /// emptied.
+    pub fn commit(&self) {
+        let v = self.len.load(Ordering::Relaxed);
+        if v & FREES != 0 {
+            self.len.store(v | COMMITTED, Ordering::Release);
+            compiler_fence(Ordering::SeqCst);
+            self.finish_frees(v & LEN_MASK);
+        }
+        self.len.store(0, Ordering::Release);
+    }
+
+    /// What a killed holder left: a committed section's frees are finished, anything else is
+    /// undone. True when something was undone.
+    pub fn recover(&self) -> bool {
+        let v = self.len.load(Ordering::Acquire);
+        let n = (v & LEN_MASK).min(JOURNAL_MAX);
+        if v & COMMITTED != 0 {
+            self.finish_frees(n);
+            self.len.store(0, Ordering::Release);
+            return false;
+        }
         for i in (0..n).rev() {
             let e = self.entry(i);
-            let allowed = e.off >= PAGE_SIZE || self.ns_words.contains(&e.off);
+            if e.off & FREE != 0 {
+                continue;
+            }
+            if e.off & CLAIM != 0 {
+                if let Some(w) = self.claim_word(e) {
+                    let _ = w.compare_exchange(e.old as u32, 0, Ordering::AcqRel, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let allowed = e.off >= PAGE_SIZE || self.header_words.contains(&e.off);
             if e.off.is_multiple_of(8) && e.off + 8 <= TOTAL_SIZE && allowed {
                 // SAFETY: an aligned word of the region that may be journalled (checked above).
                 unsafe { core::ptr::write_volatile((self.r.base() + e.off as usize) as *mut u64, e.old) };
             }
         }
         self.len.store(0, Ordering::Release);
+        n > 0
     }
 }
 
-/// Where the lockers of a namespace last ran: pid << 32 | CPU + 1 of the last locker, and of
+/// Where a pool's search for a free entry starts, and one past its highest entry ever claimed
+/// (in the namespace, not journalled: both are hints a rollback need not restore).
+#[repr(C)]
+#[derive(Default)]
+pub struct PoolHead {
+    hint: AtomicU32,
+    bump: AtomicU32,
+}
+
+impl PoolHead {
+    /// One past the highest entry ever claimed (scans of the pool stop there).
+    pub fn high(&self, max: u32) -> u32 {
+        self.bump.load(Ordering::Acquire).min(max)
+    }
+}
+
+/// A pool of entries shared by a family's objects: entry i's claim word lies at region offset
+/// `words + i * stride`, and its parts at `off + i * size` of each of `parts` (the claim
+/// word's among them), reserved before the entry is first claimed.
+pub(crate) struct Pool<'a> {
+    pub r: &'a Region,
+    pub words: u64,
+    pub stride: u64,
+    pub max: u32,
+    pub head: &'a PoolHead,
+    pub parts: &'static [(u64, u64)],
+}
+
+impl Pool<'_> {
+    pub fn word(&self, i: u32) -> &AtomicU32 {
+        let i = i.min(self.max - 1);
+        // SAFETY: bounded index; the pool's claim words lie in the region.
+        unsafe { &*((self.r.base() + (self.words + i as u64 * self.stride) as usize) as *const AtomicU32) }
+    }
+
+    /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full.
+    pub fn claim(&self, j: &Journal, owner: u32) -> Option<u32> {
+        let (hint, bump) = (&self.head.hint, &self.head.bump);
+        let high = self.head.high(self.max);
+        let start = hint.load(Ordering::Relaxed).min(high);
+        for i in (start..high).chain(0..start) {
+            if self.word(i).load(Ordering::Relaxed) == 0 && j.claim(self.word(i), owner) {
+                hint.store(i + 1, Ordering::Relaxed);
+                return Some(i);
+            }
+        }
+        loop {
+            let b = bump.load(Ordering::Acquire);
+            // An entry never claimed gets its memory first (none left: the pool is full).
+            let reserve = |i: u32| {
+                self.parts.iter().all(|&(off, size)| self.r.reserve(off + i as u64 * size, size).is_ok())
+            };
+            if b >= self.max || !reserve(b) {
+                return None;
+            }
+            if bump.compare_exchange(b, b + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                && j.claim(self.word(b), owner)
+            {
+                hint.store(b + 1, Ordering::Relaxed);
+                return Some(b);
+            }
+        }
+    }
+
+    /// Frees `owner`'s entry `i` at commit; the search for a free one starts there next.
+    pub fn free(&self, j: &Journal, i: u32, owner: u32) {
+        j.free(self.word(i), owner);
+        self.head.hint.store(i, Ordering::Relaxed);
+    }
+}
+
+/// What runs on each CPU, as far as shim processes say (pid, per CPU + 1 mod 64), each on a
+/// line of its own: a holder or peer that another process took the CPU from is not worth
+/// spinning on. Each locker writes its pid there; a sleeper leaves it, so that a peer that
+/// wakes it spins while the CPU it went to sleep on does not run anybody else's locks.
+#[repr(C, align(64))]
+pub struct Running([RunLine; 64]);
+
+#[repr(C, align(64))]
+struct RunLine(AtomicU64);
+
+fn running(r: &Region) -> &Running {
+    // SAFETY: the table lies at RUNNING_OFF; its words are atomics.
+    unsafe { r.at::<Running>(crate::region::RUNNING_OFF) }
+}
+
+/// Notes that we run on our CPU now; returns pid << 32 | CPU + 1.
+pub fn note_running(r: &Region) -> u64 {
+    let cpu = crate::sys::current_cpu();
+    let pid = crate::proc::self_pid() as u32 as u64;
+    let line = &running(r).0[(cpu as usize).wrapping_sub(1) % 64].0;
+    if line.load(Ordering::Relaxed) != pid {
+        line.store(pid, Ordering::Relaxed);
+    }
+    pid << 32 | cpu as u64
+}
+
+/// Whether `who` (pid << 32 | CPU + 1) runs on another CPU than ours, as far as we can tell.
+pub fn running_elsewhere(r: &Region, who: u64) -> bool {
+    let cpu = who as u32;
+    cpu != 0
+        && crate::sys::multi_cpu()
+        && cpu != crate::sys::current_cpu()
+        && running(r).0[(cpu as usize - 1) % 64].0.load(Ordering::Relaxed) == who >> 32
+}
+
+/// Where the lockers of an object last ran: pid << 32 | CPU + 1 of the last locker, and of
 /// the last one before it that was another process (where a waker is likely to run).
 #[repr(C)]
 #[derive(Default)]
@@ -96,20 +413,74 @@ pub struct CpuNote {
 }
 
 impl CpuNote {
-    /// Records where we run (with the lock held); returns (CPU + 1 of the last other process
-    /// that locked, or 0, and ours).
-    pub fn note(&self) -> (u32, u32) {
-        let cpu = crate::sys::current_cpu();
-        let me = (crate::proc::self_pid() as u32 as u64) << 32 | cpu as u64;
+    /// Records where we run (with the lock held, `me` from [`note_running`]); returns the last
+    /// other process that locked (pid << 32 | CPU + 1, or 0).
+    pub fn note(&self, me: u64) -> u64 {
         // Load and store, not a locked swap: the lock serialises the writers.
         let last = self.last.load(Ordering::Relaxed);
-        self.last.store(me, Ordering::Relaxed);
+        if last != me {
+            self.last.store(me, Ordering::Relaxed);
+        }
         let peer = if last >> 32 != me >> 32 {
-            self.other.store(last, Ordering::Relaxed);
+            if last != 0 {
+                self.other.store(last, Ordering::Relaxed);
+            }
             last
         } else {
             self.other.load(Ordering::Relaxed)
         };
-        (if peer >> 32 == me >> 32 { 0 } else { peer as u32 }, cpu)
+        if peer >> 32 == me >> 32 { 0 } else { peer }
     }
+}
+
+/// How a sleeper that was just queued waits for `moved` before its futex sleep: it yields to
+/// a waker `peer` (pid << 32 | CPU + 1) on its own CPU, and spins while the waker runs on
+/// another one, for at most [`SPIN_NS`]. True when `moved` became true.
+///
+/// A yield hands the CPU to the waker only when nobody else is runnable there: with more
+/// processes than CPUs it goes to another, and the sleeper pays a context switch for nothing.
+/// So a process yields only while yields have been paying off (a score it keeps), and tries
+/// again now and then when they have not.
+pub fn wait_briefly(r: &Region, peer: u64, moved: impl Fn() -> bool) -> bool {
+    if peer == 0 || moved() {
+        return moved();
+    }
+    if peer as u32 == crate::sys::current_cpu() || !crate::sys::multi_cpu() {
+        return try_yield(&moved) == Some(true);
+    }
+    spin_while_running(r, peer, crate::sys::monotonic_ns(), &moved)
+}
+
+/// One yield to a peer on our CPU if yields have been paying off in this process: whether
+/// `moved` then holds, or `None` when it did not yield.
+pub fn try_yield(moved: &dyn Fn() -> bool) -> Option<bool> {
+    static YIELD_SCORE: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(4);
+    let score = YIELD_SCORE.load(Ordering::Relaxed);
+    if score <= 0 {
+        YIELD_SCORE.store(score + 1, Ordering::Relaxed);
+        return None;
+    }
+    let _ = crate::sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+    let ok = moved();
+    YIELD_SCORE.store(if ok { (score + 1).min(8) } else { score - 4 }, Ordering::Relaxed);
+    Some(ok)
+}
+
+/// Spins until `moved`, while `peer` runs on another CPU, at most until [`SPIN_NS`] after
+/// `start`; true when `moved` became true.
+pub fn spin_while_running(r: &Region, peer: u64, start: i64, moved: &dyn Fn() -> bool) -> bool {
+    if !running_elsewhere(r, peer) {
+        return moved();
+    }
+    let mut i = 0u32;
+    while !moved() {
+        core::hint::spin_loop();
+        i = i.wrapping_add(1);
+        if i.is_multiple_of(32)
+            && (crate::sys::monotonic_ns() - start > SPIN_NS || !running_elsewhere(r, peer))
+        {
+            return moved();
+        }
+    }
+    true
 }

@@ -11,7 +11,8 @@
 //! - [`sem`]: what `ipc/sem.c` does, with undo that survives SIGKILL of its owner.
 //! - [`msg`]: what `ipc/msg.c` does; no message is lost to a process killed mid-call.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
-//!   (freeing objects no process has open).
+//!   (freeing objects no process has open), [`pipe_exec`] (ends an exec closes) and
+//!   [`pipe_splice`] (splice and tee).
 //! - [`unix`]: the names AF_UNIX listeners in shim processes are bound to, and their pending
 //!   connects, so that a connection is served by the shim on both ends or on neither (the
 //!   sockets' queues themselves are [`pipe`] objects).
@@ -29,8 +30,10 @@ pub mod lock;
 pub mod msg;
 pub(crate) mod msg_ring;
 pub mod pipe;
+pub mod pipe_exec;
 pub mod pipe_gc;
 pub mod pipe_pages;
+pub mod pipe_splice;
 pub mod proc;
 pub mod procfs;
 pub mod region;

@@ -5,6 +5,7 @@
 //! by the caller, which is told through [`LockGuard::recovered`].
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicI32, Ordering};
 
 #[repr(C)]
 pub struct RobustMutex {
@@ -102,6 +103,30 @@ impl RobustMutex {
                 return self.lock();
             }
         }
+    }
+
+    /// Makes a mutex in zeroed memory the robust process-shared one [`init`](Self::init)
+    /// makes: on zeroed memory glibc's init writes only `__kind` (the int at offset 16), so
+    /// lockers that find it 0 all store the same value, and a lock of the region's many
+    /// objects needs no initialisation pass.
+    pub fn ensure_init(&self) {
+        static KIND: AtomicI32 = AtomicI32::new(0);
+        // SAFETY: `__kind` is the fifth int of glibc's pthread_mutex_t, 4-aligned.
+        let kind = unsafe { &*((self.inner.get() as *const AtomicI32).add(4)) };
+        if kind.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let mut want = KIND.load(Ordering::Relaxed);
+        if want == 0 {
+            let mut m = core::mem::MaybeUninit::<RobustMutex>::zeroed();
+            // SAFETY: a zeroed mutex of our own on the stack, initialised and only read.
+            want = unsafe {
+                RobustMutex::init(m.as_mut_ptr());
+                (*((m.as_ptr() as *const AtomicI32).add(4))).load(Ordering::Relaxed)
+            };
+            KIND.store(want, Ordering::Relaxed);
+        }
+        let _ = kind.compare_exchange(0, want, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The lock word: the owner's TID, plus FUTEX_OWNER_DIED (0x4000_0000) once the kernel

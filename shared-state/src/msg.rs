@@ -2,27 +2,30 @@
 //! `msg_sender`, with the kernel's order (pipelined_send hands a message to the first sleeping
 //! receiver it suits, ss_wakeup, expunge_all, find_msg's search modes, MSG_COPY).
 //!
-//! Everything lives in the region under one robust lock per namespace. Every store made while
-//! holding it is journalled first (the old 8-byte word) and the journal is emptied just before
-//! unlocking, so a holder killed at any instant is rolled back by the next locker: a send or a
-//! receive happens entirely or not at all. Message text is copied from the sender into free
-//! chunks before the message is linked, and to the receiver before it is unlinked.
+//! Each queue has its own robust lock (the kernel's per-queue `q_perm.lock`), and the
+//! namespace's lock guards only the ids (msgget, IPC_RMID, IPC_SET, IPC_INFO, the views),
+//! taken before a queue's. Every store made while holding a lock is journalled first (the old
+//! 8-byte word) in that lock's journal, emptied just before unlocking, so a holder killed at
+//! any instant is rolled back by the next locker: a send or a receive happens entirely or not
+//! at all. Messages, sleepers and text chunks come from pools shared by the queues, claimed
+//! and freed through the journals (`journal::Pool`). Message text is copied from the sender
+//! into its chunks before the message is linked, and to the receiver before it is unlinked.
 //!
 //! A message handed to a sleeping receiver waits in the receiver's entry until it wakes up and
 //! copies it out. A receiver that dies first does not take it with it: whoever sees the death
 //! puts the message back where it was in its queue (or hands it to the next receiver).
 
-use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO};
-use crate::lock::LockGuard;
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
+use crate::journal::{CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::msg_ring::{self, CLOSED, RING, count, next, used};
 use crate::proc;
 use crate::region::{
-    IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_JOURNAL_MAX, MSG_JOURNAL_OFF, MSG_LINKS_OFF,
+    IPCMNI, MAX_PROCS, MSG_CHUNK, MSG_CHUNKS_MAX, MSG_CLAIMS_OFF, MSG_JOURNAL_OFF, MSG_LINKS_OFF,
     MSG_MSGS_MAX, MSG_MSGS_OFF, MSG_QUEUES_OFF, MSG_TEXT_OFF, MSG_WAITERS_MAX, MSG_WAITERS_OFF, Region,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering, compiler_fence};
 use libc::{E2BIG, EACCES, EAGAIN, EIDRM, EINTR, EINVAL, ENOMEM, ENOMSG, EPERM};
 
 pub const IPC_NOWAIT: i32 = 0o4000;
@@ -73,7 +76,6 @@ const ON_HANDED: u32 = 3;
 const RECEIVER: u32 = 1;
 const SENDER: u32 = 2;
 
-pub(crate) const SPIN_NS: i64 = 50_000;
 pub(crate) const SAME_CPU_YIELDS: u32 = 4;
 /// A sleeper looks for dead processes holding what it waits for at this interval.
 const SLICE_NS: i64 = 97_000_000;
@@ -87,32 +89,51 @@ pub(crate) struct List {
     tail: u32,
 }
 
-/// The namespace part (in the region header).
+/// The namespace part (in the region header): the ids, under their own lock.
 #[repr(C, align(64))]
 pub struct MsgNs {
-    pub lock: crate::lock::RobustMutex,
-    /// The lock alone on its cache line: a waiter spinning on it would otherwise keep taking
-    /// the line that the holder writes at every step.
-    _line: [u8; 24],
+    pub lock: ObjLock,
     pub ids: ipc::IpcIds,
     _pad: u32,
-    /// Messages queued in all queues and their bytes (`ns->msg_hdrs`, `ns->msg_bytes`).
-    pub hdrs: u64,
-    pub bytes: u64,
-    /// Free lists (index + 1) and high-water marks of the message, sleeper and chunk pools.
-    m_free: u32,
-    m_bump: u32,
-    w_free: u32,
-    w_bump: u32,
-    c_free: u32,
-    c_bump: u32,
-    tickets: u32,
-    _pad2: u32,
-    /// Entries in the journal of the current lock holder; 0 outside a locked section.
-    journal_len: AtomicU64,
-    /// Where the last lockers ran.
-    cpus: crate::journal::CpuNote,
+    /// The pools of messages, sleepers and text chunks (see [`POOLS`]).
+    pools: [PoolHead; 3],
+    /// Last ticket handed to a sleeper.
+    tickets: AtomicU32,
 }
+
+/// Region offset, entry size, claim word offset, size and parts (see `journal::Pool`) of the
+/// pools of messages, sleepers and text chunks (whose claim words are an array of their own).
+type PoolDesc = (u64, u64, u64, u32, &'static [(u64, u64)]);
+const POOLS: [PoolDesc; 3] = [
+    (
+        MSG_MSGS_OFF,
+        MSG_MSG_SIZE,
+        core::mem::offset_of!(MsgMsg, claim) as u64,
+        MSG_MSGS_MAX,
+        &[(MSG_MSGS_OFF, MSG_MSG_SIZE)],
+    ),
+    (
+        MSG_WAITERS_OFF,
+        MSG_WAITER_SIZE,
+        core::mem::offset_of!(MsgWaiter, claim) as u64,
+        MSG_WAITERS_MAX,
+        &[(MSG_WAITERS_OFF, MSG_WAITER_SIZE)],
+    ),
+    (
+        MSG_CLAIMS_OFF,
+        4,
+        0,
+        MSG_CHUNKS_MAX,
+        &[(MSG_CLAIMS_OFF, 4), (MSG_LINKS_OFF, 4), (MSG_TEXT_OFF, MSG_CHUNK)],
+    ),
+];
+const MSGS: u8 = 0;
+const WAITERS: u8 = 1;
+const CHUNKS: u8 = 2;
+
+// The ids' journal may restore the words of `ids`, and none of the atomics.
+const _: () =
+    assert!(core::mem::offset_of!(MsgNs, ids) % 8 == 0 && core::mem::offset_of!(MsgNs, pools) % 8 == 0);
 
 impl MsgNs {
     /// # Safety
@@ -120,15 +141,17 @@ impl MsgNs {
     pub unsafe fn init(this: *mut MsgNs) {
         // SAFETY: per the contract.
         unsafe {
-            crate::lock::RobustMutex::init(&raw mut (*this).lock);
+            ObjLock::init(&raw mut (*this).lock);
             (*this).ids.init();
         }
     }
 }
 
 /// `struct msg_queue`.
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct MsgQueue {
+    /// The queue's own lock (`q_perm.lock`).
+    lock: ObjLock,
     pub live: u32,
     _pad: u32,
     pub perm: KernIpcPerm,
@@ -146,6 +169,8 @@ pub struct MsgQueue {
     pub(crate) receivers: List,
     pub(crate) senders: List,
     pub(crate) handed: List,
+    /// Where the last lockers ran.
+    cpus: CpuNote,
 }
 
 /// `struct msg_msg`: its text is `nchunks(ts)` chunks chained from `first`.
@@ -158,6 +183,9 @@ struct MsgMsg {
     seq: u64,
     first: u32,
     last: u32,
+    /// The pool's claim word: queue index + 1.
+    claim: AtomicU32,
+    _pad: u32,
 }
 
 /// A sleeping `msg_receiver` or `msg_sender`.
@@ -186,7 +214,13 @@ struct MsgWaiter {
     wake: AtomicU32,
     /// Non-zero while the sleeper is in its futex wait: only then is a wake syscall made.
     sleeping: AtomicU32,
+    /// The pool's claim word: queue index + 1.
+    claim: AtomicU32,
+    _pad: u32,
 }
+
+pub(crate) const MSG_MSG_SIZE: u64 = size_of::<MsgMsg>() as u64;
+pub(crate) const MSG_WAITER_SIZE: u64 = size_of::<MsgWaiter>() as u64;
 
 /// `struct msqid64_ds` (x86_64).
 #[repr(C)]
@@ -219,7 +253,7 @@ pub struct Msginfo {
     pub msgseg: u16,
 }
 
-const _: () = assert!(size_of::<MsgMsg>() == 40 && size_of::<MsgWaiter>() == 80);
+const _: () = assert!(size_of::<MsgMsg>() == 48 && size_of::<MsgWaiter>() == 88);
 const _: () = assert!(size_of::<Msqid64Ds>() == 120 && size_of::<Msginfo>() == 32);
 const _: () = assert!(core::mem::offset_of!(MsgWaiter, wake) % 8 == 0);
 
@@ -240,25 +274,27 @@ fn nchunks(ts: u64) -> u32 {
     ts.div_ceil(MSG_CHUNK) as u32
 }
 
-/// The locked message queue state of a region; commits its journal and unlocks on drop, then
-/// wakes the sleepers it completed.
+/// A queue's lock, held: its state may be changed. Commits its journal and unlocks on drop,
+/// then wakes the sleepers it completed.
 struct Msgs<'a> {
     r: &'a Region,
-    lock: Option<LockGuard<'a>>,
+    /// The queue whose lock is held.
+    idx: u32,
+    guard: Option<ObjGuard<'a>>,
     wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
-    /// Queue (index + 1) whose ring is opened at unlock if it may be.
-    reopen: core::cell::Cell<u32>,
+    /// The ring is opened at unlock if it may be.
+    reopen: core::cell::Cell<bool>,
 }
 
 impl Drop for Msgs<'_> {
     fn drop(&mut self) {
-        self.ns().journal_len.store(0, Ordering::Release);
+        self.journal().commit();
         // After the commit: a rollback must never find a ring open over a list it refills.
-        if let Some(idx) = self.reopen.get().checked_sub(1) {
-            self.open_ring(idx);
+        if self.reopen.get() {
+            self.open_ring(self.idx);
         }
-        drop(self.lock.take());
+        drop(self.guard.take());
         for wi in &self.wakes[..self.nwakes.get()] {
             self.waiter(wi.get()).wake_sleeper();
         }
@@ -277,10 +313,10 @@ impl MsgWaiter {
 /// on a line the peer's calls also write, cost a sixth of a two-CPU msgsnd.
 static CALLS: crate::region::Tally = crate::region::Tally::new();
 
-/// Takes the msg lock for a served call (counted in `msg_calls`).
-fn lock(r: &Region) -> Result<Msgs<'_>, Errno> {
+/// Takes queue `idx`'s lock for a served call (counted in `msg_calls`).
+fn lock(r: &Region, idx: u32) -> Result<Msgs<'_>, Errno> {
     CALLS.bump(&r.header().counters.msg_calls);
-    lock_uncounted(r)
+    lock_uncounted(r, idx)
 }
 
 /// Adds this process's uncounted calls to `msg_calls` (at exit).
@@ -288,26 +324,127 @@ pub fn flush_counts(r: &Region) {
     CALLS.flush(&r.header().counters.msg_calls);
 }
 
-/// Takes the msg lock for a view (`ipcs`, `/proc/sysvipc/msg`, status): not a call.
-fn lock_uncounted(r: &Region) -> Result<Msgs<'_>, Errno> {
-    // SAFETY: the lock field is a robust mutex initialised with the region.
-    let ns = unsafe { &r.header_mut().msg };
-    // A long spin: a sender and a receiver on two CPUs take the lock turn about, and one that
-    // went to sleep in it would leave the waiters bit set, so that every unlock then makes a
-    // wake-up system call.
-    let guard = ns.lock.lock_spinning(50_000, 1).map_err(|_| ENOMEM)?;
+/// Queue `idx`, for reads without its lock (and to take it).
+#[allow(clippy::mut_from_ref)]
+fn queue_at(r: &Region, idx: u32) -> &mut MsgQueue {
+    let idx = idx.min(IPCMNI - 1);
+    // SAFETY: bounded index into the queue array; changed only under the queue's lock.
+    unsafe { r.at::<MsgQueue>(queue_off(idx)) }
+}
+
+/// Sleeper entry `wi`, for reads without its queue's lock (and under it).
+#[allow(clippy::mut_from_ref)]
+fn waiter_at(r: &Region, wi: u32) -> &mut MsgWaiter {
+    let wi = wi.min(MSG_WAITERS_MAX - 1);
+    // SAFETY: bounded index into the sleeper pool; changed only under its queue's lock (or
+    // only its atomics used).
+    unsafe { r.at::<MsgWaiter>(MSG_WAITERS_OFF + wi as u64 * size_of::<MsgWaiter>() as u64) }
+}
+
+/// Takes queue `idx`'s lock for a view (`ipcs`, `/proc/sysvipc/msg`, status): not a call.
+fn lock_uncounted(r: &Region, idx: u32) -> Result<Msgs<'_>, Errno> {
+    let idx = idx.min(IPCMNI - 1);
+    // A slot never used holds no queue (and its page may have no memory).
+    if !queue_backed(r, idx) {
+        return Err(EINVAL);
+    }
+    let guard = queue_at(r, idx).lock.lock(r).map_err(|_| ENOMEM)?;
+    let recovered = guard.recovered;
     let s = Msgs {
         r,
-        lock: Some(guard),
+        idx,
+        guard: Some(guard),
         wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
         nwakes: Default::default(),
         reopen: Default::default(),
     };
-    if s.lock.as_ref().is_some_and(|g| g.recovered) {
+    if recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         s.rollback();
+        // The killed holder may have held the ids' lock too (creating or removing the queue).
+        if let Some(Ok(ids)) = r.header().msg.lock.try_lock(r) {
+            drop(Ids::recovered(r, ids));
+        }
     }
     Ok(s)
+}
+
+/// The queue of `msqid`, locked: EINVAL if there is none.
+fn lock_id(r: &Region, msqid: i32) -> Result<Msgs<'_>, Errno> {
+    let s = lock(r, ipc::id_to_idx(msqid))?;
+    let q = s.queue(s.idx);
+    if q.live != 0 && q.perm.id == msqid { Ok(s) } else { Err(EINVAL) }
+}
+
+/// The namespace's ids lock, held (a queue being created is released after it).
+struct Ids<'a> {
+    r: &'a Region,
+    h: Held<'a, Msgs<'a>>,
+}
+
+fn lock_ids(r: &Region) -> Result<Ids<'_>, Errno> {
+    let guard = r.header().msg.lock.lock(r).map_err(|_| ENOMEM)?;
+    Ok(Ids::recovered(r, guard))
+}
+
+/// The journal of the ids' lock: it may restore the `ids` words of the namespace.
+fn ids_journal(r: &Region) -> Journal<'_> {
+    let ns = &r.header().msg;
+    let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
+    Journal::new(r, &ns.lock, MSG_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
+}
+
+impl<'a> Ids<'a> {
+    /// The ids locked by `guard`, repaired if their last holder died: its journal replayed,
+    /// then the counts a removal commits after its queue's (in_use, max_idx) counted again from
+    /// the live queues.
+    fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a> {
+        let ids = Ids { r, h: Held::new(ids_journal(r), guard) };
+        if ids.h.recovered() {
+            r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+            ids.journal().recover();
+            let ns = ids.ns();
+            let (mut in_use, mut max) = (0, -1);
+            for i in 0..=ns.ids.max_idx.min(IPCMNI as i32 - 1) {
+                if queue_at(r, i as u32).live != 0 {
+                    (in_use, max) = (in_use + 1, i);
+                }
+            }
+            (ns.ids.in_use, ns.ids.max_idx) = (in_use, max);
+        }
+        ids
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn ns(&self) -> &'a mut MsgNs {
+        // SAFETY: the ids lock is held for the lifetime of `Ids`.
+        unsafe { &mut self.r.header_mut().msg }
+    }
+
+    fn journal(&self) -> &Journal<'a> {
+        &self.h.journal
+    }
+
+    /// `freeque`'s ids half (`msg_rmid`), after the queue's own was committed.
+    fn remove(&self, idx: u32) {
+        let ids = &mut self.ns().ids;
+        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        ids.remove(idx, |i| queue_at(self.r, i).live != 0);
+    }
+
+    /// Each live queue, in index order, locked, its ring settled and its dead sleepers gone.
+    fn each_queue(&self, mut f: impl FnMut(&Msgs)) -> Result<(), Errno> {
+        for idx in 0..=self.ns().ids.max_idx.min(IPCMNI as i32 - 1) {
+            let idx = idx as u32;
+            if queue_at(self.r, idx).live != 0 {
+                let s = lock_uncounted(self.r, idx)?;
+                let _ = s.settle(idx);
+                s.reap_queue(idx, false);
+                f(&s);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `testmsg`.
@@ -336,31 +473,26 @@ fn convert_mode(msgtyp: i64, msgflg: i32) -> (u32, i64) {
 }
 
 impl<'a> Msgs<'a> {
-    #[allow(clippy::mut_from_ref)]
-    fn ns(&self) -> &'a mut MsgNs {
-        // SAFETY: the msg lock is held for the lifetime of `Msgs`.
-        unsafe { &mut self.r.header_mut().msg }
+    fn ns(&self) -> &'a MsgNs {
+        &self.r.header().msg
     }
 
     #[allow(clippy::mut_from_ref)]
     fn queue(&self, idx: u32) -> &'a mut MsgQueue {
-        let idx = idx.min(IPCMNI - 1);
-        // SAFETY: bounded index into the queue array; lock held.
-        unsafe { self.r.at::<MsgQueue>(queue_off(idx)) }
+        debug_assert!(idx == self.idx);
+        queue_at(self.r, idx)
     }
 
     #[allow(clippy::mut_from_ref)]
     fn msg(&self, mi: u32) -> &'a mut MsgMsg {
         let mi = mi.min(MSG_MSGS_MAX - 1);
-        // SAFETY: bounded index into the message pool; lock held.
+        // SAFETY: bounded index into the message pool; the queue's lock held.
         unsafe { self.r.at::<MsgMsg>(MSG_MSGS_OFF + mi as u64 * size_of::<MsgMsg>() as u64) }
     }
 
     #[allow(clippy::mut_from_ref)]
     fn waiter(&self, wi: u32) -> &'a mut MsgWaiter {
-        let wi = wi.min(MSG_WAITERS_MAX - 1);
-        // SAFETY: bounded index into the sleeper pool; lock held (or only its atomics used).
-        unsafe { self.r.at::<MsgWaiter>(MSG_WAITERS_OFF + wi as u64 * size_of::<MsgWaiter>() as u64) }
+        waiter_at(self.r, wi)
     }
 
     /// The link (next chunk index + 1) of chunk `ci`.
@@ -378,11 +510,10 @@ impl<'a> Msgs<'a> {
 
     // ---- the journal ----
 
-    /// The namespace's words after its lock may be journalled, up to the journal's length.
-    fn journal(&self) -> crate::journal::Journal<'a> {
-        let ns = self.ns();
-        let first = (&raw const ns.ids).cast();
-        crate::journal::Journal::new(self.r, first, &ns.journal_len, MSG_JOURNAL_OFF, MSG_JOURNAL_MAX)
+    fn journal(&self) -> Journal<'a> {
+        let q = queue_at(self.r, self.idx);
+        let off = MSG_JOURNAL_OFF + self.idx as u64 * JOURNAL_BYTES;
+        Journal::new(self.r, &q.lock, off, core::ptr::null()..core::ptr::null())
     }
 
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
@@ -404,29 +535,20 @@ impl<'a> Msgs<'a> {
         }
     }
 
-    /// Undoes what a killed holder left half done. The message and byte counts are stored
-    /// unjournalled (four entries fewer per call): they are counted again from the lists.
+    /// Undoes what a killed holder left half done. The queue's message and byte counts are
+    /// stored unjournalled (four entries fewer per call): they are counted again from the list.
     fn rollback(&self) {
-        self.journal().rollback();
-        let (mut hdrs, mut bytes) = (0, 0);
-        for idx in 0..=self.max_idx() {
-            let idx = idx as u32;
-            if !self.used(idx) {
-                continue;
-            }
-            let (mut qnum, mut cbytes) = (0, 0);
-            let mut cur = self.queue(idx).messages.head;
-            while cur != 0 && qnum < MSG_MSGS_MAX as u64 {
-                qnum += 1;
-                cbytes += self.msg(cur - 1).ts;
-                cur = self.msg(cur - 1).next;
-            }
-            let q = self.queue(idx);
-            (q.qnum, q.cbytes) = (qnum, cbytes);
-            hdrs += qnum;
-            bytes += cbytes;
+        self.journal().recover();
+        let idx = self.idx;
+        let (mut qnum, mut cbytes) = (0, 0);
+        let mut cur = self.queue(idx).messages.head;
+        while cur != 0 && qnum < MSG_MSGS_MAX as u64 {
+            qnum += 1;
+            cbytes += self.msg(cur - 1).ts;
+            cur = self.msg(cur - 1).next;
         }
-        (self.ns().hdrs, self.ns().bytes) = (hdrs, bytes);
+        let q = self.queue(idx);
+        (q.qnum, q.cbytes) = (qnum, cbytes);
     }
 
     fn defer_wake(&self, wi: u32) {
@@ -495,15 +617,6 @@ impl<'a> Msgs<'a> {
         moved == n
     }
 
-    /// Every live queue settled: for the namespace's message and byte counts.
-    fn settle_all(&self) {
-        for idx in 0..=self.max_idx() {
-            if self.used(idx as u32) {
-                let _ = self.settle(idx as u32);
-            }
-        }
-    }
-
     /// Opens queue `idx`'s settled ring again: its messages then follow the list's (only the
     /// locked path adds to the list, and it settles first). Runs after the journal is
     /// committed; a holder killed half way leaves it closed.
@@ -549,109 +662,72 @@ impl<'a> Msgs<'a> {
 
     // ---- pools ----
 
-    /// `n` chunks chained first to last, from the free chain, then fresh ones.
+    fn pool(&self, which: u8) -> Pool<'a> {
+        let (off, stride, claim, max, parts) = POOLS[which as usize];
+        Pool { r: self.r, words: off + claim, stride, max, head: &self.ns().pools[which as usize], parts }
+    }
+
+    /// A free entry of pool `which` (messages, sleepers, chunks), now the queue's.
+    fn claim(&self, which: u8) -> Result<u32, Errno> {
+        self.pool(which).claim(&self.journal(), self.idx + 1).ok_or(ENOMEM)
+    }
+
+    /// Gives entry `i` of pool `which` back when the lock is released.
+    fn free(&self, which: u8, i: u32) {
+        self.pool(which).free(&self.journal(), i, self.idx + 1);
+    }
+
+    /// `n` chunks chained first to last (their links need no journal: a rollback frees them),
+    /// or none when the pool runs out.
     fn alloc_chunks(&self, n: u32) -> Result<(u32, u32), Errno> {
-        let ns = self.ns();
-        let (mut first, mut last, mut taken) = (None, 0, 0);
-        let mut head = ns.c_free;
-        while taken < n && head != 0 && head <= MSG_CHUNKS_MAX {
-            first.get_or_insert(head - 1);
-            last = head - 1;
-            taken += 1;
-            head = *self.link(last);
-        }
-        let more = n - taken;
-        if more > 0 {
-            let b = ns.c_bump;
-            if b as u64 + more as u64 > MSG_CHUNKS_MAX as u64 {
+        let (mut first, mut last) = (0, 0);
+        for k in 0..n {
+            let Ok(ci) = self.claim(CHUNKS) else {
+                let mut ci = first;
+                for _ in 0..k {
+                    self.free(CHUNKS, ci);
+                    ci = self.link(ci).wrapping_sub(1);
+                }
                 return Err(ENOMEM);
+            };
+            if k == 0 {
+                first = ci;
+            } else {
+                *self.link(last) = ci + 1;
             }
-            // Fresh chunks get their memory first (no room: as out of memory).
-            self.r.reserve(MSG_LINKS_OFF + b as u64 * 4, more as u64 * 4).map_err(|_| ENOMEM)?;
-            self.r
-                .reserve(MSG_TEXT_OFF + b as u64 * MSG_CHUNK, more as u64 * MSG_CHUNK)
-                .map_err(|_| ENOMEM)?;
-            // Fresh chunks are reachable only once the bump moves: their links need no journal.
-            for i in 0..more - 1 {
-                *self.link(b + i) = b + i + 2;
-            }
-            if taken > 0 {
-                self.w(self.link(last), b + 1);
-            }
-            first.get_or_insert(b);
-            last = b + more - 1;
-            self.w(&mut ns.c_bump, b + more);
-            head = 0;
+            last = ci;
         }
-        if taken > 0 {
-            self.w(&mut ns.c_free, head);
-        }
-        Ok((first.unwrap_or(0), last))
+        Ok((first, last))
     }
 
     fn alloc_msg(&self, ts: u64) -> Result<u32, Errno> {
-        let ns = self.ns();
-        let mi = if ns.m_free != 0 {
-            let mi = ns.m_free - 1;
-            self.w(&mut ns.m_free, self.msg(mi).next);
-            mi
-        } else if ns.m_bump < MSG_MSGS_MAX && reserve_entry::<MsgMsg>(self.r, MSG_MSGS_OFF, ns.m_bump) {
-            let mi = ns.m_bump;
-            self.w(&mut ns.m_bump, mi + 1);
-            mi
-        } else {
-            return Err(ENOMEM);
-        };
-        let (first, last) = match self.alloc_chunks(nchunks(ts)) {
-            Ok(c) => c,
-            Err(e) => {
-                self.w(&mut self.msg(mi).next, ns.m_free);
-                self.w(&mut ns.m_free, mi + 1);
-                return Err(e);
-            }
-        };
+        let mi = self.claim(MSGS)?;
+        let (first, last) = self.alloc_chunks(nchunks(ts)).inspect_err(|_| self.free(MSGS, mi))?;
         let m = self.msg(mi);
-        // Only its links matter to the free list it came from (a rolled-back message is free
-        // again): the other fields of a free message mean nothing.
-        self.save(m as *const MsgMsg as *const u8, 8);
-        *m = MsgMsg { next: 0, prev: 0, mtype: 0, ts, seq: 0, first, last };
+        // A message on no list has fields that mean nothing to a rollback (which frees it).
+        (m.next, m.prev, m.mtype, m.ts, m.seq, m.first, m.last) = (0, 0, 0, ts, 0, first, last);
         Ok(mi)
     }
 
     /// `free_msg`: the message and its chunks go back to their pools.
     fn free_msg(&self, mi: u32) {
-        let ns = self.ns();
         let m = self.msg(mi);
-        if m.ts > 0 {
-            self.w(self.link(m.last), ns.c_free);
-            self.w(&mut ns.c_free, m.first + 1);
+        let mut ci = m.first;
+        for _ in 0..nchunks(m.ts) {
+            self.free(CHUNKS, ci);
+            ci = self.link(ci).wrapping_sub(1);
         }
-        self.w(&mut m.next, ns.m_free);
-        self.w(&mut ns.m_free, mi + 1);
+        self.free(MSGS, mi);
     }
 
     fn alloc_waiter(&self) -> Result<u32, Errno> {
-        let ns = self.ns();
-        if ns.w_free != 0 {
-            let wi = ns.w_free - 1;
-            self.w(&mut ns.w_free, self.waiter(wi).next);
-            Ok(wi)
-        } else if ns.w_bump < MSG_WAITERS_MAX
-            && reserve_entry::<MsgWaiter>(self.r, MSG_WAITERS_OFF, ns.w_bump)
-        {
-            let wi = ns.w_bump;
-            self.w(&mut ns.w_bump, wi + 1);
-            Ok(wi)
-        } else {
-            Err(ENOMEM)
-        }
+        self.claim(WAITERS)
     }
 
     fn free_waiter(&self, wi: u32) {
         let w = self.waiter(wi);
         self.w(&mut w.kind, 0);
-        self.w(&mut w.next, self.ns().w_free);
-        self.w(&mut self.ns().w_free, wi + 1);
+        self.free(WAITERS, wi);
     }
 
     // ---- text ----
@@ -775,26 +851,16 @@ impl<'a> Msgs<'a> {
     fn account(&self, idx: u32, mi: u32, queued: bool) {
         let q = self.queue(idx);
         let ts = self.msg(mi).ts;
-        let ns = self.ns();
-        let (qnum, cbytes, hdrs, bytes) = if queued {
-            (q.qnum + 1, q.cbytes + ts, ns.hdrs + 1, ns.bytes + ts)
+        let (qnum, cbytes) = if queued {
+            (q.qnum + 1, q.cbytes + ts)
         } else {
-            (
-                q.qnum.saturating_sub(1),
-                q.cbytes.saturating_sub(ts),
-                ns.hdrs.saturating_sub(1),
-                ns.bytes.saturating_sub(ts),
-            )
+            (q.qnum.saturating_sub(1), q.cbytes.saturating_sub(ts))
         };
         // Not journalled: a rollback counts them again.
-        (q.qnum, q.cbytes, ns.hdrs, ns.bytes) = (qnum, cbytes, hdrs, bytes);
+        (q.qnum, q.cbytes) = (qnum, cbytes);
     }
 
     // ---- msg.c ----
-
-    fn used(&self, idx: u32) -> bool {
-        queue_backed(self.r, idx) && self.queue(idx).live != 0
-    }
 
     /// `msg_fits_inqueue`.
     fn fits(&self, idx: u32, msgsz: u64) -> bool {
@@ -985,7 +1051,8 @@ impl<'a> Msgs<'a> {
         }
     }
 
-    /// `freeque`.
+    /// `freeque`'s half under the queue's lock: sleepers leave with EIDRM, messages are
+    /// freed, and the queue is dead.
     fn freeque(&self, idx: u32) {
         self.expunge_all(idx, -EIDRM);
         self.ss_wakeup(idx, true);
@@ -1006,14 +1073,11 @@ impl<'a> Msgs<'a> {
         let q = self.queue(idx);
         self.w(&mut q.messages, List::default());
         self.w(&mut q.live, 0);
-        let ids = &mut self.ns().ids;
-        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        ids.remove(idx, |i| self.used(i));
     }
 
-    /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
-    fn note_cpu(&self) -> (u32, u32) {
-        self.ns().cpus.note()
+    /// Records where we run; returns the last other process that locked the queue.
+    fn note_cpu(&self) -> u64 {
+        self.queue(self.idx).cpus.note(crate::journal::note_running(self.r))
     }
 
     /// A new sleeper entry on `idx`'s list `code`.
@@ -1030,8 +1094,7 @@ impl<'a> Msgs<'a> {
         msgsz: u64,
     ) -> Result<(u32, u32), Errno> {
         let wi = self.alloc_waiter()?;
-        let ticket = self.ns().tickets.wrapping_add(1);
-        self.w(&mut self.ns().tickets, ticket);
+        let ticket = self.ns().tickets.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let w = self.waiter(wi);
         self.save(w as *const MsgWaiter as *const u8, core::mem::offset_of!(MsgWaiter, wake));
         w.next = 0;
@@ -1054,18 +1117,22 @@ impl<'a> Msgs<'a> {
     }
 }
 
-impl IpcFamily for Msgs<'_> {
+impl IpcFamily for Ids<'_> {
     type Params = ();
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        self.used(idx).then(|| &self.queue(idx).perm)
+        // Liveness and perm change only under the ids lock, which is held. A slot never used
+        // holds no queue (and is not read).
+        let q = queue_backed(self.r, idx).then(|| queue_at(self.r, idx))?;
+        (q.live != 0).then_some(&q.perm)
     }
 
     fn max_idx(&self) -> i32 {
         self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
     }
 
-    /// `newque`.
+    /// `newque`: the queue is made under its own lock, and goes live by a store journalled
+    /// with the ids.
     fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, _: &()) -> Result<i32, Errno> {
         let limits = self.r.header().limits;
         let ids = &mut self.ns().ids;
@@ -1073,53 +1140,38 @@ impl IpcFamily for Msgs<'_> {
         // first page: a full file system is ENOMEM, as a kernel out of memory.
         let window = ids.window() as u64 * size_of::<MsgQueue>() as u64;
         self.r.reserve(MSG_QUEUES_OFF, window).map_err(|_| ENOMEM)?;
-        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        let (idx, seq) = ids.alloc(limits.msgmni, |i| self.used(i))?;
-        if self.r.reserve(msg_ring::ring_off(idx), crate::region::PAGE_SIZE).is_err() {
-            ids.remove(idx, |i| self.used(i));
-            return Err(ENOMEM);
-        }
+        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        let (idx, seq) = ids.alloc(limits.msgmni, |i| queue_at(self.r, i).live != 0)?;
+        let ring_page = self.r.reserve(msg_ring::ring_off(idx), crate::region::PAGE_SIZE).map_err(|_| ENOMEM);
+        let s = match ring_page.and_then(|()| lock_uncounted(self.r, idx)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.journal().recover();
+                return Err(e);
+            }
+        };
         // A ring without room for all its slots (one never used: it holds nothing) stays
         // closed, and settled: the queue takes the locked path.
         if !msg_ring::reserve(self.r, idx) {
             let ring = msg_ring::ring(self.r, idx);
             for word in [&ring.tail.0, &ring.head.0, &ring.base.0] {
-                self.save(word.as_ptr().cast(), 8);
+                self.journal().save(word.as_ptr().cast(), 8);
             }
             ring.base.0.store(0, Ordering::Relaxed);
             ring.head.0.store(CLOSED, Ordering::Release);
             ring.tail.0.store(CLOSED, Ordering::Release);
         }
         let id = ipc::build_id(seq, idx);
-        let q = self.queue(idx);
-        self.save(q as *const MsgQueue as *const u8, size_of::<MsgQueue>());
-        *q = MsgQueue {
-            live: 1,
-            _pad: 0,
-            perm: KernIpcPerm {
-                key,
-                uid: cred.euid,
-                gid: cred.egid,
-                cuid: cred.euid,
-                cgid: cred.egid,
-                mode: flg as u32 & S_IRWXUGO,
-                seq,
-                id,
-            },
-            stime: 0,
-            rtime: 0,
-            ctime: sys::coarse_seconds(),
-            cbytes: 0,
-            qnum: 0,
-            qbytes: limits.msgmnb as u64,
-            lspid: 0,
-            lrpid: 0,
-            seq: 0,
-            messages: List::default(),
-            receivers: List::default(),
-            senders: List::default(),
-            handed: List::default(),
-        };
+        // Not journalled: the queue is not live until the store below.
+        let q = s.queue(idx);
+        q.perm = KernIpcPerm::new(cred, key, flg, seq, id);
+        (q.stime, q.rtime, q.ctime) = (0, 0, sys::coarse_seconds());
+        (q.cbytes, q.qnum, q.qbytes, q.lspid, q.lrpid, q.seq) = (0, 0, limits.msgmnb as u64, 0, 0, 0);
+        (q.messages, q.receivers, q.senders, q.handed) = Default::default();
+        compiler_fence(Ordering::SeqCst);
+        self.journal().save((&raw const q.live).cast(), 4);
+        q.live = 1;
+        self.h.under = Some(s);
         Ok(id)
     }
 }
@@ -1127,44 +1179,27 @@ impl IpcFamily for Msgs<'_> {
 /// `msgget(2)`.
 pub fn msgget(r: &Region, key: i32, flg: i32) -> Result<i32, Errno> {
     let cred = Cred::current();
-    let mut s = lock(r)?;
-    s.ipcget(&cred, key, flg, &())
+    let mut ids = lock_ids(r)?;
+    CALLS.bump(&r.header().counters.msg_calls);
+    ids.ipcget(&cred, key, flg, &())
 }
 
-/// How a blocked call waits: spin while the waker is likely on another CPU, yield to one on
-/// ours, then sleep on the entry's futex word for one slice. Returns with the lock held again.
+/// How a blocked call waits: the first wait of a call spins while its likely waker `peer`
+/// runs on another CPU or yields to it on ours (`journal::wait_briefly`), then it sleeps on
+/// the entry's futex word for one slice. Returns with the queue's lock held again.
 fn wait_once<'a>(
     r: &'a Region,
     s: Msgs<'a>,
     wi: u32,
-    cpus: &mut (u32, u32),
+    peer: &mut u64,
     env: &dyn MsgEnv,
 ) -> Result<(Msgs<'a>, WaitOutcome), Errno> {
     let w = s.waiter(wi);
     let seq = w.wake.load(Ordering::Acquire);
-    let reopen = s.reopen.get();
+    let (idx, reopen) = (s.idx, s.reopen.get());
     drop(s);
-    let (prev, mine) = *cpus;
-    if prev != 0 && prev == mine {
-        for _ in 0..SAME_CPU_YIELDS {
-            if w.wake.load(Ordering::Acquire) != seq {
-                break;
-            }
-            let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-        }
-    } else if prev != 0 && sys::multi_cpu() {
-        let start = sys::monotonic_ns();
-        let mut i = 0u32;
-        while w.wake.load(Ordering::Acquire) == seq {
-            core::hint::spin_loop();
-            i = i.wrapping_add(1);
-            if i.is_multiple_of(32) && sys::monotonic_ns() - start > SPIN_NS {
-                break;
-            }
-        }
-    }
-    // Only the first wait of a call spins or yields.
-    *cpus = (0, 0);
+    crate::journal::wait_briefly(r, *peer, || w.wake.load(Ordering::Acquire) != seq);
+    *peer = 0;
     let until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: SLICE_NS });
     // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
     w.sleeping.store(1, Ordering::SeqCst);
@@ -1185,16 +1220,9 @@ fn wait_once<'a>(
         })
     };
     w.sleeping.store(0, Ordering::Relaxed);
-    let s = lock(r)?;
+    let s = lock(r, idx)?;
     s.reopen.set(reopen);
     Ok((s, out))
-}
-
-/// Queue `idx` as the ring paths read it, without the lock.
-fn queue_unlocked(r: &Region, idx: u32) -> &MsgQueue {
-    let idx = idx.min(IPCMNI - 1);
-    // SAFETY: bounded index into the queue array; only read, through msg_ring's checks.
-    unsafe { r.at::<MsgQueue>(queue_off(idx)) }
 }
 
 const fn queue_off(idx: u32) -> u64 {
@@ -1206,11 +1234,6 @@ const fn queue_off(idx: u32) -> u64 {
 fn queue_backed(r: &Region, idx: u32) -> bool {
     let idx = idx.min(IPCMNI - 1);
     r.reserved(queue_off(idx), size_of::<MsgQueue>() as u64)
-}
-
-/// Reserves entry `i` of a pool of `T`s at `off`; false without room.
-fn reserve_entry<T>(r: &Region, off: u64, i: u32) -> bool {
-    r.reserve(off + i as u64 * size_of::<T>() as u64, size_of::<T>() as u64).is_ok()
 }
 
 /// Who calls through a ring: pid << 32 | process record + 1 (the record tells a death).
@@ -1239,9 +1262,9 @@ pub fn msgsnd(
         && let Some(me) = ring_caller(r)
     {
         let idx = ipc::id_to_idx(msqid);
-        let (ring, q) = (msg_ring::ring(r, idx), queue_unlocked(r, idx));
+        let (ring, q) = (msg_ring::ring(r, idx), queue_at(r, idx));
         let nowait = msgflg & IPC_NOWAIT != 0;
-        if let Some(res) = msg_ring::send(ring, q, msqid, mtype, msgp + 8, msgsz, nowait, me, env) {
+        if let Some(res) = msg_ring::send(r, ring, q, msqid, mtype, msgp + 8, msgsz, nowait, me, env) {
             CALLS.bump(&r.header().counters.msg_calls);
             return res;
         }
@@ -1249,8 +1272,9 @@ pub fn msgsnd(
     // A sleeper needs a record, so that its death is seen: made before anything is held.
     let slot = if msgflg & IPC_NOWAIT == 0 { proc::ensure_record(r).ok_or(ENOMEM)? } else { proc::NO_SLOT };
     let cred = Cred::current();
-    let mut s = lock(r)?;
-    let mut cpus = s.note_cpu();
+    let idx = ipc::id_to_idx(msqid);
+    let mut s = lock(r, idx)?;
+    let mut peer = s.note_cpu();
     // load_msg: the text is copied before the queue is even looked up.
     let mi = s.alloc_msg(ts)?;
     if let Err(e) = s.copy_in(mi, msgp + 8, env) {
@@ -1258,14 +1282,11 @@ pub fn msgsnd(
         return Err(e);
     }
     s.msg(mi).mtype = mtype;
-    let idx = match s.obtain_check(msqid) {
-        Ok(idx) => idx,
-        Err(e) => {
-            s.free_msg(mi);
-            return Err(e);
-        }
-    };
-    s.reopen.set(idx + 1);
+    if s.queue(idx).live == 0 || s.queue(idx).perm.id != msqid {
+        s.free_msg(mi);
+        return Err(EINVAL);
+    }
+    s.reopen.set(true);
     loop {
         // A ring opened while we slept holds messages that count (no sleeper entry is ours
         // here).
@@ -1299,7 +1320,7 @@ pub fn msgsnd(
         };
         loop {
             let out;
-            (s, out) = wait_once(r, s, wi, &mut cpus, env)?;
+            (s, out) = wait_once(r, s, wi, &mut peer, env)?;
             let w = s.waiter(wi);
             if w.kind != SENDER || w.ticket != ticket {
                 return Err(EIDRM); // judged dead: the entry and the message were freed
@@ -1379,18 +1400,18 @@ pub fn msgrcv(
         && msg_ring::ring(r, ipc::id_to_idx(msqid)).tail.0.load(Ordering::Relaxed) & CLOSED == 0
         && let Some(me) = ring_caller(r)
     {
-        let (ring, q) = (msg_ring::ring(r, ipc::id_to_idx(msqid)), queue_unlocked(r, ipc::id_to_idx(msqid)));
-        if let Some(res) = msg_ring::recv(ring, q, msqid, msgp, bufsz, msgtyp, mode, msgflg, me, env) {
+        let (ring, q) = (msg_ring::ring(r, ipc::id_to_idx(msqid)), queue_at(r, ipc::id_to_idx(msqid)));
+        if let Some(res) = msg_ring::recv(r, ring, q, msqid, msgp, bufsz, msgtyp, mode, msgflg, me, env) {
             CALLS.bump(&r.header().counters.msg_calls);
             return res;
         }
     }
     let slot = if msgflg & IPC_NOWAIT == 0 { proc::ensure_record(r).ok_or(ENOMEM)? } else { proc::NO_SLOT };
     let cred = Cred::current();
-    let mut s = lock(r)?;
-    let mut cpus = s.note_cpu();
-    let idx = s.obtain_check(msqid)?;
-    s.reopen.set(idx + 1);
+    let mut s = lock_id(r, msqid)?;
+    let mut peer = s.note_cpu();
+    let idx = s.idx;
+    s.reopen.set(true);
     loop {
         let q = s.queue(idx);
         if !q.perm.ipcperms(&cred, S_IRUGO) {
@@ -1435,7 +1456,7 @@ pub fn msgrcv(
         let (wi, ticket) = s.enqueue(idx, ON_RECEIVERS, slot, mode, msgtyp, maxsize, 0, 0)?;
         loop {
             let out;
-            (s, out) = wait_once(r, s, wi, &mut cpus, env)?;
+            (s, out) = wait_once(r, s, wi, &mut peer, env)?;
             let w = s.waiter(wi);
             if w.kind != RECEIVER || w.ticket != ticket {
                 return Err(EIDRM);
@@ -1514,70 +1535,83 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
                 msgtql: MSGTQL,
             };
             let max_idx = {
-                let s = lock(r)?;
+                let ids = lock_ids(r)?;
+                CALLS.bump(&r.header().counters.msg_calls);
                 if cmd == MSG_INFO {
-                    s.settle_all();
-                    info.msgpool = s.ns().ids.in_use as i32;
-                    info.msgmap = s.ns().hdrs.min(i32::MAX as u64) as i32;
-                    info.msgtql = s.ns().bytes.min(i32::MAX as u64) as i32;
+                    let (mut hdrs, mut bytes) = (0u64, 0u64);
+                    ids.each_queue(|s| {
+                        hdrs += s.queue(s.idx).qnum;
+                        bytes += s.queue(s.idx).cbytes;
+                    })?;
+                    info.msgpool = ids.ns().ids.in_use as i32;
+                    info.msgmap = hdrs.min(i32::MAX as u64) as i32;
+                    info.msgtql = bytes.min(i32::MAX as u64) as i32;
                 }
-                s.ns().ids.get_maxidx()
+                ids.ns().ids.get_maxidx()
             };
             to_user(buf, &info)?;
             Ok(max_idx.max(0))
         }
         IPC_STAT | MSG_STAT | MSG_STAT_ANY => {
             let (ds, ret) = {
-                let s = lock(r)?;
-                let idx = if cmd == IPC_STAT {
-                    s.obtain_check(msqid)?
-                } else {
-                    let idx = ipc::id_to_idx(msqid);
-                    s.perm(idx).ok_or(EINVAL)?;
-                    idx
-                };
-                if cmd != MSG_STAT_ANY && !s.queue(idx).perm.ipcperms(&cred, S_IRUGO) {
+                let s = lock(r, ipc::id_to_idx(msqid))?;
+                let idx = s.idx;
+                let q = s.queue(idx);
+                if q.live == 0 || (cmd == IPC_STAT && q.perm.id != msqid) {
+                    return Err(EINVAL);
+                }
+                if cmd != MSG_STAT_ANY && !q.perm.ipcperms(&cred, S_IRUGO) {
                     return Err(EACCES);
                 }
                 let _ = s.settle(idx);
                 s.reap_queue(idx, false);
-                (stat_of(&s, idx), if cmd == IPC_STAT { 0 } else { s.queue(idx).perm.id })
+                (stat_of(&s, idx), if cmd == IPC_STAT { 0 } else { q.perm.id })
             };
             to_user(buf, &ds)?;
             Ok(ret)
         }
-        IPC_SET | IPC_RMID => {
-            let mut ds = Msqid64Ds::default();
-            if cmd == IPC_SET {
-                sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
-            }
-            let s = lock(r)?;
-            let idx = s.obtain_check(msqid)?;
-            let q = s.queue(idx);
-            if !q.perm.owner_or_admin(&cred) {
-                return Err(EPERM);
-            }
-            let _ = s.settle(idx);
-            if cmd == IPC_RMID {
-                s.freeque(idx);
-                return Ok(0);
-            }
-            // msgctl_down takes msg_qbytes as an int and compares it with the unsigned msgmnb.
-            let qbytes = ds.qbytes as i32;
-            if qbytes as u32 > r.header().limits.msgmnb && !cred.capable(CAP_SYS_RESOURCE) {
-                return Err(EPERM);
-            }
-            let mut perm = q.perm;
-            perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
-            s.w(&mut q.perm, perm);
-            s.w(&mut q.qbytes, qbytes as i64 as u64);
-            s.w(&mut q.ctime, sys::coarse_seconds());
-            s.expunge_all(idx, RECHECK);
-            s.ss_wakeup(idx, false);
-            Ok(0)
-        }
+        IPC_SET | IPC_RMID => msgctl_down(r, &cred, msqid, cmd, buf),
         _ => Err(EINVAL),
     }
+}
+
+/// IPC_SET and IPC_RMID (`msgctl_down`): apart, so that its frame does not add to the others'.
+#[inline(never)]
+fn msgctl_down(r: &Region, cred: &Cred, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno> {
+    let mut ds = Msqid64Ds::default();
+    if cmd == IPC_SET {
+        sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
+    }
+    // msgctl_down: the ids first, then the queue.
+    let ids = lock_ids(r)?;
+    let s = lock_id(r, msqid)?;
+    let idx = s.idx;
+    let q = s.queue(idx);
+    if !q.perm.owner_or_admin(cred) {
+        return Err(EPERM);
+    }
+    let _ = s.settle(idx);
+    if cmd == IPC_RMID {
+        s.freeque(idx);
+        // The queue's half is committed first: a holder killed before the ids' half
+        // leaves ids that their recovery counts again.
+        drop(s);
+        ids.remove(idx);
+        return Ok(0);
+    }
+    // msgctl_down takes msg_qbytes as an int and compares it with the unsigned msgmnb.
+    let qbytes = ds.qbytes as i32;
+    if qbytes as u32 > r.header().limits.msgmnb && !cred.capable(CAP_SYS_RESOURCE) {
+        return Err(EPERM);
+    }
+    let mut perm = q.perm;
+    perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+    s.w(&mut q.perm, perm);
+    s.w(&mut q.qbytes, qbytes as i64 as u64);
+    s.w(&mut q.ctime, sys::coarse_seconds());
+    s.expunge_all(idx, RECHECK);
+    s.ss_wakeup(idx, false);
+    Ok(0)
 }
 
 /// A live queue as `ipcs` shows it.
@@ -1596,46 +1630,49 @@ pub fn snapshot(r: &Region) -> Result<Vec<MsgSnapshot>, Errno> {
 /// Each live queue's id and stat, in index order, after settling dead processes; allocates
 /// nothing (for `/proc/sysvipc/msg`).
 pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Msqid64Ds)) -> Result<(), Errno> {
-    let s = lock_uncounted(r)?;
-    for idx in 0..=s.max_idx() {
-        let idx = idx as u32;
-        if !s.used(idx) {
-            continue;
-        }
-        let _ = s.settle(idx);
-        s.reap_queue(idx, false);
-        f(s.queue(idx).perm.id, &stat_of(&s, idx));
-    }
-    Ok(())
+    lock_ids(r)?.each_queue(|s| f(s.queue(s.idx).perm.id, &stat_of(s, s.idx)))
 }
 
 /// The id of the queue with `key`, for `ipcrm -Q`.
 pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
-    let s = lock(r)?;
-    s.findkey(key).map(|i| s.queue(i).perm.id).ok_or(EINVAL)
+    let ids = lock_ids(r)?;
+    CALLS.bump(&r.header().counters.msg_calls);
+    ids.findkey(key).map(|i| queue_at(r, i).perm.id).ok_or(EINVAL)
 }
 
 /// Live queues and the messages in them, for `ipcshim status`.
 pub fn counts(r: &Region) -> (u32, u64) {
-    match lock(r) {
-        Ok(s) => {
-            s.settle_all();
-            (s.ns().ids.in_use, s.ns().hdrs)
-        }
-        Err(_) => (0, 0),
+    let Ok(ids) = lock_ids(r) else { return (0, 0) };
+    let mut hdrs = 0;
+    let _ = ids.each_queue(|s| hdrs += s.queue(s.idx).qnum);
+    (ids.ns().ids.in_use, hdrs)
+}
+
+/// The pid holding the lock of the queue of `msqid` (0 when none), for tests that kill it.
+pub fn lock_holder(r: &Region, msqid: i32) -> i32 {
+    let idx = ipc::id_to_idx(msqid);
+    if !queue_backed(r, idx) {
+        return 0;
     }
+    (queue_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32
 }
 
 /// The sleepers of the process in `slot` are gone (it exited, exec'd or was found dead): a
-/// sender's message is dropped, a handed receiver's goes back to its queue.
+/// sender's message is dropped, a handed receiver's goes back to its queue; each under its
+/// queue's lock.
 ///
 /// # Safety
-/// The caller holds the region lock (lock order: region, then msg) or none; `slot < MAX_PROCS`.
+/// The caller holds the region lock (lock order: region, then queues) or none;
+/// `slot < MAX_PROCS`.
 pub unsafe fn exit_msg(r: &Region, slot: u32) {
-    let Ok(s) = lock(r) else { return };
-    for wi in 0..s.ns().w_bump.min(MSG_WAITERS_MAX) {
-        let w = s.waiter(wi);
-        if w.kind != 0 && w.owner == slot {
+    for wi in 0..r.header().msg.pools[WAITERS as usize].high(MSG_WAITERS_MAX) {
+        let w = waiter_at(r, wi);
+        let claim = w.claim.load(Ordering::Acquire);
+        if claim == 0 || w.kind == 0 || w.owner != slot {
+            continue;
+        }
+        let Ok(s) = lock(r, claim - 1) else { continue };
+        if w.claim.load(Ordering::Acquire) == claim && w.kind != 0 && w.owner == slot {
             s.drop_waiter(wi);
         }
     }

@@ -1,5 +1,5 @@
 //! The lock-free path of message queues: each queue has a ring of small messages that a sender
-//! and a receiver use without the namespace lock, one of each at a time.
+//! and a receiver use without the queue's lock, one of each at a time.
 //!
 //! A queue's messages are the list's, then the ring's: only the locked path adds to the list,
 //! after closing the ring, so an open ring's list only shrinks, and a receiver takes from the
@@ -15,9 +15,10 @@
 //! receiver (in its notes); msgsnd and msgrcv open it again as they unlock if it is wanted.
 
 use crate::ipc::{Cred, S_IRUGO, S_IWUGO};
+use crate::journal;
 use crate::msg::{
     IPC_NOWAIT, MSG_NOERROR, MsgEnv, MsgQueue, SAME_CPU_YIELDS, SEARCH_ANY, SEARCH_EQUAL, SEARCH_NOTEQUAL,
-    SPIN_NS, testmsg,
+    testmsg,
 };
 use crate::region::{MSG_RINGS_OFF, Region};
 use crate::sys::{self, Errno};
@@ -61,7 +62,7 @@ pub(crate) struct Line<T>(pub(crate) T);
 pub(crate) struct Side {
     /// Who is inside a call on this side: pid << 32 | process record + 1 (0: nobody).
     pub busy: AtomicU64,
-    /// The last caller on this side and where it ran: pid << 32 | CPU + 1.
+    /// The last caller on this side and where it ran: pid << 32 | CPU + 1 (`journal::note_running`).
     note: AtomicU64,
     /// The sender's: the ring should be opened again (it carried messages, or a sender found
     /// it closed). Rings that carry nothing stay closed, sparing the locked calls of large
@@ -161,15 +162,20 @@ impl Budget {
         Budget { start: 0, yields: 0 }
     }
 
-    /// Waits for `moved`: spinning while the peer (CPU + 1, 0: unknown) runs on another CPU,
-    /// yielding to it on ours. False when the budget is spent.
-    fn wait(&mut self, peer: u32, moved: impl Fn() -> bool) -> bool {
-        if peer == sys::current_cpu() || !sys::multi_cpu() {
+    /// Waits for `moved`: spinning while the peer (pid << 32 | CPU + 1, 0: unknown) runs on
+    /// another CPU, yielding to it on ours while yields pay off (`journal::try_yield`). False
+    /// when the budget is spent, or waiting does not pay.
+    fn wait(&mut self, r: &Region, peer: u64, moved: impl Fn() -> bool) -> bool {
+        if peer == 0 {
+            return false;
+        }
+        if peer as u32 == sys::current_cpu() || !sys::multi_cpu() {
             while self.yields < SAME_CPU_YIELDS {
                 self.yields += 1;
-                let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-                if moved() {
-                    return true;
+                match journal::try_yield(&moved) {
+                    Some(true) => return true,
+                    Some(false) => {}
+                    None => return false,
                 }
             }
             return false;
@@ -177,27 +183,19 @@ impl Budget {
         if self.start == 0 {
             self.start = sys::monotonic_ns();
         }
-        let mut i = 0u32;
-        while !moved() {
-            core::hint::spin_loop();
-            i = i.wrapping_add(1);
-            if i.is_multiple_of(32) && sys::monotonic_ns() - self.start > SPIN_NS {
-                return false;
-            }
-        }
-        true
+        journal::spin_while_running(r, peer, self.start, &moved)
     }
 }
 
 impl Side {
     /// Takes this side of the ring for `me`, noting our pid and CPU.
-    fn enter(&self, me: u64) -> bool {
+    fn enter(&self, r: &Region, me: u64) -> bool {
         if self.busy.load(Ordering::Relaxed) != 0
             || self.busy.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_err()
         {
             return false;
         }
-        let note = me & !0xffff_ffff | sys::current_cpu() as u64;
+        let note = journal::note_running(r);
         if self.note.load(Ordering::Relaxed) != note {
             self.note.store(note, Ordering::Relaxed);
         }
@@ -207,12 +205,12 @@ impl Side {
     /// Where the process we wait for on `other`'s side likely runs: the last other process
     /// there, else the last other one on this side (a partner that both sends and
     /// receives); 0 when none is known.
-    fn peer(&self, other: &Side, me: u64) -> u32 {
+    fn peer(&self, other: &Side, me: u64) -> u64 {
         [other, self]
             .iter()
             .map(|s| s.note.load(Ordering::Relaxed))
             .find(|&n| n != 0 && n >> 32 != me >> 32)
-            .map_or(0, |n| n as u32)
+            .unwrap_or(0)
     }
 
     fn leave(&self) {
@@ -224,6 +222,7 @@ impl Side {
 /// path must serve it (ring closed or busy, an error to report, a wait that must sleep).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send(
+    r: &Region,
     ring: &MsgRing,
     q: &MsgQueue,
     id: i32,
@@ -234,16 +233,17 @@ pub(crate) fn send(
     me: u64,
     env: &dyn MsgEnv,
 ) -> Option<Result<i32, Errno>> {
-    if !ring.sender.0.enter(me) {
+    if !ring.sender.0.enter(r, me) {
         return None;
     }
-    let res = send_entered(ring, q, id, mtype, src, ts, nowait, me, env);
+    let res = send_entered(r, ring, q, id, mtype, src, ts, nowait, me, env);
     ring.sender.0.leave();
     res
 }
 
 #[allow(clippy::too_many_arguments)]
 fn send_entered(
+    r: &Region,
     ring: &MsgRing,
     q: &MsgQueue,
     id: i32,
@@ -295,7 +295,7 @@ fn send_entered(
             return published.then_some(Ok(0));
         }
         let moved = || ring.head.0.load(Ordering::Acquire) != h || read(&q.qnum) != qnum;
-        if nowait || !budget.wait(ring.sender.0.peer(&ring.receiver.0, me), moved) {
+        if nowait || !budget.wait(r, ring.sender.0.peer(&ring.receiver.0, me), moved) {
             return None;
         }
     }
@@ -305,6 +305,7 @@ fn send_entered(
 /// path must serve it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn recv(
+    r: &Region,
     ring: &MsgRing,
     q: &MsgQueue,
     id: i32,
@@ -316,16 +317,17 @@ pub(crate) fn recv(
     me: u64,
     env: &dyn MsgEnv,
 ) -> Option<Result<usize, Errno>> {
-    if !matches!(mode, SEARCH_ANY | SEARCH_EQUAL | SEARCH_NOTEQUAL) || !ring.receiver.0.enter(me) {
+    if !matches!(mode, SEARCH_ANY | SEARCH_EQUAL | SEARCH_NOTEQUAL) || !ring.receiver.0.enter(r, me) {
         return None;
     }
-    let res = recv_entered(ring, q, id, dst, bufsz, msgtyp, mode, msgflg, me, env);
+    let res = recv_entered(r, ring, q, id, dst, bufsz, msgtyp, mode, msgflg, me, env);
     ring.receiver.0.leave();
     res
 }
 
 #[allow(clippy::too_many_arguments)]
 fn recv_entered(
+    r: &Region,
     ring: &MsgRing,
     q: &MsgQueue,
     id: i32,
@@ -362,7 +364,7 @@ fn recv_entered(
             None if msgflg & IPC_NOWAIT != 0 => return Some(Err(ENOMSG)),
             None => {
                 let peer = ring.receiver.0.peer(&ring.sender.0, me);
-                if !budget.wait(peer, || ring.tail.0.load(Ordering::Acquire) != t) {
+                if !budget.wait(r, peer, || ring.tail.0.load(Ordering::Acquire) != t) {
                     return None;
                 }
                 continue;

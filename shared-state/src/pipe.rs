@@ -36,7 +36,7 @@ pub const PIPE_BUF: usize = 4096;
 pub const PIPE_DEF_BUFFERS: u32 = 16;
 /// What a user over the soft page limit gets (fs/pipe.c's PIPE_MIN_DEF_BUFFERS).
 pub const PIPE_MIN_DEF_BUFFERS: u32 = 2;
-const PAGE: usize = PAGE_SIZE as usize;
+pub(crate) const PAGE: usize = PAGE_SIZE as usize;
 /// A ring holds at most 2^31 bytes (round_pipe_size).
 const MAX_RING_SHIFT: u32 = 19;
 const CAP_SYS_RESOURCE: u64 = 1 << 24;
@@ -44,11 +44,17 @@ const CAP_SYS_ADMIN: u64 = 1 << 21;
 
 /// `pipe_buffer.flags`, in the packed form's upper half.
 const PIPE_BUF_FLAG_PACKET: u64 = 1 << 32;
-const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
+pub(crate) const PIPE_BUF_FLAG_CAN_MERGE: u64 = 1 << 33;
 /// A seqpacket record's last buffer (its others are packet buffers): see [`record_write`].
 const PIPE_BUF_FLAG_RECORD_END: u64 = 1 << 34;
 /// A socket message's first buffer, whose page starts with its [`UnixCb`] (the data follows).
 const PIPE_BUF_FLAG_CB: u64 = 1 << 35;
+/// A stream socket's out-of-band byte, a buffer of its own (the kernel's `oob_skb`): the
+/// queue's [`PipeInodeInfo::oob`] names the current one; once taken by `recv(MSG_OOB)` it
+/// stays as an empty buffer, a mark no read reads across.
+const PIPE_BUF_FLAG_OOB: u64 = 1 << 36;
+/// [`PipeInodeInfo::oob`] holds a ring index.
+const OOB_SET: u64 = 1 << 63;
 
 /// A `sockaddr_un` at most this long: family and `sun_path`.
 pub const SOCKADDR_UN_MAX: usize = 110;
@@ -98,8 +104,8 @@ const DYING: u64 = 2;
 const ORPHAN: u64 = 3;
 
 /// Waker bitsets: a reader sleeps until a writer publishes, a writer until a reader consumes.
-const READERS: u32 = 1;
-const WRITERS: u32 = 2;
+pub(crate) const READERS: u32 = 1;
+pub(crate) const WRITERS: u32 = 2;
 
 const SPIN_NS: i64 = 50_000;
 /// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
@@ -111,9 +117,13 @@ const BATCH_MAX_NS: i64 = 50_000;
 const SAME_CPU_YIELDS: u32 = 4;
 const FIRST_SLICE_NS: i64 = 97_000_000;
 const MAX_SLICE_NS: i64 = 100_000_000;
-/// futex_waitv's limit; pipes beyond it are polled with a short slice.
-const MAX_POLL_WAIT: usize = 128;
+/// futex_waitv's limit (FUTEX_WAITV_MAX): what `poll_wait` needs room for; pipes beyond it
+/// are polled with a short slice.
+pub const POLL_WAIT_SLOTS: usize = 128;
 const SHORT_SLICE_NS: i64 = 10_000_000;
+/// How long a sleeper waiting in the kernel while an exec may close its peer's end goes
+/// without looking at its ring: data from another writer meanwhile waits this long.
+const EXEC_SLICE_NS: i64 = 1_000_000;
 
 /// The pipe part of the region header.
 #[repr(C)]
@@ -145,8 +155,22 @@ pub struct PipeNs {
     pub(crate) gc_again: AtomicU32,
     /// Processes forked by shimmed processes (see `pipe_gc`'s rounds).
     pub(crate) forks: AtomicU64,
-    /// Coarse monotonic ms when the last collection ended (see `pipe_gc::collect_soon`).
+    /// Coarse monotonic ms when the last collection ended (see `pipe_gc::collected_lately`).
     pub(crate) gc_ended_ms: AtomicI64,
+    /// Entries of [`crate::pipe_exec`]'s table in use, or more (never fewer): a new image
+    /// looks through the table only when some are.
+    pub(crate) exec_notes: AtomicU32,
+    /// The device of anonymous pipes (pipefs) + 1, once a process learnt it; 0 before.
+    pipefs_dev: AtomicU64,
+}
+
+/// The device of anonymous pipes, if a process of the namespace learnt it.
+pub fn pipefs_dev(region: &Region) -> Option<u64> {
+    ns(region).pipefs_dev.load(Ordering::Relaxed).checked_sub(1)
+}
+
+pub fn set_pipefs_dev(region: &Region, dev: u64) {
+    ns(region).pipefs_dev.store(dev.wrapping_add(1), Ordering::Relaxed);
 }
 
 impl PipeNs {
@@ -175,17 +199,30 @@ pub struct PipeInodeInfo {
     /// Operations in progress (the collector leaves such objects alone).
     pub(crate) active: AtomicU32,
     /// CPU + 1 each side last ran an operation on; 0 unknown.
-    rd_cpu: AtomicU32,
-    wr_cpu: AtomicU32,
+    pub(crate) rd_cpu: AtomicU32,
+    pub(crate) wr_cpu: AtomicU32,
     /// Non-zero once an epoll set watches the pipe (the kernel's `poll_usage`): every write
     /// then wakes, and bumps `ev_in`, as epoll's edge-triggered mode expects.
-    ep_usage: AtomicU32,
+    pub(crate) ep_usage: AtomicU32,
     /// CLOCK_BOOTTIME of the creation, in ns (compared with process start times).
     pub(crate) born: AtomicU64,
     /// Coarse second a collection first found this object unreferenced but active.
     pub(crate) gc_suspect: AtomicI64,
     /// Coarse second a sleeper last woke up in it: a sleeping operation is not a leaked one.
     pub(crate) heartbeat: AtomicI64,
+    /// A stream socket's queue: [`OOB_SET`] | the ring index of its current out-of-band
+    /// byte, 0 for none.
+    oob: AtomicU64,
+    /// Out-of-band bytes a read went past and dropped: the kernel counts them in FIONREAD
+    /// from then on.
+    oob_dropped: AtomicU32,
+    /// A stream socket: the owner `F_SETOWN`/`F_SETOWN_EX` gave its file, as [`sock_owner`]
+    /// packs it (SIGURG goes there), 0 for none.
+    owner: AtomicU64,
+    /// CLOCK_MONOTONIC ns until which an exec in progress may close an end of it
+    /// ([`crate::pipe_exec`]): sleepers then wait in the kernel on their placeholders, which
+    /// the kernel wakes as the end goes; 0 when none.
+    exec_until: AtomicU64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
     /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
@@ -199,7 +236,7 @@ pub struct PipeInodeInfo {
     resize_new: AtomicU64,
     resize_old: AtomicU64,
     /// head (low half) and tail (high half), as the kernel's `union pipe_index`.
-    head_tail: AtomicU64,
+    pub(crate) head_tail: AtomicU64,
     /// The futex word, bumped on a state change that somebody waits for.
     wait: AtomicU32,
     rd_waiters: AtomicU32,
@@ -211,7 +248,7 @@ pub struct PipeInodeInfo {
     sock: AtomicU32,
     /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
     /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
-    ev_in: AtomicU32,
+    pub(crate) ev_in: AtomicU32,
     ev_out: AtomicU32,
     /// Data pages of the current ring that have their memory, from the first: a ring's pages
     /// are reserved as writers first reach them (see [`back_slots`]).
@@ -281,12 +318,23 @@ pub trait PipeEnv {
     /// what it wrote (or NO_SPACE), and the caller hands the object to the kernel, which writes
     /// the rest.
     fn out_of_space(&self) {}
+    /// Waits up to `ns` in the kernel for the placeholder to say that the other side may be
+    /// gone (POLLHUP, POLLERR, POLLRDHUP), with signals deliverable; None if the env has no
+    /// placeholder to wait on.
+    fn watch_placeholder(&self, ns: i64) -> Option<WaitOutcome> {
+        let _ = ns;
+        None
+    }
+    /// A stream socket receiving: SO_OOBINLINE (its out-of-band byte is read with the data).
+    fn oob_inline(&self) -> bool {
+        false
+    }
 }
 
 /// The ring descriptor: valid bit | log2(ring_size) << 40 | first page of the run.
 /// `max_usage` always equals `ring_size` here (no watch queues).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ring {
+pub(crate) struct Ring {
     run: u64,
     shift: u32,
 }
@@ -304,7 +352,7 @@ impl Ring {
             .then_some(ring)
     }
 
-    fn size(self) -> u32 {
+    pub(crate) fn size(self) -> u32 {
         1 << self.shift
     }
 
@@ -323,14 +371,14 @@ impl Ring {
     }
 
     /// The packed `pipe_buffer` of ring index `i`.
-    fn buf(self, region: &Region, i: u32) -> &AtomicU64 {
+    pub(crate) fn buf(self, region: &Region, i: u32) -> &AtomicU64 {
         let slot = (i & (self.size() - 1)) as usize;
         // SAFETY: the table holds size() words at the start of the run, inside the page area.
         unsafe { &*((page_addr(region, self.run) as *const AtomicU64).add(slot)) }
     }
 
     /// The data page of ring index `i`.
-    fn page(self, region: &Region, i: u32) -> *mut u8 {
+    pub(crate) fn page(self, region: &Region, i: u32) -> *mut u8 {
         let slot = (i & (self.size() - 1)) as u64;
         page_addr(region, self.run + Self::meta_pages(self.shift) + slot) as *mut u8
     }
@@ -353,14 +401,14 @@ impl Ring {
 
 /// `struct pipe_buffer` without its page (implied by the slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PipeBuffer {
-    offset: usize,
-    len: usize,
-    flags: u64,
+pub(crate) struct PipeBuffer {
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    pub(crate) flags: u64,
 }
 
 impl PipeBuffer {
-    fn pack(self) -> u64 {
+    pub(crate) fn pack(self) -> u64 {
         self.flags | (self.offset as u64) << 16 | self.len as u64
     }
 
@@ -372,11 +420,12 @@ impl PipeBuffer {
                 & (PIPE_BUF_FLAG_PACKET
                     | PIPE_BUF_FLAG_CAN_MERGE
                     | PIPE_BUF_FLAG_RECORD_END
-                    | PIPE_BUF_FLAG_CB),
+                    | PIPE_BUF_FLAG_CB
+                    | PIPE_BUF_FLAG_OOB),
         }
     }
 
-    fn load(a: &AtomicU64) -> PipeBuffer {
+    pub(crate) fn load(a: &AtomicU64) -> PipeBuffer {
         Self::unpack(a.load(Ordering::Acquire))
     }
 }
@@ -389,11 +438,11 @@ fn split(head_tail: u64) -> (u32, u32) {
     (head_tail as u32, (head_tail >> 32) as u32)
 }
 
-fn join(head: u32, tail: u32) -> u64 {
+pub(crate) fn join(head: u32, tail: u32) -> u64 {
     (tail as u64) << 32 | head as u64
 }
 
-fn pipe_full(head: u32, tail: u32, limit: u32) -> bool {
+pub(crate) fn pipe_full(head: u32, tail: u32, limit: u32) -> bool {
     head.wrapping_sub(tail) >= limit
 }
 
@@ -444,7 +493,7 @@ pub(crate) fn boot_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-fn note_cpu(word: &AtomicU32) {
+pub(crate) fn note_cpu(word: &AtomicU32) {
     let cpu = sys::current_cpu();
     if word.load(Ordering::Relaxed) != cpu {
         word.store(cpu, Ordering::Relaxed);
@@ -452,11 +501,11 @@ fn note_cpu(word: &AtomicU32) {
 }
 
 impl PipeInodeInfo {
-    fn ring(&self) -> Result<Ring, Errno> {
+    pub(crate) fn ring(&self) -> Result<Ring, Errno> {
         Ring::unpack(self.ring.load(Ordering::Acquire)).ok_or(libc::EIO)
     }
 
-    fn head_tail(&self) -> (u32, u32) {
+    pub(crate) fn head_tail(&self) -> (u32, u32) {
         split(self.head_tail.load(Ordering::Acquire))
     }
 
@@ -478,7 +527,7 @@ impl PipeInodeInfo {
     }
 
     /// After publishing a change: wakes `side`'s sleepers, if there are any.
-    fn wake(&self, side: u32, region: &Region) {
+    pub(crate) fn wake(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
         // it sees our change or we see it counted.
         fence(Ordering::SeqCst);
@@ -497,22 +546,22 @@ impl PipeInodeInfo {
     }
 
     /// A read freed a full ring: the kernel wakes wr_wait.
-    fn note_ev_out(&self) {
+    pub(crate) fn note_ev_out(&self) {
         if self.ep_usage.load(Ordering::Relaxed) != 0 {
             self.ev_out.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    fn is_handed_back(&self) -> bool {
+    pub(crate) fn is_handed_back(&self) -> bool {
         self.handed_back.load(Ordering::Acquire) != 0
     }
 
-    fn readable(&self) -> bool {
+    pub(crate) fn readable(&self) -> bool {
         let (head, tail) = self.head_tail();
         head != tail
     }
 
-    fn writable(&self) -> bool {
+    pub(crate) fn writable(&self) -> bool {
         let (head, tail) = self.head_tail();
         let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
         !pipe_full(head, tail, size)
@@ -520,8 +569,8 @@ impl PipeInodeInfo {
 }
 
 /// An operation in progress on a live object: the collector will not free it meanwhile.
-struct Active<'a> {
-    pipe: &'a PipeInodeInfo,
+pub(crate) struct Active<'a> {
+    pub(crate) pipe: &'a PipeInodeInfo,
 }
 
 impl Drop for Active<'_> {
@@ -530,7 +579,7 @@ impl Drop for Active<'_> {
     }
 }
 
-fn enter(region: &Region, h: PipeHandle) -> Result<Active<'_>, Errno> {
+pub(crate) fn enter(region: &Region, h: PipeHandle) -> Result<Active<'_>, Errno> {
     if h.idx >= PIPE_MAX {
         return Err(EBADF);
     }
@@ -550,12 +599,12 @@ fn live(region: &Region, h: PipeHandle) -> Option<&PipeInodeInfo> {
 }
 
 /// `pipe->mutex` held.
-struct PipeGuard<'a> {
+pub(crate) struct PipeGuard<'a> {
     _lock: LockGuard<'a>,
 }
 
 /// Takes `pipe->mutex`; after a holder died, finishes or undoes what it left.
-fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
+pub(crate) fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
     // Critical sections are a copy of at most a page or so: a holder on another CPU lets go
     // sooner than a futex sleep and wake-up would take, so try for a while before blocking.
     let lock = pipe.mutex.lock_spinning(LOCK_SPIN_NS, 16).map_err(|_| ENOMEM)?;
@@ -581,6 +630,11 @@ fn normalise(region: &Region, pipe: &PipeInodeInfo) {
         if b.offset + b.len > PAGE {
             ring.buf(region, i).store(PipeBuffer { len: 0, ..b }.pack(), Ordering::Release);
         }
+    }
+    // An out-of-band byte named but not queued (its sender died in between) is none.
+    let oob = pipe.oob.load(Ordering::Acquire);
+    if oob & OOB_SET != 0 && (oob as u32).wrapping_sub(tail) >= head.wrapping_sub(tail) {
+        pipe.oob.store(0, Ordering::Release);
     }
     // An empty record is a buffer of nothing that ends one: it stays.
     while tail != head && {
@@ -891,6 +945,10 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
     pipe.in_flight.store(0, Ordering::Relaxed);
+    pipe.exec_until.store(0, Ordering::Relaxed);
+    pipe.oob.store(0, Ordering::Relaxed);
+    pipe.oob_dropped.store(0, Ordering::Relaxed);
+    pipe.owner.store(0, Ordering::Relaxed);
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
@@ -948,6 +1006,12 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
                 r => return r,
             }
         }
+        // A full table is not scanned again within `SOON_MS` of the last collection: each
+        // scan reads every process's fds, and a program holding thousands of sockets would
+        // pay one per creation (the new object is then the kernel's).
+        if crate::pipe_gc::collected_lately(region) {
+            break;
+        }
         crate::pipe_gc::collect_garbage(region);
     }
     Err(NO_SPACE)
@@ -998,7 +1062,8 @@ pub fn release(region: &Region, h: PipeHandle) -> bool {
     slot(region, h.idx).is_live(h) && unsafe { try_free(region, h.idx, false) }
 }
 
-/// A shimmed process is forking: a collection running now looks for its child.
+/// A shimmed process is forking, or has just forked: a collection running now looks for its
+/// child (see `pipe_gc`'s rounds).
 pub fn note_fork(region: &Region) {
     ns(region).forks.fetch_add(1, Ordering::SeqCst);
 }
@@ -1017,6 +1082,32 @@ pub fn note_close(region: &Region, h: PipeHandle) {
         pipe.wake(READERS, region);
         pipe.wake(WRITERS, region);
     }
+}
+
+/// An exec about to start may close an end of `h` (see [`crate::pipe_exec`]): until
+/// `until_ns` (CLOCK_MONOTONIC), or until [`exec_done`], its sleepers wait in the kernel,
+/// which wakes them the moment the end goes, and those asleep now are woken to do so.
+pub fn exec_pending(region: &Region, h: PipeHandle, until_ns: u64) {
+    if let Some(pipe) = live(region, h) {
+        pipe.exec_until.fetch_max(until_ns, Ordering::SeqCst);
+        pipe.wake(READERS, region);
+        pipe.wake(WRITERS, region);
+    }
+}
+
+/// The exec that [`exec_pending`] announced is over: sleepers go back to the futex word,
+/// after one look whether the other side is gone.
+pub fn exec_done(region: &Region, h: PipeHandle) {
+    if let Some(pipe) = live(region, h) {
+        pipe.exec_until.store(0, Ordering::SeqCst);
+    }
+    note_close(region, h);
+}
+
+/// Whether an exec in progress may close an end of `h` (until when, in CLOCK_MONOTONIC ns).
+pub fn exec_window(region: &Region, h: PipeHandle) -> Option<u64> {
+    let until = live(region, h)?.exec_until.load(Ordering::Relaxed);
+    (until != 0 && until > sys::monotonic_ns() as u64).then_some(until)
 }
 
 /// A process of the namespace is known to have died (e.g. it was reaped).
@@ -1078,7 +1169,7 @@ impl<'a> IovIter<'a> {
     }
 }
 
-enum Waited {
+pub(crate) enum Waited {
     Woken,
     Interrupted,
     /// A forced check found the other side gone.
@@ -1089,7 +1180,7 @@ enum Waited {
 
 /// Waits until `ready()` or the other side is gone: spins while the peer is running on
 /// another CPU, then sleeps in slices. `side`: who we are (READERS or WRITERS).
-fn wait_for(
+pub(crate) fn wait_for(
     region: &Region,
     pipe: &PipeInodeInfo,
     side: u32,
@@ -1153,11 +1244,19 @@ fn wait_for(
     let mut slice = FIRST_SLICE_NS.min(cap);
     let until = env.deadline();
     loop {
+        if let Some(out) = watch_exec(pipe, env, ready, until.as_ref()) {
+            return out;
+        }
         mine.fetch_add(1, Ordering::SeqCst);
         let seq = pipe.wait.load(Ordering::SeqCst);
         if ready() {
             mine.fetch_sub(1, Ordering::SeqCst);
             return Waited::Woken;
+        }
+        // A close noted before we were counted woke nobody: its generation shows it.
+        if env.peer_gone(false) {
+            mine.fetch_sub(1, Ordering::SeqCst);
+            return Waited::PeerGone;
         }
         let mut deadline = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice });
         if let Some(u) = until {
@@ -1187,6 +1286,36 @@ fn wait_for(
     }
 }
 
+/// While an exec may close the other side's end ([`exec_pending`]): waits in the kernel on the
+/// placeholder, in slices of [`EXEC_SLICE_NS`] after each of which the ring is looked at again.
+/// None when there is no such exec (or the env has no placeholder): the futex wait follows.
+fn watch_exec(
+    pipe: &PipeInodeInfo,
+    env: &dyn PipeEnv,
+    ready: &dyn Fn() -> bool,
+    deadline: Option<&libc::timespec>,
+) -> Option<Waited> {
+    loop {
+        let window = pipe.exec_until.load(Ordering::SeqCst) as i64;
+        let now = sys::monotonic_ns();
+        if window <= now {
+            return None;
+        }
+        if ready() {
+            return Some(Waited::Woken);
+        }
+        let left = deadline.map_or(i64::MAX, |d| (d.tv_sec * 1_000_000_000 + d.tv_nsec) - now);
+        if left <= 0 {
+            return Some(Waited::TimedOut);
+        }
+        match env.watch_placeholder((window - now).min(EXEC_SLICE_NS).min(left))? {
+            WaitOutcome::Interrupted => return Some(Waited::Interrupted),
+            _ if env.peer_gone(true) => return Some(Waited::PeerGone),
+            _ => {}
+        }
+    }
+}
+
 /// One shared futex wait for wakes of `bitset`, until the absolute CLOCK_MONOTONIC deadline.
 fn futex_wait(word: &AtomicU32, expected: u32, deadline: &libc::timespec, bitset: u32) -> WaitOutcome {
     match sys::futex(word.as_ptr(), libc::FUTEX_WAIT_BITSET, expected, deadline, 0, bitset) {
@@ -1201,7 +1330,7 @@ static CALLS: Tally = Tally::new();
 static UNIX_CALLS: Tally = Tally::new();
 
 /// Counts one read or write of `pipe` (a pipe's or a socket's counters) and its bytes.
-fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
+pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
     let c = &region.header().counters;
     let socket = pipe.sock.load(Ordering::Relaxed) != 0;
     let total = match (socket, written) {
@@ -1230,7 +1359,7 @@ pub fn pipe_write(
     packet: bool,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
-    write_inner(region, h, iov, packet, None, env)
+    write_inner(region, h, iov, packet, None, false, env)
 }
 
 /// A stream socket's send of one message with its [`UnixCb`] (`unix_stream_sendmsg` with
@@ -1243,15 +1372,29 @@ pub fn sock_write(
     cb: &UnixCb,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
-    write_inner(region, h, iov, false, Some(cb), env)
+    write_inner(region, h, iov, false, Some(cb), false, env)
 }
 
+/// A stream socket's out-of-band byte (`queue_oob`): the one byte of `iov` as a buffer of its
+/// own, merging with nothing, named as the queue's current one (an earlier one becomes data).
+pub fn sock_write_oob(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    cb: Option<&UnixCb>,
+    env: &dyn PipeEnv,
+) -> Result<usize, Errno> {
+    write_inner(region, h, iov, false, cb, true, env)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_inner(
     region: &Region,
     h: PipeHandle,
     iov: &[(usize, usize)],
     packet: bool,
     cb: Option<&UnixCb>,
+    oob: bool,
     env: &dyn PipeEnv,
 ) -> Result<usize, Errno> {
     let mut from = IovIter::new(iov);
@@ -1284,7 +1427,7 @@ fn write_inner(
         // writes, and page-aligns the rest of large ones.
         let (head, tail) = pipe.head_tail();
         let chars = total_len & (PAGE - 1);
-        if cb.is_none() && chars != 0 && head != tail {
+        if cb.is_none() && !oob && chars != 0 && head != tail {
             let last = head.wrapping_sub(1);
             let buf = PipeBuffer::load(ring.buf(region, last));
             let offset = buf.offset + buf.len;
@@ -1321,7 +1464,12 @@ fn write_inner(
                     break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
                 }
                 // The slot is free space: filled first, then published with the head.
-                let (at, flags) = if cb.is_some() { (CB_LEN, PIPE_BUF_FLAG_CB) } else { (0, flags) };
+                let (at, flags) = match (cb.is_some(), oob) {
+                    (true, false) => (CB_LEN, PIPE_BUF_FLAG_CB),
+                    (true, true) => (CB_LEN, PIPE_BUF_FLAG_CB | PIPE_BUF_FLAG_OOB),
+                    (false, true) => (0, PIPE_BUF_FLAG_OOB),
+                    (false, false) => (0, flags),
+                };
                 // SAFETY: at < PAGE: inside the slot's data page.
                 let copied = from.copy(unsafe { ring.page(region, head).add(at) }, PAGE - at, false);
                 // A page that faulted part way is not queued (this kernel leaves nothing
@@ -1335,6 +1483,9 @@ fn write_inner(
                 }
                 ring.buf(region, head)
                     .store(PipeBuffer { offset: at, len: copied, flags }.pack(), Ordering::Release);
+                if oob {
+                    pipe.oob.store(OOB_SET | head as u64, Ordering::Release);
+                }
                 pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
                 // Readers sleep only on an empty ring: only its first buffer needs a wake-up
                 // (as the kernel's was_empty); waking on every write costs a syscall each.
@@ -1498,6 +1649,8 @@ fn read_inner(
     let mut wake_writer = false;
     let mut gone = false;
     let mut waited = false;
+    // A peek that found only out-of-band marks: the head it saw (it waits for a new one).
+    let mut passed_head = None;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let res = 'out: loop {
         if pipe.is_handed_back() && (!mode.socket || !pipe.readable()) {
@@ -1508,10 +1661,20 @@ fn read_inner(
             Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
         };
         let (head, mut tail) = pipe.head_tail();
-        if head != tail && mode.peek {
+        if head != tail && mode.peek && passed_head != Some(head) {
             // Across buffers, as a stream socket's peek crosses skbs; nothing is consumed.
             while tail != head && ret < total_len {
                 let buf = PipeBuffer::load(ring.buf(region, tail));
+                if mode.socket && buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+                    match oob_mark(pipe, tail, buf, ret, true, env) {
+                        OobMark::Stop => break,
+                        OobMark::Pass | OobMark::Drop => {
+                            tail = tail.wrapping_add(1);
+                            continue;
+                        }
+                        OobMark::Read => {}
+                    }
+                }
                 let cb = ring.cb(region, tail, buf);
                 if let Some(m) = msg.as_deref_mut()
                     && !m.admit(&cb)
@@ -1530,11 +1693,35 @@ fn read_inner(
                     break;
                 }
             }
-            break 'out Ok(ret);
+            if ret > 0 || tail != head {
+                break 'out Ok(ret);
+            }
+            // Nothing but out-of-band marks: as an empty queue until more comes.
+            passed_head = Some(head);
         }
-        if head != tail {
+        if head != tail && !mode.peek {
             let cell = ring.buf(region, tail);
             let buf = PipeBuffer::load(cell);
+            if mode.socket && buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+                match oob_mark(pipe, tail, buf, ret, false, env) {
+                    OobMark::Stop => {
+                        if let Some(m) = msg.as_deref_mut() {
+                            m.stopped = true;
+                        }
+                        break 'out Ok(ret);
+                    }
+                    // Gone from the stream: a taken byte's mark, or a byte not read inline.
+                    mark @ (OobMark::Pass | OobMark::Drop) => {
+                        if matches!(mark, OobMark::Drop) {
+                            pipe.oob_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        wake_writer |= pipe_full(head, tail, ring.size());
+                        pipe.head_tail.store(join(head, tail.wrapping_add(1)), Ordering::Release);
+                        continue;
+                    }
+                    OobMark::Read => {}
+                }
+            }
             let cb = ring.cb(region, tail, buf);
             if let Some(m) = msg.as_deref_mut()
                 && !m.admit(&cb)
@@ -1604,7 +1791,7 @@ fn read_inner(
             pipe,
             READERS,
             env,
-            &|| pipe.readable() || pipe.is_handed_back(),
+            &|| pipe.readable() && passed_head != Some(pipe.head_tail().0) || pipe.is_handed_back(),
             Some(&progress),
         ) {
             Waited::Woken => {}
@@ -1630,6 +1817,121 @@ fn read_inner(
     }
     count_call(region, pipe, res.ok(), false);
     res
+}
+
+/// What a stream read does at an out-of-band buffer (`manage_oob`).
+enum OobMark {
+    /// The read ends before it (it has data already).
+    Stop,
+    /// Past a taken byte's mark.
+    Pass,
+    /// Past the current byte, which is dropped (not read inline).
+    Drop,
+    /// It is data: an earlier out-of-band byte, or the current one with SO_OOBINLINE.
+    Read,
+}
+
+/// `manage_oob` for the buffer at `at` holding (or having held) an out-of-band byte, after
+/// `copied` bytes; a read that is not a peek meeting the current byte makes it no longer
+/// out of band (lock held).
+fn oob_mark(
+    pipe: &PipeInodeInfo,
+    at: u32,
+    buf: PipeBuffer,
+    copied: usize,
+    peek: bool,
+    env: &dyn PipeEnv,
+) -> OobMark {
+    let current = pipe.oob.load(Ordering::Acquire);
+    if buf.len == 0 {
+        // A byte taken by recv(MSG_OOB) still marks where it was, unless a later one does.
+        return if copied > 0 && (current == 0 || current as u32 == at) {
+            OobMark::Stop
+        } else {
+            OobMark::Pass
+        };
+    }
+    if current != OOB_SET | at as u64 {
+        return OobMark::Read;
+    }
+    if copied > 0 {
+        return OobMark::Stop;
+    }
+    if !peek {
+        pipe.oob.store(0, Ordering::Release);
+    }
+    if env.oob_inline() { OobMark::Read } else { OobMark::Drop }
+}
+
+/// `unix_stream_recv_urg`: the current out-of-band byte of the queue `h` into `iov` (a peek
+/// leaves it; a receive leaves its mark). EINVAL with none, or with SO_OOBINLINE (`inline`).
+/// A bad buffer gives EFAULT after the byte was taken, as the kernel's.
+pub fn sock_recv_oob(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    peek: bool,
+    inline: bool,
+) -> Result<usize, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _g = lock_pipe(region, pipe)?;
+    let current = pipe.oob.load(Ordering::Acquire);
+    if inline || current == 0 {
+        return Err(EINVAL);
+    }
+    let ring = pipe.ring()?;
+    let at = current as u32;
+    let cell = ring.buf(region, at);
+    let b = PipeBuffer::load(cell);
+    let mut to = IovIter::new(iov);
+    let want = to.count.min(b.len);
+    // SAFETY: offset + len <= PAGE in the slot's data page.
+    let copied = to.copy(unsafe { ring.page(region, at).add(b.offset) }, want, true);
+    if !peek {
+        pipe.oob.store(0, Ordering::Release);
+        cell.store(PipeBuffer { offset: b.offset + b.len, len: 0, ..b }.pack(), Ordering::Release);
+    }
+    count_call(region, pipe, Some(copied), false);
+    if copied < want { Err(EFAULT) } else { Ok(1) }
+}
+
+/// Out-of-band bytes reads of the queue `h` dropped, which the kernel's FIONREAD still counts.
+pub fn sock_oob_dropped(region: &Region, h: PipeHandle) -> u32 {
+    live(region, h).map_or(0, |p| p.oob_dropped.load(Ordering::Relaxed))
+}
+
+/// Whether the queue `h` has an out-of-band byte to take (POLLPRI).
+pub fn sock_oob_pending(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.oob.load(Ordering::Acquire) != 0)
+}
+
+/// SIOCATMARK: whether the next byte a read of the queue `h` meets is the out-of-band mark.
+pub fn sock_at_mark(region: &Region, h: PipeHandle) -> Result<bool, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _g = lock_pipe(region, pipe)?;
+    let ring = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    if head == tail {
+        return Ok(false);
+    }
+    let current = pipe.oob.load(Ordering::Acquire);
+    let b = PipeBuffer::load(ring.buf(region, tail));
+    let next_is = tail.wrapping_add(1) != head && current == OOB_SET | tail.wrapping_add(1) as u64;
+    Ok(current == OOB_SET | tail as u64
+        || (b.len == 0 && b.flags & PIPE_BUF_FLAG_OOB != 0 && (current == 0 || next_is)))
+}
+
+/// The owner of a stream socket's file (`F_SETOWN`): kind (`F_OWNER_*`) << 32 | id.
+pub fn sock_owner(region: &Region, h: PipeHandle) -> u64 {
+    live(region, h).map_or(0, |p| p.owner.load(Ordering::Acquire))
+}
+
+pub fn sock_set_owner(region: &Region, h: PipeHandle, owner: u64) {
+    if let Some(p) = live(region, h) {
+        p.owner.store(owner, Ordering::Release);
+    }
 }
 
 /// A seqpacket socket's send (`unix_dgram_sendmsg` for a connected SOCK_SEQPACKET): the
@@ -2126,6 +2428,14 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     region.header().counters.unix_connections.fetch_add(1, Ordering::Relaxed);
     pa.peer.store(b.to_bits() + 1, Ordering::Release);
     pb.peer.store(a.to_bits() + 1, Ordering::Release);
+    // An end an epoll set watched while pending receives from the queue linked now: its
+    // writes must make the wake-ups (`ev_in`) edge-triggered interests wait for. Pairs with
+    // the watcher, who marks its own queue before looking for the peer's.
+    fence(Ordering::SeqCst);
+    if pa.ep_usage.load(Ordering::SeqCst) != 0 || pb.ep_usage.load(Ordering::SeqCst) != 0 {
+        pa.ep_usage.store(1, Ordering::SeqCst);
+        pb.ep_usage.store(1, Ordering::SeqCst);
+    }
     set_state(pb, None, SOCK_LINKED);
     set_state(pa, None, SOCK_LINKED);
     // A client waiting to receive waits for the link on its own object.
@@ -2266,7 +2576,9 @@ pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
 /// `extra`, words and the values they hold, end the wait when one changes (the shim passes a
 /// per-thread count of signal handler runs: futex_waitv itself is restarted after a handler).
 /// `recheck`, called once the sleeper is counted, says whether something is ready already
-/// that the pipes' own states do not show (an epoll edge).
+/// that the pipes' own states do not show (an epoll edge). `waiters` is the caller's room for
+/// the futex_waitv list ([`POLL_WAIT_SLOTS`] entries: more pipes than fit with `extra` are
+/// looked at again after a short slice); it is not kept on the stack, which may be small.
 pub fn poll_wait(
     region: &Region,
     pipes: impl IntoIterator<Item = (PipeHandle, bool, bool)>,
@@ -2274,21 +2586,22 @@ pub fn poll_wait(
     extra: &[(&AtomicU32, u32)],
     recheck: Option<&dyn Fn() -> bool>,
     run: &mut dyn FnMut(&mut dyn FnMut() -> WaitOutcome) -> WaitOutcome,
+    waiters: &mut [sys::FutexWaitv],
 ) -> bool {
-    let mut waiters = [sys::FutexWaitv::default(); MAX_POLL_WAIT + 2];
-    let extra = &extra[..extra.len().min(2)];
-    let mut held: [Option<&PipeInodeInfo>; MAX_POLL_WAIT] = [None; MAX_POLL_WAIT];
+    let slots = waiters.len().min(POLL_WAIT_SLOTS);
+    let waiters = &mut waiters[..slots];
+    let extra = &extra[..extra.len().min(2).min(waiters.len())];
+    let room = waiters.len() - extra.len();
     let (mut n, mut truncated, mut ready) = (0, false, false);
     for (h, want_rd, want_wr) in pipes {
         let Some(pipe) = live(region, h) else { continue };
-        if n == MAX_POLL_WAIT {
+        if n == room {
             truncated = true;
             break;
         }
         // Counted on both sides: any change wakes a poller.
         pipe.rd_waiters.fetch_add(1, Ordering::SeqCst);
         pipe.wr_waiters.fetch_add(1, Ordering::SeqCst);
-        held[n] = Some(pipe);
         let seq = pipe.wait.load(Ordering::SeqCst);
         ready |= (want_rd && pipe.readable()) || (want_wr && pipe.writable());
         waiters[n] = sys::FutexWaitv {
@@ -2321,7 +2634,12 @@ pub fn poll_wait(
             Err(libc::EINTR) => WaitOutcome::Interrupted,
             _ => WaitOutcome::Woken,
         }) == WaitOutcome::Interrupted;
-    for pipe in held[..n].iter().flatten() {
+    for w in &waiters[..n] {
+        // SAFETY: each of the first n entries names the `wait` word of a live pipe in the
+        // region (mapped for the process's life): its PipeInodeInfo starts that far before.
+        let pipe = unsafe {
+            &*((w.uaddr as usize - core::mem::offset_of!(PipeInodeInfo, wait)) as *const PipeInodeInfo)
+        };
         pipe.rd_waiters.fetch_sub(1, Ordering::SeqCst);
         pipe.wr_waiters.fetch_sub(1, Ordering::SeqCst);
     }

@@ -7,8 +7,11 @@
 //! Races it must not lose: an object created after the scan began is skipped (creation number);
 //! a lookup during the scan marks its object (the caller has an fd the scan may have passed);
 //! a process forked during the scan is found by listing `/proc` again until no new pid appears
-//! or no shimmed process forked since the scan began (its parent may have closed the fd after
-//! being scanned; new pids of other processes, on a busy machine, do not hold ours); an operation in progress (`active`)
+//! (its parent may have closed the fd after being scanned), or, when that never happens in
+//! [`MAX_ROUNDS`] listings (a busy machine), until a listing during which no shimmed process
+//! forked (a fork is counted before it is made and again when `fork` returns in the parent,
+//! so a child missed by the listing has a parent that had not closed anything since); an
+//! operation in progress (`active`)
 //! keeps its object, unless the count was leaked by a process killed mid-operation — it is then
 //! ignored once the object has been unreferenced and without a sleeping waiter's heartbeat for
 //! [`SUSPECT_SECS`].
@@ -58,24 +61,29 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
     while ns.gc_again.swap(0, Ordering::SeqCst) != 0 {
         report = collect_once(region);
     }
+    ns.gc_ended_ms.store(coarse_ms(), Ordering::Relaxed);
     report
 }
 
-/// A collection, unless one ended less than [`SOON_MS`] ago: then it is only asked for, and
-/// the next collection (the next call here, a status, the next creations) runs it. For what
-/// comes often (every reaping of a killed child): a scan per death would keep a parent that
-/// reaps many busy scanning rather than reaping.
+/// Whether a collection ended less than [`SOON_MS`] ago. What asks for collections often
+/// (every reaping of a killed child, every creation in a full table) waits that long between
+/// them: a scan reads every process's fds, and a scan each time would keep a parent that reaps
+/// many, or a program holding thousands of sockets, busy scanning.
+pub fn collected_lately(region: &Region) -> bool {
+    coarse_ms() - ns(region).gc_ended_ms.load(Ordering::Relaxed) < SOON_MS
+}
+
+/// A collection, unless one ended lately (see [`collected_lately`]): it is then only asked
+/// for, and the next collection (a status, the next creations) runs it.
 pub fn collect_soon(region: &Region) {
-    let ns = ns(region);
-    if coarse_ms() - ns.gc_ended_ms.load(Ordering::Relaxed) < SOON_MS {
-        ns.gc_again.store(1, Ordering::SeqCst);
+    if collected_lately(region) {
+        ns(region).gc_again.store(1, Ordering::SeqCst);
         return;
     }
     collect_garbage(region);
-    ns.gc_ended_ms.store(coarse_ms(), Ordering::Relaxed);
 }
 
-/// See [`collect_soon`].
+/// See [`collected_lately`].
 pub const SOON_MS: i64 = 100;
 
 fn coarse_ms() -> i64 {
@@ -105,7 +113,7 @@ fn collect_once(region: &Region) -> Option<GcReport> {
         pipefs_dev,
         sockfs_dev: sys::sockfs_dev(),
         fifos: any_fifo(region, pipefs_dev, sys::sockfs_dev()),
-        marks: [(0, 0); 64],
+        marks: [(0, 0); 16],
         n: 0,
         keep_born_before: 0,
         unreadable: 0,
@@ -174,7 +182,7 @@ struct Scan<'a> {
     /// Whether any object is a FIFO file (only then are other links stat'ed).
     fifos: bool,
     /// (dev, ino) found, marked in batches under the namespace lock.
-    marks: [(u64, u64); 64],
+    marks: [(u64, u64); 16],
     n: usize,
     /// Objects born before this (CLOCK_BOOTTIME ns) may be held by a process we cannot read.
     keep_born_before: u64,
@@ -182,8 +190,16 @@ struct Scan<'a> {
 }
 
 /// Decimal digits of `v` into `buf`; their length.
-pub fn itoa(mut v: u32, buf: &mut [u8; 10]) -> usize {
-    let mut tmp = [0u8; 10];
+pub fn itoa(v: u32, buf: &mut [u8; 10]) -> usize {
+    let mut wide = [0u8; 20];
+    let n = itoa64(v as u64, &mut wide);
+    buf[..n].copy_from_slice(&wide[..n]);
+    n
+}
+
+/// `itoa` for any u64.
+pub fn itoa64(mut v: u64, buf: &mut [u8; 20]) -> usize {
+    let mut tmp = [0u8; 20];
     let mut n = 0;
     loop {
         tmp[n] = b'0' + (v % 10) as u8;
@@ -209,29 +225,57 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 }
 
 /// Calls `f` with each entry name of the directory `fd` (without "." and ".."). Err on a
-/// getdents failure or when `f` fails.
+/// getdents failure or when `f` fails. Its stack buffer holds an entry with the longest name
+/// (280 bytes) and little more: scans nest (/proc, then a process's fds) on what may be a small
+/// stack. A directory that needs more than two reads of it (a process with thousands of fds)
+/// is read on through a mapped buffer instead, 64 KiB at a time.
 pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = sys::getdents64(fd, &mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let mut off = 0;
-        // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
-        while off + 19 < n {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 || off + reclen > n {
-                return Err(libc::EIO);
+    const BIG: usize = 64 << 10;
+    let mut small = [0u8; 320];
+    let mut big: Option<usize> = None;
+    let res = (|| {
+        for reads in 0.. {
+            if reads == 2 && big.is_none() {
+                big = sys::mmap(
+                    0,
+                    BIG,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+                .ok();
             }
-            let name = &buf[off + 19..off + reclen];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            if name != b"." && name != b".." {
-                f(name)?;
+            let buf: &mut [u8] = match big {
+                // SAFETY: our own fresh mapping of BIG bytes, unmapped only below.
+                Some(addr) => unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, BIG) },
+                None => &mut small,
+            };
+            let n = sys::getdents64(fd, buf)?;
+            if n == 0 {
+                return Ok(());
             }
-            off += reclen;
+            let mut off = 0;
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-terminated).
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                if reclen == 0 || off + reclen > n {
+                    return Err(libc::EIO);
+                }
+                let name = &buf[off + 19..off + reclen];
+                let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+                if name != b"." && name != b".." {
+                    f(name)?;
+                }
+                off += reclen;
+            }
         }
+        Ok(())
+    })();
+    if let Some(addr) = big {
+        let _ = sys::munmap(addr, BIG);
     }
+    res
 }
 
 /// A CLOCK_BOOTTIME (ns) by which the process `pid` (its digits) had started, from
@@ -245,7 +289,7 @@ pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
         Err(libc::ENOENT | libc::ESRCH) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; crate::proc::STAT_PREFIX];
     let len = sys::read(fd, &mut buf);
     sys::close(fd);
     let buf = &buf[..len?];
@@ -257,8 +301,8 @@ pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
 }
 
 impl Scan<'_> {
-    /// Scans every process, listing /proc until a listing shows no pid not yet scanned, or no
-    /// shimmed process forked since it began. Returns how many were scanned; None if one could
+    /// Scans every process, listing /proc until a listing shows no pid not yet scanned (or, at
+    /// the last round, no shimmed process forked during it). Returns how many were scanned; None if one could
     /// not be read or they never settled.
     fn all_processes(&mut self) -> Option<u32> {
         let proc_fd = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
@@ -278,7 +322,7 @@ impl Scan<'_> {
             )
         };
         let mut seen = 0usize;
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..MAX_ROUNDS {
             // A child forked before this listing is in it; one forked after, in the next.
             let forks = ns(self.region).forks.load(Ordering::SeqCst);
             let mut total = seen;
@@ -297,7 +341,11 @@ impl Scan<'_> {
                 total += 1;
                 Ok(())
             })?;
-            if total == seen || ns(self.region).forks.load(Ordering::SeqCst) == forks {
+            // Settled: no new pid. On a busy machine (unrelated processes come and go), the
+            // last round may settle instead by no shimmed fork since it began.
+            if total == seen
+                || round == MAX_ROUNDS - 1 && ns(self.region).forks.load(Ordering::SeqCst) == forks
+            {
                 return Ok(total as u32);
             }
             pids[..total].sort_unstable();
@@ -307,7 +355,9 @@ impl Scan<'_> {
     }
 
     /// Marks the objects behind the fds of `pid`. A process that is gone is fine (its fds are
-    /// closed); one we may not look into is not.
+    /// closed); one we may not look into is not. Not inlined: its directory scan nests in the
+    /// caller's, and each has a buffer.
+    #[inline(never)]
     fn process(&mut self, proc_fd: i32, pid: u32) -> Result<(), Errno> {
         let mut path = [0u8; 16];
         let mut digits = [0u8; 10];

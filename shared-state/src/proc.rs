@@ -22,8 +22,7 @@ pub struct ProcRecord {
     pub starttime: u64,
     /// Heap offset of the first `ShmAttach` of this process, 0 for none.
     pub shm_attach: u64,
-    /// First `SemUndo` of this process (index + 1), 0 for none; guarded by the sem lock.
-    pub sem_undo: u32,
+    _pad: u32,
     /// Coarse monotonic ms when another process last confirmed (with system calls) that this
     /// one lives although its life mutex says otherwise (its holding thread ended): a hint
     /// that spares every toucher the same check for a while.
@@ -77,6 +76,10 @@ pub struct ProcStat {
     pub dead: bool,
 }
 
+/// How much of `/proc/PID/stat` holds its first 22 fields (a 15-character comm and every
+/// number at its widest take about 360 bytes).
+pub const STAT_PREFIX: usize = 512;
+
 /// Reads state and start time of `pid` without allocating.
 pub fn stat_of(pid: i32) -> Option<ProcStat> {
     let mut path = [0u8; 32];
@@ -106,7 +109,7 @@ pub fn stat_of(pid: i32) -> Option<ProcStat> {
         n += 1;
     }
     let fd = sys::open(&path[..n], libc::O_RDONLY, 0).ok()?;
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; STAT_PREFIX];
     let len = sys::read(fd, &mut buf);
     sys::close(fd);
     let len = len.ok()?;
@@ -234,9 +237,9 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     // SAFETY: lock held.
     let r = unsafe { record(region, slot) };
     let pid = r.pid;
-    // SAFETY: region lock held (the sem lock nests inside it).
+    // SAFETY: region lock held (the set locks nest inside it).
     unsafe { crate::sem::exit_sem(region, slot) };
-    // SAFETY: region lock held (the msg lock nests inside it).
+    // SAFETY: region lock held (the queue locks nest inside it).
     unsafe { crate::msg::exit_msg(region, slot) };
     // SAFETY: lock held.
     unsafe { crate::shm::exit_shm(region, slot, pid) };
@@ -275,7 +278,7 @@ pub fn exec_cleanup(region: &Region) {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
             crate::sem::exec_sem(region, slot);
-            // SAFETY: region lock held (the msg lock nests inside it).
+            // SAFETY: region lock held (the queue locks nest inside it).
             unsafe { crate::msg::exit_msg(region, slot) };
             // The old image's threads, the holder among them, are gone.
             hold_life(r);

@@ -126,6 +126,7 @@ pub fn render(r: &Region, v: View, out: &mut dyn Write) -> Result<(), Errno> {
 }
 
 /// `sysvipc_shm_proc_show` (64-bit: sizes in 21 columns; times printed unsigned).
+#[inline(never)]
 fn shm_line(out: &mut dyn Write, id: i32, ds: &shm::Shmid64Ds, rss: u64) -> fmt::Result {
     let p = &ds.perm;
     writeln!(
@@ -151,6 +152,7 @@ fn shm_line(out: &mut dyn Write, id: i32, ds: &shm::Shmid64Ds, rss: u64) -> fmt:
 }
 
 /// `sysvipc_sem_proc_show`.
+#[inline(never)]
 fn sem_line(out: &mut dyn Write, id: i32, ds: &sem::Semid64Ds) -> fmt::Result {
     let p = &ds.perm;
     writeln!(
@@ -161,6 +163,7 @@ fn sem_line(out: &mut dyn Write, id: i32, ds: &sem::Semid64Ds) -> fmt::Result {
 }
 
 /// `sysvipc_msg_proc_show`.
+#[inline(never)]
 fn msg_line(out: &mut dyn Write, id: i32, ds: &msg::Msqid64Ds) -> fmt::Result {
     let p = &ds.perm;
     writeln!(

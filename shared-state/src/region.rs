@@ -4,14 +4,16 @@
 //! Layout (fixed by [`LAYOUT_VERSION`]):
 //! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
-//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journal |
-//! gated sem sets | msg queues | msg headers | msg sleepers | msg text chunk links | msg text |
-//! msg journal | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
-//! backing bitmap.
+//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journals (one per
+//! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
+//! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
+//! ids') | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
+//! exec wake-ups | what runs on each CPU | backing bitmap.
 //! The file is sparse: only pages that were touched take memory, and every page is reserved
 //! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
 
 use crate::alloc::Heap;
+use crate::journal::JOURNAL_BYTES;
 use crate::lock::{LockGuard, RobustMutex};
 use crate::pipe::{PipeInodeInfo, PipeNs};
 use crate::proc::ProcRecord;
@@ -22,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 15;
+pub const LAYOUT_VERSION: u32 = 19;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -72,39 +74,43 @@ pub const SEM_QUEUE_OFF: u64 = align_up(
 );
 /// A sleeping semop keeps at most this many sembufs.
 pub const SEM_SOPS_MAX: u32 = 2048;
-pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 56, PAGE_SIZE);
+pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 64, PAGE_SIZE);
 /// (process, set) undo entries and their per-semaphore adjustments.
 pub const SEM_UNDO_MAX: u32 = 65536;
 pub const SEM_UNDO_OFF: u64 =
     align_up(SEM_SOPS_OFF + SEM_QUEUE_MAX as u64 * SEM_SOPS_MAX as u64 * 6, PAGE_SIZE);
 pub const SEM_ADJ_MAX: u32 = 1 << 20;
 pub const SEM_ADJ_OFF: u64 = align_up(SEM_UNDO_OFF + SEM_UNDO_MAX as u64 * 32, PAGE_SIZE);
-/// The sem lock holder's journal of overwritten words.
-pub const SEM_JOURNAL_MAX: u64 = 1 << 22;
+/// The journals of the sets' locks (by set index), then the one of the ids' lock.
 pub const SEM_JOURNAL_OFF: u64 = align_up(SEM_ADJ_OFF + SEM_ADJ_MAX as u64 * 16, PAGE_SIZE);
-/// The sem lock holder's list of the sets it gated (at most every set once).
-pub const SEM_GATED_OFF: u64 = align_up(SEM_JOURNAL_OFF + SEM_JOURNAL_MAX * 16, PAGE_SIZE);
+/// Per process record, a bitmap of the sets it may have undo entries on (IPCMNI bits).
+pub const SEM_PROC_SETS_OFF: u64 = SEM_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
+pub const SEM_PROC_SETS_BYTES: u64 = IPCMNI as u64 / 8;
 /// Message queues (`msg_queue`), indexed by slot.
-pub const MSG_QUEUES_OFF: u64 = align_up(SEM_GATED_OFF + IPCMNI as u64 * 4, PAGE_SIZE);
+pub const MSG_QUEUES_OFF: u64 =
+    align_up(SEM_PROC_SETS_OFF + MAX_PROCS as u64 * SEM_PROC_SETS_BYTES, PAGE_SIZE);
 /// Messages (`msg_msg`) queued, handed over or held by a sleeping sender, namespace-wide.
 pub const MSG_MSGS_MAX: u32 = 1 << 20;
 pub const MSG_MSGS_OFF: u64 =
     align_up(MSG_QUEUES_OFF + IPCMNI as u64 * size_of::<crate::msg::MsgQueue>() as u64, PAGE_SIZE);
 /// Sleeping msgsnd/msgrcv calls (`msg_sender`, `msg_receiver`) at once.
 pub const MSG_WAITERS_MAX: u32 = 16384;
-pub const MSG_WAITERS_OFF: u64 = align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * 40, PAGE_SIZE);
+pub const MSG_WAITERS_OFF: u64 =
+    align_up(MSG_MSGS_OFF + MSG_MSGS_MAX as u64 * crate::msg::MSG_MSG_SIZE, PAGE_SIZE);
 /// Message text lives in chunks of this many bytes (the kernel's msg_msgseg), chained by a
 /// separate array of links.
 pub const MSG_CHUNK: u64 = 1024;
 pub const MSG_CHUNKS_MAX: u32 = 1 << 23;
-pub const MSG_LINKS_OFF: u64 = align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * 80, PAGE_SIZE);
-pub const MSG_TEXT_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
-/// The msg lock holder's journal of overwritten words.
-pub const MSG_JOURNAL_MAX: u64 = 1 << 22;
+pub const MSG_LINKS_OFF: u64 =
+    align_up(MSG_WAITERS_OFF + MSG_WAITERS_MAX as u64 * crate::msg::MSG_WAITER_SIZE, PAGE_SIZE);
+/// Each chunk's claim word (`journal::Pool`): the queue index + 1 whose message holds it.
+pub const MSG_CLAIMS_OFF: u64 = align_up(MSG_LINKS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+pub const MSG_TEXT_OFF: u64 = align_up(MSG_CLAIMS_OFF + MSG_CHUNKS_MAX as u64 * 4, PAGE_SIZE);
+/// The journals of the queues' locks (by queue index), then the one of the ids' lock.
 pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 * MSG_CHUNK, PAGE_SIZE);
 /// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).
 pub const UNIX_NAMES_MAX: u32 = 4096;
-pub const UNIX_NAMES_OFF: u64 = align_up(MSG_JOURNAL_OFF + MSG_JOURNAL_MAX * 16, PAGE_SIZE);
+pub const UNIX_NAMES_OFF: u64 = MSG_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
 /// Connects to those names not yet accepted (`unix::pending_add`).
 pub const UNIX_PENDING_MAX: u32 = 4096;
 pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
@@ -115,8 +121,16 @@ pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAG
 /// Each socket object's bound address (`unix_sk(sk)->addr`), indexed by slot.
 pub const UNIX_ADDRS_OFF: u64 =
     align_up(MSG_RINGS_OFF + IPCMNI as u64 * size_of::<crate::msg_ring::MsgRing>() as u64, PAGE_SIZE);
+/// Objects of the ends an exec in progress closes (`pipe_exec`).
+pub const EXEC_WAKES_MAX: u32 = 256;
+pub const EXEC_WAKES_OFF: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
+/// Who runs on each CPU (`journal::Running`): whether a lock holder or a peer is worth spinning on.
+pub const RUNNING_OFF: u64 = align_up(
+    EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
+    PAGE_SIZE,
+);
 /// One bit per page of everything before it: the page was reserved (`crate::backing`).
-pub const BACKING_OFF: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
+pub const BACKING_OFF: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
 pub const BACKING_BYTES: u64 = align_up(BACKING_OFF / PAGE_SIZE / 8, PAGE_SIZE);
 /// One bit per page of the bitmap, in the header: that bitmap page was reserved.
 pub const BACKING_L1_WORDS: usize = (BACKING_BYTES / PAGE_SIZE).div_ceil(64) as usize;
@@ -193,6 +207,11 @@ pub struct Counters {
     /// given back to the kernel for something the shim does not serve.
     pub unix_connections: AtomicU64,
     pub unix_handbacks: AtomicU64,
+    /// Syscalls made through call sites the catch-all rewrote into jumps (`shim/src/sud/patch.rs`):
+    /// each thread adds its own count at its next trap, and every thread traps as it exits.
+    pub sud_patched_calls: AtomicU64,
+    /// Call sites rewritten.
+    pub sud_patched_sites: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at
@@ -314,6 +333,10 @@ pub enum RegionErrorKind {
     Size(u64),
     Incomplete,
     NotInMemory,
+    /// A file found by name that is not the named owner's alone (see [`Owner`]).
+    NotPrivate(Owner, u32, u32, u32),
+    /// IPCSHIM_GROUP is not a group id.
+    BadGroup,
     /// The file system has no room for the region's first pages.
     NoSpace(i32),
 }
@@ -353,6 +376,18 @@ impl fmt::Display for RegionError {
             RegionErrorKind::Incomplete => {
                 write!(f, "region initialisation never completed (corrupt header); refusing to use it")
             }
+            RegionErrorKind::NotPrivate(owner, uid, gid, mode) => {
+                let want = match owner {
+                    Owner::User(u) => format!("user {u} alone (mode 0600)"),
+                    Owner::Group(g) => format!("group {g} alone (mode 0660)"),
+                };
+                write!(
+                    f,
+                    "owned by uid {uid} gid {gid} with mode 0{:o}, not by {want}; refusing to use it",
+                    mode & 0o7777
+                )
+            }
+            RegionErrorKind::BadGroup => write!(f, "IPCSHIM_GROUP must be a numeric group id"),
         }
     }
 }
@@ -374,21 +409,214 @@ unsafe impl Sync for Region {}
 // SAFETY: as above.
 unsafe impl Send for Region {}
 
-/// `$IPCSHIM_DIR/ipcshim-<uid>-<ns>`.
-pub fn region_path(dir: &str, uid: u32, ns: &str) -> Result<String, RegionError> {
-    let path = format!("{}/ipcshim-{uid}-{ns}", dir.trim_end_matches('/'));
+/// Who may open a namespace's region file by its name. Processes started from one that has
+/// the region open stay in its namespace whatever their credentials (they inherit the open
+/// files, see [`RegionFiles::from_env`]); the name only admits unrelated processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// `ipcshim-<uid>-<ns>`, mode 0600: that user alone.
+    User(u32),
+    /// `ipcshim-g<gid>-<ns>`, mode 0660 with that group: each of its members.
+    Group(u32),
+}
+
+/// A namespace by name: its region file and who owns it.
+#[derive(Clone, Debug)]
+pub struct NsName {
+    pub path: String,
+    pub owner: Owner,
+}
+
+/// `$IPCSHIM_DIR/ipcshim-<uid>-<ns>` or `$IPCSHIM_DIR/ipcshim-g<gid>-<ns>`.
+pub fn ns_name(dir: &str, owner: Owner, ns: &str) -> Result<NsName, RegionError> {
+    let dir = dir.trim_end_matches('/');
+    let path = match owner {
+        Owner::User(uid) => format!("{dir}/ipcshim-{uid}-{ns}"),
+        Owner::Group(gid) => format!("{dir}/ipcshim-g{gid}-{ns}"),
+    };
     if ns.is_empty() || ns.contains('/') {
         return Err(RegionError { path, kind: RegionErrorKind::BadName });
     }
-    Ok(path)
+    Ok(NsName { path, owner })
 }
 
-/// The region path from the environment: `IPCSHIM_DIR` (default /dev/shm), `IPCSHIM_NS`
-/// (default "default"), and the real user id.
-pub fn region_path_from_env() -> Result<String, RegionError> {
+/// The path of user `uid`'s namespace `ns` in `dir`.
+pub fn region_path(dir: &str, uid: u32, ns: &str) -> Result<String, RegionError> {
+    ns_name(dir, Owner::User(uid), ns).map(|n| n.path)
+}
+
+/// The namespace the environment names: `IPCSHIM_DIR` (default /dev/shm), `IPCSHIM_NS`
+/// (default "default"), and `IPCSHIM_GROUP` (a group id: that group's namespace) or else the
+/// real user id.
+pub fn name_from_env() -> Result<NsName, RegionError> {
     let dir = std::env::var("IPCSHIM_DIR").unwrap_or_else(|_| "/dev/shm".into());
     let ns = std::env::var("IPCSHIM_NS").unwrap_or_else(|_| "default".into());
-    region_path(&dir, sys::getuid(), &ns)
+    let owner = match std::env::var("IPCSHIM_GROUP") {
+        Ok(g) if !g.is_empty() => match g.parse() {
+            Ok(gid) => Owner::Group(gid),
+            Err(_) => {
+                return Err(RegionError {
+                    path: format!("IPCSHIM_GROUP={g}"),
+                    kind: RegionErrorKind::BadGroup,
+                });
+            }
+        },
+        _ => Owner::User(sys::getuid()),
+    };
+    ns_name(&dir, owner, &ns)
+}
+
+/// The environment variable that hands a region's open files to the processes a process
+/// starts: `RW,RO,DEV,INO` (the two descriptors, and the file's device and inode, so that a
+/// number closed and reused for something else is not taken for the region).
+pub const FD_VAR: &str = "IPCSHIM_REGION_FD";
+
+/// A region file's two open descriptors: read-write for the region, read-only for the
+/// read-only view of the data area (an SHM_RDONLY attachment must not be made writable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionFiles {
+    pub rw: i32,
+    pub ro: i32,
+}
+
+impl RegionFiles {
+    /// Opens (or with `create`, creates) the namespace `name`, close-on-exec. A file that is
+    /// not its owner's alone is refused: anyone who can open it can read and change every
+    /// object in it.
+    pub fn open(name: &NsName, create: bool) -> Result<RegionFiles, RegionError> {
+        let err = |kind| RegionError { path: name.path.clone(), kind };
+        let mut cpath = name.path.as_bytes().to_vec();
+        cpath.push(0);
+        let rw = loop {
+            match sys::open(&cpath, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
+                Ok(fd) => break fd,
+                Err(libc::ENOENT) if create => {}
+                Err(libc::ENOENT) => return Err(err(RegionErrorKind::Missing)),
+                Err(e) => return Err(err(RegionErrorKind::Io("open", e))),
+            }
+            // Fresh files are made whole, then linked: nobody sees one with the wrong owner.
+            match create_file(name) {
+                Ok(fd) => break fd,
+                Err(libc::EEXIST) => continue,
+                Err(e) => return Err(err(RegionErrorKind::Io("create", e))),
+            }
+        };
+        let owned = sys::fstat(rw).map_err(|e| RegionErrorKind::Io("fstat", e)).and_then(|st| {
+            let ok = match name.owner {
+                Owner::User(uid) => {
+                    (st.st_uid == uid || st.st_uid == sys::geteuid()) && st.st_mode & 0o077 == 0
+                }
+                Owner::Group(gid) => st.st_gid == gid && st.st_mode & 0o007 == 0,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(RegionErrorKind::NotPrivate(name.owner, st.st_uid, st.st_gid, st.st_mode))
+            }
+        });
+        let ro = owned.and_then(|()| {
+            sys::open(&cpath, libc::O_RDONLY | libc::O_NOFOLLOW, 0)
+                .map_err(|e| RegionErrorKind::Io("open", e))
+        });
+        match ro {
+            Ok(ro) => Ok(RegionFiles { rw, ro }),
+            Err(kind) => {
+                sys::close(rw);
+                Err(err(kind))
+            }
+        }
+    }
+
+    /// The region files this process was handed in [`FD_VAR`] (see [`RegionFiles::inherited`]).
+    pub fn from_env() -> Option<RegionFiles> {
+        Self::inherited(&std::env::var(FD_VAR).ok()?)
+    }
+
+    /// The region files named by `value` (`RW,RO,DEV,INO`), if they are open here as that file
+    /// with those access modes.
+    pub fn inherited(value: &str) -> Option<RegionFiles> {
+        let mut it = value.split(',').map(|w| w.parse::<u64>().ok());
+        let mut next = || it.next().flatten();
+        let (rw, ro, dev, ino) = (next()?, next()?, next()?, next()?);
+        let files = RegionFiles { rw: i32::try_from(rw).ok()?, ro: i32::try_from(ro).ok()? };
+        let same = |fd: i32, mode: i32| {
+            sys::fstat(fd).is_ok_and(|st| {
+                st.st_mode & libc::S_IFMT == libc::S_IFREG && (st.st_dev, st.st_ino) == (dev, ino)
+            }) && sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+                .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
+        };
+        (same(files.rw, libc::O_RDWR) && same(files.ro, libc::O_RDONLY)).then_some(files)
+    }
+
+    /// The file's (device, inode), for [`FD_VAR`].
+    pub fn identity(&self) -> Result<(u64, u64), i32> {
+        sys::fstat(self.rw).map(|st| (st.st_dev, st.st_ino))
+    }
+
+    /// The file's path, as /proc names it (for messages and `ipcshim status`).
+    pub fn path(&self) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{}", self.rw))
+            .map_or_else(|_| format!("(fd {})", self.rw), |p| p.display().to_string())
+    }
+
+    pub fn close(self) {
+        sys::close(self.rw);
+        sys::close(self.ro);
+    }
+}
+
+/// A new region file for `name`, with its owner's mode (and group), linked at its path once
+/// complete; EEXIST when someone else linked one first.
+fn create_file(name: &NsName) -> Result<i32, i32> {
+    let (dir, _) = name.path.rsplit_once('/').ok_or(libc::EINVAL)?;
+    let mut cdir = if dir.is_empty() { b"/".to_vec() } else { dir.as_bytes().to_vec() };
+    cdir.push(0);
+    let mut cpath = name.path.as_bytes().to_vec();
+    cpath.push(0);
+    let mode = match name.owner {
+        Owner::User(_) => 0o600,
+        Owner::Group(_) => 0o660,
+    };
+    let settle = |fd: i32| -> Result<(), i32> {
+        // The umask may have taken bits the owner needs.
+        sys::syscall6(libc::SYS_fchmod, fd as usize, mode as usize, 0, 0, 0, 0)?;
+        if let Owner::Group(gid) = name.owner {
+            sys::syscall6(libc::SYS_fchown, fd as usize, u32::MAX as usize, gid as usize, 0, 0, 0)?;
+        }
+        Ok(())
+    };
+    let close_on_err = |fd: i32, r: Result<(), i32>| match r {
+        Ok(()) => Ok(fd),
+        Err(e) => {
+            sys::close(fd);
+            Err(e)
+        }
+    };
+    let in_place = || {
+        let fd = sys::open(&cpath, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, mode)?;
+        close_on_err(fd, settle(fd))
+    };
+    // No O_TMPFILE here (or, below, no /proc to link through): made in place, for a moment
+    // with the creator's group and the umask's mode.
+    let fd = match sys::open(&cdir, libc::O_TMPFILE | libc::O_RDWR, mode) {
+        Ok(fd) => close_on_err(fd, settle(fd))?,
+        Err(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL) => return in_place(),
+        Err(e) => return Err(e),
+    };
+    let proc_path = format!("/proc/self/fd/{fd}\0");
+    let linked = sys::syscall6(
+        libc::SYS_linkat,
+        libc::AT_FDCWD as usize,
+        proc_path.as_ptr() as usize,
+        libc::AT_FDCWD as usize,
+        cpath.as_ptr() as usize,
+        libc::AT_SYMLINK_FOLLOW as usize,
+        0,
+    );
+    match close_on_err(fd, linked.map(|_| ())) {
+        Err(libc::ENOENT | libc::EACCES) => in_place(),
+        r => r,
+    }
 }
 
 fn read_proc_u64(name: &str, default: u64) -> u64 {
@@ -429,25 +657,25 @@ pub fn kernel_limits() -> Limits {
 }
 
 impl Region {
-    /// Opens the namespace's region, creating it if `create` and it does not exist yet.
-    /// Concurrent first openers serialise on an flock; a bad file is refused, never rewritten.
+    /// Opens the real user's namespace file `path`, creating it if `create` and it does not
+    /// exist yet.
     pub fn open(path: &str, create: bool) -> Result<Region, RegionError> {
-        let err = |kind| RegionError { path: path.to_string(), kind };
-        let mut cpath = path.as_bytes().to_vec();
-        cpath.push(0);
-        let flags = libc::O_RDWR | if create { libc::O_CREAT } else { 0 };
-        let fd = match sys::open(&cpath, flags, 0o600) {
-            Ok(fd) => fd,
-            Err(libc::ENOENT) if !create => return Err(err(RegionErrorKind::Missing)),
-            Err(e) => return Err(err(RegionErrorKind::Io("open", e))),
-        };
-        let res = Self::open_fd(fd, &cpath, path);
-        sys::close(fd);
+        Self::open_named(&NsName { path: path.to_string(), owner: Owner::User(sys::getuid()) }, create)
+    }
+
+    /// Opens namespace `name`, creating it if `create` and it does not exist yet.
+    pub fn open_named(name: &NsName, create: bool) -> Result<Region, RegionError> {
+        let files = RegionFiles::open(name, create)?;
+        let res = Self::map(&files, &name.path);
+        files.close();
         res
     }
 
-    fn open_fd(fd: i32, cpath: &[u8], path: &str) -> Result<Region, RegionError> {
+    /// Maps the region behind `files` (named `path` in messages). Concurrent first openers
+    /// serialise on an flock; a bad file is refused, never rewritten.
+    pub fn map(files: &RegionFiles, path: &str) -> Result<Region, RegionError> {
         let err = |kind| RegionError { path: path.to_string(), kind };
+        let fd = files.rw;
         if !sys::on_memory_fs(fd) {
             return Err(err(RegionErrorKind::NotInMemory));
         }
@@ -462,14 +690,9 @@ impl Region {
         let base =
             sys::mmap(0, TOTAL_SIZE as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
                 .map_err(|e| err(RegionErrorKind::Io("mmap", e)))?;
-        let ro_data = sys::open(cpath, libc::O_RDONLY, 0)
-            .and_then(|ro| {
-                let m =
-                    sys::mmap(0, SHM_DATA_SIZE as usize, libc::PROT_READ, libc::MAP_SHARED, ro, SHM_DATA_OFF);
-                sys::close(ro);
-                m
-            })
-            .map_err(|e| {
+        let ro_data =
+            sys::mmap(0, SHM_DATA_SIZE as usize, libc::PROT_READ, libc::MAP_SHARED, files.ro, SHM_DATA_OFF)
+                .map_err(|e| {
                 let _ = sys::munmap(base, TOTAL_SIZE as usize);
                 err(RegionErrorKind::Io("mmap", e))
             })?;
@@ -541,6 +764,9 @@ impl Region {
         self.reserve(EPOLL_OFF, size_of::<crate::epoll::EpollNs>() as u64)?;
         // The pipe lookup's buckets are hashed all over: reserved whole (128 KiB).
         self.reserve(PIPE_HASH_OFF, PIPE_HASH_BUCKETS as u64 * 4)?;
+        // Read by every locker and every exec: small, reserved whole.
+        self.reserve(RUNNING_OFF, size_of::<crate::journal::Running>() as u64)?;
+        self.reserve(EXEC_WAKES_OFF, EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64)?;
         let hdr = self.base as *mut Header;
         // SAFETY: the header page is mapped, zero-filled and exclusively ours (see caller).
         // Identity first, readiness last: a creator that dies in between leaves a file that is

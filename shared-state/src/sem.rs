@@ -2,25 +2,30 @@
 //! with the kernel's queueing and wake-up order (perform_atomic_semop, update_queue,
 //! wake_const_ops, do_smart_update, merge/unmerge of the queues) and exit_sem.
 //!
-//! Every structure lives in the region under one robust lock per namespace. Each store made
-//! while holding it is journalled first (old value of the 8-byte word), and the journal is
-//! emptied just before unlocking: a holder killed at any instant leaves a journal that the
-//! next locker replays backwards, so a semop, a wake-up pass or an undo application happens
-//! entirely or not at all. That is also what makes SEM_UNDO apply exactly once.
+//! Each set has its own robust lock (`sem_lock`), and the namespace's lock guards only the ids
+//! (semget, IPC_RMID, IPC_SET, IPC_INFO, the views), taken before a set's as the kernel takes
+//! `ids->rwsem`. Each store made while holding a lock is journalled first (old value of the
+//! 8-byte word) in that lock's journal, emptied just before unlocking: a holder killed at any
+//! instant leaves a journal that the next locker replays backwards, so a semop, a wake-up pass
+//! or an undo application happens entirely or not at all. That is also what makes SEM_UNDO
+//! apply exactly once. Sleepers, undo records and adjustments come from pools shared by the
+//! sets, claimed and freed through the journals (`journal::Pool`).
 //!
 //! A process with undo entries holds its record's `life` mutex (robust) for as long as it
 //! runs; the kernel marks it owner-died when the process dies, so whoever next touches one of
-//! its sets sees the death with one memory read, confirms it, and applies its adjustments.
-//! Waiters sleep on a futex word of their own queue entry and read their result under the
-//! lock, so a waker killed before committing never leaks a result that was rolled back.
+//! its sets sees the death with one memory read, confirms it, and applies its adjustments on
+//! that set (as exit_sem does set by set). A bitmap per process record names the sets it may
+//! have undo entries on, for its exit. Waiters sleep on a futex word of their own queue entry
+//! and read their result under the set's lock, so a waker killed before committing never leaks
+//! a result that was rolled back.
 
-use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO};
-use crate::lock::LockGuard;
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
+use crate::journal::{CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
-    IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_GATED_OFF, SEM_JOURNAL_MAX, SEM_JOURNAL_OFF,
-    SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX,
-    SEM_UNDO_OFF, SEM_WINDOW, Tally,
+    IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
+    SEM_PROC_SETS_OFF, SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF,
+    SEM_UNDO_MAX, SEM_UNDO_OFF, SEM_WINDOW, Tally,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
@@ -55,9 +60,6 @@ const SEMUSZ: i32 = 20;
 
 /// A queue entry's status while it waits (the kernel's -EINTR "in progress").
 const PENDING: i32 = i32::MIN;
-const SPIN_NS: i64 = 50_000;
-/// How many times a sleeper yields to a waker on its own CPU before it sleeps.
-const SAME_CPU_YIELDS: u32 = 4;
 const FIRST_SLICE_NS: i64 = 97_000_000;
 /// After a watched death: this many short slices for the dying process to finish exiting.
 const RECHECK_SLICE_NS: i64 = 2_000_000;
@@ -87,34 +89,49 @@ struct List {
     tail: u32,
 }
 
-/// The namespace part (in the region header).
+/// The namespace part (in the region header): the ids, under their own lock.
 #[repr(C, align(64))]
 pub struct SemNs {
-    pub lock: crate::lock::RobustMutex,
-    /// The lock alone on its cache line: a waiter spinning on it would otherwise keep taking
-    /// the line that the holder writes at every step.
-    _line: [u8; 24],
+    pub lock: ObjLock,
     pub ids: ipc::IpcIds,
     /// Semaphores in all sets (`ns->used_sems`).
     pub used_sems: u32,
-    /// Free lists (index + 1) and high-water marks of the entry pools.
-    q_free: u32,
-    q_bump: u32,
-    u_free: u32,
-    u_bump: u32,
-    a_free: u32,
-    a_bump: u32,
+    /// The pools of sleepers, undo records and adjustments (see [`POOLS`]).
+    pools: [PoolHead; 3],
     /// Last ticket handed to a sleeper.
-    tickets: u32,
-    /// Entries in the journal of the current lock holder; 0 outside a locked section.
-    journal_len: AtomicU64,
-    /// Where the last lockers ran.
-    cpus: crate::journal::CpuNote,
-    /// Bumped by every locker: a set whose `epoch` differs is not yet on the gated list.
-    epoch: u64,
-    /// Length of the gated list (`SEM_GATED_OFF`) of the current holder.
-    gated_len: u32,
+    tickets: AtomicU32,
 }
+
+/// Region offset, entry size, claim word offset, size and parts (see `journal::Pool`) of the
+/// pools of sleepers, undo records and adjustments.
+type PoolDesc = (u64, u64, u64, u32, &'static [(u64, u64)]);
+const POOLS: [PoolDesc; 3] = [
+    (
+        SEM_QUEUE_OFF,
+        size_of::<SemQueue>() as u64,
+        core::mem::offset_of!(SemQueue, claim) as u64,
+        SEM_QUEUE_MAX,
+        &[(SEM_QUEUE_OFF, size_of::<SemQueue>() as u64)],
+    ),
+    (
+        SEM_UNDO_OFF,
+        size_of::<SemUndo>() as u64,
+        core::mem::offset_of!(SemUndo, claim) as u64,
+        SEM_UNDO_MAX,
+        &[(SEM_UNDO_OFF, size_of::<SemUndo>() as u64)],
+    ),
+    (
+        SEM_ADJ_OFF,
+        size_of::<SemAdj>() as u64,
+        core::mem::offset_of!(SemAdj, claim) as u64,
+        SEM_ADJ_MAX,
+        &[(SEM_ADJ_OFF, size_of::<SemAdj>() as u64)],
+    ),
+];
+
+// The ids' journal may restore the words from `ids` to `used_sems`, and none of the atomics.
+const _: () =
+    assert!(core::mem::offset_of!(SemNs, ids) % 8 == 0 && core::mem::offset_of!(SemNs, pools) % 8 == 0);
 
 impl SemNs {
     /// # Safety
@@ -122,15 +139,17 @@ impl SemNs {
     pub unsafe fn init(this: *mut SemNs) {
         // SAFETY: per the contract.
         unsafe {
-            crate::lock::RobustMutex::init(&raw mut (*this).lock);
+            ObjLock::init(&raw mut (*this).lock);
             (*this).ids.init();
         }
     }
 }
 
 /// `struct sem_array`.
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct SemArray {
+    /// The set's own lock (`sem_perm.lock`).
+    lock: ObjLock,
     pub live: u32,
     pub nsems: u32,
     pub perm: KernIpcPerm,
@@ -148,8 +167,8 @@ pub struct SemArray {
     /// the words, which the lock holder's recovery fixes itself).
     gated: u32,
     _pad: u32,
-    /// The sem lock's epoch when the set last went on the gated list (not journalled).
-    epoch: u64,
+    /// Where the last lockers ran.
+    cpus: CpuNote,
 }
 
 /// `struct sem`.
@@ -163,9 +182,9 @@ pub struct Sem {
 }
 
 // A semaphore's value, its last pid and its set's sequence number share one word, so that a
-// semop of one operation is one compare-and-swap with no lock (`fast_semop`). The sem lock's
-// holder first sets GATED on every semaphore of a set it touches (`Sems::gate`), which makes
-// those compare-and-swaps fail until it is done; a set with sleepers stays gated.
+// semop of one operation is one compare-and-swap with no lock (`fast_semop`). The set's lock
+// holder first sets GATED on every semaphore of the set (`Sems::gate`), which makes those
+// compare-and-swaps fail until it is done; a set with sleepers stays gated.
 const VAL_MASK: u64 = 0xffff;
 const PID_SHIFT: u32 = 16;
 /// pid_max is at most 2^22.
@@ -232,7 +251,8 @@ struct SemQueue {
     nsops: u32,
     blocking: u32,
     status: i32,
-    in_use: u32,
+    /// The pool's claim word: set index + 1 while the entry is the set's.
+    claim: AtomicU32,
     /// Tells the sleeper that the entry is still its own (a process judged dead loses its
     /// entries, and they may be reused).
     ticket: u32,
@@ -241,6 +261,11 @@ struct SemQueue {
     /// Non-zero while the sleeper is in a futex wait: only then does a waker make the wake
     /// syscall (a sleeper yielding to its waker on one CPU needs none).
     sleeping: AtomicU32,
+    /// The result, 1 - status, stored by the waker once its journal is committed: the sleeper
+    /// then returns without the lock, and frees the entry itself (as the kernel's woken task
+    /// reads `queue.status` without `sem_lock`). 0 until then.
+    done: AtomicU32,
+    _pad: u32,
 }
 
 impl SemQueue {
@@ -252,17 +277,18 @@ impl SemQueue {
     }
 }
 
-/// `struct sem_undo`: the adjustments of one process for one set.
+/// `struct sem_undo`: the adjustments of one process for one set, on the set's list.
 #[repr(C)]
 struct SemUndo {
     owner: u32,
     set: u32,
     id: i32,
-    proc_next: u32,
-    proc_prev: u32,
     set_next: u32,
     set_prev: u32,
     adj_head: u32,
+    /// The pool's claim word: set index + 1.
+    claim: AtomicU32,
+    _pad: u32,
 }
 
 /// One `semadj` entry: (semnum, adjustment), chained from its `SemUndo`.
@@ -271,7 +297,8 @@ struct SemAdj {
     semnum: u32,
     adj: i32,
     next: u32,
-    _pad: u32,
+    /// The pool's claim word: set index + 1.
+    claim: AtomicU32,
 }
 
 /// `struct semid64_ds` (x86_64).
@@ -305,13 +332,13 @@ pub struct Seminfo {
 }
 
 const _: () = assert!(
-    size_of::<SemQueue>() == 56
+    size_of::<SemQueue>() == 64
         && size_of::<SemUndo>() == 32
         && size_of::<SemAdj>() == 16
         && size_of::<Sembuf>() == 6
         && size_of::<Sem>() == 32
-        && core::mem::offset_of!(SemArray, gated) % 8 == 0
-        && core::mem::offset_of!(SemArray, epoch) % 8 == 0
+        && core::mem::offset_of!(SemUndo, claim) == 24
+        && core::mem::offset_of!(SemAdj, claim) == 12
 );
 const _: () = assert!(size_of::<Semid64Ds>() == 104 && size_of::<Seminfo>() == 40);
 const _: () =
@@ -333,55 +360,172 @@ pub trait SemEnv {
     }
 }
 
-/// The locked semaphore state of a region; commits its journal and unlocks on drop, then wakes
-/// the sleepers whose operations it completed.
+fn ns_of(r: &Region) -> &SemNs {
+    &r.header().sem
+}
+
+/// Set `idx`, for reads without its lock (and to take it).
+#[allow(clippy::mut_from_ref)]
+fn set_at(r: &Region, idx: u32) -> &mut SemArray {
+    let idx = idx.min(IPCMNI - 1);
+    // SAFETY: bounded index into the set array; mutation only under the set's lock.
+    unsafe { r.at::<SemArray>(set_off(idx)) }
+}
+
+/// The bitmap of sets process `slot` may have undo entries on.
+fn proc_sets(r: &Region, slot: u32) -> &[AtomicU64] {
+    let off = proc_sets_off(slot);
+    // SAFETY: each record's bitmap lies there; its words are atomics.
+    unsafe {
+        core::slice::from_raw_parts((r.base() + off as usize) as *const AtomicU64, IPCMNI as usize / 64)
+    }
+}
+
+fn proc_sets_off(slot: u32) -> u64 {
+    SEM_PROC_SETS_OFF + slot.min(MAX_PROCS - 1) as u64 * SEM_PROC_SETS_BYTES
+}
+
+/// A set's lock, held: its semaphore state may be changed. Commits its journal and unlocks on
+/// drop, then wakes the sleepers whose operations it completed.
 struct Sems<'a> {
     r: &'a Region,
-    lock: Option<LockGuard<'a>>,
-    /// CPU + 1 of the last other locker and our own, when taken for a semop.
-    cpus: (u32, u32),
+    /// The set whose lock is held.
+    idx: u32,
+    guard: Option<ObjGuard<'a>>,
+    /// pid << 32 | CPU + 1 of the last other locker, when taken for a semop.
+    peer: u64,
     wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
 }
 
 impl Drop for Sems<'_> {
     fn drop(&mut self) {
-        self.ns().journal_len.store(0, Ordering::Release);
-        self.ungate_all();
-        drop(self.lock.take());
+        self.journal().commit();
+        self.ungate();
+        // The results are committed: the sleepers may read them without the lock. An entry
+        // freed meanwhile (its sleeper, completed by its own pass, returned) is not told.
+        for qi in &self.wakes[..self.nwakes.get()] {
+            let q = self.q(qi.get());
+            if q.claim.load(Ordering::Relaxed) == self.idx + 1 && q.status != PENDING {
+                q.done.store(1 - q.status as u32, Ordering::Release);
+                q.wake.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        drop(self.guard.take());
         for qi in &self.wakes[..self.nwakes.get()] {
             self.q(qi.get()).wake_sleeper();
         }
     }
 }
 
-/// Takes the sem lock for a served call (counted in `sem_calls`).
-fn lock(r: &Region) -> Result<Sems<'_>, Errno> {
-    let s = lock_uncounted(r)?;
+/// Takes set `idx`'s lock for a served call (counted in `sem_calls`).
+fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
+    let s = lock_uncounted(r, idx)?;
     r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
     Ok(s)
 }
 
-/// Takes the sem lock for a view (`ipcs`, `/proc/sysvipc/sem`, status): not a call.
-fn lock_uncounted(r: &Region) -> Result<Sems<'_>, Errno> {
-    // SAFETY: the lock field is a robust mutex initialised with the region.
-    let ns = unsafe { &r.header_mut().sem };
-    let guard = ns.lock.lock_spinning(5_000, 1).map_err(|_| ENOMEM)?;
+/// Takes set `idx`'s lock for a view (`ipcs`, `/proc/sysvipc/sem`, status): not a call.
+fn lock_uncounted(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
+    let idx = idx.min(IPCMNI - 1);
+    // A slot never used holds no set (and its page may have no memory).
+    if !set_backed(r, idx) {
+        return Err(EINVAL);
+    }
+    let guard = set_at(r, idx).lock.lock(r).map_err(|_| ENOMEM)?;
+    let recovered = guard.recovered;
     let s = Sems {
         r,
-        cpus: (0, 0),
-        lock: Some(guard),
+        idx,
+        peer: 0,
+        guard: Some(guard),
         wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
         nwakes: Default::default(),
     };
-    if s.lock.as_ref().is_some_and(|g| g.recovered) {
+    if recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-        s.rollback();
-        s.ungate_all();
+        s.journal().recover();
+        // The killed holder may have held the ids' lock too (creating or removing the set).
+        if let Some(Ok(ids)) = ns_of(r).lock.try_lock(r) {
+            drop(Ids::recovered(r, ids));
+        }
+        // gate() then gates every semaphore again and settles what is half done.
+        s.set(idx).gated = 0;
     }
-    let ns = s.ns();
-    ns.epoch = ns.epoch.wrapping_add(1);
     Ok(s)
+}
+
+/// The set of `semid`, locked: EINVAL if there is none.
+fn lock_id(r: &Region, semid: i32) -> Result<Sems<'_>, Errno> {
+    let s = lock(r, ipc::id_to_idx(semid))?;
+    s.check(semid)?;
+    Ok(s)
+}
+
+/// The namespace's ids lock, held (a set being created is released after it).
+struct Ids<'a> {
+    r: &'a Region,
+    h: Held<'a, Sems<'a>>,
+}
+
+fn lock_ids(r: &Region) -> Result<Ids<'_>, Errno> {
+    let guard = r.header().sem.lock.lock(r).map_err(|_| ENOMEM)?;
+    Ok(Ids::recovered(r, guard))
+}
+
+/// The journal of the ids' lock: it may restore the `ids` words of the namespace.
+fn ids_journal(r: &Region) -> Journal<'_> {
+    let ns = &r.header().sem;
+    let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
+    Journal::new(r, &ns.lock, SEM_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
+}
+
+impl<'a> Ids<'a> {
+    /// The ids locked by `guard`, repaired if their last holder died: its journal replayed,
+    /// then the counts a removal commits after its set's (in_use, max_idx, used_sems)
+    /// counted again from the live sets.
+    fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a> {
+        let ids = Ids { r, h: Held::new(ids_journal(r), guard) };
+        if ids.h.recovered() {
+            r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+            ids.journal().recover();
+            let ns = ids.ns();
+            let (mut in_use, mut sems, mut max) = (0, 0, -1);
+            for i in 0..=ns.ids.max_idx.min(IPCMNI as i32 - 1) {
+                let set = set_at(r, i as u32);
+                if set.live != 0 {
+                    (in_use, sems, max) = (in_use + 1, sems + set.nsems, i);
+                }
+            }
+            (ns.ids.in_use, ns.ids.max_idx, ns.used_sems) = (in_use, max, sems);
+        }
+        ids
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn ns(&self) -> &'a mut SemNs {
+        // SAFETY: the ids lock is held for the lifetime of `Ids`.
+        unsafe { &mut self.r.header_mut().sem }
+    }
+
+    fn journal(&self) -> &Journal<'a> {
+        &self.h.journal
+    }
+
+    fn w<T: Copy>(&self, place: &mut T, v: T) {
+        self.journal().save(place as *const T as *const u8, size_of::<T>());
+        *place = v;
+    }
+
+    /// `sem_rmid`'s ids half, after the set's own was committed.
+    fn remove(&self, idx: u32, nsems: u32) {
+        let ns = self.ns();
+        let used = ns.used_sems.saturating_sub(nsems);
+        self.w(&mut ns.used_sems, used);
+        let ids = &mut ns.ids;
+        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        ids.remove(idx, |i| set_at(self.r, i).live != 0);
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -393,16 +537,20 @@ enum Perform {
 
 impl<'a> Sems<'a> {
     #[allow(clippy::mut_from_ref)]
-    fn ns(&self) -> &'a mut SemNs {
-        // SAFETY: the sem lock is held for the lifetime of `Sems`.
-        unsafe { &mut self.r.header_mut().sem }
+    fn ns(&self) -> &'a SemNs {
+        ns_of(self.r)
     }
 
     #[allow(clippy::mut_from_ref)]
     fn set(&self, idx: u32) -> &'a mut SemArray {
-        debug_assert!(idx < IPCMNI);
-        // SAFETY: idx < IPCMNI; the set array lies at SEM_SETS_OFF; lock held.
-        unsafe { self.r.at::<SemArray>(set_off(idx)) }
+        debug_assert!(idx == self.idx);
+        set_at(self.r, idx)
+    }
+
+    /// The set is live and has id `semid` (`sem_obtain_object_check`).
+    fn check(&self, semid: i32) -> Result<(), Errno> {
+        let set = self.set(self.idx);
+        if set.live != 0 && set.perm.id == semid { Ok(()) } else { Err(EINVAL) }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -438,25 +586,12 @@ impl<'a> Sems<'a> {
         }
     }
 
-    /// Makes every lock-free semop on set `idx` fail over to the lock until the lock is
+    /// Makes every lock-free semop on the set fail over to the lock until the lock is
     /// dropped, and settles lock-free SEM_UNDO semops caught half done.
     fn gate(&self, idx: u32) {
-        let ns = self.ns();
         let set = self.set(idx);
-        if set.epoch != ns.epoch {
-            let n = ns.gated_len;
-            // Without room for the entry the set stays gated after the lock is dropped: its
-            // semops take the lock, which is slower, not wrong.
-            if n < IPCMNI && self.r.reserve(SEM_GATED_OFF + n as u64 * 4, 4).is_ok() {
-                // SAFETY: the gated list holds IPCMNI entries; lock held.
-                unsafe { *self.r.at::<u32>(SEM_GATED_OFF + n as u64 * 4) = idx };
-                compiler_fence(Ordering::SeqCst);
-                ns.gated_len = n + 1;
-            }
-            set.epoch = ns.epoch;
-        }
         if set.gated == 0 {
-            // First the flag: a holder killed midway leaves a set its recovery ungates.
+            // First the flag: a holder killed midway leaves a set its recovery gates again.
             set.gated = 1;
             compiler_fence(Ordering::SeqCst);
             for num in 0..set.nsems.min(SEM_WINDOW) {
@@ -467,21 +602,15 @@ impl<'a> Sems<'a> {
         }
     }
 
-    /// Lets lock-free semops back onto the sets gated under this lock that have no sleepers.
-    fn ungate_all(&self) {
-        let ns = self.ns();
-        for i in 0..ns.gated_len.min(IPCMNI) {
-            // SAFETY: entry i of the gated list; lock held.
-            let idx = unsafe { *self.r.at::<u32>(SEM_GATED_OFF + i as u64 * 4) }.min(IPCMNI - 1);
-            let set = self.set(idx);
-            if set.live != 0 && set.queued == 0 && set.gated != 0 {
-                for num in 0..set.nsems.min(SEM_WINDOW) {
-                    self.sem(idx, num).word.fetch_and(!GATED, Ordering::Release);
-                }
-                set.gated = 0;
+    /// Lets lock-free semops back onto the set if it has no sleepers.
+    fn ungate(&self) {
+        let set = self.set(self.idx);
+        if set.live != 0 && set.queued == 0 && set.gated != 0 {
+            for num in 0..set.nsems.min(SEM_WINDOW) {
+                self.sem(self.idx, num).word.fetch_and(!GATED, Ordering::Release);
             }
+            set.gated = 0;
         }
-        ns.gated_len = 0;
     }
 
     /// Semaphore `num` of gated set `idx` has PENDING_UNDO: its process is between changing the
@@ -539,9 +668,7 @@ impl<'a> Sems<'a> {
 
     #[allow(clippy::mut_from_ref)]
     fn q(&self, qi: u32) -> &'a mut SemQueue {
-        let qi = qi.min(SEM_QUEUE_MAX - 1);
-        // SAFETY: bounded index into the queue pool; lock held (or only the atomic word used).
-        unsafe { self.r.at::<SemQueue>(SEM_QUEUE_OFF + qi as u64 * size_of::<SemQueue>() as u64) }
+        q_at(self.r, qi)
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -556,31 +683,34 @@ impl<'a> Sems<'a> {
     #[allow(clippy::mut_from_ref)]
     fn undo(&self, ui: u32) -> &'a mut SemUndo {
         let ui = ui.min(SEM_UNDO_MAX - 1);
-        // SAFETY: bounded index into the undo pool; lock held.
+        // SAFETY: bounded index into the undo pool; the set's lock held.
         unsafe { self.r.at::<SemUndo>(SEM_UNDO_OFF + ui as u64 * size_of::<SemUndo>() as u64) }
     }
 
     #[allow(clippy::mut_from_ref)]
     fn adj(&self, ai: u32) -> &'a mut SemAdj {
         let ai = ai.min(SEM_ADJ_MAX - 1);
-        // SAFETY: bounded index into the adjustment pool; lock held.
+        // SAFETY: bounded index into the adjustment pool; the set's lock held.
         unsafe { self.r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) }
     }
 
     #[allow(clippy::mut_from_ref)]
     fn record(&self, slot: u32) -> &'a mut ProcRecord {
-        // SAFETY: slot < MAX_PROCS (checked by callers); the record's sem_undo is guarded by the
-        // sem lock, its identity fields do not change while it holds undo entries.
+        // SAFETY: slot < MAX_PROCS (checked by callers); only its identity fields and atomics
+        // are used, which do not change while it holds entries of this set.
         unsafe { proc::record(self.r, slot.min(MAX_PROCS - 1)) }
     }
 
     // ---- the journal ----
 
-    /// The namespace's words after its lock may be journalled, up to the journal's length.
-    fn journal(&self) -> crate::journal::Journal<'a> {
-        let ns = self.ns();
-        let first = (&raw const ns.ids).cast();
-        crate::journal::Journal::new(self.r, first, &ns.journal_len, SEM_JOURNAL_OFF, SEM_JOURNAL_MAX)
+    fn journal(&self) -> Journal<'a> {
+        let set = set_at(self.r, self.idx);
+        Journal::new(
+            self.r,
+            &set.lock,
+            SEM_JOURNAL_OFF + self.idx as u64 * JOURNAL_BYTES,
+            core::ptr::null()..core::ptr::null(),
+        )
     }
 
     /// Saves the 8-byte words covering `[p, p + len)` before they are changed.
@@ -594,43 +724,26 @@ impl<'a> Sems<'a> {
         *place = v;
     }
 
-    /// Undoes what a killed holder left half done.
-    fn rollback(&self) {
-        self.journal().rollback();
-    }
-
     // ---- pools ----
 
+    fn pool(&self, which: u8) -> Pool<'a> {
+        let (off, stride, claim, max, parts) = POOLS[which as usize];
+        let head = &self.ns().pools[which as usize];
+        Pool { r: self.r, words: off + claim, stride, max, head, parts }
+    }
+
+    /// A free entry of pool `which` (sleepers, undo records, adjustments), now the set's.
     fn alloc(&self, which: u8) -> Result<u32, Errno> {
-        let ns = self.ns();
-        let (free, bump, max, off, size) = match which {
-            0 => (&mut ns.q_free, &mut ns.q_bump, SEM_QUEUE_MAX, SEM_QUEUE_OFF, size_of::<SemQueue>()),
-            1 => (&mut ns.u_free, &mut ns.u_bump, SEM_UNDO_MAX, SEM_UNDO_OFF, size_of::<SemUndo>()),
-            _ => (&mut ns.a_free, &mut ns.a_bump, SEM_ADJ_MAX, SEM_ADJ_OFF, size_of::<SemAdj>()),
-        };
-        if *free != 0 {
-            let i = *free - 1;
-            let next = match which {
-                0 => self.q(i).next,
-                1 => self.undo(i).proc_next,
-                _ => self.adj(i).next,
-            };
-            self.w(free, next);
-            Ok(i)
-        } else if *bump < max && self.r.reserve(off + *bump as u64 * size as u64, size as u64).is_ok() {
-            let i = *bump;
-            self.w(bump, i + 1);
-            Ok(i)
-        } else {
-            Err(ENOMEM)
-        }
+        self.pool(which).claim(&self.journal(), self.idx + 1).ok_or(ENOMEM)
+    }
+
+    /// Gives entry `i` of pool `which` back when the lock is released.
+    fn free(&self, which: u8, i: u32) {
+        self.pool(which).free(&self.journal(), i, self.idx + 1);
     }
 
     fn free_q(&self, qi: u32) {
-        let q = self.q(qi);
-        self.w(&mut q.in_use, 0);
-        self.w(&mut q.next, self.ns().q_free);
-        self.w(&mut self.ns().q_free, qi + 1);
+        self.free(0, qi);
     }
 
     // ---- queues ----
@@ -744,17 +857,18 @@ impl<'a> Sems<'a> {
 
     // ---- undo ----
 
+    /// `lookup_undo`: process `owner`'s entry on the set.
     fn find_undo(&self, owner: u32, set: u32, id: i32) -> Option<u32> {
-        let mut cur = self.record(owner).sem_undo;
+        let mut cur = self.set(set).undo_head;
         for _ in 0..MAX_WALK {
             if cur == 0 {
                 return None;
             }
             let u = self.undo(cur - 1);
-            if u.set == set && u.id == id {
+            if u.owner == owner && u.set == set && u.id == id {
                 return Some(cur - 1);
             }
-            cur = u.proc_next;
+            cur = u.set_next;
         }
         None
     }
@@ -779,25 +893,16 @@ impl<'a> Sems<'a> {
         let ui = match self.find_undo(owner, set, id) {
             Some(ui) => ui,
             None => {
+                // Named in the owner's bitmap first: its exit looks at this set. The bitmap
+                // gets its memory at the owner's first undo record (no room: ENOMEM).
+                self.r.reserve(proc_sets_off(owner), SEM_PROC_SETS_BYTES).map_err(|_| ENOMEM)?;
+                proc_sets(self.r, owner)[set as usize / 64].fetch_or(1 << (set % 64), Ordering::AcqRel);
                 let ui = self.alloc(1)?;
-                let rec = self.record(owner);
                 let s = self.set(set);
                 let u = self.undo(ui);
-                self.save(u as *const SemUndo as *const u8, size_of::<SemUndo>());
-                *u = SemUndo {
-                    owner,
-                    set,
-                    id,
-                    proc_next: rec.sem_undo,
-                    proc_prev: 0,
-                    set_next: s.undo_head,
-                    set_prev: 0,
-                    adj_head: 0,
-                };
-                if rec.sem_undo != 0 {
-                    self.w(&mut self.undo(rec.sem_undo - 1).proc_prev, ui + 1);
-                }
-                self.w(&mut rec.sem_undo, ui + 1);
+                self.save(u as *const SemUndo as *const u8, core::mem::offset_of!(SemUndo, claim));
+                (u.owner, u.set, u.id, u.adj_head) = (owner, set, id, 0);
+                (u.set_next, u.set_prev) = (s.undo_head, 0);
                 if s.undo_head != 0 {
                     self.w(&mut self.undo(s.undo_head - 1).set_prev, ui + 1);
                 }
@@ -812,28 +917,19 @@ impl<'a> Sems<'a> {
                 let ai = self.alloc(2)?;
                 let u = self.undo(ui);
                 let a = self.adj(ai);
-                self.save(a as *const SemAdj as *const u8, size_of::<SemAdj>());
-                *a = SemAdj { semnum: sop.sem_num as u32, adj: 0, next: u.adj_head, _pad: 0 };
+                self.save(a as *const SemAdj as *const u8, core::mem::offset_of!(SemAdj, claim));
+                (a.semnum, a.adj, a.next) = (sop.sem_num as u32, 0, u.adj_head);
                 self.w(&mut u.adj_head, ai + 1);
             }
         }
         Ok(())
     }
 
-    /// Unlinks undo entry `ui` from both lists and frees it with its adjustments.
+    /// Unlinks undo entry `ui` from the set's list and frees it with its adjustments.
     fn free_undo(&self, ui: u32) {
         let u = self.undo(ui);
-        self.gate(u.set.min(IPCMNI - 1));
-        let rec = self.record(u.owner);
-        if u.proc_prev != 0 {
-            self.w(&mut self.undo(u.proc_prev - 1).proc_next, u.proc_next);
-        } else {
-            self.w(&mut rec.sem_undo, u.proc_next);
-        }
-        if u.proc_next != 0 {
-            self.w(&mut self.undo(u.proc_next - 1).proc_prev, u.proc_prev);
-        }
-        let s = self.set(u.set);
+        let s = self.set(self.idx);
+        self.gate(self.idx);
         let seq = s.undo_seq.wrapping_add(1);
         self.w(&mut s.undo_seq, seq);
         if u.set_prev != 0 {
@@ -849,13 +945,10 @@ impl<'a> Sems<'a> {
             if cur == 0 {
                 break;
             }
-            let next = self.adj(cur - 1).next;
-            self.w(&mut self.adj(cur - 1).next, self.ns().a_free);
-            self.w(&mut self.ns().a_free, cur);
-            cur = next;
+            self.free(2, cur - 1);
+            cur = self.adj(cur - 1).next;
         }
-        self.w(&mut u.proc_next, self.ns().u_free);
-        self.w(&mut self.ns().u_free, ui + 1);
+        self.free(1, ui);
     }
 
     fn set_undos(&self, set: u32) -> Vec<u32> {
@@ -976,13 +1069,14 @@ impl<'a> Sems<'a> {
         self.unlink(qi);
         let q = self.q(qi);
         self.w(&mut q.status, status);
-        q.wake.fetch_add(1, Ordering::SeqCst);
         self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
             self.wakes[n].set(qi);
             self.nwakes.set(n + 1);
         } else {
+            // Told at once: it reads the result under the lock.
+            q.wake.fetch_add(1, Ordering::SeqCst);
             q.wake_sleeper();
         }
     }
@@ -1099,27 +1193,21 @@ impl<'a> Sems<'a> {
         n
     }
 
-    /// Records where we run; returns (CPU + 1 of the last other process that locked, ours).
-    fn note_cpu(&self) -> (u32, u32) {
-        self.ns().cpus.note()
+    /// Records where we run; returns the last other process that locked the set.
+    fn note_cpu(&self) -> u64 {
+        self.set(self.idx).cpus.note(crate::journal::note_running(self.r))
     }
 
-    fn used(&self, idx: u32) -> bool {
-        set_backed(self.r, idx) && self.set(idx).live != 0
-    }
-
-    /// `freeary`: every sleeper gets EIDRM, every undo entry goes.
+    /// `freeary`'s half under the set's lock: every sleeper gets EIDRM, every undo entry goes,
+    /// and the set is dead.
+    #[inline(never)]
     fn freeary(&self, idx: u32) {
         self.gate(idx);
         for ui in self.set_undos(idx) {
             self.free_undo(ui);
         }
         let nsems = self.set(idx).nsems;
-        let mut codes = vec![2, 1];
-        for n in 0..nsems {
-            codes.push(4 + 2 * n);
-            codes.push(3 + 2 * n);
-        }
+        let codes = [2, 1].into_iter().chain((0..nsems).flat_map(|n| [4 + 2 * n, 3 + 2 * n]));
         for code in codes {
             for qi in self.entries(idx, code) {
                 self.complete(qi, -EIDRM);
@@ -1127,54 +1215,43 @@ impl<'a> Sems<'a> {
         }
         let s = self.set(idx);
         self.w(&mut s.live, 0);
-        self.w(&mut self.ns().used_sems, self.ns().used_sems.saturating_sub(nsems));
-        let ids = &mut self.ns().ids;
-        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        ids.remove(idx, |i| self.used(i));
     }
 
-    /// `exit_sem` for the process in `slot`: drop its queued operations and apply its
-    /// adjustments, each set's clamped to [0, SEMVMX], most recent set first.
-    fn exit_sem(&self, slot: u32) {
-        let hwm = self.ns().q_bump.min(SEM_QUEUE_MAX);
-        for qi in 0..hwm {
-            let q = self.q(qi);
-            if q.in_use != 0 && q.owner == slot {
-                self.unlink(qi);
-                self.free_q(qi);
-            }
-        }
-        let pid = self.record(slot).pid;
-        for _ in 0..MAX_WALK {
-            let head = self.record(slot).sem_undo;
-            if head == 0 {
-                break;
-            }
-            let ui = head - 1;
-            let u = self.undo(ui);
-            let set = u.set;
-            let valid = set < IPCMNI && self.set(set).live != 0 && self.set(set).perm.id == u.id;
-            if valid {
-                self.gate(set);
-                let mut cur = u.adj_head;
-                for _ in 0..MAX_WALK {
-                    if cur == 0 {
-                        break;
-                    }
-                    let a = self.adj(cur - 1);
-                    if a.adj != 0 && a.semnum < self.set(set).nsems {
-                        let v = (self.val(set, a.semnum) + a.adj).clamp(0, SEMVMX);
-                        self.set_val(set, a.semnum, v, pid);
-                    }
-                    cur = a.next;
+    /// `exit_sem` for the process in `slot`, on this set: its queued operations go and its
+    /// adjustments are applied, clamped to [0, SEMVMX].
+    #[inline(never)]
+    fn exit_on_set(&self, slot: u32) {
+        let set = self.idx;
+        let codes = (1..=2).chain((0..self.set(set).nsems).flat_map(|n| [3 + 2 * n, 4 + 2 * n]));
+        for code in codes {
+            for qi in self.entries(set, code) {
+                if self.q(qi).owner == slot {
+                    self.unlink(qi);
+                    self.free_q(qi);
                 }
             }
-            self.free_undo(ui);
-            if valid {
-                self.smart_update(set, None, true);
-                self.unmerge_queues(set);
-            }
         }
+        let s = self.set(set);
+        let Some(ui) = (s.live != 0).then(|| self.find_undo(slot, set, s.perm.id)).flatten() else {
+            self.unmerge_queues(set);
+            return;
+        };
+        let pid = self.record(slot).pid;
+        let mut cur = self.undo(ui).adj_head;
+        for _ in 0..MAX_WALK {
+            if cur == 0 {
+                break;
+            }
+            let a = self.adj(cur - 1);
+            if a.adj != 0 && a.semnum < s.nsems {
+                let v = (self.val(set, a.semnum) + a.adj).clamp(0, SEMVMX);
+                self.set_val(set, a.semnum, v, pid);
+            }
+            cur = a.next;
+        }
+        self.free_undo(ui);
+        self.smart_update(set, None, true);
+        self.unmerge_queues(set);
     }
 
     /// Whoever touches a set first settles the processes that died holding adjustments on it
@@ -1184,13 +1261,14 @@ impl<'a> Sems<'a> {
         self.reap_set_as_of(set, false);
     }
 
+    #[inline(never)]
     fn reap_set_as_of(&self, set: u32, fresh: bool) {
         'again: for _ in 0..MAX_WALK {
             let mut cur = self.set(set).undo_head;
             while cur != 0 {
                 let u = self.undo(cur - 1);
                 if u.owner < MAX_PROCS && self.dead(u.owner, fresh) {
-                    self.exit_sem(u.owner);
+                    self.exit_on_set(u.owner);
                     continue 'again;
                 }
                 cur = u.set_next;
@@ -1202,7 +1280,7 @@ impl<'a> Sems<'a> {
                     while cur != 0 {
                         let q = self.q(cur - 1);
                         if q.owner < MAX_PROCS && self.dead(q.owner, fresh) {
-                            self.exit_sem(q.owner);
+                            self.exit_on_set(q.owner);
                             continue 'again;
                         }
                         cur = q.next;
@@ -1242,8 +1320,8 @@ impl<'a> Sems<'a> {
     /// `fresh`: confirm even if someone found it alive less than 100 ms ago (a sleeper woken by
     /// the death itself, while the dying process may still be exiting).
     fn dead(&self, slot: u32, fresh: bool) -> bool {
-        // SAFETY: slot < MAX_PROCS (callers); the sem lock is held, and a record's release runs
-        // exit_sem under it first.
+        // SAFETY: slot < MAX_PROCS (callers); the set's lock is held, and a record's release
+        // runs exit_sem on the set under it first.
         unsafe { proc::dead(self.r, slot.min(MAX_PROCS - 1), fresh) }
     }
 }
@@ -1254,18 +1332,31 @@ fn has_dup(sops: &[Sembuf]) -> bool {
     sops.iter().enumerate().any(|(i, s)| sops[..i].iter().any(|e| e.sem_num == s.sem_num && e.sem_op != 0))
 }
 
-impl IpcFamily for Sems<'_> {
+/// Sleeper entry `qi`, for reads without its set's lock (and under it).
+#[allow(clippy::mut_from_ref)]
+fn q_at(r: &Region, qi: u32) -> &mut SemQueue {
+    let qi = qi.min(SEM_QUEUE_MAX - 1);
+    // SAFETY: bounded index into the queue pool; changed only under its set's lock (or only
+    // its atomics used).
+    unsafe { r.at::<SemQueue>(SEM_QUEUE_OFF + qi as u64 * size_of::<SemQueue>() as u64) }
+}
+
+impl IpcFamily for Ids<'_> {
     type Params = u32;
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        self.used(idx).then(|| &self.set(idx).perm)
+        // Liveness and perm change only under the ids lock, which is held. A slot never used
+        // holds no set (and is not read).
+        let s = set_backed(self.r, idx).then(|| set_at(self.r, idx))?;
+        (s.live != 0).then_some(&s.perm)
     }
 
     fn max_idx(&self) -> i32 {
         self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
     }
 
-    /// `newary`.
+    /// `newary`: the set is made under its own lock, and goes live by a store journalled with
+    /// the ids.
     fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, nsems: &u32) -> Result<i32, Errno> {
         let nsems = *nsems;
         if nsems == 0 {
@@ -1283,56 +1374,44 @@ impl IpcFamily for Sems<'_> {
         // first: a full file system is ENOMEM, as a kernel out of memory.
         let window = ids.window() as u64 * size_of::<SemArray>() as u64;
         self.r.reserve(SEM_SETS_OFF, window).map_err(|_| ENOMEM)?;
-        self.save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        let (idx, seq) = ids.alloc(limits.semmni, |i| self.used(i))?;
-        if self.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).is_err() {
-            ids.remove(idx, |i| self.used(i));
-            return Err(ENOMEM);
-        }
+        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
+        let (idx, seq) = ids.alloc(limits.semmni, |i| set_at(self.r, i).live != 0)?;
+        let sems =
+            self.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).map_err(|_| ENOMEM);
+        let s = match sems.and_then(|()| lock_uncounted(self.r, idx)) {
+            Ok(s) => s,
+            Err(e) => {
+                self.journal().recover();
+                return Err(e);
+            }
+        };
         let id = ipc::build_id(seq, idx);
-        // Not journalled: if this is rolled back the set is not live, and the next set in the
+        // Not journalled: the set is not live until the store below, and the next set in the
         // slot writes them again. Gated from the start, as a new set's id may be guessed.
         for n in 0..nsems {
-            let s = self.sem(idx, n);
-            s.word.store(word_of(0, 0, seq) | GATED, Ordering::Release);
-            s.otime.store(0, Ordering::Relaxed);
-            s.pending_alter = List::default();
-            s.pending_const = List::default();
+            let sem = s.sem(idx, n);
+            sem.word.store(word_of(0, 0, seq) | GATED, Ordering::Release);
+            sem.otime.store(0, Ordering::Relaxed);
+            sem.pending_alter = List::default();
+            sem.pending_const = List::default();
         }
-        let s = self.set(idx);
-        self.save(s as *const SemArray as *const u8, size_of::<SemArray>());
-        *s = SemArray {
-            live: 1,
-            nsems,
-            perm: KernIpcPerm {
-                key,
-                uid: cred.euid,
-                gid: cred.egid,
-                cuid: cred.euid,
-                cgid: cred.egid,
-                mode: flg as u32 & S_IRWXUGO,
-                seq,
-                id,
-            },
-            ctime: sys::coarse_seconds(),
-            pending_alter: List::default(),
-            pending_const: List::default(),
-            complex_count: 0,
-            undo_head: 0,
-            queued: 0,
-            undo_seq: 0,
-            gated: 1,
-            _pad: 0,
-            epoch: 0,
-        };
-        // Onto the gated list: ungated when the lock drops.
-        self.gate(idx);
+        let set = s.set(idx);
+        set.nsems = nsems;
+        set.perm = KernIpcPerm::new(cred, key, flg, seq, id);
+        set.ctime = sys::coarse_seconds();
+        (set.pending_alter, set.pending_const) = (List::default(), List::default());
+        (set.complex_count, set.undo_head, set.queued, set.undo_seq) = (0, 0, 0, 0);
+        // Ungated when the set's lock drops.
+        set.gated = 1;
+        compiler_fence(Ordering::SeqCst);
+        self.w(&mut set.live, 1);
         self.w(&mut self.ns().used_sems, self.ns().used_sems + nsems);
+        self.h.under = Some(s);
         Ok(id)
     }
 
     fn more_checks(&self, idx: u32, nsems: &u32) -> Result<(), Errno> {
-        if *nsems > self.set(idx).nsems { Err(EINVAL) } else { Ok(()) }
+        if *nsems > set_at(self.r, idx).nsems { Err(EINVAL) } else { Ok(()) }
     }
 }
 
@@ -1344,8 +1423,9 @@ pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> 
         return Err(EINVAL);
     }
     let cred = Cred::current();
-    let mut s = lock(r)?;
-    s.ipcget(&cred, key, flg, &(nsems as u32))
+    let mut ids = lock_ids(r)?;
+    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    ids.ipcget(&cred, key, flg, &(nsems as u32))
 }
 
 /// `semtimedop(2)` (`timeout` 0: `semop`). `sops`/`timeout` are caller addresses.
@@ -1400,9 +1480,9 @@ pub fn semtimedop(
     let slot = proc::ensure_record(r).ok_or(ENOMEM)?;
     let pid = proc::self_pid();
     let cred = Cred::current();
-    let mut s = lock(r)?;
-    s.cpus = s.note_cpu();
-    let idx = s.obtain_check(semid)?;
+    let mut s = lock_id(r, semid)?;
+    s.peer = s.note_cpu();
+    let idx = s.idx;
     // find_alloc_undo comes before the other checks: a failed semop still leaves the
     // process an undo structure for the set (and exit_sem then touches the set).
     if undos {
@@ -1442,7 +1522,7 @@ pub fn semtimedop(
         return Err(ENOMEM);
     }
     let q = s.q(qi);
-    s.save(q as *const SemQueue as *const u8, core::mem::offset_of!(SemQueue, wake));
+    s.save(q as *const SemQueue as *const u8, core::mem::offset_of!(SemQueue, claim));
     q.next = 0;
     q.prev = 0;
     q.list = 0;
@@ -1453,9 +1533,9 @@ pub fn semtimedop(
     q.nsops = nsops as u32;
     q.blocking = blocking as u32;
     q.status = PENDING;
-    q.in_use = 1;
-    let ticket = s.ns().tickets.wrapping_add(1);
-    s.w(&mut s.ns().tickets, ticket);
+    q.done.store(0, Ordering::Relaxed);
+    let ticket = s.ns().tickets.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    s.save((&raw const q.ticket).cast(), 4);
     q.ticket = ticket;
     let dst = s.sops(qi);
     s.save(dst.as_ptr() as *const u8, nsops * size_of::<Sembuf>());
@@ -1506,9 +1586,9 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     if !set_backed(r, idx) {
         return None;
     }
-    // SAFETY: idx < IPCMNI. Unlocked reads of the set: the word's sequence number and GATED,
-    // compared by the compare-and-swap, are what make the operation valid.
-    let set = unsafe { r.at::<SemArray>(set_off(idx)) };
+    // Unlocked reads of the set: the word's sequence number and GATED, compared by the
+    // compare-and-swap, are what make the operation valid.
+    let set = set_at(r, idx);
     let num = sop.sem_num as u32;
     if set.perm.id != semid || num >= set.nsems.min(SEM_WINDOW) {
         return None;
@@ -1697,10 +1777,10 @@ fn sleep<'a>(
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
     r.header().counters.sem_waits.fetch_add(1, Ordering::Relaxed);
-    // Spin first only when the last other locker (likely our waker) ran on another CPU: on
-    // one CPU spinning only burns the time the waker needs.
-    let (prev, mine) = s.cpus;
-    let mut first = prev != 0 && prev != mine && sys::multi_cpu();
+    // Only the first wait of a call yields to the last other locker (likely our waker) on our
+    // CPU, or spins while it runs on another one.
+    let mut peer = s.peer;
+    let idx = s.idx;
     // After a watched holder's death woke us: short slices while it finishes exiting.
     let mut recheck = 0u32;
     loop {
@@ -1712,31 +1792,10 @@ fn sleep<'a>(
         }
         let seq = q.wake.load(Ordering::Acquire);
         let mut watched = [(0usize, 0u32); WATCHED];
-        let nwatched = if s.set(q.set).live != 0 { s.watch_undo_owners(q.set, &mut watched) } else { 0 };
+        let nwatched = if s.set(idx).live != 0 { s.watch_undo_owners(idx, &mut watched) } else { 0 };
         drop(s);
-        // A waker on this CPU runs when we give the CPU up: a few yields hand over at one
-        // syscall each, where a futex sleep and wake-up cost two and two context switches.
-        if prev != 0 && prev == mine {
-            for _ in 0..SAME_CPU_YIELDS {
-                if q.wake.load(Ordering::Acquire) != seq {
-                    break;
-                }
-                let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-            }
-        }
-        // Spin briefly first when another CPU may be about to complete us.
-        if first {
-            let start = sys::monotonic_ns();
-            let mut i = 0u32;
-            while q.wake.load(Ordering::Acquire) == seq {
-                core::hint::spin_loop();
-                i = i.wrapping_add(1);
-                if i.is_multiple_of(32) && sys::monotonic_ns() - start > SPIN_NS {
-                    break;
-                }
-            }
-        }
-        first = false;
+        crate::journal::wait_briefly(r, peer, || q.wake.load(Ordering::Acquire) != seq);
+        peer = 0;
         let slice_ns = if recheck > 0 { RECHECK_SLICE_NS } else { FIRST_SLICE_NS };
         let slice = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: slice_ns });
         let death = core::cell::Cell::new(false);
@@ -1792,9 +1851,16 @@ fn sleep<'a>(
             })
         };
         q.sleeping.store(0, Ordering::Relaxed);
-        s = lock(r)?;
+        // Completed and committed: ours to free, with no lock (nothing else refers to it).
+        let done = q.done.load(Ordering::Acquire);
+        if done != 0 && q.ticket == ticket {
+            let _ = q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+            let st = 1 - done as i32;
+            return if st == 0 { Ok(0) } else { Err(-st) };
+        }
+        s = lock(r, idx)?;
         let q = s.q(qi);
-        if q.in_use == 0 || q.ticket != ticket {
+        if q.claim.load(Ordering::Relaxed) != idx + 1 || q.ticket != ticket {
             return Err(EIDRM);
         }
         if q.status != PENDING {
@@ -1871,26 +1937,26 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
                 semaem: SEMAEM,
             };
             let max_idx = {
-                let s = lock(r)?;
+                let ids = lock_ids(r)?;
+                r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
                 if cmd == SEM_INFO {
-                    info.semusz = s.ns().ids.in_use as i32;
-                    info.semaem = s.ns().used_sems as i32;
+                    info.semusz = ids.ns().ids.in_use as i32;
+                    info.semaem = ids.ns().used_sems as i32;
                 }
-                s.ns().ids.get_maxidx()
+                ids.ns().ids.get_maxidx()
             };
             to_user(arg, &info)?;
             Ok(max_idx.max(0))
         }
         IPC_STAT | SEM_STAT | SEM_STAT_ANY => {
             let (ds, ret) = {
-                let s = lock(r)?;
-                let idx = if cmd == IPC_STAT {
-                    s.obtain_check(semid)?
-                } else {
-                    let idx = ipc::id_to_idx(semid);
-                    s.perm(idx).ok_or(EINVAL)?;
-                    idx
-                };
+                let s = lock(r, ipc::id_to_idx(semid))?;
+                let idx = s.idx;
+                if cmd == IPC_STAT {
+                    s.check(semid)?;
+                } else if s.set(idx).live == 0 {
+                    return Err(EINVAL);
+                }
                 if cmd != SEM_STAT_ANY && !s.set(idx).perm.ipcperms(&cred, S_IRUGO) {
                     return Err(EACCES);
                 }
@@ -1908,8 +1974,8 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
             if !(0..=SEMVMX).contains(&val) {
                 return Err(ERANGE);
             }
-            let s = lock(r)?;
-            let idx = s.obtain_check(semid)?;
+            let s = lock_id(r, semid)?;
+            let idx = s.idx;
             if semnum < 0 || semnum as u32 >= s.set(idx).nsems {
                 return Err(EINVAL);
             }
@@ -1925,45 +1991,56 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
             s.unmerge_queues(idx);
             Ok(0)
         }
-        IPC_SET | IPC_RMID => {
-            let mut ds = Semid64Ds::default();
-            if cmd == IPC_SET {
-                sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
-            }
-            let s = lock(r)?;
-            let idx = s.obtain_check(semid)?;
-            if !s.set(idx).perm.owner_or_admin(&cred) {
-                return Err(EPERM);
-            }
-            if cmd == IPC_RMID {
-                s.freeary(idx);
-            } else {
-                let set = s.set(idx);
-                let mut perm = set.perm;
-                perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
-                s.w(&mut set.perm, perm);
-                s.w(&mut set.ctime, sys::coarse_seconds());
-            }
-            Ok(0)
-        }
+        IPC_SET | IPC_RMID => semctl_down(r, &cred, semid, cmd, arg),
         _ => Err(EINVAL),
     }
 }
 
+/// IPC_SET and IPC_RMID (`semctl_down`): apart, so that its frame does not add to the others'.
+#[inline(never)]
+fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
+    let mut ds = Semid64Ds::default();
+    if cmd == IPC_SET {
+        sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
+    }
+    // semctl_down: the ids first, then the set.
+    let ids = lock_ids(r)?;
+    let s = lock_id(r, semid)?;
+    let idx = s.idx;
+    if !s.set(idx).perm.owner_or_admin(cred) {
+        return Err(EPERM);
+    }
+    if cmd == IPC_RMID {
+        let nsems = s.set(idx).nsems;
+        s.freeary(idx);
+        // The set's half is committed first: a holder killed before the ids' half
+        // leaves ids that their recovery counts again.
+        drop(s);
+        ids.remove(idx, nsems);
+    } else {
+        let set = s.set(idx);
+        let mut perm = set.perm;
+        perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+        s.w(&mut set.perm, perm);
+        s.w(&mut set.ctime, sys::coarse_seconds());
+    }
+    Ok(0)
+}
+
 fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
     let nsems = {
-        let s = lock(r)?;
-        let idx = s.obtain_check(semid)?;
-        if !s.set(idx).perm.ipcperms(cred, if cmd == SETALL { S_IWUGO } else { S_IRUGO }) {
+        let s = lock_id(r, semid)?;
+        if !s.set(s.idx).perm.ipcperms(cred, if cmd == SETALL { S_IWUGO } else { S_IRUGO }) {
             return Err(EACCES);
         }
-        s.set(idx).nsems
+        s.set(s.idx).nsems
     };
+    let relock = || lock_id(r, semid).map_err(|e| if e == EINVAL { EIDRM } else { e });
     match cmd {
         GETALL => {
             let vals = {
-                let s = lock(r)?;
-                let idx = s.obtain_check(semid).map_err(|_| EIDRM)?;
+                let s = relock()?;
+                let idx = s.idx;
                 s.reap_set(idx);
                 (0..s.set(idx).nsems).map(|n| s.val(idx, n) as u16).collect::<Vec<u16>>()
             };
@@ -1976,8 +2053,8 @@ fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: 
             if vals.iter().any(|&v| v as i32 > SEMVMX) {
                 return Err(ERANGE);
             }
-            let s = lock(r)?;
-            let idx = s.obtain_check(semid).map_err(|_| EIDRM)?;
+            let s = relock()?;
+            let idx = s.idx;
             if s.set(idx).nsems != nsems {
                 return Err(EIDRM);
             }
@@ -1996,8 +2073,8 @@ fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: 
             if semnum < 0 || semnum as u32 >= nsems {
                 return Err(EINVAL);
             }
-            let s = lock(r)?;
-            let idx = s.obtain_check(semid).map_err(|_| EIDRM)?;
+            let s = relock()?;
+            let idx = s.idx;
             s.reap_set(idx);
             let num = semnum as u32;
             Ok(match cmd {
@@ -2019,31 +2096,33 @@ pub struct SemSnapshot {
 
 /// Every live set, in index order, after settling dead processes: for `ipcs` and `status`.
 pub fn snapshot(r: &Region) -> Result<Vec<SemSnapshot>, Errno> {
-    let s = lock_uncounted(r)?;
     let mut out = Vec::new();
-    for idx in 0..=s.max_idx() {
-        let idx = idx as u32;
-        if s.set(idx).live == 0 {
-            continue;
-        }
-        s.reap_set(idx);
+    each_set(r, |s| {
+        let idx = s.idx;
         let sems = (0..s.set(idx).nsems)
             .map(|n| (s.val(idx, n), s.count(idx, n, false), s.count(idx, n, true), s.pid(idx, n)))
             .collect();
-        out.push(SemSnapshot { id: s.set(idx).perm.id, ds: stat_of(&s, idx), sems });
-    }
+        out.push(SemSnapshot { id: s.set(idx).perm.id, ds: stat_of(s, idx), sems });
+    })?;
     Ok(out)
 }
 
 /// Every live set's id and `semid64_ds`, in index order, after settling dead processes: what
-/// `/proc/sysvipc/sem` shows. `f` runs under the sem lock.
+/// `/proc/sysvipc/sem` shows. `f` runs under the set's lock.
 pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Semid64Ds)) -> Result<(), Errno> {
-    let s = lock_uncounted(r)?;
-    for idx in 0..=s.max_idx() {
+    each_set(r, |s| f(s.set(s.idx).perm.id, &stat_of(s, s.idx)))
+}
+
+/// `f` on each live set in index order, locked and settled, with the ids held (no set comes or
+/// goes meanwhile).
+fn each_set(r: &Region, mut f: impl FnMut(&Sems)) -> Result<(), Errno> {
+    let ids = lock_ids(r)?;
+    for idx in 0..=ids.max_idx() {
         let idx = idx as u32;
-        if s.set(idx).live != 0 {
+        if set_at(r, idx).live != 0 {
+            let s = lock_uncounted(r, idx)?;
             s.reap_set(idx);
-            f(s.set(idx).perm.id, &stat_of(&s, idx));
+            f(&s);
         }
     }
     Ok(())
@@ -2051,46 +2130,75 @@ pub fn each_stat(r: &Region, mut f: impl FnMut(i32, &Semid64Ds)) -> Result<(), E
 
 /// The id of the set with `key`, for `ipcrm -S`.
 pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
-    let s = lock(r)?;
-    s.findkey(key).map(|i| s.set(i).perm.id).ok_or(EINVAL)
+    let ids = lock_ids(r)?;
+    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    ids.findkey(key).map(|i| set_at(r, i).perm.id).ok_or(EINVAL)
 }
 
-/// exit_sem for `slot` (a process that exited or was found dead). Idempotent: its undo list
-/// is consumed under the lock.
-///
-/// # Safety
-/// The caller holds the region lock (lock order: region, then sem) or none; `slot < MAX_PROCS`.
-pub unsafe fn exit_sem(r: &Region, slot: u32) {
-    let Ok(s) = lock(r) else { return };
-    // SAFETY: the record is ours to read under the sem lock (see `Sems::record`).
-    let rec = unsafe { proc::record(r, slot) };
-    if rec.sem_undo == 0 && !has_queued(&s, slot) {
-        return;
+/// The pid holding the lock of the set of `semid` (0 when none), for tests that kill it.
+pub fn lock_holder(r: &Region, semid: i32) -> i32 {
+    let idx = ipc::id_to_idx(semid);
+    if !set_backed(r, idx) {
+        return 0;
     }
-    s.exit_sem(slot);
+    (set_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32
 }
 
-fn has_queued(s: &Sems, slot: u32) -> bool {
-    (0..s.ns().q_bump.min(SEM_QUEUE_MAX)).any(|qi| s.q(qi).in_use != 0 && s.q(qi).owner == slot)
-}
-
-/// exec: threads that slept in semop are gone; the undo list is kept.
-pub fn exec_sem(r: &Region, slot: u32) {
-    let Ok(s) = lock(r) else { return };
-    for qi in 0..s.ns().q_bump.min(SEM_QUEUE_MAX) {
-        if s.q(qi).in_use != 0 && s.q(qi).owner == slot {
-            let set = s.q(qi).set;
+/// The sleeping semops of the process in `slot` are gone (it exited, exec'd or was found
+/// dead): each is taken off its set under that set's lock.
+fn drop_sleepers(r: &Region, slot: u32) {
+    let ns = ns_of(r);
+    for qi in 0..ns.pools[0].high(SEM_QUEUE_MAX) {
+        let q = q_at(r, qi);
+        let claim = q.claim.load(Ordering::Acquire);
+        if claim == 0 || q.owner != slot {
+            continue;
+        }
+        let Ok(s) = lock(r, claim - 1) else { continue };
+        if q.claim.load(Ordering::Acquire) == claim && q.owner == slot {
             s.unlink(qi);
             s.free_q(qi);
-            s.unmerge_queues(set);
+            s.unmerge_queues(s.idx);
         }
     }
 }
 
+/// exit_sem for `slot` (a process that exited or was found dead): its sleepers go, and its
+/// adjustments are applied set by set, each under the set's lock. Idempotent.
+///
+/// # Safety
+/// The caller holds the region lock (lock order: region, then sets) or none; `slot < MAX_PROCS`.
+pub unsafe fn exit_sem(r: &Region, slot: u32) {
+    drop_sleepers(r, slot);
+    // A process that never had an undo record has no bitmap (nor memory for it).
+    if !r.reserved(proc_sets_off(slot), SEM_PROC_SETS_BYTES) {
+        return;
+    }
+    for (w, word) in proc_sets(r, slot).iter().enumerate() {
+        let mut bits = word.load(Ordering::Acquire);
+        while bits != 0 {
+            let idx = w as u32 * 64 + bits.trailing_zeros();
+            bits &= bits - 1;
+            if let Ok(s) = lock(r, idx) {
+                if s.set(idx).live != 0 {
+                    s.exit_on_set(slot);
+                }
+                drop(s);
+                word.fetch_and(!(1 << (idx % 64)), Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// exec: threads that slept in semop are gone; the undo entries are kept.
+pub fn exec_sem(r: &Region, slot: u32) {
+    drop_sleepers(r, slot);
+}
+
 /// Live sets and their semaphores, for `ipcshim status`.
 pub fn counts(r: &Region) -> (u32, u32) {
-    match lock_uncounted(r) {
-        Ok(s) => (s.ns().ids.in_use, s.ns().used_sems),
+    match lock_ids(r) {
+        Ok(ids) => (ids.ns().ids.in_use, ids.ns().used_sems),
         Err(_) => (0, 0),
     }
 }

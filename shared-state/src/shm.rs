@@ -8,9 +8,7 @@
 //! dropped when it is reaped.
 
 use crate::backing;
-use crate::ipc::{
-    self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IRWXUGO, S_IWUGO, S_IXUGO,
-};
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IWUGO, S_IXUGO};
 use crate::proc::{self, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_EXTENTS, MAX_PROCS, PAGE_SIZE, Region, SHM_DATA_OFF, SHM_DATA_SIZE, SHM_EXTENTS_OFF,
@@ -417,16 +415,7 @@ impl IpcFamily for Shm<'_> {
         let seg = self.slot(idx);
         *seg = ShmidKernel {
             live: 0,
-            perm: KernIpcPerm {
-                key,
-                uid: cred.euid,
-                gid: cred.egid,
-                cuid: cred.euid,
-                cgid: cred.egid,
-                mode: flg as u32 & S_IRWXUGO,
-                seq,
-                id,
-            },
+            perm: KernIpcPerm::new(cred, key, flg, seq, id),
             segsz: size,
             atime: 0,
             dtime: 0,
@@ -849,22 +838,28 @@ pub fn unmapped(region: &Region, addr: usize, len: usize) {
 /// The caller holds the region lock; both slots < MAX_PROCS.
 pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
     let shm = Shm { region };
-    let mut copies = [(0u32, 0u64, 0u64); 64];
-    let mut n = 0;
-    let mut overflow = Vec::new();
-    shm.for_each_attach(parent, |a| {
-        if n < copies.len() {
-            copies[n] = (a.idx, a.addr, a.len);
-            n += 1;
-        } else {
-            overflow.push((a.idx, a.addr, a.len));
-        }
-    });
     let pid = shm.record(parent).pid;
-    for &(idx, addr, len) in copies[..n].iter().chain(overflow.iter()) {
-        if idx < IPCMNI && shm.slot(idx).live != 0 {
-            let _ = shm.add_attach(child, idx, addr, len, pid);
+    // In batches, each read from the parent's list before it is added to the child's.
+    let mut done = 0;
+    loop {
+        let mut batch = [(0u32, 0u64, 0u64); 16];
+        let (mut n, mut at) = (0, 0);
+        shm.for_each_attach(parent, |a| {
+            if at >= done && n < batch.len() {
+                batch[n] = (a.idx, a.addr, a.len);
+                n += 1;
+            }
+            at += 1;
+        });
+        for &(idx, addr, len) in &batch[..n] {
+            if idx < IPCMNI && shm.slot(idx).live != 0 {
+                let _ = shm.add_attach(child, idx, addr, len, pid);
+            }
         }
+        if n < batch.len() {
+            return;
+        }
+        done += n;
     }
 }
 

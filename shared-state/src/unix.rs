@@ -123,6 +123,10 @@ pub fn register(region: &Region, name: Name<'_>, listener: Listener) {
 /// Above a kind: a datagram socket's name, whose entry holds its receive queue (the kernel
 /// keeps each type's names apart too: a stream client never finds a datagram socket).
 const DGRAM: u64 = 1 << 32;
+/// Above a listener's kind: a program without the shim holds the listening socket too (it
+/// inherited it through exec), beside the shim process that listened: once that one lets go
+/// of it, the name leads to the kernel.
+const FOREIGN_HELD: u64 = 1 << 33;
 
 /// `bind` of a datagram socket in a shim process: datagrams sent to `name` go into `queue`.
 pub fn register_dgram(region: &Region, name: Name<'_>, queue: PipeHandle) {
@@ -165,7 +169,7 @@ fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
 fn find(region: &Region, kind: u64, key: &[u64; 14]) -> Option<u64> {
     let _g = ns_lock(region).ok()?;
     let e = entry(region, index(kind, key), false)?;
-    let same = e.kind.load(Ordering::Acquire) == kind
+    let same = e.kind.load(Ordering::Acquire) & !FOREIGN_HELD == kind
         && e.key.iter().zip(key).all(|(slot, &w)| slot.load(Ordering::Relaxed) == w);
     same.then(|| e.listener.load(Ordering::Relaxed))
 }
@@ -183,6 +187,46 @@ pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
     for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
         let kind = e.kind.load(Ordering::Acquire);
         if kind != 0 && kind & DGRAM == 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
+            e.kind.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// The process that listened on the shim listener with socket inode `ino`, if one is
+/// registered.
+pub fn registrant(region: &Region, ino: u32) -> Option<u32> {
+    let _g = ns_lock(region).ok()?;
+    (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)).find_map(|e| {
+        let kind = e.kind.load(Ordering::Acquire);
+        let l = Listener::unpack(e.listener.load(Ordering::Relaxed));
+        (kind != 0 && kind & DGRAM == 0 && l.ino == ino).then_some(l.pid)
+    })
+}
+
+/// A program without the shim now holds the listener with socket inode `ino` too (see
+/// [`FOREIGN_HELD`]).
+pub fn mark_foreign_held(region: &Region, ino: u32) {
+    let Ok(_g) = ns_lock(region) else { return };
+    for i in 0..UNIX_NAMES_MAX {
+        let Some(e) = entry(region, i, false) else { continue };
+        let kind = e.kind.load(Ordering::Acquire);
+        if kind != 0 && kind & DGRAM == 0 && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino {
+            e.kind.store(kind | FOREIGN_HELD, Ordering::Release);
+        }
+    }
+}
+
+/// A shim process lets go of the listener with socket inode `ino`: if a program without the
+/// shim holds it too, connections to its name are left to the kernel from now on.
+pub fn release_listener(region: &Region, ino: u32) {
+    let Ok(_g) = ns_lock(region) else { return };
+    for i in 0..UNIX_NAMES_MAX {
+        let Some(e) = entry(region, i, false) else { continue };
+        let kind = e.kind.load(Ordering::Acquire);
+        if kind & FOREIGN_HELD != 0
+            && kind & DGRAM == 0
+            && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino
+        {
             e.kind.store(0, Ordering::Release);
         }
     }

@@ -251,6 +251,10 @@ fn kills_inside_ring_calls_leave_each_message_once() {
         let bad = log.bad.load(SeqCst);
         assert_eq!(bad, 0, "round {round}: got {} after {}", bad >> 20, bad & 0xfffff);
         let ds = stat(&r, id);
+        // A receiver killed holding a handed message whose death was not yet confirmed at the
+        // stat (a process seen alive while it exited is not asked again for 0.1 s, and the
+        // drain may take that long on a loaded machine) has it put back during the drain.
+        let requeued_before = requeued();
         let mut b = Buf::new(0, 0);
         let mut left = Vec::new();
         while let Ok(len) = recv(&r, id, &mut b, 0, IPC_NOWAIT) {
@@ -258,12 +262,13 @@ fn kills_inside_ring_calls_leave_each_message_once() {
             assert!(log.take(seq), "round {round}: {seq} received twice");
             left.push(seq);
         }
+        let late_puts = requeued() - requeued_before;
         assert_eq!(
-            (ds.qnum, ds.cbytes),
+            (ds.qnum + late_puts, ds.cbytes + 64 * late_puts),
             (left.len() as u64, 64 * left.len() as u64),
             "round {round}: counts"
         );
-        assert!(left.is_sorted(), "round {round}: not in order: {left:?}");
+        assert!(late_puts > 0 || left.is_sorted(), "round {round}: not in order: {left:?}");
         let late = log.late.load(SeqCst);
         assert!(late <= requeued(), "round {round}: {late} out of order, {} put back", requeued());
         // The next round goes on from here.

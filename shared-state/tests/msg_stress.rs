@@ -88,14 +88,28 @@ fn parse(text: &[u8], mtype: i64, log: impl Fn(u32) -> &'static Log) -> Option<(
 
 extern "C" fn on_usr1(_: i32) {}
 
+/// Blocks or unblocks SIGUSR1 in this thread. The test thread blocks it before forking, so a
+/// worker the stop loop signals before it installed its handler is not killed by it.
+fn usr1_mask(how: i32) {
+    // SAFETY: a sigset on our stack, for this thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(how, &set, core::ptr::null_mut());
+    }
+}
+
 fn worker(r: &Region, id: i32, w: usize, log: &Log, stop: &AtomicU32, seed: u64, receiver: bool) -> ! {
     shared_state::proc::identify_self();
-    // SAFETY: a handler without SA_RESTART, so that the parent's SIGUSR1 ends a blocked call.
+    // SAFETY: a handler without SA_RESTART, so that the parent's SIGUSR1 ends a blocked call;
+    // SIGUSR1 came blocked from the parent (see usr1_mask) and is let in once it is handled.
     unsafe {
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = on_usr1 as *const () as usize;
         libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut());
     }
+    usr1_mask(libc::SIG_UNBLOCK);
     log.receiver.store(receiver as u32, Ordering::Relaxed);
     let mut rng = Rng(seed | 1);
     let mut buf = [0u8; 8 + MAX_LEN];
@@ -160,6 +174,7 @@ fn random_messages_with_sigkills_lose_nothing() {
     let dir = TempDir::new("msg-stress");
     let r = dir.region("t");
     let id = msg::msgget(&r, IPC_PRIVATE, 0o600).unwrap();
+    usr1_mask(libc::SIG_BLOCK);
     let mut ds = msg::Msqid64Ds::default();
     msg::msgctl(&r, id, msg::IPC_STAT, &mut ds as *mut _ as usize).unwrap();
     ds.qbytes = QBYTES;
@@ -212,7 +227,7 @@ fn random_messages_with_sigkills_lose_nothing() {
             if kills % 2 == 0 {
                 let t = Instant::now();
                 while t.elapsed() < Duration::from_millis(20) {
-                    let owner = (r.header().msg.lock.owner_word() & 0x3fff_ffff) as i32;
+                    let owner = msg::lock_holder(&r, id);
                     if let Some(i) = live.iter().position(|&(pid, _)| pid == owner) {
                         at = i;
                         break;

@@ -396,17 +396,18 @@ fn poll_wait_returns_at_once_when_ready_and_sleeps_otherwise() {
     let run = &mut |f: &mut dyn FnMut() -> shared_state::wait::WaitOutcome| f();
     let word = std::sync::atomic::AtomicU32::new(0);
     let extra = (&word, 0);
+    let w = &mut [shared_state::sys::FutexWaitv::default(); pipe::POLL_WAIT_SLOTS];
     let t = std::time::Instant::now();
-    assert!(!pipe::poll_wait(&r, [(h, false, true)], None, &[extra], None, run));
+    assert!(!pipe::poll_wait(&r, [(h, false, true)], None, &[extra], None, run, w));
     assert!(t.elapsed().as_millis() < 50, "writable already");
     let soon = shared_state::wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: 20_000_000 });
     let t = std::time::Instant::now();
-    assert!(!pipe::poll_wait(&r, [(h, true, false)], Some(&soon), &[extra], None, run));
+    assert!(!pipe::poll_wait(&r, [(h, true, false)], Some(&soon), &[extra], None, run, w));
     let waited = t.elapsed().as_millis();
     assert!((15..90).contains(&waited), "slept until the deadline, {waited} ms");
     write(&r, h, b"x", &env).unwrap();
     let t = std::time::Instant::now();
-    assert!(!pipe::poll_wait(&r, [(h, true, false)], None, &[extra], None, run));
+    assert!(!pipe::poll_wait(&r, [(h, true, false)], None, &[extra], None, run, w));
     assert!(t.elapsed().as_millis() < 50, "readable already");
 }
 

@@ -4,7 +4,7 @@
 mod common;
 mod pipe_common;
 
-use common::{Pipe, TempDir, fork, kill_and_reap, sleep_forever};
+use common::{Pipe, TempDir, fork, kill_and_reap, sleep_forever, wait_in_futex};
 use pipe_common::{Env, KPipe, new_pipe, read, write};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle};
@@ -103,24 +103,14 @@ fn keeps_objects_with_an_operation_in_progress() {
     let dir = TempDir::new("pipe-gc-active");
     let r = leak_region(&dir);
     let (h, k) = new_pipe(r);
-    static TID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
         let mut buf = [0u8; 4];
-        // SAFETY: plain syscall.
-        TID.store(unsafe { libc::gettid() }, std::sync::atomic::Ordering::SeqCst);
         read(r, h, &mut buf, &Env::new(false))
     });
-    // Asleep in the read (a busy machine may take a while to run the thread at all).
-    let asleep = || {
-        let tid = TID.load(std::sync::atomic::Ordering::SeqCst);
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-        tid != 0 && stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
-    };
-    let t = std::time::Instant::now();
-    while !asleep() {
-        assert!(t.elapsed() < Duration::from_secs(10), "the reader never slept");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_in_futex(&format!("self/task/{}", tid_rx.recv().unwrap()));
     drop(k);
     assert_eq!(pipe_gc::collect_garbage(r).map(|g| g.freed), Some(0));
     write(r, h, b"wake", &Env::new(true)).unwrap();
@@ -141,7 +131,7 @@ fn frees_objects_whose_operation_died_with_its_process() {
         let _ = read(r, h, &mut buf, &Env::new(false));
         0
     });
-    std::thread::sleep(Duration::from_millis(100));
+    wait_in_futex(&child.to_string());
     kill_and_reap(child);
     drop(k);
     assert_eq!(pipe_gc::collect_garbage(r).map(|g| g.freed), Some(0), "first seen unreferenced but active");

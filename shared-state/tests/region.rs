@@ -1,16 +1,18 @@
 //! A bad region file is refused with one line naming it, is left as it was, and does not stop
-//! other namespaces; concurrent first openers create one region.
+//! other namespaces; so is one that is not its owner's alone. Concurrent first openers create
+//! one region; a group's namespace file is made for the group; inherited descriptors are taken
+//! only for the same file.
 
 mod common;
 
 use common::{Pipe, TempDir, fork, wait_exit};
 use shared_state::Region;
 use shared_state::ipc::{IPC_CREAT, IPC_PRIVATE};
-use shared_state::region::{PAGE_SIZE, TOTAL_SIZE};
+use shared_state::region::{Owner, PAGE_SIZE, RegionFiles, TOTAL_SIZE, ns_name};
 use shared_state::shm;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 /// What a failed open must not change. The first 1 MiB covers the header and the tables'
 /// first pages; the rest of a (sparse) full-size file is too big to compare whole.
@@ -74,6 +76,7 @@ fn foreign_bytes_are_refused() {
     let dir = TempDir::new("foreign");
     let path = dir.region_path("bad");
     std::fs::write(&path, vec![0xAB; 4096]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     expect_refused(&path, &["not an ipcshim region"]);
     other_namespace_works(&dir);
 }
@@ -173,4 +176,67 @@ fn concurrent_first_openers_share_one_region() {
     for round in 0..5 {
         first_open_race(&dir, &format!("race{round}"));
     }
+}
+
+#[test]
+fn a_file_open_to_others_or_not_the_users_is_refused() {
+    let dir = TempDir::new("private");
+    let path = valid_region(&dir);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    expect_refused(&path, &["mode 0644", "refusing to use it"]);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if shared_state::sys::getuid() == 0 {
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        expect_refused(&path, &["owned by uid 65534", "not by user 0"]);
+    }
+    other_namespace_works(&dir);
+}
+
+#[test]
+fn a_group_namespace_file_is_the_groups() {
+    let dir = TempDir::new("group");
+    // A group the test process is in (its own), so that it may give the file to it.
+    let gid = shared_state::sys::getegid();
+    let name = ns_name(&dir.path, Owner::Group(gid), "shared").unwrap();
+    assert!(name.path.ends_with(&format!("/ipcshim-g{gid}-shared")), "{}", name.path);
+    let region = Region::open_named(&name, true).unwrap();
+    shm::shmget(&region, 0x77, 4096, IPC_CREAT | 0o600).unwrap();
+    let meta = std::fs::metadata(&name.path).unwrap();
+    assert_eq!((meta.gid(), meta.mode() & 0o7777), (gid, 0o660), "the group's file");
+    let again = Region::open_named(&name, false).unwrap();
+    assert_eq!(shm::snapshot(&again).unwrap().len(), 1, "the same namespace by name");
+    // Open to others: refused.
+    std::fs::set_permissions(&name.path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let msg = Region::open_named(&name, false).err().expect("a group file open to others").to_string();
+    assert!(msg.contains("mode 0664") && msg.contains(&format!("not by group {gid}")), "{msg}");
+}
+
+#[test]
+fn inherited_descriptors_are_taken_only_for_the_same_file() {
+    let dir = TempDir::new("inherit");
+    let name = ns_name(&dir.path, Owner::User(shared_state::sys::getuid()), "tree").unwrap();
+    let other = ns_name(&dir.path, Owner::User(shared_state::sys::getuid()), "other").unwrap();
+    let files = RegionFiles::open(&name, true).unwrap();
+    let elsewhere = RegionFiles::open(&other, true).unwrap();
+    let (dev, ino) = files.identity().unwrap();
+    let verdicts = |value: &str| match RegionFiles::inherited(value) {
+        Some(f) if f == files => {
+            let region = Region::map(&f, &f.path()).unwrap();
+            shm::shmget(&region, IPC_PRIVATE, 4096, IPC_CREAT | 0o600).unwrap();
+            0
+        }
+        Some(_) => 2,
+        None => 1,
+    };
+    let (rw, ro) = (files.rw, files.ro);
+    assert_eq!(verdicts(&format!("{rw},{ro},{dev},{ino}")), 0, "the region's own descriptors");
+    assert_eq!(verdicts(&format!("{ro},{rw},{dev},{ino}")), 1, "access modes swapped");
+    assert_eq!(verdicts(&format!("{rw},{ro},{dev},{}", ino + 1)), 1, "another inode");
+    assert_eq!(verdicts(&format!("{},{},{dev},{ino}", elsewhere.rw, elsewhere.ro)), 1, "another file");
+    assert_eq!(verdicts(&format!("{rw},{ro},{dev}")), 1, "a field missing");
+    assert_eq!(verdicts("999,998,1,2"), 1, "closed numbers");
+    let region = Region::open_named(&name, false).unwrap();
+    assert_eq!(shm::snapshot(&region).unwrap().len(), 1, "the segment made through them is the namespace's");
+    files.close();
+    elsewhere.close();
 }

@@ -172,7 +172,7 @@ fn random_semops_with_sigkills_stay_exact() {
             if kills % 2 == 0 {
                 let t = Instant::now();
                 while t.elapsed() < Duration::from_millis(20) {
-                    let owner = (r.header().sem.lock.owner_word() & 0x3fff_ffff) as i32;
+                    let owner = sem::lock_holder(&r, id);
                     if let Some(i) = live.iter().position(|&(pid, _)| pid == owner) {
                         at = i;
                         break;

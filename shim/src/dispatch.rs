@@ -11,9 +11,11 @@ use crate::{region, sud};
 /// Serves syscall `nr` if it involves a shim object: `Some(kernel-style result, -errno on
 /// failure)`; `None` lets the caller issue it to the kernel unchanged.
 pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
+    // The region's descriptors survive whatever the program closes (in a vfork child too).
+    region::keep_fds(nr, a);
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
     if !sud::catchall_active() || !crate::signals::fault_fixups_active() {
-        return None;
+        return (nr == libc::SYS_close_range).then(|| pipes::ret(region::close_range(a[0], a[1], a[2])));
     }
     let r = region::active()?;
     let g = sud::enter();
@@ -29,8 +31,17 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
             | libc::SYS_fcntl
             | libc::SYS_ioctl => pipe_like(r, a[0] as i32),
             libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => false,
-            // Opens of /proc views are not IPC calls.
+            // Opens of /proc views and writes to sysctl views are not IPC calls.
             libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => false,
+            libc::SYS_write
+            | libc::SYS_pwrite64
+            | libc::SYS_writev
+            | libc::SYS_pwritev
+            | libc::SYS_pwritev2
+                if crate::fd::sysctl_of(a[0] as i32).is_some() =>
+            {
+                false
+            }
             libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => false,
             _ => true,
         };
@@ -145,7 +156,13 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_listen => crate::unix::listen(r, fd, a[1]),
         libc::SYS_socket => crate::dgram::socket(r, a[0], a[1], a[2]),
         libc::SYS_bind => crate::unix::bind(r, fd, a[1], a[2]),
-        libc::SYS_connect => crate::unix::connect(r, g, fd, a[1] as usize, a[2]),
+        libc::SYS_connect => {
+            let res = crate::unix::connect(r, g, fd, a[1] as usize, a[2]);
+            if res == Some(0) {
+                crate::epoll::connected(r, fd);
+            }
+            res
+        }
         libc::SYS_accept | libc::SYS_accept4 => crate::unix::accept(r, g, nr, a),
         libc::SYS_sendto => crate::unix::sendto(r, g, a),
         libc::SYS_recvfrom => crate::unix::recvfrom(r, g, a),
@@ -158,17 +175,18 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_getsockopt => crate::unix::getsockopt(r, a),
         libc::SYS_vmsplice => {
             let p = crate::fd::lookup(r, fd).filter(|p| !p.socket)?;
+            // SPLICE_F_GIFT gives pages the kernel could steal; a copy never needs them.
+            let known =
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MORE | libc::SPLICE_F_GIFT;
+            if a[3] as u32 & !known != 0 {
+                return Some(-(libc::EINVAL as i64));
+            }
             let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;
             pipes::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
         }
-        // Not served: the pipes involved go back to the kernel, which then does the call.
-        libc::SYS_splice | libc::SYS_tee | libc::SYS_sendfile => {
-            let other = if nr == libc::SYS_tee { a[1] } else { a[2] } as i32;
-            let (fd_out, fd_in) = if nr == libc::SYS_sendfile { (fd, a[1] as i32) } else { (other, fd) };
-            pipes::hand_back(r, fd_in);
-            pipes::hand_back(r, fd_out);
-            None
-        }
+        libc::SYS_splice => crate::splice::splice(r, g, a),
+        libc::SYS_tee => crate::splice::tee(r, g, a),
+        libc::SYS_sendfile => crate::splice::sendfile(r, g, a),
         libc::SYS_epoll_create | libc::SYS_epoll_create1 => crate::epoll::create(r, nr, a),
         libc::SYS_epoll_ctl => crate::epoll::ctl(r, a),
         libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {

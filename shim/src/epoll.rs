@@ -14,9 +14,9 @@
 //! words when the set holds only shim fds, otherwise in the kernel's epoll_pwait2 in short
 //! slices, looking at the objects in between.
 
-use crate::fd::{self, EpollFd};
+use crate::fd::{self, EpollFd, PipeFd};
 use crate::poll::{self, Shim, Timeout, copy_in, copy_out};
-use crate::{signals, sud};
+use crate::{scratch, signals, sud};
 use shared_state::Region;
 use shared_state::epoll::{self as ep, DISABLED, EP_ITEMS, EpHandle, EpLock, ItemRef, PENDING};
 use shared_state::pipe_gc;
@@ -38,6 +38,9 @@ const RING_BITS: u32 = (libc::EPOLLIN | libc::EPOLLRDNORM | libc::EPOLLOUT | lib
 const ALWAYS: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 const ET: u32 = libc::EPOLLET as u32;
 const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
+/// What a fired ONESHOT interest keeps (fs/eventpoll.c's EP_PRIVATE_BITS).
+const PRIVATE_BITS: u32 =
+    (libc::EPOLLWAKEUP | libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
 
 fn neg(e: Errno) -> i64 {
     -(e as i64)
@@ -93,8 +96,8 @@ fn object_of(r: &Region, epfd: i32) -> Lookup {
         Err(_) => return Lookup::NotEpoll,
     }
     let mut found = None;
-    let _ = each_interest(epfd, |data| {
-        if let Some(i) = ItemRef::from_token(data)
+    let _ = each_interest(epfd, |k| {
+        if let Some(i) = ItemRef::from_token(k.data)
             && found.is_none()
             && ep::obj(r, i.obj).is_some()
         {
@@ -123,15 +126,26 @@ fn with_path<R>(prefix: &[u8], fd: i32, f: impl FnOnce(&[u8]) -> R) -> R {
     f(&path[..prefix.len() + n + 1])
 }
 
-/// Calls `f` with the data of every interest the kernel lists for epoll fd `epfd`.
-fn each_interest(epfd: i32, f: impl FnMut(u64)) -> Result<(), Errno> {
+/// One interest as the kernel lists it (`ep_show_fdinfo`).
+#[derive(Clone, Copy, Default)]
+struct Interest {
+    tfd: i32,
+    events: u32,
+    data: u64,
+    /// The target file's inode.
+    ino: u64,
+}
+
+/// Calls `f` with every interest the kernel lists for epoll fd `epfd`.
+fn each_interest(epfd: i32, f: impl FnMut(&Interest)) -> Result<(), Errno> {
     with_path(b"/proc/self/fdinfo/", epfd, |p| interests_at(p, f))
 }
 
-/// The same for the fdinfo file at `path` (its `tfd: N events: X data: D ...` lines).
-fn interests_at(path: &[u8], mut f: impl FnMut(u64)) -> Result<(), Errno> {
+/// The same for the fdinfo file at `path` (its `tfd: N events: X data: D pos:P ino:I ...`
+/// lines).
+fn interests_at(path: &[u8], mut f: impl FnMut(&Interest)) -> Result<(), Errno> {
+    let mut buf = scratch::take(4096, 0u8)?;
     let fdi = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
-    let mut buf = [0u8; 4096];
     let mut line = [0u8; 192];
     let mut len = 0;
     let res = loop {
@@ -148,8 +162,8 @@ fn interests_at(path: &[u8], mut f: impl FnMut(u64)) -> Result<(), Errno> {
                 }
                 continue;
             }
-            if let Some(d) = interest_data(&line[..len]) {
-                f(d);
+            if let Some(i) = interest(&line[..len]) {
+                f(&i);
             }
             len = 0;
         }
@@ -158,21 +172,35 @@ fn interests_at(path: &[u8], mut f: impl FnMut(u64)) -> Result<(), Errno> {
     res
 }
 
-fn interest_data(line: &[u8]) -> Option<u64> {
+fn interest(line: &[u8]) -> Option<Interest> {
     if !line.starts_with(b"tfd:") {
         return None;
     }
-    let at = line.windows(5).position(|w| w == b"data:")? + 5;
-    let mut hex = line[at..].iter().skip_while(|c| **c == b' ').take_while(|c| c.is_ascii_hexdigit());
-    hex.try_fold(0u64, |v, &c| v.checked_mul(16)?.checked_add((c as char).to_digit(16)? as u64))
+    // The number after `key`, in `radix`.
+    let field = |key: &[u8], radix: u32| {
+        let at = line.windows(key.len()).position(|w| w == key)? + key.len();
+        let mut digits = line[at..].iter().skip_while(|c| **c == b' ').take_while(|c| c.is_ascii_hexdigit());
+        digits.try_fold(0u64, |v, &c| {
+            v.checked_mul(radix as u64)?.checked_add((c as char).to_digit(radix)? as u64)
+        })
+    };
+    Some(Interest {
+        tfd: field(b"tfd:", 10)? as i32,
+        events: field(b"events:", 16)? as u32,
+        data: field(b"data:", 16)?,
+        ino: field(b" ino:", 16)?,
+    })
 }
 
-/// Every token the kernel instance holds, sorted; how many (at most the array's size).
-fn tokens(epfd: i32, out: &mut [u64; EP_ITEMS as usize * 2]) -> Result<usize, Errno> {
+/// Room for the tokens an instance holds ([`tokens`]).
+const TOKENS: usize = EP_ITEMS as usize * 2;
+
+/// Every token the kernel instance holds, sorted; how many (at most `out`'s length).
+fn tokens(epfd: i32, out: &mut [u64]) -> Result<usize, Errno> {
     let mut n = 0;
-    each_interest(epfd, |d| {
-        if ItemRef::from_token(d).is_some() && n < out.len() {
-            out[n] = d;
+    each_interest(epfd, |k| {
+        if ItemRef::from_token(k.data).is_some() && n < out.len() {
+            out[n] = k.data;
             n += 1;
         }
     })?;
@@ -217,9 +245,6 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     };
     let shim = Shim::of(&p);
     let events = ev.events | ALWAYS;
-    // A socket's end of file is its placeholder's EPOLLIN (see poll::placeholder_events).
-    let kernel_bits = poll::placeholder_events(r, &shim, ev.events & RING_BITS);
-    let mut kev = libc::epoll_event { events: ev.events & !RING_BITS | kernel_bits, u64: 0 };
     // The interest the kernel has for (file, fd): ours when exactly one item matches.
     let candidates = |h: EpHandle| {
         ep::items(r, h).filter(move |v| {
@@ -229,36 +254,21 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     };
     let res = match (op, obj) {
         (libc::EPOLL_CTL_ADD, _) => {
-            let h = match obj {
-                Some(h) => h,
-                None => {
-                    let mut kernel = 0;
-                    let _ = each_interest(epfd, |_| kernel += 1);
-                    let alive = |t| poll::alive(r, &Shim::from_bits(t));
-                    match ep::create(r, &l, kernel, &alive, &|l| collect_unheld(r, l)) {
-                        Ok(h) => h,
-                        Err(_) => return table_full(r, l, fd),
-                    }
-                }
+            let h = match object_for_add(r, &l, epfd, obj) {
+                Ok(h) => h,
+                Err(_) => return table_full(r, l, fd),
             };
-            let it = match ep::reserve(r, &l, h, shim.to_bits(), fd) {
-                Ok(it) => it,
-                Err(libc::ENOSPC) => return table_full(r, l, fd),
-                Err(e) => return Some(neg(e)),
-            };
-            kev.u64 = it.token();
-            match kernel_ctl(epfd, op, fd, &raw const kev as usize) {
+            let add =
+                add_item(r, &l, h, &shim, fd, ev, |kev| kernel_ctl(epfd, op, fd, kev as *const _ as usize));
+            match add {
                 Ok(_) => {
-                    poll::watched(r, &shim);
-                    let seen = poll::edges(r, &shim, events);
-                    ep::publish(r, &l, it, events, ev.u64, seen, poll::liveness(r, &shim));
                     fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
                     Ok(0)
                 }
-                Err(e) => {
-                    ep::remove(r, &l, it);
-                    Err(e)
-                }
+                // The set's items are all taken (or the kernel's max_user_watches, which it
+                // then says again).
+                Err(libc::ENOSPC) => return table_full(r, l, fd),
+                Err(e) => Err(e),
             }
         }
         // Not in our object: the kernel answers ENOENT (or has its own interest).
@@ -267,33 +277,22 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
             let mut c = candidates(h);
             match (c.next(), c.next()) {
                 (Some(v), None) => {
-                    kev.u64 = v.at.token();
+                    let kev = kernel_half(r, &shim, ev.events, v.at.token());
                     kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
                         ep::modify(r, &l, v.at, events, ev.u64, poll::edges(r, &shim, events));
                         0
                     })
                 }
-                _ => {
-                    // Several files of one object under one fd number (in different processes):
-                    // a new item replaces whichever the kernel had.
-                    let it = match ep::reserve(r, &l, h, shim.to_bits(), fd) {
-                        Ok(it) => it,
-                        Err(e) => return Some(neg(e)),
-                    };
-                    kev.u64 = it.token();
-                    match kernel_ctl(epfd, op, fd, &raw const kev as usize) {
-                        Ok(_) => {
-                            drop_vanished(r, &l, epfd, h, fd, &shim);
-                            let seen = poll::edges(r, &shim, events);
-                            ep::publish(r, &l, it, events, ev.u64, seen, poll::liveness(r, &shim));
-                            Ok(0)
-                        }
-                        Err(e) => {
-                            ep::remove(r, &l, it);
-                            Err(e)
-                        }
+                // Several files of one object under one fd number (in different processes):
+                // a new item replaces whichever the kernel had.
+                _ => add_item(r, &l, h, &shim, fd, ev, |kev| {
+                    let res = kernel_ctl(epfd, op, fd, kev as *const _ as usize);
+                    if res.is_ok() {
+                        drop_vanished(r, &l, epfd, h, fd, &shim);
                     }
-                }
+                    res
+                })
+                .map(|_| 0),
             }
         }
         (_, Some(h)) => kernel_ctl(epfd, op, fd, 0).map(|_| {
@@ -309,11 +308,127 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     Some(ret(res))
 }
 
+/// The object of epoll fd `epfd` (`obj`), made now if it has none, with as many kernel
+/// interests as the kernel instance holds so far.
+fn object_for_add(r: &Region, l: &EpLock, epfd: i32, obj: Option<EpHandle>) -> Result<EpHandle, Errno> {
+    if let Some(h) = obj {
+        return Ok(h);
+    }
+    let mut kernel = 0;
+    let _ = each_interest(epfd, |_| kernel += 1);
+    let alive = |t| poll::alive(r, &Shim::from_bits(t));
+    ep::create(r, l, kernel, &alive, &|l| collect_unheld(r, l))
+}
+
+/// The kernel's half of a shim interest in `events`: its placeholder without EPOLLIN/EPOLLOUT
+/// (the shim object's), a socket's end of file excepted (see poll::placeholder_events), with
+/// the item's token as its data.
+fn kernel_half(r: &Region, shim: &Shim, events: u32, token: u64) -> libc::epoll_event {
+    let kernel_bits = poll::placeholder_events(r, shim, events & RING_BITS);
+    libc::epoll_event { events: events & !RING_BITS | kernel_bits, u64: token }
+}
+
+/// A new item of `h` for `shim` as `fd`, with the user's events and data `ev`: reserved,
+/// its kernel half given to the kernel by `kernel` (an ADD, or a change of the kernel's own
+/// interest), then published, to be polled once by the next wait.
+fn add_item(
+    r: &Region,
+    l: &EpLock,
+    h: EpHandle,
+    shim: &Shim,
+    fd: i32,
+    ev: libc::epoll_event,
+    kernel: impl FnOnce(&libc::epoll_event) -> Result<usize, Errno>,
+) -> Result<ItemRef, Errno> {
+    let it = ep::reserve(r, l, h, shim.to_bits(), fd)?;
+    if let Err(e) = kernel(&kernel_half(r, shim, ev.events, it.token())) {
+        ep::remove(r, l, it);
+        return Err(e);
+    }
+    poll::watched(r, shim);
+    let events = ev.events | ALWAYS;
+    ep::publish(r, l, it, events, ev.u64, poll::edges(r, shim, events), poll::liveness(r, shim));
+    Ok(it)
+}
+
+/// `fd` was connected, and if the connection is the shim's, the interests this process's
+/// epoll sets took in it while it was a kernel socket (added before connect, as nginx does
+/// with its upstreams) become shim interests, as if added now with the events and data the
+/// kernel holds for them: the kernel's own interest (its (file, fd) key) takes the
+/// placeholder's half. A connection left to the kernel keeps the kernel's interests.
+pub fn connected(r: &Region, fd: i32) {
+    if !fd::ep_watched(fd) {
+        return;
+    }
+    let Some(p) = fd::lookup(r, fd).filter(|p| p.socket) else { return };
+    let Ok(st) = sys::fstat(fd) else { return };
+    let shim = Shim::of(&p);
+    fd::each_epoll(|epfd| {
+        let mut found = [Interest::default(); 8];
+        let mut n = 0;
+        let _ = each_interest(epfd, |k| {
+            if k.ino == st.st_ino && ItemRef::from_token(k.data).is_none() && n < found.len() {
+                found[n] = *k;
+                n += 1;
+            }
+        });
+        if n == 0 {
+            return;
+        }
+        let Ok(l) = ep::lock(r) else { return };
+        let obj = match object_of(r, epfd) {
+            Lookup::Obj(h) => Some(h),
+            Lookup::NoObj => None,
+            Lookup::NotEpoll => return,
+        };
+        let Ok(h) = object_for_add(r, &l, epfd, obj) else { return };
+        for k in &found[..n] {
+            // The interest's fd number must still be this socket (a dup of it may be).
+            let same = |t: libc::stat| t.st_ino == st.st_ino && t.st_dev == st.st_dev;
+            if k.tfd != fd && !sys::fstat(k.tfd).is_ok_and(same) {
+                continue;
+            }
+            let ev = libc::epoll_event { events: k.events, u64: k.data };
+            // An EPOLLEXCLUSIVE interest cannot be modified: it is made again.
+            let swap = |kev: &libc::epoll_event| {
+                let kev = kev as *const _ as usize;
+                if k.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
+                    kernel_ctl(epfd, libc::EPOLL_CTL_DEL, k.tfd, 0)?;
+                    kernel_ctl(epfd, libc::EPOLL_CTL_ADD, k.tfd, kev)
+                } else {
+                    kernel_ctl(epfd, libc::EPOLL_CTL_MOD, k.tfd, kev)
+                }
+            };
+            let Ok(it) = add_item(r, &l, h, &shim, k.tfd, ev, swap) else { continue };
+            // A ONESHOT interest that fired keeps only its private bits (ep_send_events).
+            if k.events & ONESHOT != 0
+                && k.events & !PRIVATE_BITS == 0
+                && let Some(v) = ep::items(r, h).find(|v| v.at == it)
+            {
+                v.item.set_flags(&l, DISABLED, PENDING);
+            }
+            if k.tfd != fd {
+                fd::insert(&PipeFd { fd: k.tfd, ..p });
+            }
+            if let Some(o) = ep::obj(r, h) {
+                forget_kernel_item(o);
+            }
+        }
+        fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
+    });
+}
+
+/// One interest in a kernel fd fewer in `o`.
+fn forget_kernel_item(o: &ep::EpObj) {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    let _ = o.kernel_items.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+}
+
 /// Frees the objects of epoll instances no process holds any more (the table is full): the
 /// epoll fds of every process are looked at, as the pipe collector looks at pipes. A process
 /// whose fds we may not read can only hold instances older than itself: those are kept.
 fn collect_unheld(r: &Region, l: &EpLock) {
-    let mut held = [0u32; ep::EP_OBJS as usize];
+    let Ok(mut held) = scratch::take(ep::EP_OBJS as usize, 0u32) else { return };
     let mut keep_born_before = 0;
     let Ok(proc_fd) = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
         return;
@@ -342,7 +457,7 @@ fn collect_unheld(r: &Region, l: &EpLock) {
 const SEEN_TWICE: u32 = u32::MAX;
 
 /// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`.
-fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Result<(), Errno> {
+fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
     // "/proc/" PID "/fdinfo/" FD NUL; the part after "/proc/" opens the fd directory.
     let mut path = [0u8; 64];
     let mut digits = [0u8; 10];
@@ -369,8 +484,8 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Re
             Ok(_) | Err(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
-        match interests_at(&path[..end + 1], |d| {
-            if let Some(i) = ItemRef::from_token(d) {
+        match interests_at(&path[..end + 1], |k| {
+            if let Some(i) = ItemRef::from_token(k.data) {
                 let h = &mut held[i.obj.idx as usize];
                 *h = if *h == 0 || *h == i.obj.generation + 1 { i.obj.generation + 1 } else { SEEN_TWICE };
             }
@@ -388,10 +503,13 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32; ep::EP_OBJS as usize]) -> Re
 
 /// Frees the items for (object, fd) whose tokens the kernel no longer holds.
 fn drop_vanished(r: &Region, l: &EpLock, epfd: i32, h: EpHandle, fd: i32, shim: &Shim) {
-    let mut held = [0u64; EP_ITEMS as usize * 2];
+    let (Ok(mut held), Ok(mut doomed)) =
+        (scratch::take(TOKENS, 0u64), scratch::take(EP_ITEMS as usize, None))
+    else {
+        return;
+    };
     let Ok(n) = tokens(epfd, &mut held) else { return };
     let gone = |t: u64| held[..n].binary_search(&t).is_err();
-    let mut doomed = [None; EP_ITEMS as usize];
     for (k, v) in ep::items(r, h).enumerate() {
         let t = v.item.target.load(core::sync::atomic::Ordering::Relaxed);
         if t == shim.to_bits()
@@ -401,7 +519,7 @@ fn drop_vanished(r: &Region, l: &EpLock, epfd: i32, h: EpHandle, fd: i32, shim: 
             doomed[k] = Some(v.at);
         }
     }
-    for i in doomed.into_iter().flatten() {
+    for &i in doomed.iter().flatten() {
         ep::remove(r, l, i);
     }
 }
@@ -416,19 +534,18 @@ fn kernel_target(r: &Region, epfd: i32, op: i32, fd: i32, uev: usize) -> Option<
     if op == libc::EPOLL_CTL_ADD && fd != epfd && matches!(object_of(r, fd), Lookup::Obj(_)) {
         return Some(neg(libc::EPERM));
     }
+    if op == libc::EPOLL_CTL_ADD {
+        // A socket may become the shim's at its connect (see `connected`).
+        fd::mark_ep_watched(fd);
+    }
     let Lookup::Obj(h) = outer else { return None };
     let res = kernel_ctl(epfd, op, fd, uev);
     if let (Ok(_), Some(o)) = (res, ep::obj(r, h)) {
-        use core::sync::atomic::Ordering::AcqRel;
         match op {
             libc::EPOLL_CTL_ADD => {
-                o.kernel_items.fetch_add(1, AcqRel);
+                o.kernel_items.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
             }
-            libc::EPOLL_CTL_DEL => {
-                let _ = o
-                    .kernel_items
-                    .fetch_update(AcqRel, core::sync::atomic::Ordering::Acquire, |n| n.checked_sub(1));
-            }
+            libc::EPOLL_CTL_DEL => forget_kernel_item(o),
             _ => {}
         }
     }
@@ -439,6 +556,9 @@ fn kernel_target(r: &Region, epfd: i32, op: i32, fd: i32, uev: usize) -> Option<
 #[derive(Clone, Copy)]
 struct Cand {
     at: ItemRef,
+    /// What it watches (`Shim` bits) and the fd number it was added with.
+    target: u64,
+    fd: i32,
     bits: u32,
     data: u64,
     cfg: u64,
@@ -455,8 +575,11 @@ struct Cand {
 fn examine(r: &Region, v: &ep::ItemView<'_>) -> (u32, bool, u64) {
     let shim = Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed));
     let events = v.cfg as u32;
-    let bits = poll::readiness(r, &shim) as u16 as u32 & events;
+    // The edges before the state they announce: a wake-up after this look is still news to
+    // the next one, where read the other way round its data could be missed and its edge
+    // taken as seen (a lost wake-up).
     let edges = poll::edges(r, &shim, events);
+    let bits = poll::readiness(r, &shim) as u16 as u32 & events;
     let listed = if events & ET != 0 {
         v.cfg & PENDING != 0 || edges != v.item.seen.load(core::sync::atomic::Ordering::Relaxed)
     } else {
@@ -473,8 +596,8 @@ fn collect(
     h: EpHandle,
     room: usize,
     pre: Option<usize>,
-    kbuf: &mut [libc::epoll_event; MAX_OUT],
-    out: &mut [libc::epoll_event; MAX_OUT],
+    kbuf: &mut [libc::epoll_event],
+    out: &mut [libc::epoll_event],
 ) -> Result<usize, Errno> {
     use core::sync::atomic::Ordering::Relaxed;
     let Some(o) = ep::obj(r, h) else { return Ok(kernel_only(kbuf, pre, out)) };
@@ -507,9 +630,9 @@ fn collect(
         !poll::alive(r, &s) || poll::liveness(r, &s) != v.item.verified.load(Relaxed)
     });
     if stale {
-        let mut held = [0u64; EP_ITEMS as usize * 2];
+        let mut held = scratch::take(TOKENS, 0u64)?;
+        let mut doomed = scratch::take(EP_ITEMS as usize, None)?;
         if let Ok(n) = tokens(epfd, &mut held) {
-            let mut doomed = [None; EP_ITEMS as usize];
             for (k, v) in ep::items(r, h).enumerate() {
                 let s = Shim::from_bits(v.item.target.load(Relaxed));
                 if held[..n].binary_search(&v.at.token()).is_err() || !poll::alive(r, &s) {
@@ -518,7 +641,7 @@ fn collect(
                     v.item.verified.store(poll::liveness(r, &s), Relaxed);
                 }
             }
-            for i in doomed.into_iter().flatten() {
+            for &i in doomed.iter().flatten() {
                 ep::remove(r, &l, i);
             }
         }
@@ -526,7 +649,7 @@ fn collect(
             return Ok(kernel_only(kbuf, pre, out));
         }
     }
-    let mut cands = [None::<Cand>; EP_ITEMS as usize];
+    let mut cands = scratch::take(EP_ITEMS as usize, None::<Cand>)?;
     for (k, v) in ep::items(r, h).enumerate() {
         if v.cfg & DISABLED != 0 {
             continue;
@@ -538,9 +661,10 @@ fn collect(
             v.item.seen.store(edges, Relaxed);
             v.item.set_flags(&l, 0, PENDING);
         }
-        let order = v.item.order.load(Relaxed);
-        cands[k] =
-            Some(Cand { at: v.at, bits, data: v.data, cfg: v.cfg, order, edges, fires, forced: false });
+        let (order, target, fd) =
+            (v.item.order.load(Relaxed), v.item.target.load(Relaxed), v.item.fd.load(Relaxed) as i32);
+        let (data, cfg) = (v.data, v.cfg);
+        cands[k] = Some(Cand { at: v.at, target, fd, bits, data, cfg, order, edges, fires, forced: false });
     }
     let mut n = 0;
     let mut kernel_real = 0;
@@ -551,6 +675,9 @@ fn collect(
                 && let Some(c) = cands.iter_mut().flatten().find(|c| c.at == i)
             {
                 c.bits |= e.events & c.cfg as u32;
+                if e.events & libc::EPOLLHUP as u32 != 0 {
+                    c.bits |= poll::hangup_error(r, &Shim::from_bits(c.target), c.fd) & c.cfg as u32;
+                }
                 c.forced = true;
             }
             // (A disabled or departed interest's kernel half: nothing to report.)
@@ -563,7 +690,7 @@ fn collect(
         }
     }
     // The forced ones first (the kernel's half is taken), then by place on the ready list.
-    let mut order = [0usize; EP_ITEMS as usize];
+    let mut order = scratch::take(EP_ITEMS as usize, 0usize)?;
     let mut m = 0;
     for (k, c) in cands.iter().enumerate() {
         if c.is_some_and(|c| c.forced || c.fires) {
@@ -775,11 +902,15 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
     let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
     let _mask = CallerMask::install(sigmask);
     let room = w.maxevents.min(MAX_OUT);
-    let mut kbuf = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
-    let mut out = [libc::epoll_event { events: 0, u64: 0 }; MAX_OUT];
+    let none = libc::epoll_event { events: 0, u64: 0 };
+    let (Ok(mut kbuf), Ok(mut out)) = (scratch::take(MAX_OUT, none), scratch::take(MAX_OUT, none)) else {
+        return Some(neg(libc::ENOMEM));
+    };
     let mut pre = None;
     loop {
         let ctl_seen = ep::obj(r, h).map_or(0, |o| o.ctl_word.load(core::sync::atomic::Ordering::SeqCst));
+        // Before the placeholders are asked: a close after this moves it.
+        let key = liveness_key(r, h);
         if ep::obj(r, h).is_none() && pre.is_none() {
             return None;
         }
@@ -801,7 +932,16 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
         // A set whose events came from shim objects last time sleeps on their words and looks
         // at the kernel's fds between short slices (a server's listener beside its clients);
         // one whose came from the kernel sleeps in the kernel and looks at the objects so.
-        if mixed && sud::tls().epoll_shim_first.load(core::sync::atomic::Ordering::Relaxed) == 0 {
+        // While an exec may close a peer's end, the kernel wakes us as it goes (pipe_exec).
+        let exec = || {
+            ep::items(r, h).any(|v| {
+                poll::in_exec_window(
+                    r,
+                    &Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed)),
+                )
+            })
+        };
+        if mixed && sud::tls().epoll_shim_first.load(core::sync::atomic::Ordering::Relaxed) == 0 || exec() {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let ts = poll::ts_from_ns(slice);
             let (kp, tsp, maskp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize, w.maskp());
@@ -817,7 +957,12 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
                 Err(e) => return Some(neg(e)),
             }
         } else {
-            let mut targets = [None; EP_ITEMS as usize];
+            let (Ok(mut targets), Ok(mut waiters)) = (
+                scratch::take(EP_ITEMS as usize, None),
+                scratch::take(shared_state::pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default()),
+            ) else {
+                return Some(neg(libc::ENOMEM));
+            };
             for (k, v) in ep::items(r, h).enumerate() {
                 targets[k] = Some(poll::wait_target(
                     r,
@@ -828,8 +973,9 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
             }
             let word = signals::handled_word();
             let extra = [(word, word.load(core::sync::atomic::Ordering::Relaxed)), (&o.ctl_word, ctl_seen)];
-            let recheck = || any_listed(r, h);
-            let (key, slept) = (liveness_key(r, h), sys::monotonic_ns());
+            // A close since the placeholders were asked woke nobody yet: look again.
+            let recheck = || any_listed(r, h) || liveness_key(r, h) != key;
+            let slept = sys::monotonic_ns();
             let slice = mixed.then(|| deadline_after(&poll::ts_from_ns(MIXED_SLICE_NS)));
             let until = match (deadline, slice) {
                 (Some(d), Some(s)) => Some(if (d.tv_sec, d.tv_nsec) < (s.tv_sec, s.tv_nsec) { d } else { s }),
@@ -837,11 +983,12 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
             };
             shared_state::pipe::poll_wait(
                 r,
-                targets.into_iter().flatten().flatten().flatten(),
+                targets.iter().flatten().flatten().flatten().copied(),
                 until.as_ref(),
                 &extra,
                 Some(&recheck),
                 &mut |f| g.allow_signals(f),
+                &mut waiters,
             );
             // A placeholder's HUP/ERR follows a close (or a death, noticed at the slice's end):
             // after a short sleep with none, the kernel has nothing new to say.

@@ -20,12 +20,15 @@ use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
 
 /// fds below this are cached; higher ones are looked up on every call.
-const CACHED: usize = 4096;
+pub(crate) const CACHED: usize = 4096;
 
-const UNKNOWN: u64 = 0;
-const KERNEL: u64 = 1;
+// The rewritten call sites' stubs (`sud::stubs`) read the table too: an fd whose entry is
+// KERNEL or PLAIN goes straight to the kernel, and a close of one that is UNKNOWN, KERNEL or
+// PLAIN only resets its entry to UNKNOWN, as `pipes::close` does.
+pub(crate) const UNKNOWN: u64 = 0;
+pub(crate) const KERNEL: u64 = 1;
 /// A kernel fd: a listening AF_UNIX socket whose name leads to the shim (see `crate::unix`).
-const LISTENER: u64 = 2;
+pub(crate) const LISTENER: u64 = 2;
 const SHIM: u64 = 1 << 63;
 const READ: u64 = 1 << 62;
 const WRITE: u64 = 1 << 61;
@@ -38,13 +41,17 @@ const SYSCTL: u64 = 1 << 58;
 const EPOLL: u64 = 1 << 57;
 const EPOLL_OBJ: u64 = 1 << 56;
 /// KERNEL, and known not to be an epoll fd either.
-const PLAIN: u64 = 3;
+pub(crate) const PLAIN: u64 = 3;
 /// An AF_UNIX stream or seqpacket socket: the handle is its own send queue (`crate::unix`).
 const SOCKET: u64 = 1 << 55;
 /// PipeHandle::to_bits uses 48 bits.
 const HANDLE_MASK: u64 = (1 << 48) - 1;
 
-static TABLE: [AtomicU64; CACHED] = [const { AtomicU64::new(UNKNOWN) }; CACHED];
+pub(crate) static TABLE: [AtomicU64; CACHED] = [const { AtomicU64::new(UNKNOWN) }; CACHED];
+
+/// One bit per fd: added to an epoll set while a kernel fd (an AF_UNIX socket that may become
+/// the shim's at connect, see `epoll::connected`). Cleared when the number is freed.
+static EP_WATCHED: [AtomicU64; CACHED / 64] = [const { AtomicU64::new(0) }; CACHED / 64];
 
 /// What one fd is, for a shim pipe.
 #[derive(Clone, Copy, Debug)]
@@ -129,7 +136,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
         // Unknown, or an object freed since (nobody could read it any more: the placeholder
         // now answers, EPIPE to a writer, as the kernel's pipe does): looked up afresh.
         _ => {
-            let found = discover(r, fd);
+            let found = discover(r, fd, true);
             if let (Some(s), Ok(v)) = (s, &found) {
                 store(fd, s, v.map_or(KERNEL, |p| p.encode()));
             }
@@ -138,8 +145,19 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     }
 }
 
-/// Finds out what an fd we have not seen yet is. Err: not open (nothing to cache).
-fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
+/// The shim object behind `fd` if one exists, for a process about to lose its fds (exit,
+/// exec): as [`lookup`], but an fd the table has not seen is neither cached nor given an object
+/// (a FIFO nobody used through the shim has none, and needs none to be woken).
+pub fn find(r: &Region, fd: i32) -> Option<PipeFd> {
+    match slot(fd).map(|s| s.load(Ordering::Acquire)) {
+        Some(UNKNOWN) | None => discover(r, fd, false).ok().flatten(),
+        Some(_) => lookup(r, fd),
+    }
+}
+
+/// Finds out what an fd we have not seen yet is (`create`: a FIFO's first user makes its
+/// object). Err: not open (nothing to cache).
+fn discover(r: &Region, fd: i32, create: bool) -> Result<Option<PipeFd>, Errno> {
     let st = sys::fstat(fd)?;
     if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
         return Ok(crate::unix::object_for(r, &st).map(|pipe| crate::unix::entry(r, fd, pipe)));
@@ -152,7 +170,7 @@ fn discover(r: &Region, fd: i32) -> Result<Option<PipeFd>, Errno> {
     if flags & libc::O_PATH != 0 {
         return Ok(None);
     }
-    let Some((handle, fifo)) = crate::pipes::object_for(r, st.st_dev, st.st_ino, fd) else {
+    let Some((handle, fifo)) = crate::pipes::object_for(r, st.st_dev, st.st_ino, fd, create) else {
         return Ok(None);
     };
     if shared_state::pipe::handed_back(r, handle) {
@@ -180,8 +198,22 @@ pub fn insert(p: &PipeFd) {
 /// `fd` was closed (or is about to be reused): forget it. Returns what it was.
 pub fn forget(fd: i32) -> Option<PipeFd> {
     let e = slot(fd)?.swap(UNKNOWN, Ordering::AcqRel);
+    EP_WATCHED[fd as usize / 64].fetch_and(!(1 << (fd % 64)), Ordering::Relaxed);
     crate::pipes::forget_caches(fd as usize);
     (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
+}
+
+/// `fd` is about to be closed: forgets it, and returns the shim object it names. An fd the
+/// table has not seen is looked up (see [`find`]): it may be an object's last end.
+pub fn take(r: &Region, fd: i32) -> Option<PipeFd> {
+    let old = slot(fd).map(|s| {
+        crate::pipes::forget_caches(fd as usize);
+        s.swap(UNKNOWN, Ordering::AcqRel)
+    });
+    match old {
+        Some(UNKNOWN) | None => discover(r, fd, false).ok().flatten(),
+        Some(e) => (e & SHIM != 0).then(|| PipeFd::decode(fd, e)),
+    }
 }
 
 /// `new` now refers to what `old` refers to (dup family).
@@ -201,6 +233,35 @@ pub fn copy(r: &Region, old: i32, new: i32) {
         let e = what.map_or(UNKNOWN, |p| PipeFd { fd: new, ..p }.encode());
         store(new, s, e);
     }
+}
+
+/// Records that kernel fd `fd` was added to an epoll set.
+pub fn mark_ep_watched(fd: i32) {
+    if slot(fd).is_some() {
+        EP_WATCHED[fd as usize / 64].fetch_or(1 << (fd % 64), Ordering::Relaxed);
+    }
+}
+
+/// Whether `fd` was added to an epoll set while a kernel fd (one atomic load).
+pub fn ep_watched(fd: i32) -> bool {
+    slot(fd).is_some() && EP_WATCHED[fd as usize / 64].load(Ordering::Relaxed) & 1 << (fd % 64) != 0
+}
+
+/// Every fd the table knows as an epoll fd.
+pub fn each_epoll(mut f: impl FnMut(i32)) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    for (i, s) in TABLE.iter().enumerate() {
+        if s.load(Ordering::Acquire) & EPOLL != 0 {
+            f(i as i32);
+        }
+    }
+}
+
+/// Whether the table knows `fd` is not a shim pipe or socket (a look-up would find nothing).
+pub fn known_other(fd: i32) -> bool {
+    slot(fd).map(|s| s.load(Ordering::Acquire)).is_some_and(|e| e != UNKNOWN && e & SHIM == 0)
 }
 
 /// Records that `fd` is a listening socket the shim announced.
@@ -226,53 +287,6 @@ pub fn mark_sysctl(fd: i32, view: usize) {
 pub fn sysctl_of(fd: i32) -> Option<usize> {
     let e = slot(fd)?.load(Ordering::Acquire);
     (e & SYSCTL != 0).then_some((e & !SYSCTL) as usize)
-}
-
-/// Looks up every open fd (from /proc/self/fd) not in the table yet, so that
-/// [`each_shim`] sees the shim fds this image inherited but never used.
-pub fn discover_all(r: &Region) {
-    if sud::in_vfork_child() {
-        return;
-    }
-    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
-    else {
-        return;
-    };
-    let _ = shared_state::pipe_gc::each_entry(dir, |name| {
-        let fd = shared_state::pipe_gc::parse_u64(name).and_then(|v| i32::try_from(v).ok());
-        if let Some(fd) =
-            fd.filter(|&fd| fd != dir && slot(fd).is_some_and(|s| s.load(Ordering::Acquire) == UNKNOWN))
-        {
-            let _ = lookup(r, fd);
-        }
-        Ok(())
-    });
-    sys::close(dir);
-}
-
-/// Every listening socket the table knows the shim announced, for process exit.
-pub fn each_listener(mut f: impl FnMut(i32)) {
-    if sud::in_vfork_child() {
-        return;
-    }
-    for (i, s) in TABLE.iter().enumerate() {
-        if s.load(Ordering::Acquire) == LISTENER {
-            f(i as i32);
-        }
-    }
-}
-
-/// Every cached shim fd, for process exit.
-pub fn each_shim(mut f: impl FnMut(PipeFd)) {
-    if sud::in_vfork_child() {
-        return;
-    }
-    for (i, s) in TABLE.iter().enumerate() {
-        let e = s.load(Ordering::Acquire);
-        if e & SHIM != 0 {
-            f(PipeFd::decode(i as i32, e));
-        }
-    }
 }
 
 /// What the table knows of an fd as an epoll fd.

@@ -1,3 +1,6 @@
+//! exec: the shim pipe and socket ends an exec closes (O_CLOEXEC) are noted for the new image
+//! to wake their peers, as the kernel's release of the last end would (`pipe_exec`).
+//!
 //! Programs that will not load the shim: setuid, setgid or file-capability programs (the
 //! loader ignores LD_PRELOAD for them) and static binaries. Such a process would read and
 //! write the empty kernel placeholders of the shim pipes and sockets it inherits, so before
@@ -6,39 +9,69 @@
 
 use crate::{fd, pipes};
 use shared_state::Region;
-use shared_state::{pipe_gc, sys};
+use shared_state::{pipe_exec, pipe_gc, sys};
 
-/// Before `execve`/`execveat` of `path` (relative to `dirfd`): if the image will run without
-/// the shim, every shim pipe it would inherit goes back to the kernel.
+/// Before `execve`/`execveat` of `path` (relative to `dirfd`). Every shim pipe or socket end
+/// the exec closes (O_CLOEXEC) is noted for the new image to wake its peers (`pipe_exec`). If
+/// the image will run without the shim, every shim pipe it would inherit goes back to the
+/// kernel.
 pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
-    let mut name = [0u8; 4096];
+    let Some(foreign) = verdict(dirfd, path) else { return };
+    if foreign {
+        crate::unix::forget_own_listeners(r);
+    }
+    let pid = sys::getpid();
+    each_open_fd(|fd| {
+        let listener = fd::is_listener(fd);
+        if !foreign && !listener && fd::known_other(fd) {
+            return;
+        }
+        let Ok(fl) = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0) else {
+            return;
+        };
+        let cloexec = fl as i32 & libc::FD_CLOEXEC != 0;
+        let found = if cloexec || foreign { fd::find(r, fd) } else { None };
+        match (cloexec, found) {
+            (true, Some(p)) => {
+                pipe_exec::note(r, pid, p.pipe);
+            }
+            (false, Some(_)) if foreign => pipes::hand_back(r, fd),
+            // A listener it inherits would accept connections without adopting them.
+            (false, None) if foreign => crate::unix::listener_to_foreign(r, fd),
+            (true, None) if listener => crate::unix::listener_released(r, fd),
+            _ => {}
+        }
+    });
+}
+
+/// After an exec that failed: the process keeps its ends.
+pub fn exec_failed(r: &Region) {
+    pipe_exec::finish(r, sys::getpid());
+}
+
+/// Whether the image at `path` runs without the shim; None when there is no such file (the
+/// exec will fail with ENOENT: nothing to prepare, as PATH searches try one name after another).
+fn verdict(dirfd: i32, path: usize) -> Option<bool> {
+    let Ok(mut name) = crate::scratch::take(4096, 0u8) else { return Some(false) };
     // SAFETY: `name` is writable; the source may be bad, which copy_user reports (the exec
     // then fails with EFAULT by itself).
     let left =
         unsafe { shared_state::uaccess::copy_user(name.as_mut_ptr(), path as *const u8, name.len() - 1) };
     // A path ending before a bad page is copied short; it is NUL-terminated if it fits.
     let copied = name.len() - 1 - left;
-    let Some(len) = name[..copied].iter().position(|&c| c == 0) else { return };
-    if len == 0 || !foreign(dirfd, &name[..len + 1]) {
-        return;
-    }
-    crate::unix::forget_own_listeners(r);
-    each_inherited_fd(|fd| {
-        if fd::lookup(r, fd).is_some() {
-            pipes::hand_back(r, fd);
-        } else {
-            // A listener it inherits would accept connections without adopting them.
-            crate::unix::forget_listener(r, fd);
+    // An empty path is execveat's AT_EMPTY_PATH (the fd itself): not looked at.
+    let Some(len) = name[..copied].iter().position(|&c| c == 0).filter(|&l| l > 0) else {
+        return Some(false);
+    };
+    match sys::openat(dirfd, &name[..len + 1], libc::O_RDONLY) {
+        Err(libc::ENOENT) => None,
+        Err(_) => Some(false),
+        Ok(f) => {
+            let verdict = sys::fstat(f).is_ok_and(|st| gains_privilege(f, &st)) || is_static_elf(f);
+            sys::close(f);
+            Some(verdict)
         }
-    });
-}
-
-/// Whether the image at `path` runs without the shim.
-fn foreign(dirfd: i32, path: &[u8]) -> bool {
-    let Ok(f) = sys::openat(dirfd, path, libc::O_RDONLY) else { return false };
-    let verdict = sys::fstat(f).is_ok_and(|st| gains_privilege(f, &st)) || is_static_elf(f);
-    sys::close(f);
-    verdict
+    }
 }
 
 /// The loader runs a program in secure mode (ignoring LD_PRELOAD) when exec changes the
@@ -80,16 +113,16 @@ fn is_static_elf(f: i32) -> bool {
     })
 }
 
-/// Calls `f` for every open fd without FD_CLOEXEC, listed from /proc/self/fd.
-fn each_inherited_fd(mut f: impl FnMut(i32)) {
-    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY, 0) else { return };
+/// Calls `f` for every open fd, listed from /proc/self/fd.
+pub fn each_open_fd(mut f: impl FnMut(i32)) {
+    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+    else {
+        return;
+    };
     let _ = pipe_gc::each_entry(dir, |name| {
         let fd = pipe_gc::parse_u64(name).and_then(|v| i32::try_from(v).ok()).filter(|&fd| fd != dir);
         if let Some(fd) = fd {
-            let flags = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0);
-            if flags.is_ok_and(|fl| fl as i32 & libc::FD_CLOEXEC == 0) {
-                f(fd);
-            }
+            f(fd);
         }
         Ok(())
     });

@@ -4,7 +4,7 @@
 //! answer (EBADF, ESPIPE, ...).
 
 use crate::fd::{self, PipeFd};
-use crate::{signals, sud};
+use crate::{scratch, signals, sud};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
@@ -42,28 +42,46 @@ pub fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
     Ok((addr, len.min(MAX_RW_COUNT)))
 }
 
-/// Copies in and checks a user iovec array as `import_iovec` does.
-pub fn import_iovec(uiov: usize, cnt: u64, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno> {
+/// Copies in and checks a user iovec array as `import_iovec` does (`copy_iovec_from_user`'s
+/// per-entry order of EFAULT and EINVAL, then `access_ok` and the MAX_RW_COUNT cut), into
+/// scratch memory.
+pub fn import_iovec(uiov: usize, cnt: u64) -> Result<scratch::Slice<Iov>, Errno> {
     let cnt = cnt as i64;
     if !(0..=IOV_MAX as i64).contains(&cnt) {
         return Err(libc::EINVAL);
     }
-    let cnt = cnt as usize;
-    let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; IOV_MAX];
-    crate::copy::slice_in(&mut raw[..cnt], uiov)?;
-    if raw[..cnt].iter().any(|v| (v.iov_len as isize) < 0) {
-        return Err(libc::EINVAL);
+    let mut out = scratch::take(cnt as usize, (0usize, 0usize))?;
+    const CHUNK: usize = 32;
+    let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; CHUNK];
+    let entry = size_of::<libc::iovec>();
+    for (k, dst) in out.chunks_mut(CHUNK).enumerate() {
+        let raw = &mut raw[..dst.len()];
+        let at = uiov + k * CHUNK * entry;
+        if crate::copy::slice_in(raw, at).is_err() {
+            // Which comes first, a bad entry or a negative length, is decided entry by entry.
+            for (i, v) in raw.iter_mut().enumerate() {
+                crate::copy::slice_in(core::slice::from_mut(v), at + i * entry)?;
+                if (v.iov_len as isize) < 0 {
+                    return Err(libc::EINVAL);
+                }
+            }
+        }
+        if raw.iter().any(|v| (v.iov_len as isize) < 0) {
+            return Err(libc::EINVAL);
+        }
+        for (d, v) in dst.iter_mut().zip(raw.iter()) {
+            *d = (v.iov_base as usize, v.iov_len);
+        }
     }
     let mut total = 0usize;
-    for (i, v) in raw[..cnt].iter().enumerate() {
-        if !crate::copy::access_ok(v.iov_base as usize, v.iov_len) {
+    for v in out.iter_mut() {
+        if !crate::copy::access_ok(v.0, v.1) {
             return Err(libc::EFAULT);
         }
-        let len = v.iov_len.min(MAX_RW_COUNT - total);
-        total += len;
-        out[i] = (v.iov_base as usize, len);
+        v.1 = v.1.min(MAX_RW_COUNT - total);
+        total += v.1;
     }
-    Ok(cnt)
+    Ok(out)
 }
 
 /// Which side of which object a call is on, for what "the peer is gone" means.
@@ -163,9 +181,12 @@ static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
-        v.store(u64::MAX, Ordering::Relaxed);
-        w.store(u64::MAX, Ordering::Relaxed);
-        n.store(u64::MAX, Ordering::Relaxed);
+        // Stored only when set: a store to a page a fork child shares copies it.
+        for c in [v, w, n] {
+            if c.load(Ordering::Relaxed) != u64::MAX {
+                c.store(u64::MAX, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -267,6 +288,31 @@ impl PipeEnv for Env<'_> {
             self.guard.testcancel();
         }
         r
+    }
+
+    fn watch_placeholder(&self, ns: i64) -> Option<WaitOutcome> {
+        // What says the other side went: a read end's POLLHUP, a write end's POLLERR (both
+        // always reported), a socket's POLLRDHUP or POLLHUP.
+        let events = match self.side {
+            Side::Pipe => 0,
+            Side::SockRead | Side::SockWrite => libc::POLLRDHUP,
+            Side::DgramRecv | Side::DgramSend(_) => return None,
+        };
+        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
+        let ts = libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 };
+        Some(self.wait(&mut || {
+            let pfdp = &mut pfd as *mut libc::pollfd as usize;
+            let tsp = &ts as *const libc::timespec as usize;
+            match sys::syscall6(libc::SYS_ppoll, pfdp, 1, tsp, 0, 8, 0) {
+                Err(libc::EINTR) => WaitOutcome::Interrupted,
+                Ok(0) => WaitOutcome::TimedOut,
+                _ => WaitOutcome::Woken,
+            }
+        }))
+    }
+
+    fn oob_inline(&self) -> bool {
+        self.side == Side::SockRead && crate::unix::getsockopt_int(self.p.fd, libc::SO_OOBINLINE) == Ok(1)
     }
 
     fn restart_after_signal(&self) -> bool {
@@ -381,7 +427,10 @@ pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) ->
         if done == 0 {
             return None;
         }
-        let mut rest = [(0usize, 0usize); IOV_MAX];
+        // In scratch memory: an iovec array is too large for a small stack.
+        let Ok(mut rest) = crate::scratch::take(iov.len(), (0usize, 0usize)) else {
+            return Some(done as i64);
+        };
         let n = skip_iov(iov, done, &mut rest);
         let more = g.allow_signals(|| {
             sys::syscall6(libc::SYS_writev, p.fd as usize, rest.as_ptr() as usize, n, 0, 0, 0)
@@ -396,9 +445,9 @@ pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) ->
     Some(ret(res))
 }
 
-/// `iov` without its first `skip` bytes, into `out` (as the kernel's `struct iovec`s); returns
-/// how many entries.
-pub fn skip_iov(iov: &[Iov], mut skip: usize, out: &mut [Iov; IOV_MAX]) -> usize {
+/// `iov` without its first `skip` bytes, into `out` (as long as `iov`, laid out as the kernel's
+/// `struct iovec`s); returns how many entries.
+pub fn skip_iov(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
     let mut n = 0;
     for &(base, len) in iov {
         if skip >= len {
@@ -439,10 +488,9 @@ pub fn vector(
     nowait: bool,
 ) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| if write { p.write } else { p.read })?;
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    match import_iovec(uiov, cnt, &mut iov) {
-        Ok(n) if write => writev(r, g, p.fd, &iov[..n], nowait),
-        Ok(n) => readv(r, g, p.fd, &iov[..n], nowait),
+    match import_iovec(uiov, cnt) {
+        Ok(iov) if write => writev(r, g, p.fd, &iov, nowait),
+        Ok(iov) => readv(r, g, p.fd, &iov, nowait),
         Err(e) => Some(-(e as i64)),
     }
 }
@@ -511,16 +559,22 @@ fn set_pipefs_dev(dev: u64) {
     PIPEFS_DEV.store(dev, Ordering::Relaxed);
 }
 
-/// The device of anonymous pipes (pipefs), learnt from a pipe of our own.
-fn pipefs_dev() -> u64 {
+/// The device of anonymous pipes (pipefs), learnt from a pipe of our own or from another
+/// process of the namespace.
+fn pipefs_dev(r: &Region) -> u64 {
     match PIPEFS_DEV.load(Ordering::Relaxed) {
         u64::MAX => {
+            if let Some(dev) = pipe::pipefs_dev(r) {
+                PIPEFS_DEV.store(dev, Ordering::Relaxed);
+                return dev;
+            }
             let Ok((rd, wr)) = sys::pipe2(libc::O_CLOEXEC) else { return u64::MAX };
             let st = sys::fstat(rd);
             sys::close(rd);
             sys::close(wr);
             let Ok(st) = st else { return u64::MAX };
             set_pipefs_dev(st.st_dev);
+            pipe::set_pipefs_dev(r, st.st_dev);
             st.st_dev
         }
         d => d,
@@ -539,9 +593,10 @@ const FIFO_KERNEL_MARK: usize = 8 * 4096;
 /// anonymous pipe is ours only if we made it; a FIFO file is served by us from its first open.
 /// The kernel frees a FIFO's pipe when its last file closes, and the next open gets a fresh
 /// one: a kernel pipe without our mark means that whatever the object still holds is left
-/// over from before, so the object starts afresh, as the kernel's pipe did.
-pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32) -> Option<(pipe::PipeHandle, bool)> {
-    if dev == pipefs_dev() {
+/// over from before, so the object starts afresh, as the kernel's pipe did. Without `create`,
+/// such a FIFO has no object (nobody used it through the shim yet).
+pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Option<(pipe::PipeHandle, bool)> {
+    if dev == pipefs_dev(r) {
         return pipe::pipe_find(r, dev, ino).map(|h| (h, false));
     }
     let fcntl =
@@ -550,6 +605,9 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32) -> Option<(pipe::Pipe
         Ok(FIFO_MARK) => return pipe::fifo_get(r, dev, ino).ok().map(|h| (h, true)),
         Ok(FIFO_KERNEL_MARK) => return None,
         _ => {}
+    }
+    if !create {
+        return None;
     }
     // Two first openers must not both start afresh: the FIFO's flock orders them.
     let _ = sys::flock(fd, libc::LOCK_EX);
@@ -571,8 +629,11 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
     // cached view of their peer must go.
     let listener = fd::is_listener(fd).then(|| sys::fstat(fd).map_or(0, |st| st.st_ino));
+    if listener.is_some() {
+        crate::unix::listener_released(r, fd);
+    }
     let close = || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
-    let res = match fd::forget(fd) {
+    let res = match fd::take(r, fd) {
         Some(p) => dropping(r, &p, close),
         None => close(),
     };
@@ -705,24 +766,39 @@ pub fn hand_back(r: &Region, fd: i32) {
     }
 }
 
-/// `close_range`: as the kernel, then forget what was closed.
+/// `close_range`: the shim fds in the range are closed one by one first, each waking its
+/// peers (it may be the last end), then the kernel closes the rest (around the region's
+/// descriptors).
 pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64> {
-    let known = (libc::CLOSE_RANGE_CLOEXEC | libc::CLOSE_RANGE_UNSHARE) as u64;
-    // Our fds in the range go first, one by one, so that their objects are freed as the last
-    // ends go (not after an unshare, which closes them in a table of our own).
-    if flags == 0 && first <= last {
-        for fd in first..=last.min(4095) {
-            if let Some(p) = fd::forget(fd as i32) {
+    // The kernel takes unsigned ints.
+    let (first, last, mut flags) = (first as u32 as u64, last as u32 as u64, flags as u32 as u64);
+    let known = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as u64;
+    // The kernel's own checks, before anything is closed.
+    if flags & !known != 0 || first > last {
+        return Some(-(libc::EINVAL as i64));
+    }
+    let closing = flags & libc::CLOSE_RANGE_CLOEXEC as u64 == 0;
+    if closing {
+        // What CLOSE_RANGE_UNSHARE does first: the closes below must not reach a table
+        // another process shares.
+        if flags & libc::CLOSE_RANGE_UNSHARE as u64 != 0 {
+            if let Err(e) = sys::syscall6(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0, 0, 0) {
+                return Some(-(e as i64));
+            }
+            flags &= !(libc::CLOSE_RANGE_UNSHARE as u64);
+        }
+        crate::foreign::each_open_fd(|fd| {
+            if (first..=last).contains(&(fd as u64))
+                && let Some(p) = fd::take(r, fd)
+            {
                 let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
             }
-        }
+        });
     }
-    let res = sys::syscall6(libc::SYS_close_range, first as usize, last as usize, flags as usize, 0, 0, 0);
-    if res.is_ok() && flags & known == libc::CLOSE_RANGE_UNSHARE as u64 && first <= last {
+    let res = crate::region::close_range(first, last, flags);
+    if res.is_ok() && closing {
         for fd in first..=last.min(4095) {
-            if let Some(p) = fd::forget(fd as i32) {
-                note_closed(r, &p);
-            }
+            fd::forget(fd as i32);
         }
     }
     Some(ret(res))
@@ -734,8 +810,9 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let old = a[0] as i32;
     let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
     let call = || sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
-    // A dup onto a shim fd closes it: its object may go with it.
-    let res = match target.filter(|&t| t != old).and_then(fd::forget) {
+    // The target, if open, is closed by the call: its object is found while it is open, and
+    // may go with it.
+    let res = match target.filter(|&t| t != old).and_then(|t| fd::take(r, t)) {
         Some(p) => dropping(r, &p, call),
         None => call(),
     };
@@ -763,6 +840,14 @@ pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
             }
             // Every process caching this description's O_NONBLOCK reads it again.
             note_closed(r, &p);
+            Some(ret(res))
+        }
+        cmd if crate::unix::sets_owner(cmd) => {
+            let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+            let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
+            if res.is_ok() {
+                crate::unix::owner_changed(r, &p);
+            }
             Some(ret(res))
         }
         libc::F_GETPIPE_SZ => {
@@ -801,15 +886,14 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 
 /// Process exit: close our shim fds now, freeing the objects we were the last to hold, and
 /// wake their peers, so that they see EOF or EPIPE at once instead of at their next liveness
-/// check. fds this image never used (inherited) are found in /proc/self/fd.
+/// check. That includes the fds the table has not seen (inherited by an image that never used
+/// them).
 pub fn exiting(r: &Region) {
-    fd::discover_all(r);
-    fd::each_listener(|fd| {
-        let _ = close(r, fd);
-    });
-    fd::each_shim(|p| {
-        if fd::forget(p.fd).is_some() {
-            let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, p.fd as usize, 0, 0, 0, 0, 0));
+    crate::foreign::each_open_fd(|fd| {
+        if fd::is_listener(fd) {
+            let _ = close(r, fd);
+        } else if let Some(p) = fd::take(r, fd) {
+            let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
         }
     });
 }

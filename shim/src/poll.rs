@@ -7,7 +7,7 @@
 
 use crate::copy::{slice_in as copy_slice_in, slice_out as copy_slice_out};
 use crate::fd::{self, PipeFd};
-use crate::{signals, sud};
+use crate::{scratch, signals, sud};
 use shared_state::Region;
 use shared_state::pipe;
 use shared_state::sys::{self, Errno};
@@ -85,6 +85,10 @@ pub fn readiness(r: &Region, s: &Shim) -> i16 {
     if s.read && rx.is_some_and(|h| pipe::pipe_poll(r, h).0) {
         m |= libc::POLLIN | libc::POLLRDNORM;
     }
+    // An out-of-band byte to take (unix_poll's EPOLLPRI).
+    if s.socket && s.read && rx.is_some_and(|h| pipe::sock_oob_pending(r, h)) {
+        m |= libc::POLLPRI;
+    }
     let writable = if s.recv_queue(r) {
         crate::dgram::writable(r, s.pipe)
     } else {
@@ -132,11 +136,25 @@ pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
     rd << 32 | wr
 }
 
-/// An epoll set watches the object from now on (a socket: both its queues).
+/// An epoll set watches the object from now on (a socket: both its queues). Its own first:
+/// a pending socket's link, made meanwhile or later, passes it on to the peer's queue
+/// (`pipe::sock_link`).
 pub fn watched(r: &Region, s: &Shim) {
+    pipe::set_ep_usage(r, s.pipe);
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     let (rx, tx) = s.queues(r);
-    for h in [Some(s.pipe), rx, tx].into_iter().flatten() {
+    for h in [rx, tx].into_iter().flatten() {
         pipe::set_ep_usage(r, h);
+    }
+}
+
+/// EPOLLERR for a hung-up socket `s` whose ECONNRESET is still to be read (see
+/// `unix::pending_error`), when `fd` (the number an epoll interest was added with) still names
+/// it here.
+pub fn hangup_error(r: &Region, s: &Shim, fd: i32) -> u32 {
+    match fd::lookup(r, fd) {
+        Some(p) if s.socket && Shim::of(&p) == *s => crate::unix::pending_error(r, &p) as u16 as u32,
+        _ => 0,
     }
 }
 
@@ -145,6 +163,12 @@ pub fn watched(r: &Region, s: &Shim) {
 /// given back still has its queued data to report, and the kernel the rest).
 pub fn alive(r: &Region, s: &Shim) -> bool {
     pipe::is_live(r, s.pipe) && (s.socket || !pipe::handed_back(r, s.pipe))
+}
+
+/// Whether an exec in progress may close an end the object's sleepers wait for.
+pub fn in_exec_window(r: &Region, s: &Shim) -> bool {
+    let (rx, tx) = s.queues(r);
+    [Some(s.pipe), rx, tx].into_iter().flatten().any(|h| pipe::exec_window(r, h).is_some())
 }
 
 /// A key that moves whenever an fd of the object may have been closed anywhere.
@@ -198,16 +222,17 @@ fn poll_loop(
     sigmask: Option<u64>,
     select: bool,
 ) -> Result<usize, Errno> {
-    let mixed = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
-    let mut kfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
-    let kfds = &mut kfds[..fds.len()];
+    let kernel_fds = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
+    let mut kfds = scratch::take(fds.len(), libc::pollfd { fd: -1, events: 0, revents: 0 })?;
+    let kfds = &mut kfds[..];
+    let mut shim_ready = scratch::take(fds.len(), 0i16)?;
     let mut mask = sigmask.unwrap_or(0);
     signals::sanitize_mask(&mut mask);
     loop {
         // The rings first: when one is ready the signal mask must not let a handler run.
-        let mut shim_ready = [0i16; MAX_FDS];
         let mut any_shim_ready = false;
         for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
+            *m = 0;
             if let Some(p) = s {
                 if p.socket {
                     crate::unix::drain(r, p);
@@ -217,6 +242,8 @@ fn poll_loop(
             }
         }
         let remaining = deadline.map(|d| ns_until(&d));
+        // Before the placeholders are asked: a close after this moves it (see the wait below).
+        let gens = liveness_sum(r, shim);
         // With the caller's mask, as the kernel checks for signals with it installed.
         let maskp =
             if sigmask.is_some() && !any_shim_ready { &mask as *const u64 } else { core::ptr::null() };
@@ -233,7 +260,7 @@ fn poll_loop(
             return Err(libc::EBADF);
         }
         let mut ready = 0;
-        for (((f, k), m), s) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready).zip(shim) {
+        for (((f, k), &m), s) in fds.iter_mut().zip(kfds.iter()).zip(shim_ready.iter()).zip(shim) {
             f.revents = k.revents | m;
             if let Some(p) = s.filter(|p| p.socket && k.revents & libc::POLLHUP != 0) {
                 f.revents |= crate::unix::pending_error(r, &p);
@@ -246,6 +273,8 @@ fn poll_loop(
             return Ok(ready);
         }
         signals::clear_interrupt();
+        // While an exec may close a peer's end, the kernel wakes us as it goes (pipe_exec).
+        let mixed = kernel_fds || shim.iter().flatten().any(|p| in_exec_window(r, &Shim::of(p)));
         if mixed {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
@@ -259,13 +288,30 @@ fn poll_loop(
                 });
             let word = signals::handled_word();
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
-            pipe::poll_wait(r, pipes, deadline.as_ref(), &[extra], None, &mut |f| g.allow_signals(f));
+            let mut waiters = scratch::take(pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default())?;
+            // A close since the placeholders were asked woke nobody yet: look again.
+            let closed = || liveness_sum(r, shim) != gens;
+            pipe::poll_wait(
+                r,
+                pipes,
+                deadline.as_ref(),
+                &[extra],
+                Some(&closed),
+                &mut |f| g.allow_signals(f),
+                &mut waiters,
+            );
         }
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
             return Err(libc::EINTR);
         }
     }
+}
+
+/// A key that moves whenever an fd of one of the shim objects may have been closed (each
+/// generation only grows, so neither does a sum repeat).
+fn liveness_sum(r: &Region, shim: &[Option<PipeFd>]) -> u64 {
+    shim.iter().flatten().fold(0u64, |k, p| k.wrapping_add(liveness(r, &Shim::of(p))))
 }
 
 /// The kernel's ppoll over `fds` as `kfds`: kernel fds with their events, shim pipes'
@@ -352,11 +398,16 @@ pub fn poll(
     if n > MAX_FDS || n == 0 {
         return None;
     }
-    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
-    let fds = &mut fds[..n];
-    copy_slice_in(fds, ufds).ok()?;
-    let mut shim = [None; MAX_FDS];
-    classify(r, fds, &mut shim[..n])?;
+    let mut fds = match scratch::take(n, libc::pollfd { fd: -1, events: 0, revents: 0 }) {
+        Ok(fds) => fds,
+        Err(e) => return Some(neg(e)),
+    };
+    copy_slice_in(&mut fds, ufds).ok()?;
+    let mut shim = match scratch::take(n, None) {
+        Ok(shim) => shim,
+        Err(e) => return Some(neg(e)),
+    };
+    classify(r, &fds, &mut shim)?;
     if nfds > nofile_limit() {
         return Some(neg(libc::EINVAL));
     }
@@ -380,7 +431,7 @@ pub fn poll(
     } else {
         None
     };
-    let res = poll_loop(r, g, fds, &shim[..n], deadline, sigmask, false);
+    let res = poll_loop(r, g, &mut fds, &shim, deadline, sigmask, false);
     if let Ok(k) = res {
         // Only revents is written back, as the kernel does.
         for (i, f) in fds.iter().enumerate() {
@@ -420,19 +471,23 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
         }
     }
     let bit = |set: &[u64; FDSET_WORDS], fd: usize| set[fd / 64] >> (fd % 64) & 1 != 0;
-    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_FDS];
-    let mut shim = [None; MAX_FDS];
-    let mut count = 0;
-    for fd in 0..n {
-        let ev = (if bit(&sets[0], fd) { POLLIN_SET } else { 0 })
+    let events = |fd: usize| {
+        (if bit(&sets[0], fd) { POLLIN_SET } else { 0 })
             | (if bit(&sets[1], fd) { POLLOUT_SET } else { 0 })
-            | (if bit(&sets[2], fd) { POLLEX_SET } else { 0 });
-        if ev != 0 {
-            fds[count] = libc::pollfd { fd: fd as i32, events: ev, revents: 0 };
-            count += 1;
-        }
+            | (if bit(&sets[2], fd) { POLLEX_SET } else { 0 })
+    };
+    let count = (0..n).filter(|&fd| events(fd) != 0).count();
+    let (mut fds, mut shim) = match (
+        scratch::take(count, libc::pollfd { fd: -1, events: 0, revents: 0 }),
+        scratch::take(count, None),
+    ) {
+        (Ok(fds), Ok(shim)) => (fds, shim),
+        (Err(e), _) | (_, Err(e)) => return Some(neg(e)),
+    };
+    for (f, fd) in fds.iter_mut().zip((0..n).filter(|&fd| events(fd) != 0)) {
+        *f = libc::pollfd { fd: fd as i32, events: events(fd), revents: 0 };
     }
-    classify(r, &fds[..count], &mut shim[..count])?;
+    classify(r, &fds, &mut shim)?;
     // Timeout: select's timeval or pselect6's timespec, updated with the time left on return.
     let tp = a[4] as usize;
     let mut deadline = None;
@@ -471,7 +526,7 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
             sigmask = Some(m);
         }
     }
-    let res = poll_loop(r, g, &mut fds[..count], &shim[..count], deadline, sigmask, true);
+    let res = poll_loop(r, g, &mut fds, &shim, deadline, sigmask, true);
     if let Some(d) = deadline {
         // The time left is written back; like the kernel, a failure to do so is ignored.
         let left = ts_from_ns(ns_until(&d));
@@ -484,18 +539,21 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
     if let Err(e) = res {
         return Some(neg(e));
     }
-    let mut out = [[0u64; FDSET_WORDS]; 3];
+    let mut out = match scratch::take(3 * FDSET_WORDS, 0u64) {
+        Ok(out) => out,
+        Err(e) => return Some(neg(e)),
+    };
     let mut total = 0;
-    for f in &fds[..count] {
+    for f in fds.iter() {
         let fd = f.fd as usize;
         for (k, set) in [POLLIN_SET, POLLOUT_SET, POLLEX_SET].iter().enumerate() {
             if bit(&sets[k], fd) && f.revents & set != 0 {
-                out[k][fd / 64] |= 1 << (fd % 64);
+                out[k * FDSET_WORDS + fd / 64] |= 1 << (fd % 64);
                 total += 1;
             }
         }
     }
-    for (k, set) in out.iter().enumerate() {
+    for (k, set) in out.chunks(FDSET_WORDS).enumerate() {
         if a[k + 1] != 0 && copy_slice_out(a[k + 1] as usize, &set[..words]).is_err() {
             return Some(neg(libc::EFAULT));
         }

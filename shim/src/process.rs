@@ -24,6 +24,8 @@ extern "C" fn atfork_child() {
 extern "C" fn init() {
     crate::real::resolve_all();
     if let Some(r) = region::init() {
+        // First: a reader may be waiting for an end our exec closed (see `pipe_exec`).
+        shared_state::pipe_exec::finish(r, shared_state::sys::getpid());
         proc::identify_self();
         // exec keeps the pid and start time: a record that matches them is our old image's.
         proc::exec_cleanup(r);
@@ -64,6 +66,9 @@ pub extern "C" fn fork() -> libc::pid_t {
     let pid = unsafe { core::mem::transmute::<usize, extern "C" fn() -> libc::pid_t>(real)() };
     if let (true, Some(r)) = (pid != 0, region::active()) {
         let _g = crate::sud::enter();
+        // Counted again now that the child exists (see `pipe_gc`'s rounds): between the
+        // child's creation and here, the parent closed nothing.
+        shared_state::pipe::note_fork(r);
         proc::fork::parent(r, pid);
     }
     pid

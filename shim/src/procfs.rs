@@ -9,7 +9,8 @@
 
 use crate::copy::access_ok;
 use crate::fd;
-use crate::pipes::{self, IOV_MAX, Iov};
+use crate::pipes::{self, Iov};
+use crate::scratch;
 use core::fmt;
 use shared_state::Region;
 use shared_state::procfs::{self, MAX_PATH, PREFIX, VIEWS, View};
@@ -126,7 +127,7 @@ fn memfd() -> Result<i32, Errno> {
 
 /// Writes the view's text at the start of `fd` and cuts the file there.
 fn fill(r: &Region, fd: i32, view: View) -> Result<(), Errno> {
-    let mut w = FdWriter { fd, buf: [0; 4096], len: 0, off: 0, err: None };
+    let mut w = FdWriter { fd, buf: scratch::take(4096, 0)?, len: 0, off: 0, err: None };
     procfs::render(r, view, &mut w)?;
     w.flush();
     if let Some(e) = w.err {
@@ -138,7 +139,7 @@ fn fill(r: &Region, fd: i32, view: View) -> Result<(), Errno> {
 /// A `fmt::Write` into a file, a page at a time, with no allocation.
 struct FdWriter {
     fd: i32,
-    buf: [u8; 4096],
+    buf: scratch::Slice<u8>,
     len: usize,
     off: u64,
     err: Option<Errno>,
@@ -192,27 +193,30 @@ pub fn write(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let fd = a[0] as i32;
     let idx = fd::sysctl_of(fd)?;
     let View::Sysctl(s) = VIEWS.get(idx)?.1 else { return None };
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    let (n, pos) = match nr {
+    let single;
+    let vector;
+    let (iov, pos): (&[Iov], _) = match nr {
         libc::SYS_write | libc::SYS_pwrite64 => {
             if !access_ok(a[1] as usize, a[2] as usize) {
                 return Some(-(libc::EFAULT as i64));
             }
-            iov[0] = (a[1] as usize, (a[2] as usize).min(i32::MAX as usize & !4095));
-            (1, if nr == libc::SYS_pwrite64 { Some(a[3] as i64) } else { None })
+            single = [(a[1] as usize, (a[2] as usize).min(i32::MAX as usize & !4095))];
+            (&single, if nr == libc::SYS_pwrite64 { Some(a[3] as i64) } else { None })
         }
-        _ => match pipes::import_iovec(a[1] as usize, a[2], &mut iov) {
-            Ok(n) if nr == libc::SYS_writev => (n, None),
-            // pwritev2's -1 is the current position.
-            Ok(n) if nr == libc::SYS_pwritev2 && a[3] as i64 == -1 => (n, None),
-            Ok(n) => (n, Some(a[3] as i64)),
+        _ => match pipes::import_iovec(a[1] as usize, a[2]) {
+            Ok(v) => {
+                vector = v;
+                // pwritev2's -1 is the current position.
+                let at_pos = nr != libc::SYS_writev && !(nr == libc::SYS_pwritev2 && a[3] as i64 == -1);
+                (&vector, at_pos.then_some(a[3] as i64))
+            }
             Err(e) => return Some(-(e as i64)),
         },
     };
     if pos.is_some_and(|p| p < 0) {
         return Some(-(libc::EINVAL as i64));
     }
-    Some(match sysctl_write(r, fd, s, &iov[..n], pos) {
+    Some(match sysctl_write(r, fd, s, iov, pos) {
         Ok(n) => n as i64,
         Err(e) => -(e as i64),
     })
@@ -240,14 +244,15 @@ fn sysctl_write(
     if total == 0 {
         return Ok(0);
     }
-    let mut head = [0u8; 4096];
-    let mut scratch = [0u8; 4096];
+    // The first page is parsed; the rest is copied into the second only to find a bad byte.
+    let mut pages = scratch::take(8192, 0u8)?;
+    let (head, rest) = pages.split_at_mut(4096);
     let mut at = 0;
     for &(addr, len) in iov {
         let mut off = 0;
         while off < len {
             let k = (len - off).min(4096);
-            let dst = if at < head.len() { &mut head[at..(at + k).min(4096)] } else { &mut scratch[..k] };
+            let dst = if at < head.len() { &mut head[at..(at + k).min(4096)] } else { &mut rest[..k] };
             let k = dst.len();
             if !copy_in(dst, addr + off) {
                 return Err(libc::EFAULT);

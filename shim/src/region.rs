@@ -1,8 +1,16 @@
 //! The process's view of its namespace: opened once at start-up and never unmapped.
+//!
+//! A namespace follows the process tree, as a kernel IPC namespace does: the region file stays
+//! open on two descriptors that exec does not close, named in `IPCSHIM_REGION_FD`, and every
+//! image a process of the namespace execs maps the region from them, whatever its credentials
+//! became meanwhile. Only the first process (or one whose descriptors were lost) looks the
+//! namespace up by name. The descriptors sit high and move out of the way when the program
+//! closes or replaces their numbers; `close_range` goes around them.
 
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use shared_state::Region;
-use shared_state::region::RegionErrorKind;
+use shared_state::region::{self, RegionErrorKind, RegionFiles};
+use shared_state::sys::{self, Errno};
 use std::sync::atomic::AtomicBool;
 
 const UNINIT: u8 = 0;
@@ -18,14 +26,40 @@ static REGION: AtomicPtr<Region> = AtomicPtr::new(core::ptr::null_mut());
 static ERROR: AtomicPtr<String> = AtomicPtr::new(core::ptr::null_mut());
 static ERROR_SHOWN: AtomicBool = AtomicBool::new(false);
 
-/// Called from the constructor. `IPCSHIM_DISABLE=1` leaves every call to the kernel.
+/// The region's descriptors in this process (read-write, read-only); -1 when there are none.
+static FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// The region file's device and inode, for `IPCSHIM_REGION_FD`.
+static DEV: AtomicU64 = AtomicU64::new(0);
+static INO: AtomicU64 = AtomicU64::new(0);
+
+/// Called from the constructor. `IPCSHIM_DISABLE=1` leaves every call to the kernel (and the
+/// inherited descriptors to the processes it starts).
 pub fn init() -> Option<&'static Region> {
     if std::env::var_os("IPCSHIM_DISABLE").is_some_and(|v| v == "1") {
         STATE.store(DISABLED, Ordering::Release);
         return None;
     }
-    match shared_state::region::region_path_from_env().and_then(|p| Region::open(&p, true)) {
-        Ok(r) => {
+    let opened = match RegionFiles::from_env() {
+        Some(files) => Region::map(&files, &files.path()).map(|r| (r, files)),
+        None => region::name_from_env().and_then(|name| {
+            let files = keep_high(RegionFiles::open(&name, true)?);
+            match Region::map(&files, &name.path) {
+                Ok(r) => Ok((r, files)),
+                Err(e) => {
+                    files.close();
+                    Err(e)
+                }
+            }
+        }),
+    };
+    match opened {
+        Ok((r, files)) => {
+            let (dev, ino) = files.identity().unwrap_or_default();
+            DEV.store(dev, Ordering::Relaxed);
+            INO.store(ino, Ordering::Relaxed);
+            // Not put into our own environment (a program may define its own setenv, as bash
+            // does, unusable this early): each exec passes them on (see `exec_entry`).
+            set_fds([files.rw, files.ro]);
             let r: &'static Region = Box::leak(Box::new(r));
             REGION.store(r as *const Region as *mut Region, Ordering::Release);
             STATE.store(ACTIVE, Ordering::Release);
@@ -82,4 +116,141 @@ pub fn route() -> Route {
         // as nothing of ours can exist yet.
         _ => Route::Kernel,
     }
+}
+
+/// The region's descriptors moved to inheritable numbers near the top of what programs
+/// number by hand (the originals are close-on-exec and low).
+fn keep_high(files: RegionFiles) -> RegionFiles {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let soft =
+        sys::syscall6(libc::SYS_getrlimit, libc::RLIMIT_NOFILE as usize, &raw mut lim as usize, 0, 0, 0, 0)
+            .map_or(1024, |_| lim.rlim_cur.min(1024) as usize);
+    let base = soft.saturating_sub(128).max(3);
+    let high = |fd: i32| match dupfd(fd, base) {
+        Ok(h) => {
+            sys::close(fd);
+            h
+        }
+        // No room up there: the descriptor stays, made inheritable.
+        Err(_) => {
+            let _ = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_SETFD as usize, 0, 0, 0, 0);
+            fd
+        }
+    };
+    RegionFiles { rw: high(files.rw), ro: high(files.ro) }
+}
+
+/// `fcntl(fd, F_DUPFD, from)`: an inheritable copy at the lowest free number from `from` up.
+fn dupfd(fd: i32, from: usize) -> Result<i32, Errno> {
+    sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_DUPFD as usize, from, 0, 0, 0).map(|n| n as i32)
+}
+
+/// The region's descriptors in this process. A vfork child has its own fd table but shares
+/// our memory: what it moved is kept on its (shared) thread state, which the parent clears
+/// when it resumes.
+fn fds() -> [i32; 2] {
+    let moved = crate::sud::tls().region_fds.load(Ordering::Relaxed);
+    if crate::sud::in_vfork_child() && moved & MOVED != 0 {
+        let fd = |bits: u64| (bits & 0x7fff_ffff) as i32 - 1;
+        return [fd(moved), fd(moved >> 31)];
+    }
+    [FDS[0].load(Ordering::Relaxed), FDS[1].load(Ordering::Relaxed)]
+}
+
+/// Marks `Tls::region_fds` as set; below it, each descriptor + 1 in 31 bits.
+const MOVED: u64 = 1 << 63;
+
+fn set_fds(fds: [i32; 2]) {
+    if crate::sud::in_vfork_child() {
+        let enc = |fd: i32| (fd + 1) as u64 & 0x7fff_ffff;
+        crate::sud::tls().region_fds.store(MOVED | enc(fds[0]) | enc(fds[1]) << 31, Ordering::Relaxed);
+    } else {
+        FDS[0].store(fds[0], Ordering::Relaxed);
+        FDS[1].store(fds[1], Ordering::Relaxed);
+    }
+}
+
+/// Before `close(fd)`, `dup2(_, fd)` or `dup3(_, fd, _)`: a region descriptor numbered `fd`
+/// moves to another number first (the lowest free one above, else below), so that the
+/// program's call does what it asked and the region stays open for the images it execs.
+pub fn keep_fds(nr: i64, a: &[u64; 6]) {
+    let fd = match nr {
+        libc::SYS_close => a[0] as i32,
+        libc::SYS_dup2 | libc::SYS_dup3 if a[0] as i32 != a[1] as i32 => a[1] as i32,
+        _ => return,
+    };
+    let mut fds = fds();
+    let Some(i) = fds.iter().position(|&f| f == fd && f >= 0) else { return };
+    fds[i] = dupfd(fd, fd as usize + 1).or_else(|_| dupfd(fd, 3)).unwrap_or(-1);
+    set_fds(fds);
+}
+
+/// `close_range(first, last, flags)`, leaving the region descriptors open (and inheritable)
+/// whatever the range: the kernel's call on the pieces around them.
+pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
+    // The kernel takes unsigned ints.
+    let (first, last, flags) = (first as u32, last as u32, flags as u32);
+    let call = |lo: u32, hi: u32, fl: u32| {
+        sys::syscall6(libc::SYS_close_range, lo as usize, hi as usize, fl as usize, 0, 0, 0)
+    };
+    let mut ours: [i64; 2] = fds().map(|f| f as i64);
+    ours.sort_unstable();
+    let inside = |f: i64| f >= first as i64 && f <= last as i64;
+    if !ours.iter().any(|&f| inside(f)) {
+        return call(first, last, flags);
+    }
+    if flags & !(libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(libc::EINVAL);
+    }
+    let mut unshare = flags & libc::CLOSE_RANGE_UNSHARE;
+    let mut lo = first as i64;
+    for f in ours.into_iter().filter(|&f| inside(f)).chain([last as i64 + 1]) {
+        if f > lo {
+            call(lo as u32, (f - 1) as u32, flags & !libc::CLOSE_RANGE_UNSHARE | unshare)?;
+            unshare = 0;
+        }
+        lo = f + 1;
+    }
+    if unshare != 0 {
+        sys::syscall6(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0, 0, 0)?;
+    }
+    Ok(0)
+}
+
+/// `IPCSHIM_REGION_FD=RW,RO,DEV,INO` for an image we exec into `buf`, its length; only the
+/// `IPCSHIM_REGION_FD=` part when the descriptors are lost.
+pub fn exec_entry(buf: &mut [u8; 128]) -> usize {
+    let mut len = 0;
+    let mut put = |b: &[u8]| {
+        buf[len..len + b.len()].copy_from_slice(b);
+        len += b.len();
+    };
+    put(region::FD_VAR.as_bytes());
+    put(b"=");
+    let fds = fds();
+    if fds.iter().all(|&f| f >= 0) {
+        let nums = [fds[0] as u64, fds[1] as u64, DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed)];
+        for (i, n) in nums.into_iter().enumerate() {
+            if i > 0 {
+                put(b",");
+            }
+            let mut digits = [0u8; 20];
+            let k = shared_state::pipe_gc::itoa64(n, &mut digits);
+            put(&digits[..k]);
+        }
+    }
+    len
+}
+
+/// Just before an exec: the region's descriptors are made inheritable when the new image
+/// `stays` in our namespace (the program may have set FD_CLOEXEC on them), close-on-exec
+/// otherwise. Whether they are passed on.
+pub fn prepare_exec(stays: bool) -> bool {
+    let fds = fds();
+    let keep = stays && fds.iter().all(|&f| f >= 0);
+    let flag = if keep { 0 } else { libc::FD_CLOEXEC };
+    for f in fds.into_iter().filter(|&f| f >= 0) {
+        let _ = sys::syscall6(libc::SYS_fcntl, f as usize, libc::F_SETFD as usize, flag as usize, 0, 0, 0);
+    }
+    keep
 }

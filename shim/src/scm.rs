@@ -7,6 +7,7 @@
 //! buffer, so truncation, MSG_CTRUNC and MSG_CMSG_CLOEXEC are the kernel's too.
 //! Credentials for SO_PASSCRED without a token are the shim's, built as `put_cmsg` does.
 
+use crate::scratch;
 use shared_state::Region;
 use shared_state::pipe::{self, SOCKADDR_UN_MAX, UnixCb};
 use shared_state::sys::{self, Errno};
@@ -126,17 +127,16 @@ fn peek_token(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) -> Option<
     recv_token(fd, &mut m, libc::MSG_PEEK)
 }
 
-/// A control buffer aligned as `struct cmsghdr`.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; ORPHAN_CTL]);
-
 fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) {
-    let mut buf = CmsgBuf([0; ORPHAN_CTL]);
-    let mut m = msghdr(data, iov, buf.0.as_mut_ptr() as usize, ORPHAN_CTL);
+    // Aligned as `struct cmsghdr`.
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    let mut m = msghdr(data, iov, buf.as_mut_ptr() as usize, ORPHAN_CTL);
     if recv_token(fd, &mut m, libc::MSG_CMSG_CLOEXEC).is_none() {
         return;
     }
-    each_passed_fd(&buf.0[..m.msg_controllen.min(ORPHAN_CTL)], sys::close);
+    // SAFETY: the u64s are plain bytes to look at; `m.msg_controllen` of them were written.
+    let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, ORPHAN_CTL) };
+    each_passed_fd(&bytes[..m.msg_controllen.min(ORPHAN_CTL)], sys::close);
 }
 
 /// Calls `f` with each fd of the SCM_RIGHTS messages in control data `bytes`.
@@ -161,12 +161,18 @@ fn each_passed_fd(bytes: &[u8], mut f: impl FnMut(i32)) {
 /// the fds it passes are marked in flight, so that a collection does not take them for
 /// garbage while no process holds them (see `pipe::note_in_flight`).
 pub fn mark_passed(r: &Region, ctl: usize, len: usize) {
-    let mut buf = CmsgBuf([0; ORPHAN_CTL]);
-    let n = len.min(ORPHAN_CTL);
-    if ctl == 0 || crate::copy::slice_in(&mut buf.0[..n], ctl).is_err() {
+    if ctl == 0 {
         return;
     }
-    each_passed_fd(&buf.0[..n], |fd| {
+    // Aligned as `struct cmsghdr`, in scratch memory (too large for a small stack).
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    // SAFETY: the u64s are plain bytes, ORPHAN_CTL of them, ours while `buf` lives.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, ORPHAN_CTL) };
+    let n = len.min(ORPHAN_CTL);
+    if crate::copy::slice_in(&mut bytes[..n], ctl).is_err() {
+        return;
+    }
+    each_passed_fd(&bytes[..n], |fd| {
         if let Some(p) = crate::fd::lookup(r, fd) {
             pipe::note_in_flight(r, p.pipe);
             if let Some(peer) = pipe::sock_peer(r, p.pipe) {

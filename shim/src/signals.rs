@@ -279,7 +279,9 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
     let fault = is_fault(sig, si);
     if sig == libc::SIGSEGV || sig == libc::SIGBUS {
         let rip = &mut uc.uc_mcontext.gregs[libc::REG_RIP as usize];
-        if let Some(fix) = shared_state::uaccess::fixup_target(*rip as usize) {
+        let fixup =
+            shared_state::uaccess::fixup_target(*rip as usize).or_else(|| sud::fault_fixup(*rip as usize));
+        if let Some(fix) = fixup {
             *rip = fix as libc::greg_t;
             return;
         }
@@ -305,8 +307,9 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
         // syscall the shim made, is not the application's: dropped, as SIGSYS is never blocked.)
         return;
     }
+    // The handler sees (and unwinds from) the rewritten call site's own state, not the shim's.
+    sud::settle(uc);
     let restart = app.flags & libc::SA_RESTART as u64 != 0;
-    t.interrupt.fetch_max(if restart { 1 } else { 2 }, Ordering::Relaxed);
     t.handled.fetch_add(1, Ordering::Relaxed);
     if app.flags & libc::SA_RESETHAND as u64 != 0 {
         // The kernel reset our trampoline to SIG_DFL as it delivered.
@@ -335,6 +338,9 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
         h(sig);
     }
     compiler_fence(Ordering::SeqCst);
+    // Recorded once the handler is done: a served call it made cleared the flag for its own
+    // wait, and the interrupted call must still see that a handler ran.
+    t.interrupt.fetch_max(if restart { 1 } else { 2 }, Ordering::Relaxed);
     t.selector.store(sud::ALLOW, Ordering::Relaxed);
     // SAFETY: as above; `ctx` is still the frame sigreturn will restore.
     note_mask(unsafe { *(&raw const (*(ctx as *const libc::ucontext_t)).uc_sigmask as *const u64) });

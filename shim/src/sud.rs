@@ -18,8 +18,13 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize
 use shared_state::sys::syscall6;
 
 mod exec;
+mod patch;
+mod stubs;
 mod trap;
 pub(crate) mod user;
+
+pub(crate) use patch::settle;
+pub(crate) use stubs::fault_fixup;
 
 /// Selector values (linux/prctl.h).
 pub(crate) const ALLOW: u8 = 0;
@@ -58,6 +63,15 @@ pub(crate) struct Tls {
     /// This thread's last served epoll wait returned events of shim objects only (see
     /// `epoll::served_wait`: where its next wait on a mixed set sleeps).
     pub epoll_shim_first: AtomicU8,
+    /// In a vfork child that moved the region's descriptors in its own fd table: their new
+    /// numbers (see `region::keep_fds`), cleared when the parent resumes.
+    pub region_fds: AtomicU64,
+    /// This thread's scratch arena (see `crate::scratch`): its address (0 until first used)
+    /// and the offset of its first free byte.
+    pub arena: AtomicUsize,
+    pub arena_top: AtomicUsize,
+    /// Syscalls this thread made through rewritten call sites since its last trap (`patch`).
+    pub patched: AtomicU64,
 }
 
 global_asm!(
@@ -111,8 +125,9 @@ static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
 // (restored by sigreturn), then continue at SLOTS[i].resume. rcx and r11 are free: the syscall
 // instruction clobbers them anyway; flags are not preserved (glibc re-tests rax).
 //
-// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held are cleared,
-// because a vfork child ran our handler on this same TLS and may have exec'd inside a guard.
+// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held/region_fds are
+// cleared, because a vfork child ran our handler on this same TLS and may have exec'd inside a
+// guard (or moved the region's descriptors in its own fd table).
 // Child: arm SUD for this task on the selector at its own TLS (a new thread's fresh block or
 // the shared one), set BLOCK, mark a shared-TLS child as a vfork child, and return 0. A TLS
 // that is not glibc's (%fs:0 is not the TCB's self-pointer: another runtime's clone) is left
@@ -133,6 +148,26 @@ global_asm!(
     "    .byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00",
     "    syscall",
     "    ud2",
+    // The system call of a rewritten call site (`patch`, `stubs`): entered 136 bytes below
+    // the site's stack (red zone, then the site's return address), it goes back there with
+    // rcx holding that address, as the site's own `syscall` leaves it (an indirect jump: a
+    // `ret` without its `call` costs a misprediction each time).
+    ".globl ipcshim_sud_syscall",
+    ".hidden ipcshim_sud_syscall",
+    "ipcshim_sud_syscall:",
+    "    .cfi_startproc",
+    "    .cfi_def_cfa_offset 136",
+    "    .cfi_offset %rip, -136",
+    "    syscall",
+    "    mov (%rsp), %rcx",
+    "    lea 136(%rsp), %rsp",
+    "    .cfi_def_cfa_offset 0",
+    "    .cfi_register %rip, %rcx",
+    ".globl ipcshim_sud_syscall_leave",
+    ".hidden ipcshim_sud_syscall_leave",
+    "ipcshim_sud_syscall_leave:",
+    "    jmp *%rcx",
+    "    .cfi_endproc",
     ".balign 64",
     "ipcshim_sud_parent:",
     "    mov ipcshim_tls@gottpoff(%rip), %r11",
@@ -140,6 +175,7 @@ global_asm!(
     "    movb $0, %fs:{depth}(%r11)",
     "    movb $0, %fs:{vfork}(%r11)",
     "    movq $0, %fs:{held}(%r11)",
+    "    movq $0, %fs:{region_fds}(%r11)",
     "    jmp *(%rcx)",
     ".balign 64",
     "ipcshim_sud_child:",
@@ -206,6 +242,7 @@ global_asm!(
     depth = const offset_of!(Tls, depth),
     vfork = const offset_of!(Tls, vfork),
     held = const offset_of!(Tls, held),
+    region_fds = const offset_of!(Tls, region_fds),
     shared = const offset_of!(Slot, shared),
     arch_prctl = const libc::SYS_arch_prctl,
     get_fs = const ARCH_GET_FS,
@@ -267,8 +304,11 @@ pub fn in_vfork_child() -> bool {
     tls().vfork.load(Ordering::Relaxed) != 0
 }
 
-/// Arms SUD for the calling task on its own selector (left as it is).
+/// Arms SUD for the calling task on its own selector (left as it is). In a fork child, the
+/// rewriting of call sites starts afresh.
 fn arm_current() -> bool {
+    tls().patched.store(0, Ordering::Relaxed);
+    patch::forked();
     let (start, len) = range();
     let sel = tls().selector.as_ptr() as usize;
     syscall6(libc::SYS_prctl, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, len, sel, 0).is_ok()
@@ -292,6 +332,7 @@ pub(crate) fn init() {
         return;
     };
     exec::capture();
+    patch::init();
     crate::signals::init(&app_sigsys);
     ARMED.store(true, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);

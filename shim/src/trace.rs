@@ -7,6 +7,7 @@
 //! sharing the file never interleave. Each image reads IPCSHIM_TRACE itself, so exec'd programs
 //! trace too.
 
+use crate::scratch;
 use core::sync::atomic::{AtomicBool, Ordering};
 use shared_state::sys;
 use std::sync::OnceLock;
@@ -55,13 +56,13 @@ fn emit(line: &[u8]) {
     let Some(path) = PATH.get() else { return };
     if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
         let at = sys::fstat(fd).map_or(0, |st| st.st_size as usize % 4096);
-        if at + line.len() > 4096 {
-            let mut filler = [b' '; 1024];
-            let n = 4096 - at;
-            if n <= filler.len() {
-                filler[n - 1] = b'\n';
-                let _ = sys::write(fd, &filler[..n]);
-            }
+        if at + line.len() > 4096
+            && let n = 4096 - at
+            && n <= LINE_MAX
+            && let Ok(mut filler) = scratch::take(n, b' ')
+        {
+            filler[n - 1] = b'\n';
+            let _ = sys::write(fd, &filler);
         }
         let _ = sys::write(fd, line);
         sys::close(fd);
@@ -88,10 +89,15 @@ pub fn fd_path(fd: i32) -> FdPath {
     p
 }
 
-/// A line under construction, in a stack buffer (no allocation: this runs on hot paths and
-/// in signal handlers).
+/// The longest line: what is longer is cut (32 poll entries with their fds' names fit).
+const LINE_MAX: usize = 4096;
+/// How many elements of an array strace shows before `...` (its default `-s 32`).
+const STRACE_MAX_ELEMS: usize = 32;
+
+/// A line under construction, in scratch memory (no allocation, and little stack: this runs
+/// on hot paths and in signal handlers).
 struct Line<'p> {
-    buf: [u8; 1024],
+    buf: scratch::Slice<u8>,
     len: usize,
     /// Shown after the first fd printed, once.
     path: &'p FdPath,
@@ -423,7 +429,8 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
     // child shares our memory (and any cached pid).
     let pid = sys::getpid();
-    let mut l = Line { buf: [0; 1024], len: 0, path: &NO_PATH };
+    let Ok(buf) = scratch::take(LINE_MAX, 0) else { return };
+    let mut l = Line { buf, len: 0, path: &NO_PATH };
     l.unum(pid as u64).s(" ").s(call).s("(");
     l.path = path;
     args(&mut l, nr, a, res);
@@ -855,9 +862,12 @@ fn iovecs(l: &mut Line<'_>, addr: u64, cnt: u64, mut budget: usize) {
 }
 
 fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
+    let start = l.len;
     l.s("[");
-    let mut first = true;
-    for i in 0..n.min(8) {
+    // As strace abbreviates: the first 32 entries; for revents, the first 32 that have any,
+    // as long as they fit its 1024-byte buffer (less room for the end).
+    let mut shown = 0;
+    for i in 0..n {
         let mut p = [libc::pollfd { fd: 0, events: 0, revents: 0 }];
         if !peek(&mut p, addr + i * 8) {
             break;
@@ -865,10 +875,15 @@ fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
         if revents && p[0].revents == 0 {
             continue;
         }
-        if !first {
+        if shown > 0 {
             l.s(", ");
         }
-        first = false;
+        if shown == STRACE_MAX_ELEMS {
+            l.s("...");
+            break;
+        }
+        shown += 1;
+        let entry = l.len;
         l.s("{fd=").num(p[0].fd as i64);
         // Annotated as strace -y does (the first time only), so a reader tells pipes from sockets.
         let path = if revents { NO_PATH } else { fd_path(p[0].fd) };
@@ -878,9 +893,11 @@ fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
         l.s(if revents { ", revents=" } else { ", events=" });
         let ev = if revents { p[0].revents } else { p[0].events } as u16 as u64;
         l.flags(ev, POLL_FLAGS, "0").s("}");
-    }
-    if n > 8 {
-        l.s(", ...");
+        if revents && l.len - start >= 1024 - 27 {
+            l.len = entry;
+            l.s("...");
+            break;
+        }
     }
     l.s("]");
 }

@@ -20,6 +20,7 @@ use crate::dgram;
 use crate::fd::{self, PipeFd};
 use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
+use crate::scratch;
 use crate::sud;
 use core::sync::atomic::{AtomicU64, Ordering};
 use shared_state::Region;
@@ -32,6 +33,15 @@ const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 /// (the connection is given back first). AF_UNIX ignores the flags it does not use.
 /// SIOCOUTQ (TIOCOUTQ): bytes sent and not yet read by the peer.
 const SIOCOUTQ: u64 = 0x5411;
+/// Whether the next byte to read is the out-of-band mark.
+const SIOCATMARK: u64 = 0x8905;
+/// The socket's owner as ioctls set it (FIOSETOWN, SIOCSPGRP), and fcntl's F_OWNER_* kinds.
+const FIOSETOWN: u64 = 0x8901;
+const SIOCSPGRP: u64 = 0x8902;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+const F_OWNER_TID: u32 = 0;
+const F_OWNER_PGRP: u32 = 2;
 
 pub(crate) fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
     let mut v = 0i32;
@@ -203,15 +213,61 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     Some(pipes::ret(res))
 }
 
-/// A listening socket will be served by a process without the shim: connections to it stay
-/// the kernel's.
-pub fn forget_listener(r: &Region, fd: i32) {
-    if getsockopt_int(fd, libc::SO_ACCEPTCONN) == Ok(1)
-        && let Ok(st) = sys::fstat(fd)
-        && st.st_dev == sys::sockfs_dev()
-    {
-        names::unregister(r, |l| l.ino as u64 == st.st_ino);
+/// The socket inode of `fd` if it is a listening socket.
+fn listening_ino(fd: i32) -> Option<u32> {
+    let st = sys::fstat(fd).ok().filter(|st| st.st_dev == sys::sockfs_dev())?;
+    (getsockopt_int(fd, libc::SO_ACCEPTCONN) == Ok(1)).then_some(st.st_ino as u32)
+}
+
+/// A listening socket is inherited by a program without the shim, which may accept on it:
+/// connections to it go to the kernel, unless the shim process that listened still holds it
+/// (a server whose child execs a set-id helper): then its name stays announced until that
+/// process lets go of it (see [`listener_released`]).
+pub fn listener_to_foreign(r: &Region, fd: i32) {
+    let Some(ino) = listening_ino(fd) else { return };
+    match names::registrant(r, ino) {
+        Some(pid) if pid != sys::getpid() as u32 && holds(pid, ino) => names::mark_foreign_held(r, ino),
+        Some(_) => names::unregister(r, |l| l.ino == ino),
+        None => {}
     }
+}
+
+/// A shim process closes a listening socket it announced.
+pub fn listener_released(r: &Region, fd: i32) {
+    if let Some(ino) = listening_ino(fd) {
+        names::release_listener(r, ino);
+    }
+}
+
+/// Whether process `pid` has an fd of the socket with inode `ino` (as /proc shows it).
+fn holds(pid: u32, ino: u32) -> bool {
+    let mut path = *b"/proc/\0\0\0\0\0\0\0\0\0\0/fd\0";
+    let mut digits = [0u8; 10];
+    let n = shared_state::pipe_gc::itoa(pid, &mut digits);
+    path[6..6 + n].copy_from_slice(&digits[..n]);
+    path[6 + n..6 + n + 4].copy_from_slice(b"/fd\0");
+    let Ok(dir) = sys::open(&path[..6 + n + 4], libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+    else {
+        return false;
+    };
+    let mut want = [0u8; 20];
+    let k = shared_state::pipe_gc::itoa(ino, &mut digits);
+    want[..8].copy_from_slice(b"socket:[");
+    want[8..8 + k].copy_from_slice(&digits[..k]);
+    want[8 + k] = b']';
+    let want = &want[..9 + k];
+    let mut found = false;
+    let _ = shared_state::pipe_gc::each_entry(dir, |name| {
+        let mut z = [0u8; 24];
+        let mut link = [0u8; 32];
+        if let Some(dst) = z.get_mut(..name.len()) {
+            dst.copy_from_slice(name);
+            found |= sys::readlinkat(dir, &z[..name.len() + 1], &mut link).is_ok_and(|l| &link[..l] == want);
+        }
+        if found { Err(libc::EEXIST) } else { Ok(()) }
+    });
+    sys::close(dir);
+    found
 }
 
 /// This process becomes a program without the shim: a client would take the credentials
@@ -435,7 +491,7 @@ pub fn recv(
         return dgram::recv(r, g, p, iov, flags, ctl);
     }
     if flags & libc::MSG_OOB != 0 {
-        return oob(r, p);
+        return recv_oob(r, p, iov, flags, ctl);
     }
     drain(r, p);
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead);
@@ -493,11 +549,25 @@ pub fn recv(
         };
     }
     let mut got = 0usize;
-    let mut rest = [(0usize, 0usize); IOV_MAX];
+    // After a first part of a MSG_WAITALL receive: what is left of the iovecs.
+    let mut rest = None;
     let mut msg = pipe::CbRead { check_creds: pipe::sock_passcred(r, rx), ..Default::default() };
     loop {
-        let n = pipes::skip_iov(iov, got, &mut rest);
-        let res = pipe::sock_read(r, rx, &rest[..n], &env, mode, &mut msg);
+        let left = match got {
+            0 => iov,
+            _ => {
+                let rest = match rest.as_mut() {
+                    Some(rest) => rest,
+                    None => match scratch::take(iov.len(), (0usize, 0usize)) {
+                        Ok(s) => rest.insert(s),
+                        Err(_) => break,
+                    },
+                };
+                let n = pipes::skip_iov(iov, got, rest);
+                &rest[..n]
+            }
+        };
+        let res = pipe::sock_read(r, rx, left, &env, mode, &mut msg);
         match res {
             Err(pipe::HANDED_BACK) if got == 0 => {
                 // Woken by the hand-back: what we sent must reach the kernel's queue too.
@@ -554,14 +624,101 @@ pub fn pending_error(r: &Region, p: &PipeFd) -> i16 {
     if reset_pending(r, p) { libc::POLLERR } else { 0 }
 }
 
-/// MSG_OOB: a record socket has none (EOPNOTSUPP); a stream's out-of-band byte is the
-/// kernel's, on a connection given back to it.
-fn oob(r: &Region, p: &PipeFd) -> Option<Result<Got, Errno>> {
+/// `recv(MSG_OOB)`: a record socket has none (EOPNOTSUPP); a stream's out-of-band byte
+/// comes from the queue it receives from (MSG_OOB in recvmsg's flags), or EINVAL.
+fn recv_oob(r: &Region, p: &PipeFd, iov: &[Iov], flags: i32, ctl: &mut Ctl) -> Option<Result<Got, Errno>> {
     if p.packet {
         return Some(Err(libc::EOPNOTSUPP));
     }
-    hand_back(r, p);
-    None
+    let rx = match pipe::sock_peer(r, p.pipe) {
+        Some(rx) if !pipe::handed_back(r, rx) => rx,
+        // The kernel's byte, on a connection given back to it.
+        Some(_) => return None,
+        // Not linked yet: nothing sent, nothing out of band.
+        None => return Some(Err(libc::EINVAL)),
+    };
+    let inline = getsockopt_int(p.fd, libc::SO_OOBINLINE) == Ok(1);
+    let res = pipe::sock_recv_oob(r, rx, iov, flags & libc::MSG_PEEK != 0, inline);
+    if res.is_ok() {
+        ctl.flags |= libc::MSG_OOB;
+    }
+    Some(res.map(|n| (n, false)))
+}
+
+/// `send(MSG_OOB)` on a stream socket (`unix_stream_sendmsg`, `queue_oob`): all but the last
+/// byte as data, then the last byte out of band, and SIGURG to the owner of the receiving
+/// socket's file. Nothing to send is EOPNOTSUPP; a receiver gone by then is EPIPE without
+/// SIGPIPE, after the count of what was sent.
+fn send_oob(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
+    let Some(k) = iov.iter().rposition(|v| v.1 > 0) else { return Some(Err(libc::EOPNOTSUPP)) };
+    let (base, len) = iov[k];
+    let plain = flags & !libc::MSG_OOB;
+    let mut sent = 0;
+    for part in [&iov[..k], &[(base, len - 1)][..]] {
+        let want: usize = part.iter().map(|v| v.1).sum();
+        if want == 0 {
+            continue;
+        }
+        match send_cb(r, g, p, part, plain, None)? {
+            Ok(n) => sent += n,
+            Err(e) if sent == 0 => return Some(Err(e)),
+            Err(_) => return Some(Ok(sent)),
+        }
+        if sent < want {
+            return Some(Ok(sent));
+        }
+    }
+    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
+    let creds = pipe::sock_passcred(r, p.pipe).then(|| scm::own_creds(0));
+    match pipe::sock_write_oob(r, p.pipe, &[(base + len - 1, 1)], creds.as_ref(), &env) {
+        Ok(n) => {
+            sigurg(r, p);
+            Some(Ok(sent + n))
+        }
+        Err(pipe::HANDED_BACK) if sent == 0 => None,
+        Err(_) if sent > 0 => Some(Ok(sent)),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// `sk_send_sigurg` on the receiving socket: SIGURG to the owner its process gave its file.
+fn sigurg(r: &Region, p: &PipeFd) {
+    let Some(peer) = pipe::sock_peer(r, p.pipe) else { return };
+    let owner = pipe::sock_owner(r, peer);
+    if owner == 0 {
+        return;
+    }
+    let (kind, id) = ((owner >> 32) as u32, owner as u32 as i32);
+    let sig = libc::SIGURG as usize;
+    let _ = match kind {
+        F_OWNER_TID => sys::syscall6(libc::SYS_tkill, id as usize, sig, 0, 0, 0, 0).map(|_| ()),
+        F_OWNER_PGRP => sys::kill(-id, libc::SIGURG),
+        _ => sys::kill(id, libc::SIGURG),
+    };
+}
+
+/// After a change of the socket's owner (F_SETOWN, F_SETOWN_EX, FIOSETOWN, SIOCSPGRP): the
+/// kernel's answer kept in its queue, for senders of out-of-band data.
+pub fn owner_changed(r: &Region, p: &PipeFd) {
+    let mut ex = [0u32; 2];
+    let got = sys::syscall6(
+        libc::SYS_fcntl,
+        p.fd as usize,
+        F_GETOWN_EX as usize,
+        ex.as_mut_ptr() as usize,
+        0,
+        0,
+        0,
+    );
+    if got.is_ok() {
+        let owner = if ex[1] == 0 { 0 } else { (ex[0] as u64) << 32 | ex[1] as u64 };
+        pipe::sock_set_owner(r, p.pipe, owner);
+    }
+}
+
+/// Whether `cmd` is an fcntl that sets a file's owner.
+pub fn sets_owner(cmd: i32) -> bool {
+    cmd == libc::F_SETOWN || cmd == F_SETOWN_EX
 }
 
 /// Sends `iov` with `flags`; None: the kernel serves it.
@@ -583,7 +740,15 @@ fn send_cb(
         return dgram::send(r, g, p, iov, flags, None);
     }
     if flags & libc::MSG_OOB != 0 {
-        return oob(r, p).map(|res| res.map(|(n, _)| n));
+        if p.packet {
+            return Some(Err(libc::EOPNOTSUPP));
+        }
+        // Out-of-band data with ancillary data: the kernel's, on a connection given back.
+        if cb.is_some() {
+            hand_back(r, p);
+            return None;
+        }
+        return send_oob(r, g, p, iov, flags);
     }
     if pipe::handed_back(r, p.pipe) {
         drain(r, p);
@@ -639,7 +804,8 @@ fn send_cb(
         if done == 0 {
             return None;
         }
-        let mut rest = [(0usize, 0usize); IOV_MAX];
+        // In scratch memory: an iovec array is too large for a small stack.
+        let Ok(mut rest) = scratch::take(iov.len(), (0usize, 0usize)) else { return Some(Ok(done)) };
         let n = pipes::skip_iov(iov, done, &mut rest);
         // SAFETY: an all-zero msghdr is valid; it names only the iovecs.
         let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
@@ -762,11 +928,11 @@ fn msghdr_in(addr: usize) -> Result<libc::msghdr, Errno> {
 
 /// A msghdr's iovecs: more than UIO_MAXIOV is EMSGSIZE here (copy_msghdr_from_user), where
 /// readv says EINVAL.
-fn msg_iovec(m: &libc::msghdr, out: &mut [Iov; IOV_MAX]) -> Result<usize, Errno> {
+fn msg_iovec(m: &libc::msghdr) -> Result<scratch::Slice<Iov>, Errno> {
     if m.msg_iovlen > IOV_MAX {
         return Err(libc::EMSGSIZE);
     }
-    pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64, out)
+    pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64)
 }
 
 /// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
@@ -795,19 +961,18 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         hand_back(r, &p);
         return None;
     }
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    let n = match msg_iovec(&m, &mut iov) {
-        Ok(n) => n,
+    let iov = match msg_iovec(&m) {
+        Ok(iov) => iov,
         Err(e) => return Some(-(e as i64)),
     };
     if m.msg_controllen != 0 {
-        return send_scm(r, g, &p, &m, &iov[..n], flags);
+        return send_scm(r, g, &p, &m, &iov, flags);
     }
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
-        return dgram::send(r, g, &p, &iov[..n], flags, dest).map(pipes::ret);
+        return dgram::send(r, g, &p, &iov, flags, dest).map(pipes::ret);
     }
-    send(r, g, &p, &iov[..n], flags).map(pipes::ret)
+    send(r, g, &p, &iov, flags).map(pipes::ret)
 }
 
 /// A message with ancillary data: its token first (see `crate::scm`), then the data, under
@@ -864,13 +1029,12 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
-    let mut iov = [(0usize, 0usize); IOV_MAX];
-    let n = match msg_iovec(&m, &mut iov) {
-        Ok(n) => n,
+    let iov = match msg_iovec(&m) {
+        Ok(iov) => iov,
         Err(e) => return Some(-(e as i64)),
     };
     let mut ctl = Ctl { ptr: m.msg_control as usize, len: m.msg_controllen, ..Ctl::none() };
-    let (got, truncated) = match recv(r, g, &p, &iov[..n], flags, &mut ctl)? {
+    let (got, truncated) = match recv(r, g, &p, &iov, flags, &mut ctl)? {
         Ok(g) => g,
         Err(e) => return Some(-(e as i64)),
     };
@@ -1199,6 +1363,19 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
 /// FIONREAD/SIOCINQ (bytes queued to read) and SIOCOUTQ (bytes sent, unread), with what the
 /// kernel's own queue holds after a hand-back.
 pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
+    if matches!(req, FIOSETOWN | SIOCSPGRP) {
+        let res = sys::syscall6(libc::SYS_ioctl, p.fd as usize, req as usize, arg, 0, 0, 0);
+        if res.is_ok() {
+            owner_changed(r, p);
+        }
+        return Some(pipes::ret(res));
+    }
+    if req == SIOCATMARK && !p.packet {
+        let rx = pipe::sock_peer(r, p.pipe).filter(|&rx| !pipe::handed_back(r, rx))?;
+        return Some(pipes::ret(
+            pipe::sock_at_mark(r, rx).and_then(|m| crate::copy::slice_out(arg, &[m as i32]).map(|_| 0)),
+        ));
+    }
     let own = dgram::is_recv_queue(r, p);
     let h = match req {
         libc::FIONREAD if own => Some(p.pipe),
@@ -1225,6 +1402,10 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     let dgram = req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe);
     let ours = match h {
         Some(h) if dgram => pipe::record_next_len(r, h),
+        // Out-of-band bytes a read dropped stay in the kernel's count.
+        Some(h) if req == libc::FIONREAD && !p.packet => {
+            pipe::fionread(r, h).unwrap_or(0) + pipe::sock_oob_dropped(r, h) as usize
+        }
         Some(h) => pipe::fionread(r, h).unwrap_or(0),
         None => 0,
     };
@@ -1326,7 +1507,10 @@ pub(crate) mod diag {
             0,
             0,
         );
-        let mut buf = [0u64; 512];
+        let Ok(mut buf) = crate::scratch::take(512, 0u64) else {
+            sys::close(s);
+            return Err(());
+        };
         // The kernel answers inside sendto: the reply is queued already, and a receive that
         // finds none must not block the caller forever.
         let got = sent.and_then(|_| {
@@ -1334,7 +1518,7 @@ pub(crate) mod diag {
                 libc::SYS_recvfrom,
                 s as usize,
                 buf.as_mut_ptr() as usize,
-                size_of_val(&buf),
+                size_of_val(&*buf),
                 libc::MSG_DONTWAIT as usize,
                 0,
                 0,
@@ -1344,7 +1528,7 @@ pub(crate) mod diag {
         let Ok(n) = got else { return Err(()) };
         // SAFETY: `buf` is ours and `n` bytes of it were written.
         let bytes =
-            unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&buf))) };
+            unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&*buf))) };
         // nlmsghdr (16) with type SOCK_DIAG_BY_FAMILY, unix_diag_msg (16), then rtattrs.
         let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
         let i32_at = |o: usize| bytes.get(o..o + 4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));

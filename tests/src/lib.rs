@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the built artefacts are.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 pub mod diff;
 
@@ -32,21 +33,33 @@ pub fn state_base() -> PathBuf {
     PathBuf::from("/dev/shm")
 }
 
-/// `ipcshim --ns NS status` of the namespaces in `dir`.
-pub fn ns_status(dir: &std::path::Path, ns: &str) -> String {
-    let out = std::process::Command::new(cli_bin())
-        .args(["--ns", ns, "status"])
+/// `exe` run in `dir`, which is also its IPCSHIM_DIR: under `ipcshim run` in namespace `ns`,
+/// or plainly without it; none of the shim's variables the test itself may have.
+pub fn program(exe: &Path, dir: &Path, ns: Option<&str>) -> Command {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new(cli_bin());
+            c.args(["--ns", ns, "run", "--"]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.current_dir(dir)
         .env("IPCSHIM_DIR", dir)
         .env_remove("LD_PRELOAD")
-        .output()
-        .expect("ipcshim status");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .env_remove("IPCSHIM_DISABLE")
+        .env_remove("IPCSHIM_CATCHALL");
+    cmd
 }
 
-/// The number after `key=` on the line of `status` that starts with `line` (`pipes:` …).
-pub fn status_field(status: &str, line: &str, key: &str) -> u64 {
-    let l = status.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("no {line} in\n{status}"));
-    l.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")).and_then(|v| v.parse().ok()))
-        .unwrap_or_else(|| panic!("no {key} on {l}"))
+/// The counter `key` of the `family:` line of `ipcshim status` output.
+pub fn counter(status: &str, family: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix(family)?.strip_prefix(':'))?;
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// `ipcshim status` of namespace `ns` in region directory `dir`.
+pub fn status(ns: &str, dir: &Path) -> String {
+    let out = Command::new(cli_bin()).args(["--ns", ns, "status"]).env("IPCSHIM_DIR", dir).output();
+    String::from_utf8_lossy(&out.expect("ipcshim status").stdout).into_owned()
 }

@@ -6,7 +6,7 @@
 use ipcshim_tests::{cli_bin, shim_lib, state_base};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,8 +48,8 @@ impl Scratch {
         exe
     }
 
-    /// `ipcshim status`'s catchall_traps for this namespace.
-    fn traps(&self) -> u64 {
+    /// A counter of `ipcshim status`'s procs line for this namespace.
+    fn counter(&self, name: &str) -> u64 {
         let out = Command::new(cli_bin())
             .args(["--ns", &self.ns, "status"])
             .env("IPCSHIM_DIR", &self.dir)
@@ -58,8 +58,23 @@ impl Scratch {
             .expect("run ipcshim status");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "status failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-        let field = text.split_whitespace().find_map(|w| w.strip_prefix("catchall_traps="));
-        field.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no catchall_traps in {text}"))
+        let field = text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='));
+        field.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    /// Syscalls trapped by the catch-all.
+    fn traps(&self) -> u64 {
+        self.counter("catchall_traps")
+    }
+
+    /// Syscalls made through call sites the catch-all rewrote.
+    fn patched(&self) -> u64 {
+        self.counter("patched_calls")
+    }
+
+    /// Syscalls that reached the catch-all, trapped or through a rewritten site.
+    fn seen(&self) -> u64 {
+        self.traps() + self.patched()
     }
 
     /// `argv` with the shim preloaded in this namespace, plus `env`.
@@ -70,6 +85,7 @@ impl Scratch {
             .env("IPCSHIM_DIR", &self.dir)
             .env("IPCSHIM_NS", &self.ns)
             .env_remove("IPCSHIM_CATCHALL")
+            .env_remove("IPCSHIM_PATCH")
             .env_remove("IPCSHIM_DISABLE");
         for (k, v) in env {
             cmd.env(k, v);
@@ -167,8 +183,8 @@ fn vfork_child_is_armed() {
     let s = Scratch::new("vforkwork");
     let exe = s.helper("spawn");
     s.same(&[exe.to_str().unwrap(), "vforkwork", "20000"], &[]);
-    let traps = s.traps();
-    assert!(traps >= 20000, "the vfork child's syscalls were not trapped: {traps}");
+    let seen = s.seen();
+    assert!(seen >= 20000, "the vfork child's syscalls did not reach the catch-all: {seen}");
 }
 
 /// The envp a vfork child's exec gets is built in the memory it shares with its parent, and
@@ -186,8 +202,8 @@ fn threads_are_armed() {
     let s = Scratch::new("threads");
     let exe = s.helper("threads");
     s.same(&[exe.to_str().unwrap(), "threads", "4", "5000"], &[]);
-    let traps = s.traps();
-    assert!(traps >= 20000, "the threads' syscalls were not trapped: {traps}");
+    let seen = s.seen();
+    assert!(seen >= 20000, "the threads' syscalls did not reach the catch-all: {seen}");
 }
 
 #[test]
@@ -195,8 +211,8 @@ fn fork_in_a_thread_is_armed() {
     let s = Scratch::new("forkthread");
     let exe = s.helper("threads");
     s.same(&[exe.to_str().unwrap(), "forkthread", "20000"], &[]);
-    let traps = s.traps();
-    assert!(traps >= 20000, "the fork child's syscalls were not trapped: {traps}");
+    let seen = s.seen();
+    assert!(seen >= 20000, "the fork child's syscalls did not reach the catch-all: {seen}");
 }
 
 /// `env -i` drops LD_PRELOAD and our variables: the shim puts them back, so the grandchild
@@ -207,19 +223,25 @@ fn exec_with_scrubbed_environment_keeps_the_shim() {
     let exe = s.helper("threads");
     let script = format!("env -i {} work 20000", exe.display());
     assert_eq!(s.same(&["bash", "-c", &script], &[]), "work done\n");
-    let traps = s.traps();
-    assert!(traps >= 20000, "the exec'd grandchild did not trap here: {traps}");
+    let seen = s.seen();
+    assert!(seen >= 20000, "the exec'd grandchild's syscalls did not reach the catch-all here: {seen}");
 
     // What the grandchild got: our library first in a LD_PRELOAD it set, our variables added,
-    // a value it chose kept.
+    // a value it chose kept, and the namespace's open region file (descriptors, device, inode).
     let (_, out, _) = s.shimmed(&["bash", "-c", "env -i LD_PRELOAD=libm.so.6 IPCSHIM_CATCHALL=1 env"], &[]);
     let lib = shim_lib();
     let mut env: Vec<&str> = out.lines().collect();
     env.sort();
+    let uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
+    let meta = fs::metadata(s.dir.join(format!("ipcshim-{uid}-{}", s.ns))).expect("stat the region file");
+    let region = env.iter().find_map(|v| v.strip_prefix("IPCSHIM_REGION_FD=")).expect("IPCSHIM_REGION_FD");
+    let fields: Vec<u64> = region.split(',').map(|f| f.parse().expect("a number")).collect();
+    assert_eq!(fields[2..], [meta.dev(), meta.ino()], "IPCSHIM_REGION_FD={region}");
     let want = [
         "IPCSHIM_CATCHALL=1".to_string(),
         format!("IPCSHIM_DIR={}", s.dir.display()),
         format!("IPCSHIM_NS={}", s.ns),
+        format!("IPCSHIM_REGION_FD={region}"),
         format!("LD_PRELOAD={}:libm.so.6", lib.display()),
     ];
     assert_eq!(env, want.iter().map(String::as_str).collect::<Vec<_>>());
@@ -294,5 +316,91 @@ fn catchall_off_traps_nothing() {
     let s = Scratch::new("off");
     let exe = s.helper("threads");
     s.same(&[exe.to_str().unwrap(), "threads", "2", "1000"], &[("IPCSHIM_CATCHALL", "0")]);
-    assert_eq!(s.traps(), 0);
+    assert_eq!(s.seen(), 0);
+}
+
+/// After a site's first trap, its calls go through the rewritten site: the trap count stops
+/// growing while the patched count grows. IPCSHIM_PATCH=0 keeps every call trapping.
+#[test]
+fn rewritten_sites_stop_trapping() {
+    let s = Scratch::new("rewrite");
+    let exe = s.helper("patch");
+    s.same(&[exe.to_str().unwrap(), "work", "2000"], &[]);
+    let (traps, patched, sites) = (s.traps(), s.patched(), s.counter("patched_sites"));
+    // 9 sites of 2000 calls each (getppid's and the helper's 8; each traps twice before it is
+    // rewritten), a few dozen others.
+    assert!(patched >= 9 * 1998, "calls through rewritten sites: {patched}");
+    assert!(traps < 1000, "the rewritten sites still trapped: {traps}");
+    assert!(sites >= 9, "sites rewritten: {sites}");
+    s.same(&[exe.to_str().unwrap(), "work", "20000"], &[]);
+    assert!(s.traps() < traps + 1000, "trap count grew from {traps} to {}", s.traps());
+    assert!(s.patched() >= patched + 9 * 19998);
+
+    let off = Scratch::new("rewrite-off");
+    off.same(&[exe.to_str().unwrap(), "work", "2000"], &[("IPCSHIM_PATCH", "0")]);
+    assert!(off.traps() >= 9 * 2000, "traps without rewriting: {}", off.traps());
+    assert_eq!(off.patched(), 0);
+}
+
+/// Threads start together on fresh sites: each way of rewriting a site (one aligned store, or
+/// `jmp .` while other threads run) happens under them, and every call's result is right.
+#[test]
+fn threads_racing_through_sites_being_rewritten() {
+    let s = Scratch::new("race");
+    let exe = s.helper("patch");
+    for _ in 0..5 {
+        let out = s.same(&[exe.to_str().unwrap(), "race", "6", "3000"], &[]);
+        assert_eq!(out, "6 threads raced, all results right\n");
+    }
+    // Every call reached the catch-all (how many trapped while a site was being rewritten
+    // depends on scheduling), and the sites were rewritten.
+    assert!(s.seen() >= 5 * 6 * 9 * 3000, "calls seen: {}", s.seen());
+    assert!(s.counter("patched_sites") >= 9 && s.patched() > 0);
+}
+
+/// A blocking call at a rewritten site interrupted by a handler: restarted under SA_RESTART,
+/// EINTR without; a stop and continue restarts it through restart_syscall; pthread_cancel
+/// unwinds from it.
+#[test]
+fn signals_at_rewritten_sites() {
+    let s = Scratch::new("patchsig");
+    let exe = s.helper("patch");
+    let exe = exe.to_str().unwrap();
+    assert_eq!(s.same(&[exe, "restart"], &[]), "futex wait returned 0, handler ran 1 time(s), word 1\n");
+    assert_eq!(
+        s.same(&[exe, "norestart"], &[]),
+        "futex wait returned EINTR, handler ran 1 time(s), word 1\n"
+    );
+    assert_eq!(s.same(&[exe, "stopcont"], &[]), "nanosleep returned 0, slept the whole time 1\n");
+    assert_eq!(s.same(&[exe, "cancel"], &[]), "cleanup of the sleeping thread ran\ncanceled 1\n");
+    assert!(s.patched() > 0);
+}
+
+/// The handler of a signal that lands while its thread sleeps in a rewritten site makes pipe
+/// calls, which the shim serves (the namespace's pipe counters), and rewritten-site calls.
+#[test]
+fn handler_ipc_while_asleep_in_a_rewritten_site() {
+    let s = Scratch::new("patchipc");
+    let exe = s.helper("patch");
+    let out = s.same(&[exe.to_str().unwrap(), "handler-ipc"], &[]);
+    assert_eq!(out, "futex wait returned 0, handler ran 1 time(s), word 1\n");
+    assert_eq!(s.counter("bytes_in"), 64, "the handler's pipe write was not served");
+    assert!(s.patched() >= 90);
+}
+
+/// Fork and vfork children inherit the rewritten sites; an exec'd image starts without them
+/// and rewrites its own.
+#[test]
+fn fork_vfork_and_exec_after_rewriting() {
+    let s = Scratch::new("patchfork");
+    let exe = s.helper("patch");
+    let exe = exe.to_str().unwrap();
+    assert_eq!(s.same(&[exe, "fork", "5000"], &[]), "fork child 5\nvfork child 6\n");
+    let traps = s.traps();
+    assert!(traps < 1000, "the children's calls trapped: {traps}");
+    assert!(s.patched() >= 2 * 9 * 5000, "calls through rewritten sites: {}", s.patched());
+    let sites = s.counter("patched_sites");
+    assert_eq!(s.same(&[exe, "exec", "3000"], &[]), "work done\n");
+    // Both images rewrote the helper's 8 sites and glibc's getppid.
+    assert!(s.counter("patched_sites") >= sites + 18, "sites: {sites}, then {}", s.counter("patched_sites"));
 }

@@ -10,7 +10,7 @@
 //! It runs on the kernel for a few seconds (to check the checker) and under the shim for 30 s,
 //! or for `IPCSHIM_CHAOS_SECS` seconds (seed `IPCSHIM_CHAOS_SEED`, default 1).
 
-use ipcshim_tests::{cli_bin, diff, ns_status, status_field, workspace_root};
+use ipcshim_tests::{cli_bin, counter, diff, status, workspace_root};
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -86,16 +86,16 @@ fn chaos_loses_nothing_and_leaves_the_namespace_idle() {
         assert!(count(&out, key) > 0, "nothing of {key} happened: {out}");
     }
     // Served by the shim, not the kernel.
-    let st = ns_status(&dir, "chaos");
+    let st = status("chaos", &dir);
     for (line, key) in [
-        ("pipes:", "bytes_in"),
-        ("sockets:", "bytes_in"),
-        ("sem:", "calls"),
-        ("msg:", "calls"),
-        ("shm:", "calls"),
-        ("procs:", "reaped"),
+        ("pipes", "bytes_in"),
+        ("sockets", "bytes_in"),
+        ("sem", "calls"),
+        ("msg", "calls"),
+        ("shm", "calls"),
+        ("procs", "reaped"),
     ] {
-        assert!(status_field(&st, line, key) > 0, "no {key} on the {line} line\n{st}");
+        assert!(counter(&st, line, key).unwrap_or(0) > 0, "no {key} on the {line} line\n{st}");
     }
     // Kept by collections for a while, as they cannot tell it from one in use: a pipe whose
     // last fd was dropped in flight (an SCM_RIGHTS message its receiver never took), for 10 s
@@ -107,13 +107,13 @@ fn chaos_loses_nothing_and_leaves_the_namespace_idle() {
     // that did: status is asked again, for up to 20 s more.
     std::thread::sleep(Duration::from_secs(11));
     let idle = |st: &str| st.contains(" 0 live, 0 bytes queued, 0 ring pages;");
-    let mut st = ns_status(&dir, "chaos");
+    let mut st = status("chaos", &dir);
     for _ in 0..20 {
         if idle(&st) {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
-        st = ns_status(&dir, "chaos");
+        st = status("chaos", &dir);
     }
     let _ = fs::remove_dir_all(&dir);
     let pipes = st.lines().find(|l| l.starts_with("pipes, FIFOs:")).unwrap_or_else(|| panic!("{st}"));

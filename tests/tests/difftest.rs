@@ -93,7 +93,7 @@ fn seccomp_filter_blocks_sysv_ipc() {
 }
 
 /// Data through a kernel AF_UNIX socket of each type, a shim pipe passed in SCM_RIGHTS, and
-/// an out-of-band byte.
+/// out-of-band bytes.
 const SOCKETS: &str = r#"
 #include <string.h>
 #include <sys/socket.h>
@@ -156,8 +156,15 @@ int main(void)
 	m.msg_namelen = alen;
 	if (sendmsg(from, &m, 0) != 1 || recv(named, buf, sizeof buf, 0) != 1)
 		return fail();
-	/* The out-of-band byte gives the stream to the kernel. */
+	/* An out-of-band byte goes through the shim; one carrying an fd gives the stream to
+	 * the kernel. */
 	if (send(st[0], "o", 1, MSG_OOB) != 1 || recv(st[1], buf, 1, MSG_OOB) != 1)
+		return fail();
+	memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+	io.iov_base = "b";
+	m.msg_name = NULL;
+	m.msg_namelen = 0;
+	if (sendmsg(st[0], &m, MSG_OOB) != 1 || recv(st[1], buf, 1, MSG_OOB) != 1)
 		return fail();
 	return 0;
 }
@@ -175,10 +182,11 @@ fn shim_run_reports_kernel_socket_data() {
     let shim = diff::run(&exe, Mode::Shim).expect("shim run");
     assert_eq!(shim.status, "exit 0", "{shim:?}");
     let calls: Vec<&str> = shim.kernel_socket_io.iter().map(|l| l.split('(').next().unwrap_or("")).collect();
-    // The pairs' and the named datagram socket's data and the stream message carrying an fd
-    // (but for its token) went through the shim; the datagram carrying an fd and the
-    // out-of-band byte (its stream given to the kernel) through the kernel.
-    assert_eq!(calls, ["sendmsg", "recvfrom", "sendto", "recvfrom"], "{shim:?}");
+    // The pairs' and the named datagram socket's data, the stream message carrying an fd
+    // (but for its token) and the plain out-of-band byte went through the shim; the datagram
+    // carrying an fd and the out-of-band byte carrying one (its stream given to the kernel)
+    // through the kernel.
+    assert_eq!(calls, ["sendmsg", "recvfrom", "sendmsg", "recvfrom"], "{shim:?}");
     // strace -yy names a datagram socket UNIX:[…], a stream one UNIX-STREAM:[…].
     assert!(shim.kernel_socket_io[0].contains("<UNIX:["), "{:?}", shim.kernel_socket_io);
     assert!(shim.kernel_socket_io[2].contains("<UNIX-STREAM:["), "{:?}", shim.kernel_socket_io);

@@ -188,16 +188,19 @@ fn both_ways(s: &Scratch, user: Option<&str>, prog: &str, args: &[&str], want: &
     msg_calls(&s.status(user))
 }
 
+/// What `fakeroot.sh` prints under fakeroot.
+fn fakeroot_output() -> String {
+    let gids: u32 = (1..=200).map(|i| i % 7).sum();
+    format!("201 entries, uids 20100, gids {gids}\n1:1 644 f1\n5:5 4755 f5\n200:4 644 f200\n0:0 755 d\n200\n")
+}
+
 /// fakeroot-sysv as nobody creates, chowns and lists 200 files: every chown and stat is a
 /// round trip to faked by message queue, so the owners it reports come through the shim.
 #[test]
 fn fakeroot_sysv_sessions_over_shim_message_queues() {
     enter_fresh_ipc_namespace();
     let s = Scratch::new("fakeroot", Some(NOBODY));
-    let gids: u32 = (1..=200).map(|i| i % 7).sum();
-    let want = format!(
-        "201 entries, uids 20100, gids {gids}\n1:1 644 f1\n5:5 4755 f5\n200:4 644 f200\n0:0 755 d\n200\n"
-    );
+    let want = fakeroot_output();
     let calls = both_ways(&s, Some(NOBODY), "fakeroot-sysv", &["sh", &fixture("fakeroot.sh")], &want);
     assert!(calls >= 1000, "only {calls} message queue calls served");
     eprintln!("fakeroot-sysv: {calls} message queue calls served by ipcshim");
@@ -210,6 +213,28 @@ fn fakeroot_sysv_sessions_over_shim_message_queues() {
     let again = s.run(true, Some(NOBODY), "fakeroot-sysv", &["sh", "-c", "chown 7:8 f1; stat -c %u:%g f1"]);
     assert_eq!(again, "7:8\n");
     assert!(s.status(Some(NOBODY)).contains("msg queues:     0 (0 messages)"), "faked's queues outlived it");
+}
+
+/// The same sessions started as root under `setpriv --reuid=nobody`: faked and its clients run
+/// as nobody in root's namespace (the one `ipcshim run` opened), which serves their queues.
+#[test]
+fn fakeroot_sysv_under_setpriv_stays_in_the_namespace() {
+    enter_fresh_ipc_namespace();
+    let s = Scratch::new("fakesetpriv", Some(NOBODY));
+    let want = fakeroot_output();
+    let args = [
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "fakeroot-sysv",
+        "sh",
+        &fixture("fakeroot.sh"),
+    ];
+    let calls = both_ways(&s, None, "setpriv", &args, &want);
+    assert!(calls >= 1000, "only {calls} message queue calls served in root's namespace");
+    eprintln!("fakeroot-sysv under setpriv: {calls} message queue calls served by ipcshim");
+    let meta = fs::metadata(s.work(true).join("f1")).expect("stat f1");
+    assert_eq!(meta.uid(), NOBODY_UID, "real owner of f1");
 }
 
 #[test]

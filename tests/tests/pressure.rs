@@ -9,7 +9,7 @@
 //! kernel's. And once everything exited, `ipcshim status` shows an idle namespace: no live pipe
 //! or socket queue, no ring pages, no process records.
 
-use ipcshim_tests::{cli_bin, diff, ns_status, status_field, workspace_root};
+use ipcshim_tests::{cli_bin, counter, diff, status, workspace_root};
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -161,15 +161,19 @@ fn pipes_and_sockets_beyond_a_small_tmpfs_go_to_the_kernel() {
         let shim = run(dir, name, true, "python3", &[&py]);
         assert_clean(&format!("{name} under the shim"), &shim);
         assert_eq!(text(&shim.stdout), text(&kernel.stdout), "{name}: output differs from the kernel's");
-        let st = ns_status(dir, name);
-        let line = if name == "pipes" { "pipes:" } else { "sockets:" };
-        assert!(status_field(&st, line, "bytes_in") > 1 << 20, "{name}: the shim carried nothing\n{st}");
+        let st = status(name, dir);
+        let line = if name == "pipes" { "pipes" } else { "sockets" };
+        assert!(
+            counter(&st, line, "bytes_in").unwrap_or(0) > 1 << 20,
+            "{name}: the shim carried nothing\n{st}"
+        );
         // What did not fit went to the kernel: pipes handed back with bytes queued, or socket
         // pairs left to it from the start, or connections handed back.
         let spilled = if name == "pipes" {
-            status_field(&st, line, "bytes_in") > status_field(&st, line, "bytes_out")
+            counter(&st, line, "bytes_in").unwrap_or(0) > counter(&st, line, "bytes_out").unwrap_or(0)
         } else {
-            status_field(&st, line, "connections") < 350 || status_field(&st, line, "handed_back") > 0
+            counter(&st, line, "connections").unwrap_or(0) < 350
+                || counter(&st, line, "handed_back").unwrap_or(0) > 0
         };
         assert!(spilled, "{name}: nothing went to the kernel: the tmpfs was not filled\n{st}");
         assert_idle(name, &st);
@@ -192,9 +196,9 @@ fn a_segment_beyond_a_small_tmpfs_is_enomem_at_shmget() {
     let small = run(dir, "seg", true, exe, &["4"]);
     assert_clean("4 MiB under the shim", &small);
     assert_eq!(text(&small.stdout), text(&run(dir, "seg", false, exe, &["4"]).stdout));
-    let st = ns_status(dir, "seg");
+    let st = status("seg", dir);
     assert!(st.contains("shm segments:   0 (0 attachments, 0 pages)"), "{st}");
-    assert!(status_field(&st, "shm:", "calls") >= 4, "{st}");
+    assert!(counter(&st, "shm", "calls").unwrap_or(0) >= 4, "{st}");
 }
 
 #[test]
@@ -224,7 +228,7 @@ fn a_full_tmpfs_under_a_live_region_is_no_sigbus() {
     );
     assert_clean("pipelines on a full tmpfs", &out);
     assert_eq!(text(&out.stdout), "50\n1000000\n");
-    assert_idle("after the pipelines", &ns_status(dir, "later"));
+    assert_idle("after the pipelines", &status("later", dir));
 }
 
 /// Runs `prog` and waits for it with its resource usage: (exited 0, its peak resident KiB, with
@@ -258,12 +262,12 @@ fn svsematest_mlockall_stays_near_the_kernels_resident_size() {
         .env_remove("LD_PRELOAD")
         .stdout(std::process::Stdio::null());
     let (ok, s_rss) = peak_rss(shim);
-    let st = ns_status(&dir, "mlock");
+    let st = status("mlock", &dir);
     let _ = fs::remove_dir_all(&dir);
     assert!(ok, "svsematest under the shim failed\n{st}");
     eprintln!("svsematest peak resident: kernel {k_rss} KiB, shim {s_rss} KiB");
     assert!(s_rss <= k_rss + 64 * 1024, "{s_rss} KiB resident under the shim, {k_rss} KiB on the kernel");
-    assert!(status_field(&st, "sem:", "calls") >= 2000, "the semaphores were not the shim's\n{st}");
+    assert!(counter(&st, "sem", "calls").unwrap_or(0) >= 2000, "the semaphores were not the shim's\n{st}");
 }
 
 /// An epoll echo server and 100 clients (all connections, served ones and those the pending
@@ -319,8 +323,8 @@ fn an_idle_namespace_holds_no_queues_after_programs_exit() {
     let out = run(&dir, "idle", true, "python3", &[&echo, &sock]);
     assert_clean("echo server", &out);
     assert_eq!(text(&out.stdout), "clients ok 100\nserver done 100\n");
-    let st = ns_status(&dir, "idle");
-    assert!(status_field(&st, "sockets:", "connections") > 0, "no connection was served\n{st}");
+    let st = status("idle", &dir);
+    assert!(counter(&st, "sockets", "connections").unwrap_or(0) > 0, "no connection was served\n{st}");
     assert_idle("after the echo server", &st);
     let fifo = dir.join("fifo").display().to_string();
     let shell = format!(
@@ -331,7 +335,7 @@ fn an_idle_namespace_holds_no_queues_after_programs_exit() {
     let out = run(&dir, "idle", true, "bash", &["-c", &shell]);
     assert_clean("pipelines", &out);
     assert_eq!(text(&out.stdout), "3\n3\n3\n100000\nthrough\nspawned\n");
-    let st = ns_status(&dir, "idle");
+    let st = status("idle", &dir);
     let _ = fs::remove_dir_all(&dir);
     assert_idle("after pipelines, a FIFO and spawns", &st);
 }

@@ -1,6 +1,11 @@
 //! Unmodified programs talking over AF_UNIX sockets under `ipcshim run`: Redis (`redis-cli`,
 //! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`), `socat`, a Python asyncio server and
-//! client, and shimmed and unshimmed processes at the two ends of one socket.
+//! client, nginx proxying to an upstream on a unix socket, Xvfb with an MIT-SHM client
+//! (`x11perf`), and shimmed and unshimmed processes at the two ends of one socket.
+//! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`; also started by root with `runuser -u
+//! postgres` and asked by root's `psql`), Apache's mod_cgid running CGI scripts as www-data,
+//! `socat`, a Python asyncio server and client, and shimmed and unshimmed processes at the two
+//! ends of one socket.
 //!
 //! Each program runs on the kernel and under the shim; both runs must give what the test expects,
 //! and the same where the output is deterministic. Today ipcshim hands sockets to the kernel, so
@@ -261,19 +266,35 @@ impl Server {
 
     /// Waits until the server's log says `needle`; fails if it exits first or takes too long.
     fn wait_for(&mut self, needle: &str) {
+        self.wait_for_match(&format!("{needle:?}"), |log| log.contains(needle).then_some(()));
+    }
+
+    /// Waits until `find` finds what it looks for (`what`) in the server's log, and returns
+    /// that; fails if the server exits first or takes too long.
+    fn wait_for_match<T>(&mut self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + TIMEOUT;
-        while !self.log().contains(needle) {
+        loop {
+            if let Some(found) = find(&self.log()) {
+                return found;
+            }
             if let Some(st) = self.child.try_wait().expect("wait") {
-                panic!("{}: exited ({st}) before saying {needle:?}; log:\n{}", self.what, self.log());
+                panic!("{}: exited ({st}) before saying {what}; log:\n{}", self.what, self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: no {needle:?} after {TIMEOUT:?}; log:\n{}",
+                "{}: no {what} after {TIMEOUT:?}; log:\n{}",
                 self.what,
                 self.log()
             );
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Sends the server `sig`, then `finish`es it.
+    fn stop(self, sig: libc::c_int) -> String {
+        // SAFETY: kill takes no pointers; the pid is our child's, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        self.finish()
     }
 
     /// Waits for the server to exit by itself; it must exit 0. Returns its log.
@@ -447,15 +468,47 @@ struct Cluster<'a> {
     mode: Mode,
     dir: PathBuf,
     running: bool,
+    /// Its programs are started by root, in root's namespace, and `runuser -u postgres` makes
+    /// them postgres (rather than `runuser` starting `ipcshim run` as postgres).
+    via_runuser: bool,
 }
 
 impl Cluster<'_> {
+    fn new<'a>(s: &'a Scratch, mode: Mode, name: &str, via_runuser: bool) -> Cluster<'a> {
+        Cluster { s, mode, dir: s.subdir(name), running: false, via_runuser }
+    }
+
     fn data(&self) -> String {
         path_arg(&self.dir.join("data"))
     }
 
     fn pg(&self, prog: &str, args: &[&str]) -> Command {
-        self.s.cmd(self.mode, Some("postgres"), Path::new(PG_BIN).join(prog), args)
+        let prog = Path::new(PG_BIN).join(prog);
+        if self.via_runuser {
+            let prog = path_arg(&prog);
+            self.s.cmd(self.mode, None, "runuser", &[&["-u", "postgres", "--", &prog], args].concat())
+        } else {
+            self.s.cmd(self.mode, Some("postgres"), prog, args)
+        }
+    }
+
+    /// initdb, then pg_ctl start with the socket in the cluster's directory.
+    fn start(&mut self) {
+        let (data, sockdir, mode) = (self.data(), path_arg(&self.dir), self.mode);
+        self.s.ok(self.pg("initdb", &["-A", "trust", "-N", "-D", &data]), &format!("initdb ({mode:?})"));
+        let opts = format!("-k {sockdir} -c listen_addresses='' -c fsync=off");
+        let log = path_arg(&self.dir.join("server.log"));
+        self.running = true; // a failed start may still leave a postmaster behind
+        let started = self.s.run(
+            self.pg("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30"]),
+            "pg_ctl start",
+        );
+        assert!(
+            started.status.success(),
+            "pg_ctl start ({mode:?}) failed: {}\nserver log:\n{}",
+            started.stderr,
+            fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     fn stop(&mut self, how: &str) -> Out {
@@ -494,22 +547,9 @@ const PSQL_QUERIES: &str = "select 1 + 1;\
 /// initdb, pg_ctl start with the socket in the run's directory, psql queries over it, pgbench
 /// -i and a select-only pgbench run; returns psql's output.
 fn postgres_session(s: &Scratch, mode: Mode) -> String {
-    let mut pg = Cluster { s, mode, dir: s.subdir(&format!("pg-{}", mode.name())), running: false };
-    let (data, sockdir) = (pg.data(), path_arg(&pg.dir));
-    s.ok(pg.pg("initdb", &["-A", "trust", "-N", "-D", &data]), &format!("initdb ({mode:?})"));
-    let opts = format!("-k {sockdir} -c listen_addresses='' -c fsync=off");
-    let log = path_arg(&pg.dir.join("server.log"));
-    pg.running = true; // a failed start may still leave a postmaster behind
-    let started = s.run(
-        pg.pg("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "start", "-w", "-t", "30"]),
-        "pg_ctl start",
-    );
-    assert!(
-        started.status.success(),
-        "pg_ctl start ({mode:?}) failed: {}\nserver log:\n{}",
-        started.stderr,
-        fs::read_to_string(&log).unwrap_or_default()
-    );
+    let mut pg = Cluster::new(s, mode, &format!("pg-{}", mode.name()), false);
+    pg.start();
+    let sockdir = path_arg(&pg.dir);
 
     let psql = s.ok(
         s.cmd(
@@ -578,6 +618,112 @@ fn postgres_psql_and_pgbench_over_a_unix_socket() {
         tail(shim.as_bytes())
     );
     eprintln!("postgres: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// PostgreSQL started from root's shell under the shim with `runuser -u postgres` (its
+/// processes become postgres, and stay in root's namespace) and queried by root's psql: the
+/// connection's bytes go through the shim's queues.
+#[test]
+fn postgres_started_by_runuser_answers_roots_psql() {
+    let s = Scratch::new("pgrunuser", Some("postgres"));
+    let mut pg = Cluster::new(&s, Mode::Shim, "pg-runuser", true);
+    pg.start();
+    let sockdir = path_arg(&pg.dir);
+    let query = "select 1 + 1; select count(*), sum(g) from generate_series(1, 100000) g; \
+                 select repeat('ab', 100000);";
+    let args =
+        ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &sockdir, "-U", "postgres", "-d", "postgres", "-At"];
+    let psql = s.trapped(None, &[Mode::Shim], "psql as root", || {
+        s.ok(s.cmd(Mode::Shim, None, "psql", &[&args[..], &["-c", query]].concat()), "psql as root")
+    });
+    let want = format!("2\n100000|5000050000\n{}\n", "ab".repeat(100_000));
+    assert!(psql == want, "psql as root: {}", tail(psql.as_bytes()));
+    pg.stop("fast").assert_success();
+}
+
+/// mod_cgid's configuration: the event MPM with one child whose threads run as www-data, CGI
+/// scripts in `dir/cgi-bin` run by the CGI daemon (also www-data), which the handler threads
+/// reach through its unix socket `dir/run/cgid.sock`; the error log to stderr.
+fn apache_config(dir: &Path, port: u16) -> String {
+    let dir = path_arg(dir);
+    let module = |name: &str| format!("LoadModule {name}_module /usr/lib/apache2/modules/mod_{name}.so\n");
+    let modules: String = ["mpm_event", "authz_core", "alias", "cgid"].map(module).concat();
+    format!(
+        "ServerRoot {dir}\nDefaultRuntimeDir {dir}/run\nPidFile {dir}/run/httpd.pid\n\
+         ErrorLog /dev/stderr\nLogLevel notice\n{modules}ServerName localhost\n\
+         Listen 127.0.0.1:{port}\nUser www-data\nGroup www-data\n\
+         StartServers 1\nServerLimit 1\nThreadsPerChild 4\nMaxRequestWorkers 4\n\
+         ScriptSock {dir}/run/cgid.sock\nScriptAlias /cgi-bin/ {dir}/cgi-bin/\n\
+         <Directory {dir}/cgi-bin>\n  Require all granted\n</Directory>\n"
+    )
+}
+
+/// A CGI script: who runs it, its query, the digest of what was posted, then 20000 lines.
+const CGI_SCRIPT: &str = "#!/bin/sh\nposted=$(md5sum)\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n\
+    echo \"user $(id -un) query $QUERY_STRING\"\necho \"posted $CONTENT_LENGTH bytes: $posted\"\nseq 1 20000\n";
+
+/// Apache (as root, its children www-data) answering three requests to the CGI script: two
+/// GETs and a POST of `payload`; returns each answer's status and body.
+fn apache_session(s: &Scratch, mode: Mode, payload: &Path) -> Vec<String> {
+    let dir = s.subdir(&format!("apache-{}", mode.name()));
+    for sub in ["cgi-bin", "run"] {
+        fs::create_dir(dir.join(sub)).expect("create apache dir");
+    }
+    let script = dir.join("cgi-bin/echo.sh");
+    fs::write(&script, CGI_SCRIPT).expect("write the CGI script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod the CGI script");
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let conf = dir.join("httpd.conf");
+    fs::write(&conf, apache_config(&dir, port)).expect("write httpd.conf");
+    let mut server = s.spawn(
+        s.cmd(mode, None, "apache2", &["-f", &path_arg(&conf), "-DFOREGROUND"]),
+        &format!("apache2 {mode:?}"),
+    );
+    server.wait_for("resuming normal operations");
+    let url = format!("http://127.0.0.1:{port}/cgi-bin/echo.sh");
+    let post = format!("@{}", path_arg(payload));
+    let mut answers = Vec::new();
+    for (query, data) in [("first", None), ("post", Some(post.as_str())), ("last", None)] {
+        let mut args = vec!["-sS", "-w", "%{http_code}\n"];
+        if let Some(d) = data {
+            args.extend(["--data-binary", d]);
+        }
+        let target = format!("{url}?{query}");
+        args.push(&target);
+        answers.push(s.ok(s.cmd(Mode::Kernel, None, "curl", &args), &format!("curl {query} ({mode:?})")));
+    }
+    // SAFETY: kill takes no pointers; SIGTERM is Apache's graceful stop.
+    unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    let log = server.finish();
+    assert!(log.contains("caught SIGTERM, shutting down"), "apache2 {mode:?} log:\n{log}");
+    answers
+}
+
+/// Apache's mod_cgid runs CGI scripts as www-data: their answers reach the client whole (on the
+/// kernel, and under the shim with the bytes through its socket queues), where they were lost
+/// when an exec'd script looked up www-data's namespace instead of its tree's.
+#[test]
+fn apache_mod_cgid_runs_cgi_scripts_as_www_data() {
+    let s = Scratch::new("apache", Some("www-data"));
+    let payload = s.dir.join("payload");
+    let text: String = noise(75_000, 20).iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(&payload, &text[..100_000]).expect("write the payload");
+    let md5 = Command::new("md5sum").stdin(fs::File::open(&payload).expect("open payload")).output();
+    let md5 = String::from_utf8(md5.expect("run md5sum").stdout).expect("md5sum prints text");
+    let start = Instant::now();
+    let kernel = apache_session(&s, Mode::Kernel, &payload);
+    let middle = Instant::now();
+    let shim = s.trapped(None, &[Mode::Shim], "apache", || apache_session(&s, Mode::Shim, &payload));
+    let lines: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    for (answer, (query, posted)) in kernel.iter().zip([("first", 0), ("post", 100_000), ("last", 0)]) {
+        let digest = if posted > 0 { md5.trim_end() } else { "d41d8cd98f00b204e9800998ecf8427e  -" };
+        let len = if posted > 0 { posted.to_string() } else { String::new() };
+        let want = format!("user www-data query {query}\nposted {len} bytes: {digest}\n{lines}200\n");
+        assert!(*answer == want, "{query} on the kernel: {}", tail(answer.as_bytes()));
+    }
+    assert!(shim == kernel, "Apache under ipcshim answered otherwise: {}", tail(shim.concat().as_bytes()));
+    eprintln!("apache: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
 }
 
 /// One socat echo: a socat server on UNIX-LISTEN with `cat` behind it (started as `server`), a
@@ -724,4 +870,216 @@ fn python_datagram_echo_with_and_without_the_shim() {
         assert_eq!(out, DGRAM_CLIENT, "datagram client {client:?}, server {server:?}");
         assert_eq!(log, DGRAM_SERVER, "datagram server {server:?}, client {client:?}");
     }
+}
+
+/// nginx's configuration: a server on `front.sock` proxying (HTTP/1.1, kept-alive upstream
+/// connections) to a second server on `back.sock` that serves `html/`, in `dir`. nginx adds
+/// its upstream socket to epoll (edge-triggered) before it connects.
+fn nginx_conf(dir: &Path) -> String {
+    let d = path_arg(dir);
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+         error_log stderr notice;\nevents {{ worker_connections 64; }}\nhttp {{\n\
+         access_log off;\nclient_body_temp_path {d}/tmp;\nproxy_temp_path {d}/tmp;\n\
+         fastcgi_temp_path {d}/tmp;\nuwsgi_temp_path {d}/tmp;\nscgi_temp_path {d}/tmp;\n\
+         upstream back {{ server unix:{d}/back.sock; keepalive 4; }}\n\
+         server {{ listen unix:{d}/front.sock; location / {{ proxy_pass http://back;\n\
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_read_timeout 5s; }} }}\n\
+         server {{ listen unix:{d}/back.sock; root {d}/html; }}\n}}\n"
+    )
+}
+
+/// The upstream's files, by name.
+fn nginx_files() -> [(&'static str, Vec<u8>); 3] {
+    [
+        ("small.txt", b"hello from the upstream\n".to_vec()),
+        ("mid.bin", noise(20_000, 5)),
+        ("big.bin", noise(300_000, 6)),
+    ]
+}
+
+/// nginx (master and one worker) proxying to its own upstream server on a unix socket; curl
+/// fetches each file 12 times through it. Returns the bytes curl got, in order.
+fn nginx_session(s: &Scratch, mode: Mode) -> Vec<u8> {
+    let dir = s.subdir(&format!("nginx-{}", mode.name()));
+    fs::create_dir(dir.join("tmp")).expect("mkdir tmp");
+    fs::create_dir(dir.join("html")).expect("mkdir html");
+    for (name, body) in nginx_files() {
+        fs::write(dir.join("html").join(name), body).expect("write an upstream file");
+    }
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, nginx_conf(&dir)).expect("write nginx.conf");
+    let mut server = s.spawn(
+        s.cmd(mode, None, "nginx", &["-c", &path_arg(&conf), "-p", &path_arg(&dir), "-e", "stderr"]),
+        &format!("nginx {mode:?}"),
+    );
+    server.wait_for("start worker process");
+    while !dir.join("front.sock").exists() {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let front = path_arg(&dir.join("front.sock"));
+    let urls: Vec<String> =
+        (0..12).flat_map(|_| nginx_files().map(|(name, _)| format!("http://upstream.test/{name}"))).collect();
+    let mut args = vec!["-sS", "--fail", "-m", "20", "--unix-socket", &front];
+    args.extend(urls.iter().map(String::as_str));
+    let out = s.run(s.cmd(mode, None, "curl", &args), &format!("curl ({mode:?})"));
+    out.assert_success();
+    let log = server.stop(libc::SIGTERM);
+    assert!(!log.contains("[error]"), "nginx {mode:?} log:\n{log}");
+    eprintln!("nginx, 36 fetches ({mode:?}): {:?}", out.elapsed);
+    out.stdout
+}
+
+/// nginx adds its upstream socket to epoll before connecting it: the interest must follow the
+/// connection into the shim, or the upstream's replies wait unseen until nginx times out.
+#[test]
+fn nginx_proxies_to_a_unix_socket_upstream() {
+    let s = Scratch::new("nginx", None);
+    let want: Vec<u8> = (0..12).flat_map(|_| nginx_files().into_iter().flat_map(|(_, body)| body)).collect();
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let bytes = s.sockets(None, "bytes_in");
+        let got = s.trapped(None, &[mode], "nginx", || nginx_session(&s, mode));
+        assert!(got == want, "curl through nginx ({mode:?}): {} bytes, want {}", got.len(), want.len());
+        // The bodies crossed two connections, curl's to nginx and nginx's to its upstream.
+        let moved = s.sockets(None, "bytes_in") - bytes;
+        assert!(
+            mode == Mode::Kernel || moved >= 2 * want.len() as u64,
+            "nginx under the shim: only {moved} bytes through its queues"
+        );
+    }
+}
+
+/// Xvfb and an x11perf run of MIT-SHM puts and gets and property round trips; returns the
+/// names of the tests x11perf reported, and how many shm calls the shim served meanwhile.
+fn x11perf_session(s: &Scratch, mode: Mode) -> (Vec<String>, u64) {
+    let shm_calls = || s.counters(None).get("shm").and_then(|c| c.get("calls")).copied().unwrap_or(0);
+    let before = shm_calls();
+    // -displayfd: Xvfb picks a free display and prints its number once it is ready.
+    let mut server = s.spawn(
+        s.cmd(mode, None, "Xvfb", &["-displayfd", "1", "-nolisten", "tcp", "-screen", "0", "1024x768x24"]),
+        &format!("Xvfb {mode:?}"),
+    );
+    let display = server.wait_for_match("a display number", |log| {
+        let line = log.lines().find(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))?;
+        // A whole line: the number is followed by its newline.
+        log.contains(&format!("{line}\n")).then(|| format!(":{line}"))
+    });
+    let out = s.ok(
+        s.cmd(
+            mode,
+            None,
+            "x11perf",
+            &["-display", &display, "-repeat", "1", "-reps", "2000", "-shmput10", "-shmget10", "-prop"],
+        ),
+        &format!("x11perf ({mode:?})"),
+    );
+    server.stop(libc::SIGTERM);
+    // "   8000 reps @   0.0021 msec (480000.0/sec): ShmPutImage 10x10 square"
+    let tests =
+        out.lines().filter_map(|l| l.split_once("/sec): ").map(|(_, name)| name.to_owned())).collect();
+    (tests, shm_calls() - before)
+}
+
+/// X11 over a unix socket, with images in System V shared memory that the client creates and
+/// the server attaches (MIT-SHM): both served by the shim.
+#[test]
+fn xvfb_with_an_mit_shm_client() {
+    let s = Scratch::new("xvfb", None);
+    let want = ["ShmPutImage 10x10 square", "ShmGetImage 10x10 square", "GetProperty"];
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let (tests, shm_calls) = s.trapped(None, &[mode], "x11perf", || x11perf_session(&s, mode));
+        assert_eq!(tests, want, "x11perf ({mode:?})");
+        assert!(mode == Mode::Kernel || shm_calls > 0, "x11perf under the shim: no shm call served");
+    }
+}
+
+/// One tmux session: a server started with `new -d` (it forks a child that execs the
+/// set-gid utempter helper, which runs without the shim and inherits the listening socket),
+/// a second client attached in control mode (`-C attach`, until its input ends), seen by a
+/// third that lists the clients, keys sent by another and the pane captured by more until it
+/// shows them.
+fn tmux_session(s: &Scratch, mode: Mode) -> (String, String) {
+    let sock = s.subdir(&format!("tmux-{}", mode.name())).join("sock");
+    let sock = path_arg(&sock);
+    let tmux = |args: &[&str]| {
+        let mut all = vec!["-S", sock.as_str()];
+        all.extend_from_slice(args);
+        s.cmd(mode, None, "tmux", &all)
+    };
+    // Polls `args` until its output says `done`.
+    let until = |args: &[&str], what: &str, done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let out = s.ok(tmux(args), what);
+            if done(&out) || Instant::now() > deadline {
+                break out;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    s.ok(tmux(&["new", "-d", "-x", "80", "-y", "24", "cat"]), "tmux new");
+    let mut attach = tmux(&["-C", "attach"]);
+    attach.stdin(Stdio::piped());
+    let mut control = s.spawn(attach, &format!("tmux -C attach ({})", mode.name()));
+    let format = "#{client_control_mode} #{client_flags}";
+    let clients = until(&["list-clients", "-F", format], "tmux list-clients", &|l| l.starts_with("1 "));
+    s.ok(tmux(&["send-keys", "-t", "0", "second client was here", "Enter"]), "tmux send-keys");
+    // The line typed, and cat's copy of it.
+    let pane = until(&["capture-pane", "-p", "-t", "0"], "tmux capture-pane", &|p| {
+        p.matches("second client was here").count() >= 2
+    });
+    drop(control.child.stdin.take());
+    let log = control.finish();
+    assert!(log.contains("%begin"), "tmux -C attach: {log}");
+    s.ok(tmux(&["kill-server"]), "tmux kill-server");
+    (clients.trim().to_owned(), pane.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n"))
+}
+
+/// tmux's clients each reach the server through its listening socket: after the server's
+/// child execs utempter (set-gid, no shim) with that socket inherited, the listener stays
+/// the shim's, so every later client's connection is served, none given back.
+#[test]
+fn tmux_second_client_is_served_after_utempter() {
+    assert!(
+        Path::new("/usr/lib/x86_64-linux-gnu/utempter/utempter").exists(),
+        "libutempter0 is missing: run scripts/deps.sh"
+    );
+    let s = Scratch::new("tmux", None);
+    let kernel = tmux_session(&s, Mode::Kernel);
+    let before = (s.sockets(None, "connections"), s.sockets(None, "bytes_in"), s.traps(None));
+    let shim = tmux_session(&s, Mode::Shim);
+    assert!(s.traps(None) > before.2, "tmux: the catch-all trapped nothing");
+    assert_eq!(shim, kernel, "tmux under the shim differs from the kernel's");
+    assert!(
+        kernel.0.contains("attached") && kernel.1.matches("second client was here").count() >= 2,
+        "{kernel:?}"
+    );
+    // The connection of the client that made the server run utempter (new, kill-server) is
+    // inherited by it and goes to the kernel: 2 queues each time, no other.
+    let (connections, bytes) = (s.sockets(None, "connections"), s.sockets(None, "bytes_in"));
+    let handed = s.sockets(None, "handed_back");
+    eprintln!(
+        "tmux: {} connections served, {} bytes, {handed} queues handed back",
+        connections - before.0,
+        bytes - before.1
+    );
+    assert!(connections >= before.0 + 5, "tmux: later clients were not served ({connections} connections)");
+    assert!(handed <= 4, "tmux: {handed} socket queues handed back, more than utempter inherited");
+}
+
+/// stress-ng's socketpair stressor: pairs made until the fd limit, written and read across a
+/// fork, and for every read a pair that sends MSG_OOB each way and closes
+/// (socket_pair_try_leak): every connection served, none given back to the kernel.
+#[test]
+fn stress_ng_sockpair_is_served() {
+    let s = Scratch::new("stressng", None);
+    // A count of operations, not a time: on a loaded machine 3 s may end while it is still
+    // making its pairs, before a byte moved.
+    let run =
+        s.cmd(Mode::Shim, None, "stress-ng", &["--sockpair", "2", "--sockpair-ops", "40", "-t", "120s"]);
+    let out = s.trapped(None, &[Mode::Shim], "stress-ng --sockpair", || s.ok(run, "stress-ng --sockpair"));
+    let (connections, handed) = (s.sockets(None, "connections"), s.sockets(None, "handed_back"));
+    eprintln!("stress-ng --sockpair: {connections} connections, {handed} handed back\n{out}");
+    assert!(connections > 1000, "stress-ng --sockpair: only {connections} connections served");
+    assert_eq!(handed, 0, "stress-ng --sockpair: connections given back to the kernel");
 }

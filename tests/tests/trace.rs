@@ -131,6 +131,18 @@ fn diff_agrees_with_the_kernel_and_finds_a_divergence() {
     assert!(stdout.contains("SETVAL, 0x4") && stdout.contains("SETVAL, 0x3"), "{stdout}");
 }
 
+/// `ipcmk` picks a random key in each run: keys are paired by first use, as ids are.
+#[test]
+fn diff_pairs_random_keys() {
+    let s = Scratch::new("keys");
+    for args in [&["ipcmk", "-Q"][..], &["ipcmk", "-S", "2"], &["ipcmk", "-M", "4096"]] {
+        let out = s.ipcshim(&[&["diff", "--"][..], args].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("no divergence"), "{args:?}: {stdout}");
+    }
+}
+
 #[test]
 fn diff_finds_no_divergence_in_the_c_tests() {
     let programs = ipcshim_tests::diff::programs().expect("list c-tests");

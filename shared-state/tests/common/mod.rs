@@ -67,6 +67,22 @@ pub fn wait_exit(pid: i32) -> i32 {
     if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }
 }
 
+/// Waits until the task at `/proc/<task>` (a pid, or `self/task/<tid>`) sleeps in a futex wait:
+/// a pipe operation that got past its spin and queued itself as a sleeper. A fixed sleep is not
+/// enough on a loaded machine, where the task may not have run yet.
+pub fn wait_in_futex(task: &str) {
+    let path = format!("/proc/{task}/wchan");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let wchan = std::fs::read_to_string(&path).unwrap_or_default();
+        if wchan.starts_with("futex") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{task} never slept in a futex wait ({wchan:?})");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// SIGKILLs `pid` and reaps it.
 pub fn kill_and_reap(pid: i32) {
     // SAFETY: plain syscall on our own child.

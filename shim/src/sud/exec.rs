@@ -1,20 +1,46 @@
 //! execve/execveat: the new image loads the shim again. SUD does not survive exec, so a child
 //! started with a scrubbed environment (`env -i`, CGI) would run unshimmed; when the new
 //! environment lacks our library in LD_PRELOAD, or an `IPCSHIM_DIR`/`IPCSHIM_NS`/
-//! `IPCSHIM_CATCHALL` this process started with, the exec gets a copy with them added. An
-//! explicit different value is the caller's choice and is kept.
+//! `IPCSHIM_GROUP`/`IPCSHIM_CATCHALL`/`IPCSHIM_PATCH` this process started with, the exec gets a
+//! copy with them added. An explicit different value is the caller's choice and is kept.
+//!
+//! The new image stays in our namespace (`IPCSHIM_REGION_FD` names the region's descriptors,
+//! which it inherits) unless the new environment names another namespace: a different
+//! `IPCSHIM_DIR`, `IPCSHIM_NS` or `IPCSHIM_GROUP`, which it then opens by name.
 //!
 //! The application's envp is read with process_vm_readv in page-bounded chunks (a bad pointer
 //! gives the kernel's EFAULT), and the new envp is built in a raw mmap (no malloc).
 
 use super::trap::raw;
+use super::user::User;
 use super::{Guard, tls};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use shared_state::sys;
 
 const PAGE: usize = 4096;
 const PRELOAD: &[u8] = b"LD_PRELOAD=";
-const VARS: [&str; 3] = ["IPCSHIM_DIR", "IPCSHIM_NS", "IPCSHIM_CATCHALL"];
+/// Our variables, with the value an unset one stands for, and whether it names the namespace.
+const VARS: [(&str, &str, bool); 5] = [
+    ("IPCSHIM_DIR", "/dev/shm", true),
+    ("IPCSHIM_NS", "default", true),
+    ("IPCSHIM_GROUP", "", true),
+    ("IPCSHIM_CATCHALL", "", false),
+    ("IPCSHIM_PATCH", "", false),
+];
+/// `Scan::present` and `Scan::differs` have a bit for each.
+const _: () = assert!(VARS.len() <= 32);
+
+/// One of VARS as this process has it.
+struct Var {
+    /// "NAME=value\0": our value, or for an unset variable the value it stands for.
+    entry: Box<[u8]>,
+    /// The length of "NAME=".
+    head: usize,
+    /// Set in our environment: added to a new environment that lacks it.
+    set: bool,
+    /// A different value in the new environment means another namespace.
+    names_ns: bool,
+}
 
 /// What every exec'd image must inherit, captured at start-up.
 struct ExecEnv {
@@ -22,8 +48,7 @@ struct ExecEnv {
     lib: Box<[u8]>,
     /// "LD_PRELOAD=<lib>\0".
     preload: Box<[u8]>,
-    /// "NAME=value\0" for each of VARS that was set, and the length of its "NAME=".
-    vars: Vec<(Box<[u8]>, usize)>,
+    vars: Vec<Var>,
 }
 
 static ENV: AtomicPtr<ExecEnv> = AtomicPtr::new(core::ptr::null_mut());
@@ -45,10 +70,11 @@ pub(super) fn capture() {
     let entry = |name: &[u8], value: &[u8]| -> Box<[u8]> { [name, value, b"\0"].concat().into() };
     let vars = VARS
         .iter()
-        .filter_map(|name| {
-            let v = std::env::var_os(name)?;
+        .map(|&(name, default, names_ns)| {
+            let v = std::env::var_os(name);
+            let value = v.as_deref().map_or(default.as_bytes(), std::os::unix::ffi::OsStrExt::as_bytes);
             let head = [name.as_bytes(), b"="].concat();
-            Some((entry(&head, std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())), head.len()))
+            Var { entry: entry(&head, value), head: head.len(), set: v.is_some(), names_ns }
         })
         .collect();
     let env = ExecEnv { lib: lib.into(), preload: entry(PRELOAD, lib), vars };
@@ -62,17 +88,16 @@ fn env() -> Option<&'static ExecEnv> {
 }
 
 /// Reads `buf.len()` bytes at `addr`, or fewer so as not to cross a page; None if unreadable.
-fn read_chunk(addr: usize, buf: &mut [u8]) -> Option<usize> {
+fn read_chunk(user: User, addr: usize, buf: &mut [u8]) -> Option<usize> {
     let len = buf.len().min(PAGE - addr % PAGE);
-    sys::copy_from_user(buf.as_mut_ptr(), addr, len).ok()?;
-    Some(len)
+    user.copy_in(&mut buf[..len], addr).then_some(len)
 }
 
 /// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop.
-fn each_byte(mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
+fn each_byte(user: User, mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
     let mut buf = [0u8; 256];
     loop {
-        let n = read_chunk(addr, &mut buf)?;
+        let n = read_chunk(user, addr, &mut buf)?;
         for &b in &buf[..n] {
             if b == 0 || !f(b) {
                 return Some(());
@@ -108,6 +133,44 @@ impl ListMatch<'_> {
     }
 }
 
+/// Compares an environment entry, byte by byte, with "NAME=value".
+struct EntryMatch<'a> {
+    want: &'a [u8],
+    head: usize,
+    /// Leading bytes that matched, and whether all seen so far did.
+    at: usize,
+    ok: bool,
+}
+
+impl<'a> EntryMatch<'a> {
+    fn new(want: &'a [u8], head: usize) -> Self {
+        EntryMatch { want, head, at: 0, ok: true }
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.ok && self.want.get(self.at) == Some(&b) {
+            self.at += 1;
+        } else {
+            self.ok = false;
+        }
+    }
+
+    /// Still matching (more bytes are needed to tell).
+    fn alive(&self) -> bool {
+        self.ok
+    }
+
+    /// The entry has the name (looked at once the entry ended or stopped matching).
+    fn named(&self) -> bool {
+        self.at >= self.head
+    }
+
+    /// The entry is exactly "NAME=value" (once it ended).
+    fn same(&self) -> bool {
+        self.ok && self.at == self.want.len()
+    }
+}
+
 /// What the application's environment has.
 struct Scan {
     /// Entries before the NULL.
@@ -115,13 +178,25 @@ struct Scan {
     /// The last LD_PRELOAD entry (the one the loader uses): index, value address and length,
     /// and whether it names our library.
     preload: Option<(usize, usize, usize, bool)>,
-    /// Bit i: VARS-entry i of ExecEnv::vars is present.
+    /// Bit i: VARS-entry i is present; and present with a value other than ours.
     present: u32,
+    differs: u32,
+    /// The first IPCSHIM_REGION_FD entry (the one getenv finds): its index, and whether it is
+    /// ours exactly.
+    region: Option<(usize, bool)>,
 }
 
-/// None if the array or a string is unreadable (the kernel will say EFAULT).
-fn scan(env: &ExecEnv, envp: usize) -> Option<Scan> {
-    let mut s = Scan { n: 0, preload: None, present: 0 };
+impl Scan {
+    /// The new image opens another namespace by name.
+    fn leaves(&self, env: &ExecEnv) -> bool {
+        env.vars.iter().enumerate().any(|(i, v)| v.names_ns && self.differs & (1 << i) != 0)
+    }
+}
+
+/// None if the array or a string is unreadable (the kernel will say EFAULT). `region` is our
+/// "IPCSHIM_REGION_FD=…" entry, without its NUL.
+fn scan(user: User, env: &ExecEnv, envp: usize, region: &[u8]) -> Option<Scan> {
+    let mut s = Scan { n: 0, preload: None, present: 0, differs: 0, region: None };
     if envp == 0 {
         return Some(s);
     }
@@ -130,55 +205,57 @@ fn scan(env: &ExecEnv, envp: usize) -> Option<Scan> {
     }
     let mut ptrs = [0u8; 256];
     loop {
-        let got = read_chunk(envp + s.n * 8, &mut ptrs)?;
+        let got = read_chunk(user, envp + s.n * 8, &mut ptrs)?;
         for p in ptrs[..got].chunks_exact(8) {
             let p = usize::from_ne_bytes(p.try_into().ok()?);
             if p == 0 {
                 return Some(s);
             }
-            classify(env, &mut s, p)?;
+            classify(user, env, &mut s, p, region)?;
             s.n += 1;
         }
     }
 }
 
-/// Looks at entry `s.n` (at `p`): our LD_PRELOAD or one of our variables?
-fn classify(env: &ExecEnv, s: &mut Scan, p: usize) -> Option<()> {
-    let mut at = 0;
-    // Bit 0: "LD_PRELOAD=", bit i+1: env.vars[i]'s "NAME=".
-    let mut alive: u32 = (1 << (env.vars.len() + 1)) - 1;
+/// Looks at entry `s.n` (at `p`): our LD_PRELOAD, one of our variables, or the region's?
+fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, region: &[u8]) -> Option<()> {
+    let region_head = shared_state::region::FD_VAR.len() + 1;
+    let mut preload = EntryMatch::new(PRELOAD, PRELOAD.len());
+    let mut ours = EntryMatch::new(region, region_head);
+    let mut vars: [EntryMatch<'_>; VARS.len()] = core::array::from_fn(|i| {
+        let v = &env.vars[i];
+        EntryMatch::new(&v.entry[..v.entry.len() - 1], v.head)
+    });
     let mut in_preload = false;
     let mut list = ListMatch { lib: &env.lib, at: 0, ok: true, found: false };
     let mut len = 0;
-    each_byte(p, |b| {
+    each_byte(user, p, |b| {
         if in_preload {
             list.push(b);
             len += 1;
             return true;
         }
-        if alive & 1 != 0 && PRELOAD.get(at) != Some(&b) {
-            alive &= !1;
-        }
-        for (i, (entry, head)) in env.vars.iter().enumerate() {
-            if alive & (2 << i) != 0 && (at >= *head || entry[at] != b) {
-                alive &= !(2 << i);
-            }
-        }
-        at += 1;
-        if alive & 1 != 0 && at == PRELOAD.len() {
+        preload.push(b);
+        ours.push(b);
+        vars.iter_mut().for_each(|m| m.push(b));
+        if preload.same() {
             in_preload = true;
         }
-        for (i, (_, head)) in env.vars.iter().enumerate() {
-            if alive & (2 << i) != 0 && at == *head {
-                s.present |= 1 << i;
-                return false;
-            }
-        }
-        alive != 0
+        in_preload || preload.alive() || ours.alive() || vars.iter().any(EntryMatch::alive)
     })?;
     if in_preload {
         list.end();
         s.preload = Some((s.n, p + PRELOAD.len(), len, list.found));
+    }
+    // The first of several counts, as getenv takes it.
+    if ours.named() && s.region.is_none() {
+        s.region = Some((s.n, ours.same()));
+    }
+    for (i, m) in vars.iter().enumerate() {
+        if m.named() && s.present & (1 << i) == 0 {
+            s.present |= 1 << i;
+            s.differs |= u32::from(!m.same()) << i;
+        }
     }
     Some(())
 }
@@ -194,13 +271,16 @@ pub(super) fn release_scratch() {
     }
 }
 
-/// The new envp for `s` in a fresh mapping: (address, mapping length, envp).
-fn build(env: &ExecEnv, envp: usize, s: &Scan) -> Option<(usize, usize)> {
+/// The new envp for `s` in a fresh mapping: (address, mapping length). `region` is the
+/// region's entry to put in (replacing one there), or None to take one out.
+fn build(env: &ExecEnv, envp: usize, s: &Scan, region: Option<&[u8]>) -> Option<(usize, usize)> {
     let replace = s.preload.filter(|p| !p.3);
-    let missing = env.vars.iter().enumerate().filter(|(i, _)| s.present & (1 << i) == 0);
-    let extra = usize::from(s.preload.is_none()) + missing.clone().count();
+    let missing = env.vars.iter().enumerate().filter(|(i, v)| v.set && s.present & (1 << i) == 0);
+    let add_region = region.is_some() && s.region.is_none();
+    let extra = usize::from(s.preload.is_none()) + missing.clone().count() + usize::from(add_region);
     let ptr_bytes = (s.n + extra + 1) * 8;
-    let str_bytes = replace.map_or(0, |(_, _, len, _)| PRELOAD.len() + env.lib.len() + 1 + len + 1);
+    let preload_bytes = replace.map_or(0, |(_, _, len, _)| PRELOAD.len() + env.lib.len() + 1 + len + 1);
+    let str_bytes = preload_bytes + region.map_or(0, |r| r.len() + 1);
     let size = (ptr_bytes + str_bytes).div_ceil(PAGE) * PAGE;
     let prot = libc::PROT_READ | libc::PROT_WRITE;
     let base = sys::mmap(0, size, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0).ok()?;
@@ -208,13 +288,13 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan) -> Option<(usize, usize)> {
         sys::copy_from_user(base as *mut u8, envp, s.n * 8).ok()?;
         // SAFETY: `base` is our fresh mapping of `size` >= ptr_bytes + str_bytes bytes.
         let ptrs = unsafe { core::slice::from_raw_parts_mut(base as *mut usize, s.n + extra + 1) };
+        // SAFETY: the string area after the pointers, `str_bytes` long, is in the mapping (and
+        // zero-filled, so every string there is NUL-terminated).
+        let out = unsafe { core::slice::from_raw_parts_mut((base + ptr_bytes) as *mut u8, str_bytes) };
         let mut k = s.n;
         if let Some((i, value, len, _)) = replace {
             // "LD_PRELOAD=<lib>:<old value>" (or without ':' if it was empty): ours first, the
-            // application's list kept. The mapping is zero-filled, so the NUL is there.
-            let at = base + ptr_bytes;
-            // SAFETY: the string area after the pointers, `str_bytes` long, is in the mapping.
-            let out = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, str_bytes) };
+            // application's list kept.
             let head = PRELOAD.len() + env.lib.len();
             out[..PRELOAD.len()].copy_from_slice(PRELOAD);
             out[PRELOAD.len()..head].copy_from_slice(&env.lib);
@@ -222,15 +302,33 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan) -> Option<(usize, usize)> {
                 out[head] = b':';
                 sys::copy_from_user(out[head + 1..].as_mut_ptr(), value, len).ok()?;
             }
-            ptrs[i] = at;
+            ptrs[i] = out.as_ptr() as usize;
         }
         if s.preload.is_none() {
             ptrs[k] = env.preload.as_ptr() as usize;
             k += 1;
         }
-        for (_, (entry, _)) in missing.clone() {
-            ptrs[k] = entry.as_ptr() as usize;
+        for (_, v) in missing.clone() {
+            ptrs[k] = v.entry.as_ptr() as usize;
             k += 1;
+        }
+        match (region, s.region) {
+            (Some(r), at) => {
+                out[preload_bytes..preload_bytes + r.len()].copy_from_slice(r);
+                let entry = out[preload_bytes..].as_ptr() as usize;
+                match at {
+                    Some((i, _)) => ptrs[i] = entry,
+                    None => {
+                        ptrs[k] = entry;
+                        k += 1;
+                    }
+                }
+            }
+            (None, Some((i, _))) => {
+                ptrs.copy_within(i + 1..k, i);
+                k -= 1;
+            }
+            (None, None) => {}
         }
         ptrs[k] = 0;
         Some(())
@@ -245,13 +343,22 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan) -> Option<(usize, usize)> {
 }
 
 /// execve(path, argv, envp) or execveat(dirfd, path, argv, envp, flags).
-pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard) -> i64 {
+pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
     let i = if nr == libc::SYS_execve { 2 } else { 3 };
+    let mut entry = [0u8; 128];
+    let len = crate::region::exec_entry(&mut entry);
     let plan = env().and_then(|env| {
-        let s = scan(env, a[i] as usize)?;
+        let s = scan(user, env, a[i] as usize, &entry[..len])?;
+        let region = crate::region::prepare_exec(!s.leaves(env)).then_some(&entry[..len]);
+        let region_done = match (region, s.region) {
+            (Some(_), Some((_, same))) => same,
+            (None, None) => true,
+            _ => false,
+        };
         let complete = s.preload.is_some_and(|p| p.3)
-            && env.vars.iter().enumerate().all(|(i, _)| s.present & (1 << i) != 0);
-        if complete { None } else { build(env, a[i] as usize, &s) }
+            && env.vars.iter().enumerate().all(|(i, v)| !v.set || s.present & (1 << i) != 0)
+            && region_done;
+        if complete { None } else { build(env, a[i] as usize, &s, region) }
     });
     let ign = crate::signals::exec_dispositions();
     let r = match plan {
@@ -270,5 +377,8 @@ pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard) -> i64 {
         }
     };
     crate::signals::exec_failed(ign);
+    if let Some(region) = crate::region::active() {
+        crate::foreign::exec_failed(region);
+    }
     r
 }

@@ -69,6 +69,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
     if let Some(r) = crate::region::active() {
         r.header().counters.sud_traps.fetch_add(1, Ordering::Relaxed);
     }
+    super::patch::on_trap(uc);
     exec::release_scratch();
     let nr = reg(uc, REG_RAX) as i64;
     let a = [REG_RDI, REG_RSI, REG_RDX, REG_R10, REG_R8, REG_R9].map(|r| reg(uc, r));
@@ -106,7 +107,12 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => with_mask(nr, &a, 4, user, guard),
         libc::SYS_pselect6 => pselect6(&a, user, guard),
         libc::SYS_sigaltstack => sigaltstack(uc, &a),
-        libc::SYS_execve | libc::SYS_execveat => exec::exec(nr, &a, guard),
+        libc::SYS_execve | libc::SYS_execveat => exec::exec(nr, &a, guard, user),
+        // The thread ends: its scratch arena goes (a served call it interrupted never resumes).
+        libc::SYS_exit => {
+            crate::scratch::thread_exit();
+            raw(nr, &a)
+        }
         _ => crate::dispatch::passthrough(nr, &a, || guard.allow_signals(|| raw(nr, &a))),
     };
     set_reg(uc, REG_RAX, r as u64);

@@ -19,6 +19,17 @@ impl User {
         User { fast: crate::signals::fault_fixups_active() && !super::in_vfork_child() && mask & faults == 0 }
     }
 
+    /// Copies `dst.len()` bytes from `addr`; false if any byte is unreadable.
+    pub fn copy_in(self, dst: &mut [u8], addr: usize) -> bool {
+        if self.fast {
+            // SAFETY: `dst` is ours; a fault on `addr` is fixed up into a short count by the
+            // installed wrapper.
+            unsafe { uaccess::copy_user(dst.as_mut_ptr(), addr as *const u8, dst.len()) == 0 }
+        } else {
+            sys::copy_from_user(dst.as_mut_ptr(), addr, dst.len()).is_ok()
+        }
+    }
+
     pub fn read<T: Copy>(self, addr: usize) -> Option<T> {
         let mut v = MaybeUninit::<T>::uninit();
         let dst = v.as_mut_ptr() as *mut u8;

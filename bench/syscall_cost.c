@@ -1,0 +1,143 @@
+/* The cost of system calls the shim does not serve, made from the program's own call sites:
+ * what interposition adds to every call that has nothing to do with IPC (issue 23). Prints the
+ * median over RUNS runs of ITERS operations as "<ns per operation> ns".
+ *
+ * Usage: syscall_cost ITERS RUNS CASE DIR
+ *   getppid    getppid()
+ *   stat       stat("/")
+ *   openclose  open() + close() of a file in DIR
+ *   futexwake  FUTEX_WAKE on a word nobody waits on, from a `mov $NR, %eax; syscall` in this
+ *              program (glibc has no futex wrapper; syscall() would go through its own export)
+ *   pread      pread() of 4 KiB at offset 0 of a file in DIR
+ *   mutex      a pthread mutex handed back and forth between two threads (a condition
+ *              variable says whose turn it is): ns per round trip
+ *
+ * Results are checked (the parent's pid, the file's contents, every turn taken), so a broken
+ * interposition cannot report a fast number. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include "bench.h"
+
+static char path[4096];
+static int fd = -1;
+static char page[4096];
+
+static long futex_wake(uint32_t *word)
+{
+    long r;
+    register long r10 __asm__("r10") = 0;
+    __asm__ volatile("mov $" STR(SYS_futex) ", %%eax\n\tsyscall"
+                     : "=a"(r)
+                     : "D"(word), "S"((long)FUTEX_WAKE_PRIVATE), "d"(1L), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_changed = PTHREAD_COND_INITIALIZER;
+static int turn;
+static long rounds;
+
+/* Waits for `me`'s turn and passes it on, `rounds` times. */
+static void take_turns(int me)
+{
+    for (long i = 0; i < rounds; i++) {
+        if (pthread_mutex_lock(&lock))
+            fail("pthread_mutex_lock");
+        while (turn != me)
+            pthread_cond_wait(&turn_changed, &lock);
+        turn = !me;
+        pthread_cond_signal(&turn_changed);
+        pthread_mutex_unlock(&lock);
+    }
+}
+
+static void *other(void *arg)
+{
+    take_turns(1);
+    return arg;
+}
+
+static void run_case(const char *name, long iters)
+{
+    if (!strcmp(name, "getppid")) {
+        pid_t want = getppid();
+        for (long i = 0; i < iters; i++)
+            if (getppid() != want)
+                fail("getppid changed");
+    } else if (!strcmp(name, "stat")) {
+        struct stat st;
+        for (long i = 0; i < iters; i++)
+            if (stat("/", &st) || !S_ISDIR(st.st_mode))
+                fail("stat /");
+    } else if (!strcmp(name, "openclose")) {
+        for (long i = 0; i < iters; i++) {
+            int f = open(path, O_RDONLY);
+            if (f < 0 || close(f))
+                fail("open/close %s", path);
+        }
+    } else if (!strcmp(name, "futexwake")) {
+        uint32_t word = 0;
+        for (long i = 0; i < iters; i++)
+            if (futex_wake(&word) != 0)
+                fail("FUTEX_WAKE");
+    } else if (!strcmp(name, "pread")) {
+        char buf[4096];
+        for (long i = 0; i < iters; i++)
+            if (pread(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf || buf[100] != page[100])
+                fail("pread %s", path);
+    } else if (!strcmp(name, "mutex")) {
+        rounds = iters;
+        turn = 0;
+        pthread_t t;
+        if (pthread_create(&t, NULL, other, NULL))
+            fail("pthread_create");
+        take_turns(0);
+        pthread_join(t, NULL);
+        if (turn != 0)
+            fail("turns lost");
+    } else {
+        fprintf(stderr, "syscall_cost: unknown case %s\n", name);
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bench_name = "syscall_cost";
+    bench_owner = getpid();
+    if (argc != 5) {
+        fprintf(stderr, "usage: syscall_cost ITERS RUNS getppid|stat|openclose|futexwake|pread|mutex DIR\n");
+        return 2;
+    }
+    long iters = atol(argv[1]);
+    int runs = atoi(argv[2]);
+    if (iters <= 0 || runs <= 0 || runs > MAX_RUNS) {
+        fprintf(stderr, "syscall_cost: bad ITERS or RUNS\n");
+        return 2;
+    }
+    start_watchdog("syscall_cost: watchdog: not done after 30 s, giving up\n");
+    snprintf(path, sizeof path, "%s/syscall_cost.%d", argv[4], (int)getpid());
+    for (size_t i = 0; i < sizeof page; i++)
+        page[i] = (char)(i * 7);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, page, sizeof page) != (ssize_t)sizeof page)
+        fail("create %s", path);
+    double ns[MAX_RUNS];
+    run_case(argv[3], iters / 10 + 1); /* warm up: first calls from each site */
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_ns();
+        run_case(argv[3], iters);
+        ns[r] = (now_ns() - t0) / iters;
+    }
+    close(fd);
+    unlink(path);
+    qsort(ns, runs, sizeof ns[0], cmp_double);
+    printf("%.1f ns\n", ns[runs / 2]);
+    return 0;
+}
