@@ -937,7 +937,18 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.nr_accounted.store(if counted { 1 << shift } else { 0 }, Ordering::Relaxed);
     // `active` is left alone: a stale handle's operation may have counted itself in and will
     // count itself out.
-    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock, &pipe.ep_usage] {
+    // The epoll edge counters too: a socket's queue appearing after its interest was taken
+    // (accept linking a connection) must not look like an edge because its slot was used.
+    for a in [
+        &pipe.closes,
+        &pipe.rd_cpu,
+        &pipe.wr_cpu,
+        &pipe.handed_back,
+        &pipe.sock,
+        &pipe.ep_usage,
+        &pipe.ev_in,
+        &pipe.ev_out,
+    ] {
         a.store(0, Ordering::Relaxed);
     }
     pipe.peer.store(0, Ordering::Relaxed);
