@@ -878,10 +878,36 @@ int main(int argc, char **argv)
 		if (!left)
 			break;
 		if (now() > deadline) {
-			fail("%d workers still running 10 s after the stop", left);
+			/* Who, in what role, asleep where (the kernel's wchan and the syscall). */
+			char who[400] = "", path[64], buf[64];
+			for (int s = 0, n = 0; s < SLOTS; s++) {
+				pid_t pid = ctl->slot[s].pid;
+				if (!pid || n++ >= 4)
+					continue;
+				size_t len = strlen(who);
+				snprintf(who + len, sizeof who - len, " [pid %d role %d", (int)pid, ctl->slot[s].role);
+				const char *files[] = { "wchan", "syscall" };
+				for (int f = 0; f < 2; f++) {
+					snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, files[f]);
+					int fd = open(path, O_RDONLY);
+					ssize_t k = fd < 0 ? -1 : read(fd, buf, 40);
+					if (fd >= 0)
+						close(fd);
+					buf[k > 0 ? k : 0] = 0;
+					buf[strcspn(buf, "\n")] = 0;
+					len = strlen(who);
+					snprintf(who + len, sizeof who - len, " %s %s", files[f], buf);
+				}
+				len = strlen(who);
+				snprintf(who + len, sizeof who - len, "]");
+			}
+			fail("%d workers still running 10 s after the stop:%s", left, who);
 			for (int s = 0; s < SLOTS; s++)
 				if (ctl->slot[s].pid)
 					kill(ctl->slot[s].pid, SIGKILL);
+			/* The helper first: reaping waits for any child, and it would wait forever. */
+			ctl->helper_exit = 1;
+			waitpid(helper, NULL, 0);
 			while (reap(1))
 				;
 			break;
