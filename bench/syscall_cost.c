@@ -6,6 +6,10 @@
  *   getppid    getppid()
  *   stat       stat("/")
  *   openclose  open() + close() of a file in DIR
+ *   fopenclose fopen() + fclose() of a file in DIR (glibc's internal openat and close)
+ *   write      write() of 1 byte to /dev/null, through the PLT (the shim's exported write)
+ *   read       read() of 1 byte from /dev/zero, through the PLT
+ *   fcntl      fcntl(F_GETFD), through the PLT
  *   futexwake  FUTEX_WAKE on a word nobody waits on, from a `mov $NR, %eax; syscall` in this
  *              program (glibc has no futex wrapper; syscall() would go through its own export)
  *   pread      pread() of 4 KiB at offset 0 of a file in DIR
@@ -24,7 +28,7 @@
 #include "bench.h"
 
 static char path[4096];
-static int fd = -1;
+static int fd = -1, null_fd = -1, zero_fd = -1;
 static char page[4096];
 
 static long futex_wake(uint32_t *word)
@@ -81,6 +85,25 @@ static void run_case(const char *name, long iters)
             if (f < 0 || close(f))
                 fail("open/close %s", path);
         }
+    } else if (!strcmp(name, "fopenclose")) {
+        for (long i = 0; i < iters; i++) {
+            FILE *f = fopen(path, "r");
+            if (!f || fclose(f))
+                fail("fopen/fclose %s", path);
+        }
+    } else if (!strcmp(name, "write")) {
+        for (long i = 0; i < iters; i++)
+            if (write(null_fd, "x", 1) != 1)
+                fail("write /dev/null");
+    } else if (!strcmp(name, "read")) {
+        char c = 1;
+        for (long i = 0; i < iters; i++)
+            if (read(zero_fd, &c, 1) != 1 || c != 0)
+                fail("read /dev/zero");
+    } else if (!strcmp(name, "fcntl")) {
+        for (long i = 0; i < iters; i++)
+            if (fcntl(null_fd, F_GETFD) != FD_CLOEXEC)
+                fail("fcntl F_GETFD");
     } else if (!strcmp(name, "futexwake")) {
         uint32_t word = 0;
         for (long i = 0; i < iters; i++)
@@ -112,7 +135,8 @@ int main(int argc, char **argv)
     bench_name = "syscall_cost";
     bench_owner = getpid();
     if (argc != 5) {
-        fprintf(stderr, "usage: syscall_cost ITERS RUNS getppid|stat|openclose|futexwake|pread|mutex DIR\n");
+        fprintf(stderr, "usage: syscall_cost ITERS RUNS "
+                        "getppid|stat|openclose|fopenclose|write|read|fcntl|futexwake|pread|mutex DIR\n");
         return 2;
     }
     long iters = atol(argv[1]);
@@ -125,6 +149,10 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/syscall_cost.%d", argv[4], (int)getpid());
     for (size_t i = 0; i < sizeof page; i++)
         page[i] = (char)(i * 7);
+    null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    zero_fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0 || zero_fd < 0)
+        fail("open /dev/null, /dev/zero");
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || write(fd, page, sizeof page) != (ssize_t)sizeof page)
         fail("create %s", path);

@@ -4,7 +4,7 @@
  * back, and uses System V objects made before the drop, where kern_ipc_perm decides with its
  * new credentials (one allowed by the mode, one EACCES), before and after the exec. The same
  * after the child closed every other fd by close_range, set FD_CLOEXEC on every number and
- * closed them one by one, and from a posix_spawn (a vfork child) with closefrom, or dup2 over
+ * closed them one by one, or by fclose (glibc's internal close), and from a posix_spawn (a vfork child) with closefrom, or dup2 over
  * nearly every number, that execs a helper which drops its privileges and execs the writer.
  * Run as root. */
 #include "common.h"
@@ -155,6 +155,37 @@ static int close_everything_else(int p, int s, int *out_s)
 		die("close_range");
 	for (int fd = 5; fd < top; fd++)
 		close(fd);
+	*out_s = 4;
+	return 3;
+}
+
+/* fdopen and fclose of a few files, so that glibc's internal fcntl and close call sites have
+ * trapped twice and been rewritten (see the shim's sud/patch.rs). */
+static void warm_fdopen_fclose(void)
+{
+	for (int i = 0; i < 4; i++) {
+		int fd = open("/dev/null", O_RDONLY);
+		FILE *f = fd < 0 ? NULL : fdopen(fd, "r");
+		if (!f || fclose(f))
+			die("fdopen /dev/null");
+	}
+}
+
+/* The writer's fds at 3 and 4; every other number from 5 up closed by glibc's internal close
+ * (fclose of a FILE fdopen'ed on it), from rewritten call sites. */
+static int fclose_everything_else(int p, int s, int *out_s)
+{
+	int w = dup(p), t = dup(s);
+	if (w < 0 || t < 0 || dup2(w, 3) != 3 || dup2(t, 4) != 4)
+		die("dup2");
+	warm_fdopen_fclose();
+	for (int fd = 5, top = fd_top(); fd < top; fd++) {
+		FILE *f = fdopen(fd, "r");
+		if (!f)
+			f = fdopen(fd, "w");
+		if (f)
+			fclose(f);
+	}
 	*out_s = 4;
 	return 3;
 }
@@ -359,6 +390,9 @@ int main(int argc, char **argv)
 
 	CASE("drop_exec_after_dup2_over_every_fd");
 	drop_and_exec(dup_over_everything);
+
+	CASE("drop_exec_after_fclose_of_every_fd");
+	drop_and_exec(fclose_everything_else);
 
 	CASE("drop_exec_sysv_kern_ipc_perm");
 	sysv_across_drop_and_exec();

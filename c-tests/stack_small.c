@@ -597,6 +597,14 @@ static void sysv(void)
 	S(shmdt(at));
 	S(syscall(SYS_shmdt, raw_at));
 	S(shmctl(shm, IPC_RMID, NULL));
+	/* The same through raw syscall instructions: the catch-all's SIGSYS path. */
+	shm = M(R(SYS_shmget, IPC_PRIVATE, 65536, 0600, 0, 0, 0));
+	raw_at = M(R(SYS_shmat, shm, 0, 0, 0, 0, 0));
+	printf("  raw shmat: %s\n", raw_at > 0 ? "ok" : "failed");
+	S(R(SYS_shmctl, shm, IPC_STAT, &shd, 0, 0, 0));
+	S(R(SYS_shmctl, shm, SHM_INFO, &shi, 0, 0, 0) >= 0);
+	S(R(SYS_shmdt, raw_at, 0, 0, 0, 0, 0));
+	S(R(SYS_shmctl, shm, IPC_RMID, 0, 0, 0, 0));
 	budget_check();
 }
 

@@ -251,6 +251,17 @@ int main(void)
 	IOSHOW(send(sv[0], "ab", 2, MSG_OOB));
 	closep(sv);
 
+	CASE("oob_sockatmark_through_glibc");
+	/* sockatmark is glibc's internal ioctl: after its call site trapped twice it is rewritten,
+	 * and its stub must still leave SIOCATMARK on a shim socket to the shim. */
+	pair(sv);
+	IOSHOW(send(sv[0], "ab", 2, MSG_OOB));
+	for (int i = 0; i < 3; i++)
+		printf("  sockatmark = %d\n", sockatmark(sv[1]));
+	rd("read", sv[1], 0);
+	printf("  sockatmark = %d\n", sockatmark(sv[1]));
+	closep(sv);
+
 	CASE("oob_seqpacket_has_none");
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
 		die("socketpair");

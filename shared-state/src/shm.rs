@@ -444,9 +444,16 @@ fn hugetlb_check(flg: i32) -> Result<(), Errno> {
     let log = (flg as u32 >> SHM_HUGE_SHIFT) & SHM_HUGE_MASK;
     let size_known = match log {
         0 => true,
+        // Built on the stack: this may run in the catch-all's SIGSYS handler (no allocation).
         l => {
-            let kb = (1u64 << l) >> 10;
-            std::path::Path::new(&format!("/sys/kernel/mm/hugepages/hugepages-{kb}kB")).exists()
+            const DIR: &[u8] = b"/sys/kernel/mm/hugepages/hugepages-";
+            let mut path = [0u8; DIR.len() + 24];
+            path[..DIR.len()].copy_from_slice(DIR);
+            let mut digits = [0u8; 20];
+            let n = crate::pipe_gc::itoa64((1u64 << l) >> 10, &mut digits);
+            path[DIR.len()..DIR.len() + n].copy_from_slice(&digits[..n]);
+            path[DIR.len() + n..DIR.len() + n + 3].copy_from_slice(b"kB\0");
+            sys::fstatat(libc::AT_FDCWD, &path[..DIR.len() + n + 3]).is_ok()
         }
     };
     if !size_known {

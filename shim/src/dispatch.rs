@@ -21,7 +21,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     let g = sud::enter();
     let t0 = crate::trace::start();
     // Calls on any fd are passed through by us; only those on shim objects are traced (and
-    // semaphore and message queue calls trace themselves, on every path).
+    // System V calls trace themselves, on every path).
     let traced = t0 != 0
         && match nr {
             libc::SYS_close
@@ -43,6 +43,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
                 false
             }
             libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => false,
+            libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl => false,
             _ => true,
         };
     let fd_call = !matches!(
@@ -249,6 +250,11 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_munlockall => Some(crate::mlock::munlockall()),
         libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => {
             Some(crate::msg::serve(r, g, nr, a))
+        }
+        // Attachment records are the process's, as for the exported shmat: a later fork
+        // (proc::fork) copies them whichever path made them.
+        libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl => {
+            Some(crate::sysv::serve(r, nr, a))
         }
         // Credentials are cached for the semop fast path: refresh after any change.
         libc::SYS_setuid

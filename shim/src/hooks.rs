@@ -17,14 +17,34 @@ pub(crate) fn c_ret(r: i64) -> i64 {
     }
 }
 
-/// Serves through the dispatcher, or else runs `libc` with signals deliverable (it may block).
+/// What libc's function is, next to the bare system call `nr(a)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Libc {
+    /// The system call itself.
+    Bare,
+    /// The system call, made a cancellation point once a second thread ever started.
+    Cancellable,
+    /// More than that (copies, a signal mask, another call): only libc's function will do.
+    Own,
+}
+
+/// Serves through the dispatcher, or else passes the call on: as the bare system call from the
+/// catch-all's allowed range where that is what libc's function would make (no guard, no
+/// selector to flip, and the kernel does not read the selector), else by running `libc` with
+/// signals deliverable (it may block).
 fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
     nr: i64,
     a: [u64; 6],
+    how: Libc,
     libc: impl FnOnce() -> T,
 ) -> T {
     match dispatch::syscall(nr, &a) {
         Some(r) => T::try_from(c_ret(r)).unwrap_or_default(),
+        None if !crate::trace::on()
+            && (how == Libc::Bare || how == Libc::Cancellable && crate::real::single_threaded()) =>
+        {
+            T::try_from(c_ret(sud::allowed_syscall(nr, &a))).unwrap_or_default()
+        }
         None => {
             let g = sud::enter();
             if !crate::trace::on() {
@@ -46,7 +66,7 @@ fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
 
 #[unsafe(no_mangle)]
 pub extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
-    serve(libc::SYS_read, [fd as u64, buf as u64, n as u64, 0, 0, 0], || {
+    serve(libc::SYS_read, [fd as u64, buf as u64, n as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::READ, fn(c_int, *mut c_void, size_t) -> ssize_t, fd, buf, n)
     })
 }
@@ -69,88 +89,102 @@ pub extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: siz
 
 #[unsafe(no_mangle)]
 pub extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    serve(libc::SYS_write, [fd as u64, buf as u64, n as u64, 0, 0, 0], || {
+    serve(libc::SYS_write, [fd as u64, buf as u64, n as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::WRITE, fn(c_int, *const c_void, size_t) -> ssize_t, fd, buf, n)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
-    serve(libc::SYS_readv, [fd as u64, iov as u64, cnt as i64 as u64, 0, 0, 0], || {
+    serve(libc::SYS_readv, [fd as u64, iov as u64, cnt as i64 as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::READV, fn(c_int, *const iovec, c_int) -> ssize_t, fd, iov, cnt)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
-    serve(libc::SYS_writev, [fd as u64, iov as u64, cnt as i64 as u64, 0, 0, 0], || {
+    serve(libc::SYS_writev, [fd as u64, iov as u64, cnt as i64 as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::WRITEV, fn(c_int, *const iovec, c_int) -> ssize_t, fd, iov, cnt)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn close(fd: c_int) -> c_int {
-    serve(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], || real_call!(real::CLOSE, fn(c_int) -> c_int, fd))
+    serve(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0], Libc::Cancellable, || {
+        real_call!(real::CLOSE, fn(c_int) -> c_int, fd)
+    })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn pipe(fds: *mut c_int) -> c_int {
-    serve(libc::SYS_pipe2, [fds as u64, 0, 0, 0, 0, 0], || {
+    serve(libc::SYS_pipe2, [fds as u64, 0, 0, 0, 0, 0], Libc::Bare, || {
         real_call!(real::PIPE, fn(*mut c_int) -> c_int, fds)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
-    serve(libc::SYS_pipe2, [fds as u64, flags as u64, 0, 0, 0, 0], || {
+    serve(libc::SYS_pipe2, [fds as u64, flags as u64, 0, 0, 0, 0], Libc::Bare, || {
         real_call!(real::PIPE2, fn(*mut c_int, c_int) -> c_int, fds, flags)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn dup(fd: c_int) -> c_int {
-    serve(libc::SYS_dup, [fd as u64, 0, 0, 0, 0, 0], || real_call!(real::DUP, fn(c_int) -> c_int, fd))
+    serve(libc::SYS_dup, [fd as u64, 0, 0, 0, 0, 0], Libc::Bare, || {
+        real_call!(real::DUP, fn(c_int) -> c_int, fd)
+    })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    serve(libc::SYS_dup2, [old as u64, new as u64, 0, 0, 0, 0], || {
+    serve(libc::SYS_dup2, [old as u64, new as u64, 0, 0, 0, 0], Libc::Bare, || {
         real_call!(real::DUP2, fn(c_int, c_int) -> c_int, old, new)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    serve(libc::SYS_dup3, [old as u64, new as u64, flags as u64, 0, 0, 0], || {
+    serve(libc::SYS_dup3, [old as u64, new as u64, flags as u64, 0, 0, 0], Libc::Bare, || {
         real_call!(real::DUP3, fn(c_int, c_int, c_int) -> c_int, old, new, flags)
     })
+}
+
+/// glibc's fcntl: F_GETOWN through F_GETOWN_EX (a process group's negative id), the waiting
+/// locks a cancellation point, the rest the bare call.
+fn fcntl_libc(cmd: c_int) -> Libc {
+    match cmd {
+        libc::F_GETOWN => Libc::Own,
+        libc::F_SETLKW | libc::F_OFD_SETLKW => Libc::Cancellable,
+        _ => Libc::Bare,
+    }
 }
 
 /// `fcntl` is variadic; on x86_64 a fixed third argument is passed the same way.
 #[unsafe(no_mangle)]
 pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
-    serve(libc::SYS_fcntl, [fd as u64, cmd as u64, arg, 0, 0, 0], || {
+    serve(libc::SYS_fcntl, [fd as u64, cmd as u64, arg, 0, 0, 0], fcntl_libc(cmd), || {
         real_call!(real::FCNTL, fn(c_int, c_int, c_ulong) -> c_int, fd, cmd, arg)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
-    serve(libc::SYS_fcntl, [fd as u64, cmd as u64, arg, 0, 0, 0], || {
+    serve(libc::SYS_fcntl, [fd as u64, cmd as u64, arg, 0, 0, 0], fcntl_libc(cmd), || {
         real_call!(real::FCNTL64, fn(c_int, c_int, c_ulong) -> c_int, fd, cmd, arg)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: c_ulong) -> c_int {
-    serve(libc::SYS_ioctl, [fd as u64, req, arg, 0, 0, 0], || {
+    serve(libc::SYS_ioctl, [fd as u64, req, arg, 0, 0, 0], Libc::Bare, || {
         real_call!(real::IOCTL, fn(c_int, c_ulong, c_ulong) -> c_int, fd, req, arg)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
-    serve(libc::SYS_poll, [fds as u64, n, timeout as i64 as u64, 0, 0, 0], || {
+    serve(libc::SYS_poll, [fds as u64, n, timeout as i64 as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::POLL, fn(*mut pollfd, nfds_t, c_int) -> c_int, fds, n, timeout)
     })
 }
@@ -175,6 +209,7 @@ pub extern "C" fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, 
     serve(
         libc::SYS_epoll_wait,
         [ep as u64, ev as u64, max as i64 as u64, timeout as i64 as u64, 0, 0],
+        Libc::Cancellable,
         || {
             real_call!(
                 real::EPOLL_WAIT,
@@ -190,7 +225,7 @@ pub extern "C" fn epoll_wait(ep: c_int, ev: *mut libc::epoll_event, max: c_int, 
 
 #[unsafe(no_mangle)]
 pub extern "C" fn epoll_ctl(ep: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
-    serve(libc::SYS_epoll_ctl, [ep as u64, op as u64, fd as u64, ev as u64, 0, 0], || {
+    serve(libc::SYS_epoll_ctl, [ep as u64, op as u64, fd as u64, ev as u64, 0, 0], Libc::Bare, || {
         real_call!(real::EPOLL_CTL, fn(c_int, c_int, c_int, *mut libc::epoll_event) -> c_int, ep, op, fd, ev)
     })
 }
@@ -211,7 +246,7 @@ pub extern "C" fn epoll_pwait(
     crate::signals::sanitize_mask(&mut m[0]);
     let mp = if copied { m.as_ptr() as *const libc::sigset_t } else { mask };
     let a = [ep as u64, ev as u64, max as i64 as u64, timeout as i64 as u64, mp as u64, 8];
-    serve(libc::SYS_epoll_pwait, a, || {
+    serve(libc::SYS_epoll_pwait, a, Libc::Own, || {
         real_call!(
             real::EPOLL_PWAIT,
             fn(c_int, *mut libc::epoll_event, c_int, c_int, *const libc::sigset_t) -> c_int,
@@ -239,7 +274,7 @@ pub extern "C" fn ppoll(
     let tp = copy.as_ref().map_or(0, |t| t as *const libc::timespec as u64);
     // What glibc passes, mask or not (and what strace shows).
     let sz = 8;
-    serve(libc::SYS_ppoll, [fds as u64, n, tp, mask as u64, sz, 0], || {
+    serve(libc::SYS_ppoll, [fds as u64, n, tp, mask as u64, sz, 0], Libc::Own, || {
         real_call!(
             real::PPOLL,
             fn(*mut pollfd, nfds_t, *const libc::timespec, *const libc::sigset_t) -> c_int,
@@ -259,7 +294,7 @@ pub extern "C" fn select(
     e: *mut libc::fd_set,
     tv: *mut libc::timeval,
 ) -> c_int {
-    serve(libc::SYS_select, [n as i64 as u64, r as u64, w as u64, e as u64, tv as u64, 0], || {
+    serve(libc::SYS_select, [n as i64 as u64, r as u64, w as u64, e as u64, tv as u64, 0], Libc::Own, || {
         real_call!(
             real::SELECT,
             fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int,
@@ -291,6 +326,7 @@ pub extern "C" fn pselect(
     serve(
         libc::SYS_pselect6,
         [n as i64 as u64, r as u64, w as u64, e as u64, tp, data.as_ptr() as u64],
+        Libc::Own,
         || {
             real_call!(
                 real::PSELECT,
@@ -315,16 +351,19 @@ pub extern "C" fn pselect(
 
 #[unsafe(no_mangle)]
 pub extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
-    serve(libc::SYS_sendto, [fd as u64, buf as u64, n as u64, flags as u64, 0, 0], || {
+    serve(libc::SYS_sendto, [fd as u64, buf as u64, n as u64, flags as u64, 0, 0], Libc::Cancellable, || {
         real_call!(real::SEND, fn(c_int, *const c_void, size_t, c_int) -> ssize_t, fd, buf, n, flags)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
-    serve(libc::SYS_recvfrom, [fd as u64, buf as u64, n as u64, flags as u64, 0, 0], || {
-        real_call!(real::RECV, fn(c_int, *mut c_void, size_t, c_int) -> ssize_t, fd, buf, n, flags)
-    })
+    serve(
+        libc::SYS_recvfrom,
+        [fd as u64, buf as u64, n as u64, flags as u64, 0, 0],
+        Libc::Cancellable,
+        || real_call!(real::RECV, fn(c_int, *mut c_void, size_t, c_int) -> ssize_t, fd, buf, n, flags),
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -336,18 +375,23 @@ pub extern "C" fn sendto(
     addr: *const libc::sockaddr,
     alen: libc::socklen_t,
 ) -> ssize_t {
-    serve(libc::SYS_sendto, [fd as u64, buf as u64, n as u64, flags as u64, addr as u64, alen as u64], || {
-        real_call!(
-            real::SENDTO,
-            fn(c_int, *const c_void, size_t, c_int, *const libc::sockaddr, libc::socklen_t) -> ssize_t,
-            fd,
-            buf,
-            n,
-            flags,
-            addr,
-            alen
-        )
-    })
+    serve(
+        libc::SYS_sendto,
+        [fd as u64, buf as u64, n as u64, flags as u64, addr as u64, alen as u64],
+        Libc::Cancellable,
+        || {
+            real_call!(
+                real::SENDTO,
+                fn(c_int, *const c_void, size_t, c_int, *const libc::sockaddr, libc::socklen_t) -> ssize_t,
+                fd,
+                buf,
+                n,
+                flags,
+                addr,
+                alen
+            )
+        },
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -362,6 +406,7 @@ pub extern "C" fn recvfrom(
     serve(
         libc::SYS_recvfrom,
         [fd as u64, buf as u64, n as u64, flags as u64, addr as u64, alen as u64],
+        Libc::Cancellable,
         || {
             real_call!(
                 real::RECVFROM,
@@ -379,14 +424,14 @@ pub extern "C" fn recvfrom(
 
 #[unsafe(no_mangle)]
 pub extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t {
-    serve(libc::SYS_sendmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], || {
+    serve(libc::SYS_sendmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::SENDMSG, fn(c_int, *const libc::msghdr, c_int) -> ssize_t, fd, msg, flags)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t {
-    serve(libc::SYS_recvmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], || {
+    serve(libc::SYS_recvmsg, [fd as u64, msg as u64, flags as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::RECVMSG, fn(c_int, *mut libc::msghdr, c_int) -> ssize_t, fd, msg, flags)
     })
 }
@@ -395,63 +440,68 @@ pub extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ss
 
 #[unsafe(no_mangle)]
 pub extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int {
-    serve(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0], || {
+    serve(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0], Libc::Bare, || {
         real_call!(real::SOCKET, fn(c_int, c_int, c_int) -> c_int, domain, ty, proto)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: *mut c_int) -> c_int {
-    serve(libc::SYS_socketpair, [domain as u64, ty as u64, proto as u64, sv as u64, 0, 0], || {
+    serve(libc::SYS_socketpair, [domain as u64, ty as u64, proto as u64, sv as u64, 0, 0], Libc::Bare, || {
         real_call!(real::SOCKETPAIR, fn(c_int, c_int, c_int, *mut c_int) -> c_int, domain, ty, proto, sv)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    serve(libc::SYS_bind, [fd as u64, addr as u64, len as u64, 0, 0, 0], || {
+    serve(libc::SYS_bind, [fd as u64, addr as u64, len as u64, 0, 0, 0], Libc::Bare, || {
         real_call!(real::BIND, fn(c_int, *const sockaddr, socklen_t) -> c_int, fd, addr, len)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
-    serve(libc::SYS_listen, [fd as u64, backlog as i64 as u64, 0, 0, 0, 0], || {
+    serve(libc::SYS_listen, [fd as u64, backlog as i64 as u64, 0, 0, 0, 0], Libc::Bare, || {
         real_call!(real::LISTEN, fn(c_int, c_int) -> c_int, fd, backlog)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    serve(libc::SYS_connect, [fd as u64, addr as u64, len as u64, 0, 0, 0], || {
+    serve(libc::SYS_connect, [fd as u64, addr as u64, len as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::CONNECT, fn(c_int, *const sockaddr, socklen_t) -> c_int, fd, addr, len)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    serve(libc::SYS_accept, [fd as u64, addr as u64, len as u64, 0, 0, 0], || {
+    serve(libc::SYS_accept, [fd as u64, addr as u64, len as u64, 0, 0, 0], Libc::Cancellable, || {
         real_call!(real::ACCEPT, fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int, fd, addr, len)
     })
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
-    serve(libc::SYS_accept4, [fd as u64, addr as u64, len as u64, flags as u64, 0, 0], || {
-        real_call!(
-            real::ACCEPT4,
-            fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int,
-            fd,
-            addr,
-            len,
-            flags
-        )
-    })
+    serve(
+        libc::SYS_accept4,
+        [fd as u64, addr as u64, len as u64, flags as u64, 0, 0],
+        Libc::Cancellable,
+        || {
+            real_call!(
+                real::ACCEPT4,
+                fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int,
+                fd,
+                addr,
+                len,
+                flags
+            )
+        },
+    )
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    serve(libc::SYS_shutdown, [fd as u64, how as i64 as u64, 0, 0, 0, 0], || {
+    serve(libc::SYS_shutdown, [fd as u64, how as i64 as u64, 0, 0, 0, 0], Libc::Bare, || {
         real_call!(real::SHUTDOWN, fn(c_int, c_int) -> c_int, fd, how)
     })
 }
@@ -465,7 +515,7 @@ pub extern "C" fn setsockopt(
     len: socklen_t,
 ) -> c_int {
     let a = [fd as u64, level as u64, name as u64, val as u64, len as u64, 0];
-    serve(libc::SYS_setsockopt, a, || {
+    serve(libc::SYS_setsockopt, a, Libc::Bare, || {
         real_call!(
             real::SETSOCKOPT,
             fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int,
@@ -487,7 +537,7 @@ pub extern "C" fn getsockopt(
     len: *mut socklen_t,
 ) -> c_int {
     let a = [fd as u64, level as u64, name as u64, val as u64, len as u64, 0];
-    serve(libc::SYS_getsockopt, a, || {
+    serve(libc::SYS_getsockopt, a, Libc::Bare, || {
         real_call!(
             real::GETSOCKOPT,
             fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int,

@@ -82,7 +82,21 @@ pub static EPOLL_WAIT: Real = Real::new(b"epoll_wait\0");
 pub static EPOLL_PWAIT: Real = Real::new(b"epoll_pwait\0");
 pub static EPOLL_CTL: Real = Real::new(b"epoll_ctl\0");
 
+/// glibc's `__libc_single_threaded` (0 before the constructor ran, or without one).
+static SINGLE_THREADED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether glibc still takes this process for single-threaded: its cancellable wrappers
+/// (`read`, `close`…) are then the bare system call, with no cancellation handling around it.
+pub fn single_threaded() -> bool {
+    let p = SINGLE_THREADED.load(Ordering::Relaxed);
+    // SAFETY: glibc's `char __libc_single_threaded`, which lives as long as libc.
+    p != 0 && unsafe { (p as *const u8).read_volatile() } != 0
+}
+
 pub fn resolve_all() {
+    // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches every loaded object.
+    let single = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+    SINGLE_THREADED.store(single as usize, Ordering::Relaxed);
     for r in [
         &SHMGET,
         &SHMAT,

@@ -27,7 +27,9 @@ static ERROR: AtomicPtr<String> = AtomicPtr::new(core::ptr::null_mut());
 static ERROR_SHOWN: AtomicBool = AtomicBool::new(false);
 
 /// The region's descriptors in this process (read-write, read-only); -1 when there are none.
-static FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// The close stub of rewritten call sites reads them too (`sud::stubs`): a close of one always
+/// reaches `keep_fds`.
+pub(crate) static FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 /// The region file's device and inode, for `IPCSHIM_REGION_FD`.
 static DEV: AtomicU64 = AtomicU64::new(0);
 static INO: AtomicU64 = AtomicU64::new(0);

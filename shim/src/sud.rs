@@ -72,6 +72,9 @@ pub(crate) struct Tls {
     pub arena_top: AtomicUsize,
     /// Syscalls this thread made through rewritten call sites since its last trap (`patch`).
     pub patched: AtomicU64,
+    /// In a vfork child: its creation is in the trace (see `trap`); cleared when the parent
+    /// resumes.
+    pub birth_logged: AtomicU8,
 }
 
 global_asm!(
@@ -125,9 +128,10 @@ static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
 // (restored by sigreturn), then continue at SLOTS[i].resume. rcx and r11 are free: the syscall
 // instruction clobbers them anyway; flags are not preserved (glibc re-tests rax).
 //
-// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held/region_fds are
-// cleared, because a vfork child ran our handler on this same TLS and may have exec'd inside a
-// guard (or moved the region's descriptors in its own fd table).
+// Parent (or failure): the selector goes back to BLOCK and depth/vfork/held/region_fds/
+// birth_logged are cleared, because a vfork child ran our handler on this same TLS and may
+// have exec'd inside a guard (or moved the region's descriptors in its own fd table, or logged
+// its creation).
 // Child: arm SUD for this task on the selector at its own TLS (a new thread's fresh block or
 // the shared one), set BLOCK, mark a shared-TLS child as a vfork child, and return 0. A TLS
 // that is not glibc's (%fs:0 is not the TCB's self-pointer: another runtime's clone) is left
@@ -168,6 +172,19 @@ global_asm!(
     "ipcshim_sud_syscall_leave:",
     "    jmp *%rcx",
     "    .cfi_endproc",
+    // A system call made by a `call` (the number and arguments already in place), for code
+    // that goes on after it: a stub that asks the kernel something first (`stubs`), an
+    // exported symbol passing a call through (`allowed_syscall`).
+    ".globl ipcshim_sud_call",
+    ".hidden ipcshim_sud_call",
+    "ipcshim_sud_call:",
+    "    .cfi_startproc",
+    "    syscall",
+    "    ret",
+    "    .cfi_endproc",
+    ".globl ipcshim_sud_call_end",
+    ".hidden ipcshim_sud_call_end",
+    "ipcshim_sud_call_end:",
     ".balign 64",
     "ipcshim_sud_parent:",
     "    mov ipcshim_tls@gottpoff(%rip), %r11",
@@ -176,6 +193,7 @@ global_asm!(
     "    movb $0, %fs:{vfork}(%r11)",
     "    movq $0, %fs:{held}(%r11)",
     "    movq $0, %fs:{region_fds}(%r11)",
+    "    movb $0, %fs:{birth_logged}(%r11)",
     "    jmp *(%rcx)",
     ".balign 64",
     "ipcshim_sud_child:",
@@ -243,6 +261,7 @@ global_asm!(
     vfork = const offset_of!(Tls, vfork),
     held = const offset_of!(Tls, held),
     region_fds = const offset_of!(Tls, region_fds),
+    birth_logged = const offset_of!(Tls, birth_logged),
     shared = const offset_of!(Slot, shared),
     arch_prctl = const libc::SYS_arch_prctl,
     get_fs = const ARCH_GET_FS,
@@ -357,6 +376,33 @@ pub struct Guard {
     saved: u8,
     /// The guard belongs to this thread's TLS.
     _thread: PhantomData<*const ()>,
+}
+
+/// Makes system call `nr` from the allowed range, where it never traps whatever the selector
+/// says: an exported symbol's pass-through, without a guard (signals reach the application's
+/// handlers as during libc's own call, and a restart restarts it here). The kernel-style
+/// result (-errno on failure).
+#[inline]
+pub(crate) fn allowed_syscall(nr: i64, a: &[u64; 6]) -> i64 {
+    let r: i64;
+    // SAFETY: ipcshim_sud_call is `syscall; ret`: it clobbers what the syscall instruction
+    // does (rax, rcx, r11); its return address goes below our stack pointer, which asm! allows
+    // without `nostack`; memory is left to the kernel's call, as asm! assumes by default.
+    unsafe {
+        asm!(
+            "call ipcshim_sud_call",
+            inlateout("rax") nr => r,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    r
 }
 
 /// Takes a guard on this thread: every exported hook should hold one while it runs shim code.

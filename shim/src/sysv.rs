@@ -3,114 +3,83 @@
 use crate::real::{self, real_call};
 use crate::region::{Route, route};
 use libc::{c_int, c_long, c_void, key_t, size_t};
-use shared_state::shm;
+use shared_state::{Region, shm};
 
-fn set_errno(e: i32) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
-
-/// Runs a served call and traces it (when tracing is on) with its kernel-style result.
-fn traced<T: Copy + TryInto<i64>>(
-    nr: i64,
-    a: [u64; 6],
-    f: impl FnOnce() -> Result<T, i32>,
-) -> Result<T, i32> {
+/// Serves a shared memory system call: the kernel-style result (-errno on failure; shmat's
+/// address, which is never in the errno range). The exported symbols and the dispatcher (a
+/// raw `syscall` the catch-all trapped) both come here.
+pub fn serve(r: &Region, nr: i64, a: &[u64; 6]) -> i64 {
     let t0 = crate::trace::start();
-    let res = f();
+    let res = match nr {
+        libc::SYS_shmget => shm::shmget(r, a[0] as key_t, a[1] as usize, a[2] as c_int).map(|v| v as i64),
+        libc::SYS_shmat => shm::shmat(r, a[0] as c_int, a[1] as usize, a[2] as c_int).and_then(|at| {
+            // Under MCL_FUTURE the kernel's attachment would be locked.
+            if let Err(e) = crate::mlock::attached(at) {
+                let _ = shm::shmdt(r, at);
+                return Err(e);
+            }
+            Ok(at as i64)
+        }),
+        libc::SYS_shmdt => shm::shmdt(r, a[0] as usize).map(|_| 0),
+        _ => shm::shmctl(r, a[0] as c_int, a[1] as c_int, a[2] as usize).map(|v| v as i64),
+    };
+    let res = res.unwrap_or_else(|e| -(e as i64));
     if t0 != 0 {
-        let raw = match res {
-            Ok(v) => v.try_into().unwrap_or(i64::MAX),
-            Err(e) => -(e as i64),
-        };
-        crate::trace::served(nr, &a, raw, t0, &crate::trace::NO_PATH);
+        crate::trace::served(nr, a, res, t0, &crate::trace::NO_PATH);
     }
     res
 }
 
-fn ret_int(r: Result<i32, i32>) -> c_int {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            -1
-        }
+/// Serves `nr` from the region, or hands it to libc's `kernel`: the C convention's result.
+fn call<T>(nr: i64, a: [u64; 6], from: impl FnOnce(i64) -> T, kernel: impl FnOnce() -> T) -> T {
+    // Shim code's own syscalls must not trap; an application handler waits until we are done.
+    let _g = crate::sud::enter();
+    match route() {
+        Route::Serve(r) => from(crate::hooks::c_ret(serve(r, nr, &a))),
+        Route::Kernel => kernel(),
+        Route::Fail => from(crate::hooks::c_ret(-(libc::ENOSYS as i64))),
     }
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmget(key: key_t, size: size_t, shmflg: c_int) -> c_int {
-    // Shim code's own syscalls must not trap; an application handler waits until we are done.
-    let _g = crate::sud::enter();
-    match route() {
-        Route::Serve(r) => {
-            ret_int(traced(libc::SYS_shmget, [key as u64, size as u64, shmflg as u64, 0, 0, 0], || {
-                shm::shmget(r, key, size, shmflg)
-            }))
-        }
-        Route::Kernel => real_call!(real::SHMGET, fn(key_t, size_t, c_int) -> c_int, key, size, shmflg),
-        Route::Fail => ret_int(Err(libc::ENOSYS)),
-    }
+    call(
+        libc::SYS_shmget,
+        [key as u64, size as u64, shmflg as u64, 0, 0, 0],
+        |v| v as c_int,
+        || real_call!(real::SHMGET, fn(key_t, size_t, c_int) -> c_int, key, size, shmflg),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmat(shmid: c_int, shmaddr: *const c_void, shmflg: c_int) -> *mut c_void {
-    // Shim code's own syscalls must not trap; an application handler waits until we are done.
-    let _g = crate::sud::enter();
-    match route() {
-        Route::Serve(r) => {
-            match traced(libc::SYS_shmat, [shmid as u64, shmaddr as u64, shmflg as u64, 0, 0, 0], || {
-                let at = shm::shmat(r, shmid, shmaddr as usize, shmflg)?;
-                // Under MCL_FUTURE the kernel's attachment would be locked.
-                if let Err(e) = crate::mlock::attached(at) {
-                    let _ = shm::shmdt(r, at);
-                    return Err(e);
-                }
-                Ok(at)
-            }) {
-                Ok(a) => a as *mut c_void,
-                Err(e) => {
-                    set_errno(e);
-                    usize::MAX as *mut c_void
-                }
-            }
-        }
-        Route::Kernel => {
-            real_call!(real::SHMAT, fn(c_int, *const c_void, c_int) -> *mut c_void, shmid, shmaddr, shmflg)
-        }
-        Route::Fail => {
-            set_errno(libc::ENOSYS);
-            usize::MAX as *mut c_void
-        }
-    }
+    let a = [shmid as u64, shmaddr as u64, shmflg as u64, 0, 0, 0];
+    call(
+        libc::SYS_shmat,
+        a,
+        |v| v as usize as *mut c_void,
+        || real_call!(real::SHMAT, fn(c_int, *const c_void, c_int) -> *mut c_void, shmid, shmaddr, shmflg),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmdt(shmaddr: *const c_void) -> c_int {
-    // Shim code's own syscalls must not trap; an application handler waits until we are done.
-    let _g = crate::sud::enter();
-    match route() {
-        Route::Serve(r) => ret_int(traced(libc::SYS_shmdt, [shmaddr as u64, 0, 0, 0, 0, 0], || {
-            shm::shmdt(r, shmaddr as usize).map(|_| 0)
-        })),
-        Route::Kernel => real_call!(real::SHMDT, fn(*const c_void) -> c_int, shmaddr),
-        Route::Fail => ret_int(Err(libc::ENOSYS)),
-    }
+    call(
+        libc::SYS_shmdt,
+        [shmaddr as u64, 0, 0, 0, 0, 0],
+        |v| v as c_int,
+        || real_call!(real::SHMDT, fn(*const c_void) -> c_int, shmaddr),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
-    // Shim code's own syscalls must not trap; an application handler waits until we are done.
-    let _g = crate::sud::enter();
-    match route() {
-        Route::Serve(r) => {
-            ret_int(traced(libc::SYS_shmctl, [shmid as u64, cmd as u64, buf as u64, 0, 0, 0], || {
-                shm::shmctl(r, shmid, cmd, buf as usize)
-            }))
-        }
-        Route::Kernel => real_call!(real::SHMCTL, fn(c_int, c_int, *mut c_void) -> c_int, shmid, cmd, buf),
-        Route::Fail => ret_int(Err(libc::ENOSYS)),
-    }
+    call(
+        libc::SYS_shmctl,
+        [shmid as u64, cmd as u64, buf as u64, 0, 0, 0],
+        |v| v as c_int,
+        || real_call!(real::SHMCTL, fn(c_int, c_int, *mut c_void) -> c_int, shmid, cmd, buf),
+    )
 }
 
 /// `syscall(2)`: conformance suites reach SysV calls through it. Declared with six fixed

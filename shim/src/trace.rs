@@ -48,13 +48,16 @@ pub fn start() -> i64 {
     if on() { sys::monotonic_ns() } else { 0 }
 }
 
-/// Appends one finished line.
 /// Appends one finished line. A write that crosses a page of the file can be cut short by a
 /// SIGKILL between the pages, leaving half a line that the next process's line would continue:
-/// a line that would cross is moved to the next page, after a filler line of spaces.
+/// a line that would cross is moved to the next page, after a filler line of spaces. The file
+/// is locked meanwhile: another process's line appended between our look at the size and our
+/// write would make ours cross after all (a SIGKILLed looper's half line once swallowed the
+/// next line of its parent). A holder's death, or its close, releases the lock.
 fn emit(line: &[u8]) {
     let Some(path) = PATH.get() else { return };
     if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
+        let _ = sys::flock(fd, libc::LOCK_EX);
         let at = sys::fstat(fd).map_or(0, |st| st.st_size as usize % 4096);
         if at + line.len() > 4096
             && let n = 4096 - at
@@ -465,6 +468,20 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
         v /= 10;
     }
     l.bytes(&digits).s(">\n");
+    emit(&l.buf[..l.len]);
+}
+
+/// Logs that process `parent` made process `child` by `call` (`fork()`, `vfork()`), as strace
+/// -f shows a clone, so that `ipcshim diff` can pair processes by their place in the process
+/// tree rather than by pid. Threads are not logged.
+pub fn created(parent: i32, call: &str, child: i32) {
+    if !on() {
+        return;
+    }
+    let Ok(buf) = scratch::take(LINE_MAX, 0) else { return };
+    let mut l = Line { buf, len: 0, path: &NO_PATH };
+    l.unum(parent as u64).s(" ").s(call);
+    l.s(" = ").num(child as i64).s(" <0.000000>\n");
     emit(&l.buf[..l.len]);
 }
 

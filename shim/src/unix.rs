@@ -34,11 +34,11 @@ const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 /// SIOCOUTQ (TIOCOUTQ): bytes sent and not yet read by the peer.
 const SIOCOUTQ: u64 = 0x5411;
 /// Whether the next byte to read is the out-of-band mark.
-const SIOCATMARK: u64 = 0x8905;
+pub(crate) const SIOCATMARK: u64 = 0x8905;
 /// The socket's owner as ioctls set it (FIOSETOWN, SIOCSPGRP), and fcntl's F_OWNER_* kinds.
-const FIOSETOWN: u64 = 0x8901;
-const SIOCSPGRP: u64 = 0x8902;
-const F_SETOWN_EX: i32 = 15;
+pub(crate) const FIOSETOWN: u64 = 0x8901;
+pub(crate) const SIOCSPGRP: u64 = 0x8902;
+pub(crate) const F_SETOWN_EX: i32 = 15;
 const F_GETOWN_EX: i32 = 16;
 const F_OWNER_TID: u32 = 0;
 const F_OWNER_PGRP: u32 = 2;

@@ -12,7 +12,11 @@
 //   cancel        pthread_cancel of a thread asleep in glibc's nanosleep (its cleanup runs)
 //   fork N        a fork child and a vfork child make N calls at sites rewritten before
 //   exec N        N calls, then exec of "work N" (a new image starts unrewritten)
+//   closestorm N  N opens of /dev/null closed at a site of ours (fds the shim's table has not
+//                 seen: its close stub asks the kernel about each first), under a storm of
+//                 signals whose handler makes calls at the same site
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -76,6 +80,17 @@ static long sleep_at_site(const struct timespec *ts) {
 }
 
 static pid_t parent;
+
+// close(fd) with the carry flag set and known values in rsi and rdx, which the call must keep.
+static int close_kept(int fd) {
+    long r, si = 0x5151515151515151, dx = 0x0d0d0d0d0d0d0d0d;
+    unsigned char cf;
+    __asm__ volatile("stc\n\tmov $" STR(SYS_close) ", %%eax\n\tsyscall\n\tsetc %[cf]"
+                     : "=a"(r), "+S"(si), "+d"(dx), [cf] "=r"(cf)
+                     : "D"((long)fd)
+                     : "rcx", "r11", "memory", "cc");
+    return r == 0 && si == 0x5151515151515151 && dx == 0x0d0d0d0d0d0d0d0d && cf == 1;
+}
 
 // N calls at every site, each checked.
 static int work(long n) {
@@ -198,6 +213,44 @@ static int cancel(void) {
     return 0;
 }
 
+static volatile sig_atomic_t storm_hits, storm_bad;
+static volatile int storm_done;
+
+static void on_storm(int sig) {
+    (void)sig;
+    storm_hits++;
+    int fd = open("/dev/null", O_RDONLY);
+    if (fd < 0 || !close_kept(fd)) storm_bad = 1;
+}
+
+static void *storm_closer(void *arg) {
+    long n = (long)arg;
+    for (long i = 0; i < n; i++) {
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd < 0 || !close_kept(fd)) storm_bad = 1;
+    }
+    storm_done = 1;
+    return NULL;
+}
+
+static int close_storm(long n) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_storm;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, storm_closer, (void *)n);
+    while (!storm_done) {
+        pthread_kill(t, SIGUSR1);
+        for (volatile int spin = 0; spin < 2000; spin++)
+            ;
+    }
+    pthread_join(t, NULL);
+    printf("closes right: %s, handler ran: %s\n", storm_bad ? "no" : "yes", storm_hits ? "yes" : "no");
+    return storm_bad;
+}
+
 static int children(long n) {
     if (work(10)) return 1;
     parent = getpid();
@@ -236,6 +289,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "stopcont")) return stop_and_continue();
     if (argc == 2 && !strcmp(argv[1], "cancel")) return cancel();
     if (argc == 3 && !strcmp(argv[1], "fork")) return children(atol(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "closestorm")) return close_storm(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "exec")) {
         if (work(atol(argv[2]))) return 1;
         execl("/proc/self/exe", argv[0], "work", argv[2], (char *)NULL);

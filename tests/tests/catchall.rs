@@ -388,6 +388,21 @@ fn handler_ipc_while_asleep_in_a_rewritten_site() {
     assert!(s.patched() >= 90);
 }
 
+/// A close site rewritten to its stub, closing fds the shim's table has not seen (the stub asks
+/// the kernel about each with lseek before it closes), under a storm of signals whose handler
+/// closes at the same site: every close succeeds once, and the site's registers and flags
+/// are what the program left there.
+#[test]
+fn signals_in_the_close_stub() {
+    let s = Scratch::new("closestorm");
+    let exe = s.helper("patch");
+    assert_eq!(
+        s.same(&[exe.to_str().unwrap(), "closestorm", "100000"], &[]),
+        "closes right: yes, handler ran: yes\n"
+    );
+    assert!(s.patched() >= 2 * 100_000, "calls through rewritten sites: {}", s.patched());
+}
+
 /// Fork and vfork children inherit the rewritten sites; an exec'd image starts without them
 /// and rewrites its own.
 #[test]

@@ -27,7 +27,7 @@ use super::stubs::{self, Regs, Stub};
 use super::user::User;
 use super::{in_vfork_child, tls};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use libc::{REG_EFL, REG_RAX, REG_RCX, REG_RDI, REG_RIP, REG_RSP, ucontext_t};
+use libc::{REG_EFL, REG_RAX, REG_RCX, REG_RDI, REG_RDX, REG_RIP, REG_RSI, REG_RSP, ucontext_t};
 use shared_state::sys::syscall6;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -629,6 +629,8 @@ pub(crate) fn settle(uc: &mut ucontext_t) {
         rsp: gr[REG_RSP as usize] as usize,
         rax: gr[REG_RAX as usize] as u64,
         rcx: gr[REG_RCX as usize] as u64,
+        rdx: gr[REG_RDX as usize] as u64,
+        rsi: gr[REG_RSI as usize] as u64,
         eflags: gr[REG_EFL as usize] as u64,
     };
     if !(trampolines::settle(&mut r) || stubs::settle_stub(&mut r)) {
@@ -637,6 +639,8 @@ pub(crate) fn settle(uc: &mut ucontext_t) {
     gr[REG_RIP as usize] = r.rip as i64;
     gr[REG_RSP as usize] = r.rsp as i64;
     gr[REG_RAX as usize] = r.rax as i64;
+    gr[REG_RDX as usize] = r.rdx as i64;
+    gr[REG_RSI as usize] = r.rsi as i64;
     gr[REG_EFL as usize] = r.eflags as i64;
 }
 

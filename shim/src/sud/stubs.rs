@@ -7,7 +7,7 @@
 //! The way out is the site's `syscall` itself: back to the site with rsp restored, where the
 //! original `syscall` instruction traps into the SIGSYS handler as before. Stubs clobber only
 //! rax, rcx and r11, which `syscall` clobbers, and keep the flags (saved with lahf/seto around
-//! the checks, as `syscall` keeps them).
+//! the checks, as `syscall` keeps them); the close stub's lseek saves and restores rsi and rdx.
 //!
 //! Every instruction boundary of a stub is described by a mark (`PATCH_MARK kind`), so that a signal
 //! handler never sees the shim's code: [`settle`] moves an interrupted context back to the
@@ -23,6 +23,10 @@ const K_CHECK: u64 = 3; // ... flags in ah (SF ZF AF PF CF) and al (OF)
 const K_RESTORE: u64 = 4; // ... OF back in the flags, the others still in ah
 const K_LEAVE: u64 = 5; // rsp = site's, rcx = the site's `syscall`
 const K_LOAD: u64 = 6; // as K_CHECK; a fault here goes to the mark's `aux` (the trap)
+// The close stub's look at an fd (an lseek, which changes nothing: an interrupted look is
+// dropped and the close made by the site's own `syscall`, which traps):
+const K_LOOK: u64 = 7; // as K_CHECK, 24 bytes lower: rsp = site's - 168
+const K_LOOKING: u64 = 8; // ... with rdx, rsi and the saved flags (ax) in those 24 bytes
 
 global_asm!(
     ".pushsection .data.rel.ro.ipcshim_patch_marks,\"aw\",@progbits",
@@ -151,7 +155,8 @@ global_asm!(
     "    jne 9f",
     "    PATCH_TAILS 9",
     // fcntl(edi, esi) and ioctl(edi, esi): only a few commands mean anything for a shim
-    // object (`pipes::fcntl`, `pipes::ioctl`); the others go to the kernel whatever the fd.
+    // object (`pipes::fcntl`, `pipes::ioctl`, `unix::ioctl`: the owner of a socket's SIGURG,
+    // its out-of-band mark); the others go to the kernel whatever the fd.
     ".balign 16",
     ".globl ipcshim_patch_fcntl",
     ".hidden ipcshim_patch_fcntl",
@@ -164,6 +169,10 @@ global_asm!(
     "    cmp ${f_setfl}, %esi",
     "    je 7f",
     "    cmp ${f_getpipe_sz}, %esi",
+    "    je 7f",
+    "    cmp ${f_setown}, %esi",
+    "    je 7f",
+    "    cmp ${f_setown_ex}, %esi",
     "    je 7f",
     "    cmp ${f_setpipe_sz}, %esi",
     "    jne 8f",
@@ -184,6 +193,12 @@ global_asm!(
     "    je 7f",
     "    cmp ${fionread}, %esi",
     "    je 7f",
+    "    cmp ${fiosetown}, %esi",
+    "    je 7f",
+    "    cmp ${siocspgrp}, %esi",
+    "    je 7f",
+    "    cmp ${siocatmark}, %esi",
+    "    je 7f",
     "    cmp ${siocoutq}, %esi",
     "    jne 8f",
     "7:",
@@ -194,21 +209,53 @@ global_asm!(
     "    jne 9f",
     "8:",
     "    PATCH_TAILS 9",
-    // close(edi): an fd that is no shim object, listener, epoll fd or sysctl view is
-    // forgotten (its entry UNKNOWN) and closed.
+    // close(edi): an fd the table knows as a kernel one (no shim object, listener, epoll fd
+    // or sysctl view) is forgotten (its entry UNKNOWN) and closed. The namespace's region
+    // descriptors go to the dispatcher, which moves them away first (`region::keep_fds`). An
+    // fd the table has not seen (inherited across exec, received, opened by a rewritten open)
+    // is closed at once only if lseek does not say ESPIPE: a pipe, FIFO or socket may be a
+    // shim object's last end, whose peers the dispatcher's close wakes.
     ".balign 16",
     ".globl ipcshim_patch_close",
     ".hidden ipcshim_patch_close",
     "ipcshim_patch_close:",
     "    PATCH_SAVE",
     "    PATCH_FD 9f",
+    "    cmp {region_fds}(%rip), %edi",
+    "    je 9f",
+    "    cmp {region_fds}+4(%rip), %edi",
+    "    je 9f",
     "    mov (%rcx), %r11",
     "    cmp ${plain}, %r11",
     "    ja 9f",
     "    cmp ${listener}, %r11",
     "    je 9f",
+    "    test %r11, %r11",
+    "    jz 5f",
     "    movq ${unknown}, (%rcx)",
+    "4:",
     "    PATCH_TAILS 9",
+    "5:",
+    "    PATCH_MARK {check}",
+    "    lea -24(%rsp), %rsp",
+    "    PATCH_MARK {look}",
+    "    mov %rdx, (%rsp)",
+    "    mov %rsi, 8(%rsp)",
+    "    mov %rax, 16(%rsp)",
+    "    PATCH_MARK {looking}",
+    "    xor %esi, %esi",
+    "    mov ${seek_cur}, %edx",
+    "    mov ${lseek}, %eax",
+    "    call ipcshim_sud_call",
+    "    mov %rax, %r11",
+    "    mov (%rsp), %rdx",
+    "    mov 8(%rsp), %rsi",
+    "    mov 16(%rsp), %rax",
+    "    lea 24(%rsp), %rsp",
+    "    PATCH_MARK {check}",
+    "    test %r11, %r11",
+    "    jns 4b",
+    "    jmp 9b",
     "    PATCH_OPEN ipcshim_patch_open, %rdi",
     "    PATCH_OPEN ipcshim_patch_openat, %rsi",
     ".globl ipcshim_patch_text_end",
@@ -226,6 +273,11 @@ global_asm!(
     restore = const K_RESTORE,
     leave = const K_LEAVE,
     load = const K_LOAD,
+    look = const K_LOOK,
+    looking = const K_LOOKING,
+    region_fds = sym crate::region::FDS,
+    seek_cur = const libc::SEEK_CUR,
+    lseek = const libc::SYS_lseek,
     patched = const offset_of!(super::Tls, patched),
     vfork = const offset_of!(super::Tls, vfork),
     fault_blocked = const offset_of!(super::Tls, fault_blocked),
@@ -239,6 +291,11 @@ global_asm!(
     f_setfl = const libc::F_SETFL,
     f_getpipe_sz = const libc::F_GETPIPE_SZ,
     f_setpipe_sz = const libc::F_SETPIPE_SZ,
+    f_setown = const libc::F_SETOWN,
+    f_setown_ex = const crate::unix::F_SETOWN_EX,
+    fiosetown = const crate::unix::FIOSETOWN,
+    siocspgrp = const crate::unix::SIOCSPGRP,
+    siocatmark = const crate::unix::SIOCATMARK,
     fionbio = const libc::FIONBIO,
     fionread = const libc::FIONREAD,
     siocoutq = const libc::TIOCOUTQ,
@@ -280,6 +337,8 @@ unsafe extern "C" {
     static ipcshim_patch_text_end: u8;
     static ipcshim_sud_syscall: u8;
     static ipcshim_sud_syscall_leave: u8;
+    static ipcshim_sud_call: u8;
+    static ipcshim_sud_call_end: u8;
     static ipcshim_patch_pass: u8;
     static ipcshim_patch_fd: u8;
     static ipcshim_patch_close: u8;
@@ -350,6 +409,8 @@ pub(super) struct Regs {
     pub rsp: usize,
     pub rax: u64,
     pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
     pub eflags: u64,
 }
 
@@ -390,7 +451,25 @@ pub(super) fn settle_stub(r: &mut Regs) -> bool {
         r.rip = r.rcx as usize;
         return true;
     }
-    let Some(m) = mark_at(r.rip) else { return false };
+    // In the close stub's lseek: back in the stub, whose return address is on the stack.
+    let call = ((&raw const ipcshim_sud_call) as usize, (&raw const ipcshim_sud_call_end) as usize);
+    let (rip, rsp) =
+        if (call.0..call.1).contains(&r.rip) { (word(r.rsp), r.rsp + 8) } else { (r.rip, r.rsp) };
+    let Some(m) = mark_at(rip) else { return false };
+    // The close stub's look: K_CHECK's frame 24 bytes up, the flags in ax or in the frame.
+    if matches!(m.kind, K_LOOK | K_LOOKING) {
+        let mut ax = r.rax;
+        if m.kind == K_LOOKING {
+            r.rdx = word(rsp) as u64;
+            r.rsi = word(rsp + 8) as u64;
+            ax = word(rsp + 16) as u64;
+        }
+        r.eflags = saved_flags(r.eflags, ax, false);
+        r.rax = word(rsp + 24) as u64;
+        r.rip = word(rsp + 32) - 2;
+        r.rsp = rsp + 24 + 144;
+        return true;
+    }
     // Before the call: at the site's `syscall`, with the call's number in rax.
     match m.kind {
         K_ENTRY => {

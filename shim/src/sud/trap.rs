@@ -71,6 +71,15 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
     }
     super::patch::on_trap(uc);
     exec::release_scratch();
+    // A vfork child's parent resumes only after it exec'd or exited: the child logs its own
+    // creation (once; the parent clears the flag as it resumes).
+    if super::in_vfork_child()
+        && crate::trace::on()
+        && super::tls().birth_logged.swap(1, Ordering::Relaxed) == 0
+    {
+        let ppid = syscall6(libc::SYS_getppid, 0, 0, 0, 0, 0, 0).unwrap_or(0) as i32;
+        crate::trace::created(ppid, "vfork()", shared_state::sys::getpid());
+    }
     let nr = reg(uc, REG_RAX) as i64;
     let a = [REG_RDI, REG_RSI, REG_RDX, REG_R10, REG_R8, REG_R9].map(|r| reg(uc, r));
     if let Some(r) = crate::dispatch::syscall(nr, &a) {
@@ -134,6 +143,8 @@ fn fork_here(nr: i64, a: &[u64; 6]) -> i64 {
     let r = raw(nr, a);
     if r == 0 {
         super::arm_current();
+    } else if r > 0 {
+        crate::trace::created(shared_state::sys::getpid(), "fork()", r as i32);
     }
     r
 }
