@@ -48,14 +48,44 @@ pub fn populate(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
 fn with_file<T>(region: &Region, f: impl FnOnce(i32) -> T) -> Option<T> {
     let mut path = [0u8; 512];
     let p = region.path.as_bytes();
-    if p.len() >= path.len() {
-        return None;
-    }
-    path[..p.len()].copy_from_slice(p);
-    let fd = sys::open(&path[..p.len() + 1], libc::O_RDWR | libc::O_CLOEXEC, 0).ok()?;
+    let by_name = (p.len() < path.len()).then(|| {
+        path[..p.len()].copy_from_slice(p);
+        sys::open(&path[..p.len() + 1], libc::O_RDWR | libc::O_CLOEXEC, 0).ok()
+    });
+    // A region made unnamed and linked later (O_TMPFILE) is named "#ino (deleted)" by the
+    // descriptors a process inherits: the mapping itself then names it (root only).
+    let fd = match by_name.flatten() {
+        Some(fd) => fd,
+        None => {
+            let end = region.base() + crate::region::TOTAL_SIZE as usize;
+            let n = map_files_path(region.base(), end, &mut path);
+            sys::open(&path[..n], libc::O_RDWR | libc::O_CLOEXEC, 0).ok()?
+        }
+    };
     let res = f(fd);
     sys::close(fd);
     Some(res)
+}
+
+/// `/proc/self/map_files/START-END` (lowercase hex, NUL-terminated) into `out`; its length
+/// with the NUL.
+fn map_files_path(start: usize, end: usize, out: &mut [u8; 512]) -> usize {
+    const PREFIX: &[u8] = b"/proc/self/map_files/";
+    out[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut n = PREFIX.len();
+    for (i, v) in [start, end].into_iter().enumerate() {
+        if i == 1 {
+            out[n] = b'-';
+            n += 1;
+        }
+        let digits = (usize::BITS - v.leading_zeros()).div_ceil(4).max(1) as usize;
+        for d in (0..digits).rev() {
+            out[n] = b"0123456789abcdef"[(v >> (4 * d)) & 0xf];
+            n += 1;
+        }
+    }
+    out[n] = 0;
+    n + 1
 }
 
 /// Reserves `[off, off + len)` for a segment: `fallocate` gives the pages their memory without

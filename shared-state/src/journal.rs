@@ -314,15 +314,13 @@ impl PoolHead {
 }
 
 /// A pool of entries shared by a family's objects: entry i's claim word lies at region offset
-/// `words + i * stride`, and its parts at `off + i * size` of each of `parts` (the claim
-/// word's among them), reserved before the entry is first claimed.
+/// `words + i * stride`.
 pub(crate) struct Pool<'a> {
     pub r: &'a Region,
     pub words: u64,
     pub stride: u64,
     pub max: u32,
     pub head: &'a PoolHead,
-    pub parts: &'static [(u64, u64)],
 }
 
 impl Pool<'_> {
@@ -332,8 +330,10 @@ impl Pool<'_> {
         unsafe { &*((self.r.base() + (self.words + i as u64 * self.stride) as usize) as *const AtomicU32) }
     }
 
-    /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full.
-    pub fn claim(&self, j: &Journal, owner: u32) -> Option<u32> {
+    /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full. An
+    /// entry never claimed before has its parts (at `off + i * size` of each of `parts`, the
+    /// claim word's among them) reserved first.
+    pub fn claim(&self, j: &Journal, owner: u32, parts: &[(u64, u64)]) -> Option<u32> {
         let (hint, bump) = (&self.head.hint, &self.head.bump);
         let high = self.head.high(self.max);
         let start = hint.load(Ordering::Relaxed).min(high);
@@ -346,9 +346,8 @@ impl Pool<'_> {
         loop {
             let b = bump.load(Ordering::Acquire);
             // An entry never claimed gets its memory first (none left: the pool is full).
-            let reserve = |i: u32| {
-                self.parts.iter().all(|&(off, size)| self.r.reserve(off + i as u64 * size, size).is_ok())
-            };
+            let reserve =
+                |i: u32| parts.iter().all(|&(off, size)| self.r.reserve(off + i as u64 * size, size).is_ok());
             if b >= self.max || !reserve(b) {
                 return None;
             }

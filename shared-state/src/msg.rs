@@ -663,13 +663,13 @@ impl<'a> Msgs<'a> {
     // ---- pools ----
 
     fn pool(&self, which: u8) -> Pool<'a> {
-        let (off, stride, claim, max, parts) = POOLS[which as usize];
-        Pool { r: self.r, words: off + claim, stride, max, head: &self.ns().pools[which as usize], parts }
+        let (off, stride, claim, max, _) = POOLS[which as usize];
+        Pool { r: self.r, words: off + claim, stride, max, head: &self.ns().pools[which as usize] }
     }
 
     /// A free entry of pool `which` (messages, sleepers, chunks), now the queue's.
     fn claim(&self, which: u8) -> Result<u32, Errno> {
-        self.pool(which).claim(&self.journal(), self.idx + 1).ok_or(ENOMEM)
+        self.pool(which).claim(&self.journal(), self.idx + 1, POOLS[which as usize].4).ok_or(ENOMEM)
     }
 
     /// Gives entry `i` of pool `which` back when the lock is released.

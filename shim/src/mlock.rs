@@ -33,8 +33,9 @@ struct Mapping {
 
 /// Calls `f` for each line of /proc/self/maps, parsed; false if the file could not be read.
 fn each_mapping(mut f: impl FnMut(&Mapping)) -> bool {
+    // In scratch memory: a page is too large for a small stack.
+    let Ok(mut buf) = crate::scratch::take(4096, 0u8) else { return false };
     let Ok(fd) = sys::open(b"/proc/self/maps\0", libc::O_RDONLY | libc::O_CLOEXEC, 0) else { return false };
-    let mut buf = [0u8; 4096];
     let mut have = 0;
     let mut ok = true;
     loop {
