@@ -92,7 +92,9 @@ enum Ns {
 
 impl Ns {
     fn current() -> Result<Ns, RegionError> {
-        match RegionFiles::from_env().filter(|_| !NAMED.load(Ordering::Relaxed)) {
+        // Inside an IPC namespace a process moved to, its objects are that namespace's.
+        let inherited = RegionFiles::ipc_from_env().or_else(RegionFiles::from_env);
+        match inherited.filter(|_| !NAMED.load(Ordering::Relaxed)) {
             Some(files) => Ok(Ns::Inherited(files)),
             None => region::name_from_env().map(Ns::Named),
         }

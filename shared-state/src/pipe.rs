@@ -72,11 +72,14 @@ pub struct UnixCb {
     pub gid: u32,
     pub addr_len: u32,
     pub addr: [u8; SOCKADDR_UN_MAX],
+    /// The sender's PID namespace (its nsfs inode) when `pid` is set: a receiver in another
+    /// one cannot see that pid.
+    pub pid_ns: u32,
 }
 
 impl Default for UnixCb {
     fn default() -> UnixCb {
-        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX] }
+        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX], pid_ns: 0 }
     }
 }
 
@@ -162,6 +165,9 @@ pub struct PipeNs {
     pub(crate) exec_notes: AtomicU32,
     /// The device of anonymous pipes (pipefs) + 1, once a process learnt it; 0 before.
     pipefs_dev: AtomicU64,
+    /// Connections whose last ends may have gone since the last collection (see
+    /// [`note_maybe_released`]).
+    maybe_released: AtomicU32,
 }
 
 /// The device of anonymous pipes, if a process of the namespace learnt it.
@@ -246,6 +252,8 @@ pub struct PipeInodeInfo {
     peer: AtomicU64,
     /// An AF_UNIX stream socket's connection state (`SOCK_*`); 0 for a pipe.
     sock: AtomicU32,
+    /// With SOCK_PASSCRED: the PID namespace (nsfs inode) of the receiver that set it.
+    passcred_ns: AtomicU32,
     /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
     /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
     pub(crate) ev_in: AtomicU32,
@@ -992,6 +1000,23 @@ fn maybe_collect(region: &Region) {
         crate::pipe_gc::collect_garbage(region);
     }
 }
+
+/// A connection's socket was closed after its peer's: both may be released now, or another
+/// process may still hold either. Asking the kernel (`unix_diag`) costs a walk over every
+/// AF_UNIX socket in the system per question, so a program closing thousands of connections
+/// would pay a walk for each; a collection instead reads each process's fds once, and is
+/// run when such closes reach half the live objects (at least [`RELEASE_BATCH`]).
+pub fn note_maybe_released(region: &Region) {
+    let ns = ns(region);
+    let n = ns.maybe_released.fetch_add(1, Ordering::Relaxed) + 1;
+    if n >= RELEASE_BATCH.max(ns.nr_live.load(Ordering::Relaxed) / 2) {
+        ns.maybe_released.store(0, Ordering::Relaxed);
+        crate::pipe_gc::collect_soon(region);
+    }
+}
+
+/// See [`note_maybe_released`].
+pub const RELEASE_BATCH: u32 = 256;
 
 /// Creates or finds the object, trying once more after a collection if the table is full.
 /// NO_SPACE when there is no room for it (the kernel then serves the pipe or socket).
@@ -2252,6 +2277,9 @@ const SOCK_QUEUED: u32 = 1 << 10;
 /// Above the state: the receiving end set SO_PASSCRED, so sends into this queue carry the
 /// sender's credentials.
 const SOCK_PASSCRED: u32 = 1 << 12;
+/// Above the state: the sending end set SO_PASSCRED, which also makes its sends carry its
+/// credentials (`unix_passcred_enabled`).
+const SOCK_SENDER_PASSCRED: u32 = 1 << 18;
 
 /// With SOCK_DGRAM: a datagram socket's own receive queue (a socket made under the shim),
 /// which any sender queues into, as `sk_receive_queue`; its `peer` is the socket it is
@@ -2322,20 +2350,68 @@ pub fn sock_purge(region: &Region, h: PipeHandle) {
     pipe.wake(WRITERS, region);
 }
 
-/// Whether sends into the queue must carry credentials (see SOCK_PASSCRED).
+/// Whether the receiver of the queue asked for credentials (see SOCK_PASSCRED).
 pub fn sock_passcred(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_PASSCRED != 0)
 }
 
-/// The receiver of queue `h` set or cleared SO_PASSCRED.
-pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool) {
+/// Whether sends into the queue carry the sender's credentials, and for a receiver that asked
+/// for them, that receiver's PID namespace: `Some(0)` when only the sender asked, or the
+/// connection is not accepted yet (`unix_passcred_enabled`: the receiver has no socket).
+pub fn sock_sends_creds(region: &Region, h: PipeHandle) -> Option<u32> {
+    let p = live(region, h)?;
+    let flags = p.sock.load(Ordering::Acquire);
+    if flags & SOCK_PASSCRED != 0 {
+        Some(p.passcred_ns.load(Ordering::Relaxed))
+    } else {
+        (flags & SOCK_SENDER_PASSCRED != 0 || flags & 0xff == SOCK_PENDING).then_some(0)
+    }
+}
+
+/// The receiver of queue `h` (in PID namespace `pid_ns`) set or cleared SO_PASSCRED.
+pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool, pid_ns: u32) {
+    set_passcred_bit(region, h, SOCK_PASSCRED, on, pid_ns);
+}
+
+/// The sender into queue `h` set or cleared SO_PASSCRED.
+pub fn sock_set_sender_passcred(region: &Region, h: PipeHandle, on: bool) {
+    set_passcred_bit(region, h, SOCK_SENDER_PASSCRED, on, 0);
+}
+
+fn set_passcred_bit(region: &Region, h: PipeHandle, bit: u32, on: bool, pid_ns: u32) {
     if let Some(p) = live(region, h) {
         if on {
-            p.sock.fetch_or(SOCK_PASSCRED, Ordering::AcqRel);
+            if bit == SOCK_PASSCRED {
+                p.passcred_ns.store(pid_ns, Ordering::Relaxed);
+            }
+            p.sock.fetch_or(bit, Ordering::AcqRel);
         } else {
-            p.sock.fetch_and(!SOCK_PASSCRED, Ordering::AcqRel);
+            p.sock.fetch_and(!bit, Ordering::AcqRel);
         }
     }
+}
+
+/// The header of the message at the head of a stream socket's queue, for a receive with no
+/// buffer: `unix_stream_read_generic` copies nothing but still takes that message's fds
+/// (unless it peeks), so the message keeps its data without naming them any more.
+pub fn sock_head_cb(region: &Region, h: PipeHandle, peek: bool) -> Result<Option<UnixCb>, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _guard = lock_pipe(region, pipe)?;
+    let ring = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    if head == tail {
+        return Ok(None);
+    }
+    let buf = PipeBuffer::load(ring.buf(region, tail));
+    if buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+        return Ok(None);
+    }
+    let cb = ring.cb(region, tail, buf);
+    if !peek && cb.fp != 0 {
+        ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+    }
+    Ok(Some(cb))
 }
 
 /// Takes the socket's lock for a send with ancillary data (see `scm_lock`); a holder that
@@ -2467,6 +2543,8 @@ pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bo
             && sock_peer(region, client) == Some(server);
     }
     sock_link(region, client, server);
+    // Adopted: the server's socket keeps it now (the collector marks a held socket's peer).
+    pc.in_flight.store(0, Ordering::Relaxed);
     true
 }
 

@@ -22,10 +22,10 @@
 //! earlier could only have received an fd by SCM_RIGHTS.)
 //!
 //! Runs in whatever context called `pipe_new` (possibly a signal handler): no allocation, raw
-//! system calls only, the pid list in the region's scratch area.
+//! system calls only, the pid list in a private mapping of its own.
 
 use crate::pipe::{self, coarse_secs, ns, ns_lock, slot, try_free};
-use crate::region::{PIPE_GC_PIDS, PIPE_GC_PIDS_OFF, PIPE_MAX, Region};
+use crate::region::{PIPE_MAX, Region};
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
 
@@ -37,6 +37,8 @@ pub const SUSPECT_SECS: i64 = 10;
 const OWNER_TIMEOUT_SECS: i64 = 60;
 /// Listings of /proc before giving up on processes that keep forking.
 const MAX_ROUNDS: usize = 8;
+/// Processes a collection can list (the kernel's PID_MAX_LIMIT).
+const PIDS_MAX: usize = 1 << 22;
 /// USER_HZ: the unit of start times in /proc/[pid]/stat.
 const NS_PER_TICK: u64 = 10_000_000;
 
@@ -314,13 +316,19 @@ impl Scan<'_> {
     }
 
     fn rounds(&mut self, proc_fd: i32) -> Result<u32, Errno> {
-        // SAFETY: the scratch area holds PIPE_GC_PIDS u32s and only the claim holder uses it.
-        let pids = unsafe {
-            core::slice::from_raw_parts_mut(
-                (self.region.base() + PIPE_GC_PIDS_OFF as usize) as *mut u32,
-                PIPE_GC_PIDS as usize,
-            )
-        };
+        // The pids scanned, sorted, in memory of this process's own: not the region's, whose
+        // file system may be full (a full tmpfs is when collections matter most).
+        let len = PIDS_MAX * size_of::<u32>();
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let addr = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)?;
+        // SAFETY: a fresh private mapping of PIDS_MAX u32s, unmapped below and used only here.
+        let pids = unsafe { core::slice::from_raw_parts_mut(addr as *mut u32, PIDS_MAX) };
+        let res = self.settle(proc_fd, pids);
+        let _ = sys::munmap(addr, len);
+        res
+    }
+
+    fn settle(&mut self, proc_fd: i32, pids: &mut [u32]) -> Result<u32, Errno> {
         let mut seen = 0usize;
         for round in 0..MAX_ROUNDS {
             // A child forked before this listing is in it; one forked after, in the next.
@@ -332,8 +340,7 @@ impl Scan<'_> {
                 if pids[..seen].binary_search(&pid).is_ok() {
                     return Ok(());
                 }
-                if total == pids.len() || self.region.reserve(PIPE_GC_PIDS_OFF + total as u64 * 4, 4).is_err()
-                {
+                if total == pids.len() {
                     return Err(libc::ENOSPC);
                 }
                 self.process(proc_fd, pid)?;

@@ -347,8 +347,9 @@ pub fn recv(
         Ok(Some((n, len))) => {
             let alen = (cb.addr_len as usize).min(SOCKADDR_UN_MAX);
             ctl.src = Some((cb.addr, alen));
-            if pipe::sock_passcred(r, p.pipe) && cb.pid != 0 {
-                scm::put_creds(ctl, cb.pid, cb.uid, cb.gid);
+            if pipe::sock_passcred(r, p.pipe) {
+                let (pid, uid, gid) = scm::creds_seen(&cb);
+                scm::put_creds(ctl, pid, uid, gid);
             }
             Some(Ok((if flags & libc::MSG_TRUNC != 0 { len } else { n }, len > n)))
         }

@@ -118,9 +118,11 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_write | libc::SYS_pwrite64 | libc::SYS_writev | libc::SYS_pwritev | libc::SYS_pwritev2
             if crate::fd::sysctl_of(fd).is_some() =>
         {
-            crate::procfs::write(r, nr, a)
+            crate::procfs::write(crate::ipcns::current().unwrap_or(r), nr, a)
         }
-        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => crate::procfs::open(r, nr, a),
+        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => {
+            crate::procfs::open(crate::ipcns::current().unwrap_or(r), nr, a)
+        }
         libc::SYS_read => pipes::read(r, g, fd, a[1] as usize, a[2] as usize),
         libc::SYS_write => pipes::write(r, g, fd, a[1] as usize, a[2] as usize),
         libc::SYS_readv => pipes::vector(r, g, false, fd, a[1] as usize, a[2], false),
@@ -240,22 +242,25 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_exit_group => {
             pipes::exiting(r);
             // What exit_sem does: undo is applied now, not when someone notices the death.
-            shared_state::proc::exit_cleanup(r);
+            crate::ipcns::each_region(shared_state::proc::exit_cleanup);
             None
         }
         libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => {
-            Some(crate::sem::serve(r, g, nr, a))
+            Some(crate::sem::serve(crate::ipcns::current().unwrap_or(r), g, nr, a))
         }
         libc::SYS_mlockall => Some(crate::mlock::mlockall(r, a[0])),
         libc::SYS_munlockall => Some(crate::mlock::munlockall()),
         libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => {
-            Some(crate::msg::serve(r, g, nr, a))
+            Some(crate::msg::serve(crate::ipcns::current().unwrap_or(r), g, nr, a))
         }
+        libc::SYS_remap_file_pages => crate::sysv::serve_remap(a),
         // Attachment records are the process's, as for the exported shmat: a later fork
         // (proc::fork) copies them whichever path made them.
         libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl => {
-            Some(crate::sysv::serve(r, nr, a))
+            Some(crate::sysv::serve(crate::ipcns::current().unwrap_or(r), nr, a))
         }
+        libc::SYS_unshare => crate::ipcns::unshare(a[0]),
+        libc::SYS_setns => crate::ipcns::setns(a[0], a[1]),
         // Credentials are cached for the semop fast path: refresh after any change.
         libc::SYS_setuid
         | libc::SYS_setgid

@@ -9,6 +9,7 @@ mod epoll;
 mod fd;
 mod foreign;
 mod hooks;
+mod ipcns;
 mod mlock;
 mod msg;
 mod pipes;

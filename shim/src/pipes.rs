@@ -111,6 +111,10 @@ pub struct Env<'a> {
     side: Side,
     /// A socket's SO_RCVTIMEO/SO_SNDTIMEO as a deadline, once asked (the call's first wait).
     timeout: core::cell::Cell<Option<Option<libc::timespec>>>,
+    /// From the call's first sleep, a descriptor of its own for the placeholder (-1: none):
+    /// as the kernel's fdget, it keeps the file, and so the object, open if another thread
+    /// closes the fd meanwhile, and the placeholder is asked through it.
+    held: core::cell::Cell<i32>,
     /// The write stopped for want of memory for the ring (see `PipeEnv::out_of_space`).
     space_out: core::cell::Cell<bool>,
 }
@@ -125,7 +129,42 @@ impl<'a> Env<'a> {
             waited: Default::default(),
             side,
             timeout: Default::default(),
+            held: core::cell::Cell::new(-1),
             space_out: Default::default(),
+        }
+    }
+
+    /// Whether what is learnt may be cached under the caller's fd number, which names the
+    /// object for sure only while the call holds no reference of its own (another thread may
+    /// have closed it) and outside a vfork child.
+    fn cacheable(&self) -> bool {
+        self.held.get() == -1 && !sud::in_vfork_child()
+    }
+
+    /// The placeholder's descriptor: the call's own once it slept, else the caller's fd.
+    fn fd(&self) -> i32 {
+        match self.held.get() {
+            -1 => self.p.fd,
+            h => h,
+        }
+    }
+
+    /// Takes the call's reference to the placeholder (see `held`) at a number above those
+    /// programs use, below the region's descriptors' limit.
+    fn hold(&self) {
+        if self.held.get() != -1 {
+            return;
+        }
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let limp = &raw mut lim as usize;
+        let soft = sys::syscall6(libc::SYS_getrlimit, libc::RLIMIT_NOFILE as usize, limp, 0, 0, 0, 0)
+            .map_or(1024, |_| lim.rlim_cur.min(1 << 20) as usize);
+        let from = soft.saturating_sub(64).max(3);
+        let dup = |at: usize| {
+            sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_DUPFD_CLOEXEC as usize, at, 0, 0, 0)
+        };
+        if let Ok(h) = dup(from).or_else(|_| dup(3)) {
+            self.held.set(h as i32);
         }
     }
 
@@ -157,7 +196,7 @@ impl<'a> Env<'a> {
         let mut len = size_of::<libc::timeval>() as u32;
         sys::syscall6(
             libc::SYS_getsockopt,
-            self.p.fd as usize,
+            self.fd() as usize,
             libc::SOL_SOCKET as usize,
             opt as usize,
             &mut tv as *mut libc::timeval as usize,
@@ -171,6 +210,21 @@ impl<'a> Env<'a> {
                 tv_nsec: tv.tv_usec * 1000,
             })
         })
+    }
+}
+
+impl Drop for Env<'_> {
+    /// The call's reference goes: if another thread closed the fd while it slept, it may have
+    /// been the last one, so peers look again, as after any close.
+    fn drop(&mut self) {
+        if self.held.get() != -1 {
+            sys::close(self.held.get());
+            // `find`, not `lookup`: the number may now be anyone's (another thread's, the
+            // shim's own for a moment), and what it names must not be cached for it.
+            if fd::find(self.r, self.p.fd).is_none_or(|now| now.pipe != self.p.pipe) {
+                note_closed(self.r, self.p);
+            }
+        }
     }
 }
 
@@ -213,13 +267,13 @@ impl PipeEnv for Env<'_> {
         // forks); its value is cached until the pipe's generations move, which every F_SETFL
         // and FIONBIO made through the shim does (note_close).
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
-        let cached = (!sud::in_vfork_child()).then(|| NB_GENS.get(self.p.fd as usize)).flatten();
+        let cached = self.cacheable().then(|| NB_GENS.get(self.p.fd as usize)).flatten();
         if let Some(c) = cached
             && c.load(Ordering::Acquire) == gens
         {
             return NB_FLAG[self.p.fd as usize].load(Ordering::Relaxed);
         }
-        let nb = getfl(self.p.fd).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
+        let nb = getfl(self.fd()).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
         if let Some(c) = cached {
             NB_FLAG[self.p.fd as usize].store(nb, Ordering::Relaxed);
             c.store(gens, Ordering::Release);
@@ -235,7 +289,7 @@ impl PipeEnv for Env<'_> {
         }
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
-        let cache = (!sud::in_vfork_child()).then(|| table.get(self.p.fd as usize)).flatten();
+        let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
         if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
             return false;
         }
@@ -243,17 +297,18 @@ impl PipeEnv for Env<'_> {
         // The placeholder knows: a read end reports POLLHUP once no write end is open anywhere,
         // a write end POLLERR once no read end is; a socket, POLLRDHUP once it cannot receive
         // more, and EPIPE to a send (of nothing, which moves no data) once it cannot send.
+        let fd = self.fd();
         let events = if self.side == Side::SockRead { libc::POLLRDHUP } else { 0 };
-        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
         let polled = sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0);
         let nothing = [0u8; 1];
         let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
         let gone = match (self.side, self.p.read, self.p.write) {
             (Side::SockRead, ..) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLRDHUP != 0,
             // A seqpacket socket's send of nothing is a record: ask the diagnostics instead.
-            (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(self.p.fd),
+            (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(fd),
             (Side::SockWrite, ..) => {
-                sys::syscall6(libc::SYS_sendto, self.p.fd as usize, nothing.as_ptr() as usize, 0, flags, 0, 0)
+                sys::syscall6(libc::SYS_sendto, fd as usize, nothing.as_ptr() as usize, 0, flags, 0, 0)
                     == Err(libc::EPIPE)
             }
             // An O_RDWR file is both sides: its peer never goes.
@@ -261,7 +316,7 @@ impl PipeEnv for Env<'_> {
             (_, false, _) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLERR != 0,
             (_, true, false) => {
                 polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLHUP != 0
-                    || force && self.p.fifo && fifo_eof(self.p.fd)
+                    || force && self.p.fifo && fifo_eof(fd)
             }
         };
         if let (false, Some(c)) = (gone, cache) {
@@ -276,6 +331,7 @@ impl PipeEnv for Env<'_> {
         // then returned for another reason, with room to write, say) still interrupts this one.
         if !self.waited.replace(true) {
             signals::clear_interrupt();
+            self.hold();
         }
         let mut r = self
             .guard
@@ -298,7 +354,8 @@ impl PipeEnv for Env<'_> {
             Side::SockRead | Side::SockWrite => libc::POLLRDHUP,
             Side::DgramRecv | Side::DgramSend(_) => return None,
         };
-        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
+        self.hold();
+        let mut pfd = libc::pollfd { fd: self.fd(), events, revents: 0 };
         let ts = libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 };
         Some(self.wait(&mut || {
             let pfdp = &mut pfd as *mut libc::pollfd as usize;
@@ -312,7 +369,7 @@ impl PipeEnv for Env<'_> {
     }
 
     fn oob_inline(&self) -> bool {
-        self.side == Side::SockRead && crate::unix::getsockopt_int(self.p.fd, libc::SO_OOBINLINE) == Ok(1)
+        self.side == Side::SockRead && crate::unix::getsockopt_int(self.fd(), libc::SO_OOBINLINE) == Ok(1)
     }
 
     fn restart_after_signal(&self) -> bool {

@@ -107,7 +107,8 @@ pub enum Route {
 
 pub fn route() -> Route {
     match STATE.load(Ordering::Acquire) {
-        ACTIVE => Route::Serve(active().expect("active region")),
+        // System V calls go to the calling thread's IPC namespace.
+        ACTIVE => Route::Serve(crate::ipcns::current().or_else(active).expect("active region")),
         DISABLED => Route::Kernel,
         BROKEN => {
             show_error();
@@ -122,7 +123,7 @@ pub fn route() -> Route {
 
 /// The region's descriptors moved to inheritable numbers near the top of what programs
 /// number by hand (the originals are close-on-exec and low).
-fn keep_high(files: RegionFiles) -> RegionFiles {
+pub(crate) fn keep_high(files: RegionFiles) -> RegionFiles {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     let soft =
         sys::syscall6(libc::SYS_getrlimit, libc::RLIMIT_NOFILE as usize, &raw mut lim as usize, 0, 0, 0, 0)
@@ -182,7 +183,10 @@ pub fn keep_fds(nr: i64, a: &[u64; 6]) {
         _ => return,
     };
     let mut fds = fds();
-    let Some(i) = fds.iter().position(|&f| f == fd && f >= 0) else { return };
+    let Some(i) = fds.iter().position(|&f| f == fd && f >= 0) else {
+        crate::ipcns::keep_file(fd, |f| dupfd(f, f as usize + 1).or_else(|_| dupfd(f, 3)).ok());
+        return;
+    };
     fds[i] = dupfd(fd, fd as usize + 1).or_else(|_| dupfd(fd, 3)).unwrap_or(-1);
     set_fds(fds);
 }
@@ -195,10 +199,13 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
     let call = |lo: u32, hi: u32, fl: u32| {
         sys::syscall6(libc::SYS_close_range, lo as usize, hi as usize, fl as usize, 0, 0, 0)
     };
-    let mut ours: [i64; 2] = fds().map(|f| f as i64);
+    let base = fds();
+    let ns = crate::ipcns::files();
+    let mut ours: [i64; 2 + 2 * (shared_state::proc::MAX_REGIONS - 1)] =
+        core::array::from_fn(|i| if i < 2 { base[i] } else { ns[i - 2] } as i64);
     ours.sort_unstable();
     let inside = |f: i64| f >= first as i64 && f <= last as i64;
-    if !ours.iter().any(|&f| inside(f)) {
+    if !ours.iter().any(|&f| f >= 0 && inside(f)) {
         return call(first, last, flags);
     }
     if flags & !(libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) != 0 || first > last {
@@ -206,7 +213,7 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
     }
     let mut unshare = flags & libc::CLOSE_RANGE_UNSHARE;
     let mut lo = first as i64;
-    for f in ours.into_iter().filter(|&f| inside(f)).chain([last as i64 + 1]) {
+    for f in ours.into_iter().filter(|&f| f >= 0 && inside(f)).chain([last as i64 + 1]) {
         if f > lo {
             call(lo as u32, (f - 1) as u32, flags & !libc::CLOSE_RANGE_UNSHARE | unshare)?;
             unshare = 0;
@@ -221,7 +228,7 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
 
 /// `IPCSHIM_REGION_FD=RW,RO,DEV,INO` for an image we exec into `buf`, its length; only the
 /// `IPCSHIM_REGION_FD=` part when the descriptors are lost.
-pub fn exec_entry(buf: &mut [u8; 128]) -> usize {
+pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
     let mut len = 0;
     let mut put = |b: &[u8]| {
         buf[len..len + b.len()].copy_from_slice(b);
@@ -240,6 +247,7 @@ pub fn exec_entry(buf: &mut [u8; 128]) -> usize {
             let k = shared_state::pipe_gc::itoa64(n, &mut digits);
             put(&digits[..k]);
         }
+        crate::ipcns::exec_suffix(&mut put);
     }
     len
 }
@@ -254,5 +262,6 @@ pub fn prepare_exec(stays: bool) -> bool {
     for f in fds.into_iter().filter(|&f| f >= 0) {
         let _ = sys::syscall6(libc::SYS_fcntl, f as usize, libc::F_SETFD as usize, flag as usize, 0, 0, 0);
     }
+    crate::ipcns::prepare_exec(keep);
     keep
 }

@@ -425,7 +425,8 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     insert(r, fd, h);
     // Inherited from the listener (set after listen, which the kernel then serves).
     if passcred(fd) {
-        pipe::sock_set_passcred(r, client, true);
+        pipe::sock_set_passcred(r, client, true, scm::pid_ns());
+        pipe::sock_set_sender_passcred(r, h, true);
     }
 }
 
@@ -545,7 +546,13 @@ pub fn recv(
                 drain(r, p);
                 None
             }
-            res => Some(res.map(|_| (0, false))),
+            res => Some(res.map(|_| {
+                // Nothing is copied, but the first message's fds and credentials come.
+                if let Ok(Some(cb)) = pipe::sock_head_cb(r, rx, mode.peek) {
+                    ancillary(r, p, rx, Some(cb), flags, ctl);
+                }
+                (0, false)
+            })),
         };
     }
     let mut got = 0usize;
@@ -591,13 +598,13 @@ pub fn recv(
 
 /// The ancillary data of a received message with header `cb` (None or all zero: sent
 /// without one): its token's, taken from the kernel, or for SO_PASSCRED its sender's
-/// credentials (SO_PEERCRED's for a message sent before the receiver asked).
+/// credentials (the kernel's "unknown" ones for a message sent before either end asked).
 fn ancillary(r: &Region, p: &PipeFd, rx: PipeHandle, cb: Option<pipe::UnixCb>, flags: i32, ctl: &mut Ctl) {
     let cb = cb.unwrap_or_default();
     if cb.fp != 0 {
         scm::take_token(p.fd, cb.fp, flags, ctl);
     } else if pipe::sock_passcred(r, rx) {
-        let (pid, uid, gid) = if cb.pid != 0 { (cb.pid, cb.uid, cb.gid) } else { scm::peer_creds(p.fd) };
+        let (pid, uid, gid) = scm::creds_seen(&cb);
         scm::put_creds(ctl, pid, uid, gid);
     }
 }
@@ -669,7 +676,7 @@ fn send_oob(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         }
     }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
-    let creds = pipe::sock_passcred(r, p.pipe).then(|| scm::own_creds(0));
+    let creds = pipe::sock_sends_creds(r, p.pipe).map(|_| scm::own_creds(0));
     match pipe::sock_write_oob(r, p.pipe, &[(base + len - 1, 1)], creds.as_ref(), &env) {
         Ok(n) => {
             sigurg(r, p);
@@ -757,10 +764,20 @@ fn send_cb(
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
     let creds;
     let cb = match cb {
-        None if pipe::sock_passcred(r, p.pipe) => {
-            creds = scm::own_creds(0);
-            Some(&creds)
-        }
+        // maybe_add_creds: either end asked. A receiver in another PID namespace gets them
+        // through the kernel, which gives it our pid as it sees it.
+        None => match pipe::sock_sends_creds(r, p.pipe) {
+            Some(ns) if ns != 0 && ns != scm::pid_ns() => {
+                let own = scm::own_creds_ctl();
+                return send_scm(r, g, p, own.0.as_ptr() as usize, own.0.len(), iov, flags)
+                    .map(|v| if v < 0 { Err(-v as Errno) } else { Ok(v as usize) });
+            }
+            Some(_) => {
+                creds = scm::own_creds(0);
+                Some(&creds)
+            }
+            None => None,
+        },
         cb => cb,
     };
     if p.packet {
@@ -965,8 +982,8 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(iov) => iov,
         Err(e) => return Some(-(e as i64)),
     };
-    if m.msg_controllen != 0 {
-        return send_scm(r, g, &p, &m, &iov, flags);
+    if m.msg_controllen != 0 && !scm::carries_nothing(m.msg_control as usize, m.msg_controllen) {
+        return send_scm(r, g, &p, m.msg_control as usize, m.msg_controllen, &iov, flags);
     }
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
@@ -981,7 +998,8 @@ fn send_scm(
     r: &Region,
     g: &sud::Guard,
     p: &PipeFd,
-    m: &libc::msghdr,
+    ctl: usize,
+    ctl_len: usize,
     iov: &[Iov],
     flags: i32,
 ) -> Option<i64> {
@@ -1000,8 +1018,9 @@ fn send_scm(
     let nonblocking = flags & libc::MSG_DONTWAIT != 0
         || pipe::sock_flags(r, p.pipe) & pipe::SOCK_SNDTIMEO_ZERO != 0
         || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
+    // What the kernel refuses in the control data it says first, full queue or not.
     if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
-        return Some(-(libc::EAGAIN as i64));
+        return Some(-(scm::refused(ctl, ctl_len).unwrap_or(libc::EAGAIN) as i64));
     }
     // The queue's pages for the message get their memory before its fds leave: without
     // room, the connection and this message go to the kernel.
@@ -1011,8 +1030,7 @@ fn send_scm(
         return None;
     }
     let cb = scm::own_creds(scm::new_id());
-    let sent =
-        g.allow_signals(|| scm::send_token(p.fd, cb.fp, m.msg_control as usize, m.msg_controllen, flags));
+    let sent = g.allow_signals(|| scm::send_token(p.fd, cb.fp, ctl, ctl_len, flags));
     if let Err(e) = sent {
         if e == libc::EPIPE && !p.packet && flags & libc::MSG_NOSIGNAL == 0 {
             pipes::raise_sigpipe();
@@ -1165,12 +1183,12 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
 
 /// Runs `drop_fd`, the kernel call that drops the socket fd `p` (a close, or a dup onto it),
 /// and frees the queues nobody can read any more, as the kernel frees a socket's buffers when
-/// it is released: both queues of a connection once both its sockets are released, a datagram
-/// socket's own receive queue (and its name) once it is. The kernel says what is released:
-/// POLLHUP on a stream or seqpacket socket once its peer is (or both directions were shut
-/// down), and `unix_diag` knows no released socket. The poll and the drop are made under the
-/// pipe namespace's lock, so that of two last holders closing both ends at once, the second
-/// sees the first's release.
+/// it is released: a datagram socket's own receive queue (and its name) once it is released
+/// (`unix_diag` knows no released socket), and both queues of a connection once both its
+/// sockets are. For a connection, POLLHUP before the close says the peer is gone (or both
+/// directions were shut down); such closes are counted, and a collection, which finds every
+/// socket still held in one read of each process's fds, frees what they released
+/// ([`pipe::note_maybe_released`]).
 pub fn dropping(
     r: &Region,
     p: &PipeFd,
@@ -1193,16 +1211,11 @@ pub fn dropping(
             pipe::release(r, p.pipe);
         }
         res
-    } else if let (pipe::SOCK_LINKED, Some(peer)) = (state, pipe::sock_peer(r, p.pipe)) {
-        let peer_ino = pipe::object_ino(r, peer);
-        let dgram = flags & pipe::SOCK_DGRAM != 0;
-        let (hup, res) = pipe::closing(r, || {
-            let hup = dgram || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
-            (hup, drop_fd())
-        });
-        if hup && own.is_some_and(diag::released) && peer_ino.is_some_and(diag::released) {
-            pipe::release(r, peer);
-            pipe::release(r, p.pipe);
+    } else if state == pipe::SOCK_LINKED && pipe::sock_peer(r, p.pipe).is_some() {
+        let hup = flags & pipe::SOCK_DGRAM != 0 || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
+        let res = drop_fd();
+        if hup {
+            pipe::note_maybe_released(r);
         }
         res
     } else {
@@ -1345,13 +1358,17 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         // Its own queue: senders add their credentials; a larger send buffer is asked at
         // each large send.
         if res.is_ok() && passcred_opt {
-            pipe::sock_set_passcred(r, p.pipe, passcred(p.fd));
+            pipe::sock_set_passcred(r, p.pipe, passcred(p.fd), scm::pid_ns());
         }
     } else if res.is_ok() && passcred_opt {
         // Our receive queue's senders add their credentials from now on; a connection not
         // linked yet has none to mark.
         match pipe::sock_peer(r, p.pipe) {
-            Some(rx) => pipe::sock_set_passcred(r, rx, passcred(p.fd)),
+            Some(rx) => {
+                let on = passcred(p.fd);
+                pipe::sock_set_passcred(r, rx, on, scm::pid_ns());
+                pipe::sock_set_sender_passcred(r, p.pipe, on);
+            }
             None => hand_back(r, &p),
         }
     } else if res.is_ok() && sndbuf {
