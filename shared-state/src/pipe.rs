@@ -2298,8 +2298,8 @@ pub const SOCK_KERNEL_SEEN: u32 = 1 << 17;
 /// `sk_rcvtimeo`/`sk_sndtimeo` of 0, from a negative SO_RCVTIMEO/SO_SNDTIMEO
 /// (`sock_set_timeout`): the socket's blocking receives/sends do not wait. Read back, such a
 /// timeout is the same `{0, 0}` as none, so the kernel's socket cannot tell us.
-pub const SOCK_RCVTIMEO_ZERO: u32 = 1 << 18;
-pub const SOCK_SNDTIMEO_ZERO: u32 = 1 << 19;
+pub const SOCK_RCVTIMEO_ZERO: u32 = 1 << 19;
+pub const SOCK_SNDTIMEO_ZERO: u32 = 1 << 20;
 
 /// The socket word: connection state and the flags above it (0 for no live object).
 pub fn sock_flags(region: &Region, h: PipeHandle) -> u32 {
