@@ -121,14 +121,17 @@ pub fn route() -> Route {
     }
 }
 
-/// The region's descriptors moved to inheritable numbers near the top of what programs
-/// number by hand (the originals are close-on-exec and low).
+/// The region's descriptors moved to inheritable numbers at the top of what programs number
+/// (the originals are close-on-exec and low): the last two below the soft limit, or below 4096
+/// if that is higher (the kernel sizes a process's fd table, and copies it at fork, up to its
+/// highest open fd: 32 KiB there, 8 MiB below a limit of 2^20). A program numbers its own fds
+/// as on the kernel until it fills its table to there.
 pub(crate) fn keep_high(files: RegionFiles) -> RegionFiles {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     let soft =
         sys::syscall6(libc::SYS_getrlimit, libc::RLIMIT_NOFILE as usize, &raw mut lim as usize, 0, 0, 0, 0)
-            .map_or(1024, |_| lim.rlim_cur.min(1024) as usize);
-    let base = soft.saturating_sub(128).max(3);
+            .map_or(1024, |_| lim.rlim_cur.min(4096) as usize);
+    let base = soft.saturating_sub(2).max(3);
     let high = |fd: i32| match dupfd(fd, base) {
         Ok(h) => {
             sys::close(fd);
