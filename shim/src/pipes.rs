@@ -111,11 +111,18 @@ pub struct Env<'a> {
     side: Side,
     /// A socket's SO_RCVTIMEO/SO_SNDTIMEO as a deadline, once asked (the call's first wait).
     timeout: core::cell::Cell<Option<Option<libc::timespec>>>,
+    /// A socket receive's taker of fds' tokens (see [`PipeEnv::took_fds`]).
+    fds: Option<&'a dyn Fn(u64)>,
 }
 
 impl<'a> Env<'a> {
     pub fn new(p: &'a PipeFd, r: &'a Region, guard: &'a sud::Guard, nowait: bool, side: Side) -> Env<'a> {
-        Env { p, r, guard, nowait, waited: Default::default(), side, timeout: Default::default() }
+        Env { p, r, guard, nowait, waited: Default::default(), side, timeout: Default::default(), fds: None }
+    }
+
+    /// The receive takes the fds' token of a message it reads with `take`, queue locked.
+    pub fn taking_fds(self, take: &'a dyn Fn(u64)) -> Env<'a> {
+        Env { fds: Some(take), ..self }
     }
 
     /// The socket's timeout for this direction, from now; None without one.
@@ -171,6 +178,12 @@ static NB_FLAG: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
 const KERNEL_SEEN_SLICE_NS: i64 = 2_000_000;
 
 impl PipeEnv for Env<'_> {
+    fn took_fds(&self, fp: u64) {
+        if let Some(take) = self.fds {
+            take(fp);
+        }
+    }
+
     fn max_slice_ns(&self) -> i64 {
         let seen = self.side == Side::DgramRecv
             && pipe::sock_flags(self.r, self.p.pipe) & pipe::SOCK_KERNEL_SEEN != 0;
