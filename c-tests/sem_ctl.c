@@ -343,5 +343,26 @@ int main(void)
 	printf("  SETALL: ctime %s, otime %s\n", ct2 > ct ? "later" : "not later",
 	       ot2 == 0 ? "0" : "set");
 	SHOW(semctl(id2, 0, IPC_RMID));
+
+	CASE("ctl_all_large_set");
+	{
+		static unsigned short big[1000], back[1000];
+		long sum = 0;
+		id2 = SHOW(semget(IPC_PRIVATE, 1000, 0600));
+		for (int i = 0; i < 1000; i++)
+			big[i] = (unsigned short)(i * 7 % 32768);
+		SHOW(semctl(id2, 0, SETALL, big));
+		SHOW(semctl(id2, 0, GETALL, back));
+		for (int i = 0; i < 1000; i++)
+			sum += back[i] == big[i];
+		printf("  %ld of 1000 values read back\n", sum);
+		SHOW(semctl(id2, 999, GETVAL));
+		big[998] = 32768;
+		SHOW(semctl(id2, 0, SETALL, big));
+		SHOW(semctl(id2, 998, GETVAL));
+		SHOW(semctl(id2, 0, GETALL, (void *)8));
+		SHOW(semctl(id2, 0, SETALL, (void *)8));
+		SHOW(semctl(id2, 0, IPC_RMID));
+	}
 	return 0;
 }

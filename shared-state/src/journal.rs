@@ -12,7 +12,9 @@
 //! back exactly what the killed holder took; it frees entries only once its other changes are
 //! all made (the journal is then marked committed, and a holder killed while freeing has its
 //! frees finished by the next locker), so a rollback never finds an entry it restores in
-//! another object's hands.
+//! another object's hands. An object may keep entries it freed on a list of its own
+//! ([`FreeList`], journalled like its other words), still claimed: its next allocations take
+//! them in O(1), and only an object growing past what it kept searches the pool.
 
 use crate::lock::{LockGuard, RobustMutex};
 use crate::region::{PAGE_SIZE, Region, TOTAL_SIZE};
@@ -295,13 +297,16 @@ impl<'a> Journal<'a> {
     }
 }
 
-/// Where a pool's search for a free entry starts, and one past its highest entry ever claimed
-/// (in the namespace, not journalled: both are hints a rollback need not restore).
+/// Where a pool's search for a free entry starts, one past its highest entry ever claimed, and
+/// how many entries objects keep on their own lists (in the namespace, not journalled: all are
+/// hints a rollback need not restore).
 #[repr(C)]
 #[derive(Default)]
 pub struct PoolHead {
     hint: AtomicU32,
     bump: AtomicU32,
+    kept: AtomicU32,
+    _pad: u32,
 }
 
 impl PoolHead {
@@ -311,12 +316,34 @@ impl PoolHead {
     }
 }
 
+/// An object's own list of entries it freed and still holds: index + 1 of the first (chained
+/// through each entry's link word) and how many. One journalled 8-byte word.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Default)]
+pub struct FreeList {
+    head: u32,
+    count: u32,
+}
+
+impl FreeList {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u32 {
+        self.count
+    }
+}
+
+/// Most entries an object keeps on its [`FreeList`] of one pool.
+const KEEP: u32 = 256;
+
 /// A pool of entries shared by a family's objects: entry i's claim word lies at region offset
-/// `words + i * stride`.
+/// `words + i * stride`, and its link word, 8 bytes of the entry that mean nothing while it is
+/// free (they chain a [`FreeList`]), at `links + i * link_stride`.
 pub(crate) struct Pool<'a> {
     pub r: &'a Region,
     pub words: u64,
     pub stride: u64,
+    pub links: u64,
+    pub link_stride: u64,
     pub max: u32,
     pub head: &'a PoolHead,
 }
@@ -326,6 +353,65 @@ impl Pool<'_> {
         let i = i.min(self.max - 1);
         // SAFETY: bounded index; the pool's claim words lie in the region.
         unsafe { &*((self.r.base() + (self.words + i as u64 * self.stride) as usize) as *const AtomicU32) }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn link(&self, i: u32) -> &mut u64 {
+        let i = i.min(self.max - 1);
+        // SAFETY: bounded index; an entry's link word lies in the region, 8-byte aligned, and
+        // is changed only under the lock of the object holding the entry.
+        unsafe { self.r.at::<u64>(self.links + i as u64 * self.link_stride) }
+    }
+
+    /// An entry for `owner`: the first of its own list `fl`, else a free one of the pool (both
+    /// journalled in `j`); `None` when the pool is full.
+    pub fn alloc(&self, j: &Journal, owner: u32, fl: &mut FreeList) -> Option<u32> {
+        if fl.head == 0 {
+            return self.claim(j, owner);
+        }
+        let i = fl.head - 1;
+        let link = self.link(i);
+        // Saved now: the caller overwrites it, and a rollback puts the entry back on the list.
+        j.save((link as *const u64).cast(), 8);
+        j.save((fl as *const FreeList).cast(), 8);
+        *fl = FreeList { head: *link as u32, count: fl.count.saturating_sub(1) };
+        self.unkeep();
+        Some(i)
+    }
+
+    /// Gives `owner`'s entry `i` back: onto its own list `fl` while that is short and the
+    /// namespace's objects keep under an eighth of the pool, else to the pool at commit.
+    pub fn release(&self, j: &Journal, i: u32, owner: u32, fl: &mut FreeList) {
+        if fl.count >= KEEP || self.head.kept.load(Ordering::Relaxed) >= self.max / 8 {
+            return self.free(j, i, owner);
+        }
+        let link = self.link(i);
+        j.save((link as *const u64).cast(), 8);
+        *link = fl.head as u64;
+        j.save((fl as *const FreeList).cast(), 8);
+        *fl = FreeList { head: i + 1, count: fl.count + 1 };
+        self.head.kept.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every entry of `owner`'s list `fl` goes back to the pool at commit (its object is
+    /// removed).
+    pub fn drain(&self, j: &Journal, owner: u32, fl: &mut FreeList) {
+        let mut cur = fl.head;
+        for _ in 0..fl.count.min(KEEP) {
+            if cur == 0 {
+                break;
+            }
+            self.free(j, cur - 1, owner);
+            self.unkeep();
+            cur = *self.link(cur - 1) as u32;
+        }
+        j.save((fl as *const FreeList).cast(), 8);
+        *fl = FreeList::default();
+    }
+
+    /// One entry fewer kept (the count is a hint: a rollback may have left it low).
+    fn unkeep(&self) {
+        let _ = self.head.kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_sub(1));
     }
 
     /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full.

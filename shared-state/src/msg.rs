@@ -16,7 +16,7 @@
 //! puts the message back where it was in its queue (or hands it to the next receiver).
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::journal::{CpuNote, FreeList, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::msg_ring::{self, CLOSED, RING, count, next, used};
 use crate::proc;
 use crate::region::{
@@ -101,12 +101,25 @@ pub struct MsgNs {
     tickets: AtomicU32,
 }
 
-/// Region offset, entry size, claim word offset and size of the pools of messages, sleepers
-/// and text chunks (whose claim words are an array of their own).
-const POOLS: [(u64, u64, u64, u32); 3] = [
-    (MSG_MSGS_OFF, MSG_MSG_SIZE, core::mem::offset_of!(MsgMsg, claim) as u64, MSG_MSGS_MAX),
-    (MSG_WAITERS_OFF, MSG_WAITER_SIZE, core::mem::offset_of!(MsgWaiter, claim) as u64, MSG_WAITERS_MAX),
-    (MSG_CLAIMS_OFF, 4, 0, MSG_CHUNKS_MAX),
+/// The pools of messages, sleepers and text chunks: region offset and stride of the claim
+/// words (the chunks' are an array of their own), of the link words (a free message's or
+/// sleeper's list links, a free chunk's first text bytes), and size.
+const POOLS: [(u64, u64, u64, u64, u32); 3] = [
+    (
+        MSG_MSGS_OFF + core::mem::offset_of!(MsgMsg, claim) as u64,
+        MSG_MSG_SIZE,
+        MSG_MSGS_OFF,
+        MSG_MSG_SIZE,
+        MSG_MSGS_MAX,
+    ),
+    (
+        MSG_WAITERS_OFF + core::mem::offset_of!(MsgWaiter, claim) as u64,
+        MSG_WAITER_SIZE,
+        MSG_WAITERS_OFF,
+        MSG_WAITER_SIZE,
+        MSG_WAITERS_MAX,
+    ),
+    (MSG_CLAIMS_OFF, 4, MSG_TEXT_OFF, MSG_CHUNK, MSG_CHUNKS_MAX),
 ];
 const MSGS: u8 = 0;
 const WAITERS: u8 = 1;
@@ -152,6 +165,8 @@ pub struct MsgQueue {
     pub(crate) handed: List,
     /// Where the last lockers ran.
     cpus: CpuNote,
+    /// Entries of each pool the queue freed and keeps for its next allocations.
+    kept: [FreeList; 3],
 }
 
 /// `struct msg_msg`: its text is `nchunks(ts)` chunks chained from `first`.
@@ -637,18 +652,30 @@ impl<'a> Msgs<'a> {
     // ---- pools ----
 
     fn pool(&self, which: u8) -> Pool<'a> {
-        let (off, stride, claim, max) = POOLS[which as usize];
-        Pool { r: self.r, words: off + claim, stride, max, head: &self.ns().pools[which as usize] }
+        Self::pool_of(self.r, which)
     }
 
-    /// A free entry of pool `which` (messages, sleepers, chunks), now the queue's.
+    fn pool_of(r: &'a Region, which: u8) -> Pool<'a> {
+        let (words, stride, links, link_stride, max) = POOLS[which as usize];
+        Pool { r, words, stride, links, link_stride, max, head: &r.header().msg.pools[which as usize] }
+    }
+
+    /// An entry of pool `which` (messages, sleepers, chunks), now the queue's: one it kept,
+    /// else a free one.
     fn claim(&self, which: u8) -> Result<u32, Errno> {
-        self.pool(which).claim(&self.journal(), self.idx + 1).ok_or(ENOMEM)
+        let kept = &mut self.queue(self.idx).kept[which as usize];
+        self.pool(which).alloc(&self.journal(), self.idx + 1, kept).ok_or(ENOMEM)
     }
 
-    /// Gives entry `i` of pool `which` back when the lock is released.
+    /// Gives entry `i` of pool `which` back: kept by a live queue, else to the pool when the
+    /// lock is released (a receiver still holds a removed queue's message).
     fn free(&self, which: u8, i: u32) {
-        self.pool(which).free(&self.journal(), i, self.idx + 1);
+        let q = self.queue(self.idx);
+        if q.live != 0 {
+            self.pool(which).release(&self.journal(), i, self.idx + 1, &mut q.kept[which as usize]);
+        } else {
+            self.pool(which).free(&self.journal(), i, self.idx + 1);
+        }
     }
 
     /// `n` chunks chained first to last (their links need no journal: a rollback frees them),
@@ -776,15 +803,6 @@ impl<'a> Msgs<'a> {
             self.w(&mut l.tail, w.prev);
         }
         self.w(&mut w.list, ON_NONE);
-    }
-
-    fn waiters(&self, idx: u32, code: u32, out: &mut Vec<u32>) {
-        out.clear();
-        let mut cur = self.wlist(idx, code).head;
-        while cur != 0 && out.len() < MSG_WAITERS_MAX as usize {
-            out.push(cur - 1);
-            cur = self.waiter(cur - 1).next;
-        }
     }
 
     fn msg_add_before(&self, idx: u32, mi: u32, before: u32) {
@@ -952,16 +970,23 @@ impl<'a> Msgs<'a> {
         self.free_waiter(wi);
     }
 
-    /// Sleepers of queue `idx` whose processes died: dropped.
+    /// Sleepers of queue `idx` whose processes died: dropped. Allocates nothing.
     fn reap_queue(&self, idx: u32, fresh: bool) {
-        let mut list = Vec::new();
         for code in [ON_HANDED, ON_RECEIVERS, ON_SENDERS] {
-            self.waiters(idx, code, &mut list);
-            for &wi in &list {
-                // An earlier drop may have freed it (a requeued message handed on).
-                let w = self.waiter(wi);
-                if w.kind != 0 && w.list == code && self.owner_dead(wi, fresh) {
+            let mut cur = self.wlist(idx, code).head;
+            for _ in 0..MSG_WAITERS_MAX {
+                if cur == 0 {
+                    break;
+                }
+                let wi = cur - 1;
+                cur = self.waiter(wi).next;
+                if self.owner_dead(wi, fresh) {
                     self.drop_waiter(wi);
+                    // A requeued message handed on moves a receiver to another list: when it
+                    // was the next one, the walk starts over.
+                    if cur != 0 && self.waiter(cur - 1).list != code {
+                        cur = self.wlist(idx, code).head;
+                    }
                 }
             }
         }
@@ -1027,6 +1052,7 @@ impl<'a> Msgs<'a> {
 
     /// `freeque`'s half under the queue's lock: sleepers leave with EIDRM, messages are
     /// freed, and the queue is dead.
+    #[inline(never)]
     fn freeque(&self, idx: u32) {
         self.expunge_all(idx, -EIDRM);
         self.ss_wakeup(idx, true);
@@ -1045,6 +1071,9 @@ impl<'a> Msgs<'a> {
             self.free_msg(mi);
         }
         let q = self.queue(idx);
+        for which in [MSGS, WAITERS, CHUNKS] {
+            self.pool(which).drain(&self.journal(), idx + 1, &mut q.kept[which as usize]);
+        }
         self.w(&mut q.messages, List::default());
         self.w(&mut q.live, 0);
     }
@@ -1655,5 +1684,80 @@ mod tests {
         assert_eq!(nchunks(1), 1);
         assert_eq!(nchunks(MSG_CHUNK), 1);
         assert_eq!(nchunks(MSG_CHUNK + 1), 2);
+    }
+
+    struct Copy;
+
+    impl MsgEnv for Copy {
+        fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), Errno> {
+            // SAFETY: the test passes its own buffers.
+            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
+            Ok(())
+        }
+
+        fn copy_to(&self, dst: usize, src: *const u8, len: usize) -> Result<(), Errno> {
+            // SAFETY: as above.
+            unsafe { core::ptr::copy_nonoverlapping(src, dst as *mut u8, len) };
+            Ok(())
+        }
+
+        fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+            f()
+        }
+    }
+
+    /// A queue reuses the entries it freed: thousands of messages through it take no more of
+    /// the pools than its deepest moment, and its removal gives every entry back.
+    #[test]
+    fn queues_reuse_their_entries() {
+        let dir =
+            std::path::Path::new("/dev/shm").join(format!("ipcshim-unit-msgpool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::region::region_path(dir.to_str().unwrap(), sys::getuid(), "t").unwrap();
+        let r = Region::open(&path, true).unwrap();
+        let id = msgget(&r, crate::ipc::IPC_PRIVATE, 0o600).unwrap();
+        let mut buf = vec![0u8; 8 + 3000];
+        buf[..8].copy_from_slice(&1i64.to_ne_bytes());
+        let (mut sent, mut got) = (0u64, 0u64);
+        for round in 0..2000u64 {
+            // Up to 5 messages of 200-3000 bytes (1-3 chunks, above the ring's size) queued.
+            let len = 200 + (round * 397 % 2800) as usize;
+            if msgsnd(&r, id, buf.as_ptr() as usize, len, IPC_NOWAIT, &Copy).is_ok() {
+                sent += 1;
+            }
+            if round % 5 == 4 {
+                while msgrcv(&r, id, buf.as_mut_ptr() as usize, 3000, 0, IPC_NOWAIT, &Copy).is_ok() {
+                    got += 1;
+                }
+            }
+        }
+        assert_eq!((sent, got), (2000, 2000));
+        let pools = &r.header().msg.pools;
+        assert!(
+            pools[MSGS as usize].high(MSG_MSGS_MAX) <= 5,
+            "messages took more entries than queued at once"
+        );
+        assert!(
+            pools[CHUNKS as usize].high(MSG_CHUNKS_MAX) <= 15,
+            "chunks took more entries than queued at once"
+        );
+        let kept = queue_at(&r, crate::ipc::id_to_idx(id)).kept;
+        assert!(
+            kept[MSGS as usize].len() >= 5 && kept[CHUNKS as usize].len() >= 5,
+            "the queue keeps no entries"
+        );
+        msgctl(&r, id, IPC_RMID, 0).unwrap();
+        for (which, max) in [(MSGS, MSG_MSGS_MAX), (CHUNKS, MSG_CHUNKS_MAX)] {
+            let pool = Msgs::pool_of(&r, which);
+            for i in 0..pools[which as usize].high(max) {
+                assert_eq!(
+                    pool.word(i).load(Ordering::Relaxed),
+                    0,
+                    "entry {i} of pool {which} kept after removal"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -707,7 +707,8 @@ impl<'a> Sems<'a> {
     fn pool(&self, which: u8) -> Pool<'a> {
         let (off, stride, claim, max) = POOLS[which as usize];
         let head = &self.ns().pools[which as usize];
-        Pool { r: self.r, words: off + claim, stride, max, head }
+        // The sets keep no entries of their own (sleepers free theirs without the lock).
+        Pool { r: self.r, words: off + claim, stride, links: off, link_stride: stride, max, head }
     }
 
     /// A free entry of pool `which` (sleepers, undo records, adjustments), now the set's.
@@ -780,23 +781,36 @@ impl<'a> Sems<'a> {
         }
     }
 
-    fn entries(&self, set: u32, code: u32) -> Vec<u32> {
-        let mut v = Vec::new();
+    /// Hands each entry of list `code` to `f` after reading its successor, so that `f` may
+    /// take it off the list (`list_for_each_entry_safe`); allocates nothing. Should `f` take
+    /// the successor off too, the walk starts over.
+    fn each(&self, set: u32, code: u32, mut f: impl FnMut(u32)) {
         let mut cur = self.list(set, code).head;
-        while cur != 0 && v.len() < SEM_QUEUE_MAX as usize {
-            v.push(cur - 1);
-            cur = self.q(cur - 1).next;
+        for _ in 0..SEM_QUEUE_MAX {
+            if cur == 0 {
+                break;
+            }
+            let qi = cur - 1;
+            cur = self.q(qi).next;
+            f(qi);
+            if cur != 0 && self.q(cur - 1).list != code {
+                cur = self.list(set, code).head;
+            }
         }
-        v
     }
 
     /// `merge_queues`: a complex operation is about to sleep; every simple one moves to the
     /// set's list, each semaphore's list spliced in front.
     fn merge_queues(&self, set: u32) {
         for n in 0..self.set(set).nsems {
-            let code = 3 + 2 * n;
-            let moved = self.entries(set, code);
-            for &qi in moved.iter().rev() {
+            // From the tail, each to the head: the order is kept.
+            let mut cur = self.list(set, 3 + 2 * n).tail;
+            for _ in 0..SEM_QUEUE_MAX {
+                if cur == 0 {
+                    break;
+                }
+                let qi = cur - 1;
+                cur = self.q(qi).prev;
                 self.unlink(qi);
                 self.add_head(set, 1, qi);
             }
@@ -826,11 +840,11 @@ impl<'a> Sems<'a> {
         if s.live == 0 || s.complex_count != 0 || s.pending_alter.head == 0 {
             return;
         }
-        for qi in self.entries(set, 1) {
+        self.each(set, 1, |qi| {
             let num = self.sops(qi).first().map_or(0, |s| s.sem_num as u32);
             self.unlink(qi);
             self.add_tail(set, 3 + 2 * num, qi);
-        }
+        });
     }
 
     // ---- undo ----
@@ -927,20 +941,23 @@ impl<'a> Sems<'a> {
         self.free(1, ui);
     }
 
-    fn set_undos(&self, set: u32) -> Vec<u32> {
-        let mut v = Vec::new();
+    /// Hands each undo entry of the set to `f` after reading its successor (`f` may free it).
+    fn each_undo(&self, set: u32, mut f: impl FnMut(u32)) {
         let mut cur = self.set(set).undo_head;
-        while cur != 0 && v.len() < SEM_UNDO_MAX as usize {
-            v.push(cur - 1);
-            cur = self.undo(cur - 1).set_next;
+        for _ in 0..SEM_UNDO_MAX {
+            if cur == 0 {
+                break;
+            }
+            let ui = cur - 1;
+            cur = self.undo(ui).set_next;
+            f(ui);
         }
-        v
     }
 
     /// Zeroes every process's adjustment of semaphore `num` (all of them for `None`).
     fn clear_adj(&self, set: u32, num: Option<u32>) {
         self.gate(set);
-        for ui in self.set_undos(set) {
+        self.each_undo(set, |ui| {
             let mut cur = self.undo(ui).adj_head;
             for _ in 0..MAX_WALK {
                 if cur == 0 {
@@ -952,7 +969,7 @@ impl<'a> Sems<'a> {
                 }
                 cur = a.next;
             }
-        }
+        });
     }
 
     // ---- operations ----
@@ -1060,12 +1077,12 @@ impl<'a> Sems<'a> {
     /// `wake_const_ops`.
     fn wake_const_ops(&self, set: u32, code: u32) -> bool {
         let mut completed = false;
-        for qi in self.entries(set, code) {
+        self.each(set, code, |qi| {
             if let Some(st) = self.retry(qi) {
                 self.complete(qi, st);
                 completed |= st == 0;
             }
-        }
+        });
         completed
     }
 
@@ -1094,10 +1111,13 @@ impl<'a> Sems<'a> {
         let code = num.map_or(1, |n| 3 + 2 * n);
         let mut completed = false;
         'again: loop {
-            for qi in self.entries(set, code) {
-                if self.q(qi).list != code {
-                    continue; // completed by a wake-up of this pass
+            let mut cur = self.list(set, code).head;
+            for _ in 0..SEM_QUEUE_MAX {
+                if cur == 0 {
+                    break;
                 }
+                let qi = cur - 1;
+                cur = self.q(qi).next;
                 if num.is_some_and(|n| self.val(set, n) == 0) {
                     break 'again;
                 }
@@ -1111,7 +1131,8 @@ impl<'a> Sems<'a> {
                     restart = self.set(set).pending_alter.head != 0 || self.q(qi).nsops > 1;
                 }
                 self.complete(qi, st);
-                if restart {
+                // Also when the next entry was completed by this wake-up.
+                if restart || (cur != 0 && self.q(cur - 1).list != code) {
                     continue 'again;
                 }
             }
@@ -1156,15 +1177,16 @@ impl<'a> Sems<'a> {
 
     /// `count_semcnt`.
     fn count(&self, set: u32, num: u32, zero: bool) -> i32 {
-        let mut n = self.entries(set, if zero { 4 + 2 * num } else { 3 + 2 * num }).len() as i32;
-        let check = |qi: u32| {
+        let mut n = 0;
+        self.each(set, if zero { 4 + 2 * num } else { 3 + 2 * num }, |_| n += 1);
+        let mut check = |qi: u32| {
             let q = self.q(qi);
             let b = self.sops(qi).get(q.blocking as usize).copied().unwrap_or_default();
-            (b.sem_num as u32 == num && if zero { b.sem_op == 0 } else { b.sem_op < 0 }) as i32
+            n += (b.sem_num as u32 == num && if zero { b.sem_op == 0 } else { b.sem_op < 0 }) as i32;
         };
-        n += self.entries(set, 1).into_iter().map(check).sum::<i32>();
+        self.each(set, 1, &mut check);
         if zero {
-            n += self.entries(set, 2).into_iter().map(check).sum::<i32>();
+            self.each(set, 2, &mut check);
         }
         n
     }
@@ -1179,15 +1201,11 @@ impl<'a> Sems<'a> {
     #[inline(never)]
     fn freeary(&self, idx: u32) {
         self.gate(idx);
-        for ui in self.set_undos(idx) {
-            self.free_undo(ui);
-        }
+        self.each_undo(idx, |ui| self.free_undo(ui));
         let nsems = self.set(idx).nsems;
         let codes = [2, 1].into_iter().chain((0..nsems).flat_map(|n| [4 + 2 * n, 3 + 2 * n]));
         for code in codes {
-            for qi in self.entries(idx, code) {
-                self.complete(qi, -EIDRM);
-            }
+            self.each(idx, code, |qi| self.complete(qi, -EIDRM));
         }
         let s = self.set(idx);
         self.w(&mut s.live, 0);
@@ -1200,12 +1218,12 @@ impl<'a> Sems<'a> {
         let set = self.idx;
         let codes = (1..=2).chain((0..self.set(set).nsems).flat_map(|n| [3 + 2 * n, 4 + 2 * n]));
         for code in codes {
-            for qi in self.entries(set, code) {
+            self.each(set, code, |qi| {
                 if self.q(qi).owner == slot {
                     self.unlink(qi);
                     self.free_q(qi);
                 }
-            }
+            });
         }
         let s = self.set(set);
         let Some(ui) = (s.live != 0).then(|| self.find_undo(slot, set, s.perm.id)).flatten() else {
@@ -1418,12 +1436,13 @@ pub fn semtimedop(
         return Err(EINVAL);
     }
     let mut small = [Sembuf::default(); 16];
-    let mut big = Vec::new();
+    let mut big;
     let sops: &mut [Sembuf] = if nsops <= small.len() {
         &mut small[..nsops]
     } else {
-        big.resize(nsops, Sembuf::default());
-        &mut big
+        big = sys::Mapped::new(nsops * size_of::<Sembuf>())?;
+        // SAFETY: a Sembuf is plain integers, 2-byte aligned.
+        unsafe { big.slice(nsops) }
     };
     env.copy_from(sops.as_mut_ptr() as *mut u8, sops_addr, nsops * size_of::<Sembuf>())?;
     if semid < 0 {
@@ -1973,6 +1992,23 @@ fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Res
     Ok(0)
 }
 
+/// GETALL and SETALL keep this many values on the stack (a quarter of the kernel's
+/// SEMMSL_FAST, to keep frames small), more in a mapping of their own.
+const VALUES_FAST: usize = 64;
+
+fn values_buf<'b>(
+    fast: &'b mut [u16; VALUES_FAST],
+    big: &'b mut Option<sys::Mapped>,
+    n: usize,
+) -> Result<&'b mut [u16], Errno> {
+    if n <= VALUES_FAST {
+        return Ok(&mut fast[..n]);
+    }
+    let m = big.insert(sys::Mapped::new(n * 2)?);
+    // SAFETY: plain u16s.
+    Ok(unsafe { m.slice(n) })
+}
+
 fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
     let nsems = {
         let s = lock_id(r, semid)?;
@@ -1984,17 +2020,22 @@ fn semctl_main(r: &Region, cred: &Cred, semid: i32, semnum: i32, cmd: i32, arg: 
     let relock = || lock_id(r, semid).map_err(|e| if e == EINVAL { EIDRM } else { e });
     match cmd {
         GETALL => {
-            let vals = {
+            let (mut fast, mut big) = ([0u16; VALUES_FAST], None);
+            let vals = values_buf(&mut fast, &mut big, nsems as usize)?;
+            {
                 let s = relock()?;
                 let idx = s.idx;
                 s.reap_set(idx);
-                (0..s.set(idx).nsems).map(|n| s.val(idx, n) as u16).collect::<Vec<u16>>()
-            };
+                for (n, v) in vals.iter_mut().enumerate() {
+                    *v = s.val(idx, n as u32) as u16;
+                }
+            }
             sys::copy_to_user(arg, vals.as_ptr() as *const u8, vals.len() * 2)?;
             Ok(0)
         }
         SETALL => {
-            let mut vals = vec![0u16; nsems as usize];
+            let (mut fast, mut big) = ([0u16; VALUES_FAST], None);
+            let vals = values_buf(&mut fast, &mut big, nsems as usize)?;
             sys::copy_from_user(vals.as_mut_ptr() as *mut u8, arg, vals.len() * 2)?;
             if vals.iter().any(|&v| v as i32 > SEMVMX) {
                 return Err(ERANGE);

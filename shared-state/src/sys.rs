@@ -108,6 +108,40 @@ pub fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: u64) -
 pub fn munmap(addr: usize, len: usize) -> Result<(), Errno> {
     sc!(libc::SYS_munmap, addr, len).map(|_| ())
 }
+
+/// Zeroed memory of a call's own for data too large for its stack, mapped and unmapped with
+/// system calls: no heap, so usable where the interrupted code may hold the allocator's lock.
+pub struct Mapped {
+    addr: usize,
+    len: usize,
+}
+
+impl Mapped {
+    /// `len` bytes (ENOMEM when they cannot be had, as the kernel's own allocations fail).
+    pub fn new(len: usize) -> Result<Mapped, Errno> {
+        let len = len.max(1);
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let addr =
+            mmap(0, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0).map_err(|_| libc::ENOMEM)?;
+        Ok(Mapped { addr, len })
+    }
+
+    /// The first `n` values of type `T`.
+    ///
+    /// # Safety
+    /// All-zero bytes are a valid `T`, and `T` needs no more than page alignment.
+    pub unsafe fn slice<T>(&mut self, n: usize) -> &mut [T] {
+        assert!(n * size_of::<T>() <= self.len);
+        // SAFETY: our own mapping of at least that many bytes, zeroed or written as T since.
+        unsafe { core::slice::from_raw_parts_mut(self.addr as *mut T, n) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        let _ = munmap(self.addr, self.len);
+    }
+}
 pub fn mremap(
     old: usize,
     old_len: usize,

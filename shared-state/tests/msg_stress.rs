@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{Rng, TempDir, fork, map_shared, reap};
+use common::{Rng, TempDir, fork, map_shared, reap, stop_lock_holder};
 use shared_state::Region;
 use shared_state::ipc::IPC_PRIVATE;
 use shared_state::msg::{self, IPC_NOWAIT, MSG_EXCEPT, MsgEnv};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 const SENDERS: usize = 3;
 const RECEIVERS: usize = 3;
-const MAX_SPAWNS: usize = 300;
+const MAX_SPAWNS: usize = 900;
 const MAX_OPS: usize = 3000;
 const MAX_LEN: usize = 1200;
 const TYPES: u64 = 4;
@@ -240,19 +240,22 @@ fn random_messages_with_sigkills_lose_nothing() {
     };
     top_up(&mut rng, &mut spawned, &mut live);
     let start = Instant::now();
-    while start.elapsed() < RUN {
+    let recovered = || r.header().counters.lock_recoveries.load(Ordering::Relaxed) > 0;
+    // Past RUN (up to 4 times as long) until some kill has landed inside a locked section.
+    while start.elapsed() < RUN || (!recovered() && start.elapsed() < 4 * RUN) {
         std::thread::sleep(Duration::from_micros(2000 + rng.below(25_000)));
         live.retain(|&(pid, _)| reap(pid, true).is_none());
         if !live.is_empty() {
             let mut at = rng.below(live.len() as u64) as usize;
             if kills % 2 == 0 {
-                let t = Instant::now();
-                while t.elapsed() < Duration::from_millis(20) {
-                    let owner = msg::lock_holder(&r, id);
-                    if let Some(i) = live.iter().position(|&(pid, _)| pid == owner) {
-                        at = i;
-                        break;
+                let pids: Vec<i32> = live.iter().map(|l| l.0).collect();
+                match stop_lock_holder(&pids, Duration::from_millis(20), || msg::lock_holder(&r, id)) {
+                    Some(Ok(i)) => at = i,
+                    Some(Err(ended)) => {
+                        live.swap_remove(ended);
+                        continue;
                     }
+                    None => {}
                 }
             }
             let (pid, _) = live.swap_remove(at);

@@ -174,6 +174,9 @@ fn wake_order_and_counts() {
         }));
         until(|| sem::semctl(&r, id, 0, sem::GETNCNT, 0) == Ok(i as i32 + 1));
     }
+    // Non-zero before the wait-for-zero sleeper starts: set after its fork, a sleeper that ran
+    // first would find 0 and return at once.
+    setval(&r, id, 1, 1);
     let z = fork(|| {
         child_setup();
         let r = dir.region("t");
@@ -183,7 +186,6 @@ fn wake_order_and_counts() {
         done.send(9);
         0
     });
-    setval(&r, id, 1, 1);
     until(|| sem::semctl(&r, id, 1, sem::GETZCNT, 0) == Ok(1));
     done.close_write();
     for i in 0..4u8 {

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Rng, TempDir, fork, map_shared, reap};
+use common::{Rng, TempDir, fork, map_shared, reap, stop_lock_holder};
 use shared_state::Region;
 use shared_state::ipc::IPC_PRIVATE;
 use shared_state::sem::{self, IPC_NOWAIT, SEM_UNDO, SemEnv, Sembuf};
@@ -177,7 +177,9 @@ fn random_semops_with_sigkills_stay_exact() {
         live.extend(spawn(&mut rng, &mut spawned));
     }
     let start = Instant::now();
-    while start.elapsed() < RUN {
+    let recovered = || r.header().counters.lock_recoveries.load(Ordering::Relaxed) > 0;
+    // Past RUN (up to 4 times as long) until some kill has landed inside a locked section.
+    while start.elapsed() < RUN || (!recovered() && start.elapsed() < 4 * RUN) {
         std::thread::sleep(Duration::from_micros(2000 + rng.below(25_000)));
         // Workers that finished on their own are replaced.
         live.retain(|&(pid, _)| reap(pid, true).is_none());
@@ -185,13 +187,14 @@ fn random_semops_with_sigkills_stay_exact() {
             // Every other kill aims at whoever holds the semaphore lock right now.
             let mut at = rng.below(live.len() as u64) as usize;
             if kills % 2 == 0 {
-                let t = Instant::now();
-                while t.elapsed() < Duration::from_millis(20) {
-                    let owner = sem::lock_holder(&r, id);
-                    if let Some(i) = live.iter().position(|&(pid, _)| pid == owner) {
-                        at = i;
-                        break;
+                let pids: Vec<i32> = live.iter().map(|l| l.0).collect();
+                match stop_lock_holder(&pids, Duration::from_millis(20), || sem::lock_holder(&r, id)) {
+                    Some(Ok(i)) => at = i,
+                    Some(Err(ended)) => {
+                        live.swap_remove(ended);
+                        continue;
                     }
+                    None => {}
                 }
             }
             let (pid, _) = live.swap_remove(at);

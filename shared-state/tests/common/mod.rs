@@ -189,3 +189,36 @@ pub fn reap(pid: i32, nohang: bool) -> Option<i32> {
     let rc = unsafe { libc::waitpid(pid, &mut st, if nohang { libc::WNOHANG } else { 0 }) };
     (rc == pid).then_some(st)
 }
+
+/// Which of the children `pids` holds a lock while stopped (`holder` says who holds it, 0 for
+/// nobody), tried for at most `budget`: whenever one of them holds it, it is stopped by SIGSTOP
+/// and, if it still holds the lock once stopped, left so, so that a SIGKILL lands inside its
+/// locked section for sure; else continued, and the next holder is tried. (A kill sent to
+/// whoever holds the lock while it runs mostly lands after its short section has ended.) A
+/// child that ended meanwhile is reaped and reported as `Err(index)`.
+pub fn stop_lock_holder(
+    pids: &[i32],
+    budget: std::time::Duration,
+    holder: impl Fn() -> i32,
+) -> Option<Result<usize, usize>> {
+    let t = std::time::Instant::now();
+    while t.elapsed() < budget {
+        let pid = holder();
+        let Some(at) = pids.iter().position(|&p| p == pid) else { continue };
+        let mut st = 0;
+        // SAFETY: signalling and waiting for our own child.
+        let rc = unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+            libc::waitpid(pid, &mut st, libc::WUNTRACED)
+        };
+        if rc == pid && !libc::WIFSTOPPED(st) {
+            return Some(Err(at));
+        }
+        if holder() == pid {
+            return Some(Ok(at));
+        }
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    }
+    None
+}
