@@ -1454,6 +1454,32 @@ static __attribute__((unused)) long sk_send_fds(int s, const int *fds, int nfds,
 	return sendmsg(s, &m, 0);
 }
 
+/* sendmsg of len bytes of data with one control message (level, type) whose cmsg_len is
+ * CMSG_LEN(plen) and whose payload is plen bytes of payload (fewer when NULL). */
+static __attribute__((unused)) long sk_send_cmsg(int s, const char *data, size_t len, int type,
+						 const void *payload, size_t plen, int flags)
+{
+	struct msghdr m;
+	struct iovec io = { (void *)data, len };
+	union {
+		char buf[CMSG_SPACE(64)];
+		struct cmsghdr align;
+	} u;
+	memset(&m, 0, sizeof m);
+	memset(&u, 0, sizeof u);
+	m.msg_iov = &io;
+	m.msg_iovlen = 1;
+	m.msg_control = u.buf;
+	m.msg_controllen = CMSG_SPACE(plen);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = type;
+	c->cmsg_len = CMSG_LEN(plen);
+	if (payload)
+		memcpy(CMSG_DATA(c), payload, plen);
+	return sendmsg(s, &m, flags);
+}
+
 /* Receive into data (cap bytes) and up to 16 fds; *nfds is set to the fds received, *mflags
  * to msg_flags. ctl_fds limits the control buffer (CMSG_SPACE of that many ints; 0 = none). */
 static __attribute__((unused)) long sk_recv_fds(int s, char *data, size_t cap, int *fds, int *nfds,

@@ -83,24 +83,7 @@ static void on_alarm(int sig)
 static long send_creds(int s, pid_t pid, uid_t uid, gid_t gid)
 {
 	struct ucred cr = { pid, uid, gid };
-	union {
-		char buf[CMSG_SPACE(sizeof cr)];
-		struct cmsghdr align;
-	} u;
-	struct iovec io = { "cred", 4 };
-	struct msghdr m;
-	memset(&m, 0, sizeof m);
-	memset(&u, 0, sizeof u);
-	m.msg_iov = &io;
-	m.msg_iovlen = 1;
-	m.msg_control = u.buf;
-	m.msg_controllen = sizeof u.buf;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_CREDENTIALS;
-	c->cmsg_len = CMSG_LEN(sizeof cr);
-	memcpy(CMSG_DATA(c), &cr, sizeof cr);
-	return sendmsg(s, &m, 0);
+	return sk_send_cmsg(s, "cred", 4, SCM_CREDENTIALS, &cr, sizeof cr, 0);
 }
 
 static void show_peercred(const char *what, int s)

@@ -33,7 +33,9 @@ declare -A wanted=(
     [stress-ng]=/usr/bin/stress-ng # also bench/run.sh: --sem-sysv and --msg, kernel against the shim
     # tests/tests/socket_programs.rs: CGI scripts that mod_cgid runs as www-data, asked by curl.
     [apache2]=/usr/sbin/apache2
-    [rt-tests]=/usr/bin/hackbench # tests/tests/hackbench.rs: threads on 16 KiB stacks
+    [rt-tests]=/usr/bin/hackbench # tests/tests/hackbench.rs: threads on 16 KiB stacks; also
+                                  # svsematest (pressure.rs: mlockall in a real program)
+    [python3]=/usr/bin/python3 # tests/tests/pressure.rs: pipes and sockets on a small tmpfs
     [binutils]=/usr/bin/objdump   # tests/tests/stack_frames.rs reads the shim's frame sizes
 )
 

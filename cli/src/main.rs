@@ -92,7 +92,9 @@ enum Ns {
 
 impl Ns {
     fn current() -> Result<Ns, RegionError> {
-        match RegionFiles::from_env().filter(|_| !NAMED.load(Ordering::Relaxed)) {
+        // Inside an IPC namespace a process moved to, its objects are that namespace's.
+        let inherited = RegionFiles::ipc_from_env().or_else(RegionFiles::from_env);
+        match inherited.filter(|_| !NAMED.load(Ordering::Relaxed)) {
             Some(files) => Ok(Ns::Inherited(files)),
             None => region::name_from_env().map(Ns::Named),
         }
@@ -209,7 +211,8 @@ fn run(args: &[String]) -> ExitCode {
         eprintln!("ipcshim run: {} not found (run `make`)", lib.display());
         return ExitCode::FAILURE;
     }
-    // Refuse a broken namespace here, once, rather than in every process of the command.
+    // Refuse a broken namespace here, once, rather than in every process of the command;
+    // one that has no room to be made leaves the command to the kernel, said once.
     let ns = match Ns::current() {
         Ok(ns) => ns,
         Err(e) => {
@@ -217,21 +220,26 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = ns.open(true) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
-    let preload = match std::env::var("LD_PRELOAD") {
-        Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
-        _ => lib.display().to_string(),
-    };
     let mut cmd = Command::new(prog);
-    cmd.args(&args[i + 1..]).env("LD_PRELOAD", preload);
+    match ns.open(true) {
+        Ok(_) => {
+            let preload = match std::env::var("LD_PRELOAD") {
+                Ok(old) if !old.is_empty() => format!("{} {old}", lib.display()),
+                _ => lib.display().to_string(),
+            };
+            cmd.env("LD_PRELOAD", preload);
+        }
+        Err(e) if matches!(e.kind, RegionErrorKind::NoSpace(_)) => eprintln!("{e}"),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Ns::Named(_) = ns {
         // The command's first process opens the named namespace itself.
         cmd.env_remove(region::FD_VAR);
     }
-    let err = cmd.exec();
+    let err = cmd.args(&args[i + 1..]).exec();
     eprintln!("ipcshim run: {prog}: {err}");
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
 }
@@ -626,6 +634,9 @@ fn status() -> ExitCode {
     println!("sem arrays:     {arrays} ({nsems} semaphores)");
     let (queues, messages) = msg::counts(&region);
     println!("msg queues:     {queues} ({messages} messages)");
+    // An exact view, as `live_pids` reaps the dead: objects nobody holds any more (their
+    // holders were killed, or their last fd was dropped in flight) are collected first.
+    shared_state::pipe_gc::collect_garbage(&region);
     if let Ok(p) = shared_state::pipe::stats(&region) {
         println!(
             "pipes, FIFOs:   {} live, {} bytes queued, {} ring pages; {} collections freed {}",

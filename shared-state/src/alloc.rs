@@ -56,7 +56,7 @@ impl Heap {
             head
         } else {
             let block = self.top;
-            if block + size > HEAP_END {
+            if block + size > HEAP_END || region.reserve(block, size).is_err() {
                 return None;
             }
             self.top = block + size;

@@ -152,10 +152,14 @@ pub fn ns(r: &Region) -> &EpollNs {
     unsafe { r.at::<EpollNs>(EPOLL_OFF) }
 }
 
-fn slot(r: &Region, idx: u32) -> &EpObj {
+/// Object `idx`, if its slot was ever used (one that was not is free, and is not read);
+/// `fill`: about to be used, so it is reserved first (None without room).
+fn slot(r: &Region, idx: u32, fill: bool) -> Option<&EpObj> {
     let off = EPOLL_OFF + OBJS_OFF + idx as u64 * size_of::<EpObj>() as u64;
-    // SAFETY: idx < EP_OBJS: inside the epoll area, which the region maps.
-    unsafe { r.at::<EpObj>(off) }
+    let size = size_of::<EpObj>() as u64;
+    let usable = if fill { r.reserve(off, size).is_ok() } else { r.reserved(off, size) };
+    // SAFETY: idx < EP_OBJS: inside the epoll area, which the region maps; the page has memory.
+    usable.then(|| unsafe { &*r.at::<EpObj>(off) })
 }
 
 /// Where the objects start inside the epoll area.
@@ -166,7 +170,8 @@ const _: () = assert!(size_of::<EpollNs>() as u64 <= OBJS_OFF);
 /// The live object `h`, if it still is.
 pub fn obj(r: &Region, h: EpHandle) -> Option<&EpObj> {
     (h.idx < EP_OBJS)
-        .then(|| slot(r, h.idx))
+        .then(|| slot(r, h.idx, false))
+        .flatten()
         .filter(|o| o.ident.load(Ordering::Acquire) == ident(h.generation, LIVE))
 }
 
@@ -180,8 +185,7 @@ pub fn lock(r: &Region) -> Result<EpLock<'_>, Errno> {
     let g = ns(r).lock.lock().map_err(|_| libc::ENOMEM)?;
     if g.recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-        for i in 0..EP_OBJS {
-            let o = slot(r, i);
+        for o in (0..EP_OBJS).filter_map(|i| slot(r, i, false)) {
             let id = o.ident.load(Ordering::Acquire);
             if id & 0xff != LIVE {
                 continue;
@@ -224,13 +228,21 @@ pub fn create(
     let ns = ns(r);
     for pass in 0..2 {
         let start = ns.next.load(Ordering::Relaxed);
-        for k in 0..EP_OBJS {
-            let idx = (start + k) % EP_OBJS;
-            let o = slot(r, idx);
+        // A free slot used before, else the first never used, reserved as it is taken
+        // (without room for it, the table is full).
+        let found = (0..EP_OBJS)
+            .map(|k| (start + k) % EP_OBJS)
+            .find_map(|idx| {
+                slot(r, idx, false)
+                    .filter(|o| o.ident.load(Ordering::Acquire) & 0xff == FREE)
+                    .map(|o| (idx, o))
+            })
+            .or_else(|| {
+                let idx = (0..EP_OBJS).find(|&i| slot(r, i, false).is_none())?;
+                slot(r, idx, true).map(|o| (idx, o))
+            });
+        if let Some((idx, o)) = found {
             let id = o.ident.load(Ordering::Acquire);
-            if id & 0xff != FREE {
-                continue;
-            }
             let generation = ((id >> 8) as u32 + 1) & GEN_MASK;
             for it in &o.items {
                 let v = it.ident.load(Ordering::Relaxed);
@@ -259,7 +271,7 @@ pub fn create(
 /// left empty.
 fn reclaim(r: &Region, l: &EpLock, alive: &dyn Fn(u64) -> bool) {
     for i in 0..EP_OBJS {
-        let o = slot(r, i);
+        let Some(o) = slot(r, i, false) else { continue };
         let id = o.ident.load(Ordering::Acquire);
         if id & 0xff != LIVE {
             continue;
@@ -279,12 +291,13 @@ fn reclaim(r: &Region, l: &EpLock, alive: &dyn Fn(u64) -> bool) {
 /// instance is gone (no process has an fd of it), so are its interests.
 pub fn free_unheld(r: &Region, l: &EpLock, keep_born_before: u64, held: &dyn Fn(EpHandle) -> bool) {
     for i in 0..EP_OBJS {
-        let id = slot(r, i).ident.load(Ordering::Acquire);
+        let Some(o) = slot(r, i, false) else { continue };
+        let id = o.ident.load(Ordering::Acquire);
         let h = EpHandle { idx: i, generation: (id >> 8) as u32 };
-        if id & 0xff == LIVE && !held(h) && slot(r, i).born.load(Ordering::Relaxed) >= keep_born_before {
+        if id & 0xff == LIVE && !held(h) && o.born.load(Ordering::Relaxed) >= keep_born_before {
             // Removing one item leaves the others' idents as they were.
             for k in 0..EP_ITEMS {
-                let v = slot(r, i).items[k as usize].ident.load(Ordering::Acquire);
+                let v = o.items[k as usize].ident.load(Ordering::Acquire);
                 if v & 0xff != FREE {
                     remove(r, l, ItemRef { obj: h, idx: k, generation: (v >> 8) as u32 });
                 }

@@ -178,6 +178,8 @@ pub struct IpcIds {
     pub max_idx: i32,
     /// The idr's cyclic cursor (`idr_next`).
     pub next_idx: u32,
+    /// `ids->next_id` (the `*_next_id` sysctl): the id the next object gets, -1 when unset.
+    pub next_id: i32,
 }
 
 impl IpcIds {
@@ -187,6 +189,15 @@ impl IpcIds {
         self.last_idx = -1;
         self.max_idx = -1;
         self.next_idx = 0;
+        self.next_id = -1;
+    }
+
+    /// The indices below this are those [`IpcIds::alloc`] may pick next: their slots must be
+    /// reserved (`Region::reserve`) before it looks at them.
+    pub fn window(&self) -> u32 {
+        // A set next_id may pick any index from its own up.
+        let next = if self.next_id >= 0 { IPCMNI } else { 0 };
+        (self.in_use * 3 / 2).clamp(IPC_MIN_CYCLE, IPCMNI).max(next)
     }
 
     /// `ipc_idr_alloc` + the bookkeeping of `ipc_addid`: picks an index with `used(idx)` false,
@@ -196,7 +207,15 @@ impl IpcIds {
         if self.in_use >= limit {
             return Err(ENOSPC);
         }
-        let max_idx = (self.in_use * 3 / 2).clamp(IPC_MIN_CYCLE, IPCMNI);
+        // A set next_id is used once, taken or not: the lowest free index from its own, with
+        // its sequence, and neither the cursor nor the sequence moves.
+        let next_id = core::mem::replace(&mut self.next_id, -1);
+        if next_id >= 0 {
+            let idx = (id_to_idx(next_id)..IPCMNI).find(|&i| !used(i)).ok_or(ENOSPC)?;
+            self.add(idx);
+            return Ok((idx, next_id as u32 >> SEQ_SHIFT));
+        }
+        let max_idx = self.window();
         let find = |from: u32| (from..max_idx).find(|&i| !used(i));
         let start = if self.next_idx < max_idx { self.next_idx } else { 0 };
         let idx = find(start).or_else(|| if start > 0 { find(0) } else { None }).ok_or(ENOSPC)?;
@@ -208,11 +227,16 @@ impl IpcIds {
             }
         }
         self.last_idx = idx as i32;
+        self.add(idx);
+        Ok((idx, self.seq))
+    }
+
+    /// `ipc_addid`'s count of a new object at `idx`.
+    fn add(&mut self, idx: u32) {
         self.in_use += 1;
         if idx as i32 > self.max_idx {
             self.max_idx = idx as i32;
         }
-        Ok((idx, self.seq))
     }
 
     /// `ipc_rmid`: forget index `idx`; `used` answers for the other indices.

@@ -190,7 +190,9 @@ impl<'a> Journal<'a> {
     fn push(&self, off: u64, old: u64, flags: u64) {
         let v = self.len.load(Ordering::Relaxed);
         let n = v & LEN_MASK;
-        if n < JOURNAL_MAX {
+        // A full journal, or no room for its page, leaves that word unprotected.
+        let size = size_of::<JournalEntry>() as u64;
+        if n < JOURNAL_MAX && self.r.reserve(self.off + n * size, size).is_ok() {
             let e = self.entry(n);
             e.off = off;
             e.old = old;
@@ -364,10 +366,10 @@ impl Pool<'_> {
     }
 
     /// An entry for `owner`: the first of its own list `fl`, else a free one of the pool (both
-    /// journalled in `j`); `None` when the pool is full.
-    pub fn alloc(&self, j: &Journal, owner: u32, fl: &mut FreeList) -> Option<u32> {
+    /// journalled in `j`; see [`Pool::claim`] for `parts`); `None` when the pool is full.
+    pub fn alloc(&self, j: &Journal, owner: u32, fl: &mut FreeList, parts: &[(u64, u64)]) -> Option<u32> {
         if fl.head == 0 {
-            return self.claim(j, owner);
+            return self.claim(j, owner, parts);
         }
         let i = fl.head - 1;
         let link = self.link(i);
@@ -414,8 +416,10 @@ impl Pool<'_> {
         let _ = self.head.kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| k.checked_sub(1));
     }
 
-    /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full.
-    pub fn claim(&self, j: &Journal, owner: u32) -> Option<u32> {
+    /// Claims a free entry for `owner`, journalled in `j`; `None` when the pool is full. An
+    /// entry never claimed before has its parts (at `off + i * size` of each of `parts`, the
+    /// claim word's among them) reserved first.
+    pub fn claim(&self, j: &Journal, owner: u32, parts: &[(u64, u64)]) -> Option<u32> {
         let (hint, bump) = (&self.head.hint, &self.head.bump);
         let high = self.head.high(self.max);
         let start = hint.load(Ordering::Relaxed).min(high);
@@ -427,7 +431,10 @@ impl Pool<'_> {
         }
         loop {
             let b = bump.load(Ordering::Acquire);
-            if b >= self.max {
+            // An entry never claimed gets its memory first (none left: the pool is full).
+            let reserve =
+                |i: u32| parts.iter().all(|&(off, size)| self.r.reserve(off + i as u64 * size, size).is_ok());
+            if b >= self.max || !reserve(b) {
                 return None;
             }
             if bump.compare_exchange(b, b + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()

@@ -5,6 +5,7 @@
 //! - [`lock`], [`wait`]: cross-process locks that survive their holder, and futex waits.
 //! - [`proc`]: per-process records, death detection and reaping.
 //! - [`alloc`]: the allocator inside the region.
+//! - [`backing`]: pages reserved before their first use, so a full tmpfs is an error.
 //! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
 //! - [`shm`]: what `ipc/shm.c` does
 //! - [`sem`]: what `ipc/sem.c` does, with undo that survives SIGKILL of its owner.
@@ -21,6 +22,7 @@
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
 
 pub mod alloc;
+pub mod backing;
 pub mod epoll;
 pub mod ipc;
 pub(crate) mod journal;

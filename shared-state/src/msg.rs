@@ -94,7 +94,6 @@ pub(crate) struct List {
 pub struct MsgNs {
     pub lock: ObjLock,
     pub ids: ipc::IpcIds,
-    _pad: u32,
     /// The pools of messages, sleepers and text chunks (see [`POOLS`]).
     pools: [PoolHead; 3],
     /// Last ticket handed to a sleeper.
@@ -103,14 +102,17 @@ pub struct MsgNs {
 
 /// The pools of messages, sleepers and text chunks: region offset and stride of the claim
 /// words (the chunks' are an array of their own), of the link words (a free message's or
-/// sleeper's list links, a free chunk's first text bytes), and size.
-const POOLS: [(u64, u64, u64, u64, u32); 3] = [
+/// sleeper's list links, a free chunk's first text bytes), size, and the parts an entry's
+/// memory is in (see `journal::Pool::claim`).
+type PoolDesc = (u64, u64, u64, u64, u32, &'static [(u64, u64)]);
+const POOLS: [PoolDesc; 3] = [
     (
         MSG_MSGS_OFF + core::mem::offset_of!(MsgMsg, claim) as u64,
         MSG_MSG_SIZE,
         MSG_MSGS_OFF,
         MSG_MSG_SIZE,
         MSG_MSGS_MAX,
+        &[(MSG_MSGS_OFF, MSG_MSG_SIZE)],
     ),
     (
         MSG_WAITERS_OFF + core::mem::offset_of!(MsgWaiter, claim) as u64,
@@ -118,8 +120,16 @@ const POOLS: [(u64, u64, u64, u64, u32); 3] = [
         MSG_WAITERS_OFF,
         MSG_WAITER_SIZE,
         MSG_WAITERS_MAX,
+        &[(MSG_WAITERS_OFF, MSG_WAITER_SIZE)],
     ),
-    (MSG_CLAIMS_OFF, 4, MSG_TEXT_OFF, MSG_CHUNK, MSG_CHUNKS_MAX),
+    (
+        MSG_CLAIMS_OFF,
+        4,
+        MSG_TEXT_OFF,
+        MSG_CHUNK,
+        MSG_CHUNKS_MAX,
+        &[(MSG_CLAIMS_OFF, 4), (MSG_LINKS_OFF, 4), (MSG_TEXT_OFF, MSG_CHUNK)],
+    ),
 ];
 const MSGS: u8 = 0;
 const WAITERS: u8 = 1;
@@ -325,7 +335,7 @@ pub fn flush_counts(r: &Region) {
 fn queue_at(r: &Region, idx: u32) -> &mut MsgQueue {
     let idx = idx.min(IPCMNI - 1);
     // SAFETY: bounded index into the queue array; changed only under the queue's lock.
-    unsafe { r.at::<MsgQueue>(MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64) }
+    unsafe { r.at::<MsgQueue>(queue_off(idx)) }
 }
 
 /// Sleeper entry `wi`, for reads without its queue's lock (and under it).
@@ -340,6 +350,10 @@ fn waiter_at(r: &Region, wi: u32) -> &mut MsgWaiter {
 /// Takes queue `idx`'s lock for a view (`ipcs`, `/proc/sysvipc/msg`, status): not a call.
 fn lock_uncounted(r: &Region, idx: u32) -> Result<Msgs<'_>, Errno> {
     let idx = idx.min(IPCMNI - 1);
+    // A slot never used holds no queue (and its page may have no memory).
+    if !queue_backed(r, idx) {
+        return Err(EINVAL);
+    }
     let guard = queue_at(r, idx).lock.lock(r).map_err(|_| ENOMEM)?;
     let recovered = guard.recovered;
     let s = Msgs {
@@ -619,6 +633,9 @@ impl<'a> Msgs<'a> {
         if q.live == 0 || t & CLOSED == 0 || ring.sender.0.want.load(Ordering::Relaxed) == 0 {
             return;
         }
+        if !msg_ring::reserve(self.r, idx) {
+            return;
+        }
         if count(ring.head.0.load(Ordering::Relaxed)) != count(t) {
             return;
         }
@@ -656,7 +673,7 @@ impl<'a> Msgs<'a> {
     }
 
     fn pool_of(r: &'a Region, which: u8) -> Pool<'a> {
-        let (words, stride, links, link_stride, max) = POOLS[which as usize];
+        let (words, stride, links, link_stride, max, _) = POOLS[which as usize];
         Pool { r, words, stride, links, link_stride, max, head: &r.header().msg.pools[which as usize] }
     }
 
@@ -664,7 +681,7 @@ impl<'a> Msgs<'a> {
     /// else a free one.
     fn claim(&self, which: u8) -> Result<u32, Errno> {
         let kept = &mut self.queue(self.idx).kept[which as usize];
-        self.pool(which).alloc(&self.journal(), self.idx + 1, kept).ok_or(ENOMEM)
+        self.pool(which).alloc(&self.journal(), self.idx + 1, kept, POOLS[which as usize].5).ok_or(ENOMEM)
     }
 
     /// Gives entry `i` of pool `which` back: kept by a live queue, else to the pool when the
@@ -1124,8 +1141,9 @@ impl IpcFamily for Ids<'_> {
     type Params = ();
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        // Liveness and perm change only under the ids lock, which is held.
-        let q = queue_at(self.r, idx);
+        // Liveness and perm change only under the ids lock, which is held. A slot never used
+        // holds no queue (and is not read).
+        let q = queue_backed(self.r, idx).then(|| queue_at(self.r, idx))?;
         (q.live != 0).then_some(&q.perm)
     }
 
@@ -1138,15 +1156,31 @@ impl IpcFamily for Ids<'_> {
     fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, _: &()) -> Result<i32, Errno> {
         let limits = self.r.header().limits;
         let ids = &mut self.ns().ids;
+        // The slots the id allocation may pick get their memory first, as does the ring's
+        // first page: a full file system is ENOMEM, as a kernel out of memory.
+        let window = ids.window() as u64 * size_of::<MsgQueue>() as u64;
+        self.r.reserve(MSG_QUEUES_OFF, window).map_err(|_| ENOMEM)?;
         self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
         let (idx, seq) = ids.alloc(limits.msgmni, |i| queue_at(self.r, i).live != 0)?;
-        let s = match lock_uncounted(self.r, idx) {
+        let ring_page = self.r.reserve(msg_ring::ring_off(idx), crate::region::PAGE_SIZE).map_err(|_| ENOMEM);
+        let s = match ring_page.and_then(|()| lock_uncounted(self.r, idx)) {
             Ok(s) => s,
             Err(e) => {
                 self.journal().recover();
                 return Err(e);
             }
         };
+        // A ring without room for all its slots (one never used: it holds nothing) stays
+        // closed, and settled: the queue takes the locked path.
+        if !msg_ring::reserve(self.r, idx) {
+            let ring = msg_ring::ring(self.r, idx);
+            for word in [&ring.tail.0, &ring.head.0, &ring.base.0] {
+                self.journal().save(word.as_ptr().cast(), 8);
+            }
+            ring.base.0.store(0, Ordering::Relaxed);
+            ring.head.0.store(CLOSED, Ordering::Release);
+            ring.tail.0.store(CLOSED, Ordering::Release);
+        }
         let id = ipc::build_id(seq, idx);
         // Not journalled: the queue is not live until the store below.
         let q = s.queue(idx);
@@ -1211,6 +1245,17 @@ fn wait_once<'a>(
     Ok((s, out))
 }
 
+const fn queue_off(idx: u32) -> u64 {
+    MSG_QUEUES_OFF + idx as u64 * size_of::<MsgQueue>() as u64
+}
+
+/// Whether queue slot `idx` was ever used (one that was not holds no queue, nor a ring, and
+/// is not read: the lock-free paths leave an id that names it to the locked path's EINVAL).
+fn queue_backed(r: &Region, idx: u32) -> bool {
+    let idx = idx.min(IPCMNI - 1);
+    r.reserved(queue_off(idx), size_of::<MsgQueue>() as u64)
+}
+
 /// Who calls through a ring: pid << 32 | process record + 1 (the record tells a death).
 fn ring_caller(r: &Region) -> Option<u64> {
     proc::ensure_record(r).map(|slot| (proc::self_pid() as u32 as u64) << 32 | (slot as u64 + 1))
@@ -1233,6 +1278,7 @@ pub fn msgsnd(
     }
     let ts = msgsz as u64;
     if msgsz <= msg_ring::RING_TEXT
+        && queue_backed(r, ipc::id_to_idx(msqid))
         && let Some(me) = ring_caller(r)
     {
         let idx = ipc::id_to_idx(msqid);
@@ -1368,13 +1414,13 @@ pub fn msgrcv(
         0
     };
     let (mode, msgtyp) = convert_mode(msgtyp, msgflg);
-    let ring = msg_ring::ring(r, ipc::id_to_idx(msqid));
     // A closed ring costs a queue of large messages one load.
     if msgflg & MSG_COPY == 0
-        && ring.tail.0.load(Ordering::Relaxed) & CLOSED == 0
+        && queue_backed(r, ipc::id_to_idx(msqid))
+        && msg_ring::ring(r, ipc::id_to_idx(msqid)).tail.0.load(Ordering::Relaxed) & CLOSED == 0
         && let Some(me) = ring_caller(r)
     {
-        let q = queue_at(r, ipc::id_to_idx(msqid));
+        let (ring, q) = (msg_ring::ring(r, ipc::id_to_idx(msqid)), queue_at(r, ipc::id_to_idx(msqid)));
         if let Some(res) = msg_ring::recv(r, ring, q, msqid, msgp, bufsz, msgtyp, mode, msgflg, me, env) {
             CALLS.bump(&r.header().counters.msg_calls);
             return res;
@@ -1552,10 +1598,7 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
 /// IPC_SET and IPC_RMID (`msgctl_down`): apart, so that its frame does not add to the others'.
 #[inline(never)]
 fn msgctl_down(r: &Region, cred: &Cred, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno> {
-    let mut ds = Msqid64Ds::default();
-    if cmd == IPC_SET {
-        sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
-    }
+    let (uid, gid, mode, qbytes) = if cmd == IPC_SET { set_args(buf)? } else { (0, 0, 0, 0) };
     // msgctl_down: the ids first, then the queue.
     let ids = lock_ids(r)?;
     let s = lock_id(r, msqid)?;
@@ -1573,19 +1616,27 @@ fn msgctl_down(r: &Region, cred: &Cred, msqid: i32, cmd: i32, buf: usize) -> Res
         ids.remove(idx);
         return Ok(0);
     }
-    // msgctl_down takes msg_qbytes as an int and compares it with the unsigned msgmnb.
-    let qbytes = ds.qbytes as i32;
     if qbytes as u32 > r.header().limits.msgmnb && !cred.capable(CAP_SYS_RESOURCE) {
         return Err(EPERM);
     }
     let mut perm = q.perm;
-    perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+    perm.update(uid, gid, mode)?;
     s.w(&mut q.perm, perm);
     s.w(&mut q.qbytes, qbytes as i64 as u64);
     s.w(&mut q.ctime, sys::coarse_seconds());
     s.expunge_all(idx, RECHECK);
     s.ss_wakeup(idx, false);
     Ok(0)
+}
+
+/// IPC_SET's uid, gid, mode and msg_qbytes, read from the user's msqid_ds in a frame of their
+/// own (the caller's holds two lock guards). msgctl_down takes msg_qbytes as an int (and
+/// compares it with the unsigned msgmnb).
+#[inline(never)]
+fn set_args(buf: usize) -> Result<(u32, u32, u32, i32), Errno> {
+    let mut ds = Msqid64Ds::default();
+    sys::copy_from_user(&mut ds as *mut Msqid64Ds as *mut u8, buf, size_of::<Msqid64Ds>())?;
+    Ok((ds.perm.uid, ds.perm.gid, ds.perm.mode as u32, ds.qbytes as i32))
 }
 
 /// A live queue as `ipcs` shows it.
@@ -1624,7 +1675,11 @@ pub fn counts(r: &Region) -> (u32, u64) {
 
 /// The pid holding the lock of the queue of `msqid` (0 when none), for tests that kill it.
 pub fn lock_holder(r: &Region, msqid: i32) -> i32 {
-    (queue_at(r, ipc::id_to_idx(msqid)).lock.owner_word() & 0x3fff_ffff) as i32
+    let idx = ipc::id_to_idx(msqid);
+    if !queue_backed(r, idx) {
+        return 0;
+    }
+    (queue_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32
 }
 
 /// The sleepers of the process in `slot` are gone (it exited, exec'd or was found dead): a

@@ -102,9 +102,18 @@ pub(crate) fn next(c: u32, n: u32) -> u32 {
 
 /// Queue `idx`'s ring.
 pub(crate) fn ring(r: &Region, idx: u32) -> &MsgRing {
-    let idx = idx.min(crate::region::IPCMNI - 1);
     // SAFETY: bounded index into the ring array; its fields are atomics or read as below.
-    unsafe { r.at::<MsgRing>(MSG_RINGS_OFF + idx as u64 * size_of::<MsgRing>() as u64) }
+    unsafe { r.at::<MsgRing>(ring_off(idx)) }
+}
+
+pub(crate) fn ring_off(idx: u32) -> u64 {
+    MSG_RINGS_OFF + idx.min(crate::region::IPCMNI - 1) as u64 * size_of::<MsgRing>() as u64
+}
+
+/// Reserves all of queue `idx`'s ring (its slots are read before they are written); false
+/// without room, and the ring must then stay closed.
+pub(crate) fn reserve(r: &Region, idx: u32) -> bool {
+    r.reserve(ring_off(idx), size_of::<MsgRing>() as u64).is_ok()
 }
 
 impl MsgRing {

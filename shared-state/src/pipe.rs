@@ -21,6 +21,7 @@
 //! asleep, then sleeps in slices (1 ms doubling to 100 ms) after each of which it asks the
 //! environment whether the other side still exists: a SIGKILLed peer wakes nobody.
 
+use crate::backing;
 use crate::lock::{LockGuard, RobustMutex};
 use crate::pipe_pages::{self, POOL_PAGES, PagePool, page_addr};
 use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region, Tally};
@@ -71,11 +72,14 @@ pub struct UnixCb {
     pub gid: u32,
     pub addr_len: u32,
     pub addr: [u8; SOCKADDR_UN_MAX],
+    /// The sender's PID namespace (its nsfs inode) when `pid` is set: a receiver in another
+    /// one cannot see that pid.
+    pub pid_ns: u32,
 }
 
 impl Default for UnixCb {
     fn default() -> UnixCb {
-        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX] }
+        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX], pid_ns: 0 }
     }
 }
 
@@ -86,7 +90,7 @@ impl UnixCb {
 }
 
 /// Room a [`UnixCb`] takes at the start of a page (data stays 8-byte aligned).
-const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
+pub const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
 
 /// Slot states, the low byte of `ident` (the generation is above it).
 const FREE: u64 = 0;
@@ -145,11 +149,20 @@ pub struct PipeNs {
     pub(crate) gc_pass: AtomicU32,
     pub gc_runs: AtomicU64,
     pub gc_freed: AtomicU64,
+    /// A collection was asked for while one ran: it runs again (see `collect_garbage`).
+    pub(crate) gc_again: AtomicU32,
+    /// Processes forked by shimmed processes (see `pipe_gc`'s rounds).
+    pub(crate) forks: AtomicU64,
+    /// Coarse monotonic ms when the last collection ended (see `pipe_gc::collected_lately`).
+    pub(crate) gc_ended_ms: AtomicI64,
     /// Entries of [`crate::pipe_exec`]'s table in use, or more (never fewer): a new image
     /// looks through the table only when some are.
     pub(crate) exec_notes: AtomicU32,
     /// The device of anonymous pipes (pipefs) + 1, once a process learnt it; 0 before.
     pipefs_dev: AtomicU64,
+    /// Connections whose last ends may have gone since the last collection (see
+    /// [`note_maybe_released`]).
+    maybe_released: AtomicU32,
 }
 
 /// The device of anonymous pipes, if a process of the namespace learnt it.
@@ -234,10 +247,18 @@ pub struct PipeInodeInfo {
     peer: AtomicU64,
     /// An AF_UNIX stream socket's connection state (`SOCK_*`); 0 for a pipe.
     sock: AtomicU32,
+    /// With SOCK_PASSCRED: the PID namespace (nsfs inode) of the receiver that set it.
+    passcred_ns: AtomicU32,
     /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
     /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
     pub(crate) ev_in: AtomicU32,
     ev_out: AtomicU32,
+    /// Data pages of the current ring that have their memory, from the first: a ring's pages
+    /// are reserved as writers first reach them (see [`back_slots`]).
+    backed: AtomicU32,
+    /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
+    /// no process holds it, and the collector must not take it for garbage for a while.
+    pub(crate) in_flight: AtomicI64,
 }
 
 /// Names one object: its slot and the slot's generation when it was created.
@@ -256,6 +277,23 @@ impl PipeHandle {
     pub fn from_bits(bits: u64) -> PipeHandle {
         PipeHandle { idx: (bits & 0xffff) as u32, generation: (bits >> 16) as u32 }
     }
+}
+
+/// Gives the data pages of ring slots `first .. first + n` (ring indices) their memory, if
+/// they have not had it since the ring was made: a ring's pages are reserved in slot order as
+/// writers first reach them, so that a full file system is an error, never a SIGBUS. The
+/// caller holds the pipe lock.
+fn back_slots(region: &Region, pipe: &PipeInodeInfo, ring: Ring, first: u32, n: u32) -> Result<(), Errno> {
+    let s0 = first & (ring.size() - 1);
+    let upto = if s0 + n > ring.size() { ring.size() } else { s0 + n };
+    let have = pipe.backed.load(Ordering::Relaxed);
+    if upto <= have {
+        return Ok(());
+    }
+    let from = ring.page(region, have) as u64 - region.base() as u64;
+    backing::populate(region, from, (upto - have) as u64 * PAGE_SIZE)?;
+    pipe.backed.store(upto, Ordering::Relaxed);
+    Ok(())
 }
 
 /// What the caller's process knows and the object does not; the shim implements it.
@@ -279,6 +317,10 @@ pub trait PipeEnv {
     fn max_slice_ns(&self) -> i64 {
         MAX_SLICE_NS
     }
+    /// A write stopped because the ring could not get memory for its next page: it returns
+    /// what it wrote (or NO_SPACE), and the caller hands the object to the kernel, which writes
+    /// the rest.
+    fn out_of_space(&self) {}
     /// Waits up to `ns` in the kernel for the placeholder to say that the other side may be
     /// gone (POLLHUP, POLLERR, POLLRDHUP), with signals deliverable; None if the env has no
     /// placeholder to wait on.
@@ -455,7 +497,7 @@ pub(crate) fn coarse_secs() -> i64 {
 }
 
 /// CLOCK_BOOTTIME in ns: the clock of process start times in /proc/[pid]/stat.
-fn boot_ns() -> u64 {
+pub(crate) fn boot_ns() -> u64 {
     let t = sys::clock_gettime(libc::CLOCK_BOOTTIME);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
@@ -637,6 +679,19 @@ unsafe fn recover_ns(region: &Region) {
     let (mut live_n, mut bufs) = (0u32, 0u64);
     for idx in 0..ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
         let pipe = slot(region, idx);
+        // A FREE slot with a ring: a creation cut short after the run was taken. The run is
+        // given back unless the pool still has it (the cut came before the take).
+        if pipe.ident.load(Ordering::Acquire) & 0xff == FREE
+            && let Some(r) = Ring::unpack(pipe.ring.swap(0, Ordering::AcqRel))
+        {
+            // SAFETY: lock held.
+            let pool = unsafe { pool(region) };
+            if pool.allocated(region, r.run, r.order()) {
+                pipe_pages::release(region, r.run, r.order(), u64::MAX);
+                // SAFETY: lock held; nothing refers to the run.
+                unsafe { pool.free(region, r.run, r.order()) };
+            }
+        }
         let id = pipe.ident.load(Ordering::Acquire);
         if id & 0xff == DYING {
             // SAFETY: lock held.
@@ -658,6 +713,23 @@ unsafe fn recover_ns(region: &Region) {
     }
     ns.nr_live.store(live_n, Ordering::Relaxed);
     ns.user_bufs.store(bufs, Ordering::Relaxed);
+    // Pages in use, counted again from the objects' runs (a holder killed between a run's
+    // move and its count left the count off).
+    let mut pages = 0;
+    for idx in 0..ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX) {
+        let pipe = slot(region, idx);
+        if pipe.ident.load(Ordering::Acquire) & 0xff == FREE {
+            continue;
+        }
+        let runs = [&pipe.ring, &pipe.resize_new, &pipe.resize_old].map(|d| d.load(Ordering::Acquire));
+        for (i, &d) in runs.iter().enumerate() {
+            if let Some(r) = Ring::unpack(d).filter(|_| !runs[..i].contains(&d)) {
+                pages += 1u64 << r.order();
+            }
+        }
+    }
+    // SAFETY: lock held.
+    unsafe { pool(region) }.set_in_use(pages);
 }
 
 fn hash_insert(region: &Region, idx: u32) {
@@ -708,12 +780,19 @@ fn handle_of(region: &Region, idx: u32) -> PipeHandle {
 }
 
 /// Frees the run behind a ring descriptor (0 = none).
-fn free_run(region: &Region, desc: u64) -> Result<(), Errno> {
+/// `intent`: the descriptor may name a run its taker was killed before taking (a resize's
+/// intent): freed only if the pool has let go of it.
+fn free_run(region: &Region, desc: u64, intent: bool) -> Result<(), Errno> {
     if let Some(ring) = Ring::unpack(desc) {
-        pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
         let _g = ns_lock(region)?;
+        // SAFETY: lock held.
+        let pool = unsafe { pool(region) };
+        if intent && !pool.allocated(region, ring.run, ring.order()) {
+            return Ok(());
+        }
+        pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
         // SAFETY: lock held; the run is no longer referenced by any descriptor.
-        unsafe { pool(region).free(region, ring.run, ring.order()) };
+        unsafe { pool.free(region, ring.run, ring.order()) };
     }
     Ok(())
 }
@@ -724,11 +803,11 @@ fn finish_resize(region: &Region, pipe: &PipeInodeInfo) {
     let cur = pipe.ring.load(Ordering::Acquire);
     let new = pipe.resize_new.swap(0, Ordering::AcqRel);
     if new != 0 && new != cur {
-        let _ = free_run(region, new);
+        let _ = free_run(region, new, true);
     }
     let old = pipe.resize_old.swap(0, Ordering::AcqRel);
     if old != 0 && old != cur {
-        let _ = free_run(region, old);
+        let _ = free_run(region, old, false);
     }
 }
 
@@ -766,7 +845,10 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     let (head, _) = split(pipe.head_tail.load(Ordering::Acquire));
     let resized = runs[1] != 0 || runs[2] != 0;
     for (i, &desc) in runs.iter().enumerate() {
-        if let Some(r) = Ring::unpack(desc).filter(|_| !runs[..i].contains(&desc)) {
+        // A resize's new run may still be the pool's (its resizer was killed before taking it).
+        // SAFETY: namespace lock held (the caller's contract).
+        let ours = |r: Ring| i != 1 || unsafe { pool(region) }.allocated(region, r.run, r.order());
+        if let Some(r) = Ring::unpack(desc).filter(|&r| !runs[..i].contains(&desc) && ours(r)) {
             let written = if i == 0 && !resized {
                 Ring::meta_pages(r.shift) - 1 + (head as u64).min(r.size() as u64)
             } else {
@@ -804,13 +886,23 @@ fn too_many_hard(region: &Region, user_bufs: u64) -> bool {
 /// checked that (dev, ino) is not taken.
 /// `bufs`: the ring's slots; 0 for a pipe's default size within the user's page limits (a
 /// socket's queue is not a pipe's buffer and is not counted against them).
+/// NO_SPACE when the table is full or the object cannot get its memory.
 fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, Errno> {
     let ns = ns(region);
-    let start = ns.next_slot.load(Ordering::Relaxed) % PIPE_MAX;
-    let idx = (0..PIPE_MAX)
-        .map(|k| (start + k) % PIPE_MAX)
+    // A free slot among those used before (when there is one: the live count says), else the
+    // next one, which gets its memory first.
+    let hwm = ns.hwm.load(Ordering::Relaxed).min(PIPE_MAX);
+    let start = ns.next_slot.load(Ordering::Relaxed) % hwm.max(1);
+    let some_free = ns.nr_live.load(Ordering::Relaxed) < hwm;
+    let idx = (0..if some_free { hwm } else { 0 })
+        .map(|k| (start + k) % hwm)
         .find(|&i| slot(region, i).ident.load(Ordering::Acquire) & 0xff == FREE)
-        .ok_or(ENFILE)?;
+        .or_else(|| {
+            let size = size_of::<PipeInodeInfo>() as u64;
+            (hwm < PIPE_MAX && region.reserve(PIPE_SLOTS_OFF + hwm as u64 * size, size).is_ok())
+                .then_some(hwm)
+        })
+        .ok_or(NO_SPACE)?;
     let mut caps = None;
     let limits = region.header().limits;
     let counted = bufs == 0;
@@ -833,9 +925,13 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
         }
     }
     let shift = pipe_bufs.next_power_of_two().trailing_zeros();
-    // SAFETY: namespace lock held.
-    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENFILE)?;
     let pipe = slot(region, idx);
+    // The run is noted in the (still FREE) slot first: a creator killed before publishing the
+    // object leaves it for recovery to give back (see `recover_ns`).
+    let note = |run| pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
+    // SAFETY: namespace lock held.
+    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
+        .ok_or(NO_SPACE)?;
     let generation = (pipe.ident.load(Ordering::Acquire) >> 8) as u32;
     // The slot is FREE: no operation gets past its generation check, so it is initialised in
     // place.
@@ -850,13 +946,25 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.nr_accounted.store(if counted { 1 << shift } else { 0 }, Ordering::Relaxed);
     // `active` is left alone: a stale handle's operation may have counted itself in and will
     // count itself out.
-    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock, &pipe.ep_usage] {
+    // The epoll edge counters too: a socket's queue appearing after its interest was taken
+    // (accept linking a connection) must not look like an edge because its slot was used.
+    for a in [
+        &pipe.closes,
+        &pipe.rd_cpu,
+        &pipe.wr_cpu,
+        &pipe.handed_back,
+        &pipe.sock,
+        &pipe.ep_usage,
+        &pipe.ev_in,
+        &pipe.ev_out,
+    ] {
         a.store(0, Ordering::Relaxed);
     }
     pipe.peer.store(0, Ordering::Relaxed);
     pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
+    pipe.in_flight.store(0, Ordering::Relaxed);
     pipe.exec_until.store(0, Ordering::Relaxed);
     pipe.oob.store(0, Ordering::Relaxed);
     pipe.oob_dropped.store(0, Ordering::Relaxed);
@@ -864,6 +972,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
+    pipe.backed.store(0, Ordering::Relaxed);
     pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
     if counted {
         ns.user_bufs.fetch_add(1 << shift, Ordering::Relaxed);
@@ -880,19 +989,38 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     Ok(PipeHandle { idx, generation })
 }
 
-/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, and more often once the
-/// table is 3/4 full.
+/// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, or as many as there are
+/// live objects if more (a collection costs about one look per open fd): objects are freed at
+/// their last close, and what killed processes held at their reaping, so this only catches
+/// what nobody saw go (a process killed whose parent is not ours). A full table collects too.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
-    let crowded = ns.nr_live.load(Ordering::Relaxed) >= PIPE_MAX / 4 * 3;
-    if n >= crate::pipe_gc::GC_EVERY || (crowded && n >= crate::pipe_gc::GC_EVERY_CROWDED) {
+    if n >= crate::pipe_gc::GC_EVERY.max(ns.nr_live.load(Ordering::Relaxed)) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
         crate::pipe_gc::collect_garbage(region);
     }
 }
 
+/// A connection's socket was closed after its peer's: both may be released now, or another
+/// process may still hold either. Asking the kernel (`unix_diag`) costs a walk over every
+/// AF_UNIX socket in the system per question, so a program closing thousands of connections
+/// would pay a walk for each; a collection instead reads each process's fds once, and is
+/// run when such closes reach half the live objects (at least [`RELEASE_BATCH`]).
+pub fn note_maybe_released(region: &Region) {
+    let ns = ns(region);
+    let n = ns.maybe_released.fetch_add(1, Ordering::Relaxed) + 1;
+    if n >= RELEASE_BATCH.max(ns.nr_live.load(Ordering::Relaxed) / 2) {
+        ns.maybe_released.store(0, Ordering::Relaxed);
+        crate::pipe_gc::collect_soon(region);
+    }
+}
+
+/// See [`note_maybe_released`].
+pub const RELEASE_BATCH: u32 = 256;
+
 /// Creates or finds the object, trying once more after a collection if the table is full.
+/// NO_SPACE when there is no room for it (the kernel then serves the pipe or socket).
 fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) -> Result<PipeHandle, Errno> {
     maybe_collect(region);
     for attempt in 0..2 {
@@ -911,27 +1039,20 @@ fn get_or_create(region: &Region, dev: u64, ino: u64, replace: bool, bufs: u32) 
                 }
             }
             match create(region, dev, ino, bufs) {
-                Err(ENFILE) if attempt == 0 && ns(region).nr_live.load(Ordering::Relaxed) >= PIPE_MAX => {}
+                Err(NO_SPACE) if attempt == 0 && ns(region).nr_live.load(Ordering::Relaxed) >= PIPE_MAX => {}
                 r => return r,
             }
         }
-        // A full table whose last collection here freed nothing is not scanned again for a
-        // while: each scan reads every process's fds, and a program holding thousands of
-        // sockets would pay one per creation (the new object is then the kernel's).
-        let now = sys::monotonic_ns();
-        if now - FRUITLESS_GC.load(Ordering::Relaxed) < FRUITLESS_GC_PAUSE_NS {
+        // A full table is not scanned again within `SOON_MS` of the last collection: each
+        // scan reads every process's fds, and a program holding thousands of sockets would
+        // pay one per creation (the new object is then the kernel's).
+        if crate::pipe_gc::collected_lately(region) {
             break;
         }
-        if crate::pipe_gc::collect_garbage(region).is_some_and(|g| g.freed == 0) {
-            FRUITLESS_GC.store(now, Ordering::Relaxed);
-        }
+        crate::pipe_gc::collect_garbage(region);
     }
-    Err(ENFILE)
+    Err(NO_SPACE)
 }
-
-/// When this process's last collection of a full table freed nothing (monotonic ns).
-static FRUITLESS_GC: AtomicI64 = AtomicI64::new(i64::MIN / 2);
-const FRUITLESS_GC_PAUSE_NS: i64 = 100_000_000;
 
 /// A new object for a fresh kernel pipe (`get_pipe_inode`). An older object with the same
 /// (dev, ino) belonged to an inode that no longer exists and is dropped.
@@ -962,6 +1083,33 @@ pub fn pipe_find(region: &Region, dev: u64, ino: u64) -> Option<PipeHandle> {
     // may already have missed.
     slot(region, idx).gc_seen.store(ns(region).gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     Some(handle_of(region, idx))
+}
+
+/// Nobody holds the object any more (no end of the pipe is open, or neither socket of the
+/// connection is): it is freed now, as `pipe_release` frees the kernel's at the last release,
+/// unless an operation is still running on it (the collector frees it then). Its sleepers are
+/// woken first.
+pub fn release(region: &Region, h: PipeHandle) -> bool {
+    let Some(pipe) = live(region, h) else { return false };
+    pipe.closes.fetch_add(1, Ordering::SeqCst);
+    pipe.wake(READERS, region);
+    pipe.wake(WRITERS, region);
+    let Ok(_g) = ns_lock(region) else { return false };
+    // SAFETY: namespace lock held; the generation is checked under it.
+    slot(region, h.idx).is_live(h) && unsafe { try_free(region, h.idx, false) }
+}
+
+/// A shimmed process is forking, or has just forked: a collection running now looks for its
+/// child (see `pipe_gc`'s rounds).
+pub fn note_fork(region: &Region) {
+    ns(region).forks.fetch_add(1, Ordering::SeqCst);
+}
+
+/// An fd of the object is being passed in an SCM_RIGHTS message (see `in_flight`).
+pub fn note_in_flight(region: &Region, h: PipeHandle) {
+    if let Some(p) = live(region, h) {
+        p.in_flight.store(coarse_secs(), Ordering::Relaxed);
+    }
 }
 
 /// The shim closed an fd of the object: sleepers re-check whether their peer is gone.
@@ -1348,6 +1496,10 @@ fn write_inner(
             };
             let (head, tail) = pipe.head_tail();
             if !pipe_full(head, tail, ring.size()) {
+                if back_slots(region, pipe, ring, head, 1).is_err() {
+                    env.out_of_space();
+                    break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
+                }
                 // The slot is free space: filled first, then published with the head.
                 let (at, flags) = match (cb.is_some(), oob) {
                     (true, false) => (CB_LEN, PIPE_BUF_FLAG_CB),
@@ -1876,6 +2028,10 @@ pub fn dgram_write(
         let (head, tail) = pipe.head_tail();
         let queue_full = qlen.is_some_and(|max| records_queued(region, ring, head, tail) > max);
         if ring.size() - head.wrapping_sub(tail) >= need && !queue_full {
+            if back_slots(region, pipe, ring, head, need).is_err() {
+                env.out_of_space();
+                break 'out Err(NO_SPACE);
+            }
             for i in 0..need {
                 let slot = head.wrapping_add(i);
                 let at = if i == 0 { hdr } else { 0 };
@@ -2041,6 +2197,30 @@ pub fn record_read(
 /// caller issues the call to the kernel's pipe instead. Not an errno.
 pub const HANDED_BACK: Errno = 1 << 20;
 
+/// Returned when the object, or room in its ring, cannot get memory (the region's file system
+/// is full, or its tables are): the caller leaves the object, or hands it back, to the kernel,
+/// which still has room. Not an errno.
+pub const NO_SPACE: Errno = 1 << 21;
+
+/// Runs `f` (a look at an fd's placeholder and its close) under the namespace lock, so that
+/// of the last holders of two sides closing at once, the second sees the first gone: see the
+/// shim's `pipes::dropping`. `f` must not take the lock or block.
+pub fn closing<T>(region: &Region, f: impl FnOnce() -> T) -> T {
+    let _g = ns_lock(region);
+    f()
+}
+
+/// Gives the next `pages` slots of the socket queue `h` their memory (see [`back_slots`]), so
+/// that a send whose fds leave first finds room for its data; false without room.
+pub fn sock_reserve(region: &Region, h: PipeHandle, pages: u32) -> bool {
+    let Ok(act) = enter(region, h) else { return false };
+    let pipe = act.pipe;
+    let Ok(_g) = lock_pipe(region, pipe) else { return false };
+    let Ok(ring) = pipe.ring() else { return false };
+    let (head, _) = pipe.head_tail();
+    back_slots(region, pipe, ring, head, pages.min(ring.size())).is_ok()
+}
+
 /// Whether the object now lives in the kernel's pipe (see [`hand_back`]).
 pub fn handed_back(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(PipeInodeInfo::is_handed_back)
@@ -2106,6 +2286,9 @@ const SOCK_QUEUED: u32 = 1 << 10;
 /// Above the state: the receiving end set SO_PASSCRED, so sends into this queue carry the
 /// sender's credentials.
 const SOCK_PASSCRED: u32 = 1 << 12;
+/// Above the state: the sending end set SO_PASSCRED, which also makes its sends carry its
+/// credentials (`unix_passcred_enabled`).
+const SOCK_SENDER_PASSCRED: u32 = 1 << 18;
 
 /// With SOCK_DGRAM: a datagram socket's own receive queue (a socket made under the shim),
 /// which any sender queues into, as `sk_receive_queue`; its `peer` is the socket it is
@@ -2170,20 +2353,68 @@ pub fn sock_purge(region: &Region, h: PipeHandle) {
     pipe.wake(WRITERS, region);
 }
 
-/// Whether sends into the queue must carry credentials (see SOCK_PASSCRED).
+/// Whether the receiver of the queue asked for credentials (see SOCK_PASSCRED).
 pub fn sock_passcred(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_PASSCRED != 0)
 }
 
-/// The receiver of queue `h` set or cleared SO_PASSCRED.
-pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool) {
+/// Whether sends into the queue carry the sender's credentials, and for a receiver that asked
+/// for them, that receiver's PID namespace: `Some(0)` when only the sender asked, or the
+/// connection is not accepted yet (`unix_passcred_enabled`: the receiver has no socket).
+pub fn sock_sends_creds(region: &Region, h: PipeHandle) -> Option<u32> {
+    let p = live(region, h)?;
+    let flags = p.sock.load(Ordering::Acquire);
+    if flags & SOCK_PASSCRED != 0 {
+        Some(p.passcred_ns.load(Ordering::Relaxed))
+    } else {
+        (flags & SOCK_SENDER_PASSCRED != 0 || flags & 0xff == SOCK_PENDING).then_some(0)
+    }
+}
+
+/// The receiver of queue `h` (in PID namespace `pid_ns`) set or cleared SO_PASSCRED.
+pub fn sock_set_passcred(region: &Region, h: PipeHandle, on: bool, pid_ns: u32) {
+    set_passcred_bit(region, h, SOCK_PASSCRED, on, pid_ns);
+}
+
+/// The sender into queue `h` set or cleared SO_PASSCRED.
+pub fn sock_set_sender_passcred(region: &Region, h: PipeHandle, on: bool) {
+    set_passcred_bit(region, h, SOCK_SENDER_PASSCRED, on, 0);
+}
+
+fn set_passcred_bit(region: &Region, h: PipeHandle, bit: u32, on: bool, pid_ns: u32) {
     if let Some(p) = live(region, h) {
         if on {
-            p.sock.fetch_or(SOCK_PASSCRED, Ordering::AcqRel);
+            if bit == SOCK_PASSCRED {
+                p.passcred_ns.store(pid_ns, Ordering::Relaxed);
+            }
+            p.sock.fetch_or(bit, Ordering::AcqRel);
         } else {
-            p.sock.fetch_and(!SOCK_PASSCRED, Ordering::AcqRel);
+            p.sock.fetch_and(!bit, Ordering::AcqRel);
         }
     }
+}
+
+/// The header of the message at the head of a stream socket's queue, for a receive with no
+/// buffer: `unix_stream_read_generic` copies nothing but still takes that message's fds
+/// (unless it peeks), so the message keeps its data without naming them any more.
+pub fn sock_head_cb(region: &Region, h: PipeHandle, peek: bool) -> Result<Option<UnixCb>, Errno> {
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    let _guard = lock_pipe(region, pipe)?;
+    let ring = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    if head == tail {
+        return Ok(None);
+    }
+    let buf = PipeBuffer::load(ring.buf(region, tail));
+    if buf.flags & PIPE_BUF_FLAG_OOB != 0 {
+        return Ok(None);
+    }
+    let cb = ring.cb(region, tail, buf);
+    if !peek && cb.fp != 0 {
+        ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+    }
+    Ok(Some(cb))
 }
 
 /// Takes the socket's lock for a send with ancillary data (see `scm_lock`); a holder that
@@ -2197,6 +2428,16 @@ pub fn sock_scm_lock(region: &Region, h: PipeHandle) -> Result<LockGuard<'_>, Er
 pub fn sock_set_queued(region: &Region, h: PipeHandle) {
     if let Some(p) = live(region, h) {
         p.sock.fetch_or(SOCK_QUEUED, Ordering::AcqRel);
+    }
+}
+
+/// The queue was taken from the pending table by a server about to adopt it: no longer kept
+/// as pending, but for a while, as an fd in flight is (a server killed before it adopts it
+/// leaves a queue nobody will ever read).
+pub fn sock_taken(region: &Region, h: PipeHandle) {
+    if let Some(p) = live(region, h) {
+        p.in_flight.store(coarse_secs(), Ordering::Relaxed);
+        p.sock.fetch_and(!SOCK_QUEUED, Ordering::AcqRel);
     }
 }
 
@@ -2297,11 +2538,16 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
 /// client already gave it to the kernel. Exactly one of this and [`sock_refuse`] succeeds.
 pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bool {
     let Some(pc) = live(region, client) else { return false };
+    // As a lookup does: a collection running now may have read the server's fds before this
+    // connection was accepted, and the client's socket may be gone.
+    pc.gc_seen.store(ns(region).gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     if !set_state(pc, Some(SOCK_PENDING), SOCK_LINKED) {
         return pc.sock.load(Ordering::Acquire) & 0xff == SOCK_LINKED
             && sock_peer(region, client) == Some(server);
     }
     sock_link(region, client, server);
+    // Adopted: the server's socket keeps it now (the collector marks a held socket's peer).
+    pc.in_flight.store(0, Ordering::Relaxed);
     true
 }
 
@@ -2586,12 +2832,23 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     let new = {
         let _g = ns_lock(region)?;
         // SAFETY: namespace lock held.
-        let run = unsafe { pool(region).alloc(region, Ring::order_for(shift)) }.ok_or(ENOMEM)?;
-        let new = Ring { run, shift };
-        pipe.resize_new.store(new.pack(), Ordering::Release);
-        new
+        let note = |run| pipe.resize_new.store(Ring { run, shift }.pack(), Ordering::Release);
+        let run =
+            unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
+                .ok_or(ENOMEM)?;
+        Ring { run, shift }
     };
-    for i in (0..n).map(|k| tail.wrapping_add(k)) {
+    // The pages the queued buffers move into get their memory first; without room the
+    // resize fails (ENOMEM, as the kernel's allocation would) and the new run goes.
+    let moved = (0..n).map(|k| tail.wrapping_add(k));
+    if moved.clone().any(|i| {
+        backing::populate(region, new.page(region, i) as u64 - region.base() as u64, PAGE_SIZE).is_err()
+    }) {
+        pipe.resize_new.store(0, Ordering::Release);
+        free_run(region, new.pack(), false)?;
+        return Err(ENOMEM);
+    }
+    for i in moved {
         let b = PipeBuffer::load(old.buf(region, i));
         // SAFETY: both pages are ours (the new run is not published yet); offset + len <= PAGE.
         unsafe {
@@ -2604,10 +2861,11 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
         new.buf(region, i).store(b.pack(), Ordering::Relaxed);
     }
     pipe.resize_old.store(old.pack(), Ordering::Release);
+    pipe.backed.store(0, Ordering::Relaxed);
     pipe.ring.store(new.pack(), Ordering::Release);
     pipe.resize_new.store(0, Ordering::Release);
     let old_desc = pipe.resize_old.swap(0, Ordering::AcqRel);
-    free_run(region, old_desc)?;
+    free_run(region, old_desc, false)?;
     // This might have made more room for writers.
     pipe.wake(WRITERS, region);
     Ok(())

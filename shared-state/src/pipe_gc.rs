@@ -7,7 +7,11 @@
 //! Races it must not lose: an object created after the scan began is skipped (creation number);
 //! a lookup during the scan marks its object (the caller has an fd the scan may have passed);
 //! a process forked during the scan is found by listing `/proc` again until no new pid appears
-//! (its parent may have closed the fd after being scanned); an operation in progress (`active`)
+//! (its parent may have closed the fd after being scanned), or, when that never happens in
+//! [`MAX_ROUNDS`] listings (a busy machine), until a listing during which no shimmed process
+//! forked (a fork is counted before it is made and again when `fork` returns in the parent,
+//! so a child missed by the listing has a parent that had not closed anything since); an
+//! operation in progress (`active`)
 //! keeps its object, unless the count was leaked by a process killed mid-operation — it is then
 //! ignored once the object has been unreferenced and without a sleeping waiter's heartbeat for
 //! [`SUSPECT_SECS`].
@@ -18,23 +22,23 @@
 //! earlier could only have received an fd by SCM_RIGHTS.)
 //!
 //! Runs in whatever context called `pipe_new` (possibly a signal handler): no allocation, raw
-//! system calls only, the pid list in the region's scratch area.
+//! system calls only, the pid list in a private mapping of its own.
 
 use crate::pipe::{self, coarse_secs, ns, ns_lock, slot, try_free};
-use crate::region::{PIPE_GC_PIDS, PIPE_GC_PIDS_OFF, PIPE_MAX, Region};
+use crate::region::{PIPE_MAX, Region};
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
 
 /// A collection every this many creations.
 pub const GC_EVERY: u32 = 1024;
-/// … and every this many once the table is 3/4 full.
-pub const GC_EVERY_CROWDED: u32 = 64;
 /// How long an unreferenced object with operations "in progress" but no sign of life is kept.
 pub const SUSPECT_SECS: i64 = 10;
 /// A collector that has not finished after this long is presumed dead (pid reuse).
 const OWNER_TIMEOUT_SECS: i64 = 60;
 /// Listings of /proc before giving up on processes that keep forking.
 const MAX_ROUNDS: usize = 8;
+/// Processes a collection can list (the kernel's PID_MAX_LIMIT).
+const PIDS_MAX: usize = 1 << 22;
 /// USER_HZ: the unit of start times in /proc/[pid]/stat.
 const NS_PER_TICK: u64 = 10_000_000;
 
@@ -47,10 +51,49 @@ pub struct GcReport {
     pub unreadable: u32,
 }
 
-/// Frees every object no process has open. None when another collection is running or the
-/// scan could not see every process (nothing is freed then).
+/// Frees every object no process has open. None when another collection is running (it
+/// then runs once more when done, so that what this caller knows to be garbage is found) or
+/// the scan could not see every process (nothing is freed then).
 pub fn collect_garbage(region: &Region) -> Option<GcReport> {
+    let ns = ns(region);
+    ns.gc_again.store(1, Ordering::SeqCst);
     let _claim = Claim::take(region)?;
+    let mut report = None;
+    // Each request made before a pass began is served by that pass.
+    while ns.gc_again.swap(0, Ordering::SeqCst) != 0 {
+        report = collect_once(region);
+    }
+    ns.gc_ended_ms.store(coarse_ms(), Ordering::Relaxed);
+    report
+}
+
+/// Whether a collection ended less than [`SOON_MS`] ago. What asks for collections often
+/// (every reaping of a killed child, every creation in a full table) waits that long between
+/// them: a scan reads every process's fds, and a scan each time would keep a parent that reaps
+/// many, or a program holding thousands of sockets, busy scanning.
+pub fn collected_lately(region: &Region) -> bool {
+    coarse_ms() - ns(region).gc_ended_ms.load(Ordering::Relaxed) < SOON_MS
+}
+
+/// A collection, unless one ended lately (see [`collected_lately`]): it is then only asked
+/// for, and the next collection (a status, the next creations) runs it.
+pub fn collect_soon(region: &Region) {
+    if collected_lately(region) {
+        ns(region).gc_again.store(1, Ordering::SeqCst);
+        return;
+    }
+    collect_garbage(region);
+}
+
+/// See [`collected_lately`].
+pub const SOON_MS: i64 = 100;
+
+fn coarse_ms() -> i64 {
+    let t = sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE);
+    t.tv_sec * 1000 + t.tv_nsec / 1_000_000
+}
+
+fn collect_once(region: &Region) -> Option<GcReport> {
     let ns = ns(region);
     let pass = ns.gc_pass.fetch_add(1, Ordering::SeqCst).wrapping_add(1).max(1);
     ns.gc_pass.store(pass, Ordering::SeqCst);
@@ -62,8 +105,12 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
         sys::close(w);
         st.ok()?.st_dev
     };
+    let mut listeners = [0u32; 64];
+    let nlisteners = crate::unix::pending_listeners(region, &mut listeners);
     let mut scan = Scan {
         region,
+        listeners: &listeners[..nlisteners],
+        listeners_seen: 0,
         pass,
         pipefs_dev,
         sockfs_dev: sys::sockfs_dev(),
@@ -75,6 +122,15 @@ pub fn collect_garbage(region: &Region) -> Option<GcReport> {
     };
     let processes = scan.all_processes()?;
     let freed = sweep(region, pass, seq_limit, scan.keep_born_before);
+    // A listener no process holds is gone (killed, say): its pending connects never will be
+    // accepted. Unless a process could not be read, which might hold it.
+    if scan.unreadable == 0 {
+        for (i, &ino) in scan.listeners.iter().enumerate() {
+            if scan.listeners_seen & 1 << i == 0 {
+                crate::unix::listener_gone(region, ino);
+            }
+        }
+    }
     ns.gc_runs.fetch_add(1, Ordering::Relaxed);
     ns.gc_freed.fetch_add(freed as u64, Ordering::Relaxed);
     Some(GcReport { freed, processes, unreadable: scan.unreadable })
@@ -118,6 +174,9 @@ fn any_fifo(region: &Region, pipefs_dev: u64, sockfs_dev: u64) -> bool {
 
 struct Scan<'a> {
     region: &'a Region,
+    /// Listening sockets that connects are pending to, and which of them some process holds.
+    listeners: &'a [u32],
+    listeners_seen: u64,
     pass: u32,
     pipefs_dev: u64,
     /// AF_UNIX stream sockets' objects are named by their socket's inode (`socket:[ino]`).
@@ -244,8 +303,9 @@ pub fn started_by(proc_fd: i32, pid: &[u8]) -> Result<Option<u64>, Errno> {
 }
 
 impl Scan<'_> {
-    /// Scans every process, listing /proc until a listing shows no pid not yet scanned.
-    /// Returns how many were scanned; None if one could not be read or they never settled.
+    /// Scans every process, listing /proc until a listing shows no pid not yet scanned (or, at
+    /// the last round, no shimmed process forked during it). Returns how many were scanned; None if one could
+    /// not be read or they never settled.
     fn all_processes(&mut self) -> Option<u32> {
         let proc_fd = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
         let res = self.rounds(proc_fd);
@@ -256,15 +316,23 @@ impl Scan<'_> {
     }
 
     fn rounds(&mut self, proc_fd: i32) -> Result<u32, Errno> {
-        // SAFETY: the scratch area holds PIPE_GC_PIDS u32s and only the claim holder uses it.
-        let pids = unsafe {
-            core::slice::from_raw_parts_mut(
-                (self.region.base() + PIPE_GC_PIDS_OFF as usize) as *mut u32,
-                PIPE_GC_PIDS as usize,
-            )
-        };
+        // The pids scanned, sorted, in memory of this process's own: not the region's, whose
+        // file system may be full (a full tmpfs is when collections matter most).
+        let len = PIDS_MAX * size_of::<u32>();
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        let addr = sys::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)?;
+        // SAFETY: a fresh private mapping of PIDS_MAX u32s, unmapped below and used only here.
+        let pids = unsafe { core::slice::from_raw_parts_mut(addr as *mut u32, PIDS_MAX) };
+        let res = self.settle(proc_fd, pids);
+        let _ = sys::munmap(addr, len);
+        res
+    }
+
+    fn settle(&mut self, proc_fd: i32, pids: &mut [u32]) -> Result<u32, Errno> {
         let mut seen = 0usize;
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..MAX_ROUNDS {
+            // A child forked before this listing is in it; one forked after, in the next.
+            let forks = ns(self.region).forks.load(Ordering::SeqCst);
             let mut total = seen;
             sys::lseek(proc_fd, 0, libc::SEEK_SET)?;
             each_entry(proc_fd, |name| {
@@ -280,8 +348,12 @@ impl Scan<'_> {
                 total += 1;
                 Ok(())
             })?;
-            if total == seen {
-                return Ok(seen as u32);
+            // Settled: no new pid. On a busy machine (unrelated processes come and go), the
+            // last round may settle instead by no shimmed fork since it began.
+            if total == seen
+                || round == MAX_ROUNDS - 1 && ns(self.region).forks.load(Ordering::SeqCst) == forks
+            {
+                return Ok(total as u32);
             }
             pids[..total].sort_unstable();
             seen = total;
@@ -325,6 +397,9 @@ impl Scan<'_> {
                 }
             } else if let Some(rest) = link.strip_prefix(b"socket:[") {
                 if let Some(ino) = rest.strip_suffix(b"]").and_then(parse_u64) {
+                    if let Ok(i) = u32::try_from(ino).map(|ino| self.listeners.binary_search(&ino)) {
+                        self.listeners_seen |= i.map_or(0, |i| 1 << i);
+                    }
                     self.mark(self.sockfs_dev, ino)?;
                 }
             } else if self.fifos && link.first() == Some(&b'/') {
@@ -346,10 +421,15 @@ impl Scan<'_> {
         }
     }
 
-    /// A process whose fds we may not read: whatever existed when it started is kept.
-    /// `path` holds its pid's `n` digits.
+    /// A process whose fds we may not read: whatever existed when it started is kept. One
+    /// that started before the namespace existed (a container's init, say) holds nothing of
+    /// it but what an SCM_RIGHTS message gave it. `path` holds its pid's `n` digits.
     fn unreadable(&mut self, proc_fd: i32, path: &mut [u8; 16], n: usize) -> Result<(), Errno> {
         let Some(horizon) = started_by(proc_fd, &path[..n])? else { return Ok(()) };
+        let age = (sys::real_seconds() - self.region.header().created).max(0) as u64 + 2;
+        if horizon < pipe::boot_ns().saturating_sub(age * 1_000_000_000) {
+            return Ok(());
+        }
         self.keep_born_before = self.keep_born_before.max(horizon);
         self.unreadable += 1;
         Ok(())
@@ -390,7 +470,8 @@ fn sweep(region: &Region, pass: u32, seq_limit: u64, keep_born_before: u64) -> u
         }
         let seen = p.gc_seen.load(Ordering::Relaxed) == pass
             || p.born.load(Ordering::Relaxed) < keep_born_before
-            || pipe::sock_queued(p);
+            || pipe::sock_queued(p)
+            || now - p.in_flight.load(Ordering::Relaxed) < SUSPECT_SECS;
         if p.is_hashed() && seen {
             p.gc_suspect.store(0, Ordering::Relaxed);
             continue;

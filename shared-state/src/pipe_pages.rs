@@ -10,6 +10,7 @@
 //! and one, and a connection that carried little costs no hole punch (nor its next user the
 //! page faults).
 
+use crate::backing;
 use crate::region::{PAGE_SIZE, PIPE_PAGES_OFF, PIPE_PAGES_SIZE, Region};
 use crate::sys;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -47,17 +48,30 @@ impl PagePool {
         unsafe { &*(page_addr(region, page) as *const AtomicU64) }
     }
 
-    /// A run of 2^order pages whose first page is zeroed; None when the area is exhausted.
+    /// A run of 2^order pages whose first page is zeroed and whose first `reserve` pages have
+    /// their memory (`crate::backing`: the ring's buffer table); None when the area is
+    /// exhausted or the file system has no room. `intent` is told the run before the pool lets
+    /// go of it: a holder killed from then on leaves the run where recovery finds it (see
+    /// [`PagePool::allocated`]).
     ///
     /// # Safety
     /// The caller holds the pipe namespace lock; `self` is the region's own pool.
-    pub unsafe fn alloc(&mut self, region: &Region, order: usize) -> Option<u64> {
-        if order >= ORDERS {
+    pub unsafe fn alloc(
+        &mut self,
+        region: &Region,
+        order: usize,
+        reserve: u64,
+        intent: impl FnOnce(u64),
+    ) -> Option<u64> {
+        if order >= ORDERS || reserve > 1 << order {
             return None;
         }
         let head = self.free[order];
+        // A free run's first page was written before (it holds the link): it has memory.
         let page = match head.checked_sub(1) {
             Some(page) if self.valid(page, order) => {
+                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                intent(page);
                 self.free[order] = Self::link(region, page).load(Ordering::Relaxed);
                 page
             }
@@ -68,6 +82,8 @@ impl PagePool {
                 if page + (1 << order) > POOL_PAGES {
                     return None;
                 }
+                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                intent(page);
                 self.top = page + (1 << order);
                 page
             }
@@ -76,6 +92,28 @@ impl PagePool {
         unsafe { core::ptr::write_bytes(page_addr(region, page) as *mut u8, 0, PAGE_SIZE as usize) };
         self.pages_in_use.fetch_add(1 << order, Ordering::Relaxed);
         Some(page)
+    }
+
+    /// Whether the run at `page` of `order` is out of the pool: handed out and not freed (a
+    /// walk of the free list: for recovery only).
+    pub fn allocated(&self, region: &Region, page: u64, order: usize) -> bool {
+        if !self.valid(page, order) {
+            return false;
+        }
+        let mut next = self.free[order];
+        for _ in 0..POOL_PAGES {
+            match next.checked_sub(1) {
+                Some(p) if p == page => return false,
+                Some(p) if self.valid(p, order) => next = Self::link(region, p).load(Ordering::Relaxed),
+                _ => return true,
+            }
+        }
+        true
+    }
+
+    /// Sets the count of pages in use (recovery recounts them from the objects).
+    pub fn set_in_use(&self, pages: u64) {
+        self.pages_in_use.store(pages, Ordering::Relaxed);
     }
 
     /// Returns a run obtained from `alloc` (after [`release`]). A run that is not one is ignored.

@@ -8,7 +8,7 @@
 use crate::lock::RobustMutex;
 use crate::region::{MAX_PROCS, PROCS_OFF, Region};
 use crate::sys;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub const FREE: u32 = 0;
 pub const LIVE: u32 = 1;
@@ -48,14 +48,23 @@ pub const NO_SLOT: u32 = u32::MAX;
 /// Who "current" is in this process; the user-space analogue of `current`.
 static SELF_PID: AtomicI32 = AtomicI32::new(0);
 static SELF_START: AtomicU64 = AtomicU64::new(0);
-static SELF_SLOT: AtomicU32 = AtomicU32::new(NO_SLOT);
+
+/// How many regions a process may hold records in: its namespace's, and those of the IPC
+/// namespaces it moved to (see the shim's `ipcns`).
+pub const MAX_REGIONS: usize = 8;
+
+/// This process's record in each region it has one in: (region base, slot).
+static SELF_SLOTS: [(AtomicUsize, AtomicU32); MAX_REGIONS] =
+    [const { (AtomicUsize::new(0), AtomicU32::new(NO_SLOT)) }; MAX_REGIONS];
 
 /// Learns who we are: at start-up, and again in a fork child.
 pub fn identify_self() {
     let pid = sys::getpid();
     SELF_PID.store(pid, Ordering::Relaxed);
     SELF_START.store(stat_of(pid).map(|s| s.starttime).unwrap_or(0), Ordering::Relaxed);
-    SELF_SLOT.store(NO_SLOT, Ordering::Relaxed);
+    for (_, slot) in &SELF_SLOTS {
+        slot.store(NO_SLOT, Ordering::Relaxed);
+    }
 }
 
 pub fn self_pid() -> i32 {
@@ -63,12 +72,26 @@ pub fn self_pid() -> i32 {
     if pid == 0 { sys::getpid() } else { pid }
 }
 
-pub fn self_slot() -> u32 {
-    SELF_SLOT.load(Ordering::Relaxed)
+/// This process's record in `region`, NO_SLOT if it has none.
+pub fn self_slot(region: &Region) -> u32 {
+    let base = region.base();
+    SELF_SLOTS
+        .iter()
+        .find(|(b, _)| b.load(Ordering::Acquire) == base)
+        .map_or(NO_SLOT, |(_, s)| s.load(Ordering::Relaxed))
 }
 
-pub fn set_self_slot(slot: u32) {
-    SELF_SLOT.store(slot, Ordering::Relaxed);
+pub fn set_self_slot(region: &Region, slot: u32) {
+    let base = region.base();
+    // Entries are claimed in order and never given back: a region's is before the first free.
+    for (b, s) in &SELF_SLOTS {
+        if b.compare_exchange(0, base, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            || b.load(Ordering::Acquire) == base
+        {
+            s.store(slot, Ordering::Relaxed);
+            return;
+        }
+    }
 }
 
 pub struct ProcStat {
@@ -180,6 +203,11 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
     let hwm = &region.header().procs_hwm;
     for pass in 0..2 {
         for slot in 0..MAX_PROCS {
+            // A record never used before gets its memory first (none left: the table is full).
+            let off = PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64;
+            if region.reserve(off, size_of::<ProcRecord>() as u64).is_err() {
+                break;
+            }
             // SAFETY: lock held, slot in range.
             let r = unsafe { record(region, slot) };
             if r.state.load(Ordering::Relaxed) == FREE {
@@ -208,7 +236,7 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
 /// # Safety
 /// The caller holds the region lock.
 pub unsafe fn current_record(region: &Region) -> Option<u32> {
-    let slot = self_slot();
+    let slot = self_slot(region);
     if slot != NO_SLOT && slot < MAX_PROCS {
         // SAFETY: lock held.
         let r = unsafe { record(region, slot) };
@@ -220,7 +248,7 @@ pub unsafe fn current_record(region: &Region) -> Option<u32> {
     let slot = unsafe { alloc_record(region, LIVE, self_pid(), SELF_START.load(Ordering::Relaxed))? };
     // SAFETY: lock held; the record is ours.
     hold_life(unsafe { record(region, slot) });
-    set_self_slot(slot);
+    set_self_slot(region, slot);
     Some(slot)
 }
 
@@ -277,7 +305,7 @@ pub fn exec_cleanup(region: &Region) {
             unsafe { crate::msg::exit_msg(region, slot) };
             // The old image's threads, the holder among them, are gone.
             hold_life(r);
-            set_self_slot(slot);
+            set_self_slot(region, slot);
             return;
         }
     }
@@ -288,7 +316,7 @@ pub fn exit_cleanup(region: &Region) {
     crate::sem::flush_counts(region);
     crate::pipe::flush_counts(region);
     crate::msg::flush_counts(region);
-    let slot = self_slot();
+    let slot = self_slot(region);
     if slot == NO_SLOT {
         return;
     }
@@ -312,14 +340,40 @@ pub fn exit_cleanup(region: &Region) {
             // SAFETY: lock held.
             unsafe { crate::shm::exit_shm(region, slot, r.pid) };
         }
-        set_self_slot(NO_SLOT);
+        set_self_slot(region, NO_SLOT);
+    }
+}
+
+/// This process leaves the IPC namespace of `region` for another (`unshare`, `setns`): what
+/// `ksys_unshare` does to the old one, `exit_sem` (its undo applied, when `undo`: no other
+/// thread shares the list) and `exit_shm` (when `orphan`: it stops being its segments'
+/// creator, and under shm_rmid_forced its unattached ones die). Its attachments stay, as the
+/// mappings do.
+pub fn leave_ipc_ns(region: &Region, undo: bool, orphan: bool) {
+    let slot = self_slot(region);
+    if slot >= MAX_PROCS || !(undo || orphan) {
+        return;
+    }
+    let Ok(_guard) = region.lock() else { return };
+    // SAFETY: lock held; slot < MAX_PROCS.
+    let r = unsafe { record(region, slot) };
+    if r.state.load(Ordering::Relaxed) != LIVE || r.pid != sys::getpid() {
+        return;
+    }
+    if undo {
+        // SAFETY: region lock held (the set locks nest inside it).
+        unsafe { crate::sem::exit_sem(region, slot) };
+    }
+    if orphan {
+        // SAFETY: lock held.
+        unsafe { crate::shm::orphan_shm(region, slot) };
     }
 }
 
 /// This process's record with its life mutex held by a live thread of ours, created on first
 /// need: a sleeper needs one so that its death is seen (with one read of the life word).
 pub fn ensure_record(region: &Region) -> Option<u32> {
-    let slot = self_slot();
+    let slot = self_slot(region);
     if slot < MAX_PROCS {
         // SAFETY: our own record; the life mutex is only read here, or taken by us.
         let rec = unsafe { record(region, slot) };
@@ -382,13 +436,39 @@ pub mod fork {
     use super::*;
 
     thread_local! {
-        static PENDING: core::cell::Cell<u32> = const { core::cell::Cell::new(NO_SLOT) };
+        /// Per region (by base): the record prepared for the child.
+        static PENDING: core::cell::Cell<[(usize, u32); MAX_REGIONS]> =
+            const { core::cell::Cell::new([(0, NO_SLOT); MAX_REGIONS]) };
+    }
+
+    fn set_pending(region: &Region, slot: u32) {
+        PENDING.with(|p| {
+            let mut all = p.get();
+            let base = region.base();
+            if let Some(e) = all.iter_mut().find(|e| e.0 == base || e.0 == 0) {
+                *e = (base, slot);
+            }
+            p.set(all);
+        });
+    }
+
+    fn take_pending(region: &Region) -> u32 {
+        PENDING.with(|p| {
+            let mut all = p.get();
+            let found = all.iter_mut().find(|e| e.0 == region.base()).map_or(NO_SLOT, |e| {
+                let slot = e.1;
+                e.1 = NO_SLOT;
+                slot
+            });
+            p.set(all);
+            found
+        })
     }
 
     /// In the parent, before fork.
     pub fn prepare(region: &Region) {
-        PENDING.with(|p| p.set(NO_SLOT));
-        let slot = self_slot();
+        set_pending(region, NO_SLOT);
+        let slot = self_slot(region);
         if slot == NO_SLOT {
             return;
         }
@@ -403,14 +483,13 @@ pub mod fork {
                 return;
             };
             crate::shm::fork_shm(region, slot, child);
-            PENDING.with(|p| p.set(child));
+            set_pending(region, child);
         }
     }
 
-    /// In the child, before fork returns.
+    /// In the child, before fork returns (after [`identify_self`]).
     pub fn child(region: &Region) {
-        identify_self();
-        let slot = PENDING.with(|p| p.replace(NO_SLOT));
+        let slot = take_pending(region);
         if slot == NO_SLOT {
             return;
         }
@@ -426,13 +505,13 @@ pub mod fork {
             r.life.hold();
             r.state.store(LIVE, Ordering::Release);
         }
-        set_self_slot(slot);
+        set_self_slot(region, slot);
     }
 
     /// In the parent after fork: `pid` is fork's result. A failed fork gives the prepared
     /// record back.
     pub fn parent(region: &Region, pid: i32) {
-        let slot = PENDING.with(|p| p.replace(NO_SLOT));
+        let slot = take_pending(region);
         if slot == NO_SLOT || pid > 0 {
             return;
         }

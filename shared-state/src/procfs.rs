@@ -34,10 +34,14 @@ pub enum Sysctl {
     Msgmax,
     Msgmnb,
     Msgmni,
+    /// `ids->next_id` of each family (`ipc_idr_alloc`).
+    ShmNextId,
+    SemNextId,
+    MsgNextId,
 }
 
 /// Every path served, and what it shows.
-pub const VIEWS: [(&str, View); 11] = [
+pub const VIEWS: [(&str, View); 14] = [
     ("/proc/sysvipc/shm", View::SysvipcShm),
     ("/proc/sysvipc/sem", View::SysvipcSem),
     ("/proc/sysvipc/msg", View::SysvipcMsg),
@@ -49,6 +53,9 @@ pub const VIEWS: [(&str, View); 11] = [
     ("/proc/sys/kernel/msgmax", View::Sysctl(Sysctl::Msgmax)),
     ("/proc/sys/kernel/msgmnb", View::Sysctl(Sysctl::Msgmnb)),
     ("/proc/sys/kernel/msgmni", View::Sysctl(Sysctl::Msgmni)),
+    ("/proc/sys/kernel/shm_next_id", View::Sysctl(Sysctl::ShmNextId)),
+    ("/proc/sys/kernel/sem_next_id", View::Sysctl(Sysctl::SemNextId)),
+    ("/proc/sys/kernel/msg_next_id", View::Sysctl(Sysctl::MsgNextId)),
 ];
 
 /// Every path in [`VIEWS`] starts with this.
@@ -72,10 +79,19 @@ pub fn index_of(path: &[u8]) -> Option<usize> {
     VIEWS.iter().position(|(p, _)| p.as_bytes() == path)
 }
 
+impl Sysctl {
+    /// One of the `*_next_id` files, which `ipc_permissions` opens to writers with
+    /// `CAP_CHECKPOINT_RESTORE` (or `CAP_SYS_ADMIN`) instead of the namespace's root.
+    pub fn is_next_id(self) -> bool {
+        matches!(self, Sysctl::ShmNextId | Sysctl::SemNextId | Sysctl::MsgNextId)
+    }
+}
+
 impl View {
     /// The kernel file's permission bits (for fstat).
     pub fn mode(self) -> u32 {
         match self {
+            View::Sysctl(s) if s.is_next_id() => 0o444,
             View::Sysctl(_) => 0o644,
             _ => 0o444,
         }
@@ -111,6 +127,10 @@ pub fn render(r: &Region, v: View, out: &mut dyn Write) -> Result<(), Errno> {
         View::Sysctl(s) => {
             let l = r.header().limits;
             put(match s {
+                _ if s.is_next_id() => {
+                    // SAFETY: an aligned word of the mapped header.
+                    writeln!(out, "{}", unsafe { core::ptr::read_volatile(next_id(r, s)) })
+                }
                 Sysctl::Shmmax => writeln!(out, "{}", l.shmmax),
                 Sysctl::Shmall => writeln!(out, "{}", l.shmall),
                 Sysctl::Sem => writeln!(
@@ -186,6 +206,18 @@ fn msg_line(out: &mut dyn Write, id: i32, ds: &msg::Msqid64Ds) -> fmt::Result {
     )
 }
 
+/// The family's `ids->next_id`, for a `*_next_id` sysctl: read, or changed by one aligned
+/// store, as the kernel's handler does without the ids' lock.
+fn next_id(r: &Region, s: Sysctl) -> *mut i32 {
+    let h = r.header();
+    let ids = match s {
+        Sysctl::ShmNextId => &h.shm.ids,
+        Sysctl::SemNextId => &h.sem.ids,
+        _ => &h.msg.ids,
+    };
+    (&raw const ids.next_id).cast_mut()
+}
+
 /// An int sysctl's value (the fields hold the bits of a C `int`).
 fn int_value(l: &Limits, s: Sysctl) -> i32 {
     (match s {
@@ -245,6 +277,19 @@ pub fn write_sysctl(r: &Region, s: Sysctl, head: &[u8], total: usize) -> Result<
                 store(f, x as u32);
             }
             res
+        }
+        // proc_dointvec_minmax in [0, INT_MAX]; the family's allocation takes it.
+        _ if s.is_next_id() => {
+            let f = next_id(r, s);
+            values(1, &mut |_, neg, x| {
+                let v = to_int(neg, x)?;
+                if v < 0 {
+                    return Err(EINVAL);
+                }
+                // SAFETY: an aligned word of the mapped header, changed by one store.
+                unsafe { core::ptr::write_volatile(f, v) };
+                Ok(())
+            })
         }
         // proc_dointvec_minmax with the table's bounds.
         _ => {

@@ -8,8 +8,9 @@
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
-//! exec wake-ups | what runs on each CPU.
-//! The file is sparse: only pages that were touched take memory.
+//! exec wake-ups | what runs on each CPU | backing bitmap.
+//! The file is sparse: only pages that were touched take memory, and every page is reserved
+//! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
 
 use crate::alloc::Heap;
 use crate::journal::JOURNAL_BYTES;
@@ -23,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 19;
+pub const LAYOUT_VERSION: u32 = 21;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -48,10 +49,7 @@ pub const PIPE_SLOTS_OFF: u64 =
 pub const PIPE_HASH_BUCKETS: u32 = PIPE_MAX;
 pub const PIPE_HASH_OFF: u64 =
     align_up(PIPE_SLOTS_OFF + PIPE_MAX as u64 * size_of::<PipeInodeInfo>() as u64, PAGE_SIZE);
-/// The pipe garbage collector's list of processes it has scanned (pids, sorted).
-pub const PIPE_GC_PIDS: u32 = 1 << 20;
-pub const PIPE_GC_PIDS_OFF: u64 = align_up(PIPE_HASH_OFF + PIPE_HASH_BUCKETS as u64 * 4, PAGE_SIZE);
-pub const HEAP_OFF: u64 = align_up(PIPE_GC_PIDS_OFF + PIPE_GC_PIDS as u64 * 4, 1 << 20);
+pub const HEAP_OFF: u64 = align_up(PIPE_HASH_OFF + PIPE_HASH_BUCKETS as u64 * 4, 1 << 20);
 pub const HEAP_END: u64 = 1 << 30;
 /// Segment memory lives here; `shmat` maps a second view of a range of it.
 pub const SHM_DATA_OFF: u64 = HEAP_END;
@@ -128,7 +126,12 @@ pub const RUNNING_OFF: u64 = align_up(
     EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
     PAGE_SIZE,
 );
-pub const TOTAL_SIZE: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+/// One bit per page of everything before it: the page was reserved (`crate::backing`).
+pub const BACKING_OFF: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+pub const BACKING_BYTES: u64 = align_up(BACKING_OFF / PAGE_SIZE / 8, PAGE_SIZE);
+/// One bit per page of the bitmap, in the header: that bitmap page was reserved.
+pub const BACKING_L1_WORDS: usize = (BACKING_BYTES / PAGE_SIZE).div_ceil(64) as usize;
+pub const TOTAL_SIZE: u64 = BACKING_OFF + BACKING_BYTES;
 
 const _: () = assert!(HEAP_OFF < HEAP_END);
 
@@ -263,7 +266,7 @@ pub struct Header {
     pub state: AtomicU32,
     pub total_size: u64,
     /// The offsets this file was laid out with: a file from another build is refused.
-    pub layout: [u64; 20],
+    pub layout: [u64; 19],
     pub created: i64,
     /// One past the highest process slot ever used: scans of the table stop here.
     pub procs_hwm: AtomicU32,
@@ -275,18 +278,19 @@ pub struct Header {
     pub pipe: PipeNs,
     pub sem: crate::sem::SemNs,
     pub msg: crate::msg::MsgNs,
+    /// Which pages of the backing bitmap were reserved (see `crate::backing`).
+    pub backing: [AtomicU64; BACKING_L1_WORDS],
 }
 
 /// The section offsets and the header's own shape: a build that moved any of them (even
 /// without a version bump) is told apart from this one.
-const fn layout() -> [u64; 20] {
+const fn layout() -> [u64; 19] {
     [
         PROCS_OFF,
         SHM_SLOTS_OFF,
         SHM_EXTENTS_OFF,
         PIPE_SLOTS_OFF,
         PIPE_HASH_OFF,
-        PIPE_GC_PIDS_OFF,
         HEAP_OFF,
         SHM_DATA_OFF,
         PIPE_PAGES_OFF,
@@ -329,6 +333,8 @@ pub enum RegionErrorKind {
     NotPrivate(Owner, u32, u32, u32),
     /// IPCSHIM_GROUP is not a group id.
     BadGroup,
+    /// The file system has no room for the region's first pages.
+    NoSpace(i32),
 }
 
 impl fmt::Display for RegionError {
@@ -355,6 +361,13 @@ impl fmt::Display for RegionError {
             }
             RegionErrorKind::NotInMemory => {
                 write!(f, "not on tmpfs or ramfs (IPC state would be written to disk); set IPCSHIM_DIR")
+            }
+            RegionErrorKind::NoSpace(e) => {
+                write!(
+                    f,
+                    "no room for a new region ({}); IPC is left to the kernel",
+                    std::io::Error::from_raw_os_error(e)
+                )
             }
             RegionErrorKind::Incomplete => {
                 write!(f, "region initialisation never completed (corrupt header); refusing to use it")
@@ -518,6 +531,8 @@ impl RegionFiles {
     /// The region files named by `value` (`RW,RO,DEV,INO`), if they are open here as that file
     /// with those access modes.
     pub fn inherited(value: &str) -> Option<RegionFiles> {
+        // What follows a ';' is the IPC namespace's (see the shim's `ipcns`).
+        let value = value.split(';').next().unwrap_or_default();
         let mut it = value.split(',').map(|w| w.parse::<u64>().ok());
         let mut next = || it.next().flatten();
         let (rw, ro, dev, ino) = (next()?, next()?, next()?, next()?);
@@ -529,6 +544,19 @@ impl RegionFiles {
                 .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
         };
         (same(files.rw, libc::O_RDWR) && same(files.ro, libc::O_RDONLY)).then_some(files)
+    }
+
+    /// The IPC namespace's region files named after the ';' of [`FD_VAR`]
+    /// (`BASE_KNS,RW,RO,DEV,INO,KNS`, see the shim's `ipcns`), if still open as that file.
+    pub fn ipc_inherited(value: &str) -> Option<RegionFiles> {
+        let (_, rest) = value.split_once(',')?;
+        Self::inherited(rest)
+    }
+
+    /// The IPC namespace's region files this process was handed (see [`Self::ipc_inherited`]).
+    pub fn ipc_from_env() -> Option<RegionFiles> {
+        let value = std::env::var(FD_VAR).ok()?;
+        Self::ipc_inherited(value.split_once(';')?.1)
     }
 
     /// The file's (device, inode), for [`FD_VAR`].
@@ -602,36 +630,53 @@ fn create_file(name: &NsName) -> Result<i32, i32> {
     }
 }
 
-fn read_proc_u64(name: &str, default: u64) -> u64 {
-    read_sysctl_u64(&format!("kernel/{name}"), default)
+/// Up to `N` white-space separated numbers of `/proc/sys/<name>`, `defaults` where missing.
+/// Without allocating: a new IPC namespace's region is made where malloc may not be usable
+/// (a clone child whose parent had other threads).
+fn read_sysctl<const N: usize>(name: &str, defaults: [u64; N]) -> [u64; N] {
+    let mut path = [0u8; 64];
+    let head = b"/proc/sys/";
+    let len = head.len() + name.len();
+    if len >= path.len() {
+        return defaults;
+    }
+    path[..head.len()].copy_from_slice(head);
+    path[head.len()..len].copy_from_slice(name.as_bytes());
+    let Ok(fd) = sys::open(&path[..len + 1], libc::O_RDONLY | libc::O_CLOEXEC, 0) else { return defaults };
+    let mut buf = [0u8; 128];
+    let n = sys::read(fd, &mut buf).unwrap_or(0);
+    sys::close(fd);
+    let mut out = defaults;
+    let words = buf[..n].split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
+    for (slot, w) in out.iter_mut().zip(words) {
+        if let Some(v) = w.iter().try_fold(0u64, |v, &b| {
+            b.is_ascii_digit().then(|| v.checked_mul(10)?.checked_add((b - b'0') as u64)).flatten()
+        }) {
+            *slot = v;
+        }
+    }
+    out
 }
 
 fn read_sysctl_u64(name: &str, default: u64) -> u64 {
-    std::fs::read_to_string(format!("/proc/sys/{name}"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|w| w.parse().ok()))
-        .unwrap_or(default)
+    read_sysctl(name, [default])[0]
 }
 
 /// The kernel's current limits for this process's IPC namespace.
 pub fn kernel_limits() -> Limits {
-    let sem: Vec<u32> = std::fs::read_to_string("/proc/sys/kernel/sem")
-        .ok()
-        .map(|s| s.split_whitespace().filter_map(|w| w.parse().ok()).collect())
-        .unwrap_or_default();
-    let sem_at = |i: usize, d: u32| sem.get(i).copied().unwrap_or(d);
+    let sem = read_sysctl("kernel/sem", [32000, 1_024_000_000, 500, 32000]).map(|v| v as u32);
     Limits {
-        shmmax: read_proc_u64("shmmax", u64::MAX - (1 << 24)),
-        shmall: read_proc_u64("shmall", u64::MAX - (1 << 24)),
-        shmmni: read_proc_u64("shmmni", 4096) as u32,
-        semmsl: sem_at(0, 32000),
-        semmns: sem_at(1, 1_024_000_000),
-        semopm: sem_at(2, 500),
-        semmni: sem_at(3, 32000),
-        msgmax: read_proc_u64("msgmax", 8192) as u32,
-        msgmnb: read_proc_u64("msgmnb", 16384) as u32,
-        msgmni: read_proc_u64("msgmni", 32000) as u32,
-        shm_rmid_forced: read_proc_u64("shm_rmid_forced", 0) as u32,
+        shmmax: read_sysctl_u64("kernel/shmmax", u64::MAX - (1 << 24)),
+        shmall: read_sysctl_u64("kernel/shmall", u64::MAX - (1 << 24)),
+        shmmni: read_sysctl_u64("kernel/shmmni", 4096) as u32,
+        semmsl: sem[0],
+        semmns: sem[1],
+        semopm: sem[2],
+        semmni: sem[3],
+        msgmax: read_sysctl_u64("kernel/msgmax", 8192) as u32,
+        msgmnb: read_sysctl_u64("kernel/msgmnb", 16384) as u32,
+        msgmni: read_sysctl_u64("kernel/msgmni", 32000) as u32,
+        shm_rmid_forced: read_sysctl_u64("kernel/shm_rmid_forced", 0) as u32,
         pipe_max_size: read_sysctl_u64("fs/pipe-max-size", 1 << 20) as u32,
         pipe_user_pages_soft: read_sysctl_u64("fs/pipe-user-pages-soft", 16 * 1024),
         pipe_user_pages_hard: read_sysctl_u64("fs/pipe-user-pages-hard", 0),
@@ -683,7 +728,16 @@ impl Region {
         if fresh {
             // SAFETY: we hold the exclusive flock on a zero-length file we just sized: no other
             // process has the header mapped in a usable state yet.
-            unsafe { region.initialise() };
+            if let Err(e) = unsafe { region.initialise() } {
+                // Nothing was written: the next opener starts afresh. The header may have no
+                // page, so the region is not dropped (which reads it).
+                let _ = sys::ftruncate(fd, 0);
+                let _ = sys::munmap(region.base, TOTAL_SIZE as usize);
+                let _ = sys::munmap(region.ro_data, SHM_DATA_SIZE as usize);
+                core::mem::forget(region);
+                let _ = sys::flock(fd, libc::LOCK_UN);
+                return Err(err(RegionErrorKind::NoSpace(e)));
+            }
         }
         let _ = sys::flock(fd, libc::LOCK_UN);
         Ok(region)
@@ -729,7 +783,18 @@ impl Region {
 
     /// # Safety
     /// Only while holding the creation flock on a freshly sized file.
-    unsafe fn initialise(&self) {
+    unsafe fn initialise(&self) -> Result<(), sys::Errno> {
+        // Every page written below is reserved first, the header's own page before anything
+        // (the backing bits live in it): a full file system fails here, with nothing written.
+        crate::backing::populate(self, 0, PAGE_SIZE)?;
+        self.reserve(0, PAGE_SIZE)?;
+        self.reserve(SHM_EXTENTS_OFF, size_of::<Extent>() as u64)?;
+        self.reserve(EPOLL_OFF, size_of::<crate::epoll::EpollNs>() as u64)?;
+        // The pipe lookup's buckets are hashed all over: reserved whole (128 KiB).
+        self.reserve(PIPE_HASH_OFF, PIPE_HASH_BUCKETS as u64 * 4)?;
+        // Read by every locker and every exec: small, reserved whole.
+        self.reserve(RUNNING_OFF, size_of::<crate::journal::Running>() as u64)?;
+        self.reserve(EXEC_WAKES_OFF, EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64)?;
         let hdr = self.base as *mut Header;
         // SAFETY: the header page is mapped, zero-filled and exclusively ours (see caller).
         // Identity first, readiness last: a creator that dies in between leaves a file that is
@@ -751,6 +816,7 @@ impl Region {
             crate::epoll::EpollNs::init(self.at::<crate::epoll::EpollNs>(EPOLL_OFF));
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
+        Ok(())
     }
 
     pub fn base(&self) -> usize {

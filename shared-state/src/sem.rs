@@ -96,23 +96,38 @@ pub struct SemNs {
     pub ids: ipc::IpcIds,
     /// Semaphores in all sets (`ns->used_sems`).
     pub used_sems: u32,
+    _pad: u32,
     /// The pools of sleepers, undo records and adjustments (see [`POOLS`]).
     pools: [PoolHead; 3],
     /// Last ticket handed to a sleeper.
     tickets: AtomicU32,
 }
 
-/// Region offset, entry size, claim word offset and size of the pools of sleepers, undo
-/// records and adjustments.
-const POOLS: [(u64, u64, u64, u32); 3] = [
+/// Region offset, entry size, claim word offset, size and parts (see `journal::Pool`) of the
+/// pools of sleepers, undo records and adjustments.
+type PoolDesc = (u64, u64, u64, u32, &'static [(u64, u64)]);
+const POOLS: [PoolDesc; 3] = [
     (
         SEM_QUEUE_OFF,
         size_of::<SemQueue>() as u64,
         core::mem::offset_of!(SemQueue, claim) as u64,
         SEM_QUEUE_MAX,
+        &[(SEM_QUEUE_OFF, size_of::<SemQueue>() as u64)],
     ),
-    (SEM_UNDO_OFF, size_of::<SemUndo>() as u64, core::mem::offset_of!(SemUndo, claim) as u64, SEM_UNDO_MAX),
-    (SEM_ADJ_OFF, size_of::<SemAdj>() as u64, core::mem::offset_of!(SemAdj, claim) as u64, SEM_ADJ_MAX),
+    (
+        SEM_UNDO_OFF,
+        size_of::<SemUndo>() as u64,
+        core::mem::offset_of!(SemUndo, claim) as u64,
+        SEM_UNDO_MAX,
+        &[(SEM_UNDO_OFF, size_of::<SemUndo>() as u64)],
+    ),
+    (
+        SEM_ADJ_OFF,
+        size_of::<SemAdj>() as u64,
+        core::mem::offset_of!(SemAdj, claim) as u64,
+        SEM_ADJ_MAX,
+        &[(SEM_ADJ_OFF, size_of::<SemAdj>() as u64)],
+    ),
 ];
 
 // The ids' journal may restore the words from `ids` to `used_sems`, and none of the atomics.
@@ -355,16 +370,20 @@ fn ns_of(r: &Region) -> &SemNs {
 fn set_at(r: &Region, idx: u32) -> &mut SemArray {
     let idx = idx.min(IPCMNI - 1);
     // SAFETY: bounded index into the set array; mutation only under the set's lock.
-    unsafe { r.at::<SemArray>(SEM_SETS_OFF + idx as u64 * size_of::<SemArray>() as u64) }
+    unsafe { r.at::<SemArray>(set_off(idx)) }
 }
 
 /// The bitmap of sets process `slot` may have undo entries on.
 fn proc_sets(r: &Region, slot: u32) -> &[AtomicU64] {
-    let off = SEM_PROC_SETS_OFF + slot.min(MAX_PROCS - 1) as u64 * SEM_PROC_SETS_BYTES;
+    let off = proc_sets_off(slot);
     // SAFETY: each record's bitmap lies there; its words are atomics.
     unsafe {
         core::slice::from_raw_parts((r.base() + off as usize) as *const AtomicU64, IPCMNI as usize / 64)
     }
+}
+
+fn proc_sets_off(slot: u32) -> u64 {
+    SEM_PROC_SETS_OFF + slot.min(MAX_PROCS - 1) as u64 * SEM_PROC_SETS_BYTES
 }
 
 /// A set's lock, held: its semaphore state may be changed. Commits its journal and unlocks on
@@ -410,6 +429,10 @@ fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
 /// Takes set `idx`'s lock for a view (`ipcs`, `/proc/sysvipc/sem`, status): not a call.
 fn lock_uncounted(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     let idx = idx.min(IPCMNI - 1);
+    // A slot never used holds no set (and its page may have no memory).
+    if !set_backed(r, idx) {
+        return Err(EINVAL);
+    }
     let guard = set_at(r, idx).lock.lock(r).map_err(|_| ENOMEM)?;
     let recovered = guard.recovered;
     let s = Sems {
@@ -705,7 +728,7 @@ impl<'a> Sems<'a> {
     // ---- pools ----
 
     fn pool(&self, which: u8) -> Pool<'a> {
-        let (off, stride, claim, max) = POOLS[which as usize];
+        let (off, stride, claim, max, _) = POOLS[which as usize];
         let head = &self.ns().pools[which as usize];
         // The sets keep no entries of their own (sleepers free theirs without the lock).
         Pool { r: self.r, words: off + claim, stride, links: off, link_stride: stride, max, head }
@@ -713,7 +736,7 @@ impl<'a> Sems<'a> {
 
     /// A free entry of pool `which` (sleepers, undo records, adjustments), now the set's.
     fn alloc(&self, which: u8) -> Result<u32, Errno> {
-        self.pool(which).claim(&self.journal(), self.idx + 1).ok_or(ENOMEM)
+        self.pool(which).claim(&self.journal(), self.idx + 1, POOLS[which as usize].4).ok_or(ENOMEM)
     }
 
     /// Gives entry `i` of pool `which` back when the lock is released.
@@ -885,7 +908,9 @@ impl<'a> Sems<'a> {
         let ui = match self.find_undo(owner, set, id) {
             Some(ui) => ui,
             None => {
-                // Named in the owner's bitmap first: its exit looks at this set.
+                // Named in the owner's bitmap first: its exit looks at this set. The bitmap
+                // gets its memory at the owner's first undo record (no room: ENOMEM).
+                self.r.reserve(proc_sets_off(owner), SEM_PROC_SETS_BYTES).map_err(|_| ENOMEM)?;
                 proc_sets(self.r, owner)[set as usize / 64].fetch_or(1 << (set % 64), Ordering::AcqRel);
                 let ui = self.alloc(1)?;
                 let s = self.set(set);
@@ -1339,8 +1364,9 @@ impl IpcFamily for Ids<'_> {
     type Params = u32;
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        // Liveness and perm change only under the ids lock, which is held.
-        let s = set_at(self.r, idx);
+        // Liveness and perm change only under the ids lock, which is held. A slot never used
+        // holds no set (and is not read).
+        let s = set_backed(self.r, idx).then(|| set_at(self.r, idx))?;
         (s.live != 0).then_some(&s.perm)
     }
 
@@ -1363,9 +1389,15 @@ impl IpcFamily for Ids<'_> {
             return Err(ENOMEM);
         }
         let ids = &mut self.ns().ids;
+        // The slots the id allocation may pick, and the new set's semaphores, get their memory
+        // first: a full file system is ENOMEM, as a kernel out of memory.
+        let window = ids.window() as u64 * size_of::<SemArray>() as u64;
+        self.r.reserve(SEM_SETS_OFF, window).map_err(|_| ENOMEM)?;
         self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
         let (idx, seq) = ids.alloc(limits.semmni, |i| set_at(self.r, i).live != 0)?;
-        let s = match lock_uncounted(self.r, idx) {
+        let sems =
+            self.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).map_err(|_| ENOMEM);
+        let s = match sems.and_then(|()| lock_uncounted(self.r, idx)) {
             Ok(s) => s,
             Err(e) => {
                 self.journal().recover();
@@ -1504,6 +1536,11 @@ pub fn semtimedop(
     }
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
+    let sops_off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
+    if r.reserve(sops_off, (nsops * size_of::<Sembuf>()) as u64).is_err() {
+        s.free_q(qi);
+        return Err(ENOMEM);
+    }
     let q = s.q(qi);
     s.save(q as *const SemQueue as *const u8, core::mem::offset_of!(SemQueue, claim));
     q.next = 0;
@@ -1545,12 +1582,30 @@ pub fn semtimedop(
     sleep(r, s, qi, ticket, deadline.as_ref(), env)
 }
 
+/// Where set `idx` lives in the region.
+const fn set_off(idx: u32) -> u64 {
+    SEM_SETS_OFF + idx as u64 * size_of::<SemArray>() as u64
+}
+
+/// Where semaphore `num` of set `idx` lives.
+const fn sem_off(idx: u32, num: u32) -> u64 {
+    SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64
+}
+
+/// Whether set slot `idx` was ever used (one that was not holds no set and is not read).
+fn set_backed(r: &Region, idx: u32) -> bool {
+    r.reserved(set_off(idx), size_of::<SemArray>() as u64)
+}
+
 /// A semop of one operation that succeeds at once on a set nobody holds, sleeps in or died
 /// holding adjustments on: one compare-and-swap of the semaphore's word, no lock, no system
 /// call. `None`: take the locked path (which also gives every error).
 fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
+    if !set_backed(r, idx) {
+        return None;
+    }
     // Unlocked reads of the set: the word's sequence number and GATED, compared by the
     // compare-and-swap, are what make the operation valid.
     let set = set_at(r, idx);
@@ -1564,7 +1619,7 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     }
     let undo = sop.sem_flg & SEM_UNDO != 0;
     let pid = proc::self_pid();
-    let slot = proc::self_slot();
+    let slot = proc::self_slot(r);
     let mine = if set.undo_head != 0 || undo {
         let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
         if !ok {
@@ -1964,10 +2019,7 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
 /// IPC_SET and IPC_RMID (`semctl_down`): apart, so that its frame does not add to the others'.
 #[inline(never)]
 fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Result<i32, Errno> {
-    let mut ds = Semid64Ds::default();
-    if cmd == IPC_SET {
-        sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
-    }
+    let (uid, gid, mode) = if cmd == IPC_SET { set_args(arg)? } else { (0, 0, 0) };
     // semctl_down: the ids first, then the set.
     let ids = lock_ids(r)?;
     let s = lock_id(r, semid)?;
@@ -1985,11 +2037,20 @@ fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Res
     } else {
         let set = s.set(idx);
         let mut perm = set.perm;
-        perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+        perm.update(uid, gid, mode)?;
         s.w(&mut set.perm, perm);
         s.w(&mut set.ctime, sys::coarse_seconds());
     }
     Ok(0)
+}
+
+/// IPC_SET's uid, gid and mode, read from the user's semid_ds in a frame of their own (the
+/// caller's holds two lock guards).
+#[inline(never)]
+fn set_args(arg: usize) -> Result<(u32, u32, u32), Errno> {
+    let mut ds = Semid64Ds::default();
+    sys::copy_from_user(&mut ds as *mut Semid64Ds as *mut u8, arg, size_of::<Semid64Ds>())?;
+    Ok((ds.perm.uid, ds.perm.gid, ds.perm.mode as u32))
 }
 
 /// GETALL and SETALL keep this many values on the stack (a quarter of the kernel's
@@ -2124,7 +2185,11 @@ pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
 
 /// The pid holding the lock of the set of `semid` (0 when none), for tests that kill it.
 pub fn lock_holder(r: &Region, semid: i32) -> i32 {
-    (set_at(r, ipc::id_to_idx(semid)).lock.owner_word() & 0x3fff_ffff) as i32
+    let idx = ipc::id_to_idx(semid);
+    if !set_backed(r, idx) {
+        return 0;
+    }
+    (set_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32
 }
 
 /// The sleeping semops of the process in `slot` are gone (it exited, exec'd or was found
@@ -2153,6 +2218,10 @@ fn drop_sleepers(r: &Region, slot: u32) {
 /// The caller holds the region lock (lock order: region, then sets) or none; `slot < MAX_PROCS`.
 pub unsafe fn exit_sem(r: &Region, slot: u32) {
     drop_sleepers(r, slot);
+    // A process that never had an undo record has no bitmap (nor memory for it).
+    if !r.reserved(proc_sets_off(slot), SEM_PROC_SETS_BYTES) {
+        return;
+    }
     for (w, word) in proc_sets(r, slot).iter().enumerate() {
         let mut bits = word.load(Ordering::Acquire);
         while bits != 0 {

@@ -7,6 +7,7 @@
 //! attaching process's record, so `shm_nattch` is exact and a dead process's attachments are
 //! dropped when it is reaped.
 
+use crate::backing;
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, IpcIds, KernIpcPerm, S_IRUGO, S_IWUGO, S_IXUGO};
 use crate::proc::{self, ProcRecord};
 use crate::region::{
@@ -96,6 +97,8 @@ struct ShmAttach {
     id: i32,
     addr: u64,
     len: u64,
+    /// 0 for a SHM_RDONLY attachment, whose vma the kernel does not make VM_SHARED.
+    shared: u32,
 }
 
 /// `struct shmid64_ds` as x86_64 user space sees it.
@@ -140,6 +143,10 @@ pub struct ShmInfo {
 
 const _: () = assert!(size_of::<Shmid64Ds>() == 112 && size_of::<ShmInfo>() == 48);
 
+const fn slot_off(idx: u32) -> u64 {
+    SHM_SLOTS_OFF + idx as u64 * size_of::<ShmidKernel>() as u64
+}
+
 fn pages(bytes: u64) -> u64 {
     bytes.div_ceil(PAGE_SIZE)
 }
@@ -158,7 +165,12 @@ impl<'a> Shm<'a> {
     fn slot(&self, idx: u32) -> &'a mut ShmidKernel {
         debug_assert!(idx < IPCMNI);
         // SAFETY: idx < IPCMNI; the slot array lies at SHM_SLOTS_OFF; lock held.
-        unsafe { self.region.at::<ShmidKernel>(SHM_SLOTS_OFF + idx as u64 * size_of::<ShmidKernel>() as u64) }
+        unsafe { self.region.at::<ShmidKernel>(slot_off(idx)) }
+    }
+
+    /// Whether slot `idx` was ever used (one that was not holds no segment, and is not read).
+    fn backed(&self, idx: u32) -> bool {
+        self.region.reserved(slot_off(idx), size_of::<ShmidKernel>() as u64)
     }
 
     fn extents(&self) -> &'a mut [Extent] {
@@ -172,7 +184,7 @@ impl<'a> Shm<'a> {
     }
 
     fn used(&self, idx: u32) -> bool {
-        self.slot(idx).live != 0
+        self.backed(idx) && self.slot(idx).live != 0
     }
 
     fn data_addr(&self, seg: &ShmidKernel) -> usize {
@@ -214,12 +226,22 @@ impl<'a> Shm<'a> {
                 ext[i].off = off;
                 ext[i].len += len;
             }
-            (false, false) if n < ext.len() => {
+            (false, false)
+                if n < ext.len()
+                    && self
+                        .region
+                        .reserve(
+                            SHM_EXTENTS_OFF + n as u64 * size_of::<Extent>() as u64,
+                            size_of::<Extent>() as u64,
+                        )
+                        .is_ok() =>
+            {
                 ext.copy_within(i..n, i + 1);
                 ext[i] = Extent { off, len };
                 ns.extents_len = n as u32 + 1;
             }
-            (false, false) => {} // cannot happen (see MAX_EXTENTS); the range is leaked
+            // Cannot happen (see MAX_EXTENTS), or no room for the entry: the range is leaked.
+            (false, false) => {}
         }
     }
 
@@ -282,13 +304,21 @@ impl<'a> Shm<'a> {
     }
 
     /// Adds an attachment to `slot`'s list and counts it (`shm_open`).
-    fn add_attach(&self, slot: u32, idx: u32, addr: u64, len: u64, pid: i32) -> Result<(), Errno> {
+    fn add_attach(
+        &self,
+        slot: u32,
+        idx: u32,
+        addr: u64,
+        len: u64,
+        shared: bool,
+        pid: i32,
+    ) -> Result<(), Errno> {
         let seg = self.slot(idx);
         // SAFETY: lock held.
         let off = unsafe { self.heap().alloc(self.region, size_of::<ShmAttach>() as u64) }.ok_or(ENOMEM)?;
         let node = self.attach_node(off).ok_or(ENOMEM)?;
         let rec = self.record(slot);
-        *node = ShmAttach { next: rec.shm_attach, idx, id: seg.perm.id, addr, len };
+        *node = ShmAttach { next: rec.shm_attach, idx, id: seg.perm.id, addr, len, shared: shared as u32 };
         rec.shm_attach = off;
         seg.nattch += 1;
         seg.atime = sys::coarse_seconds();
@@ -334,18 +364,7 @@ impl<'a> Shm<'a> {
 
     /// Resident pages of a segment (the kernel's `nrpages` of its shmem file).
     fn rss_pages(&self, seg: &ShmidKernel) -> u64 {
-        let mut vec = [0u8; 256];
-        let mut total = 0;
-        let mut off = 0;
-        while off < seg.data_len {
-            let chunk = (seg.data_len - off).min(vec.len() as u64 * PAGE_SIZE);
-            let n = pages(chunk) as usize;
-            if sys::mincore(self.data_addr(seg) + off as usize, chunk as usize, &mut vec[..n]).is_ok() {
-                total += vec[..n].iter().filter(|&&b| b & 1 != 0).count() as u64;
-            }
-            off += chunk;
-        }
-        total
+        backing::written_pages(self.region, SHM_DATA_OFF + seg.data_off, seg.data_len)
     }
 }
 
@@ -353,8 +372,7 @@ impl IpcFamily for Shm<'_> {
     type Params = u64;
 
     fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        let seg = self.slot(idx);
-        (seg.live != 0).then_some(&seg.perm)
+        self.used(idx).then(|| &self.slot(idx).perm)
     }
 
     fn max_idx(&self) -> i32 {
@@ -376,7 +394,7 @@ impl IpcFamily for Shm<'_> {
             _ => return Err(ENOSPC),
         }
         if flg & SHM_HUGETLB != 0 {
-            hugetlb_check(flg)?;
+            hugetlb_check(flg, cred)?;
         }
         if ns.ids.in_use >= limits.shmmni.min(IPCMNI) {
             return Err(ENOSPC);
@@ -385,10 +403,20 @@ impl IpcFamily for Shm<'_> {
         // The creator needs a record so that its exit is noticed (shm_rmid_forced).
         // SAFETY: the lock is held while `self` exists.
         let creator = unsafe { proc::current_record(self.region) }.ok_or(ENOMEM)?;
+        // The slots the id allocation may pick, and the segment's memory, are reserved before
+        // anything is promised: a full file system is ENOMEM here, as a kernel out of memory.
+        let window = ns.ids.window() as u64 * size_of::<ShmidKernel>() as u64;
+        self.region.reserve(SHM_SLOTS_OFF, window).map_err(|_| ENOMEM)?;
         let data_off = self.alloc_data(len).ok_or(ENOMEM)?;
+        if backing::reserve_segment(self.region, SHM_DATA_OFF + data_off, len).is_err() {
+            self.discard(data_off, len);
+            self.free_data(data_off, len);
+            return Err(ENOMEM);
+        }
         let (idx, seq) = match ns.ids.alloc(limits.shmmni, |i| self.used(i)) {
             Ok(v) => v,
             Err(e) => {
+                self.discard(data_off, len);
                 self.free_data(data_off, len);
                 return Err(e);
             }
@@ -420,9 +448,10 @@ impl IpcFamily for Shm<'_> {
 }
 
 /// ipcshim provides no huge pages. Like the kernel with none reserved: an unknown huge page
-/// size is EINVAL, a reservation fails with ENOMEM, and SHM_NORESERVE (no reservation) gets a
-/// segment, here of ordinary pages.
-fn hugetlb_check(flg: i32) -> Result<(), Errno> {
+/// size is EINVAL, a caller who may not use huge pages gets EPERM (`hugetlb_file_setup` asks
+/// before it reserves), a reservation fails with ENOMEM, and SHM_NORESERVE (no reservation)
+/// gets a segment, here of ordinary pages.
+fn hugetlb_check(flg: i32, cred: &Cred) -> Result<(), Errno> {
     let log = (flg as u32 >> SHM_HUGE_SHIFT) & SHM_HUGE_MASK;
     let size_known = match log {
         0 => true,
@@ -440,11 +469,30 @@ fn hugetlb_check(flg: i32) -> Result<(), Errno> {
     };
     if !size_known {
         Err(EINVAL)
+    } else if !can_do_hugetlb_shm(cred) {
+        Err(EPERM)
     } else if flg & SHM_NORESERVE == 0 {
         Err(ENOMEM)
     } else {
         Ok(())
     }
+}
+
+/// `can_do_hugetlb_shm`: CAP_IPC_LOCK, or membership of `vm.hugetlb_shm_group` (a global
+/// sysctl, 0 when unreadable).
+fn can_do_hugetlb_shm(cred: &Cred) -> bool {
+    if cred.capable(ipc::CAP_IPC_LOCK) {
+        return true;
+    }
+    let mut buf = [0u8; 16];
+    let group = sys::open(b"/proc/sys/vm/hugetlb_shm_group\0", libc::O_RDONLY | libc::O_CLOEXEC, 0)
+        .map(|fd| {
+            let n = sys::read(fd, &mut buf).unwrap_or(0);
+            sys::close(fd);
+            buf[..n].iter().take_while(|b| b.is_ascii_digit()).fold(0u32, |v, &b| v * 10 + (b - b'0') as u32)
+        })
+        .unwrap_or(0);
+    cred.in_group_p(group)
 }
 
 /// Runs a served call under the region lock (counted in `shm_calls`).
@@ -558,7 +606,7 @@ pub fn shmat(region: &Region, shmid: i32, shmaddr: usize, shmflg: i32) -> Result
         if prot & libc::PROT_EXEC != 0 {
             let _ = sys::mprotect(mapped, len, prot);
         }
-        if let Err(e) = shm.add_attach(slot, idx, mapped as u64, len as u64, pid) {
+        if let Err(e) = shm.add_attach(slot, idx, mapped as u64, len as u64, shmflg & SHM_RDONLY == 0, pid) {
             let _ = sys::munmap(mapped, len);
             return Err(e);
         }
@@ -573,7 +621,7 @@ pub fn shmdt(region: &Region, shmaddr: usize) -> Result<(), Errno> {
     }
     let pid = proc::self_pid();
     locked(region, |shm| {
-        let slot = proc::self_slot();
+        let slot = proc::self_slot(region);
         if slot >= MAX_PROCS {
             return Err(EINVAL);
         }
@@ -582,6 +630,157 @@ pub fn shmdt(region: &Region, shmaddr: usize) -> Result<(), Errno> {
         shm.close(idx, id, pid);
         Ok(())
     })
+}
+
+/// `remap_file_pages(start, size, 0, pgoff, _)` whose `start` lies in one of this process's
+/// attachments, with arguments the kernel's first checks passed (page-aligned, no wrap): the
+/// kernel would map the region file there, so it is done here as `shm_mmap` would, with the
+/// segment as the file. `None` when `start` is in no attachment (the kernel's call).
+///
+/// As the kernel: a SHM_RDONLY attachment (not VM_SHARED) or a range that leaves the
+/// attachment (another vma, another file) is EINVAL;
+/// the old pages go first (`shm_close`), so replacing the whole of the last attachment of a
+/// removed segment destroys it and fails with EINVAL, the range left unmapped; otherwise the
+/// segment's pages from `pgoff` take the range (pages past its end raise SIGBUS), with the
+/// vma's protection, and the segment's atime, dtime and lpid are the caller's.
+pub fn remap_file_pages(region: &Region, start: usize, size: usize, pgoff: u64) -> Option<Result<(), Errno>> {
+    let slot = proc::self_slot(region);
+    if slot >= MAX_PROCS {
+        return None;
+    }
+    let pid = proc::self_pid();
+    let res = locked(region, |shm| {
+        let mut found = None;
+        shm.for_each_attach(slot, |a| {
+            if found.is_none() && (a.addr..a.addr + a.len).contains(&(start as u64)) {
+                found = Some((a.idx, a.id, a.addr as usize, a.len as usize, a.shared != 0));
+            }
+        });
+        let Some((idx, id, addr, len, shared)) = found else { return Ok(None) };
+        if !shared || start + size > addr + len {
+            return Ok(Some(Err(EINVAL)));
+        }
+        let prot = vma_prot(start).unwrap_or(libc::PROT_READ);
+        let live = |shm: &Shm| shm.slot(idx).live != 0 && shm.slot(idx).perm.id == id;
+        if !live(shm) {
+            return Ok(Some(Err(EINVAL)));
+        }
+        let whole = start == addr && size == len;
+        if whole {
+            shm.take_attach(slot, |a| a.addr as usize == addr);
+            shm.close(idx, id, pid);
+            if !live(shm) {
+                let _ = sys::munmap(start, size);
+                return Ok(Some(Err(EINVAL)));
+            }
+        } else {
+            let seg = shm.slot(idx);
+            seg.dtime = sys::coarse_seconds();
+            seg.lpid = pid;
+        }
+        let mapped = shm.map_pages(idx, start, size, pgoff, prot);
+        if whole {
+            shm.add_attach(slot, idx, addr as u64, len as u64, true, pid)?;
+        } else {
+            shm.slot(idx).atime = sys::coarse_seconds();
+        }
+        Ok(Some(mapped))
+    });
+    res.unwrap_or_else(|e| Some(Err(e)))
+}
+
+impl Shm<'_> {
+    /// Maps segment `idx`'s pages from `pgoff` over `[start, start + size)` with `prot` (from
+    /// the writable view: the attachment is VM_SHARED, so it may be made writable again);
+    /// pages past the segment's end come from an empty file, so touching them is SIGBUS as past
+    /// the end of the kernel's shmem file.
+    fn map_pages(&self, idx: u32, start: usize, size: usize, pgoff: u64, prot: i32) -> Result<(), Errno> {
+        let seg = self.slot(idx);
+        let page = PAGE_SIZE as usize;
+        let inside =
+            (seg.data_len / PAGE_SIZE).saturating_sub(pgoff).min((size / page) as u64) as usize * page;
+        if inside > 0 {
+            let src = self.data_addr(seg) + pgoff as usize * page;
+            sys::mremap(src, 0, inside, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, start)?;
+        }
+        if inside < size {
+            let fd = sys::syscall6(
+                libc::SYS_memfd_create,
+                c"ipcshim-shm".as_ptr() as usize,
+                libc::MFD_CLOEXEC as usize,
+                0,
+                0,
+                0,
+                0,
+            )? as i32;
+            let r = sys::mmap(start + inside, size - inside, prot, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0);
+            sys::close(fd);
+            r?;
+        }
+        if inside > 0 && prot != libc::PROT_READ | libc::PROT_WRITE {
+            sys::mprotect(start, inside, prot)?;
+        }
+        Ok(())
+    }
+}
+
+/// The protection of the mapping holding `addr`, from `/proc/self/maps` (read without
+/// allocating, in a small buffer: the range and permissions open each line, and the rest of a
+/// line longer than the buffer, its path, is skipped).
+fn vma_prot(addr: usize) -> Option<i32> {
+    let fd = sys::open(b"/proc/self/maps\0", libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
+    let mut buf = [0u8; 256];
+    let mut have = 0;
+    let mut skipping = false;
+    let mut found = None;
+    'read: loop {
+        let n = match sys::read(fd, &mut buf[have..]) {
+            Ok(n) if n > 0 => n,
+            _ => break,
+        };
+        have += n;
+        loop {
+            let nl = buf[..have].iter().position(|&b| b == b'\n');
+            if nl.is_none() && have < buf.len() {
+                break;
+            }
+            if !skipping && let Some(p) = maps_line_prot(&buf[..nl.unwrap_or(have)], addr) {
+                found = Some(p);
+                break 'read;
+            }
+            match nl {
+                Some(nl) => {
+                    buf.copy_within(nl + 1..have, 0);
+                    have -= nl + 1;
+                    skipping = false;
+                }
+                None => {
+                    have = 0;
+                    skipping = true;
+                    break;
+                }
+            }
+        }
+    }
+    sys::close(fd);
+    found
+}
+
+/// The protection a `/proc/PID/maps` line gives, if its range holds `addr`.
+fn maps_line_prot(line: &[u8], addr: usize) -> Option<i32> {
+    let hex = |s: &[u8]| s.iter().try_fold(0usize, |v, &b| Some(v * 16 + (b as char).to_digit(16)? as usize));
+    let mut fields = line.split(|&b| b == b' ');
+    let (lo, hi) = {
+        let range = fields.next()?;
+        let dash = range.iter().position(|&b| b == b'-')?;
+        (hex(&range[..dash])?, hex(&range[dash + 1..])?)
+    };
+    if !(lo..hi).contains(&addr) {
+        return None;
+    }
+    let perms = fields.next()?;
+    let bit = |i: usize, c: u8, p: i32| if perms.get(i) == Some(&c) { p } else { 0 };
+    Some(bit(0, b'r', libc::PROT_READ) | bit(1, b'w', libc::PROT_WRITE) | bit(2, b'x', libc::PROT_EXEC))
 }
 
 fn to_user<T>(buf: usize, v: &T) -> Result<(), Errno> {
@@ -788,7 +987,18 @@ pub unsafe fn exec_shm(region: &Region, slot: u32, pid: i32) {
 /// The caller holds the region lock; `slot < MAX_PROCS`.
 pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
     // SAFETY: forwarded contract.
-    unsafe { exec_shm(region, slot, pid) };
+    unsafe {
+        exec_shm(region, slot, pid);
+        orphan_shm(region, slot);
+    }
+}
+
+/// The part of `exit_shm` that does not detach: the process stops being its segments'
+/// creator, and under shm_rmid_forced its unattached ones die.
+///
+/// # Safety
+/// The caller holds the region lock; `slot < MAX_PROCS`.
+pub unsafe fn orphan_shm(region: &Region, slot: u32) {
     let shm = Shm { region };
     let forced = shm.limits().shm_rmid_forced != 0;
     for idx in 0..=shm.max_idx() {
@@ -805,7 +1015,7 @@ pub unsafe fn exit_shm(region: &Region, slot: u32, pid: i32) {
 /// The program unmapped `[addr, addr + len)` itself: attachments wholly inside are gone, as
 /// their vmas are (a partly unmapped attachment stays counted).
 pub fn unmapped(region: &Region, addr: usize, len: usize) {
-    let slot = proc::self_slot();
+    let slot = proc::self_slot(region);
     if slot >= MAX_PROCS {
         return;
     }
@@ -831,18 +1041,18 @@ pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
     // In batches, each read from the parent's list before it is added to the child's.
     let mut done = 0;
     loop {
-        let mut batch = [(0u32, 0u64, 0u64); 16];
+        let mut batch = [(0u32, 0u64, 0u64, false); 16];
         let (mut n, mut at) = (0, 0);
         shm.for_each_attach(parent, |a| {
             if at >= done && n < batch.len() {
-                batch[n] = (a.idx, a.addr, a.len);
+                batch[n] = (a.idx, a.addr, a.len, a.shared != 0);
                 n += 1;
             }
             at += 1;
         });
-        for &(idx, addr, len) in &batch[..n] {
+        for &(idx, addr, len, shared) in &batch[..n] {
             if idx < IPCMNI && shm.slot(idx).live != 0 {
-                let _ = shm.add_attach(child, idx, addr, len, pid);
+                let _ = shm.add_attach(child, idx, addr, len, shared, pid);
             }
         }
         if n < batch.len() {
@@ -859,7 +1069,9 @@ pub unsafe fn fork_shm(region: &Region, parent: u32, child: u32) {
 pub unsafe fn recover(region: &Region) {
     let shm = Shm { region };
     let ns = shm.ns();
-    for idx in 0..IPCMNI {
+    // Slots never used hold no segment and are left untouched.
+    let used: Vec<u32> = (0..IPCMNI).filter(|&i| shm.backed(i)).collect();
+    for &idx in &used {
         shm.slot(idx).nattch = 0;
     }
     for slot in 0..proc::procs_hwm(region) {
@@ -880,7 +1092,7 @@ pub unsafe fn recover(region: &Region) {
     let ext = shm.extents();
     let mut n = 0usize;
     let mut cursor = 0u64;
-    for idx in 0..IPCMNI {
+    for &idx in &used {
         let seg = shm.slot(idx);
         if seg.live == 0 {
             continue;
@@ -898,16 +1110,19 @@ pub unsafe fn recover(region: &Region) {
     }
     // Live ranges in address order become the holes between free extents.
     let mut ranges: Vec<(u64, u64)> =
-        (0..IPCMNI).map(|i| shm.slot(i)).filter(|s| s.live != 0).map(|s| (s.data_off, s.data_len)).collect();
+        used.iter().map(|&i| shm.slot(i)).filter(|s| s.live != 0).map(|s| (s.data_off, s.data_len)).collect();
     ranges.sort_unstable();
+    let entry = |n: usize| SHM_EXTENTS_OFF + n as u64 * size_of::<Extent>() as u64;
+    let room =
+        |n: usize| n < MAX_EXTENTS as usize && region.reserve(entry(n), size_of::<Extent>() as u64).is_ok();
     for (off, len) in ranges {
-        if off > cursor && n < ext.len() {
+        if off > cursor && room(n) {
             ext[n] = Extent { off: cursor, len: off - cursor };
             n += 1;
         }
         cursor = cursor.max(off + len);
     }
-    if cursor < SHM_DATA_SIZE && n < ext.len() {
+    if cursor < SHM_DATA_SIZE && room(n) {
         ext[n] = Extent { off: cursor, len: SHM_DATA_SIZE - cursor };
         n += 1;
     }

@@ -376,6 +376,9 @@ pub fn futex_waitv(waiters: &[FutexWaitv], deadline: &libc::timespec) -> Result<
     )
 }
 
+pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
+    sc!(libc::SYS_fallocate, fd, mode, off, len).map(|_| ())
+}
 pub fn lseek(fd: i32, off: i64, whence: i32) -> Result<u64, Errno> {
     sc!(libc::SYS_lseek, fd, off, whence).map(|o| o as u64)
 }

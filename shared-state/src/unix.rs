@@ -70,10 +70,19 @@ struct UnixName {
 
 const _: () = assert!(size_of::<UnixName>() == 128 && UNIX_PATH_MAX <= 14 * 8);
 
-fn entry(region: &Region, i: u32) -> &UnixName {
-    // SAFETY: the names table is UNIX_NAMES_MAX entries of 128 bytes at UNIX_NAMES_OFF, inside
-    // the mapping, and made of atomics only.
-    unsafe { &*((region.base() + UNIX_NAMES_OFF as usize) as *const UnixName).add(i as usize) }
+/// Entry `i`, if it was ever used (one that was not is empty, and is not read); `fill`: to
+/// be written, so it is reserved first (None without room).
+fn entry(region: &Region, i: u32, fill: bool) -> Option<&UnixName> {
+    table_entry(region, UNIX_NAMES_OFF, i, fill)
+}
+
+/// Entry `i` of a table of `T`s (made of atomics only) at `off`: see [`entry`].
+fn table_entry<T>(region: &Region, off: u64, i: u32, fill: bool) -> Option<&T> {
+    let (at, size) = (off + i as u64 * size_of::<T>() as u64, size_of::<T>() as u64);
+    let usable = if fill { region.reserve(at, size).is_ok() } else { region.reserved(at, size) };
+    // SAFETY: callers pass an index of a table of T at `off`, inside the mapping; the entry's
+    // page has its memory.
+    usable.then(|| unsafe { &*((region.base() + at as usize) as *const T) })
 }
 
 /// The name as the table stores it: kind and key words.
@@ -135,8 +144,7 @@ pub fn lookup_dgram(region: &Region, name: Name<'_>) -> Option<PipeHandle> {
 /// Datagrams to the socket of `queue` go to the kernel from now on.
 pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
     let Ok(_g) = ns_lock(region) else { return };
-    for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+    for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
         if e.kind.load(Ordering::Acquire) & DGRAM != 0
             && e.listener.load(Ordering::Relaxed) == queue.to_bits()
         {
@@ -147,7 +155,8 @@ pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
 
 fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
     let Ok(_g) = ns_lock(region) else { return };
-    let e = entry(region, index(kind, &key));
+    // Without room for the entry the name stays unannounced: its connections are the kernel's.
+    let Some(e) = entry(region, index(kind, &key), true) else { return };
     // Emptied first and filled last: a holder killed in between leaves an empty slot.
     e.kind.store(0, Ordering::Release);
     for (slot, w) in e.key.iter().zip(key) {
@@ -159,7 +168,7 @@ fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
 
 fn find(region: &Region, kind: u64, key: &[u64; 14]) -> Option<u64> {
     let _g = ns_lock(region).ok()?;
-    let e = entry(region, index(kind, key));
+    let e = entry(region, index(kind, key), false)?;
     let same = e.kind.load(Ordering::Acquire) & !FOREIGN_HELD == kind
         && e.key.iter().zip(key).all(|(slot, &w)| slot.load(Ordering::Relaxed) == w);
     same.then(|| e.listener.load(Ordering::Relaxed))
@@ -175,8 +184,7 @@ pub fn lookup(region: &Region, name: Name<'_>) -> Option<Listener> {
 /// the kernel.
 pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
     let Ok(_g) = ns_lock(region) else { return };
-    for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+    for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
         let kind = e.kind.load(Ordering::Acquire);
         if kind != 0 && kind & DGRAM == 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
             e.kind.store(0, Ordering::Release);
@@ -188,7 +196,7 @@ pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
 /// registered.
 pub fn registrant(region: &Region, ino: u32) -> Option<u32> {
     let _g = ns_lock(region).ok()?;
-    (0..UNIX_NAMES_MAX).map(|i| entry(region, i)).find_map(|e| {
+    (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)).find_map(|e| {
         let kind = e.kind.load(Ordering::Acquire);
         let l = Listener::unpack(e.listener.load(Ordering::Relaxed));
         (kind != 0 && kind & DGRAM == 0 && l.ino == ino).then_some(l.pid)
@@ -200,7 +208,7 @@ pub fn registrant(region: &Region, ino: u32) -> Option<u32> {
 pub fn mark_foreign_held(region: &Region, ino: u32) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+        let Some(e) = entry(region, i, false) else { continue };
         let kind = e.kind.load(Ordering::Acquire);
         if kind != 0 && kind & DGRAM == 0 && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino {
             e.kind.store(kind | FOREIGN_HELD, Ordering::Release);
@@ -213,7 +221,7 @@ pub fn mark_foreign_held(region: &Region, ino: u32) {
 pub fn release_listener(region: &Region, ino: u32) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
-        let e = entry(region, i);
+        let Some(e) = entry(region, i, false) else { continue };
         let kind = e.kind.load(Ordering::Acquire);
         if kind & FOREIGN_HELD != 0
             && kind & DGRAM == 0
@@ -247,10 +255,9 @@ static PENDING_SEQ: AtomicU64 = AtomicU64::new(0);
 const QUEUE_FREE: u64 = 0;
 const QUEUE_KERNEL: u64 = 1;
 
-fn pending(region: &Region, i: u32) -> &Pending {
-    // SAFETY: the pending table is UNIX_PENDING_MAX entries of 32 bytes at UNIX_PENDING_OFF,
-    // inside the mapping, and made of atomics only.
-    unsafe { &*((region.base() + UNIX_PENDING_OFF as usize) as *const Pending).add(i as usize) }
+/// Entry `i` of the pending table, as [`entry`] gives the names'.
+fn pending(region: &Region, i: u32, fill: bool) -> Option<&Pending> {
+    table_entry(region, UNIX_PENDING_OFF, i, fill)
 }
 
 fn pending_key(listener: Listener, pid: u32) -> u64 {
@@ -268,8 +275,9 @@ fn queue_of(e: &Pending) -> Option<PipeHandle> {
 }
 
 /// Frees an entry. Its queue stays marked: the collector keeps a marked queue only while it
-/// is pending, so one taken by a server stays kept until the server has linked it (its own
-/// queue's creation may run a collection in between), and a refused one is not kept.
+/// is pending, and a refused one is not kept; one taken by a server is kept a while
+/// (`pipe::sock_taken`) for the server to link it (its own queue's creation may run a
+/// collection in between).
 fn release(e: &Pending) {
     e.queue.store(QUEUE_FREE, Ordering::Release);
 }
@@ -290,8 +298,7 @@ pub fn pending_add(
     let seq = seq << 32 | (PENDING_SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
     let Ok(_g) = ns_lock(region) else { return false };
     let now = crate::sys::coarse_seconds() as u64;
-    for i in probes(key) {
-        let e = pending(region, i);
+    for e in probes(key).filter_map(|i| pending(region, i, true)) {
         let used = e.queue.load(Ordering::Acquire) != QUEUE_FREE;
         if used && now.saturating_sub(e.seq.load(Ordering::Relaxed) >> 32) < PENDING_STALE_SECS {
             continue;
@@ -339,7 +346,7 @@ pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which)
     let Ok(_g) = ns_lock(region) else { return Taken::NotThere };
     let mut best: Option<(u64, u32)> = None;
     for i in probes(key) {
-        let e = pending(region, i);
+        let Some(e) = pending(region, i, false) else { continue };
         if e.queue.load(Ordering::Acquire) == QUEUE_FREE || e.key.load(Ordering::Relaxed) != key {
             continue;
         }
@@ -352,19 +359,80 @@ pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which)
             best = Some((seq, i));
         }
     }
-    let Some((_, i)) = best else { return Taken::NotThere };
-    let e = pending(region, i);
+    let Some(e) = best.and_then(|(_, i)| pending(region, i, false)) else { return Taken::NotThere };
     let h = queue_of(e);
+    if let Some(h) = h {
+        pipe::sock_taken(region, h);
+    }
     release(e);
     Taken::Found(h)
+}
+
+/// Listener socket `ino` is gone (released): the connects still pending to it will never be
+/// accepted (the kernel reset their connections), so their queues go, and so do the names
+/// that led to it.
+pub fn listener_gone(region: &Region, ino: u32) {
+    unregister(region, |l| l.ino == ino);
+    loop {
+        let mut doomed = [None; 64];
+        let mut n = 0;
+        {
+            let Ok(_g) = ns_lock(region) else { return };
+            for e in (0..UNIX_PENDING_MAX).filter_map(|i| pending(region, i, false)) {
+                if n == doomed.len() {
+                    break;
+                }
+                if e.queue.load(Ordering::Acquire) != QUEUE_FREE
+                    && e.key.load(Ordering::Relaxed) as u32 == ino
+                {
+                    if let Some(h) = queue_of(e) {
+                        // Taken by a server already if this fails: then it is the server's.
+                        if pipe::sock_refuse(region, h) || pipe::sock_state(region, h) == pipe::SOCK_REFUSED {
+                            doomed[n] = Some(h);
+                        }
+                    }
+                    release(e);
+                    n += 1;
+                }
+            }
+        }
+        for h in doomed.iter().flatten() {
+            pipe::release(region, *h);
+        }
+        if n < doomed.len() {
+            return;
+        }
+    }
+}
+
+/// The listeners that connects are pending to, into `out` (sorted, without repeats); how many
+/// (at most `out.len()`: more are left out).
+pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
+    let Ok(_g) = ns_lock(region) else { return 0 };
+    let mut n = 0;
+    for e in (0..UNIX_PENDING_MAX).filter_map(|i| pending(region, i, false)) {
+        let ino = e.key.load(Ordering::Relaxed) as u32;
+        if e.queue.load(Ordering::Acquire) == QUEUE_FREE {
+            continue;
+        }
+        match out[..n].binary_search(&ino) {
+            Ok(_) => {}
+            Err(at) if n < out.len() => {
+                out.copy_within(at..n, at + 1);
+                out[at] = ino;
+                n += 1;
+            }
+            Err(_) => {}
+        }
+    }
+    n
 }
 
 /// A client's connect went to the kernel or failed: its entry goes.
 pub fn pending_remove(region: &Region, listener: Listener, pid: u32, client_ino: u64) {
     let key = pending_key(listener, pid);
     let Ok(_g) = ns_lock(region) else { return };
-    for i in probes(key) {
-        let e = pending(region, i);
+    for e in probes(key).filter_map(|i| pending(region, i, false)) {
         if e.queue.load(Ordering::Acquire) != QUEUE_FREE
             && e.key.load(Ordering::Relaxed) == key
             && e.client_ino.load(Ordering::Relaxed) == client_ino
@@ -385,18 +453,15 @@ struct UnixAddr {
 
 const _: () = assert!(size_of::<UnixAddr>() == 128 && SOCKADDR_UN_MAX <= 14 * 8);
 
-fn addr_entry(region: &Region, h: PipeHandle) -> Option<&UnixAddr> {
-    // SAFETY: the address table is PIPE_MAX entries of 128 bytes at UNIX_ADDRS_OFF, inside the
-    // mapping, and made of atomics only; the index is checked.
-    (h.idx < PIPE_MAX).then(|| unsafe {
-        &*((region.base() + UNIX_ADDRS_OFF as usize) as *const UnixAddr).add(h.idx as usize)
-    })
+fn addr_entry(region: &Region, h: PipeHandle, fill: bool) -> Option<&UnixAddr> {
+    (h.idx < PIPE_MAX).then(|| table_entry(region, UNIX_ADDRS_OFF, h.idx, fill)).flatten()
 }
 
 /// Records the address socket `h` was bound to (`sockaddr_un` bytes, as getsockname gives).
 /// A name never changes once bound, so readers need no lock.
 pub fn set_addr(region: &Region, h: PipeHandle, addr: &[u8]) {
-    let Some(e) = addr_entry(region, h) else { return };
+    // Without room the address is not kept: a datagram from it shows no sender's name.
+    let Some(e) = addr_entry(region, h, true) else { return };
     let addr = &addr[..addr.len().min(SOCKADDR_UN_MAX)];
     e.len.store(0, Ordering::Release);
     for (i, w) in e.bytes.iter().enumerate() {
@@ -413,7 +478,7 @@ pub fn set_addr(region: &Region, h: PipeHandle, addr: &[u8]) {
 /// The address socket `h` was bound to, into `out`; its length (0: unbound, as far as the
 /// shim saw).
 pub fn addr_of(region: &Region, h: PipeHandle, out: &mut [u8; SOCKADDR_UN_MAX]) -> usize {
-    let Some(e) = addr_entry(region, h) else { return 0 };
+    let Some(e) = addr_entry(region, h, false) else { return 0 };
     let len = e.len.load(Ordering::Acquire) as usize;
     if len == 0 || e.generation.load(Ordering::Relaxed) != h.generation as u64 {
         return 0;

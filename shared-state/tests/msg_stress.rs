@@ -11,11 +11,10 @@
 
 mod common;
 
-use common::{Rng, TempDir, fork, map_shared, reap, stop_lock_holder};
+use common::{Env, Rng, TempDir, fork, map_shared, reap, stop_lock_holder};
 use shared_state::Region;
 use shared_state::ipc::IPC_PRIVATE;
-use shared_state::msg::{self, IPC_NOWAIT, MSG_EXCEPT, MsgEnv};
-use shared_state::wait::WaitOutcome;
+use shared_state::msg::{self, IPC_NOWAIT, MSG_EXCEPT};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -55,26 +54,6 @@ struct Log {
     n: AtomicU32,
     sent: [Sent; MAX_OPS],
     slots: [Slot; MAX_OPS],
-}
-
-struct Env;
-
-impl MsgEnv for Env {
-    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
-        // SAFETY: the workers pass their own valid buffers.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
-        Ok(())
-    }
-
-    fn copy_to(&self, dst: usize, src: *const u8, len: usize) -> Result<(), i32> {
-        // SAFETY: as above.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst as *mut u8, len) };
-        Ok(())
-    }
-
-    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        f()
-    }
 }
 
 fn byte(sender: u32, seq: u32, i: usize) -> u8 {

@@ -13,11 +13,10 @@
 
 mod common;
 
-use common::{Rng, TempDir, fork, map_shared, reap, stop_lock_holder};
+use common::{Env, Rng, TempDir, fork, map_shared, reap, stop_lock_holder};
 use shared_state::Region;
 use shared_state::ipc::IPC_PRIVATE;
-use shared_state::sem::{self, IPC_NOWAIT, SEM_UNDO, SemEnv, Sembuf};
-use shared_state::wait::WaitOutcome;
+use shared_state::sem::{self, IPC_NOWAIT, SEM_UNDO, Sembuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,20 +42,6 @@ struct Entry {
 struct Log {
     n: AtomicU32,
     entries: [Entry; MAX_OPS],
-}
-
-struct Env;
-
-impl SemEnv for Env {
-    fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), i32> {
-        // SAFETY: the workers pass their own valid buffers.
-        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
-        Ok(())
-    }
-
-    fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        f()
-    }
 }
 
 /// One random operation for worker `w`: (sops, timeout in ms or 0 for none).

@@ -271,8 +271,9 @@ pub fn send(
             }
             None
         }
-        // Larger than a queue, though within a send buffer the user raised.
-        Err(libc::EMSGSIZE) => None,
+        // Larger than a queue, though within a send buffer the user raised; or no memory for
+        // the queue: the kernel delivers it.
+        Err(libc::EMSGSIZE | pipe::NO_SPACE) => None,
         res => Some(res),
     }
 }
@@ -297,8 +298,9 @@ pub fn recv(
         Ok(Some((n, len))) => {
             let alen = (cb.addr_len as usize).min(SOCKADDR_UN_MAX);
             ctl.src = Some((cb.addr, alen));
-            if pipe::sock_passcred(r, p.pipe) && cb.pid != 0 {
-                scm::put_creds(ctl, cb.pid, cb.uid, cb.gid);
+            if pipe::sock_passcred(r, p.pipe) {
+                let (pid, uid, gid) = scm::creds_seen(&cb);
+                scm::put_creds(ctl, pid, uid, gid);
             }
             Some(Ok((if flags & libc::MSG_TRUNC != 0 { len } else { n }, len > n)))
         }

@@ -118,9 +118,11 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_write | libc::SYS_pwrite64 | libc::SYS_writev | libc::SYS_pwritev | libc::SYS_pwritev2
             if crate::fd::sysctl_of(fd).is_some() =>
         {
-            crate::procfs::write(r, nr, a)
+            crate::procfs::write(crate::ipcns::current().unwrap_or(r), nr, a)
         }
-        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => crate::procfs::open(r, nr, a),
+        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => {
+            crate::procfs::open(crate::ipcns::current().unwrap_or(r), nr, a)
+        }
         libc::SYS_read => pipes::read(r, g, fd, a[1] as usize, a[2] as usize),
         libc::SYS_write => pipes::write(r, g, fd, a[1] as usize, a[2] as usize),
         libc::SYS_readv => pipes::vector(r, g, false, fd, a[1] as usize, a[2], false),
@@ -206,10 +208,28 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
                     0,
                 )
             });
-            if res.is_ok_and(|pid| nr == libc::SYS_waitid || pid > 0) && reaped(nr, a) {
-                shared_state::pipe::note_exit(r);
+            if res.is_ok_and(|pid| nr == libc::SYS_waitid || pid > 0) {
+                match reaped(nr, a) {
+                    Reaped::No => {}
+                    Reaped::Exited => shared_state::pipe::note_exit(r),
+                    // It closed nothing through us: what it was the last to hold is found by a
+                    // collection, as the kernel frees it at the death.
+                    Reaped::Killed => {
+                        shared_state::pipe::note_exit(r);
+                        shared_state::pipe_gc::collect_soon(r);
+                    }
+                }
             }
             Some(pipes::ret(res))
+        }
+        // A collection running now must look for the child (see `pipe_gc`).
+        libc::SYS_fork | libc::SYS_vfork => {
+            shared_state::pipe::note_fork(r);
+            None
+        }
+        libc::SYS_clone if a[0] & libc::CLONE_THREAD as u64 == 0 => {
+            shared_state::pipe::note_fork(r);
+            None
         }
         libc::SYS_execve => {
             crate::foreign::before_exec(r, libc::AT_FDCWD, a[0] as usize);
@@ -222,20 +242,25 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_exit_group => {
             pipes::exiting(r);
             // What exit_sem does: undo is applied now, not when someone notices the death.
-            shared_state::proc::exit_cleanup(r);
+            crate::ipcns::each_region(shared_state::proc::exit_cleanup);
             None
         }
         libc::SYS_semget | libc::SYS_semop | libc::SYS_semtimedop | libc::SYS_semctl => {
-            Some(crate::sem::serve(r, g, nr, a))
+            Some(crate::sem::serve(crate::ipcns::current().unwrap_or(r), g, nr, a))
         }
+        libc::SYS_mlockall => Some(crate::mlock::mlockall(r, a[0])),
+        libc::SYS_munlockall => Some(crate::mlock::munlockall()),
         libc::SYS_msgget | libc::SYS_msgsnd | libc::SYS_msgrcv | libc::SYS_msgctl => {
-            Some(crate::msg::serve(r, g, nr, a))
+            Some(crate::msg::serve(crate::ipcns::current().unwrap_or(r), g, nr, a))
         }
+        libc::SYS_remap_file_pages => crate::sysv::serve_remap(a),
         // Attachment records are the process's, as for the exported shmat: a later fork
         // (proc::fork) copies them whichever path made them.
         libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl => {
-            Some(crate::sysv::serve(r, nr, a))
+            Some(crate::sysv::serve(crate::ipcns::current().unwrap_or(r), nr, a))
         }
+        libc::SYS_unshare => crate::ipcns::unshare(a[0]),
+        libc::SYS_setns => crate::ipcns::setns(a[0], a[1]),
         // Credentials are cached for the semop fast path: refresh after any change.
         libc::SYS_setuid
         | libc::SYS_setgid
@@ -253,18 +278,40 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
     }
 }
 
-/// Whether a successful wait4/waitid reported a child that is gone (not one that stopped or
-/// continued, which tracers wait for all the time). Unknown counts as gone.
-fn reaped(nr: i64, a: &[u64; 6]) -> bool {
-    let (addr, gone): (u64, fn(i32) -> bool) = if nr == libc::SYS_wait4 {
-        (a[1], |st| libc::WIFEXITED(st) || libc::WIFSIGNALED(st))
+/// What a successful wait4/waitid reported.
+enum Reaped {
+    /// A child that stopped or continued (tracers wait for those all the time).
+    No,
+    /// A child that exited (or unknown).
+    Exited,
+    /// A child killed by a signal.
+    Killed,
+}
+
+/// Tells a wait status (or si_code) of a child that is gone, and of one killed by a signal.
+type Tests = (fn(i32) -> bool, fn(i32) -> bool);
+
+fn reaped(nr: i64, a: &[u64; 6]) -> Reaped {
+    let (addr, (gone, killed)): (u64, Tests) = if nr == libc::SYS_wait4 {
+        (a[1], (|st| libc::WIFEXITED(st) || libc::WIFSIGNALED(st), |st| libc::WIFSIGNALED(st)))
     } else {
         // siginfo_t's si_code, at offset 8.
-        (a[2].wrapping_add(8), |code| matches!(code, libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED))
+        (
+            a[2].wrapping_add(8),
+            (
+                |code| matches!(code, libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED),
+                |code| matches!(code, libc::CLD_KILLED | libc::CLD_DUMPED),
+            ),
+        )
     };
     if addr == 0 || (nr == libc::SYS_waitid && a[2] == 0) {
-        return true;
+        return Reaped::Exited;
     }
     let mut v = [0i32];
-    crate::copy::slice_in(&mut v, addr as usize).is_err() || gone(v[0])
+    match crate::copy::slice_in(&mut v, addr as usize) {
+        Err(_) => Reaped::Exited,
+        Ok(()) if killed(v[0]) => Reaped::Killed,
+        Ok(()) if gone(v[0]) => Reaped::Exited,
+        Ok(()) => Reaped::No,
+    }
 }

@@ -214,6 +214,15 @@ fn kernel_ctl(epfd: i32, op: i32, fd: i32, ev: usize) -> Result<usize, Errno> {
 
 /// epoll_ctl. A shim target is served; a kernel target goes to the kernel (counted in the
 /// object, so that waits know the kernel has fds too).
+/// No room for the interest in the region (the set's items, or the namespace's objects, are
+/// all taken): the fd's pipe or connection goes to the kernel, whose epoll then takes it as it
+/// takes any kernel fd.
+fn table_full(r: &Region, l: ep::EpLock, fd: i32) -> Option<i64> {
+    drop(l);
+    crate::pipes::hand_back(r, fd);
+    None
+}
+
 pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let (epfd, op, fd, uev) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize);
     if !matches!(op, libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL) {
@@ -247,14 +256,20 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
         (libc::EPOLL_CTL_ADD, _) => {
             let h = match object_for_add(r, &l, epfd, obj) {
                 Ok(h) => h,
-                Err(e) => return Some(neg(e)),
+                Err(_) => return table_full(r, l, fd),
             };
-            add_item(r, &l, h, &shim, fd, ev, |kev| kernel_ctl(epfd, op, fd, kev as *const _ as usize)).map(
-                |_| {
+            let add =
+                add_item(r, &l, h, &shim, fd, ev, |kev| kernel_ctl(epfd, op, fd, kev as *const _ as usize));
+            match add {
+                Ok(_) => {
                     fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
-                    0
-                },
-            )
+                    Ok(0)
+                }
+                // The set's items are all taken (or the kernel's max_user_watches, which it
+                // then says again).
+                Err(libc::ENOSPC) => return table_full(r, l, fd),
+                Err(e) => Err(e),
+            }
         }
         // Not in our object: the kernel answers ENOENT (or has its own interest).
         (_, None) => return None,

@@ -121,7 +121,7 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     match s.map(|s| s.load(Ordering::Acquire)) {
         Some(KERNEL | PLAIN | LISTENER) => None,
         Some(e) if e & (SYSCTL | EPOLL) != 0 => None,
-        Some(e) if e & SHIM != 0 => {
+        Some(e) if e & SHIM != 0 && shared_state::pipe::is_live(r, PipeFd::decode(fd, e).pipe) => {
             let p = PipeFd::decode(fd, e);
             // A socket handed back still has queued data to read first (crate::unix).
             if p.socket || !shared_state::pipe::handed_back(r, p.pipe) {
@@ -133,6 +133,8 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
             }
             None
         }
+        // Unknown, or an object freed since (nobody could read it any more: the placeholder
+        // now answers, EPIPE to a writer, as the kernel's pipe does): looked up afresh.
         _ => {
             let found = discover(r, fd, true);
             if let (Some(s), Ok(v)) = (s, &found) {

@@ -38,6 +38,9 @@ fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
     how: Libc,
     libc: impl FnOnce() -> T,
 ) -> T {
+    if sud::trap_only() {
+        return libc();
+    }
     match dispatch::syscall(nr, &a) {
         Some(r) => T::try_from(c_ret(r)).unwrap_or_default(),
         None if !crate::trace::on()
@@ -554,4 +557,23 @@ pub extern "C" fn getsockopt(
 /// the exported System V entry points.
 pub fn syscall_fd(nr: c_long, a: [u64; 6]) -> Option<c_long> {
     dispatch::syscall(nr, &a).map(c_ret)
+}
+
+/// `mlockall`: never the region (see `crate::mlock`), whether or not the catch-all is on.
+#[unsafe(no_mangle)]
+pub extern "C" fn mlockall(flags: c_int) -> c_int {
+    let _g = sud::enter();
+    let r = match crate::region::active() {
+        Some(r) => crate::mlock::mlockall(r, flags as u64),
+        None => {
+            crate::pipes::ret(shared_state::sys::syscall6(libc::SYS_mlockall, flags as usize, 0, 0, 0, 0, 0))
+        }
+    };
+    c_ret(r) as c_int
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn munlockall() -> c_int {
+    let _g = sud::enter();
+    c_ret(crate::mlock::munlockall()) as c_int
 }

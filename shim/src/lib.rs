@@ -9,6 +9,8 @@ mod epoll;
 mod fd;
 mod foreign;
 mod hooks;
+mod ipcns;
+mod mlock;
 mod msg;
 mod pipes;
 mod poll;

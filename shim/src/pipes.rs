@@ -111,18 +111,76 @@ pub struct Env<'a> {
     side: Side,
     /// A socket's SO_RCVTIMEO/SO_SNDTIMEO as a deadline, once asked (the call's first wait).
     timeout: core::cell::Cell<Option<Option<libc::timespec>>>,
+    /// From the call's first sleep, a descriptor of its own for the placeholder (-1: none):
+    /// as the kernel's fdget, it keeps the file, and so the object, open if another thread
+    /// closes the fd meanwhile, and the placeholder is asked through it.
+    held: core::cell::Cell<i32>,
+    /// The write stopped for want of memory for the ring (see `PipeEnv::out_of_space`).
+    space_out: core::cell::Cell<bool>,
     /// A socket receive's taker of fds' tokens (see [`PipeEnv::took_fds`]).
     fds: Option<&'a dyn Fn(u64)>,
 }
 
 impl<'a> Env<'a> {
     pub fn new(p: &'a PipeFd, r: &'a Region, guard: &'a sud::Guard, nowait: bool, side: Side) -> Env<'a> {
-        Env { p, r, guard, nowait, waited: Default::default(), side, timeout: Default::default(), fds: None }
+        Env {
+            p,
+            r,
+            guard,
+            nowait,
+            waited: Default::default(),
+            side,
+            timeout: Default::default(),
+            held: core::cell::Cell::new(-1),
+            space_out: Default::default(),
+            fds: None,
+        }
+    }
+
+    /// Whether what is learnt may be cached under the caller's fd number, which names the
+    /// object for sure only while the call holds no reference of its own (another thread may
+    /// have closed it) and outside a vfork child.
+    fn cacheable(&self) -> bool {
+        self.held.get() == -1 && !sud::in_vfork_child()
+    }
+
+    /// The placeholder's descriptor: the call's own once it slept, else the caller's fd.
+    fn fd(&self) -> i32 {
+        match self.held.get() {
+            -1 => self.p.fd,
+            h => h,
+        }
+    }
+
+    /// Takes the call's reference to the placeholder (see `held`) at a number above those
+    /// programs use, below the region's descriptors' limit.
+    fn hold(&self) {
+        if self.held.get() != -1 {
+            return;
+        }
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let limp = &raw mut lim as usize;
+        let soft = sys::syscall6(libc::SYS_getrlimit, libc::RLIMIT_NOFILE as usize, limp, 0, 0, 0, 0)
+            .map_or(1024, |_| lim.rlim_cur.min(1 << 20) as usize);
+        let from = soft.saturating_sub(64).max(3);
+        let dup = |at: usize| {
+            sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_DUPFD_CLOEXEC as usize, at, 0, 0, 0)
+        };
+        if let Ok(h) = dup(from).or_else(|_| dup(3)) {
+            self.held.set(h as i32);
+        }
+    }
+
+    /// Whether the call stopped for want of memory for the ring: the object must go to the
+    /// kernel, which takes the rest.
+    pub fn ran_out_of_space(&self) -> bool {
+        self.space_out.get()
     }
 
     /// The receive takes the fds' token of a message it reads with `take`, queue locked.
-    pub fn taking_fds(self, take: &'a dyn Fn(u64)) -> Env<'a> {
-        Env { fds: Some(take), ..self }
+    pub fn taking_fds(mut self, take: &'a dyn Fn(u64)) -> Env<'a> {
+        self.fds = Some(take);
+        self
     }
 
     /// The socket's timeout for this direction, from now; None without one.
@@ -136,7 +194,7 @@ impl<'a> Env<'a> {
         let mut len = size_of::<libc::timeval>() as u32;
         sys::syscall6(
             libc::SYS_getsockopt,
-            self.p.fd as usize,
+            self.fd() as usize,
             libc::SOL_SOCKET as usize,
             opt as usize,
             &mut tv as *mut libc::timeval as usize,
@@ -150,6 +208,21 @@ impl<'a> Env<'a> {
                 tv_nsec: tv.tv_usec * 1000,
             })
         })
+    }
+}
+
+impl Drop for Env<'_> {
+    /// The call's reference goes: if another thread closed the fd while it slept, it may have
+    /// been the last one, so peers look again, as after any close.
+    fn drop(&mut self) {
+        if self.held.get() != -1 {
+            sys::close(self.held.get());
+            // `find`, not `lookup`: the number may now be anyone's (another thread's, the
+            // shim's own for a moment), and what it names must not be cached for it.
+            if fd::find(self.r, self.p.fd).is_none_or(|now| now.pipe != self.p.pipe) {
+                note_closed(self.r, self.p);
+            }
+        }
     }
 }
 
@@ -198,13 +271,13 @@ impl PipeEnv for Env<'_> {
         // forks); its value is cached until the pipe's generations move, which every F_SETFL
         // and FIONBIO made through the shim does (note_close).
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
-        let cached = (!sud::in_vfork_child()).then(|| NB_GENS.get(self.p.fd as usize)).flatten();
+        let cached = self.cacheable().then(|| NB_GENS.get(self.p.fd as usize)).flatten();
         if let Some(c) = cached
             && c.load(Ordering::Acquire) == gens
         {
             return NB_FLAG[self.p.fd as usize].load(Ordering::Relaxed);
         }
-        let nb = getfl(self.p.fd).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
+        let nb = getfl(self.fd()).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
         if let Some(c) = cached {
             NB_FLAG[self.p.fd as usize].store(nb, Ordering::Relaxed);
             c.store(gens, Ordering::Release);
@@ -220,7 +293,7 @@ impl PipeEnv for Env<'_> {
         }
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
-        let cache = (!sud::in_vfork_child()).then(|| table.get(self.p.fd as usize)).flatten();
+        let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
         if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
             return false;
         }
@@ -228,17 +301,18 @@ impl PipeEnv for Env<'_> {
         // The placeholder knows: a read end reports POLLHUP once no write end is open anywhere,
         // a write end POLLERR once no read end is; a socket, POLLRDHUP once it cannot receive
         // more, and EPIPE to a send (of nothing, which moves no data) once it cannot send.
+        let fd = self.fd();
         let events = if self.side == Side::SockRead { libc::POLLRDHUP } else { 0 };
-        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
         let polled = sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0);
         let nothing = [0u8; 1];
         let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
         let gone = match (self.side, self.p.read, self.p.write) {
             (Side::SockRead, ..) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLRDHUP != 0,
             // A seqpacket socket's send of nothing is a record: ask the diagnostics instead.
-            (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(self.p.fd),
+            (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(fd),
             (Side::SockWrite, ..) => {
-                sys::syscall6(libc::SYS_sendto, self.p.fd as usize, nothing.as_ptr() as usize, 0, flags, 0, 0)
+                sys::syscall6(libc::SYS_sendto, fd as usize, nothing.as_ptr() as usize, 0, flags, 0, 0)
                     == Err(libc::EPIPE)
             }
             // An O_RDWR file is both sides: its peer never goes.
@@ -246,7 +320,7 @@ impl PipeEnv for Env<'_> {
             (_, false, _) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLERR != 0,
             (_, true, false) => {
                 polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLHUP != 0
-                    || force && self.p.fifo && fifo_eof(self.p.fd)
+                    || force && self.p.fifo && fifo_eof(fd)
             }
         };
         if let (false, Some(c)) = (gone, cache) {
@@ -261,6 +335,7 @@ impl PipeEnv for Env<'_> {
         // then returned for another reason, with room to write, say) still interrupts this one.
         if !self.waited.replace(true) {
             signals::clear_interrupt();
+            self.hold();
         }
         let mut r = self
             .guard
@@ -283,7 +358,8 @@ impl PipeEnv for Env<'_> {
             Side::SockRead | Side::SockWrite => libc::POLLRDHUP,
             Side::DgramRecv | Side::DgramSend(_) => return None,
         };
-        let mut pfd = libc::pollfd { fd: self.p.fd, events, revents: 0 };
+        self.hold();
+        let mut pfd = libc::pollfd { fd: self.fd(), events, revents: 0 };
         let ts = libc::timespec { tv_sec: ns / 1_000_000_000, tv_nsec: ns % 1_000_000_000 };
         Some(self.wait(&mut || {
             let pfdp = &mut pfd as *mut libc::pollfd as usize;
@@ -297,7 +373,7 @@ impl PipeEnv for Env<'_> {
     }
 
     fn oob_inline(&self) -> bool {
-        self.side == Side::SockRead && crate::unix::getsockopt_int(self.p.fd, libc::SO_OOBINLINE) == Ok(1)
+        self.side == Side::SockRead && crate::unix::getsockopt_int(self.fd(), libc::SO_OOBINLINE) == Ok(1)
     }
 
     fn restart_after_signal(&self) -> bool {
@@ -312,6 +388,10 @@ impl PipeEnv for Env<'_> {
         let d = self.socket_deadline();
         self.timeout.set(Some(d));
         d
+    }
+
+    fn out_of_space(&self) {
+        self.space_out.set(true);
     }
 }
 
@@ -383,6 +463,8 @@ pub fn readv(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) -> 
     let env = Env::new(&p, r, g, nowait, Side::Pipe);
     match pipe::pipe_read(r, p.pipe, iov, &env) {
         Err(pipe::HANDED_BACK) => None,
+        // Freed since we looked it up (see `fd::lookup`): the placeholder answers.
+        Err(libc::EBADF) if !pipe::is_live(r, p.pipe) => None,
         res => Some(ret(res)),
     }
 }
@@ -395,8 +477,26 @@ pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) ->
     }
     let env = Env::new(&p, r, g, nowait, Side::Pipe);
     let res = pipe::pipe_write(r, p.pipe, iov, p.packet, &env);
-    if res == Err(pipe::HANDED_BACK) {
+    if res == Err(pipe::HANDED_BACK) || res == Err(libc::EBADF) && !pipe::is_live(r, p.pipe) {
         return None;
+    }
+    // No memory for the ring's next page: the kernel's pipe takes over, queued bytes first,
+    // and writes what is left (all of it, or the rest after what went into the ring).
+    if env.ran_out_of_space() {
+        hand_back(r, p.fd);
+        let done = res.unwrap_or(0);
+        if done == 0 {
+            return None;
+        }
+        // In scratch memory: an iovec array is too large for a small stack.
+        let Ok(mut rest) = crate::scratch::take(iov.len(), (0usize, 0usize)) else {
+            return Some(done as i64);
+        };
+        let n = skip_iov(iov, done, &mut rest);
+        let more = g.allow_signals(|| {
+            sys::syscall6(libc::SYS_writev, p.fd as usize, rest.as_ptr() as usize, n, 0, 0, 0)
+        });
+        return Some((done + more.unwrap_or(0)) as i64);
     }
     // EPIPE, or a write cut short because the last reader left: SIGPIPE either way.
     let total: usize = iov.iter().map(|v| v.1).sum();
@@ -404,6 +504,22 @@ pub fn writev(r: &Region, g: &sud::Guard, fd: i32, iov: &[Iov], nowait: bool) ->
         raise_sigpipe();
     }
     Some(ret(res))
+}
+
+/// `iov` without its first `skip` bytes, into `out` (as long as `iov`, laid out as the kernel's
+/// `struct iovec`s); returns how many entries.
+pub fn skip_iov(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
+    let mut n = 0;
+    for &(base, len) in iov {
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        out[n] = (base + skip, len - skip);
+        skip = 0;
+        n += 1;
+    }
+    n
 }
 
 pub fn read(r: &Region, g: &sud::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
@@ -458,6 +574,14 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
     let made = sys::fstat(fds[0]).and_then(|st| Ok((st.st_dev, pipe::pipe_new(r, st.st_dev, st.st_ino)?)));
     let (dev, handle) = match made {
         Ok(m) => m,
+        // No room in the region: the kernel's pipe serves, as it would without us.
+        Err(pipe::NO_SPACE) => {
+            if crate::copy::slice_out(ufds, &fds).is_err() {
+                closeboth();
+                return Some(-(libc::EFAULT as i64));
+            }
+            return Some(0);
+        }
         Err(e) => {
             closeboth();
             return Some(-(e as i64));
@@ -522,6 +646,9 @@ fn pipefs_dev(r: &Region) -> u64 {
 /// starts at 16 pages (2 when the user is over pipe-user-pages-soft); the shim never uses the
 /// placeholder's own buffer, so its size is free to carry this mark.
 const FIFO_MARK: usize = 4 * 4096;
+/// … and the size that marks it as the kernel's: the region had no room for its object when
+/// it was first opened, so every opener leaves it to the kernel until every end is closed.
+const FIFO_KERNEL_MARK: usize = 8 * 4096;
 
 /// The shim object behind a FIFO-typed kernel object, and whether it is a FIFO file: an
 /// anonymous pipe is ours only if we made it; a FIFO file is served by us from its first open.
@@ -535,20 +662,24 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Opti
     }
     let fcntl =
         |cmd: i32, arg: usize| sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg, 0, 0, 0);
-    if fcntl(libc::F_GETPIPE_SZ, 0) == Ok(FIFO_MARK) {
-        return pipe::fifo_get(r, dev, ino).ok().map(|h| (h, true));
+    match fcntl(libc::F_GETPIPE_SZ, 0) {
+        Ok(FIFO_MARK) => return pipe::fifo_get(r, dev, ino).ok().map(|h| (h, true)),
+        Ok(FIFO_KERNEL_MARK) => return None,
+        _ => {}
     }
     if !create {
         return None;
     }
     // Two first openers must not both start afresh: the FIFO's flock orders them.
     let _ = sys::flock(fd, libc::LOCK_EX);
-    let h = if fcntl(libc::F_GETPIPE_SZ, 0) == Ok(FIFO_MARK) {
-        pipe::fifo_get(r, dev, ino)
-    } else {
-        let h = pipe::pipe_new(r, dev, ino);
-        let _ = fcntl(libc::F_SETPIPE_SZ, FIFO_MARK);
-        h
+    let h = match fcntl(libc::F_GETPIPE_SZ, 0) {
+        Ok(FIFO_MARK) => pipe::fifo_get(r, dev, ino),
+        Ok(FIFO_KERNEL_MARK) => Err(pipe::NO_SPACE),
+        _ => {
+            let h = pipe::pipe_new(r, dev, ino);
+            let _ = fcntl(libc::F_SETPIPE_SZ, if h.is_ok() { FIFO_MARK } else { FIFO_KERNEL_MARK });
+            h
+        }
     };
     let _ = sys::flock(fd, libc::LOCK_UN);
     h.ok().map(|h| (h, true))
@@ -558,19 +689,95 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Opti
 pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
     // cached view of their peer must go.
-    let listener = fd::is_listener(fd);
-    if listener {
+    let listener = fd::is_listener(fd).then(|| sys::fstat(fd).map_or(0, |st| st.st_ino));
+    if listener.is_some() {
         crate::unix::listener_released(r, fd);
     }
-    let was = fd::take(r, fd);
-    let res = sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
-    if let Some(p) = was {
-        note_closed(r, &p);
-    }
-    if listener {
+    let close = || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
+    let res = match fd::take(r, fd) {
+        Some(p) => dropping(r, &p, close),
+        None => close(),
+    };
+    if let Some(ino) = listener {
         pipe::note_exit(r);
+        // Its last holder: the connects waiting for it are reset, their queues freed.
+        if crate::unix::diag::released(ino) {
+            shared_state::unix::listener_gone(r, ino as u32);
+        }
     }
     Some(ret(res))
+}
+
+/// The kernel's poll events of `fd` (0 when it cannot say).
+pub fn revents(fd: i32, events: i16) -> i16 {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    match sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0) {
+        Ok(1) => pfd.revents,
+        _ => 0,
+    }
+}
+
+/// `/proc/self/fd/N` of `fd`, NUL-terminated, into `path`; its length with the NUL.
+fn self_fd_path(fd: i32, path: &mut [u8; 32]) -> usize {
+    path[..14].copy_from_slice(b"/proc/self/fd/");
+    let mut digits = [0u8; 10];
+    let n = pipe_gc::itoa(fd as u32, &mut digits);
+    path[14..14 + n].copy_from_slice(&digits[..n]);
+    path[14 + n] = 0;
+    15 + n
+}
+
+/// Runs `drop_fd`, the kernel call that drops the shim fd `p` (a close, or a dup onto it),
+/// and frees its object if that was the last end of it anywhere, as the kernel frees a pipe
+/// at its last release (sockets: `crate::unix::dropping`; FIFOs, which the kernel's open may
+/// be waiting on, are found by a collection). Then whoever waits on the object looks again.
+/// Returns `drop_fd`'s result.
+///
+/// The placeholder says who is left: a read end polls POLLHUP once no write end is open
+/// anywhere, a write end POLLERR once no read end is. So when the other side is gone already,
+/// an end of that other side, opened through /proc just before the drop, tells whether ours
+/// was the last too. The look and the drop are made under the pipe namespace's lock, so that
+/// of the last reader and the last writer closing at once, the second sees the first gone.
+pub fn dropping(
+    r: &Region,
+    p: &PipeFd,
+    drop_fd: impl FnOnce() -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    if p.socket {
+        return crate::unix::dropping(r, p, drop_fd);
+    }
+    let res = if p.fifo || p.read == p.write {
+        let other_gone = revents(p.fd, 0) & if p.read { libc::POLLHUP } else { libc::POLLERR } != 0;
+        let res = drop_fd();
+        // Perhaps its last end: a collection finds whether any process still has it open.
+        if p.fifo && other_gone {
+            pipe_gc::collect_garbage(r);
+        }
+        res
+    } else {
+        let (gone, probe_mode, ours_gone) = if p.read {
+            (libc::POLLHUP, libc::O_WRONLY, libc::POLLERR)
+        } else {
+            (libc::POLLERR, libc::O_RDONLY, libc::POLLHUP)
+        };
+        let (probe, res) = pipe::closing(r, || {
+            let probe = (revents(p.fd, 0) & gone != 0).then(|| {
+                let mut path = [0u8; 32];
+                let n = self_fd_path(p.fd, &mut path);
+                sys::open(&path[..n], probe_mode | libc::O_NONBLOCK | libc::O_CLOEXEC, 0)
+            });
+            (probe, drop_fd())
+        });
+        if let Some(Ok(end)) = probe {
+            if revents(end, 0) & ours_gone != 0 {
+                pipe::release(r, p.pipe);
+            }
+            sys::close(end);
+        }
+        res
+    };
+    note_closed(r, p);
+    res
 }
 
 /// An fd of `p` was closed: whoever waits on its object, or a socket's peer, looks again.
@@ -597,11 +804,9 @@ pub fn hand_back(r: &Region, fd: i32) {
     };
     let _ = fcntl(fd, libc::F_SETPIPE_SZ, size);
     // /proc/self/fd/N opened for writing is a new write end of the same pipe or FIFO.
-    let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
-    let mut digits = [0u8; 10];
-    let n = pipe_gc::itoa(fd as u32, &mut digits);
-    path[14..14 + n].copy_from_slice(&digits[..n]);
-    let wfd = sys::open(&path[..14 + n + 1], libc::O_WRONLY | libc::O_NONBLOCK, 0);
+    let mut path = [0u8; 32];
+    let n = self_fd_path(fd, &mut path);
+    let wfd = sys::open(&path[..n], libc::O_WRONLY | libc::O_NONBLOCK, 0);
     let mut drain = |mut bytes: &[u8]| -> Result<(), Errno> {
         let w = *wfd.as_ref().map_err(|e| *e)?;
         while !bytes.is_empty() {
@@ -610,9 +815,15 @@ pub fn hand_back(r: &Region, fd: i32) {
         }
         Ok(())
     };
-    let _ = pipe::hand_back(r, p.pipe, &mut drain);
+    let moved = pipe::hand_back(r, p.pipe, &mut drain);
     if let Ok(w) = wfd {
         sys::close(w);
+    }
+    // The kernel's pipe holds it all now: the object goes (a process that still has it in its
+    // table finds it gone, and the kernel's pipe). A FIFO's stays, marked, so that its later
+    // openers leave it to the kernel too.
+    if moved.is_ok() && !p.fifo {
+        pipe::release(r, p.pipe);
     }
 }
 
@@ -641,8 +852,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             if (first..=last).contains(&(fd as u64))
                 && let Some(p) = fd::take(r, fd)
             {
-                sys::close(fd);
-                note_closed(r, &p);
+                let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
             }
         });
     }
@@ -660,15 +870,16 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
 pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let old = a[0] as i32;
     let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
-    // The target, if open, is closed by the call: its object is found while it is open.
-    let closed = target.filter(|&t| t != old).and_then(|t| fd::take(r, t));
-    let res = sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
+    let call = || sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
+    // The target, if open, is closed by the call: its object is found while it is open, and
+    // may go with it.
+    let res = match target.filter(|&t| t != old).and_then(|t| fd::take(r, t)) {
+        Some(p) => dropping(r, &p, call),
+        None => call(),
+    };
     if let Ok(new) = res {
         let new = new as i32;
         if new != old {
-            if let Some(p) = closed {
-                note_closed(r, &p);
-            }
             fd::copy(r, old, new);
         }
     }
@@ -734,17 +945,16 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
     Some(ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
 
-/// Process exit: close our shim fds now and wake their peers, so that they see EOF or EPIPE
-/// at once instead of at their next liveness check. That includes the fds the table has not
-/// seen (inherited by an image that never used them).
+/// Process exit: close our shim fds now, freeing the objects we were the last to hold, and
+/// wake their peers, so that they see EOF or EPIPE at once instead of at their next liveness
+/// check. That includes the fds the table has not seen (inherited by an image that never used
+/// them).
 pub fn exiting(r: &Region) {
     crate::foreign::each_open_fd(|fd| {
         if fd::is_listener(fd) {
-            crate::unix::listener_released(r, fd);
-        }
-        if let Some(p) = fd::take(r, fd) {
-            sys::close(fd);
-            note_closed(r, &p);
+            let _ = close(r, fd);
+        } else if let Some(p) = fd::take(r, fd) {
+            let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
         }
     });
 }

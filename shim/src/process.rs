@@ -4,18 +4,18 @@ use crate::region;
 use shared_state::proc;
 
 extern "C" fn atfork_prepare() {
-    if let Some(r) = region::active() {
-        let _g = crate::sud::enter();
-        proc::fork::prepare(r);
-    }
+    let _g = crate::sud::enter();
+    crate::ipcns::each_region(proc::fork::prepare);
 }
 
 extern "C" fn atfork_child() {
     // SUD is not inherited; a fork made from shim code (selector ALLOW) was not trapped.
     crate::sud::rearm_after_fork();
-    if let Some(r) = region::active() {
+    crate::mlock::forked();
+    if region::active().is_some() {
         let _g = crate::sud::enter();
-        proc::fork::child(r);
+        proc::identify_self();
+        crate::ipcns::each_region(proc::fork::child);
     }
 }
 
@@ -28,6 +28,8 @@ extern "C" fn init() {
         proc::identify_self();
         // exec keeps the pid and start time: a record that matches them is our old image's.
         proc::exec_cleanup(r);
+        // The IPC namespace the exec'ing thread was in, if not the tree's own.
+        crate::ipcns::init(std::env::var(shared_state::region::FD_VAR).ok().as_deref());
         crate::trace::init();
         // SAFETY: plain function pointers with static lifetime.
         unsafe { libc::pthread_atfork(Some(atfork_prepare), None, Some(atfork_child)) };
@@ -42,10 +44,8 @@ extern "C" fn init() {
 
 /// Runs at exit(): what exit_mm would drop. A process that dies otherwise is reaped later.
 extern "C" fn fini() {
-    if let Some(r) = region::active() {
-        let _g = crate::sud::enter();
-        proc::exit_cleanup(r);
-    }
+    let _g = crate::sud::enter();
+    crate::ipcns::each_region(proc::exit_cleanup);
 }
 
 #[used]
@@ -63,9 +63,14 @@ pub extern "C" fn fork() -> libc::pid_t {
     let real = crate::real::FORK.get();
     // SAFETY: `real` is libc's fork, resolved by dlsym.
     let pid = unsafe { core::mem::transmute::<usize, extern "C" fn() -> libc::pid_t>(real)() };
-    if let (true, Some(r)) = (pid != 0, region::active()) {
+    if pid != 0 {
         let _g = crate::sud::enter();
-        proc::fork::parent(r, pid);
+        if let Some(r) = region::active() {
+            // Counted again now that the child exists (see `pipe_gc`'s rounds): between the
+            // child's creation and here, the parent closed nothing.
+            shared_state::pipe::note_fork(r);
+        }
+        crate::ipcns::each_region(|r| proc::fork::parent(r, pid));
     }
     pid
 }
@@ -76,9 +81,7 @@ pub extern "C" fn munmap(addr: *mut libc::c_void, len: libc::size_t) -> libc::c_
     let _g = crate::sud::enter();
     match shared_state::sys::munmap(addr as usize, len) {
         Ok(()) => {
-            if let Some(r) = region::active() {
-                shared_state::shm::unmapped(r, addr as usize, len);
-            }
+            crate::ipcns::each_region(|r| shared_state::shm::unmapped(r, addr as usize, len));
             0
         }
         Err(e) => {

@@ -9,7 +9,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use shared_state::Region;
-use shared_state::region::{self, RegionFiles};
+use shared_state::region::{self, RegionErrorKind, RegionFiles};
 use shared_state::sys::{self, Errno};
 use std::sync::atomic::AtomicBool;
 
@@ -17,6 +17,8 @@ const UNINIT: u8 = 0;
 const ACTIVE: u8 = 1;
 const DISABLED: u8 = 2;
 const BROKEN: u8 = 3;
+/// The region could not be created for want of room: every call is the kernel's.
+const NO_ROOM: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static REGION: AtomicPtr<Region> = AtomicPtr::new(core::ptr::null_mut());
@@ -66,9 +68,25 @@ pub fn init() -> Option<&'static Region> {
             Some(r)
         }
         Err(e) => {
+            let state = if matches!(e.kind, RegionErrorKind::NoSpace(_)) { NO_ROOM } else { BROKEN };
             ERROR.store(Box::into_raw(Box::new(format!("{e}\n"))), Ordering::Release);
-            STATE.store(BROKEN, Ordering::Release);
+            STATE.store(state, Ordering::Release);
+            // Left to the kernel from the start: said at once, as nothing will fail later.
+            if state == NO_ROOM {
+                show_error();
+            }
             None
+        }
+    }
+}
+
+/// The one-line error, on the first call that meets it.
+fn show_error() {
+    if !ERROR_SHOWN.swap(true, Ordering::Relaxed) {
+        let p = ERROR.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: set once to a leaked Box that is never freed.
+            let _ = shared_state::sys::write(2, unsafe { &*p }.as_bytes());
         }
     }
 }
@@ -89,32 +107,31 @@ pub enum Route {
 
 pub fn route() -> Route {
     match STATE.load(Ordering::Acquire) {
-        ACTIVE => Route::Serve(active().expect("active region")),
+        // System V calls go to the calling thread's IPC namespace.
+        ACTIVE => Route::Serve(crate::ipcns::current().or_else(active).expect("active region")),
         DISABLED => Route::Kernel,
         BROKEN => {
-            if !ERROR_SHOWN.swap(true, Ordering::Relaxed) {
-                let p = ERROR.load(Ordering::Acquire);
-                if !p.is_null() {
-                    // SAFETY: set once to a leaked Box that is never freed.
-                    let _ = shared_state::sys::write(2, unsafe { &*p }.as_bytes());
-                }
-            }
+            show_error();
             Route::Fail
         }
+        NO_ROOM => Route::Kernel,
         // Called before our constructor ran (from another library's): serve from the kernel,
         // as nothing of ours can exist yet.
         _ => Route::Kernel,
     }
 }
 
-/// The region's descriptors moved to inheritable numbers near the top of what programs
-/// number by hand (the originals are close-on-exec and low).
-fn keep_high(files: RegionFiles) -> RegionFiles {
+/// The region's descriptors moved to inheritable numbers at the top of what programs number
+/// (the originals are close-on-exec and low): the last two below the soft limit, or below 4096
+/// if that is higher (the kernel sizes a process's fd table, and copies it at fork, up to its
+/// highest open fd: 32 KiB there, 8 MiB below a limit of 2^20). A program numbers its own fds
+/// as on the kernel until it fills its table to there.
+pub(crate) fn keep_high(files: RegionFiles) -> RegionFiles {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     let soft =
         sys::syscall6(libc::SYS_getrlimit, libc::RLIMIT_NOFILE as usize, &raw mut lim as usize, 0, 0, 0, 0)
-            .map_or(1024, |_| lim.rlim_cur.min(1024) as usize);
-    let base = soft.saturating_sub(128).max(3);
+            .map_or(1024, |_| lim.rlim_cur.min(4096) as usize);
+    let base = soft.saturating_sub(2).max(3);
     let high = |fd: i32| match dupfd(fd, base) {
         Ok(h) => {
             sys::close(fd);
@@ -175,7 +192,10 @@ pub fn keep_fds(nr: i64, a: &[u64; 6]) {
         _ => return,
     };
     let mut fds = fds();
-    let Some(i) = fds.iter().position(|&f| f == fd && f >= 0) else { return };
+    let Some(i) = fds.iter().position(|&f| f == fd && f >= 0) else {
+        crate::ipcns::keep_file(fd, |f| dupfd(f, f as usize + 1).or_else(|_| dupfd(f, 3)).ok());
+        return;
+    };
     fds[i] = dupfd(fd, fd as usize + 1).or_else(|_| dupfd(fd, 3)).unwrap_or(-1);
     set_fds(fds);
 }
@@ -188,10 +208,13 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
     let call = |lo: u32, hi: u32, fl: u32| {
         sys::syscall6(libc::SYS_close_range, lo as usize, hi as usize, fl as usize, 0, 0, 0)
     };
-    let mut ours: [i64; 2] = fds().map(|f| f as i64);
+    let base = fds();
+    let ns = crate::ipcns::files();
+    let mut ours: [i64; 2 + 2 * (shared_state::proc::MAX_REGIONS - 1)] =
+        core::array::from_fn(|i| if i < 2 { base[i] } else { ns[i - 2] } as i64);
     ours.sort_unstable();
     let inside = |f: i64| f >= first as i64 && f <= last as i64;
-    if !ours.iter().any(|&f| inside(f)) {
+    if !ours.iter().any(|&f| f >= 0 && inside(f)) {
         return call(first, last, flags);
     }
     if flags & !(libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) != 0 || first > last {
@@ -199,7 +222,7 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
     }
     let mut unshare = flags & libc::CLOSE_RANGE_UNSHARE;
     let mut lo = first as i64;
-    for f in ours.into_iter().filter(|&f| inside(f)).chain([last as i64 + 1]) {
+    for f in ours.into_iter().filter(|&f| f >= 0 && inside(f)).chain([last as i64 + 1]) {
         if f > lo {
             call(lo as u32, (f - 1) as u32, flags & !libc::CLOSE_RANGE_UNSHARE | unshare)?;
             unshare = 0;
@@ -214,7 +237,7 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
 
 /// `IPCSHIM_REGION_FD=RW,RO,DEV,INO` for an image we exec into `buf`, its length; only the
 /// `IPCSHIM_REGION_FD=` part when the descriptors are lost.
-pub fn exec_entry(buf: &mut [u8; 128]) -> usize {
+pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
     let mut len = 0;
     let mut put = |b: &[u8]| {
         buf[len..len + b.len()].copy_from_slice(b);
@@ -233,6 +256,7 @@ pub fn exec_entry(buf: &mut [u8; 128]) -> usize {
             let k = shared_state::pipe_gc::itoa64(n, &mut digits);
             put(&digits[..k]);
         }
+        crate::ipcns::exec_suffix(&mut put);
     }
     len
 }
@@ -247,5 +271,6 @@ pub fn prepare_exec(stays: bool) -> bool {
     for f in fds.into_iter().filter(|&f| f >= 0) {
         let _ = sys::syscall6(libc::SYS_fcntl, f as usize, libc::F_SETFD as usize, flag as usize, 0, 0, 0);
     }
+    crate::ipcns::prepare_exec(keep);
     keep
 }

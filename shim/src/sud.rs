@@ -17,6 +17,7 @@ use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 use shared_state::sys::syscall6;
 
+mod clone;
 mod exec;
 mod patch;
 mod stubs;
@@ -66,6 +67,8 @@ pub(crate) struct Tls {
     /// In a vfork child that moved the region's descriptors in its own fd table: their new
     /// numbers (see `region::keep_fds`), cleared when the parent resumes.
     pub region_fds: AtomicU64,
+    /// The IPC namespace this thread moved to (`crate::ipcns`), 0 for the process's.
+    pub ipc_ns: AtomicU32,
     /// This thread's scratch arena (see `crate::scratch`): its address (0 until first used)
     /// and the offset of its first free byte.
     pub arena: AtomicUsize,
@@ -107,6 +110,15 @@ pub(crate) fn tls() -> &'static Tls {
     // SAFETY: the loader allocated and zeroed this thread's block of `size_of::<Tls>()` bytes,
     // which lives as long as the thread; every field is an atomic or an UnsafeCell.
     unsafe { &*(addr as *const Tls) }
+}
+
+/// The address of the [`Tls`] of the thread whose thread pointer (`%fs` base, glibc's TCB)
+/// is `tp`: at the same offset from it as ours from our own.
+pub(crate) fn tls_of(tp: usize) -> usize {
+    let own_tp: usize;
+    // SAFETY: reads glibc's TCB self-pointer at %fs:0.
+    unsafe { asm!("mov {a}, qword ptr fs:[0]", a = out(reg) own_tp, options(nostack, readonly)) };
+    (tls() as *const Tls as usize).wrapping_sub(own_tp).wrapping_add(tp)
 }
 
 /// Number of per-call-site `clone`/`vfork` thunks, and the size of one.
@@ -311,6 +323,16 @@ fn thunk_for(resume: usize, shared: bool) -> Option<usize> {
 }
 
 static ARMED: AtomicBool = AtomicBool::new(false);
+
+/// The process runs on a stack of the application's that may be too small for shim code (a
+/// clone child given its own stack, see `clone`): exported symbols call libc at once, whose
+/// system call then traps onto the alternate stack the child got.
+static TRAP_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Whether exported symbols must leave shim code to the trap (see `TRAP_ONLY`).
+pub fn trap_only() -> bool {
+    TRAP_ONLY.load(Ordering::Relaxed)
+}
 
 /// True when every syscall of this process reaches the shim (SUD armed in this image).
 pub fn catchall_active() -> bool {

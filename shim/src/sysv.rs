@@ -12,7 +12,16 @@ pub fn serve(r: &Region, nr: i64, a: &[u64; 6]) -> i64 {
     let t0 = crate::trace::start();
     let res = match nr {
         libc::SYS_shmget => shm::shmget(r, a[0] as key_t, a[1] as usize, a[2] as c_int).map(|v| v as i64),
-        libc::SYS_shmat => shm::shmat(r, a[0] as c_int, a[1] as usize, a[2] as c_int).map(|v| v as i64),
+        libc::SYS_shmat => shm::shmat(r, a[0] as c_int, a[1] as usize, a[2] as c_int).and_then(|at| {
+            // Under MCL_FUTURE the kernel's attachment would be locked.
+            match crate::mlock::attached(at) {
+                Ok(()) => Ok(at as i64),
+                Err(e) => {
+                    let _ = shm::shmdt(r, at);
+                    Err(e)
+                }
+            }
+        }),
         libc::SYS_shmdt => shm::shmdt(r, a[0] as usize).map(|_| 0),
         _ => shm::shmctl(r, a[0] as c_int, a[1] as c_int, a[2] as usize).map(|v| v as i64),
     };
@@ -25,10 +34,14 @@ pub fn serve(r: &Region, nr: i64, a: &[u64; 6]) -> i64 {
 
 /// Serves `nr` from the region, or hands it to libc's `kernel`: the C convention's result.
 fn call<T>(nr: i64, a: [u64; 6], from: impl FnOnce(i64) -> T, kernel: impl FnOnce() -> T) -> T {
+    // A clone on a stack of its own: libc's call traps, and the dispatcher serves it.
+    if crate::sud::trap_only() {
+        return kernel();
+    }
     // Shim code's own syscalls must not trap; an application handler waits until we are done.
     let _g = crate::sud::enter();
     match route() {
-        Route::Serve(r) => from(crate::hooks::c_ret(serve(r, nr, &a))),
+        Route::Serve(r) => from(crate::hooks::c_ret(serve(crate::ipcns::current().unwrap_or(r), nr, &a))),
         Route::Kernel => kernel(),
         Route::Fail => from(crate::hooks::c_ret(-(libc::ENOSYS as i64))),
     }
@@ -75,6 +88,58 @@ pub extern "C" fn shmctl(shmid: c_int, cmd: c_int, buf: *mut c_void) -> c_int {
     )
 }
 
+/// `remap_file_pages(2)` (the catch-all's and the exported symbol's): over a shim attachment
+/// the kernel would map the region file, so the shim maps the segment as `shm_mmap` would.
+/// `None` leaves the call to the kernel: its first checks fail, or no attachment holds it.
+pub fn serve_remap(a: &[u64; 6]) -> Option<i64> {
+    let page = shared_state::region::PAGE_SIZE;
+    let (start, size, prot, pgoff) = (a[0] & !(page - 1), a[1] & !(page - 1), a[2], a[3]);
+    if prot != 0 || start.checked_add(size).is_none_or(|end| end <= start) {
+        return None;
+    }
+    pgoff.checked_add(size / page)?;
+    // The attachment may be of any IPC namespace this process was in.
+    let mut served = None;
+    crate::ipcns::each_region(|r| {
+        if served.is_none() {
+            served = shm::remap_file_pages(r, start as usize, size as usize, pgoff);
+        }
+    });
+    served.map(|res| match res {
+        Ok(()) => 0,
+        Err(e) => -(e as i64),
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn remap_file_pages(
+    addr: *mut c_void,
+    size: size_t,
+    prot: c_int,
+    pgoff: size_t,
+    flags: c_int,
+) -> c_int {
+    let a = [addr as u64, size as u64, prot as u64, pgoff as u64, flags as u64, 0];
+    let raw = || {
+        let [a1, a2, a3, a4, a5, _] = a.map(|v| v as usize);
+        match shared_state::sys::syscall6(libc::SYS_remap_file_pages, a1, a2, a3, a4, a5, 0) {
+            Ok(v) => v as i64,
+            Err(e) => -(e as i64),
+        }
+    };
+    // From here, outside a guard, the system call traps and is served on the alternate stack.
+    if crate::sud::trap_only() {
+        return crate::hooks::c_ret(raw()) as c_int;
+    }
+    let g = crate::sud::enter();
+    let r = match route() {
+        Route::Serve(_) => serve_remap(&a),
+        _ => None,
+    }
+    .unwrap_or_else(|| g.allow_signals(raw));
+    crate::hooks::c_ret(r) as c_int
+}
+
 /// `syscall(2)`: conformance suites reach SysV calls through it. Declared with six fixed
 /// arguments; on x86_64 a variadic caller passes them in the same registers.
 #[unsafe(no_mangle)]
@@ -87,6 +152,26 @@ pub extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
+    let real = || {
+        real_call!(
+            real::SYSCALL,
+            fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
+            nr,
+            a1,
+            a2,
+            a3,
+            a4,
+            a5,
+            a6
+        )
+    };
+    // Process creation traps (`sud::clone`): the child is armed, and gets what it asked for
+    // (a new IPC namespace, a stack of its own). So does all of it in a trap-only process.
+    if crate::sud::trap_only()
+        || matches!(nr, libc::SYS_clone | libc::SYS_clone3 | libc::SYS_fork | libc::SYS_vfork)
+    {
+        return real();
+    }
     let sysv = matches!(nr, libc::SYS_shmget | libc::SYS_shmat | libc::SYS_shmdt | libc::SYS_shmctl);
     if sysv && !matches!(route(), Route::Kernel) {
         return match nr {
@@ -129,17 +214,5 @@ pub extern "C" fn syscall(
     if let Some(r) = crate::hooks::syscall_fd(nr, args) {
         return r;
     }
-    crate::sud::enter().allow_signals(|| {
-        real_call!(
-            real::SYSCALL,
-            fn(c_long, c_long, c_long, c_long, c_long, c_long, c_long) -> c_long,
-            nr,
-            a1,
-            a2,
-            a3,
-            a4,
-            a5,
-            a6
-        )
-    })
+    crate::sud::enter().allow_signals(real)
 }

@@ -340,14 +340,20 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         return names::pending_add(r, listener, pid, me, None).then(|| kernel_only(r)).flatten();
     }
     let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
+    // A queue refused before anyone took it is nobody's: it goes at once.
+    let drop_queue = || {
+        if pipe::sock_refuse(r, h) {
+            pipe::release(r, h);
+        }
+    };
     if !names::pending_add(r, listener, pid, me, Some(h)) {
-        pipe::sock_refuse(r, h);
+        drop_queue();
         return None;
     }
     let res = connect();
     if res.is_err() {
-        pipe::sock_refuse(r, h);
         names::pending_remove(r, listener, pid, me);
+        drop_queue();
         return Some(pipes::ret(res));
     }
     let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
@@ -358,6 +364,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         insert(r, fd, h);
     } else {
         names::pending_remove(r, listener, pid, me);
+        pipe::release(r, h);
     }
     Some(0)
 }
@@ -405,6 +412,7 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     };
     if !pipe::sock_adopt(r, client, h) {
         pipe::sock_refuse(r, h);
+        pipe::release(r, h);
         return;
     }
     // A client that gave its end to the kernel before we linked reads the kernel's queue.
@@ -415,7 +423,8 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     insert(r, fd, h);
     // Inherited from the listener (set after listen, which the kernel then serves).
     if passcred(fd) {
-        pipe::sock_set_passcred(r, client, true);
+        pipe::sock_set_passcred(r, client, true, scm::pid_ns());
+        pipe::sock_set_sender_passcred(r, h, true);
     }
 }
 
@@ -516,7 +525,7 @@ pub fn recv(
         let res = pipe::record_read(r, rx, iov, &env, mode.peek, &mut cb);
         if let Ok(Some(_)) = res {
             *ctl = taken.get();
-            ancillary(r, p, rx, Some(cb), ctl);
+            ancillary(r, rx, Some(cb), ctl);
         }
         return match res {
             Err(pipe::HANDED_BACK) => {
@@ -544,7 +553,18 @@ pub fn recv(
                 drain(r, p);
                 None
             }
-            res => Some(res.map(|_| (0, false))),
+            res => Some(res.map(|_| {
+                // Nothing is copied, but the first message's fds and credentials come.
+                if let Ok(Some(cb)) = pipe::sock_head_cb(r, rx, mode.peek) {
+                    // Taken after the queue's lock was let go: a receiver taking a later
+                    // token meanwhile would drop this one as abandoned (see scm::take_token).
+                    if cb.fp != 0 {
+                        scm::take_token(p.fd, cb.fp, flags, ctl);
+                    }
+                    ancillary(r, rx, Some(cb), ctl);
+                }
+                (0, false)
+            })),
         };
     }
     let mut got = 0usize;
@@ -562,7 +582,7 @@ pub fn recv(
                         Err(_) => break,
                     },
                 };
-                let n = skip(iov, got, rest);
+                let n = pipes::skip_iov(iov, got, rest);
                 &rest[..n]
             }
         };
@@ -585,17 +605,18 @@ pub fn recv(
         }
     }
     *ctl = taken.get();
-    ancillary(r, p, rx, msg.first, ctl);
+    ancillary(r, rx, msg.first, ctl);
     Some(Ok((got, false)))
 }
 
 /// The ancillary data of a received message with header `cb` (None or all zero: sent
 /// without one) that has no token (a token's was taken with the message): for SO_PASSCRED
-/// its sender's credentials (SO_PEERCRED's for a message sent before the receiver asked).
-fn ancillary(r: &Region, p: &PipeFd, rx: PipeHandle, cb: Option<pipe::UnixCb>, ctl: &mut Ctl) {
+/// its sender's credentials (the kernel's "unknown" ones for a message sent before either end
+/// asked).
+fn ancillary(r: &Region, rx: PipeHandle, cb: Option<pipe::UnixCb>, ctl: &mut Ctl) {
     let cb = cb.unwrap_or_default();
     if cb.fp == 0 && pipe::sock_passcred(r, rx) {
-        let (pid, uid, gid) = if cb.pid != 0 { (cb.pid, cb.uid, cb.gid) } else { scm::peer_creds(p.fd) };
+        let (pid, uid, gid) = scm::creds_seen(&cb);
         scm::put_creds(ctl, pid, uid, gid);
     }
 }
@@ -667,7 +688,7 @@ fn send_oob(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         }
     }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
-    let creds = pipe::sock_passcred(r, p.pipe).then(|| scm::own_creds(0));
+    let creds = pipe::sock_sends_creds(r, p.pipe).map(|_| scm::own_creds(0));
     match pipe::sock_write_oob(r, p.pipe, &[(base + len - 1, 1)], creds.as_ref(), &env) {
         Ok(n) => {
             sigurg(r, p);
@@ -719,21 +740,6 @@ pub fn sets_owner(cmd: i32) -> bool {
     cmd == libc::F_SETOWN || cmd == F_SETOWN_EX
 }
 
-/// `iov` without its first `skip` bytes, into `out` (as long as `iov`); returns how many entries.
-fn skip(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
-    let mut n = 0;
-    for &(base, len) in iov {
-        if skip >= len {
-            skip -= len;
-            continue;
-        }
-        out[n] = (base + skip, len - skip);
-        skip = 0;
-        n += 1;
-    }
-    n
-}
-
 /// Sends `iov` with `flags`; None: the kernel serves it.
 pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
     send_cb(r, g, p, iov, flags, None)
@@ -770,10 +776,20 @@ fn send_cb(
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockWrite);
     let creds;
     let cb = match cb {
-        None if pipe::sock_passcred(r, p.pipe) => {
-            creds = scm::own_creds(0);
-            Some(&creds)
-        }
+        // maybe_add_creds: either end asked. A receiver in another PID namespace gets them
+        // through the kernel, which gives it our pid as it sees it.
+        None => match pipe::sock_sends_creds(r, p.pipe) {
+            Some(ns) if ns != 0 && ns != scm::pid_ns() => {
+                let own = scm::own_creds_ctl();
+                return send_scm(r, g, p, own.0.as_ptr() as usize, own.0.len(), iov, flags)
+                    .map(|v| if v < 0 { Err(-v as Errno) } else { Ok(v as usize) });
+            }
+            Some(_) => {
+                creds = scm::own_creds(0);
+                Some(&creds)
+            }
+            None => None,
+        },
         cb => cb,
     };
     if p.packet {
@@ -788,6 +804,11 @@ fn send_cb(
         // socket whose peer is gone gets the kernel's ECONNREFUSED, and is disconnected.
         return match pipe::record_write(r, p.pipe, iov, cb, &env) {
             Err(pipe::HANDED_BACK) => None,
+            // No memory for the queue: the connection goes to the kernel, which sends it.
+            Err(pipe::NO_SPACE) => {
+                hand_back(r, p);
+                None
+            }
             Err(libc::EPIPE) if pipe::sock_dgram(r, p.pipe) && dgram_peer_gone(p.fd) => {
                 // What it queued for the gone peer is dropped, as the kernel's queue was.
                 let _ = pipe::sock_hand_back(r, p.pipe);
@@ -804,6 +825,35 @@ fn send_cb(
         return None;
     }
     let total: usize = iov.iter().map(|v| v.1).sum();
+    // No memory for the queue's next page: the connection goes to the kernel, which sends
+    // what is left (all of it, or the rest after what went into the queue).
+    if env.ran_out_of_space() {
+        hand_back(r, p);
+        let done = res.unwrap_or(0);
+        if done == 0 {
+            return None;
+        }
+        // In scratch memory: an iovec array is too large for a small stack.
+        let Ok(mut rest) = scratch::take(iov.len(), (0usize, 0usize)) else { return Some(Ok(done)) };
+        let n = pipes::skip_iov(iov, done, &mut rest);
+        // SAFETY: an all-zero msghdr is valid; it names only the iovecs.
+        let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+        m.msg_iov = rest.as_mut_ptr() as *mut libc::iovec;
+        m.msg_iovlen = n;
+        let flags = (flags & !libc::MSG_OOB) as usize;
+        let more = g.allow_signals(|| {
+            sys::syscall6(
+                libc::SYS_sendmsg,
+                p.fd as usize,
+                &m as *const libc::msghdr as usize,
+                flags,
+                0,
+                0,
+                0,
+            )
+        });
+        return Some(Ok(done + more.unwrap_or(0)));
+    }
     let broken = res == Err(libc::EPIPE)
         || res.is_ok_and(|n| n > 0 && n < total && pipe::PipeEnv::peer_gone(&env, true));
     if broken && flags & libc::MSG_NOSIGNAL == 0 {
@@ -916,8 +966,16 @@ fn msg_iovec(m: &libc::msghdr) -> Result<scratch::Slice<Iov>, Errno> {
 
 /// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
 pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.socket)?;
-    let m = match msghdr_in(umsg) {
+    let p = fd::lookup(r, fd).filter(|p| p.socket);
+    let m = msghdr_in(umsg);
+    // Over any socket, the kernel's too: shim objects passed are in flight from now.
+    if let Ok(m) = &m
+        && m.msg_controllen != 0
+    {
+        scm::mark_passed(r, m.msg_control as usize, m.msg_controllen);
+    }
+    let p = p?;
+    let m = match m {
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
@@ -937,8 +995,8 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(iov) => iov,
         Err(e) => return Some(-(e as i64)),
     };
-    if m.msg_controllen != 0 {
-        return send_scm(r, g, &p, &m, &iov, flags);
+    if m.msg_controllen != 0 && !scm::carries_nothing(m.msg_control as usize, m.msg_controllen) {
+        return send_scm(r, g, &p, m.msg_control as usize, m.msg_controllen, &iov, flags);
     }
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
@@ -953,7 +1011,8 @@ fn send_scm(
     r: &Region,
     g: &sud::Guard,
     p: &PipeFd,
-    m: &libc::msghdr,
+    ctl: usize,
+    ctl_len: usize,
     iov: &[Iov],
     flags: i32,
 ) -> Option<i64> {
@@ -971,12 +1030,19 @@ fn send_scm(
     // would otherwise stay in flight.
     let nonblocking =
         flags & libc::MSG_DONTWAIT != 0 || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
+    // What the kernel refuses in the control data it says first, full queue or not.
     if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
-        return Some(-(libc::EAGAIN as i64));
+        return Some(-(scm::refused(ctl, ctl_len).unwrap_or(libc::EAGAIN) as i64));
+    }
+    // The queue's pages for the message get their memory before its fds leave: without
+    // room, the connection and this message go to the kernel.
+    let pages = total.div_ceil(pipe::PIPE_BUF - pipe::CB_LEN).max(1);
+    if !pipe::sock_reserve(r, p.pipe, pages as u32) {
+        hand_back(r, p);
+        return None;
     }
     let cb = scm::own_creds(scm::new_id());
-    let sent =
-        g.allow_signals(|| scm::send_token(p.fd, cb.fp, m.msg_control as usize, m.msg_controllen, flags));
+    let sent = g.allow_signals(|| scm::send_token(p.fd, cb.fp, ctl, ctl_len, flags));
     if let Err(e) = sent {
         if e == libc::EPIPE && !p.packet && flags & libc::MSG_NOSIGNAL == 0 {
             pipes::raise_sigpipe();
@@ -1029,8 +1095,16 @@ const UIO_MAXIOV: u64 = 1024;
 /// first ends the batch with the number sent (`__sys_sendmmsg`).
 pub fn sendmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let fd = a[0] as i32;
-    fd::lookup(r, fd).filter(|p| p.socket)?;
     let (vec, vlen, flags) = (a[1] as usize, a[2].min(UIO_MAXIOV) as usize, a[3] as i32);
+    if fd::lookup(r, fd).filter(|p| p.socket).is_none() {
+        // The kernel's socket: only the objects its messages pass are ours to mark.
+        for i in 0..vlen {
+            if let Ok(m) = msghdr_in(vec + i * MMSGHDR) {
+                scm::mark_passed(r, m.msg_control as usize, m.msg_controllen);
+            }
+        }
+        return None;
+    }
     let mut done = 0;
     while done < vlen {
         let entry = vec + done * MMSGHDR;
@@ -1119,6 +1193,51 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     Some(pipes::ret(res))
 }
 
+/// Runs `drop_fd`, the kernel call that drops the socket fd `p` (a close, or a dup onto it),
+/// and frees the queues nobody can read any more, as the kernel frees a socket's buffers when
+/// it is released: a datagram socket's own receive queue (and its name) once it is released
+/// (`unix_diag` knows no released socket), and both queues of a connection once both its
+/// sockets are. For a connection, POLLHUP before the close says the peer is gone (or both
+/// directions were shut down); such closes are counted, and a collection, which finds every
+/// socket still held in one read of each process's fds, frees what they released
+/// ([`pipe::note_maybe_released`]).
+pub fn dropping(
+    r: &Region,
+    p: &PipeFd,
+    drop_fd: impl FnOnce() -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    let own = pipe::object_ino(r, p.pipe);
+    let flags = pipe::sock_flags(r, p.pipe);
+    let state = flags & 0xff;
+    let res = if dgram::is_recv_queue(r, p) {
+        let res = drop_fd();
+        if own.is_some_and(diag::released) {
+            names::unregister_dgram(r, p.pipe);
+            pipe::release(r, p.pipe);
+        }
+        res
+    } else if state == pipe::SOCK_REFUSED {
+        // The kernel carries the connection: our queue holds nothing anyone reads.
+        let res = drop_fd();
+        if own.is_some_and(diag::released) {
+            pipe::release(r, p.pipe);
+        }
+        res
+    } else if state == pipe::SOCK_LINKED && pipe::sock_peer(r, p.pipe).is_some() {
+        let hup = flags & pipe::SOCK_DGRAM != 0 || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
+        let res = drop_fd();
+        if hup {
+            pipe::note_maybe_released(r);
+        }
+        res
+    } else {
+        // A connect not accepted yet: the pending table keeps its queue for the server.
+        drop_fd()
+    };
+    note_change(r, p);
+    res
+}
+
 /// Something about the connection changed (close, shutdown, flags): both queues' sleepers
 /// and cached views look again.
 pub fn note_change(r: &Region, p: &PipeFd) {
@@ -1177,13 +1296,17 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         // Its own queue: senders add their credentials; a larger send buffer is asked at
         // each large send.
         if res.is_ok() && passcred_opt {
-            pipe::sock_set_passcred(r, p.pipe, passcred(p.fd));
+            pipe::sock_set_passcred(r, p.pipe, passcred(p.fd), scm::pid_ns());
         }
     } else if res.is_ok() && passcred_opt {
         // Our receive queue's senders add their credentials from now on; a connection not
         // linked yet has none to mark.
         match pipe::sock_peer(r, p.pipe) {
-            Some(rx) => pipe::sock_set_passcred(r, rx, passcred(p.fd)),
+            Some(rx) => {
+                let on = passcred(p.fd);
+                pipe::sock_set_passcred(r, rx, on, scm::pid_ns());
+                pipe::sock_set_sender_passcred(r, p.pipe, on);
+            }
             None => hand_back(r, &p),
         }
     } else if res.is_ok() && sndbuf {
@@ -1298,7 +1421,12 @@ pub(crate) mod diag {
 
     /// Asks about socket `ino`; calls `attr(type, payload)` for each attribute of the answer.
     fn query(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> bool {
-        let Ok(ino) = u32::try_from(ino) else { return false };
+        ask(ino, show, attr) == Ok(true)
+    }
+
+    /// [`query`]: Ok(true) answered, Ok(false) no such socket, Err the kernel could not be asked.
+    fn ask(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> Result<bool, ()> {
+        let Ok(ino) = u32::try_from(ino) else { return Err(()) };
         let Ok(s) = sys::syscall6(
             libc::SYS_socket,
             libc::AF_NETLINK as usize,
@@ -1308,7 +1436,7 @@ pub(crate) mod diag {
             0,
             0,
         ) else {
-            return false;
+            return Err(());
         };
         let s = s as i32;
         let req = Request {
@@ -1336,7 +1464,7 @@ pub(crate) mod diag {
         );
         let Ok(mut buf) = crate::scratch::take(512, 0u64) else {
             sys::close(s);
-            return false;
+            return Err(());
         };
         // The kernel answers inside sendto: the reply is queued already, and a receive that
         // finds none must not block the caller forever.
@@ -1352,14 +1480,19 @@ pub(crate) mod diag {
             )
         });
         sys::close(s);
-        let Ok(n) = got else { return false };
+        let Ok(n) = got else { return Err(()) };
         // SAFETY: `buf` is ours and `n` bytes of it were written.
         let bytes =
             unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, n.min(size_of_val(&*buf))) };
         // nlmsghdr (16) with type SOCK_DIAG_BY_FAMILY, unix_diag_msg (16), then rtattrs.
         let u16_at = |o: usize| bytes.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+        let i32_at = |o: usize| bytes.get(o..o + 4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        // An error message (after its header, the errno, negative) for a socket that is gone.
+        if u16_at(4) == Some(libc::NLMSG_ERROR as u16) && i32_at(16) == Some(-libc::ENOENT) {
+            return Ok(false);
+        }
         if u16_at(4) != Some(SOCK_DIAG_BY_FAMILY) {
-            return false;
+            return Err(());
         }
         let msg_len = bytes.get(0..4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize);
         let end = msg_len.min(bytes.len());
@@ -1373,7 +1506,7 @@ pub(crate) mod diag {
             attr(ty, &bytes[off + 4..off + len]);
             off += len.div_ceil(4) * 4;
         }
-        true
+        Ok(true)
     }
 
     fn u32s(payload: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -1400,6 +1533,12 @@ pub(crate) mod diag {
     /// when the kernel could not be asked.
     pub fn exists(ino: u64) -> bool {
         query(ino, 0, &mut |_, _| {})
+    }
+
+    /// Whether socket `ino` is gone (released: nothing holds it); false when the kernel could
+    /// not be asked.
+    pub fn released(ino: u64) -> bool {
+        ask(ino, 0, &mut |_, _| {}) == Ok(false)
     }
 
     /// Socket `ino`'s `sk_shutdown` (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2).

@@ -345,7 +345,7 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan, region: Option<&[u8]>) -> Option<
 /// execve(path, argv, envp) or execveat(dirfd, path, argv, envp, flags).
 pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
     let i = if nr == libc::SYS_execve { 2 } else { 3 };
-    let mut entry = [0u8; 128];
+    let mut entry = [0u8; 256];
     let len = crate::region::exec_entry(&mut entry);
     let plan = env().and_then(|env| {
         let s = scan(user, env, a[i] as usize, &entry[..len])?;

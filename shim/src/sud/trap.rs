@@ -94,19 +94,9 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
             set_reg(uc, REG_RIP, super::restorer() as u64);
             return;
         }
-        // glibc falls back to clone, whose arguments are in registers.
-        libc::SYS_clone3 => -(libc::ENOSYS as i64),
+        libc::SYS_clone3 => super::clone::clone3(uc, &a),
         libc::SYS_vfork => redirect(uc, nr, true),
-        libc::SYS_clone => {
-            let flags = a[0];
-            if flags & libc::CLONE_VM as u64 != 0 || a[1] != 0 {
-                // The child needs our memory or a stack of its own: it cannot start on this frame.
-                let new_tls = flags & libc::CLONE_SETTLS as u64 != 0;
-                redirect(uc, nr, flags & libc::CLONE_VM as u64 != 0 && !new_tls)
-            } else {
-                fork_here(nr, &a)
-            }
-        }
+        libc::SYS_clone => super::clone::clone(uc, &a),
         libc::SYS_fork => fork_here(nr, &a),
         libc::SYS_rt_sigaction => signals::rt_sigaction(&a, user),
         libc::SYS_rt_sigprocmask => sigprocmask(uc, &a, user),
@@ -128,7 +118,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
 }
 
 /// Resumes the application at a thunk that re-issues the call natively (RAX keeps `nr`).
-fn redirect(uc: &mut ucontext_t, nr: i64, shared: bool) -> i64 {
+pub(super) fn redirect(uc: &mut ucontext_t, nr: i64, shared: bool) -> i64 {
     match thunk_for(reg(uc, REG_RIP) as usize, shared) {
         Some(t) => {
             set_reg(uc, REG_RIP, t as u64);
@@ -139,7 +129,7 @@ fn redirect(uc: &mut ucontext_t, nr: i64, shared: bool) -> i64 {
 }
 
 /// fork, or a clone with neither CLONE_VM nor a new stack: the child is a copy of this frame.
-fn fork_here(nr: i64, a: &[u64; 6]) -> i64 {
+pub(super) fn fork_here(nr: i64, a: &[u64; 6]) -> i64 {
     let r = raw(nr, a);
     if r == 0 {
         super::arm_current();
