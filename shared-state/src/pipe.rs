@@ -333,6 +333,12 @@ pub trait PipeEnv {
         let _ = ns;
         None
     }
+    /// A socket read took (or peeked) the message whose fds travel as token `fp`
+    /// ([`UnixCb::fp`]); called with the queue locked, so that the env takes what travels
+    /// outside the region in the queue's order.
+    fn took_fds(&self, fp: u64) {
+        let _ = fp;
+    }
     /// A stream socket receiving: SO_OOBINLINE (its out-of-band byte is read with the data).
     fn oob_inline(&self) -> bool {
         false
@@ -1726,6 +1732,7 @@ fn read_inner(
                 ret += chars;
                 tail = tail.wrapping_add(1);
                 if msg.as_deref_mut().is_some_and(|m| m.took(&cb)) {
+                    env.took_fds(cb.fp);
                     break;
                 }
             }
@@ -1773,8 +1780,11 @@ fn read_inner(
             ret += chars;
             // The fds go with the first bytes read of their message (unix_detach_fds).
             let ends = msg.as_deref_mut().is_some_and(|m| m.took(&cb));
-            if ends && buf.len > chars {
-                ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+            if ends {
+                env.took_fds(cb.fp);
+                if buf.len > chars {
+                    ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+                }
             }
             // A packet buffer is consumed whole, whatever did not fit is dropped.
             let packet = buf.flags & PIPE_BUF_FLAG_PACKET != 0;
@@ -2149,6 +2159,10 @@ pub fn record_read(
             }
             // The kernel takes the record off its queue before copying it: one that cannot be
             // copied out is gone too (a peek leaves it).
+            // A record that faulted is dropped with its fds (the next taker closes them).
+            if cb.fp != 0 && !fault {
+                env.took_fds(cb.fp);
+            }
             if !peek {
                 // A record writer waits for room for all of it, not just a free slot.
                 wake_writer = true;

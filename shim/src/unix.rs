@@ -495,7 +495,15 @@ pub fn recv(
         return recv_oob(r, p, iov, flags, ctl);
     }
     drain(r, p);
-    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead);
+    // The token of a message with fds is taken as the read takes the message (crate::scm).
+    let taken = core::cell::Cell::new(*ctl);
+    let take = |fp| {
+        let mut c = taken.get();
+        scm::take_token(p.fd, fp, flags, &mut c);
+        taken.set(c);
+    };
+    let env =
+        pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead).taking_fds(&take);
     let rx = match rx_queue(r, &env, p) {
         Ok(Some(rx)) => rx,
         Ok(None) => {
@@ -518,7 +526,8 @@ pub fn recv(
         let mut cb = pipe::UnixCb::default();
         let res = pipe::record_read(r, rx, iov, &env, mode.peek, &mut cb);
         if let Ok(Some(_)) = res {
-            ancillary(r, p, rx, Some(cb), flags, ctl);
+            *ctl = taken.get();
+            ancillary(r, rx, Some(cb), ctl);
         }
         return match res {
             Err(pipe::HANDED_BACK) => {
@@ -549,7 +558,12 @@ pub fn recv(
             res => Some(res.map(|_| {
                 // Nothing is copied, but the first message's fds and credentials come.
                 if let Ok(Some(cb)) = pipe::sock_head_cb(r, rx, mode.peek) {
-                    ancillary(r, p, rx, Some(cb), flags, ctl);
+                    // Taken after the queue's lock was let go: a receiver taking a later
+                    // token meanwhile would drop this one as abandoned (see scm::take_token).
+                    if cb.fp != 0 {
+                        scm::take_token(p.fd, cb.fp, flags, ctl);
+                    }
+                    ancillary(r, rx, Some(cb), ctl);
                 }
                 (0, false)
             })),
@@ -592,18 +606,18 @@ pub fn recv(
             break;
         }
     }
-    ancillary(r, p, rx, msg.first, flags, ctl);
+    *ctl = taken.get();
+    ancillary(r, rx, msg.first, ctl);
     Some(Ok((got, false)))
 }
 
 /// The ancillary data of a received message with header `cb` (None or all zero: sent
-/// without one): its token's, taken from the kernel, or for SO_PASSCRED its sender's
-/// credentials (the kernel's "unknown" ones for a message sent before either end asked).
-fn ancillary(r: &Region, p: &PipeFd, rx: PipeHandle, cb: Option<pipe::UnixCb>, flags: i32, ctl: &mut Ctl) {
+/// without one) that has no token (a token's was taken with the message): for SO_PASSCRED
+/// its sender's credentials (the kernel's "unknown" ones for a message sent before either end
+/// asked).
+fn ancillary(r: &Region, rx: PipeHandle, cb: Option<pipe::UnixCb>, ctl: &mut Ctl) {
     let cb = cb.unwrap_or_default();
-    if cb.fp != 0 {
-        scm::take_token(p.fd, cb.fp, flags, ctl);
-    } else if pipe::sock_passcred(r, rx) {
+    if cb.fp == 0 && pipe::sock_passcred(r, rx) {
         let (pid, uid, gid) = scm::creds_seen(&cb);
         scm::put_creds(ctl, pid, uid, gid);
     }
