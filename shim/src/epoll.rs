@@ -425,17 +425,26 @@ fn forget_kernel_item(o: &ep::EpObj) {
 }
 
 /// Frees the objects of epoll instances no process holds any more (the table is full): the
-/// epoll fds of every process are looked at, as the pipe collector looks at pipes. A process
-/// whose fds we may not read can only hold instances older than itself: those are kept.
+/// epoll fds of every process of this namespace are looked at, as the pipe collector looks at
+/// pipes. A process whose fds we may not read can only hold instances older than itself:
+/// those are kept.
 fn collect_unheld(r: &Region, l: &EpLock) {
     let Ok(mut held) = scratch::take(ep::EP_OBJS as usize, 0u32) else { return };
+    let Ok(mut region) = scratch::take(LINK_MAX, 0u8) else { return };
+    let region_fd = crate::region::rw_fd();
+    let mut self_fd = [0u8; 24];
+    self_fd[..14].copy_from_slice(b"/proc/self/fd/");
+    let mut digits = [0u8; 10];
+    let k = pipe_gc::itoa(region_fd as u32, &mut digits);
+    self_fd[14..14 + k].copy_from_slice(&digits[..k]);
+    let Ok(region_len) = sys::readlinkat(libc::AT_FDCWD, &self_fd[..14 + k + 1], &mut region) else { return };
     let mut keep_born_before = 0;
     let Ok(proc_fd) = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
         return;
     };
     let res = pipe_gc::each_entry(proc_fd, |name| {
         let Some(pid) = pipe_gc::parse_u64(name) else { return Ok(()) };
-        match held_by(proc_fd, pid as u32, &mut held) {
+        match held_by(proc_fd, pid as u32, &region[..region_len], &mut held) {
             Err(libc::EACCES | libc::EPERM) => {
                 let horizon = pipe_gc::started_by(proc_fd, name)?.unwrap_or(0);
                 keep_born_before = keep_born_before.max(horizon);
@@ -446,18 +455,18 @@ fn collect_unheld(r: &Region, l: &EpLock) {
     });
     sys::close(proc_fd);
     if res.is_ok() {
-        let held =
-            |h: EpHandle| matches!(held[h.idx as usize], g if g == h.generation + 1 || g == SEEN_TWICE);
-        ep::free_unheld(r, l, keep_born_before, &held);
+        ep::free_unheld(r, l, keep_born_before, &|h| held[h.idx as usize] == h.generation + 1);
     }
 }
 
-/// In `held`: tokens of two generations name the object's slot (the other is another
-/// namespace's object: every process's epoll fds are read), so it is kept.
-const SEEN_TWICE: u32 = u32::MAX;
+/// Room for a link read from /proc/PID/fd: the region file's path.
+const LINK_MAX: usize = 256;
 
-/// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`.
-fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
+/// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`,
+/// if it is one of this namespace's processes: it holds our region file (`region`, as /proc
+/// names it) open. Another namespace's objects have the same indices and generations: a
+/// process of one, holding many, kept every object of ours (stack_small's collectors).
+fn held_by(proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) -> Result<(), Errno> {
     // "/proc/" PID "/fdinfo/" FD NUL; the part after "/proc/" opens the fd directory.
     let mut path = [0u8; 64];
     let mut digits = [0u8; 10];
@@ -465,12 +474,16 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
     path[..6].copy_from_slice(b"/proc/");
     path[6..6 + n].copy_from_slice(&digits[..n]);
     path[6 + n..6 + n + 4].copy_from_slice(b"/fd\0");
+    let (Ok(mut mine), Ok(mut link)) = (scratch::take(held.len(), 0u32), scratch::take(LINK_MAX, 0u8)) else {
+        return Err(libc::ENOMEM);
+    };
     let dir = match sys::openat(proc_fd, &path[6..6 + n + 4], libc::O_RDONLY | libc::O_DIRECTORY) {
         Ok(fd) => fd,
         Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
         Err(e) => return Err(e),
     };
     path[6 + n..6 + n + 8].copy_from_slice(b"/fdinfo/");
+    let mut ours = false;
     let res = pipe_gc::each_entry(dir, |name| {
         let end = 6 + n + 8 + name.len();
         if end >= path.len() {
@@ -478,16 +491,18 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
         }
         path[6 + n + 8..end].copy_from_slice(name);
         path[end] = 0;
-        let mut link = [0u8; 32];
         match sys::readlinkat(dir, &path[6 + n + 8..end + 1], &mut link) {
             Ok(k) if &link[..k] == b"anon_inode:[eventpoll]" => {}
-            Ok(_) | Err(libc::ENOENT) => return Ok(()),
+            Ok(k) => {
+                ours |= &link[..k] == region;
+                return Ok(());
+            }
+            Err(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
         match interests_at(&path[..end + 1], |k| {
             if let Some(i) = ItemRef::from_token(k.data) {
-                let h = &mut held[i.obj.idx as usize];
-                *h = if *h == 0 || *h == i.obj.generation + 1 { i.obj.generation + 1 } else { SEEN_TWICE };
+                mine[i.obj.idx as usize] = i.obj.generation + 1;
             }
         }) {
             Ok(()) | Err(libc::ENOENT) => Ok(()),
@@ -495,6 +510,11 @@ fn held_by(proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
         }
     });
     sys::close(dir);
+    if ours {
+        for (h, m) in held.iter_mut().zip(mine.iter()).filter(|(_, m)| **m != 0) {
+            *h = *m;
+        }
+    }
     match res {
         Err(libc::ENOENT | libc::ESRCH) => Ok(()),
         r => r,
