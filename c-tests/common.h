@@ -1343,6 +1343,25 @@ static __attribute__((unused)) void sk_pair(int type, int sv[2])
 		die("socketpair");
 }
 
+/* The AF_UNIX types, named for case names. */
+static __attribute__((unused)) const struct {
+	int type;
+	const char *name;
+} sk_types[3] = { { SOCK_STREAM, "stream" }, { SOCK_SEQPACKET, "seqpacket" }, { SOCK_DGRAM, "dgram" } };
+
+/* fn("pair_TYPE", sv[0], sv[1]) over a fresh socketpair of each type. */
+static __attribute__((unused)) void sk_each_pair(void (*fn)(const char *name, int a, int b))
+{
+	for (size_t i = 0; i < 3; i++) {
+		int sv[2];
+		char name[64];
+		snprintf(name, sizeof name, "pair_%s", sk_types[i].name);
+		sk_pair(sk_types[i].type, sv);
+		fn(name, sv[0], sv[1]);
+		closep(sv);
+	}
+}
+
 /* A socket of type bound to addr (and listening with backlog if backlog >= 0). */
 static __attribute__((unused)) int sk_listener(int type, const struct sockaddr_un *a, socklen_t len,
 						int backlog)

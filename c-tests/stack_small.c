@@ -643,22 +643,32 @@ static void procfs(void)
 static void collectors(void)
 {
 	CASE("collectors");
-	int p[2], q[2], bad = 0;
+	int p[2], q[2];
+	const char *failed = NULL;
+	int at = 0, err = 0;
+	/* The first call that failed, with its errno: the count alone hides which object ran out. */
+#define TRY(expr, i) do { if ((long)(expr) < 0 && !failed) { failed = #expr; at = (i); err = errno; } } while (0)
 	for (int i = 0; i < 1100; i++) {
-		bad |= M(pipe(p)) != 0;
-		bad |= M(close(p[0])) | M(close(p[1]));
+		TRY(M(pipe(p)), i);
+		TRY(M(close(p[0])), i);
+		TRY(M(close(p[1])), i);
 	}
 	if (pipe(q))
 		die("pipe");
 	for (int i = 0; i < 1100; i++) {
 		int e = M(epoll_create1(0));
 		struct epoll_event one = { EPOLLIN, { .u64 = i } };
-		bad |= e < 0 || M(epoll_ctl(e, EPOLL_CTL_ADD, q[0], &one)) != 0;
-		bad |= M(close(e));
+		TRY(e, i);
+		TRY(M(epoll_ctl(e, EPOLL_CTL_ADD, q[0], &one)), i);
+		TRY(M(close(e)), i);
 	}
+#undef TRY
 	close(q[0]);
 	close(q[1]);
-	printf("  2200 creations: %s\n", bad ? "some failed" : "all ok");
+	if (failed)
+		printf("  2200 creations: %s failed at %d: %s\n", failed, at, strerror(err));
+	else
+		printf("  2200 creations: all ok\n");
 	budget_check();
 }
 

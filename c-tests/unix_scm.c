@@ -253,7 +253,9 @@ int main(int argc, char **argv)
 		io_set_nonblock(pair[0], 0);
 		io_pipe(q2);
 		io_handler(SIGALRM, on_alarm, 0);
-		ualarm(100000, 0);
+		/* Repeating: a tick that comes before the send waits (a loaded machine) is not the
+		 * last, and alarm() then sets the timer back to one shot. */
+		ualarm(100000, 100000);
 		IOSHOW(sk_send_fds(pair[0], &q2[1], 1, "I", 1));
 		alarm(20);
 		io_close(q2[1]);
@@ -302,6 +304,56 @@ int main(int argc, char **argv)
 			show_status_io("receiver (exit status: messages without their fd)", io_reap(kids[k]));
 		closep(pair);
 		closep(p);
+	}
+
+	CASE("scm_rights_many_receivers");
+	/* More receivers than CPUs take from one socket at once, descheduled anywhere (between
+	 * taking a message and its fds too; every 50 messages one is stopped for 30 ms): every
+	 * message comes with its own fd, told by the pipe it names (message k carries pipe k%4's
+	 * write end, whose inode the receiver knows). */
+	for (int t = 0; t < 2; t++) {
+		int type = t ? SOCK_STREAM : SOCK_SEQPACKET, pair[2], four[4][2];
+		struct stat want[4];
+		sk_pair(type, pair);
+		for (int k = 0; k < 4; k++) {
+			io_pipe(four[k]);
+			if (fstat(four[k][1], &want[k]))
+				die("fstat");
+		}
+		pid_t kids[8];
+		for (int k = 0; k < 8; k++) {
+			if ((kids[k] = io_fork()) == 0) {
+				/* The same count each, so that each one's calls are the same on every run;
+				 * the exit status counts messages without their own fd. */
+				int bad = 0;
+				for (int i = 0; i < 250; i++) {
+					struct stat st;
+					n = sk_recv_fds(pair[1], buf, sizeof buf, got, &ngot, 4, 0, &fl);
+					if (n != 2 || buf[0] != 'm' || buf[1] < '0' || buf[1] > '3')
+						_exit(200);
+					bad += ngot != 1 || fstat(got[0], &st) || st.st_ino != want[buf[1] - '0'].st_ino;
+					for (int j = 0; j < ngot; j++)
+						close(got[j]);
+				}
+				_exit(bad);
+			}
+		}
+		int sent = 0;
+		for (int i = 0; i < 2000; i++) {
+			char m[2] = { 'm', '0' + i % 4 };
+			sent += sk_send_fds(pair[0], &four[i % 4][1], 1, m, 2) == 2;
+			if (i % 50 == 49) {
+				kill(kids[i / 50 % 8], SIGSTOP);
+				usleep(30000);
+				kill(kids[i / 50 % 8], SIGCONT);
+			}
+		}
+		printf("  %s: sent %d messages, each with a pipe fd\n", t ? "stream" : "seqpacket", sent);
+		for (int k = 0; k < 8; k++)
+			show_status_io("receiver (exit status: messages without their own fd)", io_reap(kids[k]));
+		closep(pair);
+		for (int k = 0; k < 4; k++)
+			closep(four[k]);
 	}
 
 	CASE("scm_ctrunc");

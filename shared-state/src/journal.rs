@@ -308,7 +308,10 @@ pub struct PoolHead {
     hint: AtomicU32,
     bump: AtomicU32,
     kept: AtomicU32,
-    _pad: u32,
+    /// Entries given back to the pool since a scan last found none: while 0, a claim takes a
+    /// never-used entry without scanning the used ones (a scan of a million claimed entries
+    /// per claim made filling the pool quadratic). A hint: a full pool is scanned regardless.
+    freed: AtomicU32,
 }
 
 impl PoolHead {
@@ -420,14 +423,18 @@ impl Pool<'_> {
     /// entry never claimed before has its parts (at `off + i * size` of each of `parts`, the
     /// claim word's among them) reserved first.
     pub fn claim(&self, j: &Journal, owner: u32, parts: &[(u64, u64)]) -> Option<u32> {
-        let (hint, bump) = (&self.head.hint, &self.head.bump);
+        let (hint, bump, freed) = (&self.head.hint, &self.head.bump, &self.head.freed);
         let high = self.head.high(self.max);
-        let start = hint.load(Ordering::Relaxed).min(high);
-        for i in (start..high).chain(0..start) {
-            if self.word(i).load(Ordering::Relaxed) == 0 && j.claim(self.word(i), owner) {
-                hint.store(i + 1, Ordering::Relaxed);
-                return Some(i);
+        if freed.load(Ordering::Relaxed) != 0 || high >= self.max {
+            let start = hint.load(Ordering::Relaxed).min(high);
+            for i in (start..high).chain(0..start) {
+                if self.word(i).load(Ordering::Relaxed) == 0 && j.claim(self.word(i), owner) {
+                    hint.store(i + 1, Ordering::Relaxed);
+                    let _ = freed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| f.checked_sub(1));
+                    return Some(i);
+                }
             }
+            freed.store(0, Ordering::Relaxed);
         }
         loop {
             let b = bump.load(Ordering::Acquire);
@@ -450,6 +457,7 @@ impl Pool<'_> {
     pub fn free(&self, j: &Journal, i: u32, owner: u32) {
         j.free(self.word(i), owner);
         self.head.hint.store(i, Ordering::Relaxed);
+        self.head.freed.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -89,6 +89,11 @@ impl UnixCb {
     }
 }
 
+/// A [`UnixCb::fp`] that marks an empty record standing for the next datagram of the
+/// receiver's kernel socket (one the kernel carries, with its ancillary data): read in its
+/// place, it keeps that datagram's order among the others.
+pub const FP_KERNEL_NEXT: u64 = u64::MAX;
+
 /// Room a [`UnixCb`] takes at the start of a page (data stays 8-byte aligned).
 pub const CB_LEN: usize = core::mem::size_of::<UnixCb>().next_multiple_of(8);
 
@@ -327,6 +332,12 @@ pub trait PipeEnv {
     fn watch_placeholder(&self, ns: i64) -> Option<WaitOutcome> {
         let _ = ns;
         None
+    }
+    /// A socket read took (or peeked) the message whose fds travel as token `fp`
+    /// ([`UnixCb::fp`]); called with the queue locked, so that the env takes what travels
+    /// outside the region in the queue's order.
+    fn took_fds(&self, fp: u64) {
+        let _ = fp;
     }
     /// A stream socket receiving: SO_OOBINLINE (its out-of-band byte is read with the data).
     fn oob_inline(&self) -> bool {
@@ -1754,6 +1765,7 @@ fn read_inner(
                 ret += chars;
                 tail = tail.wrapping_add(1);
                 if msg.as_deref_mut().is_some_and(|m| m.took(&cb)) {
+                    env.took_fds(cb.fp);
                     break;
                 }
             }
@@ -1801,8 +1813,11 @@ fn read_inner(
             ret += chars;
             // The fds go with the first bytes read of their message (unix_detach_fds).
             let ends = msg.as_deref_mut().is_some_and(|m| m.took(&cb));
-            if ends && buf.len > chars {
-                ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+            if ends {
+                env.took_fds(cb.fp);
+                if buf.len > chars {
+                    ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+                }
             }
             // A packet buffer is consumed whole, whatever did not fit is dropped.
             let packet = buf.flags & PIPE_BUF_FLAG_PACKET != 0;
@@ -2171,6 +2186,10 @@ pub fn record_read(
             }
             // The kernel takes the record off its queue before copying it: one that cannot be
             // copied out is gone too (a peek leaves it).
+            // A record that faulted is dropped with its fds (the next taker closes them).
+            if cb.fp != 0 && !fault {
+                env.took_fds(cb.fp);
+            }
             if !peek {
                 // A record writer waits for room for all of it, not just a free slot.
                 wake_writer = true;
@@ -2315,6 +2334,12 @@ pub const SOCK_PEER_KERNEL: u32 = 1 << 16;
 /// With SOCK_RECV_QUEUE: the kernel's queue had a datagram for it (a sender without the
 /// shim): a blocked receiver looks at it often.
 pub const SOCK_KERNEL_SEEN: u32 = 1 << 17;
+
+/// `sk_rcvtimeo`/`sk_sndtimeo` of 0, from a negative SO_RCVTIMEO/SO_SNDTIMEO
+/// (`sock_set_timeout`): the socket's blocking receives/sends do not wait. Read back, such a
+/// timeout is the same `{0, 0}` as none, so the kernel's socket cannot tell us.
+pub const SOCK_RCVTIMEO_ZERO: u32 = 1 << 19;
+pub const SOCK_SNDTIMEO_ZERO: u32 = 1 << 20;
 
 /// The socket word: connection state and the flags above it (0 for no live object).
 pub fn sock_flags(region: &Region, h: PipeHandle) -> u32 {

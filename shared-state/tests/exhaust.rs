@@ -193,11 +193,20 @@ fn full_message_headers() {
             }
         }
     };
-    assert!(sent >= MSG_MSGS_MAX as u64, "{sent} messages held, fewer than the headers");
+    // Queues keep headers they freed for their own next messages (at most an eighth of the
+    // pool in all, see journal::Pool::release): a queue's refused send left one on its list.
+    let cached = MSG_MSGS_MAX as u64 / 8;
+    assert!(sent + cached >= MSG_MSGS_MAX as u64, "{sent} messages held, fewer than the headers");
     let t = Instant::now();
     assert_eq!(send(last, 0), Err(libc::ENOMEM), "a blocking send fails too");
     assert!(t.elapsed() < Duration::from_secs(1), "and at once");
+    // Emptied, the queue takes messages again: what it held (messages sent through its
+    // lock-free ring wait there for a header) gave its headers back.
     let mut out = Buf { mtype: 0, text: [0; 8] };
-    assert_eq!(msg::msgrcv(&r, last, &mut out as *mut Buf as usize, 8, 0, IPC_NOWAIT, &Env), Ok(0));
-    assert_eq!(send(last, IPC_NOWAIT), Ok(0), "a received message's header is reused");
+    let mut got = 0;
+    while msg::msgrcv(&r, last, &mut out as *mut Buf as usize, 8, 0, IPC_NOWAIT, &Env) == Ok(0) {
+        got += 1;
+    }
+    assert!(got > 0, "the last queue held nothing");
+    assert_eq!(send(last, IPC_NOWAIT), Ok(0), "received messages' headers are reused");
 }

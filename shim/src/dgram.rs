@@ -181,12 +181,46 @@ fn alive(r: &Region, to: PipeHandle, force: bool) -> bool {
 /// A receiver with an empty queue: whether the kernel must answer (its placeholder holds a
 /// datagram from a sender without the shim, or is shut down for reading).
 pub fn kernel_has_more(r: &Region, p: &PipeFd) -> bool {
-    if pipe::sock_flags(r, p.pipe) & pipe::SOCK_SHUT_RD != 0 {
-        return true;
-    }
-    let mut pfd = libc::pollfd { fd: p.fd, events: libc::POLLIN, revents: 0 };
+    pipe::sock_flags(r, p.pipe) & pipe::SOCK_SHUT_RD != 0 || kernel_readable(p.fd)
+}
+
+/// Whether the placeholder's kernel queue holds a datagram.
+fn kernel_readable(fd: i32) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     let polled = sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0);
     polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLIN != 0
+}
+
+/// A datagram with ancillary data (`msghdr` `m` at `umsg`): the kernel carries it, fds,
+/// credentials, errors and all, and a shim receiver's queue gets a marker record
+/// ([`pipe::FP_KERNEL_NEXT`]) after it, so the receiver reads it in its place among the
+/// datagrams the shim carries (`sk_receive_queue` is one queue). A receive that finds its
+/// queue empty reads the kernel's queue itself, so the datagram may already be gone when
+/// its marker is read; the marker is then passed over.
+pub fn send_with_control(
+    r: &Region,
+    g: &sud::Guard,
+    p: &PipeFd,
+    umsg: usize,
+    m: &libc::msghdr,
+    flags: i32,
+) -> i64 {
+    let mut addr = [0u8; SOCKADDR_UN_MAX];
+    let to = if m.msg_namelen != 0 {
+        addr_in(m.msg_name as usize, m.msg_namelen as usize, &mut addr)
+            .and_then(|n| queue_named(r, &addr[..n]))
+    } else {
+        pipe::sock_peer(r, p.pipe)
+    };
+    let res =
+        g.allow_signals(|| sys::syscall6(libc::SYS_sendmsg, p.fd as usize, umsg, flags as usize, 0, 0, 0));
+    if let (Ok(_), Some(to)) = (res, to) {
+        // Never waits: without room the datagram is only out of order.
+        let env = pipes::Env::new(p, r, g, true, pipes::Side::DgramSend(to));
+        let marker = pipe::UnixCb { fp: pipe::FP_KERNEL_NEXT, ..Default::default() };
+        let _ = pipe::dgram_write(r, to, &[], Some(&marker), &env, None);
+    }
+    pipes::ret(res)
 }
 
 /// A send of `iov`, to `dest` (the user's address and length) or to the connected peer, in
@@ -293,8 +327,23 @@ pub fn recv(
         return Some(Err(libc::EOPNOTSUPP));
     }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::DgramRecv);
+    let peek = flags & libc::MSG_PEEK != 0;
     let mut cb = pipe::UnixCb::default();
-    match pipe::record_read(r, p.pipe, iov, &env, flags & libc::MSG_PEEK != 0, &mut cb) {
+    let mut res = pipe::record_read(r, p.pipe, iov, &env, peek, &mut cb);
+    // A marker: the kernel's next datagram is this one (taken off our queue unless peeking),
+    // unless a receive took it already.
+    while let Ok(Some(_)) = res
+        && cb.fp == pipe::FP_KERNEL_NEXT
+    {
+        if kernel_readable(p.fd) {
+            return None;
+        }
+        if peek {
+            let _ = pipe::record_read(r, p.pipe, &[], &env, false, &mut cb);
+        }
+        res = pipe::record_read(r, p.pipe, iov, &env, peek, &mut cb);
+    }
+    match res {
         Ok(Some((n, len))) => {
             let alen = (cb.addr_len as usize).min(SOCKADDR_UN_MAX);
             ctl.src = Some((cb.addr, alen));

@@ -714,18 +714,25 @@ pub fn passing(r: &Region, umsg: usize) {
     }
 }
 
-/// Frees the instances of epoll fds no process holds any more: the epoll fds of every
-/// process are looked at, as the pipe collector looks at pipes. A process whose fds we may
-/// not read can only hold instances older than itself: those are kept.
+/// Frees the instances of epoll fds no process holds any more: the epoll fds of every process
+/// of this namespace are looked at, as the pipe collector looks at pipes. A process whose fds
+/// we may not read can only hold instances older than itself: those are kept.
 fn collect_unheld(r: &Region) {
     let Ok(mut held) = scratch::take(ep::EP_INSTS as usize, 0u32) else { return };
+    let Ok(mut region) = scratch::take(LINK_MAX, 0u8) else { return };
+    let mut self_fd = [0u8; 24];
+    self_fd[..14].copy_from_slice(b"/proc/self/fd/");
+    let mut digits = [0u8; 10];
+    let k = pipe_gc::itoa(crate::region::rw_fd() as u32, &mut digits);
+    self_fd[14..14 + k].copy_from_slice(&digits[..k]);
+    let Ok(region_len) = sys::readlinkat(libc::AT_FDCWD, &self_fd[..14 + k + 1], &mut region) else { return };
     let mut keep_born_before = 0;
     let Ok(proc_fd) = sys::open(b"/proc\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
         return;
     };
     let res = pipe_gc::each_entry(proc_fd, |name| {
         let Some(pid) = pipe_gc::parse_u64(name) else { return Ok(()) };
-        match held_by(r, proc_fd, pid as u32, &mut held) {
+        match held_by(r, proc_fd, pid as u32, &region[..region_len], &mut held) {
             Err(libc::EACCES | libc::EPERM) => {
                 let horizon = pipe_gc::started_by(proc_fd, name)?.unwrap_or(0);
                 keep_born_before = keep_born_before.max(horizon);
@@ -736,17 +743,18 @@ fn collect_unheld(r: &Region) {
     });
     sys::close(proc_fd);
     if res.is_ok() {
-        let held = |h: InstRef| matches!(held[h.idx as usize], g if g == h.generation.wrapping_add(1) || g == SEEN_TWICE);
-        ep::free_unheld(r, keep_born_before, &held);
+        ep::free_unheld(r, keep_born_before, &|h| held[h.idx as usize] == h.generation.wrapping_add(1));
     }
 }
 
-/// In `held`: tokens of two generations name the instance's slot (the other is another
-/// namespace's instance: every process's epoll fds are read), so it is kept.
-const SEEN_TWICE: u32 = u32::MAX;
+/// Room for a link read from /proc/PID/fd: the region file's path.
+const LINK_MAX: usize = 256;
 
-/// Marks in `held` (generation + 1 per instance) the instances named by the epoll fds of `pid`.
-fn held_by(r: &Region, proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), Errno> {
+/// Marks in `held` (generation + 1 per instance) the instances named by the epoll fds of
+/// `pid`, if it is one of this namespace's processes: it holds our region file (`region`, as
+/// /proc names it) open. Another namespace's items have the same indices and generations: a
+/// process of one, holding many, would keep instances of ours.
+fn held_by(r: &Region, proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) -> Result<(), Errno> {
     // "/proc/" PID "/fdinfo/" FD NUL; the part after "/proc/" opens the fd directory.
     let mut path = [0u8; 64];
     let mut digits = [0u8; 10];
@@ -754,12 +762,16 @@ fn held_by(r: &Region, proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), E
     path[..6].copy_from_slice(b"/proc/");
     path[6..6 + n].copy_from_slice(&digits[..n]);
     path[6 + n..6 + n + 4].copy_from_slice(b"/fd\0");
+    let (Ok(mut mine), Ok(mut link)) = (scratch::take(held.len(), 0u32), scratch::take(LINK_MAX, 0u8)) else {
+        return Err(libc::ENOMEM);
+    };
     let dir = match sys::openat(proc_fd, &path[6..6 + n + 4], libc::O_RDONLY | libc::O_DIRECTORY) {
         Ok(fd) => fd,
         Err(libc::ENOENT | libc::ESRCH) => return Ok(()),
         Err(e) => return Err(e),
     };
     path[6 + n..6 + n + 8].copy_from_slice(b"/fdinfo/");
+    let mut ours = false;
     let res = pipe_gc::each_entry(dir, |name| {
         let end = 6 + n + 8 + name.len();
         if end >= path.len() {
@@ -767,19 +779,20 @@ fn held_by(r: &Region, proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), E
         }
         path[6 + n + 8..end].copy_from_slice(name);
         path[end] = 0;
-        let mut link = [0u8; 32];
         match sys::readlinkat(dir, &path[6 + n + 8..end + 1], &mut link) {
             Ok(k) if &link[..k] == b"anon_inode:[eventpoll]" => {}
-            Ok(_) | Err(libc::ENOENT) => return Ok(()),
+            Ok(k) => {
+                ours |= &link[..k] == region;
+                return Ok(());
+            }
+            Err(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
         // One token names the instance.
         match interests_at(&path[..end + 1], |k| {
             let h = ItemRef::from_token(k.data).and_then(|i| ep::inst_of(r, i));
             if let Some(h) = h {
-                let g = h.generation.wrapping_add(1);
-                let seen = &mut held[h.idx as usize];
-                *seen = if *seen == 0 || *seen == g { g } else { SEEN_TWICE };
+                mine[h.idx as usize] = h.generation.wrapping_add(1);
             }
             h.is_some()
         }) {
@@ -788,6 +801,11 @@ fn held_by(r: &Region, proc_fd: i32, pid: u32, held: &mut [u32]) -> Result<(), E
         }
     });
     sys::close(dir);
+    if ours {
+        for (h, m) in held.iter_mut().zip(mine.iter()).filter(|(_, m)| **m != 0) {
+            *h = *m;
+        }
+    }
     match res {
         Err(libc::ENOENT | libc::ESRCH) => Ok(()),
         r => r,

@@ -117,6 +117,8 @@ pub struct Env<'a> {
     held: core::cell::Cell<i32>,
     /// The write stopped for want of memory for the ring (see `PipeEnv::out_of_space`).
     space_out: core::cell::Cell<bool>,
+    /// A socket receive's taker of fds' tokens (see [`PipeEnv::took_fds`]).
+    fds: Option<&'a dyn Fn(u64)>,
 }
 
 impl<'a> Env<'a> {
@@ -131,6 +133,7 @@ impl<'a> Env<'a> {
             timeout: Default::default(),
             held: core::cell::Cell::new(-1),
             space_out: Default::default(),
+            fds: None,
         }
     }
 
@@ -172,6 +175,23 @@ impl<'a> Env<'a> {
     /// kernel, which takes the rest.
     pub fn ran_out_of_space(&self) -> bool {
         self.space_out.get()
+    }
+
+    /// A timeout of 0 for this direction (a negative SO_RCVTIMEO/SO_SNDTIMEO): the kernel's
+    /// `sock_rcvtimeo`/`sock_sndtimeo` is then 0 as for MSG_DONTWAIT.
+    fn zero_timeout(&self) -> bool {
+        let bit = match self.side {
+            Side::Pipe => return false,
+            Side::SockRead | Side::DgramRecv => pipe::SOCK_RCVTIMEO_ZERO,
+            Side::SockWrite | Side::DgramSend(_) => pipe::SOCK_SNDTIMEO_ZERO,
+        };
+        pipe::sock_flags(self.r, self.p.pipe) & bit != 0
+    }
+
+    /// The receive takes the fds' token of a message it reads with `take`, queue locked.
+    pub fn taking_fds(mut self, take: &'a dyn Fn(u64)) -> Env<'a> {
+        self.fds = Some(take);
+        self
     }
 
     /// The socket's timeout for this direction, from now; None without one.
@@ -256,6 +276,12 @@ static NB_FLAG: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
 const KERNEL_SEEN_SLICE_NS: i64 = 2_000_000;
 
 impl PipeEnv for Env<'_> {
+    fn took_fds(&self, fp: u64) {
+        if let Some(take) = self.fds {
+            take(fp);
+        }
+    }
+
     fn max_slice_ns(&self) -> i64 {
         let seen = self.side == Side::DgramRecv
             && pipe::sock_flags(self.r, self.p.pipe) & pipe::SOCK_KERNEL_SEEN != 0;
@@ -263,7 +289,7 @@ impl PipeEnv for Env<'_> {
     }
 
     fn nonblocking(&self) -> bool {
-        if self.nowait {
+        if self.nowait || self.zero_timeout() {
             return true;
         }
         // O_NONBLOCK lives in the placeholder's open file description (shared with dups and

@@ -163,6 +163,12 @@ fn fds() -> [i32; 2] {
     [FDS[0].load(Ordering::Relaxed), FDS[1].load(Ordering::Relaxed)]
 }
 
+/// The region file's read-write descriptor here (every process of the namespace keeps it
+/// open: the epoll collector tells them by it).
+pub fn rw_fd() -> i32 {
+    fds()[0]
+}
+
 /// Marks `Tls::region_fds` as set; below it, each descriptor + 1 in 31 bits.
 const MOVED: u64 = 1 << 63;
 

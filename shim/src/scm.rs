@@ -175,6 +175,7 @@ pub fn own_creds_ctl() -> OwnCredsCtl {
 }
 
 /// The user's control buffer of a receive, and what the receive put there.
+#[derive(Clone, Copy)]
 pub struct Ctl {
     pub ptr: usize,
     pub len: usize,
@@ -226,20 +227,18 @@ fn recv_token(fd: i32, m: &mut libc::msghdr, flags: i32) -> Option<u64> {
     (n == TOKEN && data[..8] == MAGIC).then(|| u64::from_ne_bytes(data[8..].try_into().unwrap_or_default()))
 }
 
-/// How long a token ahead of ours may stay before it counts as an orphan: another receiver
-/// of the same socket that read the earlier message takes its token within that.
-const ORPHAN_NS: i64 = 20_000_000;
-
-/// Takes token `id` from `fd` into the user's control buffer (peeking with MSG_PEEK). Older
-/// tokens before it that stay are orphans, of senders whose data never got queued (killed
-/// between the two steps, or failed) or of receivers killed before taking theirs: their fds
-/// are closed, as the kernel drops an unread message's.
+/// Takes token `id` from `fd` into the user's control buffer (peeking with MSG_PEEK), with
+/// the receive queue locked as the read takes its message. Senders put tokens on the kernel
+/// socket in their messages' queue order (the scm lock), and every earlier message's token
+/// was taken under this lock with it, so a token ahead of ours is one no receiver will take:
+/// its message never got queued (the sender failed or was killed between the two steps),
+/// was dropped unread (a fault), or its receiver was killed holding the lock. Its fds are
+/// closed, as the kernel drops an unread message's.
 pub fn take_token(fd: i32, id: u64, flags: i32, ctl: &mut Ctl) {
     let mut data = [0u8; TOKEN];
     let mut iov = libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 };
-    // Bounded: each round takes ours, drops an orphan or sees another receiver take one.
-    for _ in 0..1024 {
-        let Some(next) = peek_token(fd, &mut data, &mut iov) else { return };
+    // Each round takes ours or drops one token ahead of it, of which there are finitely many.
+    while let Some(next) = peek_token(fd, &mut data, &mut iov) {
         if next == id {
             let mut m = msghdr(&mut data, &mut iov, ctl.ptr, ctl.len);
             if recv_token(fd, &mut m, flags & (libc::MSG_PEEK | libc::MSG_CMSG_CLOEXEC)).is_some() {
@@ -248,15 +247,8 @@ pub fn take_token(fd: i32, id: u64, flags: i32, ctl: &mut Ctl) {
             }
             return;
         }
-        // Another receiver's, about to be taken, or an orphan, which stays.
-        let since = sys::monotonic_ns();
-        let mut stays = true;
-        while stays && sys::monotonic_ns() - since < ORPHAN_NS {
-            let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-            stays = peek_token(fd, &mut data, &mut iov) == Some(next);
-        }
-        if stays {
-            drop_orphan(fd, &mut data, &mut iov);
+        if !drop_orphan(fd, &mut data, &mut iov) {
+            return;
         }
     }
 }
@@ -266,18 +258,20 @@ fn peek_token(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) -> Option<
     recv_token(fd, &mut m, libc::MSG_PEEK)
 }
 
-fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) {
+/// Takes the token at the head of `fd` and closes its fds; false if it could not.
+fn drop_orphan(fd: i32, data: &mut [u8; TOKEN], iov: &mut libc::iovec) -> bool {
     // Aligned as `struct cmsghdr`.
-    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return false };
     let mut m = msghdr(data, iov, buf.as_mut_ptr() as usize, ORPHAN_CTL);
     // Any message: `refused`'s carries no token id.
     let flags = (libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) as usize;
     if sys::syscall6(libc::SYS_recvmsg, fd as usize, &mut m as *mut _ as usize, flags, 0, 0, 0).is_err() {
-        return;
+        return false;
     }
     // SAFETY: the u64s are plain bytes to look at; `m.msg_controllen` of them were written.
     let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr() as *const u8, ORPHAN_CTL) };
     each_passed_fd(&bytes[..m.msg_controllen.min(ORPHAN_CTL)], sys::close);
+    true
 }
 
 /// Calls `f` with each fd of the SCM_RIGHTS messages in control data `bytes`.

@@ -22,7 +22,7 @@ use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
 use crate::scratch;
 use crate::sud;
-use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, Ordering::SeqCst};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle, RecvMode};
 use shared_state::sys::{self, Errno};
@@ -341,6 +341,9 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     let st = sys::fstat(fd).ok()?;
     let (me, pid) = (st.st_ino, sys::getpid() as u32);
     let queue = if passcred(fd) { None } else { Some(new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?) };
+    if let Some(h) = queue {
+        early_timeouts(r, fd, &st, h);
+    }
     // Counted before the ticket: a connect of another thread that overlaps ours in any way
     // sees us, or we it.
     let overlaps = OVERLAPS.load(SeqCst);
@@ -516,7 +519,15 @@ pub fn recv(
         return recv_oob(r, p, iov, flags, ctl);
     }
     drain(r, p);
-    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead);
+    // The token of a message with fds is taken as the read takes the message (crate::scm).
+    let taken = core::cell::Cell::new(*ctl);
+    let take = |fp| {
+        let mut c = taken.get();
+        scm::take_token(p.fd, fp, flags, &mut c);
+        taken.set(c);
+    };
+    let env =
+        pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead).taking_fds(&take);
     let rx = match rx_queue(r, &env, p) {
         Ok(Some(rx)) => rx,
         Ok(None) => {
@@ -539,7 +550,8 @@ pub fn recv(
         let mut cb = pipe::UnixCb::default();
         let res = pipe::record_read(r, rx, iov, &env, mode.peek, &mut cb);
         if let Ok(Some(_)) = res {
-            ancillary(r, p, rx, Some(cb), flags, ctl);
+            *ctl = taken.get();
+            ancillary(r, rx, Some(cb), ctl);
         }
         return match res {
             Err(pipe::HANDED_BACK) => {
@@ -570,7 +582,12 @@ pub fn recv(
             res => Some(res.map(|_| {
                 // Nothing is copied, but the first message's fds and credentials come.
                 if let Ok(Some(cb)) = pipe::sock_head_cb(r, rx, mode.peek) {
-                    ancillary(r, p, rx, Some(cb), flags, ctl);
+                    // Taken after the queue's lock was let go: a receiver taking a later
+                    // token meanwhile would drop this one as abandoned (see scm::take_token).
+                    if cb.fp != 0 {
+                        scm::take_token(p.fd, cb.fp, flags, ctl);
+                    }
+                    ancillary(r, rx, Some(cb), ctl);
                 }
                 (0, false)
             })),
@@ -613,18 +630,18 @@ pub fn recv(
             break;
         }
     }
-    ancillary(r, p, rx, msg.first, flags, ctl);
+    *ctl = taken.get();
+    ancillary(r, rx, msg.first, ctl);
     Some(Ok((got, false)))
 }
 
 /// The ancillary data of a received message with header `cb` (None or all zero: sent
-/// without one): its token's, taken from the kernel, or for SO_PASSCRED its sender's
-/// credentials (the kernel's "unknown" ones for a message sent before either end asked).
-fn ancillary(r: &Region, p: &PipeFd, rx: PipeHandle, cb: Option<pipe::UnixCb>, flags: i32, ctl: &mut Ctl) {
+/// without one) that has no token (a token's was taken with the message): for SO_PASSCRED
+/// its sender's credentials (the kernel's "unknown" ones for a message sent before either end
+/// asked).
+fn ancillary(r: &Region, rx: PipeHandle, cb: Option<pipe::UnixCb>, ctl: &mut Ctl) {
     let cb = cb.unwrap_or_default();
-    if cb.fp != 0 {
-        scm::take_token(p.fd, cb.fp, flags, ctl);
-    } else if pipe::sock_passcred(r, rx) {
+    if cb.fp == 0 && pipe::sock_passcred(r, rx) {
         let (pid, uid, gid) = scm::creds_seen(&cb);
         scm::put_creds(ctl, pid, uid, gid);
     }
@@ -989,9 +1006,8 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Err(e) => return Some(-(e as i64)),
     };
     let named_dgram = dgram::is_recv_queue(r, &p);
-    // Ancillary data on a datagram socket is the kernel's (README: limitations).
     if named_dgram && m.msg_controllen != 0 {
-        return None;
+        return Some(dgram::send_with_control(r, g, &p, umsg, &m, flags));
     }
     if m.msg_namelen != 0 && !p.packet {
         return None;
@@ -1037,8 +1053,9 @@ fn send_scm(
     let _order = pipe::sock_scm_lock(r, p.pipe).ok()?;
     // A non-blocking send that would find the queue full fails before its token, whose fds
     // would otherwise stay in flight.
-    let nonblocking =
-        flags & libc::MSG_DONTWAIT != 0 || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
+    let nonblocking = flags & libc::MSG_DONTWAIT != 0
+        || pipe::sock_flags(r, p.pipe) & pipe::SOCK_SNDTIMEO_ZERO != 0
+        || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
     // What the kernel refuses in the control data it says first, full queue or not.
     if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
         return Some(-(scm::refused(ctl, ctl_len).unwrap_or(libc::EAGAIN) as i64));
@@ -1284,19 +1301,93 @@ pub fn getsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     Some(pipes::ret(res))
 }
 
-/// `setsockopt`: the kernel's; SO_PASSCRED marks our receive queue, and a record socket's
-/// larger send buffer gives the connection to the kernel.
+/// SO_RCVTIMEO/SO_SNDTIMEO, as `_OLD` (a timeval) and `_NEW` (`__kernel_sock_timeval`): on
+/// x86-64 both are 16 bytes with a signed 64-bit `tv_sec` first.
+const SO_RCVTIMEO_OLD: i32 = 20;
+const SO_SNDTIMEO_OLD: i32 = 21;
+const SO_RCVTIMEO_NEW: i32 = 66;
+const SO_SNDTIMEO_NEW: i32 = 67;
+
+/// The zero-timeout flag a timeout option sets when its seconds are negative.
+fn timeout_flag(level: i32, opt: i32) -> Option<u32> {
+    match (level, opt) {
+        (SOL_SOCKET, SO_RCVTIMEO_OLD | SO_RCVTIMEO_NEW) => Some(pipe::SOCK_RCVTIMEO_ZERO),
+        (SOL_SOCKET, SO_SNDTIMEO_OLD | SO_SNDTIMEO_NEW) => Some(pipe::SOCK_SNDTIMEO_ZERO),
+        _ => None,
+    }
+}
+
+/// Whether a timeout the kernel accepted has negative seconds: `sock_set_timeout` then makes
+/// it 0, which reads back as `{0, 0}`, the same as no timeout.
+fn negative_timeout(uval: usize) -> bool {
+    let mut sec = 0i64;
+    crate::copy::slice_in(core::slice::from_mut(&mut sec), uval).is_ok() && sec < 0
+}
+
+/// Zero timeouts set on sockets that had no queue yet (a client before its connect), by fd:
+/// the socket's inode above the two flags (bit 0 receive, bit 1 send), so an entry left by
+/// an fd since closed never matches another socket.
+static EARLY_TIMEOUTS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+fn early_flag_bit(flag: u32) -> u64 {
+    if flag == pipe::SOCK_RCVTIMEO_ZERO { 1 } else { 2 }
+}
+
+fn note_early_timeout(fd: i32, flag: u32, zero: bool) {
+    let (Some(e), Ok(st)) = (usize::try_from(fd).ok().and_then(|i| EARLY_TIMEOUTS.get(i)), sys::fstat(fd))
+    else {
+        return;
+    };
+    let old = e.load(Ordering::Relaxed);
+    let bits = if old >> 2 == st.st_ino { old & 3 } else { 0 };
+    let bit = early_flag_bit(flag);
+    e.store(st.st_ino << 2 | if zero { bits | bit } else { bits & !bit }, Ordering::Relaxed);
+}
+
+/// The zero-timeout flags the socket `st` had before it got its queue `h` carry over.
+fn early_timeouts(r: &Region, fd: i32, st: &libc::stat, h: PipeHandle) {
+    let Some(e) = usize::try_from(fd).ok().and_then(|i| EARLY_TIMEOUTS.get(i)) else { return };
+    let v = e.load(Ordering::Relaxed);
+    if v >> 2 != st.st_ino {
+        return;
+    }
+    for flag in [pipe::SOCK_RCVTIMEO_ZERO, pipe::SOCK_SNDTIMEO_ZERO] {
+        if v & early_flag_bit(flag) != 0 {
+            pipe::sock_change_flags(r, h, flag, 0);
+        }
+    }
+}
+
+/// `setsockopt`: the kernel's; SO_PASSCRED marks our receive queue, a record socket's larger
+/// send buffer gives the connection to the kernel, and a negative timeout is marked on the
+/// queue (or noted for the queue a connect makes).
 pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
-    let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
-    let res = sys::syscall6(
-        libc::SYS_setsockopt,
-        a[0] as usize,
-        a[1] as usize,
-        a[2] as usize,
-        a[3] as usize,
-        a[4] as usize,
-        0,
-    );
+    let kernel = || {
+        sys::syscall6(
+            libc::SYS_setsockopt,
+            a[0] as usize,
+            a[1] as usize,
+            a[2] as usize,
+            a[3] as usize,
+            a[4] as usize,
+            0,
+        )
+    };
+    let timeout = timeout_flag(a[1] as i32, a[2] as i32);
+    let Some(p) = fd::lookup(r, a[0] as i32).filter(|p| p.socket) else {
+        let flag = timeout?;
+        let res = kernel();
+        if res.is_ok() {
+            note_early_timeout(a[0] as i32, flag, negative_timeout(a[3] as usize));
+        }
+        return Some(pipes::ret(res));
+    };
+    let res = kernel();
+    if let (Ok(_), Some(flag)) = (res, timeout) {
+        let zero = negative_timeout(a[3] as usize);
+        let (set, clear) = if zero { (flag, 0) } else { (0, flag) };
+        pipe::sock_change_flags(r, p.pipe, set, clear);
+    }
     // A larger send buffer lets the kernel take records larger than a record queue.
     let sndbuf = p.packet
         && a[1] as i32 == SOL_SOCKET

@@ -115,6 +115,7 @@ impl Scratch {
         // SAFETY: kill(2) on the run's own process group.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         let _ = child.wait();
+        self.await_daemons();
         let stdout = fs::read_to_string(&out).unwrap_or_default();
         let stderr = fs::read_to_string(&err).unwrap_or_default();
         match status {
@@ -122,20 +123,45 @@ impl Scratch {
             st => format!("{stdout}--- {} ({st:?}), stderr:\n{stderr}", if shim { "shim" } else { "kernel" }),
         }
     }
-}
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
+    /// The processes still running with this scratch's IPCSHIM_DIR (every process a run
+    /// started has it, daemons included).
+    fn processes(&self) -> Vec<libc::pid_t> {
         let needle = format!("IPCSHIM_DIR={}", self.dir.display()).into_bytes();
+        let mut pids = Vec::new();
         for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else {
                 continue;
             };
             let Ok(env) = fs::read(entry.path().join("environ")) else { continue };
             if env.split(|&b| b == 0).any(|var| var == needle.as_slice()) {
-                // SAFETY: kill takes no pointers.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                pids.push(pid);
             }
+        }
+        pids
+    }
+
+    /// Waits for daemons a run left behind to exit: fakeroot sends faked TERM without waiting,
+    /// and faked removes its queues on the way out. A zombie's environ reads empty, so it
+    /// counts as gone (it removed them before exiting).
+    fn await_daemons(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = self.processes();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "processes {left:?} of the run still alive after {TIMEOUT:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            // SAFETY: kill takes no pointers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let _ = fs::remove_dir_all(&self.dir);
     }

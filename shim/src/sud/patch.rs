@@ -68,7 +68,10 @@ pub(super) fn init() {
     if single.is_null() || unsafe { single.read_volatile() } == 0 {
         THREADED.store(true, Ordering::Relaxed);
     }
-    CX16.store(std::arch::is_x86_feature_detected!("cmpxchg16b"), Ordering::Relaxed);
+    // One CPUID leaf (CMPXCHG16B is ECX bit 13 of leaf 1), not std's detection of every
+    // feature: in a virtual machine each CPUID exits to the hypervisor, in every process.
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    CX16.store(leaf1.ecx & 1 << 13 != 0, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Release);
 }
 
