@@ -11,6 +11,8 @@ build=$root/bench/build
 
 [[ -f $shim ]] || { echo "bench: $shim is missing: run 'make build'" >&2; exit 1; }
 
+# 10,000 connections, 1000 redis clients: an fd each, and more.
+ulimit -n "$(ulimit -Hn)"
 mkdir -p "$build"
 for src in bench/*.c; do
     bin=$build/$(basename "$src" .c)
@@ -163,17 +165,28 @@ bench "AF_UNIX stream throughput, 64 KiB writes" 0,1 2 unix_throughput 65536 250
 bench "AF_UNIX socket+bind+listen+connect+accept+close cycle" 0 1 unix_connect 5000 9 bind
 bench "AF_UNIX connect+accept+close, listener bound once" 0 1 unix_connect 10000 9 connect
 
-# redis_rps kernel|shim SERVER_CPU CLIENT_CPU: sets rps to "SET GET", the requests/s of
-# redis-benchmark (50 clients, -t set,get -n 50000) against a redis-server on a unix socket only
+# Event-driven servers at scale (issue 17). epoll_echo CONNS CLIENTS ROUNDS SIZE RUNS SERVER_CPU
+# CLIENT_CPU: one server process with every connection in one epoll set, 4 client processes with
+# their own sets (round trips per second, all clients together). Targets: no row slower than
+# the kernel; 1000 connections across two CPUs >= 1.5x.
+bench "epoll echo server, 100 connections, 64-byte messages" 0 1 epoll_echo 100 4 200 64 5 0 0
+bench "epoll echo server, 100 connections, 64-byte messages" 0,1 1 epoll_echo 100 4 200 64 5 0 1
+bench "epoll echo server, 1000 connections, 64-byte messages" 0 1 epoll_echo 1000 4 40 64 5 0 0
+bench "epoll echo server, 1000 connections, 64-byte messages" 0,1 1.5 epoll_echo 1000 4 40 64 5 0 1
+bench "epoll echo server, 10,000 connections, 64-byte messages" 0 1 epoll_echo 10000 4 5 64 3 0 0
+bench "epoll echo server, 10,000 connections, 64-byte messages" 0,1 1 epoll_echo 10000 4 5 64 3 0 1
+
+# redis_rps kernel|shim SERVER_CPU CLIENT_CPU CLIENTS: sets rps to "SET GET", the requests/s of
+# redis-benchmark (-c CLIENTS -t set,get -n 50000) against a redis-server on a unix socket only
 # (no TCP, no persistence), each pinned to its CPU; under the shim both share a fresh namespace.
 redis_rps() {
-    local mode=$1 server_cpu=$2 client_cpu=$3
+    local mode=$1 server_cpu=$2 client_cpu=$3 clients=$4
     n=$((n + 1))
     local sock=$work/redis-$n.sock run=(env -u LD_PRELOAD -u IPCSHIM_DISABLE)
     [[ $mode == kernel ]] ||
         run=(env -u IPCSHIM_DISABLE LD_PRELOAD="$shim" IPCSHIM_DIR="$work" IPCSHIM_NS="bench-$$-$n")
     "${run[@]}" taskset -c "$server_cpu" redis-server --port 0 --unixsocket "$sock" --save '' \
-        --appendonly no --dir "$work" --logfile "$work/redis-$n.log" &
+        --appendonly no --dir "$work" --logfile "$work/redis-$n.log" --maxclients 10000 &
     redis_pid=$!
     local tries=0
     until [[ $("${run[@]}" redis-cli -s "$sock" ping 2>/dev/null) == PONG ]]; do
@@ -183,7 +196,7 @@ redis_rps() {
         sleep 0.05
     done
     local out
-    out=$("${run[@]}" taskset -c "$client_cpu" redis-benchmark -s "$sock" -t set,get -n 50000 -q) ||
+    out=$("${run[@]}" taskset -c "$client_cpu" redis-benchmark -s "$sock" -c "$clients" -t set,get -n 50000 -q) ||
         { echo "bench: redis-benchmark ($mode) failed" >&2; exit 1; }
     "${run[@]}" redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true
     wait "$redis_pid" || { echo "bench: redis-server ($mode) exited with $?" >&2; exit 1; }
@@ -193,18 +206,20 @@ redis_rps() {
         END { if (!("SET:" in r) || !("GET:" in r)) exit 1; printf "%.0f %.0f\n", r["SET:"], r["GET:"] }') ||
         { echo "bench: redis-benchmark ($mode) reported no SET and GET rates: $out" >&2; exit 1; }
 }
-# redis LABEL_CPUS SERVER_CPU CLIENT_CPU: the SET and GET rows for one placement.
+# redis LABEL_CPUS SERVER_CPU CLIENT_CPU CLIENTS TARGET: the SET and GET rows for one placement.
 redis() {
     local kernel shimmed
-    redis_rps kernel "$2" "$3"
+    redis_rps kernel "$2" "$3" "$4"
     kernel=$rps
-    redis_rps shim "$2" "$3"
+    redis_rps shim "$2" "$3" "$4"
     shimmed=$rps
-    row "redis-benchmark -s, SET (50 clients)" "$1" 1 "${kernel% *}" "${shimmed% *}" requests/s
-    row "redis-benchmark -s, GET (50 clients)" "$1" 1 "${kernel#* }" "${shimmed#* }" requests/s
+    row "redis-benchmark -s, SET ($4 clients)" "$1" "$5" "${kernel% *}" "${shimmed% *}" requests/s
+    row "redis-benchmark -s, GET ($4 clients)" "$1" "$5" "${kernel#* }" "${shimmed#* }" requests/s
 }
-redis 0 0 0
-redis 0,1 0 1
+redis 0 0 0 50 1
+redis 0,1 0 1 50 1
+redis 0 0 0 1000 1
+redis 0,1 0 1 1000 1.5
 
 # Tracing (IPCSHIM_TRACE): the same programs under ipcshim with it off and on. Off, a served call
 # only tests one flag; on, each call costs a getpid, two clock reads and a write of its line.

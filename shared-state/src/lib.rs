@@ -16,7 +16,8 @@
 //! - [`unix`]: the names AF_UNIX listeners in shim processes are bound to, and their pending
 //!   connects, so that a connection is served by the shim on both ends or on neither (the
 //!   sockets' queues themselves are [`pipe`] objects).
-//! - [`epoll`]: the shim's half of epoll instances (`fs/eventpoll.c`): interests in shim fds.
+//! - [`epoll`]: the shim's eventpoll (`fs/eventpoll.c`): instances, their interests in shim
+//!   objects and ready lists; [`epoll_wq`]: the objects' wait queues and their wake-ups.
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
 //! - [`sys`]: raw system calls that never re-enter the shim's hooks.
 //! - [`uaccess`]: copies to and from caller addresses that may fault (EFAULT, not a crash).
@@ -24,6 +25,7 @@
 pub mod alloc;
 pub mod backing;
 pub mod epoll;
+pub mod epoll_wq;
 pub mod ipc;
 pub(crate) mod journal;
 pub mod lock;

@@ -107,8 +107,8 @@ const DYING: u64 = 2;
 const ORPHAN: u64 = 3;
 
 /// Waker bitsets: a reader sleeps until a writer publishes, a writer until a reader consumes.
-pub(crate) const READERS: u32 = 1;
-pub(crate) const WRITERS: u32 = 2;
+pub const READERS: u32 = 1;
+pub const WRITERS: u32 = 2;
 
 const SPIN_NS: i64 = 50_000;
 /// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
@@ -208,7 +208,8 @@ pub struct PipeInodeInfo {
     pub(crate) rd_cpu: AtomicU32,
     pub(crate) wr_cpu: AtomicU32,
     /// Non-zero once an epoll set watches the pipe (the kernel's `poll_usage`): every write
-    /// then wakes, and bumps `ev_in`, as epoll's edge-triggered mode expects.
+    /// then wakes (and so queues the watching items again), as epoll's edge-triggered mode
+    /// expects.
     pub(crate) ep_usage: AtomicU32,
     /// CLOCK_BOOTTIME of the creation, in ns (compared with process start times).
     pub(crate) born: AtomicU64,
@@ -243,6 +244,9 @@ pub struct PipeInodeInfo {
     resize_old: AtomicU64,
     /// head (low half) and tail (high half), as the kernel's `union pipe_index`.
     pub(crate) head_tail: AtomicU64,
+    /// One past the highest ring index a write took since the ring was made (head comes
+    /// back to an emptied ring's last page, so it does not count the pages written).
+    slots_used: AtomicU32,
     /// The futex word, bumped on a state change that somebody waits for.
     wait: AtomicU32,
     rd_waiters: AtomicU32,
@@ -254,10 +258,6 @@ pub struct PipeInodeInfo {
     sock: AtomicU32,
     /// With SOCK_PASSCRED: the PID namespace (nsfs inode) of the receiver that set it.
     passcred_ns: AtomicU32,
-    /// With `ep_usage`: wake-ups of the kernel's rd_wait (every write) and wr_wait (a read
-    /// that frees a full ring), which put an edge-triggered epoll interest on the ready list.
-    pub(crate) ev_in: AtomicU32,
-    ev_out: AtomicU32,
     /// Data pages of the current ring that have their memory, from the first: a ring's pages
     /// are reserved as writers first reach them (see [`back_slots`]).
     backed: AtomicU32,
@@ -540,8 +540,30 @@ impl PipeInodeInfo {
         if side == READERS { &self.rd_waiters } else { &self.wr_waiters }
     }
 
-    /// After publishing a change: wakes `side`'s sleepers, if there are any.
+    /// After publishing a change: wakes `side`'s sleepers, if there are any, and the epoll
+    /// items watching it (ep_poll_callback from the wait queue).
     pub(crate) fn wake(&self, side: u32, region: &Region) {
+        self.wake_sleepers(side, region);
+        if self.ep_usage.load(Ordering::Relaxed) != 0 {
+            crate::epoll_wq::pipe_woken(region, self.ep_owner(region, side), side);
+        }
+    }
+
+    /// Something only the placeholders show may have changed (an exec closing an end): the
+    /// epoll items watching the object, or a socket's peer, are looked at again, their sets
+    /// asking the kernel.
+    fn ep_changed(&self, region: &Region) {
+        if self.ep_usage.load(Ordering::Relaxed) != 0 {
+            for owner in
+                [self.ep_owner(region, WRITERS), self.ep_owner(region, READERS)].into_iter().flatten()
+            {
+                crate::epoll_wq::changed(region, crate::epoll_wq::Wq::Pipe(owner));
+            }
+        }
+    }
+
+    /// Wakes `side`'s sleepers only: a change no kernel wait queue would report.
+    fn wake_sleepers(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
         // it sees our change or we see it counted.
         fence(Ordering::SeqCst);
@@ -559,10 +581,20 @@ impl PipeInodeInfo {
         }
     }
 
-    /// A read freed a full ring: the kernel wakes wr_wait.
-    pub(crate) fn note_ev_out(&self) {
-        if self.ep_usage.load(Ordering::Relaxed) != 0 {
-            self.ev_out.fetch_add(1, Ordering::SeqCst);
+    /// The object whose epoll wait queue a wake-up of `side` concerns: a pipe's own; a socket
+    /// queue's reader (its peer socket's object) for data, its writer (its own) for room; a
+    /// datagram receive queue's own for data, the socket it is connected to for room.
+    fn ep_owner(&self, region: &Region, side: u32) -> Option<u32> {
+        let own = (self as *const PipeInodeInfo as usize - slot(region, 0) as *const PipeInodeInfo as usize)
+            / size_of::<PipeInodeInfo>();
+        let peer = || {
+            let b = self.peer.load(Ordering::Acquire);
+            (b != 0).then(|| PipeHandle::from_bits(b - 1).idx)
+        };
+        let sock = self.sock.load(Ordering::Acquire);
+        match (sock == 0, sock & SOCK_RECV_QUEUE != 0, side == READERS) {
+            (true, _, _) | (false, true, true) | (false, false, false) => Some(own as u32),
+            _ => peer(),
         }
     }
 
@@ -846,8 +878,10 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     let ring = pipe.ring.swap(0, Ordering::AcqRel);
     let runs = [ring, pipe.resize_new.swap(0, Ordering::AcqRel), pipe.resize_old.swap(0, Ordering::AcqRel)];
     // A ring never resized has written its table and data pages 0..head (head counts every
-    // buffer it took); a resize's runs are not counted.
+    // buffer it took, but for writes into an emptied ring, which `slots_used` counts); a
+    // resize's runs are not counted.
     let (head, _) = split(pipe.head_tail.load(Ordering::Acquire));
+    let head = head.max(pipe.slots_used.load(Ordering::Relaxed));
     let resized = runs[1] != 0 || runs[2] != 0;
     for (i, &desc) in runs.iter().enumerate() {
         // A resize's new run may still be the pool's (its resizer was killed before taking it).
@@ -951,18 +985,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.nr_accounted.store(if counted { 1 << shift } else { 0 }, Ordering::Relaxed);
     // `active` is left alone: a stale handle's operation may have counted itself in and will
     // count itself out.
-    // The epoll edge counters too: a socket's queue appearing after its interest was taken
-    // (accept linking a connection) must not look like an edge because its slot was used.
-    for a in [
-        &pipe.closes,
-        &pipe.rd_cpu,
-        &pipe.wr_cpu,
-        &pipe.handed_back,
-        &pipe.sock,
-        &pipe.ep_usage,
-        &pipe.ev_in,
-        &pipe.ev_out,
-    ] {
+    for a in [&pipe.closes, &pipe.rd_cpu, &pipe.wr_cpu, &pipe.handed_back, &pipe.sock, &pipe.ep_usage] {
         a.store(0, Ordering::Relaxed);
     }
     pipe.peer.store(0, Ordering::Relaxed);
@@ -977,8 +1000,10 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.resize_new.store(0, Ordering::Relaxed);
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
+    pipe.slots_used.store(0, Ordering::Relaxed);
     pipe.backed.store(0, Ordering::Relaxed);
     pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
+    crate::epoll_wq::reset(region, crate::epoll_wq::Wq::Pipe(idx));
     if counted {
         ns.user_bufs.fetch_add(1 << shift, Ordering::Relaxed);
     }
@@ -1117,12 +1142,13 @@ pub fn note_in_flight(region: &Region, h: PipeHandle) {
     }
 }
 
-/// The shim closed an fd of the object: sleepers re-check whether their peer is gone.
+/// The shim closed an fd of the object (or changed its file's flags): sleepers re-check
+/// whether their peer is gone. Epoll sets learn of a close from the shim's close itself.
 pub fn note_close(region: &Region, h: PipeHandle) {
     if let Some(pipe) = live(region, h) {
         pipe.closes.fetch_add(1, Ordering::SeqCst);
-        pipe.wake(READERS, region);
-        pipe.wake(WRITERS, region);
+        pipe.wake_sleepers(READERS, region);
+        pipe.wake_sleepers(WRITERS, region);
     }
 }
 
@@ -1132,8 +1158,9 @@ pub fn note_close(region: &Region, h: PipeHandle) {
 pub fn exec_pending(region: &Region, h: PipeHandle, until_ns: u64) {
     if let Some(pipe) = live(region, h) {
         pipe.exec_until.fetch_max(until_ns, Ordering::SeqCst);
-        pipe.wake(READERS, region);
-        pipe.wake(WRITERS, region);
+        pipe.wake_sleepers(READERS, region);
+        pipe.wake_sleepers(WRITERS, region);
+        pipe.ep_changed(region);
     }
 }
 
@@ -1142,6 +1169,7 @@ pub fn exec_pending(region: &Region, h: PipeHandle, until_ns: u64) {
 pub fn exec_done(region: &Region, h: PipeHandle) {
     if let Some(pipe) = live(region, h) {
         pipe.exec_until.store(0, Ordering::SeqCst);
+        pipe.ep_changed(region);
     }
     note_close(region, h);
 }
@@ -1499,7 +1527,14 @@ fn write_inner(
                 Ok(r) => r,
                 Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
             };
-            let (head, tail) = pipe.head_tail();
+            let (mut head, mut tail) = pipe.head_tail();
+            // An empty ring starts again on the page its last buffer used: a connection
+            // exchanging small messages keeps to one warm page, where moving on would touch
+            // every page of its ring in turn (a fault and a page of memory each).
+            if head == tail && head != 0 && pipe.oob.load(Ordering::Acquire) == 0 {
+                head = head.wrapping_sub(1);
+                tail = head;
+            }
             if !pipe_full(head, tail, ring.size()) {
                 if back_slots(region, pipe, ring, head, 1).is_err() {
                     env.out_of_space();
@@ -1528,6 +1563,7 @@ fn write_inner(
                 if oob {
                     pipe.oob.store(OOB_SET | head as u64, Ordering::Release);
                 }
+                pipe.slots_used.fetch_max(head.wrapping_add(1), Ordering::Relaxed);
                 pipe.head_tail.store(join(head.wrapping_add(1), tail), Ordering::Release);
                 // Readers sleep only on an empty ring: only its first buffer needs a wake-up
                 // (as the kernel's was_empty); waking on every write costs a syscall each.
@@ -1575,9 +1611,6 @@ fn write_inner(
     // "Epoll nonsensically wants a wakeup whether the pipe was already empty or not"
     // (pipe_write), whatever the write's outcome.
     let polled = pipe.ep_usage.load(Ordering::Relaxed) != 0;
-    if polled {
-        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
-    }
     if published || polled {
         pipe.wake(READERS, region);
     }
@@ -1821,7 +1854,6 @@ fn read_inner(
         }
         guard = None;
         if wake_writer {
-            pipe.note_ev_out();
             pipe.wake(WRITERS, region);
             wake_writer = false;
         }
@@ -1853,12 +1885,10 @@ fn read_inner(
     };
     drop(guard);
     if wake_writer {
-        pipe.note_ev_out();
         pipe.wake(WRITERS, region);
     }
     // wake_next_reader: a reader that slept and left data wakes the next one.
     if waited && pipe.readable() && pipe.ep_usage.load(Ordering::Relaxed) != 0 {
-        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
         pipe.wake(READERS, region);
     }
     count_call(region, pipe, res.ok(), false);
@@ -2091,9 +2121,6 @@ pub fn dgram_write(
     drop(guard);
     // An epoll set watching the queue sees every record arrive (as pipe_write's wake-ups).
     let polled = res.is_ok() && pipe.ep_usage.load(Ordering::Relaxed) != 0;
-    if polled {
-        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
-    }
     if was_empty || polled {
         pipe.wake(READERS, region);
     }
@@ -2191,7 +2218,6 @@ pub fn record_read(
     };
     drop(guard);
     if wake_writer {
-        pipe.note_ev_out();
         pipe.wake(WRITERS, region);
     }
     count_call(region, pipe, res.ok().flatten().map(|(n, _)| n), false);
@@ -2360,7 +2386,6 @@ pub fn sock_purge(region: &Region, h: PipeHandle) {
     let (head, _) = pipe.head_tail();
     pipe.head_tail.store(join(head, head), Ordering::Release);
     drop(g);
-    pipe.note_ev_out();
     pipe.wake(WRITERS, region);
 }
 
@@ -2530,7 +2555,7 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     pa.peer.store(b.to_bits() + 1, Ordering::Release);
     pb.peer.store(a.to_bits() + 1, Ordering::Release);
     // An end an epoll set watched while pending receives from the queue linked now: its
-    // writes must make the wake-ups (`ev_in`) edge-triggered interests wait for. Pairs with
+    // writes must make the wake-ups edge-triggered interests wait for. Pairs with
     // the watcher, who marks its own queue before looking for the peer's.
     fence(Ordering::SeqCst);
     if pa.ep_usage.load(Ordering::SeqCst) != 0 || pb.ep_usage.load(Ordering::SeqCst) != 0 {
@@ -2539,9 +2564,10 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     }
     set_state(pb, None, SOCK_LINKED);
     set_state(pa, None, SOCK_LINKED);
-    // A client waiting to receive waits for the link on its own object.
+    // A client waiting to receive waits for the link on its own object (the kernel's accept
+    // wakes no epoll set: the connect already did).
     for p in [pa, pb] {
-        p.wake(READERS, region);
+        p.wake_sleepers(READERS, region);
     }
 }
 
@@ -2653,12 +2679,6 @@ pub fn set_ep_usage(region: &Region, h: PipeHandle) {
     {
         p.ep_usage.store(1, Ordering::SeqCst);
     }
-}
-
-/// The epoll edge counters (`ev_in` << 32 | `ev_out`); 0 for a stale handle.
-pub fn ep_edges(region: &Region, h: PipeHandle) -> u64 {
-    live(region, h)
-        .map_or(0, |p| (p.ev_in.load(Ordering::SeqCst) as u64) << 32 | p.ev_out.load(Ordering::SeqCst) as u64)
 }
 
 /// Whether `h` still names a live object.

@@ -29,7 +29,7 @@ use crate::region::{PIPE_MAX, Region};
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
 
-/// A collection every this many creations.
+/// A collection every this many creations (or as many as there are objects live, if more).
 pub const GC_EVERY: u32 = 1024;
 /// How long an unreferenced object with operations "in progress" but no sign of life is kept.
 pub const SUSPECT_SECS: i64 = 10;

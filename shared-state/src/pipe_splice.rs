@@ -86,15 +86,11 @@ fn end_waited(end: &mut dyn SpliceEnd, env: &dyn PipeEnv, done: usize) -> Next {
 
 /// Wakes `pipe`'s readers after data was published, as `wakeup_pipe_readers`.
 fn published(region: &Region, pipe: &PipeInodeInfo) {
-    if pipe.ep_usage.load(Ordering::Relaxed) != 0 {
-        pipe.ev_in.fetch_add(1, Ordering::SeqCst);
-    }
     pipe.wake(READERS, region);
 }
 
 /// Wakes `pipe`'s writers after a full ring was consumed from.
 fn freed(region: &Region, pipe: &PipeInodeInfo) {
-    pipe.note_ev_out();
     pipe.wake(WRITERS, region);
 }
 

@@ -7,8 +7,8 @@
 //! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journals (one per
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
-//! ids') | unix names | unix pending connects | epoll objects | msg rings | unix addresses |
-//! exec wake-ups | what runs on each CPU | backing bitmap.
+//! ids') | unix names | unix connect streams | unix pending connects | epoll | msg rings | unix
+//! addresses | exec wake-ups | what runs on each CPU | backing bitmap.
 //! The file is sparse: only pages that were touched take memory, and every page is reserved
 //! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
 
@@ -24,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 23;
+pub const LAYOUT_VERSION: u32 = 24;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -108,10 +108,13 @@ pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 *
 /// Names of AF_UNIX stream sockets listening in shim processes (`unix::UnixName`).
 pub const UNIX_NAMES_MAX: u32 = 4096;
 pub const UNIX_NAMES_OFF: u64 = MSG_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
-/// Connects to those names not yet accepted (`unix::pending_add`).
-pub const UNIX_PENDING_MAX: u32 = 4096;
-pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE);
-/// epoll objects: the shim's interests of each epoll instance (`epoll.rs`).
+/// Each client's connects to each of those names, in order (`unix::pending_add`), after a word
+/// saying when the tables were last full; then the connects not yet accepted.
+pub const UNIX_STREAMS_MAX: u32 = 16384;
+pub const UNIX_STREAMS_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE) + 64;
+pub const UNIX_PENDING_MAX: u32 = 65536;
+pub const UNIX_PENDING_OFF: u64 = align_up(UNIX_STREAMS_OFF + UNIX_STREAMS_MAX as u64 * 24, PAGE_SIZE);
+/// epoll: instances, items, wait-queue chunks and the objects' wait queues (`epoll.rs`).
 pub const EPOLL_OFF: u64 = align_up(UNIX_PENDING_OFF + UNIX_PENDING_MAX as u64 * 32, PAGE_SIZE);
 /// Each queue's ring of small messages for the lock-free path, indexed by slot.
 pub const MSG_RINGS_OFF: u64 = align_up(EPOLL_OFF + crate::epoll::AREA_SIZE, PAGE_SIZE);
@@ -813,7 +816,6 @@ impl Region {
             (*hdr).pipe.init();
             crate::sem::SemNs::init(&raw mut (*hdr).sem);
             crate::msg::MsgNs::init(&raw mut (*hdr).msg);
-            crate::epoll::EpollNs::init(self.at::<crate::epoll::EpollNs>(EPOLL_OFF));
             (*hdr).state.store(STATE_READY, Ordering::Release);
         }
         Ok(())

@@ -16,18 +16,21 @@
 //! credentials (those of the process that called `listen`); only when they differ does it ask
 //! the kernel's socket diagnostics.
 //!
-//! A server finds its client's queue through the client socket's inode, which the diagnostics
-//! give as its peer's (asked at every accept). A client that closed or died before being accepted has no inode any
-//! more: its connect is also in a pending table by (listener, client pid), in connect order,
-//! and the server takes that pid's oldest one, as the kernel's accept queue is in connect
-//! order. Every shim client connecting to an announced name is in it, so a process's
-//! connections to one listener are there in order.
+//! A server finds its client's queue by the client's pid, which the kernel gives it as the
+//! accepted socket's peer credentials: every shim client connecting to an announced name takes
+//! a ticket of its (listener, pid) stream before the kernel's connect, and the kernel's accept
+//! queue holds a process's connections in that order, so the server takes the oldest ticket
+//! not taken (a client that died before its connect leaves a ticket without entry, skipped).
+//! Only where that order is not known, threads of one client connecting at once, or for a
+//! while after the tables were full, does the server ask the kernel's socket diagnostics for
+//! the client socket's inode.
 
 use crate::pipe::{self, PipeHandle, SOCKADDR_UN_MAX, ns_lock};
 use crate::region::{
     PIPE_MAX, Region, UNIX_ADDRS_OFF, UNIX_NAMES_MAX, UNIX_NAMES_OFF, UNIX_PENDING_MAX, UNIX_PENDING_OFF,
+    UNIX_STREAMS_MAX, UNIX_STREAMS_OFF,
 };
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// `sun_path` holds at most this many bytes.
 pub const UNIX_PATH_MAX: usize = 108;
@@ -232,104 +235,151 @@ pub fn release_listener(region: &Region, ino: u32) {
     }
 }
 
-/// A connect to an announced name, not yet accepted: (listener inode, client pid), the client
-/// socket's inode, its queue (`QUEUE_*` or handle bits + 2) and its order.
+/// A client's connects to one listener, in order: (listener inode, client pid), the tickets
+/// the client took (one per connect, before the kernel's connect) and those the server has
+/// taken, and the coarse second of the last use (an idle one of a gone process is dropped).
+#[repr(C)]
+struct Stream {
+    key: AtomicU64,
+    issued: AtomicU32,
+    taken: AtomicU32,
+    used: AtomicU64,
+}
+
+/// One connect: the stream's key, the ticket, its state (`P_*`), the client socket's inode
+/// and its queue (handle bits + 1; 0: a connection the kernel carries).
 #[repr(C)]
 struct Pending {
     key: AtomicU64,
+    ticket: AtomicU32,
+    state: AtomicU32,
     client_ino: AtomicU64,
     queue: AtomicU64,
-    seq: AtomicU64,
 }
 
-const _: () = assert!(size_of::<Pending>() == 32);
+const _: () = assert!(size_of::<Pending>() == 32 && size_of::<Stream>() == 24);
+
+/// Entry states; P_UNCERTAIN may be added to P_CONNECTING.
+const P_FREE: u32 = 0;
+/// Made before the kernel's connect (which may have gone through already, or not yet).
+const P_CONNECTING: u32 = 1;
+/// Another thread of the client connected to the listener at the same time: this connect's
+/// place among them in the kernel's accept queue is not known (the server asks the kernel).
+const P_UNCERTAIN: u32 = 1 << 8;
 
 /// Entries a key may use, from its hash on.
-const PENDING_PROBES: u32 = 32;
-/// An entry this old is taken to be a connection nobody will accept (its listener closed).
-const PENDING_STALE_SECS: u64 = 600;
+const PROBES: u32 = 64;
+/// An idle stream this old is taken to be a gone process's (its pid may be reused).
+const STREAM_STALE_SECS: u64 = 600;
 
-static PENDING_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// `Pending::queue` of a free entry, and of a connection the kernel carries.
-const QUEUE_FREE: u64 = 0;
-const QUEUE_KERNEL: u64 = 1;
+/// Entry `i` of the stream table, as [`entry`] gives the names'.
+fn stream(region: &Region, i: u32, fill: bool) -> Option<&Stream> {
+    table_entry(region, UNIX_STREAMS_OFF, i, fill)
+}
 
 /// Entry `i` of the pending table, as [`entry`] gives the names'.
 fn pending(region: &Region, i: u32, fill: bool) -> Option<&Pending> {
     table_entry(region, UNIX_PENDING_OFF, i, fill)
 }
 
-fn pending_key(listener: Listener, pid: u32) -> u64 {
+fn stream_key(listener: Listener, pid: u32) -> u64 {
     (pid as u64) << 32 | listener.ino as u64
 }
 
-fn probes(key: u64) -> impl Iterator<Item = u32> {
-    let start = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32;
-    (0..PENDING_PROBES).map(move |k| (start + k) % UNIX_PENDING_MAX)
+fn probes(hash: u64, size: u32) -> impl Iterator<Item = u32> {
+    let start = (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32;
+    (0..PROBES).map(move |k| (start + k) % size)
 }
 
-fn queue_of(e: &Pending) -> Option<PipeHandle> {
-    let bits = e.queue.load(Ordering::Acquire);
-    (bits > QUEUE_KERNEL).then(|| PipeHandle::from_bits(bits - 2))
+/// The stream of `key`, made if `make` (None: none, or no room).
+fn stream_of(region: &Region, key: u64, make: bool) -> Option<&Stream> {
+    let now = crate::sys::coarse_seconds() as u64;
+    let mut free = None;
+    for s in probes(key, UNIX_STREAMS_MAX).filter_map(|i| stream(region, i, make)) {
+        let k = s.key.load(Ordering::Acquire);
+        if k == key {
+            return Some(s);
+        }
+        let idle = s.issued.load(Ordering::Relaxed) == s.taken.load(Ordering::Relaxed);
+        let stale = now.saturating_sub(s.used.load(Ordering::Relaxed)) > STREAM_STALE_SECS;
+        if free.is_none() && (k == 0 || (idle && stale)) {
+            free = Some(s);
+        }
+    }
+    let s = free.filter(|_| make)?;
+    s.key.store(0, Ordering::Release);
+    s.issued.store(0, Ordering::Relaxed);
+    s.taken.store(0, Ordering::Relaxed);
+    s.used.store(now, Ordering::Relaxed);
+    s.key.store(key, Ordering::Release);
+    Some(s)
 }
 
-/// Frees an entry. Its queue stays marked: the collector keeps a marked queue only while it
-/// is pending, and a refused one is not kept; one taken by a server is kept a while
-/// (`pipe::sock_taken`) for the server to link it (its own queue's creation may run a
-/// collection in between).
-fn release(e: &Pending) {
-    e.queue.store(QUEUE_FREE, Ordering::Release);
+/// The entry of `key`'s connect `ticket`, or (`free`) a free place for it.
+fn entry_of(region: &Region, key: u64, ticket: u32, free: bool) -> Option<&Pending> {
+    let hash = key ^ (ticket as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    probes(hash, UNIX_PENDING_MAX).filter_map(|i| pending(region, i, free)).find(|e| {
+        let st = e.state.load(Ordering::Acquire);
+        if free {
+            st == P_FREE
+        } else {
+            st != P_FREE && e.key.load(Ordering::Relaxed) == key && e.ticket.load(Ordering::Relaxed) == ticket
+        }
+    })
+}
+
+/// Since when (coarse seconds) the tables were full for some connect: servers match every
+/// connection by asking the kernel for a while (see [`pending_take`]). None when its page has
+/// no memory (`fill`: it is reserved first).
+fn overflowed(region: &Region, fill: bool) -> Option<&AtomicU64> {
+    table_entry(region, UNIX_STREAMS_OFF - 8, 0, fill)
 }
 
 /// A shim client about to connect to `listener` with socket `client_ino` and queue `queue`
-/// (None: a connection the kernel will carry, kept for the order). False when there is no
-/// room: the connection must then be the kernel's.
+/// (None: a connection the kernel will carry, kept for the order): its ticket, in the order of
+/// this process's connects to the listener. None when there is no room: the connection must
+/// then be the kernel's (and servers ask the kernel which connection is whose for a while).
 pub fn pending_add(
     region: &Region,
     listener: Listener,
     pid: u32,
     client_ino: u64,
     queue: Option<PipeHandle>,
-) -> bool {
-    let key = pending_key(listener, pid);
-    // Seconds in the high half: entries compare in connect order, and age shows.
-    let seq = crate::sys::coarse_seconds() as u64 & 0xffff_ffff;
-    let seq = seq << 32 | (PENDING_SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff);
-    let Ok(_g) = ns_lock(region) else { return false };
-    let now = crate::sys::coarse_seconds() as u64;
-    for e in probes(key).filter_map(|i| pending(region, i, true)) {
-        let used = e.queue.load(Ordering::Acquire) != QUEUE_FREE;
-        if used && now.saturating_sub(e.seq.load(Ordering::Relaxed) >> 32) < PENDING_STALE_SECS {
-            continue;
-        }
-        if used {
-            // A connection nobody accepted in ten minutes: its queue goes to the collector.
-            if let Some(h) = queue_of(e) {
-                pipe::sock_refuse(region, h);
-            }
-            release(e);
-        }
+) -> Option<u32> {
+    let key = stream_key(listener, pid);
+    let Ok(_g) = ns_lock(region) else { return None };
+    let added = (|| {
+        let s = stream_of(region, key, true)?;
+        let ticket = s.issued.load(Ordering::Relaxed);
+        let e = entry_of(region, key, ticket, true)?;
+        // The ticket first: a server that finds it issued and no entry skips it (our death).
+        s.issued.store(ticket.wrapping_add(1), Ordering::Release);
+        s.used.store(crate::sys::coarse_seconds() as u64, Ordering::Relaxed);
         e.key.store(key, Ordering::Relaxed);
+        e.ticket.store(ticket, Ordering::Relaxed);
         e.client_ino.store(client_ino, Ordering::Relaxed);
-        e.seq.store(seq, Ordering::Relaxed);
+        e.queue.store(queue.map_or(0, |h| h.to_bits() + 1), Ordering::Relaxed);
         if let Some(h) = queue {
             pipe::sock_set_queued(region, h);
         }
         // Published last.
-        e.queue.store(queue.map_or(QUEUE_KERNEL, |h| h.to_bits() + 2), Ordering::Release);
-        return true;
+        e.state.store(P_CONNECTING, Ordering::Release);
+        Some(ticket)
+    })();
+    if added.is_none()
+        && let Some(o) = overflowed(region, true)
+    {
+        o.store(crate::sys::coarse_seconds() as u64, Ordering::Release);
     }
-    false
+    added
 }
 
-/// Which pending connect a server takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Which {
-    /// The client socket's, by its inode.
-    Ino(u64),
-    /// That pid's oldest (its socket is gone; the kernel's accept queue is in connect order).
-    Oldest,
+/// The client's connect `ticket` raced another of its threads' connects to the listener.
+pub fn pending_uncertain(region: &Region, listener: Listener, pid: u32, ticket: u32) {
+    let Ok(_g) = ns_lock(region) else { return };
+    if let Some(e) = entry_of(region, stream_key(listener, pid), ticket, false) {
+        e.state.fetch_or(P_UNCERTAIN, Ordering::AcqRel);
+    }
 }
 
 /// What [`pending_take`] found.
@@ -340,31 +390,66 @@ pub enum Taken {
     NotThere,
 }
 
-/// Takes the entry of the connect from `pid` to `listener` that the server accepted.
-pub fn pending_take(region: &Region, listener: Listener, pid: u32, which: Which) -> Taken {
-    let key = pending_key(listener, pid);
-    let Ok(_g) = ns_lock(region) else { return Taken::NotThere };
-    let mut best: Option<(u64, u32)> = None;
-    for i in probes(key) {
-        let Some(e) = pending(region, i, false) else { continue };
-        if e.queue.load(Ordering::Acquire) == QUEUE_FREE || e.key.load(Ordering::Relaxed) != key {
-            continue;
+/// Takes the entry of the connection from `pid` that the server accepted from `listener`: the
+/// client's connects are in the kernel's accept queue in the order of their tickets, so it is
+/// the oldest not taken. One whose place is uncertain (threads that connected at once), or
+/// any while the tables have lately been full, is found by the client socket's inode instead,
+/// which `client_ino` asks the kernel for (None: its socket is gone, or no answer).
+pub fn pending_take(
+    region: &Region,
+    listener: Listener,
+    pid: u32,
+    client_ino: &mut dyn FnMut() -> Option<u64>,
+) -> Taken {
+    let key = stream_key(listener, pid);
+    let exact = overflowed(region, false).is_some_and(|o| {
+        crate::sys::coarse_seconds() as u64 <= o.load(Ordering::Acquire).saturating_add(STREAM_STALE_SECS)
+    });
+    let Ok(g) = ns_lock(region) else { return Taken::NotThere };
+    let Some(s) = stream_of(region, key, false) else { return Taken::NotThere };
+    let (mut t, issued) = (s.taken.load(Ordering::Relaxed), s.issued.load(Ordering::Relaxed));
+    // Tickets without an entry: a client that died before making it, or taken out of turn.
+    let head = loop {
+        if t == issued {
+            s.taken.store(t, Ordering::Release);
+            return Taken::NotThere;
         }
-        let seq = e.seq.load(Ordering::Relaxed);
-        let wanted = match which {
-            Which::Ino(ino) => e.client_ino.load(Ordering::Relaxed) == ino,
-            Which::Oldest => best.is_none_or(|(s, _)| seq < s),
+        if let Some(e) = entry_of(region, key, t, false) {
+            break e;
+        }
+        t = t.wrapping_add(1);
+    };
+    s.taken.store(t, Ordering::Release);
+    let e = if exact || head.state.load(Ordering::Acquire) & P_UNCERTAIN != 0 {
+        drop(g);
+        let ino = client_ino();
+        let _g = ns_lock(region);
+        let found = (0..issued.wrapping_sub(t)).map(|k| t.wrapping_add(k)).find_map(|k| {
+            entry_of(region, key, k, false).filter(|e| Some(e.client_ino.load(Ordering::Relaxed)) == ino)
+        });
+        // A gone client's socket: then its place is the oldest's.
+        let Some(e) = found.or_else(|| if ino.is_none() { entry_of(region, key, t, false) } else { None })
+        else {
+            return Taken::NotThere;
         };
-        if wanted {
-            best = Some((seq, i));
-        }
-    }
-    let Some(e) = best.and_then(|(_, i)| pending(region, i, false)) else { return Taken::NotThere };
-    let h = queue_of(e);
+        return take(region, e);
+    } else {
+        head
+    };
+    let taken = take(region, e);
+    drop(g);
+    taken
+}
+
+/// Takes entry `e` (the namespace lock held). Its queue is kept a while (`pipe::sock_taken`)
+/// for the server to link it (its own queue's creation may run a collection in between).
+fn take(region: &Region, e: &Pending) -> Taken {
+    let bits = e.queue.load(Ordering::Relaxed);
+    let h = (bits != 0).then(|| PipeHandle::from_bits(bits - 1));
     if let Some(h) = h {
         pipe::sock_taken(region, h);
     }
-    release(e);
+    e.state.store(P_FREE, Ordering::Release);
     Taken::Found(h)
 }
 
@@ -382,16 +467,16 @@ pub fn listener_gone(region: &Region, ino: u32) {
                 if n == doomed.len() {
                     break;
                 }
-                if e.queue.load(Ordering::Acquire) != QUEUE_FREE
-                    && e.key.load(Ordering::Relaxed) as u32 == ino
-                {
-                    if let Some(h) = queue_of(e) {
+                if e.state.load(Ordering::Acquire) != P_FREE && e.key.load(Ordering::Relaxed) as u32 == ino {
+                    let bits = e.queue.load(Ordering::Relaxed);
+                    if bits != 0 {
+                        let h = PipeHandle::from_bits(bits - 1);
                         // Taken by a server already if this fails: then it is the server's.
                         if pipe::sock_refuse(region, h) || pipe::sock_state(region, h) == pipe::SOCK_REFUSED {
                             doomed[n] = Some(h);
                         }
                     }
-                    release(e);
+                    e.state.store(P_FREE, Ordering::Release);
                     n += 1;
                 }
             }
@@ -411,10 +496,10 @@ pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
     let Ok(_g) = ns_lock(region) else { return 0 };
     let mut n = 0;
     for e in (0..UNIX_PENDING_MAX).filter_map(|i| pending(region, i, false)) {
-        let ino = e.key.load(Ordering::Relaxed) as u32;
-        if e.queue.load(Ordering::Acquire) == QUEUE_FREE {
+        if e.state.load(Ordering::Acquire) == P_FREE {
             continue;
         }
+        let ino = e.key.load(Ordering::Relaxed) as u32;
         match out[..n].binary_search(&ino) {
             Ok(_) => {}
             Err(at) if n < out.len() => {
@@ -428,18 +513,17 @@ pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
     n
 }
 
-/// A client's connect went to the kernel or failed: its entry goes.
-pub fn pending_remove(region: &Region, listener: Listener, pid: u32, client_ino: u64) {
-    let key = pending_key(listener, pid);
-    let Ok(_g) = ns_lock(region) else { return };
-    for e in probes(key).filter_map(|i| pending(region, i, false)) {
-        if e.queue.load(Ordering::Acquire) != QUEUE_FREE
-            && e.key.load(Ordering::Relaxed) == key
-            && e.client_ino.load(Ordering::Relaxed) == client_ino
-        {
-            release(e);
-        }
-    }
+/// A client's connect `ticket` went to the kernel, failed, or reached another listener: its
+/// entry goes (the server skips its ticket). Its queue, if nobody will adopt it now, is
+/// refused and returned: nobody's, for the caller to release.
+#[must_use]
+pub fn pending_remove(region: &Region, listener: Listener, pid: u32, ticket: u32) -> Option<PipeHandle> {
+    let Ok(_g) = ns_lock(region) else { return None };
+    let e = entry_of(region, stream_key(listener, pid), ticket, false)?;
+    let bits = e.queue.load(Ordering::Relaxed);
+    e.state.store(P_FREE, Ordering::Release);
+    let h = (bits != 0).then(|| PipeHandle::from_bits(bits - 1))?;
+    pipe::sock_refuse(region, h).then_some(h)
 }
 
 /// A socket object's bound address: its generation (the slot's object it belongs to), its

@@ -172,26 +172,42 @@ fn records_keep_their_boundaries() {
 }
 
 #[test]
-fn a_server_finds_a_gone_client_by_its_connect_order() {
+fn a_server_takes_each_clients_connects_in_ticket_order() {
     let dir = TempDir::new("unix-pending");
     let r = dir.region("ns");
     let l = unix::Listener { ino: 9, pid: 0 };
     let (first, _k1) = queue(&r, pipe::SOCK_PENDING);
     let (second, _k2) = queue(&r, pipe::SOCK_PENDING);
-    assert!(unix::pending_add(&r, l, 42, 1001, Some(first)));
-    assert!(unix::pending_add(&r, l, 42, 1002, None), "a connection the kernel carries keeps its place");
-    assert!(unix::pending_add(&r, l, 42, 1003, Some(second)));
-    let take = |pid, which| unix::pending_take(&r, l, pid, which);
-    use unix::{Taken, Which};
-    assert_eq!(take(7, Which::Oldest), Taken::NotThere, "another process's connects are not ours");
-    assert_eq!(take(42, Which::Ino(1003)), Taken::Found(Some(second)), "a live client by its inode");
-    assert_eq!(take(42, Which::Oldest), Taken::Found(Some(first)), "a gone one: the oldest");
-    assert_eq!(take(42, Which::Ino(1002)), Taken::Found(None), "the kernel's connection");
-    assert_eq!(take(42, Which::Oldest), Taken::NotThere, "nothing left");
     let (third, _k3) = queue(&r, pipe::SOCK_PENDING);
-    assert!(unix::pending_add(&r, l, 42, 1004, Some(third)));
-    unix::pending_remove(&r, l, 42, 1004);
-    assert_eq!(take(42, Which::Oldest), Taken::NotThere, "a removed connect is gone");
+    let t0 = unix::pending_add(&r, l, 42, 1001, Some(first)).unwrap();
+    let t1 =
+        unix::pending_add(&r, l, 42, 1002, None).expect("a connection the kernel carries keeps its place");
+    let t2 = unix::pending_add(&r, l, 42, 1003, Some(second)).unwrap();
+    let t3 = unix::pending_add(&r, l, 42, 1004, Some(third)).unwrap();
+    assert_eq!([t0, t1, t2, t3], [0, 1, 2, 3]);
+    let asked = std::cell::Cell::new(0);
+    let take = |pid, ino: Option<u64>| {
+        unix::pending_take(&r, l, pid, &mut || {
+            asked.set(asked.get() + 1);
+            ino
+        })
+    };
+    use unix::Taken;
+    assert_eq!(take(7, None), Taken::NotThere, "another process's connects are not ours");
+    assert_eq!(take(42, None), Taken::Found(Some(first)), "the oldest, without asking the kernel");
+    assert_eq!(take(42, None), Taken::Found(None), "the kernel's connection");
+    // A connect that failed (or whose client died before it connected) is skipped; its
+    // queue, which nobody took, is refused and given back for its release.
+    assert_eq!(unix::pending_remove(&r, l, 42, t2), Some(second));
+    assert_eq!(pipe::sock_state(&r, second), pipe::SOCK_REFUSED);
+    assert_eq!(unix::pending_remove(&r, l, 42, t2), None, "removed once");
+    // One whose order with another thread's is not known is found by its inode.
+    unix::pending_uncertain(&r, l, 42, t3);
+    assert_eq!(take(42, Some(1004)), Taken::Found(Some(third)));
+    assert_eq!(asked.get(), 1, "the kernel asked once");
+    assert_eq!(take(42, None), Taken::NotThere, "nothing left");
+    // The next connect of the same process is the next ticket.
+    assert_eq!(unix::pending_add(&r, l, 42, 1005, None), Some(4));
 }
 
 #[test]

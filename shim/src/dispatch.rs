@@ -169,7 +169,10 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_accept | libc::SYS_accept4 => crate::unix::accept(r, g, nr, a),
         libc::SYS_sendto => crate::unix::sendto(r, g, a),
         libc::SYS_recvfrom => crate::unix::recvfrom(r, g, a),
-        libc::SYS_sendmsg => crate::unix::sendmsg(r, g, fd, a[1] as usize, a[2] as i32),
+        libc::SYS_sendmsg => {
+            crate::epoll::passing(r, a[1] as usize);
+            crate::unix::sendmsg(r, g, fd, a[1] as usize, a[2] as i32)
+        }
         libc::SYS_recvmsg => crate::unix::recvmsg(r, g, fd, a[1] as usize, a[2] as i32),
         libc::SYS_sendmmsg => crate::unix::sendmmsg(r, g, a),
         libc::SYS_recvmmsg => crate::unix::recvmmsg(r, g, a),

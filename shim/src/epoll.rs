@@ -5,34 +5,44 @@
 //! application asked, a shim fd's as its placeholder without EPOLLIN/EPOLLOUT (which come from
 //! the shim object) and with a token naming its item in `shared_state::epoll` as its data. So
 //! the kernel keeps membership ((file, fd) keys, removal when the file's last reference goes),
-//! every errno of epoll_ctl and the placeholders' HUP/ERR; an epoll fd inherited by fork or
-//! exec finds its object from the tokens in `/proc/self/fdinfo/N`, once (cached in `fd`).
+//! every errno of epoll_ctl (ELOOP and EINVAL for nested sets too) and the placeholders'
+//! HUP/ERR; an epoll fd inherited by exec finds its instance from the tokens in
+//! `/proc/self/fdinfo/N`, once (cached in `fd`).
 //!
-//! A wait takes the kernel's ready events without blocking, merges those of placeholders into
-//! their items, and adds the items the shim objects make ready, level- or edge-triggered
-//! (`poll::edges`: the wake-ups the kernel's pipe would make). It sleeps on the objects' futex
-//! words when the set holds only shim fds, otherwise in the kernel's epoll_pwait2 in short
-//! slices, looking at the objects in between.
+//! The shim's instance has the kernel's ready list: writers, readers and closers of a shim
+//! object put the items watching it there and wake a sleeper (`shared_state::epoll_wq`). A
+//! wait takes the kernel's events (when the set has kernel fds, or something only the kernel
+//! shows may have changed: a close, a shutdown, an ADD), merges those of placeholders into
+//! their items, and reports the ready list's items that are ready (`ep_send_events`): its cost
+//! is what is ready, not what is watched. It sleeps on the instance's futex word, and when the
+//! set has kernel fds also on the kernel's epoll fd, both at once through an io_uring
+//! (`crate::uring`; in short slices where there is none). An fd whose object was closed has
+//! its item checked against the kernel's instance (`kcmp`'s KCMP_EPOLL_TFD), which drops the
+//! interest with the file's last reference.
 
 use crate::fd::{self, EpollFd, PipeFd};
 use crate::poll::{self, Shim, Timeout, copy_in, copy_out};
-use crate::{scratch, signals, sud};
+use crate::{scratch, signals, sud, uring};
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
 use shared_state::Region;
-use shared_state::epoll::{self as ep, DISABLED, EP_ITEMS, EpHandle, EpLock, ItemRef, PENDING};
+use shared_state::epoll::{self as ep, Ctl, DISABLED, InstRef, ItemRef, ItemView, TABLE_FULL};
+use shared_state::epoll_wq::{self as wq, Wq};
 use shared_state::pipe_gc;
 use shared_state::sys::{self, Errno};
 use shared_state::wait::deadline_after;
 
 const EP_MAX_EVENTS: i64 = i32::MAX as i64 / size_of::<libc::epoll_event>() as i64;
-/// Events one call returns at most: the rest are returned by the next.
-const MAX_OUT: usize = 256;
-/// The longest sleep between two looks at the shim objects when the kernel has fds too.
+/// Kernel events one look takes at most (the rest come with the next).
+const KBUF: usize = 1024;
+/// Where io_uring cannot be had: the longest sleep of a set with kernel fds between two looks
+/// at its shim objects.
 const MIXED_SLICE_NS: i64 = 2_000_000;
 /// The longest kernel sleep of a wait on a set without shim interests (while the namespace has
 /// some elsewhere), between two looks at whether one was added meanwhile.
 const KERNEL_SLICE_NS: i64 = 50_000_000;
-/// A shim-only wait asks the kernel about its placeholders again after a sleep this long.
-const KERNEL_RECHECK_NS: i64 = 50_000_000;
+/// A shim-only set asks the kernel about its placeholders (a peer killed, which no shim code
+/// reports) after a sleep this long.
+const SHIM_SLICE_NS: i64 = 100_000_000;
 /// What a placeholder's kernel interest leaves to the shim object.
 const RING_BITS: u32 = (libc::EPOLLIN | libc::EPOLLRDNORM | libc::EPOLLOUT | libc::EPOLLWRNORM) as u32;
 const ALWAYS: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
@@ -41,6 +51,20 @@ const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 /// What a fired ONESHOT interest keeps (fs/eventpoll.c's EP_PRIVATE_BITS).
 const PRIVATE_BITS: u32 =
     (libc::EPOLLWAKEUP | libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
+/// An item's target that is an epoll instance (nested sets), above its `InstRef` bits; other
+/// targets are `Shim` bits.
+const EPOLL_TARGET: u64 = 1 << 59;
+/// How deep nested sets are polled (the kernel allows 5 levels).
+const MAX_NESTS: u32 = 5;
+
+/// Processes this one started (fork, vfork, clone without CLONE_FILES): an instance made
+/// before the last of them may be held by a child too.
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+/// A process is about to be started with a copy of our fd table.
+pub fn forking() {
+    FORKS.fetch_add(1, SeqCst);
+}
 
 fn neg(e: Errno) -> i64 {
     -(e as i64)
@@ -55,29 +79,27 @@ fn ret(r: Result<usize, Errno>) -> i64 {
 enum Lookup {
     NotEpoll,
     NoObj,
-    Obj(EpHandle),
+    Obj(InstRef),
 }
 
-/// epoll_create and epoll_create1: the kernel's instance, known to have no object yet.
+/// epoll_create and epoll_create1: the kernel's instance, known to have no shim instance yet.
 pub fn create(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let res = sys::syscall6(nr, a[0] as usize, 0, 0, 0, 0, 0);
     if let Ok(fd) = res {
-        fd::set_epoll(
-            fd as i32,
-            EpollFd::NoObj(ep::ns(r).created.load(core::sync::atomic::Ordering::Acquire)),
-        );
+        let made = (FORKS.load(SeqCst) & 0x7fff) + 1;
+        fd::set_epoll(fd as i32, EpollFd::NoObj(ep::ns(r).created.load(SeqCst), made));
     }
     Some(ret(res))
 }
 
-/// The object behind epoll fd `epfd`, from the fd table or found again.
+/// The instance behind epoll fd `epfd`, from the fd table or found again.
 fn object_of(r: &Region, epfd: i32) -> Lookup {
-    let created = ep::ns(r).created.load(core::sync::atomic::Ordering::Acquire);
+    let created = ep::ns(r).created.load(SeqCst);
     match fd::epoll_of(epfd) {
-        EpollFd::Obj(bits) if ep::obj(r, EpHandle::from_bits(bits)).is_some() => {
-            return Lookup::Obj(EpHandle::from_bits(bits));
+        EpollFd::Obj(bits) if ep::inst(r, InstRef::from_bits(bits)).is_some() => {
+            return Lookup::Obj(InstRef::from_bits(bits));
         }
-        EpollFd::NoObj(c) if c == created => return Lookup::NoObj,
+        EpollFd::NoObj(c, _) if c == created => return Lookup::NoObj,
         EpollFd::NotEpoll => return Lookup::NotEpoll,
         _ => {}
     }
@@ -97,21 +119,65 @@ fn object_of(r: &Region, epfd: i32) -> Lookup {
     }
     let mut found = None;
     let _ = each_interest(epfd, |k| {
-        if let Some(i) = ItemRef::from_token(k.data)
-            && found.is_none()
-            && ep::obj(r, i.obj).is_some()
-        {
-            found = Some(i.obj);
+        if found.is_none() {
+            found = ItemRef::from_token(k.data).and_then(|i| ep::inst_of(r, i));
         }
+        found.is_some()
     });
     match found {
         Some(h) => {
+            // Found through the kernel: another process (or image) holds it too.
+            if let Some(o) = ep::inst(r, h) {
+                o.set_shared();
+            }
             fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
             Lookup::Obj(h)
         }
         None => {
-            fd::set_epoll(epfd, EpollFd::NoObj(created));
+            let made = match fd::epoll_of(epfd) {
+                EpollFd::NoObj(_, made) => made,
+                _ => 0,
+            };
+            fd::set_epoll(epfd, EpollFd::NoObj(created, made));
             Lookup::NoObj
+        }
+    }
+}
+
+/// The instance of epoll fd `epfd` (`obj`), made now if it has none, with as many kernel
+/// interests as the kernel instance holds so far.
+fn instance_for(r: &Region, epfd: i32, obj: Lookup) -> Result<InstRef, Errno> {
+    match obj {
+        Lookup::Obj(h) => Ok(h),
+        Lookup::NotEpoll => Err(libc::EINVAL),
+        Lookup::NoObj => {
+            let h = match ep::create(r, FORKS.load(SeqCst)) {
+                Ok(h) => h,
+                Err(_) => {
+                    // Full: instances whose epoll fds are all gone are freed first.
+                    collect_unheld(r);
+                    ep::create(r, FORKS.load(SeqCst))?
+                }
+            };
+            let mut kernel = 0;
+            let _ = each_interest(epfd, |_| {
+                kernel += 1;
+                false
+            });
+            if let Some(o) = ep::inst(r, h) {
+                o.kernel_items.store(kernel, SeqCst);
+                // An epoll fd made before this process's last fork (or elsewhere) may be held
+                // by another process too.
+                let made = match fd::epoll_of(epfd) {
+                    EpollFd::NoObj(_, made) => made,
+                    _ => 0,
+                };
+                if made != (FORKS.load(SeqCst) & 0x7fff) + 1 {
+                    o.set_shared();
+                }
+            }
+            fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
+            Ok(h)
         }
     }
 }
@@ -136,19 +202,19 @@ struct Interest {
     ino: u64,
 }
 
-/// Calls `f` with every interest the kernel lists for epoll fd `epfd`.
-fn each_interest(epfd: i32, f: impl FnMut(&Interest)) -> Result<(), Errno> {
+/// Calls `f` with every interest the kernel lists for epoll fd `epfd`, until it returns true.
+fn each_interest(epfd: i32, f: impl FnMut(&Interest) -> bool) -> Result<(), Errno> {
     with_path(b"/proc/self/fdinfo/", epfd, |p| interests_at(p, f))
 }
 
 /// The same for the fdinfo file at `path` (its `tfd: N events: X data: D pos:P ino:I ...`
 /// lines).
-fn interests_at(path: &[u8], mut f: impl FnMut(&Interest)) -> Result<(), Errno> {
+fn interests_at(path: &[u8], mut f: impl FnMut(&Interest) -> bool) -> Result<(), Errno> {
     let mut buf = scratch::take(4096, 0u8)?;
     let fdi = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
     let mut line = [0u8; 192];
     let mut len = 0;
-    let res = loop {
+    let res = 'read: loop {
         let n = match sys::read(fdi, &mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => n,
@@ -162,8 +228,10 @@ fn interests_at(path: &[u8], mut f: impl FnMut(&Interest)) -> Result<(), Errno> 
                 }
                 continue;
             }
-            if let Some(i) = interest(&line[..len]) {
-                f(&i);
+            if let Some(i) = interest(&line[..len])
+                && f(&i)
+            {
+                break 'read Ok(());
             }
             len = 0;
         }
@@ -192,163 +260,308 @@ fn interest(line: &[u8]) -> Option<Interest> {
     })
 }
 
-/// Room for the tokens an instance holds ([`tokens`]).
-const TOKENS: usize = EP_ITEMS as usize * 2;
-
-/// Every token the kernel instance holds, sorted; how many (at most `out`'s length).
-fn tokens(epfd: i32, out: &mut [u64]) -> Result<usize, Errno> {
-    let mut n = 0;
-    each_interest(epfd, |k| {
-        if ItemRef::from_token(k.data).is_some() && n < out.len() {
-            out[n] = k.data;
-            n += 1;
-        }
-    })?;
-    out[..n].sort_unstable();
-    Ok(n)
-}
-
 fn kernel_ctl(epfd: i32, op: i32, fd: i32, ev: usize) -> Result<usize, Errno> {
     sys::syscall6(libc::SYS_epoll_ctl, epfd as usize, op as usize, fd as usize, ev, 0, 0)
 }
 
-/// epoll_ctl. A shim target is served; a kernel target goes to the kernel (counted in the
-/// object, so that waits know the kernel has fds too).
-/// No room for the interest in the region (the set's items, or the namespace's objects, are
-/// all taken): the fd's pipe or connection goes to the kernel, whose epoll then takes it as it
-/// takes any kernel fd.
-fn table_full(r: &Region, l: ep::EpLock, fd: i32) -> Option<i64> {
-    drop(l);
-    crate::pipes::hand_back(r, fd);
-    None
+/// What an epoll_ctl's fd is to the shim.
+#[derive(Clone, Copy)]
+enum Target {
+    /// A shim pipe or socket.
+    Shim(PipeFd),
+    /// An epoll fd with (or given now) a shim instance: a nested set.
+    Epoll(InstRef),
+    /// Anything else: the kernel's alone.
+    Kernel,
 }
 
+impl Target {
+    /// Which of its object's wake-ups an item waits for: a pipe end's own direction, both for
+    /// a socket or a nested set.
+    fn sides(&self) -> u32 {
+        use shared_state::pipe::{READERS, WRITERS};
+        match self {
+            Target::Shim(p) if !p.socket => {
+                (if p.read { READERS } else { 0 }) | (if p.write { WRITERS } else { 0 })
+            }
+            _ => READERS | WRITERS,
+        }
+    }
+
+    /// Its wait queue and the item's target bits.
+    fn queue(&self) -> (Wq, u64) {
+        match self {
+            Target::Shim(p) => (Wq::Pipe(p.pipe.idx), Shim::of(p).to_bits()),
+            Target::Epoll(h) => (Wq::Inst(h.idx), EPOLL_TARGET | h.to_bits()),
+            Target::Kernel => unreachable!("a kernel target has no queue"),
+        }
+    }
+}
+
+/// epoll_ctl. A shim target is served; a kernel target goes to the kernel (counted in the
+/// instance, so that waits know the kernel has fds too).
 pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let (epfd, op, fd, uev) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize);
     if !matches!(op, libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL) {
         return None;
     }
-    let Some(p) = fd::lookup(r, fd) else { return kernel_target(r, epfd, op, fd, uev) };
+    let outer = object_of(r, epfd);
+    // The kernel says EBADF or EINVAL.
+    if outer == Lookup::NotEpoll {
+        return None;
+    }
+    let target = match fd::lookup(r, fd) {
+        Some(p) => Target::Shim(p),
+        None if fd == epfd => Target::Kernel,
+        None => match object_of(r, fd) {
+            Lookup::Obj(h) => Target::Epoll(h),
+            // An epoll fd added to another set gets an instance: it may get shim interests
+            // later, which the outer set must see.
+            Lookup::NoObj if op == libc::EPOLL_CTL_ADD => match instance_for(r, fd, Lookup::NoObj) {
+                Ok(h) => Target::Epoll(h),
+                Err(_) => Target::Kernel,
+            },
+            _ => Target::Kernel,
+        },
+    };
+    if let Target::Kernel = target {
+        return kernel_target(r, epfd, op, fd, uev, outer);
+    }
     let mut ev = libc::epoll_event { events: 0, u64: 0 };
     if op != libc::EPOLL_CTL_DEL && copy_in(&mut ev, uev).is_err() {
         return Some(neg(libc::EFAULT));
     }
-    let l = match ep::lock(r) {
-        Ok(l) => l,
-        Err(e) => return Some(neg(e)),
-    };
-    let obj = match object_of(r, epfd) {
-        // The kernel says EBADF or EINVAL.
-        Lookup::NotEpoll => return None,
-        Lookup::NoObj => None,
-        Lookup::Obj(h) => Some(h),
-    };
-    let shim = Shim::of(&p);
-    let events = ev.events | ALWAYS;
-    // The interest the kernel has for (file, fd): ours when exactly one item matches.
-    let candidates = |h: EpHandle| {
-        ep::items(r, h).filter(move |v| {
-            v.item.target.load(core::sync::atomic::Ordering::Relaxed) == shim.to_bits()
-                && v.item.fd.load(core::sync::atomic::Ordering::Relaxed) == fd as u32
-        })
-    };
-    let res = match (op, obj) {
-        (libc::EPOLL_CTL_ADD, _) => {
-            let h = match object_for_add(r, &l, epfd, obj) {
-                Ok(h) => h,
-                Err(_) => return table_full(r, l, fd),
-            };
-            let add =
-                add_item(r, &l, h, &shim, fd, ev, |kev| kernel_ctl(epfd, op, fd, kev as *const _ as usize));
-            match add {
-                Ok(_) => {
-                    fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
-                    Ok(0)
+    let res = match op {
+        libc::EPOLL_CTL_ADD => add(r, epfd, fd, outer, target, ev),
+        _ => {
+            // Not in a shim instance: the kernel answers ENOENT (or has its own interest).
+            let Lookup::Obj(h) = outer else { return None };
+            let Ok(c) = ep::ctl(r, h) else { return None };
+            let (w, bits) = target.queue();
+            let (mut first, mut several) = (None::<ItemRef>, false);
+            ep::each_on(r, h, w, |v| {
+                if v.fd == fd && v.target == bits {
+                    several |= first.is_some();
+                    first = first.or(Some(v.at));
                 }
-                // The set's items are all taken (or the kernel's max_user_watches, which it
-                // then says again).
-                Err(libc::ENOSPC) => return table_full(r, l, fd),
-                Err(e) => Err(e),
-            }
-        }
-        // Not in our object: the kernel answers ENOENT (or has its own interest).
-        (_, None) => return None,
-        (libc::EPOLL_CTL_MOD, Some(h)) => {
-            let mut c = candidates(h);
-            match (c.next(), c.next()) {
-                (Some(v), None) => {
-                    let kev = kernel_half(r, &shim, ev.events, v.at.token());
-                    kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
-                        ep::modify(r, &l, v.at, events, ev.u64, poll::edges(r, &shim, events));
-                        0
-                    })
-                }
-                // Several files of one object under one fd number (in different processes):
-                // a new item replaces whichever the kernel had.
-                _ => add_item(r, &l, h, &shim, fd, ev, |kev| {
-                    let res = kernel_ctl(epfd, op, fd, kev as *const _ as usize);
-                    if res.is_ok() {
-                        drop_vanished(r, &l, epfd, h, fd, &shim);
-                    }
-                    res
+            });
+            // Several files of one object under one fd number (opened in different processes
+            // of a shared set): the first is modified.
+            let first = first?;
+            if op == libc::EPOLL_CTL_MOD {
+                let it = first;
+                let kev = kernel_half(r, &target, ev.events, it.token());
+                kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
+                    c.modify(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
+                    0
                 })
-                .map(|_| 0),
+            } else {
+                kernel_ctl(epfd, op, fd, 0).map(|_| {
+                    if let Target::Epoll(_) = target {
+                        forget_kernel_item(c.inst);
+                    }
+                    if several {
+                        // Only the kernel knows which file went: the others are kept.
+                        drop_absent(r, &c, epfd, w, fd, bits);
+                    } else {
+                        c.remove(first);
+                    }
+                    0
+                })
             }
         }
-        (_, Some(h)) => kernel_ctl(epfd, op, fd, 0).map(|_| {
-            let mut c = candidates(h);
-            match (c.next(), c.next()) {
-                (Some(v), None) => ep::remove(r, &l, v.at),
-                (None, _) => {}
-                _ => drop_vanished(r, &l, epfd, h, fd, &shim),
-            }
-            0
-        }),
     };
     Some(ret(res))
 }
 
-/// The object of epoll fd `epfd` (`obj`), made now if it has none, with as many kernel
-/// interests as the kernel instance holds so far.
-fn object_for_add(r: &Region, l: &EpLock, epfd: i32, obj: Option<EpHandle>) -> Result<EpHandle, Errno> {
-    if let Some(h) = obj {
-        return Ok(h);
+/// EPOLL_CTL_ADD of a shim object or a nested set: an item reserved, its kernel half given to
+/// the kernel (which decides EEXIST, ELOOP, EINVAL, EPERM, ENOSPC…), then published. When the
+/// shim's tables (or the region's room) are full, a shim object is given back to the kernel,
+/// which then serves it.
+fn add(
+    r: &Region,
+    epfd: i32,
+    fd: i32,
+    outer: Lookup,
+    target: Target,
+    ev: libc::epoll_event,
+) -> Result<usize, Errno> {
+    let h = match instance_for(r, epfd, outer) {
+        Ok(h) => h,
+        // No room for an instance: the set stays the kernel's alone, and so does the fd.
+        Err(TABLE_FULL) => {
+            if let Target::Shim(_) = target {
+                crate::pipes::hand_back(r, fd);
+            }
+            return kernel_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &raw const ev as usize);
+        }
+        Err(e) => return Err(e),
+    };
+    let c = ep::ctl(r, h)?;
+    let (w, bits) = target.queue();
+    let it = match c.reserve(bits, fd, w, target.sides()) {
+        Ok(it) => it,
+        Err(TABLE_FULL) => {
+            drop(c);
+            if let Target::Shim(_) = target {
+                crate::pipes::hand_back(r, fd);
+            }
+            let res = kernel_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &raw const ev as usize);
+            if res.is_ok()
+                && let Some(o) = ep::inst(r, h)
+            {
+                o.kernel_items.fetch_add(1, SeqCst);
+            }
+            return res;
+        }
+        Err(e) => return Err(e),
+    };
+    let kev = kernel_half(r, &target, ev.events, it.token());
+    if let Err(e) = kernel_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &raw const kev as usize) {
+        c.remove(it);
+        return Err(e);
     }
-    let mut kernel = 0;
-    let _ = each_interest(epfd, |_| kernel += 1);
-    let alive = |t| poll::alive(r, &Shim::from_bits(t));
-    ep::create(r, l, kernel, &alive, &|l| collect_unheld(r, l))
+    match target {
+        Target::Shim(p) => poll::watched(r, &Shim::of(&p)),
+        // The kernel reports its kernel fds: the outer set asks the kernel at every wait.
+        _ => {
+            c.inst.kernel_items.fetch_add(1, SeqCst);
+        }
+    }
+    c.publish(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
+    Ok(0)
 }
 
 /// The kernel's half of a shim interest in `events`: its placeholder without EPOLLIN/EPOLLOUT
 /// (the shim object's), a socket's end of file excepted (see poll::placeholder_events), with
-/// the item's token as its data.
-fn kernel_half(r: &Region, shim: &Shim, events: u32, token: u64) -> libc::epoll_event {
-    let kernel_bits = poll::placeholder_events(r, shim, events & RING_BITS);
-    libc::epoll_event { events: events & !RING_BITS | kernel_bits, u64: token }
+/// the item's token as its data. A nested set's half is the set itself, as asked: the kernel
+/// reports its kernel fds.
+fn kernel_half(r: &Region, target: &Target, events: u32, token: u64) -> libc::epoll_event {
+    let events = match target {
+        Target::Shim(p) => {
+            events & !RING_BITS | poll::placeholder_events(r, &Shim::of(p), events & RING_BITS)
+        }
+        _ => events,
+    };
+    libc::epoll_event { events, u64: token }
 }
 
-/// A new item of `h` for `shim` as `fd`, with the user's events and data `ev`: reserved,
-/// its kernel half given to the kernel by `kernel` (an ADD, or a change of the kernel's own
-/// interest), then published, to be polled once by the next wait.
-fn add_item(
-    r: &Region,
-    l: &EpLock,
-    h: EpHandle,
-    shim: &Shim,
-    fd: i32,
-    ev: libc::epoll_event,
-    kernel: impl FnOnce(&libc::epoll_event) -> Result<usize, Errno>,
-) -> Result<ItemRef, Errno> {
-    let it = ep::reserve(r, l, h, shim.to_bits(), fd)?;
-    if let Err(e) = kernel(&kernel_half(r, shim, ev.events, it.token())) {
-        ep::remove(r, l, it);
-        return Err(e);
+/// After a DEL the kernel made for one of several items of (object, fd): those whose interest
+/// the kernel no longer holds go.
+fn drop_absent(r: &Region, c: &Ctl, epfd: i32, w: Wq, fd: i32, bits: u64) {
+    let mut doomed = [None::<ItemRef>; 8];
+    let mut n = 0;
+    ep::each_on(r, c.h, w, |v| {
+        if v.fd == fd && v.target == bits && n < doomed.len() && present(r, epfd, &v) == Presence::No {
+            doomed[n] = Some(v.at);
+            n += 1;
+        }
+    });
+    for i in doomed[..n].iter().flatten() {
+        c.remove(*i);
     }
-    poll::watched(r, shim);
-    let events = ev.events | ALWAYS;
-    ep::publish(r, l, it, events, ev.u64, poll::edges(r, shim, events), poll::liveness(r, shim));
-    Ok(it)
+}
+
+/// epoll_ctl of a kernel fd. One added to a set with a shim instance is counted there.
+fn kernel_target(r: &Region, epfd: i32, op: i32, fd: i32, uev: usize, outer: Lookup) -> Option<i64> {
+    if op == libc::EPOLL_CTL_ADD {
+        // A socket may become the shim's at its connect (see `connected`).
+        fd::mark_ep_watched(fd);
+    }
+    let Lookup::Obj(h) = outer else { return None };
+    let res = kernel_ctl(epfd, op, fd, uev);
+    if let (Ok(_), Some(o)) = (res, ep::inst(r, h)) {
+        match op {
+            libc::EPOLL_CTL_ADD => {
+                o.kernel_items.fetch_add(1, SeqCst);
+            }
+            libc::EPOLL_CTL_DEL => forget_kernel_item(o),
+            _ => {}
+        }
+    }
+    Some(ret(res))
+}
+
+/// One interest in a kernel fd fewer in `o`.
+fn forget_kernel_item(o: &ep::EpInst) {
+    let _ = o.kernel_items.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+}
+
+/// Whether the kernel's instance still holds an item's interest.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Presence {
+    Yes,
+    No,
+}
+
+/// kcmp(KCMP_EPOLL_TFD): the target file of epoll fd `epfd`'s `toff`-th interest with fd number
+/// `tfd` compared with our fd `fd`'s file: Ok(0) the same file, Ok(1 or 2) another, ENOENT no
+/// such interest.
+fn kcmp_tfd(fd: i32, epfd: i32, tfd: i32, toff: u32) -> Result<usize, Errno> {
+    #[repr(C)]
+    struct Slot {
+        efd: u32,
+        tfd: u32,
+        toff: u32,
+    }
+    const KCMP_EPOLL_TFD: usize = 7;
+    let slot = Slot { efd: epfd as u32, tfd: tfd as u32, toff };
+    let pid = sys::getpid() as usize;
+    sys::syscall6(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd as usize, &slot as *const Slot as usize, 0)
+}
+
+/// Whether the kernel's instance behind `epfd` still has item `v`'s interest (an fd of its object
+/// was closed: the kernel drops the interest with its file's last reference). Asked by fd
+/// number: none with it means gone; one that is our own fd's file when that fd names the item's
+/// object means there; our fd naming another object and being the only one means gone; anything
+/// else is settled by the interest's token in the kernel's list.
+fn present(r: &Region, epfd: i32, v: &ItemView<'_>) -> Presence {
+    let ours = match Target::of(r, v.fd) {
+        Some(t) if t.queue().1 == v.target => Some(true),
+        Some(_) => Some(false),
+        None => None,
+    };
+    let probe = if ours.is_some() { v.fd } else { epfd };
+    let (mut entries, mut same) = (0, false);
+    for toff in 0..64 {
+        match kcmp_tfd(probe, epfd, v.fd, toff) {
+            Ok(k) => {
+                entries += 1;
+                same |= k == 0 && ours.is_some();
+            }
+            Err(libc::ENOENT) => break,
+            // kcmp unavailable (or the fd just closed): the kernel's list says.
+            Err(_) => return by_token(epfd, v.at),
+        }
+    }
+    match (entries, ours, same) {
+        (0, _, _) => Presence::No,
+        (_, Some(true), true) => Presence::Yes,
+        (1, Some(false), true) => Presence::No,
+        _ => by_token(epfd, v.at),
+    }
+}
+
+fn by_token(epfd: i32, i: ItemRef) -> Presence {
+    let mut found = false;
+    let res = each_interest(epfd, |k| {
+        found |= k.data == i.token();
+        found
+    });
+    if found || res.is_err() { Presence::Yes } else { Presence::No }
+}
+
+impl Target {
+    /// What `fd` is in this process, as a target (None: closed, or the kernel's).
+    fn of(r: &Region, fd: i32) -> Option<Target> {
+        if let Some(p) = fd::lookup(r, fd) {
+            return Some(Target::Shim(p));
+        }
+        match fd::epoll_of(fd) {
+            EpollFd::Obj(bits) => Some(Target::Epoll(InstRef::from_bits(bits))),
+            _ => None,
+        }
+    }
 }
 
 /// `fd` was connected, and if the connection is the shim's, the interests this process's
@@ -362,7 +575,7 @@ pub fn connected(r: &Region, fd: i32) {
     }
     let Some(p) = fd::lookup(r, fd).filter(|p| p.socket) else { return };
     let Ok(st) = sys::fstat(fd) else { return };
-    let shim = Shim::of(&p);
+    let target = Target::Shim(p);
     fd::each_epoll(|epfd| {
         let mut found = [Interest::default(); 8];
         let mut n = 0;
@@ -371,71 +584,146 @@ pub fn connected(r: &Region, fd: i32) {
                 found[n] = *k;
                 n += 1;
             }
+            false
         });
         if n == 0 {
             return;
         }
-        let Ok(l) = ep::lock(r) else { return };
-        let obj = match object_of(r, epfd) {
-            Lookup::Obj(h) => Some(h),
-            Lookup::NoObj => None,
-            Lookup::NotEpoll => return,
-        };
-        let Ok(h) = object_for_add(r, &l, epfd, obj) else { return };
+        let obj = object_of(r, epfd);
+        if obj == Lookup::NotEpoll {
+            return;
+        }
+        let Ok(h) = instance_for(r, epfd, obj) else { return };
+        let Ok(c) = ep::ctl(r, h) else { return };
         for k in &found[..n] {
             // The interest's fd number must still be this socket (a dup of it may be).
             let same = |t: libc::stat| t.st_ino == st.st_ino && t.st_dev == st.st_dev;
             if k.tfd != fd && !sys::fstat(k.tfd).is_ok_and(same) {
                 continue;
             }
-            let ev = libc::epoll_event { events: k.events, u64: k.data };
+            let (w, bits) = target.queue();
+            let Ok(it) = c.reserve(bits, k.tfd, w, target.sides()) else { continue };
+            let kev = kernel_half(r, &target, k.events, it.token());
+            let kev = &raw const kev as usize;
             // An EPOLLEXCLUSIVE interest cannot be modified: it is made again.
-            let swap = |kev: &libc::epoll_event| {
-                let kev = kev as *const _ as usize;
-                if k.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
-                    kernel_ctl(epfd, libc::EPOLL_CTL_DEL, k.tfd, 0)?;
-                    kernel_ctl(epfd, libc::EPOLL_CTL_ADD, k.tfd, kev)
-                } else {
-                    kernel_ctl(epfd, libc::EPOLL_CTL_MOD, k.tfd, kev)
-                }
+            let swapped = if k.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
+                kernel_ctl(epfd, libc::EPOLL_CTL_DEL, k.tfd, 0)
+                    .and_then(|_| kernel_ctl(epfd, libc::EPOLL_CTL_ADD, k.tfd, kev))
+            } else {
+                kernel_ctl(epfd, libc::EPOLL_CTL_MOD, k.tfd, kev)
             };
-            let Ok(it) = add_item(r, &l, h, &shim, k.tfd, ev, swap) else { continue };
+            if swapped.is_err() {
+                c.remove(it);
+                continue;
+            }
+            poll::watched(r, &Shim::of(&p));
+            c.publish(it, k.events | ALWAYS, k.data, |_| true);
             // A ONESHOT interest that fired keeps only its private bits (ep_send_events).
             if k.events & ONESHOT != 0
                 && k.events & !PRIVATE_BITS == 0
-                && let Some(v) = ep::items(r, h).find(|v| v.at == it)
+                && let Some(v) = ep::view(r, it)
             {
-                v.item.set_flags(&l, DISABLED, PENDING);
+                v.disable();
             }
             if k.tfd != fd {
                 fd::insert(&PipeFd { fd: k.tfd, ..p });
             }
-            if let Some(o) = ep::obj(r, h) {
-                forget_kernel_item(o);
-            }
+            forget_kernel_item(c.inst);
         }
-        fd::set_epoll(epfd, EpollFd::Obj(h.to_bits()));
     });
 }
 
-/// One interest in a kernel fd fewer in `o`.
-fn forget_kernel_item(o: &ep::EpObj) {
-    use core::sync::atomic::Ordering::{AcqRel, Acquire};
-    let _ = o.kernel_items.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+/// An fd of shim object `p` was closed (or its file's flags changed): the items watching it
+/// are checked with the kernel, and a socket's peer's polled again (its placeholder may show
+/// the end of the connection).
+pub fn object_closed(r: &Region, p: &PipeFd) {
+    wq::closed(r, Wq::Pipe(p.pipe.idx));
+    if p.socket
+        && let Some(peer) = shared_state::pipe::sock_peer(r, p.pipe)
+    {
+        wq::changed(r, Wq::Pipe(peer.idx));
+    }
 }
 
-/// Frees the objects of epoll instances no process holds any more (the table is full): the
-/// epoll fds of every process of this namespace are looked at, as the pipe collector looks at
-/// pipes. A process whose fds we may not read can only hold instances older than itself:
-/// those are kept.
-fn collect_unheld(r: &Region, l: &EpLock) {
-    let Ok(mut held) = scratch::take(ep::EP_OBJS as usize, 0u32) else { return };
+/// Socket `p`'s connection changed where only the placeholders show it (a shutdown): the
+/// items watching either end are polled again and their sets ask the kernel.
+pub fn object_changed(r: &Region, p: &PipeFd) {
+    wq::changed(r, Wq::Pipe(p.pipe.idx));
+    if let Some(peer) = shared_state::pipe::sock_peer(r, p.pipe) {
+        wq::changed(r, Wq::Pipe(peer.idx));
+    }
+}
+
+/// The shim instance of epoll fd `fd`, if the table knows one.
+pub fn instance_of(fd: i32) -> Option<InstRef> {
+    match fd::epoll_of(fd) {
+        EpollFd::Obj(bits) => Some(InstRef::from_bits(bits)),
+        _ => None,
+    }
+}
+
+/// An epoll fd of instance `h` was closed: the instance goes with it when nothing else can
+/// hold it (no other fd of it here, no process started since it was made, never found by
+/// another process or passed in a message, nobody waiting on it); otherwise the collector
+/// frees it once no process has it.
+pub fn closed(r: &Region, h: InstRef) {
+    let Some(o) = ep::inst(r, h) else { return };
+    if !o.exclusive_to(sys::getpid() as u32, FORKS.load(SeqCst)) || o.has_sleepers() {
+        return;
+    }
+    let mut other = false;
+    fd::each_epoll(|f| other |= fd::epoll_of(f) == EpollFd::Obj(h.to_bits()));
+    if !other && let Ok(c) = ep::ctl(r, h) {
+        c.free();
+    }
+}
+
+/// A sendmsg with the msghdr at `umsg`: an epoll fd its SCM_RIGHTS carry may be held by the
+/// receiver from now on (on any socket: the kernel's own ones too).
+pub fn passing(r: &Region, umsg: usize) {
+    if ep::ns(r).live.load(SeqCst) == 0 {
+        return;
+    }
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    if copy_in(&mut m, umsg).is_err() || m.msg_control.is_null() || m.msg_controllen < 16 {
+        return;
+    }
+    let len = m.msg_controllen.min(4096);
+    let Ok(mut buf) = scratch::take(len.div_ceil(8), 0u64) else { return };
+    // SAFETY: the u64s are plain bytes to fill and look at.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, len) };
+    if crate::copy::slice_in(bytes, m.msg_control as usize).is_err() {
+        return;
+    }
+    let mut off = 0;
+    while off + 16 <= len {
+        let word = |i: usize| u32::from_ne_bytes(bytes[off + i..off + i + 4].try_into().unwrap_or_default());
+        let cmlen = usize::from_ne_bytes(bytes[off..off + 8].try_into().unwrap_or_default());
+        if cmlen < 16 || off + cmlen > len {
+            break;
+        }
+        if word(8) as i32 == libc::SOL_SOCKET && word(12) as i32 == libc::SCM_RIGHTS {
+            for i in (16..cmlen).step_by(4).filter(|i| i + 4 <= cmlen) {
+                if let Some(o) = instance_of(word(i) as i32).and_then(|h| ep::inst(r, h)) {
+                    o.set_shared();
+                }
+            }
+        }
+        off += cmlen.next_multiple_of(8);
+    }
+}
+
+/// Frees the instances of epoll fds no process holds any more: the epoll fds of every process
+/// of this namespace are looked at, as the pipe collector looks at pipes. A process whose fds
+/// we may not read can only hold instances older than itself: those are kept.
+fn collect_unheld(r: &Region) {
+    let Ok(mut held) = scratch::take(ep::EP_INSTS as usize, 0u32) else { return };
     let Ok(mut region) = scratch::take(LINK_MAX, 0u8) else { return };
-    let region_fd = crate::region::rw_fd();
     let mut self_fd = [0u8; 24];
     self_fd[..14].copy_from_slice(b"/proc/self/fd/");
     let mut digits = [0u8; 10];
-    let k = pipe_gc::itoa(region_fd as u32, &mut digits);
+    let k = pipe_gc::itoa(crate::region::rw_fd() as u32, &mut digits);
     self_fd[14..14 + k].copy_from_slice(&digits[..k]);
     let Ok(region_len) = sys::readlinkat(libc::AT_FDCWD, &self_fd[..14 + k + 1], &mut region) else { return };
     let mut keep_born_before = 0;
@@ -444,7 +732,7 @@ fn collect_unheld(r: &Region, l: &EpLock) {
     };
     let res = pipe_gc::each_entry(proc_fd, |name| {
         let Some(pid) = pipe_gc::parse_u64(name) else { return Ok(()) };
-        match held_by(proc_fd, pid as u32, &region[..region_len], &mut held) {
+        match held_by(r, proc_fd, pid as u32, &region[..region_len], &mut held) {
             Err(libc::EACCES | libc::EPERM) => {
                 let horizon = pipe_gc::started_by(proc_fd, name)?.unwrap_or(0);
                 keep_born_before = keep_born_before.max(horizon);
@@ -455,18 +743,18 @@ fn collect_unheld(r: &Region, l: &EpLock) {
     });
     sys::close(proc_fd);
     if res.is_ok() {
-        ep::free_unheld(r, l, keep_born_before, &|h| held[h.idx as usize] == h.generation + 1);
+        ep::free_unheld(r, keep_born_before, &|h| held[h.idx as usize] == h.generation.wrapping_add(1));
     }
 }
 
 /// Room for a link read from /proc/PID/fd: the region file's path.
 const LINK_MAX: usize = 256;
 
-/// Marks in `held` (generation + 1 per object) the objects named by the epoll fds of `pid`,
-/// if it is one of this namespace's processes: it holds our region file (`region`, as /proc
-/// names it) open. Another namespace's objects have the same indices and generations: a
-/// process of one, holding many, kept every object of ours (stack_small's collectors).
-fn held_by(proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) -> Result<(), Errno> {
+/// Marks in `held` (generation + 1 per instance) the instances named by the epoll fds of
+/// `pid`, if it is one of this namespace's processes: it holds our region file (`region`, as
+/// /proc names it) open. Another namespace's items have the same indices and generations: a
+/// process of one, holding many, would keep instances of ours.
+fn held_by(r: &Region, proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) -> Result<(), Errno> {
     // "/proc/" PID "/fdinfo/" FD NUL; the part after "/proc/" opens the fd directory.
     let mut path = [0u8; 64];
     let mut digits = [0u8; 10];
@@ -500,10 +788,13 @@ fn held_by(proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) -> Result<()
             Err(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         }
+        // One token names the instance.
         match interests_at(&path[..end + 1], |k| {
-            if let Some(i) = ItemRef::from_token(k.data) {
-                mine[i.obj.idx as usize] = i.obj.generation + 1;
+            let h = ItemRef::from_token(k.data).and_then(|i| ep::inst_of(r, i));
+            if let Some(h) = h {
+                mine[h.idx as usize] = h.generation.wrapping_add(1);
             }
+            h.is_some()
         }) {
             Ok(()) | Err(libc::ENOENT) => Ok(()),
             Err(e) => Err(e),
@@ -521,273 +812,58 @@ fn held_by(proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) -> Result<()
     }
 }
 
-/// Frees the items for (object, fd) whose tokens the kernel no longer holds.
-fn drop_vanished(r: &Region, l: &EpLock, epfd: i32, h: EpHandle, fd: i32, shim: &Shim) {
-    let (Ok(mut held), Ok(mut doomed)) =
-        (scratch::take(TOKENS, 0u64), scratch::take(EP_ITEMS as usize, None))
-    else {
-        return;
-    };
-    let Ok(n) = tokens(epfd, &mut held) else { return };
-    let gone = |t: u64| held[..n].binary_search(&t).is_err();
-    for (k, v) in ep::items(r, h).enumerate() {
-        let t = v.item.target.load(core::sync::atomic::Ordering::Relaxed);
-        if t == shim.to_bits()
-            && v.item.fd.load(core::sync::atomic::Ordering::Relaxed) == fd as u32
-            && gone(v.at.token())
-        {
-            doomed[k] = Some(v.at);
-        }
+/// An interest's readiness from its target: a shim object's rings, or a nested set's ready
+/// items (`ep_eventpoll_poll`).
+fn target_events(r: &Region, v: &ItemView<'_>, depth: u32) -> u32 {
+    if v.target & EPOLL_TARGET == 0 {
+        return poll::readiness(r, &Shim::from_bits(v.target)) as u16 as u32;
     }
-    for &i in doomed.iter().flatten() {
-        ep::remove(r, l, i);
+    let h = InstRef::from_bits(v.target & !EPOLL_TARGET);
+    if depth >= MAX_NESTS {
+        return 0;
     }
-}
-
-/// epoll_ctl of a kernel fd. An epoll fd with shim interests cannot be nested: the outer set
-/// would see only the kernel's half of its readiness.
-fn kernel_target(r: &Region, epfd: i32, op: i32, fd: i32, uev: usize) -> Option<i64> {
-    let outer = object_of(r, epfd);
-    if outer == Lookup::NotEpoll {
-        return None;
-    }
-    if op == libc::EPOLL_CTL_ADD && fd != epfd && matches!(object_of(r, fd), Lookup::Obj(_)) {
-        return Some(neg(libc::EPERM));
-    }
-    if op == libc::EPOLL_CTL_ADD {
-        // A socket may become the shim's at its connect (see `connected`).
-        fd::mark_ep_watched(fd);
-    }
-    let Lookup::Obj(h) = outer else { return None };
-    let res = kernel_ctl(epfd, op, fd, uev);
-    if let (Ok(_), Some(o)) = (res, ep::obj(r, h)) {
-        match op {
-            libc::EPOLL_CTL_ADD => {
-                o.kernel_items.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
-            }
-            libc::EPOLL_CTL_DEL => forget_kernel_item(o),
-            _ => {}
-        }
-    }
-    Some(ret(res))
-}
-
-/// One interest's state in a look at the set.
-#[derive(Clone, Copy)]
-struct Cand {
-    at: ItemRef,
-    /// What it watches (`Shim` bits) and the fd number it was added with.
-    target: u64,
-    fd: i32,
-    bits: u32,
-    data: u64,
-    cfg: u64,
-    order: u64,
-    edges: u64,
-    /// Ready by the shim object (to be reported if there is room).
-    fires: bool,
-    /// Reported by the kernel (its placeholder): must be reported now.
-    forced: bool,
-}
-
-/// An interest's ready bits from its shim object, whether it is on the ready list (always when
-/// level-triggered; edge-triggered, after a wake-up since it last left it), and the edges.
-fn examine(r: &Region, v: &ep::ItemView<'_>) -> (u32, bool, u64) {
-    let shim = Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed));
-    let events = v.cfg as u32;
-    // The edges before the state they announce: a wake-up after this look is still news to
-    // the next one, where read the other way round its data could be missed and its edge
-    // taken as seen (a lost wake-up).
-    let edges = poll::edges(r, &shim, events);
-    let bits = poll::readiness(r, &shim) as u16 as u32 & events;
-    let listed = if events & ET != 0 {
-        v.cfg & PENDING != 0 || edges != v.item.seen.load(core::sync::atomic::Ordering::Relaxed)
-    } else {
-        true
-    };
-    (bits, listed, edges)
-}
-
-/// Looks at the set once: the kernel's ready events (`pre`: already taken by a sleep, else
-/// taken now without blocking) and the shim interests'. Fills `out`; returns how many.
-fn collect(
-    r: &Region,
-    epfd: i32,
-    h: EpHandle,
-    room: usize,
-    pre: Option<usize>,
-    kbuf: &mut [libc::epoll_event],
-    out: &mut [libc::epoll_event],
-) -> Result<usize, Errno> {
-    use core::sync::atomic::Ordering::Relaxed;
-    let Some(o) = ep::obj(r, h) else { return Ok(kernel_only(kbuf, pre, out)) };
-    // The kernel's events first, outside the lock (which a waiter in every process sharing
-    // the namespace takes): whose turn it is to come first when there is not room for all.
-    let shim_first = o.turn.fetch_add(1, Relaxed) & 1 == 1;
-    let kn = match pre {
-        Some(n) => n,
-        None => {
-            let firing = ep::items(r, h).filter(|v| {
-                v.cfg & DISABLED == 0 && {
-                    let (bits, listed, _) = examine(r, v);
-                    listed && bits != 0
-                }
-            });
-            let kmax = if shim_first { room.saturating_sub(firing.count()) } else { room };
-            if kmax == 0 {
-                0
-            } else {
-                sys::syscall6(libc::SYS_epoll_wait, epfd as usize, kbuf.as_mut_ptr() as usize, kmax, 0, 0, 0)?
-            }
-        }
-    };
-    let pre = Some(kn);
-    let l = ep::lock(r)?;
-    let Some(o) = ep::obj(r, h) else { return Ok(kernel_only(kbuf, pre, out)) };
-    // An interest whose fd may have been closed somewhere: does the kernel still have it?
-    let stale = ep::items(r, h).any(|v| {
-        let s = Shim::from_bits(v.item.target.load(Relaxed));
-        !poll::alive(r, &s) || poll::liveness(r, &s) != v.item.verified.load(Relaxed)
+    let Ok(c) = ep::ctl(r, h) else { return 0 };
+    let ready = c.any_queued(|inner| {
+        let events = inner.cfg as u32;
+        inner.cfg & DISABLED == 0
+            && (target_events(r, &inner, depth + 1) | inner.kernel_bits(c.inst)) & events != 0
     });
-    if stale {
-        let mut held = scratch::take(TOKENS, 0u64)?;
-        let mut doomed = scratch::take(EP_ITEMS as usize, None)?;
-        if let Ok(n) = tokens(epfd, &mut held) {
-            for (k, v) in ep::items(r, h).enumerate() {
-                let s = Shim::from_bits(v.item.target.load(Relaxed));
-                if held[..n].binary_search(&v.at.token()).is_err() || !poll::alive(r, &s) {
-                    doomed[k] = Some(v.at);
-                } else {
-                    v.item.verified.store(poll::liveness(r, &s), Relaxed);
-                }
-            }
-            for &i in doomed.iter().flatten() {
-                ep::remove(r, &l, i);
-            }
-        }
-        if ep::obj(r, h).is_none() {
-            return Ok(kernel_only(kbuf, pre, out));
-        }
-    }
-    let mut cands = scratch::take(EP_ITEMS as usize, None::<Cand>)?;
-    for (k, v) in ep::items(r, h).enumerate() {
-        if v.cfg & DISABLED != 0 {
-            continue;
-        }
-        let (bits, listed, edges) = examine(r, &v);
-        let fires = listed && bits != 0;
-        if listed && !fires && (v.cfg & PENDING != 0 || edges != v.item.seen.load(Relaxed)) {
-            // Polled and found not ready: off the list until the next wake-up.
-            v.item.seen.store(edges, Relaxed);
-            v.item.set_flags(&l, 0, PENDING);
-        }
-        let (order, target, fd) =
-            (v.item.order.load(Relaxed), v.item.target.load(Relaxed), v.item.fd.load(Relaxed) as i32);
-        let (data, cfg) = (v.data, v.cfg);
-        cands[k] = Some(Cand { at: v.at, target, fd, bits, data, cfg, order, edges, fires, forced: false });
-    }
-    let mut n = 0;
-    let mut kernel_real = 0;
-    for e in &kbuf[..kn] {
-        let data = e.u64;
-        if let Some(i) = ItemRef::from_token(data) {
-            if i.obj == h
-                && let Some(c) = cands.iter_mut().flatten().find(|c| c.at == i)
-            {
-                c.bits |= e.events & c.cfg as u32;
-                if e.events & libc::EPOLLHUP as u32 != 0 {
-                    c.bits |= poll::hangup_error(r, &Shim::from_bits(c.target), c.fd) & c.cfg as u32;
-                }
-                c.forced = true;
-            }
-            // (A disabled or departed interest's kernel half: nothing to report.)
-            continue;
-        }
-        kernel_real += 1;
-        if !shim_first {
-            out[n] = *e;
-            n += 1;
-        }
-    }
-    // The forced ones first (the kernel's half is taken), then by place on the ready list.
-    let mut order = scratch::take(EP_ITEMS as usize, 0usize)?;
-    let mut m = 0;
-    for (k, c) in cands.iter().enumerate() {
-        if c.is_some_and(|c| c.forced || c.fires) {
-            order[m] = k;
-            m += 1;
-        }
-    }
-    order[..m].sort_unstable_by_key(|&k| {
-        let c = cands[k].unwrap();
-        (!c.forced, c.order)
+    if ready { (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 } else { 0 }
+}
+
+/// Whether a new or modified interest's shim target has an event it wants: it goes on the
+/// ready list now, as `ep_insert`/`ep_modify` do (its kernel half the next wait asks).
+fn ready_now(r: &Region, v: &ItemView<'_>) -> bool {
+    target_events(r, v, 1) & v.cfg as u32 != 0
+}
+
+/// poll/select on `fd`: None unless it is an epoll fd with a shim instance; else POLLIN when a
+/// shim interest of its set is ready (`ep_eventpoll_poll`; its kernel fds are the kernel's).
+pub fn poll_ready(r: &Region, fd: i32) -> Option<i16> {
+    let EpollFd::Obj(bits) = fd::epoll_of(fd) else { return None };
+    let h = InstRef::from_bits(bits);
+    let c = ep::ctl(r, h).ok()?;
+    let ready = c.any_queued(|v| {
+        let events = v.cfg as u32;
+        v.cfg & DISABLED == 0 && (target_events(r, &v, 1) | v.kernel_bits(c.inst)) & events != 0
     });
-    let shim_room = room - kernel_real.min(room);
-    let mut taken = 0;
-    for &k in &order[..m] {
-        let c = cands[k].unwrap();
-        if !c.forced && taken >= shim_room {
-            continue;
-        }
-        taken += 1;
-        out[n] = libc::epoll_event { events: c.bits, u64: c.data };
-        n += 1;
-        let Some(v) = ep::items(r, h).find(|v| v.at == c.at) else { continue };
-        if c.cfg as u32 & ONESHOT != 0 {
-            v.item.set_flags(&l, DISABLED, PENDING);
-        } else {
-            v.item.set_flags(&l, 0, PENDING);
-            // Level-triggered: back on the list, at its tail.
-            v.item.requeue(o);
-        }
-        v.item.seen.store(c.edges, Relaxed);
-    }
-    if shim_first {
-        for e in &kbuf[..kn] {
-            if ItemRef::from_token(e.u64).is_none() {
-                out[n] = *e;
-                n += 1;
-            }
-        }
-    }
-    // Where this thread's next mixed wait sleeps: on the objects while only they report.
-    if n > 0 {
-        sud::tls().epoll_shim_first.store((kernel_real == 0) as u8, core::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(n)
+    Some(if ready { libc::POLLIN | libc::POLLRDNORM } else { 0 })
 }
 
-/// Every shim interest went meanwhile: the kernel's own events are all there is.
-fn kernel_only(kbuf: &[libc::epoll_event], pre: Option<usize>, out: &mut [libc::epoll_event]) -> usize {
-    let mut n = 0;
-    for e in kbuf[..pre.unwrap_or(0)].iter().filter(|e| ItemRef::from_token(e.u64).is_none()) {
-        out[n] = *e;
-        n += 1;
-    }
-    n
+/// Whether an exec in progress may close an end a shim target's sleepers wait for (until when).
+fn exec_window(r: &Region, v: &ItemView<'_>) -> bool {
+    v.target & EPOLL_TARGET == 0 && poll::in_exec_window(r, &Shim::from_bits(v.target))
 }
 
-/// Whether something may be ready without any wake-up left to come (checked by a sleeper
-/// once it is counted as one).
-fn any_listed(r: &Region, h: EpHandle) -> bool {
-    ep::items(r, h).any(|v| {
-        if v.cfg & DISABLED != 0 {
-            return false;
-        }
-        let (bits, listed, _) = examine(r, &v);
-        listed && (bits != 0 || v.cfg & PENDING != 0)
-    })
-}
-
-/// epoll_wait, epoll_pwait and epoll_pwait2 on an epoll fd with shim interests; `None` for
+/// epoll_wait, epoll_pwait and epoll_pwait2 on an epoll fd with a shim instance; `None` for
 /// the others (the kernel serves them).
 pub fn wait(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let (epfd, uev, maxevents) = (a[0] as i32, a[1] as usize, a[2] as i32 as i64);
     let served = match object_of(r, epfd) {
         Lookup::NotEpoll => return None,
         Lookup::Obj(_) => true,
-        // While the namespace has none, no shim interest can appear without a new object.
-        Lookup::NoObj if ep::ns(r).live.load(core::sync::atomic::Ordering::Acquire) == 0 => return None,
+        // While the namespace has none, no shim interest can appear without a new instance.
+        Lookup::NoObj if ep::ns(r).live.load(SeqCst) == 0 => return None,
         Lookup::NoObj => false,
     };
     // Argument errors of a set without shim interests are the kernel's to report.
@@ -878,7 +954,7 @@ fn kernel_slice(g: &sud::Guard, w: &Wait) -> Option<i64> {
 }
 
 /// epoll_pwait's mask, installed for the whole of a served wait (set_user_sigmask) and put
-/// back on drop: a signal it blocks stays pending between the wait's slices instead of being
+/// back on drop: a signal it blocks stays pending between the wait's sleeps instead of being
 /// delivered there. The synchronous SIGSEGV and SIGBUS are never blocked by it (the shim's
 /// copies rely on them).
 struct CallerMask(Option<u64>);
@@ -917,105 +993,60 @@ impl Drop for CallerMask {
     }
 }
 
-/// The wait on a set with shim interests; `None` once it has none left.
-fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64> {
-    let (epfd, uev, deadline, sigmask) = (w.epfd, w.uev, w.deadline, w.sigmask);
-    let _mask = CallerMask::install(sigmask);
-    let room = w.maxevents.min(MAX_OUT);
-    let none = libc::epoll_event { events: 0, u64: 0 };
-    let (Ok(mut kbuf), Ok(mut out)) = (scratch::take(MAX_OUT, none), scratch::take(MAX_OUT, none)) else {
+/// The wait on a set with a shim instance; `None` once the instance is gone.
+fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> {
+    let _mask = CallerMask::install(w.sigmask);
+    // Filled by the kernel: not cleared first (a set of 10,000 would clear 12 KB per wait).
+    let Ok(mut kbuf) = scratch::take_any::<libc::epoll_event>(KBUF.min(w.maxevents)) else {
         return Some(neg(libc::ENOMEM));
     };
-    let mut pre = None;
     loop {
-        let ctl_seen = ep::obj(r, h).map_or(0, |o| o.ctl_word.load(core::sync::atomic::Ordering::SeqCst));
-        // Before the placeholders are asked: a close after this moves it.
-        let key = liveness_key(r, h);
-        if ep::obj(r, h).is_none() && pre.is_none() {
-            return None;
-        }
-        let n = match collect(r, epfd, h, room, pre.take(), &mut kbuf, &mut out) {
-            Ok(n) => n,
-            Err(e) => return Some(neg(e)),
+        let o = ep::inst(r, h)?;
+        let n = match ep::ctl(r, h) {
+            Ok(c) => collect(r, w, &c, &mut kbuf),
+            Err(_) => return None,
         };
-        if n > 0 {
-            return Some(deliver(uev, &out[..n]));
+        match n {
+            Ok(0) => {}
+            Ok(n) => return Some(n as i64),
+            Err(e) => return Some(neg(e)),
         }
-        let remaining = deadline.map(|d| poll::ns_until(&d));
+        let remaining = w.deadline.map(|d| poll::ns_until(&d));
         if remaining.is_some_and(|ns| ns <= 0) {
             return Some(0);
         }
-        // No shim interest left: the kernel's wait.
-        let o = ep::obj(r, h)?;
         signals::clear_interrupt();
-        let mixed = sigmask.is_some() || o.kernel_items.load(core::sync::atomic::Ordering::Acquire) != 0;
-        // A set whose events came from shim objects last time sleeps on their words and looks
-        // at the kernel's fds between short slices (a server's listener beside its clients);
-        // one whose came from the kernel sleeps in the kernel and looks at the objects so.
-        // While an exec may close a peer's end, the kernel wakes us as it goes (pipe_exec).
-        let exec = || {
-            ep::items(r, h).any(|v| {
-                poll::in_exec_window(
-                    r,
-                    &Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed)),
-                )
-            })
-        };
-        if mixed && sud::tls().epoll_shim_first.load(core::sync::atomic::Ordering::Relaxed) == 0 || exec() {
-            let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
-            let ts = poll::ts_from_ns(slice);
-            let (kp, tsp, maskp) = (kbuf.as_mut_ptr() as usize, &ts as *const _ as usize, w.maskp());
-            let res = g.allow_signals(|| {
-                sys::syscall6(libc::SYS_epoll_pwait2, epfd as usize, kp, room, tsp, maskp, 8)
-            });
-            match res {
-                Ok(k) if k > 0 => {
-                    pre = Some(k);
-                    continue;
+        let seq = o.sleep_prepare();
+        if o.events_available() {
+            o.sleep_done();
+            continue;
+        }
+        // While an exec may close an end an item watches, the kernel shows it as it goes.
+        let exec = o.exec_until.load(SeqCst) as i64 > sys::monotonic_ns();
+        if o.kernel_items.load(SeqCst) != 0 || exec {
+            match uring::wait(g, w.epfd, &o.word, seq, remaining) {
+                Some(uring::Woken::Ready) if exec => o.set_kcheck(),
+                Some(_) => {}
+                None => {
+                    // No io_uring: the kernel's fds are looked at between short sleeps.
+                    let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
+                    let word = signals::handled_word();
+                    let handled = word.load(Relaxed);
+                    futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
+                    o.set_kcheck();
                 }
-                Ok(_) | Err(libc::EINTR) => {}
-                Err(e) => return Some(neg(e)),
             }
         } else {
-            let (Ok(mut targets), Ok(mut waiters)) = (
-                scratch::take(EP_ITEMS as usize, None),
-                scratch::take(shared_state::pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default()),
-            ) else {
-                return Some(neg(libc::ENOMEM));
-            };
-            for (k, v) in ep::items(r, h).enumerate() {
-                targets[k] = Some(poll::wait_target(
-                    r,
-                    &Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed)),
-                    false,
-                    false,
-                ));
-            }
+            let slice = remaining.map_or(SHIM_SLICE_NS, |ns| ns.min(SHIM_SLICE_NS));
             let word = signals::handled_word();
-            let extra = [(word, word.load(core::sync::atomic::Ordering::Relaxed)), (&o.ctl_word, ctl_seen)];
-            // A close since the placeholders were asked woke nobody yet: look again.
-            let recheck = || any_listed(r, h) || liveness_key(r, h) != key;
-            let slept = sys::monotonic_ns();
-            let slice = mixed.then(|| deadline_after(&poll::ts_from_ns(MIXED_SLICE_NS)));
-            let until = match (deadline, slice) {
-                (Some(d), Some(s)) => Some(if (d.tv_sec, d.tv_nsec) < (s.tv_sec, s.tv_nsec) { d } else { s }),
-                (d, s) => d.or(s),
-            };
-            shared_state::pipe::poll_wait(
-                r,
-                targets.iter().flatten().flatten().flatten().copied(),
-                until.as_ref(),
-                &extra,
-                Some(&recheck),
-                &mut |f| g.allow_signals(f),
-                &mut waiters,
-            );
-            // A placeholder's HUP/ERR follows a close (or a death, noticed at the slice's end):
-            // after a short sleep with none, the kernel has nothing new to say.
-            if !mixed && liveness_key(r, h) == key && sys::monotonic_ns() - slept < KERNEL_RECHECK_NS {
-                pre = Some(0);
+            let handled = word.load(Relaxed);
+            // A sleep that lasted a whole slice: a peer may have died meanwhile, which only
+            // the kernel's placeholders show.
+            if futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice))) {
+                o.set_kcheck();
             }
         }
+        o.sleep_done();
         // epoll_wait is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
             return Some(neg(libc::EINTR));
@@ -1023,20 +1054,163 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: EpHandle) -> Option<i64>
     }
 }
 
-/// A key that moves when an fd of any of the set's shim objects may have been closed.
-fn liveness_key(r: &Region, h: EpHandle) -> u64 {
-    ep::items(r, h).fold(0u64, |k, v| {
-        let s = Shim::from_bits(v.item.target.load(core::sync::atomic::Ordering::Relaxed));
-        k.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(poll::liveness(r, &s))
-    })
+/// Sleeps while `word` holds `val` (and the thread's handled-signals word `handled` holds
+/// `hval`), for up to `rel`; true when the time ran out.
+fn futex_sleep(
+    g: &sud::Guard,
+    word: &AtomicU32,
+    val: u32,
+    handled: &AtomicU32,
+    hval: u32,
+    rel: Option<&libc::timespec>,
+) -> bool {
+    let waiters = [
+        sys::FutexWaitv {
+            val: val as u64,
+            uaddr: word.as_ptr() as u64,
+            flags: sys::FUTEX2_SIZE_U32,
+            reserved: 0,
+        },
+        sys::FutexWaitv {
+            val: hval as u64,
+            uaddr: handled.as_ptr() as u64,
+            flags: sys::FUTEX2_SIZE_U32,
+            reserved: 0,
+        },
+    ];
+    let until = deadline_after(rel.unwrap_or(&libc::timespec { tv_sec: i64::MAX / 4, tv_nsec: 0 }));
+    g.allow_signals(|| sys::futex_waitv(&waiters, &until)) == Err(libc::ETIMEDOUT)
 }
 
-/// Copies the events out as ep_send_events does: EFAULT only if the first one fails.
-fn deliver(uev: usize, out: &[libc::epoll_event]) -> i64 {
-    for (i, e) in out.iter().enumerate() {
-        if copy_out(uev + i * size_of::<libc::epoll_event>(), e).is_err() {
-            return if i == 0 { neg(libc::EFAULT) } else { i as i64 };
+/// Looks at the set once (`ep_poll`'s collection): the kernel's events when the set has
+/// kernel fds or something only the kernel shows may have changed (first, so that what it
+/// says of placeholders joins their items before they are polled), and the ready list; when
+/// there is not room for all, the kernel's and the shim's take turns at coming first. Writes
+/// the events to the caller's buffer; returns how many.
+fn collect(r: &Region, w: &Wait, c: &Ctl, kbuf: &mut [libc::epoll_event]) -> Result<usize, Errno> {
+    let o = c.inst;
+    let room = w.maxevents;
+    let kernel_first = o.turn.fetch_add(1, Relaxed) & 1 == 0;
+    let fetch = o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
+    // On the shim's turn the kernel leaves it one place at least.
+    let kmax = if kernel_first { room } else { room - 1 };
+    let (k, all) = if fetch && kmax > 0 { fetch_kernel(r, w, c, kbuf, kmax)? } else { (0, !fetch) };
+    if kernel_first {
+        let n = deliver(w, &kbuf[..k], 0)?;
+        return scan(r, w, c, n, room);
+    }
+    let n = scan(r, w, c, 0, room - k)?;
+    let n = deliver(w, &kbuf[..k], n)?;
+    if all || n == room {
+        return Ok(n);
+    }
+    // The kernel may have more, and the shim left room for it.
+    let (k, _) = fetch_kernel(r, w, c, kbuf, room - n)?;
+    deliver(w, &kbuf[..k], n)
+}
+
+/// Takes up to `kmax` of the kernel's ready events without blocking: placeholders' and nested
+/// sets' go to their items, the others are left at the front of `kbuf`; how many, and whether
+/// that was all the kernel had.
+fn fetch_kernel(
+    r: &Region,
+    w: &Wait,
+    c: &Ctl,
+    kbuf: &mut [libc::epoll_event],
+    kmax: usize,
+) -> Result<(usize, bool), Errno> {
+    let o = c.inst;
+    let kmax = kmax.min(kbuf.len());
+    let kn = sys::syscall6(libc::SYS_epoll_wait, w.epfd as usize, kbuf.as_mut_ptr() as usize, kmax, 0, 0, 0)?;
+    let all = kn < kmax;
+    if all {
+        // Everything the kernel had: a placeholder it did not report has nothing to say.
+        o.fetch_epoch.fetch_add(1, SeqCst);
+    }
+    let mut k = 0;
+    for i in 0..kn {
+        let e = kbuf[i];
+        match ItemRef::from_token(e.u64) {
+            Some(it) => {
+                // (A departed interest's kernel half: nothing to report.)
+                if ep::inst_of(r, it) == Some(c.h) {
+                    ep::kernel_report(r, o, it, e.events);
+                }
+            }
+            None => {
+                kbuf[k] = e;
+                k += 1;
+            }
         }
     }
-    out.len() as i64
+    Ok((k, all))
+}
+
+/// Copies kernel events to the caller's buffer from index `n` on, as ep_send_events: EFAULT
+/// only if the first one of the call cannot be. Returns the new count.
+fn deliver(w: &Wait, events: &[libc::epoll_event], n: usize) -> Result<usize, Errno> {
+    for (i, e) in events.iter().enumerate() {
+        if copy_out(w.uev + (n + i) * size_of::<libc::epoll_event>(), e).is_err() {
+            return if n + i == 0 { Err(libc::EFAULT) } else { Ok(n + i) };
+        }
+    }
+    Ok(n + events.len())
+}
+
+/// Reports the ready list's items that are ready, from index `n` of the caller's buffer on,
+/// as `ep_send_events`: polled, reported, then back at the list's tail (level-triggered),
+/// off it until the next wake-up (edge-triggered) or disabled (ONESHOT), until `limit`.
+/// Returns the new count.
+fn scan(r: &Region, w: &Wait, c: &Ctl, mut n: usize, limit: usize) -> Result<usize, Errno> {
+    let o = c.inst;
+    let mut s = c.scan();
+    while n < limit {
+        let Some(v) = s.take() else { break };
+        if v.take_verify() && present(r, w.epfd, &v) == Presence::No {
+            if v.target & EPOLL_TARGET != 0 {
+                forget_kernel_item(o);
+            }
+            s.remove(v.at);
+            continue;
+        }
+        // Queued only to be verified: no wake-up came, nothing to report.
+        if v.cfg & DISABLED != 0 || !v.woken {
+            continue;
+        }
+        let events = v.cfg as u32;
+        let kbits = v.kernel_bits(o);
+        let mut bits = (target_events(r, &v, 0) | kbits) & events;
+        if kbits & libc::EPOLLHUP as u32 != 0 && v.target & EPOLL_TARGET == 0 {
+            bits |= poll::hangup_error(r, &Shim::from_bits(v.target), v.fd) & events;
+        }
+        if exec_window(r, &v) {
+            o.exec_until.store(sys::monotonic_ns() as u64 + 1_000_000_000, SeqCst);
+        }
+        if bits == 0 {
+            continue;
+        }
+        let e = libc::epoll_event { events: bits, u64: v.data };
+        if copy_out(w.uev + n * size_of::<libc::epoll_event>(), &e).is_err() {
+            s.put_back(v.at);
+            if n == 0 {
+                return Err(libc::EFAULT);
+            }
+            break;
+        }
+        n += 1;
+        if events & ONESHOT != 0 {
+            v.disable();
+            v.clear_kernel_bits();
+        } else if events & ET != 0 {
+            v.clear_kernel_bits();
+        } else {
+            // Level-triggered: back on the list, at its tail; a placeholder's condition is
+            // asked of the kernel again next time.
+            s.requeue(v.at);
+            if kbits != 0 {
+                o.set_kcheck();
+            }
+        }
+    }
+    Ok(n)
 }

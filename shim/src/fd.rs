@@ -14,7 +14,7 @@
 //! neither reads nor writes the cache.
 
 use crate::sud;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
@@ -264,11 +264,20 @@ pub fn known_other(fd: i32) -> bool {
     slot(fd).map(|s| s.load(Ordering::Acquire)).is_some_and(|e| e != UNKNOWN && e & SHIM == 0)
 }
 
-/// Records that `fd` is a listening socket the shim announced.
-pub fn mark_listener(fd: i32) {
+/// The socket inodes of the LISTENER entries (read only while the entry is one).
+static LISTENER_INO: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+
+/// Records that `fd` is a listening socket the shim announced, with socket inode `ino`.
+pub fn mark_listener(fd: i32, ino: u32) {
     if let Some(s) = slot(fd) {
+        LISTENER_INO[fd as usize].store(ino, Ordering::Relaxed);
         store(fd, s, LISTENER);
     }
+}
+
+/// The socket inode of `fd` if it is a listening socket the shim announced.
+pub fn listener_ino(fd: i32) -> Option<u32> {
+    is_listener(fd).then(|| LISTENER_INO[fd as usize].load(Ordering::Relaxed))
 }
 
 /// Whether `fd` is a listening socket the shim announced (one atomic load).
@@ -294,8 +303,10 @@ pub fn sysctl_of(fd: i32) -> Option<usize> {
 pub enum EpollFd {
     /// An epoll fd with this shim object (`EpHandle::to_bits`).
     Obj(u64),
-    /// An epoll fd that had no object when the namespace's creation count was this.
-    NoObj(u32),
+    /// An epoll fd that had no object when the namespace's creation count was this (first),
+    /// made by this process when it had started the second's processes less one (0: made
+    /// elsewhere, or not known).
+    NoObj(u32, u32),
     /// Not an epoll fd (nor a shim pipe).
     NotEpoll,
     /// Not looked at yet.
@@ -307,7 +318,7 @@ pub fn epoll_of(fd: i32) -> EpollFd {
     match e {
         PLAIN => EpollFd::NotEpoll,
         e if e & EPOLL != 0 && e & EPOLL_OBJ != 0 => EpollFd::Obj(e & HANDLE_MASK),
-        e if e & EPOLL != 0 => EpollFd::NoObj(e as u32),
+        e if e & EPOLL != 0 => EpollFd::NoObj(e as u32, (e >> 32) as u32 & 0xffff),
         e if e & (SHIM | SYSCTL) != 0 => EpollFd::NotEpoll,
         _ => EpollFd::Unknown,
     }
@@ -318,7 +329,7 @@ pub fn set_epoll(fd: i32, what: EpollFd) {
     let Some(s) = slot(fd) else { return };
     match what {
         EpollFd::Obj(bits) => store(fd, s, EPOLL | EPOLL_OBJ | bits & HANDLE_MASK),
-        EpollFd::NoObj(created) => store(fd, s, EPOLL | created as u64),
+        EpollFd::NoObj(created, made) => store(fd, s, EPOLL | (made as u64 & 0xffff) << 32 | created as u64),
         EpollFd::NotEpoll => {
             let _ = s.compare_exchange(KERNEL, PLAIN, Ordering::AcqRel, Ordering::Relaxed);
         }

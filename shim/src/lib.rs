@@ -27,3 +27,4 @@ mod sud;
 mod sysv;
 mod trace;
 mod unix;
+mod uring;

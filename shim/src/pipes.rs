@@ -241,6 +241,20 @@ impl Drop for Env<'_> {
 /// socket's receiving side; its sending side has the second table).
 static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
 static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+/// The peer of socket `fd` (object `h`) is known to be there now: its liveness is cached as
+/// checked.
+pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
+    if sud::in_vfork_child() {
+        return;
+    }
+    let gens = pipe::liveness_gens(r, h);
+    for table in [&VERIFIED, &VERIFIED_SEND] {
+        if let Some(c) = table.get(fd as usize) {
+            c.store(gens, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
@@ -704,11 +718,15 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     if listener.is_some() {
         crate::unix::listener_released(r, fd);
     }
+    let epoll = crate::epoll::instance_of(fd);
     let close = || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
     let res = match fd::take(r, fd) {
         Some(p) => dropping(r, &p, close),
         None => close(),
     };
+    if let (Some(h), Ok(_)) = (epoll, res) {
+        crate::epoll::closed(r, h);
+    }
     if let Some(ino) = listener {
         pipe::note_exit(r);
         // Its last holder: the connects waiting for it are reset, their queues freed.
@@ -741,7 +759,8 @@ fn self_fd_path(fd: i32, path: &mut [u8; 32]) -> usize {
 /// Runs `drop_fd`, the kernel call that drops the shim fd `p` (a close, or a dup onto it),
 /// and frees its object if that was the last end of it anywhere, as the kernel frees a pipe
 /// at its last release (sockets: `crate::unix::dropping`; FIFOs, which the kernel's open may
-/// be waiting on, are found by a collection). Then whoever waits on the object looks again.
+/// be waiting on, are found by a collection). Then whoever waits on the object looks again,
+/// and epoll sets drop their interests in it if this was its file's last reference.
 /// Returns `drop_fd`'s result.
 ///
 /// The placeholder says who is left: a read end polls POLLHUP once no write end is open
@@ -755,7 +774,9 @@ pub fn dropping(
     drop_fd: impl FnOnce() -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
     if p.socket {
-        return crate::unix::dropping(r, p, drop_fd);
+        let res = crate::unix::dropping(r, p, drop_fd);
+        crate::epoll::object_closed(r, p);
+        return res;
     }
     let res = if p.fifo || p.read == p.write {
         let other_gone = revents(p.fd, 0) & if p.read { libc::POLLHUP } else { libc::POLLERR } != 0;
@@ -787,17 +808,25 @@ pub fn dropping(
         }
         res
     };
-    note_closed(r, p);
+    closed(r, p);
     res
 }
 
-/// An fd of `p` was closed: whoever waits on its object, or a socket's peer, looks again.
+/// An fd of `p` was closed, or its file's flags changed: whoever waits on its object, or a
+/// socket's peer, looks again.
 pub fn note_closed(r: &Region, p: &PipeFd) {
     if p.socket {
         crate::unix::note_change(r, p);
     } else {
         pipe::note_close(r, p.pipe);
     }
+}
+
+/// An fd of `p` was closed: as [`note_closed`], and epoll sets check whether their interests
+/// in it went with the file (its last reference), as the kernel's release wakes its peers.
+pub fn closed(r: &Region, p: &PipeFd) {
+    note_closed(r, p);
+    crate::epoll::object_closed(r, p);
 }
 
 /// Gives the pipe behind `fd` back to the kernel (see `pipe::hand_back`), for a use the shim
@@ -860,9 +889,14 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             flags &= !(libc::CLOSE_RANGE_UNSHARE as u64);
         }
         crate::foreign::each_open_fd(|fd| {
-            if (first..=last).contains(&(fd as u64))
-                && let Some(p) = fd::take(r, fd)
-            {
+            if !(first..=last).contains(&(fd as u64)) {
+                return;
+            }
+            if let Some(h) = crate::epoll::instance_of(fd) {
+                fd::forget(fd);
+                sys::close(fd);
+                crate::epoll::closed(r, h);
+            } else if let Some(p) = fd::take(r, fd) {
                 let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
             }
         });
@@ -884,6 +918,7 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let call = || sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
     // The target, if open, is closed by the call: its object is found while it is open, and
     // may go with it.
+    let epoll = target.filter(|&t| t != old).and_then(crate::epoll::instance_of);
     let res = match target.filter(|&t| t != old).and_then(|t| fd::take(r, t)) {
         Some(p) => dropping(r, &p, call),
         None => call(),
@@ -892,6 +927,9 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
         let new = new as i32;
         if new != old {
             fd::copy(r, old, new);
+            if let Some(h) = epoll {
+                crate::epoll::closed(r, h);
+            }
         }
     }
     Some(ret(res))
@@ -964,6 +1002,10 @@ pub fn exiting(r: &Region) {
     crate::foreign::each_open_fd(|fd| {
         if fd::is_listener(fd) {
             let _ = close(r, fd);
+        } else if let Some(h) = crate::epoll::instance_of(fd) {
+            fd::forget(fd);
+            sys::close(fd);
+            crate::epoll::closed(r, h);
         } else if let Some(p) = fd::take(r, fd) {
             let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
         }

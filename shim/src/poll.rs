@@ -13,8 +13,6 @@ use shared_state::pipe;
 use shared_state::sys::{self, Errno};
 use shared_state::wait::deadline_after;
 
-/// Sets larger than this go to the kernel unchanged.
-const MAX_FDS: usize = 1024;
 /// The longest sleep between two looks at the rings when the kernel must be polled too.
 const MIXED_SLICE_NS: i64 = 2_000_000;
 const POLLIN_SET: i16 = libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLIN | libc::POLLHUP | libc::POLLERR;
@@ -117,25 +115,6 @@ pub fn placeholder_events(r: &Region, s: &Shim, events: u32) -> u32 {
     events & (libc::POLLIN | libc::POLLRDNORM | libc::POLLRDHUP | libc::POLLPRI) as u16 as u32
 }
 
-/// The object's wake-up counters as an edge-triggered epoll interest in `events` sees them:
-/// one that moved puts the interest on the ready list (the kernel's wait queue callbacks).
-pub fn edges(r: &Region, s: &Shim, events: u32) -> u64 {
-    let (rx, tx) = s.queues(r);
-    let rd = match rx {
-        Some(h) if s.read && events & (libc::EPOLLIN | libc::EPOLLRDNORM) as u32 != 0 => {
-            pipe::ep_edges(r, h) >> 32
-        }
-        _ => 0,
-    };
-    let wr = match tx {
-        Some(h) if s.write && events & (libc::EPOLLOUT | libc::EPOLLWRNORM) as u32 != 0 => {
-            pipe::ep_edges(r, h) & 0xffff_ffff
-        }
-        _ => 0,
-    };
-    rd << 32 | wr
-}
-
 /// An epoll set watches the object from now on (a socket: both its queues). Its own first:
 /// a pending socket's link, made meanwhile or later, passes it on to the peer's queue
 /// (`pipe::sock_link`).
@@ -156,13 +135,6 @@ pub fn hangup_error(r: &Region, s: &Shim, fd: i32) -> u32 {
         Some(p) if s.socket && Shim::of(&p) == *s => crate::unix::pending_error(r, &p) as u16 as u32,
         _ => 0,
     }
-}
-
-/// Whether the object still exists and is the shim's (an interest in a freed one can go, and
-/// one in a pipe handed back to the kernel keeps only its placeholder's HUP/ERR; a socket
-/// given back still has its queued data to report, and the kernel the rest).
-pub fn alive(r: &Region, s: &Shim) -> bool {
-    pipe::is_live(r, s.pipe) && (s.socket || !pipe::handed_back(r, s.pipe))
 }
 
 /// Whether an exec in progress may close an end the object's sleepers wait for.
@@ -238,8 +210,12 @@ fn poll_loop(
                     crate::unix::drain(r, p);
                 }
                 *m = readiness(r, &Shim::of(p)) & f.events;
-                any_shim_ready |= *m != 0;
+            } else if f.fd >= 0 {
+                // An epoll fd whose set has shim interests: readable when one is ready (its
+                // kernel fds the kernel's poll below reports).
+                *m = crate::epoll::poll_ready(r, f.fd).unwrap_or(0) & f.events;
             }
+            any_shim_ready |= *m != 0;
         }
         let remaining = deadline.map(|d| ns_until(&d));
         // Before the placeholders are asked: a close after this moves it (see the wait below).
@@ -342,7 +318,7 @@ fn classify(r: &Region, fds: &[libc::pollfd], out: &mut [Option<PipeFd>]) -> Opt
     let mut any = false;
     for (f, o) in fds.iter().zip(out.iter_mut()) {
         *o = if f.fd >= 0 { fd::lookup(r, f.fd) } else { None };
-        any |= o.is_some();
+        any |= o.is_some() || f.fd >= 0 && crate::epoll::instance_of(f.fd).is_some();
     }
     any.then_some(())
 }
@@ -395,7 +371,8 @@ pub fn poll(
     umask: usize,
 ) -> Option<i64> {
     let n = nfds as usize;
-    if n > MAX_FDS || n == 0 {
+    // Beyond RLIMIT_NOFILE the kernel says EINVAL.
+    if n == 0 || (n > 1024 && n as u64 > nofile_limit()) {
         return None;
     }
     let mut fds = match scratch::take(n, libc::pollfd { fd: -1, events: 0, revents: 0 }) {
@@ -454,27 +431,41 @@ pub enum Timeout {
     Spec(usize),
 }
 
-const FDSET_WORDS: usize = 1024 / 64;
+/// The size of this process's fd table (`FDSize` in /proc/self/status): select looks at no
+/// fd beyond it (core_sys_select's `max_fds`).
+fn fd_table_size() -> Option<usize> {
+    let fd = sys::open(b"/proc/self/status\0", libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
+    let mut buf = scratch::take(4096, 0u8).ok()?;
+    let n = sys::read(fd, &mut buf);
+    sys::close(fd);
+    let text = &buf[..n.ok()?];
+    let at = text.windows(7).position(|w| w == b"FDSize:")? + 7;
+    let mut digits =
+        text[at..].iter().skip_while(|c| c.is_ascii_whitespace()).take_while(|c| c.is_ascii_digit());
+    digits.try_fold(0usize, |v, &c| v.checked_mul(10)?.checked_add((c - b'0') as usize))
+}
 
 /// `select` (timeval) and `pselect6` (timespec + {mask pointer, size}).
 pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option<i64> {
-    let n = a[0] as i64;
-    if !(0..=1024).contains(&n) {
+    let n = a[0] as i32;
+    if n < 0 {
         return None;
     }
-    let n = n as usize;
+    // The kernel looks no further than its fd table (glibc's fd_set holds 1024: only a
+    // program of its own may ask for more).
+    let n = if n > 1024 { (n as usize).min(fd_table_size()?) } else { n as usize };
     let words = n.div_ceil(64);
-    let mut sets = [[0u64; FDSET_WORDS]; 3];
-    for (k, set) in sets.iter_mut().enumerate() {
-        if a[k + 1] != 0 && copy_slice_in(&mut set[..words], a[k + 1] as usize).is_err() {
+    let Ok(mut sets) = scratch::take(3 * words, 0u64) else { return None };
+    for (k, set) in sets.chunks_mut(words.max(1)).enumerate() {
+        if a[k + 1] != 0 && words > 0 && copy_slice_in(set, a[k + 1] as usize).is_err() {
             return None;
         }
     }
-    let bit = |set: &[u64; FDSET_WORDS], fd: usize| set[fd / 64] >> (fd % 64) & 1 != 0;
+    let bit = |k: usize, fd: usize| sets[k * words + fd / 64] >> (fd % 64) & 1 != 0;
     let events = |fd: usize| {
-        (if bit(&sets[0], fd) { POLLIN_SET } else { 0 })
-            | (if bit(&sets[1], fd) { POLLOUT_SET } else { 0 })
-            | (if bit(&sets[2], fd) { POLLEX_SET } else { 0 })
+        (if bit(0, fd) { POLLIN_SET } else { 0 })
+            | (if bit(1, fd) { POLLOUT_SET } else { 0 })
+            | (if bit(2, fd) { POLLEX_SET } else { 0 })
     };
     let count = (0..n).filter(|&fd| events(fd) != 0).count();
     let (mut fds, mut shim) = match (
@@ -539,7 +530,7 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
     if let Err(e) = res {
         return Some(neg(e));
     }
-    let mut out = match scratch::take(3 * FDSET_WORDS, 0u64) {
+    let mut out = match scratch::take(3 * words, 0u64) {
         Ok(out) => out,
         Err(e) => return Some(neg(e)),
     };
@@ -547,14 +538,14 @@ pub fn select(r: &Region, g: &sud::Guard, a: &[u64; 6], pselect: bool) -> Option
     for f in fds.iter() {
         let fd = f.fd as usize;
         for (k, set) in [POLLIN_SET, POLLOUT_SET, POLLEX_SET].iter().enumerate() {
-            if bit(&sets[k], fd) && f.revents & set != 0 {
-                out[k * FDSET_WORDS + fd / 64] |= 1 << (fd % 64);
+            if bit(k, fd) && f.revents & set != 0 {
+                out[k * words + fd / 64] |= 1 << (fd % 64);
                 total += 1;
             }
         }
     }
-    for (k, set) in out.chunks(FDSET_WORDS).enumerate() {
-        if a[k + 1] != 0 && copy_slice_out(a[k + 1] as usize, &set[..words]).is_err() {
+    for (k, set) in out.chunks(words.max(1)).enumerate() {
+        if a[k + 1] != 0 && words > 0 && copy_slice_out(a[k + 1] as usize, set).is_err() {
             return Some(neg(libc::EFAULT));
         }
     }

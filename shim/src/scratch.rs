@@ -44,6 +44,15 @@ fn map(len: usize) -> Result<usize, Errno> {
 
 /// `n` copies of `init` in scratch memory; ENOMEM only if no memory can be mapped.
 pub fn take<T: Copy>(n: usize, init: T) -> Result<Slice<T>, Errno> {
+    let mut s = take_any::<T>(n)?;
+    s.fill(init);
+    Ok(s)
+}
+
+/// `n` `T`s in scratch memory as the arena holds them: bytes it held before, or zeros (for a
+/// buffer the kernel fills, whose filling would cost more than the call). Only for plain data
+/// types, which any bytes make a valid value of.
+pub fn take_any<T: Copy>(n: usize) -> Result<Slice<T>, Errno> {
     const { assert!(align_of::<T>() <= 4096) };
     let bytes = n.checked_mul(size_of::<T>()).ok_or(libc::ENOMEM)?;
     let t = tls();
@@ -61,14 +70,13 @@ pub fn take<T: Copy>(n: usize, init: T) -> Result<Slice<T>, Errno> {
         let mark = t.arena_top.swap(end, Relaxed);
         Some(Slice { ptr: (base + start) as *mut T, len: n, mark, own: false })
     });
-    let mut s = match from_arena.flatten() {
+    let s = match from_arena.flatten() {
         Some(s) => s,
         None => {
             let len = bytes.max(1).next_multiple_of(4096);
             Slice { ptr: map(len)? as *mut T, len: n, mark: len, own: true }
         }
     };
-    s.fill(init);
     Ok(s)
 }
 
@@ -87,8 +95,9 @@ impl<T: Copy> Drop for Slice<T> {
 impl<T: Copy> Deref for Slice<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: `ptr` holds `len` initialized `T`s (filled by `take`), ours until dropped:
-        // the arena gives this range to no one else while it lies below the top.
+        // SAFETY: `ptr` holds `len` initialized `T`s (filled by `take`; by `take_any`, bytes of
+        // the arena or of a fresh mapping, valid for the plain data types it is used for), ours
+        // until dropped: the arena gives this range to no one else while it lies below the top.
         unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
     }
 }

@@ -61,9 +61,14 @@ pub(crate) struct Tls {
     /// The thread's signal mask blocks SIGSEGV or SIGBUS: a fault in a fixup copy would kill
     /// it, so user copies go through process_vm_readv instead (see `signals::fixup_usable`).
     pub fault_blocked: AtomicU8,
-    /// This thread's last served epoll wait returned events of shim objects only (see
-    /// `epoll::served_wait`: where its next wait on a mixed set sleeps).
-    pub epoll_shim_first: AtomicU8,
+    /// This thread's io_uring (see `crate::uring`): the task that made it (a fork child's copy
+    /// is not its own), its state (none, unavailable, or its registered index + 2), its
+    /// memory, the offsets of its ring fields, and whether a wait is using it.
+    pub uring_tid: AtomicU32,
+    pub uring_state: AtomicU32,
+    pub uring_base: AtomicUsize,
+    pub uring_offs: [AtomicU32; 6],
+    pub uring_busy: AtomicU8,
     /// In a vfork child that moved the region's descriptors in its own fd table: their new
     /// numbers (see `region::keep_fds`), cleared when the parent resumes.
     pub region_fds: AtomicU64,

@@ -22,7 +22,7 @@ use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
 use crate::scratch;
 use crate::sud;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, Ordering::SeqCst};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle, RecvMode};
 use shared_state::sys::{self, Errno};
@@ -115,6 +115,13 @@ pub(crate) fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
     fd::insert(&entry(r, fd, pipe));
 }
 
+/// A connection just made (socketpair, connect, accept) through `fd`: its peer is there (the
+/// kernel just said so), which its first send and receive need not ask the kernel again.
+fn insert_connected(r: &Region, fd: i32, pipe: PipeHandle) {
+    insert(r, fd, pipe);
+    pipes::peer_present(r, fd, pipe);
+}
+
 /// `socketpair(AF_UNIX, …)`: the kernel's pair as the placeholder, two linked queues behind
 /// it. Other families stay the kernel's.
 pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> Option<i64> {
@@ -149,8 +156,8 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
     // Without queues (the table is full) the pair is simply the kernel's.
     if let (Ok(a), Ok(b)) = (queue(fds[0]), queue(fds[1])) {
         pipe::sock_link(r, a, b);
-        insert(r, fds[0], a);
-        insert(r, fds[1], b);
+        insert_connected(r, fds[0], a);
+        insert_connected(r, fds[1], b);
     }
     Some(0)
 }
@@ -207,7 +214,7 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
         {
             let listener = names::Listener { ino: st.st_ino as u32, pid: sys::getpid() as u32 };
             names::register(r, name, listener);
-            fd::mark_listener(fd);
+            fd::mark_listener(fd, listener.ino);
         }
     }
     Some(pipes::ret(res))
@@ -294,11 +301,18 @@ fn peer_pid(fd: i32) -> Option<u32> {
     Some(cred.pid as u32)
 }
 
+/// Connects of this process to announced listeners in progress, and how many times one
+/// began while another was in progress: such connects may reach the kernel's accept queue in
+/// another order than their tickets (see `shared_state::unix::pending_take`).
+static CONNECTING: AtomicU32 = AtomicU32::new(0);
+static OVERLAPS: AtomicU32 = AtomicU32::new(0);
+
 /// `connect` of an AF_UNIX stream or seqpacket socket to a name a shim process listens on: the
-/// queue is made (pending) before the kernel connects, and kept if a shim server already took
-/// it, or the kernel shows the connection reached that listener: its peer's credentials are
-/// those of the process that listened, or (asked only when they are not) the diagnostics show
-/// it waiting in the listener's queue.
+/// queue is made (pending) before the kernel connects, with a ticket in this process's
+/// connects to the listener, and kept if a shim server already took it, or the kernel shows
+/// the connection reached that listener: its peer's credentials are those of the process that
+/// listened, or (asked only when they are not) the diagnostics show it waiting in the
+/// listener's queue.
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
     if let Some(p) = fd::lookup(r, fd) {
         if dgram::is_recv_queue(r, &p) {
@@ -326,36 +340,45 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     let listener = names::lookup(r, name)?;
     let st = sys::fstat(fd).ok()?;
     let (me, pid) = (st.st_ino, sys::getpid() as u32);
-    let connect =
-        || g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
-    // The kernel's connection, in the pending table all the same: it keeps this process's
-    // connects to the listener in order (see shared_state::unix).
-    let kernel_only = |r: &Region| {
-        let res = connect();
-        if res.is_err() {
-            names::pending_remove(r, listener, pid, me);
-        }
-        Some(pipes::ret(res))
-    };
-    if passcred(fd) {
-        return names::pending_add(r, listener, pid, me, None).then(|| kernel_only(r)).flatten();
+    let queue = if passcred(fd) { None } else { Some(new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?) };
+    if let Some(h) = queue {
+        early_timeouts(r, fd, &st, h);
     }
-    let h = new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?;
-    early_timeouts(r, fd, &st, h);
-    // A queue refused before anyone took it is nobody's: it goes at once.
-    let drop_queue = || {
-        if pipe::sock_refuse(r, h) {
+    // Counted before the ticket: a connect of another thread that overlaps ours in any way
+    // sees us, or we it.
+    let overlaps = OVERLAPS.load(SeqCst);
+    if CONNECTING.fetch_add(1, SeqCst) > 0 {
+        OVERLAPS.fetch_add(1, SeqCst);
+    }
+    let Some(ticket) = names::pending_add(r, listener, pid, me, queue) else {
+        CONNECTING.fetch_sub(1, SeqCst);
+        // A queue refused before anyone took it is nobody's: it goes at once.
+        if let Some(h) = queue
+            && pipe::sock_refuse(r, h)
+        {
             pipe::release(r, h);
         }
-    };
-    if !names::pending_add(r, listener, pid, me, Some(h)) {
-        drop_queue();
         return None;
+    };
+    let res =
+        g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
+    CONNECTING.fetch_sub(1, SeqCst);
+    if OVERLAPS.load(SeqCst) != overlaps {
+        names::pending_uncertain(r, listener, pid, ticket);
     }
-    let res = connect();
+    let Some(h) = queue else {
+        // The kernel's connection, with its ticket all the same: it keeps this process's
+        // connects to the listener in order (see shared_state::unix).
+        if res.is_err() {
+            let _ = names::pending_remove(r, listener, pid, ticket);
+        }
+        return Some(pipes::ret(res));
+    };
     if res.is_err() {
-        names::pending_remove(r, listener, pid, me);
-        drop_queue();
+        if let Some(h) = names::pending_remove(r, listener, pid, ticket) {
+            // Refused before anyone took it: nobody's, so it goes at once.
+            pipe::release(r, h);
+        }
         return Some(pipes::ret(res));
     }
     let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
@@ -363,9 +386,9 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         || diag::accept_queue_holds(listener.ino as u64, me)
         || !pipe::sock_refuse(r, h);
     if ours {
-        insert(r, fd, h);
+        insert_connected(r, fd, h);
     } else {
-        names::pending_remove(r, listener, pid, me);
+        let _ = names::pending_remove(r, listener, pid, ticket);
         pipe::release(r, h);
     }
     Some(0)
@@ -382,27 +405,28 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
     let Ok(nfd) = res else { return Some(pipes::ret(res)) };
     let nfd = nfd as i32;
     // Only a stream client makes a pending queue: the diagnostics answer for the others.
-    if getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
+    if fd::is_listener(lfd) || getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
         adopt(r, lfd, nfd);
     }
     Some(nfd as i64)
 }
 
-/// Finds the client queue of the connection `fd` accepted from listener `lfd`, by the
-/// client socket's inode, or (the client's socket is gone: closed or killed before this
-/// accept) as its process's oldest pending connect to the listener; and links ours to it.
+/// Finds the client queue of the connection `fd` accepted from listener `lfd`: its client
+/// process's oldest connect to the listener not taken yet (see shared_state::unix); and links
+/// ours to it.
 fn adopt(r: &Region, lfd: i32, fd: i32) {
-    let (Ok(st), Ok(lst)) = (sys::fstat(fd), sys::fstat(lfd)) else { return };
-    let listener = names::Listener { ino: lst.st_ino as u32, pid: 0 };
+    let Ok(st) = sys::fstat(fd) else { return };
+    let Some(ino) = fd::listener_ino(lfd).or_else(|| sys::fstat(lfd).ok().map(|l| l.st_ino as u32)) else {
+        return;
+    };
+    let listener = names::Listener { ino, pid: 0 };
     let Some(pid) = peer_pid(fd) else { return };
-    // The client socket's inode names its connect (even a process's only pending one may
-    // not be this connection: a connect that found the table full is the kernel's); a client
-    // gone before this accept is its process's oldest, as the kernel's accept queue is in
-    // connect order. Unanswered, the oldest could be another's: left to the kernel.
-    let Ok(peer) = diag::peer_of(st.st_ino) else { return };
-    let which = peer.map_or(names::Which::Oldest, |ino| names::Which::Ino(ino as u64));
+    // Asked only where the order is not known: unanswered, the connection is the kernel's.
+    let mut client = || diag::peer_of(st.st_ino).ok().flatten().map(|i| i as u64);
     // What is not in the table is the kernel's.
-    let names::Taken::Found(Some(client)) = names::pending_take(r, listener, pid, which) else { return };
+    let names::Taken::Found(Some(client)) = names::pending_take(r, listener, pid, &mut client) else {
+        return;
+    };
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
@@ -422,7 +446,7 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     if pipe::handed_back(r, client) {
         let _ = pipe::sock_hand_back(r, h);
     }
-    insert(r, fd, h);
+    insert_connected(r, fd, h);
     // Inherited from the listener (set after listen, which the kernel then serves).
     if passcred(fd) {
         pipe::sock_set_passcred(r, client, true, scm::pid_ns());
@@ -1192,6 +1216,7 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     }
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
     note_change(r, &p);
+    crate::epoll::object_changed(r, &p);
     Some(pipes::ret(res))
 }
 

@@ -18,6 +18,9 @@ pub(super) fn clone(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     let vm = flags & libc::CLONE_VM as u64 != 0;
     let new_tls = flags & libc::CLONE_SETTLS as u64 != 0;
     crate::ipcns::before_clone(flags);
+    if flags & libc::CLONE_FILES as u64 == 0 {
+        crate::epoll::forking();
+    }
     if vm || new_tls {
         if new_tls {
             crate::ipcns::to_new_thread(a[4]);
@@ -65,6 +68,9 @@ pub(super) fn clone3(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     // larger than we know goes to the thunk, as it is.
     if size < 64 || crate::copy::slice_in(as_bytes(&mut args, size.min(88)), a[0] as usize).is_err() {
         return raw(libc::SYS_clone3, a);
+    }
+    if args[0].flags & libc::CLONE_FILES as u64 == 0 {
+        crate::epoll::forking();
     }
     if size > size_of::<CloneArgs>() {
         let flags = args[0].flags;

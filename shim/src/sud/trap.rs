@@ -95,9 +95,15 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
             return;
         }
         libc::SYS_clone3 => super::clone::clone3(uc, &a),
-        libc::SYS_vfork => redirect(uc, nr, true),
+        libc::SYS_vfork => {
+            crate::epoll::forking();
+            redirect(uc, nr, true)
+        }
         libc::SYS_clone => super::clone::clone(uc, &a),
-        libc::SYS_fork => fork_here(nr, &a),
+        libc::SYS_fork => {
+            crate::epoll::forking();
+            fork_here(nr, &a)
+        }
         libc::SYS_rt_sigaction => signals::rt_sigaction(&a, user),
         libc::SYS_rt_sigprocmask => sigprocmask(uc, &a, user),
         libc::SYS_rt_sigsuspend | libc::SYS_rt_sigtimedwait => with_mask(nr, &a, 0, user, guard),
@@ -110,6 +116,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         // The thread ends: its scratch arena goes (a served call it interrupted never resumes).
         libc::SYS_exit => {
             crate::scratch::thread_exit();
+            crate::uring::thread_exit();
             raw(nr, &a)
         }
         _ => crate::dispatch::passthrough(nr, &a, || guard.allow_signals(|| raw(nr, &a))),
