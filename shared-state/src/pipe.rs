@@ -2432,8 +2432,14 @@ fn set_passcred_bit(region: &Region, h: PipeHandle, bit: u32, on: bool, pid_ns: 
 
 /// The header of the message at the head of a stream socket's queue, for a receive with no
 /// buffer: `unix_stream_read_generic` copies nothing but still takes that message's fds
-/// (unless it peeks), so the message keeps its data without naming them any more.
-pub fn sock_head_cb(region: &Region, h: PipeHandle, peek: bool) -> Result<Option<UnixCb>, Errno> {
+/// (unless it peeks), so the message keeps its data without naming them any more; `env`
+/// takes their token under the queue's lock.
+pub fn sock_head_cb(
+    region: &Region,
+    h: PipeHandle,
+    peek: bool,
+    env: &dyn PipeEnv,
+) -> Result<Option<UnixCb>, Errno> {
     let act = enter(region, h)?;
     let pipe = act.pipe;
     let _guard = lock_pipe(region, pipe)?;
@@ -2447,8 +2453,13 @@ pub fn sock_head_cb(region: &Region, h: PipeHandle, peek: bool) -> Result<Option
         return Ok(None);
     }
     let cb = ring.cb(region, tail, buf);
-    if !peek && cb.fp != 0 {
-        ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+    if cb.fp != 0 {
+        // Under the lock, as a read of bytes takes them: a later token taken first would
+        // drop this one as abandoned.
+        env.took_fds(cb.fp);
+        if !peek {
+            ring.set_cb(region, tail, UnixCb { fp: 0, ..cb });
+        }
     }
     Ok(Some(cb))
 }

@@ -581,12 +581,8 @@ pub fn recv(
             }
             res => Some(res.map(|_| {
                 // Nothing is copied, but the first message's fds and credentials come.
-                if let Ok(Some(cb)) = pipe::sock_head_cb(r, rx, mode.peek) {
-                    // Taken after the queue's lock was let go: a receiver taking a later
-                    // token meanwhile would drop this one as abandoned (see scm::take_token).
-                    if cb.fp != 0 {
-                        scm::take_token(p.fd, cb.fp, flags, ctl);
-                    }
+                if let Ok(Some(cb)) = pipe::sock_head_cb(r, rx, mode.peek, &env) {
+                    *ctl = taken.get();
                     ancillary(r, rx, Some(cb), ctl);
                 }
                 (0, false)
