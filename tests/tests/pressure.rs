@@ -271,12 +271,17 @@ fn a_segment_beyond_a_small_tmpfs_lives_in_the_kernels_memory() {
     let kernel = ns.cmd(&exe).args(["64", &snapshot(&k_kernel, &k_view)]).output().expect("run");
     assert_clean("64 MiB shared on the kernel", &kernel);
     let trace = dir.join("strace");
+    // Also `ipcshim ipcs` from inside the namespace, which runs shared-state's code (and its
+    // kernel calls) under the preload.
+    let ipcs = dir.join("ipcs");
+    let shim_snapshot =
+        format!("{}; {} ipcs -m -u > {}", snapshot(&s_kernel, &s_view), cli_bin().display(), ipcs.display());
     let shim = ns
-        .cmd("strace")
-        .args(["-f", "-qq", "-e", "trace=shmget,shmat,shmdt,shmctl", "-o"])
+        .cmd("timeout")
+        .args(["120", "strace", "-f", "-qq", "-e", "trace=shmget,shmat,shmdt,shmctl", "-o"])
         .arg(&trace)
         .arg(cli_bin())
-        .args(["run", "--ns", "shared", "--", &exe, "64", &snapshot(&s_kernel, &s_view)])
+        .args(["run", "--ns", "shared", "--", &exe, "64", &shim_snapshot])
         .env("IPCSHIM_DIR", dir)
         .output()
         .expect("run");
@@ -294,6 +299,8 @@ fn a_segment_beyond_a_small_tmpfs_lives_in_the_kernels_memory() {
     let v = read(&s_view);
     assert!(v.len() == 1 && v[0][0] == SHARED_KEY && v[0][3] == MIB64 && v[0][6] == "2", "view: {v:?}");
     assert_eq!(v[0][14], MIB64, "the view's rss: {v:?}");
+    let listed = fs::read_to_string(&ipcs).expect("ipcs output");
+    assert!(listed.contains("pages resident  16384"), "ipcs -u: {listed}");
     // What reached the kernel: only the backing's calls.
     let calls = fs::read_to_string(&trace).expect("strace output");
     let lines: Vec<&str> = calls.lines().filter(|l| l.contains("shm")).collect();
@@ -304,9 +311,10 @@ fn a_segment_beyond_a_small_tmpfs_lives_in_the_kernels_memory() {
     assert_eq!(count("shmctl("), 1, "{calls}");
     assert_eq!(count("IPC_RMID"), 1, "{calls}");
     assert_eq!(count("shmdt(") + count("0x5eed0001") + count("IPC_STAT"), 0, "{calls}");
-    // The program's calls were served: 2 shmget, 2 shmat, 2 shmdt, 4 IPC_STAT, 1 IPC_RMID.
+    // The program's calls were served: 2 shmget, 2 shmat, 2 shmdt, 4 IPC_STAT, 1 IPC_RMID
+    // (and ipcs's SHM_INFO).
     let st = status("shared", dir);
-    assert_eq!(counter(&st, "shm", "calls"), Some(11), "{st}");
+    assert_eq!(counter(&st, "shm", "calls"), Some(12), "{st}");
     assert_eq!(counter(&st, "shm", "backed"), Some(1), "{st}");
     assert!(st.contains("shm segments:   0 (0 attachments, 0 pages)"), "{st}");
     assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "a kernel segment was left behind");
@@ -351,26 +359,16 @@ fn without_kernel_system_v_a_segment_beyond_a_small_tmpfs_is_enomem() {
     assert_eq!(counter(&st, "shm", "backed"), Some(0), "{st}");
 }
 
-/// The first pid among `pid`'s children.
-fn child_of(pid: u32) -> i32 {
-    let mut child = 0;
-    wait_for("the traced program", || {
-        let list = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        child = list.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(0);
-        child != 0
-    });
-    child
-}
-
 fn sigkill(pid: i32) {
     // SAFETY: kill(2) of a process this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill {pid}");
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
 }
 
 /// Processes killed at the worst instants leave no kernel segment behind: after the kernel made
-/// the backing and before its id was recorded (strace holds the process in the kernel's
-/// `shmget`), and in the removal before the kernel's IPC_RMID (held as it enters it); the next
-/// lock holder (here `ipcshim status`) removes it. One killed attached after IPC_RMID needs
+/// the backing and before its id was recorded (strace stops the process as the kernel's
+/// `shmget` returns), and in the removal before the kernel's IPC_RMID (stopped as it enters
+/// it); the next lock holder (here `ipcshim status`) removes it. One killed attached after IPC_RMID needs
 /// nobody: the kernel frees the backing at the death. One killed attached without IPC_RMID
 /// leaves the segment, as the kernel would, until `ipcshim ipcrm` removes it with its backing.
 #[test]
@@ -379,21 +377,29 @@ fn a_killed_process_leaks_no_kernel_segment() {
     let dir = &fs16.dir;
     let exe = compiled("segment.c");
     let ns = KernelIpcNs::new();
-    let held = |inject: &str, ready: &dyn Fn(i32) -> bool| {
+    // strace stops the program with SIGSTOP at the instant `inject` names, and it is killed there
+    // (strace says when the stop took effect, and whose it is).
+    let held = |inject: &str, name: &str| {
+        let trace = dir.join(format!("{name}.strace"));
         let mut strace = ns
             .cmd("strace")
-            .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=shmget,shmctl", "-e", inject])
+            .args(["-f", "-e", "trace=shmget,shmctl", "-e", "signal=SIGSTOP", "-e", inject, "-o"])
+            .arg(&trace)
             .arg(cli_bin())
             .args(["run", "--ns", "killed", "--", &exe, "64"])
             .env("IPCSHIM_DIR", dir)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("strace");
-        let prog = child_of(strace.id());
-        wait_for(inject, || ready(prog));
-        sigkill(prog);
-        // strace would wait out the delay it injected.
-        let _ = strace.kill();
+        let mut stopped = 0;
+        wait_for(name, || {
+            let t = fs::read_to_string(&trace).unwrap_or_default();
+            let line = t.lines().find(|l| l.ends_with("--- stopped by SIGSTOP ---"));
+            stopped = line.and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+            stopped != 0
+        });
+        sigkill(stopped);
+        // strace ends as its tracee did.
         let _ = strace.wait();
     };
     // `ipcshim status` and `ipcrm` in that namespace: a kernel segment id means nothing elsewhere.
@@ -403,16 +409,17 @@ fn a_killed_process_leaks_no_kernel_segment() {
         assert_clean(&args.join(" "), &out);
         text(&out.stdout)
     };
-    // The kernel's shmget returned (its segment is there); the shim has not recorded its id.
-    held("inject=shmget:delay_exit=60000000", &|_| ns.segments().len() == 1);
+    // Stopped as the kernel's shmget returns (its segment is made), before the shim recorded it.
+    held("inject=shmget:signal=SIGSTOP", "in-shmget");
+    assert_eq!(ns.segments().len(), 1, "the kernel's shmget did not run");
     let st = cli(&["status"]);
     assert_eq!(counter(&st, "procs", "lock_recoveries"), Some(1), "{st}");
     assert!(st.contains("shm segments:   0 (0 attachments, 0 pages)"), "{st}");
     assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "killed in shmget: the kernel segment leaked");
-    // The program's IPC_RMID destroyed the segment; the kernel's IPC_RMID has not run yet.
-    let in_shmctl =
-        |pid: i32| fs::read_to_string(format!("/proc/{pid}/syscall")).is_ok_and(|s| s.starts_with("31 "));
-    held("inject=shmctl:delay_enter=60000000", &|pid| in_shmctl(pid) && ns.segments().len() == 1);
+    // The program's IPC_RMID destroyed the segment; stopped entering the kernel's IPC_RMID,
+    // which does not run (the injected ERESTARTNOINTR would restart it after the stop).
+    held("inject=shmctl:signal=SIGSTOP:error=ERESTARTNOINTR", "in-rmid");
+    assert_eq!(ns.segments().len(), 1, "the kernel's IPC_RMID ran");
     let st = cli(&["status"]);
     assert_eq!(counter(&st, "procs", "lock_recoveries"), Some(2), "{st}");
     assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "killed in IPC_RMID: the kernel segment leaked");
