@@ -1,6 +1,7 @@
 /* A segment of argv[1] MiB with key 0x5eed0001, shared by two processes: a child attaches it by
  * key and writes every page, the parent attaches it, checks every page and writes its own mark
- * in each, the child checks those; both detach, then the parent removes it. With argv[2], that
+ * in each (and a fork of it sees them through the attachment it inherits), the child checks
+ * those; both detach, then the parent removes it. With argv[2], that
  * shell command runs while both are attached (the test takes its snapshots there); its output
  * is its own. Prints what each step saw, never ids, pids or addresses. */
 #include <errno.h>
@@ -95,11 +96,26 @@ int main(int argc, char **argv)
 	}
 	printf("parent: %zu pages, %zu not as the child wrote them, sum %lu\n", pages, bad, sum);
 	stat_line(id, "both attached");
+	/* A fork inherits the attachment; its exit drops it. */
+	fflush(stdout);
+	pid_t inheritor = fork();
+	if (inheritor < 0)
+		die("fork");
+	if (inheritor == 0) {
+		stat_line(id, "forked");
+		printf("forked: first page %s\n", q[0] == 1 && q[PAGE - 1] == 2 ? "as written" : "wrong");
+		fflush(stdout);
+		_exit(0);
+	}
+	if (waitpid(inheritor, &(int){0}, 0) != inheritor)
+		die("waitpid");
+	stat_line(id, "fork exited");
 	if (argc > 2) {
 		fflush(stdout);
 		if (system(argv[2]) != 0)
 			printf("snapshot command failed\n");
 	}
+	fflush(stdout);
 	tell(to_child[1]);
 	int st;
 	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
