@@ -646,7 +646,7 @@ fn status() -> ExitCode {
     // One line per family, `name: key=value ...`, for tests and benchmarks to parse.
     let c = &hdr.counters;
     use std::sync::atomic::Ordering::Relaxed;
-    println!("shm:            calls={}", c.shm_calls.load(Relaxed));
+    println!("shm:            calls={} backed={}", c.shm_calls.load(Relaxed), c.shm_backed.load(Relaxed));
     println!(
         "sem:            calls={} waits={} wakeups={} undo_settled={}",
         c.sem_calls.load(Relaxed),

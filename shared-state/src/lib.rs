@@ -7,7 +7,8 @@
 //! - [`alloc`]: the allocator inside the region.
 //! - [`backing`]: pages reserved before their first use, so a full tmpfs is an error.
 //! - [`ipc`]: the `ipc/util.c` part — ids, keys, permissions, the generic `ipcget`.
-//! - [`shm`]: what `ipc/shm.c` does
+//! - [`shm`]: what `ipc/shm.c` does, with [`shm_backing`] (segments in the kernel's memory when
+//!   the region has no room)
 //! - [`sem`]: what `ipc/sem.c` does, with undo that survives SIGKILL of its owner.
 //! - [`msg`]: what `ipc/msg.c` does; no message is lost to a process killed mid-call.
 //! - [`pipe`]: what `fs/pipe.c` does, with [`pipe_pages`] (ring memory) and [`pipe_gc`]
@@ -41,6 +42,7 @@ pub mod procfs;
 pub mod region;
 pub mod sem;
 pub mod shm;
+pub mod shm_backing;
 pub mod sys;
 pub mod uaccess;
 pub mod unix;

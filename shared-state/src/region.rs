@@ -24,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 24;
+pub const LAYOUT_VERSION: u32 = 25;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -170,6 +170,8 @@ pub struct Limits {
 #[derive(Default)]
 pub struct Counters {
     pub shm_calls: AtomicU64,
+    /// Segments whose pages went to a kernel segment (the region had no room).
+    pub shm_backed: AtomicU64,
     pub procs_reaped: AtomicU64,
     pub lock_recoveries: AtomicU64,
     pub pipes_created: AtomicU64,

@@ -3,7 +3,8 @@
 //!
 //! A segment's memory is a range of the region's data area. `shmat` maps a second view of that
 //! range with `mremap(old_size = 0)`, which needs no file descriptor: a process that has since
-//! changed user, or closed every fd, can still attach. Each attachment is recorded in the
+//! changed user, or closed every fd, can still attach. A segment the region has no room for
+//! lives in a private segment of the kernel's instead (`shm_backing`). Each attachment is recorded in the
 //! attaching process's record, so `shm_nattch` is exact and a dead process's attachments are
 //! dropped when it is reaped.
 
@@ -14,6 +15,7 @@ use crate::region::{
     IPCMNI, MAX_EXTENTS, MAX_PROCS, PAGE_SIZE, Region, SHM_DATA_OFF, SHM_DATA_SIZE, SHM_EXTENTS_OFF,
     SHM_SLOTS_OFF,
 };
+use crate::shm_backing::{self as kshm, ORPHANS, Orphan};
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
 use libc::{EACCES, EINVAL, ENOMEM, ENOSPC, EPERM};
@@ -51,6 +53,8 @@ pub struct ShmNs {
     /// Pages in all segments (`ns->shm_tot`).
     pub shm_tot: u64,
     pub extents_len: u32,
+    /// Kernel segments that may have no shim segment owning them (see `shm_backing`).
+    pub orphans: [Orphan; ORPHANS],
 }
 
 impl ShmNs {
@@ -58,6 +62,7 @@ impl ShmNs {
         self.ids.init();
         self.shm_tot = 0;
         self.extents_len = 0;
+        self.orphans = [Orphan::default(); ORPHANS];
     }
 }
 
@@ -87,6 +92,21 @@ pub struct ShmidKernel {
     pub data_len: u64,
     /// Process slot + 1 of the creator while it lives (the kernel's `shm_creator`), else 0.
     pub creator: u32,
+    /// 1: the pages are kernel segment `kshmid` of kernel IPC namespace `kns`, not the region's.
+    pub kernel: u32,
+    pub kshmid: i32,
+    /// 1: that kernel segment was removed already (the kernel frees it at its last detach).
+    pub krmid: u32,
+    pub kns: u64,
+}
+
+/// Where a new segment's pages are.
+enum Storage {
+    /// At this offset of the data area.
+    Region(u64),
+    /// In kernel segment `id` of namespace `kns`, whose orphan entry `job` is cleared once the
+    /// shim segment owns it.
+    Kernel { id: i32, kns: u64, job: usize },
 }
 
 /// One attachment of one process (a heap node in that process's list).
@@ -256,10 +276,65 @@ impl<'a> Shm<'a> {
         let seg = self.slot(idx);
         let ns = self.ns();
         ns.shm_tot = ns.shm_tot.saturating_sub(pages(seg.segsz));
-        self.discard(seg.data_off, seg.data_len);
-        self.free_data(seg.data_off, seg.data_len);
+        if seg.kernel == 0 {
+            self.discard(seg.data_off, seg.data_len);
+            self.free_data(seg.data_off, seg.data_len);
+            seg.live = 0;
+            ns.ids.remove(idx, |i| self.used(i));
+            return;
+        }
+        // The kernel segment goes too, unless its IPC_RMID was done (it goes at its last detach).
+        // Noted before the shim segment stops owning it, so a death in between leaks nothing.
+        let remove = seg.krmid == 0;
+        let noted = remove && kshm::note(&mut ns.orphans, seg.kshmid, seg.segsz, seg.kns).is_some();
         seg.live = 0;
         ns.ids.remove(idx, |i| self.used(i));
+        if noted {
+            self.settle_orphans();
+        } else if remove {
+            // No entry free (every one awaits another namespace or user): removed unrecorded.
+            let _ = kshm::remove(seg.kshmid);
+        }
+    }
+
+    /// Whether a live segment's pages are kernel segment `id` of namespace `kns`.
+    fn owns_kernel(&self, id: i32, kns: u64) -> bool {
+        (0..=self.max_idx()).any(|i| {
+            let seg = self.slot(i as u32);
+            seg.live != 0 && seg.kernel != 0 && seg.kshmid == id && seg.kns == kns
+        })
+    }
+
+    /// Removes the kernel segments no shim segment owns (see `shm_backing`).
+    fn settle_orphans(&self) {
+        kshm::settle(&mut self.ns().orphans, |id, kns| self.owns_kernel(id, kns));
+    }
+
+    /// A new segment's pages: reserved in the region, or else a kernel segment, whose memory is
+    /// not bounded by the region's file system. The kernel's errno when neither can be had.
+    fn storage(&self, size: u64, len: u64, flg: i32) -> Result<Storage, Errno> {
+        if let Some(off) = self.alloc_data(len) {
+            if backing::reserve_segment(self.region, SHM_DATA_OFF + off, len).is_ok() {
+                return Ok(Storage::Region(off));
+            }
+            self.discard(off, len);
+            self.free_data(off, len);
+        }
+        self.settle_orphans();
+        let kns = kshm::kernel_ns();
+        let job = kshm::note(&mut self.ns().orphans, -1, size, kns).ok_or(ENOMEM)?;
+        match kshm::create(size, flg) {
+            Ok(id) => {
+                self.ns().orphans[job].id = id;
+                Ok(Storage::Kernel { id, kns, job })
+            }
+            Err(e) => {
+                self.ns().orphans[job].used = 0;
+                // Out of the kernel's shmall or shmmni is its ENOSPC; anything else (no memory,
+                // or System V calls denied to this process) is an allocation that failed.
+                Err(if e == ENOSPC { ENOSPC } else { ENOMEM })
+            }
+        }
     }
 
     /// `shm_may_destroy` after a detach.
@@ -364,7 +439,11 @@ impl<'a> Shm<'a> {
 
     /// Resident pages of a segment (the kernel's `nrpages` of its shmem file).
     fn rss_pages(&self, seg: &ShmidKernel) -> u64 {
-        backing::written_pages(self.region, SHM_DATA_OFF + seg.data_off, seg.data_len)
+        match seg.kernel {
+            0 => backing::written_pages(self.region, SHM_DATA_OFF + seg.data_off, seg.data_len),
+            _ if kshm::in_ns(seg.kns) => kshm::rss_pages(seg.kshmid),
+            _ => 0,
+        }
     }
 }
 
@@ -407,19 +486,24 @@ impl IpcFamily for Shm<'_> {
         // anything is promised: a full file system is ENOMEM here, as a kernel out of memory.
         let window = ns.ids.window() as u64 * size_of::<ShmidKernel>() as u64;
         self.region.reserve(SHM_SLOTS_OFF, window).map_err(|_| ENOMEM)?;
-        let data_off = self.alloc_data(len).ok_or(ENOMEM)?;
-        if backing::reserve_segment(self.region, SHM_DATA_OFF + data_off, len).is_err() {
-            self.discard(data_off, len);
-            self.free_data(data_off, len);
-            return Err(ENOMEM);
-        }
+        let storage = self.storage(size, len, flg)?;
         let (idx, seq) = match ns.ids.alloc(limits.shmmni, |i| self.used(i)) {
             Ok(v) => v,
             Err(e) => {
-                self.discard(data_off, len);
-                self.free_data(data_off, len);
+                match storage {
+                    Storage::Region(off) => {
+                        self.discard(off, len);
+                        self.free_data(off, len);
+                    }
+                    // Its entry names it, and nothing owns it.
+                    Storage::Kernel { .. } => self.settle_orphans(),
+                }
                 return Err(e);
             }
+        };
+        let (data_off, kernel, kshmid, kns) = match storage {
+            Storage::Region(off) => (off, 0, 0, 0),
+            Storage::Kernel { id, kns, .. } => (0, 1, id, kns),
         };
         let id = ipc::build_id(seq, idx);
         let seg = self.slot(idx);
@@ -436,9 +520,17 @@ impl IpcFamily for Shm<'_> {
             data_off,
             data_len: len,
             creator: creator + 1,
+            kernel,
+            kshmid,
+            krmid: 0,
+            kns,
         };
         ns.shm_tot += numpages;
         seg.live = 1;
+        if let Storage::Kernel { job, .. } = storage {
+            ns.orphans[job].used = 0;
+            self.region.header().counters.shm_backed.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(id)
     }
 
@@ -561,50 +653,56 @@ pub fn shmat(region: &Region, shmid: i32, shmaddr: usize, shmflg: i32) -> Result
             return Err(EACCES);
         }
         let len = seg.data_len as usize;
-        let src = if shmflg & SHM_RDONLY != 0 {
-            region.ro_data() + seg.data_off as usize
-        } else {
-            shm.data_addr(seg)
-        };
         if addr != 0 && overlaps(addr, len, region.base(), crate::region::TOTAL_SIZE as usize) {
             return Err(EINVAL); // never let a segment view replace the region itself
         }
+        if addr.checked_add(len).is_none() {
+            return Err(EINVAL);
+        }
         // SAFETY: lock held.
         let slot = unsafe { proc::current_record(region) }.ok_or(ENOMEM)?;
-        let mapped = if addr == 0 {
-            sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE, 0)?
-        } else if shmflg & SHM_REMAP != 0 {
-            if addr.checked_add(len).is_none() {
-                return Err(EINVAL);
+        let mapped = if seg.kernel != 0 {
+            // The kernel's own attachment of the kernel segment, whose permissions are the
+            // shim segment's; its id means nothing in another kernel IPC namespace.
+            kshm::reachable(seg.kns)?;
+            kshm::attach(seg.kshmid, addr, shmflg & (SHM_RDONLY | SHM_REMAP | SHM_EXEC))?
+        } else {
+            let src = if shmflg & SHM_RDONLY != 0 {
+                region.ro_data() + seg.data_off as usize
+            } else {
+                shm.data_addr(seg)
+            };
+            let mapped = if addr == 0 {
+                sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE, 0)?
+            } else if shmflg & SHM_REMAP != 0 {
+                sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr)?
+            } else {
+                let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
+                match sys::mmap(addr, len, libc::PROT_NONE, flags, -1, 0) {
+                    Ok(_) => {}
+                    Err(libc::EEXIST) => return Err(EINVAL),
+                    Err(e) => return Err(e),
+                }
+                match sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr) {
+                    Ok(at) => at,
+                    Err(e) => {
+                        let _ = sys::munmap(addr, len);
+                        return Err(e);
+                    }
+                }
+            };
+            if prot & libc::PROT_EXEC != 0 {
+                let _ = sys::mprotect(mapped, len, prot);
             }
-            let at = sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr)?;
+            mapped
+        };
+        if addr != 0 && shmflg & SHM_REMAP != 0 {
             // Attachments that the new mapping covered are gone, as their vmas are.
-            while let Some((i, id, _, _)) =
-                shm.take_attach(slot, |a| a.addr as usize >= at && (a.addr + a.len) as usize <= at + len)
+            while let Some((i, id, _, _)) = shm
+                .take_attach(slot, |a| a.addr as usize >= mapped && (a.addr + a.len) as usize <= mapped + len)
             {
                 shm.close(i, id, pid);
             }
-            at
-        } else {
-            if addr.checked_add(len).is_none() {
-                return Err(EINVAL);
-            }
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
-            match sys::mmap(addr, len, libc::PROT_NONE, flags, -1, 0) {
-                Ok(_) => {}
-                Err(libc::EEXIST) => return Err(EINVAL),
-                Err(e) => return Err(e),
-            }
-            match sys::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr) {
-                Ok(at) => at,
-                Err(e) => {
-                    let _ = sys::munmap(addr, len);
-                    return Err(e);
-                }
-            }
-        };
-        if prot & libc::PROT_EXEC != 0 {
-            let _ = sys::mprotect(mapped, len, prot);
         }
         if let Err(e) = shm.add_attach(slot, idx, mapped as u64, len as u64, shmflg & SHM_RDONLY == 0, pid) {
             let _ = sys::munmap(mapped, len);
@@ -679,7 +777,8 @@ pub fn remap_file_pages(region: &Region, start: usize, size: usize, pgoff: u64) 
             seg.lpid = pid;
         }
         let mapped = shm.map_pages(idx, start, size, pgoff, prot);
-        if whole {
+        // The kernel's remap that failed left the range unmapped.
+        if whole && (mapped.is_ok() || shm.slot(idx).kernel == 0) {
             shm.add_attach(slot, idx, addr as u64, len as u64, true, pid)?;
         } else {
             shm.slot(idx).atime = sys::coarse_seconds();
@@ -696,6 +795,11 @@ impl Shm<'_> {
     /// the end of the kernel's shmem file.
     fn map_pages(&self, idx: u32, start: usize, size: usize, pgoff: u64, prot: i32) -> Result<(), Errno> {
         let seg = self.slot(idx);
+        if seg.kernel != 0 {
+            // The attachment is the kernel's: its own remap_file_pages maps its segment there.
+            return sys::kernel_own(libc::SYS_remap_file_pages, start, size, 0, pgoff as usize, 0)
+                .map(|_| ());
+        }
         let page = PAGE_SIZE as usize;
         let inside =
             (seg.data_len / PAGE_SIZE).saturating_sub(pgoff).min((size / page) as u64) as usize * page;
@@ -725,44 +829,14 @@ impl Shm<'_> {
 }
 
 /// The protection of the mapping holding `addr`, from `/proc/self/maps` (read without
-/// allocating, in a small buffer: the range and permissions open each line, and the rest of a
-/// line longer than the buffer, its path, is skipped).
+/// allocating: the range and permissions open each line).
 fn vma_prot(addr: usize) -> Option<i32> {
-    let fd = sys::open(b"/proc/self/maps\0", libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
-    let mut buf = [0u8; 256];
-    let mut have = 0;
-    let mut skipping = false;
     let mut found = None;
-    'read: loop {
-        let n = match sys::read(fd, &mut buf[have..]) {
-            Ok(n) if n > 0 => n,
-            _ => break,
-        };
-        have += n;
-        loop {
-            let nl = buf[..have].iter().position(|&b| b == b'\n');
-            if nl.is_none() && have < buf.len() {
-                break;
-            }
-            if !skipping && let Some(p) = maps_line_prot(&buf[..nl.unwrap_or(have)], addr) {
-                found = Some(p);
-                break 'read;
-            }
-            match nl {
-                Some(nl) => {
-                    buf.copy_within(nl + 1..have, 0);
-                    have -= nl + 1;
-                    skipping = false;
-                }
-                None => {
-                    have = 0;
-                    skipping = true;
-                    break;
-                }
-            }
+    kshm::each_line(b"/proc/self/maps\0", |line| {
+        if found.is_none() {
+            found = maps_line_prot(line, addr);
         }
-    }
-    sys::close(fd);
+    });
     found
 }
 
@@ -865,11 +939,23 @@ pub fn shmctl(region: &Region, shmid: i32, cmd: i32, buf: usize) -> Result<i32, 
                     if seg.nattch > 0 {
                         seg.perm.mode |= SHM_DEST;
                         seg.perm.key = ipc::IPC_PRIVATE;
+                        // The kernel segment goes at its last detach, even if every attacher is
+                        // killed and never reaped; when this fails, the destroy removes it.
+                        if seg.kernel != 0 && kshm::in_ns(seg.kns) && kshm::remove(seg.kshmid).is_ok() {
+                            seg.krmid = 1;
+                        }
                     } else {
                         shm.destroy(idx);
                     }
                 } else {
-                    seg.perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+                    let mut perm = seg.perm;
+                    perm.update(ds.perm.uid, ds.perm.gid, ds.perm.mode as u32)?;
+                    // The kernel segment's permissions stay the shim segment's.
+                    if seg.kernel != 0 {
+                        kshm::reachable(seg.kns)?;
+                        kshm::set_perm(seg.kshmid, &perm)?;
+                    }
+                    seg.perm = perm;
                     seg.ctime = sys::coarse_seconds();
                 }
                 Ok(0)
@@ -891,6 +977,11 @@ pub fn shmctl(region: &Region, shmid: i32, cmd: i32, buf: usize) -> Result<i32, 
                         return Err(ENOMEM);
                     }
                 }
+            }
+            // A kernel segment's pages are really (un)locked, with the kernel's accounting.
+            if seg.kernel != 0 {
+                kshm::reachable(seg.kns)?;
+                kshm::lock(seg.kshmid, cmd)?;
             }
             if cmd == SHM_LOCK {
                 seg.perm.mode |= SHM_LOCKED;
@@ -1097,9 +1188,10 @@ pub unsafe fn recover(region: &Region) {
         if seg.live == 0 {
             continue;
         }
-        let bad = seg.data_len == 0
-            || !seg.data_off.is_multiple_of(PAGE_SIZE)
-            || seg.data_off.checked_add(seg.data_len).is_none_or(|end| end > SHM_DATA_SIZE);
+        let bad = seg.kernel == 0
+            && (seg.data_len == 0
+                || !seg.data_off.is_multiple_of(PAGE_SIZE)
+                || seg.data_off.checked_add(seg.data_len).is_none_or(|end| end > SHM_DATA_SIZE));
         if bad {
             seg.live = 0; // unusable: drop it rather than let it alias other memory
             continue;
@@ -1109,8 +1201,12 @@ pub unsafe fn recover(region: &Region) {
         tot += pages(seg.segsz);
     }
     // Live ranges in address order become the holes between free extents.
-    let mut ranges: Vec<(u64, u64)> =
-        used.iter().map(|&i| shm.slot(i)).filter(|s| s.live != 0).map(|s| (s.data_off, s.data_len)).collect();
+    let mut ranges: Vec<(u64, u64)> = used
+        .iter()
+        .map(|&i| shm.slot(i))
+        .filter(|s| s.live != 0 && s.kernel == 0)
+        .map(|s| (s.data_off, s.data_len))
+        .collect();
     ranges.sort_unstable();
     let entry = |n: usize| SHM_EXTENTS_OFF + n as u64 * size_of::<Extent>() as u64;
     let room =
@@ -1134,6 +1230,8 @@ pub unsafe fn recover(region: &Region) {
     ns.ids.in_use = in_use;
     ns.ids.max_idx = max_idx;
     ns.shm_tot = tot;
+    // A kernel segment being made or removed when the holder died.
+    shm.settle_orphans();
     for idx in 0..=max_idx {
         let seg = shm.slot(idx as u32);
         if seg.live != 0 {

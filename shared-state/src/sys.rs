@@ -67,6 +67,18 @@ pub fn getgroups(buf: &mut [u32]) -> usize {
     sc!(libc::SYS_getgroups, buf.len(), buf.as_mut_ptr()).unwrap_or(0)
 }
 
+/// Marks a system call shared-state means for the kernel itself (a kernel segment's call, a
+/// read of the kernel's `/proc/sysvipc/shm`), in r9, which none of them uses. A program linking
+/// shared-state that runs with the shim preloaded (the `ipcshim` command inside a namespace)
+/// has its system calls trapped by the shim's catch-all, which would serve these as the
+/// program's own System V calls and views; it passes marked ones to the kernel.
+pub const KERNEL_OWN: usize = 0x6970_6373_6b65_726e;
+
+/// A system call of up to five arguments made for the kernel itself (see [`KERNEL_OWN`]).
+pub fn kernel_own(nr: i64, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize) -> Result<usize, Errno> {
+    syscall6(nr, a1, a2, a3, a4, a5, KERNEL_OWN)
+}
+
 /// `path` must be NUL-terminated.
 pub fn open(path: &[u8], flags: i32, mode: u32) -> Result<i32, Errno> {
     debug_assert_eq!(path.last(), Some(&0));

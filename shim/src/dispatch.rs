@@ -11,6 +11,19 @@ use crate::{region, sud};
 /// Serves syscall `nr` if it involves a shim object: `Some(kernel-style result, -errno on
 /// failure)`; `None` lets the caller issue it to the kernel unchanged.
 pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
+    // shared-state's own calls to the kernel, from a program that links it (`ipcshim ipcs`).
+    if a[5] == shared_state::sys::KERNEL_OWN as u64
+        && matches!(
+            nr,
+            libc::SYS_shmget
+                | libc::SYS_shmat
+                | libc::SYS_shmctl
+                | libc::SYS_remap_file_pages
+                | libc::SYS_openat
+        )
+    {
+        return None;
+    }
     // The region's descriptors survive whatever the program closes (in a vfork child too).
     region::keep_fds(nr, a);
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.

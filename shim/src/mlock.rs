@@ -6,7 +6,8 @@
 //! the limit is checked against the mappings the program would have without us. `MCL_FUTURE`
 //! is the kernel's own (it only marks mappings made later, and the region is mapped at start-
 //! up); a segment attached later, which is a view of the region the kernel does not mark, is
-//! locked when it is attached. `mlock`/`munlock` of ranges stay the kernel's.
+//! locked when it is attached (one backed by a kernel segment is the kernel's own attachment,
+//! which the mark covers). `mlock`/`munlock` of ranges stay the kernel's.
 
 use core::sync::atomic::{AtomicI32, Ordering};
 use shared_state::Region;

@@ -1,11 +1,13 @@
 /* A segment of argv[1] MiB: shmget, shmat, every byte written, every page read back.
- * Prints "ok SUM" or the call that failed and its error. */
+ * Prints "ok SUM" or the call that failed and its error. With argv[2] "hold", it then waits
+ * attached to be killed; with "hold-removed", it removes the segment first. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <unistd.h>
 
 int main(int argc, char **argv)
 {
@@ -25,6 +27,14 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < size; i += 4096)
 		sum += p[i];
 	printf("ok %ld\n", sum);
+	if (argc > 2 && strncmp(argv[2], "hold", 4) == 0) {
+		if (strcmp(argv[2], "hold-removed") == 0 && shmctl(id, IPC_RMID, NULL) < 0)
+			printf("IPC_RMID: %s\n", strerror(errno));
+		printf("held\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
 	shmdt(p);
 	shmctl(id, IPC_RMID, NULL);
 	return 0;

@@ -2,9 +2,10 @@
 //!
 //! With `IPCSHIM_DIR` on a 16 MiB tmpfs mounted for the test (containers give `/dev/shm` 64 MiB),
 //! programs whose pipes, sockets and segments need more than that room give the kernel's output
-//! or a clean error (a segment the file system cannot hold is ENOMEM at shmget), never a
-//! SIGBUS: the shim reserves a page before anything touches it and hands what cannot grow to
-//! the kernel. A full file system before the namespace exists leaves the command to the kernel
+//! or a clean error, never a SIGBUS: the shim reserves a page before anything touches it and
+//! hands what cannot grow to the kernel; a segment the file system cannot hold lives in a
+//! kernel segment (ENOMEM at shmget where System V calls are denied), and no kernel segment
+//! outlives its process when it is killed. A full file system before the namespace exists leaves the command to the kernel
 //! with a one-line message. `mlockall` in `svsematest` keeps its resident size near the
 //! kernel's. And once everything exited, `ipcshim status` shows an idle namespace: no live pipe
 //! or socket queue, no ring pages, no process records.
@@ -181,24 +182,274 @@ fn pipes_and_sockets_beyond_a_small_tmpfs_go_to_the_kernel() {
     }
 }
 
+/// A kernel IPC namespace of our own (held by a sleeping process), so that every kernel segment
+/// in it is one the test made: those the shim uses as backing, or the kernel run's own.
+struct KernelIpcNs {
+    holder: std::process::Child,
+}
+
+impl KernelIpcNs {
+    fn new() -> KernelIpcNs {
+        let mine = fs::read_link("/proc/self/ns/ipc").expect("own ipc ns");
+        let holder = Command::new("unshare").args(["-i", "sleep", "600"]).spawn().expect("unshare -i");
+        let ns = KernelIpcNs { holder };
+        let path = format!("/proc/{}/ns/ipc", ns.holder.id());
+        // unshare execs sleep once the namespace is made.
+        wait_for("the new IPC namespace", || fs::read_link(&path).is_ok_and(|l| l != mine));
+        ns
+    }
+
+    /// `prog` run in the namespace.
+    fn cmd(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.holder.id().to_string(), "-i", "--"]).arg(prog);
+        c.env_remove("LD_PRELOAD").env_remove("IPCSHIM_DISABLE").env_remove("IPCSHIM_CATCHALL");
+        c
+    }
+
+    /// The kernel's own segments there: the lines of its `/proc/sysvipc/shm`, split in fields.
+    fn segments(&self) -> Vec<Vec<String>> {
+        let out = self.cmd("cat").arg("/proc/sysvipc/shm").output().expect("cat");
+        shm_lines(&text(&out.stdout))
+    }
+}
+
+impl Drop for KernelIpcNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The segment lines of a `/proc/sysvipc/shm` text, split in fields (key shmid perms size cpid
+/// lpid nattch …).
+fn shm_lines(t: &str) -> Vec<Vec<String>> {
+    t.lines().skip(1).map(|l| l.split_whitespace().map(String::from).collect()).collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn compiled(name: &str) -> String {
+    let exe = diff::compile(&workspace_root().join("tests/c").join(name)).expect("compile");
+    exe.to_str().expect("path").to_string()
+}
+
+/// The key `segment_shared.c` uses, as `/proc/sysvipc/shm` prints it.
+const SHARED_KEY: &str = "1592590337";
+const MIB64: &str = "67108864";
+
+/// A 64 MiB segment on a 16 MiB tmpfs: two processes attach it, write and read every page, and
+/// detach and remove it, with the kernel's output. The region has no room for it, so its pages
+/// are a private kernel segment; the shim served every call the program made. Told apart by
+/// strace of the shim run: the kernel saw one `shmget(IPC_PRIVATE, 64 MiB)` (the program asks
+/// for key 0x5eed0001, which no kernel call carries), an `shmat` of it per process, and its
+/// IPC_RMID, but none of the program's IPC_STATs, shmdts or its shmget by key; and by the
+/// snapshots taken while both are attached, in a kernel IPC namespace of the test's own: the
+/// kernel holds one keyless 64 MiB segment attached twice, the namespace's view the program's.
 #[test]
-fn a_segment_beyond_a_small_tmpfs_is_enomem_at_shmget() {
+fn a_segment_beyond_a_small_tmpfs_lives_in_the_kernels_memory() {
+    let fs16 = SmallTmpfs::mount("shared", "16m");
+    let dir = &fs16.dir;
+    let exe = compiled("segment_shared.c");
+    let (k_kernel, k_view) = (dir.join("kernel-kernel"), dir.join("kernel-view"));
+    let (s_kernel, s_view) = (dir.join("shim-kernel"), dir.join("shim-view"));
+    // The kernel's own file (cat without the shim), and the one the program sees.
+    let snapshot = |kernel: &Path, view: &Path| {
+        format!(
+            "IPCSHIM_DISABLE=1 cat /proc/sysvipc/shm > {}; cat /proc/sysvipc/shm > {}",
+            kernel.display(),
+            view.display()
+        )
+    };
+    let ns = KernelIpcNs::new();
+    let kernel = ns.cmd(&exe).args(["64", &snapshot(&k_kernel, &k_view)]).output().expect("run");
+    assert_clean("64 MiB shared on the kernel", &kernel);
+    let trace = dir.join("strace");
+    // Also `ipcshim ipcs` from inside the namespace, which runs shared-state's code (and its
+    // kernel calls) under the preload.
+    let ipcs = dir.join("ipcs");
+    let shim_snapshot =
+        format!("{}; {} ipcs -m -u > {}", snapshot(&s_kernel, &s_view), cli_bin().display(), ipcs.display());
+    let shim = ns
+        .cmd("timeout")
+        .args(["120", "strace", "-f", "-qq", "-e", "trace=shmget,shmat,shmdt,shmctl", "-o"])
+        .arg(&trace)
+        .arg(cli_bin())
+        .args(["run", "--ns", "shared", "--", &exe, "64", &shim_snapshot])
+        .env("IPCSHIM_DIR", dir)
+        .output()
+        .expect("run");
+    assert_clean("64 MiB shared under the shim", &shim);
+    assert_eq!(text(&shim.stdout), text(&kernel.stdout), "output differs from the kernel's");
+    assert!(text(&kernel.stdout).contains(" 0 not as the child wrote them"), "{}", text(&kernel.stdout));
+    let read = |p: &Path| shm_lines(&fs::read_to_string(p).expect("snapshot"));
+    // On the kernel: the program's segment, by its key, attached twice.
+    let k = read(&k_kernel);
+    assert!(k.len() == 1 && k[0][0] == SHARED_KEY && k[0][3] == MIB64 && k[0][6] == "2", "{k:?}");
+    // Under the shim: the kernel holds a keyless 64 MiB segment attached twice (the backing);
+    // the program sees its own segment, as on the kernel, resident.
+    let b = read(&s_kernel);
+    assert!(b.len() == 1 && b[0][0] == "0" && b[0][3] == MIB64 && b[0][6] == "2", "backing: {b:?}");
+    let v = read(&s_view);
+    assert!(v.len() == 1 && v[0][0] == SHARED_KEY && v[0][3] == MIB64 && v[0][6] == "2", "view: {v:?}");
+    assert_eq!(v[0][14], MIB64, "the view's rss: {v:?}");
+    let listed = fs::read_to_string(&ipcs).expect("ipcs output");
+    assert!(listed.contains("pages resident  16384"), "ipcs -u: {listed}");
+    // What reached the kernel: only the backing's calls.
+    let calls = fs::read_to_string(&trace).expect("strace output");
+    let lines: Vec<&str> = calls.lines().filter(|l| l.contains("shm")).collect();
+    let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count("shmget(IPC_PRIVATE, 67108864, IPC_CREAT|0640)"), 1, "{calls}");
+    assert_eq!(count("shmget("), 1, "{calls}");
+    assert_eq!(count("shmat("), 2, "{calls}");
+    assert_eq!(count("shmctl("), 1, "{calls}");
+    assert_eq!(count("IPC_RMID"), 1, "{calls}");
+    assert_eq!(count("shmdt(") + count("0x5eed0001") + count("IPC_STAT"), 0, "{calls}");
+    // The program's calls were served: 2 shmget, 2 shmat, 2 shmdt, 6 IPC_STAT, 1 IPC_RMID
+    // (and ipcs's SHM_INFO).
+    let st = status("shared", dir);
+    assert_eq!(counter(&st, "shm", "calls"), Some(14), "{st}");
+    assert_eq!(counter(&st, "shm", "backed"), Some(1), "{st}");
+    assert!(st.contains("shm segments:   0 (0 attachments, 0 pages)"), "{st}");
+    assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "a kernel segment was left behind");
+}
+
+/// Where System V calls are denied to the process (the c-tests' seccomp filter), a segment the
+/// region has no room for fails as the kernel's allocation would, with ENOMEM; one that fits is
+/// served.
+#[test]
+fn without_kernel_system_v_a_segment_beyond_a_small_tmpfs_is_enomem() {
+    use std::os::unix::process::CommandExt;
     let fs16 = SmallTmpfs::mount("segment", "16m");
     let dir = &fs16.dir;
-    let exe = diff::compile(&workspace_root().join("tests/c/segment.c")).expect("compile");
-    let exe = exe.to_str().expect("path");
-    let kernel = run(dir, "seg", false, exe, &["64"]);
+    let exe = compiled("segment.c");
+    let kernel = run(dir, "seg", false, &exe, &["64"]);
     assert_clean("64 MiB on the kernel", &kernel);
-    let shim = run(dir, "seg", true, exe, &["64"]);
+    let denied = |mb: &str| {
+        let filter = diff::seccomp_program();
+        let mut cmd = Command::new(cli_bin());
+        cmd.args(["run", "--ns", "seg", "--", &exe, mb]).env("IPCSHIM_DIR", dir).env_remove("LD_PRELOAD");
+        // SAFETY: prctl and seccomp on a filter built before the fork; nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+                let on = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                    && libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+                if on { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            });
+        }
+        cmd.output().expect("run")
+    };
+    let shim = denied("64");
     assert_eq!(shim.status.signal(), None, "killed: {}", text(&shim.stderr));
     assert_eq!(text(&shim.stdout), "shmget: Cannot allocate memory\n");
     // What fits is served, and goes with IPC_RMID.
-    let small = run(dir, "seg", true, exe, &["4"]);
+    let small = denied("4");
     assert_clean("4 MiB under the shim", &small);
-    assert_eq!(text(&small.stdout), text(&run(dir, "seg", false, exe, &["4"]).stdout));
+    assert_eq!(text(&small.stdout), text(&run(dir, "seg", false, &exe, &["4"]).stdout));
     let st = status("seg", dir);
     assert!(st.contains("shm segments:   0 (0 attachments, 0 pages)"), "{st}");
-    assert!(counter(&st, "shm", "calls").unwrap_or(0) >= 4, "{st}");
+    assert!(counter(&st, "shm", "calls").unwrap_or(0) >= 5, "{st}");
+    assert_eq!(counter(&st, "shm", "backed"), Some(0), "{st}");
+}
+
+fn sigkill(pid: i32) {
+    // SAFETY: kill(2) of a process this test started.
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// Processes killed at the worst instants leave no kernel segment behind: after the kernel made
+/// the backing and before its id was recorded (strace stops the process as the kernel's
+/// `shmget` returns), and in the removal before the kernel's IPC_RMID (stopped as it enters
+/// it); the next lock holder (here `ipcshim status`) removes it. One killed attached after IPC_RMID needs
+/// nobody: the kernel frees the backing at the death. One killed attached without IPC_RMID
+/// leaves the segment, as the kernel would, until `ipcshim ipcrm` removes it with its backing.
+#[test]
+fn a_killed_process_leaks_no_kernel_segment() {
+    let fs16 = SmallTmpfs::mount("killed", "16m");
+    let dir = &fs16.dir;
+    let exe = compiled("segment.c");
+    let ns = KernelIpcNs::new();
+    // strace stops the program with SIGSTOP at the instant `inject` names, and it is killed there
+    // (strace says when the stop took effect, and whose it is).
+    let held = |inject: &str, name: &str| {
+        let trace = dir.join(format!("{name}.strace"));
+        let mut strace = ns
+            .cmd("strace")
+            .args(["-f", "-e", "trace=shmget,shmctl", "-e", "signal=SIGSTOP", "-e", inject, "-o"])
+            .arg(&trace)
+            .arg(cli_bin())
+            .args(["run", "--ns", "killed", "--", &exe, "64"])
+            .env("IPCSHIM_DIR", dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("strace");
+        let mut stopped = 0;
+        wait_for(name, || {
+            let t = fs::read_to_string(&trace).unwrap_or_default();
+            let line = t.lines().find(|l| l.ends_with("--- stopped by SIGSTOP ---"));
+            stopped = line.and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+            stopped != 0
+        });
+        sigkill(stopped);
+        // strace ends as its tracee did.
+        let _ = strace.wait();
+    };
+    // `ipcshim status` and `ipcrm` in that namespace: a kernel segment id means nothing elsewhere.
+    let cli = |args: &[&str]| {
+        let out = ns.cmd(cli_bin()).args(["--ns", "killed"]).args(args).env("IPCSHIM_DIR", dir).output();
+        let out = out.expect("ipcshim");
+        assert_clean(&args.join(" "), &out);
+        text(&out.stdout)
+    };
+    // Stopped as the kernel's shmget returns (its segment is made), before the shim recorded it.
+    held("inject=shmget:signal=SIGSTOP", "in-shmget");
+    assert_eq!(ns.segments().len(), 1, "the kernel's shmget did not run");
+    let st = cli(&["status"]);
+    assert_eq!(counter(&st, "procs", "lock_recoveries"), Some(1), "{st}");
+    assert!(st.contains("shm segments:   0 (0 attachments, 0 pages)"), "{st}");
+    assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "killed in shmget: the kernel segment leaked");
+    // The program's IPC_RMID destroyed the segment; stopped entering the kernel's IPC_RMID,
+    // which does not run (the injected ERESTARTNOINTR would restart it after the stop).
+    held("inject=shmctl:signal=SIGSTOP:error=ERESTARTNOINTR", "in-rmid");
+    assert_eq!(ns.segments().len(), 1, "the kernel's IPC_RMID ran");
+    let st = cli(&["status"]);
+    assert_eq!(counter(&st, "procs", "lock_recoveries"), Some(2), "{st}");
+    assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "killed in IPC_RMID: the kernel segment leaked");
+    // Killed while attached.
+    let hold = |how: &str| {
+        let out = dir.join(format!("{how}.out"));
+        let mut prog = ns
+            .cmd(cli_bin())
+            .args(["run", "--ns", "killed", "--", &exe, "64", how])
+            .env("IPCSHIM_DIR", dir)
+            .stdout(fs::File::create(&out).expect("output file"))
+            .spawn()
+            .expect("run");
+        wait_for(how, || fs::read_to_string(&out).is_ok_and(|t| t.ends_with("held\n")));
+        sigkill(prog.id() as i32);
+        let _ = prog.wait();
+    };
+    hold("hold-removed");
+    assert_eq!(
+        ns.segments(),
+        Vec::<Vec<String>>::new(),
+        "removed, then killed attached: still in the kernel"
+    );
+    assert!(cli(&["status"]).contains("shm segments:   0 (0 attachments, 0 pages)"));
+    hold("hold");
+    let left = ns.segments();
+    assert!(left.len() == 1 && left[0][3] == MIB64 && left[0][6] == "0", "{left:?}");
+    assert!(cli(&["status"]).contains("shm segments:   1 (0 attachments, 16384 pages)"));
+    cli(&["ipcrm", "-a"]);
+    assert_eq!(ns.segments(), Vec::<Vec<String>>::new(), "ipcrm left the kernel segment");
 }
 
 #[test]
