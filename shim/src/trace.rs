@@ -48,28 +48,32 @@ pub fn start() -> i64 {
     if on() { sys::monotonic_ns() } else { 0 }
 }
 
-/// Appends one finished line. A write that crosses a page of the file can be cut short by a
-/// SIGKILL between the pages, leaving half a line that the next process's line would continue:
-/// a line that would cross is moved to the next page, after a filler line of spaces. The file
-/// is locked meanwhile: another process's line appended between our look at the size and our
-/// write would make ours cross after all (a SIGKILLed looper's half line once swallowed the
-/// next line of its parent). A holder's death, or its close, releases the lock.
-fn emit(line: &[u8]) {
+/// Appends one finished line, `buf[1..len]` (see [`Line::new`]), with one write and no lock: a
+/// lock that every traced call takes starved a process among threads looping on calls (its
+/// `read` waited seconds for them). A write is cut between two pages of the file when its
+/// writer is SIGKILLed, which leaves a half line without its newline; a line that finds the file
+/// ending so starts with a newline of its own (`buf[0]`), so that it does not continue the half
+/// line (a SIGKILLed looper's once swallowed the next line of its parent).
+fn emit(buf: &[u8], len: usize) {
     let Some(path) = PATH.get() else { return };
-    if let Ok(fd) = sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
-        let _ = sys::flock(fd, libc::LOCK_EX);
-        let at = sys::fstat(fd).map_or(0, |st| st.st_size as usize % 4096);
-        if at + line.len() > 4096
-            && let n = 4096 - at
-            && n <= LINE_MAX
-            && let Ok(mut filler) = scratch::take(n, b' ')
-        {
-            filler[n - 1] = b'\n';
-            let _ = sys::write(fd, &filler);
-        }
-        let _ = sys::write(fd, line);
-        sys::close(fd);
+    let fd = match sys::open(path, libc::O_RDWR | libc::O_APPEND | libc::O_CLOEXEC, 0) {
+        Ok(fd) => fd,
+        // Not readable (stderr as a write-only file): no look at its end.
+        Err(_) => match sys::open(path, libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC, 0) {
+            Ok(fd) => fd,
+            Err(_) => return,
+        },
+    };
+    let mut last = [b'\n'];
+    if let Ok(st) = sys::fstat(fd)
+        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_size > 0
+    {
+        let _ = sys::pread(fd, &mut last, st.st_size as u64 - 1);
     }
+    let from = if last[0] == b'\n' { 1 } else { 0 };
+    let _ = sys::write(fd, &buf[from..len]);
+    sys::close(fd);
 }
 
 /// What fd N is, as strace -y shows it (`pipe:[123]`, a FIFO's path), read before the call.
@@ -107,6 +111,13 @@ struct Line<'p> {
 }
 
 impl Line<'_> {
+    /// An empty line, after the newline that [`emit`] may put before it.
+    fn new() -> Result<Line<'static>, libc::c_int> {
+        let mut buf = scratch::take(LINE_MAX + 1, 0)?;
+        buf[0] = b'\n';
+        Ok(Line { buf, len: 1, path: &NO_PATH })
+    }
+
     fn s(&mut self, s: &str) -> &mut Self {
         self.bytes(s.as_bytes())
     }
@@ -432,8 +443,7 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
     // child shares our memory (and any cached pid).
     let pid = sys::getpid();
-    let Ok(buf) = scratch::take(LINE_MAX, 0) else { return };
-    let mut l = Line { buf, len: 0, path: &NO_PATH };
+    let Ok(mut l) = Line::new() else { return };
     l.unum(pid as u64).s(" ").s(call).s("(");
     l.path = path;
     args(&mut l, nr, a, res);
@@ -468,7 +478,7 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
         v /= 10;
     }
     l.bytes(&digits).s(">\n");
-    emit(&l.buf[..l.len]);
+    emit(&l.buf, l.len);
 }
 
 /// Logs that process `parent` made process `child` by `call` (`fork()`, `vfork()`), as strace
@@ -478,11 +488,10 @@ pub fn created(parent: i32, call: &str, child: i32) {
     if !on() {
         return;
     }
-    let Ok(buf) = scratch::take(LINE_MAX, 0) else { return };
-    let mut l = Line { buf, len: 0, path: &NO_PATH };
+    let Ok(mut l) = Line::new() else { return };
     l.unum(parent as u64).s(" ").s(call);
     l.s(" = ").num(child as i64).s(" <0.000000>\n");
-    emit(&l.buf[..l.len]);
+    emit(&l.buf, l.len);
 }
 
 fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {

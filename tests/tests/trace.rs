@@ -187,9 +187,8 @@ fn diff_finds_no_divergence_in_the_c_tests() {
 /// Loopers each making traced semops of 32 operations (lines of about 1.4 KiB) as fast as they
 /// can, three at a time, SIGKILLed at random moments; the parent makes one traced semctl after
 /// each kill. A write to the trace that crosses a page of the file can be cut short by a kill,
-/// and the next line would continue the half line: every line lies within one page (the
-/// shim's promise, which racing writers broke), every line parses, and every one of the
-/// parent's lines is there.
+/// and the next line would continue the half line: every line parses but for half lines cut at
+/// a page, and every one of the parent's lines is there.
 const KILLED_WRITERS: &str = r#"
 #include <signal.h>
 #include <stdlib.h>
@@ -247,21 +246,22 @@ fn trace_lines_survive_writers_killed_mid_line() {
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     let mut at = 0;
-    let (mut crossing, mut lines) = (0, Vec::new());
+    let (mut torn, mut lines) = (0, Vec::new());
     for l in text.split_inclusive('\n') {
-        // A filler of spaces pads a page out.
-        if !l.trim().is_empty() {
-            crossing += usize::from(at / 4096 != (at + l.len() - 1) / 4096);
-            lines.push(l.trim_end_matches('\n'));
+        let line = l.trim_end_matches('\n');
+        // A writer killed in its write leaves a half line cut at a page of the file, which the
+        // next line's own newline ends: anything else must be one whole call.
+        if !well_formed(line) && !line.is_empty() {
+            assert_eq!((at + line.len()) % 4096, 0, "a malformed line not cut at a page: {line:.300}");
+            torn += 1;
+        } else if !line.is_empty() {
+            lines.push(line);
         }
         at += l.len();
     }
-    let bad: Vec<&&str> = lines.iter().filter(|l| !well_formed(l)).collect();
-    assert!(bad.is_empty(), "{} malformed lines of {}, first: {:.300}", bad.len(), lines.len(), bad[0]);
-    assert_eq!(crossing, 0, "lines crossing a page of the trace file, of {}", lines.len());
     let parent = lines.iter().map(|l| parse(l)).find(|c| c.1 == "semget").unwrap().0;
     let getval = lines.iter().map(|l| parse(l)).filter(|c| c.0 == parent && c.2.contains("GETVAL")).count();
-    assert_eq!(getval, rounds, "the parent's semctl lines");
+    assert_eq!(getval, rounds, "the parent's semctl lines ({torn} half lines of killed writers)");
 }
 
 /// What `parse` accepts, with one call per line.
