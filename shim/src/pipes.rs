@@ -166,8 +166,11 @@ impl<'a> Env<'a> {
         let dup = |at: usize| {
             sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_DUPFD_CLOEXEC as usize, at, 0, 0, 0)
         };
-        if let Ok(h) = dup(from).or_else(|_| dup(3)) {
-            self.held.set(h as i32);
+        // Counted first: a close another thread makes once our copy exists sees it counted.
+        fd::hold(self.p.fd, true);
+        match dup(from).or_else(|_| dup(3)) {
+            Ok(h) => self.held.set(h as i32),
+            Err(_) => fd::hold(self.p.fd, false),
         }
     }
 
@@ -228,6 +231,7 @@ impl Drop for Env<'_> {
     fn drop(&mut self) {
         if self.held.get() != -1 {
             sys::close(self.held.get());
+            fd::hold(self.p.fd, false);
             // `find`, not `lookup`: the number may now be anyone's (another thread's, the
             // shim's own for a moment), and what it names must not be cached for it.
             if fd::find(self.r, self.p.fd).is_none_or(|now| now.pipe != self.p.pipe) {
@@ -626,6 +630,7 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         packet,
         fifo: false,
         socket: false,
+        sole: fd::Sole::NO,
     });
     fd::insert(&PipeFd {
         fd: fds[1],
@@ -635,6 +640,7 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         packet,
         fifo: false,
         socket: false,
+        sole: fd::Sole::NO,
     });
     Some(0)
 }
@@ -713,10 +719,11 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Opti
 /// `fd` is being closed: after the kernel close, peers re-check whether we were the last.
 pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
-    // cached view of their peer must go.
-    let listener = fd::is_listener(fd).then(|| sys::fstat(fd).map_or(0, |st| st.st_ino));
-    if listener.is_some() {
-        crate::unix::listener_released(r, fd);
+    // cached view of their peer must go. Held by this fd alone, no program without the shim
+    // holds it too.
+    let listener = fd::listener(fd);
+    if let Some(l) = listener.filter(|l| !l.sole.holds()) {
+        crate::unix::listener_released(r, &l);
     }
     let epoll = crate::epoll::instance_of(fd);
     let close = || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
@@ -727,11 +734,14 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     if let (Some(h), Ok(_)) = (epoll, res) {
         crate::epoll::closed(r, h);
     }
-    if let Some(ino) = listener {
+    if let (Some(l), Ok(_)) = (listener, res) {
         pipe::note_exit(r);
-        // Its last holder: the connects waiting for it are reset, their queues freed.
-        if crate::unix::diag::released(ino) {
-            shared_state::unix::listener_gone(r, ino as u32);
+        // Its last holder: the connects waiting for it are reset, their queues freed. Only
+        // when the fd may not have been the only one does the kernel say.
+        if fd::released_by_close(fd, l.sole) {
+            shared_state::unix::listener_gone(r, l.ino, Some(l.name_slot));
+        } else if crate::unix::diag::released(l.ino as u64) {
+            shared_state::unix::listener_gone(r, l.ino, None);
         }
     }
     Some(ret(res))
@@ -774,8 +784,13 @@ pub fn dropping(
     drop_fd: impl FnOnce() -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
     if p.socket {
-        let res = crate::unix::dropping(r, p, drop_fd);
+        let (res, both_gone) = crate::unix::dropping(r, p, drop_fd);
         crate::epoll::object_closed(r, p);
+        // Last, once nothing more is done to them: their slots may be reused from here on.
+        if let Some(peer) = both_gone {
+            pipe::release(r, peer);
+            pipe::release(r, p.pipe);
+        }
         return res;
     }
     let res = if p.fifo || p.read == p.write {
