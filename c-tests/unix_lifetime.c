@@ -381,11 +381,10 @@ static void exclusive_processes(void)
 				_exit(4);
 			_exit(0);
 		}
-	}
-	for (int i = 0; i < 3; i++)
+		/* One at a time: the kernel wakes the exclusive waiter added first. */
 		io_wait(ready[0]);
-	for (int i = 0; i < 3; i++)
 		io_wait_sleeping(pids[i]);
+	}
 	say(c, "one message");
 	int woken = 0, timed_out = 0;
 	for (int i = 0; i < 3; i++) {
