@@ -439,7 +439,7 @@ pub fn pending_take(
     let head = loop {
         if t == issued {
             s.taken.store(t, Ordering::Release);
-            drop_if_idle(s);
+            drop_if_idle(region, s);
             return Taken::NotThere;
         }
         if let Some(e) = entry_of(region, key, t, false) {
@@ -467,7 +467,7 @@ pub fn pending_take(
     let taken = take(region, e);
     // The head went: the next take starts past it.
     s.taken.store(t.wrapping_add(1), Ordering::Release);
-    drop_if_idle(s);
+    drop_if_idle(region, s);
     drop(g);
     taken
 }
@@ -489,9 +489,25 @@ fn take(region: &Region, e: &Pending) -> Taken {
 /// program connecting to ever new listeners does not fill the table, and a client's next
 /// connect takes ticket 0 again, whose entry's place is the one its last connect used. The
 /// namespace lock held.
-fn drop_if_idle(s: &Stream) {
-    if s.issued.load(Ordering::Relaxed) == s.taken.load(Ordering::Relaxed) {
+fn drop_if_idle(region: &Region, s: &Stream) {
+    if s.issued.load(Ordering::Relaxed) != s.taken.load(Ordering::Relaxed) {
+        return;
+    }
+    // Places are probed in a row from a key's hash on: when the next one was never used, no
+    // key was put past this one, which can be a never-used place again (as can the dropped
+    // ones before it), so that searches stop early instead of running through tombstones.
+    let table = region.base() + UNIX_STREAMS_OFF as usize;
+    let i = ((s as *const Stream as usize - table) / size_of::<Stream>()) as u32;
+    let step = |i: u32, by: u32| (i + by) % UNIX_STREAMS_MAX;
+    if stream(region, step(i, 1), false).is_some_and(|n| n.key.load(Ordering::Acquire) != 0) {
         s.key.store(DROPPED, Ordering::Release);
+        return;
+    }
+    s.key.store(0, Ordering::Release);
+    let mut j = step(i, UNIX_STREAMS_MAX - 1);
+    while let Some(p) = stream(region, j, false).filter(|p| p.key.load(Ordering::Acquire) == DROPPED) {
+        p.key.store(0, Ordering::Release);
+        j = step(j, UNIX_STREAMS_MAX - 1);
     }
 }
 
@@ -595,7 +611,7 @@ pub fn pending_remove(region: &Region, listener: Listener, pid: u32, ticket: u32
         && s.taken.load(Ordering::Relaxed) != ticket.wrapping_add(1)
     {
         s.issued.store(ticket, Ordering::Relaxed);
-        drop_if_idle(s);
+        drop_if_idle(region, s);
     }
     let h = (bits != 0).then(|| PipeHandle::from_bits(bits - 1))?;
     pipe::sock_refuse(region, h).then_some(h)
