@@ -19,8 +19,9 @@ use shared_state::Region;
 use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
 
-/// fds below this are cached; higher ones are looked up on every call.
-pub(crate) const CACHED: usize = 4096;
+/// fds below this are cached; higher ones are looked up on every call. The tables are
+/// zero-initialised statics: a page of them costs memory only once an fd in its range is used.
+pub(crate) const CACHED: usize = 1 << 16;
 
 // The rewritten call sites' stubs (`sud::stubs`) read the table too: an fd whose entry is
 // KERNEL or PLAIN goes straight to the kernel, and a close of one that is UNKNOWN, KERNEL or
@@ -123,7 +124,18 @@ fn slot(fd: i32) -> Option<&'static AtomicU64> {
 fn store(fd: i32, s: &AtomicU64, e: u64) {
     crate::pipes::forget_caches(fd as usize);
     SOLE[fd as usize].store(0, Ordering::Relaxed);
+    if fd as usize >= HIGHEST.load(Ordering::Relaxed) {
+        HIGHEST.fetch_max(fd as usize + 1, Ordering::Relaxed);
+    }
     s.store(e, Ordering::Release);
+}
+
+/// One past the highest fd an entry was ever stored for: scans of the table stop there.
+static HIGHEST: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// One past the highest fd the table may know anything about.
+pub fn highest() -> usize {
+    HIGHEST.load(Ordering::Relaxed)
 }
 
 /// The shim pipe behind `fd`, if it is one. Fast path: one atomic load.
@@ -271,7 +283,7 @@ pub fn each_epoll(mut f: impl FnMut(i32)) {
     if sud::in_vfork_child() {
         return;
     }
-    for (i, s) in TABLE.iter().enumerate() {
+    for (i, s) in TABLE.iter().enumerate().take(highest()) {
         if s.load(Ordering::Acquire) & EPOLL != 0 {
             f(i as i32);
         }

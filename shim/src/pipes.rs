@@ -242,9 +242,10 @@ impl Drop for Env<'_> {
 }
 
 /// Per fd: the (closes, exits) generations at which the other side was last seen alive (a
-/// socket's receiving side; its sending side has the second table).
-static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
-static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+/// socket's receiving side; its sending side has the second table), inverted so that 0 (a
+/// page never written) means not known.
+static VERIFIED: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
+static VERIFIED_SEND: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
 /// The peer of socket `fd` (object `h`) is known to be there now: its liveness is cached as
 /// checked.
 pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
@@ -254,7 +255,7 @@ pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
     let gens = pipe::liveness_gens(r, h);
     for table in [&VERIFIED, &VERIFIED_SEND] {
         if let Some(c) = table.get(fd as usize) {
-            c.store(gens, Ordering::Relaxed);
+            c.store(!gens, Ordering::Relaxed);
         }
     }
 }
@@ -262,18 +263,19 @@ pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
-        // Stored only when set: a store to a page a fork child shares copies it.
+        // Stored only when set: a store to a page a fork child shares copies it (or gives a
+        // page of the table memory).
         for c in [v, w, n] {
-            if c.load(Ordering::Relaxed) != u64::MAX {
-                c.store(u64::MAX, Ordering::Relaxed);
+            if c.load(Ordering::Relaxed) != 0 {
+                c.store(0, Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Per fd: O_NONBLOCK, and the generations at which it was read.
-static NB_GENS: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
-static NB_FLAG: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
+/// Per fd: O_NONBLOCK, and the generations at which it was read (inverted, as `VERIFIED`).
+static NB_GENS: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
+static NB_FLAG: [AtomicBool; fd::CACHED] = [const { AtomicBool::new(false) }; fd::CACHED];
 
 /// How often a blocked datagram receiver that has had datagrams from senders without the shim
 /// looks at its kernel queue.
@@ -302,14 +304,14 @@ impl PipeEnv for Env<'_> {
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let cached = self.cacheable().then(|| NB_GENS.get(self.p.fd as usize)).flatten();
         if let Some(c) = cached
-            && c.load(Ordering::Acquire) == gens
+            && c.load(Ordering::Acquire) == !gens
         {
             return NB_FLAG[self.p.fd as usize].load(Ordering::Relaxed);
         }
         let nb = getfl(self.fd()).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
         if let Some(c) = cached {
             NB_FLAG[self.p.fd as usize].store(nb, Ordering::Relaxed);
-            c.store(gens, Ordering::Release);
+            c.store(!gens, Ordering::Release);
         }
         nb
     }
@@ -323,7 +325,7 @@ impl PipeEnv for Env<'_> {
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
         let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
-        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
+        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens) {
             return false;
         }
 
@@ -353,7 +355,7 @@ impl PipeEnv for Env<'_> {
             }
         };
         if let (false, Some(c)) = (gone, cache) {
-            c.store(gens, Ordering::Relaxed);
+            c.store(!gens, Ordering::Relaxed);
         }
         gone
     }
@@ -918,7 +920,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
     }
     let res = crate::region::close_range(first, last, flags);
     if res.is_ok() && closing {
-        for fd in first..=last.min(4095) {
+        for fd in first..=last.min(fd::highest() as u64) {
             fd::forget(fd as i32);
         }
     }
