@@ -149,9 +149,9 @@ row "stress-ng --msg 8 (10 s, bogo-ops/s)" 0,1 1 "${kernel#* }" "${bogo#* }" ops
 # unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram|named (ns per round trip of one
 # byte; stream: connected through a listener's path, dgram: a socketpair, named: two bound
 # datagram sockets answering each other with sendto); unix_throughput WRITE_SIZE
-# ITERS RUNS PARENT_CPU CHILD_CPU UNIT; unix_connect ITERS RUNS bind|connect (one process, so on
-# one CPU only: socket, bind, listen, connect, accept, a byte across, close, unlink; or connect,
-# accept, a byte, close on a listener bound once).
+# ITERS RUNS PARENT_CPU CHILD_CPU UNIT; unix_connect ITERS RUNS bind|connect (one process,
+# pinned to one CPU or free on two: socket, bind, listen, connect, accept, a byte across, close,
+# unlink; or connect, accept, a byte, close on a listener bound once).
 # Iteration counts keep each row near 1 s on the kernel. Targets (issue 6): ping-pong no slower
 # on one CPU and 10x across two, 64 KiB writes 2x; the connect cycles no slower.
 bench "AF_UNIX stream ping-pong, 1 byte round trip" 0 1 unix_pingpong 20000 9 0 0 stream
@@ -163,7 +163,9 @@ bench "AF_UNIX datagram ping-pong (bound names, sendto), 1 byte" 0,1 10 unix_pin
 bench "AF_UNIX stream throughput, 64 KiB writes" 0 2 unix_throughput 65536 6000 9 0 0 MB/s
 bench "AF_UNIX stream throughput, 64 KiB writes" 0,1 2 unix_throughput 65536 2500 9 0 1 MB/s
 bench "AF_UNIX socket+bind+listen+connect+accept+close cycle" 0 1 unix_connect 5000 9 bind
+bench "AF_UNIX socket+bind+listen+connect+accept+close cycle" 0,1 1 unix_connect 5000 9 bind
 bench "AF_UNIX connect+accept+close, listener bound once" 0 1 unix_connect 10000 9 connect
+bench "AF_UNIX connect+accept+close, listener bound once" 0,1 1 unix_connect 10000 9 connect
 
 # Event-driven servers at scale (issue 17). epoll_echo CONNS CLIENTS ROUNDS SIZE RUNS SERVER_CPU
 # CLIENT_CPU: one server process with every connection in one epoll set, 4 client processes with

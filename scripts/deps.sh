@@ -18,6 +18,7 @@ declare -A wanted=(
     [redis-server]=/usr/bin/redis-server
     [redis-tools]=/usr/bin/redis-benchmark # also redis-cli
     [socat]=/usr/bin/socat
+    [memcached]=/usr/bin/memcached # tests/tests/socket_programs.rs: memcached -s SOCK
     # tests/tests/socket_programs.rs: nginx proxying to a unix socket, fetched by curl; Xvfb
     # with x11perf (in x11-apps) as its MIT-SHM client.
     [nginx]=/usr/sbin/nginx

@@ -1073,6 +1073,18 @@ pub(crate) fn mark_changed(r: &Region, i: ItemRef) -> Option<u32> {
     }
 }
 
+/// A wake-up of item `i` with any key that only the placeholders may explain (`sk_state_change`
+/// after a shutdown): queued as [`queue_for`] does, its set asking the kernel; the instance
+/// slot to wake.
+pub(crate) fn mark_state_changed(r: &Region, i: ItemRef) -> Option<u32> {
+    let it = item(r, i, LIVE)?;
+    inst_at(r, it.inst.load(SeqCst).min(EP_INSTS - 1)).set_kcheck();
+    match queue_for(r, i, 0, 0) {
+        Queued::Yes(idx) => Some(idx),
+        Queued::No => None,
+    }
+}
+
 /// Queues a disabled item all the same (it must be verified).
 fn queue_disabled(r: &Region, i: ItemRef) {
     let Some(it) = item(r, i, LIVE) else { return };

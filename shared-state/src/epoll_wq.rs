@@ -280,6 +280,12 @@ pub fn changed(r: &Region, w: Wq) {
     each(r, w, |i| woken(r, epoll::mark_changed(r, i)));
 }
 
+/// The object behind queue `w` changed state (`sk_state_change`: a shutdown): each item
+/// watching it is woken with any key, its set asking the kernel too.
+pub fn state_changed(r: &Region, w: Wq) {
+    each(r, w, |i| woken(r, epoll::mark_state_changed(r, i)));
+}
+
 /// Wakes instance slot `idx` (if an item of it was queued), and the sets watching it.
 fn woken(r: &Region, idx: Option<u32>) {
     if let Some(idx) = idx {

@@ -168,6 +168,8 @@ pub struct PipeNs {
     /// Connections whose last ends may have gone since the last collection (see
     /// [`note_maybe_released`]).
     maybe_released: AtomicU32,
+    /// Objects in the table when the last collection ended (see [`maybe_collect`]).
+    pub(crate) live_after_gc: AtomicU32,
 }
 
 /// The device of anonymous pipes, if a process of the namespace learnt it.
@@ -726,7 +728,7 @@ unsafe fn recover_ns(region: &Region) {
             if pool.allocated(region, r.run, r.order()) {
                 pipe_pages::release(region, r.run, r.order(), u64::MAX);
                 // SAFETY: lock held; nothing refers to the run.
-                unsafe { pool.free(region, r.run, r.order()) };
+                unsafe { pool.free(region, r.run, r.order(), 1) };
             }
         }
         let id = pipe.ident.load(Ordering::Acquire);
@@ -829,7 +831,7 @@ fn free_run(region: &Region, desc: u64, intent: bool) -> Result<(), Errno> {
         }
         pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
         // SAFETY: lock held; the run is no longer referenced by any descriptor.
-        unsafe { pool.free(region, ring.run, ring.order()) };
+        unsafe { pool.free(region, ring.run, ring.order(), 1) };
     }
     Ok(())
 }
@@ -893,9 +895,14 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
             } else {
                 u64::MAX
             };
-            pipe_pages::release(region, r.run, r.order(), written);
+            // What the ring populated (its table, the data pages writers reached) and kept.
+            let kept = if pipe_pages::release(region, r.run, r.order(), written) || written == u64::MAX {
+                1
+            } else {
+                Ring::meta_pages(r.shift) + pipe.backed.load(Ordering::Relaxed) as u64
+            };
             // SAFETY: lock held; nothing refers to the run any more.
-            unsafe { pool(region).free(region, r.run, r.order()) };
+            unsafe { pool(region).free(region, r.run, r.order(), kept) };
         }
     }
     let ns = ns(region);
@@ -969,8 +976,9 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     // object leaves it for recovery to give back (see `recover_ns`).
     let note = |run| pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
     // SAFETY: namespace lock held.
-    let run = unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
-        .ok_or(NO_SPACE)?;
+    let (run, kept) =
+        unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
+            .ok_or(NO_SPACE)?;
     let generation = (pipe.ident.load(Ordering::Acquire) >> 8) as u32;
     // The slot is FREE: no operation gets past its generation check, so it is initialised in
     // place.
@@ -1001,7 +1009,9 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     pipe.resize_old.store(0, Ordering::Relaxed);
     pipe.head_tail.store(0, Ordering::Relaxed);
     pipe.slots_used.store(0, Ordering::Relaxed);
-    pipe.backed.store(0, Ordering::Relaxed);
+    // A reused run's data pages that still have their memory need not be populated again.
+    let backed = kept.saturating_sub(Ring::meta_pages(shift)).min(1 << shift);
+    pipe.backed.store(backed as u32, Ordering::Relaxed);
     pipe.ring.store(Ring { run, shift }.pack(), Ordering::Release);
     crate::epoll_wq::reset(region, crate::epoll_wq::Wq::Pipe(idx));
     if counted {
@@ -1020,15 +1030,21 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
 }
 
 /// Collects garbage every [`crate::pipe_gc::GC_EVERY`] creations, or as many as there are
-/// live objects if more (a collection costs about one look per open fd): objects are freed at
-/// their last close, and what killed processes held at their reaping, so this only catches
-/// what nobody saw go (a process killed whose parent is not ours). A full table collects too.
+/// live objects if more (a collection costs about one look per open fd), once the table holds
+/// half as many more objects as the last collection left: objects are freed at their last
+/// close, and what killed processes held at their reaping, so this only catches what nobody
+/// saw go (a process killed whose parent is not ours), which grows the table. A program that
+/// makes and frees objects all the time (a connection per request) pays no scans of every
+/// process's fds for it. A full table collects too.
 fn maybe_collect(region: &Region) {
     let ns = ns(region);
     let n = ns.creations_since_gc.fetch_add(1, Ordering::Relaxed) + 1;
-    if n >= crate::pipe_gc::GC_EVERY.max(ns.nr_live.load(Ordering::Relaxed)) {
+    let live = ns.nr_live.load(Ordering::Relaxed);
+    if n >= crate::pipe_gc::GC_EVERY.max(live) {
         ns.creations_since_gc.store(0, Ordering::Relaxed);
-        crate::pipe_gc::collect_garbage(region);
+        if live >= ns.live_after_gc.load(Ordering::Relaxed).saturating_add(crate::pipe_gc::GC_EVERY / 2) {
+            crate::pipe_gc::collect_garbage(region);
+        }
     }
 }
 
@@ -2341,6 +2357,55 @@ pub const SOCK_KERNEL_SEEN: u32 = 1 << 17;
 pub const SOCK_RCVTIMEO_ZERO: u32 = 1 << 19;
 pub const SOCK_SNDTIMEO_ZERO: u32 = 1 << 20;
 
+/// Above a linked end's state: its socket was released (its closer knew its fd was the only
+/// holder: see [`sock_released`]).
+const SOCK_RELEASED: u32 = 1 << 21;
+/// Above a linked end's state: an fd of its socket was closed by a process that could not tell
+/// whether it was the last one (a collection finds out).
+const SOCK_CLOSED: u32 = 1 << 22;
+
+/// What [`sock_released`] found of the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerRelease {
+    /// Released too: nobody can read either queue, both may go.
+    Released,
+    /// Closed somewhere, perhaps for the last time: a collection may free both.
+    Closed,
+    /// Still held, as far as anyone said: its last closer frees both.
+    Held,
+}
+
+/// The socket of linked end `h` was released, as `unix_release_sock` runs at the last
+/// `fput`: marked so, then its peer is looked at. Marking before looking, as the peer's
+/// closer does, lets at least one of two closers at once see both released.
+pub fn sock_released(region: &Region, h: PipeHandle) -> PeerRelease {
+    if let Some(p) = live(region, h) {
+        p.sock.fetch_or(SOCK_RELEASED, Ordering::SeqCst);
+    }
+    peer_release(region, h)
+}
+
+/// An fd of linked end `h`'s socket is being closed, maybe not for the last time: marked
+/// before the close, so that a closer of the peer that marks its own release afterwards
+/// knows to ask for a collection; then (after the close) what the peer is.
+pub fn sock_closing(region: &Region, h: PipeHandle) {
+    if let Some(p) = live(region, h) {
+        p.sock.fetch_or(SOCK_CLOSED, Ordering::SeqCst);
+    }
+}
+
+/// What is known of the release of linked end `h`'s peer.
+pub fn peer_release(region: &Region, h: PipeHandle) -> PeerRelease {
+    let flags = sock_peer(region, h).map_or(0, |peer| sock_flags(region, peer));
+    if flags & SOCK_RELEASED != 0 {
+        PeerRelease::Released
+    } else if flags & SOCK_CLOSED != 0 {
+        PeerRelease::Closed
+    } else {
+        PeerRelease::Held
+    }
+}
+
 /// The socket word: connection state and the flags above it (0 for no live object).
 pub fn sock_flags(region: &Region, h: PipeHandle) -> u32 {
     live(region, h).map_or(0, |p| p.sock.load(Ordering::Acquire))
@@ -2873,9 +2938,10 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     let shift = nr_slots.trailing_zeros();
     let new = {
         let _g = ns_lock(region)?;
-        // SAFETY: namespace lock held.
         let note = |run| pipe.resize_new.store(Ring { run, shift }.pack(), Ordering::Release);
-        let run =
+        // Its data pages are populated as buffers move in and writers reach them (`backed`).
+        // SAFETY: namespace lock held.
+        let (run, _) =
             unsafe { pool(region).alloc(region, Ring::order_for(shift), Ring::meta_pages(shift), note) }
                 .ok_or(ENOMEM)?;
         Ring { run, shift }

@@ -29,7 +29,8 @@ use crate::region::{PIPE_MAX, Region};
 use crate::sys::{self, Errno};
 use core::sync::atomic::Ordering;
 
-/// A collection every this many creations (or as many as there are objects live, if more).
+/// A collection every this many creations (or as many as there are objects live, if more),
+/// when the table grew by half as many since the last one.
 pub const GC_EVERY: u32 = 1024;
 /// How long an unreferenced object with operations "in progress" but no sign of life is kept.
 pub const SUSPECT_SECS: i64 = 10;
@@ -127,12 +128,13 @@ fn collect_once(region: &Region) -> Option<GcReport> {
     if scan.unreadable == 0 {
         for (i, &ino) in scan.listeners.iter().enumerate() {
             if scan.listeners_seen & 1 << i == 0 {
-                crate::unix::listener_gone(region, ino);
+                crate::unix::listener_gone(region, ino, None);
             }
         }
     }
     ns.gc_runs.fetch_add(1, Ordering::Relaxed);
     ns.gc_freed.fetch_add(freed as u64, Ordering::Relaxed);
+    ns.live_after_gc.store(ns.nr_live.load(Ordering::Relaxed), Ordering::Relaxed);
     Some(GcReport { freed, processes, unreadable: scan.unreadable })
 }
 

@@ -21,6 +21,10 @@ pub const ORDERS: usize = 21;
 pub const POOL_PAGES: u64 = PIPE_PAGES_SIZE / PAGE_SIZE;
 /// Written pages after its first that a freed run keeps resident.
 pub const KEEP_WRITTEN: u64 = 4;
+/// Beside a free run's link, its second word: `KEPT | n` when its first n pages still have
+/// their memory (they were populated and not given back), so that its next user need not
+/// populate them again; anything else: only its first page.
+const KEPT: u64 = 0x4b45_5054 << 32;
 
 #[repr(C)]
 pub struct PagePool {
@@ -49,9 +53,10 @@ impl PagePool {
     }
 
     /// A run of 2^order pages whose first page is zeroed and whose first `reserve` pages have
-    /// their memory (`crate::backing`: the ring's buffer table); None when the area is
-    /// exhausted or the file system has no room. `intent` is told the run before the pool lets
-    /// go of it: a holder killed from then on leaves the run where recovery finds it (see
+    /// their memory (`crate::backing`: the ring's buffer table), with how many of its first
+    /// pages have it (at least `reserve`: a reused run may have kept more); None when the area
+    /// is exhausted or the file system has no room. `intent` is told the run before the pool
+    /// lets go of it: a holder killed from then on leaves the run where recovery finds it (see
     /// [`PagePool::allocated`]).
     ///
     /// # Safety
@@ -62,18 +67,22 @@ impl PagePool {
         order: usize,
         reserve: u64,
         intent: impl FnOnce(u64),
-    ) -> Option<u64> {
+    ) -> Option<(u64, u64)> {
         if order >= ORDERS || reserve > 1 << order {
             return None;
         }
         let head = self.free[order];
         // A free run's first page was written before (it holds the link): it has memory.
-        let page = match head.checked_sub(1) {
+        let (page, kept) = match head.checked_sub(1) {
             Some(page) if self.valid(page, order) => {
-                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                let kept = Self::kept(region, page).load(Ordering::Relaxed);
+                let kept = if kept & !0xffff_ffff == KEPT { (kept as u32 as u64).min(1 << order) } else { 1 };
+                if kept < reserve {
+                    backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                }
                 intent(page);
                 self.free[order] = Self::link(region, page).load(Ordering::Relaxed);
-                page
+                (page, kept.max(reserve))
             }
             _ => {
                 // An empty list, or a corrupt one: dropped rather than followed.
@@ -85,13 +94,19 @@ impl PagePool {
                 backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
                 intent(page);
                 self.top = page + (1 << order);
-                page
+                (page, reserve.max(1))
             }
         };
         // SAFETY: the run is inside the area and now ours alone.
         unsafe { core::ptr::write_bytes(page_addr(region, page) as *mut u8, 0, PAGE_SIZE as usize) };
         self.pages_in_use.fetch_add(1 << order, Ordering::Relaxed);
-        Some(page)
+        Some((page, kept))
+    }
+
+    /// The second word of a run's first page (see [`KEPT`]).
+    fn kept(region: &Region, page: u64) -> &AtomicU64 {
+        // SAFETY: as `link`: the second word of the run's first page, used so while it is free.
+        unsafe { &*((page_addr(region, page) + 8) as *const AtomicU64) }
     }
 
     /// Whether the run at `page` of `order` is out of the pool: handed out and not freed (a
@@ -116,14 +131,16 @@ impl PagePool {
         self.pages_in_use.store(pages, Ordering::Relaxed);
     }
 
-    /// Returns a run obtained from `alloc` (after [`release`]). A run that is not one is ignored.
+    /// Returns a run obtained from `alloc` (after [`release`]), whose first `kept` pages still
+    /// have their memory (1 when not known). A run that is not one is ignored.
     ///
     /// # Safety
     /// The caller holds the pipe namespace lock and nobody uses the run any more.
-    pub unsafe fn free(&mut self, region: &Region, page: u64, order: usize) {
+    pub unsafe fn free(&mut self, region: &Region, page: u64, order: usize, kept: u64) {
         if !self.valid(page, order) {
             return;
         }
+        Self::kept(region, page).store(KEPT | kept.clamp(1, 1 << order), Ordering::Relaxed);
         Self::link(region, page).store(self.free[order], Ordering::Relaxed);
         self.free[order] = page + 1;
         let _ = self
@@ -134,11 +151,13 @@ impl PagePool {
 
 /// Gives the memory of a run's pages after the first back to the system, unless `written` (how
 /// many of them may have been written; u64::MAX: unknown) is at most [`KEEP_WRITTEN`]. Called
-/// by the run's owner before freeing it.
-pub fn release(region: &Region, page: u64, order: usize, written: u64) {
+/// by the run's owner before freeing it; true when they were given back.
+pub fn release(region: &Region, page: u64, order: usize, written: u64) -> bool {
     if written > KEEP_WRITTEN && order > 0 && order < ORDERS && page + (1 << order) <= POOL_PAGES {
         let len = ((1u64 << order) - 1) * PAGE_SIZE;
         // On ramfs, which cannot punch holes, the pages simply stay.
         let _ = sys::madvise(page_addr(region, page + 1), len as usize, libc::MADV_REMOVE);
+        return true;
     }
+    false
 }

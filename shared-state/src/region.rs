@@ -24,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 25;
+pub const LAYOUT_VERSION: u32 = 26;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -109,7 +109,8 @@ pub const MSG_JOURNAL_OFF: u64 = align_up(MSG_TEXT_OFF + MSG_CHUNKS_MAX as u64 *
 pub const UNIX_NAMES_MAX: u32 = 4096;
 pub const UNIX_NAMES_OFF: u64 = MSG_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
 /// Each client's connects to each of those names, in order (`unix::pending_add`), after a word
-/// saying when the tables were last full; then the connects not yet accepted.
+/// saying when the tables were last full and, before it, the count of connects pending; then
+/// the connects not yet accepted.
 pub const UNIX_STREAMS_MAX: u32 = 16384;
 pub const UNIX_STREAMS_OFF: u64 = align_up(UNIX_NAMES_OFF + UNIX_NAMES_MAX as u64 * 128, PAGE_SIZE) + 64;
 pub const UNIX_PENDING_MAX: u32 = 65536;

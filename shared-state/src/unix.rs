@@ -117,10 +117,11 @@ fn index(kind: u64, key: &[u64; 14]) -> u32 {
     (h % UNIX_NAMES_MAX as u64) as u32
 }
 
-/// `listen` in a shim process: connections to `name` will be adopted by the shim.
-pub fn register(region: &Region, name: Name<'_>, listener: Listener) {
-    let Some((kind, key)) = encode(name) else { return };
-    store(region, kind, key, listener.pack());
+/// `listen` in a shim process: connections to `name` will be adopted by the shim. Returns
+/// the name's slot (for [`listener_gone`]); None when it could not be entered.
+pub fn register(region: &Region, name: Name<'_>, listener: Listener) -> Option<u32> {
+    let (kind, key) = encode(name)?;
+    store(region, kind, key, listener.pack())
 }
 
 /// Above a kind: a datagram socket's name, whose entry holds its receive queue (the kernel
@@ -134,7 +135,7 @@ const FOREIGN_HELD: u64 = 1 << 33;
 /// `bind` of a datagram socket in a shim process: datagrams sent to `name` go into `queue`.
 pub fn register_dgram(region: &Region, name: Name<'_>, queue: PipeHandle) {
     let Some((kind, key)) = encode(name) else { return };
-    store(region, kind | DGRAM, key, queue.to_bits());
+    let _ = store(region, kind | DGRAM, key, queue.to_bits());
 }
 
 /// The receive queue of the shim datagram socket last bound to `name`, if any (it may be
@@ -156,10 +157,11 @@ pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
     }
 }
 
-fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
-    let Ok(_g) = ns_lock(region) else { return };
+fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) -> Option<u32> {
+    let _g = ns_lock(region).ok()?;
     // Without room for the entry the name stays unannounced: its connections are the kernel's.
-    let Some(e) = entry(region, index(kind, &key), true) else { return };
+    let i = index(kind, &key);
+    let e = entry(region, i, true)?;
     // Emptied first and filled last: a holder killed in between leaves an empty slot.
     e.kind.store(0, Ordering::Release);
     for (slot, w) in e.key.iter().zip(key) {
@@ -167,6 +169,7 @@ fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) {
     }
     e.listener.store(value, Ordering::Relaxed);
     e.kind.store(kind, Ordering::Release);
+    Some(i)
 }
 
 fn find(region: &Region, kind: u64, key: &[u64; 14]) -> Option<u64> {
@@ -291,23 +294,32 @@ fn probes(hash: u64, size: u32) -> impl Iterator<Item = u32> {
     (0..PROBES).map(move |k| (start + k) % size)
 }
 
+/// A stream's key once it is dropped ([`drop_if_idle`]): its place may be reused, but a
+/// search goes on past it (only a place never used, key 0, ends one).
+const DROPPED: u64 = u64::MAX;
+
 /// The stream of `key`, made if `make` (None: none, or no room).
 fn stream_of(region: &Region, key: u64, make: bool) -> Option<&Stream> {
     let now = crate::sys::coarse_seconds() as u64;
     let mut free = None;
-    for s in probes(key, UNIX_STREAMS_MAX).filter_map(|i| stream(region, i, make)) {
+    for i in probes(key, UNIX_STREAMS_MAX) {
+        // A place never reserved was never used: the key is not further on either.
+        let Some(s) = stream(region, i, make) else { break };
         let k = s.key.load(Ordering::Acquire);
         if k == key {
             return Some(s);
         }
         let idle = s.issued.load(Ordering::Relaxed) == s.taken.load(Ordering::Relaxed);
         let stale = now.saturating_sub(s.used.load(Ordering::Relaxed)) > STREAM_STALE_SECS;
-        if free.is_none() && (k == 0 || (idle && stale)) {
+        if free.is_none() && (k == 0 || k == DROPPED || (idle && stale)) {
             free = Some(s);
+        }
+        if k == 0 {
+            break;
         }
     }
     let s = free.filter(|_| make)?;
-    s.key.store(0, Ordering::Release);
+    s.key.store(DROPPED, Ordering::Release);
     s.issued.store(0, Ordering::Relaxed);
     s.taken.store(0, Ordering::Relaxed);
     s.used.store(now, Ordering::Relaxed);
@@ -335,6 +347,20 @@ fn overflowed(region: &Region, fill: bool) -> Option<&AtomicU64> {
     table_entry(region, UNIX_STREAMS_OFF - 8, 0, fill)
 }
 
+/// How many pending entries are in use, at least (counted up before an entry is made and down
+/// after one is freed, under the namespace lock, so a holder killed in between leaves it
+/// high): when 0, a listener's release need not look through the table.
+fn pending_live(region: &Region, fill: bool) -> Option<&AtomicU64> {
+    table_entry(region, UNIX_STREAMS_OFF - 16, 0, fill)
+}
+
+/// One pending entry fewer (the namespace lock held).
+fn pending_freed(region: &Region) {
+    if let Some(n) = pending_live(region, false) {
+        let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+}
+
 /// A shim client about to connect to `listener` with socket `client_ino` and queue `queue`
 /// (None: a connection the kernel will carry, kept for the order): its ticket, in the order of
 /// this process's connects to the listener. None when there is no room: the connection must
@@ -352,6 +378,7 @@ pub fn pending_add(
         let s = stream_of(region, key, true)?;
         let ticket = s.issued.load(Ordering::Relaxed);
         let e = entry_of(region, key, ticket, true)?;
+        pending_live(region, true)?.fetch_add(1, Ordering::Relaxed);
         // The ticket first: a server that finds it issued and no entry skips it (our death).
         s.issued.store(ticket.wrapping_add(1), Ordering::Release);
         s.used.store(crate::sys::coarse_seconds() as u64, Ordering::Relaxed);
@@ -412,6 +439,7 @@ pub fn pending_take(
     let head = loop {
         if t == issued {
             s.taken.store(t, Ordering::Release);
+            drop_if_idle(region, s);
             return Taken::NotThere;
         }
         if let Some(e) = entry_of(region, key, t, false) {
@@ -437,6 +465,9 @@ pub fn pending_take(
         head
     };
     let taken = take(region, e);
+    // The head went: the next take starts past it.
+    s.taken.store(t.wrapping_add(1), Ordering::Release);
+    drop_if_idle(region, s);
     drop(g);
     taken
 }
@@ -450,14 +481,58 @@ fn take(region: &Region, e: &Pending) -> Taken {
         pipe::sock_taken(region, h);
     }
     e.state.store(P_FREE, Ordering::Release);
+    pending_freed(region);
     Taken::Found(h)
+}
+
+/// A stream with no connect outstanding (every ticket taken) holds nothing: it goes, so that a
+/// program connecting to ever new listeners does not fill the table, and a client's next
+/// connect takes ticket 0 again, whose entry's place is the one its last connect used. The
+/// namespace lock held.
+fn drop_if_idle(region: &Region, s: &Stream) {
+    if s.issued.load(Ordering::Relaxed) != s.taken.load(Ordering::Relaxed) {
+        return;
+    }
+    // Places are probed in a row from a key's hash on: when the next one was never used, no
+    // key was put past this one, which can be a never-used place again (as can the dropped
+    // ones before it), so that searches stop early instead of running through tombstones.
+    let table = region.base() + UNIX_STREAMS_OFF as usize;
+    let i = ((s as *const Stream as usize - table) / size_of::<Stream>()) as u32;
+    let step = |i: u32, by: u32| (i + by) % UNIX_STREAMS_MAX;
+    if stream(region, step(i, 1), false).is_some_and(|n| n.key.load(Ordering::Acquire) != 0) {
+        s.key.store(DROPPED, Ordering::Release);
+        return;
+    }
+    s.key.store(0, Ordering::Release);
+    let mut j = step(i, UNIX_STREAMS_MAX - 1);
+    while let Some(p) = stream(region, j, false).filter(|p| p.key.load(Ordering::Acquire) == DROPPED) {
+        p.key.store(0, Ordering::Release);
+        j = step(j, UNIX_STREAMS_MAX - 1);
+    }
 }
 
 /// Listener socket `ino` is gone (released): the connects still pending to it will never be
 /// accepted (the kernel reset their connections), so their queues go, and so do the names
-/// that led to it.
-pub fn listener_gone(region: &Region, ino: u32) {
-    unregister(region, |l| l.ino == ino);
+/// that led to it (the one at `name_slot` if [`register`] said where, else any).
+pub fn listener_gone(region: &Region, ino: u32, name_slot: Option<u32>) {
+    match name_slot {
+        Some(i) => {
+            let Ok(_g) = ns_lock(region) else { return };
+            if let Some(e) = entry(region, i, false) {
+                let kind = e.kind.load(Ordering::Acquire);
+                if kind != 0
+                    && kind & DGRAM == 0
+                    && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino
+                {
+                    e.kind.store(0, Ordering::Release);
+                }
+            }
+        }
+        None => unregister(region, |l| l.ino == ino),
+    }
+    if pending_live(region, false).is_none_or(|n| n.load(Ordering::Relaxed) == 0) {
+        return;
+    }
     loop {
         let mut doomed = [None; 64];
         let mut n = 0;
@@ -477,6 +552,7 @@ pub fn listener_gone(region: &Region, ino: u32) {
                         }
                     }
                     e.state.store(P_FREE, Ordering::Release);
+                    pending_freed(region);
                     n += 1;
                 }
             }
@@ -494,11 +570,13 @@ pub fn listener_gone(region: &Region, ino: u32) {
 /// (at most `out.len()`: more are left out).
 pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
     let Ok(_g) = ns_lock(region) else { return 0 };
-    let mut n = 0;
+    let Some(live) = pending_live(region, false).filter(|n| n.load(Ordering::Relaxed) != 0) else { return 0 };
+    let (mut n, mut in_use) = (0, 0);
     for e in (0..UNIX_PENDING_MAX).filter_map(|i| pending(region, i, false)) {
         if e.state.load(Ordering::Acquire) == P_FREE {
             continue;
         }
+        in_use += 1;
         let ino = e.key.load(Ordering::Relaxed) as u32;
         match out[..n].binary_search(&ino) {
             Ok(_) => {}
@@ -510,6 +588,8 @@ pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
             Err(_) => {}
         }
     }
+    // Exact again (a holder killed between its count and its entry left it high).
+    live.store(in_use, Ordering::Relaxed);
     n
 }
 
@@ -519,9 +599,20 @@ pub fn pending_listeners(region: &Region, out: &mut [u32]) -> usize {
 #[must_use]
 pub fn pending_remove(region: &Region, listener: Listener, pid: u32, ticket: u32) -> Option<PipeHandle> {
     let Ok(_g) = ns_lock(region) else { return None };
-    let e = entry_of(region, stream_key(listener, pid), ticket, false)?;
+    let key = stream_key(listener, pid);
+    let e = entry_of(region, key, ticket, false)?;
     let bits = e.queue.load(Ordering::Relaxed);
     e.state.store(P_FREE, Ordering::Release);
+    pending_freed(region);
+    // The last ticket issued, not passed by the server: nobody will take it, so it is given
+    // back (the connect never reached the kernel's accept queue, or the listener's).
+    if let Some(s) = stream_of(region, key, false)
+        && s.issued.load(Ordering::Relaxed) == ticket.wrapping_add(1)
+        && s.taken.load(Ordering::Relaxed) != ticket.wrapping_add(1)
+    {
+        s.issued.store(ticket, Ordering::Relaxed);
+        drop_if_idle(region, s);
+    }
     let h = (bits != 0).then(|| PipeHandle::from_bits(bits - 1))?;
     pipe::sock_refuse(region, h).then_some(h)
 }

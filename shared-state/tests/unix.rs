@@ -206,8 +206,18 @@ fn a_server_takes_each_clients_connects_in_ticket_order() {
     assert_eq!(take(42, Some(1004)), Taken::Found(Some(third)));
     assert_eq!(asked.get(), 1, "the kernel asked once");
     assert_eq!(take(42, None), Taken::NotThere, "nothing left");
-    // The next connect of the same process is the next ticket.
-    assert_eq!(unix::pending_add(&r, l, 42, 1005, None), Some(4));
+    // Every ticket taken, the stream is gone: the next connect starts it again.
+    assert_eq!(unix::pending_add(&r, l, 42, 1005, None), Some(0));
+    assert_eq!(unix::pending_add(&r, l, 42, 1006, None), Some(1));
+    // The last ticket of a connect that failed is given back; an earlier one is skipped.
+    assert_eq!(unix::pending_remove(&r, l, 42, 1), None);
+    assert_eq!(unix::pending_add(&r, l, 42, 1007, None), Some(1));
+    assert_eq!(unix::pending_remove(&r, l, 42, 0), None);
+    assert_eq!(unix::pending_add(&r, l, 42, 1008, None), Some(2));
+    assert_eq!(take(42, Some(1007)), Taken::Found(None), "ticket 0 skipped");
+    assert_eq!(take(42, Some(1008)), Taken::Found(None));
+    assert_eq!(take(42, None), Taken::NotThere);
+    assert_eq!(unix::pending_add(&r, l, 42, 1009, None), Some(0), "idle again");
 }
 
 #[test]

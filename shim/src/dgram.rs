@@ -30,7 +30,7 @@ pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
     let Ok(fd) = res else { return Some(pipes::ret(res)) };
     let fd = fd as i32;
     let state = pipe::SOCK_LINKED | pipe::SOCK_RECORDS | pipe::SOCK_DGRAM | pipe::SOCK_RECV_QUEUE;
-    if let Ok(h) = sys::fstat(fd).and_then(|st| unix::new_queue(r, &st, state)) {
+    if let Ok(h) = sys::fstat(fd).and_then(|st| unix::new_queue(r, st.st_ino, state)) {
         unix::insert(r, fd, h);
     }
     Some(fd as i64)

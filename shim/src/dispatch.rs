@@ -170,7 +170,7 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_pselect6 => poll::select(r, g, a, true),
         libc::SYS_socketpair => crate::unix::socketpair(r, a[0], a[1], a[2], a[3] as usize),
         libc::SYS_listen => crate::unix::listen(r, fd, a[1]),
-        libc::SYS_socket => crate::dgram::socket(r, a[0], a[1], a[2]),
+        libc::SYS_socket => crate::unix::socket(r, a[0], a[1], a[2]),
         libc::SYS_bind => crate::unix::bind(r, fd, a[1], a[2]),
         libc::SYS_connect => {
             let res = crate::unix::connect(r, g, fd, a[1] as usize, a[2]);

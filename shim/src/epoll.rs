@@ -57,15 +57,6 @@ const EPOLL_TARGET: u64 = 1 << 59;
 /// How deep nested sets are polled (the kernel allows 5 levels).
 const MAX_NESTS: u32 = 5;
 
-/// Processes this one started (fork, vfork, clone without CLONE_FILES): an instance made
-/// before the last of them may be held by a child too.
-static FORKS: AtomicU32 = AtomicU32::new(0);
-
-/// A process is about to be started with a copy of our fd table.
-pub fn forking() {
-    FORKS.fetch_add(1, SeqCst);
-}
-
 fn neg(e: Errno) -> i64 {
     -(e as i64)
 }
@@ -86,7 +77,7 @@ enum Lookup {
 pub fn create(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let res = sys::syscall6(nr, a[0] as usize, 0, 0, 0, 0, 0);
     if let Ok(fd) = res {
-        let made = (FORKS.load(SeqCst) & 0x7fff) + 1;
+        let made = (fd::forks() & 0x7fff) + 1;
         fd::set_epoll(fd as i32, EpollFd::NoObj(ep::ns(r).created.load(SeqCst), made));
     }
     Some(ret(res))
@@ -151,12 +142,12 @@ fn instance_for(r: &Region, epfd: i32, obj: Lookup) -> Result<InstRef, Errno> {
         Lookup::Obj(h) => Ok(h),
         Lookup::NotEpoll => Err(libc::EINVAL),
         Lookup::NoObj => {
-            let h = match ep::create(r, FORKS.load(SeqCst)) {
+            let h = match ep::create(r, fd::forks()) {
                 Ok(h) => h,
                 Err(_) => {
                     // Full: instances whose epoll fds are all gone are freed first.
                     collect_unheld(r);
-                    ep::create(r, FORKS.load(SeqCst))?
+                    ep::create(r, fd::forks())?
                 }
             };
             let mut kernel = 0;
@@ -172,7 +163,7 @@ fn instance_for(r: &Region, epfd: i32, obj: Lookup) -> Result<InstRef, Errno> {
                     EpollFd::NoObj(_, made) => made,
                     _ => 0,
                 };
-                if made != (FORKS.load(SeqCst) & 0x7fff) + 1 {
+                if made != (fd::forks() & 0x7fff) + 1 {
                     o.set_shared();
                 }
             }
@@ -645,12 +636,14 @@ pub fn object_closed(r: &Region, p: &PipeFd) {
     }
 }
 
-/// Socket `p`'s connection changed where only the placeholders show it (a shutdown): the
-/// items watching either end are polled again and their sets ask the kernel.
+/// Socket `p`'s connection was shut down: as `unix_shutdown` runs `sk_state_change` on both
+/// sockets, the items watching either end take it as a wake-up (an edge-triggered one reports
+/// its events again, whether or not they changed), and their sets ask the kernel for what only
+/// the placeholders show.
 pub fn object_changed(r: &Region, p: &PipeFd) {
-    wq::changed(r, Wq::Pipe(p.pipe.idx));
+    wq::state_changed(r, Wq::Pipe(p.pipe.idx));
     if let Some(peer) = shared_state::pipe::sock_peer(r, p.pipe) {
-        wq::changed(r, Wq::Pipe(peer.idx));
+        wq::state_changed(r, Wq::Pipe(peer.idx));
     }
 }
 
@@ -668,7 +661,7 @@ pub fn instance_of(fd: i32) -> Option<InstRef> {
 /// frees it once no process has it.
 pub fn closed(r: &Region, h: InstRef) {
     let Some(o) = ep::inst(r, h) else { return };
-    if !o.exclusive_to(sys::getpid() as u32, FORKS.load(SeqCst)) || o.has_sleepers() {
+    if !o.exclusive_to(sys::getpid() as u32, fd::forks()) || o.has_sleepers() {
         return;
     }
     let mut other = false;

@@ -19,8 +19,9 @@ use shared_state::Region;
 use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
 
-/// fds below this are cached; higher ones are looked up on every call.
-pub(crate) const CACHED: usize = 4096;
+/// fds below this are cached; higher ones are looked up on every call. The tables are
+/// zero-initialised statics: a page of them costs memory only once an fd in its range is used.
+pub(crate) const CACHED: usize = 1 << 16;
 
 // The rewritten call sites' stubs (`sud::stubs`) read the table too: an fd whose entry is
 // KERNEL or PLAIN goes straight to the kernel, and a close of one that is UNKNOWN, KERNEL or
@@ -42,6 +43,11 @@ const EPOLL: u64 = 1 << 57;
 const EPOLL_OBJ: u64 = 1 << 56;
 /// KERNEL, and known not to be an epoll fd either.
 pub(crate) const PLAIN: u64 = 3;
+/// A kernel fd: an AF_UNIX stream socket this image made with `socket` and has not connected
+/// through the shim yet (FRESH_RECORDS: a seqpacket one). What `connect` and `listen` would
+/// ask the kernel about it is known (see [`fresh`]).
+pub(crate) const FRESH: u64 = 4;
+pub(crate) const FRESH_RECORDS: u64 = 5;
 /// An AF_UNIX stream or seqpacket socket: the handle is its own send queue (`crate::unix`).
 const SOCKET: u64 = 1 << 55;
 /// PipeHandle::to_bits uses 48 bits.
@@ -66,6 +72,8 @@ pub struct PipeFd {
     pub fifo: bool,
     /// An AF_UNIX stream socket: writes go to `pipe`, reads come from its peer's object.
     pub socket: bool,
+    /// As the table knew it (see [`Sole`]): nothing but this fd holds the socket's file.
+    pub sole: Sole,
 }
 
 impl PipeFd {
@@ -90,6 +98,7 @@ impl PipeFd {
     }
 
     fn decode(fd: i32, e: u64) -> PipeFd {
+        let socket = e & SOCKET != 0;
         PipeFd {
             fd,
             pipe: PipeHandle::from_bits(e & HANDLE_MASK),
@@ -97,7 +106,8 @@ impl PipeFd {
             write: e & WRITE != 0,
             packet: e & PACKET != 0,
             fifo: e & FIFO != 0,
-            socket: e & SOCKET != 0,
+            socket,
+            sole: if socket { sole_mark(fd) } else { Sole::NO },
         }
     }
 }
@@ -109,17 +119,30 @@ fn slot(fd: i32) -> Option<&'static AtomicU64> {
     usize::try_from(fd).ok().and_then(|i| TABLE.get(i))
 }
 
-/// Stores a new entry for `fd`; what was cached about the old one goes.
+/// Stores a new entry for `fd`; what was cached about the old one goes (a socket that stays
+/// this fd's alone is marked so again by the caller).
 fn store(fd: i32, s: &AtomicU64, e: u64) {
     crate::pipes::forget_caches(fd as usize);
+    SOLE[fd as usize].store(0, Ordering::Relaxed);
+    if fd as usize >= HIGHEST.load(Ordering::Relaxed) {
+        HIGHEST.fetch_max(fd as usize + 1, Ordering::Relaxed);
+    }
     s.store(e, Ordering::Release);
+}
+
+/// One past the highest fd an entry was ever stored for: scans of the table stop there.
+static HIGHEST: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// One past the highest fd the table may know anything about.
+pub fn highest() -> usize {
+    HIGHEST.load(Ordering::Relaxed)
 }
 
 /// The shim pipe behind `fd`, if it is one. Fast path: one atomic load.
 pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
     match s.map(|s| s.load(Ordering::Acquire)) {
-        Some(KERNEL | PLAIN | LISTENER) => None,
+        Some(KERNEL | PLAIN | LISTENER | FRESH | FRESH_RECORDS) => None,
         Some(e) if e & (SYSCTL | EPOLL) != 0 => None,
         Some(e) if e & SHIM != 0 && shared_state::pipe::is_live(r, PipeFd::decode(fd, e).pipe) => {
             let p = PipeFd::decode(fd, e);
@@ -185,6 +208,7 @@ fn discover(r: &Region, fd: i32, create: bool) -> Result<Option<PipeFd>, Errno> 
         packet: flags & libc::O_DIRECT != 0,
         fifo,
         socket: false,
+        sole: Sole::NO,
     }))
 }
 
@@ -198,26 +222,33 @@ pub fn insert(p: &PipeFd) {
 /// `fd` was closed (or is about to be reused): forget it. Returns what it was.
 pub fn forget(fd: i32) -> Option<PipeFd> {
     let e = slot(fd)?.swap(UNKNOWN, Ordering::AcqRel);
+    SOLE[fd as usize].store(0, Ordering::Relaxed);
     EP_WATCHED[fd as usize / 64].fetch_and(!(1 << (fd % 64)), Ordering::Relaxed);
     crate::pipes::forget_caches(fd as usize);
     (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
 }
 
-/// `fd` is about to be closed: forgets it, and returns the shim object it names. An fd the
-/// table has not seen is looked up (see [`find`]): it may be an object's last end.
+/// `fd` is about to be closed: forgets it, and returns the shim object it names (with
+/// whether the fd was its socket's only holder). An fd the table has not seen is looked up
+/// (see [`find`]): it may be an object's last end.
 pub fn take(r: &Region, fd: i32) -> Option<PipeFd> {
     let old = slot(fd).map(|s| {
         crate::pipes::forget_caches(fd as usize);
         s.swap(UNKNOWN, Ordering::AcqRel)
     });
-    match old {
+    let p = match old {
         Some(UNKNOWN) | None => discover(r, fd, false).ok().flatten(),
         Some(e) => (e & SHIM != 0).then(|| PipeFd::decode(fd, e)),
+    };
+    if old.is_some() {
+        SOLE[fd as usize].store(0, Ordering::Relaxed);
     }
+    p
 }
 
 /// `new` now refers to what `old` refers to (dup family).
 pub fn copy(r: &Region, old: i32, new: i32) {
+    share(old);
     if let Some(v) = sysctl_of(old) {
         mark_sysctl(new, v);
         return;
@@ -252,7 +283,7 @@ pub fn each_epoll(mut f: impl FnMut(i32)) {
     if sud::in_vfork_child() {
         return;
     }
-    for (i, s) in TABLE.iter().enumerate() {
+    for (i, s) in TABLE.iter().enumerate().take(highest()) {
         if s.load(Ordering::Acquire) & EPOLL != 0 {
             f(i as i32);
         }
@@ -264,20 +295,167 @@ pub fn known_other(fd: i32) -> bool {
     slot(fd).map(|s| s.load(Ordering::Acquire)).is_some_and(|e| e != UNKNOWN && e & SHIM == 0)
 }
 
-/// The socket inodes of the LISTENER entries (read only while the entry is one).
-static LISTENER_INO: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+/// The socket inodes of the LISTENER entries (read only while the entry is one), and their
+/// places in the names table (`shared_state::unix::register`).
+static SOCK_INO: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+static NAME_SLOT: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
 
-/// Records that `fd` is a listening socket the shim announced, with socket inode `ino`.
-pub fn mark_listener(fd: i32, ino: u32) {
+/// A listening socket the shim announced: its inode, its name's slot, and whether this fd is
+/// its only holder.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    pub ino: u32,
+    pub name_slot: u32,
+    pub sole: Sole,
+}
+
+/// Records that `fd` is a listening socket the shim announced (see [`Listening`]).
+pub fn mark_listener(fd: i32, l: Listening) {
     if let Some(s) = slot(fd) {
-        LISTENER_INO[fd as usize].store(ino, Ordering::Relaxed);
+        SOCK_INO[fd as usize].store(l.ino, Ordering::Relaxed);
+        NAME_SLOT[fd as usize].store(l.name_slot, Ordering::Relaxed);
         store(fd, s, LISTENER);
+        SOLE[fd as usize].store(l.sole.0, Ordering::Relaxed);
     }
 }
 
-/// The socket inode of `fd` if it is a listening socket the shim announced.
-pub fn listener_ino(fd: i32) -> Option<u32> {
-    is_listener(fd).then(|| LISTENER_INO[fd as usize].load(Ordering::Relaxed))
+/// What the table knows of `fd` if it is a listening socket the shim announced.
+pub fn listener(fd: i32) -> Option<Listening> {
+    is_listener(fd).then(|| {
+        let i = fd as usize;
+        Listening {
+            ino: SOCK_INO[i].load(Ordering::Relaxed),
+            name_slot: NAME_SLOT[i].load(Ordering::Relaxed),
+            sole: sole_mark(fd),
+        }
+    })
+}
+
+/// An AF_UNIX stream or seqpacket socket this image made and has not connected through the
+/// shim: whether it holds records, and whether this fd is its only holder (then nobody else
+/// can have set its SO_PASSCRED, which `setsockopt` here would have seen).
+#[derive(Clone, Copy, Debug)]
+pub struct Fresh {
+    pub records: bool,
+    pub sole: Sole,
+}
+
+/// Records that `fd` is a socket `socket` just made (see [`Fresh`]).
+pub fn mark_fresh(fd: i32, f: Fresh) {
+    if let Some(s) = slot(fd) {
+        store(fd, s, if f.records { FRESH_RECORDS } else { FRESH });
+        SOLE[fd as usize].store(f.sole.0, Ordering::Relaxed);
+    }
+}
+
+/// What the table knows of `fd` if it is such a socket.
+pub fn fresh(fd: i32) -> Option<Fresh> {
+    let e = slot(fd)?.load(Ordering::Acquire);
+    matches!(e, FRESH | FRESH_RECORDS).then(|| Fresh { records: e == FRESH_RECORDS, sole: sole_mark(fd) })
+}
+
+/// A FRESH or LISTENER `fd` is a plain kernel fd from now on (connected by the kernel, say).
+pub fn unfresh(fd: i32) {
+    if let Some(s) = slot(fd)
+        && matches!(s.load(Ordering::Acquire), FRESH | FRESH_RECORDS)
+    {
+        store(fd, s, KERNEL);
+    }
+}
+
+/// Processes this one started (fork, vfork, clone without CLONE_FILES), counted before each
+/// is made: an fd opened before the last of them may be held by a child too.
+static FORKS: AtomicU32 = AtomicU32::new(0);
+
+/// A process is about to be started with a copy of our fd table.
+pub fn forking() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// See [`FORKS`].
+pub fn forks() -> u32 {
+    FORKS.load(Ordering::SeqCst)
+}
+
+/// Whether an fd is its socket's only holder: the count of processes started + 1 when the
+/// socket was made here (0: maybe not). It stays so while no process is started (which
+/// would inherit it), the fd is not duplicated nor passed in a message, and no call of ours
+/// holds a descriptor of its own for it: then this fd's close is the socket's release, as
+/// the kernel's last `fput`, with no need to ask the kernel (see `crate::unix::dropping`).
+/// A thread of the program still inside a kernel call on the fd when another closes it, and
+/// a process that takes it with `pidfd_getfd`, are not seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sole(u32);
+
+impl Sole {
+    pub const NO: Sole = Sole(0);
+
+    /// Taken before the call that makes a socket: a process started meanwhile may hold it.
+    pub fn before_create() -> Sole {
+        Sole(forks().wrapping_add(1))
+    }
+
+    /// Whether it still holds: no process started since it was taken.
+    pub fn holds(self) -> bool {
+        self.0 != 0 && self.0 == forks().wrapping_add(1)
+    }
+}
+
+/// Per fd: its [`Sole`] mark, and the calls of ours holding a descriptor of its own for it.
+static SOLE: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+static HOLDS: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+
+fn sole_mark(fd: i32) -> Sole {
+    match usize::try_from(fd).ok().filter(|_| !sud::in_vfork_child()).and_then(|i| SOLE.get(i)) {
+        Some(m) => Sole(m.load(Ordering::Relaxed)).filter_holds(),
+        None => Sole::NO,
+    }
+}
+
+impl Sole {
+    fn filter_holds(self) -> Sole {
+        if self.holds() { self } else { Sole::NO }
+    }
+}
+
+/// Marks the socket just put in `fd`'s entry as held by `fd` alone since `sole`.
+pub fn set_sole(fd: i32, sole: Sole) {
+    if slot(fd).is_some() {
+        SOLE[fd as usize].store(sole.0, Ordering::Relaxed);
+    }
+}
+
+/// `fd`'s file may have another holder from now on (a dup, a message carrying it, an
+/// SO_PASSCRED set that a fresh socket's connect must ask about).
+pub fn share(fd: i32) {
+    if slot(fd).is_some() {
+        SOLE[fd as usize].store(0, Ordering::Relaxed);
+    }
+}
+
+/// No fd is known to be its file's only holder any more (counted as a process started).
+pub fn share_all() {
+    forking();
+}
+
+/// A call of ours takes (`true`) or lets go of a descriptor of its own for `fd`'s file.
+pub fn hold(fd: i32, taking: bool) {
+    if let Some(h) = slot(fd).and_then(|_| HOLDS.get(fd as usize)) {
+        if taking {
+            h.fetch_add(1, Ordering::SeqCst);
+        } else {
+            h.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// After the kernel closed `fd`, which was its socket's only holder when `sole` was read:
+/// whether that close released the socket (no process was started and no call of ours took
+/// a descriptor for it in between).
+pub fn released_by_close(fd: i32, sole: Sole) -> bool {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    sole.holds()
+        && usize::try_from(fd).ok().and_then(|i| HOLDS.get(i)).is_some_and(|h| h.load(Ordering::SeqCst) == 0)
 }
 
 /// Whether `fd` is a listening socket the shim announced (one atomic load).
@@ -316,7 +494,7 @@ pub enum EpollFd {
 pub fn epoll_of(fd: i32) -> EpollFd {
     let Some(e) = slot(fd).map(|s| s.load(Ordering::Acquire)) else { return EpollFd::Unknown };
     match e {
-        PLAIN => EpollFd::NotEpoll,
+        PLAIN | FRESH | FRESH_RECORDS => EpollFd::NotEpoll,
         e if e & EPOLL != 0 && e & EPOLL_OBJ != 0 => EpollFd::Obj(e & HANDLE_MASK),
         e if e & EPOLL != 0 => EpollFd::NoObj(e as u32, (e >> 32) as u32 & 0xffff),
         e if e & (SHIM | SYSCTL) != 0 => EpollFd::NotEpoll,

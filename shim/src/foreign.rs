@@ -38,7 +38,11 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
             (false, Some(_)) if foreign => pipes::hand_back(r, fd),
             // A listener it inherits would accept connections without adopting them.
             (false, None) if foreign => crate::unix::listener_to_foreign(r, fd),
-            (true, None) if listener => crate::unix::listener_released(r, fd),
+            (true, None) => {
+                if let Some(l) = fd::listener(fd) {
+                    crate::unix::listener_released(r, &l);
+                }
+            }
             _ => {}
         }
     });

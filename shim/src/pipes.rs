@@ -166,8 +166,11 @@ impl<'a> Env<'a> {
         let dup = |at: usize| {
             sys::syscall6(libc::SYS_fcntl, self.p.fd as usize, libc::F_DUPFD_CLOEXEC as usize, at, 0, 0, 0)
         };
-        if let Ok(h) = dup(from).or_else(|_| dup(3)) {
-            self.held.set(h as i32);
+        // Counted first: a close another thread makes once our copy exists sees it counted.
+        fd::hold(self.p.fd, true);
+        match dup(from).or_else(|_| dup(3)) {
+            Ok(h) => self.held.set(h as i32),
+            Err(_) => fd::hold(self.p.fd, false),
         }
     }
 
@@ -228,6 +231,7 @@ impl Drop for Env<'_> {
     fn drop(&mut self) {
         if self.held.get() != -1 {
             sys::close(self.held.get());
+            fd::hold(self.p.fd, false);
             // `find`, not `lookup`: the number may now be anyone's (another thread's, the
             // shim's own for a moment), and what it names must not be cached for it.
             if fd::find(self.r, self.p.fd).is_none_or(|now| now.pipe != self.p.pipe) {
@@ -238,9 +242,10 @@ impl Drop for Env<'_> {
 }
 
 /// Per fd: the (closes, exits) generations at which the other side was last seen alive (a
-/// socket's receiving side; its sending side has the second table).
-static VERIFIED: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
-static VERIFIED_SEND: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
+/// socket's receiving side; its sending side has the second table), inverted so that 0 (a
+/// page never written) means not known.
+static VERIFIED: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
+static VERIFIED_SEND: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
 /// The peer of socket `fd` (object `h`) is known to be there now: its liveness is cached as
 /// checked.
 pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
@@ -250,7 +255,7 @@ pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
     let gens = pipe::liveness_gens(r, h);
     for table in [&VERIFIED, &VERIFIED_SEND] {
         if let Some(c) = table.get(fd as usize) {
-            c.store(gens, Ordering::Relaxed);
+            c.store(!gens, Ordering::Relaxed);
         }
     }
 }
@@ -258,18 +263,19 @@ pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
-        // Stored only when set: a store to a page a fork child shares copies it.
+        // Stored only when set: a store to a page a fork child shares copies it (or gives a
+        // page of the table memory).
         for c in [v, w, n] {
-            if c.load(Ordering::Relaxed) != u64::MAX {
-                c.store(u64::MAX, Ordering::Relaxed);
+            if c.load(Ordering::Relaxed) != 0 {
+                c.store(0, Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Per fd: O_NONBLOCK, and the generations at which it was read.
-static NB_GENS: [AtomicU64; 4096] = [const { AtomicU64::new(u64::MAX) }; 4096];
-static NB_FLAG: [AtomicBool; 4096] = [const { AtomicBool::new(false) }; 4096];
+/// Per fd: O_NONBLOCK, and the generations at which it was read (inverted, as `VERIFIED`).
+static NB_GENS: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
+static NB_FLAG: [AtomicBool; fd::CACHED] = [const { AtomicBool::new(false) }; fd::CACHED];
 
 /// How often a blocked datagram receiver that has had datagrams from senders without the shim
 /// looks at its kernel queue.
@@ -298,14 +304,14 @@ impl PipeEnv for Env<'_> {
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let cached = self.cacheable().then(|| NB_GENS.get(self.p.fd as usize)).flatten();
         if let Some(c) = cached
-            && c.load(Ordering::Acquire) == gens
+            && c.load(Ordering::Acquire) == !gens
         {
             return NB_FLAG[self.p.fd as usize].load(Ordering::Relaxed);
         }
         let nb = getfl(self.fd()).is_ok_and(|fl| fl & libc::O_NONBLOCK != 0);
         if let Some(c) = cached {
             NB_FLAG[self.p.fd as usize].store(nb, Ordering::Relaxed);
-            c.store(gens, Ordering::Release);
+            c.store(!gens, Ordering::Release);
         }
         nb
     }
@@ -319,7 +325,7 @@ impl PipeEnv for Env<'_> {
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
         let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
         let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
-        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == gens) {
+        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens) {
             return false;
         }
 
@@ -349,7 +355,7 @@ impl PipeEnv for Env<'_> {
             }
         };
         if let (false, Some(c)) = (gone, cache) {
-            c.store(gens, Ordering::Relaxed);
+            c.store(!gens, Ordering::Relaxed);
         }
         gone
     }
@@ -626,6 +632,7 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         packet,
         fifo: false,
         socket: false,
+        sole: fd::Sole::NO,
     });
     fd::insert(&PipeFd {
         fd: fds[1],
@@ -635,6 +642,7 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
         packet,
         fifo: false,
         socket: false,
+        sole: fd::Sole::NO,
     });
     Some(0)
 }
@@ -713,10 +721,11 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Opti
 /// `fd` is being closed: after the kernel close, peers re-check whether we were the last.
 pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
-    // cached view of their peer must go.
-    let listener = fd::is_listener(fd).then(|| sys::fstat(fd).map_or(0, |st| st.st_ino));
-    if listener.is_some() {
-        crate::unix::listener_released(r, fd);
+    // cached view of their peer must go. Held by this fd alone, no program without the shim
+    // holds it too.
+    let listener = fd::listener(fd);
+    if let Some(l) = listener.filter(|l| !l.sole.holds()) {
+        crate::unix::listener_released(r, &l);
     }
     let epoll = crate::epoll::instance_of(fd);
     let close = || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
@@ -727,11 +736,14 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     if let (Some(h), Ok(_)) = (epoll, res) {
         crate::epoll::closed(r, h);
     }
-    if let Some(ino) = listener {
+    if let (Some(l), Ok(_)) = (listener, res) {
         pipe::note_exit(r);
-        // Its last holder: the connects waiting for it are reset, their queues freed.
-        if crate::unix::diag::released(ino) {
-            shared_state::unix::listener_gone(r, ino as u32);
+        // Its last holder: the connects waiting for it are reset, their queues freed. Only
+        // when the fd may not have been the only one does the kernel say.
+        if fd::released_by_close(fd, l.sole) {
+            shared_state::unix::listener_gone(r, l.ino, Some(l.name_slot));
+        } else if crate::unix::diag::released(l.ino as u64) {
+            shared_state::unix::listener_gone(r, l.ino, None);
         }
     }
     Some(ret(res))
@@ -774,8 +786,13 @@ pub fn dropping(
     drop_fd: impl FnOnce() -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
     if p.socket {
-        let res = crate::unix::dropping(r, p, drop_fd);
+        let (res, both_gone) = crate::unix::dropping(r, p, drop_fd);
         crate::epoll::object_closed(r, p);
+        // Last, once nothing more is done to them: their slots may be reused from here on.
+        if let Some(peer) = both_gone {
+            pipe::release(r, peer);
+            pipe::release(r, p.pipe);
+        }
         return res;
     }
     let res = if p.fifo || p.read == p.write {
@@ -903,7 +920,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
     }
     let res = crate::region::close_range(first, last, flags);
     if res.is_ok() && closing {
-        for fd in first..=last.min(4095) {
+        for fd in first..=last.min(fd::highest() as u64) {
             fd::forget(fd as i32);
         }
     }

@@ -294,20 +294,29 @@ fn each_passed_fd(bytes: &[u8], mut f: impl FnMut(i32)) {
 
 /// A send of the user's control data `ctl` (`len` bytes) over any socket: the shim objects of
 /// the fds it passes are marked in flight, so that a collection does not take them for
-/// garbage while no process holds them (see `pipe::note_in_flight`).
+/// garbage while no process holds them (see `pipe::note_in_flight`), and those fds are no
+/// longer their files' only holders (see `fd::Sole`).
 pub fn mark_passed(r: &Region, ctl: usize, len: usize) {
     if ctl == 0 {
         return;
     }
     // Aligned as `struct cmsghdr`, in scratch memory (too large for a small stack).
-    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else { return };
+    let Ok(mut buf) = scratch::take(ORPHAN_CTL / 8, 0u64) else {
+        crate::fd::share_all();
+        return;
+    };
     // SAFETY: the u64s are plain bytes, ORPHAN_CTL of them, ours while `buf` lives.
     let bytes = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, ORPHAN_CTL) };
     let n = len.min(ORPHAN_CTL);
+    if n < len {
+        // Fds past what is looked at (many small messages) are not known.
+        crate::fd::share_all();
+    }
     if crate::copy::slice_in(&mut bytes[..n], ctl).is_err() {
         return;
     }
     each_passed_fd(&bytes[..n], |fd| {
+        crate::fd::share(fd);
         if let Some(p) = crate::fd::lookup(r, fd) {
             pipe::note_in_flight(r, p.pipe);
             if let Some(peer) = pipe::sock_peer(r, p.pipe) {

@@ -374,6 +374,9 @@ const POLL_FLAGS: &[(u64, &str)] = &[
     (libc::POLLRDBAND as u64, "POLLRDBAND"),
     (libc::POLLWRNORM as u64, "POLLWRNORM"),
     (libc::POLLWRBAND as u64, "POLLWRBAND"),
+    (0x400, "POLLMSG"),
+    (0x1000, "POLLREMOVE"),
+    (libc::POLLRDHUP as u64, "POLLRDHUP"),
 ];
 
 /// The call's name, as strace prints it.
@@ -916,9 +919,13 @@ fn pollfds(l: &mut Line<'_>, addr: u64, n: u64, revents: bool) {
         if path.len > 0 {
             l.s("<").bytes(&path.buf[..path.len]).s(">");
         }
-        l.s(if revents { ", revents=" } else { ", events=" });
-        let ev = if revents { p[0].revents } else { p[0].events } as u16 as u64;
-        l.flags(ev, POLL_FLAGS, "0").s("}");
+        // A negative fd is ignored by poll: strace shows no events for it.
+        if p[0].fd >= 0 {
+            l.s(if revents { ", revents=" } else { ", events=" });
+            let ev = if revents { p[0].revents } else { p[0].events } as u16 as u64;
+            l.flags(ev, POLL_FLAGS, "0");
+        }
+        l.s("}");
         if revents && l.len - start >= 1024 - 27 {
             l.len = entry;
             l.s("...");

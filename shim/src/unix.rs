@@ -79,7 +79,7 @@ fn passcred(fd: i32) -> bool {
 /// The shim fd entry of socket `fd` with queue `pipe` (a seqpacket socket's is in packet mode).
 pub fn entry(r: &Region, fd: i32, pipe: PipeHandle) -> PipeFd {
     let packet = pipe::sock_records(r, pipe);
-    PipeFd { fd, pipe, read: true, write: true, packet, fifo: false, socket: true }
+    PipeFd { fd, pipe, read: true, write: true, packet, fifo: false, socket: true, sole: fd::Sole::NO }
 }
 
 /// The shim object behind a socket `fstat` found (a new image, an inherited or passed fd).
@@ -104,21 +104,60 @@ fn served_type(ty: i32) -> Option<u32> {
 /// (212992 bytes) and a seqpacket socket send a record that large (less 32 bytes).
 pub(crate) const QUEUE_SLOTS: u32 = 64;
 
-/// A send queue for the socket `st` names, in connection state `state` (with its type's flag).
-pub(crate) fn new_queue(r: &Region, st: &libc::stat, state: u32) -> Result<PipeHandle, Errno> {
-    let h = pipe::sock_new(r, st.st_dev, st.st_ino, QUEUE_SLOTS)?;
+/// A send queue for the socket with inode `ino`, in connection state `state` (with its
+/// type's flag).
+pub(crate) fn new_queue(r: &Region, ino: u64, state: u32) -> Result<PipeHandle, Errno> {
+    let h = pipe::sock_new(r, sys::sockfs_dev(), ino, QUEUE_SLOTS)?;
     pipe::sock_init(r, h, state);
     Ok(h)
+}
+
+/// `socket(AF_UNIX, …)`: the kernel's. A stream or seqpacket socket is noted as fresh (see
+/// `fd::Fresh`): its connect or listen need not ask the kernel what it is. Datagram sockets
+/// are `crate::dgram`'s.
+pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
+    if domain as i32 != libc::AF_UNIX {
+        return None;
+    }
+    let records = match ty as i32 & 0xf {
+        libc::SOCK_STREAM => false,
+        libc::SOCK_SEQPACKET => true,
+        _ => return dgram::socket(r, domain, ty, proto),
+    };
+    let sole = fd::Sole::before_create();
+    let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
+    let Ok(fd) = res else { return Some(pipes::ret(res)) };
+    fd::mark_fresh(fd as i32, fd::Fresh { records, sole });
+    Some(fd as i64)
+}
+
+/// This process's pid, asked once per process (a fork child, whose count of forks differs,
+/// asks again).
+fn own_pid() -> u32 {
+    static PID: AtomicU64 = AtomicU64::new(0);
+    if sud::in_vfork_child() {
+        return sys::getpid() as u32;
+    }
+    let forks = fd::forks();
+    let v = PID.load(Ordering::Relaxed);
+    if v != 0 && (v >> 32) as u32 == forks {
+        return v as u32;
+    }
+    let pid = sys::getpid() as u32;
+    PID.store((forks as u64) << 32 | pid as u64, Ordering::Relaxed);
+    pid
 }
 
 pub(crate) fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
     fd::insert(&entry(r, fd, pipe));
 }
 
-/// A connection just made (socketpair, connect, accept) through `fd`: its peer is there (the
-/// kernel just said so), which its first send and receive need not ask the kernel again.
-fn insert_connected(r: &Region, fd: i32, pipe: PipeHandle) {
+/// A connection just made (socketpair, connect, accept) through `fd`, its socket's only
+/// holder since `sole`: its peer is there (the kernel just said so), which its first send and
+/// receive need not ask the kernel again.
+fn insert_connected(r: &Region, fd: i32, pipe: PipeHandle, sole: fd::Sole) {
     insert(r, fd, pipe);
+    fd::set_sole(fd, sole);
     pipes::peer_present(r, fd, pipe);
 }
 
@@ -135,6 +174,7 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
         t => served_type(t)?,
     };
     let mut fds = [0i32; 2];
+    let sole = fd::Sole::before_create();
     let res = sys::syscall6(
         libc::SYS_socketpair,
         domain as usize,
@@ -152,12 +192,12 @@ pub fn socketpair(r: &Region, domain: u64, ty: u64, proto: u64, usv: usize) -> O
         sys::close(fds[1]);
         return Some(-(libc::EFAULT as i64));
     }
-    let queue = |fd: i32| sys::fstat(fd).and_then(|st| new_queue(r, &st, pipe::SOCK_LINKED | kind));
+    let queue = |fd: i32| sys::fstat(fd).and_then(|st| new_queue(r, st.st_ino, pipe::SOCK_LINKED | kind));
     // Without queues (the table is full) the pair is simply the kernel's.
     if let (Ok(a), Ok(b)) = (queue(fds[0]), queue(fds[1])) {
         pipe::sock_link(r, a, b);
-        insert_connected(r, fds[0], a);
-        insert_connected(r, fds[1], b);
+        insert_connected(r, fds[0], a, sole);
+        insert_connected(r, fds[1], b, sole);
     }
     Some(0)
 }
@@ -196,11 +236,27 @@ pub fn bind(r: &Region, fd: i32, uaddr: u64, alen: u64) -> Option<i64> {
 
 /// `listen`: the kernel's, then connections to the socket's name are announced as the shim's.
 pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
+    // A socket made here (or a listener announced here) held by this fd alone has no
+    // SO_PASSCRED that setsockopt here did not see: only its inode is left to learn.
+    let known = match (fd::fresh(fd), fd::listener(fd)) {
+        (Some(f), _) if f.sole.holds() => Some((None, f.sole)),
+        (_, Some(l)) if l.sole.holds() => Some((Some(l.ino as u64), l.sole)),
+        _ => None,
+    };
     let res = sys::syscall6(libc::SYS_listen, fd as usize, backlog as usize, 0, 0, 0, 0);
-    if res.is_ok() && is_served(fd) && !passcred(fd) {
-        let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
-        let mut len = addr.len() as u32;
-        let named = sys::syscall6(
+    if res.is_err() {
+        return Some(pipes::ret(res));
+    }
+    let ino = |known: Option<u64>| known.or_else(|| sys::fstat(fd).ok().map(|st| st.st_ino));
+    let this = match known {
+        Some((k, sole)) => ino(k).map(|i| (i, sole)),
+        None if is_served(fd) && !passcred(fd) => ino(None).map(|i| (i, fd::Sole::NO)),
+        None => None,
+    };
+    let mut addr = [0u8; 2 + names::UNIX_PATH_MAX];
+    let mut len = addr.len() as u32;
+    let named = this.is_some()
+        && sys::syscall6(
             libc::SYS_getsockname,
             fd as usize,
             addr.as_mut_ptr() as usize,
@@ -208,15 +264,18 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
             0,
             0,
             0,
-        );
-        if let (Ok(_), Ok(st)) = (named, sys::fstat(fd))
-            && let Some(name) = name_of(&addr[..(len as usize).min(addr.len())])
-        {
-            let listener = names::Listener { ino: st.st_ino as u32, pid: sys::getpid() as u32 };
-            names::register(r, name, listener);
-            fd::mark_listener(fd, listener.ino);
+        )
+        .is_ok();
+    if let Some((ino, sole)) = this.filter(|_| named)
+        && let Some(name) = name_of(&addr[..(len as usize).min(addr.len())])
+    {
+        let listener = names::Listener { ino: ino as u32, pid: own_pid() };
+        if let Some(name_slot) = names::register(r, name, listener) {
+            fd::mark_listener(fd, fd::Listening { ino: listener.ino, name_slot, sole });
         }
     }
+    // Listening, announced or not: not a socket to connect any more.
+    fd::unfresh(fd);
     Some(pipes::ret(res))
 }
 
@@ -239,11 +298,10 @@ pub fn listener_to_foreign(r: &Region, fd: i32) {
     }
 }
 
-/// A shim process closes a listening socket it announced.
-pub fn listener_released(r: &Region, fd: i32) {
-    if let Some(ino) = listening_ino(fd) {
-        names::release_listener(r, ino);
-    }
+/// A shim process closes a listening socket it announced (not as its only holder, which no
+/// program without the shim can then hold too).
+pub fn listener_released(r: &Region, l: &fd::Listening) {
+    names::release_listener(r, l.ino);
 }
 
 /// Whether process `pid` has an fd of the socket with inode `ino` (as /proc shows it).
@@ -335,14 +393,44 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     if u16::from_ne_bytes([addr[0], addr[1]]) != libc::AF_UNIX as u16 {
         return None;
     }
-    let kind = served_type(getsockopt_int(fd, libc::SO_TYPE).ok()?)?;
+    // A socket made here is known (see `fd::Fresh`); once connected, by us or the kernel, it is
+    // a shim fd or a plain kernel one.
+    let fresh = fd::fresh(fd);
+    let res = connect_unix(r, g, fd, uaddr, addr, fresh);
+    if fresh.is_some() && res.is_none_or(|v| v == 0) {
+        fd::unfresh(fd);
+    }
+    res
+}
+
+/// [`connect`] of a socket that is not the shim's yet, to the AF_UNIX address `addr` (the
+/// user's at `uaddr`).
+fn connect_unix(
+    r: &Region,
+    g: &sud::Guard,
+    fd: i32,
+    uaddr: usize,
+    addr: &[u8],
+    fresh: Option<fd::Fresh>,
+) -> Option<i64> {
+    let alen = addr.len() as u64;
+    let kind = match fresh {
+        Some(f) if f.records => pipe::SOCK_RECORDS,
+        Some(_) => 0,
+        None => served_type(getsockopt_int(fd, libc::SO_TYPE).ok()?)?,
+    };
     let name = name_of(addr)?;
     let listener = names::lookup(r, name)?;
-    let st = sys::fstat(fd).ok()?;
-    let (me, pid) = (st.st_ino, sys::getpid() as u32);
-    let queue = if passcred(fd) { None } else { Some(new_queue(r, &st, pipe::SOCK_PENDING | kind).ok()?) };
+    let me = sys::fstat(fd).ok()?.st_ino;
+    let sole = fresh.map_or(fd::Sole::NO, |f| f.sole);
+    let pid = own_pid();
+    let queue = if !sole.holds() && passcred(fd) {
+        None
+    } else {
+        Some(new_queue(r, me, pipe::SOCK_PENDING | kind).ok()?)
+    };
     if let Some(h) = queue {
-        early_timeouts(r, fd, &st, h);
+        early_timeouts(r, fd, me, h);
     }
     // Counted before the ticket: a connect of another thread that overlaps ours in any way
     // sees us, or we it.
@@ -386,7 +474,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         || diag::accept_queue_holds(listener.ino as u64, me)
         || !pipe::sock_refuse(r, h);
     if ours {
-        insert_connected(r, fd, h);
+        insert_connected(r, fd, h, sole);
     } else {
         let _ = names::pending_remove(r, listener, pid, ticket);
         pipe::release(r, h);
@@ -399,24 +487,26 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
 pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let lfd = a[0] as i32;
     let flags = if nr == libc::SYS_accept4 { a[3] as usize } else { 0 };
+    let sole = fd::Sole::before_create();
     let res = g.allow_signals(|| {
         sys::syscall6(libc::SYS_accept4, lfd as usize, a[1] as usize, a[2] as usize, flags, 0, 0)
     });
     let Ok(nfd) = res else { return Some(pipes::ret(res)) };
     let nfd = nfd as i32;
     // Only a stream client makes a pending queue: the diagnostics answer for the others.
-    if fd::is_listener(lfd) || getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
-        adopt(r, lfd, nfd);
+    let announced = fd::listener(lfd);
+    if announced.is_some() || getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
+        adopt(r, lfd, announced, nfd, sole);
     }
     Some(nfd as i64)
 }
 
-/// Finds the client queue of the connection `fd` accepted from listener `lfd`: its client
-/// process's oldest connect to the listener not taken yet (see shared_state::unix); and links
-/// ours to it.
-fn adopt(r: &Region, lfd: i32, fd: i32) {
+/// Finds the client queue of the connection `fd` accepted (its socket's only holder since
+/// `sole`) from listener `lfd` (`announced` by this process, if so): its client process's
+/// oldest connect to the listener not taken yet (see shared_state::unix); and links ours to it.
+fn adopt(r: &Region, lfd: i32, announced: Option<fd::Listening>, fd: i32, sole: fd::Sole) {
     let Ok(st) = sys::fstat(fd) else { return };
-    let Some(ino) = fd::listener_ino(lfd).or_else(|| sys::fstat(lfd).ok().map(|l| l.st_ino as u32)) else {
+    let Some(ino) = announced.map(|l| l.ino).or_else(|| sys::fstat(lfd).ok().map(|l| l.st_ino as u32)) else {
         return;
     };
     let listener = names::Listener { ino, pid: 0 };
@@ -431,7 +521,7 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
         return;
     }
     let kind = if pipe::sock_records(r, client) { pipe::SOCK_RECORDS } else { 0 };
-    let Ok(h) = new_queue(r, &st, pipe::SOCK_PENDING | kind) else {
+    let Ok(h) = new_queue(r, st.st_ino, pipe::SOCK_PENDING | kind) else {
         // No queue for us (a full table): the client must not wait for one.
         pipe::sock_refuse(r, client);
         return;
@@ -446,9 +536,10 @@ fn adopt(r: &Region, lfd: i32, fd: i32) {
     if pipe::handed_back(r, client) {
         let _ = pipe::sock_hand_back(r, h);
     }
-    insert_connected(r, fd, h);
-    // Inherited from the listener (set after listen, which the kernel then serves).
-    if passcred(fd) {
+    insert_connected(r, fd, h, sole);
+    // Inherited from the listener (set after listen, which the kernel then serves); one this
+    // process alone holds has none that setsockopt here did not see.
+    if !announced.is_some_and(|l| l.sole.holds()) && passcred(fd) {
         pipe::sock_set_passcred(r, client, true, scm::pid_ns());
         pipe::sock_set_sender_passcred(r, h, true);
     }
@@ -1220,18 +1311,21 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
 /// and frees the queues nobody can read any more, as the kernel frees a socket's buffers when
 /// it is released: a datagram socket's own receive queue (and its name) once it is released
 /// (`unix_diag` knows no released socket), and both queues of a connection once both its
-/// sockets are. For a connection, POLLHUP before the close says the peer is gone (or both
-/// directions were shut down); such closes are counted, and a collection, which finds every
-/// socket still held in one read of each process's fds, frees what they released
-/// ([`pipe::note_maybe_released`]).
+/// sockets are. An fd that was its socket's only holder (`fd::Sole`) releases it as it
+/// closes: the queue is marked released, and when the peer's was too, the caller frees both
+/// (returned: the peer's queue). Any other close of a connection is marked on its queue;
+/// POLLHUP before it says the peer is gone (or both directions were shut down), and such
+/// closes are counted, and a collection, which finds every socket still held in one read of
+/// each process's fds, frees what they released ([`pipe::note_maybe_released`]).
 pub fn dropping(
     r: &Region,
     p: &PipeFd,
     drop_fd: impl FnOnce() -> Result<usize, Errno>,
-) -> Result<usize, Errno> {
+) -> (Result<usize, Errno>, Option<PipeHandle>) {
     let own = pipe::object_ino(r, p.pipe);
     let flags = pipe::sock_flags(r, p.pipe);
     let state = flags & 0xff;
+    let mut both_gone = None;
     let res = if dgram::is_recv_queue(r, p) {
         let res = drop_fd();
         if own.is_some_and(diag::released) {
@@ -1246,19 +1340,42 @@ pub fn dropping(
             pipe::release(r, p.pipe);
         }
         res
-    } else if state == pipe::SOCK_LINKED && pipe::sock_peer(r, p.pipe).is_some() {
-        let hup = flags & pipe::SOCK_DGRAM != 0 || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
-        let res = drop_fd();
-        if hup {
-            pipe::note_maybe_released(r);
+    } else if state == pipe::SOCK_LINKED
+        && let Some(peer) = pipe::sock_peer(r, p.pipe)
+    {
+        if p.sole.holds() {
+            let res = drop_fd();
+            if res.is_ok() {
+                let release = if fd::released_by_close(p.fd, p.sole) {
+                    pipe::sock_released(r, p.pipe)
+                } else {
+                    // Another holder after all (a process started meanwhile): a collection
+                    // finds out.
+                    pipe::sock_closing(r, p.pipe);
+                    pipe::PeerRelease::Closed
+                };
+                match release {
+                    pipe::PeerRelease::Released => both_gone = Some(peer),
+                    pipe::PeerRelease::Closed => pipe::note_maybe_released(r),
+                    pipe::PeerRelease::Held => {}
+                }
+            }
+            res
+        } else {
+            pipe::sock_closing(r, p.pipe);
+            let hup = flags & pipe::SOCK_DGRAM != 0 || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
+            let res = drop_fd();
+            if hup || pipe::peer_release(r, p.pipe) == pipe::PeerRelease::Released {
+                pipe::note_maybe_released(r);
+            }
+            res
         }
-        res
     } else {
         // A connect not accepted yet: the pending table keeps its queue for the server.
         drop_fd()
     };
     note_change(r, p);
-    res
+    (res, both_gone)
 }
 
 /// Something about the connection changed (close, shutdown, flags): both queues' sleepers
@@ -1340,11 +1457,12 @@ fn note_early_timeout(fd: i32, flag: u32, zero: bool) {
     e.store(st.st_ino << 2 | if zero { bits | bit } else { bits & !bit }, Ordering::Relaxed);
 }
 
-/// The zero-timeout flags the socket `st` had before it got its queue `h` carry over.
-fn early_timeouts(r: &Region, fd: i32, st: &libc::stat, h: PipeHandle) {
+/// The zero-timeout flags the socket with inode `ino` had before it got its queue `h` carry
+/// over.
+fn early_timeouts(r: &Region, fd: i32, ino: u64, h: PipeHandle) {
     let Some(e) = usize::try_from(fd).ok().and_then(|i| EARLY_TIMEOUTS.get(i)) else { return };
     let v = e.load(Ordering::Relaxed);
-    if v >> 2 != st.st_ino {
+    if v >> 2 != ino {
         return;
     }
     for flag in [pipe::SOCK_RCVTIMEO_ZERO, pipe::SOCK_SNDTIMEO_ZERO] {
@@ -1370,6 +1488,12 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         )
     };
     let timeout = timeout_flag(a[1] as i32, a[2] as i32);
+    let passcred_opt = a[1] as i32 == SOL_SOCKET && a[2] as i32 == libc::SO_PASSCRED;
+    if passcred_opt && (fd::fresh(a[0] as i32).is_some() || fd::is_listener(a[0] as i32)) {
+        // A fresh socket's or a listener's SO_PASSCRED is no longer known to be off (see
+        // `listen`, `connect`, `adopt`).
+        fd::share(a[0] as i32);
+    }
     let Some(p) = fd::lookup(r, a[0] as i32).filter(|p| p.socket) else {
         let flag = timeout?;
         let res = kernel();
@@ -1388,7 +1512,6 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let sndbuf = p.packet
         && a[1] as i32 == SOL_SOCKET
         && matches!(a[2] as i32, libc::SO_SNDBUF | libc::SO_SNDBUFFORCE);
-    let passcred_opt = a[1] as i32 == SOL_SOCKET && a[2] as i32 == libc::SO_PASSCRED;
     if dgram::is_recv_queue(r, &p) {
         // Its own queue: senders add their credentials; a larger send buffer is asked at
         // each large send.

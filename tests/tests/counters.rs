@@ -22,34 +22,48 @@ fn counters(status: &str) -> HashMap<String, HashMap<String, u64>> {
     all
 }
 
-#[test]
-fn status_counts_a_known_workload() {
-    let exe =
-        diff::compile(&ipcshim_tests::workspace_root().join("tests/c/counters_workload.c")).expect("compile");
-    let ns = format!("counters-{}", std::process::id());
+/// Runs `args` of the `ipcshim` command in namespace `ns` with its files in `dir`; its stdout.
+fn ipcshim(ns: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(cli_bin())
+        .args(["--ns", ns])
+        .args(args)
+        .env("IPCSHIM_DIR", dir)
+        .env_remove("LD_PRELOAD")
+        .env_remove("IPCSHIM_DISABLE")
+        .env_remove("IPCSHIM_CATCHALL")
+        .output()
+        .expect("run ipcshim");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// `ipcshim status` after `tests/c/SOURCE` ran under `ipcshim run` in a namespace of its own
+/// with `args` (the namespace's directory first), printing "done".
+fn status_after(source: &str, args: &[&str]) -> String {
+    let exe = diff::compile(&ipcshim_tests::workspace_root().join("tests/c").join(source)).expect("compile");
+    let ns = format!("counters-{}-{}", source.trim_end_matches(".c"), std::process::id());
     let dir = ipcshim_tests::state_base().join(format!("ipcshim-{ns}"));
     fs::create_dir_all(&dir).expect("scratch dir");
-    let run = |args: &[&str]| {
-        let out = Command::new(cli_bin())
-            .args(["--ns", &ns])
-            .args(args)
-            .env("IPCSHIM_DIR", &dir)
-            .env_remove("LD_PRELOAD")
-            .env_remove("IPCSHIM_DISABLE")
-            .env_remove("IPCSHIM_CATCHALL")
-            .output()
-            .expect("run ipcshim");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
-        text
-    };
-    assert_eq!(run(&["run", "--", exe.to_str().expect("utf-8 path")]), "done\n");
-    let status = run(&["status"]);
+    let (exe, path) = (exe.to_str().expect("utf-8 path"), dir.to_str().expect("utf-8 path"));
+    assert_eq!(ipcshim(&ns, &dir, &[&["run", "--", exe, path][..], args].concat()), "done\n");
+    let status = ipcshim(&ns, &dir, &["status"]);
     let _ = fs::remove_dir_all(&dir);
-    let c = counters(&status);
-    let get = |family: &str, key: &str| {
-        *c.get(family).and_then(|f| f.get(key)).unwrap_or_else(|| panic!("no {family} {key} in:\n{status}"))
-    };
+    status
+}
+
+/// Counter `key` of `family` in `status`.
+fn get(status: &str, family: &str, key: &str) -> u64 {
+    *counters(status)
+        .get(family)
+        .and_then(|f| f.get(key))
+        .unwrap_or_else(|| panic!("no {family} {key} in:\n{status}"))
+}
+
+#[test]
+fn status_counts_a_known_workload() {
+    let status = status_after("counters_workload.c", &[]);
+    let get = |family: &str, key: &str| get(&status, family, key);
     let exact = [
         ("shm", "calls", 4),
         ("procs", "reaped", 1),
@@ -67,4 +81,25 @@ fn status_counts_a_known_workload() {
     assert!(get("sem", "calls") >= 3, "{status}");
     assert!(get("pipes", "waits") >= 1 && get("pipes", "wakeups") >= 1, "{status}");
     assert!(get("procs", "catchall_traps") > 0, "{status}");
+}
+
+/// A connection's queues go at its sockets' release, as the kernel frees a socket's buffers:
+/// an accepted socket closed by the only fd that ever held it needs no collection (and making
+/// ever more connections runs none), one closed after a dup is freed by the collection
+/// `status` makes.
+#[test]
+fn connections_are_freed_at_their_last_close() {
+    let (sole, shared) = (3000u64, 100u64);
+    let status = status_after("connect_cycles.c", &[&sole.to_string(), &shared.to_string()]);
+    let get = |family: &str, key: &str| get(&status, family, key);
+    let cycles = sole + shared;
+    assert_eq!(get("pipes", "created"), 2 * cycles, "{status}");
+    assert_eq!(get("sockets", "connections"), cycles, "{status}");
+    assert_eq!(get("sockets", "bytes_in"), 200 * cycles, "{status}");
+    assert_eq!(get("sockets", "bytes_out"), 200 * cycles, "{status}");
+    assert_eq!(get("sockets", "handed_back"), 0, "{status}");
+    // Status's own collection is the only one, and finds only the dup'd connections' queues.
+    let line = status.lines().find(|l| l.starts_with("pipes, FIFOs:")).expect("pipes line");
+    assert!(line.contains(" 0 live,"), "{status}");
+    assert!(line.ends_with(&format!("1 collections freed {}", 2 * shared)), "{status}");
 }

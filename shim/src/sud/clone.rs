@@ -18,8 +18,8 @@ pub(super) fn clone(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     let vm = flags & libc::CLONE_VM as u64 != 0;
     let new_tls = flags & libc::CLONE_SETTLS as u64 != 0;
     crate::ipcns::before_clone(flags);
-    if flags & libc::CLONE_FILES as u64 == 0 {
-        crate::epoll::forking();
+    if !shares_fds_and_memory(flags) {
+        crate::fd::forking();
     }
     if vm || new_tls {
         if new_tls {
@@ -36,8 +36,20 @@ pub(super) fn clone(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     copy_child(fork_onto(uc, libc::SYS_clone, &b, a[1]), flags)
 }
 
-/// In a child that is a copy of the process (fork's result 0): a new IPC namespace's.
+/// A thread of ours: its fd table and memory are ours, so it is no other holder of our fds
+/// (a process sharing only the fd table, or only memory, is: see `fd::forking`).
+fn shares_fds_and_memory(flags: u64) -> bool {
+    let both = (libc::CLONE_FILES | libc::CLONE_VM) as u64;
+    flags & both == both
+}
+
+/// In a child that is a copy of the process (fork's result 0): a new IPC namespace's. Both
+/// sides count the fork again once it is made: a socket one of the parent's threads made
+/// in between, and the child's copy of every fd, have another holder.
 fn copy_child(r: i64, flags: u64) -> i64 {
+    if r >= 0 {
+        crate::fd::forking();
+    }
     if r == 0 {
         crate::ipcns::clone_child(flags);
     }
@@ -69,8 +81,8 @@ pub(super) fn clone3(uc: &mut ucontext_t, a: &[u64; 6]) -> i64 {
     if size < 64 || crate::copy::slice_in(as_bytes(&mut args, size.min(88)), a[0] as usize).is_err() {
         return raw(libc::SYS_clone3, a);
     }
-    if args[0].flags & libc::CLONE_FILES as u64 == 0 {
-        crate::epoll::forking();
+    if !shares_fds_and_memory(args[0].flags) {
+        crate::fd::forking();
     }
     if size > size_of::<CloneArgs>() {
         let flags = args[0].flags;

@@ -96,13 +96,18 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         }
         libc::SYS_clone3 => super::clone::clone3(uc, &a),
         libc::SYS_vfork => {
-            crate::epoll::forking();
+            crate::fd::forking();
             redirect(uc, nr, true)
         }
         libc::SYS_clone => super::clone::clone(uc, &a),
         libc::SYS_fork => {
-            crate::epoll::forking();
-            fork_here(nr, &a)
+            crate::fd::forking();
+            let r = fork_here(nr, &a);
+            // Again once made, on both sides (see `clone::copy_child`).
+            if r >= 0 {
+                crate::fd::forking();
+            }
+            r
         }
         libc::SYS_rt_sigaction => signals::rt_sigaction(&a, user),
         libc::SYS_rt_sigprocmask => sigprocmask(uc, &a, user),
