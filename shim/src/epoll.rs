@@ -37,8 +37,8 @@ const KBUF: usize = 1024;
 /// Where io_uring cannot be had: the longest sleep of a set with kernel fds between two looks
 /// at its shim objects.
 const MIXED_SLICE_NS: i64 = 2_000_000;
-/// The longest kernel sleep of a wait on a set without shim interests (while the namespace has
-/// some elsewhere), between two looks at whether one was added meanwhile.
+/// The longest kernel sleep of a wait on a set without shim interests, between two looks at
+/// whether one was added meanwhile.
 const KERNEL_SLICE_NS: i64 = 50_000_000;
 /// A shim-only set asks the kernel about its placeholders (a peer killed, which no shim code
 /// reports) after a sleep this long.
@@ -855,8 +855,8 @@ pub fn wait(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> {
     let served = match object_of(r, epfd) {
         Lookup::NotEpoll => return None,
         Lookup::Obj(_) => true,
-        // While the namespace has none, no shim interest can appear without a new instance.
-        Lookup::NoObj if ep::ns(r).live.load(SeqCst) == 0 => return None,
+        // Even while the namespace has no instance: another thread or process adding a shim
+        // interest to this set meanwhile makes one, which only a look between slices sees.
         Lookup::NoObj => false,
     };
     // Argument errors of a set without shim interests are the kernel's to report.
