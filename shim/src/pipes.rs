@@ -1000,6 +1000,9 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 /// them).
 pub fn exiting(r: &Region) {
     crate::foreign::each_open_fd(|fd| {
+        if crate::region::is_own_fd(fd) {
+            return;
+        }
         if fd::is_listener(fd) {
             let _ = close(r, fd);
         } else if let Some(h) = crate::epoll::instance_of(fd) {

@@ -163,6 +163,12 @@ fn fds() -> [i32; 2] {
     [FDS[0].load(Ordering::Relaxed), FDS[1].load(Ordering::Relaxed)]
 }
 
+/// Whether `fd` is one of the region descriptors kept open here (the namespace's, or an IPC
+/// namespace's): never a shim object, nothing for an exit or exec to look at.
+pub fn is_own_fd(fd: i32) -> bool {
+    fd >= 0 && (fds().contains(&fd) || crate::ipcns::files().contains(&fd))
+}
+
 /// The region file's read-write descriptor here (every process of the namespace keeps it
 /// open: the epoll collector tells them by it).
 pub fn rw_fd() -> i32 {
@@ -263,10 +269,14 @@ pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
 
 /// Just before an exec: the region's descriptors are made inheritable when the new image
 /// `stays` in our namespace (the program may have set FD_CLOEXEC on them), close-on-exec
-/// otherwise. Whether they are passed on.
-pub fn prepare_exec(stays: bool) -> bool {
+/// otherwise; left alone when there is no file to exec (`found`: the exec fails with ENOENT).
+/// Whether they are passed on.
+pub fn prepare_exec(stays: bool, found: bool) -> bool {
     let fds = fds();
     let keep = stays && fds.iter().all(|&f| f >= 0);
+    if !found {
+        return keep;
+    }
     let flag = if keep { 0 } else { libc::FD_CLOEXEC };
     for f in fds.into_iter().filter(|&f| f >= 0) {
         let _ = sys::syscall6(libc::SYS_fcntl, f as usize, libc::F_SETFD as usize, flag as usize, 0, 0, 0);

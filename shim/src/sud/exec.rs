@@ -344,12 +344,14 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan, region: Option<&[u8]>) -> Option<
 
 /// execve(path, argv, envp) or execveat(dirfd, path, argv, envp, flags).
 pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
-    let i = if nr == libc::SYS_execve { 2 } else { 3 };
+    let (i, dirfd, path) =
+        if nr == libc::SYS_execve { (2, libc::AT_FDCWD, a[0]) } else { (3, a[0] as i32, a[1]) };
+    let found = crate::region::active().is_none_or(|r| crate::foreign::before_exec(r, dirfd, path as usize));
     let mut entry = [0u8; 256];
     let len = crate::region::exec_entry(&mut entry);
     let plan = env().and_then(|env| {
         let s = scan(user, env, a[i] as usize, &entry[..len])?;
-        let region = crate::region::prepare_exec(!s.leaves(env)).then_some(&entry[..len]);
+        let region = crate::region::prepare_exec(!s.leaves(env), found).then_some(&entry[..len]);
         let region_done = match (region, s.region) {
             (Some(_), Some((_, same))) => same,
             (None, None) => true,
@@ -377,7 +379,7 @@ pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
         }
     };
     crate::signals::exec_failed(ign);
-    if let Some(region) = crate::region::active() {
+    if let Some(region) = crate::region::active().filter(|_| found) {
         crate::foreign::exec_failed(region);
     }
     r
