@@ -470,6 +470,15 @@ pub fn name_from_env() -> Result<NsName, RegionError> {
 /// number closed and reused for something else is not taken for the region).
 pub const FD_VAR: &str = "IPCSHIM_REGION_FD";
 
+/// Region files an exec'd image was handed (see [`RegionFiles::handed`]): open here as the
+/// file `dev`, `ino`, of `size` bytes.
+pub struct Handed {
+    pub files: RegionFiles,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+}
+
 /// A region file's two open descriptors: read-write for the region, read-only for the
 /// read-only view of the data area (an SHM_RDONLY attachment must not be made writable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -528,12 +537,22 @@ impl RegionFiles {
 
     /// The region files this process was handed in [`FD_VAR`] (see [`RegionFiles::inherited`]).
     pub fn from_env() -> Option<RegionFiles> {
-        Self::inherited(&std::env::var(FD_VAR).ok()?)
+        Self::handed_from_env().map(|h| h.files)
+    }
+
+    /// As [`RegionFiles::from_env`], with what was learnt checking them.
+    pub fn handed_from_env() -> Option<Handed> {
+        Self::handed(&std::env::var(FD_VAR).ok()?)
     }
 
     /// The region files named by `value` (`RW,RO,DEV,INO`), if they are open here as that file
     /// with those access modes.
     pub fn inherited(value: &str) -> Option<RegionFiles> {
+        Self::handed(value).map(|h| h.files)
+    }
+
+    /// As [`RegionFiles::inherited`], with the file's identity and size.
+    pub fn handed(value: &str) -> Option<Handed> {
         // What follows a ';' is the IPC namespace's (see the shim's `ipcns`).
         let value = value.split(';').next().unwrap_or_default();
         let mut it = value.split(',').map(|w| w.parse::<u64>().ok());
@@ -541,12 +560,16 @@ impl RegionFiles {
         let (rw, ro, dev, ino) = (next()?, next()?, next()?, next()?);
         let files = RegionFiles { rw: i32::try_from(rw).ok()?, ro: i32::try_from(ro).ok()? };
         let same = |fd: i32, mode: i32| {
-            sys::fstat(fd).is_ok_and(|st| {
-                st.st_mode & libc::S_IFMT == libc::S_IFREG && (st.st_dev, st.st_ino) == (dev, ino)
-            }) && sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
-                .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
+            sys::fstat(fd).ok().filter(|st| {
+                st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && (st.st_dev, st.st_ino) == (dev, ino)
+                    && sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+                        .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
+            })
         };
-        (same(files.rw, libc::O_RDWR) && same(files.ro, libc::O_RDONLY)).then_some(files)
+        let st = same(files.rw, libc::O_RDWR)?;
+        same(files.ro, libc::O_RDONLY)?;
+        Some(Handed { files, dev, ino, size: st.st_size as u64 })
     }
 
     /// The IPC namespace's region files named after the ';' of [`FD_VAR`]
@@ -700,6 +723,26 @@ impl Region {
         let res = Self::map(&files, &name.path);
         files.close();
         res
+    }
+
+    /// Maps the region of the files an exec'd image was handed. The process that handed them
+    /// down mapped them, so the file is complete and on a memory file system: neither the file
+    /// system nor the creation lock is looked at again, only the header (the layout of this
+    /// build). Anything unexpected goes the long way ([`Region::map`]), which says what it is.
+    pub fn map_handed(h: &Handed, path: &str) -> Result<Region, RegionError> {
+        if h.size == TOTAL_SIZE && Self::validate(h.files.rw, h.size).is_ok() {
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            if let Ok(base) = sys::mmap(0, TOTAL_SIZE as usize, prot, libc::MAP_SHARED, h.files.rw, 0) {
+                let ro = libc::PROT_READ;
+                match sys::mmap(0, SHM_DATA_SIZE as usize, ro, libc::MAP_SHARED, h.files.ro, SHM_DATA_OFF) {
+                    Ok(ro_data) => return Ok(Region { base, ro_data, path: path.to_string() }),
+                    Err(_) => {
+                        let _ = sys::munmap(base, TOTAL_SIZE as usize);
+                    }
+                }
+            }
+        }
+        Self::map(&h.files, path)
     }
 
     /// Maps the region behind `files` (named `path` in messages). Concurrent first openers

@@ -23,9 +23,9 @@ extern "C" fn atfork_child() {
 extern "C" fn init() {
     crate::real::resolve_all();
     if let Some(r) = region::init() {
-        // First: a reader may be waiting for an end our exec closed (see `pipe_exec`).
-        shared_state::pipe_exec::finish(r, shared_state::sys::getpid());
         proc::identify_self();
+        // First: a reader may be waiting for an end our exec closed (see `pipe_exec`).
+        shared_state::pipe_exec::finish(r, proc::self_pid());
         // exec keeps the pid and start time: a record that matches them is our old image's.
         proc::exec_cleanup(r);
         // The IPC namespace the exec'ing thread was in, if not the tree's own.

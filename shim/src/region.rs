@@ -41,12 +41,12 @@ pub fn init() -> Option<&'static Region> {
         STATE.store(DISABLED, Ordering::Release);
         return None;
     }
-    let opened = match RegionFiles::from_env() {
-        Some(files) => Region::map(&files, &files.path()).map(|r| (r, files)),
+    let opened = match RegionFiles::handed_from_env() {
+        Some(h) => Region::map_handed(&h, &h.files.path()).map(|r| (r, h.files, (h.dev, h.ino))),
         None => region::name_from_env().and_then(|name| {
             let files = keep_high(RegionFiles::open(&name, true)?);
             match Region::map(&files, &name.path) {
-                Ok(r) => Ok((r, files)),
+                Ok(r) => Ok((r, files, files.identity().unwrap_or_default())),
                 Err(e) => {
                     files.close();
                     Err(e)
@@ -55,8 +55,7 @@ pub fn init() -> Option<&'static Region> {
         }),
     };
     match opened {
-        Ok((r, files)) => {
-            let (dev, ino) = files.identity().unwrap_or_default();
+        Ok((r, files, (dev, ino))) => {
             DEV.store(dev, Ordering::Relaxed);
             INO.store(ino, Ordering::Relaxed);
             // Not put into our own environment (a program may define its own setenv, as bash
