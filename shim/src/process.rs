@@ -4,6 +4,7 @@ use crate::region;
 use shared_state::proc;
 
 extern "C" fn atfork_prepare() {
+    crate::sud::before_fork();
     let _g = crate::sud::enter();
     crate::ipcns::each_region(proc::fork::prepare);
 }
