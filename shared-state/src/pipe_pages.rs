@@ -67,10 +67,13 @@ impl PagePool {
             return None;
         }
         let head = self.free[order];
-        // A free run's first page was written before (it holds the link): it has memory.
         let page = match head.checked_sub(1) {
             Some(page) if self.valid(page, order) => {
-                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                // A free run's first page was written before (it holds the link): it has memory,
+                // and only the pages after it may need theirs (a freed ring's later pages go
+                // back to the file system).
+                let more = reserve.saturating_sub(1) * PAGE_SIZE;
+                backing::populate(region, PIPE_PAGES_OFF + (page + 1) * PAGE_SIZE, more).ok()?;
                 intent(page);
                 self.free[order] = Self::link(region, page).load(Ordering::Relaxed);
                 page

@@ -822,10 +822,15 @@ pub fn note_closed(r: &Region, p: &PipeFd) {
     }
 }
 
-/// An fd of `p` was closed: as [`note_closed`], and epoll sets check whether their interests
-/// in it went with the file (its last reference), as the kernel's release wakes its peers.
+/// An fd of `p` was closed: its other side's sleepers look again (or a socket's peer), and
+/// epoll sets check whether their interests in it went with the file (its last reference), as
+/// the kernel's release wakes its peers.
 pub fn closed(r: &Region, p: &PipeFd) {
-    note_closed(r, p);
+    if p.socket {
+        crate::unix::note_change(r, p);
+    } else {
+        pipe::note_end_closed(r, p.pipe, p.read, p.write);
+    }
     crate::epoll::object_closed(r, p);
 }
 
