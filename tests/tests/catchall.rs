@@ -288,6 +288,25 @@ fn sigaction_reports_what_the_application_set() {
     assert!(s.traps() > 0);
 }
 
+/// An exec'd image starts with the dispositions exec leaves (ignored ones kept, handlers back to
+/// the default, flags and masks cleared): the shim reads those from the kernel only when the
+/// application first asks for or sets one (the image loads nothing but libc), and sigaction
+/// and the signals themselves behave as on the kernel.
+#[test]
+fn dispositions_inherited_across_exec() {
+    let s = Scratch::new("inherited");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "inherited"], &[]);
+    assert_eq!(
+        out,
+        "SIGPIPE: ignored flags 0 mask-empty 1\nSIGUSR1: ignored flags 0 mask-empty 1\n\
+         SIGINT: default flags 0 mask-empty 1\nSIGTERM: default flags 0 mask-empty 1\n\
+         SIGRTMIN+5: default flags 0 mask-empty 1\nold SIGUSR1 ignored 1\n\
+         old SIGRTMIN+5 default 1\nhandlers ran 2\n"
+    );
+    assert!(s.traps() > 0);
+}
+
 /// glibc cancels a thread blocked in read() by unwinding from its SIGCANCEL handler; under the
 /// shim that unwind crosses our trampoline, two signal frames and the SIGSYS handler.
 #[test]

@@ -93,11 +93,14 @@ fn read_chunk(user: User, addr: usize, buf: &mut [u8]) -> Option<usize> {
     user.copy_in(&mut buf[..len], addr).then_some(len)
 }
 
-/// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop.
+/// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop. The
+/// first read is short: most entries are told apart from ours by their first bytes.
 fn each_byte(user: User, mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
     let mut buf = [0u8; 256];
+    let mut want = 32;
     loop {
-        let n = read_chunk(user, addr, &mut buf)?;
+        let n = read_chunk(user, addr, &mut buf[..want])?;
+        want = buf.len();
         for &b in &buf[..n] {
             if b == 0 || !f(b) {
                 return Some(());
