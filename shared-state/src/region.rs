@@ -799,8 +799,10 @@ impl Region {
     }
 
     /// Checks the header of an existing file without mapping it (a short file would SIGBUS).
+    /// Only its identity and shape are read (the fields before `created`).
     fn validate(fd: i32, size: u64) -> Result<(), RegionErrorKind> {
-        let mut buf = [0u8; size_of::<Header>()];
+        const SHAPE: usize = core::mem::offset_of!(Header, created);
+        let mut buf = [0u8; SHAPE];
         let n = sys::pread(fd, &mut buf, 0).map_err(|e| RegionErrorKind::Io("read", e))?;
         if n < 16 || buf[..8] != MAGIC {
             return Err(RegionErrorKind::Foreign);
@@ -809,19 +811,20 @@ impl Region {
         if version != LAYOUT_VERSION {
             return Err(RegionErrorKind::Version(version));
         }
-        if n < buf.len() {
+        if size < size_of::<Header>() as u64 {
             return Err(RegionErrorKind::Size(size));
         }
-        // SAFETY: `buf` holds size_of::<Header>() bytes and Header is plain data (atomics and
-        // a pthread mutex are valid for any bit pattern as far as reading fields goes).
-        let hdr = unsafe { &*(buf.as_ptr() as *const Header) };
-        if hdr.total_size != TOTAL_SIZE || hdr.layout != layout() {
+        let word = |off: usize| u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap());
+        let total = word(core::mem::offset_of!(Header, total_size));
+        let at = core::mem::offset_of!(Header, layout);
+        if total != TOTAL_SIZE || (0..layout().len()).any(|i| word(at + 8 * i) != layout()[i]) {
             return Err(RegionErrorKind::OtherBuild);
         }
         if size != TOTAL_SIZE {
             return Err(RegionErrorKind::Size(size));
         }
-        if hdr.state.load(Ordering::Relaxed) != STATE_READY {
+        let at = core::mem::offset_of!(Header, state);
+        if u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) != STATE_READY {
             return Err(RegionErrorKind::Incomplete);
         }
         Ok(())

@@ -95,6 +95,10 @@ reals! {
     EPOLL_WAIT = "epoll_wait",
     EPOLL_PWAIT = "epoll_pwait",
     EPOLL_CTL = "epoll_ctl",
+    EXECVE = "execve",
+    EXECV = "execv",
+    EXECVP = "execvp",
+    EXECVPE = "execvpe",
 }
 
 /// glibc's `__libc_single_threaded` (0 before the constructor ran, or without one).

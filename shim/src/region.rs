@@ -266,20 +266,19 @@ pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
     len
 }
 
-/// Just before an exec: the region's descriptors are made inheritable when the new image
-/// `stays` in our namespace (the program may have set FD_CLOEXEC on them), close-on-exec
-/// otherwise; left alone when there is no file to exec (`found`: the exec fails with ENOENT).
-/// Whether they are passed on.
-pub fn prepare_exec(stays: bool, found: bool) -> bool {
-    let fds = fds();
-    let keep = stays && fds.iter().all(|&f| f >= 0);
-    if !found {
-        return keep;
-    }
+/// Whether an exec passes the region's descriptors on: when the new image `stays` in our
+/// namespace and we still have them.
+pub fn passes_on(stays: bool) -> bool {
+    stays && fds().iter().all(|&f| f >= 0)
+}
+
+/// Just before an exec (of a file that exists): the region's descriptors are made inheritable
+/// when they are passed on (`keep`; the program may have set FD_CLOEXEC on them), close-on-exec
+/// otherwise.
+pub fn prepare_exec(keep: bool) {
     let flag = if keep { 0 } else { libc::FD_CLOEXEC };
-    for f in fds.into_iter().filter(|&f| f >= 0) {
+    for f in fds().into_iter().filter(|&f| f >= 0) {
         let _ = sys::syscall6(libc::SYS_fcntl, f as usize, libc::F_SETFD as usize, flag as usize, 0, 0, 0);
     }
     crate::ipcns::prepare_exec(keep);
-    keep
 }

@@ -24,6 +24,7 @@ mod stubs;
 mod trap;
 pub(crate) mod user;
 
+pub(crate) use exec::{execve, execvpe};
 pub(crate) use patch::settle;
 pub(crate) use stubs::fault_fixup;
 
