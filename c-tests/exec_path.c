@@ -101,6 +101,10 @@ static void put(const char *path, const char *text, mode_t mode)
 int main(void)
 {
 	setup();
+	/* A directory of its own: the same working directory may serve several runs. */
+	char dir[] = "exec_path.XXXXXX";
+	if (!mkdtemp(dir) || chdir(dir))
+		die("mkdtemp");
 	if (mkdir("d1", 0755) || mkdir("d2", 0755) || mkdir("d3", 0755) || mkdir("d4", 0755))
 		die("mkdir");
 	/* Not executable; a script without #!; two real programs; a plain file in PATH. */
