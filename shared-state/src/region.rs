@@ -399,7 +399,12 @@ pub struct Region {
     /// A read-only mapping of the data area, from a read-only open: views duplicated from it
     /// cannot be made writable (SHM_RDONLY attachments refuse mprotect(PROT_WRITE) with EACCES).
     ro_data: usize,
+    /// The file's path, or empty when it is read from [`Region::fd_hint`] at need (a region an
+    /// exec'd image was handed: the readlink of a fresh process's /proc/self/fd costs more
+    /// than everything else its start-up does with the region).
     pub path: String,
+    /// A descriptor of the file in this process, kept up to date by its keeper; -1 if none.
+    fd_hint: core::sync::atomic::AtomicI32,
 }
 
 // SAFETY: the region is shared memory whose fields are either atomics or guarded by the region
@@ -725,24 +730,57 @@ impl Region {
         res
     }
 
+    fn new(base: usize, ro_data: usize, path: String) -> Region {
+        Region { base, ro_data, path, fd_hint: core::sync::atomic::AtomicI32::new(-1) }
+    }
+
     /// Maps the region of the files an exec'd image was handed. The process that handed them
     /// down mapped them, so the file is complete and on a memory file system: neither the file
     /// system nor the creation lock is looked at again, only the header (the layout of this
-    /// build). Anything unexpected goes the long way ([`Region::map`]), which says what it is.
-    pub fn map_handed(h: &Handed, path: &str) -> Result<Region, RegionError> {
+    /// build). Its path is left to be read when needed ([`Region::set_fd_hint`]). Anything
+    /// unexpected goes the long way ([`Region::map`], named `path()`), which says what it is.
+    pub fn map_handed(h: &Handed, path: impl FnOnce() -> String) -> Result<Region, RegionError> {
         if h.size == TOTAL_SIZE && Self::validate(h.files.rw, h.size).is_ok() {
             let prot = libc::PROT_READ | libc::PROT_WRITE;
             if let Ok(base) = sys::mmap(0, TOTAL_SIZE as usize, prot, libc::MAP_SHARED, h.files.rw, 0) {
                 let ro = libc::PROT_READ;
                 match sys::mmap(0, SHM_DATA_SIZE as usize, ro, libc::MAP_SHARED, h.files.ro, SHM_DATA_OFF) {
-                    Ok(ro_data) => return Ok(Region { base, ro_data, path: path.to_string() }),
+                    Ok(ro_data) => return Ok(Region::new(base, ro_data, String::new())),
                     Err(_) => {
                         let _ = sys::munmap(base, TOTAL_SIZE as usize);
                     }
                 }
             }
         }
-        Self::map(&h.files, path)
+        Self::map(&h.files, &path())
+    }
+
+    /// A descriptor of the region's file, for [`Region::path`] when it is empty.
+    pub fn set_fd_hint(&self, fd: i32) {
+        self.fd_hint.store(fd, Ordering::Relaxed);
+    }
+
+    /// The region file's path into `out` (NUL-terminated): its name, or where the descriptor
+    /// of [`Region::set_fd_hint`] leads; the length without the NUL, None if neither fits.
+    pub fn path_into(&self, out: &mut [u8; 512]) -> Option<usize> {
+        let p = self.path.as_bytes();
+        if !p.is_empty() {
+            out.get_mut(..p.len())?.copy_from_slice(p);
+            *out.get_mut(p.len())? = 0;
+            return Some(p.len());
+        }
+        let fd = self.fd_hint.load(Ordering::Relaxed);
+        if fd < 0 {
+            return None;
+        }
+        let mut link = [0u8; 32];
+        link[..14].copy_from_slice(b"/proc/self/fd/");
+        let mut digits = [0u8; 10];
+        let k = crate::pipe_gc::itoa(fd as u32, &mut digits);
+        link[14..14 + k].copy_from_slice(&digits[..k]);
+        let n = sys::readlinkat(libc::AT_FDCWD, &link[..14 + k + 1], &mut out[..511]).ok()?;
+        out[n] = 0;
+        Some(n)
     }
 
     /// Maps the region behind `files` (named `path` in messages). Concurrent first openers
@@ -770,7 +808,7 @@ impl Region {
                 let _ = sys::munmap(base, TOTAL_SIZE as usize);
                 err(RegionErrorKind::Io("mmap", e))
             })?;
-        let region = Region { base, ro_data, path: path.to_string() };
+        let region = Region::new(base, ro_data, path.to_string());
         if fresh {
             // SAFETY: we hold the exclusive flock on a zero-length file we just sized: no other
             // process has the header mapped in a usable state yet.
@@ -916,16 +954,10 @@ impl Region {
 
     /// Bytes of memory the region file really occupies.
     pub fn resident_bytes(&self) -> u64 {
-        let mut cpath = self.path.as_bytes().to_vec();
-        cpath.push(0);
-        // SAFETY: zeroed stat is valid; `cpath` is NUL-terminated.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        // SAFETY: valid pointers for the call.
-        if unsafe { libc::stat(cpath.as_ptr() as *const libc::c_char, &mut st) } == 0 {
-            st.st_blocks as u64 * 512
-        } else {
-            0
-        }
+        let mut path = [0u8; 512];
+        self.path_into(&mut path)
+            .and_then(|n| sys::fstatat(libc::AT_FDCWD, &path[..n + 1]).ok())
+            .map_or(0, |st| st.st_blocks as u64 * 512)
     }
 }
 

@@ -22,7 +22,9 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) -> bool {
         crate::unix::forget_own_listeners(r);
     }
     let pid = sys::getpid();
-    each_open_fd(|fd| {
+    // An image without the shim must get every shim fd back from the kernel: all are looked at.
+    let census = !foreign;
+    each_fd_that_matters(census, |fd| {
         let listener = fd::is_listener(fd);
         if !foreign && !listener && fd::known_other(fd) || crate::region::is_own_fd(fd) {
             return;
@@ -122,6 +124,14 @@ fn is_static_elf(f: i32) -> bool {
             }
         }
     })
+}
+
+/// Calls `f` for every fd whose going may matter to other processes: those of the census
+/// (`fd::each_in_census`) when `census` allows and it is whole, else every open fd.
+pub fn each_fd_that_matters(census: bool, mut f: impl FnMut(i32)) {
+    if !(census && fd::each_in_census(&mut f)) {
+        each_open_fd(f);
+    }
 }
 
 /// Calls `f` for every open fd, listed from /proc/self/fd.

@@ -1004,7 +1004,7 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 /// check. That includes the fds the table has not seen (inherited by an image that never used
 /// them).
 pub fn exiting(r: &Region) {
-    crate::foreign::each_open_fd(|fd| {
+    crate::foreign::each_fd_that_matters(true, |fd| {
         if crate::region::is_own_fd(fd) {
             return;
         }

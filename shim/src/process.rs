@@ -6,6 +6,8 @@ use shared_state::proc;
 extern "C" fn atfork_prepare() {
     crate::sud::before_fork();
     let _g = crate::sud::enter();
+    // Taken once here rather than by every child at its exec or exit (see `fd`).
+    crate::fd::census_from_listing();
     crate::ipcns::each_region(proc::fork::prepare);
 }
 

@@ -42,7 +42,12 @@ pub fn init() -> Option<&'static Region> {
         return None;
     }
     let opened = match RegionFiles::handed_from_env() {
-        Some(h) => Region::map_handed(&h, &h.files.path()).map(|r| (r, h.files, (h.dev, h.ino))),
+        Some(h) => {
+            // What follows RW,RO,DEV,INO: the census of the fds the exec handed down.
+            let value = std::env::var(region::FD_VAR).unwrap_or_default();
+            crate::fd::census_start(value.split(';').next().and_then(|v| v.split(',').nth(4)));
+            Region::map_handed(&h, || h.files.path()).map(|r| (r, h.files, (h.dev, h.ino)))
+        }
         None => region::name_from_env().and_then(|name| {
             let files = keep_high(RegionFiles::open(&name, true)?);
             match Region::map(&files, &name.path) {
@@ -62,6 +67,7 @@ pub fn init() -> Option<&'static Region> {
             // does, unusable this early): each exec passes them on (see `exec_entry`).
             set_fds([files.rw, files.ro]);
             let r: &'static Region = Box::leak(Box::new(r));
+            r.set_fd_hint(files.rw);
             REGION.store(r as *const Region as *mut Region, Ordering::Release);
             STATE.store(ACTIVE, Ordering::Release);
             Some(r)
@@ -184,6 +190,9 @@ fn set_fds(fds: [i32; 2]) {
     } else {
         FDS[0].store(fds[0], Ordering::Relaxed);
         FDS[1].store(fds[1], Ordering::Relaxed);
+        if let Some(r) = active() {
+            r.set_fd_hint(fds[0]);
+        }
     }
 }
 
@@ -240,9 +249,10 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
     Ok(0)
 }
 
-/// `IPCSHIM_REGION_FD=RW,RO,DEV,INO` for an image we exec into `buf`, its length; only the
-/// `IPCSHIM_REGION_FD=` part when the descriptors are lost.
-pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
+/// `IPCSHIM_REGION_FD=RW,RO,DEV,INO,CENSUS` for an image we exec into `buf`, its length (the
+/// census: see `fd::census_for_exec`); only the `IPCSHIM_REGION_FD=` part when the
+/// descriptors are lost.
+pub fn exec_entry(buf: &mut [u8; 512]) -> usize {
     let mut len = 0;
     let mut put = |b: &[u8]| {
         buf[len..len + b.len()].copy_from_slice(b);
@@ -261,6 +271,8 @@ pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
             let k = shared_state::pipe_gc::itoa64(n, &mut digits);
             put(&digits[..k]);
         }
+        put(b",");
+        crate::fd::census_for_exec(&mut put);
         crate::ipcns::exec_suffix(&mut put);
     }
     len

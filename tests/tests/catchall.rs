@@ -227,7 +227,8 @@ fn exec_with_scrubbed_environment_keeps_the_shim() {
     assert!(seen >= 20000, "the exec'd grandchild's syscalls did not reach the catch-all here: {seen}");
 
     // What the grandchild got: our library first in a LD_PRELOAD it set, our variables added,
-    // a value it chose kept, and the namespace's open region file (descriptors, device, inode).
+    // a value it chose kept, and the namespace's open region file (descriptors, device, inode),
+    // with the fds of ours that may be shim objects surviving the exec (its census).
     let (_, out, _) = s.shimmed(&["bash", "-c", "env -i LD_PRELOAD=libm.so.6 IPCSHIM_CATCHALL=1 env"], &[]);
     let lib = shim_lib();
     let mut env: Vec<&str> = out.lines().collect();
@@ -235,8 +236,15 @@ fn exec_with_scrubbed_environment_keeps_the_shim() {
     let uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
     let meta = fs::metadata(s.dir.join(format!("ipcshim-{uid}-{}", s.ns))).expect("stat the region file");
     let region = env.iter().find_map(|v| v.strip_prefix("IPCSHIM_REGION_FD=")).expect("IPCSHIM_REGION_FD");
-    let fields: Vec<u64> = region.split(',').map(|f| f.parse().expect("a number")).collect();
-    assert_eq!(fields[2..], [meta.dev(), meta.ino()], "IPCSHIM_REGION_FD={region}");
+    let fields: Vec<&str> = region.split(',').collect();
+    assert_eq!(fields.len(), 5, "IPCSHIM_REGION_FD={region}");
+    let ids: Vec<u64> = fields[2..4].iter().map(|f| f.parse().expect("a number")).collect();
+    assert_eq!(ids, [meta.dev(), meta.ino()], "IPCSHIM_REGION_FD={region}");
+    let census = fields[4];
+    assert!(
+        census == "-" || census.is_empty() || census.split('.').all(|f| f.parse::<u32>().is_ok()),
+        "IPCSHIM_REGION_FD={region}"
+    );
     let want = [
         "IPCSHIM_CATCHALL=1".to_string(),
         format!("IPCSHIM_DIR={}", s.dir.display()),

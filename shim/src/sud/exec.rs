@@ -357,7 +357,7 @@ struct Plan {
 
 fn plan(user: User, envp: usize) -> Plan {
     let mut p = Plan { envp: envp as u64, built: None, keep: None };
-    let mut entry = [0u8; 256];
+    let mut entry = [0u8; 512];
     let len = crate::region::exec_entry(&mut entry);
     let Some(env) = env() else { return p };
     let Some(s) = scan(user, env, envp, &entry[..len]) else { return p };
