@@ -35,6 +35,9 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
 /// Our own object and the vDSO (their link maps), never rewritten.
 static OWN_MAP: AtomicUsize = AtomicUsize::new(0);
+/// The end of the dynamic loader's mapping: the kernel maps it above the libraries, with free
+/// room above it, where a chunk of trampolines for their sites is first looked for.
+static LOADER_END: AtomicUsize = AtomicUsize::new(0);
 static VDSO: AtomicUsize = AtomicUsize::new(0);
 /// Set once this process may have a second thread (a clone sharing its memory that runs beside
 /// it): from then on a site that one store cannot rewrite is rewritten through `jmp .`.
@@ -60,6 +63,11 @@ pub(super) fn init() {
     let vdso = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } as usize;
     if vdso != 0 {
         VDSO.store(find_object(vdso).map_or(0, |o| o.link_map), Ordering::Relaxed);
+    }
+    // SAFETY: getauxval has no preconditions.
+    let loader = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    if loader != 0 {
+        LOADER_END.store(find_object(loader).map_or(0, |o| o.map_end), Ordering::Relaxed);
     }
     // A constructor that ran before ours may have started threads already.
     // SAFETY: dlsym with a NUL-terminated name.
@@ -116,6 +124,7 @@ struct DlFindObject {
 
 struct Object {
     map_start: usize,
+    map_end: usize,
     link_map: usize,
 }
 
@@ -128,8 +137,11 @@ fn find_object(addr: usize) -> Option<Object> {
     let mut o: DlFindObject = unsafe { core::mem::zeroed() };
     // SAFETY: `f` has this signature (dlfcn.h); it only reads the loader's tables.
     let find = unsafe { core::mem::transmute::<usize, extern "C" fn(usize, *mut DlFindObject) -> i32>(f) };
-    (find(addr, &mut o) == 0 && o.link_map != 0)
-        .then_some(Object { map_start: o.map_start, link_map: o.link_map })
+    (find(addr, &mut o) == 0 && o.link_map != 0).then_some(Object {
+        map_start: o.map_start,
+        map_end: o.map_end,
+        link_map: o.link_map,
+    })
 }
 
 /// The syscalls a site may be rewritten for, and how their stub decides. Anything the trap
@@ -813,24 +825,26 @@ mod trampolines {
         None
     }
 
-    /// A read-write-execute chunk within reach of `site`.
+    /// A read-write-execute chunk within reach of `site`: above the loader first, then at
+    /// growing distances on either side of the site.
     fn map_near(site: usize) -> Option<usize> {
         const FIXED_NOREPLACE: usize = 0x10_0000;
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as usize;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize;
         let around = site & !(CHUNK - 1);
-        for shift in 20..31 {
-            for hint in [around.wrapping_sub(1 << shift), around.wrapping_add(1 << shift)] {
-                let Ok(a) =
-                    syscall6(libc::SYS_mmap, hint, CHUNK, prot, flags | FIXED_NOREPLACE, usize::MAX, 0)
-                else {
-                    continue;
-                };
-                if reaches(a, site) {
-                    return Some(a);
-                }
-                let _ = syscall6(libc::SYS_munmap, a, CHUNK, 0, 0, 0, 0);
+        let loader = LOADER_END.load(Ordering::Relaxed);
+        let above_loader = (loader != 0).then(|| loader.next_multiple_of(CHUNK) + CHUNK);
+        let hints =
+            (20..31).flat_map(|shift| [around.wrapping_sub(1 << shift), around.wrapping_add(1 << shift)]);
+        for hint in above_loader.filter(|&h| reaches(h, site)).into_iter().chain(hints) {
+            let Ok(a) = syscall6(libc::SYS_mmap, hint, CHUNK, prot, flags | FIXED_NOREPLACE, usize::MAX, 0)
+            else {
+                continue;
+            };
+            if reaches(a, site) {
+                return Some(a);
             }
+            let _ = syscall6(libc::SYS_munmap, a, CHUNK, 0, 0, 0, 0);
         }
         None
     }

@@ -140,7 +140,7 @@ pub(super) fn fork_here(nr: i64, a: &[u64; 6]) -> i64 {
     let r = raw(nr, a);
     if r == 0 {
         super::armed_fork_child();
-    } else if r > 0 {
+    } else if r > 0 && crate::trace::on() {
         crate::trace::created(shared_state::sys::getpid(), "fork()", r as i32);
     }
     r
