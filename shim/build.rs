@@ -4,4 +4,5 @@
 //! rustc's version script keeps its symbols out of our dynamic symbol table.
 fn main() {
     println!("cargo:rustc-link-lib=static:+whole-archive=gcc_eh");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
 }
