@@ -357,8 +357,10 @@ struct Plan {
 
 fn plan(user: User, envp: usize) -> Plan {
     let mut p = Plan { envp: envp as u64, built: None, keep: None };
-    let mut entry = [0u8; 512];
-    let len = crate::region::exec_entry(&mut entry);
+    // In scratch memory: with the scan's state it would make this frame too large.
+    let Ok(mut entry) = crate::scratch::take(1, [0u8; 512]) else { return p };
+    let entry = &mut entry[0];
+    let len = crate::region::exec_entry(entry);
     let Some(env) = env() else { return p };
     let Some(s) = scan(user, env, envp, &entry[..len]) else { return p };
     let keep = crate::region::passes_on(!s.leaves(env));
