@@ -72,8 +72,10 @@ pub fn self_pid() -> i32 {
     if pid == 0 { sys::getpid() } else { pid }
 }
 
-/// Our start time (field 22 of /proc/PID/stat), which names our records with our pid.
-fn self_start() -> u64 {
+/// Our start time (field 22 of /proc/PID/stat), which names our records with our pid. Read
+/// before taking a lock under which a record of ours may be made or looked for: the read is a
+/// fresh process's first look at /proc, too slow to make other lockers wait for.
+pub fn self_start() -> u64 {
     match SELF_START.load(Ordering::Relaxed) {
         0 => {
             let start = stat_of(self_pid()).map_or(0, |s| s.starttime);
@@ -303,12 +305,26 @@ pub unsafe fn reap(region: &Region) {
 /// what exec drops (attachments) and keeps the rest (the process is still the creator of its
 /// segments). Called once at start-up.
 pub fn exec_cleanup(region: &Region) {
-    let Ok(_guard) = region.lock() else { return };
     let pid = self_pid();
+    let ours = |slot: u32| {
+        // SAFETY: the caller holds the region lock.
+        let r = unsafe { record(region, slot) };
+        r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid
+    };
+    // Our start time only if a record has our pid (most images had none).
+    let start = {
+        let Ok(_guard) = region.lock() else { return };
+        if !(0..procs_hwm(region)).any(ours) {
+            return;
+        }
+        drop(_guard);
+        self_start()
+    };
+    let Ok(_guard) = region.lock() else { return };
     for slot in 0..procs_hwm(region) {
         // SAFETY: lock held.
         let r = unsafe { record(region, slot) };
-        if r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid && r.starttime == self_start() {
+        if ours(slot) && r.starttime == start {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
             crate::sem::exec_sem(region, slot);
@@ -393,6 +409,7 @@ pub fn ensure_record(region: &Region) -> Option<u32> {
             return Some(slot);
         }
     }
+    self_start();
     let _g = region.lock().ok()?;
     // SAFETY: region lock held.
     unsafe { current_record(region) }
@@ -483,13 +500,14 @@ pub mod fork {
         if slot == NO_SLOT {
             return;
         }
+        let start = self_start();
         let Ok(_guard) = region.lock() else { return };
         // SAFETY: lock held.
         unsafe {
             if record(region, slot).shm_attach == 0 {
                 return;
             }
-            let Some(child) = alloc_record(region, FORKING, self_pid(), self_start()) else {
+            let Some(child) = alloc_record(region, FORKING, self_pid(), start) else {
                 return;
             };
             crate::shm::fork_shm(region, slot, child);
@@ -503,6 +521,7 @@ pub mod fork {
         if slot == NO_SLOT {
             return;
         }
+        let start = self_start();
         let Ok(_guard) = region.lock() else { return };
         // SAFETY: lock held; the slot was prepared by our parent for us.
         unsafe {
@@ -511,7 +530,7 @@ pub mod fork {
                 return;
             }
             r.pid = self_pid();
-            r.starttime = self_start();
+            r.starttime = start;
             r.life.hold();
             r.state.store(LIVE, Ordering::Release);
         }
