@@ -47,11 +47,9 @@ pub fn populate(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
 /// process changed user, say).
 fn with_file<T>(region: &Region, f: impl FnOnce(i32) -> T) -> Option<T> {
     let mut path = [0u8; 512];
-    let p = region.path.as_bytes();
-    let by_name = (p.len() < path.len()).then(|| {
-        path[..p.len()].copy_from_slice(p);
-        sys::open(&path[..p.len() + 1], libc::O_RDWR | libc::O_CLOEXEC, 0).ok()
-    });
+    let by_name = region
+        .path_into(&mut path)
+        .map(|n| sys::open(&path[..n + 1], libc::O_RDWR | libc::O_CLOEXEC, 0).ok());
     // A region made unnamed and linked later (O_TMPFILE) is named "#ino (deleted)" by the
     // descriptors a process inherits: the mapping itself then names it (root only).
     let fd = match by_name.flatten() {

@@ -1168,6 +1168,21 @@ pub fn note_close(region: &Region, h: PipeHandle) {
     }
 }
 
+/// The shim closed an end of the object that reads (`read`) and/or writes (`write`): as
+/// [`note_close`], but only the other side's sleepers look again, as only they wait for what
+/// such a close can end (`pipe_release` wakes them for the last reader or writer).
+pub fn note_end_closed(region: &Region, h: PipeHandle, read: bool, write: bool) {
+    if let Some(pipe) = live(region, h) {
+        pipe.closes.fetch_add(1, Ordering::SeqCst);
+        if write {
+            pipe.wake_sleepers(READERS, region);
+        }
+        if read {
+            pipe.wake_sleepers(WRITERS, region);
+        }
+    }
+}
+
 /// An exec about to start may close an end of `h` (see [`crate::pipe_exec`]): until
 /// `until_ns` (CLOCK_MONOTONIC), or until [`exec_done`], its sleepers wait in the kernel,
 /// which wakes them the moment the end goes, and those asleep now are woken to do so.

@@ -233,7 +233,21 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 /// (280 bytes) and little more: scans nest (/proc, then a process's fds) on what may be a small
 /// stack. A directory that needs more than two reads of it (a process with thousands of fds)
 /// is read on through a mapped buffer instead, 64 KiB at a time.
-pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+pub fn each_entry(fd: i32, f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+    entries(fd, false, f)
+}
+
+/// [`each_entry`] for a `/proc/PID/fd` directory: a read that leaves room for another entry
+/// was its last (the kernel fills the buffer with fds until there is no next one or no room
+/// for it, and a number's entry takes at most 32 bytes), which spares the read that would
+/// return nothing.
+pub fn each_fd_entry(fd: i32, f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+    entries(fd, true, f)
+}
+
+fn entries(fd: i32, fd_dir: bool, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+    /// The longest entry of a decimal fd number: 19 bytes of header, 10 digits, a NUL, aligned.
+    const FD_RECLEN: usize = 32;
     const BIG: usize = 64 << 10;
     let mut small = [0u8; 320];
     let mut big: Option<usize> = None;
@@ -272,6 +286,9 @@ pub fn each_entry(fd: i32, mut f: impl FnMut(&[u8]) -> Result<(), Errno>) -> Res
                     f(name)?;
                 }
                 off += reclen;
+            }
+            if fd_dir && n + FD_RECLEN <= buf.len() {
+                return Ok(());
             }
         }
         Ok(())
@@ -379,7 +396,7 @@ impl Scan<'_> {
             Err(libc::EACCES | libc::EPERM) => return self.unreadable(proc_fd, &mut path, n),
             Err(e) => return Err(e),
         };
-        let res = each_entry(dir, |name| {
+        let res = each_fd_entry(dir, |name| {
             let mut cname = [0u8; 16];
             if name.len() >= cname.len() {
                 return Ok(());

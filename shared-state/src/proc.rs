@@ -45,7 +45,8 @@ pub fn hold_life(rec: &ProcRecord) {
 
 pub const NO_SLOT: u32 = u32::MAX;
 
-/// Who "current" is in this process; the user-space analogue of `current`.
+/// Who "current" is in this process; the user-space analogue of `current`. The start time is
+/// read from /proc when a record first needs it (0 until then): most processes never do.
 static SELF_PID: AtomicI32 = AtomicI32::new(0);
 static SELF_START: AtomicU64 = AtomicU64::new(0);
 
@@ -59,9 +60,8 @@ static SELF_SLOTS: [(AtomicUsize, AtomicU32); MAX_REGIONS] =
 
 /// Learns who we are: at start-up, and again in a fork child.
 pub fn identify_self() {
-    let pid = sys::getpid();
-    SELF_PID.store(pid, Ordering::Relaxed);
-    SELF_START.store(stat_of(pid).map(|s| s.starttime).unwrap_or(0), Ordering::Relaxed);
+    SELF_PID.store(sys::getpid(), Ordering::Relaxed);
+    SELF_START.store(0, Ordering::Relaxed);
     for (_, slot) in &SELF_SLOTS {
         slot.store(NO_SLOT, Ordering::Relaxed);
     }
@@ -70,6 +70,20 @@ pub fn identify_self() {
 pub fn self_pid() -> i32 {
     let pid = SELF_PID.load(Ordering::Relaxed);
     if pid == 0 { sys::getpid() } else { pid }
+}
+
+/// Our start time (field 22 of /proc/PID/stat), which names our records with our pid. Read
+/// before taking a lock under which a record of ours may be made or looked for: the read is a
+/// fresh process's first look at /proc, too slow to make other lockers wait for.
+pub fn self_start() -> u64 {
+    match SELF_START.load(Ordering::Relaxed) {
+        0 => {
+            let start = stat_of(self_pid()).map_or(0, |s| s.starttime);
+            SELF_START.store(start, Ordering::Relaxed);
+            start
+        }
+        start => start,
+    }
 }
 
 /// This process's record in `region`, NO_SLOT if it has none.
@@ -245,7 +259,7 @@ pub unsafe fn current_record(region: &Region) -> Option<u32> {
         }
     }
     // SAFETY: lock held.
-    let slot = unsafe { alloc_record(region, LIVE, self_pid(), SELF_START.load(Ordering::Relaxed))? };
+    let slot = unsafe { alloc_record(region, LIVE, self_pid(), self_start())? };
     // SAFETY: lock held; the record is ours.
     hold_life(unsafe { record(region, slot) });
     set_self_slot(region, slot);
@@ -291,13 +305,26 @@ pub unsafe fn reap(region: &Region) {
 /// what exec drops (attachments) and keeps the rest (the process is still the creator of its
 /// segments). Called once at start-up.
 pub fn exec_cleanup(region: &Region) {
-    let Ok(_guard) = region.lock() else { return };
     let pid = self_pid();
-    let start = SELF_START.load(Ordering::Relaxed);
+    let ours = |slot: u32| {
+        // SAFETY: the caller holds the region lock.
+        let r = unsafe { record(region, slot) };
+        r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid
+    };
+    // Our start time only if a record has our pid (most images had none).
+    let start = {
+        let Ok(_guard) = region.lock() else { return };
+        if !(0..procs_hwm(region)).any(ours) {
+            return;
+        }
+        drop(_guard);
+        self_start()
+    };
+    let Ok(_guard) = region.lock() else { return };
     for slot in 0..procs_hwm(region) {
         // SAFETY: lock held.
         let r = unsafe { record(region, slot) };
-        if r.state.load(Ordering::Relaxed) == LIVE && r.pid == pid && r.starttime == start {
+        if ours(slot) && r.starttime == start {
             // SAFETY: lock held.
             unsafe { crate::shm::exec_shm(region, slot, pid) };
             crate::sem::exec_sem(region, slot);
@@ -382,6 +409,7 @@ pub fn ensure_record(region: &Region) -> Option<u32> {
             return Some(slot);
         }
     }
+    self_start();
     let _g = region.lock().ok()?;
     // SAFETY: region lock held.
     unsafe { current_record(region) }
@@ -472,14 +500,14 @@ pub mod fork {
         if slot == NO_SLOT {
             return;
         }
+        let start = self_start();
         let Ok(_guard) = region.lock() else { return };
         // SAFETY: lock held.
         unsafe {
             if record(region, slot).shm_attach == 0 {
                 return;
             }
-            let Some(child) = alloc_record(region, FORKING, self_pid(), SELF_START.load(Ordering::Relaxed))
-            else {
+            let Some(child) = alloc_record(region, FORKING, self_pid(), start) else {
                 return;
             };
             crate::shm::fork_shm(region, slot, child);
@@ -493,6 +521,7 @@ pub mod fork {
         if slot == NO_SLOT {
             return;
         }
+        let start = self_start();
         let Ok(_guard) = region.lock() else { return };
         // SAFETY: lock held; the slot was prepared by our parent for us.
         unsafe {
@@ -501,7 +530,7 @@ pub mod fork {
                 return;
             }
             r.pid = self_pid();
-            r.starttime = SELF_START.load(Ordering::Relaxed);
+            r.starttime = start;
             r.life.hold();
             r.state.store(LIVE, Ordering::Release);
         }

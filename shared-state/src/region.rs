@@ -402,7 +402,12 @@ pub struct Region {
     /// A read-only mapping of the data area, from a read-only open: views duplicated from it
     /// cannot be made writable (SHM_RDONLY attachments refuse mprotect(PROT_WRITE) with EACCES).
     ro_data: usize,
+    /// The file's path, or empty when it is read from [`Region::fd_hint`] at need (a region an
+    /// exec'd image was handed: the readlink of a fresh process's /proc/self/fd costs more
+    /// than everything else its start-up does with the region).
     pub path: String,
+    /// A descriptor of the file in this process, kept up to date by its keeper; -1 if none.
+    fd_hint: core::sync::atomic::AtomicI32,
 }
 
 // SAFETY: the region is shared memory whose fields are either atomics or guarded by the region
@@ -473,6 +478,15 @@ pub fn name_from_env() -> Result<NsName, RegionError> {
 /// number closed and reused for something else is not taken for the region).
 pub const FD_VAR: &str = "IPCSHIM_REGION_FD";
 
+/// Region files an exec'd image was handed (see [`RegionFiles::handed`]): open here as the
+/// file `dev`, `ino`, of `size` bytes.
+pub struct Handed {
+    pub files: RegionFiles,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+}
+
 /// A region file's two open descriptors: read-write for the region, read-only for the
 /// read-only view of the data area (an SHM_RDONLY attachment must not be made writable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -531,12 +545,22 @@ impl RegionFiles {
 
     /// The region files this process was handed in [`FD_VAR`] (see [`RegionFiles::inherited`]).
     pub fn from_env() -> Option<RegionFiles> {
-        Self::inherited(&std::env::var(FD_VAR).ok()?)
+        Self::handed_from_env().map(|h| h.files)
+    }
+
+    /// As [`RegionFiles::from_env`], with what was learnt checking them.
+    pub fn handed_from_env() -> Option<Handed> {
+        Self::handed(&std::env::var(FD_VAR).ok()?)
     }
 
     /// The region files named by `value` (`RW,RO,DEV,INO`), if they are open here as that file
     /// with those access modes.
     pub fn inherited(value: &str) -> Option<RegionFiles> {
+        Self::handed(value).map(|h| h.files)
+    }
+
+    /// As [`RegionFiles::inherited`], with the file's identity and size.
+    pub fn handed(value: &str) -> Option<Handed> {
         // What follows a ';' is the IPC namespace's (see the shim's `ipcns`).
         let value = value.split(';').next().unwrap_or_default();
         let mut it = value.split(',').map(|w| w.parse::<u64>().ok());
@@ -544,12 +568,16 @@ impl RegionFiles {
         let (rw, ro, dev, ino) = (next()?, next()?, next()?, next()?);
         let files = RegionFiles { rw: i32::try_from(rw).ok()?, ro: i32::try_from(ro).ok()? };
         let same = |fd: i32, mode: i32| {
-            sys::fstat(fd).is_ok_and(|st| {
-                st.st_mode & libc::S_IFMT == libc::S_IFREG && (st.st_dev, st.st_ino) == (dev, ino)
-            }) && sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
-                .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
+            sys::fstat(fd).ok().filter(|st| {
+                st.st_mode & libc::S_IFMT == libc::S_IFREG
+                    && (st.st_dev, st.st_ino) == (dev, ino)
+                    && sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0)
+                        .is_ok_and(|fl| fl as i32 & libc::O_ACCMODE == mode)
+            })
         };
-        (same(files.rw, libc::O_RDWR) && same(files.ro, libc::O_RDONLY)).then_some(files)
+        let st = same(files.rw, libc::O_RDWR)?;
+        same(files.ro, libc::O_RDONLY)?;
+        Some(Handed { files, dev, ino, size: st.st_size as u64 })
     }
 
     /// The IPC namespace's region files named after the ';' of [`FD_VAR`]
@@ -705,6 +733,59 @@ impl Region {
         res
     }
 
+    fn new(base: usize, ro_data: usize, path: String) -> Region {
+        Region { base, ro_data, path, fd_hint: core::sync::atomic::AtomicI32::new(-1) }
+    }
+
+    /// Maps the region of the files an exec'd image was handed. The process that handed them
+    /// down mapped them, so the file is complete and on a memory file system: neither the file
+    /// system nor the creation lock is looked at again, only the header (the layout of this
+    /// build). Its path is left to be read when needed ([`Region::set_fd_hint`]). Anything
+    /// unexpected goes the long way ([`Region::map`], named `path()`), which says what it is.
+    pub fn map_handed(h: &Handed, path: impl FnOnce() -> String) -> Result<Region, RegionError> {
+        if h.size == TOTAL_SIZE && Self::validate(h.files.rw, h.size).is_ok() {
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            if let Ok(base) = sys::mmap(0, TOTAL_SIZE as usize, prot, libc::MAP_SHARED, h.files.rw, 0) {
+                let ro = libc::PROT_READ;
+                match sys::mmap(0, SHM_DATA_SIZE as usize, ro, libc::MAP_SHARED, h.files.ro, SHM_DATA_OFF) {
+                    Ok(ro_data) => return Ok(Region::new(base, ro_data, String::new())),
+                    Err(_) => {
+                        let _ = sys::munmap(base, TOTAL_SIZE as usize);
+                    }
+                }
+            }
+        }
+        Self::map(&h.files, &path())
+    }
+
+    /// A descriptor of the region's file, for [`Region::path`] when it is empty.
+    pub fn set_fd_hint(&self, fd: i32) {
+        self.fd_hint.store(fd, Ordering::Relaxed);
+    }
+
+    /// The region file's path into `out` (NUL-terminated): its name, or where the descriptor
+    /// of [`Region::set_fd_hint`] leads; the length without the NUL, None if neither fits.
+    pub fn path_into(&self, out: &mut [u8; 512]) -> Option<usize> {
+        let p = self.path.as_bytes();
+        if !p.is_empty() {
+            out.get_mut(..p.len())?.copy_from_slice(p);
+            *out.get_mut(p.len())? = 0;
+            return Some(p.len());
+        }
+        let fd = self.fd_hint.load(Ordering::Relaxed);
+        if fd < 0 {
+            return None;
+        }
+        let mut link = [0u8; 32];
+        link[..14].copy_from_slice(b"/proc/self/fd/");
+        let mut digits = [0u8; 10];
+        let k = crate::pipe_gc::itoa(fd as u32, &mut digits);
+        link[14..14 + k].copy_from_slice(&digits[..k]);
+        let n = sys::readlinkat(libc::AT_FDCWD, &link[..14 + k + 1], &mut out[..511]).ok()?;
+        out[n] = 0;
+        Some(n)
+    }
+
     /// Maps the region behind `files` (named `path` in messages). Concurrent first openers
     /// serialise on an flock; a bad file is refused, never rewritten.
     pub fn map(files: &RegionFiles, path: &str) -> Result<Region, RegionError> {
@@ -730,7 +811,7 @@ impl Region {
                 let _ = sys::munmap(base, TOTAL_SIZE as usize);
                 err(RegionErrorKind::Io("mmap", e))
             })?;
-        let region = Region { base, ro_data, path: path.to_string() };
+        let region = Region::new(base, ro_data, path.to_string());
         if fresh {
             // SAFETY: we hold the exclusive flock on a zero-length file we just sized: no other
             // process has the header mapped in a usable state yet.
@@ -759,8 +840,10 @@ impl Region {
     }
 
     /// Checks the header of an existing file without mapping it (a short file would SIGBUS).
+    /// Only its identity and shape are read (the fields before `created`).
     fn validate(fd: i32, size: u64) -> Result<(), RegionErrorKind> {
-        let mut buf = [0u8; size_of::<Header>()];
+        const SHAPE: usize = core::mem::offset_of!(Header, created);
+        let mut buf = [0u8; SHAPE];
         let n = sys::pread(fd, &mut buf, 0).map_err(|e| RegionErrorKind::Io("read", e))?;
         if n < 16 || buf[..8] != MAGIC {
             return Err(RegionErrorKind::Foreign);
@@ -769,19 +852,20 @@ impl Region {
         if version != LAYOUT_VERSION {
             return Err(RegionErrorKind::Version(version));
         }
-        if n < buf.len() {
+        if size < size_of::<Header>() as u64 {
             return Err(RegionErrorKind::Size(size));
         }
-        // SAFETY: `buf` holds size_of::<Header>() bytes and Header is plain data (atomics and
-        // a pthread mutex are valid for any bit pattern as far as reading fields goes).
-        let hdr = unsafe { &*(buf.as_ptr() as *const Header) };
-        if hdr.total_size != TOTAL_SIZE || hdr.layout != layout() {
+        let word = |off: usize| u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap());
+        let total = word(core::mem::offset_of!(Header, total_size));
+        let at = core::mem::offset_of!(Header, layout);
+        if total != TOTAL_SIZE || (0..layout().len()).any(|i| word(at + 8 * i) != layout()[i]) {
             return Err(RegionErrorKind::OtherBuild);
         }
         if size != TOTAL_SIZE {
             return Err(RegionErrorKind::Size(size));
         }
-        if hdr.state.load(Ordering::Relaxed) != STATE_READY {
+        let at = core::mem::offset_of!(Header, state);
+        if u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) != STATE_READY {
             return Err(RegionErrorKind::Incomplete);
         }
         Ok(())
@@ -873,16 +957,10 @@ impl Region {
 
     /// Bytes of memory the region file really occupies.
     pub fn resident_bytes(&self) -> u64 {
-        let mut cpath = self.path.as_bytes().to_vec();
-        cpath.push(0);
-        // SAFETY: zeroed stat is valid; `cpath` is NUL-terminated.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        // SAFETY: valid pointers for the call.
-        if unsafe { libc::stat(cpath.as_ptr() as *const libc::c_char, &mut st) } == 0 {
-            st.st_blocks as u64 * 512
-        } else {
-            0
-        }
+        let mut path = [0u8; 512];
+        self.path_into(&mut path)
+            .and_then(|n| sys::fstatat(libc::AT_FDCWD, &path[..n + 1]).ok())
+            .map_or(0, |st| st.st_blocks as u64 * 512)
     }
 }
 

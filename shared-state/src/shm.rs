@@ -602,6 +602,10 @@ fn locked_uncounted<T>(region: &Region, f: impl FnOnce(&mut Shm) -> Result<T, Er
 /// `shmget(2)`.
 pub fn shmget(region: &Region, key: i32, size: usize, flg: i32) -> Result<i32, Errno> {
     let cred = Cred::current();
+    if flg & ipc::IPC_CREAT != 0 {
+        // The creator needs a record (see `newseg`).
+        proc::self_start();
+    }
     locked(region, |shm| {
         if flg & ipc::IPC_CREAT != 0 {
             // SAFETY: lock held. Dead attachers may still hold removed segments.
@@ -646,6 +650,7 @@ pub fn shmat(region: &Region, shmid: i32, shmaddr: usize, shmflg: i32) -> Result
     }
     let cred = Cred::current();
     let pid = proc::self_pid();
+    proc::self_start();
     locked(region, |shm| {
         let idx = shm.obtain_check(shmid)?;
         let seg = shm.slot(idx);

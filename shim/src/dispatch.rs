@@ -247,14 +247,6 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             shared_state::pipe::note_fork(r);
             None
         }
-        libc::SYS_execve => {
-            crate::foreign::before_exec(r, libc::AT_FDCWD, a[0] as usize);
-            None
-        }
-        libc::SYS_execveat => {
-            crate::foreign::before_exec(r, a[0] as i32, a[1] as usize);
-            None
-        }
         libc::SYS_exit_group => {
             pipes::exiting(r);
             // What exit_sem does: undo is applied now, not when someone notices the death.

@@ -765,7 +765,7 @@ fn held_by(r: &Region, proc_fd: i32, pid: u32, region: &[u8], held: &mut [u32]) 
     };
     path[6 + n..6 + n + 8].copy_from_slice(b"/fdinfo/");
     let mut ours = false;
-    let res = pipe_gc::each_entry(dir, |name| {
+    let res = pipe_gc::each_fd_entry(dir, |name| {
         let end = 6 + n + 8 + name.len();
         if end >= path.len() {
             return Ok(());

@@ -14,7 +14,7 @@
 //! neither reads nor writes the cache.
 
 use crate::sud;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::PipeHandle;
 use shared_state::sys::{self, Errno};
@@ -128,6 +128,125 @@ fn store(fd: i32, s: &AtomicU64, e: u64) {
         HIGHEST.fetch_max(fd as usize + 1, Ordering::Relaxed);
     }
     s.store(e, Ordering::Release);
+    census_mark(fd as usize, e & (SHIM | EPOLL_OBJ) != 0 || e == LISTENER);
+}
+
+/// The census: the fds whose going matters to other processes (shim pipes and sockets, the
+/// shim's listeners and epoll instances, and the fds an exec handed down that may be any of
+/// those), so that an exec or an exit need not list /proc/self/fd to find them: the first
+/// look at a process's /proc directory costs more than the rest of a short process's
+/// start-up. Kept by every change of the table; fds opened by path through a rewritten call
+/// site (a FIFO) and never used through the shim are not in it.
+static INTEREST: [AtomicU64; CACHED / 64] = [const { AtomicU64::new(0) }; CACHED / 64];
+/// Whether [`INTEREST`] holds every such fd of the process (not in a vfork child).
+static CENSUS: AtomicBool = AtomicBool::new(false);
+
+fn census_mark(fd: usize, on: bool) {
+    let (w, bit) = (&INTEREST[fd / 64], 1u64 << (fd % 64));
+    // Stored only when it changes: a store to a page a fork child shares copies it.
+    if (w.load(Ordering::Relaxed) & bit != 0) != on {
+        if on {
+            w.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            w.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A shim object at `fd` the table cannot hold (65536 and above): the census is not whole.
+fn census_miss(fd: i32) {
+    if fd >= CACHED as i32 && !sud::in_vfork_child() {
+        CENSUS.store(false, Ordering::Relaxed);
+    }
+}
+
+/// At start-up: the census an exec handed down (`RW,RO,DEV,INO,CENSUS` in IPCSHIM_REGION_FD:
+/// fd numbers separated by '.', or '-' for none known).
+pub fn census_start(handed: Option<&str>) {
+    let Some(list) = handed.filter(|l| *l != "-") else { return };
+    for n in list.split('.').filter(|n| !n.is_empty()) {
+        match n.parse::<usize>() {
+            Ok(fd) if fd < CACHED => census_mark(fd, true),
+            _ => return,
+        }
+    }
+    CENSUS.store(true, Ordering::Relaxed);
+}
+
+/// Calls `f` for every fd the census holds; false (and nothing called) when it is not whole,
+/// or in a vfork child, whose fds are its own.
+pub fn each_in_census(mut f: impl FnMut(i32)) -> bool {
+    if !CENSUS.load(Ordering::Relaxed) || sud::in_vfork_child() {
+        return false;
+    }
+    for (i, w) in INTEREST.iter().enumerate() {
+        let mut bits = w.load(Ordering::Relaxed);
+        while bits != 0 {
+            f((i * 64) as i32 + bits.trailing_zeros() as i32);
+            bits &= bits - 1;
+        }
+    }
+    true
+}
+
+/// Takes the census from /proc/self/fd (once a process needs it whole and it is not): every
+/// fd the table does not know to be something else goes in. Not in a vfork child.
+pub fn census_from_listing() {
+    if sud::in_vfork_child() || CENSUS.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut whole = true;
+    crate::foreign::each_open_fd(|fd| {
+        if crate::region::is_own_fd(fd) || known_other(fd) {
+            return;
+        }
+        // Only a pipe, a FIFO or a socket can be a shim object: anything else is cached as
+        // the kernel's, as a look-up would.
+        let Ok(st) = sys::fstat(fd) else { return };
+        if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK) {
+            if let Some(s) = slot(fd) {
+                store(fd, s, KERNEL);
+            }
+            return;
+        }
+        match usize::try_from(fd) {
+            Ok(i) if i < CACHED => census_mark(i, true),
+            _ => whole = false,
+        }
+    });
+    CENSUS.store(whole, Ordering::Relaxed);
+}
+
+/// For an exec's IPCSHIM_REGION_FD: the census the new image starts with, the fds of ours
+/// that survive it (not close-on-exec), or '-' when ours is not whole (a vfork child's) or
+/// they are too many to pass.
+pub fn census_for_exec(put: &mut dyn FnMut(&[u8])) {
+    const MAX: usize = 16;
+    census_from_listing();
+    let mut list = [0u8; MAX * 11];
+    let (mut len, mut n) = (0, 0);
+    let whole = each_in_census(|fd| {
+        let fl = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0);
+        if !fl.is_ok_and(|f| f as i32 & libc::FD_CLOEXEC == 0) {
+            return;
+        }
+        n += 1;
+        if n <= MAX {
+            if len > 0 {
+                list[len] = b'.';
+                len += 1;
+            }
+            let mut digits = [0u8; 10];
+            let k = shared_state::pipe_gc::itoa(fd as u32, &mut digits);
+            list[len..len + k].copy_from_slice(&digits[..k]);
+            len += k;
+        }
+    });
+    if whole && n <= MAX {
+        put(&list[..len]);
+    } else {
+        put(b"-");
+    }
 }
 
 /// One past the highest fd an entry was ever stored for: scans of the table stop there.
@@ -160,8 +279,10 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
         // now answers, EPIPE to a writer, as the kernel's pipe does): looked up afresh.
         _ => {
             let found = discover(r, fd, true);
-            if let (Some(s), Ok(v)) = (s, &found) {
-                store(fd, s, v.map_or(KERNEL, |p| p.encode()));
+            match (s, &found) {
+                (Some(s), Ok(v)) => store(fd, s, v.map_or(KERNEL, |p| p.encode())),
+                (None, Ok(Some(_))) => census_miss(fd),
+                _ => {}
             }
             found.ok().flatten()
         }
@@ -214,8 +335,9 @@ fn discover(r: &Region, fd: i32, create: bool) -> Result<Option<PipeFd>, Errno> 
 
 /// Records a freshly created shim fd.
 pub fn insert(p: &PipeFd) {
-    if let Some(s) = slot(p.fd) {
-        store(p.fd, s, p.encode());
+    match slot(p.fd) {
+        Some(s) => store(p.fd, s, p.encode()),
+        None => census_miss(p.fd),
     }
 }
 
@@ -223,6 +345,7 @@ pub fn insert(p: &PipeFd) {
 pub fn forget(fd: i32) -> Option<PipeFd> {
     let e = slot(fd)?.swap(UNKNOWN, Ordering::AcqRel);
     SOLE[fd as usize].store(0, Ordering::Relaxed);
+    census_mark(fd as usize, false);
     EP_WATCHED[fd as usize / 64].fetch_and(!(1 << (fd % 64)), Ordering::Relaxed);
     crate::pipes::forget_caches(fd as usize);
     (e & SHIM != 0).then(|| PipeFd::decode(fd, e))
@@ -234,6 +357,7 @@ pub fn forget(fd: i32) -> Option<PipeFd> {
 pub fn take(r: &Region, fd: i32) -> Option<PipeFd> {
     let old = slot(fd).map(|s| {
         crate::pipes::forget_caches(fd as usize);
+        census_mark(fd as usize, false);
         s.swap(UNKNOWN, Ordering::AcqRel)
     });
     let p = match old {
@@ -311,11 +435,14 @@ pub struct Listening {
 
 /// Records that `fd` is a listening socket the shim announced (see [`Listening`]).
 pub fn mark_listener(fd: i32, l: Listening) {
-    if let Some(s) = slot(fd) {
-        SOCK_INO[fd as usize].store(l.ino, Ordering::Relaxed);
-        NAME_SLOT[fd as usize].store(l.name_slot, Ordering::Relaxed);
-        store(fd, s, LISTENER);
-        SOLE[fd as usize].store(l.sole.0, Ordering::Relaxed);
+    match slot(fd) {
+        Some(s) => {
+            SOCK_INO[fd as usize].store(l.ino, Ordering::Relaxed);
+            NAME_SLOT[fd as usize].store(l.name_slot, Ordering::Relaxed);
+            store(fd, s, LISTENER);
+            SOLE[fd as usize].store(l.sole.0, Ordering::Relaxed);
+        }
+        None => census_miss(fd),
     }
 }
 
@@ -504,7 +631,12 @@ pub fn epoll_of(fd: i32) -> EpollFd {
 
 /// Records what `fd` is as an epoll fd. NotEpoll is only recorded over a plain kernel entry.
 pub fn set_epoll(fd: i32, what: EpollFd) {
-    let Some(s) = slot(fd) else { return };
+    let Some(s) = slot(fd) else {
+        if matches!(what, EpollFd::Obj(_)) {
+            census_miss(fd);
+        }
+        return;
+    };
     match what {
         EpollFd::Obj(bits) => store(fd, s, EPOLL | EPOLL_OBJ | bits & HANDLE_MASK),
         EpollFd::NoObj(created, made) => store(fd, s, EPOLL | (made as u64 & 0xffff) << 32 | created as u64),

@@ -14,16 +14,19 @@ use shared_state::{pipe_exec, pipe_gc, sys};
 /// Before `execve`/`execveat` of `path` (relative to `dirfd`). Every shim pipe or socket end
 /// the exec closes (O_CLOEXEC) is noted for the new image to wake its peers (`pipe_exec`). If
 /// the image will run without the shim, every shim pipe it would inherit goes back to the
-/// kernel.
-pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
-    let Some(foreign) = verdict(dirfd, path) else { return };
+/// kernel. False when there is no such file: the exec fails with ENOENT, as the names a PATH
+/// search tries before the right one do, and nothing was prepared.
+pub fn before_exec(r: &Region, dirfd: i32, path: usize) -> bool {
+    let Some(foreign) = verdict(dirfd, path) else { return false };
     if foreign {
         crate::unix::forget_own_listeners(r);
     }
     let pid = sys::getpid();
-    each_open_fd(|fd| {
+    // An image without the shim must get every shim fd back from the kernel: all are looked at.
+    let census = !foreign;
+    each_fd_that_matters(census, |fd| {
         let listener = fd::is_listener(fd);
-        if !foreign && !listener && fd::known_other(fd) {
+        if !foreign && !listener && fd::known_other(fd) || crate::region::is_own_fd(fd) {
             return;
         }
         let Ok(fl) = sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0) else {
@@ -46,6 +49,7 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) {
             _ => {}
         }
     });
+    true
 }
 
 /// After an exec that failed: the process keeps its ends.
@@ -55,22 +59,21 @@ pub fn exec_failed(r: &Region) {
 
 /// Whether the image at `path` runs without the shim; None when there is no such file (the
 /// exec will fail with ENOENT: nothing to prepare, as PATH searches try one name after another).
+/// The kernel reads the path itself: a copy of a fixed length would run off the end of the
+/// stack where callers keep their paths, and each such fault costs a signal.
 fn verdict(dirfd: i32, path: usize) -> Option<bool> {
-    let Ok(mut name) = crate::scratch::take(4096, 0u8) else { return Some(false) };
-    // SAFETY: `name` is writable; the source may be bad, which copy_user reports (the exec
-    // then fails with EFAULT by itself).
-    let left =
-        unsafe { shared_state::uaccess::copy_user(name.as_mut_ptr(), path as *const u8, name.len() - 1) };
-    // A path ending before a bad page is copied short; it is NUL-terminated if it fits.
-    let copied = name.len() - 1 - left;
-    // An empty path is execveat's AT_EMPTY_PATH (the fd itself): not looked at.
-    let Some(len) = name[..copied].iter().position(|&c| c == 0).filter(|&l| l > 0) else {
+    // An empty path is execveat's AT_EMPTY_PATH (the fd itself): not looked at. A bad one
+    // fails the exec with EFAULT by itself.
+    let mut first = [0u8];
+    if crate::copy::slice_in(&mut first, path).is_err() || first[0] == 0 {
         return Some(false);
-    };
-    match sys::openat(dirfd, &name[..len + 1], libc::O_RDONLY) {
+    }
+    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as usize;
+    match sys::syscall6(libc::SYS_openat, dirfd as usize, path, flags, 0, 0, 0) {
         Err(libc::ENOENT) => None,
         Err(_) => Some(false),
         Ok(f) => {
+            let f = f as i32;
             let verdict = sys::fstat(f).is_ok_and(|st| gains_privilege(f, &st)) || is_static_elf(f);
             sys::close(f);
             Some(verdict)
@@ -99,22 +102,40 @@ fn gains_privilege(f: i32, st: &libc::stat) -> bool {
 }
 
 /// An ELF executable without a PT_INTERP program header has no dynamic loader to preload us.
+/// The header and the first program headers come in one read (PT_INTERP precedes every
+/// loadable segment's header, so it is among the first).
 fn is_static_elf(f: i32) -> bool {
-    let mut ehdr = [0u8; 64];
-    if sys::pread(f, &mut ehdr, 0) != Ok(64) || &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
+    const FIRST: usize = 512;
+    let mut head = [0u8; FIRST];
+    let got = sys::pread(f, &mut head, 0).unwrap_or(0);
+    if got < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 {
         return false;
     }
-    let phoff = u64::from_le_bytes(ehdr[32..40].try_into().unwrap_or_default());
-    let phentsize = u16::from_le_bytes([ehdr[54], ehdr[55]]) as u64;
-    let phnum = u16::from_le_bytes([ehdr[56], ehdr[57]]) as u64;
+    let phoff = u64::from_le_bytes(head[32..40].try_into().unwrap_or_default());
+    let phentsize = u16::from_le_bytes([head[54], head[55]]) as u64;
+    let phnum = u16::from_le_bytes([head[56], head[57]]) as u64;
     if phentsize < 4 || phnum == 0 || phnum > 256 {
         return false;
     }
-    let mut ptype = [0u8; 4];
+    let interp = |ptype: [u8; 4]| u32::from_le_bytes(ptype) == libc::PT_INTERP;
     !(0..phnum).any(|i| {
-        sys::pread(f, &mut ptype, phoff + i * phentsize) == Ok(4)
-            && u32::from_le_bytes(ptype) == libc::PT_INTERP
+        let at = phoff + i * phentsize;
+        match usize::try_from(at).ok().filter(|&a| a + 4 <= got) {
+            Some(a) => interp([head[a], head[a + 1], head[a + 2], head[a + 3]]),
+            None => {
+                let mut ptype = [0u8; 4];
+                sys::pread(f, &mut ptype, at) == Ok(4) && interp(ptype)
+            }
+        }
     })
+}
+
+/// Calls `f` for every fd whose going may matter to other processes: those of the census
+/// (`fd::each_in_census`) when `census` allows and it is whole, else every open fd.
+pub fn each_fd_that_matters(census: bool, mut f: impl FnMut(i32)) {
+    if !(census && fd::each_in_census(&mut f)) {
+        each_open_fd(f);
+    }
 }
 
 /// Calls `f` for every open fd, listed from /proc/self/fd.
@@ -123,7 +144,7 @@ pub fn each_open_fd(mut f: impl FnMut(i32)) {
     else {
         return;
     };
-    let _ = pipe_gc::each_entry(dir, |name| {
+    let _ = pipe_gc::each_fd_entry(dir, |name| {
         let fd = pipe_gc::parse_u64(name).and_then(|v| i32::try_from(v).ok()).filter(|&fd| fd != dir);
         if let Some(fd) = fd {
             f(fd);

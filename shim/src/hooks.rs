@@ -577,3 +577,61 @@ pub extern "C" fn munlockall() -> c_int {
     let _g = sud::enter();
     c_ret(crate::mlock::munlockall()) as c_int
 }
+
+unsafe extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// Whether the exec functions below make their execve from here: with the catch-all armed,
+/// outside a vfork child (whose scratch memory would outlive it in the parent) and off an
+/// application stack too small for shim code.
+fn exec_here() -> bool {
+    sud::catchall_active() && !sud::trap_only() && !sud::in_vfork_child()
+}
+
+type Argv = *const *const libc::c_char;
+type Path = *const libc::c_char;
+
+/// An exec that returned: -1 with `errno`.
+fn exec_failed(errno: i32) -> c_int {
+    c_ret(-(errno as i64)) as c_int
+}
+
+fn env() -> Argv {
+    // SAFETY: glibc's environ, read once.
+    unsafe { environ }
+}
+
+/// `execve`, `execv`, `execvp` and `execvpe`: the exec the catch-all makes of a trapped
+/// execve, without the trap; `execvp`'s PATH search tries its names without a trap each.
+#[unsafe(no_mangle)]
+pub extern "C" fn execve(path: Path, argv: Argv, envp: Argv) -> c_int {
+    if !exec_here() {
+        return real_call!(real::EXECVE, fn(Path, Argv, Argv) -> c_int, path, argv, envp);
+    }
+    exec_failed(sud::execve(path as usize, argv as usize, envp as usize))
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn execv(path: Path, argv: Argv) -> c_int {
+    if !exec_here() {
+        return real_call!(real::EXECV, fn(Path, Argv) -> c_int, path, argv);
+    }
+    exec_failed(sud::execve(path as usize, argv as usize, env() as usize))
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn execvp(file: Path, argv: Argv) -> c_int {
+    if !exec_here() {
+        return real_call!(real::EXECVP, fn(Path, Argv) -> c_int, file, argv);
+    }
+    exec_failed(sud::execvpe(file as usize, argv as usize, env() as usize))
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn execvpe(file: Path, argv: Argv, envp: Argv) -> c_int {
+    if !exec_here() {
+        return real_call!(real::EXECVPE, fn(Path, Argv, Argv) -> c_int, file, argv, envp);
+    }
+    exec_failed(sud::execvpe(file as usize, argv as usize, envp as usize))
+}

@@ -839,10 +839,15 @@ pub fn note_closed(r: &Region, p: &PipeFd) {
     }
 }
 
-/// An fd of `p` was closed: as [`note_closed`], and epoll sets check whether their interests
-/// in it went with the file (its last reference), as the kernel's release wakes its peers.
+/// An fd of `p` was closed: its other side's sleepers look again (or a socket's peer), and
+/// epoll sets check whether their interests in it went with the file (its last reference), as
+/// the kernel's release wakes its peers.
 pub fn closed(r: &Region, p: &PipeFd) {
-    note_closed(r, p);
+    if p.socket {
+        crate::unix::note_change(r, p);
+    } else {
+        pipe::note_end_closed(r, p.pipe, p.read, p.write);
+    }
     crate::epoll::object_closed(r, p);
 }
 
@@ -1016,7 +1021,10 @@ pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
 /// check. That includes the fds the table has not seen (inherited by an image that never used
 /// them).
 pub fn exiting(r: &Region) {
-    crate::foreign::each_open_fd(|fd| {
+    crate::foreign::each_fd_that_matters(true, |fd| {
+        if crate::region::is_own_fd(fd) {
+            return;
+        }
         if fd::is_listener(fd) {
             let _ = close(r, fd);
         } else if let Some(h) = crate::epoll::instance_of(fd) {

@@ -4,7 +4,10 @@ use crate::region;
 use shared_state::proc;
 
 extern "C" fn atfork_prepare() {
+    crate::sud::before_fork();
     let _g = crate::sud::enter();
+    // Taken once here rather than by every child at its exec or exit (see `fd`).
+    crate::fd::census_from_listing();
     crate::ipcns::each_region(proc::fork::prepare);
 }
 
@@ -23,9 +26,9 @@ extern "C" fn atfork_child() {
 extern "C" fn init() {
     crate::real::resolve_all();
     if let Some(r) = region::init() {
-        // First: a reader may be waiting for an end our exec closed (see `pipe_exec`).
-        shared_state::pipe_exec::finish(r, shared_state::sys::getpid());
         proc::identify_self();
+        // First: a reader may be waiting for an end our exec closed (see `pipe_exec`).
+        shared_state::pipe_exec::finish(r, proc::self_pid());
         // exec keeps the pid and start time: a record that matches them is our old image's.
         proc::exec_cleanup(r);
         // The IPC namespace the exec'ing thread was in, if not the tree's own.

@@ -4,83 +4,102 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-pub struct Real {
-    name: &'static [u8],
-    addr: AtomicUsize,
-}
+/// One of the functions below: its index in [`NAMES`] and [`ADDRS`].
+pub struct Real(usize);
 
 impl Real {
-    const fn new(name: &'static [u8]) -> Real {
-        Real { name, addr: AtomicUsize::new(0) }
-    }
-
     pub fn get(&self) -> usize {
-        match self.addr.load(Ordering::Acquire) {
+        match ADDRS[self.0].load(Ordering::Acquire) {
             0 => self.resolve(),
             a => a,
         }
     }
 
     fn resolve(&self) -> usize {
-        // SAFETY: `name` is a NUL-terminated symbol name; dlsym has no other preconditions.
-        let a = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr() as *const libc::c_char) } as usize;
-        self.addr.store(a, Ordering::Release);
+        let name = NAMES.split(|&b| b == 0).nth(self.0).unwrap_or_default();
+        let mut buf = [0u8; 16];
+        buf[..name.len()].copy_from_slice(name);
+        // SAFETY: `buf` holds a NUL-terminated symbol name; dlsym has no other preconditions.
+        let a = unsafe { libc::dlsym(libc::RTLD_NEXT, buf.as_ptr() as *const libc::c_char) } as usize;
+        ADDRS[self.0].store(a, Ordering::Release);
         a
     }
 }
 
-pub static SHMGET: Real = Real::new(b"shmget\0");
-pub static SHMAT: Real = Real::new(b"shmat\0");
-pub static SHMDT: Real = Real::new(b"shmdt\0");
-pub static SHMCTL: Real = Real::new(b"shmctl\0");
-pub static SEMGET: Real = Real::new(b"semget\0");
-pub static SEMOP: Real = Real::new(b"semop\0");
-pub static SEMTIMEDOP: Real = Real::new(b"semtimedop\0");
-pub static SEMCTL: Real = Real::new(b"semctl\0");
-pub static MSGGET: Real = Real::new(b"msgget\0");
-pub static MSGSND: Real = Real::new(b"msgsnd\0");
-pub static MSGRCV: Real = Real::new(b"msgrcv\0");
-pub static MSGCTL: Real = Real::new(b"msgctl\0");
-pub static SYSCALL: Real = Real::new(b"syscall\0");
-pub static FORK: Real = Real::new(b"fork\0");
-pub static READ: Real = Real::new(b"read\0");
-pub static WRITE: Real = Real::new(b"write\0");
-pub static READV: Real = Real::new(b"readv\0");
-pub static WRITEV: Real = Real::new(b"writev\0");
-pub static READ_CHK: Real = Real::new(b"__read_chk\0");
-pub static CLOSE: Real = Real::new(b"close\0");
-pub static PIPE: Real = Real::new(b"pipe\0");
-pub static PIPE2: Real = Real::new(b"pipe2\0");
-pub static DUP: Real = Real::new(b"dup\0");
-pub static DUP2: Real = Real::new(b"dup2\0");
-pub static DUP3: Real = Real::new(b"dup3\0");
-pub static FCNTL: Real = Real::new(b"fcntl\0");
-pub static FCNTL64: Real = Real::new(b"fcntl64\0");
-pub static IOCTL: Real = Real::new(b"ioctl\0");
-pub static POLL: Real = Real::new(b"poll\0");
-pub static POLL_CHK: Real = Real::new(b"__poll_chk\0");
-pub static PPOLL: Real = Real::new(b"ppoll\0");
-pub static SELECT: Real = Real::new(b"select\0");
-pub static SEND: Real = Real::new(b"send\0");
-pub static RECV: Real = Real::new(b"recv\0");
-pub static SENDTO: Real = Real::new(b"sendto\0");
-pub static RECVFROM: Real = Real::new(b"recvfrom\0");
-pub static SENDMSG: Real = Real::new(b"sendmsg\0");
-pub static RECVMSG: Real = Real::new(b"recvmsg\0");
-pub static PSELECT: Real = Real::new(b"pselect\0");
-pub static SOCKET: Real = Real::new(b"socket\0");
-pub static SOCKETPAIR: Real = Real::new(b"socketpair\0");
-pub static BIND: Real = Real::new(b"bind\0");
-pub static LISTEN: Real = Real::new(b"listen\0");
-pub static CONNECT: Real = Real::new(b"connect\0");
-pub static ACCEPT: Real = Real::new(b"accept\0");
-pub static ACCEPT4: Real = Real::new(b"accept4\0");
-pub static SHUTDOWN: Real = Real::new(b"shutdown\0");
-pub static SETSOCKOPT: Real = Real::new(b"setsockopt\0");
-pub static GETSOCKOPT: Real = Real::new(b"getsockopt\0");
-pub static EPOLL_WAIT: Real = Real::new(b"epoll_wait\0");
-pub static EPOLL_PWAIT: Real = Real::new(b"epoll_pwait\0");
-pub static EPOLL_CTL: Real = Real::new(b"epoll_ctl\0");
+macro_rules! reals {
+    ($($id:ident = $name:literal,)*) => {
+        /// The names, NUL-separated: one string, which needs no relocation at load.
+        const NAMES: &[u8] = concat!($($name, "\0",)*).as_bytes();
+        /// The addresses, side by side: resolving them writes one or two pages, not one per
+        /// function scattered among other statics.
+        static ADDRS: [AtomicUsize; [$($name,)*].len()] = [const { AtomicUsize::new(0) }; [$($name,)*].len()];
+        reals!(@each 0usize, $($id,)*);
+    };
+    (@each $i:expr, $id:ident, $($rest:ident,)*) => {
+        pub static $id: Real = Real($i);
+        reals!(@each $i + 1, $($rest,)*);
+    };
+    (@each $i:expr,) => {};
+}
+
+reals! {
+    SHMGET = "shmget",
+    SHMAT = "shmat",
+    SHMDT = "shmdt",
+    SHMCTL = "shmctl",
+    SEMGET = "semget",
+    SEMOP = "semop",
+    SEMTIMEDOP = "semtimedop",
+    SEMCTL = "semctl",
+    MSGGET = "msgget",
+    MSGSND = "msgsnd",
+    MSGRCV = "msgrcv",
+    MSGCTL = "msgctl",
+    SYSCALL = "syscall",
+    FORK = "fork",
+    READ = "read",
+    WRITE = "write",
+    READV = "readv",
+    WRITEV = "writev",
+    READ_CHK = "__read_chk",
+    CLOSE = "close",
+    PIPE = "pipe",
+    PIPE2 = "pipe2",
+    DUP = "dup",
+    DUP2 = "dup2",
+    DUP3 = "dup3",
+    FCNTL = "fcntl",
+    FCNTL64 = "fcntl64",
+    IOCTL = "ioctl",
+    POLL = "poll",
+    POLL_CHK = "__poll_chk",
+    PPOLL = "ppoll",
+    SELECT = "select",
+    SEND = "send",
+    RECV = "recv",
+    SENDTO = "sendto",
+    RECVFROM = "recvfrom",
+    SENDMSG = "sendmsg",
+    RECVMSG = "recvmsg",
+    PSELECT = "pselect",
+    SOCKET = "socket",
+    SOCKETPAIR = "socketpair",
+    BIND = "bind",
+    LISTEN = "listen",
+    CONNECT = "connect",
+    ACCEPT = "accept",
+    ACCEPT4 = "accept4",
+    SHUTDOWN = "shutdown",
+    SETSOCKOPT = "setsockopt",
+    GETSOCKOPT = "getsockopt",
+    EPOLL_WAIT = "epoll_wait",
+    EPOLL_PWAIT = "epoll_pwait",
+    EPOLL_CTL = "epoll_ctl",
+    EXECVE = "execve",
+    EXECV = "execv",
+    EXECVP = "execvp",
+    EXECVPE = "execvpe",
+}
 
 /// glibc's `__libc_single_threaded` (0 before the constructor ran, or without one).
 static SINGLE_THREADED: AtomicUsize = AtomicUsize::new(0);
@@ -97,61 +116,10 @@ pub fn resolve_all() {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches every loaded object.
     let single = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
     SINGLE_THREADED.store(single as usize, Ordering::Relaxed);
-    for r in [
-        &SHMGET,
-        &SHMAT,
-        &SHMDT,
-        &SHMCTL,
-        &SYSCALL,
-        &FORK,
-        &READ,
-        &WRITE,
-        &READV,
-        &WRITEV,
-        &READ_CHK,
-        &CLOSE,
-        &PIPE,
-        &PIPE2,
-        &DUP,
-        &DUP2,
-        &DUP3,
-        &FCNTL,
-        &FCNTL64,
-        &IOCTL,
-        &POLL,
-        &POLL_CHK,
-        &PPOLL,
-        &SELECT,
-        &PSELECT,
-        &SEND,
-        &RECV,
-        &SENDTO,
-        &RECVFROM,
-        &SENDMSG,
-        &RECVMSG,
-        &SOCKET,
-        &SOCKETPAIR,
-        &BIND,
-        &LISTEN,
-        &CONNECT,
-        &ACCEPT,
-        &ACCEPT4,
-        &SHUTDOWN,
-        &SETSOCKOPT,
-        &GETSOCKOPT,
-        &EPOLL_WAIT,
-        &EPOLL_PWAIT,
-        &EPOLL_CTL,
-        &SEMGET,
-        &SEMOP,
-        &SEMTIMEDOP,
-        &SEMCTL,
-        &MSGGET,
-        &MSGSND,
-        &MSGRCV,
-        &MSGCTL,
-    ] {
-        r.get();
+    for (i, a) in ADDRS.iter().enumerate() {
+        if a.load(Ordering::Acquire) == 0 {
+            Real(i).resolve();
+        }
     }
 }
 

@@ -41,12 +41,17 @@ pub fn init() -> Option<&'static Region> {
         STATE.store(DISABLED, Ordering::Release);
         return None;
     }
-    let opened = match RegionFiles::from_env() {
-        Some(files) => Region::map(&files, &files.path()).map(|r| (r, files)),
+    let opened = match RegionFiles::handed_from_env() {
+        Some(h) => {
+            // What follows RW,RO,DEV,INO: the census of the fds the exec handed down.
+            let value = std::env::var(region::FD_VAR).unwrap_or_default();
+            crate::fd::census_start(value.split(';').next().and_then(|v| v.split(',').nth(4)));
+            Region::map_handed(&h, || h.files.path()).map(|r| (r, h.files, (h.dev, h.ino)))
+        }
         None => region::name_from_env().and_then(|name| {
             let files = keep_high(RegionFiles::open(&name, true)?);
             match Region::map(&files, &name.path) {
-                Ok(r) => Ok((r, files)),
+                Ok(r) => Ok((r, files, files.identity().unwrap_or_default())),
                 Err(e) => {
                     files.close();
                     Err(e)
@@ -55,14 +60,14 @@ pub fn init() -> Option<&'static Region> {
         }),
     };
     match opened {
-        Ok((r, files)) => {
-            let (dev, ino) = files.identity().unwrap_or_default();
+        Ok((r, files, (dev, ino))) => {
             DEV.store(dev, Ordering::Relaxed);
             INO.store(ino, Ordering::Relaxed);
             // Not put into our own environment (a program may define its own setenv, as bash
             // does, unusable this early): each exec passes them on (see `exec_entry`).
             set_fds([files.rw, files.ro]);
             let r: &'static Region = Box::leak(Box::new(r));
+            r.set_fd_hint(files.rw);
             REGION.store(r as *const Region as *mut Region, Ordering::Release);
             STATE.store(ACTIVE, Ordering::Release);
             Some(r)
@@ -163,6 +168,12 @@ fn fds() -> [i32; 2] {
     [FDS[0].load(Ordering::Relaxed), FDS[1].load(Ordering::Relaxed)]
 }
 
+/// Whether `fd` is one of the region descriptors kept open here (the namespace's, or an IPC
+/// namespace's): never a shim object, nothing for an exit or exec to look at.
+pub fn is_own_fd(fd: i32) -> bool {
+    fd >= 0 && (fds().contains(&fd) || crate::ipcns::files().contains(&fd))
+}
+
 /// The region file's read-write descriptor here (every process of the namespace keeps it
 /// open: the epoll collector tells them by it).
 pub fn rw_fd() -> i32 {
@@ -179,6 +190,9 @@ fn set_fds(fds: [i32; 2]) {
     } else {
         FDS[0].store(fds[0], Ordering::Relaxed);
         FDS[1].store(fds[1], Ordering::Relaxed);
+        if let Some(r) = active() {
+            r.set_fd_hint(fds[0]);
+        }
     }
 }
 
@@ -235,9 +249,10 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
     Ok(0)
 }
 
-/// `IPCSHIM_REGION_FD=RW,RO,DEV,INO` for an image we exec into `buf`, its length; only the
-/// `IPCSHIM_REGION_FD=` part when the descriptors are lost.
-pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
+/// `IPCSHIM_REGION_FD=RW,RO,DEV,INO,CENSUS` for an image we exec into `buf`, its length (the
+/// census: see `fd::census_for_exec`); only the `IPCSHIM_REGION_FD=` part when the
+/// descriptors are lost.
+pub fn exec_entry(buf: &mut [u8; 512]) -> usize {
     let mut len = 0;
     let mut put = |b: &[u8]| {
         buf[len..len + b.len()].copy_from_slice(b);
@@ -256,21 +271,26 @@ pub fn exec_entry(buf: &mut [u8; 256]) -> usize {
             let k = shared_state::pipe_gc::itoa64(n, &mut digits);
             put(&digits[..k]);
         }
+        put(b",");
+        crate::fd::census_for_exec(&mut put);
         crate::ipcns::exec_suffix(&mut put);
     }
     len
 }
 
-/// Just before an exec: the region's descriptors are made inheritable when the new image
-/// `stays` in our namespace (the program may have set FD_CLOEXEC on them), close-on-exec
-/// otherwise. Whether they are passed on.
-pub fn prepare_exec(stays: bool) -> bool {
-    let fds = fds();
-    let keep = stays && fds.iter().all(|&f| f >= 0);
+/// Whether an exec passes the region's descriptors on: when the new image `stays` in our
+/// namespace and we still have them.
+pub fn passes_on(stays: bool) -> bool {
+    stays && fds().iter().all(|&f| f >= 0)
+}
+
+/// Just before an exec (of a file that exists): the region's descriptors are made inheritable
+/// when they are passed on (`keep`; the program may have set FD_CLOEXEC on them), close-on-exec
+/// otherwise.
+pub fn prepare_exec(keep: bool) {
     let flag = if keep { 0 } else { libc::FD_CLOEXEC };
-    for f in fds.into_iter().filter(|&f| f >= 0) {
+    for f in fds().into_iter().filter(|&f| f >= 0) {
         let _ = sys::syscall6(libc::SYS_fcntl, f as usize, libc::F_SETFD as usize, flag as usize, 0, 0, 0);
     }
     crate::ipcns::prepare_exec(keep);
-    keep
 }

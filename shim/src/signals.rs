@@ -74,10 +74,14 @@ impl Action {
     }
 }
 
+/// The handler of a disposition [`TABLE`] does not hold yet: the kernel's is the application's
+/// (see [`init`]). Not an address a handler can have.
+const UNKNOWN: usize = 2;
+
 /// The application's disposition of signal i+1, as it set it.
 static TABLE: [Action; NSIG] = [const {
     Action {
-        handler: AtomicUsize::new(SIG_DFL),
+        handler: AtomicUsize::new(UNKNOWN),
         flags: AtomicU64::new(0),
         restorer: AtomicUsize::new(0),
         mask: AtomicU64::new(0),
@@ -92,6 +96,19 @@ pub(crate) fn sigbit(sig: c_int) -> u64 {
 
 fn action(sig: c_int) -> &'static Action {
     &TABLE[(sig - 1) as usize]
+}
+
+/// The application's disposition of `sig`. One the table does not hold yet has been the
+/// kernel's since exec (SIG_DFL or SIG_IGN, no flags, an empty mask), which is read once.
+fn app_action(sig: c_int) -> KSigaction {
+    let a = action(sig);
+    if a.handler.load(Ordering::Acquire) == UNKNOWN {
+        let mut k = KSigaction::default();
+        let handler = if raw_sigaction(sig, None, Some(&mut k)).is_ok() { k.handler } else { SIG_DFL };
+        // A disposition set meanwhile (by another thread) stays.
+        let _ = a.handler.compare_exchange(UNKNOWN, handler, Ordering::AcqRel, Ordering::Acquire);
+    }
+    a.load()
 }
 
 /// rt_sigaction on the kernel's table.
@@ -129,9 +146,16 @@ fn kernel_action(sig: c_int, app: &KSigaction) -> KSigaction {
 /// At start-up, before anything traps: the table from the kernel's current dispositions
 /// (inherited SIG_IGN, handlers installed by earlier constructors), and our trampoline under
 /// those that need it. SIGSYS already holds `sud`'s handler; `sigsys` is what it replaced.
+/// When no code but the loader's, libc's and ours can have run since exec, which left only
+/// SIG_DFL and SIG_IGN, only SIGSEGV and SIGBUS (always wrapped) are asked now, the others when
+/// the application first asks or sets them: 62 system calls fewer in every image.
 pub(crate) fn init(sigsys: &KSigaction) {
     action(libc::SIGSYS).store(sigsys);
+    let all = others_ran_first();
     for sig in (1..=NSIG as c_int).filter(|&s| s != libc::SIGSYS) {
+        if !all && sig != libc::SIGSEGV && sig != libc::SIGBUS {
+            continue;
+        }
         let mut old = KSigaction::default();
         if raw_sigaction(sig, None, Some(&mut old)).is_err() {
             continue;
@@ -147,6 +171,46 @@ pub(crate) fn init(sigsys: &KSigaction) {
     note_mask(mask);
     shared_state::uaccess::set_usable_check(fixup_usable);
     FIXUPS.store(true, Ordering::Release);
+}
+
+/// Whether code other than the loader's, libc's and ours may have run in this image before our
+/// constructor (and installed handlers): another object is loaded (whose constructor runs
+/// first, unless it needs us), the program has pre-initialisers, or we were not preloaded.
+fn others_ran_first() -> bool {
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: libc::size_t, data: *mut c_void) -> c_int {
+        // SAFETY: dl_iterate_phdr passes a valid dl_phdr_info; `data` is the `bool` below.
+        let (info, others) = unsafe { (&*info, &mut *(data as *mut bool)) };
+        // SAFETY: the object's name is a NUL-terminated string (empty for the program).
+        let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+        // SAFETY: its program headers, as the loader has them.
+        let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let ours = init as *const () as u64;
+        let loads = |p: &&libc::Elf64_Phdr| p.p_type == libc::PT_LOAD;
+        let mine = phdrs.iter().filter(loads).any(|p| {
+            let start = info.dlpi_addr.wrapping_add(p.p_vaddr);
+            (start..start + p.p_memsz).contains(&ours)
+        });
+        let known = [&b"libc.so.6"[..], b"ld-linux-x86-64.so.2", b"linux-vdso.so.1"];
+        if name.is_empty() {
+            // Elf64_Dyn entries (tag, value) up to DT_NULL (0); DT_PREINIT_ARRAYSZ is 33.
+            *others |= phdrs.iter().filter(|p| p.p_type == libc::PT_DYNAMIC).any(|p| {
+                let dynamic = info.dlpi_addr.wrapping_add(p.p_vaddr) as *const [u64; 2];
+                (0..p.p_memsz as usize / 16)
+                    // SAFETY: the program's mapped dynamic section.
+                    .map(|i| unsafe { *dynamic.add(i) })
+                    .take_while(|d| d[0] != 0)
+                    .any(|d| d[0] == 33 && d[1] != 0)
+            });
+        } else if !mine && !known.iter().any(|k| name.ends_with(k)) {
+            *others = true;
+        }
+        0
+    }
+    let preloaded = std::env::var_os("LD_PRELOAD").is_some();
+    let mut others = !preloaded;
+    // SAFETY: the callback only reads what the loader passes it and writes `others`.
+    unsafe { libc::dl_iterate_phdr(Some(each), &raw mut others as *mut c_void) };
+    others
 }
 
 /// Records whether the calling thread's mask (now `mask`) blocks a fault signal.
@@ -199,7 +263,7 @@ pub(crate) fn rt_sigaction(a: &[u64; 6], user: User) -> i64 {
         }
         old
     } else {
-        let old = action(sig).load();
+        let old = app_action(sig);
         // A vfork child's SIGSYS change is dropped: the table is its parent's.
         if let Some(mut act) = act.filter(|_| !vfork) {
             act.flags &= UAPI_FLAGS;
@@ -224,7 +288,7 @@ pub(crate) fn rt_sigaction(a: &[u64; 6], user: User) -> i64 {
 pub(crate) fn exec_dispositions() -> u64 {
     let mut set = 0;
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
-        let app = action(sig).load();
+        let app = app_action(sig);
         if app.handler == SIG_IGN && raw_sigaction(sig, Some(&app), None).is_ok() {
             set |= sigbit(sig);
         }
@@ -236,7 +300,7 @@ pub(crate) fn exec_dispositions() -> u64 {
 pub(crate) fn exec_failed(set: u64) {
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
         if set & sigbit(sig) != 0 {
-            let _ = raw_sigaction(sig, Some(&kernel_action(sig, &action(sig).load())), None);
+            let _ = raw_sigaction(sig, Some(&kernel_action(sig, &app_action(sig))), None);
         }
     }
 }
@@ -286,7 +350,7 @@ fn deliver(t: &Tls, sig: c_int, info: *mut siginfo_t, ctx: *mut c_void) {
             return;
         }
     }
-    let app = action(sig).load();
+    let app = app_action(sig);
     if app.handler == SIG_IGN || app.handler == SIG_DFL {
         if app.handler == SIG_DFL || fault {
             kernel_default(sig);

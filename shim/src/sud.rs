@@ -24,6 +24,7 @@ mod stubs;
 mod trap;
 pub(crate) mod user;
 
+pub(crate) use exec::{execve, execvpe};
 pub(crate) use patch::settle;
 pub(crate) use stubs::fault_fixup;
 
@@ -83,6 +84,9 @@ pub(crate) struct Tls {
     /// In a vfork child: its creation is in the trace (see `trap`); cleared when the parent
     /// resumes.
     pub birth_logged: AtomicU8,
+    /// Set in a fork child that the trapped fork armed already; cleared before each fork by
+    /// libc (`rearm_after_fork`).
+    pub fork_armed: AtomicU8,
 }
 
 global_asm!(
@@ -385,11 +389,24 @@ pub(crate) fn init() {
     t.selector.store(BLOCK, Ordering::Relaxed);
 }
 
-/// In a fork child (from `pthread_atfork`): SUD is not inherited, so arm this thread again.
+/// Before libc's fork (from `pthread_atfork`): whether its child is armed is not known yet.
+pub(crate) fn before_fork() {
+    tls().fork_armed.store(0, Ordering::Relaxed);
+}
+
+/// In a fork child (from `pthread_atfork`): SUD is not inherited, so arm this thread again,
+/// unless the fork trapped and its child armed itself then (`trap::fork_here`).
 pub(crate) fn rearm_after_fork() {
-    if catchall_active() {
+    if catchall_active() && tls().fork_armed.swap(0, Ordering::Relaxed) == 0 {
         let _g = enter();
         arm_current();
+    }
+}
+
+/// In the child of a fork the catch-all made: armed.
+pub(crate) fn armed_fork_child() {
+    if arm_current() {
+        tls().fork_armed.store(1, Ordering::Relaxed);
     }
 }
 

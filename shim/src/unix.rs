@@ -322,7 +322,7 @@ fn holds(pid: u32, ino: u32) -> bool {
     want[8 + k] = b']';
     let want = &want[..9 + k];
     let mut found = false;
-    let _ = shared_state::pipe_gc::each_entry(dir, |name| {
+    let _ = shared_state::pipe_gc::each_fd_entry(dir, |name| {
         let mut z = [0u8; 24];
         let mut link = [0u8; 32];
         if let Some(dst) = z.get_mut(..name.len()) {

@@ -5,7 +5,10 @@
 // application set, SIGSYS included), "cancel" (pthread_cancel of a thread blocked in read:
 // glibc unwinds from its SIGCANCEL handler, through the shim's frames, running the cleanup of
 // the application's frames; compiled with -fexceptions). "setxid": setgid in a threaded
-// process (glibc signals every thread).
+// process (glibc signals every thread). "inherited": dispositions an exec'd image starts with
+// (ignored ones kept, handlers back to the default), as sigaction reports them and as signals
+// then behave, in an image that loads no library but libc (where the shim asks the kernel
+// for a disposition only when the application first does).
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -182,6 +185,50 @@ static int setxid(void) {
     return 0;
 }
 
+static void report(const char *name, int sig) {
+    struct sigaction old;
+    sigaction(sig, NULL, &old);
+    printf("%s: %s flags %#x mask-empty %d\n", name,
+           old.sa_handler == SIG_IGN ? "ignored" : old.sa_handler == SIG_DFL ? "default" : "handler",
+           (unsigned)old.sa_flags, sigisemptyset(&old.sa_mask));
+}
+
+static int inherited(char *self) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaction(SIGINT, &sa, NULL);
+    execl(self, self, "inherited-image", (char *)0);
+    return 1;
+}
+
+static int inherited_image(void) {
+    report("SIGPIPE", SIGPIPE);
+    report("SIGUSR1", SIGUSR1);
+    report("SIGINT", SIGINT);
+    report("SIGTERM", SIGTERM);
+    report("SIGRTMIN+5", SIGRTMIN + 5);
+    // Ignored, then handled: each behaves as the kernel's would.
+    raise(SIGPIPE);
+    raise(SIGUSR1);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, &old);
+    printf("old SIGUSR1 ignored %d\n", old.sa_handler == SIG_IGN);
+    raise(SIGUSR1);
+    sigaction(SIGRTMIN + 5, &sa, &old);
+    printf("old SIGRTMIN+5 default %d\n", old.sa_handler == SIG_DFL);
+    raise(SIGRTMIN + 5);
+    printf("handlers ran %d\n", (int)hits);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 2) return 2;
@@ -193,5 +240,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "sigaction")) return actions();
     if (!strcmp(argv[1], "cancel")) return cancel();
     if (!strcmp(argv[1], "setxid")) return setxid();
+    if (!strcmp(argv[1], "inherited")) return inherited(argv[0]);
+    if (!strcmp(argv[1], "inherited-image")) return inherited_image();
     return 2;
 }

@@ -227,7 +227,8 @@ fn exec_with_scrubbed_environment_keeps_the_shim() {
     assert!(seen >= 20000, "the exec'd grandchild's syscalls did not reach the catch-all here: {seen}");
 
     // What the grandchild got: our library first in a LD_PRELOAD it set, our variables added,
-    // a value it chose kept, and the namespace's open region file (descriptors, device, inode).
+    // a value it chose kept, and the namespace's open region file (descriptors, device, inode),
+    // with the fds of ours that may be shim objects surviving the exec (its census).
     let (_, out, _) = s.shimmed(&["bash", "-c", "env -i LD_PRELOAD=libm.so.6 IPCSHIM_CATCHALL=1 env"], &[]);
     let lib = shim_lib();
     let mut env: Vec<&str> = out.lines().collect();
@@ -235,8 +236,15 @@ fn exec_with_scrubbed_environment_keeps_the_shim() {
     let uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
     let meta = fs::metadata(s.dir.join(format!("ipcshim-{uid}-{}", s.ns))).expect("stat the region file");
     let region = env.iter().find_map(|v| v.strip_prefix("IPCSHIM_REGION_FD=")).expect("IPCSHIM_REGION_FD");
-    let fields: Vec<u64> = region.split(',').map(|f| f.parse().expect("a number")).collect();
-    assert_eq!(fields[2..], [meta.dev(), meta.ino()], "IPCSHIM_REGION_FD={region}");
+    let fields: Vec<&str> = region.split(',').collect();
+    assert_eq!(fields.len(), 5, "IPCSHIM_REGION_FD={region}");
+    let ids: Vec<u64> = fields[2..4].iter().map(|f| f.parse().expect("a number")).collect();
+    assert_eq!(ids, [meta.dev(), meta.ino()], "IPCSHIM_REGION_FD={region}");
+    let census = fields[4];
+    assert!(
+        census == "-" || census.is_empty() || census.split('.').all(|f| f.parse::<u32>().is_ok()),
+        "IPCSHIM_REGION_FD={region}"
+    );
     let want = [
         "IPCSHIM_CATCHALL=1".to_string(),
         format!("IPCSHIM_DIR={}", s.dir.display()),
@@ -285,6 +293,25 @@ fn sigaction_reports_what_the_application_set() {
     let out = s.same(&[exe.to_str().unwrap(), "sigaction"], &[]);
     assert!(out.contains("SIGSYS default 1\nSIGSYS set 0\nSIGSYS ignored 1\n"), "{out}");
     assert!(out.ends_with("SIGSYS handler ran 2\n"), "{out}");
+    assert!(s.traps() > 0);
+}
+
+/// An exec'd image starts with the dispositions exec leaves (ignored ones kept, handlers back to
+/// the default, flags and masks cleared): the shim reads those from the kernel only when the
+/// application first asks for or sets one (the image loads nothing but libc), and sigaction
+/// and the signals themselves behave as on the kernel.
+#[test]
+fn dispositions_inherited_across_exec() {
+    let s = Scratch::new("inherited");
+    let exe = s.helper("signals");
+    let out = s.same(&[exe.to_str().unwrap(), "inherited"], &[]);
+    assert_eq!(
+        out,
+        "SIGPIPE: ignored flags 0 mask-empty 1\nSIGUSR1: ignored flags 0 mask-empty 1\n\
+         SIGINT: default flags 0 mask-empty 1\nSIGTERM: default flags 0 mask-empty 1\n\
+         SIGRTMIN+5: default flags 0 mask-empty 1\nold SIGUSR1 ignored 1\n\
+         old SIGRTMIN+5 default 1\nhandlers ran 2\n"
+    );
     assert!(s.traps() > 0);
 }
 

@@ -93,11 +93,14 @@ fn read_chunk(user: User, addr: usize, buf: &mut [u8]) -> Option<usize> {
     user.copy_in(&mut buf[..len], addr).then_some(len)
 }
 
-/// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop.
+/// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop. The
+/// first read is short: most entries are told apart from ours by their first bytes.
 fn each_byte(user: User, mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
     let mut buf = [0u8; 256];
+    let mut want = 32;
     loop {
-        let n = read_chunk(user, addr, &mut buf)?;
+        let n = read_chunk(user, addr, &mut buf[..want])?;
+        want = buf.len();
         for &b in &buf[..n] {
             if b == 0 || !f(b) {
                 return Some(());
@@ -342,43 +345,214 @@ fn build(env: &ExecEnv, envp: usize, s: &Scan, region: Option<&[u8]>) -> Option<
     }
 }
 
-/// execve(path, argv, envp) or execveat(dirfd, path, argv, envp, flags).
-pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
-    let i = if nr == libc::SYS_execve { 2 } else { 3 };
-    let mut entry = [0u8; 256];
-    let len = crate::region::exec_entry(&mut entry);
-    let plan = env().and_then(|env| {
-        let s = scan(user, env, a[i] as usize, &entry[..len])?;
-        let region = crate::region::prepare_exec(!s.leaves(env)).then_some(&entry[..len]);
-        let region_done = match (region, s.region) {
-            (Some(_), Some((_, same))) => same,
-            (None, None) => true,
-            _ => false,
-        };
-        let complete = s.preload.is_some_and(|p| p.3)
-            && env.vars.iter().enumerate().all(|(i, v)| !v.set || s.present & (1 << i) != 0)
-            && region_done;
-        if complete { None } else { build(env, a[i] as usize, &s, region) }
-    });
-    let ign = crate::signals::exec_dispositions();
-    let r = match plan {
-        None => guard.allow_signals(|| raw(nr, a)),
-        Some((base, size)) => {
-            let mut b = *a;
-            b[i] = base as u64;
-            // If this is a vfork child, the mapping is in the parent's memory: let the parent
-            // unmap it once we are gone. Here, a failed exec unmaps it at once.
-            let t = tls();
-            t.scratch_len.store(size, Ordering::Relaxed);
-            t.scratch.store(base, Ordering::Relaxed);
-            let r = guard.allow_signals(|| raw(nr, &b));
-            release_scratch();
-            r
-        }
+/// What an exec passes on, worked out once for all the names a PATH search tries: the
+/// environment (the application's, or a copy with ours added, mapped at `built`), and whether
+/// the region's descriptors go with it (None: our environment was not captured, or the
+/// application's cannot be read: nothing is changed).
+struct Plan {
+    envp: u64,
+    built: Option<(usize, usize)>,
+    keep: Option<bool>,
+}
+
+fn plan(user: User, envp: usize) -> Plan {
+    let mut p = Plan { envp: envp as u64, built: None, keep: None };
+    // In scratch memory: with the scan's state it would make this frame too large.
+    let Ok(mut entry) = crate::scratch::take(1, [0u8; 512]) else { return p };
+    let entry = &mut entry[0];
+    let len = crate::region::exec_entry(entry);
+    let Some(env) = env() else { return p };
+    let Some(s) = scan(user, env, envp, &entry[..len]) else { return p };
+    let keep = crate::region::passes_on(!s.leaves(env));
+    p.keep = Some(keep);
+    let region = keep.then_some(&entry[..len]);
+    let region_done = match (region, s.region) {
+        (Some(_), Some((_, same))) => same,
+        (None, None) => true,
+        _ => false,
     };
+    let complete = s.preload.is_some_and(|p| p.3)
+        && env.vars.iter().enumerate().all(|(i, v)| !v.set || s.present & (1 << i) != 0)
+        && region_done;
+    if !complete && let Some((base, size)) = build(env, envp, &s, region) {
+        p.envp = base as u64;
+        p.built = Some((base, size));
+    }
+    p
+}
+
+/// One execve or execveat (`nr`, arguments `a`, the environment at `a[i]`) with `plan`: the
+/// kernel-style result, if it returns.
+fn attempt(nr: i64, a: &[u64; 6], i: usize, plan: &Plan, guard: &Guard) -> i64 {
+    let (dirfd, path) = if nr == libc::SYS_execve { (libc::AT_FDCWD, a[0]) } else { (a[0] as i32, a[1]) };
+    let found = crate::region::active().is_none_or(|r| crate::foreign::before_exec(r, dirfd, path as usize));
+    if found && let Some(keep) = plan.keep {
+        crate::region::prepare_exec(keep);
+    }
+    let ign = crate::signals::exec_dispositions();
+    let mut b = *a;
+    b[i] = plan.envp;
+    if let Some((base, size)) = plan.built {
+        // If this is a vfork child, the mapping is in the parent's memory: let the parent
+        // unmap it once we are gone (a failed exec unmaps it when the caller is done).
+        let t = tls();
+        t.scratch_len.store(size, Ordering::Relaxed);
+        t.scratch.store(base, Ordering::Relaxed);
+    }
+    let r = guard.allow_signals(|| raw(nr, &b));
     crate::signals::exec_failed(ign);
-    if let Some(region) = crate::region::active() {
+    if let Some(region) = crate::region::active().filter(|_| found) {
         crate::foreign::exec_failed(region);
     }
     r
+}
+
+/// execve(path, argv, envp) or execveat(dirfd, path, argv, envp, flags).
+pub(super) fn exec(nr: i64, a: &[u64; 6], guard: &Guard, user: User) -> i64 {
+    let i = if nr == libc::SYS_execve { 2 } else { 3 };
+    let plan = plan(user, a[i] as usize);
+    let r = attempt(nr, a, i, &plan, guard);
+    release_scratch();
+    r
+}
+
+/// A user copier for an exported symbol's arguments (as the trap's for the syscall's).
+fn hook_user() -> User {
+    let fault_blocked = tls().fault_blocked.load(Ordering::Relaxed) != 0;
+    User::new(if fault_blocked { crate::signals::sigbit(libc::SIGSEGV) } else { 0 })
+}
+
+/// The exported `execve` and `execv`: the exec the catch-all would make for the trapped call,
+/// made from here. Returns the errno to fail with.
+pub(crate) fn execve(path: usize, argv: usize, envp: usize) -> i32 {
+    let guard = super::enter();
+    let plan = plan(hook_user(), envp);
+    let r = attempt(libc::SYS_execve, &[path as u64, argv as u64, 0, 0, 0, 0], 2, &plan, &guard);
+    release_scratch();
+    -r as i32
+}
+
+/// `/bin/sh`, which runs a file the kernel does not know how to execute (ENOEXEC).
+const SHELL: &[u8] = b"/bin/sh\0";
+
+/// glibc's `__execvpe` (posix/execvpe.c) for the exported `execvp` and `execvpe`, making its
+/// execve calls from here rather than through the catch-all: a PATH search's misses cost the
+/// kernel's ENOENT, not a trap and a new plan each. The same names are tried in the same order
+/// with the same outcome: a name with a '/' as it is, else each PATH entry (the current
+/// directory for an empty one, `/bin:/usr/bin` without PATH), going on after EACCES (reported
+/// at the end), ENOENT, ESTALE, ENOTDIR, ENODEV and ETIMEDOUT; a file the kernel cannot execute
+/// (ENOEXEC) run by /bin/sh. Returns the errno to fail with.
+pub(crate) fn execvpe(file: usize, argv: usize, envp: usize) -> i32 {
+    let guard = super::enter();
+    let user = hook_user();
+    let plan = plan(user, envp);
+    let err = search(file, argv, &plan, &guard, user);
+    release_scratch();
+    err
+}
+
+/// The length of the C string at `addr`, at most `max`; None if unreadable.
+fn strnlen(user: User, addr: usize, max: usize) -> Option<usize> {
+    let mut n = 0;
+    each_byte(user, addr, |_| {
+        n += 1;
+        n < max
+    })?;
+    Some(n)
+}
+
+fn search(file: usize, argv: usize, plan: &Plan, guard: &Guard, user: User) -> i32 {
+    const NAME_MAX: usize = 255;
+    const PATH_MAX: usize = 4096;
+    let try_one = |path: usize| -> i32 {
+        let r = attempt(libc::SYS_execve, &[path as u64, argv as u64, 0, 0, 0, 0], 2, plan, guard);
+        let mut e = -r as i32;
+        if e == libc::ENOEXEC {
+            e = script(path, argv, plan, guard, user).unwrap_or(e);
+        }
+        e
+    };
+    let Some(file_len) = strnlen(user, file, NAME_MAX + 1) else { return libc::EFAULT };
+    if file_len == 0 {
+        return libc::ENOENT;
+    }
+    let Ok(mut name) = crate::scratch::take(NAME_MAX + 1, 0u8) else { return libc::ENOMEM };
+    if file_len <= NAME_MAX && !user.copy_in(&mut name[..file_len], file) {
+        return libc::EFAULT;
+    }
+    let slash = if file_len <= NAME_MAX {
+        name[..file_len].contains(&b'/')
+    } else {
+        // Longer than NAME_MAX: only a name with a '/' is executed (as it is).
+        let mut found = false;
+        if each_byte(user, file, |b| {
+            found |= b == b'/';
+            !found
+        })
+        .is_none()
+        {
+            return libc::EFAULT;
+        }
+        found
+    };
+    if slash {
+        return try_one(file);
+    }
+    if file_len > NAME_MAX {
+        return libc::ENAMETOOLONG;
+    }
+    // SAFETY: getenv reads the environment without allocating; the result lives in it.
+    let path = unsafe { libc::getenv(c"PATH".as_ptr()) };
+    let path: &[u8] = if path.is_null() {
+        b"/bin:/usr/bin"
+    } else {
+        // SAFETY: a NUL-terminated string of the environment.
+        unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes()
+    };
+    // glibc sizes its buffer by at most PATH_MAX - 1 bytes of PATH, and skips longer entries.
+    let path_len = path.len().min(PATH_MAX - 1) + 1;
+    let Ok(mut buf) = crate::scratch::take(path_len + file_len + 1, 0u8) else { return libc::ENOMEM };
+    let (mut eacces, mut last) = (false, libc::ENOENT);
+    for dir in path.split(|&c| c == b':').filter(|d| d.len() < path_len) {
+        let mut n = dir.len();
+        buf[..n].copy_from_slice(dir);
+        if n > 0 {
+            buf[n] = b'/';
+            n += 1;
+        }
+        buf[n..n + file_len].copy_from_slice(&name[..file_len]);
+        buf[n + file_len] = 0;
+        last = try_one(buf.as_ptr() as usize);
+        match last {
+            libc::EACCES => eacces = true,
+            libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT => {}
+            e => return e,
+        }
+    }
+    if eacces { libc::EACCES } else { last }
+}
+
+/// glibc's `maybe_script_execute`: `/bin/sh path args...` (argv[0] replaced by the path); the
+/// errno, or None when the arguments are too many to count.
+fn script(path: usize, argv: usize, plan: &Plan, guard: &Guard, user: User) -> Option<i32> {
+    let mut argc = 0usize;
+    loop {
+        let p: usize = user.read(argv + argc * 8)?;
+        if p == 0 {
+            break;
+        }
+        argc += 1;
+        if argc == i32::MAX as usize - 1 {
+            return Some(libc::E2BIG);
+        }
+    }
+    let Ok(mut args) = crate::scratch::take((argc + 1).max(2) + 1, 0usize) else { return Some(libc::ENOMEM) };
+    args[0] = SHELL.as_ptr() as usize;
+    args[1] = path;
+    for k in 1..argc {
+        args[k + 1] = user.read(argv + k * 8)?;
+    }
+    let r =
+        attempt(libc::SYS_execve, &[SHELL.as_ptr() as u64, args.as_ptr() as u64, 0, 0, 0, 0], 2, plan, guard);
+    Some(-r as i32)
 }

@@ -26,7 +26,7 @@
 use super::stubs::{self, Regs, Stub};
 use super::user::User;
 use super::{in_vfork_child, tls};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use libc::{REG_EFL, REG_RAX, REG_RCX, REG_RDI, REG_RDX, REG_RIP, REG_RSI, REG_RSP, ucontext_t};
 use shared_state::sys::syscall6;
 
@@ -35,12 +35,15 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
 /// Our own object and the vDSO (their link maps), never rewritten.
 static OWN_MAP: AtomicUsize = AtomicUsize::new(0);
+/// The end of the dynamic loader's mapping: the kernel maps it above the libraries, with free
+/// room above it, where a chunk of trampolines for their sites is first looked for.
+static LOADER_END: AtomicUsize = AtomicUsize::new(0);
 static VDSO: AtomicUsize = AtomicUsize::new(0);
 /// Set once this process may have a second thread (a clone sharing its memory that runs beside
 /// it): from then on a site that one store cannot rewrite is rewritten through `jmp .`.
 static THREADED: AtomicBool = AtomicBool::new(false);
-/// The CPU has cmpxchg16b.
-static CX16: AtomicBool = AtomicBool::new(false);
+/// Whether the CPU has cmpxchg16b: 0 not asked yet, 1 no, 2 yes.
+static CX16: AtomicU8 = AtomicU8::new(0);
 /// Held by the thread rewriting a site (never waited for: another thread just keeps trapping).
 static BUSY: AtomicBool = AtomicBool::new(false);
 
@@ -61,6 +64,11 @@ pub(super) fn init() {
     if vdso != 0 {
         VDSO.store(find_object(vdso).map_or(0, |o| o.link_map), Ordering::Relaxed);
     }
+    // SAFETY: getauxval has no preconditions.
+    let loader = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    if loader != 0 {
+        LOADER_END.store(find_object(loader).map_or(0, |o| o.map_end), Ordering::Relaxed);
+    }
     // A constructor that ran before ours may have started threads already.
     // SAFETY: dlsym with a NUL-terminated name.
     let single = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) } as *const u8;
@@ -68,11 +76,21 @@ pub(super) fn init() {
     if single.is_null() || unsafe { single.read_volatile() } == 0 {
         THREADED.store(true, Ordering::Relaxed);
     }
-    // One CPUID leaf (CMPXCHG16B is ECX bit 13 of leaf 1), not std's detection of every
-    // feature: in a virtual machine each CPUID exits to the hypervisor, in every process.
-    let leaf1 = core::arch::x86_64::__cpuid(1);
-    CX16.store(leaf1.ecx & 1 << 13 != 0, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Release);
+}
+
+/// Whether the CPU has cmpxchg16b, asked the first time a site needs it: one CPUID leaf
+/// (CMPXCHG16B is ECX bit 13 of leaf 1), not std's detection of every feature, as in a virtual
+/// machine each CPUID exits to the hypervisor.
+fn cx16() -> bool {
+    match CX16.load(Ordering::Relaxed) {
+        0 => {
+            let yes = core::arch::x86_64::__cpuid(1).ecx & 1 << 13 != 0;
+            CX16.store(1 + u8::from(yes), Ordering::Relaxed);
+            yes
+        }
+        v => v == 2,
+    }
 }
 
 /// In a fork child: its only thread is this one, so nobody is rewriting; a site the parent
@@ -106,6 +124,7 @@ struct DlFindObject {
 
 struct Object {
     map_start: usize,
+    map_end: usize,
     link_map: usize,
 }
 
@@ -118,8 +137,11 @@ fn find_object(addr: usize) -> Option<Object> {
     let mut o: DlFindObject = unsafe { core::mem::zeroed() };
     // SAFETY: `f` has this signature (dlfcn.h); it only reads the loader's tables.
     let find = unsafe { core::mem::transmute::<usize, extern "C" fn(usize, *mut DlFindObject) -> i32>(f) };
-    (find(addr, &mut o) == 0 && o.link_map != 0)
-        .then_some(Object { map_start: o.map_start, link_map: o.link_map })
+    (find(addr, &mut o) == 0 && o.link_map != 0).then_some(Object {
+        map_start: o.map_start,
+        map_end: o.map_end,
+        link_map: o.link_map,
+    })
 }
 
 /// The syscalls a site may be rewritten for, and how their stub decides. Anything the trap
@@ -345,7 +367,7 @@ fn store_kind(site: usize) -> Option<Store> {
     }
     Some(if site % 8 <= 3 {
         Store::Word(site & !7, 8)
-    } else if site % 16 <= 11 && CX16.load(Ordering::Relaxed) {
+    } else if site % 16 <= 11 && cx16() {
         Store::Word(site & !15, 16)
     } else if !THREADED.load(Ordering::Relaxed) {
         Store::Plain
@@ -648,47 +670,92 @@ pub(crate) fn settle(uc: &mut ucontext_t) {
 }
 
 /// The sites seen: rewritten (their trampoline) or refused. Written under BUSY, read by any
-/// thread; an open-addressed table that stops taking sites when full.
+/// thread; open-addressed tables that stop taking sites when full. The first sites go to a
+/// table of one page, which most processes never outgrow: each page of a table costs a fault
+/// at its first touch (two with the read before the write), in every process and fork child,
+/// and a bigger table spreads a few sites over many pages.
 mod sites {
     use super::*;
 
     pub(super) const REFUSED: usize = 1;
     /// Trapped once.
     pub(super) const SEEN: usize = 2;
-    const SIZE: usize = 4096;
-    static KEYS: [AtomicUsize; SIZE] = [const { AtomicUsize::new(0) }; SIZE];
-    static VALUES: [AtomicUsize; SIZE] = [const { AtomicUsize::new(0) }; SIZE];
 
-    fn slots(site: usize) -> impl Iterator<Item = usize> {
-        let h = site.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
-        (0..SIZE).map(move |i| (h + i) % SIZE)
+    /// A site's return address and what is known of it, in one 16-byte line.
+    struct Entry {
+        key: AtomicUsize,
+        value: AtomicUsize,
     }
 
-    pub(super) fn get(site: usize) -> Option<usize> {
-        for i in slots(site) {
-            match KEYS[i].load(Ordering::Acquire) {
+    #[repr(C, align(4096))]
+    struct Table<const N: usize>([Entry; N]);
+
+    static FIRST: Table<256> =
+        Table([const { Entry { key: AtomicUsize::new(0), value: AtomicUsize::new(0) } }; 256]);
+    static MORE: Table<4096> =
+        Table([const { Entry { key: AtomicUsize::new(0), value: AtomicUsize::new(0) } }; 4096]);
+    /// Sites in FIRST (taken there while it is less than half full), and whether MORE holds any.
+    static FIRST_USED: AtomicUsize = AtomicUsize::new(0);
+    static MORE_USED: AtomicBool = AtomicBool::new(false);
+
+    fn slots<const N: usize>(t: &'static Table<N>, site: usize) -> impl Iterator<Item = &'static Entry> {
+        let h = site.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        (0..N).map(move |i| &t.0[(h + i) % N])
+    }
+
+    fn find<const N: usize>(t: &'static Table<N>, site: usize) -> Option<usize> {
+        for e in slots(t, site) {
+            match e.key.load(Ordering::Acquire) {
                 0 => return None,
-                k if k == site => return Some(VALUES[i].load(Ordering::Relaxed)),
+                k if k == site => return Some(e.value.load(Ordering::Relaxed)),
                 _ => {}
             }
         }
         None
     }
 
-    /// Only under BUSY.
-    pub(super) fn put(site: usize, value: usize) {
-        for i in slots(site).take(SIZE / 2) {
-            match KEYS[i].load(Ordering::Relaxed) {
-                0 => {
-                    VALUES[i].store(value, Ordering::Relaxed);
-                    KEYS[i].store(site, Ordering::Release);
-                    return;
+    pub(super) fn get(site: usize) -> Option<usize> {
+        find(&FIRST, site)
+            .or_else(|| if MORE_USED.load(Ordering::Acquire) { find(&MORE, site) } else { None })
+    }
+
+    /// What `store` did.
+    enum Stored {
+        Updated,
+        Added,
+        No,
+    }
+
+    /// Stores `value` in the entry of `site`, or in a new one if `room`.
+    fn store<const N: usize>(t: &'static Table<N>, site: usize, value: usize, room: bool) -> Stored {
+        for e in slots(t, site).take(N / 2) {
+            match e.key.load(Ordering::Relaxed) {
+                0 if room => {
+                    e.value.store(value, Ordering::Relaxed);
+                    e.key.store(site, Ordering::Release);
+                    return Stored::Added;
                 }
+                0 => return Stored::No,
                 k if k == site => {
-                    VALUES[i].store(value, Ordering::Relaxed);
-                    return;
+                    e.value.store(value, Ordering::Relaxed);
+                    return Stored::Updated;
                 }
                 _ => {}
+            }
+        }
+        Stored::No
+    }
+
+    /// Only under BUSY.
+    pub(super) fn put(site: usize, value: usize) {
+        let used = FIRST_USED.load(Ordering::Relaxed);
+        match store(&FIRST, site, value, used < FIRST.0.len() / 2) {
+            Stored::Added => FIRST_USED.store(used + 1, Ordering::Relaxed),
+            Stored::Updated => {}
+            Stored::No => {
+                if !matches!(store(&MORE, site, value, true), Stored::No) {
+                    MORE_USED.store(true, Ordering::Release);
+                }
             }
         }
     }
@@ -758,24 +825,26 @@ mod trampolines {
         None
     }
 
-    /// A read-write-execute chunk within reach of `site`.
+    /// A read-write-execute chunk within reach of `site`: above the loader first, then at
+    /// growing distances on either side of the site.
     fn map_near(site: usize) -> Option<usize> {
         const FIXED_NOREPLACE: usize = 0x10_0000;
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as usize;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize;
         let around = site & !(CHUNK - 1);
-        for shift in 20..31 {
-            for hint in [around.wrapping_sub(1 << shift), around.wrapping_add(1 << shift)] {
-                let Ok(a) =
-                    syscall6(libc::SYS_mmap, hint, CHUNK, prot, flags | FIXED_NOREPLACE, usize::MAX, 0)
-                else {
-                    continue;
-                };
-                if reaches(a, site) {
-                    return Some(a);
-                }
-                let _ = syscall6(libc::SYS_munmap, a, CHUNK, 0, 0, 0, 0);
+        let loader = LOADER_END.load(Ordering::Relaxed);
+        let above_loader = (loader != 0).then(|| loader.next_multiple_of(CHUNK) + CHUNK);
+        let hints =
+            (20..31).flat_map(|shift| [around.wrapping_sub(1 << shift), around.wrapping_add(1 << shift)]);
+        for hint in above_loader.filter(|&h| reaches(h, site)).into_iter().chain(hints) {
+            let Ok(a) = syscall6(libc::SYS_mmap, hint, CHUNK, prot, flags | FIXED_NOREPLACE, usize::MAX, 0)
+            else {
+                continue;
+            };
+            if reaches(a, site) {
+                return Some(a);
             }
+            let _ = syscall6(libc::SYS_munmap, a, CHUNK, 0, 0, 0, 0);
         }
         None
     }

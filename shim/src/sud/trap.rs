@@ -144,8 +144,8 @@ pub(super) fn redirect(uc: &mut ucontext_t, nr: i64, shared: bool) -> i64 {
 pub(super) fn fork_here(nr: i64, a: &[u64; 6]) -> i64 {
     let r = raw(nr, a);
     if r == 0 {
-        super::arm_current();
-    } else if r > 0 {
+        super::armed_fork_child();
+    } else if r > 0 && crate::trace::on() {
         crate::trace::created(shared_state::sys::getpid(), "fork()", r as i32);
     }
     r
