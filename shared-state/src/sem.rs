@@ -20,7 +20,7 @@
 //! a result that was rolled back.
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::journal::{Brief, CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
@@ -71,6 +71,8 @@ const WATCHED: usize = 6;
 /// Wake-ups deferred until after the unlock; more are woken at once (they then wait for the
 /// lock, which is still correct).
 const DEFERRED_WAKES: usize = 64;
+/// Yields a semop may make before it sleeps.
+const SEM_YIELDS: u32 = 8;
 
 /// `struct sembuf`.
 #[repr(C)]
@@ -1488,10 +1490,31 @@ pub fn semtimedop(
     } else {
         None
     };
-    if nsops == 1
-        && let Some(res) = fast_semop(r, semid, sops[0])
-    {
-        return res;
+    // A single operation that would block on a set nobody sleeps in waits a little before it
+    // queues: its waker then needs no lock either (see `journal::Brief::wait_unknown`).
+    let mut waited = false;
+    if nsops == 1 {
+        let mut brief = Brief::new(SEM_YIELDS);
+        loop {
+            match fast_semop(r, semid, sops[0]) {
+                Fast::Done => return Ok(0),
+                Fast::Blocked(word, w)
+                    if !waited && sops[0].sem_flg & IPC_NOWAIT == 0 && far(deadline.as_ref()) =>
+                {
+                    waited = true;
+                    if !brief.wait_unknown(&|| word.load(Ordering::Acquire) != w) {
+                        break;
+                    }
+                }
+                // Another process took what we waited for: with more than one waiter, the
+                // queue's order decides, as the kernel's.
+                Fast::Blocked(..) if waited => {
+                    brief.lost();
+                    break;
+                }
+                _ => break,
+            }
+        }
     }
     let max = sops.iter().map(|s| s.sem_num as u32).max().unwrap_or(0);
     let undos = sops.iter().any(|s| s.sem_flg & SEM_UNDO != 0);
@@ -1579,6 +1602,10 @@ pub fn semtimedop(
         let v = set.complex_count + 1;
         s.w(&mut set.complex_count, v);
     }
+    // A call that waited before it queued sleeps at once.
+    if waited {
+        s.peer = 0;
+    }
     sleep(r, s, qi, ticket, deadline.as_ref(), env)
 }
 
@@ -1597,25 +1624,44 @@ fn set_backed(r: &Region, idx: u32) -> bool {
     r.reserved(set_off(idx), size_of::<SemArray>() as u64)
 }
 
-/// A semop of one operation that succeeds at once on a set nobody holds, sleeps in or died
-/// holding adjustments on: one compare-and-swap of the semaphore's word, no lock, no system
-/// call. `None`: take the locked path (which also gives every error).
-fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>> {
+/// Whether a wait may spend a brief wait's budget before queueing: no deadline, or one at
+/// least a millisecond away.
+fn far(deadline: Option<&libc::timespec>) -> bool {
+    deadline.is_none_or(|d| {
+        let now = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+        (d.tv_sec - now.tv_sec) * 1_000_000_000 + (d.tv_nsec - now.tv_nsec) >= 1_000_000
+    })
+}
+
+/// What [`fast_semop`] did.
+enum Fast<'a> {
+    /// Served lock-free.
+    Done,
+    /// Would block on this value of the semaphore's word (no one gates the set).
+    Blocked(&'a AtomicU64, u64),
+    /// The locked path must serve it.
+    Locked,
+}
+
+/// A semop of one operation on a set nobody holds, sleeps in or died holding adjustments on:
+/// one compare-and-swap of the semaphore's word, no lock, no system call. `Locked`: take the
+/// locked path (which also gives every error).
+fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Fast<'_> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
     if !set_backed(r, idx) {
-        return None;
+        return Fast::Locked;
     }
     // Unlocked reads of the set: the word's sequence number and GATED, compared by the
     // compare-and-swap, are what make the operation valid.
     let set = set_at(r, idx);
     let num = sop.sem_num as u32;
     if set.perm.id != semid || num >= set.nsems.min(SEM_WINDOW) {
-        return None;
+        return Fast::Locked;
     }
     let op = sop.sem_op as i32;
     if !set.perm.ipcperms(&Cred::current(), if op != 0 { S_IWUGO } else { S_IRUGO }) {
-        return None;
+        return Fast::Locked;
     }
     let undo = sop.sem_flg & SEM_UNDO != 0;
     let pid = proc::self_pid();
@@ -1623,7 +1669,7 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     let mine = if set.undo_head != 0 || undo {
         let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
         if !ok {
-            return None;
+            return Fast::Locked;
         }
         mine
     } else {
@@ -1632,19 +1678,30 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     let off = SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64;
     // SAFETY: each set has a window of SEM_WINDOW semaphores; the word is atomic.
     let sem = unsafe { r.at::<Sem>(off) };
-    let intent = if undo { Some(start_undo(r, slot, mine?, num, op, off)?) } else { None };
+    let intent = match (undo, mine) {
+        (false, _) => None,
+        (true, Some(ui)) => match start_undo(r, slot, ui, num, op, off) {
+            Some(it) => Some(it),
+            None => return Fast::Locked,
+        },
+        (true, None) => return Fast::Locked,
+    };
     let adj = intent.as_ref().map(|&(_, ai)| {
         // SAFETY: ai is a bounded index of one of our adjustment entries (start_undo).
         unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) }
     });
-    let mut done = false;
+    let mut out = Fast::Locked;
     for _ in 0..8 {
         let w = sem.word.load(Ordering::Acquire);
         if w & (GATED | PENDING_UNDO) != 0 || (w >> GEN_SHIFT) & GEN_MASK != seq as u64 & GEN_MASK {
             break;
         }
         let res = word_val(w) + op;
-        if (op == 0 && word_val(w) != 0) || !(0..=SEMVMX).contains(&res) {
+        if (op == 0 && word_val(w) != 0) || res < 0 {
+            out = Fast::Blocked(&sem.word, w);
+            break;
+        }
+        if res > SEMVMX {
             break;
         }
         if let Some(a) = &adj {
@@ -1656,10 +1713,11 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
         }
         let new = with_val_pid(w, res, pid) | if undo { PENDING_UNDO } else { 0 };
         if new == w || sem.word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            done = true;
+            out = Fast::Done;
             break;
         }
     }
+    let done = matches!(out, Fast::Done);
     if let (Some((it, _)), Some(a)) = (intent, adj) {
         if done {
             // The value changed and PENDING_UNDO keeps everyone else off the adjustment.
@@ -1675,15 +1733,14 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
         }
         it.stage.store(IDLE, Ordering::Release);
     }
-    if !done {
-        return None;
+    if done {
+        let now = sys::coarse_seconds();
+        if sem.otime.load(Ordering::Relaxed) != now {
+            sem.otime.store(now, Ordering::Relaxed);
+        }
+        count_fast(r);
     }
-    let now = sys::coarse_seconds();
-    if sem.otime.load(Ordering::Relaxed) != now {
-        sem.otime.store(now, Ordering::Relaxed);
-    }
-    count_fast(r);
-    Some(Ok(0))
+    out
 }
 
 /// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
@@ -1874,7 +1931,9 @@ fn sleep<'a>(
         // Completed and committed: ours to free, with no lock (nothing else refers to it).
         let done = q.done.load(Ordering::Acquire);
         if done != 0 && q.ticket == ticket {
-            let _ = q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+            if q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                ns_of(r).pools[0].given_back(qi);
+            }
             let st = 1 - done as i32;
             return if st == 0 { Ok(0) } else { Err(-st) };
         }
