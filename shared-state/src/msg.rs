@@ -309,7 +309,9 @@ impl Drop for Msgs<'_> {
 
 impl MsgWaiter {
     fn wake_sleeper(&self) {
-        if self.sleeping.load(Ordering::SeqCst) != 0 {
+        // Only the first waker makes the call: a sleeper not yet back on a CPU would otherwise
+        // be woken again by each later send or receive.
+        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
             wait::wake(&self.wake, 1);
         }
     }

@@ -274,7 +274,8 @@ struct SemQueue {
 impl SemQueue {
     /// Wakes the sleeper if it is in its futex wait (its word was bumped already).
     fn wake_sleeper(&self) {
-        if self.sleeping.load(Ordering::SeqCst) != 0 {
+        // Only the first waker makes the call (see `msg`'s).
+        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
             wait::wake(&self.wake, 1);
         }
     }
