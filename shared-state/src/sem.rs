@@ -19,8 +19,8 @@
 //! and read their result under the set's lock, so a waker killed before committing never leaks
 //! a result that was rolled back.
 
-use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{Brief, CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
+use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
@@ -391,7 +391,7 @@ fn proc_sets_off(slot: u32) -> u64 {
 
 /// A set's lock, held: its semaphore state may be changed. Commits its journal and unlocks on
 /// drop, then wakes the sleepers whose operations it completed.
-struct Sems<'a> {
+pub(crate) struct Sems<'a> {
     r: &'a Region,
     /// The set whose lock is held.
     idx: u32,
@@ -449,10 +449,7 @@ fn lock_uncounted(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     if recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         s.journal().recover();
-        // The killed holder may have held the ids' lock too (creating or removing the set).
-        if let Some(Ok(ids)) = ns_of(r).lock.try_lock(r) {
-            drop(Ids::recovered(r, ids));
-        }
+        Ids::repair(r);
         // gate() then gates every semaphore again and settles what is half done.
         s.set(idx).gated = 0;
     }
@@ -466,69 +463,116 @@ fn lock_id(r: &Region, semid: i32) -> Result<Sems<'_>, Errno> {
     Ok(s)
 }
 
+/// The semaphore family's ids (see `ipc::LockedIds`).
+pub(crate) struct SemIds;
+
 /// The namespace's ids lock, held (a set being created is released after it).
-struct Ids<'a> {
-    r: &'a Region,
-    h: Held<'a, Sems<'a>>,
-}
+type Ids<'a> = ipc::Ids<'a, SemIds>;
 
 fn lock_ids(r: &Region) -> Result<Ids<'_>, Errno> {
-    let guard = r.header().sem.lock.lock(r).map_err(|_| ENOMEM)?;
-    Ok(Ids::recovered(r, guard))
+    Ids::lock(r)
 }
 
-/// The journal of the ids' lock: it may restore the `ids` words of the namespace.
-fn ids_journal(r: &Region) -> Journal<'_> {
-    let ns = &r.header().sem;
-    let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
-    Journal::new(r, &ns.lock, SEM_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
+impl LockedIds for SemIds {
+    type Params = u32;
+    type Obj<'a> = Sems<'a>;
+    const JOURNALS: u64 = SEM_JOURNAL_OFF;
+    const SLOTS: (u64, u64) = (SEM_SETS_OFF, size_of::<SemArray>() as u64);
+
+    fn lock(r: &Region) -> &ObjLock {
+        &ns_of(r).lock
+    }
+
+    fn words(r: &Region) -> core::ops::Range<*const u8> {
+        let ns = ns_of(r);
+        (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>()
+    }
+
+    fn ids(r: &Region) -> &mut ipc::IpcIds {
+        // SAFETY: changed only under the ids' lock.
+        unsafe { &mut r.header_mut().sem.ids }
+    }
+
+    fn perm(r: &Region, idx: u32) -> Option<&KernIpcPerm> {
+        let s = set_backed(r, idx).then(|| set_at(r, idx))?;
+        (s.live != 0).then_some(&s.perm)
+    }
+
+    /// `newary`: the set is made under its own lock, and goes live by a store journalled with
+    /// the ids.
+    fn getnew(ids: &mut Ids<'_>, cred: &Cred, key: i32, flg: i32, nsems: &u32) -> Result<i32, Errno> {
+        let nsems = *nsems;
+        if nsems == 0 {
+            return Err(EINVAL);
+        }
+        let limits = ids.r.header().limits;
+        if ids.ns().used_sems as i64 + nsems as i64 > limits.semmns as i32 as i64 {
+            return Err(ENOSPC);
+        }
+        if nsems > SEM_WINDOW {
+            return Err(ENOMEM);
+        }
+        let (idx, seq) = ids.alloc(limits.semmni)?;
+        // The new set's semaphores get their memory first, as its slot did.
+        let sems = ids.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).map_err(|_| ENOMEM);
+        let s = match sems.and_then(|()| lock_uncounted(ids.r, idx)) {
+            Ok(s) => s,
+            Err(e) => {
+                ids.journal().recover();
+                return Err(e);
+            }
+        };
+        let id = ipc::build_id(seq, idx);
+        // Not journalled: the set is not live until the store below, and the next set in the
+        // slot writes them again. Gated from the start, as a new set's id may be guessed.
+        for n in 0..nsems {
+            let sem = s.sem(idx, n);
+            sem.word.store(word_of(0, 0, seq) | GATED, Ordering::Release);
+            sem.otime.store(0, Ordering::Relaxed);
+            sem.pending_alter = List::default();
+            sem.pending_const = List::default();
+        }
+        let set = s.set(idx);
+        set.nsems = nsems;
+        set.perm = KernIpcPerm::new(cred, key, flg, seq, id);
+        set.ctime = sys::coarse_seconds();
+        (set.pending_alter, set.pending_const) = (List::default(), List::default());
+        (set.complex_count, set.undo_head, set.queued, set.undo_seq) = (0, 0, 0, 0);
+        // Ungated when the set's lock drops.
+        set.gated = 1;
+        compiler_fence(Ordering::SeqCst);
+        ids.w(&mut set.live, 1);
+        ids.w(&mut ids.ns().used_sems, ids.ns().used_sems + nsems);
+        ids.h.under = Some(s);
+        Ok(id)
+    }
+
+    fn more_checks(r: &Region, idx: u32, nsems: &u32) -> Result<(), Errno> {
+        if *nsems > set_at(r, idx).nsems { Err(EINVAL) } else { Ok(()) }
+    }
+
+    /// `used_sems`, from the live sets.
+    fn recount(r: &Region, max_idx: i32) {
+        let sems =
+            (0..=max_idx).filter_map(|i| Self::perm(r, i as u32).map(|_| set_at(r, i as u32).nsems)).sum();
+        // SAFETY: the ids' lock is held (recount runs in `Ids::recovered`).
+        unsafe { r.header_mut().sem.used_sems = sems };
+    }
 }
 
 impl<'a> Ids<'a> {
-    /// The ids locked by `guard`, repaired if their last holder died: its journal replayed,
-    /// then the counts a removal commits after its set's (in_use, max_idx, used_sems)
-    /// counted again from the live sets.
-    fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a> {
-        let ids = Ids { r, h: Held::new(ids_journal(r), guard) };
-        if ids.h.recovered() {
-            r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-            ids.journal().recover();
-            let ns = ids.ns();
-            let (mut in_use, mut sems, mut max) = (0, 0, -1);
-            for i in 0..=ns.ids.max_idx.min(IPCMNI as i32 - 1) {
-                let set = set_at(r, i as u32);
-                if set.live != 0 {
-                    (in_use, sems, max) = (in_use + 1, sems + set.nsems, i);
-                }
-            }
-            (ns.ids.in_use, ns.ids.max_idx, ns.used_sems) = (in_use, max, sems);
-        }
-        ids
-    }
-
     #[allow(clippy::mut_from_ref)]
     fn ns(&self) -> &'a mut SemNs {
         // SAFETY: the ids lock is held for the lifetime of `Ids`.
         unsafe { &mut self.r.header_mut().sem }
     }
 
-    fn journal(&self) -> &Journal<'a> {
-        &self.h.journal
-    }
-
-    fn w<T: Copy>(&self, place: &mut T, v: T) {
-        self.journal().save(place as *const T as *const u8, size_of::<T>());
-        *place = v;
-    }
-
     /// `sem_rmid`'s ids half, after the set's own was committed.
-    fn remove(&self, idx: u32, nsems: u32) {
+    fn remove_set(&self, idx: u32, nsems: u32) {
         let ns = self.ns();
         let used = ns.used_sems.saturating_sub(nsems);
         self.w(&mut ns.used_sems, used);
-        let ids = &mut ns.ids;
-        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        ids.remove(idx, |i| set_at(self.r, i).live != 0);
+        self.remove(idx);
     }
 }
 
@@ -1363,80 +1407,6 @@ fn q_at(r: &Region, qi: u32) -> &mut SemQueue {
     unsafe { r.at::<SemQueue>(SEM_QUEUE_OFF + qi as u64 * size_of::<SemQueue>() as u64) }
 }
 
-impl IpcFamily for Ids<'_> {
-    type Params = u32;
-
-    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        // Liveness and perm change only under the ids lock, which is held. A slot never used
-        // holds no set (and is not read).
-        let s = set_backed(self.r, idx).then(|| set_at(self.r, idx))?;
-        (s.live != 0).then_some(&s.perm)
-    }
-
-    fn max_idx(&self) -> i32 {
-        self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
-    }
-
-    /// `newary`: the set is made under its own lock, and goes live by a store journalled with
-    /// the ids.
-    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, nsems: &u32) -> Result<i32, Errno> {
-        let nsems = *nsems;
-        if nsems == 0 {
-            return Err(EINVAL);
-        }
-        let limits = self.r.header().limits;
-        if self.ns().used_sems as i64 + nsems as i64 > limits.semmns as i32 as i64 {
-            return Err(ENOSPC);
-        }
-        if nsems > SEM_WINDOW {
-            return Err(ENOMEM);
-        }
-        let ids = &mut self.ns().ids;
-        // The slots the id allocation may pick, and the new set's semaphores, get their memory
-        // first: a full file system is ENOMEM, as a kernel out of memory.
-        let window = ids.window() as u64 * size_of::<SemArray>() as u64;
-        self.r.reserve(SEM_SETS_OFF, window).map_err(|_| ENOMEM)?;
-        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        let (idx, seq) = ids.alloc(limits.semmni, |i| set_at(self.r, i).live != 0)?;
-        let sems =
-            self.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).map_err(|_| ENOMEM);
-        let s = match sems.and_then(|()| lock_uncounted(self.r, idx)) {
-            Ok(s) => s,
-            Err(e) => {
-                self.journal().recover();
-                return Err(e);
-            }
-        };
-        let id = ipc::build_id(seq, idx);
-        // Not journalled: the set is not live until the store below, and the next set in the
-        // slot writes them again. Gated from the start, as a new set's id may be guessed.
-        for n in 0..nsems {
-            let sem = s.sem(idx, n);
-            sem.word.store(word_of(0, 0, seq) | GATED, Ordering::Release);
-            sem.otime.store(0, Ordering::Relaxed);
-            sem.pending_alter = List::default();
-            sem.pending_const = List::default();
-        }
-        let set = s.set(idx);
-        set.nsems = nsems;
-        set.perm = KernIpcPerm::new(cred, key, flg, seq, id);
-        set.ctime = sys::coarse_seconds();
-        (set.pending_alter, set.pending_const) = (List::default(), List::default());
-        (set.complex_count, set.undo_head, set.queued, set.undo_seq) = (0, 0, 0, 0);
-        // Ungated when the set's lock drops.
-        set.gated = 1;
-        compiler_fence(Ordering::SeqCst);
-        self.w(&mut set.live, 1);
-        self.w(&mut self.ns().used_sems, self.ns().used_sems + nsems);
-        self.h.under = Some(s);
-        Ok(id)
-    }
-
-    fn more_checks(&self, idx: u32, nsems: &u32) -> Result<(), Errno> {
-        if *nsems > set_at(self.r, idx).nsems { Err(EINVAL) } else { Ok(()) }
-    }
-}
-
 /// `semget(2)`.
 pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> {
     let limits = r.header().limits;
@@ -2020,10 +1990,10 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
                 let ids = lock_ids(r)?;
                 r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
                 if cmd == SEM_INFO {
-                    info.semusz = ids.ns().ids.in_use as i32;
+                    info.semusz = ids.ids().in_use as i32;
                     info.semaem = ids.ns().used_sems as i32;
                 }
-                ids.ns().ids.get_maxidx()
+                ids.ids().get_maxidx()
             };
             to_user(arg, &info)?;
             Ok(max_idx.max(0))
@@ -2093,7 +2063,7 @@ fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Res
         // The set's half is committed first: a holder killed before the ids' half
         // leaves ids that their recovery counts again.
         drop(s);
-        ids.remove(idx, nsems);
+        ids.remove_set(idx, nsems);
     } else {
         let set = s.set(idx);
         let mut perm = set.perm;
@@ -2306,7 +2276,7 @@ pub fn exec_sem(r: &Region, slot: u32) {
 /// Live sets and their semaphores, for `ipcshim status`.
 pub fn counts(r: &Region) -> (u32, u32) {
     match lock_ids(r) {
-        Ok(ids) => (ids.ns().ids.in_use, ids.ns().used_sems),
+        Ok(ids) => (ids.ids().in_use, ids.ns().used_sems),
         Err(_) => (0, 0),
     }
 }
