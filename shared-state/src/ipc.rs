@@ -67,6 +67,16 @@ pub fn creds_changed() {
 }
 
 impl Cred {
+    /// The cached credentials, if any (no system call).
+    #[inline]
+    pub fn cached() -> Option<Cred> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let c = CRED_CACHE.load(Relaxed);
+        (CRED_CACHING.load(Relaxed) && c & CRED_VALID != 0)
+            .then_some(Cred { euid: c as u32, egid: ((c >> 32) as u32) & 0x7fff_ffff })
+    }
+
+    #[inline]
     pub fn current() -> Cred {
         use core::sync::atomic::Ordering::Relaxed;
         let caching = CRED_CACHING.load(Relaxed);
@@ -122,6 +132,21 @@ impl KernIpcPerm {
             granted >>= 3;
         }
         requested & !granted & 0o7 == 0 || cred.capable(CAP_IPC_OWNER)
+    }
+
+    /// Whether [`ipcperms`](Self::ipcperms) grants `flag` to `cred` without asking the kernel
+    /// for supplementary groups or capabilities: false when it would have to ask.
+    #[inline]
+    pub fn granted_plainly(&self, cred: &Cred, flag: u32) -> bool {
+        let requested = (flag >> 6) | (flag >> 3) | flag;
+        let granted = if cred.euid == self.cuid || cred.euid == self.uid {
+            self.mode >> 6
+        } else if cred.egid == self.cgid || cred.egid == self.gid {
+            self.mode >> 3
+        } else {
+            return false;
+        };
+        requested & !granted & 0o7 == 0
     }
 
     /// The owner check of `ipcctl_obtain_check` (IPC_SET, IPC_RMID).

@@ -227,6 +227,7 @@ impl Tally {
         Tally(AtomicU64::new(0))
     }
 
+    #[inline]
     pub fn bump(&self, shared: &AtomicU64) {
         let pid = crate::proc::self_pid() as u32 as u64;
         let v = self.0.load(Ordering::Relaxed);

@@ -21,7 +21,7 @@
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
 use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
-use crate::proc::{self, LIVE, ProcRecord};
+use crate::proc::{self, LIVE, NO_SLOT, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
     SEM_PROC_SETS_OFF, SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF,
@@ -1429,6 +1429,9 @@ pub fn semtimedop(
     timeout: usize,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
+    if nsops == 1 && timeout == 0 {
+        return semop_one(r, semid, sops_addr, env);
+    }
     // The kernel's order: the timeout is copied first (ksys_semtimedop), then do_semtimedop.
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     if timeout != 0 {
@@ -1461,13 +1464,61 @@ pub fn semtimedop(
     } else {
         None
     };
+    let first = if nsops == 1 {
+        fast_semop(r, semid, &sops[0], &Cred::current(), proc::self_pid())
+    } else {
+        Fast::Locked
+    };
+    do_semtimedop(r, semid, sops, deadline, first, env)
+}
+
+/// A semop of one operation served if it succeeds at once on a set nobody holds or sleeps in
+/// (the lock-free path, which makes no system call); false: `semtimedop` must serve it.
+pub fn semop_at_once(r: &Region, semid: i32, sop: &Sembuf) -> bool {
+    let (Some(cred), pid) = (Cred::cached(), proc::known_pid()) else { return false };
+    semid >= 0
+        && pid != 0
+        && 1 <= r.header().limits.semopm as usize
+        && matches!(fast_semop(r, semid, sop, &cred, pid), Fast::Done)
+}
+
+/// `semop` of one operation: the lock-free path first, in a frame of its own (the locked
+/// path's is larger than the operation).
+fn semop_one(r: &Region, semid: i32, sops_addr: usize, env: &dyn SemEnv) -> Result<i32, Errno> {
+    if 1 > r.header().limits.semopm as usize {
+        return Err(E2BIG);
+    }
+    let mut sop = [Sembuf::default()];
+    env.copy_from(sop.as_mut_ptr() as *mut u8, sops_addr, size_of::<Sembuf>())?;
+    if semid < 0 {
+        return Err(EINVAL);
+    }
+    match fast_semop(r, semid, &sop[0], &Cred::current(), proc::self_pid()) {
+        Fast::Done => Ok(0),
+        first => do_semtimedop(r, semid, &mut sop, None, first, env),
+    }
+}
+
+/// `__do_semtimedop` with the operations copied in and checked; `first` is what the lock-free
+/// path did with a single one.
+#[inline(never)]
+fn do_semtimedop<'a>(
+    r: &'a Region,
+    semid: i32,
+    sops: &mut [Sembuf],
+    deadline: Option<libc::timespec>,
+    first: Fast<'a>,
+    env: &dyn SemEnv,
+) -> Result<i32, Errno> {
+    let nsops = sops.len();
     // A single operation that would block on a set nobody sleeps in waits a little before it
     // queues: its waker then needs no lock either (see `journal::Brief::wait_unknown`).
     let mut waited = false;
     if nsops == 1 {
         let mut brief = Brief::new(SEM_YIELDS);
+        let mut fast = first;
         loop {
-            match fast_semop(r, semid, sops[0]) {
+            match fast {
                 Fast::Done => return Ok(0),
                 Fast::Blocked(word, w)
                     if !waited && sops[0].sem_flg & IPC_NOWAIT == 0 && far(deadline.as_ref()) =>
@@ -1485,6 +1536,7 @@ pub fn semtimedop(
                 }
                 _ => break,
             }
+            fast = fast_semop(r, semid, &sops[0], &Cred::current(), proc::self_pid());
         }
     }
     let max = sops.iter().map(|s| s.sem_num as u32).max().unwrap_or(0);
@@ -1531,7 +1583,7 @@ pub fn semtimedop(
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
     let sops_off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
-    if r.reserve(sops_off, (nsops * size_of::<Sembuf>()) as u64).is_err() {
+    if r.reserve(sops_off, size_of_val(sops) as u64).is_err() {
         s.free_q(qi);
         return Err(ENOMEM);
     }
@@ -1552,7 +1604,7 @@ pub fn semtimedop(
     s.save((&raw const q.ticket).cast(), 4);
     q.ticket = ticket;
     let dst = s.sops(qi);
-    s.save(dst.as_ptr() as *const u8, nsops * size_of::<Sembuf>());
+    s.save(dst.as_ptr() as *const u8, size_of_val(sops));
     dst.copy_from_slice(sops);
     let set = s.set(idx);
     if nsops == 1 {
@@ -1614,10 +1666,11 @@ enum Fast<'a> {
     Locked,
 }
 
-/// A semop of one operation on a set nobody holds, sleeps in or died holding adjustments on:
-/// one compare-and-swap of the semaphore's word, no lock, no system call. `Locked`: take the
-/// locked path (which also gives every error).
-fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Fast<'_> {
+/// A semop of one operation on a set nobody holds, sleeps in or died holding adjustments on,
+/// by `cred` and process `pid`: one compare-and-swap of the semaphore's word, no lock, no
+/// system call. `Locked`: take the locked path (which also gives every error, and decides
+/// permissions that need the kernel's word on groups or capabilities).
+fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32) -> Fast<'a> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
     if !set_backed(r, idx) {
@@ -1631,12 +1684,11 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Fast<'_> {
         return Fast::Locked;
     }
     let op = sop.sem_op as i32;
-    if !set.perm.ipcperms(&Cred::current(), if op != 0 { S_IWUGO } else { S_IRUGO }) {
+    if !set.perm.granted_plainly(cred, if op != 0 { S_IWUGO } else { S_IRUGO }) {
         return Fast::Locked;
     }
     let undo = sop.sem_flg & SEM_UNDO != 0;
-    let pid = proc::self_pid();
-    let slot = proc::self_slot(r);
+    let slot = if set.undo_head != 0 || undo { proc::self_slot(r) } else { NO_SLOT };
     let mine = if set.undo_head != 0 || undo {
         let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
         if !ok {
