@@ -1357,16 +1357,26 @@ impl<'a> Sems<'a> {
         }
     }
 
-    /// Life words of other processes with adjustments on `set`, marked FUTEX_WAITERS so that
-    /// the kernel wakes a sleeper on them when their owner dies: (word, value to wait on).
-    fn watch_undo_owners(&self, set: u32, out: &mut [(usize, u32); WATCHED]) -> usize {
+    /// Life words of other processes with adjustments on the semaphores of sleeper `qi`'s
+    /// operations (the undo their death applies may let it go on), marked FUTEX_WAITERS so that
+    /// the kernel wakes it on them when their owner dies: (word, value to wait on). Others'
+    /// deaths cannot change what it waits for: a mutex's waiters watch its holder only, not
+    /// every process that ever took it (each watched word costs the futex wait a page lookup).
+    fn watch_undo_owners(&self, set: u32, qi: u32, out: &mut [(usize, u32); WATCHED]) -> usize {
         let mut n = 0;
         let mut cur = self.set(set).undo_head;
+        let sops = self.sops(qi);
         while cur != 0 && n < WATCHED {
-            let u = self.undo(cur - 1);
+            let ui = cur - 1;
+            let u = self.undo(ui);
             cur = u.set_next;
             let rec = self.record(u.owner.min(MAX_PROCS - 1));
             if u.owner >= MAX_PROCS || rec.pid == proc::self_pid() {
+                continue;
+            }
+            let adjusts =
+                |s: &Sembuf| self.find_adj(ui, s.sem_num as u32).is_some_and(|ai| self.adj(ai).adj != 0);
+            if !sops.iter().any(adjusts) {
                 continue;
             }
             let word = rec.life.word();
@@ -1892,7 +1902,7 @@ fn sleep<'a>(
         }
         let seq = q.wake.load(Ordering::Acquire);
         let mut watched = [(0usize, 0u32); WATCHED];
-        let nwatched = if s.set(idx).live != 0 { s.watch_undo_owners(idx, &mut watched) } else { 0 };
+        let nwatched = if s.set(idx).live != 0 { s.watch_undo_owners(idx, qi, &mut watched) } else { 0 };
         drop(s);
         crate::journal::wait_briefly(r, peer, || q.wake.load(Ordering::Acquire) != seq);
         peer = 0;
