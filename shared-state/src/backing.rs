@@ -145,11 +145,13 @@ pub fn discard(region: &Region, off: u64, len: u64) {
 }
 
 impl Region {
+    #[inline]
     fn l1(&self, bitmap_page: u64) -> (&AtomicU64, u64) {
         (&self.header().backing[(bitmap_page / 64) as usize], 1 << (bitmap_page % 64))
     }
 
     /// The bitmap word holding page `page`'s bit, if that part of the bitmap was ever written.
+    #[inline]
     fn bitmap_word(&self, page: u64) -> Option<(&AtomicU64, u64)> {
         let (l1, bit) = self.l1(page / PAGES_PER_BITMAP_PAGE);
         if l1.load(Ordering::Acquire) & bit == 0 {
@@ -160,6 +162,7 @@ impl Region {
         Some((unsafe { &*((self.base() + off as usize) as *const AtomicU64) }, 1 << (page % 64)))
     }
 
+    #[inline]
     fn page_reserved(&self, page: u64) -> bool {
         self.bitmap_word(page).is_some_and(|(w, bit)| w.load(Ordering::Acquire) & bit != 0)
     }
@@ -167,6 +170,7 @@ impl Region {
     /// Whether every page of `[off, off + len)` was reserved. One that was not has never been
     /// touched and holds zeros: a scan treats it so without reading it (which would need its
     /// memory).
+    #[inline]
     pub fn reserved(&self, off: u64, len: u64) -> bool {
         debug_assert!(off + len <= BACKING_OFF);
         let first = off / PAGE_SIZE;

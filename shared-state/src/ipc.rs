@@ -1,10 +1,15 @@
 //! What `ipc/util.c` does for every family: `kern_ipc_perm`, `ipc_ids` with the kernel's id
 //! allocation (cyclic index, sequence bumped on wrap, id = seq * IPCMNI + index), key lookup,
-//! `ipcperms`, and the generic `ipcget` behind shmget/semget/msgget.
+//! `ipcperms`, the generic `ipcget` behind shmget/semget/msgget, and for the families whose
+//! objects each have a lock of their own (semaphore sets, message queues) the ids' own lock and
+//! journal (`ids->rwsem`, [`Ids`]).
 
-use crate::region::IPCMNI;
+use crate::journal::{Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock};
+use crate::region::{IPCMNI, Region};
 use crate::sys::{self, Errno};
-use libc::{EACCES, EEXIST, EINVAL, ENOENT, ENOSPC};
+use core::ops::Range;
+use core::sync::atomic::Ordering;
+use libc::{EACCES, EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC};
 
 pub const IPC_PRIVATE: i32 = 0;
 pub const IPC_CREAT: i32 = 0o1000;
@@ -62,6 +67,16 @@ pub fn creds_changed() {
 }
 
 impl Cred {
+    /// The cached credentials, if any (no system call).
+    #[inline]
+    pub fn cached() -> Option<Cred> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let c = CRED_CACHE.load(Relaxed);
+        (CRED_CACHING.load(Relaxed) && c & CRED_VALID != 0)
+            .then_some(Cred { euid: c as u32, egid: ((c >> 32) as u32) & 0x7fff_ffff })
+    }
+
+    #[inline]
     pub fn current() -> Cred {
         use core::sync::atomic::Ordering::Relaxed;
         let caching = CRED_CACHING.load(Relaxed);
@@ -117,6 +132,21 @@ impl KernIpcPerm {
             granted >>= 3;
         }
         requested & !granted & 0o7 == 0 || cred.capable(CAP_IPC_OWNER)
+    }
+
+    /// Whether [`ipcperms`](Self::ipcperms) grants `flag` to `cred` without asking the kernel
+    /// for supplementary groups or capabilities: false when it would have to ask.
+    #[inline]
+    pub fn granted_plainly(&self, cred: &Cred, flag: u32) -> bool {
+        let requested = (flag >> 6) | (flag >> 3) | flag;
+        let granted = if cred.euid == self.cuid || cred.euid == self.uid {
+            self.mode >> 6
+        } else if cred.egid == self.cgid || cred.egid == self.gid {
+            self.mode >> 3
+        } else {
+            return false;
+        };
+        requested & !granted & 0o7 == 0
     }
 
     /// The owner check of `ipcctl_obtain_check` (IPC_SET, IPC_RMID).
@@ -320,5 +350,145 @@ pub trait IpcFamily {
                 Ok(perm.id)
             }
         }
+    }
+}
+
+/// A family whose ids are guarded by a lock and journal of their own, taken only to find,
+/// create or remove an object and for the views (the kernel's `ids->rwsem`), while each object
+/// has its own lock: semaphore sets and message queues.
+pub(crate) trait LockedIds: Sized {
+    /// `semget`'s or `msgget`'s parameters.
+    type Params;
+    /// One of the family's objects with its lock held (one being created is released after
+    /// the ids).
+    type Obj<'a>;
+    /// Region offset of the objects' journals, one per slot; the ids' follows the last.
+    const JOURNALS: u64;
+    /// Region offset and size of the object slots (those the allocation may pick are reserved
+    /// before it looks at them).
+    const SLOTS: (u64, u64);
+    /// The ids' lock.
+    fn lock(r: &Region) -> &ObjLock;
+    /// The header words the ids' journal may restore: the ids, and what the family counts with
+    /// them.
+    fn words(r: &Region) -> Range<*const u8>;
+    /// The ids (changed only under their lock).
+    #[allow(clippy::mut_from_ref)]
+    fn ids(r: &Region) -> &mut IpcIds;
+    /// The perm of the live object in slot `idx`, if any (a slot never used is not read).
+    fn perm(r: &Region, idx: u32) -> Option<&KernIpcPerm>;
+    /// `ops->getnew`.
+    fn getnew(
+        ids: &mut Ids<'_, Self>,
+        cred: &Cred,
+        key: i32,
+        flg: i32,
+        params: &Self::Params,
+    ) -> Result<i32, Errno>;
+    /// `ops->more_checks` on an existing object found by key.
+    fn more_checks(_r: &Region, _idx: u32, _params: &Self::Params) -> Result<(), Errno> {
+        Ok(())
+    }
+    /// After a killed holder's journal was replayed: what the family counts with the ids,
+    /// counted again from the live objects up to `max_idx` (a removal commits its object's
+    /// half first, then the ids').
+    fn recount(_r: &Region, _max_idx: i32) {}
+}
+
+/// A family's ids, locked: commits their journal and unlocks on drop, then releases an object
+/// created under them.
+pub(crate) struct Ids<'a, F: LockedIds> {
+    pub r: &'a Region,
+    pub h: Held<'a, F::Obj<'a>>,
+}
+
+impl<'a, F: LockedIds> Ids<'a, F> {
+    pub fn lock(r: &'a Region) -> Result<Ids<'a, F>, Errno> {
+        let guard = F::lock(r).lock(r).map_err(|_| ENOMEM)?;
+        Ok(Self::recovered(r, guard))
+    }
+
+    /// The ids locked by `guard`, repaired if their last holder died: its journal replayed,
+    /// then the counts a removal commits after its object's (in_use, max_idx, the family's)
+    /// counted again from the live objects.
+    pub fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a, F> {
+        let off = F::JOURNALS + IPCMNI as u64 * JOURNAL_BYTES;
+        let ids = Ids { r, h: Held::new(Journal::new(r, F::lock(r), off, F::words(r)), guard) };
+        if ids.h.recovered() {
+            r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+            ids.journal().recover();
+            let i = ids.ids();
+            let (mut in_use, mut max) = (0, -1);
+            for idx in 0..=i.max_idx.min(IPCMNI as i32 - 1) {
+                if F::perm(r, idx as u32).is_some() {
+                    (in_use, max) = (in_use + 1, idx);
+                }
+            }
+            (i.in_use, i.max_idx) = (in_use, max);
+            F::recount(r, max);
+        }
+        ids
+    }
+
+    /// After an object's locker found the object's holder killed: that holder may have held the
+    /// ids too (creating or removing the object), which are repaired now if nobody holds them.
+    pub fn repair(r: &'a Region) {
+        if let Some(Ok(guard)) = F::lock(r).try_lock(r) {
+            drop(Self::recovered(r, guard));
+        }
+    }
+
+    pub fn journal(&self) -> &Journal<'a> {
+        &self.h.journal
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    pub fn ids(&self) -> &'a mut IpcIds {
+        F::ids(self.r)
+    }
+
+    /// A journalled store.
+    pub fn w<T: Copy>(&self, place: &mut T, v: T) {
+        self.journal().save(place as *const T as *const u8, size_of::<T>());
+        *place = v;
+    }
+
+    /// The index and sequence of a new object (`ipc_idr_alloc`), journalled with the ids. The
+    /// slots it may pick get their memory first: a full file system is ENOMEM, as a kernel out
+    /// of memory.
+    pub fn alloc(&self, mni: u32) -> Result<(u32, u32), Errno> {
+        let ids = self.ids();
+        let (off, size) = F::SLOTS;
+        self.r.reserve(off, ids.window() as u64 * size).map_err(|_| ENOMEM)?;
+        self.journal().save(ids as *const IpcIds as *const u8, size_of::<IpcIds>());
+        ids.alloc(mni, |i| F::perm(self.r, i).is_some())
+    }
+
+    /// `ipc_rmid`, after the object's own half was committed.
+    pub fn remove(&self, idx: u32) {
+        let ids = self.ids();
+        self.journal().save(ids as *const IpcIds as *const u8, size_of::<IpcIds>());
+        ids.remove(idx, |i| F::perm(self.r, i).is_some());
+    }
+}
+
+impl<F: LockedIds> IpcFamily for Ids<'_, F> {
+    type Params = F::Params;
+
+    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
+        // Liveness and perm change only under the ids lock, which is held.
+        F::perm(self.r, idx)
+    }
+
+    fn max_idx(&self) -> i32 {
+        self.ids().max_idx.min(IPCMNI as i32 - 1)
+    }
+
+    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, params: &F::Params) -> Result<i32, Errno> {
+        F::getnew(self, cred, key, flg, params)
+    }
+
+    fn more_checks(&self, idx: u32, params: &F::Params) -> Result<(), Errno> {
+        F::more_checks(self.r, idx, params)
     }
 }

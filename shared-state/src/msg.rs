@@ -15,8 +15,8 @@
 //! copies it out. A receiver that dies first does not take it with it: whoever sees the death
 //! puts the message back where it was in its queue (or hands it to the next receiver).
 
-use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{CpuNote, FreeList, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
+use crate::journal::{CpuNote, FreeList, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::msg_ring::{self, CLOSED, RING, count, next, used};
 use crate::proc;
 use crate::region::{
@@ -282,7 +282,7 @@ fn nchunks(ts: u64) -> u32 {
 
 /// A queue's lock, held: its state may be changed. Commits its journal and unlocks on drop,
 /// then wakes the sleepers it completed.
-struct Msgs<'a> {
+pub(crate) struct Msgs<'a> {
     r: &'a Region,
     /// The queue whose lock is held.
     idx: u32,
@@ -309,7 +309,9 @@ impl Drop for Msgs<'_> {
 
 impl MsgWaiter {
     fn wake_sleeper(&self) {
-        if self.sleeping.load(Ordering::SeqCst) != 0 {
+        // Only the first waker makes the call: a sleeper not yet back on a CPU would otherwise
+        // be woken again by each later send or receive.
+        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
             wait::wake(&self.wake, 1);
         }
     }
@@ -367,10 +369,7 @@ fn lock_uncounted(r: &Region, idx: u32) -> Result<Msgs<'_>, Errno> {
     if recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         s.rollback();
-        // The killed holder may have held the ids' lock too (creating or removing the queue).
-        if let Some(Ok(ids)) = r.header().msg.lock.try_lock(r) {
-            drop(Ids::recovered(r, ids));
-        }
+        Ids::repair(r);
     }
     Ok(s)
 }
@@ -382,65 +381,20 @@ fn lock_id(r: &Region, msqid: i32) -> Result<Msgs<'_>, Errno> {
     if q.live != 0 && q.perm.id == msqid { Ok(s) } else { Err(EINVAL) }
 }
 
+/// The message queue family's ids (see `ipc::LockedIds`).
+pub(crate) struct MsgIds;
+
 /// The namespace's ids lock, held (a queue being created is released after it).
-struct Ids<'a> {
-    r: &'a Region,
-    h: Held<'a, Msgs<'a>>,
-}
+type Ids<'a> = ipc::Ids<'a, MsgIds>;
 
 fn lock_ids(r: &Region) -> Result<Ids<'_>, Errno> {
-    let guard = r.header().msg.lock.lock(r).map_err(|_| ENOMEM)?;
-    Ok(Ids::recovered(r, guard))
+    Ids::lock(r)
 }
 
-/// The journal of the ids' lock: it may restore the `ids` words of the namespace.
-fn ids_journal(r: &Region) -> Journal<'_> {
-    let ns = &r.header().msg;
-    let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
-    Journal::new(r, &ns.lock, MSG_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
-}
-
-impl<'a> Ids<'a> {
-    /// The ids locked by `guard`, repaired if their last holder died: its journal replayed,
-    /// then the counts a removal commits after its queue's (in_use, max_idx) counted again from
-    /// the live queues.
-    fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a> {
-        let ids = Ids { r, h: Held::new(ids_journal(r), guard) };
-        if ids.h.recovered() {
-            r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-            ids.journal().recover();
-            let ns = ids.ns();
-            let (mut in_use, mut max) = (0, -1);
-            for i in 0..=ns.ids.max_idx.min(IPCMNI as i32 - 1) {
-                if queue_at(r, i as u32).live != 0 {
-                    (in_use, max) = (in_use + 1, i);
-                }
-            }
-            (ns.ids.in_use, ns.ids.max_idx) = (in_use, max);
-        }
-        ids
-    }
-
-    #[allow(clippy::mut_from_ref)]
-    fn ns(&self) -> &'a mut MsgNs {
-        // SAFETY: the ids lock is held for the lifetime of `Ids`.
-        unsafe { &mut self.r.header_mut().msg }
-    }
-
-    fn journal(&self) -> &Journal<'a> {
-        &self.h.journal
-    }
-
-    /// `freeque`'s ids half (`msg_rmid`), after the queue's own was committed.
-    fn remove(&self, idx: u32) {
-        let ids = &mut self.ns().ids;
-        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        ids.remove(idx, |i| queue_at(self.r, i).live != 0);
-    }
-
+impl Ids<'_> {
     /// Each live queue, in index order, locked, its ring settled and its dead sleepers gone.
     fn each_queue(&self, mut f: impl FnMut(&Msgs)) -> Result<(), Errno> {
-        for idx in 0..=self.ns().ids.max_idx.min(IPCMNI as i32 - 1) {
+        for idx in 0..=self.max_idx() {
             let idx = idx as u32;
             if queue_at(self.r, idx).live != 0 {
                 let s = lock_uncounted(self.r, idx)?;
@@ -1137,45 +1091,51 @@ impl<'a> Msgs<'a> {
     }
 }
 
-impl IpcFamily for Ids<'_> {
+impl LockedIds for MsgIds {
     type Params = ();
+    type Obj<'a> = Msgs<'a>;
+    const JOURNALS: u64 = MSG_JOURNAL_OFF;
+    const SLOTS: (u64, u64) = (MSG_QUEUES_OFF, size_of::<MsgQueue>() as u64);
 
-    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        // Liveness and perm change only under the ids lock, which is held. A slot never used
-        // holds no queue (and is not read).
-        let q = queue_backed(self.r, idx).then(|| queue_at(self.r, idx))?;
-        (q.live != 0).then_some(&q.perm)
+    fn lock(r: &Region) -> &ObjLock {
+        &r.header().msg.lock
     }
 
-    fn max_idx(&self) -> i32 {
-        self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
+    fn words(r: &Region) -> core::ops::Range<*const u8> {
+        let ns = &r.header().msg;
+        (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>()
+    }
+
+    fn ids(r: &Region) -> &mut ipc::IpcIds {
+        // SAFETY: changed only under the ids' lock.
+        unsafe { &mut r.header_mut().msg.ids }
+    }
+
+    fn perm(r: &Region, idx: u32) -> Option<&KernIpcPerm> {
+        let q = queue_backed(r, idx).then(|| queue_at(r, idx))?;
+        (q.live != 0).then_some(&q.perm)
     }
 
     /// `newque`: the queue is made under its own lock, and goes live by a store journalled
     /// with the ids.
-    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, _: &()) -> Result<i32, Errno> {
-        let limits = self.r.header().limits;
-        let ids = &mut self.ns().ids;
-        // The slots the id allocation may pick get their memory first, as does the ring's
-        // first page: a full file system is ENOMEM, as a kernel out of memory.
-        let window = ids.window() as u64 * size_of::<MsgQueue>() as u64;
-        self.r.reserve(MSG_QUEUES_OFF, window).map_err(|_| ENOMEM)?;
-        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        let (idx, seq) = ids.alloc(limits.msgmni, |i| queue_at(self.r, i).live != 0)?;
-        let ring_page = self.r.reserve(msg_ring::ring_off(idx), crate::region::PAGE_SIZE).map_err(|_| ENOMEM);
-        let s = match ring_page.and_then(|()| lock_uncounted(self.r, idx)) {
+    fn getnew(ids: &mut Ids<'_>, cred: &Cred, key: i32, flg: i32, _: &()) -> Result<i32, Errno> {
+        let limits = ids.r.header().limits;
+        let (idx, seq) = ids.alloc(limits.msgmni)?;
+        // The ring's first page gets its memory first, as the queue's slot did.
+        let ring_page = ids.r.reserve(msg_ring::ring_off(idx), crate::region::PAGE_SIZE).map_err(|_| ENOMEM);
+        let s = match ring_page.and_then(|()| lock_uncounted(ids.r, idx)) {
             Ok(s) => s,
             Err(e) => {
-                self.journal().recover();
+                ids.journal().recover();
                 return Err(e);
             }
         };
         // A ring without room for all its slots (one never used: it holds nothing) stays
         // closed, and settled: the queue takes the locked path.
-        if !msg_ring::reserve(self.r, idx) {
-            let ring = msg_ring::ring(self.r, idx);
+        if !msg_ring::reserve(ids.r, idx) {
+            let ring = msg_ring::ring(ids.r, idx);
             for word in [&ring.tail.0, &ring.head.0, &ring.base.0] {
-                self.journal().save(word.as_ptr().cast(), 8);
+                ids.journal().save(word.as_ptr().cast(), 8);
             }
             ring.base.0.store(0, Ordering::Relaxed);
             ring.head.0.store(CLOSED, Ordering::Release);
@@ -1189,9 +1149,9 @@ impl IpcFamily for Ids<'_> {
         (q.cbytes, q.qnum, q.qbytes, q.lspid, q.lrpid, q.seq) = (0, 0, limits.msgmnb as u64, 0, 0, 0);
         (q.messages, q.receivers, q.senders, q.handed) = Default::default();
         compiler_fence(Ordering::SeqCst);
-        self.journal().save((&raw const q.live).cast(), 4);
+        ids.journal().save((&raw const q.live).cast(), 4);
         q.live = 1;
-        self.h.under = Some(s);
+        ids.h.under = Some(s);
         Ok(id)
     }
 }
@@ -1563,11 +1523,11 @@ pub fn msgctl(r: &Region, msqid: i32, cmd: i32, buf: usize) -> Result<i32, Errno
                         hdrs += s.queue(s.idx).qnum;
                         bytes += s.queue(s.idx).cbytes;
                     })?;
-                    info.msgpool = ids.ns().ids.in_use as i32;
+                    info.msgpool = ids.ids().in_use as i32;
                     info.msgmap = hdrs.min(i32::MAX as u64) as i32;
                     info.msgtql = bytes.min(i32::MAX as u64) as i32;
                 }
-                ids.ns().ids.get_maxidx()
+                ids.ids().get_maxidx()
             };
             to_user(buf, &info)?;
             Ok(max_idx.max(0))
@@ -1670,7 +1630,7 @@ pub fn counts(r: &Region) -> (u32, u64) {
     let Ok(ids) = lock_ids(r) else { return (0, 0) };
     let mut hdrs = 0;
     let _ = ids.each_queue(|s| hdrs += s.queue(s.idx).qnum);
-    (ids.ns().ids.in_use, hdrs)
+    (ids.ids().in_use, hdrs)
 }
 
 /// The pid holding the lock of the queue of `msqid` (0 when none), for tests that kill it.

@@ -151,42 +151,6 @@ fn usable(q: &MsgQueue, id: i32, cred: &Cred, access: u32) -> bool {
     read(&q.live) != 0 && perm.id == id && perm.ipcperms(cred, access)
 }
 
-/// How long a call may wait on the ring before it sleeps the locked way.
-struct Budget {
-    start: i64,
-    yields: u32,
-}
-
-impl Budget {
-    fn new() -> Budget {
-        Budget { start: 0, yields: 0 }
-    }
-
-    /// Waits for `moved`: spinning while the peer (pid << 32 | CPU + 1, 0: unknown) runs on
-    /// another CPU, yielding to it on ours while yields pay off (`journal::try_yield`). False
-    /// when the budget is spent, or waiting does not pay.
-    fn wait(&mut self, r: &Region, peer: u64, moved: impl Fn() -> bool) -> bool {
-        if peer == 0 {
-            return false;
-        }
-        if peer as u32 == sys::current_cpu() || !sys::multi_cpu() {
-            while self.yields < SAME_CPU_YIELDS {
-                self.yields += 1;
-                match journal::try_yield(&moved) {
-                    Some(true) => return true,
-                    Some(false) => {}
-                    None => return false,
-                }
-            }
-            return false;
-        }
-        if self.start == 0 {
-            self.start = sys::monotonic_ns();
-        }
-        journal::spin_while_running(r, peer, self.start, &moved)
-    }
-}
-
 impl Side {
     /// Takes this side of the ring for `me`, noting our pid and CPU.
     fn enter(&self, r: &Region, me: u64) -> bool {
@@ -255,7 +219,7 @@ fn send_entered(
     env: &dyn MsgEnv,
 ) -> Option<Result<i32, Errno>> {
     let cred = Cred::current();
-    let mut budget = Budget::new();
+    let mut budget = journal::Brief::new(SAME_CPU_YIELDS);
     loop {
         let t = ring.tail.0.load(Ordering::Acquire);
         let h = ring.head.0.load(Ordering::Acquire);
@@ -295,7 +259,7 @@ fn send_entered(
             return published.then_some(Ok(0));
         }
         let moved = || ring.head.0.load(Ordering::Acquire) != h || read(&q.qnum) != qnum;
-        if nowait || !budget.wait(r, ring.sender.0.peer(&ring.receiver.0, me), moved) {
+        if nowait || !budget.wait(r, ring.sender.0.peer(&ring.receiver.0, me), &moved) {
             return None;
         }
     }
@@ -340,7 +304,7 @@ fn recv_entered(
     env: &dyn MsgEnv,
 ) -> Option<Result<usize, Errno>> {
     let cred = Cred::current();
-    let mut budget = Budget::new();
+    let mut budget = journal::Brief::new(SAME_CPU_YIELDS);
     loop {
         let h = ring.head.0.load(Ordering::Acquire);
         let t = ring.tail.0.load(Ordering::Acquire);
@@ -364,7 +328,7 @@ fn recv_entered(
             None if msgflg & IPC_NOWAIT != 0 => return Some(Err(ENOMSG)),
             None => {
                 let peer = ring.receiver.0.peer(&ring.sender.0, me);
-                if !budget.wait(r, peer, || ring.tail.0.load(Ordering::Acquire) != t) {
+                if !budget.wait(r, peer, &|| ring.tail.0.load(Ordering::Acquire) != t) {
                     return None;
                 }
                 continue;

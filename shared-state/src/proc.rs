@@ -67,6 +67,13 @@ pub fn identify_self() {
     }
 }
 
+/// Our pid if we learnt it (no system call), else 0.
+#[inline]
+pub fn known_pid() -> i32 {
+    SELF_PID.load(Ordering::Relaxed)
+}
+
+#[inline]
 pub fn self_pid() -> i32 {
     let pid = SELF_PID.load(Ordering::Relaxed);
     if pid == 0 { sys::getpid() } else { pid }

@@ -24,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 26;
+pub const LAYOUT_VERSION: u32 = 27;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -230,6 +230,7 @@ impl Tally {
         Tally(AtomicU64::new(0))
     }
 
+    #[inline]
     pub fn bump(&self, shared: &AtomicU64) {
         let pid = crate::proc::self_pid() as u32 as u64;
         let v = self.0.load(Ordering::Relaxed);

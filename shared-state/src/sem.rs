@@ -19,9 +19,9 @@
 //! and read their result under the set's lock, so a waker killed before committing never leaks
 //! a result that was rolled back.
 
-use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, S_IRUGO, S_IWUGO};
-use crate::journal::{CpuNote, Held, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
-use crate::proc::{self, LIVE, ProcRecord};
+use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
+use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::proc::{self, LIVE, NO_SLOT, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
     SEM_PROC_SETS_OFF, SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF,
@@ -71,6 +71,8 @@ const WATCHED: usize = 6;
 /// Wake-ups deferred until after the unlock; more are woken at once (they then wait for the
 /// lock, which is still correct).
 const DEFERRED_WAKES: usize = 64;
+/// Yields a semop may make before it sleeps.
+const SEM_YIELDS: u32 = 8;
 
 /// `struct sembuf`.
 #[repr(C)]
@@ -272,7 +274,8 @@ struct SemQueue {
 impl SemQueue {
     /// Wakes the sleeper if it is in its futex wait (its word was bumped already).
     fn wake_sleeper(&self) {
-        if self.sleeping.load(Ordering::SeqCst) != 0 {
+        // Only the first waker makes the call (see `msg`'s).
+        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
             wait::wake(&self.wake, 1);
         }
     }
@@ -388,7 +391,7 @@ fn proc_sets_off(slot: u32) -> u64 {
 
 /// A set's lock, held: its semaphore state may be changed. Commits its journal and unlocks on
 /// drop, then wakes the sleepers whose operations it completed.
-struct Sems<'a> {
+pub(crate) struct Sems<'a> {
     r: &'a Region,
     /// The set whose lock is held.
     idx: u32,
@@ -446,10 +449,7 @@ fn lock_uncounted(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     if recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         s.journal().recover();
-        // The killed holder may have held the ids' lock too (creating or removing the set).
-        if let Some(Ok(ids)) = ns_of(r).lock.try_lock(r) {
-            drop(Ids::recovered(r, ids));
-        }
+        Ids::repair(r);
         // gate() then gates every semaphore again and settles what is half done.
         s.set(idx).gated = 0;
     }
@@ -463,69 +463,116 @@ fn lock_id(r: &Region, semid: i32) -> Result<Sems<'_>, Errno> {
     Ok(s)
 }
 
+/// The semaphore family's ids (see `ipc::LockedIds`).
+pub(crate) struct SemIds;
+
 /// The namespace's ids lock, held (a set being created is released after it).
-struct Ids<'a> {
-    r: &'a Region,
-    h: Held<'a, Sems<'a>>,
-}
+type Ids<'a> = ipc::Ids<'a, SemIds>;
 
 fn lock_ids(r: &Region) -> Result<Ids<'_>, Errno> {
-    let guard = r.header().sem.lock.lock(r).map_err(|_| ENOMEM)?;
-    Ok(Ids::recovered(r, guard))
+    Ids::lock(r)
 }
 
-/// The journal of the ids' lock: it may restore the `ids` words of the namespace.
-fn ids_journal(r: &Region) -> Journal<'_> {
-    let ns = &r.header().sem;
-    let words = (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>();
-    Journal::new(r, &ns.lock, SEM_JOURNAL_OFF + IPCMNI as u64 * JOURNAL_BYTES, words)
+impl LockedIds for SemIds {
+    type Params = u32;
+    type Obj<'a> = Sems<'a>;
+    const JOURNALS: u64 = SEM_JOURNAL_OFF;
+    const SLOTS: (u64, u64) = (SEM_SETS_OFF, size_of::<SemArray>() as u64);
+
+    fn lock(r: &Region) -> &ObjLock {
+        &ns_of(r).lock
+    }
+
+    fn words(r: &Region) -> core::ops::Range<*const u8> {
+        let ns = ns_of(r);
+        (&raw const ns.ids).cast::<u8>()..(&raw const ns.pools).cast::<u8>()
+    }
+
+    fn ids(r: &Region) -> &mut ipc::IpcIds {
+        // SAFETY: changed only under the ids' lock.
+        unsafe { &mut r.header_mut().sem.ids }
+    }
+
+    fn perm(r: &Region, idx: u32) -> Option<&KernIpcPerm> {
+        let s = set_backed(r, idx).then(|| set_at(r, idx))?;
+        (s.live != 0).then_some(&s.perm)
+    }
+
+    /// `newary`: the set is made under its own lock, and goes live by a store journalled with
+    /// the ids.
+    fn getnew(ids: &mut Ids<'_>, cred: &Cred, key: i32, flg: i32, nsems: &u32) -> Result<i32, Errno> {
+        let nsems = *nsems;
+        if nsems == 0 {
+            return Err(EINVAL);
+        }
+        let limits = ids.r.header().limits;
+        if ids.ns().used_sems as i64 + nsems as i64 > limits.semmns as i32 as i64 {
+            return Err(ENOSPC);
+        }
+        if nsems > SEM_WINDOW {
+            return Err(ENOMEM);
+        }
+        let (idx, seq) = ids.alloc(limits.semmni)?;
+        // The new set's semaphores get their memory first, as its slot did.
+        let sems = ids.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).map_err(|_| ENOMEM);
+        let s = match sems.and_then(|()| lock_uncounted(ids.r, idx)) {
+            Ok(s) => s,
+            Err(e) => {
+                ids.journal().recover();
+                return Err(e);
+            }
+        };
+        let id = ipc::build_id(seq, idx);
+        // Not journalled: the set is not live until the store below, and the next set in the
+        // slot writes them again. Gated from the start, as a new set's id may be guessed.
+        for n in 0..nsems {
+            let sem = s.sem(idx, n);
+            sem.word.store(word_of(0, 0, seq) | GATED, Ordering::Release);
+            sem.otime.store(0, Ordering::Relaxed);
+            sem.pending_alter = List::default();
+            sem.pending_const = List::default();
+        }
+        let set = s.set(idx);
+        set.nsems = nsems;
+        set.perm = KernIpcPerm::new(cred, key, flg, seq, id);
+        set.ctime = sys::coarse_seconds();
+        (set.pending_alter, set.pending_const) = (List::default(), List::default());
+        (set.complex_count, set.undo_head, set.queued, set.undo_seq) = (0, 0, 0, 0);
+        // Ungated when the set's lock drops.
+        set.gated = 1;
+        compiler_fence(Ordering::SeqCst);
+        ids.w(&mut set.live, 1);
+        ids.w(&mut ids.ns().used_sems, ids.ns().used_sems + nsems);
+        ids.h.under = Some(s);
+        Ok(id)
+    }
+
+    fn more_checks(r: &Region, idx: u32, nsems: &u32) -> Result<(), Errno> {
+        if *nsems > set_at(r, idx).nsems { Err(EINVAL) } else { Ok(()) }
+    }
+
+    /// `used_sems`, from the live sets.
+    fn recount(r: &Region, max_idx: i32) {
+        let sems =
+            (0..=max_idx).filter_map(|i| Self::perm(r, i as u32).map(|_| set_at(r, i as u32).nsems)).sum();
+        // SAFETY: the ids' lock is held (recount runs in `Ids::recovered`).
+        unsafe { r.header_mut().sem.used_sems = sems };
+    }
 }
 
 impl<'a> Ids<'a> {
-    /// The ids locked by `guard`, repaired if their last holder died: its journal replayed,
-    /// then the counts a removal commits after its set's (in_use, max_idx, used_sems)
-    /// counted again from the live sets.
-    fn recovered(r: &'a Region, guard: ObjGuard<'a>) -> Ids<'a> {
-        let ids = Ids { r, h: Held::new(ids_journal(r), guard) };
-        if ids.h.recovered() {
-            r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-            ids.journal().recover();
-            let ns = ids.ns();
-            let (mut in_use, mut sems, mut max) = (0, 0, -1);
-            for i in 0..=ns.ids.max_idx.min(IPCMNI as i32 - 1) {
-                let set = set_at(r, i as u32);
-                if set.live != 0 {
-                    (in_use, sems, max) = (in_use + 1, sems + set.nsems, i);
-                }
-            }
-            (ns.ids.in_use, ns.ids.max_idx, ns.used_sems) = (in_use, max, sems);
-        }
-        ids
-    }
-
     #[allow(clippy::mut_from_ref)]
     fn ns(&self) -> &'a mut SemNs {
         // SAFETY: the ids lock is held for the lifetime of `Ids`.
         unsafe { &mut self.r.header_mut().sem }
     }
 
-    fn journal(&self) -> &Journal<'a> {
-        &self.h.journal
-    }
-
-    fn w<T: Copy>(&self, place: &mut T, v: T) {
-        self.journal().save(place as *const T as *const u8, size_of::<T>());
-        *place = v;
-    }
-
     /// `sem_rmid`'s ids half, after the set's own was committed.
-    fn remove(&self, idx: u32, nsems: u32) {
+    fn remove_set(&self, idx: u32, nsems: u32) {
         let ns = self.ns();
         let used = ns.used_sems.saturating_sub(nsems);
         self.w(&mut ns.used_sems, used);
-        let ids = &mut ns.ids;
-        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        ids.remove(idx, |i| set_at(self.r, i).live != 0);
+        self.remove(idx);
     }
 }
 
@@ -1310,16 +1357,26 @@ impl<'a> Sems<'a> {
         }
     }
 
-    /// Life words of other processes with adjustments on `set`, marked FUTEX_WAITERS so that
-    /// the kernel wakes a sleeper on them when their owner dies: (word, value to wait on).
-    fn watch_undo_owners(&self, set: u32, out: &mut [(usize, u32); WATCHED]) -> usize {
+    /// Life words of other processes with adjustments on the semaphores of sleeper `qi`'s
+    /// operations (the undo their death applies may let it go on), marked FUTEX_WAITERS so that
+    /// the kernel wakes it on them when their owner dies: (word, value to wait on). Others'
+    /// deaths cannot change what it waits for: a mutex's waiters watch its holder only, not
+    /// every process that ever took it (each watched word costs the futex wait a page lookup).
+    fn watch_undo_owners(&self, set: u32, qi: u32, out: &mut [(usize, u32); WATCHED]) -> usize {
         let mut n = 0;
         let mut cur = self.set(set).undo_head;
+        let sops = self.sops(qi);
         while cur != 0 && n < WATCHED {
-            let u = self.undo(cur - 1);
+            let ui = cur - 1;
+            let u = self.undo(ui);
             cur = u.set_next;
             let rec = self.record(u.owner.min(MAX_PROCS - 1));
             if u.owner >= MAX_PROCS || rec.pid == proc::self_pid() {
+                continue;
+            }
+            let adjusts =
+                |s: &Sembuf| self.find_adj(ui, s.sem_num as u32).is_some_and(|ai| self.adj(ai).adj != 0);
+            if !sops.iter().any(adjusts) {
                 continue;
             }
             let word = rec.life.word();
@@ -1360,80 +1417,6 @@ fn q_at(r: &Region, qi: u32) -> &mut SemQueue {
     unsafe { r.at::<SemQueue>(SEM_QUEUE_OFF + qi as u64 * size_of::<SemQueue>() as u64) }
 }
 
-impl IpcFamily for Ids<'_> {
-    type Params = u32;
-
-    fn perm(&self, idx: u32) -> Option<&KernIpcPerm> {
-        // Liveness and perm change only under the ids lock, which is held. A slot never used
-        // holds no set (and is not read).
-        let s = set_backed(self.r, idx).then(|| set_at(self.r, idx))?;
-        (s.live != 0).then_some(&s.perm)
-    }
-
-    fn max_idx(&self) -> i32 {
-        self.ns().ids.max_idx.min(IPCMNI as i32 - 1)
-    }
-
-    /// `newary`: the set is made under its own lock, and goes live by a store journalled with
-    /// the ids.
-    fn getnew(&mut self, cred: &Cred, key: i32, flg: i32, nsems: &u32) -> Result<i32, Errno> {
-        let nsems = *nsems;
-        if nsems == 0 {
-            return Err(EINVAL);
-        }
-        let limits = self.r.header().limits;
-        if self.ns().used_sems as i64 + nsems as i64 > limits.semmns as i32 as i64 {
-            return Err(ENOSPC);
-        }
-        if nsems > SEM_WINDOW {
-            return Err(ENOMEM);
-        }
-        let ids = &mut self.ns().ids;
-        // The slots the id allocation may pick, and the new set's semaphores, get their memory
-        // first: a full file system is ENOMEM, as a kernel out of memory.
-        let window = ids.window() as u64 * size_of::<SemArray>() as u64;
-        self.r.reserve(SEM_SETS_OFF, window).map_err(|_| ENOMEM)?;
-        self.journal().save(ids as *const ipc::IpcIds as *const u8, size_of::<ipc::IpcIds>());
-        let (idx, seq) = ids.alloc(limits.semmni, |i| set_at(self.r, i).live != 0)?;
-        let sems =
-            self.r.reserve(sem_off(idx, 0), nsems as u64 * size_of::<Sem>() as u64).map_err(|_| ENOMEM);
-        let s = match sems.and_then(|()| lock_uncounted(self.r, idx)) {
-            Ok(s) => s,
-            Err(e) => {
-                self.journal().recover();
-                return Err(e);
-            }
-        };
-        let id = ipc::build_id(seq, idx);
-        // Not journalled: the set is not live until the store below, and the next set in the
-        // slot writes them again. Gated from the start, as a new set's id may be guessed.
-        for n in 0..nsems {
-            let sem = s.sem(idx, n);
-            sem.word.store(word_of(0, 0, seq) | GATED, Ordering::Release);
-            sem.otime.store(0, Ordering::Relaxed);
-            sem.pending_alter = List::default();
-            sem.pending_const = List::default();
-        }
-        let set = s.set(idx);
-        set.nsems = nsems;
-        set.perm = KernIpcPerm::new(cred, key, flg, seq, id);
-        set.ctime = sys::coarse_seconds();
-        (set.pending_alter, set.pending_const) = (List::default(), List::default());
-        (set.complex_count, set.undo_head, set.queued, set.undo_seq) = (0, 0, 0, 0);
-        // Ungated when the set's lock drops.
-        set.gated = 1;
-        compiler_fence(Ordering::SeqCst);
-        self.w(&mut set.live, 1);
-        self.w(&mut self.ns().used_sems, self.ns().used_sems + nsems);
-        self.h.under = Some(s);
-        Ok(id)
-    }
-
-    fn more_checks(&self, idx: u32, nsems: &u32) -> Result<(), Errno> {
-        if *nsems > set_at(self.r, idx).nsems { Err(EINVAL) } else { Ok(()) }
-    }
-}
-
 /// `semget(2)`.
 pub fn semget(r: &Region, key: i32, nsems: i32, flg: i32) -> Result<i32, Errno> {
     let limits = r.header().limits;
@@ -1456,6 +1439,9 @@ pub fn semtimedop(
     timeout: usize,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
+    if nsops == 1 && timeout == 0 {
+        return semop_one(r, semid, sops_addr, env);
+    }
     // The kernel's order: the timeout is copied first (ksys_semtimedop), then do_semtimedop.
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     if timeout != 0 {
@@ -1488,10 +1474,80 @@ pub fn semtimedop(
     } else {
         None
     };
-    if nsops == 1
-        && let Some(res) = fast_semop(r, semid, sops[0])
-    {
-        return res;
+    let first = if nsops == 1 {
+        fast_semop(r, semid, &sops[0], &Cred::current(), proc::self_pid())
+    } else {
+        Fast::Locked
+    };
+    do_semtimedop(r, semid, sops, deadline, first, env)
+}
+
+/// A semop of one operation served if it succeeds at once on a set nobody holds or sleeps in
+/// (the lock-free path, which makes no system call); false: `semtimedop` must serve it.
+pub fn semop_at_once(r: &Region, semid: i32, sop: &Sembuf) -> bool {
+    let (Some(cred), pid) = (Cred::cached(), proc::known_pid()) else { return false };
+    semid >= 0
+        && pid != 0
+        && 1 <= r.header().limits.semopm as usize
+        && matches!(fast_semop(r, semid, sop, &cred, pid), Fast::Done)
+}
+
+/// `semop` of one operation: the lock-free path first, in a frame of its own (the locked
+/// path's is larger than the operation).
+fn semop_one(r: &Region, semid: i32, sops_addr: usize, env: &dyn SemEnv) -> Result<i32, Errno> {
+    if 1 > r.header().limits.semopm as usize {
+        return Err(E2BIG);
+    }
+    let mut sop = [Sembuf::default()];
+    env.copy_from(sop.as_mut_ptr() as *mut u8, sops_addr, size_of::<Sembuf>())?;
+    if semid < 0 {
+        return Err(EINVAL);
+    }
+    match fast_semop(r, semid, &sop[0], &Cred::current(), proc::self_pid()) {
+        Fast::Done => Ok(0),
+        first => do_semtimedop(r, semid, &mut sop, None, first, env),
+    }
+}
+
+/// `__do_semtimedop` with the operations copied in and checked; `first` is what the lock-free
+/// path did with a single one.
+#[inline(never)]
+fn do_semtimedop<'a>(
+    r: &'a Region,
+    semid: i32,
+    sops: &mut [Sembuf],
+    deadline: Option<libc::timespec>,
+    first: Fast<'a>,
+    env: &dyn SemEnv,
+) -> Result<i32, Errno> {
+    let nsops = sops.len();
+    // A single operation that would block on a set nobody sleeps in waits a little before it
+    // queues: its waker then needs no lock either (see `journal::Brief::wait_unknown`).
+    let mut waited = false;
+    if nsops == 1 {
+        let mut brief = Brief::new(SEM_YIELDS);
+        let mut fast = first;
+        loop {
+            match fast {
+                Fast::Done => return Ok(0),
+                Fast::Blocked(word, w)
+                    if !waited && sops[0].sem_flg & IPC_NOWAIT == 0 && far(deadline.as_ref()) =>
+                {
+                    waited = true;
+                    if !brief.wait_unknown(&|| word.load(Ordering::Acquire) != w) {
+                        break;
+                    }
+                }
+                // Another process took what we waited for: with more than one waiter, the
+                // queue's order decides, as the kernel's.
+                Fast::Blocked(..) if waited => {
+                    brief.lost();
+                    break;
+                }
+                _ => break,
+            }
+            fast = fast_semop(r, semid, &sops[0], &Cred::current(), proc::self_pid());
+        }
     }
     let max = sops.iter().map(|s| s.sem_num as u32).max().unwrap_or(0);
     let undos = sops.iter().any(|s| s.sem_flg & SEM_UNDO != 0);
@@ -1537,7 +1593,7 @@ pub fn semtimedop(
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
     let sops_off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
-    if r.reserve(sops_off, (nsops * size_of::<Sembuf>()) as u64).is_err() {
+    if r.reserve(sops_off, size_of_val(sops) as u64).is_err() {
         s.free_q(qi);
         return Err(ENOMEM);
     }
@@ -1558,7 +1614,7 @@ pub fn semtimedop(
     s.save((&raw const q.ticket).cast(), 4);
     q.ticket = ticket;
     let dst = s.sops(qi);
-    s.save(dst.as_ptr() as *const u8, nsops * size_of::<Sembuf>());
+    s.save(dst.as_ptr() as *const u8, size_of_val(sops));
     dst.copy_from_slice(sops);
     let set = s.set(idx);
     if nsops == 1 {
@@ -1579,6 +1635,10 @@ pub fn semtimedop(
         let v = set.complex_count + 1;
         s.w(&mut set.complex_count, v);
     }
+    // A call that waited before it queued sleeps at once.
+    if waited {
+        s.peer = 0;
+    }
     sleep(r, s, qi, ticket, deadline.as_ref(), env)
 }
 
@@ -1597,33 +1657,52 @@ fn set_backed(r: &Region, idx: u32) -> bool {
     r.reserved(set_off(idx), size_of::<SemArray>() as u64)
 }
 
-/// A semop of one operation that succeeds at once on a set nobody holds, sleeps in or died
-/// holding adjustments on: one compare-and-swap of the semaphore's word, no lock, no system
-/// call. `None`: take the locked path (which also gives every error).
-fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>> {
+/// Whether a wait may spend a brief wait's budget before queueing: no deadline, or one at
+/// least a millisecond away.
+fn far(deadline: Option<&libc::timespec>) -> bool {
+    deadline.is_none_or(|d| {
+        let now = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+        (d.tv_sec - now.tv_sec) * 1_000_000_000 + (d.tv_nsec - now.tv_nsec) >= 1_000_000
+    })
+}
+
+/// What [`fast_semop`] did.
+enum Fast<'a> {
+    /// Served lock-free.
+    Done,
+    /// Would block on this value of the semaphore's word (no one gates the set).
+    Blocked(&'a AtomicU64, u64),
+    /// The locked path must serve it.
+    Locked,
+}
+
+/// A semop of one operation on a set nobody holds, sleeps in or died holding adjustments on,
+/// by `cred` and process `pid`: one compare-and-swap of the semaphore's word, no lock, no
+/// system call. `Locked`: take the locked path (which also gives every error, and decides
+/// permissions that need the kernel's word on groups or capabilities).
+fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32) -> Fast<'a> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
     if !set_backed(r, idx) {
-        return None;
+        return Fast::Locked;
     }
     // Unlocked reads of the set: the word's sequence number and GATED, compared by the
     // compare-and-swap, are what make the operation valid.
     let set = set_at(r, idx);
     let num = sop.sem_num as u32;
     if set.perm.id != semid || num >= set.nsems.min(SEM_WINDOW) {
-        return None;
+        return Fast::Locked;
     }
     let op = sop.sem_op as i32;
-    if !set.perm.ipcperms(&Cred::current(), if op != 0 { S_IWUGO } else { S_IRUGO }) {
-        return None;
+    if !set.perm.granted_plainly(cred, if op != 0 { S_IWUGO } else { S_IRUGO }) {
+        return Fast::Locked;
     }
     let undo = sop.sem_flg & SEM_UNDO != 0;
-    let pid = proc::self_pid();
-    let slot = proc::self_slot(r);
+    let slot = if set.undo_head != 0 || undo { proc::self_slot(r) } else { NO_SLOT };
     let mine = if set.undo_head != 0 || undo {
         let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
         if !ok {
-            return None;
+            return Fast::Locked;
         }
         mine
     } else {
@@ -1632,19 +1711,30 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
     let off = SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64;
     // SAFETY: each set has a window of SEM_WINDOW semaphores; the word is atomic.
     let sem = unsafe { r.at::<Sem>(off) };
-    let intent = if undo { Some(start_undo(r, slot, mine?, num, op, off)?) } else { None };
+    let intent = match (undo, mine) {
+        (false, _) => None,
+        (true, Some(ui)) => match start_undo(r, slot, ui, num, op, off) {
+            Some(it) => Some(it),
+            None => return Fast::Locked,
+        },
+        (true, None) => return Fast::Locked,
+    };
     let adj = intent.as_ref().map(|&(_, ai)| {
         // SAFETY: ai is a bounded index of one of our adjustment entries (start_undo).
         unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) }
     });
-    let mut done = false;
+    let mut out = Fast::Locked;
     for _ in 0..8 {
         let w = sem.word.load(Ordering::Acquire);
         if w & (GATED | PENDING_UNDO) != 0 || (w >> GEN_SHIFT) & GEN_MASK != seq as u64 & GEN_MASK {
             break;
         }
         let res = word_val(w) + op;
-        if (op == 0 && word_val(w) != 0) || !(0..=SEMVMX).contains(&res) {
+        if (op == 0 && word_val(w) != 0) || res < 0 {
+            out = Fast::Blocked(&sem.word, w);
+            break;
+        }
+        if res > SEMVMX {
             break;
         }
         if let Some(a) = &adj {
@@ -1656,10 +1746,11 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
         }
         let new = with_val_pid(w, res, pid) | if undo { PENDING_UNDO } else { 0 };
         if new == w || sem.word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            done = true;
+            out = Fast::Done;
             break;
         }
     }
+    let done = matches!(out, Fast::Done);
     if let (Some((it, _)), Some(a)) = (intent, adj) {
         if done {
             // The value changed and PENDING_UNDO keeps everyone else off the adjustment.
@@ -1675,15 +1766,14 @@ fn fast_semop(r: &Region, semid: i32, sop: Sembuf) -> Option<Result<i32, Errno>>
         }
         it.stage.store(IDLE, Ordering::Release);
     }
-    if !done {
-        return None;
+    if done {
+        let now = sys::coarse_seconds();
+        if sem.otime.load(Ordering::Relaxed) != now {
+            sem.otime.store(now, Ordering::Relaxed);
+        }
+        count_fast(r);
     }
-    let now = sys::coarse_seconds();
-    if sem.otime.load(Ordering::Relaxed) != now {
-        sem.otime.store(now, Ordering::Relaxed);
-    }
-    count_fast(r);
-    Some(Ok(0))
+    out
 }
 
 /// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
@@ -1812,7 +1902,7 @@ fn sleep<'a>(
         }
         let seq = q.wake.load(Ordering::Acquire);
         let mut watched = [(0usize, 0u32); WATCHED];
-        let nwatched = if s.set(idx).live != 0 { s.watch_undo_owners(idx, &mut watched) } else { 0 };
+        let nwatched = if s.set(idx).live != 0 { s.watch_undo_owners(idx, qi, &mut watched) } else { 0 };
         drop(s);
         crate::journal::wait_briefly(r, peer, || q.wake.load(Ordering::Acquire) != seq);
         peer = 0;
@@ -1874,7 +1964,9 @@ fn sleep<'a>(
         // Completed and committed: ours to free, with no lock (nothing else refers to it).
         let done = q.done.load(Ordering::Acquire);
         if done != 0 && q.ticket == ticket {
-            let _ = q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+            if q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                ns_of(r).pools[0].given_back(qi);
+            }
             let st = 1 - done as i32;
             return if st == 0 { Ok(0) } else { Err(-st) };
         }
@@ -1960,10 +2052,10 @@ pub fn semctl(r: &Region, semid: i32, semnum: i32, cmd: i32, arg: usize) -> Resu
                 let ids = lock_ids(r)?;
                 r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
                 if cmd == SEM_INFO {
-                    info.semusz = ids.ns().ids.in_use as i32;
+                    info.semusz = ids.ids().in_use as i32;
                     info.semaem = ids.ns().used_sems as i32;
                 }
-                ids.ns().ids.get_maxidx()
+                ids.ids().get_maxidx()
             };
             to_user(arg, &info)?;
             Ok(max_idx.max(0))
@@ -2033,7 +2125,7 @@ fn semctl_down(r: &Region, cred: &Cred, semid: i32, cmd: i32, arg: usize) -> Res
         // The set's half is committed first: a holder killed before the ids' half
         // leaves ids that their recovery counts again.
         drop(s);
-        ids.remove(idx, nsems);
+        ids.remove_set(idx, nsems);
     } else {
         let set = s.set(idx);
         let mut perm = set.perm;
@@ -2246,7 +2338,7 @@ pub fn exec_sem(r: &Region, slot: u32) {
 /// Live sets and their semaphores, for `ipcshim status`.
 pub fn counts(r: &Region) -> (u32, u32) {
     match lock_ids(r) {
-        Ok(ids) => (ids.ns().ids.in_use, ids.ns().used_sems),
+        Ok(ids) => (ids.ids().in_use, ids.ns().used_sems),
         Err(_) => (0, 0),
     }
 }

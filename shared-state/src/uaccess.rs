@@ -34,6 +34,71 @@ global_asm!(
     ".popsection",
 );
 
+// Reads n <= 8 bytes (rdi = address, rsi = n) into rax, little-endian and zero-extended, in
+// loads of 4, 2 and 1 bytes that stay inside [rdi, rdi + n), each at a known instruction; rdx
+// is 0, or 1 after a fault (the fixup). For the small reads of a call's arguments (a sembuf is
+// 6 bytes), where `rep movsb` and a store-and-reload cost more than the read.
+global_asm!(
+    ".pushsection .text.ipcshim_read_small,\"ax\",@progbits",
+    ".globl ipcshim_read_small",
+    ".hidden ipcshim_read_small",
+    ".type ipcshim_read_small,@function",
+    "ipcshim_read_small:",
+    "    xor eax, eax",
+    "    xor ecx, ecx",
+    "    cmp rsi, 4",
+    "    jb 2f",
+    ".globl ipcshim_read_small_4",
+    ".hidden ipcshim_read_small_4",
+    "ipcshim_read_small_4:",
+    "    mov eax, dword ptr [rdi]",
+    "    add rdi, 4",
+    "    sub rsi, 4",
+    "    mov ecx, 32",
+    "    cmp rsi, 4",
+    "    jb 2f",
+    ".globl ipcshim_read_small_4b",
+    ".hidden ipcshim_read_small_4b",
+    "ipcshim_read_small_4b:",
+    "    mov edx, dword ptr [rdi]",
+    "    shl rdx, 32",
+    "    or rax, rdx",
+    "    xor edx, edx",
+    "    ret",
+    "2:",
+    "    cmp rsi, 2",
+    "    jb 3f",
+    ".globl ipcshim_read_small_2",
+    ".hidden ipcshim_read_small_2",
+    "ipcshim_read_small_2:",
+    "    movzx edx, word ptr [rdi]",
+    "    shl rdx, cl",
+    "    or rax, rdx",
+    "    add rdi, 2",
+    "    sub rsi, 2",
+    "    add ecx, 16",
+    "3:",
+    "    test rsi, rsi",
+    "    jz 4f",
+    ".globl ipcshim_read_small_1",
+    ".hidden ipcshim_read_small_1",
+    "ipcshim_read_small_1:",
+    "    movzx edx, byte ptr [rdi]",
+    "    shl rdx, cl",
+    "    or rax, rdx",
+    "4:",
+    "    xor edx, edx",
+    "    ret",
+    ".globl ipcshim_read_small_fixup",
+    ".hidden ipcshim_read_small_fixup",
+    "ipcshim_read_small_fixup:",
+    "    xor eax, eax",
+    "    mov edx, 1",
+    "    ret",
+    ".size ipcshim_read_small, . - ipcshim_read_small",
+    ".popsection",
+);
+
 /// Set by the user of this crate that installs the fault wrapper: whether the calling thread
 /// can take a fixup now (the wrapper is installed and SIGSEGV/SIGBUS are not blocked: the
 /// kernel kills a thread that faults with its fault signal blocked).
@@ -48,6 +113,19 @@ unsafe extern "C" {
     fn ipcshim_copy_user(dst: *mut u8, src: *const u8, n: usize) -> usize;
     static ipcshim_copy_insn: u8;
     static ipcshim_copy_fixup: u8;
+    fn ipcshim_read_small(src: *const u8, n: usize) -> Small;
+    static ipcshim_read_small_4: u8;
+    static ipcshim_read_small_4b: u8;
+    static ipcshim_read_small_2: u8;
+    static ipcshim_read_small_1: u8;
+    static ipcshim_read_small_fixup: u8;
+}
+
+/// What `ipcshim_read_small` returns in rax and rdx.
+#[repr(C)]
+struct Small {
+    value: u64,
+    fault: u64,
 }
 
 /// Copies n bytes; returns how many bytes were NOT copied (0 = all), like the kernel's raw_copy_*.
@@ -68,6 +146,21 @@ pub unsafe fn copy_user(dst: *mut u8, src: *const u8, n: usize) -> usize {
     // SAFETY: the routine reads `src` and writes `dst` for `n` bytes (the caller's contract) and
     // follows the C ABI; a fault inside it is turned into a short count by the handler.
     unsafe { ipcshim_copy_user(dst, src, n) }
+}
+
+/// The `n <= 8` bytes at the caller's `src`, little-endian in a word (`None` when they are
+/// not all readable): a caller's small argument costs a few loads, not a `rep movsb`.
+///
+/// # Safety
+/// A fault must reach the fixup: the SIGSEGV/SIGBUS handler that honours [`fixup_target`] is
+/// installed and the calling thread can take it now (what [`set_usable_check`]'s check says;
+/// [`copy_user`] looks for itself).
+pub unsafe fn read_small(src: *const u8, n: usize) -> Option<u64> {
+    debug_assert!(n <= 8);
+    // SAFETY: the routine reads inside [src, src + n) and follows the C ABI; a fault inside
+    // it returns through the fixup (the caller's contract).
+    let r = unsafe { ipcshim_read_small(src, n.min(8)) };
+    (r.fault == 0).then_some(r.value)
 }
 
 /// The copy through `process_vm_readv` on ourselves, which cannot fault: the bytes copied
@@ -92,7 +185,57 @@ fn vm_copy(dst: *mut u8, src: *const u8, n: usize) -> usize {
     copied
 }
 
-/// If a SIGSEGV/SIGBUS hit `rip` inside copy_user, the address to resume at (fixup); else None.
+/// If a SIGSEGV/SIGBUS hit `rip` inside copy_user or read_small, the address to resume at
+/// (fixup); else None.
 pub fn fixup_target(rip: usize) -> Option<usize> {
-    (rip == (&raw const ipcshim_copy_insn) as usize).then_some((&raw const ipcshim_copy_fixup) as usize)
+    if rip == (&raw const ipcshim_copy_insn) as usize {
+        return Some((&raw const ipcshim_copy_fixup) as usize);
+    }
+    let loads = [
+        &raw const ipcshim_read_small_4,
+        &raw const ipcshim_read_small_4b,
+        &raw const ipcshim_read_small_2,
+        &raw const ipcshim_read_small_1,
+    ];
+    loads.iter().any(|&l| l as usize == rip).then_some((&raw const ipcshim_read_small_fixup) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every size read at every alignment in a page gives the bytes little-endian, and reads
+    /// nothing past them (the last byte of a buffer ending at a guard page).
+    #[test]
+    fn read_small_reads_exactly_n_bytes() {
+        // SAFETY: a private anonymous mapping of two pages, the second made inaccessible.
+        let base = unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(
+                libc::mprotect((p as *mut u8).add(4096) as *mut libc::c_void, 4096, libc::PROT_NONE),
+                0
+            );
+            p as *mut u8
+        };
+        for i in 0..4096 {
+            // SAFETY: inside the first page.
+            unsafe { *base.add(i) = (i * 7 + 3) as u8 };
+        }
+        for n in 0..=8usize {
+            for start in (0..64).chain(4096 - 16..=4096 - n) {
+                let want = (0..n).fold(0u64, |v, i| v | (((start + i) * 7 + 3) as u8 as u64) << (8 * i));
+                // SAFETY: [start, start + n) lies in the readable page; no fault is taken.
+                let got = unsafe { super::read_small(base.add(start), n) };
+                assert_eq!(got, Some(want), "n {n} at {start}");
+            }
+        }
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(base as *mut libc::c_void, 8192) };
+    }
 }

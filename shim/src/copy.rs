@@ -23,11 +23,46 @@ pub fn from_user(dst: *mut u8, src: usize, len: usize) -> Result<(), Errno> {
     if !signals::fault_fixups_active() {
         return sys::copy_from_user(dst, src, len);
     }
+    if len <= 8 && signals::fixup_usable() {
+        // SAFETY: a fault reaches the fixup (the wrapper is installed and the thread can take
+        // it); `dst` is our buffer of `len` bytes.
+        let v = unsafe { uaccess::read_small(src as *const u8, len) }.ok_or(libc::EFAULT)?;
+        store_small(dst, v, len);
+        return Ok(());
+    }
     // SAFETY: `dst` is our buffer of `len` bytes; a bad `src` faults into the fixup (or is
     // copied without faulting when a fixup cannot happen).
     match unsafe { uaccess::copy_user(dst, src as *const u8, len) } {
         0 => Ok(()),
         _ => Err(libc::EFAULT),
+    }
+}
+
+/// Stores the low `len <= 8` bytes of `v` at `dst`, in the largest pieces that fit (a later
+/// read of a field is then served from one store).
+fn store_small(dst: *mut u8, v: u64, len: usize) {
+    let (mut off, mut v) = (0, v);
+    while off < len {
+        // SAFETY: `dst` is our buffer of `len` bytes, and each store ends inside it.
+        unsafe {
+            let d = dst.add(off);
+            let size = match len - off {
+                4.. => {
+                    (d as *mut u32).write_unaligned(v as u32);
+                    4
+                }
+                2 | 3 => {
+                    (d as *mut u16).write_unaligned(v as u16);
+                    2
+                }
+                _ => {
+                    *d = v as u8;
+                    1
+                }
+            };
+            off += size;
+            v >>= size * 8;
+        }
     }
 }
 

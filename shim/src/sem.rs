@@ -78,8 +78,33 @@ pub extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int) -> c_int {
     })
 }
 
+/// A semop of one operation that succeeds at once, served lock-free before the full guard: it
+/// makes no system call, so only the signals are held back. False: the usual path serves it
+/// (and gives every error: the operation is read again there).
+#[inline]
+fn semop_at_once(semid: c_int, sops: *mut libc::sembuf) -> bool {
+    if sud::trap_only() || crate::trace::on() || !signals::fault_fixups_active() || !signals::fixup_usable() {
+        return false;
+    }
+    let Route::Serve(r) = route() else { return false };
+    if !crate::copy::access_ok(sops as usize, size_of::<sem::Sembuf>()) {
+        return false;
+    }
+    let _held = sud::hold_signals();
+    // SAFETY: a fault reaches the fixup (the wrapper is installed and this thread can take it).
+    let Some(v) = (unsafe { shared_state::uaccess::read_small(sops as *const u8, size_of::<sem::Sembuf>()) })
+    else {
+        return false;
+    };
+    let sop = sem::Sembuf { sem_num: v as u16, sem_op: (v >> 16) as i16, sem_flg: (v >> 32) as i16 };
+    sem::semop_at_once(r, semid, &sop)
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn semop(semid: c_int, sops: *mut libc::sembuf, nsops: size_t) -> c_int {
+    if nsops == 1 && semop_at_once(semid, sops) {
+        return 0;
+    }
     call(libc::SYS_semop, [semid as u64, sops as u64, nsops as u64, 0, 0, 0], || {
         real_call!(real::SEMOP, fn(c_int, *mut libc::sembuf, size_t) -> c_int, semid, sops, nsops)
     })
@@ -92,6 +117,9 @@ pub extern "C" fn semtimedop(
     nsops: size_t,
     timeout: *const timespec,
 ) -> c_int {
+    if nsops == 1 && timeout.is_null() && semop_at_once(semid, sops) {
+        return 0;
+    }
     call(libc::SYS_semtimedop, [semid as u64, sops as u64, nsops as u64, timeout as u64, 0, 0], || {
         real_call!(
             real::SEMTIMEDOP,

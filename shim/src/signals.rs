@@ -221,7 +221,7 @@ pub(crate) fn note_mask(mask: u64) {
 
 /// Whether a fault in a fixup copy would reach our wrapper: not from a vfork child (its
 /// handlers are not ours to rely on), nor with SIGSEGV/SIGBUS blocked (the kernel then kills).
-fn fixup_usable() -> bool {
+pub(crate) fn fixup_usable() -> bool {
     let t = tls();
     t.fault_blocked.load(Ordering::Relaxed) == 0 && t.vfork.load(Ordering::Relaxed) == 0
 }

@@ -498,6 +498,32 @@ impl Guard {
     }
 }
 
+/// Held while shim code runs that makes no system call: asynchronous signals are deferred
+/// until it drops, as under a [`Guard`], but the selector is left alone (a lock-free semop
+/// costs a third less without the guard's stores and loads).
+pub struct SignalsHeld {
+    /// Belongs to this thread's TLS.
+    _thread: PhantomData<*const ()>,
+}
+
+/// Defers the application's signal handlers until the result drops (see [`SignalsHeld`]).
+#[inline]
+pub fn hold_signals() -> SignalsHeld {
+    let t = tls();
+    t.depth.store(t.depth.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    SignalsHeld { _thread: PhantomData }
+}
+
+impl Drop for SignalsHeld {
+    #[inline]
+    fn drop(&mut self) {
+        let t = tls();
+        compiler_fence(Ordering::SeqCst);
+        crate::signals::set_depth(t, t.depth.load(Ordering::Relaxed).saturating_sub(1));
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let t = tls();
