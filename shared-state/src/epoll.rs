@@ -71,8 +71,9 @@ const KCHECK: u32 = 2;
 /// The epoll part of the region.
 #[repr(C)]
 pub struct EpollNs {
-    /// Bumped at every instance creation: a process that found no instance behind an epoll fd
-    /// looks again only once it moved.
+    /// Bumped at every instance creation, and again once its first token is in its kernel
+    /// epoll fd ([`note_findable`]): a process that found no instance behind an epoll fd looks
+    /// again only once it moved.
     pub created: AtomicU32,
     /// Live instances.
     pub live: AtomicU32,
@@ -230,6 +231,13 @@ pub(crate) const CHUNK_OWNERS_OFF: u64 =
 pub(crate) const PIPE_WQ_OFF: u64 = CHUNK_OWNERS_OFF + WQ_CHUNKS as u64 * 8;
 pub const AREA_SIZE: u64 = PIPE_WQ_OFF + PIPE_MAX as u64 * size_of::<epoll_wq::WatchList>() as u64;
 const _: () = assert!(size_of::<EpollNs>() as u64 <= INSTS_OFF);
+
+/// A new instance's first token is in its kernel epoll fd, where other processes and threads
+/// find it: one that looked in between (after the creation, before the token) and cached that
+/// there was none looks again.
+pub fn note_findable(r: &Region) {
+    ns(r).created.fetch_add(1, SeqCst);
+}
 
 pub fn ns(r: &Region) -> &EpollNs {
     // SAFETY: the epoll area starts with the EpollNs; every field is an atomic.
