@@ -1,6 +1,7 @@
 /* A shim interest added to a set while a waiter sleeps on it with none, in a namespace with no
  * epoll set yet (the first case of the program): the waiter is woken by what it reports, from
- * another process sharing the set and from another thread. */
+ * another process sharing the set and from another thread; and on a set that another process
+ * first nests in an outer one, then gives its first interest. */
 #include "common.h"
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -56,6 +57,25 @@ int main(void)
 		die("pthread_create");
 	show_wait("woken by the thread's interest");
 	pthread_join(t, NULL);
+	close(ep);
+	closep(p);
+
+	CASE("inner_set_nested_then_given_an_interest_by_a_child");
+	io_pipe(p);
+	ep = epoll_create1(0);
+	int outer = epoll_create1(0);
+	pid = io_fork();
+	if (pid == 0) {
+		usleep(50000);
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 8 };
+		if (epoll_ctl(outer, EPOLL_CTL_ADD, ep, &ev))
+			die("nest");
+		add_and_write();
+		_exit(0);
+	}
+	show_wait("woken by the child's interest in the inner set");
+	show_status_io("child", io_reap(pid));
+	close(outer);
 	close(ep);
 	closep(p);
 	return 0;

@@ -67,6 +67,8 @@ const TAKEN: u32 = 16;
 pub const SHARED: u32 = 1;
 /// The next wait asks the kernel for its events even if the set has no kernel fds.
 const KCHECK: u32 = 2;
+/// A token of its items is in its kernel epoll fd, where others can find the instance.
+const FINDABLE: u32 = 4;
 
 /// The epoll part of the region.
 #[repr(C)]
@@ -232,11 +234,13 @@ pub(crate) const PIPE_WQ_OFF: u64 = CHUNK_OWNERS_OFF + WQ_CHUNKS as u64 * 8;
 pub const AREA_SIZE: u64 = PIPE_WQ_OFF + PIPE_MAX as u64 * size_of::<epoll_wq::WatchList>() as u64;
 const _: () = assert!(size_of::<EpollNs>() as u64 <= INSTS_OFF);
 
-/// A new instance's first token is in its kernel epoll fd, where other processes and threads
-/// find it: one that looked in between (after the creation, before the token) and cached that
-/// there was none looks again.
-pub fn note_findable(r: &Region) {
-    ns(r).created.fetch_add(1, SeqCst);
+/// A token of instance `o`'s is now in its kernel epoll fd: at its first, other processes and
+/// threads can find the instance, and one that looked before (after the creation, or when it
+/// was made as an inner set) and cached that there was none looks again.
+pub fn note_findable(r: &Region, o: &EpInst) {
+    if o.flags.fetch_or(FINDABLE, SeqCst) & FINDABLE == 0 {
+        ns(r).created.fetch_add(1, SeqCst);
+    }
 }
 
 pub fn ns(r: &Region) -> &EpollNs {

@@ -412,9 +412,7 @@ fn add(
         c.remove(it);
         return Err(e);
     }
-    if outer == Lookup::NoObj {
-        ep::note_findable(r);
-    }
+    ep::note_findable(r, c.inst);
     match target {
         Target::Shim(p) => poll::watched(r, &Shim::of(&p)),
         // The kernel reports its kernel fds: the outer set asks the kernel at every wait.
