@@ -79,6 +79,12 @@ pub fn collected_lately(region: &Region) -> bool {
 /// A collection, unless one ended lately (see [`collected_lately`]): it is then only asked
 /// for, and the next collection (a status, the next creations) runs it.
 pub fn collect_soon(region: &Region) {
+    // Nothing it could free, no listener to forget: a parent reaping killed children of a
+    // namespace without pipes or sockets scans nobody's fds. (What is created after this look
+    // is held by a live process.)
+    if ns(region).nr_live.load(Ordering::Relaxed) == 0 && !crate::unix::any_pending(region) {
+        return;
+    }
     if collected_lately(region) {
         ns(region).gc_again.store(1, Ordering::SeqCst);
         return;

@@ -354,6 +354,11 @@ fn pending_live(region: &Region, fill: bool) -> Option<&AtomicU64> {
     table_entry(region, UNIX_STREAMS_OFF - 16, 0, fill)
 }
 
+/// Whether a connect may be pending on some listener (the count may be high after a kill).
+pub fn any_pending(region: &Region) -> bool {
+    pending_live(region, false).is_some_and(|n| n.load(Ordering::Relaxed) != 0)
+}
+
 /// One pending entry fewer (the namespace lock held).
 fn pending_freed(region: &Region) {
     if let Some(n) = pending_live(region, false) {

@@ -103,3 +103,13 @@ fn connections_are_freed_at_their_last_close() {
     assert!(line.contains(" 0 live,"), "{status}");
     assert!(line.ends_with(&format!("1 collections freed {}", 2 * shared)), "{status}");
 }
+
+/// Reaping a killed child runs a collection only when the namespace has something one could
+/// free: a process of a namespace without pipes or sockets scans nobody's fds.
+#[test]
+fn reaping_killed_children_scans_nothing_without_pipes() {
+    let status = status_after("reap_killed.c", &["5"]);
+    // Status's own collection is the only one.
+    let line = status.lines().find(|l| l.starts_with("pipes, FIFOs:")).expect("pipes line");
+    assert!(line.ends_with("1 collections freed 0"), "{status}");
+}
