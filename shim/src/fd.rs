@@ -289,6 +289,21 @@ pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     }
 }
 
+/// Whether the table knows `fd` as a kernel fd with nothing of the shim's behind it (what the
+/// rewritten sites' `Fd` stub decides): its reads and writes are the kernel's alone.
+pub fn is_kernel(fd: i32) -> bool {
+    matches!(slot(fd).map(|s| s.load(Ordering::Acquire)), Some(KERNEL | PLAIN))
+}
+
+/// For a close: Some(true) if the table knows `fd` as a kernel fd, Some(false) if as anything
+/// else (or it cannot say: a vfork child, fd 65536 and above), None if it has not seen it.
+pub fn entry_known(fd: i32) -> Option<bool> {
+    match slot(fd).map(|s| s.load(Ordering::Acquire)) {
+        Some(UNKNOWN) => None,
+        e => Some(matches!(e, Some(KERNEL | PLAIN))),
+    }
+}
+
 /// The shim object behind `fd` if one exists, for a process about to lose its fds (exit,
 /// exec): as [`lookup`], but an fd the table has not seen is neither cached nor given an object
 /// (a FIFO nobody used through the shim has none, and needs none to be woken).

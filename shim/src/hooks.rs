@@ -41,6 +41,18 @@ fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
     if sud::trap_only() {
         return libc();
     }
+    // A call on a known kernel fd, decided as the rewritten sites' stubs decide it: neither
+    // the dispatcher nor a guard. What must be libc's own function makes its system call
+    // from libc's site, which the catch-all rewrites to the same stub after its first traps.
+    if !crate::trace::on() && kernel_fd_call(nr, &a) {
+        return match how {
+            Libc::Bare => T::try_from(c_ret(sud::allowed_syscall(nr, &a))).unwrap_or_default(),
+            Libc::Cancellable if crate::real::single_threaded() => {
+                T::try_from(c_ret(sud::allowed_syscall(nr, &a))).unwrap_or_default()
+            }
+            _ => libc(),
+        };
+    }
     match dispatch::syscall(nr, &a) {
         Some(r) => T::try_from(c_ret(r)).unwrap_or_default(),
         None if !crate::trace::on()
@@ -64,6 +76,32 @@ fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
             });
             out
         }
+    }
+}
+
+/// A read, write or close of an fd the table knows as the kernel's. A close forgets it first
+/// (as `pipes::close` does), unless it is one of the region descriptors, which the dispatcher
+/// moves away before the program's close (`region::keep_fds`); as the close stub does, one
+/// the table has not seen is the kernel's alone unless lseek says ESPIPE (a pipe, FIFO or
+/// socket may be a shim object's last end, whose peers the dispatcher's close wakes).
+fn kernel_fd_call(nr: i64, a: &[u64; 6]) -> bool {
+    let fd = a[0] as i32;
+    match nr {
+        libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev => crate::fd::is_kernel(fd),
+        libc::SYS_close if !crate::region::holds_fd(fd) => {
+            let plain = match crate::fd::entry_known(fd) {
+                Some(known) => known,
+                None => {
+                    sud::allowed_syscall(libc::SYS_lseek, &[fd as u64, 0, libc::SEEK_CUR as u64, 0, 0, 0])
+                        != -(libc::ESPIPE as i64)
+                }
+            };
+            if plain {
+                crate::fd::forget(fd);
+            }
+            plain
+        }
+        _ => false,
     }
 }
 

@@ -214,6 +214,12 @@ pub fn keep_fds(nr: i64, a: &[u64; 6]) {
     set_fds(fds);
 }
 
+/// Whether `fd` is one of the descriptors of a region this process maps (the namespace's, an
+/// IPC namespace's): `keep_fds` moves it away before the program closes or replaces it.
+pub fn holds_fd(fd: i32) -> bool {
+    fd >= 0 && (fds().contains(&fd) || crate::ipcns::files().contains(&fd))
+}
+
 /// `close_range(first, last, flags)`, leaving the region descriptors open (and inheritable)
 /// whatever the range: the kernel's call on the pieces around them.
 pub fn close_range(first: u64, last: u64, flags: u64) -> Result<usize, Errno> {
