@@ -254,6 +254,12 @@ echo
 echo "interposition of calls ipcshim does not serve (machine load: $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-58s %6s %16s %16s %8s %7s\n' case cpus kernel ipcshim ratio target
 bench "getppid()" 0 0.83 syscall_cost 2000 99 getppid "$work"
+# SUD's own cost, without the shim: a call with SUD armed pays the kernel's syscall work on
+# entry and exit whether or not it traps, which no rewriting can remove.
+sud_off=$(taskset -c 0 "$build/syscall_cost" 2000 99 getppid "$work")
+sud_on=$(taskset -c 0 "$build/syscall_cost" 2000 99 getppid_sud "$work")
+printf '%-58s %6s %16s %16s %8s\n' "  (floor: getppid() with SUD armed, no shim; not a row)" 0 "$sud_off" "$sud_on" \
+    "$(awk -v k="${sud_off% *}" -v s="${sud_on% *}" 'BEGIN { printf "%.2fx", k / s }')"
 bench "stat(\"/\")" 0 0.83 syscall_cost 2000 99 stat "$work"
 bench "open + close of a file" 0 0.83 syscall_cost 2000 99 openclose "$work"
 bench "fopen + fclose of a file (glibc's internal openat, close)" 0 0.83 syscall_cost 2000 99 fopenclose "$work"

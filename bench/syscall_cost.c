@@ -15,6 +15,9 @@
  *   pread      pread() of 4 KiB at offset 0 of a file in DIR
  *   mutex      a pthread mutex handed back and forth between two threads (a condition
  *              variable says whose turn it is): ns per round trip
+ *   getppid_sud getppid() with Syscall User Dispatch armed over all user code and its selector
+ *              open, so nothing traps (run without the shim): what SUD alone costs a call,
+ *              the floor of any interposition built on it
  *
  * Results are checked (the parent's pid, the file's contents, every turn taken), so a broken
  * interposition cannot report a fast number. */
@@ -23,6 +26,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include "bench.h"
@@ -69,6 +73,15 @@ static void *other(void *arg)
 
 static void run_case(const char *name, long iters)
 {
+    if (!strcmp(name, "getppid_sud")) {
+        static char selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+        static int armed;
+        if (!armed && prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1 /* ON */, 0x1000UL,
+                            0x7fffffffe000UL, &selector))
+            fail("PR_SET_SYSCALL_USER_DISPATCH");
+        armed = 1;
+        name = "getppid";
+    }
     if (!strcmp(name, "getppid")) {
         pid_t want = getppid();
         for (long i = 0; i < iters; i++)
@@ -136,7 +149,7 @@ int main(int argc, char **argv)
     bench_owner = getpid();
     if (argc != 5) {
         fprintf(stderr, "usage: syscall_cost ITERS RUNS "
-                        "getppid|stat|openclose|fopenclose|write|read|fcntl|futexwake|pread|mutex DIR\n");
+                        "getppid|getppid_sud|stat|openclose|fopenclose|write|read|fcntl|futexwake|pread|mutex DIR\n");
         return 2;
     }
     long iters = atol(argv[1]);
