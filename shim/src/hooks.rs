@@ -79,7 +79,9 @@ fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
     }
 }
 
-/// A read, write or close of an fd the table knows as the kernel's. A close forgets it first
+/// A read, write, fcntl, ioctl or close the kernel alone serves: on an fd the table knows as
+/// the kernel's (an fcntl or ioctl whose command means nothing for a shim object, on any
+/// fd). A close forgets the fd first
 /// (as `pipes::close` does), unless it is one of the region descriptors, which the dispatcher
 /// moves away before the program's close (`region::keep_fds`); as the close stub does, one
 /// the table has not seen is the kernel's alone unless lseek says ESPIPE (a pipe, FIFO or
@@ -88,6 +90,8 @@ fn kernel_fd_call(nr: i64, a: &[u64; 6]) -> bool {
     let fd = a[0] as i32;
     match nr {
         libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev => crate::fd::is_kernel(fd),
+        libc::SYS_fcntl => !crate::pipes::FD_FCNTLS.contains(&(a[1] as i32)) || crate::fd::is_kernel(fd),
+        libc::SYS_ioctl => !crate::pipes::FD_IOCTLS.contains(&(a[1] as u32)) || crate::fd::is_kernel(fd),
         libc::SYS_close if !crate::region::holds_fd(fd) => {
             let plain = match crate::fd::entry_known(fd) {
                 Some(known) => known,

@@ -957,6 +957,27 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     Some(ret(res))
 }
 
+/// The fcntl commands and ioctl requests that may mean something for a shim object (`fcntl`,
+/// `ioctl`, `unix::ioctl`): any other goes to the kernel whatever the fd. The rewritten
+/// sites' stubs and the exported symbols decide by these lists.
+pub(crate) const FD_FCNTLS: [i32; 7] = [
+    libc::F_DUPFD,
+    libc::F_DUPFD_CLOEXEC,
+    libc::F_SETFL,
+    libc::F_GETPIPE_SZ,
+    libc::F_SETOWN,
+    crate::unix::F_SETOWN_EX,
+    libc::F_SETPIPE_SZ,
+];
+pub(crate) const FD_IOCTLS: [u32; 6] = [
+    libc::FIONBIO as u32,
+    libc::FIONREAD as u32,
+    crate::unix::FIOSETOWN as u32,
+    crate::unix::SIOCSPGRP as u32,
+    crate::unix::SIOCATMARK as u32,
+    libc::TIOCOUTQ as u32,
+];
+
 /// fcntl commands that mean something different for a shim pipe.
 pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
     match cmd {

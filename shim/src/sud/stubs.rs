@@ -286,22 +286,24 @@ global_asm!(
     plain = const crate::fd::PLAIN,
     listener = const crate::fd::LISTENER,
     unknown = const crate::fd::UNKNOWN,
-    f_dupfd = const libc::F_DUPFD,
-    f_dupfd_cloexec = const libc::F_DUPFD_CLOEXEC,
-    f_setfl = const libc::F_SETFL,
-    f_getpipe_sz = const libc::F_GETPIPE_SZ,
-    f_setpipe_sz = const libc::F_SETPIPE_SZ,
-    f_setown = const libc::F_SETOWN,
-    f_setown_ex = const crate::unix::F_SETOWN_EX,
-    fiosetown = const crate::unix::FIOSETOWN,
-    siocspgrp = const crate::unix::SIOCSPGRP,
-    siocatmark = const crate::unix::SIOCATMARK,
-    fionbio = const libc::FIONBIO,
-    fionread = const libc::FIONREAD,
-    siocoutq = const libc::TIOCOUTQ,
+    f_dupfd = const crate::pipes::FD_FCNTLS[0],
+    f_dupfd_cloexec = const crate::pipes::FD_FCNTLS[1],
+    f_setfl = const crate::pipes::FD_FCNTLS[2],
+    f_getpipe_sz = const crate::pipes::FD_FCNTLS[3],
+    f_setpipe_sz = const crate::pipes::FD_FCNTLS[6],
+    f_setown = const crate::pipes::FD_FCNTLS[4],
+    f_setown_ex = const crate::pipes::FD_FCNTLS[5],
+    fiosetown = const crate::pipes::FD_IOCTLS[2],
+    siocspgrp = const crate::pipes::FD_IOCTLS[3],
+    siocatmark = const crate::pipes::FD_IOCTLS[4],
+    fionbio = const crate::pipes::FD_IOCTLS[0],
+    fionread = const crate::pipes::FD_IOCTLS[1],
+    siocoutq = const crate::pipes::FD_IOCTLS[5],
     options(att_syntax),
 );
 
+// The fcntl and ioctl stubs compare each entry of these lists, no more.
+const _: () = assert!(crate::pipes::FD_FCNTLS.len() == 7 && crate::pipes::FD_IOCTLS.len() == 6);
 // The checks above rely on these values: KERNEL | PLAIN == PLAIN, and the others above PLAIN
 // except LISTENER.
 const _: () = assert!(crate::fd::UNKNOWN == 0 && crate::fd::KERNEL == 1);
