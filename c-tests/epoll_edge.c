@@ -267,7 +267,68 @@ int main(void)
 	}
 	ep_show("again", ep, 4, 0);
 	closep(p);
+
+	/* MODs of a level-triggered socket interest that leave its end-of-file and hang-up
+	 * conditions as they were (redis-benchmark's EPOLLIN to EPOLLIN each request): new data
+	 * and events take effect at once, the peer's shutdown and close are still seen, a sleeper
+	 * in another process is woken by a MOD that makes the interest ready. */
+	CASE("mod_level_triggered_socket");
 	closep(sv);
+	sk_pair(SOCK_STREAM, sv);
+	ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 30);
+	ep_show("empty", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN, new tag", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 31);
+	IOSHOW(write(sv[1], "ab", 2));
+	ep_show("after a write", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN|EPOLLOUT", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN | EPOLLOUT, 32);
+	ep_show("both", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 33);
+	ep_show("writable only", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 34);
+	IOSHOW(read(sv[0], buf, sizeof buf));
+	ep_show("drained", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN again", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 35);
+	ep_show("still drained", ep, 4, 0);
+	{
+		pid_t me = getpid();
+		if ((pid = io_fork()) == 0) {
+			io_wait_sleeping(me);
+			if (shutdown(sv[1], SHUT_WR))
+				_exit(1);
+			_exit(0);
+		}
+		ep_show("epoll_wait(-1), the peer shuts down writing", ep, 4, -1);
+		show_status_io("child", io_reap(pid));
+	}
+	ep_ctl("MOD EPOLLIN after end of file", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 36);
+	ep_show("end of file", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN|EPOLLRDHUP", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN | EPOLLRDHUP, 37);
+	ep_show("with RDHUP", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT|EPOLLRDHUP", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT | EPOLLRDHUP, 38);
+	ep_show("writable, RDHUP", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 39);
+	io_close(sv[1]);
+	ep_show("peer closed", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT again", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 40);
+	ep_show("still closed", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT|EPOLLEXCLUSIVE", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT | EPOLLEXCLUSIVE, 41);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	ep_ctl("MOD after DEL", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 42);
+	io_close(sv[0]);
+	{
+		int s2[2], d;
+		sk_pair(SOCK_STREAM, s2);
+		ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, s2[0], EPOLLIN, 43);
+		d = dup(s2[0]);
+		io_close(s2[0]);
+		ep_ctl("MOD through the closed fd", ep, EPOLL_CTL_MOD, s2[0], EPOLLIN, 44);
+		IOSHOW(write(s2[1], "z", 1));
+		ep_show("the dup keeps the interest", ep, 4, 0);
+		ep_ctl("MOD of the dup (not in the set)", ep, EPOLL_CTL_MOD, d, EPOLLIN, 45);
+		io_close(d);
+		ep_show("last fd closed", ep, 4, 0);
+		io_close(s2[1]);
+	}
 	io_close(ep);
 	closep(rep);
 

@@ -329,11 +329,13 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
             let Lookup::Obj(h) = outer else { return None };
             let Ok(c) = ep::ctl(r, h) else { return None };
             let (w, bits) = target.queue();
-            let (mut first, mut several) = (None::<ItemRef>, false);
+            let (mut first, mut several, mut cfg) = (None::<ItemRef>, false, 0);
             ep::each_on(r, h, w, |v| {
                 if v.fd == fd && v.target == bits {
                     several |= first.is_some();
-                    first = first.or(Some(v.at));
+                    if first.is_none() {
+                        (first, cfg) = (Some(v.at), v.cfg);
+                    }
                 }
             });
             // Several files of one object under one fd number (opened in different processes
@@ -341,6 +343,10 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
             let first = first?;
             if op == libc::EPOLL_CTL_MOD {
                 let it = first;
+                if !several && kernel_half_kept(r, &target, cfg, ev.events) {
+                    c.modify_served(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
+                    return Some(0);
+                }
                 let kev = kernel_half(r, &target, ev.events, it.token());
                 kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
                     c.modify(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
@@ -436,6 +442,23 @@ fn kernel_half(r: &Region, target: &Target, events: u32, token: u64) -> libc::ep
         _ => events,
     };
     libc::epoll_event { events, u64: token }
+}
+
+/// Whether a MOD of a socket's level-triggered interest from `cfg` (the item's events) to
+/// `events` leaves the kernel's half as it is, so that the kernel need not be asked: its
+/// `ep_modify` would answer 0 (the socket's one file is in the set under this fd, and neither
+/// interest is EPOLLEXCLUSIVE), re-arm no ONESHOT, and queue the placeholder only if it is
+/// ready, where a level-triggered item is already (redis-benchmark's clients MOD EPOLLIN to
+/// EPOLLIN once per request). A socket given back to the kernel has the kernel's events.
+fn kernel_half_kept(r: &Region, target: &Target, cfg: u64, events: u32) -> bool {
+    const KERNEL_ONLY: u32 = ET | ONESHOT | libc::EPOLLEXCLUSIVE as u32;
+    let Target::Shim(p) = target else { return false };
+    let old = cfg as u32;
+    p.socket
+        && cfg & DISABLED == 0
+        && (old | events) & KERNEL_ONLY == 0
+        && !shared_state::pipe::handed_back(r, p.pipe)
+        && kernel_half(r, target, old, 0).events == kernel_half(r, target, events | ALWAYS, 0).events
 }
 
 /// After a DEL the kernel made for one of several items of (object, fd): those whose interest
