@@ -267,7 +267,166 @@ int main(void)
 	}
 	ep_show("again", ep, 4, 0);
 	closep(p);
+
+	/* MODs of a level-triggered socket interest that leave its end-of-file and hang-up
+	 * conditions as they were (redis-benchmark's EPOLLIN to EPOLLIN each request): new data
+	 * and events take effect at once, the peer's shutdown and close are still seen, a sleeper
+	 * in another process is woken by a MOD that makes the interest ready. */
+	CASE("mod_level_triggered_socket");
 	closep(sv);
+	sk_pair(SOCK_STREAM, sv);
+	ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 30);
+	ep_show("empty", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN, new tag", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 31);
+	IOSHOW(write(sv[1], "ab", 2));
+	ep_show("after a write", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN|EPOLLOUT", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN | EPOLLOUT, 32);
+	ep_show("both", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 33);
+	ep_show("writable only", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 34);
+	IOSHOW(read(sv[0], buf, sizeof buf));
+	ep_show("drained", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN again", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 35);
+	ep_show("still drained", ep, 4, 0);
+	{
+		pid_t me = getpid();
+		if ((pid = io_fork()) == 0) {
+			io_wait_sleeping(me);
+			if (shutdown(sv[1], SHUT_WR))
+				_exit(1);
+			_exit(0);
+		}
+		ep_show("epoll_wait(-1), the peer shuts down writing", ep, 4, -1);
+		show_status_io("child", io_reap(pid));
+	}
+	ep_ctl("MOD EPOLLIN after end of file", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 36);
+	ep_show("end of file", ep, 4, 0);
+	ep_ctl("MOD EPOLLIN|EPOLLRDHUP", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN | EPOLLRDHUP, 37);
+	ep_show("with RDHUP", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT|EPOLLRDHUP", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT | EPOLLRDHUP, 38);
+	ep_show("writable, RDHUP", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 39);
+	io_close(sv[1]);
+	ep_show("peer closed", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT again", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 40);
+	ep_show("still closed", ep, 4, 0);
+	ep_ctl("MOD EPOLLOUT|EPOLLEXCLUSIVE", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT | EPOLLEXCLUSIVE, 41);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	ep_ctl("MOD after DEL", ep, EPOLL_CTL_MOD, sv[0], EPOLLOUT, 42);
+	io_close(sv[0]);
+	{
+		int s2[2], d;
+		sk_pair(SOCK_STREAM, s2);
+		ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, s2[0], EPOLLIN, 43);
+		d = dup(s2[0]);
+		io_close(s2[0]);
+		ep_ctl("MOD through the closed fd", ep, EPOLL_CTL_MOD, s2[0], EPOLLIN, 44);
+		IOSHOW(write(s2[1], "z", 1));
+		ep_show("the dup keeps the interest", ep, 4, 0);
+		ep_ctl("MOD of the dup (not in the set)", ep, EPOLL_CTL_MOD, d, EPOLLIN, 45);
+		io_close(d);
+		ep_show("last fd closed", ep, 4, 0);
+		io_close(s2[1]);
+	}
+
+	/* DEL then ADD of the same socket, as event loops do at every request (the shim's kernel
+	 * interest takes the new events with one MOD when nothing came between): the set shows
+	 * nothing between the two, whatever is ready; errors, other calls, a fork and a close in
+	 * between; edge-triggered, ONESHOT and EXCLUSIVE re-adds; a set that also has a kernel fd. */
+	CASE("del_then_add_socket");
+	sk_pair(SOCK_STREAM, sv);
+	ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 50);
+	IOSHOW(write(sv[1], "ab", 2));
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	ep_show("after DEL, data queued", ep, 4, 0);
+	ep_ctl("ADD EPOLLOUT", ep, EPOLL_CTL_ADD, sv[0], EPOLLOUT, 51);
+	ep_show("writable", ep, 4, 0);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 52);
+	ep_show("readable", ep, 4, 0);
+	ep_ctl("ADD again", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 53);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	ep_ctl("MOD after DEL", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 54);
+	ep_ctl("DEL after DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	{
+		/* Re-added as asked each time: an edge at each ADD (twice), ONESHOT armed again,
+		 * EXCLUSIVE (which only an ADD may set). */
+		static const struct {
+			const char *what;
+			unsigned events;
+		} readd[] = {
+			{ "ADD EPOLLIN|EPOLLET", EPOLLIN | EPOLLET },
+			{ "ADD EPOLLIN|EPOLLET again", EPOLLIN | EPOLLET },
+			{ "ADD EPOLLIN|EPOLLONESHOT", EPOLLIN | EPOLLONESHOT },
+			{ "ADD EPOLLIN|EPOLLEXCLUSIVE", EPOLLIN | EPOLLEXCLUSIVE },
+		};
+		for (int i = 0; i < 4; i++) {
+			ep_ctl(readd[i].what, ep, EPOLL_CTL_ADD, sv[0], readd[i].events, 55 + i);
+			ep_show("first wait", ep, 4, 0);
+			ep_show("second wait", ep, 4, 0);
+			if (readd[i].events & EPOLLEXCLUSIVE)
+				ep_ctl("MOD of the exclusive interest", ep, EPOLL_CTL_MOD, sv[0], EPOLLIN, 59);
+			ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+		}
+	}
+	ep_ctl("ADD EPOLLIN", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 60);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	{
+		errno = 0;
+		long r = epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], (struct epoll_event *)8);
+		show_io("ADD with a bad event pointer", r, errno);
+	}
+	ep_ctl("ADD after the EFAULT", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 61);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	IOSHOW(read(sv[0], buf, 1));
+	ep_ctl("ADD after a read between", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 62);
+	ep_show("still one byte", ep, 4, 0);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	{
+		int ep2 = epoll_create1(0);
+		if (ep2 < 0)
+			die("epoll_create1");
+		ep_ctl("ADD to another set", ep2, EPOLL_CTL_ADD, sv[0], EPOLLIN, 63);
+		ep_show("the other set", ep2, 4, 0);
+		ep_show("the first set", ep, 4, 0);
+		ep_ctl("ADD back to the first", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 64);
+		ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+		io_close(ep2);
+	}
+	if ((pid = io_fork()) == 0) {
+		ep_show("child: the set after the parent's DEL", ep, 4, 0);
+		ep_ctl("child: ADD", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 65);
+		ep_show("child: readable", ep, 4, 0);
+		_exit(0);
+	}
+	show_status_io("child", io_reap(pid));
+	ep_show("parent: the child's interest", ep, 4, 0);
+	ep_ctl("DEL", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+	{
+		int e = eventfd(0, 0), d;
+		if (e < 0)
+			die("eventfd");
+		ep_ctl("ADD an eventfd", ep, EPOLL_CTL_ADD, e, EPOLLIN, 66);
+		ep_ctl("ADD the socket", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 67);
+		ep_ctl("DEL the socket", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+		io_close(sv[1]);
+		ep_show("peer closed, socket not in the set: epoll_wait(50)", ep, 4, 50);
+		ep_ctl("ADD the socket", ep, EPOLL_CTL_ADD, sv[0], EPOLLIN, 68);
+		ep_show("end of file", ep, 4, 0);
+		ep_ctl("DEL the socket", ep, EPOLL_CTL_DEL, sv[0], 0, 0);
+		d = dup(sv[0]);
+		io_close(sv[0]);
+		ep_show("its fd closed (a dup left): epoll_wait(50)", ep, 4, 50);
+		ep_ctl("ADD the dup", ep, EPOLL_CTL_ADD, d, EPOLLIN, 69);
+		ep_show("through the dup", ep, 4, 0);
+		ep_ctl("DEL the dup", ep, EPOLL_CTL_DEL, d, 0, 0);
+		ep_ctl("DEL the eventfd", ep, EPOLL_CTL_DEL, e, 0, 0);
+		io_close(d);
+		io_close(e);
+	}
+	ep_show("empty set", ep, 4, 0);
+
 	io_close(ep);
 	closep(rep);
 

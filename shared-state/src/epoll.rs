@@ -645,13 +645,38 @@ impl Ctl<'_> {
     /// A MOD: new events and data (one store publishes them), ONESHOT re-armed, queued if
     /// `ready` (`ep_modify`).
     pub fn modify(&self, i: ItemRef, events: u32, data: u64, ready: impl FnOnce(&ItemView<'_>) -> bool) {
+        self.modify_as(i, events, data, true, ready);
+    }
+
+    /// A MOD whose kernel half is the one the kernel already has (not asked of it, see
+    /// `shim::epoll::ctl`): what the kernel reported for the placeholder stays true.
+    pub fn modify_served(
+        &self,
+        i: ItemRef,
+        events: u32,
+        data: u64,
+        ready: impl FnOnce(&ItemView<'_>) -> bool,
+    ) {
+        self.modify_as(i, events, data, false, ready);
+    }
+
+    fn modify_as(
+        &self,
+        i: ItemRef,
+        events: u32,
+        data: u64,
+        kernel: bool,
+        ready: impl FnOnce(&ItemView<'_>) -> bool,
+    ) {
         let Some(it) = item(self.r, i, LIVE) else { return };
         let sel = it.sel.load(SeqCst) as usize & 1;
         it.cfg[sel ^ 1].store(events as u64, SeqCst);
         it.data[sel ^ 1].store(data, SeqCst);
         it.sel.store((sel ^ 1) as u32, SeqCst);
-        it.kbits.store(0, SeqCst);
-        self.inst.set_kcheck();
+        if kernel {
+            it.kbits.store(0, SeqCst);
+            self.inst.set_kcheck();
+        }
         self.queue_if(i, ready);
     }
 

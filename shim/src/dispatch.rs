@@ -24,13 +24,21 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     {
         return None;
     }
+    // A DEL the kernel has not made yet is made before any other call (see epoll::defer_del).
+    if nr != libc::SYS_epoll_ctl {
+        crate::epoll::flush_deferred();
+    }
     // The region's descriptors survive whatever the program closes (in a vfork child too).
     region::keep_fds(nr, a);
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
     if !sud::catchall_active() || !crate::signals::fault_fixups_active() {
+        crate::epoll::flush_deferred();
         return (nr == libc::SYS_close_range).then(|| pipes::ret(region::close_range(a[0], a[1], a[2])));
     }
-    let r = region::active()?;
+    let Some(r) = region::active() else {
+        crate::epoll::flush_deferred();
+        return None;
+    };
     let g = sud::enter();
     let t0 = crate::trace::start();
     // Calls on any fd are passed through by us; only those on shim objects are traced (and

@@ -23,7 +23,7 @@
 use crate::fd::{self, EpollFd, PipeFd};
 use crate::poll::{self, Shim, Timeout, copy_in, copy_out};
 use crate::{scratch, signals, sud, uring};
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use shared_state::Region;
 use shared_state::epoll::{self as ep, Ctl, DISABLED, InstRef, ItemRef, ItemView, TABLE_FULL};
 use shared_state::epoll_wq::{self as wq, Wq};
@@ -289,10 +289,115 @@ impl Target {
     }
 }
 
+/// A DEL of a socket's interest that the kernel has not made yet: (epfd + 1) << 32 | (fd + 1),
+/// 0 for none, and the item's target bits. See [`defer_del`].
+static DEFERRED: AtomicU64 = AtomicU64::new(0);
+static DEFERRED_TARGET: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel's DEL of a socket's interest waits for this process's next system call, which
+/// makes it first, unless that call ADDs the same fd to the same set again: the kernel's
+/// interest then takes the new events with a MOD (ep_modify) instead of being freed and made
+/// again (ep_remove, ep_insert). Event loops do that at every request (redis-benchmark's
+/// clients: DEL of EPOLLIN, ADD of EPOLLOUT, and back). The shim's item goes at once, so the
+/// set shows no interest meanwhile; the kernel's half left with a departed token reports
+/// nothing (`fetch_kernel`), and nobody else can look at the kernel's set before the next
+/// call: only where this process alone holds the set and has one thread.
+fn defer_del(epfd: i32, fd: i32, bits: u64) {
+    DEFERRED_TARGET.store(bits, Relaxed);
+    DEFERRED.store(((epfd as u32 as u64) + 1) << 32 | ((fd as u32 as u64) + 1), Relaxed);
+}
+
+/// A deferred DEL taken: (epfd, fd, target bits).
+fn take_deferred() -> Option<(i32, i32, u64)> {
+    if DEFERRED.load(Relaxed) == 0 {
+        return None;
+    }
+    let v = DEFERRED.swap(0, Relaxed);
+    (v != 0).then(|| (((v >> 32) - 1) as i32, ((v & 0xffff_ffff) - 1) as i32, DEFERRED_TARGET.load(Relaxed)))
+}
+
+/// Makes the deferred DEL, if any (before every call but an epoll_ctl, which decides itself).
+pub fn flush_deferred() {
+    if let Some((epfd, fd, _)) = take_deferred() {
+        let _ = kernel_ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
+    }
+}
+
+/// Whether a DEL of item `cfg` of socket target `target` in instance `h` may wait (see
+/// [`defer_del`]).
+fn may_defer_del(r: &Region, h: InstRef, target: &Target, cfg: u64) -> bool {
+    matches!(target, Target::Shim(p) if p.socket)
+        && cfg as u32 & libc::EPOLLEXCLUSIVE as u32 == 0
+        && !sud::may_have_threads()
+        && !sud::in_vfork_child()
+        && ep::inst(r, h).is_some_and(|o| o.exclusive_to(fd::own_pid(), fd::forks()) && !o.has_sleepers())
+}
+
+/// An ADD of the fd whose DEL was deferred, to the same set and object: the kernel's interest
+/// takes the new item's half with a MOD. None when it cannot (the caller makes the DEL and
+/// adds as usual).
+fn readd(
+    r: &Region,
+    epfd: i32,
+    fd: i32,
+    h: InstRef,
+    target: &Target,
+    ev: libc::epoll_event,
+) -> Option<Result<usize, Errno>> {
+    let Target::Shim(p) = target else { return None };
+    if ev.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
+        return None;
+    }
+    let c = ep::ctl(r, h).ok()?;
+    let (w, bits) = target.queue();
+    let it = c.reserve(bits, fd, w, target.sides()).ok()?;
+    let kev = kernel_half(r, target, ev.events, it.token());
+    if kernel_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &raw const kev as usize).is_err() {
+        c.remove(it);
+        return None;
+    }
+    ep::note_findable(r, c.inst);
+    poll::watched(r, &Shim::of(p));
+    c.publish(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
+    Some(Ok(0))
+}
+
 /// epoll_ctl. A shim target is served; a kernel target goes to the kernel (counted in the
 /// instance, so that waits know the kernel has fds too).
 pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let (epfd, op, fd, uev) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize);
+    // A deferred DEL is made now unless this ADDs its fd to its set again.
+    let deferred = match take_deferred() {
+        Some((e, f, bits)) if op == libc::EPOLL_CTL_ADD && e == epfd && f == fd => Some(bits),
+        Some((e, f, _)) => {
+            let _ = kernel_ctl(e, libc::EPOLL_CTL_DEL, f, 0);
+            None
+        }
+        None => None,
+    };
+    let mut deferred = deferred;
+    let res = ctl_served(r, epfd, op, fd, uev, &mut deferred);
+    // Not taken up by an ADD: made now (before the kernel makes the call, when it is left to
+    // it).
+    flush(epfd, fd, &mut deferred);
+    res
+}
+
+/// Makes the deferred DEL of `fd` in `epfd`, if `deferred` still holds it.
+fn flush(epfd: i32, fd: i32, deferred: &mut Option<u64>) {
+    if deferred.take().is_some() {
+        let _ = kernel_ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
+    }
+}
+
+fn ctl_served(
+    r: &Region,
+    epfd: i32,
+    op: i32,
+    fd: i32,
+    uev: usize,
+    deferred: &mut Option<u64>,
+) -> Option<i64> {
     if !matches!(op, libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL) {
         return None;
     }
@@ -323,17 +428,29 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
         return Some(neg(libc::EFAULT));
     }
     let res = match op {
-        libc::EPOLL_CTL_ADD => add(r, epfd, fd, outer, target, ev),
+        libc::EPOLL_CTL_ADD => {
+            if let (Some(bits), Lookup::Obj(h)) = (*deferred, outer)
+                && target.queue().1 == bits
+                && let Some(res) = readd(r, epfd, fd, h, &target, ev)
+            {
+                *deferred = None;
+                return Some(ret(res));
+            }
+            flush(epfd, fd, deferred);
+            add(r, epfd, fd, outer, target, ev)
+        }
         _ => {
             // Not in a shim instance: the kernel answers ENOENT (or has its own interest).
             let Lookup::Obj(h) = outer else { return None };
             let Ok(c) = ep::ctl(r, h) else { return None };
             let (w, bits) = target.queue();
-            let (mut first, mut several) = (None::<ItemRef>, false);
+            let (mut first, mut several, mut cfg) = (None::<ItemRef>, false, 0);
             ep::each_on(r, h, w, |v| {
                 if v.fd == fd && v.target == bits {
                     several |= first.is_some();
-                    first = first.or(Some(v.at));
+                    if first.is_none() {
+                        (first, cfg) = (Some(v.at), v.cfg);
+                    }
                 }
             });
             // Several files of one object under one fd number (opened in different processes
@@ -341,11 +458,19 @@ pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
             let first = first?;
             if op == libc::EPOLL_CTL_MOD {
                 let it = first;
+                if !several && kernel_half_kept(r, &target, cfg, ev.events) {
+                    c.modify_served(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
+                    return Some(0);
+                }
                 let kev = kernel_half(r, &target, ev.events, it.token());
                 kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
                     c.modify(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
                     0
                 })
+            } else if !several && may_defer_del(r, h, &target, cfg) {
+                c.remove(first);
+                defer_del(epfd, fd, bits);
+                Ok(0)
             } else {
                 kernel_ctl(epfd, op, fd, 0).map(|_| {
                     if let Target::Epoll(_) = target {
@@ -436,6 +561,23 @@ fn kernel_half(r: &Region, target: &Target, events: u32, token: u64) -> libc::ep
         _ => events,
     };
     libc::epoll_event { events, u64: token }
+}
+
+/// Whether a MOD of a socket's level-triggered interest from `cfg` (the item's events) to
+/// `events` leaves the kernel's half as it is, so that the kernel need not be asked: its
+/// `ep_modify` would answer 0 (the socket's one file is in the set under this fd, and neither
+/// interest is EPOLLEXCLUSIVE), re-arm no ONESHOT, and queue the placeholder only if it is
+/// ready, where a level-triggered item is already (redis-benchmark's clients MOD EPOLLIN to
+/// EPOLLIN once per request). A socket given back to the kernel has the kernel's events.
+fn kernel_half_kept(r: &Region, target: &Target, cfg: u64, events: u32) -> bool {
+    const KERNEL_ONLY: u32 = ET | ONESHOT | libc::EPOLLEXCLUSIVE as u32;
+    let Target::Shim(p) = target else { return false };
+    let old = cfg as u32;
+    p.socket
+        && cfg & DISABLED == 0
+        && (old | events) & KERNEL_ONLY == 0
+        && !shared_state::pipe::handed_back(r, p.pipe)
+        && kernel_half(r, target, old, 0).events == kernel_half(r, target, events | ALWAYS, 0).events
 }
 
 /// After a DEL the kernel made for one of several items of (object, fd): those whose interest

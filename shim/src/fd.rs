@@ -519,6 +519,23 @@ pub fn forks() -> u32 {
     FORKS.load(Ordering::SeqCst)
 }
 
+/// This process's pid, asked once per process (a fork child, whose count of forks differs,
+/// asks again).
+pub fn own_pid() -> u32 {
+    static PID: AtomicU64 = AtomicU64::new(0);
+    if sud::in_vfork_child() {
+        return sys::getpid() as u32;
+    }
+    let forks = forks();
+    let v = PID.load(Ordering::Relaxed);
+    if v != 0 && (v >> 32) as u32 == forks {
+        return v as u32;
+    }
+    let pid = sys::getpid() as u32;
+    PID.store((forks as u64) << 32 | pid as u64, Ordering::Relaxed);
+    pid
+}
+
 /// Whether an fd is its socket's only holder: the count of processes started + 1 when the
 /// socket was made here (0: maybe not). It stays so while no process is started (which
 /// would inherit it), the fd is not duplicated nor passed in a message, and no call of ours

@@ -131,23 +131,6 @@ pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
     Some(fd as i64)
 }
 
-/// This process's pid, asked once per process (a fork child, whose count of forks differs,
-/// asks again).
-fn own_pid() -> u32 {
-    static PID: AtomicU64 = AtomicU64::new(0);
-    if sud::in_vfork_child() {
-        return sys::getpid() as u32;
-    }
-    let forks = fd::forks();
-    let v = PID.load(Ordering::Relaxed);
-    if v != 0 && (v >> 32) as u32 == forks {
-        return v as u32;
-    }
-    let pid = sys::getpid() as u32;
-    PID.store((forks as u64) << 32 | pid as u64, Ordering::Relaxed);
-    pid
-}
-
 pub(crate) fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
     fd::insert(&entry(r, fd, pipe));
 }
@@ -269,7 +252,7 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     if let Some((ino, sole)) = this.filter(|_| named)
         && let Some(name) = name_of(&addr[..(len as usize).min(addr.len())])
     {
-        let listener = names::Listener { ino: ino as u32, pid: own_pid() };
+        let listener = names::Listener { ino: ino as u32, pid: fd::own_pid() };
         if let Some(name_slot) = names::register(r, name, listener) {
             fd::mark_listener(fd, fd::Listening { ino: listener.ino, name_slot, sole });
         }
@@ -423,7 +406,7 @@ fn connect_unix(
     let listener = names::lookup(r, name)?;
     let me = sys::fstat(fd).ok()?.st_ino;
     let sole = fresh.map_or(fd::Sole::NO, |f| f.sole);
-    let pid = own_pid();
+    let pid = fd::own_pid();
     let queue = if !sole.holds() && passcred(fd) {
         None
     } else {

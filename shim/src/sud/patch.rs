@@ -42,6 +42,12 @@ static VDSO: AtomicUsize = AtomicUsize::new(0);
 /// Set once this process may have a second thread (a clone sharing its memory that runs beside
 /// it): from then on a site that one store cannot rewrite is rewritten through `jmp .`.
 static THREADED: AtomicBool = AtomicBool::new(false);
+/// Whether this process may have a second thread (see `THREADED`; glibc's own flag too, for
+/// threads started through a call site that did not trap).
+pub(crate) fn may_have_threads() -> bool {
+    THREADED.load(Ordering::Relaxed) || !crate::real::single_threaded()
+}
+
 /// Whether the CPU has cmpxchg16b: 0 not asked yet, 1 no, 2 yes.
 static CX16: AtomicU8 = AtomicU8::new(0);
 /// Held by the thread rewriting a site (never waited for: another thread just keeps trapping).
