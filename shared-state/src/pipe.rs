@@ -1348,11 +1348,19 @@ pub(crate) fn wait_for(
         if let Some(out) = watch_exec(pipe, env, ready, until.as_ref()) {
             return out;
         }
+        // Still open here: the env has no placeholder to watch it with.
+        let unwatchable = exec_window_open(pipe);
         mine.fetch_add(1, Ordering::SeqCst);
         let seq = pipe.wait.load(Ordering::SeqCst);
         if ready() {
             mine.fetch_sub(1, Ordering::SeqCst);
             return Waited::Woken;
+        }
+        // A window opened since watch_exec looked woke nobody (we were not counted yet): the
+        // end it announces may go at any moment, which only the placeholder would tell.
+        if !unwatchable && exec_window_open(pipe) {
+            mine.fetch_sub(1, Ordering::SeqCst);
+            continue;
         }
         // A close noted before we were counted woke nobody: its generation shows it.
         if env.peer_gone(false) {
@@ -1385,6 +1393,12 @@ pub(crate) fn wait_for(
             }
         }
     }
+}
+
+/// Whether an exec window ([`exec_pending`]) is open on `pipe`. SeqCst: pairs with
+/// `exec_pending`'s store and its look for sleepers, against a sleeper's count.
+fn exec_window_open(pipe: &PipeInodeInfo) -> bool {
+    pipe.exec_until.load(Ordering::SeqCst) as i64 > sys::monotonic_ns()
 }
 
 /// While an exec may close the other side's end ([`exec_pending`]): waits in the kernel on the

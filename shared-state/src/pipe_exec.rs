@@ -4,11 +4,12 @@
 //! window on each ([`pipe::exec_pending`]): their sleepers wait in the kernel on their
 //! placeholders meanwhile, which the kernel wakes as it releases the ends, as fast as its own
 //! pipes. The new image closes the windows as it starts, waking the sleepers once more
-//! ([`pipe::exec_done`]); a new image without the shim leaves them to run out.
+//! ([`pipe::exec_done`]); a new image without the shim leaves them to run out (and takes no
+//! entry here).
 //!
 //! The table is keyed by pid, which exec keeps. An entry left behind (the exec failed and the
-//! process then died, or the new image runs without the shim) only costs a spurious wake-up
-//! to a later process with that pid, and is taken over once it is old.
+//! process then died) only costs a spurious wake-up to a later process with that pid, and is
+//! taken over once it is old.
 
 use crate::pipe::{self, PipeHandle};
 use crate::region::{EXEC_WAKES_MAX, EXEC_WAKES_OFF, Region};
@@ -40,9 +41,21 @@ fn now_secs() -> u64 {
     crate::sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE).tv_sec as u64
 }
 
-/// Before process `pid` execs: its end of `h` will be closed by the exec. False when the
-/// table is full (the object's sleepers then notice at their next look).
-pub fn note(region: &Region, pid: i32, h: PipeHandle) -> bool {
+/// Before process `pid` execs: its end of `h` will be closed by the exec. The window opens in
+/// any case (and runs out by itself); an entry, which lets the new image close it at once
+/// ([`finish`]), is taken only for a new image with the shim (one without never frees it: a
+/// loop of such execs would fill the table) and when one is free.
+pub fn note(region: &Region, pid: i32, h: PipeHandle, shim_image: bool) {
+    if shim_image {
+        take_entry(region, pid, h);
+    }
+    let until = crate::sys::monotonic_ns() as u64 + WINDOW_NS;
+    for o in objects(region, h) {
+        pipe::exec_pending(region, o, until);
+    }
+}
+
+fn take_entry(region: &Region, pid: i32, h: PipeHandle) {
     let now = now_secs();
     let mine = now << 32 | pid as u32 as u64;
     // Counted before the entry is taken: a process killed in between leaves the count high.
@@ -57,15 +70,10 @@ pub fn note(region: &Region, pid: i32, h: PipeHandle) -> bool {
                 uncount(region);
             }
             e.handle.store(h.to_bits(), Ordering::Release);
-            let until = crate::sys::monotonic_ns() as u64 + WINDOW_NS;
-            for o in objects(region, h) {
-                pipe::exec_pending(region, o, until);
-            }
-            return true;
+            return;
         }
     }
     uncount(region);
-    false
 }
 
 fn uncount(region: &Region) {

@@ -36,7 +36,7 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) -> bool {
         let found = if cloexec || foreign { fd::find(r, fd) } else { None };
         match (cloexec, found) {
             (true, Some(p)) => {
-                pipe_exec::note(r, pid, p.pipe);
+                pipe_exec::note(r, pid, p.pipe, !foreign);
             }
             (false, Some(_)) if foreign => pipes::hand_back(r, fd),
             // A listener it inherits would accept connections without adopting them.

@@ -647,7 +647,11 @@ fn eof_latency(cmd: Command, what: &str) -> (u64, u64) {
 /// End of file after an exec closes the last writer (O_CLOEXEC), and after an exec'd image
 /// that never used its inherited writer exits, in an image with the shim and in a static one
 /// without it: the shim's median is within a millisecond of the kernel's (it was 97 ms: the
-/// reader learnt of it at its next liveness check).
+/// reader learnt of it at its next liveness check), or within the kernel's own 90th percentile
+/// when the machine is loaded (each exec's work before its ends go is then stretched by the
+/// scheduler, the shim's more, as it does more), and no tail waits for a sleep slice. 300 execs
+/// each: more static ones than the exec table holds (an image without the shim never frees an
+/// entry, and once they were all taken later execs opened no window: a 97 ms tail).
 #[test]
 fn eof_after_exec_within_a_millisecond_of_the_kernel() {
     let s = Scratch::new("execeof");
@@ -659,7 +663,7 @@ fn eof_after_exec_within_a_millisecond_of_the_kernel() {
     assert!(cc.status.success(), "cc -static: {}", String::from_utf8_lossy(&cc.stderr));
     for mode in ["cloexec", "exit"] {
         for helper in [&exe, &st] {
-            let args = [mode, "100", helper.to_str().expect("utf-8 path")];
+            let args = [mode, "300", helper.to_str().expect("utf-8 path")];
             let what =
                 format!("exec_eof {mode} {}", helper.file_name().unwrap_or_default().to_string_lossy());
             let kernel = eof_latency(s.plain(&exe, &args), &format!("{what} (kernel)"));
@@ -669,15 +673,24 @@ fn eof_after_exec_within_a_millisecond_of_the_kernel() {
                 kernel.0, kernel.1, shim.0, shim.1
             );
             assert!(
-                shim.0 < kernel.0 + 1000,
-                "{what}: end of file {} us after the writer went (median), the kernel's {} us",
+                shim.0 < kernel.0 + kernel.1.max(1000),
+                "{what}: end of file {} us after the writer went (median), the kernel's {} us \
+                 (90th percentile {} us)",
                 shim.0,
-                kernel.0
+                kernel.0,
+                kernel.1
+            );
+            // A sleep slice is 97 ms.
+            assert!(
+                shim.1 < kernel.1 + 50_000,
+                "{what}: end of file {} us after the writer went (90th percentile), the kernel's {} us",
+                shim.1,
+                kernel.1
             );
         }
     }
     // The status pipes were the shim's.
-    s.assert_pipes("exec_eof", 400, 0, 0);
+    s.assert_pipes("exec_eof", 1200, 0, 0);
 }
 
 /// `xargs -P4` spawning 200 processes, each reading its child's exec-status pipe to end of
