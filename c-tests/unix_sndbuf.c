@@ -264,6 +264,35 @@ static void fill_cases(const char *name, int tx, int rx, int stream)
 		IOSHOW(recv(rx, g_buf, sizeof g_buf, 0));
 		printf("  SIOCOUTQ %d\n", outq(tx));
 	}
+	drain(rx);
+	set_sndbuf("default", tx, SO_SNDBUF, 212992 / 2);
+	/* Messages with fds past the ring's first 64 buffers (it grows): each keeps its fd. */
+	snprintf(c, sizeof c, "%s_fds", name);
+	CASE(c);
+	int p[2];
+	struct stat want, st;
+	io_pipe(p);
+	if (fstat(p[1], &want))
+		die("fstat");
+	int queued = 0;
+	io_set_nonblock(tx, 1);
+	while (queued < 150 && sk_send_fds(tx, &p[1], 1, "fd", 2) == 2)
+		queued++;
+	io_set_nonblock(tx, 0);
+	printf("  %d messages with a pipe fd queued, SIOCOUTQ %d\n", queued, outq(tx));
+	int with = 0;
+	for (int k = 0; k < queued; k++) {
+		int got[4], ngot = 0, fl = 0;
+		char data[16];
+		if (sk_recv_fds(rx, data, stream ? 2 : sizeof data, got, &ngot, 4, 0, &fl) != 2)
+			die("fds recv");
+		with += ngot == 1 && !fstat(got[0], &st) && st.st_ino == want.st_ino;
+		for (int j = 0; j < ngot; j++)
+			close(got[j]);
+	}
+	printf("  %d came with their fd, SIOCOUTQ %d\n", with, outq(tx));
+	closep(p);
+
 	set_sndbuf("default", tx, SO_SNDBUF, 212992 / 2);
 }
 

@@ -2420,8 +2420,15 @@ pub fn sock_reserve(region: &Region, h: PipeHandle, pages: u32) -> bool {
     let Ok(act) = enter(region, h) else { return false };
     let pipe = act.pipe;
     let Ok(_g) = lock_pipe(region, pipe) else { return false };
-    let Ok(ring) = pipe.ring() else { return false };
-    let (head, _) = pipe.head_tail();
+    let Ok(mut ring) = pipe.ring() else { return false };
+    let (head, tail) = pipe.head_tail();
+    // A send the charge lets through at once grows the ring now, not after its fds left.
+    if pipe.accounted() && pipe.may_send(region, false) {
+        match grow_for(region, pipe, ring, head, tail, pages) {
+            Ok(r) => ring = r,
+            Err(_) => return false,
+        }
+    }
     back_slots(region, pipe, ring, head, pages.min(ring.size())).is_ok()
 }
 
@@ -2938,6 +2945,13 @@ pub fn sock_set_sndbuf(region: &Region, h: PipeHandle, bytes: u32) {
             p.wake(WRITERS, region);
         }
     }
+}
+
+/// Whether a send on the socket queue `h` would queue something now rather than wait: the
+/// charge below the send buffer (a ring's free slot for a datagram receive queue).
+pub fn sock_may_send(region: &Region, h: PipeHandle) -> bool {
+    live(region, h)
+        .is_some_and(|p| if p.accounted() { p.may_send(region, false) } else { p.writable(region) })
 }
 
 pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {

@@ -1144,7 +1144,7 @@ fn send_scm(
         || pipe::sock_flags(r, p.pipe) & pipe::SOCK_SNDTIMEO_ZERO != 0
         || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
     // What the kernel refuses in the control data it says first, full queue or not.
-    if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
+    if nonblocking && !pipe::sock_may_send(r, p.pipe) {
         return Some(-(scm::refused(ctl, ctl_len).unwrap_or(libc::EAGAIN) as i64));
     }
     // The queue's pages for the message get their memory before its fds leave: without
@@ -1613,6 +1613,11 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
         Some(h) => pipe::fionread(r, h).unwrap_or(0),
         None => 0,
     };
+    // Until a hand-back the kernel's socket holds only the tokens of messages with fds, which
+    // our skbs' charge already counts.
+    if req == SIOCOUTQ && !pipe::handed_back(r, p.pipe) {
+        kernel = 0;
+    }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
     Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
