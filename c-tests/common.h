@@ -1394,6 +1394,18 @@ static __attribute__((unused)) int sk_accept(int l)
 	return fd;
 }
 
+/* A listener (backlog 4) of type bound to SK_DIR/name in *a, a client connected to it and the
+ * accepted socket; returns the address's length. */
+static __attribute__((unused)) socklen_t sk_named_pair(int type, const char *name, struct sockaddr_un *a,
+							 int *l, int *c, int *s)
+{
+	socklen_t la = sk_path(a, name);
+	*l = sk_listener(type, a, la, 4);
+	*c = sk_connect(type, a, la);
+	*s = sk_accept(*l);
+	return la;
+}
+
 /* recv (flags), printed with the data as text when printable. */
 static __attribute__((unused)) long sk_recv(const char *what, int fd, size_t len, int flags)
 {

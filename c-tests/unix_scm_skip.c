@@ -170,10 +170,8 @@ int main(void)
 	for (size_t i = 0; i < 2; i++) {
 		struct sockaddr_un a;
 		char name[64];
-		socklen_t la = sk_path(&a, sk_types[i].name);
-		int l = sk_listener(sk_types[i].type, &a, la, 4);
-		int c = sk_connect(sk_types[i].type, &a, la);
-		int s = sk_accept(l);
+		int l, c, s;
+		sk_named_pair(sk_types[i].type, sk_types[i].name, &a, &l, &c, &s);
 		snprintf(name, sizeof name, "named_%s", sk_types[i].name);
 		cases(name, c, s);
 		io_close(c);

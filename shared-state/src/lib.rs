@@ -43,6 +43,7 @@ pub mod region;
 pub mod sem;
 pub mod shm;
 pub mod shm_backing;
+pub mod skb;
 pub mod sys;
 pub mod uaccess;
 pub mod unix;

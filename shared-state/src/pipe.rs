@@ -25,6 +25,7 @@ use crate::backing;
 use crate::lock::{LockGuard, RobustMutex};
 use crate::pipe_pages::{self, POOL_PAGES, PagePool, page_addr};
 use crate::region::{PAGE_SIZE, PIPE_HASH_BUCKETS, PIPE_HASH_OFF, PIPE_MAX, PIPE_SLOTS_OFF, Region, Tally};
+use crate::skb;
 use crate::sys::{self, Errno};
 use crate::uaccess;
 use crate::wait::{self, WaitOutcome};
@@ -263,6 +264,9 @@ pub struct PipeInodeInfo {
     /// Data pages of the current ring that have their memory, from the first: a ring's pages
     /// are reserved as writers first reach them (see [`back_slots`]).
     backed: AtomicU32,
+    /// A socket's send buffer (`sk_sndbuf`, as `SO_SNDBUF` leaves it), 0 for the default:
+    /// what the skbs its queue holds may charge ([`crate::skb`]).
+    sndbuf: AtomicU32,
     /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
     /// no process holds it, and the collector must not take it for garbage for a while.
     pub(crate) in_flight: AtomicI64,
@@ -421,17 +425,27 @@ pub(crate) struct PipeBuffer {
     pub(crate) offset: usize,
     pub(crate) len: usize,
     pub(crate) flags: u64,
+    /// A socket queue's buffer that ends an skb: the skb's `truesize` in [`CHARGE_UNIT`]s,
+    /// charged to the sending socket until the buffer is consumed; 0 otherwise.
+    pub(crate) charge: u32,
 }
+
+/// Every skb truesize is a multiple of this (256-byte `struct sk_buff` plus power-of-two or
+/// whole-page allocations).
+const CHARGE_UNIT: usize = 256;
+const CHARGE_SHIFT: u32 = 40;
+const CHARGE_MAX: u64 = (1 << 23) - 1;
 
 impl PipeBuffer {
     pub(crate) fn pack(self) -> u64 {
-        self.flags | (self.offset as u64) << 16 | self.len as u64
+        self.flags | (self.charge as u64) << CHARGE_SHIFT | (self.offset as u64) << 16 | self.len as u64
     }
 
     fn unpack(v: u64) -> PipeBuffer {
         PipeBuffer {
             offset: ((v >> 16) & 0xffff) as usize,
             len: (v & 0xffff) as usize,
+            charge: ((v >> CHARGE_SHIFT) & CHARGE_MAX) as u32,
             flags: v
                 & (PIPE_BUF_FLAG_PACKET
                     | PIPE_BUF_FLAG_CAN_MERGE
@@ -609,10 +623,47 @@ impl PipeInodeInfo {
         head != tail
     }
 
-    pub(crate) fn writable(&self) -> bool {
+    /// A pipe: a free slot. A socket's send queue: `unix_writable`, the charge (with the
+    /// one `sk_wmem_alloc` starts at) at most a quarter of the send buffer.
+    pub(crate) fn writable(&self, region: &Region) -> bool {
+        if self.accounted() {
+            return (self.charged(region) + 1) * 4 <= self.sndbuf();
+        }
         let (head, tail) = self.head_tail();
         let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
         !pipe_full(head, tail, size)
+    }
+
+    /// A socket's own send queue, whose skbs charge its send buffer: not a pipe, nor a
+    /// datagram receive queue that any sender fills.
+    fn accounted(&self) -> bool {
+        let sock = self.sock.load(Ordering::Relaxed);
+        sock != 0 && sock & SOCK_RECV_QUEUE == 0
+    }
+
+    /// `sock_alloc_send_pskb`: an skb may be queued while the charge is below the send
+    /// buffer. A sender that slept on a full one goes on only once it is writable: the
+    /// kernel wakes it then (`unix_write_space`), not as each skb is read.
+    fn may_send(&self, region: &Region, slept: bool) -> bool {
+        if slept { self.writable(region) } else { self.charged(region) < self.sndbuf() }
+    }
+
+    fn sndbuf(&self) -> usize {
+        match self.sndbuf.load(Ordering::Relaxed) {
+            0 => skb::SNDBUF_DEFAULT as usize,
+            b => b as usize,
+        }
+    }
+
+    /// `sk_wmem_alloc_get`: the truesize of the skbs queued (a partly read one stays
+    /// charged until its last byte is read).
+    fn charged(&self, region: &Region) -> usize {
+        let Ok(ring) = self.ring() else { return 0 };
+        let (head, tail) = self.head_tail();
+        let n = head.wrapping_sub(tail).min(ring.size());
+        let units: usize =
+            (0..n).map(|k| PipeBuffer::load(ring.buf(region, tail.wrapping_add(k))).charge as usize).sum();
+        units * CHARGE_UNIT
     }
 }
 
@@ -997,6 +1048,7 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
         a.store(0, Ordering::Relaxed);
     }
     pipe.peer.store(0, Ordering::Relaxed);
+    pipe.sndbuf.store(0, Ordering::Relaxed);
     pipe.gc_seen.store(ns.gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
     pipe.gc_suspect.store(0, Ordering::Relaxed);
     pipe.heartbeat.store(0, Ordering::Relaxed);
@@ -1502,6 +1554,28 @@ pub fn sock_write_oob(
     write_inner(region, h, iov, false, cb, true, env)
 }
 
+/// A socket queue's ring with room for `need` more buffers after `head - tail`: grown (to a
+/// power of two) if it is full; as it is at its largest size. Errors: no memory.
+fn grow_for(
+    region: &Region,
+    pipe: &PipeInodeInfo,
+    ring: Ring,
+    head: u32,
+    tail: u32,
+    need: u32,
+) -> Result<Ring, Errno> {
+    let used = head.wrapping_sub(tail);
+    if ring.size() - used.min(ring.size()) >= need {
+        return Ok(ring);
+    }
+    let want = (used + need).next_power_of_two().max(ring.size() * 2);
+    if want > 1 << MAX_RING_SHIFT {
+        return Ok(ring);
+    }
+    pipe_resize_ring(region, pipe, want)?;
+    pipe.ring()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_inner(
     region: &Region,
@@ -1522,6 +1596,12 @@ fn write_inner(
     let pipe = act.pipe;
     note_cpu(&pipe.wr_cpu);
     let flags = if packet { PIPE_BUF_FLAG_PACKET } else { PIPE_BUF_FLAG_CAN_MERGE };
+    // A socket's send is cut into skbs (`unix_stream_sendmsg`), each starting when the charge
+    // is below the send buffer and charged with its last buffer: what is left of the current
+    // one, and its size.
+    let acct = pipe.accounted();
+    let (mut skb_left, mut skb_size) = (0usize, 0usize);
+    let mut slept = false;
     let mut ret = 0usize;
     let mut published = false;
     let mut gone = false;
@@ -1542,7 +1622,7 @@ fn write_inner(
         // writes, and page-aligns the rest of large ones.
         let (head, tail) = pipe.head_tail();
         let chars = total_len & (PAGE - 1);
-        if cb.is_none() && !oob && chars != 0 && head != tail {
+        if cb.is_none() && !oob && !acct && chars != 0 && head != tail {
             let last = head.wrapping_sub(1);
             let buf = PipeBuffer::load(ring.buf(region, last));
             let offset = buf.offset + buf.len;
@@ -1568,7 +1648,7 @@ fn write_inner(
                 break 'out if ret > 0 { Ok(ret) } else { Err(EPIPE) };
             }
             // A resize may have happened while we slept.
-            let ring = match pipe.ring() {
+            let mut ring = match pipe.ring() {
                 Ok(r) => r,
                 Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
             };
@@ -1580,7 +1660,27 @@ fn write_inner(
                 head = head.wrapping_sub(1);
                 tail = head;
             }
-            if !pipe_full(head, tail, ring.size()) {
+            let room = if !acct {
+                !pipe_full(head, tail, ring.size())
+            } else if skb_left == 0 && !pipe.may_send(region, slept) {
+                false
+            } else {
+                slept = false;
+                // The charge, not the ring, limits the queue: the ring grows as needed.
+                match grow_for(region, pipe, ring, head, tail, 1) {
+                    Ok(r) => ring = r,
+                    Err(_) => {
+                        env.out_of_space();
+                        break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
+                    }
+                }
+                if skb_left == 0 {
+                    skb_size = from.count.min(skb::stream_skb_max(pipe.sndbuf() as u32));
+                    skb_left = skb_size;
+                }
+                !pipe_full(head, tail, ring.size())
+            };
+            if room {
                 if back_slots(region, pipe, ring, head, 1).is_err() {
                     env.out_of_space();
                     break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
@@ -1592,19 +1692,27 @@ fn write_inner(
                     (false, true) => (0, PIPE_BUF_FLAG_OOB),
                     (false, false) => (0, flags),
                 };
+                let space = if acct { (PAGE - at).min(skb_left) } else { PAGE - at };
                 // SAFETY: at < PAGE: inside the slot's data page.
-                let copied = from.copy(unsafe { ring.page(region, head).add(at) }, PAGE - at, false);
+                let copied = from.copy(unsafe { ring.page(region, head).add(at) }, space, false);
                 // A page that faulted part way is not queued (this kernel leaves nothing
                 // readable behind, c-tests/pipe_fault.c).
-                if copied < PAGE - at && from.count != 0 {
+                if copied < space && from.count != 0 {
                     break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
+                }
+                let mut charge = 0;
+                if acct {
+                    skb_left -= copied;
+                    if skb_left == 0 {
+                        charge = (skb::stream_truesize(skb_size) / CHARGE_UNIT) as u32;
+                    }
                 }
                 if let Some(cb) = cb {
                     let fp = if ret == 0 { cb.fp } else { 0 };
                     ring.set_cb(region, head, UnixCb { fp, ..*cb });
                 }
                 ring.buf(region, head)
-                    .store(PipeBuffer { offset: at, len: copied, flags }.pack(), Ordering::Release);
+                    .store(PipeBuffer { offset: at, len: copied, flags, charge }.pack(), Ordering::Release);
                 if oob {
                     pipe.oob.store(OOB_SET | head as u64, Ordering::Release);
                 }
@@ -1640,7 +1748,14 @@ fn write_inner(
                 pipe.wake(READERS, region);
                 published = false;
             }
-            match wait_for(region, pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back(), None) {
+            // Within an skb (a ring that cannot grow) it waits for a free slot.
+            let room = || {
+                let (head, tail) = pipe.head_tail();
+                let size = Ring::unpack(pipe.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
+                if skb_left > 0 { !pipe_full(head, tail, size) } else { pipe.writable(region) }
+            };
+            slept = true;
+            match wait_for(region, pipe, WRITERS, env, &|| room() || pipe.is_handed_back(), None) {
                 Waited::Woken => {}
                 Waited::Interrupted => signalled = true,
                 Waited::PeerGone => gone = true,
@@ -1767,6 +1882,9 @@ fn read_inner(
     note_cpu(&pipe.rd_cpu);
     let mut ret = 0usize;
     let mut wake_writer = false;
+    // A socket's skb was consumed: its sender may go on once the charge allows it
+    // (`sock_wfree` and `unix_write_space`).
+    let mut released = false;
     let mut gone = false;
     let mut waited = false;
     // A peek that found only out-of-band marks: the head it saw (it waits for a new one).
@@ -1837,6 +1955,7 @@ fn read_inner(
                             pipe.oob_dropped.fetch_add(1, Ordering::Relaxed);
                         }
                         wake_writer |= pipe_full(head, tail, ring.size());
+                        released |= buf.charge != 0;
                         pipe.head_tail.store(join(head, tail.wrapping_add(1)), Ordering::Release);
                         continue;
                     }
@@ -1872,6 +1991,7 @@ fn read_inner(
             if packet || buf.len == chars {
                 // Writers sleep only on a full ring (the kernel's was_full).
                 wake_writer |= pipe_full(head, tail, ring.size());
+                released |= buf.charge != 0;
                 tail = tail.wrapping_add(1);
                 pipe.head_tail.store(join(head, tail), Ordering::Release);
             } else {
@@ -1898,9 +2018,10 @@ fn read_inner(
             break 'out if env.peer_gone(true) { Ok(0) } else { Err(EAGAIN) };
         }
         guard = None;
-        if wake_writer {
+        if wake_writer || released && pipe.writable(region) {
             pipe.wake(WRITERS, region);
             wake_writer = false;
+            released = false;
         }
         waited = true;
         // Writes show as a new head or a longer last buffer.
@@ -1929,7 +2050,7 @@ fn read_inner(
         };
     };
     drop(guard);
-    if wake_writer {
+    if wake_writer || released && pipe.writable(region) {
         pipe.wake(WRITERS, region);
     }
     // wake_next_reader: a reader that slept and left data wakes the next one.
@@ -2088,6 +2209,10 @@ pub fn dgram_write(
     let act = enter(region, h)?;
     let pipe = act.pipe;
     note_cpu(&pipe.wr_cpu);
+    // A socket's own queue: one skb, sent while the charge is below the send buffer
+    // (`sock_alloc_send_pskb`), charged with the record's last buffer.
+    let acct = pipe.accounted() && qlen.is_none();
+    let mut slept = false;
     let mut signalled = false;
     let mut guard = Some(lock_pipe(region, pipe)?);
     let mut was_empty = false;
@@ -2098,16 +2223,26 @@ pub fn dgram_write(
         if env.peer_gone(false) {
             break 'out Err(EPIPE);
         }
-        let ring = match pipe.ring() {
+        let mut ring = match pipe.ring() {
             Ok(r) => r,
             Err(e) => break 'out Err(e),
         };
+        let (head, tail) = pipe.head_tail();
+        let charge_ok = !acct || pipe.may_send(region, slept);
+        if acct && charge_ok {
+            match grow_for(region, pipe, ring, head, tail, need) {
+                Ok(r) => ring = r,
+                Err(_) => {
+                    env.out_of_space();
+                    break 'out Err(NO_SPACE);
+                }
+            }
+        }
         if need > ring.size() {
             break 'out Err(libc::EMSGSIZE);
         }
-        let (head, tail) = pipe.head_tail();
         let queue_full = qlen.is_some_and(|max| records_queued(region, ring, head, tail) > max);
-        if ring.size() - head.wrapping_sub(tail) >= need && !queue_full {
+        if ring.size() - head.wrapping_sub(tail) >= need && !queue_full && charge_ok {
             if back_slots(region, pipe, ring, head, need).is_err() {
                 env.out_of_space();
                 break 'out Err(NO_SPACE);
@@ -2126,7 +2261,10 @@ pub fn dgram_write(
                     ring.set_cb(region, slot, *cb);
                     flags |= PIPE_BUF_FLAG_CB;
                 }
-                ring.buf(region, slot).store(PipeBuffer { offset: at, len, flags }.pack(), Ordering::Release);
+                let charge =
+                    if acct && i + 1 == need { (skb::dgram_truesize(total) / CHARGE_UNIT) as u32 } else { 0 };
+                ring.buf(region, slot)
+                    .store(PipeBuffer { offset: at, len, flags, charge }.pack(), Ordering::Release);
             }
             pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
             was_empty = head == tail;
@@ -2143,6 +2281,9 @@ pub fn dgram_write(
         }
         guard = None;
         let room = || {
+            if acct {
+                return pipe.writable(region) || pipe.is_handed_back();
+            }
             let (head, tail) = pipe.head_tail();
             let ring = Ring::unpack(pipe.ring.load(Ordering::Acquire));
             let size = ring.map_or(0, Ring::size);
@@ -2152,6 +2293,7 @@ pub fn dgram_write(
             };
             size.saturating_sub(head.wrapping_sub(tail)) >= need && !queue_full || pipe.is_handed_back()
         };
+        slept = true;
         match wait_for(region, pipe, WRITERS, env, &room, None) {
             Waited::Woken => {}
             Waited::Interrupted => signalled = true,
@@ -2292,8 +2434,15 @@ pub fn sock_reserve(region: &Region, h: PipeHandle, pages: u32) -> bool {
     let Ok(act) = enter(region, h) else { return false };
     let pipe = act.pipe;
     let Ok(_g) = lock_pipe(region, pipe) else { return false };
-    let Ok(ring) = pipe.ring() else { return false };
-    let (head, _) = pipe.head_tail();
+    let Ok(mut ring) = pipe.ring() else { return false };
+    let (head, tail) = pipe.head_tail();
+    // A send the charge lets through at once grows the ring now, not after its fds left.
+    if pipe.accounted() && pipe.may_send(region, false) {
+        match grow_for(region, pipe, ring, head, tail, pages) {
+            Ok(r) => ring = r,
+            Err(_) => return false,
+        }
+    }
     back_slots(region, pipe, ring, head, pages.min(ring.size())).is_ok()
 }
 
@@ -2793,8 +2942,34 @@ pub fn is_live(region: &Region, h: PipeHandle) -> bool {
 
 /// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The
 /// caller adds POLLHUP/POLLERR from the placeholder. A stale handle is neither.
+/// `SIOCOUTQ` of a socket's own send queue (`sk_wmem_alloc_get`): the truesize of its skbs
+/// not yet read.
+pub fn sock_outq(region: &Region, h: PipeHandle) -> Result<usize, Errno> {
+    let act = enter(region, h)?;
+    Ok(act.pipe.charged(region))
+}
+
+/// `SO_SNDBUF` (or `SO_SNDBUFFORCE`) set the socket's send buffer to `bytes` (as the kernel
+/// left it): its queue's limit from now on. Senders blocked on it wake if the queue is now
+/// writable (`sk_write_space`); otherwise only their next send sees the new limit.
+pub fn sock_set_sndbuf(region: &Region, h: PipeHandle, bytes: u32) {
+    if let Some(p) = live(region, h) {
+        p.sndbuf.store(bytes, Ordering::Relaxed);
+        if p.writable(region) {
+            p.wake(WRITERS, region);
+        }
+    }
+}
+
+/// Whether a send on the socket queue `h` would queue something now rather than wait: the
+/// charge below the send buffer (a ring's free slot for a datagram receive queue).
+pub fn sock_may_send(region: &Region, h: PipeHandle) -> bool {
+    live(region, h)
+        .is_some_and(|p| if p.accounted() { p.may_send(region, false) } else { p.writable(region) })
+}
+
 pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
-    live(region, h).map_or((false, false), |p| (p.readable(), p.writable()))
+    live(region, h).map_or((false, false), |p| (p.readable(), p.writable(region)))
 }
 
 /// Sleeps until one of `pipes` (handle, wants readable, wants writable) may have become ready,
@@ -2831,7 +3006,7 @@ pub fn poll_wait(
         pipe.rd_waiters.fetch_add(1, Ordering::SeqCst);
         pipe.wr_waiters.fetch_add(1, Ordering::SeqCst);
         let seq = pipe.wait.load(Ordering::SeqCst);
-        ready |= (want_rd && pipe.readable()) || (want_wr && pipe.writable());
+        ready |= (want_rd && pipe.readable()) || (want_wr && pipe.writable(region));
         waiters[n] = sys::FutexWaitv {
             val: seq as u64,
             uaddr: pipe.wait.as_ptr() as u64,
@@ -2987,12 +3162,13 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     }
     for i in moved {
         let b = PipeBuffer::load(old.buf(region, i));
+        // From the page's start: a socket's buffer has its UnixCb there, before the data.
         // SAFETY: both pages are ours (the new run is not published yet); offset + len <= PAGE.
         unsafe {
             core::ptr::copy_nonoverlapping(
-                old.page(region, i).add(b.offset),
-                new.page(region, i).add(b.offset),
-                b.len.min(PAGE - b.offset),
+                old.page(region, i),
+                new.page(region, i),
+                (b.offset + b.len).min(PAGE),
             );
         }
         new.buf(region, i).store(b.pack(), Ordering::Relaxed);

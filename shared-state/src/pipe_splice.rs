@@ -260,7 +260,14 @@ pub fn splice_into(
                 break Err(EAGAIN);
             }
             match waited(
-                wait_for(region, pipe, WRITERS, env, &|| pipe.writable() || pipe.is_handed_back(), None),
+                wait_for(
+                    region,
+                    pipe,
+                    WRITERS,
+                    env,
+                    &|| pipe.writable(region) || pipe.is_handed_back(),
+                    None,
+                ),
                 env,
             ) {
                 Next::Retry => continue,
@@ -324,7 +331,8 @@ fn publish(region: &Region, pipe: &PipeInodeInfo, ring: Ring, pieces: &[Piece], 
         }
         let chunk = len.min(k);
         let offset = addr - ring.page(region, head) as usize;
-        ring.buf(region, head).store(PipeBuffer { offset, len: chunk, flags: 0 }.pack(), Ordering::Release);
+        ring.buf(region, head)
+            .store(PipeBuffer { offset, len: chunk, flags: 0, charge: 0 }.pack(), Ordering::Release);
         head = head.wrapping_add(1);
         k -= chunk;
     }
@@ -386,7 +394,7 @@ pub fn pipe_to_pipe(
             }
         }
         // opipe_prep: room, or no reader (EPIPE).
-        while !op.writable() && !op.is_handed_back() {
+        while !op.writable(region) && !op.is_handed_back() {
             if ogone || oenv.peer_gone(false) || (oenv.nonblocking() && oenv.peer_gone(true)) {
                 *broken = true;
                 break 'out Err(EPIPE);
@@ -395,7 +403,7 @@ pub fn pipe_to_pipe(
                 break 'out Err(EAGAIN);
             }
             match waited(
-                wait_for(region, op, WRITERS, oenv, &|| op.writable() || op.is_handed_back(), None),
+                wait_for(region, op, WRITERS, oenv, &|| op.writable(region) || op.is_handed_back(), None),
                 oenv,
             ) {
                 Next::Retry => {}
@@ -459,7 +467,7 @@ pub fn pipe_to_pipe(
             }
             oring
                 .buf(region, o_head)
-                .store(PipeBuffer { offset: b.offset, len: n, flags }.pack(), Ordering::Release);
+                .store(PipeBuffer { offset: b.offset, len: n, flags, charge: 0 }.pack(), Ordering::Release);
             o_head = o_head.wrapping_add(1);
             if whole || !consume {
                 i_tail = i_tail.wrapping_add(1);

@@ -31,7 +31,7 @@ use shared_state::unix::{self as names, Name};
 const SOL_SOCKET: i32 = libc::SOL_SOCKET;
 /// The one flag whose meaning the shim leaves to the kernel: the stream's out-of-band byte
 /// (the connection is given back first). AF_UNIX ignores the flags it does not use.
-/// SIOCOUTQ (TIOCOUTQ): bytes sent and not yet read by the peer.
+/// SIOCOUTQ (TIOCOUTQ): what the skbs sent and not yet read by the peer charge.
 const SIOCOUTQ: u64 = 0x5411;
 /// Whether the next byte to read is the out-of-band mark.
 pub(crate) const SIOCATMARK: u64 = 0x8905;
@@ -100,8 +100,8 @@ fn served_type(ty: i32) -> Option<u32> {
     }
 }
 
-/// A queue's slots (pages): the kernel lets a stream socket queue about its send buffer
-/// (212992 bytes) and a seqpacket socket send a record that large (less 32 bytes).
+/// A queue's first slots (pages): what its skbs charge, not the slots, limits it, and the ring
+/// grows when that allows more buffers than it has (`shared_state::skb`).
 pub(crate) const QUEUE_SLOTS: u32 = 64;
 
 /// A send queue for the socket with inode `ino`, in connection state `state` (with its
@@ -1127,7 +1127,7 @@ fn send_scm(
         || pipe::sock_flags(r, p.pipe) & pipe::SOCK_SNDTIMEO_ZERO != 0
         || pipes::getfl(p.fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0);
     // What the kernel refuses in the control data it says first, full queue or not.
-    if nonblocking && !pipe::pipe_poll(r, p.pipe).1 {
+    if nonblocking && !pipe::sock_may_send(r, p.pipe) {
         return Some(-(scm::refused(ctl, ctl_len).unwrap_or(libc::EAGAIN) as i64));
     }
     // The queue's pages for the message get their memory before its fds leave: without
@@ -1440,9 +1440,30 @@ fn note_early_timeout(fd: i32, flag: u32, zero: bool) {
     e.store(st.st_ino << 2 | if zero { bits | bit } else { bits & !bit }, Ordering::Relaxed);
 }
 
-/// The zero-timeout flags the socket with inode `ino` had before it got its queue `h` carry
-/// over.
+/// Send buffers set on sockets that had no queue yet, by fd: the socket's inode (32 bits, as
+/// sockfs numbers them) above the kernel's value.
+static EARLY_SNDBUF: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+fn note_early_sndbuf(fd: i32) {
+    let (Some(e), Ok(st), Ok(b)) = (
+        usize::try_from(fd).ok().and_then(|i| EARLY_SNDBUF.get(i)),
+        sys::fstat(fd),
+        getsockopt_int(fd, libc::SO_SNDBUF),
+    ) else {
+        return;
+    };
+    e.store((st.st_ino as u32 as u64) << 32 | b as u32 as u64, Ordering::Relaxed);
+}
+
+/// The zero-timeout flags and send buffer the socket with inode `ino` had before it got its
+/// queue `h` carry over.
 fn early_timeouts(r: &Region, fd: i32, ino: u64, h: PipeHandle) {
+    if let Some(e) = usize::try_from(fd).ok().and_then(|i| EARLY_SNDBUF.get(i)) {
+        let v = e.load(Ordering::Relaxed);
+        if v >> 32 == ino as u32 as u64 && v as u32 != 0 {
+            pipe::sock_set_sndbuf(r, h, v as u32);
+        }
+    }
     let Some(e) = usize::try_from(fd).ok().and_then(|i| EARLY_TIMEOUTS.get(i)) else { return };
     let v = e.load(Ordering::Relaxed);
     if v >> 2 != ino {
@@ -1455,9 +1476,8 @@ fn early_timeouts(r: &Region, fd: i32, ino: u64, h: PipeHandle) {
     }
 }
 
-/// `setsockopt`: the kernel's; SO_PASSCRED marks our receive queue, a record socket's larger
-/// send buffer gives the connection to the kernel, and a negative timeout is marked on the
-/// queue (or noted for the queue a connect makes).
+/// `setsockopt`: the kernel's; SO_PASSCRED marks our receive queue, the send buffer and a
+/// negative timeout are marked on the queue (or noted for the queue a connect makes).
 pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let kernel = || {
         sys::syscall6(
@@ -1477,7 +1497,15 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         // `listen`, `connect`, `adopt`).
         fd::share(a[0] as i32);
     }
+    let sndbuf = a[1] as i32 == SOL_SOCKET && matches!(a[2] as i32, libc::SO_SNDBUF | libc::SO_SNDBUFFORCE);
     let Some(p) = fd::lookup(r, a[0] as i32).filter(|p| p.socket) else {
+        if sndbuf {
+            let res = kernel();
+            if res.is_ok() {
+                note_early_sndbuf(a[0] as i32);
+            }
+            return Some(pipes::ret(res));
+        }
         let flag = timeout?;
         let res = kernel();
         if res.is_ok() {
@@ -1491,10 +1519,6 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         let (set, clear) = if zero { (flag, 0) } else { (0, flag) };
         pipe::sock_change_flags(r, p.pipe, set, clear);
     }
-    // A larger send buffer lets the kernel take records larger than a record queue.
-    let sndbuf = p.packet
-        && a[1] as i32 == SOL_SOCKET
-        && matches!(a[2] as i32, libc::SO_SNDBUF | libc::SO_SNDBUFFORCE);
     if dgram::is_recv_queue(r, &p) {
         // Its own queue: senders add their credentials; a larger send buffer is asked at
         // each large send.
@@ -1513,12 +1537,15 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
             None => hand_back(r, &p),
         }
     } else if res.is_ok() && sndbuf {
-        hand_back(r, &p);
+        // Our queue's limit from now on (the kernel doubled and clamped the value).
+        if let Ok(b) = getsockopt_int(p.fd, libc::SO_SNDBUF) {
+            pipe::sock_set_sndbuf(r, p.pipe, b as u32);
+        }
     }
     Some(pipes::ret(res))
 }
 
-/// FIONREAD/SIOCINQ (bytes queued to read) and SIOCOUTQ (bytes sent, unread), with what the
+/// FIONREAD/SIOCINQ (bytes queued to read) and SIOCOUTQ (the charge of skbs sent, unread), with what the
 /// kernel's own queue holds after a hand-back.
 pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if matches!(req, FIOSETOWN | SIOCSPGRP) {
@@ -1564,9 +1591,16 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
         Some(h) if req == libc::FIONREAD && !p.packet => {
             pipe::fionread(r, h).unwrap_or(0) + pipe::sock_oob_dropped(r, h) as usize
         }
+        // The truesize of our skbs not yet read (`sk_wmem_alloc_get`).
+        Some(h) if req == SIOCOUTQ => pipe::sock_outq(r, h).unwrap_or(0),
         Some(h) => pipe::fionread(r, h).unwrap_or(0),
         None => 0,
     };
+    // Until a hand-back the kernel's socket holds only the tokens of messages with fds, which
+    // our skbs' charge already counts.
+    if req == SIOCOUTQ && !pipe::handed_back(r, p.pipe) {
+        kernel = 0;
+    }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
     Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
