@@ -418,6 +418,9 @@ pub struct Region {
     pub path: String,
     /// A descriptor of the file in this process, kept up to date by its keeper; -1 if none.
     fd_hint: core::sync::atomic::AtomicI32,
+    /// Index + 1 of the semaphore set the lock-free semop last found reserved (a reserved page
+    /// stays so): its check is then one load of this mapping's own.
+    pub(crate) sem_set_seen: core::sync::atomic::AtomicU32,
 }
 
 // SAFETY: the region is shared memory whose fields are either atomics or guarded by the region
@@ -744,7 +747,13 @@ impl Region {
     }
 
     fn new(base: usize, ro_data: usize, path: String) -> Region {
-        Region { base, ro_data, path, fd_hint: core::sync::atomic::AtomicI32::new(-1) }
+        Region {
+            base,
+            ro_data,
+            path,
+            fd_hint: core::sync::atomic::AtomicI32::new(-1),
+            sem_set_seen: core::sync::atomic::AtomicU32::new(0),
+        }
     }
 
     /// Maps the region of the files an exec'd image was handed. The process that handed them

@@ -1736,6 +1736,7 @@ pub fn semtimedop(
 
 /// A semop of one operation served if it succeeds at once on a set nobody holds or sleeps in
 /// (the lock-free path, which makes no system call); false: `semtimedop` must serve it.
+#[inline]
 pub fn semop_at_once(r: &Region, semid: i32, sop: &Sembuf) -> bool {
     let (Some(cred), pid) = (Cred::cached(), proc::known_pid()) else { return false };
     semid >= 0
@@ -1953,8 +1954,11 @@ enum Fast<'a> {
 fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32) -> Fast<'a> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
-    if !set_backed(r, idx) {
-        return Fast::Locked;
+    if r.sem_set_seen.load(Ordering::Relaxed) != idx + 1 {
+        if !set_backed(r, idx) {
+            return Fast::Locked;
+        }
+        r.sem_set_seen.store(idx + 1, Ordering::Relaxed);
     }
     // Unlocked reads of the set: the word's sequence number and GATED, compared by the
     // compare-and-swap, are what make the operation valid.

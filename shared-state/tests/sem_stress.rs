@@ -278,7 +278,9 @@ fn lock_free_undo_semops_killed_midway_are_settled() {
     let start = Instant::now();
     let mut kills = 0;
     let settled = || r.header().counters.sem_undo_settled.load(Ordering::Relaxed);
-    while (settled() < 3 || kills < 20) && start.elapsed() < Duration::from_secs(4) {
+    // Longer while none has landed: under load a looper may get little CPU before its kill.
+    let budget = || Duration::from_secs(if settled() == 0 { 20 } else { 4 });
+    while (settled() < 3 || kills < 20) && start.elapsed() < budget() {
         let pid = fork(|| {
             shared_state::proc::identify_self();
             let take = [Sembuf { sem_num: 0, sem_op: -1, sem_flg: SEM_UNDO }];
