@@ -770,18 +770,19 @@ impl<'a> Sems<'a> {
         {
             return false;
         }
-        !self.any_dead(num, false)
+        !self.any_dead(num)
     }
 
-    /// Whether a process with adjustments on the set, or sleeping on semaphore `num`, died.
-    fn any_dead(&self, num: u32, fresh: bool) -> bool {
+    /// Whether a process with adjustments on the set, or sleeping on semaphore `num`, died
+    /// (as far as one look tells: see `dead`).
+    fn any_dead(&self, num: u32) -> bool {
         let mut cur = self.set(self.idx).undo_head;
         for _ in 0..MAX_WALK {
             if cur == 0 {
                 break;
             }
             let u = self.undo(cur - 1);
-            if u.owner < MAX_PROCS && self.dead(u.owner, fresh) {
+            if u.owner < MAX_PROCS && self.dead(u.owner, false) {
                 return true;
             }
             cur = u.set_next;
@@ -790,7 +791,7 @@ impl<'a> Sems<'a> {
             let mut dead = false;
             self.each(self.idx, code, |qi| {
                 let o = self.q(qi).owner;
-                dead |= o < MAX_PROCS && self.dead(o, fresh);
+                dead |= o < MAX_PROCS && self.dead(o, false);
             });
             dead
         })

@@ -365,9 +365,11 @@ fn per_semaphore_locks_killed_at_random_lose_nothing() {
     let mut live: Vec<i32> = (0..workers).map(|_| spawn(&mut rng)).collect();
     let (mut kills, mut inside) = (0, 0);
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(4)
-        || (inside < 3 && start.elapsed() < Duration::from_secs(12))
-    {
+    // Longer under load, until enough kills (and enough inside a lock) have landed.
+    let more = |kills: usize, inside: usize| {
+        (kills < 100 || inside < 3) && start.elapsed() < Duration::from_secs(20)
+    };
+    while start.elapsed() < Duration::from_secs(4) || more(kills, inside) {
         std::thread::sleep(Duration::from_micros(1000 + rng.below(8000)));
         let mut at = rng.below(live.len() as u64) as usize;
         if kills % 2 == 0 {
