@@ -72,6 +72,7 @@ const WATCHED: usize = 6;
 /// Wake-ups deferred until after the unlock; more are woken at once (they then wait for the
 /// lock, which is still correct).
 const DEFERRED_WAKES: usize = 64;
+const _: () = assert!(SEM_QUEUE_MAX <= 1 << 16);
 /// Yields a semop may make before it sleeps.
 const SEM_YIELDS: u32 = 8;
 
@@ -409,7 +410,8 @@ pub(crate) struct Sems<'a> {
     guard: Option<ObjGuard<'a>>,
     /// pid << 32 | CPU + 1 of the last other locker, when taken for a semop.
     peer: u64,
-    wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
+    /// Entries completed (indices fit 16 bits: a smaller frame for every holder).
+    wakes: [core::cell::Cell<u16>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
 }
 
@@ -425,7 +427,7 @@ impl Drop for Sems<'_> {
         // The results are committed: the sleepers may read them without the lock. An entry
         // freed meanwhile (its sleeper, completed by its own pass, returned) is not told.
         for qi in &self.wakes[..self.nwakes.get()] {
-            let q = self.q(qi.get());
+            let q = self.q(qi.get() as u32);
             if q.claim.load(Ordering::Relaxed) == self.idx + 1 && q.status != PENDING {
                 q.done.store(1 - q.status as u32, Ordering::Release);
                 q.wake.fetch_add(1, Ordering::SeqCst);
@@ -436,7 +438,7 @@ impl Drop for Sems<'_> {
         }
         drop(self.guard.take());
         for qi in &self.wakes[..self.nwakes.get()] {
-            self.q(qi.get()).wake_sleeper();
+            self.q(qi.get() as u32).wake_sleeper();
         }
     }
 }
@@ -1390,7 +1392,7 @@ impl<'a> Sems<'a> {
         self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
-            self.wakes[n].set(qi);
+            self.wakes[n].set(qi as u16);
             self.nwakes.set(n + 1);
         } else {
             // Told at once: it reads the result under the lock.
@@ -1810,22 +1812,7 @@ fn do_semtimedop<'a>(
     let slot = proc::ensure_record(r).ok_or(ENOMEM)?;
     let pid = proc::self_pid();
     let cred = Cred::current();
-    // A simple operation takes only its semaphore's lock when that is all it needs.
-    let one = (nsops == 1).then(|| lock_one(r, ipc::id_to_idx(semid), sops[0].sem_num as u32)).flatten();
-    let mut s = match one {
-        Some(s) if s.one_ready(semid, &sops[0], slot, &cred) => s,
-        // It needs what only the set's lock may do (find_alloc_undo takes it too).
-        Some(s) => {
-            drop(s);
-            lock_id(r, semid)?
-        }
-        None if nsops == 1 => {
-            let s = lock_for_simple(r, ipc::id_to_idx(semid))?;
-            s.check(semid)?;
-            s
-        }
-        None => lock_id(r, semid)?,
-    };
+    let mut s = lock_for_semop(r, semid, sops, slot, &cred)?;
     s.peer = s.note_cpu();
     let idx = s.idx;
     if s.one.is_none() {
@@ -1912,6 +1899,45 @@ fn do_semtimedop<'a>(
     }
     let one = (nsops == 1).then_some(sops[0].sem_num as u32);
     sleep(r, s, (qi, one), ticket, deadline.as_ref(), env)
+}
+
+/// `sem_lock` for a semop: a simple operation takes only its semaphore's lock when that is all
+/// it needs. Apart, so that only one held lock lives in the caller's frame.
+#[inline(never)]
+fn lock_for_semop<'a>(
+    r: &'a Region,
+    semid: i32,
+    sops: &[Sembuf],
+    slot: u32,
+    cred: &Cred,
+) -> Result<Sems<'a>, Errno> {
+    let idx = ipc::id_to_idx(semid);
+    let one = (sops.len() == 1).then(|| lock_one(r, idx, sops[0].sem_num as u32)).flatten();
+    match one {
+        Some(s) if s.one_ready(semid, &sops[0], slot, cred) => Ok(s),
+        // It needs what only the set's lock may do (find_alloc_undo takes it too).
+        Some(s) => {
+            drop(s);
+            lock_id(r, semid)
+        }
+        None if sops.len() == 1 => {
+            let s = lock_for_simple(r, idx)?;
+            s.check(semid)?;
+            Ok(s)
+        }
+        None => lock_id(r, semid),
+    }
+}
+
+/// The sleeper's `sem_lock` again (for `settles`: the set's lock, which settles the dead).
+#[inline(never)]
+fn relock(r: &Region, idx: u32, one: Option<u32>, settles: bool) -> Result<Sems<'_>, Errno> {
+    match one {
+        // The entry is on its semaphore's list while the set is not in complex mode.
+        Some(num) if !settles => lock_one(r, idx, num).map_or_else(|| lock_for_simple(r, idx), Ok),
+        Some(_) => lock_for_simple(r, idx),
+        None => lock(r, idx),
+    }
 }
 
 /// Where set `idx` lives in the region.
@@ -2246,23 +2272,13 @@ fn sleep<'a>(
             let st = 1 - done as i32;
             return if st == 0 { Ok(0) } else { Err(-st) };
         }
-        // The kernel's sem_lock again: the entry is on its semaphore's list while the set is
-        // not in complex mode.
-        s = match one.and_then(|num| lock_one(r, idx, num)) {
-            Some(s) => s,
-            None if one.is_some() => lock_for_simple(r, idx)?,
-            None => lock(r, idx)?,
-        };
         // Settling the dead takes the set's lock.
         let settles = match out {
             WaitOutcome::Interrupted => false,
             WaitOutcome::TimedOut => !last,
             WaitOutcome::Woken => true,
         };
-        if s.one.is_some() && settles {
-            drop(s);
-            s = lock(r, idx)?;
-        }
+        s = relock(r, idx, one, settles)?;
         let q = s.q(qi);
         if q.claim.load(Ordering::Relaxed) != idx + 1 || q.ticket != ticket {
             return Err(EIDRM);
