@@ -41,6 +41,16 @@ static pid_t timed_waiter(const char *label, int id, struct sembuf s, time_t sec
 	return sem_waiter(label, id, &s, 1, &ts);
 }
 
+/* Simple calls that fail at once, each taking the set's lock: after a few the
+ * shim (as the kernel) serves simple operations under their semaphore's lock
+ * again. Semaphore 0 must be 0. */
+static void leave_complex_mode(int id)
+{
+	for (int i = 0; i < 12; i++)
+		if (semop(id, (struct sembuf[]){ { 0, -1, IPC_NOWAIT } }, 1) == 0 || errno != EAGAIN)
+			die("semop");
+}
+
 int main(void)
 {
 	setup();
@@ -191,6 +201,52 @@ int main(void)
 	sem_reap(b);
 	show_vals(id);
 	sem_unlabel_all();
+
+	CASE("wait_mixed_modes");
+	/* Simple sleepers queued on their semaphores (where the shim, like the
+	 * kernel, takes only the semaphore's lock once a few failed calls have
+	 * left the set's lock unused), then a complex sleeper merges them into
+	 * the set's queue, a simple one queues behind it, and wake-ups go in
+	 * update_queue's order; after the complex one leaves, FIFO again. */
+	{
+		pid_t d, z;
+		SHOW(semctl(id, 0, SETALL, (unsigned short[]){ 0, 0, 1 }));
+		leave_complex_mode(id);
+		a = QUEUE("A", id, 0, GETNCNT, 1, { 0, -1, 0 });
+		leave_complex_mode(id);
+		b = QUEUE("B", id, 1, GETNCNT, 1, { 1, -1, 0 });
+		leave_complex_mode(id);
+		z = QUEUE("Z", id, 2, GETZCNT, 1, { 2, 0, 0 });
+		leave_complex_mode(id);
+		OPS(id, { 1, 1, 0 });
+		sem_reap(b);
+		leave_complex_mode(id);
+		b = QUEUE("B", id, 1, GETNCNT, 1, { 1, -1, 0 });
+		c = QUEUE("C", id, 0, GETNCNT, 2, { 0, -1, 0 }, { 1, -1, 0 });
+		d = QUEUE("D", id, 0, GETNCNT, 3, { 0, -1, 0 });
+		OPS(id, { 0, 2, 0 });
+		sem_reap_any(2);
+		show_vals(id);
+		OPS(id, { 1, 1, 0 });
+		sem_reap(b);
+		OPS(id, { 0, 1, 0 }, { 1, 1, 0 });
+		sem_reap(c);
+		show_vals(id);
+		OPS(id, { 2, -1, 0 });
+		sem_reap(z);
+		leave_complex_mode(id);
+		a = QUEUE("A", id, 0, GETNCNT, 1, { 0, -1, 0 });
+		leave_complex_mode(id);
+		d = QUEUE("D", id, 0, GETNCNT, 2, { 0, -1, 0 });
+		leave_complex_mode(id);
+		OPS(id, { 0, 1, 0 });
+		sem_reap_any(1);
+		leave_complex_mode(id);
+		OPS(id, { 0, 1, 0 });
+		sem_reap(d);
+		show_vals(id);
+		sem_unlabel_all();
+	}
 
 	CASE("wait_eidrm");
 	SHOW(semctl(id, 0, SETALL, (unsigned short[]){ 0, 1, 0 }));

@@ -54,6 +54,9 @@ pub struct ObjLock {
     jlen: AtomicU64,
     /// pid << 32 | CPU + 1 of the holder when it took the lock; 0 when free.
     holder: AtomicU64,
+    /// For a lock without a journal of its own: which lent journal its holder uses (index + 1),
+    /// named before the journal is claimed.
+    pub lent: AtomicU32,
 }
 
 const _: () = assert!(size_of::<ObjLock>() == 64);

@@ -24,7 +24,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 28;
+pub const LAYOUT_VERSION: u32 = 29;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -83,9 +83,18 @@ pub const SEM_JOURNAL_OFF: u64 = align_up(SEM_ADJ_OFF + SEM_ADJ_MAX as u64 * 16,
 /// Per process record, a bitmap of the sets it may have undo entries on (IPCMNI bits).
 pub const SEM_PROC_SETS_OFF: u64 = SEM_JOURNAL_OFF + (IPCMNI as u64 + 1) * JOURNAL_BYTES;
 pub const SEM_PROC_SETS_BYTES: u64 = IPCMNI as u64 / 8;
-/// Message queues (`msg_queue`), indexed by slot.
-pub const MSG_QUEUES_OFF: u64 =
+/// Each semaphore's own lock (`sem->lock`), in a window per set like the semaphores.
+pub const SEM_LOCKS_OFF: u64 =
     align_up(SEM_PROC_SETS_OFF + MAX_PROCS as u64 * SEM_PROC_SETS_BYTES, PAGE_SIZE);
+/// Journals lent to holders of a semaphore's lock (one each at a time), and their claim words.
+pub const SEM_LENT_JOURNALS: u32 = 1024;
+pub const SEM_LENT_CLAIMS_OFF: u64 = align_up(
+    SEM_LOCKS_OFF + IPCMNI as u64 * SEM_WINDOW as u64 * size_of::<crate::journal::ObjLock>() as u64,
+    PAGE_SIZE,
+);
+pub const SEM_LENT_JOURNAL_OFF: u64 = align_up(SEM_LENT_CLAIMS_OFF + SEM_LENT_JOURNALS as u64 * 4, PAGE_SIZE);
+/// Message queues (`msg_queue`), indexed by slot.
+pub const MSG_QUEUES_OFF: u64 = SEM_LENT_JOURNAL_OFF + SEM_LENT_JOURNALS as u64 * JOURNAL_BYTES;
 /// Messages (`msg_msg`) queued, handed over or held by a sleeping sender, namespace-wide.
 pub const MSG_MSGS_MAX: u32 = 1 << 20;
 pub const MSG_MSGS_OFF: u64 =
@@ -409,6 +418,9 @@ pub struct Region {
     pub path: String,
     /// A descriptor of the file in this process, kept up to date by its keeper; -1 if none.
     fd_hint: core::sync::atomic::AtomicI32,
+    /// Index + 1 of the semaphore set the lock-free semop last found reserved (a reserved page
+    /// stays so): its check is then one load of this mapping's own.
+    pub(crate) sem_set_seen: core::sync::atomic::AtomicU32,
 }
 
 // SAFETY: the region is shared memory whose fields are either atomics or guarded by the region
@@ -735,7 +747,13 @@ impl Region {
     }
 
     fn new(base: usize, ro_data: usize, path: String) -> Region {
-        Region { base, ro_data, path, fd_hint: core::sync::atomic::AtomicI32::new(-1) }
+        Region {
+            base,
+            ro_data,
+            path,
+            fd_hint: core::sync::atomic::AtomicI32::new(-1),
+            sem_set_seen: core::sync::atomic::AtomicU32::new(0),
+        }
     }
 
     /// Maps the region of the files an exec'd image was handed. The process that handed them

@@ -23,9 +23,10 @@ use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRU
 use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
 use crate::proc::{self, LIVE, NO_SLOT, ProcRecord};
 use crate::region::{
-    IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_PROC_SETS_BYTES,
-    SEM_PROC_SETS_OFF, SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF,
-    SEM_UNDO_MAX, SEM_UNDO_OFF, SEM_WINDOW, Tally,
+    IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_LENT_CLAIMS_OFF,
+    SEM_LENT_JOURNAL_OFF, SEM_LENT_JOURNALS, SEM_LOCKS_OFF, SEM_PROC_SETS_BYTES, SEM_PROC_SETS_OFF,
+    SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX,
+    SEM_UNDO_OFF, SEM_WINDOW, Tally,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
@@ -71,6 +72,7 @@ const WATCHED: usize = 6;
 /// Wake-ups deferred until after the unlock; more are woken at once (they then wait for the
 /// lock, which is still correct).
 const DEFERRED_WAKES: usize = 64;
+const _: () = assert!(SEM_QUEUE_MAX <= 1 << 16);
 /// Yields a semop may make before it sleeps.
 const SEM_YIELDS: u32 = 8;
 
@@ -162,14 +164,18 @@ pub struct SemArray {
     complex_count: u32,
     /// First `SemUndo` of this set (the kernel's `list_id`), index + 1.
     undo_head: u32,
-    /// Sleepers in all of the set's queues.
+    /// Sleepers in the set's own two queues (complex operations, and simple ones merged).
     queued: u32,
     /// Bumped whenever the set's undo list changes: a lock-free semop's walk of it is stale.
     undo_seq: u32,
     /// Every semaphore word of the set carries GATED (not journalled: it tells the truth about
-    /// the words, which the lock holder's recovery fixes itself).
-    gated: u32,
-    _pad: u32,
+    /// the words, which the lock holder's recovery fixes itself). A semaphore's lock holder
+    /// that ungates its semaphore clears it.
+    gated: AtomicU32,
+    /// `use_global_lock`: while non-zero, every operation takes the set's lock. Set before the
+    /// set's holder changes anything and lowered only after its journal is committed, never
+    /// journalled: a set journal with entries implies it is non-zero.
+    use_global: AtomicU32,
     /// Where the last lockers ran.
     cpus: CpuNote,
 }
@@ -389,16 +395,23 @@ fn proc_sets_off(slot: u32) -> u64 {
     SEM_PROC_SETS_OFF + slot.min(MAX_PROCS - 1) as u64 * SEM_PROC_SETS_BYTES
 }
 
-/// A set's lock, held: its semaphore state may be changed. Commits its journal and unlocks on
-/// drop, then wakes the sleepers whose operations it completed.
+/// A set's lock, or one semaphore's (`sem_lock`), held: the set's state (or that semaphore's)
+/// may be changed. Commits its journal and unlocks on drop, then wakes the sleepers whose
+/// operations it completed.
 pub(crate) struct Sems<'a> {
     r: &'a Region,
     /// The set whose lock is held.
     idx: u32,
+    /// Only this semaphore's lock is held (a simple operation), with this lent journal.
+    one: Option<u32>,
+    lent: u32,
+    /// The semaphore of `one` is gated by us.
+    one_gated: core::cell::Cell<bool>,
     guard: Option<ObjGuard<'a>>,
     /// pid << 32 | CPU + 1 of the last other locker, when taken for a semop.
     peer: u64,
-    wakes: [core::cell::Cell<u32>; DEFERRED_WAKES],
+    /// Entries completed (indices fit 16 bits: a smaller frame for every holder).
+    wakes: [core::cell::Cell<u16>; DEFERRED_WAKES],
     nwakes: core::cell::Cell<usize>,
 }
 
@@ -406,18 +419,26 @@ impl Drop for Sems<'_> {
     fn drop(&mut self) {
         self.journal().commit();
         self.ungate();
+        if let Some(num) = self.one {
+            // Committed: the journal is nobody's (its lock's length is 0).
+            lent_claim(self.r, self.lent).store(0, Ordering::Release);
+            sem_lock_at(self.r, self.idx, num).lent.store(0, Ordering::Release);
+        }
         // The results are committed: the sleepers may read them without the lock. An entry
         // freed meanwhile (its sleeper, completed by its own pass, returned) is not told.
         for qi in &self.wakes[..self.nwakes.get()] {
-            let q = self.q(qi.get());
+            let q = self.q(qi.get() as u32);
             if q.claim.load(Ordering::Relaxed) == self.idx + 1 && q.status != PENDING {
                 q.done.store(1 - q.status as u32, Ordering::Release);
                 q.wake.fetch_add(1, Ordering::SeqCst);
             }
         }
+        if self.one.is_none() {
+            self.complexmode_tryleave();
+        }
         drop(self.guard.take());
         for qi in &self.wakes[..self.nwakes.get()] {
-            self.q(qi.get()).wake_sleeper();
+            self.q(qi.get() as u32).wake_sleeper();
         }
     }
 }
@@ -429,8 +450,23 @@ fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     Ok(s)
 }
 
+/// Takes set `idx`'s lock for a simple operation that found the set in complex mode: as the
+/// kernel's sem_lock slow path, it does not prolong complex mode (nor enters it anew when the
+/// mode ended meanwhile, unless a holder died holding the lock).
+fn lock_for_simple(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
+    let s = lock_mode(r, idx, false)?;
+    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    Ok(s)
+}
+
 /// Takes set `idx`'s lock for a view (`ipcs`, `/proc/sysvipc/sem`, status): not a call.
 fn lock_uncounted(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
+    lock_mode(r, idx, true)
+}
+
+/// The set's lock, in complex mode; `complex`: for a complex operation, semctl or exit, which
+/// keep the set in complex mode for the next few calls (complexmode_enter).
+fn lock_mode(r: &Region, idx: u32, complex: bool) -> Result<Sems<'_>, Errno> {
     let idx = idx.min(IPCMNI - 1);
     // A slot never used holds no set (and its page may have no memory).
     if !set_backed(r, idx) {
@@ -438,22 +474,109 @@ fn lock_uncounted(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     }
     let guard = set_at(r, idx).lock.lock(r).map_err(|_| ENOMEM)?;
     let recovered = guard.recovered;
-    let s = Sems {
-        r,
-        idx,
-        peer: 0,
-        guard: Some(guard),
-        wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
-        nwakes: Default::default(),
-    };
+    let s = Sems::new(r, idx, None, 0, guard);
     if recovered {
         r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         s.journal().recover();
         Ids::repair(r);
         // gate() then gates every semaphore again and settles what is half done.
-        s.set(idx).gated = 0;
+        s.set(idx).gated.store(0, Ordering::Relaxed);
+    }
+    if complex || recovered || s.set(idx).use_global.load(Ordering::Relaxed) == 0 {
+        s.complexmode_enter(recovered);
     }
     Ok(s)
+}
+
+/// Global lock acquisitions a set stays in complex mode after its last complex operation
+/// (the kernel's USE_GLOBAL_LOCK_HYSTERESIS).
+const GLOBAL_HYSTERESIS: u32 = 10;
+
+/// Where semaphore `num` of set `idx`'s own lock lives.
+const fn sem_lock_off(idx: u32, num: u32) -> u64 {
+    SEM_LOCKS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<ObjLock>() as u64
+}
+
+fn sem_lock_at(r: &Region, idx: u32, num: u32) -> &ObjLock {
+    // SAFETY: bounded indices into the lock window of each set; the lock is shared.
+    unsafe { r.at::<ObjLock>(sem_lock_off(idx.min(IPCMNI - 1), num.min(SEM_WINDOW - 1))) }
+}
+
+/// What a lent journal's claim word holds while semaphore `num` of set `idx` has it.
+const fn lent_owner(idx: u32, num: u32) -> u32 {
+    idx * SEM_WINDOW + num + 1
+}
+
+fn lent_claim(r: &Region, i: u32) -> &AtomicU32 {
+    let off = SEM_LENT_CLAIMS_OFF + i.min(SEM_LENT_JOURNALS - 1) as u64 * 4;
+    // SAFETY: an aligned u32 of the claim words (reserved before any is claimed).
+    unsafe { &*((r.base() + off as usize) as *const AtomicU32) }
+}
+
+fn lent_journal<'a>(r: &'a Region, lock: &'a ObjLock, i: u32) -> Journal<'a> {
+    let off = SEM_LENT_JOURNAL_OFF + i.min(SEM_LENT_JOURNALS - 1) as u64 * JOURNAL_BYTES;
+    Journal::new(r, lock, off, core::ptr::null()..core::ptr::null())
+}
+
+/// A semaphore's lock whose holder was killed holding it: its lent journal is replayed and
+/// given back. The journal is named in the lock before it is claimed, and entries are written
+/// only once it is claimed, so a claim word that is not the lock's means nothing was written.
+fn recover_one(r: &Region, lock: &ObjLock, owner: u32) {
+    r.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+    let i = lock.lent.load(Ordering::Acquire);
+    if i != 0 {
+        let claim = lent_claim(r, i - 1);
+        if claim.load(Ordering::Acquire) == owner {
+            lent_journal(r, lock, i - 1).recover();
+            claim.store(0, Ordering::Release);
+        }
+        lock.lent.store(0, Ordering::Release);
+    }
+}
+
+/// A free lent journal for the holder of `lock`, semaphore `owner`: `None` when all are in use.
+fn lend(r: &Region, lock: &ObjLock, owner: u32) -> Option<u32> {
+    r.reserve(SEM_LENT_CLAIMS_OFF, SEM_LENT_JOURNALS as u64 * 4).ok()?;
+    for k in 0..SEM_LENT_JOURNALS {
+        let i = (owner + k) % SEM_LENT_JOURNALS;
+        let claim = lent_claim(r, i);
+        if claim.load(Ordering::Relaxed) == 0 {
+            lock.lent.store(i + 1, Ordering::SeqCst);
+            if claim.compare_exchange(0, owner, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return Some(i);
+            }
+        }
+    }
+    lock.lent.store(0, Ordering::Release);
+    None
+}
+
+/// `sem_lock` for a simple operation on semaphore `num` of set `idx`: that semaphore's lock
+/// only, while no complex operation keeps the set's (`use_global_lock`). `None`: take the
+/// set's lock (also when no journal can be lent).
+fn lock_one(r: &Region, idx: u32, num: u32) -> Option<Sems<'_>> {
+    let idx = idx.min(IPCMNI - 1);
+    if num >= SEM_WINDOW || !set_backed(r, idx) {
+        return None;
+    }
+    let set = set_at(r, idx);
+    if set.use_global.load(Ordering::Acquire) != 0 || r.reserve(sem_lock_off(idx, num), 64).is_err() {
+        return None;
+    }
+    let lock = sem_lock_at(r, idx, num);
+    let guard = lock.lock(r).ok()?;
+    let owner = lent_owner(idx, num);
+    if guard.recovered {
+        recover_one(r, lock, owner);
+    }
+    // Pairs with complexmode_enter, which stores use_global before it takes each
+    // semaphore's lock: either it waits for us, or we see its store.
+    if set.use_global.load(Ordering::SeqCst) != 0 {
+        return None;
+    }
+    let lent = lend(r, lock, owner)?;
+    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    Some(Sems::new(r, idx, Some(num), lent, guard))
 }
 
 /// The set of `semid`, locked: EINVAL if there is none.
@@ -539,7 +662,7 @@ impl LockedIds for SemIds {
         (set.pending_alter, set.pending_const) = (List::default(), List::default());
         (set.complex_count, set.undo_head, set.queued, set.undo_seq) = (0, 0, 0, 0);
         // Ungated when the set's lock drops.
-        set.gated = 1;
+        set.gated.store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
         ids.w(&mut set.live, 1);
         ids.w(&mut ids.ns().used_sems, ids.ns().used_sems + nsems);
@@ -584,6 +707,98 @@ enum Perform {
 }
 
 impl<'a> Sems<'a> {
+    fn new(r: &'a Region, idx: u32, one: Option<u32>, lent: u32, guard: ObjGuard<'a>) -> Sems<'a> {
+        Sems {
+            r,
+            idx,
+            one,
+            lent,
+            one_gated: Default::default(),
+            peer: 0,
+            guard: Some(guard),
+            wakes: core::array::from_fn(|_| core::cell::Cell::new(0)),
+            nwakes: Default::default(),
+        }
+    }
+
+    /// `complexmode_enter`, with the set's lock just taken: no semaphore's lock holder may
+    /// still change the set. Each semaphore's lock is taken and released in turn, which also
+    /// rolls back a holder killed holding one. Done in full after a recovery (a holder killed
+    /// midway left use_global set).
+    fn complexmode_enter(&self, recovered: bool) {
+        let set = self.set(self.idx);
+        if set.use_global.load(Ordering::Relaxed) != 0 && !recovered {
+            set.use_global.store(GLOBAL_HYSTERESIS, Ordering::Relaxed);
+            return;
+        }
+        set.use_global.store(GLOBAL_HYSTERESIS, Ordering::SeqCst);
+        for num in 0..set.nsems.min(SEM_WINDOW) {
+            // A lock whose page was never reserved was never taken (a locker reserves it, then
+            // sees use_global once it holds it).
+            if self.r.reserved(sem_lock_off(self.idx, num), 64) {
+                let lock = sem_lock_at(self.r, self.idx, num);
+                if let Ok(g) = lock.lock(self.r)
+                    && g.recovered
+                {
+                    recover_one(self.r, lock, lent_owner(self.idx, num));
+                }
+            }
+        }
+    }
+
+    /// `complexmode_tryleave`, after the journal is committed: with no complex operation
+    /// sleeping, the semaphores' locks serve simple ones again after a few more calls. A
+    /// removed set stays in complex mode.
+    fn complexmode_tryleave(&self) {
+        let set = self.set(self.idx);
+        let u = set.use_global.load(Ordering::Relaxed);
+        if set.live != 0 && set.complex_count == 0 && set.queued == 0 && u != 0 {
+            set.use_global.store(u - 1, Ordering::Release);
+        }
+    }
+
+    /// Whether a simple operation of process `slot` on semaphore `num` needs nothing only the
+    /// set's lock may do first: an undo entry to create (find_alloc_undo), a dead process's
+    /// adjustments or sleepers to settle, or an error to report.
+    fn one_ready(&self, semid: i32, sop: &Sembuf, slot: u32, cred: &Cred) -> bool {
+        let (idx, num) = (self.idx, sop.sem_num as u32);
+        let set = self.set(idx);
+        let mode = if sop.sem_op != 0 { S_IWUGO } else { S_IRUGO };
+        if self.check(semid).is_err() || num >= set.nsems || !set.perm.ipcperms(cred, mode) {
+            return false;
+        }
+        if sop.sem_flg & SEM_UNDO != 0
+            && self.find_undo(slot, idx, semid).and_then(|ui| self.find_adj(ui, num)).is_none()
+        {
+            return false;
+        }
+        !self.any_dead(num)
+    }
+
+    /// Whether a process with adjustments on the set, or sleeping on semaphore `num`, died
+    /// (as far as one look tells: see `dead`).
+    fn any_dead(&self, num: u32) -> bool {
+        let mut cur = self.set(self.idx).undo_head;
+        for _ in 0..MAX_WALK {
+            if cur == 0 {
+                break;
+            }
+            let u = self.undo(cur - 1);
+            if u.owner < MAX_PROCS && self.dead(u.owner, false) {
+                return true;
+            }
+            cur = u.set_next;
+        }
+        [3 + 2 * num, 4 + 2 * num].into_iter().any(|code| {
+            let mut dead = false;
+            self.each(self.idx, code, |qi| {
+                let o = self.q(qi).owner;
+                dead |= o < MAX_PROCS && self.dead(o, false);
+            });
+            dead
+        })
+    }
+
     #[allow(clippy::mut_from_ref)]
     fn ns(&self) -> &'a SemNs {
         ns_of(self.r)
@@ -634,13 +849,22 @@ impl<'a> Sems<'a> {
         }
     }
 
-    /// Makes every lock-free semop on the set fail over to the lock until the lock is
-    /// dropped, and settles lock-free SEM_UNDO semops caught half done.
+    /// Makes every lock-free semop on the set (or on the semaphore whose lock is held) fail
+    /// over to the lock until the lock is dropped, and settles lock-free SEM_UNDO semops caught
+    /// half done.
     fn gate(&self, idx: u32) {
+        if let Some(num) = self.one {
+            if !self.one_gated.replace(true)
+                && self.sem(idx, num).word.fetch_or(GATED, Ordering::AcqRel) & PENDING_UNDO != 0
+            {
+                self.settle_pending(idx, num);
+            }
+            return;
+        }
         let set = self.set(idx);
-        if set.gated == 0 {
+        if set.gated.load(Ordering::Relaxed) == 0 {
             // First the flag: a holder killed midway leaves a set its recovery gates again.
-            set.gated = 1;
+            set.gated.store(1, Ordering::Relaxed);
             compiler_fence(Ordering::SeqCst);
             for num in 0..set.nsems.min(SEM_WINDOW) {
                 if self.sem(idx, num).word.fetch_or(GATED, Ordering::AcqRel) & PENDING_UNDO != 0 {
@@ -650,14 +874,36 @@ impl<'a> Sems<'a> {
         }
     }
 
-    /// Lets lock-free semops back onto the set if it has no sleepers.
+    /// Lets lock-free semops back onto each semaphore nobody sleeps on, when no complex
+    /// operation sleeps in the set.
     fn ungate(&self) {
         let set = self.set(self.idx);
-        if set.live != 0 && set.queued == 0 && set.gated != 0 {
-            for num in 0..set.nsems.min(SEM_WINDOW) {
-                self.sem(self.idx, num).word.fetch_and(!GATED, Ordering::Release);
+        if set.live == 0 || set.queued != 0 {
+            return;
+        }
+        let idle = |sem: &Sem| sem.pending_alter.head == 0 && sem.pending_const.head == 0;
+        if let Some(num) = self.one {
+            let sem = self.sem(self.idx, num);
+            if self.one_gated.get() && idle(sem) {
+                // First the set's flag: killed in between, a semaphore stays gated, never the
+                // flag claiming one is that is not.
+                set.gated.store(0, Ordering::SeqCst);
+                sem.word.fetch_and(!GATED, Ordering::Release);
             }
-            set.gated = 0;
+            return;
+        }
+        if set.gated.load(Ordering::Relaxed) != 0 {
+            let mut any = false;
+            for num in 0..set.nsems.min(SEM_WINDOW) {
+                let sem = self.sem(self.idx, num);
+                if idle(sem) {
+                    sem.word.fetch_and(!GATED, Ordering::Release);
+                    any = true;
+                }
+            }
+            if any {
+                set.gated.store(0, Ordering::Relaxed);
+            }
         }
     }
 
@@ -752,6 +998,9 @@ impl<'a> Sems<'a> {
     // ---- the journal ----
 
     fn journal(&self) -> Journal<'a> {
+        if let Some(num) = self.one {
+            return lent_journal(self.r, sem_lock_at(self.r, self.idx, num), self.lent);
+        }
         let set = set_at(self.r, self.idx);
         Journal::new(
             self.r,
@@ -819,8 +1068,15 @@ impl<'a> Sems<'a> {
             self.w(&mut l.head, qi + 1);
         }
         self.w(&mut l.tail, qi + 1);
-        let v = self.set(set).queued + 1;
-        self.w(&mut self.set(set).queued, v);
+        self.count_queued(set, code, 1);
+    }
+
+    /// Sleepers on the set's own lists are counted (`queued`).
+    fn count_queued(&self, set: u32, code: u32, add: i32) {
+        if code <= 2 {
+            let v = self.set(set).queued.saturating_add_signed(add);
+            self.w(&mut self.set(set).queued, v);
+        }
     }
 
     fn unlink(&self, qi: u32) {
@@ -841,9 +1097,9 @@ impl<'a> Sems<'a> {
         } else {
             self.w(&mut l.tail, q.prev);
         }
+        let code = q.list;
         self.w(&mut q.list, 0);
-        let v = self.set(q.set).queued.saturating_sub(1);
-        self.w(&mut self.set(q.set).queued, v);
+        self.count_queued(q.set, code, -1);
         if q.nsops > 1 {
             let set = self.set(q.set);
             let v = set.complex_count.saturating_sub(1);
@@ -900,8 +1156,7 @@ impl<'a> Sems<'a> {
             self.w(&mut l.tail, qi + 1);
         }
         self.w(&mut l.head, qi + 1);
-        let v = self.set(set).queued + 1;
-        self.w(&mut self.set(set).queued, v);
+        self.count_queued(set, code, 1);
     }
 
     /// `unmerge_queues`, done when the kernel drops the global lock with no complex op left.
@@ -1137,7 +1392,7 @@ impl<'a> Sems<'a> {
         self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
-            self.wakes[n].set(qi);
+            self.wakes[n].set(qi as u16);
             self.nwakes.set(n + 1);
         } else {
             // Told at once: it reads the result under the lock.
@@ -1339,7 +1594,7 @@ impl<'a> Sems<'a> {
                 }
                 cur = u.set_next;
             }
-            if self.set(set).queued != 0 {
+            {
                 let codes = (1..=2).chain((0..self.set(set).nsems).flat_map(|n| [3 + 2 * n, 4 + 2 * n]));
                 for code in codes {
                     let mut cur = self.list(set, code).head;
@@ -1484,6 +1739,7 @@ pub fn semtimedop(
 
 /// A semop of one operation served if it succeeds at once on a set nobody holds or sleeps in
 /// (the lock-free path, which makes no system call); false: `semtimedop` must serve it.
+#[inline]
 pub fn semop_at_once(r: &Region, semid: i32, sop: &Sembuf) -> bool {
     let (Some(cred), pid) = (Cred::cached(), proc::known_pid()) else { return false };
     semid >= 0
@@ -1556,23 +1812,25 @@ fn do_semtimedop<'a>(
     let slot = proc::ensure_record(r).ok_or(ENOMEM)?;
     let pid = proc::self_pid();
     let cred = Cred::current();
-    let mut s = lock_id(r, semid)?;
+    let mut s = lock_for_semop(r, semid, sops, slot, &cred)?;
     s.peer = s.note_cpu();
     let idx = s.idx;
-    // find_alloc_undo comes before the other checks: a failed semop still leaves the
-    // process an undo structure for the set (and exit_sem then touches the set).
-    if undos {
-        s.alloc_undo(slot, idx, semid, &[])?;
-    }
-    if max >= s.set(idx).nsems {
-        return Err(EFBIG);
-    }
-    if !s.set(idx).perm.ipcperms(&cred, if alter { S_IWUGO } else { S_IRUGO }) {
-        return Err(EACCES);
-    }
-    s.reap_set(idx);
-    if undos {
-        s.alloc_undo(slot, idx, semid, sops)?;
+    if s.one.is_none() {
+        // find_alloc_undo comes before the other checks: a failed semop still leaves the
+        // process an undo structure for the set (and exit_sem then touches the set).
+        if undos {
+            s.alloc_undo(slot, idx, semid, &[])?;
+        }
+        if max >= s.set(idx).nsems {
+            return Err(EFBIG);
+        }
+        if !s.set(idx).perm.ipcperms(&cred, if alter { S_IWUGO } else { S_IRUGO }) {
+            return Err(EACCES);
+        }
+        s.reap_set(idx);
+        if undos {
+            s.alloc_undo(slot, idx, semid, sops)?;
+        }
     }
     let blocking = match s.perform(idx, sops, slot, pid) {
         Perform::Done => {
@@ -1639,7 +1897,47 @@ fn do_semtimedop<'a>(
     if waited {
         s.peer = 0;
     }
-    sleep(r, s, qi, ticket, deadline.as_ref(), env)
+    let one = (nsops == 1).then_some(sops[0].sem_num as u32);
+    sleep(r, s, (qi, one), ticket, deadline.as_ref(), env)
+}
+
+/// `sem_lock` for a semop: a simple operation takes only its semaphore's lock when that is all
+/// it needs. Apart, so that only one held lock lives in the caller's frame.
+#[inline(never)]
+fn lock_for_semop<'a>(
+    r: &'a Region,
+    semid: i32,
+    sops: &[Sembuf],
+    slot: u32,
+    cred: &Cred,
+) -> Result<Sems<'a>, Errno> {
+    let idx = ipc::id_to_idx(semid);
+    let one = (sops.len() == 1).then(|| lock_one(r, idx, sops[0].sem_num as u32)).flatten();
+    match one {
+        Some(s) if s.one_ready(semid, &sops[0], slot, cred) => Ok(s),
+        // It needs what only the set's lock may do (find_alloc_undo takes it too).
+        Some(s) => {
+            drop(s);
+            lock_id(r, semid)
+        }
+        None if sops.len() == 1 => {
+            let s = lock_for_simple(r, idx)?;
+            s.check(semid)?;
+            Ok(s)
+        }
+        None => lock_id(r, semid),
+    }
+}
+
+/// The sleeper's `sem_lock` again (for `settles`: the set's lock, which settles the dead).
+#[inline(never)]
+fn relock(r: &Region, idx: u32, one: Option<u32>, settles: bool) -> Result<Sems<'_>, Errno> {
+    match one {
+        // The entry is on its semaphore's list while the set is not in complex mode.
+        Some(num) if !settles => lock_one(r, idx, num).map_or_else(|| lock_for_simple(r, idx), Ok),
+        Some(_) => lock_for_simple(r, idx),
+        None => lock(r, idx),
+    }
 }
 
 /// Where set `idx` lives in the region.
@@ -1683,8 +1981,11 @@ enum Fast<'a> {
 fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32) -> Fast<'a> {
     let idx = ipc::id_to_idx(semid);
     let seq = semid as u32 / IPCMNI;
-    if !set_backed(r, idx) {
-        return Fast::Locked;
+    if r.sem_set_seen.load(Ordering::Relaxed) != idx + 1 {
+        if !set_backed(r, idx) {
+            return Fast::Locked;
+        }
+        r.sem_set_seen.store(idx + 1, Ordering::Relaxed);
     }
     // Unlocked reads of the set: the word's sequence number and GATED, compared by the
     // compare-and-swap, are what make the operation valid.
@@ -1877,11 +2178,12 @@ fn start_undo(r: &Region, slot: u32, ui: u32, num: u32, op: i32, word_off: u64) 
     Some((it, ai))
 }
 
-/// The sleeping loop of a queued operation; `s` holds the lock on entry.
+/// The sleeping loop of queued operation `qi` (on semaphore `one` if simple); `s` holds the
+/// lock on entry.
 fn sleep<'a>(
     r: &'a Region,
     mut s: Sems<'a>,
-    qi: u32,
+    (qi, one): (u32, Option<u32>),
     ticket: u32,
     deadline: Option<&libc::timespec>,
     env: &dyn SemEnv,
@@ -1970,7 +2272,13 @@ fn sleep<'a>(
             let st = 1 - done as i32;
             return if st == 0 { Ok(0) } else { Err(-st) };
         }
-        s = lock(r, idx)?;
+        // Settling the dead takes the set's lock.
+        let settles = match out {
+            WaitOutcome::Interrupted => false,
+            WaitOutcome::TimedOut => !last,
+            WaitOutcome::Woken => true,
+        };
+        s = relock(r, idx, one, settles)?;
         let q = s.q(qi);
         if q.claim.load(Ordering::Relaxed) != idx + 1 || q.ticket != ticket {
             return Err(EIDRM);
@@ -2275,13 +2583,37 @@ pub fn id_of_key(r: &Region, key: i32) -> Result<i32, Errno> {
     ids.findkey(key).map(|i| set_at(r, i).perm.id).ok_or(EINVAL)
 }
 
-/// The pid holding the lock of the set of `semid` (0 when none), for tests that kill it.
+/// The pid holding the lock of the set of `semid`, or else of one of its semaphores (0 when
+/// none), for tests that kill it.
 pub fn lock_holder(r: &Region, semid: i32) -> i32 {
     let idx = ipc::id_to_idx(semid);
     if !set_backed(r, idx) {
         return 0;
     }
-    (set_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32
+    match (set_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32 {
+        0 => sem_lock_holder(r, semid),
+        pid => pid,
+    }
+}
+
+/// The pid holding the lock of one of the semaphores of the set of `semid` (0 when none).
+pub fn sem_lock_holder(r: &Region, semid: i32) -> i32 {
+    let idx = ipc::id_to_idx(semid);
+    if !set_backed(r, idx) {
+        return 0;
+    }
+    (0..set_at(r, idx).nsems.min(SEM_WINDOW))
+        .filter(|&n| r.reserved(sem_lock_off(idx, n), 64))
+        .map(|n| (sem_lock_at(r, idx, n).owner_word() & 0x3fff_ffff) as i32)
+        .find(|&pid| pid != 0)
+        .unwrap_or(0)
+}
+
+/// Whether set `semid` serves simple operations under its semaphores' own locks now (no
+/// complex operation keeps it in complex mode), for tests.
+pub fn per_semaphore_locking(r: &Region, semid: i32) -> bool {
+    let idx = ipc::id_to_idx(semid);
+    set_backed(r, idx) && set_at(r, idx).use_global.load(Ordering::Acquire) == 0
 }
 
 /// The sleeping semops of the process in `slot` are gone (it exited, exec'd or was found

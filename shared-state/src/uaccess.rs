@@ -155,6 +155,7 @@ pub unsafe fn copy_user(dst: *mut u8, src: *const u8, n: usize) -> usize {
 /// A fault must reach the fixup: the SIGSEGV/SIGBUS handler that honours [`fixup_target`] is
 /// installed and the calling thread can take it now (what [`set_usable_check`]'s check says;
 /// [`copy_user`] looks for itself).
+#[inline]
 pub unsafe fn read_small(src: *const u8, n: usize) -> Option<u64> {
     debug_assert!(n <= 8);
     // SAFETY: the routine reads inside [src, src + n) and follows the C ABI; a fault inside

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Pipe, TempDir, fork, kill_and_reap, sleep_forever, wait_exit};
+use common::{Pipe, TempDir, fork, kill_and_reap, sleep_forever, wait_exit, wait_in_futex};
 use shared_state::Region;
 use shared_state::ipc::{IPC_CREAT, IPC_EXCL, IPC_PRIVATE};
 use shared_state::sem::{self, IPC_NOWAIT, SEM_UNDO, SemEnv, Sembuf};
@@ -236,6 +236,64 @@ fn complex_and_simple_sleepers() {
     assert_eq!(done.recv(), Some(1));
     assert_eq!(getall(&r, id), vec![0, 0]);
     assert_eq!((wait_exit(a), wait_exit(b)), (0, 0));
+}
+
+/// `sem_lock`'s modes: semctl and complex operations put the set in complex mode (every call
+/// takes the set's lock), which ends after a few calls once no complex operation sleeps; a
+/// simple operation then takes only its semaphore's lock, here one that sleeps and one that
+/// wakes it, while another process holds the lock of a different semaphore of the set.
+#[test]
+fn simple_operations_take_the_semaphore_lock() {
+    let dir = TempDir::new("sem-modes");
+    let r = dir.region("t");
+    let id = sem::semget(&r, IPC_PRIVATE, 2, 0o600).unwrap();
+    let leave = |r: &Region| {
+        for _ in 0..10 {
+            assert_eq!(semop(r, id, &[op(0, -1, IPC_NOWAIT)]), Err(libc::EAGAIN));
+        }
+    };
+    assert_eq!(sem::semctl(&r, id, 0, sem::SETVAL, 0), Ok(0));
+    assert!(!sem::per_semaphore_locking(&r, id));
+    leave(&r);
+    assert!(sem::per_semaphore_locking(&r, id));
+    let mut done = Pipe::new();
+    let d = &done;
+    let simple = fork(|| {
+        child_setup();
+        let r = dir.region("t");
+        let ok = semop(&r, id, &[op(0, -1, 0)]) == Ok(0) && sem::per_semaphore_locking(&r, id);
+        d.send(if ok { 1 } else { 100 });
+        0
+    });
+    // Waits for the sleeper without a semctl (which would end the mode).
+    wait_in_futex(&simple.to_string());
+    assert!(sem::per_semaphore_locking(&r, id), "the sleeper queued under its semaphore's lock");
+    assert_eq!(semop(&r, id, &[op(0, 1, 0)]), Ok(0));
+    done.close_write();
+    assert_eq!(done.recv(), Some(1));
+    assert_eq!(wait_exit(simple), 0);
+    assert!(sem::per_semaphore_locking(&r, id), "the wake-up took semaphore 0's lock only");
+    // A complex sleeper keeps the set in complex mode however many simple calls follow.
+    let mut done = Pipe::new();
+    let d = &done;
+    let complex = fork(|| {
+        child_setup();
+        let r = dir.region("t");
+        let ok = semop(&r, id, &[op(0, -1, 0), op(1, -1, 0)]) == Ok(0);
+        d.send(if ok { 2 } else { 100 });
+        0
+    });
+    until(|| sem::semctl(&r, id, 0, sem::GETNCNT, 0) == Ok(1));
+    leave(&r);
+    leave(&r);
+    assert!(!sem::per_semaphore_locking(&r, id));
+    assert_eq!(semop(&r, id, &[op(0, 1, 0), op(1, 1, 0)]), Ok(0));
+    done.close_write();
+    assert_eq!(done.recv(), Some(2));
+    assert_eq!(wait_exit(complex), 0);
+    leave(&r);
+    assert!(sem::per_semaphore_locking(&r, id));
+    assert_eq!(getall(&r, id), vec![0, 0]);
 }
 
 #[test]

@@ -106,6 +106,7 @@ fn set_current(id: u32) {
 }
 
 /// The region of the calling thread's IPC namespace.
+#[inline]
 pub fn current() -> Option<&'static Region> {
     if !MOVED.load(Ordering::Relaxed) {
         return crate::region::active();

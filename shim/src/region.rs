@@ -110,6 +110,7 @@ pub enum Route {
     Fail,
 }
 
+#[inline]
 pub fn route() -> Route {
     match STATE.load(Ordering::Acquire) {
         // System V calls go to the calling thread's IPC namespace.

@@ -422,26 +422,25 @@ fn hold(t: &Tls, sig: c_int, info: *const siginfo_t, uc: &mut libc::ucontext_t) 
 }
 
 /// Sets this thread's guard depth; at 0, lets in the signals held back meanwhile.
+#[inline]
 pub(crate) fn set_depth(t: &Tls, depth: u8) {
     t.depth.store(depth, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
-    if depth == 0 {
-        // Load and store, not a (locked) swap: only this thread's handlers add to `held`, and
-        // with depth 0 stored they no longer do.
-        let held = t.held.load(Ordering::Relaxed);
-        if held != 0 {
-            t.held.store(0, Ordering::Relaxed);
-            let _ = syscall6(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_UNBLOCK as usize,
-                &raw const held as usize,
-                0,
-                8,
-                0,
-                0,
-            );
-        }
+    // Load and store, not a (locked) swap: only this thread's handlers add to `held`, and with
+    // depth 0 stored they no longer do.
+    if depth == 0 && t.held.load(Ordering::Relaxed) != 0 {
+        let_in_held(t);
     }
+}
+
+/// The signals held back while the guard was up are let in.
+#[cold]
+#[inline(never)]
+fn let_in_held(t: &Tls) {
+    let held = t.held.load(Ordering::Relaxed);
+    t.held.store(0, Ordering::Relaxed);
+    let _ =
+        syscall6(libc::SYS_rt_sigprocmask, libc::SIG_UNBLOCK as usize, &raw const held as usize, 0, 8, 0, 0);
 }
 
 /// Forgets earlier handler runs; call before a wait.
