@@ -2378,6 +2378,15 @@ const SOCK_RELEASED: u32 = 1 << 21;
 /// Above a linked end's state: an fd of its socket was closed by a process that could not tell
 /// whether it was the last one (a collection finds out).
 const SOCK_CLOSED: u32 = 1 << 22;
+/// Above the state: a loopback TCP connection's queue (`crate::tcp`): a plain byte stream
+/// (no credentials, no out-of-band byte), whose end of file and errors the kernel's socket
+/// gives.
+pub const SOCK_TCP: u32 = 1 << 23;
+
+/// Whether `h` is a TCP connection's queue.
+pub fn sock_tcp(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_TCP != 0)
+}
 
 /// What [`sock_released`] found of the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -545,6 +545,11 @@ impl Sole {
     }
 }
 
+/// Whether `fd`'s socket is held by `fd` alone, as far as the table knows.
+pub fn sole(fd: i32) -> Sole {
+    sole_mark(fd)
+}
+
 /// Marks the socket just put in `fd`'s entry as held by `fd` alone since `sole`.
 pub fn set_sole(fd: i32, sole: Sole) {
     if slot(fd).is_some() {
