@@ -1,6 +1,6 @@
 /* Loopback TCP between shimmed processes, over IPv4 and IPv6: connect/accept and an echo
  * between two processes, MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, readv/writev, sendmsg/recvmsg
- * (no address, no control data), FIONREAD, end of file after the peer's close, the reset of a
+ * (no address, no control data), FIONREAD, SIOCOUTQ, poll and epoll readiness, end of file after the peer's close, the reset of a
  * close with unread data, a non-blocking connect (EINPROGRESS, then POLLOUT), 4 MiB in one
  * direction, many clients on one listener served through epoll, and a client SIGKILLed.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
@@ -83,6 +83,48 @@ static void data_calls(int fam)
 	show_poll1("server", s, POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
 	close(c);
 	close(s);
+	close(l);
+}
+
+static const char *epollbits(unsigned ev)
+{
+	static char buf[160];
+	static const struct bitname names[] = {
+		{ EPOLLIN, "EPOLLIN" }, { EPOLLPRI, "EPOLLPRI" }, { EPOLLOUT, "EPOLLOUT" },
+		{ EPOLLERR, "EPOLLERR" }, { EPOLLHUP, "EPOLLHUP" }, { EPOLLRDNORM, "EPOLLRDNORM" },
+		{ EPOLLWRNORM, "EPOLLWRNORM" }, { EPOLLWRBAND, "EPOLLWRBAND" }, { EPOLLRDHUP, "EPOLLRDHUP" },
+	};
+	return bits_text(buf, sizeof buf, ev, names, sizeof names / sizeof names[0]);
+}
+
+/* What epoll, poll and the queue ioctls say as data comes, is read, and the peer closes. */
+static void readiness(int fam)
+{
+	int port, l = tcp_listener(fam, &port), c, s;
+	tcp_pair(fam, l, port, &c, &s);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	unsigned all = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLRDNORM | EPOLLWRNORM | EPOLLWRBAND;
+	struct epoll_event ev = { .events = all, .data.fd = c };
+	IOSHOW(epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev));
+	struct epoll_event got;
+	int n = epoll_wait(ep, &got, 1, 1000);
+	printf("  idle: %d %s\n", n, n == 1 ? epollbits(got.events) : "-");
+	IOSHOW(write(s, "data", 4));
+	n = epoll_wait(ep, &got, 1, 1000);
+	printf("  data: %d %s\n", n, n == 1 ? epollbits(got.events) : "-");
+	show_inq("client", c);
+	int outq = -1;
+	IOSHOW(ioctl(s, SIOCOUTQ, &outq));
+	printf("  SIOCOUTQ server <= 4: %d\n", outq >= 0 && outq <= 4);
+	RECV(c, 10, 0);
+	show_inq("client", c);
+	close(s);
+	tcp_wait_for(c, POLLRDHUP);
+	n = epoll_wait(ep, &got, 1, 1000);
+	printf("  closed: %d %s\n", n, n == 1 ? epollbits(got.events) : "-");
+	show_poll1("client", c, POLLIN | POLLOUT | POLLRDHUP | POLLPRI | POLLWRBAND);
+	close(ep);
+	close(c);
 	close(l);
 }
 
@@ -267,6 +309,8 @@ int main(void)
 		echo_processes(fam);
 		printf("case data_calls_%s\n", tag);
 		data_calls(fam);
+		printf("case readiness_%s\n", tag);
+		readiness(fam);
 		printf("case eof_after_close_%s\n", tag);
 		eof_after_close(fam);
 		printf("case reset_unread_%s\n", tag);

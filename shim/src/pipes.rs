@@ -733,7 +733,7 @@ pub fn close(r: &Region, fd: i32) -> Option<i64> {
     // A listener's close resets the connections still waiting in its queue: their clients'
     // cached view of their peer must go. Held by this fd alone, no program without the shim
     // holds it too.
-    let listener = fd::listener(fd);
+    let listener = fd::listener(fd).filter(|l| !crate::tcp::is_listener(l));
     if let Some(l) = listener.filter(|l| !l.sole.holds()) {
         crate::unix::listener_released(r, &l);
     }

@@ -66,6 +66,16 @@ fn alive(pid: u32) -> bool {
 /// Per fd: the inode of the listener this process entered in the table through it.
 static LISTENERS: [AtomicU32; 1024] = [const { AtomicU32::new(0) }; 1024];
 
+/// The name slot a TCP listener has in the fd table's listener entry (`fd::Listening`), which
+/// AF_UNIX listeners use for their names table: the entry only makes its close reach
+/// [`closing`] (a kernel fd's close never reaches the dispatcher).
+pub const LISTENER_SLOT: u32 = u32::MAX;
+
+/// Whether `l` is a TCP listener's entry.
+pub fn is_listener(l: &fd::Listening) -> bool {
+    l.name_slot == LISTENER_SLOT
+}
+
 /// `socket(AF_INET/AF_INET6, SOCK_STREAM)`: the kernel's; the fd is its socket's only holder
 /// (`fd::Sole`), which its close after a connect may need to know.
 pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
@@ -99,18 +109,21 @@ pub fn listened(r: &Region, fd: i32) {
         && let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i))
     {
         slot.store(ino, Ordering::Relaxed);
+        fd::mark_listener(fd, fd::Listening { ino, name_slot: LISTENER_SLOT, sole: fd::Sole::NO });
     }
 }
 
 /// `fd` is being closed: a listener this process entered through it leaves the table (its
-/// connections are the kernel's from now on, even if another process still holds it).
+/// connections are the kernel's from now on, even if another process still holds it). A
+/// process that inherited it (a fork child) lets go of its copy only.
 pub fn closing(r: &Region, fd: i32) {
     let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)) else { return };
     if slot.load(Ordering::Relaxed) == 0 {
         return;
     }
     let ino = slot.swap(0, Ordering::Relaxed);
-    table::unregister(r, |_, i| i == ino);
+    let pid = sys::getpid() as u32;
+    table::unregister(r, |p, i| i == ino && p == pid);
 }
 
 /// Before an exec: the listeners this process entered leave the table (the new image may
@@ -149,11 +162,9 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     table::connecting(r, &l, true);
     let res =
         g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
-    // A non-blocking connect on loopback has mostly completed when it says EINPROGRESS; one
-    // still under way is the kernel's.
     let connected = match res {
         Ok(_) => true,
-        Err(libc::EINPROGRESS) => pipes::revents(fd, libc::POLLOUT) == libc::POLLOUT,
+        Err(libc::EINPROGRESS) => handshake_done(fd),
         Err(_) => false,
     };
     if connected {
@@ -161,6 +172,26 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     }
     table::connecting(r, &l, false);
     Some(pipes::ret(res))
+}
+
+/// How many times a non-blocking connect looks whether the loopback handshake completed.
+const HANDSHAKE_LOOKS: u32 = 64;
+
+/// After a non-blocking connect's EINPROGRESS: whether the connection is established. On
+/// loopback the handshake has mostly completed by then (the peer's answers are processed as
+/// the connect releases its socket); a softirq deferred to its thread may take a few yields.
+/// One still under way (or refused) is the kernel's.
+fn handshake_done(fd: i32) -> bool {
+    for _ in 0..HANDSHAKE_LOOKS {
+        match pipes::revents(fd, libc::POLLOUT) {
+            libc::POLLOUT => return true,
+            0 => {
+                let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The client's queue for connected socket `fd`, published for the server of `l`.

@@ -494,7 +494,7 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
     let Ok(nfd) = res else { return Some(pipes::ret(res)) };
     let nfd = nfd as i32;
     // Only a stream client makes a pending queue: the diagnostics answer for the others.
-    let announced = fd::listener(lfd);
+    let announced = fd::listener(lfd).filter(|l| !crate::tcp::is_listener(l));
     let domain = if announced.is_some() { Ok(libc::AF_UNIX) } else { getsockopt_int(nfd, libc::SO_DOMAIN) };
     match domain {
         Ok(libc::AF_UNIX) => adopt(r, lfd, announced, nfd, sole),
@@ -1595,8 +1595,9 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     let own = dgram::is_recv_queue(r, p);
     let h = match req {
         libc::FIONREAD if own => Some(p.pipe),
-        // What a datagram socket sent and is still queued somewhere is the kernel's count.
-        SIOCOUTQ if own => return None,
+        // What a datagram socket sent and is still queued somewhere is the kernel's count; a
+        // TCP socket's is what its peer's kernel did not acknowledge, which the queue is not.
+        SIOCOUTQ if own || pipe::sock_tcp(r, p.pipe) => return None,
         libc::FIONREAD => pipe::sock_peer(r, p.pipe),
         SIOCOUTQ => Some(p.pipe),
         _ => return None,
