@@ -562,6 +562,25 @@ pub fn skip_iov(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
     n
 }
 
+/// What is left of `iov` after the first `got` bytes a receive took (`iov` itself for none),
+/// in `rest`, scratch memory taken at the first call (an iovec array is too large for a
+/// small stack); None without scratch memory.
+pub fn iov_after<'a>(
+    iov: &'a [Iov],
+    got: usize,
+    rest: &'a mut Option<scratch::Slice<Iov>>,
+) -> Option<&'a [Iov]> {
+    if got == 0 {
+        return Some(iov);
+    }
+    let rest = match rest {
+        Some(rest) => rest,
+        None => rest.insert(scratch::take(iov.len(), (0usize, 0usize)).ok()?),
+    };
+    let n = skip_iov(iov, got, rest);
+    Some(&rest[..n])
+}
+
 pub fn read(r: &Region, g: &sud::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.read)?;
     match single(buf, len) {
@@ -924,6 +943,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             if !(first..=last).contains(&(fd as u64)) {
                 return;
             }
+            crate::tcp::closing(r, fd);
             if let Some(h) = crate::epoll::instance_of(fd) {
                 fd::forget(fd);
                 sys::close(fd);
@@ -951,6 +971,9 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     // The target, if open, is closed by the call: its object is found while it is open, and
     // may go with it.
     let epoll = target.filter(|&t| t != old).and_then(crate::epoll::instance_of);
+    if let Some(t) = target.filter(|&t| t != old) {
+        crate::tcp::closing(r, t);
+    }
     let res = match target.filter(|&t| t != old).and_then(|t| fd::take(r, t)) {
         Some(p) => dropping(r, &p, call),
         None => call(),

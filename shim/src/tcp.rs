@@ -16,7 +16,6 @@
 
 use crate::fd::{self, PipeFd};
 use crate::pipes::{self, Iov};
-use crate::scratch;
 use crate::sud;
 use crate::unix;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -308,21 +307,7 @@ pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
     let mut got = 0usize;
     let mut rest = None;
     let mut msg = pipe::CbRead::default();
-    loop {
-        let left = match got {
-            0 => iov,
-            _ => {
-                let rest = match rest.as_mut() {
-                    Some(rest) => rest,
-                    None => match scratch::take(iov.len(), (0usize, 0usize)) {
-                        Ok(s) => rest.insert(s),
-                        Err(_) => break,
-                    },
-                };
-                let n = pipes::skip_iov(iov, got, rest);
-                &rest[..n]
-            }
-        };
+    while let Some(left) = pipes::iov_after(iov, got, &mut rest) {
         match pipe::sock_read(r, rx, left, &env, mode, &mut msg) {
             Err(_) | Ok(0) if got > 0 => break,
             // Empty with the peer gone (end of file or a reset, which the kernel's socket
