@@ -1,8 +1,10 @@
 /* Loopback TCP between shimmed processes, over IPv4 and IPv6: connect/accept and an echo
  * between two processes, MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, readv/writev, sendmsg/recvmsg
- * (no address, no control data), FIONREAD, SIOCOUTQ, poll and epoll readiness, end of file after the peer's close, the reset of a
- * close with unread data, a non-blocking connect (EINPROGRESS, then POLLOUT), 4 MiB in one
- * direction, many clients on one listener served through epoll, and a client SIGKILLed.
+ * (no address, no control data), FIONREAD, SIOCOUTQ, poll and epoll readiness, end of file
+ * after the peer's close, the reset of a close with unread data, a non-blocking connect
+ * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
+ * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
+ * SO_RCVTIMEO, and an accept in a forked worker.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
@@ -297,6 +299,71 @@ static void killed_client(int fam)
 	close(l);
 }
 
+/* A process that exits (not killed) with bytes it never read resets its connection. */
+static void exit_unread(int fam)
+{
+	int port, l = tcp_listener(fam, &port), go[2];
+	io_pipe(go);
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		int c = tcp_client(fam, port);
+		(void)c;
+		io_wait(go[0]);
+		exit(0);
+	}
+	int s = accept(l, NULL, NULL);
+	IOSHOW(write(s, "never read", 10));
+	io_post(go[1]);
+	show_status_io("client", io_reap(pid));
+	tcp_wait_for(s, POLLRDHUP);
+	show_poll1("server", s, POLLIN | POLLOUT | POLLRDHUP);
+	RECV(s, 10, 0);
+	RECV(s, 10, 0);
+	closep(go);
+	close(s);
+	close(l);
+}
+
+/* SO_RCVTIMEO bounds a blocking receive (EAGAIN); the connection stays usable. */
+static void receive_timeout(int fam)
+{
+	int port, l = tcp_listener(fam, &port), c, s;
+	tcp_pair(fam, l, port, &c, &s);
+	struct timeval tv = { 0, 60000 };
+	IOSHOW(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	RECV(s, 10, 0);
+	printf("  waited >= 50 ms: %d\n", ms_since(&t0) >= 50);
+	IOSHOW(write(c, "late", 4));
+	RECV(s, 10, 0);
+	close(c);
+	close(s);
+	close(l);
+}
+
+/* A server that listens, then accepts in a child it forked (a pre-forked worker). */
+static void accept_in_child(int fam)
+{
+	int port, l = tcp_listener(fam, &port);
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		int s = accept(l, NULL, NULL);
+		char buf[16];
+		long n = recv(s, buf, sizeof buf, 0);
+		if (n <= 0 || write(s, buf, n) != n)
+			_exit(1);
+		recv(s, buf, 1, 0);
+		_exit(0);
+	}
+	int c = tcp_client(fam, port);
+	IOSHOW(write(c, "worker", 6));
+	RECV(c, 6, MSG_WAITALL);
+	close(c);
+	show_status_io("worker", io_reap(pid));
+	close(l);
+}
+
 int main(void)
 {
 	setup();
@@ -323,6 +390,12 @@ int main(void)
 		many_epoll(fam);
 		printf("case killed_client_%s\n", tag);
 		killed_client(fam);
+		printf("case exit_unread_%s\n", tag);
+		exit_unread(fam);
+		printf("case receive_timeout_%s\n", tag);
+		receive_timeout(fam);
+		printf("case accept_in_child_%s\n", tag);
+		accept_in_child(fam);
 	}
 	return 0;
 }

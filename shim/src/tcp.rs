@@ -392,6 +392,16 @@ pub fn changes_data_path(level: i32, opt: i32) -> bool {
     }
 }
 
+/// At exit(), whose closes the shim does not see: each TCP socket this process alone holds
+/// with bytes it never read resets its connection as its close would (see [`before_close`]).
+pub fn at_exit(r: &Region) {
+    for fd in 0..fd::highest().min(fd::CACHED) as i32 {
+        if let Some(p) = fd::cached(r, fd).filter(|p| p.socket && pipe::sock_tcp(r, p.pipe)) {
+            reset_if_unread(r, &p);
+        }
+    }
+}
+
 /// Before the close of TCP socket `p`: a client whose server has not taken the connection yet
 /// gives it to the kernel with what it queued; the socket's last close with bytes it never
 /// read resets the connection, as `tcp_close` does for data unread in its receive queue.
@@ -401,22 +411,27 @@ pub fn before_close(r: &Region, p: &PipeFd) {
             let _ = pipe::sock_hand_back(r, p.pipe);
             unix::drain(r, p);
         }
-        pipe::SOCK_LINKED if p.sole.holds() => {
-            let unread =
-                pipe::sock_peer(r, p.pipe).is_some_and(|rx| pipe::fionread(r, rx).is_ok_and(|n| n > 0));
-            if unread {
-                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-                let _ = sys::syscall6(
-                    libc::SYS_setsockopt,
-                    p.fd as usize,
-                    libc::SOL_SOCKET as usize,
-                    libc::SO_LINGER as usize,
-                    &linger as *const libc::linger as usize,
-                    size_of::<libc::linger>(),
-                    0,
-                );
-            }
-        }
-        _ => {}
+        _ => reset_if_unread(r, p),
+    }
+}
+
+/// The socket's last close (its fd its only holder) with bytes it never read: SO_LINGER
+/// {1, 0}, so the kernel's close resets the connection.
+fn reset_if_unread(r: &Region, p: &PipeFd) {
+    if pipe::sock_state(r, p.pipe) != pipe::SOCK_LINKED || !p.sole.holds() {
+        return;
+    }
+    let unread = pipe::sock_peer(r, p.pipe).is_some_and(|rx| pipe::fionread(r, rx).is_ok_and(|n| n > 0));
+    if unread {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        let _ = sys::syscall6(
+            libc::SYS_setsockopt,
+            p.fd as usize,
+            libc::SOL_SOCKET as usize,
+            libc::SO_LINGER as usize,
+            &linger as *const libc::linger as usize,
+            size_of::<libc::linger>(),
+            0,
+        );
     }
 }
