@@ -902,6 +902,56 @@ fn python_asyncio_server_and_client() {
     }
 }
 
+/// echo_server.py and echo_client.py over loopback TCP on `host` (127.0.0.1 or ::1), the
+/// server's port passed in a file; returns what the client and the server printed.
+fn asyncio_tcp_echo(s: &Scratch, server: Mode, client: Mode, host: &str) -> (String, String) {
+    let dir = s.subdir(&format!("asyncio-tcp-{}-{}-{}", server.name(), client.name(), host.len()));
+    let addr = format!("tcp:{host}:{}", path_arg(&dir.join("port")));
+    let mut srv = s.spawn(
+        s.cmd(server, None, "python3", &[&fixture("echo_server.py"), &addr, "8"]),
+        &format!("asyncio TCP server {server:?}"),
+    );
+    srv.wait_for("ready\n");
+    let out = s.run(
+        s.cmd(client, None, "python3", &[&fixture("echo_client.py"), &addr, "8", "250"]),
+        &format!("asyncio TCP client {client:?}"),
+    );
+    out.assert_success();
+    let log = srv.finish();
+    eprintln!("asyncio TCP echo on {host}, server {server:?}, client {client:?}: {:?}", out.elapsed);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+}
+
+/// The asyncio echo over loopback TCP (IPv4 and IPv6) on the kernel, under the shim (every
+/// byte through the shim's socket queues, no connection given back), and with one end without
+/// the shim (the kernel's connections, still correct).
+#[test]
+fn python_asyncio_over_loopback_tcp() {
+    let s = Scratch::new("asyncio-tcp", None);
+    for host in ["127.0.0.1", "::1"] {
+        for mode in [Mode::Kernel, Mode::Shim] {
+            let bytes = s.sockets(None, "bytes_in");
+            let (client, server) =
+                s.trapped(None, &[mode], "asyncio TCP", || asyncio_tcp_echo(&s, mode, mode, host));
+            assert_eq!(client, ASYNCIO_CLIENT, "asyncio TCP client on {host} ({mode:?})");
+            assert_eq!(server, ASYNCIO_SERVER, "asyncio TCP server on {host} ({mode:?})");
+            let moved = s.sockets(None, "bytes_in") - bytes;
+            // The answers alone are 28 MB.
+            assert!(
+                mode == Mode::Kernel || moved >= 50 << 20,
+                "asyncio TCP under the shim: only {moved} bytes"
+            );
+        }
+        for (server, client) in [(Mode::Shim, Mode::Disabled), (Mode::Disabled, Mode::Shim)] {
+            let (out, log) = s.trapped(None, &[server, client], "asyncio TCP", || {
+                asyncio_tcp_echo(&s, server, client, host)
+            });
+            assert_eq!(out, ASYNCIO_CLIENT, "asyncio TCP client {client:?}, server {server:?} on {host}");
+            assert_eq!(log, ASYNCIO_SERVER, "asyncio TCP server {server:?}, client {client:?} on {host}");
+        }
+    }
+}
+
 /// A shimmed process and one without the shim (not preloaded, or preloaded with
 /// IPCSHIM_DISABLE=1) at the two ends of one socket, each way round: whatever the shim serves,
 /// a program outside it must still reach it by path, and the other way round.
