@@ -173,24 +173,35 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     Some(pipes::ret(res))
 }
 
-/// How many times a non-blocking connect looks whether the loopback handshake completed.
-const HANDSHAKE_LOOKS: u32 = 64;
+/// How long a non-blocking connect waits for the loopback handshake to complete.
+const HANDSHAKE_WAIT_NS: i64 = 5_000_000;
 
 /// After a non-blocking connect's EINPROGRESS: whether the connection is established. On
 /// loopback the handshake has mostly completed by then (the peer's answers are processed as
-/// the connect releases its socket); a softirq deferred to its thread may take a few yields.
-/// One still under way (or refused) is the kernel's.
+/// the connect releases its socket); a softirq deferred to its thread on a loaded machine may
+/// take a few milliseconds. One still under way after that (a full backlog), or refused, is
+/// the kernel's.
 fn handshake_done(fd: i32) -> bool {
-    for _ in 0..HANDSHAKE_LOOKS {
+    let start = sys::monotonic_ns();
+    for k in 0.. {
         match pipes::revents(fd, libc::POLLOUT) {
             libc::POLLOUT => return true,
-            0 => {
-                let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-            }
+            0 if sys::monotonic_ns() - start < HANDSHAKE_WAIT_NS => pause(k),
             _ => return false,
         }
     }
     false
+}
+
+/// The `k`th pause of a short wait for another process: a yield at first, then 100 us naps
+/// (a process that was preempted needs a CPU more than our spinning does).
+fn pause(k: u32) {
+    if k < 32 {
+        let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+    } else {
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000 };
+        let _ = sys::syscall6(libc::SYS_nanosleep, &ts as *const libc::timespec as usize, 0, 0, 0, 0, 0);
+    }
 }
 
 /// The client's queue for connected socket `fd`, published for the server of `l`.
@@ -206,8 +217,9 @@ fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
 }
 
 /// How long a server waits for a client counted on its listener to publish the connection it
-/// accepted (the client is between the kernel's connect and its publication).
-const PUBLISH_WAIT_NS: i64 = 2_000_000;
+/// accepted (the client is between the kernel's connect and its publication, which a loaded
+/// machine may preempt for a few time slices).
+const PUBLISH_WAIT_NS: i64 = 50_000_000;
 
 /// After `accept` gave `fd` (its socket's only holder since `sole`) of an AF_INET or AF_INET6
 /// listener: a loopback TCP connection whose client published its queue is adopted.
@@ -220,15 +232,15 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
     let Some(peer) = name_of(fd, true) else { return };
     let t = Tuple { client: peer, server: local };
     let start = sys::monotonic_ns();
+    let mut k = 0;
     let client = loop {
         let late = sys::monotonic_ns() - start > PUBLISH_WAIT_NS;
         match table::claim(r, &l, &t, late) {
             Claim::Queue(h) => break h,
             Claim::Kernel => return,
-            Claim::Wait => {
-                let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-            }
+            Claim::Wait => pause(k),
         }
+        k += 1;
     };
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
