@@ -4,7 +4,7 @@
  * after the peer's close, the reset of a close with unread data, a non-blocking connect
  * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
  * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
- * SO_RCVTIMEO, and an accept in a forked worker.
+ * SO_RCVTIMEO, an accept in a forked worker, and an epoll interest taken before a connect.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
@@ -299,6 +299,39 @@ static void killed_client(int fam)
 	close(l);
 }
 
+/* An edge-triggered epoll interest taken before a non-blocking connect (as nginx takes its
+ * upstreams'): the connect's EPOLLOUT, the reply's EPOLLIN, the peer's close. */
+static void epoll_before_connect(int fam)
+{
+	int port, l = tcp_listener(fam, &port);
+	int c = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = c };
+	IOSHOW(epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev));
+	struct sockaddr_storage ss;
+	socklen_t len = tcp_addr(fam, port, &ss);
+	IOSHOW(connect(c, (struct sockaddr *)&ss, len));
+	struct epoll_event got;
+	int n = epoll_wait(ep, &got, 1, 1000);
+	printf("  connected: %d %s\n", n, n == 1 ? epollbits(got.events) : "-");
+	n = epoll_wait(ep, &got, 1, 50);
+	printf("  again: %d\n", n);
+	int s = accept(l, NULL, NULL);
+	IOSHOW(write(s, "hi", 2));
+	n = epoll_wait(ep, &got, 1, 1000);
+	printf("  reply: %d %s\n", n, n == 1 ? epollbits(got.events) : "-");
+	RECV(c, 10, 0);
+	IOSHOW(write(c, "ok", 2));
+	RECV(s, 10, 0);
+	close(s);
+	n = epoll_wait(ep, &got, 1, 1000);
+	printf("  closed: %d %s\n", n, n == 1 ? epollbits(got.events) : "-");
+	RECV(c, 10, 0);
+	close(ep);
+	close(c);
+	close(l);
+}
+
 /* A process that exits (not killed) with bytes it never read resets its connection. */
 static void exit_unread(int fam)
 {
@@ -390,6 +423,8 @@ int main(void)
 		many_epoll(fam);
 		printf("case killed_client_%s\n", tag);
 		killed_client(fam);
+		printf("case epoll_before_connect_%s\n", tag);
+		epoll_before_connect(fam);
 		printf("case exit_unread_%s\n", tag);
 		exit_unread(fam);
 		printf("case receive_timeout_%s\n", tag);
