@@ -1,8 +1,10 @@
 /* Loopback TCP connections the kernel carries, under the shim too: after a half-close
  * (shutdown gives the connection back), EPIPE with SIGPIPE (handled, and with MSG_NOSIGNAL)
- * after the peer's close or death (a peer killed with nothing unread: its kernel FIN), out-of-band data, SO_RCVBUF set on a connection with bytes
- * queued (they keep their order), a client without the shim against a shim server, and a shim
- * client against a server without the shim (IPCSHIM_DISABLE=1; the kernel run ignores it).
+ * after the peer's close or death (a peer killed with nothing unread: its kernel FIN),
+ * out-of-band data, SO_RCVBUF set on a connection with bytes queued (they keep their order),
+ * connect(AF_UNSPEC) and a new connect, a client without the shim against a shim server, and
+ * a shim client against a server without the shim (IPCSHIM_DISABLE=1; the kernel run
+ * ignores it).
  * kernel-tcp: allowed
  */
 #include "tcp_common.h"
@@ -119,6 +121,29 @@ static void rcvbuf_midstream(int fam)
 	close(l);
 }
 
+/* connect(AF_UNSPEC) disconnects (the peer gets a reset); the socket then connects again. */
+static void disconnect_reconnect(int fam)
+{
+	int port, l = tcp_listener(fam, &port), c, s;
+	tcp_pair(fam, l, port, &c, &s);
+	IOSHOW(write(c, "x", 1));
+	RECV(s, 10, 0);
+	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+	IOSHOW(connect(c, &unspec, sizeof unspec));
+	tcp_wait_for(s, POLLERR);
+	RECV(s, 10, 0);
+	struct sockaddr_storage ss;
+	socklen_t len = tcp_addr(fam, port, &ss);
+	IOSHOW(connect(c, (struct sockaddr *)&ss, len));
+	int s2 = accept(l, NULL, NULL);
+	IOSHOW(write(c, "again", 5));
+	RECV(s2, 10, 0);
+	close(c);
+	close(s);
+	close(s2);
+	close(l);
+}
+
 /* The other side, run as a program without the shim. */
 static int foreign(const char *role, int fam, int port, int out)
 {
@@ -222,6 +247,8 @@ int main(int argc, char **argv)
 		out_of_band(fam);
 		printf("case rcvbuf_midstream_%s\n", tag);
 		rcvbuf_midstream(fam);
+		printf("case disconnect_reconnect_%s\n", tag);
+		disconnect_reconnect(fam);
 		printf("case foreign_client_%s\n", tag);
 		foreign_client(fam);
 		printf("case foreign_server_%s\n", tag);

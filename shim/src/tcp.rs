@@ -141,20 +141,32 @@ pub fn forget_own_listeners(r: &Region) {
 /// connect; once connected, the client's queue is made and published for the server. None:
 /// not such a connect (the caller goes on).
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
-    if !(16..=128).contains(&alen) {
+    // Read before the fd table's look-up, which notes a kernel fd afresh.
+    let sole = fd::sole(fd);
+    if !(2..=128).contains(&alen) {
         return None;
     }
     let mut sa = [0u8; 28];
     let n = (alen as usize).min(sa.len());
     crate::copy::slice_in(&mut sa[..n], uaddr).ok()?;
     let family = u16::from_ne_bytes([sa[0], sa[1]]) as i32;
+    // A connect of a served connection is the kernel's answer (0 or EISCONN), but AF_UNSPEC
+    // disconnects it: the kernel's from then on, so that a later connection's bytes cannot go
+    // to the old peer's queue.
+    if let Some(p) = fd::lookup(r, fd) {
+        if family == libc::AF_UNSPEC && p.socket && pipe::sock_tcp(r, p.pipe) {
+            unix::hand_back(r, &p);
+        }
+        return None;
+    }
+    if n < 16 {
+        return None;
+    }
     if family == libc::AF_INET6 && n < 24 {
         return None;
     }
     let dst = Endpoint::from_sockaddr(&sa[..n]).filter(Endpoint::is_loopback)?;
-    // Read before the fd table's look-up, which notes a kernel fd afresh.
-    let sole = fd::sole(fd);
-    if fd::lookup(r, fd).is_some() || !servable(fd) {
+    if !servable(fd) {
         return None;
     }
     let l = table::lookup(r, &dst, alive)?;
