@@ -377,7 +377,9 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         Err(libc::EPIPE | pipe::NO_SPACE) => kernel_call(r, p),
         Ok(n) if n < total && (env.ran_out_of_space() || pipe::PipeEnv::peer_gone(&env, true)) => {
             unix::hand_back(r, p);
-            Some(Ok(unix::send_rest(g, p, iov, flags, n)))
+            // A send that moved bytes reports its count; an EPIPE (and its SIGPIPE) is the
+            // next send's, as tcp_sendmsg's.
+            Some(Ok(unix::send_rest(g, p, iov, flags | libc::MSG_NOSIGNAL, n)))
         }
         res => Some(res),
     }
