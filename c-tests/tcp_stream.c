@@ -4,7 +4,8 @@
  * after the peer's close, the reset of a close with unread data, a non-blocking connect
  * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
  * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
- * SO_RCVTIMEO, an accept in a forked worker, and an epoll interest taken before a connect.
+ * SO_RCVTIMEO, an accept in a forked worker, an epoll interest taken before a connect, and a
+ * client that sent and closed before the server accepted.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
@@ -332,6 +333,22 @@ static void epoll_before_connect(int fam)
 	close(l);
 }
 
+/* A client that sends and closes before the server accepts: the server still reads it all,
+ * then end of file. */
+static void closed_before_accept(int fam)
+{
+	int port, l = tcp_listener(fam, &port);
+	int c = tcp_client(fam, port);
+	IOSHOW(write(c, "early", 5));
+	IOSHOW(write(c, " bird", 5));
+	close(c);
+	int s = accept(l, NULL, NULL);
+	RECV(s, 20, MSG_WAITALL);
+	RECV(s, 20, 0);
+	close(s);
+	close(l);
+}
+
 /* A process that exits (not killed) with bytes it never read resets its connection. */
 static void exit_unread(int fam)
 {
@@ -425,6 +442,8 @@ int main(void)
 		killed_client(fam);
 		printf("case epoll_before_connect_%s\n", tag);
 		epoll_before_connect(fam);
+		printf("case closed_before_accept_%s\n", tag);
+		closed_before_accept(fam);
 		printf("case exit_unread_%s\n", tag);
 		exit_unread(fam);
 		printf("case receive_timeout_%s\n", tag);

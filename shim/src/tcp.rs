@@ -429,13 +429,19 @@ pub fn at_exit(r: &Region) {
 }
 
 /// Before the close of TCP socket `p`: a client whose server has not taken the connection yet
-/// gives it to the kernel with what it queued; the socket's last close with bytes it never
-/// read resets the connection, as `tcp_close` does for data unread in its receive queue.
+/// and queued nothing gives it to the kernel; the socket's last close with bytes it never read
+/// resets the connection, as `tcp_close` does for data unread in its receive queue.
 pub fn before_close(r: &Region, p: &PipeFd) {
     match pipe::sock_state(r, p.pipe) {
-        pipe::SOCK_PENDING if pipe::sock_refuse(r, p.pipe) => {
-            let _ = pipe::sock_hand_back(r, p.pipe);
-            unix::drain(r, p);
+        // Nothing queued: the kernel's from here, as the server will find. Bytes queued stay
+        // for the server to adopt and read before the kernel's end of file (moving them into
+        // the kernel could stop part way, and the rest would come first), kept by the
+        // collector while pending.
+        pipe::SOCK_PENDING if pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0) => {
+            pipe::sock_set_queued(r, p.pipe)
+        }
+        pipe::SOCK_PENDING => {
+            pipe::sock_refuse(r, p.pipe);
         }
         _ => reset_if_unread(r, p),
     }
