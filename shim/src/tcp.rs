@@ -102,11 +102,11 @@ pub fn listened(r: &Region, fd: i32) {
     let Some(ep) = name_of(fd, false).filter(|ep| ep.is_loopback() || ep.is_wildcard()) else { return };
     let v6only =
         domain == Ok(libc::AF_INET6) && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1);
+    // A listener whose close we could not see stays the kernel's.
+    let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)) else { return };
     let Ok(st) = sys::fstat(fd) else { return };
     let ino = st.st_ino as u32;
-    if table::register(r, &ep, v6only, sys::getpid() as u32, ino)
-        && let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i))
-    {
+    if table::register(r, &ep, v6only, sys::getpid() as u32, ino) {
         slot.store(ino, Ordering::Relaxed);
         fd::mark_listener(fd, fd::Listening { ino, name_slot: LISTENER_SLOT, sole: fd::Sole::NO });
     }
@@ -257,16 +257,11 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
     if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
         return;
     }
-    // A receive that waits for more than a byte is the kernel's: the connection goes back.
-    let ours = if servable(fd) {
-        sys::fstat(fd)
-            .ok()
-            .and_then(|st| unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP).ok())
-    } else {
-        None
-    };
+    let ours = sys::fstat(fd)
+        .ok()
+        .and_then(|st| unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP).ok());
     let Some(h) = ours else {
-        // The client may have queued bytes already: it moves them into the kernel.
+        // No queue for us: the client moves what it queued into the kernel at its next call.
         let _ = pipe::sock_hand_back(r, client);
         return;
     };
@@ -275,9 +270,12 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
         pipe::release(r, h);
         return;
     }
-    // A client that gave its end to the kernel before we linked reads the kernel's queue.
+    // A client that gave its end to the kernel before we linked reads the kernel's queue; a
+    // receive that waits for more than a byte (SO_RCVLOWAT) is the kernel's, after what the
+    // client queued.
     core::sync::atomic::fence(Ordering::SeqCst);
-    if pipe::handed_back(r, client) {
+    if pipe::handed_back(r, client) || !servable(fd) {
+        let _ = pipe::sock_hand_back(r, client);
         let _ = pipe::sock_hand_back(r, h);
     }
     unix::insert_connected(r, fd, h, sole);
