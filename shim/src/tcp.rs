@@ -63,7 +63,9 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Per fd: the inode of the listener this process entered in the table through it.
-static LISTENERS: [AtomicU32; 1024] = [const { AtomicU32::new(0) }; 1024];
+static LISTENERS: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
+/// Whether LISTENERS may hold any (an exec looks only then).
+static ANY_LISTENER: AtomicU32 = AtomicU32::new(0);
 
 /// The name slot a TCP listener has in the fd table's listener entry (`fd::Listening`), which
 /// AF_UNIX listeners use for their names table: the entry only makes its close reach
@@ -102,12 +104,20 @@ pub fn listened(r: &Region, fd: i32) {
     let Some(ep) = name_of(fd, false).filter(|ep| ep.is_loopback() || ep.is_wildcard()) else { return };
     let v6only =
         domain == Ok(libc::AF_INET6) && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1);
-    // A listener whose close we could not see stays the kernel's.
-    let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)) else { return };
+    // A listener whose close we could not follow stays the kernel's (so does a vfork child's,
+    // whose statics are its parent's).
+    let Some(slot) =
+        usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)).filter(|_| !sud::in_vfork_child())
+    else {
+        return;
+    };
     let Ok(st) = sys::fstat(fd) else { return };
     let ino = st.st_ino as u32;
     if table::register(r, &ep, v6only, sys::getpid() as u32, ino) {
         slot.store(ino, Ordering::Relaxed);
+        if ANY_LISTENER.load(Ordering::Relaxed) == 0 {
+            ANY_LISTENER.store(1, Ordering::Relaxed);
+        }
         fd::mark_listener(fd, fd::Listening { ino, name_slot: LISTENER_SLOT, sole: fd::Sole::NO });
     }
 }
@@ -116,6 +126,10 @@ pub fn listened(r: &Region, fd: i32) {
 /// connections are the kernel's from now on, even if another process still holds it). A
 /// process that inherited it (a fork child) lets go of its copy only.
 pub fn closing(r: &Region, fd: i32) {
+    // A vfork child shares our statics, and entered no listener.
+    if sud::in_vfork_child() {
+        return;
+    }
     let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)) else { return };
     if slot.load(Ordering::Relaxed) == 0 {
         return;
@@ -128,9 +142,12 @@ pub fn closing(r: &Region, fd: i32) {
 /// Before an exec: the listeners this process entered leave the table (the new image may
 /// not load the shim, and does not know them).
 pub fn forget_own_listeners(r: &Region) {
+    if ANY_LISTENER.load(Ordering::Relaxed) == 0 || sud::in_vfork_child() {
+        return;
+    }
     let pid = sys::getpid() as u32;
     table::unregister(r, |p, _| p == pid);
-    for slot in &LISTENERS {
+    for slot in &LISTENERS[..fd::highest().min(fd::CACHED)] {
         if slot.load(Ordering::Relaxed) != 0 {
             slot.store(0, Ordering::Relaxed);
         }
