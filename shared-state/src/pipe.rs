@@ -2727,6 +2727,9 @@ pub fn sock_hand_back(region: &Region, h: PipeHandle) -> Result<(), Errno> {
     let g = lock_pipe(region, pipe)?;
     if pipe.handed_back.swap(1, Ordering::AcqRel) == 0 {
         region.header().counters.unix_handbacks.fetch_add(1, Ordering::Relaxed);
+        if pipe.sock.load(Ordering::Relaxed) & SOCK_TCP != 0 {
+            region.header().counters.tcp_handbacks.fetch_add(1, Ordering::Relaxed);
+        }
     }
     drop(g);
     pipe.wake(READERS, region);

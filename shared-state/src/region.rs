@@ -223,6 +223,10 @@ pub struct Counters {
     pub sud_patched_calls: AtomicU64,
     /// Call sites rewritten.
     pub sud_patched_sites: AtomicU64,
+    /// Loopback TCP connections adopted by a shim server (`crate::tcp`), and TCP socket queues
+    /// given back to the kernel (two per connection); also counted in the unix counters.
+    pub tcp_connections: AtomicU64,
+    pub tcp_handbacks: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at

@@ -287,6 +287,7 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
         pipe::release(r, h);
         return;
     }
+    r.header().counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
     // A client that gave its end to the kernel before we linked reads the kernel's queue; a
     // receive that waits for more than a byte (SO_RCVLOWAT) is the kernel's, after what the
     // client queued.

@@ -931,8 +931,18 @@ fn python_asyncio_over_loopback_tcp() {
     for host in ["127.0.0.1", "::1"] {
         for mode in [Mode::Kernel, Mode::Shim] {
             let bytes = s.sockets(None, "bytes_in");
+            let tcp = |key: &str| s.counters(None).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0);
+            let (conns, handed) = (tcp("connections"), tcp("handed_back"));
             let (client, server) =
                 s.trapped(None, &[mode], "asyncio TCP", || asyncio_tcp_echo(&s, mode, mode, host));
+            if mode == Mode::Shim {
+                assert_eq!(tcp("connections") - conns, 8, "asyncio TCP on {host}: connections adopted");
+                assert_eq!(
+                    tcp("handed_back"),
+                    handed,
+                    "asyncio TCP on {host}: a connection went to the kernel"
+                );
+            }
             assert_eq!(client, ASYNCIO_CLIENT, "asyncio TCP client on {host} ({mode:?})");
             assert_eq!(server, ASYNCIO_SERVER, "asyncio TCP server on {host} ({mode:?})");
             let moved = s.sockets(None, "bytes_in") - bytes;
