@@ -85,10 +85,27 @@ pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
     }
     let sole = fd::Sole::before_create();
     let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
-    if let Ok(fd) = res {
+    if let Ok(fd) = res
+        && let Some(made) = MADE.get(fd)
+        && let Ok(st) = sys::fstat(fd as i32)
+    {
+        made.store(st.st_ino as u32, Ordering::Relaxed);
         fd::set_sole(fd as i32, sole);
     }
     Some(pipes::ret(res))
+}
+
+/// Per fd: the inode of the TCP socket [`socket`] made there, whose only-holder mark the fd
+/// table keeps (a mark a close the shim did not see left behind names another socket).
+static MADE: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
+
+/// Whether [`socket`] made socket `fd` (inode `ino`) there: only then is the fd table's
+/// only-holder mark its.
+fn made_here(fd: i32, ino: u64) -> bool {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|i| MADE.get(i))
+        .is_some_and(|m| m.load(Ordering::Relaxed) == ino as u32)
 }
 
 /// After a successful `listen` of `fd`: a TCP listener on a loopback or any address, not in a
@@ -236,6 +253,7 @@ fn pause(k: u32) {
 /// The client's queue for connected socket `fd`, published for the server of `l`.
 fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
     let (Some(local), Ok(st)) = (name_of(fd, false), sys::fstat(fd)) else { return };
+    let sole = if made_here(fd, st.st_ino) { sole } else { fd::Sole::NO };
     let Ok(h) = unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP) else { return };
     if !table::publish(r, l, &Tuple { client: local, server: *dst }, h) {
         pipe::sock_refuse(r, h);
