@@ -374,20 +374,37 @@ struct RedisRun {
     after: String,
 }
 
-/// redis-server on a unix socket only (port 0), without persistence, driven by redis-cli and a
-/// short redis-benchmark, then shut down by redis-cli.
-fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
-    let dir = s.subdir(&format!("redis-{}", mode.name()));
+/// redis-server on a unix socket only (port 0), or with `tcp` on that loopback address only (a
+/// free port), without persistence, driven by redis-cli and a short redis-benchmark, then shut
+/// down by redis-cli.
+fn redis_session(s: &Scratch, mode: Mode, tcp: Option<&str>) -> RedisRun {
+    let dir = s.subdir(&format!("redis-{}-{}", mode.name(), tcp.map_or(0, str::len)));
     let sock = path_arg(&dir.join("redis.sock"));
-    let server_args =
-        ["--port", "0", "--unixsocket", &sock, "--save", "", "--appendonly", "no", "--dir", &path_arg(&dir)];
+    let port = tcp.map(|host| {
+        std::net::TcpListener::bind((host, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string()
+    });
+    let place: Vec<&str> = match (tcp, &port) {
+        (Some(host), Some(port)) => vec!["--port", port, "--bind", host],
+        _ => vec!["--port", "0", "--unixsocket", &sock],
+    };
+    let dir_arg = path_arg(&dir);
+    let server_args = [&place[..], &["--save", "", "--appendonly", "no", "--dir", &dir_arg]].concat();
     let mut server =
         s.spawn(s.cmd(mode, None, "redis-server", &server_args), &format!("redis-server {mode:?}"));
-    server.wait_for("ready to accept connections");
+    // "The server is now ready to accept connections at PATH", or "Ready to accept connections".
+    server.wait_for("eady to accept connections");
+    let to: Vec<&str> = match (tcp, &port) {
+        (Some(host), Some(port)) => vec!["-h", host, "-p", port],
+        _ => vec!["-s", &sock],
+    };
 
     let cli = |args: &[&str]| {
         let what = format!("redis-cli {} ({mode:?})", args.first().unwrap_or(&""));
-        s.ok(s.cmd(mode, None, "redis-cli", &[&["-s", &sock], args].concat()), &what)
+        s.ok(s.cmd(mode, None, "redis-cli", &[&to[..], args].concat()), &what)
     };
     // A value larger than redis-cli's 16 KiB reads, so its reply takes several.
     let big: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
@@ -410,7 +427,7 @@ fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
             mode,
             None,
             "redis-benchmark",
-            &["-s", &sock, "-n", "2000", "-q", "-t", "set,get,incr,lpush,lrange_100"],
+            &[&to[..], &["-n", "2000", "-q", "-t", "set,get,incr,lpush,lrange_100"]].concat(),
         ),
         &format!("redis-benchmark ({mode:?})"),
     );
@@ -431,16 +448,18 @@ fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
         after += &cli(args);
     }
     // SHUTDOWN closes the connection without a reply, so redis-cli's output is not checked.
-    let _ = s.run(s.cmd(mode, None, "redis-cli", &["-s", &sock, "SHUTDOWN", "NOSAVE"]), "redis-cli SHUTDOWN");
+    let _ = s.run(
+        s.cmd(mode, None, "redis-cli", &[&to[..], &["SHUTDOWN", "NOSAVE"]].concat()),
+        "redis-cli SHUTDOWN",
+    );
     let log = server.finish();
     assert!(log.contains("Redis is now ready to exit, bye bye"), "redis-server {mode:?} log:\n{log}");
     RedisRun { cli: text, benchmarked, after }
 }
 
-#[test]
-fn redis_cli_and_benchmark_over_a_unix_socket() {
-    let s = Scratch::new("redis", None);
-    let want = RedisRun {
+/// What [`redis_session`] prints on the kernel.
+fn redis_want() -> RedisRun {
+    RedisRun {
         cli: "OK\nhello\n1\n2\n3\n3\nc\nb\na\nOK\n100000\n".into(),
         benchmarked: [
             "SET",
@@ -453,14 +472,42 @@ fn redis_cli_and_benchmark_over_a_unix_socket() {
         .map(String::from)
         .into(),
         after: "2000\n4000\n7\n".into(),
-    };
+    }
+}
+
+#[test]
+fn redis_cli_and_benchmark_over_a_unix_socket() {
+    let s = Scratch::new("redis", None);
+    let want = redis_want();
     let start = Instant::now();
-    let kernel = redis_session(&s, Mode::Kernel);
+    let kernel = redis_session(&s, Mode::Kernel, None);
     assert_eq!(kernel, want, "redis on the kernel");
     let middle = Instant::now();
-    let shim = s.trapped(None, &[Mode::Shim], "redis", || redis_session(&s, Mode::Shim));
+    let shim = s.trapped(None, &[Mode::Shim], "redis", || redis_session(&s, Mode::Shim, None));
     assert_eq!(shim, want, "redis under ipcshim");
     eprintln!("redis: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// The same session over loopback TCP (127.0.0.1 and ::1, `redis-benchmark -h`): under the shim
+/// every connection is adopted by the shim server and none given back.
+#[test]
+fn redis_cli_and_benchmark_over_loopback_tcp() {
+    let s = Scratch::new("redis-tcp", None);
+    let tcp = |key: &str| s.counters(None).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0);
+    for host in ["127.0.0.1", "::1"] {
+        assert_eq!(redis_session(&s, Mode::Kernel, Some(host)), redis_want(), "redis on the kernel, {host}");
+        let (conns, handed) = (tcp("connections"), tcp("handed_back"));
+        let shim =
+            s.trapped(None, &[Mode::Shim], "redis over TCP", || redis_session(&s, Mode::Shim, Some(host)));
+        assert_eq!(shim, redis_want(), "redis under ipcshim, {host}");
+        // redis-cli's sessions, and redis-benchmark's 50 clients for each of its tests.
+        assert!(
+            tcp("connections") - conns >= 50,
+            "redis over TCP on {host}: {} connections",
+            tcp("connections") - conns
+        );
+        assert_eq!(tcp("handed_back"), handed, "redis over TCP on {host}: a connection went to the kernel");
+    }
 }
 
 /// redis-benchmark with 1, 50, 1000 and 5000 clients against one redis-server, all under the
