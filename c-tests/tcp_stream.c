@@ -4,11 +4,12 @@
  * after the peer's close, the reset of a close with unread data, a non-blocking connect
  * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
  * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
- * SO_RCVTIMEO, an accept in a forked worker, an epoll interest taken before a connect, and a
- * client that sent and closed before the server accepted.
+ * SO_RCVTIMEO, an accept in a forked worker, an epoll interest taken before a connect, a
+ * client that sent and closed before the server accepted, and sendfile/splice.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
+#include <sys/sendfile.h>
 
 static const char *tag;
 
@@ -349,6 +350,32 @@ static void closed_before_accept(int fam)
 	close(l);
 }
 
+/* sendfile from a file into the connection, splice out of it into a pipe. */
+static void sendfile_splice(int fam)
+{
+	int port, l = tcp_listener(fam, &port), c, s, p[2];
+	tcp_pair(fam, l, port, &c, &s);
+	char path[] = "tcp_sendfile_XXXXXX";
+	int f = mkstemp(path);
+	if (f < 0 || write(f, "from a file, through tcp", 24) != 24)
+		die("file");
+	unlink(path);
+	off_t off = 5;
+	IOSHOW(sendfile(c, f, &off, 19));
+	printf("  offset now %ld\n", (long)off);
+	io_pipe(p);
+	IOSHOW(splice(s, NULL, p[1], NULL, 10, 0));
+	char buf[32] = { 0 };
+	long n = IOSHOW(read(p[0], buf, sizeof buf));
+	printf("  pipe got \"%.*s\"\n", (int)(n > 0 ? n : 0), buf);
+	RECV(s, 32, 0);
+	close(f);
+	closep(p);
+	close(c);
+	close(s);
+	close(l);
+}
+
 /* A process that exits (not killed) with bytes it never read resets its connection. */
 static void exit_unread(int fam)
 {
@@ -444,6 +471,8 @@ int main(void)
 		epoll_before_connect(fam);
 		printf("case closed_before_accept_%s\n", tag);
 		closed_before_accept(fam);
+		printf("case sendfile_splice_%s\n", tag);
+		sendfile_splice(fam);
 		printf("case exit_unread_%s\n", tag);
 		exit_unread(fam);
 		printf("case receive_timeout_%s\n", tag);
