@@ -32,6 +32,8 @@ pub struct Endpoint {
 }
 
 const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+/// ::1
+const V6_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 impl Endpoint {
     /// The endpoint a `sockaddr_in`/`sockaddr_in6` names (None for another family or a short
@@ -57,7 +59,7 @@ impl Endpoint {
 
     /// 127.0.0.0/8 or ::1: a connection to it never leaves this host.
     pub fn is_loopback(&self) -> bool {
-        (self.is_v4() && self.addr[12] == 127) || self.addr == Ipv6Loopback::ADDR
+        (self.is_v4() && self.addr[12] == 127) || self.addr == V6_LOOPBACK
     }
 
     /// The any address (0.0.0.0 or ::), which a listener bound to takes every local address.
@@ -73,10 +75,6 @@ impl Endpoint {
     }
 }
 
-struct Ipv6Loopback;
-impl Ipv6Loopback {
-    const ADDR: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-}
 
 /// A listener entry: `tag` (0 empty, else 1 | IPV6_V6ONLY << 1 | port << 16), its address, its
 /// owner (pid << 32 | socket inode) and the clients between their count and their publication.
