@@ -75,7 +75,6 @@ impl Endpoint {
     }
 }
 
-
 /// A listener entry: `tag` (0 empty, else 1 | IPV6_V6ONLY << 1 | port << 16), its address, its
 /// owner (pid << 32 | socket inode) and the clients between their count and their publication.
 #[repr(C)]
