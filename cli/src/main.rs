@@ -677,6 +677,11 @@ fn status() -> ExitCode {
         c.unix_handbacks.load(Relaxed)
     );
     println!(
+        "tcp:            connections={} handed_back={}",
+        c.tcp_connections.load(Relaxed),
+        c.tcp_handbacks.load(Relaxed)
+    );
+    println!(
         "procs:          reaped={} lock_recoveries={} catchall_traps={} patched_calls={} patched_sites={}",
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed),

@@ -17,6 +17,8 @@
 //! - [`unix`]: the names AF_UNIX listeners in shim processes are bound to, and their pending
 //!   connects, so that a connection is served by the shim on both ends or on neither (the
 //!   sockets' queues themselves are [`pipe`] objects).
+//! - [`tcp`]: loopback TCP listeners in shim processes and the connections their clients
+//!   publish, so that a connection is served by the shim on both ends or on neither.
 //! - [`epoll`]: the shim's eventpoll (`fs/eventpoll.c`): instances, their interests in shim
 //!   objects and ready lists; [`epoll_wq`]: the objects' wait queues and their wake-ups.
 //! - [`procfs`]: the namespace's `/proc/sysvipc` files and IPC sysctls, in the kernel's format.
@@ -45,6 +47,7 @@ pub mod shm;
 pub mod shm_backing;
 pub mod skb;
 pub mod sys;
+pub mod tcp;
 pub mod uaccess;
 pub mod unix;
 pub mod wait;

@@ -2541,6 +2541,15 @@ const SOCK_RELEASED: u32 = 1 << 21;
 /// Above a linked end's state: an fd of its socket was closed by a process that could not tell
 /// whether it was the last one (a collection finds out).
 const SOCK_CLOSED: u32 = 1 << 22;
+/// Above the state: a loopback TCP connection's queue (`crate::tcp`): a plain byte stream
+/// (no credentials, no out-of-band byte), whose end of file and errors the kernel's socket
+/// gives.
+pub const SOCK_TCP: u32 = 1 << 23;
+
+/// Whether `h` is a TCP connection's queue.
+pub fn sock_tcp(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_TCP != 0)
+}
 
 /// What [`sock_released`] found of the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -2881,6 +2890,9 @@ pub fn sock_hand_back(region: &Region, h: PipeHandle) -> Result<(), Errno> {
     let g = lock_pipe(region, pipe)?;
     if pipe.handed_back.swap(1, Ordering::AcqRel) == 0 {
         region.header().counters.unix_handbacks.fetch_add(1, Ordering::Relaxed);
+        if pipe.sock.load(Ordering::Relaxed) & SOCK_TCP != 0 {
+            region.header().counters.tcp_handbacks.fetch_add(1, Ordering::Relaxed);
+        }
     }
     drop(g);
     pipe.wake(READERS, region);

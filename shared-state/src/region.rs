@@ -8,7 +8,8 @@
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix connect streams | unix pending connects | epoll | msg rings | unix
-//! addresses | exec wake-ups | what runs on each CPU | backing bitmap.
+//! addresses | exec wake-ups | what runs on each CPU | tcp listeners | tcp connections |
+//! backing bitmap.
 //! The file is sparse: only pages that were touched take memory, and every page is reserved
 //! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
 
@@ -24,7 +25,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 29;
+pub const LAYOUT_VERSION: u32 = 30;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -139,8 +140,15 @@ pub const RUNNING_OFF: u64 = align_up(
     EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
     PAGE_SIZE,
 );
+/// Loopback TCP listeners in shim processes, and connections published by their clients
+/// (`crate::tcp`), 64 bytes an entry.
+pub const TCP_LISTEN_MAX: u32 = 1024;
+pub const TCP_LISTEN_OFF: u64 =
+    align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+pub const TCP_CONNS_MAX: u32 = 16384;
+pub const TCP_CONNS_OFF: u64 = TCP_LISTEN_OFF + TCP_LISTEN_MAX as u64 * 64;
 /// One bit per page of everything before it: the page was reserved (`crate::backing`).
-pub const BACKING_OFF: u64 = align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+pub const BACKING_OFF: u64 = align_up(TCP_CONNS_OFF + TCP_CONNS_MAX as u64 * 64, PAGE_SIZE);
 pub const BACKING_BYTES: u64 = align_up(BACKING_OFF / PAGE_SIZE / 8, PAGE_SIZE);
 /// One bit per page of the bitmap, in the header: that bitmap page was reserved.
 pub const BACKING_L1_WORDS: usize = (BACKING_BYTES / PAGE_SIZE).div_ceil(64) as usize;
@@ -224,6 +232,10 @@ pub struct Counters {
     pub sud_patched_calls: AtomicU64,
     /// Call sites rewritten.
     pub sud_patched_sites: AtomicU64,
+    /// Loopback TCP connections adopted by a shim server (`crate::tcp`), and TCP socket queues
+    /// given back to the kernel (two per connection); also counted in the unix counters.
+    pub tcp_connections: AtomicU64,
+    pub tcp_handbacks: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at

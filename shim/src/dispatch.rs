@@ -177,12 +177,24 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_select => poll::select(r, g, a, false),
         libc::SYS_pselect6 => poll::select(r, g, a, true),
         libc::SYS_socketpair => crate::unix::socketpair(r, a[0], a[1], a[2], a[3] as usize),
-        libc::SYS_listen => crate::unix::listen(r, fd, a[1]),
-        libc::SYS_socket => crate::unix::socket(r, a[0], a[1], a[2]),
+        libc::SYS_listen => {
+            let res = crate::unix::listen(r, fd, a[1]);
+            if res == Some(0) {
+                crate::tcp::listened(r, fd);
+            }
+            res
+        }
+        libc::SYS_socket => {
+            crate::unix::socket(r, a[0], a[1], a[2]).or_else(|| crate::tcp::socket(a[0], a[1], a[2]))
+        }
         libc::SYS_bind => crate::unix::bind(r, fd, a[1], a[2]),
         libc::SYS_connect => {
-            let res = crate::unix::connect(r, g, fd, a[1] as usize, a[2]);
-            if res == Some(0) {
+            let res = crate::tcp::connect(r, g, fd, a[1] as usize, a[2])
+                .or_else(|| crate::unix::connect(r, g, fd, a[1] as usize, a[2]));
+            // A TCP connect the shim serves may say EINPROGRESS (loopback connected it already).
+            if res == Some(0)
+                || res == Some(-(libc::EINPROGRESS as i64)) && crate::fd::lookup(r, fd).is_some()
+            {
                 crate::epoll::connected(r, fd);
             }
             res

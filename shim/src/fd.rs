@@ -304,6 +304,15 @@ pub fn entry_known(fd: i32) -> Option<bool> {
     }
 }
 
+/// The shim socket or pipe the table knows `fd` for, without looking at an fd it has not seen.
+pub fn cached(r: &Region, fd: i32) -> Option<PipeFd> {
+    let e = slot(fd)?.load(Ordering::Acquire);
+    if e & SHIM == 0 || e & (SYSCTL | EPOLL) != 0 {
+        return None;
+    }
+    Some(PipeFd::decode(fd, e)).filter(|p| shared_state::pipe::is_live(r, p.pipe))
+}
+
 /// The shim object behind `fd` if one exists, for a process about to lose its fds (exit,
 /// exec): as [`lookup`], but an fd the table has not seen is neither cached nor given an object
 /// (a FIFO nobody used through the shim has none, and needs none to be woken).
@@ -575,6 +584,11 @@ impl Sole {
     fn filter_holds(self) -> Sole {
         if self.holds() { self } else { Sole::NO }
     }
+}
+
+/// Whether `fd`'s socket is held by `fd` alone, as far as the table knows.
+pub fn sole(fd: i32) -> Sole {
+    sole_mark(fd)
 }
 
 /// Marks the socket just put in `fd`'s entry as held by `fd` alone since `sole`.

@@ -21,6 +21,7 @@ pub fn before_exec(r: &Region, dirfd: i32, path: usize) -> bool {
     if foreign {
         crate::unix::forget_own_listeners(r);
     }
+    crate::tcp::forget_own_listeners(r);
     let pid = sys::getpid();
     // An image without the shim must get every shim fd back from the kernel: all are looked at.
     let census = !foreign;

@@ -25,6 +25,7 @@ mod signals;
 mod splice;
 mod sud;
 mod sysv;
+mod tcp;
 mod trace;
 mod unix;
 mod uring;

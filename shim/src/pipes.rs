@@ -92,6 +92,9 @@ pub enum Side {
     SockRead,
     /// … sending: EPIPE once it has SEND_SHUTDOWN.
     SockWrite,
+    /// A loopback TCP socket sending (`crate::tcp`): its peer is gone, or going, once the
+    /// placeholder has a FIN (RCV_SHUTDOWN), a reset or a hang-up; the kernel answers then.
+    TcpSend,
     /// A datagram socket receiving into its own queue: the kernel must answer once the
     /// placeholder has something (datagrams from senders without the shim, or RCV_SHUTDOWN).
     DgramRecv,
@@ -186,7 +189,7 @@ impl<'a> Env<'a> {
         let bit = match self.side {
             Side::Pipe => return false,
             Side::SockRead | Side::DgramRecv => pipe::SOCK_RCVTIMEO_ZERO,
-            Side::SockWrite | Side::DgramSend(_) => pipe::SOCK_SNDTIMEO_ZERO,
+            Side::SockWrite | Side::TcpSend | Side::DgramSend(_) => pipe::SOCK_SNDTIMEO_ZERO,
         };
         pipe::sock_flags(self.r, self.p.pipe) & bit != 0
     }
@@ -202,7 +205,7 @@ impl<'a> Env<'a> {
         let opt = match self.side {
             Side::Pipe => return None,
             Side::SockRead | Side::DgramRecv => libc::SO_RCVTIMEO,
-            Side::SockWrite | Side::DgramSend(_) => libc::SO_SNDTIMEO,
+            Side::SockWrite | Side::TcpSend | Side::DgramSend(_) => libc::SO_SNDTIMEO,
         };
         let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
         let mut len = size_of::<libc::timeval>() as u32;
@@ -323,7 +326,8 @@ impl PipeEnv for Env<'_> {
             _ => {}
         }
         let gens = pipe::liveness_gens(self.r, self.p.pipe);
-        let table = if self.side == Side::SockWrite { &VERIFIED_SEND } else { &VERIFIED };
+        let table =
+            if matches!(self.side, Side::SockWrite | Side::TcpSend) { &VERIFIED_SEND } else { &VERIFIED };
         let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
         if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens) {
             return false;
@@ -333,13 +337,18 @@ impl PipeEnv for Env<'_> {
         // a write end POLLERR once no read end is; a socket, POLLRDHUP once it cannot receive
         // more, and EPIPE to a send (of nothing, which moves no data) once it cannot send.
         let fd = self.fd();
-        let events = if self.side == Side::SockRead { libc::POLLRDHUP } else { 0 };
+        let events = if matches!(self.side, Side::SockRead | Side::TcpSend) { libc::POLLRDHUP } else { 0 };
         let mut pfd = libc::pollfd { fd, events, revents: 0 };
         let polled = sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0);
         let nothing = [0u8; 1];
         let flags = (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as usize;
         let gone = match (self.side, self.p.read, self.p.write) {
             (Side::SockRead, ..) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLRDHUP != 0,
+            // No send of nothing: it would take a reset's error, which is the user's to read.
+            (Side::TcpSend, ..) => {
+                polled.is_ok_and(|n| n == 1)
+                    && pfd.revents & (libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) != 0
+            }
             // A seqpacket socket's send of nothing is a record: ask the diagnostics instead.
             (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(fd),
             (Side::SockWrite, ..) => {
@@ -386,7 +395,7 @@ impl PipeEnv for Env<'_> {
         // always reported), a socket's POLLRDHUP or POLLHUP.
         let events = match self.side {
             Side::Pipe => 0,
-            Side::SockRead | Side::SockWrite => libc::POLLRDHUP,
+            Side::SockRead | Side::SockWrite | Side::TcpSend => libc::POLLRDHUP,
             Side::DgramRecv | Side::DgramSend(_) => return None,
         };
         self.hold();
@@ -551,6 +560,25 @@ pub fn skip_iov(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
         n += 1;
     }
     n
+}
+
+/// What is left of `iov` after the first `got` bytes a receive took (`iov` itself for none),
+/// in `rest`, scratch memory taken at the first call (an iovec array is too large for a
+/// small stack); None without scratch memory.
+pub fn iov_after<'a>(
+    iov: &'a [Iov],
+    got: usize,
+    rest: &'a mut Option<scratch::Slice<Iov>>,
+) -> Option<&'a [Iov]> {
+    if got == 0 {
+        return Some(iov);
+    }
+    let rest = match rest {
+        Some(rest) => rest,
+        None => rest.insert(scratch::take(iov.len(), (0usize, 0usize)).ok()?),
+    };
+    let n = skip_iov(iov, got, rest);
+    Some(&rest[..n])
 }
 
 pub fn read(r: &Region, g: &sud::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
@@ -720,10 +748,11 @@ pub fn object_for(r: &Region, dev: u64, ino: u64, fd: i32, create: bool) -> Opti
 
 /// `fd` is being closed: after the kernel close, peers re-check whether we were the last.
 pub fn close(r: &Region, fd: i32) -> Option<i64> {
+    crate::tcp::closing(r, fd);
     // A listener's close resets the connections still waiting in its queue: their clients'
     // cached view of their peer must go. Held by this fd alone, no program without the shim
     // holds it too.
-    let listener = fd::listener(fd);
+    let listener = fd::listener(fd).filter(|l| !crate::tcp::is_listener(l));
     if let Some(l) = listener.filter(|l| !l.sole.holds()) {
         crate::unix::listener_released(r, &l);
     }
@@ -914,6 +943,7 @@ pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64>
             if !(first..=last).contains(&(fd as u64)) {
                 return;
             }
+            crate::tcp::closing(r, fd);
             if let Some(h) = crate::epoll::instance_of(fd) {
                 fd::forget(fd);
                 sys::close(fd);
@@ -941,6 +971,9 @@ pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
     // The target, if open, is closed by the call: its object is found while it is open, and
     // may go with it.
     let epoll = target.filter(|&t| t != old).and_then(crate::epoll::instance_of);
+    if let Some(t) = target.filter(|&t| t != old) {
+        crate::tcp::closing(r, t);
+    }
     let res = match target.filter(|&t| t != old).and_then(|t| fd::take(r, t)) {
         Some(p) => dropping(r, &p, call),
         None => call(),

@@ -94,8 +94,8 @@ pub fn readiness(r: &Region, s: &Shim) -> i16 {
     };
     if s.write && writable {
         m |= libc::POLLOUT | libc::POLLWRNORM;
-        // sock_poll's writable set (unix_poll).
-        if s.socket {
+        // sock_poll's writable set (unix_poll; tcp_poll has no POLLWRBAND).
+        if s.socket && !pipe::sock_tcp(r, s.pipe) {
             m |= libc::POLLWRBAND;
         }
     }

@@ -48,6 +48,9 @@ extern "C" fn init() {
 /// Runs at exit(): what exit_mm would drop. A process that dies otherwise is reaped later.
 extern "C" fn fini() {
     let _g = crate::sud::enter();
+    if let Some(r) = region::active() {
+        crate::tcp::at_exit(r);
+    }
     crate::ipcns::each_region(proc::exit_cleanup);
 }
 

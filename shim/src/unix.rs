@@ -138,7 +138,7 @@ pub(crate) fn insert(r: &Region, fd: i32, pipe: PipeHandle) {
 /// A connection just made (socketpair, connect, accept) through `fd`, its socket's only
 /// holder since `sole`: its peer is there (the kernel just said so), which its first send and
 /// receive need not ask the kernel again.
-fn insert_connected(r: &Region, fd: i32, pipe: PipeHandle, sole: fd::Sole) {
+pub(crate) fn insert_connected(r: &Region, fd: i32, pipe: PipeHandle, sole: fd::Sole) {
     insert(r, fd, pipe);
     fd::set_sole(fd, sole);
     pipes::peer_present(r, fd, pipe);
@@ -477,9 +477,12 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
     let Ok(nfd) = res else { return Some(pipes::ret(res)) };
     let nfd = nfd as i32;
     // Only a stream client makes a pending queue: the diagnostics answer for the others.
-    let announced = fd::listener(lfd);
-    if announced.is_some() || getsockopt_int(nfd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX) {
-        adopt(r, lfd, announced, nfd, sole);
+    let announced = fd::listener(lfd).filter(|l| !crate::tcp::is_listener(l));
+    let domain = if announced.is_some() { Ok(libc::AF_UNIX) } else { getsockopt_int(nfd, libc::SO_DOMAIN) };
+    match domain {
+        Ok(libc::AF_UNIX) => adopt(r, lfd, announced, nfd, sole),
+        Ok(libc::AF_INET | libc::AF_INET6) => crate::tcp::accepted(r, nfd, sole),
+        _ => {}
     }
     Some(nfd as i64)
 }
@@ -562,7 +565,7 @@ pub fn drain(r: &Region, p: &PipeFd) {
 
 /// The queue this socket receives from, waiting for a pending connection to be adopted.
 /// None: the kernel serves the receive.
-fn rx_queue(r: &Region, env: &dyn pipe::PipeEnv, p: &PipeFd) -> Result<Option<PipeHandle>, Errno> {
+pub(crate) fn rx_queue(r: &Region, env: &dyn pipe::PipeEnv, p: &PipeFd) -> Result<Option<PipeHandle>, Errno> {
     if let Some(rx) = pipe::sock_peer(r, p.pipe) {
         return Ok(Some(rx));
     }
@@ -588,6 +591,9 @@ pub fn recv(
 ) -> Option<Result<Got, Errno>> {
     if dgram::is_recv_queue(r, p) {
         return dgram::recv(r, g, p, iov, flags, ctl);
+    }
+    if pipe::sock_tcp(r, p.pipe) {
+        return crate::tcp::recv(r, g, p, iov, flags).map(|res| res.map(|n| (n, false)));
     }
     if flags & libc::MSG_OOB != 0 {
         return recv_oob(r, p, iov, flags, ctl);
@@ -728,7 +734,9 @@ fn eof(r: &Region, p: &PipeFd) -> Result<usize, Errno> {
 }
 
 fn reset_pending(r: &Region, p: &PipeFd) -> bool {
+    // A TCP peer's reset is the kernel's socket's own error.
     !pipe::sock_dgram(r, p.pipe)
+        && !pipe::sock_tcp(r, p.pipe)
         && pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
         && !pipe::sock_reset_seen(r, p.pipe)
         && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino) == Ok(None))
@@ -854,6 +862,9 @@ fn send_cb(
     if dgram::is_recv_queue(r, p) {
         return dgram::send(r, g, p, iov, flags, None);
     }
+    if pipe::sock_tcp(r, p.pipe) {
+        return crate::tcp::send(r, g, p, iov, flags);
+    }
     if flags & libc::MSG_OOB != 0 {
         if p.packet {
             return Some(Err(libc::EOPNOTSUPP));
@@ -929,26 +940,7 @@ fn send_cb(
         if done == 0 {
             return None;
         }
-        // In scratch memory: an iovec array is too large for a small stack.
-        let Ok(mut rest) = scratch::take(iov.len(), (0usize, 0usize)) else { return Some(Ok(done)) };
-        let n = pipes::skip_iov(iov, done, &mut rest);
-        // SAFETY: an all-zero msghdr is valid; it names only the iovecs.
-        let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
-        m.msg_iov = rest.as_mut_ptr() as *mut libc::iovec;
-        m.msg_iovlen = n;
-        let flags = (flags & !libc::MSG_OOB) as usize;
-        let more = g.allow_signals(|| {
-            sys::syscall6(
-                libc::SYS_sendmsg,
-                p.fd as usize,
-                &m as *const libc::msghdr as usize,
-                flags,
-                0,
-                0,
-                0,
-            )
-        });
-        return Some(Ok(done + more.unwrap_or(0)));
+        return Some(Ok(send_rest(g, p, iov, flags, done)));
     }
     let broken = res == Err(libc::EPIPE)
         || res.is_ok_and(|n| n > 0 && n < total && pipe::PipeEnv::peer_gone(&env, true));
@@ -956,6 +948,26 @@ fn send_cb(
         pipes::raise_sigpipe();
     }
     Some(res)
+}
+
+/// After `done` bytes of `iov` went into the queue of a connection given back since: the rest
+/// through the kernel's socket. What it returns: `done` and what the kernel took.
+pub(crate) fn send_rest(g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32, done: usize) -> usize {
+    // In scratch memory: an iovec array is too large for a small stack.
+    let Ok(mut rest) = scratch::take(iov.len(), (0usize, 0usize)) else { return done };
+    let n = pipes::skip_iov(iov, done, &mut rest);
+    if n == 0 {
+        return done;
+    }
+    // SAFETY: an all-zero msghdr is valid; it names only the iovecs.
+    let mut m: libc::msghdr = unsafe { core::mem::zeroed() };
+    m.msg_iov = rest.as_mut_ptr() as *mut libc::iovec;
+    m.msg_iovlen = n;
+    let flags = (flags & !libc::MSG_OOB) as usize;
+    let more = g.allow_signals(|| {
+        sys::syscall6(libc::SYS_sendmsg, p.fd as usize, &m as *const libc::msghdr as usize, flags, 0, 0, 0)
+    });
+    done + more.unwrap_or(0)
 }
 
 /// `sendto`/`send`: with no address. An address on a connected socket is the kernel's EISCONN.
@@ -970,8 +982,12 @@ pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
         return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
     }
     // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it; a
-    // datagram pair end sends there, which the kernel does.
+    // datagram pair end sends there, which the kernel does. TCP ignores it too, but the
+    // kernel's sends must follow what the queue holds: the connection goes back first.
     if a[4] != 0 && !p.packet {
+        if pipe::sock_tcp(r, p.pipe) {
+            hand_back(r, &p);
+        }
         return None;
     }
     if a[4] != 0 && pipe::sock_dgram(r, p.pipe) {
@@ -1002,17 +1018,26 @@ pub fn recvfrom(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
         if ulen < 0 {
             return Some(-(libc::EINVAL as i64));
         }
-        if let Err(e) = source_out(&p, &ctl, n, a[4] as usize, ulen as usize, a[5] as usize) {
+        if let Err(e) = source_out(r, &p, &ctl, n, a[4] as usize, ulen as usize, a[5] as usize) {
             return Some(-(e as i64));
         }
     }
     Some(pipes::ret(res))
 }
 
-/// The source address of a receive: a datagram's own, or the peer's name.
-fn source_out(p: &PipeFd, ctl: &Ctl, n: usize, uaddr: usize, cap: usize, ulen: usize) -> Result<(), Errno> {
+/// The source address of a receive: a datagram's own, or the peer's name (TCP gives none).
+fn source_out(
+    r: &Region,
+    p: &PipeFd,
+    ctl: &Ctl,
+    n: usize,
+    uaddr: usize,
+    cap: usize,
+    ulen: usize,
+) -> Result<(), Errno> {
     match ctl.src {
         Some((bytes, len)) => addr_out(&bytes[..len], uaddr, cap, ulen),
+        None if pipe::sock_tcp(r, p.pipe) => addr_out(&[], uaddr, cap, ulen),
         None => peer_name_out(p.fd, n, uaddr, cap, ulen),
     }
 }
@@ -1075,6 +1100,12 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         Ok(m) => m,
         Err(e) => return Some(-(e as i64)),
     };
+    // A control message or an address on TCP is the kernel's to judge, after what the queue
+    // holds.
+    if pipe::sock_tcp(r, p.pipe) && (m.msg_controllen != 0 || m.msg_namelen != 0) {
+        hand_back(r, &p);
+        return None;
+    }
     let named_dgram = dgram::is_recv_queue(r, &p);
     if named_dgram && m.msg_controllen != 0 {
         return Some(dgram::send_with_control(r, g, &p, umsg, &m, flags));
@@ -1168,7 +1199,7 @@ pub fn recvmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
     let mut out = Ok(());
     if !m.msg_name.is_null() {
         let cap = (m.msg_namelen as i32).max(0) as usize;
-        out = source_out(&p, &ctl, got, m.msg_name as usize, cap, field(8));
+        out = source_out(r, &p, &ctl, got, m.msg_name as usize, cap, field(8));
     } else {
         out = out.and(crate::copy::slice_out(field(8), &[0u32]));
     }
@@ -1285,6 +1316,10 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
         return Some(dgram::shutdown(r, &p, how));
     }
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
+    // A half-closed TCP connection is the kernel's from here (its FIN is sent already).
+    if res.is_ok() && pipe::sock_tcp(r, p.pipe) {
+        hand_back(r, &p);
+    }
     note_change(r, &p);
     crate::epoll::object_changed(r, &p);
     Some(pipes::ret(res))
@@ -1305,6 +1340,9 @@ pub fn dropping(
     p: &PipeFd,
     drop_fd: impl FnOnce() -> Result<usize, Errno>,
 ) -> (Result<usize, Errno>, Option<PipeHandle>) {
+    if pipe::sock_tcp(r, p.pipe) {
+        crate::tcp::before_close(r, p);
+    }
     let own = pipe::object_ino(r, p.pipe);
     let flags = pipe::sock_flags(r, p.pipe);
     let state = flags & 0xff;
@@ -1513,6 +1551,9 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         }
         return Some(pipes::ret(res));
     };
+    if pipe::sock_tcp(r, p.pipe) && crate::tcp::changes_data_path(a[1] as i32, a[2] as i32) {
+        hand_back(r, &p);
+    }
     let res = kernel();
     if let (Ok(_), Some(flag)) = (res, timeout) {
         let zero = negative_timeout(a[3] as usize);
@@ -1564,8 +1605,9 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     let own = dgram::is_recv_queue(r, p);
     let h = match req {
         libc::FIONREAD if own => Some(p.pipe),
-        // What a datagram socket sent and is still queued somewhere is the kernel's count.
-        SIOCOUTQ if own => return None,
+        // What a datagram socket sent and is still queued somewhere is the kernel's count; a
+        // TCP socket's is what its peer's kernel did not acknowledge, which the queue is not.
+        SIOCOUTQ if own || pipe::sock_tcp(r, p.pipe) => return None,
         libc::FIONREAD => pipe::sock_peer(r, p.pipe),
         SIOCOUTQ => Some(p.pipe),
         _ => return None,

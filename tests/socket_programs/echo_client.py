@@ -1,5 +1,6 @@
 # asyncio unix-socket client: CONNS concurrent connections to echo_server.py, each sending
-# REQS lines of varying sizes (the first 1 MiB) and checking every answer.
+# REQS lines of varying sizes (the first 1 MiB) and checking every answer. With PATH
+# tcp:HOST:PORTFILE it connects over TCP to HOST at the port in PORTFILE.
 # Usage: echo_client.py PATH CONNS REQS
 import asyncio
 import hashlib
@@ -16,7 +17,13 @@ def request(conn, i):
 
 
 async def client(path, conn, reqs):
-    reader, writer = await asyncio.open_unix_connection(path, limit=LIMIT)
+    if path.startswith("tcp:"):
+        host, portfile = path[4:].rsplit(":", 1)
+        with open(portfile) as f:
+            port = int(f.read())
+        reader, writer = await asyncio.open_connection(host, port, limit=LIMIT)
+    else:
+        reader, writer = await asyncio.open_unix_connection(path, limit=LIMIT)
     bad, nbytes, digest = 0, 0, hashlib.sha256()
     for i in range(reqs):
         req = request(conn, i)

@@ -1,7 +1,10 @@
 # asyncio unix-socket server: answers each line with the line reversed, and exits once CONNS
-# connections have come and gone, saying how many requests it served.
+# connections have come and gone, saying how many requests it served. With PATH
+# tcp:HOST:PORTFILE it listens on HOST (127.0.0.1, ::1) at a port the kernel picks, written
+# to PORTFILE before "ready".
 # Usage: echo_server.py PATH CONNS
 import asyncio
+import os
 import sys
 
 LIMIT = 1 << 22  # one request may be 1 MiB; asyncio's default line limit is 64 KiB
@@ -22,7 +25,14 @@ async def main(path, conns):
         if served[0] == conns:
             done.set()
 
-    server = await asyncio.start_unix_server(handle, path=path, limit=LIMIT)
+    if path.startswith("tcp:"):
+        host, portfile = path[4:].rsplit(":", 1)
+        server = await asyncio.start_server(handle, host, 0, limit=LIMIT)
+        with open(portfile + ".tmp", "w") as f:
+            f.write(str(server.sockets[0].getsockname()[1]))
+        os.rename(portfile + ".tmp", portfile)
+    else:
+        server = await asyncio.start_unix_server(handle, path=path, limit=LIMIT)
     print("ready", flush=True)
     async with server:
         await done.wait()

@@ -8,7 +8,8 @@
 //! and fails if data went through a kernel pipe or FIFO, unless the program says
 //! `kernel-pipes: allowed` (it tests the pipes the shim hands back to the kernel), or through a
 //! kernel AF_UNIX socket, unless it says `kernel-sockets: allowed` (the shim does not serve its
-//! sockets yet, or it tests a socket handed back to the kernel).
+//! sockets yet, or it tests a socket handed back to the kernel), or through a kernel TCP socket,
+//! unless it says `kernel-tcp: allowed` (it tests connections the kernel serves or was given).
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -59,6 +60,8 @@ pub struct Run {
     pub kernel_pipe_io: Vec<String>,
     /// Shim runs: the data-carrying syscalls strace saw on kernel AF_UNIX sockets.
     pub kernel_socket_io: Vec<String>,
+    /// Shim runs: the data-carrying syscalls strace saw on kernel TCP sockets (IPv4 or IPv6).
+    pub kernel_tcp_io: Vec<String>,
 }
 
 /// Syscalls that move data through an fd; the shim run is traced for these.
@@ -149,14 +152,21 @@ pub fn kernel_pipe_io(log: &str) -> Vec<String> {
 /// makes for `-yy` are its own, and a socket fd that a call only carries (SCM_RIGHTS) does not
 /// count.
 pub fn kernel_socket_io(log: &str) -> Vec<String> {
+    socket_io(log, |proto| proto == "UNIX" || proto.starts_with("UNIX-"))
+}
+
+/// As [`kernel_socket_io`], through a kernel TCP socket (`TCP:[` or `TCPv6:[` under `-yy`).
+pub fn kernel_tcp_io(log: &str) -> Vec<String> {
+    socket_io(log, |proto| proto == "TCP" || proto == "TCPv6")
+}
+
+/// The data lines moving bytes through a socket whose protocol `-yy` names as `proto` says.
+fn socket_io(log: &str, proto: impl Fn(&str) -> bool) -> Vec<String> {
     log.lines()
         .filter(|l| !is_scm_token(l))
         .filter(|l| {
-            moved_through(l).is_some_and(|fds| {
-                fds.iter().any(|a| {
-                    a.split_once(":[").is_some_and(|(proto, _)| proto == "UNIX" || proto.starts_with("UNIX-"))
-                })
-            })
+            moved_through(l)
+                .is_some_and(|fds| fds.iter().any(|a| a.split_once(":[").is_some_and(|(p, _)| proto(p))))
         })
         .map(str::to_string)
         .collect()
@@ -445,6 +455,7 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
                 stderr: read_lossy(&err_path),
                 kernel_pipe_io: kernel_pipe_io(&traces),
                 kernel_socket_io: kernel_socket_io(&traces),
+                kernel_tcp_io: kernel_tcp_io(&traces),
             });
         }
     };
@@ -460,6 +471,7 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         stderr: read_lossy(&err_path),
         kernel_pipe_io: kernel_pipe_io(&traces),
         kernel_socket_io: kernel_socket_io(&traces),
+        kernel_tcp_io: kernel_tcp_io(&traces),
     })
 }
 
@@ -535,6 +547,12 @@ pub fn check(src: &Path) -> Result<usize, String> {
         problems.push(format!(
             "{} data syscalls went through kernel AF_UNIX sockets in the shim run, first: {first}",
             shim.kernel_socket_io.len()
+        ));
+    }
+    if let (Some(first), false) = (shim.kernel_tcp_io.first(), allowed("tcp")) {
+        problems.push(format!(
+            "{} data syscalls went through kernel TCP sockets in the shim run, first: {first}",
+            shim.kernel_tcp_io.len()
         ));
     }
     if shim.status != kernel.status {
@@ -617,6 +635,21 @@ mod tests {
         assert!(got[3].starts_with("sendmmsg(9<UNIX:"), "{got:?}");
         assert!(got[4].contains("ipcshim:data"), "{got:?}");
         assert_eq!(kernel_pipe_io(log).len(), 1, "{:?}", kernel_pipe_io(log));
+        assert!(kernel_tcp_io(log).is_empty(), "{:?}", kernel_tcp_io(log));
+    }
+
+    #[test]
+    fn kernel_tcp_io_lines() {
+        let log = "write(3<TCP:[127.0.0.1:5000->127.0.0.1:41000]>, \"hi\", 2) = 2\n\
+                   recvfrom(4<TCPv6:[[::1]:5000->[::1]:41002]>, \"ab\", 4, 0, NULL, NULL) = 2\n\
+                   read(5<TCP:[127.0.0.1:5000->127.0.0.1:41004]>, \"\", 4) = 0\n\
+                   sendto(6<TCP:[7]>, \"x\", 1, MSG_NOSIGNAL, NULL, 0) = -1 EPIPE (Broken pipe)\n\
+                   write(7<UNIX-STREAM:[1->2]>, \"u\", 1) = 1\n\
+                   sendto(8<UDP:[30675]>, \"z\", 1, 0, {sa_family=AF_INET, sin_port=htons(9)}, 16) = 1\n";
+        let got = kernel_tcp_io(log);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("write(3<TCP:"), "{got:?}");
+        assert!(got[1].starts_with("recvfrom(4<TCPv6:"), "{got:?}");
     }
 
     #[test]

@@ -374,20 +374,37 @@ struct RedisRun {
     after: String,
 }
 
-/// redis-server on a unix socket only (port 0), without persistence, driven by redis-cli and a
-/// short redis-benchmark, then shut down by redis-cli.
-fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
-    let dir = s.subdir(&format!("redis-{}", mode.name()));
+/// redis-server on a unix socket only (port 0), or with `tcp` on that loopback address only (a
+/// free port), without persistence, driven by redis-cli and a short redis-benchmark, then shut
+/// down by redis-cli.
+fn redis_session(s: &Scratch, mode: Mode, tcp: Option<&str>) -> RedisRun {
+    let dir = s.subdir(&format!("redis-{}-{}", mode.name(), tcp.map_or(0, str::len)));
     let sock = path_arg(&dir.join("redis.sock"));
-    let server_args =
-        ["--port", "0", "--unixsocket", &sock, "--save", "", "--appendonly", "no", "--dir", &path_arg(&dir)];
+    let port = tcp.map(|host| {
+        std::net::TcpListener::bind((host, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string()
+    });
+    let place: Vec<&str> = match (tcp, &port) {
+        (Some(host), Some(port)) => vec!["--port", port, "--bind", host],
+        _ => vec!["--port", "0", "--unixsocket", &sock],
+    };
+    let dir_arg = path_arg(&dir);
+    let server_args = [&place[..], &["--save", "", "--appendonly", "no", "--dir", &dir_arg]].concat();
     let mut server =
         s.spawn(s.cmd(mode, None, "redis-server", &server_args), &format!("redis-server {mode:?}"));
-    server.wait_for("ready to accept connections");
+    // "The server is now ready to accept connections at PATH", or "Ready to accept connections".
+    server.wait_for("eady to accept connections");
+    let to: Vec<&str> = match (tcp, &port) {
+        (Some(host), Some(port)) => vec!["-h", host, "-p", port],
+        _ => vec!["-s", &sock],
+    };
 
     let cli = |args: &[&str]| {
         let what = format!("redis-cli {} ({mode:?})", args.first().unwrap_or(&""));
-        s.ok(s.cmd(mode, None, "redis-cli", &[&["-s", &sock], args].concat()), &what)
+        s.ok(s.cmd(mode, None, "redis-cli", &[&to[..], args].concat()), &what)
     };
     // A value larger than redis-cli's 16 KiB reads, so its reply takes several.
     let big: String = (0..100_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
@@ -410,7 +427,7 @@ fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
             mode,
             None,
             "redis-benchmark",
-            &["-s", &sock, "-n", "2000", "-q", "-t", "set,get,incr,lpush,lrange_100"],
+            &[&to[..], &["-n", "2000", "-q", "-t", "set,get,incr,lpush,lrange_100"]].concat(),
         ),
         &format!("redis-benchmark ({mode:?})"),
     );
@@ -431,16 +448,18 @@ fn redis_session(s: &Scratch, mode: Mode) -> RedisRun {
         after += &cli(args);
     }
     // SHUTDOWN closes the connection without a reply, so redis-cli's output is not checked.
-    let _ = s.run(s.cmd(mode, None, "redis-cli", &["-s", &sock, "SHUTDOWN", "NOSAVE"]), "redis-cli SHUTDOWN");
+    let _ = s.run(
+        s.cmd(mode, None, "redis-cli", &[&to[..], &["SHUTDOWN", "NOSAVE"]].concat()),
+        "redis-cli SHUTDOWN",
+    );
     let log = server.finish();
     assert!(log.contains("Redis is now ready to exit, bye bye"), "redis-server {mode:?} log:\n{log}");
     RedisRun { cli: text, benchmarked, after }
 }
 
-#[test]
-fn redis_cli_and_benchmark_over_a_unix_socket() {
-    let s = Scratch::new("redis", None);
-    let want = RedisRun {
+/// What [`redis_session`] prints on the kernel.
+fn redis_want() -> RedisRun {
+    RedisRun {
         cli: "OK\nhello\n1\n2\n3\n3\nc\nb\na\nOK\n100000\n".into(),
         benchmarked: [
             "SET",
@@ -453,14 +472,42 @@ fn redis_cli_and_benchmark_over_a_unix_socket() {
         .map(String::from)
         .into(),
         after: "2000\n4000\n7\n".into(),
-    };
+    }
+}
+
+#[test]
+fn redis_cli_and_benchmark_over_a_unix_socket() {
+    let s = Scratch::new("redis", None);
+    let want = redis_want();
     let start = Instant::now();
-    let kernel = redis_session(&s, Mode::Kernel);
+    let kernel = redis_session(&s, Mode::Kernel, None);
     assert_eq!(kernel, want, "redis on the kernel");
     let middle = Instant::now();
-    let shim = s.trapped(None, &[Mode::Shim], "redis", || redis_session(&s, Mode::Shim));
+    let shim = s.trapped(None, &[Mode::Shim], "redis", || redis_session(&s, Mode::Shim, None));
     assert_eq!(shim, want, "redis under ipcshim");
     eprintln!("redis: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// The same session over loopback TCP (127.0.0.1 and ::1, `redis-benchmark -h`): under the shim
+/// every connection is adopted by the shim server and none given back.
+#[test]
+fn redis_cli_and_benchmark_over_loopback_tcp() {
+    let s = Scratch::new("redis-tcp", None);
+    let tcp = |key: &str| s.counters(None).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0);
+    for host in ["127.0.0.1", "::1"] {
+        assert_eq!(redis_session(&s, Mode::Kernel, Some(host)), redis_want(), "redis on the kernel, {host}");
+        let (conns, handed) = (tcp("connections"), tcp("handed_back"));
+        let shim =
+            s.trapped(None, &[Mode::Shim], "redis over TCP", || redis_session(&s, Mode::Shim, Some(host)));
+        assert_eq!(shim, redis_want(), "redis under ipcshim, {host}");
+        // redis-cli's sessions, and redis-benchmark's 50 clients for each of its tests.
+        assert!(
+            tcp("connections") - conns >= 50,
+            "redis over TCP on {host}: {} connections",
+            tcp("connections") - conns
+        );
+        assert_eq!(tcp("handed_back"), handed, "redis over TCP on {host}: a connection went to the kernel");
+    }
 }
 
 /// redis-benchmark with 1, 50, 1000 and 5000 clients against one redis-server, all under the
@@ -899,6 +946,66 @@ fn python_asyncio_server_and_client() {
         let (client, server) = s.trapped(None, &[mode], "asyncio", || asyncio_echo(&s, mode, mode));
         assert_eq!(client, ASYNCIO_CLIENT, "asyncio client ({mode:?})");
         assert_eq!(server, ASYNCIO_SERVER, "asyncio server ({mode:?})");
+    }
+}
+
+/// echo_server.py and echo_client.py over loopback TCP on `host` (127.0.0.1 or ::1), the
+/// server's port passed in a file; returns what the client and the server printed.
+fn asyncio_tcp_echo(s: &Scratch, server: Mode, client: Mode, host: &str) -> (String, String) {
+    let dir = s.subdir(&format!("asyncio-tcp-{}-{}-{}", server.name(), client.name(), host.len()));
+    let addr = format!("tcp:{host}:{}", path_arg(&dir.join("port")));
+    let mut srv = s.spawn(
+        s.cmd(server, None, "python3", &[&fixture("echo_server.py"), &addr, "8"]),
+        &format!("asyncio TCP server {server:?}"),
+    );
+    srv.wait_for("ready\n");
+    let out = s.run(
+        s.cmd(client, None, "python3", &[&fixture("echo_client.py"), &addr, "8", "250"]),
+        &format!("asyncio TCP client {client:?}"),
+    );
+    out.assert_success();
+    let log = srv.finish();
+    eprintln!("asyncio TCP echo on {host}, server {server:?}, client {client:?}: {:?}", out.elapsed);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+}
+
+/// The asyncio echo over loopback TCP (IPv4 and IPv6) on the kernel, under the shim (every
+/// byte through the shim's socket queues, no connection given back), and with one end without
+/// the shim (the kernel's connections, still correct).
+#[test]
+fn python_asyncio_over_loopback_tcp() {
+    let s = Scratch::new("asyncio-tcp", None);
+    for host in ["127.0.0.1", "::1"] {
+        for mode in [Mode::Kernel, Mode::Shim] {
+            let bytes = s.sockets(None, "bytes_in");
+            let tcp = |key: &str| s.counters(None).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0);
+            let (conns, handed) = (tcp("connections"), tcp("handed_back"));
+            let (client, server) =
+                s.trapped(None, &[mode], "asyncio TCP", || asyncio_tcp_echo(&s, mode, mode, host));
+            if mode == Mode::Shim {
+                assert_eq!(tcp("connections") - conns, 8, "asyncio TCP on {host}: connections adopted");
+                assert_eq!(
+                    tcp("handed_back"),
+                    handed,
+                    "asyncio TCP on {host}: a connection went to the kernel"
+                );
+            }
+            assert_eq!(client, ASYNCIO_CLIENT, "asyncio TCP client on {host} ({mode:?})");
+            assert_eq!(server, ASYNCIO_SERVER, "asyncio TCP server on {host} ({mode:?})");
+            let moved = s.sockets(None, "bytes_in") - bytes;
+            // The answers alone are 28 MB.
+            assert!(
+                mode == Mode::Kernel || moved >= 50 << 20,
+                "asyncio TCP under the shim: only {moved} bytes"
+            );
+        }
+        for (server, client) in [(Mode::Shim, Mode::Disabled), (Mode::Disabled, Mode::Shim)] {
+            let (out, log) = s.trapped(None, &[server, client], "asyncio TCP", || {
+                asyncio_tcp_echo(&s, server, client, host)
+            });
+            assert_eq!(out, ASYNCIO_CLIENT, "asyncio TCP client {client:?}, server {server:?} on {host}");
+            assert_eq!(log, ASYNCIO_SERVER, "asyncio TCP server {server:?}, client {client:?} on {host}");
+        }
     }
 }
 

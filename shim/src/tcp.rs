@@ -1,0 +1,503 @@
+//! Loopback TCP (AF_INET 127.0.0.0/8, AF_INET6 ::1) between shim processes, with the AF_UNIX
+//! streams' split (`crate::unix`): every socket is the kernel's TCP socket, which keeps
+//! names, ports, the handshake, connection state, FIN and RST; once both ends are the shim's,
+//! the connection's bytes move through two region queues named by the sockets' inodes.
+//!
+//! Pairing (`shared_state::tcp`): `listen` enters the listener's name; a client that connects
+//! to an entered name publishes its queue under the connection's 4-tuple once the kernel
+//! connected it, and `accept` adopts the queue published under the accepted socket's names.
+//!
+//! The kernel's socket answers everything the queues do not hold: end of file and a reset
+//! (a receive that finds the queue empty and the peer gone asks it), EPIPE and SIGPIPE (a send
+//! that finds the peer gone, or going, gives the connection back and sends through it). What
+//! the shim does not serve (out-of-band data, a shutdown, options that change what a receive
+//! or a send does) gives the connection back to the kernel, its queued bytes first
+//! (`unix::hand_back`).
+
+use crate::fd::{self, PipeFd};
+use crate::pipes::{self, Iov};
+use crate::sud;
+use crate::unix;
+use core::sync::atomic::{AtomicU32, Ordering};
+use shared_state::Region;
+use shared_state::pipe::{self, RecvMode};
+use shared_state::sys::{self, Errno};
+use shared_state::tcp::{self as table, Claim, Endpoint, Listener, Tuple};
+
+const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
+
+fn sockopt_int(fd: i32, level: i32, opt: i32) -> Result<i32, Errno> {
+    let mut v = 0i32;
+    let mut len = size_of::<i32>() as u32;
+    sys::syscall6(
+        libc::SYS_getsockopt,
+        fd as usize,
+        level as usize,
+        opt as usize,
+        &mut v as *mut i32 as usize,
+        &mut len as *mut u32 as usize,
+        0,
+    )?;
+    Ok(v)
+}
+
+/// The socket's own name (`getsockname`) or its peer's, as an endpoint.
+fn name_of(fd: i32, peer: bool) -> Option<Endpoint> {
+    let mut sa = [0u8; 28];
+    let mut len = sa.len() as u32;
+    let nr = if peer { libc::SYS_getpeername } else { libc::SYS_getsockname };
+    sys::syscall6(nr, fd as usize, sa.as_mut_ptr() as usize, &mut len as *mut u32 as usize, 0, 0, 0).ok()?;
+    Endpoint::from_sockaddr(&sa[..(len as usize).min(sa.len())])
+}
+
+/// A TCP socket whose receives the queue can serve: SO_RCVLOWAT other than 1 makes a receive
+/// wait for more than a byte, which the kernel does.
+fn servable(fd: i32) -> bool {
+    sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Ok(IPPROTO_TCP)
+        && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT) == Ok(1)
+}
+
+/// Whether process `pid` still runs (another user's answers EPERM, and runs).
+fn alive(pid: u32) -> bool {
+    sys::kill(pid as i32, 0) != Err(libc::ESRCH)
+}
+
+/// Per fd: the inode of the listener this process entered in the table through it.
+static LISTENERS: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
+/// Whether LISTENERS may hold any (an exec looks only then).
+static ANY_LISTENER: AtomicU32 = AtomicU32::new(0);
+
+/// The name slot a TCP listener has in the fd table's listener entry (`fd::Listening`), which
+/// AF_UNIX listeners use for their names table: the entry only makes its close reach
+/// [`closing`] (a kernel fd's close never reaches the dispatcher).
+pub const LISTENER_SLOT: u32 = u32::MAX;
+
+/// Whether `l` is a TCP listener's entry.
+pub fn is_listener(l: &fd::Listening) -> bool {
+    l.name_slot == LISTENER_SLOT
+}
+
+/// `socket(AF_INET/AF_INET6, SOCK_STREAM)`: the kernel's; the fd is its socket's only holder
+/// (`fd::Sole`), which its close after a connect may need to know.
+pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
+    if !matches!(domain as i32, libc::AF_INET | libc::AF_INET6) || ty as i32 & 0xf != libc::SOCK_STREAM {
+        return None;
+    }
+    let sole = fd::Sole::before_create();
+    let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
+    if let Ok(fd) = res
+        && let Some(made) = MADE.get(fd)
+        && let Ok(st) = sys::fstat(fd as i32)
+    {
+        made.store(st.st_ino as u32, Ordering::Relaxed);
+        fd::set_sole(fd as i32, sole);
+    }
+    Some(pipes::ret(res))
+}
+
+/// Per fd: the inode of the TCP socket [`socket`] made there, whose only-holder mark the fd
+/// table keeps (a mark a close the shim did not see left behind names another socket).
+static MADE: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
+
+/// Whether [`socket`] made socket `fd` (inode `ino`) there: only then is the fd table's
+/// only-holder mark its.
+fn made_here(fd: i32, ino: u64) -> bool {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|i| MADE.get(i))
+        .is_some_and(|m| m.load(Ordering::Relaxed) == ino as u32)
+}
+
+/// After a successful `listen` of `fd`: a TCP listener on a loopback or any address, not in a
+/// SO_REUSEPORT group (whose other members may be programs without the shim), is entered.
+pub fn listened(r: &Region, fd: i32) {
+    let domain = unix::getsockopt_int(fd, libc::SO_DOMAIN);
+    if !matches!(domain, Ok(libc::AF_INET | libc::AF_INET6))
+        || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) != Ok(IPPROTO_TCP)
+        || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT) != Ok(0)
+    {
+        return;
+    }
+    let Some(ep) = name_of(fd, false).filter(|ep| ep.is_loopback() || ep.is_wildcard()) else { return };
+    let v6only =
+        domain == Ok(libc::AF_INET6) && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1);
+    // A listener whose close we could not follow stays the kernel's (so does a vfork child's,
+    // whose statics are its parent's).
+    let Some(slot) =
+        usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)).filter(|_| !sud::in_vfork_child())
+    else {
+        return;
+    };
+    let Ok(st) = sys::fstat(fd) else { return };
+    let ino = st.st_ino as u32;
+    if table::register(r, &ep, v6only, sys::getpid() as u32, ino) {
+        slot.store(ino, Ordering::Relaxed);
+        if ANY_LISTENER.load(Ordering::Relaxed) == 0 {
+            ANY_LISTENER.store(1, Ordering::Relaxed);
+        }
+        fd::mark_listener(fd, fd::Listening { ino, name_slot: LISTENER_SLOT, sole: fd::Sole::NO });
+    }
+}
+
+/// `fd` is being closed: a listener this process entered through it leaves the table (its
+/// connections are the kernel's from now on, even if another process still holds it). A
+/// process that inherited it (a fork child) lets go of its copy only.
+pub fn closing(r: &Region, fd: i32) {
+    // A vfork child shares our statics, and entered no listener.
+    if sud::in_vfork_child() {
+        return;
+    }
+    let Some(slot) = usize::try_from(fd).ok().and_then(|i| LISTENERS.get(i)) else { return };
+    if slot.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let ino = slot.swap(0, Ordering::Relaxed);
+    let pid = sys::getpid() as u32;
+    table::unregister(r, |p, i| i == ino && p == pid);
+}
+
+/// Before an exec: the listeners this process entered leave the table (the new image may
+/// not load the shim, and does not know them).
+pub fn forget_own_listeners(r: &Region) {
+    if ANY_LISTENER.load(Ordering::Relaxed) == 0 || sud::in_vfork_child() {
+        return;
+    }
+    let pid = sys::getpid() as u32;
+    table::unregister(r, |p, _| p == pid);
+    for slot in &LISTENERS[..fd::highest().min(fd::CACHED)] {
+        if slot.load(Ordering::Relaxed) != 0 {
+            slot.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `connect` of a TCP socket to a loopback address a shim process listens on: the kernel's
+/// connect; once connected, the client's queue is made and published for the server. None:
+/// not such a connect (the caller goes on).
+pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
+    // Read before the fd table's look-up, which notes a kernel fd afresh.
+    let sole = fd::sole(fd);
+    if !(2..=128).contains(&alen) {
+        return None;
+    }
+    let mut sa = [0u8; 28];
+    let n = (alen as usize).min(sa.len());
+    crate::copy::slice_in(&mut sa[..n], uaddr).ok()?;
+    let family = u16::from_ne_bytes([sa[0], sa[1]]) as i32;
+    // A connect of a served connection is the kernel's answer (0 or EISCONN), but AF_UNSPEC
+    // disconnects it: the kernel's from then on, so that a later connection's bytes cannot go
+    // to the old peer's queue.
+    if let Some(p) = fd::lookup(r, fd) {
+        if family == libc::AF_UNSPEC && p.socket && pipe::sock_tcp(r, p.pipe) {
+            unix::hand_back(r, &p);
+        }
+        return None;
+    }
+    if n < 16 {
+        return None;
+    }
+    if family == libc::AF_INET6 && n < 24 {
+        return None;
+    }
+    let dst = Endpoint::from_sockaddr(&sa[..n]).filter(Endpoint::is_loopback)?;
+    if !servable(fd) {
+        return None;
+    }
+    let l = table::lookup(r, &dst, alive)?;
+    table::connecting(r, &l, true);
+    let res =
+        g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
+    let connected = match res {
+        Ok(_) => true,
+        Err(libc::EINPROGRESS) => handshake_done(fd),
+        Err(_) => false,
+    };
+    if connected {
+        publish(r, &l, fd, &dst, sole);
+    }
+    table::connecting(r, &l, false);
+    Some(pipes::ret(res))
+}
+
+/// How long a non-blocking connect waits for the loopback handshake to complete.
+const HANDSHAKE_WAIT_NS: i64 = 5_000_000;
+
+/// After a non-blocking connect's EINPROGRESS: whether the connection is established. On
+/// loopback the handshake has mostly completed by then (the peer's answers are processed as
+/// the connect releases its socket); a softirq deferred to its thread on a loaded machine may
+/// take a few milliseconds. One still under way after that (a full backlog), or refused, is
+/// the kernel's.
+fn handshake_done(fd: i32) -> bool {
+    let start = sys::monotonic_ns();
+    for k in 0.. {
+        match pipes::revents(fd, libc::POLLOUT) {
+            libc::POLLOUT => return true,
+            0 if sys::monotonic_ns() - start < HANDSHAKE_WAIT_NS => pause(k),
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The `k`th pause of a short wait for another process: a yield at first, then 100 us naps
+/// (a process that was preempted needs a CPU more than our spinning does).
+fn pause(k: u32) {
+    if k < 32 {
+        let _ = sys::syscall6(libc::SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+    } else {
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 100_000 };
+        let _ = sys::syscall6(libc::SYS_nanosleep, &ts as *const libc::timespec as usize, 0, 0, 0, 0, 0);
+    }
+}
+
+/// The client's queue for connected socket `fd`, published for the server of `l`.
+fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
+    let (Some(local), Ok(st)) = (name_of(fd, false), sys::fstat(fd)) else { return };
+    let sole = if made_here(fd, st.st_ino) { sole } else { fd::Sole::NO };
+    let Ok(h) = unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP) else { return };
+    if !table::publish(r, l, &Tuple { client: local, server: *dst }, h) {
+        pipe::sock_refuse(r, h);
+        pipe::release(r, h);
+        return;
+    }
+    unix::insert_connected(r, fd, h, sole);
+}
+
+/// How long a server waits for a client counted on its listener to publish the connection it
+/// accepted (the client is between the kernel's connect and its publication, which a loaded
+/// machine may preempt for a few time slices).
+const PUBLISH_WAIT_NS: i64 = 50_000_000;
+
+/// After `accept` gave `fd` (its socket's only holder since `sole`) of an AF_INET or AF_INET6
+/// listener: a loopback TCP connection whose client published its queue is adopted.
+pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
+    if sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) != Ok(IPPROTO_TCP) {
+        return;
+    }
+    let Some(local) = name_of(fd, false).filter(Endpoint::is_loopback) else { return };
+    let Some(l) = table::lookup(r, &local, alive) else { return };
+    let Some(peer) = name_of(fd, true) else { return };
+    let t = Tuple { client: peer, server: local };
+    let start = sys::monotonic_ns();
+    let mut k = 0;
+    let client = loop {
+        let late = sys::monotonic_ns() - start > PUBLISH_WAIT_NS;
+        match table::claim(r, &l, &t, late) {
+            Claim::Queue(h) => break h,
+            Claim::Kernel => return,
+            Claim::Wait => pause(k),
+        }
+        k += 1;
+    };
+    if pipe::sock_state(r, client) != pipe::SOCK_PENDING {
+        return;
+    }
+    let ours = sys::fstat(fd)
+        .ok()
+        .and_then(|st| unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP).ok());
+    let Some(h) = ours else {
+        // No queue for us: the client moves what it queued into the kernel at its next call.
+        let _ = pipe::sock_hand_back(r, client);
+        return;
+    };
+    if !pipe::sock_adopt(r, client, h) {
+        pipe::sock_refuse(r, h);
+        pipe::release(r, h);
+        return;
+    }
+    r.header().counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
+    // A client that gave its end to the kernel before we linked reads the kernel's queue; a
+    // receive that waits for more than a byte (SO_RCVLOWAT) is the kernel's, after what the
+    // client queued.
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if pipe::handed_back(r, client) || !servable(fd) {
+        let _ = pipe::sock_hand_back(r, client);
+        let _ = pipe::sock_hand_back(r, h);
+    }
+    unix::insert_connected(r, fd, h, sole);
+}
+
+/// Gives the connection to the kernel for a call it serves (None: the caller passes it on).
+fn kernel_call(r: &Region, p: &PipeFd) -> Option<Result<usize, Errno>> {
+    unix::hand_back(r, p);
+    None
+}
+
+/// The receive flags a queue serves; the rest (MSG_OOB, MSG_TRUNC's discard, the error queue)
+/// are the kernel's.
+const RECV_FLAGS: i32 =
+    libc::MSG_PEEK | libc::MSG_WAITALL | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_CMSG_CLOEXEC;
+
+/// A receive on TCP socket `p`; None: the kernel answers (end of file, a reset, a connection
+/// given back).
+pub fn recv(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
+    if flags & libc::MSG_ERRQUEUE != 0 {
+        return None;
+    }
+    if flags & !RECV_FLAGS != 0 {
+        return kernel_call(r, p);
+    }
+    unix::drain(r, p);
+    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::SockRead);
+    let rx = match unix::rx_queue(r, &env, p) {
+        Ok(Some(rx)) => rx,
+        Ok(None) => {
+            unix::drain(r, p);
+            return None;
+        }
+        Err(e) => return Some(Err(e)),
+    };
+    let mode = RecvMode { peek: flags & libc::MSG_PEEK != 0, socket: true };
+    let want: usize = iov.iter().map(|v| v.1).sum();
+    if want == 0 {
+        // A receive of nothing still waits for a byte (its low-water mark is one), then
+        // returns 0: peeking one byte into our own buffer does that.
+        let mut byte = 0u8;
+        let one = [(&mut byte as *mut u8 as usize, 1)];
+        return match pipe::ring_read(r, rx, &one, &env, RecvMode { peek: true, socket: true }) {
+            Err(pipe::HANDED_BACK) | Ok(0) => {
+                unix::drain(r, p);
+                None
+            }
+            res => Some(res.map(|_| 0)),
+        };
+    }
+    let mut got = 0usize;
+    let mut rest = None;
+    let mut msg = pipe::CbRead::default();
+    while let Some(left) = pipes::iov_after(iov, got, &mut rest) {
+        match pipe::sock_read(r, rx, left, &env, mode, &mut msg) {
+            Err(_) | Ok(0) if got > 0 => break,
+            // Empty with the peer gone (end of file or a reset, which the kernel's socket
+            // says), or given back: the kernel answers.
+            Err(pipe::HANDED_BACK) | Ok(0) => {
+                unix::drain(r, p);
+                return None;
+            }
+            Err(e) => return Some(Err(e)),
+            Ok(k) => got += k,
+        }
+        if flags & libc::MSG_WAITALL == 0 || mode.peek || got >= want {
+            break;
+        }
+    }
+    Some(Ok(got))
+}
+
+/// The send flags a queue serves (MSG_MORE and MSG_EOR only shape the kernel's segments);
+/// the rest (MSG_OOB, MSG_FASTOPEN, MSG_ZEROCOPY…) are the kernel's.
+const SEND_FLAGS: i32 = libc::MSG_DONTWAIT
+    | libc::MSG_NOSIGNAL
+    | libc::MSG_MORE
+    | libc::MSG_EOR
+    | libc::MSG_CONFIRM
+    | libc::MSG_DONTROUTE;
+
+/// A send on TCP socket `p`; None: the kernel sends (the connection was given back: its peer
+/// is gone or going, whose EPIPE, reset and SIGPIPE are the kernel's to give).
+pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> Option<Result<usize, Errno>> {
+    if flags & !SEND_FLAGS != 0 {
+        return kernel_call(r, p);
+    }
+    if pipe::handed_back(r, p.pipe) {
+        unix::drain(r, p);
+        return None;
+    }
+    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::TcpSend);
+    let res = pipe::pipe_write(r, p.pipe, iov, false, &env);
+    let total: usize = iov.iter().map(|v| v.1).sum();
+    match res {
+        Err(pipe::HANDED_BACK) => None,
+        Err(libc::EPIPE | pipe::NO_SPACE) => kernel_call(r, p),
+        Ok(n) if n < total && (env.ran_out_of_space() || pipe::PipeEnv::peer_gone(&env, true)) => {
+            unix::hand_back(r, p);
+            // A send that moved bytes reports its count; an EPIPE (and its SIGPIPE) is the
+            // next send's, as tcp_sendmsg's.
+            Some(Ok(unix::send_rest(g, p, iov, flags | libc::MSG_NOSIGNAL, n)))
+        }
+        res => Some(res),
+    }
+}
+
+/// Options that change what a receive or a send does, which the queues do not follow: set on
+/// a served connection, they give it back to the kernel first.
+pub fn changes_data_path(level: i32, opt: i32) -> bool {
+    const SO_TIMESTAMPING_NEW: i32 = 65;
+    const SO_TIMESTAMP_NEW: i32 = 63;
+    const SO_TIMESTAMPNS_NEW: i32 = 64;
+    const TCP_INQ: i32 = 36;
+    const TCP_ZEROCOPY_RECEIVE: i32 = 35;
+    match level {
+        libc::SOL_SOCKET => matches!(
+            opt,
+            libc::SO_RCVLOWAT
+                | libc::SO_RCVBUF
+                | libc::SO_RCVBUFFORCE
+                | libc::SO_SNDBUF
+                | libc::SO_SNDBUFFORCE
+                | libc::SO_TIMESTAMP
+                | libc::SO_TIMESTAMPNS
+                | libc::SO_TIMESTAMPING
+                | SO_TIMESTAMP_NEW
+                | SO_TIMESTAMPNS_NEW
+                | SO_TIMESTAMPING_NEW
+                | libc::SO_PEEK_OFF
+                | libc::SO_ZEROCOPY
+                | libc::SO_RXQ_OVFL
+        ),
+        IPPROTO_TCP => {
+            matches!(opt, TCP_INQ | TCP_ZEROCOPY_RECEIVE | libc::TCP_REPAIR | libc::TCP_NOTSENT_LOWAT)
+        }
+        _ => false,
+    }
+}
+
+/// At exit(), whose closes the shim does not see: each TCP socket this process alone holds
+/// with bytes it never read resets its connection as its close would (see [`before_close`]).
+pub fn at_exit(r: &Region) {
+    for fd in 0..fd::highest().min(fd::CACHED) as i32 {
+        if let Some(p) = fd::cached(r, fd).filter(|p| p.socket && pipe::sock_tcp(r, p.pipe)) {
+            reset_if_unread(r, &p);
+        }
+    }
+}
+
+/// Before the close of TCP socket `p`: a client whose server has not taken the connection yet
+/// and queued nothing gives it to the kernel; the socket's last close with bytes it never read
+/// resets the connection, as `tcp_close` does for data unread in its receive queue.
+pub fn before_close(r: &Region, p: &PipeFd) {
+    match pipe::sock_state(r, p.pipe) {
+        // Nothing queued: the kernel's from here, as the server will find. Bytes queued stay
+        // for the server to adopt and read before the kernel's end of file (moving them into
+        // the kernel could stop part way, and the rest would come first), kept by the
+        // collector while pending.
+        pipe::SOCK_PENDING if pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0) => {
+            pipe::sock_set_queued(r, p.pipe)
+        }
+        pipe::SOCK_PENDING => {
+            pipe::sock_refuse(r, p.pipe);
+        }
+        _ => reset_if_unread(r, p),
+    }
+}
+
+/// The socket's last close (its fd its only holder) with bytes it never read: SO_LINGER
+/// {1, 0}, so the kernel's close resets the connection.
+fn reset_if_unread(r: &Region, p: &PipeFd) {
+    if pipe::sock_state(r, p.pipe) != pipe::SOCK_LINKED || !p.sole.holds() {
+        return;
+    }
+    let unread = pipe::sock_peer(r, p.pipe).is_some_and(|rx| pipe::fionread(r, rx).is_ok_and(|n| n > 0));
+    if unread {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        let _ = sys::syscall6(
+            libc::SYS_setsockopt,
+            p.fd as usize,
+            libc::SOL_SOCKET as usize,
+            libc::SO_LINGER as usize,
+            &linger as *const libc::linger as usize,
+            size_of::<libc::linger>(),
+            0,
+        );
+    }
+}
