@@ -42,10 +42,13 @@ pub fn populate(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
     }
 }
 
-/// Runs `f` with a descriptor of the region's file opened for it (one kept open could be
-/// closed or replaced under us by the program); None when the file cannot be opened (the
-/// process changed user, say).
+/// Runs `f` with a descriptor of the region's file: the kept one once it was checked to still
+/// be that file (the program could have replaced it), else one opened for it; None when the
+/// file cannot be opened (the process changed user, say, before its first use).
 fn with_file<T>(region: &Region, f: impl FnOnce(i32) -> T) -> Option<T> {
+    if let Some(fd) = region.kept_file() {
+        return Some(f(fd));
+    }
     let mut path = [0u8; 512];
     let by_name = region
         .path_into(&mut path)
@@ -60,6 +63,9 @@ fn with_file<T>(region: &Region, f: impl FnOnce(i32) -> T) -> Option<T> {
             sys::open(&path[..n], libc::O_RDWR | libc::O_CLOEXEC, 0).ok()?
         }
     };
+    if let Ok(st) = sys::fstat(fd) {
+        region.learn_file(&st);
+    }
     let res = f(fd);
     sys::close(fd);
     Some(res)

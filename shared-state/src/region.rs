@@ -430,6 +430,9 @@ pub struct Region {
     pub path: String,
     /// A descriptor of the file in this process, kept up to date by its keeper; -1 if none.
     fd_hint: core::sync::atomic::AtomicI32,
+    /// The file's (st_dev, st_ino + 1) once a descriptor opened by name showed them (0 before):
+    /// what [`Region::kept_file`] checks the kept descriptor against.
+    file_id: [AtomicU64; 2],
     /// Index + 1 of the semaphore set the lock-free semop last found reserved (a reserved page
     /// stays so): its check is then one load of this mapping's own.
     pub(crate) sem_set_seen: core::sync::atomic::AtomicU32,
@@ -764,6 +767,7 @@ impl Region {
             ro_data,
             path,
             fd_hint: core::sync::atomic::AtomicI32::new(-1),
+            file_id: [const { AtomicU64::new(0) }; 2],
             sem_set_seen: core::sync::atomic::AtomicU32::new(0),
         }
     }
@@ -792,6 +796,25 @@ impl Region {
     /// A descriptor of the region's file, for [`Region::path`] when it is empty.
     pub fn set_fd_hint(&self, fd: i32) {
         self.fd_hint.store(fd, Ordering::Relaxed);
+    }
+
+    /// Remembers which file `st` (of a descriptor opened by the region's name) is.
+    pub fn learn_file(&self, st: &libc::stat) {
+        self.file_id[0].store(st.st_dev, Ordering::Relaxed);
+        self.file_id[1].store(st.st_ino + 1, Ordering::Relaxed);
+    }
+
+    /// The kept descriptor ([`Region::set_fd_hint`], opened read-write) when it still is the
+    /// region's file as [`Region::learn_file`] saw it: one fstat instead of an open by name
+    /// (a readlink and two opens for a region linked after its creation) and a close.
+    pub fn kept_file(&self) -> Option<i32> {
+        let ino = self.file_id[1].load(Ordering::Relaxed);
+        let fd = self.fd_hint.load(Ordering::Relaxed);
+        if ino == 0 || fd < 0 {
+            return None;
+        }
+        let st = sys::fstat(fd).ok()?;
+        (st.st_ino + 1 == ino && st.st_dev == self.file_id[0].load(Ordering::Relaxed)).then_some(fd)
     }
 
     /// The region file's path into `out` (NUL-terminated): its name, or where the descriptor
