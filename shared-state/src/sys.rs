@@ -268,6 +268,19 @@ fn copy_user(nr: i64, local: *mut u8, remote: usize, len: usize) -> Result<(), E
     }
 }
 
+/// One process_vm_readv on ourselves of the caller-supplied `remote` pieces into our `local`
+/// ones (as many, of the same lengths): the bytes copied, which stop at the first piece that
+/// is not readable whole.
+pub fn copy_from_user_vec(local: &[libc::iovec], remote: &[libc::iovec]) -> Result<usize, Errno> {
+    debug_assert_eq!(local.len(), remote.len());
+    let n = local.len().min(remote.len());
+    match sc!(libc::SYS_process_vm_readv, getpid(), local.as_ptr(), n, remote.as_ptr(), n, 0) {
+        Ok(got) => Ok(got),
+        Err(libc::EFAULT) | Err(libc::ENOMEM) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 /// Copies `len` bytes from our `src` to the caller-supplied address `dst`.
 pub fn copy_to_user(dst: usize, src: *const u8, len: usize) -> Result<(), Errno> {
     copy_user(libc::SYS_process_vm_writev, src as *mut u8, dst, len)

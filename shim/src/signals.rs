@@ -236,8 +236,15 @@ pub fn fault_fixups_active() -> bool {
 /// The application's rt_sigaction(sig, act, oldact, sigsetsize), trapped. In a vfork child
 /// (posix_spawn resets handlers there, in its own copy of the kernel table) it goes to the
 /// kernel, except SIGSYS, which stays ours.
-pub(crate) fn rt_sigaction(a: &[u64; 6], user: User) -> i64 {
+pub(crate) fn rt_sigaction(a: &[u64; 6], user: User, mask: u64) -> i64 {
     let (sig, act_p, old_p, size) = (a[0] as c_int, a[1] as usize, a[2] as usize, a[3]);
+    let vfork = sud::in_vfork_child();
+    if vfork
+        && sig != libc::SIGSYS
+        && (act_p == 0 || (1..=NSIG as c_int).contains(&sig) && mask & sigbit(sig) != 0)
+    {
+        return vfork_sigaction(a);
+    }
     if size != 8 || !(1..=NSIG as c_int).contains(&sig) {
         return -(libc::EINVAL as i64);
     }
@@ -251,8 +258,8 @@ pub(crate) fn rt_sigaction(a: &[u64; 6], user: User) -> i64 {
     if act.is_some() && (sig == libc::SIGKILL || sig == libc::SIGSTOP) {
         return -(libc::EINVAL as i64);
     }
-    let vfork = sud::in_vfork_child();
     let old = if vfork && sig != libc::SIGSYS {
+        // A set: its mask is read here to take SIGSYS out before the kernel sees it.
         let mut old = KSigaction::default();
         let mut k = act;
         if let Some(k) = &mut k {
@@ -281,6 +288,29 @@ pub(crate) fn rt_sigaction(a: &[u64; 6], user: User) -> i64 {
         return -(libc::EFAULT as i64);
     }
     0
+}
+
+/// A vfork child's rt_sigaction that queries, or sets a signal blocked at the call (as
+/// posix_spawn's child makes two per signal, all blocked): the kernel's, on the application's
+/// own pointers, which it checks and copies itself (a vfork child can only copy them through
+/// process_vm_readv/writev, which tripled the cost). A handler set with SIGSYS in its mask then
+/// has it taken out, as everywhere, before the signal can be delivered to it.
+fn vfork_sigaction(a: &[u64; 6]) -> i64 {
+    let r =
+        syscall6(libc::SYS_rt_sigaction, a[0] as usize, a[1] as usize, a[2] as usize, a[3] as usize, 0, 0);
+    let sig = a[0] as c_int;
+    let mut now = KSigaction::default();
+    if r.is_ok()
+        && a[1] != 0
+        && raw_sigaction(sig, None, Some(&mut now)).is_ok()
+        && now.handler != SIG_DFL
+        && now.handler != SIG_IGN
+        && now.mask & sigbit(libc::SIGSYS) != 0
+    {
+        sanitize_mask(&mut now.mask);
+        let _ = raw_sigaction(sig, Some(&now), None);
+    }
+    r.map_or_else(|e| -(e as i64), |v| v as i64)
 }
 
 /// Before an exec: SIGSEGV/SIGBUS that the application ignores carry our trampoline, which exec

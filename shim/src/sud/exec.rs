@@ -8,8 +8,9 @@
 //! which it inherits) unless the new environment names another namespace: a different
 //! `IPCSHIM_DIR`, `IPCSHIM_NS` or `IPCSHIM_GROUP`, which it then opens by name.
 //!
-//! The application's envp is read with process_vm_readv in page-bounded chunks (a bad pointer
-//! gives the kernel's EFAULT), and the new envp is built in a raw mmap (no malloc).
+//! The application's envp is read in page-bounded chunks (a bad pointer gives the kernel's
+//! EFAULT; where each copy is a process_vm_readv, as in a vfork child, the first bytes of 16
+//! entries come in one), and the new envp is built in a raw mmap (no malloc).
 
 use super::trap::raw;
 use super::user::User;
@@ -18,6 +19,8 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use shared_state::sys;
 
 const PAGE: usize = 4096;
+/// The bytes of an entry read first: enough to tell most from ours.
+const HEAD: usize = 32;
 const PRELOAD: &[u8] = b"LD_PRELOAD=";
 /// Our variables, with the value an unset one stands for, and whether it names the namespace.
 const VARS: [(&str, &str, bool); 5] = [
@@ -93,11 +96,18 @@ fn read_chunk(user: User, addr: usize, buf: &mut [u8]) -> Option<usize> {
     user.copy_in(&mut buf[..len], addr).then_some(len)
 }
 
-/// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop. The
-/// first read is short: most entries are told apart from ours by their first bytes.
-fn each_byte(user: User, mut addr: usize, mut f: impl FnMut(u8) -> bool) -> Option<()> {
+/// Feeds the bytes of the C string at `addr` to `f` until the NUL or until `f` says stop,
+/// starting with `head`, its first bytes already read. The first read is short: most entries
+/// are told apart from ours by their first bytes.
+fn each_byte(user: User, mut addr: usize, head: &[u8], mut f: impl FnMut(u8) -> bool) -> Option<()> {
+    for &b in head {
+        if b == 0 || !f(b) {
+            return Some(());
+        }
+    }
+    addr += head.len();
     let mut buf = [0u8; 256];
-    let mut want = 32;
+    let mut want = if head.is_empty() { HEAD } else { buf.len() };
     loop {
         let n = read_chunk(user, addr, &mut buf[..want])?;
         want = buf.len();
@@ -206,22 +216,35 @@ fn scan(user: User, env: &ExecEnv, envp: usize, region: &[u8]) -> Option<Scan> {
     if !envp.is_multiple_of(8) {
         return None;
     }
-    let mut ptrs = [0u8; 256];
+    // 16 entries at a time: where each copy is a system call (a vfork child), their first
+    // bytes in one more.
+    let mut ptrs = [0u8; 128];
+    let mut heads = [[0u8; HEAD]; 16];
     loop {
         let got = read_chunk(user, envp + s.n * 8, &mut ptrs)?;
+        let mut addrs = [0usize; 16];
+        let mut k = 0;
         for p in ptrs[..got].chunks_exact(8) {
-            let p = usize::from_ne_bytes(p.try_into().ok()?);
-            if p == 0 {
-                return Some(s);
+            addrs[k] = usize::from_ne_bytes(p.try_into().ok()?);
+            if addrs[k] == 0 {
+                break;
             }
-            classify(user, env, &mut s, p, region)?;
+            k += 1;
+        }
+        let read = user.read_heads(&addrs[..k], &mut heads);
+        for (i, &p) in addrs[..k].iter().enumerate() {
+            let head = if i < read { &heads[i][..HEAD.min(4096 - p % 4096)] } else { &[][..] };
+            classify(user, env, &mut s, p, head, region)?;
             s.n += 1;
+        }
+        if k < got / 8 {
+            return Some(s);
         }
     }
 }
 
 /// Looks at entry `s.n` (at `p`): our LD_PRELOAD, one of our variables, or the region's?
-fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, region: &[u8]) -> Option<()> {
+fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, head: &[u8], region: &[u8]) -> Option<()> {
     let region_head = shared_state::region::FD_VAR.len() + 1;
     let mut preload = EntryMatch::new(PRELOAD, PRELOAD.len());
     let mut ours = EntryMatch::new(region, region_head);
@@ -232,7 +255,7 @@ fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, region: &[u8]) ->
     let mut in_preload = false;
     let mut list = ListMatch { lib: &env.lib, at: 0, ok: true, found: false };
     let mut len = 0;
-    each_byte(user, p, |b| {
+    each_byte(user, p, head, |b| {
         if in_preload {
             list.push(b);
             len += 1;
@@ -454,7 +477,7 @@ pub(crate) fn execvpe(file: usize, argv: usize, envp: usize) -> i32 {
 /// The length of the C string at `addr`, at most `max`; None if unreadable.
 fn strnlen(user: User, addr: usize, max: usize) -> Option<usize> {
     let mut n = 0;
-    each_byte(user, addr, |_| {
+    each_byte(user, addr, &[], |_| {
         n += 1;
         n < max
     })?;
@@ -485,7 +508,7 @@ fn search(file: usize, argv: usize, plan: &Plan, guard: &Guard, user: User) -> i
     } else {
         // Longer than NAME_MAX: only a name with a '/' is executed (as it is).
         let mut found = false;
-        if each_byte(user, file, |b| {
+        if each_byte(user, file, &[], |b| {
             found |= b == b'/';
             !found
         })

@@ -109,7 +109,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
             }
             r
         }
-        libc::SYS_rt_sigaction => signals::rt_sigaction(&a, user),
+        libc::SYS_rt_sigaction => signals::rt_sigaction(&a, user, *frame_mask(uc)),
         libc::SYS_rt_sigprocmask => sigprocmask(uc, &a, user),
         libc::SYS_rt_sigsuspend | libc::SYS_rt_sigtimedwait => with_mask(nr, &a, 0, user, guard),
         libc::SYS_signalfd | libc::SYS_signalfd4 => with_mask(nr, &a, 1, user, guard),
