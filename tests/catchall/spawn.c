@@ -2,7 +2,7 @@
 // clone(CLONE_VM|CLONE_VFORK) on a new stack) and vfork. "vforkwork N": a vfork child making N
 // syscalls before _exit, to show the child is armed. "vforkexec N": N vfork children exec with
 // an environment lacking LD_PRELOAD (the shim builds a new one in the memory they share with
-// us), and our address space must not grow.
+// us), and our address space must not grow. "spawnloop N": N posix_spawns of /bin/true.
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +53,18 @@ int main(int argc, char **argv) {
         }
         printf("%ld vfork+exec, %d failed, grew by more than 64 KiB: %d\n", n, failed,
                vm_kib() - before > 64);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "spawnloop") == 0) {
+        long n = atol(argv[2]);
+        char *cargv[] = {"true", NULL};
+        int failed = 0;
+        for (long i = 0; i < n; i++) {
+            pid_t pid;
+            failed += posix_spawn(&pid, "/bin/true", NULL, NULL, cargv, environ) != 0 ||
+                      child_status(pid) != 0;
+        }
+        printf("%ld posix_spawn, %d failed\n", n, failed);
         return 0;
     }
     char line[256];

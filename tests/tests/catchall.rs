@@ -187,6 +187,21 @@ fn vfork_child_is_armed() {
     assert!(seen >= 20000, "the vfork child's syscalls did not reach the catch-all: {seen}");
 }
 
+/// posix_spawn's child queries the disposition of every signal (rt_sigaction with no new
+/// action) and resets them: the query site is rewritten in the vfork child, so a spawn no
+/// longer pays a trap per signal for the queries (about 128 traps per spawn before).
+#[test]
+fn posix_spawn_queries_go_through_a_rewritten_site() {
+    let s = Scratch::new("spawnloop");
+    let exe = s.helper("spawn");
+    let out = s.same(&[exe.to_str().unwrap(), "spawnloop", "100"], &[]);
+    assert_eq!(out, "100 posix_spawn, 0 failed\n");
+    // Per spawn: the resets (64), the exec and a few others still trap.
+    let traps = s.traps();
+    assert!(traps < 100 * 80, "{traps} traps for 100 spawns");
+    assert!(s.patched() >= 100 * 60, "calls through rewritten sites: {}", s.patched());
+}
+
 /// The envp a vfork child's exec gets is built in the memory it shares with its parent, and
 /// unmapped by the parent afterwards.
 #[test]

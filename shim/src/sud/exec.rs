@@ -9,7 +9,7 @@
 //! `IPCSHIM_DIR`, `IPCSHIM_NS` or `IPCSHIM_GROUP`, which it then opens by name.
 //!
 //! The application's envp is read in page-bounded chunks (a bad pointer gives the kernel's
-//! EFAULT; where each copy is a process_vm_readv, as in a vfork child, the first bytes of 16
+//! EFAULT; where each copy is a process_vm_readv, as in a vfork child, the first bytes of 8
 //! entries come in one), and the new envp is built in a raw mmap (no malloc).
 
 use super::trap::raw;
@@ -208,6 +208,7 @@ impl Scan {
 
 /// None if the array or a string is unreadable (the kernel will say EFAULT). `region` is our
 /// "IPCSHIM_REGION_FD=…" entry, without its NUL.
+#[inline(never)]
 fn scan(user: User, env: &ExecEnv, envp: usize, region: &[u8]) -> Option<Scan> {
     let mut s = Scan { n: 0, preload: None, present: 0, differs: 0, region: None };
     if envp == 0 {
@@ -216,13 +217,13 @@ fn scan(user: User, env: &ExecEnv, envp: usize, region: &[u8]) -> Option<Scan> {
     if !envp.is_multiple_of(8) {
         return None;
     }
-    // 16 entries at a time: where each copy is a system call (a vfork child), their first
+    // 8 entries at a time: where each copy is a system call (a vfork child), their first
     // bytes in one more.
-    let mut ptrs = [0u8; 128];
-    let mut heads = [[0u8; HEAD]; 16];
+    let mut ptrs = [0u8; 64];
+    let mut heads = [[0u8; HEAD]; 8];
     loop {
         let got = read_chunk(user, envp + s.n * 8, &mut ptrs)?;
-        let mut addrs = [0usize; 16];
+        let mut addrs = [0usize; 8];
         let mut k = 0;
         for p in ptrs[..got].chunks_exact(8) {
             addrs[k] = usize::from_ne_bytes(p.try_into().ok()?);

@@ -152,7 +152,8 @@ fn find_object(addr: usize) -> Option<Object> {
 
 /// The syscalls a site may be rewritten for, and how their stub decides. Anything the trap
 /// handler or the dispatcher does more with than "serve it if it touches a shim object, else
-/// let the kernel do it" keeps trapping: signals and masks, clone/fork/vfork/exec, exit, the
+/// let the kernel do it" keeps trapping: signals and masks (but a vfork child's queries of
+/// dispositions), clone/fork/vfork/exec, exit, the
 /// waits that take a signal mask, sockets, pipes, poll/select/epoll, SysV IPC, wait4/waitid
 /// and the credential calls. A syscall the dispatcher starts to serve must leave `Pass`.
 fn stub_for(nr: i64) -> Option<Stub> {
@@ -168,6 +169,7 @@ fn stub_for(nr: i64) -> Option<Stub> {
         libc::SYS_fcntl => Stub::Fcntl,
         libc::SYS_ioctl => Stub::Ioctl,
         libc::SYS_close => Stub::Close,
+        libc::SYS_rt_sigaction => Stub::Sigaction,
         libc::SYS_open => Stub::Open,
         libc::SYS_openat | libc::SYS_openat2 => Stub::OpenAt,
         libc::SYS_stat
@@ -311,10 +313,16 @@ pub(super) fn on_trap(uc: &ucontext_t) {
     {
         THREADED.store(true, Ordering::Relaxed);
     }
-    if !ENABLED.load(Ordering::Acquire) || in_vfork_child() {
+    if !ENABLED.load(Ordering::Acquire) {
         return;
     }
     let Some(stub) = stub_for(nr) else { return };
+    // In a vfork child, only rt_sigaction (posix_spawn's child queries every signal; its
+    // parent may never make the call twice). The text, the site table and the parent's
+    // threads are as in the parent, which waits.
+    if in_vfork_child() && stub != Stub::Sigaction {
+        return;
+    }
     // A traced call on a pipe is logged by the dispatcher even when the kernel answers it.
     if stub != Stub::Pass && crate::trace::on() {
         return;

@@ -256,6 +256,22 @@ global_asm!(
     "    test %r11, %r11",
     "    jns 4b",
     "    jmp 9b",
+    // rt_sigaction(edi, rsi, rdx) in a vfork child: a query (rsi NULL) of any signal but
+    // SIGSYS is the kernel's, from the child's own copy of the table (`signals::rt_sigaction`).
+    // posix_spawn's child makes one per signal.
+    ".balign 16",
+    ".globl ipcshim_patch_sigaction",
+    ".hidden ipcshim_patch_sigaction",
+    "ipcshim_patch_sigaction:",
+    "    PATCH_SAVE",
+    "    mov ipcshim_tls@gottpoff(%rip), %rcx",
+    "    cmpb $0, %fs:{vfork}(%rcx)",
+    "    je 9f",
+    "    cmp ${sigsys}, %edi",
+    "    je 9f",
+    "    test %rsi, %rsi",
+    "    jnz 9f",
+    "    PATCH_TAILS 9",
     "    PATCH_OPEN ipcshim_patch_open, %rdi",
     "    PATCH_OPEN ipcshim_patch_openat, %rsi",
     ".globl ipcshim_patch_text_end",
@@ -277,6 +293,7 @@ global_asm!(
     looking = const K_LOOKING,
     region_fds = sym crate::region::FDS,
     seek_cur = const libc::SEEK_CUR,
+    sigsys = const libc::SIGSYS,
     lseek = const libc::SYS_lseek,
     patched = const offset_of!(super::Tls, patched),
     vfork = const offset_of!(super::Tls, vfork),
@@ -348,6 +365,7 @@ unsafe extern "C" {
     static ipcshim_patch_ioctl: u8;
     static ipcshim_patch_open: u8;
     static ipcshim_patch_openat: u8;
+    static ipcshim_patch_sigaction: u8;
 }
 
 /// How a rewritten site's call is decided.
@@ -364,6 +382,8 @@ pub(super) enum Stub {
     /// The path in the first (open) or second (openat, openat2) argument decides.
     Open,
     OpenAt,
+    /// A query in a vfork child (see `ipcshim_patch_sigaction`).
+    Sigaction,
 }
 
 impl Stub {
@@ -376,6 +396,7 @@ impl Stub {
             Stub::Ioctl => &raw const ipcshim_patch_ioctl,
             Stub::Open => &raw const ipcshim_patch_open,
             Stub::OpenAt => &raw const ipcshim_patch_openat,
+            Stub::Sigaction => &raw const ipcshim_patch_sigaction,
         };
         s as usize
     }

@@ -33,14 +33,15 @@ impl User {
     /// Reads the first bytes of many strings at once where each copy is a system call: into
     /// `heads[i]`, up to its length and not across a page, from `addrs[i]`. How many (from
     /// the first) were read; 0 when each is as cheap to read alone.
+    #[inline(never)]
     pub fn read_heads<const N: usize>(self, addrs: &[usize], heads: &mut [[u8; N]]) -> usize {
         if self.fast {
             return 0;
         }
-        let n = addrs.len().min(heads.len()).min(16);
+        let n = addrs.len().min(heads.len()).min(8);
         let empty = libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 };
-        let (mut local, mut remote) = ([empty; 16], [empty; 16]);
-        let mut want = [0usize; 16];
+        let (mut local, mut remote) = ([empty; 8], [empty; 8]);
+        let mut want = [0usize; 8];
         for i in 0..n {
             want[i] = N.min(4096 - addrs[i] % 4096);
             local[i] = libc::iovec { iov_base: heads[i].as_mut_ptr().cast(), iov_len: want[i] };
