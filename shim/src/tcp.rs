@@ -90,7 +90,7 @@ pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
         && let Ok(st) = sys::fstat(fd as i32)
     {
         made.store(st.st_ino as u32, Ordering::Relaxed);
-        fd::set_sole(fd as i32, sole);
+        fd::mark_kernel_sole(fd as i32, sole);
     }
     Some(pipes::ret(res))
 }
