@@ -403,6 +403,10 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
         unix::drain(r, p);
         return None;
     }
+    // Shut down for sending: the kernel's EPIPE (and SIGPIPE).
+    if pipe::sock_flags(r, p.pipe) & pipe::SOCK_SHUT_WR != 0 {
+        return kernel_call(r, p);
+    }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::TcpSend);
     let res = pipe::pipe_write(r, p.pipe, iov, false, &env);
     let total: usize = iov.iter().map(|v| v.1).sum();
