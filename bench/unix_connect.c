@@ -1,9 +1,10 @@
 /* AF_UNIX connection cycle in one process. bind: socket, bind to a path, listen, a second socket
  * connecting to it, accept, one byte across, close all three and unlink the path; connect: the
  * same on one listener bound once (socket, connect, accept, a byte, two closes). Prints the
- * median over RUNS batches of ITERS cycles as "<ns per cycle> ns".
+ * median over RUNS batches of ITERS cycles as "<ns per cycle> ns". tcp: connect's cycle over
+ * loopback TCP (a listener on 127.0.0.1; the accepted side closes first, as an HTTP/1.0 server).
  *
- * Usage: unix_connect ITERS RUNS bind|connect
+ * Usage: unix_connect ITERS RUNS bind|connect|tcp
  * One process, so placement is taskset's: run.sh pins it to one CPU. The byte sent on the
  * connecting side must arrive on the accepted one, so a cycle that does not connect fails. */
 #define _GNU_SOURCE
@@ -39,8 +40,9 @@ int main(int argc, char **argv)
     long iters = argc == 4 ? atol(argv[1]) : 0;
     int runs = argc == 4 ? atoi(argv[2]) : 0;
     int rebind = argc == 4 && strcmp(argv[3], "bind") == 0;
-    if (iters < 1 || runs < 1 || runs > MAX_RUNS || (!rebind && strcmp(argv[3], "connect") != 0)) {
-        fprintf(stderr, "usage: unix_connect ITERS RUNS<=%d bind|connect\n", MAX_RUNS);
+    bench_tcp = argc == 4 && strcmp(argv[3], "tcp") == 0;
+    if (iters < 1 || runs < 1 || runs > MAX_RUNS || (!rebind && !bench_tcp && strcmp(argv[3], "connect") != 0)) {
+        fprintf(stderr, "usage: unix_connect ITERS RUNS<=%d bind|connect|tcp\n", MAX_RUNS);
         return 2;
     }
     if (!rebind)

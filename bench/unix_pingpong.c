@@ -1,8 +1,9 @@
 /* AF_UNIX ping-pong: the parent sends 1 byte, the child receives it and sends 1 byte back: one
  * round trip. Prints the median over RUNS batches of ITERS round trips as "<ns per round trip> ns".
  *
- * Usage: unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram|named
+ * Usage: unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|tcp|dgram|named
  * stream: a SOCK_STREAM connection made through a listener bound to a path (connect, accept);
+ * tcp: the same over loopback TCP (127.0.0.1, TCP_NODELAY);
  * dgram: a SOCK_DGRAM socketpair; named: two SOCK_DGRAM sockets bound to paths, each sending to
  * the other's name with sendto (the syslog and DNS-resolver pattern). Each process pins itself ("0 0": both on CPU 0, "0 1": split;
  * -1 leaves it unpinned).
@@ -67,15 +68,16 @@ int main(int argc, char **argv)
     bench_cleanup = remove_paths;
     int named = argc == 6 && strcmp(argv[5], "named") == 0;
     int dgram = named || (argc == 6 && strcmp(argv[5], "dgram") == 0);
-    if (argc != 6 || (!dgram && strcmp(argv[5], "stream") != 0)) {
-        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|dgram|named\n", MAX_RUNS);
+    bench_tcp = argc == 6 && strcmp(argv[5], "tcp") == 0;
+    if (argc != 6 || (!dgram && !bench_tcp && strcmp(argv[5], "stream") != 0)) {
+        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|tcp|dgram|named\n", MAX_RUNS);
         return 2;
     }
     long iters = atol(argv[1]);
     int runs = atoi(argv[2]);
     int parent_cpu = atoi(argv[3]), child_cpu = atoi(argv[4]);
     if (iters < 1 || runs < 1 || runs > MAX_RUNS) {
-        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|dgram|named\n", MAX_RUNS);
+        fprintf(stderr, "usage: unix_pingpong ITERS RUNS<=%d PARENT_CPU CHILD_CPU stream|tcp|dgram|named\n", MAX_RUNS);
         return 2;
     }
     long warmup = iters / 10 + 1;

@@ -1,9 +1,10 @@
 /* AF_UNIX stream throughput: the child writes WRITE_SIZE bytes per write() into a SOCK_STREAM
- * connection (made through a listener bound to a path), the parent reads them with reads of up
+ * connection (made through a listener bound to a path, or with `tcp` over loopback TCP to
+ * 127.0.0.1), the parent reads them with reads of up
  * to 64 KiB. The parent times each batch of ITERS writes' worth of bytes and prints the median
  * over RUNS batches as "<MB/s> MB/s" (10^6 bytes per second) or "<writes/s> writes/s".
  *
- * Usage: unix_throughput WRITE_SIZE ITERS RUNS PARENT_CPU CHILD_CPU UNIT
+ * Usage: unix_throughput WRITE_SIZE ITERS RUNS PARENT_CPU CHILD_CPU UNIT [tcp]
  * UNIT is MB/s or writes/s. Each process pins itself ("0 0": both on CPU 0, "0 1": split; -1
  * leaves it unpinned).
  *
@@ -26,7 +27,7 @@ static unsigned char pattern(long i)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: unix_throughput WRITE_SIZE<=%d ITERS RUNS<=%d PARENT_CPU CHILD_CPU MB/s|writes/s\n",
+    fprintf(stderr, "usage: unix_throughput WRITE_SIZE<=%d ITERS RUNS<=%d PARENT_CPU CHILD_CPU MB/s|writes/s [tcp]\n",
             MAX_WRITE, MAX_RUNS);
     exit(2);
 }
@@ -37,8 +38,9 @@ int main(int argc, char **argv)
     bench_name = "unix_throughput";
     bench_role = "parent";
     bench_cleanup = unix_remove_path;
-    if (argc != 7)
+    if (argc != 7 && (argc != 8 || strcmp(argv[7], "tcp") != 0))
         usage();
+    bench_tcp = argc == 8;
     long size = atol(argv[1]);
     long iters = atol(argv[2]);
     int runs = atoi(argv[3]);

@@ -5,7 +5,8 @@
  * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
  * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
  * SO_RCVTIMEO, an accept in a forked worker, an epoll interest taken before a connect, a
- * client that sent and closed before the server accepted, and sendfile/splice.
+ * client that sent and closed before the server accepted, sendfile/splice, and a half-close
+ * (shutdown SHUT_WR) with the other direction still used.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
@@ -441,6 +442,42 @@ static void accept_in_child(int fam)
 	close(l);
 }
 
+/* shutdown(SHUT_WR) of a served connection: a reader blocked before it gets every byte
+ * queued, then end of file (and POLLIN|POLLRDHUP); it still sends to the half-closed side,
+ * which reads that, then the end of file of its close; its own send then fails with EPIPE. */
+static void half_close(int fam)
+{
+	int port, l = tcp_listener(fam, &port);
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		int c = tcp_client(fam, port);
+		static char buf[4096];
+		long got = 0, n;
+		while ((n = read(c, buf, sizeof buf)) > 0)
+			got += n;
+		struct pollfd p = { c, POLLIN | POLLOUT | POLLRDHUP, 0 };
+		if (n != 0 || got != 100000 || poll(&p, 1, 0) != 1 || p.revents != (POLLIN | POLLOUT | POLLRDHUP))
+			_exit(1);
+		if (write(c, "after", 5) != 5 || read(c, buf, 1) != 0)
+			_exit(2);
+		close(c);
+		_exit(0);
+	}
+	int s = accept(l, NULL, NULL);
+	usleep(30000); /* the client is blocked in its read */
+	static char big[100000];
+	memset(big, 'h', sizeof big);
+	IOSHOW(write(s, big, sizeof big));
+	IOSHOW(shutdown(s, SHUT_WR));
+	RECV(s, 5, MSG_WAITALL);
+	show_status_io("client", io_reap(pid));
+	RECV(s, 10, 0);
+	show_poll1("server", s, POLLIN | POLLOUT | POLLRDHUP);
+	IOSHOW(send(s, "x", 1, MSG_NOSIGNAL));
+	close(s);
+	close(l);
+}
+
 int main(void)
 {
 	setup();
@@ -479,6 +516,8 @@ int main(void)
 		receive_timeout(fam);
 		printf("case accept_in_child_%s\n", tag);
 		accept_in_child(fam);
+		printf("case half_close_%s\n", tag);
+		half_close(fam);
 	}
 	return 0;
 }

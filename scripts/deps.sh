@@ -23,6 +23,7 @@ declare -A wanted=(
     # with x11perf (in x11-apps) as its MIT-SHM client.
     [nginx]=/usr/sbin/nginx
     [curl]=/usr/bin/curl
+    [apache2-utils]=/usr/bin/ab # socket_programs.rs and bench/run.sh: ab against nginx over TCP
     [xvfb]=/usr/bin/Xvfb
     [x11-apps]=/usr/bin/x11perf
     # tests/tests/pipe_programs.rs and socket_programs.rs: xargs (exec-status pipes), pv

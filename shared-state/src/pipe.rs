@@ -2520,7 +2520,8 @@ const SOCK_SENDER_PASSCRED: u32 = 1 << 18;
 /// connected to (`unix_peer`), if that one is the shim's.
 pub const SOCK_RECV_QUEUE: u32 = 1 << 13;
 /// With SOCK_RECV_QUEUE: `sk_shutdown`'s RCV_SHUTDOWN and SEND_SHUTDOWN, set by the shim's
-/// `shutdown`.
+/// `shutdown`. SOCK_SHUT_WR also with SOCK_TCP: the queue's socket shut down sending (its FIN
+/// is the kernel's; what it queued before stays to be read first).
 pub const SOCK_SHUT_RD: u32 = 1 << 14;
 pub const SOCK_SHUT_WR: u32 = 1 << 15;
 /// With SOCK_RECV_QUEUE: connected to a socket the kernel serves (sends go to the kernel).
@@ -2591,6 +2592,13 @@ pub fn peer_release(region: &Region, h: PipeHandle) -> PeerRelease {
     } else {
         PeerRelease::Held
     }
+}
+
+/// Whether linked end `h`'s peer shut down sending only (a TCP `shutdown(SHUT_WR)`) and no
+/// fd of its socket was closed since: its FIN is the kernel's, yet it still receives.
+pub fn sock_peer_half_closed(region: &Region, h: PipeHandle) -> bool {
+    let flags = sock_peer(region, h).map_or(0, |peer| sock_flags(region, peer));
+    flags & SOCK_SHUT_WR != 0 && flags & (SOCK_RELEASED | SOCK_CLOSED) == 0
 }
 
 /// The socket word: connection state and the flags above it (0 for no live object).

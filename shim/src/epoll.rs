@@ -769,13 +769,19 @@ pub fn connected(r: &Region, fd: i32) {
 
 /// An fd of shim object `p` was closed (or its file's flags changed): the items watching it
 /// are checked with the kernel, and a socket's peer's polled again (its placeholder may show
-/// the end of the connection).
+/// the end of the connection). A TCP peer's are woken too: its end of file is the kernel's
+/// FIN alone, which a set of shim fds only (asleep on its futex, not on the kernel's set)
+/// would not see before its next look at the kernel.
 pub fn object_closed(r: &Region, p: &PipeFd) {
     wq::closed(r, Wq::Pipe(p.pipe.idx));
     if p.socket
         && let Some(peer) = shared_state::pipe::sock_peer(r, p.pipe)
     {
-        wq::changed(r, Wq::Pipe(peer.idx));
+        if shared_state::pipe::sock_tcp(r, peer) {
+            wq::state_changed(r, Wq::Pipe(peer.idx));
+        } else {
+            wq::changed(r, Wq::Pipe(peer.idx));
+        }
     }
 }
 
@@ -1227,17 +1233,21 @@ fn collect(r: &Region, w: &Wait, c: &Ctl, kbuf: &mut [libc::epoll_event]) -> Res
     let o = c.inst;
     let room = w.maxevents;
     let kernel_first = o.turn.fetch_add(1, Relaxed) & 1 == 0;
-    let fetch = o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
-    // On the shim's turn the kernel leaves it one place at least.
+    let wanted = || o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
+    // On the shim's turn the kernel leaves it one place at least. A look that has no room
+    // for the kernel now leaves a pending check for after the shim's turn (with maxevents 1,
+    // taking it here lost it: a TCP peer's end of file, the kernel's alone, waited for the
+    // next slice).
     let kmax = if kernel_first { room } else { room - 1 };
-    let (k, all) = if fetch && kmax > 0 { fetch_kernel(r, w, c, kbuf, kmax)? } else { (0, !fetch) };
+    let fetch = kmax > 0 && wanted();
+    let (k, all) = if fetch { fetch_kernel(r, w, c, kbuf, kmax)? } else { (0, false) };
     if kernel_first {
         let n = deliver(w, &kbuf[..k], 0)?;
         return scan(r, w, c, n, room);
     }
     let n = scan(r, w, c, 0, room - k)?;
     let n = deliver(w, &kbuf[..k], n)?;
-    if all || n == room {
+    if all || n == room || !fetch && !wanted() {
         return Ok(n);
     }
     // The kernel may have more, and the shim left room for it.

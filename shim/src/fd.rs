@@ -598,6 +598,16 @@ pub fn set_sole(fd: i32, sole: Sole) {
     }
 }
 
+/// Records that `fd` is a kernel socket just made, held by `fd` alone since `sole`: known to
+/// the table, so that the calls made on it before its connect (options, `fcntl`) find it
+/// without a look-up, whose fresh entry would drop the mark.
+pub fn mark_kernel_sole(fd: i32, sole: Sole) {
+    if let Some(s) = slot(fd) {
+        store(fd, s, KERNEL);
+        SOLE[fd as usize].store(sole.0, Ordering::Relaxed);
+    }
+}
+
 /// `fd`'s file may have another holder from now on (a dup, a message carrying it, an
 /// SO_PASSCRED set that a fresh socket's connect must ask about).
 pub fn share(fd: i32) {

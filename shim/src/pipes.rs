@@ -345,9 +345,14 @@ impl PipeEnv for Env<'_> {
         let gone = match (self.side, self.p.read, self.p.write) {
             (Side::SockRead, ..) => polled.is_ok_and(|n| n == 1) && pfd.revents & libc::POLLRDHUP != 0,
             // No send of nothing: it would take a reset's error, which is the user's to read.
+            // The FIN of a peer that only shut down sending leaves it receiving.
             (Side::TcpSend, ..) => {
                 polled.is_ok_and(|n| n == 1)
-                    && pfd.revents & (libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) != 0
+                    && match pfd.revents & (libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) {
+                        0 => false,
+                        libc::POLLRDHUP => !pipe::sock_peer_half_closed(self.r, self.p.pipe),
+                        _ => true,
+                    }
             }
             // A seqpacket socket's send of nothing is a record: ask the diagnostics instead.
             (Side::SockWrite, ..) if self.p.packet => crate::unix::send_shut_down(fd),
@@ -395,6 +400,8 @@ impl PipeEnv for Env<'_> {
         // always reported), a socket's POLLRDHUP or POLLHUP.
         let events = match self.side {
             Side::Pipe => 0,
+            // A peer that shut down sending only still receives: its FIN ends no send.
+            Side::TcpSend if pipe::sock_peer_half_closed(self.r, self.p.pipe) => 0,
             Side::SockRead | Side::SockWrite | Side::TcpSend => libc::POLLRDHUP,
             Side::DgramRecv | Side::DgramSend(_) => return None,
         };

@@ -90,7 +90,7 @@ pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
         && let Ok(st) = sys::fstat(fd as i32)
     {
         made.store(st.st_ino as u32, Ordering::Relaxed);
-        fd::set_sole(fd as i32, sole);
+        fd::mark_kernel_sole(fd as i32, sole);
     }
     Some(pipes::ret(res))
 }
@@ -402,6 +402,10 @@ pub fn send(r: &Region, g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32) -> 
     if pipe::handed_back(r, p.pipe) {
         unix::drain(r, p);
         return None;
+    }
+    // Shut down for sending: the kernel's EPIPE (and SIGPIPE).
+    if pipe::sock_flags(r, p.pipe) & pipe::SOCK_SHUT_WR != 0 {
+        return kernel_call(r, p);
     }
     let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::TcpSend);
     let res = pipe::pipe_write(r, p.pipe, iov, false, &env);

@@ -1315,9 +1315,20 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     if dgram::is_recv_queue(r, &p) {
         return Some(dgram::shutdown(r, &p, how));
     }
+    let tcp = pipe::sock_tcp(r, p.pipe);
+    // A TCP connection's SHUT_WR stays served: the kernel sends the FIN, which its peer reads
+    // (end of file) once it has read our queue; our sends from here are the kernel's (EPIPE).
+    // Marked first, so that a peer that sees the FIN sees the mark too (and keeps sending to
+    // us through the queue). Any other half-close is the kernel's from here.
+    let shut_wr = tcp && how == libc::SHUT_WR as u64 && pipe::sock_state(r, p.pipe) == pipe::SOCK_LINKED;
+    if shut_wr {
+        pipe::sock_change_flags(r, p.pipe, pipe::SOCK_SHUT_WR, 0);
+    }
     let res = sys::syscall6(libc::SYS_shutdown, fd as usize, how as usize, 0, 0, 0, 0);
-    // A half-closed TCP connection is the kernel's from here (its FIN is sent already).
-    if res.is_ok() && pipe::sock_tcp(r, p.pipe) {
+    if res.is_err() && shut_wr {
+        pipe::sock_change_flags(r, p.pipe, 0, pipe::SOCK_SHUT_WR);
+    }
+    if res.is_ok() && tcp && !shut_wr {
         hand_back(r, &p);
     }
     note_change(r, &p);

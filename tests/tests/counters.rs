@@ -104,6 +104,23 @@ fn connections_are_freed_at_their_last_close() {
     assert!(line.ends_with(&format!("1 collections freed {}", 2 * shared)), "{status}");
 }
 
+/// The same over loopback TCP, each client's TCP_NODELAY set before its connect (a call on
+/// the fresh socket once made the table forget it was its fd's alone, and every queue waited
+/// for a collection).
+#[test]
+fn tcp_connections_are_freed_at_their_last_close() {
+    let (sole, shared) = (1000u64, 50u64);
+    let status = status_after("connect_cycles.c", &[&sole.to_string(), &shared.to_string(), "tcp"]);
+    let get = |family: &str, key: &str| get(&status, family, key);
+    let cycles = sole + shared;
+    assert_eq!(get("tcp", "connections"), cycles, "{status}");
+    assert_eq!(get("sockets", "bytes_in"), 200 * cycles, "{status}");
+    assert_eq!(get("tcp", "handed_back"), 0, "{status}");
+    let line = status.lines().find(|l| l.starts_with("pipes, FIFOs:")).expect("pipes line");
+    assert!(line.contains(" 0 live,"), "{status}");
+    assert!(line.ends_with(&format!("1 collections freed {}", 2 * shared)), "{status}");
+}
+
 /// Reaping a killed child runs a collection only when the namespace has something one could
 /// free: a process of a namespace without pipes or sockets scans nobody's fds.
 #[test]

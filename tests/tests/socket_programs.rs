@@ -6,7 +6,9 @@
 //! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`; also started by root with `runuser -u
 //! postgres` and asked by root's `psql`), Apache's mod_cgid running CGI scripts as www-data,
 //! `socat`, a Python asyncio server and client, and shimmed and unshimmed processes at the two
-//! ends of one socket.
+//! ends of one socket. Over loopback TCP: redis-cli and redis-benchmark, psql and pgbench,
+//! nginx serving curl and ab, curl against `python3 -m http.server`, the asyncio echo, each
+//! also with a client (or server) without the shim.
 //!
 //! Each program runs on the kernel and under the shim; both runs must give what the test expects,
 //! and the same where the output is deterministic. Today ipcshim hands sockets to the kernel, so
@@ -183,6 +185,11 @@ impl Scratch {
     /// The `sockets:` counter `key` of this namespace (0 before the region exists).
     fn sockets(&self, user: Option<&str>, key: &str) -> u64 {
         self.counters(user).get("sockets").and_then(|c| c.get(key)).copied().unwrap_or(0)
+    }
+
+    /// The `tcp:` counter `key` of this namespace (0 before the region exists).
+    fn tcp(&self, user: Option<&str>, key: &str) -> u64 {
+        self.counters(user).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0)
     }
 
     /// System calls the catch-all has trapped in this namespace's processes so far.
@@ -380,13 +387,7 @@ struct RedisRun {
 fn redis_session(s: &Scratch, mode: Mode, tcp: Option<&str>) -> RedisRun {
     let dir = s.subdir(&format!("redis-{}-{}", mode.name(), tcp.map_or(0, str::len)));
     let sock = path_arg(&dir.join("redis.sock"));
-    let port = tcp.map(|host| {
-        std::net::TcpListener::bind((host, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port()
-            .to_string()
-    });
+    let port = tcp.map(|host| free_port(host).to_string());
     let place: Vec<&str> = match (tcp, &port) {
         (Some(host), Some(port)) => vec!["--port", port, "--bind", host],
         _ => vec!["--port", "0", "--unixsocket", &sock],
@@ -493,7 +494,7 @@ fn redis_cli_and_benchmark_over_a_unix_socket() {
 #[test]
 fn redis_cli_and_benchmark_over_loopback_tcp() {
     let s = Scratch::new("redis-tcp", None);
-    let tcp = |key: &str| s.counters(None).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0);
+    let tcp = |key: &str| s.tcp(None, key);
     for host in ["127.0.0.1", "::1"] {
         assert_eq!(redis_session(&s, Mode::Kernel, Some(host)), redis_want(), "redis on the kernel, {host}");
         let (conns, handed) = (tcp("connections"), tcp("handed_back"));
@@ -570,11 +571,13 @@ fn redis_benchmark_with_up_to_5000_clients() {
     assert!(s.sockets(None, "connections") >= 6051, "connections: {}", s.sockets(None, "connections"));
 }
 
-/// A PostgreSQL cluster listening on a unix socket in its directory only; stopped on drop.
+/// A PostgreSQL cluster listening on a unix socket in its directory, and with `port` on
+/// 127.0.0.1 too; stopped on drop.
 struct Cluster<'a> {
     s: &'a Scratch,
     mode: Mode,
     dir: PathBuf,
+    port: Option<u16>,
     running: bool,
     /// Its programs are started by root, in root's namespace, and `runuser -u postgres` makes
     /// them postgres (rather than `runuser` starting `ipcshim run` as postgres).
@@ -583,7 +586,7 @@ struct Cluster<'a> {
 
 impl Cluster<'_> {
     fn new<'a>(s: &'a Scratch, mode: Mode, name: &str, via_runuser: bool) -> Cluster<'a> {
-        Cluster { s, mode, dir: s.subdir(name), running: false, via_runuser }
+        Cluster { s, mode, dir: s.subdir(name), port: None, running: false, via_runuser }
     }
 
     fn data(&self) -> String {
@@ -600,11 +603,15 @@ impl Cluster<'_> {
         }
     }
 
-    /// initdb, then pg_ctl start with the socket in the cluster's directory.
+    /// initdb, then pg_ctl start with the socket in the cluster's directory (and on
+    /// 127.0.0.1 with a port).
     fn start(&mut self) {
         let (data, sockdir, mode) = (self.data(), path_arg(&self.dir), self.mode);
         self.s.ok(self.pg("initdb", &["-A", "trust", "-N", "-D", &data]), &format!("initdb ({mode:?})"));
-        let opts = format!("-k {sockdir} -c listen_addresses='' -c fsync=off");
+        let listen = self
+            .port
+            .map_or("listen_addresses=''".to_owned(), |p| format!("listen_addresses=127.0.0.1 -p {p}"));
+        let opts = format!("-k {sockdir} -c {listen} -c fsync=off");
         let log = path_arg(&self.dir.join("server.log"));
         self.running = true; // a failed start may still leave a postmaster behind
         let started = self.s.run(
@@ -652,12 +659,25 @@ const PSQL_QUERIES: &str = "select 1 + 1;\
      select length(repeat('ab', 500000));\
      select v from t order by id;";
 
-/// initdb, pg_ctl start with the socket in the run's directory, psql queries over it, pgbench
-/// -i and a select-only pgbench run; returns psql's output.
-fn postgres_session(s: &Scratch, mode: Mode) -> String {
-    let mut pg = Cluster::new(s, mode, &format!("pg-{}", mode.name()), false);
+/// A port nobody listens on at `host` now (the kernel's pick for a socket bound and closed).
+fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0)).and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// initdb, pg_ctl start with the socket in the run's directory (and with `tcp` on 127.0.0.1),
+/// psql queries over it (over TCP with `tcp`), pgbench -i and a select-only pgbench run;
+/// returns psql's output.
+fn postgres_session(s: &Scratch, mode: Mode, tcp: bool) -> String {
+    let mut pg =
+        Cluster::new(s, mode, &format!("pg-{}-{}", mode.name(), if tcp { "tcp" } else { "unix" }), false);
+    pg.port = tcp.then(|| free_port("127.0.0.1"));
     pg.start();
     let sockdir = path_arg(&pg.dir);
+    let port = pg.port.map(|p| p.to_string());
+    let to: Vec<&str> = match &port {
+        Some(port) => vec!["-h", "127.0.0.1", "-p", port],
+        None => vec!["-h", &sockdir],
+    };
 
     let psql = s.ok(
         s.cmd(
@@ -665,23 +685,18 @@ fn postgres_session(s: &Scratch, mode: Mode) -> String {
             Some("postgres"),
             "psql",
             &[
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &sockdir,
-                "-d",
-                "postgres",
-                "-At",
-                "-c",
-                PSQL_QUERIES,
-            ],
+                &["-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                &to[..],
+                &["-d", "postgres", "-At", "-c", PSQL_QUERIES],
+            ]
+            .concat(),
         ),
         &format!("psql ({mode:?})"),
     );
-    let init =
-        s.run(s.cmd(mode, Some("postgres"), "pgbench", &["-i", "-h", &sockdir, "postgres"]), "pgbench -i");
+    let init = s.run(
+        s.cmd(mode, Some("postgres"), "pgbench", &[&["-i"], &to[..], &["postgres"]].concat()),
+        "pgbench -i",
+    );
     init.assert_success();
     assert!(init.stderr.contains("done in"), "pgbench -i ({mode:?}): {}", init.stderr);
     let bench = s.ok(
@@ -689,7 +704,7 @@ fn postgres_session(s: &Scratch, mode: Mode) -> String {
             mode,
             Some("postgres"),
             "pgbench",
-            &["-S", "-c", "4", "-j", "2", "-t", "200", "-h", &sockdir, "postgres"],
+            &[&["-S", "-c", "4", "-j", "2", "-t", "200"], &to[..], &["postgres"]].concat(),
         ),
         &format!("pgbench -S ({mode:?})"),
     );
@@ -711,9 +726,16 @@ fn postgres_session(s: &Scratch, mode: Mode) -> String {
 fn postgres_psql_and_pgbench_over_a_unix_socket() {
     let s = Scratch::new("postgres", Some("postgres"));
     let start = Instant::now();
-    let kernel = postgres_session(&s, Mode::Kernel);
+    let kernel = postgres_session(&s, Mode::Kernel, false);
     let middle = Instant::now();
-    let shim = s.trapped(Some("postgres"), &[Mode::Shim], "postgres", || postgres_session(&s, Mode::Shim));
+    let shim =
+        s.trapped(Some("postgres"), &[Mode::Shim], "postgres", || postgres_session(&s, Mode::Shim, false));
+    check_psql(&kernel, &shim);
+    eprintln!("postgres: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// psql's output on the kernel is what PSQL_QUERIES print, and the shim's the same.
+fn check_psql(kernel: &str, shim: &str) {
     let lines: Vec<&str> = kernel.lines().collect();
     assert_eq!(lines.len(), 3 + 10000, "psql on the kernel:\n{}", tail(kernel.as_bytes()));
     assert_eq!(lines[0], "2");
@@ -725,7 +747,22 @@ fn postgres_psql_and_pgbench_over_a_unix_socket() {
         "psql's output under ipcshim differs from the kernel's:\n{}",
         tail(shim.as_bytes())
     );
-    eprintln!("postgres: kernel {:?}, ipcshim {:?}", middle - start, middle.elapsed());
+}
+
+/// The same over loopback TCP (`psql -h 127.0.0.1`, `pgbench -S -h 127.0.0.1`): under the shim
+/// every connection (psql's, pgbench -i's, pgbench's 4 clients', pg_ctl's readiness probes)
+/// is adopted by the postmaster's backends and none given back.
+#[test]
+fn postgres_psql_and_pgbench_over_loopback_tcp() {
+    let s = Scratch::new("postgres-tcp", Some("postgres"));
+    let user = Some("postgres");
+    let kernel = postgres_session(&s, Mode::Kernel, true);
+    let (conns, handed) = (s.tcp(user, "connections"), s.tcp(user, "handed_back"));
+    let shim = s.trapped(user, &[Mode::Shim], "postgres over TCP", || postgres_session(&s, Mode::Shim, true));
+    check_psql(&kernel, &shim);
+    let adopted = s.tcp(user, "connections") - conns;
+    assert!(adopted >= 6, "postgres over TCP: {adopted} connections adopted");
+    assert_eq!(s.tcp(user, "handed_back"), handed, "postgres over TCP: a connection went to the kernel");
 }
 
 /// PostgreSQL started from root's shell under the shim with `runuser -u postgres` (its
@@ -978,7 +1015,7 @@ fn python_asyncio_over_loopback_tcp() {
     for host in ["127.0.0.1", "::1"] {
         for mode in [Mode::Kernel, Mode::Shim] {
             let bytes = s.sockets(None, "bytes_in");
-            let tcp = |key: &str| s.counters(None).get("tcp").and_then(|c| c.get(key)).copied().unwrap_or(0);
+            let tcp = |key: &str| s.tcp(None, key);
             let (conns, handed) = (tcp("connections"), tcp("handed_back"));
             let (client, server) =
                 s.trapped(None, &[mode], "asyncio TCP", || asyncio_tcp_echo(&s, mode, mode, host));
@@ -1151,6 +1188,195 @@ fn nginx_proxies_to_a_unix_socket_upstream() {
             mode == Mode::Kernel || moved >= 2 * want.len() as u64,
             "nginx under the shim: only {moved} bytes through its queues"
         );
+    }
+}
+
+/// nginx (master and one worker) serving `html/` in `dir` on 127.0.0.1 and ::1 at `port`.
+fn nginx_tcp_conf(dir: &Path, port: u16) -> String {
+    let d = path_arg(dir);
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+         error_log stderr notice;\nevents {{ worker_connections 256; }}\nhttp {{\n\
+         access_log off;\nclient_body_temp_path {d}/tmp;\nproxy_temp_path {d}/tmp;\n\
+         fastcgi_temp_path {d}/tmp;\nuwsgi_temp_path {d}/tmp;\nscgi_temp_path {d}/tmp;\n\
+         server {{ listen 127.0.0.1:{port}; listen [::1]:{port}; root {d}/html; }}\n}}\n"
+    )
+}
+
+/// What ab's report says of a run: its counts of requests made, failed, answered with a
+/// kept-alive connection, and the body bytes received.
+fn ab_counts(report: &str) -> Vec<String> {
+    let keys = ["Complete requests:", "Failed requests:", "Keep-Alive requests:", "HTML transferred:"];
+    report
+        .lines()
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// nginx (`server`) serving [`nginx_files`] over loopback TCP (127.0.0.1 and ::1): curl
+/// (`client`) fetches each file 4 times from each address, then ab (`client`) asks for the
+/// middle one 600 times over 8 connections at once, a connection per request, and 3000 times
+/// over 8 kept-alive connections. Returns the bytes curl got and what ab counted.
+fn nginx_tcp_session(s: &Scratch, server: Mode, client: Mode) -> (Vec<u8>, Vec<String>) {
+    let dir = s.subdir(&format!("nginx-tcp-{}-{}", server.name(), client.name()));
+    fs::create_dir(dir.join("tmp")).expect("mkdir tmp");
+    fs::create_dir(dir.join("html")).expect("mkdir html");
+    for (name, body) in nginx_files() {
+        fs::write(dir.join("html").join(name), body).expect("write a file to serve");
+    }
+    let port = free_port("127.0.0.1");
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, nginx_tcp_conf(&dir, port)).expect("write nginx.conf");
+    let mut srv = s.spawn(
+        s.cmd(server, None, "nginx", &["-c", &path_arg(&conf), "-p", &path_arg(&dir), "-e", "stderr"]),
+        &format!("nginx TCP {server:?}"),
+    );
+    srv.wait_for("start worker process");
+    let urls: Vec<String> = ["127.0.0.1", "[::1]"]
+        .iter()
+        .flat_map(|host| {
+            (0..4).flat_map(move |_| nginx_files().map(|(name, _)| format!("http://{host}:{port}/{name}")))
+        })
+        .collect();
+    // The worker listens once the master's log says it started it: curl retries a refused
+    // connection for that moment.
+    let mut args =
+        vec!["-sS", "--fail", "-m", "20", "--retry", "20", "--retry-connrefused", "--retry-delay", "0"];
+    args.extend(urls.iter().map(String::as_str));
+    let out = s.run(s.cmd(client, None, "curl", &args), &format!("curl TCP ({client:?})"));
+    out.assert_success();
+    let url = format!("http://127.0.0.1:{port}/mid.bin");
+    let mut counts = Vec::new();
+    for ab in [&["-n", "600", "-c", "8"][..], &["-k", "-n", "3000", "-c", "8"]] {
+        let report =
+            s.ok(s.cmd(client, None, "ab", &[ab, &["-q", &url]].concat()), &format!("ab ({client:?})"));
+        let rate = report.lines().find(|l| l.starts_with("Requests per second:")).unwrap_or_default();
+        eprintln!("ab {} ({client:?}, nginx {server:?}): {rate}", ab.join(" "));
+        counts.extend(ab_counts(&report));
+    }
+    let log = srv.stop(libc::SIGTERM);
+    assert!(!log.contains("[error]"), "nginx {server:?} log:\n{log}");
+    eprintln!("nginx over TCP, 24 fetches (server {server:?}, client {client:?}): {:?}", out.elapsed);
+    (out.stdout, counts)
+}
+
+/// nginx serving files over loopback TCP to curl and to ab (a connection per request, and
+/// kept-alive connections), on the kernel, under the shim (every connection adopted, none
+/// given back, every body byte through the shim's queues) and with a client without the shim
+/// (the kernel's connections, still correct).
+#[test]
+fn nginx_serves_curl_and_ab_over_loopback_tcp() {
+    let s = Scratch::new("nginx-tcp", None);
+    let want: Vec<u8> = (0..8).flat_map(|_| nginx_files().into_iter().flat_map(|(_, body)| body)).collect();
+    let mid = nginx_files()[1].1.len();
+    let want_ab = [
+        "Complete requests: 600".to_owned(),
+        "Failed requests: 0".into(),
+        format!("HTML transferred: {} bytes", 600 * mid),
+        "Complete requests: 3000".into(),
+        "Failed requests: 0".into(),
+        "Keep-Alive requests: 3000".into(),
+        format!("HTML transferred: {} bytes", 3000 * mid),
+    ];
+    for (server, client) in
+        [(Mode::Kernel, Mode::Kernel), (Mode::Shim, Mode::Shim), (Mode::Shim, Mode::Kernel)]
+    {
+        let (bytes, conns, handed) =
+            (s.sockets(None, "bytes_in"), s.tcp(None, "connections"), s.tcp(None, "handed_back"));
+        let (got, ab) =
+            s.trapped(None, &[server, client], "nginx over TCP", || nginx_tcp_session(&s, server, client));
+        assert!(
+            got == want,
+            "curl from nginx ({server:?}, {client:?}): {} bytes, want {}",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(ab, want_ab, "ab against nginx (server {server:?}, client {client:?})");
+        let adopted = s.tcp(None, "connections") - conns;
+        assert_eq!(
+            s.tcp(None, "handed_back"),
+            handed,
+            "nginx over TCP ({server:?}, {client:?}): a connection given back"
+        );
+        if client == Mode::Shim {
+            // curl's connections (one per address at least), ab's 600 and 8.
+            assert!(adopted >= 610, "nginx over TCP: {adopted} connections adopted");
+            let moved = s.sockets(None, "bytes_in") - bytes;
+            assert!(
+                moved >= (want.len() + 3600 * mid) as u64,
+                "nginx over TCP: only {moved} bytes through the shim"
+            );
+        } else {
+            assert_eq!(adopted, 0, "nginx over TCP with a client without the shim: connections adopted");
+        }
+    }
+}
+
+/// `python3 -m http.server` (`server`) on 127.0.0.1 at a port the kernel picks, serving a 2 MiB
+/// file and a small one to curl (`client`), three fetches on one connection; returns what curl
+/// got and the requests the server logged.
+fn http_server_session(s: &Scratch, server: Mode, client: Mode) -> (Vec<u8>, usize) {
+    let dir = s.subdir(&format!("http-server-{}-{}", server.name(), client.name()));
+    fs::write(dir.join("big.bin"), noise(2 << 20, 7)).expect("write big.bin");
+    fs::write(dir.join("small.txt"), b"served by python\n").expect("write small.txt");
+    let mut srv = s.spawn(
+        s.cmd(
+            server,
+            None,
+            "python3",
+            &["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", &path_arg(&dir)],
+        ),
+        &format!("python3 -m http.server {server:?}"),
+    );
+    // "Serving HTTP on 127.0.0.1 port N (http://127.0.0.1:N/) ..."
+    let port: u16 = srv.wait_for_match("its port", |log| {
+        log.split_once("Serving HTTP on 127.0.0.1 port ")?.1.split_whitespace().next()?.parse().ok()
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let urls = [format!("{base}/big.bin"), format!("{base}/small.txt"), format!("{base}/big.bin")];
+    let args =
+        [&["-sS", "--fail", "-m", "20"][..], &urls.iter().map(String::as_str).collect::<Vec<_>>()].concat();
+    let out = s.run(s.cmd(client, None, "curl", &args), &format!("curl ({client:?}) from http.server"));
+    out.assert_success();
+    // SIGINT: its KeyboardInterrupt handler says so and exits 0.
+    let log = srv.stop(libc::SIGINT);
+    eprintln!("http.server (server {server:?}, client {client:?}): {:?}", out.elapsed);
+    (out.stdout, log.matches("\"GET /").count())
+}
+
+/// curl against `python3 -m http.server` over loopback TCP, on the kernel, under the shim
+/// (the bodies through the shim's queues) and with either end without the shim.
+#[test]
+fn curl_against_python_http_server_over_loopback_tcp() {
+    let s = Scratch::new("http-server", None);
+    let big = noise(2 << 20, 7);
+    let want = [&big[..], b"served by python\n", &big].concat();
+    let mixes = [
+        (Mode::Kernel, Mode::Kernel),
+        (Mode::Shim, Mode::Shim),
+        (Mode::Shim, Mode::Kernel),
+        (Mode::Kernel, Mode::Shim),
+    ];
+    for (server, client) in mixes {
+        let (bytes, conns) = (s.sockets(None, "bytes_in"), s.tcp(None, "connections"));
+        let (got, requests) =
+            s.trapped(None, &[server, client], "http.server", || http_server_session(&s, server, client));
+        assert!(
+            got == want,
+            "curl from http.server ({server:?}, {client:?}): {} bytes, want {}",
+            got.len(),
+            want.len()
+        );
+        assert_eq!(requests, 3, "http.server ({server:?}, {client:?}): requests logged");
+        let adopted = s.tcp(None, "connections") - conns;
+        if (server, client) == (Mode::Shim, Mode::Shim) {
+            assert!(adopted >= 1, "http.server under the shim: no connection adopted");
+            let moved = s.sockets(None, "bytes_in") - bytes;
+            assert!(moved >= want.len() as u64, "http.server under the shim: only {moved} bytes");
+        } else {
+            assert_eq!(adopted, 0, "http.server ({server:?}, {client:?}): a connection adopted");
+        }
     }
 }
 
