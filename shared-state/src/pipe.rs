@@ -508,9 +508,13 @@ fn buckets(region: &Region) -> &[AtomicU32] {
     }
 }
 
+/// Consecutive inode numbers of one device (the kernel numbers pipes and sockets one after
+/// another, `get_next_ino`) go to neighbouring buckets: a connection's two queues, and the
+/// next connection's, look at one cache line instead of a random one each.
 fn bucket_of(dev: u64, ino: u64) -> usize {
-    let h = (ino ^ dev.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> (64 - PIPE_HASH_BUCKETS.trailing_zeros())) as usize
+    const _: () = assert!(PIPE_HASH_BUCKETS.is_power_of_two());
+    let base = dev.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    (ino.wrapping_add(base) & (PIPE_HASH_BUCKETS as u64 - 1)) as usize
 }
 
 pub(crate) fn coarse_secs() -> i64 {

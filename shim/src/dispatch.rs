@@ -178,8 +178,12 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
         libc::SYS_pselect6 => poll::select(r, g, a, true),
         libc::SYS_socketpair => crate::unix::socketpair(r, a[0], a[1], a[2], a[3] as usize),
         libc::SYS_listen => {
+            // A socket made here as AF_UNIX, or announced as an AF_UNIX listener, is no TCP
+            // listener: the kernel need not be asked its domain.
+            let unix = crate::fd::fresh(fd).is_some()
+                || crate::fd::listener(fd).is_some_and(|l| !crate::tcp::is_listener(&l));
             let res = crate::unix::listen(r, fd, a[1]);
-            if res == Some(0) {
+            if res == Some(0) && !unix {
                 crate::tcp::listened(r, fd);
             }
             res
