@@ -22,6 +22,7 @@ use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
 use crate::scratch;
 use crate::sud;
+use crate::udp;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, Ordering::SeqCst};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle, RecvMode};
@@ -210,6 +211,9 @@ pub(crate) fn name_and_owner(addr: &[u8]) -> Option<(Name<'_>, Option<(u32, u32)
 /// itself is the kernel's.
 pub fn bind(r: &Region, fd: i32, uaddr: u64, alen: u64) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| pipe::sock_dgram(r, p.pipe))?;
+    if udp::is_udp(r, &p) {
+        return Some(udp::bind(r, &p, uaddr, alen));
+    }
     if dgram::is_recv_queue(r, &p) {
         return Some(dgram::bind(r, &p, uaddr, alen));
     }
@@ -356,6 +360,9 @@ static OVERLAPS: AtomicU32 = AtomicU32::new(0);
 /// listener's queue.
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
     if let Some(p) = fd::lookup(r, fd) {
+        if udp::is_udp(r, &p) {
+            return Some(udp::connect(r, &p, uaddr, alen));
+        }
         if dgram::is_recv_queue(r, &p) {
             return Some(dgram::connect(r, &p, uaddr, alen));
         }
@@ -535,6 +542,9 @@ fn adopt(r: &Region, lfd: i32, announced: Option<fd::Listening>, fd: i32, sole: 
 /// comment). The peer moves what it queued into the kernel when it next looks (every served
 /// call on it, and its sleepers, which this wakes).
 pub fn hand_back(r: &Region, p: &PipeFd) {
+    if udp::is_udp(r, p) {
+        udp::forget(r, p);
+    }
     if dgram::is_recv_queue(r, p) {
         dgram::forget(r, p);
         return;
@@ -589,6 +599,9 @@ pub fn recv(
     flags: i32,
     ctl: &mut Ctl,
 ) -> Option<Result<Got, Errno>> {
+    if udp::is_udp(r, p) {
+        return udp::recv(r, g, p, iov, flags, ctl);
+    }
     if dgram::is_recv_queue(r, p) {
         return dgram::recv(r, g, p, iov, flags, ctl);
     }
@@ -859,6 +872,9 @@ fn send_cb(
     flags: i32,
     cb: Option<&pipe::UnixCb>,
 ) -> Option<Result<usize, Errno>> {
+    if udp::is_udp(r, p) {
+        return udp::send(r, p, iov, flags, None);
+    }
     if dgram::is_recv_queue(r, p) {
         return dgram::send(r, g, p, iov, flags, None);
     }
@@ -979,6 +995,9 @@ pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
             Err(e) => return Some(-(e as i64)),
         };
         let dest = Some((a[4] as usize, a[5] as u32 as usize));
+        if udp::is_udp(r, &p) {
+            return udp::send(r, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
+        }
         return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
     }
     // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it; a
@@ -1107,6 +1126,10 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         return None;
     }
     let named_dgram = dgram::is_recv_queue(r, &p);
+    // Ancillary data on UDP (IP_PKTINFO, UDP_SEGMENT, ...) is the kernel's.
+    if udp::is_udp(r, &p) && m.msg_controllen != 0 {
+        return None;
+    }
     if named_dgram && m.msg_controllen != 0 {
         return Some(dgram::send_with_control(r, g, &p, umsg, &m, flags));
     }
@@ -1126,6 +1149,9 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
     }
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
+        if udp::is_udp(r, &p) {
+            return udp::send(r, &p, &iov, flags, dest).map(pipes::ret);
+        }
         return dgram::send(r, g, &p, &iov, flags, dest).map(pipes::ret);
     }
     send(r, g, &p, &iov, flags).map(pipes::ret)
@@ -1312,6 +1338,9 @@ pub fn recvmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
 /// queue look again.
 pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+    if udp::is_udp(r, &p) {
+        return Some(udp::shutdown(r, &p, how));
+    }
     if dgram::is_recv_queue(r, &p) {
         return Some(dgram::shutdown(r, &p, how));
     }
@@ -1347,7 +1376,16 @@ pub fn dropping(
     let flags = pipe::sock_flags(r, p.pipe);
     let state = flags & 0xff;
     let mut both_gone = None;
-    let res = if dgram::is_recv_queue(r, p) {
+    let res = if udp::is_udp(r, p) {
+        // unix_diag knows no UDP socket: only a close by its only holder releases it here
+        // (else the collector finds it gone).
+        let res = drop_fd();
+        if res.is_ok() && p.sole.holds() {
+            udp::closing(r, p);
+            pipe::release(r, p.pipe);
+        }
+        res
+    } else if dgram::is_recv_queue(r, p) {
         let res = drop_fd();
         if own.is_some_and(diag::released) {
             names::unregister_dgram(r, p.pipe);
@@ -1560,7 +1598,9 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         let (set, clear) = if zero { (flag, 0) } else { (0, flag) };
         pipe::sock_change_flags(r, p.pipe, set, clear);
     }
-    if dgram::is_recv_queue(r, &p) {
+    if res.is_ok() && udp::is_udp(r, &p) {
+        udp::option_set(r, &p, a[1] as i32, a[2] as i32);
+    } else if dgram::is_recv_queue(r, &p) {
         // Its own queue: senders add their credentials; a larger send buffer is asked at
         // each large send.
         if res.is_ok() && passcred_opt {

@@ -1,0 +1,311 @@
+//! Loopback UDP (AF_INET 127.0.0.0/8, AF_INET6 ::1) between shim processes. Every UDP socket
+//! is the kernel's: bind, ephemeral ports (an unbound sender binds port 0 first, as
+//! `inet_autobind`), connect, getsockname, errors and everything the shim does not carry
+//! stay its own. What the shim adds is a receive queue per socket (`crate::dgram`'s records,
+//! the sender's address in each header) and `shared_state::udp`'s table of bound sockets, by
+//! which a sender finds the socket a datagram is for. A datagram the shim cannot deliver
+//! exactly (no shim socket there, a receiver connected elsewhere, a broadcast, a flag or an
+//! option the queues do not follow) is sent through the kernel, which delivers it or answers
+//! with its ICMP errors; a receive takes the kernel's queue once ours is empty.
+
+use crate::dgram;
+use crate::fd::{self, PipeFd};
+use crate::pipes::{self, Iov};
+use crate::scm::Ctl;
+use crate::sud;
+use crate::tcp::sockopt_int;
+use crate::unix::{self, Got};
+use shared_state::Region;
+use shared_state::pipe::{self, Enqueued, UnixCb};
+use shared_state::sys::{self, Errno};
+use shared_state::udp::{self as table, Binding, Endpoint, Found};
+
+/// `socket(AF_INET/AF_INET6, SOCK_DGRAM, 0 or IPPROTO_UDP)`: the kernel's socket, with a
+/// receive queue behind it (without room for one, simply the kernel's).
+pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
+    if !matches!(domain as i32, libc::AF_INET | libc::AF_INET6)
+        || ty as i32 & 0xf != libc::SOCK_DGRAM
+        || !matches!(proto as i32, 0 | libc::IPPROTO_UDP)
+    {
+        return None;
+    }
+    let sole = fd::Sole::before_create();
+    let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
+    let Ok(fd) = res else { return Some(pipes::ret(res)) };
+    let fd = fd as i32;
+    // Kernel-seen from the start: a blocked receive looks at the kernel's queue (datagrams
+    // from senders without the shim, ICMP errors) every few milliseconds.
+    let state = pipe::SOCK_LINKED
+        | pipe::SOCK_RECORDS
+        | pipe::SOCK_DGRAM
+        | pipe::SOCK_RECV_QUEUE
+        | pipe::SOCK_UDP
+        | pipe::SOCK_KERNEL_SEEN;
+    if let Ok(h) = sys::fstat(fd).and_then(|st| unix::new_queue(r, st.st_ino, state)) {
+        unix::insert(r, fd, h);
+        fd::set_sole(fd, sole);
+    }
+    Some(fd as i64)
+}
+
+/// Whether `p` is such a socket.
+pub fn is_udp(r: &Region, p: &PipeFd) -> bool {
+    p.socket && pipe::sock_flags(r, p.pipe) & pipe::SOCK_UDP != 0
+}
+
+/// The socket's own name or its peer's: its family and endpoint.
+fn name_of(fd: i32, peer: bool) -> Option<(i32, Endpoint)> {
+    let mut sa = [0u8; 28];
+    let mut len = sa.len() as u32;
+    let nr = if peer { libc::SYS_getpeername } else { libc::SYS_getsockname };
+    sys::syscall6(nr, fd as usize, sa.as_mut_ptr() as usize, &mut len as *mut u32 as usize, 0, 0, 0).ok()?;
+    let sa = &sa[..(len as usize).min(sa.len())];
+    Some((u16::from_ne_bytes([sa[0], sa[1]]) as i32, Endpoint::from_sockaddr(sa)?))
+}
+
+/// The socket is the kernel's from now on: nothing more comes into its queue.
+fn to_kernel(r: &Region, p: &PipeFd) {
+    pipe::sock_change_flags(r, p.pipe, pipe::SOCK_UDP_KERNEL, 0);
+    table::forget(r, p.pipe);
+}
+
+/// After a bind, connect or autobind: the socket's names as the kernel now has them enter the
+/// table (a socket sharing its port, or with no port, leaves it).
+fn publish(r: &Region, p: &PipeFd) {
+    if pipe::sock_flags(r, p.pipe) & pipe::SOCK_UDP_KERNEL != 0 {
+        return;
+    }
+    let shared = [libc::SO_REUSEADDR, libc::SO_REUSEPORT]
+        .iter()
+        .any(|&o| sockopt_int(p.fd, libc::SOL_SOCKET, o) != Ok(0));
+    if shared {
+        return to_kernel(r, p);
+    }
+    let Some((family, local)) = name_of(p.fd, false).filter(|(_, l)| l.port != 0) else {
+        return table::forget(r, p.pipe);
+    };
+    if !local.is_loopback() && !local.is_wildcard() {
+        return table::forget(r, p.pipe);
+    }
+    let v6 = family == libc::AF_INET6;
+    let b = Binding {
+        local,
+        peer: name_of(p.fd, true).map(|(_, e)| e),
+        v6only: v6 && sockopt_int(p.fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1),
+        v6,
+        rcvbuf: sockopt_int(p.fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as u32,
+    };
+    if !table::bind(r, p.pipe, &b) {
+        to_kernel(r, p);
+    }
+}
+
+/// `bind`: the kernel's, then the name is entered.
+pub fn bind(r: &Region, p: &PipeFd, uaddr: u64, alen: u64) -> i64 {
+    let res = sys::syscall6(libc::SYS_bind, p.fd as usize, uaddr as usize, alen as usize, 0, 0, 0);
+    if res.is_ok() {
+        publish(r, p);
+    }
+    pipes::ret(res)
+}
+
+/// `connect` (AF_UNSPEC: disconnect): the kernel's, then the names are entered again (a
+/// connected socket takes only its peer's datagrams, and has its source address fixed).
+pub fn connect(r: &Region, p: &PipeFd, uaddr: usize, alen: u64) -> i64 {
+    let res = sys::syscall6(libc::SYS_connect, p.fd as usize, uaddr, alen as usize, 0, 0, 0);
+    publish(r, p);
+    pipes::ret(res)
+}
+
+/// `shutdown`: the kernel's; its effects on receives are the kernel's to give from then on.
+pub fn shutdown(r: &Region, p: &PipeFd, how: u64) -> i64 {
+    let res = sys::syscall6(libc::SYS_shutdown, p.fd as usize, how as usize, 0, 0, 0, 0);
+    if res.is_ok() {
+        to_kernel(r, p);
+    }
+    pipes::ret(res)
+}
+
+/// `setsockopt` on a UDP socket, after the kernel's: the receive buffer is entered anew;
+/// options that do not change what a datagram carries or how it is received keep the socket
+/// the shim's; any other leaves it to the kernel.
+pub fn option_set(r: &Region, p: &PipeFd, level: i32, opt: i32) {
+    let kept = match level {
+        libc::SOL_SOCKET => matches!(
+            opt,
+            libc::SO_SNDBUF
+                | libc::SO_SNDBUFFORCE
+                | libc::SO_RCVTIMEO
+                | libc::SO_SNDTIMEO
+                | libc::SO_BROADCAST
+                | libc::SO_KEEPALIVE
+                | libc::SO_LINGER
+        ),
+        libc::IPPROTO_IPV6 => opt == libc::IPV6_V6ONLY,
+        _ => false,
+    };
+    if matches!(opt, libc::SO_RCVBUF | libc::SO_RCVBUFFORCE) && level == libc::SOL_SOCKET {
+        publish(r, p);
+    } else if !kept {
+        to_kernel(r, p);
+    }
+}
+
+/// The socket is no longer the shim's to receive for (an exec into a program without it).
+pub fn forget(r: &Region, p: &PipeFd) {
+    to_kernel(r, p);
+}
+
+/// Its last close (`sole`: this fd was its only holder): out of the table.
+pub fn closing(r: &Region, p: &PipeFd) {
+    if p.sole.holds() {
+        table::forget(r, p.pipe);
+    }
+}
+
+const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+const V6_LOOPBACK: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+fn is_v4(ep: &Endpoint) -> bool {
+    ep.addr[..12] == V4_MAPPED
+}
+
+/// The sender's address a receiver of family `v6` sees (`sockaddr_in`, or `sockaddr_in6`
+/// with an IPv4 sender's address mapped), into `cb`.
+fn source_into(cb: &mut UnixCb, src: &Endpoint, v6: bool) {
+    let port = src.port.to_be_bytes();
+    if v6 {
+        cb.addr[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        cb.addr[2..4].copy_from_slice(&port);
+        cb.addr[8..24].copy_from_slice(&src.addr);
+        cb.addr_len = 28;
+    } else {
+        cb.addr[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        cb.addr[2..4].copy_from_slice(&port);
+        cb.addr[4..8].copy_from_slice(&src.addr[12..]);
+        cb.addr_len = 16;
+    }
+}
+
+/// The send flags the queues serve; MSG_MORE (a corked datagram) and the rest are the
+/// kernel's.
+const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_CONFIRM;
+
+/// The destination a send names (the user's address and length), checked as
+/// `udp_sendmsg`/`udpv6_sendmsg` would accept it; None for anything else (the kernel judges).
+fn dest_of(family: i32, ua: usize, ul: usize) -> Option<Endpoint> {
+    let mut sa = [0u8; 28];
+    let need = if family == libc::AF_INET6 { 24 } else { 16 };
+    if ul < need {
+        return None;
+    }
+    crate::copy::slice_in(&mut sa[..need], ua).ok()?;
+    if u16::from_ne_bytes([sa[0], sa[1]]) as i32 != family {
+        return None;
+    }
+    Endpoint::from_sockaddr(&sa[..need])
+}
+
+/// A send of `iov` to `dest` (the user's address and length) or to the connected peer. None:
+/// the kernel sends it.
+pub fn send(
+    r: &Region,
+    p: &PipeFd,
+    iov: &[Iov],
+    flags: i32,
+    dest: Option<(usize, usize)>,
+) -> Option<Result<usize, Errno>> {
+    if flags & !SEND_FLAGS != 0 || pipe::sock_flags(r, p.pipe) & pipe::SOCK_UDP_KERNEL != 0 {
+        return None;
+    }
+    let (family, mut local) = name_of(p.fd, false)?;
+    let connected = name_of(p.fd, true).map(|(_, e)| e);
+    let dst = match dest {
+        Some((ua, ul)) => dest_of(family, ua, ul)?,
+        None => connected?,
+    };
+    // 127.255.255.255 is lo's broadcast address.
+    if !dst.is_loopback() || dst.port == 0 || is_v4(&dst) && dst.addr[13..] == [255; 3] {
+        return None;
+    }
+    let total: usize = iov.iter().map(|v| v.1).sum();
+    if total > table::max_payload(!is_v4(&dst)) {
+        return None;
+    }
+    if family == libc::AF_INET6
+        && is_v4(&dst)
+        && sockopt_int(p.fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) != Ok(0)
+    {
+        return None;
+    }
+    // An error waiting (an earlier datagram's ICMP port unreachable) is the kernel's to give.
+    if pipes::revents(p.fd, libc::POLLERR) != 0 {
+        return None;
+    }
+    if local.port == 0 {
+        // inet_autobind: an ephemeral port, no address.
+        let mut any = [0u8; 28];
+        any[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        let alen = if family == libc::AF_INET6 { 28 } else { 16 };
+        if let Err(e) = sys::syscall6(libc::SYS_bind, p.fd as usize, any.as_ptr() as usize, alen, 0, 0, 0) {
+            return Some(Err(e));
+        }
+        publish(r, p);
+        local = name_of(p.fd, false)?.1;
+    }
+    // The route's source: the bound address, or lo's own for its family.
+    let src = if local.is_wildcard() {
+        let mut a = Endpoint { addr: V6_LOOPBACK, port: local.port };
+        if is_v4(&dst) {
+            a.addr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        }
+        a
+    } else if is_v4(&local) != is_v4(&dst) {
+        return None;
+    } else {
+        local
+    };
+    let to = match table::lookup(r, &dst, &src)? {
+        Found::To(to) if pipe::is_live(r, to.queue) => to,
+        // No socket takes it: the kernel's ICMP port unreachable reaches only a connected
+        // sender (without IP_RECVERR, which leaves a socket to the kernel), as its error.
+        Found::Refused if connected.is_none() => return Some(Ok(total)),
+        _ => return None,
+    };
+    let mut cb = UnixCb::default();
+    source_into(&mut cb, &src, to.v6);
+    let truesize = table::truesize(total, !is_v4(&dst));
+    match pipe::udp_enqueue(r, to.queue, iov, &cb, truesize, to.rcvbuf as usize) {
+        Ok(Enqueued::Queued | Enqueued::Dropped) => Some(Ok(total)),
+        Err(libc::EFAULT) => Some(Err(libc::EFAULT)),
+        Err(_) => None,
+    }
+}
+
+/// The receive flags the queue serves; the rest (the error queue, MSG_OOB) are the kernel's.
+const RECV_FLAGS: i32 = libc::MSG_PEEK
+    | libc::MSG_DONTWAIT
+    | libc::MSG_TRUNC
+    | libc::MSG_WAITALL
+    | libc::MSG_NOSIGNAL
+    | libc::MSG_CMSG_CLOEXEC;
+
+/// A receive from the socket's queue (the sender's address into `ctl.src`); None: the kernel
+/// answers (its queue has something, an error waits, or the call is one it serves).
+pub fn recv(
+    r: &Region,
+    g: &sud::Guard,
+    p: &PipeFd,
+    iov: &[Iov],
+    flags: i32,
+    ctl: &mut Ctl,
+) -> Option<Result<Got, Errno>> {
+    if flags & !RECV_FLAGS != 0 {
+        return None;
+    }
+    // sock_error comes before any queued datagram (`__skb_recv_udp`).
+    if pipes::revents(p.fd, libc::POLLERR) != 0 {
+        return None;
+    }
+    dgram::recv(r, g, p, iov, flags & !libc::MSG_WAITALL, ctl)
+}
