@@ -2523,7 +2523,8 @@ pub const SOCK_RECV_QUEUE: u32 = 1 << 13;
 /// `shutdown`.
 pub const SOCK_SHUT_RD: u32 = 1 << 14;
 pub const SOCK_SHUT_WR: u32 = 1 << 15;
-/// With SOCK_RECV_QUEUE: connected to a socket the kernel serves (sends go to the kernel).
+/// With SOCK_RECV_QUEUE: connected to a socket the kernel serves (sends go to the kernel); with
+/// SOCK_UDP, the socket's sends all go to the kernel.
 pub const SOCK_PEER_KERNEL: u32 = 1 << 16;
 /// With SOCK_RECV_QUEUE: the kernel's queue had a datagram for it (a sender without the
 /// shim): a blocked receiver looks at it often.

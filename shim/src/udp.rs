@@ -15,8 +15,9 @@ use crate::scm::Ctl;
 use crate::sud;
 use crate::tcp::sockopt_int;
 use crate::unix::{self, Got};
+use core::sync::atomic::{AtomicU64, Ordering};
 use shared_state::Region;
-use shared_state::pipe::{self, Enqueued, UnixCb};
+use shared_state::pipe::{self, Enqueued, PipeHandle, UnixCb};
 use shared_state::sys::{self, Errno};
 use shared_state::udp::{self as table, Binding, Endpoint, Found};
 
@@ -156,10 +157,22 @@ pub fn forget(r: &Region, p: &PipeFd) {
     to_kernel(r, p);
 }
 
-/// Its last close (`sole`: this fd was its only holder): out of the table.
+/// At exit(), whose closes the shim does not see: each UDP socket's close (see [`closing`]).
+pub fn at_exit(r: &Region) {
+    for fd in 0..fd::highest().min(fd::CACHED) as i32 {
+        if let Some(p) = fd::cached(r, fd).filter(|p| is_udp(r, p)) {
+            closing(r, &p);
+        }
+    }
+}
+
+/// A close of it: by its only holder, out of the table; by another, senders ask the kernel
+/// again whether it still exists.
 pub fn closing(r: &Region, p: &PipeFd) {
     if p.sole.holds() {
         table::forget(r, p.pipe);
+    } else {
+        pipe::note_close(r, p.pipe);
     }
 }
 
@@ -185,6 +198,15 @@ fn source_into(cb: &mut UnixCb, src: &Endpoint, v6: bool) {
         cb.addr[4..8].copy_from_slice(&src.addr[12..]);
         cb.addr_len = 16;
     }
+}
+
+/// A datagram the kernel must carry (corked with MSG_MORE, past the loopback MTU, with a flag
+/// the queues do not serve): this socket's sends all go through the kernel from now on, so a
+/// receiver never reads a later datagram of it from its queue before this one from the
+/// kernel's.
+fn sends_to_kernel(r: &Region, p: &PipeFd) -> Option<Result<usize, Errno>> {
+    pipe::sock_change_flags(r, p.pipe, pipe::SOCK_PEER_KERNEL, 0);
+    None
 }
 
 /// The send flags the queues serve; MSG_MORE (a corked datagram) and the rest are the
@@ -215,8 +237,11 @@ pub fn send(
     flags: i32,
     dest: Option<(usize, usize)>,
 ) -> Option<Result<usize, Errno>> {
-    if flags & !SEND_FLAGS != 0 || pipe::sock_flags(r, p.pipe) & pipe::SOCK_UDP_KERNEL != 0 {
+    if pipe::sock_flags(r, p.pipe) & (pipe::SOCK_UDP_KERNEL | pipe::SOCK_PEER_KERNEL) != 0 {
         return None;
+    }
+    if flags & !SEND_FLAGS != 0 {
+        return sends_to_kernel(r, p);
     }
     let (family, mut local) = name_of(p.fd, false)?;
     let connected = name_of(p.fd, true).map(|(_, e)| e);
@@ -230,7 +255,7 @@ pub fn send(
     }
     let total: usize = iov.iter().map(|v| v.1).sum();
     if total > table::max_payload(!is_v4(&dst)) {
-        return None;
+        return sends_to_kernel(r, p);
     }
     if family == libc::AF_INET6
         && is_v4(&dst)
@@ -266,7 +291,7 @@ pub fn send(
         local
     };
     let to = match table::lookup(r, &dst, &src)? {
-        Found::To(to) if pipe::is_live(r, to.queue) => to,
+        Found::To(to) if pipe::is_live(r, to.queue) && receives(r, to.queue, &src, &dst) => to,
         // No socket takes it: the kernel's ICMP port unreachable reaches only a connected
         // sender (without IP_RECVERR, which leaves a socket to the kernel), as its error.
         Found::Refused if connected.is_none() => return Some(Ok(total)),
@@ -280,6 +305,67 @@ pub fn send(
         Err(libc::EFAULT) => Some(Err(libc::EFAULT)),
         Err(_) => None,
     }
+}
+
+/// Per receive queue (by slot): its handle bits, and the generations (mixed with them) at
+/// which the kernel last said its socket is the one a datagram to its name reaches.
+static CONFIRMED: [(AtomicU64, AtomicU64); 64] =
+    [const { (AtomicU64::new(u64::MAX), AtomicU64::new(0)) }; 64];
+
+/// Whether the kernel delivers a datagram from `src` to `dst` to the socket of queue `to`
+/// (not to another socket bound there since, the entry's socket gone unseen): asked once
+/// per change of the queue's generations (a close of it, an exit anywhere).
+fn receives(r: &Region, to: PipeHandle, src: &Endpoint, dst: &Endpoint) -> bool {
+    let key = pipe::liveness_gens(r, to) ^ to.to_bits().rotate_left(17);
+    let slot = (!sud::in_vfork_child()).then(|| &CONFIRMED[to.idx as usize % CONFIRMED.len()]);
+    if let Some((k, g)) = slot
+        && k.load(Ordering::Acquire) == to.to_bits()
+        && g.load(Ordering::Acquire) == key
+    {
+        return true;
+    }
+    let yes = pipe::object_ino(r, to).is_some_and(|ino| kernel_receiver(src, dst) == Some(ino as u32));
+    if let (true, Some((k, g))) = (yes, slot) {
+        k.store(to.to_bits(), Ordering::Release);
+        g.store(key, Ordering::Release);
+    } else if !yes {
+        table::forget(r, to);
+    }
+    yes
+}
+
+/// The inode of the socket the kernel delivers a datagram from `src` to `dst` to
+/// (NETLINK_SOCK_DIAG's `udp_dump_one`, whose lookup takes the sender as `idiag_src`); None:
+/// no socket, or the kernel could not be asked.
+fn kernel_receiver(src: &Endpoint, dst: &Endpoint) -> Option<u32> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    let v4 = is_v4(dst);
+    // nlmsghdr (16), then inet_diag_req_v2: family, protocol, ext, pad, states, and
+    // inet_diag_sockid: sport, dport, src, dst, if, cookie.
+    let mut req = [0u8; 72];
+    req[..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    req[16] = if v4 { libc::AF_INET } else { libc::AF_INET6 } as u8;
+    req[17] = libc::IPPROTO_UDP as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+    req[24..26].copy_from_slice(&src.port.to_be_bytes());
+    req[26..28].copy_from_slice(&dst.port.to_be_bytes());
+    for (at, e) in [(28, src), (44, dst)] {
+        if v4 {
+            req[at..at + 4].copy_from_slice(&e.addr[12..]);
+        } else {
+            req[at..at + 16].copy_from_slice(&e.addr);
+        }
+    }
+    req[64..72].copy_from_slice(&[0xff; 8]);
+    let mut buf = [0u8; 256];
+    let n = unix::diag::exchange(&req, buf.as_mut_ptr() as usize, buf.len()).ok()?;
+    // nlmsghdr (16), inet_diag_msg: family, state, timer, retrans, id (48), expires, rqueue,
+    // wqueue, uid, inode.
+    let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+    (ty == SOCK_DIAG_BY_FAMILY && n >= 88).then(|| u32::from_ne_bytes([buf[84], buf[85], buf[86], buf[87]]))
 }
 
 /// The receive flags the queue serves; the rest (the error queue, MSG_OOB) are the kernel's.

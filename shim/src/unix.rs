@@ -1380,9 +1380,11 @@ pub fn dropping(
         // unix_diag knows no UDP socket: only a close by its only holder releases it here
         // (else the collector finds it gone).
         let res = drop_fd();
-        if res.is_ok() && p.sole.holds() {
+        if res.is_ok() {
             udp::closing(r, p);
-            pipe::release(r, p.pipe);
+            if p.sole.holds() {
+                pipe::release(r, p.pipe);
+            }
         }
         res
     } else if dgram::is_recv_queue(r, p) {
@@ -1738,6 +1740,22 @@ pub(crate) mod diag {
         cookie: [u32; 2],
     }
 
+    /// Sends request `req` to the kernel's socket diagnostics and takes its answer into the
+    /// `cap` bytes at `out`; the answer's length.
+    pub(crate) fn exchange(req: &[u8], out: usize, cap: usize) -> Result<usize, i32> {
+        let flags = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
+        let s =
+            sys::syscall6(libc::SYS_socket, libc::AF_NETLINK as usize, flags, NETLINK_SOCK_DIAG, 0, 0, 0)?;
+        let s = s as i32;
+        let sent = sys::syscall6(libc::SYS_sendto, s as usize, req.as_ptr() as usize, req.len(), 0, 0, 0);
+        // The kernel answers inside sendto: the reply is queued already, and a receive that
+        // finds none must not block the caller forever.
+        let dontwait = libc::MSG_DONTWAIT as usize;
+        let got = sent.and_then(|_| sys::syscall6(libc::SYS_recvfrom, s as usize, out, cap, dontwait, 0, 0));
+        sys::close(s);
+        got.map(|n| n.min(cap))
+    }
+
     /// Asks about socket `ino`; calls `attr(type, payload)` for each attribute of the answer.
     fn query(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> bool {
         ask(ino, show, attr) == Ok(true)
@@ -1746,18 +1764,6 @@ pub(crate) mod diag {
     /// [`query`]: Ok(true) answered, Ok(false) no such socket, Err the kernel could not be asked.
     fn ask(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> Result<bool, ()> {
         let Ok(ino) = u32::try_from(ino) else { return Err(()) };
-        let Ok(s) = sys::syscall6(
-            libc::SYS_socket,
-            libc::AF_NETLINK as usize,
-            (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
-            NETLINK_SOCK_DIAG,
-            0,
-            0,
-            0,
-        ) else {
-            return Err(());
-        };
-        let s = s as i32;
         let req = Request {
             len: size_of::<Request>() as u32,
             ty: SOCK_DIAG_BY_FAMILY,
@@ -1772,33 +1778,11 @@ pub(crate) mod diag {
             show,
             cookie: [u32::MAX; 2],
         };
-        let sent = sys::syscall6(
-            libc::SYS_sendto,
-            s as usize,
-            &req as *const Request as usize,
-            req.len as usize,
-            0,
-            0,
-            0,
-        );
-        let Ok(mut buf) = crate::scratch::take(512, 0u64) else {
-            sys::close(s);
-            return Err(());
-        };
-        // The kernel answers inside sendto: the reply is queued already, and a receive that
-        // finds none must not block the caller forever.
-        let got = sent.and_then(|_| {
-            sys::syscall6(
-                libc::SYS_recvfrom,
-                s as usize,
-                buf.as_mut_ptr() as usize,
-                size_of_val(&*buf),
-                libc::MSG_DONTWAIT as usize,
-                0,
-                0,
-            )
-        });
-        sys::close(s);
+        let Ok(mut buf) = crate::scratch::take(512, 0u64) else { return Err(()) };
+        // SAFETY: Request is plain data (repr(C), no padding), `req.len` bytes long.
+        let req =
+            unsafe { core::slice::from_raw_parts(&req as *const Request as *const u8, req.len as usize) };
+        let got = exchange(req, buf.as_mut_ptr() as usize, size_of_val(&*buf));
         let Ok(n) = got else { return Err(()) };
         // SAFETY: `buf` is ours and `n` bytes of it were written.
         let bytes =
