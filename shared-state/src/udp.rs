@@ -17,7 +17,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// A bound socket: `tag` (0 empty, else 1 | IPV6_V6ONLY << 1 | an AF_INET6 socket << 2 |
 /// port << 16 | SO_RCVBUF << 32), its address, its receive queue, and its connected peer
-/// (`peer_port` 0: not connected, else 1 << 16 | port).
+/// (`peer_port` 0: not connected, else 1 << 16 | port). Written under the namespace lock,
+/// `seq` odd meanwhile; read without it (a sender's every datagram), again if `seq` moved.
 #[repr(C)]
 struct Bound {
     tag: AtomicU64,
@@ -25,7 +26,7 @@ struct Bound {
     queue: AtomicU64,
     peer: [AtomicU64; 2],
     peer_port: AtomicU64,
-    _pad: u64,
+    seq: AtomicU64,
 }
 
 const _: () = assert!(size_of::<Bound>() == 64);
@@ -96,6 +97,8 @@ pub fn bind(region: &Region, queue: PipeHandle, b: &Binding) -> bool {
     }
     let Some(e) = free else { return false };
     // Emptied first and tagged last: a holder killed in between leaves an empty entry.
+    let seq = e.seq.load(Ordering::Relaxed) | 1;
+    e.seq.store(seq, Ordering::Release);
     e.tag.store(0, Ordering::Release);
     e.addr[0].store(w[0], Ordering::Relaxed);
     e.addr[1].store(w[1], Ordering::Relaxed);
@@ -109,6 +112,7 @@ pub fn bind(region: &Region, queue: PipeHandle, b: &Binding) -> bool {
     e.peer_port.store(pport, Ordering::Relaxed);
     let tag = 1 | (b.v6only as u64) << 1 | (b.v6 as u64) << 2 | (b.local.port as u64) << 16;
     e.tag.store(tag | (b.rcvbuf as u64) << 32, Ordering::Release);
+    e.seq.store(seq + 1, Ordering::Release);
     true
 }
 
@@ -145,41 +149,56 @@ pub fn lookup(region: &Region, dst: &Endpoint, src: &Endpoint) -> Option<Found> 
     let mut any4 = any6;
     any4.addr[10] = 0xff;
     any4.addr[11] = 0xff;
-    let _g = ns_lock(region).ok()?;
     for (ep, ok) in [(*dst, true), (any4, v4), (any6, true)] {
         if !ok {
             continue;
         }
-        let w = words(&ep.addr);
         for i in slots(ep.port) {
             let Some(e) = entry(region, i, false) else { continue };
-            let t = e.tag.load(Ordering::Acquire);
-            if t == 0
-                || (t >> 16) as u16 != ep.port
-                || e.addr[0].load(Ordering::Relaxed) != w[0]
-                || e.addr[1].load(Ordering::Relaxed) != w[1]
-            {
-                continue;
+            let found = loop {
+                let seq = e.seq.load(Ordering::Acquire);
+                let found = (seq & 1 == 0).then(|| matching(e, &ep, src, v4)).flatten();
+                if seq & 1 == 0 && e.seq.load(Ordering::Acquire) == seq {
+                    break found;
+                }
+                core::hint::spin_loop();
+            };
+            if found.is_some() {
+                return found;
             }
-            // An IPv6-only socket on :: takes no IPv4 datagram; an IPv4 one there would
-            // have been found first.
-            if t & 2 != 0 && v4 {
-                return None;
-            }
-            let pp = e.peer_port.load(Ordering::Relaxed);
-            let pw = words(&src.addr);
-            let other_peer = pp != 0
-                && (pp as u16 != src.port
-                    || e.peer[0].load(Ordering::Relaxed) != pw[0]
-                    || e.peer[1].load(Ordering::Relaxed) != pw[1]);
-            let queue = PipeHandle::from_bits(e.queue.load(Ordering::Relaxed));
-            if other_peer {
-                return Some(Found::Refused);
-            }
-            return Some(Found::To(Receiver { queue, v6: t & 4 != 0, rcvbuf: (t >> 32) as u32 }));
         }
     }
     None
+}
+
+/// What entry `e` says of a datagram from `src` to `ep` (one of the names that may take a
+/// datagram to an IPv4 address if `v4`), if it is bound to `ep`.
+fn matching(e: &Bound, ep: &Endpoint, src: &Endpoint, v4: bool) -> Option<Found> {
+    let w = words(&ep.addr);
+    let t = e.tag.load(Ordering::Acquire);
+    if t == 0
+        || (t >> 16) as u16 != ep.port
+        || e.addr[0].load(Ordering::Relaxed) != w[0]
+        || e.addr[1].load(Ordering::Relaxed) != w[1]
+    {
+        return None;
+    }
+    // An IPv6-only socket on :: takes no IPv4 datagram; a socket without the shim on 0.0.0.0
+    // may: the kernel's to say.
+    if t & 2 != 0 && v4 {
+        return None;
+    }
+    let pp = e.peer_port.load(Ordering::Relaxed);
+    let pw = words(&src.addr);
+    let other_peer = pp != 0
+        && (pp as u16 != src.port
+            || e.peer[0].load(Ordering::Relaxed) != pw[0]
+            || e.peer[1].load(Ordering::Relaxed) != pw[1]);
+    if other_peer {
+        return Some(Found::Refused);
+    }
+    let queue = PipeHandle::from_bits(e.queue.load(Ordering::Relaxed));
+    Some(Found::To(Receiver { queue, v6: t & 4 != 0, rcvbuf: (t >> 32) as u32 }))
 }
 
 /// The `truesize` of the skb a loopback UDP send of `len` bytes makes (`__ip_append_data`,

@@ -17,9 +17,10 @@ use crate::tcp::sockopt_int;
 use crate::unix::{self, Got};
 use core::sync::atomic::{AtomicU64, Ordering};
 use shared_state::Region;
-use shared_state::pipe::{self, Enqueued, PipeHandle, UnixCb};
+use shared_state::pipe::{self, Enqueued, PipeHandle, SOCKADDR_UN_MAX, UnixCb};
 use shared_state::sys::{self, Errno};
 use shared_state::udp::{self as table, Binding, Endpoint, Found};
+use shared_state::unix as names;
 
 /// `socket(AF_INET/AF_INET6, SOCK_DGRAM, 0 or IPPROTO_UDP)`: the kernel's socket, with a
 /// receive queue behind it (without room for one, simply the kernel's).
@@ -64,6 +65,60 @@ fn name_of(fd: i32, peer: bool) -> Option<(i32, Endpoint)> {
     Some((u16::from_ne_bytes([sa[0], sa[1]]) as i32, Endpoint::from_sockaddr(sa)?))
 }
 
+/// A socket's names as the kernel gave them after its last bind, connect or autobind.
+#[derive(Clone, Copy)]
+struct Names {
+    v6: bool,
+    v6only: bool,
+    local: Endpoint,
+    peer: Option<Endpoint>,
+}
+
+/// Asks the kernel for the socket's names and keeps them with its queue (the slot
+/// `shared_state::unix::set_addr` keeps an AF_UNIX socket's name in), for its sends.
+fn store_names(r: &Region, p: &PipeFd) -> Option<Names> {
+    let (family, local) = name_of(p.fd, false)?;
+    let v6 = family == libc::AF_INET6;
+    let n = Names {
+        v6,
+        v6only: v6 && sockopt_int(p.fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1),
+        local,
+        peer: name_of(p.fd, true).map(|(_, e)| e),
+    };
+    let mut b = [0u8; 40];
+    b[0] = 1;
+    b[1] = n.v6 as u8 | (n.v6only as u8) << 1 | (n.peer.is_some() as u8) << 2;
+    b[4..20].copy_from_slice(&local.addr);
+    b[20..22].copy_from_slice(&local.port.to_ne_bytes());
+    if let Some(peer) = n.peer {
+        b[22..38].copy_from_slice(&peer.addr);
+        b[38..40].copy_from_slice(&peer.port.to_ne_bytes());
+    }
+    names::set_addr(r, p.pipe, &b);
+    Some(n)
+}
+
+/// The names kept by [`store_names`] (two equal reads: not torn by a store meanwhile), or
+/// asked afresh.
+fn names_of(r: &Region, p: &PipeFd) -> Option<Names> {
+    let mut a = [0u8; SOCKADDR_UN_MAX];
+    let mut b = [0u8; SOCKADDR_UN_MAX];
+    let (la, lb) = (names::addr_of(r, p.pipe, &mut a), names::addr_of(r, p.pipe, &mut b));
+    if la != 40 || lb != 40 || a[..40] != b[..40] || a[0] != 1 {
+        return store_names(r, p);
+    }
+    let ep = |at: usize| Endpoint {
+        addr: a[at..at + 16].try_into().unwrap_or([0; 16]),
+        port: u16::from_ne_bytes([a[at + 16], a[at + 17]]),
+    };
+    Some(Names {
+        v6: a[1] & 1 != 0,
+        v6only: a[1] & 2 != 0,
+        local: ep(4),
+        peer: (a[1] & 4 != 0).then(|| ep(22)),
+    })
+}
+
 /// The socket is the kernel's from now on: nothing more comes into its queue.
 fn to_kernel(r: &Region, p: &PipeFd) {
     pipe::sock_change_flags(r, p.pipe, pipe::SOCK_UDP_KERNEL, 0);
@@ -73,6 +128,7 @@ fn to_kernel(r: &Region, p: &PipeFd) {
 /// After a bind, connect or autobind: the socket's names as the kernel now has them enter the
 /// table (a socket sharing its port, or with no port, leaves it).
 fn publish(r: &Region, p: &PipeFd) {
+    let stored = store_names(r, p);
     if pipe::sock_flags(r, p.pipe) & pipe::SOCK_UDP_KERNEL != 0 {
         return;
     }
@@ -82,18 +138,17 @@ fn publish(r: &Region, p: &PipeFd) {
     if shared {
         return to_kernel(r, p);
     }
-    let Some((family, local)) = name_of(p.fd, false).filter(|(_, l)| l.port != 0) else {
+    let Some(n) = stored.filter(|n| n.local.port != 0) else {
         return table::forget(r, p.pipe);
     };
-    if !local.is_loopback() && !local.is_wildcard() {
+    if !n.local.is_loopback() && !n.local.is_wildcard() {
         return table::forget(r, p.pipe);
     }
-    let v6 = family == libc::AF_INET6;
     let b = Binding {
-        local,
-        peer: name_of(p.fd, true).map(|(_, e)| e),
-        v6only: v6 && sockopt_int(p.fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1),
-        v6,
+        local: n.local,
+        peer: n.peer,
+        v6only: n.v6only,
+        v6: n.v6,
         rcvbuf: sockopt_int(p.fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as u32,
     };
     if !table::bind(r, p.pipe, &b) {
@@ -145,7 +200,9 @@ pub fn option_set(r: &Region, p: &PipeFd, level: i32, opt: i32) {
         libc::IPPROTO_IPV6 => opt == libc::IPV6_V6ONLY,
         _ => false,
     };
-    if matches!(opt, libc::SO_RCVBUF | libc::SO_RCVBUFFORCE) && level == libc::SOL_SOCKET {
+    if matches!(opt, libc::SO_RCVBUF | libc::SO_RCVBUFFORCE) && level == libc::SOL_SOCKET
+        || level == libc::IPPROTO_IPV6 && opt == libc::IPV6_V6ONLY
+    {
         publish(r, p);
     } else if !kept {
         to_kernel(r, p);
@@ -243,8 +300,9 @@ pub fn send(
     if flags & !SEND_FLAGS != 0 {
         return sends_to_kernel(r, p);
     }
-    let (family, mut local) = name_of(p.fd, false)?;
-    let connected = name_of(p.fd, true).map(|(_, e)| e);
+    let n = names_of(r, p)?;
+    let family = if n.v6 { libc::AF_INET6 } else { libc::AF_INET };
+    let (mut local, connected) = (n.local, n.peer);
     let dst = match dest {
         Some((ua, ul)) => dest_of(family, ua, ul)?,
         None => connected?,
@@ -257,14 +315,12 @@ pub fn send(
     if total > table::max_payload(!is_v4(&dst)) {
         return sends_to_kernel(r, p);
     }
-    if family == libc::AF_INET6
-        && is_v4(&dst)
-        && sockopt_int(p.fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) != Ok(0)
-    {
+    if n.v6 && n.v6only && is_v4(&dst) {
         return None;
     }
-    // An error waiting (an earlier datagram's ICMP port unreachable) is the kernel's to give.
-    if pipes::revents(p.fd, libc::POLLERR) != 0 {
+    // An error waiting (an earlier datagram's ICMP port unreachable, which only a connected
+    // socket gets) is the kernel's to give.
+    if connected.is_some() && pipes::revents(p.fd, libc::POLLERR) != 0 {
         return None;
     }
     if local.port == 0 {
@@ -276,7 +332,7 @@ pub fn send(
             return Some(Err(e));
         }
         publish(r, p);
-        local = name_of(p.fd, false)?.1;
+        local = names_of(r, p)?.local;
     }
     // The route's source: the bound address, or lo's own for its family.
     let src = if local.is_wildcard() {
@@ -389,8 +445,9 @@ pub fn recv(
     if flags & !RECV_FLAGS != 0 {
         return None;
     }
-    // sock_error comes before any queued datagram (`__skb_recv_udp`).
-    if pipes::revents(p.fd, libc::POLLERR) != 0 {
+    // sock_error comes before any queued datagram (`__skb_recv_udp`); only a connected
+    // socket gets one.
+    if names_of(r, p).is_none_or(|n| n.peer.is_some()) && pipes::revents(p.fd, libc::POLLERR) != 0 {
         return None;
     }
     dgram::recv(r, g, p, iov, flags & !libc::MSG_WAITALL, ctl)
