@@ -4,7 +4,8 @@
  * IP_PKTINFO/IPV6_RECVPKTINFO, a receiver SIGKILLed whose port is bound again with the any
  * address, MSG_MORE (corking), the error queue, broadcast to lo with and without
  * SO_BROADCAST, an IPv6-only socket sending to an IPv4-mapped address, a datagram too large,
- * and shutdown. Datagrams may move through kernel UDP sockets here.
+ * shutdown, and a peer without the shim (IPCSHIM_DISABLE=1; the kernel run ignores it)
+ * beside a shim sender. Datagrams may move through kernel UDP sockets here.
  * kernel-udp: allowed
  */
 #include "udp_common.h"
@@ -148,8 +149,47 @@ static void refusals(int fam)
 	}
 }
 
-int main(void)
+/* The other side, run as a program without the shim: a datagram to `port`, the reply. */
+static int foreign(int fam, int port)
 {
+	int p, u = udp_bound(fam, &p);
+	char buf[16] = { 0 };
+	alarm(20);
+	if (udp_sendto(u, fam, port, "from-kernel", 11, 0) != 11 || recv(u, buf, sizeof buf, 0) != 5 ||
+	    memcmp(buf, "reply", 5))
+		return 1;
+	return 0;
+}
+
+static void foreign_peer(int fam)
+{
+	int pr, r = udp_bound(fam, &pr), ps, s = udp_bound(fam, &ps);
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		char f[16], p[16];
+		snprintf(f, sizeof f, "%d", fam);
+		snprintf(p, sizeof p, "%d", pr);
+		setenv("IPCSHIM_DISABLE", "1", 1);
+		execl("/proc/self/exe", "udp_kernel", f, p, (char *)NULL);
+		_exit(SETUP_FAIL);
+	}
+	char buf[16];
+	struct sockaddr_storage src;
+	socklen_t slen = sizeof src;
+	long n = recvfrom(r, buf, sizeof buf, 0, (struct sockaddr *)&src, &slen);
+	printf("  recvfrom = %ld \"%.*s\", addrlen %u\n", n, (int)(n > 0 ? n : 0), buf, (unsigned)slen);
+	IOSHOW(udp_sendto(s, fam, pr, "shim", 4, 0));
+	IOSHOW(sendto(r, "reply", 5, 0, (struct sockaddr *)&src, slen));
+	udp_show_recvfrom("recvfrom(r, 100)", r, 100, 0, s);
+	show_status_io("foreign peer", io_reap(pid));
+	close(s);
+	close(r);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3)
+		return foreign(atoi(argv[1]), atoi(argv[2]));
 	setup();
 	for (int i = 0; i < 2; i++) {
 		int fam = g_fams[i];
@@ -166,6 +206,8 @@ int main(void)
 		corked(fam);
 		printf("case %s_refusals_shutdown\n", tag);
 		refusals(fam);
+		printf("case %s_foreign_peer\n", tag);
+		foreign_peer(fam);
 	}
 	return 0;
 }

@@ -3,11 +3,15 @@
  * MSG_TRUNC (and the real length it returns), MSG_PEEK, FIONREAD (the next datagram's size),
  * an unbound sender's ephemeral port, connect filtering (a connected socket takes only its
  * peer's datagrams), SO_RCVBUF dropping what does not fit as the kernel counts it, poll and
- * epoll readiness, a blocking receive woken by another process, sendmmsg/recvmmsg, and the
- * largest datagram. Under the shim no datagram may move through a kernel UDP socket (the
+ * epoll readiness, a blocking receive woken by another process, sendmmsg/recvmmsg, the
+ * largest datagram, readv/writev, O_NONBLOCK, SO_RCVTIMEO, select and a signal. Under the shim no datagram may move through a kernel UDP socket (the
  * runner's strace check).
  */
 #include "udp_common.h"
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/select.h>
+#include <sys/time.h>
 
 static const char *tag;
 
@@ -234,6 +238,50 @@ static void largest(int fam)
 	close(b);
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+static void blocking_modes(int fam)
+{
+	int p1, p2, a = udp_bound(fam, &p1), b = udp_bound(fam, &p2);
+	IOSHOW(udp_connect(a, fam, p2));
+	struct iovec out[2] = { { "ab", 2 }, { "cde", 3 } };
+	IOSHOW(writev(a, out, 2));
+	char x[2], y[8] = { 0 };
+	struct iovec in[2] = { { x, 2 }, { y, 8 } };
+	long n = readv(b, in, 2);
+	printf("  readv = %ld \"%.2s\" \"%s\"\n", n, x, y);
+	int fl = fcntl(b, F_GETFL);
+	fcntl(b, F_SETFL, fl | O_NONBLOCK);
+	RECV(b, 10, 0);
+	fcntl(b, F_SETFL, fl);
+	struct timeval tv = { 0, 100000 };
+	IOSHOW(setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+	RECV(b, 10, 0);
+	fd_set rd;
+	FD_ZERO(&rd);
+	FD_SET(b, &rd);
+	struct timeval zero = { 0, 0 };
+	IOSHOW(select(b + 1, &rd, NULL, NULL, &zero));
+	IOSHOW(send(a, "s", 1, 0));
+	FD_SET(b, &rd);
+	tv = (struct timeval){ 5, 0 };
+	IOSHOW(select(b + 1, &rd, NULL, NULL, &tv));
+	RECV(b, 10, 0);
+	tv = (struct timeval){ 0, 0 };
+	setsockopt(b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	struct sigaction sa = { .sa_handler = on_alarm };
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = { .it_value = { 0, 50000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	RECV(b, 10, 0);
+	signal(SIGALRM, SIG_DFL);
+	close(a);
+	close(b);
+}
+
 static void dual_stack(void)
 {
 	int port, r = udp_bound(AF_INET6, &port);
@@ -277,6 +325,8 @@ int main(void)
 		mmsg(fam);
 		printf("case %s_largest\n", tag);
 		largest(fam);
+		printf("case %s_blocking_modes\n", tag);
+		blocking_modes(fam);
 	}
 	CASE("ipv6_dual_stack");
 	dual_stack();
