@@ -1685,6 +1685,10 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if req == SIOCOUTQ && !pipe::handed_back(r, p.pipe) {
         kernel = 0;
     }
+    // A UDP socket's next datagram is its queue's while that holds one (read first).
+    if dgram && udp::is_udp(r, p) && pipe::pipe_poll(r, p.pipe).0 {
+        kernel = 0;
+    }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
     Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
