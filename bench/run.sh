@@ -167,6 +167,14 @@ bench "AF_UNIX socket+bind+listen+connect+accept+close cycle" 0,1 1 unix_connect
 bench "AF_UNIX connect+accept+close, listener bound once" 0 1 unix_connect 10000 9 connect
 bench "AF_UNIX connect+accept+close, listener bound once" 0,1 1 unix_connect 10000 9 connect
 
+# Loopback UDP (issue 22). udp_pingpong ITERS RUNS PARENT_CPU CHILD_CPU ipv4|ipv6 (ns per round
+# trip of 1-byte datagrams between two sockets bound to loopback, each sendto-ing the other's
+# name). Targets: no slower on one CPU, 10x across two.
+bench "UDP ping-pong over 127.0.0.1 (sendto), 1 byte" 0 1 udp_pingpong 20000 9 0 0 ipv4
+bench "UDP ping-pong over 127.0.0.1 (sendto), 1 byte" 0,1 10 udp_pingpong 2000 9 0 1 ipv4
+bench "UDP ping-pong over ::1 (sendto), 1 byte" 0 1 udp_pingpong 20000 9 0 0 ipv6
+bench "UDP ping-pong over ::1 (sendto), 1 byte" 0,1 10 udp_pingpong 2000 9 0 1 ipv6
+
 # Event-driven servers at scale (issue 17). epoll_echo CONNS CLIENTS ROUNDS SIZE RUNS SERVER_CPU
 # CLIENT_CPU: one server process with every connection in one epoll set, 4 client processes with
 # their own sets (round trips per second, all clients together). Targets: no row slower than

@@ -682,6 +682,12 @@ fn status() -> ExitCode {
         c.tcp_handbacks.load(Relaxed)
     );
     println!(
+        "udp:            datagrams={} bytes={} drops={}",
+        c.udp_datagrams.load(Relaxed),
+        c.udp_bytes.load(Relaxed),
+        c.udp_drops.load(Relaxed)
+    );
+    println!(
         "procs:          reaped={} lock_recoveries={} catchall_traps={} patched_calls={} patched_sites={}",
         c.procs_reaped.load(Relaxed),
         c.lock_recoveries.load(Relaxed),

@@ -49,6 +49,7 @@ pub mod skb;
 pub mod sys;
 pub mod tcp;
 pub mod uaccess;
+pub mod udp;
 pub mod unix;
 pub mod wait;
 

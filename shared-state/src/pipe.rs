@@ -2528,7 +2528,8 @@ pub const SOCK_RECV_QUEUE: u32 = 1 << 13;
 /// is the kernel's; what it queued before stays to be read first).
 pub const SOCK_SHUT_RD: u32 = 1 << 14;
 pub const SOCK_SHUT_WR: u32 = 1 << 15;
-/// With SOCK_RECV_QUEUE: connected to a socket the kernel serves (sends go to the kernel).
+/// With SOCK_RECV_QUEUE: connected to a socket the kernel serves (sends go to the kernel); with
+/// SOCK_UDP, the socket's sends all go to the kernel.
 pub const SOCK_PEER_KERNEL: u32 = 1 << 16;
 /// With SOCK_RECV_QUEUE: the kernel's queue had a datagram for it (a sender without the
 /// shim): a blocked receiver looks at it often.
@@ -2550,6 +2551,12 @@ const SOCK_CLOSED: u32 = 1 << 22;
 /// (no credentials, no out-of-band byte), whose end of file and errors the kernel's socket
 /// gives.
 pub const SOCK_TCP: u32 = 1 << 23;
+/// With SOCK_RECV_QUEUE: a loopback UDP socket's receive queue (`crate::udp`), whose records
+/// charge their skb's truesize in bytes against the receiver's SO_RCVBUF.
+pub const SOCK_UDP: u32 = 1 << 24;
+/// With SOCK_UDP: the socket is the kernel's from now on (an option the shim does not
+/// honour, a port shared with SO_REUSEADDR/SO_REUSEPORT): nothing more is queued here.
+pub const SOCK_UDP_KERNEL: u32 = 1 << 25;
 
 /// Whether `h` is a TCP connection's queue.
 pub fn sock_tcp(region: &Region, h: PipeHandle) -> bool {
@@ -3267,4 +3274,78 @@ pub fn stats(region: &Region) -> Result<PipeStats, Errno> {
         gc_runs: ns.gc_runs.load(Ordering::Relaxed),
         gc_freed: ns.gc_freed.load(Ordering::Relaxed),
     })
+}
+
+/// What [`udp_enqueue`] did with a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// The receive buffer is full: dropped, as `__udp_enqueue_schedule_skb` drops it.
+    Dropped,
+}
+
+/// A loopback UDP datagram of `iov` into receive queue `h`, with header `cb`: queued while
+/// the queue's charge plus this skb's `truesize` stays within `rcvbuf` (an empty queue takes
+/// one whatever its size), else dropped. Never waits. NO_SPACE: no room in the region (the
+/// caller sends it through the kernel); HANDED_BACK: the queue takes nothing any more.
+pub fn udp_enqueue(
+    region: &Region,
+    h: PipeHandle,
+    iov: &[(usize, usize)],
+    cb: &UnixCb,
+    truesize: usize,
+    rcvbuf: usize,
+) -> Result<Enqueued, Errno> {
+    let mut from = IovIter::new(iov);
+    let total = from.count;
+    let need = (total + CB_LEN).div_ceil(PAGE).max(1) as u32;
+    let act = enter(region, h)?;
+    let pipe = act.pipe;
+    note_cpu(&pipe.wr_cpu);
+    let guard = lock_pipe(region, pipe)?;
+    if pipe.is_handed_back() || pipe.sock.load(Ordering::Relaxed) & SOCK_UDP_KERNEL != 0 {
+        return Err(HANDED_BACK);
+    }
+    let ring = pipe.ring()?;
+    let (head, tail) = pipe.head_tail();
+    let n = head.wrapping_sub(tail).min(ring.size());
+    // SOCK_UDP records charge bytes, not CHARGE_UNITs.
+    let charged: usize =
+        (0..n).map(|k| PipeBuffer::load(ring.buf(region, tail.wrapping_add(k))).charge as usize).sum();
+    if charged > 0 && charged + truesize > rcvbuf {
+        drop(guard);
+        region.header().counters.udp_drops.fetch_add(1, Ordering::Relaxed);
+        return Ok(Enqueued::Dropped);
+    }
+    let ring = grow_for(region, pipe, ring, head, tail, need).map_err(|_| NO_SPACE)?;
+    if ring.size() - n < need || back_slots(region, pipe, ring, head, need).is_err() {
+        return Err(NO_SPACE);
+    }
+    for i in 0..need {
+        let slot = head.wrapping_add(i);
+        let at = if i == 0 { CB_LEN } else { 0 };
+        let len = (total + CB_LEN - i as usize * PAGE - at).min(PAGE - at);
+        // SAFETY: at < PAGE: inside the slot's data page, a free slot we fill under the lock.
+        if from.copy(unsafe { ring.page(region, slot).add(at) }, len, false) < len {
+            return Err(EFAULT);
+        }
+        let last = i + 1 == need;
+        let mut flags = PIPE_BUF_FLAG_PACKET | if last { PIPE_BUF_FLAG_RECORD_END } else { 0 };
+        if i == 0 {
+            ring.set_cb(region, slot, *cb);
+            flags |= PIPE_BUF_FLAG_CB;
+        }
+        let charge = if last { truesize.min(CHARGE_MAX as usize) as u32 } else { 0 };
+        ring.buf(region, slot).store(PipeBuffer { offset: at, len, flags, charge }.pack(), Ordering::Release);
+    }
+    pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
+    drop(guard);
+    if head == tail || pipe.ep_usage.load(Ordering::Relaxed) != 0 {
+        pipe.wake(READERS, region);
+    }
+    count_call(region, pipe, Some(total), true);
+    let c = &region.header().counters;
+    c.udp_datagrams.fetch_add(1, Ordering::Relaxed);
+    c.udp_bytes.fetch_add(total as u64, Ordering::Relaxed);
+    Ok(Enqueued::Queued)
 }

@@ -9,7 +9,7 @@
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix connect streams | unix pending connects | epoll | msg rings | unix
 //! addresses | exec wake-ups | what runs on each CPU | tcp listeners | tcp connections |
-//! backing bitmap.
+//! bound udp sockets | backing bitmap.
 //! The file is sparse: only pages that were touched take memory, and every page is reserved
 //! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
 
@@ -147,8 +147,11 @@ pub const TCP_LISTEN_OFF: u64 =
     align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
 pub const TCP_CONNS_MAX: u32 = 16384;
 pub const TCP_CONNS_OFF: u64 = TCP_LISTEN_OFF + TCP_LISTEN_MAX as u64 * 64;
+/// Loopback UDP sockets of shim processes bound to a port (`crate::udp`), 64 bytes an entry.
+pub const UDP_BOUND_MAX: u32 = 1024;
+pub const UDP_BOUND_OFF: u64 = TCP_CONNS_OFF + TCP_CONNS_MAX as u64 * 64;
 /// One bit per page of everything before it: the page was reserved (`crate::backing`).
-pub const BACKING_OFF: u64 = align_up(TCP_CONNS_OFF + TCP_CONNS_MAX as u64 * 64, PAGE_SIZE);
+pub const BACKING_OFF: u64 = align_up(UDP_BOUND_OFF + UDP_BOUND_MAX as u64 * 64, PAGE_SIZE);
 pub const BACKING_BYTES: u64 = align_up(BACKING_OFF / PAGE_SIZE / 8, PAGE_SIZE);
 /// One bit per page of the bitmap, in the header: that bitmap page was reserved.
 pub const BACKING_L1_WORDS: usize = (BACKING_BYTES / PAGE_SIZE).div_ceil(64) as usize;
@@ -236,6 +239,11 @@ pub struct Counters {
     /// given back to the kernel (two per connection); also counted in the unix counters.
     pub tcp_connections: AtomicU64,
     pub tcp_handbacks: AtomicU64,
+    /// Loopback UDP datagrams (and their bytes) queued by the shim (`crate::udp`), and those
+    /// it dropped for a full receive buffer as the kernel does.
+    pub udp_datagrams: AtomicU64,
+    pub udp_bytes: AtomicU64,
+    pub udp_drops: AtomicU64,
 }
 
 /// A process's own tally of a counter bumped on every call, added to the shared counter 64 at

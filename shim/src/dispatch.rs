@@ -188,9 +188,9 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             }
             res
         }
-        libc::SYS_socket => {
-            crate::unix::socket(r, a[0], a[1], a[2]).or_else(|| crate::tcp::socket(a[0], a[1], a[2]))
-        }
+        libc::SYS_socket => crate::unix::socket(r, a[0], a[1], a[2])
+            .or_else(|| crate::udp::socket(r, a[0], a[1], a[2]))
+            .or_else(|| crate::tcp::socket(a[0], a[1], a[2])),
         libc::SYS_bind => crate::unix::bind(r, fd, a[1], a[2]),
         libc::SYS_connect => {
             let res = crate::tcp::connect(r, g, fd, a[1] as usize, a[2])

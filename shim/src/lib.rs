@@ -27,5 +27,6 @@ mod sud;
 mod sysv;
 mod tcp;
 mod trace;
+mod udp;
 mod unix;
 mod uring;

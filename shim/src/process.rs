@@ -50,6 +50,7 @@ extern "C" fn fini() {
     let _g = crate::sud::enter();
     if let Some(r) = region::active() {
         crate::tcp::at_exit(r);
+        crate::udp::at_exit(r);
     }
     crate::ipcns::each_region(proc::exit_cleanup);
 }

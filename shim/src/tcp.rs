@@ -26,7 +26,7 @@ use shared_state::tcp::{self as table, Claim, Endpoint, Listener, Tuple};
 
 const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
 
-fn sockopt_int(fd: i32, level: i32, opt: i32) -> Result<i32, Errno> {
+pub(crate) fn sockopt_int(fd: i32, level: i32, opt: i32) -> Result<i32, Errno> {
     let mut v = 0i32;
     let mut len = size_of::<i32>() as u32;
     sys::syscall6(

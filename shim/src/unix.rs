@@ -22,6 +22,7 @@ use crate::pipes::{self, IOV_MAX, Iov};
 use crate::scm::{self, Ctl};
 use crate::scratch;
 use crate::sud;
+use crate::udp;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, Ordering::SeqCst};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeHandle, RecvMode};
@@ -210,6 +211,9 @@ pub(crate) fn name_and_owner(addr: &[u8]) -> Option<(Name<'_>, Option<(u32, u32)
 /// itself is the kernel's.
 pub fn bind(r: &Region, fd: i32, uaddr: u64, alen: u64) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| pipe::sock_dgram(r, p.pipe))?;
+    if udp::is_udp(r, &p) {
+        return Some(udp::bind(r, &p, uaddr, alen));
+    }
     if dgram::is_recv_queue(r, &p) {
         return Some(dgram::bind(r, &p, uaddr, alen));
     }
@@ -356,6 +360,9 @@ static OVERLAPS: AtomicU32 = AtomicU32::new(0);
 /// listener's queue.
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
     if let Some(p) = fd::lookup(r, fd) {
+        if udp::is_udp(r, &p) {
+            return Some(udp::connect(r, &p, uaddr, alen));
+        }
         if dgram::is_recv_queue(r, &p) {
             return Some(dgram::connect(r, &p, uaddr, alen));
         }
@@ -535,6 +542,9 @@ fn adopt(r: &Region, lfd: i32, announced: Option<fd::Listening>, fd: i32, sole: 
 /// comment). The peer moves what it queued into the kernel when it next looks (every served
 /// call on it, and its sleepers, which this wakes).
 pub fn hand_back(r: &Region, p: &PipeFd) {
+    if udp::is_udp(r, p) {
+        udp::forget(r, p);
+    }
     if dgram::is_recv_queue(r, p) {
         dgram::forget(r, p);
         return;
@@ -589,6 +599,9 @@ pub fn recv(
     flags: i32,
     ctl: &mut Ctl,
 ) -> Option<Result<Got, Errno>> {
+    if udp::is_udp(r, p) {
+        return udp::recv(r, g, p, iov, flags, ctl);
+    }
     if dgram::is_recv_queue(r, p) {
         return dgram::recv(r, g, p, iov, flags, ctl);
     }
@@ -859,6 +872,9 @@ fn send_cb(
     flags: i32,
     cb: Option<&pipe::UnixCb>,
 ) -> Option<Result<usize, Errno>> {
+    if udp::is_udp(r, p) {
+        return udp::send(r, p, iov, flags, None);
+    }
     if dgram::is_recv_queue(r, p) {
         return dgram::send(r, g, p, iov, flags, None);
     }
@@ -979,6 +995,9 @@ pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
             Err(e) => return Some(-(e as i64)),
         };
         let dest = Some((a[4] as usize, a[5] as u32 as usize));
+        if udp::is_udp(r, &p) {
+            return udp::send(r, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
+        }
         return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
     }
     // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it; a
@@ -1107,6 +1126,10 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
         return None;
     }
     let named_dgram = dgram::is_recv_queue(r, &p);
+    // Ancillary data on UDP (IP_PKTINFO, UDP_SEGMENT, ...) is the kernel's.
+    if udp::is_udp(r, &p) && m.msg_controllen != 0 {
+        return None;
+    }
     if named_dgram && m.msg_controllen != 0 {
         return Some(dgram::send_with_control(r, g, &p, umsg, &m, flags));
     }
@@ -1126,6 +1149,9 @@ pub fn sendmsg(r: &Region, g: &sud::Guard, fd: i32, umsg: usize, flags: i32) -> 
     }
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
+        if udp::is_udp(r, &p) {
+            return udp::send(r, &p, &iov, flags, dest).map(pipes::ret);
+        }
         return dgram::send(r, g, &p, &iov, flags, dest).map(pipes::ret);
     }
     send(r, g, &p, &iov, flags).map(pipes::ret)
@@ -1312,6 +1338,9 @@ pub fn recvmmsg(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
 /// queue look again.
 pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     let p = fd::lookup(r, fd).filter(|p| p.socket)?;
+    if udp::is_udp(r, &p) {
+        return Some(udp::shutdown(r, &p, how));
+    }
     if dgram::is_recv_queue(r, &p) {
         return Some(dgram::shutdown(r, &p, how));
     }
@@ -1358,7 +1387,18 @@ pub fn dropping(
     let flags = pipe::sock_flags(r, p.pipe);
     let state = flags & 0xff;
     let mut both_gone = None;
-    let res = if dgram::is_recv_queue(r, p) {
+    let res = if udp::is_udp(r, p) {
+        // unix_diag knows no UDP socket: only a close by its only holder releases it here
+        // (else the collector finds it gone).
+        let res = drop_fd();
+        if res.is_ok() {
+            udp::closing(r, p);
+            if p.sole.holds() {
+                pipe::release(r, p.pipe);
+            }
+        }
+        res
+    } else if dgram::is_recv_queue(r, p) {
         let res = drop_fd();
         if own.is_some_and(diag::released) {
             names::unregister_dgram(r, p.pipe);
@@ -1571,7 +1611,9 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         let (set, clear) = if zero { (flag, 0) } else { (0, flag) };
         pipe::sock_change_flags(r, p.pipe, set, clear);
     }
-    if dgram::is_recv_queue(r, &p) {
+    if res.is_ok() && udp::is_udp(r, &p) {
+        udp::option_set(r, &p, a[1] as i32, a[2] as i32);
+    } else if dgram::is_recv_queue(r, &p) {
         // Its own queue: senders add their credentials; a larger send buffer is asked at
         // each large send.
         if res.is_ok() && passcred_opt {
@@ -1654,6 +1696,10 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if req == SIOCOUTQ && !pipe::handed_back(r, p.pipe) {
         kernel = 0;
     }
+    // A UDP socket's next datagram is its queue's while that holds one (read first).
+    if dgram && udp::is_udp(r, p) && pipe::pipe_poll(r, p.pipe).0 {
+        kernel = 0;
+    }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
     Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
@@ -1709,6 +1755,22 @@ pub(crate) mod diag {
         cookie: [u32; 2],
     }
 
+    /// Sends request `req` to the kernel's socket diagnostics and takes its answer into the
+    /// `cap` bytes at `out`; the answer's length.
+    pub(crate) fn exchange(req: &[u8], out: usize, cap: usize) -> Result<usize, i32> {
+        let flags = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
+        let s =
+            sys::syscall6(libc::SYS_socket, libc::AF_NETLINK as usize, flags, NETLINK_SOCK_DIAG, 0, 0, 0)?;
+        let s = s as i32;
+        let sent = sys::syscall6(libc::SYS_sendto, s as usize, req.as_ptr() as usize, req.len(), 0, 0, 0);
+        // The kernel answers inside sendto: the reply is queued already, and a receive that
+        // finds none must not block the caller forever.
+        let dontwait = libc::MSG_DONTWAIT as usize;
+        let got = sent.and_then(|_| sys::syscall6(libc::SYS_recvfrom, s as usize, out, cap, dontwait, 0, 0));
+        sys::close(s);
+        got.map(|n| n.min(cap))
+    }
+
     /// Asks about socket `ino`; calls `attr(type, payload)` for each attribute of the answer.
     fn query(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> bool {
         ask(ino, show, attr) == Ok(true)
@@ -1717,18 +1779,6 @@ pub(crate) mod diag {
     /// [`query`]: Ok(true) answered, Ok(false) no such socket, Err the kernel could not be asked.
     fn ask(ino: u64, show: u32, attr: &mut dyn FnMut(u16, &[u8])) -> Result<bool, ()> {
         let Ok(ino) = u32::try_from(ino) else { return Err(()) };
-        let Ok(s) = sys::syscall6(
-            libc::SYS_socket,
-            libc::AF_NETLINK as usize,
-            (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
-            NETLINK_SOCK_DIAG,
-            0,
-            0,
-            0,
-        ) else {
-            return Err(());
-        };
-        let s = s as i32;
         let req = Request {
             len: size_of::<Request>() as u32,
             ty: SOCK_DIAG_BY_FAMILY,
@@ -1743,33 +1793,11 @@ pub(crate) mod diag {
             show,
             cookie: [u32::MAX; 2],
         };
-        let sent = sys::syscall6(
-            libc::SYS_sendto,
-            s as usize,
-            &req as *const Request as usize,
-            req.len as usize,
-            0,
-            0,
-            0,
-        );
-        let Ok(mut buf) = crate::scratch::take(512, 0u64) else {
-            sys::close(s);
-            return Err(());
-        };
-        // The kernel answers inside sendto: the reply is queued already, and a receive that
-        // finds none must not block the caller forever.
-        let got = sent.and_then(|_| {
-            sys::syscall6(
-                libc::SYS_recvfrom,
-                s as usize,
-                buf.as_mut_ptr() as usize,
-                size_of_val(&*buf),
-                libc::MSG_DONTWAIT as usize,
-                0,
-                0,
-            )
-        });
-        sys::close(s);
+        let Ok(mut buf) = crate::scratch::take(512, 0u64) else { return Err(()) };
+        // SAFETY: Request is plain data (repr(C), no padding), `req.len` bytes long.
+        let req =
+            unsafe { core::slice::from_raw_parts(&req as *const Request as *const u8, req.len as usize) };
+        let got = exchange(req, buf.as_mut_ptr() as usize, size_of_val(&*buf));
         let Ok(n) = got else { return Err(()) };
         // SAFETY: `buf` is ours and `n` bytes of it were written.
         let bytes =

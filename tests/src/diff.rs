@@ -9,7 +9,8 @@
 //! `kernel-pipes: allowed` (it tests the pipes the shim hands back to the kernel), or through a
 //! kernel AF_UNIX socket, unless it says `kernel-sockets: allowed` (the shim does not serve its
 //! sockets yet, or it tests a socket handed back to the kernel), or through a kernel TCP socket,
-//! unless it says `kernel-tcp: allowed` (it tests connections the kernel serves or was given).
+//! unless it says `kernel-tcp: allowed` (it tests connections the kernel serves or was given),
+//! or through a kernel UDP socket, unless it says `kernel-udp: allowed`.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -62,6 +63,8 @@ pub struct Run {
     pub kernel_socket_io: Vec<String>,
     /// Shim runs: the data-carrying syscalls strace saw on kernel TCP sockets (IPv4 or IPv6).
     pub kernel_tcp_io: Vec<String>,
+    /// Shim runs: the data-carrying syscalls strace saw on kernel UDP sockets (IPv4 or IPv6).
+    pub kernel_udp_io: Vec<String>,
 }
 
 /// Syscalls that move data through an fd; the shim run is traced for these.
@@ -158,6 +161,11 @@ pub fn kernel_socket_io(log: &str) -> Vec<String> {
 /// As [`kernel_socket_io`], through a kernel TCP socket (`TCP:[` or `TCPv6:[` under `-yy`).
 pub fn kernel_tcp_io(log: &str) -> Vec<String> {
     socket_io(log, |proto| proto == "TCP" || proto == "TCPv6")
+}
+
+/// As [`kernel_socket_io`], through a kernel UDP socket (`UDP:[` or `UDPv6:[` under `-yy`).
+pub fn kernel_udp_io(log: &str) -> Vec<String> {
+    socket_io(log, |proto| proto == "UDP" || proto == "UDPv6")
 }
 
 /// The data lines moving bytes through a socket whose protocol `-yy` names as `proto` says.
@@ -456,6 +464,7 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
                 kernel_pipe_io: kernel_pipe_io(&traces),
                 kernel_socket_io: kernel_socket_io(&traces),
                 kernel_tcp_io: kernel_tcp_io(&traces),
+                kernel_udp_io: kernel_udp_io(&traces),
             });
         }
     };
@@ -472,6 +481,7 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         kernel_pipe_io: kernel_pipe_io(&traces),
         kernel_socket_io: kernel_socket_io(&traces),
         kernel_tcp_io: kernel_tcp_io(&traces),
+        kernel_udp_io: kernel_udp_io(&traces),
     })
 }
 
@@ -553,6 +563,12 @@ pub fn check(src: &Path) -> Result<usize, String> {
         problems.push(format!(
             "{} data syscalls went through kernel TCP sockets in the shim run, first: {first}",
             shim.kernel_tcp_io.len()
+        ));
+    }
+    if let (Some(first), false) = (shim.kernel_udp_io.first(), allowed("udp")) {
+        problems.push(format!(
+            "{} data syscalls went through kernel UDP sockets in the shim run, first: {first}",
+            shim.kernel_udp_io.len()
         ));
     }
     if shim.status != kernel.status {
@@ -650,6 +666,9 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].starts_with("write(3<TCP:"), "{got:?}");
         assert!(got[1].starts_with("recvfrom(4<TCPv6:"), "{got:?}");
+        let udp = kernel_udp_io(log);
+        assert_eq!(udp.len(), 1, "{udp:?}");
+        assert!(udp[0].starts_with("sendto(8<UDP:"), "{udp:?}");
     }
 
     #[test]
