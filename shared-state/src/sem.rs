@@ -21,7 +21,7 @@
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
 use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
-use crate::proc::{self, LIVE, NO_SLOT, ProcRecord};
+use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_LENT_CLAIMS_OFF,
     SEM_LENT_JOURNAL_OFF, SEM_LENT_JOURNALS, SEM_LOCKS_OFF, SEM_PROC_SETS_BYTES, SEM_PROC_SETS_OFF,
@@ -376,6 +376,7 @@ fn ns_of(r: &Region) -> &SemNs {
 
 /// Set `idx`, for reads without its lock (and to take it).
 #[allow(clippy::mut_from_ref)]
+#[inline]
 fn set_at(r: &Region, idx: u32) -> &mut SemArray {
     let idx = idx.min(IPCMNI - 1);
     // SAFETY: bounded index into the set array; mutation only under the set's lock.
@@ -1739,7 +1740,7 @@ pub fn semtimedop(
 
 /// A semop of one operation served if it succeeds at once on a set nobody holds or sleeps in
 /// (the lock-free path, which makes no system call); false: `semtimedop` must serve it.
-#[inline]
+#[inline(always)]
 pub fn semop_at_once(r: &Region, semid: i32, sop: &Sembuf) -> bool {
     let (Some(cred), pid) = (Cred::cached(), proc::known_pid()) else { return false };
     semid >= 0
@@ -1977,10 +1978,11 @@ enum Fast<'a> {
 /// A semop of one operation on a set nobody holds, sleeps in or died holding adjustments on,
 /// by `cred` and process `pid`: one compare-and-swap of the semaphore's word, no lock, no
 /// system call. `Locked`: take the locked path (which also gives every error, and decides
-/// permissions that need the kernel's word on groups or capabilities).
+/// permissions that need the kernel's word on groups or capabilities). Inlined into the
+/// exported semop: a set nobody holds adjustments on takes no further call but the clock's.
+#[inline(always)]
 fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32) -> Fast<'a> {
     let idx = ipc::id_to_idx(semid);
-    let seq = semid as u32 / IPCMNI;
     if r.sem_set_seen.load(Ordering::Relaxed) != idx + 1 {
         if !set_backed(r, idx) {
             return Fast::Locked;
@@ -1998,76 +2000,17 @@ fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32
     if !set.perm.granted_plainly(cred, if op != 0 { S_IWUGO } else { S_IRUGO }) {
         return Fast::Locked;
     }
-    let undo = sop.sem_flg & SEM_UNDO != 0;
-    let slot = if set.undo_head != 0 || undo { proc::self_slot(r) } else { NO_SLOT };
-    let mine = if set.undo_head != 0 || undo {
-        let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
-        if !ok {
-            return Fast::Locked;
-        }
-        mine
-    } else {
-        None
-    };
-    let off = SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64;
+    let off = sem_off(idx, num);
     // SAFETY: each set has a window of SEM_WINDOW semaphores; the word is atomic.
     let sem = unsafe { r.at::<Sem>(off) };
-    let intent = match (undo, mine) {
-        (false, _) => None,
-        (true, Some(ui)) => match start_undo(r, slot, ui, num, op, off) {
-            Some(it) => Some(it),
-            None => return Fast::Locked,
-        },
-        (true, None) => return Fast::Locked,
+    let seq = semid as u32 / IPCMNI;
+    let undo = sop.sem_flg & SEM_UNDO != 0;
+    let out = if undo || set.undo_head != 0 {
+        fast_semop_undo(r, set, (idx, num, off), sem, semid, op, undo, pid)
+    } else {
+        cas_semop(sem, seq, op, pid, None)
     };
-    let adj = intent.as_ref().map(|&(_, ai)| {
-        // SAFETY: ai is a bounded index of one of our adjustment entries (start_undo).
-        unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) }
-    });
-    let mut out = Fast::Locked;
-    for _ in 0..8 {
-        let w = sem.word.load(Ordering::Acquire);
-        if w & (GATED | PENDING_UNDO) != 0 || (w >> GEN_SHIFT) & GEN_MASK != seq as u64 & GEN_MASK {
-            break;
-        }
-        let res = word_val(w) + op;
-        if (op == 0 && word_val(w) != 0) || res < 0 {
-            out = Fast::Blocked(&sem.word, w);
-            break;
-        }
-        if res > SEMVMX {
-            break;
-        }
-        if let Some(a) = &adj {
-            // SAFETY: an entry in the region, changed by others only while the set is gated.
-            let cur = unsafe { core::ptr::read_volatile(&a.adj) };
-            if !(-SEMAEM - 1..=SEMAEM).contains(&(cur - op)) {
-                break;
-            }
-        }
-        let new = with_val_pid(w, res, pid) | if undo { PENDING_UNDO } else { 0 };
-        if new == w || sem.word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            out = Fast::Done;
-            break;
-        }
-    }
-    let done = matches!(out, Fast::Done);
-    if let (Some((it, _)), Some(a)) = (intent, adj) {
-        if done {
-            // The value changed and PENDING_UNDO keeps everyone else off the adjustment.
-            // SAFETY: as above.
-            let new_adj = unsafe { core::ptr::read_volatile(&a.adj) } - op;
-            it.new_adj.store(new_adj, Ordering::Relaxed);
-            it.stage.store(STORED, Ordering::Release);
-            // The adjustment changes only after STORED is recorded.
-            compiler_fence(Ordering::SeqCst);
-            // SAFETY: as above.
-            unsafe { core::ptr::write_volatile(&mut a.adj, new_adj) };
-            sem.word.fetch_and(!PENDING_UNDO, Ordering::AcqRel);
-        }
-        it.stage.store(IDLE, Ordering::Release);
-    }
-    if done {
+    if matches!(out, Fast::Done) {
         let now = sys::coarse_seconds();
         if sem.otime.load(Ordering::Relaxed) != now {
             sem.otime.store(now, Ordering::Relaxed);
@@ -2077,10 +2020,88 @@ fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32
     out
 }
 
+/// The compare-and-swap of [`fast_semop`] on semaphore `sem` of a set with sequence number
+/// `seq`; with `adj` (our adjustment entry, SEM_UNDO) it also sets PENDING_UNDO.
+#[inline(always)]
+fn cas_semop<'a>(sem: &'a Sem, seq: u32, op: i32, pid: i32, adj: Option<&SemAdj>) -> Fast<'a> {
+    for _ in 0..8 {
+        let w = sem.word.load(Ordering::Acquire);
+        if w & (GATED | PENDING_UNDO) != 0 || (w >> GEN_SHIFT) & GEN_MASK != seq as u64 & GEN_MASK {
+            return Fast::Locked;
+        }
+        let res = word_val(w) + op;
+        if (op == 0 && word_val(w) != 0) || res < 0 {
+            return Fast::Blocked(&sem.word, w);
+        }
+        if res > SEMVMX {
+            return Fast::Locked;
+        }
+        if let Some(a) = adj {
+            // SAFETY: an entry in the region, changed by others only while the set is gated.
+            let cur = unsafe { core::ptr::read_volatile(&a.adj) };
+            if !(-SEMAEM - 1..=SEMAEM).contains(&(cur - op)) {
+                return Fast::Locked;
+            }
+        }
+        let new = with_val_pid(w, res, pid) | if adj.is_some() { PENDING_UNDO } else { 0 };
+        if new == w || sem.word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return Fast::Done;
+        }
+    }
+    Fast::Locked
+}
+
+/// [`fast_semop`] on a set some process holds adjustments on, or with SEM_UNDO (semaphore
+/// `num` at region offset `off` of set `idx`): every holder must be alive, and with SEM_UNDO
+/// our intent is recorded before the value changes and the adjustment stored after.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn fast_semop_undo<'a>(
+    r: &'a Region,
+    set: &SemArray,
+    (idx, num, off): (u32, u32, u64),
+    sem: &'a Sem,
+    semid: i32,
+    op: i32,
+    undo: bool,
+    pid: i32,
+) -> Fast<'a> {
+    let seq = semid as u32 / IPCMNI;
+    let slot = proc::self_slot(r);
+    let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
+    if !ok {
+        return Fast::Locked;
+    }
+    if !undo {
+        return cas_semop(sem, seq, op, pid, None);
+    }
+    let Some((it, ai)) = mine.and_then(|ui| start_undo(r, slot, ui, num, op, off)) else {
+        return Fast::Locked;
+    };
+    // SAFETY: ai is a bounded index of one of our adjustment entries (start_undo).
+    let a = unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) };
+    let out = cas_semop(sem, seq, op, pid, Some(a));
+    if matches!(out, Fast::Done) {
+        // The value changed and PENDING_UNDO keeps everyone else off the adjustment.
+        // SAFETY: as above.
+        let new_adj = unsafe { core::ptr::read_volatile(&a.adj) } - op;
+        it.new_adj.store(new_adj, Ordering::Relaxed);
+        it.stage.store(STORED, Ordering::Release);
+        // The adjustment changes only after STORED is recorded.
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(&mut a.adj, new_adj) };
+        sem.word.fetch_and(!PENDING_UNDO, Ordering::AcqRel);
+    }
+    it.stage.store(IDLE, Ordering::Release);
+    out
+}
+
 /// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
 /// add per call would cost a third of the operation.
 static FAST_UNCOUNTED: Tally = Tally::new();
 
+#[inline]
 fn count_fast(r: &Region) {
     FAST_UNCOUNTED.bump(&r.header().counters.sem_calls);
 }
