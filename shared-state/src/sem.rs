@@ -1559,6 +1559,9 @@ impl<'a> Sems<'a> {
             return;
         };
         let pid = self.record(slot).pid;
+        // Before any adjustment is read: gating settles a lock-free SEM_UNDO semop the process
+        // died in the middle of, whose adjustment may not be stored yet.
+        self.gate(set);
         let mut cur = self.undo(ui).adj_head;
         for _ in 0..MAX_WALK {
             if cur == 0 {
@@ -2693,5 +2696,82 @@ pub fn counts(r: &Region) -> (u32, u32) {
     match lock_ids(r) {
         Ok(ids) => (ids.ids().in_use, ids.ns().used_sems),
         Err(_) => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Env;
+
+    impl SemEnv for Env {
+        fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), Errno> {
+            // SAFETY: the tests pass their own sembufs.
+            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
+            Ok(())
+        }
+
+        fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+            f()
+        }
+    }
+
+    fn semop1(r: &Region, id: i32, op: i16, flg: i16) -> Result<i32, Errno> {
+        let sop = Sembuf { sem_num: 0, sem_op: op, sem_flg: flg };
+        semtimedop(r, id, &sop as *const Sembuf as usize, 1, 0, &Env)
+    }
+
+    /// A process killed between a lock-free SEM_UNDO semop's value change and its adjustment's
+    /// store, whose undo the next locker applies before it reads any value: the adjustment is
+    /// settled first, so the undo gives back what that last semop took (once seen as a value
+    /// one short in `lock_free_undo_semops_killed_midway_are_settled`).
+    #[test]
+    fn undo_applied_first_thing_counts_a_semop_killed_midway() {
+        let dir = format!("/dev/shm/ipcshim-unit-sem-midway-{}", std::process::id());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::region::region_path(&dir, sys::getuid(), "t").unwrap();
+        let r = Region::open(&path, true).unwrap();
+        let id = semget(&r, crate::ipc::IPC_PRIVATE, 1, 0o600).unwrap();
+        semctl(&r, id, 0, SETVAL, 100).unwrap();
+        // SAFETY: the child makes shared_state calls and raw syscalls only, then dies.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            proc::identify_self();
+            // The first take is locked (it makes the undo and adjustment entries), the give
+            // lock-free: the adjustment is back at 0.
+            let ok = semop1(&r, id, -1, SEM_UNDO).is_ok() && semop1(&r, id, 1, SEM_UNDO).is_ok();
+            let idx = ipc::id_to_idx(id);
+            let set = set_at(&r, idx);
+            let off = sem_off(idx, 0);
+            // SAFETY: semaphore 0 of the set.
+            let sem = unsafe { r.at::<Sem>(off) };
+            let slot = proc::self_slot(&r);
+            let (mine, live) = undo_holders_live(&r, set, idx, id, slot);
+            let started = mine.filter(|_| ok && live).and_then(|ui| start_undo(&r, slot, ui, 0, -1, off));
+            if let Some((_, ai)) = started {
+                // SAFETY: our adjustment entry (start_undo).
+                let a = unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) };
+                // A take's compare-and-swap, then death before the adjustment is stored.
+                if matches!(cas_semop(sem, id as u32 / IPCMNI, -1, proc::self_pid(), Some(a)), Fast::Done) {
+                    // SAFETY: plain kill of ourselves.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
+            }
+            // SAFETY: plain _exit.
+            unsafe { libc::_exit(3) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFSIGNALED(st), "the child did not die midway (status {st:#x})");
+        // A give of ours: locked (the set has a dead undo holder), it applies the child's
+        // undo (+1 for its take) before its own operation.
+        semop1(&r, id, 1, 0).unwrap();
+        let v = semctl(&r, id, 0, GETVAL, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(v, Ok(101), "99 after the child's take, its undo and our give");
     }
 }
