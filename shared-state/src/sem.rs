@@ -21,7 +21,7 @@
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
 use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
-use crate::proc::{self, LIVE, NO_SLOT, ProcRecord};
+use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_LENT_CLAIMS_OFF,
     SEM_LENT_JOURNAL_OFF, SEM_LENT_JOURNALS, SEM_LOCKS_OFF, SEM_PROC_SETS_BYTES, SEM_PROC_SETS_OFF,
@@ -376,6 +376,7 @@ fn ns_of(r: &Region) -> &SemNs {
 
 /// Set `idx`, for reads without its lock (and to take it).
 #[allow(clippy::mut_from_ref)]
+#[inline]
 fn set_at(r: &Region, idx: u32) -> &mut SemArray {
     let idx = idx.min(IPCMNI - 1);
     // SAFETY: bounded index into the set array; mutation only under the set's lock.
@@ -1558,6 +1559,9 @@ impl<'a> Sems<'a> {
             return;
         };
         let pid = self.record(slot).pid;
+        // Before any adjustment is read: gating settles a lock-free SEM_UNDO semop the process
+        // died in the middle of, whose adjustment may not be stored yet.
+        self.gate(set);
         let mut cur = self.undo(ui).adj_head;
         for _ in 0..MAX_WALK {
             if cur == 0 {
@@ -1739,7 +1743,7 @@ pub fn semtimedop(
 
 /// A semop of one operation served if it succeeds at once on a set nobody holds or sleeps in
 /// (the lock-free path, which makes no system call); false: `semtimedop` must serve it.
-#[inline]
+#[inline(always)]
 pub fn semop_at_once(r: &Region, semid: i32, sop: &Sembuf) -> bool {
     let (Some(cred), pid) = (Cred::cached(), proc::known_pid()) else { return false };
     semid >= 0
@@ -1977,10 +1981,11 @@ enum Fast<'a> {
 /// A semop of one operation on a set nobody holds, sleeps in or died holding adjustments on,
 /// by `cred` and process `pid`: one compare-and-swap of the semaphore's word, no lock, no
 /// system call. `Locked`: take the locked path (which also gives every error, and decides
-/// permissions that need the kernel's word on groups or capabilities).
+/// permissions that need the kernel's word on groups or capabilities). Inlined into the
+/// exported semop: a set nobody holds adjustments on takes no further call but the clock's.
+#[inline(always)]
 fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32) -> Fast<'a> {
     let idx = ipc::id_to_idx(semid);
-    let seq = semid as u32 / IPCMNI;
     if r.sem_set_seen.load(Ordering::Relaxed) != idx + 1 {
         if !set_backed(r, idx) {
             return Fast::Locked;
@@ -1998,76 +2003,17 @@ fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32
     if !set.perm.granted_plainly(cred, if op != 0 { S_IWUGO } else { S_IRUGO }) {
         return Fast::Locked;
     }
-    let undo = sop.sem_flg & SEM_UNDO != 0;
-    let slot = if set.undo_head != 0 || undo { proc::self_slot(r) } else { NO_SLOT };
-    let mine = if set.undo_head != 0 || undo {
-        let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
-        if !ok {
-            return Fast::Locked;
-        }
-        mine
-    } else {
-        None
-    };
-    let off = SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64;
+    let off = sem_off(idx, num);
     // SAFETY: each set has a window of SEM_WINDOW semaphores; the word is atomic.
     let sem = unsafe { r.at::<Sem>(off) };
-    let intent = match (undo, mine) {
-        (false, _) => None,
-        (true, Some(ui)) => match start_undo(r, slot, ui, num, op, off) {
-            Some(it) => Some(it),
-            None => return Fast::Locked,
-        },
-        (true, None) => return Fast::Locked,
+    let seq = semid as u32 / IPCMNI;
+    let undo = sop.sem_flg & SEM_UNDO != 0;
+    let out = if undo || set.undo_head != 0 {
+        fast_semop_undo(r, set, (idx, num, off), sem, semid, op, undo, pid)
+    } else {
+        cas_semop(sem, seq, op, pid, None)
     };
-    let adj = intent.as_ref().map(|&(_, ai)| {
-        // SAFETY: ai is a bounded index of one of our adjustment entries (start_undo).
-        unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) }
-    });
-    let mut out = Fast::Locked;
-    for _ in 0..8 {
-        let w = sem.word.load(Ordering::Acquire);
-        if w & (GATED | PENDING_UNDO) != 0 || (w >> GEN_SHIFT) & GEN_MASK != seq as u64 & GEN_MASK {
-            break;
-        }
-        let res = word_val(w) + op;
-        if (op == 0 && word_val(w) != 0) || res < 0 {
-            out = Fast::Blocked(&sem.word, w);
-            break;
-        }
-        if res > SEMVMX {
-            break;
-        }
-        if let Some(a) = &adj {
-            // SAFETY: an entry in the region, changed by others only while the set is gated.
-            let cur = unsafe { core::ptr::read_volatile(&a.adj) };
-            if !(-SEMAEM - 1..=SEMAEM).contains(&(cur - op)) {
-                break;
-            }
-        }
-        let new = with_val_pid(w, res, pid) | if undo { PENDING_UNDO } else { 0 };
-        if new == w || sem.word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            out = Fast::Done;
-            break;
-        }
-    }
-    let done = matches!(out, Fast::Done);
-    if let (Some((it, _)), Some(a)) = (intent, adj) {
-        if done {
-            // The value changed and PENDING_UNDO keeps everyone else off the adjustment.
-            // SAFETY: as above.
-            let new_adj = unsafe { core::ptr::read_volatile(&a.adj) } - op;
-            it.new_adj.store(new_adj, Ordering::Relaxed);
-            it.stage.store(STORED, Ordering::Release);
-            // The adjustment changes only after STORED is recorded.
-            compiler_fence(Ordering::SeqCst);
-            // SAFETY: as above.
-            unsafe { core::ptr::write_volatile(&mut a.adj, new_adj) };
-            sem.word.fetch_and(!PENDING_UNDO, Ordering::AcqRel);
-        }
-        it.stage.store(IDLE, Ordering::Release);
-    }
-    if done {
+    if matches!(out, Fast::Done) {
         let now = sys::coarse_seconds();
         if sem.otime.load(Ordering::Relaxed) != now {
             sem.otime.store(now, Ordering::Relaxed);
@@ -2077,10 +2023,88 @@ fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32
     out
 }
 
+/// The compare-and-swap of [`fast_semop`] on semaphore `sem` of a set with sequence number
+/// `seq`; with `adj` (our adjustment entry, SEM_UNDO) it also sets PENDING_UNDO.
+#[inline(always)]
+fn cas_semop<'a>(sem: &'a Sem, seq: u32, op: i32, pid: i32, adj: Option<&SemAdj>) -> Fast<'a> {
+    for _ in 0..8 {
+        let w = sem.word.load(Ordering::Acquire);
+        if w & (GATED | PENDING_UNDO) != 0 || (w >> GEN_SHIFT) & GEN_MASK != seq as u64 & GEN_MASK {
+            return Fast::Locked;
+        }
+        let res = word_val(w) + op;
+        if (op == 0 && word_val(w) != 0) || res < 0 {
+            return Fast::Blocked(&sem.word, w);
+        }
+        if res > SEMVMX {
+            return Fast::Locked;
+        }
+        if let Some(a) = adj {
+            // SAFETY: an entry in the region, changed by others only while the set is gated.
+            let cur = unsafe { core::ptr::read_volatile(&a.adj) };
+            if !(-SEMAEM - 1..=SEMAEM).contains(&(cur - op)) {
+                return Fast::Locked;
+            }
+        }
+        let new = with_val_pid(w, res, pid) | if adj.is_some() { PENDING_UNDO } else { 0 };
+        if new == w || sem.word.compare_exchange(w, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return Fast::Done;
+        }
+    }
+    Fast::Locked
+}
+
+/// [`fast_semop`] on a set some process holds adjustments on, or with SEM_UNDO (semaphore
+/// `num` at region offset `off` of set `idx`): every holder must be alive, and with SEM_UNDO
+/// our intent is recorded before the value changes and the adjustment stored after.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn fast_semop_undo<'a>(
+    r: &'a Region,
+    set: &SemArray,
+    (idx, num, off): (u32, u32, u64),
+    sem: &'a Sem,
+    semid: i32,
+    op: i32,
+    undo: bool,
+    pid: i32,
+) -> Fast<'a> {
+    let seq = semid as u32 / IPCMNI;
+    let slot = proc::self_slot(r);
+    let (mine, ok) = undo_holders_live(r, set, idx, semid, slot);
+    if !ok {
+        return Fast::Locked;
+    }
+    if !undo {
+        return cas_semop(sem, seq, op, pid, None);
+    }
+    let Some((it, ai)) = mine.and_then(|ui| start_undo(r, slot, ui, num, op, off)) else {
+        return Fast::Locked;
+    };
+    // SAFETY: ai is a bounded index of one of our adjustment entries (start_undo).
+    let a = unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) };
+    let out = cas_semop(sem, seq, op, pid, Some(a));
+    if matches!(out, Fast::Done) {
+        // The value changed and PENDING_UNDO keeps everyone else off the adjustment.
+        // SAFETY: as above.
+        let new_adj = unsafe { core::ptr::read_volatile(&a.adj) } - op;
+        it.new_adj.store(new_adj, Ordering::Relaxed);
+        it.stage.store(STORED, Ordering::Release);
+        // The adjustment changes only after STORED is recorded.
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(&mut a.adj, new_adj) };
+        sem.word.fetch_and(!PENDING_UNDO, Ordering::AcqRel);
+    }
+    it.stage.store(IDLE, Ordering::Release);
+    out
+}
+
 /// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
 /// add per call would cost a third of the operation.
 static FAST_UNCOUNTED: Tally = Tally::new();
 
+#[inline]
 fn count_fast(r: &Region) {
     FAST_UNCOUNTED.bump(&r.header().counters.sem_calls);
 }
@@ -2672,5 +2696,82 @@ pub fn counts(r: &Region) -> (u32, u32) {
     match lock_ids(r) {
         Ok(ids) => (ids.ids().in_use, ids.ns().used_sems),
         Err(_) => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Env;
+
+    impl SemEnv for Env {
+        fn copy_from(&self, dst: *mut u8, src: usize, len: usize) -> Result<(), Errno> {
+            // SAFETY: the tests pass their own sembufs.
+            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst, len) };
+            Ok(())
+        }
+
+        fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
+            f()
+        }
+    }
+
+    fn semop1(r: &Region, id: i32, op: i16, flg: i16) -> Result<i32, Errno> {
+        let sop = Sembuf { sem_num: 0, sem_op: op, sem_flg: flg };
+        semtimedop(r, id, &sop as *const Sembuf as usize, 1, 0, &Env)
+    }
+
+    /// A process killed between a lock-free SEM_UNDO semop's value change and its adjustment's
+    /// store, whose undo the next locker applies before it reads any value: the adjustment is
+    /// settled first, so the undo gives back what that last semop took (once seen as a value
+    /// one short in `lock_free_undo_semops_killed_midway_are_settled`).
+    #[test]
+    fn undo_applied_first_thing_counts_a_semop_killed_midway() {
+        let dir = format!("/dev/shm/ipcshim-unit-sem-midway-{}", std::process::id());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::region::region_path(&dir, sys::getuid(), "t").unwrap();
+        let r = Region::open(&path, true).unwrap();
+        let id = semget(&r, crate::ipc::IPC_PRIVATE, 1, 0o600).unwrap();
+        semctl(&r, id, 0, SETVAL, 100).unwrap();
+        // SAFETY: the child makes shared_state calls and raw syscalls only, then dies.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            proc::identify_self();
+            // The first take is locked (it makes the undo and adjustment entries), the give
+            // lock-free: the adjustment is back at 0.
+            let ok = semop1(&r, id, -1, SEM_UNDO).is_ok() && semop1(&r, id, 1, SEM_UNDO).is_ok();
+            let idx = ipc::id_to_idx(id);
+            let set = set_at(&r, idx);
+            let off = sem_off(idx, 0);
+            // SAFETY: semaphore 0 of the set.
+            let sem = unsafe { r.at::<Sem>(off) };
+            let slot = proc::self_slot(&r);
+            let (mine, live) = undo_holders_live(&r, set, idx, id, slot);
+            let started = mine.filter(|_| ok && live).and_then(|ui| start_undo(&r, slot, ui, 0, -1, off));
+            if let Some((_, ai)) = started {
+                // SAFETY: our adjustment entry (start_undo).
+                let a = unsafe { r.at::<SemAdj>(SEM_ADJ_OFF + ai as u64 * size_of::<SemAdj>() as u64) };
+                // A take's compare-and-swap, then death before the adjustment is stored.
+                if matches!(cas_semop(sem, id as u32 / IPCMNI, -1, proc::self_pid(), Some(a)), Fast::Done) {
+                    // SAFETY: plain kill of ourselves.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                }
+            }
+            // SAFETY: plain _exit.
+            unsafe { libc::_exit(3) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFSIGNALED(st), "the child did not die midway (status {st:#x})");
+        // A give of ours: locked (the set has a dead undo holder), it applies the child's
+        // undo (+1 for its take) before its own operation.
+        semop1(&r, id, 1, 0).unwrap();
+        let v = semctl(&r, id, 0, GETVAL, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(v, Ok(101), "99 after the child's take, its undo and our give");
     }
 }

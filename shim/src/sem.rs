@@ -58,7 +58,9 @@ pub fn serve(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> i64 {
     res
 }
 
-/// Serves `nr` from the region, or hands it to libc's `kernel` with signals deliverable.
+/// Serves `nr` from the region, or hands it to libc's `kernel` with signals deliverable. Out
+/// of line: the lock-free semop before it then saves no registers for it.
+#[inline(never)]
 fn call(nr: i64, a: [u64; 6], kernel: impl FnOnce() -> c_int) -> c_int {
     if sud::trap_only() {
         return kernel();
@@ -81,7 +83,7 @@ pub extern "C" fn semget(key: key_t, nsems: c_int, semflg: c_int) -> c_int {
 /// A semop of one operation that succeeds at once, served lock-free before the full guard: it
 /// makes no system call, so only the signals are held back. False: the usual path serves it
 /// (and gives every error: the operation is read again there).
-#[inline]
+#[inline(always)]
 fn semop_at_once(semid: c_int, sops: *mut libc::sembuf) -> bool {
     if sud::trap_only() || crate::trace::on() || !signals::fault_fixups_active() || !signals::fixup_usable() {
         return false;
