@@ -2,7 +2,8 @@
  * (shutdown gives the connection back), EPIPE with SIGPIPE (handled, and with MSG_NOSIGNAL)
  * after the peer's close or death (a peer killed with nothing unread: its kernel FIN),
  * out-of-band data, SO_RCVBUF set on a connection with bytes queued (they keep their order),
- * connect(AF_UNSPEC) and a new connect, a client without the shim against a shim server, and
+ * connect(AF_UNSPEC) and a new connect, a non-blocking connect accepted before its client
+ * connects again, a client without the shim against a shim server, and
  * a shim client against a server without the shim (IPCSHIM_DISABLE=1; the kernel run
  * ignores it).
  * kernel-tcp: allowed

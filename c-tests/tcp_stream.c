@@ -5,8 +5,9 @@
  * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
  * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
  * SO_RCVTIMEO, an accept in a forked worker, an epoll interest taken before a connect, a
- * client that sent and closed before the server accepted, sendfile/splice, and a half-close
- * (shutdown SHUT_WR) with the other direction still used.
+ * client that sent and closed before the server accepted, sendfile/splice, a half-close
+ * (shutdown SHUT_WR) with the other direction still used, and 64 connects at once served as
+ * ab and nginx do.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
