@@ -2,7 +2,8 @@
  * (shutdown gives the connection back), EPIPE with SIGPIPE (handled, and with MSG_NOSIGNAL)
  * after the peer's close or death (a peer killed with nothing unread: its kernel FIN),
  * out-of-band data, SO_RCVBUF set on a connection with bytes queued (they keep their order),
- * connect(AF_UNSPEC) and a new connect, a client without the shim against a shim server, and
+ * connect(AF_UNSPEC) and a new connect, a non-blocking connect accepted before its client
+ * connects again, a client without the shim against a shim server, and
  * a shim client against a server without the shim (IPCSHIM_DISABLE=1; the kernel run
  * ignores it).
  * kernel-tcp: allowed
@@ -144,6 +145,50 @@ static void disconnect_reconnect(int fam)
 	close(l);
 }
 
+/* A non-blocking connect whose handshake waits (the listener's queue is full: its SYN is
+ * dropped and sent again a second later) is accepted before its client connects again (0,
+ * as APR checks) and sends: the client's bytes must reach the accepted socket, through
+ * nginx's edge-triggered epoll interest added after the accept. */
+static void connect_again_after_accept(int fam)
+{
+	int port, l = tcp_listener(fam, &port);
+	IOSHOW(listen(l, 0));
+	int first = tcp_client(fam, port);
+	struct sockaddr_storage ss;
+	socklen_t len = tcp_addr(fam, port, &ss);
+	int c = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	IOSHOW(connect(c, (struct sockaddr *)&ss, len));
+	int s1 = accept(l, NULL, NULL);
+	int s = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+	printf("  accepted %d %d\n", s1 >= 0, s >= 0);
+	tcp_wait_for(c, POLLOUT);
+	IOSHOW(connect(c, (struct sockaddr *)&ss, len));
+	IOSHOW(connect(c, (struct sockaddr *)&ss, len));
+	IOSHOW(write(c, "request", 7));
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP, .data.fd = s };
+	IOSHOW(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev));
+	/* EPOLLOUT may come first, EPOLLIN with the bytes' own edge. */
+	int in = 0;
+	for (int k = 0; k < 4 && !in; k++) {
+		struct epoll_event got;
+		if (epoll_wait(ep, &got, 1, 2000) != 1)
+			break;
+		in = (got.events & EPOLLIN) != 0;
+	}
+	printf("  EPOLLIN %d\n", in);
+	RECV(s, 10, 0);
+	IOSHOW(write(s, "reply", 5));
+	tcp_wait_for(c, POLLIN);
+	RECV(c, 10, 0);
+	close(ep);
+	close(c);
+	close(s);
+	close(s1);
+	close(first);
+	close(l);
+}
+
 /* The other side, run as a program without the shim. */
 static int foreign(const char *role, int fam, int port, int out)
 {
@@ -249,6 +294,8 @@ int main(int argc, char **argv)
 		rcvbuf_midstream(fam);
 		printf("case disconnect_reconnect_%s\n", tag);
 		disconnect_reconnect(fam);
+		printf("case connect_again_after_accept_%s\n", tag);
+		connect_again_after_accept(fam);
 		printf("case foreign_client_%s\n", tag);
 		foreign_client(fam);
 		printf("case foreign_server_%s\n", tag);

@@ -5,8 +5,9 @@
  * (EINPROGRESS, then POLLOUT), 4 MiB in one direction, many clients on one listener served
  * through epoll, a client SIGKILLed, one that exits with bytes unread (the kernel's reset),
  * SO_RCVTIMEO, an accept in a forked worker, an epoll interest taken before a connect, a
- * client that sent and closed before the server accepted, sendfile/splice, and a half-close
- * (shutdown SHUT_WR) with the other direction still used.
+ * client that sent and closed before the server accepted, sendfile/splice, a half-close
+ * (shutdown SHUT_WR) with the other direction still used, and 64 connects at once served as
+ * ab and nginx do.
  * Under the shim no byte may move through a kernel TCP socket (the runner's strace check).
  */
 #include "tcp_common.h"
@@ -478,6 +479,67 @@ static void half_close(int fam)
 	close(l);
 }
 
+/* ab's way, many at once: BURST non-blocking connects (ephemeral ports close together), each
+ * connected again once it polls POLLOUT (0, as APR checks), a request written before the
+ * server accepts; the server accepts them all (accept4, SOCK_NONBLOCK) and adds each with
+ * EPOLLIN|EPOLLOUT|EPOLLET|EPOLLRDHUP (nginx's), then reads every request as edge-triggered
+ * events come, and answers. */
+#define BURST 64
+static void burst_edge(int fam)
+{
+	int port, l = tcp_listener(fam, &port), c[BURST], sv[BURST], again = 0, sent = 0;
+	struct sockaddr_storage ss;
+	socklen_t len = tcp_addr(fam, port, &ss);
+	static const char req[] = "GET /mid.bin HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: ab\r\nAccept: */*\r\n\r\n";
+	for (int i = 0; i < BURST; i++) {
+		c[i] = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(c[i], (struct sockaddr *)&ss, len) && errno != EINPROGRESS)
+			die("connect");
+	}
+	for (int i = 0; i < BURST; i++) {
+		tcp_wait_for(c[i], POLLOUT);
+		again += connect(c[i], (struct sockaddr *)&ss, len) == 0;
+		sent += write(c[i], req, sizeof req - 1) == (long)sizeof req - 1;
+	}
+	int ep = epoll_create1(EPOLL_CLOEXEC), accepted = 0, requests = 0, answered = 0;
+	for (int i = 0; i < BURST; i++) {
+		int s = sv[i] = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+		struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP, .data.fd = s };
+		if (s < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, s, &e))
+			die("accept4 and add");
+		accepted++;
+	}
+	while (requests < BURST) {
+		struct epoll_event got[16];
+		int n = epoll_wait(ep, got, 16, 5000);
+		if (n <= 0)
+			break;
+		for (int k = 0; k < n; k++) {
+			char buf[256];
+			long r, total = 0;
+			while ((r = read(got[k].data.fd, buf, sizeof buf)) > 0)
+				total += r;
+			if (total == (long)sizeof req - 1) {
+				requests++;
+				answered += write(got[k].data.fd, "200", 3) == 3;
+			}
+		}
+	}
+	int replies = 0;
+	for (int i = 0; i < BURST; i++) {
+		char b[8];
+		tcp_wait_for(c[i], POLLIN);
+		replies += recv(c[i], b, sizeof b, 0) == 3;
+		close(c[i]);
+	}
+	printf("  connected again %d sent %d accepted %d requests %d answered %d replies %d\n", again, sent,
+	       accepted, requests, answered, replies);
+	for (int i = 0; i < BURST; i++)
+		close(sv[i]);
+	close(ep);
+	close(l);
+}
+
 int main(void)
 {
 	setup();
@@ -516,6 +578,8 @@ int main(void)
 		receive_timeout(fam);
 		printf("case accept_in_child_%s\n", tag);
 		accept_in_child(fam);
+		printf("case burst_edge_%s\n", tag);
+		burst_edge(fam);
 		printf("case half_close_%s\n", tag);
 		half_close(fam);
 	}

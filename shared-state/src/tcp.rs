@@ -117,11 +117,19 @@ fn table_entry<T>(region: &Region, off: u64, i: u32, fill: bool) -> Option<&T> {
     usable.then(|| unsafe { &*((region.base() + at as usize) as *const T) })
 }
 
+/// A key's home slot. Every input bit reaches the low bits (MurmurHash3's fmix64 after each
+/// word): a client's port sits in bits 16-31 of its word, and without the mixing, ports that
+/// differ in their low bits (a burst of connects, the kernel's ephemeral ports two apart)
+/// shared a home, filled its probe window and left their connections to the kernel.
 fn hash(words: &[u64]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for w in words {
-        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
-        h ^= h >> 29;
+        h ^= w;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
     }
     h
 }

@@ -57,6 +57,29 @@ fn servable(fd: i32) -> bool {
         && sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT) == Ok(1)
 }
 
+/// Whether TCP socket `fd` has never started a connection (or is closed again: refused,
+/// reset, disconnected): only the connect that starts one may publish it. A connect called
+/// again on a non-blocking one under way (EALREADY, then 0 once the handshake completed, as
+/// APR's) must not: its server may have accepted it already and found nothing published
+/// (the handshake took longer than we waited, or the table had no room), and what the client
+/// sent into a queue published now would wait there unread.
+fn unconnected(fd: i32) -> bool {
+    const TCP_CLOSE: u8 = 7;
+    // tcp_info's first byte is tcpi_state; the kernel copies as much as asked.
+    let mut state = 0u8;
+    let mut len = 1u32;
+    let res = sys::syscall6(
+        libc::SYS_getsockopt,
+        fd as usize,
+        IPPROTO_TCP as usize,
+        libc::TCP_INFO as usize,
+        &mut state as *mut u8 as usize,
+        &mut len as *mut u32 as usize,
+        0,
+    );
+    res.is_ok() && len == 1 && state == TCP_CLOSE
+}
+
 /// Whether process `pid` still runs (another user's answers EPERM, and runs).
 fn alive(pid: u32) -> bool {
     sys::kill(pid as i32, 0) != Err(libc::ESRCH)
@@ -200,7 +223,7 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         return None;
     }
     let dst = Endpoint::from_sockaddr(&sa[..n]).filter(Endpoint::is_loopback)?;
-    if !servable(fd) {
+    if !servable(fd) || !unconnected(fd) {
         return None;
     }
     let l = table::lookup(r, &dst, alive)?;

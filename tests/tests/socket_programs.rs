@@ -1216,8 +1216,9 @@ fn ab_counts(report: &str) -> Vec<String> {
 
 /// nginx (`server`) serving [`nginx_files`] over loopback TCP (127.0.0.1 and ::1): curl
 /// (`client`) fetches each file 4 times from each address, then ab (`client`) asks for the
-/// middle one 600 times over 8 connections at once, a connection per request, and 3000 times
-/// over 8 kept-alive connections. Returns the bytes curl got and what ab counted.
+/// middle one 3000 times over 64 connections at once, a connection per request, and 6000 times
+/// over 128 kept-alive connections (made at once: 32 and more used to leave requests unread),
+/// each request given up after 10 s. Returns the bytes curl got and what ab counted.
 fn nginx_tcp_session(s: &Scratch, server: Mode, client: Mode) -> (Vec<u8>, Vec<String>) {
     let dir = s.subdir(&format!("nginx-tcp-{}-{}", server.name(), client.name()));
     fs::create_dir(dir.join("tmp")).expect("mkdir tmp");
@@ -1248,9 +1249,11 @@ fn nginx_tcp_session(s: &Scratch, server: Mode, client: Mode) -> (Vec<u8>, Vec<S
     out.assert_success();
     let url = format!("http://127.0.0.1:{port}/mid.bin");
     let mut counts = Vec::new();
-    for ab in [&["-n", "600", "-c", "8"][..], &["-k", "-n", "3000", "-c", "8"]] {
-        let report =
-            s.ok(s.cmd(client, None, "ab", &[ab, &["-q", &url]].concat()), &format!("ab ({client:?})"));
+    for ab in [&["-n", "3000", "-c", "64"][..], &["-k", "-n", "6000", "-c", "128"]] {
+        let report = s.ok(
+            s.cmd(client, None, "ab", &[ab, &["-q", "-s", "10", &url]].concat()),
+            &format!("ab ({client:?})"),
+        );
         let rate = report.lines().find(|l| l.starts_with("Requests per second:")).unwrap_or_default();
         eprintln!("ab {} ({client:?}, nginx {server:?}): {rate}", ab.join(" "));
         counts.extend(ab_counts(&report));
@@ -1271,13 +1274,13 @@ fn nginx_serves_curl_and_ab_over_loopback_tcp() {
     let want: Vec<u8> = (0..8).flat_map(|_| nginx_files().into_iter().flat_map(|(_, body)| body)).collect();
     let mid = nginx_files()[1].1.len();
     let want_ab = [
-        "Complete requests: 600".to_owned(),
+        "Complete requests: 3000".to_owned(),
         "Failed requests: 0".into(),
-        format!("HTML transferred: {} bytes", 600 * mid),
-        "Complete requests: 3000".into(),
-        "Failed requests: 0".into(),
-        "Keep-Alive requests: 3000".into(),
         format!("HTML transferred: {} bytes", 3000 * mid),
+        "Complete requests: 6000".into(),
+        "Failed requests: 0".into(),
+        "Keep-Alive requests: 6000".into(),
+        format!("HTML transferred: {} bytes", 6000 * mid),
     ];
     for (server, client) in
         [(Mode::Kernel, Mode::Kernel), (Mode::Shim, Mode::Shim), (Mode::Shim, Mode::Kernel)]
@@ -1300,11 +1303,11 @@ fn nginx_serves_curl_and_ab_over_loopback_tcp() {
             "nginx over TCP ({server:?}, {client:?}): a connection given back"
         );
         if client == Mode::Shim {
-            // curl's connections (one per address at least), ab's 600 and 8.
-            assert!(adopted >= 610, "nginx over TCP: {adopted} connections adopted");
+            // curl's connections (one per address at least), ab's 3000 and 128.
+            assert!(adopted >= 3130, "nginx over TCP: {adopted} connections adopted");
             let moved = s.sockets(None, "bytes_in") - bytes;
             assert!(
-                moved >= (want.len() + 3600 * mid) as u64,
+                moved >= (want.len() + 9000 * mid) as u64,
                 "nginx over TCP: only {moved} bytes through the shim"
             );
         } else {
