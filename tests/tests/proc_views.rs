@@ -157,14 +157,17 @@ fn util_linux_sees_the_shim_objects_as_the_kernel_shows_its_own() {
     let (kp, sp) = (listed(&kernel.stdout, "PIDS:"), listed(&shim.stdout, "PIDS:"));
     let (kk, sk) = (listed(&kernel.stdout, "KEYS:"), listed(&shim.stdout, "KEYS:"));
     assert!(kp.len() == 8 && sp.len() == 8 && kk.len() == 3 && sk.len() == 3, "{kp:?} {sp:?} {kk:?} {sk:?}");
-    let (k, s) = (mask(&kernel.stdout, &kp, &kk, true), mask(&shim.stdout, &sp, &sk, true));
+    // Either run's pids are masked in both: a pid of one run that equals a number the script
+    // prints (a key's decimal, a size) is then masked on both sides, not only on its own.
+    let all: Vec<&str> = kp.iter().chain(&sp).copied().collect();
+    let (k, s) = (mask(&kernel.stdout, &all, &kk, true), mask(&shim.stdout, &all, &sk, true));
     // A pid one digit longer in one run widens util-linux's columns: then only the words count,
     // each pid one word whatever its width.
     let widths = |p: &[&str]| p.iter().map(|p| p.len()).collect::<Vec<_>>();
     let same = k == s
         || (widths(&kp) != widths(&sp)
-            && collapse(&mask(&kernel.stdout, &kp, &kk, false))
-                == collapse(&mask(&shim.stdout, &sp, &sk, false)));
+            && collapse(&mask(&kernel.stdout, &all, &kk, false))
+                == collapse(&mask(&shim.stdout, &all, &sk, false)));
     if !same {
         let kl: Vec<&str> = k.lines().collect();
         let first = kl.iter().zip(s.lines()).position(|(a, b)| *a != b).unwrap_or(kl.len());
@@ -197,4 +200,9 @@ fn masking_keeps_widths() {
     let (wide, narrow) = ("1234  12345 x\n", "1234  9999  x\n");
     assert_ne!(mask(wide, &["12345"], &[], true), mask(narrow, &["9999"], &[], true));
     assert_eq!(collapse(&mask(wide, &["12345"], &[], false)), collapse(&mask(narrow, &["9999"], &[], false)));
+    // A pid of one run equal to a number both print (the key 0x1111 is 4369 in /proc/sysvipc):
+    // masked with both runs' pids, both sides read the same.
+    let (kernel, shim) = ("4369 x 1000\n", "4369 x 4369\n");
+    let all = ["1000", "4369"];
+    assert_eq!(mask(kernel, &all, &[], true), mask(shim, &all, &[], true));
 }
