@@ -73,6 +73,33 @@ static pid_t fill_then_block(int s)
 	return pid;
 }
 
+/* A child blocked in poll (or, with ep, epoll_wait) for POLLOUT on s (up to 5 s): its pid,
+ * once it sleeps. */
+static pid_t poll_child(int s, int ep)
+{
+	pid_t pid = io_fork();
+	if (pid == 0) {
+		int n;
+		unsigned ev = 0;
+		if (ep) {
+			struct epoll_event e = { .events = EPOLLOUT };
+			int fd = epoll_create1(0);
+			if (epoll_ctl(fd, EPOLL_CTL_ADD, s, &e))
+				die("epoll_ctl");
+			n = epoll_wait(fd, &e, 1, 5000);
+			ev = n > 0 ? e.events : 0;
+		} else {
+			struct pollfd p = { s, POLLOUT, 0 };
+			n = poll(&p, 1, 5000);
+			ev = p.revents;
+		}
+		printf("  child: %s = %d, events %#x\n", ep ? "epoll_wait" : "poll", n, ev);
+		_exit(0);
+	}
+	io_wait_sleeping(pid);
+	return pid;
+}
+
 /* Takes datagrams from r until s is writable (POLLOUT): how many it took. */
 static int take_until_pollout(int r, int s)
 {
@@ -220,8 +247,37 @@ int main(void)
 	unlink(a.sun_path);
 	unlink(b.sun_path);
 
-	CASE("dgram_sndbuf_several_senders");
+	CASE("dgram_sndbuf_poll_woken");
 	r = sk_listener(SOCK_DGRAM, &a, la, -1);
+	s = sk_listener(SOCK_DGRAM, &b, lb, -1);
+	IOSHOW(connect(r, (struct sockaddr *)&b, lb));
+	IOSHOW(connect(s, (struct sockaddr *)&a, la));
+	show_fill("send", s, 1, NULL, 0);
+	pid = poll_child(s, 0);
+	n = take_until_pollout(r, s);
+	show_status_io("child", io_reap(pid));
+	printf("  taken until POLLOUT: %d\n", n);
+	drain(r);
+	io_close(r);
+	io_close(s);
+	unlink(a.sun_path);
+	unlink(b.sun_path);
+
+	CASE("dgram_sndbuf_queue_full_wakes_poll_and_epoll");
+	r = sk_listener(SOCK_DGRAM, &a, la, -1);
+	s = sk_connect(SOCK_DGRAM, &a, la);
+	show_fill("send", s, 1, NULL, 0);
+	pid = poll_child(s, 0);
+	take(r);
+	show_status_io("child", io_reap(pid));
+	show_fill("send", s, 1, NULL, 0);
+	pid = poll_child(s, 1);
+	take(r);
+	show_status_io("child", io_reap(pid));
+	drain(r);
+	io_close(s);
+
+	CASE("dgram_sndbuf_several_senders");
 	s = sk_socket(SOCK_DGRAM);
 	t = sk_connect(SOCK_DGRAM, &a, la);
 	u = sk_socket(SOCK_DGRAM);

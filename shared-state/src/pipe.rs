@@ -2331,6 +2331,11 @@ fn drop_records(region: &Region, pipe: &PipeInodeInfo) {
     }
 }
 
+/// The thread holding datagram socket `h`'s charge lock (0 when none), for tests that kill it.
+pub fn charge_lock_holder(region: &Region, h: PipeHandle) -> i32 {
+    live(region, h).map_or(0, |p| (p.wmem_lock.owner_word() & 0x3fff_ffff) as i32)
+}
+
 /// `sock_alloc_send_pskb` for a datagram socket `h` that sends into receive queues: it waits
 /// (or says EAGAIN) while what it has in flight charges its send buffer fully; once it slept,
 /// until the charge is writable (`unix_write_space` wakes it then).
