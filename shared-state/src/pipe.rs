@@ -2237,22 +2237,25 @@ pub fn record_write(
     dgram_write(region, h, iov, cb, env, None)
 }
 
-/// Runs `store` (the ring store that queues or takes a datagram `cb` heads) and changes its
-/// sender's charge by `units` with it, both under the sender's `wmem_lock`: a holder killed
-/// at any instant leaves that lock to be recovered, and the recovery counts the charge again
-/// from the queues ([`recount`]). A sender that is gone has no charge to keep. When the charge
-/// went down to a writable one, the sender's sleepers and epoll items are woken
-/// (`sock_wfree`, `unix_write_space`).
-fn charge_sender(region: &Region, cb: &UnixCb, units: i64, store: impl FnOnce()) {
-    let sender = (cb.sender != 0).then(|| PipeHandle::from_bits(cb.sender - 1));
-    let Some(act) = sender.and_then(|h| enter(region, h).ok()) else { return store() };
+/// Runs `store` (the ring store that queues or takes a datagram) and changes the charge of its
+/// `sender` ([`UnixCb::sender`]) by `units` with it, both under the sender's `wmem_lock`: a
+/// holder killed at any instant leaves that lock to be recovered, and the recovery counts the
+/// charge again from the queues ([`recount`]). A sender that is gone has no charge to keep.
+/// When the charge went down to a writable one, the sender's sleepers and epoll items are
+/// woken (`sock_wfree`, `unix_write_space`).
+fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce()) {
+    if sender == 0 {
+        return store();
+    }
+    let h = PipeHandle::from_bits(sender - 1);
+    let Ok(act) = enter(region, h) else { return store() };
     let s = act.pipe;
-    let Ok(g) = lock_charge(region, s, cb.sender) else { return store() };
+    let Ok(g) = lock_charge(region, s, sender) else { return store() };
     store();
     let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).max(0);
     s.wmem.store(now as u64, Ordering::Relaxed);
     drop(g);
-    if let (true, Some(h)) = (units < 0, sender) {
+    if units < 0 {
         s.write_space(region, h.idx);
     }
 }
@@ -2314,7 +2317,7 @@ fn drop_record(region: &Region, pipe: &PipeInodeInfo, ring: Ring, head: u32, tai
             break;
         }
     }
-    charge_sender(region, &cb, -(cb.charge as i64), || {
+    charge_sender(region, cb.sender, -(cb.charge as i64), || {
         pipe.head_tail.store(join(head, at), Ordering::Release)
     });
 }
@@ -2387,11 +2390,8 @@ pub fn dgram_write(
     let acct = pipe.accounted() && qlen.is_none();
     // A datagram from a socket with a receive queue of its own charges that socket
     // (`skb_set_owner_w`), and its receiver's ring grows as needed.
-    let cb = cb.map(|c| UnixCb {
-        charge: if c.sender != 0 { (skb::dgram_truesize(total) / CHARGE_UNIT) as u32 } else { 0 },
-        ..*c
-    });
-    let cb = cb.as_ref();
+    let sender = cb.map_or(0, |c| c.sender);
+    let charge = if sender != 0 { (skb::dgram_truesize(total) / CHARGE_UNIT) as u32 } else { 0 };
     let grows = pipe.recv_queue();
     let mut slept = false;
     let mut signalled = false;
@@ -2439,7 +2439,7 @@ pub fn dgram_write(
                 let end = if i + 1 == need { PIPE_BUF_FLAG_RECORD_END } else { 0 };
                 let mut flags = PIPE_BUF_FLAG_PACKET | end;
                 if let (0, Some(cb)) = (i, cb) {
-                    ring.set_cb(region, slot, *cb);
+                    ring.set_cb(region, slot, UnixCb { charge, ..*cb });
                     flags |= PIPE_BUF_FLAG_CB;
                 }
                 let charge =
@@ -2448,10 +2448,7 @@ pub fn dgram_write(
                     .store(PipeBuffer { offset: at, len, flags, charge }.pack(), Ordering::Release);
             }
             let publish = || pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
-            match cb {
-                Some(cb) => charge_sender(region, cb, cb.charge as i64, publish),
-                None => publish(),
-            }
+            charge_sender(region, sender, charge as i64, publish);
             was_empty = head == tail;
             break 'out Ok(total);
         }
@@ -2566,7 +2563,7 @@ pub fn record_read(
                 // A record writer waits for room for all of it, not just a free slot.
                 wake_writer = true;
                 let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
-                charge_sender(region, cb, -(cb.charge as i64), taken);
+                charge_sender(region, cb.sender, -(cb.charge as i64), taken);
             }
             break 'out if fault { Err(EFAULT) } else { Ok(Some((copied, len))) };
         }
