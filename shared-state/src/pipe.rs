@@ -599,11 +599,11 @@ impl PipeInodeInfo {
     }
 
     /// A datagram receive queue `idx`'s socket may send again (`unix_write_space`): if its
-    /// charge is now writable, its sleepers and its own epoll items are woken.
-    fn write_space(&self, region: &Region, idx: u32) {
+    /// charge is now writable, its sleepers are woken, and with `epoll` its own epoll items.
+    fn write_space(&self, region: &Region, idx: u32, epoll: bool) {
         if self.writable(region) {
             self.wake_sleepers(WRITERS, region);
-            if self.ep_usage.load(Ordering::Relaxed) != 0 {
+            if epoll && self.ep_usage.load(Ordering::Relaxed) != 0 {
                 crate::epoll_wq::pipe_woken(region, Some(idx), WRITERS);
             }
         }
@@ -967,7 +967,7 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     }
     // Its datagrams' senders get their charge back, each with the store that drops it.
     if pipe.recv_queue() {
-        drop_records(region, pipe);
+        drop_records(region, pipe, false);
     }
     // Each run is taken out of the object before it is freed: a crash leaks it, never frees
     // it twice.
@@ -2241,22 +2241,36 @@ pub fn record_write(
 /// `sender` ([`UnixCb::sender`]) by `units` with it, both under the sender's `wmem_lock`: a
 /// holder killed at any instant leaves that lock to be recovered, and the recovery counts the
 /// charge again from the queues ([`recount`]). A sender that is gone has no charge to keep.
-/// When the charge went down to a writable one, the sender's sleepers and epoll items are
-/// woken (`sock_wfree`, `unix_write_space`).
-fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce()) {
+/// Returns the sender whose charge went down, for [`sender_write_space`].
+fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce()) -> Option<PipeHandle> {
     if sender == 0 {
-        return store();
+        store();
+        return None;
     }
     let h = PipeHandle::from_bits(sender - 1);
-    let Ok(act) = enter(region, h) else { return store() };
+    let Ok(act) = enter(region, h) else {
+        store();
+        return None;
+    };
     let s = act.pipe;
-    let Ok(g) = lock_charge(region, s, sender) else { return store() };
+    let Ok(g) = lock_charge(region, s, sender) else {
+        store();
+        return None;
+    };
     store();
     let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).max(0);
     s.wmem.store(now as u64, Ordering::Relaxed);
     drop(g);
-    if units < 0 {
-        s.write_space(region, h.idx);
+    (units < 0).then_some(h)
+}
+
+/// A datagram of sender `h` was taken (`sock_wfree`): if its charge is now writable, its
+/// sleepers are woken, and with `epoll` its epoll items (`unix_write_space`).
+fn sender_write_space(region: &Region, h: Option<PipeHandle>, epoll: bool) {
+    if let Some(h) = h
+        && let Some(s) = live(region, h)
+    {
+        s.write_space(region, h.idx, epoll);
     }
 }
 
@@ -2306,8 +2320,9 @@ fn recount(region: &Region, sender: u64) -> u64 {
 }
 
 /// Takes the record at the tail of the receive queue `pipe` (locked, or dying) off it, its
-/// sender's charge with it (`skb_queue_purge`, one skb at a time).
-fn drop_record(region: &Region, pipe: &PipeInodeInfo, ring: Ring, head: u32, tail: u32) {
+/// sender's charge with it (`skb_queue_purge`, one skb at a time), waking the sender (its epoll
+/// items only with `epoll`: not under the namespace lock).
+fn drop_record(region: &Region, pipe: &PipeInodeInfo, ring: Ring, head: u32, tail: u32, epoll: bool) {
     let cb = ring.cb(region, tail, PipeBuffer::load(ring.buf(region, tail)));
     let mut at = tail;
     while at != head {
@@ -2317,20 +2332,19 @@ fn drop_record(region: &Region, pipe: &PipeInodeInfo, ring: Ring, head: u32, tai
             break;
         }
     }
-    charge_sender(region, cb.sender, -(cb.charge as i64), || {
-        pipe.head_tail.store(join(head, at), Ordering::Release)
-    });
+    let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
+    sender_write_space(region, charge_sender(region, cb.sender, -(cb.charge as i64), taken), epoll);
 }
 
 /// Every record of the receive queue `pipe` (locked, or dying), taken off with its charge.
-fn drop_records(region: &Region, pipe: &PipeInodeInfo) {
+fn drop_records(region: &Region, pipe: &PipeInodeInfo, epoll: bool) {
     let Ok(ring) = pipe.ring() else { return };
     loop {
         let (head, tail) = pipe.head_tail();
         if head == tail || head.wrapping_sub(tail) > ring.size() {
             break;
         }
-        drop_record(region, pipe, ring, head, tail);
+        drop_record(region, pipe, ring, head, tail, epoll);
     }
 }
 
@@ -2448,7 +2462,7 @@ pub fn dgram_write(
                     .store(PipeBuffer { offset: at, len, flags, charge }.pack(), Ordering::Release);
             }
             let publish = || pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
-            charge_sender(region, sender, charge as i64, publish);
+            let _ = charge_sender(region, sender, charge as i64, publish);
             was_empty = head == tail;
             break 'out Ok(total);
         }
@@ -2526,6 +2540,7 @@ pub fn record_read(
     note_cpu(&pipe.rd_cpu);
     let mut guard = Some(lock_pipe(region, pipe)?);
     let mut wake_writer = false;
+    let mut freed = None;
     let res = 'out: loop {
         if pipe.is_handed_back() && !pipe.readable() {
             break 'out Err(HANDED_BACK);
@@ -2563,7 +2578,7 @@ pub fn record_read(
                 // A record writer waits for room for all of it, not just a free slot.
                 wake_writer = true;
                 let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
-                charge_sender(region, cb.sender, -(cb.charge as i64), taken);
+                freed = charge_sender(region, cb.sender, -(cb.charge as i64), taken);
             }
             break 'out if fault { Err(EFAULT) } else { Ok(Some((copied, len))) };
         }
@@ -2590,6 +2605,7 @@ pub fn record_read(
     if wake_writer {
         pipe.wake(WRITERS, region);
     }
+    sender_write_space(region, freed, true);
     count_call(region, pipe, res.ok().flatten().map(|(n, _)| n), false);
     res
 }
@@ -2817,7 +2833,7 @@ pub fn sock_purge(region: &Region, h: PipeHandle) {
     let Ok(act) = enter(region, h) else { return };
     let pipe = act.pipe;
     let Ok(g) = lock_pipe(region, pipe) else { return };
-    drop_records(region, pipe);
+    drop_records(region, pipe, true);
     drop(g);
     pipe.wake(WRITERS, region);
 }
@@ -3147,7 +3163,7 @@ pub fn sock_set_sndbuf(region: &Region, h: PipeHandle, bytes: u32) {
     if let Some(p) = live(region, h) {
         p.sndbuf.store(bytes, Ordering::Relaxed);
         if p.recv_queue() {
-            p.write_space(region, h.idx);
+            p.write_space(region, h.idx, true);
         } else if p.writable(region) {
             p.wake(WRITERS, region);
         }
