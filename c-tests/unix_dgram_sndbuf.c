@@ -298,6 +298,27 @@ int main(void)
 	io_close(t);
 	io_close(u);
 
+	CASE("dgram_sndbuf_receiver_closed_wakes_a_blocked_sender");
+	t = sk_listener(SOCK_DGRAM, &b, lb, -1);
+	s = sk_socket(SOCK_DGRAM);
+	show_fill("sendto", s, 65536, &a, la);
+	if ((pid = io_fork()) == 0) {
+		close(r); /* the parent's close is the last */
+		errno = 0;
+		long k = sendto(s, g_buf, 100, 0, (struct sockaddr *)&b, lb);
+		printf("  child: blocked sendto another = %ld %s\n", k, errname_io(errno));
+		_exit(0);
+	}
+	io_wait_sleeping(pid);
+	io_close(r);
+	show_status_io("child", io_reap(pid));
+	printf("  SIOCOUTQ %d, other SIOCINQ %d\n", outq(s), inq(t));
+	io_close(s);
+	io_close(t);
+	unlink(a.sun_path);
+	unlink(b.sun_path);
+	r = sk_listener(SOCK_DGRAM, &a, la, -1);
+
 	CASE("dgram_sndbuf_to_self");
 	show_fill("sendto self", r, 1, &a, la);
 	printf("  SIOCINQ %d\n", inq(r));

@@ -1236,6 +1236,11 @@ pub fn pipe_find(region: &Region, dev: u64, ino: u64) -> Option<PipeHandle> {
 pub fn release(region: &Region, h: PipeHandle) -> bool {
     let Some(pipe) = live(region, h) else { return false };
     pipe.closes.fetch_add(1, Ordering::SeqCst);
+    // A datagram socket's queue is purged first, its senders woken (`unix_release_sock`), before
+    // the namespace lock, under which epoll items are not woken.
+    if pipe.recv_queue() {
+        sock_purge(region, h);
+    }
     pipe.wake(READERS, region);
     pipe.wake(WRITERS, region);
     let Ok(_g) = ns_lock(region) else { return false };
