@@ -628,19 +628,24 @@ impl PipeInodeInfo {
         }
     }
 
+    /// This object's slot in the table.
+    fn idx(&self, region: &Region) -> u32 {
+        ((self as *const PipeInodeInfo as usize - slot(region, 0) as *const PipeInodeInfo as usize)
+            / size_of::<PipeInodeInfo>()) as u32
+    }
+
     /// The object whose epoll wait queue a wake-up of `side` concerns: a pipe's own; a socket
     /// queue's reader (its peer socket's object) for data, its writer (its own) for room; a
     /// datagram receive queue's own for data, the socket it is connected to for room.
     fn ep_owner(&self, region: &Region, side: u32) -> Option<u32> {
-        let own = (self as *const PipeInodeInfo as usize - slot(region, 0) as *const PipeInodeInfo as usize)
-            / size_of::<PipeInodeInfo>();
+        let own = self.idx(region);
         let peer = || {
             let b = self.peer.load(Ordering::Acquire);
             (b != 0).then(|| PipeHandle::from_bits(b - 1).idx)
         };
         let sock = self.sock.load(Ordering::Acquire);
         match (sock == 0, sock & SOCK_RECV_QUEUE != 0, side == READERS) {
-            (true, _, _) | (false, true, true) | (false, false, false) => Some(own as u32),
+            (true, _, _) | (false, true, true) | (false, false, false) => Some(own),
             _ => peer(),
         }
     }
@@ -695,6 +700,12 @@ impl PipeInodeInfo {
     /// datagrams it sent that are not taken yet.
     fn charged(&self, region: &Region) -> usize {
         if self.recv_queue() {
+            // A holder of the charge lock died: its next taker counts the charge again.
+            if self.wmem_lock.owner_word() & libc::FUTEX_OWNER_DIED != 0 {
+                let generation = (self.ident.load(Ordering::Acquire) >> 8) as u32;
+                let bits = PipeHandle { idx: self.idx(region), generation }.to_bits();
+                drop(lock_charge(region, self, bits + 1));
+            }
             return self.wmem.load(Ordering::Relaxed) as usize * CHARGE_UNIT;
         }
         let Ok(ring) = self.ring() else { return 0 };
