@@ -8,36 +8,13 @@
  * blocked send through), before connect, and larger records after raising it.
  */
 #include "common.h"
+#include "sk_buf.h"
 #include <linux/sockios.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 
 static char g_buf[1 << 19];
-
-static int outq(int fd)
-{
-	int n = -1;
-	if (ioctl(fd, SIOCOUTQ, &n))
-		die("SIOCOUTQ");
-	return n;
-}
-
-static int inq(int fd)
-{
-	int n = -1;
-	if (ioctl(fd, SIOCINQ, &n))
-		die("SIOCINQ");
-	return n;
-}
-
-static int pollout(int fd)
-{
-	struct pollfd p = { fd, POLLOUT, 0 };
-	if (poll(&p, 1, 0) < 0)
-		die("poll");
-	return !!(p.revents & POLLOUT);
-}
 
 /* Level-triggered EPOLLOUT through an epoll set watching fd. */
 static int epollout(int ep)
@@ -47,15 +24,6 @@ static int epollout(int ep)
 	if (n < 0)
 		die("epoll_wait");
 	return n;
-}
-
-static int sndbuf(int fd)
-{
-	int v = -1;
-	socklen_t l = sizeof v;
-	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &l))
-		die("getsockopt SO_SNDBUF");
-	return v;
 }
 
 static void set_sndbuf(const char *what, int fd, int opt, int v)

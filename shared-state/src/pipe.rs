@@ -68,6 +68,9 @@ pub const SOCKADDR_UN_MAX: usize = 110;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnixCb {
     pub fp: u64,
+    /// A datagram in a receive queue: its sending socket's object (handle bits + 1, 0 for
+    /// none), which the datagram's truesize is charged to until it is taken.
+    pub sender: u64,
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
@@ -76,11 +79,23 @@ pub struct UnixCb {
     /// The sender's PID namespace (its nsfs inode) when `pid` is set: a receiver in another
     /// one cannot see that pid.
     pub pid_ns: u32,
+    /// With `sender`: the charge, in [`CHARGE_UNIT`]s.
+    pub charge: u32,
 }
 
 impl Default for UnixCb {
     fn default() -> UnixCb {
-        UnixCb { fp: 0, pid: 0, uid: 0, gid: 0, addr_len: 0, addr: [0; SOCKADDR_UN_MAX], pid_ns: 0 }
+        UnixCb {
+            fp: 0,
+            sender: 0,
+            pid: 0,
+            uid: 0,
+            gid: 0,
+            addr_len: 0,
+            addr: [0; SOCKADDR_UN_MAX],
+            pid_ns: 0,
+            charge: 0,
+        }
     }
 }
 
@@ -267,6 +282,11 @@ pub struct PipeInodeInfo {
     /// A socket's send buffer (`sk_sndbuf`, as `SO_SNDBUF` leaves it), 0 for the default:
     /// what the skbs its queue holds may charge ([`crate::skb`]).
     sndbuf: AtomicU32,
+    /// A datagram socket's receive queue: the truesize, in [`CHARGE_UNIT`]s, of the datagrams
+    /// its socket sent that wait in receive queues (`sk_wmem_alloc`), changed with the ring
+    /// store that queues or takes each one, both under `wmem_lock` ([`charge_sender`]).
+    wmem: AtomicU64,
+    wmem_lock: RobustMutex,
     /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
     /// no process holds it, and the collector must not take it for garbage for a while.
     pub(crate) in_flight: AtomicI64,
@@ -582,6 +602,17 @@ impl PipeInodeInfo {
         }
     }
 
+    /// A datagram receive queue `idx`'s socket may send again (`unix_write_space`): if its
+    /// charge is now writable, its sleepers are woken, and with `epoll` its own epoll items.
+    fn write_space(&self, region: &Region, idx: u32, epoll: bool) {
+        if self.writable(region) {
+            self.wake_sleepers(WRITERS, region);
+            if epoll && self.ep_usage.load(Ordering::Relaxed) != 0 {
+                crate::epoll_wq::pipe_woken(region, Some(idx), WRITERS);
+            }
+        }
+    }
+
     /// Wakes `side`'s sleepers only: a change no kernel wait queue would report.
     fn wake_sleepers(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
@@ -601,19 +632,24 @@ impl PipeInodeInfo {
         }
     }
 
+    /// This object's slot in the table.
+    fn idx(&self, region: &Region) -> u32 {
+        ((self as *const PipeInodeInfo as usize - slot(region, 0) as *const PipeInodeInfo as usize)
+            / size_of::<PipeInodeInfo>()) as u32
+    }
+
     /// The object whose epoll wait queue a wake-up of `side` concerns: a pipe's own; a socket
     /// queue's reader (its peer socket's object) for data, its writer (its own) for room; a
     /// datagram receive queue's own for data, the socket it is connected to for room.
     fn ep_owner(&self, region: &Region, side: u32) -> Option<u32> {
-        let own = (self as *const PipeInodeInfo as usize - slot(region, 0) as *const PipeInodeInfo as usize)
-            / size_of::<PipeInodeInfo>();
+        let own = self.idx(region);
         let peer = || {
             let b = self.peer.load(Ordering::Acquire);
             (b != 0).then(|| PipeHandle::from_bits(b - 1).idx)
         };
         let sock = self.sock.load(Ordering::Acquire);
         match (sock == 0, sock & SOCK_RECV_QUEUE != 0, side == READERS) {
-            (true, _, _) | (false, true, true) | (false, false, false) => Some(own as u32),
+            (true, _, _) | (false, true, true) | (false, false, false) => Some(own),
             _ => peer(),
         }
     }
@@ -627,11 +663,11 @@ impl PipeInodeInfo {
         head != tail
     }
 
-    /// A pipe: a free slot. A socket's send queue: `unix_writable`, the charge (with the
-    /// one `sk_wmem_alloc` starts at) at most a quarter of the send buffer.
+    /// A pipe: a free slot. A socket: `unix_writable`, its charge (with the one
+    /// `sk_wmem_alloc` starts at) at most a quarter of its send buffer.
     pub(crate) fn writable(&self, region: &Region) -> bool {
-        if self.accounted() {
-            return (self.charged(region) + 1) * 4 <= self.sndbuf();
+        if self.sock.load(Ordering::Relaxed) != 0 {
+            return (self.charged(region) + 1) * 4 <= self.sndbuf(region);
         }
         let (head, tail) = self.head_tail();
         let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
@@ -645,23 +681,37 @@ impl PipeInodeInfo {
         sock != 0 && sock & SOCK_RECV_QUEUE == 0
     }
 
+    fn recv_queue(&self) -> bool {
+        self.sock.load(Ordering::Relaxed) & SOCK_RECV_QUEUE != 0
+    }
+
     /// `sock_alloc_send_pskb`: an skb may be queued while the charge is below the send
     /// buffer. A sender that slept on a full one goes on only once it is writable: the
     /// kernel wakes it then (`unix_write_space`), not as each skb is read.
     fn may_send(&self, region: &Region, slept: bool) -> bool {
-        if slept { self.writable(region) } else { self.charged(region) < self.sndbuf() }
+        if slept { self.writable(region) } else { self.charged(region) < self.sndbuf(region) }
     }
 
-    fn sndbuf(&self) -> usize {
+    fn sndbuf(&self, region: &Region) -> usize {
         match self.sndbuf.load(Ordering::Relaxed) {
-            0 => skb::SNDBUF_DEFAULT as usize,
+            0 => region.header().limits.wmem_default as usize,
             b => b as usize,
         }
     }
 
     /// `sk_wmem_alloc_get`: the truesize of the skbs queued (a partly read one stays
-    /// charged until its last byte is read).
+    /// charged until its last byte is read); a datagram receive queue's socket's: of the
+    /// datagrams it sent that are not taken yet.
     fn charged(&self, region: &Region) -> usize {
+        if self.recv_queue() {
+            // A holder of the charge lock died: its next taker counts the charge again.
+            if self.wmem_lock.owner_word() & libc::FUTEX_OWNER_DIED != 0 {
+                let generation = (self.ident.load(Ordering::Acquire) >> 8) as u32;
+                let bits = PipeHandle { idx: self.idx(region), generation }.to_bits();
+                drop(lock_charge(region, self, bits + 1));
+            }
+            return self.wmem.load(Ordering::Relaxed) as usize * CHARGE_UNIT;
+        }
         let Ok(ring) = self.ring() else { return 0 };
         let (head, tail) = self.head_tail();
         let n = head.wrapping_sub(tail).min(ring.size());
@@ -930,6 +980,10 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
     if state != ORPHAN {
         hash_remove(region, idx);
     }
+    // Its datagrams' senders get their charge back, each with the store that drops it.
+    if pipe.recv_queue() {
+        drop_records(region, pipe, false);
+    }
     // Each run is taken out of the object before it is freed: a crash leaks it, never frees
     // it twice.
     let ring = pipe.ring.swap(0, Ordering::AcqRel);
@@ -1041,6 +1095,9 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     unsafe { RobustMutex::init(&pipe.mutex as *const RobustMutex as *mut RobustMutex) };
     // SAFETY: as above.
     unsafe { RobustMutex::init(&pipe.scm_lock as *const RobustMutex as *mut RobustMutex) };
+    // SAFETY: as above.
+    unsafe { RobustMutex::init(&pipe.wmem_lock as *const RobustMutex as *mut RobustMutex) };
+    pipe.wmem.store(0, Ordering::Relaxed);
     pipe.dev.store(dev, Ordering::Relaxed);
     pipe.ino.store(ino, Ordering::Relaxed);
     pipe.create_seq.store(ns.create_seq.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -1194,6 +1251,11 @@ pub fn pipe_find(region: &Region, dev: u64, ino: u64) -> Option<PipeHandle> {
 pub fn release(region: &Region, h: PipeHandle) -> bool {
     let Some(pipe) = live(region, h) else { return false };
     pipe.closes.fetch_add(1, Ordering::SeqCst);
+    // A datagram socket's queue is purged first, its senders woken (`unix_release_sock`), before
+    // the namespace lock, under which epoll items are not woken.
+    if pipe.recv_queue() {
+        sock_purge(region, h);
+    }
     pipe.wake(READERS, region);
     pipe.wake(WRITERS, region);
     let Ok(_g) = ns_lock(region) else { return false };
@@ -1679,7 +1741,7 @@ fn write_inner(
                     }
                 }
                 if skb_left == 0 {
-                    skb_size = from.count.min(skb::stream_skb_max(pipe.sndbuf() as u32));
+                    skb_size = from.count.min(skb::stream_skb_max(pipe.sndbuf(region) as u32));
                     skb_left = skb_size;
                 }
                 !pipe_full(head, tail, ring.size())
@@ -2195,6 +2257,150 @@ pub fn record_write(
     dgram_write(region, h, iov, cb, env, None)
 }
 
+/// Runs `store` (the ring store that queues or takes a datagram) and changes the charge of its
+/// `sender` ([`UnixCb::sender`]) by `units` with it, both under the sender's `wmem_lock`: a
+/// holder killed at any instant leaves that lock to be recovered, and the recovery counts the
+/// charge again from the queues ([`recount`]). A sender that is gone has no charge to keep.
+/// Returns the sender whose charge went down, for [`sender_write_space`].
+fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce()) -> Option<PipeHandle> {
+    if sender == 0 {
+        store();
+        return None;
+    }
+    let h = PipeHandle::from_bits(sender - 1);
+    let Ok(act) = enter(region, h) else {
+        store();
+        return None;
+    };
+    let s = act.pipe;
+    let Ok(g) = lock_charge(region, s, sender) else {
+        store();
+        return None;
+    };
+    store();
+    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).max(0);
+    s.wmem.store(now as u64, Ordering::Relaxed);
+    drop(g);
+    (units < 0).then_some(h)
+}
+
+/// A datagram of sender `h` was taken (`sock_wfree`): if its charge is now writable, its
+/// sleepers are woken, and with `epoll` its epoll items (`unix_write_space`).
+fn sender_write_space(region: &Region, h: Option<PipeHandle>, epoll: bool) {
+    if let Some(h) = h
+        && let Some(s) = live(region, h)
+    {
+        s.write_space(region, h.idx, epoll);
+    }
+}
+
+/// Takes sender `s`'s charge lock (`sender`: its handle bits + 1); after a holder died, its
+/// charge is counted again.
+fn lock_charge<'a>(region: &Region, s: &'a PipeInodeInfo, sender: u64) -> Result<LockGuard<'a>, Errno> {
+    let g = s.wmem_lock.lock().map_err(|_| ENOMEM)?;
+    if g.recovered {
+        region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+        s.wmem.store(recount(region, sender), Ordering::Relaxed);
+    }
+    Ok(g)
+}
+
+/// The charge, in units, of the datagrams `sender` (handle bits + 1) has queued in any receive
+/// queue. Its caller holds the sender's charge lock, so none of them is queued or taken
+/// meanwhile and each stays in its ring slot (a resize keeps ring indices; a queue whose
+/// ring was switched under the count is counted again).
+fn recount(region: &Region, sender: u64) -> u64 {
+    let mut units = 0;
+    for idx in 0..ns(region).hwm.load(Ordering::Acquire).min(PIPE_MAX) {
+        let p = slot(region, idx);
+        loop {
+            if p.ident.load(Ordering::Acquire) & 0xff == FREE || !p.recv_queue() {
+                break;
+            }
+            let desc = p.ring.load(Ordering::Acquire);
+            let Some(ring) = Ring::unpack(desc) else { break };
+            let (head, tail) = p.head_tail();
+            let (mut n, mut at, mut first) = (0, tail, true);
+            while at != head && head.wrapping_sub(at) <= ring.size() {
+                let b = PipeBuffer::load(ring.buf(region, at));
+                let cb = ring.cb(region, at, b);
+                if first && cb.sender == sender {
+                    n += cb.charge as u64;
+                }
+                first = b.flags & PIPE_BUF_FLAG_RECORD_END != 0;
+                at = at.wrapping_add(1);
+            }
+            if p.ring.load(Ordering::Acquire) == desc {
+                units += n;
+                break;
+            }
+        }
+    }
+    units
+}
+
+/// Takes the record at the tail of the receive queue `pipe` (locked, or dying) off it, its
+/// sender's charge with it (`skb_queue_purge`, one skb at a time), waking the sender (its epoll
+/// items only with `epoll`: not under the namespace lock).
+fn drop_record(region: &Region, pipe: &PipeInodeInfo, ring: Ring, head: u32, tail: u32, epoll: bool) {
+    let cb = ring.cb(region, tail, PipeBuffer::load(ring.buf(region, tail)));
+    let mut at = tail;
+    while at != head {
+        let end = PipeBuffer::load(ring.buf(region, at)).flags & PIPE_BUF_FLAG_RECORD_END != 0;
+        at = at.wrapping_add(1);
+        if end {
+            break;
+        }
+    }
+    let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
+    sender_write_space(region, charge_sender(region, cb.sender, -(cb.charge as i64), taken), epoll);
+}
+
+/// Every record of the receive queue `pipe` (locked, or dying), taken off with its charge.
+fn drop_records(region: &Region, pipe: &PipeInodeInfo, epoll: bool) {
+    let Ok(ring) = pipe.ring() else { return };
+    loop {
+        let (head, tail) = pipe.head_tail();
+        if head == tail || head.wrapping_sub(tail) > ring.size() {
+            break;
+        }
+        drop_record(region, pipe, ring, head, tail, epoll);
+    }
+}
+
+/// The thread holding datagram socket `h`'s charge lock (0 when none), for tests that kill it.
+pub fn charge_lock_holder(region: &Region, h: PipeHandle) -> i32 {
+    live(region, h).map_or(0, |p| (p.wmem_lock.owner_word() & 0x3fff_ffff) as i32)
+}
+
+/// `sock_alloc_send_pskb` for a datagram socket `h` that sends into receive queues: it waits
+/// (or says EAGAIN) while what it has in flight charges its send buffer fully; once it slept,
+/// until the charge is writable (`unix_write_space` wakes it then).
+pub fn dgram_alloc(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Result<(), Errno> {
+    let act = enter(region, h)?;
+    let s = act.pipe;
+    let (mut slept, mut signalled) = (false, false);
+    while !s.may_send(region, slept) {
+        if env.nonblocking() {
+            return Err(EAGAIN);
+        }
+        if signalled {
+            if !env.restart_after_signal() {
+                return Err(EINTR);
+            }
+            signalled = false;
+        }
+        slept = true;
+        match wait_for(region, s, WRITERS, env, &|| s.writable(region), None) {
+            Waited::Woken => {}
+            Waited::Interrupted => signalled = true,
+            Waited::PeerGone => return Err(EPIPE),
+            Waited::TimedOut => return Err(EAGAIN),
+        }
+    }
+    Ok(())
+}
+
 /// [`record_write`] into a datagram receive queue that also counts as full when it holds more
 /// than `qlen` records (`unix_recvq_full` for a sender the receiver is not connected to).
 pub fn dgram_write(
@@ -2216,6 +2422,11 @@ pub fn dgram_write(
     // A socket's own queue: one skb, sent while the charge is below the send buffer
     // (`sock_alloc_send_pskb`), charged with the record's last buffer.
     let acct = pipe.accounted() && qlen.is_none();
+    // A datagram from a socket with a receive queue of its own charges that socket
+    // (`skb_set_owner_w`), and its receiver's ring grows as needed.
+    let sender = cb.map_or(0, |c| c.sender);
+    let charge = if sender != 0 { (skb::dgram_truesize(total) / CHARGE_UNIT) as u32 } else { 0 };
+    let grows = pipe.recv_queue();
     let mut slept = false;
     let mut signalled = false;
     let mut guard = Some(lock_pipe(region, pipe)?);
@@ -2233,7 +2444,8 @@ pub fn dgram_write(
         };
         let (head, tail) = pipe.head_tail();
         let charge_ok = !acct || pipe.may_send(region, slept);
-        if acct && charge_ok {
+        let queue_full = qlen.is_some_and(|max| records_queued(region, ring, head, tail) > max);
+        if acct && charge_ok || grows && !queue_full {
             match grow_for(region, pipe, ring, head, tail, need) {
                 Ok(r) => ring = r,
                 Err(_) => {
@@ -2245,7 +2457,6 @@ pub fn dgram_write(
         if need > ring.size() {
             break 'out Err(libc::EMSGSIZE);
         }
-        let queue_full = qlen.is_some_and(|max| records_queued(region, ring, head, tail) > max);
         if ring.size() - head.wrapping_sub(tail) >= need && !queue_full && charge_ok {
             if back_slots(region, pipe, ring, head, need).is_err() {
                 env.out_of_space();
@@ -2262,7 +2473,7 @@ pub fn dgram_write(
                 let end = if i + 1 == need { PIPE_BUF_FLAG_RECORD_END } else { 0 };
                 let mut flags = PIPE_BUF_FLAG_PACKET | end;
                 if let (0, Some(cb)) = (i, cb) {
-                    ring.set_cb(region, slot, *cb);
+                    ring.set_cb(region, slot, UnixCb { charge, ..*cb });
                     flags |= PIPE_BUF_FLAG_CB;
                 }
                 let charge =
@@ -2270,7 +2481,8 @@ pub fn dgram_write(
                 ring.buf(region, slot)
                     .store(PipeBuffer { offset: at, len, flags, charge }.pack(), Ordering::Release);
             }
-            pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
+            let publish = || pipe.head_tail.store(join(head.wrapping_add(need), tail), Ordering::Release);
+            let _ = charge_sender(region, sender, charge as i64, publish);
             was_empty = head == tail;
             break 'out Ok(total);
         }
@@ -2348,6 +2560,7 @@ pub fn record_read(
     note_cpu(&pipe.rd_cpu);
     let mut guard = Some(lock_pipe(region, pipe)?);
     let mut wake_writer = false;
+    let mut freed = None;
     let res = 'out: loop {
         if pipe.is_handed_back() && !pipe.readable() {
             break 'out Err(HANDED_BACK);
@@ -2384,7 +2597,8 @@ pub fn record_read(
             if !peek {
                 // A record writer waits for room for all of it, not just a free slot.
                 wake_writer = true;
-                pipe.head_tail.store(join(head, at), Ordering::Release);
+                let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
+                freed = charge_sender(region, cb.sender, -(cb.charge as i64), taken);
             }
             break 'out if fault { Err(EFAULT) } else { Ok(Some((copied, len))) };
         }
@@ -2411,6 +2625,7 @@ pub fn record_read(
     if wake_writer {
         pipe.wake(WRITERS, region);
     }
+    sender_write_space(region, freed, true);
     count_call(region, pipe, res.ok().flatten().map(|(n, _)| n), false);
     res
 }
@@ -2639,14 +2854,13 @@ pub fn object_ino(region: &Region, h: PipeHandle) -> Option<u64> {
     live(region, h).map(|p| p.ino.load(Ordering::Relaxed))
 }
 
-/// Whether a datagram of one page fits in receive queue `h` (room in its ring, and for a
-/// sender it is not connected to, at most `qlen` records queued: `unix_recvq_full`).
-pub fn dgram_room(region: &Region, h: PipeHandle, qlen: Option<u32>) -> bool {
+/// Whether receive queue `h` takes a datagram from a sender it is not connected to: at most
+/// `qlen` records queued (`unix_recvq_full`; its ring grows as needed).
+pub fn dgram_room(region: &Region, h: PipeHandle, qlen: u32) -> bool {
     let Some(p) = live(region, h) else { return false };
     let Ok(ring) = p.ring() else { return false };
     let (head, tail) = p.head_tail();
-    ring.size() > head.wrapping_sub(tail)
-        && qlen.is_none_or(|max| records_queued(region, ring, head, tail) <= max)
+    records_queued(region, ring, head, tail) <= qlen
 }
 
 /// Drops every queued record (`skb_queue_purge` of a datagram socket that connects elsewhere).
@@ -2654,8 +2868,7 @@ pub fn sock_purge(region: &Region, h: PipeHandle) {
     let Ok(act) = enter(region, h) else { return };
     let pipe = act.pipe;
     let Ok(g) = lock_pipe(region, pipe) else { return };
-    let (head, _) = pipe.head_tail();
-    pipe.head_tail.store(join(head, head), Ordering::Release);
+    drop_records(region, pipe, true);
     drop(g);
     pipe.wake(WRITERS, region);
 }
@@ -2971,10 +3184,8 @@ pub fn is_live(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some()
 }
 
-/// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The
-/// caller adds POLLHUP/POLLERR from the placeholder. A stale handle is neither.
 /// `SIOCOUTQ` of a socket's own send queue (`sk_wmem_alloc_get`): the truesize of its skbs
-/// not yet read.
+/// not yet read (a datagram receive queue's: of the datagrams its socket sent, not yet taken).
 pub fn sock_outq(region: &Region, h: PipeHandle) -> Result<usize, Errno> {
     let act = enter(region, h)?;
     Ok(act.pipe.charged(region))
@@ -2986,19 +3197,27 @@ pub fn sock_outq(region: &Region, h: PipeHandle) -> Result<usize, Errno> {
 pub fn sock_set_sndbuf(region: &Region, h: PipeHandle, bytes: u32) {
     if let Some(p) = live(region, h) {
         p.sndbuf.store(bytes, Ordering::Relaxed);
-        if p.writable(region) {
+        if p.recv_queue() {
+            p.write_space(region, h.idx, true);
+        } else if p.writable(region) {
             p.wake(WRITERS, region);
         }
     }
 }
 
 /// Whether a send on the socket queue `h` would queue something now rather than wait: the
-/// charge below the send buffer (a ring's free slot for a datagram receive queue).
+/// charge below the send buffer.
 pub fn sock_may_send(region: &Region, h: PipeHandle) -> bool {
-    live(region, h)
-        .is_some_and(|p| if p.accounted() { p.may_send(region, false) } else { p.writable(region) })
+    live(region, h).is_some_and(|p| p.may_send(region, false))
 }
 
+/// `unix_writable` of socket `h`: its charge at most a quarter of its send buffer.
+pub fn sock_writable(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.writable(region))
+}
+
+/// `pipe_poll`'s data part: (readable = a buffer is queued, writable = a slot is free). The
+/// caller adds POLLHUP/POLLERR from the placeholder. A stale handle is neither.
 pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
     live(region, h).map_or((false, false), |p| (p.readable(), p.writable(region)))
 }

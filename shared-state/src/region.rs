@@ -25,7 +25,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 33;
+pub const LAYOUT_VERSION: u32 = 34;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -184,6 +184,8 @@ pub struct Limits {
     pub pipe_user_pages_hard: u64,
     /// `net.unix.max_dgram_qlen`: datagrams a socket queues from senders it is not connected to.
     pub unix_max_dgram_qlen: u32,
+    /// `net.core.wmem_default`: a new socket's send buffer.
+    pub wmem_default: u32,
 }
 
 /// Per-namespace counters, for `ipcshim status`.
@@ -751,6 +753,7 @@ pub fn kernel_limits() -> Limits {
         pipe_user_pages_soft: read_sysctl_u64("fs/pipe-user-pages-soft", 16 * 1024),
         pipe_user_pages_hard: read_sysctl_u64("fs/pipe-user-pages-hard", 0),
         unix_max_dgram_qlen: read_sysctl_u64("net/unix/max_dgram_qlen", 10) as u32,
+        wmem_default: read_sysctl_u64("net/core/wmem_default", crate::skb::SNDBUF_DEFAULT as u64) as u32,
     }
 }
 

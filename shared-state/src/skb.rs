@@ -2,7 +2,8 @@
 //! `unix_stream_sendmsg` and `unix_dgram_sendmsg` allocate (`net/core/skbuff.c`,
 //! `net/unix/af_unix.c`), measured on this kernel through `SIOCOUTQ` (c-tests/unix_sndbuf.c).
 
-/// `net.core.wmem_default`: a new socket's `sk_sndbuf`.
+/// `net.core.wmem_default` as the kernel ships it: a new socket's `sk_sndbuf` where the
+/// sysctl cannot be read.
 pub const SNDBUF_DEFAULT: u32 = 212_992;
 
 const PAGE: usize = 4096;

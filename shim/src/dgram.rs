@@ -249,7 +249,7 @@ pub fn send(
         return None;
     }
     let passcred = pipe::sock_passcred(r, p.pipe);
-    let mut cb = pipe::UnixCb::default();
+    let mut cb = pipe::UnixCb { sender: p.pipe.to_bits() + 1, ..Default::default() };
     cb.addr_len = names::addr_of(r, p.pipe, &mut cb.addr) as u32;
     if passcred && cb.addr_len == 0 {
         // unix_autobind: the kernel picks the name.
@@ -282,6 +282,13 @@ pub fn send(
         }
         return None;
     }
+    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::DgramSend(to));
+    // sock_alloc_send_pskb: what this socket has in flight against its send buffer.
+    match pipe::dgram_alloc(r, p.pipe, &env) {
+        Err(libc::EPIPE) => return None,
+        Err(e) => return Some(Err(e)),
+        Ok(()) => {}
+    }
     let to_flags = pipe::sock_flags(r, to);
     // unix_may_send: a socket connected to another accepts nothing from us.
     let to_peer = pipe::sock_peer(r, to);
@@ -296,7 +303,6 @@ pub fn send(
         (cb.pid, cb.uid, cb.gid) = (me.pid, me.uid, me.gid);
     }
     let qlen = (to != p.pipe && to_peer != Some(p.pipe)).then(|| r.header().limits.unix_max_dgram_qlen);
-    let env = pipes::Env::new(p, r, g, flags & libc::MSG_DONTWAIT != 0, pipes::Side::DgramSend(to));
     match pipe::dgram_write(r, to, iov, Some(&cb), &env, qlen) {
         // Gone while we waited: the kernel's answer (ECONNREFUSED) and disconnect.
         Err(libc::EPIPE) if !alive(r, to, true) => {
@@ -383,13 +389,16 @@ pub fn forget(r: &Region, p: &PipeFd) {
     names::unregister_dgram(r, p.pipe);
 }
 
-/// A receive queue's write readiness: room for a datagram at its connected peer, if that is
-/// the shim's and alive (a dead one's send fails at once, which POLLOUT allows).
+/// A receive queue's write readiness (`unix_dgram_poll`): its socket's charge writable, and
+/// room at its connected peer if that is the shim's, alive (a dead one's send fails at once,
+/// which POLLOUT allows) and not connected back.
 pub fn writable(r: &Region, h: PipeHandle) -> bool {
+    if !pipe::sock_writable(r, h) {
+        return false;
+    }
     match pipe::sock_peer(r, h) {
-        Some(to) if pipe::is_live(r, to) => {
-            let qlen = (pipe::sock_peer(r, to) != Some(h)).then(|| r.header().limits.unix_max_dgram_qlen);
-            pipe::dgram_room(r, to, qlen)
+        Some(to) if pipe::is_live(r, to) && pipe::sock_peer(r, to) != Some(h) => {
+            pipe::dgram_room(r, to, r.header().limits.unix_max_dgram_qlen)
         }
         _ => true,
     }

@@ -163,8 +163,9 @@ pub fn wait_target(
     }
     let (rx, tx) = s.queues(r);
     if s.recv_queue(r) {
-        // Unconnected, it is always writable (no wait for writing).
-        return [rx.map(|h| (h, s.read && want_read, false)), tx.map(|h| (h, false, s.write && want_write))];
+        // Writable by its own charge and its peer's queue length, which no one word says: a
+        // sleeper is woken by either queue and looks again (see `dgram_writable`).
+        return [rx.map(|h| (h, s.read && want_read, false)), tx.map(|h| (h, false, false))];
     }
     [rx.map(|h| (h, s.read && want_read, false)), Some((s.pipe, false, s.write && want_write))]
 }
@@ -266,7 +267,7 @@ fn poll_loop(
             let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
             let mut waiters = scratch::take(pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default())?;
             // A close since the placeholders were asked woke nobody yet: look again.
-            let closed = || liveness_sum(r, shim) != gens;
+            let closed = || liveness_sum(r, shim) != gens || dgram_writable(r, fds, shim);
             pipe::poll_wait(
                 r,
                 pipes,
@@ -286,6 +287,19 @@ fn poll_loop(
 
 /// A key that moves whenever an fd of one of the shim objects may have been closed (each
 /// generation only grows, so neither does a sum repeat).
+/// Whether a datagram socket among `fds` that waits for POLLOUT is writable now (its
+/// readiness may have changed before the sleeper was counted on its queues).
+fn dgram_writable(r: &Region, fds: &[libc::pollfd], shim: &[Option<PipeFd>]) -> bool {
+    shim.iter().zip(fds).any(|(s, f)| {
+        s.is_some_and(|p| {
+            let s = Shim::of(&p);
+            f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0
+                && s.recv_queue(r)
+                && readiness(r, &s) & libc::POLLOUT != 0
+        })
+    })
+}
+
 fn liveness_sum(r: &Region, shim: &[Option<PipeFd>]) -> u64 {
     shim.iter().flatten().fold(0u64, |k, p| k.wrapping_add(liveness(r, &Shim::of(p))))
 }

@@ -1614,8 +1614,7 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     if res.is_ok() && udp::is_udp(r, &p) {
         udp::option_set(r, &p, a[1] as i32, a[2] as i32);
     } else if dgram::is_recv_queue(r, &p) {
-        // Its own queue: senders add their credentials; a larger send buffer is asked at
-        // each large send.
+        // Its own queue: senders add their credentials.
         if res.is_ok() && passcred_opt {
             pipe::sock_set_passcred(r, p.pipe, passcred(p.fd), scm::pid_ns());
         }
@@ -1630,8 +1629,10 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
             }
             None => hand_back(r, &p),
         }
-    } else if res.is_ok() && sndbuf {
-        // Our queue's limit from now on (the kernel doubled and clamped the value).
+    }
+    if res.is_ok() && sndbuf {
+        // The limit of our queue, or of what our datagrams charge, from now on (the kernel
+        // doubled and clamped the value).
         if let Ok(b) = getsockopt_int(p.fd, libc::SO_SNDBUF) {
             pipe::sock_set_sndbuf(r, p.pipe, b as u32);
         }
@@ -1658,9 +1659,8 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     let own = dgram::is_recv_queue(r, p);
     let h = match req {
         libc::FIONREAD if own => Some(p.pipe),
-        // What a datagram socket sent and is still queued somewhere is the kernel's count; a
-        // TCP socket's is what its peer's kernel did not acknowledge, which the queue is not.
-        SIOCOUTQ if own || pipe::sock_tcp(r, p.pipe) => return None,
+        // A TCP socket's is what its peer's kernel did not acknowledge, which the queue is not.
+        SIOCOUTQ if pipe::sock_tcp(r, p.pipe) => return None,
         libc::FIONREAD => pipe::sock_peer(r, p.pipe),
         SIOCOUTQ => Some(p.pipe),
         _ => return None,
@@ -1692,8 +1692,8 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
         None => 0,
     };
     // Until a hand-back the kernel's socket holds only the tokens of messages with fds, which
-    // our skbs' charge already counts.
-    if req == SIOCOUTQ && !pipe::handed_back(r, p.pipe) {
+    // our skbs' charge already counts; a datagram socket's holds what the kernel carried.
+    if req == SIOCOUTQ && !own && !pipe::handed_back(r, p.pipe) {
         kernel = 0;
     }
     // A UDP socket's next datagram is its queue's while that holds one (read first).
