@@ -552,7 +552,17 @@ impl<'a> Msgs<'a> {
             self.set(&mut q.lspid, s.spid);
             self.set(&mut q.stime, s.stime);
         }
-        let (mut moved, n) = (0, used(tc, hc).min(RING - 1));
+        // An open killed between its stores of the two words (`open_ring`) leaves the head
+        // two past the tail: the ring holds nothing, and the tail joins the head.
+        let n = used(tc, hc);
+        let n = if n > RING - 1 {
+            self.save(ring.tail.0.as_ptr().cast(), 8);
+            ring.tail.0.store(CLOSED | hc as u64, Ordering::Relaxed);
+            0
+        } else {
+            n
+        };
+        let mut moved = 0;
         while moved < n {
             let s = ring.slot(next(hc, moved));
             let ts = (s.ts as u64).min(msg_ring::RING_TEXT as u64);
@@ -614,6 +624,7 @@ impl<'a> Msgs<'a> {
         let base = next(count(t), 2);
         ring.slot(next(base, u32::MAX)).cum = 0;
         ring.base.0.store(base as u64, Ordering::Relaxed);
+        // Killed between these two, the head is two past the tail: `settle` mends it.
         ring.head.0.store(CLOSED | base as u64, Ordering::Release);
         ring.tail.0.store(CLOSED | base as u64, Ordering::Release);
         ring.head.0.store(base as u64, Ordering::Release);
@@ -1721,16 +1732,59 @@ mod tests {
         }
     }
 
+    /// A fresh region of the test's own in /dev/shm, and its directory.
+    fn region(name: &str) -> (std::path::PathBuf, Region) {
+        let dir =
+            std::path::Path::new("/dev/shm").join(format!("ipcshim-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::region::region_path(dir.to_str().unwrap(), sys::getuid(), "t").unwrap();
+        (dir, Region::open(&path, true).unwrap())
+    }
+
+    /// A holder killed in `open_ring` between its stores of the head and the tail leaves the
+    /// head two past the tail: the next locked call finds the ring empty (not its 511 old
+    /// slots as messages), and the ring carries messages again after it.
+    #[test]
+    fn ring_opened_half_holds_nothing() {
+        let (dir, r) = region("msghalf");
+        let id = msgget(&r, crate::ipc::IPC_PRIVATE, 0o600).unwrap();
+        let idx = crate::ipc::id_to_idx(id);
+        let ring = msg_ring::ring(&r, idx);
+        {
+            let s = lock(&r, idx).unwrap();
+            assert!(s.settle(idx));
+            // Old messages of type 1 in every slot, as a busy ring leaves them.
+            for c in 0..RING {
+                let slot = ring.slot(c);
+                (slot.mtype, slot.ts, slot.spid) = (1, 32, 1);
+            }
+            // open_ring's first stores, then the kill.
+            let base = next(count(ring.tail.0.load(Ordering::Relaxed)), 2);
+            ring.base.0.store(base as u64, Ordering::Relaxed);
+            ring.head.0.store(CLOSED | base as u64, Ordering::Release);
+        }
+        let mut buf = [0u8; 8 + 32];
+        let rcv = |buf: &mut [u8; 40]| msgrcv(&r, id, buf.as_mut_ptr() as usize, 32, 1, IPC_NOWAIT, &Copy);
+        assert_eq!(rcv(&mut buf), Err(ENOMSG), "old slots came out as messages");
+        for k in 0..600u32 {
+            buf[..8].copy_from_slice(&1i64.to_ne_bytes());
+            buf[8..12].copy_from_slice(&k.to_ne_bytes());
+            msgsnd(&r, id, buf.as_ptr() as usize, 32, IPC_NOWAIT, &Copy).unwrap();
+            assert_eq!(rcv(&mut buf), Ok(32));
+            assert_eq!(buf[8..12], k.to_ne_bytes());
+        }
+        assert_eq!(rcv(&mut buf), Err(ENOMSG));
+        assert_eq!(count(ring.tail.0.load(Ordering::Relaxed)), count(ring.head.0.load(Ordering::Relaxed)));
+        msgctl(&r, id, IPC_RMID, 0).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A queue reuses the entries it freed: thousands of messages through it take no more of
     /// the pools than its deepest moment, and its removal gives every entry back.
     #[test]
     fn queues_reuse_their_entries() {
-        let dir =
-            std::path::Path::new("/dev/shm").join(format!("ipcshim-unit-msgpool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = crate::region::region_path(dir.to_str().unwrap(), sys::getuid(), "t").unwrap();
-        let r = Region::open(&path, true).unwrap();
+        let (dir, r) = region("msgpool");
         let id = msgget(&r, crate::ipc::IPC_PRIVATE, 0o600).unwrap();
         let mut buf = vec![0u8; 8 + 3000];
         buf[..8].copy_from_slice(&1i64.to_ne_bytes());

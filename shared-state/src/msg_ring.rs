@@ -321,11 +321,17 @@ fn recv_entered(
         let (tc, hc) = (count(t), count(h));
         let n = used(tc, hc).min(RING - 1);
         let first = (0..n).find(|&i| testmsg(read(&ring.slot(next(hc, i)).mtype), msgtyp, mode));
+        // An answer without a swap (ENOMSG, E2BIG) holds only if the ring was not settled
+        // meanwhile: its messages may then be in the list, and the slots we read new ones.
+        let unsettled = || {
+            core::sync::atomic::fence(Ordering::Acquire);
+            ring.head.0.load(Ordering::Relaxed) == h
+        };
         match first {
             // find_msg's choice is not the head: the list serves it.
             Some(i) if i > 0 => return None,
             Some(_) => {}
-            None if msgflg & IPC_NOWAIT != 0 => return Some(Err(ENOMSG)),
+            None if msgflg & IPC_NOWAIT != 0 => return unsettled().then_some(Err(ENOMSG)),
             None => {
                 let peer = ring.receiver.0.peer(&ring.sender.0, me);
                 if !budget.wait(r, peer, &|| ring.tail.0.load(Ordering::Acquire) != t) {
@@ -337,7 +343,7 @@ fn recv_entered(
         let s = ring.slot(hc);
         let ts = read(&s.ts) as u64;
         if bufsz < ts && msgflg & MSG_NOERROR == 0 {
-            return Some(Err(E2BIG));
+            return unsettled().then_some(Err(E2BIG));
         }
         let len = ts.min(bufsz).min(RING_TEXT as u64) as usize;
         let mtype = read(&s.mtype);
