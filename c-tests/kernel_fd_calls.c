@@ -11,19 +11,23 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-static int null_fd;
+static int null_fd, go_fd = -1;
 static volatile sig_atomic_t handled, handler_bad;
 
 static void on_alarm(int sig)
 {
 	(void)sig;
-	handled++;
+	/* The first tick lets the adder go: it writes only once a handler has run. */
+	if (handled++ == 0 && go_fd >= 0 && write(go_fd, "g", 1) != 1)
+		handler_bad = 1;
 	/* Calls of its own through the same symbols while the read waits. */
 	int d = dup(null_fd);
 	if (d < 0 || write(d, "h", 1) != 1 || fcntl(d, F_GETFD) != 0 || close(d))
 		handler_bad = 1;
 }
 
+/* SIGALRM every 30 ms from now: a tick that comes before the read starts is followed by one
+ * while it waits, however late this process runs. */
 static void arm(int restart)
 {
 	struct sigaction sa;
@@ -32,20 +36,28 @@ static void arm(int restart)
 	sa.sa_flags = restart ? SA_RESTART : 0;
 	if (sigaction(SIGALRM, &sa, NULL))
 		die("sigaction");
-	struct itimerval it = { { 0, 0 }, { 0, 30000 } };
+	struct itimerval it = { { 0, 30000 }, { 0, 30000 } };
 	if (setitimer(ITIMER_REAL, &it, NULL))
 		die("setitimer");
 }
 
-/* A child that adds `v` to the eventfd after `ms`. */
-static pid_t add_later(int efd, uint64_t v, int ms)
+static void disarm(void)
+{
+	struct itimerval it = { { 0, 0 }, { 0, 0 } };
+	if (setitimer(ITIMER_REAL, &it, NULL))
+		die("setitimer");
+}
+
+/* A child that adds `v` to the eventfd once it can read a byte from `gate` (-1: at once). */
+static pid_t add_after(int efd, uint64_t v, int gate)
 {
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
-		struct timespec ts = { 0, ms * 1000000L };
-		nanosleep(&ts, NULL);
+		char c;
+		if (gate >= 0 && read(gate, &c, 1) != 1)
+			_exit(SETUP_FAIL);
 		_exit(write(efd, &v, 8) == 8 ? 0 : SETUP_FAIL);
 	}
 	return pid;
@@ -59,20 +71,29 @@ static void blocking_reads(void)
 	uint64_t v = 0;
 
 	CASE("eventfd_read_restarted_after_sa_restart_handler");
+	int go[2];
+	if (pipe(go))
+		die("pipe");
 	handled = 0;
-	pid_t pid = add_later(efd, 5, 150);
+	go_fd = go[1];
+	pid_t pid = add_after(efd, 5, go[0]);
 	arm(1);
 	SHOW(read(efd, &v, 8));
-	printf("  value %llu, handler ran %d time(s), its calls %s\n", (unsigned long long)v, (int)handled,
+	disarm();
+	go_fd = -1;
+	close(go[0]);
+	close(go[1]);
+	printf("  value %llu, handler ran: %s, its calls %s\n", (unsigned long long)v, handled ? "yes" : "no",
 	       handler_bad ? "failed" : "right");
 	show_status("adder", wait_child(pid));
 
 	CASE("eventfd_read_eintr_without_sa_restart");
 	handled = 0;
-	pid = add_later(efd, 7, 150);
 	arm(0);
 	SHOW(read(efd, &v, 8));
-	printf("  handler ran %d time(s), its calls %s\n", (int)handled, handler_bad ? "failed" : "right");
+	disarm();
+	printf("  handler ran: %s, its calls %s\n", handled ? "yes" : "no", handler_bad ? "failed" : "right");
+	pid = add_after(efd, 7, -1);
 	SHOW(read(efd, &v, 8));
 	printf("  value %llu\n", (unsigned long long)v);
 	show_status("adder", wait_child(pid));
