@@ -66,6 +66,7 @@ struct chan {
 	volatile int writer, reader;	/* enum end */
 	volatile int ready;		/* a named reader is bound */
 	volatile int eof;		/* the reader read to the end */
+	volatile int marker;		/* a message queue reader saw the end marker */
 	volatile long long writer_gone, reader_gone;
 	/* The other end's time waiting for a CPU (schedstat) when each went. */
 	volatile long long writer_gone_delay, reader_gone_delay;
@@ -514,6 +515,13 @@ static void read_msgq(struct chan *c)
 		struct { long mtype; unsigned char t[RECORD]; } m;
 		ssize_t n = msgrcv(msqid, &m, RECORD, c->id + 1, IPC_NOWAIT);
 		if (n < 0) {
+			/* Only "none of our type queued" may end the channel. */
+			if (errno != ENOMSG) {
+				c->errors++;
+				snprintf(c->err, sizeof c->err, "msgq chan %ld: msgrcv after record %ld: %s (errno %d)",
+					 c->id, c->received, strerror(errno), errno);
+				return;
+			}
 			if (c->writer != RUNNING && ++idle >= 2)
 				break;
 			usleep(1000);
@@ -522,8 +530,19 @@ static void read_msgq(struct chan *c)
 		idle = 0;
 		uint64_t v[4];
 		memcpy(v, m.t, RECORD);
-		if ((long)v[1] == -1)
+		if ((long)v[1] == -1) {
+			/* The end only if it is whole and ours: a torn or foreign one is a fault. */
+			if (n != RECORD || v[0] != (uint64_t)c->id || v[3] != MAGIC ||
+			    v[2] != (v[1] * 0x9e3779b97f4a7c15ULL ^ v[0])) {
+				c->errors++;
+				snprintf(c->err, sizeof c->err,
+					 "msgq chan %ld: after record %ld, a torn or foreign end marker (id %lld)", c->id,
+					 c->received, (long long)v[0]);
+				return;
+			}
+			c->marker = 1;
 			break;
+		}
 		if (n != RECORD || check_record(c, m.t))
 			return;
 	}
@@ -737,6 +756,19 @@ static void check_channel(struct chan *c)
 		fail("%s", c->err);
 	if (c->received > c->acked + 1)
 		fail("%s chan %ld: received %ld, only %ld sent", k, c->id, c->received, c->acked);
+	if (c->eof && c->received < c->acked && c->kind == MSGQ) {
+		/* What is still queued tells an end marker that overtook records from a queue that
+		 * answered ENOMSG while it held them, and both from records that are gone. */
+		long left = 0, first = -2;
+		struct { long mtype; unsigned char t[RECORD]; } m;
+		while (msgrcv(msqid, &m, RECORD, c->id + 1, IPC_NOWAIT) >= 0) {
+			uint64_t v[4];
+			memcpy(v, m.t, RECORD);
+			first = left++ ? first : (long)v[1];
+		}
+		fail("msgq chan %ld: read to the end (%s) but %ld of %ld records; %ld still queued, from %ld", c->id,
+		     c->marker ? "end marker" : "ENOMSG twice", c->received, c->acked, left, first);
+	}
 	if (c->eof && c->received < c->acked)
 		fail("%s chan %ld: read to the end but %ld of %ld records", k, c->id, c->received, c->acked);
 	if (c->eof && c->writer == DONE && c->received != c->acked)
