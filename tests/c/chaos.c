@@ -7,13 +7,15 @@
  * SEM_UNDO, SEM_UNDO operations, operations counted in a witness semaphore in the same
  * semop) and 4 shared memory workers (a counter in a segment). Every few milliseconds it
  * SIGKILLs, SIGSTOPs (and SIGCONTs a little later) or asks to exit a random worker, and
- * replaces what ended. Stops and continues are sent by a helper forked first that makes no
+ * replaces what ended; one message queue pair is left alone, so that its channel outlives
+ * hundreds of newer ones (each pair's channel state is its own). Stops and continues are sent by a helper forked first that makes no
  * IPC call: a worker stopped inside a call holds the namespace's lock under the shim (SIGSTOP
  * cannot be held off), and the supervisor, which may wait for that lock, must not be the one
  * that continues it. Then it stops, lets everything finish and checks:
  *   - each channel's reader got the records in order, none twice, none torn, and all the
  *     writer was told were sent (plus at most the one in flight when a writer was killed)
- *     whenever the reader read to the end;
+ *     whenever the reader read to the end (a message queue reader ends only at its own whole
+ *     end marker or at ENOMSG twice after its writer ended: any other errno fails);
  *   - a reader saw the end, a writer its reader gone, and a waiter got a mutex whose holder
  *     was killed, within a second of the death (not counting the time the survivor waited for
  *     a CPU, from /proc/PID/schedstat: the machine may be busy);
@@ -48,8 +50,10 @@
 #define PAIRS 20
 #define SEM_WORKERS 4
 #define NDATA 4
-#define MAXCHAN 256
 #define RECORD 32
+/* The pair left alone (its first channel is a message queue's, kind MSGQ): its channel lives
+ * through the whole run, while hundreds of newer ones come and go. */
+#define SPARED MSGQ
 #define MAGIC 0x6368616f73ULL
 #define SEC 1000000000LL
 #define LATENCY_MAX SEC
@@ -87,7 +91,8 @@ struct slot {
 struct ctl {
 	volatile int stop, helper_exit;
 	struct slot slot[SLOTS];
-	struct chan chan[MAXCHAN];
+	/* Each pair's channel: made again only once both its workers were reaped. */
+	struct chan chan[PAIRS];
 	volatile long long deaths[4096][2];	/* pid, time of its kill or exit */
 	volatile pid_t mutex_pid;
 	/* The last semaphore worker killed, and each slot's CPU wait time then. */
@@ -721,7 +726,12 @@ static long next_chan_id;
 static void new_channel(int pair, int kind)
 {
 	long id = next_chan_id++;
-	int ci = id % MAXCHAN;
+	/* By pair: a pair's state is made again only once both its workers were reaped. Taken
+	 * by id modulo 256, a channel still running when the 256th after it was made shared its
+	 * state with that one: made anew under the old workers, then marked ended when they were
+	 * reaped while the new ones still ran (a message queue reader then stopped early, its
+	 * writer's last records unread). */
+	int ci = pair;
 	struct chan *c = &ctl->chan[ci];
 	memset(c, 0, sizeof *c);
 	c->kind = kind;
@@ -867,7 +877,7 @@ int main(int argc, char **argv)
 				spawn(s, solo_role(s), 0, -1, -1);
 		int s = rand_r(&seed) % SLOTS, what = rand_r(&seed) % 100;
 		struct slot *sl = &ctl->slot[s];
-		if (sl->pid && !sl->stopped && !sl->exit_req) {
+		if (sl->pid && !sl->stopped && !sl->exit_req && s / 2 != SPARED) {
 			if (what < 35) {
 				struct chan *c = &ctl->chan[sl->chan];
 				long long when = now();
