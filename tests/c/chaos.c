@@ -7,13 +7,15 @@
  * SEM_UNDO, SEM_UNDO operations, operations counted in a witness semaphore in the same
  * semop) and 4 shared memory workers (a counter in a segment). Every few milliseconds it
  * SIGKILLs, SIGSTOPs (and SIGCONTs a little later) or asks to exit a random worker, and
- * replaces what ended. Stops and continues are sent by a helper forked first that makes no
+ * replaces what ended; one message queue pair is left alone, so that its channel outlives
+ * hundreds of newer ones (each pair's channel state is its own). Stops and continues are sent by a helper forked first that makes no
  * IPC call: a worker stopped inside a call holds the namespace's lock under the shim (SIGSTOP
  * cannot be held off), and the supervisor, which may wait for that lock, must not be the one
  * that continues it. Then it stops, lets everything finish and checks:
  *   - each channel's reader got the records in order, none twice, none torn, and all the
  *     writer was told were sent (plus at most the one in flight when a writer was killed)
- *     whenever the reader read to the end;
+ *     whenever the reader read to the end (a message queue reader ends only at its own whole
+ *     end marker or at ENOMSG twice after its writer ended: any other errno fails);
  *   - a reader saw the end, a writer its reader gone, and a waiter got a mutex whose holder
  *     was killed, within a second of the death (not counting the time the survivor waited for
  *     a CPU, from /proc/PID/schedstat: the machine may be busy);
@@ -48,8 +50,10 @@
 #define PAIRS 20
 #define SEM_WORKERS 4
 #define NDATA 4
-#define MAXCHAN 256
 #define RECORD 32
+/* The pair left alone (its first channel is a message queue's, kind MSGQ): its channel lives
+ * through the whole run, while hundreds of newer ones come and go. */
+#define SPARED MSGQ
 #define MAGIC 0x6368616f73ULL
 #define SEC 1000000000LL
 #define LATENCY_MAX SEC
@@ -66,6 +70,7 @@ struct chan {
 	volatile int writer, reader;	/* enum end */
 	volatile int ready;		/* a named reader is bound */
 	volatile int eof;		/* the reader read to the end */
+	volatile int marker;		/* a message queue reader saw the end marker */
 	volatile long long writer_gone, reader_gone;
 	/* The other end's time waiting for a CPU (schedstat) when each went. */
 	volatile long long writer_gone_delay, reader_gone_delay;
@@ -86,7 +91,8 @@ struct slot {
 struct ctl {
 	volatile int stop, helper_exit;
 	struct slot slot[SLOTS];
-	struct chan chan[MAXCHAN];
+	/* Each pair's channel: made again only once both its workers were reaped. */
+	struct chan chan[PAIRS];
 	volatile long long deaths[4096][2];	/* pid, time of its kill or exit */
 	volatile pid_t mutex_pid;
 	/* The last semaphore worker killed, and each slot's CPU wait time then. */
@@ -514,6 +520,13 @@ static void read_msgq(struct chan *c)
 		struct { long mtype; unsigned char t[RECORD]; } m;
 		ssize_t n = msgrcv(msqid, &m, RECORD, c->id + 1, IPC_NOWAIT);
 		if (n < 0) {
+			/* Only "none of our type queued" may end the channel. */
+			if (errno != ENOMSG) {
+				c->errors++;
+				snprintf(c->err, sizeof c->err, "msgq chan %ld: msgrcv after record %ld: %s (errno %d)",
+					 c->id, c->received, strerror(errno), errno);
+				return;
+			}
 			if (c->writer != RUNNING && ++idle >= 2)
 				break;
 			usleep(1000);
@@ -522,8 +535,19 @@ static void read_msgq(struct chan *c)
 		idle = 0;
 		uint64_t v[4];
 		memcpy(v, m.t, RECORD);
-		if ((long)v[1] == -1)
+		if ((long)v[1] == -1) {
+			/* The end only if it is whole and ours: a torn or foreign one is a fault. */
+			if (n != RECORD || v[0] != (uint64_t)c->id || v[3] != MAGIC ||
+			    v[2] != (v[1] * 0x9e3779b97f4a7c15ULL ^ v[0])) {
+				c->errors++;
+				snprintf(c->err, sizeof c->err,
+					 "msgq chan %ld: after record %ld, a torn or foreign end marker (id %lld)", c->id,
+					 c->received, (long long)v[0]);
+				return;
+			}
+			c->marker = 1;
 			break;
+		}
 		if (n != RECORD || check_record(c, m.t))
 			return;
 	}
@@ -702,7 +726,12 @@ static long next_chan_id;
 static void new_channel(int pair, int kind)
 {
 	long id = next_chan_id++;
-	int ci = id % MAXCHAN;
+	/* By pair: a pair's state is made again only once both its workers were reaped. Taken
+	 * by id modulo 256, a channel still running when the 256th after it was made shared its
+	 * state with that one: made anew under the old workers, then marked ended when they were
+	 * reaped while the new ones still ran (a message queue reader then stopped early, its
+	 * writer's last records unread). */
+	int ci = pair;
 	struct chan *c = &ctl->chan[ci];
 	memset(c, 0, sizeof *c);
 	c->kind = kind;
@@ -737,6 +766,19 @@ static void check_channel(struct chan *c)
 		fail("%s", c->err);
 	if (c->received > c->acked + 1)
 		fail("%s chan %ld: received %ld, only %ld sent", k, c->id, c->received, c->acked);
+	if (c->eof && c->received < c->acked && c->kind == MSGQ) {
+		/* What is still queued tells an end marker that overtook records from a queue that
+		 * answered ENOMSG while it held them, and both from records that are gone. */
+		long left = 0, first = -2;
+		struct { long mtype; unsigned char t[RECORD]; } m;
+		while (msgrcv(msqid, &m, RECORD, c->id + 1, IPC_NOWAIT) >= 0) {
+			uint64_t v[4];
+			memcpy(v, m.t, RECORD);
+			first = left++ ? first : (long)v[1];
+		}
+		fail("msgq chan %ld: read to the end (%s) but %ld of %ld records; %ld still queued, from %ld", c->id,
+		     c->marker ? "end marker" : "ENOMSG twice", c->received, c->acked, left, first);
+	}
 	if (c->eof && c->received < c->acked)
 		fail("%s chan %ld: read to the end but %ld of %ld records", k, c->id, c->received, c->acked);
 	if (c->eof && c->writer == DONE && c->received != c->acked)
@@ -835,7 +877,7 @@ int main(int argc, char **argv)
 				spawn(s, solo_role(s), 0, -1, -1);
 		int s = rand_r(&seed) % SLOTS, what = rand_r(&seed) % 100;
 		struct slot *sl = &ctl->slot[s];
-		if (sl->pid && !sl->stopped && !sl->exit_req) {
+		if (sl->pid && !sl->stopped && !sl->exit_req && s / 2 != SPARED) {
 			if (what < 35) {
 				struct chan *c = &ctl->chan[sl->chan];
 				long long when = now();
