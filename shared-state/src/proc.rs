@@ -7,7 +7,7 @@
 
 use crate::lock::RobustMutex;
 use crate::region::{MAX_PROCS, PROCS_OFF, Region};
-use crate::sys;
+use crate::sys::{self, Errno};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub const FREE: u32 = 0;
@@ -124,8 +124,9 @@ pub struct ProcStat {
 /// number at its widest take about 360 bytes).
 pub const STAT_PREFIX: usize = 512;
 
-/// Reads state and start time of `pid` without allocating.
-pub fn stat_of(pid: i32) -> Option<ProcStat> {
+/// Reads state and start time of `pid` without allocating: ENOENT or ESRCH when it is gone,
+/// another errno when it could not be looked at (EMFILE, EACCES under `hidepid`).
+pub fn stat_of(pid: i32) -> Result<ProcStat, Errno> {
     let mut path = [0u8; 32];
     let mut n = 0;
     for &b in b"/proc/" {
@@ -152,12 +153,14 @@ pub fn stat_of(pid: i32) -> Option<ProcStat> {
         path[n] = b;
         n += 1;
     }
-    let fd = sys::open(&path[..n], libc::O_RDONLY, 0).ok()?;
+    let fd = sys::open(&path[..n], libc::O_RDONLY, 0)?;
     let mut buf = [0u8; STAT_PREFIX];
     let len = sys::read(fd, &mut buf);
     sys::close(fd);
-    let len = len.ok()?;
-    let text = &buf[..len];
+    parse_stat(&buf[..len?]).ok_or(libc::EIO)
+}
+
+fn parse_stat(text: &[u8]) -> Option<ProcStat> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let mut fields = text[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
     let state = *fields.next()?.first()?;
@@ -181,8 +184,11 @@ pub fn alive(pid: i32, starttime: u64) -> bool {
         return false;
     }
     match stat_of(pid) {
-        Some(st) => !st.dead && (starttime == 0 || st.starttime == starttime),
-        None => false,
+        Ok(st) => !st.dead && (starttime == 0 || st.starttime == starttime),
+        Err(libc::ENOENT | libc::ESRCH) => false,
+        // kill found it, and we cannot look closer (out of fds, hidepid): taking it for dead
+        // would release a live process's record, its locks and undo.
+        Err(_) => true,
     }
 }
 
