@@ -163,7 +163,13 @@ pub struct EpItem {
     pub(crate) wq_seq: AtomicU64,
     /// When it joined the ready list (its order, rebuilt after a crash).
     ready_seq: AtomicU64,
+    /// The events its kernel half was last given (see [`ItemView::registered`]): KREG_KNOWN |
+    /// KREG_NARROW? | events; 0 while unknown.
+    kreg: AtomicU64,
 }
+
+const KREG_KNOWN: u64 = 1 << 32;
+const KREG_NARROW: u64 = 1 << 33;
 
 const _: () = assert!(size_of::<EpItem>() == 128);
 
@@ -613,6 +619,7 @@ impl Ctl<'_> {
         it.sel.store(0, SeqCst);
         it.kbits.store(0, SeqCst);
         it.kepoch.store(0, SeqCst);
+        it.kreg.store(0, SeqCst);
         for w in [&it.ovf_next, &it.rdl_next, &it.rdl_prev] {
             w.store(0, SeqCst);
         }
@@ -680,6 +687,51 @@ impl Ctl<'_> {
         self.queue_if(i, ready);
     }
 
+    /// An ADD of the interest live item `i` was until a DEL the kernel has not made yet (see
+    /// `shim::epoll::defer_del`): as a new item (`ep_insert`), it leaves the lists and is
+    /// queued at the tail if `ready` says so, with new events and data. `kernel`: its kernel
+    /// half was given again (what the kernel reported before is forgotten).
+    pub fn revive(
+        &self,
+        i: ItemRef,
+        events: u32,
+        data: u64,
+        kernel: bool,
+        ready: impl FnOnce(&ItemView<'_>) -> bool,
+    ) {
+        let Some(it) = item(self.r, i, LIVE) else { return };
+        if it.inst.load(SeqCst) != self.h.idx {
+            return;
+        }
+        {
+            let _l = lists(self.r, self.h.idx, self.inst);
+            self.unlist(i.idx, it);
+        }
+        self.modify_as(i, events, data, kernel, ready);
+    }
+
+    /// Takes item slot `i` off the ready list and the overflow chain, and clears its list
+    /// state (`lock` held).
+    fn unlist(&self, i: u32, it: &EpItem) {
+        let st = it.st.load(SeqCst);
+        if st & ONLIST != 0 && self.inst.scanning.load(SeqCst) == 0 {
+            self.unlink(i);
+        }
+        if st & ONOVF != 0 {
+            self.unchain(i);
+        }
+        it.st.store(0, SeqCst);
+    }
+
+    /// Records the events item `i`'s kernel half was just given, and whether it is
+    /// `narrowed` (see [`ItemView::registered`]).
+    pub fn set_registered(&self, i: ItemRef, events: u32, narrowed: bool) {
+        if i.idx < EP_ITEMS && item_at(self.r, i.idx).ident.load(SeqCst) >> 8 == i.generation as u64 {
+            let narrow = if narrowed { KREG_NARROW } else { 0 };
+            item_at(self.r, i.idx).kreg.store(KREG_KNOWN | narrow | events as u64, SeqCst);
+        }
+    }
+
     /// Queues live item `i` at the ready list's tail, waking a sleeper, if `ready` says so.
     fn queue_if(&self, i: ItemRef, ready: impl FnOnce(&ItemView<'_>) -> bool) {
         core::sync::atomic::fence(SeqCst);
@@ -704,14 +756,7 @@ impl Ctl<'_> {
         }
         {
             let _l = lists(r, self.h.idx, self.inst);
-            let st = it.st.load(SeqCst);
-            if st & ONLIST != 0 && self.inst.scanning.load(SeqCst) == 0 {
-                self.unlink(i.idx);
-            }
-            if st & ONOVF != 0 {
-                self.unchain(i.idx);
-            }
-            it.st.store(0, SeqCst);
+            self.unlist(i.idx, it);
             it.ident.store(ident(i.generation, FREE), SeqCst);
         }
         epoll_wq::unregister(r, Wq::from_bits(it.wq.load(SeqCst)), i);
@@ -984,6 +1029,15 @@ impl ItemView<'_> {
     /// Reported once (edge-triggered or ONESHOT): the kernel's bits are used up.
     pub fn clear_kernel_bits(&self) {
         self.item.kbits.store(0, SeqCst);
+    }
+
+    /// The events its kernel half holds, if known, and whether it was narrowed: a socket's
+    /// level-triggered half asks for EPOLLIN whatever the interest wants (so that switching
+    /// between EPOLLIN and EPOLLOUT costs the kernel nothing) until the placeholder showed an
+    /// EPOLLIN the interest does not want; it is narrowed to the interest's then, for good.
+    pub fn registered(&self) -> Option<(u32, bool)> {
+        let k = self.item.kreg.load(SeqCst);
+        (k & KREG_KNOWN != 0).then_some((k as u32, k & KREG_NARROW != 0))
     }
 
     /// Whether an fd of its object was closed since it was last verified (and clears it).

@@ -290,36 +290,47 @@ impl Target {
 }
 
 /// A DEL of a socket's interest that the kernel has not made yet: (epfd + 1) << 32 | (fd + 1),
-/// 0 for none, and the item's target bits. See [`defer_del`].
+/// 0 for none, and the item's token. See [`defer_del`].
 static DEFERRED: AtomicU64 = AtomicU64::new(0);
-static DEFERRED_TARGET: AtomicU64 = AtomicU64::new(0);
+static DEFERRED_ITEM: AtomicU64 = AtomicU64::new(0);
 
-/// The kernel's DEL of a socket's interest waits for this process's next system call, which
-/// makes it first, unless that call ADDs the same fd to the same set again: the kernel's
-/// interest then takes the new events with a MOD (ep_modify) instead of being freed and made
-/// again (ep_remove, ep_insert). Event loops do that at every request (redis-benchmark's
-/// clients: DEL of EPOLLIN, ADD of EPOLLOUT, and back). The shim's item goes at once, so the
-/// set shows no interest meanwhile; the kernel's half left with a departed token reports
-/// nothing (`fetch_kernel`), and nobody else can look at the kernel's set before the next
-/// call: only where this process alone holds the set and has one thread.
-fn defer_del(epfd: i32, fd: i32, bits: u64) {
-    DEFERRED_TARGET.store(bits, Relaxed);
+/// A socket's DEL waits for this process's next system call, which makes it first (the
+/// kernel's DEL, and the item freed), unless that call ADDs the same fd to the same set again:
+/// the item and the kernel's interest then stay, with the new events (see [`readd`]). Event
+/// loops do that at every request (redis-benchmark's clients: DEL of EPOLLIN, ADD of
+/// EPOLLOUT, and back). The item is disabled meanwhile, so the set shows no interest, and
+/// nobody else can look at the set before the next call: only where this process alone holds
+/// the set and has one thread.
+fn defer_del(epfd: i32, fd: i32, it: ItemRef) {
+    DEFERRED_ITEM.store(it.token(), Relaxed);
     DEFERRED.store(((epfd as u32 as u64) + 1) << 32 | ((fd as u32 as u64) + 1), Relaxed);
 }
 
-/// A deferred DEL taken: (epfd, fd, target bits).
-fn take_deferred() -> Option<(i32, i32, u64)> {
+/// A deferred DEL taken: (epfd, fd, item).
+fn take_deferred() -> Option<(i32, i32, ItemRef)> {
     if DEFERRED.load(Relaxed) == 0 {
         return None;
     }
     let v = DEFERRED.swap(0, Relaxed);
-    (v != 0).then(|| (((v >> 32) - 1) as i32, ((v & 0xffff_ffff) - 1) as i32, DEFERRED_TARGET.load(Relaxed)))
+    let it = ItemRef::from_token(DEFERRED_ITEM.load(Relaxed))?;
+    (v != 0).then(|| (((v >> 32) - 1) as i32, ((v & 0xffff_ffff) - 1) as i32, it))
+}
+
+/// Makes a deferred DEL: the kernel's, and the item freed.
+fn finish_del(r: Option<&Region>, epfd: i32, fd: i32, it: ItemRef) {
+    let _ = kernel_ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
+    if let Some(r) = r
+        && let Some(h) = ep::inst_of(r, it)
+        && let Ok(c) = ep::ctl(r, h)
+    {
+        c.remove(it);
+    }
 }
 
 /// Makes the deferred DEL, if any (before every call but an epoll_ctl, which decides itself).
 pub fn flush_deferred() {
-    if let Some((epfd, fd, _)) = take_deferred() {
-        let _ = kernel_ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
+    if let Some((epfd, fd, it)) = take_deferred() {
+        finish_del(crate::region::active(), epfd, fd, it);
     }
 }
 
@@ -333,9 +344,15 @@ fn may_defer_del(r: &Region, h: InstRef, target: &Target, cfg: u64) -> bool {
         && ep::inst(r, h).is_some_and(|o| o.exclusive_to(fd::own_pid(), fd::forks()) && !o.has_sleepers())
 }
 
-/// An ADD of the fd whose DEL was deferred, to the same set and object: the kernel's interest
-/// takes the new item's half with a MOD. None when it cannot (the caller makes the DEL and
-/// adds as usual).
+/// Event bits whose change the kernel's half must be told of (re-armed, or polled again).
+const KERNEL_ONLY: u32 = ET | ONESHOT | libc::EPOLLEXCLUSIVE as u32;
+
+/// An ADD of the fd whose DEL was deferred (item `it`), to the same set: the item comes back
+/// with the new events and data, as a new one (`ep_insert`: queued now if ready), and the
+/// kernel's interest keeps its token. The kernel is not asked when its half stays as it is
+/// and is level-triggered (the kernel keeps a ready level-triggered interest queued, so what
+/// it reported of the placeholder stays true); else it takes the new half with a MOD. None
+/// when the item cannot come back (the caller makes the DEL and adds as usual).
 fn readd(
     r: &Region,
     epfd: i32,
@@ -343,22 +360,24 @@ fn readd(
     h: InstRef,
     target: &Target,
     ev: libc::epoll_event,
+    it: ItemRef,
 ) -> Option<Result<usize, Errno>> {
-    let Target::Shim(p) = target else { return None };
     if ev.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
         return None;
     }
     let c = ep::ctl(r, h).ok()?;
-    let (w, bits) = target.queue();
-    let it = c.reserve(bits, fd, w, target.sides()).ok()?;
-    let kev = kernel_half(r, target, ev.events, it.token());
-    if kernel_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &raw const kev as usize).is_err() {
-        c.remove(it);
-        return None;
+    let v = ep::view(r, it).filter(|v| v.fd == fd && v.target == target.queue().1)?;
+    let narrowed = v.registered().is_some_and(|(_, n)| n);
+    let kev = kernel_half(r, target, ev.events, it.token(), narrowed);
+    let kept = ev.events & KERNEL_ONLY == 0 && v.registered() == Some((kev.events, narrowed));
+    if !kept {
+        kernel_ctl(epfd, libc::EPOLL_CTL_MOD, fd, &raw const kev as usize).ok()?;
+        c.set_registered(it, kev.events, narrowed);
     }
-    ep::note_findable(r, c.inst);
-    poll::watched(r, &Shim::of(p));
-    c.publish(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
+    c.revive(it, ev.events | ALWAYS, ev.u64, !kept, |v| {
+        let kbits = if kept { v.kernel_bits(c.inst) } else { 0 };
+        (target_events(r, v, 1) | kbits) & v.cfg as u32 != 0
+    });
     Some(Ok(0))
 }
 
@@ -367,26 +386,25 @@ fn readd(
 pub fn ctl(r: &Region, a: &[u64; 6]) -> Option<i64> {
     let (epfd, op, fd, uev) = (a[0] as i32, a[1] as i32, a[2] as i32, a[3] as usize);
     // A deferred DEL is made now unless this ADDs its fd to its set again.
-    let deferred = match take_deferred() {
-        Some((e, f, bits)) if op == libc::EPOLL_CTL_ADD && e == epfd && f == fd => Some(bits),
-        Some((e, f, _)) => {
-            let _ = kernel_ctl(e, libc::EPOLL_CTL_DEL, f, 0);
+    let mut deferred = match take_deferred() {
+        Some((e, f, it)) if op == libc::EPOLL_CTL_ADD && e == epfd && f == fd => Some(it),
+        Some((e, f, it)) => {
+            finish_del(Some(r), e, f, it);
             None
         }
         None => None,
     };
-    let mut deferred = deferred;
     let res = ctl_served(r, epfd, op, fd, uev, &mut deferred);
     // Not taken up by an ADD: made now (before the kernel makes the call, when it is left to
     // it).
-    flush(epfd, fd, &mut deferred);
+    flush(r, epfd, fd, &mut deferred);
     res
 }
 
 /// Makes the deferred DEL of `fd` in `epfd`, if `deferred` still holds it.
-fn flush(epfd: i32, fd: i32, deferred: &mut Option<u64>) {
-    if deferred.take().is_some() {
-        let _ = kernel_ctl(epfd, libc::EPOLL_CTL_DEL, fd, 0);
+fn flush(r: &Region, epfd: i32, fd: i32, deferred: &mut Option<ItemRef>) {
+    if let Some(it) = deferred.take() {
+        finish_del(Some(r), epfd, fd, it);
     }
 }
 
@@ -396,7 +414,7 @@ fn ctl_served(
     op: i32,
     fd: i32,
     uev: usize,
-    deferred: &mut Option<u64>,
+    deferred: &mut Option<ItemRef>,
 ) -> Option<i64> {
     if !matches!(op, libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL) {
         return None;
@@ -429,14 +447,13 @@ fn ctl_served(
     }
     let res = match op {
         libc::EPOLL_CTL_ADD => {
-            if let (Some(bits), Lookup::Obj(h)) = (*deferred, outer)
-                && target.queue().1 == bits
-                && let Some(res) = readd(r, epfd, fd, h, &target, ev)
+            if let (Some(it), Lookup::Obj(h)) = (*deferred, outer)
+                && let Some(res) = readd(r, epfd, fd, h, &target, ev, it)
             {
                 *deferred = None;
                 return Some(ret(res));
             }
-            flush(epfd, fd, deferred);
+            flush(r, epfd, fd, deferred);
             add(r, epfd, fd, outer, target, ev)
         }
         _ => {
@@ -444,12 +461,12 @@ fn ctl_served(
             let Lookup::Obj(h) = outer else { return None };
             let Ok(c) = ep::ctl(r, h) else { return None };
             let (w, bits) = target.queue();
-            let (mut first, mut several, mut cfg) = (None::<ItemRef>, false, 0);
+            let (mut first, mut several, mut cfg, mut reg) = (None::<ItemRef>, false, 0, None);
             ep::each_on(r, h, w, |v| {
                 if v.fd == fd && v.target == bits {
                     several |= first.is_some();
                     if first.is_none() {
-                        (first, cfg) = (Some(v.at), v.cfg);
+                        (first, cfg, reg) = (Some(v.at), v.cfg, v.registered());
                     }
                 }
             });
@@ -458,18 +475,22 @@ fn ctl_served(
             let first = first?;
             if op == libc::EPOLL_CTL_MOD {
                 let it = first;
-                if !several && kernel_half_kept(r, &target, cfg, ev.events) {
+                let narrowed = reg.is_some_and(|(_, n)| n);
+                let kev = kernel_half(r, &target, ev.events, it.token(), narrowed);
+                if !several && kernel_half_kept(&target, cfg, reg, kev.events, ev.events) {
                     c.modify_served(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
                     return Some(0);
                 }
-                let kev = kernel_half(r, &target, ev.events, it.token());
                 kernel_ctl(epfd, op, fd, &raw const kev as usize).map(|_| {
+                    c.set_registered(it, kev.events, narrowed);
                     c.modify(it, ev.events | ALWAYS, ev.u64, |v| ready_now(r, v));
                     0
                 })
             } else if !several && may_defer_del(r, h, &target, cfg) {
-                c.remove(first);
-                defer_del(epfd, fd, bits);
+                if let Some(v) = ep::view(r, first) {
+                    v.disable();
+                }
+                defer_del(epfd, fd, first);
                 Ok(0)
             } else {
                 kernel_ctl(epfd, op, fd, 0).map(|_| {
@@ -532,11 +553,12 @@ fn add(
         }
         Err(e) => return Err(e),
     };
-    let kev = kernel_half(r, &target, ev.events, it.token());
+    let kev = kernel_half(r, &target, ev.events, it.token(), false);
     if let Err(e) = kernel_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &raw const kev as usize) {
         c.remove(it);
         return Err(e);
     }
+    c.set_registered(it, kev.events, false);
     ep::note_findable(r, c.inst);
     match target {
         Target::Shim(p) => poll::watched(r, &Shim::of(&p)),
@@ -551,33 +573,40 @@ fn add(
 
 /// The kernel's half of a shim interest in `events`: its placeholder without EPOLLIN/EPOLLOUT
 /// (the shim object's), a socket's end of file excepted (see poll::placeholder_events), with
-/// the item's token as its data. A nested set's half is the set itself, as asked: the kernel
-/// reports its kernel fds.
-fn kernel_half(r: &Region, target: &Target, events: u32, token: u64) -> libc::epoll_event {
+/// the item's token as its data. A socket's level-triggered half asks for EPOLLIN whatever
+/// the interest wants unless `narrowed` (see `ItemView::registered`): the end of file it shows
+/// is the shim's to mask, and an interest switched between EPOLLIN and EPOLLOUT keeps one
+/// kernel half. A nested set's half is the set itself, as asked: the kernel reports its
+/// kernel fds.
+fn kernel_half(r: &Region, target: &Target, events: u32, token: u64, narrowed: bool) -> libc::epoll_event {
     let events = match target {
         Target::Shim(p) => {
-            events & !RING_BITS | poll::placeholder_events(r, &Shim::of(p), events & RING_BITS)
+            let s = Shim::of(p);
+            let wide = p.socket
+                && !narrowed
+                && events & KERNEL_ONLY == 0
+                && !shared_state::pipe::handed_back(r, p.pipe);
+            let ring = if wide { events & RING_BITS | libc::EPOLLIN as u32 } else { events & RING_BITS };
+            events & !RING_BITS | poll::placeholder_events(r, &s, ring)
         }
         _ => events,
     };
     libc::epoll_event { events, u64: token }
 }
 
-/// Whether a MOD of a socket's level-triggered interest from `cfg` (the item's events) to
-/// `events` leaves the kernel's half as it is, so that the kernel need not be asked: its
-/// `ep_modify` would answer 0 (the socket's one file is in the set under this fd, and neither
-/// interest is EPOLLEXCLUSIVE), re-arm no ONESHOT, and queue the placeholder only if it is
-/// ready, where a level-triggered item is already (redis-benchmark's clients MOD EPOLLIN to
-/// EPOLLIN once per request). A socket given back to the kernel has the kernel's events.
-fn kernel_half_kept(r: &Region, target: &Target, cfg: u64, events: u32) -> bool {
-    const KERNEL_ONLY: u32 = ET | ONESHOT | libc::EPOLLEXCLUSIVE as u32;
+/// Whether a MOD of a socket's level-triggered interest from `cfg` (the item's events, its
+/// kernel half registered as `reg`) to `events`, whose kernel half is `kevents`, leaves the
+/// kernel's half as it is, so that the kernel need not be asked: its `ep_modify` would answer
+/// 0 (the socket's one file is in the set under this fd, and neither interest is
+/// EPOLLEXCLUSIVE), re-arm no ONESHOT, and queue the placeholder only if it is ready, where a
+/// level-triggered item is already (redis-benchmark's clients MOD EPOLLIN to EPOLLIN once per
+/// request, redis switches EPOLLOUT on and off).
+fn kernel_half_kept(target: &Target, cfg: u64, reg: Option<(u32, bool)>, kevents: u32, events: u32) -> bool {
     let Target::Shim(p) = target else { return false };
-    let old = cfg as u32;
     p.socket
         && cfg & DISABLED == 0
-        && (old | events) & KERNEL_ONLY == 0
-        && !shared_state::pipe::handed_back(r, p.pipe)
-        && kernel_half(r, target, old, 0).events == kernel_half(r, target, events | ALWAYS, 0).events
+        && (cfg as u32 | events) & KERNEL_ONLY == 0
+        && reg.is_some_and(|(k, _)| k == kevents)
 }
 
 /// After a DEL the kernel made for one of several items of (object, fd): those whose interest
@@ -737,7 +766,8 @@ pub fn connected(r: &Region, fd: i32) {
             }
             let (w, bits) = target.queue();
             let Ok(it) = c.reserve(bits, k.tfd, w, target.sides()) else { continue };
-            let kev = kernel_half(r, &target, k.events, it.token());
+            let kev = kernel_half(r, &target, k.events, it.token(), false);
+            let registered = kev.events;
             let kev = &raw const kev as usize;
             // An EPOLLEXCLUSIVE interest cannot be modified: it is made again.
             let swapped = if k.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
@@ -750,6 +780,7 @@ pub fn connected(r: &Region, fd: i32) {
                 c.remove(it);
                 continue;
             }
+            c.set_registered(it, registered, false);
             poll::watched(r, &Shim::of(&p));
             c.publish(it, k.events | ALWAYS, k.data, |_| true);
             // A ONESHOT interest that fired keeps only its private bits (ep_send_events).
@@ -1281,6 +1312,9 @@ fn fetch_kernel(
                 // (A departed interest's kernel half: nothing to report.)
                 if ep::inst_of(r, it) == Some(c.h) {
                     ep::kernel_report(r, o, it, e.events);
+                    if e.events & libc::EPOLLIN as u32 != 0 {
+                        narrow(r, w.epfd, c, it);
+                    }
                 }
             }
             None => {
@@ -1290,6 +1324,23 @@ fn fetch_kernel(
         }
     }
     Ok((k, all))
+}
+
+/// The placeholder of item `it` showed an EPOLLIN (its end of file) that its interest does
+/// not want, because its kernel half asks for EPOLLIN anyway (see `kernel_half`): the half
+/// becomes the interest's own, for good, so that a level-triggered end of file does not keep
+/// the kernel's set ready for nothing.
+fn narrow(r: &Region, epfd: i32, c: &Ctl, it: ItemRef) {
+    let Some(v) = ep::view(r, it) else { return };
+    let Some((kevents, false)) = v.registered() else { return };
+    let events = v.cfg as u32 & !ALWAYS;
+    if events & libc::EPOLLIN as u32 != 0 || kevents & libc::EPOLLIN as u32 == 0 {
+        return;
+    }
+    let Some(target) = Target::of(r, v.fd).filter(|t| t.queue().1 == v.target) else { return };
+    let kev = kernel_half(r, &target, events, it.token(), true);
+    let _ = kernel_ctl(epfd, libc::EPOLL_CTL_MOD, v.fd, &raw const kev as usize);
+    c.set_registered(it, kev.events, true);
 }
 
 /// Copies kernel events to the caller's buffer from index `n` on, as ep_send_events: EFAULT
