@@ -194,7 +194,8 @@ free_port() {
 # redis_rps kernel|shim SERVER_CPU CLIENT_CPU CLIENTS [tcp]: sets rps to "SET GET", the requests/s
 # of redis-benchmark (-c CLIENTS -t set,get -n 50000) against a redis-server on a unix socket
 # only (no TCP, no persistence), or with tcp on 127.0.0.1 only, each pinned to its CPU; under the
-# shim both share a fresh namespace.
+# shim both share a fresh namespace. The backlog (default 511) holds 1000 clients connecting at
+# once: a starved server otherwise fails some connects with EAGAIN, on the kernel as well.
 redis_rps() {
     local mode=$1 server_cpu=$2 client_cpu=$3 clients=$4 transport=${5:-unix}
     n=$((n + 1))
@@ -208,7 +209,8 @@ redis_rps() {
         to=(-h 127.0.0.1 -p "$port")
     fi
     "${run[@]}" taskset -c "$server_cpu" redis-server "${listen[@]}" --save '' \
-        --appendonly no --dir "$work" --logfile "$work/redis-$n.log" --maxclients 10000 &
+        --appendonly no --dir "$work" --logfile "$work/redis-$n.log" --maxclients 10000 \
+        --tcp-backlog 4096 &
     redis_pid=$!
     local tries=0
     until [[ $("${run[@]}" redis-cli "${to[@]}" ping 2>/dev/null) == PONG ]]; do
