@@ -589,7 +589,7 @@ fn status() -> ExitCode {
         match (disabled, pipes) {
             (true, _) => "nothing (IPCSHIM_DISABLE=1)",
             (_, true) => {
-                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream, seqpacket and datagram sockets"
+                "System V shared memory, semaphores and message queues (and their /proc views), pipes, FIFOs, AF_UNIX stream, seqpacket and datagram sockets, loopback TCP and UDP between shimmed processes"
             }
             _ => "System V shared memory, semaphores and message queues",
         }
@@ -597,7 +597,11 @@ fn status() -> ExitCode {
     println!("catch-all:      {catchall}");
     println!(
         "kernel-served:  {}",
-        if pipes { "socket families other than AF_UNIX" } else { "pipes, FIFOs, /proc views, sockets" }
+        if pipes {
+            "socket families other than AF_UNIX, AF_INET and AF_INET6; TCP and UDP with a peer without the shim or on another host"
+        } else {
+            "pipes, FIFOs, /proc views, sockets"
+        }
     );
     let region = match open_existing() {
         Ok(Some(r)) => r,
@@ -677,8 +681,10 @@ fn status() -> ExitCode {
         c.unix_handbacks.load(Relaxed)
     );
     println!(
-        "tcp:            connections={} handed_back={}",
+        "tcp:            connections={} bytes_in={} bytes_out={} handed_back={}",
         c.tcp_connections.load(Relaxed),
+        c.tcp_bytes_in.load(Relaxed),
+        c.tcp_bytes_out.load(Relaxed),
         c.tcp_handbacks.load(Relaxed)
     );
     println!(

@@ -1558,9 +1558,12 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: &libc::timespec, bitset
     }
 }
 
-/// Reads and writes of this process not yet added to `pipe_calls` and `unix_calls`.
+/// Reads and writes of this process not yet added to `pipe_calls` and `unix_calls`, and TCP
+/// bytes not yet added to `tcp_bytes_in` and `tcp_bytes_out`.
 static CALLS: Tally = Tally::new();
 static UNIX_CALLS: Tally = Tally::new();
+static TCP_IN: Tally = Tally::new();
+static TCP_OUT: Tally = Tally::new();
 
 /// Counts one read or write of `pipe` (a pipe's or a socket's counters) and its bytes.
 pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
@@ -1574,6 +1577,11 @@ pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<us
     };
     if let Some(n) = bytes {
         total.fetch_add(n as u64, Ordering::Relaxed);
+        if socket && pipe.sock.load(Ordering::Relaxed) & SOCK_TCP != 0 {
+            let (mine, shared) =
+                if written { (&TCP_IN, &c.tcp_bytes_in) } else { (&TCP_OUT, &c.tcp_bytes_out) };
+            mine.add(shared, n as u64, 1 << 16);
+        }
     }
     if socket { UNIX_CALLS.bump(&c.unix_calls) } else { CALLS.bump(&c.pipe_calls) }
 }
@@ -1582,6 +1590,8 @@ pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<us
 pub fn flush_counts(region: &Region) {
     CALLS.flush(&region.header().counters.pipe_calls);
     UNIX_CALLS.flush(&region.header().counters.unix_calls);
+    TCP_IN.flush(&region.header().counters.tcp_bytes_in);
+    TCP_OUT.flush(&region.header().counters.tcp_bytes_out);
 }
 
 /// `pipe_write`: writes the caller's iovecs; `packet` is O_DIRECT on the caller's file.

@@ -241,6 +241,10 @@ pub struct Counters {
     /// given back to the kernel (two per connection); also counted in the unix counters.
     pub tcp_connections: AtomicU64,
     pub tcp_handbacks: AtomicU64,
+    /// Bytes sent into and received out of loopback TCP queues (added by each process 64 KiB
+    /// at a time, and at its exit).
+    pub tcp_bytes_in: AtomicU64,
+    pub tcp_bytes_out: AtomicU64,
     /// Loopback UDP datagrams (and their bytes) queued by the shim (`crate::udp`), and those
     /// it dropped for a full receive buffer as the kernel does.
     pub udp_datagrams: AtomicU64,
@@ -263,10 +267,17 @@ impl Tally {
 
     #[inline]
     pub fn bump(&self, shared: &AtomicU64) {
+        self.add(shared, 1, 64);
+    }
+
+    /// Adds `n` (bytes, say) to this process's tally, which goes to `shared` once it reaches
+    /// `every` (at most 2^32).
+    #[inline]
+    pub fn add(&self, shared: &AtomicU64, n: u64, every: u64) {
         let pid = crate::proc::self_pid() as u32 as u64;
         let v = self.0.load(Ordering::Relaxed);
-        let n = if v >> 32 == pid { (v & 0xffff_ffff) + 1 } else { 1 };
-        if n >= 64 {
+        let n = if v >> 32 == pid { (v & 0xffff_ffff) + n } else { n };
+        if n >= every {
             shared.fetch_add(n, Ordering::Relaxed);
             self.0.store(pid << 32, Ordering::Relaxed);
         } else {

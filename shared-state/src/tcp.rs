@@ -53,7 +53,8 @@ impl Endpoint {
         Some(Endpoint { addr, port })
     }
 
-    fn is_v4(&self) -> bool {
+    /// An IPv4 address (as `::ffff:a.b.c.d`).
+    pub fn is_v4(&self) -> bool {
         self.addr[..12] == V4_MAPPED
     }
 
@@ -152,14 +153,15 @@ fn listen_slots(ep: &Endpoint) -> impl Iterator<Item = u32> {
 }
 
 /// `listen` in a shim process on `ep` (a loopback or any address): connections to it are
-/// offered to the shim. False when the table has no room (they stay the kernel's).
-pub fn register(region: &Region, ep: &Endpoint, v6only: bool, pid: u32, ino: u32) -> bool {
-    let Ok(_g) = ns_lock(region) else { return false };
+/// offered to the shim. The entry's slot, or None when the table has no room (they stay the
+/// kernel's).
+pub fn register(region: &Region, ep: &Endpoint, v6only: bool, pid: u32, ino: u32) -> Option<u32> {
+    let _g = ns_lock(region).ok()?;
     let w = ep.words();
     let tag = listen_tag(ep, v6only);
     let mut free = None;
     for i in listen_slots(ep) {
-        let Some(e) = table_entry::<ListenEntry>(region, TCP_LISTEN_OFF, i, true) else { return false };
+        let e = table_entry::<ListenEntry>(region, TCP_LISTEN_OFF, i, true)?;
         let t = e.tag.load(Ordering::Acquire);
         // The same name again (a listener before it is gone from here): replaced.
         if t != 0
@@ -167,14 +169,14 @@ pub fn register(region: &Region, ep: &Endpoint, v6only: bool, pid: u32, ino: u32
             && e.addr[0].load(Ordering::Relaxed) == w[0]
             && e.addr[1].load(Ordering::Relaxed) == w[1]
         {
-            free = Some(e);
+            free = Some((i, e));
             break;
         }
         if t == 0 && free.is_none() {
-            free = Some(e);
+            free = Some((i, e));
         }
     }
-    let Some(e) = free else { return false };
+    let (slot, e) = free?;
     // Emptied first and tagged last: a holder killed in between leaves an empty entry.
     e.tag.store(0, Ordering::Release);
     e.addr[0].store(w[0], Ordering::Relaxed);
@@ -183,7 +185,27 @@ pub fn register(region: &Region, ep: &Endpoint, v6only: bool, pid: u32, ino: u32
     e.connecting.store(0, Ordering::Relaxed);
     e.refusing.store(0, Ordering::Relaxed);
     e.tag.store(tag, Ordering::Release);
-    true
+    Some(slot)
+}
+
+/// The entry at `slot` if it is still the listener with socket inode `ino` (one its holder
+/// registered: no look-up, and no question whether the registering process lives), with its
+/// name.
+pub fn listener_at(region: &Region, slot: u32, ino: u32) -> Option<(Listener, Endpoint)> {
+    let e = table_entry::<ListenEntry>(region, TCP_LISTEN_OFF, slot, false)?;
+    let tag = e.tag.load(Ordering::Acquire);
+    let owner = e.owner.load(Ordering::Relaxed);
+    let w = [e.addr[0].load(Ordering::Relaxed), e.addr[1].load(Ordering::Relaxed)];
+    // Read again: an entry emptied and filled meanwhile has another tag or owner.
+    let same = tag != 0 && e.tag.load(Ordering::Acquire) == tag && e.owner.load(Ordering::Relaxed) == owner;
+    if !same || owner as u32 != ino {
+        return None;
+    }
+    let mut addr = [0u8; 16];
+    addr[..8].copy_from_slice(&w[0].to_ne_bytes());
+    addr[8..].copy_from_slice(&w[1].to_ne_bytes());
+    let l = Listener { slot, pid: (owner >> 32) as u32, ino };
+    Some((l, Endpoint { addr, port: (tag >> 16) as u16 }))
 }
 
 /// Listeners that no longer adopt connections (`gone` says which, by pid and inode): their

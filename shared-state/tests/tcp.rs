@@ -51,25 +51,29 @@ fn listeners_are_found_by_address_or_any_address() {
     let r = dir.region("ns");
     let alive = |_| true;
     assert!(tcp::lookup(&r, &v4([127, 0, 0, 1], 5000), alive).is_none());
-    assert!(tcp::register(&r, &v4([127, 0, 0, 1], 5000), false, 10, 100));
+    let slot = tcp::register(&r, &v4([127, 0, 0, 1], 5000), false, 10, 100).unwrap();
     let l = tcp::lookup(&r, &v4([127, 0, 0, 1], 5000), alive).unwrap();
     assert_eq!((l.pid, l.ino), (10, 100));
+    // Its holder finds it by slot and inode, with its name; another inode there is not it.
+    assert_eq!(tcp::listener_at(&r, slot, 100), Some((l, v4([127, 0, 0, 1], 5000))));
+    assert_eq!(tcp::listener_at(&r, slot, 99), None);
     assert!(tcp::lookup(&r, &v4([127, 0, 0, 2], 5000), alive).is_none(), "another address");
     assert!(tcp::lookup(&r, &v4([127, 0, 0, 1], 5001), alive).is_none(), "another port");
     // A dual-stack listener on :: takes IPv4 too; an IPv6-only one does not.
-    assert!(tcp::register(&r, &v6(0, 6000), false, 11, 101));
+    assert!(tcp::register(&r, &v6(0, 6000), false, 11, 101).is_some());
     assert_eq!(tcp::lookup(&r, &v4([127, 0, 0, 1], 6000), alive).map(|l| l.ino), Some(101));
     assert_eq!(tcp::lookup(&r, &v6(1, 6000), alive).map(|l| l.ino), Some(101));
-    assert!(tcp::register(&r, &v6(0, 7000), true, 12, 102));
+    assert!(tcp::register(&r, &v6(0, 7000), true, 12, 102).is_some());
     assert!(tcp::lookup(&r, &v4([127, 0, 0, 1], 7000), alive).is_none());
     assert_eq!(tcp::lookup(&r, &v6(1, 7000), alive).map(|l| l.ino), Some(102));
     // 0.0.0.0 takes IPv4 only.
-    assert!(tcp::register(&r, &v4([0, 0, 0, 0], 8000), false, 13, 103));
+    assert!(tcp::register(&r, &v4([0, 0, 0, 0], 8000), false, 13, 103).is_some());
     assert_eq!(tcp::lookup(&r, &v4([127, 0, 0, 9], 8000), alive).map(|l| l.ino), Some(103));
     assert!(tcp::lookup(&r, &v6(1, 8000), alive).is_none());
     // A dead listener's entry goes at the first look; an unregistered one at once.
     assert!(tcp::lookup(&r, &v4([127, 0, 0, 1], 5000), |pid| pid != 10).is_none());
     assert!(tcp::lookup(&r, &v4([127, 0, 0, 1], 5000), alive).is_none());
+    assert_eq!(tcp::listener_at(&r, slot, 100), None, "gone from the table");
     tcp::unregister(&r, |pid, ino| pid == 11 && ino == 101);
     assert!(tcp::lookup(&r, &v6(1, 6000), alive).is_none());
 }
@@ -79,7 +83,7 @@ fn a_connection_is_claimed_or_refused_once() {
     let dir = TempDir::new("tcp-claim");
     let r = dir.region("ns");
     let server = v4([127, 0, 0, 1], 5000);
-    assert!(tcp::register(&r, &server, false, 10, 100));
+    assert!(tcp::register(&r, &server, false, 10, 100).is_some());
     let l = tcp::lookup(&r, &server, |_| true).unwrap();
     let t = Tuple { client: v4([127, 0, 0, 1], 40000), server };
 

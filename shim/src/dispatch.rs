@@ -182,9 +182,10 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             // listener: the kernel need not be asked its domain.
             let unix = crate::fd::fresh(fd).is_some()
                 || crate::fd::listener(fd).is_some_and(|l| !crate::tcp::is_listener(&l));
+            let tcp = crate::fd::fresh_tcp(fd);
             let res = crate::unix::listen(r, fd, a[1]);
             if res == Some(0) && !unix {
-                crate::tcp::listened(r, fd);
+                crate::tcp::listened(r, fd, tcp);
             }
             res
         }
@@ -204,14 +205,21 @@ fn serve(r: &'static shared_state::Region, g: &sud::Guard, nr: i64, a: &[u64; 6]
             res
         }
         libc::SYS_accept | libc::SYS_accept4 => crate::unix::accept(r, g, nr, a),
-        libc::SYS_sendto => crate::unix::sendto(r, g, a),
+        libc::SYS_sendto => {
+            crate::tcp::sending(fd, a[3] as i32);
+            crate::unix::sendto(r, g, a)
+        }
         libc::SYS_recvfrom => crate::unix::recvfrom(r, g, a),
         libc::SYS_sendmsg => {
+            crate::tcp::sending(fd, a[2] as i32);
             crate::epoll::passing(r, a[1] as usize);
             crate::unix::sendmsg(r, g, fd, a[1] as usize, a[2] as i32)
         }
         libc::SYS_recvmsg => crate::unix::recvmsg(r, g, fd, a[1] as usize, a[2] as i32),
-        libc::SYS_sendmmsg => crate::unix::sendmmsg(r, g, a),
+        libc::SYS_sendmmsg => {
+            crate::tcp::sending(fd, a[3] as i32);
+            crate::unix::sendmmsg(r, g, a)
+        }
         libc::SYS_recvmmsg => crate::unix::recvmmsg(r, g, a),
         libc::SYS_shutdown => crate::unix::shutdown(r, fd, a[1]),
         libc::SYS_setsockopt => crate::unix::setsockopt(r, a),

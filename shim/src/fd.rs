@@ -48,6 +48,11 @@ pub(crate) const PLAIN: u64 = 3;
 /// ask the kernel about it is known (see [`fresh`]).
 pub(crate) const FRESH: u64 = 4;
 pub(crate) const FRESH_RECORDS: u64 = 5;
+/// A kernel fd: a TCP socket this image made with `socket` and has not connected, listened or
+/// sent on through the shim (see [`fresh_tcp`]); FRESH_TCP_ASK: one on which an option that
+/// changes receives (`SO_RCVLOWAT`…) was set here.
+pub(crate) const FRESH_TCP: u64 = 6;
+pub(crate) const FRESH_TCP_ASK: u64 = 7;
 /// An AF_UNIX stream or seqpacket socket: the handle is its own send queue (`crate::unix`).
 const SOCKET: u64 = 1 << 55;
 /// PipeHandle::to_bits uses 48 bits.
@@ -261,7 +266,7 @@ pub fn highest() -> usize {
 pub fn lookup(r: &Region, fd: i32) -> Option<PipeFd> {
     let s = slot(fd);
     match s.map(|s| s.load(Ordering::Acquire)) {
-        Some(KERNEL | PLAIN | LISTENER | FRESH | FRESH_RECORDS) => None,
+        Some(KERNEL | PLAIN | LISTENER | FRESH | FRESH_RECORDS | FRESH_TCP | FRESH_TCP_ASK) => None,
         Some(e) if e & (SYSCTL | EPOLL) != 0 => None,
         Some(e) if e & SHIM != 0 && shared_state::pipe::is_live(r, PipeFd::decode(fd, e).pipe) => {
             let p = PipeFd::decode(fd, e);
@@ -505,10 +510,42 @@ pub fn fresh(fd: i32) -> Option<Fresh> {
     matches!(e, FRESH | FRESH_RECORDS).then(|| Fresh { records: e == FRESH_RECORDS, sole: sole_mark(fd) })
 }
 
+/// A TCP socket this image made and has not connected, listened or sent on through the shim
+/// (none of which a call of another holder can do while this fd is its only holder): its
+/// connect need not ask the kernel its protocol nor its state, nor, unless `ask_lowat`, its
+/// SO_RCVLOWAT (the default 1, or `setsockopt` here would have seen it).
+#[derive(Clone, Copy, Debug)]
+pub struct FreshTcp {
+    pub ask_lowat: bool,
+    pub sole: Sole,
+}
+
+/// Records that `fd` is a TCP socket `socket` just made, held by `fd` alone since `sole`.
+pub fn mark_fresh_tcp(fd: i32, sole: Sole) {
+    if let Some(s) = slot(fd) {
+        store(fd, s, FRESH_TCP);
+        SOLE[fd as usize].store(sole.0, Ordering::Relaxed);
+    }
+}
+
+/// What the table knows of `fd` if it is such a socket (see [`FreshTcp`]).
+pub fn fresh_tcp(fd: i32) -> Option<FreshTcp> {
+    let e = slot(fd)?.load(Ordering::Acquire);
+    matches!(e, FRESH_TCP | FRESH_TCP_ASK)
+        .then(|| FreshTcp { ask_lowat: e == FRESH_TCP_ASK, sole: sole_mark(fd) })
+}
+
+/// An option that changes receives was set on fresh TCP socket `fd`: its connect asks.
+pub fn fresh_tcp_option(fd: i32) {
+    if let Some(s) = slot(fd) {
+        let _ = s.compare_exchange(FRESH_TCP, FRESH_TCP_ASK, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 /// A FRESH or LISTENER `fd` is a plain kernel fd from now on (connected by the kernel, say).
 pub fn unfresh(fd: i32) {
     if let Some(s) = slot(fd)
-        && matches!(s.load(Ordering::Acquire), FRESH | FRESH_RECORDS)
+        && matches!(s.load(Ordering::Acquire), FRESH | FRESH_RECORDS | FRESH_TCP | FRESH_TCP_ASK)
     {
         store(fd, s, KERNEL);
     }
@@ -586,24 +623,9 @@ impl Sole {
     }
 }
 
-/// Whether `fd`'s socket is held by `fd` alone, as far as the table knows.
-pub fn sole(fd: i32) -> Sole {
-    sole_mark(fd)
-}
-
 /// Marks the socket just put in `fd`'s entry as held by `fd` alone since `sole`.
 pub fn set_sole(fd: i32, sole: Sole) {
     if slot(fd).is_some() {
-        SOLE[fd as usize].store(sole.0, Ordering::Relaxed);
-    }
-}
-
-/// Records that `fd` is a kernel socket just made, held by `fd` alone since `sole`: known to
-/// the table, so that the calls made on it before its connect (options, `fcntl`) find it
-/// without a look-up, whose fresh entry would drop the mark.
-pub fn mark_kernel_sole(fd: i32, sole: Sole) {
-    if let Some(s) = slot(fd) {
-        store(fd, s, KERNEL);
         SOLE[fd as usize].store(sole.0, Ordering::Relaxed);
     }
 }
@@ -677,7 +699,7 @@ pub enum EpollFd {
 pub fn epoll_of(fd: i32) -> EpollFd {
     let Some(e) = slot(fd).map(|s| s.load(Ordering::Acquire)) else { return EpollFd::Unknown };
     match e {
-        PLAIN | FRESH | FRESH_RECORDS => EpollFd::NotEpoll,
+        PLAIN | FRESH | FRESH_RECORDS | FRESH_TCP | FRESH_TCP_ASK => EpollFd::NotEpoll,
         e if e & EPOLL != 0 && e & EPOLL_OBJ != 0 => EpollFd::Obj(e & HANDLE_MASK),
         e if e & EPOLL != 0 => EpollFd::NoObj(e as u32, (e >> 32) as u32 & 0xffff),
         e if e & (SHIM | SYSCTL) != 0 => EpollFd::NotEpoll,

@@ -22,7 +22,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, RecvMode};
 use shared_state::sys::{self, Errno};
-use shared_state::tcp::{self as table, Claim, Endpoint, Listener, Tuple};
+pub use shared_state::tcp::Endpoint;
+use shared_state::tcp::{self as table, Claim, Listener, Tuple};
 
 const IPPROTO_TCP: i32 = libc::IPPROTO_TCP;
 
@@ -80,6 +81,40 @@ fn unconnected(fd: i32) -> bool {
     res.is_ok() && len == 1 && state == TCP_CLOSE
 }
 
+/// Whether `ep`'s address is this host's own: a loopback address, or one the kernel routes
+/// as local (RTN_LOCAL, asked each time: addresses come and go), so that a connection to it
+/// never leaves the host. Not the any address.
+pub fn local(ep: &Endpoint) -> bool {
+    const RTM_NEWROUTE: u16 = 24;
+    const RTM_GETROUTE: u16 = 26;
+    const RTA_DST: u16 = 1;
+    const RTN_LOCAL: u8 = 2;
+    if ep.is_loopback() {
+        return true;
+    }
+    if ep.is_wildcard() {
+        return false;
+    }
+    let (family, addr) =
+        if ep.is_v4() { (libc::AF_INET, &ep.addr[12..]) } else { (libc::AF_INET6, &ep.addr[..]) };
+    // nlmsghdr (16), rtmsg (12: family, dst_len… type, flags), then RTA_DST's rtattr.
+    let len = 16 + 12 + 4 + addr.len();
+    let mut req = [0u8; 48];
+    req[..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETROUTE.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    req[16] = family as u8;
+    req[17] = (addr.len() * 8) as u8;
+    req[28..30].copy_from_slice(&((4 + addr.len()) as u16).to_ne_bytes());
+    req[30..32].copy_from_slice(&RTA_DST.to_ne_bytes());
+    req[32..32 + addr.len()].copy_from_slice(addr);
+    let mut buf = [0u8; 512];
+    let got = unix::diag::exchange_with(0, &req[..len], buf.as_mut_ptr() as usize, buf.len());
+    // The answer: nlmsghdr, then the route's rtmsg, whose type is its eighth byte.
+    got.is_ok_and(|n| n >= 28 && u16::from_ne_bytes([buf[4], buf[5]]) == RTM_NEWROUTE && buf[23] == RTN_LOCAL)
+}
+
 /// Whether process `pid` still runs (another user's answers EPERM, and runs).
 fn alive(pid: u32) -> bool {
     sys::kill(pid as i32, 0) != Err(libc::ESRCH)
@@ -90,50 +125,59 @@ static LISTENERS: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CA
 /// Whether LISTENERS may hold any (an exec looks only then).
 static ANY_LISTENER: AtomicU32 = AtomicU32::new(0);
 
-/// The name slot a TCP listener has in the fd table's listener entry (`fd::Listening`), which
-/// AF_UNIX listeners use for their names table: the entry only makes its close reach
-/// [`closing`] (a kernel fd's close never reaches the dispatcher).
-pub const LISTENER_SLOT: u32 = u32::MAX;
+/// The fd table's listener entry (`fd::Listening`) of a TCP listener has this bit in the name
+/// slot, which AF_UNIX listeners use for their names table, and its slot in the listener table
+/// in the others: the entry makes its close reach [`closing`] (a kernel fd's close never
+/// reaches the dispatcher), and its accepts find the listener without a look-up.
+const LISTENER_BIT: u32 = 1 << 31;
 
 /// Whether `l` is a TCP listener's entry.
 pub fn is_listener(l: &fd::Listening) -> bool {
-    l.name_slot == LISTENER_SLOT
+    l.name_slot & LISTENER_BIT != 0
 }
 
-/// `socket(AF_INET/AF_INET6, SOCK_STREAM)`: the kernel's; the fd is its socket's only holder
-/// (`fd::Sole`), which its close after a connect may need to know.
+/// `socket(AF_INET/AF_INET6, SOCK_STREAM, TCP)`: the kernel's; the fd is noted as a fresh TCP
+/// socket held by it alone (`fd::FreshTcp`): its connect need not ask the kernel what it is,
+/// and its close after a connect may need to know it is the socket's last.
 pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
     if !matches!(domain as i32, libc::AF_INET | libc::AF_INET6) || ty as i32 & 0xf != libc::SOCK_STREAM {
         return None;
     }
     let sole = fd::Sole::before_create();
     let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
+    // Protocol 0 is TCP's for a stream; MPTCP, SCTP and others are asked about at connect.
     if let Ok(fd) = res
-        && let Some(made) = MADE.get(fd)
-        && let Ok(st) = sys::fstat(fd as i32)
+        && matches!(proto as i32, 0 | IPPROTO_TCP)
     {
-        made.store(st.st_ino as u32, Ordering::Relaxed);
-        fd::mark_kernel_sole(fd as i32, sole);
+        fd::mark_fresh_tcp(fd as i32, sole);
     }
     Some(pipes::ret(res))
 }
 
-/// Per fd: the inode of the TCP socket [`socket`] made there, whose only-holder mark the fd
-/// table keeps (a mark a close the shim did not see left behind names another socket).
-static MADE: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
-
-/// Whether [`socket`] made socket `fd` (inode `ino`) there: only then is the fd table's
-/// only-holder mark its.
-fn made_here(fd: i32, ino: u64) -> bool {
-    usize::try_from(fd)
-        .ok()
-        .and_then(|i| MADE.get(i))
-        .is_some_and(|m| m.load(Ordering::Relaxed) == ino as u32)
+/// Before `setsockopt(level, opt)` of `fd`: an option that changes receives, set on a fresh
+/// TCP socket or on a listener (whose accepted sockets inherit it), must be asked about at
+/// the connect or accept.
+pub fn option_setting(fd: i32, level: i32, opt: i32) {
+    if changes_data_path(level, opt) {
+        fd::fresh_tcp_option(fd);
+        if fd::listener(fd).is_some_and(|l| is_listener(&l)) {
+            fd::share(fd);
+        }
+    }
 }
 
-/// After a successful `listen` of `fd`: a TCP listener on a loopback or any address, not in a
-/// SO_REUSEPORT group (whose other members may be programs without the shim), is entered.
-pub fn listened(r: &Region, fd: i32) {
+/// Before a send on `fd` with `flags`: MSG_FASTOPEN connects a fresh socket (its connect
+/// then waits for that connection, which the shim did not publish).
+pub fn sending(fd: i32, flags: i32) {
+    if flags & libc::MSG_FASTOPEN != 0 && fd::fresh_tcp(fd).is_some() {
+        fd::unfresh(fd);
+    }
+}
+
+/// After a successful `listen` of `fd` (`fresh` as the table knew it before): a TCP listener
+/// on a loopback or any address, not in a SO_REUSEPORT group (whose other members may be
+/// programs without the shim), is entered.
+pub fn listened(r: &Region, fd: i32, fresh: Option<fd::FreshTcp>) {
     let domain = unix::getsockopt_int(fd, libc::SO_DOMAIN);
     if !matches!(domain, Ok(libc::AF_INET | libc::AF_INET6))
         || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) != Ok(IPPROTO_TCP)
@@ -141,7 +185,7 @@ pub fn listened(r: &Region, fd: i32) {
     {
         return;
     }
-    let Some(ep) = name_of(fd, false).filter(|ep| ep.is_loopback() || ep.is_wildcard()) else { return };
+    let Some(ep) = name_of(fd, false).filter(|ep| ep.is_wildcard() || local(ep)) else { return };
     let v6only =
         domain == Ok(libc::AF_INET6) && sockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1);
     // A listener whose close we could not follow stays the kernel's (so does a vfork child's,
@@ -153,12 +197,15 @@ pub fn listened(r: &Region, fd: i32) {
     };
     let Ok(st) = sys::fstat(fd) else { return };
     let ino = st.st_ino as u32;
-    if table::register(r, &ep, v6only, sys::getpid() as u32, ino) {
+    if let Some(entry) = table::register(r, &ep, v6only, fd::own_pid(), ino) {
         slot.store(ino, Ordering::Relaxed);
         if ANY_LISTENER.load(Ordering::Relaxed) == 0 {
             ANY_LISTENER.store(1, Ordering::Relaxed);
         }
-        fd::mark_listener(fd, fd::Listening { ino, name_slot: LISTENER_SLOT, sole: fd::Sole::NO });
+        // Held by this fd alone, its SO_RCVLOWAT is the default until `option_setting` sees
+        // it set: its accepted sockets need not be asked.
+        let sole = fresh.filter(|f| !f.ask_lowat).map_or(fd::Sole::NO, |f| f.sole);
+        fd::mark_listener(fd, fd::Listening { ino, name_slot: LISTENER_BIT | entry, sole });
     }
 }
 
@@ -198,8 +245,13 @@ pub fn forget_own_listeners(r: &Region) {
 /// connect; once connected, the client's queue is made and published for the server. None:
 /// not such a connect (the caller goes on).
 pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> Option<i64> {
-    // Read before the fd table's look-up, which notes a kernel fd afresh.
-    let sole = fd::sole(fd);
+    // A fresh socket held by this fd alone is known; whatever this connect does, the socket is
+    // not fresh any more (unless the kernel refuses it below).
+    let fresh = fd::fresh_tcp(fd);
+    if fresh.is_some() {
+        fd::unfresh(fd);
+    }
+    let fresh = fresh.filter(|f| f.sole.holds());
     if !(2..=128).contains(&alen) {
         return None;
     }
@@ -222,11 +274,17 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     if family == libc::AF_INET6 && n < 24 {
         return None;
     }
-    let dst = Endpoint::from_sockaddr(&sa[..n]).filter(Endpoint::is_loopback)?;
-    if !servable(fd) || !unconnected(fd) {
+    let dst = Endpoint::from_sockaddr(&sa[..n]).filter(|d| !d.is_wildcard())?;
+    // Another of this host's addresses is asked about only when a shim process listens there.
+    let l = table::lookup(r, &dst, alive_or_own).filter(|_| local(&dst))?;
+    let ok = match fresh {
+        Some(f) if !f.ask_lowat => true,
+        Some(_) => sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT) == Ok(1),
+        None => servable(fd) && unconnected(fd),
+    };
+    if !ok {
         return None;
     }
-    let l = table::lookup(r, &dst, alive)?;
     table::connecting(r, &l, true);
     let res =
         g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
@@ -236,10 +294,25 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
         Err(_) => false,
     };
     if connected {
-        publish(r, &l, fd, &dst, sole);
+        publish(r, &l, fd, &dst, fresh.map_or(fd::Sole::NO, |f| f.sole));
     }
     table::connecting(r, &l, false);
+    // Refused, reset, timed out: closed again, as fresh as before (not one interrupted or
+    // still under way).
+    if let (Some(f), Err(e)) = (fresh, res)
+        && !matches!(e, libc::EINPROGRESS | libc::EALREADY | libc::EINTR)
+    {
+        fd::mark_fresh_tcp(fd, f.sole);
+        if f.ask_lowat {
+            fd::fresh_tcp_option(fd);
+        }
+    }
     Some(pipes::ret(res))
+}
+
+/// [`alive`], without asking about this process.
+fn alive_or_own(pid: u32) -> bool {
+    pid == fd::own_pid() || alive(pid)
 }
 
 /// How long a non-blocking connect waits for the loopback handshake to complete.
@@ -276,7 +349,6 @@ fn pause(k: u32) {
 /// The client's queue for connected socket `fd`, published for the server of `l`.
 fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
     let (Some(local), Ok(st)) = (name_of(fd, false), sys::fstat(fd)) else { return };
-    let sole = if made_here(fd, st.st_ino) { sole } else { fd::Sole::NO };
     let Ok(h) = unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP) else { return };
     if !table::publish(r, l, &Tuple { client: local, server: *dst }, h) {
         pipe::sock_refuse(r, h);
@@ -291,16 +363,42 @@ fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
 /// machine may preempt for a few time slices).
 const PUBLISH_WAIT_NS: i64 = 50_000_000;
 
+/// What an accept from a TCP listener this process knows (`fd::Listening`) learnt: the
+/// listener, and the peer's name if the accept gave it.
+pub struct Via {
+    pub listener: fd::Listening,
+    pub peer: Option<Endpoint>,
+}
+
+/// The listener entry, the connection's names, and whether SO_RCVLOWAT is known to be the
+/// default, for socket `fd` accepted from a listener this process entered or inherited: its
+/// entry is read where it was put, and only a wildcard listener's own name is asked.
+fn known_names(r: &Region, fd: i32, via: &Via) -> Option<(Listener, Tuple, bool)> {
+    let l = &via.listener;
+    let (entry, name) = table::listener_at(r, l.name_slot & !LISTENER_BIT, l.ino)?;
+    let local = if name.is_wildcard() { name_of(fd, false)? } else { name };
+    let peer = via.peer.or_else(|| name_of(fd, true))?;
+    Some((entry, Tuple { client: peer, server: local }, l.sole.holds()))
+}
+
 /// After `accept` gave `fd` (its socket's only holder since `sole`) of an AF_INET or AF_INET6
-/// listener: a loopback TCP connection whose client published its queue is adopted.
-pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
-    if sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) != Ok(IPPROTO_TCP) {
-        return;
-    }
-    let Some(local) = name_of(fd, false).filter(Endpoint::is_loopback) else { return };
-    let Some(l) = table::lookup(r, &local, alive) else { return };
-    let Some(peer) = name_of(fd, true) else { return };
-    let t = Tuple { client: peer, server: local };
+/// listener (`via` one this process knows): a loopback TCP connection whose client published
+/// its queue is adopted.
+pub fn accepted(r: &Region, fd: i32, sole: fd::Sole, via: Option<Via>) {
+    let known = via.and_then(|v| known_names(r, fd, &v));
+    let (l, t, lowat_default) = match known {
+        Some(k) => k,
+        None => {
+            if sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) != Ok(IPPROTO_TCP) {
+                return;
+            }
+            let Some(local) = name_of(fd, false) else { return };
+            let Some(l) = table::lookup(r, &local, alive_or_own) else { return };
+            let Some(peer) = name_of(fd, true) else { return };
+            (l, Tuple { client: peer, server: local }, false)
+        }
+    };
+
     let start = sys::monotonic_ns();
     let mut k = 0;
     let client = loop {
@@ -308,6 +406,9 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
         match table::claim(r, &l, &t, late) {
             Claim::Queue(h) => break h,
             Claim::Kernel => return,
+            // A client on another host publishes nothing: not waited for (asked only while
+            // a shim client of the listener is under way).
+            Claim::Wait if k == 0 && !local(&t.client) => return,
             Claim::Wait => pause(k),
         }
         k += 1;
@@ -333,7 +434,8 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole) {
     // receive that waits for more than a byte (SO_RCVLOWAT) is the kernel's, after what the
     // client queued.
     core::sync::atomic::fence(Ordering::SeqCst);
-    if pipe::handed_back(r, client) || !servable(fd) {
+    let servable = lowat_default || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT) == Ok(1);
+    if pipe::handed_back(r, client) || !servable {
         let _ = pipe::sock_hand_back(r, client);
         let _ = pipe::sock_hand_back(r, h);
     }

@@ -582,12 +582,22 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
             } else {
                 l.ptr(a[1])
             };
-            l.s(", ").unum(a[2]).s(", ").flags(a[3], SEND_RECV_FLAGS, "0").s(", ").ptr(a[4]).s(", ");
+            l.s(", ").unum(a[2]).s(", ").flags(a[3], SEND_RECV_FLAGS, "0").s(", ");
+            // The destination, or the source a receive filled in, with its length.
+            let mut got = [0u32; 1];
             if nr == libc::SYS_sendto {
-                l.unum(a[5])
+                if a[4] == 0 {
+                    l.s("NULL");
+                } else {
+                    sockaddr(l, a[4], a[5] as usize);
+                }
+                l.s(", ").unum(a[5]);
+            } else if a[4] != 0 && a[5] != 0 && res >= 0 && peek(&mut got, a[5]) {
+                sockaddr(l, a[4], got[0] as usize);
+                l.s(", [").unum(got[0] as u64).s("]");
             } else {
-                l.ptr(a[5])
-            };
+                l.ptr(a[4]).s(", ").ptr(a[5]);
+            }
         }
         libc::SYS_sendmsg | libc::SYS_recvmsg => {
             l.fd(a[0]).s(", ");
@@ -835,8 +845,9 @@ fn msgbuf(l: &mut Line<'_>, addr: u64, len: usize) {
     l.s("{mtype=").num(mtype).s(", mtext=").data(addr + 8, len).s("}");
 }
 
-/// A `sockaddr_un` as strace shows it: `{sa_family=AF_UNIX, sun_path="x"}` (an abstract
-/// name with its leading NUL as `@`).
+/// A socket address as strace shows it: `{sa_family=AF_UNIX, sun_path="x"}` (an abstract
+/// name with its leading NUL as `@`), `{sa_family=AF_INET, sin_port=htons(80),
+/// sin_addr=inet_addr("127.0.0.1")}`, or AF_INET6's `sin6_*` fields.
 fn sockaddr(l: &mut Line<'_>, addr: u64, len: usize) {
     let mut sa = [0u8; 110];
     let len = len.min(sa.len());
@@ -844,7 +855,27 @@ fn sockaddr(l: &mut Line<'_>, addr: u64, len: usize) {
         l.ptr(addr);
         return;
     }
-    if u16::from_ne_bytes([sa[0], sa[1]]) != libc::AF_UNIX as u16 {
+    let family = u16::from_ne_bytes([sa[0], sa[1]]) as i32;
+    let port = u16::from_be_bytes([sa[2], sa[3]]);
+    if family == libc::AF_INET && len >= 8 {
+        l.s("{sa_family=AF_INET, sin_port=htons(").unum(port as u64).s("), sin_addr=inet_addr(\"");
+        ipv4(l, &sa[4..8]);
+        l.s("\")}");
+        return;
+    }
+    if family == libc::AF_INET6 && len >= 24 {
+        let flow = u32::from_be_bytes([sa[4], sa[5], sa[6], sa[7]]);
+        l.s("{sa_family=AF_INET6, sin6_port=htons(").unum(port as u64).s("), sin6_flowinfo=htonl(");
+        l.unum(flow as u64).s("), inet_pton(AF_INET6, \"");
+        ipv6(l, &sa[8..24]);
+        l.s("\", &sin6_addr)");
+        if len >= 28 {
+            l.s(", sin6_scope_id=").unum(u32::from_ne_bytes([sa[24], sa[25], sa[26], sa[27]]) as u64);
+        }
+        l.s("}");
+        return;
+    }
+    if family != libc::AF_UNIX {
         l.s("{sa_family=").unum(u16::from_ne_bytes([sa[0], sa[1]]) as u64).s("}");
         return;
     }
@@ -858,6 +889,59 @@ fn sockaddr(l: &mut Line<'_>, addr: u64, len: usize) {
         l.s(", sun_path=").s(at).data(addr + 2 + skip as u64, end);
     }
     l.s("}");
+}
+
+fn ipv4(l: &mut Line<'_>, a: &[u8]) {
+    for (i, b) in a.iter().enumerate() {
+        if i > 0 {
+            l.s(".");
+        }
+        l.unum(*b as u64);
+    }
+}
+
+/// An IPv6 address as inet_ntop writes it: the longest run of two or more zero groups as
+/// `::`, an IPv4-mapped one as `::ffff:a.b.c.d`.
+fn ipv6(l: &mut Line<'_>, a: &[u8]) {
+    if a[..10] == [0; 10] && a[10..12] == [0xff, 0xff] {
+        l.s("::ffff:");
+        ipv4(l, &a[12..16]);
+        return;
+    }
+    let group = |i: usize| u16::from_be_bytes([a[2 * i], a[2 * i + 1]]);
+    let (mut best, mut best_len, mut run) = (8, 0, 0);
+    for i in 0..8 {
+        run = if group(i) == 0 { run + 1 } else { 0 };
+        if run > best_len {
+            (best, best_len) = (i + 1 - run, run);
+        }
+    }
+    if best_len < 2 {
+        best = 8;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if i == best {
+            l.s("::");
+            i += best_len;
+            continue;
+        }
+        if i > 0 && i != best + best_len {
+            l.s(":");
+        }
+        let g = group(i);
+        let mut d = [0u8; 4];
+        let mut n = 0;
+        for shift in [12, 8, 4, 0] {
+            let nib = (g >> shift) & 15;
+            if n > 0 || nib != 0 || shift == 0 {
+                d[n] = b"0123456789abcdef"[nib as usize];
+                n += 1;
+            }
+        }
+        l.bytes(&d[..n]);
+        i += 1;
+    }
 }
 
 fn timespec(l: &mut Line<'_>, addr: u64) {

@@ -227,7 +227,7 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     // SO_PASSCRED that setsockopt here did not see: only its inode is left to learn.
     let known = match (fd::fresh(fd), fd::listener(fd)) {
         (Some(f), _) if f.sole.holds() => Some((None, f.sole)),
-        (_, Some(l)) if l.sole.holds() => Some((Some(l.ino as u64), l.sole)),
+        (_, Some(l)) if l.sole.holds() && !crate::tcp::is_listener(&l) => Some((Some(l.ino as u64), l.sole)),
         _ => None,
     };
     let res = sys::syscall6(libc::SYS_listen, fd as usize, backlog as usize, 0, 0, 0, 0);
@@ -478,17 +478,35 @@ pub fn accept(r: &Region, g: &sud::Guard, nr: i64, a: &[u64; 6]) -> Option<i64> 
     let lfd = a[0] as i32;
     let flags = if nr == libc::SYS_accept4 { a[3] as usize } else { 0 };
     let sole = fd::Sole::before_create();
-    let res = g.allow_signals(|| {
-        sys::syscall6(libc::SYS_accept4, lfd as usize, a[1] as usize, a[2] as usize, flags, 0, 0)
-    });
+    let known = fd::listener(lfd);
+    let tcp = known.filter(crate::tcp::is_listener);
+    // From a TCP listener of ours, the peer's name comes with the accept when the caller asks
+    // for none (the kernel then fills ours).
+    let mut peer = [0u8; 28];
+    let mut peer_len = peer.len() as u32;
+    let (addr, addr_len) = if tcp.is_some() && a[1] == 0 {
+        (peer.as_mut_ptr() as usize, &mut peer_len as *mut u32 as usize)
+    } else {
+        (a[1] as usize, a[2] as usize)
+    };
+    let res = g.allow_signals(|| sys::syscall6(libc::SYS_accept4, lfd as usize, addr, addr_len, flags, 0, 0));
     let Ok(nfd) = res else { return Some(pipes::ret(res)) };
     let nfd = nfd as i32;
+    if let Some(listener) = tcp {
+        let peer = if addr == peer.as_ptr() as usize {
+            crate::tcp::Endpoint::from_sockaddr(&peer[..(peer_len as usize).min(peer.len())])
+        } else {
+            None
+        };
+        crate::tcp::accepted(r, nfd, sole, Some(crate::tcp::Via { listener, peer }));
+        return Some(nfd as i64);
+    }
     // Only a stream client makes a pending queue: the diagnostics answer for the others.
-    let announced = fd::listener(lfd).filter(|l| !crate::tcp::is_listener(l));
+    let announced = known;
     let domain = if announced.is_some() { Ok(libc::AF_UNIX) } else { getsockopt_int(nfd, libc::SO_DOMAIN) };
     match domain {
         Ok(libc::AF_UNIX) => adopt(r, lfd, announced, nfd, sole),
-        Ok(libc::AF_INET | libc::AF_INET6) => crate::tcp::accepted(r, nfd, sole),
+        Ok(libc::AF_INET | libc::AF_INET6) => crate::tcp::accepted(r, nfd, sole, None),
         _ => {}
     }
     Some(nfd as i64)
@@ -1581,6 +1599,7 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
     };
     let timeout = timeout_flag(a[1] as i32, a[2] as i32);
     let passcred_opt = a[1] as i32 == SOL_SOCKET && a[2] as i32 == libc::SO_PASSCRED;
+    crate::tcp::option_setting(a[0] as i32, a[1] as i32, a[2] as i32);
     if passcred_opt && (fd::fresh(a[0] as i32).is_some() || fd::is_listener(a[0] as i32)) {
         // A fresh socket's or a listener's SO_PASSCRED is no longer known to be off (see
         // `listen`, `connect`, `adopt`).
@@ -1758,9 +1777,13 @@ pub(crate) mod diag {
     /// Sends request `req` to the kernel's socket diagnostics and takes its answer into the
     /// `cap` bytes at `out`; the answer's length.
     pub(crate) fn exchange(req: &[u8], out: usize, cap: usize) -> Result<usize, i32> {
+        exchange_with(NETLINK_SOCK_DIAG, req, out, cap)
+    }
+
+    /// [`exchange`] with netlink family `proto` (NETLINK_ROUTE, say).
+    pub(crate) fn exchange_with(proto: usize, req: &[u8], out: usize, cap: usize) -> Result<usize, i32> {
         let flags = (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize;
-        let s =
-            sys::syscall6(libc::SYS_socket, libc::AF_NETLINK as usize, flags, NETLINK_SOCK_DIAG, 0, 0, 0)?;
+        let s = sys::syscall6(libc::SYS_socket, libc::AF_NETLINK as usize, flags, proto, 0, 0, 0)?;
         let s = s as i32;
         let sent = sys::syscall6(libc::SYS_sendto, s as usize, req.as_ptr() as usize, req.len(), 0, 0, 0);
         // The kernel answers inside sendto: the reply is queued already, and a receive that

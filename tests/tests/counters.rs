@@ -115,10 +115,28 @@ fn tcp_connections_are_freed_at_their_last_close() {
     let cycles = sole + shared;
     assert_eq!(get("tcp", "connections"), cycles, "{status}");
     assert_eq!(get("sockets", "bytes_in"), 200 * cycles, "{status}");
+    // The TCP line has its own bytes (each process adds its tally at its exit at the latest).
+    assert_eq!(get("tcp", "bytes_in"), 200 * cycles, "{status}");
+    assert_eq!(get("tcp", "bytes_out"), 200 * cycles, "{status}");
     assert_eq!(get("tcp", "handed_back"), 0, "{status}");
+    let line =
+        |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{status}"));
+    assert!(line("served:").ends_with("loopback TCP and UDP between shimmed processes"), "{status}");
+    assert!(!line("kernel-served:").contains("other than AF_UNIX;"), "{status}");
+    assert!(line("kernel-served:").contains("TCP and UDP with a peer without the shim"), "{status}");
     let line = status.lines().find(|l| l.starts_with("pipes, FIFOs:")).expect("pipes line");
     assert!(line.contains(" 0 live,"), "{status}");
     assert!(line.ends_with(&format!("1 collections freed {}", 2 * shared)), "{status}");
+}
+
+/// Loopback UDP datagrams have their own line: each one queued by the shim, with its bytes.
+#[test]
+fn udp_datagrams_are_counted() {
+    let n = 500u64;
+    let status = status_after("udp_counts.c", &[&n.to_string()]);
+    assert_eq!(get(&status, "tcp", "connections"), 0, "{status}");
+    let get = |key: &str| get(&status, "udp", key);
+    assert_eq!((get("datagrams"), get("bytes"), get("drops")), (n, 100 * n, 0), "{status}");
 }
 
 /// Reaping a killed child runs a collection only when the namespace has something one could

@@ -264,6 +264,107 @@ fn trace_lines_survive_writers_killed_mid_line() {
     assert_eq!(getval, rounds, "the parent's semctl lines ({torn} half lines of killed writers)");
 }
 
+/// A TCP echo over 127.0.0.1 and ::1 and a UDP exchange over 127.0.0.1 between two processes.
+const INET_ECHO: &str = r#"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int tcp(int fam)
+{
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr *a = fam == AF_INET ? (struct sockaddr *)&a4 : (struct sockaddr *)&a6;
+	socklen_t len = fam == AF_INET ? sizeof a4 : sizeof a6;
+	int l = socket(fam, SOCK_STREAM, 0);
+	if (l < 0 || bind(l, a, len) || listen(l, 4) || getsockname(l, a, &len))
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		char b[8];
+		int c = socket(fam, SOCK_STREAM, 0);
+		_exit(c < 0 || connect(c, a, len) || send(c, "ping", 4, 0) != 4 || recv(c, b, 4, MSG_WAITALL) != 4);
+	}
+	char b[8];
+	int s = accept(l, NULL, NULL), st;
+	if (s < 0 || recv(s, b, 4, MSG_WAITALL) != 4 || memcmp(b, "ping", 4) || send(s, "pong", 4, 0) != 4)
+		return 1;
+	waitpid(pid, &st, 0);
+	close(s);
+	close(l);
+	return st != 0;
+}
+
+static int udp(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) }, from;
+	socklen_t len = sizeof a;
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	if (u < 0 || bind(u, (struct sockaddr *)&a, len) || getsockname(u, (struct sockaddr *)&a, &len))
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int c = socket(AF_INET, SOCK_DGRAM, 0);
+		_exit(c < 0 || sendto(c, "dgram", 5, 0, (struct sockaddr *)&a, sizeof a) != 5);
+	}
+	char b[8];
+	int st;
+	if (recvfrom(u, b, sizeof b, 0, (struct sockaddr *)&from, &len) != 5 || memcmp(b, "dgram", 5))
+		return 1;
+	waitpid(pid, &st, 0);
+	return st != 0;
+}
+
+int main(void)
+{
+	return tcp(AF_INET) || tcp(AF_INET6) || udp();
+}
+"#;
+
+/// `ipcshim trace` logs the TCP and UDP calls the shim serves, with their addresses decoded as
+/// strace decodes them and the bytes they moved; `ipcshim diff` finds the program's runs alike.
+#[test]
+fn trace_and_diff_cover_loopback_tcp_and_udp() {
+    let s = Scratch::new("inet");
+    let src = s.0.join("inet_echo.c");
+    std::fs::write(&src, INET_ECHO).unwrap();
+    let exe = ipcshim_tests::diff::compile(&src).unwrap();
+    let log = s.0.join("t.log");
+    let out = s.ipcshim(&["trace", "-o", log.to_str().unwrap(), "--", exe.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect();
+    let has = |name: &str, args: &[&str], result: &str| {
+        calls.iter().any(|(_, n, a, r)| {
+            n == name && a.contains("<socket:[") && args.iter().all(|w| a.contains(w)) && r == result
+        })
+    };
+    for (family, addr) in
+        [("AF_INET, sin_port=htons(", "inet_addr(\"127.0.0.1\")"), ("AF_INET6, ", "\"::1\"")]
+    {
+        assert!(has("connect", &[family, addr], "0"), "no {family} connect in:\n{text}");
+    }
+    for (name, data, n) in [("sendto", "\"ping\"", 2), ("recvfrom", "\"ping\"", 2), ("sendto", "\"pong\"", 2)]
+    {
+        let found = calls.iter().filter(|(_, c, a, r)| c == name && a.contains(data) && r == "4").count();
+        assert_eq!(found, n, "{name} {data} over IPv4 and IPv6 in:\n{text}");
+    }
+    assert_eq!(
+        calls.iter().filter(|(_, c, _, r)| c == "accept" && r.parse::<i32>().is_ok()).count(),
+        2,
+        "{text}"
+    );
+    assert!(has("sendto", &["\"dgram\"", "{sa_family=AF_INET, sin_port=htons("], "5"), "{text}");
+    assert!(has("recvfrom", &["\"dgram\"", "inet_addr(\"127.0.0.1\")}, [16]"], "5"), "{text}");
+    let out = s.ipcshim(&["diff", "--", exe.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("no divergence"), "{stdout}");
+}
+
 /// What `parse` accepts, with one call per line.
 fn well_formed(line: &str) -> bool {
     let Some((pid, body)) = line.split_once(' ') else { return false };
