@@ -405,14 +405,14 @@ fn a_second_process_rewrites_known_sites_at_start() {
     assert!(s.traps() - before >= second + 18, "traps without the cache: {}", s.traps() - before);
 }
 
-/// The helper's own site file: named by its build-id.
+/// The helper's own site file: named by its build-id, twice (program and object).
 fn site_file(s: &Scratch, exe: &Path) -> PathBuf {
     let elf = fs::read(exe).expect("read helper");
     let note = [4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0, b'G', b'N', b'U', 0];
     let at = elf.windows(note.len()).position(|w| w == note).expect("helper has a GNU build-id") + note.len();
     let hex: String = elf[at..at + 20].iter().map(|b| format!("{b:02x}")).collect();
     let uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
-    s.dir.join(format!("ipcshim-sites-{uid}")).join(hex)
+    s.dir.join(format!("ipcshim-sites-{uid}")).join(format!("{hex}-{hex}"))
 }
 
 /// An entry with its check word, as the shim writes one (`sud/patch/cache.rs`).
@@ -443,7 +443,8 @@ fn wrong_or_foreign_site_files_are_not_used() {
     let file = site_file(&s, &exe);
     let real = fs::read(&file).expect("the helper's sites were recorded");
     assert!(real.len() >= 8 * 8 && real.len() % 8 == 0, "entries: {}", real.len() / 8);
-    let id = file.file_name().unwrap().to_str().unwrap().to_owned();
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let id = name[name.len() / 2 + 1..].to_owned();
     // The traps of a run given `contents` as the helper's file, with `mode`.
     let traps_with = |contents: &[u8], mode: u32| {
         fs::write(&file, contents).unwrap();

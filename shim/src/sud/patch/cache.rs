@@ -1,8 +1,9 @@
 //! The sites other processes found (issue 23): a process pays, at each call site, its first
 //! trap (or two, before the rewrite), and a rewrite's mprotect pair; short programs that start
 //! many processes (git, python, shells) pay it in each. So every site that trapped and that
-//! the rewriter would rewrite is recorded in a file of its object's, named by the object's
-//! GNU build-id, under `$IPCSHIM_DIR/ipcshim-sites-<euid>/`; an image that loads the object
+//! the rewriter would rewrite is recorded in a file of its object's for the program, named
+//! by the two GNU build-ids, `$IPCSHIM_DIR/ipcshim-sites-<euid>/<program>-<object>` (libc's
+//! sites a shell uses are not python's); an image of that program that loads the object
 //! (at start-up for the program, libc and the loader, at the first trap in it for others)
 //! rewrites all its known sites at once, each code segment made writable once.
 //!
@@ -28,13 +29,21 @@ const MAX_ENTRIES: usize = 4096;
 const CHUNK: usize = 64;
 /// Code segments of one object handled in one pass.
 const SEGMENTS: usize = 4;
+/// The longest path of a file.
+const PATH_MAX: usize = 320;
 /// Changes when the format does: old files' check words stop matching.
 const FORMAT: u64 = 1;
 
 /// `$IPCSHIM_DIR/ipcshim-sites-<euid>/`, NUL-free, and its length (0: no cache).
-static DIR: [AtomicU8; 224] = [const { AtomicU8::new(0) }; 224];
+static DIR: [AtomicU8; PATH_MAX] = [const { AtomicU8::new(0) }; PATH_MAX];
 static DIR_LEN: AtomicUsize = AtomicUsize::new(0);
 static EUID: AtomicU32 = AtomicU32::new(0);
+
+/// The program's build-id: the sites used in an object depend on the program using it (libc's
+/// for a shell are not python's), so each program has its own file per object. No cache for
+/// a program without one.
+static MAIN_ID: [AtomicU64; ID_MAX / 8] = [const { AtomicU64::new(0) }; ID_MAX / 8];
+static MAIN_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// One object seen: where it starts and ends and its link map (an object loaded after another
 /// was unloaded may get one of them), its load bias, its build-id (length 0: not cached).
@@ -67,8 +76,8 @@ pub(super) fn init() {
     let dir = std::env::var_os("IPCSHIM_DIR").unwrap_or_else(|| "/dev/shm".into());
     let euid = shared_state::sys::geteuid();
     let path = format!("{}/ipcshim-sites-{euid}/", dir.to_string_lossy());
-    // Room for the build-id's hex name and the NUL.
-    if path.len() + 2 * ID_MAX + 1 > DIR.len() || path.as_bytes().contains(&0) {
+    // Room for the two build-ids' hex names, the dash and the NUL.
+    if path.len() + 4 * ID_MAX + 2 > PATH_MAX || path.as_bytes().contains(&0) {
         return;
     }
     for (d, b) in DIR.iter().zip(path.bytes()) {
@@ -79,26 +88,28 @@ pub(super) fn init() {
 }
 
 pub(super) fn on() -> bool {
-    DIR_LEN.load(Ordering::Acquire) != 0
+    MAIN_LEN.load(Ordering::Acquire) != 0
 }
 
 /// At start-up, after `init` and with the fault fixups in place: the sites known in the
 /// program, libc and the loader are rewritten before anything traps.
 pub(super) fn start(user: User) {
-    if !on() {
-        return;
-    }
     // SAFETY: getauxval has no preconditions.
     let (entry, loader) = unsafe { (libc::getauxval(libc::AT_ENTRY), libc::getauxval(libc::AT_BASE)) };
     let libc_code = libc::getpid as *const () as usize;
-    if BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    if DIR_LEN.load(Ordering::Acquire) == 0
+        || BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+    {
         return;
     }
-    for addr in [entry as usize, libc_code, loader as usize] {
+    for (i, addr) in [entry as usize, libc_code, loader as usize].into_iter().enumerate() {
         if let Some(o) = find_object(addr)
             && seen(&o).is_none()
         {
-            object_seen(o, user);
+            object_seen(o, user, i == 0);
+        }
+        if !on() {
+            break;
         }
     }
     BUSY.store(false, Ordering::Release);
@@ -118,7 +129,7 @@ pub(super) fn first_trap(ret: usize, user: User) {
         return;
     }
     if seen(&o).is_none() {
-        object_seen(o, user);
+        object_seen(o, user, false);
     }
     BUSY.store(false, Ordering::Release);
 }
@@ -131,8 +142,9 @@ fn seen(o: &Object) -> Option<&'static Seen> {
     })
 }
 
-/// Under BUSY, for an object not seen yet: enters it in SEEN and rewrites its known sites.
-fn object_seen(o: Object, user: User) {
+/// Under BUSY, for an object not seen yet: enters it in SEEN and rewrites its known sites;
+/// `main`: the program, whose build-id names the files.
+fn object_seen(o: Object, user: User, main: bool) {
     let Some(slot) = SEEN.iter().find(|s| s.start.load(Ordering::Relaxed) == 0) else { return };
     let mut notes = [(0usize, 0usize); SEGMENTS];
     let mut code = [(0usize, 0usize, 0usize); SEGMENTS];
@@ -163,6 +175,12 @@ fn object_seen(o: Object, user: User) {
     slot.end.store(o.map_end, Ordering::Relaxed);
     slot.link_map.store(o.link_map, Ordering::Relaxed);
     slot.start.store(o.map_start, Ordering::Release);
+    if main {
+        for (w, c) in MAIN_ID.iter().zip(id.chunks(8)) {
+            w.store(u64::from_le_bytes(c.try_into().unwrap()), Ordering::Relaxed);
+        }
+        MAIN_LEN.store(id_len, Ordering::Release);
+    }
     if let Some(bias) = bias
         && id_len != 0
     {
@@ -196,19 +214,31 @@ fn build_id(at: usize, len: usize, user: User, id: &mut [u8; ID_MAX]) -> Option<
     None
 }
 
-/// The path of the object's file (NUL-terminated) in `buf`: DIR and the build-id in hex.
-fn path<'a>(id: &[u8], buf: &'a mut [u8; 224]) -> &'a [u8] {
-    let n = DIR_LEN.load(Ordering::Acquire);
+/// The path of the object's file (NUL-terminated) in `buf`: DIR, the program's build-id and
+/// the object's, in hex.
+fn path<'a>(id: &[u8], buf: &'a mut [u8; PATH_MAX]) -> &'a [u8] {
+    let mut n = DIR_LEN.load(Ordering::Acquire);
     for (b, d) in buf.iter_mut().zip(&DIR[..n]) {
         *b = d.load(Ordering::Relaxed);
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, &x) in id.iter().enumerate() {
-        buf[n + 2 * i] = HEX[usize::from(x >> 4)];
-        buf[n + 2 * i + 1] = HEX[usize::from(x & 15)];
+    fn hex(bytes: &[u8], buf: &mut [u8], n: &mut usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &x in bytes {
+            buf[*n] = HEX[usize::from(x >> 4)];
+            buf[*n + 1] = HEX[usize::from(x & 15)];
+            *n += 2;
+        }
     }
-    buf[n + 2 * id.len()] = 0;
-    &buf[..n + 2 * id.len() + 1]
+    let mut main = [0u8; ID_MAX];
+    for (c, w) in main.chunks_mut(8).zip(&MAIN_ID) {
+        c.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    hex(&main[..MAIN_LEN.load(Ordering::Relaxed)], buf, &mut n);
+    buf[n] = b'-';
+    n += 1;
+    hex(id, buf, &mut n);
+    buf[n] = 0;
+    &buf[..n + 1]
 }
 
 /// The check word of an entry: the object's build-id, the site, the call and the format.
@@ -248,7 +278,7 @@ fn entry(id: &[u8], raw: [u8; 8]) -> Option<(usize, u32)> {
 /// Under BUSY: rewrites the object's known sites; `code` are its code segments (start, end,
 /// protection). Each segment is made writable once, over the pages its entries fall in.
 fn load(bias: usize, id: &[u8], code: &[(usize, usize, usize)], user: User) {
-    let mut buf = [0u8; 224];
+    let mut buf = [0u8; PATH_MAX];
     let Some((fd, entries)) = open_ours(path(id, &mut buf), libc::O_RDONLY) else { return };
     let entries = entries.min(MAX_ENTRIES);
     // The segment of each entry's site, by return address.
@@ -342,14 +372,14 @@ pub(super) fn record(ret: usize, nr: u32) {
     raw[..4].copy_from_slice(&off.to_le_bytes());
     raw[4..6].copy_from_slice(&nr.to_le_bytes());
     raw[6..].copy_from_slice(&check(id, off, nr).to_le_bytes());
-    let mut buf = [0u8; 224];
+    let mut buf = [0u8; PATH_MAX];
     let path = path(id, &mut buf);
     let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW;
     let mut opened = open_ours(path, flags);
     if opened.is_none() {
         // The directory first, once per user and IPCSHIM_DIR.
         let dir = DIR_LEN.load(Ordering::Relaxed);
-        let mut d = [0u8; 224];
+        let mut d = [0u8; PATH_MAX];
         d[..dir].copy_from_slice(&path[..dir]);
         if syscall6(libc::SYS_mkdir, d.as_ptr() as usize, 0o700, 0, 0, 0, 0).is_ok() {
             opened = open_ours(path, flags);
