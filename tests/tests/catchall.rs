@@ -442,7 +442,7 @@ fn wrong_or_foreign_site_files_are_not_used() {
     s.same(&argv, &[]);
     let file = site_file(&s, &exe);
     let real = fs::read(&file).expect("the helper's sites were recorded");
-    assert!(real.len() >= 8 * 8 && real.len() % 8 == 0, "entries: {}", real.len() / 8);
+    assert!(real.len() >= 8 * 8 && real.len().is_multiple_of(8), "entries: {}", real.len() / 8);
     let name = file.file_name().unwrap().to_str().unwrap();
     let id = name[name.len() / 2 + 1..].to_owned();
     // The traps of a run given `contents` as the helper's file, with `mode`.

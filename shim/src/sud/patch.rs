@@ -519,9 +519,7 @@ struct Rewritable {
 /// handles, in code it may rewrite.
 fn rewritable(ret: usize, nr: u32, user: User) -> Option<Rewritable> {
     let (site, gap) = find_site(ret, nr, user)?;
-    if within_page(site).is_none() {
-        return None;
-    }
+    within_page(site)?;
     let prot = code_protection(site, ret, user)?;
     Some(Rewritable { site, gap, prot })
 }
