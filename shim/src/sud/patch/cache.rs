@@ -26,7 +26,7 @@ const ID_MAX: usize = 32;
 /// any program has).
 const MAX_ENTRIES: usize = 4096;
 /// Entries read per system call (on the handler's stack).
-const CHUNK: usize = 64;
+const CHUNK: usize = 32;
 /// Code segments of one object handled in one pass.
 const SEGMENTS: usize = 4;
 /// The longest path of a file.
@@ -275,8 +275,10 @@ fn entry(id: &[u8], raw: [u8; 8]) -> Option<(usize, u32)> {
     (check(id, off, nr) == u16::from_le_bytes([raw[6], raw[7]])).then_some((off as usize, u32::from(nr)))
 }
 
-/// Under BUSY: rewrites the object's known sites; `code` are its code segments (start, end,
-/// protection). Each segment is made writable once, over the pages its entries fall in.
+/// Under BUSY: rewrites the object's known sites (in a frame of its own: the handler's stack
+/// is small); `code` are its code segments (start, end, protection). Each segment is made
+/// writable once, over the pages its entries fall in.
+#[inline(never)]
 fn load(bias: usize, id: &[u8], code: &[(usize, usize, usize)], user: User) {
     let mut buf = [0u8; PATH_MAX];
     let Some((fd, entries)) = open_ours(path(id, &mut buf), libc::O_RDONLY) else { return };
