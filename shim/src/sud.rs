@@ -384,6 +384,7 @@ pub(crate) fn init() {
     exec::capture();
     patch::init();
     crate::signals::init(&app_sigsys);
+    patch::start();
     ARMED.store(true, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
     t.selector.store(BLOCK, Ordering::Relaxed);

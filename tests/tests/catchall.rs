@@ -384,19 +384,118 @@ fn rewritten_sites_stop_trapping() {
     assert_eq!(off.patched(), 0);
 }
 
+/// The sites a process found are in its objects' files under IPCSHIM_DIR: a second process of
+/// the same program rewrites them as it starts, and takes fewer traps.
+#[test]
+fn a_second_process_rewrites_known_sites_at_start() {
+    let s = Scratch::new("sitecache");
+    let exe = s.helper("patch");
+    let exe = exe.to_str().unwrap();
+    assert_eq!(s.same(&[exe, "work", "3"], &[]), "work done\n");
+    let (first, sites) = (s.traps(), s.counter("patched_sites"));
+    assert_eq!(s.same(&[exe, "work", "3"], &[]), "work done\n");
+    let second = s.traps() - first;
+    // The helper's 8 sites and glibc's getppid trapped twice each in the first run, not at all
+    // in the second; glibc's start-up sites that trap once are known too.
+    assert!(second + 18 <= first, "traps: {first} in the first run, {second} in the second");
+    assert!(s.counter("patched_sites") >= 2 * sites, "sites: {sites}, then {}", s.counter("patched_sites"));
+    // Without the cache, as the first run.
+    let before = s.traps();
+    s.same(&[exe, "work", "3"], &[("IPCSHIM_PATCH", "nocache")]);
+    assert!(s.traps() - before >= second + 18, "traps without the cache: {}", s.traps() - before);
+}
+
+/// The helper's own site file: named by its build-id, twice (program and object).
+fn site_file(s: &Scratch, exe: &Path) -> PathBuf {
+    let elf = fs::read(exe).expect("read helper");
+    let note = [4, 0, 0, 0, 20, 0, 0, 0, 3, 0, 0, 0, b'G', b'N', b'U', 0];
+    let at = elf.windows(note.len()).position(|w| w == note).expect("helper has a GNU build-id") + note.len();
+    let hex: String = elf[at..at + 20].iter().map(|b| format!("{b:02x}")).collect();
+    let uid = fs::metadata("/proc/self").expect("stat /proc/self").uid();
+    s.dir.join(format!("ipcshim-sites-{uid}")).join(format!("{hex}-{hex}"))
+}
+
+/// An entry with its check word, as the shim writes one (`sud/patch/cache.rs`).
+fn site_entry(id_hex: &str, off: u32, nr: u16) -> [u8; 8] {
+    let id: Vec<u8> =
+        (0..id_hex.len()).step_by(2).map(|i| u8::from_str_radix(&id_hex[i..i + 2], 16).unwrap()).collect();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ 1;
+    for &b in id.iter().chain(&off.to_le_bytes()).chain(&nr.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let check = (h ^ h >> 16 ^ h >> 32 ^ h >> 48) as u16;
+    let mut e = [0u8; 8];
+    e[..4].copy_from_slice(&off.to_le_bytes());
+    e[4..6].copy_from_slice(&nr.to_le_bytes());
+    e[6..].copy_from_slice(&check.to_le_bytes());
+    e
+}
+
+/// Entries that do not name a real site of the object (well-formed, at every offset around
+/// the real ones), garbage, a torn file, a file others may write: the program runs as on the
+/// kernel and takes the traps it takes with no entries.
+#[test]
+fn wrong_or_foreign_site_files_are_not_used() {
+    let s = Scratch::new("sitecache-bad");
+    let exe = s.helper("patch");
+    let argv = [exe.to_str().unwrap(), "work", "3"];
+    s.same(&argv, &[]);
+    let file = site_file(&s, &exe);
+    let real = fs::read(&file).expect("the helper's sites were recorded");
+    assert!(real.len() >= 8 * 8 && real.len().is_multiple_of(8), "entries: {}", real.len() / 8);
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let id = name[name.len() / 2 + 1..].to_owned();
+    // The traps of a run given `contents` as the helper's file, with `mode`.
+    let traps_with = |contents: &[u8], mode: u32| {
+        fs::write(&file, contents).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        let before = s.traps();
+        s.same(&argv, &[]);
+        s.traps() - before
+    };
+    // The helper's sites unknown: each of the 8 traps twice, not at all when known (a few traps
+    // of slack for start-up variations).
+    let unknown = traps_with(&[], 0o600);
+    let known = traps_with(&real, 0o600);
+    assert!(known + 12 <= unknown, "the real entries were not used: {known} traps, {unknown} without");
+    let unknown = unknown - 4;
+    // Well-formed entries at every offset within 64 bytes of each real site, with its call, and
+    // the real sites with another call: none matches the bytes in memory, and a wrong rewrite
+    // would break the program.
+    let mut wrong = Vec::new();
+    for e in real.chunks(8) {
+        let (off, nr) = (u32::from_le_bytes(e[..4].try_into().unwrap()), u16::from_le_bytes([e[4], e[5]]));
+        for d in 1..64 {
+            wrong.extend_from_slice(&site_entry(&id, off + d, nr));
+            wrong.extend_from_slice(&site_entry(&id, off - d, nr));
+        }
+        wrong.extend_from_slice(&site_entry(&id, off, nr ^ 1));
+    }
+    assert!(traps_with(&wrong, 0o600) >= unknown, "wrong entries were used");
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    assert!(traps_with(&garbage, 0o600) >= unknown, "garbage entries were used");
+    let mut torn = real.clone();
+    torn.push(0);
+    assert!(traps_with(&torn, 0o600) >= unknown, "a torn file was used");
+    assert!(traps_with(&real, 0o666) >= unknown, "a file others may write was used");
+}
+
 /// Threads start together on fresh sites: each way of rewriting a site (one aligned store, or
 /// `jmp .` while other threads run) happens under them, and every call's result is right.
 #[test]
 fn threads_racing_through_sites_being_rewritten() {
     let s = Scratch::new("race");
     let exe = s.helper("patch");
-    for _ in 0..5 {
-        let out = s.same(&[exe.to_str().unwrap(), "race", "6", "3000"], &[]);
+    // The first run records the sites, the last rewrites them at start-up from that record;
+    // the runs between do not use it, so their threads race on fresh sites.
+    for run in 0..6 {
+        let cache = if run == 0 || run == 5 { &[][..] } else { &[("IPCSHIM_PATCH", "nocache")][..] };
+        let out = s.same(&[exe.to_str().unwrap(), "race", "6", "3000"], cache);
         assert_eq!(out, "6 threads raced, all results right\n");
     }
     // Every call reached the catch-all (how many trapped while a site was being rewritten
     // depends on scheduling), and the sites were rewritten.
-    assert!(s.seen() >= 5 * 6 * 9 * 3000, "calls seen: {}", s.seen());
+    assert!(s.seen() >= 6 * 6 * 9 * 3000, "calls seen: {}", s.seen());
     assert!(s.counter("patched_sites") >= 9 && s.patched() > 0);
 }
 

@@ -30,6 +30,8 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize
 use libc::{REG_EFL, REG_RAX, REG_RCX, REG_RDI, REG_RDX, REG_RIP, REG_RSI, REG_RSP, ucontext_t};
 use shared_state::sys::syscall6;
 
+mod cache;
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// glibc's `_dl_find_object` (2.35): which loaded object an address is in; async-signal-safe.
 static FIND_OBJECT: AtomicUsize = AtomicUsize::new(0);
@@ -82,7 +84,19 @@ pub(super) fn init() {
     if single.is_null() || unsafe { single.read_volatile() } == 0 {
         THREADED.store(true, Ordering::Relaxed);
     }
+    cache::init();
     ENABLED.store(true, Ordering::Release);
+}
+
+/// At start-up, once the fault fixups are in place (before anything traps): the known sites
+/// of the program, libc and the loader are rewritten (see `cache`).
+pub(super) fn start() {
+    if !ENABLED.load(Ordering::Acquire) {
+        return;
+    }
+    let mut mask = 0u64;
+    let _ = syscall6(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK as usize, 0, &raw mut mask as usize, 8, 0, 0);
+    cache::start(User::new(mask));
 }
 
 /// Whether the CPU has cmpxchg16b, asked the first time a site needs it: one CPUID leaf
@@ -316,35 +330,46 @@ pub(super) fn on_trap(uc: &ucontext_t) {
     if !ENABLED.load(Ordering::Acquire) {
         return;
     }
+    // Sites are known by their return address (the instruction after the `syscall`).
+    let ret = g(REG_RIP) as usize;
+    // SAFETY: the kernel's 64-bit sigset is the first word of glibc's uc_sigmask.
+    let mask = unsafe { *(&raw const uc.uc_sigmask as *const u64) };
+    let user = User::new(mask);
+    // The first trap in an object this image has not seen: the sites other processes
+    // found in it are rewritten, this one maybe too. Not in a vfork child: its text and
+    // tables are its parent's.
+    let vfork = in_vfork_child();
+    if !vfork && sites::get(ret).is_none() {
+        cache::first_trap(ret, user);
+    }
     let Some(stub) = stub_for(nr) else { return };
     // In a vfork child, only rt_sigaction (posix_spawn's child queries every signal; its
     // parent may never make the call twice). The text, the site table and the parent's
     // threads are as in the parent, which waits.
-    if in_vfork_child() && stub != Stub::Sigaction {
+    if vfork && stub != Stub::Sigaction {
         return;
     }
     // A traced call on a pipe is logged by the dispatcher even when the kernel answers it.
     if stub != Stub::Pass && crate::trace::on() {
         return;
     }
-    // Sites are known by their return address (the instruction after the `syscall`). One that
-    // traps once only (start-up code) is not worth rewriting: a site is rewritten at its
-    // second trap.
-    let ret = g(REG_RIP) as usize;
+    // One that traps once only (start-up code) is not worth rewriting in this process: a site
+    // is rewritten at its second trap, and recorded for the next ones at its first.
     let seen = sites::get(ret);
     if seen.is_some_and(|v| v != sites::SEEN) {
         return;
     }
-    // SAFETY: the kernel's 64-bit sigset is the first word of glibc's uc_sigmask.
-    let mask = unsafe { *(&raw const uc.uc_sigmask as *const u64) };
     if BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return;
     }
     let done = if seen.is_none() {
         sites::put(ret, sites::SEEN);
+        if !vfork && cache::on() && rewritable(ret, nr as u32, user).is_some() {
+            cache::record(ret, nr as u32);
+        }
         None
     } else {
-        let done = rewrite(ret, nr as u32, stub, User::new(mask));
+        let done = rewrite(ret, nr as u32, stub, user);
         sites::put(ret, done.unwrap_or(sites::REFUSED));
         done
     };
@@ -375,10 +400,13 @@ enum Store {
     Spin,
 }
 
+/// A `mov` whose 5 bytes cross a page is never rewritten (two pages to make writable).
+fn within_page(site: usize) -> Option<()> {
+    (site % 4096 <= 4096 - 5).then_some(())
+}
+
 fn store_kind(site: usize) -> Option<Store> {
-    if site % 4096 > 4096 - 5 {
-        return None;
-    }
+    within_page(site)?;
     Some(if site % 8 <= 3 {
         Store::Word(site & !7, 8)
     } else if site % 16 <= 11 && cx16() {
@@ -479,20 +507,44 @@ fn copyable(b: &[u8]) -> Option<usize> {
     (p + len <= b.len()).then_some(p + len)
 }
 
+/// A site the rewriter may rewrite, checked against the bytes in memory: its `mov`, the
+/// instructions between, and the protection of the code segment holding it.
+struct Rewritable {
+    site: usize,
+    gap: Gap,
+    prot: usize,
+}
+
+/// The site whose `syscall` returns to `ret`, if it makes call `nr` in a way the rewriter
+/// handles, in code it may rewrite.
+fn rewritable(ret: usize, nr: u32, user: User) -> Option<Rewritable> {
+    let (site, gap) = find_site(ret, nr, user)?;
+    within_page(site)?;
+    let prot = code_protection(site, ret, user)?;
+    Some(Rewritable { site, gap, prot })
+}
+
 /// Rewrites the site whose `syscall` returns to `ret` so that its `mov` jumps to a trampoline
 /// for `stub`; the trampoline's address, or None if the site must keep trapping.
 fn rewrite(ret: usize, nr: u32, stub: Stub, user: User) -> Option<usize> {
-    let (site, gap) = find_site(ret, nr, user)?;
-    let store = store_kind(site)?;
-    let prot = code_protection(site, ret, user)?;
-    let tramp = trampolines::make(site, ret, &gap, nr, stub)?;
+    let r = rewritable(ret, nr, user)?;
+    let page = r.site & !4095;
+    let rwx = r.prot | libc::PROT_WRITE as usize;
+    // The trampoline first: a site whose slot cannot be had costs no mprotect.
+    let store = store_kind(r.site)?;
+    let tramp = trampolines::make(r.site, ret, &r.gap, nr, stub)?;
+    syscall6(libc::SYS_mprotect, page, 4096, rwx, 0, 0, 0).ok()?;
+    let ok = store_jmp(r.site, nr, store, tramp);
+    let _ = syscall6(libc::SYS_mprotect, page, 4096, r.prot, 0, 0, 0);
+    ok.then_some(tramp)
+}
+
+/// Replaces the `mov $nr, %eax` at `site`, on a page made writable, with a `jmp` to `tramp`.
+fn store_jmp(site: usize, nr: u32, store: Store, tramp: usize) -> bool {
     let rel = (tramp as i64 - (site as i64 + 5)) as i32;
     let mut jmp = [0xe9u8; 5];
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
-    let page = site & !4095;
-    let rwx = prot | libc::PROT_WRITE as usize;
-    syscall6(libc::SYS_mprotect, page, 4096, rwx, 0, 0, 0).ok()?;
-    let ok = match store {
+    match store {
         Store::Plain => {
             // SAFETY: the page is writable now, and no other thread exists to execute it.
             unsafe { core::ptr::copy_nonoverlapping(jmp.as_ptr(), site as *mut u8, 5) };
@@ -500,11 +552,9 @@ fn rewrite(ret: usize, nr: u32, stub: Stub, user: User) -> Option<usize> {
         }
         // SAFETY: `word` is an aligned word of the writable page holding the site.
         Store::Word(word, size) => unsafe { replace(word, size, site - word, &jmp) },
-        // SAFETY: the page is writable, and `site` holds the `mov` (checked above).
+        // SAFETY: the page is writable, and `site` holds the `mov` (checked by `find_site`).
         Store::Spin => unsafe { spin_replace(site, &mov(nr), &jmp) },
-    };
-    let _ = syscall6(libc::SYS_mprotect, page, 4096, prot, 0, 0, 0);
-    ok.then_some(tramp)
+    }
 }
 
 /// A site being rewritten through a `jmp .` (Store::Spin) and its original 5 bytes, for a fork
@@ -623,6 +673,36 @@ unsafe fn replace(word: usize, size: usize, at: usize, new: &[u8]) -> bool {
 /// linker loaded (not ours, not the vDSO), from its program headers; None otherwise.
 fn code_protection(site: usize, ret: usize, user: User) -> Option<usize> {
     let o = find_object(site)?;
+    let mut prot = None;
+    program_headers(&o, user, |ph, start| {
+        let here = ph.p_type == libc::PT_LOAD && start < site && ret <= start + ph.p_filesz as usize;
+        if here {
+            prot = Some(segment_protection(ph));
+        }
+        here
+    })?;
+    prot?
+}
+
+/// The protection of a loaded segment if it is code the rewriter may change: executable and
+/// not writable.
+fn segment_protection(ph: &libc::Elf64_Phdr) -> Option<usize> {
+    let f = ph.p_flags;
+    if f & libc::PF_X == 0 || f & libc::PF_W != 0 {
+        return None;
+    }
+    let read = if f & libc::PF_R != 0 { libc::PROT_READ } else { 0 };
+    Some((read | libc::PROT_EXEC) as usize)
+}
+
+/// Calls `each(header, where its segment starts in memory)` for the program headers of `o`
+/// until it returns true, `o` being an object the dynamic linker loaded (not ours, not the vDSO); its load bias, or None if it
+/// is ours or the vDSO or its headers are not where its first segment maps the file's start.
+fn program_headers(
+    o: &Object,
+    user: User,
+    mut each: impl FnMut(&libc::Elf64_Phdr, usize) -> bool,
+) -> Option<usize> {
     if o.link_map == OWN_MAP.load(Ordering::Relaxed) || o.link_map == VDSO.load(Ordering::Relaxed) {
         return None;
     }
@@ -638,25 +718,19 @@ fn code_protection(site: usize, ret: usize, user: User) -> Option<usize> {
     let mut first = true;
     for i in 0..u16_at(56).min(64) {
         let ph: libc::Elf64_Phdr = user.read(ehdr + phoff + i * size_of::<libc::Elf64_Phdr>())?;
-        if ph.p_type != libc::PT_LOAD {
-            continue;
-        }
         let start = bias.wrapping_add(ph.p_vaddr as usize);
-        // The headers are read where the first segment maps the file's start.
-        if first && (ph.p_offset != 0 || start & !4095 != ehdr) {
-            return None;
-        }
-        first = false;
-        if start < site && ret <= start + ph.p_filesz as usize {
-            let f = ph.p_flags;
-            if f & libc::PF_X == 0 || f & libc::PF_W != 0 {
+        if ph.p_type == libc::PT_LOAD {
+            // The headers are read where the first segment maps the file's start.
+            if first && (ph.p_offset != 0 || start & !4095 != ehdr) {
                 return None;
             }
-            let read = if f & libc::PF_R != 0 { libc::PROT_READ } else { 0 };
-            return Some((read | libc::PROT_EXEC) as usize);
+            first = false;
+        }
+        if each(&ph, start) {
+            break;
         }
     }
-    None
+    Some(bias)
 }
 
 /// If `uc` was interrupted in a rewritten site's trampoline or stub, moves it to the site's
