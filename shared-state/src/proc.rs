@@ -14,6 +14,11 @@ pub const FREE: u32 = 0;
 pub const LIVE: u32 = 1;
 /// Prepared by a parent inside fork(), claimed by the child (pid still the parent's).
 pub const FORKING: u32 = 2;
+/// Taken by a process that is filling it in for itself (`claim_record`): nobody's yet.
+pub const CLAIMING: u32 = 3;
+/// Released by its process at exit without the region lock while another process held it (a
+/// reaper there may be reading it): the lock's next holder frees it.
+pub const EXITED: u32 = 4;
 
 #[repr(C)]
 pub struct ProcRecord {
@@ -22,7 +27,8 @@ pub struct ProcRecord {
     pub starttime: u64,
     /// Heap offset of the first `ShmAttach` of this process, 0 for none.
     pub shm_attach: u64,
-    _pad: u32,
+    /// Set once the process made a segment (its `creator`): its exit then needs the ids' lock.
+    pub shm_made: u32,
     /// Coarse monotonic ms when another process last confirmed (with system calls) that this
     /// one lives although its life mutex says otherwise (its holding thread ended): a hint
     /// that spares every toucher the same check for a while.
@@ -100,6 +106,20 @@ pub fn self_slot(region: &Region) -> u32 {
         .iter()
         .find(|(b, _)| b.load(Ordering::Acquire) == base)
         .map_or(NO_SLOT, |(_, s)| s.load(Ordering::Relaxed))
+}
+
+/// Publishes `slot` as our record in `region` if the entry still names `seen`; else the slot
+/// another thread of ours published meanwhile.
+fn swap_self_slot(region: &Region, seen: u32, slot: u32) -> Result<(), u32> {
+    let base = region.base();
+    for (b, s) in &SELF_SLOTS {
+        if b.compare_exchange(0, base, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            || b.load(Ordering::Acquire) == base
+        {
+            return s.compare_exchange(seen, slot, Ordering::AcqRel, Ordering::Acquire).map(|_| ());
+        }
+    }
+    Ok(())
 }
 
 pub fn set_self_slot(region: &Region, slot: u32) {
@@ -222,40 +242,48 @@ pub unsafe fn record(region: &Region, slot: u32) -> &mut ProcRecord {
     unsafe { region.at::<ProcRecord>(PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64) }
 }
 
-/// Claims a free record for `pid`.
+/// Claims a free record for `pid` without the region lock: its state goes from FREE to
+/// CLAIMING by a compare-and-swap, so no two claimers get it and no scan under the lock takes
+/// it for a dead process's while it is filled in. None when the table is full.
+fn claim_record(region: &Region, state: u32, pid: i32, starttime: u64) -> Option<u32> {
+    for slot in 0..MAX_PROCS {
+        // A record never used before gets its memory first (none left: the table is full).
+        let off = PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64;
+        if region.reserve(off, size_of::<ProcRecord>() as u64).is_err() {
+            break;
+        }
+        // SAFETY: slot in range; only the state is touched before the record is ours.
+        let r = unsafe { record(region, slot) };
+        if r.state.load(Ordering::Relaxed) != FREE
+            || r.state.compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed).is_err()
+        {
+            continue;
+        }
+        r.pid = pid;
+        r.starttime = starttime;
+        r.shm_attach = 0;
+        r.shm_made = 0;
+        r.alive_ms.store(0, Ordering::Relaxed);
+        r.sem_intent = crate::sem::SemIntent::default();
+        // SAFETY: a free record's mutex is no one's: its process died or released it.
+        unsafe { RobustMutex::init(&raw mut r.life) };
+        region.header().procs_hwm.fetch_max(slot + 1, Ordering::Relaxed);
+        r.state.store(state, Ordering::Release);
+        return Some(slot);
+    }
+    None
+}
+
+/// Claims a free record for `pid`, reaping the dead when the table is full.
 ///
 /// # Safety
 /// The caller holds the region lock.
 pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64) -> Option<u32> {
-    let hwm = &region.header().procs_hwm;
-    for pass in 0..2 {
-        for slot in 0..MAX_PROCS {
-            // A record never used before gets its memory first (none left: the table is full).
-            let off = PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64;
-            if region.reserve(off, size_of::<ProcRecord>() as u64).is_err() {
-                break;
-            }
-            // SAFETY: lock held, slot in range.
-            let r = unsafe { record(region, slot) };
-            if r.state.load(Ordering::Relaxed) == FREE {
-                r.pid = pid;
-                r.starttime = starttime;
-                r.shm_attach = 0;
-                r.alive_ms.store(0, Ordering::Relaxed);
-                r.sem_intent = crate::sem::SemIntent::default();
-                // SAFETY: a free record's mutex is no one's: its process died or released it.
-                unsafe { RobustMutex::init(&raw mut r.life) };
-                r.state.store(state, Ordering::Release);
-                hwm.fetch_max(slot + 1, Ordering::Relaxed);
-                return Some(slot);
-            }
-        }
-        if pass == 0 {
-            // SAFETY: lock held.
-            unsafe { reap(region) };
-        }
-    }
-    None
+    claim_record(region, state, pid, starttime).or_else(|| {
+        // SAFETY: lock held.
+        unsafe { reap(region) };
+        claim_record(region, state, pid, starttime)
+    })
 }
 
 /// This process's record, created on first need.
@@ -263,20 +291,43 @@ pub unsafe fn alloc_record(region: &Region, state: u32, pid: i32, starttime: u64
 /// # Safety
 /// The caller holds the region lock.
 pub unsafe fn current_record(region: &Region) -> Option<u32> {
-    let slot = self_slot(region);
-    if slot != NO_SLOT && slot < MAX_PROCS {
-        // SAFETY: lock held.
-        let r = unsafe { record(region, slot) };
-        if r.state.load(Ordering::Relaxed) == LIVE && r.pid == self_pid() {
-            return Some(slot);
+    own_record(region, true)
+}
+
+/// This process's record, made without the region lock unless the table is full (then
+/// reaping takes it, or finds it held when `locked`). Two threads of ours making one at once
+/// keep the first published.
+fn own_record(region: &Region, locked: bool) -> Option<u32> {
+    let seen = self_slot(region);
+    if seen < MAX_PROCS {
+        // SAFETY: seen < MAX_PROCS; state and pid of a record are read only.
+        let r = unsafe { record(region, seen) };
+        if r.state.load(Ordering::Acquire) == LIVE && r.pid == self_pid() {
+            return Some(seen);
         }
     }
-    // SAFETY: lock held.
-    let slot = unsafe { alloc_record(region, LIVE, self_pid(), self_start())? };
-    // SAFETY: lock held; the record is ours.
-    hold_life(unsafe { record(region, slot) });
-    set_self_slot(region, slot);
-    Some(slot)
+    let (pid, start) = (self_pid(), self_start());
+    let slot = match claim_record(region, LIVE, pid, start) {
+        Some(slot) => slot,
+        None => {
+            let _g = if locked { None } else { Some(region.lock().ok()?) };
+            // SAFETY: the region lock is held, by the caller or here.
+            unsafe { reap(region) };
+            claim_record(region, LIVE, pid, start)?
+        }
+    };
+    // SAFETY: slot < MAX_PROCS, claimed by us.
+    let r = unsafe { record(region, slot) };
+    match swap_self_slot(region, seen, slot) {
+        Ok(()) => {
+            hold_life(r);
+            Some(slot)
+        }
+        Err(other) => {
+            r.state.store(FREE, Ordering::Release);
+            Some(other)
+        }
+    }
 }
 
 /// Releases everything a record holds and frees it; `pid` is reported as the last user.
@@ -284,16 +335,35 @@ pub unsafe fn current_record(region: &Region) -> Option<u32> {
 /// # Safety
 /// The caller holds the region lock.
 pub unsafe fn release_record(region: &Region, slot: u32) {
-    // SAFETY: lock held.
+    // SAFETY: per the contract.
     let r = unsafe { record(region, slot) };
     let pid = r.pid;
-    // SAFETY: region lock held (the set locks nest inside it).
-    unsafe { crate::sem::exit_sem(region, slot) };
-    // SAFETY: region lock held (the queue locks nest inside it).
-    unsafe { crate::msg::exit_msg(region, slot) };
-    // SAFETY: lock held.
-    unsafe { crate::shm::exit_shm(region, slot, pid) };
+    // SAFETY: per the contract.
+    unsafe { drop_state(region, slot, pid) };
     r.state.store(FREE, Ordering::Release);
+}
+
+/// What a record holds, given back: exit_sem, exit_msg and exit_shm.
+///
+/// # Safety
+/// The caller holds the region lock, or the record is its own and holds no segment state
+/// (see [`holds_shm`]).
+unsafe fn drop_state(region: &Region, slot: u32, pid: i32) {
+    // SAFETY: the set locks nest inside the region lock, or are taken alone.
+    unsafe { crate::sem::exit_sem(region, slot) };
+    // SAFETY: the queue locks nest inside the region lock, or are taken alone.
+    unsafe { crate::msg::exit_msg(region, slot) };
+    // SAFETY: per the contract, a record with segment state is released under the region lock.
+    if holds_shm(unsafe { record(region, slot) }) {
+        // SAFETY: as above.
+        unsafe { crate::shm::exit_shm(region, slot, pid) };
+    }
+}
+
+/// Whether the record attached or made a segment: only then does its release need the region
+/// lock (the shm ids'); semaphores and queues have locks of their own.
+fn holds_shm(r: &ProcRecord) -> bool {
+    r.shm_attach != 0 || r.shm_made != 0
 }
 
 /// Releases the state of every dead process.
@@ -304,8 +374,12 @@ pub unsafe fn reap(region: &Region) {
     for slot in 0..procs_hwm(region) {
         // SAFETY: lock held.
         let r = unsafe { record(region, slot) };
-        let state = r.state.load(Ordering::Relaxed);
-        if state == FREE || alive(r.pid, r.starttime) {
+        let state = r.state.load(Ordering::Acquire);
+        if state == EXITED {
+            r.state.store(FREE, Ordering::Release);
+            continue;
+        }
+        if state == FREE || state == CLAIMING || alive(r.pid, r.starttime) {
             continue;
         }
         // SAFETY: lock held.
@@ -360,28 +434,39 @@ pub fn exit_cleanup(region: &Region) {
     if slot == NO_SLOT {
         return;
     }
-    let Ok(_guard) = region.lock() else { return };
-    // SAFETY: lock held; slot came from current_record.
+    // SAFETY: slot came from own_record; our own record is freed by nobody else while we live.
     let r = unsafe { record(region, slot) };
     // A vfork child that calls exit() shares our statics: only the record's own process may
     // release it.
-    if r.state.load(Ordering::Relaxed) == LIVE && r.pid == sys::getpid() {
-        // A record whose life mutex another thread of ours holds stays until we are reaped:
-        // freeing it would let a new owner's mutex sit in that thread's robust list.
-        let w = r.life.owner_word();
-        if w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 || r.life.release() {
-            // SAFETY: lock held.
-            unsafe { release_record(region, slot) };
-        } else {
-            // SAFETY: region lock held.
-            unsafe { crate::sem::exit_sem(region, slot) };
-            // SAFETY: region lock held.
-            unsafe { crate::msg::exit_msg(region, slot) };
-            // SAFETY: lock held.
-            unsafe { crate::shm::exit_shm(region, slot, r.pid) };
-        }
-        set_self_slot(region, NO_SLOT);
+    if r.state.load(Ordering::Acquire) != LIVE || r.pid != sys::getpid() {
+        return;
     }
+    // Without segment state, no region lock: 100 processes exiting at once would queue on it
+    // (behind a holder preempted by other programs, for a whole time slice).
+    let _guard = if holds_shm(r) {
+        let Ok(g) = region.lock() else { return };
+        Some(g)
+    } else {
+        None
+    };
+    // A record whose life mutex another thread of ours holds stays until we are reaped:
+    // freeing it would let a new owner's mutex sit in that thread's robust list.
+    let w = r.life.owner_word();
+    let whole = w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 || r.life.release();
+    // SAFETY: the region lock is held if the record holds segment state.
+    unsafe { drop_state(region, slot, r.pid) };
+    if whole {
+        // A reaper holding the region lock may have read the record as ours, and take our pid,
+        // dead a moment from now, for the next owner's: FREE only under the lock.
+        if _guard.is_some() {
+            r.state.store(FREE, Ordering::Release);
+        } else if let Some(Ok(_g)) = region.try_lock() {
+            r.state.store(FREE, Ordering::Release);
+        } else {
+            r.state.store(EXITED, Ordering::Release);
+        }
+    }
+    set_self_slot(region, NO_SLOT);
 }
 
 /// This process leaves the IPC namespace of `region` for another (`unshare`, `setns`): what
@@ -422,10 +507,7 @@ pub fn ensure_record(region: &Region) -> Option<u32> {
             return Some(slot);
         }
     }
-    self_start();
-    let _g = region.lock().ok()?;
-    // SAFETY: region lock held.
-    unsafe { current_record(region) }
+    own_record(region, false)
 }
 
 /// Whether the process of record `slot` is dead: one read of its life word, and system calls
@@ -466,7 +548,7 @@ pub fn live_pids(region: &Region) -> Vec<i32> {
     (0..procs_hwm(region))
         // SAFETY: lock held.
         .map(|s| unsafe { record(region, s) })
-        .filter(|r| r.state.load(Ordering::Relaxed) != FREE)
+        .filter(|r| matches!(r.state.load(Ordering::Acquire), LIVE | FORKING))
         .map(|r| r.pid)
         .collect()
 }

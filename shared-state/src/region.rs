@@ -25,7 +25,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 36;
+pub const LAYOUT_VERSION: u32 = 37;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -1029,6 +1029,19 @@ impl Region {
             unsafe { crate::shm::recover(self) };
         }
         Ok(guard)
+    }
+
+    /// [`Region::lock`] if no one holds it; None when someone does.
+    pub fn try_lock(&self) -> Option<Result<LockGuard<'_>, i32>> {
+        let guard = self.header().lock.try_lock()?;
+        if let Ok(g) = &guard
+            && g.recovered
+        {
+            self.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: we hold the lock.
+            unsafe { crate::shm::recover(self) };
+        }
+        Some(guard)
     }
 
     /// Bytes of memory the region file really occupies.

@@ -526,6 +526,7 @@ impl IpcFamily for Shm<'_> {
             kns,
         };
         ns.shm_tot += numpages;
+        self.record(creator).shm_made = 1;
         seg.live = 1;
         if let Storage::Kernel { job, .. } = storage {
             ns.orphans[job].used = 0;
@@ -1171,8 +1172,8 @@ pub unsafe fn recover(region: &Region) {
         shm.slot(idx).nattch = 0;
     }
     for slot in 0..proc::procs_hwm(region) {
-        let state = shm.record(slot).state.load(Ordering::Relaxed);
-        if state == proc::FREE {
+        let state = shm.record(slot).state.load(Ordering::Acquire);
+        if matches!(state, proc::FREE | proc::CLAIMING | proc::EXITED) {
             continue;
         }
         shm.for_each_attach(slot, |a| {

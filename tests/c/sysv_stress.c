@@ -5,8 +5,10 @@
  * SEM_UNDO. About a tenth of the senders and semaphore workers are SIGKILLed at random moments.
  *
  * Usage: sysv_stress SEED
- * Prints "ok MS KILLED MESSAGES SECTIONS" (MS: milliseconds from the start line to the last
- * process done, queues drained) or "FAIL reason" with exit status 1.
+ * Prints "ok MS KILLED MESSAGES SECTIONS OURS OTHERS" (MS: milliseconds from the start line to
+ * the last process done, queues drained; OURS: CPU milliseconds this program's processes used
+ * in that time; OTHERS: CPU milliseconds other programs used on this program's CPUs meanwhile)
+ * or "FAIL reason" with exit status 1.
  *
  * Checks: every message a sender was told was sent is received exactly once (the one a killed
  * sender was sending at most once), whole (its text is a function of its sender and number),
@@ -16,6 +18,7 @@
  * processes held), with no sleeper left. */
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,7 +28,9 @@
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/sem.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +52,8 @@
 
 struct shared {
     volatile int gate;
+    /* CPU microseconds the processes used before the gate opened */
+    volatile long before_gate;
     /* sender s: messages it was told were sent; the one it is sending (-1: none) */
     volatile int sent[NSEND];
     volatile int sending[NSEND];
@@ -98,10 +105,43 @@ static unsigned char msg_byte(int s, int n, size_t i)
     return (unsigned char)(s * 31 + n * 17 + i * 7);
 }
 
+static long cpu_us(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000L + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* Asleep until the start line, so that what the processes use from there on is their work. */
 static void wait_gate(void)
 {
     while (!sh->gate)
-        sched_yield();
+        syscall(SYS_futex, &sh->gate, FUTEX_WAIT, 0, NULL, NULL, 0);
+    __sync_fetch_and_add(&sh->before_gate, cpu_us(RUSAGE_SELF));
+}
+
+/* CPU milliseconds spent, by anyone, on the CPUs this process may run on (/proc/stat: user,
+ * nice, system, irq, softirq, steal; 10 ms ticks). */
+static double busy_ms(void)
+{
+    cpu_set_t mine;
+    if (sched_getaffinity(0, sizeof mine, &mine) < 0)
+        return 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    double ticks = 0;
+    while (fgets(line, sizeof line, f)) {
+        int cpu;
+        unsigned long long v[8];
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 9 &&
+            CPU_ISSET(cpu, &mine))
+            ticks += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    }
+    fclose(f);
+    return ticks * 1000.0 / sysconf(_SC_CLK_TCK);
 }
 
 static void sender(int s)
@@ -307,8 +347,11 @@ int main(int argc, char **argv)
             victim[victims] = k;
             kill_at[victims++] = (double)(rnd() % 300000) / 1000.0;
         }
+    double busy_start = busy_ms();
+    long self_start = cpu_us(RUSAGE_SELF);
     double start = now_ms();
     sh->gate = 1;
+    syscall(SYS_futex, &sh->gate, FUTEX_WAKE, NPROC, NULL, NULL, 0);
     int killed = 0;
     for (int v = 0; v < victims;) {
         double t = now_ms() - start;
@@ -352,6 +395,8 @@ int main(int argc, char **argv)
                 break;
     }
     double ms = now_ms() - start;
+    double ours = (cpu_us(RUSAGE_CHILDREN) - sh->before_gate + cpu_us(RUSAGE_SELF) - self_start) / 1000.0;
+    double others = busy_ms() - busy_start - ours;
     if (sh->bad)
         FAIL("failure %d: %d %d %d", sh->bad, sh->bad_info[0], sh->bad_info[1], sh->bad_info[2]);
     long messages = 0;
@@ -375,6 +420,6 @@ int main(int argc, char **argv)
         }
     }
     cleanup();
-    printf("ok %.0f %d %ld %ld\n", ms, killed, messages, sections);
+    printf("ok %.0f %d %ld %ld %.0f %.0f\n", ms, killed, messages, sections, ours, others > 0 ? others : 0);
     return 0;
 }
