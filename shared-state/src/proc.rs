@@ -14,8 +14,10 @@ pub const FREE: u32 = 0;
 pub const LIVE: u32 = 1;
 /// Prepared by a parent inside fork(), claimed by the child (pid still the parent's).
 pub const FORKING: u32 = 2;
-/// Taken by a process that is filling it in for itself (`claim_record`): nobody's yet.
-pub const CLAIMING: u32 = 3;
+/// Taken by a process that is filling it in (`claim_record`): nobody's yet. The state is this
+/// bit with the claimer's pid, so that a claimer killed half way leaves a record the next
+/// reaper frees instead of one lost for good.
+pub const CLAIMING: u32 = 1 << 31;
 /// Released by its process at exit without the region lock while another process held it (a
 /// reaper there may be reading it): the lock's next holder frees it.
 pub const EXITED: u32 = 4;
@@ -246,6 +248,7 @@ pub unsafe fn record(region: &Region, slot: u32) -> &mut ProcRecord {
 /// CLAIMING by a compare-and-swap, so no two claimers get it and no scan under the lock takes
 /// it for a dead process's while it is filled in. None when the table is full.
 fn claim_record(region: &Region, state: u32, pid: i32, starttime: u64) -> Option<u32> {
+    let claiming = CLAIMING | sys::getpid() as u32;
     for slot in 0..MAX_PROCS {
         // A record never used before gets its memory first (none left: the table is full).
         let off = PROCS_OFF + slot as u64 * size_of::<ProcRecord>() as u64;
@@ -255,7 +258,7 @@ fn claim_record(region: &Region, state: u32, pid: i32, starttime: u64) -> Option
         // SAFETY: slot in range; only the state is touched before the record is ours.
         let r = unsafe { record(region, slot) };
         if r.state.load(Ordering::Relaxed) != FREE
-            || r.state.compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed).is_err()
+            || r.state.compare_exchange(FREE, claiming, Ordering::Acquire, Ordering::Relaxed).is_err()
         {
             continue;
         }
@@ -379,7 +382,14 @@ pub unsafe fn reap(region: &Region) {
             r.state.store(FREE, Ordering::Release);
             continue;
         }
-        if state == FREE || state == CLAIMING || alive(r.pid, r.starttime) {
+        if state & CLAIMING != 0 {
+            // Its claimer died before filling it in (a zombie still counts as there).
+            if sys::kill((state & !CLAIMING) as i32, 0) == Err(libc::ESRCH) {
+                let _ = r.state.compare_exchange(state, FREE, Ordering::AcqRel, Ordering::Relaxed);
+            }
+            continue;
+        }
+        if state == FREE || alive(r.pid, r.starttime) {
             continue;
         }
         // SAFETY: lock held.

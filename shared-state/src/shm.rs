@@ -1173,7 +1173,7 @@ pub unsafe fn recover(region: &Region) {
     }
     for slot in 0..proc::procs_hwm(region) {
         let state = shm.record(slot).state.load(Ordering::Acquire);
-        if matches!(state, proc::FREE | proc::CLAIMING | proc::EXITED) {
+        if matches!(state, proc::FREE | proc::EXITED) || state & proc::CLAIMING != 0 {
             continue;
         }
         shm.for_each_attach(slot, |a| {

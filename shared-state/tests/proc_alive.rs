@@ -1,7 +1,13 @@
-//! `proc::alive` from a process that cannot open `/proc/PID/stat` (out of fds): a process that
-//! `kill` finds is alive, or a busy server at its fd limit would release every peer's record.
+//! Process records and liveness: `proc::alive` from a process that cannot open
+//! `/proc/PID/stat` (out of fds) takes a process that `kill` finds for alive, or a busy server
+//! at its fd limit would release every peer's record; a record whose claimer was killed half
+//! way through claiming it is freed by the next reaper, not lost.
 
-use shared_state::proc;
+mod common;
+
+use common::{TempDir, fork, wait_exit};
+use shared_state::{Region, proc};
+use std::sync::atomic::Ordering;
 
 #[test]
 fn a_process_out_of_fds_takes_its_peers_for_alive() {
@@ -46,4 +52,32 @@ fn a_process_out_of_fds_takes_its_peers_for_alive() {
     assert_eq!(v & 8, 8, "a live peer taken for dead when /proc could not be opened");
     // Gone is gone: a reaped pid is dead whatever the fds.
     assert!(!proc::alive(peer, start));
+}
+
+#[test]
+fn a_record_claimed_half_way_by_a_dead_process_is_freed_by_the_next_reaper() {
+    let dir = TempDir::new("claim");
+    let region = Region::open(&dir.region_path("claim"), true).unwrap();
+    let me = proc::ensure_record(&region).expect("our record");
+    // A child claims a record and exits: its slot and pid tell us which one it was.
+    let child = fork(|| proc::ensure_record(&region).map_or(255, |s| s as i32));
+    let slot = wait_exit(child) as u32;
+    assert!(slot < 255 && slot != me, "child's slot {slot}");
+    // SAFETY: the child is gone; only the state word is changed, as a claimer would.
+    let rec = unsafe { proc::record(&region, slot) };
+    // As if it had been killed between its claim and the state it was filling in.
+    rec.state.store(proc::CLAIMING | child as u32, Ordering::Release);
+    // One of a live claimer (ourselves) must stay.
+    // SAFETY: our own record, put back below.
+    let ours = unsafe { proc::record(&region, me) };
+    let our_state = ours.state.load(Ordering::Acquire);
+    ours.state.store(proc::CLAIMING | std::process::id(), Ordering::Release);
+    {
+        let _g = region.lock().unwrap();
+        // SAFETY: the region lock is held.
+        unsafe { proc::reap(&region) };
+    }
+    assert_eq!(rec.state.load(Ordering::Acquire), proc::FREE, "the dead claimer's record is lost");
+    assert_eq!(ours.state.load(Ordering::Acquire), proc::CLAIMING | std::process::id());
+    ours.state.store(our_state, Ordering::Release);
 }
