@@ -1581,6 +1581,17 @@ static __attribute__((unused)) const char *epbits(unsigned ev)
 	return bits_text(buf, sizeof buf, ev, names, sizeof names / sizeof names[0]);
 }
 
+/* EPOLL_CTL_ADD of fd with events and tag that must succeed (setup, not a case). */
+static __attribute__((unused)) void ep_add(int ep, int fd, unsigned events, unsigned long tag)
+{
+	struct epoll_event e;
+	memset(&e, 0, sizeof e);
+	e.events = events;
+	e.data.u64 = tag;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e))
+		die("epoll_ctl ADD");
+}
+
 /* epoll_ctl with events and data.u64 = tag, printed. */
 static __attribute__((unused)) long ep_ctl(const char *what, int ep, int op, int fd, unsigned events,
 					   unsigned long tag)

@@ -5,13 +5,6 @@
  * call returned them. */
 #include "common.h"
 
-static void add(int ep, int fd, unsigned events, unsigned long tag)
-{
-	struct epoll_event e = { .events = events, .data.u64 = tag };
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e))
-		die("epoll_ctl ADD");
-}
-
 static void mod(int ep, int fd, unsigned events, unsigned long tag)
 {
 	struct epoll_event e = { .events = events, .data.u64 = tag };
@@ -29,8 +22,8 @@ int main(void)
 		if (pipe(p[i]))
 			die("pipe");
 		sk_pair(SOCK_STREAM, s[i]);
-		add(ep, p[i][0], EPOLLIN, 10 + i);
-		add(ep, s[i][0], EPOLLIN | EPOLLRDHUP, 20 + i);
+		ep_add(ep, p[i][0], EPOLLIN, 10 + i);
+		ep_add(ep, s[i][0], EPOLLIN | EPOLLRDHUP, 20 + i);
 	}
 
 	CASE("pipes_and_sockets_in_ready_order");
@@ -51,7 +44,7 @@ int main(void)
 	struct epoll_event none;
 	IOSHOW(epoll_ctl(ep, EPOLL_CTL_DEL, p[1][0], &none));
 	ep_ordered("without it", ep, 16, 0);
-	add(ep, p[1][0], EPOLLIN, 11);
+	ep_add(ep, p[1][0], EPOLLIN, 11);
 	ep_ordered("added again, ready: at the tail", ep, 16, 0);
 
 	CASE("mod_of_a_listed_item_keeps_its_place");
@@ -83,7 +76,7 @@ int main(void)
 	for (int i = 0; i < 3; i++) {
 		if (pipe(q[i]))
 			die("pipe");
-		add(ep2, q[i][0], EPOLLIN | EPOLLONESHOT, 40 + i);
+		ep_add(ep2, q[i][0], EPOLLIN | EPOLLONESHOT, 40 + i);
 	}
 	io_post(q[2][1]);
 	io_post(q[0][1]);
@@ -105,7 +98,7 @@ int main(void)
 			die("pipe");
 		while (write(w[i][1], buf, sizeof buf) > 0)
 			;
-		add(ep3, w[i][1], EPOLLOUT, 50 + i);
+		ep_add(ep3, w[i][1], EPOLLOUT, 50 + i);
 	}
 	ep_ordered("all full", ep3, 16, 0);
 	for (int k = 2; k >= 0; k -= 2)

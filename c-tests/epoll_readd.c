@@ -23,21 +23,6 @@ static void readd(int ep, int fd, unsigned events, unsigned long tag)
 	show_io("  ADD", a, ae);
 }
 
-static void add(int ep, int fd, unsigned events, unsigned long tag)
-{
-	struct epoll_event e = { .events = events, .data.u64 = tag };
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e))
-		die("epoll_ctl ADD");
-}
-
-static void mod(int ep, int fd, unsigned events, unsigned long tag)
-{
-	struct epoll_event e = { .events = events, .data.u64 = tag };
-	errno = 0;
-	long r = epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
-	show_io("  MOD", r, errno);
-}
-
 static long cpu_us(void)
 {
 	struct rusage u;
@@ -63,9 +48,9 @@ static int out_only_set(int mixed, int s[2], int *efd)
 	int ep = epoll_create1(0);
 	*efd = eventfd(0, 0);
 	if (mixed)
-		add(ep, *efd, EPOLLIN, 9);
+		ep_add(ep, *efd, EPOLLIN, 9);
 	sk_pair(SOCK_STREAM, s);
-	add(ep, s[0], EPOLLIN, 1);
+	ep_add(ep, s[0], EPOLLIN, 1);
 	readd(ep, s[0], EPOLLOUT, 2);
 	return ep;
 }
@@ -91,7 +76,7 @@ int main(void)
 	{
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
-		add(ep, s[0], EPOLLIN, 1);
+		ep_add(ep, s[0], EPOLLIN, 1);
 		ep_ordered("nothing to read", ep, 16, 0);
 		readd(ep, s[0], EPOLLOUT, 2);
 		ep_ordered("writable, new data", ep, 16, 0);
@@ -119,8 +104,8 @@ int main(void)
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
 		sk_pair(SOCK_STREAM, t);
-		add(ep, s[0], EPOLLIN, 1);
-		add(ep, t[0], EPOLLIN, 2);
+		ep_add(ep, s[0], EPOLLIN, 1);
+		ep_add(ep, t[0], EPOLLIN, 2);
 		io_post(s[1]);
 		io_post(t[1]);
 		ep_ordered("in order", ep, 16, 0);
@@ -142,7 +127,7 @@ int main(void)
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
 		io_post(s[1]);
-		add(ep, s[0], EPOLLIN | EPOLLET, 1);
+		ep_add(ep, s[0], EPOLLIN | EPOLLET, 1);
 		ep_ordered("edge", ep, 16, 0);
 		ep_ordered("no new edge", ep, 16, 0);
 		readd(ep, s[0], EPOLLIN | EPOLLET, 2);
@@ -161,7 +146,7 @@ int main(void)
 		ep_ordered("no new edge", ep, 16, 0);
 		readd(ep, s[0], EPOLLIN | EPOLLEXCLUSIVE, 7);
 		ep_ordered("exclusive", ep, 16, 0);
-		mod(ep, s[0], EPOLLIN, 8);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLIN, 8);
 		readd(ep, s[0], EPOLLIN, 9);
 		ep_ordered("level again", ep, 16, 0);
 		close(ep);
@@ -173,21 +158,21 @@ int main(void)
 	{
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
-		add(ep, s[0], EPOLLIN, 1);
-		mod(ep, s[0], EPOLLIN | EPOLLOUT, 2);
+		ep_add(ep, s[0], EPOLLIN, 1);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLIN | EPOLLOUT, 2);
 		ep_ordered("writable", ep, 16, 0);
-		mod(ep, s[0], EPOLLIN, 3);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLIN, 3);
 		ep_ordered("nothing", ep, 16, 0);
-		mod(ep, s[0], EPOLLOUT, 4);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLOUT, 4);
 		ep_ordered("writable", ep, 16, 0);
 		io_fill(s[0], 4096);
 		ep_ordered("full", ep, 16, 0);
-		mod(ep, s[0], EPOLLIN | EPOLLOUT, 5);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLIN | EPOLLOUT, 5);
 		io_post(s[1]);
 		ep_ordered("readable, not writable", ep, 16, 0);
 		drain(s[1]);
 		ep_ordered("both", ep, 16, 0);
-		mod(ep, s[0], EPOLLOUT, 6);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLOUT, 6);
 		readd(ep, s[0], EPOLLIN, 7);
 		ep_ordered("readable", ep, 16, 0);
 		close(ep);
@@ -206,9 +191,9 @@ int main(void)
 		ep_ordered("end of file", ep, 16, 0);
 		readd(ep, s[0], EPOLLOUT, 4);
 		idle_wait("unwanted again", ep);
-		mod(ep, s[0], EPOLLOUT | EPOLLRDHUP, 5);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLOUT | EPOLLRDHUP, 5);
 		ep_ordered("rdhup", ep, 16, 0);
-		mod(ep, s[0], EPOLLOUT, 6);
+		ep_ctl("  MOD", ep, EPOLL_CTL_MOD, s[0], EPOLLOUT, 6);
 		drain(s[1]);
 		ep_ordered("writable", ep, 16, 0);
 		shutdown(s[0], SHUT_RD);
@@ -227,7 +212,7 @@ int main(void)
 	{
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
-		add(ep, s[0], EPOLLOUT, 1);
+		ep_add(ep, s[0], EPOLLOUT, 1);
 		readd(ep, s[0], EPOLLIN | EPOLLRDHUP, 2);
 		shutdown(s[0], SHUT_RD);
 		ep_ordered("read side shut", ep, 16, 0);
@@ -260,7 +245,7 @@ int main(void)
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
 		int d = dup(s[0]);
-		add(ep, s[0], EPOLLIN, 1);
+		ep_add(ep, s[0], EPOLLIN, 1);
 		readd(ep, s[0], EPOLLOUT, 2);
 		IOSHOW(close(d));
 		ep_ordered("a dup closed: still there", ep, 16, 0);
@@ -270,7 +255,7 @@ int main(void)
 		printf("  same number: %s\n", t[0] == s[0] ? "yes" : "no");
 		io_post(t[1]);
 		ep_ordered("gone", ep, 16, 0);
-		add(ep, t[0], EPOLLIN | EPOLLOUT, 3);
+		ep_add(ep, t[0], EPOLLIN | EPOLLOUT, 3);
 		ep_ordered("the new socket", ep, 16, 0);
 		close(ep);
 		close(s[1]);
@@ -283,15 +268,15 @@ int main(void)
 		int ep = epoll_create1(0);
 		sk_pair(SOCK_STREAM, s);
 		sk_pair(SOCK_STREAM, t);
-		add(ep, s[0], EPOLLIN, 1);
+		ep_add(ep, s[0], EPOLLIN, 1);
 		IOSHOW(epoll_ctl(ep, EPOLL_CTL_DEL, s[0], &none));
 		io_post(s[1]);
 		ep_ordered("deleted: nothing", ep, 16, 0);
-		add(ep, s[0], EPOLLIN, 2);
+		ep_add(ep, s[0], EPOLLIN, 2);
 		ep_ordered("added after a write and a wait", ep, 16, 0);
 		IOSHOW(epoll_ctl(ep, EPOLL_CTL_DEL, s[0], &none));
-		add(ep, t[0], EPOLLOUT, 3);
-		add(ep, s[0], EPOLLIN, 4);
+		ep_add(ep, t[0], EPOLLOUT, 3);
+		ep_add(ep, s[0], EPOLLIN, 4);
 		ep_ordered("another fd added between", ep, 16, 0);
 		IOSHOW(epoll_ctl(ep, EPOLL_CTL_DEL, s[0], &none));
 		IOSHOW(epoll_ctl(ep, EPOLL_CTL_DEL, s[0], &none));
@@ -318,7 +303,7 @@ int main(void)
 		if (pipe(sync))
 			die("pipe");
 		sk_pair(SOCK_STREAM, s);
-		add(ep, s[0], EPOLLIN, 1);
+		ep_add(ep, s[0], EPOLLIN, 1);
 		IOSHOW(epoll_ctl(ep, EPOLL_CTL_DEL, s[0], &none));
 		pid_t pid = io_fork();
 		if (pid == 0) {
