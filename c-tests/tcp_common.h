@@ -38,13 +38,13 @@ static __attribute__((unused)) socklen_t tcp_addr(int fam, int port, struct sock
 	return sizeof *a;
 }
 
-/* A listener on loopback, port chosen by the kernel (into *port). */
-static __attribute__((unused)) int tcp_listener(int fam, int *port)
+/* A listener on loopback with `backlog`, port chosen by the kernel (into *port). */
+static __attribute__((unused)) int tcp_listener_backlog(int fam, int backlog, int *port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = tcp_addr(fam, 0, &ss);
 	int l = socket(fam, SOCK_STREAM, 0);
-	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, 128))
+	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, backlog))
 		die("tcp listener");
 	len = sizeof ss;
 	if (getsockname(l, (struct sockaddr *)&ss, &len))
@@ -52,6 +52,12 @@ static __attribute__((unused)) int tcp_listener(int fam, int *port)
 	*port = ntohs(fam == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 				     : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return l;
+}
+
+/* A listener on loopback, port chosen by the kernel (into *port). */
+static __attribute__((unused)) int tcp_listener(int fam, int *port)
+{
+	return tcp_listener_backlog(fam, 128, port);
 }
 
 /* A blocking client connected to loopback `port`. */

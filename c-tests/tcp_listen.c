@@ -26,16 +26,11 @@ static int reuseport_listener(int fam, int *port, int type)
 static void backlog_overflow(int fam)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = tcp_addr(fam, 0, &ss);
-	int l = socket(fam, SOCK_STREAM, 0);
-	if (l < 0 || bind(l, (struct sockaddr *)&ss, len) || listen(l, 1))
-		die("listener");
-	len = sizeof ss;
-	getsockname(l, (struct sockaddr *)&ss, &len);
-	int port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	int port;
+	int l = tcp_listener_backlog(fam, 1, &port);
 	int c1 = socket(fam, SOCK_STREAM, 0), c2 = socket(fam, SOCK_STREAM, 0);
 	int c3 = socket(fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	len = tcp_addr(fam, port, &ss);
+	socklen_t len = tcp_addr(fam, port, &ss);
 	IOSHOW(connect(c1, (struct sockaddr *)&ss, len));
 	IOSHOW(connect(c2, (struct sockaddr *)&ss, len));
 	IOSHOW(connect(c3, (struct sockaddr *)&ss, len));
