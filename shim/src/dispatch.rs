@@ -81,7 +81,7 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     if !traced {
         return serve(r, &g, nr, a);
     }
-    let path = if fd_call { crate::trace::fd_path(a[0] as i32) } else { crate::trace::NO_PATH };
+    let path = if fd_call { traced_fd_path(a[0] as i32) } else { crate::trace::NO_PATH };
     let res = serve(r, &g, nr, a);
     if let Some(v) = res {
         crate::trace::served(nr, a, v, t0, &path);
@@ -93,9 +93,11 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
 }
 
 /// A call the kernel answers on a pipe or FIFO: a shim object's placeholder (a read of a write
-/// end, an fcntl the shim leaves alone…) or a pipe handed back to the kernel. Traced too, so
-/// that a trace shows every call the program made on its pipes. `call` returns the
-/// kernel-style result. Runs under a guard.
+/// end, an fcntl the shim leaves alone…) or a pipe handed back to the kernel; or a socket call
+/// on a shim socket or any AF_UNIX socket (a connect the kernel refuses, a socket handed
+/// back). Traced too, so that a trace shows every call the program made on its pipes and
+/// AF_UNIX sockets, as `ipcshim diff` compares them. `call` returns the kernel-style result.
+/// Runs under a guard.
 pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     if !crate::trace::on() {
         return call();
@@ -115,15 +117,58 @@ pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
             | libc::SYS_fcntl
             | libc::SYS_ioctl
     );
-    let Some(r) = region::active().filter(|_| fd_call) else { return call() };
-    if !pipe_like(r, a[0] as i32) {
+    let socket_call = matches!(
+        nr,
+        libc::SYS_listen
+            | libc::SYS_connect
+            | libc::SYS_accept
+            | libc::SYS_accept4
+            | libc::SYS_sendto
+            | libc::SYS_recvfrom
+            | libc::SYS_sendmsg
+            | libc::SYS_recvmsg
+            | libc::SYS_shutdown
+    );
+    let pair = nr == libc::SYS_socketpair && a[0] as i32 == libc::AF_UNIX;
+    let Some(r) = region::active().filter(|_| fd_call || socket_call || pair) else { return call() };
+    let fd = a[0] as i32;
+    let unix_socket = || crate::unix::getsockopt_int(fd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX);
+    let logged = if pair {
+        true
+    } else if socket_call {
+        crate::fd::lookup(r, fd).is_some() || unix_socket()
+    } else {
+        let data = matches!(nr, libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev);
+        pipe_like(r, fd) || data && unix_socket()
+    };
+    if !logged {
         return call();
     }
     let t0 = crate::trace::start();
-    let path = crate::trace::fd_path(a[0] as i32);
+    let path = if pair { crate::trace::NO_PATH } else { traced_fd_path(fd) };
     let v = call();
     crate::trace::served(nr, a, v, t0, &path);
     v
+}
+
+/// What a traced call's fd is, a socket with its kind (see [`crate::trace::FdPath::name_socket`]).
+fn traced_fd_path(fd: i32) -> crate::trace::FdPath {
+    let mut path = crate::trace::fd_path(fd);
+    if path.is_socket() {
+        let opt = |o| crate::unix::getsockopt_int(fd, o).unwrap_or(-1);
+        let kind = match (opt(libc::SO_DOMAIN), opt(libc::SO_TYPE)) {
+            (libc::AF_UNIX, libc::SOCK_STREAM) => "UNIX-STREAM",
+            (libc::AF_UNIX, libc::SOCK_DGRAM) => "UNIX-DGRAM",
+            (libc::AF_UNIX, libc::SOCK_SEQPACKET) => "UNIX-SEQPACKET",
+            (libc::AF_INET, libc::SOCK_STREAM) => "TCP",
+            (libc::AF_INET, libc::SOCK_DGRAM) => "UDP",
+            (libc::AF_INET6, libc::SOCK_STREAM) => "TCPv6",
+            (libc::AF_INET6, libc::SOCK_DGRAM) => "UDPv6",
+            _ => "socket",
+        };
+        path.name_socket(kind);
+    }
+    path
 }
 
 /// A shim pipe, or a kernel pipe or FIFO (for tracing: strace -y shows them all alike).

@@ -84,6 +84,25 @@ pub struct FdPath {
 
 pub const NO_PATH: FdPath = FdPath { buf: [0; 128], len: 0 };
 
+impl FdPath {
+    /// Whether it names a socket (`socket:[123]`).
+    pub fn is_socket(&self) -> bool {
+        self.buf[..self.len].starts_with(b"socket:[")
+    }
+
+    /// Names a socket's kind as strace -yy does (`UNIX-STREAM:[123]`, `TCPv6:[123]`), so
+    /// that `ipcshim diff` tells AF_UNIX calls from others; strace adds ends we do not show.
+    pub fn name_socket(&mut self, kind: &str) {
+        if !self.is_socket() || kind.len() + self.len - "socket".len() > self.buf.len() {
+            return;
+        }
+        let ino = self.len - "socket".len();
+        self.buf.copy_within("socket".len()..self.len, kind.len());
+        self.buf[..kind.len()].copy_from_slice(kind.as_bytes());
+        self.len = kind.len() + ino;
+    }
+}
+
 pub fn fd_path(fd: i32) -> FdPath {
     let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
     let mut digits = [0u8; 10];
@@ -280,23 +299,32 @@ const O_FLAGS: &[(u64, &str)] = &[
 const SEND_RECV_FLAGS: &[(u64, &str)] = &[
     (libc::MSG_OOB as u64, "MSG_OOB"),
     (libc::MSG_PEEK as u64, "MSG_PEEK"),
+    (libc::MSG_DONTROUTE as u64, "MSG_DONTROUTE"),
+    (libc::MSG_CTRUNC as u64, "MSG_CTRUNC"),
     (libc::MSG_TRUNC as u64, "MSG_TRUNC"),
     (libc::MSG_DONTWAIT as u64, "MSG_DONTWAIT"),
     (libc::MSG_EOR as u64, "MSG_EOR"),
     (libc::MSG_WAITALL as u64, "MSG_WAITALL"),
+    (libc::MSG_CONFIRM as u64, "MSG_CONFIRM"),
+    (libc::MSG_ERRQUEUE as u64, "MSG_ERRQUEUE"),
     (libc::MSG_NOSIGNAL as u64, "MSG_NOSIGNAL"),
     (libc::MSG_MORE as u64, "MSG_MORE"),
     (libc::MSG_WAITFORONE as u64, "MSG_WAITFORONE"),
     (libc::MSG_CMSG_CLOEXEC as u64, "MSG_CMSG_CLOEXEC"),
 ];
 
+/// A socket's type is a value in the low bits, not a flag (SOCK_SEQPACKET is 5).
 const SOCK_TYPES: &[(u64, &str)] = &[
     (libc::SOCK_STREAM as u64, "SOCK_STREAM"),
     (libc::SOCK_DGRAM as u64, "SOCK_DGRAM"),
+    (libc::SOCK_RAW as u64, "SOCK_RAW"),
+    (libc::SOCK_RDM as u64, "SOCK_RDM"),
     (libc::SOCK_SEQPACKET as u64, "SOCK_SEQPACKET"),
-    (libc::SOCK_NONBLOCK as u64, "SOCK_NONBLOCK"),
-    (libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC"),
 ];
+
+/// In strace's order.
+const SOCK_FLAGS: &[(u64, &str)] =
+    &[(libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC"), (libc::SOCK_NONBLOCK as u64, "SOCK_NONBLOCK")];
 
 const MSG_FLAGS: &[(u64, &str)] =
     &[(0o10000, "MSG_NOERROR"), (0o20000, "MSG_EXCEPT"), (0o40000, "MSG_COPY"), (0o4000, "IPC_NOWAIT")];
@@ -443,9 +471,8 @@ unsafe extern "C" {
 pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     let Some(call) = name(nr).filter(|_| on()) else { return };
     let dur = sys::monotonic_ns() - t0;
-    // The process, not the thread: `ipcshim diff` compares processes. A syscall, as a vfork
-    // child shares our memory (and any cached pid).
-    let pid = sys::getpid();
+    // The process, not the thread: `ipcshim diff` compares processes.
+    let pid = outer_pid();
     let Ok(mut l) = Line::new() else { return };
     l.unum(pid as u64).s(" ").s(call).s("(");
     l.path = path;
@@ -482,6 +509,40 @@ pub fn served(nr: i64, a: &[u64; 6], res: i64, t0: i64, path: &FdPath) {
     }
     l.bytes(&digits).s(">\n");
     emit(&l.buf, l.len);
+}
+
+/// This process's pid as the traced program's first process sees it (strace's view): in a PID
+/// namespace of its own, getpid says 1 where its parent logged another number for it. Read from
+/// /proc/self/status's NSpid once per process (a vfork child, which shares our memory, and a
+/// fork child have another getpid, so they read it again).
+pub fn outer_pid() -> i32 {
+    use core::sync::atomic::AtomicU64;
+    static CACHE: AtomicU64 = AtomicU64::new(0);
+    let own = sys::getpid();
+    let cached = CACHE.load(Ordering::Relaxed);
+    if cached != 0 && cached as u32 as i32 == own {
+        return (cached >> 32) as i32;
+    }
+    let mut buf = [0u8; 1024];
+    let n = match sys::open(b"/proc/self/status\0", libc::O_RDONLY | libc::O_CLOEXEC, 0) {
+        Ok(fd) => {
+            let n = sys::read(fd, &mut buf).unwrap_or(0);
+            sys::close(fd);
+            n
+        }
+        Err(_) => 0,
+    };
+    // "NSpid:\t<outermost>\t…\t<own>": the first is /proc's namespace's, the program's.
+    let outer = buf[..n]
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"NSpid:"))
+        .and_then(|rest| {
+            let digits = rest.iter().skip_while(|b| !b.is_ascii_digit()).take_while(|b| b.is_ascii_digit());
+            digits.fold(None, |v: Option<i32>, d| Some(v.unwrap_or(0) * 10 + (d - b'0') as i32))
+        })
+        .unwrap_or(own);
+    CACHE.store((outer as u32 as u64) << 32 | own as u32 as u64, Ordering::Relaxed);
+    outer
 }
 
 /// Logs that process `parent` made process `child` by `call` (`fork()`, `vfork()`), as strace
@@ -542,7 +603,15 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
         }
         libc::SYS_socketpair => {
             l.s(if a[0] as i32 == libc::AF_UNIX { "AF_UNIX" } else { "?" }).s(", ");
-            l.flags(a[1], SOCK_TYPES, "0").s(", ").num(a[2] as i64).s(", ");
+            let ty = a[1] & 0xf;
+            match SOCK_TYPES.iter().find(|t| t.0 == ty) {
+                Some(t) => l.s(t.1),
+                None => l.num(ty as i64),
+            };
+            if a[1] & !0xf != 0 {
+                l.s("|").flags(a[1] & !0xf, SOCK_FLAGS, "0");
+            }
+            l.s(", ").num(a[2] as i64).s(", ");
             let mut fds = [0i32; 2];
             if res == 0 && peek(&mut fds, a[3]) {
                 l.s("[").num(fds[0] as i64).s(", ").num(fds[1] as i64).s("]");
@@ -559,7 +628,8 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
                 libc::SHUT_RD => l.s("SHUT_RD"),
                 libc::SHUT_WR => l.s("SHUT_WR"),
                 libc::SHUT_RDWR => l.s("SHUT_RDWR"),
-                v => l.num(v as i64),
+                // As strace prints it.
+                v => l.hex(v as u32 as u64).s(" /* SHUT_??? */"),
             };
         }
         libc::SYS_connect => {
@@ -570,7 +640,7 @@ fn args(l: &mut Line<'_>, nr: i64, a: &[u64; 6], res: i64) {
         libc::SYS_accept | libc::SYS_accept4 => {
             l.fd(a[0]).s(", ").ptr(a[1]).s(", ").ptr(a[2]);
             if nr == libc::SYS_accept4 {
-                l.s(", ").flags(a[3], SOCK_TYPES, "0");
+                l.s(", ").flags(a[3], SOCK_FLAGS, "0");
             }
         }
         libc::SYS_sendto | libc::SYS_recvfrom => {

@@ -78,7 +78,7 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
         && super::tls().birth_logged.swap(1, Ordering::Relaxed) == 0
     {
         let ppid = syscall6(libc::SYS_getppid, 0, 0, 0, 0, 0, 0).unwrap_or(0) as i32;
-        crate::trace::created(ppid, "vfork()", shared_state::sys::getpid());
+        crate::trace::created(ppid, "vfork()", crate::trace::outer_pid());
     }
     let nr = reg(uc, REG_RAX) as i64;
     let a = [REG_RDI, REG_RSI, REG_RDX, REG_R10, REG_R8, REG_R9].map(|r| reg(uc, r));
@@ -146,7 +146,7 @@ pub(super) fn fork_here(nr: i64, a: &[u64; 6]) -> i64 {
     if r == 0 {
         super::armed_fork_child();
     } else if r > 0 && crate::trace::on() {
-        crate::trace::created(shared_state::sys::getpid(), "fork()", r as i32);
+        crate::trace::created(crate::trace::outer_pid(), "fork()", r as i32);
     }
     r
 }
