@@ -3,7 +3,9 @@
 //!
 //! What is compared: System V calls; pipe/pipe2; read, write, readv, writev, close, dup*, the
 //! fcntl and ioctl commands ipcshim serves, on pipes and FIFOs; poll/ppoll over sets holding
-//! one. Processes are paired by their place in the process tree (which child of which parent
+//! one; on AF_UNIX sockets, socketpair, listen, connect, accept*, send*/recv* (and read,
+//! write, readv, writev), shutdown (strace -yy tells an AF_UNIX socket from others, and
+//! ipcshim's trace names a socket's kind the same way). Processes are paired by their place in the process tree (which child of which parent
 //! each is), not by pid order, which wraps and follows the timing of forks.
 //! What legitimately differs is normalised: ids (numbered in order of appearance), addresses,
 //! pids, pipe inode numbers, and how a stream of bytes was split into reads and writes
@@ -37,7 +39,8 @@ const SERVED_CMDS: &[&str] =
     &["F_DUPFD", "F_DUPFD_CLOEXEC", "F_SETFL", "F_GETPIPE_SZ", "F_SETPIPE_SZ", "FIONREAD", "FIONBIO"];
 const STRACE_SET: &str = "semget,semop,semtimedop,semctl,shmget,shmat,shmdt,shmctl,msgget,msgsnd,msgrcv,msgctl,\
                           pipe,pipe2,read,write,readv,writev,close,dup,dup2,dup3,fcntl,ioctl,poll,ppoll,\
-                          clone,clone3,fork,vfork,mknod,mknodat";
+                          socketpair,listen,connect,accept,accept4,sendto,recvfrom,sendmsg,recvmsg,shutdown,\
+                          clone,clone3,fork,vfork,mknod,mknodat,rt_sigreturn";
 /// Divergences reported at most.
 const MAX_REPORTED: usize = 10;
 
@@ -130,7 +133,8 @@ fn compare_runs(cmd: &[String], exe: &Path, work: &Path) -> Result<usize, String
         // Signals stay on: without them strace does not say which processes a signal killed.
         "-f",
         "-q",
-        "-y",
+        // Sockets' kinds, ends and addresses: which ones ipcshim serves, and who writes to whom.
+        "-yy",
         "-s",
         "32",
         "-e",
@@ -616,18 +620,28 @@ fn pid_and_body(line: &str) -> Option<(i32, &str)> {
 }
 
 /// `strace -f -o` output, with `<unfinished ...>` / `<... resumed>` pairs joined.
+///
+/// A call a signal interrupted (`= ? ERESTART…`) is put after the calls its handler made, up
+/// to the handler's `rt_sigreturn`: ipcshim logs a call when it returns, which is after the
+/// handler ran inside it.
 fn parse_strace(text: &str) -> Run {
     let mut run = Run::default();
     let mut pending: HashMap<i32, String> = HashMap::new();
+    // Per thread: interrupted calls, each with whether its signal's handler is running.
+    let mut held: HashMap<i32, Vec<(Call, bool)>> = HashMap::new();
     for line in text.lines() {
         let Some((pid, body)) = pid_and_body(line) else { continue };
-        if let Some(rest) = body.strip_prefix("+++ killed by ") {
-            if !rest.is_empty() {
+        if body.starts_with("+++") {
+            run.calls.extend(held.remove(&pid).unwrap_or_default().into_iter().map(|(c, _)| c));
+            if body.strip_prefix("+++ killed by ").is_some_and(|r| !r.is_empty()) {
                 run.killed.insert(pid);
             }
             continue;
         }
-        if body.starts_with("+++") || body.starts_with("---") {
+        if body.starts_with("---") {
+            if let Some((_, in_handler)) = held.get_mut(&pid).and_then(|h| h.last_mut()) {
+                *in_handler = true;
+            }
             continue;
         }
         let full = if let Some(head) = body.strip_suffix(" <unfinished ...>") {
@@ -645,9 +659,25 @@ fn parse_strace(text: &str) -> Run {
             if c.result.starts_with('?') && !c.result.contains("ERESTART") {
                 run.killed.insert(pid);
             }
-            run.calls.push(c);
+            let h = held.entry(pid).or_default();
+            // No signal came, or its handler returned: the interrupted call goes here.
+            while h.last().is_some_and(|(_, in_handler)| !in_handler || c.name == "rt_sigreturn") {
+                let Some((interrupted, in_handler)) = h.pop() else { break };
+                run.calls.push(interrupted);
+                if in_handler {
+                    break;
+                }
+            }
+            if c.result.contains("ERESTART") {
+                h.push((c, false));
+            } else {
+                run.calls.push(c);
+            }
         }
     }
+    let mut left: Vec<_> = held.into_iter().collect();
+    left.sort_by_key(|(pid, _)| *pid);
+    run.calls.extend(left.into_iter().flat_map(|(_, h)| h.into_iter().map(|(c, _)| c)));
     run
 }
 
@@ -681,32 +711,73 @@ struct Rec {
     line: String,
 }
 
+/// The length of the annotation `<…>` that `s` starts with, up to and with its closing `>`:
+/// strace -yy nests them (`</dev/null<char 1:3>>`) and a socket's holds `->` and quoted names
+/// (`<UNIX-STREAM:[12->13,"/tmp/s"]>`).
+fn annotation_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (mut depth, mut square, mut quoted, mut i) = (0, 0, false, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            _ if quoted => {}
+            b'[' => square += 1,
+            b']' if square > 0 => square -= 1,
+            b'<' if square == 0 => depth += 1,
+            b'>' if square == 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
 /// The annotation strace -y puts after an fd: `3<pipe:[12]>` gives `pipe:[12]`.
 fn first_fd(args: &str) -> (String, Option<&str>) {
     let num: String = args.chars().take_while(|c| c.is_ascii_digit() || *c == '-').collect();
     let rest = &args[num.len()..];
-    let path = rest.strip_prefix('<').and_then(|r| r.find('>').map(|e| &r[..e]));
+    let path = rest.starts_with('<').then(|| &rest[1..annotation_len(rest).max(2) - 1]);
     (num, path)
 }
 
 /// Drops `<…>` fd annotations and numbers pipe inodes out: `3<pipe:[12]>` becomes `3`.
 fn strip_annotations(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
+    let mut rest = s;
     let mut prev_digit = false;
-    while let Some(c) = chars.next() {
+    while let Some(c) = rest.chars().next() {
         if c == '<' && prev_digit {
-            for d in chars.by_ref() {
-                if d == '>' {
-                    break;
-                }
-            }
+            rest = &rest[annotation_len(rest)..];
             continue;
         }
         prev_digit = c.is_ascii_digit();
         out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// An AF_UNIX socket as an fd annotation shows it, with its own end and its peer's when the
+/// kernel knows them: strace -yy's `UNIX-STREAM:[12->13,"/tmp/s"]`, ipcshim's
+/// `UNIX-STREAM:[12]` (no peer). `None` for anything else: TCP and UDP calls are not compared.
+fn socket_ends(path: &str) -> Option<(&str, Option<&str>)> {
+    let (kind, body) = path.split_once(":[")?;
+    if !matches!(kind, "UNIX" | "UNIX-STREAM" | "UNIX-DGRAM" | "UNIX-SEQPACKET") {
+        return None;
+    }
+    let body = body.strip_suffix(']')?;
+    // A bound name follows the ends: `12->13,"/tmp/s"` or `12,@"abstract"`.
+    let ends = body.split_once(',').map_or(body, |(e, _)| e);
+    Some(match ends.split_once("->") {
+        Some((own, peer)) => (own, Some(peer)),
+        None => (ends, None),
+    })
 }
 
 /// The index of the `}` closing a struct whose body starts `s`, skipping quoted strings.
@@ -844,8 +915,54 @@ fn outcome(result: &str) -> Outcome {
 struct Ctx<'a> {
     /// Paths of FIFOs (from ipcshim's trace, which logs only its own objects).
     fifos: &'a HashSet<String>,
-    /// Pipes written by more than one process: what a read returns first depends on timing.
-    shared_pipes: HashSet<String>,
+    /// Pipes (by path) and socket ends (by the end's name, see [`socket_ends`]) written by more
+    /// than one process, and those read by more than one: what a read returns first depends on
+    /// timing.
+    shared: HashSet<String>,
+    shared_read: HashSet<String>,
+    /// Whether this is the kernel's run (strace names a socket's peer; ipcshim's trace does not).
+    kernel: bool,
+}
+
+impl Ctx<'_> {
+    /// Whether a read of `path` may return bytes in an order that timing decides, so that only
+    /// their count is compared: a pipe or a peer written by several processes, or (in the
+    /// kernel's run) a socket whose peer strace does not name (a named datagram socket, whose
+    /// senders may be many). ipcshim's trace names no peers: the kernel's run decides.
+    fn timing_ordered(&self, path: &str) -> bool {
+        match socket_ends(path) {
+            Some(_) if !self.kernel => false,
+            Some((_, None)) => true,
+            Some((own, Some(peer))) => self.shared.contains(peer) || self.shared_read.contains(own),
+            None => self.shared.contains(path) || self.shared_read.contains(path),
+        }
+    }
+
+    /// Whether `path` is a socket end several processes receive from: which of them gets what,
+    /// and how often one finds nothing, is timing; their receives are not compared.
+    fn received_by_many(&self, path: &str) -> bool {
+        socket_ends(path).is_some_and(|(own, _)| self.shared_read.contains(own))
+    }
+}
+
+/// Socket calls compared on the sockets ipcshim serves (read, write, readv and writev of them
+/// too; close and the rest are not: ipcshim does not log a listener's).
+const SOCKET_CALLS: &[&str] = &[
+    "socketpair",
+    "listen",
+    "connect",
+    "accept",
+    "accept4",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "shutdown",
+];
+
+/// Whether a byte-moving call: consecutive successful ones on one fd join.
+fn moves_bytes(what: &str) -> bool {
+    ["read", "write", "send", "recv"].iter().any(|p| what.starts_with(p))
 }
 
 fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
@@ -862,6 +979,7 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
         args.truncate(args.len() - ", NULL".len());
     }
     let ipc_path = |p: Option<&str>| p.is_some_and(|p| p.starts_with("pipe:[") || fifos.contains(p));
+    let socket = |p: Option<&str>| p.and_then(socket_ends).is_some();
     let mut out = outcome(&c.result);
     let mut data = Vec::new();
     let mut bytes = 0;
@@ -906,7 +1024,11 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
         format!("{name}({flags})")
     } else if FD_CALLS.contains(&name) {
         let (fd, path) = first_fd(&args);
-        if !ipc_path(path) {
+        let socket_data = socket(path) && matches!(name, "read" | "write" | "readv" | "writev");
+        if !ipc_path(path) && !socket_data {
+            return None;
+        }
+        if name.starts_with("read") && path.is_some_and(|p| ctx.received_by_many(p)) {
             return None;
         }
         let cmd = args.split(", ").nth(1).unwrap_or("");
@@ -919,7 +1041,7 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
                     bytes = v.parse().unwrap_or(0);
                     out = Outcome::Ok(String::new());
                     let buf = args.split_once(", ").map_or("", |(_, b)| b);
-                    if !(name == "read" && path.is_some_and(|p| ctx.shared_pipes.contains(p))) {
+                    if !(name == "read" && path.is_some_and(|p| ctx.timing_ordered(p))) {
                         data = unquote(buf).unwrap_or_default();
                     }
                 }
@@ -938,6 +1060,8 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
             }
             _ => format!("{name}({fd})"),
         }
+    } else if SOCKET_CALLS.contains(&name) {
+        socket_record(name, &args, &mut out, &mut bytes, &mut data, ctx)?
     } else if name == "poll" || name == "ppoll" {
         // Both annotate each fd: a poll over sockets alone is not compared.
         if !args.split("fd=").skip(1).any(|p| ipc_path(first_fd(p).1)) {
@@ -949,6 +1073,71 @@ fn record(c: &Call, ctx: &Ctx, names: &mut Names) -> Option<Rec> {
         return None;
     };
     Some(Rec { what, outcome: out, bytes, data, line: c.line.clone() })
+}
+
+/// A socket call's record (see [`record`]): what it was asked, with its data and byte count
+/// for the calls that move bytes. Addresses and ports are left out: the kernel picks
+/// ephemeral ports, and a receive's source address is the sender's.
+fn socket_record(
+    name: &str,
+    args: &str,
+    out: &mut Outcome,
+    bytes: &mut u64,
+    data: &mut Vec<u8>,
+    ctx: &Ctx,
+) -> Option<String> {
+    // strace names no flag in `0x40000000 /* SOCK_??? */`; ipcshim prints the number alone.
+    let args = match args.split_once(" /* ") {
+        Some((head, tail)) => format!("{head}{}", tail.split_once(" */").map_or("", |(_, t)| t)),
+        None => args.to_string(),
+    };
+    let args = args.as_str();
+    if name == "socketpair" {
+        // Domain, type and protocol; then the fds made, or the array's address.
+        let head: Vec<&str> = args.splitn(4, ", ").take(3).collect();
+        return args.starts_with("AF_UNIX").then(|| format!("socketpair({})", head.join(", ")));
+    }
+    let (fd, path) = first_fd(args);
+    let path = path.filter(|p| socket_ends(p).is_some())?;
+    if name.starts_with("recv") && ctx.received_by_many(path) {
+        return None;
+    }
+    let rest = args.split_once(", ").map_or("", |(_, r)| r);
+    let last = args.rsplit(", ").next().unwrap_or("");
+    let moved = |out: &mut Outcome, bytes: &mut u64| {
+        if let Outcome::Ok(v) = out {
+            *bytes = v.parse().unwrap_or(0);
+            *out = Outcome::Ok(String::new());
+        }
+    };
+    Some(match name {
+        "listen" => format!("listen({fd}, {rest})"),
+        "shutdown" => format!("shutdown({fd}, {rest})"),
+        "connect" => format!("connect({fd})"),
+        "accept" => format!("accept({fd})"),
+        "accept4" => format!("accept4({fd}, {last})"),
+        "sendto" | "recvfrom" => {
+            // fd, buf, len, flags, addr, addrlen.
+            let mut parts = rest.splitn(4, ", ");
+            let (buf, _, flags) = (parts.next()?, parts.next(), parts.next().unwrap_or(""));
+            if matches!(out, Outcome::Ok(_)) && !(name == "recvfrom" && ctx.timing_ordered(path)) {
+                *data = unquote(buf).unwrap_or_default();
+            }
+            moved(out, bytes);
+            format!("{name}({fd}, {flags})")
+        }
+        _ => {
+            // sendmsg, recvmsg: the first buffer of the message, and the call's flags.
+            if matches!(out, Outcome::Ok(_))
+                && !(name == "recvmsg" && ctx.timing_ordered(path))
+                && let Some(at) = args.find("iov_base=")
+            {
+                *data = unquote(&args[at + "iov_base=".len()..]).unwrap_or_default();
+            }
+            moved(out, bytes);
+            format!("{name}({fd}, {last})")
+        }
+    })
 }
 
 /// Calls a program repeats until the state it polls for arrives: how often depends on timing,
@@ -977,9 +1166,11 @@ fn merge(recs: Vec<Rec>, shim: Option<&[Rec]>) -> Vec<Rec> {
         {
             continue;
         }
+        // A query repeated, or a call retried after EAGAIN (a non-blocking poll for data or
+        // a connection): how often depends on timing, the last one counts.
         if let Some(last) = out.last_mut()
             && last.what == r.what
-            && is_query(&r.what)
+            && (is_query(&r.what) || last.outcome == Outcome::Err("EAGAIN".into()))
         {
             *last = r;
             continue;
@@ -987,7 +1178,7 @@ fn merge(recs: Vec<Rec>, shim: Option<&[Rec]>) -> Vec<Rec> {
         if let Some(last) = out.last_mut()
             && last.what == r.what
         {
-            let stream = r.what.starts_with("read") || r.what.starts_with("write");
+            let stream = moves_bytes(&r.what);
             if stream
                 && last.outcome == Outcome::Ok(String::new())
                 && r.outcome == last.outcome
@@ -1015,20 +1206,34 @@ fn same(a: &Rec, b: &Rec) -> bool {
 
 /// Each process's records, not merged yet, in order of place (see [`tree`]); processes with
 /// none are left out.
-fn by_process(run: &Run, fifos: &HashSet<String>, names: &mut Names) -> Vec<(Place, i32, Vec<Rec>)> {
+fn by_process(
+    run: &Run,
+    fifos: &HashSet<String>,
+    kernel: bool,
+    names: &mut Names,
+) -> Vec<(Place, i32, Vec<Rec>)> {
     let tree = tree(run);
     let mut procs: BTreeMap<(Place, i32), Vec<&Call>> = BTreeMap::new();
     let mut writers: HashMap<String, HashSet<i32>> = HashMap::new();
+    let mut readers: HashMap<String, HashSet<i32>> = HashMap::new();
     for c in &run.calls {
         procs.entry((tree[&c.pid].clone(), c.pid)).or_default().push(c);
-        if c.name.starts_with("write")
-            && let Some(p) = first_fd(&c.args).1
-        {
-            writers.entry(p.to_string()).or_default().insert(c.pid);
+        let who = if c.name.starts_with("write") || c.name.starts_with("send") {
+            &mut writers
+        } else if c.name.starts_with("read") || c.name.starts_with("recv") {
+            &mut readers
+        } else {
+            continue;
+        };
+        if let Some(p) = first_fd(&c.args).1 {
+            let end = socket_ends(p).map_or(p, |(own, _)| own);
+            who.entry(end.to_string()).or_default().insert(c.pid);
         }
     }
-    let shared_pipes = writers.into_iter().filter(|(_, w)| w.len() > 1).map(|(p, _)| p).collect();
-    let ctx = Ctx { fifos, shared_pipes };
+    let several = |m: HashMap<String, HashSet<i32>>| {
+        m.into_iter().filter(|(_, w)| w.len() > 1).map(|(p, _)| p).collect()
+    };
+    let ctx = Ctx { fifos, shared: several(writers), shared_read: several(readers), kernel };
     procs
         .into_iter()
         .map(|((place, pid), calls)| {
@@ -1047,14 +1252,13 @@ fn shim_threaded(srecs: &[Rec], krecs: &[Rec]) -> bool {
 
 /// Prints the divergences; returns how many.
 fn compare(kernel: &Run, shim: &Run) -> usize {
-    // FIFOs by path: in ipcshim's trace, any fd that is not an anonymous pipe or a socket (it
-    // logs pipes, FIFOs and sockets only); in strace's, those the program made (mknod with
-    // S_IFIFO) or ipcshim saw. Socket calls are not compared.
+    // FIFOs by path: in ipcshim's trace, any fd named by a path (it logs pipes, FIFOs and
+    // sockets only); in strace's, those the program made (mknod with S_IFIFO) or ipcshim saw.
     let shim_fifos: HashSet<String> = shim
         .calls
         .iter()
         .filter_map(|c| first_fd(&c.args).1.map(str::to_string))
-        .filter(|p| !p.starts_with("pipe:[") && !p.starts_with("socket:["))
+        .filter(|p| p.starts_with('/'))
         .collect();
     let mut kernel_fifos = shim_fifos.clone();
     for c in kernel.calls.iter().filter(|c| c.name.starts_with("mknod") && c.args.contains("S_IFIFO")) {
@@ -1064,8 +1268,8 @@ fn compare(kernel: &Run, shim: &Run) -> usize {
             kernel_fifos.insert(String::from_utf8_lossy(&path).into_owned());
         }
     }
-    let k = by_process(kernel, &kernel_fifos, &mut Names::default());
-    let s = by_process(shim, &shim_fifos, &mut Names::default());
+    let k = by_process(kernel, &kernel_fifos, true, &mut Names::default());
+    let s = by_process(shim, &shim_fifos, false, &mut Names::default());
     let mut n = 0;
     let mut report = |msg: String| {
         if n < MAX_REPORTED {
@@ -1144,6 +1348,70 @@ fn compare(kernel: &Run, shim: &Run) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// strace -yy's socket annotations hold `->` and quoted names, and nest inside file ones.
+    #[test]
+    fn socket_annotations_parse() {
+        let (fd, path) = first_fd("7<UNIX-STREAM:[12->13,\"/tmp/a>b\"]>, \"x\", 1");
+        assert_eq!((fd.as_str(), path), ("7", Some("UNIX-STREAM:[12->13,\"/tmp/a>b\"]")));
+        assert_eq!(socket_ends(path.unwrap()), Some(("12", Some("13"))));
+        assert_eq!(socket_ends("UNIX-DGRAM:[12,@\"n\"]"), Some(("12", None)));
+        assert_eq!(socket_ends("TCP:[127.0.0.1:80->127.0.0.1:5000]"), None);
+        assert_eq!(strip_annotations("5<UNIX-STREAM:[1->2]> 6</dev/null<char 1:3>>"), "5 6");
+    }
+
+    /// Socket calls on AF_UNIX sockets are compared, data included; TCP calls are not.
+    #[test]
+    fn unix_socket_calls_are_compared() {
+        let kernel = |data: &str| {
+            parse_strace(&format!(
+                "10 socketpair(AF_UNIX, SOCK_SEQPACKET|SOCK_CLOEXEC, 0, [3<UNIX-SEQPACKET:[1->2]>, \
+                 4<UNIX-SEQPACKET:[2->1]>]) = 0\n\
+                 10 sendto(3<UNIX-SEQPACKET:[1->2]>, \"{data}\", 2, MSG_DONTWAIT, NULL, 0) = 2\n\
+                 10 recvfrom(4<UNIX-SEQPACKET:[2->1]>, \"{data}\", 9, 0, NULL, NULL) = 2\n\
+                 10 sendto(5<TCP:[127.0.0.1:1->127.0.0.1:2]>, \"t\", 1, 0, NULL, 0) = 1\n"
+            ))
+        };
+        let shim = parse_trace(
+            "20 socketpair(AF_UNIX, SOCK_SEQPACKET|SOCK_CLOEXEC, 0, [3, 4]) = 0 <0.000001>\n\
+             20 sendto(3<UNIX-SEQPACKET:[8]>, \"ab\", 2, MSG_DONTWAIT, NULL, 0) = 2 <0.000001>\n\
+             20 recvfrom(4<UNIX-SEQPACKET:[9]>, \"ab\", 9, 0, NULL, NULL) = 2 <0.000001>\n",
+        );
+        assert_eq!(compare(&kernel("ab"), &shim), 0);
+        assert_eq!(compare(&kernel("ac"), &shim), 1);
+    }
+
+    /// A receive a signal interrupted: strace shows it before the handler's calls, ipcshim
+    /// (which logs a call as it returns) after them.
+    #[test]
+    fn an_interrupted_call_follows_its_handler() {
+        let kernel = parse_strace(
+            "10 recvfrom(4<UNIX-STREAM:[2->1]>,  <unfinished ...>\n\
+             10 <... recvfrom resumed>0x7ffe, 64, 0, NULL, NULL) = ? ERESTARTSYS (To be restarted if SA_RESTART is set)\n\
+             10 --- SIGUSR1 {si_signo=SIGUSR1} ---\n\
+             10 write(6<pipe:[7]>, \"n\", 1) = 1\n\
+             10 rt_sigreturn({mask=[]}) = -1 EINTR (Interrupted system call)\n",
+        );
+        let shim = parse_trace(
+            "20 write(6<pipe:[9]>, \"n\", 1) = 1 <0.000001>\n\
+             20 recvfrom(4<UNIX-STREAM:[3]>, 0x7ffe, 64, 0, NULL, NULL) = -1 EINTR (Interrupted system call) <0.02>\n",
+        );
+        assert_eq!(compare(&kernel, &shim), 0);
+    }
+
+    /// Two processes receiving from one socket: who gets what is timing, not compared.
+    #[test]
+    fn receives_racing_on_one_socket_are_not_compared() {
+        let run = |a: &str, b: &str| {
+            format!(
+                "10 clone(child_stack=NULL, flags=SIGCHLD) = 11\n\
+                 10 recvfrom(4<UNIX-STREAM:[2->1]>, {a}, 9, MSG_DONTWAIT, NULL, NULL) = 1\n\
+                 11 recvfrom(4<UNIX-STREAM:[2->1]>, {b}, 9, MSG_DONTWAIT, NULL, NULL) = 1\n"
+            )
+        };
+        let shim = parse_trace(&run("\"x\"", "\"y\"").replace("[2->1]", "[5]"));
+        assert_eq!(compare(&parse_strace(&run("\"y\"", "\"x\"")), &shim), 0);
+    }
 
     /// A process that moved to another CPU: perf printed its IPC_RMID after the call that
     /// followed it (and a call that blocked, by its start time).
