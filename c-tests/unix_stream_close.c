@@ -1,9 +1,11 @@
 /* The end of AF_UNIX stream connections: shutdown (SHUT_RD, SHUT_WR, SHUT_RDWR) and what the
  * peer sees, close with the kernel's EOF, ECONNRESET for a close with unread data, EPIPE with
  * SIGPIPE (default, handled, MSG_NOSIGNAL), a peer SIGKILLed while the other side sleeps, and
- * blocked writers released by the reader's close.
+ * blocked writers released by the reader's close, and a full send buffer freed (EPOLLOUT)
+ * by the release of a peer that left it unread.
  */
 #include "common.h"
+#include <linux/sockios.h>
 
 #define ALL (POLLIN | POLLOUT | POLLRDHUP | POLLPRI)
 
@@ -136,6 +138,31 @@ int main(void)
 	show_data("peer again", sv[1]);
 	IOSHOW(send(sv[1], "x", 1, MSG_NOSIGNAL));
 	io_close(sv[1]);
+
+	CASE("close_with_full_send_buffer_frees_it");
+	/* The peer's release drops what it left unread (unix_release_sock): the send buffer is
+	 * free again (POLLOUT, EPOLLOUT for a set waiting on it, SIOCOUTQ 0), and a stream or
+	 * seqpacket socket has ECONNRESET pending. */
+	for (int t = 0; t < 3; t++) {
+		static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
+		static const char *const names[] = { "stream", "seqpacket", "datagram" };
+		int outq = -1;
+		sk_pair(types[t], sv);
+		printf("  %s: filled %s\n", names[t], io_fill(sv[1], 4096) > 0 ? "yes" : "no");
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		if (ep < 0)
+			die("epoll_create1");
+		ep_add(ep, sv[1], EPOLLIN | EPOLLOUT | EPOLLRDHUP, 1);
+		ep_show("full", ep, 4, 0);
+		io_close(sv[0]);
+		ep_show("peer closed", ep, 4, 1000);
+		show_poll1("peer closed", sv[1], ALL);
+		IOSHOW(ioctl(sv[1], SIOCOUTQ, &outq));
+		printf("  SIOCOUTQ %d\n", outq);
+		sk_show_opt("SO_ERROR", sv[1], SOL_SOCKET, SO_ERROR);
+		io_close(ep);
+		io_close(sv[1]);
+	}
 
 	CASE("close_sigpipe_default_kills");
 	sk_pair(SOCK_STREAM, sv);

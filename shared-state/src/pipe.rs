@@ -2783,6 +2783,11 @@ pub const SOCK_UDP: u32 = 1 << 24;
 /// honour, a port shared with SO_REUSEADDR/SO_REUSEPORT): nothing more is queued here.
 pub const SOCK_UDP_KERNEL: u32 = 1 << 25;
 
+/// Above a linked end's state: the socket receiving from this queue was released with some of
+/// it unread, which was dropped (`unix_release_sock`'s purge); a stream or seqpacket socket
+/// then has an ECONNRESET to report (`sk_err`).
+const SOCK_RESET_PENDING: u32 = 1 << 26;
+
 /// Whether `h` is a TCP connection's queue.
 pub fn sock_tcp(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_TCP != 0)
@@ -2875,9 +2880,31 @@ pub fn dgram_room(region: &Region, h: PipeHandle, qlen: u32) -> bool {
 
 /// Drops every queued record (`skb_queue_purge` of a datagram socket that connects elsewhere).
 pub fn sock_purge(region: &Region, h: PipeHandle) {
+    purge(region, h, 0);
+}
+
+/// The socket receiving from linked queue `h` was released, by its last holder's close: what
+/// it left unread is dropped, so `h`'s socket's send buffer is free again (EPOLLOUT, its
+/// blocked writers and epoll sets woken: `unix_release_sock` purges the receive queue), and a
+/// stream or seqpacket socket whose bytes were dropped has an ECONNRESET to report.
+pub fn sock_reader_released(region: &Region, h: PipeHandle) {
+    let dgram = live(region, h).is_none_or(|p| p.sock.load(Ordering::Acquire) & SOCK_DGRAM != 0);
+    purge(region, h, if dgram { 0 } else { SOCK_RESET_PENDING });
+}
+
+/// Whether [`sock_reader_released`] dropped unread bytes of `h`.
+pub fn sock_reset_pending(region: &Region, h: PipeHandle) -> bool {
+    live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_RESET_PENDING != 0)
+}
+
+/// Drops `h`'s records under its lock, marking its socket word with `mark` if there were any.
+fn purge(region: &Region, h: PipeHandle, mark: u32) {
     let Ok(act) = enter(region, h) else { return };
     let pipe = act.pipe;
     let Ok(g) = lock_pipe(region, pipe) else { return };
+    if pipe.readable() {
+        pipe.sock.fetch_or(mark, Ordering::AcqRel);
+    }
     drop_records(region, pipe, true);
     drop(g);
     pipe.wake(WRITERS, region);

@@ -765,12 +765,15 @@ fn eof(r: &Region, p: &PipeFd) -> Result<usize, Errno> {
 }
 
 fn reset_pending(r: &Region, p: &PipeFd) -> bool {
-    // A TCP peer's reset is the kernel's socket's own error.
+    // A TCP peer's reset is the kernel's socket's own error. A peer released by its last
+    // close dropped our unread bytes and said so; one that died left them, and the kernel
+    // says whether it is gone.
     !pipe::sock_dgram(r, p.pipe)
         && !pipe::sock_tcp(r, p.pipe)
-        && pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
         && !pipe::sock_reset_seen(r, p.pipe)
-        && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino) == Ok(None))
+        && (pipe::sock_reset_pending(r, p.pipe)
+            || pipe::fionread(r, p.pipe).is_ok_and(|n| n > 0)
+                && sys::fstat(p.fd).is_ok_and(|st| diag::peer_of(st.st_ino) == Ok(None)))
 }
 
 /// POLLERR for a hung-up socket whose ECONNRESET is still to be read (see [`eof`]).
@@ -1436,7 +1439,8 @@ pub fn dropping(
         if p.sole.holds() {
             let res = drop_fd();
             if res.is_ok() {
-                let release = if fd::released_by_close(p.fd, p.sole) {
+                let released = fd::released_by_close(p.fd, p.sole);
+                let release = if released {
                     pipe::sock_released(r, p.pipe)
                 } else {
                     // Another holder after all (a process started meanwhile): a collection
@@ -1444,6 +1448,10 @@ pub fn dropping(
                     pipe::sock_closing(r, p.pipe);
                     pipe::PeerRelease::Closed
                 };
+                // Released while the peer lives: what it sent us and we left unread goes.
+                if released && release != pipe::PeerRelease::Released && !pipe::sock_tcp(r, p.pipe) {
+                    pipe::sock_reader_released(r, peer);
+                }
                 match release {
                     pipe::PeerRelease::Released => both_gone = Some(peer),
                     pipe::PeerRelease::Closed => pipe::note_maybe_released(r),
