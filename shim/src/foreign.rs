@@ -2,7 +2,8 @@
 //! to wake their peers, as the kernel's release of the last end would (`pipe_exec`).
 //!
 //! Programs that will not load the shim: setuid, setgid or file-capability programs (the
-//! loader ignores LD_PRELOAD for them) and static binaries. Such a process would read and
+//! loader ignores LD_PRELOAD for them), static binaries, and images started with
+//! `IPCSHIM_DISABLE=1` (they load the shim, which then serves nothing). Such a process would read and
 //! write the empty kernel placeholders of the shim pipes and sockets it inherits, so before
 //! exec'ing one, a process hands those back to the kernel, data and all, and its listening
 //! sockets stop announcing connections as the shim's.
@@ -13,11 +14,13 @@ use shared_state::{pipe_exec, pipe_gc, sys};
 
 /// Before `execve`/`execveat` of `path` (relative to `dirfd`). Every shim pipe or socket end
 /// the exec closes (O_CLOEXEC) is noted for the new image to wake its peers (`pipe_exec`). If
-/// the image will run without the shim, every shim pipe it would inherit goes back to the
-/// kernel. False when there is no such file: the exec fails with ENOENT, as the names a PATH
-/// search tries before the right one do, and nothing was prepared.
-pub fn before_exec(r: &Region, dirfd: i32, path: usize) -> bool {
+/// the image will run without the shim (`disabled`: its environment says `IPCSHIM_DISABLE=1`),
+/// every shim pipe it would inherit goes back to the kernel. False when there is no such file:
+/// the exec fails with ENOENT, as the names a PATH search tries before the right one do, and
+/// nothing was prepared.
+pub fn before_exec(r: &Region, dirfd: i32, path: usize, disabled: bool) -> bool {
     let Some(foreign) = verdict(dirfd, path) else { return false };
+    let foreign = foreign || disabled;
     if foreign {
         crate::unix::forget_own_listeners(r);
     }

@@ -633,6 +633,20 @@ fn static_and_setuid_programs_in_pipelines() {
     assert_eq!(out, "static\nin\nsuid\n1\n\n3\n2\n");
 }
 
+/// Programs exec'd with `IPCSHIM_DISABLE=1` in a shimmed pipeline load the shim, which then
+/// serves nothing: their pipes are handed back before the exec, as a static program's are (the
+/// data they read was lost before: `printf in | IPCSHIM_DISABLE=1 cat` printed nothing).
+#[test]
+fn programs_exec_d_with_the_shim_disabled_in_pipelines() {
+    let s = Scratch::new("disabled");
+    let script = "printf 'in\\n' | IPCSHIM_DISABLE=1 cat | cat; seq 1 3 | IPCSHIM_DISABLE=1 tr -d 2 | wc -l; \
+                  echo x | (exec env IPCSHIM_DISABLE=1 cat); IPCSHIM_DISABLE=1 seq 1 100000 | tail -1";
+    let out = same_with_and_without(&s, "bash", &["-c", script], &[]);
+    assert_eq!(out, "in\n3\nx\n100000\n");
+    // bash's pipes were the shim's (and went back to the kernel at the exec).
+    s.assert_pipes("pipelines with IPCSHIM_DISABLE=1", 6, 0, 0);
+}
+
 /// `tests/c/exec_eof.c`'s median and 90th percentile (µs) of end of file after an exec or an
 /// exit takes the last writer.
 fn eof_latency(cmd: Command, what: &str) -> (u64, u64) {

@@ -22,6 +22,8 @@ const PAGE: usize = 4096;
 /// The bytes of an entry read first: enough to tell most from ours.
 const HEAD: usize = 32;
 const PRELOAD: &[u8] = b"LD_PRELOAD=";
+/// The new image loads the shim but leaves every call to the kernel (`region::init`).
+const DISABLE: &[u8] = b"IPCSHIM_DISABLE=1";
 /// Our variables, with the value an unset one stands for, and whether it names the namespace.
 const VARS: [(&str, &str, bool); 5] = [
     ("IPCSHIM_DIR", "/dev/shm", true),
@@ -197,6 +199,8 @@ struct Scan {
     /// The first IPCSHIM_REGION_FD entry (the one getenv finds): its index, and whether it is
     /// ours exactly.
     region: Option<(usize, bool)>,
+    /// The first IPCSHIM_DISABLE entry: whether it is `IPCSHIM_DISABLE=1`.
+    disable: Option<bool>,
 }
 
 impl Scan {
@@ -210,7 +214,7 @@ impl Scan {
 /// "IPCSHIM_REGION_FD=…" entry, without its NUL.
 #[inline(never)]
 fn scan(user: User, env: &ExecEnv, envp: usize, region: &[u8]) -> Option<Scan> {
-    let mut s = Scan { n: 0, preload: None, present: 0, differs: 0, region: None };
+    let mut s = Scan { n: 0, preload: None, present: 0, differs: 0, region: None, disable: None };
     if envp == 0 {
         return Some(s);
     }
@@ -249,6 +253,7 @@ fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, head: &[u8], regi
     let region_head = shared_state::region::FD_VAR.len() + 1;
     let mut preload = EntryMatch::new(PRELOAD, PRELOAD.len());
     let mut ours = EntryMatch::new(region, region_head);
+    let mut disable = EntryMatch::new(DISABLE, DISABLE.len() - 1);
     let mut vars: [EntryMatch<'_>; VARS.len()] = core::array::from_fn(|i| {
         let v = &env.vars[i];
         EntryMatch::new(&v.entry[..v.entry.len() - 1], v.head)
@@ -264,11 +269,12 @@ fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, head: &[u8], regi
         }
         preload.push(b);
         ours.push(b);
+        disable.push(b);
         vars.iter_mut().for_each(|m| m.push(b));
         if preload.same() {
             in_preload = true;
         }
-        in_preload || preload.alive() || ours.alive() || vars.iter().any(EntryMatch::alive)
+        in_preload || preload.alive() || ours.alive() || disable.alive() || vars.iter().any(EntryMatch::alive)
     })?;
     if in_preload {
         list.end();
@@ -277,6 +283,9 @@ fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, head: &[u8], regi
     // The first of several counts, as getenv takes it.
     if ours.named() && s.region.is_none() {
         s.region = Some((s.n, ours.same()));
+    }
+    if disable.named() && s.disable.is_none() {
+        s.disable = Some(disable.same());
     }
     for (i, m) in vars.iter().enumerate() {
         if m.named() && s.present & (1 << i) == 0 {
@@ -377,16 +386,19 @@ struct Plan {
     envp: u64,
     built: Option<(usize, usize)>,
     keep: Option<bool>,
+    /// The new environment says `IPCSHIM_DISABLE=1`: the image runs as one without the shim.
+    disabled: bool,
 }
 
 fn plan(user: User, envp: usize) -> Plan {
-    let mut p = Plan { envp: envp as u64, built: None, keep: None };
+    let mut p = Plan { envp: envp as u64, built: None, keep: None, disabled: false };
     // In scratch memory: with the scan's state it would make this frame too large.
     let Ok(mut entry) = crate::scratch::take(1, [0u8; 512]) else { return p };
     let entry = &mut entry[0];
     let len = crate::region::exec_entry(entry);
     let Some(env) = env() else { return p };
     let Some(s) = scan(user, env, envp, &entry[..len]) else { return p };
+    p.disabled = s.disable == Some(true);
     let keep = crate::region::passes_on(!s.leaves(env));
     p.keep = Some(keep);
     let region = keep.then_some(&entry[..len]);
@@ -409,7 +421,8 @@ fn plan(user: User, envp: usize) -> Plan {
 /// kernel-style result, if it returns.
 fn attempt(nr: i64, a: &[u64; 6], i: usize, plan: &Plan, guard: &Guard) -> i64 {
     let (dirfd, path) = if nr == libc::SYS_execve { (libc::AT_FDCWD, a[0]) } else { (a[0] as i32, a[1]) };
-    let found = crate::region::active().is_none_or(|r| crate::foreign::before_exec(r, dirfd, path as usize));
+    let found = crate::region::active()
+        .is_none_or(|r| crate::foreign::before_exec(r, dirfd, path as usize, plan.disabled));
     if found && let Some(keep) = plan.keep {
         crate::region::prepare_exec(keep);
     }
