@@ -132,14 +132,20 @@ pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     let pair = nr == libc::SYS_socketpair && a[0] as i32 == libc::AF_UNIX;
     let Some(r) = region::active().filter(|_| fd_call || socket_call || pair) else { return call() };
     let fd = a[0] as i32;
-    let unix_socket = || crate::unix::getsockopt_int(fd, libc::SO_DOMAIN) == Ok(libc::AF_UNIX);
+    // What `ipcshim diff` compares: AF_UNIX, and TCP and UDP (over loopback).
+    let compared_socket = || {
+        matches!(
+            crate::unix::getsockopt_int(fd, libc::SO_DOMAIN),
+            Ok(libc::AF_UNIX | libc::AF_INET | libc::AF_INET6)
+        )
+    };
     let logged = if pair {
         true
     } else if socket_call {
-        crate::fd::lookup(r, fd).is_some() || unix_socket()
+        crate::fd::lookup(r, fd).is_some() || compared_socket()
     } else {
         let data = matches!(nr, libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev);
-        pipe_like(r, fd) || data && unix_socket()
+        pipe_like(r, fd) || data && compared_socket()
     };
     if !logged {
         return call();
@@ -166,7 +172,25 @@ fn traced_fd_path(fd: i32) -> crate::trace::FdPath {
             (libc::AF_INET6, libc::SOCK_DGRAM) => "UDPv6",
             _ => "socket",
         };
-        path.name_socket(kind);
+        // A TCP or UDP socket's ends, as strace -yy shows them.
+        let (mut local, mut peer) = ([0u8; 28], [0u8; 28]);
+        let name_of = |nr: i64, sa: &mut [u8; 28]| {
+            let mut len = sa.len() as u32;
+            let got = shared_state::sys::syscall6(
+                nr,
+                fd as usize,
+                sa.as_mut_ptr() as usize,
+                &mut len as *mut u32 as usize,
+                0,
+                0,
+                0,
+            );
+            got.is_ok().then_some(len as usize)
+        };
+        let inet = matches!(kind, "TCP" | "UDP" | "TCPv6" | "UDPv6");
+        let local = inet.then(|| name_of(libc::SYS_getsockname, &mut local).map(|n| &local[..n])).flatten();
+        let peer = inet.then(|| name_of(libc::SYS_getpeername, &mut peer).map(|n| &peer[..n])).flatten();
+        path.name_socket(kind, local, peer);
     }
     path
 }

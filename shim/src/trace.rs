@@ -90,16 +90,55 @@ impl FdPath {
         self.buf[..self.len].starts_with(b"socket:[")
     }
 
-    /// Names a socket's kind as strace -yy does (`UNIX-STREAM:[123]`, `TCPv6:[123]`), so
-    /// that `ipcshim diff` tells AF_UNIX calls from others; strace adds ends we do not show.
-    pub fn name_socket(&mut self, kind: &str) {
-        if !self.is_socket() || kind.len() + self.len - "socket".len() > self.buf.len() {
+    /// Names a socket as strace -yy does: its kind, and for a TCP or UDP socket with an
+    /// address its ends (`UNIX-STREAM:[123]`, `TCP:[127.0.0.1:80->127.0.0.1:5000]`), so that
+    /// `ipcshim diff` tells which calls to compare. `local` and `peer` are socket addresses
+    /// (getsockname, getpeername); an AF_UNIX socket's ends are not shown.
+    pub fn name_socket(&mut self, kind: &str, local: Option<&[u8]>, peer: Option<&[u8]>) {
+        if !self.is_socket() {
             return;
         }
-        let ino = self.len - "socket".len();
-        self.buf.copy_within("socket".len()..self.len, kind.len());
-        self.buf[..kind.len()].copy_from_slice(kind.as_bytes());
-        self.len = kind.len() + ino;
+        let Ok(mut l) = Line::new() else { return };
+        l.s(kind).s(":[");
+        match local.filter(|sa| sa.len() >= 4 && sa[2..4] != [0, 0]) {
+            Some(sa) => {
+                endpoint(&mut l, sa);
+                if let Some(p) = peer {
+                    l.s("->");
+                    endpoint(&mut l, p);
+                }
+            }
+            // "socket:[123]": the inode.
+            None => {
+                l.bytes(&self.buf["socket:[".len()..self.len - 1]);
+            }
+        }
+        l.s("]");
+        let text = &l.buf[1..l.len];
+        if text.len() <= self.buf.len() {
+            self.buf[..text.len()].copy_from_slice(text);
+            self.len = text.len();
+        }
+    }
+}
+
+/// An AF_INET or AF_INET6 address as strace -yy shows a socket's end: `127.0.0.1:80`,
+/// `[::1]:80`.
+fn endpoint(l: &mut Line<'_>, sa: &[u8]) {
+    let port = u16::from_be_bytes([sa[2], sa[3]]) as u64;
+    match u16::from_ne_bytes([sa[0], sa[1]]) as i32 {
+        libc::AF_INET if sa.len() >= 8 => {
+            ipv4(l, &sa[4..8]);
+            l.s(":").unum(port);
+        }
+        libc::AF_INET6 if sa.len() >= 24 => {
+            l.s("[");
+            ipv6(l, &sa[8..24]);
+            l.s("]:").unum(port);
+        }
+        _ => {
+            l.s("?");
+        }
     }
 }
 
