@@ -249,6 +249,8 @@ fn scan(user: User, env: &ExecEnv, envp: usize, region: &[u8]) -> Option<Scan> {
 }
 
 /// Looks at entry `s.n` (at `p`): our LD_PRELOAD, one of our variables, or the region's?
+/// Not inlined: its matchers would make `scan`'s frame too large for a small signal stack.
+#[inline(never)]
 fn classify(user: User, env: &ExecEnv, s: &mut Scan, p: usize, head: &[u8], region: &[u8]) -> Option<()> {
     let region_head = shared_state::region::FD_VAR.len() + 1;
     let mut preload = EntryMatch::new(PRELOAD, PRELOAD.len());
