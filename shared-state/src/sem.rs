@@ -25,8 +25,8 @@ use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_LENT_CLAIMS_OFF,
     SEM_LENT_JOURNAL_OFF, SEM_LENT_JOURNALS, SEM_LOCKS_OFF, SEM_PROC_SETS_BYTES, SEM_PROC_SETS_OFF,
-    SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX,
-    SEM_UNDO_OFF, SEM_WINDOW, Tally,
+    SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_SOPS_SMALL,
+    SEM_SOPS_SMALL_OFF, SEM_UNDO_MAX, SEM_UNDO_OFF, SEM_WINDOW, Tally,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
@@ -245,6 +245,17 @@ const CLAIMED: u32 = 1;
 const STARTED: u32 = 2;
 /// The value changed and `new_adj` is what the adjustment becomes.
 const STORED: u32 = 3;
+
+/// Where queue entry `qi` keeps its `nsops` sembufs: SEM_SOPS_SMALL of them or fewer in the
+/// dense array, more in its room for SEM_SOPS_MAX.
+fn sops_off(qi: u32, nsops: u32) -> u64 {
+    let (off, room) = if nsops <= SEM_SOPS_SMALL {
+        (SEM_SOPS_SMALL_OFF, SEM_SOPS_SMALL)
+    } else {
+        (SEM_SOPS_OFF, SEM_SOPS_MAX)
+    };
+    off + qi as u64 * room as u64 * size_of::<Sembuf>() as u64
+}
 
 /// `struct sem_queue`: one sleeping semop.
 #[repr(C)]
@@ -969,10 +980,10 @@ impl<'a> Sems<'a> {
     #[allow(clippy::mut_from_ref)]
     fn sops(&self, qi: u32) -> &'a mut [Sembuf] {
         let qi = qi.min(SEM_QUEUE_MAX - 1);
-        let n = (self.q(qi).nsops).min(SEM_SOPS_MAX) as usize;
-        let off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
-        // SAFETY: each queue entry owns SEM_SOPS_MAX sembufs there; lock held.
-        unsafe { core::slice::from_raw_parts_mut((self.r.base() + off as usize) as *mut Sembuf, n) }
+        let n = (self.q(qi).nsops).min(SEM_SOPS_MAX);
+        let off = sops_off(qi, n);
+        // SAFETY: each queue entry owns that many sembufs there (see `sops_off`); lock held.
+        unsafe { core::slice::from_raw_parts_mut((self.r.base() + off as usize) as *mut Sembuf, n as usize) }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -1854,8 +1865,7 @@ fn do_semtimedop<'a>(
     }
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
-    let sops_off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
-    if r.reserve(sops_off, size_of_val(sops) as u64).is_err() {
+    if r.reserve(sops_off(qi, nsops as u32), size_of_val(sops) as u64).is_err() {
         s.free_q(qi);
         return Err(ENOMEM);
     }
