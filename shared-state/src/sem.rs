@@ -458,7 +458,7 @@ impl Drop for Sems<'_> {
 /// Takes set `idx`'s lock for a served call (counted in `sem_calls`).
 fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     let s = lock_uncounted(r, idx)?;
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    count_call(r);
     Ok(s)
 }
 
@@ -467,7 +467,7 @@ fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
 /// mode ended meanwhile, unless a holder died holding the lock).
 fn lock_for_simple(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     let s = lock_mode(r, idx, false)?;
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    count_call(r);
     Ok(s)
 }
 
@@ -587,7 +587,7 @@ fn lock_one(r: &Region, idx: u32, num: u32) -> Option<Sems<'_>> {
         return None;
     }
     let lent = lend(r, lock, owner)?;
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    count_call(r);
     Some(Sems::new(r, idx, Some(num), lent, guard))
 }
 
@@ -1401,7 +1401,7 @@ impl<'a> Sems<'a> {
         self.unlink(qi);
         let q = self.q(qi);
         self.w(&mut q.status, status);
-        self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
+        UNCOUNTED_WAKEUPS.bump(&self.r.header().counters.sem_wakeups);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
             self.wakes[n].set(qi as u16);
@@ -2028,7 +2028,7 @@ fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32
         if sem.otime.load(Ordering::Relaxed) != now {
             sem.otime.store(now, Ordering::Relaxed);
         }
-        count_fast(r);
+        count_call(r);
     }
     out
 }
@@ -2110,18 +2110,25 @@ fn fast_semop_undo<'a>(
     out
 }
 
-/// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
-/// add per call would cost a third of the operation.
-static FAST_UNCOUNTED: Tally = Tally::new();
+/// Semops (and other calls on a set), sleeps and wake-ups of this process not yet added to
+/// the namespace's `sem_calls`, `sem_waits` and `sem_wakeups`: a locked add per call would
+/// cost a third of a lock-free semop, and one on a locked path moves a line that every
+/// process writes between the CPUs, inside the critical section.
+static UNCOUNTED_CALLS: Tally = Tally::new();
+static UNCOUNTED_WAITS: Tally = Tally::new();
+static UNCOUNTED_WAKEUPS: Tally = Tally::new();
 
 #[inline]
-fn count_fast(r: &Region) {
-    FAST_UNCOUNTED.bump(&r.header().counters.sem_calls);
+fn count_call(r: &Region) {
+    UNCOUNTED_CALLS.bump(&r.header().counters.sem_calls);
 }
 
-/// Adds this process's uncounted lock-free semops to `sem_calls` (at exit).
+/// Adds this process's uncounted calls, sleeps and wake-ups to the namespace's (at exit).
 pub fn flush_counts(r: &Region) {
-    FAST_UNCOUNTED.flush(&r.header().counters.sem_calls);
+    let c = &r.header().counters;
+    UNCOUNTED_CALLS.flush(&c.sem_calls);
+    UNCOUNTED_WAITS.flush(&c.sem_waits);
+    UNCOUNTED_WAKEUPS.flush(&c.sem_wakeups);
 }
 
 unsafe extern "C" {
@@ -2222,7 +2229,7 @@ fn sleep<'a>(
     deadline: Option<&libc::timespec>,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
-    r.header().counters.sem_waits.fetch_add(1, Ordering::Relaxed);
+    UNCOUNTED_WAITS.bump(&r.header().counters.sem_waits);
     // Only the first wait of a call yields to the last other locker (likely our waker) on our
     // CPU, or spins while it runs on another one.
     let mut peer = s.peer;
