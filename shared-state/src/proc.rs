@@ -390,20 +390,27 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     let r = unsafe { record(region, slot) };
     let pid = r.pid;
     // SAFETY: per the contract.
-    unsafe { drop_state(region, slot, pid) };
+    unsafe { drop_state(region, slot, pid, false) };
     r.state.store(FREE, Ordering::Release);
 }
 
-/// What a record holds, given back: exit_sem, exit_msg and exit_shm.
+/// What a record holds, given back: exit_sem, exit_msg and exit_shm (`own`: the record of
+/// this image, at its exit).
 ///
 /// # Safety
 /// The caller holds the region lock, or the record is its own and holds no segment state
 /// (see [`holds_shm`]).
-unsafe fn drop_state(region: &Region, slot: u32, pid: i32) {
+unsafe fn drop_state(region: &Region, slot: u32, pid: i32, own: bool) {
     // SAFETY: the set locks nest inside the region lock, or are taken alone.
     unsafe { crate::sem::exit_sem(region, slot) };
     // SAFETY: the queue locks nest inside the region lock, or are taken alone.
-    unsafe { crate::msg::exit_msg(region, slot) };
+    unsafe {
+        if own {
+            crate::msg::exit_msg_own(region, slot);
+        } else {
+            crate::msg::exit_msg(region, slot);
+        }
+    }
     // SAFETY: per the contract, a record with segment state is released under the region lock.
     if holds_shm(unsafe { record(region, slot) }) {
         // SAFETY: as above.
@@ -512,7 +519,7 @@ pub fn exit_cleanup(region: &Region) {
     let w = r.life.owner_word();
     let whole = w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 || r.life.release();
     // SAFETY: the region lock is held if the record holds segment state.
-    unsafe { drop_state(region, slot, r.pid) };
+    unsafe { drop_state(region, slot, r.pid, true) };
     if whole {
         // A reaper holding the region lock may have read the record as ours, and take our pid,
         // dead a moment from now, for the next owner's: FREE only under the lock.
