@@ -402,7 +402,7 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
 /// (see [`holds_shm`]).
 unsafe fn drop_state(region: &Region, slot: u32, pid: i32, own: bool) {
     // SAFETY: the set locks nest inside the region lock, or are taken alone.
-    unsafe { crate::sem::exit_sem(region, slot) };
+    unsafe { crate::sem::exit_sem(region, slot, own) };
     // SAFETY: the queue locks nest inside the region lock, or are taken alone.
     unsafe {
         if own {
@@ -552,7 +552,7 @@ pub fn leave_ipc_ns(region: &Region, undo: bool, orphan: bool) {
     }
     if undo {
         // SAFETY: region lock held (the set locks nest inside it).
-        unsafe { crate::sem::exit_sem(region, slot) };
+        unsafe { crate::sem::exit_sem(region, slot, false) };
     }
     if orphan {
         // SAFETY: lock held.

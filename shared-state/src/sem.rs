@@ -1865,6 +1865,10 @@ fn do_semtimedop<'a>(
     }
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
+    let me = proc::self_pid();
+    if SLEEPER_PID.load(Ordering::Relaxed) != me {
+        SLEEPER_PID.store(me, Ordering::Relaxed);
+    }
     if r.reserve(sops_off(qi, nsops as u32), size_of_val(sops) as u64).is_err() {
         s.free_q(qi);
         return Err(ENOMEM);
@@ -2676,13 +2680,21 @@ fn drop_sleepers(r: &Region, slot: u32) {
     }
 }
 
-/// exit_sem for `slot` (a process that exited or was found dead): its sleepers go, and its
-/// adjustments are applied set by set, each under the set's lock. Idempotent.
+/// This process's pid once it queued a sleeper (0: never; a fork child starts with its
+/// parent's): an image that never did has none to drop at its exit, and need not read the
+/// sleepers' pool (a page fault per page of it, in every exiting process).
+static SLEEPER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// exit_sem for `slot` (a process that exited or was found dead; `own`: this image's record,
+/// at its exit): its sleepers go, and its adjustments are applied set by set, each under the
+/// set's lock. Idempotent.
 ///
 /// # Safety
 /// The caller holds the region lock (lock order: region, then sets) or none; `slot < MAX_PROCS`.
-pub unsafe fn exit_sem(r: &Region, slot: u32) {
-    drop_sleepers(r, slot);
+pub unsafe fn exit_sem(r: &Region, slot: u32, own: bool) {
+    if !own || SLEEPER_PID.load(Ordering::Relaxed) == proc::self_pid() {
+        drop_sleepers(r, slot);
+    }
     // A process that never had an undo record has no bitmap (nor memory for it).
     if !r.reserved(proc_sets_off(slot), SEM_PROC_SETS_BYTES) {
         return;
