@@ -50,6 +50,15 @@ pub(crate) fn may_have_threads() -> bool {
     THREADED.load(Ordering::Relaxed) || !crate::real::single_threaded()
 }
 
+/// Runs `f` while no thread rewrites a site (whose page it makes writable for the time), or
+/// returns None when one does.
+pub(crate) fn excluding_rewrites<T>(f: impl FnOnce() -> T) -> Option<T> {
+    BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
+    let v = f();
+    BUSY.store(false, Ordering::Release);
+    Some(v)
+}
+
 /// Whether the CPU has cmpxchg16b: 0 not asked yet, 1 no, 2 yes.
 static CX16: AtomicU8 = AtomicU8::new(0);
 /// Held by the thread rewriting a site (never waited for: another thread just keeps trapping).
