@@ -9,6 +9,12 @@
 //! in the header), so a page already reserved costs one load. A page whose bit is clear was
 //! never touched and reads as zeros: scans skip it instead of reading it ([`Region::reserved`]).
 //!
+//! The bitmap covers 128 MiB of the region per page, so the tables one call uses have their
+//! bits on pages of their own (a sem call's and a message's: six of them), each a page fault
+//! for a fresh process. The header, which every call reads, keeps a copy of the bitmap words
+//! read last (`Header::backing_hot`): a bit is never cleared, so a copy never says reserved
+//! wrongly, and one that says not yet is checked against the bitmap.
+//!
 //! Segment memory and pipe ring pages are given back to the system when freed, so they are
 //! not in the bitmap: their owners populate them when they allocate them ([`populate`]).
 
@@ -18,6 +24,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Pages one page of the bitmap covers.
 const PAGES_PER_BITMAP_PAGE: u64 = PAGE_SIZE * 8;
+
+/// Copies of bitmap parts in the header: each holds 32 pages' bits (low half) and which 32
+/// (group + 1, high half; 0: none).
+pub const HOT_WORDS: usize = 64;
+const _: () = assert!(HOT_WORDS.is_power_of_two());
 
 /// Allocates the memory of the region's pages `[off, off + len)` (rounded out to pages). ENOSPC
 /// when the file system is full, ENOMEM when memory is. A kernel without MADV_POPULATE_WRITE
@@ -170,7 +181,25 @@ impl Region {
 
     #[inline]
     fn page_reserved(&self, page: u64) -> bool {
-        self.bitmap_word(page).is_some_and(|(w, bit)| w.load(Ordering::Acquire) & bit != 0)
+        let group = page / 32;
+        // Hashed: the tables start at round offsets, whose groups are alike in their low bits.
+        let at = group.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - HOT_WORDS.trailing_zeros());
+        let hot = &self.header().backing_hot[at as usize];
+        let v = hot.load(Ordering::Acquire);
+        if v >> 32 == group + 1 && v & 1 << (page % 32) != 0 {
+            return true;
+        }
+        let Some((w, bit)) = self.bitmap_word(page) else { return false };
+        let bits = w.load(Ordering::Acquire);
+        if bits & bit == 0 {
+            return false;
+        }
+        // The bitmap word's half that holds this page.
+        let half = (bits >> (group % 2 * 32)) as u32 as u64;
+        if v != (group + 1) << 32 | half {
+            hot.store((group + 1) << 32 | half, Ordering::Release);
+        }
+        true
     }
 
     /// Whether every page of `[off, off + len)` was reserved. One that was not has never been

@@ -110,12 +110,18 @@ impl RobustMutex {
     /// lockers that find it 0 all store the same value, and a lock of the region's many
     /// objects needs no initialisation pass.
     pub fn ensure_init(&self) {
-        static KIND: AtomicI32 = AtomicI32::new(0);
         // SAFETY: `__kind` is the fifth int of glibc's pthread_mutex_t, 4-aligned.
         let kind = unsafe { &*((self.inner.get() as *const AtomicI32).add(4)) };
         if kind.load(Ordering::Acquire) != 0 {
             return;
         }
+        let _ = kind.compare_exchange(0, Self::kind(), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The `__kind` glibc's init gives a robust process-shared mutex, learnt once per process
+    /// (a process about to fork learns it for its children).
+    pub fn kind() -> i32 {
+        static KIND: AtomicI32 = AtomicI32::new(0);
         let mut want = KIND.load(Ordering::Relaxed);
         if want == 0 {
             let mut m = core::mem::MaybeUninit::<RobustMutex>::zeroed();
@@ -126,7 +132,7 @@ impl RobustMutex {
             };
             KIND.store(want, Ordering::Relaxed);
         }
-        let _ = kind.compare_exchange(0, want, Ordering::AcqRel, Ordering::Acquire);
+        want
     }
 
     /// The lock word: the owner's TID, plus FUTEX_OWNER_DIED (0x4000_0000) once the kernel

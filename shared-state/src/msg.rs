@@ -25,7 +25,7 @@ use crate::region::{
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
-use core::sync::atomic::{AtomicU32, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering, compiler_fence};
 use libc::{E2BIG, EACCES, EAGAIN, EIDRM, EINTR, EINVAL, ENOMEM, ENOMSG, EPERM};
 
 pub const IPC_NOWAIT: i32 = 0o4000;
@@ -704,6 +704,10 @@ impl<'a> Msgs<'a> {
     }
 
     fn alloc_waiter(&self) -> Result<u32, Errno> {
+        let pid = proc::self_pid();
+        if SLEPT.load(Ordering::Relaxed) != pid {
+            SLEPT.store(pid, Ordering::Relaxed);
+        }
         self.claim(WAITERS)
     }
 
@@ -1651,6 +1655,22 @@ pub fn lock_holder(r: &Region, msqid: i32) -> i32 {
         return 0;
     }
     (queue_at(r, idx).lock.owner_word() & 0x3fff_ffff) as i32
+}
+
+/// This process's pid once it queued a sleeper (0: never; a fork child starts with its
+/// parent's): an image that never did has none to drop at its exit, and need not read the
+/// sleepers' pool (a page fault per page of it, in every exiting process).
+static SLEPT: AtomicI32 = AtomicI32::new(0);
+
+/// At this image's own exit: [`exit_msg`] for its record `slot`, if it ever queued a sleeper.
+///
+/// # Safety
+/// As [`exit_msg`].
+pub unsafe fn exit_msg_own(r: &Region, slot: u32) {
+    if SLEPT.load(Ordering::Relaxed) == proc::self_pid() {
+        // SAFETY: per the contract.
+        unsafe { exit_msg(r, slot) };
+    }
 }
 
 /// The sleepers of the process in `slot` are gone (it exited, exec'd or was found dead): a

@@ -71,7 +71,50 @@ pub fn identify_self() {
     SELF_PID.store(sys::getpid(), Ordering::Relaxed);
     SELF_START.store(0, Ordering::Relaxed);
     for (_, slot) in &SELF_SLOTS {
-        slot.store(NO_SLOT, Ordering::Relaxed);
+        // Stored only when set: in a fork child, a store copies the page it shares.
+        if slot.load(Ordering::Relaxed) != NO_SLOT {
+            slot.store(NO_SLOT, Ordering::Relaxed);
+        }
+    }
+}
+
+/// CLOCK_BOOTTIME (ns) read before this process's latest fork, 0 if none: the start time of
+/// the child lies between that read and the child's first (see [`identify_fork_child`]).
+static FORK_CLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// Before a fork (see [`FORK_CLOCK`]).
+pub fn before_fork() {
+    FORK_CLOCK.store(boottime_ns(), Ordering::Relaxed);
+}
+
+/// CLOCK_BOOTTIME from the kernel itself (in a fork child, a system call costs less than the
+/// page faults of the vDSO's way), 0 if it fails.
+fn boottime_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let clock = libc::CLOCK_BOOTTIME as usize;
+    match sys::syscall6(libc::SYS_clock_gettime, clock, &raw mut t as usize, 0, 0, 0, 0) {
+        Ok(_) => t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64,
+        Err(_) => 0,
+    }
+}
+
+/// In a fork child: learns who we are, and our start time without reading `/proc` (a fresh
+/// process's first look there costs it more than the rest of a fork) when the clock tells it:
+/// the kernel takes it (`start_boottime`, shown in USER_HZ ticks) after the parent's read of
+/// the same clock before the fork and before ours, so when both reads fall inside one tick,
+/// well clear of its edges, that tick is it. Otherwise it is read from `/proc` when needed.
+pub fn identify_fork_child() {
+    identify_self();
+    const TICK: u64 = 10_000_000;
+    const MARGIN: u64 = 200_000;
+    let (before, now) = (FORK_CLOCK.load(Ordering::Relaxed), boottime_ns());
+    if before != 0
+        && now != 0
+        && before / TICK == now / TICK
+        && before % TICK >= MARGIN
+        && now % TICK < TICK - MARGIN
+    {
+        SELF_START.store(before / TICK, Ordering::Relaxed);
     }
 }
 
@@ -79,6 +122,11 @@ pub fn identify_self() {
 #[inline]
 pub fn known_pid() -> i32 {
     SELF_PID.load(Ordering::Relaxed)
+}
+
+/// Our start time if we learnt it (no system call), else 0.
+pub fn known_start() -> u64 {
+    SELF_START.load(Ordering::Relaxed)
 }
 
 #[inline]
@@ -342,20 +390,27 @@ pub unsafe fn release_record(region: &Region, slot: u32) {
     let r = unsafe { record(region, slot) };
     let pid = r.pid;
     // SAFETY: per the contract.
-    unsafe { drop_state(region, slot, pid) };
+    unsafe { drop_state(region, slot, pid, false) };
     r.state.store(FREE, Ordering::Release);
 }
 
-/// What a record holds, given back: exit_sem, exit_msg and exit_shm.
+/// What a record holds, given back: exit_sem, exit_msg and exit_shm (`own`: the record of
+/// this image, at its exit).
 ///
 /// # Safety
 /// The caller holds the region lock, or the record is its own and holds no segment state
 /// (see [`holds_shm`]).
-unsafe fn drop_state(region: &Region, slot: u32, pid: i32) {
+unsafe fn drop_state(region: &Region, slot: u32, pid: i32, own: bool) {
     // SAFETY: the set locks nest inside the region lock, or are taken alone.
-    unsafe { crate::sem::exit_sem(region, slot) };
+    unsafe { crate::sem::exit_sem(region, slot, own) };
     // SAFETY: the queue locks nest inside the region lock, or are taken alone.
-    unsafe { crate::msg::exit_msg(region, slot) };
+    unsafe {
+        if own {
+            crate::msg::exit_msg_own(region, slot);
+        } else {
+            crate::msg::exit_msg(region, slot);
+        }
+    }
     // SAFETY: per the contract, a record with segment state is released under the region lock.
     if holds_shm(unsafe { record(region, slot) }) {
         // SAFETY: as above.
@@ -464,7 +519,7 @@ pub fn exit_cleanup(region: &Region) {
     let w = r.life.owner_word();
     let whole = w & 0x3fff_ffff == 0 || w & 0x4000_0000 != 0 || r.life.release();
     // SAFETY: the region lock is held if the record holds segment state.
-    unsafe { drop_state(region, slot, r.pid) };
+    unsafe { drop_state(region, slot, r.pid, true) };
     if whole {
         // A reaper holding the region lock may have read the record as ours, and take our pid,
         // dead a moment from now, for the next owner's: FREE only under the lock.
@@ -497,7 +552,7 @@ pub fn leave_ipc_ns(region: &Region, undo: bool, orphan: bool) {
     }
     if undo {
         // SAFETY: region lock held (the set locks nest inside it).
-        unsafe { crate::sem::exit_sem(region, slot) };
+        unsafe { crate::sem::exit_sem(region, slot, false) };
     }
     if orphan {
         // SAFETY: lock held.

@@ -4,7 +4,7 @@
 //! Layout (fixed by [`LAYOUT_VERSION`]):
 //! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
-//! sem queue entries | their sembufs | sem undo entries | semadj entries | sem journals (one per
+//! sem queue entries | their sembufs (a few each, then room for many each) | sem undo entries | semadj entries | sem journals (one per
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix connect streams | unix pending connects | epoll | msg rings | unix
@@ -25,7 +25,7 @@ use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"IPCSHIM\0";
 /// Bumped whenever the meaning of any byte in the region changes.
-pub const LAYOUT_VERSION: u32 = 37;
+pub const LAYOUT_VERSION: u32 = 38;
 pub const PAGE_SIZE: u64 = 4096;
 /// The kernel's IPCMNI: ids per family, and the id's sequence multiplier.
 pub const IPCMNI: u32 = 32768;
@@ -72,7 +72,13 @@ pub const SEM_QUEUE_OFF: u64 = align_up(
 );
 /// A sleeping semop keeps at most this many sembufs.
 pub const SEM_SOPS_MAX: u32 = 2048;
-pub const SEM_SOPS_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 64, PAGE_SIZE);
+/// One of at most this many keeps them in a dense array of their own (most semops have one
+/// or two), so that the sembufs of many sleepers share a page: each page a process touches
+/// first costs it a fault.
+pub const SEM_SOPS_SMALL: u32 = 4;
+pub const SEM_SOPS_SMALL_OFF: u64 = align_up(SEM_QUEUE_OFF + SEM_QUEUE_MAX as u64 * 64, PAGE_SIZE);
+pub const SEM_SOPS_OFF: u64 =
+    align_up(SEM_SOPS_SMALL_OFF + SEM_QUEUE_MAX as u64 * SEM_SOPS_SMALL as u64 * 6, PAGE_SIZE);
 /// (process, set) undo entries and their per-semaphore adjustments.
 pub const SEM_UNDO_MAX: u32 = 65536;
 pub const SEM_UNDO_OFF: u64 =
@@ -329,6 +335,8 @@ pub struct Header {
     pub msg: crate::msg::MsgNs,
     /// Which pages of the backing bitmap were reserved (see `crate::backing`).
     pub backing: [AtomicU64; BACKING_L1_WORDS],
+    /// Parts of the bitmap lately read (see `crate::backing`).
+    pub backing_hot: [AtomicU64; crate::backing::HOT_WORDS],
 }
 
 /// The section offsets and the header's own shape: a build that moved any of them (even

@@ -25,8 +25,8 @@ use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_LENT_CLAIMS_OFF,
     SEM_LENT_JOURNAL_OFF, SEM_LENT_JOURNALS, SEM_LOCKS_OFF, SEM_PROC_SETS_BYTES, SEM_PROC_SETS_OFF,
-    SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_UNDO_MAX,
-    SEM_UNDO_OFF, SEM_WINDOW, Tally,
+    SEM_QUEUE_MAX, SEM_QUEUE_OFF, SEM_SEMS_OFF, SEM_SETS_OFF, SEM_SOPS_MAX, SEM_SOPS_OFF, SEM_SOPS_SMALL,
+    SEM_SOPS_SMALL_OFF, SEM_UNDO_MAX, SEM_UNDO_OFF, SEM_WINDOW, Tally,
 };
 use crate::sys::{self, Errno};
 use crate::wait::{self, WaitOutcome};
@@ -246,6 +246,17 @@ const STARTED: u32 = 2;
 /// The value changed and `new_adj` is what the adjustment becomes.
 const STORED: u32 = 3;
 
+/// Where queue entry `qi` keeps its `nsops` sembufs: SEM_SOPS_SMALL of them or fewer in the
+/// dense array, more in its room for SEM_SOPS_MAX.
+fn sops_off(qi: u32, nsops: u32) -> u64 {
+    let (off, room) = if nsops <= SEM_SOPS_SMALL {
+        (SEM_SOPS_SMALL_OFF, SEM_SOPS_SMALL)
+    } else {
+        (SEM_SOPS_OFF, SEM_SOPS_MAX)
+    };
+    off + qi as u64 * room as u64 * size_of::<Sembuf>() as u64
+}
+
 /// `struct sem_queue`: one sleeping semop.
 #[repr(C)]
 struct SemQueue {
@@ -447,7 +458,7 @@ impl Drop for Sems<'_> {
 /// Takes set `idx`'s lock for a served call (counted in `sem_calls`).
 fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     let s = lock_uncounted(r, idx)?;
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    count_call(r);
     Ok(s)
 }
 
@@ -456,7 +467,7 @@ fn lock(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
 /// mode ended meanwhile, unless a holder died holding the lock).
 fn lock_for_simple(r: &Region, idx: u32) -> Result<Sems<'_>, Errno> {
     let s = lock_mode(r, idx, false)?;
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    count_call(r);
     Ok(s)
 }
 
@@ -576,7 +587,7 @@ fn lock_one(r: &Region, idx: u32, num: u32) -> Option<Sems<'_>> {
         return None;
     }
     let lent = lend(r, lock, owner)?;
-    r.header().counters.sem_calls.fetch_add(1, Ordering::Relaxed);
+    count_call(r);
     Some(Sems::new(r, idx, Some(num), lent, guard))
 }
 
@@ -969,10 +980,10 @@ impl<'a> Sems<'a> {
     #[allow(clippy::mut_from_ref)]
     fn sops(&self, qi: u32) -> &'a mut [Sembuf] {
         let qi = qi.min(SEM_QUEUE_MAX - 1);
-        let n = (self.q(qi).nsops).min(SEM_SOPS_MAX) as usize;
-        let off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
-        // SAFETY: each queue entry owns SEM_SOPS_MAX sembufs there; lock held.
-        unsafe { core::slice::from_raw_parts_mut((self.r.base() + off as usize) as *mut Sembuf, n) }
+        let n = (self.q(qi).nsops).min(SEM_SOPS_MAX);
+        let off = sops_off(qi, n);
+        // SAFETY: each queue entry owns that many sembufs there (see `sops_off`); lock held.
+        unsafe { core::slice::from_raw_parts_mut((self.r.base() + off as usize) as *mut Sembuf, n as usize) }
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -1390,7 +1401,7 @@ impl<'a> Sems<'a> {
         self.unlink(qi);
         let q = self.q(qi);
         self.w(&mut q.status, status);
-        self.r.header().counters.sem_wakeups.fetch_add(1, Ordering::Relaxed);
+        UNCOUNTED_WAKEUPS.bump(&self.r.header().counters.sem_wakeups);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
             self.wakes[n].set(qi as u16);
@@ -1854,8 +1865,11 @@ fn do_semtimedop<'a>(
     }
     // Queue ourselves (do_semtimedop's sleeping half).
     let qi = s.alloc(0)?;
-    let sops_off = SEM_SOPS_OFF + qi as u64 * SEM_SOPS_MAX as u64 * size_of::<Sembuf>() as u64;
-    if r.reserve(sops_off, size_of_val(sops) as u64).is_err() {
+    let me = proc::self_pid();
+    if SLEEPER_PID.load(Ordering::Relaxed) != me {
+        SLEEPER_PID.store(me, Ordering::Relaxed);
+    }
+    if r.reserve(sops_off(qi, nsops as u32), size_of_val(sops) as u64).is_err() {
         s.free_q(qi);
         return Err(ENOMEM);
     }
@@ -2018,7 +2032,7 @@ fn fast_semop<'a>(r: &'a Region, semid: i32, sop: &Sembuf, cred: &Cred, pid: i32
         if sem.otime.load(Ordering::Relaxed) != now {
             sem.otime.store(now, Ordering::Relaxed);
         }
-        count_fast(r);
+        count_call(r);
     }
     out
 }
@@ -2100,18 +2114,25 @@ fn fast_semop_undo<'a>(
     out
 }
 
-/// Lock-free semops of this process not yet added to the namespace's `sem_calls`: a locked
-/// add per call would cost a third of the operation.
-static FAST_UNCOUNTED: Tally = Tally::new();
+/// Semops (and other calls on a set), sleeps and wake-ups of this process not yet added to
+/// the namespace's `sem_calls`, `sem_waits` and `sem_wakeups`: a locked add per call would
+/// cost a third of a lock-free semop, and one on a locked path moves a line that every
+/// process writes between the CPUs, inside the critical section.
+static UNCOUNTED_CALLS: Tally = Tally::new();
+static UNCOUNTED_WAITS: Tally = Tally::new();
+static UNCOUNTED_WAKEUPS: Tally = Tally::new();
 
 #[inline]
-fn count_fast(r: &Region) {
-    FAST_UNCOUNTED.bump(&r.header().counters.sem_calls);
+fn count_call(r: &Region) {
+    UNCOUNTED_CALLS.bump(&r.header().counters.sem_calls);
 }
 
-/// Adds this process's uncounted lock-free semops to `sem_calls` (at exit).
+/// Adds this process's uncounted calls, sleeps and wake-ups to the namespace's (at exit).
 pub fn flush_counts(r: &Region) {
-    FAST_UNCOUNTED.flush(&r.header().counters.sem_calls);
+    let c = &r.header().counters;
+    UNCOUNTED_CALLS.flush(&c.sem_calls);
+    UNCOUNTED_WAITS.flush(&c.sem_waits);
+    UNCOUNTED_WAKEUPS.flush(&c.sem_wakeups);
 }
 
 unsafe extern "C" {
@@ -2212,7 +2233,7 @@ fn sleep<'a>(
     deadline: Option<&libc::timespec>,
     env: &dyn SemEnv,
 ) -> Result<i32, Errno> {
-    r.header().counters.sem_waits.fetch_add(1, Ordering::Relaxed);
+    UNCOUNTED_WAITS.bump(&r.header().counters.sem_waits);
     // Only the first wait of a call yields to the last other locker (likely our waker) on our
     // CPU, or spins while it runs on another one.
     let mut peer = s.peer;
@@ -2659,13 +2680,21 @@ fn drop_sleepers(r: &Region, slot: u32) {
     }
 }
 
-/// exit_sem for `slot` (a process that exited or was found dead): its sleepers go, and its
-/// adjustments are applied set by set, each under the set's lock. Idempotent.
+/// This process's pid once it queued a sleeper (0: never; a fork child starts with its
+/// parent's): an image that never did has none to drop at its exit, and need not read the
+/// sleepers' pool (a page fault per page of it, in every exiting process).
+static SLEEPER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// exit_sem for `slot` (a process that exited or was found dead; `own`: this image's record,
+/// at its exit): its sleepers go, and its adjustments are applied set by set, each under the
+/// set's lock. Idempotent.
 ///
 /// # Safety
 /// The caller holds the region lock (lock order: region, then sets) or none; `slot < MAX_PROCS`.
-pub unsafe fn exit_sem(r: &Region, slot: u32) {
-    drop_sleepers(r, slot);
+pub unsafe fn exit_sem(r: &Region, slot: u32, own: bool) {
+    if !own || SLEEPER_PID.load(Ordering::Relaxed) == proc::self_pid() {
+        drop_sleepers(r, slot);
+    }
     // A process that never had an undo record has no bitmap (nor memory for it).
     if !r.reserved(proc_sets_off(slot), SEM_PROC_SETS_BYTES) {
         return;

@@ -1,7 +1,8 @@
 //! Process records and liveness: `proc::alive` from a process that cannot open
 //! `/proc/PID/stat` (out of fds) takes a process that `kill` finds for alive, or a busy server
 //! at its fd limit would release every peer's record; a record whose claimer was killed half
-//! way through claiming it is freed by the next reaper, not lost.
+//! way through claiming it is freed by the next reaper, not lost; a fork child's start time
+//! read from the clock is the one /proc shows.
 
 mod common;
 
@@ -80,4 +81,33 @@ fn a_record_claimed_half_way_by_a_dead_process_is_freed_by_the_next_reaper() {
     assert_eq!(rec.state.load(Ordering::Acquire), proc::FREE, "the dead claimer's record is lost");
     assert_eq!(ours.state.load(Ordering::Acquire), proc::CLAIMING | std::process::id());
     ours.state.store(our_state, Ordering::Release);
+}
+
+#[test]
+fn a_fork_child_learns_its_start_time_from_the_clock_exactly() {
+    // Children that derive it (both clock reads inside one tick) must get what /proc says.
+    // Most do, as a fork takes far less than a tick; on a loaded machine fewer, so children
+    // are made until 50 did (or 10 s passed).
+    let (mut derived, mut made) = (0, 0);
+    let start = std::time::Instant::now();
+    while derived < 50 && start.elapsed().as_secs() < 10 {
+        proc::before_fork();
+        let child = fork(|| {
+            proc::identify_fork_child();
+            let known = proc::known_start();
+            let stat = proc::stat_of(proc::self_pid()).expect("own stat").starttime;
+            match known {
+                0 => 0,
+                k if k == stat => 1,
+                _ => 2,
+            }
+        });
+        made += 1;
+        match wait_exit(child) {
+            0 => {}
+            1 => derived += 1,
+            v => panic!("a child derived a start time other than /proc's ({v})"),
+        }
+    }
+    assert!(derived > 0, "none of {made} children derived its start time");
 }

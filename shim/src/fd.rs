@@ -143,14 +143,22 @@ fn store(fd: i32, s: &AtomicU64, e: u64) {
 /// start-up. Kept by every change of the table; fds opened by path through a rewritten call
 /// site (a FIFO) and never used through the shim are not in it.
 static INTEREST: [AtomicU64; CACHED / 64] = [const { AtomicU64::new(0) }; CACHED / 64];
-/// Whether [`INTEREST`] holds every such fd of the process (not in a vfork child).
-static CENSUS: AtomicBool = AtomicBool::new(false);
+/// Whether [`INTEREST`] holds every such fd of the process (not in a vfork child), and one
+/// past the last word of it ever set: a scan stops there, so that a fork child does not fault
+/// in pages of it that nobody wrote (both on one page: the first is read at each exit).
+struct Census {
+    whole: AtomicBool,
+    words: core::sync::atomic::AtomicUsize,
+}
+static CENSUS: Census =
+    Census { whole: AtomicBool::new(false), words: core::sync::atomic::AtomicUsize::new(0) };
 
 fn census_mark(fd: usize, on: bool) {
     let (w, bit) = (&INTEREST[fd / 64], 1u64 << (fd % 64));
     // Stored only when it changes: a store to a page a fork child shares copies it.
     if (w.load(Ordering::Relaxed) & bit != 0) != on {
         if on {
+            CENSUS.words.fetch_max(fd / 64 + 1, Ordering::Relaxed);
             w.fetch_or(bit, Ordering::Relaxed);
         } else {
             w.fetch_and(!bit, Ordering::Relaxed);
@@ -161,7 +169,7 @@ fn census_mark(fd: usize, on: bool) {
 /// A shim object at `fd` the table cannot hold (65536 and above): the census is not whole.
 fn census_miss(fd: i32) {
     if fd >= CACHED as i32 && !sud::in_vfork_child() {
-        CENSUS.store(false, Ordering::Relaxed);
+        CENSUS.whole.store(false, Ordering::Relaxed);
     }
 }
 
@@ -175,16 +183,16 @@ pub fn census_start(handed: Option<&str>) {
             _ => return,
         }
     }
-    CENSUS.store(true, Ordering::Relaxed);
+    CENSUS.whole.store(true, Ordering::Relaxed);
 }
 
 /// Calls `f` for every fd the census holds; false (and nothing called) when it is not whole,
 /// or in a vfork child, whose fds are its own.
 pub fn each_in_census(mut f: impl FnMut(i32)) -> bool {
-    if !CENSUS.load(Ordering::Relaxed) || sud::in_vfork_child() {
+    if !CENSUS.whole.load(Ordering::Relaxed) || sud::in_vfork_child() {
         return false;
     }
-    for (i, w) in INTEREST.iter().enumerate() {
+    for (i, w) in INTEREST.iter().enumerate().take(CENSUS.words.load(Ordering::Relaxed)) {
         let mut bits = w.load(Ordering::Relaxed);
         while bits != 0 {
             f((i * 64) as i32 + bits.trailing_zeros() as i32);
@@ -197,10 +205,11 @@ pub fn each_in_census(mut f: impl FnMut(i32)) -> bool {
 /// Takes the census from /proc/self/fd (once a process needs it whole and it is not): every
 /// fd the table does not know to be something else goes in. Not in a vfork child.
 pub fn census_from_listing() {
-    if sud::in_vfork_child() || CENSUS.load(Ordering::Relaxed) {
+    if sud::in_vfork_child() || CENSUS.whole.load(Ordering::Relaxed) {
         return;
     }
     let mut whole = true;
+    let r = crate::region::active();
     crate::foreign::each_open_fd(|fd| {
         if crate::region::is_own_fd(fd) || known_other(fd) {
             return;
@@ -208,7 +217,10 @@ pub fn census_from_listing() {
         // Only a pipe, a FIFO or a socket can be a shim object: anything else is cached as
         // the kernel's, as a look-up would.
         let Ok(st) = sys::fstat(fd) else { return };
-        if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK) {
+        // An anonymous pipe the shim did not make is the kernel's for good: cached so, our
+        // fork children need not look it up at their exit.
+        let never_ours = |st: &libc::stat| r.is_some_and(|r| crate::pipes::never_ours(r, st));
+        if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK) || never_ours(&st) {
             if let Some(s) = slot(fd) {
                 store(fd, s, KERNEL);
             }
@@ -219,7 +231,7 @@ pub fn census_from_listing() {
             _ => whole = false,
         }
     });
-    CENSUS.store(whole, Ordering::Relaxed);
+    CENSUS.whole.store(whole, Ordering::Relaxed);
 }
 
 /// For an exec's IPCSHIM_REGION_FD: the census the new image starts with, the fds of ours

@@ -8,6 +8,7 @@ mod dispatch;
 mod epoll;
 mod fd;
 mod foreign;
+mod forkcopy;
 mod hooks;
 mod ipcns;
 mod mlock;

@@ -22,7 +22,10 @@ static FUTURE: AtomicI32 = AtomicI32::new(0);
 
 /// In a fork child.
 pub fn forked() {
-    FUTURE.store(0, Ordering::Relaxed);
+    // Stored only when set: a store copies the page the child shares with its parent.
+    if FUTURE.load(Ordering::Relaxed) != 0 {
+        FUTURE.store(0, Ordering::Relaxed);
+    }
 }
 
 /// One mapping of /proc/self/maps: its range, and whether it is the shim's own library.

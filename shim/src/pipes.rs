@@ -710,6 +710,14 @@ fn pipefs_dev(r: &Region) -> u64 {
     }
 }
 
+/// Whether `st` (a file's) is an anonymous pipe with no shim object: one the shim did not
+/// make, which never gets one (only a FIFO gets an object at a later open).
+pub fn never_ours(r: &Region, st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFIFO
+        && st.st_dev == pipefs_dev(r)
+        && pipe::pipe_find(r, st.st_dev, st.st_ino).is_none()
+}
+
 /// The placeholder size that marks a FIFO's kernel pipe as known to the shim. A kernel pipe
 /// starts at 16 pages (2 when the user is over pipe-user-pages-soft); the shim never uses the
 /// placeholder's own buffer, so its size is free to carry this mark.

@@ -6,9 +6,11 @@ use shared_state::proc;
 extern "C" fn atfork_prepare() {
     crate::sud::before_fork();
     let _g = crate::sud::enter();
+    crate::forkcopy::before_fork();
     // Taken once here rather than by every child at its exec or exit (see `fd`).
     crate::fd::census_from_listing();
     crate::ipcns::each_region(proc::fork::prepare);
+    proc::before_fork();
 }
 
 extern "C" fn atfork_child() {
@@ -17,7 +19,7 @@ extern "C" fn atfork_child() {
     crate::mlock::forked();
     if region::active().is_some() {
         let _g = crate::sud::enter();
-        proc::identify_self();
+        proc::identify_fork_child();
         crate::ipcns::each_region(proc::fork::child);
     }
 }

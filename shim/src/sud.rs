@@ -25,7 +25,7 @@ mod trap;
 pub(crate) mod user;
 
 pub(crate) use exec::{execve, execvpe};
-pub(crate) use patch::{may_have_threads, settle};
+pub(crate) use patch::{excluding_rewrites, may_have_threads, settle};
 pub(crate) use stubs::fault_fixup;
 
 /// Selector values (linux/prctl.h).

@@ -102,11 +102,11 @@ fn many_processes_killed_at_random_lose_nothing() {
         walls(&kernel),
         walls(&shim)
     );
-    // Issue 18 asks for at most the kernel's time; the shim is not there yet: its processes
-    // use 1.1-1.2x the kernel's CPU time here (page faults, see the README's limitations),
-    // which is what a net time measures on a loaded machine. Past a quarter more, beyond that
-    // spread, fails.
-    assert!(s <= k * 1.25 + spread / 2.0, "the shim took {s:.0} ms, the kernel {k:.0} ms (net medians)");
+    // Issue 18 asks for at most the kernel's time: the shim's net medians came to 0.9-1.07x
+    // the kernel's at load 8-40 (its processes still take more page faults, see the README's
+    // limitations, which is what a net time measures on a loaded machine). Past a tenth more,
+    // beyond that spread, fails.
+    assert!(s <= k * 1.1 + spread / 2.0, "the shim took {s:.0} ms, the kernel {k:.0} ms (net medians)");
 }
 
 /// Kernel and shim runs each.

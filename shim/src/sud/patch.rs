@@ -50,6 +50,15 @@ pub(crate) fn may_have_threads() -> bool {
     THREADED.load(Ordering::Relaxed) || !crate::real::single_threaded()
 }
 
+/// Runs `f` while no thread rewrites a site (whose page it makes writable for the time), or
+/// returns None when one does.
+pub(crate) fn excluding_rewrites<T>(f: impl FnOnce() -> T) -> Option<T> {
+    BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
+    let v = f();
+    BUSY.store(false, Ordering::Release);
+    Some(v)
+}
+
 /// Whether the CPU has cmpxchg16b: 0 not asked yet, 1 no, 2 yes.
 static CX16: AtomicU8 = AtomicU8::new(0);
 /// Held by the thread rewriting a site (never waited for: another thread just keeps trapping).
@@ -116,7 +125,8 @@ fn cx16() -> bool {
 /// In a fork child: its only thread is this one, so nobody is rewriting; a site the parent
 /// was rewriting through `jmp .` gets its `mov` back.
 pub(super) fn forked() {
-    let site = PENDING.swap(0, Ordering::Relaxed);
+    // Loaded first: a store copies the page the child shares with its parent.
+    let site = if PENDING.load(Ordering::Relaxed) != 0 { PENDING.swap(0, Ordering::Relaxed) } else { 0 };
     if site != 0 {
         let page = site & !4095;
         let rwx = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as usize;
@@ -128,7 +138,9 @@ pub(super) fn forked() {
             let _ = syscall6(libc::SYS_mprotect, page, 4096, rx, 0, 0, 0);
         }
     }
-    BUSY.store(false, Ordering::Release);
+    if BUSY.load(Ordering::Relaxed) {
+        BUSY.store(false, Ordering::Release);
+    }
 }
 
 /// `struct dl_find_object` (dlfcn.h, x86_64).
