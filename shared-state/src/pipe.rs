@@ -3007,23 +3007,33 @@ pub fn sock_dgram(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_DGRAM != 0)
 }
 
-/// The length of the next record queued (a datagram socket's FIONREAD); 0 when none.
-pub fn record_next_len(region: &Region, h: PipeHandle) -> usize {
-    let Ok(act) = enter(region, h) else { return 0 };
+/// The length of the next record queued (a datagram socket's FIONREAD, `skb_peek`'s length);
+/// None when the queue is empty or its next record is a [`FP_KERNEL_NEXT`] marker: the next
+/// datagram is then the kernel socket's. With `skip_markers` (the kernel socket holds none, so
+/// a receive took the marked datagram already) markers are passed over.
+pub fn record_next_len(region: &Region, h: PipeHandle, skip_markers: bool) -> Option<usize> {
+    let act = enter(region, h).ok()?;
     let pipe = act.pipe;
-    let Ok(_g) = lock_pipe(region, pipe) else { return 0 };
-    let Ok(ring) = pipe.ring() else { return 0 };
+    let _g = lock_pipe(region, pipe).ok()?;
+    let ring = pipe.ring().ok()?;
     let (head, mut at) = pipe.head_tail();
-    let mut len = 0;
+    let (mut len, mut first) = (0, true);
     while at != head {
         let b = PipeBuffer::load(ring.buf(region, at));
-        len += b.len;
-        if b.flags & PIPE_BUF_FLAG_RECORD_END != 0 {
-            break;
+        if first && ring.cb(region, at, b).fp == FP_KERNEL_NEXT {
+            if !skip_markers {
+                return None;
+            }
+        } else {
+            len += b.len;
+            if b.flags & PIPE_BUF_FLAG_RECORD_END != 0 {
+                return Some(len);
+            }
         }
+        first = b.flags & PIPE_BUF_FLAG_RECORD_END != 0;
         at = at.wrapping_add(1);
     }
-    len
+    None
 }
 
 /// The socket's connection state (0: a pipe, or gone).

@@ -1697,10 +1697,14 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if let Err(e) = res {
         return Some(-(e as i64));
     }
-    // A datagram socket's FIONREAD is the next datagram's size.
-    let dgram = req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe);
+    // A datagram socket's FIONREAD is the size of the next datagram to be received: the head
+    // record of our queue's, unless that is empty or marks the kernel's datagram as next.
+    if req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe) {
+        let next = h.and_then(|h| pipe::record_next_len(r, h, kernel == 0));
+        let n = next.map_or(kernel, |len| len.min(i32::MAX as usize) as i32);
+        return Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)));
+    }
     let ours = match h {
-        Some(h) if dgram => pipe::record_next_len(r, h),
         // Out-of-band bytes a read dropped stay in the kernel's count.
         Some(h) if req == libc::FIONREAD && !p.packet => {
             pipe::fionread(r, h).unwrap_or(0) + pipe::sock_oob_dropped(r, h) as usize
@@ -1713,10 +1717,6 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     // Until a hand-back the kernel's socket holds only the tokens of messages with fds, which
     // our skbs' charge already counts; a datagram socket's holds what the kernel carried.
     if req == SIOCOUTQ && !own && !pipe::handed_back(r, p.pipe) {
-        kernel = 0;
-    }
-    // A UDP socket's next datagram is its queue's while that holds one (read first).
-    if dgram && udp::is_udp(r, p) && pipe::pipe_poll(r, p.pipe).0 {
         kernel = 0;
     }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
