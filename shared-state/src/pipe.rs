@@ -453,6 +453,9 @@ pub(crate) struct PipeBuffer {
 /// Every skb truesize is a multiple of this (256-byte `struct sk_buff` plus power-of-two or
 /// whole-page allocations).
 const CHARGE_UNIT: usize = 256;
+/// The most a socket queue's buffers charge each, on average over an skb's buffers (an skb of
+/// n bytes takes at least n / PAGE of them; `skb::tests::buffer_charge_bound`).
+pub(crate) const BUF_CHARGE_MAX: usize = 3 * PAGE;
 const CHARGE_SHIFT: u32 = 40;
 const CHARGE_MAX: u64 = (1 << 23) - 1;
 
@@ -605,9 +608,16 @@ impl PipeInodeInfo {
     /// A datagram receive queue `idx`'s socket may send again (`unix_write_space`): if its
     /// charge is now writable, its sleepers are woken, and with `epoll` its own epoll items.
     fn write_space(&self, region: &Region, idx: u32, epoll: bool) {
-        if self.writable(region) {
-            self.wake_sleepers(WRITERS, region);
-            if epoll && self.ep_usage.load(Ordering::Relaxed) != 0 {
+        // As wake_sleepers: either a sleeper counted before our charge change sees it, or we see
+        // it counted. Nobody to wake (the common case): no charge to sum.
+        fence(Ordering::SeqCst);
+        let sleepers = self.wr_waiters.load(Ordering::SeqCst) != 0;
+        let epoll = epoll && self.ep_usage.load(Ordering::Relaxed) != 0;
+        if (sleepers || epoll) && self.writable(region) {
+            if sleepers {
+                self.wake_sleepers(WRITERS, region);
+            }
+            if epoll {
                 crate::epoll_wq::pipe_woken(region, Some(idx), WRITERS);
             }
         }
@@ -667,7 +677,8 @@ impl PipeInodeInfo {
     /// `sk_wmem_alloc` starts at) at most a quarter of its send buffer.
     pub(crate) fn writable(&self, region: &Region) -> bool {
         if self.sock.load(Ordering::Relaxed) != 0 {
-            return (self.charged(region) + 1) * 4 <= self.sndbuf(region);
+            // (charge + 1) * 4 <= sndbuf, for whole numbers.
+            return self.charge_below(region, self.sndbuf(region) / 4);
         }
         let (head, tail) = self.head_tail();
         let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
@@ -689,7 +700,19 @@ impl PipeInodeInfo {
     /// buffer. A sender that slept on a full one goes on only once it is writable: the
     /// kernel wakes it then (`unix_write_space`), not as each skb is read.
     fn may_send(&self, region: &Region, slept: bool) -> bool {
-        if slept { self.writable(region) } else { self.charged(region) < self.sndbuf(region) }
+        if slept { self.writable(region) } else { self.charge_below(region, self.sndbuf(region)) }
+    }
+
+    /// Whether [`Self::charged`] is below `limit`; a socket's own send queue with few enough
+    /// buffers is, without their charges summed (see [`BUF_CHARGE_MAX`]).
+    fn charge_below(&self, region: &Region, limit: usize) -> bool {
+        if !self.recv_queue() {
+            let (head, tail) = self.head_tail();
+            if (head.wrapping_sub(tail) as usize).saturating_mul(BUF_CHARGE_MAX) < limit {
+                return true;
+            }
+        }
+        self.charged(region) < limit
     }
 
     fn sndbuf(&self, region: &Region) -> usize {
@@ -2387,6 +2410,11 @@ pub fn charge_lock_holder(region: &Region, h: PipeHandle) -> i32 {
 /// (or says EAGAIN) while what it has in flight charges its send buffer fully; once it slept,
 /// until the charge is writable (`unix_write_space` wakes it then).
 pub fn dgram_alloc(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Result<(), Errno> {
+    // Below its send buffer (the common case) it goes on at once; a look at a slot freed
+    // meanwhile only lets through a send that finds its socket gone anyway.
+    if live(region, h).is_some_and(|s| s.may_send(region, false)) {
+        return Ok(());
+    }
     let act = enter(region, h)?;
     let s = act.pipe;
     let (mut slept, mut signalled) = (false, false);

@@ -93,4 +93,16 @@ mod tests {
         assert_eq!(stream_skb_max(SNDBUF_DEFAULT), 36544);
         assert_eq!(stream_truesize(36544) + stream_truesize(28992), 67072);
     }
+
+    /// An skb of n bytes spans at least n / PAGE queue buffers (one at least), and charges no
+    /// more than BUF_CHARGE_MAX for each: a queue of few buffers is below its send buffer
+    /// without their charges summed.
+    #[test]
+    fn buffer_charge_bound() {
+        for n in 1usize..=1 << 20 {
+            let bufs = n.div_ceil(PAGE);
+            assert!(stream_truesize(n) <= bufs * crate::pipe::BUF_CHARGE_MAX, "stream {n}");
+            assert!(dgram_truesize(n) <= bufs * crate::pipe::BUF_CHARGE_MAX, "dgram {n}");
+        }
+    }
 }
