@@ -250,11 +250,15 @@ pub struct PipeInodeInfo {
     exec_until: AtomicU64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
-    /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
-    /// the queueing of their data, so that both queues keep one order ([`sock_scm_lock`]).
-    scm_lock: RobustMutex,
+    /// Held over a change of `wmem` and the ring store it goes with ([`charge_sender`]). It
+    /// and `wmem` sit next to `mutex` and the ring's indices: a receiver that takes a datagram
+    /// changes them, and changes these lines of its sender anyway when it sends back.
+    wmem_lock: RobustMutex,
     /// Non-zero once the object was handed back to the kernel ([`hand_back`]).
     handed_back: AtomicU32,
+    /// A datagram socket's receive queue: the truesize, in [`CHARGE_UNIT`]s, of the datagrams
+    /// its socket sent that wait in receive queues (`sk_wmem_alloc`).
+    wmem: AtomicU32,
     /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
     ring: AtomicU64,
     /// A resize's new and old rings until the old one is freed (crash recovery).
@@ -282,11 +286,9 @@ pub struct PipeInodeInfo {
     /// A socket's send buffer (`sk_sndbuf`, as `SO_SNDBUF` leaves it), 0 for the default:
     /// what the skbs its queue holds may charge ([`crate::skb`]).
     sndbuf: AtomicU32,
-    /// A datagram socket's receive queue: the truesize, in [`CHARGE_UNIT`]s, of the datagrams
-    /// its socket sent that wait in receive queues (`sk_wmem_alloc`), changed with the ring
-    /// store that queues or takes each one, both under `wmem_lock` ([`charge_sender`]).
-    wmem: AtomicU64,
-    wmem_lock: RobustMutex,
+    /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
+    /// the queueing of their data, so that both queues keep one order ([`sock_scm_lock`]).
+    scm_lock: RobustMutex,
     /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
     /// no process holds it, and the collector must not take it for garbage for a while.
     pub(crate) in_flight: AtomicI64,
@@ -2311,8 +2313,8 @@ fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce())
         return None;
     };
     store();
-    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).max(0);
-    s.wmem.store(now as u64, Ordering::Relaxed);
+    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).clamp(0, u32::MAX as i64);
+    s.wmem.store(now as u32, Ordering::Relaxed);
     drop(g);
     (units < 0).then_some(h)
 }
@@ -2333,7 +2335,7 @@ fn lock_charge<'a>(region: &Region, s: &'a PipeInodeInfo, sender: u64) -> Result
     let g = s.wmem_lock.lock().map_err(|_| ENOMEM)?;
     if g.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-        s.wmem.store(recount(region, sender), Ordering::Relaxed);
+        s.wmem.store(recount(region, sender).min(u32::MAX as u64) as u32, Ordering::Relaxed);
     }
     Ok(g)
 }
@@ -3615,4 +3617,24 @@ pub fn udp_enqueue(
     c.udp_datagrams.fetch_add(1, Ordering::Relaxed);
     c.udp_bytes.fetch_add(total as u64, Ordering::Relaxed);
     Ok(Enqueued::Queued)
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::PipeInodeInfo;
+    use core::mem::offset_of;
+
+    /// A receiver that takes a datagram changes its sender's charge lock and charge: they share
+    /// the cache lines of the ring's indices and of `mutex`, which it changes anyway when it
+    /// answers, not those of `sock` and `peer`, which the sender reads on every call.
+    #[test]
+    fn charge_beside_the_ring() {
+        let line = |off: usize| off / 64;
+        let lock = offset_of!(PipeInodeInfo, wmem_lock);
+        let lines = [line(lock), line(lock + 39), line(offset_of!(PipeInodeInfo, wmem))];
+        let busy = [line(offset_of!(PipeInodeInfo, mutex) + 39), line(offset_of!(PipeInodeInfo, head_tail))];
+        assert!(lines.iter().all(|l| busy.contains(l)), "{lines:?} {busy:?}");
+        assert_ne!(line(offset_of!(PipeInodeInfo, sock)), line(offset_of!(PipeInodeInfo, wmem)));
+        assert_eq!(line(offset_of!(PipeInodeInfo, head_tail)), line(offset_of!(PipeInodeInfo, wr_waiters)));
+    }
 }
