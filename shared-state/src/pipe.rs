@@ -458,6 +458,9 @@ const CHARGE_UNIT: usize = 256;
 /// The most a socket queue's buffers charge each, on average over an skb's buffers (an skb of
 /// n bytes takes at least n / PAGE of them; `skb::tests::buffer_charge_bound`).
 pub(crate) const BUF_CHARGE_MAX: usize = 3 * PAGE;
+/// The most a stream skb charges (its largest, `skb::stream_skb_max`): a partly read one keeps
+/// all of it on the buffers it has left (`skb::tests::buffer_charge_bound`).
+pub(crate) const PARTIAL_SKB_MAX: usize = 4 * BUF_CHARGE_MAX;
 const CHARGE_SHIFT: u32 = 40;
 const CHARGE_MAX: u64 = (1 << 23) - 1;
 
@@ -706,11 +709,14 @@ impl PipeInodeInfo {
     }
 
     /// Whether [`Self::charged`] is below `limit`; a socket's own send queue with few enough
-    /// buffers is, without their charges summed (see [`BUF_CHARGE_MAX`]).
+    /// buffers is, without their charges summed: each charges at most [`BUF_CHARGE_MAX`] on
+    /// average over its skb, but for the one skb being read, whose whole charge the buffers
+    /// left of it carry ([`PARTIAL_SKB_MAX`] at most).
     fn charge_below(&self, region: &Region, limit: usize) -> bool {
         if !self.recv_queue() {
             let (head, tail) = self.head_tail();
-            if (head.wrapping_sub(tail) as usize).saturating_mul(BUF_CHARGE_MAX) < limit {
+            let n = head.wrapping_sub(tail) as usize;
+            if n == 0 || n.saturating_mul(BUF_CHARGE_MAX).saturating_add(PARTIAL_SKB_MAX) < limit {
                 return true;
             }
         }
