@@ -250,11 +250,15 @@ pub struct PipeInodeInfo {
     exec_until: AtomicU64,
     /// `pipe->mutex`.
     mutex: RobustMutex,
-    /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
-    /// the queueing of their data, so that both queues keep one order ([`sock_scm_lock`]).
-    scm_lock: RobustMutex,
+    /// Held over a change of `wmem` and the ring store it goes with ([`charge_sender`]). It
+    /// and `wmem` sit next to `mutex` and the ring's indices: a receiver that takes a datagram
+    /// changes them, and changes these lines of its sender anyway when it sends back.
+    wmem_lock: RobustMutex,
     /// Non-zero once the object was handed back to the kernel ([`hand_back`]).
     handed_back: AtomicU32,
+    /// A datagram socket's receive queue: the truesize, in [`CHARGE_UNIT`]s, of the datagrams
+    /// its socket sent that wait in receive queues (`sk_wmem_alloc`).
+    wmem: AtomicU32,
     /// The ring descriptor (`bufs`, `ring_size`, `max_usage`): see [`Ring`].
     ring: AtomicU64,
     /// A resize's new and old rings until the old one is freed (crash recovery).
@@ -282,11 +286,9 @@ pub struct PipeInodeInfo {
     /// A socket's send buffer (`sk_sndbuf`, as `SO_SNDBUF` leaves it), 0 for the default:
     /// what the skbs its queue holds may charge ([`crate::skb`]).
     sndbuf: AtomicU32,
-    /// A datagram socket's receive queue: the truesize, in [`CHARGE_UNIT`]s, of the datagrams
-    /// its socket sent that wait in receive queues (`sk_wmem_alloc`), changed with the ring
-    /// store that queues or takes each one, both under `wmem_lock` ([`charge_sender`]).
-    wmem: AtomicU64,
-    wmem_lock: RobustMutex,
+    /// A socket's sends with ancillary data, held from the kernel's taking of their fds to
+    /// the queueing of their data, so that both queues keep one order ([`sock_scm_lock`]).
+    scm_lock: RobustMutex,
     /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
     /// no process holds it, and the collector must not take it for garbage for a while.
     pub(crate) in_flight: AtomicI64,
@@ -453,6 +455,12 @@ pub(crate) struct PipeBuffer {
 /// Every skb truesize is a multiple of this (256-byte `struct sk_buff` plus power-of-two or
 /// whole-page allocations).
 const CHARGE_UNIT: usize = 256;
+/// The most a socket queue's buffers charge each, on average over an skb's buffers (an skb of
+/// n bytes takes at least n / PAGE of them; `skb::tests::buffer_charge_bound`).
+pub(crate) const BUF_CHARGE_MAX: usize = 3 * PAGE;
+/// The most a stream skb charges (its largest, `skb::stream_skb_max`): a partly read one keeps
+/// all of it on the buffers it has left (`skb::tests::buffer_charge_bound`).
+pub(crate) const PARTIAL_SKB_MAX: usize = 4 * BUF_CHARGE_MAX;
 const CHARGE_SHIFT: u32 = 40;
 const CHARGE_MAX: u64 = (1 << 23) - 1;
 
@@ -605,9 +613,16 @@ impl PipeInodeInfo {
     /// A datagram receive queue `idx`'s socket may send again (`unix_write_space`): if its
     /// charge is now writable, its sleepers are woken, and with `epoll` its own epoll items.
     fn write_space(&self, region: &Region, idx: u32, epoll: bool) {
-        if self.writable(region) {
-            self.wake_sleepers(WRITERS, region);
-            if epoll && self.ep_usage.load(Ordering::Relaxed) != 0 {
+        // As wake_sleepers: either a sleeper counted before our charge change sees it, or we see
+        // it counted. Nobody to wake (the common case): no charge to sum.
+        fence(Ordering::SeqCst);
+        let sleepers = self.wr_waiters.load(Ordering::SeqCst) != 0;
+        let epoll = epoll && self.ep_usage.load(Ordering::Relaxed) != 0;
+        if (sleepers || epoll) && self.writable(region) {
+            if sleepers {
+                self.wake_sleepers(WRITERS, region);
+            }
+            if epoll {
                 crate::epoll_wq::pipe_woken(region, Some(idx), WRITERS);
             }
         }
@@ -667,7 +682,8 @@ impl PipeInodeInfo {
     /// `sk_wmem_alloc` starts at) at most a quarter of its send buffer.
     pub(crate) fn writable(&self, region: &Region) -> bool {
         if self.sock.load(Ordering::Relaxed) != 0 {
-            return (self.charged(region) + 1) * 4 <= self.sndbuf(region);
+            // (charge + 1) * 4 <= sndbuf, for whole numbers.
+            return self.charge_below(region, self.sndbuf(region) / 4);
         }
         let (head, tail) = self.head_tail();
         let size = Ring::unpack(self.ring.load(Ordering::Acquire)).map_or(0, Ring::size);
@@ -689,7 +705,22 @@ impl PipeInodeInfo {
     /// buffer. A sender that slept on a full one goes on only once it is writable: the
     /// kernel wakes it then (`unix_write_space`), not as each skb is read.
     fn may_send(&self, region: &Region, slept: bool) -> bool {
-        if slept { self.writable(region) } else { self.charged(region) < self.sndbuf(region) }
+        if slept { self.writable(region) } else { self.charge_below(region, self.sndbuf(region)) }
+    }
+
+    /// Whether [`Self::charged`] is below `limit`; a socket's own send queue with few enough
+    /// buffers is, without their charges summed: each charges at most [`BUF_CHARGE_MAX`] on
+    /// average over its skb, but for the one skb being read, whose whole charge the buffers
+    /// left of it carry ([`PARTIAL_SKB_MAX`] at most).
+    fn charge_below(&self, region: &Region, limit: usize) -> bool {
+        if !self.recv_queue() {
+            let (head, tail) = self.head_tail();
+            let n = head.wrapping_sub(tail) as usize;
+            if n == 0 || n.saturating_mul(BUF_CHARGE_MAX).saturating_add(PARTIAL_SKB_MAX) < limit {
+                return true;
+            }
+        }
+        self.charged(region) < limit
     }
 
     fn sndbuf(&self, region: &Region) -> usize {
@@ -2288,8 +2319,8 @@ fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce())
         return None;
     };
     store();
-    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).max(0);
-    s.wmem.store(now as u64, Ordering::Relaxed);
+    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).clamp(0, u32::MAX as i64);
+    s.wmem.store(now as u32, Ordering::Relaxed);
     drop(g);
     (units < 0).then_some(h)
 }
@@ -2310,7 +2341,7 @@ fn lock_charge<'a>(region: &Region, s: &'a PipeInodeInfo, sender: u64) -> Result
     let g = s.wmem_lock.lock().map_err(|_| ENOMEM)?;
     if g.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
-        s.wmem.store(recount(region, sender), Ordering::Relaxed);
+        s.wmem.store(recount(region, sender).min(u32::MAX as u64) as u32, Ordering::Relaxed);
     }
     Ok(g)
 }
@@ -2387,6 +2418,11 @@ pub fn charge_lock_holder(region: &Region, h: PipeHandle) -> i32 {
 /// (or says EAGAIN) while what it has in flight charges its send buffer fully; once it slept,
 /// until the charge is writable (`unix_write_space` wakes it then).
 pub fn dgram_alloc(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Result<(), Errno> {
+    // Below its send buffer (the common case) it goes on at once; a look at a slot freed
+    // meanwhile only lets through a send that finds its socket gone anyway.
+    if live(region, h).is_some_and(|s| s.may_send(region, false)) {
+        return Ok(());
+    }
     let act = enter(region, h)?;
     let s = act.pipe;
     let (mut slept, mut signalled) = (false, false);
@@ -3034,23 +3070,33 @@ pub fn sock_dgram(region: &Region, h: PipeHandle) -> bool {
     live(region, h).is_some_and(|p| p.sock.load(Ordering::Acquire) & SOCK_DGRAM != 0)
 }
 
-/// The length of the next record queued (a datagram socket's FIONREAD); 0 when none.
-pub fn record_next_len(region: &Region, h: PipeHandle) -> usize {
-    let Ok(act) = enter(region, h) else { return 0 };
+/// The length of the next record queued (a datagram socket's FIONREAD, `skb_peek`'s length);
+/// None when the queue is empty or its next record is a [`FP_KERNEL_NEXT`] marker: the next
+/// datagram is then the kernel socket's. With `skip_markers` (the kernel socket holds none, so
+/// a receive took the marked datagram already) markers are passed over.
+pub fn record_next_len(region: &Region, h: PipeHandle, skip_markers: bool) -> Option<usize> {
+    let act = enter(region, h).ok()?;
     let pipe = act.pipe;
-    let Ok(_g) = lock_pipe(region, pipe) else { return 0 };
-    let Ok(ring) = pipe.ring() else { return 0 };
+    let _g = lock_pipe(region, pipe).ok()?;
+    let ring = pipe.ring().ok()?;
     let (head, mut at) = pipe.head_tail();
-    let mut len = 0;
+    let (mut len, mut first) = (0, true);
     while at != head {
         let b = PipeBuffer::load(ring.buf(region, at));
-        len += b.len;
-        if b.flags & PIPE_BUF_FLAG_RECORD_END != 0 {
-            break;
+        if first && ring.cb(region, at, b).fp == FP_KERNEL_NEXT {
+            if !skip_markers {
+                return None;
+            }
+        } else {
+            len += b.len;
+            if b.flags & PIPE_BUF_FLAG_RECORD_END != 0 {
+                return Some(len);
+            }
         }
+        first = b.flags & PIPE_BUF_FLAG_RECORD_END != 0;
         at = at.wrapping_add(1);
     }
-    len
+    None
 }
 
 /// The socket's connection state (0: a pipe, or gone).
@@ -3604,4 +3650,24 @@ pub fn udp_enqueue(
     c.udp_datagrams.fetch_add(1, Ordering::Relaxed);
     c.udp_bytes.fetch_add(total as u64, Ordering::Relaxed);
     Ok(Enqueued::Queued)
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::PipeInodeInfo;
+    use core::mem::offset_of;
+
+    /// A receiver that takes a datagram changes its sender's charge lock and charge: they share
+    /// the cache lines of the ring's indices and of `mutex`, which it changes anyway when it
+    /// answers, not those of `sock` and `peer`, which the sender reads on every call.
+    #[test]
+    fn charge_beside_the_ring() {
+        let line = |off: usize| off / 64;
+        let lock = offset_of!(PipeInodeInfo, wmem_lock);
+        let lines = [line(lock), line(lock + 39), line(offset_of!(PipeInodeInfo, wmem))];
+        let busy = [line(offset_of!(PipeInodeInfo, mutex) + 39), line(offset_of!(PipeInodeInfo, head_tail))];
+        assert!(lines.iter().all(|l| busy.contains(l)), "{lines:?} {busy:?}");
+        assert_ne!(line(offset_of!(PipeInodeInfo, sock)), line(offset_of!(PipeInodeInfo, wmem)));
+        assert_eq!(line(offset_of!(PipeInodeInfo, head_tail)), line(offset_of!(PipeInodeInfo, wr_waiters)));
+    }
 }

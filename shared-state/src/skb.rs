@@ -93,4 +93,19 @@ mod tests {
         assert_eq!(stream_skb_max(SNDBUF_DEFAULT), 36544);
         assert_eq!(stream_truesize(36544) + stream_truesize(28992), 67072);
     }
+
+    /// An skb of n bytes spans at least n / PAGE queue buffers (one at least), and charges no
+    /// more than BUF_CHARGE_MAX for each, and a stream skb no more than PARTIAL_SKB_MAX: a
+    /// queue of few buffers is below its send buffer without their charges summed.
+    #[test]
+    fn buffer_charge_bound() {
+        for n in 1usize..=1 << 20 {
+            let bufs = n.div_ceil(PAGE);
+            assert!(stream_truesize(n) <= bufs * crate::pipe::BUF_CHARGE_MAX, "stream {n}");
+            assert!(dgram_truesize(n) <= bufs * crate::pipe::BUF_CHARGE_MAX, "dgram {n}");
+        }
+        // A stream skb is read in parts (records are taken whole): its largest charge.
+        let largest = stream_skb_max(u32::MAX);
+        assert!((1..=largest).all(|n| stream_truesize(n) <= crate::pipe::PARTIAL_SKB_MAX));
+    }
 }

@@ -30,7 +30,7 @@ use crate::region::{
     PIPE_MAX, Region, UNIX_ADDRS_OFF, UNIX_NAMES_MAX, UNIX_NAMES_OFF, UNIX_PENDING_MAX, UNIX_PENDING_OFF,
     UNIX_STREAMS_MAX, UNIX_STREAMS_OFF,
 };
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 /// `sun_path` holds at most this many bytes.
 pub const UNIX_PATH_MAX: usize = 108;
@@ -72,6 +72,31 @@ struct UnixName {
 }
 
 const _: () = assert!(size_of::<UnixName>() == 128 && UNIX_PATH_MAX <= 14 * 8);
+
+/// Above the kind's bits: the entry's change count, which every change of the entry bumps
+/// and an emptied entry keeps, so a lock-free [`find`] tells a consistent read from one a
+/// change overlapped (a seqlock, one per entry).
+const SEQ_SHIFT: u32 = 40;
+const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
+
+impl UnixName {
+    /// The kind, without the change count (0: empty).
+    fn kind(&self) -> u64 {
+        self.kind.load(Ordering::Acquire) & (SEQ_ONE - 1)
+    }
+
+    /// Empties the entry (the namespace lock held).
+    fn clear(&self) {
+        let word = self.kind.load(Ordering::Relaxed);
+        self.kind.store((word | (SEQ_ONE - 1)).wrapping_add(1), Ordering::Release);
+    }
+
+    /// Changes the kind to `kind` (the namespace lock held).
+    fn set_kind(&self, kind: u64) {
+        let word = self.kind.load(Ordering::Relaxed);
+        self.kind.store((word | (SEQ_ONE - 1)).wrapping_add(1) | kind, Ordering::Release);
+    }
+}
 
 /// Entry `i`, if it was ever used (one that was not is empty, and is not read); `fill`: to
 /// be written, so it is reserved first (None without room).
@@ -149,10 +174,8 @@ pub fn lookup_dgram(region: &Region, name: Name<'_>) -> Option<PipeHandle> {
 pub fn unregister_dgram(region: &Region, queue: PipeHandle) {
     let Ok(_g) = ns_lock(region) else { return };
     for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
-        if e.kind.load(Ordering::Acquire) & DGRAM != 0
-            && e.listener.load(Ordering::Relaxed) == queue.to_bits()
-        {
-            e.kind.store(0, Ordering::Release);
+        if e.kind() & DGRAM != 0 && e.listener.load(Ordering::Relaxed) == queue.to_bits() {
+            e.clear();
         }
     }
 }
@@ -162,22 +185,32 @@ fn store(region: &Region, kind: u64, key: [u64; 14], value: u64) -> Option<u32> 
     // Without room for the entry the name stays unannounced: its connections are the kernel's.
     let i = index(kind, &key);
     let e = entry(region, i, true)?;
-    // Emptied first and filled last: a holder killed in between leaves an empty slot.
-    e.kind.store(0, Ordering::Release);
+    // Emptied first and filled last: a holder killed in between leaves an empty slot. The fence
+    // keeps the fill after the emptying for a lock-free reader (find).
+    e.clear();
+    fence(Ordering::Release);
     for (slot, w) in e.key.iter().zip(key) {
         slot.store(w, Ordering::Relaxed);
     }
     e.listener.store(value, Ordering::Relaxed);
-    e.kind.store(kind, Ordering::Release);
+    e.set_kind(kind);
     Some(i)
 }
 
+/// Without the namespace lock (every send to a name looks it up): a read that a change of the
+/// entry overlapped, which its change count shows, is made again.
 fn find(region: &Region, kind: u64, key: &[u64; 14]) -> Option<u64> {
-    let _g = ns_lock(region).ok()?;
     let e = entry(region, index(kind, key), false)?;
-    let same = e.kind.load(Ordering::Acquire) & !FOREIGN_HELD == kind
-        && e.key.iter().zip(key).all(|(slot, &w)| slot.load(Ordering::Relaxed) == w);
-    same.then(|| e.listener.load(Ordering::Relaxed))
+    loop {
+        let before = e.kind.load(Ordering::Acquire);
+        let same = before & (SEQ_ONE - 1) & !FOREIGN_HELD == kind
+            && e.key.iter().zip(key).all(|(slot, &w)| slot.load(Ordering::Relaxed) == w);
+        let listener = e.listener.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        if e.kind.load(Ordering::Relaxed) == before {
+            return same.then_some(listener);
+        }
+    }
 }
 
 /// The shim listener last registered under `name`, if any.
@@ -191,9 +224,9 @@ pub fn lookup(region: &Region, name: Name<'_>) -> Option<Listener> {
 pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
     let Ok(_g) = ns_lock(region) else { return };
     for e in (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)) {
-        let kind = e.kind.load(Ordering::Acquire);
+        let kind = e.kind();
         if kind != 0 && kind & DGRAM == 0 && gone(Listener::unpack(e.listener.load(Ordering::Relaxed))) {
-            e.kind.store(0, Ordering::Release);
+            e.clear();
         }
     }
 }
@@ -203,7 +236,7 @@ pub fn unregister(region: &Region, gone: impl Fn(Listener) -> bool) {
 pub fn registrant(region: &Region, ino: u32) -> Option<u32> {
     let _g = ns_lock(region).ok()?;
     (0..UNIX_NAMES_MAX).filter_map(|i| entry(region, i, false)).find_map(|e| {
-        let kind = e.kind.load(Ordering::Acquire);
+        let kind = e.kind();
         let l = Listener::unpack(e.listener.load(Ordering::Relaxed));
         (kind != 0 && kind & DGRAM == 0 && l.ino == ino).then_some(l.pid)
     })
@@ -215,9 +248,9 @@ pub fn mark_foreign_held(region: &Region, ino: u32) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
         let Some(e) = entry(region, i, false) else { continue };
-        let kind = e.kind.load(Ordering::Acquire);
+        let kind = e.kind();
         if kind != 0 && kind & DGRAM == 0 && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino {
-            e.kind.store(kind | FOREIGN_HELD, Ordering::Release);
+            e.set_kind(kind | FOREIGN_HELD);
         }
     }
 }
@@ -228,12 +261,12 @@ pub fn release_listener(region: &Region, ino: u32) {
     let Ok(_g) = ns_lock(region) else { return };
     for i in 0..UNIX_NAMES_MAX {
         let Some(e) = entry(region, i, false) else { continue };
-        let kind = e.kind.load(Ordering::Acquire);
+        let kind = e.kind();
         if kind & FOREIGN_HELD != 0
             && kind & DGRAM == 0
             && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino
         {
-            e.kind.store(0, Ordering::Release);
+            e.clear();
         }
     }
 }
@@ -524,12 +557,12 @@ pub fn listener_gone(region: &Region, ino: u32, name_slot: Option<u32>) {
         Some(i) => {
             let Ok(_g) = ns_lock(region) else { return };
             if let Some(e) = entry(region, i, false) {
-                let kind = e.kind.load(Ordering::Acquire);
+                let kind = e.kind();
                 if kind != 0
                     && kind & DGRAM == 0
                     && Listener::unpack(e.listener.load(Ordering::Relaxed)).ino == ino
                 {
-                    e.kind.store(0, Ordering::Release);
+                    e.clear();
                 }
             }
         }
@@ -663,13 +696,10 @@ pub fn addr_of(region: &Region, h: PipeHandle, out: &mut [u8; SOCKADDR_UN_MAX]) 
     if len == 0 || e.generation.load(Ordering::Relaxed) != h.generation as u64 {
         return 0;
     }
-    for (i, w) in e.bytes.iter().enumerate() {
-        let v = w.load(Ordering::Relaxed).to_ne_bytes();
-        for (k, b) in v.iter().enumerate() {
-            if let Some(o) = out.get_mut(i * 8 + k) {
-                *o = *b;
-            }
-        }
+    let len = len.min(SOCKADDR_UN_MAX);
+    // Only the words the address covers, each at once (every datagram sent copies it).
+    for (w, o) in e.bytes.iter().zip(out[..len].chunks_mut(8)) {
+        o.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes()[..o.len()]);
     }
-    len.min(SOCKADDR_UN_MAX)
+    len
 }

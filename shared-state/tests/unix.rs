@@ -270,7 +270,7 @@ fn a_message_header_ends_a_stream_read_as_its_fds_and_credentials_do() {
     let big = vec![3u8; 9000];
     let cb = pipe::UnixCb { fp: 5, ..me };
     assert_eq!(pipe::record_write(&r, rec, &[(big.as_ptr() as usize, big.len())], Some(&cb), &env), Ok(9000));
-    assert_eq!(pipe::record_next_len(&r, rec), 9000);
+    assert_eq!(pipe::record_next_len(&r, rec, false), Some(9000));
     let mut got = pipe::UnixCb::default();
     let mut out = vec![0u8; 10_000];
     let res = pipe::record_read(&r, rec, &[(out.as_mut_ptr() as usize, out.len())], &env, false, &mut got);

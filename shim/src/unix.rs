@@ -617,13 +617,15 @@ pub fn recv(
     flags: i32,
     ctl: &mut Ctl,
 ) -> Option<Result<Got, Errno>> {
-    if udp::is_udp(r, p) {
+    // One look at the socket word says which family serves it (a hot path).
+    let word = if p.socket { pipe::sock_flags(r, p.pipe) } else { 0 };
+    if word & pipe::SOCK_UDP != 0 {
         return udp::recv(r, g, p, iov, flags, ctl);
     }
-    if dgram::is_recv_queue(r, p) {
+    if word & pipe::SOCK_RECV_QUEUE != 0 {
         return dgram::recv(r, g, p, iov, flags, ctl);
     }
-    if pipe::sock_tcp(r, p.pipe) {
+    if word & pipe::SOCK_TCP != 0 {
         return crate::tcp::recv(r, g, p, iov, flags).map(|res| res.map(|n| (n, false)));
     }
     if flags & libc::MSG_OOB != 0 {
@@ -893,13 +895,15 @@ fn send_cb(
     flags: i32,
     cb: Option<&pipe::UnixCb>,
 ) -> Option<Result<usize, Errno>> {
-    if udp::is_udp(r, p) {
+    // One look at the socket word says which family serves it (a hot path).
+    let word = if p.socket { pipe::sock_flags(r, p.pipe) } else { 0 };
+    if word & pipe::SOCK_UDP != 0 {
         return udp::send(r, p, iov, flags, None);
     }
-    if dgram::is_recv_queue(r, p) {
+    if word & pipe::SOCK_RECV_QUEUE != 0 {
         return dgram::send(r, g, p, iov, flags, None);
     }
-    if pipe::sock_tcp(r, p.pipe) {
+    if word & pipe::SOCK_TCP != 0 {
         return crate::tcp::send(r, g, p, iov, flags);
     }
     if flags & libc::MSG_OOB != 0 {
@@ -1010,13 +1014,14 @@ pub(crate) fn send_rest(g: &sud::Guard, p: &PipeFd, iov: &[Iov], flags: i32, don
 /// `sendto`/`send`: with no address. An address on a connected socket is the kernel's EISCONN.
 pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
-    if a[4] != 0 && dgram::is_recv_queue(r, &p) {
+    let word = if a[4] != 0 { pipe::sock_flags(r, p.pipe) } else { 0 };
+    if word & pipe::SOCK_RECV_QUEUE != 0 {
         let iov = match pipes::single(a[1] as usize, a[2] as usize) {
             Ok(v) => v,
             Err(e) => return Some(-(e as i64)),
         };
         let dest = Some((a[4] as usize, a[5] as u32 as usize));
-        if udp::is_udp(r, &p) {
+        if word & pipe::SOCK_UDP != 0 {
             return udp::send(r, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
         }
         return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
@@ -1025,7 +1030,7 @@ pub fn sendto(r: &Region, g: &sud::Guard, a: &[u64; 6]) -> Option<i64> {
     // datagram pair end sends there, which the kernel does. TCP ignores it too, but the
     // kernel's sends must follow what the queue holds: the connection goes back first.
     if a[4] != 0 && !p.packet {
-        if pipe::sock_tcp(r, p.pipe) {
+        if word & pipe::SOCK_TCP != 0 {
             hand_back(r, &p);
         }
         return None;
@@ -1705,10 +1710,14 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if let Err(e) = res {
         return Some(-(e as i64));
     }
-    // A datagram socket's FIONREAD is the next datagram's size.
-    let dgram = req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe);
+    // A datagram socket's FIONREAD is the size of the next datagram to be received: the head
+    // record of our queue's, unless that is empty or marks the kernel's datagram as next.
+    if req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe) {
+        let next = h.and_then(|h| pipe::record_next_len(r, h, kernel == 0));
+        let n = next.map_or(kernel, |len| len.min(i32::MAX as usize) as i32);
+        return Some(pipes::ret(crate::copy::slice_out(arg, &[n]).map(|_| 0)));
+    }
     let ours = match h {
-        Some(h) if dgram => pipe::record_next_len(r, h),
         // Out-of-band bytes a read dropped stay in the kernel's count.
         Some(h) if req == libc::FIONREAD && !p.packet => {
             pipe::fionread(r, h).unwrap_or(0) + pipe::sock_oob_dropped(r, h) as usize
@@ -1721,10 +1730,6 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     // Until a hand-back the kernel's socket holds only the tokens of messages with fds, which
     // our skbs' charge already counts; a datagram socket's holds what the kernel carried.
     if req == SIOCOUTQ && !own && !pipe::handed_back(r, p.pipe) {
-        kernel = 0;
-    }
-    // A UDP socket's next datagram is its queue's while that holds one (read first).
-    if dgram && udp::is_udp(r, p) && pipe::pipe_poll(r, p.pipe).0 {
         kernel = 0;
     }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
