@@ -290,9 +290,14 @@ pub fn send(
         Ok(()) => {}
     }
     let to_flags = pipe::sock_flags(r, to);
-    // unix_may_send: a socket connected to another accepts nothing from us.
+    // unix_may_send: a socket connected to another accepts nothing from us. Connected to a
+    // socket the kernel serves, it may still be ours (its name was not entered when it
+    // connected: no room in the region): the kernel knows.
     let to_peer = pipe::sock_peer(r, to);
-    if to_flags & pipe::SOCK_PEER_KERNEL != 0 || to_peer.is_some_and(|o| o != p.pipe) {
+    if to_flags & pipe::SOCK_PEER_KERNEL != 0 {
+        return None;
+    }
+    if to_peer.is_some_and(|o| o != p.pipe) {
         return Some(Err(libc::EPERM));
     }
     if to_flags & pipe::SOCK_SHUT_RD != 0 {

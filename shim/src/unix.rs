@@ -537,6 +537,13 @@ fn adopt(r: &Region, lfd: i32, announced: Option<fd::Listening>, fd: i32, sole: 
         pipe::sock_refuse(r, client);
         return;
     };
+    // SO_PASSCRED inherited from the listener (set after listen, which the kernel then
+    // serves; one this process alone holds has none that setsockopt here did not see): marked
+    // before the link, so that no send of the client's once linked goes without credentials.
+    if !announced.is_some_and(|l| l.sole.holds()) && passcred(fd) {
+        pipe::sock_set_passcred(r, client, true, scm::pid_ns());
+        pipe::sock_set_sender_passcred(r, h, true);
+    }
     if !pipe::sock_adopt(r, client, h) {
         pipe::sock_refuse(r, h);
         pipe::release(r, h);
@@ -548,12 +555,6 @@ fn adopt(r: &Region, lfd: i32, announced: Option<fd::Listening>, fd: i32, sole: 
         let _ = pipe::sock_hand_back(r, h);
     }
     insert_connected(r, fd, h, sole);
-    // Inherited from the listener (set after listen, which the kernel then serves); one this
-    // process alone holds has none that setsockopt here did not see.
-    if !announced.is_some_and(|l| l.sole.holds()) && passcred(fd) {
-        pipe::sock_set_passcred(r, client, true, scm::pid_ns());
-        pipe::sock_set_sender_passcred(r, h, true);
-    }
 }
 
 /// Gives both directions of the connection `p` is an end of to the kernel (see the module
