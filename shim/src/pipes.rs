@@ -375,13 +375,16 @@ impl PipeEnv for Env<'_> {
     }
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        self.guard.testcancel();
         // Only before the call's first wait: a handler that ran during an earlier one (which
         // then returned for another reason, with room to write, say) still interrupts this one.
+        // And before the cancellation point, which lets in the signals held back while the
+        // call copied: one that came then interrupts the wait (the kernel looks for signals
+        // when the pipe is full), and was lost when forgotten after it had run.
         if !self.waited.replace(true) {
             signals::clear_interrupt();
             self.hold();
         }
+        self.guard.testcancel();
         let mut r = self
             .guard
             .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
