@@ -894,14 +894,13 @@ fn fifo_dropped(r: &Region, p: &PipeFd, inode: i32) {
     let Ok(probe) = sys::open(&path[..n], libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC, 0) else {
         return;
     };
-    // Under the FIFO's flock, as `object_for` marks a fresh pipe: an opener meanwhile either
-    // marked it already (the object is its, now) or finds it fresh after us.
-    let _ = sys::flock(probe, libc::LOCK_EX);
+    // No flock (an application's could hold the close up): an opener meanwhile that found the
+    // pipe fresh replaces the object itself (`pipe_new`), and the release of ours, checked by
+    // its generation, then frees nothing.
     let size = sys::syscall6(libc::SYS_fcntl, probe as usize, libc::F_GETPIPE_SZ as usize, 0, 0, 0, 0);
     if !matches!(size, Ok(FIFO_MARK | FIFO_KERNEL_MARK)) {
         pipe::release(r, p.pipe);
     }
-    let _ = sys::flock(probe, libc::LOCK_UN);
     sys::close(probe);
 }
 
