@@ -230,6 +230,46 @@ int main(void)
 	try_read("kept", r);
 	io_close(r);
 
+	CASE("fifo_reader_closed_before_another_reader");
+	/* No writer is left when the first reader closes, but the other
+	 * reader still holds the FIFO: its data stays. */
+	r = xopen(path("f"), O_RDONLY | O_NONBLOCK);
+	fd = xopen(path("f"), O_RDONLY | O_NONBLOCK);
+	w = xopen(path("f"), O_WRONLY);
+	IOSHOW(write(w, "still", 5));
+	io_close(w);
+	io_close(r);
+	printf("  other reader: FIONREAD = %d\n", io_nread(fd));
+	try_read("other reader", fd);
+	w = xopen(path("f"), O_WRONLY);
+	IOSHOW(write(w, "gone", 4));
+	io_close(w);
+	io_close(fd);
+	fd = xopen(path("f"), O_RDWR);
+	printf("  after every end closed: FIONREAD = %d\n", io_nread(fd));
+	io_close(fd);
+
+	CASE("fifo_reader_close_leaves_opener_waiting");
+	/* A reader closing with no writer left (one came and went) does
+	 * not end another reader's open, which waits for a writer. */
+	r = xopen(path("f"), O_RDONLY | O_NONBLOCK);
+	io_close(xopen(path("f"), O_WRONLY));
+	if ((pid = io_fork()) == 0) {
+		fd = open(path("f"), O_RDONLY);
+		_exit(fd < 0 ? 2 : read(fd, buf, sizeof buf) == 4 ? 0 : 1);
+	}
+	io_wait_sleeping(pid);
+	io_close(r);
+	{
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	printf("  opener still waits: %s\n", waitpid(pid, NULL, WNOHANG) == 0 ? "yes" : "no");
+	w = xopen(path("f"), O_WRONLY);
+	IOSHOW(write(w, "late", 4));
+	io_close(w);
+	show_status_io("opener", io_reap(pid));
+
 	CASE("fifo_mknod");
 	IOSHOW(mknod(path("node"), S_IFIFO | 0640, 0));
 	show_stat("node", path("node"));

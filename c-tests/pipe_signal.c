@@ -81,7 +81,7 @@ int main(void)
 	int p[2], n[2], ack[2];
 	pid_t pid, parent = getpid();
 	char buf[256];
-	static char big[100000];
+	static char big[100000], huge[(1 << 20) + 4096];
 	long r;
 
 	CASE("sig_read_restart");
@@ -195,6 +195,27 @@ int main(void)
 		printf("  FIONREAD = %d\n", io_nread(p[0]));
 		closep(p);
 	}
+
+	CASE("sig_write_partial_signal_while_copying");
+	/* The signal comes as soon as the first bytes are in, while the
+	 * write is still copying into a 1 MiB pipe: the kernel looks for it
+	 * only once the pipe is full, and returns what fitted. */
+	io_handler(SIGALRM, on_alrm, 0);
+	io_pipe(p);
+	IOSHOW(fcntl(p[1], F_SETPIPE_SZ, 1 << 20));
+	g_alrm = 0;
+	if ((pid = io_fork()) == 0) {
+		alarm(5);
+		while (io_nread(p[0]) == 0)
+			;
+		kill(parent, SIGALRM);
+		_exit(0);
+	}
+	IOSHOW(write(p[1], huge, sizeof huge));
+	printf("  handler ran %d time(s)\n", g_alrm);
+	show_status_io("helper", io_reap(pid));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	closep(p);
 
 	CASE("sig_read_restart_handler_feeds");
 	/* The handler writes to the pipe the read sleeps on: the restarted

@@ -375,13 +375,16 @@ impl PipeEnv for Env<'_> {
     }
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
-        self.guard.testcancel();
         // Only before the call's first wait: a handler that ran during an earlier one (which
         // then returned for another reason, with room to write, say) still interrupts this one.
+        // And before the cancellation point, which lets in the signals held back while the
+        // call copied: one that came then interrupts the wait (the kernel looks for signals
+        // when the pipe is full), and was lost when forgotten after it had run.
         if !self.waited.replace(true) {
             signals::clear_interrupt();
             self.hold();
         }
+        self.guard.testcancel();
         let mut r = self
             .guard
             .allow_signals(|| if signals::interrupt_pending() { WaitOutcome::Interrupted } else { f() });
@@ -815,7 +818,7 @@ fn self_fd_path(fd: i32, path: &mut [u8; 32]) -> usize {
 /// Runs `drop_fd`, the kernel call that drops the shim fd `p` (a close, or a dup onto it),
 /// and frees its object if that was the last end of it anywhere, as the kernel frees a pipe
 /// at its last release (sockets: `crate::unix::dropping`; FIFOs, which the kernel's open may
-/// be waiting on, are found by a collection). Then whoever waits on the object looks again,
+/// be waiting on, see [`fifo_dropped`]). Then whoever waits on the object looks again,
 /// and epoll sets drop their interests in it if this was its file's last reference.
 /// Returns `drop_fd`'s result.
 ///
@@ -841,10 +844,19 @@ pub fn dropping(
     }
     let res = if p.fifo || p.read == p.write {
         let other_gone = revents(p.fd, 0) & if p.read { libc::POLLHUP } else { libc::POLLERR } != 0;
+        // A FIFO's reading end with no writer left (or one that writes too) may be its last
+        // end: its inode, kept by a path-only fd, tells after the drop.
+        let inode = (p.fifo && p.read && (other_gone || p.write)).then(|| {
+            let mut path = [0u8; 32];
+            let n = self_fd_path(p.fd, &mut path);
+            sys::open(&path[..n], libc::O_PATH | libc::O_CLOEXEC, 0)
+        });
         let res = drop_fd();
-        // Perhaps its last end: a collection finds whether any process still has it open.
-        if p.fifo && other_gone {
-            pipe_gc::collect_garbage(r);
+        if let Some(Ok(inode)) = inode {
+            if res.is_ok() {
+                fifo_dropped(r, p, inode);
+            }
+            sys::close(inode);
         }
         res
     } else {
@@ -871,6 +883,33 @@ pub fn dropping(
     };
     closed(r, p);
     res
+}
+
+/// A reading end of the FIFO `p` was dropped with no writer left: frees its object if that
+/// was the FIFO's last end anywhere, as `pipe_release` frees the kernel's pipe at its last
+/// release, which it shows: a reader opened now (through `inode`, a path-only fd of it) finds
+/// the kernel's pipe still marked as ours, or a fresh one. No process's fds are scanned.
+///
+/// That reader wakes no opener the kernel would not have woken: while our end was open no
+/// writer waited in `open` (a reader was there) and no reader did (the kernel wakes readers
+/// only for a writer), so a writer that waits now came after our drop, and sees our reader as
+/// if our end had been dropped a moment later. A writer dropped last, whose reader could wake
+/// writers waiting in `open` for one, leaves the object to the FIFO's next open (which finds
+/// the kernel's pipe fresh, see [`object_for`]) or to a collection.
+fn fifo_dropped(r: &Region, p: &PipeFd, inode: i32) {
+    let mut path = [0u8; 32];
+    let n = self_fd_path(inode, &mut path);
+    let Ok(probe) = sys::open(&path[..n], libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC, 0) else {
+        return;
+    };
+    // No flock (an application's could hold the close up): an opener meanwhile that found the
+    // pipe fresh replaces the object itself (`pipe_new`), and the release of ours, checked by
+    // its generation, then frees nothing.
+    let size = sys::syscall6(libc::SYS_fcntl, probe as usize, libc::F_GETPIPE_SZ as usize, 0, 0, 0, 0);
+    if !matches!(size, Ok(FIFO_MARK | FIFO_KERNEL_MARK)) {
+        pipe::release(r, p.pipe);
+    }
+    sys::close(probe);
 }
 
 /// An fd of `p` was closed, or its file's flags changed: whoever waits on its object, or a

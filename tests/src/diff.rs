@@ -20,8 +20,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Wall-clock limit for one run of one program.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -386,13 +385,7 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
     } else {
         Command::new(exe)
     };
-    cmd.current_dir(&cwd.0)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .env_remove("LD_PRELOAD")
-        // Own process group, so a timeout kills forked children too.
-        .process_group(0);
+    cmd.current_dir(&cwd.0).stdin(Stdio::null()).stdout(stdout).stderr(stderr).env_remove("LD_PRELOAD");
     let filter = if mode == Mode::Kernel { None } else { Some(seccomp_program()) };
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // system calls (unshare, open, write, close, prctl, seccomp) on data built before the fork;
@@ -437,25 +430,10 @@ pub fn run_with(exe: &Path, mode: Mode, sysctls: &[Sysctl]) -> Result<Run, Strin
         });
     }
 
-    let mut child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", exe.display()))?;
-    let pgid = child.id() as libc::pid_t;
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        match child.try_wait().map_err(|e| err("wait", e))? {
-            Some(st) => break Some(st),
-            None if Instant::now() >= deadline => break None,
-            None => sleep(Duration::from_millis(10)),
-        }
-    };
-    // SAFETY: kill(2) on our own child's process group; it holds only processes this run
-    // started, and a group that is already empty just gives ESRCH.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
+    let status = crate::run_in_group(&mut cmd, TIMEOUT).map_err(|e| format!("run {}: {e}", exe.display()))?;
     let status = match status {
         Some(st) => st,
         None => {
-            child.wait().map_err(|e| err("wait", e))?;
             let traces = read_traces(&trace_path);
             return Ok(Run {
                 status: "timeout".into(),

@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests: where the built artefacts are.
 
+use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 pub mod diff;
 
@@ -62,4 +66,40 @@ pub fn counter(status: &str, family: &str, key: &str) -> Option<u64> {
 pub fn status(ns: &str, dir: &Path) -> String {
     let out = Command::new(cli_bin()).args(["--ns", ns, "status"]).env("IPCSHIM_DIR", dir).output();
     String::from_utf8_lossy(&out.expect("ipcshim status").stdout).into_owned()
+}
+
+/// Runs `cmd` in a process group of its own and, once it exited or `timeout` passed (None
+/// then), kills the whole group: nothing it forked outlives the run (a child left asleep by a
+/// parent killed mid-run, say). The group is killed while its leader is still unreaped, so
+/// its id cannot name another group yet.
+pub fn run_in_group(cmd: &mut Command, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let mut child = cmd.process_group(0).spawn()?;
+    let deadline = Instant::now() + timeout;
+    let exited = loop {
+        if exited_unreaped(&child)? {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        sleep(Duration::from_millis(10));
+    };
+    // SAFETY: kill(2) on the group our own child leads; it holds only processes this run
+    // started, and one already empty just gives ESRCH.
+    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+    let status = child.wait()?;
+    Ok(exited.then_some(status))
+}
+
+/// Whether `child` exited, leaving it unreaped (`waitid` with WNOWAIT).
+fn exited_unreaped(child: &Child) -> io::Result<bool> {
+    // SAFETY: an all-zero siginfo_t is valid; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is a valid, writable siginfo_t; the pid is our own unreaped child.
+    if unsafe { libc::waitid(libc::P_PID, child.id(), &mut info, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: waitid filled `info` (si_pid stays 0 when no child changed state).
+    Ok(unsafe { info.si_pid() } != 0)
 }

@@ -73,11 +73,7 @@ int main(void)
 
 #[test]
 fn seccomp_filter_blocks_sysv_ipc() {
-    let dir = diff::out_dir();
-    fs::create_dir_all(&dir).expect("mkdir target/c-tests");
-    let src = dir.join("seccomp_probe.c");
-    fs::write(&src, PROBE).expect("write probe source");
-    let exe = diff::compile(&src).expect("compile probe");
+    let exe = probe("seccomp_probe", PROBE);
 
     let kernel = diff::run(&exe, Mode::Kernel).expect("kernel run");
     let filtered = diff::run(&exe, Mode::FilterOnly).expect("filtered run");
@@ -174,11 +170,7 @@ int main(void)
 /// `kernel_socket_io` looks for, and a pipe fd carried by a message is not pipe traffic.
 #[test]
 fn shim_run_reports_kernel_socket_data() {
-    let dir = diff::out_dir();
-    fs::create_dir_all(&dir).expect("mkdir target/c-tests");
-    let src = dir.join("socket_probe.c");
-    fs::write(&src, SOCKETS).expect("write probe source");
-    let exe = diff::compile(&src).expect("compile probe");
+    let exe = probe("socket_probe", SOCKETS);
     let shim = diff::run(&exe, Mode::Shim).expect("shim run");
     assert_eq!(shim.status, "exit 0", "{shim:?}");
     let calls: Vec<&str> = shim.kernel_socket_io.iter().map(|l| l.split('(').next().unwrap_or("")).collect();
@@ -191,4 +183,93 @@ fn shim_run_reports_kernel_socket_data() {
     assert!(shim.kernel_socket_io[0].contains("<UNIX:["), "{:?}", shim.kernel_socket_io);
     assert!(shim.kernel_socket_io[2].contains("<UNIX-STREAM:["), "{:?}", shim.kernel_socket_io);
     assert!(shim.kernel_pipe_io.is_empty(), "{:?}", shim.kernel_pipe_io);
+}
+
+/// A parent that forks a child blocked in `semop` (as `sem_wait`'s helpers block) and is then
+/// killed mid-run, as an alarm kills it on a machine too loaded for its timing.
+const ORPHAN: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
+#include <unistd.h>
+
+int main(void)
+{
+	int id = semget(IPC_PRIVATE, 1, 0600);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct sembuf op = { 0, -1, 0 };
+		semop(id, &op, 1);
+		_exit(1);
+	}
+	printf("%d %d\n", (int)pid, (int)getpgrp());
+	fflush(stdout);
+	kill(getpid(), SIGKILL);
+	return 0;
+}
+"#;
+
+/// The processes whose process group is `pgid` and that are not zombies.
+fn live_members(pgid: i32) -> Vec<String> {
+    let mut live = Vec::new();
+    for entry in fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the comm's closing parenthesis: state, ppid, pgrp.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            live.push(stat);
+        }
+    }
+    live
+}
+
+/// A c-test run leaves no process behind: the runner runs it in a process group of its own and
+/// kills the group when the run ends, so the child the killed parent left asleep goes too, on
+/// the kernel and under `ipcshim run` alike.
+#[test]
+fn a_run_leaves_no_process_of_its_group() {
+    let exe = probe("orphan_probe", ORPHAN);
+    let state = tempdir_in_shm("orphan");
+    let kernel = diff::run(&exe, Mode::Kernel).expect("kernel run");
+    assert_eq!(kernel.status, "signal 9", "{kernel:?}");
+    let out = state.join("shim.out");
+    let mut shimmed = ipcshim_tests::program(&exe, &state, Some("orphan"));
+    let file = fs::File::create(&out).expect("output file");
+    shimmed.stdout(file.try_clone().expect("dup output file")).stderr(file);
+    let status = ipcshim_tests::run_in_group(&mut shimmed, diff::TIMEOUT).expect("shim run");
+    assert!(status.is_some(), "the shim run did not end");
+    let shim_out = fs::read_to_string(&out).expect("shim output");
+    for (what, stdout) in [("kernel", &kernel.stdout), ("shim", &shim_out)] {
+        let ids: Vec<i32> = stdout.split_whitespace().map(|w| w.parse().expect("a pid")).collect();
+        assert_eq!(ids.len(), 2, "{what} run printed {stdout:?}");
+        let (child, pgid) = (ids[0], ids[1]);
+        // SIGKILL is delivered before kill returns, but the exit takes a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut live = live_members(pgid);
+        while !live.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            live = live_members(pgid);
+        }
+        assert!(live.is_empty(), "{what} run: child {child} of group {pgid} still runs: {live:?}");
+    }
+    let _ = fs::remove_dir_all(&state);
+}
+
+/// A fresh directory on tmpfs (where a region must be) for one test.
+fn tempdir_in_shm(name: &str) -> std::path::PathBuf {
+    let dir = ipcshim_tests::state_base().join(format!("ipcshim-difftest-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("mkdir state dir");
+    dir
+}
+
+/// `source` compiled as `target/c-tests/NAME`.
+fn probe(name: &str, source: &str) -> std::path::PathBuf {
+    let dir = diff::out_dir();
+    fs::create_dir_all(&dir).expect("mkdir target/c-tests");
+    let src = dir.join(format!("{name}.c"));
+    fs::write(&src, source).expect("write probe source");
+    diff::compile(&src).expect("compile probe")
 }

@@ -597,6 +597,40 @@ fn bash_fifo_between_processes() {
     s.assert_pipes("fifo", 3, n, n);
 }
 
+/// A FIFO's last close frees its object without reading any process's fds: with 1200 fds
+/// held open by this test process, closing FIFOs (a reader after its writer, five times, and
+/// an end opened for both) reads no fd link (strace counts the run's `readlink`s), and the
+/// only collection is `ipcshim status`'s own, which finds nothing left to free.
+#[test]
+fn fifo_last_close_frees_without_a_scan() {
+    let s = Scratch::new("fifoclose");
+    let held: Vec<fs::File> =
+        (0..1200).map(|_| fs::File::open("/dev/null").expect("open /dev/null")).collect();
+    let script = "mkfifo f; for i in 1 2 3 4 5; do cat f & echo $i > f; wait; done; \
+                  exec 3<>f; echo both >&3; read -r x <&3; echo $x; exec 3>&-; rm f";
+    let log = s.dir.join("strace.log");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=readlink,readlinkat", "-o"]).arg(&log).arg(cli_bin());
+    cmd.args(["run", "--ns", &s.ns, "--", "bash", "-c", script]);
+    s.env(&mut cmd);
+    let out = guarded(cmd, &[], "FIFO closes under strace");
+    out.assert_success();
+    assert_eq!(out.stdout_str(), "1\n2\n3\n4\n5\nboth\n");
+    drop(held);
+    let trace = fs::read_to_string(&log).expect("strace log");
+    let readlinks = trace.lines().filter(|l| l.contains("readlink")).count();
+    assert!(
+        readlinks < 100,
+        "{readlinks} readlinks: a scan of every process's fds\n{}",
+        tail(trace.as_bytes())
+    );
+    let (c, status) = s.counters();
+    let line = status.lines().find(|l| l.starts_with("pipes, FIFOs:")).expect("pipes line");
+    assert!(line.contains(" 0 live,") && line.ends_with("1 collections freed 0"), "{line}\n{status}");
+    assert!(c.bytes_in >= 15, "the FIFO's bytes were not the shim's: {c}");
+    eprintln!("FIFO closes: {readlinks} readlinks in {:?}; {line}", out.elapsed);
+}
+
 #[test]
 fn bash_process_substitution_through_dev_fd() {
     let s = Scratch::new("procsubst");

@@ -5,8 +5,13 @@
 
 use ipcshim_tests::cli_bin;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// How long one `ipcshim diff` of a c-test may take: a net for a hang (one takes 2-60 s, loaded).
+const GROUP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A private IPCSHIM_DIR (and work directory), removed on drop.
 struct Scratch(PathBuf);
@@ -22,6 +27,19 @@ impl Scratch {
     fn ipcshim(&self, args: &[&str]) -> std::process::Output {
         // In the scratch directory: some programs leave files where they run.
         Command::new(cli_bin()).args(args).env("IPCSHIM_DIR", &self.0).current_dir(&self.0).output().unwrap()
+    }
+
+    /// `ipcshim ARGS` as [`Scratch::ipcshim`], in a process group of its own that is killed
+    /// when it exits or after [`GROUP_TIMEOUT`] (None then): what the program it runs forked
+    /// does not outlive it. Its stdout and stderr, together.
+    fn ipcshim_in_group(&self, args: &[&str]) -> (Option<ExitStatus>, String) {
+        let out_path = self.0.join("ipcshim.out");
+        let out = File::create(&out_path).unwrap();
+        let mut cmd = Command::new(cli_bin());
+        cmd.args(args).env("IPCSHIM_DIR", &self.0).current_dir(&self.0);
+        cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        let status = ipcshim_tests::run_in_group(&mut cmd, GROUP_TIMEOUT).unwrap();
+        (status, String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()).into_owned())
     }
 }
 
@@ -185,14 +203,11 @@ fn diff_finds_no_divergence_in_the_c_tests() {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(src) = todo.get(i) else { break };
                     let exe = ipcshim_tests::diff::compile(src).unwrap();
-                    let out = s.ipcshim(&["diff", "--", exe.to_str().unwrap()]);
-                    if out.status.code() != Some(0) {
-                        failures.lock().unwrap().push(format!(
-                            "{}:\n{}{}",
-                            src.display(),
-                            String::from_utf8_lossy(&out.stdout),
-                            String::from_utf8_lossy(&out.stderr)
-                        ));
+                    let (status, out) = s.ipcshim_in_group(&["diff", "--", exe.to_str().unwrap()]);
+                    if status.and_then(|st| st.code()) != Some(0) {
+                        let how =
+                            status.map_or(format!("killed after {GROUP_TIMEOUT:?}"), |st| st.to_string());
+                        failures.lock().unwrap().push(format!("{} ({how}):\n{out}", src.display()));
                     }
                 }
             });
