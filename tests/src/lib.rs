@@ -84,11 +84,34 @@ pub fn run_in_group(cmd: &mut Command, timeout: Duration) -> io::Result<Option<E
         }
         sleep(Duration::from_millis(10));
     };
+    // Until the group is empty: a process forked while the first kill went round is not
+    // killed by it. The leader is still unreaped, and a group id stays taken while any member
+    // lives, so the id names this run's group all along.
+    let deadline = Instant::now() + Duration::from_secs(10);
     // SAFETY: kill(2) on the group our own child leads; it holds only processes this run
-    // started, and one already empty just gives ESRCH.
-    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+    // started, and an empty one gives ESRCH.
+    while unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) } == 0 && Instant::now() < deadline
+    {
+        if exited_unreaped(&child)? && group_gone(child.id()) {
+            break;
+        }
+        sleep(Duration::from_millis(10));
+    }
     let status = child.wait()?;
     Ok(exited.then_some(status))
+}
+
+/// Whether no process but the (exited, unreaped) leader is left in group `pgid`.
+fn group_gone(pgid: u32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    !procs.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        pid != pgid
+            && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                // pgrp is the 3rd field after the command's closing parenthesis.
+                st.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok())
+                    == Some(pgid)
+            })
+    })
 }
 
 /// Whether `child` exited, leaving it unreaped (`waitid` with WNOWAIT).

@@ -7,9 +7,10 @@
 //! and its time is at most the kernel's: runs of both interleaved, each run's time net of what
 //! other programs took of its CPUs meanwhile (a loaded machine otherwise decides the result).
 
-use ipcshim_tests::{cli_bin, diff};
+use ipcshim_tests::{cli_bin, diff, run_in_group};
 use std::fs;
 use std::process::Command;
+use std::time::Duration;
 
 /// One run of the stress program.
 struct Run {
@@ -20,6 +21,10 @@ struct Run {
     net_ms: f64,
 }
 
+/// A run takes about 0.3 s (a few seconds on a loaded machine): one still running after this
+/// hangs, and is killed with everything it started so that the test fails instead.
+const HANG: Duration = Duration::from_secs(120);
+
 /// Runs the stress program (in a fresh IPC namespace).
 fn stress(exe: &std::path::Path, dir: &std::path::Path, ns: &str, seed: u32, shim: bool) -> Run {
     let mut cmd = Command::new("unshare");
@@ -27,21 +32,29 @@ fn stress(exe: &std::path::Path, dir: &std::path::Path, ns: &str, seed: u32, shi
     if shim {
         cmd.arg(cli_bin()).args(["--ns", ns, "run", "--"]);
     }
-    let out = cmd
-        .arg(exe)
+    let (out_path, err_path) =
+        (dir.join(format!("out-{seed}-{shim}")), dir.join(format!("err-{seed}-{shim}")));
+    cmd.arg(exe)
         .arg(seed.to_string())
         .env("IPCSHIM_DIR", dir)
         .env_remove("LD_PRELOAD")
         .env_remove("IPCSHIM_DISABLE")
         .env_remove("IPCSHIM_CATCHALL")
-        .output()
-        .expect("run sysv_stress");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        .stdout(fs::File::create(&out_path).expect("output file"))
+        .stderr(fs::File::create(&err_path).expect("error file"));
+    let status = run_in_group(&mut cmd, HANG).expect("run sysv_stress");
+    let text = fs::read_to_string(&out_path).unwrap_or_default();
+    let errors = fs::read_to_string(&err_path).unwrap_or_default();
+    let Some(status) = status else {
+        // What the namespace shows once its processes are gone: its counters and objects.
+        let state = if shim { ipcshim_tests::status(ns, dir) } else { String::new() };
+        panic!(
+            "sysv_stress seed {seed} (shim: {shim}) still running after {HANG:?}: a hang\n{text}{errors}{state}"
+        );
+    };
     assert!(
-        out.status.success() && text.starts_with("ok "),
-        "sysv_stress seed {seed} (shim: {shim}): {}\n{text}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        status.success() && text.starts_with("ok "),
+        "sysv_stress seed {seed} (shim: {shim}): {status}\n{text}{errors}"
     );
     let fields: Vec<f64> = text.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
     assert_eq!(fields.len(), 6, "{text}");
