@@ -5,8 +5,9 @@
 //! fcntl and ioctl commands ipcshim serves, on pipes and FIFOs; poll/ppoll over sets holding
 //! one; on AF_UNIX sockets, socketpair, listen, connect, accept*, send*/recv* (and read,
 //! write, readv, writev), shutdown (strace -yy tells an AF_UNIX socket from others, and
-//! ipcshim's trace names a socket's kind the same way). Processes are paired by their place in the process tree (which child of which parent
-//! each is), not by pid order, which wraps and follows the timing of forks.
+//! ipcshim's trace names a socket's kind the same way). Processes are paired by their place
+//! in the process tree (which child of which parent each is), not by pid order, which wraps
+//! and follows the timing of forks.
 //! What legitimately differs is normalised: ids (numbered in order of appearance), addresses,
 //! pids, pipe inode numbers, and how a stream of bytes was split into reads and writes
 //! (consecutive successful reads, or writes, of one fd count as one, compared by total and by

@@ -94,10 +94,9 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
 
 /// A call the kernel answers on a pipe or FIFO: a shim object's placeholder (a read of a write
 /// end, an fcntl the shim leaves alone…) or a pipe handed back to the kernel; or a socket call
-/// on a shim socket or any AF_UNIX socket (a connect the kernel refuses, a socket handed
-/// back). Traced too, so that a trace shows every call the program made on its pipes and
-/// AF_UNIX sockets, as `ipcshim diff` compares them. `call` returns the kernel-style result.
-/// Runs under a guard.
+/// on a shim socket or any AF_UNIX, TCP or UDP socket (a connect the kernel refuses, a socket
+/// handed back). Traced too, so that a trace shows every call the program made on its pipes
+/// and sockets, as strace does. `call` returns the kernel-style result. Runs under a guard.
 pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     if !crate::trace::on() {
         return call();
@@ -132,8 +131,8 @@ pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     let pair = nr == libc::SYS_socketpair && a[0] as i32 == libc::AF_UNIX;
     let Some(r) = region::active().filter(|_| fd_call || socket_call || pair) else { return call() };
     let fd = a[0] as i32;
-    // What `ipcshim diff` compares: AF_UNIX, and TCP and UDP (over loopback).
-    let compared_socket = || {
+    // A socket whose calls a trace shows: AF_UNIX, TCP and UDP.
+    let traced_socket = || {
         matches!(
             crate::unix::getsockopt_int(fd, libc::SO_DOMAIN),
             Ok(libc::AF_UNIX | libc::AF_INET | libc::AF_INET6)
@@ -142,10 +141,10 @@ pub fn passthrough(nr: i64, a: &[u64; 6], call: impl FnOnce() -> i64) -> i64 {
     let logged = if pair {
         true
     } else if socket_call {
-        crate::fd::lookup(r, fd).is_some() || compared_socket()
+        crate::fd::lookup(r, fd).is_some() || traced_socket()
     } else {
         let data = matches!(nr, libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev);
-        pipe_like(r, fd) || data && compared_socket()
+        pipe_like(r, fd) || data && traced_socket()
     };
     if !logged {
         return call();
