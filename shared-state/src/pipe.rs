@@ -136,8 +136,7 @@ const BATCH_MAX_NS: i64 = 50_000;
 const SAME_CPU_YIELDS: u32 = 4;
 const FIRST_SLICE_NS: i64 = 97_000_000;
 const MAX_SLICE_NS: i64 = 100_000_000;
-/// futex_waitv's limit (FUTEX_WAITV_MAX): what `poll_wait` needs room for; pipes beyond it
-/// are polled with a short slice.
+/// futex_waitv's limit (FUTEX_WAITV_MAX): the words one futex_waitv sleeps on.
 pub const POLL_WAIT_SLOTS: usize = 128;
 const SHORT_SLICE_NS: i64 = 10_000_000;
 /// How long a sleeper waiting in the kernel while an exec may close its peer's end goes
@@ -3307,25 +3306,25 @@ pub fn pipe_poll(region: &Region, h: PipeHandle) -> (bool, bool) {
 
 /// Sleeps until one of `pipes` (handle, wants readable, wants writable) may have become ready,
 /// `deadline` (absolute CLOCK_MONOTONIC) passes, or 100 ms elapse (the caller re-polls its
-/// placeholders then). Returns immediately when one is ready already. `run` runs the wait with
-/// signals deliverable. Returns true if a signal interrupted the wait.
+/// placeholders then). Returns immediately when one is ready already. `sleep` sleeps on the
+/// futex_waitv list until the absolute time it is given ([`futex_waitv_sleep`], or one that
+/// also waits for kernel files, or for more words than one futex_waitv takes), with signals
+/// deliverable. Returns true if a signal interrupted the wait.
 /// `extra`, words and the values they hold, end the wait when one changes (the shim passes a
 /// per-thread count of signal handler runs: futex_waitv itself is restarted after a handler).
 /// `recheck`, called once the sleeper is counted, says whether something is ready already
 /// that the pipes' own states do not show (an epoll edge). `waiters` is the caller's room for
-/// the futex_waitv list ([`POLL_WAIT_SLOTS`] entries: more pipes than fit with `extra` are
-/// looked at again after a short slice); it is not kept on the stack, which may be small.
+/// the list: more pipes than fit with `extra` are looked at again after a short slice; it is
+/// not kept on the stack, which may be small.
 pub fn poll_wait(
     region: &Region,
     pipes: impl IntoIterator<Item = (PipeHandle, bool, bool)>,
     deadline: Option<&libc::timespec>,
     extra: &[(&AtomicU32, u32)],
     recheck: Option<&dyn Fn() -> bool>,
-    run: &mut dyn FnMut(&mut dyn FnMut() -> WaitOutcome) -> WaitOutcome,
+    sleep: &mut dyn FnMut(&[sys::FutexWaitv], &libc::timespec) -> WaitOutcome,
     waiters: &mut [sys::FutexWaitv],
 ) -> bool {
-    let slots = waiters.len().min(POLL_WAIT_SLOTS);
-    let waiters = &mut waiters[..slots];
     let extra = &extra[..extra.len().min(2).min(waiters.len())];
     let room = waiters.len() - extra.len();
     let (mut n, mut truncated, mut ready) = (0, false, false);
@@ -3364,12 +3363,7 @@ pub fn poll_wait(
     {
         until = *d;
     }
-    let interrupted = !ready
-        && run(&mut || match sys::futex_waitv(&waiters[..n + extra.len()], &until) {
-            Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
-            Err(libc::EINTR) => WaitOutcome::Interrupted,
-            _ => WaitOutcome::Woken,
-        }) == WaitOutcome::Interrupted;
+    let interrupted = !ready && sleep(&waiters[..n + extra.len()], &until) == WaitOutcome::Interrupted;
     for w in &waiters[..n] {
         // SAFETY: each of the first n entries names the `wait` word of a live pipe in the
         // region (mapped for the process's life): its PipeInodeInfo starts that far before.
@@ -3380,6 +3374,23 @@ pub fn poll_wait(
         pipe.wr_waiters.fetch_sub(1, Ordering::SeqCst);
     }
     interrupted
+}
+
+/// [`poll_wait`]'s sleep as one futex_waitv until `until`: on the first [`POLL_WAIT_SLOTS`]
+/// words, and no longer than a short slice when there are more.
+pub fn futex_waitv_sleep(waiters: &[sys::FutexWaitv], until: &libc::timespec) -> WaitOutcome {
+    let mut until = *until;
+    if waiters.len() > POLL_WAIT_SLOTS {
+        let short = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: SHORT_SLICE_NS });
+        if (short.tv_sec, short.tv_nsec) < (until.tv_sec, until.tv_nsec) {
+            until = short;
+        }
+    }
+    match sys::futex_waitv(&waiters[..waiters.len().min(POLL_WAIT_SLOTS)], &until) {
+        Err(libc::ETIMEDOUT) => WaitOutcome::TimedOut,
+        Err(libc::EINTR) => WaitOutcome::Interrupted,
+        _ => WaitOutcome::Woken,
+    }
 }
 
 /// `FIONREAD`: bytes queued.

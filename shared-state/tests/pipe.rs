@@ -393,7 +393,7 @@ fn poll_wait_returns_at_once_when_ready_and_sleeps_otherwise() {
     let r = region(&dir);
     let (h, _k) = new_pipe(&r);
     let env = Env::new(true);
-    let run = &mut |f: &mut dyn FnMut() -> shared_state::wait::WaitOutcome| f();
+    let run = &mut pipe::futex_waitv_sleep;
     let word = std::sync::atomic::AtomicU32::new(0);
     let extra = (&word, 0);
     let w = &mut [shared_state::sys::FutexWaitv::default(); pipe::POLL_WAIT_SLOTS];

@@ -2,18 +2,22 @@
 //!
 //! Readiness of a shim pipe comes from its ring (POLLIN, POLLOUT); POLLHUP and POLLERR come
 //! from the placeholder, which the kernel polls alongside the real kernel fds. A wait on shim
-//! pipes only sleeps on their futex words; a wait that also involves kernel fds or a signal
-//! mask sleeps in the kernel's ppoll in short slices, re-checking the rings in between.
+//! pipes only sleeps on their futex words (through the thread's io_uring when there are more
+//! than one futex_waitv takes); a wait that also involves kernel fds or a signal mask sleeps
+//! on the words and the kernel fds at once through the io_uring, with the mask installed (in
+//! the kernel's ppoll in short slices, re-checking the rings in between, where that cannot be
+//! had).
 
 use crate::copy::{slice_in as copy_slice_in, slice_out as copy_slice_out};
 use crate::fd::{self, PipeFd};
-use crate::{scratch, signals, sud};
+use crate::{scratch, signals, sud, uring};
 use shared_state::Region;
 use shared_state::pipe;
 use shared_state::sys::{self, Errno};
-use shared_state::wait::deadline_after;
+use shared_state::wait::{WaitOutcome, deadline_after};
 
-/// The longest sleep between two looks at the rings when the kernel must be polled too.
+/// The longest sleep between two looks at the rings when the kernel must be polled too and
+/// no io_uring sleep can watch both.
 const MIXED_SLICE_NS: i64 = 2_000_000;
 const POLLIN_SET: i16 = libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLIN | libc::POLLHUP | libc::POLLERR;
 const POLLOUT_SET: i16 = libc::POLLWRBAND | libc::POLLWRNORM | libc::POLLOUT | libc::POLLERR;
@@ -198,12 +202,13 @@ fn poll_loop(
     let kernel_fds = sigmask.is_some() || shim.iter().zip(fds.iter()).any(|(s, f)| s.is_none() && f.fd >= 0);
     let mut kfds = scratch::take(fds.len(), libc::pollfd { fd: -1, events: 0, revents: 0 })?;
     let kfds = &mut kfds[..];
+    let mut wfiles = scratch::take(fds.len(), libc::pollfd { fd: -1, events: 0, revents: 0 })?;
     let mut shim_ready = scratch::take(fds.len(), 0i16)?;
     let mut mask = sigmask.unwrap_or(0);
     signals::sanitize_mask(&mut mask);
     loop {
         // The rings first: when one is ready the signal mask must not let a handler run.
-        let mut any_shim_ready = false;
+        let (mut any_shim_ready, mut shim_epoll) = (false, false);
         for ((f, s), m) in fds.iter().zip(shim).zip(shim_ready.iter_mut()) {
             *m = 0;
             if let Some(p) = s {
@@ -214,7 +219,10 @@ fn poll_loop(
             } else if f.fd >= 0 {
                 // An epoll fd whose set has shim interests: readable when one is ready (its
                 // kernel fds the kernel's poll below reports).
-                *m = crate::epoll::poll_ready(r, f.fd).unwrap_or(0) & f.events;
+                if let Some(ready) = crate::epoll::poll_ready(r, f.fd) {
+                    shim_epoll = true;
+                    *m = ready & f.events;
+                }
             }
             any_shim_ready |= *m != 0;
         }
@@ -251,32 +259,56 @@ fn poll_loop(
         }
         signals::clear_interrupt();
         // While an exec may close a peer's end, the kernel wakes us as it goes (pipe_exec).
-        let mixed = kernel_fds || shim.iter().flatten().any(|p| in_exec_window(r, &Shim::of(p)));
-        if mixed {
-            let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
-            let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
-            let _ = kernel_poll(r, g, kfds, fds, shim, slice, maskp);
-        } else {
-            let pipes =
-                shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
-                    let rd = f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
-                    let wr = f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
-                    wait_target(r, &Shim::of(&p), rd, wr).into_iter().flatten()
-                });
-            let word = signals::handled_word();
-            let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
-            let mut waiters = scratch::take(pipe::POLL_WAIT_SLOTS, sys::FutexWaitv::default())?;
-            // A close since the placeholders were asked woke nobody yet: look again.
-            let closed = || liveness_sum(r, shim) != gens || dgram_writable(r, fds, shim);
+        let exec = shim.iter().flatten().any(|p| in_exec_window(r, &Shim::of(p)));
+        let mixed = kernel_fds || exec;
+        let pipes = shim.iter().zip(fds.iter()).filter_map(|(s, f)| s.map(|p| (p, f))).flat_map(|(p, f)| {
+            let rd = f.events & (libc::POLLIN | libc::POLLRDNORM) != 0;
+            let wr = f.events & (libc::POLLOUT | libc::POLLWRNORM) != 0;
+            wait_target(r, &Shim::of(&p), rd, wr).into_iter().flatten()
+        });
+        let word = signals::handled_word();
+        let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
+        // Two words per socket (its own queue and its peer's), and the handler word.
+        let mut waiters = scratch::take(2 * shim.iter().flatten().count() + 1, sys::FutexWaitv::default())?;
+        // A close since the placeholders were asked woke nobody yet: look again.
+        let closed = || liveness_sum(r, shim) != gens || dgram_writable(r, fds, shim);
+        // Kernel files and shim words in one sleep, with the caller's mask. The placeholders
+        // only while an exec may close a peer's end; otherwise a close moves a word.
+        for (w, (k, s)) in wfiles.iter_mut().zip(kfds.iter().zip(shim)) {
+            *w = if s.is_none() || exec { *k } else { libc::pollfd { fd: -1, events: 0, revents: 0 } };
+        }
+        let sleep_mask = sigmask.is_some().then_some(&mask);
+        let mut in_slices = mixed && shim_epoll;
+        if !in_slices {
+            let files = if mixed { &wfiles[..] } else { &[][..] };
             pipe::poll_wait(
                 r,
                 pipes,
                 deadline.as_ref(),
                 &[extra],
                 Some(&closed),
-                &mut |f| g.allow_signals(f),
+                &mut |w: &[sys::FutexWaitv], until: &libc::timespec| {
+                    if !mixed && w.len() <= pipe::POLL_WAIT_SLOTS {
+                        return g.allow_signals(|| pipe::futex_waitv_sleep(w, until));
+                    }
+                    match uring::wait_any(g, files, w, until, sleep_mask) {
+                        Some(out) => out,
+                        None if mixed => {
+                            in_slices = true;
+                            WaitOutcome::Woken
+                        }
+                        None => g.allow_signals(|| pipe::futex_waitv_sleep(w, until)),
+                    }
+                },
                 &mut waiters,
             );
+        }
+        // No io_uring, too many files for one ring, or an epoll fd with shim interests (whose
+        // word is not among ours): the kernel's ppoll in short slices.
+        if in_slices {
+            let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
+            let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
+            let _ = kernel_poll(r, g, kfds, fds, shim, slice, maskp);
         }
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {

@@ -235,7 +235,8 @@ impl SpliceEnd for SockEnd<'_> {
         let mut waiters = [sys::FutexWaitv::default(); 4];
         Some(env.wait(&mut || {
             let pipes = targets.iter().flatten().copied();
-            if shared_state::pipe::poll_wait(self.r, pipes, None, &extra, None, &mut |f| f(), &mut waiters) {
+            let sleep = &mut shared_state::pipe::futex_waitv_sleep;
+            if shared_state::pipe::poll_wait(self.r, pipes, None, &extra, None, sleep, &mut waiters) {
                 WaitOutcome::Interrupted
             } else {
                 WaitOutcome::Woken

@@ -1,7 +1,8 @@
-//! One sleep on two things: an epoll fd becoming readable (the kernel's events, for a set that
-//! also holds kernel fds) or a futex word moving (a shim object's wake-up, which no kernel file
-//! carries). An io_uring does both at once: a POLL_ADD on the epoll fd and a FUTEX_WAIT on the
-//! word, whichever completes first ends the sleep and the other is cancelled before returning.
+//! One sleep on several things: kernel files becoming ready (an epoll fd's events for a set
+//! that also holds kernel fds, a poll set's kernel fds) or futex words moving (a shim object's
+//! wake-up, which no kernel file carries). An io_uring does all at once: a POLL_ADD per file
+//! and a FUTEX_WAIT (or FUTEX_WAITV per 128 words); whichever completes first ends the sleep
+//! and the others are cancelled before returning.
 //!
 //! Each thread gets its own small ring the first time it needs one, made with
 //! IORING_SETUP_REGISTERED_FD_ONLY and IORING_SETUP_NO_MMAP: no fd in the program's table
@@ -12,10 +13,13 @@
 
 use crate::sud::{self, tls};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed, Ordering::SeqCst};
+use shared_state::pipe::POLL_WAIT_SLOTS;
 use shared_state::sys::{self, Errno};
+use shared_state::wait::WaitOutcome;
 
 const SYS_IO_URING_SETUP: i64 = 425;
 const SYS_IO_URING_ENTER: i64 = 426;
+const SETUP_SUBMIT_ALL: u32 = 1 << 7;
 const SETUP_SINGLE_ISSUER: u32 = 1 << 12;
 const SETUP_DEFER_TASKRUN: u32 = 1 << 13;
 const SETUP_NO_MMAP: u32 = 1 << 14;
@@ -27,9 +31,13 @@ const ENTER_REGISTERED_RING: usize = 1 << 4;
 const OP_POLL_ADD: u8 = 6;
 const OP_ASYNC_CANCEL: u8 = 14;
 const OP_FUTEX_WAIT: u8 = 51;
+const OP_FUTEX_WAITV: u8 = 53;
+const ASYNC_CANCEL_ALL: u32 = 1 << 0;
 const ASYNC_CANCEL_ANY: u32 = 1 << 2;
 const FUTEX2_SIZE_U32: i32 = 2;
-const ENTRIES: u32 = 4;
+/// Submission entries: the most requests one sleep makes (the completion ring has twice as
+/// many). The entries fill the second page of the ring memory exactly.
+const ENTRIES: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -169,6 +177,7 @@ fn ring() -> Option<Ring> {
     unsafe { core::ptr::write_bytes(base as *mut u8, 0, RING_BYTES) };
     let mut p = Params {
         flags: SETUP_NO_MMAP
+            | SETUP_SUBMIT_ALL
             | SETUP_REGISTERED_FD_ONLY
             | SETUP_NO_SQARRAY
             | SETUP_SINGLE_ISSUER
@@ -182,7 +191,8 @@ fn ring() -> Option<Ring> {
             .ok()?;
     let offs =
         [p.sq_off.tail, p.sq_off.ring_mask, p.cq_off.head, p.cq_off.tail, p.cq_off.ring_mask, p.cq_off.cqes];
-    if offs.iter().any(|&o| o as usize + 16 > RING_BYTES / 2) {
+    let cq_end = p.cq_off.cqes as usize + p.cq_entries as usize * size_of::<Cqe>();
+    if offs.iter().any(|&o| o as usize + 16 > RING_BYTES / 2) || cq_end > RING_BYTES / 2 {
         return None;
     }
     for (slot, o) in t.uring_offs.iter().zip(offs) {
@@ -340,6 +350,111 @@ fn wait_in(
         }
     }
     if done & (1 << POLL | 1 << FUTEX) != 0 { Woken::Ready } else { Woken::Other }
+}
+
+/// What a [`wait_any`] request's completion is.
+const WAKE: u64 = 4;
+
+/// Sleeps until one of `files` (kernel fds with the events to wait for; negative fds are
+/// skipped) is ready, one of `words` no longer holds its value, the absolute CLOCK_MONOTONIC
+/// `until` passes, or a signal arrives, with `sigmask` installed meanwhile as ppoll does:
+/// poll's sleep on shim objects and kernel files at once, and on more words than one
+/// futex_waitv takes. None: io_uring is not available, this thread is already waiting in it,
+/// or one ring cannot hold that many requests (the caller sleeps in slices).
+pub fn wait_any(
+    g: &sud::Guard,
+    files: &[libc::pollfd],
+    words: &[sys::FutexWaitv],
+    until: &libc::timespec,
+    sigmask: Option<&u64>,
+) -> Option<WaitOutcome> {
+    let requests = files.iter().filter(|f| f.fd >= 0).count() + words.len().div_ceil(POLL_WAIT_SLOTS);
+    if requests == 0 || requests > ENTRIES as usize {
+        return None;
+    }
+    let t = tls();
+    if sud::in_vfork_child() || t.uring_busy.swap(1, Relaxed) != 0 {
+        return None;
+    }
+    let res = ring().map(|ring| wait_any_in(&ring, g, files, words, until, sigmask, requests as u32));
+    t.uring_busy.store(0, Relaxed);
+    res
+}
+
+fn wait_any_in(
+    ring: &Ring,
+    g: &sud::Guard,
+    files: &[libc::pollfd],
+    words: &[sys::FutexWaitv],
+    until: &libc::timespec,
+    sigmask: Option<&u64>,
+    requests: u32,
+) -> WaitOutcome {
+    // Anything left from a wait a handler's longjmp abandoned.
+    ring.reap(|_, _| {});
+    for f in files.iter().filter(|f| f.fd >= 0) {
+        ring.push(Sqe {
+            opcode: OP_POLL_ADD,
+            fd: f.fd,
+            op_flags: f.events as u16 as u32,
+            user_data: WAKE,
+            ..Sqe::default()
+        });
+    }
+    for chunk in words.chunks(POLL_WAIT_SLOTS) {
+        ring.push(Sqe {
+            opcode: OP_FUTEX_WAITV,
+            addr: chunk.as_ptr() as u64,
+            len: chunk.len() as u32,
+            user_data: WAKE,
+            ..Sqe::default()
+        });
+    }
+    let now = sys::clock_gettime(libc::CLOCK_MONOTONIC);
+    let left =
+        ((until.tv_sec - now.tv_sec).saturating_mul(1_000_000_000) + (until.tv_nsec - now.tv_nsec)).max(0);
+    let ts = libc::timespec { tv_sec: left / 1_000_000_000, tv_nsec: left % 1_000_000_000 };
+    let arg = GeteventsArg {
+        sigmask: sigmask.map_or(0, |m| m as *const u64 as u64),
+        sigmask_sz: if sigmask.is_some() { 8 } else { 0 },
+        min_wait_usec: 0,
+        ts: &ts as *const libc::timespec as u64,
+    };
+    // Submitted first (all of them: SUBMIT_ALL), so that the wait below reports a signal or
+    // the timeout; a request that fails at once (a closed fd, a word that moved) completes.
+    if ring.enter(requests, 0, None).is_err() {
+        ring.reap(|_, _| {});
+        return WaitOutcome::Woken;
+    }
+    let waited = g.allow_signals(|| ring.enter(0, 1, Some(&arg)));
+    let mut done = 0u32;
+    ring.reap(|_, _| done += 1);
+    // The others are cancelled, and their completions taken, before the words or the files
+    // can be used by anyone else's wake-up or close.
+    if done < requests {
+        ring.push(Sqe {
+            opcode: OP_ASYNC_CANCEL,
+            op_flags: ASYNC_CANCEL_ANY | ASYNC_CANCEL_ALL,
+            fd: -1,
+            user_data: CANCEL,
+            ..Sqe::default()
+        });
+        let outstanding = requests - done + 1;
+        let (mut taken, mut submit) = (0, 1);
+        while taken < outstanding {
+            match ring.enter(submit, outstanding - taken, None) {
+                Ok(_) | Err(libc::EINTR) | Err(libc::EAGAIN) => {}
+                Err(_) => break,
+            }
+            submit = 0;
+            ring.reap(|_, _| taken += 1);
+        }
+    }
+    match waited {
+        Err(libc::EINTR) => WaitOutcome::Interrupted,
+        _ if done > 0 => WaitOutcome::Woken,
+        _ => WaitOutcome::TimedOut,
+    }
 }
 
 /// The thread is exiting: its ring memory goes (the kernel frees the ring with the task).
