@@ -196,6 +196,30 @@ int main(int argc, char **argv)
 		close(sv[1]);
 	}
 
+	CASE("more_entries_than_rlimit_nofile");
+	{
+		struct pollfd p[65];
+		struct rlimit rl, small;
+		sk_pair(SOCK_STREAM, sv);
+		IOSHOW(write(sv[1], "z", 1));
+		for (int i = 0; i < 65; i++)
+			p[i] = (struct pollfd){ .fd = i ? -1 : sv[0], .events = POLLIN };
+		getrlimit(RLIMIT_NOFILE, &rl);
+		small.rlim_cur = 64;
+		small.rlim_max = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &small))
+			die("setrlimit");
+		IOSHOW(poll(p, 64, 0));
+		IOSHOW(poll(p, 65, 0));
+		struct timespec ts = { 0, 0 };
+		IOSHOW(ppoll(p, 65, &ts, NULL));
+		IOSHOW(syscall(SYS_ppoll, p, 65, 1L, NULL, 8L));
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			die("setrlimit");
+		close(sv[0]);
+		close(sv[1]);
+	}
+
 	CASE("pselect_socket_and_eventfd");
 	sk_pair(SOCK_STREAM, sv);
 	pid = fork();
