@@ -313,11 +313,7 @@ impl Drop for Msgs<'_> {
 
 impl MsgWaiter {
     fn wake_sleeper(&self) {
-        // Only the first waker makes the call: a sleeper not yet back on a CPU would otherwise
-        // be woken again by each later send or receive.
-        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
-            wait::wake(&self.wake, 1);
-        }
+        wait::wake_sleeper(&self.sleeping, &self.wake);
     }
 }
 
@@ -1202,7 +1198,7 @@ fn wait_once<'a>(
     *peer = 0;
     let until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: SLICE_NS });
     // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
-    w.sleeping.store(1, Ordering::SeqCst);
+    w.sleeping.store(wait::asleep_on(seq), Ordering::SeqCst);
     let out = if w.wake.load(Ordering::SeqCst) != seq {
         WaitOutcome::Woken
     } else {

@@ -279,8 +279,9 @@ struct SemQueue {
     ticket: u32,
     /// The sleeper's futex word (not journalled: a spurious change only causes a re-check).
     wake: AtomicU32,
-    /// Non-zero while the sleeper is in a futex wait: only then does a waker make the wake
-    /// syscall (a sleeper yielding to its waker on one CPU needs none).
+    /// Non-zero while the sleeper is in a futex wait (`wait::asleep_on` the value it waits on):
+    /// only then does a waker make the wake syscall (a sleeper yielding to its waker on one
+    /// CPU needs none).
     sleeping: AtomicU32,
     /// The result, 1 - status, stored by the waker once its journal is committed: the sleeper
     /// then returns without the lock, and frees the entry itself (as the kernel's woken task
@@ -292,10 +293,7 @@ struct SemQueue {
 impl SemQueue {
     /// Wakes the sleeper if it is in its futex wait (its word was bumped already).
     fn wake_sleeper(&self) {
-        // Only the first waker makes the call (see `msg`'s).
-        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
-            wait::wake(&self.wake, 1);
-        }
+        wait::wake_sleeper(&self.sleeping, &self.wake);
     }
 }
 
@@ -2268,7 +2266,7 @@ fn sleep<'a>(
             _ => (slice, false),
         };
         // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
-        q.sleeping.store(1, Ordering::SeqCst);
+        q.sleeping.store(wait::asleep_on(seq), Ordering::SeqCst);
         let out = if q.wake.load(Ordering::SeqCst) != seq {
             WaitOutcome::Woken
         } else if nwatched == 0 {
