@@ -31,6 +31,7 @@ pub mod epoll;
 pub mod epoll_wq;
 pub mod ipc;
 pub(crate) mod journal;
+pub(crate) mod killpoint;
 pub mod lock;
 pub mod msg;
 pub(crate) mod msg_ring;

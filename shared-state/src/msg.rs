@@ -17,6 +17,7 @@
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
 use crate::journal::{CpuNote, FreeList, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::killpoint::{self, Step};
 use crate::msg_ring::{self, CLOSED, RING, count, next, used};
 use crate::proc;
 use crate::region::{
@@ -296,6 +297,9 @@ pub(crate) struct Msgs<'a> {
 impl Drop for Msgs<'_> {
     fn drop(&mut self) {
         self.journal().commit();
+        if self.nwakes.get() != 0 {
+            killpoint::reached(Step::MsgCommitted);
+        }
         // After the commit: a rollback must never find a ring open over a list it refills.
         if self.reopen.get() {
             self.open_ring(self.idx);
@@ -309,11 +313,7 @@ impl Drop for Msgs<'_> {
 
 impl MsgWaiter {
     fn wake_sleeper(&self) {
-        // Only the first waker makes the call: a sleeper not yet back on a CPU would otherwise
-        // be woken again by each later send or receive.
-        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
-            wait::wake(&self.wake, 1);
-        }
+        wait::wake_sleeper(&self.sleeping, &self.wake);
     }
 }
 
@@ -909,6 +909,7 @@ impl<'a> Msgs<'a> {
                 self.set(&mut q.rtime, sys::coarse_seconds());
                 self.w(&mut w.msg, mi + 1);
                 self.w(&mut w.status, HANDED);
+                killpoint::reached(Step::MsgHanded);
                 self.waiter_add_tail(idx, ON_HANDED, wi);
                 w.wake.fetch_add(1, Ordering::SeqCst);
                 self.defer_wake(wi);
@@ -1197,7 +1198,7 @@ fn wait_once<'a>(
     *peer = 0;
     let until = wait::deadline_after(&libc::timespec { tv_sec: 0, tv_nsec: SLICE_NS });
     // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
-    w.sleeping.store(1, Ordering::SeqCst);
+    w.sleeping.store(wait::asleep_on(seq), Ordering::SeqCst);
     let out = if w.wake.load(Ordering::SeqCst) != seq {
         WaitOutcome::Woken
     } else {
@@ -1848,5 +1849,92 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A 200-byte message (past the ring's room) of type 1 whose text is `c`s.
+    #[repr(C)]
+    struct Big {
+        mtype: i64,
+        text: [u8; 200],
+    }
+
+    /// A receiver asleep on a queue, and a sender handing it a message killed at `step`:
+    /// `handed` says whether the message counts as sent (then the receiver gets it, else the
+    /// next one), and the queue ends empty either way: nothing lost, nothing twice.
+    fn sender_killed(name: &str, step: Step, handed: bool) {
+        let (dir, r) = region(name);
+        let r = &r;
+        let id = msgget(r, crate::ipc::IPC_PRIVATE, 0o600).unwrap();
+        let spawn = |f: &dyn Fn() -> i32| {
+            // SAFETY: the child makes shared_state calls and raw system calls only, then exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                proc::identify_self();
+                // SAFETY: plain _exit.
+                unsafe { libc::_exit(f()) };
+            }
+            pid
+        };
+        let send = |c: u8| {
+            let m = Big { mtype: 1, text: [c; 200] };
+            msgsnd(r, id, &m as *const Big as usize, 200, 0, &Copy)
+        };
+        let wait = |pid: i32| {
+            let mut st = 0;
+            for _ in 0..20_000 {
+                // SAFETY: our own child.
+                if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+                    return st;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{step:?}: a process hung");
+        };
+        let receiver = spawn(&|| {
+            let mut m = Big { mtype: 0, text: [0; 200] };
+            match msgrcv(r, id, &mut m as *mut Big as usize, 200, 0, 0, &Copy) {
+                Ok(200) if m.text.iter().all(|&b| b == m.text[0]) => m.text[0] as i32,
+                _ => 1,
+            }
+        });
+        let idx = crate::ipc::id_to_idx(id);
+        for _ in 0..20_000 {
+            if queue_at(r, idx).receivers.head != 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let victim = spawn(&|| {
+            killpoint::arm(step, 0);
+            if send(b'A').is_ok() { 0 } else { 1 }
+        });
+        let st = wait(victim);
+        assert!(libc::WIFSIGNALED(st), "{step:?}: the sender did not die there (status {st:#x})");
+        send(b'B').unwrap();
+        let st = wait(receiver);
+        let want = if handed { b'A' } else { b'B' };
+        assert!(libc::WIFEXITED(st), "{step:?}: receiver status {st:#x}");
+        assert_eq!(libc::WEXITSTATUS(st), want as i32, "{step:?}: what the receiver got");
+        let mut m = Big { mtype: 0, text: [0; 200] };
+        let left = msgrcv(r, id, &mut m as *mut Big as usize, 200, 0, IPC_NOWAIT, &Copy).map(|_| m.text[0]);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(left, if handed { Ok(b'B') } else { Err(ENOMSG) }, "{step:?}: what the queue kept");
+    }
+
+    /// A sender killed having handed its message to a sleeping receiver, before its commit:
+    /// the send never happened, and the receiver gets the next message.
+    #[test]
+    fn sender_killed_handing_a_message() {
+        sender_killed("msghanded", Step::MsgHanded, false);
+    }
+
+    /// A sender killed having committed a hand-off, before it woke the receiver: the receiver
+    /// gets that message at its next look.
+    #[test]
+    fn sender_killed_before_waking_its_receiver() {
+        sender_killed("msgcommitted", Step::MsgCommitted, true);
     }
 }

@@ -21,6 +21,7 @@
 
 use crate::ipc::{self, Cred, Ipc64Perm, IpcFamily, KernIpcPerm, LockedIds, S_IRUGO, S_IWUGO};
 use crate::journal::{Brief, CpuNote, JOURNAL_BYTES, Journal, ObjGuard, ObjLock, Pool, PoolHead};
+use crate::killpoint::{self, Step};
 use crate::proc::{self, LIVE, ProcRecord};
 use crate::region::{
     IPCMNI, MAX_PROCS, Region, SEM_ADJ_MAX, SEM_ADJ_OFF, SEM_JOURNAL_OFF, SEM_LENT_CLAIMS_OFF,
@@ -278,8 +279,9 @@ struct SemQueue {
     ticket: u32,
     /// The sleeper's futex word (not journalled: a spurious change only causes a re-check).
     wake: AtomicU32,
-    /// Non-zero while the sleeper is in a futex wait: only then does a waker make the wake
-    /// syscall (a sleeper yielding to its waker on one CPU needs none).
+    /// Non-zero while the sleeper is in a futex wait (`wait::asleep_on` the value it waits on):
+    /// only then does a waker make the wake syscall (a sleeper yielding to its waker on one
+    /// CPU needs none).
     sleeping: AtomicU32,
     /// The result, 1 - status, stored by the waker once its journal is committed: the sleeper
     /// then returns without the lock, and frees the entry itself (as the kernel's woken task
@@ -291,10 +293,7 @@ struct SemQueue {
 impl SemQueue {
     /// Wakes the sleeper if it is in its futex wait (its word was bumped already).
     fn wake_sleeper(&self) {
-        // Only the first waker makes the call (see `msg`'s).
-        if self.sleeping.load(Ordering::SeqCst) != 0 && self.sleeping.swap(0, Ordering::SeqCst) != 0 {
-            wait::wake(&self.wake, 1);
-        }
+        wait::wake_sleeper(&self.sleeping, &self.wake);
     }
 }
 
@@ -439,11 +438,13 @@ impl Drop for Sems<'_> {
         // The results are committed: the sleepers may read them without the lock. An entry
         // freed meanwhile (its sleeper, completed by its own pass, returned) is not told.
         for qi in &self.wakes[..self.nwakes.get()] {
+            killpoint::reached(Step::SemCommitted);
             let q = self.q(qi.get() as u32);
             if q.claim.load(Ordering::Relaxed) == self.idx + 1 && q.status != PENDING {
                 q.done.store(1 - q.status as u32, Ordering::Release);
                 q.wake.fetch_add(1, Ordering::SeqCst);
             }
+            killpoint::reached(Step::SemTold);
         }
         if self.one.is_none() {
             self.complexmode_tryleave();
@@ -749,10 +750,11 @@ impl<'a> Sems<'a> {
             // sees use_global once it holds it).
             if self.r.reserved(sem_lock_off(self.idx, num), 64) {
                 let lock = sem_lock_at(self.r, self.idx, num);
-                if let Ok(g) = lock.lock(self.r)
-                    && g.recovered
-                {
-                    recover_one(self.r, lock, lent_owner(self.idx, num));
+                if let Ok(g) = lock.lock(self.r) {
+                    if g.recovered {
+                        recover_one(self.r, lock, lent_owner(self.idx, num));
+                    }
+                    killpoint::reached(Step::SemComplexEnter);
                 }
             }
         }
@@ -1401,6 +1403,7 @@ impl<'a> Sems<'a> {
         self.unlink(qi);
         let q = self.q(qi);
         self.w(&mut q.status, status);
+        killpoint::reached(Step::SemCompleted);
         UNCOUNTED_WAKEUPS.bump(&self.r.header().counters.sem_wakeups);
         let n = self.nwakes.get();
         if n < DEFERRED_WAKES {
@@ -1585,6 +1588,7 @@ impl<'a> Sems<'a> {
             }
             cur = a.next;
         }
+        killpoint::reached(Step::SemUndoApplied);
         self.free_undo(ui);
         self.smart_update(set, None, true);
         self.unmerge_queues(set);
@@ -2243,6 +2247,7 @@ fn sleep<'a>(
     loop {
         let q = s.q(qi);
         if q.status != PENDING {
+            killpoint::reached(Step::SemGranted);
             let st = q.status;
             s.free_q(qi);
             return if st == 0 { Ok(0) } else { Err(-st) };
@@ -2261,7 +2266,7 @@ fn sleep<'a>(
             _ => (slice, false),
         };
         // Pairs with wake_sleeper: either the waker sees us asleep or we see its change.
-        q.sleeping.store(1, Ordering::SeqCst);
+        q.sleeping.store(wait::asleep_on(seq), Ordering::SeqCst);
         let out = if q.wake.load(Ordering::SeqCst) != seq {
             WaitOutcome::Woken
         } else if nwatched == 0 {
@@ -2311,6 +2316,7 @@ fn sleep<'a>(
         // Completed and committed: ours to free, with no lock (nothing else refers to it).
         let done = q.done.load(Ordering::Acquire);
         if done != 0 && q.ticket == ticket {
+            killpoint::reached(Step::SemGranted);
             if q.claim.compare_exchange(idx + 1, 0, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 ns_of(r).pools[0].given_back(qi);
             }
@@ -2802,5 +2808,301 @@ mod tests {
         let v = semctl(&r, id, 0, GETVAL, 0);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(v, Ok(101), "99 after the child's take, its undo and our give");
+    }
+
+    /// A namespace of one test's own, removed when done.
+    struct Scratch {
+        dir: String,
+        r: Region,
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn scratch(name: &str) -> Scratch {
+        let dir = format!("/dev/shm/ipcshim-unit-sem-{name}-{}", std::process::id());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::region::region_path(&dir, sys::getuid(), "t").unwrap();
+        let r = Region::open(&path, true).unwrap();
+        Scratch { dir, r }
+    }
+
+    fn semop_all(r: &Region, id: i32, sops: &[Sembuf]) -> Result<i32, Errno> {
+        semtimedop(r, id, sops.as_ptr() as usize, sops.len(), 0, &Env)
+    }
+
+    /// Forks a child that runs `f` (shared_state calls and raw system calls only: nothing that
+    /// allocates) and exits with what it returns.
+    fn spawn(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child runs `f`, which allocates nothing, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            proc::identify_self();
+            let code = f();
+            // SAFETY: plain _exit.
+            unsafe { libc::_exit(code) };
+        }
+        pid
+    }
+
+    /// `pid`'s wait status once it ended, within 20 s (killed and `None` past that: a hang).
+    fn ended(pid: i32) -> Option<i32> {
+        for _ in 0..20_000 {
+            let mut st = 0;
+            // SAFETY: our own child.
+            if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SAFETY: our own child, then reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, core::ptr::null_mut(), 0);
+        }
+        None
+    }
+
+    /// Sleepers queued on semaphore `num` of set `id` or on the set's own list (read without
+    /// the lock, which would keep the set in complex mode: a hint to poll).
+    fn queued(r: &Region, id: i32, num: u32) -> usize {
+        let idx = ipc::id_to_idx(id);
+        let len = |mut cur: u32| {
+            let mut n = 0;
+            while cur != 0 && n < 64 {
+                n += 1;
+                cur = q_at(r, cur - 1).next;
+            }
+            n
+        };
+        let off = SEM_SEMS_OFF + (idx as u64 * SEM_WINDOW as u64 + num as u64) * size_of::<Sem>() as u64;
+        // SAFETY: semaphore `num` of the set; only read.
+        let sem = unsafe { r.at::<Sem>(off) };
+        len(sem.pending_alter.head) + len(set_at(r, idx).pending_alter.head)
+    }
+
+    fn poll(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..20_000 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("waited 20 s for {what}");
+    }
+
+    const MUTEX_TAKE: [Sembuf; 2] = [
+        Sembuf { sem_num: 0, sem_op: -1, sem_flg: SEM_UNDO },
+        Sembuf { sem_num: 1, sem_op: -1, sem_flg: SEM_UNDO },
+    ];
+    const MUTEX_GIVE: [Sembuf; 2] = [
+        Sembuf { sem_num: 1, sem_op: 1, sem_flg: SEM_UNDO },
+        Sembuf { sem_num: 0, sem_op: 1, sem_flg: SEM_UNDO },
+    ];
+    const TOKENS: i32 = 5;
+
+    /// A set's mutex (semaphore 0, with SEM_UNDO; `complex`: with a token of semaphore 1 in the
+    /// same semop, as `tests/c/sysv_stress.c` takes it) held by A while B and C sleep on it;
+    /// then A gives it. A (`victim_sleeps` false) or B dies at `step` of that hand-off. Every
+    /// other process must go through the mutex, and the set end at its start values.
+    fn killed_in_handoff(name: &str, step: Step, complex: bool, victim_sleeps: bool) {
+        let sc = scratch(name);
+        let r = &sc.r;
+        let id = semget(r, crate::ipc::IPC_PRIVATE, 2, 0o600).unwrap();
+        let start: [u16; 2] = [1, TOKENS as u16];
+        semctl(r, id, 0, SETALL, start.as_ptr() as usize).unwrap();
+        let go = semget(r, crate::ipc::IPC_PRIVATE, 1, 0o600).unwrap();
+        let (take, give) =
+            if complex { (&MUTEX_TAKE[..], &MUTEX_GIVE[..]) } else { (&MUTEX_TAKE[..1], &MUTEX_GIVE[1..]) };
+        let through = |armed: bool| {
+            if armed {
+                killpoint::arm(step, 0);
+            }
+            if semop_all(r, id, take).is_err() {
+                return 1;
+            }
+            if semop_all(r, id, give).is_err() { 2 } else { 0 }
+        };
+        let a = spawn(|| {
+            if semop_all(r, id, take).is_err() {
+                return 1;
+            }
+            if semop1(r, go, -1, 0).is_err() {
+                return 2;
+            }
+            // Simple operations: the give under the semaphore's own lock, once the calls
+            // that failed with EAGAIN took the set out of complex mode.
+            let nowait = Sembuf { sem_num: 0, sem_op: -1, sem_flg: IPC_NOWAIT };
+            for _ in 0..4 * GLOBAL_HYSTERESIS {
+                if complex || per_semaphore_locking(r, id) {
+                    break;
+                }
+                if semop_all(r, id, &[nowait]) != Err(EAGAIN) {
+                    return 3;
+                }
+            }
+            if !victim_sleeps {
+                killpoint::arm(step, 0);
+            }
+            if semop_all(r, id, give).is_err() { 4 } else { 0 }
+        });
+        poll("A to take the mutex", || semctl(r, id, 0, GETVAL, 0) == Ok(0));
+        let b = spawn(|| through(victim_sleeps));
+        poll("B to sleep", || queued(r, id, 0) == 1);
+        let c = spawn(|| through(false));
+        poll("B and C to sleep", || queued(r, id, 0) == 2);
+        semop1(r, go, 1, 0).unwrap();
+        let (victim, others) = if victim_sleeps { (b, [a, c]) } else { (a, [b, c]) };
+        died_at(step, victim);
+        for (who, pid) in ["A or B", "C"].into_iter().zip(others) {
+            exited_ok(step, who, pid);
+        }
+        // Nobody holds the mutex or a token now, the victim's undo included.
+        let vals = [semctl(r, id, 0, GETVAL, 0), semctl(r, id, 1, GETVAL, 0)];
+        assert_eq!(vals, [Ok(1), Ok(TOKENS)], "{step:?}: values at the end");
+        assert_eq!(semctl(r, id, 0, GETNCNT, 0), Ok(0), "{step:?}: a sleeper left");
+    }
+
+    /// A waker killed having committed a hand-off, before it told its sleeper: the sleeper
+    /// finds its result at its next look.
+    #[test]
+    fn waker_killed_before_telling_its_sleeper() {
+        killed_in_handoff("committed-one", Step::SemCommitted, false, false);
+        killed_in_handoff("committed-set", Step::SemCommitted, true, false);
+    }
+
+    /// A waker killed having told its sleeper, still holding the lock.
+    #[test]
+    fn waker_killed_after_telling_its_sleeper() {
+        killed_in_handoff("told-one", Step::SemTold, false, false);
+        killed_in_handoff("told-set", Step::SemTold, true, false);
+    }
+
+    /// A waker killed having completed a sleeper, before its commit: the hand-off is rolled
+    /// back, and the waker's undo gives the mutex to a sleeper.
+    #[test]
+    fn waker_killed_midway_through_a_handoff() {
+        killed_in_handoff("completed-one", Step::SemCompleted, false, false);
+        killed_in_handoff("completed-set", Step::SemCompleted, true, false);
+    }
+
+    /// A sleeper killed once its waker took the mutex for it, before it returned: its undo
+    /// gives the mutex to the next sleeper.
+    #[test]
+    fn sleeper_killed_once_granted() {
+        killed_in_handoff("granted-one", Step::SemGranted, false, true);
+        killed_in_handoff("granted-set", Step::SemGranted, true, true);
+    }
+
+    /// The victim's end: SIGKILLed at its step, not hung, not exited.
+    fn died_at(step: Step, pid: i32) {
+        let st = ended(pid).unwrap_or_else(|| panic!("{step:?}: the victim hung"));
+        assert!(
+            libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+            "{step:?}: the victim did not die there (status {st:#x})"
+        );
+    }
+
+    fn exited_ok(step: Step, who: &str, pid: i32) {
+        let st = ended(pid).unwrap_or_else(|| panic!("{step:?}: {who} hung"));
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{step:?}: {who} failed (status {st:#x})");
+    }
+
+    /// A process that settles a dead holder's undo (the mutex back) killed after applying it,
+    /// before its commit: the undo is rolled back and applied again by the next, once.
+    #[test]
+    fn settler_of_a_dead_holder_killed_midway() {
+        for complex in [false, true] {
+            let step = Step::SemUndoApplied;
+            let sc = scratch(if complex { "settler-set" } else { "settler-one" });
+            let r = &sc.r;
+            let id = semget(r, crate::ipc::IPC_PRIVATE, 2, 0o600).unwrap();
+            let start: [u16; 2] = [1, TOKENS as u16];
+            semctl(r, id, 0, SETALL, start.as_ptr() as usize).unwrap();
+            let (take, give) = if complex {
+                (&MUTEX_TAKE[..], &MUTEX_GIVE[..])
+            } else {
+                (&MUTEX_TAKE[..1], &MUTEX_GIVE[1..])
+            };
+            // D dies holding the mutex (no exit of ours runs: as if killed).
+            let d = spawn(|| if semop_all(r, id, take).is_ok() { 0 } else { 1 });
+            exited_ok(step, "D", d);
+            let through = |armed: bool| {
+                if armed {
+                    killpoint::arm(step, 0);
+                }
+                if semop_all(r, id, take).is_err() {
+                    return 1;
+                }
+                if semop_all(r, id, give).is_err() { 2 } else { 0 }
+            };
+            died_at(step, spawn(|| through(true)));
+            exited_ok(step, "B", spawn(|| through(false)));
+            let vals = [semctl(r, id, 0, GETVAL, 0), semctl(r, id, 1, GETVAL, 0)];
+            assert_eq!(vals, [Ok(1), Ok(TOKENS)], "{step:?}: D's undo applied once");
+        }
+    }
+
+    /// A complex operation's locker killed entering complex mode, holding the set's lock and a
+    /// semaphore's: the next locker recovers both, and the mutex's sleeper gets it.
+    #[test]
+    fn locker_killed_entering_complex_mode() {
+        let step = Step::SemComplexEnter;
+        let sc = scratch("complex-enter");
+        let r = &sc.r;
+        let id = semget(r, crate::ipc::IPC_PRIVATE, 2, 0o600).unwrap();
+        let start: [u16; 2] = [1, TOKENS as u16];
+        semctl(r, id, 0, SETALL, start.as_ptr() as usize).unwrap();
+        let go = semget(r, crate::ipc::IPC_PRIVATE, 1, 0o600).unwrap();
+        let (take, give) = (&MUTEX_TAKE[..1], &MUTEX_GIVE[1..]);
+        let nowait = [Sembuf { sem_num: 0, sem_op: -1, sem_flg: IPC_NOWAIT }];
+        let a = spawn(|| {
+            if semop_all(r, id, take).is_err() {
+                return 1;
+            }
+            if semop1(r, go, -1, 0).is_err() {
+                return 2;
+            }
+            if semop_all(r, id, give).is_err() { 3 } else { 0 }
+        });
+        poll("A to take the mutex", || semctl(r, id, 0, GETVAL, 0) == Ok(0));
+        let b = spawn(|| {
+            if semop_all(r, id, take).is_err() {
+                return 1;
+            }
+            if semop_all(r, id, give).is_err() { 2 } else { 0 }
+        });
+        poll("B to sleep", || queued(r, id, 0) == 1);
+        // The victim's calls that fail with EAGAIN take the set out of complex mode (they use
+        // semaphore 0's lock then); its complex one enters it.
+        let v = spawn(|| {
+            killpoint::arm(step, 0);
+            let two = [nowait[0], Sembuf { sem_num: 1, sem_op: -1, sem_flg: IPC_NOWAIT }];
+            for _ in 0..100 {
+                for _ in 0..4 * GLOBAL_HYSTERESIS {
+                    if per_semaphore_locking(r, id) {
+                        break;
+                    }
+                    if semop_all(r, id, &nowait) != Err(EAGAIN) {
+                        return 1;
+                    }
+                }
+                if semop_all(r, id, &nowait) != Err(EAGAIN) || semop_all(r, id, &two) != Err(EAGAIN) {
+                    return 2;
+                }
+            }
+            3
+        });
+        died_at(step, v);
+        semop1(r, go, 1, 0).unwrap();
+        exited_ok(step, "A", a);
+        exited_ok(step, "B", b);
+        let vals = [semctl(r, id, 0, GETVAL, 0), semctl(r, id, 1, GETVAL, 0)];
+        assert_eq!(vals, [Ok(1), Ok(TOKENS)], "{step:?}: values at the end");
     }
 }
