@@ -338,7 +338,7 @@ trace_cost "pipe ping-pong, 1 byte round trip (two calls each side)" 0 pipe_ping
 
 # What the catch-all costs the calls it does not serve (issue 23): each call site traps once,
 # then is rewritten to make its calls from the shim's allowed range. syscall_cost ITERS RUNS
-# CASE DIR (ns per call, median of RUNS short runs); then whole programs with little IPC, timed
+# CASE DIR (CPU time in ns per call, median of RUNS short runs); then whole programs with little IPC, timed
 # alternately on the kernel and under the shim. Targets: calls within 1.2x of the kernel's time
 # (ratio >= 0.83x), programs within 1.1x (>= 0.91x).
 ipc=("$rows" "$slower" "$missed")

@@ -19,23 +19,19 @@ struct blocked {
 	char data[8];
 };
 
-/* The blocked call: read or write on a socket; on a pipe or FIFO, preadv2 or pwritev2 at the
- * current position (the same call to the shim), which `ipcshim diff` does not compare: it
- * compares each process's pipe calls in order, and two threads' calls on one pipe may be
- * logged in either order. */
+/* The blocked call: preadv2 or pwritev2 at the current position (read or write to the
+ * kernel and to the shim, on pipes, FIFOs and sockets alike), which `ipcshim diff` does not
+ * compare: it compares each process's IPC calls in order, and two threads' calls on one
+ * pipe or socket may be logged in either order (the blocked read returns, and is logged,
+ * while the write that woke it is still returning). */
 static void *blocked_call(void *arg)
 {
 	struct blocked *b = arg;
 	static char big[65536];
-	struct stat st;
-	int pipe = fstat(b->fd, &st) == 0 && S_ISFIFO(st.st_mode);
 	struct iovec io = { b->write ? big : b->data, b->write ? b->len : sizeof b->data };
 	__atomic_store_n(&b->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
 	errno = 0;
-	if (pipe)
-		b->result = b->write ? pwritev2(b->fd, &io, 1, -1, 0) : preadv2(b->fd, &io, 1, -1, 0);
-	else
-		b->result = b->write ? write(b->fd, big, b->len) : read(b->fd, b->data, sizeof b->data);
+	b->result = b->write ? pwritev2(b->fd, &io, 1, -1, 0) : preadv2(b->fd, &io, 1, -1, 0);
 	b->err = errno;
 	return NULL;
 }

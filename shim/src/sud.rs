@@ -6,10 +6,14 @@
 //! [`Guard`], which sets the selector to ALLOW so its own syscalls, and those of the libc
 //! functions it calls, go straight to the kernel.
 //!
-//! The allowed range is one page-aligned section of this library holding only the signal
-//! restorer, the child-arming code and the per-call-site thunks that re-issue `clone`/`vfork`
-//! on the application's own stack. Per-thread state lives in initial-exec TLS defined in
-//! assembly, so the handler, the thunks and Rust code reach it without `__tls_get_addr`.
+//! The allowed range is this library's executable segment: the signal restorer, the
+//! child-arming code and the per-call-site thunks that re-issue `clone`/`vfork` on the
+//! application's own stack, and every system call of shim code, which the kernel then lets
+//! through without reading the selector (~33 ns less each than from outside, and the exported
+//! symbols' pass-through is a plain `syscall`). libc, which shim code also calls, is another
+//! object and stays outside the range: its calls obey the selector. Per-thread state lives in
+//! initial-exec TLS defined in assembly, so the handler, the thunks and Rust code reach it
+//! without `__tls_get_addr`.
 
 use core::arch::{asm, global_asm};
 use core::marker::PhantomData;
@@ -193,9 +197,8 @@ global_asm!(
     "ipcshim_sud_syscall_leave:",
     "    jmp *%rcx",
     "    .cfi_endproc",
-    // A system call made by a `call` (the number and arguments already in place), for code
-    // that goes on after it: a stub that asks the kernel something first (`stubs`), an
-    // exported symbol passing a call through (`allowed_syscall`).
+    // A system call made by a `call` (the number and arguments already in place), for a stub
+    // that asks the kernel something first (`stubs`), whose interrupted state `settle` finds.
     ".globl ipcshim_sud_call",
     ".hidden ipcshim_sud_call",
     "ipcshim_sud_call:",
@@ -237,9 +240,8 @@ global_asm!(
     "    mov ${prctl}, %eax",
     "    mov ${pr_sud}, %edi",
     "    mov ${pr_on}, %esi",
-    "    lea ipcshim_sud_start(%rip), %rdx",
-    "    lea ipcshim_sud_end(%rip), %r10",
-    "    sub %rdx, %r10",
+    "    mov {range}(%rip), %rdx",
+    "    mov {range}+8(%rip), %r10",
     "    syscall",
     "    movb ${block}, {sel}(%r8)",
     "    mov 48(%rsp), %rcx",
@@ -292,6 +294,7 @@ global_asm!(
     tsize = const THUNK_SIZE,
     thunks = const THUNKS,
     slots = sym SLOTS,
+    range = sym RANGE,
     slot_size = const size_of::<Slot>(),
     options(att_syntax),
 );
@@ -301,11 +304,47 @@ unsafe extern "C" {
     static ipcshim_sud_end: u8;
     static ipcshim_sud_restorer: u8;
     static ipcshim_sud_thunks: u8;
+    /// This library's ELF header (defined by the linker), mapped by its first segment.
+    static __ehdr_start: libc::Elf64_Ehdr;
 }
 
+/// The allowed range (start, length): this library's executable segment, set once before the
+/// first task is armed (the child-arming code reads it too).
+static RANGE: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+
 fn range() -> (usize, usize) {
-    let start = (&raw const ipcshim_sud_start) as usize;
-    (start, (&raw const ipcshim_sud_end) as usize - start)
+    (RANGE[0].load(Ordering::Relaxed), RANGE[1].load(Ordering::Relaxed))
+}
+
+/// This library's executable segment, from its own program headers; None if they are not
+/// where its first segment maps the file's start, or the segment does not hold the code that
+/// must run in the range.
+fn own_text() -> Option<(usize, usize)> {
+    let ehdr = &raw const __ehdr_start;
+    // SAFETY: the linker's symbol for our ELF header, which the loader mapped.
+    let eh = unsafe { &*ehdr };
+    let base = ehdr as usize;
+    let (phoff, phnum) = (eh.e_phoff as usize, eh.e_phnum as usize);
+    let end = phoff.saturating_add(phnum * size_of::<libc::Elf64_Phdr>());
+    if eh.e_ident[..4] != *b"\x7fELF"
+        || eh.e_phentsize as usize != size_of::<libc::Elf64_Phdr>()
+        || end > 4096
+    {
+        return None;
+    }
+    // SAFETY: the program headers lie in the ELF header's page, which is mapped.
+    let phdrs = unsafe { core::slice::from_raw_parts((base + phoff) as *const libc::Elf64_Phdr, phnum) };
+    // That page is the file's start (where the loader maps the first segment).
+    let first = phdrs.iter().find(|p| p.p_type == libc::PT_LOAD)?;
+    if first.p_offset != 0 {
+        return None;
+    }
+    let bias = base.wrapping_sub(first.p_vaddr as usize);
+    let text = phdrs.iter().find(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0)?;
+    let (start, len) = (bias.wrapping_add(text.p_vaddr as usize), text.p_memsz as usize);
+    let holds = |a: usize| a.wrapping_sub(start) < len;
+    let sud = ((&raw const ipcshim_sud_start) as usize, (&raw const ipcshim_sud_end) as usize - 1);
+    (holds(sud.0) && holds(sud.1)).then_some((start, len))
 }
 
 /// Our `rt_sigreturn` restorer, inside the allowed range.
@@ -350,6 +389,7 @@ pub fn catchall_active() -> bool {
 
 /// True in the child of a `vfork`/`CLONE_VM` clone, which shares the parent's memory (and so
 /// its per-process tables) but not its fd table.
+#[inline]
 pub fn in_vfork_child() -> bool {
     tls().vfork.load(Ordering::Relaxed) != 0
 }
@@ -370,6 +410,10 @@ pub(crate) fn init() {
     if std::env::var_os("IPCSHIM_CATCHALL").is_some_and(|v| v == "0") {
         return;
     }
+    // Shim code makes its system calls as if from the range: without it, no catch-all.
+    let Some((start, len)) = own_text() else { return };
+    RANGE[0].store(start, Ordering::Relaxed);
+    RANGE[1].store(len, Ordering::Relaxed);
     let t = tls();
     t.selector.store(ALLOW, Ordering::Relaxed);
     // Armed with ALLOW first: nothing traps until the handlers are in place.
@@ -423,19 +467,20 @@ pub struct Guard {
     _thread: PhantomData<*const ()>,
 }
 
-/// Makes system call `nr` from the allowed range, where it never traps whatever the selector
-/// says: an exported symbol's pass-through, without a guard (signals reach the application's
-/// handlers as during libc's own call, and a restart restarts it here). The kernel-style
-/// result (-errno on failure).
+/// Makes system call `nr` from the allowed range (shim code), where it never traps whatever
+/// the selector says: an exported symbol's pass-through, without a guard (signals reach the
+/// application's handlers as during libc's own call, and a restart restarts it here). Inline,
+/// not a call to a `syscall; ret`: that `ret` costs ~20 ns here, as the kernel's return
+/// thunks leave the CPU's return predictions wrong. The kernel-style result (-errno on
+/// failure).
 #[inline]
 pub(crate) fn allowed_syscall(nr: i64, a: &[u64; 6]) -> i64 {
     let r: i64;
-    // SAFETY: ipcshim_sud_call is `syscall; ret`: it clobbers what the syscall instruction
-    // does (rax, rcx, r11); its return address goes below our stack pointer, which asm! allows
-    // without `nostack`; memory is left to the kernel's call, as asm! assumes by default.
+    // SAFETY: the syscall instruction clobbers rax, rcx and r11 and no stack; memory is left
+    // to the kernel's call, as asm! assumes by default.
     unsafe {
         asm!(
-            "call ipcshim_sud_call",
+            "syscall",
             inlateout("rax") nr => r,
             in("rdi") a[0],
             in("rsi") a[1],
@@ -445,6 +490,7 @@ pub(crate) fn allowed_syscall(nr: i64, a: &[u64; 6]) -> i64 {
             in("r9") a[5],
             lateout("rcx") _,
             lateout("r11") _,
+            options(nostack),
         );
     }
     r

@@ -15,6 +15,8 @@
 //   closestorm N  N opens of /dev/null closed at a site of ours (fds the shim's table has not
 //                 seen: its close stub asks the kernel about each first), under a storm of
 //                 signals whose handler makes calls at the same site
+//   exported N    N write()s of a byte to /dev/null and N fcntl(F_GETFD)s through the PLT: the
+//                 shim's exported symbols, which pass them on with a `syscall` of their own
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -266,6 +268,15 @@ static int children(long n) {
     return 0;
 }
 
+static int exported(long n) {
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    long wrong = fd < 0;
+    for (long i = 0; i < n && !wrong; i++)
+        wrong = write(fd, "x", 1) != 1 || fcntl(fd, F_GETFD) != FD_CLOEXEC;
+    printf("exported calls %s\n", wrong ? "failed" : "done");
+    return wrong != 0;
+}
+
 int main(int argc, char **argv) {
     parent = getppid();
     if (argc == 3 && !strcmp(argv[1], "work")) {
@@ -290,6 +301,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "cancel")) return cancel();
     if (argc == 3 && !strcmp(argv[1], "fork")) return children(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "closestorm")) return close_storm(atol(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "exported")) return exported(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "exec")) {
         if (work(atol(argv[2]))) return 1;
         execl("/proc/self/exe", argv[0], "work", argv[2], (char *)NULL);

@@ -384,6 +384,23 @@ fn rewritten_sites_stop_trapping() {
     assert_eq!(off.patched(), 0);
 }
 
+/// The shim's own code is the allowed range: an exported symbol passing a call on to the
+/// kernel (write and fcntl on /dev/null) makes it with a `syscall` of the shim's, which
+/// neither traps nor goes through a rewritten site, whatever the number of calls.
+#[test]
+fn exported_symbols_pass_calls_on_from_the_allowed_range() {
+    let s = Scratch::new("exported");
+    let exe = s.helper("patch");
+    let exe = exe.to_str().unwrap();
+    assert_eq!(s.same(&[exe, "exported", "10"], &[]), "exported calls done\n");
+    let (traps, patched) = (s.traps(), s.patched());
+    assert_eq!(s.same(&[exe, "exported", "20000"], &[]), "exported calls done\n");
+    let (more_traps, more_patched) = (s.traps() - traps, s.patched() - patched);
+    // The second run's start-up and exit, not its 40,000 calls.
+    assert!(more_traps + more_patched < 1000, "{more_traps} traps, {more_patched} patched calls");
+    assert!(more_traps > 0, "the second run was not under the catch-all");
+}
+
 /// The sites a process found are in its objects' files under IPCSHIM_DIR: a second process of
 /// the same program rewrites them as it starts, and takes fewer traps.
 #[test]
