@@ -11,10 +11,14 @@
 //!   before the kernel's connect, and once connected publishes its send queue (pending) under
 //!   the connection's 4-tuple in the connection table;
 //! - the server's `accept` takes the queue published under the accepted socket's 4-tuple
-//!   (its peer's and its own name) and adopts it ([`crate::pipe::sock_adopt`]). A client
-//!   counted but not published yet is waited for a little; after that the server leaves a
-//!   refusal in the table, and the client that finds it there gives its connection to the
-//!   kernel. With nobody counted, no client can still publish this connection: the kernel's.
+//!   (its peer's and its own name) and adopts it ([`crate::pipe::sock_adopt`]). With nobody
+//!   counted, no client can still publish this connection: the kernel's. Otherwise the
+//!   server asks the kernel for its peer socket's inode: each counted client is entered in
+//!   flight under its socket's inode with its pid, so the server waits exactly for its own
+//!   client while that process lives, and for nobody else (a timing window would decide
+//!   where the bytes go). When the kernel cannot be asked, a counted client is waited for a
+//!   little; after that the server leaves a refusal in the table, and the client that finds
+//!   it there gives its connection to the kernel.
 //!
 //! Every decision is made under the pipe namespace lock, so a connection is the shim's on both
 //! ends or on neither.
@@ -265,15 +269,66 @@ fn listen_entry<'a>(region: &'a Region, l: &Listener) -> Option<&'a ListenEntry>
     table_entry::<ListenEntry>(region, TCP_LISTEN_OFF, l.slot, false)
 }
 
-/// A client of `l` is about to connect (`true`), or has published its queue or given up.
-pub fn connecting(region: &Region, l: &Listener, start: bool) {
-    if let Some(e) = listen_entry(region, l) {
-        if start {
-            e.connecting.fetch_add(1, Ordering::SeqCst);
-        } else {
-            let _ = e.connecting.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1));
+/// A client socket between its count and its publication: `val` is [`IN_FLIGHT`] | pid, the
+/// key [`in_flight_key`].
+const IN_FLIGHT: u64 = 1 << 62;
+
+/// The connection table's key of client socket `ino` in flight: no 4-tuple's (its first word
+/// would be a multicast client address).
+fn in_flight_key(ino: u32) -> [u64; 5] {
+    [u64::MAX, ino as u64, 0, 0, 0]
+}
+
+fn uncount(e: &ListenEntry) {
+    let _ = e.connecting.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1));
+}
+
+/// Client socket `ino` of process `pid` is about to connect to `l`: counted on the listener
+/// and entered in flight. False without room (nothing done: the connection is the kernel's).
+pub fn connecting(region: &Region, l: &Listener, ino: u32, pid: u32) -> bool {
+    let Ok(_g) = ns_lock(region) else { return false };
+    let Some(le) = listen_entry(region, l) else { return false };
+    let key = in_flight_key(ino);
+    let now = now_secs();
+    let mut free = None;
+    for i in conn_slots(&key) {
+        let Some(e) = table_entry::<ConnEntry>(region, TCP_CONNS_OFF, i, true) else { return false };
+        if e.val.load(Ordering::Acquire) != 0 && same(e, &key) {
+            free = Some(e);
+            break;
+        }
+        if free.is_none() && reusable(region, e, now) {
+            free = Some(e);
         }
     }
+    let Some(e) = free else { return false };
+    store(e, &key, IN_FLIGHT | pid as u64, now);
+    le.connecting.fetch_add(1, Ordering::SeqCst);
+    true
+}
+
+/// The in-flight entry of client socket `ino`, if any.
+fn in_flight(region: &Region, ino: u32) -> Option<&ConnEntry> {
+    let key = in_flight_key(ino);
+    conn_slots(&key)
+        .filter_map(|i| table_entry::<ConnEntry>(region, TCP_CONNS_OFF, i, false))
+        .find(|e| e.val.load(Ordering::Acquire) & IN_FLIGHT != 0 && same(e, &key))
+}
+
+/// Client socket `ino` of `l` is done connecting: `queue` (its 4-tuple and pending queue)
+/// published, or None, given up (the kernel's). In one step with leaving the in-flight
+/// entry, so that a server never finds it neither in flight nor published. Whether it was
+/// published.
+pub fn connected(region: &Region, l: &Listener, ino: u32, queue: Option<(&Tuple, PipeHandle)>) -> bool {
+    let Ok(_g) = ns_lock(region) else { return false };
+    let published = queue.is_some_and(|(t, h)| publish(region, l, t, h));
+    if let Some(e) = in_flight(region, ino) {
+        e.val.store(0, Ordering::Release);
+        if let Some(le) = listen_entry(region, l) {
+            uncount(le);
+        }
+    }
+    published
 }
 
 /// A connection's 4-tuple.
@@ -309,7 +364,13 @@ fn reusable(region: &Region, e: &ConnEntry, now: u64) -> bool {
     let v = e.val.load(Ordering::Acquire);
     v == 0
         || (v & REFUSED != 0 && now.saturating_sub(v & !REFUSED) > REFUSED_SECS)
-        || (v & REFUSED == 0 && !pipe::is_live(region, PipeHandle::from_bits(v - 1)))
+        || (v & IN_FLIGHT != 0 && v & REFUSED == 0 && !alive(v as u32))
+        || (v & (REFUSED | IN_FLIGHT) == 0 && !pipe::is_live(region, PipeHandle::from_bits(v - 1)))
+}
+
+/// Whether process `pid` still runs (another user's answers EPERM, and runs).
+fn alive(pid: u32) -> bool {
+    crate::sys::kill(pid as i32, 0) != Err(libc::ESRCH)
 }
 
 fn store(e: &ConnEntry, key: &[u64; 5], val: u64, now: u64) {
@@ -321,11 +382,10 @@ fn store(e: &ConnEntry, key: &[u64; 5], val: u64, now: u64) {
     e.val.store(val, Ordering::Release);
 }
 
-/// The client's side, once the kernel connected it: publishes its pending queue `h` under
-/// `t`. False when the server already refused the connection (or the table has no room):
-/// the connection is the kernel's.
-pub fn publish(region: &Region, l: &Listener, t: &Tuple, h: PipeHandle) -> bool {
-    let Ok(_g) = ns_lock(region) else { return false };
+/// The client's side, once the kernel connected it (under the lock): publishes its pending
+/// queue `h` under `t`. False when the server already refused the connection (or the table
+/// has no room): the connection is the kernel's.
+fn publish(region: &Region, l: &Listener, t: &Tuple, h: PipeHandle) -> bool {
     let key = t.words();
     let now = now_secs();
     if listen_entry(region, l).is_some_and(|e| e.refusing.load(Ordering::Relaxed) as u64 > now) {
@@ -367,9 +427,11 @@ pub enum Claim {
 }
 
 /// The server's side, for an accepted connection `t` of listener `l`: the client's queue, or
-/// what to do without one. With `refuse`, a connection that may still be published is
-/// refused (a refusal is left for its client): it is the kernel's.
-pub fn claim(region: &Region, l: &Listener, t: &Tuple, refuse: bool) -> Claim {
+/// what to do without one. `peer` is the client socket's inode when the kernel told it (0:
+/// no such socket any more): the connection may still be published only while that socket
+/// is in flight in a live process. Without it, with `refuse`, a connection that may still be
+/// published is refused (a refusal is left for its client): it is the kernel's.
+pub fn claim(region: &Region, l: &Listener, t: &Tuple, peer: Option<u32>, refuse: bool) -> Claim {
     let Ok(_g) = ns_lock(region) else { return Claim::Kernel };
     let key = t.words();
     let now = now_secs();
@@ -377,7 +439,7 @@ pub fn claim(region: &Region, l: &Listener, t: &Tuple, refuse: bool) -> Claim {
     for i in conn_slots(&key) {
         let Some(e) = table_entry::<ConnEntry>(region, TCP_CONNS_OFF, i, refuse) else { continue };
         let v = e.val.load(Ordering::Acquire);
-        if v != 0 && v & REFUSED == 0 && same(e, &key) {
+        if v != 0 && v & (REFUSED | IN_FLIGHT) == 0 && same(e, &key) {
             e.val.store(0, Ordering::Release);
             return Claim::Queue(PipeHandle::from_bits(v - 1));
         }
@@ -388,6 +450,20 @@ pub fn claim(region: &Region, l: &Listener, t: &Tuple, refuse: bool) -> Claim {
     let counted = listen_entry(region, l).is_some_and(|e| e.connecting.load(Ordering::SeqCst) > 0);
     if !counted {
         return Claim::Kernel;
+    }
+    if let Some(ino) = peer {
+        return match in_flight(region, ino) {
+            Some(e) if alive(e.val.load(Ordering::Relaxed) as u32) => Claim::Wait,
+            // Killed between its count and its publication: nothing will come.
+            Some(e) => {
+                e.val.store(0, Ordering::Release);
+                if let Some(le) = listen_entry(region, l) {
+                    uncount(le);
+                }
+                Claim::Kernel
+            }
+            None => Claim::Kernel,
+        };
     }
     if !refuse {
         return Claim::Wait;

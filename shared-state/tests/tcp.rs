@@ -1,6 +1,7 @@
 //! Loopback TCP pairing tables: listeners by (address, port) with their any-address and
 //! IPV6_V6ONLY rules, dead listeners dropped, and each connection decided once: claimed by the
-//! server after its client published it, or refused before, which the client then finds.
+//! server after its client published it, or refused before, which the client then finds; a
+//! server that names its peer socket waits for that client alone while it is in flight.
 
 mod common;
 mod pipe_common;
@@ -78,6 +79,13 @@ fn listeners_are_found_by_address_or_any_address() {
     assert!(tcp::lookup(&r, &v6(1, 6000), alive).is_none());
 }
 
+/// A process that no longer runs: a child reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+    child.wait().expect("wait");
+    child.id()
+}
+
 #[test]
 fn a_connection_is_claimed_or_refused_once() {
     let dir = TempDir::new("tcp-claim");
@@ -86,29 +94,61 @@ fn a_connection_is_claimed_or_refused_once() {
     assert!(tcp::register(&r, &server, false, 10, 100).is_some());
     let l = tcp::lookup(&r, &server, |_| true).unwrap();
     let t = Tuple { client: v4([127, 0, 0, 1], 40000), server };
+    let me = std::process::id();
 
     // Nobody counted: nothing can be published for it any more.
-    assert_eq!(tcp::claim(&r, &l, &t, false), Claim::Kernel);
+    assert_eq!(tcp::claim(&r, &l, &t, None, false), Claim::Kernel);
 
     // Counted and published: the server takes the queue, once.
-    tcp::connecting(&r, &l, true);
-    assert_eq!(tcp::claim(&r, &l, &t, false), Claim::Wait);
+    assert!(tcp::connecting(&r, &l, 500, me));
+    assert_eq!(tcp::claim(&r, &l, &t, None, false), Claim::Wait);
     let (h, _k) = queue(&r);
-    assert!(tcp::publish(&r, &l, &t, h));
-    tcp::connecting(&r, &l, false);
-    assert_eq!(tcp::claim(&r, &l, &t, false), Claim::Queue(h));
-    assert_eq!(tcp::claim(&r, &l, &t, false), Claim::Kernel);
+    assert!(tcp::connected(&r, &l, 500, Some((&t, h))));
+    assert_eq!(tcp::claim(&r, &l, &t, None, false), Claim::Queue(h));
+    assert_eq!(tcp::claim(&r, &l, &t, None, false), Claim::Kernel);
 
-    // Counted, refused before it was published: the client finds the refusal.
+    // Counted, refused before it was published (the server could not name its peer): the
+    // client finds the refusal.
     let t2 = Tuple { client: v4([127, 0, 0, 1], 40001), server };
-    tcp::connecting(&r, &l, true);
-    assert_eq!(tcp::claim(&r, &l, &t2, true), Claim::Kernel);
+    assert!(tcp::connecting(&r, &l, 501, me));
+    assert_eq!(tcp::claim(&r, &l, &t2, None, true), Claim::Kernel);
     let (h2, _k2) = queue(&r);
-    assert!(!tcp::publish(&r, &l, &t2, h2), "a refused connection is the kernel's");
-    tcp::connecting(&r, &l, false);
+    assert!(!tcp::connected(&r, &l, 501, Some((&t2, h2))), "a refused connection is the kernel's");
     // The refusal went with it: the same 4-tuple later is a new connection.
-    tcp::connecting(&r, &l, true);
-    assert!(tcp::publish(&r, &l, &t2, h2));
-    tcp::connecting(&r, &l, false);
-    assert_eq!(tcp::claim(&r, &l, &t2, false), Claim::Queue(h2));
+    assert!(tcp::connecting(&r, &l, 501, me));
+    assert!(tcp::connected(&r, &l, 501, Some((&t2, h2))));
+    assert_eq!(tcp::claim(&r, &l, &t2, None, false), Claim::Queue(h2));
+}
+
+/// A server that names its peer socket waits for exactly that client while it is in flight
+/// and its process lives, however long, and for no other: no time decides where the bytes go.
+#[test]
+fn a_server_waits_for_its_own_client_only() {
+    let dir = TempDir::new("tcp-inflight");
+    let r = dir.region("ns");
+    let server = v4([127, 0, 0, 1], 5000);
+    assert!(tcp::register(&r, &server, false, 10, 100).is_some());
+    let l = tcp::lookup(&r, &server, |_| true).unwrap();
+    let t = Tuple { client: v4([127, 0, 0, 1], 40000), server };
+    let me = std::process::id();
+
+    assert!(tcp::connecting(&r, &l, 600, me));
+    // Its own client in flight: waited for, even when the time for a refusal has come.
+    assert_eq!(tcp::claim(&r, &l, &t, Some(600), true), Claim::Wait);
+    // Another connection (a client without the shim, or one gone: 0) is not waited for.
+    assert_eq!(tcp::claim(&r, &l, &t, Some(601), false), Claim::Kernel);
+    assert_eq!(tcp::claim(&r, &l, &t, Some(0), false), Claim::Kernel);
+    let (h, _k) = queue(&r);
+    assert!(tcp::connected(&r, &l, 600, Some((&t, h))), "nothing was refused");
+    assert_eq!(tcp::claim(&r, &l, &t, Some(600), false), Claim::Queue(h));
+
+    // A client given up (its connect failed) is not in flight any more.
+    assert!(tcp::connecting(&r, &l, 602, me));
+    assert!(!tcp::connected(&r, &l, 602, None));
+    assert_eq!(tcp::claim(&r, &l, &t, Some(602), false), Claim::Kernel);
+
+    // A client killed in flight: its connection is the kernel's, and its count goes with it.
+    assert!(tcp::connecting(&r, &l, 603, dead_pid()));
+    assert_eq!(tcp::claim(&r, &l, &t, Some(603), false), Claim::Kernel);
+    assert_eq!(tcp::claim(&r, &l, &t, None, false), Claim::Kernel, "nobody counted any more");
 }

@@ -285,18 +285,18 @@ pub fn connect(r: &Region, g: &sud::Guard, fd: i32, uaddr: usize, alen: u64) -> 
     if !ok {
         return None;
     }
-    table::connecting(r, &l, true);
+    let ino = sys::fstat(fd).ok()?.st_ino as u32;
+    if !table::connecting(r, &l, ino, fd::own_pid()) {
+        return None;
+    }
     let res =
         g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
     let connected = match res {
         Ok(_) => true,
-        Err(libc::EINPROGRESS) => handshake_done(fd),
+        Err(libc::EINPROGRESS) => handshake_done(fd, &dst),
         Err(_) => false,
     };
-    if connected {
-        publish(r, &l, fd, &dst, fresh.map_or(fd::Sole::NO, |f| f.sole));
-    }
-    table::connecting(r, &l, false);
+    end_connect(r, &l, fd, ino, &dst, fresh.map_or(fd::Sole::NO, |f| f.sole), connected);
     // Refused, reset, timed out: closed again, as fresh as before (not one interrupted or
     // still under way).
     if let (Some(f), Err(e)) = (fresh, res)
@@ -315,24 +315,126 @@ fn alive_or_own(pid: u32) -> bool {
     pid == fd::own_pid() || alive(pid)
 }
 
-/// How long a non-blocking connect waits for the loopback handshake to complete.
-const HANDSHAKE_WAIT_NS: i64 = 5_000_000;
+/// How long a non-blocking connect waits for the loopback handshake before it asks the
+/// kernel whether it still may complete (and between two questions).
+const HANDSHAKE_ASK_NS: i64 = 5_000_000;
 
 /// After a non-blocking connect's EINPROGRESS: whether the connection is established. On
 /// loopback the handshake has mostly completed by then (the peer's answers are processed as
-/// the connect releases its socket); a softirq deferred to its thread on a loaded machine may
-/// take a few milliseconds. One still under way after that (a full backlog), or refused, is
-/// the kernel's.
-fn handshake_done(fd: i32) -> bool {
-    let start = sys::monotonic_ns();
+/// the connect releases its socket), but a softirq deferred to its thread on a loaded
+/// machine may take long: waited for as long as the kernel says the listener took or may
+/// still take the SYN. One the listener dropped (its accept queue full), refused or reset
+/// is the kernel's; so is one still under way after 5 ms when the kernel cannot be asked.
+fn handshake_done(fd: i32, dst: &Endpoint) -> bool {
+    let mut ask_at = sys::monotonic_ns() + HANDSHAKE_ASK_NS;
     for k in 0.. {
         match pipes::revents(fd, libc::POLLOUT) {
             libc::POLLOUT => return true,
-            0 if sys::monotonic_ns() - start < HANDSHAKE_WAIT_NS => pause(k),
+            0 => {}
             _ => return false,
         }
+        if sys::monotonic_ns() >= ask_at {
+            if !syn_may_complete(fd, dst) {
+                return false;
+            }
+            ask_at = sys::monotonic_ns() + HANDSHAKE_ASK_NS;
+        }
+        pause(k);
     }
     false
+}
+
+/// For connecting socket `fd`: whether its SYN was not sent again (the first one was not
+/// lost) and the kernel says the listener at `dst` either took it (a request or a child
+/// socket under the connection's names) or has room in its accept queue to take it.
+fn syn_may_complete(fd: i32, dst: &Endpoint) -> bool {
+    // tcp_info: tcpi_state, tcpi_ca_state, tcpi_retransmits.
+    let mut info = [0u8; 3];
+    let mut len = info.len() as u32;
+    let asked = sys::syscall6(
+        libc::SYS_getsockopt,
+        fd as usize,
+        IPPROTO_TCP as usize,
+        libc::TCP_INFO as usize,
+        info.as_mut_ptr() as usize,
+        &mut len as *mut u32 as usize,
+        0,
+    );
+    if asked.is_err() || len < 3 || info[2] != 0 {
+        return false;
+    }
+    let Some(local) = name_of(fd, false) else { return false };
+    // The socket a packet from us to `dst` reaches: the listener's child or request for
+    // this connection, or the listener itself.
+    match diag_lookup(dst, &local) {
+        Ok(Some(s)) => s.state != TCP_LISTEN || s.rqueue <= s.wqueue,
+        _ => false,
+    }
+}
+
+const TCP_LISTEN: u8 = 10;
+
+/// What the kernel's socket diagnostics say of a TCP socket.
+struct Diag {
+    state: u8,
+    /// A listener's accept queue length and backlog.
+    rqueue: u32,
+    wqueue: u32,
+    ino: u32,
+}
+
+/// The TCP socket named `local` whose peer is `remote`, as the kernel's lookup for a packet
+/// from `remote` to `local` finds it (a listener of `local` without one). Ok(None): no
+/// such socket; Err: the kernel could not be asked.
+fn diag_lookup(local: &Endpoint, remote: &Endpoint) -> Result<Option<Diag>, ()> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    // nlmsghdr (16), then inet_diag_req_v2: family, protocol, ext, pad, states, then the
+    // sockid: sport, dport (big-endian), src[16], dst[16], ifindex, cookie (none: all ones).
+    let mut req = [0u8; 72];
+    req[..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    let v4 = local.is_v4() && remote.is_v4();
+    req[16] = if v4 { libc::AF_INET } else { libc::AF_INET6 } as u8;
+    req[17] = IPPROTO_TCP as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+    req[24..26].copy_from_slice(&local.port.to_be_bytes());
+    req[26..28].copy_from_slice(&remote.port.to_be_bytes());
+    for (at, ep) in [(28, local), (44, remote)] {
+        if v4 {
+            req[at..at + 4].copy_from_slice(&ep.addr[12..]);
+        } else {
+            req[at..at + 16].copy_from_slice(&ep.addr);
+        }
+    }
+    req[64..72].copy_from_slice(&[0xff; 8]);
+    let mut buf = [0u8; 256];
+    let n = unix::diag::exchange(&req, buf.as_mut_ptr() as usize, buf.len()).map_err(|_| ())?;
+    let u32_at = |o: usize| buf.get(o..o + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let ty = buf.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    if n >= 20 && ty == Some(libc::NLMSG_ERROR as u16) && u32_at(16) == Some((-libc::ENOENT) as u32) {
+        return Ok(None);
+    }
+    // The answer: nlmsghdr, then inet_diag_msg: family, state, timer, retrans, the sockid
+    // (48), expires, rqueue, wqueue, uid, inode.
+    if n < 16 + 72 || ty != Some(SOCK_DIAG_BY_FAMILY) {
+        return Err(());
+    }
+    let (Some(rqueue), Some(wqueue), Some(ino)) = (u32_at(16 + 56), u32_at(16 + 60), u32_at(16 + 68)) else {
+        return Err(());
+    };
+    Ok(Some(Diag { state: buf[17], rqueue, wqueue, ino }))
+}
+
+/// The inode of the client socket of accepted connection `t` (0: none any more), or None
+/// when the kernel could not be asked.
+fn peer_ino(t: &Tuple) -> Option<u32> {
+    match diag_lookup(&t.client, &t.server) {
+        Ok(Some(d)) if d.state != TCP_LISTEN => Some(d.ino),
+        Ok(_) => Some(0),
+        Err(()) => None,
+    }
 }
 
 /// The `k`th pause of a short wait for another process: a yield at first, then 100 us naps
@@ -346,11 +448,17 @@ fn pause(k: u32) {
     }
 }
 
-/// The client's queue for connected socket `fd`, published for the server of `l`.
-fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
-    let (Some(local), Ok(st)) = (name_of(fd, false), sys::fstat(fd)) else { return };
-    let Ok(h) = unix::new_queue(r, st.st_ino, pipe::SOCK_PENDING | pipe::SOCK_TCP) else { return };
-    if !table::publish(r, l, &Tuple { client: local, server: *dst }, h) {
+/// Ends the connect of socket `fd` (inode `ino`) to the server of `l` (`table::connected`):
+/// with the client's queue published when `connected`.
+fn end_connect(r: &Region, l: &Listener, fd: i32, ino: u32, dst: &Endpoint, sole: fd::Sole, connected: bool) {
+    let local = name_of(fd, false).filter(|_| connected);
+    let queue = local
+        .and_then(|c| Some((c, unix::new_queue(r, ino as u64, pipe::SOCK_PENDING | pipe::SOCK_TCP).ok()?)));
+    let Some((client, h)) = queue else {
+        table::connected(r, l, ino, None);
+        return;
+    };
+    if !table::connected(r, l, ino, Some((&Tuple { client, server: *dst }, h))) {
         pipe::sock_refuse(r, h);
         pipe::release(r, h);
         return;
@@ -358,9 +466,9 @@ fn publish(r: &Region, l: &Listener, fd: i32, dst: &Endpoint, sole: fd::Sole) {
     unix::insert_connected(r, fd, h, sole);
 }
 
-/// How long a server waits for a client counted on its listener to publish the connection it
-/// accepted (the client is between the kernel's connect and its publication, which a loaded
-/// machine may preempt for a few time slices).
+/// How long a server that cannot ask the kernel for its peer's socket waits for a client
+/// counted on its listener to publish the connection it accepted (the client is between the
+/// kernel's connect and its publication, which a loaded machine may preempt).
 const PUBLISH_WAIT_NS: i64 = 50_000_000;
 
 /// What an accept from a TCP listener this process knows (`fd::Listening`) learnt: the
@@ -401,14 +509,17 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole, via: Option<Via>) {
 
     let start = sys::monotonic_ns();
     let mut k = 0;
+    // The client socket's inode, asked once a client of the listener is under way.
+    let mut peer = None;
     let client = loop {
         let late = sys::monotonic_ns() - start > PUBLISH_WAIT_NS;
-        match table::claim(r, &l, &t, late) {
+        match table::claim(r, &l, &t, peer, late) {
             Claim::Queue(h) => break h,
             Claim::Kernel => return,
             // A client on another host publishes nothing: not waited for (asked only while
             // a shim client of the listener is under way).
             Claim::Wait if k == 0 && !local(&t.client) => return,
+            Claim::Wait if k == 0 => peer = peer_ino(&t),
             Claim::Wait => pause(k),
         }
         k += 1;

@@ -137,9 +137,10 @@ impl Scratch {
         let stdout = fs::read(&out).unwrap_or_default();
         let stderr = String::from_utf8_lossy(&fs::read(&err).unwrap_or_default()).into_owned();
         let Some(status) = status else {
+            let report = self.stuck_report();
             kill_group(&mut child);
             panic!(
-                "{what}: still running after {TIMEOUT:?}; killed\n{cmd:?}\nstdout: {}\nstderr: {stderr}",
+                "{what}: still running after {TIMEOUT:?}; killed\n{cmd:?}\nstdout: {}\nstderr: {stderr}\n{report}",
                 tail(&stdout)
             );
         };
@@ -221,18 +222,80 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
+impl Scratch {
+    /// The processes started here (server and clients alike): those with our IPCSHIM_DIR.
+    fn processes(&self) -> Vec<libc::pid_t> {
         let needle = format!("IPCSHIM_DIR={}", self.dir.display()).into_bytes();
+        let mut pids = Vec::new();
         for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else {
                 continue;
             };
             let Ok(env) = fs::read(entry.path().join("environ")) else { continue };
             if env.split(|&b| b == 0).any(|var| var == needle.as_slice()) {
-                // SAFETY: kill takes no pointers.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                pids.push(pid);
             }
+        }
+        pids
+    }
+
+    /// What a run that did not end shows: for each thread of each process started here, its
+    /// state, the CPU time it used over half a second (a spin or a sleep), its kernel wait
+    /// channel and system call (number and arguments, or "running"), and the TCP sockets
+    /// of those processes (`ss`), so that a timeout says what everyone was doing.
+    fn stuck_report(&self) -> String {
+        let cpu = |task: &Path| {
+            let stat = fs::read_to_string(task.join("stat")).unwrap_or_default();
+            // After the command's closing parenthesis: state, then utime and stime are the
+            // 12th and 13th fields.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0);
+            (f.first().copied().unwrap_or("?").to_owned(), ticks)
+        };
+        let tasks: Vec<(libc::pid_t, PathBuf)> = self
+            .processes()
+            .into_iter()
+            .flat_map(|pid| {
+                let dir = PathBuf::from(format!("/proc/{pid}/task"));
+                fs::read_dir(dir).into_iter().flatten().flatten().map(move |t| (pid, t.path()))
+            })
+            .collect();
+        let before: Vec<u64> = tasks.iter().map(|(_, t)| cpu(t).1).collect();
+        thread::sleep(Duration::from_millis(500));
+        let mut text = String::from(
+            "processes started here (pid/tid comm: state, CPU ticks in 0.5 s, wchan, syscall):\n",
+        );
+        for ((pid, task), ticks) in tasks.iter().zip(before) {
+            let read = |f: &str| fs::read_to_string(task.join(f)).unwrap_or_default().trim().to_owned();
+            let (state, now) = cpu(task);
+            let tid = task.file_name().and_then(|t| t.to_str()).unwrap_or("?");
+            text += &format!(
+                "  {pid}/{tid} {}: {state}, {} ticks, wchan {}, syscall {}\n",
+                read("comm"),
+                now.saturating_sub(ticks),
+                read("wchan"),
+                read("syscall")
+            );
+        }
+        if let Ok(ss) = Command::new("ss").args(["-tanpi"]).output() {
+            let out = String::from_utf8_lossy(&ss.stdout);
+            let ours = |l: &str| tasks.iter().any(|(pid, _)| l.contains(&format!("pid={pid},")));
+            text += "their TCP sockets (ss -tanpi):\n";
+            for line in out.lines().filter(|l| ours(l)) {
+                text += &format!("  {line}\n");
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            // SAFETY: kill takes no pointers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
