@@ -713,14 +713,34 @@ impl PipeInodeInfo {
     /// average over its skb, but for the one skb being read, whose whole charge the buffers
     /// left of it carry ([`PARTIAL_SKB_MAX`] at most).
     fn charge_below(&self, region: &Region, limit: usize) -> bool {
+        self.charge_below_with(region, limit, 0)
+    }
+
+    /// Whether [`Self::charged`] plus `extra` units is below `limit`, as [`Self::charge_below`].
+    fn charge_below_with(&self, region: &Region, limit: usize, extra: usize) -> bool {
+        let extra = extra * CHARGE_UNIT;
         if !self.recv_queue() {
             let (head, tail) = self.head_tail();
             let n = head.wrapping_sub(tail) as usize;
-            if n == 0 || n.saturating_mul(BUF_CHARGE_MAX).saturating_add(PARTIAL_SKB_MAX) < limit {
+            if n == 0 {
+                return extra == 0 || extra < limit;
+            }
+            if n.saturating_mul(BUF_CHARGE_MAX).saturating_add(PARTIAL_SKB_MAX + extra) < limit {
                 return true;
             }
         }
-        self.charged(region) < limit
+        self.charged(region) + extra < limit
+    }
+
+    /// Whether a read that took skbs charging `freed` units off this socket's own queue
+    /// (`sock_wfree`) has a write space to announce (`unix_write_space`) if the charge is now
+    /// writable: only if it was not writable before, since a sleeping writer (or poller) saw
+    /// it unwritable after it was counted, and whoever made it writable since woke it; or if
+    /// an epoll set watches the socket, which hears of every write space. Queue locked.
+    fn freed_wakes(&self, region: &Region, freed: usize) -> bool {
+        freed != 0
+            && (self.ep_usage.load(Ordering::Relaxed) != 0
+                || !self.charge_below_with(region, self.sndbuf(region) / 4, freed))
     }
 
     fn sndbuf(&self, region: &Region) -> usize {
@@ -1989,9 +2009,9 @@ fn read_inner(
     note_cpu(&pipe.rd_cpu);
     let mut ret = 0usize;
     let mut wake_writer = false;
-    // A socket's skb was consumed: its sender may go on once the charge allows it
-    // (`sock_wfree` and `unix_write_space`).
-    let mut released = false;
+    // The charge, in units, of the socket's skbs consumed: its sender may go on once the
+    // charge allows it (`sock_wfree` and `unix_write_space`).
+    let mut freed = 0usize;
     let mut gone = false;
     let mut waited = false;
     // A peek that found only out-of-band marks: the head it saw (it waits for a new one).
@@ -2062,7 +2082,7 @@ fn read_inner(
                             pipe.oob_dropped.fetch_add(1, Ordering::Relaxed);
                         }
                         wake_writer |= pipe_full(head, tail, ring.size());
-                        released |= buf.charge != 0;
+                        freed += buf.charge as usize;
                         pipe.head_tail.store(join(head, tail.wrapping_add(1)), Ordering::Release);
                         continue;
                     }
@@ -2098,7 +2118,7 @@ fn read_inner(
             if packet || buf.len == chars {
                 // Writers sleep only on a full ring (the kernel's was_full).
                 wake_writer |= pipe_full(head, tail, ring.size());
-                released |= buf.charge != 0;
+                freed += buf.charge as usize;
                 tail = tail.wrapping_add(1);
                 pipe.head_tail.store(join(head, tail), Ordering::Release);
             } else {
@@ -2124,12 +2144,13 @@ fn read_inner(
         if env.nonblocking() {
             break 'out if env.peer_gone(true) { Ok(0) } else { Err(EAGAIN) };
         }
+        let space = pipe.freed_wakes(region, freed);
         guard = None;
-        if wake_writer || released && pipe.writable(region) {
+        if wake_writer || space && pipe.writable(region) {
             pipe.wake(WRITERS, region);
             wake_writer = false;
-            released = false;
         }
+        freed = 0;
         waited = true;
         // Writes show as a new head or a longer last buffer.
         let progress = || {
@@ -2156,8 +2177,9 @@ fn read_inner(
             Err(e) => break 'out Err(e),
         };
     };
+    let space = pipe.freed_wakes(region, freed);
     drop(guard);
-    if wake_writer || released && pipe.writable(region) {
+    if wake_writer || space && pipe.writable(region) {
         pipe.wake(WRITERS, region);
     }
     // wake_next_reader: a reader that slept and left data wakes the next one.
@@ -2302,7 +2324,8 @@ pub fn record_write(
 /// `sender` ([`UnixCb::sender`]) by `units` with it, both under the sender's `wmem_lock`: a
 /// holder killed at any instant leaves that lock to be recovered, and the recovery counts the
 /// charge again from the queues ([`recount`]). A sender that is gone has no charge to keep.
-/// Returns the sender whose charge went down, for [`sender_write_space`].
+/// Returns the sender whose charge went down, for [`sender_write_space`], if that may make it
+/// writable for a sleeper or an epoll set (see [`PipeInodeInfo::freed_wakes`]).
 fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce()) -> Option<PipeHandle> {
     if sender == 0 {
         store();
@@ -2319,10 +2342,12 @@ fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce())
         return None;
     };
     store();
-    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).clamp(0, u32::MAX as i64);
+    let was = s.wmem.load(Ordering::Relaxed) as i64;
+    let now = (was + units).clamp(0, u32::MAX as i64);
     s.wmem.store(now as u32, Ordering::Relaxed);
     drop(g);
-    (units < 0).then_some(h)
+    let unwritable = || was as usize * CHARGE_UNIT >= s.sndbuf(region) / 4;
+    (units < 0 && (s.ep_usage.load(Ordering::Relaxed) != 0 || unwritable())).then_some(h)
 }
 
 /// A datagram of sender `h` was taken (`sock_wfree`): if its charge is now writable, its
