@@ -2631,6 +2631,8 @@ pub fn record_read(
     note_cpu(&pipe.rd_cpu);
     let mut guard = Some(lock_pipe(region, pipe)?);
     let mut wake_writer = false;
+    // The charge, in units, of the record taken off the socket's own queue.
+    let mut own = 0usize;
     let mut freed = None;
     let res = 'out: loop {
         if pipe.is_handed_back() && !pipe.readable() {
@@ -2644,8 +2646,10 @@ pub fn record_read(
         if head != tail {
             *cb = ring.cb(region, tail, PipeBuffer::load(ring.buf(region, tail)));
             let (mut at, mut len, mut copied, mut fault) = (tail, 0usize, 0usize, false);
+            let mut units = 0usize;
             loop {
                 let b = PipeBuffer::load(ring.buf(region, at));
+                units += b.charge as usize;
                 let chars = if fault { 0 } else { b.len.min(want - copied) };
                 // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
                 let src = unsafe { ring.page(region, at).add(b.offset) };
@@ -2666,8 +2670,15 @@ pub fn record_read(
                 env.took_fds(cb.fp);
             }
             if !peek {
-                // A record writer waits for room for all of it, not just a free slot.
-                wake_writer = true;
+                // A record writer into a receive queue waits for room for all of it, not just a
+                // free slot; into its own queue, whose ring grows, for its charge (as a stream
+                // writer: see read_inner).
+                if pipe.accounted() {
+                    wake_writer = pipe_full(head, tail, ring.size());
+                    own = units;
+                } else {
+                    wake_writer = true;
+                }
                 let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
                 freed = charge_sender(region, cb.sender, -(cb.charge as i64), taken);
             }
@@ -2692,8 +2703,9 @@ pub fn record_read(
             Err(e) => break 'out Err(e),
         };
     };
+    let space = pipe.freed_wakes(region, own);
     drop(guard);
-    if wake_writer {
+    if wake_writer || space && pipe.writable(region) {
         pipe.wake(WRITERS, region);
     }
     sender_write_space(region, freed, true);
