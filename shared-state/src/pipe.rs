@@ -615,7 +615,7 @@ impl PipeInodeInfo {
     fn write_space(&self, region: &Region, idx: u32, epoll: bool) {
         // As wake_sleepers: either a sleeper counted before our charge change sees it, or we see
         // it counted. Nobody to wake (the common case): no charge to sum.
-        fence(Ordering::SeqCst);
+        sys::full_fence();
         let sleepers = self.wr_waiters.load(Ordering::SeqCst) != 0;
         let epoll = epoll && self.ep_usage.load(Ordering::Relaxed) != 0;
         if (sleepers || epoll) && self.writable(region) {
@@ -632,7 +632,7 @@ impl PipeInodeInfo {
     fn wake_sleepers(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
         // it sees our change or we see it counted.
-        fence(Ordering::SeqCst);
+        sys::full_fence();
         if self.waiters(side).load(Ordering::SeqCst) != 0 {
             region.header().counters.pipe_wakeups.fetch_add(1, Ordering::Relaxed);
             self.wait.fetch_add(1, Ordering::SeqCst);
