@@ -614,7 +614,7 @@ impl PipeInodeInfo {
     fn write_space(&self, region: &Region, idx: u32, epoll: bool) {
         // As wake_sleepers: either a sleeper counted before our charge change sees it, or we see
         // it counted. Nobody to wake (the common case): no charge to sum.
-        fence(Ordering::SeqCst);
+        sys::full_fence();
         let sleepers = self.wr_waiters.load(Ordering::SeqCst) != 0;
         let epoll = epoll && self.ep_usage.load(Ordering::Relaxed) != 0;
         if (sleepers || epoll) && self.writable(region) {
@@ -631,7 +631,7 @@ impl PipeInodeInfo {
     fn wake_sleepers(&self, side: u32, region: &Region) {
         // Pairs with the sleeper's increment of its count before it re-checks the state: either
         // it sees our change or we see it counted.
-        fence(Ordering::SeqCst);
+        sys::full_fence();
         if self.waiters(side).load(Ordering::SeqCst) != 0 {
             region.header().counters.pipe_wakeups.fetch_add(1, Ordering::Relaxed);
             self.wait.fetch_add(1, Ordering::SeqCst);
@@ -712,25 +712,45 @@ impl PipeInodeInfo {
     /// average over its skb, but for the one skb being read, whose whole charge the buffers
     /// left of it carry ([`PARTIAL_SKB_MAX`] at most).
     fn charge_below(&self, region: &Region, limit: usize) -> bool {
+        self.charge_below_with(region, limit, 0)
+    }
+
+    /// Whether [`Self::charged`] plus `extra` units is below `limit`, as [`Self::charge_below`].
+    fn charge_below_with(&self, region: &Region, limit: usize, extra: usize) -> bool {
+        let extra = extra * CHARGE_UNIT;
         if self.recv_queue() {
-            return self.charged(region) < limit;
+            return self.charged(region) + extra < limit;
         }
         let (head, tail) = self.head_tail();
         let n = head.wrapping_sub(tail) as usize;
-        if n == 0 || n.saturating_mul(BUF_CHARGE_MAX).saturating_add(PARTIAL_SKB_MAX) < limit {
+        if n == 0 {
+            return extra == 0 || extra < limit;
+        }
+        if n.saturating_mul(BUF_CHARGE_MAX).saturating_add(PARTIAL_SKB_MAX + extra) < limit {
             return true;
         }
         // Summed only up to the limit: a sender waiting on a full queue asks this as it
         // spins, and a full 64-buffer sum was 7% of a 64 KiB TCP stream's CPU time.
-        let Ok(ring) = self.ring() else { return limit > 0 };
+        let Ok(ring) = self.ring() else { return extra < limit };
         let mut units = 0usize;
         for k in 0..(n as u32).min(ring.size()) {
             units += PipeBuffer::load(ring.buf(region, tail.wrapping_add(k))).charge as usize;
-            if units * CHARGE_UNIT >= limit {
+            if units * CHARGE_UNIT + extra >= limit {
                 return false;
             }
         }
-        units * CHARGE_UNIT < limit
+        units * CHARGE_UNIT + extra < limit
+    }
+
+    /// Whether a read that took skbs charging `freed` units off this socket's own queue
+    /// (`sock_wfree`) has a write space to announce (`unix_write_space`) if the charge is now
+    /// writable: only if it was not writable before, since a sleeping writer (or poller) saw
+    /// it unwritable after it was counted, and whoever made it writable since woke it; or if
+    /// an epoll set watches the socket, which hears of every write space. Queue locked.
+    fn freed_wakes(&self, region: &Region, freed: usize) -> bool {
+        freed != 0
+            && (self.ep_usage.load(Ordering::Relaxed) != 0
+                || !self.charge_below_with(region, self.sndbuf(region) / 4, freed))
     }
 
     fn sndbuf(&self, region: &Region) -> usize {
@@ -1999,9 +2019,9 @@ fn read_inner(
     note_cpu(&pipe.rd_cpu);
     let mut ret = 0usize;
     let mut wake_writer = false;
-    // A socket's skb was consumed: its sender may go on once the charge allows it
-    // (`sock_wfree` and `unix_write_space`).
-    let mut released = false;
+    // The charge, in units, of the socket's skbs consumed: its sender may go on once the
+    // charge allows it (`sock_wfree` and `unix_write_space`).
+    let mut freed = 0usize;
     let mut gone = false;
     let mut waited = false;
     // A peek that found only out-of-band marks: the head it saw (it waits for a new one).
@@ -2072,7 +2092,7 @@ fn read_inner(
                             pipe.oob_dropped.fetch_add(1, Ordering::Relaxed);
                         }
                         wake_writer |= pipe_full(head, tail, ring.size());
-                        released |= buf.charge != 0;
+                        freed += buf.charge as usize;
                         pipe.head_tail.store(join(head, tail.wrapping_add(1)), Ordering::Release);
                         continue;
                     }
@@ -2108,7 +2128,7 @@ fn read_inner(
             if packet || buf.len == chars {
                 // Writers sleep only on a full ring (the kernel's was_full).
                 wake_writer |= pipe_full(head, tail, ring.size());
-                released |= buf.charge != 0;
+                freed += buf.charge as usize;
                 tail = tail.wrapping_add(1);
                 pipe.head_tail.store(join(head, tail), Ordering::Release);
             } else {
@@ -2134,12 +2154,13 @@ fn read_inner(
         if env.nonblocking() {
             break 'out if env.peer_gone(true) { Ok(0) } else { Err(EAGAIN) };
         }
+        let space = pipe.freed_wakes(region, freed);
         guard = None;
-        if wake_writer || released && pipe.writable(region) {
+        if wake_writer || space && pipe.writable(region) {
             pipe.wake(WRITERS, region);
             wake_writer = false;
-            released = false;
         }
+        freed = 0;
         waited = true;
         // Writes show as a new head or a longer last buffer.
         let progress = || {
@@ -2166,8 +2187,9 @@ fn read_inner(
             Err(e) => break 'out Err(e),
         };
     };
+    let space = pipe.freed_wakes(region, freed);
     drop(guard);
-    if wake_writer || released && pipe.writable(region) {
+    if wake_writer || space && pipe.writable(region) {
         pipe.wake(WRITERS, region);
     }
     // wake_next_reader: a reader that slept and left data wakes the next one.
@@ -2312,7 +2334,8 @@ pub fn record_write(
 /// `sender` ([`UnixCb::sender`]) by `units` with it, both under the sender's `wmem_lock`: a
 /// holder killed at any instant leaves that lock to be recovered, and the recovery counts the
 /// charge again from the queues ([`recount`]). A sender that is gone has no charge to keep.
-/// Returns the sender whose charge went down, for [`sender_write_space`].
+/// Returns the sender whose charge went down, for [`sender_write_space`], if that may make it
+/// writable for a sleeper or an epoll set (see [`PipeInodeInfo::freed_wakes`]).
 fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce()) -> Option<PipeHandle> {
     if sender == 0 {
         store();
@@ -2329,10 +2352,12 @@ fn charge_sender(region: &Region, sender: u64, units: i64, store: impl FnOnce())
         return None;
     };
     store();
-    let now = (s.wmem.load(Ordering::Relaxed) as i64 + units).clamp(0, u32::MAX as i64);
+    let was = s.wmem.load(Ordering::Relaxed) as i64;
+    let now = (was + units).clamp(0, u32::MAX as i64);
     s.wmem.store(now as u32, Ordering::Relaxed);
     drop(g);
-    (units < 0).then_some(h)
+    let unwritable = || was as usize * CHARGE_UNIT >= s.sndbuf(region) / 4;
+    (units < 0 && (s.ep_usage.load(Ordering::Relaxed) != 0 || unwritable())).then_some(h)
 }
 
 /// A datagram of sender `h` was taken (`sock_wfree`): if its charge is now writable, its
@@ -2616,6 +2641,8 @@ pub fn record_read(
     note_cpu(&pipe.rd_cpu);
     let mut guard = Some(lock_pipe(region, pipe)?);
     let mut wake_writer = false;
+    // The charge, in units, of the record taken off the socket's own queue.
+    let mut own = 0usize;
     let mut freed = None;
     let res = 'out: loop {
         if pipe.is_handed_back() && !pipe.readable() {
@@ -2629,8 +2656,10 @@ pub fn record_read(
         if head != tail {
             *cb = ring.cb(region, tail, PipeBuffer::load(ring.buf(region, tail)));
             let (mut at, mut len, mut copied, mut fault) = (tail, 0usize, 0usize, false);
+            let mut units = 0usize;
             loop {
                 let b = PipeBuffer::load(ring.buf(region, at));
+                units += b.charge as usize;
                 let chars = if fault { 0 } else { b.len.min(want - copied) };
                 // SAFETY: offset + len <= PAGE (kept so by writers and by normalise).
                 let src = unsafe { ring.page(region, at).add(b.offset) };
@@ -2651,8 +2680,15 @@ pub fn record_read(
                 env.took_fds(cb.fp);
             }
             if !peek {
-                // A record writer waits for room for all of it, not just a free slot.
-                wake_writer = true;
+                // A record writer into a receive queue waits for room for all of it, not just a
+                // free slot; into its own queue, whose ring grows, for its charge (as a stream
+                // writer: see read_inner).
+                if pipe.accounted() {
+                    wake_writer = pipe_full(head, tail, ring.size());
+                    own = units;
+                } else {
+                    wake_writer = true;
+                }
                 let taken = || pipe.head_tail.store(join(head, at), Ordering::Release);
                 freed = charge_sender(region, cb.sender, -(cb.charge as i64), taken);
             }
@@ -2677,8 +2713,9 @@ pub fn record_read(
             Err(e) => break 'out Err(e),
         };
     };
+    let space = pipe.freed_wakes(region, own);
     drop(guard);
-    if wake_writer {
+    if wake_writer || space && pipe.writable(region) {
         pipe.wake(WRITERS, region);
     }
     sender_write_space(region, freed, true);

