@@ -274,8 +274,10 @@ fn poll_loop(
         let closed = || liveness_sum(r, shim) != gens || dgram_writable(r, fds, shim);
         // Kernel files and shim words in one sleep, with the caller's mask. The placeholders
         // only while an exec may close a peer's end; otherwise a close moves a word.
-        for (w, (k, s)) in wfiles.iter_mut().zip(kfds.iter().zip(shim)) {
-            *w = if s.is_none() || exec { *k } else { libc::pollfd { fd: -1, events: 0, revents: 0 } };
+        if mixed {
+            for (w, (k, s)) in wfiles.iter_mut().zip(kfds.iter().zip(shim)) {
+                *w = if s.is_none() || exec { *k } else { libc::pollfd { fd: -1, events: 0, revents: 0 } };
+            }
         }
         let sleep_mask = sigmask.is_some().then_some(&mask);
         let mut in_slices = mixed && shim_epoll;

@@ -242,6 +242,32 @@ impl Ring {
         )
     }
 
+    /// Cancels the `outstanding` requests of a sleep that are still in flight and takes their
+    /// completions (and the cancel's), before their words or files can be used by anyone
+    /// else's wake-up or close.
+    fn cancel_all(&self, outstanding: u32) {
+        if outstanding == 0 {
+            return;
+        }
+        self.push(Sqe {
+            opcode: OP_ASYNC_CANCEL,
+            op_flags: ASYNC_CANCEL_ANY | ASYNC_CANCEL_ALL,
+            fd: -1,
+            user_data: CANCEL,
+            ..Sqe::default()
+        });
+        let outstanding = outstanding + 1;
+        let (mut taken, mut submit) = (0, 1);
+        while taken < outstanding {
+            match self.enter(submit, outstanding - taken, None) {
+                Ok(_) | Err(libc::EINTR) | Err(libc::EAGAIN) => {}
+                Err(_) => break,
+            }
+            submit = 0;
+            self.reap(|_, _| taken += 1);
+        }
+    }
+
     /// Takes the completions there are: calls `f` with each one's user data and result.
     fn reap(&self, mut f: impl FnMut(u64, i32)) {
         let (head, tail) = (word_at(self.cq_head), word_at(self.cq_tail));
@@ -276,11 +302,18 @@ const CANCEL: u64 = 3;
 /// io_uring is not available (or this thread is already waiting in it, in a handler that
 /// interrupted another wait): the caller sleeps in slices.
 pub fn wait(g: &sud::Guard, epfd: i32, word: &AtomicU32, val: u32, timeout_ns: Option<i64>) -> Option<Woken> {
+    with_ring(|ring| wait_in(ring, g, epfd, word, val, timeout_ns))
+}
+
+/// Runs `f` on this thread's ring. None where it has none, in a vfork child (whose task is
+/// not the ring's), or while the thread already waits in it (a handler that interrupted that
+/// wait).
+fn with_ring<R>(f: impl FnOnce(&Ring) -> R) -> Option<R> {
     let t = tls();
     if sud::in_vfork_child() || t.uring_busy.swap(1, Relaxed) != 0 {
         return None;
     }
-    let res = ring().map(|ring| wait_in(&ring, g, epfd, word, val, timeout_ns));
+    let res = ring().map(|ring| f(&ring));
     t.uring_busy.store(0, Relaxed);
     res
 }
@@ -327,28 +360,7 @@ fn wait_in(
     }
     let _ = g.allow_signals(|| ring.enter(0, 1, Some(&arg)));
     ring.reap(|ud, _| done |= 1 << ud);
-    // The other one is cancelled, and its completion taken, before the word or the fd can be
-    // used by anyone else's wake-up or close.
-    let outstanding = [POLL, FUTEX].iter().filter(|&&k| done & 1 << k == 0).count() as u32;
-    if outstanding > 0 {
-        ring.push(Sqe {
-            opcode: OP_ASYNC_CANCEL,
-            op_flags: ASYNC_CANCEL_ANY,
-            fd: -1,
-            user_data: CANCEL,
-            ..Sqe::default()
-        });
-        let mut taken = 0;
-        let mut submit = 1;
-        while taken < outstanding + 1 {
-            match ring.enter(submit, outstanding + 1 - taken, None) {
-                Ok(_) | Err(libc::EINTR) | Err(libc::EAGAIN) => {}
-                Err(_) => break,
-            }
-            submit = 0;
-            ring.reap(|_, _| taken += 1);
-        }
-    }
+    ring.cancel_all([POLL, FUTEX].iter().filter(|&&k| done & 1 << k == 0).count() as u32);
     if done & (1 << POLL | 1 << FUTEX) != 0 { Woken::Ready } else { Woken::Other }
 }
 
@@ -372,13 +384,7 @@ pub fn wait_any(
     if requests == 0 || requests > ENTRIES as usize {
         return None;
     }
-    let t = tls();
-    if sud::in_vfork_child() || t.uring_busy.swap(1, Relaxed) != 0 {
-        return None;
-    }
-    let res = ring().map(|ring| wait_any_in(&ring, g, files, words, until, sigmask, requests as u32));
-    t.uring_busy.store(0, Relaxed);
-    res
+    with_ring(|ring| wait_any_in(ring, g, files, words, until, sigmask, requests as u32))
 }
 
 fn wait_any_in(
@@ -429,27 +435,7 @@ fn wait_any_in(
     let waited = g.allow_signals(|| ring.enter(0, 1, Some(&arg)));
     let mut done = 0u32;
     ring.reap(|_, _| done += 1);
-    // The others are cancelled, and their completions taken, before the words or the files
-    // can be used by anyone else's wake-up or close.
-    if done < requests {
-        ring.push(Sqe {
-            opcode: OP_ASYNC_CANCEL,
-            op_flags: ASYNC_CANCEL_ANY | ASYNC_CANCEL_ALL,
-            fd: -1,
-            user_data: CANCEL,
-            ..Sqe::default()
-        });
-        let outstanding = requests - done + 1;
-        let (mut taken, mut submit) = (0, 1);
-        while taken < outstanding {
-            match ring.enter(submit, outstanding - taken, None) {
-                Ok(_) | Err(libc::EINTR) | Err(libc::EAGAIN) => {}
-                Err(_) => break,
-            }
-            submit = 0;
-            ring.reap(|_, _| taken += 1);
-        }
-    }
+    ring.cancel_all(requests - done);
     match waited {
         Err(libc::EINTR) => WaitOutcome::Interrupted,
         _ if done > 0 => WaitOutcome::Woken,
