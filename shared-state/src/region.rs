@@ -238,7 +238,7 @@ pub struct Counters {
     /// given back to the kernel for something the shim does not serve.
     pub unix_connections: AtomicU64,
     pub unix_handbacks: AtomicU64,
-    /// Syscalls made through call sites the catch-all rewrote into jumps (`shim/src/sud/patch.rs`):
+    /// Syscalls made through call sites the catch-all rewrote into jumps (`shim/src/entry/sud/patch.rs`):
     /// each thread adds its own count at its next trap, and every thread traps as it exits.
     pub sud_patched_calls: AtomicU64,
     /// Call sites rewritten.

@@ -179,7 +179,7 @@ fn socket_io(log: &str, proto: impl Fn(&str) -> bool) -> Vec<String> {
         .collect()
 }
 
-/// A token of the shim's ancillary data (shim/src/scm.rs): a `sendmsg`/`recvmsg` of exactly
+/// A token of the shim's ancillary data (shim/src/family/scm.rs): a `sendmsg`/`recvmsg` of exactly
 /// 16 bytes starting `ipcshim:`, which carries the fds or credentials the kernel must pass,
 /// and no user data.
 fn is_scm_token(line: &str) -> bool {

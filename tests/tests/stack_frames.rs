@@ -1,6 +1,6 @@
 //! The shim's stack budget (README, "How it works"), checked on the machine code: no function
 //! of `libipcshim.so` that a served call can reach has a frame larger than [`MAX_FRAME`]. A
-//! larger one is a buffer that belongs in scratch memory (`shim/src/scratch.rs`): served calls
+//! larger one is a buffer that belongs in scratch memory (`shim/src/base/scratch.rs`): served calls
 //! run on the application's stack, which may be a 16 KiB thread stack or a small sigaltstack.
 //! `c-tests/stack_small.c` measures whole served paths at run time; this catches a big frame
 //! on a path that test does not take.

@@ -27,7 +27,7 @@ pub(crate) const CACHED: usize = 1 << 16;
 
 // The rewritten call sites' stubs (`sud::stubs`) read the table too: an fd whose entry is
 // KERNEL or PLAIN goes straight to the kernel, and a close of one that is UNKNOWN, KERNEL or
-// PLAIN only resets its entry to UNKNOWN, as `pipes::close` does.
+// PLAIN only resets its entry to UNKNOWN, as `crate::family::file::close` does.
 pub(crate) const UNKNOWN: u64 = 0;
 pub(crate) const KERNEL: u64 = 1;
 /// A kernel fd: a listening AF_UNIX socket whose name leads to the shim (see `crate::family::unix`).
@@ -820,4 +820,13 @@ pub fn each_open_fd(mut f: impl FnMut(i32)) {
         Ok(())
     });
     sys::close(dir);
+}
+
+/// The kernel's poll events of `fd` (0 when it cannot say).
+pub fn revents(fd: i32, events: i16) -> i16 {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    match sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0) {
+        Ok(1) => pfd.revents,
+        _ => 0,
+    }
 }

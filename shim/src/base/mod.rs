@@ -4,6 +4,7 @@
 pub(crate) mod copy;
 pub(crate) mod fd;
 pub(crate) mod inode;
+pub(crate) mod iov;
 pub(crate) mod ipcns;
 pub(crate) mod mlock;
 pub(crate) mod real;

@@ -34,7 +34,8 @@ pub fn syscall(nr: i64, a: &[u64; 6]) -> Option<i64> {
     // Bad user pointers become EFAULT through the SIGSEGV fixups, installed with the catch-all.
     if !thread::catchall_active() || !thread::fault_fixups_active() {
         crate::family::epoll::flush_deferred();
-        return (nr == libc::SYS_close_range).then(|| pipes::ret(region::close_range(a[0], a[1], a[2])));
+        return (nr == libc::SYS_close_range)
+            .then(|| crate::base::iov::ret(region::close_range(a[0], a[1], a[2])));
     }
     let Some(r) = region::active() else {
         crate::family::epoll::flush_deferred();
@@ -213,10 +214,10 @@ fn serve(r: &'static shared_state::Region, g: &thread::Guard, nr: i64, a: &[u64;
         libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 => {
             crate::family::procfs::open(crate::base::ipcns::current().unwrap_or(r), nr, a)
         }
-        libc::SYS_read => pipes::read(r, g, fd, a[1] as usize, a[2] as usize),
-        libc::SYS_write => pipes::write(r, g, fd, a[1] as usize, a[2] as usize),
-        libc::SYS_readv => pipes::vector(r, g, false, fd, a[1] as usize, a[2], false),
-        libc::SYS_writev => pipes::vector(r, g, true, fd, a[1] as usize, a[2], false),
+        libc::SYS_read => crate::family::file::read(r, g, fd, a[1] as usize, a[2] as usize),
+        libc::SYS_write => crate::family::file::write(r, g, fd, a[1] as usize, a[2] as usize),
+        libc::SYS_readv => crate::family::file::vector(r, g, false, fd, a[1] as usize, a[2], false),
+        libc::SYS_writev => crate::family::file::vector(r, g, true, fd, a[1] as usize, a[2], false),
         // An offset of -1 means "the current position", which is how a pipe is read.
         libc::SYS_preadv2 | libc::SYS_pwritev2 if a[3] as i64 == -1 => {
             let write = nr == libc::SYS_pwritev2;
@@ -227,15 +228,15 @@ fn serve(r: &'static shared_state::Region, g: &thread::Guard, nr: i64, a: &[u64;
                 crate::base::fd::lookup(r, fd)?;
                 return Some(-(libc::EOPNOTSUPP as i64));
             }
-            pipes::vector(r, g, write, fd, a[1] as usize, a[2], flags & libc::RWF_NOWAIT != 0)
+            crate::family::file::vector(r, g, write, fd, a[1] as usize, a[2], flags & libc::RWF_NOWAIT != 0)
         }
         libc::SYS_pipe => pipes::pipe2(r, a[0] as usize, 0),
         libc::SYS_pipe2 => pipes::pipe2(r, a[0] as usize, a[1]),
-        libc::SYS_close => pipes::close(r, fd),
-        libc::SYS_close_range => pipes::close_range(r, a[0], a[1], a[2]),
-        libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 => pipes::dup(r, nr, a),
-        libc::SYS_fcntl => pipes::fcntl(r, fd, a[1] as i32, a[2]),
-        libc::SYS_ioctl => pipes::ioctl(r, fd, a[1], a[2] as usize),
+        libc::SYS_close => crate::family::file::close(r, fd),
+        libc::SYS_close_range => crate::family::file::close_range(r, a[0], a[1], a[2]),
+        libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 => crate::family::file::dup(r, nr, a),
+        libc::SYS_fcntl => crate::family::file::fcntl(r, fd, a[1] as i32, a[2]),
+        libc::SYS_ioctl => crate::family::file::ioctl(r, fd, a[1], a[2] as usize),
         libc::SYS_poll => poll::poll(r, g, a[0] as usize, a[1], Timeout::Millis(a[2] as i32 as i64), 0),
         libc::SYS_ppoll => {
             if a[3] != 0 && a[4] != 8 {
@@ -302,7 +303,7 @@ fn serve(r: &'static shared_state::Region, g: &thread::Guard, nr: i64, a: &[u64;
                 return Some(-(libc::EINVAL as i64));
             }
             let nowait = a[3] as u32 & libc::SPLICE_F_NONBLOCK != 0;
-            pipes::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
+            crate::family::file::vector(r, g, p.write, fd, a[1] as usize, a[2], nowait)
         }
         libc::SYS_splice => crate::family::splice::splice(r, g, a),
         libc::SYS_tee => crate::family::splice::tee(r, g, a),
@@ -337,7 +338,7 @@ fn serve(r: &'static shared_state::Region, g: &thread::Guard, nr: i64, a: &[u64;
                     }
                 }
             }
-            Some(pipes::ret(res))
+            Some(crate::base::iov::ret(res))
         }
         // A collection running now must look for the child (see `pipe_gc`).
         libc::SYS_fork | libc::SYS_vfork => {
@@ -349,7 +350,7 @@ fn serve(r: &'static shared_state::Region, g: &thread::Guard, nr: i64, a: &[u64;
             None
         }
         libc::SYS_exit_group => {
-            pipes::exiting(r);
+            crate::family::file::exiting(r);
             // What exit_sem does: undo is applied now, not when someone notices the death.
             crate::base::ipcns::each_region(shared_state::proc::exit_cleanup);
             None
@@ -381,7 +382,7 @@ fn serve(r: &'static shared_state::Region, g: &thread::Guard, nr: i64, a: &[u64;
         | libc::SYS_setfsgid => {
             let res = shared_state::sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
             shared_state::ipc::creds_changed();
-            Some(pipes::ret(res))
+            Some(crate::base::iov::ret(res))
         }
         _ => None,
     }

@@ -83,7 +83,7 @@ fn serve<T: TryFrom<i64> + TryInto<i64> + Default + Copy>(
 /// A read, write, fcntl, ioctl or close the kernel alone serves: on an fd the table knows as
 /// the kernel's (an fcntl or ioctl whose command means nothing for a shim object, on any
 /// fd). A close forgets the fd first
-/// (as `pipes::close` does), unless it is one of the region descriptors, which the dispatcher
+/// (as `crate::family::file::close` does), unless it is one of the region descriptors, which the dispatcher
 /// moves away before the program's close (`region::keep_fds`); as the close stub does, one
 /// the table has not seen is the kernel's alone unless lseek says ESPIPE (a pipe, FIFO or
 /// socket may be a shim object's last end, whose peers the dispatcher's close wakes).
@@ -94,10 +94,10 @@ fn kernel_fd_call(nr: i64, a: &[u64; 6]) -> bool {
             crate::base::fd::is_kernel(fd)
         }
         libc::SYS_fcntl => {
-            !crate::family::pipes::FD_FCNTLS.contains(&(a[1] as i32)) || crate::base::fd::is_kernel(fd)
+            !crate::family::file::FD_FCNTLS.contains(&(a[1] as i32)) || crate::base::fd::is_kernel(fd)
         }
         libc::SYS_ioctl => {
-            !crate::family::pipes::FD_IOCTLS.contains(&(a[1] as u32)) || crate::base::fd::is_kernel(fd)
+            !crate::family::file::FD_IOCTLS.contains(&(a[1] as u32)) || crate::base::fd::is_kernel(fd)
         }
         libc::SYS_close if !crate::base::region::holds_fd(fd) => {
             let plain = match crate::base::fd::entry_known(fd) {
@@ -614,7 +614,7 @@ pub extern "C" fn mlockall(flags: c_int) -> c_int {
     let _g = thread::enter();
     let r = match crate::base::region::active() {
         Some(r) => crate::base::mlock::mlockall(r, flags as u64),
-        None => crate::family::pipes::ret(shared_state::sys::syscall6(
+        None => crate::base::iov::ret(shared_state::sys::syscall6(
             libc::SYS_mlockall,
             flags as usize,
             0,

@@ -10,8 +10,9 @@
 //! placeholder has something (a datagram from a process without the shim, or a shutdown).
 
 use crate::base::fd::PipeFd;
+use crate::base::iov::Iov;
 use crate::base::thread;
-use crate::family::pipes::{self, Iov};
+use crate::family::pipes;
 use crate::family::scm::{self, Ctl};
 use crate::family::unix::{self, Got, diag};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +28,7 @@ pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
         return None;
     }
     let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
-    let Ok(fd) = res else { return Some(pipes::ret(res)) };
+    let Ok(fd) = res else { return Some(crate::base::iov::ret(res)) };
     let fd = fd as i32;
     let state = pipe::SOCK_LINKED | pipe::SOCK_RECORDS | pipe::SOCK_DGRAM | pipe::SOCK_RECV_QUEUE;
     if let Ok(h) = sys::fstat(fd).and_then(|st| unix::new_queue(r, st.st_ino, state)) {
@@ -74,7 +75,7 @@ pub fn bind(r: &Region, p: &PipeFd, uaddr: u64, alen: u64) -> i64 {
     if res.is_ok() {
         bound(r, p);
     }
-    pipes::ret(res)
+    crate::base::iov::ret(res)
 }
 
 /// The user's `sockaddr_un` (None: one the kernel refuses or faults on, which it then does).
@@ -119,7 +120,7 @@ fn queue_named(r: &Region, addr: &[u8]) -> Option<PipeHandle> {
 pub fn connect(r: &Region, p: &PipeFd, uaddr: usize, alen: u64) -> i64 {
     let res = sys::syscall6(libc::SYS_connect, p.fd as usize, uaddr, alen as usize, 0, 0, 0);
     if res.is_err() {
-        return pipes::ret(res);
+        return crate::base::iov::ret(res);
     }
     let old = (pipe::sock_peer(r, p.pipe), pipe::sock_flags(r, p.pipe) & pipe::SOCK_PEER_KERNEL != 0);
     let mut addr = [0u8; SOCKADDR_UN_MAX];
@@ -220,7 +221,7 @@ pub fn send_with_control(
         let marker = pipe::UnixCb { fp: pipe::FP_KERNEL_NEXT, ..Default::default() };
         let _ = pipe::dgram_write(r, to, &[], Some(&marker), &env, None);
     }
-    pipes::ret(res)
+    crate::base::iov::ret(res)
 }
 
 /// A send of `iov`, to `dest` (the user's address and length) or to the connected peer, in
@@ -386,7 +387,7 @@ pub fn shutdown(r: &Region, p: &PipeFd, how: u64) -> i64 {
         pipe::sock_change_flags(r, p.pipe, set, 0);
         pipe::note_close(r, p.pipe);
     }
-    pipes::ret(res)
+    crate::base::iov::ret(res)
 }
 
 /// The socket will be read by a program without the shim: datagrams to it go to the kernel.

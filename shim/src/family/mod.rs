@@ -3,6 +3,7 @@
 
 pub(crate) mod dgram;
 pub(crate) mod epoll;
+pub(crate) mod file;
 pub(crate) mod foreign;
 pub(crate) mod pipes;
 pub(crate) mod poll;

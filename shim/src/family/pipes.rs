@@ -5,7 +5,7 @@
 
 use crate::base::fd::{self, PipeFd};
 use crate::base::inode;
-use crate::base::scratch;
+use crate::base::iov::{Iov, ret, skip_iov};
 use crate::base::thread;
 use core::sync::atomic::Ordering;
 use shared_state::Region;
@@ -13,73 +13,6 @@ use shared_state::pipe::{self, PipeEnv};
 use shared_state::pipe_gc;
 use shared_state::sys::{self, Errno};
 use shared_state::wait::WaitOutcome;
-
-/// The kernel's UIO_MAXIOV and MAX_RW_COUNT (INT_MAX rounded down to a page).
-pub const IOV_MAX: usize = 1024;
-const MAX_RW_COUNT: usize = (i32::MAX as usize) & !4095;
-
-/// One user iovec: (address, length); the address may be bad.
-pub type Iov = (usize, usize);
-
-pub fn ret(r: Result<usize, Errno>) -> i64 {
-    match r {
-        Ok(n) => n as i64,
-        Err(e) => -(e as i64),
-    }
-}
-
-/// `read`/`write`'s single buffer, checked as `vfs_read`/`vfs_write` do.
-pub fn single(addr: usize, len: usize) -> Result<Iov, Errno> {
-    if !crate::base::copy::access_ok(addr, len) {
-        return Err(libc::EFAULT);
-    }
-    if (len as isize) < 0 {
-        return Err(libc::EINVAL);
-    }
-    Ok((addr, len.min(MAX_RW_COUNT)))
-}
-
-/// Copies in and checks a user iovec array as `import_iovec` does (`copy_iovec_from_user`'s
-/// per-entry order of EFAULT and EINVAL, then `access_ok` and the MAX_RW_COUNT cut), into
-/// scratch memory.
-pub fn import_iovec(uiov: usize, cnt: u64) -> Result<scratch::Slice<Iov>, Errno> {
-    let cnt = cnt as i64;
-    if !(0..=IOV_MAX as i64).contains(&cnt) {
-        return Err(libc::EINVAL);
-    }
-    let mut out = scratch::take(cnt as usize, (0usize, 0usize))?;
-    const CHUNK: usize = 32;
-    let mut raw = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; CHUNK];
-    let entry = size_of::<libc::iovec>();
-    for (k, dst) in out.chunks_mut(CHUNK).enumerate() {
-        let raw = &mut raw[..dst.len()];
-        let at = uiov + k * CHUNK * entry;
-        if crate::base::copy::slice_in(raw, at).is_err() {
-            // Which comes first, a bad entry or a negative length, is decided entry by entry.
-            for (i, v) in raw.iter_mut().enumerate() {
-                crate::base::copy::slice_in(core::slice::from_mut(v), at + i * entry)?;
-                if (v.iov_len as isize) < 0 {
-                    return Err(libc::EINVAL);
-                }
-            }
-        }
-        if raw.iter().any(|v| (v.iov_len as isize) < 0) {
-            return Err(libc::EINVAL);
-        }
-        for (d, v) in dst.iter_mut().zip(raw.iter()) {
-            *d = (v.iov_base as usize, v.iov_len);
-        }
-    }
-    let mut total = 0usize;
-    for v in out.iter_mut() {
-        if !crate::base::copy::access_ok(v.0, v.1) {
-            return Err(libc::EFAULT);
-        }
-        v.1 = v.1.min(MAX_RW_COUNT - total);
-        total += v.1;
-    }
-    Ok(out)
-}
 
 /// Which side of which object a call is on, for what "the peer is gone" means.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -478,18 +411,9 @@ pub fn raise_sigpipe() {
     }
 }
 
-pub fn readv(r: &Region, g: &thread::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.read)?;
-    if p.socket {
-        // sock_read_iter returns at once for nothing; recv of nothing waits (crate::family::unix).
-        if iov.iter().all(|v| v.1 == 0) {
-            return Some(0);
-        }
-        let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
-        return crate::family::unix::recv(r, g, &p, iov, flags, &mut crate::family::scm::Ctl::none())
-            .map(|res| ret(res.map(|(n, _)| n)));
-    }
-    let env = Env::new(&p, r, g, nowait, Side::Pipe);
+/// A read of shim pipe `p` (open for reading).
+pub fn readv(r: &Region, g: &thread::Guard, p: &PipeFd, iov: &[Iov], nowait: bool) -> Option<i64> {
+    let env = Env::new(p, r, g, nowait, Side::Pipe);
     match pipe::pipe_read(r, p.pipe, iov, &env) {
         Err(pipe::HANDED_BACK) => None,
         // Freed since we looked it up (see `fd::lookup`): the placeholder answers.
@@ -498,13 +422,9 @@ pub fn readv(r: &Region, g: &thread::Guard, fd: i32, iov: &[Iov], nowait: bool) 
     }
 }
 
-pub fn writev(r: &Region, g: &thread::Guard, fd: i32, iov: &[Iov], nowait: bool) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.write)?;
-    if p.socket {
-        let flags = if nowait { libc::MSG_DONTWAIT } else { 0 };
-        return crate::family::unix::send(r, g, &p, iov, flags).map(ret);
-    }
-    let env = Env::new(&p, r, g, nowait, Side::Pipe);
+/// A write to shim pipe `p` (open for writing).
+pub fn writev(r: &Region, g: &thread::Guard, p: &PipeFd, iov: &[Iov], nowait: bool) -> Option<i64> {
+    let env = Env::new(p, r, g, nowait, Side::Pipe);
     let res = pipe::pipe_write(r, p.pipe, iov, p.packet, &env);
     if res == Err(pipe::HANDED_BACK) || res == Err(libc::EBADF) && !pipe::is_live(r, p.pipe) {
         return None;
@@ -535,72 +455,13 @@ pub fn writev(r: &Region, g: &thread::Guard, fd: i32, iov: &[Iov], nowait: bool)
     Some(ret(res))
 }
 
-/// `iov` without its first `skip` bytes, into `out` (as long as `iov`, laid out as the kernel's
-/// `struct iovec`s); returns how many entries.
-pub fn skip_iov(iov: &[Iov], mut skip: usize, out: &mut [Iov]) -> usize {
-    let mut n = 0;
-    for &(base, len) in iov {
-        if skip >= len {
-            skip -= len;
-            continue;
-        }
-        out[n] = (base + skip, len - skip);
-        skip = 0;
-        n += 1;
-    }
-    n
-}
-
-/// What is left of `iov` after the first `got` bytes a receive took (`iov` itself for none),
-/// in `rest`, scratch memory taken at the first call (an iovec array is too large for a
-/// small stack); None without scratch memory.
-pub fn iov_after<'a>(
-    iov: &'a [Iov],
-    got: usize,
-    rest: &'a mut Option<scratch::Slice<Iov>>,
-) -> Option<&'a [Iov]> {
-    if got == 0 {
-        return Some(iov);
-    }
-    let rest = match rest {
-        Some(rest) => rest,
-        None => rest.insert(scratch::take(iov.len(), (0usize, 0usize)).ok()?),
-    };
-    let n = skip_iov(iov, got, rest);
-    Some(&rest[..n])
-}
-
-pub fn read(r: &Region, g: &thread::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.read)?;
-    match single(buf, len) {
-        Ok(iov) => readv(r, g, p.fd, &[iov], false),
-        Err(e) => Some(-(e as i64)),
-    }
-}
-
-pub fn write(r: &Region, g: &thread::Guard, fd: i32, buf: usize, len: usize) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| p.write)?;
-    match single(buf, len) {
-        Ok(iov) => writev(r, g, p.fd, &[iov], false),
-        Err(e) => Some(-(e as i64)),
-    }
-}
-
-/// readv/writev/preadv2/pwritev2 with a user iovec array.
-pub fn vector(
-    r: &Region,
-    g: &thread::Guard,
-    write: bool,
-    fd: i32,
-    uiov: usize,
-    cnt: u64,
-    nowait: bool,
-) -> Option<i64> {
-    let p = fd::lookup(r, fd).filter(|p| if write { p.write } else { p.read })?;
-    match import_iovec(uiov, cnt) {
-        Ok(iov) if write => writev(r, g, p.fd, &iov, nowait),
-        Ok(iov) => readv(r, g, p.fd, &iov, nowait),
-        Err(e) => Some(-(e as i64)),
+/// An fd of `p` was closed, or its file's flags changed: whoever waits on its object, or a
+/// socket's peer, looks again.
+pub fn note_closed(r: &Region, p: &PipeFd) {
+    if p.socket {
+        crate::family::unix::note_change(r, p);
+    } else {
+        pipe::note_close(r, p.pipe);
     }
 }
 
@@ -664,47 +525,6 @@ pub fn pipe2(r: &Region, ufds: usize, flags: u64) -> Option<i64> {
     Some(0)
 }
 
-/// `fd` is being closed: after the kernel close, peers re-check whether we were the last.
-pub fn close(r: &Region, fd: i32) -> Option<i64> {
-    crate::family::tcp::closing(r, fd);
-    // A listener's close resets the connections still waiting in its queue: their clients'
-    // cached view of their peer must go. Held by this fd alone, no program without the shim
-    // holds it too.
-    let listener = fd::listener(fd).filter(|l| !crate::family::tcp::is_listener(l));
-    if let Some(l) = listener.filter(|l| !l.sole.holds()) {
-        crate::family::unix::listener_released(r, &l);
-    }
-    let epoll = crate::family::epoll::instance_of(fd);
-    let close = || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
-    let res = match fd::take(r, fd) {
-        Some(p) => dropping(r, &p, close),
-        None => close(),
-    };
-    if let (Some(h), Ok(_)) = (epoll, res) {
-        crate::family::epoll::closed(r, h);
-    }
-    if let (Some(l), Ok(_)) = (listener, res) {
-        pipe::note_exit(r);
-        // Its last holder: the connects waiting for it are reset, their queues freed. Only
-        // when the fd may not have been the only one does the kernel say.
-        if fd::released_by_close(fd, l.sole) {
-            shared_state::unix::listener_gone(r, l.ino, Some(l.name_slot));
-        } else if crate::family::unix::diag::released(l.ino as u64) {
-            shared_state::unix::listener_gone(r, l.ino, None);
-        }
-    }
-    Some(ret(res))
-}
-
-/// The kernel's poll events of `fd` (0 when it cannot say).
-pub fn revents(fd: i32, events: i16) -> i16 {
-    let mut pfd = libc::pollfd { fd, events, revents: 0 };
-    match sys::syscall6(libc::SYS_poll, &mut pfd as *mut libc::pollfd as usize, 1, 0, 0, 0, 0) {
-        Ok(1) => pfd.revents,
-        _ => 0,
-    }
-}
-
 /// `/proc/self/fd/N` of `fd`, NUL-terminated, into `path`; its length with the NUL.
 fn self_fd_path(fd: i32, path: &mut [u8; 32]) -> usize {
     path[..14].copy_from_slice(b"/proc/self/fd/");
@@ -715,12 +535,11 @@ fn self_fd_path(fd: i32, path: &mut [u8; 32]) -> usize {
     15 + n
 }
 
-/// Runs `drop_fd`, the kernel call that drops the shim fd `p` (a close, or a dup onto it),
-/// and frees its object if that was the last end of it anywhere, as the kernel frees a pipe
-/// at its last release (sockets: `crate::family::unix::dropping`; FIFOs, which the kernel's open may
-/// be waiting on, see [`fifo_dropped`]). Then whoever waits on the object looks again,
-/// and epoll sets drop their interests in it if this was its file's last reference.
-/// Returns `drop_fd`'s result.
+/// Runs `drop_fd`, the kernel call that drops the shim pipe fd `p` (a close, or a dup onto
+/// it), and frees its object if that was the last end of it anywhere, as the kernel frees a
+/// pipe at its last release (FIFOs, which the kernel's open may be waiting on, see
+/// [`fifo_dropped`]). Returns `drop_fd`'s result; the caller (`crate::family::file::dropping`)
+/// then wakes whoever waits on the object.
 ///
 /// The placeholder says who is left: a read end polls POLLHUP once no write end is open
 /// anywhere, a write end POLLERR once no read end is. So when the other side is gone already,
@@ -732,18 +551,8 @@ pub fn dropping(
     p: &PipeFd,
     drop_fd: impl FnOnce() -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    if p.socket {
-        let (res, both_gone) = crate::family::unix::dropping(r, p, drop_fd);
-        crate::family::epoll::object_closed(r, p);
-        // Last, once nothing more is done to them: their slots may be reused from here on.
-        if let Some(peer) = both_gone {
-            pipe::release(r, peer);
-            pipe::release(r, p.pipe);
-        }
-        return res;
-    }
-    let res = if p.fifo || p.read == p.write {
-        let other_gone = revents(p.fd, 0) & if p.read { libc::POLLHUP } else { libc::POLLERR } != 0;
+    if p.fifo || p.read == p.write {
+        let other_gone = fd::revents(p.fd, 0) & if p.read { libc::POLLHUP } else { libc::POLLERR } != 0;
         // A FIFO's reading end with no writer left (or one that writes too) may be its last
         // end: its inode, kept by a path-only fd, tells after the drop.
         let inode = (p.fifo && p.read && (other_gone || p.write)).then(|| {
@@ -766,7 +575,7 @@ pub fn dropping(
             (libc::POLLERR, libc::O_RDONLY, libc::POLLHUP)
         };
         let (probe, res) = pipe::closing(r, || {
-            let probe = (revents(p.fd, 0) & gone != 0).then(|| {
+            let probe = (fd::revents(p.fd, 0) & gone != 0).then(|| {
                 let mut path = [0u8; 32];
                 let n = self_fd_path(p.fd, &mut path);
                 sys::open(&path[..n], probe_mode | libc::O_NONBLOCK | libc::O_CLOEXEC, 0)
@@ -774,15 +583,13 @@ pub fn dropping(
             (probe, drop_fd())
         });
         if let Some(Ok(end)) = probe {
-            if revents(end, 0) & ours_gone != 0 {
+            if fd::revents(end, 0) & ours_gone != 0 {
                 pipe::release(r, p.pipe);
             }
             sys::close(end);
         }
         res
-    };
-    closed(r, p);
-    res
+    }
 }
 
 /// A reading end of the FIFO `p` was dropped with no writer left: frees its object if that
@@ -810,28 +617,6 @@ fn fifo_dropped(r: &Region, p: &PipeFd, inode: i32) {
         pipe::release(r, p.pipe);
     }
     sys::close(probe);
-}
-
-/// An fd of `p` was closed, or its file's flags changed: whoever waits on its object, or a
-/// socket's peer, looks again.
-pub fn note_closed(r: &Region, p: &PipeFd) {
-    if p.socket {
-        crate::family::unix::note_change(r, p);
-    } else {
-        pipe::note_close(r, p.pipe);
-    }
-}
-
-/// An fd of `p` was closed: its other side's sleepers look again (or a socket's peer), and
-/// epoll sets check whether their interests in it went with the file (its last reference), as
-/// the kernel's release wakes its peers.
-pub fn closed(r: &Region, p: &PipeFd) {
-    if p.socket {
-        crate::family::unix::note_change(r, p);
-    } else {
-        pipe::note_end_closed(r, p.pipe, p.read, p.write);
-    }
-    crate::family::epoll::object_closed(r, p);
 }
 
 /// Gives the pipe behind `fd` back to the kernel (see `pipe::hand_back`), for a use the shim
@@ -870,177 +655,4 @@ pub fn hand_back(r: &Region, fd: i32) {
     if moved.is_ok() && !p.fifo {
         pipe::release(r, p.pipe);
     }
-}
-
-/// `close_range`: the shim fds in the range are closed one by one first, each waking its
-/// peers (it may be the last end), then the kernel closes the rest (around the region's
-/// descriptors).
-pub fn close_range(r: &Region, first: u64, last: u64, flags: u64) -> Option<i64> {
-    // The kernel takes unsigned ints.
-    let (first, last, mut flags) = (first as u32 as u64, last as u32 as u64, flags as u32 as u64);
-    let known = (libc::CLOSE_RANGE_UNSHARE | libc::CLOSE_RANGE_CLOEXEC) as u64;
-    // The kernel's own checks, before anything is closed.
-    if flags & !known != 0 || first > last {
-        return Some(-(libc::EINVAL as i64));
-    }
-    let closing = flags & libc::CLOSE_RANGE_CLOEXEC as u64 == 0;
-    if closing {
-        // What CLOSE_RANGE_UNSHARE does first: the closes below must not reach a table
-        // another process shares.
-        if flags & libc::CLOSE_RANGE_UNSHARE as u64 != 0 {
-            if let Err(e) = sys::syscall6(libc::SYS_unshare, libc::CLONE_FILES as usize, 0, 0, 0, 0, 0) {
-                return Some(-(e as i64));
-            }
-            flags &= !(libc::CLOSE_RANGE_UNSHARE as u64);
-        }
-        fd::each_open_fd(|fd| {
-            if !(first..=last).contains(&(fd as u64)) {
-                return;
-            }
-            crate::family::tcp::closing(r, fd);
-            if let Some(h) = crate::family::epoll::instance_of(fd) {
-                fd::forget(fd);
-                sys::close(fd);
-                crate::family::epoll::closed(r, h);
-            } else if let Some(p) = fd::take(r, fd) {
-                let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
-            }
-        });
-    }
-    let res = crate::base::region::close_range(first, last, flags);
-    if res.is_ok() && closing {
-        for fd in first..=last.min(fd::highest() as u64) {
-            fd::forget(fd as i32);
-        }
-    }
-    Some(ret(res))
-}
-
-/// dup, dup2, dup3, F_DUPFD(_CLOEXEC): the kernel duplicates the placeholder; we copy the
-/// entry (and dup2/dup3 close the target first).
-pub fn dup(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
-    let old = a[0] as i32;
-    let target = (nr != libc::SYS_dup && nr != libc::SYS_fcntl).then_some(a[1] as i32);
-    let call = || sys::syscall6(nr, a[0] as usize, a[1] as usize, a[2] as usize, 0, 0, 0);
-    // The target, if open, is closed by the call: its object is found while it is open, and
-    // may go with it.
-    let epoll = target.filter(|&t| t != old).and_then(crate::family::epoll::instance_of);
-    if let Some(t) = target.filter(|&t| t != old) {
-        crate::family::tcp::closing(r, t);
-    }
-    let res = match target.filter(|&t| t != old).and_then(|t| fd::take(r, t)) {
-        Some(p) => dropping(r, &p, call),
-        None => call(),
-    };
-    if let Ok(new) = res {
-        let new = new as i32;
-        if new != old {
-            fd::copy(r, old, new);
-            if let Some(h) = epoll {
-                crate::family::epoll::closed(r, h);
-            }
-        }
-    }
-    Some(ret(res))
-}
-
-/// The fcntl commands and ioctl requests that may mean something for a shim object (`fcntl`,
-/// `ioctl`, `unix::ioctl`): any other goes to the kernel whatever the fd. The rewritten
-/// sites' stubs and the exported symbols decide by these lists.
-pub(crate) const FD_FCNTLS: [i32; 7] = [
-    libc::F_DUPFD,
-    libc::F_DUPFD_CLOEXEC,
-    libc::F_SETFL,
-    libc::F_GETPIPE_SZ,
-    libc::F_SETOWN,
-    crate::family::unix::F_SETOWN_EX,
-    libc::F_SETPIPE_SZ,
-];
-pub(crate) const FD_IOCTLS: [u32; 6] = [
-    libc::FIONBIO as u32,
-    libc::FIONREAD as u32,
-    crate::family::unix::FIOSETOWN as u32,
-    crate::family::unix::SIOCSPGRP as u32,
-    crate::family::unix::SIOCATMARK as u32,
-    libc::TIOCOUTQ as u32,
-];
-
-/// fcntl commands that mean something different for a shim pipe.
-pub fn fcntl(r: &Region, fd: i32, cmd: i32, arg: u64) -> Option<i64> {
-    match cmd {
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
-            dup(r, libc::SYS_fcntl, &[fd as u64, cmd as u64, arg, 0, 0, 0])
-        }
-        // O_DIRECT can be switched on a pipe: packet mode follows the file's flag.
-        libc::F_SETFL => {
-            let p = fd::lookup(r, fd)?;
-            let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
-            if let (Ok(fl), false) = (fd::getfl(fd), p.socket) {
-                fd::insert(&PipeFd { packet: fl & libc::O_DIRECT != 0, ..p });
-            }
-            // Every process caching this description's O_NONBLOCK reads it again.
-            note_closed(r, &p);
-            Some(ret(res))
-        }
-        cmd if crate::family::unix::sets_owner(cmd) => {
-            let p = fd::lookup(r, fd).filter(|p| p.socket)?;
-            let res = sys::syscall6(libc::SYS_fcntl, fd as usize, cmd as usize, arg as usize, 0, 0, 0);
-            if res.is_ok() {
-                crate::family::unix::owner_changed(r, &p);
-            }
-            Some(ret(res))
-        }
-        libc::F_GETPIPE_SZ => {
-            let p = fd::lookup(r, fd).filter(|p| !p.socket)?;
-            Some(ret(pipe::get_pipe_size(r, p.pipe)))
-        }
-        libc::F_SETPIPE_SZ => {
-            let p = fd::lookup(r, fd).filter(|p| !p.socket)?;
-            Some(ret(pipe::set_pipe_size(r, p.pipe, arg as usize, sys::effective_caps() & (1 << 24) != 0)))
-        }
-        _ => None,
-    }
-}
-
-/// `ioctl(FIONREAD)`: bytes queued, stored as an int.
-pub fn ioctl(r: &Region, fd: i32, req: u64, arg: usize) -> Option<i64> {
-    if req == libc::FIONBIO {
-        let p = fd::lookup(r, fd)?;
-        let res = sys::syscall6(libc::SYS_ioctl, fd as usize, req as usize, arg, 0, 0, 0);
-        note_closed(r, &p);
-        return Some(ret(res));
-    }
-    let p = fd::lookup(r, fd)?;
-    if p.socket {
-        return crate::family::unix::ioctl(r, &p, req, arg);
-    }
-    if req != libc::FIONREAD {
-        return None;
-    }
-    let n = match pipe::fionread(r, p.pipe) {
-        Ok(n) => n as i32,
-        Err(e) => return Some(-(e as i64)),
-    };
-    Some(ret(crate::base::copy::slice_out(arg, &[n]).map(|_| 0)))
-}
-
-/// Process exit: close our shim fds now, freeing the objects we were the last to hold, and
-/// wake their peers, so that they see EOF or EPIPE at once instead of at their next liveness
-/// check. That includes the fds the table has not seen (inherited by an image that never used
-/// them).
-pub fn exiting(r: &Region) {
-    crate::family::foreign::each_fd_that_matters(true, |fd| {
-        if crate::base::region::is_own_fd(fd) {
-            return;
-        }
-        if fd::is_listener(fd) {
-            let _ = close(r, fd);
-        } else if let Some(h) = crate::family::epoll::instance_of(fd) {
-            fd::forget(fd);
-            sys::close(fd);
-            crate::family::epoll::closed(r, h);
-        } else if let Some(p) = fd::take(r, fd) {
-            let _ = dropping(r, &p, || sys::syscall6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0));
-        }
-    });
 }

@@ -9,8 +9,8 @@
 
 use crate::base::copy::access_ok;
 use crate::base::fd;
+use crate::base::iov::Iov;
 use crate::base::scratch;
-use crate::family::pipes::{self, Iov};
 use core::fmt;
 use shared_state::Region;
 use shared_state::procfs::{self, MAX_PATH, PREFIX, VIEWS, View};
@@ -208,7 +208,7 @@ pub fn write(r: &Region, nr: i64, a: &[u64; 6]) -> Option<i64> {
             single = [(a[1] as usize, (a[2] as usize).min(i32::MAX as usize & !4095))];
             (&single, if nr == libc::SYS_pwrite64 { Some(a[3] as i64) } else { None })
         }
-        _ => match pipes::import_iovec(a[1] as usize, a[2]) {
+        _ => match crate::base::iov::import_iovec(a[1] as usize, a[2]) {
             Ok(v) => {
                 vector = v;
                 // pwritev2's -1 is the current position.

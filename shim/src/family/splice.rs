@@ -320,7 +320,7 @@ fn shim_socket(r: &Region, fd: i32) -> Option<PipeFd> {
 fn again(res: Result<usize, Errno>, redo: impl FnOnce() -> Option<i64>) -> Option<i64> {
     match res {
         Err(HANDED_BACK) => redo(),
-        res => Some(pipes::ret(res)),
+        res => Some(crate::base::iov::ret(res)),
     }
 }
 

@@ -15,8 +15,9 @@
 //! (`unix::hand_back`).
 
 use crate::base::fd::{self, PipeFd};
+use crate::base::iov::Iov;
 use crate::base::thread;
-use crate::family::pipes::{self, Iov};
+use crate::family::pipes;
 use crate::family::unix;
 use core::sync::atomic::{AtomicU32, Ordering};
 use shared_state::Region;
@@ -151,7 +152,7 @@ pub fn socket(domain: u64, ty: u64, proto: u64) -> Option<i64> {
     {
         fd::mark_fresh_tcp(fd as i32, sole);
     }
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// Before `setsockopt(level, opt)` of `fd`: an option that changes receives, set on a fresh
@@ -307,7 +308,7 @@ pub fn connect(r: &Region, g: &thread::Guard, fd: i32, uaddr: usize, alen: u64) 
             fd::fresh_tcp_option(fd);
         }
     }
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// [`alive`], without asking about this process.
@@ -328,7 +329,7 @@ const HANDSHAKE_ASK_NS: i64 = 5_000_000;
 fn handshake_done(fd: i32, dst: &Endpoint) -> bool {
     let mut ask_at = sys::monotonic_ns() + HANDSHAKE_ASK_NS;
     for k in 0.. {
-        match pipes::revents(fd, libc::POLLOUT) {
+        match crate::base::fd::revents(fd, libc::POLLOUT) {
             libc::POLLOUT => return true,
             0 => {}
             _ => return false,
@@ -607,7 +608,7 @@ pub fn recv(
     let mut got = 0usize;
     let mut rest = None;
     let mut msg = pipe::CbRead::default();
-    while let Some(left) = pipes::iov_after(iov, got, &mut rest) {
+    while let Some(left) = crate::base::iov::iov_after(iov, got, &mut rest) {
         match pipe::sock_read(r, rx, left, &env, mode, &mut msg) {
             Err(_) | Ok(0) if got > 0 => break,
             // Empty with the peer gone (end of file or a reset, which the kernel's socket

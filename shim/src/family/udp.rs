@@ -9,9 +9,9 @@
 //! with its ICMP errors; a receive takes the kernel's queue once ours is empty.
 
 use crate::base::fd::{self, PipeFd};
+use crate::base::iov::Iov;
 use crate::base::thread;
 use crate::family::dgram;
-use crate::family::pipes::{self, Iov};
 use crate::family::scm::Ctl;
 use crate::family::tcp::sockopt_int;
 use crate::family::unix::{self, Got};
@@ -33,7 +33,7 @@ pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
     }
     let sole = fd::Sole::before_create();
     let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
-    let Ok(fd) = res else { return Some(pipes::ret(res)) };
+    let Ok(fd) = res else { return Some(crate::base::iov::ret(res)) };
     let fd = fd as i32;
     // Kernel-seen from the start: a blocked receive looks at the kernel's queue (datagrams
     // from senders without the shim, ICMP errors) every few milliseconds.
@@ -162,7 +162,7 @@ pub fn bind(r: &Region, p: &PipeFd, uaddr: u64, alen: u64) -> i64 {
     if res.is_ok() {
         publish(r, p);
     }
-    pipes::ret(res)
+    crate::base::iov::ret(res)
 }
 
 /// `connect` (AF_UNSPEC: disconnect): the kernel's, then the names are entered again (a
@@ -170,7 +170,7 @@ pub fn bind(r: &Region, p: &PipeFd, uaddr: u64, alen: u64) -> i64 {
 pub fn connect(r: &Region, p: &PipeFd, uaddr: usize, alen: u64) -> i64 {
     let res = sys::syscall6(libc::SYS_connect, p.fd as usize, uaddr, alen as usize, 0, 0, 0);
     publish(r, p);
-    pipes::ret(res)
+    crate::base::iov::ret(res)
 }
 
 /// `shutdown`: the kernel's; its effects on receives are the kernel's to give from then on.
@@ -179,7 +179,7 @@ pub fn shutdown(r: &Region, p: &PipeFd, how: u64) -> i64 {
     if res.is_ok() {
         to_kernel(r, p);
     }
-    pipes::ret(res)
+    crate::base::iov::ret(res)
 }
 
 /// `setsockopt` on a UDP socket, after the kernel's: the receive buffer is entered anew;
@@ -320,7 +320,7 @@ pub fn send(
     }
     // An error waiting (an earlier datagram's ICMP port unreachable, which only a connected
     // socket gets) is the kernel's to give.
-    if connected.is_some() && pipes::revents(p.fd, libc::POLLERR) != 0 {
+    if connected.is_some() && crate::base::fd::revents(p.fd, libc::POLLERR) != 0 {
         return None;
     }
     if local.port == 0 {
@@ -447,7 +447,7 @@ pub fn recv(
     }
     // sock_error comes before any queued datagram (`__skb_recv_udp`); only a connected
     // socket gets one.
-    if names_of(r, p).is_none_or(|n| n.peer.is_some()) && pipes::revents(p.fd, libc::POLLERR) != 0 {
+    if names_of(r, p).is_none_or(|n| n.peer.is_some()) && crate::base::fd::revents(p.fd, libc::POLLERR) != 0 {
         return None;
     }
     dgram::recv(r, g, p, iov, flags & !libc::MSG_WAITALL, ctl)

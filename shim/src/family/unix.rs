@@ -17,10 +17,11 @@
 //! what is still queued here before the kernel's queue, so the byte order is kept.
 
 use crate::base::fd::{self, PipeFd};
+use crate::base::iov::{IOV_MAX, Iov};
 use crate::base::scratch;
 use crate::base::thread;
 use crate::family::dgram;
-use crate::family::pipes::{self, IOV_MAX, Iov};
+use crate::family::pipes;
 use crate::family::scm::{self, Ctl};
 use crate::family::udp;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, Ordering::SeqCst};
@@ -112,7 +113,7 @@ pub fn socket(r: &Region, domain: u64, ty: u64, proto: u64) -> Option<i64> {
     };
     let sole = fd::Sole::before_create();
     let res = sys::syscall6(libc::SYS_socket, domain as usize, ty as usize, proto as usize, 0, 0, 0);
-    let Ok(fd) = res else { return Some(pipes::ret(res)) };
+    let Ok(fd) = res else { return Some(crate::base::iov::ret(res)) };
     fd::mark_fresh(fd as i32, fd::Fresh { records, sole });
     Some(fd as i64)
 }
@@ -219,7 +220,7 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     };
     let res = sys::syscall6(libc::SYS_listen, fd as usize, backlog as usize, 0, 0, 0, 0);
     if res.is_err() {
-        return Some(pipes::ret(res));
+        return Some(crate::base::iov::ret(res));
     }
     let ino = |known: Option<u64>| known.or_else(|| sys::fstat(fd).ok().map(|st| st.st_ino));
     let this = match known {
@@ -250,7 +251,7 @@ pub fn listen(r: &Region, fd: i32, backlog: u64) -> Option<i64> {
     }
     // Listening, announced or not: not a socket to connect any more.
     fd::unfresh(fd);
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// The socket inode of `fd` if it is a listening socket.
@@ -437,14 +438,14 @@ fn connect_unix(
         if res.is_err() {
             let _ = names::pending_remove(r, listener, pid, ticket);
         }
-        return Some(pipes::ret(res));
+        return Some(crate::base::iov::ret(res));
     };
     if res.is_err() {
         if let Some(h) = names::pending_remove(r, listener, pid, ticket) {
             // Refused before anyone took it: nobody's, so it goes at once.
             pipe::release(r, h);
         }
-        return Some(pipes::ret(res));
+        return Some(crate::base::iov::ret(res));
     }
     let ours = pipe::sock_state(r, h) == pipe::SOCK_LINKED
         || peer_pid(fd) == Some(listener.pid)
@@ -477,7 +478,7 @@ pub fn accept(r: &Region, g: &thread::Guard, nr: i64, a: &[u64; 6]) -> Option<i6
         (a[1] as usize, a[2] as usize)
     };
     let res = g.allow_signals(|| sys::syscall6(libc::SYS_accept4, lfd as usize, addr, addr_len, flags, 0, 0));
-    let Ok(nfd) = res else { return Some(pipes::ret(res)) };
+    let Ok(nfd) = res else { return Some(crate::base::iov::ret(res)) };
     let nfd = nfd as i32;
     if let Some(listener) = tcp {
         let peer = if addr == peer.as_ptr() as usize {
@@ -705,7 +706,7 @@ pub fn recv(
                         Err(_) => break,
                     },
                 };
-                let n = pipes::skip_iov(iov, got, rest);
+                let n = crate::base::iov::skip_iov(iov, got, rest);
                 &rest[..n]
             }
         };
@@ -996,7 +997,7 @@ fn send_cb(
 pub(crate) fn send_rest(g: &thread::Guard, p: &PipeFd, iov: &[Iov], flags: i32, done: usize) -> usize {
     // In scratch memory: an iovec array is too large for a small stack.
     let Ok(mut rest) = scratch::take(iov.len(), (0usize, 0usize)) else { return done };
-    let n = pipes::skip_iov(iov, done, &mut rest);
+    let n = crate::base::iov::skip_iov(iov, done, &mut rest);
     if n == 0 {
         return done;
     }
@@ -1016,15 +1017,15 @@ pub fn sendto(r: &Region, g: &thread::Guard, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
     let word = if a[4] != 0 { pipe::sock_flags(r, p.pipe) } else { 0 };
     if word & pipe::SOCK_RECV_QUEUE != 0 {
-        let iov = match pipes::single(a[1] as usize, a[2] as usize) {
+        let iov = match crate::base::iov::single(a[1] as usize, a[2] as usize) {
             Ok(v) => v,
             Err(e) => return Some(-(e as i64)),
         };
         let dest = Some((a[4] as usize, a[5] as u32 as usize));
         if word & pipe::SOCK_UDP != 0 {
-            return udp::send(r, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
+            return udp::send(r, &p, &[iov], a[3] as i32, dest).map(crate::base::iov::ret);
         }
-        return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(pipes::ret);
+        return dgram::send(r, g, &p, &[iov], a[3] as i32, dest).map(crate::base::iov::ret);
     }
     // A connected stream socket refuses an address (EISCONN); a seqpacket one ignores it; a
     // datagram pair end sends there, which the kernel does. TCP ignores it too, but the
@@ -1039,17 +1040,17 @@ pub fn sendto(r: &Region, g: &thread::Guard, a: &[u64; 6]) -> Option<i64> {
         hand_back(r, &p);
         return None;
     }
-    let iov = match pipes::single(a[1] as usize, a[2] as usize) {
+    let iov = match crate::base::iov::single(a[1] as usize, a[2] as usize) {
         Ok(v) => v,
         Err(e) => return Some(-(e as i64)),
     };
-    send(r, g, &p, &[iov], a[3] as i32).map(pipes::ret)
+    send(r, g, &p, &[iov], a[3] as i32).map(crate::base::iov::ret)
 }
 
 /// `recvfrom`/`recv`: the source address of a stream is the peer's bound name (none if unbound).
 pub fn recvfrom(r: &Region, g: &thread::Guard, a: &[u64; 6]) -> Option<i64> {
     let p = fd::lookup(r, a[0] as i32).filter(|p| p.socket)?;
-    let iov = match pipes::single(a[1] as usize, a[2] as usize) {
+    let iov = match crate::base::iov::single(a[1] as usize, a[2] as usize) {
         Ok(v) => v,
         Err(e) => return Some(-(e as i64)),
     };
@@ -1067,7 +1068,7 @@ pub fn recvfrom(r: &Region, g: &thread::Guard, a: &[u64; 6]) -> Option<i64> {
             return Some(-(e as i64));
         }
     }
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// The source address of a receive: a datagram's own, or the peer's name (TCP gives none).
@@ -1127,7 +1128,7 @@ fn msg_iovec(m: &libc::msghdr) -> Result<scratch::Slice<Iov>, Errno> {
     if m.msg_iovlen > IOV_MAX {
         return Err(libc::EMSGSIZE);
     }
-    pipes::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64)
+    crate::base::iov::import_iovec(m.msg_iov as usize, m.msg_iovlen as u64)
 }
 
 /// `sendmsg`, with ancillary data too; an address on a stream is the kernel's EISCONN.
@@ -1176,11 +1177,11 @@ pub fn sendmsg(r: &Region, g: &thread::Guard, fd: i32, umsg: usize, flags: i32) 
     if named_dgram && m.msg_namelen != 0 {
         let dest = Some((m.msg_name as usize, m.msg_namelen as usize));
         if udp::is_udp(r, &p) {
-            return udp::send(r, &p, &iov, flags, dest).map(pipes::ret);
+            return udp::send(r, &p, &iov, flags, dest).map(crate::base::iov::ret);
         }
-        return dgram::send(r, g, &p, &iov, flags, dest).map(pipes::ret);
+        return dgram::send(r, g, &p, &iov, flags, dest).map(crate::base::iov::ret);
     }
-    send(r, g, &p, &iov, flags).map(pipes::ret)
+    send(r, g, &p, &iov, flags).map(crate::base::iov::ret)
 }
 
 /// A message with ancillary data: its token first (see `crate::family::scm`), then the data, under
@@ -1228,7 +1229,7 @@ fn send_scm(
         }
         return Some(-(e as i64));
     }
-    send_cb(r, g, p, iov, flags, Some(&cb)).map(pipes::ret)
+    send_cb(r, g, p, iov, flags, Some(&cb)).map(crate::base::iov::ret)
 }
 
 /// `recvmsg`: the data, the peer's name if asked for, the ancillary data.
@@ -1388,7 +1389,7 @@ pub fn shutdown(r: &Region, fd: i32, how: u64) -> Option<i64> {
     }
     note_change(r, &p);
     crate::family::epoll::object_changed(r, &p);
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// Runs `drop_fd`, the kernel call that drops the socket fd `p` (a close, or a dup onto it),
@@ -1466,7 +1467,7 @@ pub fn dropping(
             res
         } else {
             pipe::sock_closing(r, p.pipe);
-            let hup = flags & pipe::SOCK_DGRAM != 0 || pipes::revents(p.fd, 0) & libc::POLLHUP != 0;
+            let hup = flags & pipe::SOCK_DGRAM != 0 || crate::base::fd::revents(p.fd, 0) & libc::POLLHUP != 0;
             let res = drop_fd();
             if hup || pipe::peer_release(r, p.pipe) == pipe::PeerRelease::Released {
                 pipe::note_maybe_released(r);
@@ -1511,12 +1512,12 @@ pub fn getsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
         let kernel_err =
             crate::base::copy::slice_in(core::slice::from_mut(&mut v), a[3] as usize).is_ok() && v != 0;
         if !kernel_err && reset_pending(r, &p) && pipe::sock_take_reset(r, p.pipe) {
-            return Some(pipes::ret(
+            return Some(crate::base::iov::ret(
                 crate::base::copy::slice_out(a[3] as usize, &[libc::ECONNRESET]).map(|_| 0),
             ));
         }
     }
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// SO_RCVTIMEO/SO_SNDTIMEO, as `_OLD` (a timeval) and `_NEW` (`__kernel_sock_timeval`): on
@@ -1627,14 +1628,14 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
             if res.is_ok() {
                 note_early_sndbuf(a[0] as i32);
             }
-            return Some(pipes::ret(res));
+            return Some(crate::base::iov::ret(res));
         }
         let flag = timeout?;
         let res = kernel();
         if res.is_ok() {
             note_early_timeout(a[0] as i32, flag, negative_timeout(a[3] as usize));
         }
-        return Some(pipes::ret(res));
+        return Some(crate::base::iov::ret(res));
     };
     if pipe::sock_tcp(r, p.pipe) && crate::family::tcp::changes_data_path(a[1] as i32, a[2] as i32) {
         hand_back(r, &p);
@@ -1671,7 +1672,7 @@ pub fn setsockopt(r: &Region, a: &[u64; 6]) -> Option<i64> {
             pipe::sock_set_sndbuf(r, p.pipe, b as u32);
         }
     }
-    Some(pipes::ret(res))
+    Some(crate::base::iov::ret(res))
 }
 
 /// FIONREAD/SIOCINQ (bytes queued to read) and SIOCOUTQ (the charge of skbs sent, unread), with what the
@@ -1682,11 +1683,11 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
         if res.is_ok() {
             owner_changed(r, p);
         }
-        return Some(pipes::ret(res));
+        return Some(crate::base::iov::ret(res));
     }
     if req == SIOCATMARK && !p.packet {
         let rx = pipe::sock_peer(r, p.pipe).filter(|&rx| !pipe::handed_back(r, rx))?;
-        return Some(pipes::ret(
+        return Some(crate::base::iov::ret(
             pipe::sock_at_mark(r, rx).and_then(|m| crate::base::copy::slice_out(arg, &[m as i32]).map(|_| 0)),
         ));
     }
@@ -1717,7 +1718,7 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
     if req == libc::FIONREAD && pipe::sock_dgram(r, p.pipe) {
         let next = h.and_then(|h| pipe::record_next_len(r, h, kernel == 0));
         let n = next.map_or(kernel, |len| len.min(i32::MAX as usize) as i32);
-        return Some(pipes::ret(crate::base::copy::slice_out(arg, &[n]).map(|_| 0)));
+        return Some(crate::base::iov::ret(crate::base::copy::slice_out(arg, &[n]).map(|_| 0)));
     }
     let ours = match h {
         // Out-of-band bytes a read dropped stay in the kernel's count.
@@ -1735,7 +1736,7 @@ pub fn ioctl(r: &Region, p: &PipeFd, req: u64, arg: usize) -> Option<i64> {
         kernel = 0;
     }
     let n = (ours as i64 + kernel as i64).min(i32::MAX as i64) as i32;
-    Some(pipes::ret(crate::base::copy::slice_out(arg, &[n]).map(|_| 0)))
+    Some(crate::base::iov::ret(crate::base::copy::slice_out(arg, &[n]).map(|_| 0)))
 }
 
 /// Whether the record socket `fd` can no longer send: SEND_SHUTDOWN (a seqpacket socket gets

@@ -156,7 +156,7 @@ global_asm!(
     "    jne 9f",
     "    PATCH_TAILS 9",
     // fcntl(edi, esi) and ioctl(edi, esi): only a few commands mean anything for a shim
-    // object (`pipes::fcntl`, `pipes::ioctl`, `unix::ioctl`: the owner of a socket's SIGURG,
+    // object (`crate::family::file::fcntl`, `crate::family::file::ioctl`, `unix::ioctl`: the owner of a socket's SIGURG,
     // its out-of-band mark); the others go to the kernel whatever the fd.
     ".balign 16",
     ".globl ipcshim_patch_fcntl",
@@ -304,25 +304,24 @@ global_asm!(
     plain = const crate::base::fd::PLAIN,
     listener = const crate::base::fd::LISTENER,
     unknown = const crate::base::fd::UNKNOWN,
-    f_dupfd = const crate::family::pipes::FD_FCNTLS[0],
-    f_dupfd_cloexec = const crate::family::pipes::FD_FCNTLS[1],
-    f_setfl = const crate::family::pipes::FD_FCNTLS[2],
-    f_getpipe_sz = const crate::family::pipes::FD_FCNTLS[3],
-    f_setpipe_sz = const crate::family::pipes::FD_FCNTLS[6],
-    f_setown = const crate::family::pipes::FD_FCNTLS[4],
-    f_setown_ex = const crate::family::pipes::FD_FCNTLS[5],
-    fiosetown = const crate::family::pipes::FD_IOCTLS[2],
-    siocspgrp = const crate::family::pipes::FD_IOCTLS[3],
-    siocatmark = const crate::family::pipes::FD_IOCTLS[4],
-    fionbio = const crate::family::pipes::FD_IOCTLS[0],
-    fionread = const crate::family::pipes::FD_IOCTLS[1],
-    siocoutq = const crate::family::pipes::FD_IOCTLS[5],
+    f_dupfd = const crate::family::file::FD_FCNTLS[0],
+    f_dupfd_cloexec = const crate::family::file::FD_FCNTLS[1],
+    f_setfl = const crate::family::file::FD_FCNTLS[2],
+    f_getpipe_sz = const crate::family::file::FD_FCNTLS[3],
+    f_setpipe_sz = const crate::family::file::FD_FCNTLS[6],
+    f_setown = const crate::family::file::FD_FCNTLS[4],
+    f_setown_ex = const crate::family::file::FD_FCNTLS[5],
+    fiosetown = const crate::family::file::FD_IOCTLS[2],
+    siocspgrp = const crate::family::file::FD_IOCTLS[3],
+    siocatmark = const crate::family::file::FD_IOCTLS[4],
+    fionbio = const crate::family::file::FD_IOCTLS[0],
+    fionread = const crate::family::file::FD_IOCTLS[1],
+    siocoutq = const crate::family::file::FD_IOCTLS[5],
     options(att_syntax),
 );
 
 // The fcntl and ioctl stubs compare each entry of these lists, no more.
-const _: () =
-    assert!(crate::family::pipes::FD_FCNTLS.len() == 7 && crate::family::pipes::FD_IOCTLS.len() == 6);
+const _: () = assert!(crate::family::file::FD_FCNTLS.len() == 7 && crate::family::file::FD_IOCTLS.len() == 6);
 // The checks above rely on these values: KERNEL | PLAIN == PLAIN, and the others above PLAIN
 // except LISTENER.
 const _: () = assert!(crate::base::fd::UNKNOWN == 0 && crate::base::fd::KERNEL == 1);
