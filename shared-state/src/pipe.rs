@@ -29,7 +29,7 @@ use crate::skb;
 use crate::sys::{self, Errno};
 use crate::uaccess;
 use crate::wait::{self, WaitOutcome};
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use libc::{EAGAIN, EBADF, EBUSY, EFAULT, EINTR, EINVAL, ENFILE, ENOMEM, EPERM, EPIPE};
 
 /// Writes of at most this many bytes are atomic.
@@ -3181,8 +3181,9 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     pb.peer.store(a.to_bits() + 1, Ordering::Release);
     // An end an epoll set watched while pending receives from the queue linked now: its
     // writes must make the wake-ups edge-triggered interests wait for. Pairs with
-    // the watcher, who marks its own queue before looking for the peer's.
-    fence(Ordering::SeqCst);
+    // the watcher, who marks its own queue before looking for the peer's. A full fence: the
+    // stores above are release ones, which a later load may pass.
+    sys::full_fence();
     if pa.ep_usage.load(Ordering::SeqCst) != 0 || pb.ep_usage.load(Ordering::SeqCst) != 0 {
         pa.ep_usage.store(1, Ordering::SeqCst);
         pb.ep_usage.store(1, Ordering::SeqCst);

@@ -670,7 +670,8 @@ pub fn hold(fd: i32, taking: bool) {
 /// whether that close released the socket (no process was started and no call of ours took
 /// a descriptor for it in between).
 pub fn released_by_close(fd: i32, sole: Sole) -> bool {
-    core::sync::atomic::fence(Ordering::SeqCst);
+    // The close before the looks at the holds, which takers count before they duplicate.
+    sys::full_fence();
     sole.holds()
         && usize::try_from(fd).ok().and_then(|i| HOLDS.get(i)).is_some_and(|h| h.load(Ordering::SeqCst) == 0)
 }

@@ -124,7 +124,9 @@ pub fn placeholder_events(r: &Region, s: &Shim, events: u32) -> u32 {
 /// (`pipe::sock_link`).
 pub fn watched(r: &Region, s: &Shim) {
     pipe::set_ep_usage(r, s.pipe);
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    // The mark before the look for the peer's queue (release stores by the linker, who
+    // fences too).
+    sys::full_fence();
     let (rx, tx) = s.queues(r);
     for h in [rx, tx].into_iter().flatten() {
         pipe::set_ep_usage(r, h);
