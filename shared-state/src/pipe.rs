@@ -335,6 +335,13 @@ pub trait PipeEnv {
     /// No process holds the other end any more. `force`: must check the kernel now (a syscall);
     /// otherwise the env may answer from its cache of the closes/exits generations.
     fn peer_gone(&self, force: bool) -> bool;
+    /// `peer_gone(true)` for a non-blocking call that found nothing to move: the env may
+    /// answer from a check made a moment ago, so that a program that polls and retries makes
+    /// no system call for it; a death no close told of then shows that much later, as it does
+    /// to a sleeper between its slices.
+    fn peer_gone_now(&self) -> bool {
+        self.peer_gone(true)
+    }
     /// Runs one wait (the closure) with signals deliverable; returns its outcome.
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
     /// After an Interrupted wait: true = restart (handler had SA_RESTART), false = EINTR.
@@ -1866,7 +1873,7 @@ fn write_inner(
             }
             // Wait for buffer space to become available.
             if env.nonblocking() {
-                if ret == 0 && env.peer_gone(true) {
+                if ret == 0 && env.peer_gone_now() {
                     break 'out Err(EPIPE);
                 }
                 break 'out if ret > 0 { Ok(ret) } else { Err(EAGAIN) };
@@ -2152,7 +2159,7 @@ fn read_inner(
             break 'out Ok(0);
         }
         if env.nonblocking() {
-            break 'out if env.peer_gone(true) { Ok(0) } else { Err(EAGAIN) };
+            break 'out if env.peer_gone_now() { Ok(0) } else { Err(EAGAIN) };
         }
         let space = pipe.freed_wakes(region, freed);
         guard = None;
@@ -2568,7 +2575,7 @@ pub fn dgram_write(
             break 'out Ok(total);
         }
         if env.nonblocking() {
-            break 'out if env.peer_gone(true) { Err(EPIPE) } else { Err(EAGAIN) };
+            break 'out if env.peer_gone_now() { Err(EPIPE) } else { Err(EAGAIN) };
         }
         if signalled {
             if !env.restart_after_signal() {
@@ -2698,7 +2705,7 @@ pub fn record_read(
             break 'out Ok(None);
         }
         if env.nonblocking() {
-            break 'out if env.peer_gone(true) { Ok(None) } else { Err(EAGAIN) };
+            break 'out if env.peer_gone_now() { Ok(None) } else { Err(EAGAIN) };
         }
         guard = None;
         match wait_for(region, pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back(), None) {

@@ -1377,6 +1377,9 @@ fn scan(r: &Region, w: &Wait, c: &Ctl, mut n: usize, limit: usize) -> Result<usi
         let events = v.cfg as u32;
         let kbits = v.kernel_bits(o);
         let mut bits = (target_events(r, &v, 0) | kbits) & events;
+        if kbits != 0 && v.target & EPOLL_TARGET == 0 {
+            poll::kernel_events(r, &Shim::from_bits(v.target), v.fd, kbits);
+        }
         if kbits & libc::EPOLLHUP as u32 != 0 && v.target & EPOLL_TARGET == 0 {
             bits |= poll::hangup_error(r, &Shim::from_bits(v.target), v.fd) & events;
         }

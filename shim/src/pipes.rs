@@ -5,7 +5,7 @@
 
 use crate::fd::{self, PipeFd};
 use crate::{scratch, signals, sud};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
 use shared_state::pipe_gc;
@@ -249,6 +249,24 @@ impl Drop for Env<'_> {
 /// page never written) means not known.
 static VERIFIED: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
 static VERIFIED_SEND: [AtomicU64; fd::CACHED] = [const { AtomicU64::new(0) }; fd::CACHED];
+/// When (CLOCK_MONOTONIC ms, wrapping) each entry of the two tables above was last stored.
+static VERIFIED_MS: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
+static VERIFIED_SEND_MS: [AtomicU32; fd::CACHED] = [const { AtomicU32::new(0) }; fd::CACHED];
+/// How long a non-blocking call that finds nothing trusts a look at the placeholder
+/// (`peer_gone_now`): a program that retries at once makes one system call per this, not
+/// one per try, and sees a killed peer at most this late.
+const FRESH_MS: u32 = 10;
+
+fn now_ms() -> u32 {
+    (sys::monotonic_ns() / 1_000_000) as u32
+}
+
+/// The time entry of `fd` in `table`'s companion; `fd` is below `fd::CACHED`, as the caller
+/// found it in `table`.
+fn verified_at(table: &[AtomicU64; fd::CACHED], fd: i32) -> &'static AtomicU32 {
+    let ms = if core::ptr::eq(table, &VERIFIED_SEND) { &VERIFIED_SEND_MS } else { &VERIFIED_MS };
+    &ms[fd as usize]
+}
 /// The peer of socket `fd` (object `h`) is known to be there now: its liveness is cached as
 /// checked.
 pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
@@ -259,12 +277,21 @@ pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
     for table in [&VERIFIED, &VERIFIED_SEND] {
         if let Some(c) = table.get(fd as usize) {
             c.store(!gens, Ordering::Relaxed);
+            verified_at(table, fd).store(now_ms(), Ordering::Relaxed);
         }
     }
 }
 
+/// Whether a cache of `fd` takes its peer for there at generations `gens`.
+pub fn believed_present(fd: i32, gens: u64) -> bool {
+    [&VERIFIED, &VERIFIED_SEND]
+        .iter()
+        .any(|t| t.get(fd as usize).is_some_and(|c| c.load(Ordering::Relaxed) == !gens))
+}
+
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
+    crate::poll::forget_quiet(fd);
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
         // Stored only when set: a store to a page a fork child shares copies it (or gives a
         // page of the table memory).
@@ -329,7 +356,8 @@ impl PipeEnv for Env<'_> {
         let table =
             if matches!(self.side, Side::SockWrite | Side::TcpSend) { &VERIFIED_SEND } else { &VERIFIED };
         let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
-        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens) {
+        let believed = cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens);
+        if !force && believed {
             return false;
         }
 
@@ -370,8 +398,27 @@ impl PipeEnv for Env<'_> {
         };
         if let (false, Some(c)) = (gone, cache) {
             c.store(!gens, Ordering::Relaxed);
+            verified_at(table, self.p.fd).store(now_ms(), Ordering::Relaxed);
+        }
+        // A peer that went without a close the shim saw (killed): every cache of the
+        // namespace that still takes it for alive must look again (`peer_gone_now`).
+        if gone && believed {
+            pipe::note_exit(self.r);
         }
         gone
+    }
+
+    fn peer_gone_now(&self) -> bool {
+        // A FIFO's end of file without a writer ever seen is in no cache (`fifo_eof`).
+        if matches!(self.side, Side::DgramRecv | Side::DgramSend(_)) || self.p.fifo || !self.cacheable() {
+            return self.peer_gone(true);
+        }
+        let gens = pipe::liveness_gens(self.r, self.p.pipe);
+        let table =
+            if matches!(self.side, Side::SockWrite | Side::TcpSend) { &VERIFIED_SEND } else { &VERIFIED };
+        let fresh = table.get(self.p.fd as usize).is_some_and(|c| c.load(Ordering::Relaxed) == !gens)
+            && now_ms().wrapping_sub(verified_at(table, self.p.fd).load(Ordering::Relaxed)) < FRESH_MS;
+        !fresh && self.peer_gone(true)
     }
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {
