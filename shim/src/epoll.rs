@@ -1173,10 +1173,13 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> 
     let Ok(mut kbuf) = scratch::take_any::<libc::epoll_event>(KBUF.min(w.maxevents)) else {
         return Some(neg(libc::ENOMEM));
     };
+    // Set after a sleep that only the shim's word ended: the kernel's set had nothing ready
+    // when last asked nor during the sleep (its fd was polled), so it is not asked again.
+    let mut kernel_quiet = false;
     loop {
         let o = ep::inst(r, h)?;
         let n = match ep::ctl(r, h) {
-            Ok(c) => collect(r, w, &c, &mut kbuf),
+            Ok(c) => collect(r, w, &c, &mut kbuf, core::mem::take(&mut kernel_quiet)),
             Err(_) => return None,
         };
         match n {
@@ -1199,6 +1202,7 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> 
         if o.kernel_items.load(SeqCst) != 0 || exec {
             match uring::wait(g, w.epfd, &o.word, seq, remaining) {
                 Some(uring::Woken::Ready) if exec => o.set_kcheck(),
+                Some(uring::Woken::Word) => kernel_quiet = !exec,
                 Some(_) => {}
                 None => {
                     // No io_uring: the kernel's fds are looked at between short sleeps.
@@ -1259,12 +1263,19 @@ fn futex_sleep(
 /// kernel fds or something only the kernel shows may have changed (first, so that what it
 /// says of placeholders joins their items before they are polled), and the ready list; when
 /// there is not room for all, the kernel's and the shim's take turns at coming first. Writes
-/// the events to the caller's buffer; returns how many.
-fn collect(r: &Region, w: &Wait, c: &Ctl, kbuf: &mut [libc::epoll_event]) -> Result<usize, Errno> {
+/// the events to the caller's buffer; returns how many. `kernel_quiet`: the kernel's set is
+/// known to have nothing (see `served_wait`), only a pending check asks it.
+fn collect(
+    r: &Region,
+    w: &Wait,
+    c: &Ctl,
+    kbuf: &mut [libc::epoll_event],
+    kernel_quiet: bool,
+) -> Result<usize, Errno> {
     let o = c.inst;
     let room = w.maxevents;
     let kernel_first = o.turn.fetch_add(1, Relaxed) & 1 == 0;
-    let wanted = || o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
+    let wanted = || !kernel_quiet && o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
     // On the shim's turn the kernel leaves it one place at least. A look that has no room
     // for the kernel now leaves a pending check for after the shim's turn (with maxevents 1,
     // taking it here lost it: a TCP peer's end of file, the kernel's alone, waited for the
