@@ -4,7 +4,8 @@
  * connects still waiting (and one kept by a dup or a fork child), a listening socket's
  * readiness, EPOLLRDHUP and EPOLLHUP for each way of shutting a connection down,
  * EPOLLONESHOT re-armed while another process writes, EPOLLEXCLUSIVE across processes on one
- * connection, accept order of interleaved clients, and poll over pipes and sockets mixed. */
+ * connection, accept order of interleaved clients, poll over pipes and sockets mixed, and a
+ * peer killed unseen. */
 #include "common.h"
 
 /* One line of what reading fd gives now (non-blocking): the data, EOF, or the error. */
@@ -509,6 +510,64 @@ static void poll_mixed(void)
 	io_close(l);
 }
 
+/* A peer killed, not reaped, so that only the kernel's side of the fds tells of it: a reader
+ * that retried without blocking just before the kill (and found nothing) learns of the death
+ * through poll or epoll_wait, and its next receive (or read) is EOF at once. */
+static void killed_peers(void)
+{
+	const char *waits[] = { "poll", "epoll_wait" };
+	for (int how = 0; how < 2; how++) {
+		for (int pipe_too = 0; pipe_too < 2; pipe_too++) {
+			const char *names[2][2] = { { "stream_peer_killed_unreaped_poll", "pipe_writer_killed_unreaped_poll" },
+						    { "stream_peer_killed_unreaped_epoll", "pipe_writer_killed_unreaped_epoll" } };
+			CASE(names[how][pipe_too]);
+			printf("  waiting with %s\n", waits[how]);
+			int sv[2];
+			if (pipe_too) {
+				if (pipe(sv))
+					die("pipe");
+			} else {
+				sk_pair(SOCK_STREAM, sv);
+			}
+			pid_t pid = fork();
+			if (pid < 0)
+				die("fork");
+			if (pid == 0) {
+				close(sv[0]);
+				if (write(sv[1], "hi", 2) != 2)
+					_exit(1);
+				pause();
+				_exit(0);
+			}
+			close(sv[1]);
+			io_set_nonblock(sv[0], 1);
+			struct pollfd pf = { sv[0], POLLIN, 0 };
+			poll(&pf, 1, 5000);
+			char buf[16];
+			long n = read(sv[0], buf, sizeof buf);
+			printf("  read = %ld\n", n);
+			for (int i = 0; i < 3; i++)
+				IOSHOW(read(sv[0], buf, sizeof buf));
+			kill(pid, SIGKILL);
+			if (how == 0) {
+				pf.revents = 0;
+				int r = poll(&pf, 1, 5000);
+				printf("  poll = %d revents=%s\n", r, pollbits(pf.revents));
+			} else {
+				int ep = epoll_create1(0);
+				struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 7 }, out;
+				epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev);
+				int r = epoll_wait(ep, &out, 1, 5000);
+				printf("  epoll_wait = %d events=%s\n", r, r == 1 ? pollbits(out.events) : "-");
+				close(ep);
+			}
+			IOSHOW(read(sv[0], buf, sizeof buf));
+			waitpid(pid, NULL, 0);
+			close(sv[0]);
+		}
+	}
+}
+
 int main(void)
 {
 	sk_setup();
@@ -523,6 +582,7 @@ int main(void)
 	exclusive_processes();
 	interleaved_clients();
 	poll_mixed();
+	killed_peers();
 	sk_cleanup();
 	return 0;
 }

@@ -424,7 +424,9 @@ impl EpInst {
 
     /// Wakes one sleeper (`wake_up(&ep->wq)`) and every poller; whether a sleeper was there.
     pub(crate) fn wake(&self) -> bool {
-        core::sync::atomic::fence(SeqCst);
+        // The caller's change (some made with release stores, under a lock) before the look at
+        // the sleepers, who count themselves before they look at it (`sleep_prepare`).
+        sys::full_fence();
         let woke = self.sleepers.load(SeqCst) != 0;
         if woke {
             self.word.fetch_add(1, SeqCst);
@@ -734,7 +736,9 @@ impl Ctl<'_> {
 
     /// Queues live item `i` at the ready list's tail, waking a sleeper, if `ready` says so.
     fn queue_if(&self, i: ItemRef, ready: impl FnOnce(&ItemView<'_>) -> bool) {
-        core::sync::atomic::fence(SeqCst);
+        // The registration just made before the look at the object's state, whose writers
+        // (release stores) look for registrations after they write.
+        sys::full_fence();
         if view(self.r, i).is_some_and(|v| ready(&v)) && queue(self.r, i, 0) {
             self.inst.wake();
         }
@@ -1103,8 +1107,9 @@ fn queue_as(r: &Region, i: ItemRef, kbits: u32, key: u32, mark: u32) -> Queued {
     it.st.fetch_or(mark, SeqCst);
     let o = inst_at(r, idx);
     // Already queued: the collector that takes it reads the object's state after this
-    // wake-up's (see Scan::take).
-    core::sync::atomic::fence(SeqCst);
+    // wake-up's (see Scan::take). No fence: the mark above and the loads below are SeqCst
+    // atomics, which keep their order (the mark is a locked instruction), and the collector
+    // learns of it through `st` itself.
     let st = it.st.load(SeqCst);
     if st & ONOVF != 0 || (st & ONLIST != 0 && o.scanning.load(SeqCst) == 0) {
         return Queued::Yes(idx);

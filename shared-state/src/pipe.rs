@@ -29,7 +29,7 @@ use crate::skb;
 use crate::sys::{self, Errno};
 use crate::uaccess;
 use crate::wait::{self, WaitOutcome};
-use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use libc::{EAGAIN, EBADF, EBUSY, EFAULT, EINTR, EINVAL, ENFILE, ENOMEM, EPERM, EPIPE};
 
 /// Writes of at most this many bytes are atomic.
@@ -335,6 +335,13 @@ pub trait PipeEnv {
     /// No process holds the other end any more. `force`: must check the kernel now (a syscall);
     /// otherwise the env may answer from its cache of the closes/exits generations.
     fn peer_gone(&self, force: bool) -> bool;
+    /// `peer_gone(true)` for a non-blocking call that found nothing to move: the env may
+    /// answer from a check made a moment ago, so that a program that polls and retries makes
+    /// no system call for it; a death no close told of then shows that much later, as it does
+    /// to a sleeper between its slices.
+    fn peer_gone_now(&self) -> bool {
+        self.peer_gone(true)
+    }
     /// Runs one wait (the closure) with signals deliverable; returns its outcome.
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome;
     /// After an Interrupted wait: true = restart (handler had SA_RESTART), false = EINTR.
@@ -1866,7 +1873,7 @@ fn write_inner(
             }
             // Wait for buffer space to become available.
             if env.nonblocking() {
-                if ret == 0 && env.peer_gone(true) {
+                if ret == 0 && env.peer_gone_now() {
                     break 'out Err(EPIPE);
                 }
                 break 'out if ret > 0 { Ok(ret) } else { Err(EAGAIN) };
@@ -2152,7 +2159,7 @@ fn read_inner(
             break 'out Ok(0);
         }
         if env.nonblocking() {
-            break 'out if env.peer_gone(true) { Ok(0) } else { Err(EAGAIN) };
+            break 'out if env.peer_gone_now() { Ok(0) } else { Err(EAGAIN) };
         }
         let space = pipe.freed_wakes(region, freed);
         guard = None;
@@ -2568,7 +2575,7 @@ pub fn dgram_write(
             break 'out Ok(total);
         }
         if env.nonblocking() {
-            break 'out if env.peer_gone(true) { Err(EPIPE) } else { Err(EAGAIN) };
+            break 'out if env.peer_gone_now() { Err(EPIPE) } else { Err(EAGAIN) };
         }
         if signalled {
             if !env.restart_after_signal() {
@@ -2698,7 +2705,7 @@ pub fn record_read(
             break 'out Ok(None);
         }
         if env.nonblocking() {
-            break 'out if env.peer_gone(true) { Ok(None) } else { Err(EAGAIN) };
+            break 'out if env.peer_gone_now() { Ok(None) } else { Err(EAGAIN) };
         }
         guard = None;
         match wait_for(region, pipe, READERS, env, &|| pipe.readable() || pipe.is_handed_back(), None) {
@@ -3181,8 +3188,9 @@ pub fn sock_link(region: &Region, a: PipeHandle, b: PipeHandle) {
     pb.peer.store(a.to_bits() + 1, Ordering::Release);
     // An end an epoll set watched while pending receives from the queue linked now: its
     // writes must make the wake-ups edge-triggered interests wait for. Pairs with
-    // the watcher, who marks its own queue before looking for the peer's.
-    fence(Ordering::SeqCst);
+    // the watcher, who marks its own queue before looking for the peer's. A full fence: the
+    // stores above are release ones, which a later load may pass.
+    sys::full_fence();
     if pa.ep_usage.load(Ordering::SeqCst) != 0 || pb.ep_usage.load(Ordering::SeqCst) != 0 {
         pa.ep_usage.store(1, Ordering::SeqCst);
         pb.ep_usage.store(1, Ordering::SeqCst);

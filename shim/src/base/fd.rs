@@ -672,7 +672,8 @@ pub fn hold(fd: i32, taking: bool) {
 /// whether that close released the socket (no process was started and no call of ours took
 /// a descriptor for it in between).
 pub fn released_by_close(fd: i32, sole: Sole) -> bool {
-    core::sync::atomic::fence(Ordering::SeqCst);
+    // The close before the looks at the holds, which takers count before they duplicate.
+    sys::full_fence();
     sole.holds()
         && usize::try_from(fd).ok().and_then(|i| HOLDS.get(i)).is_some_and(|h| h.load(Ordering::SeqCst) == 0)
 }
@@ -780,6 +781,28 @@ pub fn getfl(fd: i32) -> Result<i32, Errno> {
     sys::syscall6(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize, 0, 0, 0, 0).map(|fl| fl as i32)
 }
 
+/// When (CLOCK_MONOTONIC ms, wrapping) each entry of the two tables above was last stored.
+pub(crate) static VERIFIED_MS: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+pub(crate) static VERIFIED_SEND_MS: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+
+/// Per fd: the object's liveness generations (inverted, 0 for none) at which the kernel last
+/// found the placeholder without events, and when (CLOCK_MONOTONIC ms, wrapping). A poll of
+/// shim fds alone skips asking the kernel again for `poll::QUIET_MS` while they hold: what only the
+/// placeholder tells (a peer killed without a close the shim saw, data of a sender without
+/// the shim) then shows that much later, as it does to a poller between its sleep slices.
+/// A close through the shim moves the generations, and any placeholder found hung up by
+/// someone who took it for alive moves them all (`poll::note_quiet`, `pipes::Env::peer_gone`).
+pub(crate) static QUIET: [AtomicU64; CACHED] = [const { AtomicU64::new(0) }; CACHED];
+pub(crate) static QUIET_AT: [AtomicU32; CACHED] = [const { AtomicU32::new(0) }; CACHED];
+
+/// `fd` names another object now (or none).
+pub fn forget_quiet(fd: usize) {
+    // Stored only when set: a fork child shares the table's pages until it writes them.
+    if let Some(q) = QUIET.get(fd).filter(|q| q.load(Ordering::Relaxed) != 0) {
+        q.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Caches a family keeps per fd, forgotten with the entry (see [`forget_caches`]).
 /// Per fd: the (closes, exits) generations at which the other side was last seen alive (a
 /// socket's receiving side; its sending side has the second table), inverted so that 0 (a
@@ -790,6 +813,7 @@ pub(crate) static VERIFIED_SEND: [AtomicU64; CACHED] = [const { AtomicU64::new(0
 
 /// Forgets what was cached about `fd`: it now names another object (or none).
 pub fn forget_caches(fd: usize) {
+    forget_quiet(fd);
     if let (Some(v), Some(w), Some(n)) = (VERIFIED.get(fd), VERIFIED_SEND.get(fd), NB_GENS.get(fd)) {
         // Stored only when set: a store to a page a fork child shares copies it (or gives a
         // page of the table memory).

@@ -288,8 +288,10 @@ impl Ring {
 /// How a [`wait`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Woken {
-    /// The word moved, or the epoll fd became readable.
+    /// The epoll fd became readable (the word may have moved too).
     Ready,
+    /// The word moved, and the epoll fd did not become readable before the wake-up.
+    Word,
     /// Neither: the time ran out, a signal came, or the wake-up was spurious.
     Other,
 }
@@ -368,7 +370,11 @@ fn wait_in(
     let _ = g.allow_signals(|| ring.enter(0, 1, Some(&arg)));
     ring.reap(|ud, _| done |= 1 << ud);
     ring.cancel_all([POLL, FUTEX].iter().filter(|&&k| done & 1 << k == 0).count() as u32);
-    if done & (1 << POLL | 1 << FUTEX) != 0 { Woken::Ready } else { Woken::Other }
+    match done {
+        d if d & 1 << POLL != 0 => Woken::Ready,
+        d if d & 1 << FUTEX != 0 => Woken::Word,
+        _ => Woken::Other,
+    }
 }
 
 /// What a [`wait_any`] request's completion is.

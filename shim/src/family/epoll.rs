@@ -1174,10 +1174,13 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
     let Ok(mut kbuf) = scratch::take_any::<libc::epoll_event>(KBUF.min(w.maxevents)) else {
         return Some(neg(libc::ENOMEM));
     };
+    // Set after a sleep that only the shim's word ended: the kernel's set had nothing ready
+    // when last asked nor during the sleep (its fd was polled), so it is not asked again.
+    let mut kernel_quiet = false;
     loop {
         let o = ep::inst(r, h)?;
         let n = match ep::ctl(r, h) {
-            Ok(c) => collect(r, w, &c, &mut kbuf),
+            Ok(c) => collect(r, w, &c, &mut kbuf, core::mem::take(&mut kernel_quiet)),
             Err(_) => return None,
         };
         match n {
@@ -1200,6 +1203,7 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
         if o.kernel_items.load(SeqCst) != 0 || exec {
             match uring::wait(g, w.epfd, &o.word, seq, remaining) {
                 Some(uring::Woken::Ready) if exec => o.set_kcheck(),
+                Some(uring::Woken::Word) => kernel_quiet = !exec,
                 Some(_) => {}
                 None => {
                     // No io_uring: the kernel's fds are looked at between short sleeps.
@@ -1260,12 +1264,19 @@ fn futex_sleep(
 /// kernel fds or something only the kernel shows may have changed (first, so that what it
 /// says of placeholders joins their items before they are polled), and the ready list; when
 /// there is not room for all, the kernel's and the shim's take turns at coming first. Writes
-/// the events to the caller's buffer; returns how many.
-fn collect(r: &Region, w: &Wait, c: &Ctl, kbuf: &mut [libc::epoll_event]) -> Result<usize, Errno> {
+/// the events to the caller's buffer; returns how many. `kernel_quiet`: the kernel's set is
+/// known to have nothing (see `served_wait`), only a pending check asks it.
+fn collect(
+    r: &Region,
+    w: &Wait,
+    c: &Ctl,
+    kbuf: &mut [libc::epoll_event],
+    kernel_quiet: bool,
+) -> Result<usize, Errno> {
     let o = c.inst;
     let room = w.maxevents;
     let kernel_first = o.turn.fetch_add(1, Relaxed) & 1 == 0;
-    let wanted = || o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
+    let wanted = || !kernel_quiet && o.kernel_items.load(SeqCst) != 0 || o.take_kcheck();
     // On the shim's turn the kernel leaves it one place at least. A look that has no room
     // for the kernel now leaves a pending check for after the shim's turn (with maxevents 1,
     // taking it here lost it: a TCP peer's end of file, the kernel's alone, waited for the
@@ -1378,6 +1389,9 @@ fn scan(r: &Region, w: &Wait, c: &Ctl, mut n: usize, limit: usize) -> Result<usi
         let events = v.cfg as u32;
         let kbits = v.kernel_bits(o);
         let mut bits = (target_events(r, &v, 0) | kbits) & events;
+        if kbits != 0 && v.target & EPOLL_TARGET == 0 {
+            poll::kernel_events(r, &Shim::from_bits(v.target), v.fd, kbits);
+        }
         if kbits & libc::EPOLLHUP as u32 != 0 && v.target & EPOLL_TARGET == 0 {
             bits |= poll::hangup_error(r, &Shim::from_bits(v.target), v.fd) & events;
         }

@@ -7,7 +7,7 @@ use crate::base::fd::{self, PipeFd};
 use crate::base::inode;
 use crate::base::iov::{Iov, ret, skip_iov};
 use crate::base::thread;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::{self, PipeEnv};
 use shared_state::pipe_gc;
@@ -174,6 +174,21 @@ impl Drop for Env<'_> {
     }
 }
 
+/// How long a non-blocking call that finds nothing trusts a look at the placeholder
+/// (`peer_gone_now`): a program that retries at once makes one system call per this, not
+/// one per try, and sees a killed peer at most this late.
+const FRESH_MS: u32 = 10;
+
+fn now_ms() -> u32 {
+    (sys::monotonic_ns() / 1_000_000) as u32
+}
+
+/// The time entry of `fd` in `table`'s companion; `fd` is below `fd::CACHED`, as the caller
+/// found it in `table`.
+fn verified_at(table: &[AtomicU64; fd::CACHED], fd: i32) -> &'static AtomicU32 {
+    let ms = if core::ptr::eq(table, &fd::VERIFIED_SEND) { &fd::VERIFIED_SEND_MS } else { &fd::VERIFIED_MS };
+    &ms[fd as usize]
+}
 /// The peer of socket `fd` (object `h`) is known to be there now: its liveness is cached as
 /// checked.
 pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
@@ -184,8 +199,16 @@ pub fn peer_present(r: &Region, fd: i32, h: pipe::PipeHandle) {
     for table in [&fd::VERIFIED, &fd::VERIFIED_SEND] {
         if let Some(c) = table.get(fd as usize) {
             c.store(!gens, Ordering::Relaxed);
+            verified_at(table, fd).store(now_ms(), Ordering::Relaxed);
         }
     }
+}
+
+/// Whether a cache of `fd` takes its peer for there at generations `gens`.
+pub fn believed_present(fd: i32, gens: u64) -> bool {
+    [&fd::VERIFIED, &fd::VERIFIED_SEND]
+        .iter()
+        .any(|t| t.get(fd as usize).is_some_and(|c| c.load(Ordering::Relaxed) == !gens))
 }
 
 /// How often a blocked datagram receiver that has had datagrams from senders without the shim
@@ -240,7 +263,8 @@ impl PipeEnv for Env<'_> {
             &fd::VERIFIED
         };
         let cache = self.cacheable().then(|| table.get(self.p.fd as usize)).flatten();
-        if !force && cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens) {
+        let believed = cache.is_some_and(|c| c.load(Ordering::Relaxed) == !gens);
+        if !force && believed {
             return false;
         }
 
@@ -281,8 +305,30 @@ impl PipeEnv for Env<'_> {
         };
         if let (false, Some(c)) = (gone, cache) {
             c.store(!gens, Ordering::Relaxed);
+            verified_at(table, self.p.fd).store(now_ms(), Ordering::Relaxed);
+        }
+        // A peer that went without a close the shim saw (killed): every cache of the
+        // namespace that still takes it for alive must look again (`peer_gone_now`).
+        if gone && believed {
+            pipe::note_exit(self.r);
         }
         gone
+    }
+
+    fn peer_gone_now(&self) -> bool {
+        // A FIFO's end of file without a writer ever seen is in no cache (`fifo_eof`).
+        if matches!(self.side, Side::DgramRecv | Side::DgramSend(_)) || self.p.fifo || !self.cacheable() {
+            return self.peer_gone(true);
+        }
+        let gens = pipe::liveness_gens(self.r, self.p.pipe);
+        let table = if matches!(self.side, Side::SockWrite | Side::TcpSend) {
+            &fd::VERIFIED_SEND
+        } else {
+            &fd::VERIFIED
+        };
+        let fresh = table.get(self.p.fd as usize).is_some_and(|c| c.load(Ordering::Relaxed) == !gens)
+            && now_ms().wrapping_sub(verified_at(table, self.p.fd).load(Ordering::Relaxed)) < FRESH_MS;
+        !fresh && self.peer_gone(true)
     }
 
     fn wait(&self, f: &mut dyn FnMut() -> WaitOutcome) -> WaitOutcome {

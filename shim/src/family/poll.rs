@@ -12,6 +12,7 @@ use crate::base::copy::{slice_in as copy_slice_in, slice_out as copy_slice_out};
 use crate::base::fd::{self, PipeFd};
 use crate::base::thread;
 use crate::base::{scratch, uring};
+use core::sync::atomic::{AtomicU32, Ordering};
 use shared_state::Region;
 use shared_state::pipe;
 use shared_state::sys::{self, Errno};
@@ -125,7 +126,9 @@ pub fn placeholder_events(r: &Region, s: &Shim, events: u32) -> u32 {
 /// (`pipe::sock_link`).
 pub fn watched(r: &Region, s: &Shim) {
     pipe::set_ep_usage(r, s.pipe);
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    // The mark before the look for the peer's queue (release stores by the linker, who
+    // fences too).
+    sys::full_fence();
     let (rx, tx) = s.queues(r);
     for h in [rx, tx].into_iter().flatten() {
         pipe::set_ep_usage(r, h);
@@ -205,6 +208,7 @@ fn poll_loop(
     let kfds = &mut kfds[..];
     let mut wfiles = scratch::take(fds.len(), libc::pollfd { fd: -1, events: 0, revents: 0 })?;
     let mut shim_ready = scratch::take(fds.len(), 0i16)?;
+    let mut quiet_gens = scratch::take(fds.len(), 0u64)?;
     let mut mask = sigmask.unwrap_or(0);
     thread::sanitize_mask(&mut mask);
     loop {
@@ -233,13 +237,32 @@ fn poll_loop(
         // With the caller's mask, as the kernel checks for signals with it installed.
         let maskp =
             if sigmask.is_some() && !any_shim_ready { &mask as *const u64 } else { core::ptr::null() };
-        thread::clear_interrupt();
-        let polled = kernel_poll(r, g, kfds, fds, shim, 0, maskp);
-        match polled {
-            Err(libc::EINTR) if thread::take_interrupt().is_some() => return Err(libc::EINTR),
-            Err(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-            Ok(_) => {}
+        // Each shim entry's generations before the kernel is asked (see `QUIET`).
+        for (q, s) in quiet_gens.iter_mut().zip(shim) {
+            *q = s.map_or(0, |p| liveness(r, &Shim::of(&p)));
+        }
+        let skip = !kernel_fds
+            && nfds_allowed(fds.len())
+            && shim.iter().zip(quiet_gens.iter()).all(|(s, &q)| s.is_none_or(|p| quiet(r, &p, q)));
+        if skip {
+            for (k, f) in kfds.iter_mut().zip(fds.iter()) {
+                *k = libc::pollfd { fd: f.fd, events: 0, revents: 0 };
+            }
+        } else {
+            thread::clear_interrupt();
+            let polled = kernel_poll(r, g, kfds, fds, shim, 0, maskp);
+            match polled {
+                Err(libc::EINTR) if thread::take_interrupt().is_some() => return Err(libc::EINTR),
+                Err(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            note_nfds_allowed(fds.len());
+            for ((s, k), &q) in shim.iter().zip(kfds.iter()).zip(quiet_gens.iter()) {
+                if let Some(p) = s {
+                    note_quiet(r, p, q, k.revents);
+                }
+            }
         }
         // select refuses a closed fd in any set before it waits.
         if select && kfds.iter().any(|k| k.revents & libc::POLLNVAL != 0) {
@@ -317,6 +340,78 @@ fn poll_loop(
         if thread::take_interrupt().is_some() {
             return Err(libc::EINTR);
         }
+    }
+}
+
+const QUIET_MS: u32 = 10;
+
+/// How many entries the last ppoll of this process took (so RLIMIT_NOFILE allowed them), at
+/// `NFDS_AT` (ms): a skipped poll cannot give the kernel's EINVAL for more than the limit,
+/// so a lower limit set since shows `QUIET_MS` later at most.
+static NFDS_OK: AtomicU32 = AtomicU32::new(0);
+static NFDS_AT: AtomicU32 = AtomicU32::new(0);
+
+fn now_ms() -> u32 {
+    (sys::monotonic_ns() / 1_000_000) as u32
+}
+
+fn fresh(at: &AtomicU32) -> bool {
+    now_ms().wrapping_sub(at.load(Ordering::Relaxed)) < QUIET_MS
+}
+
+fn nfds_allowed(n: usize) -> bool {
+    n <= NFDS_OK.load(Ordering::Relaxed) as usize && fresh(&NFDS_AT)
+}
+
+fn note_nfds_allowed(n: usize) {
+    // The last one only: keeping a larger one fresh would trust it past `QUIET_MS`.
+    NFDS_OK.store(n.min(u32::MAX as usize) as u32, Ordering::Relaxed);
+    NFDS_AT.store(now_ms(), Ordering::Relaxed);
+}
+
+/// Whether the kernel found `p`'s placeholder without events at generations `gens` (now)
+/// a moment ago, and what it could report since comes only through the region.
+fn quiet(r: &Region, p: &PipeFd, gens: u64) -> bool {
+    let i = p.fd as usize;
+    let known =
+        fd::QUIET.get(i).is_some_and(|q| q.load(Ordering::Relaxed) == !gens) && fresh(&fd::QUIET_AT[i]);
+    known && !thread::in_vfork_child() && !pipe::handed_back(r, p.pipe) && !in_exec_window(r, &Shim::of(p))
+}
+
+/// Records what the kernel's poll found on `p`'s placeholder (`revents`) at generations
+/// `gens`, read before it asked.
+fn note_quiet(r: &Region, p: &PipeFd, gens: u64, revents: i16) {
+    let Some(q) = fd::QUIET.get(p.fd as usize).filter(|_| !thread::in_vfork_child()) else { return };
+    if revents == 0 {
+        q.store(!gens, Ordering::Relaxed);
+        fd::QUIET_AT[p.fd as usize].store(now_ms(), Ordering::Relaxed);
+        return;
+    }
+    if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
+        hung_up(r, p.fd, gens);
+    }
+    // What the kernel reports now (a sender without the shim, say) must be asked for again.
+    if q.load(Ordering::Relaxed) != 0 {
+        q.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The kernel reports the placeholder `fd` names hung up, in error or shut down for reading,
+/// with the object's generations `gens`: if a cache of this process took its peer for there
+/// at these generations, no close told of its going, and every cache of the namespace (other
+/// processes' too) must look again.
+fn hung_up(r: &Region, fd: i32, gens: u64) {
+    let quiet = fd::QUIET.get(fd as usize).is_some_and(|q| q.load(Ordering::Relaxed) == !gens);
+    if quiet || crate::family::pipes::believed_present(fd, gens) {
+        pipe::note_exit(r);
+    }
+}
+
+/// [`hung_up`] for an epoll interest in `s`, added as `fd`, whose placeholder the kernel
+/// reports with `kbits`.
+pub fn kernel_events(r: &Region, s: &Shim, fd: i32, kbits: u32) {
+    if kbits & (libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32 != 0 {
+        hung_up(r, fd, liveness(r, s));
     }
 }
 

@@ -544,8 +544,9 @@ pub fn accepted(r: &Region, fd: i32, sole: fd::Sole, via: Option<Via>) {
     r.header().counters.tcp_connections.fetch_add(1, Ordering::Relaxed);
     // A client that gave its end to the kernel before we linked reads the kernel's queue; a
     // receive that waits for more than a byte (SO_RCVLOWAT) is the kernel's, after what the
-    // client queued.
-    core::sync::atomic::fence(Ordering::SeqCst);
+    // client queued. The link (release stores) before the look at the client's flag, which
+    // `hand_back` sets before it looks for the link.
+    sys::full_fence();
     let servable = lowat_default || sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT) == Ok(1);
     if pipe::handed_back(r, client) || !servable {
         let _ = pipe::sock_hand_back(r, client);

@@ -538,7 +538,9 @@ fn adopt(r: &Region, lfd: i32, announced: Option<fd::Listening>, fd: i32, sole: 
         return;
     }
     // A client that gave its end to the kernel before we linked reads the kernel's queue.
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    // The link (release stores) before the look at the client's flag, which `hand_back` sets
+    // before it looks for the link.
+    sys::full_fence();
     if pipe::handed_back(r, client) {
         let _ = pipe::sock_hand_back(r, h);
     }
@@ -564,7 +566,7 @@ pub fn hand_back(r: &Region, p: &PipeFd) {
     let _ = pipe::sock_hand_back(r, p.pipe);
     // A server adopting a pending connection right now links after our first look; it checks
     // our flag after linking, we check its link after flagging (see `adopt`).
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    sys::full_fence();
     if let Some(peer) = pipe::sock_peer(r, p.pipe) {
         let _ = pipe::sock_hand_back(r, peer);
     }
