@@ -577,3 +577,38 @@ fn fork_vfork_and_exec_after_rewriting() {
     // Both images rewrote the helper's 8 sites and glibc's getppid.
     assert!(s.counter("patched_sites") >= sites + 18, "sites: {sites}, then {}", s.counter("patched_sites"));
 }
+
+/// glibc's `read` sets its number with `xor %eax, %eax`, 2 bytes, too short for the `jmp` to a
+/// trampoline: such a site becomes a `jmp rel8` to dead padding nearby that holds that `jmp`
+/// (after the `ret` that follows the `syscall`, or after the end of its function). glibc's
+/// and two of the helper's stop trapping, also when the sites are known from the site files
+/// at start-up or rewritten while other threads read through them.
+#[test]
+fn xor_read_sites_are_rewritten() {
+    let s = Scratch::new("xorread");
+    let exe = s.helper("patch");
+    let exe = exe.to_str().unwrap();
+    assert_eq!(s.same(&[exe, "xorread", "20000", "1"], &[]), "xor reads right\n");
+    let (traps, patched) = (s.traps(), s.patched());
+    // 3 sites of 20000 reads each, each trapping twice before it is rewritten.
+    assert!(patched >= 3 * 19998, "calls through rewritten sites: {patched}");
+    assert!(traps < 1000, "the rewritten sites still trapped: {traps}");
+    assert_eq!(s.same(&[exe, "xorread", "20000", "1"], &[]), "xor reads right\n");
+    let second = s.traps() - traps;
+    assert!(second + 6 <= traps, "traps: {traps} in the first run, {second} in the second");
+    assert!(s.patched() >= patched + 3 * 20000);
+    // Threads racing on fresh sites (glibc's read in a threaded process takes its other,
+    // cancellable site, which keeps trapping; the helper's two are rewritten).
+    let before = s.patched();
+    let out = s.same(&[exe, "xorread", "3000", "4"], &[("IPCSHIM_PATCH", "nocache")]);
+    assert_eq!(out, "xor reads right\n");
+    assert!(
+        s.patched() >= before + 2 * 4 * 2998 - 4,
+        "calls through rewritten sites: {}",
+        s.patched() - before
+    );
+
+    let off = Scratch::new("xorread-off");
+    assert_eq!(off.same(&[exe, "xorread", "2000", "1"], &[("IPCSHIM_PATCH", "0")]), "xor reads right\n");
+    assert!(off.traps() >= 3 * 2000, "traps without rewriting: {}", off.traps());
+}
