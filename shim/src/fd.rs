@@ -266,8 +266,9 @@ pub fn census_for_exec(put: &mut dyn FnMut(&[u8])) {
     }
 }
 
-/// One past the highest fd an entry was ever stored for: scans of the table stop there.
-static HIGHEST: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+/// One past the highest fd an entry was ever stored for: scans of the table stop there (also
+/// raised by the rewritten sites' fd stub, `sud::stubs`).
+pub(crate) static HIGHEST: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// One past the highest fd the table may know anything about.
 pub fn highest() -> usize {

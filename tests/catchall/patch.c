@@ -19,6 +19,9 @@
 //                 each of three `xor %eax, %eax; syscall` sites: glibc's read (through
 //                 unbuffered stdio) and two of ours, one with glibc's `cmp; ja; ret` and
 //                 alignment padding after it, one whose padding follows its function's end
+//   fresh N       N opens of /dev/zero (glibc's open), each read once through one of our
+//                 `xor` read sites (a fd the shim's table has not seen: the stub asks the
+//                 kernel with lseek instead of trapping) and closed
 //   exported N    N write()s of a byte to /dev/null and N fcntl(F_GETFD)s through the PLT: the
 //                 shim's exported symbols, which pass them on with a `syscall` of their own
 #include <errno.h>
@@ -322,6 +325,17 @@ static int xor_reads(long n, int threads) {
     return xor_bad;
 }
 
+static int fresh_reads(long n) {
+    int wrong = 0;
+    for (long i = 0; i < n && !wrong; i++) {
+        char c = 1;
+        int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+        wrong = fd < 0 || xor_read_ret(fd, &c, 1) != 1 || c != 0 || close(fd) != 0;
+    }
+    printf("fresh reads %s\n", wrong ? "wrong" : "right");
+    return wrong;
+}
+
 static int exported(long n) {
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     long wrong = fd < 0;
@@ -356,6 +370,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "fork")) return children(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "closestorm")) return close_storm(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "exported")) return exported(atol(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "fresh")) return fresh_reads(atol(argv[2]));
     if (argc == 4 && !strcmp(argv[1], "xorread")) return xor_reads(atol(argv[2]), atoi(argv[3]));
     if (argc == 3 && !strcmp(argv[1], "exec")) {
         if (work(atol(argv[2]))) return 1;

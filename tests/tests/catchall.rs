@@ -612,3 +612,15 @@ fn xor_read_sites_are_rewritten() {
     assert_eq!(off.same(&[exe, "xorread", "2000", "1"], &[("IPCSHIM_PATCH", "0")]), "xor reads right\n");
     assert!(off.traps() >= 3 * 2000, "traps without rewriting: {}", off.traps());
 }
+
+/// A read site's stub asks the kernel (lseek) about an fd the shim's table has not seen, such as
+/// one opened through glibc's rewritten `open`: no pipe, FIFO or socket, it is the kernel's and
+/// entered so, where it used to trap once per fresh fd.
+#[test]
+fn reads_of_fds_the_table_has_not_seen_do_not_trap() {
+    let s = Scratch::new("fresh");
+    let exe = s.helper("patch");
+    assert_eq!(s.same(&[exe.to_str().unwrap(), "fresh", "20000"], &[]), "fresh reads right\n");
+    assert!(s.traps() < 1000, "reads of fresh fds trapped: {}", s.traps());
+    assert!(s.patched() >= 2 * 19998, "calls through rewritten sites: {}", s.patched());
+}
