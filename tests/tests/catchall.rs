@@ -624,3 +624,72 @@ fn reads_of_fds_the_table_has_not_seen_do_not_trap() {
     assert!(s.traps() < 1000, "reads of fresh fds trapped: {}", s.traps());
     assert!(s.patched() >= 2 * 19998, "calls through rewritten sites: {}", s.patched());
 }
+
+/// A process its parent gave no census of its fds (one started by a program without the shim)
+/// finds them at a fork (or its exit), by counting them (the size of /proc/self/fd) and
+/// probing fds 0-63 with one poll, not by listing /proc/self/fd, which makes an inode and a
+/// dentry per fd; with an fd beyond the probe (100) the counts differ and it lists them. Either
+/// way its end of a FIFO the shim serves, written through the shim, is the only writer, and
+/// the shim reader gets everything and then end of file.
+#[test]
+fn a_census_less_process_probes_its_fds() {
+    let s = Scratch::new("probe");
+    let fifo = s.dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for fd in [5, 100] {
+        // The reader, under the shim, opens the FIFO and waits for a writer.
+        let mut reader = Command::new("cat")
+            .arg(&fifo)
+            .env("LD_PRELOAD", shim_lib())
+            .env("IPCSHIM_DIR", &s.dir)
+            .env("IPCSHIM_NS", &s.ns)
+            .env_remove("IPCSHIM_REGION_FD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn cat");
+        // The writer: bash without the shim opens the write end and execs strace, which runs
+        // env, which execs bash with the shim: that bash is the only writer, census-less (it
+        // forks for `sleep` too).
+        let log = s.dir.join(format!("strace-{fd}"));
+        // What the test harness leaves open beyond 2 (a jobserver's pipe...) is closed first.
+        let script = format!(
+            "for f in /proc/$$/fd/*; do n=${{f##*/}}; [ $n -gt 2 ] && eval \"exec $n>&-\"; done 2>/dev/null; \
+             exec {fd}>'{}'; exec strace -f -qq -e trace=getdents64,poll -o '{}' env LD_PRELOAD='{}' \
+             bash -c 'echo one >&{fd}; sleep 0.2; echo two >&{fd}'",
+            fifo.display(),
+            log.display(),
+            shim_lib().display()
+        );
+        let (status, _, err) = run(Command::new("bash")
+            .args(["-c", &script])
+            .env_remove("LD_PRELOAD")
+            .env_remove("IPCSHIM_REGION_FD")
+            .env("IPCSHIM_DIR", &s.dir)
+            .env("IPCSHIM_NS", &s.ns));
+        assert_eq!(status, "exit 0", "writer with fd {fd}: {err}");
+        let start = Instant::now();
+        let out = loop {
+            if let Some(st) = reader.try_wait().expect("wait cat") {
+                assert!(st.success(), "cat: {st}");
+                let mut out = String::new();
+                reader.stdout.take().expect("stdout").read_to_string(&mut out).expect("read cat");
+                break out;
+            }
+            assert!(start.elapsed() < TIMEOUT, "the reader got no end of file (writer fd {fd})");
+            thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(out, "one\ntwo\n", "writer fd {fd}");
+        let calls = fs::read_to_string(&log).expect("strace log");
+        // The probe polls fds 0, 1, 2... (at the fork, whose census then serves the exit).
+        let probes = calls.matches(" poll([{fd=0, events=0}, {fd=1, events=0}, {fd=2, events=0}").count();
+        let listings = calls.matches(" getdents64(").count();
+        if fd < 64 {
+            assert!(probes >= 1 && listings == 0, "fd {fd}: {probes} probes, {listings} listings:\n{calls}");
+        } else {
+            assert!(listings >= 1, "fd {fd}: {probes} probes, {listings} listings:\n{calls}");
+        }
+    }
+    assert!(s.counter("bytes_in") >= 2 * 8, "the FIFO was not served by the shim");
+}
