@@ -15,6 +15,13 @@
 //   closestorm N  N opens of /dev/null closed at a site of ours (fds the shim's table has not
 //                 seen: its close stub asks the kernel about each first), under a storm of
 //                 signals whose handler makes calls at the same site
+//   xorread N T   T threads (the main one if 1) each make N one-byte reads of /dev/zero at
+//                 each of three `xor %eax, %eax; syscall` sites: glibc's read (through
+//                 unbuffered stdio) and two of ours, one with glibc's `cmp; ja; ret` and
+//                 alignment padding after it, one whose padding follows its function's end
+//   fresh N       N opens of /dev/zero (glibc's open), each read once through one of our
+//                 `xor` read sites (a fd the shim's table has not seen: the stub asks the
+//                 kernel with lseek instead of trapping) and closed
 //   exported N    N write()s of a byte to /dev/null and N fcntl(F_GETFD)s through the PLT: the
 //                 shim's exported symbols, which pass them on with a `syscall` of their own
 #include <errno.h>
@@ -50,6 +57,21 @@ SITE(site15, 15)
 SITE(site44, 44)
 static long (*const sites[])(void) = {site0, site3, site9, site12, site13, site14, site15, site44};
 #define NSITES (int)(sizeof sites / sizeof sites[0])
+
+// read(fd, buf, n) at `xor %eax, %eax; syscall` sites, as glibc's read makes it: the first
+// followed by glibc's `cmp $-4095, %rax; ja; ret` and 11 bytes of alignment padding, the
+// second by code the rewriter does not decode, its function's end and 5 bytes of padding
+// before the next function (their FDEs from the .cfi directives).
+__asm__(".text\n.balign 16\n.fill 8, 1, 0xcc\n"
+        "xor_read_ret:\n.cfi_startproc\n"
+        "xor %eax, %eax\nsyscall\ncmp $-4095, %rax\nja 1f\nret\n.balign 16\n"
+        "1:\nneg %eax\nret\n.cfi_endproc\n"
+        ".balign 16\nxor_read_fn:\n.cfi_startproc\n"
+        "xor %eax, %eax\nsyscall\nmov %rax, %rdx\nmov %rdx, %rax\nret\n.cfi_endproc\n"
+        ".balign 16\nxor_read_next:\n.cfi_startproc\nret\n.cfi_endproc\n");
+long xor_read_ret(int fd, char *buf, long n);
+long xor_read_fn(int fd, char *buf, long n);
+long xor_read_next(void);
 
 // FUTEX_WAIT and nanosleep from sites of this program.
 static long futex_wait(uint32_t *word, uint32_t val) {
@@ -268,6 +290,52 @@ static int children(long n) {
     return 0;
 }
 
+static long xor_n;
+static volatile int xor_bad;
+
+static void *xor_reader(void *arg) {
+    (void)arg;
+    int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    FILE *f = fdopen(dup(fd), "r");
+    if (fd < 0 || !f || setvbuf(f, NULL, _IONBF, 0)) {
+        xor_bad = 1;
+        return NULL;
+    }
+    for (long i = 0; i < xor_n && !xor_bad; i++) {
+        char a = 1, b = 1;
+        if (xor_read_ret(fd, &a, 1) != 1 || xor_read_fn(fd, &b, 1) != 1 || a || b || fgetc(f) != 0)
+            xor_bad = 1;
+    }
+    fclose(f);
+    close(fd);
+    return NULL;
+}
+
+static int xor_reads(long n, int threads) {
+    xor_n = n;
+    xor_read_next();
+    if (threads <= 1) {
+        xor_reader(NULL);
+    } else {
+        pthread_t t[16];
+        for (int i = 0; i < threads && i < 16; i++) pthread_create(&t[i], NULL, xor_reader, NULL);
+        for (int i = 0; i < threads && i < 16; i++) pthread_join(t[i], NULL);
+    }
+    printf("xor reads %s\n", xor_bad ? "wrong" : "right");
+    return xor_bad;
+}
+
+static int fresh_reads(long n) {
+    int wrong = 0;
+    for (long i = 0; i < n && !wrong; i++) {
+        char c = 1;
+        int fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+        wrong = fd < 0 || xor_read_ret(fd, &c, 1) != 1 || c != 0 || close(fd) != 0;
+    }
+    printf("fresh reads %s\n", wrong ? "wrong" : "right");
+    return wrong;
+}
+
 static int exported(long n) {
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     long wrong = fd < 0;
@@ -302,6 +370,8 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "fork")) return children(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "closestorm")) return close_storm(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "exported")) return exported(atol(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "fresh")) return fresh_reads(atol(argv[2]));
+    if (argc == 4 && !strcmp(argv[1], "xorread")) return xor_reads(atol(argv[2]), atoi(argv[3]));
     if (argc == 3 && !strcmp(argv[1], "exec")) {
         if (work(atol(argv[2]))) return 1;
         execl("/proc/self/exe", argv[0], "work", argv[2], (char *)NULL);

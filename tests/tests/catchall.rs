@@ -577,3 +577,119 @@ fn fork_vfork_and_exec_after_rewriting() {
     // Both images rewrote the helper's 8 sites and glibc's getppid.
     assert!(s.counter("patched_sites") >= sites + 18, "sites: {sites}, then {}", s.counter("patched_sites"));
 }
+
+/// glibc's `read` sets its number with `xor %eax, %eax`, 2 bytes, too short for the `jmp` to a
+/// trampoline: such a site becomes a `jmp rel8` to dead padding nearby that holds that `jmp`
+/// (after the `ret` that follows the `syscall`, or after the end of its function). glibc's
+/// and two of the helper's stop trapping, also when the sites are known from the site files
+/// at start-up or rewritten while other threads read through them.
+#[test]
+fn xor_read_sites_are_rewritten() {
+    let s = Scratch::new("xorread");
+    let exe = s.helper("patch");
+    let exe = exe.to_str().unwrap();
+    assert_eq!(s.same(&[exe, "xorread", "20000", "1"], &[]), "xor reads right\n");
+    let (traps, patched) = (s.traps(), s.patched());
+    // 3 sites of 20000 reads each, each trapping twice before it is rewritten.
+    assert!(patched >= 3 * 19998, "calls through rewritten sites: {patched}");
+    assert!(traps < 1000, "the rewritten sites still trapped: {traps}");
+    assert_eq!(s.same(&[exe, "xorread", "20000", "1"], &[]), "xor reads right\n");
+    let second = s.traps() - traps;
+    assert!(second + 6 <= traps, "traps: {traps} in the first run, {second} in the second");
+    assert!(s.patched() >= patched + 3 * 20000);
+    // Threads racing on fresh sites (glibc's read in a threaded process takes its other,
+    // cancellable site, which keeps trapping; the helper's two are rewritten).
+    let before = s.patched();
+    let out = s.same(&[exe, "xorread", "3000", "4"], &[("IPCSHIM_PATCH", "nocache")]);
+    assert_eq!(out, "xor reads right\n");
+    assert!(
+        s.patched() >= before + 2 * 4 * 2998 - 4,
+        "calls through rewritten sites: {}",
+        s.patched() - before
+    );
+
+    let off = Scratch::new("xorread-off");
+    assert_eq!(off.same(&[exe, "xorread", "2000", "1"], &[("IPCSHIM_PATCH", "0")]), "xor reads right\n");
+    assert!(off.traps() >= 3 * 2000, "traps without rewriting: {}", off.traps());
+}
+
+/// A read site's stub asks the kernel (lseek) about an fd the shim's table has not seen, such as
+/// one opened through glibc's rewritten `open`: no pipe, FIFO or socket, it is the kernel's and
+/// entered so, where it used to trap once per fresh fd.
+#[test]
+fn reads_of_fds_the_table_has_not_seen_do_not_trap() {
+    let s = Scratch::new("fresh");
+    let exe = s.helper("patch");
+    assert_eq!(s.same(&[exe.to_str().unwrap(), "fresh", "20000"], &[]), "fresh reads right\n");
+    assert!(s.traps() < 1000, "reads of fresh fds trapped: {}", s.traps());
+    assert!(s.patched() >= 2 * 19998, "calls through rewritten sites: {}", s.patched());
+}
+
+/// A process its parent gave no census of its fds (one started by a program without the shim)
+/// finds them at a fork (or its exit), by counting them (the size of /proc/self/fd) and
+/// probing fds 0-63 with one poll, not by listing /proc/self/fd, which makes an inode and a
+/// dentry per fd; with an fd beyond the probe (100) the counts differ and it lists them. Either
+/// way its end of a FIFO the shim serves, written through the shim, is the only writer, and
+/// the shim reader gets everything and then end of file.
+#[test]
+fn a_census_less_process_probes_its_fds() {
+    let s = Scratch::new("probe");
+    let fifo = s.dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for fd in [5, 100] {
+        // The reader, under the shim, opens the FIFO and waits for a writer.
+        let mut reader = Command::new("cat")
+            .arg(&fifo)
+            .env("LD_PRELOAD", shim_lib())
+            .env("IPCSHIM_DIR", &s.dir)
+            .env("IPCSHIM_NS", &s.ns)
+            .env_remove("IPCSHIM_REGION_FD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn cat");
+        // The writer: bash without the shim opens the write end and execs strace, which runs
+        // env, which execs bash with the shim: that bash is the only writer, census-less (it
+        // forks for `sleep` too).
+        let log = s.dir.join(format!("strace-{fd}"));
+        // What the test harness leaves open beyond 2 (a jobserver's pipe...) is closed first.
+        let script = format!(
+            "for f in /proc/$$/fd/*; do n=${{f##*/}}; [ $n -gt 2 ] && eval \"exec $n>&-\"; done 2>/dev/null; \
+             exec {fd}>'{}'; exec strace -f -qq -e trace=getdents64,poll -o '{}' env LD_PRELOAD='{}' \
+             bash -c 'echo one >&{fd}; sleep 0.2; echo two >&{fd}'",
+            fifo.display(),
+            log.display(),
+            shim_lib().display()
+        );
+        let (status, _, err) = run(Command::new("bash")
+            .args(["-c", &script])
+            .env_remove("LD_PRELOAD")
+            .env_remove("IPCSHIM_REGION_FD")
+            .env("IPCSHIM_DIR", &s.dir)
+            .env("IPCSHIM_NS", &s.ns));
+        assert_eq!(status, "exit 0", "writer with fd {fd}: {err}");
+        let start = Instant::now();
+        let out = loop {
+            if let Some(st) = reader.try_wait().expect("wait cat") {
+                assert!(st.success(), "cat: {st}");
+                let mut out = String::new();
+                reader.stdout.take().expect("stdout").read_to_string(&mut out).expect("read cat");
+                break out;
+            }
+            assert!(start.elapsed() < TIMEOUT, "the reader got no end of file (writer fd {fd})");
+            thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(out, "one\ntwo\n", "writer fd {fd}");
+        let calls = fs::read_to_string(&log).expect("strace log");
+        // The probe polls fds 0, 1, 2... (at the fork, whose census then serves the exit).
+        let probes = calls.matches(" poll([{fd=0, events=0}, {fd=1, events=0}, {fd=2, events=0}").count();
+        let listings = calls.matches(" getdents64(").count();
+        if fd < 64 {
+            assert!(probes >= 1 && listings == 0, "fd {fd}: {probes} probes, {listings} listings:\n{calls}");
+        } else {
+            assert!(listings >= 1, "fd {fd}: {probes} probes, {listings} listings:\n{calls}");
+        }
+    }
+    assert!(s.counter("bytes_in") >= 2 * 8, "the FIFO was not served by the shim");
+}

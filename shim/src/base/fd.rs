@@ -14,7 +14,7 @@
 //! neither reads nor writes the cache.
 
 use crate::base::thread;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::pipe::PipeHandle;
 use shared_state::pipe_gc;
@@ -268,8 +268,9 @@ pub fn census_for_exec(r: Option<&Region>, is_own_fd: impl Fn(i32) -> bool, put:
     }
 }
 
-/// One past the highest fd an entry was ever stored for: scans of the table stop there.
-static HIGHEST: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+/// One past the highest fd an entry was ever stored for: scans of the table stop there (also
+/// raised by the rewritten sites' fd stub, `sud::stubs`).
+pub(crate) static HIGHEST: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// One past the highest fd the table may know anything about.
 pub fn highest() -> usize {
@@ -803,6 +804,11 @@ pub fn forget_quiet(fd: usize) {
     }
 }
 
+/// The region's descriptors in this process (read-write, read-only); -1 when there are none.
+/// Kept by `crate::base::region`; the close stub of rewritten call sites reads them too
+/// (`sud::stubs`): a close of one always reaches `region::keep_fds`.
+pub(crate) static REGION_FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+
 /// Caches a family keeps per fd, forgotten with the entry (see [`forget_caches`]).
 /// Per fd: the (closes, exits) generations at which the other side was last seen alive (a
 /// socket's receiving side; its sending side has the second table), inverted so that 0 (a
@@ -830,8 +836,15 @@ pub(crate) static NB_GENS: [AtomicU64; CACHED] = [const { AtomicU64::new(0) }; C
 
 pub(crate) static NB_FLAG: [AtomicBool; CACHED] = [const { AtomicBool::new(false) }; CACHED];
 
-/// Calls `f` for every open fd, listed from /proc/self/fd.
+/// Calls `f` for every open fd: found by [`probe_open_fds`] when it can, else listed from
+/// /proc/self/fd.
 pub fn each_open_fd(mut f: impl FnMut(i32)) {
+    if let Some((low, own)) = probe_open_fds() {
+        for fd in (0..PROBED as i32).filter(|&fd| low & 1 << fd != 0).chain(own.into_iter().flatten()) {
+            f(fd);
+        }
+        return;
+    }
     let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
     else {
         return;
@@ -844,6 +857,39 @@ pub fn each_open_fd(mut f: impl FnMut(i32)) {
         Ok(())
     });
     sys::close(dir);
+}
+
+/// The fds below this are probed by [`probe_open_fds`].
+const PROBED: usize = 64;
+
+/// The open fds without listing /proc/self/fd, whose reading makes an inode and a dentry per
+/// fd (most of what a short process's exit costs the shim when its census is not whole): the
+/// directory's size is their count (Linux 6.2), and one poll without a timeout of fds 0-63 and
+/// the region's descriptors says which of those are open (not POLLNVAL). When the two counts
+/// agree, every open fd is among them: those below 64 as bits, the region's above. None when
+/// they do not (an older kernel reports 0), or a call fails.
+#[inline(never)]
+fn probe_open_fds() -> Option<(u64, [Option<i32>; 2])> {
+    let n = sys::fstatat(libc::AT_FDCWD, b"/proc/self/fd\0").ok()?.st_size;
+    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; PROBED + 2];
+    for (i, p) in fds.iter_mut().enumerate().take(PROBED) {
+        p.fd = i as i32;
+    }
+    for (p, own) in fds[PROBED..].iter_mut().zip(&REGION_FDS) {
+        p.fd = own.load(core::sync::atomic::Ordering::Relaxed);
+        if p.fd < PROBED as i32 {
+            p.fd = -1;
+        }
+    }
+    sys::syscall6(libc::SYS_poll, fds.as_mut_ptr() as usize, fds.len(), 0, 0, 0, 0).ok()?;
+    // A negative fd is skipped by poll (revents 0): not counted.
+    let open = |p: &libc::pollfd| p.fd >= 0 && p.revents & libc::POLLNVAL == 0;
+    if fds.iter().filter(|p| open(p)).count() as i64 != n {
+        return None;
+    }
+    let low = fds[..PROBED].iter().filter(|p| open(p)).fold(0u64, |m, p| m | 1 << p.fd);
+    let own = [0, 1].map(|i| open(&fds[PROBED + i]).then_some(fds[PROBED + i].fd));
+    Some((low, own))
 }
 
 /// The kernel's poll events of `fd` (0 when it cannot say).

@@ -7,8 +7,9 @@
 //! namespace up by name. The descriptors sit high and move out of the way when the program
 //! closes or replaces their numbers; `close_range` goes around them.
 
+use crate::base::fd::REGION_FDS;
 use crate::base::thread;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use shared_state::Region;
 use shared_state::region::{self, RegionErrorKind, RegionFiles};
 use shared_state::sys::{self, Errno};
@@ -27,10 +28,6 @@ static REGION: AtomicPtr<Region> = AtomicPtr::new(core::ptr::null_mut());
 static ERROR: AtomicPtr<String> = AtomicPtr::new(core::ptr::null_mut());
 static ERROR_SHOWN: AtomicBool = AtomicBool::new(false);
 
-/// The region's descriptors in this process (read-write, read-only); -1 when there are none.
-/// The close stub of rewritten call sites reads them too (`sud::stubs`): a close of one always
-/// reaches `keep_fds`.
-pub(crate) static FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 /// The region file's device and inode, for `IPCSHIM_REGION_FD`.
 static DEV: AtomicU64 = AtomicU64::new(0);
 static INO: AtomicU64 = AtomicU64::new(0);
@@ -138,7 +135,7 @@ fn fds() -> [i32; 2] {
         let fd = |bits: u64| (bits & 0x7fff_ffff) as i32 - 1;
         return [fd(moved), fd(moved >> 31)];
     }
-    [FDS[0].load(Ordering::Relaxed), FDS[1].load(Ordering::Relaxed)]
+    [REGION_FDS[0].load(Ordering::Relaxed), REGION_FDS[1].load(Ordering::Relaxed)]
 }
 
 /// Whether `fd` is one of the region descriptors kept open here (the namespace's, or an IPC
@@ -161,8 +158,8 @@ fn set_fds(fds: [i32; 2]) {
         let enc = |fd: i32| (fd + 1) as u64 & 0x7fff_ffff;
         thread::tls().region_fds.store(MOVED | enc(fds[0]) | enc(fds[1]) << 31, Ordering::Relaxed);
     } else {
-        FDS[0].store(fds[0], Ordering::Relaxed);
-        FDS[1].store(fds[1], Ordering::Relaxed);
+        REGION_FDS[0].store(fds[0], Ordering::Relaxed);
+        REGION_FDS[1].store(fds[1], Ordering::Relaxed);
         if let Some(r) = active() {
             r.set_fd_hint(fds[0]);
         }

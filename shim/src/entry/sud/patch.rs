@@ -16,6 +16,12 @@
 //! moves, `lea -128(%rsp), %rsp; pushq ret; jmp *stub`) lives in pages mapped within ±2 GiB of
 //! the site.
 //!
+//! glibc's `read` sets its number with a 2-byte `xor %eax, %eax`: that becomes a `jmp rel8` to
+//! 5 dead bytes nearby holding the `jmp` to the trampoline (the alignment padding after the
+//! wrapper's `ret`, or between the end of the site's function, from its FDE, and the next one),
+//! written first, then the 2 bytes in one locked store. A thread stopped on the landing spot is
+//! at the site for [`settle`].
+//!
 //! A signal handler never sees this machinery: [`settle`] moves an interrupted context out of
 //! trampolines and stubs to the site's own state (at its `mov` or its register moves, at its
 //! `syscall` when the call is to be made or restarted, after it when done), which is also what
@@ -149,6 +155,8 @@ struct Object {
     map_start: usize,
     map_end: usize,
     link_map: usize,
+    /// Its `.eh_frame_hdr` (0 if none).
+    eh_frame: usize,
 }
 
 fn find_object(addr: usize) -> Option<Object> {
@@ -164,6 +172,7 @@ fn find_object(addr: usize) -> Option<Object> {
         map_start: o.map_start,
         map_end: o.map_end,
         link_map: o.link_map,
+        eh_frame: o.eh_frame,
     })
 }
 
@@ -401,6 +410,8 @@ enum Store {
     Plain,
     /// Through a 2-byte `jmp .` that other threads spin on meanwhile (see `spin_replace`).
     Spin,
+    /// An `xor` site's 2 bytes by one locked store (see `short_replace`).
+    Short,
 }
 
 /// A `mov` whose 5 bytes cross a page is never rewritten (two pages to make writable).
@@ -408,8 +419,13 @@ fn within_page(site: usize) -> Option<()> {
     (site % 4096 <= 4096 - 5).then_some(())
 }
 
-fn store_kind(site: usize) -> Option<Store> {
+fn store_kind(s: &Site) -> Option<Store> {
+    let site = s.at;
     within_page(site)?;
+    if s.head == Head::Xor {
+        let threaded = thread::THREADED.load(Ordering::Relaxed);
+        return (site % 64 != 63 && (!threaded || membarrier_ready())).then_some(Store::Short);
+    }
     Some(if site % 8 <= 3 {
         Store::Word(site & !7, 8)
     } else if site % 16 <= 11 && cx16() {
@@ -432,10 +448,23 @@ fn mov(nr: u32) -> [u8; 5] {
 /// The longest run of instructions between the `mov` and the `syscall` a site may have.
 const MAX_GAP: usize = 16;
 
+/// How a site sets the call's number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// `mov $nr, %eax` (5 bytes), replaced by a `jmp rel32` to the trampoline.
+    Mov,
+    /// glibc's `read`: `xor %eax, %eax` (2 bytes) right before the `syscall`, replaced by a
+    /// `jmp rel8` to a landing spot in dead padding nearby that holds the `jmp rel32`.
+    Xor,
+}
+
+/// `xor %eax, %eax` and a 3-byte `nop`: a trampoline's first 5 bytes for a `Head::Xor` site.
+const XOR_HEAD: [u8; 5] = [0x31, 0xc0, 0x0f, 0x1f, 0x00];
+
 /// Finds the site of the `syscall` that returns to `ret`: `mov $nr, %eax` at `site`, then
 /// `gap` (instructions the trampoline can copy), then the `syscall`. The `mov` nearest the
-/// `syscall` is taken.
-fn find_site(ret: usize, nr: u32, user: User) -> Option<(usize, Gap)> {
+/// `syscall` is taken; for `read` (nr 0), failing a `mov`, an `xor %eax, %eax` right before.
+fn find_site(ret: usize, nr: u32, user: User) -> Option<(usize, Gap, Head)> {
     // The bytes before `ret`: as many as can be read (the page before may be unmapped).
     let (bytes, n): ([u8; MAX_GAP + 8], usize) = match user.read(ret - MAX_GAP - 8) {
         Some(b) => (b, MAX_GAP + 8),
@@ -451,7 +480,7 @@ fn find_site(ret: usize, nr: u32, user: User) -> Option<(usize, Gap)> {
         return None;
     }
     let mov = mov(nr);
-    (0..=MAX_GAP).filter(|k| k + 8 <= n).find_map(|k| {
+    let found = (0..=MAX_GAP).filter(|k| k + 8 <= n).find_map(|k| {
         let site = ret - 7 - k;
         let i = site - (ret - MAX_GAP - 8);
         if bytes[i..i + 5] != mov || prefix(bytes[i - 1]) {
@@ -462,8 +491,141 @@ fn find_site(ret: usize, nr: u32, user: User) -> Option<(usize, Gap)> {
         while off < k {
             off += copyable(&gap[off..])?;
         }
-        (off == k).then(|| (site, Gap::new(gap)))
+        (off == k).then(|| (site, Gap::new(gap), Head::Mov))
+    });
+    found.or_else(|| {
+        let xor = [at(ret - 4), at(ret - 3)] == XOR_HEAD[..2] && !prefix(at(ret - 5));
+        (nr == 0 && xor).then(|| (ret - 4, Gap::new(&[]), Head::Xor))
     })
+}
+
+/// The length of the padding instruction at the start of `b`: `int3`, or `nop` in its one- to
+/// many-byte forms (`66`/`2e` prefixes, `0f 1f /0` with a memory operand), as assemblers
+/// align code with.
+fn padding_len(b: &[u8]) -> Option<usize> {
+    if matches!(b.first()?, 0x90 | 0xcc) {
+        return Some(1);
+    }
+    let mut i = 0;
+    while i < 8 && matches!(b.get(i), Some(0x66 | 0x2e)) {
+        i += 1;
+    }
+    if i > 0 && b.get(i) == Some(&0x90) {
+        return Some(i + 1);
+    }
+    if b.get(i..i + 2)? != [0x0f, 0x1f] {
+        return None;
+    }
+    let modrm = *b.get(i + 2)?;
+    let (md, reg, rm) = (modrm >> 6, modrm >> 3 & 7, modrm & 7);
+    if md == 3 || reg != 0 {
+        return None;
+    }
+    let mut len = i + 3;
+    if rm == 4 {
+        let sib = *b.get(len)?;
+        len += 1 + if md == 0 && sib & 7 == 5 { 4 } else { 0 };
+    } else if md == 0 && rm == 5 {
+        len += 4;
+    }
+    len += [0, 1, 4][md as usize];
+    (len <= b.len()).then_some(len)
+}
+
+/// Whether `b` is nothing but padding instructions.
+fn all_padding(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        match padding_len(&b[i..]) {
+            Some(n) => i += n,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Where the `jmp rel32` of a `Head::Xor` site at `site` (returning to `ret`) can go: 5 dead
+/// bytes on the site's page within a `jmp rel8`'s reach of it, either the alignment padding
+/// after the `[cmp $imm32, %rax;] [jcc;] ret` that follows the `syscall` (glibc's wrappers), or
+/// the padding between the end of the site's function (its FDE) and the next one.
+fn landing(site: usize, ret: usize, user: User) -> Option<usize> {
+    let page_end = (site & !4095) + 4096;
+    let fits = |p: usize| p >= ret && p + 5 <= page_end && p - (site + 2) <= 127;
+    after_return(ret, page_end, user)
+        .filter(|&p| fits(p))
+        .or_else(|| after_function(site, ret, user).filter(|&p| fits(p)))
+}
+
+/// The padding after the `ret` that follows a site's `syscall` (see `landing`), up to the
+/// next 16-byte boundary, if it is at least 5 bytes.
+fn after_return(ret: usize, page_end: usize, user: User) -> Option<usize> {
+    let mut b = [0u8; 32];
+    let n = b.len().min(page_end - ret);
+    if !user.copy_in(&mut b[..n], ret) {
+        return None;
+    }
+    let b = &b[..n];
+    let mut i = 0;
+    if b.get(..2)? == [0x48, 0x3d] {
+        i += 6;
+    }
+    match *b.get(i)? {
+        0x70..=0x7f => i += 2,
+        0x0f if matches!(b.get(i + 1)?, 0x80..=0x8f) => i += 6,
+        _ => {}
+    }
+    if *b.get(i)? != 0xc3 {
+        return None;
+    }
+    let pad = ret + i + 1;
+    let end = pad.next_multiple_of(16);
+    (end - pad >= 5 && end - ret <= n && all_padding(&b[i + 1..end - ret])).then_some(pad)
+}
+
+/// The padding between the end of the function holding [site, ret) and the next function,
+/// from the object's `.eh_frame_hdr` search table and the function's FDE, if it is at most 64
+/// bytes and all padding.
+fn after_function(site: usize, ret: usize, user: User) -> Option<usize> {
+    let hdr = find_object(site)?.eh_frame;
+    if hdr == 0 {
+        return None;
+    }
+    // Version 1; eh_frame_ptr pcrel sdata4, fde_count udata4, the table datarel sdata4.
+    let h: [u8; 12] = user.read(hdr)?;
+    if h[..4] != [1, 0x1b, 0x03, 0x3b] {
+        return None;
+    }
+    let count = u32::from_le_bytes(h[8..].try_into().ok()?) as usize;
+    let entry = |i: usize| -> Option<(usize, usize)> {
+        let e: [i32; 2] = user.read(hdr + 12 + 8 * i)?;
+        Some((hdr.wrapping_add_signed(e[0] as isize), hdr.wrapping_add_signed(e[1] as isize)))
+    };
+    // The first function starting after the site; the one before holds it.
+    let (mut lo, mut hi) = (0, count);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if entry(mid)?.0 <= site {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if lo == 0 || lo >= count {
+        return None;
+    }
+    let ((start, fde), next) = (entry(lo - 1)?, entry(lo)?.0);
+    // length, CIE pointer, pc_begin (pcrel sdata4, checked against the table), pc_range.
+    let f: [i32; 4] = user.read(fde)?;
+    if f[0] <= 0 || f[1] == 0 || (fde + 8).wrapping_add_signed(f[2] as isize) != start {
+        return None;
+    }
+    let end = start.checked_add(f[3] as u32 as usize)?;
+    if !(start <= site && ret <= end && (5..=64).contains(&(next.saturating_sub(end)))) {
+        return None;
+    }
+    let mut b = [0u8; 64];
+    let gap = &mut b[..next - end];
+    (user.copy_in(gap, end) && all_padding(gap)).then_some(end)
 }
 
 /// Instructions between a site's `mov` and its `syscall`, copied into its trampoline.
@@ -513,41 +675,66 @@ fn copyable(b: &[u8]) -> Option<usize> {
 /// A site the rewriter may rewrite, checked against the bytes in memory: its `mov`, the
 /// instructions between, and the protection of the code segment holding it.
 struct Rewritable {
-    site: usize,
-    gap: Gap,
+    site: Site,
     prot: usize,
+}
+
+/// A site as found in memory: where its `mov` or `xor` is, the instructions between it and
+/// the `syscall`, and for an `xor` the landing spot of its `jmp rel8` (0 for a `mov`).
+#[derive(Clone, Copy)]
+struct Site {
+    at: usize,
+    gap: Gap,
+    head: Head,
+    pad: usize,
+}
+
+/// The site whose `syscall` returns to `ret`, if it makes call `nr` in a way the rewriter
+/// handles (the protection of its code not checked).
+fn site_at(ret: usize, nr: u32, user: User) -> Option<Site> {
+    let (at, gap, head) = find_site(ret, nr, user)?;
+    within_page(at)?;
+    let pad = match head {
+        Head::Mov => 0,
+        Head::Xor => landing(at, ret, user)?,
+    };
+    Some(Site { at, gap, head, pad })
 }
 
 /// The site whose `syscall` returns to `ret`, if it makes call `nr` in a way the rewriter
 /// handles, in code it may rewrite.
 fn rewritable(ret: usize, nr: u32, user: User) -> Option<Rewritable> {
-    let (site, gap) = find_site(ret, nr, user)?;
-    within_page(site)?;
-    let prot = code_protection(site, ret, user)?;
-    Some(Rewritable { site, gap, prot })
+    let site = site_at(ret, nr, user)?;
+    let prot = code_protection(site.at, ret, user)?;
+    Some(Rewritable { site, prot })
 }
 
 /// Rewrites the site whose `syscall` returns to `ret` so that its `mov` jumps to a trampoline
 /// for `stub`; the trampoline's address, or None if the site must keep trapping.
 fn rewrite(ret: usize, nr: u32, stub: Stub, user: User) -> Option<usize> {
     let r = rewritable(ret, nr, user)?;
-    let page = r.site & !4095;
+    let page = r.site.at & !4095;
     let rwx = r.prot | libc::PROT_WRITE as usize;
     // The trampoline first: a site whose slot cannot be had costs no mprotect.
-    let store = store_kind(r.site)?;
-    let tramp = trampolines::make(r.site, ret, &r.gap, nr, stub)?;
+    let store = store_kind(&r.site)?;
+    let tramp = trampolines::make(&r.site, ret, nr, stub)?;
     syscall6(libc::SYS_mprotect, page, 4096, rwx, 0, 0, 0).ok()?;
-    let ok = store_jmp(r.site, nr, store, tramp);
+    let ok = store_jmp(&r.site, nr, store, tramp);
     let _ = syscall6(libc::SYS_mprotect, page, 4096, r.prot, 0, 0, 0);
     ok.then_some(tramp)
 }
 
-/// Replaces the `mov $nr, %eax` at `site`, on a page made writable, with a `jmp` to `tramp`.
-fn store_jmp(site: usize, nr: u32, store: Store, tramp: usize) -> bool {
+/// Replaces the `mov $nr, %eax` (or the `xor`) of `s`, on a page made writable, with a `jmp`
+/// to `tramp`.
+fn store_jmp(s: &Site, nr: u32, store: Store, tramp: usize) -> bool {
+    let site = if s.head == Head::Xor { s.pad } else { s.at };
     let rel = (tramp as i64 - (site as i64 + 5)) as i32;
     let mut jmp = [0xe9u8; 5];
     jmp[1..].copy_from_slice(&rel.to_le_bytes());
     match store {
+        // SAFETY: the page is writable, the pad dead bytes, and `s.at` holds the `xor`
+        // (checked by `find_site`), 2 bytes in one cache line (`store_kind`).
+        Store::Short => unsafe { short_replace(s.at, s.pad, &jmp) },
         Store::Plain => {
             // SAFETY: the page is writable now, and no other thread exists to execute it.
             unsafe { core::ptr::copy_nonoverlapping(jmp.as_ptr(), site as *mut u8, 5) };
@@ -558,6 +745,28 @@ fn store_jmp(site: usize, nr: u32, store: Store, tramp: usize) -> bool {
         // SAFETY: the page is writable, and `site` holds the `mov` (checked by `find_site`).
         Store::Spin => unsafe { spin_replace(site, &mov(nr), &jmp) },
     }
+}
+
+/// Rewrites an `xor` site: the `jmp` to its trampoline into the dead padding at `pad` (no
+/// thread executes those bytes; every core serialized after it when there may be threads, so
+/// none holds them stale), then the `xor` becomes a `jmp rel8` to it in one locked store.
+///
+/// # Safety
+/// `site` must hold `xor %eax, %eax` (2 bytes in one cache line) and `pad` 5 bytes of padding
+/// no code reaches, both on a writable page, and only one thread may rewrite at a time.
+unsafe fn short_replace(site: usize, pad: usize, jmp: &[u8; 5]) -> bool {
+    // SAFETY: the caller's writable, dead bytes.
+    unsafe { core::ptr::copy_nonoverlapping(jmp.as_ptr(), pad as *mut u8, 5) };
+    if thread::THREADED.load(Ordering::Relaxed) {
+        sync_cores();
+    }
+    // Known before any thread can stop there (see `settle`).
+    if !pads::add(pad, site) {
+        return false;
+    }
+    let short = u16::from_le_bytes([0xeb, (pad - (site + 2)) as u8]);
+    // SAFETY: the caller's writable site.
+    unsafe { cas16(site, u16::from_le_bytes([XOR_HEAD[0], XOR_HEAD[1]]), short) }
 }
 
 /// A site being rewritten through a `jmp .` (Store::Spin) and its original 5 bytes, for a fork
@@ -749,7 +958,7 @@ pub(crate) fn settle(uc: &mut ucontext_t) {
         rsi: gr[REG_RSI as usize] as u64,
         eflags: gr[REG_EFL as usize] as u64,
     };
-    if !(trampolines::settle(&mut r) || stubs::settle_stub(&mut r)) {
+    if !(trampolines::settle(&mut r) || stubs::settle_stub(&mut r) || pads::settle(&mut r)) {
         return;
     }
     gr[REG_RIP as usize] = r.rip as i64;
@@ -852,6 +1061,38 @@ mod sites {
     }
 }
 
+/// The landing spots of rewritten `xor` sites and their sites: a thread stopped on one (its
+/// `jmp rel8` taken, the `jmp` there not yet) is at its site, whose `jmp rel8` has done nothing
+/// yet. Written under BUSY, read by any thread.
+mod pads {
+    use super::*;
+
+    const N: usize = 64;
+    static PAD: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+    static SITE: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+    static USED: AtomicUsize = AtomicUsize::new(0);
+
+    /// False when the table is full (the site then keeps trapping).
+    pub(super) fn add(pad: usize, site: usize) -> bool {
+        let n = USED.load(Ordering::Relaxed);
+        if n == N {
+            return false;
+        }
+        SITE[n].store(site, Ordering::Relaxed);
+        PAD[n].store(pad, Ordering::Relaxed);
+        USED.store(n + 1, Ordering::Release);
+        true
+    }
+
+    /// `r` stopped on a landing spot: back at its site.
+    pub(super) fn settle(r: &mut Regs) -> bool {
+        let n = USED.load(Ordering::Acquire);
+        let Some(i) = PAD[..n].iter().position(|p| p.load(Ordering::Relaxed) == r.rip) else { return false };
+        r.rip = SITE[i].load(Ordering::Relaxed);
+        true
+    }
+}
+
 /// Trampolines: 64-byte slots in chunks mapped near the sites they serve, filled once (under
 /// BUSY) and never changed, so no thread can execute a half-written one.
 mod trampolines {
@@ -860,8 +1101,8 @@ mod trampolines {
     const SLOT: usize = 64;
     const CHUNK: usize = 64 * 1024;
     const MAX_CHUNKS: usize = 64;
-    /// Offsets in a slot: the length of the copied instructions, the stub's address and the
-    /// site's return address.
+    /// Offsets in a slot: the length of the copied instructions (and above its 8 bits, of the
+    /// site's `mov` or `xor`), the stub's address and the site's return address.
     const GAP_AT: usize = 40;
     const STUB_AT: usize = 48;
     const RET_AT: usize = 56;
@@ -873,13 +1114,20 @@ mod trampolines {
         (a as i64 - b as i64).unsigned_abs() < (1 << 31) - CHUNK as u64
     }
 
-    /// A new trampoline for the site: `mov $nr, %eax`, the site's `gap`, `lea -128(%rsp),
-    /// %rsp`, `pushq ret`, `jmp *stub`. None if no slot within reach can be had.
-    pub(super) fn make(site: usize, ret: usize, gap: &Gap, nr: u32, stub: Stub) -> Option<usize> {
+    /// A new trampoline for the site: `mov $nr, %eax` (`xor %eax, %eax; nop`), the site's
+    /// `gap`, `lea -128(%rsp), %rsp`, `pushq ret`, `jmp *stub`. None if no slot within reach
+    /// can be had.
+    pub(super) fn make(s: &Site, ret: usize, nr: u32, stub: Stub) -> Option<usize> {
+        let (site, gap) = (s.at, &s.gap);
         let slot = alloc(site)?;
         let mut code = [0xccu8; SLOT];
         let k = gap.len;
-        code[..5].copy_from_slice(&mov(nr));
+        // The site's own length of the head (in the word at GAP_AT, above the gap's).
+        let (head, head_len) = match s.head {
+            Head::Mov => (mov(nr), 5),
+            Head::Xor => (XOR_HEAD, 2),
+        };
+        code[..5].copy_from_slice(&head);
         code[5..5 + k].copy_from_slice(&gap.bytes[..k]);
         // lea -0x80(%rsp), %rsp; pushq RET_AT(%rip); jmp *STUB_AT(%rip) (displacements from
         // the next instruction).
@@ -889,7 +1137,7 @@ mod trampolines {
         code[push + 2..jmp].copy_from_slice(&((RET_AT - jmp) as u32).to_le_bytes());
         code[jmp..jmp + 2].copy_from_slice(&[0xff, 0x25]);
         code[jmp + 2..jmp + 6].copy_from_slice(&((STUB_AT - (jmp + 6)) as u32).to_le_bytes());
-        code[GAP_AT..GAP_AT + 8].copy_from_slice(&(k as u64).to_le_bytes());
+        code[GAP_AT..GAP_AT + 8].copy_from_slice(&((k | head_len << 8) as u64).to_le_bytes());
         code[STUB_AT..STUB_AT + 8].copy_from_slice(&stub.addr().to_le_bytes());
         code[RET_AT..RET_AT + 8].copy_from_slice(&ret.to_le_bytes());
         // SAFETY: a fresh slot of a chunk we mapped read-write-execute; nothing jumps to it
@@ -940,8 +1188,9 @@ mod trampolines {
         None
     }
 
-    /// `r` interrupted in a trampoline: at the site's `mov` (not run yet), in its copied
-    /// instructions (the same ones of the site), or at its `syscall`.
+    /// `r` interrupted in a trampoline: at the site's `mov` or `xor` (not run yet, or run again:
+    /// it sets eax and the flags as it did), in its copied instructions (the same ones of the
+    /// site), or at its `syscall`.
     pub(super) fn settle(r: &mut Regs) -> bool {
         for (c, used) in CHUNKS.iter().zip(&USED) {
             let base = c.load(Ordering::Acquire);
@@ -954,18 +1203,19 @@ mod trampolines {
             }
             let slot = r.rip - (r.rip - base) % SLOT;
             // SAFETY: a slot `make` filled, with these words at these offsets.
-            let (k, ret) = unsafe {
+            let (lens, ret) = unsafe {
                 (((slot + GAP_AT) as *const usize).read(), ((slot + RET_AT) as *const usize).read())
             };
+            let (k, head) = (lens & 0xff, lens >> 8);
             let syscall = ret - 2;
-            let site = syscall - k - 5;
+            let site = syscall - k - head;
             let o = r.rip - slot;
             if o < 5 {
                 r.rip = site;
                 return true;
             }
             if o < 5 + k {
-                r.rip = site + o;
+                r.rip = site + head + (o - 5);
                 return true;
             }
             r.rsp += match o - 5 - k {

@@ -24,8 +24,8 @@ const K_CHECK: u64 = 3; // ... flags in ah (SF ZF AF PF CF) and al (OF)
 const K_RESTORE: u64 = 4; // ... OF back in the flags, the others still in ah
 const K_LEAVE: u64 = 5; // rsp = site's, rcx = the site's `syscall`
 const K_LOAD: u64 = 6; // as K_CHECK; a fault here goes to the mark's `aux` (the trap)
-// The close stub's look at an fd (an lseek, which changes nothing: an interrupted look is
-// dropped and the close made by the site's own `syscall`, which traps):
+// The close and fd stubs' look at an fd (an lseek, which changes nothing: an interrupted look
+// is dropped and the call made by the site's own `syscall`, which traps):
 const K_LOOK: u64 = 7; // as K_CHECK, 24 bytes lower: rsp = site's - 168
 const K_LOOKING: u64 = 8; // ... with rdx, rsi and the saved flags (ax) in those 24 bytes
 
@@ -143,7 +143,12 @@ global_asm!(
     "    PATCH_MARK {entry}",
     "    PATCH_COUNT",
     "    jmp ipcshim_sud_syscall",
-    // A call on the fd in edi: the kernel's when the table knows it as a kernel fd.
+    // A call on the fd in edi: the kernel's when the table knows it as a kernel fd. One it
+    // has not seen (a file opened through a rewritten open, inherited) is looked at with
+    // lseek, as by the close stub: what does not say ESPIPE is no pipe, FIFO or socket, so no
+    // shim object, and is entered as KERNEL (what the dispatcher's look-up would enter, after
+    // a trap), one past it in HIGHEST first, as `fd::store` does, so that scans of the
+    // table (close_range) see it.
     ".balign 16",
     ".globl ipcshim_patch_fd",
     ".hidden ipcshim_patch_fd",
@@ -151,10 +156,56 @@ global_asm!(
     "    PATCH_SAVE",
     "    PATCH_FD 9f",
     "    mov (%rcx), %r11",
+    "    test %r11, %r11",
+    "    jz 5f",
     "    or ${listener}, %r11",
     "    cmp ${plain}, %r11",
     "    jne 9f",
+    "4:",
     "    PATCH_TAILS 9",
+    "5:",
+    "    PATCH_MARK {check}",
+    "    lea -24(%rsp), %rsp",
+    "    PATCH_MARK {look}",
+    "    mov %rdx, (%rsp)",
+    "    mov %rsi, 8(%rsp)",
+    "    mov %rax, 16(%rsp)",
+    "    PATCH_MARK {looking}",
+    "    xor %esi, %esi",
+    "    mov ${seek_cur}, %edx",
+    "    mov ${lseek}, %eax",
+    "    call ipcshim_sud_call",
+    "    test %rax, %rax",
+    "    js 6f",
+    "    lea {highest}(%rip), %rcx",
+    "    mov %edi, %r11d",
+    "    add $1, %r11",
+    "3:",
+    "    mov (%rcx), %rax",
+    "    cmp %r11, %rax",
+    "    jae 2f",
+    "    lock cmpxchg %r11, (%rcx)",
+    "    jne 3b",
+    "2:",
+    "    mov %edi, %ecx",
+    "    lea {table}(%rip), %r11",
+    "    lea (%r11,%rcx,8), %rcx",
+    "    mov ${kernel}, %r11d",
+    "    xor %eax, %eax",
+    // ZF: entered (nobody entered anything else meanwhile).
+    "    lock cmpxchg %r11, (%rcx)",
+    "    jmp 7f",
+    "6:",
+    // ZF clear: the trap.
+    "    test %rsp, %rsp",
+    "7:",
+    "    mov (%rsp), %rdx",
+    "    mov 8(%rsp), %rsi",
+    "    mov 16(%rsp), %rax",
+    "    lea 24(%rsp), %rsp",
+    "    PATCH_MARK {check}",
+    "    jz 4b",
+    "    jmp 9b",
     // fcntl(edi, esi) and ioctl(edi, esi): only a few commands mean anything for a shim
     // object (`crate::family::file::fcntl`, `crate::family::file::ioctl`, `unix::ioctl`: the owner of a socket's SIGURG,
     // its out-of-band mark); the others go to the kernel whatever the fd.
@@ -292,7 +343,7 @@ global_asm!(
     load = const K_LOAD,
     look = const K_LOOK,
     looking = const K_LOOKING,
-    region_fds = sym crate::base::region::FDS,
+    region_fds = sym crate::base::fd::REGION_FDS,
     seek_cur = const libc::SEEK_CUR,
     sigsys = const libc::SIGSYS,
     lseek = const libc::SYS_lseek,
@@ -301,6 +352,8 @@ global_asm!(
     fault_blocked = const offset_of!(thread::Tls, fault_blocked),
     cached = const crate::base::fd::CACHED,
     table = sym crate::base::fd::TABLE,
+    highest = sym crate::base::fd::HIGHEST,
+    kernel = const crate::base::fd::KERNEL,
     plain = const crate::base::fd::PLAIN,
     listener = const crate::base::fd::LISTENER,
     unknown = const crate::base::fd::UNKNOWN,

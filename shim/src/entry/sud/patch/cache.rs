@@ -324,13 +324,13 @@ fn load(bias: usize, id: &[u8], code: &[(usize, usize, usize)], user: User) {
         if !opened[i] || (trace && stub != Stub::Pass) || sites::get(ret).is_some_and(|v| v != sites::SEEN) {
             return;
         }
-        let Some((site, gap)) = find_site(ret, nr, user).filter(|&(site, _)| site > code[i].0) else {
+        let Some(site) = site_at(ret, nr, user).filter(|s| s.at > code[i].0) else {
             return;
         };
         let mut tramp = None;
-        if let Some(store) = store_kind(site)
-            && let Some(t) = trampolines::make(site, ret, &gap, nr, stub)
-            && store_jmp(site, nr, store, t)
+        if let Some(store) = store_kind(&site)
+            && let Some(t) = trampolines::make(&site, ret, nr, stub)
+            && store_jmp(&site, nr, store, t)
         {
             tramp = Some(t);
         }
