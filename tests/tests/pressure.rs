@@ -497,18 +497,28 @@ fn peak_rss(mut cmd: Command) -> (bool, i64) {
     (libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, ru.ru_maxrss)
 }
 
+/// svsematest's fork mode (`-f`), run at SCHED_FIFO priority 1 (`chrt -f 1`): its sender child
+/// checks a word of shared memory that the receiver child stores between its fork and its exec,
+/// and the parent forks the sender only 10 ms after the receiver. A receiver child that a loaded
+/// machine has not run within those 10 ms leaves the word 0: the sender exits ("Memory size
+/// problem (expected 0, found 304)") and the receiver and the parent wait for it for ever, on
+/// the kernel as under the shim (whose fork children start later, which made it likelier). At
+/// real-time priority the receiver child runs as soon as the parent sleeps.
+const SVSEMATEST: [&str; 10] = ["chrt", "-f", "1", "svsematest", "-f", "-l", "2000", "-i", "100", "-q"];
+
 #[test]
 fn svsematest_mlockall_stays_near_the_kernels_resident_size() {
     let dir = ipcshim_tests::state_base().join(format!("ipcshim-pressure-mlock-{}", std::process::id()));
     fs::create_dir_all(&dir).expect("scratch dir");
-    let args = ["-f", "-l", "2000", "-i", "100", "-q"];
-    let mut kernel = Command::new("svsematest");
-    kernel.args(args).stdout(std::process::Stdio::null());
+    let rt = Command::new("chrt").args(["-f", "1", "true"]).status();
+    assert!(rt.as_ref().is_ok_and(|s| s.success()), "chrt -f 1 (SCHED_FIFO) is not allowed here: {rt:?}");
+    let mut kernel = Command::new(SVSEMATEST[0]);
+    kernel.args(&SVSEMATEST[1..]).stdout(std::process::Stdio::null());
     let (ok, k_rss) = peak_rss(kernel);
     assert!(ok, "svsematest on the kernel failed");
     let mut shim = Command::new(cli_bin());
-    shim.args(["run", "--ns", "mlock", "--", "svsematest"])
-        .args(args)
+    shim.args(["run", "--ns", "mlock", "--"])
+        .args(SVSEMATEST)
         .env("IPCSHIM_DIR", &dir)
         .env_remove("LD_PRELOAD")
         .stdout(std::process::Stdio::null());
