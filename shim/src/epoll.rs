@@ -1023,6 +1023,32 @@ pub fn poll_ready(r: &Region, fd: i32) -> Option<i16> {
     Some(if ready { libc::POLLIN | libc::POLLRDNORM } else { 0 })
 }
 
+/// How a poller of an epoll fd may sleep on its set.
+pub enum PollSleep<'r> {
+    /// No shim instance: the kernel's poll of the fd says all.
+    NotServed,
+    /// An interest wanted by `events` is ready now: the poller looks again.
+    Ready,
+    /// Counted on the instance (`ep->poll_wait`): sleep while its poll word holds the value,
+    /// then [`ep::EpInst::poll_done`].
+    Sleep(&'r ep::EpInst, u32),
+}
+
+/// A poller of epoll fd `fd` for `events` is about to sleep (`ep_eventpoll_poll`'s poll_wait):
+/// counted on the instance first, then the word read, then the set looked at again, so that a
+/// waker queueing an item after that look finds the poller counted and moves the word.
+pub fn poll_sleep(r: &Region, fd: i32, events: i16) -> PollSleep<'_> {
+    let EpollFd::Obj(bits) = fd::epoll_of(fd) else { return PollSleep::NotServed };
+    let Some(o) = ep::inst(r, InstRef::from_bits(bits)) else { return PollSleep::NotServed };
+    let seq = o.poll_prepare();
+    // Gone meanwhile (None) too: the next look finds out.
+    if poll_ready(r, fd).is_none_or(|m| m & events != 0) {
+        o.poll_done();
+        return PollSleep::Ready;
+    }
+    PollSleep::Sleep(o, seq)
+}
+
 /// Whether an exec in progress may close an end a shim target's sleepers wait for (until when).
 fn exec_window(r: &Region, v: &ItemView<'_>) -> bool {
     v.target & EPOLL_TARGET == 0 && poll::in_exec_window(r, &Shim::from_bits(v.target))
