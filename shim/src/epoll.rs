@@ -1192,6 +1192,23 @@ impl Drop for CallerMask {
     }
 }
 
+/// A waiter counted among an instance's sleepers (on `ep->wq`); uncounted when dropped.
+struct OnWq<'r>(Option<&'r ep::EpInst>);
+
+impl OnWq<'_> {
+    fn leave(&mut self) {
+        if let Some(o) = self.0.take() {
+            o.sleep_done();
+        }
+    }
+}
+
+impl Drop for OnWq<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
 /// The wait on a set with a shim instance; `None` once the instance is gone.
 fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> {
     let _mask = CallerMask::install(w.sigmask);
@@ -1199,6 +1216,10 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> 
     let Ok(mut kbuf) = scratch::take_any::<libc::epoll_event>(KBUF.min(w.maxevents)) else {
         return Some(neg(libc::ENOMEM));
     };
+    // From its first sleep until a wake-up the waiter stays counted, through the looks at the
+    // set between slices that ran out: the kernel's waiter is on `ep->wq` for all of one sleep,
+    // and an EPOLLEXCLUSIVE wake-up that came during such a look went on to the next set's.
+    let mut on_wq = OnWq(None);
     loop {
         let o = ep::inst(r, h)?;
         let n = match ep::ctl(r, h) {
@@ -1215,13 +1236,20 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> 
             return Some(0);
         }
         signals::clear_interrupt();
-        let seq = o.sleep_prepare();
+        let seq = match on_wq.0 {
+            Some(_) => o.word.load(SeqCst),
+            None => {
+                on_wq.0 = Some(o);
+                o.sleep_prepare()
+            }
+        };
         if o.events_available() {
-            o.sleep_done();
+            on_wq.leave();
             continue;
         }
         // While an exec may close an end an item watches, the kernel shows it as it goes.
         let exec = o.exec_until.load(SeqCst) as i64 > sys::monotonic_ns();
+        let mut slice_ran_out = false;
         if o.kernel_items.load(SeqCst) != 0 || exec {
             match uring::wait(g, w.epfd, &o.word, seq, remaining) {
                 Some(uring::Woken::Ready) if exec => o.set_kcheck(),
@@ -1231,7 +1259,8 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> 
                     let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
                     let word = signals::handled_word();
                     let handled = word.load(Relaxed);
-                    futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
+                    slice_ran_out =
+                        futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
                     o.set_kcheck();
                 }
             }
@@ -1241,11 +1270,14 @@ fn served_wait(r: &Region, g: &sud::Guard, w: &Wait, h: InstRef) -> Option<i64> 
             let handled = word.load(Relaxed);
             // A sleep that lasted a whole slice: a peer may have died meanwhile, which only
             // the kernel's placeholders show.
-            if futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice))) {
+            slice_ran_out = futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
+            if slice_ran_out {
                 o.set_kcheck();
             }
         }
-        o.sleep_done();
+        if !slice_ran_out {
+            on_wq.leave();
+        }
         // epoll_wait is never restarted after a handler ran (even one with SA_RESTART).
         if signals::take_interrupt().is_some() {
             return Some(neg(libc::EINTR));
