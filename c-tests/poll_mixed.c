@@ -1,7 +1,7 @@
 /* poll, ppoll and pselect sleeping on shim sockets and kernel fds at once, and on more
  * sockets than one futex_waitv takes: the waiter is woken by data another process writes to a
  * socket, by an eventfd, by a signal the ppoll mask lets through, or by its timeout, and reports
- * exactly the fds that are ready. `poll_mixed ROUNDS only-rings` runs the ping-pongs ROUNDS
+ * exactly the fds that are ready; so is a poller of an epoll fd whose set watches a socket. `poll_mixed ROUNDS only-rings` runs the ping-pongs ROUNDS
  * times and leaves out the case with more kernel fds than one io_uring sleep watches (the
  * strace test in tests/tests/poll_wait.rs counts the sleeps the others make).
  */
@@ -161,6 +161,30 @@ int main(int argc, char **argv)
 		show_revents("poll after the peer's last close", r, p, 2);
 	}
 	close(sv[0]);
+
+	CASE("socket_wakes_a_poller_of_an_epoll_fd");
+	sk_pair(SOCK_STREAM, sv);
+	{
+		/* An epoll fd whose set watches a shim socket, polled beside an eventfd: the
+		 * write into the socket wakes the poller. */
+		int ep = epoll_create1(0);
+		struct epoll_event e = { .events = EPOLLIN, .data.u64 = 1 };
+		IOSHOW(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &e));
+		pid = fork();
+		if (pid == 0) {
+			usleep(20000);
+			_exit(write(sv[1], "e", 1) != 1);
+		}
+		struct pollfd p[2] = { { ep, POLLIN, 0 }, { efd, POLLIN, 0 } };
+		int r = poll(p, 2, 10000);
+		show_revents("poll {epoll fd, eventfd}", r, p, 2);
+		waitpid(pid, &st, 0);
+		char c;
+		IOSHOW(read(sv[0], &c, 1));
+		close(ep);
+	}
+	close(sv[0]);
+	close(sv[1]);
 
 	CASE("ppoll_mask_lets_a_signal_in");
 	{

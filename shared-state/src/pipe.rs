@@ -3381,7 +3381,7 @@ pub fn poll_wait(
     sleep: &mut dyn FnMut(&[sys::FutexWaitv], &libc::timespec) -> WaitOutcome,
     waiters: &mut [sys::FutexWaitv],
 ) -> bool {
-    let extra = &extra[..extra.len().min(2).min(waiters.len())];
+    let extra = &extra[..extra.len().min(waiters.len())];
     let room = waiters.len() - extra.len();
     let (mut n, mut truncated, mut ready) = (0, false, false);
     for (h, want_rd, want_wr) in pipes {

@@ -97,3 +97,37 @@ fn a_full_epoll_table_is_collected_whatever_another_namespace_holds() {
     // The pipe was the shim's: each interest in it made a shim epoll object.
     assert_eq!(counter(&status, "pipes", "created"), Some(1), "{status}");
 }
+
+/// EPOLLEXCLUSIVE wakes only the first of four processes (each with its own set over one pipe)
+/// also while that one is between two slices of its sleep (`tests/c/epoll_exclusive_look.c`):
+/// strace holds each look the shim's waiter takes at the kernel's set after a slice (its
+/// `epoll_wait`) for 0.3 s, and the byte is written then. The waiter used to leave the
+/// instance's sleepers for that look, so the wake-up went on to all four (epoll_scale's
+/// exclusive_wakes_one_of_four_processes under load: two of them).
+#[test]
+fn exclusive_wake_finds_a_waiter_between_its_slices() {
+    let exe = diff::compile(&ipcshim_tests::workspace_root().join("tests/c/epoll_exclusive_look.c"))
+        .expect("compile");
+    let ns = format!("epoll-look-{}", std::process::id());
+    let dir = ipcshim_tests::state_base().join(format!("ipcshim-{ns}"));
+    fs::create_dir_all(&dir).expect("scratch dir");
+    let shimmed = program(&exe, &dir, Some(&ns));
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=epoll_wait"])
+        .args(["-e", "inject=epoll_wait:delay_exit=300000"])
+        .arg(shimmed.get_program())
+        .args(shimmed.get_args())
+        .arg("3");
+    for (k, v) in shimmed.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.current_dir(&dir);
+    let out = cmd.output().expect("run strace");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}\n{text}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text, "  1 of 4 woke\n".repeat(3), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,6 +1,7 @@
-//! poll, ppoll and pselect over shim sockets and kernel fds, or over more sockets than one
-//! futex_waitv takes, sleep once until something is ready (`c-tests/poll_mixed.c` under
-//! strace): no 2 ms slices in the kernel's ppoll (a wake-up took 2.2 ms instead of 14 us), no
+//! poll, ppoll and pselect over shim sockets and kernel fds, over more sockets than one
+//! futex_waitv takes, or over an epoll fd whose set watches a socket, sleep once until something
+//! is ready (`c-tests/poll_mixed.c` under strace): no 2 ms slices in the kernel's ppoll (a
+//! wake-up took 2.2 ms instead of 14 us; a poller of an epoll fd never looked asleep), no
 //! futex_waitv cut to 128 words with a 10 ms slice, and the bytes through the shim's queues.
 
 use ipcshim_tests::{counter, diff, program, status};

@@ -1024,6 +1024,32 @@ pub fn poll_ready(r: &Region, fd: i32) -> Option<i16> {
     Some(if ready { libc::POLLIN | libc::POLLRDNORM } else { 0 })
 }
 
+/// How a poller of an epoll fd may sleep on its set.
+pub enum PollSleep<'r> {
+    /// No shim instance: the kernel's poll of the fd says all.
+    NotServed,
+    /// An interest wanted by `events` is ready now: the poller looks again.
+    Ready,
+    /// Counted on the instance (`ep->poll_wait`): sleep while its poll word holds the value,
+    /// then [`ep::EpInst::poll_done`].
+    Sleep(&'r ep::EpInst, u32),
+}
+
+/// A poller of epoll fd `fd` for `events` is about to sleep (`ep_eventpoll_poll`'s poll_wait):
+/// counted on the instance first, then the word read, then the set looked at again, so that a
+/// waker queueing an item after that look finds the poller counted and moves the word.
+pub fn poll_sleep(r: &Region, fd: i32, events: i16) -> PollSleep<'_> {
+    let EpollFd::Obj(bits) = fd::epoll_of(fd) else { return PollSleep::NotServed };
+    let Some(o) = ep::inst(r, InstRef::from_bits(bits)) else { return PollSleep::NotServed };
+    let seq = o.poll_prepare();
+    // Gone meanwhile (None) too: the next look finds out.
+    if poll_ready(r, fd).is_none_or(|m| m & events != 0) {
+        o.poll_done();
+        return PollSleep::Ready;
+    }
+    PollSleep::Sleep(o, seq)
+}
+
 /// Whether an exec in progress may close an end a shim target's sleepers wait for (until when).
 fn exec_window(r: &Region, v: &ItemView<'_>) -> bool {
     v.target & EPOLL_TARGET == 0 && poll::in_exec_window(r, &Shim::from_bits(v.target))
@@ -1167,6 +1193,23 @@ impl Drop for CallerMask {
     }
 }
 
+/// A waiter counted among an instance's sleepers (on `ep->wq`); uncounted when dropped.
+struct OnWq<'r>(Option<&'r ep::EpInst>);
+
+impl OnWq<'_> {
+    fn leave(&mut self) {
+        if let Some(o) = self.0.take() {
+            o.sleep_done();
+        }
+    }
+}
+
+impl Drop for OnWq<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
 /// The wait on a set with a shim instance; `None` once the instance is gone.
 fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i64> {
     let _mask = CallerMask::install(w.sigmask);
@@ -1177,6 +1220,10 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
     // Set after a sleep that only the shim's word ended: the kernel's set had nothing ready
     // when last asked nor during the sleep (its fd was polled), so it is not asked again.
     let mut kernel_quiet = false;
+    // From its first sleep until a wake-up the waiter stays counted, through the looks at the
+    // set between slices that ran out: the kernel's waiter is on `ep->wq` for all of one sleep,
+    // and an EPOLLEXCLUSIVE wake-up that came during such a look went on to the next set's.
+    let mut on_wq = OnWq(None);
     loop {
         let o = ep::inst(r, h)?;
         let n = match ep::ctl(r, h) {
@@ -1193,13 +1240,20 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
             return Some(0);
         }
         thread::clear_interrupt();
-        let seq = o.sleep_prepare();
+        let seq = match on_wq.0 {
+            Some(_) => o.word.load(SeqCst),
+            None => {
+                on_wq.0 = Some(o);
+                o.sleep_prepare()
+            }
+        };
         if o.events_available() {
-            o.sleep_done();
+            on_wq.leave();
             continue;
         }
         // While an exec may close an end an item watches, the kernel shows it as it goes.
         let exec = o.exec_until.load(SeqCst) as i64 > sys::monotonic_ns();
+        let mut slice_ran_out = false;
         if o.kernel_items.load(SeqCst) != 0 || exec {
             match uring::wait(g, w.epfd, &o.word, seq, remaining) {
                 Some(uring::Woken::Ready) if exec => o.set_kcheck(),
@@ -1210,7 +1264,8 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
                     let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
                     let word = thread::handled_word();
                     let handled = word.load(Relaxed);
-                    futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
+                    slice_ran_out =
+                        futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
                     o.set_kcheck();
                 }
             }
@@ -1220,11 +1275,14 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
             let handled = word.load(Relaxed);
             // A sleep that lasted a whole slice: a peer may have died meanwhile, which only
             // the kernel's placeholders show.
-            if futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice))) {
+            slice_ran_out = futex_sleep(g, &o.word, seq, word, handled, Some(&poll::ts_from_ns(slice)));
+            if slice_ran_out {
                 o.set_kcheck();
             }
         }
-        o.sleep_done();
+        if !slice_ran_out {
+            on_wq.leave();
+        }
         // epoll_wait is never restarted after a handler ran (even one with SA_RESTART).
         if thread::take_interrupt().is_some() {
             return Some(neg(libc::EINTR));

@@ -291,9 +291,35 @@ fn poll_loop(
             wait_target(r, &Shim::of(&p), rd, wr).into_iter().flatten()
         });
         let word = thread::handled_word();
-        let extra = (word, word.load(core::sync::atomic::Ordering::Relaxed));
-        // Two words per socket (its own queue and its peer's), and the handler word.
-        let mut waiters = scratch::take(2 * shim.iter().flatten().count() + 1, sys::FutexWaitv::default())?;
+        // The handler word, then the poll word of each epoll fd with shim interests.
+        let epolls = if shim_epoll { fds.len() } else { 0 };
+        let mut extra = scratch::take(1 + epolls, (word, word.load(core::sync::atomic::Ordering::Relaxed)))?;
+        let mut counted = scratch::take(epolls, None)?;
+        let (mut nextra, mut look_again) = (1, false);
+        for ((f, s), c) in fds.iter().zip(shim).filter(|_| shim_epoll).zip(counted.iter_mut()) {
+            if s.is_some() || f.fd < 0 {
+                continue;
+            }
+            match crate::family::epoll::poll_sleep(r, f.fd, f.events) {
+                crate::family::epoll::PollSleep::Sleep(o, seq) => {
+                    *c = Some(o);
+                    extra[nextra] = (&o.poll_word, seq);
+                    nextra += 1;
+                }
+                crate::family::epoll::PollSleep::Ready => look_again = true,
+                crate::family::epoll::PollSleep::NotServed => {}
+            }
+        }
+        let done = |counted: &[Option<&shared_state::epoll::EpInst>]| {
+            counted.iter().flatten().for_each(|o| o.poll_done());
+        };
+        if look_again {
+            done(&counted);
+            continue;
+        }
+        // Two words per socket (its own queue and its peer's), and the extra words.
+        let mut waiters =
+            scratch::take(2 * shim.iter().flatten().count() + nextra, sys::FutexWaitv::default())?;
         // A close since the placeholders were asked woke nobody yet: look again.
         let closed = || liveness_sum(r, shim) != gens || dgram_writable(r, fds, shim);
         // Kernel files and shim words in one sleep, with the caller's mask. The placeholders
@@ -304,38 +330,36 @@ fn poll_loop(
             }
         }
         let sleep_mask = sigmask.is_some().then_some(&mask);
-        let mut in_slices = mixed && shim_epoll;
-        if !in_slices {
-            let files = if mixed { &wfiles[..] } else { &[][..] };
-            pipe::poll_wait(
-                r,
-                pipes,
-                deadline.as_ref(),
-                &[extra],
-                Some(&closed),
-                &mut |w: &[sys::FutexWaitv], until: &libc::timespec| {
-                    if !mixed && w.len() <= pipe::POLL_WAIT_SLOTS {
-                        return g.allow_signals(|| pipe::futex_waitv_sleep(w, until));
+        let mut in_slices = false;
+        let files = if mixed { &wfiles[..] } else { &[][..] };
+        pipe::poll_wait(
+            r,
+            pipes,
+            deadline.as_ref(),
+            &extra[..nextra],
+            Some(&closed),
+            &mut |w: &[sys::FutexWaitv], until: &libc::timespec| {
+                if !mixed && w.len() <= pipe::POLL_WAIT_SLOTS {
+                    return g.allow_signals(|| pipe::futex_waitv_sleep(w, until));
+                }
+                match uring::wait_any(g, files, w, until, sleep_mask) {
+                    Some(out) => out,
+                    None if mixed => {
+                        in_slices = true;
+                        WaitOutcome::Woken
                     }
-                    match uring::wait_any(g, files, w, until, sleep_mask) {
-                        Some(out) => out,
-                        None if mixed => {
-                            in_slices = true;
-                            WaitOutcome::Woken
-                        }
-                        None => g.allow_signals(|| pipe::futex_waitv_sleep(w, until)),
-                    }
-                },
-                &mut waiters,
-            );
-        }
-        // No io_uring, too many files for one ring, or an epoll fd with shim interests (whose
-        // word is not among ours): the kernel's ppoll in short slices.
+                    None => g.allow_signals(|| pipe::futex_waitv_sleep(w, until)),
+                }
+            },
+            &mut waiters,
+        );
+        // No io_uring, or too many files for one ring: the kernel's ppoll in short slices.
         if in_slices {
             let slice = remaining.map_or(MIXED_SLICE_NS, |ns| ns.min(MIXED_SLICE_NS));
             let maskp = if sigmask.is_some() { &mask as *const u64 } else { core::ptr::null() };
             let _ = kernel_poll(r, g, kfds, fds, shim, slice, maskp);
         }
+        done(&counted);
         // poll is never restarted after a handler ran (even one with SA_RESTART).
         if thread::take_interrupt().is_some() {
             return Err(libc::EINTR);
