@@ -1781,9 +1781,6 @@ fn write_inner(
     let act = enter(region, h)?;
     let pipe = act.pipe;
     note_cpu(&pipe.wr_cpu);
-    // Lines a reader on another CPU pulls over anyway are not worth keeping in this one's
-    // cache, where the next copy into them would first have to take them back.
-    from.nt = pipe.rd_cpu.load(Ordering::Relaxed) != sys::current_cpu();
     let flags = if packet { PIPE_BUF_FLAG_PACKET } else { PIPE_BUF_FLAG_CAN_MERGE };
     // A socket's send is cut into skbs (`unix_stream_sendmsg`), each starting when the charge
     // is below the send buffer and charged with its last buffer: what is left of the current
@@ -1892,6 +1889,11 @@ fn write_inner(
                     break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
                 }
                 guard = None;
+                // Lines a reader on another CPU pulls over anyway are not worth keeping in
+                // this one's cache, where the next copy into them would first have to take
+                // them back. (A page at a time, under the lock, the reader's copy of it from
+                // memory then cost more than this saved: 4 KiB pipe writes.)
+                from.nt = pipe.rd_cpu.load(Ordering::Relaxed) != sys::current_cpu();
                 let (mut filled, mut bytes, mut faulted) = (0u32, 0usize, false);
                 while filled < pages {
                     let i = head.wrapping_add(filled);
