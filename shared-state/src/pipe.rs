@@ -1879,15 +1879,14 @@ fn write_inner(
             // while `wr_copy` keeps other writers (and resizes) out.
             let pages = if acct { skb_left } else { from.count }.div_ceil(PAGE) as u32;
             let pages = pages.min(ring.size() - head.wrapping_sub(tail).min(ring.size()));
+            // Without memory for all its pages (a full file system) a page at a time, below,
+            // queues what fits before the object goes to the kernel.
             if room
                 && batch
                 && pages >= UNLOCKED_MIN_PAGES
+                && back_slots(region, pipe, ring, head, pages).is_ok()
                 && let Some(Ok(copier)) = pipe.wr_copy.try_lock()
             {
-                if back_slots(region, pipe, ring, head, pages).is_err() {
-                    env.out_of_space();
-                    break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
-                }
                 guard = None;
                 // Lines a reader on another CPU pulls over anyway are not worth keeping in
                 // this one's cache, where the next copy into them would first have to take
