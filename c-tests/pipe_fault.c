@@ -72,6 +72,32 @@ int main(void)
 	check_rest(p[0], 0);
 	closep(p);
 
+	/* The third page faults 1000 bytes in: two whole pages are queued (the shim
+	 * copies large writes a batch of pages at a time, with non-temporal stores
+	 * whose fault ends a 64-byte chunk early). A stream socket's send frees the
+	 * skb that faulted: nothing is queued, then (64 KiB from 40000 valid bytes)
+	 * only the first skb. */
+	CASE("fault_write_after_two_pages_mid_page");
+	char *e9192 = io_edge(9192);
+	pat(e9192, 0, 9192);
+	io_pipe(p);
+	IOSHOW(write(p[1], e9192, 12288));
+	printf("  FIONREAD = %d\n", io_nread(p[0]));
+	check_rest(p[0], 0);
+	closep(p);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		die("socketpair");
+	IOSHOW(write(sv[0], e9192, 12288));
+	printf("  FIONREAD = %d\n", io_nread(sv[1]));
+	check_rest(sv[1], 0);
+	char *e40000 = io_edge(40000);
+	memset(e40000, 'q', 40000);
+	IOSHOW(write(sv[0], e40000, 65536));
+	printf("  FIONREAD = %d\n", io_nread(sv[1]));
+	close(sv[0]);
+	close(sv[1]);
+
 	CASE("fault_write_merging_into_queued_data");
 	/* The first (count % 4096) bytes merge into the queued page before the
 	 * fault, so the count depends on what was already there. */

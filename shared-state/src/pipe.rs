@@ -127,6 +127,9 @@ pub const READERS: u32 = 1;
 pub const WRITERS: u32 = 2;
 
 const SPIN_NS: i64 = 50_000;
+/// The fewest pages a write copies with the pipe unlocked ([`PipeInodeInfo::wr_copy`]): a
+/// page's copy costs less than the lock's extra round trip buys.
+const UNLOCKED_MIN_PAGES: u32 = 2;
 /// How long a locker spins while the pipe's lock is held (a copy of a page takes ~0.1 us).
 const LOCK_SPIN_NS: i64 = 5_000;
 /// How long a reader that found data after spinning lets its still-writing peer on another
@@ -291,6 +294,11 @@ pub struct PipeInodeInfo {
     /// Coarse second an fd of the object was last passed in an SCM_RIGHTS message: in flight,
     /// no process holds it, and the collector must not take it for garbage for a while.
     pub(crate) in_flight: AtomicI64,
+    /// Held by a writer that fills free slots with `mutex` released, so that a reader on
+    /// another CPU takes earlier buffers meanwhile ([`write_inner`]): until it has published
+    /// them nothing else may be added at the head nor the ring resized, which whoever would
+    /// checks with the pipe locked ([`lock_for_write`]).
+    wr_copy: RobustMutex,
 }
 
 /// Names one object: its slot and the slot's generation when it was created.
@@ -675,6 +683,19 @@ impl PipeInodeInfo {
         }
     }
 
+    /// A writer is filling free slots with the pipe unlocked ([`Self::wr_copy`]): asked with
+    /// the pipe locked.
+    pub(crate) fn copier_busy(&self) -> bool {
+        self.wr_copy.owner_word() != 0
+    }
+
+    /// Waits, with the pipe unlocked, until no writer fills free slots unlocked. Nothing to
+    /// repair after one that died: it had published nothing of its batch.
+    pub(crate) fn wait_copier(&self) -> Result<(), Errno> {
+        drop(self.wr_copy.lock_spinning(LOCK_SPIN_NS, 16).map_err(|_| ENOMEM)?);
+        Ok(())
+    }
+
     pub(crate) fn is_handed_back(&self) -> bool {
         self.handed_back.load(Ordering::Acquire) != 0
     }
@@ -828,7 +849,29 @@ pub(crate) struct PipeGuard<'a> {
 pub(crate) fn lock_pipe<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
     // Critical sections are a copy of at most a page or so: a holder on another CPU lets go
     // sooner than a futex sleep and wake-up would take, so try for a while before blocking.
-    let lock = pipe.mutex.lock_spinning(LOCK_SPIN_NS, 16).map_err(|_| ENOMEM)?;
+    lock_pipe_spinning(region, pipe, LOCK_SPIN_NS)
+}
+
+/// Takes `pipe->mutex` to add buffers at the head or resize the ring, once no writer is
+/// filling free slots unlocked ([`PipeInodeInfo::wr_copy`]): its buffers come first.
+pub(crate) fn lock_for_write<'a>(region: &Region, pipe: &'a PipeInodeInfo) -> Result<PipeGuard<'a>, Errno> {
+    loop {
+        let g = lock_pipe(region, pipe)?;
+        if !pipe.copier_busy() {
+            return Ok(g);
+        }
+        drop(g);
+        pipe.wait_copier()?;
+    }
+}
+
+/// [`lock_pipe`], spinning up to `spin_ns` while another holder has the lock.
+fn lock_pipe_spinning<'a>(
+    region: &Region,
+    pipe: &'a PipeInodeInfo,
+    spin_ns: i64,
+) -> Result<PipeGuard<'a>, Errno> {
+    let lock = pipe.mutex.lock_spinning(spin_ns, 16).map_err(|_| ENOMEM)?;
     if lock.recovered {
         region.header().counters.lock_recoveries.fetch_add(1, Ordering::Relaxed);
         normalise(region, pipe);
@@ -1165,6 +1208,8 @@ fn create(region: &Region, dev: u64, ino: u64, bufs: u32) -> Result<PipeHandle, 
     unsafe { RobustMutex::init(&pipe.scm_lock as *const RobustMutex as *mut RobustMutex) };
     // SAFETY: as above.
     unsafe { RobustMutex::init(&pipe.wmem_lock as *const RobustMutex as *mut RobustMutex) };
+    // SAFETY: as above.
+    unsafe { RobustMutex::init(&pipe.wr_copy as *const RobustMutex as *mut RobustMutex) };
     pipe.wmem.store(0, Ordering::Relaxed);
     pipe.dev.store(dev, Ordering::Relaxed);
     pipe.ino.store(ino, Ordering::Relaxed);
@@ -1415,12 +1460,14 @@ struct IovIter<'a> {
     seg: usize,
     off: usize,
     count: usize,
+    /// Copies from the user store non-temporally ([`uaccess::copy_from_user_nt`]).
+    nt: bool,
 }
 
 impl<'a> IovIter<'a> {
     fn new(iov: &'a [(usize, usize)]) -> IovIter<'a> {
         let count = iov.iter().fold(0usize, |a, v| a.saturating_add(v.1));
-        IovIter { iov, seg: 0, off: 0, count }
+        IovIter { iov, seg: 0, off: 0, count, nt: false }
     }
 
     /// Copies up to `n` bytes between `ours` and the user segments, advancing; stops at the
@@ -1436,6 +1483,8 @@ impl<'a> IovIter<'a> {
             let left = unsafe {
                 if to_user {
                     uaccess::copy_user(user, ours.add(done), chunk)
+                } else if self.nt {
+                    uaccess::copy_from_user_nt(ours.add(done), user, chunk)
                 } else {
                     uaccess::copy_user(ours.add(done), user, chunk)
                 }
@@ -1744,13 +1793,17 @@ fn write_inner(
     // is below the send buffer and charged with its last buffer: what is left of the current
     // one, and its size.
     let acct = pipe.accounted();
+    // Plain data into a pipe or a stream socket's queue may be copied with the lock released
+    // (see below); a record or a message with a header is queued locked.
+    let batch =
+        cb.is_none() && !oob && pipe.sock.load(Ordering::Relaxed) & (SOCK_RECORDS | SOCK_RECV_QUEUE) == 0;
     let (mut skb_left, mut skb_size) = (0usize, 0usize);
     let mut slept = false;
     let mut ret = 0usize;
     let mut published = false;
     let mut gone = false;
     let mut signalled = false;
-    let mut guard = Some(lock_pipe(region, pipe)?);
+    let mut guard = Some(lock_for_write(region, pipe)?);
     let res = 'out: {
         if pipe.is_handed_back() {
             break 'out Err(HANDED_BACK);
@@ -1800,7 +1853,8 @@ fn write_inner(
             // An empty ring starts again on the page its last buffer used: a connection
             // exchanging small messages keeps to one warm page, where moving on would touch
             // every page of its ring in turn (a fault and a page of memory each).
-            if head == tail && head != 0 && pipe.oob.load(Ordering::Acquire) == 0 {
+            let restart = head == tail && head != 0 && pipe.oob.load(Ordering::Acquire) == 0;
+            if restart {
                 head = head.wrapping_sub(1);
                 tail = head;
             }
@@ -1810,20 +1864,111 @@ fn write_inner(
                 false
             } else {
                 slept = false;
-                // The charge, not the ring, limits the queue: the ring grows as needed.
-                match grow_for(region, pipe, ring, head, tail, 1) {
+                if skb_left == 0 {
+                    skb_size = from.count.min(skb::stream_skb_max(pipe.sndbuf(region) as u32));
+                    skb_left = skb_size;
+                }
+                // The charge, not the ring, limits the queue: the ring grows as needed, for
+                // the whole skb when it is copied in one go (below).
+                let need = if batch { skb_left.div_ceil(PAGE) as u32 } else { 1 };
+                match grow_for(region, pipe, ring, head, tail, need) {
                     Ok(r) => ring = r,
                     Err(_) => {
                         env.out_of_space();
                         break 'out if ret > 0 { Ok(ret) } else { Err(NO_SPACE) };
                     }
                 }
-                if skb_left == 0 {
-                    skb_size = from.count.min(skb::stream_skb_max(pipe.sndbuf(region) as u32));
-                    skb_left = skb_size;
-                }
                 !pipe_full(head, tail, ring.size())
             };
+            // Several pages (a socket's skb, or as many as there is data and room for) are
+            // copied with the lock released, so that a reader on another CPU takes earlier
+            // buffers meanwhile, and then published together: free slots are nobody else's
+            // while `wr_copy` keeps other writers (and resizes) out.
+            let pages = if acct { skb_left } else { from.count }.div_ceil(PAGE) as u32;
+            let pages = pages.min(ring.size() - head.wrapping_sub(tail).min(ring.size()));
+            // Without memory for all its pages (a full file system) a page at a time, below,
+            // queues what fits before the object goes to the kernel.
+            if room
+                && batch
+                && pages >= UNLOCKED_MIN_PAGES
+                && back_slots(region, pipe, ring, head, pages).is_ok()
+                && let Some(Ok(copier)) = pipe.wr_copy.try_lock()
+            {
+                guard = None;
+                // Lines a reader on another CPU pulls over anyway are not worth keeping in
+                // this one's cache, where the next copy into them would first have to take
+                // them back. (A page at a time, under the lock, the reader's copy of it from
+                // memory then cost more than this saved: 4 KiB pipe writes.)
+                from.nt = pipe.rd_cpu.load(Ordering::Relaxed) != sys::current_cpu();
+                let (mut filled, mut bytes, mut faulted) = (0u32, 0usize, false);
+                while filled < pages {
+                    let i = head.wrapping_add(filled);
+                    let space = if acct { PAGE.min(skb_left) } else { PAGE };
+                    let copied = from.copy(ring.page(region, i), space, false);
+                    // As below: a page that faulted part way is not queued.
+                    if copied < space && from.count != 0 {
+                        faulted = true;
+                        break;
+                    }
+                    let mut charge = 0;
+                    if acct {
+                        skb_left -= copied;
+                        if skb_left == 0 {
+                            charge = (skb::stream_truesize(skb_size) / CHARGE_UNIT) as u32;
+                        }
+                    }
+                    ring.buf(region, i).store(
+                        PipeBuffer { offset: 0, len: copied, flags, charge }.pack(),
+                        Ordering::Release,
+                    );
+                    bytes += copied;
+                    filled += 1;
+                    if from.count == 0 {
+                        break;
+                    }
+                }
+                // A socket's skb that faulted is freed whole (`unix_stream_sendmsg`): the send
+                // returns what earlier skbs queued.
+                if faulted && acct {
+                    (filled, bytes) = (0, 0);
+                }
+                // A reader on another CPU holds the lock for its copy at most.
+                let spin = if pipe.rd_cpu.load(Ordering::Relaxed) == sys::current_cpu() {
+                    LOCK_SPIN_NS
+                } else {
+                    SPIN_NS
+                };
+                guard = match lock_pipe_spinning(region, pipe, spin) {
+                    Ok(g) => Some(g),
+                    Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
+                };
+                // Handed back meanwhile: the rest, this batch too, goes to the kernel.
+                if pipe.is_handed_back() {
+                    break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+                }
+                // Readers moved the tail meanwhile, but not past the head, which only we move:
+                // an empty ring stays empty, so a restarted one keeps its tail one page back.
+                let (now_head, now_tail) = pipe.head_tail();
+                let tail = if restart { head } else { now_tail };
+                if filled > 0 {
+                    pipe.slots_used.fetch_max(head.wrapping_add(filled), Ordering::Relaxed);
+                    pipe.head_tail.store(join(head.wrapping_add(filled), tail), Ordering::Release);
+                }
+                drop(copier);
+                // A reader asleep on the empty ring starts on this batch while we copy the next.
+                if filled > 0 && now_head == now_tail {
+                    published = true;
+                    pipe.wake_sleepers(READERS, region);
+                }
+                ret += bytes;
+                if faulted {
+                    break 'out if ret > 0 { Ok(ret) } else { Err(EFAULT) };
+                }
+                if from.count == 0 {
+                    break 'out Ok(ret);
+                }
+                continue;
+            }
             if room {
                 if back_slots(region, pipe, ring, head, 1).is_err() {
                     env.out_of_space();
@@ -1905,7 +2050,7 @@ fn write_inner(
                 Waited::PeerGone => gone = true,
                 Waited::TimedOut => break 'out if ret > 0 { Ok(ret) } else { Err(EAGAIN) },
             }
-            guard = match lock_pipe(region, pipe) {
+            guard = match lock_for_write(region, pipe) {
                 Ok(g) => Some(g),
                 Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
             };
@@ -2752,7 +2897,7 @@ pub fn closing<T>(region: &Region, f: impl FnOnce() -> T) -> T {
 pub fn sock_reserve(region: &Region, h: PipeHandle, pages: u32) -> bool {
     let Ok(act) = enter(region, h) else { return false };
     let pipe = act.pipe;
-    let Ok(_g) = lock_pipe(region, pipe) else { return false };
+    let Ok(_g) = lock_for_write(region, pipe) else { return false };
     let Ok(mut ring) = pipe.ring() else { return false };
     let (head, tail) = pipe.head_tail();
     // A send the charge lets through at once grows the ring now, not after its fds left.
@@ -3500,7 +3645,7 @@ pub fn set_pipe_size(
     }
     let act = enter(region, h)?;
     let pipe = act.pipe;
-    let _g = lock_pipe(region, pipe)?;
+    let _g = lock_for_write(region, pipe)?;
     let max_usage = pipe.ring()?.size();
     let limits = region.header().limits;
     // Growing beyond pipe-max-size takes CAP_SYS_RESOURCE; shrinking is always allowed.

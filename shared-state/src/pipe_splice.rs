@@ -17,8 +17,8 @@
 
 use crate::pipe::{
     Active, HANDED_BACK, PAGE, PIPE_BUF_FLAG_CAN_MERGE, PipeBuffer, PipeEnv, PipeGuard, PipeHandle,
-    PipeInodeInfo, READERS, Ring, WRITERS, Waited, count_call, enter, join, lock_pipe, note_cpu, pipe_full,
-    wait_for,
+    PipeInodeInfo, READERS, Ring, WRITERS, Waited, count_call, enter, join, lock_for_write, lock_pipe,
+    note_cpu, pipe_full, wait_for,
 };
 use crate::region::Region;
 use crate::sys::Errno;
@@ -231,7 +231,7 @@ pub fn splice_into(
     let (mut done, mut gone, mut any) = (0usize, false, false);
     let mut at = end.first_offset() % PAGE;
     let res = loop {
-        let guard = match lock_pipe(region, pipe) {
+        let guard = match lock_for_write(region, pipe) {
             Ok(g) => g,
             Err(e) => break partial(done, e),
         };
@@ -415,6 +415,14 @@ pub fn pipe_to_pipe(
             Ok(g) => g,
             Err(e) => break 'out Err(e),
         };
+        // A writer filling the output's free slots unlocked: its buffers come first.
+        if op.copier_busy() {
+            drop(guards);
+            if let Err(e) = op.wait_copier() {
+                break 'out Err(e);
+            }
+            continue 'out;
+        }
         if ip.is_handed_back() || op.is_handed_back() {
             break 'out Err(HANDED_BACK);
         }

@@ -34,6 +34,69 @@ global_asm!(
     ".popsection",
 );
 
+// As ipcshim_copy_user from a caller's source (rdi = dst, 16-aligned; rsi = src; rdx = n) but
+// with non-temporal stores, 64 bytes at a time, the rest by `rep movsb`; sfence before
+// returning. A fault at one of a chunk's loads comes before any of its stores: the fixup
+// returns the bytes from that chunk on (rdx) as not copied, at most 63 too many.
+global_asm!(
+    ".pushsection .text.ipcshim_copy_nt,\"ax\",@progbits",
+    ".globl ipcshim_copy_nt",
+    ".hidden ipcshim_copy_nt",
+    ".type ipcshim_copy_nt,@function",
+    "ipcshim_copy_nt:",
+    "    cmp rdx, 64",
+    "    jb 2f",
+    "1:",
+    ".globl ipcshim_copy_nt_load0",
+    ".hidden ipcshim_copy_nt_load0",
+    "ipcshim_copy_nt_load0:",
+    "    movdqu xmm0, xmmword ptr [rsi]",
+    ".globl ipcshim_copy_nt_load1",
+    ".hidden ipcshim_copy_nt_load1",
+    "ipcshim_copy_nt_load1:",
+    "    movdqu xmm1, xmmword ptr [rsi + 16]",
+    ".globl ipcshim_copy_nt_load2",
+    ".hidden ipcshim_copy_nt_load2",
+    "ipcshim_copy_nt_load2:",
+    "    movdqu xmm2, xmmword ptr [rsi + 32]",
+    ".globl ipcshim_copy_nt_load3",
+    ".hidden ipcshim_copy_nt_load3",
+    "ipcshim_copy_nt_load3:",
+    "    movdqu xmm3, xmmword ptr [rsi + 48]",
+    "    movntdq xmmword ptr [rdi], xmm0",
+    "    movntdq xmmword ptr [rdi + 16], xmm1",
+    "    movntdq xmmword ptr [rdi + 32], xmm2",
+    "    movntdq xmmword ptr [rdi + 48], xmm3",
+    "    add rsi, 64",
+    "    add rdi, 64",
+    "    sub rdx, 64",
+    "    cmp rdx, 64",
+    "    jae 1b",
+    "2:",
+    "    mov rcx, rdx",
+    ".globl ipcshim_copy_nt_tail",
+    ".hidden ipcshim_copy_nt_tail",
+    "ipcshim_copy_nt_tail:",
+    "    rep movsb",
+    "    sfence",
+    "    xor eax, eax",
+    "    ret",
+    ".globl ipcshim_copy_nt_fixup",
+    ".hidden ipcshim_copy_nt_fixup",
+    "ipcshim_copy_nt_fixup:",
+    "    sfence",
+    "    mov rax, rdx",
+    "    ret",
+    ".globl ipcshim_copy_nt_tail_fixup",
+    ".hidden ipcshim_copy_nt_tail_fixup",
+    "ipcshim_copy_nt_tail_fixup:",
+    "    sfence",
+    "    mov rax, rcx",
+    "    ret",
+    ".size ipcshim_copy_nt, . - ipcshim_copy_nt",
+    ".popsection",
+);
+
 // Reads n <= 8 bytes (rdi = address, rsi = n) into rax, little-endian and zero-extended, in
 // loads of 4, 2 and 1 bytes that stay inside [rdi, rdi + n), each at a known instruction; rdx
 // is 0, or 1 after a fault (the fixup). For the small reads of a call's arguments (a sembuf is
@@ -113,6 +176,14 @@ unsafe extern "C" {
     fn ipcshim_copy_user(dst: *mut u8, src: *const u8, n: usize) -> usize;
     static ipcshim_copy_insn: u8;
     static ipcshim_copy_fixup: u8;
+    fn ipcshim_copy_nt(dst: *mut u8, src: *const u8, n: usize) -> usize;
+    static ipcshim_copy_nt_load0: u8;
+    static ipcshim_copy_nt_load1: u8;
+    static ipcshim_copy_nt_load2: u8;
+    static ipcshim_copy_nt_load3: u8;
+    static ipcshim_copy_nt_tail: u8;
+    static ipcshim_copy_nt_fixup: u8;
+    static ipcshim_copy_nt_tail_fixup: u8;
     fn ipcshim_read_small(src: *const u8, n: usize) -> Small;
     static ipcshim_read_small_4: u8;
     static ipcshim_read_small_4b: u8;
@@ -146,6 +217,34 @@ pub unsafe fn copy_user(dst: *mut u8, src: *const u8, n: usize) -> usize {
     // SAFETY: the routine reads `src` and writes `dst` for `n` bytes (the caller's contract) and
     // follows the C ABI; a fault inside it is turned into a short count by the handler.
     unsafe { ipcshim_copy_user(dst, src, n) }
+}
+
+/// The least a copy stores non-temporally ([`copy_from_user_nt`]).
+const NT_MIN: usize = 512;
+
+/// [`copy_user`] from the caller's `src` into our `dst` with non-temporal stores, which
+/// leave no line of `dst` in this CPU's cache: for data another CPU reads next, whose cache
+/// holds those lines from its last reads (a store to them must first take them from it,
+/// which made a copy into a ring page 4-5 times as costly as the reader's copy out of it on
+/// this machine). On a fault the count not copied may be up to 63 bytes too high (a write
+/// keeps whole pages only).
+///
+/// # Safety
+/// As [`copy_user`].
+pub unsafe fn copy_from_user_nt(dst: *mut u8, src: *const u8, n: usize) -> usize {
+    let check = USABLE.load(Ordering::Acquire);
+    // SAFETY: only `set_usable_check` stores here, a `fn() -> bool`.
+    if check != 0 && !unsafe { core::mem::transmute::<usize, fn() -> bool>(check) }() {
+        return n - vm_copy(dst, src, n);
+    }
+    // SAFETY: as in copy_user; movntdq needs `dst` 16-byte aligned, else the plain copy (as
+    // for a few lines, where the sfence would cost more than it saves).
+    unsafe {
+        if !(dst as usize).is_multiple_of(16) || n < NT_MIN {
+            return ipcshim_copy_user(dst, src, n);
+        }
+        ipcshim_copy_nt(dst, src, n)
+    }
 }
 
 /// The `n <= 8` bytes at the caller's `src`, little-endian in a word (`None` when they are
@@ -191,6 +290,18 @@ fn vm_copy(dst: *mut u8, src: *const u8, n: usize) -> usize {
 pub fn fixup_target(rip: usize) -> Option<usize> {
     if rip == (&raw const ipcshim_copy_insn) as usize {
         return Some((&raw const ipcshim_copy_fixup) as usize);
+    }
+    if rip == (&raw const ipcshim_copy_nt_tail) as usize {
+        return Some((&raw const ipcshim_copy_nt_tail_fixup) as usize);
+    }
+    let nt_loads = [
+        &raw const ipcshim_copy_nt_load0,
+        &raw const ipcshim_copy_nt_load1,
+        &raw const ipcshim_copy_nt_load2,
+        &raw const ipcshim_copy_nt_load3,
+    ];
+    if nt_loads.iter().any(|&l| l as usize == rip) {
+        return Some((&raw const ipcshim_copy_nt_fixup) as usize);
     }
     let loads = [
         &raw const ipcshim_read_small_4,
