@@ -452,8 +452,8 @@ static __attribute__((unused)) int io_reap(pid_t pid)
 
 /* Block until process pid is asleep (state S): how a helper knows that
  * its partner is blocked in the call under test. */
-/* Whether pid is in state S now. */
-static int io_is_sleeping(pid_t pid)
+/* The state letter of pid in /proc/PID/stat ('?' if it cannot be read there). */
+static __attribute__((unused)) char io_state_of(pid_t pid)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -466,7 +466,13 @@ static int io_is_sleeping(pid_t pid)
 		die("read stat");
 	buf[n] = 0;
 	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] == 'S';
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Whether pid is in state S now. */
+static int io_is_sleeping(pid_t pid)
+{
+	return io_state_of(pid) == 'S';
 }
 
 /* How many times pid has been scheduled (the third field of /proc/PID/schedstat); -1 if

@@ -7,23 +7,6 @@
  */
 #include "../../c-tests/common.h"
 
-/* State letter of pid in /proc/PID/stat. */
-static char state_of(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die("open stat");
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		die("read stat");
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
 static void round_of_four(int rd, int wr)
 {
 	pid_t pids[4];
@@ -41,7 +24,7 @@ static void round_of_four(int rd, int wr)
 	/* The first waiter in a tracing stop: inside a look between two slices. */
 	struct timespec ms = { 0, 1000 * 1000 };
 	int i;
-	for (i = 0; i < 20000 && state_of(pids[0]) != 't'; i++)
+	for (i = 0; i < 20000 && io_state_of(pids[0]) != 't'; i++)
 		nanosleep(&ms, NULL);
 	if (i == 20000) {
 		errno = ETIMEDOUT;
