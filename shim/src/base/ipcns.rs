@@ -65,12 +65,14 @@ static DEFAULT: AtomicU32 = AtomicU32::new(BASE);
 /// The region of the process's own namespace (`crate::base::region` opens it and sets this).
 static BASE_REGION: AtomicPtr<Region> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Called once the process's own region is mapped (it never is unmapped).
+/// Called once the process's own region is mapped: a leaked box, never unmapped.
 pub(crate) fn set_base_region(r: &'static Region) {
     BASE_REGION.store(r as *const Region as *mut Region, Ordering::Release);
 }
 
-fn base_region() -> Option<&'static Region> {
+/// The process's own region (`crate::base::region::active`).
+#[inline]
+pub(crate) fn base_region() -> Option<&'static Region> {
     let p = BASE_REGION.load(Ordering::Acquire);
     // SAFETY: set once to a region that stays mapped for the process's life.
     (!p.is_null()).then(|| unsafe { &*p })

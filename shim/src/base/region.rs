@@ -23,7 +23,6 @@ const BROKEN: u8 = 3;
 const NO_ROOM: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
-static REGION: AtomicPtr<Region> = AtomicPtr::new(core::ptr::null_mut());
 /// The one-line error, written once at start-up and printed on first use.
 static ERROR: AtomicPtr<String> = AtomicPtr::new(core::ptr::null_mut());
 static ERROR_SHOWN: AtomicBool = AtomicBool::new(false);
@@ -66,7 +65,6 @@ pub fn init() -> Option<&'static Region> {
             set_fds([files.rw, files.ro]);
             let r: &'static Region = Box::leak(Box::new(r));
             r.set_fd_hint(files.rw);
-            REGION.store(r as *const Region as *mut Region, Ordering::Release);
             crate::base::ipcns::set_base_region(r);
             STATE.store(ACTIVE, Ordering::Release);
             Some(r)
@@ -95,10 +93,9 @@ fn show_error() {
     }
 }
 
+/// The namespace's region, once mapped (kept by `ipcns`, which routes to it by default).
 pub fn active() -> Option<&'static Region> {
-    let p = REGION.load(Ordering::Acquire);
-    // SAFETY: set once to a leaked Box that is never freed.
-    (!p.is_null()).then(|| unsafe { &*p })
+    crate::base::ipcns::base_region()
 }
 
 /// What a hooked call should do.
