@@ -2,7 +2,8 @@
  * ready list's order (the order in which items became ready; level-triggered items back at its
  * tail after each harvest), poll over 2000 fds, select beyond 1024 fds, an epoll fd polled and
  * selected, nested sets (readiness through an inner set, ELOOP for loops and deep chains,
- * EINVAL for a set in itself), EPOLLEXCLUSIVE waking the first of four processes, and accept queue order under many clients.
+ * EINVAL for a set in itself), EPOLLEXCLUSIVE waking the first of four processes (the first
+ * live one after waiters were killed), and accept queue order under many clients.
  * Under the shim every byte moves through its pipes and sockets.
  */
 #include "common.h"
@@ -286,9 +287,10 @@ static void nested(void)
 	close(p[1]);
 }
 
-/* Forks n children that each wait (2 s) on their own set watching fd with `events`; prints
+/* Forks n children that each wait (2 s) on their own set watching fd with `events`; SIGKILLs
+ * the first `killed` of them once all sleep (reaped if `reap`, else left as zombies); prints
  * which woke to an event after one byte went into wr. */
-static void woken(const char *what, int n, int fd, int wr, unsigned events)
+static void woken(const char *what, int n, int fd, int wr, unsigned events, int killed, int reap)
 {
 	pid_t pids[8];
 	for (int i = 0; i < n; i++) {
@@ -303,10 +305,25 @@ static void woken(const char *what, int n, int fd, int wr, unsigned events)
 		 * an EPOLLEXCLUSIVE file). */
 		io_wait_sleeping(pids[i]);
 	}
+	/* A killed waiter's set went with its files as it exited (exit_files, before any reaping). */
+	for (int i = 0; i < killed; i++) {
+		kill(pids[i], SIGKILL);
+		if (reap)
+			wait_child(pids[i]);
+		else
+			while (io_state_of(pids[i]) != 'Z')
+				usleep(1000);
+	}
 	io_post(wr);
 	int w = 0;
 	char who[8];
 	for (int i = 0; i < n; i++) {
+		if (i < killed) {
+			who[i] = 'k';
+			if (!reap)
+				wait_child(pids[i]);
+			continue;
+		}
 		int st = wait_child(pids[i]);
 		who[i] = WIFEXITED(st) && WEXITSTATUS(st) == 7 ? 'w' : '-';
 		w += who[i] == 'w';
@@ -323,11 +340,19 @@ static void wake_one(void)
 	if (pipe(p))
 		die("pipe");
 	CASE("exclusive_wakes_one_of_four_processes");
-	woken("EPOLLEXCLUSIVE", 4, p[0], p[1], EPOLLIN | EPOLLEXCLUSIVE);
+	woken("EPOLLEXCLUSIVE", 4, p[0], p[1], EPOLLIN | EPOLLEXCLUSIVE, 0, 0);
+	io_wait(p[0]);
+
+	CASE("exclusive_first_waiter_killed_and_reaped");
+	woken("EPOLLEXCLUSIVE", 4, p[0], p[1], EPOLLIN | EPOLLEXCLUSIVE, 1, 1);
+	io_wait(p[0]);
+
+	CASE("exclusive_first_two_waiters_killed_unreaped");
+	woken("EPOLLEXCLUSIVE", 4, p[0], p[1], EPOLLIN | EPOLLEXCLUSIVE, 2, 0);
 	io_wait(p[0]);
 
 	CASE("non_exclusive_wakes_all_four");
-	woken("plain", 4, p[0], p[1], EPOLLIN);
+	woken("plain", 4, p[0], p[1], EPOLLIN, 0, 0);
 	io_wait(p[0]);
 
 	close(p[0]);

@@ -125,6 +125,8 @@ pub struct EpInst {
     /// Bumped by a waker that finds sleepers; they sleep on it (`ep->wq`).
     pub word: AtomicU32,
     sleepers: AtomicU32,
+    /// The process that last counted itself among the sleepers (see [`EpInst::wake`]).
+    sleeper: AtomicU32,
     /// The same for pollers of the epoll fd itself (`ep->poll_wait`): poll, select.
     pub poll_word: AtomicU32,
     poll_sleepers: AtomicU32,
@@ -346,7 +348,7 @@ pub fn create(r: &Region, forks: u32) -> Result<InstRef, Errno> {
     for w in [&o.kernel_items, &o.turn, &o.nitems, &o.scanning, &o.fetch_epoch, &o.rdl_head, &o.rdl_tail] {
         w.store(0, SeqCst);
     }
-    for w in [&o.ovf_head, &o.sleepers, &o.poll_sleepers] {
+    for w in [&o.ovf_head, &o.sleepers, &o.sleeper, &o.poll_sleepers] {
         w.store(0, SeqCst);
     }
     o.exec_until.store(0, SeqCst);
@@ -402,8 +404,10 @@ impl EpInst {
         self.rdl_head.load(SeqCst) != 0 || self.ovf_head.load(SeqCst) != 0 || self.scanning.load(SeqCst) != 0
     }
 
-    /// A waiter is about to sleep on `word`: counted first, then the value it sleeps on.
-    pub fn sleep_prepare(&self) -> u32 {
+    /// A waiter of process `pid` is about to sleep on `word`: counted first, then the value it
+    /// sleeps on.
+    pub fn sleep_prepare(&self, pid: u32) -> u32 {
+        self.sleeper.store(pid, SeqCst);
         self.sleepers.fetch_add(1, SeqCst);
         self.word.load(SeqCst)
     }
@@ -423,14 +427,21 @@ impl EpInst {
     }
 
     /// Wakes one sleeper (`wake_up(&ep->wq)`) and every poller; whether a sleeper was there.
-    pub(crate) fn wake(&self) -> bool {
+    /// For an `exclusive` wake-up, a sleeper that no futex wait holds is taken at its word (one
+    /// between two looks at the set sees the new word) unless it is the process of a killed
+    /// waiter, still counted: the kernel freed that process's set as it exited, so its wake-up
+    /// goes on to the next set's.
+    pub(crate) fn wake(&self, exclusive: bool) -> bool {
         // The caller's change (some made with release stores, under a lock) before the look at
         // the sleepers, who count themselves before they look at it (`sleep_prepare`).
         sys::full_fence();
-        let woke = self.sleepers.load(SeqCst) != 0;
+        let mut woke = self.sleepers.load(SeqCst) != 0;
         if woke {
             self.word.fetch_add(1, SeqCst);
-            let _ = sys::futex(self.word.as_ptr(), libc::FUTEX_WAKE, 1, core::ptr::null(), 0, 0);
+            let n = sys::futex(self.word.as_ptr(), libc::FUTEX_WAKE, 1, core::ptr::null(), 0, 0);
+            if exclusive && n == Ok(0) {
+                woke = crate::proc::alive(self.sleeper.load(SeqCst) as i32, 0);
+            }
         }
         if self.poll_sleepers.load(SeqCst) != 0 {
             self.poll_word.fetch_add(1, SeqCst);
@@ -740,7 +751,7 @@ impl Ctl<'_> {
         // (release stores) look for registrations after they write.
         sys::full_fence();
         if view(self.r, i).is_some_and(|v| ready(&v)) && queue(self.r, i, 0) {
-            self.inst.wake();
+            self.inst.wake(false);
         }
     }
 
@@ -816,7 +827,7 @@ impl Ctl<'_> {
         self.inst.ident.store(ident(self.h.generation, FREE), SeqCst);
         ns(r).live.fetch_sub(1, SeqCst);
         // Sleepers (in other threads) look again and find it gone.
-        self.inst.wake();
+        self.inst.wake(false);
     }
 
     /// Starts collecting the ready list (`ep_start_scan`): what wakers queued joins it, and
@@ -1199,9 +1210,10 @@ fn queue_disabled(r: &Region, i: ItemRef) {
     }
 }
 
-/// Wakes instance slot `idx` after one of its items was queued; whether a sleeper was there.
-pub(crate) fn wake_slot(r: &Region, idx: u32) -> bool {
-    inst_at(r, idx).wake()
+/// Wakes instance slot `idx` after one of its items was queued (`exclusive`: an EPOLLEXCLUSIVE
+/// one); whether a sleeper was there.
+pub(crate) fn wake_slot(r: &Region, idx: u32, exclusive: bool) -> bool {
+    inst_at(r, idx).wake(exclusive)
 }
 
 /// The items of instance `h` watching wait queue `wq` (epoll_ctl finds an interest by them).

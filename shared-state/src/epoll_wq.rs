@@ -252,7 +252,7 @@ pub fn notify(r: &Region, w: Wq, side: u32, key: u32) {
                     continue;
                 }
                 let Queued::Yes(idx) = epoll::queue_for(r, i, 0, key) else { continue };
-                let woke = epoll::wake_slot(r, idx);
+                let woke = epoll::wake_slot(r, idx, excl);
                 exclusive_woke |= excl && woke;
                 if pending < NESTED && watched(r, Wq::Inst(idx)) {
                     work[pending] = (Wq::Inst(idx), libc::EPOLLIN as u32);
@@ -289,7 +289,7 @@ pub fn state_changed(r: &Region, w: Wq) {
 /// Wakes instance slot `idx` (if an item of it was queued), and the sets watching it.
 fn woken(r: &Region, idx: Option<u32>) {
     if let Some(idx) = idx {
-        epoll::wake_slot(r, idx);
+        epoll::wake_slot(r, idx, false);
         if watched(r, Wq::Inst(idx)) {
             notify(r, Wq::Inst(idx), crate::pipe::READERS, libc::EPOLLIN as u32);
         }

@@ -100,7 +100,7 @@ fn exclusive_items_wake_one_set_with_a_sleeper() {
     // The second set has a sleeper: the first is queued (no sleeper), the second woken, the
     // third left alone.
     let o = ep::inst(&r, sets[1]).unwrap();
-    let seq = o.sleep_prepare();
+    let seq = o.sleep_prepare(std::process::id());
     wq::notify(&r, Wq::Pipe(7), READERS, IN);
     assert_ne!(o.word.load(std::sync::atomic::Ordering::SeqCst), seq);
     o.sleep_done();

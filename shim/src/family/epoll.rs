@@ -1244,7 +1244,7 @@ fn served_wait(r: &Region, g: &thread::Guard, w: &Wait, h: InstRef) -> Option<i6
             Some(_) => o.word.load(SeqCst),
             None => {
                 on_wq.0 = Some(o);
-                o.sleep_prepare()
+                o.sleep_prepare(fd::own_pid())
             }
         };
         if o.events_available() {
