@@ -53,6 +53,18 @@ pub fn populate(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
     }
 }
 
+/// Pages of the file system the region lives on (learnt once per process; 0 if unknown).
+pub fn fs_pages(region: &Region) -> u64 {
+    static PAGES: AtomicU64 = AtomicU64::new(u64::MAX);
+    let known = PAGES.load(Ordering::Relaxed);
+    if known != u64::MAX {
+        return known;
+    }
+    let pages = with_file(region, sys::fs_bytes).and_then(Result::ok).map_or(0, |b| b / PAGE_SIZE);
+    PAGES.store(pages, Ordering::Relaxed);
+    pages
+}
+
 /// Runs `f` with a descriptor of the region's file: the kept one once it was checked to still
 /// be that file (the program could have replaced it), else one opened for it; None when the
 /// file cannot be opened (the process changed user, say, before its first use).

@@ -8,11 +8,15 @@
 //! system (MADV_REMOVE punches the hole in the region file), unless at most
 //! [`KEEP_WRITTEN`] of its pages were ever written: a freed ring costs at most that many pages
 //! and one, and a connection that carried little costs no hole punch (nor its next user the
-//! page faults).
+//! page faults). Larger freed runs keep their memory too while all such pages stay within
+//! [`keep_budget`] (a server making and closing connections that each carry a few hundred
+//! KB would otherwise punch and populate every page of every one of them, where the kernel's
+//! allocator hands out memory it just freed); a run that cannot get memory gives all of it
+//! back first ([`PagePool::reclaim`]).
 
 use crate::backing;
 use crate::region::{PAGE_SIZE, PIPE_PAGES_OFF, PIPE_PAGES_SIZE, Region};
-use crate::sys;
+use crate::sys::{self, Errno};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Orders 0..=20: the largest ring (2^19 slots, 2 GiB) plus its buffer table fits in 2^20 pages.
@@ -34,6 +38,14 @@ pub struct PagePool {
     free: [u64; ORDERS],
     /// Pages in runs currently allocated (for `ipcshim status`).
     pub pages_in_use: AtomicU64,
+    /// Pages after their first that free runs keep (see [`keep_budget`]).
+    kept_pages: AtomicU64,
+}
+
+/// The pages free runs may keep beyond their first: at most 4 MiB, and a 32nd of the file
+/// system the region lives on (a container's 64 MiB `/dev/shm`: 2 MiB).
+pub fn keep_budget(region: &Region) -> u64 {
+    (backing::fs_pages(region) / 32).min(1024)
 }
 
 /// Address of page `page` of the area.
@@ -78,8 +90,11 @@ impl PagePool {
                 let kept = Self::kept(region, page).load(Ordering::Relaxed);
                 let kept = if kept & !0xffff_ffff == KEPT { (kept as u32 as u64).min(1 << order) } else { 1 };
                 if kept < reserve {
-                    backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                    self.populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
                 }
+                let _ = self
+                    .kept_pages
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(kept - 1)));
                 intent(page);
                 self.free[order] = Self::link(region, page).load(Ordering::Relaxed);
                 (page, kept.max(reserve))
@@ -91,7 +106,7 @@ impl PagePool {
                 if page + (1 << order) > POOL_PAGES {
                     return None;
                 }
-                backing::populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
+                self.populate(region, PIPE_PAGES_OFF + page * PAGE_SIZE, reserve * PAGE_SIZE).ok()?;
                 intent(page);
                 self.top = page + (1 << order);
                 (page, reserve.max(1))
@@ -101,6 +116,44 @@ impl PagePool {
         unsafe { core::ptr::write_bytes(page_addr(region, page) as *mut u8, 0, PAGE_SIZE as usize) };
         self.pages_in_use.fetch_add(1 << order, Ordering::Relaxed);
         Some((page, kept))
+    }
+
+    /// `backing::populate`, after giving back what free runs keep if the file system is full.
+    pub fn populate(&mut self, region: &Region, off: u64, len: u64) -> Result<(), Errno> {
+        backing::populate(region, off, len).or_else(|e| {
+            if e == libc::ENOSPC && self.reclaim(region) {
+                backing::populate(region, off, len)
+            } else {
+                Err(e)
+            }
+        })
+    }
+
+    /// Gives back the memory free runs keep beyond their first page; whether there was any.
+    pub fn reclaim(&mut self, region: &Region) -> bool {
+        if self.kept_pages.swap(0, Ordering::Relaxed) == 0 {
+            return false;
+        }
+        for order in 1..ORDERS {
+            let mut next = self.free[order];
+            // Bounded as `allocated`'s walk: a corrupt list is not followed for ever.
+            for _ in 0..POOL_PAGES {
+                let Some(page) = next.checked_sub(1).filter(|&p| self.valid(p, order)) else { break };
+                let kept = Self::kept(region, page).load(Ordering::Relaxed);
+                if kept & !0xffff_ffff == KEPT && kept as u32 > 1 {
+                    release(region, page, order, u64::MAX);
+                    Self::kept(region, page).store(KEPT | 1, Ordering::Relaxed);
+                }
+                next = Self::link(region, page).load(Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    /// Whether a freed run whose first `have` pages have memory may keep them all: within
+    /// [`keep_budget`].
+    pub fn may_keep(&self, region: &Region, have: u64) -> bool {
+        self.kept_pages.load(Ordering::Relaxed) + have.saturating_sub(1) <= keep_budget(region)
     }
 
     /// The second word of a run's first page (see [`KEPT`]).
@@ -140,7 +193,9 @@ impl PagePool {
         if !self.valid(page, order) {
             return;
         }
-        Self::kept(region, page).store(KEPT | kept.clamp(1, 1 << order), Ordering::Relaxed);
+        let kept = kept.clamp(1, 1 << order);
+        Self::kept(region, page).store(KEPT | kept, Ordering::Relaxed);
+        self.kept_pages.fetch_add(kept - 1, Ordering::Relaxed);
         Self::link(region, page).store(self.free[order], Ordering::Relaxed);
         self.free[order] = page + 1;
         let _ = self

@@ -311,6 +311,14 @@ pub fn memlock_limit() -> u64 {
     }
 }
 
+/// The size in bytes of the file system `fd` is on.
+pub fn fs_bytes(fd: i32) -> Result<u64, Errno> {
+    // SAFETY: an all-zero statfs is a valid value; the kernel fills it.
+    let mut st: libc::statfs = unsafe { core::mem::zeroed() };
+    sc!(libc::SYS_fstatfs, fd, &mut st as *mut libc::statfs)?;
+    Ok((st.f_blocks as u64).saturating_mul(st.f_bsize as u64))
+}
+
 /// Whether `fd` lives on tmpfs or ramfs, where a sparse region costs only what is touched.
 pub fn on_memory_fs(fd: i32) -> bool {
     const TMPFS_MAGIC: i64 = 0x0102_1994;

@@ -445,3 +445,87 @@ fn fast_path_makes_no_system_call() {
     });
     assert_eq!(common::wait_exit(pid), 0, "killed (137) means a system call was made");
 }
+
+/// A tmpfs of its own for one test (tests run as root), unmounted on drop.
+struct SmallTmpfs(String);
+
+impl SmallTmpfs {
+    fn mount(name: &str, size: &str) -> SmallTmpfs {
+        let dir = format!("/dev/shm/ipcshim-test-{name}-{}", std::process::id());
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &dir])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs {dir}");
+        SmallTmpfs(dir)
+    }
+
+    /// Bytes in use on it.
+    fn used(&self) -> u64 {
+        // SAFETY: an all-zero statvfs is a valid value; the kernel fills it.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let path = std::ffi::CString::new(self.0.as_str()).unwrap();
+        // SAFETY: a NUL-terminated path and a statvfs to fill.
+        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A freed ring keeps the memory of its pages (within the pool's budget: a 32nd of the file
+/// system), so the next ring of its size populates nothing; once the file system is full, a
+/// ring that needs memory first takes back what freed rings kept, rather than going to the
+/// kernel.
+#[test]
+fn freed_rings_keep_their_memory_until_the_file_system_is_full() {
+    let fs = SmallTmpfs::mount("keep", "16m");
+    let r =
+        Region::open(&shared_state::region::region_path(&fs.0, sys::getuid(), "ns").unwrap(), true).unwrap();
+    let env = Env::new(true);
+    let page = [5u8; 4096];
+    let (h, _k) = new_pipe(&r);
+    assert_eq!(pipe::set_pipe_size(&r, h, 64 * 4096, false), Ok(64 * 4096));
+    for _ in 0..64 {
+        assert_eq!(write(&r, h, &page, &env), Ok(4096));
+    }
+    assert_eq!(pipe_common::read_exact(&r, h, 64 * 4096, &env).len(), 64 * 4096);
+    let before = fs.used();
+    assert!(pipe::release(&r, h), "freed at its release");
+    assert_eq!(fs.used(), before, "its pages kept their memory");
+    // The same size again: its pages are there already.
+    let (h, _k2) = new_pipe(&r);
+    assert_eq!(pipe::set_pipe_size(&r, h, 64 * 4096, false), Ok(64 * 4096));
+    for _ in 0..64 {
+        assert_eq!(write(&r, h, &page, &env), Ok(4096));
+    }
+    assert_eq!(fs.used(), before, "the next ring of its size populated nothing");
+    pipe_common::read_exact(&r, h, 64 * 4096, &env);
+    assert!(pipe::release(&r, h));
+    // Fill the file system to the last page.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(format!("{}/fill", fs.0)).unwrap();
+        while f.write_all(&page).is_ok() {}
+    }
+    // A ring of another size needs memory for its table and pages: it gets what the freed
+    // ring kept.
+    let (h, _k3) = new_pipe(&r);
+    for i in 0..16u8 {
+        assert_eq!(
+            write(&r, h, &[i; 4096], &env),
+            Ok(4096),
+            "page {i} of a fresh ring on a full file system"
+        );
+    }
+    let got = pipe_common::read_exact(&r, h, 16 * 4096, &env);
+    assert!(got.chunks(4096).enumerate().all(|(i, c)| c.iter().all(|&b| b == i as u8)));
+    assert!(pipe::release(&r, h));
+    drop(r);
+}

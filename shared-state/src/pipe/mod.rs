@@ -336,9 +336,29 @@ fn back_slots(region: &Region, pipe: &PipeInodeInfo, ring: Ring, first: u32, n: 
         return Ok(());
     }
     let from = ring.page(region, have) as u64 - region.base() as u64;
-    backing::populate(region, from, (upto - have) as u64 * PAGE_SIZE)?;
+    // Ahead of the writer, doubling what it has: a ring filled a page at a time costs a few
+    // calls, not one per page, and at most twice the pages it reached.
+    let ahead = (have * 2).min(ring.size());
+    if ahead > upto && backing::populate(region, from, (ahead - have) as u64 * PAGE_SIZE).is_ok() {
+        pipe.backed.store(ahead, Ordering::Relaxed);
+        return Ok(());
+    }
+    populate_ring(region, from, (upto - have) as u64 * PAGE_SIZE)?;
     pipe.backed.store(upto, Ordering::Relaxed);
     Ok(())
+}
+
+/// `backing::populate` of pages of the page area, after giving back what free runs keep if
+/// the file system is full (`PagePool::reclaim`). The caller may hold a pipe's lock.
+fn populate_ring(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
+    backing::populate(region, off, len).or_else(|e| {
+        if e != libc::ENOSPC {
+            return Err(e);
+        }
+        let _g = ns_lock(region)?;
+        // SAFETY: namespace lock held.
+        if unsafe { pool(region) }.reclaim(region) { backing::populate(region, off, len) } else { Err(e) }
+    })
 }
 
 /// What the caller's process knows and the object does not; the shim implements it.
@@ -1039,10 +1059,11 @@ fn handle_of(region: &Region, idx: u32) -> PipeHandle {
     PipeHandle { idx, generation: (slot(region, idx).ident.load(Ordering::Acquire) >> 8) as u32 }
 }
 
-/// Frees the run behind a ring descriptor (0 = none).
+/// Frees the run behind a ring descriptor (0 = none), whose first `have` pages have memory
+/// (0: not known).
 /// `intent`: the descriptor may name a run its taker was killed before taking (a resize's
 /// intent): freed only if the pool has let go of it.
-fn free_run(region: &Region, desc: u64, intent: bool) -> Result<(), Errno> {
+fn free_run(region: &Region, desc: u64, intent: bool, have: u64) -> Result<(), Errno> {
     if let Some(ring) = Ring::unpack(desc) {
         let _g = ns_lock(region)?;
         // SAFETY: lock held.
@@ -1050,9 +1071,14 @@ fn free_run(region: &Region, desc: u64, intent: bool) -> Result<(), Errno> {
         if intent && !pool.allocated(region, ring.run, ring.order()) {
             return Ok(());
         }
-        pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
+        let kept = if have > 0 && pool.may_keep(region, have) {
+            have
+        } else {
+            pipe_pages::release(region, ring.run, ring.order(), u64::MAX);
+            1
+        };
         // SAFETY: lock held; the run is no longer referenced by any descriptor.
-        unsafe { pool.free(region, ring.run, ring.order(), 1) };
+        unsafe { pool.free(region, ring.run, ring.order(), kept) };
     }
     Ok(())
 }
@@ -1063,11 +1089,11 @@ fn finish_resize(region: &Region, pipe: &PipeInodeInfo) {
     let cur = pipe.ring.load(Ordering::Acquire);
     let new = pipe.resize_new.swap(0, Ordering::AcqRel);
     if new != 0 && new != cur {
-        let _ = free_run(region, new, true);
+        let _ = free_run(region, new, true, 0);
     }
     let old = pipe.resize_old.swap(0, Ordering::AcqRel);
     if old != 0 && old != cur {
-        let _ = free_run(region, old, false);
+        let _ = free_run(region, old, false, 0);
     }
 }
 
@@ -1120,12 +1146,17 @@ pub(crate) unsafe fn try_free(region: &Region, idx: u32, force: bool) -> bool {
             } else {
                 u64::MAX
             };
-            // What the ring populated (its table, the data pages writers reached) and kept.
-            let kept = if pipe_pages::release(region, r.run, r.order(), written) || written == u64::MAX {
-                1
-            } else {
-                Ring::meta_pages(r.shift) + pipe.backed.load(Ordering::Relaxed) as u64
-            };
+            // What the ring populated (its table, the data pages writers reached), kept when
+            // few pages or within the pool's budget.
+            let have = Ring::meta_pages(r.shift) + pipe.backed.load(Ordering::Relaxed) as u64;
+            // SAFETY: namespace lock held (the caller's contract).
+            let keep = written != u64::MAX && unsafe { pool(region) }.may_keep(region, have);
+            let kept =
+                if (!keep && pipe_pages::release(region, r.run, r.order(), written)) || written == u64::MAX {
+                    1
+                } else {
+                    have
+                };
             // SAFETY: lock held; nothing refers to the run any more.
             unsafe { pool(region).free(region, r.run, r.order(), kept) };
         }
@@ -2673,11 +2704,15 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
     // The pages the queued buffers move into get their memory first; without room the
     // resize fails (ENOMEM, as the kernel's allocation would) and the new run goes.
     let moved = (0..n).map(|k| tail.wrapping_add(k));
-    if moved.clone().any(|i| {
-        backing::populate(region, new.page(region, i) as u64 - region.base() as u64, PAGE_SIZE).is_err()
+    // Their slots are consecutive, but for one wrap at the ring's end: one call per stretch.
+    let first = tail & (nr_slots - 1);
+    let stretches = [(first, n.min(nr_slots - first)), (0, n - n.min(nr_slots - first))];
+    if stretches.iter().filter(|&&(_, len)| len > 0).any(|&(slot, len)| {
+        let off = new.page(region, slot) as u64 - region.base() as u64;
+        populate_ring(region, off, len as u64 * PAGE_SIZE).is_err()
     }) {
         pipe.resize_new.store(0, Ordering::Release);
-        free_run(region, new.pack(), false)?;
+        free_run(region, new.pack(), false, 0)?;
         return Err(ENOMEM);
     }
     for i in moved {
@@ -2694,11 +2729,11 @@ fn pipe_resize_ring(region: &Region, pipe: &PipeInodeInfo, nr_slots: u32) -> Res
         new.buf(region, i).store(b.pack(), Ordering::Relaxed);
     }
     pipe.resize_old.store(old.pack(), Ordering::Release);
-    pipe.backed.store(0, Ordering::Relaxed);
+    let old_have = Ring::meta_pages(old.shift) + pipe.backed.swap(0, Ordering::Relaxed) as u64;
     pipe.ring.store(new.pack(), Ordering::Release);
     pipe.resize_new.store(0, Ordering::Release);
     let old_desc = pipe.resize_old.swap(0, Ordering::AcqRel);
-    free_run(region, old_desc, false)?;
+    free_run(region, old_desc, false, old_have)?;
     // This might have made more room for writers.
     pipe.wake(WRITERS, region);
     Ok(())
