@@ -1,20 +1,17 @@
 //! Unmodified programs talking over AF_UNIX sockets under `ipcshim run`: Redis (`redis-cli`,
 //! `redis-benchmark`), memcached (`-s`, asked by a Python client), PostgreSQL (`psql`,
-//! `pgbench`), `socat`, a Python asyncio server and
-//! client, nginx proxying to an upstream on a unix socket, Xvfb with an MIT-SHM client
-//! (`x11perf`), and shimmed and unshimmed processes at the two ends of one socket.
-//! `redis-benchmark`), PostgreSQL (`psql`, `pgbench`; also started by root with `runuser -u
-//! postgres` and asked by root's `psql`), Apache's mod_cgid running CGI scripts as www-data,
-//! `socat`, a Python asyncio server and client, and shimmed and unshimmed processes at the two
-//! ends of one socket. Over loopback TCP: redis-cli and redis-benchmark, psql and pgbench,
-//! nginx serving curl and ab, curl against `python3 -m http.server`, the asyncio echo, each
-//! also with a client (or server) without the shim.
+//! `pgbench`; also started by root with `runuser -u postgres` and asked by root's `psql`),
+//! Apache's mod_cgid running CGI scripts as www-data, `socat`, a Python asyncio server and
+//! client, Python's multiprocessing with each start method, nginx proxying to an upstream on a
+//! unix socket, Xvfb with an MIT-SHM client (`x11perf`), and shimmed and unshimmed processes
+//! at the two ends of one socket. Over loopback TCP: redis-cli and redis-benchmark, psql and
+//! pgbench, nginx serving curl and ab, curl against `python3 -m http.server`, the asyncio echo,
+//! each also with a client (or server) without the shim.
 //!
 //! Each program runs on the kernel and under the shim; both runs must give what the test expects,
-//! and the same where the output is deterministic. Today ipcshim hands sockets to the kernel, so
-//! these tests guard that socket programs keep working with the catch-all trapping their calls;
-//! once sockets are served, `counters` reads the `sockets:` line of `ipcshim status` as it reads
-//! the others. Every program runs in a process group of its own under a timeout; servers are
+//! and the same where the output is deterministic; a shimmed run must show the catch-all's
+//! traps, and one with every end shimmed its data in the `sockets:` counters of `ipcshim
+//! status` with no connection given back to the kernel (`Scratch::trapped`). Every program runs in a process group of its own under a timeout; servers are
 //! killed on drop, so a failing test leaves none behind.
 
 use std::collections::HashMap;
@@ -1012,6 +1009,38 @@ fn memcached_over_its_unix_socket() {
         let moved = s.sockets(None, "bytes_in") - bytes;
         // The values alone are 24 MB each way (sets, then gets).
         assert!(mode == Mode::Kernel || moved >= 40 << 20, "memcached under the shim: only {moved} bytes");
+    }
+}
+
+/// mp.py with every start method: the same lines on the kernel and under the shim, where the
+/// workers' queues and pipes and the Manager's and the forkserver's sockets are the shim's.
+#[test]
+fn python_multiprocessing_with_every_start_method() {
+    let s = Scratch::new("multiprocessing", None);
+    let part = |method: &str| {
+        format!(
+            "{method}: pool (2664667000, 41541750) queue (300, 8889350, 32551) pipe (20864000, 200, b'bye') \
+             manager ([(0, 0), (1, 2), (2, 4), (3, 6), (4, 8), (5, 10), (6, 12), (7, 14)], [0, 1, 2, 3, 4, 5, 6, 7]) \
+             executor 332833500 sync True\n"
+        )
+    };
+    let want = ["fork", "forkserver", "spawn"].map(part).concat()
+        + "asyncio (300000, 300000, b'done\\n')\nshell b'99999\\n99998\\n99997\\n'\n";
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let pipe_bytes = |s: &Scratch| s.counters(None).get("pipes").and_then(|c| c.get("bytes_in")).copied();
+        let before = pipe_bytes(&s).unwrap_or(0);
+        let args = [fixture("mp.py"), "fork".into(), "forkserver".into(), "spawn".into()];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s.trapped(None, &[mode], "multiprocessing", || {
+            s.ok(s.cmd(mode, None, "python3", &args), &format!("multiprocessing {mode:?}"))
+        });
+        assert_eq!(out, want, "python multiprocessing ({mode:?})");
+        // The queues' messages (8.9 MB each method) went through the shim's pipes.
+        let moved = pipe_bytes(&s).unwrap_or(0) - before;
+        assert!(
+            mode == Mode::Kernel || moved >= 3 * 8_889_350,
+            "multiprocessing under the shim: {moved} pipe bytes"
+        );
     }
 }
 
