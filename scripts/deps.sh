@@ -39,6 +39,13 @@ declare -A wanted=(
                                   # svsematest (pressure.rs: mlockall in a real program)
     [python3]=/usr/bin/python3 # tests/tests/pressure.rs: pipes and sockets on a small tmpfs
     [binutils]=/usr/bin/objdump   # tests/tests/stack_frames.rs reads the shim's frame sizes
+    # tests/tests/socket_programs.rs: Node.js (libuv), a D-Bus session bus, gpg and its agent.
+    [nodejs]=/usr/bin/node
+    [dbus-daemon]=/usr/bin/dbus-daemon
+    [dbus-bin]=/usr/bin/dbus-send
+    [gpg]=/usr/bin/gpg
+    [gpg-agent]=/usr/bin/gpg-agent
+    [gpgconf]=/usr/bin/gpgconf
 )
 
 missing=()

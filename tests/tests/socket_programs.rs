@@ -2,8 +2,8 @@
 //! `redis-benchmark`), memcached (`-s`, asked by a Python client), PostgreSQL (`psql`,
 //! `pgbench`; also started by root with `runuser -u postgres` and asked by root's `psql`),
 //! Apache's mod_cgid running CGI scripts as www-data, `socat`, a Python asyncio server and
-//! client, Python's multiprocessing with each start method, nginx proxying to an upstream on a
-//! unix socket, Xvfb with an MIT-SHM client (`x11perf`), and shimmed and unshimmed processes
+//! client, Python's multiprocessing with each start method, Node.js, D-Bus, GnuPG's agent,
+//! nginx proxying to an upstream on a unix socket, Xvfb with an MIT-SHM client (`x11perf`), and shimmed and unshimmed processes
 //! at the two ends of one socket. Over loopback TCP: redis-cli and redis-benchmark, psql and
 //! pgbench, nginx serving curl and ab, curl against `python3 -m http.server`, the asyncio echo,
 //! each also with a client (or server) without the shim.
@@ -1041,6 +1041,65 @@ fn python_multiprocessing_with_every_start_method() {
             mode == Mode::Kernel || moved >= 3 * 8_889_350,
             "multiprocessing under the shim: {moved} pipe bytes"
         );
+    }
+}
+
+/// node_ipc.js: libuv's epoll loop with a forked child's IPC channel, a unix socket server
+/// echoing 50 connections, a spawned pipeline and a worker thread; the same lines on the kernel
+/// and under the shim, the echo's 14 MB through the shim's sockets.
+#[test]
+fn node_child_process_ipc_unix_server_and_workers() {
+    let s = Scratch::new("node", None);
+    let want = "ipc [14867450,300]\nunix [7093075,50]\nspawn [\"2000000\",\"20000\",0]\nexecSync HI\nworker 999000\n";
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let dir = s.subdir(&format!("node-{}", mode.name()));
+        let bytes = s.sockets(None, "bytes_in");
+        let out = s.trapped(None, &[mode], "node", || {
+            s.ok(
+                s.cmd(mode, None, "node", &[&fixture("node_ipc.js"), &path_arg(&dir)]),
+                &format!("node {mode:?}"),
+            )
+        });
+        assert_eq!(out, want, "node ({mode:?})");
+        let moved = s.sockets(None, "bytes_in") - bytes;
+        assert!(
+            mode == Mode::Kernel || moved >= 2 * 7_093_075,
+            "node under the shim: only {moved} socket bytes"
+        );
+    }
+}
+
+/// dbus_session.sh: a private session bus asked by dbus-send and by 300 Pings of a raw client
+/// (dbus_ping.py), with the daemon's connections the shim's.
+#[test]
+fn dbus_daemon_session_bus() {
+    let s = Scratch::new("dbus", None);
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let dir = s.subdir(&format!("dbus-{}", mode.name()));
+        let out = s.trapped(None, &[mode], "dbus", || {
+            s.ok(
+                s.cmd(mode, None, "sh", &[&fixture("dbus_session.sh"), &path_arg(&dir)]),
+                &format!("dbus {mode:?}"),
+            )
+        });
+        assert_eq!(out, "2\n   boolean true\npings 300\ndone\n", "dbus ({mode:?})");
+    }
+}
+
+/// gpg_agent.sh: gpg and the gpg-agent it starts make a key and a signature over the agent's
+/// unix socket (Assuan).
+#[test]
+fn gpg_and_its_agent() {
+    let s = Scratch::new("gpg", None);
+    for mode in [Mode::Kernel, Mode::Shim] {
+        let dir = s.subdir(&format!("gpg-{}", mode.name()));
+        let out = s.trapped(None, &[mode], "gpg", || {
+            s.ok(
+                s.cmd(mode, None, "sh", &[&fixture("gpg_agent.sh"), &path_arg(&dir)]),
+                &format!("gpg {mode:?}"),
+            )
+        });
+        assert_eq!(out, "1\n1\ndone\n", "gpg ({mode:?})");
     }
 }
 
