@@ -145,6 +145,14 @@ stress_ng shim
 row "stress-ng --sem-sysv 8 (10 s, bogo-ops/s)" 0,1 1 "${kernel% *}" "${bogo% *}" ops/s
 row "stress-ng --msg 8 (10 s, bogo-ops/s)" 0,1 1 "${kernel#* }" "${bogo#* }" ops/s
 
+# What a process costs apart from its calls, where the 500-process stress test (issue 18)
+# loses to the kernel. proc_cost PROCS RUNS exit|sysv: CPU ms that PROCS forked processes use
+# from a start line to their reaping (exit: they exit at once; sysv: each first makes a SEM_UNDO
+# take and give and a 200-byte send and receive, on one of 50 sets and 50 queues). Target: no
+# slower.
+bench "500 processes exiting (CPU from start to reaped)" 0,1 1 proc_cost 500 5 exit
+bench "500 processes: first SEM_UNDO semops, send, receive, exit" 0,1 1 proc_cost 500 5 sysv
+
 # AF_UNIX sockets (stream, seqpacket and datagram served).
 # unix_pingpong ITERS RUNS PARENT_CPU CHILD_CPU stream|dgram|named (ns per round trip of one
 # byte; stream: connected through a listener's path, dgram: a socketpair, named: two bound
