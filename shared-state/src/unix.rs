@@ -21,9 +21,10 @@
 //! a ticket of its (listener, pid) stream before the kernel's connect, and the kernel's accept
 //! queue holds a process's connections in that order, so the server takes the oldest ticket
 //! not taken (a client that died before its connect leaves a ticket without entry, skipped).
-//! Only where that order is not known, threads of one client connecting at once, or for a
-//! while after the tables were full, does the server ask the kernel's socket diagnostics for
-//! the client socket's inode.
+//! Only where that order is not known, threads of one client connecting at once (every
+//! connect of the stream outstanding when a second begins is marked, with the ticket of
+//! whichever began second: see [`pending_add`]), or for a while after the tables were full,
+//! does the server ask the kernel's socket diagnostics for the client socket's inode.
 
 use crate::pipe::{self, PipeHandle, SOCKADDR_UN_MAX, ns_lock};
 use crate::region::{
@@ -403,12 +404,19 @@ fn pending_freed(region: &Region) {
 /// (None: a connection the kernel will carry, kept for the order): its ticket, in the order of
 /// this process's connects to the listener. None when there is no room: the connection must
 /// then be the kernel's (and servers ask the kernel which connection is whose for a while).
+///
+/// `overlapping`: another connect of the client, not settled yet, began before this one. The
+/// kernel may then queue any of the client's outstanding connects, this one included, before
+/// an older one, so each is marked to be found by its inode, in the same locked section as
+/// the ticket: whichever of two overlapping connects began second marks both before either
+/// of them can pass the other in the kernel's accept queue.
 pub fn pending_add(
     region: &Region,
     listener: Listener,
     pid: u32,
     client_ino: u64,
     queue: Option<PipeHandle>,
+    overlapping: bool,
 ) -> Option<u32> {
     let key = stream_key(listener, pid);
     let Ok(_g) = ns_lock(region) else { return None };
@@ -429,6 +437,9 @@ pub fn pending_add(
         }
         // Published last.
         e.state.store(P_CONNECTING, Ordering::Release);
+        if overlapping {
+            mark_uncertain(region, s, key);
+        }
         Some(ticket)
     })();
     if added.is_none()
@@ -439,11 +450,14 @@ pub fn pending_add(
     added
 }
 
-/// The client's connect `ticket` raced another of its threads' connects to the listener.
-pub fn pending_uncertain(region: &Region, listener: Listener, pid: u32, ticket: u32) {
-    let Ok(_g) = ns_lock(region) else { return };
-    if let Some(e) = entry_of(region, stream_key(listener, pid), ticket, false) {
-        e.state.fetch_or(P_UNCERTAIN, Ordering::AcqRel);
+/// Marks every outstanding connect of stream `s` (key `key`) uncertain: see [`pending_add`].
+/// The namespace lock held.
+fn mark_uncertain(region: &Region, s: &Stream, key: u64) {
+    let (from, to) = (s.taken.load(Ordering::Relaxed), s.issued.load(Ordering::Relaxed));
+    for t in (0..to.wrapping_sub(from)).map(|k| from.wrapping_add(k)) {
+        if let Some(e) = entry_of(region, key, t, false) {
+            e.state.fetch_or(P_UNCERTAIN, Ordering::AcqRel);
+        }
     }
 }
 

@@ -185,11 +185,11 @@ fn a_server_takes_each_clients_connects_in_ticket_order() {
     let (first, _k1) = queue(&r, pipe::SOCK_PENDING);
     let (second, _k2) = queue(&r, pipe::SOCK_PENDING);
     let (third, _k3) = queue(&r, pipe::SOCK_PENDING);
-    let t0 = unix::pending_add(&r, l, 42, 1001, Some(first)).unwrap();
-    let t1 =
-        unix::pending_add(&r, l, 42, 1002, None).expect("a connection the kernel carries keeps its place");
-    let t2 = unix::pending_add(&r, l, 42, 1003, Some(second)).unwrap();
-    let t3 = unix::pending_add(&r, l, 42, 1004, Some(third)).unwrap();
+    let t0 = unix::pending_add(&r, l, 42, 1001, Some(first), false).unwrap();
+    let t1 = unix::pending_add(&r, l, 42, 1002, None, false)
+        .expect("a connection the kernel carries keeps its place");
+    let t2 = unix::pending_add(&r, l, 42, 1003, Some(second), false).unwrap();
+    let t3 = unix::pending_add(&r, l, 42, 1004, Some(third), false).unwrap();
     assert_eq!([t0, t1, t2, t3], [0, 1, 2, 3]);
     let asked = std::cell::Cell::new(0);
     let take = |pid, ino: Option<u64>| {
@@ -208,22 +208,25 @@ fn a_server_takes_each_clients_connects_in_ticket_order() {
     assert_eq!(pipe::sock_state(&r, second), pipe::SOCK_REFUSED);
     assert_eq!(unix::pending_remove(&r, l, 42, t2), None, "removed once");
     // One whose order with another thread's is not known is found by its inode.
-    unix::pending_uncertain(&r, l, 42, t3);
-    assert_eq!(take(42, Some(1004)), Taken::Found(Some(third)));
-    assert_eq!(asked.get(), 1, "the kernel asked once");
+    let (fourth, _k4) = queue(&r, pipe::SOCK_PENDING);
+    let t4 = unix::pending_add(&r, l, 42, 1010, Some(fourth), true).expect("an overlapping connect");
+    assert_eq!(t4, 4);
+    assert_eq!(take(42, Some(1010)), Taken::Found(Some(fourth)), "the younger first, found by its inode");
+    assert_eq!(take(42, Some(1004)), Taken::Found(Some(third)), "the older one, marked by the younger");
+    assert_eq!(asked.get(), 2, "the kernel asked for each");
     assert_eq!(take(42, None), Taken::NotThere, "nothing left");
     // Every ticket taken, the stream is gone: the next connect starts it again.
-    assert_eq!(unix::pending_add(&r, l, 42, 1005, None), Some(0));
-    assert_eq!(unix::pending_add(&r, l, 42, 1006, None), Some(1));
+    assert_eq!(unix::pending_add(&r, l, 42, 1005, None, false), Some(0));
+    assert_eq!(unix::pending_add(&r, l, 42, 1006, None, false), Some(1));
     // The last ticket of a connect that failed is given back; an earlier one is skipped.
     assert_eq!(unix::pending_remove(&r, l, 42, 1), None);
-    assert_eq!(unix::pending_add(&r, l, 42, 1007, None), Some(1));
+    assert_eq!(unix::pending_add(&r, l, 42, 1007, None, false), Some(1));
     assert_eq!(unix::pending_remove(&r, l, 42, 0), None);
-    assert_eq!(unix::pending_add(&r, l, 42, 1008, None), Some(2));
+    assert_eq!(unix::pending_add(&r, l, 42, 1008, None, false), Some(2));
     assert_eq!(take(42, Some(1007)), Taken::Found(None), "ticket 0 skipped");
     assert_eq!(take(42, Some(1008)), Taken::Found(None));
     assert_eq!(take(42, None), Taken::NotThere);
-    assert_eq!(unix::pending_add(&r, l, 42, 1009, None), Some(0), "idle again");
+    assert_eq!(unix::pending_add(&r, l, 42, 1009, None, false), Some(0), "idle again");
 }
 
 #[test]

@@ -45,3 +45,34 @@ fn killed_clients_lose_nothing_they_were_told_was_sent() {
     assert!(field("bytes_out") > 1 << 20, "bytes not through the shim's queues: {status}");
     assert_eq!(field("handed_back"), 0, "{status}");
 }
+
+/// Threads of one and of three client processes connecting to one listener at once
+/// (`tests/c/connect_threads.c`), 12 runs under the shim: each connection must pair the
+/// client's socket with the one the kernel connected it to (the server checks the peer's bound
+/// name against what it read) and lose no byte.
+#[test]
+fn threads_connecting_at_once_pair_each_connection_with_its_own() {
+    let exe =
+        diff::compile(&ipcshim_tests::workspace_root().join("tests/c/connect_threads.c")).expect("compile");
+    let ns = format!("connect-threads-{}", std::process::id());
+    let dir = ipcshim_tests::state_base().join(format!("ipcshim-{ns}"));
+    fs::create_dir_all(&dir).expect("scratch dir");
+    const RUNS: usize = 12;
+    for run in 0..RUNS {
+        let out = program(&exe, &dir, Some(&ns)).output().expect("run connect_threads");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ok = text.lines().filter(|l| l.ends_with(" connections, 0 answered wrong")).count();
+        assert!(
+            out.status.success() && ok == 2,
+            "run {run}: {}\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = status(&ns, &dir);
+    let _ = fs::remove_dir_all(&dir);
+    let field =
+        |k: &str| counter(&status, "sockets", k).unwrap_or_else(|| panic!("no sockets {k} in {status}"));
+    assert!(field("connections") >= (RUNS * 3600) as u64, "connections not served by the shim: {status}");
+    assert_eq!(field("handed_back"), 0, "{status}");
+}

@@ -955,7 +955,14 @@ pub fn sock_adopt(region: &Region, client: PipeHandle, server: PipeHandle) -> bo
     // As a lookup does: a collection running now may have read the server's fds before this
     // connection was accepted, and the client's socket may be gone.
     pc.gc_seen.store(ns(region).gc_pass.load(Ordering::Relaxed), Ordering::Relaxed);
+    // The client's peer before its state: a client that sees it linked receives from the
+    // peer at once (it would take a linked queue without one for the kernel's connection).
+    let bits = server.to_bits() + 1;
+    let named = pc.peer.compare_exchange(0, bits, Ordering::AcqRel, Ordering::Acquire).is_ok();
     if !set_state(pc, Some(SOCK_PENDING), SOCK_LINKED) {
+        if named {
+            let _ = pc.peer.compare_exchange(bits, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
         return pc.sock.load(Ordering::Acquire) & 0xff == SOCK_LINKED
             && sock_peer(region, client) == Some(server);
     }
@@ -989,7 +996,9 @@ pub fn sock_wait_linked(region: &Region, h: PipeHandle, env: &dyn PipeEnv) -> Re
             Waited::Woken => {}
             Waited::Interrupted if env.restart_after_signal() => {}
             Waited::Interrupted => return Err(EINTR),
-            Waited::PeerGone => return Ok(false),
+            // A server may adopt, answer and close between our look and the wait's look at
+            // the kernel's peer: linked by then, what it sent is here.
+            Waited::PeerGone => return Ok(state() == SOCK_LINKED),
             Waited::TimedOut => return Err(EAGAIN),
         }
     }

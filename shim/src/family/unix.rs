@@ -334,11 +334,27 @@ fn peer_pid(fd: i32) -> Option<u32> {
     Some(cred.pid as u32)
 }
 
-/// Connects of this process to announced listeners in progress, and how many times one
-/// began while another was in progress: such connects may reach the kernel's accept queue in
-/// another order than their tickets (see `shared_state::unix::pending_take`).
+/// Connects of this process to announced listeners whose outcome is not settled yet (from
+/// before their ticket until the kernel's connect returned and a failed or stray one's entry
+/// is gone): one that begins while another is counted may reach the kernel's accept queue in
+/// another order than their tickets (see `shared_state::unix::pending_add`).
 static CONNECTING: AtomicU32 = AtomicU32::new(0);
-static OVERLAPS: AtomicU32 = AtomicU32::new(0);
+
+/// One connect counted in [`CONNECTING`] until dropped.
+struct Connecting;
+
+impl Connecting {
+    /// Counts a connect; whether another was counted already.
+    fn begin() -> (Connecting, bool) {
+        (Connecting, CONNECTING.fetch_add(1, SeqCst) > 0)
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        CONNECTING.fetch_sub(1, SeqCst);
+    }
+}
 
 /// `connect` of an AF_UNIX stream or seqpacket socket to a name a shim process listens on: the
 /// queue is made (pending) before the kernel connects, with a ticket in this process's
@@ -410,14 +426,11 @@ fn connect_unix(
     if let Some(h) = queue {
         early_timeouts(r, fd, me, h);
     }
-    // Counted before the ticket: a connect of another thread that overlaps ours in any way
-    // sees us, or we it.
-    let overlaps = OVERLAPS.load(SeqCst);
-    if CONNECTING.fetch_add(1, SeqCst) > 0 {
-        OVERLAPS.fetch_add(1, SeqCst);
-    }
-    let Some(ticket) = names::pending_add(r, listener, pid, me, queue) else {
-        CONNECTING.fetch_sub(1, SeqCst);
+    // Counted before the ticket and until its fate is settled: of two connects of this
+    // process that overlap, the second to be counted sees the first (see `pending_add`).
+    let (connecting, overlapping) = Connecting::begin();
+    let Some(ticket) = names::pending_add(r, listener, pid, me, queue, overlapping) else {
+        drop(connecting);
         // A queue refused before anyone took it is nobody's: it goes at once.
         if let Some(h) = queue
             && pipe::sock_refuse(r, h)
@@ -428,10 +441,6 @@ fn connect_unix(
     };
     let res =
         g.allow_signals(|| sys::syscall6(libc::SYS_connect, fd as usize, uaddr, alen as usize, 0, 0, 0));
-    CONNECTING.fetch_sub(1, SeqCst);
-    if OVERLAPS.load(SeqCst) != overlaps {
-        names::pending_uncertain(r, listener, pid, ticket);
-    }
     let Some(h) = queue else {
         // The kernel's connection, with its ticket all the same: it keeps this process's
         // connects to the listener in order (see shared_state::unix).
@@ -451,10 +460,14 @@ fn connect_unix(
         || peer_pid(fd) == Some(listener.pid)
         || diag::accept_queue_holds(listener.ino as u64, me)
         || !pipe::sock_refuse(r, h);
+    if !ours {
+        let _ = names::pending_remove(r, listener, pid, ticket);
+    }
+    // Settled: this connect is in the listener's accept queue, or its entry is gone.
+    drop(connecting);
     if ours {
         insert_connected(r, fd, h, sole);
     } else {
-        let _ = names::pending_remove(r, listener, pid, ticket);
         pipe::release(r, h);
     }
     Some(0)
