@@ -18,6 +18,7 @@ extern "C" fn atfork_child() {
     // SUD is not inherited; a fork made from shim code (selector ALLOW) was not trapped.
     crate::entry::sud::rearm_after_fork();
     crate::base::mlock::forked();
+    crate::family::unix::forked();
     if region::active().is_some() {
         let _g = thread::enter();
         proc::identify_fork_child();

@@ -356,6 +356,13 @@ impl Drop for Connecting {
     }
 }
 
+/// In a fork child: the connects other threads had in progress are not the child's (left
+/// counted, every later connect of the child would be taken as overlapping one and matched
+/// through `unix_diag`).
+pub fn forked() {
+    CONNECTING.store(0, SeqCst);
+}
+
 /// `connect` of an AF_UNIX stream or seqpacket socket to a name a shim process listens on: the
 /// queue is made (pending) before the kernel connects, with a ticket in this process's
 /// connects to the listener, and kept if a shim server already took it, or the kernel shows
