@@ -1886,25 +1886,33 @@ fn write_inner(
                 !pipe_full(head, tail, ring.size())
             };
             // Several pages (a socket's skb, or as many as there is data and room for) are
-            // copied with the lock released, so that a reader on another CPU takes earlier
-            // buffers meanwhile, and then published together: free slots are nobody else's
-            // while `wr_copy` keeps other writers (and resizes) out.
+            // copied with the lock released (unless the reader shares our CPU, below), so
+            // that a reader on another CPU takes earlier buffers meanwhile, and then published
+            // together: free slots are nobody else's while `wr_copy` keeps other writers (and
+            // resizes) out.
             let pages = if acct { skb_left } else { from.count }.div_ceil(PAGE) as u32;
             let pages = pages.min(ring.size() - head.wrapping_sub(tail).min(ring.size()));
+            // A reader last seen on this CPU is not running while we are: the batch is then
+            // copied with the lock kept, saving the copier's lock and a second lock of the
+            // pipe per batch.
+            let same_cpu = pipe.rd_cpu.load(Ordering::Relaxed) == sys::current_cpu();
             // Without memory for all its pages (a full file system) a page at a time, below,
             // queues what fits before the object goes to the kernel.
             if room
                 && batch
                 && pages >= UNLOCKED_MIN_PAGES
                 && back_slots(region, pipe, ring, head, pages).is_ok()
-                && let Some(Ok(copier)) = pipe.wr_copy.try_lock()
+                && let Some(copier) =
+                    if same_cpu { Some(None) } else { pipe.wr_copy.try_lock().and_then(Result::ok).map(Some) }
             {
-                guard = None;
+                if copier.is_some() {
+                    guard = None;
+                }
                 // Lines a reader on another CPU pulls over anyway are not worth keeping in
                 // this one's cache, where the next copy into them would first have to take
                 // them back. (A page at a time, under the lock, the reader's copy of it from
                 // memory then cost more than this saved: 4 KiB pipe writes.)
-                from.nt = pipe.rd_cpu.load(Ordering::Relaxed) != sys::current_cpu();
+                from.nt = !same_cpu;
                 let (mut filled, mut bytes, mut faulted) = (0u32, 0usize, false);
                 while filled < pages {
                     let i = head.wrapping_add(filled);
@@ -1937,19 +1945,16 @@ fn write_inner(
                 if faulted && acct {
                     (filled, bytes) = (0, 0);
                 }
-                // A reader on another CPU holds the lock for its copy at most.
-                let spin = if pipe.rd_cpu.load(Ordering::Relaxed) == sys::current_cpu() {
-                    LOCK_SPIN_NS
-                } else {
-                    SPIN_NS
-                };
-                guard = match lock_pipe_spinning(region, pipe, spin) {
-                    Ok(g) => Some(g),
-                    Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
-                };
-                // Handed back meanwhile: the rest, this batch too, goes to the kernel.
-                if pipe.is_handed_back() {
-                    break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+                if copier.is_some() {
+                    // A reader on another CPU holds the lock for its copy at most.
+                    guard = match lock_pipe_spinning(region, pipe, SPIN_NS) {
+                        Ok(g) => Some(g),
+                        Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
+                    };
+                    // Handed back meanwhile: the rest, this batch too, goes to the kernel.
+                    if pipe.is_handed_back() {
+                        break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+                    }
                 }
                 // Readers moved the tail meanwhile, but not past the head, which only we move:
                 // an empty ring stays empty, so a restarted one keeps its tail one page back.
