@@ -736,6 +736,7 @@ impl PipeInodeInfo {
     /// `sock_alloc_send_pskb`: an skb may be queued while the charge is below the send
     /// buffer. A sender that slept on a full one goes on only once it is writable: the
     /// kernel wakes it then (`unix_write_space`), not as each skb is read.
+    #[inline]
     fn may_send(&self, region: &Region, slept: bool) -> bool {
         if slept { self.writable(region) } else { self.charge_below(region, self.sndbuf(region)) }
     }
@@ -1477,6 +1478,7 @@ impl<'a> IovIter<'a> {
 
     /// Copies up to `n` bytes between `ours` and the user segments, advancing; stops at the
     /// first fault. Returns the bytes copied.
+    #[inline]
     fn copy(&mut self, ours: *mut u8, n: usize, to_user: bool) -> usize {
         let mut done = 0;
         while done < n && self.seg < self.iov.len() {
@@ -1688,6 +1690,7 @@ static TCP_IN: Tally = Tally::new();
 static TCP_OUT: Tally = Tally::new();
 
 /// Counts one read or write of `pipe` (a pipe's or a socket's counters) and its bytes.
+#[inline]
 pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
     let c = &region.header().counters;
     let socket = pipe.sock.load(Ordering::Relaxed) != 0;
