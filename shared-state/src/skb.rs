@@ -40,6 +40,7 @@ pub fn stream_truesize(size: usize) -> usize {
 }
 
 /// The truesize of a datagram or seqpacket skb of `len` bytes.
+#[inline]
 pub fn dgram_truesize(len: usize) -> usize {
     let frags = if len > DGRAM_HEAD_MAX {
         (len - DGRAM_HEAD_MAX).min(MAX_SKB_FRAGS * PAGE).next_multiple_of(PAGE)

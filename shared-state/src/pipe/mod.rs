@@ -756,6 +756,7 @@ impl PipeInodeInfo {
     /// `sock_alloc_send_pskb`: an skb may be queued while the charge is below the send
     /// buffer. A sender that slept on a full one goes on only once it is writable: the
     /// kernel wakes it then (`unix_write_space`), not as each skb is read.
+    #[inline]
     fn may_send(&self, region: &Region, slept: bool) -> bool {
         if slept { self.writable(region) } else { self.charge_below(region, self.sndbuf(region)) }
     }
@@ -1508,6 +1509,7 @@ impl<'a> IovIter<'a> {
 
     /// Copies up to `n` bytes between `ours` and the user segments, advancing; stops at the
     /// first fault. Returns the bytes copied.
+    #[inline]
     fn copy(&mut self, ours: *mut u8, n: usize, to_user: bool) -> usize {
         let mut done = 0;
         while done < n && self.seg < self.iov.len() {
@@ -1719,6 +1721,7 @@ static TCP_IN: Tally = Tally::new();
 static TCP_OUT: Tally = Tally::new();
 
 /// Counts one read or write of `pipe` (a pipe's or a socket's counters) and its bytes.
+#[inline]
 pub(crate) fn count_call(region: &Region, pipe: &PipeInodeInfo, bytes: Option<usize>, written: bool) {
     let c = &region.header().counters;
     let socket = pipe.sock.load(Ordering::Relaxed) != 0;
@@ -1917,25 +1920,33 @@ fn write_inner(
                 !pipe_full(head, tail, ring.size())
             };
             // Several pages (a socket's skb, or as many as there is data and room for) are
-            // copied with the lock released, so that a reader on another CPU takes earlier
-            // buffers meanwhile, and then published together: free slots are nobody else's
-            // while `wr_copy` keeps other writers (and resizes) out.
+            // copied with the lock released (unless the reader shares our CPU, below), so
+            // that a reader on another CPU takes earlier buffers meanwhile, and then published
+            // together: free slots are nobody else's while `wr_copy` keeps other writers (and
+            // resizes) out.
             let pages = if acct { skb_left } else { from.count }.div_ceil(PAGE) as u32;
             let pages = pages.min(ring.size() - head.wrapping_sub(tail).min(ring.size()));
+            // A reader last seen on this CPU is not running while we are: the batch is then
+            // copied with the lock kept, saving the copier's lock and a second lock of the
+            // pipe per batch.
+            let same_cpu = pipe.rd_cpu.load(Ordering::Relaxed) == sys::current_cpu();
             // Without memory for all its pages (a full file system) a page at a time, below,
             // queues what fits before the object goes to the kernel.
             if room
                 && batch
                 && pages >= UNLOCKED_MIN_PAGES
                 && back_slots(region, pipe, ring, head, pages).is_ok()
-                && let Some(Ok(copier)) = pipe.wr_copy.try_lock()
+                && let Some(copier) =
+                    if same_cpu { Some(None) } else { pipe.wr_copy.try_lock().and_then(Result::ok).map(Some) }
             {
-                guard = None;
+                if copier.is_some() {
+                    guard = None;
+                }
                 // Lines a reader on another CPU pulls over anyway are not worth keeping in
                 // this one's cache, where the next copy into them would first have to take
                 // them back. (A page at a time, under the lock, the reader's copy of it from
                 // memory then cost more than this saved: 4 KiB pipe writes.)
-                from.nt = pipe.rd_cpu.load(Ordering::Relaxed) != sys::current_cpu();
+                from.nt = !same_cpu;
                 let (mut filled, mut bytes, mut faulted) = (0u32, 0usize, false);
                 while filled < pages {
                     let i = head.wrapping_add(filled);
@@ -1968,19 +1979,16 @@ fn write_inner(
                 if faulted && acct {
                     (filled, bytes) = (0, 0);
                 }
-                // A reader on another CPU holds the lock for its copy at most.
-                let spin = if pipe.rd_cpu.load(Ordering::Relaxed) == sys::current_cpu() {
-                    LOCK_SPIN_NS
-                } else {
-                    SPIN_NS
-                };
-                guard = match lock_pipe_spinning(region, pipe, spin) {
-                    Ok(g) => Some(g),
-                    Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
-                };
-                // Handed back meanwhile: the rest, this batch too, goes to the kernel.
-                if pipe.is_handed_back() {
-                    break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+                if copier.is_some() {
+                    // A reader on another CPU holds the lock for its copy at most.
+                    guard = match lock_pipe_spinning(region, pipe, SPIN_NS) {
+                        Ok(g) => Some(g),
+                        Err(e) => break 'out if ret > 0 { Ok(ret) } else { Err(e) },
+                    };
+                    // Handed back meanwhile: the rest, this batch too, goes to the kernel.
+                    if pipe.is_handed_back() {
+                        break 'out if ret > 0 { Ok(ret) } else { Err(HANDED_BACK) };
+                    }
                 }
                 // Readers moved the tail meanwhile, but not past the head, which only we move:
                 // an empty ring stays empty, so a restarted one keeps its tail one page back.
