@@ -588,6 +588,20 @@ fn signals_in_the_close_stub() {
     assert!(s.patched() >= 2 * 100_000, "calls through rewritten sites: {}", s.patched());
 }
 
+/// A call the shim never serves, at a rewritten site of the program's own, under a storm of
+/// signals: every call right, and no handler ever sees its thread interrupted in the shim's
+/// pass entry or a trampoline (`settle` puts it back at the site).
+#[test]
+fn signals_in_the_pass_entry() {
+    let s = Scratch::new("passstorm");
+    let exe = s.helper("patch");
+    assert_eq!(
+        s.same(&[exe.to_str().unwrap(), "passstorm", "1000000"], &[]),
+        "pass calls right: yes, handler ran: yes\n"
+    );
+    assert!(s.patched() >= 1_000_000, "calls through rewritten sites: {}", s.patched());
+}
+
 /// Fork and vfork children inherit the rewritten sites; an exec'd image starts without them
 /// and rewrites its own.
 #[test]
