@@ -1,6 +1,7 @@
-//! The real libc functions behind our exports, resolved once with `dlsym(RTLD_NEXT)` in the
-//! constructor (which makes no allocation on glibc 2.36, NOTES §3), or on first use if another
-//! library's constructor calls us earlier.
+//! The real libc functions behind our exports, resolved once in the constructor as
+//! `dlsym(RTLD_NEXT)` would (most in the defining object's own hash table, see `Objects`;
+//! dlsym makes no allocation on glibc 2.36, NOTES §3), or on first use if another library's
+//! constructor calls us earlier.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
