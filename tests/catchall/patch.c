@@ -15,6 +15,9 @@
 //   closestorm N  N opens of /dev/null closed at a site of ours (fds the shim's table has not
 //                 seen: its close stub asks the kernel about each first), under a storm of
 //                 signals whose handler makes calls at the same site
+//   passstorm N   N getppid() at a site of ours (a call the shim never serves, made through
+//                 its pass entry) under a storm of signals whose handler checks that it never
+//                 sees its thread interrupted in the site's trampoline or the pass entry
 //   xorread N T   T threads (the main one if 1) each make N one-byte reads of /dev/zero at
 //                 each of three `xor %eax, %eax; syscall` sites: glibc's read (through
 //                 unbuffered stdio) and two of ours, one with glibc's `cmp; ja; ret` and
@@ -37,6 +40,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 // getppid sites at `offset` bytes into a 64-byte block: 0 and 3 fit an aligned 8-byte word, 9
@@ -275,6 +279,71 @@ static int close_storm(long n) {
     return storm_bad;
 }
 
+// Under the shim, once site0 is rewritten: its trampoline and the shim code it jumps to (the
+// pass entry, its `syscall` and the way back), decoded from the `jmp`s (see `patch.rs`:
+// `mov`, `lea`, `pushq`, then `jmp`); zero on the kernel.
+static uintptr_t tramp, pass_entry;
+static volatile int pass_looping;
+
+static uintptr_t jmp_target(const unsigned char *at) {
+    int32_t rel;
+    if (at[0] == 0xe9) {
+        memcpy(&rel, at + 1, 4);
+        return (uintptr_t)at + 5 + rel;
+    }
+    if (at[0] == 0xff && at[1] == 0x25) {
+        memcpy(&rel, at + 2, 4);
+        return *(const uintptr_t *)(at + 6 + rel);
+    }
+    return 0;
+}
+
+static void on_pass_storm(int sig, siginfo_t *si, void *ctx) {
+    (void)sig;
+    (void)si;
+    uintptr_t ip = (uintptr_t)((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
+    storm_hits++;
+    if (pass_looping && ((ip - tramp < 64 && tramp) || (ip - pass_entry < 40 && pass_entry))) storm_bad = 1;
+}
+
+static void *pass_caller(void *arg) {
+    long n = (long)arg;
+    // The site's first calls trap (the second rewrites it) before the storm: a signal landing
+    // in the catch-all's SIGSYS handler is the trap's business, not the pass entry's.
+    for (int i = 0; i < 2; i++)
+        if (site0() != parent) storm_bad = 1;
+    tramp = jmp_target((const unsigned char *)site0);
+    if (tramp) pass_entry = jmp_target((const unsigned char *)tramp + 16);
+    const char *preload = getenv("LD_PRELOAD");
+    if ((preload && strstr(preload, "ipcshim") && !tramp) || (tramp && !pass_entry)) storm_bad = 1;
+    pass_looping = 1;
+    for (long i = 0; i < n; i++)
+        if (site0() != parent) storm_bad = 1;
+    pass_looping = 0;
+    storm_done = 1;
+    return NULL;
+}
+
+static int pass_storm(long n) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_pass_storm;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, pass_caller, (void *)n);
+    while (!pass_looping && !storm_done)
+        ;
+    while (!storm_done) {
+        pthread_kill(t, SIGUSR1);
+        for (volatile int spin = 0; spin < 100; spin++)
+            ;
+    }
+    pthread_join(t, NULL);
+    printf("pass calls right: %s, handler ran: %s\n", storm_bad ? "no" : "yes", storm_hits ? "yes" : "no");
+    return storm_bad;
+}
+
 static int children(long n) {
     if (work(10)) return 1;
     parent = getpid();
@@ -369,6 +438,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "cancel")) return cancel();
     if (argc == 3 && !strcmp(argv[1], "fork")) return children(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "closestorm")) return close_storm(atol(argv[2]));
+    if (argc == 3 && !strcmp(argv[1], "passstorm")) return pass_storm(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "exported")) return exported(atol(argv[2]));
     if (argc == 3 && !strcmp(argv[1], "fresh")) return fresh_reads(atol(argv[2]));
     if (argc == 4 && !strcmp(argv[1], "xorread")) return xor_reads(atol(argv[2]), atoi(argv[3]));

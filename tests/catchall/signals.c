@@ -8,7 +8,8 @@
 // process (glibc signals every thread). "inherited": dispositions an exec'd image starts with
 // (ignored ones kept, handlers back to the default), as sigaction reports them and as signals
 // then behave, in an image that loads no library but libc (where the shim asks the kernel
-// for a disposition only when the application first does).
+// for a disposition only when the application first does). "alarm-spin": a SIGALRM
+// lands while the program spins in its own code (its handler is early.c's, preloaded).
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t hits;
@@ -229,6 +231,18 @@ static int inherited_image(void) {
     return 0;
 }
 
+static int alarm_spin(void) {
+    struct itimerval it = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    // The vDSO's clock: no system call while the signal may land.
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 300000000L);
+    printf("spun\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 2) return 2;
@@ -242,5 +256,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "setxid")) return setxid();
     if (!strcmp(argv[1], "inherited")) return inherited(argv[0]);
     if (!strcmp(argv[1], "inherited-image")) return inherited_image();
+    if (!strcmp(argv[1], "alarm-spin")) return alarm_spin();
     return 2;
 }

@@ -311,6 +311,33 @@ fn sigaction_reports_what_the_application_set() {
     assert!(s.traps() > 0);
 }
 
+/// A handler installed by a library whose constructor ran before the shim's is found and
+/// wrapped at start-up (SIGSYS out of its mask), also when other libraries that set no
+/// disposition (libm), which the shim does not ask about, are loaded too.
+#[test]
+fn handler_installed_before_the_shim_is_wrapped() {
+    let s = Scratch::new("early");
+    let exe = s.helper("signals");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("catchall/early.c");
+    let lib = s.dir.join("libearly.so");
+    let out = Command::new("cc")
+        .args(["-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    assert!(out.status.success(), "cc {}:\n{}", src.display(), String::from_utf8_lossy(&out.stderr));
+    let argv = [exe.to_str().unwrap(), "alarm-spin"];
+    let preload = format!("libm.so.6:{}", lib.display());
+    let kernel = run(Command::new(argv[0]).arg(argv[1]).env("LD_PRELOAD", &preload));
+    let want = "early handler: pid ok\nspun\n";
+    assert_eq!((kernel.0.as_str(), kernel.1.as_str()), ("exit 0", want), "kernel: {}", kernel.2);
+    let shimmed = format!("{}:{preload}", shim_lib().display());
+    let shim = s.shimmed(&argv, &[("LD_PRELOAD", &shimmed)]);
+    assert_eq!((shim.0.as_str(), shim.1.as_str()), ("exit 0", want), "shim: {}", shim.2);
+    assert!(s.traps() > 0);
+}
+
 /// An exec'd image starts with the dispositions exec leaves (ignored ones kept, handlers back to
 /// the default, flags and masks cleared): the shim reads those from the kernel only when the
 /// application first asks for or sets one (the image loads nothing but libc), and sigaction
@@ -559,6 +586,20 @@ fn signals_in_the_close_stub() {
         "closes right: yes, handler ran: yes\n"
     );
     assert!(s.patched() >= 2 * 100_000, "calls through rewritten sites: {}", s.patched());
+}
+
+/// A call the shim never serves, at a rewritten site of the program's own, under a storm of
+/// signals: every call right, and no handler ever sees its thread interrupted in the shim's
+/// pass entry or a trampoline (`settle` puts it back at the site).
+#[test]
+fn signals_in_the_pass_entry() {
+    let s = Scratch::new("passstorm");
+    let exe = s.helper("patch");
+    assert_eq!(
+        s.same(&[exe.to_str().unwrap(), "passstorm", "1000000"], &[]),
+        "pass calls right: yes, handler ran: yes\n"
+    );
+    assert!(s.patched() >= 1_000_000, "calls through rewritten sites: {}", s.patched());
 }
 
 /// Fork and vfork children inherit the rewritten sites; an exec'd image starts without them

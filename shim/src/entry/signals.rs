@@ -169,9 +169,11 @@ pub(crate) fn init(sigsys: &KSigaction) {
     FIXUPS.store(true, Ordering::Release);
 }
 
-/// Whether code other than the loader's, libc's and ours may have run in this image before our
-/// constructor (and installed handlers): another object is loaded (whose constructor runs
-/// first, unless it needs us), the program has pre-initialisers, or we were not preloaded.
+/// Whether code other than the loader's, libc's and ours may have installed handlers in this
+/// image before our constructor: another object is loaded that may set dispositions (whose
+/// constructor runs first, unless it needs us), the program has pre-initialisers, or we were
+/// not preloaded. The program's own code runs after ours (short of a library's constructor
+/// calling a function the program exports).
 fn others_ran_first() -> bool {
     unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: libc::size_t, data: *mut c_void) -> c_int {
         // SAFETY: dl_iterate_phdr passes a valid dl_phdr_info; `data` is the `bool` below.
@@ -198,7 +200,7 @@ fn others_ran_first() -> bool {
                     .any(|d| d[0] == 33 && d[1] != 0)
             });
         } else if !mine && !known.iter().any(|k| name.ends_with(k)) {
-            *others = true;
+            *others |= may_set_handlers(info.dlpi_addr as usize, phdrs);
         }
         0
     }
@@ -207,6 +209,80 @@ fn others_ran_first() -> bool {
     // SAFETY: the callback only reads what the loader passes it and writes `others`.
     unsafe { libc::dl_iterate_phdr(Some(each), &raw mut others as *mut c_void) };
     others
+}
+
+/// libc's functions by which an object's code can change a disposition (`syscall`: a raw
+/// rt_sigaction; `dlsym`: any of them by name).
+const SETTERS: [&[u8]; 15] = [
+    b"sigaction",
+    b"__sigaction",
+    b"__libc_sigaction",
+    b"signal",
+    b"bsd_signal",
+    b"sysv_signal",
+    b"__sysv_signal",
+    b"ssignal",
+    b"sigset",
+    b"sigvec",
+    b"siginterrupt",
+    b"sigignore",
+    b"syscall",
+    b"dlsym",
+    b"dlvsym",
+];
+
+/// Whether a loaded object's code may have set a disposition: one of its relocations (the
+/// only way it reaches another object's function) names one of [`SETTERS`], or it cannot be
+/// told (no RELA tables, or a REL one). Most libraries (libz, libm, libpcre2, libexpat)
+/// import none, which spares the start-up 62 queries of dispositions.
+fn may_set_handlers(base: usize, phdrs: &[libc::Elf64_Phdr]) -> bool {
+    const DT_PLTRELSZ: u64 = 2;
+    const DT_STRTAB: u64 = 5;
+    const DT_SYMTAB: u64 = 6;
+    const DT_RELA: u64 = 7;
+    const DT_RELASZ: u64 = 8;
+    const DT_REL: u64 = 17;
+    const DT_JMPREL: u64 = 23;
+    let Some(dynamic) = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC) else { return true };
+    let at = base.wrapping_add(dynamic.p_vaddr as usize) as *const [u64; 2];
+    let (mut strtab, mut symtab) = (0, 0);
+    // (address, size) of the RELA table and of the PLT's.
+    let mut tables = [(0, 0); 2];
+    for i in 0..dynamic.p_memsz as usize / 16 {
+        // SAFETY: the object's mapped dynamic section, read up to DT_NULL.
+        let [tag, val] = unsafe { *at.add(i) };
+        // The loader relocates the addresses in place on x86_64; an unrelocated one is below
+        // the base.
+        let addr = if (val as usize) < base { base.wrapping_add(val as usize) } else { val as usize };
+        match tag {
+            0 => break,
+            DT_REL => return true,
+            DT_STRTAB => strtab = addr,
+            DT_SYMTAB => symtab = addr,
+            DT_RELA => tables[0].0 = addr,
+            DT_RELASZ => tables[0].1 = val as usize,
+            DT_JMPREL => tables[1].0 = addr,
+            DT_PLTRELSZ => tables[1].1 = val as usize,
+            _ => {}
+        }
+    }
+    if strtab == 0 || symtab == 0 {
+        return true;
+    }
+    let named = |sym: usize| {
+        // SAFETY: a symbol a relocation names, in the mapped symbol table.
+        let sym = unsafe { &*(symtab as *const libc::Elf64_Sym).add(sym) };
+        // SAFETY: a symbol's name is a NUL-terminated string in the mapped string table.
+        let name =
+            unsafe { core::ffi::CStr::from_ptr((strtab + sym.st_name as usize) as *const libc::c_char) };
+        // Section index 0: SHN_UNDEF, an import.
+        sym.st_shndx == 0 && SETTERS.contains(&name.to_bytes())
+    };
+    tables.iter().filter(|t| t.0 != 0).any(|&(table, size)| {
+        // SAFETY: the object's mapped relocation table of `size` bytes.
+        let relocs = unsafe { core::slice::from_raw_parts(table as *const libc::Elf64_Rela, size / 24) };
+        relocs.iter().any(|r| r.r_info >> 32 != 0 && named((r.r_info >> 32) as usize))
+    })
 }
 
 /// The application's rt_sigaction(sig, act, oldact, sigsetsize), trapped. In a vfork child

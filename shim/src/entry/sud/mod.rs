@@ -82,13 +82,22 @@ global_asm!(
     // The system call of a rewritten call site (`patch`, `stubs`): entered 136 bytes below
     // the site's stack (red zone, then the site's return address), it goes back there with
     // rcx holding that address, as the site's own `syscall` leaves it (an indirect jump: a
-    // `ret` without its `call` costs a misprediction each time).
-    ".globl ipcshim_sud_syscall",
-    ".hidden ipcshim_sud_syscall",
-    "ipcshim_sud_syscall:",
+    // `ret` without its `call` costs a misprediction each time). A call the shim never serves
+    // enters at `ipcshim_sud_pass`, straight from its trampoline: one more call through a
+    // rewritten site for `ipcshim status` (no flags touched), then the call.
+    ".globl ipcshim_sud_pass",
+    ".hidden ipcshim_sud_pass",
+    "ipcshim_sud_pass:",
     "    .cfi_startproc",
     "    .cfi_def_cfa_offset 136",
     "    .cfi_offset %rip, -136",
+    "    mov ipcshim_tls@gottpoff(%rip), %rcx",
+    "    mov %fs:{patched}(%rcx), %r11",
+    "    lea 1(%r11), %r11",
+    "    mov %r11, %fs:{patched}(%rcx)",
+    ".globl ipcshim_sud_syscall",
+    ".hidden ipcshim_sud_syscall",
+    "ipcshim_sud_syscall:",
     "    syscall",
     "    mov (%rsp), %rcx",
     "    lea 136(%rsp), %rsp",
@@ -187,6 +196,7 @@ global_asm!(
     held = const offset_of!(Tls, held),
     region_fds = const offset_of!(Tls, region_fds),
     birth_logged = const offset_of!(Tls, birth_logged),
+    patched = const offset_of!(Tls, patched),
     shared = const offset_of!(Slot, shared),
     arch_prctl = const libc::SYS_arch_prctl,
     get_fs = const ARCH_GET_FS,

@@ -1115,8 +1115,9 @@ mod trampolines {
     }
 
     /// A new trampoline for the site: `mov $nr, %eax` (`xor %eax, %eax; nop`), the site's
-    /// `gap`, `lea -128(%rsp), %rsp`, `pushq ret`, `jmp *stub`. None if no slot within reach
-    /// can be had.
+    /// `gap`, `lea -128(%rsp), %rsp`, `pushq ret`, `jmp stub` (direct when the stub is within
+    /// a rel32's reach, as it is when the shim is mapped among the libraries: no load, no
+    /// indirect branch). None if no slot within reach can be had.
     pub(super) fn make(s: &Site, ret: usize, nr: u32, stub: Stub) -> Option<usize> {
         let (site, gap) = (s.at, &s.gap);
         let slot = alloc(site)?;
@@ -1129,14 +1130,20 @@ mod trampolines {
         };
         code[..5].copy_from_slice(&head);
         code[5..5 + k].copy_from_slice(&gap.bytes[..k]);
-        // lea -0x80(%rsp), %rsp; pushq RET_AT(%rip); jmp *STUB_AT(%rip) (displacements from
+        // lea -0x80(%rsp), %rsp; pushq RET_AT(%rip); jmp stub or jmp *STUB_AT(%rip) (displacements from
         // the next instruction).
         let (lea, push, jmp) = (5 + k, 10 + k, 16 + k);
         code[lea..push].copy_from_slice(&[0x48, 0x8d, 0x64, 0x24, 0x80]);
         code[push..push + 2].copy_from_slice(&[0xff, 0x35]);
         code[push + 2..jmp].copy_from_slice(&((RET_AT - jmp) as u32).to_le_bytes());
-        code[jmp..jmp + 2].copy_from_slice(&[0xff, 0x25]);
-        code[jmp + 2..jmp + 6].copy_from_slice(&((STUB_AT - (jmp + 6)) as u32).to_le_bytes());
+        let rel = (stub.addr() as i64).wrapping_sub((slot + jmp + 5) as i64);
+        if let Ok(rel) = i32::try_from(rel) {
+            code[jmp] = 0xe9;
+            code[jmp + 1..jmp + 5].copy_from_slice(&rel.to_le_bytes());
+        } else {
+            code[jmp..jmp + 2].copy_from_slice(&[0xff, 0x25]);
+            code[jmp + 2..jmp + 6].copy_from_slice(&((STUB_AT - (jmp + 6)) as u32).to_le_bytes());
+        }
         code[GAP_AT..GAP_AT + 8].copy_from_slice(&((k | head_len << 8) as u64).to_le_bytes());
         code[STUB_AT..STUB_AT + 8].copy_from_slice(&stub.addr().to_le_bytes());
         code[RET_AT..RET_AT + 8].copy_from_slice(&ret.to_le_bytes());

@@ -136,13 +136,6 @@ global_asm!(
     ".globl ipcshim_patch_text",
     ".hidden ipcshim_patch_text",
     "ipcshim_patch_text:",
-    // A call the shim never serves.
-    ".globl ipcshim_patch_pass",
-    ".hidden ipcshim_patch_pass",
-    "ipcshim_patch_pass:",
-    "    PATCH_MARK {entry}",
-    "    PATCH_COUNT",
-    "    jmp ipcshim_sud_syscall",
     // A call on the fd in edi: the kernel's when the table knows it as a kernel fd. One it
     // has not seen (a file opened through a rewritten open, inherited) is looked at with
     // lseek, as by the close stub: what does not say ESPIPE is no pipe, FIFO or socket, so no
@@ -412,7 +405,7 @@ unsafe extern "C" {
     static ipcshim_sud_syscall_leave: u8;
     static ipcshim_sud_call: u8;
     static ipcshim_sud_call_end: u8;
-    static ipcshim_patch_pass: u8;
+    static ipcshim_sud_pass: u8;
     static ipcshim_patch_fd: u8;
     static ipcshim_patch_close: u8;
     static ipcshim_patch_fcntl: u8;
@@ -443,7 +436,7 @@ pub(super) enum Stub {
 impl Stub {
     pub(super) fn addr(self) -> usize {
         let s = match self {
-            Stub::Pass => &raw const ipcshim_patch_pass,
+            Stub::Pass => &raw const ipcshim_sud_pass,
             Stub::Fd => &raw const ipcshim_patch_fd,
             Stub::Close => &raw const ipcshim_patch_close,
             Stub::Fcntl => &raw const ipcshim_patch_fcntl,
@@ -515,8 +508,15 @@ fn saved_flags(eflags: u64, rax: u64, of_restored: bool) -> u64 {
 /// or restarted: the original instruction then traps once), or after it (done). Returns false
 /// if `r` is not in a stub.
 pub(super) fn settle_stub(r: &mut Regs) -> bool {
+    let pass = (&raw const ipcshim_sud_pass) as usize;
     let gadget = (&raw const ipcshim_sud_syscall) as usize;
     let leave = (&raw const ipcshim_sud_syscall_leave) as usize;
+    // Counting a call the shim never serves: at the site's `syscall`, not made yet.
+    if (pass..gadget).contains(&r.rip) {
+        r.rip = word(r.rsp) - 2;
+        r.rsp += 136;
+        return true;
+    }
     if (gadget..leave).contains(&r.rip) {
         let ret = word(r.rsp);
         // At the syscall: not made yet, or rewound for a restart (rax holds what to make).
