@@ -348,8 +348,9 @@ fn back_slots(region: &Region, pipe: &PipeInodeInfo, ring: Ring, first: u32, n: 
     Ok(())
 }
 
-/// `backing::populate` of pages of the page area, after giving back what free runs keep if
-/// the file system is full (`PagePool::reclaim`). The caller may hold a pipe's lock.
+/// `backing::populate` of pages of the page area; when the file system is full, again under
+/// the namespace lock as the pool populates (`PagePool::populate`, which first takes back what
+/// free runs keep). The caller may hold a pipe's lock.
 fn populate_ring(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
     backing::populate(region, off, len).or_else(|e| {
         if e != libc::ENOSPC {
@@ -357,7 +358,7 @@ fn populate_ring(region: &Region, off: u64, len: u64) -> Result<(), Errno> {
         }
         let _g = ns_lock(region)?;
         // SAFETY: namespace lock held.
-        if unsafe { pool(region) }.reclaim(region) { backing::populate(region, off, len) } else { Err(e) }
+        unsafe { pool(region) }.populate(region, off, len)
     })
 }
 
