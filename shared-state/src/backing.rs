@@ -194,22 +194,31 @@ impl Region {
     #[inline]
     fn page_reserved(&self, page: u64) -> bool {
         let group = page / 32;
-        // Hashed: the tables start at round offsets, whose groups are alike in their low bits.
-        let at = group.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - HOT_WORDS.trailing_zeros());
-        let hot = &self.header().backing_hot[at as usize];
-        let v = hot.load(Ordering::Acquire);
-        if v >> 32 == group + 1 && v & 1 << (page % 32) != 0 {
+        // Two places a group's copy may be in (hashed: the tables start at round offsets,
+        // whose groups are alike in their low bits), so that the thirty-odd groups a sem call
+        // and a message use do not evict each other from one: a miss reads the bitmap, whose
+        // pages lie at the region's far end, a page fault and page tables for a fresh process.
+        let h = group.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let shift = 64 - HOT_WORDS.trailing_zeros();
+        let (a, b) = ((h >> shift) as usize, (h.rotate_left(32) >> shift) as usize);
+        let words = &self.header().backing_hot;
+        let (va, vb) = (words[a].load(Ordering::Acquire), words[b].load(Ordering::Acquire));
+        let tag = (group + 1) << 32;
+        let bit = 1 << (page % 32);
+        if va >> 32 == group + 1 && va & bit != 0 || vb >> 32 == group + 1 && vb & bit != 0 {
             return true;
         }
-        let Some((w, bit)) = self.bitmap_word(page) else { return false };
+        let Some((w, wbit)) = self.bitmap_word(page) else { return false };
         let bits = w.load(Ordering::Acquire);
-        if bits & bit == 0 {
+        if bits & wbit == 0 {
             return false;
         }
-        // The bitmap word's half that holds this page.
-        let half = (bits >> (group % 2 * 32)) as u32 as u64;
-        if v != (group + 1) << 32 | half {
-            hot.store((group + 1) << 32 | half, Ordering::Release);
+        // The bitmap word's half that holds this page, kept where the group already is, else
+        // where nothing is, else in the second place (the first keeps what it holds).
+        let new = tag | (bits >> (group % 2 * 32)) as u32 as u64;
+        let into = if va >> 32 == group + 1 || va == 0 && vb >> 32 != group + 1 { a } else { b };
+        if words[into].load(Ordering::Relaxed) != new {
+            words[into].store(new, Ordering::Release);
         }
         true
     }

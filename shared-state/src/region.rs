@@ -2,13 +2,13 @@
 //! address. Everything inside is addressed by offset from the start of the file.
 //!
 //! Layout (fixed by [`LAYOUT_VERSION`]):
-//! header page | process table | shm ids | shm free extents | pipe objects | pipe hash |
+//! header page | what runs on each CPU | process table | shm ids | shm free extents | pipe objects | pipe hash |
 //! pipe GC scratch | heap | shm data area | pipe page area | sem sets | semaphores |
 //! sem queue entries | their sembufs (a few each, then room for many each) | sem undo entries | semadj entries | sem journals (one per
 //! set, then the ids') | each process's sets with undo entries | msg queues | msg headers |
 //! msg sleepers | msg text chunk links | their claim words | msg text | msg journals (one per queue, then the
 //! ids') | unix names | unix connect streams | unix pending connects | epoll | msg rings | unix
-//! addresses | exec wake-ups | what runs on each CPU | tcp listeners | tcp connections |
+//! addresses | exec wake-ups | tcp listeners | tcp connections |
 //! bound udp sockets | backing bitmap.
 //! The file is sparse: only pages that were touched take memory, and every page is reserved
 //! before it is first touched (`crate::backing`), so a full tmpfs is an error, never a SIGBUS.
@@ -35,7 +35,13 @@ const fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
 
-pub const PROCS_OFF: u64 = PAGE_SIZE;
+/// Who runs on each CPU (`journal::Running`): whether a lock holder or a peer is worth spinning
+/// on. Next to the header, which every call reads first: a fresh process's first read of the
+/// header maps this page too (the kernel maps the 64 KiB around a read fault), where it would
+/// otherwise take a fault and page tables of its own at the region's far end.
+pub const RUNNING_OFF: u64 = PAGE_SIZE;
+const _: () = assert!(size_of::<crate::journal::Running>() as u64 == PAGE_SIZE);
+pub const PROCS_OFF: u64 = RUNNING_OFF + PAGE_SIZE;
 pub const SHM_SLOTS_OFF: u64 =
     align_up(PROCS_OFF + MAX_PROCS as u64 * size_of::<ProcRecord>() as u64, PAGE_SIZE);
 pub const SHM_EXTENTS_OFF: u64 =
@@ -141,16 +147,13 @@ pub const UNIX_ADDRS_OFF: u64 =
 /// Objects of the ends an exec in progress closes (`pipe_exec`).
 pub const EXEC_WAKES_MAX: u32 = 256;
 pub const EXEC_WAKES_OFF: u64 = align_up(UNIX_ADDRS_OFF + PIPE_MAX as u64 * 128, PAGE_SIZE);
-/// Who runs on each CPU (`journal::Running`): whether a lock holder or a peer is worth spinning on.
-pub const RUNNING_OFF: u64 = align_up(
-    EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
-    PAGE_SIZE,
-);
 /// Loopback TCP listeners in shim processes, and connections published by their clients
 /// (`crate::tcp`), 64 bytes an entry.
 pub const TCP_LISTEN_MAX: u32 = 1024;
-pub const TCP_LISTEN_OFF: u64 =
-    align_up(RUNNING_OFF + size_of::<crate::journal::Running>() as u64, PAGE_SIZE);
+pub const TCP_LISTEN_OFF: u64 = align_up(
+    EXEC_WAKES_OFF + EXEC_WAKES_MAX as u64 * size_of::<crate::pipe_exec::ExecWake>() as u64,
+    PAGE_SIZE,
+);
 pub const TCP_CONNS_MAX: u32 = 16384;
 pub const TCP_CONNS_OFF: u64 = TCP_LISTEN_OFF + TCP_LISTEN_MAX as u64 * 64;
 /// Loopback UDP sockets of shim processes bound to a port (`crate::udp`), 64 bytes an entry.

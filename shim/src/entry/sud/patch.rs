@@ -321,10 +321,9 @@ fn stub_for(nr: i64) -> Option<Stub> {
     })
 }
 
-/// Before a trap is handled: counts this thread's calls through rewritten sites, and rewrites
-/// the site the trap came from if it can. Runs in the SIGSYS handler, under its guard.
-pub(super) fn on_trap(uc: &ucontext_t) {
-    let g = |r: i32| uc.uc_mcontext.gregs[r as usize] as u64;
+/// Adds the calls this thread made through rewritten sites since its last trap to the
+/// namespace's count.
+pub(super) fn count_patched() {
     let t = tls();
     let n = t.patched.load(Ordering::Relaxed);
     if n != 0 {
@@ -333,6 +332,13 @@ pub(super) fn on_trap(uc: &ucontext_t) {
             r.header().counters.sud_patched_calls.fetch_add(n, Ordering::Relaxed);
         }
     }
+}
+
+/// Before a trap is handled: counts this thread's calls through rewritten sites, and rewrites
+/// the site the trap came from if it can. Runs in the SIGSYS handler, under its guard.
+pub(super) fn on_trap(uc: &ucontext_t) {
+    let g = |r: i32| uc.uc_mcontext.gregs[r as usize] as u64;
+    count_patched();
     let nr = g(REG_RAX) as i64;
     if nr == libc::SYS_clone
         && g(REG_RDI) & (libc::CLONE_VM | libc::CLONE_VFORK) as u64 == libc::CLONE_VM as u64

@@ -73,7 +73,13 @@ fn trap(uc: &mut ucontext_t, guard: &Guard) {
     if let Some(r) = crate::base::region::active() {
         r.header().counters.sud_traps.fetch_add(1, Ordering::Relaxed);
     }
-    super::patch::on_trap(uc);
+    // The process's last trap: none of its sites is worth a look (the object lookups of a
+    // first trap there, in every fork child that exits).
+    if reg(uc, REG_RAX) as i64 == libc::SYS_exit_group {
+        super::patch::count_patched();
+    } else {
+        super::patch::on_trap(uc);
+    }
     exec::release_scratch();
     // A vfork child's parent resumes only after it exec'd or exited: the child logs its own
     // creation (once; the parent clears the flag as it resumes).
