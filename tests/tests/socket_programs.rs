@@ -1044,6 +1044,15 @@ fn python_multiprocessing_with_every_start_method() {
     }
 }
 
+/// `PROG SCRIPT DIR` (a fixture, and a fresh run directory) started as `mode`, under
+/// `Scratch::trapped`; what it printed.
+fn in_run_dir(s: &Scratch, mode: Mode, what: &str, prog: &str, script: &str) -> String {
+    let dir = s.subdir(&format!("{what}-{}", mode.name()));
+    s.trapped(None, &[mode], what, || {
+        s.ok(s.cmd(mode, None, prog, &[&fixture(script), &path_arg(&dir)]), &format!("{what} {mode:?}"))
+    })
+}
+
 /// node_ipc.js: libuv's epoll loop with a forked child's IPC channel, a unix socket server
 /// echoing 50 connections, a spawned pipeline and a worker thread; the same lines on the kernel
 /// and under the shim, the echo's 14 MB through the shim's sockets.
@@ -1052,15 +1061,8 @@ fn node_child_process_ipc_unix_server_and_workers() {
     let s = Scratch::new("node", None);
     let want = "ipc [14867450,300]\nunix [7093075,50]\nspawn [\"2000000\",\"20000\",0]\nexecSync HI\nworker 999000\n";
     for mode in [Mode::Kernel, Mode::Shim] {
-        let dir = s.subdir(&format!("node-{}", mode.name()));
         let bytes = s.sockets(None, "bytes_in");
-        let out = s.trapped(None, &[mode], "node", || {
-            s.ok(
-                s.cmd(mode, None, "node", &[&fixture("node_ipc.js"), &path_arg(&dir)]),
-                &format!("node {mode:?}"),
-            )
-        });
-        assert_eq!(out, want, "node ({mode:?})");
+        assert_eq!(in_run_dir(&s, mode, "node", "node", "node_ipc.js"), want, "node ({mode:?})");
         let moved = s.sockets(None, "bytes_in") - bytes;
         assert!(
             mode == Mode::Kernel || moved >= 2 * 7_093_075,
@@ -1075,13 +1077,7 @@ fn node_child_process_ipc_unix_server_and_workers() {
 fn dbus_daemon_session_bus() {
     let s = Scratch::new("dbus", None);
     for mode in [Mode::Kernel, Mode::Shim] {
-        let dir = s.subdir(&format!("dbus-{}", mode.name()));
-        let out = s.trapped(None, &[mode], "dbus", || {
-            s.ok(
-                s.cmd(mode, None, "sh", &[&fixture("dbus_session.sh"), &path_arg(&dir)]),
-                &format!("dbus {mode:?}"),
-            )
-        });
+        let out = in_run_dir(&s, mode, "dbus", "sh", "dbus_session.sh");
         assert_eq!(out, "2\n   boolean true\npings 300\ndone\n", "dbus ({mode:?})");
     }
 }
@@ -1092,14 +1088,7 @@ fn dbus_daemon_session_bus() {
 fn gpg_and_its_agent() {
     let s = Scratch::new("gpg", None);
     for mode in [Mode::Kernel, Mode::Shim] {
-        let dir = s.subdir(&format!("gpg-{}", mode.name()));
-        let out = s.trapped(None, &[mode], "gpg", || {
-            s.ok(
-                s.cmd(mode, None, "sh", &[&fixture("gpg_agent.sh"), &path_arg(&dir)]),
-                &format!("gpg {mode:?}"),
-            )
-        });
-        assert_eq!(out, "1\n1\ndone\n", "gpg ({mode:?})");
+        assert_eq!(in_run_dir(&s, mode, "gpg", "sh", "gpg_agent.sh"), "1\n1\ndone\n", "gpg ({mode:?})");
     }
 }
 
