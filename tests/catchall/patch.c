@@ -244,8 +244,10 @@ static int cancel(void) {
 static volatile sig_atomic_t storm_hits, storm_bad;
 static volatile int storm_done;
 
-static void on_storm(int sig) {
+static void on_storm(int sig, siginfo_t *si, void *ctx) {
     (void)sig;
+    (void)si;
+    (void)ctx;
     storm_hits++;
     int fd = open("/dev/null", O_RDONLY);
     if (fd < 0 || !close_kept(fd)) storm_bad = 1;
@@ -261,22 +263,34 @@ static void *storm_closer(void *arg) {
     return NULL;
 }
 
-static int close_storm(long n) {
+/* Runs `body(n)` in a thread that SIGUSR1 (`handler`, SA_RESTART) hits every `spin` turns of
+ * a loop, from when `*ready` is set (or `body` finished) until `body` sets storm_done; prints
+ * whether `what` came out right and whether the handler ran. */
+static int storm(void (*handler)(int, siginfo_t *, void *), void *(*body)(void *), long n, int spin,
+                 volatile int *ready, const char *what) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_storm;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigaction(SIGUSR1, &sa, NULL);
     pthread_t t;
-    pthread_create(&t, NULL, storm_closer, (void *)n);
+    pthread_create(&t, NULL, body, (void *)n);
+    while (!*ready && !storm_done)
+        ;
     while (!storm_done) {
         pthread_kill(t, SIGUSR1);
-        for (volatile int spin = 0; spin < 2000; spin++)
+        for (volatile int turn = 0; turn < spin; turn++)
             ;
     }
     pthread_join(t, NULL);
-    printf("closes right: %s, handler ran: %s\n", storm_bad ? "no" : "yes", storm_hits ? "yes" : "no");
+    printf("%s right: %s, handler ran: %s\n", what, storm_bad ? "no" : "yes", storm_hits ? "yes" : "no");
     return storm_bad;
+}
+
+static volatile int at_once = 1;
+
+static int close_storm(long n) {
+    return storm(on_storm, storm_closer, n, 2000, &at_once, "closes");
 }
 
 // Under the shim, once site0 is rewritten: its trampoline and the shim code it jumps to (the
@@ -325,23 +339,7 @@ static void *pass_caller(void *arg) {
 }
 
 static int pass_storm(long n) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_pass_storm;
-    sa.sa_flags = SA_RESTART | SA_SIGINFO;
-    sigaction(SIGUSR1, &sa, NULL);
-    pthread_t t;
-    pthread_create(&t, NULL, pass_caller, (void *)n);
-    while (!pass_looping && !storm_done)
-        ;
-    while (!storm_done) {
-        pthread_kill(t, SIGUSR1);
-        for (volatile int spin = 0; spin < 100; spin++)
-            ;
-    }
-    pthread_join(t, NULL);
-    printf("pass calls right: %s, handler ran: %s\n", storm_bad ? "no" : "yes", storm_hits ? "yes" : "no");
-    return storm_bad;
+    return storm(on_pass_storm, pass_caller, n, 100, &pass_looping, "pass calls");
 }
 
 static int children(long n) {
